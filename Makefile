@@ -1,0 +1,144 @@
+# sluice — the only entry point: build, test, run, install.
+#   make            build every binary into $(BUILD)/
+#   make test       unit tests (cmocka) and integration tests against real
+#                   redis-server and sluice-devbroker
+#   make run        start the whole local stack and show a pipeline run
+#   make asan       the tests under AddressSanitizer + UBSan
+#   make deps       install missing Debian packages (root) or print the command
+
+PREFIX  ?= /usr/local
+DESTDIR ?=
+BUILD   ?= build
+CC      ?= cc
+
+PKGS = libevent hiredis rdkafka libcurl openssl jansson yaml-0.1 libsystemd
+TEST_PKGS = cmocka
+
+DEB_BUILD = build-essential pkg-config libevent-dev libhiredis-dev librdkafka-dev \
+	libcurl4-openssl-dev libssl-dev libjansson-dev libyaml-dev libsystemd-dev \
+	libcmocka-dev
+DEB_RUN   = redis-server git curl openssl python3 python3-pytest
+DEB_BENCH = wrk webhook
+DEB_LINT  = clang-format clang-tidy cppcheck
+
+WARN = -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
+CFLAGS  ?= -O2 -g
+CFLAGS  += -std=c11 -D_GNU_SOURCE $(WARN) -I. -I$(BUILD)/gen \
+	$(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm
+TEST_LDLIBS = $(shell pkg-config --libs $(TEST_PKGS) 2>/dev/null)
+
+LIB_SRC = $(wildcard lib/*.c config/*.c queue/*.c stages/*.c)
+LUA_SRC = $(wildcard queue/scripts/*.lua)
+GEN_SRC = $(BUILD)/gen/lua_scripts.c
+LIB_OBJ = $(LIB_SRC:%.c=$(BUILD)/%.o) $(BUILD)/gen/lua_scripts.o
+
+AGENT_OBJ  = $(patsubst %.c,$(BUILD)/%.o,$(wildcard agent/*.c))
+WORKER_OBJ = $(patsubst %.c,$(BUILD)/%.o,$(wildcard workers/*.c))
+CTL_OBJ    = $(patsubst %.c,$(BUILD)/%.o,$(wildcard ctl/*.c))
+BROKER_OBJ = $(patsubst %.c,$(BUILD)/%.o,$(wildcard queue/devbroker/*.c))
+
+BINS = $(BUILD)/sluice-agent $(BUILD)/sluice-worker $(BUILD)/sluicectl \
+	$(BUILD)/sluice-devbroker
+
+UNIT_SRC  = $(wildcard tests/unit/test_*.c)
+UNIT_BINS = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+
+# Objects of the agent and worker other than main.c are linked into the unit
+# tests so that each module can be tested where it lives.
+AGENT_LIB_OBJ  = $(filter-out $(BUILD)/agent/main.o,$(AGENT_OBJ))
+WORKER_LIB_OBJ = $(filter-out $(BUILD)/workers/main.o,$(WORKER_OBJ))
+
+.PHONY: all test unit integration run asan lint format bench install clean deps \
+	deps-bench check-pkgs
+.DEFAULT_GOAL := all
+
+all: check-pkgs $(BINS)
+
+check-pkgs:
+	@pkg-config --exists $(PKGS) $(TEST_PKGS) || { \
+	  echo "missing development packages: run 'make deps'"; exit 1; }
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
+
+$(GEN_SRC): $(LUA_SRC) tools/embed-lua.sh
+	@mkdir -p $(dir $@)
+	sh tools/embed-lua.sh $(LUA_SRC) > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/gen/lua_scripts.o: $(GEN_SRC)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/libsluice.a: $(LIB_OBJ)
+	rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/sluice-agent: $(AGENT_OBJ) $(BUILD)/libsluice.a
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+$(BUILD)/sluice-worker: $(WORKER_OBJ) $(BUILD)/libsluice.a
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+$(BUILD)/sluicectl: $(CTL_OBJ) $(BUILD)/libsluice.a
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+$(BUILD)/sluice-devbroker: $(BROKER_OBJ) $(BUILD)/libsluice.a
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/%: tests/unit/%.c $(AGENT_LIB_OBJ) $(WORKER_LIB_OBJ) $(BUILD)/libsluice.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(TEST_LDLIBS)
+
+# --- tests ----------------------------------------------------------------
+
+unit: check-pkgs $(UNIT_BINS)
+	@sh tests/run-unit.sh $(UNIT_BINS)
+
+integration: all
+	SLUICE_BUILD=$(abspath $(BUILD)) /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/integration
+
+test: deps
+	@$(MAKE) --no-print-directory all $(UNIT_BINS)
+	@sh tests/run-all.sh $(BUILD) $(UNIT_BINS)
+
+asan:
+	@$(MAKE) --no-print-directory BUILD=build-asan \
+	  CFLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all" \
+	  LDFLAGS="-fsanitize=address,undefined" test
+
+# --- running --------------------------------------------------------------
+
+run: deps all
+	@sh tools/run-local.sh $(BUILD)
+
+bench: deps deps-bench all
+	@sh bench/run.sh $(BUILD)
+
+# --- housekeeping ---------------------------------------------------------
+
+SRC_ALL = $(shell find lib config queue stages agent workers ctl tests/unit -name '*.[ch]')
+
+format:
+	clang-format -i $(SRC_ALL)
+
+lint:
+	clang-format --dry-run --Werror $(SRC_ALL)
+	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
+	  --suppress=missingIncludeSystem --inline-suppr -I. $(SRC_ALL)
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/systemd/system \
+	  $(DESTDIR)$(PREFIX)/share/sluice/examples
+	install -m 755 $(BINS) $(DESTDIR)$(PREFIX)/bin/
+	if ls systemd/*.service >/dev/null 2>&1; then \
+	  install -m 644 systemd/* $(DESTDIR)$(PREFIX)/lib/systemd/system/; fi
+	cp -R config/examples/. $(DESTDIR)$(PREFIX)/share/sluice/examples/
+
+clean:
+	rm -rf build build-asan
+
+deps:
+	@sh tools/deps.sh $(DEB_BUILD) $(DEB_RUN)
+
+deps-bench:
+	@sh tools/deps.sh $(DEB_BENCH)
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

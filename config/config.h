@@ -1,0 +1,74 @@
+/* config: sluice.yaml settings and pipeline files.
+ *
+ * Files are YAML (libyaml) or JSON, loaded into one jansson tree that
+ * remembers where each node came from, and checked by one validator. Every
+ * error names file:line:column and the key path, e.g.
+ *   pipelines.d/app.yaml:12:9: stages.build.timeout: expected a duration like "10m"
+ * Secret values are read from files and are never part of an error message.
+ */
+#ifndef SLUICE_CONFIG_H
+#define SLUICE_CONFIG_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+/* Process settings (sluice.yaml). Every field has a default, so an empty or
+ * absent file is valid. Relative paths are resolved against the file's
+ * directory (or the working directory when there is no file). */
+struct settings {
+	char *brokers;      /* kafka.brokers: "host:port,..." (after reading "@FILE") */
+	char *topic_prefix; /* kafka.topic_prefix, default "sluice." */
+	char *redis_url;    /* redis.url, default "redis://127.0.0.1:6379" */
+	char *key_prefix;   /* redis.key_prefix, default "sluice:" */
+	int redis_timeout_ms; /* redis.timeout, default 5s */
+	char *listen;       /* agent.listen, default "127.0.0.1:8080" */
+	char *public_url;   /* agent.public_url, default "http://" + listen */
+	size_t max_body;    /* agent.max_body, default 25 MiB */
+	char *pipelines_dir; /* pipelines_dir, default "pipelines.d" */
+	char *state_dir;    /* worker.state_dir, default "/var/lib/sluice" */
+	int concurrency;    /* worker.concurrency, default 1 */
+	int kill_grace_ms;  /* worker.kill_grace, default 10s */
+	int lease_ms;       /* worker.lease, default 30s */
+	int requeue_after_ms; /* agent.requeue_after, default 60s */
+};
+
+/* path may be NULL: defaults only. "kafka.brokers: '@FILE'" is read here. */
+int settings_load(const char *path, struct settings *s, char *err, size_t errlen);
+void settings_clear(struct settings *s);
+
+/* A pipeline file, validated. The normalized definition (def) is what a run
+ * records at creation and what workers execute, so a run never changes when
+ * the file does:
+ *   {"name": "app",
+ *    "vars": {"K": "v", ...},
+ *    "secrets": {"NAME": "/abs/path/to/file", ...},
+ *    "checkout": {"url": "file:///srv/git/app"}          (absent: the payload's clone_url)
+ *    "stages": {"build": {"kind": "build", "run": ["make", "${SLUICE_SHA}"],
+ *                          "needs": [], "timeout": 3600}, ...}}   (file order, timeout in s)
+ */
+struct pipeline {
+	char *name;       /* "name:" or the file name without extension */
+	char *file;
+	char *repository; /* trigger.github.repository, "owner/name" */
+	json_t *events;   /* trigger.github.events: array of strings, default ["push"] */
+	json_t *branches; /* trigger.github.branches: array of globs, NULL = every branch */
+	json_t *tags;     /* trigger.github.tags: array of globs, NULL = no tag */
+	char *secret;     /* the webhook secret, read from trigger.github.secret_file */
+	json_t *def;      /* normalized definition, owned */
+};
+
+struct pipeline_set {
+	struct pipeline *items;
+	size_t n;
+};
+
+int pipeline_load_file(const char *path, struct pipeline *p, char *err, size_t errlen);
+void pipeline_clear(struct pipeline *p);
+/* Every *.yaml, *.yml and *.json file of dir, in name order; names must be unique. */
+int pipelines_load_dir(const char *dir, struct pipeline_set *set, char *err, size_t errlen);
+void pipelines_clear(struct pipeline_set *set);
+
+/* "90", "90s", "10m", "1h30m", "250ms" → milliseconds; -1 when malformed. */
+long long config_parse_duration_ms(const char *text);
+
+#endif

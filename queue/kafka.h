@@ -1,0 +1,68 @@
+/* kafka: a librdkafka producer and consumer driven from the libevent loop.
+ *
+ * Both use rd_kafka_queue_io_event_enable so that the loop wakes when
+ * librdkafka has something (delivery reports, messages, rebalances) and never
+ * blocks on it. The producer is idempotent with acks=all; each message's
+ * delivery report reaches its own callback. The consumer joins a group with
+ * the cooperative-sticky assignor and stores an offset only once the caller
+ * says the work the message stands for is recorded (kafka_consumer_done),
+ * in partition order: a message that is never done is consumed again by
+ * whoever owns its partition next.
+ */
+#ifndef SLUICE_KAFKA_H
+#define SLUICE_KAFKA_H
+
+#include <event2/event.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct kafka_producer;
+struct kafka_consumer;
+struct kafka_ticket;
+
+/* err is NULL on success. */
+typedef void (*kafka_delivery_cb)(const char *err, void *arg);
+
+/* brokers: a comma-separated list, or "@FILE" to read the list from FILE. */
+struct kafka_producer *kafka_producer_new(struct event_base *base, const char *brokers,
+					  char *err, size_t errlen);
+/* Copies topic, key and value; the message carries the header
+ * content-type: application/cloudevents+json. 0 queued, -1 not (cb not called). */
+int kafka_produce(struct kafka_producer *p, const char *topic, const char *key,
+		  const char *value, size_t len, kafka_delivery_cb cb, void *arg);
+/* Messages queued or in flight. */
+int kafka_producer_outstanding(const struct kafka_producer *p);
+/* Waits up to timeout_ms for outstanding deliveries, then frees. */
+void kafka_producer_free(struct kafka_producer *p, int timeout_ms);
+
+struct kafka_message {
+	const char *topic;
+	int32_t partition;
+	int64_t offset;
+	const char *key;
+	size_t key_len;
+	const char *value;
+	size_t len;
+};
+
+/* The message and its memory are valid only during the callback; the ticket
+ * stays valid until passed to kafka_consumer_done, which must happen exactly
+ * once (also for messages the caller drops). */
+typedef void (*kafka_message_cb)(const struct kafka_message *m, struct kafka_ticket *t,
+				 void *arg);
+
+struct kafka_consumer *kafka_consumer_new(struct event_base *base, const char *brokers,
+					  const char *group, const char *const *topics,
+					  size_t ntopics, kafka_message_cb cb, void *arg,
+					  char *err, size_t errlen);
+void kafka_consumer_done(struct kafka_consumer *c, struct kafka_ticket *t);
+/* Pause or resume fetching on every assigned partition (and those assigned later). */
+void kafka_consumer_pause(struct kafka_consumer *c);
+void kafka_consumer_resume(struct kafka_consumer *c);
+/* Commits stored offsets, leaves the group, frees. Tickets not done are dropped. */
+void kafka_consumer_free(struct kafka_consumer *c);
+
+/* Reads "@FILE" or returns a copy of the list; NULL with err on failure. */
+char *kafka_brokers_resolve(const char *brokers, char *err, size_t errlen);
+
+#endif

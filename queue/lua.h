@@ -1,0 +1,17 @@
+/* lua: the Lua scripts of queue/scripts/, compiled into the binaries.
+ *
+ * Each state change in Redis is one of these scripts; each checks the
+ * current state before it writes (compare-and-set), so a message delivered
+ * twice changes nothing the second time. See the header of each script for
+ * its KEYS and ARGV.
+ */
+#ifndef SLUICE_LUA_H
+#define SLUICE_LUA_H
+
+extern const char lua_intake[];
+extern const char lua_route[];
+extern const char lua_claim[];
+extern const char lua_finish[];
+extern const char lua_lease_renew[];
+
+#endif

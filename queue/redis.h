@@ -1,0 +1,42 @@
+/* redis: an asynchronous Redis client on the libevent loop (hiredis).
+ *
+ * One connection, reconnected with exponential back-off (100 ms doubling to
+ * 5 s) whenever it drops. Every command has a timeout; a command that cannot
+ * complete (not connected, timed out, connection lost, error reply) reaches
+ * its callback with reply == NULL and err set. Callbacks never run inside the
+ * call that queued them. Lua scripts added with redis_script_add are loaded
+ * (SCRIPT LOAD) on every connect and run by EVALSHA; a NOSCRIPT reply loads
+ * the script again and retries once.
+ */
+#ifndef SLUICE_REDIS_H
+#define SLUICE_REDIS_H
+
+#include <event2/event.h>
+#include <hiredis/hiredis.h>
+#include <stddef.h>
+
+struct redis;
+
+/* reply is valid only during the callback; on failure it is NULL and err says why. */
+typedef void (*redis_cb)(struct redis *r, redisReply *reply, const char *err, void *arg);
+
+/* url: "redis://host:port", "host:port" or "unix:/path/to.sock". */
+struct redis *redis_new(struct event_base *base, const char *url, int timeout_ms);
+/* Fails every pending command with err "shutting down", then frees. */
+void redis_free(struct redis *r);
+int redis_connected(const struct redis *r);
+/* Called after each successful (re)connect, once the scripts are loaded. */
+void redis_on_connect(struct redis *r, void (*cb)(struct redis *r, void *arg), void *arg);
+
+/* printf-style command (hiredis format: %s, %b with pointer and size_t, %d...). */
+int redis_command(struct redis *r, redis_cb cb, void *arg, const char *fmt, ...);
+int redis_command_argv(struct redis *r, redis_cb cb, void *arg, int argc, const char **argv,
+		       const size_t *lens);
+
+/* Registers a script; returns its handle (>= 0) or -1. Call before the loop runs. */
+int redis_script_add(struct redis *r, const char *source);
+/* EVALSHA handle nkeys keys... args...: argv holds the keys first, then the args. */
+int redis_script_run(struct redis *r, int script, redis_cb cb, void *arg, int nkeys, int argc,
+		     const char **argv, const size_t *lens);
+
+#endif

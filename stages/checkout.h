@@ -1,0 +1,25 @@
+/* checkout: the repository at a commit, in a workspace directory.
+ *
+ * A bare mirror per repository URL under <state_dir>/mirrors is cloned once
+ * and fetched afterwards (serialized across processes with flock), then the
+ * workspace is cloned from it with --shared and the commit checked out
+ * detached. Every git command is a child process through process.h, so
+ * nothing blocks the loop. file:// URLs and local paths work.
+ */
+#ifndef SLUICE_CHECKOUT_H
+#define SLUICE_CHECKOUT_H
+
+#include "stages/process.h"
+
+struct checkout;
+
+/* ok: 0 on success; -1 with error (the failing git command's last stderr
+ * line included). log lines of git's output go to on_line. */
+typedef void (*checkout_done_cb)(int ok, const char *error, void *arg);
+
+struct checkout *checkout_start(const char *state_dir, const char *url, const char *sha,
+				const char *workspace, int timeout_ms, process_line_cb on_line,
+				checkout_done_cb done, void *arg);
+void checkout_cancel(struct checkout *c);
+
+#endif

@@ -1,0 +1,63 @@
+/* process: child processes on the libevent loop, with no orphans.
+ *
+ * Each child runs in its own process group with stdin on /dev/null and
+ * stdout/stderr on pipes that are read line by line from the loop. A timeout
+ * or a cancel sends SIGTERM to the group, then SIGKILL to the group after
+ * kill_grace. When the leader exits, whatever is left of its group is killed
+ * too, so a stage cannot leave daemons behind. Children are reaped through a
+ * SIGCHLD event; the process that uses this module must start every child
+ * through it (it reaps with waitpid(-1)). process_init makes the caller a
+ * child subreaper, so orphaned grandchildren are reaped here as well.
+ */
+#ifndef SLUICE_PROCESS_H
+#define SLUICE_PROCESS_H
+
+#include <event2/event.h>
+#include <stddef.h>
+
+enum process_stream { PROCESS_STDOUT, PROCESS_STDERR };
+
+enum process_outcome {
+	PROCESS_EXITED,    /* exit_code is set */
+	PROCESS_SIGNALLED, /* term_signal is set: killed by a signal it did not get from us */
+	PROCESS_TIMED_OUT,
+	PROCESS_CANCELLED,
+	PROCESS_SPAWN_FAILED /* exec failed: error says why (exit_code 127) */
+};
+
+struct process_result {
+	enum process_outcome outcome;
+	int exit_code;   /* valid for EXITED (and 127 for SPAWN_FAILED) */
+	int term_signal; /* the signal that ended it, when one did */
+	long long duration_ms;
+	char error[256];
+};
+
+struct process_spec {
+	const char *const *argv; /* argv[0] looked up in PATH of envp */
+	const char *const *envp; /* the complete environment of the child */
+	const char *cwd;         /* NULL: inherit */
+	int timeout_ms;          /* 0: none */
+	int kill_grace_ms;       /* between SIGTERM and SIGKILL */
+};
+
+struct process;
+
+/* line excludes the newline; a final line without one is delivered too, and
+ * a line longer than 64 KiB is delivered in 64 KiB pieces. */
+typedef void (*process_line_cb)(enum process_stream s, const char *line, size_t len, void *arg);
+/* Called once, after the child is reaped and both pipes are closed. The
+ * process object is freed right after this returns. */
+typedef void (*process_exit_cb)(const struct process_result *r, void *arg);
+
+/* Once per process, before any spawn: SIGCHLD event and subreaper. */
+int process_init(struct event_base *base);
+struct process *process_spawn(const struct process_spec *spec, process_line_cb on_line,
+			      process_exit_cb on_exit, void *arg);
+/* SIGTERM now, SIGKILL after kill_grace; the outcome becomes CANCELLED. */
+void process_cancel(struct process *p);
+int process_pid(const struct process *p);
+/* Number of children started and not yet finished. */
+int process_running(void);
+
+#endif

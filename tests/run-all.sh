@@ -1,0 +1,24 @@
+#!/bin/sh
+# make test: the cmocka unit tests, then the integration tests against real
+# redis-server and sluice-devbroker processes; the last line sums them up.
+build=$1
+shift
+out=$(mktemp)
+trap 'rm -f "$out"' EXIT
+
+sh tests/run-unit.sh "$@" | tee "$out"
+unit_line=$(grep '^unit: ' "$out" | tail -n 1)
+upass=$(echo "$unit_line" | sed -n 's/^unit: \([0-9]*\) passed.*/\1/p')
+ufail=$(echo "$unit_line" | sed -n 's/.* \([0-9]*\) failed$/\1/p')
+
+SLUICE_BUILD=$(cd "$build" && pwd) /usr/bin/python3 -m pytest -p no:cacheprovider -q \
+	tests/integration 2>&1 | tee "$out"
+ipass=$(grep -Eo '[0-9]+ passed' "$out" | tail -n 1 | grep -Eo '[0-9]+')
+ifail=$(grep -Eo '[0-9]+ (failed|error)' "$out" | awk '{s += $1} END {print s + 0}')
+iskip=$(grep -Eo '[0-9]+ skipped' "$out" | tail -n 1 | grep -Eo '[0-9]+')
+
+passed=$(( ${upass:-0} + ${ipass:-0} ))
+failed=$(( ${ufail:-1} + ${ifail:-0} ))
+[ -z "$ipass" ] && failed=$((failed + 1))
+echo "${passed} passed, ${failed} failed${iskip:+, $iskip skipped}"
+[ "$failed" -eq 0 ] && [ "${iskip:-0}" -eq 0 ]
