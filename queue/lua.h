@@ -13,5 +13,6 @@ extern const char lua_route[];
 extern const char lua_claim[];
 extern const char lua_finish[];
 extern const char lua_lease_renew[];
+extern const char lua_handback[];
 
 #endif

@@ -25,6 +25,9 @@ struct outbox *outbox_new(struct event_base *base, struct redis *r, struct kafka
 void outbox_kick(struct outbox *o);
 /* Entries produced and awaiting their delivery report. */
 int outbox_in_flight(const struct outbox *o);
+/* How long an entry stays pending before it is claimed again (default
+ * 30000 ms); claims are looked for every min(5 s, claim_idle_ms). */
+void outbox_set_claim_idle_ms(struct outbox *o, int ms);
 void outbox_free(struct outbox *o);
 
 #endif

@@ -22,9 +22,13 @@ typedef void (*redis_cb)(struct redis *r, redisReply *reply, const char *err, vo
 
 /* url: "redis://host:port", "host:port" or "unix:/path/to.sock". */
 struct redis *redis_new(struct event_base *base, const char *url, int timeout_ms);
-/* Fails every pending command with err "shutting down", then frees. */
+/* Fails every pending command with err "shutting down", then frees. Those
+ * callbacks run inside this call; commands they send are refused (-1). */
 void redis_free(struct redis *r);
 int redis_connected(const struct redis *r);
+/* Successful connects so far (0 before the first): a change means a new
+ * connection, for state a module sets up once per connection. */
+unsigned long redis_connect_count(const struct redis *r);
 /* Called after each successful (re)connect, once the scripts are loaded. */
 void redis_on_connect(struct redis *r, void (*cb)(struct redis *r, void *arg), void *arg);
 

@@ -59,5 +59,8 @@ void process_cancel(struct process *p);
 int process_pid(const struct process *p);
 /* Number of children started and not yet finished. */
 int process_running(void);
+/* The loop given to process_init (NULL before it), for modules built on
+ * this one that need a timer of their own. */
+struct event_base *process_base(void);
 
 #endif

@@ -1,0 +1,48 @@
+/* agent: the context of one sluice-agent process.
+ *
+ * The agent holds no state of its own beyond this struct: runs live in Redis,
+ * messages travel through Kafka, so several agents may run side by side.
+ * Intake, router and API each take this context and own nothing else.
+ */
+#ifndef SLUICE_AGENT_H
+#define SLUICE_AGENT_H
+
+#include <event2/event.h>
+#include <event2/http.h>
+
+#include "config/config.h"
+#include "queue/kafka.h"
+#include "queue/outbox.h"
+#include "queue/redis.h"
+
+struct route_call;
+
+struct agent_scripts {
+	int intake;
+	int route;
+};
+
+struct agent {
+	struct event_base *base;
+	struct settings settings;
+	struct pipeline_set pipelines;
+	struct redis *redis;
+	struct agent_scripts scripts;
+	struct kafka_producer *producer;
+	struct kafka_consumer *results;
+	struct outbox *outbox;
+	struct evhttp *http;
+	char consumer_name[128]; /* host:pid, unique among agents */
+	int stopping;             /* shutting down: start nothing new */
+	struct route_call *routing; /* results being routed (router.c) */
+};
+
+/* POST /hooks/github */
+void intake_handle(struct evhttp_request *req, struct agent *a);
+/* GET /healthz and /api/v1/... */
+void api_handle(struct evhttp_request *req, struct agent *a);
+/* Consumes sluice.results and advances runs. */
+int router_start(struct agent *a);
+void router_stop(struct agent *a);
+
+#endif

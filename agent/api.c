@@ -1,0 +1,472 @@
+/* api: GET /healthz and the read side of /api/v1 (runs, a run, a stage log).
+ *
+ * Every answer is built from Redis; a request that needs several replies
+ * keeps one call record and answers when the last reply is in.
+ */
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <sys/queue.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent/agent.h"
+#include "agent/http.h"
+#include "lib/clock.h"
+#include "lib/log.h"
+
+#define RUNS_DEFAULT_LIMIT 50
+#define RUNS_MAX_LIMIT 500
+#define RUNS_SCAN_MAX 2000
+#define LOG_DEFAULT_LIMIT 1000
+#define LOG_MAX_LIMIT 10000
+
+struct api_call {
+	struct agent *agent;
+	struct http_pending *pending;
+	json_t *body;     /* what is being assembled */
+	json_t *items;    /* runs list, or the run's stages object */
+	int outstanding;  /* replies still expected */
+	int failed;
+	char status_filter[32];
+	size_t limit;
+};
+
+static struct api_call *call_new(struct agent *a, struct evhttp_request *req)
+{
+	struct api_call *c = calloc(1, sizeof(*c));
+	if (!c) {
+		http_reply_error(req, 500, "internal", "out of memory");
+		return NULL;
+	}
+	c->agent = a;
+	c->pending = http_pending_new(req);
+	return c;
+}
+
+static void call_fail(struct api_call *c, const char *err)
+{
+	log_warn("api request failed", LOG_S("error", err));
+	http_pending_error(c->pending, 503, "unavailable", "state store unavailable");
+	json_decref(c->body);
+	free(c);
+}
+
+static json_t *time_or_null(const char *ms)
+{
+	if (!ms || !*ms)
+		return json_null();
+	char buf[64];
+	clock_format_rfc3339(strtoll(ms, NULL, 10), buf, sizeof(buf));
+	return json_string(buf);
+}
+
+static json_t *int_or_null(const char *v)
+{
+	return v && *v ? json_integer(strtoll(v, NULL, 10)) : json_null();
+}
+
+/* A hash reply as name → value (strings borrowed from the reply). */
+static const char *hash_get(const redisReply *h, const char *name)
+{
+	if (!h || h->type != REDIS_REPLY_ARRAY)
+		return NULL;
+	for (size_t i = 0; i + 1 < h->elements; i += 2) {
+		if (strcmp(h->element[i]->str, name) == 0)
+			return h->element[i + 1]->str;
+	}
+	return NULL;
+}
+
+static json_t *run_summary(const char *id, const redisReply *h)
+{
+	static const char *plain[] = {"pipeline", "repository", "event", "ref", "sha", "status"};
+	json_t *run = json_pack("{s:s}", "id", id);
+	for (size_t i = 0; i < sizeof(plain) / sizeof(plain[0]); i++) {
+		const char *v = hash_get(h, plain[i]);
+		json_object_set_new(run, plain[i], v ? json_string(v) : json_null());
+	}
+	json_object_set_new(run, "created", time_or_null(hash_get(h, "created")));
+	json_object_set_new(run, "started", time_or_null(hash_get(h, "started")));
+	json_object_set_new(run, "finished", time_or_null(hash_get(h, "finished")));
+	return run;
+}
+
+static json_t *stage_view(const redisReply *h)
+{
+	const char *error = hash_get(h, "error");
+	const char *signal = hash_get(h, "signal");
+	json_t *s = json_pack("{s:s?,s:o,s:o,s:o,s:o}", "status", hash_get(h, "status"), "attempt",
+			      int_or_null(hash_get(h, "attempt")), "exit_code",
+			      int_or_null(hash_get(h, "exit_code")), "started",
+			      time_or_null(hash_get(h, "started")), "finished",
+			      time_or_null(hash_get(h, "finished")));
+	if (signal)
+		json_object_set_new(s, "signal", json_string(signal));
+	if (error)
+		json_object_set_new(s, "error", json_string(error));
+	return s;
+}
+
+/* --- GET /api/v1/runs ---------------------------------------------------- */
+
+struct run_item {
+	struct api_call *call;
+	size_t index;
+	char id[128];
+};
+
+static void list_maybe_done(struct api_call *c)
+{
+	if (--c->outstanding > 0)
+		return;
+	if (c->failed) {
+		call_fail(c, "a run could not be read");
+		return;
+	}
+	json_t *runs = json_array();
+	size_t i;
+	json_t *run;
+	json_array_foreach(c->items, i, run)
+	{
+		if (!json_is_object(run))
+			continue;
+		const char *status = json_string_value(json_object_get(run, "status"));
+		if (c->status_filter[0] && (!status || strcmp(status, c->status_filter) != 0))
+			continue;
+		if (json_array_size(runs) < c->limit)
+			json_array_append(runs, run);
+	}
+	json_decref(c->items);
+	http_pending_reply(c->pending, 200, json_pack("{s:o}", "runs", runs));
+	free(c);
+}
+
+static void on_list_item(struct redis *r, redisReply *reply, const char *err, void *arg)
+{
+	struct run_item *it = arg;
+	struct api_call *c = it->call;
+	(void)r;
+	(void)err;
+	if (!reply)
+		c->failed = 1;
+	else if (reply->type == REDIS_REPLY_ARRAY && reply->elements > 0)
+		json_array_set_new(c->items, it->index, run_summary(it->id, reply));
+	free(it);
+	list_maybe_done(c);
+}
+
+static void on_list_ids(struct redis *r, redisReply *reply, const char *err, void *arg)
+{
+	struct api_call *c = arg;
+	if (!reply || reply->type != REDIS_REPLY_ARRAY) {
+		call_fail(c, err ? err : "unexpected reply");
+		return;
+	}
+	c->items = json_array();
+	c->outstanding = 1;
+	for (size_t i = 0; i < reply->elements; i++) {
+		struct run_item *it = calloc(1, sizeof(*it));
+		if (!it || strlen(reply->element[i]->str) >= sizeof(it->id)) {
+			free(it);
+			continue;
+		}
+		it->call = c;
+		it->index = json_array_size(c->items);
+		snprintf(it->id, sizeof(it->id), "%s", reply->element[i]->str);
+		json_array_append_new(c->items, json_null());
+		c->outstanding++;
+		if (redis_command(r, on_list_item, it, "HGETALL %srun:%s",
+				  c->agent->settings.key_prefix, it->id) < 0) {
+			c->failed = 1;
+			c->outstanding--;
+			free(it);
+		}
+	}
+	list_maybe_done(c);
+}
+
+static size_t query_limit(struct evkeyvalq *q, size_t def, size_t max)
+{
+	const char *v = evhttp_find_header(q, "limit");
+	if (!v)
+		return def;
+	long long n = strtoll(v, NULL, 10);
+	if (n <= 0)
+		return def;
+	return (size_t)n > max ? max : (size_t)n;
+}
+
+static void list_runs(struct agent *a, struct evhttp_request *req, struct evkeyvalq *q)
+{
+	const char *pipeline = evhttp_find_header(q, "pipeline");
+	const char *status = evhttp_find_header(q, "status");
+	if ((pipeline && strlen(pipeline) > 200) || (status && strlen(status) > 31)) {
+		http_reply_error(req, 400, "bad_request", "filter value too long");
+		return;
+	}
+	struct api_call *c = call_new(a, req);
+	if (!c)
+		return;
+	c->limit = query_limit(q, RUNS_DEFAULT_LIMIT, RUNS_MAX_LIMIT);
+	if (status)
+		snprintf(c->status_filter, sizeof(c->status_filter), "%s", status);
+	/* A status filter is applied to the newest runs as they are read. */
+	size_t scan = status ? RUNS_SCAN_MAX : c->limit;
+	int rc;
+	if (pipeline)
+		rc = redis_command(a->redis, on_list_ids, c, "ZREVRANGE %spipeline:%s:runs 0 %d",
+				   a->settings.key_prefix, pipeline, (int)scan - 1);
+	else
+		rc = redis_command(a->redis, on_list_ids, c, "ZREVRANGE %sruns 0 %d",
+				   a->settings.key_prefix, (int)scan - 1);
+	if (rc < 0)
+		call_fail(c, "command not sent");
+}
+
+/* --- GET /api/v1/runs/{id} ----------------------------------------------- */
+
+struct stage_item {
+	struct api_call *call;
+	char name[128];
+};
+
+static void run_maybe_done(struct api_call *c)
+{
+	if (--c->outstanding > 0)
+		return;
+	if (c->failed) {
+		call_fail(c, "a stage could not be read");
+		return;
+	}
+	http_pending_reply(c->pending, 200, c->body);
+	free(c);
+}
+
+static void on_stage(struct redis *r, redisReply *reply, const char *err, void *arg)
+{
+	struct stage_item *it = arg;
+	struct api_call *c = it->call;
+	(void)r;
+	(void)err;
+	if (!reply)
+		c->failed = 1;
+	else
+		json_object_set_new(c->items, it->name, stage_view(reply));
+	free(it);
+	run_maybe_done(c);
+}
+
+static void on_run(struct redis *r, redisReply *reply, const char *err, void *arg)
+{
+	struct api_call *c = arg;
+	if (!reply || reply->type != REDIS_REPLY_ARRAY) {
+		call_fail(c, err ? err : "unexpected reply");
+		return;
+	}
+	if (reply->elements == 0) {
+		http_pending_error(c->pending, 404, "not_found", "no such run");
+		free(c);
+		return;
+	}
+	const char *id = json_string_value(json_object_get(c->body, "id"));
+	json_t *run = run_summary(id, reply);
+	json_decref(c->body);
+	c->body = run;
+	c->items = json_object();
+	json_object_set_new(run, "stages", c->items);
+
+	json_t *def = json_loads(hash_get(reply, "def") ? hash_get(reply, "def") : "{}", 0, NULL);
+	const char *name;
+	json_t *stage;
+	c->outstanding = 1;
+	json_object_foreach(json_object_get(def, "stages"), name, stage)
+	{
+		struct stage_item *it = calloc(1, sizeof(*it));
+		if (!it || strlen(name) >= sizeof(it->name)) {
+			free(it);
+			continue;
+		}
+		it->call = c;
+		snprintf(it->name, sizeof(it->name), "%s", name);
+		/* Keeps the definition's order whatever order the replies come in. */
+		json_object_set_new(c->items, name, json_null());
+		c->outstanding++;
+		if (redis_command(r, on_stage, it, "HGETALL %srun:%s:stage:%s",
+				  c->agent->settings.key_prefix, id, name) < 0) {
+			c->failed = 1;
+			c->outstanding--;
+			free(it);
+		}
+	}
+	json_decref(def);
+	run_maybe_done(c);
+}
+
+static void show_run(struct agent *a, struct evhttp_request *req, const char *id)
+{
+	struct api_call *c = call_new(a, req);
+	if (!c)
+		return;
+	c->body = json_pack("{s:s}", "id", id);
+	if (redis_command(a->redis, on_run, c, "HGETALL %srun:%s", a->settings.key_prefix, id) <
+	    0)
+		call_fail(c, "command not sent");
+}
+
+/* --- GET /api/v1/runs/{id}/stages/{stage}/log ---------------------------- */
+
+static void on_log(struct redis *r, redisReply *reply, const char *err, void *arg)
+{
+	struct api_call *c = arg;
+	(void)r;
+	if (!reply || reply->type != REDIS_REPLY_ARRAY) {
+		call_fail(c, err ? err : "unexpected reply");
+		return;
+	}
+	json_t *lines = json_array();
+	for (size_t i = 0; i < reply->elements; i++) {
+		redisReply *entry = reply->element[i];
+		if (entry->type != REDIS_REPLY_ARRAY || entry->elements != 2)
+			continue;
+		const char *id = entry->element[0]->str;
+		redisReply *f = entry->element[1];
+		const char *t = hash_get(f, "t"), *st = hash_get(f, "s"), *l = hash_get(f, "l");
+		json_t *time = time_or_null(t);
+		json_array_append_new(lines, json_pack("{s:s,s:o,s:s,s:s}", "id", id, "time",
+						       time, "stream", st ? st : "stdout",
+						       "line", l ? l : ""));
+		json_object_set_new(c->body, "next", json_string(id));
+	}
+	json_object_set_new(c->body, "lines", lines);
+	http_pending_reply(c->pending, 200, c->body);
+	free(c);
+}
+
+static void on_log_stage(struct redis *r, redisReply *reply, const char *err, void *arg)
+{
+	struct api_call *c = arg;
+	if (!reply || reply->type != REDIS_REPLY_INTEGER) {
+		call_fail(c, err ? err : "unexpected reply");
+		return;
+	}
+	if (reply->integer == 0) {
+		http_pending_error(c->pending, 404, "not_found", "no such run or stage");
+		json_decref(c->body);
+		free(c);
+		return;
+	}
+	const char *key = json_string_value(json_object_get(c->body, "key"));
+	const char *after = json_string_value(json_object_get(c->body, "next"));
+	char start[160];
+	if (after && *after)
+		snprintf(start, sizeof(start), "(%s", after);
+	else
+		snprintf(start, sizeof(start), "-");
+	int rc = redis_command(r, on_log, c, "XRANGE %s %s + COUNT %d", key, start, (int)c->limit);
+	json_object_del(c->body, "key");
+	if (rc < 0)
+		call_fail(c, "command not sent");
+}
+
+static int valid_stream_id(const char *s)
+{
+	return strlen(s) < 64 && strspn(s, "0123456789-") == strlen(s);
+}
+
+static void show_log(struct agent *a, struct evhttp_request *req, const char *id,
+		     const char *stage, struct evkeyvalq *q)
+{
+	const char *after = evhttp_find_header(q, "after");
+	if (after && *after && !valid_stream_id(after)) {
+		http_reply_error(req, 400, "bad_request", "after must be a log line id");
+		return;
+	}
+	struct api_call *c = call_new(a, req);
+	if (!c)
+		return;
+	c->limit = query_limit(q, LOG_DEFAULT_LIMIT, LOG_MAX_LIMIT);
+	char key[512];
+	snprintf(key, sizeof(key), "%slog:%s:%s", a->settings.key_prefix, id, stage);
+	c->body = json_pack("{s:s,s:s}", "key", key, "next", after ? after : "");
+	if (redis_command(a->redis, on_log_stage, c, "EXISTS %srun:%s:stage:%s",
+			  a->settings.key_prefix, id, stage) < 0)
+		call_fail(c, "command not sent");
+}
+
+/* --- routing ------------------------------------------------------------- */
+
+/* Path segments of ids and stage names: what config and intake allow. */
+static int valid_segment(const char *s, size_t len)
+{
+	if (len == 0 || len >= 128)
+		return 0;
+	for (size_t i = 0; i < len; i++) {
+		char ch = s[i];
+		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+		      (ch >= '0' && ch <= '9') || ch == '_' || ch == '-' || ch == '.'))
+			return 0;
+	}
+	return 1;
+}
+
+void api_handle(struct evhttp_request *req, struct agent *a)
+{
+	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+	const char *path = evhttp_uri_get_path(uri);
+	const char *query = evhttp_uri_get_query(uri);
+	struct evkeyvalq q;
+	TAILQ_INIT(&q);
+	if (query && evhttp_parse_query_str(query, &q) < 0) {
+		http_reply_error(req, 400, "bad_request", "malformed query string");
+		return;
+	}
+	if (!path)
+		path = "/";
+
+	if (evhttp_request_get_command(req) != EVHTTP_REQ_GET) {
+		http_reply_error(req, 405, "method_not_allowed", "only GET is served here");
+		goto done;
+	}
+	if (strcmp(path, "/healthz") == 0) {
+		int up = redis_connected(a->redis);
+		http_reply_json(req, up ? 200 : 503,
+				json_pack("{s:s,s:s}", "status", up ? "ok" : "degraded", "redis",
+					  up ? "up" : "down"));
+		goto done;
+	}
+	if (strcmp(path, "/api/v1/runs") == 0) {
+		list_runs(a, req, &q);
+		goto done;
+	}
+	static const char prefix[] = "/api/v1/runs/";
+	if (strncmp(path, prefix, sizeof(prefix) - 1) == 0) {
+		const char *id = path + sizeof(prefix) - 1;
+		size_t id_len = strcspn(id, "/");
+		char id_buf[128], stage_buf[128];
+		if (!valid_segment(id, id_len)) {
+			http_reply_error(req, 404, "not_found", "no such run");
+			goto done;
+		}
+		snprintf(id_buf, sizeof(id_buf), "%.*s", (int)id_len, id);
+		const char *rest = id + id_len;
+		if (*rest == '\0') {
+			show_run(a, req, id_buf);
+			goto done;
+		}
+		static const char stages[] = "/stages/";
+		if (strncmp(rest, stages, sizeof(stages) - 1) == 0) {
+			const char *stage = rest + sizeof(stages) - 1;
+			size_t stage_len = strcspn(stage, "/");
+			if (valid_segment(stage, stage_len) && strcmp(stage + stage_len, "/log") == 0) {
+				snprintf(stage_buf, sizeof(stage_buf), "%.*s", (int)stage_len,
+					 stage);
+				show_log(a, req, id_buf, stage_buf, &q);
+				goto done;
+			}
+		}
+	}
+	http_reply_error(req, 404, "not_found", "no such endpoint");
+done:
+	evhttp_clear_headers(&q);
+}

@@ -1,0 +1,209 @@
+/* sluice-agent: webhook intake, router and HTTP API in one event loop. */
+#include <errno.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <systemd/sd-daemon.h>
+#include <unistd.h>
+
+#include "agent/agent.h"
+#include "lib/log.h"
+#include "queue/lua.h"
+
+#define MAX_HEADERS_SIZE (64 * 1024)
+#define HTTP_TIMEOUT_S 30
+#define SHUTDOWN_FLUSH_MS 5000
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: sluice-agent [--config FILE] [--listen HOST:PORT] "
+		   "[--log-level debug|info|warn|error]\n"
+		   "\n"
+		   "Receives GitHub webhooks on POST /hooks/github, routes pipeline runs\n"
+		   "through Kafka and serves the HTTP API on /api/v1 and /healthz.\n");
+}
+
+static void on_hook(struct evhttp_request *req, void *arg)
+{
+	intake_handle(req, arg);
+}
+
+static void on_other(struct evhttp_request *req, void *arg)
+{
+	api_handle(req, arg);
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+	struct agent *a = arg;
+	(void)what;
+	log_info("stopping", LOG_I("signal", sig));
+	a->stopping = 1;
+	sd_notify(0, "STOPPING=1");
+	event_base_loopexit(a->base, NULL);
+}
+
+/* "host:port" or "[v6]:port". */
+static int split_listen(const char *listen, char *host, size_t hostlen, unsigned short *port)
+{
+	const char *colon = strrchr(listen, ':');
+	if (!colon || colon == listen)
+		return -1;
+	const char *h = listen;
+	size_t n = (size_t)(colon - listen);
+	if (h[0] == '[' && colon[-1] == ']') {
+		h++;
+		n -= 2;
+	}
+	char *end;
+	long p = strtol(colon + 1, &end, 10);
+	if (n == 0 || n >= hostlen || *end || p <= 0 || p > 65535)
+		return -1;
+	memcpy(host, h, n);
+	host[n] = '\0';
+	*port = (unsigned short)p;
+	return 0;
+}
+
+static int start_http(struct agent *a)
+{
+	char host[256];
+	unsigned short port;
+	if (split_listen(a->settings.listen, host, sizeof(host), &port) < 0) {
+		log_error("bad listen address", LOG_S("listen", a->settings.listen));
+		return -1;
+	}
+	a->http = evhttp_new(a->base);
+	if (!a->http)
+		return -1;
+	evhttp_set_max_body_size(a->http, (ev_ssize_t)a->settings.max_body);
+	evhttp_set_max_headers_size(a->http, MAX_HEADERS_SIZE);
+	evhttp_set_timeout(a->http, HTTP_TIMEOUT_S);
+	evhttp_set_allowed_methods(a->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
+						    EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE);
+	evhttp_set_cb(a->http, "/hooks/github", on_hook, a);
+	evhttp_set_gencb(a->http, on_other, a);
+	if (!evhttp_bind_socket_with_handle(a->http, host, port)) {
+		log_error("cannot listen", LOG_S("listen", a->settings.listen),
+			  LOG_S("error", strerror(errno)));
+		return -1;
+	}
+	log_info("listening", LOG_S("url", a->settings.public_url),
+		 LOG_I("pipelines", a->pipelines.n));
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
+					     {"listen", required_argument, NULL, 'l'},
+					     {"log-level", required_argument, NULL, 'v'},
+					     {"help", no_argument, NULL, 'h'},
+					     {NULL, 0, NULL, 0}};
+	const char *config = NULL, *listen = NULL;
+	struct agent a;
+	char err[1024];
+	int status = 1, opt;
+
+	memset(&a, 0, sizeof(a));
+	while ((opt = getopt_long(argc, argv, "c:l:v:h", opts, NULL)) != -1) {
+		switch (opt) {
+		case 'c':
+			config = optarg;
+			break;
+		case 'l':
+			listen = optarg;
+			break;
+		case 'v':
+			if (log_set_level(optarg) < 0) {
+				fprintf(stderr, "sluice-agent: unknown log level %s\n", optarg);
+				return 2;
+			}
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind != argc) {
+		usage(stderr);
+		return 2;
+	}
+
+	signal(SIGPIPE, SIG_IGN);
+	if (settings_load(config, &a.settings, err, sizeof(err)) < 0) {
+		fprintf(stderr, "sluice-agent: %s\n", err);
+		return 1;
+	}
+	if (listen) {
+		free(a.settings.listen);
+		a.settings.listen = strdup(listen);
+		free(a.settings.public_url);
+		size_t n = strlen(listen) + 8;
+		a.settings.public_url = malloc(n);
+		if (a.settings.public_url)
+			snprintf(a.settings.public_url, n, "http://%s", listen);
+	}
+	if (pipelines_load_dir(a.settings.pipelines_dir, &a.pipelines, err, sizeof(err)) < 0) {
+		fprintf(stderr, "sluice-agent: %s\n", err);
+		settings_clear(&a.settings);
+		return 1;
+	}
+	char host[64] = "localhost";
+	gethostname(host, sizeof(host) - 1);
+	snprintf(a.consumer_name, sizeof(a.consumer_name), "agent:%s:%d", host, (int)getpid());
+
+	struct event *sigterm = NULL, *sigint = NULL;
+	a.base = event_base_new();
+	if (!a.base)
+		goto fail;
+	a.redis = redis_new(a.base, a.settings.redis_url, a.settings.redis_timeout_ms);
+	if (!a.redis)
+		goto fail;
+	a.scripts.intake = redis_script_add(a.redis, lua_intake);
+	a.scripts.route = redis_script_add(a.redis, lua_route);
+	a.producer = kafka_producer_new(a.base, a.settings.brokers, err, sizeof(err));
+	if (!a.producer) {
+		log_error("cannot start the Kafka producer", LOG_S("error", err));
+		goto fail;
+	}
+	a.outbox = outbox_new(a.base, a.redis, a.producer, a.settings.key_prefix, a.consumer_name);
+	if (!a.outbox || router_start(&a) < 0 || start_http(&a) < 0)
+		goto fail;
+
+	sigterm = evsignal_new(a.base, SIGTERM, on_signal, &a);
+	sigint = evsignal_new(a.base, SIGINT, on_signal, &a);
+	if (!sigterm || !sigint || evsignal_add(sigterm, NULL) < 0 || evsignal_add(sigint, NULL) < 0)
+		goto fail;
+
+	sd_notify(0, "READY=1\nSTATUS=accepting webhooks");
+	event_base_dispatch(a.base);
+	status = 0;
+fail:
+	a.stopping = 1;
+	if (a.http)
+		evhttp_free(a.http);
+	router_stop(&a);
+	if (a.outbox)
+		outbox_free(a.outbox);
+	if (a.producer)
+		kafka_producer_free(a.producer, SHUTDOWN_FLUSH_MS);
+	if (a.redis)
+		redis_free(a.redis);
+	if (sigterm)
+		event_free(sigterm);
+	if (sigint)
+		event_free(sigint);
+	if (a.base)
+		event_base_free(a.base);
+	pipelines_clear(&a.pipelines);
+	settings_clear(&a.settings);
+	return status;
+}

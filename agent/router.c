@@ -1,0 +1,219 @@
+/* router: consumes sluice.results and advances each run.
+ *
+ * For a finished stage it prepares jobs for the stages that need it and
+ * lets route.lua decide, atomically, which of them start, which are skipped
+ * and whether the run is finished. The Kafka offset is stored only after
+ * that script succeeded; while Redis cannot be reached the message is
+ * retried with back-off, so a result is never lost.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent/agent.h"
+#include "queue/jobs.h"
+#include "lib/clock.h"
+#include "lib/log.h"
+#include "queue/envelope.h"
+
+#define RETRY_MIN_MS 100
+#define RETRY_MAX_MS 5000
+
+struct route_call {
+	struct route_call *next, **prevp; /* in agent->routing, to end them at shutdown */
+	struct agent *agent;
+	struct kafka_ticket *ticket;
+	struct event *retry;
+	int retry_ms;
+	char run[128];
+	char stage[128];
+	int attempt;
+};
+
+static void route_begin(struct route_call *c);
+
+static void route_free(struct route_call *c)
+{
+	*c->prevp = c->next;
+	if (c->next)
+		c->next->prevp = c->prevp;
+	if (c->retry)
+		event_free(c->retry);
+	free(c);
+}
+
+static void route_end(struct route_call *c)
+{
+	kafka_consumer_done(c->agent->results, c->ticket);
+	route_free(c);
+}
+
+static void on_retry(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	route_begin(arg);
+}
+
+static void route_later(struct route_call *c, const char *why)
+{
+	if (c->agent->stopping) {
+		route_free(c);
+		return;
+	}
+	log_warn("routing delayed", LOG_S("run", c->run), LOG_S("stage", c->stage),
+		 LOG_S("error", why), LOG_I("retry_ms", c->retry_ms));
+	if (!c->retry)
+		c->retry = evtimer_new(c->agent->base, on_retry, c);
+	struct timeval tv = {c->retry_ms / 1000, (c->retry_ms % 1000) * 1000};
+	evtimer_add(c->retry, &tv);
+	c->retry_ms = c->retry_ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : c->retry_ms * 2;
+}
+
+static void on_routed(struct redis *r, redisReply *reply, const char *err, void *arg)
+{
+	struct route_call *c = arg;
+	(void)r;
+	if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements < 2) {
+		route_later(c, err ? err : "unexpected reply from route script");
+		return;
+	}
+	const char *outcome = reply->element[0]->str;
+	if (strcmp(outcome, "routed") == 0) {
+		for (size_t i = 2; i < reply->elements; i++)
+			log_info("stage queued", LOG_S("run", c->run),
+				 LOG_S("stage", reply->element[i]->str));
+		const char *status = reply->element[1]->str;
+		if (strcmp(status, "succeeded") == 0 || strcmp(status, "failed") == 0)
+			log_info("run finished", LOG_S("run", c->run), LOG_S("status", status));
+		outbox_kick(c->agent->outbox);
+	} else {
+		log_debug("result not routed", LOG_S("run", c->run), LOG_S("stage", c->stage),
+			  LOG_S("outcome", outcome));
+	}
+	route_end(c);
+}
+
+/* Jobs for every stage that needs the finished one; route.lua starts those
+ * whose needs have all succeeded. */
+static json_t *prepare_dependants(struct route_call *c, const char *def_text)
+{
+	json_t *jobs = json_object();
+	json_t *def = def_text ? json_loads(def_text, 0, NULL) : NULL;
+	const char *name;
+	json_t *stage;
+	json_object_foreach(json_object_get(def, "stages"), name, stage)
+	{
+		size_t i;
+		json_t *need;
+		json_array_foreach(json_object_get(stage, "needs"), i, need)
+		{
+			if (strcmp(json_string_value(need), c->stage) != 0)
+				continue;
+			const char *kind = json_string_value(json_object_get(stage, "kind"));
+			json_t *job = jobs_prepare(&c->agent->settings, c->run, name, kind, 1);
+			if (job)
+				json_object_set_new(jobs, name, job);
+		}
+	}
+	json_decref(def);
+	return jobs;
+}
+
+static void on_definition(struct redis *r, redisReply *reply, const char *err, void *arg)
+{
+	struct route_call *c = arg;
+	if (!reply) {
+		route_later(c, err);
+		return;
+	}
+	json_t *jobs = prepare_dependants(c, reply->type == REDIS_REPLY_STRING ? reply->str : NULL);
+	char *jobs_text = json_dumps(jobs, JSON_COMPACT);
+	json_decref(jobs);
+	char attempt[16], now[32];
+	snprintf(attempt, sizeof(attempt), "%d", c->attempt);
+	snprintf(now, sizeof(now), "%lld", (long long)clock_now_ms());
+	const char *argv[] = {c->agent->settings.key_prefix, c->run, c->stage, attempt, now,
+			      jobs_text ? jobs_text : "{}"};
+	if (redis_script_run(r, c->agent->scripts.route, on_routed, c, 0, 6, argv, NULL) < 0)
+		route_later(c, "route script not sent");
+	free(jobs_text);
+}
+
+static void route_begin(struct route_call *c)
+{
+	struct agent *a = c->agent;
+	if (redis_command(a->redis, on_definition, c, "HGET %srun:%s def", a->settings.key_prefix,
+			  c->run) < 0)
+		route_later(c, "command not sent");
+}
+
+static void on_result(const struct kafka_message *m, struct kafka_ticket *t, void *arg)
+{
+	struct agent *a = arg;
+	struct envelope env;
+	char err[256];
+
+	if (envelope_decode(m->value, m->len, &env, err, sizeof(err)) < 0) {
+		log_warn("result dropped", LOG_S("topic", m->topic), LOG_I("offset", m->offset),
+			 LOG_S("error", err));
+		kafka_consumer_done(a->results, t);
+		return;
+	}
+	const char *run = json_string_value(json_object_get(env.data, "run"));
+	const char *stage = json_string_value(json_object_get(env.data, "stage"));
+	json_t *attempt = json_object_get(env.data, "attempt");
+	if (strcmp(env.type, "dev.sluice.stage.finished") != 0 || !run || !stage ||
+	    !json_is_integer(attempt) || strlen(run) >= 128 || strlen(stage) >= 128) {
+		log_warn("result dropped", LOG_S("id", env.id), LOG_S("type", env.type),
+			 LOG_S("error", "not a stage result with run, stage and attempt"));
+		envelope_clear(&env);
+		kafka_consumer_done(a->results, t);
+		return;
+	}
+	struct route_call *c = calloc(1, sizeof(*c));
+	if (!c) {
+		envelope_clear(&env);
+		kafka_consumer_done(a->results, t);
+		return;
+	}
+	c->agent = a;
+	c->ticket = t;
+	c->next = a->routing;
+	c->prevp = &a->routing;
+	if (a->routing)
+		a->routing->prevp = &c->next;
+	a->routing = c;
+	c->retry_ms = RETRY_MIN_MS;
+	snprintf(c->run, sizeof(c->run), "%s", run);
+	snprintf(c->stage, sizeof(c->stage), "%s", stage);
+	c->attempt = (int)json_integer_value(attempt);
+	envelope_clear(&env);
+	route_begin(c);
+}
+
+int router_start(struct agent *a)
+{
+	char topic[256], group[256], err[512];
+	snprintf(topic, sizeof(topic), "%sresults", a->settings.topic_prefix);
+	snprintf(group, sizeof(group), "%srouter", a->settings.topic_prefix);
+	const char *topics[] = {topic};
+	a->results = kafka_consumer_new(a->base, a->settings.brokers, group, topics, 1, on_result,
+					a, err, sizeof(err));
+	if (!a->results) {
+		log_error("cannot consume results", LOG_S("topic", topic), LOG_S("error", err));
+		return -1;
+	}
+	return 0;
+}
+
+void router_stop(struct agent *a)
+{
+	/* Unfinished results are consumed again by whoever owns the partition
+	 * next: their offsets were never stored. */
+	while (a->routing)
+		route_free(a->routing);
+	if (a->results)
+		kafka_consumer_free(a->results);
+	a->results = NULL;
+}

@@ -1,0 +1,57 @@
+/* check: the one validator of settings and pipeline files.
+ *
+ * Each helper checks one node of a loaded config_doc against what the schema
+ * expects there and, when it does not fit, writes exactly one message
+ * "file:line:col: key.path: message" and returns -1. Unknown keys are
+ * reported at the key, everything else at the value.
+ */
+#ifndef SLUICE_CONFIG_CHECK_H
+#define SLUICE_CONFIG_CHECK_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+#include "config/doc.h"
+
+struct config_check {
+	const char *file; /* as it appears in messages */
+	char *err;
+	size_t errlen;
+};
+
+int config_check_fail(const struct config_check *ck, const struct config_doc_node *n,
+		      const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* As config_check_fail, positioned at n's key instead of its value. */
+int config_check_fail_key(const struct config_check *ck, const struct config_doc_node *n,
+			  const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* n is a mapping whose keys are all in allowed (NULL-terminated). */
+int config_check_keys(const struct config_check *ck, const struct config_doc_node *n,
+		      const char *const *allowed);
+/* *out = the value of key in map; "missing required key" when absent. */
+int config_check_require(const struct config_check *ck, const struct config_doc_node *map,
+			 const char *key, const struct config_doc_node **out);
+
+/* A string proper (quoted or plain, not a number or boolean). */
+int config_check_string(const struct config_check *ck, const struct config_doc_node *n,
+			int allow_empty, const char **out);
+/* Any scalar but null, as written in the file: 007 gives "007", true "true". */
+int config_check_text(const struct config_check *ck, const struct config_doc_node *n,
+		      const char **out);
+/* A sequence of texts, or with allow_single one text, as a new array. */
+int config_check_text_list(const struct config_check *ck, const struct config_doc_node *n,
+			   int allow_single, json_t **out);
+int config_check_int(const struct config_check *ck, const struct config_doc_node *n, long long min,
+		     long long max, long long *out);
+/* A positive duration: an integer of seconds or "1h30m"; at most max_ms. */
+int config_check_duration_ms(const struct config_check *ck, const struct config_doc_node *n,
+			     long long max_ms, long long *out);
+/* A positive byte count: an integer or "512KiB", "25MiB", "1GiB"; at most max. */
+int config_check_size(const struct config_check *ck, const struct config_doc_node *n, long long max,
+		      long long *out);
+
+/* s is non-empty and made of ASCII letters, digits and the bytes of extra;
+ * with ident it must also not start with a digit. */
+int config_check_word(const char *s, const char *extra, int ident);
+
+#endif

@@ -1,0 +1,119 @@
+/* file: resolving and reading files named in configuration. */
+#include "config/file.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+char *config_file_dir(const char *file)
+{
+	const char *slash = file ? strrchr(file, '/') : NULL;
+	char *cwd, *out;
+	size_t dlen;
+
+	if (slash && file[0] == '/')
+		return strndup(file, slash == file ? 1 : (size_t)(slash - file));
+	cwd = getcwd(NULL, 0);
+	if (!cwd || !slash)
+		return cwd;
+	dlen = (size_t)(slash - file);
+	out = malloc(strlen(cwd) + 1 + dlen + 1);
+	if (out)
+		sprintf(out, "%s/%.*s", cwd, (int)dlen, file);
+	free(cwd);
+	return out;
+}
+
+char *config_file_resolve(const char *dir, const char *path)
+{
+	char *out;
+
+	if (path[0] == '/')
+		return strdup(path);
+	out = malloc(strlen(dir) + 1 + strlen(path) + 1);
+	if (out)
+		sprintf(out, "%s%s%s", dir, dir[strlen(dir) - 1] == '/' ? "" : "/", path);
+	return out;
+}
+
+/* O_NONBLOCK so that a FIFO named by mistake cannot hang the load. */
+static int open_regular(const char *path, struct stat *st)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+
+	if (fd < 0)
+		return -1;
+	if (fstat(fd, st) < 0) {
+		int e = errno;
+
+		close(fd);
+		errno = e;
+		return -1;
+	}
+	if (!S_ISREG(st->st_mode)) {
+		close(fd);
+		errno = S_ISDIR(st->st_mode) ? EISDIR : EINVAL;
+		return -1;
+	}
+	return fd;
+}
+
+int config_file_read(const char *path, size_t max, char **out, size_t *outlen)
+{
+	struct stat st;
+	size_t len = 0;
+	char *buf;
+	int fd = open_regular(path, &st);
+
+	if (fd < 0)
+		return -1;
+	buf = malloc(max + 2);
+	if (!buf) {
+		close(fd);
+		errno = ENOMEM;
+		return -1;
+	}
+	for (;;) {
+		ssize_t r = read(fd, buf + len, max + 1 - len);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			goto fail;
+		if (r == 0)
+			break;
+		len += (size_t)r;
+		if (len > max) {
+			errno = EFBIG;
+			goto fail;
+		}
+	}
+	close(fd);
+	buf[len] = '\0';
+	*out = buf;
+	*outlen = len;
+	return 0;
+fail : {
+	int e = errno;
+
+	free(buf);
+	close(fd);
+	errno = e;
+	return -1;
+}
+}
+
+int config_file_check_readable(const char *path)
+{
+	struct stat st;
+	int fd = open_regular(path, &st);
+
+	if (fd < 0)
+		return -1;
+	close(fd);
+	return 0;
+}

@@ -1,0 +1,509 @@
+/* pipeline: one pipeline file → struct pipeline and its normalized def.
+ *
+ * Everything a run needs is checked here, at load time, so a file that loads
+ * cannot fail a run later: stage names and kinds, needs (known, acyclic),
+ * timeouts, that secret files exist and are readable. Secret contents are
+ * never read into def and never named in a message.
+ */
+#include "config/config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config/check.h"
+#include "config/doc.h"
+#include "config/file.h"
+
+#define DEFAULT_TIMEOUT_MS (3600LL * 1000)
+#define MAX_TIMEOUT_MS	   (30LL * 86400 * 1000)
+#define MAX_SECRET_FILE	   65536
+
+static const char *const top_keys[] = {"name",	  "trigger", "checkout", "vars",
+				       "secrets", "stages",  NULL};
+static const char *const trigger_keys[] = {"github", NULL};
+static const char *const github_keys[] = {"repository", "events",      "branches",
+					  "tags",	"secret_file", NULL};
+static const char *const checkout_keys[] = {"url", NULL};
+static const char *const stage_keys[] = {"kind", "run", "needs", "timeout", NULL};
+static const char *const events[] = {"push",	"pull_request",	     "create", "delete",
+				     "release", "workflow_dispatch", "ping",   NULL};
+static const char *const kinds[] = {"build", "test", "scan", "push", "deploy", NULL};
+
+/* What the needs check keeps of each stage between the two passes. */
+struct stage_ref {
+	const struct config_doc_node *node;
+	const struct config_doc_node *needs; /* NULL when absent */
+	size_t *deps;			     /* indexes of needed stages */
+	size_t ndeps;
+	int color; /* cycle search: 0 unvisited, 1 on the path, 2 done */
+	size_t next;
+};
+
+struct loading {
+	struct config_check ck;
+	const char *dir; /* of the pipeline file, absolute */
+	struct pipeline *p;
+	json_t *def;
+	struct stage_ref *stages;
+	size_t nstages;
+};
+
+static int in_list(const char *s, const char *const *list)
+{
+	for (; *list; list++)
+		if (!strcmp(s, *list))
+			return 1;
+	return 0;
+}
+
+static int nomem(struct loading *ld, const struct config_doc_node *n)
+{
+	return config_check_fail(&ld->ck, n, "out of memory");
+}
+
+static int load_name(struct loading *ld, const struct config_doc_node *top)
+{
+	const struct config_doc_node *n = config_doc_get(top, "name");
+	const char *base, *dot;
+	const char *name;
+
+	if (n) {
+		if (config_check_string(&ld->ck, n, 0, &name) < 0)
+			return -1;
+		if (!config_check_word(name, "_.-", 0))
+			return config_check_fail(&ld->ck, n,
+						 "invalid pipeline name (use letters, digits, "
+						 "'_', '.' and '-')");
+		ld->p->name = strdup(name);
+	} else {
+		base = strrchr(ld->p->file, '/');
+		base = base ? base + 1 : ld->p->file;
+		dot = strrchr(base, '.');
+		ld->p->name =
+		    dot && dot != base ? strndup(base, (size_t)(dot - base)) : strdup(base);
+		if (ld->p->name && !config_check_word(ld->p->name, "_.-", 0))
+			return config_check_fail(&ld->ck, top,
+						 "the file name is not a valid pipeline name; "
+						 "set \"name:\"");
+	}
+	if (!ld->p->name)
+		return nomem(ld, top);
+	return 0;
+}
+
+static int load_repository(struct loading *ld, const struct config_doc_node *gh)
+{
+	const struct config_doc_node *n;
+	const char *repo, *slash;
+
+	if (config_check_require(&ld->ck, gh, "repository", &n) < 0 ||
+	    config_check_string(&ld->ck, n, 0, &repo) < 0)
+		return -1;
+	slash = strchr(repo, '/');
+	if (!slash || slash == repo || !slash[1] || strchr(slash + 1, '/'))
+		return config_check_fail(&ld->ck, n, "expected \"owner/name\"");
+	ld->p->repository = strdup(repo);
+	if (!ld->p->repository)
+		return nomem(ld, n);
+	return 0;
+}
+
+static int load_events(struct loading *ld, const struct config_doc_node *gh)
+{
+	const struct config_doc_node *n = config_doc_get(gh, "events");
+	size_t i;
+
+	if (!n) {
+		ld->p->events = json_pack("[s]", "push");
+		return ld->p->events ? 0 : nomem(ld, gh);
+	}
+	if (config_check_text_list(&ld->ck, n, 1, &ld->p->events) < 0)
+		return -1;
+	if (!json_array_size(ld->p->events))
+		return config_check_fail(&ld->ck, n, "must not be empty");
+	for (i = 0; i < json_array_size(ld->p->events); i++) {
+		const char *e = json_string_value(json_array_get(ld->p->events, i));
+		const struct config_doc_node *item = n->first;
+		size_t k;
+
+		if (in_list(e, events))
+			continue;
+		for (k = 0; item && k < i; k++)
+			item = item->next;
+		return config_check_fail(&ld->ck, item ? item : n,
+					 "unknown event \"%s\" (known: push, pull_request, "
+					 "create, delete, release, workflow_dispatch, ping)",
+					 e);
+	}
+	return 0;
+}
+
+/* The webhook secret: the file's content less its trailing newline. */
+static int load_secret(struct loading *ld, const struct config_doc_node *gh)
+{
+	const struct config_doc_node *n;
+	const char *rel;
+	char *path, *buf = NULL;
+	size_t len = 0;
+	int rc = -1;
+
+	if (config_check_require(&ld->ck, gh, "secret_file", &n) < 0 ||
+	    config_check_string(&ld->ck, n, 0, &rel) < 0)
+		return -1;
+	path = config_file_resolve(ld->dir, rel);
+	if (!path)
+		return nomem(ld, n);
+	if (config_file_read(path, MAX_SECRET_FILE, &buf, &len) < 0) {
+		config_check_fail(&ld->ck, n, "cannot read \"%s\": %s", path, strerror(errno));
+		goto done;
+	}
+	while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
+		buf[--len] = '\0';
+	if (strlen(buf) != len) {
+		config_check_fail(&ld->ck, n, "file \"%s\" contains a NUL byte", path);
+		goto done;
+	}
+	if (!len) {
+		config_check_fail(&ld->ck, n, "file \"%s\" is empty", path);
+		goto done;
+	}
+	ld->p->secret = buf;
+	buf = NULL;
+	rc = 0;
+done:
+	if (buf)
+		memset(buf, 0, len);
+	free(buf);
+	free(path);
+	return rc;
+}
+
+static int load_trigger(struct loading *ld, const struct config_doc_node *top)
+{
+	const struct config_doc_node *t, *gh, *n;
+
+	if (config_check_require(&ld->ck, top, "trigger", &t) < 0 ||
+	    config_check_keys(&ld->ck, t, trigger_keys) < 0 ||
+	    config_check_require(&ld->ck, t, "github", &gh) < 0 ||
+	    config_check_keys(&ld->ck, gh, github_keys) < 0 || load_repository(ld, gh) < 0 ||
+	    load_events(ld, gh) < 0)
+		return -1;
+	n = config_doc_get(gh, "branches");
+	if (n && config_check_text_list(&ld->ck, n, 1, &ld->p->branches) < 0)
+		return -1;
+	n = config_doc_get(gh, "tags");
+	if (n && config_check_text_list(&ld->ck, n, 1, &ld->p->tags) < 0)
+		return -1;
+	return load_secret(ld, gh);
+}
+
+static int load_checkout(struct loading *ld, const struct config_doc_node *top)
+{
+	const struct config_doc_node *c = config_doc_get(top, "checkout");
+	const struct config_doc_node *n;
+	const char *url;
+
+	if (!c)
+		return 0;
+	if (config_check_keys(&ld->ck, c, checkout_keys) < 0)
+		return -1;
+	n = config_doc_get(c, "url");
+	if (!n)
+		return 0;
+	if (config_check_string(&ld->ck, n, 0, &url) < 0)
+		return -1;
+	if (json_object_set_new(ld->def, "checkout", json_pack("{ss}", "url", url)) < 0)
+		return nomem(ld, n);
+	return 0;
+}
+
+/* vars and secrets: NAME → text; secrets' texts are paths to check. */
+static int load_names(struct loading *ld, const struct config_doc_node *top, const char *key)
+{
+	const struct config_doc_node *m = config_doc_get(top, key);
+	const struct config_doc_node *c;
+	int secrets = !strcmp(key, "secrets");
+	json_t *out = json_object();
+
+	if (!out || json_object_set_new(ld->def, key, out) < 0)
+		return nomem(ld, top);
+	if (!m)
+		return 0;
+	if (!json_is_object(m->value))
+		return config_check_fail(&ld->ck, m, "expected a mapping");
+	for (c = m->first; c; c = c->next) {
+		const char *v;
+		char *path;
+		json_t *s;
+
+		if (!config_check_word(c->key, "_", 1))
+			return config_check_fail_key(&ld->ck, c,
+						     "invalid name (use letters, digits and '_', "
+						     "not starting with a digit)");
+		if (!secrets) {
+			if (config_check_text(&ld->ck, c, &v) < 0)
+				return -1;
+			if (json_object_set_new(out, c->key, json_string(v)) < 0)
+				return nomem(ld, c);
+			continue;
+		}
+		if (config_check_string(&ld->ck, c, 0, &v) < 0)
+			return -1;
+		path = config_file_resolve(ld->dir, v);
+		if (!path)
+			return nomem(ld, c);
+		if (config_file_check_readable(path) < 0) {
+			config_check_fail(&ld->ck, c, "cannot read \"%s\": %s", path,
+					  strerror(errno));
+			free(path);
+			return -1;
+		}
+		s = json_string(path);
+		free(path);
+		if (json_object_set_new(out, c->key, s) < 0)
+			return nomem(ld, c);
+	}
+	return 0;
+}
+
+static int load_stage(struct loading *ld, const struct config_doc_node *st, json_t *stages)
+{
+	const struct config_doc_node *n;
+	const char *kind = st->key;
+	long long timeout_ms = DEFAULT_TIMEOUT_MS;
+	json_t *run = NULL, *needs = NULL;
+
+	if (!config_check_word(st->key, "_-", 0))
+		return config_check_fail_key(
+		    &ld->ck, st, "invalid stage name (use letters, digits, '_' and '-')");
+	if (config_check_keys(&ld->ck, st, stage_keys) < 0)
+		return -1;
+	n = config_doc_get(st, "kind");
+	if (n) {
+		if (config_check_string(&ld->ck, n, 0, &kind) < 0)
+			return -1;
+		if (!in_list(kind, kinds))
+			return config_check_fail(&ld->ck, n,
+						 "unknown kind \"%s\" (known: build, test, scan, "
+						 "push, deploy)",
+						 kind);
+	} else if (!in_list(kind, kinds)) {
+		return config_check_fail(&ld->ck, st,
+					 "missing \"kind\" (build, test, scan, push or deploy): "
+					 "the stage name is not a kind");
+	}
+	if (config_check_require(&ld->ck, st, "run", &n) < 0)
+		return -1;
+	if (!json_is_array(n->value))
+		return config_check_fail(&ld->ck, n, "expected a list of strings");
+	if (!json_array_size(n->value))
+		return config_check_fail(&ld->ck, n, "must not be empty");
+	if (config_check_text_list(&ld->ck, n, 0, &run) < 0)
+		return -1;
+	n = config_doc_get(st, "needs");
+	if (n && config_check_text_list(&ld->ck, n, 1, &needs) < 0)
+		goto fail;
+	if (!needs)
+		needs = json_array();
+	n = config_doc_get(st, "timeout");
+	if (n && config_check_duration_ms(&ld->ck, n, MAX_TIMEOUT_MS, &timeout_ms) < 0)
+		goto fail;
+	if (json_object_set_new(stages, st->key,
+				json_pack("{ss so so sI}", "kind", kind, "run", run, "needs", needs,
+					  "timeout", (json_int_t)((timeout_ms + 999) / 1000))) < 0)
+		return nomem(ld, st);
+	return 0;
+fail:
+	json_decref(run);
+	json_decref(needs);
+	return -1;
+}
+
+/* The needs entry i of a stage: an item of its list, or the single name. */
+static const struct config_doc_node *need_node(const struct stage_ref *s, size_t i)
+{
+	const struct config_doc_node *item = s->needs->first;
+
+	if (!json_is_array(s->needs->value))
+		return s->needs;
+	while (item && i--)
+		item = item->next;
+	return item;
+}
+
+static int resolve_needs(struct loading *ld, json_t *stages)
+{
+	size_t i, j, k;
+
+	for (i = 0; i < ld->nstages; i++) {
+		struct stage_ref *s = &ld->stages[i];
+		json_t *needs = json_object_get(json_object_get(stages, s->node->key), "needs");
+
+		if (!json_array_size(needs))
+			continue;
+		s->deps = calloc(json_array_size(needs), sizeof(*s->deps));
+		if (!s->deps)
+			return nomem(ld, s->needs);
+		for (j = 0; j < json_array_size(needs); j++) {
+			const char *name = json_string_value(json_array_get(needs, j));
+
+			for (k = 0; k < ld->nstages && strcmp(ld->stages[k].node->key, name); k++)
+				;
+			if (k == ld->nstages)
+				return config_check_fail(&ld->ck, need_node(s, j),
+							 "unknown stage \"%s\"", name);
+			if (k == i)
+				return config_check_fail(&ld->ck, need_node(s, j),
+							 "a stage cannot need itself");
+			s->deps[s->ndeps++] = k;
+		}
+	}
+	return 0;
+}
+
+/* Depth-first search with an explicit stack: a file may hold thousands of
+ * stages in a chain, too many for recursion. */
+static int find_cycle(struct loading *ld)
+{
+	size_t *path = calloc(ld->nstages + 1, sizeof(*path));
+	size_t depth, root;
+
+	if (!path)
+		return nomem(ld, ld->stages[0].node);
+	for (root = 0; root < ld->nstages; root++) {
+		if (ld->stages[root].color)
+			continue;
+		depth = 0;
+		path[depth++] = root;
+		ld->stages[root].color = 1;
+		while (depth) {
+			struct stage_ref *u = &ld->stages[path[depth - 1]];
+			size_t v, at;
+			char names[512];
+			int used = 0;
+
+			if (u->next == u->ndeps) {
+				u->color = 2;
+				depth--;
+				continue;
+			}
+			v = u->deps[u->next++];
+			if (ld->stages[v].color == 0) {
+				ld->stages[v].color = 1;
+				path[depth++] = v;
+				continue;
+			}
+			if (ld->stages[v].color == 2)
+				continue;
+			for (at = 0; path[at] != v; at++)
+				;
+			for (; at < depth && used >= 0 && (size_t)used < sizeof(names); at++)
+				used += snprintf(names + used, sizeof(names) - (size_t)used,
+						 "%s -> ", ld->stages[path[at]].node->key);
+			if (used >= 0 && (size_t)used < sizeof(names))
+				snprintf(names + used, sizeof(names) - (size_t)used, "%s",
+					 ld->stages[v].node->key);
+			config_check_fail(&ld->ck, need_node(u, u->next - 1),
+					  "dependency cycle: %s", names);
+			free(path);
+			return -1;
+		}
+	}
+	free(path);
+	return 0;
+}
+
+static int load_stages(struct loading *ld, const struct config_doc_node *top)
+{
+	const struct config_doc_node *m, *c;
+	json_t *stages = json_object();
+
+	if (!stages || json_object_set_new(ld->def, "stages", stages) < 0)
+		return nomem(ld, top);
+	if (config_check_require(&ld->ck, top, "stages", &m) < 0)
+		return -1;
+	if (!json_is_object(m->value))
+		return config_check_fail(&ld->ck, m, "expected a mapping");
+	if (!json_object_size(m->value))
+		return config_check_fail(&ld->ck, m, "must not be empty");
+	ld->stages = calloc(json_object_size(m->value), sizeof(*ld->stages));
+	if (!ld->stages)
+		return nomem(ld, m);
+	for (c = m->first; c; c = c->next) {
+		if (load_stage(ld, c, stages) < 0)
+			return -1;
+		ld->stages[ld->nstages].node = c;
+		ld->stages[ld->nstages].needs = config_doc_get(c, "needs");
+		ld->nstages++;
+	}
+	if (resolve_needs(ld, stages) < 0)
+		return -1;
+	return find_cycle(ld);
+}
+
+static int load(struct loading *ld, const struct config_doc_node *top)
+{
+	if (config_check_keys(&ld->ck, top, top_keys) < 0 || load_name(ld, top) < 0 ||
+	    load_trigger(ld, top) < 0)
+		return -1;
+	if (json_object_set_new(ld->def, "name", json_string(ld->p->name)) < 0)
+		return nomem(ld, top);
+	if (load_names(ld, top, "vars") < 0 || load_names(ld, top, "secrets") < 0 ||
+	    load_checkout(ld, top) < 0 || load_stages(ld, top) < 0)
+		return -1;
+	return 0;
+}
+
+int pipeline_load_file(const char *path, struct pipeline *p, char *err, size_t errlen)
+{
+	struct loading ld = {.ck = {.file = path, .err = err, .errlen = errlen}, .p = p};
+	struct config_doc doc = {0};
+	char *dir = NULL;
+	size_t i;
+	int rc = -1;
+
+	memset(p, 0, sizeof(*p));
+	p->file = strdup(path);
+	dir = config_file_dir(path);
+	ld.def = p->def = json_object();
+	if (!dir) {
+		snprintf(err, errlen, "%s: cannot find the working directory: %s", path,
+			 strerror(errno));
+		goto done;
+	}
+	if (!p->file || !p->def) {
+		snprintf(err, errlen, "%s: out of memory", path);
+		goto done;
+	}
+	ld.dir = dir;
+	if (config_doc_load(&doc, path, err, errlen) < 0)
+		goto done;
+	rc = load(&ld, doc.top);
+done:
+	for (i = 0; i < ld.nstages; i++)
+		free(ld.stages[i].deps);
+	free(ld.stages);
+	config_doc_clear(&doc);
+	free(dir);
+	if (rc < 0)
+		pipeline_clear(p);
+	return rc;
+}
+
+void pipeline_clear(struct pipeline *p)
+{
+	free(p->name);
+	free(p->file);
+	free(p->repository);
+	json_decref(p->events);
+	json_decref(p->branches);
+	json_decref(p->tags);
+	if (p->secret) {
+		memset(p->secret, 0, strlen(p->secret));
+		free(p->secret);
+	}
+	json_decref(p->def);
+	memset(p, 0, sizeof(*p));
+}

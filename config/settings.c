@@ -1,0 +1,278 @@
+/* settings: sluice.yaml, the process settings of agent and worker. */
+#include "config/config.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config/check.h"
+#include "config/doc.h"
+#include "config/file.h"
+
+/* Upper bounds that keep the int and size_t fields meaningful. */
+#define MAX_DURATION_MS ((long long)INT_MAX)
+#define MAX_BODY_BYTES	(1LL << 30)
+#define MAX_CONCURRENCY 1024
+/* "@FILE" holds a broker list, not a document. */
+#define MAX_BROKERS_FILE 65536
+
+static const char *const top_keys[] = {"kafka", "redis", "agent", "worker", "pipelines_dir", NULL};
+static const char *const kafka_keys[] = {"brokers", "topic_prefix", NULL};
+static const char *const redis_keys[] = {"url", "key_prefix", "timeout", NULL};
+static const char *const agent_keys[] = {"listen", "public_url", "max_body", "requeue_after", NULL};
+static const char *const worker_keys[] = {"state_dir", "concurrency", "kill_grace", "lease", NULL};
+
+static int set_defaults(struct settings *s)
+{
+	memset(s, 0, sizeof(*s));
+	s->brokers = strdup("127.0.0.1:9092");
+	s->topic_prefix = strdup("sluice.");
+	s->redis_url = strdup("redis://127.0.0.1:6379");
+	s->key_prefix = strdup("sluice:");
+	s->listen = strdup("127.0.0.1:8080");
+	s->pipelines_dir = strdup("pipelines.d");
+	s->state_dir = strdup("/var/lib/sluice");
+	s->redis_timeout_ms = 5000;
+	s->max_body = 25u * 1024 * 1024;
+	s->concurrency = 1;
+	s->kill_grace_ms = 10000;
+	s->lease_ms = 30000;
+	s->requeue_after_ms = 60000;
+	if (!s->brokers || !s->topic_prefix || !s->redis_url || !s->key_prefix || !s->listen ||
+	    !s->pipelines_dir || !s->state_dir)
+		return -1;
+	return 0;
+}
+
+static int replace(char **field, const char *value)
+{
+	char *copy = strdup(value);
+
+	if (!copy)
+		return -1;
+	free(*field);
+	*field = copy;
+	return 0;
+}
+
+static int load_string(const struct config_check *ck, const struct config_doc_node *map,
+		       const char *key, int allow_empty, char **field)
+{
+	const struct config_doc_node *n = config_doc_get(map, key);
+	const char *v;
+
+	if (!n)
+		return 0;
+	if (config_check_string(ck, n, allow_empty, &v) < 0)
+		return -1;
+	if (replace(field, v) < 0)
+		return config_check_fail(ck, n, "out of memory");
+	return 0;
+}
+
+static int load_duration(const struct config_check *ck, const struct config_doc_node *map,
+			 const char *key, int *field)
+{
+	const struct config_doc_node *n = config_doc_get(map, key);
+	long long ms;
+
+	if (!n)
+		return 0;
+	if (config_check_duration_ms(ck, n, MAX_DURATION_MS, &ms) < 0)
+		return -1;
+	*field = (int)ms;
+	return 0;
+}
+
+/* "@FILE": the broker list lives in a file, e.g. a systemd credential. */
+static int read_brokers(const struct config_check *ck, const struct config_doc_node *n,
+			const char *dir, char **brokers)
+{
+	char *path = config_file_resolve(dir, *brokers + 1);
+	char *buf = NULL, *start, *end;
+	size_t len;
+	int rc = -1;
+
+	if (!path)
+		return config_check_fail(ck, n, "out of memory");
+	if (config_file_read(path, MAX_BROKERS_FILE, &buf, &len) < 0) {
+		config_check_fail(ck, n, "cannot read \"%s\": %s", path, strerror(errno));
+		goto done;
+	}
+	start = buf + strspn(buf, " \t\r\n");
+	end = start + strcspn(start, "\r\n");
+	while (end > start && (end[-1] == ' ' || end[-1] == '\t'))
+		end--;
+	*end = '\0';
+	if (!*start) {
+		config_check_fail(ck, n, "file \"%s\" is empty", path);
+		goto done;
+	}
+	if (replace(brokers, start) < 0) {
+		config_check_fail(ck, n, "out of memory");
+		goto done;
+	}
+	rc = 0;
+done:
+	free(buf);
+	free(path);
+	return rc;
+}
+
+static int load_kafka(const struct config_check *ck, const struct config_doc_node *top,
+		      const char *dir, struct settings *s)
+{
+	const struct config_doc_node *m = config_doc_get(top, "kafka");
+
+	if (!m)
+		return 0;
+	if (config_check_keys(ck, m, kafka_keys) < 0 ||
+	    load_string(ck, m, "brokers", 0, &s->brokers) < 0 ||
+	    load_string(ck, m, "topic_prefix", 1, &s->topic_prefix) < 0)
+		return -1;
+	if (s->brokers[0] == '@')
+		return read_brokers(ck, config_doc_get(m, "brokers"), dir, &s->brokers);
+	return 0;
+}
+
+static int load_redis(const struct config_check *ck, const struct config_doc_node *top,
+		      struct settings *s)
+{
+	const struct config_doc_node *m = config_doc_get(top, "redis");
+
+	if (!m)
+		return 0;
+	if (config_check_keys(ck, m, redis_keys) < 0 ||
+	    load_string(ck, m, "url", 0, &s->redis_url) < 0 ||
+	    load_string(ck, m, "key_prefix", 1, &s->key_prefix) < 0 ||
+	    load_duration(ck, m, "timeout", &s->redis_timeout_ms) < 0)
+		return -1;
+	return 0;
+}
+
+static int load_agent(const struct config_check *ck, const struct config_doc_node *top,
+		      struct settings *s)
+{
+	const struct config_doc_node *m = config_doc_get(top, "agent");
+	const struct config_doc_node *n;
+	long long v;
+
+	if (!m)
+		return 0;
+	if (config_check_keys(ck, m, agent_keys) < 0 ||
+	    load_string(ck, m, "listen", 0, &s->listen) < 0 ||
+	    load_string(ck, m, "public_url", 0, &s->public_url) < 0 ||
+	    load_duration(ck, m, "requeue_after", &s->requeue_after_ms) < 0)
+		return -1;
+	n = config_doc_get(m, "max_body");
+	if (n) {
+		if (config_check_size(ck, n, MAX_BODY_BYTES, &v) < 0)
+			return -1;
+		s->max_body = (size_t)v;
+	}
+	return 0;
+}
+
+static int load_worker(const struct config_check *ck, const struct config_doc_node *top,
+		       struct settings *s)
+{
+	const struct config_doc_node *m = config_doc_get(top, "worker");
+	const struct config_doc_node *n;
+	long long v;
+
+	if (!m)
+		return 0;
+	if (config_check_keys(ck, m, worker_keys) < 0 ||
+	    load_string(ck, m, "state_dir", 0, &s->state_dir) < 0 ||
+	    load_duration(ck, m, "kill_grace", &s->kill_grace_ms) < 0 ||
+	    load_duration(ck, m, "lease", &s->lease_ms) < 0)
+		return -1;
+	n = config_doc_get(m, "concurrency");
+	if (n) {
+		if (config_check_int(ck, n, 1, MAX_CONCURRENCY, &v) < 0)
+			return -1;
+		s->concurrency = (int)v;
+	}
+	return 0;
+}
+
+static int resolve_in_place(const char *dir, char **field)
+{
+	char *abs = config_file_resolve(dir, *field);
+
+	if (!abs)
+		return -1;
+	free(*field);
+	*field = abs;
+	return 0;
+}
+
+static int load_file(const char *path, const char *dir, struct settings *s, char *err,
+		     size_t errlen)
+{
+	struct config_check ck = {.file = path, .err = err, .errlen = errlen};
+	struct config_doc doc;
+	const struct config_doc_node *top;
+	int rc = -1;
+
+	if (config_doc_load(&doc, path, err, errlen) < 0)
+		return -1;
+	top = doc.top;
+	if (config_check_keys(&ck, top, top_keys) < 0 ||
+	    load_string(&ck, top, "pipelines_dir", 0, &s->pipelines_dir) < 0 ||
+	    load_kafka(&ck, top, dir, s) < 0 || load_redis(&ck, top, s) < 0 ||
+	    load_agent(&ck, top, s) < 0 || load_worker(&ck, top, s) < 0)
+		goto done;
+	rc = 0;
+done:
+	config_doc_clear(&doc);
+	return rc;
+}
+
+int settings_load(const char *path, struct settings *s, char *err, size_t errlen)
+{
+	char *dir = NULL;
+
+	if (set_defaults(s) < 0)
+		goto nomem;
+	dir = config_file_dir(path);
+	if (!dir) {
+		snprintf(err, errlen, "%s: cannot find the working directory: %s",
+			 path ? path : ".", strerror(errno));
+		goto fail;
+	}
+	if (path && load_file(path, dir, s, err, errlen) < 0)
+		goto fail;
+	if (!s->public_url) {
+		s->public_url = malloc(strlen("http://") + strlen(s->listen) + 1);
+		if (!s->public_url)
+			goto nomem;
+		sprintf(s->public_url, "http://%s", s->listen);
+	}
+	if (resolve_in_place(dir, &s->pipelines_dir) < 0 ||
+	    resolve_in_place(dir, &s->state_dir) < 0)
+		goto nomem;
+	free(dir);
+	return 0;
+nomem:
+	snprintf(err, errlen, "%s: out of memory", path ? path : "settings");
+fail:
+	free(dir);
+	settings_clear(s);
+	return -1;
+}
+
+void settings_clear(struct settings *s)
+{
+	free(s->brokers);
+	free(s->topic_prefix);
+	free(s->redis_url);
+	free(s->key_prefix);
+	free(s->listen);
+	free(s->public_url);
+	free(s->pipelines_dir);
+	free(s->state_dir);
+	memset(s, 0, sizeof(*s));
+}

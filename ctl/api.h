@@ -1,0 +1,28 @@
+/* api: blocking HTTP GETs against the agent's API, with JSON bodies.
+ *
+ * One client keeps one libcurl handle so that paging (logs) reuses the
+ * connection. On failure the message in err is ready to print after
+ * "sluicectl: ": the API's own error message when it sent one, otherwise
+ * what went wrong on the way ("cannot reach URL: Connection refused").
+ * Call curl_global_init before ctl_api_new.
+ */
+#ifndef SLUICE_CTL_API_H
+#define SLUICE_CTL_API_H
+
+#include <stddef.h>
+
+#include <jansson.h>
+
+struct ctl_api;
+
+/* base_url: "http://host:port", a trailing slash is ignored. NULL when out
+ * of memory. */
+struct ctl_api *ctl_api_new(const char *base_url);
+void ctl_api_free(struct ctl_api *api);
+/* A malloc'd copy of s percent-encoded for a path segment or query value. */
+char *ctl_api_escape(struct ctl_api *api, const char *s);
+/* GETs base_url + path (path starts with '/', already escaped); on a 2xx
+ * answer with a JSON body stores it in *body (caller decrefs). */
+int ctl_api_get(struct ctl_api *api, const char *path, json_t **body, char *err, size_t errlen);
+
+#endif

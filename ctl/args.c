@@ -1,0 +1,209 @@
+/* args: option and command parsing for sluicectl. */
+#include "ctl/args.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum opt_id { OPT_URL, OPT_LIMIT, OPT_PIPELINE, OPT_STATUS, OPT_JSON, OPT_HELP, OPT_VERSION };
+
+static const struct {
+	const char *name;
+	enum opt_id id;
+	int takes_value;
+} options[] = {
+    {"--url", OPT_URL, 1},	 {"--limit", OPT_LIMIT, 1},	{"--pipeline", OPT_PIPELINE, 1},
+    {"--status", OPT_STATUS, 1}, {"--json", OPT_JSON, 0},	{"--help", OPT_HELP, 0},
+    {"-h", OPT_HELP, 0},	 {"--version", OPT_VERSION, 0},
+};
+
+enum ctl_command ctl_args_command(const char *s)
+{
+	if (strcmp(s, "runs") == 0)
+		return CTL_CMD_RUNS;
+	if (strcmp(s, "show") == 0)
+		return CTL_CMD_SHOW;
+	if (strcmp(s, "logs") == 0)
+		return CTL_CMD_LOGS;
+	if (strcmp(s, "help") == 0)
+		return CTL_CMD_HELP;
+	return CTL_CMD_NONE;
+}
+
+const char *ctl_args_url(const struct ctl_args *a)
+{
+	const char *env = getenv("SLUICE_URL");
+
+	if (a->url)
+		return a->url;
+	if (env && *env)
+		return env;
+	return CTL_DEFAULT_URL;
+}
+
+static int parse_limit(const char *s, long *out, char *err, size_t errlen)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (*s == '\0' || *end != '\0' || errno || v <= 0 || v > INT_MAX) {
+		snprintf(err, errlen, "--limit wants a positive number, not '%s'", s);
+		return -1;
+	}
+	*out = v;
+	return 0;
+}
+
+/* Handles the option at argv[*i] and advances *i past its value if it takes
+ * one. Accepts "--name value" and "--name=value". */
+static int parse_option(struct ctl_args *a, int argc, char **argv, int *i, char *err, size_t errlen)
+{
+	const char *arg = argv[*i];
+	const char *eq = strchr(arg, '=');
+	size_t name_len = eq ? (size_t)(eq - arg) : strlen(arg);
+	const char *value = NULL;
+	size_t k;
+
+	for (k = 0; k < sizeof(options) / sizeof(options[0]); k++) {
+		if (strlen(options[k].name) == name_len &&
+		    strncmp(arg, options[k].name, name_len) == 0)
+			break;
+	}
+	if (k == sizeof(options) / sizeof(options[0])) {
+		snprintf(err, errlen, "unknown option '%s'", arg);
+		return -1;
+	}
+	if (!options[k].takes_value && eq) {
+		snprintf(err, errlen, "option %s takes no value", options[k].name);
+		return -1;
+	}
+	if (options[k].takes_value) {
+		if (eq) {
+			value = eq + 1;
+		} else if (*i + 1 < argc) {
+			value = argv[++*i];
+		} else {
+			snprintf(err, errlen, "option %s needs a value", options[k].name);
+			return -1;
+		}
+		if (*value == '\0') {
+			snprintf(err, errlen, "option %s needs a non-empty value", options[k].name);
+			return -1;
+		}
+	}
+	switch (options[k].id) {
+	case OPT_URL:
+		a->url = value;
+		break;
+	case OPT_LIMIT:
+		return parse_limit(value, &a->limit, err, errlen);
+	case OPT_PIPELINE:
+		a->pipeline = value;
+		break;
+	case OPT_STATUS:
+		a->status = value;
+		break;
+	case OPT_JSON:
+		a->json = 1;
+		break;
+	case OPT_HELP:
+		a->help = 1;
+		break;
+	case OPT_VERSION:
+		a->version = 1;
+		break;
+	}
+	return 0;
+}
+
+/* Checks the positional arguments and options against the command. */
+static int check_command(struct ctl_args *a, char **pos, int npos, char *err, size_t errlen)
+{
+	static const char *const params[][2] = {
+	    [CTL_CMD_SHOW] = {"RUN", NULL}, [CTL_CMD_LOGS] = {"RUN", "STAGE"}};
+	int wanted;
+
+	a->cmd = ctl_args_command(pos[0]);
+	if (a->cmd == CTL_CMD_NONE) {
+		snprintf(err, errlen, "unknown command '%s'", pos[0]);
+		return -1;
+	}
+	if (a->cmd == CTL_CMD_HELP) {
+		if (npos > 2) {
+			snprintf(err, errlen, "help: unexpected argument '%s'", pos[2]);
+			return -1;
+		}
+		a->topic = npos == 2 ? pos[1] : NULL;
+		return 0;
+	}
+	if (a->help)
+		return 0;
+	wanted = a->cmd == CTL_CMD_RUNS ? 0 : a->cmd == CTL_CMD_SHOW ? 1 : 2;
+	if (npos - 1 < wanted) {
+		snprintf(err, errlen, "%s: missing %s", pos[0], params[a->cmd][npos - 1]);
+		return -1;
+	}
+	if (npos - 1 > wanted) {
+		snprintf(err, errlen, "%s: unexpected argument '%s'", pos[0], pos[wanted + 1]);
+		return -1;
+	}
+	if (a->cmd != CTL_CMD_RUNS && (a->limit || a->pipeline || a->status)) {
+		snprintf(err, errlen, "--limit, --pipeline and --status apply to runs only");
+		return -1;
+	}
+	if (a->cmd >= CTL_CMD_SHOW) {
+		a->run = pos[1];
+		if (*a->run == '\0') {
+			snprintf(err, errlen, "RUN must not be empty");
+			return -1;
+		}
+	}
+	if (a->cmd == CTL_CMD_LOGS) {
+		a->stage = pos[2];
+		if (*a->stage == '\0') {
+			snprintf(err, errlen, "STAGE must not be empty");
+			return -1;
+		}
+	}
+	return 0;
+}
+
+int ctl_args_parse(struct ctl_args *a, int argc, char **argv, char *err, size_t errlen)
+{
+	char *pos[4];
+	int npos = 0;
+	int options_done = 0;
+
+	memset(a, 0, sizeof(*a));
+	for (int i = 1; i < argc; i++) {
+		const char *arg = argv[i];
+
+		if (!options_done && strcmp(arg, "--") == 0) {
+			options_done = 1;
+			continue;
+		}
+		if (!options_done && arg[0] == '-' && arg[1] != '\0') {
+			if (parse_option(a, argc, argv, &i, err, errlen) < 0)
+				return -1;
+			continue;
+		}
+		if (npos == (int)(sizeof(pos) / sizeof(pos[0]))) {
+			snprintf(err, errlen, "too many arguments");
+			return -1;
+		}
+		pos[npos++] = argv[i];
+	}
+	if (a->version)
+		return 0;
+	if (npos == 0) {
+		if (a->help)
+			return 0;
+		snprintf(err, errlen, "missing command");
+		return -1;
+	}
+	return check_command(a, pos, npos, err, errlen);
+}

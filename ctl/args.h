@@ -1,0 +1,42 @@
+/* args: sluicectl's command line, parsed without side effects.
+ *
+ * Options may come before or after the command; "--" ends them. On a usage
+ * error ctl_args_parse returns -1 with a one-line message and the caller
+ * exits with status 2. Strings in struct ctl_args point into argv.
+ */
+#ifndef SLUICE_CTL_ARGS_H
+#define SLUICE_CTL_ARGS_H
+
+#include <stddef.h>
+
+#define CTL_DEFAULT_URL "http://127.0.0.1:8080"
+
+enum ctl_command {
+	CTL_CMD_NONE,
+	CTL_CMD_RUNS,
+	CTL_CMD_SHOW,
+	CTL_CMD_LOGS,
+	CTL_CMD_HELP,
+};
+
+struct ctl_args {
+	enum ctl_command cmd;
+	const char *url; /* --url, NULL when not given */
+	int json;
+	int help;    /* --help or -h: show help for cmd (or general help) */
+	int version; /* --version */
+	long limit;  /* --limit, 0 when not given */
+	const char *pipeline;
+	const char *status;
+	const char *run;   /* show, logs */
+	const char *stage; /* logs */
+	const char *topic; /* help COMMAND, NULL for general help */
+};
+
+int ctl_args_parse(struct ctl_args *a, int argc, char **argv, char *err, size_t errlen);
+/* --url, else a non-empty $SLUICE_URL, else CTL_DEFAULT_URL. */
+const char *ctl_args_url(const struct ctl_args *a);
+/* The command named s, or CTL_CMD_NONE. */
+enum ctl_command ctl_args_command(const char *s);
+
+#endif

@@ -1,0 +1,197 @@
+/* commands: runs, show and logs, each one or more GETs and a rendering. */
+#include "ctl/commands.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "ctl/api.h"
+#include "ctl/render.h"
+
+/* Appends "&name=escaped(value)" (or "?" first) to *query. */
+static int add_param(struct ctl_api *api, char **query, const char *name, const char *value)
+{
+	char *escaped = ctl_api_escape(api, value);
+	char *q = NULL;
+	int rc;
+
+	if (!escaped)
+		return -1;
+	rc = asprintf(&q, "%s%c%s=%s", *query, strchr(*query, '?') ? '&' : '?', name, escaped);
+	free(escaped);
+	if (rc < 0)
+		return -1;
+	free(*query);
+	*query = q;
+	return 0;
+}
+
+static int cmd_runs(struct ctl_api *api, const struct ctl_args *a, FILE *out, char *err,
+		    size_t errlen)
+{
+	char *path = strdup("/api/v1/runs");
+	char limit[24];
+	json_t *body = NULL;
+	int rc = -1;
+
+	snprintf(limit, sizeof(limit), "%ld", a->limit);
+	if (!path || (a->limit && add_param(api, &path, "limit", limit) < 0) ||
+	    (a->pipeline && add_param(api, &path, "pipeline", a->pipeline) < 0) ||
+	    (a->status && add_param(api, &path, "status", a->status) < 0)) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	if (ctl_api_get(api, path, &body, err, errlen) < 0)
+		goto fail;
+	if (a->json)
+		rc = ctl_render_json(out, body, 0);
+	else
+		rc = ctl_render_runs(out, body);
+	if (rc < 0)
+		snprintf(err, errlen, "cannot print the runs: unexpected response or write error");
+fail:
+	json_decref(body);
+	free(path);
+	return rc;
+}
+
+static int cmd_show(struct ctl_api *api, const struct ctl_args *a, FILE *out, char *err,
+		    size_t errlen)
+{
+	char *id = ctl_api_escape(api, a->run);
+	char *path = NULL;
+	json_t *body = NULL;
+	int rc = -1;
+
+	if (!id || asprintf(&path, "/api/v1/runs/%s", id) < 0) {
+		path = NULL;
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	if (ctl_api_get(api, path, &body, err, errlen) < 0)
+		goto fail;
+	if (a->json)
+		rc = ctl_render_json(out, body, 0);
+	else
+		rc = ctl_render_run(out, body);
+	if (rc < 0)
+		snprintf(err, errlen, "cannot print run %s: unexpected response or write error",
+			 id);
+fail:
+	json_decref(body);
+	free(path);
+	free(id);
+	return rc;
+}
+
+/* The cursor for the page after this one: the page's "next", else the id of
+ * its last line. NULL when the server gave neither. */
+static const char *next_cursor(const json_t *body, const json_t *lines)
+{
+	const json_t *next = json_object_get(body, "next");
+	const json_t *last = json_array_get(lines, json_array_size(lines) - 1);
+
+	if (json_is_string(next))
+		return json_string_value(next);
+	next = json_object_get(last, "id");
+	return json_is_string(next) ? json_string_value(next) : NULL;
+}
+
+/* Pages with ?after= until a page comes back empty. A server that does not
+ * move its cursor forward ends the loop rather than repeating a page. */
+static int cmd_logs(struct ctl_api *api, const struct ctl_args *a, FILE *out, char *err,
+		    size_t errlen)
+{
+	char *run = ctl_api_escape(api, a->run);
+	char *stage = ctl_api_escape(api, a->stage);
+	char *base = NULL;
+	char *after = NULL;
+	int rc = -1;
+
+	if (!run || !stage || asprintf(&base, "/api/v1/runs/%s/stages/%s/log", run, stage) < 0) {
+		base = NULL;
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	for (;;) {
+		char *path = strdup(base);
+		json_t *body = NULL;
+		const json_t *lines;
+		const json_t *line;
+		const char *cursor;
+		size_t i;
+
+		if (!path || (after && add_param(api, &path, "after", after) < 0)) {
+			free(path);
+			snprintf(err, errlen, "out of memory");
+			goto fail;
+		}
+		if (ctl_api_get(api, path, &body, err, errlen) < 0) {
+			free(path);
+			goto fail;
+		}
+		free(path);
+		lines = json_object_get(body, "lines");
+		if (!json_is_array(lines)) {
+			json_decref(body);
+			snprintf(err, errlen, "unexpected log response: no \"lines\" array");
+			goto fail;
+		}
+		json_array_foreach(lines, i, line)
+		{
+			int wrc = a->json ? ctl_render_json(out, line, 1)
+					  : ctl_render_log_line(out, line);
+			if (wrc < 0) {
+				json_decref(body);
+				snprintf(err, errlen, "write error");
+				goto fail;
+			}
+		}
+		cursor = json_array_size(lines) ? next_cursor(body, lines) : NULL;
+		if (!cursor || (after && strcmp(cursor, after) == 0)) {
+			json_decref(body);
+			break;
+		}
+		free(after);
+		after = strdup(cursor);
+		json_decref(body);
+		if (!after) {
+			snprintf(err, errlen, "out of memory");
+			goto fail;
+		}
+	}
+	rc = 0;
+fail:
+	free(after);
+	free(base);
+	free(stage);
+	free(run);
+	return rc;
+}
+
+int ctl_commands_run(const struct ctl_args *a, FILE *out, char *err, size_t errlen)
+{
+	struct ctl_api *api = ctl_api_new(ctl_args_url(a));
+	int rc = -1;
+
+	if (!api) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	switch (a->cmd) {
+	case CTL_CMD_RUNS:
+		rc = cmd_runs(api, a, out, err, errlen);
+		break;
+	case CTL_CMD_SHOW:
+		rc = cmd_show(api, a, out, err, errlen);
+		break;
+	case CTL_CMD_LOGS:
+		rc = cmd_logs(api, a, out, err, errlen);
+		break;
+	case CTL_CMD_HELP:
+	case CTL_CMD_NONE:
+		snprintf(err, errlen, "no command to run");
+		break;
+	}
+	ctl_api_free(api);
+	return rc;
+}

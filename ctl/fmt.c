@@ -1,0 +1,208 @@
+/* fmt: sanitizing, time and duration text for sluicectl's output. */
+#include "ctl/fmt.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+/* Decodes one UTF-8 sequence at s (n bytes available); returns its length
+ * and the code point, or 0 when the bytes are not valid UTF-8 (overlong
+ * forms and surrogates included). */
+static size_t utf8_decode(const unsigned char *s, size_t n, uint32_t *cp)
+{
+	size_t len;
+	uint32_t min;
+	uint32_t c;
+
+	if (s[0] < 0x80) {
+		*cp = s[0];
+		return 1;
+	}
+	if ((s[0] & 0xE0) == 0xC0) {
+		len = 2;
+		min = 0x80;
+		c = s[0] & 0x1F;
+	} else if ((s[0] & 0xF0) == 0xE0) {
+		len = 3;
+		min = 0x800;
+		c = s[0] & 0x0F;
+	} else if ((s[0] & 0xF8) == 0xF0) {
+		len = 4;
+		min = 0x10000;
+		c = s[0] & 0x07;
+	} else {
+		return 0;
+	}
+	if (len > n)
+		return 0;
+	for (size_t i = 1; i < len; i++) {
+		if ((s[i] & 0xC0) != 0x80)
+			return 0;
+		c = (c << 6) | (s[i] & 0x3F);
+	}
+	if (c < min || c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF))
+		return 0;
+	*cp = c;
+	return len;
+}
+
+/* Bidirectional embeddings, overrides and isolates reorder what follows
+ * them on screen, so they can make one value look like another. */
+static int is_hidden_control(uint32_t cp)
+{
+	if (cp < 0x20)
+		return cp != '\t';
+	if (cp >= 0x7F && cp <= 0x9F)
+		return 1;
+	if (cp >= 0x202A && cp <= 0x202E)
+		return 1;
+	return cp >= 0x2066 && cp <= 0x2069;
+}
+
+char *ctl_fmt_sanitize(const char *s, size_t len)
+{
+	const unsigned char *in = (const unsigned char *)s;
+	char *out = malloc(len + 1);
+	size_t o = 0;
+
+	if (!out)
+		return NULL;
+	for (size_t i = 0; i < len;) {
+		uint32_t cp;
+		size_t n = utf8_decode(in + i, len - i, &cp);
+
+		if (n == 0) {
+			out[o++] = '?';
+			i++;
+			continue;
+		}
+		if (!is_hidden_control(cp)) {
+			for (size_t k = 0; k < n; k++)
+				out[o++] = (char)in[i + k];
+		}
+		i += n;
+	}
+	out[o] = '\0';
+	return out;
+}
+
+size_t ctl_fmt_width(const char *s)
+{
+	size_t w = 0;
+
+	for (; *s; s++) {
+		if (((unsigned char)*s & 0xC0) != 0x80)
+			w++;
+	}
+	return w;
+}
+
+/* Reads exactly n decimal digits. */
+static int read_digits(const char **p, int n, int *value)
+{
+	int v = 0;
+
+	for (int i = 0; i < n; i++) {
+		char c = (*p)[i];
+		if (c < '0' || c > '9')
+			return -1;
+		v = v * 10 + (c - '0');
+	}
+	*p += n;
+	*value = v;
+	return 0;
+}
+
+static int skip_char(const char **p, char c)
+{
+	if (**p != c)
+		return -1;
+	(*p)++;
+	return 0;
+}
+
+int ctl_fmt_parse_time(const char *s, int64_t *ms)
+{
+	const char *p = s;
+	struct tm tm = {0};
+	int year, mon, day, hour, min, sec;
+	int frac_ms = 0;
+	int offset_min = 0;
+	time_t secs;
+
+	if (read_digits(&p, 4, &year) || skip_char(&p, '-') || read_digits(&p, 2, &mon) ||
+	    skip_char(&p, '-') || read_digits(&p, 2, &day))
+		return -1;
+	if (*p != 'T' && *p != 't' && *p != ' ')
+		return -1;
+	p++;
+	if (read_digits(&p, 2, &hour) || skip_char(&p, ':') || read_digits(&p, 2, &min) ||
+	    skip_char(&p, ':') || read_digits(&p, 2, &sec))
+		return -1;
+	if (mon < 1 || mon > 12 || day < 1 || day > 31 || hour > 23 || min > 59 || sec > 60)
+		return -1;
+	if (*p == '.') {
+		int scale = 100;
+		p++;
+		if (*p < '0' || *p > '9')
+			return -1;
+		for (; *p >= '0' && *p <= '9'; p++) {
+			frac_ms += (*p - '0') * scale;
+			scale /= 10;
+		}
+	}
+	if (*p == 'Z' || *p == 'z') {
+		p++;
+	} else if (*p == '+' || *p == '-') {
+		int sign = *p == '-' ? -1 : 1;
+		int oh, om;
+		p++;
+		if (read_digits(&p, 2, &oh) || skip_char(&p, ':') || read_digits(&p, 2, &om) ||
+		    oh > 23 || om > 59)
+			return -1;
+		offset_min = sign * (oh * 60 + om);
+	} else {
+		return -1;
+	}
+	if (*p != '\0')
+		return -1;
+	tm.tm_year = year - 1900;
+	tm.tm_mon = mon - 1;
+	tm.tm_mday = day;
+	tm.tm_hour = hour;
+	tm.tm_min = min;
+	tm.tm_sec = sec;
+	secs = timegm(&tm);
+	*ms = ((int64_t)secs - (int64_t)offset_min * 60) * 1000 + frac_ms;
+	return 0;
+}
+
+void ctl_fmt_time(int64_t ms, char *out, size_t len)
+{
+	int64_t floor_secs = ms / 1000 - (ms % 1000 < 0);
+	time_t secs = (time_t)floor_secs;
+	struct tm tm;
+
+	if (!gmtime_r(&secs, &tm)) {
+		snprintf(out, len, "-");
+		return;
+	}
+	snprintf(out, len, "%04d-%02d-%02d %02d:%02d:%02d", tm.tm_year + 1900, tm.tm_mon + 1,
+		 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+}
+
+void ctl_fmt_duration(int64_t ms, char *out, size_t len)
+{
+	long long s = (long long)(ms / 1000);
+
+	if (ms < 0)
+		snprintf(out, len, "-");
+	else if (ms < 1000)
+		snprintf(out, len, "%lldms", (long long)ms);
+	else if (s < 60)
+		snprintf(out, len, "%llds", s);
+	else if (s < 3600)
+		snprintf(out, len, "%lldm%02llds", s / 60, s % 60);
+	else
+		snprintf(out, len, "%lldh%02lldm%02llds", s / 3600, s / 60 % 60, s % 60);
+}

@@ -1,0 +1,292 @@
+/* render: tables and header lines built from API responses. */
+#include "ctl/render.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ctl/fmt.h"
+
+#define COLUMN_GAP 2
+
+/* Rows of owned, sanitized cells; row 0 is the header. */
+struct table {
+	size_t ncols;
+	size_t nrows;
+	size_t cap;
+	char **cells;
+};
+
+static void table_free(struct table *t)
+{
+	for (size_t i = 0; i < t->nrows * t->ncols; i++)
+		free(t->cells[i]);
+	free(t->cells);
+	t->cells = NULL;
+	t->nrows = 0;
+}
+
+/* Takes ownership of the ncols cells, freeing them on failure too. */
+static int table_add(struct table *t, char **row)
+{
+	if (t->nrows == t->cap) {
+		size_t cap = t->cap ? t->cap * 2 : 16;
+		char **cells = realloc(t->cells, cap * t->ncols * sizeof(*cells));
+		if (!cells)
+			goto fail;
+		t->cells = cells;
+		t->cap = cap;
+	}
+	for (size_t c = 0; c < t->ncols; c++) {
+		if (!row[c])
+			goto fail;
+	}
+	memcpy(t->cells + t->nrows * t->ncols, row, t->ncols * sizeof(*row));
+	t->nrows++;
+	return 0;
+fail:
+	for (size_t c = 0; c < t->ncols; c++)
+		free(row[c]);
+	return -1;
+}
+
+static int table_print(FILE *out, const struct table *t)
+{
+	size_t *width = calloc(t->ncols, sizeof(*width));
+
+	if (!width)
+		return -1;
+	for (size_t r = 0; r < t->nrows; r++) {
+		for (size_t c = 0; c < t->ncols; c++) {
+			size_t w = ctl_fmt_width(t->cells[r * t->ncols + c]);
+			if (w > width[c])
+				width[c] = w;
+		}
+	}
+	for (size_t r = 0; r < t->nrows; r++) {
+		for (size_t c = 0; c < t->ncols; c++) {
+			const char *cell = t->cells[r * t->ncols + c];
+			fputs(cell, out);
+			if (c + 1 < t->ncols)
+				fprintf(out, "%*s",
+					(int)(width[c] - ctl_fmt_width(cell) + COLUMN_GAP), "");
+		}
+		fputc('\n', out);
+	}
+	free(width);
+	return ferror(out) ? -1 : 0;
+}
+
+static char *dash(void)
+{
+	return strdup("-");
+}
+
+static const char *get_string(const json_t *obj, const char *key, size_t *len)
+{
+	const json_t *v = json_is_object(obj) ? json_object_get(obj, key) : NULL;
+
+	if (!json_is_string(v) || json_string_length(v) == 0)
+		return NULL;
+	*len = json_string_length(v);
+	return json_string_value(v);
+}
+
+static char *cell_text(const json_t *obj, const char *key)
+{
+	size_t len;
+	const char *s = get_string(obj, key, &len);
+
+	return s ? ctl_fmt_sanitize(s, len) : dash();
+}
+
+/* Branches are what people name runs by; other refs (tags, pull requests)
+ * are shown whole so they cannot be mistaken for a branch. */
+static char *cell_ref(const json_t *obj, const char *key)
+{
+	static const char heads[] = "refs/heads/";
+	size_t len;
+	const char *s = get_string(obj, key, &len);
+
+	if (!s)
+		return dash();
+	if (len > sizeof(heads) - 1 && memcmp(s, heads, sizeof(heads) - 1) == 0)
+		return ctl_fmt_sanitize(s + sizeof(heads) - 1, len - (sizeof(heads) - 1));
+	return ctl_fmt_sanitize(s, len);
+}
+
+static char *cell_sha(const json_t *obj, const char *key)
+{
+	size_t len;
+	const char *s = get_string(obj, key, &len);
+
+	if (!s)
+		return dash();
+	return ctl_fmt_sanitize(s, len < 7 ? len : 7);
+}
+
+static char *cell_int(const json_t *obj, const char *key)
+{
+	const json_t *v = json_is_object(obj) ? json_object_get(obj, key) : NULL;
+	char buf[CTL_FMT_MAX];
+
+	if (!json_is_integer(v))
+		return dash();
+	snprintf(buf, sizeof(buf), "%lld", (long long)json_integer_value(v));
+	return strdup(buf);
+}
+
+static int get_time(const json_t *obj, const char *key, int64_t *ms)
+{
+	const json_t *v = json_is_object(obj) ? json_object_get(obj, key) : NULL;
+
+	if (!json_is_string(v))
+		return -1;
+	return ctl_fmt_parse_time(json_string_value(v), ms);
+}
+
+static char *cell_time(const json_t *obj, const char *key)
+{
+	int64_t ms;
+	char buf[CTL_FMT_MAX];
+
+	if (get_time(obj, key, &ms) < 0)
+		return dash();
+	ctl_fmt_time(ms, buf, sizeof(buf));
+	return strdup(buf);
+}
+
+static char *cell_duration(const json_t *obj, const char *from, const char *to)
+{
+	int64_t start, end;
+	char buf[CTL_FMT_MAX];
+
+	if (get_time(obj, from, &start) < 0 || get_time(obj, to, &end) < 0)
+		return dash();
+	ctl_fmt_duration(end - start, buf, sizeof(buf));
+	return strdup(buf);
+}
+
+static int add_header(struct table *t, const char *const *names)
+{
+	char *row[8];
+
+	for (size_t c = 0; c < t->ncols; c++)
+		row[c] = strdup(names[c]);
+	return table_add(t, row);
+}
+
+int ctl_render_runs(FILE *out, const json_t *body)
+{
+	static const char *const header[] = {"RUN",    "PIPELINE", "REF",     "SHA",
+					     "STATUS", "CREATED",  "DURATION"};
+	struct table t = {.ncols = 7};
+	const json_t *runs = json_is_object(body) ? json_object_get(body, "runs") : NULL;
+	const json_t *run;
+	size_t i;
+	int rc = -1;
+
+	if (!json_is_array(runs))
+		return -1;
+	if (add_header(&t, header) < 0)
+		goto fail;
+	json_array_foreach(runs, i, run)
+	{
+		char *row[] = {cell_text(run, "id"),
+			       cell_text(run, "pipeline"),
+			       cell_ref(run, "ref"),
+			       cell_sha(run, "sha"),
+			       cell_text(run, "status"),
+			       cell_time(run, "created"),
+			       cell_duration(run, "created", "finished")};
+		if (table_add(&t, row) < 0)
+			goto fail;
+	}
+	rc = table_print(out, &t);
+fail:
+	table_free(&t);
+	return rc;
+}
+
+static int print_field(FILE *out, const char *label, char *value)
+{
+	if (!value)
+		return -1;
+	fprintf(out, "%-12s%s\n", label, value);
+	free(value);
+	return 0;
+}
+
+static int render_stages(FILE *out, const json_t *stages)
+{
+	static const char *const header[] = {"STAGE", "STATUS",	 "ATTEMPT",
+					     "EXIT",  "STARTED", "DURATION"};
+	struct table t = {.ncols = 6};
+	const char *name;
+	const json_t *stage;
+	int rc = -1;
+
+	if (add_header(&t, header) < 0)
+		goto fail;
+	json_object_foreach((json_t *)stages, name, stage)
+	{
+		char *row[] = {ctl_fmt_sanitize(name, strlen(name)),
+			       cell_text(stage, "status"),
+			       cell_int(stage, "attempt"),
+			       cell_int(stage, "exit_code"),
+			       cell_time(stage, "started"),
+			       cell_duration(stage, "started", "finished")};
+		if (table_add(&t, row) < 0)
+			goto fail;
+	}
+	rc = table_print(out, &t);
+fail:
+	table_free(&t);
+	return rc;
+}
+
+int ctl_render_run(FILE *out, const json_t *run)
+{
+	const json_t *stages;
+
+	if (!json_is_object(run))
+		return -1;
+	if (print_field(out, "Run:", cell_text(run, "id")) < 0 ||
+	    print_field(out, "Pipeline:", cell_text(run, "pipeline")) < 0 ||
+	    print_field(out, "Repository:", cell_text(run, "repository")) < 0 ||
+	    print_field(out, "Event:", cell_text(run, "event")) < 0 ||
+	    print_field(out, "Ref:", cell_text(run, "ref")) < 0 ||
+	    print_field(out, "Sha:", cell_text(run, "sha")) < 0 ||
+	    print_field(out, "Status:", cell_text(run, "status")) < 0 ||
+	    print_field(out, "Created:", cell_time(run, "created")) < 0 ||
+	    print_field(out, "Finished:", cell_time(run, "finished")) < 0 ||
+	    print_field(out, "Duration:", cell_duration(run, "created", "finished")) < 0)
+		return -1;
+	stages = json_object_get(run, "stages");
+	if (json_is_object(stages)) {
+		fputc('\n', out);
+		if (render_stages(out, stages) < 0)
+			return -1;
+	}
+	return ferror(out) ? -1 : 0;
+}
+
+/* Log text is printed as the command wrote it (colour codes included), the
+ * way CI systems show raw logs; only the line structure is ours. */
+int ctl_render_log_line(FILE *out, const json_t *line)
+{
+	const json_t *text = json_is_object(line) ? json_object_get(line, "line") : NULL;
+
+	if (json_is_string(text))
+		fwrite(json_string_value(text), 1, json_string_length(text), out);
+	fputc('\n', out);
+	return ferror(out) ? -1 : 0;
+}
+
+int ctl_render_json(FILE *out, const json_t *value, int compact)
+{
+	if (json_dumpf(value, out, compact ? JSON_COMPACT : JSON_INDENT(2)) < 0)
+		return -1;
+	fputc('\n', out);
+	return ferror(out) ? -1 : 0;
+}

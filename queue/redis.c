@@ -1,0 +1,704 @@
+/* redis: one hiredis async connection on the libevent loop, kept up by
+ * reconnecting with back-off, with a deadline on every command.
+ *
+ * Each command is a struct cmd. While hiredis holds a command (in_hiredis),
+ * hiredis owns the record and frees it through on_hiredis_reply, which it
+ * calls exactly once per command: with the reply, or with NULL when the
+ * context is freed. A command can be finished earlier (timeout, shutdown); it
+ * is then marked done, its callback runs, and the late hiredis call only
+ * frees the record. hiredis 0.14 cannot cancel one command, so a timeout
+ * drops the whole connection and reconnects.
+ *
+ * hiredis must not be freed from inside its connect or disconnect callbacks,
+ * and user callbacks may call redis_free at any time; so contexts are only
+ * freed from our own libevent callbacks (or deferred by hiredis itself when
+ * inside a reply callback), and struct redis is freed only when the outermost
+ * of our entry points returns (enter/leave).
+ */
+#include "queue/redis.h"
+
+#include <hiredis/async.h>
+#include <hiredis/adapters/libevent.h>
+#include <openssl/evp.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/log.h"
+
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 5000
+#define DEFAULT_TIMEOUT_MS 5000
+
+enum conn_state {
+	CONN_DOWN,       /* no context; a reconnect is scheduled */
+	CONN_CONNECTING, /* TCP or unix connect in progress */
+	CONN_LOADING,    /* connected; SCRIPT LOADs and the PING barrier in flight */
+	CONN_READY,      /* user commands go out */
+};
+
+struct cmd_list {
+	struct cmd *head, *tail;
+	size_t n;
+};
+
+struct cmd {
+	struct cmd *prev, *next;
+	struct cmd_list *list; /* r->sent or r->failing while not done */
+	struct redis *r;       /* valid only while not done */
+	redis_cb cb;
+	void *arg;
+	char *buf; /* the formatted command, kept to resend after NOSCRIPT */
+	int len;
+	struct event *timer;
+	const char *fail; /* error to deliver from the loop */
+	int script;       /* script handle for EVALSHA, else -1 */
+	int in_hiredis;
+	int done;
+	int retried;
+};
+
+struct script {
+	char *source;
+	char sha[41];
+};
+
+struct redis {
+	struct event_base *base;
+	char *url;
+	char *host;
+	int port;
+	char *path;
+	int timeout_ms;
+
+	redisAsyncContext *ac;
+	enum conn_state state;
+	int backoff_ms;
+	int outage_logged;
+	unsigned long connects;
+	struct event *reconnect_ev;
+	struct event *connect_timeout_ev;
+	struct event *drop_ev;
+	struct event *deliver_ev;
+	char drop_why[128];
+
+	struct cmd_list sent;
+	struct cmd_list failing;
+
+	struct script *scripts;
+	int nscripts;
+
+	void (*on_connect)(struct redis *r, void *arg);
+	void *on_connect_arg;
+
+	int depth;
+	int freeing;
+};
+
+static void cmd_submit(struct redis *r, struct cmd *c, int internal);
+
+static struct timeval ms_to_tv(int ms)
+{
+	struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+	return tv;
+}
+
+static void list_push(struct cmd_list *l, struct cmd *c)
+{
+	c->list = l;
+	c->next = NULL;
+	c->prev = l->tail;
+	if (l->tail)
+		l->tail->next = c;
+	else
+		l->head = c;
+	l->tail = c;
+	l->n++;
+}
+
+static void list_remove(struct cmd *c)
+{
+	struct cmd_list *l = c->list;
+	if (!l)
+		return;
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		l->head = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	else
+		l->tail = c->prev;
+	l->n--;
+	c->list = NULL;
+	c->prev = c->next = NULL;
+}
+
+/* --- lifetime of struct redis ------------------------------------------- */
+
+static void destroy(struct redis *r)
+{
+	event_free(r->reconnect_ev);
+	event_free(r->connect_timeout_ev);
+	event_free(r->drop_ev);
+	event_free(r->deliver_ev);
+	if (r->ac) {
+		redisAsyncContext *ac = r->ac;
+		r->ac = NULL;
+		/* Inside a reply callback hiredis defers this until the callback
+		 * returns; the records it still holds are all done and just freed. */
+		ac->data = NULL;
+		redisAsyncFree(ac);
+	}
+	for (int i = 0; i < r->nscripts; i++)
+		free(r->scripts[i].source);
+	free(r->scripts);
+	free(r->url);
+	free(r->host);
+	free(r->path);
+	free(r);
+}
+
+static void enter(struct redis *r)
+{
+	r->depth++;
+}
+
+/* After leave() returns, r may be gone. */
+static void leave(struct redis *r)
+{
+	if (--r->depth == 0 && r->freeing)
+		destroy(r);
+}
+
+/* --- commands ------------------------------------------------------------ */
+
+static void cmd_free(struct cmd *c)
+{
+	if (c->timer)
+		event_free(c->timer);
+	redisFreeCommand(c->buf);
+	free(c);
+}
+
+/* Runs the callback once; the caller holds enter(r). */
+static void cmd_finish(struct cmd *c, redisReply *reply, const char *err)
+{
+	struct redis *r = c->r;
+	redis_cb cb = c->cb;
+	void *arg = c->arg;
+
+	list_remove(c);
+	c->done = 1;
+	c->r = NULL;
+	if (c->timer) {
+		event_free(c->timer);
+		c->timer = NULL;
+	}
+	if (!c->in_hiredis)
+		cmd_free(c);
+	if (cb)
+		cb(r, reply, err, arg);
+}
+
+static void queue_failure(struct redis *r, struct cmd *c, const char *err)
+{
+	c->fail = err;
+	list_push(&r->failing, c);
+	event_active(r->deliver_ev, EV_TIMEOUT, 1);
+}
+
+/* Fails, from the loop, the commands that could not be sent; those queued by
+ * these very callbacks wait for the next pass. */
+static void on_deliver(evutil_socket_t fd, short what, void *arg)
+{
+	struct redis *r = arg;
+	(void)fd;
+	(void)what;
+	enter(r);
+	size_t n = r->failing.n;
+	while (n-- > 0 && r->failing.head && !r->freeing)
+		cmd_finish(r->failing.head, NULL, r->failing.head->fail);
+	if (!r->freeing && r->failing.head)
+		event_active(r->deliver_ev, EV_TIMEOUT, 1);
+	leave(r);
+}
+
+static void schedule_drop(struct redis *r, const char *why)
+{
+	if (r->freeing || !r->ac)
+		return;
+	r->state = CONN_DOWN;
+	snprintf(r->drop_why, sizeof(r->drop_why), "%s", why);
+	event_active(r->drop_ev, EV_TIMEOUT, 1);
+}
+
+static int send_script_load(struct redis *r, int script);
+static void on_hiredis_reply(redisAsyncContext *ac, void *reply_, void *privdata);
+
+static int resend_after_noscript(struct redis *r, redisAsyncContext *ac, struct cmd *c)
+{
+	c->retried = 1;
+	/* Pipelined: the server runs the load before the retry. */
+	if (send_script_load(r, c->script) < 0)
+		return -1;
+	if (redisAsyncFormattedCommand(ac, on_hiredis_reply, c, c->buf, (size_t)c->len) !=
+	    REDIS_OK)
+		return -1;
+	c->in_hiredis = 1;
+	return 0;
+}
+
+static void on_hiredis_reply(redisAsyncContext *ac, void *reply_, void *privdata)
+{
+	struct cmd *c = privdata;
+	redisReply *reply = reply_;
+
+	c->in_hiredis = 0;
+	if (c->done) {
+		cmd_free(c);
+		return;
+	}
+	struct redis *r = c->r;
+	enter(r);
+	if (!reply) {
+		cmd_finish(c, NULL, "connection lost");
+	} else if (reply->type == REDIS_REPLY_ERROR) {
+		if (c->script >= 0 && !c->retried && strncmp(reply->str, "NOSCRIPT", 8) == 0 &&
+		    resend_after_noscript(r, ac, c) == 0) {
+			leave(r);
+			return;
+		}
+		cmd_finish(c, NULL, reply->str);
+	} else {
+		cmd_finish(c, reply, NULL);
+	}
+	leave(r);
+}
+
+static void on_cmd_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	struct cmd *c = arg;
+	struct redis *r = c->r;
+	(void)fd;
+	(void)what;
+	enter(r);
+	log_warn("redis: command timed out, reconnecting", LOG_S("url", r->url),
+		 LOG_I("timeout_ms", r->timeout_ms));
+	schedule_drop(r, "command timed out");
+	cmd_finish(c, NULL, "timeout");
+	leave(r);
+}
+
+/* internal: commands of the connect sequence may go out before CONN_READY. */
+static void cmd_submit(struct redis *r, struct cmd *c, int internal)
+{
+	int usable = r->ac && (r->state == CONN_READY || (internal && r->state == CONN_LOADING));
+	if (!usable) {
+		queue_failure(r, c, "not connected");
+		return;
+	}
+	c->timer = evtimer_new(r->base, on_cmd_timeout, c);
+	if (!c->timer) {
+		queue_failure(r, c, "out of memory");
+		return;
+	}
+	if (redisAsyncFormattedCommand(r->ac, on_hiredis_reply, c, c->buf, (size_t)c->len) !=
+	    REDIS_OK) {
+		event_free(c->timer);
+		c->timer = NULL;
+		queue_failure(r, c, "not connected");
+		return;
+	}
+	c->in_hiredis = 1;
+	list_push(&r->sent, c);
+	struct timeval tv = ms_to_tv(r->timeout_ms);
+	evtimer_add(c->timer, &tv);
+}
+
+/* Takes buf (a formatted command); on failure frees it. */
+static int cmd_queue(struct redis *r, redis_cb cb, void *arg, char *buf, int len, int script,
+		     int internal)
+{
+	struct cmd *c = calloc(1, sizeof(*c));
+	if (!c) {
+		redisFreeCommand(buf);
+		return -1;
+	}
+	c->r = r;
+	c->cb = cb;
+	c->arg = arg;
+	c->buf = buf;
+	c->len = len;
+	c->script = script;
+	cmd_submit(r, c, internal);
+	return 0;
+}
+
+int redis_command(struct redis *r, redis_cb cb, void *arg, const char *fmt, ...)
+{
+	char *buf = NULL;
+	va_list ap;
+
+	if (r->freeing)
+		return -1;
+	va_start(ap, fmt);
+	int len = redisvFormatCommand(&buf, fmt, ap);
+	va_end(ap);
+	if (len < 0)
+		return -1;
+	return cmd_queue(r, cb, arg, buf, len, -1, 0);
+}
+
+int redis_command_argv(struct redis *r, redis_cb cb, void *arg, int argc, const char **argv,
+		       const size_t *lens)
+{
+	char *buf = NULL;
+
+	if (r->freeing || argc <= 0)
+		return -1;
+	int len = redisFormatCommandArgv(&buf, argc, argv, lens);
+	if (len < 0)
+		return -1;
+	return cmd_queue(r, cb, arg, buf, len, -1, 0);
+}
+
+/* --- scripts -------------------------------------------------------------- */
+
+static void on_script_loaded(struct redis *r, redisReply *reply, const char *err, void *arg)
+{
+	int script = (int)(intptr_t)arg;
+	if (err) {
+		if (strcmp(err, "shutting down") != 0)
+			log_error("redis: SCRIPT LOAD failed", LOG_I("script", script),
+				  LOG_S("error", err));
+		return;
+	}
+	if (reply->type == REDIS_REPLY_STRING && reply->len == 40)
+		memcpy(r->scripts[script].sha, reply->str, 40);
+}
+
+static int send_script_load(struct redis *r, int script)
+{
+	char *buf = NULL;
+	int len = redisFormatCommand(&buf, "SCRIPT LOAD %s", r->scripts[script].source);
+	if (len < 0)
+		return -1;
+	return cmd_queue(r, on_script_loaded, (void *)(intptr_t)script, buf, len, -1, 1);
+}
+
+int redis_script_add(struct redis *r, const char *source)
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0;
+
+	/* The sha1 is known before any connection, so EVALSHA can be formatted
+	 * at once; SCRIPT LOAD replies with the same digest. */
+	if (!EVP_Digest(source, strlen(source), md, &mdlen, EVP_sha1(), NULL) || mdlen != 20)
+		return -1;
+	struct script *s = realloc(r->scripts, sizeof(*s) * (size_t)(r->nscripts + 1));
+	if (!s)
+		return -1;
+	r->scripts = s;
+	s = &r->scripts[r->nscripts];
+	s->source = strdup(source);
+	if (!s->source)
+		return -1;
+	for (unsigned int i = 0; i < mdlen; i++)
+		snprintf(s->sha + 2 * i, 3, "%02x", md[i]);
+	return r->nscripts++;
+}
+
+int redis_script_run(struct redis *r, int script, redis_cb cb, void *arg, int nkeys, int argc,
+		     const char **argv, const size_t *lens)
+{
+	char nk[16];
+	char *buf = NULL;
+	int rc = -1;
+
+	if (r->freeing || script < 0 || script >= r->nscripts || argc < 0 || nkeys < 0 ||
+	    nkeys > argc)
+		return -1;
+	const char **v = malloc(sizeof(*v) * (size_t)(argc + 3));
+	size_t *l = malloc(sizeof(*l) * (size_t)(argc + 3));
+	if (!v || !l)
+		goto fail;
+	snprintf(nk, sizeof(nk), "%d", nkeys);
+	v[0] = "EVALSHA";
+	v[1] = r->scripts[script].sha;
+	v[2] = nk;
+	for (int i = 0; i < 3; i++)
+		l[i] = strlen(v[i]);
+	for (int i = 0; i < argc; i++) {
+		v[i + 3] = argv[i];
+		l[i + 3] = lens ? lens[i] : strlen(argv[i]);
+	}
+	int len = redisFormatCommandArgv(&buf, argc + 3, v, l);
+	if (len < 0)
+		goto fail;
+	rc = cmd_queue(r, cb, arg, buf, len, script, 0);
+fail:
+	free(v);
+	free(l);
+	return rc;
+}
+
+/* --- connection ----------------------------------------------------------- */
+
+static void schedule_reconnect(struct redis *r)
+{
+	if (r->freeing)
+		return;
+	struct timeval tv = ms_to_tv(r->backoff_ms);
+	r->backoff_ms = r->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : r->backoff_ms * 2;
+	evtimer_add(r->reconnect_ev, &tv);
+}
+
+/* One warning per outage rather than one per attempt. */
+static void note_down(struct redis *r, const char *what, const char *err)
+{
+	if (r->outage_logged)
+		return;
+	r->outage_logged = 1;
+	log_warn(what, LOG_S("url", r->url), LOG_S("error", err && *err ? err : "unknown"));
+}
+
+/* Frees the context from our own event callback, never from inside hiredis.
+ * Commands it still holds finish with "connection lost". */
+static void drop_now(struct redis *r, const char *why)
+{
+	redisAsyncContext *ac = r->ac;
+	if (!ac)
+		return;
+	enter(r);
+	r->ac = NULL;
+	r->state = CONN_DOWN;
+	event_del(r->connect_timeout_ev);
+	note_down(r, "redis: connection dropped", why);
+	ac->data = NULL;
+	redisAsyncFree(ac);
+	schedule_reconnect(r);
+	leave(r);
+}
+
+static void on_drop(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct redis *r = arg;
+	drop_now(r, r->drop_why);
+}
+
+static void on_connect_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	struct redis *r = arg;
+	(void)fd;
+	(void)what;
+	if (r->state == CONN_CONNECTING)
+		drop_now(r, "connect timed out");
+}
+
+/* The PING after the SCRIPT LOADs: its reply means the scripts are in. */
+static void on_ready(struct redis *r, redisReply *reply, const char *err, void *arg)
+{
+	(void)reply;
+	(void)arg;
+	if (err) {
+		if (strcmp(err, "shutting down") != 0)
+			note_down(r, "redis: connect sequence failed", err);
+		schedule_drop(r, err);
+		return;
+	}
+	r->state = CONN_READY;
+	r->connects++;
+	r->backoff_ms = BACKOFF_MIN_MS;
+	r->outage_logged = 0;
+	log_info("redis: connected", LOG_S("url", r->url), LOG_I("scripts", r->nscripts));
+	if (r->on_connect)
+		r->on_connect(r, r->on_connect_arg);
+}
+
+static void on_hiredis_connect(const redisAsyncContext *ac, int status)
+{
+	struct redis *r = ac->data;
+	if (!r)
+		return;
+	event_del(r->connect_timeout_ev);
+	if (status != REDIS_OK) {
+		/* hiredis frees the context when this returns. */
+		r->ac = NULL;
+		r->state = CONN_DOWN;
+		note_down(r, "redis: cannot connect", ac->errstr);
+		schedule_reconnect(r);
+		return;
+	}
+	r->state = CONN_LOADING;
+	for (int i = 0; i < r->nscripts; i++)
+		send_script_load(r, i);
+	char *buf = NULL;
+	int len = redisFormatCommand(&buf, "PING");
+	if (len < 0 || cmd_queue(r, on_ready, NULL, buf, len, -1, 1) < 0)
+		schedule_drop(r, "out of memory");
+}
+
+static void on_hiredis_disconnect(const redisAsyncContext *ac, int status)
+{
+	struct redis *r = ac->data;
+	(void)status;
+	if (!r)
+		return;
+	/* hiredis frees the context when this returns. */
+	r->ac = NULL;
+	r->state = CONN_DOWN;
+	event_del(r->connect_timeout_ev);
+	note_down(r, "redis: connection lost", ac->errstr);
+	schedule_reconnect(r);
+}
+
+static void on_reconnect(evutil_socket_t fd, short what, void *arg)
+{
+	struct redis *r = arg;
+	(void)fd;
+	(void)what;
+	redisAsyncContext *ac = r->path ? redisAsyncConnectUnix(r->path)
+					: redisAsyncConnect(r->host, r->port);
+	if (!ac) {
+		note_down(r, "redis: cannot connect", "out of memory");
+		schedule_reconnect(r);
+		return;
+	}
+	if (ac->err || redisLibeventAttach(ac, r->base) != REDIS_OK) {
+		note_down(r, "redis: cannot connect", ac->errstr);
+		redisAsyncFree(ac);
+		schedule_reconnect(r);
+		return;
+	}
+	ac->data = r;
+	redisAsyncSetConnectCallback(ac, on_hiredis_connect);
+	redisAsyncSetDisconnectCallback(ac, on_hiredis_disconnect);
+	r->ac = ac;
+	r->state = CONN_CONNECTING;
+	struct timeval tv = ms_to_tv(r->timeout_ms);
+	evtimer_add(r->connect_timeout_ev, &tv);
+}
+
+/* --- public -------------------------------------------------------------- */
+
+static int parse_url(struct redis *r, const char *url)
+{
+	if (strncmp(url, "unix:", 5) == 0) {
+		const char *p = url + 5;
+		if (strncmp(p, "//", 2) == 0)
+			p += 2;
+		if (*p != '/')
+			return -1;
+		r->path = strdup(p);
+		return r->path ? 0 : -1;
+	}
+	if (strncmp(url, "redis://", 8) == 0)
+		url += 8;
+
+	const char *host = url, *host_end, *port = NULL;
+	if (*url == '[') {
+		host = url + 1;
+		host_end = strchr(host, ']');
+		if (!host_end)
+			return -1;
+		if (host_end[1] == ':')
+			port = host_end + 2;
+		else if (host_end[1] != '\0')
+			return -1;
+	} else {
+		host_end = strrchr(url, ':');
+		if (host_end)
+			port = host_end + 1;
+		else
+			host_end = url + strlen(url);
+	}
+	if (host_end == host)
+		return -1;
+	r->port = 6379;
+	if (port) {
+		char *end;
+		long p = strtol(port, &end, 10);
+		if (end == port || *end != '\0' || p < 1 || p > 65535)
+			return -1;
+		r->port = (int)p;
+	}
+	r->host = strndup(host, (size_t)(host_end - host));
+	return r->host ? 0 : -1;
+}
+
+struct redis *redis_new(struct event_base *base, const char *url, int timeout_ms)
+{
+	struct redis *r = calloc(1, sizeof(*r));
+	if (!r)
+		return NULL;
+	r->base = base;
+	r->timeout_ms = timeout_ms > 0 ? timeout_ms : DEFAULT_TIMEOUT_MS;
+	r->backoff_ms = BACKOFF_MIN_MS;
+	r->url = strdup(url);
+	if (!r->url)
+		goto fail;
+	if (parse_url(r, url) < 0) {
+		log_error("redis: bad url", LOG_S("url", url),
+			  LOG_S("expected", "redis://host:port, host:port or unix:/path"));
+		goto fail;
+	}
+	r->reconnect_ev = evtimer_new(base, on_reconnect, r);
+	r->connect_timeout_ev = evtimer_new(base, on_connect_timeout, r);
+	r->drop_ev = event_new(base, -1, 0, on_drop, r);
+	r->deliver_ev = event_new(base, -1, 0, on_deliver, r);
+	if (!r->reconnect_ev || !r->connect_timeout_ev || !r->drop_ev || !r->deliver_ev)
+		goto fail;
+	/* The first connect starts from the loop, after the caller has added
+	 * its scripts and on_connect callback. */
+	struct timeval now = {0, 0};
+	evtimer_add(r->reconnect_ev, &now);
+	return r;
+fail:
+	if (r->reconnect_ev)
+		event_free(r->reconnect_ev);
+	if (r->connect_timeout_ev)
+		event_free(r->connect_timeout_ev);
+	if (r->drop_ev)
+		event_free(r->drop_ev);
+	if (r->deliver_ev)
+		event_free(r->deliver_ev);
+	free(r->url);
+	free(r->host);
+	free(r->path);
+	free(r);
+	return NULL;
+}
+
+void redis_free(struct redis *r)
+{
+	if (!r || r->freeing)
+		return;
+	r->freeing = 1;
+	enter(r);
+	while (r->sent.head)
+		cmd_finish(r->sent.head, NULL, "shutting down");
+	while (r->failing.head)
+		cmd_finish(r->failing.head, NULL, "shutting down");
+	leave(r);
+}
+
+int redis_connected(const struct redis *r)
+{
+	return r->state == CONN_READY;
+}
+
+unsigned long redis_connect_count(const struct redis *r)
+{
+	return r->connects;
+}
+
+void redis_on_connect(struct redis *r, void (*cb)(struct redis *r, void *arg), void *arg)
+{
+	r->on_connect = cb;
+	r->on_connect_arg = arg;
+}

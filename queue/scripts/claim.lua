@@ -1,0 +1,45 @@
+-- claim: a worker takes one stage attempt: lease it and mark it running.
+--
+-- ARGV[1] key prefix, ARGV[2] run, ARGV[3] stage, ARGV[4] attempt,
+-- ARGV[5] worker token, ARGV[6] lease (ms), ARGV[7] now (ms).
+-- Returns {"claimed", <JSON object of the run hash>}, or {reason} when the
+-- job is not to be run: "gone" (no such run or stage), "run-finished",
+-- "stale" (another attempt is current), "not-queued" (already running or
+-- finished: a duplicate delivery), "leased" (someone holds the lease).
+local P, run, stage = ARGV[1], ARGV[2], ARGV[3]
+local attempt, token = ARGV[4], ARGV[5]
+local lease_ms, now = tonumber(ARGV[6]), tonumber(ARGV[7])
+local rkey = P .. 'run:' .. run
+local skey = rkey .. ':stage:' .. stage
+
+local rstatus = redis.call('HGET', rkey, 'status')
+local st = redis.call('HMGET', skey, 'status', 'attempt')
+if not rstatus or not st[1] then
+  return {'gone'}
+end
+if rstatus ~= 'queued' and rstatus ~= 'running' then
+  return {'run-finished'}
+end
+if st[2] ~= attempt then
+  return {'stale'}
+end
+if st[1] ~= 'queued' then
+  return {'not-queued'}
+end
+local lkey = P .. 'lease:' .. run .. ':' .. stage
+if not redis.call('SET', lkey, token .. '/' .. attempt, 'NX', 'PX', lease_ms) then
+  return {'leased'}
+end
+redis.call('ZADD', P .. 'leases', now + lease_ms, run .. '/' .. stage)
+redis.call('HSET', skey, 'status', 'running', 'worker', token, 'started', now)
+redis.call('HDEL', skey, 'finished', 'exit_code', 'signal', 'error')
+if rstatus == 'queued' then
+  redis.call('HSET', rkey, 'status', 'running', 'started', now)
+end
+
+local flat = redis.call('HGETALL', rkey)
+local obj = {}
+for i = 1, #flat, 2 do
+  obj[flat[i]] = flat[i + 1]
+end
+return {'claimed', cjson.encode(obj)}

@@ -1,0 +1,34 @@
+-- finish: record the outcome of a stage attempt and its result message,
+-- then release the lease (compare-and-delete).
+--
+-- ARGV[1] key prefix, ARGV[2] run, ARGV[3] stage, ARGV[4] attempt,
+-- ARGV[5] worker token, ARGV[6] status, ARGV[7] exit code or "",
+-- ARGV[8] signal name or "", ARGV[9] error text or "", ARGV[10] now (ms),
+-- ARGV[11] result topic, ARGV[12] result envelope.
+-- Returns "recorded", or "fenced" when this attempt is no longer the
+-- current one or no longer this worker's (its result is dropped).
+local P, run, stage, attempt, token = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local skey = P .. 'run:' .. run .. ':stage:' .. stage
+local st = redis.call('HMGET', skey, 'status', 'attempt', 'worker')
+if st[1] ~= 'running' or st[2] ~= attempt or st[3] ~= token then
+  return 'fenced'
+end
+
+redis.call('HSET', skey, 'status', ARGV[6], 'finished', ARGV[10])
+if ARGV[7] ~= '' then
+  redis.call('HSET', skey, 'exit_code', ARGV[7])
+end
+if ARGV[8] ~= '' then
+  redis.call('HSET', skey, 'signal', ARGV[8])
+end
+if ARGV[9] ~= '' then
+  redis.call('HSET', skey, 'error', ARGV[9])
+end
+redis.call('XADD', P .. 'outbox', '*', 'topic', ARGV[11], 'key', run, 'value', ARGV[12])
+
+local lkey = P .. 'lease:' .. run .. ':' .. stage
+if redis.call('GET', lkey) == token .. '/' .. attempt then
+  redis.call('DEL', lkey)
+end
+redis.call('ZREM', P .. 'leases', run .. '/' .. stage)
+return 'recorded'

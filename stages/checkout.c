@@ -1,0 +1,342 @@
+/* checkout: mirror, shared clone and detached checkout as a chain of git
+ * child processes, one step started from the exit of the previous one. */
+#include "stages/checkout.h"
+
+#include "lib/clock.h"
+#include "lib/log.h"
+
+#include <errno.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define KILL_GRACE_MS 2000
+#define DEFAULT_PATH  "/usr/local/bin:/usr/bin:/bin"
+
+enum step { STEP_MIRROR, STEP_VERIFY, STEP_CLEAN, STEP_CLONE, STEP_CHECKOUT, STEP_DONE };
+
+/* Runs under the mirror's lock, so the existence test, the clone into a
+ * temporary name and the rename are one unit across processes: a clone that
+ * was interrupted is never mistaken for a mirror. Arguments are positional
+ * parameters, never part of the script text. */
+static const char mirror_script[] =
+    "if [ -d \"$2\" ]; then\n"
+    "  exec git --git-dir=\"$2\" fetch --quiet --prune origin '+refs/*:refs/*'\n"
+    "fi\n"
+    "rm -rf \"$3\" && git clone --mirror --quiet -- \"$1\" \"$3\" && mv \"$3\" \"$2\"\n";
+
+struct checkout {
+	char *url;
+	char *sha;
+	char *workspace;
+	char *mirror;
+	char *lock;
+	char *tmp;
+	char *git_dir_arg;
+	char *commit_arg;
+	char *env[8];
+	int64_t deadline_ms;
+	int timeout_ms;
+	process_line_cb on_line;
+	checkout_done_cb done;
+	void *arg;
+	struct process *proc;
+	enum step step;
+	int mirror_existed;
+	int cancelled;
+	struct event *defer;
+	char last_stderr[200];
+	char error[512];
+};
+
+static void checkout_free(struct checkout *c)
+{
+	free(c->url);
+	free(c->sha);
+	free(c->workspace);
+	free(c->mirror);
+	free(c->lock);
+	free(c->tmp);
+	free(c->git_dir_arg);
+	free(c->commit_arg);
+	for (size_t i = 0; i < sizeof(c->env) / sizeof(c->env[0]); i++)
+		free(c->env[i]);
+	if (c->defer != NULL)
+		event_free(c->defer);
+	free(c);
+}
+
+static void finish(struct checkout *c, const char *error)
+{
+	if (c->cancelled)
+		error = "cancelled";
+	c->done(error == NULL ? 0 : -1, error, c->arg);
+	checkout_free(c);
+}
+
+static void on_defer(evutil_socket_t fd, short what, void *arg)
+{
+	struct checkout *c = arg;
+	(void)fd;
+	(void)what;
+	finish(c, c->error);
+}
+
+static int valid_sha(const char *sha)
+{
+	size_t n = strspn(sha, "0123456789abcdefABCDEF");
+	return sha[n] == '\0' && n >= 7 && n <= 64;
+}
+
+static int mirror_name(const char *url, char out[17])
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int len = 0;
+
+	if (!EVP_Digest(url, strlen(url), md, &len, EVP_sha256(), NULL) || len < 8)
+		return -1;
+	for (int i = 0; i < 8; i++)
+		snprintf(out + 2 * i, 3, "%02x", md[i]);
+	return 0;
+}
+
+static int make_dir(const char *path)
+{
+	return mkdir(path, 0755) == 0 || errno == EEXIST ? 0 : -1;
+}
+
+static int add_env(struct checkout *c, size_t *n, const char *key, const char *val)
+{
+	char *s;
+
+	if (val == NULL)
+		return 0;
+	if (asprintf(&s, "%s=%s", key, val) < 0)
+		return -1;
+	c->env[(*n)++] = s;
+	return 0;
+}
+
+/* git gets a fixed, minimal environment: nothing of ours leaks into it, it
+ * never waits for a password, and only plain transports are allowed (no
+ * ext:: helpers that would run commands named in a URL). */
+static int build_env(struct checkout *c)
+{
+	const char *path = getenv("PATH");
+	size_t n = 0;
+
+	if (add_env(c, &n, "PATH", path != NULL ? path : DEFAULT_PATH) < 0 ||
+	    add_env(c, &n, "HOME", getenv("HOME")) < 0 ||
+	    add_env(c, &n, "LANG", getenv("LANG")) < 0 ||
+	    add_env(c, &n, "GIT_TERMINAL_PROMPT", "0") < 0 ||
+	    add_env(c, &n, "GIT_CONFIG_NOSYSTEM", "1") < 0 ||
+	    add_env(c, &n, "GIT_ALLOW_PROTOCOL", "file:git:http:https:ssh") < 0)
+		return -1;
+	return 0;
+}
+
+static void on_git_line(enum process_stream s, const char *line, size_t len, void *arg)
+{
+	struct checkout *c = arg;
+
+	if (s == PROCESS_STDERR && len > 0) {
+		size_t n = len < sizeof(c->last_stderr) - 1 ? len : sizeof(c->last_stderr) - 1;
+		memcpy(c->last_stderr, line, n);
+		c->last_stderr[n] = '\0';
+	}
+	if (c->on_line != NULL)
+		c->on_line(s, line, len, c->arg);
+}
+
+static const char *step_name(const struct checkout *c)
+{
+	switch (c->step) {
+	case STEP_MIRROR:
+		return c->mirror_existed ? "git fetch" : "git clone --mirror";
+	case STEP_VERIFY:
+		return "git cat-file";
+	case STEP_CLEAN:
+		return "rm -rf";
+	case STEP_CLONE:
+		return "git clone";
+	default:
+		return "git checkout";
+	}
+}
+
+static void on_step_exit(const struct process_result *r, void *arg);
+
+/* Starts the current step; 0 when one is running or there is nothing left,
+ * -1 with c->error set. */
+static int start_step(struct checkout *c)
+{
+	struct stat st;
+
+	if (c->step == STEP_CLEAN && lstat(c->workspace, &st) < 0)
+		c->step = STEP_CLONE;
+	if (c->step == STEP_DONE)
+		return 0;
+
+	const char *mirror_argv[] = {"flock", c->lock, "sh",	  "-c",	  mirror_script,
+				     "sh",    c->url,  c->mirror, c->tmp, NULL};
+	const char *verify_argv[] = {"git", c->git_dir_arg, "cat-file", "-e", c->commit_arg, NULL};
+	const char *clean_argv[] = {"rm", "-rf", "--", c->workspace, NULL};
+	const char *clone_argv[] = {"git", "clone",   "--quiet",    "--shared", "--no-checkout",
+				    "--",  c->mirror, c->workspace, NULL};
+	const char *checkout_argv[] = {"git",	  "-C",	      c->workspace, "checkout",
+				       "--quiet", "--detach", c->sha,	    NULL};
+	const char *const *argv[] = {mirror_argv, verify_argv, clean_argv, clone_argv,
+				     checkout_argv};
+
+	struct process_spec spec = {
+	    .argv = argv[c->step],
+	    .envp = (const char *const *)c->env,
+	    .kill_grace_ms = KILL_GRACE_MS,
+	};
+	if (c->timeout_ms > 0) {
+		int64_t left = c->deadline_ms - clock_mono_ms();
+		if (left <= 0) {
+			snprintf(c->error, sizeof(c->error), "checkout timed out after %d ms",
+				 c->timeout_ms);
+			return -1;
+		}
+		spec.timeout_ms = (int)left;
+	}
+	c->last_stderr[0] = '\0';
+	c->proc = process_spawn(&spec, on_git_line, on_step_exit, c);
+	if (c->proc == NULL) {
+		snprintf(c->error, sizeof(c->error), "cannot start %s", step_name(c));
+		return -1;
+	}
+	return 0;
+}
+
+static void on_step_exit(const struct process_result *r, void *arg)
+{
+	struct checkout *c = arg;
+
+	c->proc = NULL;
+	if (c->cancelled) {
+		finish(c, "cancelled");
+		return;
+	}
+	switch (r->outcome) {
+	case PROCESS_EXITED:
+		if (r->exit_code == 0)
+			break;
+		if (c->step == STEP_VERIFY)
+			snprintf(c->error, sizeof(c->error), "commit %s not found in %s", c->sha,
+				 c->url);
+		else
+			snprintf(c->error, sizeof(c->error), "%s failed (exit %d)%s%s",
+				 step_name(c), r->exit_code, c->last_stderr[0] ? ": " : "",
+				 c->last_stderr);
+		finish(c, c->error);
+		return;
+	case PROCESS_TIMED_OUT:
+		snprintf(c->error, sizeof(c->error), "checkout timed out after %d ms",
+			 c->timeout_ms);
+		finish(c, c->error);
+		return;
+	case PROCESS_CANCELLED:
+		finish(c, "cancelled");
+		return;
+	default:
+		snprintf(c->error, sizeof(c->error), "%s failed: %s", step_name(c), r->error);
+		finish(c, c->error);
+		return;
+	}
+	c->step++;
+	if (start_step(c) < 0) {
+		finish(c, c->error);
+		return;
+	}
+	if (c->step == STEP_DONE)
+		finish(c, NULL);
+}
+
+struct checkout *checkout_start(const char *state_dir, const char *url, const char *sha,
+				const char *workspace, int timeout_ms, process_line_cb on_line,
+				checkout_done_cb done, void *arg)
+{
+	struct event_base *base = process_base();
+	struct checkout *c = NULL;
+	char *mirrors = NULL;
+	char name[17];
+	struct timeval now = {0, 0};
+
+	if (base == NULL || state_dir == NULL || url == NULL || sha == NULL || workspace == NULL ||
+	    done == NULL) {
+		log_error("checkout_start: not initialised or bad arguments");
+		return NULL;
+	}
+	c = calloc(1, sizeof(*c));
+	if (c == NULL)
+		return NULL;
+	c->on_line = on_line;
+	c->done = done;
+	c->arg = arg;
+	c->timeout_ms = timeout_ms;
+	c->deadline_ms = clock_mono_ms() + timeout_ms;
+	c->defer = evtimer_new(base, on_defer, c);
+	c->url = strdup(url);
+	c->sha = strdup(sha);
+	c->workspace = strdup(workspace);
+	if (c->defer == NULL || c->url == NULL || c->sha == NULL || c->workspace == NULL)
+		goto nomem;
+
+	/* Errors found before any git runs are still reported through done,
+	 * from the loop, so the caller sees one path for every failure. */
+	if (!valid_sha(sha)) {
+		snprintf(c->error, sizeof(c->error), "bad commit sha \"%.80s\"", sha);
+		goto defer;
+	}
+	if (url[0] == '\0' || url[0] == '-') {
+		snprintf(c->error, sizeof(c->error), "bad repository URL");
+		goto defer;
+	}
+	if (mirror_name(url, name) < 0 || asprintf(&mirrors, "%s/mirrors", state_dir) < 0)
+		goto nomem;
+	if (make_dir(state_dir) < 0 || make_dir(mirrors) < 0) {
+		snprintf(c->error, sizeof(c->error), "cannot create %s: %s", mirrors,
+			 strerror(errno));
+		goto defer;
+	}
+	if (asprintf(&c->mirror, "%s/%s.git", mirrors, name) < 0 ||
+	    asprintf(&c->lock, "%s.lock", c->mirror) < 0 ||
+	    asprintf(&c->tmp, "%s.tmp", c->mirror) < 0 ||
+	    asprintf(&c->git_dir_arg, "--git-dir=%s", c->mirror) < 0 ||
+	    asprintf(&c->commit_arg, "%s^{commit}", sha) < 0 || build_env(c) < 0)
+		goto nomem;
+	free(mirrors);
+	mirrors = NULL;
+
+	struct stat st;
+	c->mirror_existed = stat(c->mirror, &st) == 0;
+	c->step = STEP_MIRROR;
+	if (start_step(c) < 0)
+		goto defer;
+	return c;
+nomem:
+	snprintf(c->error, sizeof(c->error), "out of memory");
+	if (c->defer == NULL) {
+		checkout_free(c);
+		free(mirrors);
+		return NULL;
+	}
+defer:
+	free(mirrors);
+	evtimer_add(c->defer, &now);
+	return c;
+}
+
+void checkout_cancel(struct checkout *c)
+{
+	if (c == NULL || c->cancelled)
+		return;
+	c->cancelled = 1;
+	if (c->proc != NULL)
+		process_cancel(c->proc);
+}

@@ -1,0 +1,152 @@
+/* expand: ${NAME} substitution; values are copied as text and never
+ * re-expanded, split or globbed. */
+#include "stages/expand.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct buf {
+	char *data;
+	size_t len;
+	size_t cap;
+};
+
+static int buf_put(struct buf *b, const char *s, size_t n)
+{
+	if (b->len + n + 1 > b->cap) {
+		size_t cap = b->cap ? b->cap : 64;
+		while (cap < b->len + n + 1)
+			cap *= 2;
+		char *d = realloc(b->data, cap);
+		if (d == NULL)
+			return -1;
+		b->data = d;
+		b->cap = cap;
+	}
+	memcpy(b->data + b->len, s, n);
+	b->len += n;
+	b->data[b->len] = '\0';
+	return 0;
+}
+
+static int is_name_start(char c)
+{
+	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_';
+}
+
+static int is_name_char(char c)
+{
+	return is_name_start(c) || (c >= '0' && c <= '9') || c == '.' || c == '-';
+}
+
+/* Scalars other than strings are written the way they read in a
+ * configuration file, so that `replicas: 3` expands to "3". */
+static int put_value(struct buf *b, const char *name, const json_t *v, char *err, size_t errlen)
+{
+	char num[64];
+	const char *s = num;
+	size_t n;
+
+	switch (json_typeof(v)) {
+	case JSON_STRING:
+		s = json_string_value(v);
+		n = json_string_length(v);
+		/* argv strings end at the first NUL: a value holding one would be
+		 * cut short silently. */
+		if (memchr(s, '\0', n) != NULL) {
+			snprintf(err, errlen, "variable \"%s\" contains a NUL byte", name);
+			return -1;
+		}
+		break;
+	case JSON_INTEGER:
+		n = (size_t)snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT,
+				     json_integer_value(v));
+		break;
+	case JSON_REAL:
+		n = (size_t)snprintf(num, sizeof(num), "%.17g", json_real_value(v));
+		break;
+	case JSON_TRUE:
+		s = "true";
+		n = 4;
+		break;
+	case JSON_FALSE:
+		s = "false";
+		n = 5;
+		break;
+	default:
+		snprintf(err, errlen, "variable \"%s\" is not a string", name);
+		return -1;
+	}
+	if (buf_put(b, s, n) < 0) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	return 0;
+}
+
+int expand_arg(const char *tmpl, const json_t *vars, char **out, char *err, size_t errlen)
+{
+	struct buf b = {0};
+	const char *p = tmpl;
+
+	*out = NULL;
+	if (buf_put(&b, "", 0) < 0)
+		goto nomem;
+	while (*p) {
+		const char *dollar = strchr(p, '$');
+		if (dollar == NULL) {
+			if (buf_put(&b, p, strlen(p)) < 0)
+				goto nomem;
+			break;
+		}
+		if (buf_put(&b, p, (size_t)(dollar - p)) < 0)
+			goto nomem;
+		if (dollar[1] == '$' && dollar[2] == '{') {
+			if (buf_put(&b, "${", 2) < 0)
+				goto nomem;
+			p = dollar + 3;
+			continue;
+		}
+		if (dollar[1] != '{') {
+			if (buf_put(&b, "$", 1) < 0)
+				goto nomem;
+			p = dollar + 1;
+			continue;
+		}
+		const char *start = dollar + 2;
+		const char *close = strchr(start, '}');
+		if (close == NULL) {
+			snprintf(err, errlen, "unterminated \"${\"");
+			goto fail;
+		}
+		for (const char *c = start; c <= close; c++) {
+			int ok = c == start ? is_name_start(*c) : (c == close || is_name_char(*c));
+			if (!ok) {
+				snprintf(err, errlen, "bad variable name at offset %zu",
+					 (size_t)(c - tmpl));
+				goto fail;
+			}
+		}
+		char *name = strndup(start, (size_t)(close - start));
+		if (name == NULL)
+			goto nomem;
+		const json_t *v = json_is_object(vars) ? json_object_get(vars, name) : NULL;
+		int rc = -1;
+		if (v == NULL)
+			snprintf(err, errlen, "undefined variable \"%s\"", name);
+		else
+			rc = put_value(&b, name, v, err, errlen);
+		free(name);
+		if (rc < 0)
+			goto fail;
+		p = close + 1;
+	}
+	*out = b.data;
+	return 0;
+nomem:
+	snprintf(err, errlen, "out of memory");
+fail:
+	free(b.data);
+	return -1;
+}

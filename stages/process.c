@@ -1,0 +1,659 @@
+/* process: children on the libevent loop, each in its own process group,
+ * output read as lines, SIGCHLD handled as an event, and nothing left behind
+ * when a child ends, times out or is cancelled. */
+#include "stages/process.h"
+
+#include "lib/clock.h"
+#include "lib/log.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define LINE_CAP (64 * 1024)
+/* How long pipes held open by an escaped descendant are waited for once the
+ * leader is gone and its group has been killed. */
+#define DRAIN_MS     1000
+#define DEFAULT_PATH "/usr/local/bin:/usr/bin:/bin"
+
+enum stop_reason { STOP_NONE, STOP_TIMEOUT, STOP_CANCEL };
+enum child_step { STEP_SETUP, STEP_CHDIR, STEP_EXEC };
+
+/* What a child that could not exec writes to its CLOEXEC report pipe. */
+struct child_report {
+	int step;
+	int err;
+};
+
+struct pipe_in {
+	int fd; /* -1 once closed */
+	struct event *ev;
+	char *buf;
+	size_t len;
+	enum process_stream stream;
+	struct process *owner;
+};
+
+struct process {
+	pid_t pid;
+	struct pipe_in out;
+	struct pipe_in err;
+	struct event *kill_timer; /* the timeout, then the grace before SIGKILL */
+	struct event *drain_timer;
+	process_line_cb on_line;
+	process_exit_cb on_exit;
+	void *arg;
+	int kill_grace_ms;
+	int64_t started_ms;
+	int64_t duration_ms;
+	enum stop_reason stop;
+	int in_grace;
+	int last_sent;
+	int reaped;
+	int status;
+	int gave_up_drain;
+	int finished;
+	struct child_report report;
+	int spawn_failed;
+	char spawn_what[128];
+	struct process *next;
+};
+
+static struct {
+	struct event_base *base;
+	struct event *sigchld;
+	struct process *list;
+	int running;
+} mod;
+
+static void on_readable(evutil_socket_t fd, short what, void *arg);
+static void on_kill_timer(evutil_socket_t fd, short what, void *arg);
+static void on_drain_timer(evutil_socket_t fd, short what, void *arg);
+static void on_sigchld(evutil_socket_t sig, short what, void *arg);
+
+/* --- child side: only async-signal-safe calls between fork and exec ---- */
+
+static _Noreturn void child_fail(int report_fd, int step, int err)
+{
+	struct child_report r = {.step = step, .err = err};
+	ssize_t n = write(report_fd, &r, sizeof(r));
+	(void)n;
+	_exit(127);
+}
+
+/* execvpe would search the worker's own PATH; the child's PATH is the one
+ * in envp. Search order and error precedence follow execvp. */
+static _Noreturn void child_exec(const struct process_spec *spec, const char *path, int report_fd)
+{
+	char *const *argv = (char *const *)spec->argv;
+	char *const *envp = (char *const *)spec->envp;
+	const char *file = spec->argv[0];
+	size_t flen = strlen(file);
+	int err = ENOENT;
+	char cand[PATH_MAX];
+
+	if (flen == 0)
+		child_fail(report_fd, STEP_EXEC, ENOENT);
+	if (strchr(file, '/') != NULL) {
+		execve(file, argv, envp);
+		child_fail(report_fd, STEP_EXEC, errno);
+	}
+	for (const char *p = path;; p++) {
+		const char *end = strchrnul(p, ':');
+		const char *dir = end == p ? "." : p;
+		size_t dlen = end == p ? 1 : (size_t)(end - p);
+		if (dlen + 1 + flen + 1 <= sizeof(cand)) {
+			memcpy(cand, dir, dlen);
+			cand[dlen] = '/';
+			memcpy(cand + dlen + 1, file, flen + 1);
+			execve(cand, argv, envp);
+			if (errno == EACCES)
+				err = EACCES;
+			else if (errno != ENOENT && errno != ENOTDIR)
+				child_fail(report_fd, STEP_EXEC, errno);
+		}
+		if (*end == '\0')
+			break;
+		p = end;
+	}
+	child_fail(report_fd, STEP_EXEC, err);
+}
+
+static _Noreturn void child_main(const struct process_spec *spec, const char *path, int out_w,
+				 int err_w, int report_fd, int max_fd)
+{
+	struct sigaction dfl = {.sa_handler = SIG_DFL};
+	sigset_t none;
+
+	/* The parent's handlers (libevent's among them) and ignored signals
+	 * such as SIGPIPE must not carry over into the command. */
+	sigemptyset(&dfl.sa_mask);
+	for (int sig = 1; sig < NSIG; sig++)
+		sigaction(sig, &dfl, NULL);
+	sigemptyset(&none);
+	pthread_sigmask(SIG_SETMASK, &none, NULL);
+
+	if (setpgid(0, 0) < 0)
+		child_fail(report_fd, STEP_SETUP, errno);
+	if (spec->cwd != NULL && chdir(spec->cwd) < 0)
+		child_fail(report_fd, STEP_CHDIR, errno);
+
+	int devnull = open("/dev/null", O_RDONLY);
+	if (devnull < 0)
+		child_fail(report_fd, STEP_SETUP, errno);
+	/* Lift the sources above 2 first so that no dup2 onto 0..2 can
+	 * overwrite a source that happened to sit there. */
+	int in = fcntl(devnull, F_DUPFD, 3);
+	int out = fcntl(out_w, F_DUPFD, 3);
+	int errfd = fcntl(err_w, F_DUPFD, 3);
+	if (in < 0 || out < 0 || errfd < 0)
+		child_fail(report_fd, STEP_SETUP, errno);
+	if (dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(errfd, 2) < 0)
+		child_fail(report_fd, STEP_SETUP, errno);
+	/* Marked rather than closed so the report pipe stays open until exec. */
+	if (close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) < 0) {
+		for (int fd = 3; fd < max_fd; fd++)
+			fcntl(fd, F_SETFD, FD_CLOEXEC);
+	}
+	child_exec(spec, path, report_fd);
+}
+
+/* --- parent side ------------------------------------------------------ */
+
+static void deliver(struct process *p, struct pipe_in *in, const char *line, size_t len)
+{
+	if (p->on_line != NULL)
+		p->on_line(in->stream, line, len, p->arg);
+}
+
+/* Delivers the complete lines among the last `added` bytes and keeps the
+ * partial tail for the next read; a full buffer without a newline is one
+ * 64 KiB piece. */
+static void split_lines(struct process *p, struct pipe_in *in, size_t added)
+{
+	size_t start = 0;
+	size_t scan = in->len - added;
+	const char *nl;
+
+	while ((nl = memchr(in->buf + scan, '\n', in->len - scan)) != NULL) {
+		size_t end = (size_t)(nl - in->buf);
+		deliver(p, in, in->buf + start, end - start);
+		start = end + 1;
+		scan = start;
+	}
+	if (start > 0) {
+		memmove(in->buf, in->buf + start, in->len - start);
+		in->len -= start;
+	}
+	if (in->len == LINE_CAP) {
+		deliver(p, in, in->buf, in->len);
+		in->len = 0;
+	}
+}
+
+static void close_pipe(struct process *p, struct pipe_in *in)
+{
+	if (in->fd < 0)
+		return;
+	if (in->len > 0) {
+		deliver(p, in, in->buf, in->len);
+		in->len = 0;
+	}
+	event_free(in->ev);
+	in->ev = NULL;
+	close(in->fd);
+	in->fd = -1;
+}
+
+/* A group member still alive, or a zombie not yet reaped, keeps the group;
+ * the completion waits for it so that nothing of the child is left when its
+ * exit callback runs. */
+static int group_alive(const struct process *p)
+{
+	return killpg(p->pid, 0) == 0 || errno == EPERM;
+}
+
+static int is_done(const struct process *p)
+{
+	if (p->finished || !p->reaped || p->out.fd >= 0 || p->err.fd >= 0)
+		return 0;
+	return p->gave_up_drain || !group_alive(p);
+}
+
+static void fill_result(const struct process *p, struct process_result *r)
+{
+	int st = p->status;
+
+	memset(r, 0, sizeof(*r));
+	r->duration_ms = p->duration_ms;
+	r->exit_code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+	r->term_signal = WIFSIGNALED(st) ? WTERMSIG(st) : 0;
+	if (p->spawn_failed) {
+		r->outcome = PROCESS_SPAWN_FAILED;
+		r->exit_code = 127;
+		snprintf(r->error, sizeof(r->error), "%s: %s", p->spawn_what,
+			 strerror(p->report.err));
+	} else if (p->stop != STOP_NONE) {
+		r->outcome = p->stop == STOP_TIMEOUT ? PROCESS_TIMED_OUT : PROCESS_CANCELLED;
+		if (r->term_signal == 0)
+			r->term_signal = p->last_sent;
+		snprintf(r->error, sizeof(r->error), "%s",
+			 p->stop == STOP_TIMEOUT ? "timed out" : "cancelled");
+	} else if (WIFSIGNALED(st)) {
+		r->outcome = PROCESS_SIGNALLED;
+		snprintf(r->error, sizeof(r->error), "killed by signal %d (%s)", r->term_signal,
+			 strsignal(r->term_signal));
+	} else {
+		r->outcome = PROCESS_EXITED;
+	}
+}
+
+static void process_free(struct process *p)
+{
+	if (p->out.ev != NULL)
+		event_free(p->out.ev);
+	if (p->err.ev != NULL)
+		event_free(p->err.ev);
+	if (p->out.fd >= 0)
+		close(p->out.fd);
+	if (p->err.fd >= 0)
+		close(p->err.fd);
+	if (p->kill_timer != NULL)
+		event_free(p->kill_timer);
+	if (p->drain_timer != NULL)
+		event_free(p->drain_timer);
+	free(p->out.buf);
+	free(p->err.buf);
+	free(p);
+}
+
+static int read_stat_ppid(pid_t pid, pid_t *ppid)
+{
+	char path[64];
+	char buf[512];
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = '\0';
+	/* The command name may hold spaces and parentheses: the fields that
+	 * follow start after its last ')'. */
+	const char *rp = strrchr(buf, ')');
+	char state;
+	int pp;
+	if (rp == NULL || sscanf(rp + 1, " %c %d", &state, &pp) != 2)
+		return -1;
+	*ppid = pp;
+	return 0;
+}
+
+/* A descendant that left its group with setsid() escapes the group kill.
+ * As a subreaper we inherit it when its parent dies; with no child running
+ * any more, every child of ours that is not a record is such a leftover. */
+static void kill_leftovers(void)
+{
+	DIR *d = opendir("/proc");
+	struct dirent *e;
+	pid_t self = getpid();
+
+	if (d == NULL)
+		return;
+	while ((e = readdir(d)) != NULL) {
+		pid_t ppid;
+		char *end;
+		long pid = strtol(e->d_name, &end, 10);
+		if (pid <= 0 || *end != '\0')
+			continue;
+		if (read_stat_ppid((pid_t)pid, &ppid) == 0 && ppid == self) {
+			log_warn("killing leftover descendant", LOG_I("pid", pid));
+			kill((pid_t)pid, SIGKILL);
+		}
+	}
+	closedir(d);
+}
+
+static void unlink_record(struct process *p)
+{
+	for (struct process **pp = &mod.list; *pp != NULL; pp = &(*pp)->next) {
+		if (*pp == p) {
+			*pp = p->next;
+			return;
+		}
+	}
+}
+
+static void complete(struct process *p)
+{
+	struct process_result r;
+
+	p->finished = 1;
+	fill_result(p, &r);
+	unlink_record(p);
+	mod.running--;
+	p->on_exit(&r, p->arg);
+	process_free(p);
+	if (mod.running == 0)
+		kill_leftovers();
+}
+
+static void complete_ready(void)
+{
+	struct process *p;
+
+	/* The list may change under an exit callback: restart after each. */
+	do {
+		for (p = mod.list; p != NULL && !is_done(p); p = p->next)
+			;
+		if (p != NULL)
+			complete(p);
+	} while (p != NULL);
+}
+
+static void signal_group(struct process *p, int sig)
+{
+	if (p->reaped)
+		return;
+	p->last_sent = sig;
+	killpg(p->pid, sig);
+}
+
+static void begin_stop(struct process *p, enum stop_reason why)
+{
+	struct timeval tv = {p->kill_grace_ms / 1000, (p->kill_grace_ms % 1000) * 1000};
+
+	if (p->reaped || p->stop != STOP_NONE)
+		return;
+	p->stop = why;
+	p->in_grace = 1;
+	signal_group(p, SIGTERM);
+	evtimer_add(p->kill_timer, &tv);
+}
+
+static void on_kill_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct process *p = arg;
+	(void)fd;
+	(void)what;
+
+	if (!p->in_grace)
+		begin_stop(p, STOP_TIMEOUT);
+	else
+		signal_group(p, SIGKILL);
+}
+
+static void on_drain_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct process *p = arg;
+	(void)fd;
+	(void)what;
+
+	if (p->out.fd >= 0 || p->err.fd >= 0)
+		log_warn("descendant kept output open after the child exited; closing",
+			 LOG_I("pid", p->pid));
+	p->gave_up_drain = 1;
+	close_pipe(p, &p->out);
+	close_pipe(p, &p->err);
+	if (is_done(p))
+		complete(p);
+}
+
+static void on_readable(evutil_socket_t fd, short what, void *arg)
+{
+	struct pipe_in *in = arg;
+	struct process *p = in->owner;
+	(void)what;
+
+	ssize_t n = read(fd, in->buf + in->len, LINE_CAP - in->len);
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n <= 0) {
+		close_pipe(p, in);
+		if (is_done(p))
+			complete(p);
+		return;
+	}
+	in->len += (size_t)n;
+	split_lines(p, in, (size_t)n);
+}
+
+static struct process *find_record(pid_t pid)
+{
+	for (struct process *p = mod.list; p != NULL; p = p->next) {
+		if (p->pid == pid && !p->reaped)
+			return p;
+	}
+	return NULL;
+}
+
+static void on_leader_exit(struct process *p, int status)
+{
+	struct timeval tv = {DRAIN_MS / 1000, (DRAIN_MS % 1000) * 1000};
+
+	p->reaped = 1;
+	p->status = status;
+	p->duration_ms = clock_mono_ms() - p->started_ms;
+	evtimer_del(p->kill_timer);
+	evtimer_add(p->drain_timer, &tv);
+}
+
+static void on_sigchld(evutil_socket_t sig, short what, void *arg)
+{
+	int reaped_stranger = 0;
+	(void)sig;
+	(void)what;
+	(void)arg;
+
+	for (;;) {
+		siginfo_t si;
+		int status;
+		memset(&si, 0, sizeof(si));
+		/* Peek without reaping: while the leader is a zombie its pid, and
+		 * so its group id, cannot be reused, which makes the group kill
+		 * below safe. */
+		if (waitid(P_ALL, 0, &si, WEXITED | WNOHANG | WNOWAIT) < 0 || si.si_pid == 0)
+			break;
+		struct process *p = find_record(si.si_pid);
+		if (p != NULL)
+			killpg(si.si_pid, SIGKILL);
+		if (waitpid(si.si_pid, &status, 0) < 0)
+			continue;
+		if (p != NULL)
+			on_leader_exit(p, status);
+		else
+			reaped_stranger = 1;
+	}
+	complete_ready();
+	if (reaped_stranger && mod.running == 0)
+		kill_leftovers();
+}
+
+int process_init(struct event_base *base)
+{
+	if (mod.sigchld != NULL) {
+		if (mod.running > 0) {
+			log_error("process_init while children are running");
+			return -1;
+		}
+		event_free(mod.sigchld);
+		mod.sigchld = NULL;
+	}
+	if (prctl(PR_SET_CHILD_SUBREAPER, 1) < 0) {
+		log_error("cannot become a child subreaper", LOG_S("error", strerror(errno)));
+		return -1;
+	}
+	mod.sigchld = evsignal_new(base, SIGCHLD, on_sigchld, NULL);
+	if (mod.sigchld == NULL || event_add(mod.sigchld, NULL) < 0) {
+		log_error("cannot watch SIGCHLD");
+		if (mod.sigchld != NULL)
+			event_free(mod.sigchld);
+		mod.sigchld = NULL;
+		return -1;
+	}
+	mod.base = base;
+	return 0;
+}
+
+static const char *env_path(const char *const *envp)
+{
+	for (const char *const *e = envp; *e != NULL; e++) {
+		if (strncmp(*e, "PATH=", 5) == 0)
+			return *e + 5;
+	}
+	return DEFAULT_PATH;
+}
+
+static int init_pipe(struct process *p, struct pipe_in *in, enum process_stream s, int fd)
+{
+	in->fd = fd;
+	in->stream = s;
+	in->owner = p;
+	in->buf = malloc(LINE_CAP);
+	in->ev = event_new(mod.base, fd, EV_READ | EV_PERSIST, on_readable, in);
+	if (in->buf == NULL || in->ev == NULL)
+		return -1;
+	return fcntl(fd, F_SETFL, O_NONBLOCK);
+}
+
+static void close_fds(int *fds, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (fds[i] >= 0)
+			close(fds[i]);
+		fds[i] = -1;
+	}
+}
+
+struct process *process_spawn(const struct process_spec *spec, process_line_cb on_line,
+			      process_exit_cb on_exit, void *arg)
+{
+	/* out read/write, err read/write, report read/write */
+	int fds[6] = {-1, -1, -1, -1, -1, -1};
+	struct process *p = NULL;
+	struct rlimit rl;
+	sigset_t all, old;
+
+	if (mod.base == NULL || spec == NULL || spec->argv == NULL || spec->argv[0] == NULL ||
+	    spec->envp == NULL || on_exit == NULL) {
+		log_error("process_spawn: not initialised or bad arguments");
+		return NULL;
+	}
+	p = calloc(1, sizeof(*p));
+	if (p == NULL)
+		goto fail;
+	p->out.fd = p->err.fd = -1;
+	if (pipe2(fds, O_CLOEXEC) < 0 || pipe2(fds + 2, O_CLOEXEC) < 0 ||
+	    pipe2(fds + 4, O_CLOEXEC) < 0)
+		goto fail;
+	/* The records own the read ends from here on, whatever happens. */
+	int out_ok = init_pipe(p, &p->out, PROCESS_STDOUT, fds[0]);
+	int err_ok = init_pipe(p, &p->err, PROCESS_STDERR, fds[2]);
+	fds[0] = fds[2] = -1;
+	if (out_ok < 0 || err_ok < 0)
+		goto fail;
+	p->kill_timer = evtimer_new(mod.base, on_kill_timer, p);
+	p->drain_timer = evtimer_new(mod.base, on_drain_timer, p);
+	if (p->kill_timer == NULL || p->drain_timer == NULL)
+		goto fail;
+
+	const char *path = env_path(spec->envp);
+	int max_fd =
+	    getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 65536 ? (int)rl.rlim_cur : 65536;
+	/* Blocked across fork so that no parent handler runs in the child
+	 * before it has reset them. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	pid_t pid = fork();
+	if (pid == 0)
+		child_main(spec, path, fds[1], fds[3], fds[5], max_fd);
+	int fork_errno = errno;
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (pid < 0) {
+		errno = fork_errno;
+		goto fail;
+	}
+	close_fds(fds + 1, 1);
+	close_fds(fds + 3, 1);
+	close_fds(fds + 5, 1);
+	/* Also done here so that the group exists before this returns, whatever
+	 * the scheduling; EACCES means the child has exec'd and did it itself. */
+	setpgid(pid, pid);
+
+	ssize_t n;
+	do {
+		n = read(fds[4], &p->report, sizeof(p->report));
+	} while (n < 0 && errno == EINTR);
+	close_fds(fds + 4, 1);
+	if (n == (ssize_t)sizeof(p->report)) {
+		p->spawn_failed = 1;
+		if (p->report.step == STEP_CHDIR)
+			snprintf(p->spawn_what, sizeof(p->spawn_what), "chdir %s", spec->cwd);
+		else if (p->report.step == STEP_EXEC)
+			snprintf(p->spawn_what, sizeof(p->spawn_what), "exec %s", spec->argv[0]);
+		else
+			snprintf(p->spawn_what, sizeof(p->spawn_what), "child setup");
+	}
+
+	p->pid = pid;
+	p->on_line = on_line;
+	p->on_exit = on_exit;
+	p->arg = arg;
+	p->kill_grace_ms = spec->kill_grace_ms > 0 ? spec->kill_grace_ms : 0;
+	p->started_ms = clock_mono_ms();
+	p->next = mod.list;
+	mod.list = p;
+	mod.running++;
+	/* Without its read event a pipe would never reach EOF: treat it as
+	 * closed rather than wait on it forever. */
+	if (event_add(p->out.ev, NULL) < 0)
+		close_pipe(p, &p->out);
+	if (event_add(p->err.ev, NULL) < 0)
+		close_pipe(p, &p->err);
+	if (spec->timeout_ms > 0 && !p->spawn_failed) {
+		struct timeval tv = {spec->timeout_ms / 1000, (spec->timeout_ms % 1000) * 1000};
+		evtimer_add(p->kill_timer, &tv);
+	}
+	return p;
+fail:
+	log_error("cannot start child", LOG_S("cmd", spec->argv[0]),
+		  LOG_S("error", strerror(errno)));
+	close_fds(fds, 6);
+	if (p != NULL)
+		process_free(p);
+	return NULL;
+}
+
+void process_cancel(struct process *p)
+{
+	if (p == NULL || p->finished)
+		return;
+	begin_stop(p, STOP_CANCEL);
+}
+
+int process_pid(const struct process *p)
+{
+	return p->pid;
+}
+
+int process_running(void)
+{
+	return mod.running;
+}
+
+struct event_base *process_base(void)
+{
+	return mod.base;
+}

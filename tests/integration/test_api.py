@@ -1,0 +1,91 @@
+"""The agent's read API and /healthz, with Redis up and with Redis gone."""
+
+import os
+import shutil
+import tempfile
+import time
+
+import pytest
+
+from conftest import APP_REPO, LocalRepo, Stack, pipeline
+
+
+def test_healthz_is_200_with_redis_up(stack):
+    status, body = stack.get("/healthz")
+    assert status == 200, body
+    assert body["status"] == "ok", body
+
+
+def test_runs_are_listed_newest_first_without_stages(stack, push_run, failed_run):
+    runs = stack.runs()
+    ids = [r["id"] for r in runs]
+    assert push_run["id"] in ids and failed_run["id"] in ids
+    created = [r["created"] for r in runs]
+    assert created == sorted(created, reverse=True), created
+    for r in runs:
+        assert "stages" not in r, r
+    listed = runs[ids.index(push_run["id"])]
+    full = dict(stack.run(push_run["id"]))
+    del full["stages"]
+    assert listed == full
+
+
+def test_runs_filter_by_pipeline_status_and_limit(stack, push_run, failed_run):
+    failing = stack.runs("pipeline=failing&limit=500")
+    assert failed_run["id"] in [r["id"] for r in failing]
+    assert all(r["pipeline"] == "failing" for r in failing), failing
+    failed = stack.runs("status=failed&limit=500")
+    assert failed_run["id"] in [r["id"] for r in failed]
+    assert push_run["id"] not in [r["id"] for r in failed]
+    assert all(r["status"] == "failed" for r in failed), failed
+    assert len(stack.runs("limit=1")) == 1
+
+
+def assert_404(status, body):
+    assert status == 404, (status, body)
+    assert body["error"]["code"] and body["error"]["message"], body
+
+
+def test_unknown_run_is_404(stack):
+    assert_404(*stack.get("/api/v1/runs/r_doesnotexist"))
+    assert_404(*stack.get("/api/v1/runs/r_doesnotexist/stages/build/log"))
+
+
+def test_unknown_stage_log_is_404(stack, push_run):
+    assert_404(*stack.get("/api/v1/runs/%s/stages/nosuchstage/log" % push_run["id"]))
+
+
+@pytest.fixture(scope="module")
+def redisless():
+    """An agent (no worker) whose Redis has been stopped."""
+    root = tempfile.mkdtemp(prefix="sluice-it-noredis-")
+    repo = LocalRepo(os.path.join(root, "repo"))
+    s = Stack(root, repo, {"app.yaml": pipeline("app", APP_REPO, checkout=repo.url, stages={
+        "build": {"run": ["true"]}})}, workers=(), extra_settings={"redis": {"timeout": "1s"}})
+    try:
+        s.start()
+    except BaseException as e:
+        s.stop()
+        raise RuntimeError("the stack did not start: %s\n%s" % (e, s.report())) from None
+    s.redis.stop()
+    s.procs.remove(s.redis)
+    yield s
+    s.stop()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def test_healthz_is_503_degraded_without_redis(redisless):
+    deadline = time.monotonic() + 10
+    while True:
+        status, body = redisless.get("/healthz")
+        if status != 200 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert status == 503, body
+    assert body["status"] == "degraded", body
+
+
+def test_webhook_is_503_without_redis(redisless):
+    status, body = redisless.post_hook("push", redisless.push_payload(APP_REPO))
+    assert status == 503, (status, body)
+    assert body["error"]["code"], body

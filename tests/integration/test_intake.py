@@ -1,0 +1,191 @@
+"""POST /hooks/github: what each GitHub delivery is answered, and that only
+the deliveries that should start a run do."""
+
+import json
+import uuid
+
+import pytest
+
+from conftest import APP_REPO, HOOK_ID, fixture_payload, sign
+
+
+def assert_error(status, body, expected):
+    assert status == expected, (status, body)
+    assert isinstance(body, dict) and isinstance(body.get("error"), dict), body
+    assert isinstance(body["error"].get("code"), str) and body["error"]["code"], body
+    assert isinstance(body["error"].get("message"), str) and body["error"]["message"], body
+
+
+def assert_no_run(stack, before, status, body):
+    assert status == 202, (status, body)
+    assert body["runs"] == [], body
+    assert isinstance(body.get("reason"), str) and body["reason"], body
+    assert stack.run_count() == before
+
+
+def adapted(name):
+    p = fixture_payload(name)
+    p["repository"]["full_name"] = APP_REPO
+    return p
+
+
+def test_ping_answers_200_and_starts_nothing(stack):
+    before = stack.run_count()
+    status, body = stack.post_hook("ping", adapted("ping-payload.json"))
+    assert status == 200, (status, body)
+    assert body["ok"] is True and body["event"] == "ping", body
+    assert stack.run_count() == before
+
+
+def test_ping_with_a_bad_signature_is_401(stack):
+    status, body = stack.post_hook("ping", adapted("ping-payload.json"), secret="not-the-secret")
+    assert_error(status, body, 401)
+
+
+@pytest.mark.parametrize("event,fixture", [
+    ("create", "create-payload.json"),
+    ("delete", "delete-payload.json"),
+    ("release", "release-published.payload.json"),
+    ("workflow_dispatch", "workflow_dispatch-payload.json"),
+])
+def test_events_the_pipeline_does_not_listen_to_start_no_run(stack, event, fixture):
+    before = stack.run_count()
+    status, body = stack.post_hook(event, adapted(fixture))
+    assert_no_run(stack, before, status, body)
+
+
+def test_unknown_event_starts_no_run(stack):
+    before = stack.run_count()
+    status, body = stack.post_hook("issues", {"action": "opened", "repository": {
+        "full_name": APP_REPO}})
+    assert_no_run(stack, before, status, body)
+
+
+def test_the_fixtures_tag_deletion_push_starts_no_run(stack):
+    p = adapted("push-payload.json")
+    assert p["deleted"] is True
+    before = stack.run_count()
+    status, body = stack.post_hook("push", p)
+    assert_no_run(stack, before, status, body)
+
+
+def test_a_deleted_branch_that_the_pipeline_matches_starts_no_run(stack):
+    p = stack.push_payload(APP_REPO)
+    p["deleted"] = True
+    p["before"], p["after"] = p["after"], "0" * 40
+    p["head_commit"] = None
+    before = stack.run_count()
+    status, body = stack.post_hook("push", p)
+    assert_no_run(stack, before, status, body)
+
+
+@pytest.mark.parametrize("ref", ["refs/heads/feature/x", "refs/tags/v1.0.0"])
+def test_push_to_a_branch_or_tag_not_matched_starts_no_run(stack, ref):
+    before = stack.run_count()
+    status, body = stack.post_hook("push", stack.push_payload(APP_REPO, ref=ref))
+    assert_no_run(stack, before, status, body)
+
+
+def test_push_of_a_repository_no_pipeline_builds_starts_no_run(stack):
+    before = stack.run_count()
+    status, body = stack.post_hook("push", stack.push_payload("someone/else"))
+    assert_no_run(stack, before, status, body)
+
+
+def test_pull_request_closed_starts_no_run(stack):
+    p = stack.pr_payload(APP_REPO)
+    p["action"] = "closed"
+    before = stack.run_count()
+    status, body = stack.post_hook("pull_request", p)
+    assert_no_run(stack, before, status, body)
+
+
+@pytest.mark.parametrize("how", ["wrong secret", "tampered body", "not hex", "sha1 only"])
+def test_bad_signature_is_401_and_starts_no_run(stack, how):
+    payload = json.dumps(stack.push_payload(APP_REPO)).encode()
+    signature = None
+    if how == "wrong secret":
+        signature = sign("not-the-secret", payload)
+    elif how == "tampered body":
+        signature = sign(stack.secret, payload)
+        payload = payload + b" "  # still valid JSON, no longer what was signed
+    elif how == "not hex":
+        signature = "sha256=" + "zz" * 32
+    else:
+        signature = "sha1=" + "0" * 40
+    before = stack.run_count()
+    status, body = stack.post_hook("push", payload, signature=signature)
+    assert_error(status, body, 401)
+    assert stack.run_count() == before
+
+
+def test_missing_signature_is_401_and_starts_no_run(stack):
+    before = stack.run_count()
+    status, body = stack.post_hook("push", stack.push_payload(APP_REPO),
+                                   omit=("X-Hub-Signature-256",))
+    assert_error(status, body, 401)
+    assert stack.run_count() == before
+
+
+def test_same_delivery_twice_answers_the_same_runs_and_creates_one(stack):
+    payload = stack.push_payload(APP_REPO)
+    delivery = str(uuid.uuid4())
+    before = stack.run_count()
+    status, first = stack.post_hook("push", payload, delivery=delivery)
+    assert status == 202 and len(first["runs"]) == 1, (status, first)
+    assert not first.get("duplicate"), first
+    status, second = stack.post_hook("push", payload, delivery=delivery)
+    assert status == 202, (status, second)
+    assert second["runs"] == first["runs"], (first, second)
+    assert second.get("duplicate") is True, second
+    assert stack.run_count() == before + 1
+    assert stack.wait_run(first["runs"][0])["status"] == "succeeded"
+
+
+def test_same_delivery_id_from_another_hook_is_a_new_delivery(stack):
+    payload = stack.push_payload(APP_REPO)
+    delivery = str(uuid.uuid4())
+    status, first = stack.post_hook("push", payload, delivery=delivery)
+    assert status == 202 and len(first["runs"]) == 1, (status, first)
+    status, other = stack.post_hook("push", payload, delivery=delivery,
+                                    hook_id=str(int(HOOK_ID) + 1))
+    assert status == 202 and len(other["runs"]) == 1, (status, other)
+    assert other["runs"] != first["runs"] and not other.get("duplicate"), (first, other)
+    for run_id in first["runs"] + other["runs"]:
+        assert stack.wait_run(run_id)["status"] == "succeeded"
+
+
+def test_body_over_25_mib_is_413(stack):
+    p = stack.push_payload(APP_REPO)
+    p["padding"] = "x" * (26 * 1024 * 1024)
+    body = json.dumps(p).encode()
+    before = stack.run_count()
+    status, answer = stack.post_hook("push", body)
+    assert_error(status, answer, 413)
+    assert stack.run_count() == before
+    # The agent still serves after refusing it.
+    assert stack.get("/healthz")[0] == 200
+
+
+def test_truncated_json_is_400(stack):
+    body = json.dumps(stack.push_payload(APP_REPO)).encode()
+    before = stack.run_count()
+    status, answer = stack.post_hook("push", body[: len(body) // 2])
+    assert_error(status, answer, 400)
+    assert stack.run_count() == before
+
+
+@pytest.mark.parametrize("header", ["X-GitHub-Event", "X-GitHub-Delivery"])
+def test_missing_github_header_is_400(stack, header):
+    before = stack.run_count()
+    status, answer = stack.post_hook("push", stack.push_payload(APP_REPO), omit=(header,))
+    assert_error(status, answer, 400)
+    assert stack.run_count() == before
+
+
+def test_form_encoded_content_type_is_415(stack):
+    before = stack.run_count()
+    status, answer = stack.post_hook("push", stack.push_payload(APP_REPO),
+                                     content_type="application/x-www-form-urlencoded")
+    assert_error(status, answer, 415)
+    assert stack.run_count() == before

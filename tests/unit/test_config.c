@@ -1,0 +1,761 @@
+/* Tests of config/: settings, pipeline files, the loader's limits and the
+ * exact text of each kind of error. Every test writes its files into its own
+ * temporary directory. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <ftw.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "config/config.h"
+
+struct fx {
+	char dir[64];
+	char err[1024];
+	char path[512];
+};
+
+static int setup(void **state)
+{
+	struct fx *f = calloc(1, sizeof(*f));
+
+	assert_non_null(f);
+	strcpy(f->dir, "/tmp/sluice-config-XXXXXX");
+	assert_non_null(mkdtemp(f->dir));
+	*state = f;
+	return 0;
+}
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	return remove(path);
+}
+
+static int teardown(void **state)
+{
+	struct fx *f = *state;
+
+	nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	free(f);
+	return 0;
+}
+
+/* Writes len bytes of data to dir/name (creating its subdirectories)
+ * and returns the full path in f->path. */
+static const char *write_bytes(struct fx *f, const char *name, const char *data, size_t len)
+{
+	const char *slash;
+	FILE *fp;
+
+	for (slash = strchr(name, '/'); slash; slash = strchr(slash + 1, '/')) {
+		char sub[PATH_MAX];
+
+		snprintf(sub, sizeof(sub), "%s/%.*s", f->dir, (int)(slash - name), name);
+		mkdir(sub, 0755);
+	}
+	snprintf(f->path, sizeof(f->path), "%s/%s", f->dir, name);
+	fp = fopen(f->path, "wb");
+	assert_non_null(fp);
+	assert_int_equal(fwrite(data, 1, len, fp), len);
+	assert_int_equal(fclose(fp), 0);
+	return f->path;
+}
+
+static const char *write_file(struct fx *f, const char *name, const char *text)
+{
+	return write_bytes(f, name, text, strlen(text));
+}
+
+/* Checks that loading pipeline text fails with "<its path>:<want>". */
+static void expect_pipeline_error(struct fx *f, const char *text, const char *want)
+{
+	struct pipeline p;
+	char full[2048];
+
+	write_file(f, "secrets/webhook", "s3cret\n");
+	write_file(f, "app.yaml", text);
+	assert_int_equal(pipeline_load_file(f->path, &p, f->err, sizeof(f->err)), -1);
+	snprintf(full, sizeof(full), "%s:%s", f->path, want);
+	assert_string_equal(f->err, full);
+	assert_null(p.def);
+	assert_null(p.name);
+}
+
+static void expect_settings_error(struct fx *f, const char *text, const char *want)
+{
+	struct settings s;
+	char full[2048];
+
+	write_file(f, "sluice.yaml", text);
+	assert_int_equal(settings_load(f->path, &s, f->err, sizeof(f->err)), -1);
+	snprintf(full, sizeof(full), "%s:%s", f->path, want);
+	assert_string_equal(f->err, full);
+	assert_null(s.brokers);
+}
+
+#define TRIGGER                                                                                    \
+	"trigger:\n"                                                                               \
+	"  github:\n"                                                                              \
+	"    repository: acme/app\n"                                                               \
+	"    secret_file: secrets/webhook\n"
+
+/* --- durations ------------------------------------------------------------ */
+
+static void test_duration_parses_units_and_combinations(void **state)
+{
+	(void)state;
+	assert_int_equal(config_parse_duration_ms("90"), 90000);
+	assert_int_equal(config_parse_duration_ms("90s"), 90000);
+	assert_int_equal(config_parse_duration_ms("10m"), 600000);
+	assert_int_equal(config_parse_duration_ms("1h30m"), 5400000);
+	assert_int_equal(config_parse_duration_ms("250ms"), 250);
+	assert_int_equal(config_parse_duration_ms("2d"), 172800000);
+	assert_int_equal(config_parse_duration_ms("1m30s500ms"), 90500);
+	assert_int_equal(config_parse_duration_ms("0"), 0);
+}
+
+static void test_duration_rejects_garbage_and_overflow(void **state)
+{
+	(void)state;
+	assert_int_equal(config_parse_duration_ms(""), -1);
+	assert_int_equal(config_parse_duration_ms(NULL), -1);
+	assert_int_equal(config_parse_duration_ms("10x"), -1);
+	assert_int_equal(config_parse_duration_ms("m"), -1);
+	assert_int_equal(config_parse_duration_ms("-5s"), -1);
+	assert_int_equal(config_parse_duration_ms(" 5s"), -1);
+	assert_int_equal(config_parse_duration_ms("1h30"), -1);
+	assert_int_equal(config_parse_duration_ms("1.5h"), -1);
+	assert_int_equal(config_parse_duration_ms("99999999999999999999"), -1);
+	assert_int_equal(config_parse_duration_ms("9223372036854775807d"), -1);
+}
+
+/* --- settings ------------------------------------------------------------- */
+
+static void test_settings_defaults_without_file(void **state)
+{
+	struct fx *f = *state;
+	struct settings s;
+	char cwd[PATH_MAX], want[PATH_MAX + 32];
+
+	assert_non_null(getcwd(cwd, sizeof(cwd)));
+	assert_int_equal(settings_load(NULL, &s, f->err, sizeof(f->err)), 0);
+	assert_string_equal(s.brokers, "127.0.0.1:9092");
+	assert_string_equal(s.topic_prefix, "sluice.");
+	assert_string_equal(s.redis_url, "redis://127.0.0.1:6379");
+	assert_string_equal(s.key_prefix, "sluice:");
+	assert_int_equal(s.redis_timeout_ms, 5000);
+	assert_string_equal(s.listen, "127.0.0.1:8080");
+	assert_string_equal(s.public_url, "http://127.0.0.1:8080");
+	assert_int_equal(s.max_body, 25 * 1024 * 1024);
+	snprintf(want, sizeof(want), "%s/pipelines.d", cwd);
+	assert_string_equal(s.pipelines_dir, want);
+	assert_string_equal(s.state_dir, "/var/lib/sluice");
+	assert_int_equal(s.concurrency, 1);
+	assert_int_equal(s.kill_grace_ms, 10000);
+	assert_int_equal(s.lease_ms, 30000);
+	assert_int_equal(s.requeue_after_ms, 60000);
+	settings_clear(&s);
+}
+
+static void test_settings_empty_file_gives_defaults(void **state)
+{
+	struct fx *f = *state;
+	struct settings s;
+	char want[PATH_MAX];
+
+	write_file(f, "sluice.yaml", "# nothing set\n");
+	assert_int_equal(settings_load(f->path, &s, f->err, sizeof(f->err)), 0);
+	snprintf(want, sizeof(want), "%s/pipelines.d", f->dir);
+	assert_string_equal(s.pipelines_dir, want);
+	assert_int_equal(s.concurrency, 1);
+	settings_clear(&s);
+}
+
+static void test_settings_full_file(void **state)
+{
+	struct fx *f = *state;
+	struct settings s;
+	char want[PATH_MAX];
+
+	write_file(f, "etc/sluice.yaml",
+		   "kafka:\n"
+		   "  brokers: k1:9092,k2:9092\n"
+		   "  topic_prefix: ci.\n"
+		   "redis:\n"
+		   "  url: redis://10.0.0.5:6380\n"
+		   "  key_prefix: ''\n"
+		   "  timeout: 2s\n"
+		   "agent:\n"
+		   "  listen: 0.0.0.0:9000\n"
+		   "  public_url: https://ci.example.com\n"
+		   "  max_body: 512KiB\n"
+		   "  requeue_after: 2m\n"
+		   "pipelines_dir: pipes\n"
+		   "worker:\n"
+		   "  state_dir: /srv/sluice\n"
+		   "  concurrency: 4\n"
+		   "  kill_grace: 3\n"
+		   "  lease: 1m30s\n");
+	assert_int_equal(settings_load(f->path, &s, f->err, sizeof(f->err)), 0);
+	assert_string_equal(s.brokers, "k1:9092,k2:9092");
+	assert_string_equal(s.topic_prefix, "ci.");
+	assert_string_equal(s.redis_url, "redis://10.0.0.5:6380");
+	assert_string_equal(s.key_prefix, "");
+	assert_int_equal(s.redis_timeout_ms, 2000);
+	assert_string_equal(s.listen, "0.0.0.0:9000");
+	assert_string_equal(s.public_url, "https://ci.example.com");
+	assert_int_equal(s.max_body, 512 * 1024);
+	assert_int_equal(s.requeue_after_ms, 120000);
+	snprintf(want, sizeof(want), "%s/etc/pipes", f->dir);
+	assert_string_equal(s.pipelines_dir, want);
+	assert_string_equal(s.state_dir, "/srv/sluice");
+	assert_int_equal(s.concurrency, 4);
+	assert_int_equal(s.kill_grace_ms, 3000);
+	assert_int_equal(s.lease_ms, 90000);
+	settings_clear(&s);
+}
+
+static void test_settings_public_url_follows_listen(void **state)
+{
+	struct fx *f = *state;
+	struct settings s;
+
+	write_file(f, "sluice.yaml", "agent: {listen: '127.0.0.1:7000', max_body: 1000}\n");
+	assert_int_equal(settings_load(f->path, &s, f->err, sizeof(f->err)), 0);
+	assert_string_equal(s.public_url, "http://127.0.0.1:7000");
+	assert_int_equal(s.max_body, 1000);
+	settings_clear(&s);
+}
+
+static void test_settings_brokers_from_file(void **state)
+{
+	struct fx *f = *state;
+	struct settings s;
+
+	write_file(f, "creds/brokers", "  k1:9092,k2:9092 \nignored second line\n");
+	write_file(f, "sluice.yaml", "kafka:\n  brokers: '@creds/brokers'\n");
+	assert_int_equal(settings_load(f->path, &s, f->err, sizeof(f->err)), 0);
+	assert_string_equal(s.brokers, "k1:9092,k2:9092");
+	settings_clear(&s);
+}
+
+static void test_settings_brokers_file_missing_or_empty(void **state)
+{
+	struct fx *f = *state;
+	char want[2048];
+
+	snprintf(want, sizeof(want),
+		 "2:12: kafka.brokers: cannot read \"%s/nope\": No such file or directory", f->dir);
+	expect_settings_error(f, "kafka:\n  brokers: '@nope'\n", want);
+	write_file(f, "empty", "\n \n");
+	snprintf(want, sizeof(want), "2:12: kafka.brokers: file \"%s/empty\" is empty", f->dir);
+	expect_settings_error(f, "kafka:\n  brokers: '@empty'\n", want);
+}
+
+static void test_settings_errors_name_position_and_key(void **state)
+{
+	struct fx *f = *state;
+
+	expect_settings_error(f, "kafka:\n  bokers: x\n", "2:3: kafka.bokers: unknown key");
+	expect_settings_error(f, "colour: blue\n", "1:1: colour: unknown key");
+	expect_settings_error(f, "redis:\n  url: 6379\n", "2:8: redis.url: expected a string");
+	expect_settings_error(f, "redis:\n  timeout: 10 minutes\n",
+			      "2:12: redis.timeout: expected a duration like \"10m\"");
+	expect_settings_error(f, "worker: {lease: 0}\n",
+			      "1:17: worker.lease: must be longer than 0");
+	expect_settings_error(f, "worker: {kill_grace: 30d}\n",
+			      "1:22: worker.kill_grace: is too long (at most 24 days)");
+	expect_settings_error(f, "worker:\n  concurrency: 0\n",
+			      "2:16: worker.concurrency: must be between 1 and 1024");
+	expect_settings_error(f, "worker:\n  concurrency: '4'\n",
+			      "2:16: worker.concurrency: expected an integer");
+	expect_settings_error(f, "agent:\n  max_body: 25 MB\n",
+			      "2:13: agent.max_body: expected a size like \"25MiB\"");
+	expect_settings_error(f, "kafka: [a, b]\n", "1:8: kafka: expected a mapping");
+	expect_settings_error(f, "- a\n", "1:1: expected a mapping");
+}
+
+static void test_settings_missing_file(void **state)
+{
+	struct fx *f = *state;
+	struct settings s;
+	char path[PATH_MAX], want[PATH_MAX + 64];
+
+	snprintf(path, sizeof(path), "%s/absent.yaml", f->dir);
+	assert_int_equal(settings_load(path, &s, f->err, sizeof(f->err)), -1);
+	snprintf(want, sizeof(want), "%s: cannot read: No such file or directory", path);
+	assert_string_equal(f->err, want);
+	assert_int_equal(settings_load(f->dir, &s, f->err, sizeof(f->err)), -1);
+	snprintf(want, sizeof(want), "%s: cannot read: Is a directory", f->dir);
+	assert_string_equal(f->err, want);
+}
+
+/* --- pipelines ------------------------------------------------------------ */
+
+static const char full_pipeline_yaml[] = "name: app\n"
+					 "trigger:\n"
+					 "  github:\n"
+					 "    repository: acme/app\n"
+					 "    events: [push, pull_request]\n"
+					 "    branches: [\"main\", \"release/**\"]\n"
+					 "    tags: [\"v*\"]\n"
+					 "    secret_file: secrets/webhook\n"
+					 "checkout:\n"
+					 "  url: file:///srv/git/app\n"
+					 "vars: {GREETING: hello, COUNT: 007, ON: true}\n"
+					 "secrets: {TOKEN: secrets/token}\n"
+					 "stages:\n"
+					 "  build:\n"
+					 "    run: [make, \"${SLUICE_SHA}\", 2]\n"
+					 "    timeout: 10m\n"
+					 "  unit:\n"
+					 "    kind: test\n"
+					 "    run: [make, test]\n"
+					 "    needs: build\n"
+					 "    timeout: 90\n"
+					 "  scan:\n"
+					 "    run: [trivy, fs, .]\n"
+					 "    needs: [build]\n"
+					 "  deploy:\n"
+					 "    run: [./deploy.sh]\n"
+					 "    needs: [unit, scan]\n"
+					 "    timeout: 250ms\n";
+
+static const char full_pipeline_json[] =
+    "{\n"
+    "\t\"name\": \"app\",\n"
+    "\t\"trigger\": {\"github\": {\"repository\": \"acme/app\",\n"
+    "\t\t\"events\": [\"push\", \"pull_request\"],\n"
+    "\t\t\"branches\": [\"main\", \"release/**\"], \"tags\": [\"v*\"],\n"
+    "\t\t\"secret_file\": \"secrets/webhook\"}},\n"
+    "\t\"checkout\": {\"url\": \"file:///srv/git/app\"},\n"
+    "\t\"vars\": {\"GREETING\": \"hello\", \"COUNT\": \"007\", \"ON\": true},\n"
+    "\t\"secrets\": {\"TOKEN\": \"secrets/token\"},\n"
+    "\t\"stages\": {\n"
+    "\t\t\"build\": {\"run\": [\"make\", \"${SLUICE_SHA}\", 2], \"timeout\": \"10m\"},\n"
+    "\t\t\"unit\": {\"kind\": \"test\", \"run\": [\"make\", \"test\"], \"needs\": \"build\",\n"
+    "\t\t\t\"timeout\": 90},\n"
+    "\t\t\"scan\": {\"run\": [\"trivy\", \"fs\", \".\"], \"needs\": [\"build\"]},\n"
+    "\t\t\"deploy\": {\"run\": [\"./deploy.sh\"], \"needs\": [\"unit\", \"scan\"],\n"
+    "\t\t\t\"timeout\": \"250ms\"}}}\n";
+
+static void check_full_pipeline(struct fx *f, const char *name, const char *text)
+{
+	static const char *const order[] = {"build", "unit", "scan", "deploy"};
+	struct pipeline p;
+	json_t *want, *stages;
+	char *want_text, *dump;
+	const char *key;
+	json_t *v;
+	size_t i = 0;
+
+	write_file(f, "secrets/webhook", "s3cret\r\n");
+	write_file(f, "secrets/token", "t0k3n-value\n");
+	write_file(f, name, text);
+	assert_int_equal(pipeline_load_file(f->path, &p, f->err, sizeof(f->err)), 0);
+	assert_string_equal(p.name, "app");
+	assert_string_equal(p.file, f->path);
+	assert_string_equal(p.repository, "acme/app");
+	assert_string_equal(p.secret, "s3cret");
+	assert_int_equal(json_array_size(p.events), 2);
+	assert_string_equal(json_string_value(json_array_get(p.events, 0)), "push");
+	assert_string_equal(json_string_value(json_array_get(p.events, 1)), "pull_request");
+	assert_int_equal(json_array_size(p.branches), 2);
+	assert_string_equal(json_string_value(json_array_get(p.branches, 1)), "release/**");
+	assert_int_equal(json_array_size(p.tags), 1);
+	assert_string_equal(json_string_value(json_array_get(p.tags, 0)), "v*");
+
+	assert_true(
+	    asprintf(&want_text,
+		     "{\"name\": \"app\","
+		     " \"vars\": {\"GREETING\": \"hello\", \"COUNT\": \"007\", \"ON\": \"true\"},"
+		     " \"secrets\": {\"TOKEN\": \"%s/secrets/token\"},"
+		     " \"checkout\": {\"url\": \"file:///srv/git/app\"},"
+		     " \"stages\": {"
+		     "  \"build\": {\"kind\": \"build\", \"run\": [\"make\", \"${SLUICE_SHA}\","
+		     " \"2\"], \"needs\": [], \"timeout\": 600},"
+		     "  \"unit\": {\"kind\": \"test\", \"run\": [\"make\", \"test\"],"
+		     " \"needs\": [\"build\"], \"timeout\": 90},"
+		     "  \"scan\": {\"kind\": \"scan\", \"run\": [\"trivy\", \"fs\", \".\"],"
+		     " \"needs\": [\"build\"], \"timeout\": 3600},"
+		     "  \"deploy\": {\"kind\": \"deploy\", \"run\": [\"./deploy.sh\"],"
+		     " \"needs\": [\"unit\", \"scan\"], \"timeout\": 1}}}",
+		     f->dir) > 0);
+	want = json_loads(want_text, 0, NULL);
+	assert_non_null(want);
+	assert_true(json_equal(p.def, want));
+	stages = json_object_get(p.def, "stages");
+	json_object_foreach(stages, key, v)
+	{
+		assert_true(json_is_object(v));
+		assert_string_equal(key, order[i++]);
+	}
+	assert_int_equal(i, 4);
+	/* The secret's content stays out of the definition a run records. */
+	dump = json_dumps(p.def, 0);
+	assert_non_null(dump);
+	assert_null(strstr(dump, "t0k3n"));
+	free(dump);
+	json_decref(want);
+	free(want_text);
+	pipeline_clear(&p);
+}
+
+static void test_pipeline_full_yaml_file(void **state)
+{
+	check_full_pipeline(*state, "app.yaml", full_pipeline_yaml);
+}
+
+static void test_pipeline_json_file_loads_the_same(void **state)
+{
+	check_full_pipeline(*state, "app.json", full_pipeline_json);
+}
+
+static void test_pipeline_defaults(void **state)
+{
+	struct fx *f = *state;
+	struct pipeline p;
+
+	write_file(f, "secrets/webhook", "s3cret");
+	write_file(f, "my-app.yml", TRIGGER "stages:\n  test:\n    run: [make, check]\n");
+	assert_int_equal(pipeline_load_file(f->path, &p, f->err, sizeof(f->err)), 0);
+	assert_string_equal(p.name, "my-app");
+	assert_string_equal(p.secret, "s3cret");
+	assert_int_equal(json_array_size(p.events), 1);
+	assert_string_equal(json_string_value(json_array_get(p.events, 0)), "push");
+	assert_null(p.branches);
+	assert_null(p.tags);
+	assert_null(json_object_get(p.def, "checkout"));
+	assert_int_equal(json_object_size(json_object_get(p.def, "vars")), 0);
+	assert_int_equal(json_object_size(json_object_get(p.def, "secrets")), 0);
+	assert_int_equal(json_integer_value(json_object_get(
+			     json_object_get(json_object_get(p.def, "stages"), "test"), "timeout")),
+			 3600);
+	pipeline_clear(&p);
+}
+
+static void test_pipeline_schema_errors(void **state)
+{
+	struct fx *f = *state;
+
+	expect_pipeline_error(f, TRIGGER "stages:\n  build:\n    run: [make]\n    tmeout: 5m\n",
+			      "8:5: stages.build.tmeout: unknown key");
+	expect_pipeline_error(f, TRIGGER "stages:\n  build:\n    run: make\n",
+			      "7:10: stages.build.run: expected a list of strings");
+	expect_pipeline_error(f, TRIGGER "stages:\n  build:\n    run: [make, [x]]\n",
+			      "7:17: stages.build.run[1]: expected a string");
+	expect_pipeline_error(f, TRIGGER "stages:\n  build:\n    run: []\n",
+			      "7:10: stages.build.run: must not be empty");
+	expect_pipeline_error(f, TRIGGER "stages:\n  build:\n    run: [make]\n    timeout: soon\n",
+			      "8:14: stages.build.timeout: expected a duration like \"10m\"");
+	expect_pipeline_error(f, TRIGGER "stages:\n  build:\n    kind: build\n",
+			      "7:5: stages.build.run: missing required key");
+	expect_pipeline_error(f,
+			      "trigger:\n  github:\n    repository: acme/app\n"
+			      "stages:\n  build:\n    run: [make]\n",
+			      "3:5: trigger.github.secret_file: missing required key");
+	expect_pipeline_error(f, TRIGGER, "1:1: stages: missing required key");
+	expect_pipeline_error(f, "stages: {build: {run: [make]}}\n",
+			      "1:1: trigger: missing required key");
+	expect_pipeline_error(f, TRIGGER "stages: {}\n", "5:9: stages: must not be empty");
+	expect_pipeline_error(f, TRIGGER "stages:\n  lint:\n    run: [make, lint]\n",
+			      "7:5: stages.lint: missing \"kind\" (build, test, scan, push or "
+			      "deploy): the stage name is not a kind");
+	expect_pipeline_error(f, TRIGGER "stages:\n  lint:\n    kind: check\n    run: [x]\n",
+			      "7:11: stages.lint.kind: unknown kind \"check\" (known: build, test, "
+			      "scan, push, deploy)");
+	expect_pipeline_error(f, TRIGGER "stages:\n  bad name:\n    kind: test\n    run: [x]\n",
+			      "6:3: stages.bad name: invalid stage name (use letters, digits, '_' "
+			      "and '-')");
+	expect_pipeline_error(f, "name: 'a b'\n" TRIGGER "stages: {test: {run: [x]}}\n",
+			      "1:7: name: invalid pipeline name (use letters, digits, '_', '.' and "
+			      "'-')");
+	expect_pipeline_error(f, TRIGGER "vars: {1X: y}\nstages: {test: {run: [x]}}\n",
+			      "5:8: vars.1X: invalid name (use letters, digits and '_', not "
+			      "starting with a digit)");
+	expect_pipeline_error(f, TRIGGER "vars: {X: [y]}\nstages: {test: {run: [x]}}\n",
+			      "5:11: vars.X: expected a string");
+	expect_pipeline_error(f,
+			      "trigger:\n  github:\n    repository: acme\n"
+			      "    secret_file: secrets/webhook\nstages: {test: {run: [x]}}\n",
+			      "3:17: trigger.github.repository: expected \"owner/name\"");
+	expect_pipeline_error(
+	    f,
+	    "trigger:\n  github:\n    repository: acme/app\n    events: [push, "
+	    "pussh]\n    secret_file: secrets/webhook\nstages: {test: {run: [x]}}\n",
+	    "4:20: trigger.github.events[1]: unknown event \"pussh\" (known: push, "
+	    "pull_request, create, delete, release, workflow_dispatch, ping)");
+}
+
+static void test_pipeline_needs_errors(void **state)
+{
+	struct fx *f = *state;
+
+	expect_pipeline_error(f, TRIGGER "stages:\n  test:\n    run: [x]\n    needs: [buld]\n",
+			      "8:13: stages.test.needs[0]: unknown stage \"buld\"");
+	expect_pipeline_error(f, TRIGGER "stages:\n  test:\n    run: [x]\n    needs: test\n",
+			      "8:12: stages.test.needs: a stage cannot need itself");
+	expect_pipeline_error(f,
+			      TRIGGER "stages:\n"
+				      "  build: {run: [x], needs: [deploy]}\n"
+				      "  test: {run: [x], needs: [build]}\n"
+				      "  deploy: {run: [x], needs: [scan, test]}\n"
+				      "  scan: {run: [x]}\n",
+			      "7:28: stages.test.needs[0]: dependency cycle: build -> deploy -> "
+			      "test -> build");
+}
+
+static void test_pipeline_secret_files(void **state)
+{
+	struct fx *f = *state;
+	char want[2048];
+
+	snprintf(want, sizeof(want),
+		 "6:10: secrets.TOKEN: cannot read \"%s/secrets/none\": No such file or directory",
+		 f->dir);
+	expect_pipeline_error(f,
+			      TRIGGER "secrets:\n  TOKEN: secrets/none\n"
+				      "stages: {test: {run: [x]}}\n",
+			      want);
+	snprintf(want, sizeof(want),
+		 "4:18: trigger.github.secret_file: cannot read \"%s/missing\": No such file or "
+		 "directory",
+		 f->dir);
+	expect_pipeline_error(f,
+			      "trigger:\n  github:\n    repository: acme/app\n"
+			      "    secret_file: missing\nstages: {test: {run: [x]}}\n",
+			      want);
+	write_file(f, "blank", "\n");
+	snprintf(want, sizeof(want), "4:18: trigger.github.secret_file: file \"%s/blank\" is empty",
+		 f->dir);
+	expect_pipeline_error(f,
+			      "trigger:\n  github:\n    repository: acme/app\n"
+			      "    secret_file: blank\nstages: {test: {run: [x]}}\n",
+			      want);
+}
+
+/* --- the loader ----------------------------------------------------------- */
+
+static void test_loader_duplicate_key(void **state)
+{
+	expect_pipeline_error(*state,
+			      TRIGGER "stages:\n  test:\n    run: [x]\n  test:\n    run: [y]\n",
+			      "8:3: stages.test: duplicate key (first defined at line 6)");
+}
+
+static void test_loader_syntax_error(void **state)
+{
+	expect_pipeline_error(*state, TRIGGER "stages: [a,\n",
+			      "6:1: did not find expected node content (while parsing a flow "
+			      "node at line 6)");
+	expect_pipeline_error(*state, "trigger:\n  github: x\n bad: 1\n",
+			      "3:2: did not find expected key (while parsing a block mapping at "
+			      "line 1)");
+}
+
+static void test_loader_rejects_aliases(void **state)
+{
+	expect_pipeline_error(*state, "base: &b {run: [x]}\nstages: {test: *b}\n",
+			      "1:7: anchors and aliases are not supported");
+	expect_pipeline_error(*state,
+			      "a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n"
+			      "b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+			      "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\n"
+			      "d: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c]\n"
+			      "e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d]\n"
+			      "f: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e]\n"
+			      "g: &g [*f, *f, *f, *f, *f, *f, *f, *f, *f]\n"
+			      "h: &h [*g, *g, *g, *g, *g, *g, *g, *g, *g]\n"
+			      "i: &i [*h, *h, *h, *h, *h, *h, *h, *h, *h]\n",
+			      "1:4: anchors and aliases are not supported");
+	expect_pipeline_error(*state, "stages: *undefined\n",
+			      "1:9: anchors and aliases are not supported");
+}
+
+static void test_loader_limits_nesting(void **state)
+{
+	char text[256];
+	int i, n = 0;
+
+	n += snprintf(text + n, sizeof(text) - (size_t)n, "a: ");
+	for (i = 0; i < 100; i++)
+		text[n++] = '[';
+	for (i = 0; i < 100; i++)
+		text[n++] = ']';
+	text[n++] = '\n';
+	text[n] = '\0';
+	expect_pipeline_error(*state, text, "1:67: nesting deeper than 64 levels");
+}
+
+static void test_loader_limits_size(void **state)
+{
+	struct fx *f = *state;
+	struct pipeline p;
+	size_t len = 4 * 1024 * 1024 + 1;
+	char *big = malloc(len), want[PATH_MAX + 64];
+
+	assert_non_null(big);
+	memset(big, '\n', len);
+	write_bytes(f, "big.yaml", big, len);
+	free(big);
+	assert_int_equal(pipeline_load_file(f->path, &p, f->err, sizeof(f->err)), -1);
+	snprintf(want, sizeof(want), "%s: file is larger than 4 MiB", f->path);
+	assert_string_equal(f->err, want);
+}
+
+static void test_loader_rejects_bad_bytes(void **state)
+{
+	struct fx *f = *state;
+	struct pipeline p;
+	char want[PATH_MAX + 128];
+
+	write_bytes(f, "nul.yaml", "name: app\nx: a\0b\n", 17);
+	assert_int_equal(pipeline_load_file(f->path, &p, f->err, sizeof(f->err)), -1);
+	snprintf(want, sizeof(want), "%s:2:5: control characters are not allowed", f->path);
+	assert_string_equal(f->err, want);
+
+	write_file(f, "utf8.yaml", "name: app\nx: caf\xe9\n");
+	assert_int_equal(pipeline_load_file(f->path, &p, f->err, sizeof(f->err)), -1);
+	snprintf(want, sizeof(want), "%s:2:7: incomplete UTF-8 octet sequence", f->path);
+	assert_string_equal(f->err, want);
+
+	expect_pipeline_error(f, "x: \"a\\0b\"\n", "1:4: NUL characters are not allowed");
+}
+
+static void test_loader_rejects_other_shapes(void **state)
+{
+	expect_pipeline_error(*state, "name: a\n---\nname: b\n",
+			      "2:1: only one document is allowed in a file");
+	expect_pipeline_error(*state, "1: x\n", "1:1: mapping keys must be strings");
+	expect_pipeline_error(*state, "? [a]\n: x\n", "1:3: mapping keys must be strings");
+	expect_pipeline_error(*state, "name: !!int 5\n",
+			      "1:7: unsupported tag \"tag:yaml.org,2002:int\"");
+}
+
+static void test_loader_scalar_types(void **state)
+{
+	struct fx *f = *state;
+	struct pipeline p;
+	json_t *vars;
+
+	write_file(f, "secrets/webhook", "s");
+	write_file(f, "app.yaml",
+		   TRIGGER "vars:\n  A: yes\n  B: '5'\n  C: 1.50\n  D: !!str 5\n"
+			   "  E: FALSE\n  F: 99999999999999999999\n"
+			   "stages: {test: {run: [x, 10, true]}}\n");
+	assert_int_equal(pipeline_load_file(f->path, &p, f->err, sizeof(f->err)), 0);
+	vars = json_object_get(p.def, "vars");
+	assert_string_equal(json_string_value(json_object_get(vars, "A")), "yes");
+	assert_string_equal(json_string_value(json_object_get(vars, "B")), "5");
+	assert_string_equal(json_string_value(json_object_get(vars, "C")), "1.50");
+	assert_string_equal(json_string_value(json_object_get(vars, "D")), "5");
+	assert_string_equal(json_string_value(json_object_get(vars, "E")), "FALSE");
+	assert_string_equal(json_string_value(json_object_get(vars, "F")), "99999999999999999999");
+	pipeline_clear(&p);
+	/* A quoted number is a string, not an integer. */
+	expect_settings_error(f, "worker: {concurrency: \"2\"}\n",
+			      "1:23: worker.concurrency: expected an integer");
+	expect_pipeline_error(f, TRIGGER "stages: {test: {run: [x, null]}}\n",
+			      "5:26: stages.test.run[1]: expected a string");
+}
+
+/* --- directories ---------------------------------------------------------- */
+
+static void test_dir_loads_in_name_order(void **state)
+{
+	struct fx *f = *state;
+	struct pipeline_set set;
+	char dir[PATH_MAX];
+
+	write_file(f, "pipes/secret", "s\n");
+	write_file(f, "pipes/b.yml",
+		   "trigger: {github: {repository: o/b, secret_file: secret}}\n"
+		   "stages: {test: {run: [x]}}\n");
+	write_file(f, "pipes/a.json",
+		   "{\"trigger\": {\"github\": {\"repository\": \"o/a\", \"secret_file\": "
+		   "\"secret\"}}, \"stages\": {\"test\": {\"run\": [\"x\"]}}}\n");
+	write_file(f, "pipes/notes.txt", "not a pipeline");
+	write_file(f, "pipes/.swap.yaml", "garbage: [");
+	snprintf(dir, sizeof(dir), "%s/pipes", f->dir);
+	assert_int_equal(pipelines_load_dir(dir, &set, f->err, sizeof(f->err)), 0);
+	assert_int_equal(set.n, 2);
+	assert_string_equal(set.items[0].name, "a");
+	assert_string_equal(set.items[0].repository, "o/a");
+	assert_string_equal(set.items[1].name, "b");
+	pipelines_clear(&set);
+}
+
+static void test_dir_duplicate_names_and_empty_dir(void **state)
+{
+	struct fx *f = *state;
+	struct pipeline_set set;
+	char dir[PATH_MAX], want[3 * PATH_MAX];
+
+	mkdir(strcat(strcpy(dir, f->dir), "/empty"), 0755);
+	assert_int_equal(pipelines_load_dir(dir, &set, f->err, sizeof(f->err)), 0);
+	assert_int_equal(set.n, 0);
+	pipelines_clear(&set);
+
+	write_file(f, "pipes/secret", "s\n");
+	write_file(f, "pipes/one.yaml", "name: app\n" TRIGGER "stages: {test: {run: [x]}}\n");
+	write_file(f, "pipes/two.yaml", "name: app\n" TRIGGER "stages: {test: {run: [x]}}\n");
+	write_file(f, "pipes/secrets/webhook", "s\n");
+	snprintf(dir, sizeof(dir), "%s/pipes", f->dir);
+	assert_int_equal(pipelines_load_dir(dir, &set, f->err, sizeof(f->err)), -1);
+	snprintf(want, sizeof(want),
+		 "%s/two.yaml: pipeline name \"app\" is already used by %s/one.yaml", dir, dir);
+	assert_string_equal(f->err, want);
+	assert_int_equal(set.n, 0);
+
+	snprintf(dir, sizeof(dir), "%s/absent", f->dir);
+	assert_int_equal(pipelines_load_dir(dir, &set, f->err, sizeof(f->err)), -1);
+	snprintf(want, sizeof(want), "%s: cannot open directory: No such file or directory", dir);
+	assert_string_equal(f->err, want);
+}
+
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    T(test_duration_parses_units_and_combinations),
+	    T(test_duration_rejects_garbage_and_overflow),
+	    T(test_settings_defaults_without_file),
+	    T(test_settings_empty_file_gives_defaults),
+	    T(test_settings_full_file),
+	    T(test_settings_public_url_follows_listen),
+	    T(test_settings_brokers_from_file),
+	    T(test_settings_brokers_file_missing_or_empty),
+	    T(test_settings_errors_name_position_and_key),
+	    T(test_settings_missing_file),
+	    T(test_pipeline_full_yaml_file),
+	    T(test_pipeline_json_file_loads_the_same),
+	    T(test_pipeline_defaults),
+	    T(test_pipeline_schema_errors),
+	    T(test_pipeline_needs_errors),
+	    T(test_pipeline_secret_files),
+	    T(test_loader_duplicate_key),
+	    T(test_loader_syntax_error),
+	    T(test_loader_rejects_aliases),
+	    T(test_loader_limits_nesting),
+	    T(test_loader_limits_size),
+	    T(test_loader_rejects_bad_bytes),
+	    T(test_loader_rejects_other_shapes),
+	    T(test_loader_scalar_types),
+	    T(test_dir_loads_in_name_order),
+	    T(test_dir_duplicate_names_and_empty_dir),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

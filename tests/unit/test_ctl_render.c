@@ -1,0 +1,839 @@
+/* sluicectl: formatting, table rendering, argument parsing, and the whole
+ * command line against a canned HTTP server on loopback.
+ *
+ * The ctl/ objects are not linked into unit tests (sluicectl is not part of
+ * the agent or worker), so the sources under test are included here. */
+#include "ctl/fmt.c"
+#include "ctl/render.c"
+#include "ctl/args.c"
+#include "ctl/help.c"
+#include "ctl/api.c"
+#include "ctl/commands.c"
+#include "ctl/cli.c"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+/* --- helpers ------------------------------------------------------------- */
+
+struct capture {
+	FILE *f;
+	char *buf;
+	size_t len;
+};
+
+static void capture_open(struct capture *c)
+{
+	c->buf = NULL;
+	c->len = 0;
+	c->f = open_memstream(&c->buf, &c->len);
+	assert_non_null(c->f);
+}
+
+/* Closes the stream; the text stays in c->buf until capture_free. */
+static void capture_close(struct capture *c)
+{
+	fclose(c->f);
+	c->f = NULL;
+}
+
+static void capture_free(struct capture *c)
+{
+	free(c->buf);
+	c->buf = NULL;
+}
+
+static json_t *parse(const char *text)
+{
+	json_error_t err;
+	json_t *v = json_loads(text, 0, &err);
+
+	if (!v)
+		fail_msg("bad test JSON: %s", err.text);
+	return v;
+}
+
+/* --- fmt ----------------------------------------------------------------- */
+
+static void duration_uses_compact_units(void **state)
+{
+	static const struct {
+		int64_t ms;
+		const char *want;
+	} cases[] = {
+	    {0, "0ms"},	      {834, "834ms"},	  {4000, "4s"},		 {59999, "59s"},
+	    {64500, "1m04s"}, {600000, "10m00s"}, {3600000, "1h00m00s"}, {7389000, "2h03m09s"},
+	    {-1, "-"},
+	};
+	char buf[CTL_FMT_MAX];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		ctl_fmt_duration(cases[i].ms, buf, sizeof(buf));
+		assert_string_equal(buf, cases[i].want);
+	}
+}
+
+static void time_parses_rfc3339_and_prints_utc(void **state)
+{
+	int64_t ms;
+	char buf[CTL_FMT_MAX];
+
+	(void)state;
+	assert_int_equal(ctl_fmt_parse_time("2026-11-26T03:41:07.123Z", &ms), 0);
+	assert_int_equal(ms, 1795664467123LL);
+	ctl_fmt_time(ms, buf, sizeof(buf));
+	assert_string_equal(buf, "2026-11-26 03:41:07");
+
+	assert_int_equal(ctl_fmt_parse_time("2026-11-26T05:41:07+02:00", &ms), 0);
+	assert_int_equal(ms, 1795664467000LL);
+	assert_int_equal(ctl_fmt_parse_time("2026-11-25T23:11:07.5-04:30", &ms), 0);
+	assert_int_equal(ms, 1795664467500LL);
+	ctl_fmt_time(ms, buf, sizeof(buf));
+	assert_string_equal(buf, "2026-11-26 03:41:07");
+}
+
+static void time_rejects_what_is_not_rfc3339(void **state)
+{
+	static const char *const bad[] = {
+	    "",
+	    "2026-11-26",
+	    "2026-11-26T03:41:07",
+	    "2026-13-01T00:00:00Z",
+	    "2026-11-26T24:00:00Z",
+	    "2026-11-26T03:41:07.Z",
+	    "2026-11-26T03:41:07Zjunk",
+	    "2026-11-26T03:41:07+0200",
+	    "yesterday",
+	};
+	int64_t ms = 42;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_int_equal(ctl_fmt_parse_time(bad[i], &ms), -1);
+		assert_int_equal(ms, 42);
+	}
+}
+
+static void sanitize_strips_controls_but_keeps_tab_and_utf8(void **state)
+{
+	/* ESC, CR, LF, BEL, DEL, a UTF-8 C1 CSI, a right-to-left override, a
+	 * stray continuation byte and an overlong '/'. */
+	static const char in[] = "a\x1b[31mb\r\nc\a\x7f\td\xc2\x9b"
+				 "e\xe2\x80\xae"
+				 "f\x80g\xc0\xafh-\xc3\xbc";
+	char *out = ctl_fmt_sanitize(in, sizeof(in) - 1);
+
+	(void)state;
+	assert_non_null(out);
+	assert_string_equal(out, "a[31mbc\tde"
+				 "f?g??h-\xc3\xbc");
+	assert_int_equal(ctl_fmt_width("h-\xc3\xbc"), 3);
+	free(out);
+
+	out = ctl_fmt_sanitize("x\0y", 3);
+	assert_string_equal(out, "xy");
+	free(out);
+}
+
+/* --- render -------------------------------------------------------------- */
+
+static const char runs_body[] =
+    "{\"runs\": ["
+    "{\"id\": \"r_1\", \"pipeline\": \"app\", \"ref\": \"refs/heads/main\","
+    " \"sha\": \"0123456789abcdef0123456789abcdef01234567\", \"status\": \"succeeded\","
+    " \"created\": \"2026-11-26T03:41:07.000Z\", \"finished\": \"2026-11-26T03:42:11.500Z\"},"
+    "{\"id\": \"r_2\", \"pipeline\": \"app\", \"ref\": \"refs/heads/evil\\u001b[2J\\r\\nr_9  "
+    "fake\","
+    " \"sha\": \"abc\", \"status\": \"running\","
+    " \"created\": \"2026-11-26T04:00:00+01:00\", \"finished\": null},"
+    "{\"id\": 42, \"ref\": \"refs/tags/v1.0\", \"sha\": null, \"status\": \"queued\","
+    " \"created\": \"soon\"},"
+    "7"
+    "]}";
+
+static const char runs_table[] =
+    "RUN  PIPELINE  REF               SHA      STATUS     CREATED              DURATION\n"
+    "r_1  app       main              0123456  succeeded  2026-11-26 03:41:07  1m04s\n"
+    "r_2  app       evil[2Jr_9  fake  abc      running    2026-11-26 03:00:00  -\n"
+    "-    -         refs/tags/v1.0    -        queued     -                    -\n"
+    "-    -         -                 -        -          -                    -\n";
+
+static void runs_table_matches_golden_output(void **state)
+{
+	json_t *body = parse(runs_body);
+	struct capture out;
+
+	(void)state;
+	capture_open(&out);
+	assert_int_equal(ctl_render_runs(out.f, body), 0);
+	capture_close(&out);
+	assert_string_equal(out.buf, runs_table);
+	capture_free(&out);
+	json_decref(body);
+}
+
+static void runs_table_of_no_runs_is_the_header(void **state)
+{
+	json_t *body = parse("{\"runs\": []}");
+	struct capture out;
+
+	(void)state;
+	capture_open(&out);
+	assert_int_equal(ctl_render_runs(out.f, body), 0);
+	capture_close(&out);
+	assert_string_equal(out.buf, "RUN  PIPELINE  REF  SHA  STATUS  CREATED  DURATION\n");
+	capture_free(&out);
+	json_decref(body);
+}
+
+static void runs_render_refuses_a_body_without_a_runs_array(void **state)
+{
+	static const char *const bodies[] = {"{\"runs\": 3}", "{}", "[]", "\"runs\""};
+	struct capture out;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++) {
+		json_t *body = json_loads(bodies[i], JSON_DECODE_ANY, NULL);
+		capture_open(&out);
+		assert_int_equal(ctl_render_runs(out.f, body), -1);
+		capture_close(&out);
+		assert_int_equal(out.len, 0);
+		capture_free(&out);
+		json_decref(body);
+	}
+}
+
+static const char run_body[] =
+    "{\"id\": \"r_1\", \"pipeline\": \"app\", \"repository\": \"Codertocat/Hello-World\","
+    " \"ref\": \"refs/heads/main\", \"sha\": \"0123456789abcdef0123456789abcdef01234567\","
+    " \"status\": \"failed\", \"created\": \"2026-11-26T03:41:07Z\","
+    " \"finished\": \"2026-11-26T04:45:00Z\", \"stages\": {"
+    "\"build\": {\"status\": \"succeeded\", \"attempt\": 1, \"exit_code\": 0,"
+    " \"started\": \"2026-11-26T03:41:08Z\", \"finished\": \"2026-11-26T03:41:12.250Z\"},"
+    "\"test\": {\"status\": \"timed_out\", \"attempt\": 2, \"exit_code\": null,"
+    " \"started\": \"2026-11-26T03:41:13Z\", \"finished\": \"2026-11-26T04:43:22Z\"},"
+    "\"deploy\\u0007\": {\"status\": \"pending\", \"attempt\": \"1\"},"
+    "\"push\": null}}";
+
+static const char run_text[] = "Run:        r_1\n"
+			       "Pipeline:   app\n"
+			       "Repository: Codertocat/Hello-World\n"
+			       "Event:      -\n"
+			       "Ref:        refs/heads/main\n"
+			       "Sha:        0123456789abcdef0123456789abcdef01234567\n"
+			       "Status:     failed\n"
+			       "Created:    2026-11-26 03:41:07\n"
+			       "Finished:   2026-11-26 04:45:00\n"
+			       "Duration:   1h03m53s\n"
+			       "\n"
+			       "STAGE   STATUS     ATTEMPT  EXIT  STARTED              DURATION\n"
+			       "build   succeeded  1        0     2026-11-26 03:41:08  4s\n"
+			       "test    timed_out  2        -     2026-11-26 03:41:13  1h02m09s\n"
+			       "deploy  pending    -        -     -                    -\n"
+			       "push    -          -        -     -                    -\n";
+
+static void run_with_stages_matches_golden_output(void **state)
+{
+	json_t *run = parse(run_body);
+	struct capture out;
+
+	(void)state;
+	capture_open(&out);
+	assert_int_equal(ctl_render_run(out.f, run), 0);
+	capture_close(&out);
+	assert_string_equal(out.buf, run_text);
+	capture_free(&out);
+	json_decref(run);
+}
+
+static void run_without_fields_prints_dashes_and_no_stage_table(void **state)
+{
+	json_t *run = parse("{\"stages\": []}");
+	json_t *not_run = parse("[1]");
+	struct capture out;
+
+	(void)state;
+	capture_open(&out);
+	assert_int_equal(ctl_render_run(out.f, run), 0);
+	assert_int_equal(ctl_render_run(out.f, not_run), -1);
+	capture_close(&out);
+	assert_string_equal(out.buf, "Run:        -\n"
+				     "Pipeline:   -\n"
+				     "Repository: -\n"
+				     "Event:      -\n"
+				     "Ref:        -\n"
+				     "Sha:        -\n"
+				     "Status:     -\n"
+				     "Created:    -\n"
+				     "Finished:   -\n"
+				     "Duration:   -\n");
+	capture_free(&out);
+	json_decref(run);
+	json_decref(not_run);
+}
+
+static void log_line_prints_text_and_json_one_line_each(void **state)
+{
+	json_t *line = parse("{\"id\": \"1-0\", \"stream\": \"stderr\", \"line\": \"oops\\tbad\"}");
+	json_t *empty = parse("{\"id\": \"2-0\"}");
+	struct capture out;
+
+	(void)state;
+	capture_open(&out);
+	assert_int_equal(ctl_render_log_line(out.f, line), 0);
+	assert_int_equal(ctl_render_log_line(out.f, empty), 0);
+	assert_int_equal(ctl_render_json(out.f, line, 1), 0);
+	capture_close(&out);
+	assert_string_equal(out.buf,
+			    "oops\tbad\n\n"
+			    "{\"id\":\"1-0\",\"stream\":\"stderr\",\"line\":\"oops\\tbad\"}\n");
+	capture_free(&out);
+	json_decref(line);
+	json_decref(empty);
+}
+
+/* --- args ---------------------------------------------------------------- */
+
+#define ARGV(...) ((char *[]){"sluicectl", __VA_ARGS__, NULL})
+#define ARGC(...) ((int)(sizeof(ARGV(__VA_ARGS__)) / sizeof(char *)) - 1)
+#define PARSE(a, err, ...)                                                                         \
+	ctl_args_parse((a), ARGC(__VA_ARGS__), ARGV(__VA_ARGS__), err, sizeof(err))
+
+static void args_accept_options_before_and_after_the_command(void **state)
+{
+	struct ctl_args a;
+	char err[256] = "";
+
+	(void)state;
+	assert_int_equal(PARSE(&a, err, "--url", "http://h:1", "runs", "--limit", "5",
+			       "--pipeline=app", "--status", "failed", "--json"),
+			 0);
+	assert_int_equal(a.cmd, CTL_CMD_RUNS);
+	assert_string_equal(a.url, "http://h:1");
+	assert_int_equal(a.limit, 5);
+	assert_string_equal(a.pipeline, "app");
+	assert_string_equal(a.status, "failed");
+	assert_true(a.json);
+
+	assert_int_equal(PARSE(&a, err, "logs", "--json", "r_1", "--url=http://x", "build"), 0);
+	assert_int_equal(a.cmd, CTL_CMD_LOGS);
+	assert_string_equal(a.run, "r_1");
+	assert_string_equal(a.stage, "build");
+	assert_string_equal(a.url, "http://x");
+
+	assert_int_equal(PARSE(&a, err, "show", "--", "--weird-id"), 0);
+	assert_string_equal(a.run, "--weird-id");
+
+	assert_int_equal(PARSE(&a, err, "help", "logs"), 0);
+	assert_int_equal(a.cmd, CTL_CMD_HELP);
+	assert_string_equal(a.topic, "logs");
+
+	assert_int_equal(PARSE(&a, err, "show", "--help"), 0);
+	assert_true(a.help);
+	assert_int_equal(a.cmd, CTL_CMD_SHOW);
+}
+
+static void args_report_usage_errors(void **state)
+{
+	static const struct {
+		char *argv[6];
+		const char *message;
+	} cases[] = {
+	    {{"sluicectl", NULL}, "missing command"},
+	    {{"sluicectl", "status", NULL}, "unknown command 'status'"},
+	    {{"sluicectl", "runs", "--verbose", NULL}, "unknown option '--verbose'"},
+	    {{"sluicectl", "show", NULL}, "show: missing RUN"},
+	    {{"sluicectl", "logs", "r_1", NULL}, "logs: missing STAGE"},
+	    {{"sluicectl", "runs", "r_1", NULL}, "runs: unexpected argument 'r_1'"},
+	    {{"sluicectl", "show", "", NULL}, "RUN must not be empty"},
+	    {{"sluicectl", "runs", "--limit", "0", NULL},
+	     "--limit wants a positive number, not '0'"},
+	    {{"sluicectl", "runs", "--limit", "5x", NULL},
+	     "--limit wants a positive number, not '5x'"},
+	    {{"sluicectl", "runs", "--limit", NULL}, "option --limit needs a value"},
+	    {{"sluicectl", "runs", "--url=", NULL}, "option --url needs a non-empty value"},
+	    {{"sluicectl", "runs", "--json=yes", NULL}, "option --json takes no value"},
+	    {{"sluicectl", "show", "r_1", "--status", "failed", NULL},
+	     "--limit, --pipeline and --status apply to runs only"},
+	    {{"sluicectl", "help", "runs", "show", NULL}, "help: unexpected argument 'show'"},
+	};
+	struct ctl_args a;
+	char err[256];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int argc = 0;
+		while (cases[i].argv[argc])
+			argc++;
+		err[0] = '\0';
+		assert_int_equal(ctl_args_parse(&a, argc, (char **)cases[i].argv, err, sizeof(err)),
+				 -1);
+		assert_string_equal(err, cases[i].message);
+	}
+}
+
+static void args_url_prefers_option_then_environment(void **state)
+{
+	struct ctl_args a;
+	char err[64];
+
+	(void)state;
+	unsetenv("SLUICE_URL");
+	assert_int_equal(PARSE(&a, err, "runs"), 0);
+	assert_string_equal(ctl_args_url(&a), CTL_DEFAULT_URL);
+	setenv("SLUICE_URL", "", 1);
+	assert_string_equal(ctl_args_url(&a), CTL_DEFAULT_URL);
+	setenv("SLUICE_URL", "http://env:9", 1);
+	assert_string_equal(ctl_args_url(&a), "http://env:9");
+	assert_int_equal(PARSE(&a, err, "runs", "--url", "http://opt:1"), 0);
+	assert_string_equal(ctl_args_url(&a), "http://opt:1");
+	unsetenv("SLUICE_URL");
+}
+
+/* --- the command line against a canned server ---------------------------- */
+
+struct route {
+	const char *target;
+	int status;
+	const char *body;
+};
+
+static const char log_page1[] = "{\"lines\": ["
+				"{\"id\": \"1-0\", \"time\": \"2026-11-26T03:41:08Z\", \"stream\": "
+				"\"stdout\", \"line\": \"building abc\"},"
+				"{\"id\": \"2-0\", \"time\": \"2026-11-26T03:41:09Z\", \"stream\": "
+				"\"stderr\", \"line\": \"warning: x\"}], \"next\": \"2-0\"}";
+static const char log_page2[] = "{\"lines\": [{\"id\": \"3-0\", \"time\": "
+				"\"2026-11-26T03:41:10Z\", \"stream\": \"system\", \"line\": "
+				"\"exit 0\"}], \"next\": \"3-0\"}";
+
+static const struct route routes[] = {
+    {"/api/v1/runs", 200, runs_body},
+    {"/api/v1/runs?limit=5&pipeline=my%20app&status=failed", 200, "{\"runs\": []}"},
+    {"/api/v1/runs/r_1", 200, run_body},
+    {"/api/v1/runs/r_x", 404,
+     "{\"error\": {\"code\": \"not_found\", \"message\": \"run r_x not found\"}}"},
+    {"/api/v1/runs/r_evil", 404, "{\"error\": {\"message\": \"run r_\\u001b[2Jevil not found\"}}"},
+    {"/api/v1/runs/r_500", 500, "<html>oops</html>"},
+    {"/api/v1/runs/r_text", 200, "not json"},
+    {"/api/v1/runs/r_1/stages/build/log", 200, log_page1},
+    {"/api/v1/runs/r_1/stages/build/log?after=2-0", 200, log_page2},
+    {"/api/v1/runs/r_1/stages/build/log?after=3-0", 200, "{\"lines\": [], \"next\": \"3-0\"}"},
+    {"/api/v1/runs/r_1/stages/stuck/log", 200, log_page1},
+    {"/api/v1/runs/r_1/stages/stuck/log?after=2-0", 200, log_page1},
+};
+
+#define MAX_REQUESTS 16
+
+struct server {
+	int fd;
+	int port;
+	pthread_t thread;
+	pthread_mutex_t lock;
+	char *requests[MAX_REQUESTS];
+	int nrequests;
+};
+
+static const struct route *find_route(const char *target)
+{
+	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
+		if (strcmp(routes[i].target, target) == 0)
+			return &routes[i];
+	}
+	return NULL;
+}
+
+static void serve_one(struct server *s, int c)
+{
+	char req[4096];
+	size_t len = 0;
+	char target[1024] = "";
+	const struct route *r;
+	char *resp = NULL;
+	int n;
+
+	while (len < sizeof(req) - 1) {
+		ssize_t got = read(c, req + len, sizeof(req) - 1 - len);
+		if (got <= 0)
+			return;
+		len += (size_t)got;
+		req[len] = '\0';
+		if (strstr(req, "\r\n\r\n"))
+			break;
+	}
+	if (sscanf(req, "GET %1023s HTTP/1.1", target) != 1)
+		return;
+	pthread_mutex_lock(&s->lock);
+	if (s->nrequests < MAX_REQUESTS)
+		s->requests[s->nrequests++] = strdup(target);
+	pthread_mutex_unlock(&s->lock);
+	r = find_route(target);
+	n = asprintf(&resp,
+		     "HTTP/1.1 %d X\r\nContent-Type: application/json\r\n"
+		     "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
+		     r ? r->status : 404,
+		     strlen(r ? r->body : "{\"error\": {\"message\": \"no route\"}}"),
+		     r ? r->body : "{\"error\": {\"message\": \"no route\"}}");
+	if (n > 0 && write(c, resp, (size_t)n) != n)
+		fprintf(stderr, "short write to client\n");
+	free(resp);
+}
+
+static void *serve(void *arg)
+{
+	struct server *s = arg;
+
+	for (;;) {
+		int c = accept(s->fd, NULL, NULL);
+		if (c < 0)
+			return NULL;
+		serve_one(s, c);
+		close(c);
+	}
+}
+
+/* A socket bound to a free loopback port; listening only if asked. */
+static int loopback_socket(int listening, int *port)
+{
+	struct sockaddr_in addr = {.sin_family = AF_INET,
+				   .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t alen = sizeof(addr);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	assert_true(fd >= 0);
+	assert_int_equal(bind(fd, (struct sockaddr *)&addr, sizeof(addr)), 0);
+	if (listening)
+		assert_int_equal(listen(fd, 16), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&addr, &alen), 0);
+	*port = ntohs(addr.sin_port);
+	return fd;
+}
+
+static int server_setup(void **state)
+{
+	struct server *s = calloc(1, sizeof(*s));
+
+	if (!s)
+		return -1;
+	/* Requests must reach the loopback server, never a proxy. */
+	unsetenv("http_proxy");
+	unsetenv("HTTP_PROXY");
+	unsetenv("all_proxy");
+	unsetenv("ALL_PROXY");
+	s->fd = loopback_socket(1, &s->port);
+	pthread_mutex_init(&s->lock, NULL);
+	if (pthread_create(&s->thread, NULL, serve, s) != 0)
+		return -1;
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	*state = s;
+	return 0;
+}
+
+static int server_teardown(void **state)
+{
+	struct server *s = *state;
+
+	shutdown(s->fd, SHUT_RDWR);
+	pthread_join(s->thread, NULL);
+	close(s->fd);
+	for (int i = 0; i < s->nrequests; i++)
+		free(s->requests[i]);
+	pthread_mutex_destroy(&s->lock);
+	free(s);
+	curl_global_cleanup();
+	return 0;
+}
+
+static void server_forget(struct server *s)
+{
+	pthread_mutex_lock(&s->lock);
+	for (int i = 0; i < s->nrequests; i++)
+		free(s->requests[i]);
+	s->nrequests = 0;
+	pthread_mutex_unlock(&s->lock);
+}
+
+/* Runs sluicectl with --url pointing at the server (when port > 0) and the
+ * NULL-terminated args; returns its exit status. */
+static int run_cli(int port, struct capture *out, struct capture *err, char **args)
+{
+	char url[64];
+	char *argv[16] = {"sluicectl"};
+	int argc = 1;
+	int rc;
+
+	snprintf(url, sizeof(url), "--url=http://127.0.0.1:%d", port);
+	if (port > 0)
+		argv[argc++] = url;
+	for (; *args; args++)
+		argv[argc++] = *args;
+	capture_open(out);
+	capture_open(err);
+	rc = ctl_cli_main(argc, argv, out->f, err->f);
+	capture_close(out);
+	capture_close(err);
+	return rc;
+}
+
+#define RUN_CLI(port, out, err, ...) run_cli((port), (out), (err), (char *[]){__VA_ARGS__, NULL})
+
+static void cli_runs_prints_the_table(void **state)
+{
+	struct server *s = *state;
+	struct capture out, err;
+
+	assert_int_equal(RUN_CLI(s->port, &out, &err, "runs"), 0);
+	assert_string_equal(out.buf, runs_table);
+	assert_string_equal(err.buf, "");
+	capture_free(&out);
+	capture_free(&err);
+}
+
+static void cli_runs_sends_filters_escaped(void **state)
+{
+	struct server *s = *state;
+	struct capture out, err;
+
+	server_forget(s);
+	assert_int_equal(RUN_CLI(s->port, &out, &err, "--status", "failed", "runs", "--limit", "5",
+				 "--pipeline", "my app"),
+			 0);
+	assert_int_equal(s->nrequests, 1);
+	assert_string_equal(s->requests[0], "/api/v1/runs?limit=5&pipeline=my%20app&status=failed");
+	capture_free(&out);
+	capture_free(&err);
+}
+
+static void cli_show_json_is_the_response_indented(void **state)
+{
+	struct server *s = *state;
+	struct capture out, err;
+	json_t *want = parse(run_body);
+	char *text = json_dumps(want, JSON_INDENT(2));
+
+	assert_int_equal(RUN_CLI(s->port, &out, &err, "show", "r_1", "--json"), 0);
+	assert_non_null(strstr(out.buf, "\n  \"id\": \"r_1\",\n"));
+	assert_int_equal(strlen(out.buf), strlen(text) + 1);
+	assert_memory_equal(out.buf, text, strlen(text));
+	free(text);
+	json_decref(want);
+	capture_free(&out);
+	capture_free(&err);
+}
+
+static void cli_show_prints_the_run(void **state)
+{
+	struct server *s = *state;
+	struct capture out, err;
+
+	assert_int_equal(RUN_CLI(s->port, &out, &err, "show", "r_1"), 0);
+	assert_string_equal(out.buf, run_text);
+	capture_free(&out);
+	capture_free(&err);
+}
+
+static void cli_unknown_run_fails_with_the_api_message(void **state)
+{
+	struct server *s = *state;
+	struct capture out, err;
+
+	assert_int_equal(RUN_CLI(s->port, &out, &err, "show", "r_x"), 1);
+	assert_string_equal(out.buf, "");
+	assert_string_equal(err.buf, "sluicectl: run r_x not found\n");
+	capture_free(&out);
+	capture_free(&err);
+
+	assert_int_equal(RUN_CLI(s->port, &out, &err, "show", "r_evil"), 1);
+	assert_string_equal(err.buf, "sluicectl: run r_[2Jevil not found\n");
+	capture_free(&out);
+	capture_free(&err);
+}
+
+static void cli_error_without_json_names_the_status(void **state)
+{
+	struct server *s = *state;
+	struct capture out, err;
+	char want[128];
+
+	snprintf(want, sizeof(want), "sluicectl: http://127.0.0.1:%d answered HTTP 500\n", s->port);
+	assert_int_equal(RUN_CLI(s->port, &out, &err, "show", "r_500"), 1);
+	assert_string_equal(err.buf, want);
+	capture_free(&out);
+	capture_free(&err);
+
+	assert_int_equal(RUN_CLI(s->port, &out, &err, "show", "r_text"), 1);
+	assert_non_null(strstr(err.buf, "sent a response that is not JSON"));
+	capture_free(&out);
+	capture_free(&err);
+}
+
+static void cli_logs_pages_until_an_empty_page(void **state)
+{
+	struct server *s = *state;
+	struct capture out, err;
+
+	server_forget(s);
+	assert_int_equal(RUN_CLI(s->port, &out, &err, "logs", "r_1", "build"), 0);
+	assert_string_equal(out.buf, "building abc\nwarning: x\nexit 0\n");
+	assert_int_equal(s->nrequests, 3);
+	assert_string_equal(s->requests[0], "/api/v1/runs/r_1/stages/build/log");
+	assert_string_equal(s->requests[1], "/api/v1/runs/r_1/stages/build/log?after=2-0");
+	assert_string_equal(s->requests[2], "/api/v1/runs/r_1/stages/build/log?after=3-0");
+	capture_free(&out);
+	capture_free(&err);
+}
+
+static void cli_logs_json_prints_json_lines(void **state)
+{
+	struct server *s = *state;
+	struct capture out, err;
+
+	assert_int_equal(RUN_CLI(s->port, &out, &err, "--json", "logs", "r_1", "build"), 0);
+	assert_string_equal(
+	    out.buf, "{\"id\":\"1-0\",\"time\":\"2026-11-26T03:41:08Z\",\"stream\":\"stdout\","
+		     "\"line\":\"building abc\"}\n"
+		     "{\"id\":\"2-0\",\"time\":\"2026-11-26T03:41:09Z\",\"stream\":\"stderr\","
+		     "\"line\":\"warning: x\"}\n"
+		     "{\"id\":\"3-0\",\"time\":\"2026-11-26T03:41:10Z\",\"stream\":\"system\","
+		     "\"line\":\"exit 0\"}\n");
+	capture_free(&out);
+	capture_free(&err);
+}
+
+static void cli_logs_stop_when_the_cursor_does_not_move(void **state)
+{
+	struct server *s = *state;
+	struct capture out, err;
+
+	server_forget(s);
+	assert_int_equal(RUN_CLI(s->port, &out, &err, "logs", "r_1", "stuck"), 0);
+	assert_int_equal(s->nrequests, 2);
+	assert_string_equal(out.buf, "building abc\nwarning: x\nbuilding abc\nwarning: x\n");
+	capture_free(&out);
+	capture_free(&err);
+}
+
+static void cli_logs_of_unknown_stage_fail(void **state)
+{
+	struct server *s = *state;
+	struct capture out, err;
+
+	assert_int_equal(RUN_CLI(s->port, &out, &err, "logs", "r_1", "nope"), 1);
+	assert_string_equal(err.buf, "sluicectl: no route\n");
+	capture_free(&out);
+	capture_free(&err);
+}
+
+static void cli_refused_connection_names_the_url(void **state)
+{
+	struct capture out, err;
+	char want[128];
+	int port;
+	int fd = loopback_socket(0, &port);
+
+	(void)state;
+	snprintf(want, sizeof(want),
+		 "sluicectl: cannot reach http://127.0.0.1:%d: Connection refused\n", port);
+	assert_int_equal(RUN_CLI(port, &out, &err, "runs"), 1);
+	assert_string_equal(out.buf, "");
+	assert_string_equal(err.buf, want);
+	close(fd);
+	capture_free(&out);
+	capture_free(&err);
+}
+
+static void cli_usage_errors_exit_2_with_usage_on_stderr(void **state)
+{
+	struct capture out, err;
+
+	(void)state;
+	assert_int_equal(RUN_CLI(0, &out, &err, "frobnicate"), 2);
+	assert_string_equal(out.buf, "");
+	assert_non_null(strstr(err.buf, "sluicectl: unknown command 'frobnicate'\nusage: "));
+	capture_free(&out);
+	capture_free(&err);
+
+	assert_int_equal(RUN_CLI(0, &out, &err, "help", "frobnicate"), 2);
+	assert_non_null(strstr(err.buf, "usage: "));
+	capture_free(&out);
+	capture_free(&err);
+
+	assert_int_equal(RUN_CLI(0, &out, &err, "logs", "r_1"), 2);
+	assert_non_null(strstr(err.buf, "sluicectl: logs: missing STAGE\n"));
+	capture_free(&out);
+	capture_free(&err);
+}
+
+static void cli_help_and_version_go_to_stdout(void **state)
+{
+	struct capture out, err;
+
+	(void)state;
+	assert_int_equal(RUN_CLI(0, &out, &err, "--version"), 0);
+	assert_string_equal(out.buf, "sluicectl " CTL_VERSION "\n");
+	capture_free(&out);
+	capture_free(&err);
+
+	assert_int_equal(RUN_CLI(0, &out, &err, "--help"), 0);
+	assert_non_null(strstr(out.buf, "Commands:"));
+	assert_string_equal(err.buf, "");
+	capture_free(&out);
+	capture_free(&err);
+
+	assert_int_equal(RUN_CLI(0, &out, &err, "runs", "--help"), 0);
+	assert_non_null(strstr(out.buf, "usage: sluicectl runs "));
+	capture_free(&out);
+	capture_free(&err);
+
+	assert_int_equal(RUN_CLI(0, &out, &err, "help", "show"), 0);
+	assert_non_null(strstr(out.buf, "usage: sluicectl show RUN"));
+	capture_free(&out);
+	capture_free(&err);
+}
+
+int main(void)
+{
+	const struct CMUnitTest offline[] = {
+	    cmocka_unit_test(duration_uses_compact_units),
+	    cmocka_unit_test(time_parses_rfc3339_and_prints_utc),
+	    cmocka_unit_test(time_rejects_what_is_not_rfc3339),
+	    cmocka_unit_test(sanitize_strips_controls_but_keeps_tab_and_utf8),
+	    cmocka_unit_test(runs_table_matches_golden_output),
+	    cmocka_unit_test(runs_table_of_no_runs_is_the_header),
+	    cmocka_unit_test(runs_render_refuses_a_body_without_a_runs_array),
+	    cmocka_unit_test(run_with_stages_matches_golden_output),
+	    cmocka_unit_test(run_without_fields_prints_dashes_and_no_stage_table),
+	    cmocka_unit_test(log_line_prints_text_and_json_one_line_each),
+	    cmocka_unit_test(args_accept_options_before_and_after_the_command),
+	    cmocka_unit_test(args_report_usage_errors),
+	    cmocka_unit_test(args_url_prefers_option_then_environment),
+	    cmocka_unit_test(cli_usage_errors_exit_2_with_usage_on_stderr),
+	    cmocka_unit_test(cli_help_and_version_go_to_stdout),
+	};
+	const struct CMUnitTest online[] = {
+	    cmocka_unit_test(cli_runs_prints_the_table),
+	    cmocka_unit_test(cli_runs_sends_filters_escaped),
+	    cmocka_unit_test(cli_show_prints_the_run),
+	    cmocka_unit_test(cli_show_json_is_the_response_indented),
+	    cmocka_unit_test(cli_unknown_run_fails_with_the_api_message),
+	    cmocka_unit_test(cli_error_without_json_names_the_status),
+	    cmocka_unit_test(cli_logs_pages_until_an_empty_page),
+	    cmocka_unit_test(cli_logs_json_prints_json_lines),
+	    cmocka_unit_test(cli_logs_stop_when_the_cursor_does_not_move),
+	    cmocka_unit_test(cli_logs_of_unknown_stage_fail),
+	    cmocka_unit_test(cli_refused_connection_names_the_url),
+	};
+	int failed = cmocka_run_group_tests_name("ctl_offline", offline, NULL, NULL);
+
+	failed += cmocka_run_group_tests_name("ctl_online", online, server_setup, server_teardown);
+	return failed ? 1 : 0;
+}

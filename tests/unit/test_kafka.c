@@ -1,0 +1,529 @@
+/* Tests for queue/kafka against an in-process librdkafka mock cluster:
+ * delivery reports, consumption through a group on the libevent loop, the
+ * contiguous-offset rule, pause/resume, producer shutdown, broker lists. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <librdkafka/rdkafka.h>
+#include <librdkafka/rdkafka_mock.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "queue/kafka.h"
+
+#define MAXMSG 512
+
+struct cluster {
+	rd_kafka_t *rk; /* owns the mock cluster */
+	rd_kafka_mock_cluster_t *mc;
+	const char *bootstraps;
+};
+
+static void silent_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+	(void)rk;
+	(void)level;
+	(void)fac;
+	(void)buf;
+}
+
+static void cluster_start(struct cluster *cl, const char *topic, int partitions)
+{
+	char errstr[256];
+	rd_kafka_conf_t *conf = rd_kafka_conf_new();
+	assert_int_equal(rd_kafka_conf_set(conf, "test.mock.num.brokers", "1", errstr,
+					   sizeof(errstr)),
+			 RD_KAFKA_CONF_OK);
+	rd_kafka_conf_set_log_cb(conf, silent_log);
+	cl->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+	assert_non_null(cl->rk);
+	cl->mc = rd_kafka_handle_mock_cluster(cl->rk);
+	assert_non_null(cl->mc);
+	assert_int_equal(rd_kafka_mock_topic_create(cl->mc, topic, partitions, 1), 0);
+	cl->bootstraps = rd_kafka_mock_cluster_bootstraps(cl->mc);
+}
+
+static void cluster_stop(struct cluster *cl)
+{
+	rd_kafka_destroy(cl->rk);
+}
+
+static int64_t now_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* --- running the loop until a condition holds ------------------------------ */
+
+struct waiter {
+	struct event_base *base;
+	int (*cond)(void *);
+	void *arg;
+	int64_t deadline_us;
+};
+
+static void waiter_tick(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct waiter *w = arg;
+	if ((w->cond && w->cond(w->arg)) || now_us() >= w->deadline_us)
+		event_base_loopbreak(w->base);
+}
+
+/* Runs the loop until cond(arg) is true or timeout_ms passes; cond NULL just
+ * runs for timeout_ms. Returns cond's final value (0 without cond). */
+static int run_until(struct event_base *base, int (*cond)(void *), void *arg, int timeout_ms)
+{
+	struct waiter w = {base, cond, arg, now_us() + (int64_t)timeout_ms * 1000};
+	struct event *tick = event_new(base, -1, EV_PERSIST, waiter_tick, &w);
+	struct timeval tv = {0, 1000};
+	assert_non_null(tick);
+	assert_int_equal(event_add(tick, &tv), 0);
+	if (!cond || !cond(arg))
+		event_base_dispatch(base);
+	event_free(tick);
+	return cond ? cond(arg) : 0;
+}
+
+/* --- producing ------------------------------------------------------------- */
+
+struct reports {
+	int ok;
+	int failed;
+	char last_err[128];
+};
+
+static void on_report(const char *err, void *arg)
+{
+	struct reports *r = arg;
+	if (err) {
+		r->failed++;
+		snprintf(r->last_err, sizeof(r->last_err), "%s", err);
+	} else {
+		r->ok++;
+	}
+}
+
+static void produce_indexed(struct kafka_producer *p, const char *topic, int i, int nkeys,
+			    struct reports *r)
+{
+	char key[32], value[32];
+	snprintf(key, sizeof(key), "run-%d", i % nkeys);
+	snprintf(value, sizeof(value), "value-%d", i);
+	assert_int_equal(kafka_produce(p, topic, key, value, strlen(value), on_report, r), 0);
+}
+
+/* --- consuming ------------------------------------------------------------- */
+
+struct sink {
+	struct kafka_consumer *c;
+	int received;
+	int seen[MAXMSG];
+	int64_t offset[MAXMSG];
+	int32_t key_partition[MAXMSG]; /* by key index; -1 unseen */
+	int last_index_of_key[MAXMSG];
+	int misordered;
+	int mismatched;
+	int hold;			   /* keep tickets instead of marking done */
+	struct kafka_ticket *ticket[MAXMSG]; /* by offset when hold */
+	int64_t last_us;
+	int nkeys;
+};
+
+static void sink_init(struct sink *s, int nkeys, int hold)
+{
+	memset(s, 0, sizeof(*s));
+	s->nkeys = nkeys;
+	s->hold = hold;
+	for (int i = 0; i < MAXMSG; i++) {
+		s->key_partition[i] = -1;
+		s->last_index_of_key[i] = -1;
+	}
+}
+
+static void on_message(const struct kafka_message *m, struct kafka_ticket *t, void *arg)
+{
+	struct sink *s = arg;
+	char value[32] = "", key[32] = "";
+	int i = -1, k = -1;
+	s->last_us = now_us();
+	if (m->len < sizeof(value))
+		memcpy(value, m->value, m->len);
+	if (m->key && m->key_len < sizeof(key))
+		memcpy(key, m->key, m->key_len);
+	if (sscanf(value, "value-%d", &i) != 1 || i < 0 || i >= MAXMSG ||
+	    sscanf(key, "run-%d", &k) != 1 || k != i % s->nkeys) {
+		s->mismatched++;
+		kafka_consumer_done(s->c, t);
+		return;
+	}
+	s->received++;
+	s->seen[i]++;
+	s->offset[i] = m->offset;
+	if (s->key_partition[k] >= 0 && s->key_partition[k] != m->partition)
+		s->misordered++;
+	if (s->last_index_of_key[k] > i)
+		s->misordered++;
+	s->key_partition[k] = m->partition;
+	s->last_index_of_key[k] = i;
+	if (s->hold && m->offset >= 0 && m->offset < MAXMSG)
+		s->ticket[m->offset] = t;
+	else
+		kafka_consumer_done(s->c, t);
+}
+
+struct progress {
+	struct sink *sink;
+	struct reports *reports;
+	int want_received;
+	int want_reports;
+};
+
+static int progress_reached(void *arg)
+{
+	struct progress *p = arg;
+	return p->sink->received >= p->want_received &&
+	       (!p->reports || p->reports->ok + p->reports->failed >= p->want_reports);
+}
+
+static struct kafka_consumer *consumer_open(struct event_base *base, const struct cluster *cl,
+					    const char *group, const char *topic, struct sink *s)
+{
+	char err[256] = "";
+	const char *topics[] = {topic};
+	struct kafka_consumer *c =
+		kafka_consumer_new(base, cl->bootstraps, group, topics, 1, on_message, s, err,
+				   sizeof(err));
+	if (!c)
+		fail_msg("consumer: %s", err);
+	s->c = c;
+	return c;
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+	return (x > y) - (x < y);
+}
+
+/* --- tests ----------------------------------------------------------------- */
+
+static void every_message_is_reported_and_consumed_once_in_key_order(void **state)
+{
+	(void)state;
+	enum { N = 300, NKEYS = 20, ROUNDS = 100 };
+	struct cluster cl;
+	cluster_start(&cl, "jobs", 4);
+	struct event_base *base = event_base_new();
+	char err[256] = "";
+	struct kafka_producer *p = kafka_producer_new(base, cl.bootstraps, err, sizeof(err));
+	assert_non_null(p);
+	static struct sink s;
+	sink_init(&s, NKEYS, 0);
+	struct kafka_consumer *c = consumer_open(base, &cl, "workers", "jobs", &s);
+
+	struct reports r = {0};
+	for (int i = 0; i < N; i++)
+		produce_indexed(p, "jobs", i, NKEYS, &r);
+	assert_true(kafka_producer_outstanding(p) > 0);
+	struct progress want = {&s, &r, N, N};
+	assert_true(run_until(base, progress_reached, &want, 15000));
+	assert_int_equal(r.ok, N);
+	assert_int_equal(r.failed, 0);
+	assert_int_equal(kafka_producer_outstanding(p), 0);
+	assert_int_equal(s.mismatched, 0);
+	assert_int_equal(s.misordered, 0);
+	for (int i = 0; i < N; i++)
+		assert_int_equal(s.seen[i], 1);
+	/* Keys spread over more than one partition. */
+	int spread = 0;
+	for (int k = 1; k < NKEYS; k++)
+		spread |= s.key_partition[k] != s.key_partition[0];
+	assert_true(spread);
+
+	/* Produce→consume latency on an idle, already-assigned consumer. */
+	static int64_t lat[ROUNDS];
+	for (int j = 0; j < ROUNDS; j++) {
+		int64_t t0 = now_us();
+		produce_indexed(p, "jobs", N + j, NKEYS, &r);
+		want.want_received = N + j + 1;
+		want.want_reports = N + j + 1;
+		assert_true(run_until(base, progress_reached, &want, 5000));
+		lat[j] = s.last_us - t0;
+	}
+	qsort(lat, ROUNDS, sizeof(lat[0]), cmp_i64);
+	print_message("produce->consume latency: p50 %.2f ms, p90 %.2f ms, max %.2f ms\n",
+		      (double)lat[ROUNDS / 2] / 1000, (double)lat[ROUNDS * 9 / 10] / 1000,
+		      (double)lat[ROUNDS - 1] / 1000);
+	assert_true(lat[ROUNDS / 2] < 100000);
+
+	kafka_consumer_free(c);
+	kafka_producer_free(p, 1000);
+	event_base_free(base);
+	cluster_stop(&cl);
+}
+
+static void a_new_member_resumes_after_the_contiguous_done_prefix(void **state)
+{
+	(void)state;
+	enum { N = 10 };
+	struct cluster cl;
+	cluster_start(&cl, "ordered", 1);
+	struct event_base *base = event_base_new();
+	char err[256] = "";
+	struct kafka_producer *p = kafka_producer_new(base, cl.bootstraps, err, sizeof(err));
+	assert_non_null(p);
+	struct reports r = {0};
+	for (int i = 0; i < N; i++)
+		produce_indexed(p, "ordered", i, 1, &r);
+
+	static struct sink a;
+	sink_init(&a, 1, 1);
+	struct kafka_consumer *ca = consumer_open(base, &cl, "g", "ordered", &a);
+	struct progress want = {&a, &r, N, N};
+	assert_true(run_until(base, progress_reached, &want, 15000));
+	assert_int_equal(r.ok, N);
+	for (int i = 0; i < N; i++)
+		assert_int_equal(a.offset[i], i);
+	/* Out of order within the prefix: 2 and 0 store nothing past 0, then 1
+	 * completes 0..2. 4 and 5 are done but 3 is not, so they stay uncommitted. */
+	int done[] = {2, 0, 1, 5, 4};
+	for (size_t i = 0; i < sizeof(done) / sizeof(done[0]); i++) {
+		kafka_consumer_done(ca, a.ticket[done[i]]);
+		a.ticket[done[i]] = NULL;
+	}
+	kafka_consumer_free(ca); /* drops the tickets of 3 and 6..9 */
+
+	static struct sink b;
+	sink_init(&b, 1, 0);
+	struct kafka_consumer *cb = consumer_open(base, &cl, "g", "ordered", &b);
+	want = (struct progress){&b, NULL, N - 3, 0};
+	assert_true(run_until(base, progress_reached, &want, 15000));
+	run_until(base, NULL, NULL, 300); /* nothing more arrives */
+	assert_int_equal(b.received, N - 3);
+	for (int i = 0; i < N; i++)
+		assert_int_equal(b.seen[i], i >= 3 ? 1 : 0);
+
+	kafka_consumer_free(cb);
+	kafka_producer_free(p, 1000);
+	event_base_free(base);
+	cluster_stop(&cl);
+}
+
+static void pause_holds_delivery_even_for_later_assignments_and_resume_restarts(void **state)
+{
+	(void)state;
+	struct cluster cl;
+	cluster_start(&cl, "paused", 2);
+	struct event_base *base = event_base_new();
+	char err[256] = "";
+	struct kafka_producer *p = kafka_producer_new(base, cl.bootstraps, err, sizeof(err));
+	assert_non_null(p);
+	static struct sink s;
+	sink_init(&s, 4, 0);
+	struct kafka_consumer *c = consumer_open(base, &cl, "g", "paused", &s);
+	/* Paused before the group assigned anything. */
+	kafka_consumer_pause(c);
+	struct reports r = {0};
+	for (int i = 0; i < 4; i++)
+		produce_indexed(p, "paused", i, 4, &r);
+	run_until(base, NULL, NULL, 3500);
+	assert_int_equal(r.ok, 4);
+	assert_int_equal(s.received, 0);
+
+	kafka_consumer_resume(c);
+	struct progress want = {&s, NULL, 4, 0};
+	assert_true(run_until(base, progress_reached, &want, 5000));
+
+	/* Paused while partitions are assigned. */
+	kafka_consumer_pause(c);
+	for (int i = 4; i < 8; i++)
+		produce_indexed(p, "paused", i, 4, &r);
+	run_until(base, NULL, NULL, 1000);
+	assert_int_equal(r.ok, 8);
+	assert_int_equal(s.received, 4);
+	kafka_consumer_resume(c);
+	want.want_received = 8;
+	assert_true(run_until(base, progress_reached, &want, 5000));
+	for (int i = 0; i < 8; i++)
+		assert_int_equal(s.seen[i], 1);
+
+	kafka_consumer_free(c);
+	kafka_producer_free(p, 1000);
+	event_base_free(base);
+	cluster_stop(&cl);
+}
+
+static void producer_free_reports_undeliverable_messages_as_failed(void **state)
+{
+	(void)state;
+	struct cluster cl;
+	cluster_start(&cl, "down", 1);
+	struct event_base *base = event_base_new();
+	char err[256] = "";
+	struct kafka_producer *p = kafka_producer_new(base, cl.bootstraps, err, sizeof(err));
+	assert_non_null(p);
+	assert_int_equal(rd_kafka_mock_broker_set_down(cl.mc, 1), 0);
+	struct reports r = {0};
+	for (int i = 0; i < 3; i++)
+		produce_indexed(p, "down", i, 1, &r);
+	run_until(base, NULL, NULL, 100);
+	assert_int_equal(kafka_producer_outstanding(p), 3);
+	kafka_producer_free(p, 200);
+	assert_int_equal(r.ok, 0);
+	assert_int_equal(r.failed, 3);
+	assert_non_null(strstr(r.last_err, "urge"));
+	event_base_free(base);
+	cluster_stop(&cl);
+}
+
+static void messages_carry_the_cloudevents_content_type(void **state)
+{
+	(void)state;
+	struct cluster cl;
+	cluster_start(&cl, "typed", 1);
+	struct event_base *base = event_base_new();
+	char err[256] = "";
+	struct kafka_producer *p = kafka_producer_new(base, cl.bootstraps, err, sizeof(err));
+	assert_non_null(p);
+	struct reports r = {0};
+	produce_indexed(p, "typed", 0, 1, &r);
+	kafka_producer_free(p, 5000);
+	assert_int_equal(r.ok, 1);
+
+	/* Read it back with a plain assigned consumer to see the headers. */
+	char errstr[256];
+	rd_kafka_conf_t *conf = rd_kafka_conf_new();
+	rd_kafka_conf_set(conf, "bootstrap.servers", cl.bootstraps, errstr, sizeof(errstr));
+	rd_kafka_conf_set(conf, "group.id", "raw", errstr, sizeof(errstr));
+	rd_kafka_conf_set_log_cb(conf, silent_log);
+	rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
+	assert_non_null(rk);
+	rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+	rd_kafka_topic_partition_list_add(l, "typed", 0)->offset = RD_KAFKA_OFFSET_BEGINNING;
+	assert_int_equal(rd_kafka_assign(rk, l), 0);
+	rd_kafka_topic_partition_list_destroy(l);
+	rd_kafka_message_t *m = NULL;
+	for (int i = 0; i < 50 && !m; i++) {
+		m = rd_kafka_consumer_poll(rk, 100);
+		if (m && m->err) {
+			rd_kafka_message_destroy(m);
+			m = NULL;
+		}
+	}
+	assert_non_null(m);
+	rd_kafka_headers_t *hdrs = NULL;
+	assert_int_equal(rd_kafka_message_headers(m, &hdrs), 0);
+	const void *v = NULL;
+	size_t vlen = 0;
+	assert_int_equal(rd_kafka_header_get_last(hdrs, "content-type", &v, &vlen), 0);
+	assert_int_equal(vlen, strlen("application/cloudevents+json"));
+	assert_memory_equal(v, "application/cloudevents+json", vlen);
+	assert_int_equal(m->key_len, strlen("run-0"));
+	assert_memory_equal(m->key, "run-0", m->key_len);
+	rd_kafka_message_destroy(m);
+	rd_kafka_consumer_close(rk);
+	rd_kafka_destroy(rk);
+	event_base_free(base);
+	cluster_stop(&cl);
+}
+
+static char *write_temp(const char *content)
+{
+	char *path = strdup("/tmp/sluice-kafka-XXXXXX");
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, content, strlen(content)), (ssize_t)strlen(content));
+	close(fd);
+	return path;
+}
+
+static void brokers_resolve_reads_and_trims_the_first_line_of_a_file(void **state)
+{
+	(void)state;
+	char err[256] = "";
+	char *path = write_temp("  127.0.0.1:9092,127.0.0.1:9093 \t\nignored\n");
+	char arg[300];
+	snprintf(arg, sizeof(arg), "@%s", path);
+	char *list = kafka_brokers_resolve(arg, err, sizeof(err));
+	assert_non_null(list);
+	assert_string_equal(list, "127.0.0.1:9092,127.0.0.1:9093");
+	free(list);
+	unlink(path);
+	free(path);
+
+	list = kafka_brokers_resolve("kafka-1:9092", err, sizeof(err));
+	assert_string_equal(list, "kafka-1:9092");
+	free(list);
+}
+
+static void brokers_resolve_rejects_missing_empty_and_blank_sources(void **state)
+{
+	(void)state;
+	char err[256] = "";
+	assert_null(kafka_brokers_resolve("@/nonexistent/sluice-brokers", err, sizeof(err)));
+	assert_non_null(strstr(err, "/nonexistent/sluice-brokers"));
+	assert_non_null(strstr(err, "No such file"));
+
+	char *path = write_temp("");
+	char arg[300];
+	snprintf(arg, sizeof(arg), "@%s", path);
+	err[0] = '\0';
+	assert_null(kafka_brokers_resolve(arg, err, sizeof(err)));
+	assert_non_null(strstr(err, "empty"));
+	unlink(path);
+	free(path);
+
+	path = write_temp("   \nlocalhost:9092\n");
+	snprintf(arg, sizeof(arg), "@%s", path);
+	err[0] = '\0';
+	assert_null(kafka_brokers_resolve(arg, err, sizeof(err)));
+	assert_non_null(strstr(err, "empty"));
+	unlink(path);
+	free(path);
+
+	err[0] = '\0';
+	assert_null(kafka_brokers_resolve("", err, sizeof(err)));
+	assert_non_null(strstr(err, "none configured"));
+	assert_null(kafka_brokers_resolve(NULL, err, sizeof(err)));
+}
+
+static void clients_refuse_a_missing_broker_file_and_a_consumer_without_topics(void **state)
+{
+	(void)state;
+	struct event_base *base = event_base_new();
+	char err[256] = "";
+	assert_null(kafka_producer_new(base, "@/nonexistent/b", err, sizeof(err)));
+	assert_non_null(strstr(err, "/nonexistent/b"));
+	err[0] = '\0';
+	assert_null(kafka_consumer_new(base, "127.0.0.1:1", "g", NULL, 0, on_message, NULL, err,
+				       sizeof(err)));
+	assert_non_null(strstr(err, "topics"));
+	event_base_free(base);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(every_message_is_reported_and_consumed_once_in_key_order),
+		cmocka_unit_test(a_new_member_resumes_after_the_contiguous_done_prefix),
+		cmocka_unit_test(
+			pause_holds_delivery_even_for_later_assignments_and_resume_restarts),
+		cmocka_unit_test(producer_free_reports_undeliverable_messages_as_failed),
+		cmocka_unit_test(messages_carry_the_cloudevents_content_type),
+		cmocka_unit_test(brokers_resolve_reads_and_trims_the_first_line_of_a_file),
+		cmocka_unit_test(brokers_resolve_rejects_missing_empty_and_blank_sources),
+		cmocka_unit_test(
+			clients_refuse_a_missing_broker_file_and_a_consumer_without_topics),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,539 @@
+/* Tests for stages/process: real children on a real libevent loop. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "lib/clock.h"
+#include "stages/process.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+struct line {
+	enum process_stream stream;
+	char *text;
+	size_t len;
+};
+
+struct run {
+	struct line lines[64];
+	size_t nlines;
+	struct process_result res;
+	int exits;
+	int64_t elapsed_ms;
+};
+
+static struct event_base *base;
+static const char *const default_env[] = {"PATH=/usr/bin:/bin", NULL};
+
+/* One loop for the whole file: libevent lets one base at a time own a
+ * signal, and process_init is once per process. */
+static int group_setup(void **state)
+{
+	(void)state;
+	base = event_base_new();
+	if (base == NULL || process_init(base) < 0)
+		return -1;
+	return 0;
+}
+
+static int group_teardown(void **state)
+{
+	(void)state;
+	event_base_free(base);
+	base = NULL;
+	return 0;
+}
+
+static int setup(void **state)
+{
+	(void)state;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	assert_int_equal(process_running(), 0);
+	return 0;
+}
+
+static void on_line(enum process_stream s, const char *line, size_t len, void *arg)
+{
+	struct run *r = arg;
+	if (r->nlines == sizeof(r->lines) / sizeof(r->lines[0]))
+		return;
+	struct line *l = &r->lines[r->nlines++];
+	l->stream = s;
+	l->len = len;
+	l->text = malloc(len + 1);
+	assert_non_null(l->text);
+	memcpy(l->text, line, len);
+	l->text[len] = '\0';
+}
+
+static void on_exit_break(const struct process_result *res, void *arg)
+{
+	struct run *r = arg;
+	r->res = *res;
+	r->exits++;
+	event_base_loopbreak(base);
+}
+
+static void free_run(struct run *r)
+{
+	for (size_t i = 0; i < r->nlines; i++)
+		free(r->lines[i].text);
+}
+
+static void on_watchdog(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	fail_msg("event loop did not finish in time");
+}
+
+/* Runs the loop until the exit callback breaks it, with a watchdog. */
+static void loop_until_exit(struct run *r, int64_t started)
+{
+	struct event *dog = evtimer_new(base, on_watchdog, NULL);
+	struct timeval tv = {10, 0};
+	evtimer_add(dog, &tv);
+	while (r->exits == 0)
+		event_base_dispatch(base);
+	event_free(dog);
+	r->elapsed_ms = clock_mono_ms() - started;
+}
+
+static void run_spec(const struct process_spec *spec, struct run *r)
+{
+	memset(r, 0, sizeof(*r));
+	int64_t started = clock_mono_ms();
+	struct process *p = process_spawn(spec, on_line, on_exit_break, r);
+	assert_non_null(p);
+	loop_until_exit(r, started);
+	assert_int_equal(r->exits, 1);
+}
+
+static void run_argv(const char *const *argv, struct run *r)
+{
+	struct process_spec spec = {.argv = argv, .envp = default_env, .kill_grace_ms = 1000};
+	run_spec(&spec, r);
+}
+
+static void run_sh(const char *script, struct run *r)
+{
+	const char *argv[] = {"sh", "-c", script, NULL};
+	run_argv(argv, r);
+}
+
+static void assert_line(const struct run *r, size_t i, enum process_stream s, const char *text)
+{
+	assert_true(i < r->nlines);
+	assert_int_equal(r->lines[i].stream, s);
+	assert_string_equal(r->lines[i].text, text);
+}
+
+static void test_echo_line_and_exit_zero(void **state)
+{
+	(void)state;
+	struct run r;
+	const char *argv[] = {"/bin/echo", "hello world", NULL};
+	run_argv(argv, &r);
+	assert_int_equal(r.res.outcome, PROCESS_EXITED);
+	assert_int_equal(r.res.exit_code, 0);
+	assert_int_equal(r.nlines, 1);
+	assert_line(&r, 0, PROCESS_STDOUT, "hello world");
+	free_run(&r);
+}
+
+static void test_stdout_and_stderr_lines_keep_order_and_stream(void **state)
+{
+	(void)state;
+	struct run r;
+	run_sh("echo out1; sleep 0.05; echo err1 >&2; sleep 0.05; echo out2; sleep 0.05;"
+	       "echo err2 >&2",
+	       &r);
+	assert_int_equal(r.nlines, 4);
+	assert_line(&r, 0, PROCESS_STDOUT, "out1");
+	assert_line(&r, 1, PROCESS_STDERR, "err1");
+	assert_line(&r, 2, PROCESS_STDOUT, "out2");
+	assert_line(&r, 3, PROCESS_STDERR, "err2");
+	free_run(&r);
+}
+
+static void test_last_line_without_newline_is_delivered(void **state)
+{
+	(void)state;
+	struct run r;
+	run_sh("printf 'a\\nb'; printf 'partial' >&2", &r);
+	assert_int_equal(r.nlines, 3);
+	assert_line(&r, 0, PROCESS_STDOUT, "a");
+	/* The two streams end in either order. */
+	int b_first = r.lines[1].stream == PROCESS_STDOUT;
+	assert_line(&r, b_first ? 1 : 2, PROCESS_STDOUT, "b");
+	assert_line(&r, b_first ? 2 : 1, PROCESS_STDERR, "partial");
+	free_run(&r);
+}
+
+static void test_long_line_is_split_in_64k_pieces(void **state)
+{
+	(void)state;
+	struct run r;
+	run_sh("head -c 102400 /dev/zero | tr '\\0' x; echo; echo next", &r);
+	assert_int_equal(r.nlines, 3);
+	assert_int_equal(r.lines[0].len, 65536);
+	assert_int_equal(r.lines[1].len, 102400 - 65536);
+	for (size_t i = 0; i < 2; i++) {
+		for (size_t j = 0; j < r.lines[i].len; j++)
+			assert_int_equal(r.lines[i].text[j], 'x');
+	}
+	assert_line(&r, 2, PROCESS_STDOUT, "next");
+	free_run(&r);
+}
+
+static void test_exit_code_is_reported(void **state)
+{
+	(void)state;
+	struct run r;
+	run_sh("exit 3", &r);
+	assert_int_equal(r.res.outcome, PROCESS_EXITED);
+	assert_int_equal(r.res.exit_code, 3);
+	free_run(&r);
+}
+
+static void test_missing_command_is_spawn_failed(void **state)
+{
+	(void)state;
+	struct run r;
+	const char *argv[] = {"no-such-command-sluice", "x", NULL};
+	run_argv(argv, &r);
+	assert_int_equal(r.res.outcome, PROCESS_SPAWN_FAILED);
+	assert_int_equal(r.res.exit_code, 127);
+	assert_string_equal(r.res.error, "exec no-such-command-sluice: No such file or directory");
+	assert_int_equal(r.nlines, 0);
+	free_run(&r);
+}
+
+static void test_env_is_exactly_envp(void **state)
+{
+	(void)state;
+	struct run r;
+	const char *argv[] = {"env", NULL};
+	const char *envp[] = {"PATH=/usr/bin:/bin", "FOO=bar baz", NULL};
+	struct process_spec spec = {.argv = argv, .envp = envp};
+	run_spec(&spec, &r);
+	assert_int_equal(r.res.outcome, PROCESS_EXITED);
+	assert_int_equal(r.nlines, 2);
+	assert_line(&r, 0, PROCESS_STDOUT, "PATH=/usr/bin:/bin");
+	assert_line(&r, 1, PROCESS_STDOUT, "FOO=bar baz");
+	free_run(&r);
+}
+
+static void test_command_is_looked_up_in_envp_path(void **state)
+{
+	(void)state;
+	char dir[] = "/tmp/sluice-proc-XXXXXX";
+	char tool[PATH_MAX];
+	char env_path[PATH_MAX + 8];
+	assert_non_null(mkdtemp(dir));
+	snprintf(tool, sizeof(tool), "%s/sluice-only-here", dir);
+	FILE *f = fopen(tool, "w");
+	assert_non_null(f);
+	fputs("#!/bin/sh\necho found in envp path\n", f);
+	fclose(f);
+	assert_int_equal(chmod(tool, 0755), 0);
+	snprintf(env_path, sizeof(env_path), "PATH=%s:/usr/bin:/bin", dir);
+
+	struct run r;
+	const char *argv[] = {"sluice-only-here", NULL};
+	const char *envp[] = {env_path, NULL};
+	struct process_spec spec = {.argv = argv, .envp = envp};
+	run_spec(&spec, &r);
+	assert_int_equal(r.res.outcome, PROCESS_EXITED);
+	assert_int_equal(r.nlines, 1);
+	assert_line(&r, 0, PROCESS_STDOUT, "found in envp path");
+	free_run(&r);
+	unlink(tool);
+	rmdir(dir);
+}
+
+static void test_cwd_is_honoured(void **state)
+{
+	(void)state;
+	char dir[] = "/tmp/sluice-proc-XXXXXX";
+	char real[PATH_MAX];
+	assert_non_null(mkdtemp(dir));
+	assert_non_null(realpath(dir, real));
+
+	struct run r;
+	const char *argv[] = {"pwd", NULL};
+	const char *envp[] = {"PATH=/usr/bin:/bin", NULL};
+	struct process_spec spec = {.argv = argv, .envp = envp, .cwd = real};
+	run_spec(&spec, &r);
+	assert_int_equal(r.nlines, 1);
+	assert_line(&r, 0, PROCESS_STDOUT, real);
+	free_run(&r);
+	rmdir(dir);
+}
+
+static void test_missing_cwd_is_spawn_failed(void **state)
+{
+	(void)state;
+	struct run r;
+	const char *argv[] = {"pwd", NULL};
+	struct process_spec spec = {.argv = argv, .envp = default_env, .cwd = "/nonexistent/dir"};
+	run_spec(&spec, &r);
+	assert_int_equal(r.res.outcome, PROCESS_SPAWN_FAILED);
+	assert_string_equal(r.res.error, "chdir /nonexistent/dir: No such file or directory");
+	free_run(&r);
+}
+
+static void test_stdin_is_dev_null(void **state)
+{
+	(void)state;
+	struct run r;
+	const char *argv[] = {"cat", NULL};
+	run_argv(argv, &r);
+	assert_int_equal(r.res.outcome, PROCESS_EXITED);
+	assert_int_equal(r.res.exit_code, 0);
+	assert_int_equal(r.nlines, 0);
+	assert_true(r.elapsed_ms < 1000);
+	free_run(&r);
+}
+
+static void test_timeout_sends_sigterm(void **state)
+{
+	(void)state;
+	struct run r;
+	const char *argv[] = {"sleep", "30", NULL};
+	struct process_spec spec = {
+	    .argv = argv, .envp = default_env, .timeout_ms = 200, .kill_grace_ms = 5000};
+	run_spec(&spec, &r);
+	assert_int_equal(r.res.outcome, PROCESS_TIMED_OUT);
+	assert_int_equal(r.res.term_signal, SIGTERM);
+	assert_true(r.elapsed_ms >= 190);
+	assert_true(r.elapsed_ms < 1000);
+	free_run(&r);
+}
+
+static void test_child_ignoring_sigterm_is_killed_after_grace(void **state)
+{
+	(void)state;
+	struct run r;
+	const char *argv[] = {"sh", "-c", "trap '' TERM; sleep 30", NULL};
+	struct process_spec spec = {
+	    .argv = argv, .envp = default_env, .timeout_ms = 200, .kill_grace_ms = 300};
+	run_spec(&spec, &r);
+	assert_int_equal(r.res.outcome, PROCESS_TIMED_OUT);
+	assert_int_equal(r.res.term_signal, SIGKILL);
+	assert_true(r.elapsed_ms >= 490);
+	assert_true(r.elapsed_ms < 2000);
+	free_run(&r);
+}
+
+static void on_cancel_timer(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	process_cancel(arg);
+}
+
+static void test_cancel_is_reported_as_cancelled(void **state)
+{
+	(void)state;
+	struct run r;
+	memset(&r, 0, sizeof(r));
+	const char *argv[] = {"sleep", "30", NULL};
+	struct process_spec spec = {.argv = argv, .envp = default_env, .kill_grace_ms = 5000};
+	int64_t started = clock_mono_ms();
+	struct process *p = process_spawn(&spec, on_line, on_exit_break, &r);
+	assert_non_null(p);
+	assert_true(process_pid(p) > 0);
+	assert_int_equal(process_running(), 1);
+	struct event *t = evtimer_new(base, on_cancel_timer, p);
+	struct timeval tv = {0, 100000};
+	evtimer_add(t, &tv);
+	loop_until_exit(&r, started);
+	event_free(t);
+	assert_int_equal(r.res.outcome, PROCESS_CANCELLED);
+	assert_int_equal(r.res.term_signal, SIGTERM);
+	assert_true(r.elapsed_ms < 1000);
+	assert_int_equal(process_running(), 0);
+	free_run(&r);
+}
+
+static void test_background_child_is_gone_after_exit(void **state)
+{
+	(void)state;
+	struct run r;
+	run_sh("sleep 300 & echo $!", &r);
+	assert_int_equal(r.res.outcome, PROCESS_EXITED);
+	assert_int_equal(r.nlines, 1);
+	pid_t bg = (pid_t)strtol(r.lines[0].text, NULL, 10);
+	assert_true(bg > 0);
+	assert_int_equal(kill(bg, 0), -1);
+	assert_int_equal(errno, ESRCH);
+	/* The group kill frees the pipe the background child held. */
+	assert_true(r.elapsed_ms < 900);
+	free_run(&r);
+}
+
+static void on_settle(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	event_base_loopbreak(arg);
+}
+
+static void test_escaped_daemon_is_killed_when_idle(void **state)
+{
+	(void)state;
+	struct run r;
+	/* The script waits until the daemon has its own session, so that the
+	 * group kill cannot be what ends it. */
+	run_sh("setsid sleep 300 >/dev/null 2>&1 </dev/null & d=$!;"
+	       "while [ \"$(cut -d' ' -f6 /proc/$d/stat)\" != \"$d\" ]; do sleep 0.01; done;"
+	       "echo $d",
+	       &r);
+	assert_int_equal(r.nlines, 1);
+	pid_t daemon = (pid_t)strtol(r.lines[0].text, NULL, 10);
+	assert_true(daemon > 0);
+	/* Give the loop a moment to reap what it killed. */
+	struct event *t = evtimer_new(base, on_settle, base);
+	struct timeval tv = {0, 200000};
+	evtimer_add(t, &tv);
+	event_base_dispatch(base);
+	event_free(t);
+	assert_int_equal(kill(daemon, 0), -1);
+	assert_int_equal(errno, ESRCH);
+	free_run(&r);
+}
+
+static void test_self_inflicted_signal_is_signalled(void **state)
+{
+	(void)state;
+	struct run r;
+	run_sh("ulimit -c 0; kill -SEGV $$", &r);
+	assert_int_equal(r.res.outcome, PROCESS_SIGNALLED);
+	assert_int_equal(r.res.term_signal, SIGSEGV);
+	free_run(&r);
+	run_sh("kill -KILL $$", &r);
+	assert_int_equal(r.res.outcome, PROCESS_SIGNALLED);
+	assert_int_equal(r.res.term_signal, SIGKILL);
+	free_run(&r);
+}
+
+struct chain {
+	struct process *victim;
+	struct run victim_run;
+	struct run next_run;
+	int first_exits;
+	int running_in_callback;
+};
+
+static void on_exit_record(const struct process_result *res, void *arg)
+{
+	struct run *r = arg;
+	r->res = *res;
+	r->exits++;
+}
+
+static void on_first_exit(const struct process_result *res, void *arg)
+{
+	struct chain *c = arg;
+	static const char *const argv[] = {"/bin/echo", "spawned from callback", NULL};
+	struct process_spec spec = {.argv = argv, .envp = default_env};
+	(void)res;
+	c->first_exits++;
+	c->running_in_callback = process_running();
+	process_cancel(c->victim);
+	assert_non_null(process_spawn(&spec, on_line, on_exit_record, &c->next_run));
+}
+
+static void test_exit_callback_may_spawn_and_cancel(void **state)
+{
+	(void)state;
+	struct chain c;
+	memset(&c, 0, sizeof(c));
+	const char *sleeper[] = {"sleep", "30", NULL};
+	const char *quick[] = {"true", NULL};
+	struct process_spec s1 = {.argv = sleeper, .envp = default_env, .kill_grace_ms = 5000};
+	struct process_spec s2 = {.argv = quick, .envp = default_env};
+	c.victim = process_spawn(&s1, on_line, on_exit_record, &c.victim_run);
+	assert_non_null(c.victim);
+	assert_non_null(process_spawn(&s2, NULL, on_first_exit, &c));
+	assert_int_equal(process_running(), 2);
+
+	struct event *dog = evtimer_new(base, on_watchdog, NULL);
+	struct timeval tv = {10, 0};
+	evtimer_add(dog, &tv);
+	while (c.victim_run.exits == 0 || c.next_run.exits == 0)
+		event_base_loop(base, EVLOOP_ONCE);
+	event_free(dog);
+
+	assert_int_equal(c.first_exits, 1);
+	assert_int_equal(c.running_in_callback, 1);
+	assert_int_equal(c.victim_run.exits, 1);
+	assert_int_equal(c.victim_run.res.outcome, PROCESS_CANCELLED);
+	assert_int_equal(c.next_run.exits, 1);
+	assert_int_equal(c.next_run.res.outcome, PROCESS_EXITED);
+	assert_line(&c.next_run, 0, PROCESS_STDOUT, "spawned from callback");
+	assert_int_equal(process_running(), 0);
+	free_run(&c.victim_run);
+	free_run(&c.next_run);
+}
+
+static void test_bad_spec_is_refused(void **state)
+{
+	(void)state;
+	struct run r;
+	const char *argv[] = {NULL};
+	struct process_spec spec = {.argv = argv, .envp = default_env};
+	assert_null(process_spawn(&spec, on_line, on_exit_break, &r));
+	assert_int_equal(process_running(), 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(test_echo_line_and_exit_zero, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_stdout_and_stderr_lines_keep_order_and_stream,
+					    setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_last_line_without_newline_is_delivered, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_long_line_is_split_in_64k_pieces, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_exit_code_is_reported, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_missing_command_is_spawn_failed, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_env_is_exactly_envp, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_command_is_looked_up_in_envp_path, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_cwd_is_honoured, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_missing_cwd_is_spawn_failed, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_stdin_is_dev_null, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_timeout_sends_sigterm, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_child_ignoring_sigterm_is_killed_after_grace,
+					    setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_cancel_is_reported_as_cancelled, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_background_child_is_gone_after_exit, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_escaped_daemon_is_killed_when_idle, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_self_inflicted_signal_is_signalled, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_exit_callback_may_spawn_and_cancel, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_bad_spec_is_refused, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}

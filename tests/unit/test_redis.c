@@ -1,0 +1,441 @@
+/* Tests for queue/redis against a real redis-server started on a free port. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <event2/event.h>
+#include <hiredis/hiredis.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "lib/clock.h"
+#include "queue/redis.h"
+
+struct server {
+	pid_t pid;
+	int port;
+	char dir[64];
+	char sock[128];
+};
+
+static struct server srv;
+static struct event_base *base;
+
+static int free_port(void)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t len = sizeof(sa);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+	    getsockname(fd, (struct sockaddr *)&sa, &len) < 0)
+		return -1;
+	close(fd);
+	return ntohs(sa.sin_port);
+}
+
+static redisContext *sync_connect(void)
+{
+	struct timeval tv = {1, 0};
+	redisContext *c = redisConnectWithTimeout("127.0.0.1", srv.port, tv);
+	if (c && c->err) {
+		redisFree(c);
+		return NULL;
+	}
+	return c;
+}
+
+static int server_start(void)
+{
+	char port[16];
+	snprintf(port, sizeof(port), "%d", srv.port);
+	srv.pid = fork();
+	if (srv.pid < 0)
+		return -1;
+	if (srv.pid == 0) {
+		int null = open("/dev/null", O_WRONLY);
+		dup2(null, 1);
+		execlp("redis-server", "redis-server", "--port", port, "--bind", "127.0.0.1",
+		       "--save", "", "--appendonly", "no", "--dir", srv.dir, "--unixsocket",
+		       srv.sock, "--loglevel", "warning", (char *)NULL);
+		_exit(127);
+	}
+	int64_t end = clock_mono_ms() + 5000;
+	while (clock_mono_ms() < end) {
+		redisContext *c = sync_connect();
+		if (c) {
+			redisReply *rep = redisCommand(c, "PING");
+			int ok = rep && rep->type == REDIS_REPLY_STATUS;
+			freeReplyObject(rep);
+			redisFree(c);
+			if (ok)
+				return 0;
+		}
+		usleep(20000);
+	}
+	return -1;
+}
+
+static void server_kill(int sig)
+{
+	if (srv.pid > 0) {
+		kill(srv.pid, sig);
+		waitpid(srv.pid, NULL, 0);
+		srv.pid = 0;
+	}
+}
+
+static int group_setup(void **state)
+{
+	(void)state;
+	strcpy(srv.dir, "/tmp/sluice-test-redis-XXXXXX");
+	if (!mkdtemp(srv.dir))
+		return -1;
+	snprintf(srv.sock, sizeof(srv.sock), "%s/redis.sock", srv.dir);
+	srv.port = free_port();
+	if (srv.port < 0 || server_start() < 0)
+		return -1;
+	base = event_base_new();
+	return base ? 0 : -1;
+}
+
+static int group_teardown(void **state)
+{
+	(void)state;
+	server_kill(SIGTERM);
+	unlink(srv.sock);
+	rmdir(srv.dir);
+	event_base_free(base);
+	return 0;
+}
+
+/* Runs the loop until *flag becomes non-zero or ms pass; returns *flag. */
+static int run_until(const int *flag, int ms)
+{
+	int64_t end = clock_mono_ms() + ms;
+	while (!*flag && clock_mono_ms() < end) {
+		struct timeval tv = {0, 5000};
+		event_base_loopexit(base, &tv);
+		event_base_dispatch(base);
+	}
+	return *flag;
+}
+
+static void run_for(int ms)
+{
+	int never = 0;
+	run_until(&never, ms);
+}
+
+/* What a callback saw. */
+struct result {
+	int called;
+	int type;
+	long long integer;
+	char str[256];
+	char err[256];
+};
+
+static void record(struct redis *r, redisReply *reply, const char *err, void *arg)
+{
+	struct result *res = arg;
+	(void)r;
+	res->called++;
+	if (err) {
+		assert_null(reply);
+		snprintf(res->err, sizeof(res->err), "%s", err);
+		return;
+	}
+	res->type = reply->type;
+	res->integer = reply->integer;
+	if (reply->str && reply->len < sizeof(res->str))
+		memcpy(res->str, reply->str, reply->len);
+}
+
+static void count_connect(struct redis *r, void *arg)
+{
+	(void)r;
+	(*(int *)arg)++;
+}
+
+static struct redis *connect_client(const char *url, int timeout_ms, int *connects)
+{
+	struct redis *r = redis_new(base, url, timeout_ms);
+	assert_non_null(r);
+	redis_on_connect(r, count_connect, connects);
+	return r;
+}
+
+static char url_tcp[64];
+
+static void set_get_round_trip_through_callbacks(void **state)
+{
+	(void)state;
+	int connects = 0;
+	snprintf(url_tcp, sizeof(url_tcp), "redis://127.0.0.1:%d", srv.port);
+	struct redis *r = connect_client(url_tcp, 1000, &connects);
+	assert_true(run_until(&connects, 3000));
+	assert_true(redis_connected(r));
+
+	struct result set = {0}, get = {0};
+	assert_int_equal(redis_command(r, record, &set, "SET %s %b", "k1", "v\0x", (size_t)3), 0);
+	const char *argv[] = {"GET", "k1"};
+	assert_int_equal(redis_command_argv(r, record, &get, 2, argv, NULL), 0);
+	assert_int_equal(set.called, 0);
+	assert_true(run_until(&get.called, 2000));
+	assert_int_equal(set.called, 1);
+	assert_int_equal(set.type, REDIS_REPLY_STATUS);
+	assert_string_equal(set.str, "OK");
+	assert_int_equal(get.type, REDIS_REPLY_STRING);
+	assert_memory_equal(get.str, "v\0x", 3);
+	redis_free(r);
+}
+
+static void error_reply_reaches_callback_as_err(void **state)
+{
+	(void)state;
+	int connects = 0;
+	char url[64];
+	snprintf(url, sizeof(url), "127.0.0.1:%d", srv.port);
+	struct redis *r = connect_client(url, 1000, &connects);
+	assert_true(run_until(&connects, 3000));
+
+	struct result set = {0}, incr = {0};
+	redis_command(r, record, &set, "SET k2 notanumber");
+	redis_command(r, record, &incr, "INCR k2");
+	assert_true(run_until(&incr.called, 2000));
+	assert_string_equal(incr.err, "ERR value is not an integer or out of range");
+	redis_free(r);
+}
+
+static void unix_socket_url_connects(void **state)
+{
+	(void)state;
+	int connects = 0;
+	char url[192];
+	snprintf(url, sizeof(url), "unix:%s", srv.sock);
+	struct redis *r = connect_client(url, 1000, &connects);
+	assert_true(run_until(&connects, 3000));
+	struct result ping = {0};
+	redis_command(r, record, &ping, "PING");
+	assert_true(run_until(&ping.called, 2000));
+	assert_string_equal(ping.str, "PONG");
+	redis_free(r);
+}
+
+static void bad_urls_are_refused(void **state)
+{
+	(void)state;
+	assert_null(redis_new(base, "redis://", 1000));
+	assert_null(redis_new(base, "127.0.0.1:0", 1000));
+	assert_null(redis_new(base, "127.0.0.1:70000", 1000));
+	assert_null(redis_new(base, "127.0.0.1:12x", 1000));
+	assert_null(redis_new(base, "[::1", 1000));
+	assert_null(redis_new(base, "unix:relative.sock", 1000));
+}
+
+static void scripts_run_by_evalsha_and_survive_script_flush(void **state)
+{
+	(void)state;
+	int connects = 0;
+	struct redis *r = connect_client(url_tcp, 1000, &connects);
+	int concat = redis_script_add(r, "return KEYS[1] .. ':' .. ARGV[1] .. ':' .. ARGV[2]");
+	int fails = redis_script_add(r, "return redis.error_reply('stage is not running')");
+	assert_true(concat >= 0);
+	assert_true(fails > concat);
+	assert_true(run_until(&connects, 3000));
+
+	const char *argv[] = {"key", "a", "b\0c"};
+	const size_t lens[] = {3, 1, 3};
+	struct result first = {0};
+	assert_int_equal(redis_script_run(r, concat, record, &first, 1, 3, argv, lens), 0);
+	assert_true(run_until(&first.called, 2000));
+	assert_string_equal(first.err, "");
+	assert_memory_equal(first.str, "key:a:b\0c", 9);
+
+	struct result own_error = {0};
+	redis_script_run(r, fails, record, &own_error, 0, 0, NULL, NULL);
+	assert_true(run_until(&own_error.called, 2000));
+	assert_string_equal(own_error.err, "stage is not running");
+
+	struct result flush = {0}, again = {0};
+	redis_command(r, record, &flush, "SCRIPT FLUSH");
+	redis_script_run(r, concat, record, &again, 1, 3, argv, lens);
+	assert_true(run_until(&again.called, 2000));
+	assert_string_equal(flush.str, "OK");
+	assert_string_equal(again.err, "");
+	assert_memory_equal(again.str, "key:a:b\0c", 9);
+
+	assert_int_equal(redis_script_run(r, 99, record, &again, 0, 0, NULL, NULL), -1);
+	assert_int_equal(redis_script_run(r, concat, record, &again, 2, 1, argv, NULL), -1);
+	redis_free(r);
+}
+
+static void slow_command_times_out_and_client_reconnects(void **state)
+{
+	(void)state;
+	int connects = 0;
+	struct redis *r = connect_client(url_tcp, 200, &connects);
+	assert_true(run_until(&connects, 3000));
+
+	redisContext *other = sync_connect();
+	assert_non_null(other);
+	freeReplyObject(redisCommand(other, "CLIENT PAUSE 600"));
+	redisFree(other);
+
+	struct result slow = {0};
+	int64_t start = clock_mono_ms();
+	redis_command(r, record, &slow, "GET k1");
+	assert_true(run_until(&slow.called, 2000));
+	int64_t took = clock_mono_ms() - start;
+	assert_string_equal(slow.err, "timeout");
+	assert_true(took >= 190 && took < 500);
+
+	int64_t end = clock_mono_ms() + 4000;
+	while (connects < 2 && clock_mono_ms() < end)
+		run_for(20);
+	assert_int_equal(connects, 2);
+	struct result ok = {0};
+	redis_command(r, record, &ok, "PING");
+	assert_true(run_until(&ok.called, 2000));
+	assert_string_equal(ok.str, "PONG");
+	/* The late reply of the timed-out GET never reached its callback. */
+	assert_int_equal(slow.called, 1);
+	redis_free(r);
+}
+
+static void commands_fail_while_down_and_work_after_restart(void **state)
+{
+	(void)state;
+	int connects = 0;
+	struct redis *r = connect_client(url_tcp, 500, &connects);
+	assert_true(run_until(&connects, 3000));
+
+	server_kill(SIGKILL);
+	int64_t end = clock_mono_ms() + 3000;
+	while (redis_connected(r) && clock_mono_ms() < end)
+		run_for(10);
+	assert_false(redis_connected(r));
+
+	struct result down = {0};
+	assert_int_equal(redis_command(r, record, &down, "PING"), 0);
+	assert_int_equal(down.called, 0);
+	assert_true(run_until(&down.called, 1000));
+	assert_string_equal(down.err, "not connected");
+
+	run_for(300);
+	assert_int_equal(server_start(), 0);
+	end = clock_mono_ms() + 4000;
+	while (connects < 2 && clock_mono_ms() < end)
+		run_for(20);
+	assert_int_equal(connects, 2);
+	assert_true(redis_connected(r));
+
+	struct result set = {0}, get = {0};
+	redis_command(r, record, &set, "SET k3 back");
+	redis_command(r, record, &get, "GET k3");
+	assert_true(run_until(&get.called, 2000));
+	assert_string_equal(get.str, "back");
+	redis_free(r);
+}
+
+struct reissue {
+	int called;
+	int reissued;
+	char err[64];
+};
+
+/* A command sent from a callback run by redis_free is refused at once. */
+static void reissue(struct redis *r, redisReply *reply, const char *err, void *arg)
+{
+	struct reissue *ri = arg;
+	(void)reply;
+	ri->called++;
+	snprintf(ri->err, sizeof(ri->err), "%s", err ? err : "");
+	ri->reissued = redis_command(r, reissue, ri, "PING");
+}
+
+static void free_fails_pending_commands_with_shutting_down(void **state)
+{
+	(void)state;
+	int connects = 0;
+	struct redis *r = connect_client(url_tcp, 1000, &connects);
+
+	/* Queued before the first connect: waiting to be failed from the loop. */
+	struct result early = {0};
+	redis_command(r, record, &early, "PING");
+	assert_int_equal(early.called, 0);
+	run_until(&early.called, 1000);
+	assert_string_equal(early.err, "not connected");
+	assert_true(run_until(&connects, 3000));
+
+	struct result a = {0};
+	struct reissue b = {0};
+	redis_command(r, record, &a, "PING");
+	redis_command(r, reissue, &b, "PING");
+	redis_free(r);
+	assert_int_equal(a.called, 1);
+	assert_string_equal(a.err, "shutting down");
+	assert_int_equal(b.called, 1);
+	assert_string_equal(b.err, "shutting down");
+	assert_int_equal(b.reissued, -1);
+	run_for(50);
+	assert_int_equal(a.called, 1);
+}
+
+struct self_free {
+	struct redis *r;
+	int called;
+};
+
+static void free_from_callback(struct redis *r, redisReply *reply, const char *err, void *arg)
+{
+	struct self_free *sf = arg;
+	(void)reply;
+	(void)err;
+	sf->called++;
+	redis_free(r);
+}
+
+static void free_inside_a_callback_is_safe(void **state)
+{
+	(void)state;
+	int connects = 0;
+	struct self_free sf = {0};
+	sf.r = connect_client(url_tcp, 1000, &connects);
+	assert_true(run_until(&connects, 3000));
+
+	struct result later = {0};
+	redis_command(sf.r, free_from_callback, &sf, "PING");
+	redis_command(sf.r, record, &later, "PING");
+	assert_true(run_until(&sf.called, 2000));
+	assert_int_equal(later.called, 1);
+	assert_string_equal(later.err, "shutting down");
+	run_for(50);
+}
+
+int main(void)
+{
+	signal(SIGPIPE, SIG_IGN);
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(set_get_round_trip_through_callbacks),
+		cmocka_unit_test(error_reply_reaches_callback_as_err),
+		cmocka_unit_test(unix_socket_url_connects),
+		cmocka_unit_test(bad_urls_are_refused),
+		cmocka_unit_test(scripts_run_by_evalsha_and_survive_script_flush),
+		cmocka_unit_test(slow_command_times_out_and_client_reconnects),
+		cmocka_unit_test(commands_fail_while_down_and_work_after_restart),
+		cmocka_unit_test(free_fails_pending_commands_with_shutting_down),
+		cmocka_unit_test(free_inside_a_callback_is_safe),
+	};
+	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}

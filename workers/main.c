@@ -1,0 +1,307 @@
+/* sluice-worker: consumes sluice.jobs.<kind> and runs stages.
+ *
+ * SIGTERM drains: no new jobs, running ones finish (up to the drain
+ * timeout), then the rest are cancelled and handed back for another worker;
+ * a second SIGTERM hands them back at once.
+ */
+#include <event2/event.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <systemd/sd-daemon.h>
+#include <unistd.h>
+
+#include "lib/log.h"
+#include "queue/envelope.h"
+#include "queue/lua.h"
+#include "stages/process.h"
+#include "workers/worker.h"
+
+#define MAX_KINDS 8
+#define DRAIN_TIMEOUT_MS (60 * 1000)
+#define SHUTDOWN_FLUSH_MS 5000
+
+struct backlog_item {
+	struct backlog_item *next;
+	struct kafka_ticket *ticket;
+	char run[128];
+	char stage[128];
+	int attempt;
+};
+
+struct worker_main {
+	struct worker w;
+	struct event *sigterm, *sigint, *drain_timer, *exit_check;
+	int signals;
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: sluice-worker [--config FILE] --kind KIND[,KIND...] [--concurrency N]\n"
+		   "                     [--log-level debug|info|warn|error]\n"
+		   "\n"
+		   "Runs the stages of the given kinds (build, test, scan, push, deploy)\n"
+		   "from sluice.jobs.<kind>.\n");
+}
+
+static void take_or_queue(struct worker *w, const char *run, const char *stage, int attempt,
+			  struct kafka_ticket *t)
+{
+	if (w->running < w->concurrency && !w->backlog) {
+		job_start(w, run, stage, attempt, t);
+		return;
+	}
+	struct backlog_item *b = calloc(1, sizeof(*b));
+	if (!b) {
+		/* Not done: its offset stays unstored and it is consumed again. */
+		log_error("backlog allocation failed", LOG_S("run", run));
+		return;
+	}
+	b->ticket = t;
+	b->attempt = attempt;
+	snprintf(b->run, sizeof(b->run), "%s", run);
+	snprintf(b->stage, sizeof(b->stage), "%s", stage);
+	*w->backlog_tail = b;
+	w->backlog_tail = &b->next;
+	kafka_consumer_pause(w->consumer);
+}
+
+void worker_slot_freed(struct worker *w)
+{
+	while (!w->draining && w->backlog && w->running < w->concurrency) {
+		struct backlog_item *b = w->backlog;
+		w->backlog = b->next;
+		if (!w->backlog)
+			w->backlog_tail = &w->backlog;
+		job_start(w, b->run, b->stage, b->attempt, b->ticket);
+		free(b);
+	}
+	if (!w->draining && !w->backlog)
+		kafka_consumer_resume(w->consumer);
+	char status[64];
+	snprintf(status, sizeof(status), "STATUS=%d job(s) running", w->running);
+	sd_notify(0, status);
+	if (w->draining && w->running == 0)
+		event_base_loopexit(w->base, NULL);
+}
+
+static void on_job(const struct kafka_message *m, struct kafka_ticket *t, void *arg)
+{
+	struct worker *w = arg;
+	struct envelope env;
+	char err[256];
+
+	if (w->draining)
+		return; /* not done: whoever owns the partition next runs it */
+	if (envelope_decode(m->value, m->len, &env, err, sizeof(err)) < 0) {
+		log_warn("job dropped", LOG_S("topic", m->topic), LOG_I("offset", m->offset),
+			 LOG_S("error", err));
+		kafka_consumer_done(w->consumer, t);
+		return;
+	}
+	const char *run = json_string_value(json_object_get(env.data, "run"));
+	const char *stage = json_string_value(json_object_get(env.data, "stage"));
+	json_t *attempt = json_object_get(env.data, "attempt");
+	if (strcmp(env.type, "dev.sluice.job.requested") != 0 || !run || !stage ||
+	    !json_is_integer(attempt) || strlen(run) >= 128 || strlen(stage) >= 128) {
+		log_warn("job dropped", LOG_S("id", env.id), LOG_S("type", env.type),
+			 LOG_S("error", "not a job with run, stage and attempt"));
+		kafka_consumer_done(w->consumer, t);
+	} else {
+		take_or_queue(w, run, stage, (int)json_integer_value(attempt), t);
+	}
+	envelope_clear(&env);
+}
+
+static void on_drain_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker *w = arg;
+	(void)fd;
+	(void)what;
+	log_warn("drain timeout: handing running stages back", LOG_I("running", w->running));
+	job_hand_back_all(w);
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+	struct worker_main *m = arg;
+	struct worker *w = &m->w;
+	(void)what;
+	if (m->signals++ > 0) {
+		log_info("second signal: handing running stages back", LOG_I("signal", sig));
+		job_hand_back_all(w);
+		return;
+	}
+	log_info("draining", LOG_I("signal", sig), LOG_I("running", w->running));
+	sd_notify(0, "STOPPING=1");
+	w->draining = 1;
+	kafka_consumer_pause(w->consumer);
+	if (w->running == 0) {
+		event_base_loopexit(w->base, NULL);
+		return;
+	}
+	struct timeval tv = {DRAIN_TIMEOUT_MS / 1000, 0};
+	m->drain_timer = evtimer_new(w->base, on_drain_timeout, w);
+	if (m->drain_timer)
+		evtimer_add(m->drain_timer, &tv);
+}
+
+static int subscribe(struct worker *w, const char *kinds)
+{
+	char buf[256], err[512];
+	char topics_buf[MAX_KINDS][128];
+	const char *topics[MAX_KINDS];
+	size_t n = 0;
+	snprintf(buf, sizeof(buf), "%s", kinds);
+	for (char *save = NULL, *k = strtok_r(buf, ",", &save); k; k = strtok_r(NULL, ",", &save)) {
+		if (n == MAX_KINDS || strspn(k, "abcdefghijklmnopqrstuvwxyz_-") != strlen(k) ||
+		    !*k) {
+			fprintf(stderr, "sluice-worker: bad --kind %s\n", kinds);
+			return -1;
+		}
+		snprintf(topics_buf[n], sizeof(topics_buf[n]), "%sjobs.%s",
+			 w->settings.topic_prefix, k);
+		topics[n] = topics_buf[n];
+		n++;
+	}
+	if (n == 0) {
+		fprintf(stderr, "sluice-worker: --kind is required\n");
+		return -1;
+	}
+	snprintf(buf, sizeof(buf), "%sworkers", w->settings.topic_prefix);
+	w->consumer = kafka_consumer_new(w->base, w->settings.brokers, buf, topics, n, on_job, w,
+					 err, sizeof(err));
+	if (!w->consumer) {
+		log_error("cannot consume jobs", LOG_S("error", err));
+		return -1;
+	}
+	log_info("consuming", LOG_S("kinds", kinds), LOG_I("concurrency", w->concurrency));
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
+					     {"kind", required_argument, NULL, 'k'},
+					     {"concurrency", required_argument, NULL, 'n'},
+					     {"log-level", required_argument, NULL, 'v'},
+					     {"help", no_argument, NULL, 'h'},
+					     {NULL, 0, NULL, 0}};
+	const char *config = NULL, *kinds = NULL;
+	int concurrency = 0, opt, status = 1;
+	struct worker_main m;
+	struct worker *w = &m.w;
+	char err[1024];
+
+	memset(&m, 0, sizeof(m));
+	while ((opt = getopt_long(argc, argv, "c:k:n:v:h", opts, NULL)) != -1) {
+		switch (opt) {
+		case 'c':
+			config = optarg;
+			break;
+		case 'k':
+			kinds = optarg;
+			break;
+		case 'n':
+			concurrency = atoi(optarg);
+			if (concurrency < 1 || concurrency > 1024) {
+				fprintf(stderr, "sluice-worker: --concurrency takes 1..1024\n");
+				return 2;
+			}
+			break;
+		case 'v':
+			if (log_set_level(optarg) < 0) {
+				fprintf(stderr, "sluice-worker: unknown log level %s\n", optarg);
+				return 2;
+			}
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind != argc || !kinds) {
+		usage(stderr);
+		return 2;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	if (settings_load(config, &w->settings, err, sizeof(err)) < 0) {
+		fprintf(stderr, "sluice-worker: %s\n", err);
+		return 1;
+	}
+	w->concurrency = concurrency ? concurrency : w->settings.concurrency;
+	w->backlog_tail = &w->backlog;
+
+	char host[64] = "localhost";
+	unsigned char rnd[4] = {0};
+	gethostname(host, sizeof(host) - 1);
+	if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
+		log_warn("getrandom failed");
+	snprintf(w->token, sizeof(w->token), "%s:%d:%02x%02x%02x%02x", host, (int)getpid(), rnd[0],
+		 rnd[1], rnd[2], rnd[3]);
+
+	w->base = event_base_new();
+	if (!w->base || process_init(w->base) < 0)
+		goto fail;
+	w->redis = redis_new(w->base, w->settings.redis_url, w->settings.redis_timeout_ms);
+	if (!w->redis)
+		goto fail;
+	w->scripts.claim = redis_script_add(w->redis, lua_claim);
+	w->scripts.finish = redis_script_add(w->redis, lua_finish);
+	w->scripts.lease_renew = redis_script_add(w->redis, lua_lease_renew);
+	w->scripts.handback = redis_script_add(w->redis, lua_handback);
+	w->producer = kafka_producer_new(w->base, w->settings.brokers, err, sizeof(err));
+	if (!w->producer) {
+		log_error("cannot start the Kafka producer", LOG_S("error", err));
+		goto fail;
+	}
+	w->outbox = outbox_new(w->base, w->redis, w->producer, w->settings.key_prefix, w->token);
+	if (!w->outbox || subscribe(w, kinds) < 0)
+		goto fail;
+
+	m.sigterm = evsignal_new(w->base, SIGTERM, on_signal, &m);
+	m.sigint = evsignal_new(w->base, SIGINT, on_signal, &m);
+	if (!m.sigterm || !m.sigint || evsignal_add(m.sigterm, NULL) < 0 ||
+	    evsignal_add(m.sigint, NULL) < 0)
+		goto fail;
+
+	sd_notify(0, "READY=1\nSTATUS=0 job(s) running");
+	event_base_dispatch(w->base);
+	status = 0;
+	/* Let the outbox publish the last results before leaving. */
+	for (int i = 0; i < 50 && outbox_in_flight(w->outbox) > 0; i++) {
+		event_base_loop(w->base, EVLOOP_NONBLOCK);
+		usleep(20000);
+	}
+fail:
+	w->draining = 1;
+	if (w->consumer)
+		kafka_consumer_free(w->consumer);
+	while (w->backlog) {
+		struct backlog_item *b = w->backlog;
+		w->backlog = b->next;
+		free(b);
+	}
+	if (w->redis)
+		redis_free(w->redis);
+	if (w->outbox)
+		outbox_free(w->outbox);
+	if (w->producer)
+		kafka_producer_free(w->producer, SHUTDOWN_FLUSH_MS);
+	if (m.sigterm)
+		event_free(m.sigterm);
+	if (m.sigint)
+		event_free(m.sigint);
+	if (m.drain_timer)
+		event_free(m.drain_timer);
+	if (w->base)
+		event_base_free(w->base);
+	settings_clear(&w->settings);
+	return status;
+}

@@ -1,0 +1,165 @@
+/* stage_env: run variables, pipeline vars, secrets → argv and environment. */
+#include "workers/stage_env.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "stages/expand.h"
+
+#define SECRET_MAX (64 * 1024)
+
+static const char *field(const json_t *run, const char *name)
+{
+	const char *v = json_string_value(json_object_get(run, name));
+	return v ? v : "";
+}
+
+json_t *stage_env_vars(const json_t *run, const json_t *def, const char *stage, int attempt)
+{
+	char sha_short[8], attempt_text[16];
+	snprintf(sha_short, sizeof(sha_short), "%s", field(run, "sha"));
+	snprintf(attempt_text, sizeof(attempt_text), "%d", attempt);
+
+	json_t *vars = json_object();
+	const char *name;
+	json_t *value;
+	json_object_foreach(json_object_get(def, "vars"), name, value)
+	{
+		json_object_set(vars, name, value);
+	}
+	/* Run variables win over pipeline vars of the same name. */
+	json_t *own = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s}", "SLUICE_RUN_ID",
+				field(run, "id"), "SLUICE_PIPELINE", field(run, "pipeline"),
+				"SLUICE_REPO", field(run, "repository"), "SLUICE_REF",
+				field(run, "ref"), "SLUICE_SHA", field(run, "sha"),
+				"SLUICE_SHA_SHORT", sha_short, "SLUICE_STAGE", stage,
+				"SLUICE_ATTEMPT", attempt_text, "SLUICE_EVENT", field(run, "event"));
+	json_object_update(vars, own);
+	json_decref(own);
+	return vars;
+}
+
+static int append(char ***list, size_t *n, char *item)
+{
+	if (!item)
+		return -1;
+	char **grown = realloc(*list, (*n + 2) * sizeof(char *));
+	if (!grown) {
+		free(item);
+		return -1;
+	}
+	grown[(*n)++] = item;
+	grown[*n] = NULL;
+	*list = grown;
+	return 0;
+}
+
+static char *join_env(const char *name, const char *value)
+{
+	size_t n = strlen(name) + strlen(value) + 2;
+	char *s = malloc(n);
+	if (s)
+		snprintf(s, n, "%s=%s", name, value);
+	return s;
+}
+
+static char *read_secret(const char *path, char *err, size_t errlen)
+{
+	FILE *f = fopen(path, "r");
+	if (!f) {
+		snprintf(err, errlen, "secret file %s: %s", path, strerror(errno));
+		return NULL;
+	}
+	char *buf = malloc(SECRET_MAX + 1);
+	size_t n = buf ? fread(buf, 1, SECRET_MAX + 1, f) : 0;
+	fclose(f);
+	if (!buf || n > SECRET_MAX) {
+		free(buf);
+		snprintf(err, errlen, "secret file %s: larger than %d bytes", path, SECRET_MAX);
+		return NULL;
+	}
+	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+		n--;
+	buf[n] = '\0';
+	return buf;
+}
+
+char **stage_env_build(const json_t *vars, const json_t *def, char *err, size_t errlen)
+{
+	static const char *inherited[] = {"PATH", "HOME", "LANG"};
+	char **env = calloc(1, sizeof(char *));
+	size_t n = 0;
+	if (!env)
+		return NULL;
+	for (size_t i = 0; i < sizeof(inherited) / sizeof(inherited[0]); i++) {
+		const char *v = getenv(inherited[i]);
+		if (!v && strcmp(inherited[i], "PATH") == 0)
+			v = "/usr/local/bin:/usr/bin:/bin";
+		if (v && append(&env, &n, join_env(inherited[i], v)) < 0)
+			goto fail;
+	}
+	const char *name;
+	json_t *value;
+	json_object_foreach((json_t *)vars, name, value)
+	{
+		if (append(&env, &n, join_env(name, json_string_value(value))) < 0)
+			goto fail;
+	}
+	json_object_foreach(json_object_get(def, "secrets"), name, value)
+	{
+		char *secret = read_secret(json_string_value(value), err, errlen);
+		if (!secret)
+			goto fail_quiet;
+		char *item = join_env(name, secret);
+		free(secret);
+		if (append(&env, &n, item) < 0)
+			goto fail;
+	}
+	return env;
+fail:
+	snprintf(err, errlen, "out of memory building the environment");
+fail_quiet:
+	stage_env_free(env);
+	return NULL;
+}
+
+char **stage_env_argv(const json_t *run_list, const json_t *vars, char *err, size_t errlen)
+{
+	char **argv = calloc(1, sizeof(char *));
+	size_t n = 0, i;
+	json_t *arg;
+	if (!argv)
+		return NULL;
+	json_array_foreach(run_list, i, arg)
+	{
+		char *out = NULL;
+		char why[256];
+		if (expand_arg(json_string_value(arg), vars, &out, why, sizeof(why)) < 0) {
+			snprintf(err, errlen, "argument %zu: %s", i, why);
+			stage_env_free(argv);
+			return NULL;
+		}
+		if (append(&argv, &n, out) < 0) {
+			snprintf(err, errlen, "out of memory expanding arguments");
+			stage_env_free(argv);
+			return NULL;
+		}
+	}
+	if (n == 0) {
+		snprintf(err, errlen, "the stage has no command");
+		stage_env_free(argv);
+		return NULL;
+	}
+	return argv;
+}
+
+void stage_env_free(char **list)
+{
+	if (!list)
+		return;
+	for (char **p = list; *p; p++)
+		free(*p);
+	free(list);
+}

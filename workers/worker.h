@@ -1,0 +1,53 @@
+/* worker: the context of one sluice-worker process and its job slots.
+ *
+ * The worker consumes sluice.jobs.<kind> for its kinds and runs up to
+ * `concurrency` jobs at once; a job that arrives while every slot is busy
+ * waits in the backlog (its offset not stored) and the partitions are paused
+ * until a slot frees.
+ */
+#ifndef SLUICE_WORKER_H
+#define SLUICE_WORKER_H
+
+#include <event2/event.h>
+
+#include "config/config.h"
+#include "queue/kafka.h"
+#include "queue/outbox.h"
+#include "queue/redis.h"
+
+struct job;
+struct backlog_item;
+
+struct worker_scripts {
+	int claim;
+	int finish;
+	int lease_renew;
+	int handback;
+};
+
+struct worker {
+	struct event_base *base;
+	struct settings settings;
+	struct redis *redis;
+	struct worker_scripts scripts;
+	struct kafka_producer *producer;
+	struct kafka_consumer *consumer;
+	struct outbox *outbox;
+	char token[160]; /* host:pid:random — names this worker in leases */
+	int concurrency;
+	int running;
+	int draining; /* no new jobs; running ones finish */
+	struct job *jobs;
+	struct backlog_item *backlog, **backlog_tail;
+};
+
+/* A job message for this worker: claim it and run it. The ticket is done
+ * once the claim is recorded (or the job turned out not to be ours). */
+void job_start(struct worker *w, const char *run, const char *stage, int attempt,
+	       struct kafka_ticket *ticket);
+/* Stop every running job: record nothing, hand the attempts back. */
+void job_hand_back_all(struct worker *w);
+/* Called by job.c when a job is completely done and its slot free. */
+void worker_slot_freed(struct worker *w);
+
+#endif
