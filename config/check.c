@@ -65,18 +65,25 @@ int config_check_keys(const struct config_check *ck, const struct config_doc_nod
 	return 0;
 }
 
-int config_check_require(const struct config_check *ck, const struct config_doc_node *map,
-			 const char *key, const struct config_doc_node **out)
+int config_check_missing(const struct config_check *ck, const struct config_doc_node *map,
+			 const char *key, const char *hint)
 {
 	char path[256];
 
+	config_doc_path(map, path, sizeof(path));
+	snprintf(ck->err, ck->errlen, "%s:%d:%d: %s%s%s: missing required key%s%s%s", ck->file,
+		 map->line, map->col, path, path[0] ? "." : "", key, hint ? " (" : "",
+		 hint ? hint : "", hint ? ")" : "");
+	return -1;
+}
+
+int config_check_require(const struct config_check *ck, const struct config_doc_node *map,
+			 const char *key, const struct config_doc_node **out)
+{
 	*out = config_doc_get(map, key);
 	if (*out)
 		return 0;
-	config_doc_path(map, path, sizeof(path));
-	snprintf(ck->err, ck->errlen, "%s:%d:%d: %s%s%s: missing required key", ck->file, map->line,
-		 map->col, path, path[0] ? "." : "", key);
-	return -1;
+	return config_check_missing(ck, map, key, NULL);
 }
 
 int config_check_string(const struct config_check *ck, const struct config_doc_node *n,

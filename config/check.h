@@ -28,6 +28,9 @@ int config_check_fail_key(const struct config_check *ck, const struct config_doc
 /* n is a mapping whose keys are all in allowed (NULL-terminated). */
 int config_check_keys(const struct config_check *ck, const struct config_doc_node *n,
 		      const char *const *allowed);
+/* "map.key: missing required key (hint)", at map; hint may be NULL. */
+int config_check_missing(const struct config_check *ck, const struct config_doc_node *map,
+			 const char *key, const char *hint);
 /* *out = the value of key in map; "missing required key" when absent. */
 int config_check_require(const struct config_check *ck, const struct config_doc_node *map,
 			 const char *key, const struct config_doc_node **out);

@@ -16,19 +16,19 @@
  * absent file is valid. Relative paths are resolved against the file's
  * directory (or the working directory when there is no file). */
 struct settings {
-	char *brokers;      /* kafka.brokers: "host:port,..." (after reading "@FILE") */
-	char *topic_prefix; /* kafka.topic_prefix, default "sluice." */
-	char *redis_url;    /* redis.url, default "redis://127.0.0.1:6379" */
-	char *key_prefix;   /* redis.key_prefix, default "sluice:" */
+	char *brokers;	      /* kafka.brokers: "host:port,..." (after reading "@FILE") */
+	char *topic_prefix;   /* kafka.topic_prefix, default "sluice." */
+	char *redis_url;      /* redis.url, default "redis://127.0.0.1:6379" */
+	char *key_prefix;     /* redis.key_prefix, default "sluice:" */
 	int redis_timeout_ms; /* redis.timeout, default 5s */
-	char *listen;       /* agent.listen, default "127.0.0.1:8080" */
-	char *public_url;   /* agent.public_url, default "http://" + listen */
-	size_t max_body;    /* agent.max_body, default 25 MiB */
-	char *pipelines_dir; /* pipelines_dir, default "pipelines.d" */
-	char *state_dir;    /* worker.state_dir, default "/var/lib/sluice" */
-	int concurrency;    /* worker.concurrency, default 1 */
-	int kill_grace_ms;  /* worker.kill_grace, default 10s */
-	int lease_ms;       /* worker.lease, default 30s */
+	char *listen;	      /* agent.listen, default "127.0.0.1:8080" */
+	char *public_url;     /* agent.public_url, default "http://" + listen */
+	size_t max_body;      /* agent.max_body, default 25 MiB */
+	char *pipelines_dir;  /* pipelines_dir, default "pipelines.d" */
+	char *state_dir;      /* worker.state_dir, default "/var/lib/sluice" */
+	int concurrency;      /* worker.concurrency, default 1 */
+	int kill_grace_ms;    /* worker.kill_grace, default 10s */
+	int lease_ms;	      /* worker.lease, default 30s */
 	int requeue_after_ms; /* agent.requeue_after, default 60s */
 };
 
@@ -47,14 +47,14 @@ void settings_clear(struct settings *s);
  *                          "needs": [], "timeout": 3600}, ...}}   (file order, timeout in s)
  */
 struct pipeline {
-	char *name;       /* "name:" or the file name without extension */
+	char *name; /* "name:" or the file name without extension */
 	char *file;
 	char *repository; /* trigger.github.repository, "owner/name" */
-	json_t *events;   /* trigger.github.events: array of strings, default ["push"] */
+	json_t *events;	  /* trigger.github.events: array of strings, default ["push"] */
 	json_t *branches; /* trigger.github.branches: array of globs, NULL = every branch */
-	json_t *tags;     /* trigger.github.tags: array of globs, NULL = no tag */
-	char *secret;     /* the webhook secret, read from trigger.github.secret_file */
-	json_t *def;      /* normalized definition, owned */
+	json_t *tags;	  /* trigger.github.tags: array of globs, NULL = no tag */
+	char *secret;	  /* the webhook secret, read from trigger.github.secret_file */
+	json_t *def;	  /* normalized definition, owned */
 };
 
 struct pipeline_set {

@@ -290,9 +290,9 @@ static int load_stage(struct loading *ld, const struct config_doc_node *st, json
 						 "push, deploy)",
 						 kind);
 	} else if (!in_list(kind, kinds)) {
-		return config_check_fail(&ld->ck, st,
-					 "missing \"kind\" (build, test, scan, push or deploy): "
-					 "the stage name is not a kind");
+		return config_check_missing(&ld->ck, st, "kind",
+					    "the stage name is not one of build, test, scan, "
+					    "push, deploy");
 	}
 	if (config_check_require(&ld->ck, st, "run", &n) < 0)
 		return -1;
@@ -335,8 +335,19 @@ static const struct config_doc_node *need_node(const struct stage_ref *s, size_t
 
 static int resolve_needs(struct loading *ld, json_t *stages)
 {
-	size_t i, j, k;
+	json_t *index = json_object();
+	size_t i, j;
+	int rc = -1;
 
+	/* A name → position index keeps this linear in the number of needs. */
+	if (!index)
+		return nomem(ld, ld->stages[0].node);
+	for (i = 0; i < ld->nstages; i++)
+		if (json_object_set_new(index, ld->stages[i].node->key,
+					json_integer((json_int_t)i)) < 0) {
+			nomem(ld, ld->stages[i].node);
+			goto done;
+		}
 	for (i = 0; i < ld->nstages; i++) {
 		struct stage_ref *s = &ld->stages[i];
 		json_t *needs = json_object_get(json_object_get(stages, s->node->key), "needs");
@@ -344,23 +355,56 @@ static int resolve_needs(struct loading *ld, json_t *stages)
 		if (!json_array_size(needs))
 			continue;
 		s->deps = calloc(json_array_size(needs), sizeof(*s->deps));
-		if (!s->deps)
-			return nomem(ld, s->needs);
+		if (!s->deps) {
+			nomem(ld, s->needs);
+			goto done;
+		}
 		for (j = 0; j < json_array_size(needs); j++) {
 			const char *name = json_string_value(json_array_get(needs, j));
+			json_t *at = json_object_get(index, name);
 
-			for (k = 0; k < ld->nstages && strcmp(ld->stages[k].node->key, name); k++)
-				;
-			if (k == ld->nstages)
-				return config_check_fail(&ld->ck, need_node(s, j),
-							 "unknown stage \"%s\"", name);
-			if (k == i)
-				return config_check_fail(&ld->ck, need_node(s, j),
-							 "a stage cannot need itself");
-			s->deps[s->ndeps++] = k;
+			if (!at) {
+				config_check_fail(&ld->ck, need_node(s, j), "unknown stage \"%s\"",
+						  name);
+				goto done;
+			}
+			if ((size_t)json_integer_value(at) == i) {
+				config_check_fail(&ld->ck, need_node(s, j),
+						  "a stage cannot need itself");
+				goto done;
+			}
+			s->deps[s->ndeps++] = (size_t)json_integer_value(at);
 		}
 	}
-	return 0;
+	rc = 0;
+done:
+	json_decref(index);
+	return rc;
+}
+
+/* "a -> b -> c -> a" for the stages path[from..depth) closing back on the
+ * first; a cycle too long for the message ends in "...". */
+static int cycle_error(struct loading *ld, const size_t *path, size_t from, size_t depth,
+		       const struct stage_ref *closing)
+{
+	char names[400];
+	size_t used = 0, at;
+
+	names[0] = '\0';
+	for (at = from; at <= depth; at++) {
+		const char *name = ld->stages[path[at < depth ? at : from]].node->key;
+		int w = snprintf(names + used, sizeof(names) - used, "%s%s",
+				 at > from ? " -> " : "", name);
+
+		if (w < 0 || (size_t)w >= sizeof(names) - used) {
+			strcpy(names + (used < sizeof(names) - 8 ? used : sizeof(names) - 8),
+			       " -> ...");
+			break;
+		}
+		used += (size_t)w;
+	}
+	return config_check_fail(&ld->ck, need_node(closing, closing->next - 1),
+				 "dependency cycle: %s", names);
 }
 
 /* Depth-first search with an explicit stack: a file may hold thousands of
@@ -368,7 +412,7 @@ static int resolve_needs(struct loading *ld, json_t *stages)
 static int find_cycle(struct loading *ld)
 {
 	size_t *path = calloc(ld->nstages + 1, sizeof(*path));
-	size_t depth, root;
+	size_t depth, root, at;
 
 	if (!path)
 		return nomem(ld, ld->stages[0].node);
@@ -380,9 +424,7 @@ static int find_cycle(struct loading *ld)
 		ld->stages[root].color = 1;
 		while (depth) {
 			struct stage_ref *u = &ld->stages[path[depth - 1]];
-			size_t v, at;
-			char names[512];
-			int used = 0;
+			size_t v;
 
 			if (u->next == u->ndeps) {
 				u->color = 2;
@@ -393,22 +435,13 @@ static int find_cycle(struct loading *ld)
 			if (ld->stages[v].color == 0) {
 				ld->stages[v].color = 1;
 				path[depth++] = v;
-				continue;
+			} else if (ld->stages[v].color == 1) {
+				for (at = 0; path[at] != v; at++)
+					;
+				cycle_error(ld, path, at, depth, u);
+				free(path);
+				return -1;
 			}
-			if (ld->stages[v].color == 2)
-				continue;
-			for (at = 0; path[at] != v; at++)
-				;
-			for (; at < depth && used >= 0 && (size_t)used < sizeof(names); at++)
-				used += snprintf(names + used, sizeof(names) - (size_t)used,
-						 "%s -> ", ld->stages[path[at]].node->key);
-			if (used >= 0 && (size_t)used < sizeof(names))
-				snprintf(names + used, sizeof(names) - (size_t)used, "%s",
-					 ld->stages[v].node->key);
-			config_check_fail(&ld->ck, need_node(u, u->next - 1),
-					  "dependency cycle: %s", names);
-			free(path);
-			return -1;
 		}
 	}
 	free(path);

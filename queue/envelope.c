@@ -35,8 +35,7 @@ static int make_id(char out[33])
 	return 0;
 }
 
-char *envelope_encode(const char *source, const char *type, const char *subject,
-		      const json_t *data)
+char *envelope_encode(const char *source, const char *type, const char *subject, const json_t *data)
 {
 	char id[33];
 	char now[32];
@@ -67,7 +66,7 @@ fail:
 }
 
 static int fail_with(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 static int fail_with(char *err, size_t errlen, const char *fmt, ...)
 {
@@ -130,8 +129,7 @@ static int valid_rfc3339(const char *s)
 }
 
 /* A required attribute: a non-empty string. */
-static int required_string(json_t *ev, const char *name, const char **out, char *err,
-			   size_t errlen)
+static int required_string(json_t *ev, const char *name, const char **out, char *err, size_t errlen)
 {
 	json_t *v = json_object_get(ev, name);
 	if (!v)
@@ -145,8 +143,7 @@ static int required_string(json_t *ev, const char *name, const char **out, char 
 }
 
 /* An optional attribute: absent or null, or a string. */
-static int optional_string(json_t *ev, const char *name, const char **out, char *err,
-			   size_t errlen)
+static int optional_string(json_t *ev, const char *name, const char **out, char *err, size_t errlen)
 {
 	json_t *v = json_object_get(ev, name);
 	*out = NULL;

@@ -712,6 +712,10 @@ fail:
 
 static void consumer_pause_resume(struct kafka_consumer *c, int pause)
 {
+	/* Resuming a partition that is not paused restarts its fetcher from
+	 * the last consumed position: messages would come again. */
+	if (c->paused == pause)
+		return;
 	c->paused = pause;
 	rd_kafka_topic_partition_list_t *assigned = NULL;
 	rd_kafka_resp_err_t e = rd_kafka_assignment(c->rk, &assigned);

@@ -28,15 +28,15 @@
 
 #include "lib/log.h"
 
-#define BACKOFF_MIN_MS 100
-#define BACKOFF_MAX_MS 5000
+#define BACKOFF_MIN_MS	   100
+#define BACKOFF_MAX_MS	   5000
 #define DEFAULT_TIMEOUT_MS 5000
 
 enum conn_state {
-	CONN_DOWN,       /* no context; a reconnect is scheduled */
+	CONN_DOWN,	 /* no context; a reconnect is scheduled */
 	CONN_CONNECTING, /* TCP or unix connect in progress */
-	CONN_LOADING,    /* connected; SCRIPT LOADs and the PING barrier in flight */
-	CONN_READY,      /* user commands go out */
+	CONN_LOADING,	 /* connected; SCRIPT LOADs and the PING barrier in flight */
+	CONN_READY,	 /* user commands go out */
 };
 
 struct cmd_list {
@@ -54,7 +54,7 @@ struct cmd {
 	int len;
 	struct event *timer;
 	const char *fail; /* error to deliver from the loop */
-	int script;       /* script handle for EVALSHA, else -1 */
+	int script;	  /* script handle for EVALSHA, else -1 */
 	int in_hiredis;
 	int done;
 	int retried;
@@ -244,8 +244,7 @@ static int resend_after_noscript(struct redis *r, redisAsyncContext *ac, struct 
 	/* Pipelined: the server runs the load before the retry. */
 	if (send_script_load(r, c->script) < 0)
 		return -1;
-	if (redisAsyncFormattedCommand(ac, on_hiredis_reply, c, c->buf, (size_t)c->len) !=
-	    REDIS_OK)
+	if (redisAsyncFormattedCommand(ac, on_hiredis_reply, c, c->buf, (size_t)c->len) != REDIS_OK)
 		return -1;
 	c->in_hiredis = 1;
 	return 0;
@@ -562,8 +561,8 @@ static void on_reconnect(evutil_socket_t fd, short what, void *arg)
 	struct redis *r = arg;
 	(void)fd;
 	(void)what;
-	redisAsyncContext *ac = r->path ? redisAsyncConnectUnix(r->path)
-					: redisAsyncConnect(r->host, r->port);
+	redisAsyncContext *ac =
+	    r->path ? redisAsyncConnectUnix(r->path) : redisAsyncConnect(r->host, r->port);
 	if (!ac) {
 		note_down(r, "redis: cannot connect", "out of memory");
 		schedule_reconnect(r);

@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <openssl/evp.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -84,6 +85,18 @@ static void on_defer(evutil_socket_t fd, short what, void *arg)
 	finish(c, c->error);
 }
 
+/* asprintf leaves its pointer undefined on failure; this returns NULL. */
+__attribute__((format(printf, 1, 2))) static char *str_printf(const char *fmt, ...)
+{
+	va_list ap;
+	char *s;
+
+	va_start(ap, fmt);
+	int n = vasprintf(&s, fmt, ap);
+	va_end(ap);
+	return n < 0 ? NULL : s;
+}
+
 static int valid_sha(const char *sha)
 {
 	size_t n = strspn(sha, "0123456789abcdefABCDEF");
@@ -109,14 +122,10 @@ static int make_dir(const char *path)
 
 static int add_env(struct checkout *c, size_t *n, const char *key, const char *val)
 {
-	char *s;
-
 	if (val == NULL)
 		return 0;
-	if (asprintf(&s, "%s=%s", key, val) < 0)
-		return -1;
-	c->env[(*n)++] = s;
-	return 0;
+	c->env[*n] = str_printf("%s=%s", key, val);
+	return c->env[(*n)++] == NULL ? -1 : 0;
 }
 
 /* git gets a fixed, minimal environment: nothing of ours leaks into it, it
@@ -297,18 +306,23 @@ struct checkout *checkout_start(const char *state_dir, const char *url, const ch
 		snprintf(c->error, sizeof(c->error), "bad repository URL");
 		goto defer;
 	}
-	if (mirror_name(url, name) < 0 || asprintf(&mirrors, "%s/mirrors", state_dir) < 0)
+	mirrors = str_printf("%s/mirrors", state_dir);
+	if (mirror_name(url, name) < 0 || mirrors == NULL)
 		goto nomem;
 	if (make_dir(state_dir) < 0 || make_dir(mirrors) < 0) {
 		snprintf(c->error, sizeof(c->error), "cannot create %s: %s", mirrors,
 			 strerror(errno));
 		goto defer;
 	}
-	if (asprintf(&c->mirror, "%s/%s.git", mirrors, name) < 0 ||
-	    asprintf(&c->lock, "%s.lock", c->mirror) < 0 ||
-	    asprintf(&c->tmp, "%s.tmp", c->mirror) < 0 ||
-	    asprintf(&c->git_dir_arg, "--git-dir=%s", c->mirror) < 0 ||
-	    asprintf(&c->commit_arg, "%s^{commit}", sha) < 0 || build_env(c) < 0)
+	c->mirror = str_printf("%s/%s.git", mirrors, name);
+	if (c->mirror == NULL)
+		goto nomem;
+	c->lock = str_printf("%s.lock", c->mirror);
+	c->tmp = str_printf("%s.tmp", c->mirror);
+	c->git_dir_arg = str_printf("--git-dir=%s", c->mirror);
+	c->commit_arg = str_printf("%s^{commit}", sha);
+	if (c->lock == NULL || c->tmp == NULL || c->git_dir_arg == NULL || c->commit_arg == NULL ||
+	    build_env(c) < 0)
 		goto nomem;
 	free(mirrors);
 	mirrors = NULL;

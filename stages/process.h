@@ -18,7 +18,7 @@
 enum process_stream { PROCESS_STDOUT, PROCESS_STDERR };
 
 enum process_outcome {
-	PROCESS_EXITED,    /* exit_code is set */
+	PROCESS_EXITED,	   /* exit_code is set */
 	PROCESS_SIGNALLED, /* term_signal is set: killed by a signal it did not get from us */
 	PROCESS_TIMED_OUT,
 	PROCESS_CANCELLED,
@@ -27,7 +27,7 @@ enum process_outcome {
 
 struct process_result {
 	enum process_outcome outcome;
-	int exit_code;   /* valid for EXITED (and 127 for SPAWN_FAILED) */
+	int exit_code;	 /* valid for EXITED (and 127 for SPAWN_FAILED) */
 	int term_signal; /* the signal that ended it, when one did */
 	long long duration_ms;
 	char error[256];
@@ -36,9 +36,9 @@ struct process_result {
 struct process_spec {
 	const char *const *argv; /* argv[0] looked up in PATH of envp */
 	const char *const *envp; /* the complete environment of the child */
-	const char *cwd;         /* NULL: inherit */
-	int timeout_ms;          /* 0: none */
-	int kill_grace_ms;       /* between SIGTERM and SIGKILL */
+	const char *cwd;	 /* NULL: inherit */
+	int timeout_ms;		 /* 0: none */
+	int kill_grace_ms;	 /* between SIGTERM and SIGKILL */
 };
 
 struct process;

@@ -470,8 +470,8 @@ static void test_pipeline_schema_errors(void **state)
 			      "1:1: trigger: missing required key");
 	expect_pipeline_error(f, TRIGGER "stages: {}\n", "5:9: stages: must not be empty");
 	expect_pipeline_error(f, TRIGGER "stages:\n  lint:\n    run: [make, lint]\n",
-			      "7:5: stages.lint: missing \"kind\" (build, test, scan, push or "
-			      "deploy): the stage name is not a kind");
+			      "7:5: stages.lint.kind: missing required key (the stage name is not "
+			      "one of build, test, scan, push, deploy)");
 	expect_pipeline_error(f, TRIGGER "stages:\n  lint:\n    kind: check\n    run: [x]\n",
 			      "7:11: stages.lint.kind: unknown kind \"check\" (known: build, test, "
 			      "scan, push, deploy)");

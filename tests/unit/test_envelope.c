@@ -13,8 +13,8 @@
 static void encode_then_decode_keeps_every_attribute(void **state)
 {
 	(void)state;
-	json_t *data = json_pack("{s:s, s:i, s:{s:b}}", "run", "r_1", "attempt", 2, "nested",
-				 "ok", 1);
+	json_t *data =
+	    json_pack("{s:s, s:i, s:{s:b}}", "run", "r_1", "attempt", 2, "nested", "ok", 1);
 	char *text = envelope_encode("/sluice/agent", "dev.sluice.job.requested",
 				     "runs/r_1/stages/build/attempts/2", data);
 	assert_non_null(text);
@@ -93,7 +93,8 @@ static void decode_accepts_extensions_offsets_and_absent_time(void **state)
 	assert_string_equal(e.time, "2024-02-29T23:59:60.5+05:30");
 	envelope_clear(&e);
 
-	text = "{\"specversion\":\"1.0\",\"id\":\"x\",\"source\":\"/s\",\"type\":\"t\",\"data\":{}}";
+	text =
+	    "{\"specversion\":\"1.0\",\"id\":\"x\",\"source\":\"/s\",\"type\":\"t\",\"data\":{}}";
 	assert_int_equal(envelope_decode(text, strlen(text), &e, err, sizeof(err)), 0);
 	assert_null(e.time);
 	assert_null(e.subject);
@@ -152,15 +153,15 @@ static void decode_rejects_times_that_are_not_rfc3339(void **state)
 {
 	(void)state;
 	static const char *bad[] = {
-		"yesterday",
-		"2024-01-02 03:04:05Z",
-		"2024-13-02T03:04:05Z",
-		"2023-02-29T03:04:05Z",
-		"2024-01-02T24:00:00Z",
-		"2024-01-02T03:04:05",
-		"2024-01-02T03:04:05.Z",
-		"2024-01-02T03:04:05+0100",
-		"2024-01-02T03:04:05Zjunk",
+	    "yesterday",
+	    "2024-01-02 03:04:05Z",
+	    "2024-13-02T03:04:05Z",
+	    "2023-02-29T03:04:05Z",
+	    "2024-01-02T24:00:00Z",
+	    "2024-01-02T03:04:05",
+	    "2024-01-02T03:04:05.Z",
+	    "2024-01-02T03:04:05+0100",
+	    "2024-01-02T03:04:05Zjunk",
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		char text[256];
@@ -190,13 +191,13 @@ static void decode_rejects_oversized_and_non_utf8_bodies(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(encode_then_decode_keeps_every_attribute),
-		cmocka_unit_test(encode_omits_a_null_subject_and_makes_fresh_ids),
-		cmocka_unit_test(encode_refuses_data_that_is_not_an_object),
-		cmocka_unit_test(decode_accepts_extensions_offsets_and_absent_time),
-		cmocka_unit_test(decode_rejects_each_bad_envelope_with_a_precise_error),
-		cmocka_unit_test(decode_rejects_times_that_are_not_rfc3339),
-		cmocka_unit_test(decode_rejects_oversized_and_non_utf8_bodies),
+	    cmocka_unit_test(encode_then_decode_keeps_every_attribute),
+	    cmocka_unit_test(encode_omits_a_null_subject_and_makes_fresh_ids),
+	    cmocka_unit_test(encode_refuses_data_that_is_not_an_object),
+	    cmocka_unit_test(decode_accepts_extensions_offsets_and_absent_time),
+	    cmocka_unit_test(decode_rejects_each_bad_envelope_with_a_precise_error),
+	    cmocka_unit_test(decode_rejects_times_that_are_not_rfc3339),
+	    cmocka_unit_test(decode_rejects_oversized_and_non_utf8_bodies),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -427,15 +427,15 @@ int main(void)
 {
 	signal(SIGPIPE, SIG_IGN);
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(set_get_round_trip_through_callbacks),
-		cmocka_unit_test(error_reply_reaches_callback_as_err),
-		cmocka_unit_test(unix_socket_url_connects),
-		cmocka_unit_test(bad_urls_are_refused),
-		cmocka_unit_test(scripts_run_by_evalsha_and_survive_script_flush),
-		cmocka_unit_test(slow_command_times_out_and_client_reconnects),
-		cmocka_unit_test(commands_fail_while_down_and_work_after_restart),
-		cmocka_unit_test(free_fails_pending_commands_with_shutting_down),
-		cmocka_unit_test(free_inside_a_callback_is_safe),
+	    cmocka_unit_test(set_get_round_trip_through_callbacks),
+	    cmocka_unit_test(error_reply_reaches_callback_as_err),
+	    cmocka_unit_test(unix_socket_url_connects),
+	    cmocka_unit_test(bad_urls_are_refused),
+	    cmocka_unit_test(scripts_run_by_evalsha_and_survive_script_flush),
+	    cmocka_unit_test(slow_command_times_out_and_client_reconnects),
+	    cmocka_unit_test(commands_fail_while_down_and_work_after_restart),
+	    cmocka_unit_test(free_fails_pending_commands_with_shutting_down),
+	    cmocka_unit_test(free_inside_a_callback_is_safe),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -1,0 +1,463 @@
+/* outbox: reads the outbox stream through the consumer group "dispatch",
+ * produces each entry to Kafka and deletes it once delivered.
+ *
+ * Every entry this process has handed to Kafka (and not yet deleted) is a
+ * struct flight, found by id so that a claim never produces a second copy of
+ * what is already in flight here. A flight is freed by whichever callback it
+ * is waiting for (the delivery report, then the XACK reply); outbox_free only
+ * detaches flights, because the producer and the Redis client may outlive the
+ * outbox. Redis replies for reads and claims go through an anchor with a
+ * reference count for the same reason.
+ *
+ * Delivery is at least once: an entry whose delete fails, or which is
+ * claimed while another process still produces it, is produced again;
+ * consumers recognise the copy by its CloudEvents id.
+ */
+#include "queue/outbox.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/log.h"
+
+#define GROUP		   "dispatch"
+#define BATCH		   256
+#define MAX_IN_FLIGHT	   4096
+#define TICK_MS		   100
+#define CLAIM_EVERY_MS	   5000
+#define DEFAULT_CLAIM_IDLE 30000
+#define BUCKETS		   1024
+
+/* What Redis callbacks hold instead of the outbox itself. */
+struct anchor {
+	struct outbox *o; /* NULL once the outbox is freed */
+	int refs;
+};
+
+struct flight {
+	struct flight *prev, *next; /* every flight of the outbox */
+	struct flight *hnext;	    /* bucket chain */
+	struct outbox *o;	    /* NULL once the outbox is freed */
+	int acking;		    /* delivered; XDEL + XACK sent */
+	char id[];
+};
+
+struct outbox {
+	struct event_base *base;
+	struct redis *r; /* NULL once it reported shutting down */
+	struct kafka_producer *p;
+	char *stream;
+	char *consumer;
+	int claim_idle_ms;
+	struct anchor *anchor;
+	struct event *tick;
+	struct event *claim_timer;
+
+	unsigned long group_connect; /* redis_connect_count when the group was ensured */
+	int reading;
+	int read_count; /* COUNT of the read in flight: a full batch means read on */
+	int read_again;
+	int claiming;
+
+	struct flight *flights;
+	struct flight *buckets[BUCKETS];
+	int n_flights;
+	int n_producing;
+};
+
+static struct anchor *anchor_ref(struct outbox *o)
+{
+	o->anchor->refs++;
+	return o->anchor;
+}
+
+/* Drops the reference a callback held; returns the outbox, or NULL if gone. */
+static struct outbox *anchor_release(struct anchor *a)
+{
+	struct outbox *o = a->o;
+	if (--a->refs == 0)
+		free(a);
+	return o;
+}
+
+/* --- flights ---------------------------------------------------------------- */
+
+static unsigned bucket_of(const char *id)
+{
+	uint32_t h = 2166136261u;
+	for (const unsigned char *p = (const unsigned char *)id; *p; p++)
+		h = (h ^ *p) * 16777619u;
+	return h % BUCKETS;
+}
+
+static struct flight *flight_find(struct outbox *o, const char *id)
+{
+	for (struct flight *f = o->buckets[bucket_of(id)]; f; f = f->hnext)
+		if (strcmp(f->id, id) == 0)
+			return f;
+	return NULL;
+}
+
+static struct flight *flight_add(struct outbox *o, const char *id)
+{
+	size_t len = strlen(id);
+	struct flight *f = calloc(1, sizeof(*f) + len + 1);
+	if (!f)
+		return NULL;
+	memcpy(f->id, id, len + 1);
+	f->o = o;
+	f->next = o->flights;
+	if (o->flights)
+		o->flights->prev = f;
+	o->flights = f;
+	unsigned b = bucket_of(id);
+	f->hnext = o->buckets[b];
+	o->buckets[b] = f;
+	o->n_flights++;
+	o->n_producing++;
+	return f;
+}
+
+static void flight_remove(struct outbox *o, struct flight *f)
+{
+	if (f->prev)
+		f->prev->next = f->next;
+	else
+		o->flights = f->next;
+	if (f->next)
+		f->next->prev = f->prev;
+	for (struct flight **pp = &o->buckets[bucket_of(f->id)]; *pp; pp = &(*pp)->hnext) {
+		if (*pp == f) {
+			*pp = f->hnext;
+			break;
+		}
+	}
+	o->n_flights--;
+	if (!f->acking)
+		o->n_producing--;
+}
+
+/* --- after delivery ----------------------------------------------------------- */
+
+/* A failed Redis command. Lost connections are logged by the client and
+ * retried at the next tick; "shutting down" means it is going away. */
+static void note_redis_error(struct outbox *o, const char *what, const char *err)
+{
+	if (strcmp(err, "shutting down") == 0) {
+		o->r = NULL;
+		return;
+	}
+	if (strncmp(err, "NOGROUP", 7) == 0) {
+		o->group_connect = 0;
+		return;
+	}
+	if (strcmp(err, "not connected") == 0 || strcmp(err, "timeout") == 0 ||
+	    strcmp(err, "connection lost") == 0)
+		return;
+	log_warn(what, LOG_S("stream", o->stream), LOG_S("error", err));
+}
+
+static void on_acked(struct redis *r, redisReply *reply, const char *err, void *arg)
+{
+	struct flight *f = arg;
+	struct outbox *o = f->o;
+	(void)r;
+	(void)reply;
+	if (o) {
+		if (err)
+			note_redis_error(o, "outbox: XACK failed; the entry will be claimed again",
+					 err);
+		flight_remove(o, f);
+	}
+	free(f);
+}
+
+static void on_delivered(const char *err, void *arg)
+{
+	struct flight *f = arg;
+	struct outbox *o = f->o;
+	if (!o) {
+		free(f);
+		return;
+	}
+	if (err) {
+		/* Left pending: a claim produces it again after claim_idle_ms. */
+		log_warn("outbox: delivery failed", LOG_S("id", f->id), LOG_S("error", err));
+		flight_remove(o, f);
+		free(f);
+		return;
+	}
+	o->n_producing--;
+	f->acking = 1;
+	/* XDEL first: if the XACK is lost, XAUTOCLAIM drops the deleted id from
+	 * the pending list, whereas an acked entry never deleted would stay. */
+	if (!o->r || redis_command(o->r, NULL, NULL, "XDEL %s %s", o->stream, f->id) < 0 ||
+	    redis_command(o->r, on_acked, f, "XACK %s " GROUP " %s", o->stream, f->id) < 0) {
+		flight_remove(o, f);
+		free(f);
+	}
+}
+
+/* --- producing entries --------------------------------------------------------- */
+
+static const redisReply *field(const redisReply *fields, const char *name)
+{
+	if (!fields || fields->type != REDIS_REPLY_ARRAY)
+		return NULL;
+	for (size_t i = 0; i + 1 < fields->elements; i += 2) {
+		const redisReply *k = fields->element[i], *v = fields->element[i + 1];
+		if (k->type == REDIS_REPLY_STRING && v->type == REDIS_REPLY_STRING &&
+		    strcmp(k->str, name) == 0)
+			return v;
+	}
+	return NULL;
+}
+
+/* One stream entry: [id, [field, value, ...]]. */
+static void produce_entry(struct outbox *o, const redisReply *entry)
+{
+	if (entry->type != REDIS_REPLY_ARRAY || entry->elements != 2 ||
+	    entry->element[0]->type != REDIS_REPLY_STRING)
+		return;
+	const char *id = entry->element[0]->str;
+	if (flight_find(o, id))
+		return;
+	const redisReply *fields = entry->element[1];
+	const redisReply *topic = field(fields, "topic"), *key = field(fields, "key"),
+			 *value = field(fields, "value");
+	if (!topic || !value || topic->len == 0) {
+		/* It can never be produced; keeping it would only repeat this. */
+		log_error("outbox: dropping malformed entry", LOG_S("stream", o->stream),
+			  LOG_S("id", id));
+		if (o->r) {
+			redis_command(o->r, NULL, NULL, "XDEL %s %s", o->stream, id);
+			redis_command(o->r, NULL, NULL, "XACK %s " GROUP " %s", o->stream, id);
+		}
+		return;
+	}
+	struct flight *f = flight_add(o, id);
+	if (!f)
+		return;
+	/* Redis strings are NUL-terminated, so topic and key pass as C strings. */
+	if (kafka_produce(o->p, topic->str, key ? key->str : NULL, value->str, value->len,
+			  on_delivered, f) < 0) {
+		flight_remove(o, f);
+		free(f);
+	}
+}
+
+static void produce_entries(struct outbox *o, const redisReply *entries)
+{
+	if (!entries || entries->type != REDIS_REPLY_ARRAY)
+		return;
+	for (size_t i = 0; i < entries->elements && o->n_flights < MAX_IN_FLIGHT; i++)
+		produce_entry(o, entries->element[i]);
+}
+
+/* --- reading new entries --------------------------------------------------------- */
+
+static void read_batch(struct outbox *o);
+
+static void on_group(struct redis *r, redisReply *reply, const char *err, void *arg)
+{
+	struct outbox *o = anchor_release(arg);
+	(void)reply;
+	if (!o)
+		return;
+	if (err && strncmp(err, "BUSYGROUP", 9) != 0) {
+		note_redis_error(o, "outbox: XGROUP CREATE failed", err);
+		return;
+	}
+	o->group_connect = redis_connect_count(r);
+}
+
+static void on_read(struct redis *r, redisReply *reply, const char *err, void *arg)
+{
+	struct outbox *o = anchor_release(arg);
+	(void)r;
+	if (!o)
+		return;
+	o->reading = 0;
+	if (err) {
+		note_redis_error(o, "outbox: XREADGROUP failed", err);
+		return;
+	}
+	/* [[stream, [entry, ...]]], or nil when nothing is new. */
+	size_t got = 0;
+	if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 1 &&
+	    reply->element[0]->type == REDIS_REPLY_ARRAY && reply->element[0]->elements == 2) {
+		const redisReply *entries = reply->element[0]->element[1];
+		produce_entries(o, entries);
+		if (entries->type == REDIS_REPLY_ARRAY)
+			got = entries->elements;
+	}
+	if (got == (size_t)o->read_count || o->read_again) {
+		o->read_again = 0;
+		read_batch(o);
+	}
+}
+
+/* Never BLOCK: the connection is shared with every other module. */
+static void read_batch(struct outbox *o)
+{
+	if (o->reading) {
+		o->read_again = 1;
+		return;
+	}
+	if (!o->r || !redis_connected(o->r))
+		return;
+	int room = MAX_IN_FLIGHT - o->n_flights;
+	if (room <= 0)
+		return;
+	if (o->group_connect != redis_connect_count(o->r) &&
+	    redis_command(o->r, on_group, anchor_ref(o), "XGROUP CREATE %s " GROUP " 0 MKSTREAM",
+			  o->stream) < 0) {
+		anchor_release(o->anchor);
+		return;
+	}
+	int count = room < BATCH ? room : BATCH;
+	if (redis_command(o->r, on_read, anchor_ref(o),
+			  "XREADGROUP GROUP " GROUP " %s COUNT %d STREAMS %s >", o->consumer, count,
+			  o->stream) < 0) {
+		anchor_release(o->anchor);
+		return;
+	}
+	o->reading = 1;
+	o->read_count = count;
+}
+
+/* --- claiming what others left pending ------------------------------------------- */
+
+static void claim_from(struct outbox *o, const char *cursor);
+
+static void on_claimed(struct redis *r, redisReply *reply, const char *err, void *arg)
+{
+	struct outbox *o = anchor_release(arg);
+	(void)r;
+	if (!o)
+		return;
+	o->claiming = 0;
+	if (err) {
+		note_redis_error(o, "outbox: XAUTOCLAIM failed", err);
+		return;
+	}
+	/* [next cursor, [entry, ...], [deleted id, ...]] */
+	if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 2 ||
+	    reply->element[0]->type != REDIS_REPLY_STRING)
+		return;
+	produce_entries(o, reply->element[1]);
+	if (strcmp(reply->element[0]->str, "0-0") != 0)
+		claim_from(o, reply->element[0]->str);
+}
+
+static void claim_from(struct outbox *o, const char *cursor)
+{
+	if (o->claiming || !o->r || !redis_connected(o->r) || o->n_flights >= MAX_IN_FLIGHT)
+		return;
+	if (redis_command(o->r, on_claimed, anchor_ref(o),
+			  "XAUTOCLAIM %s " GROUP " %s %d %s COUNT %d", o->stream, o->consumer,
+			  o->claim_idle_ms, cursor, BATCH) < 0) {
+		anchor_release(o->anchor);
+		return;
+	}
+	o->claiming = 1;
+}
+
+/* --- timers and public ------------------------------------------------------------- */
+
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	read_batch(arg);
+}
+
+static void on_claim_timer(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	claim_from(arg, "0-0");
+}
+
+static int arm_claim_timer(struct outbox *o)
+{
+	int ms = o->claim_idle_ms < CLAIM_EVERY_MS ? o->claim_idle_ms : CLAIM_EVERY_MS;
+	struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+	return evtimer_add(o->claim_timer, &tv);
+}
+
+struct outbox *outbox_new(struct event_base *base, struct redis *r, struct kafka_producer *p,
+			  const char *key_prefix, const char *consumer)
+{
+	struct outbox *o = calloc(1, sizeof(*o));
+	if (!o)
+		return NULL;
+	o->base = base;
+	o->r = r;
+	o->p = p;
+	o->claim_idle_ms = DEFAULT_CLAIM_IDLE;
+	size_t plen = strlen(key_prefix);
+	o->stream = malloc(plen + sizeof("outbox"));
+	o->consumer = strdup(consumer);
+	o->anchor = calloc(1, sizeof(*o->anchor));
+	if (!o->stream || !o->consumer || !o->anchor)
+		goto fail;
+	memcpy(o->stream, key_prefix, plen);
+	memcpy(o->stream + plen, "outbox", sizeof("outbox"));
+	o->anchor->o = o;
+	o->anchor->refs = 1;
+
+	o->tick = event_new(base, -1, EV_PERSIST, on_tick, o);
+	o->claim_timer = event_new(base, -1, EV_PERSIST, on_claim_timer, o);
+	if (!o->tick || !o->claim_timer)
+		goto fail;
+	struct timeval tv = {.tv_sec = 0, .tv_usec = TICK_MS * 1000};
+	if (evtimer_add(o->tick, &tv) < 0 || arm_claim_timer(o) < 0)
+		goto fail;
+	return o;
+fail:
+	if (o->tick)
+		event_free(o->tick);
+	if (o->claim_timer)
+		event_free(o->claim_timer);
+	free(o->anchor);
+	free(o->stream);
+	free(o->consumer);
+	free(o);
+	return NULL;
+}
+
+void outbox_kick(struct outbox *o)
+{
+	read_batch(o);
+}
+
+int outbox_in_flight(const struct outbox *o)
+{
+	return o->n_producing;
+}
+
+void outbox_set_claim_idle_ms(struct outbox *o, int ms)
+{
+	if (ms <= 0)
+		return;
+	o->claim_idle_ms = ms;
+	arm_claim_timer(o);
+}
+
+void outbox_free(struct outbox *o)
+{
+	if (!o)
+		return;
+	event_free(o->tick);
+	event_free(o->claim_timer);
+	for (struct flight *f = o->flights; f; f = f->next)
+		f->o = NULL;
+	o->anchor->o = NULL;
+	anchor_release(o->anchor);
+	free(o->stream);
+	free(o->consumer);
+	free(o);
+}

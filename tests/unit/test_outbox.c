@@ -1,0 +1,397 @@
+/* Tests for queue/outbox: a real redis-server on a free port and an
+ * in-process librdkafka mock cluster; entries written to the outbox stream
+ * reach Kafka and leave the stream, and entries a dead dispatcher left
+ * pending are claimed and produced. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <hiredis/hiredis.h>
+#include <librdkafka/rdkafka.h>
+#include <librdkafka/rdkafka_mock.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "lib/clock.h"
+#include "queue/outbox.h"
+
+#define TOPIC "sluice.events"
+
+static struct {
+	pid_t pid;
+	int port;
+	char dir[64];
+	char url[64];
+} srv;
+
+static struct {
+	rd_kafka_t *rk; /* owns the mock cluster */
+	rd_kafka_mock_cluster_t *mc;
+	const char *bootstraps;
+} kc;
+
+static struct event_base *base;
+static redisContext *sync_redis;    /* the test's own view of Redis */
+static struct kafka_producer *prod; /* shared: its start-up takes a while */
+static rd_kafka_t *reader;	    /* reads TOPIC from the start */
+
+static void silent_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+	(void)rk;
+	(void)level;
+	(void)fac;
+	(void)buf;
+}
+
+static int free_port(void)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t len = sizeof(sa);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+	    getsockname(fd, (struct sockaddr *)&sa, &len) < 0)
+		return -1;
+	close(fd);
+	return ntohs(sa.sin_port);
+}
+
+static int redis_server_start(void)
+{
+	char port[16];
+	snprintf(port, sizeof(port), "%d", srv.port);
+	srv.pid = fork();
+	if (srv.pid < 0)
+		return -1;
+	if (srv.pid == 0) {
+		int null = open("/dev/null", O_WRONLY);
+		dup2(null, 1);
+		execlp("redis-server", "redis-server", "--port", port, "--bind", "127.0.0.1",
+		       "--save", "", "--appendonly", "no", "--dir", srv.dir, "--loglevel",
+		       "warning", (char *)NULL);
+		_exit(127);
+	}
+	int64_t end = clock_mono_ms() + 5000;
+	struct timeval tv = {1, 0};
+	while (clock_mono_ms() < end) {
+		sync_redis = redisConnectWithTimeout("127.0.0.1", srv.port, tv);
+		if (sync_redis && !sync_redis->err) {
+			redisReply *rep = redisCommand(sync_redis, "PING");
+			int ok = rep && rep->type == REDIS_REPLY_STATUS;
+			freeReplyObject(rep);
+			if (ok)
+				return 0;
+		}
+		redisFree(sync_redis);
+		sync_redis = NULL;
+		usleep(20000);
+	}
+	return -1;
+}
+
+static int group_setup(void **state)
+{
+	char errstr[256];
+	(void)state;
+	strcpy(srv.dir, "/tmp/sluice-test-outbox-XXXXXX");
+	if (!mkdtemp(srv.dir))
+		return -1;
+	srv.port = free_port();
+	snprintf(srv.url, sizeof(srv.url), "127.0.0.1:%d", srv.port);
+	if (srv.port < 0 || redis_server_start() < 0)
+		return -1;
+
+	rd_kafka_conf_t *conf = rd_kafka_conf_new();
+	if (rd_kafka_conf_set(conf, "test.mock.num.brokers", "1", errstr, sizeof(errstr)) !=
+	    RD_KAFKA_CONF_OK)
+		return -1;
+	rd_kafka_conf_set_log_cb(conf, silent_log);
+	kc.rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+	if (!kc.rk)
+		return -1;
+	kc.mc = rd_kafka_handle_mock_cluster(kc.rk);
+	if (!kc.mc || rd_kafka_mock_topic_create(kc.mc, TOPIC, 1, 1) != 0)
+		return -1;
+	kc.bootstraps = rd_kafka_mock_cluster_bootstraps(kc.mc);
+	base = event_base_new();
+	if (!base)
+		return -1;
+	prod = kafka_producer_new(base, kc.bootstraps, errstr, sizeof(errstr));
+	if (!prod)
+		return -1;
+
+	conf = rd_kafka_conf_new();
+	if (rd_kafka_conf_set(conf, "bootstrap.servers", kc.bootstraps, errstr, sizeof(errstr)) !=
+		RD_KAFKA_CONF_OK ||
+	    rd_kafka_conf_set(conf, "group.id", "outbox-test", errstr, sizeof(errstr)) !=
+		RD_KAFKA_CONF_OK)
+		return -1;
+	rd_kafka_conf_set_log_cb(conf, silent_log);
+	reader = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
+	if (!reader)
+		return -1;
+	rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(1);
+	rd_kafka_topic_partition_list_add(parts, TOPIC, 0)->offset = RD_KAFKA_OFFSET_BEGINNING;
+	int rc = rd_kafka_assign(reader, parts) ? -1 : 0;
+	rd_kafka_topic_partition_list_destroy(parts);
+	return rc;
+}
+
+static int group_teardown(void **state)
+{
+	(void)state;
+	redisFree(sync_redis);
+	if (srv.pid > 0) {
+		kill(srv.pid, SIGTERM);
+		waitpid(srv.pid, NULL, 0);
+	}
+	rmdir(srv.dir);
+	rd_kafka_consumer_close(reader);
+	rd_kafka_destroy(reader);
+	kafka_producer_free(prod, 1000);
+	rd_kafka_destroy(kc.rk);
+	event_base_free(base);
+	return 0;
+}
+
+static long long sync_int(const char *fmt, const char *arg)
+{
+	redisReply *rep = redisCommand(sync_redis, fmt, arg);
+	assert_non_null(rep);
+	long long v = rep->type == REDIS_REPLY_INTEGER ? rep->integer : -1;
+	freeReplyObject(rep);
+	return v;
+}
+
+static void sync_ok(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	redisReply *rep = redisvCommand(sync_redis, fmt, ap);
+	va_end(ap);
+	assert_non_null(rep);
+	assert_int_not_equal(rep->type, REDIS_REPLY_ERROR);
+	freeReplyObject(rep);
+}
+
+/* Runs the loop until cond(arg) holds or ms pass; returns cond(arg). */
+static int run_until(int (*cond)(void *), void *arg, int ms)
+{
+	int64_t end = clock_mono_ms() + ms;
+	while (!cond(arg) && clock_mono_ms() < end) {
+		struct timeval tv = {0, 10000};
+		event_base_loopexit(base, &tv);
+		event_base_dispatch(base);
+	}
+	return cond(arg);
+}
+
+struct fixture {
+	struct redis *r;
+	struct outbox *o;
+	const char *stream;
+};
+
+static int is_connected(void *arg)
+{
+	return redis_connected(arg);
+}
+
+static void fixture_start(struct fixture *fx, const char *prefix, const char *stream)
+{
+	fx->stream = stream;
+	fx->r = redis_new(base, srv.url, 1000);
+	assert_non_null(fx->r);
+	assert_true(run_until(is_connected, fx->r, 3000));
+	fx->o = outbox_new(base, fx->r, prod, prefix, "test-host:1");
+	assert_non_null(fx->o);
+}
+
+static void fixture_stop(struct fixture *fx)
+{
+	outbox_free(fx->o);
+	redis_free(fx->r);
+}
+
+/* The outbox is drained: nothing in the stream, pending or in flight. */
+static int drained(void *arg)
+{
+	struct fixture *fx = arg;
+	if (outbox_in_flight(fx->o) != 0)
+		return 0;
+	redisReply *rep = redisCommand(sync_redis, "XLEN %s", fx->stream);
+	long long len = rep && rep->type == REDIS_REPLY_INTEGER ? rep->integer : -1;
+	freeReplyObject(rep);
+	if (len != 0)
+		return 0;
+	rep = redisCommand(sync_redis, "XPENDING %s dispatch", fx->stream);
+	long long pending = rep && rep->type == REDIS_REPLY_ARRAY && rep->elements > 0
+				? rep->element[0]->integer
+				: -1;
+	freeReplyObject(rep);
+	return pending == 0;
+}
+
+struct got {
+	int n;
+	char key[16][32];
+	char value[16][128];
+};
+
+/* Reads what reached TOPIC since the last call, for up to ms. */
+static void consume(struct got *g, int want, int ms)
+{
+	memset(g, 0, sizeof(*g));
+	int64_t end = clock_mono_ms() + ms;
+	while (g->n < want && clock_mono_ms() < end) {
+		rd_kafka_message_t *m = rd_kafka_consumer_poll(reader, 50);
+		if (!m)
+			continue;
+		if (!m->err && g->n < 16) {
+			snprintf(g->key[g->n], sizeof(g->key[0]), "%.*s", (int)m->key_len,
+				 (const char *)m->key);
+			snprintf(g->value[g->n], sizeof(g->value[0]), "%.*s", (int)m->len,
+				 (const char *)m->payload);
+			g->n++;
+		}
+		rd_kafka_message_destroy(m);
+	}
+}
+
+static void entries_are_produced_in_order_and_deleted(void **state)
+{
+	(void)state;
+	struct fixture fx;
+	fixture_start(&fx, "t1:", "t1:outbox");
+	for (int i = 0; i < 3; i++) {
+		char value[64];
+		snprintf(value, sizeof(value), "{\"n\":%d}", i);
+		sync_ok("XADD t1:outbox * topic %s key %s value %s", TOPIC, "run-1", value);
+	}
+	outbox_kick(fx.o);
+	assert_true(run_until(drained, &fx, 5000));
+
+	struct got g;
+	consume(&g, 3, 5000);
+	assert_int_equal(g.n, 3);
+	for (int i = 0; i < 3; i++) {
+		char value[64];
+		snprintf(value, sizeof(value), "{\"n\":%d}", i);
+		assert_string_equal(g.key[i], "run-1");
+		assert_string_equal(g.value[i], value);
+	}
+	fixture_stop(&fx);
+}
+
+static void the_tick_finds_entries_without_a_kick(void **state)
+{
+	(void)state;
+	struct fixture fx;
+	fixture_start(&fx, "t2:", "t2:outbox");
+	/* Let the group be created first, then write as a script would. */
+	struct timeval tv = {0, 300000};
+	event_base_loopexit(base, &tv);
+	event_base_dispatch(base);
+	assert_int_equal(sync_int("EXISTS %s", "t2:outbox"), 1);
+	sync_ok("XADD t2:outbox * topic %s key %s value %s", TOPIC, "run-2", "{\"tick\":true}");
+	assert_true(run_until(drained, &fx, 3000));
+
+	struct got g;
+	consume(&g, 1, 5000);
+	assert_int_equal(g.n, 1);
+	assert_string_equal(g.key[0], "run-2");
+	assert_string_equal(g.value[0], "{\"tick\":true}");
+	fixture_stop(&fx);
+}
+
+static void an_entry_left_by_a_dead_dispatcher_is_claimed_and_produced(void **state)
+{
+	(void)state;
+	sync_ok("XGROUP CREATE t3:outbox dispatch 0 MKSTREAM");
+	sync_ok("XADD t3:outbox * topic %s key %s value %s", TOPIC, "run-3", "{\"orphan\":1}");
+	/* Read by a dispatcher that then died: pending, owned by "dead". */
+	redisReply *rep =
+	    redisCommand(sync_redis, "XREADGROUP GROUP dispatch dead COUNT 10 STREAMS t3:outbox >");
+	assert_non_null(rep);
+	assert_int_equal(rep->type, REDIS_REPLY_ARRAY);
+	freeReplyObject(rep);
+
+	struct fixture fx;
+	fixture_start(&fx, "t3:", "t3:outbox");
+	outbox_set_claim_idle_ms(fx.o, 200);
+	assert_true(run_until(drained, &fx, 4000));
+
+	struct got g;
+	consume(&g, 1, 5000);
+	assert_int_equal(g.n, 1);
+	assert_string_equal(g.key[0], "run-3");
+	assert_string_equal(g.value[0], "{\"orphan\":1}");
+	fixture_stop(&fx);
+}
+
+static void a_malformed_entry_is_dropped_not_retried_forever(void **state)
+{
+	(void)state;
+	struct fixture fx;
+	fixture_start(&fx, "t4:", "t4:outbox");
+	sync_ok("XADD t4:outbox * key %s value %s", "run-4", "{}");
+	outbox_kick(fx.o);
+	assert_true(run_until(drained, &fx, 3000));
+	fixture_stop(&fx);
+}
+
+static int nothing_outstanding(void *arg)
+{
+	(void)arg;
+	return kafka_producer_outstanding(prod) == 0;
+}
+
+static int has_in_flight(void *arg)
+{
+	return outbox_in_flight(arg) > 0;
+}
+
+static void freeing_with_deliveries_in_flight_is_safe(void **state)
+{
+	(void)state;
+	struct fixture fx;
+	fixture_start(&fx, "t5:", "t5:outbox");
+	assert_int_equal(rd_kafka_mock_broker_set_down(kc.mc, 1), 0);
+	sync_ok("XADD t5:outbox * topic %s key %s value %s", TOPIC, "run-5", "{\"late\":1}");
+	outbox_kick(fx.o);
+	assert_true(run_until(has_in_flight, fx.o, 3000));
+	/* The producer outlives the outbox; its report must not touch it. */
+	outbox_free(fx.o);
+	assert_int_equal(rd_kafka_mock_broker_set_up(kc.mc, 1), 0);
+	assert_true(run_until(nothing_outstanding, NULL, 5000));
+	redis_free(fx.r);
+	/* Produced but never deleted: still in the stream for the next dispatcher. */
+	assert_int_equal(sync_int("XLEN %s", "t5:outbox"), 1);
+	struct got g;
+	consume(&g, 1, 5000);
+	assert_int_equal(g.n, 1);
+	assert_string_equal(g.value[0], "{\"late\":1}");
+}
+
+int main(void)
+{
+	signal(SIGPIPE, SIG_IGN);
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(entries_are_produced_in_order_and_deleted),
+	    cmocka_unit_test(the_tick_finds_entries_without_a_kick),
+	    cmocka_unit_test(an_entry_left_by_a_dead_dispatcher_is_claimed_and_produced),
+	    cmocka_unit_test(a_malformed_entry_is_dropped_not_retried_forever),
+	    cmocka_unit_test(freeing_with_deliveries_in_flight_is_safe),
+	};
+	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
