@@ -269,7 +269,8 @@ static void on_run(struct redis *r, redisReply *reply, const char *err, void *ar
 		free(c);
 		return;
 	}
-	const char *id = json_string_value(json_object_get(c->body, "id"));
+	char id[128];
+	snprintf(id, sizeof(id), "%s", json_string_value(json_object_get(c->body, "id")));
 	json_t *run = run_summary(id, reply);
 	json_decref(c->body);
 	c->body = run;

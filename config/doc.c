@@ -463,7 +463,7 @@ const struct config_doc_node *config_doc_get(const struct config_doc_node *map, 
 
 void config_doc_path(const struct config_doc_node *n, char *out, size_t outlen)
 {
-	const struct config_doc_node *chain[CONFIG_DOC_MAX_DEPTH + 2];
+	const struct config_doc_node *chain[CONFIG_DOC_MAX_DEPTH + 2] = {NULL};
 	size_t depth = 0, used = 0;
 
 	for (; n && depth < sizeof(chain) / sizeof(chain[0]); n = n->parent)

@@ -27,8 +27,9 @@
  * the pickup latency of a message produced into an idle partition. */
 #define CONSUMER_FETCH_WAIT_MS "10"
 /* A consumer killed outright loses its partitions after this long. */
-#define CONSUMER_SESSION_TIMEOUT_MS "6000"
-#define CONSUMER_HEARTBEAT_MS	    "1000"
+#define CONSUMER_SESSION_TIMEOUT_MS 6000
+#define CONSUMER_HEARTBEAT_MS	    1000
+/* Done offsets reach the broker within this long, bounding redelivery after a crash. */
 #define CONSUMER_COMMIT_INTERVAL_MS "1000"
 #define SAFETY_POLL_MS		    200
 #define CONTENT_TYPE		    "application/cloudevents+json"
@@ -81,6 +82,7 @@ struct kafka_consumer {
 	kafka_message_cb cb;
 	void *arg;
 	int paused;
+	int assigned;
 	struct part *parts;
 	/* Tickets of revoked partitions, kept until done or freed. */
 	struct ticket_list orphans;
@@ -88,11 +90,13 @@ struct kafka_consumer {
 
 /* --- shared ---------------------------------------------------------------- */
 
+/* librdkafka logs a refused connection at LOG_ERR; it retries, and error_cb
+ * reports the same event, so syslog 3 is only a warning here. */
 static enum log_level syslog_to_level(int level)
 {
-	if (level <= 3)
+	if (level <= 2)
 		return LOG_LEVEL_ERROR;
-	if (level == 4)
+	if (level <= 4)
 		return LOG_LEVEL_WARN;
 	if (level <= 6)
 		return LOG_LEVEL_INFO;
@@ -277,8 +281,8 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
 	free(d);
 }
 
-struct kafka_producer *kafka_producer_new(struct event_base *base, const char *brokers,
-					  char *err, size_t errlen)
+struct kafka_producer *kafka_producer_new(struct event_base *base, const char *brokers, char *err,
+					  size_t errlen)
 {
 	char errstr[512];
 	rd_kafka_conf_t *conf = NULL;
@@ -311,8 +315,8 @@ struct kafka_producer *kafka_producer_new(struct event_base *base, const char *b
 	conf = NULL; /* owned by the handle now */
 	p->queue = rd_kafka_queue_get_main(p->rk);
 	rd_kafka_set_log_queue(p->rk, NULL);
-	if (wake_init(&p->wake, base, p->queue, producer_on_io, producer_on_timer, p, err,
-		      errlen) < 0)
+	if (wake_init(&p->wake, base, p->queue, producer_on_io, producer_on_timer, p, err, errlen) <
+	    0)
 		goto fail;
 	free(list);
 	return p;
@@ -330,8 +334,8 @@ fail:
 	return NULL;
 }
 
-int kafka_produce(struct kafka_producer *p, const char *topic, const char *key,
-		  const char *value, size_t len, kafka_delivery_cb cb, void *arg)
+int kafka_produce(struct kafka_producer *p, const char *topic, const char *key, const char *value,
+		  size_t len, kafka_delivery_cb cb, void *arg)
 {
 	struct delivery *d = malloc(sizeof(*d));
 	if (!d) {
@@ -341,10 +345,10 @@ int kafka_produce(struct kafka_producer *p, const char *topic, const char *key,
 	d->cb = cb;
 	d->arg = arg;
 	rd_kafka_resp_err_t e = rd_kafka_producev(
-		p->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, key ? strlen(key) : 0),
-		RD_KAFKA_V_VALUE((void *)value, len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-		RD_KAFKA_V_HEADER("content-type", CONTENT_TYPE, -1), RD_KAFKA_V_OPAQUE(d),
-		RD_KAFKA_V_END);
+	    p->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, key ? strlen(key) : 0),
+	    RD_KAFKA_V_VALUE((void *)value, len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+	    RD_KAFKA_V_HEADER("content-type", CONTENT_TYPE, -1), RD_KAFKA_V_OPAQUE(d),
+	    RD_KAFKA_V_END);
 	if (e) {
 		log_warn("kafka produce failed", LOG_S("topic", topic),
 			 LOG_S("error", rd_kafka_err2str(e)));
@@ -510,11 +514,13 @@ void kafka_consumer_done(struct kafka_consumer *c, struct kafka_ticket *t)
 
 /* --- consumer -------------------------------------------------------------- */
 
-static void log_partitions(const char *msg, const rd_kafka_topic_partition_list_t *parts)
+static void log_partitions(const char *msg, const char *protocol,
+			   const rd_kafka_topic_partition_list_t *parts)
 {
 	for (int i = 0; i < parts->cnt; i++)
 		log_info(msg, LOG_S("topic", parts->elems[i].topic),
-			 LOG_I("partition", parts->elems[i].partition));
+			 LOG_I("partition", parts->elems[i].partition),
+			 LOG_S("protocol", protocol));
 }
 
 static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
@@ -522,23 +528,28 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 {
 	struct kafka_consumer *c = opaque;
 	const char *proto = rd_kafka_rebalance_protocol(rk);
-	int cooperative = proto && strcmp(proto, "COOPERATIVE") == 0;
+	if (!proto)
+		proto = "NONE";
+	int cooperative = strcmp(proto, "COOPERATIVE") == 0;
 	rd_kafka_error_t *error = NULL;
 	rd_kafka_resp_err_t e = RD_KAFKA_RESP_ERR_NO_ERROR;
 
 	if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
-		log_partitions("kafka partition assigned", parts);
+		log_partitions("kafka partition assigned", proto, parts);
 		if (cooperative)
 			error = rd_kafka_incremental_assign(rk, parts);
 		else
 			e = rd_kafka_assign(rk, parts);
-		if (!error && !e && c->paused)
-			e = rd_kafka_pause_partitions(rk, parts);
+		if (!error && !e) {
+			c->assigned = cooperative ? c->assigned + parts->cnt : parts->cnt;
+			if (c->paused)
+				e = rd_kafka_pause_partitions(rk, parts);
+		}
 	} else {
 		if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS)
 			log_partitions(rd_kafka_assignment_lost(rk) ? "kafka partition lost"
 								    : "kafka partition revoked",
-				       parts);
+				       proto, parts);
 		else
 			log_error("kafka rebalance failed", LOG_S("error", rd_kafka_err2str(err)));
 		for (int i = 0; i < parts->cnt; i++)
@@ -547,6 +558,8 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 			error = rd_kafka_incremental_unassign(rk, parts);
 		else
 			e = rd_kafka_assign(rk, NULL);
+		c->assigned =
+		    cooperative && c->assigned > parts->cnt ? c->assigned - parts->cnt : 0;
 	}
 	if (error) {
 		log_error("kafka assignment failed", LOG_S("error", rd_kafka_error_string(error)));
@@ -564,7 +577,7 @@ static void message_refetch(struct kafka_consumer *c, const rd_kafka_message_t *
 	if (!l)
 		return;
 	rd_kafka_topic_partition_list_add(l, rd_kafka_topic_name(m->rkt), m->partition)->offset =
-		m->offset;
+	    m->offset;
 	rd_kafka_error_t *error = rd_kafka_seek_partitions(c->rk, l, 0);
 	if (error)
 		rd_kafka_error_destroy(error);
@@ -586,13 +599,13 @@ static void message_deliver(struct kafka_consumer *c, const rd_kafka_message_t *
 	tickets_append(&pt->tickets, t);
 
 	struct kafka_message km = {
-		.topic = topic,
-		.partition = m->partition,
-		.offset = m->offset,
-		.key = m->key,
-		.key_len = m->key ? m->key_len : 0,
-		.value = m->payload,
-		.len = m->payload ? m->len : 0,
+	    .topic = topic,
+	    .partition = m->partition,
+	    .offset = m->offset,
+	    .key = m->key,
+	    .key_len = m->key ? m->key_len : 0,
+	    .value = m->payload,
+	    .len = m->payload ? m->len : 0,
 	};
 	c->cb(&km, t, c->arg);
 }
@@ -626,10 +639,28 @@ static void consumer_on_timer(evutil_socket_t fd, short what, void *arg)
 
 struct kafka_consumer *kafka_consumer_new(struct event_base *base, const char *brokers,
 					  const char *group, const char *const *topics,
-					  size_t ntopics, kafka_message_cb cb, void *arg,
-					  char *err, size_t errlen)
+					  size_t ntopics, kafka_message_cb cb, void *arg, char *err,
+					  size_t errlen)
+{
+	return kafka_consumer_new_opts(base, brokers, group, topics, ntopics, cb, arg, NULL, err,
+				       errlen);
+}
+
+struct kafka_consumer *kafka_consumer_new_opts(struct event_base *base, const char *brokers,
+					       const char *group, const char *const *topics,
+					       size_t ntopics, kafka_message_cb cb, void *arg,
+					       const struct kafka_consumer_opts *opts, char *err,
+					       size_t errlen)
 {
 	char errstr[512];
+	char session[16], heartbeat[16];
+	int session_ms = opts && opts->session_timeout_ms > 0 ? opts->session_timeout_ms
+							      : CONSUMER_SESSION_TIMEOUT_MS;
+	/* Three heartbeats per session, as Kafka recommends, but at least one a second. */
+	int heartbeat_ms =
+	    session_ms / 3 < CONSUMER_HEARTBEAT_MS ? session_ms / 3 : CONSUMER_HEARTBEAT_MS;
+	snprintf(session, sizeof(session), "%d", session_ms);
+	snprintf(heartbeat, sizeof(heartbeat), "%d", heartbeat_ms > 0 ? heartbeat_ms : 1);
 	rd_kafka_conf_t *conf = NULL;
 	rd_kafka_topic_partition_list_t *subs = NULL;
 	char *list = NULL;
@@ -653,15 +684,15 @@ struct kafka_consumer *kafka_consumer_new(struct event_base *base, const char *b
 		goto fail;
 	if (conf_set(conf, "group.id", group, err, errlen) < 0 ||
 	    conf_set(conf, "partition.assignment.strategy", "cooperative-sticky", err, errlen) <
-		    0 ||
+		0 ||
 	    conf_set(conf, "enable.auto.commit", "true", err, errlen) < 0 ||
 	    conf_set(conf, "auto.commit.interval.ms", CONSUMER_COMMIT_INTERVAL_MS, err, errlen) <
-		    0 ||
+		0 ||
 	    conf_set(conf, "enable.auto.offset.store", "false", err, errlen) < 0 ||
 	    conf_set(conf, "auto.offset.reset", "earliest", err, errlen) < 0 ||
 	    conf_set(conf, "fetch.wait.max.ms", CONSUMER_FETCH_WAIT_MS, err, errlen) < 0 ||
-	    conf_set(conf, "session.timeout.ms", CONSUMER_SESSION_TIMEOUT_MS, err, errlen) < 0 ||
-	    conf_set(conf, "heartbeat.interval.ms", CONSUMER_HEARTBEAT_MS, err, errlen) < 0)
+	    conf_set(conf, "session.timeout.ms", session, err, errlen) < 0 ||
+	    conf_set(conf, "heartbeat.interval.ms", heartbeat, err, errlen) < 0)
 		goto fail;
 	rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
 	rd_kafka_conf_set_opaque(conf, c);
@@ -675,8 +706,8 @@ struct kafka_consumer *kafka_consumer_new(struct event_base *base, const char *b
 	rd_kafka_set_log_queue(c->rk, NULL);
 	rd_kafka_poll_set_consumer(c->rk);
 	c->queue = rd_kafka_queue_get_consumer(c->rk);
-	if (wake_init(&c->wake, base, c->queue, consumer_on_io, consumer_on_timer, c, err,
-		      errlen) < 0)
+	if (wake_init(&c->wake, base, c->queue, consumer_on_io, consumer_on_timer, c, err, errlen) <
+	    0)
 		goto fail;
 
 	subs = rd_kafka_topic_partition_list_new((int)ntopics);
@@ -708,6 +739,11 @@ fail:
 	free(c);
 	free(list);
 	return NULL;
+}
+
+int kafka_consumer_assigned(const struct kafka_consumer *c)
+{
+	return c->assigned;
 }
 
 static void consumer_pause_resume(struct kafka_consumer *c, int pause)

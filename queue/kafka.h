@@ -24,15 +24,16 @@ struct kafka_ticket;
 typedef void (*kafka_delivery_cb)(const char *err, void *arg);
 
 /* brokers: a comma-separated list, or "@FILE" to read the list from FILE. */
-struct kafka_producer *kafka_producer_new(struct event_base *base, const char *brokers,
-					  char *err, size_t errlen);
+struct kafka_producer *kafka_producer_new(struct event_base *base, const char *brokers, char *err,
+					  size_t errlen);
 /* Copies topic, key and value; the message carries the header
  * content-type: application/cloudevents+json. 0 queued, -1 not (cb not called). */
-int kafka_produce(struct kafka_producer *p, const char *topic, const char *key,
-		  const char *value, size_t len, kafka_delivery_cb cb, void *arg);
+int kafka_produce(struct kafka_producer *p, const char *topic, const char *key, const char *value,
+		  size_t len, kafka_delivery_cb cb, void *arg);
 /* Messages queued or in flight. */
 int kafka_producer_outstanding(const struct kafka_producer *p);
-/* Waits up to timeout_ms for outstanding deliveries, then frees. */
+/* Waits up to timeout_ms for outstanding deliveries, then frees; callbacks
+ * still owed are called first, with a purge error. */
 void kafka_producer_free(struct kafka_producer *p, int timeout_ms);
 
 struct kafka_message {
@@ -48,14 +49,27 @@ struct kafka_message {
 /* The message and its memory are valid only during the callback; the ticket
  * stays valid until passed to kafka_consumer_done, which must happen exactly
  * once (also for messages the caller drops). */
-typedef void (*kafka_message_cb)(const struct kafka_message *m, struct kafka_ticket *t,
-				 void *arg);
+typedef void (*kafka_message_cb)(const struct kafka_message *m, struct kafka_ticket *t, void *arg);
 
 struct kafka_consumer *kafka_consumer_new(struct event_base *base, const char *brokers,
 					  const char *group, const char *const *topics,
-					  size_t ntopics, kafka_message_cb cb, void *arg,
-					  char *err, size_t errlen);
+					  size_t ntopics, kafka_message_cb cb, void *arg, char *err,
+					  size_t errlen);
+/* Consumer tuning for kafka_consumer_new_opts; a zero field keeps the default. */
+struct kafka_consumer_opts {
+	/* How long a member that stopped heartbeating keeps its partitions;
+	 * default 6000, the smallest a Kafka broker accepts unless configured. */
+	int session_timeout_ms;
+};
+/* kafka_consumer_new with tuning; opts may be NULL. */
+struct kafka_consumer *kafka_consumer_new_opts(struct event_base *base, const char *brokers,
+					       const char *group, const char *const *topics,
+					       size_t ntopics, kafka_message_cb cb, void *arg,
+					       const struct kafka_consumer_opts *opts, char *err,
+					       size_t errlen);
 void kafka_consumer_done(struct kafka_consumer *c, struct kafka_ticket *t);
+/* Partitions currently assigned to this member (0 until the group has formed). */
+int kafka_consumer_assigned(const struct kafka_consumer *c);
 /* Pause or resume fetching on every assigned partition (and those assigned later). */
 void kafka_consumer_pause(struct kafka_consumer *c);
 void kafka_consumer_resume(struct kafka_consumer *c);

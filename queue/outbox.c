@@ -45,7 +45,6 @@ struct flight {
 };
 
 struct outbox {
-	struct event_base *base;
 	struct redis *r; /* NULL once it reported shutting down */
 	struct kafka_producer *p;
 	char *stream;
@@ -394,7 +393,6 @@ struct outbox *outbox_new(struct event_base *base, struct redis *r, struct kafka
 	struct outbox *o = calloc(1, sizeof(*o));
 	if (!o)
 		return NULL;
-	o->base = base;
 	o->r = r;
 	o->p = p;
 	o->claim_idle_ms = DEFAULT_CLAIM_IDLE;

@@ -561,6 +561,8 @@ static void on_reconnect(evutil_socket_t fd, short what, void *arg)
 	struct redis *r = arg;
 	(void)fd;
 	(void)what;
+	/* hiredis resolves host names with getaddrinfo, which blocks: an address
+	 * or a name from /etc/hosts keeps this instant. */
 	redisAsyncContext *ac =
 	    r->path ? redisAsyncConnectUnix(r->path) : redisAsyncConnect(r->host, r->port);
 	if (!ac) {

@@ -1,9 +1,22 @@
 #!/bin/sh
-# Runs each cmocka test binary; prints "unit: N passed, N failed".
+# Runs each cmocka test binary and counts their test cases; the last line is
+# "unit: N passed, N failed" (a binary that crashes counts as one failure).
 pass=0
 fail=0
+out=$(mktemp)
+trap 'rm -f "$out"' EXIT
 for t in "$@"; do
-	if "$t"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAILED: $t"; fi
+	"$t" >"$out" 2>&1
+	rc=$?
+	cat "$out"
+	p=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' "$out" | tail -n 1)
+	f=$(sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p' "$out" | tail -n 1)
+	pass=$((pass + ${p:-0}))
+	fail=$((fail + ${f:-0}))
+	if [ "$rc" -ne 0 ] && [ -z "$f" ]; then
+		fail=$((fail + 1))
+	fi
+	[ "$rc" -ne 0 ] && echo "FAILED: $t (exit $rc)"
 done
 echo "unit: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

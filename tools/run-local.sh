@@ -97,10 +97,12 @@ wait_until() {
 	done
 }
 
-# A port is free when nothing accepts a connection on it (curl: exit 7).
+# A port is taken when something accepts a connection on it. curl exits 7
+# when the connection is refused; 3 and 6 (a malformed address) are left for
+# the process that uses it to report.
 port_free() {
 	curl -s -o /dev/null --max-time 2 "http://$1/" </dev/null
-	[ $? -eq 7 ]
+	case $? in 3 | 6 | 7) return 0 ;; *) return 1 ;; esac
 }
 
 for b in sluice-agent sluice-worker sluice-devbroker sluicectl; do
@@ -243,6 +245,11 @@ if [ -n "$run_id" ]; then
 	done
 	say ""
 	say "run $run_id $status"
+	for stage in build test; do
+		say ""
+		say "\$ sluicectl logs $run_id $stage"
+		$ctl logs "$run_id" "$stage"
+	done
 else
 	say "the agent started no run: see $logs/agent.log"
 fi

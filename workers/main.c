@@ -24,14 +24,6 @@
 #define DRAIN_TIMEOUT_MS (60 * 1000)
 #define SHUTDOWN_FLUSH_MS 5000
 
-struct backlog_item {
-	struct backlog_item *next;
-	struct kafka_ticket *ticket;
-	char run[128];
-	char stage[128];
-	int attempt;
-};
-
 struct worker_main {
 	struct worker w;
 	struct event *sigterm, *sigint, *drain_timer, *exit_check;
@@ -45,47 +37,6 @@ static void usage(FILE *f)
 		   "\n"
 		   "Runs the stages of the given kinds (build, test, scan, push, deploy)\n"
 		   "from sluice.jobs.<kind>.\n");
-}
-
-static void take_or_queue(struct worker *w, const char *run, const char *stage, int attempt,
-			  struct kafka_ticket *t)
-{
-	if (w->running < w->concurrency && !w->backlog) {
-		job_start(w, run, stage, attempt, t);
-		return;
-	}
-	struct backlog_item *b = calloc(1, sizeof(*b));
-	if (!b) {
-		/* Not done: its offset stays unstored and it is consumed again. */
-		log_error("backlog allocation failed", LOG_S("run", run));
-		return;
-	}
-	b->ticket = t;
-	b->attempt = attempt;
-	snprintf(b->run, sizeof(b->run), "%s", run);
-	snprintf(b->stage, sizeof(b->stage), "%s", stage);
-	*w->backlog_tail = b;
-	w->backlog_tail = &b->next;
-	kafka_consumer_pause(w->consumer);
-}
-
-void worker_slot_freed(struct worker *w)
-{
-	while (!w->draining && w->backlog && w->running < w->concurrency) {
-		struct backlog_item *b = w->backlog;
-		w->backlog = b->next;
-		if (!w->backlog)
-			w->backlog_tail = &w->backlog;
-		job_start(w, b->run, b->stage, b->attempt, b->ticket);
-		free(b);
-	}
-	if (!w->draining && !w->backlog)
-		kafka_consumer_resume(w->consumer);
-	char status[64];
-	snprintf(status, sizeof(status), "STATUS=%d job(s) running", w->running);
-	sd_notify(0, status);
-	if (w->draining && w->running == 0)
-		event_base_loopexit(w->base, NULL);
 }
 
 static void on_job(const struct kafka_message *m, struct kafka_ticket *t, void *arg)
@@ -111,7 +62,7 @@ static void on_job(const struct kafka_message *m, struct kafka_ticket *t, void *
 			 LOG_S("error", "not a job with run, stage and attempt"));
 		kafka_consumer_done(w->consumer, t);
 	} else {
-		take_or_queue(w, run, stage, (int)json_integer_value(attempt), t);
+		worker_offer(w, run, stage, (int)json_integer_value(attempt), t);
 	}
 	envelope_clear(&env);
 }
@@ -283,11 +234,7 @@ fail:
 	w->draining = 1;
 	if (w->consumer)
 		kafka_consumer_free(w->consumer);
-	while (w->backlog) {
-		struct backlog_item *b = w->backlog;
-		w->backlog = b->next;
-		free(b);
-	}
+	worker_backlog_clear(w);
 	if (w->redis)
 		redis_free(w->redis);
 	if (w->outbox)

@@ -41,6 +41,12 @@ struct worker {
 	struct backlog_item *backlog, **backlog_tail;
 };
 
+/* A job for this worker: start it now if a slot is free, else keep it in
+ * the backlog (offset not stored) and pause the consumer. */
+void worker_offer(struct worker *w, const char *run, const char *stage, int attempt,
+		  struct kafka_ticket *t);
+/* Drops the backlog; those jobs are consumed again by the partitions' next owner. */
+void worker_backlog_clear(struct worker *w);
 /* A job message for this worker: claim it and run it. The ticket is done
  * once the claim is recorded (or the job turned out not to be ours). */
 void job_start(struct worker *w, const char *run, const char *stage, int attempt,

@@ -39,8 +39,7 @@ struct broker {
 };
 
 static const char *const default_topics[] = {
-	"jobs.build", "jobs.test", "jobs.scan", "jobs.push",
-	"jobs.deploy", "results", "events", "dlq",
+    "jobs.build", "jobs.test", "jobs.scan", "jobs.push", "jobs.deploy", "results", "events", "dlq",
 };
 
 static void usage(FILE *f)
@@ -86,8 +85,8 @@ static int parse_int(const char *s, int min, int max, int *out)
 static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
 	(void)rk;
-	enum log_level lvl = level <= 3	  ? LOG_LEVEL_ERROR
-			     : level == 4 ? LOG_LEVEL_WARN
+	enum log_level lvl = level <= 2	  ? LOG_LEVEL_ERROR
+			     : level <= 4 ? LOG_LEVEL_WARN
 			     : level <= 6 ? LOG_LEVEL_INFO
 					  : LOG_LEVEL_DEBUG;
 	log_at(lvl, "mock cluster", LOG_S("facility", fac), LOG_S("detail", buf));
@@ -110,9 +109,9 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 	struct broker *b = arg;
 	if (sig == SIGUSR1 || sig == SIGUSR2) {
 		for (int id = 1; id <= b->nbrokers; id++) {
-			rd_kafka_resp_err_t e =
-				sig == SIGUSR1 ? rd_kafka_mock_broker_set_down(b->mcluster, id)
-					       : rd_kafka_mock_broker_set_up(b->mcluster, id);
+			rd_kafka_resp_err_t e = sig == SIGUSR1
+						    ? rd_kafka_mock_broker_set_down(b->mcluster, id)
+						    : rd_kafka_mock_broker_set_up(b->mcluster, id);
 			if (e)
 				log_warn("broker state change failed", LOG_I("broker", id),
 					 LOG_S("error", rd_kafka_err2str(e)));
@@ -181,13 +180,13 @@ static int topic_parse(const char *arg, struct topic **topics, size_t *n)
 	return topic_add(topics, n, name, partitions);
 }
 
-static int create_topics(rd_kafka_mock_cluster_t *mcluster, const struct topic *topics,
-			 size_t n, int default_partitions, int replication)
+static int create_topics(rd_kafka_mock_cluster_t *mcluster, const struct topic *topics, size_t n,
+			 int default_partitions, int replication)
 {
 	for (size_t i = 0; i < n; i++) {
 		int parts = topics[i].partitions > 0 ? topics[i].partitions : default_partitions;
 		rd_kafka_resp_err_t e =
-			rd_kafka_mock_topic_create(mcluster, topics[i].name, parts, replication);
+		    rd_kafka_mock_topic_create(mcluster, topics[i].name, parts, replication);
 		if (e) {
 			log_error("cannot create topic", LOG_S("topic", topics[i].name),
 				  LOG_S("error", rd_kafka_err2str(e)));
@@ -201,18 +200,26 @@ static int create_topics(rd_kafka_mock_cluster_t *mcluster, const struct topic *
 
 int main(int argc, char **argv)
 {
-	enum { OPT_BOOTSTRAP = 256, OPT_TOPIC, OPT_DEFAULT, OPT_PREFIX, OPT_PARTS, OPT_BROKERS,
-	       OPT_LOGLEVEL, OPT_HELP };
+	enum {
+		OPT_BOOTSTRAP = 256,
+		OPT_TOPIC,
+		OPT_DEFAULT,
+		OPT_PREFIX,
+		OPT_PARTS,
+		OPT_BROKERS,
+		OPT_LOGLEVEL,
+		OPT_HELP
+	};
 	static const struct option opts[] = {
-		{"bootstrap-file", required_argument, NULL, OPT_BOOTSTRAP},
-		{"topic", required_argument, NULL, OPT_TOPIC},
-		{"default-topics", no_argument, NULL, OPT_DEFAULT},
-		{"prefix", required_argument, NULL, OPT_PREFIX},
-		{"partitions", required_argument, NULL, OPT_PARTS},
-		{"brokers", required_argument, NULL, OPT_BROKERS},
-		{"log-level", required_argument, NULL, OPT_LOGLEVEL},
-		{"help", no_argument, NULL, OPT_HELP},
-		{NULL, 0, NULL, 0},
+	    {"bootstrap-file", required_argument, NULL, OPT_BOOTSTRAP},
+	    {"topic", required_argument, NULL, OPT_TOPIC},
+	    {"default-topics", no_argument, NULL, OPT_DEFAULT},
+	    {"prefix", required_argument, NULL, OPT_PREFIX},
+	    {"partitions", required_argument, NULL, OPT_PARTS},
+	    {"brokers", required_argument, NULL, OPT_BROKERS},
+	    {"log-level", required_argument, NULL, OPT_LOGLEVEL},
+	    {"help", no_argument, NULL, OPT_HELP},
+	    {NULL, 0, NULL, 0},
 	};
 	const char *bootstrap_file = NULL;
 	const char *prefix = DEFAULT_PREFIX;
@@ -261,8 +268,7 @@ int main(int argc, char **argv)
 			break;
 		case OPT_LOGLEVEL:
 			if (log_set_level(optarg) < 0) {
-				fprintf(stderr, "sluice-devbroker: bad --log-level '%s'\n",
-					optarg);
+				fprintf(stderr, "sluice-devbroker: bad --log-level '%s'\n", optarg);
 				goto usage;
 			}
 			break;
@@ -307,9 +313,9 @@ int main(int argc, char **argv)
 	snprintf(nbrokers, sizeof(nbrokers), "%d", b.nbrokers);
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
 	if (rd_kafka_conf_set(conf, "log.queue", "true", errstr, sizeof(errstr)) !=
-		    RD_KAFKA_CONF_OK ||
+		RD_KAFKA_CONF_OK ||
 	    rd_kafka_conf_set(conf, "test.mock.num.brokers", nbrokers, errstr, sizeof(errstr)) !=
-		    RD_KAFKA_CONF_OK) {
+		RD_KAFKA_CONF_OK) {
 		log_error("mock cluster config", LOG_S("error", errstr));
 		rd_kafka_conf_destroy(conf);
 		goto out;

@@ -9,7 +9,6 @@ the GitHub payload fixtures from $SLUICE_FIXTURES (default:
 is stopped at teardown, and a failing test shows the tail of every log.
 """
 
-import copy
 import hashlib
 import hmac
 import http.client
@@ -66,7 +65,8 @@ def tail(path, lines=40):
 def binary(name):
     path = os.path.join(BUILD, name)
     if not os.access(path, os.X_OK):
-        raise RuntimeError("%s not found in %s: build first (make), or set SLUICE_BUILD" % (name, BUILD))
+        raise RuntimeError("%s not found in %s: build first (make), or set SLUICE_BUILD"
+                           % (name, BUILD))
     return path
 
 
@@ -488,12 +488,15 @@ class Stack:
         return p
 
 
-def pipeline(name, repository, stages, events=None, branches=None, checkout=None, vars_=None):
-    trigger = {"repository": repository, "secret_file": "webhook-secret"}
+def pipeline(name, repository, stages, events=None, branches=None, tags=None, checkout=None,
+             vars_=None, secret_file="webhook-secret"):
+    trigger = {"repository": repository, "secret_file": secret_file}
     if events is not None:
         trigger["events"] = events
     if branches is not None:
         trigger["branches"] = branches
+    if tags is not None:
+        trigger["tags"] = tags
     p = {"name": name, "trigger": {"github": trigger}}
     if checkout:
         p["checkout"] = {"url": checkout}
@@ -508,6 +511,10 @@ def pipeline(name, repository, stages, events=None, branches=None, checkout=None
 APP_REPO = "sluice-it/app"
 FAILING_REPO = "sluice-it/failing"
 REFS_REPO = "sluice-it/refs"
+MULTI_REPO = "sluice-it/multi"
+SLOW_REPO = "sluice-it/slow"
+# The secret of the one pipeline that does not use the stack's secret.
+OTHER_SECRET = "another-secret-for-multi-other"
 
 BUILD_SCRIPT = (
     'echo "building $1 on $2"; echo "greeting $3 and $GREETING"; cat content.txt; '
@@ -527,18 +534,37 @@ def shared_pipelines(repo):
             "build": {"run": ["sh", "-c", "echo about to fail; exit 3"]},
             "test": {"run": ["sh", "-c", "echo this must never run"], "needs": ["build"]},
         }),
-        "refs.yaml": pipeline("refs", REFS_REPO, branches=["**"], checkout=repo.url, stages={
+        "refs.yaml": pipeline("refs", REFS_REPO, branches=["**"], tags=["v*"], checkout=repo.url,
+                              stages={
             "build": {"run": ["sh", "-c", 'printf "%s\\n" "$1" > ref.txt; echo "$1"', "sh",
                               "${SLUICE_REF}"]},
         }),
+        # Two pipelines of one repository and one secret, and a third with
+        # its own secret; build fans out to two stages of kind test.
+        "multi-a.yaml": pipeline("multi-a", MULTI_REPO, checkout=repo.url, stages=DAG_STAGES),
+        "multi-b.yaml": pipeline("multi-b", MULTI_REPO, checkout=repo.url, stages=DAG_STAGES),
+        "multi-other.yaml": pipeline("multi-other", MULTI_REPO, checkout=repo.url,
+                                    secret_file="other-secret", stages=DAG_STAGES),
+        "slow.yaml": pipeline("slow", SLOW_REPO, checkout=repo.url, stages={
+            "build": {"run": ["sh", "-c", "echo sleeping; exec sleep 30"], "timeout": "1s"},
+            "test": {"run": ["true"], "needs": ["build"]},
+        }),
     }
+
+
+DAG_STAGES = {
+    "build": {"run": ["sh", "-c", "echo built > built.txt; echo built $SLUICE_PIPELINE"]},
+    "unit": {"kind": "test", "run": ["sh", "-c", "echo unit $SLUICE_STAGE"], "needs": ["build"]},
+    "lint": {"kind": "test", "run": ["sh", "-c", "echo lint $SLUICE_STAGE"], "needs": ["build"]},
+    "report": {"kind": "test", "run": ["sh", "-c", "echo report"], "needs": ["unit", "lint"]},
+}
 
 
 @pytest.fixture(scope="session")
 def stack():
     root = tempfile.mkdtemp(prefix="sluice-it-")
     repo = LocalRepo(os.path.join(root, "repo"))
-    s = Stack(root, repo, shared_pipelines(repo))
+    s = Stack(root, repo, shared_pipelines(repo), extra_secrets={"other-secret": OTHER_SECRET})
     try:
         s.start()
     except BaseException as e:

@@ -161,7 +161,10 @@ def test_body_over_25_mib_is_413(stack):
     body = json.dumps(p).encode()
     before = stack.run_count()
     status, answer = stack.post_hook("push", body)
-    assert_error(status, answer, 413)
+    # libevent refuses the body as it arrives, before it is buffered, so the
+    # answer is its own short page rather than sluice's JSON error.
+    assert status == 413
+    assert "Request Entity Too Large" in answer.get("_raw", "")
     assert stack.run_count() == before
     # The agent still serves after refusing it.
     assert stack.get("/healthz")[0] == 200

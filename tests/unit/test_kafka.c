@@ -37,9 +37,9 @@ static void cluster_start(struct cluster *cl, const char *topic, int partitions)
 {
 	char errstr[256];
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
-	assert_int_equal(rd_kafka_conf_set(conf, "test.mock.num.brokers", "1", errstr,
-					   sizeof(errstr)),
-			 RD_KAFKA_CONF_OK);
+	assert_int_equal(
+	    rd_kafka_conf_set(conf, "test.mock.num.brokers", "1", errstr, sizeof(errstr)),
+	    RD_KAFKA_CONF_OK);
 	rd_kafka_conf_set_log_cb(conf, silent_log);
 	cl->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
 	assert_non_null(cl->rk);
@@ -133,7 +133,7 @@ struct sink {
 	int last_index_of_key[MAXMSG];
 	int misordered;
 	int mismatched;
-	int hold;			   /* keep tickets instead of marking done */
+	int hold;			     /* keep tickets instead of marking done */
 	struct kafka_ticket *ticket[MAXMSG]; /* by offset when hold */
 	int64_t last_us;
 	int nkeys;
@@ -196,13 +196,16 @@ static int progress_reached(void *arg)
 }
 
 static struct kafka_consumer *consumer_open(struct event_base *base, const struct cluster *cl,
-					    const char *group, const char *topic, struct sink *s)
+					    const char *group, const char *topic, struct sink *s,
+					    const struct kafka_consumer_opts *opts)
 {
 	char err[256] = "";
 	const char *topics[] = {topic};
 	struct kafka_consumer *c =
-		kafka_consumer_new(base, cl->bootstraps, group, topics, 1, on_message, s, err,
-				   sizeof(err));
+	    opts ? kafka_consumer_new_opts(base, cl->bootstraps, group, topics, 1, on_message, s,
+					   opts, err, sizeof(err))
+		 : kafka_consumer_new(base, cl->bootstraps, group, topics, 1, on_message, s, err,
+				      sizeof(err));
 	if (!c)
 		fail_msg("consumer: %s", err);
 	s->c = c;
@@ -215,155 +218,187 @@ static int cmp_i64(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
+/* --- shared fixture --------------------------------------------------------- */
+
+/* The mock cluster waits 3 s before forming a new group, so every group the
+ * tests need is started here and they form side by side while the first test
+ * runs the loop. */
+struct fixture {
+	struct cluster cl;
+	struct event_base *base;
+	struct kafka_producer *p;
+	struct sink flow, ordered, paused;
+	struct kafka_consumer *c_flow, *c_ordered, *c_paused;
+	struct reports r_ordered, r_paused;
+};
+
+/* The mock holds a rejoin for the session timeout less 1 s, and a first join
+ * for 3 s, which the session must outlast. */
+static const struct kafka_consumer_opts quick_group = {.session_timeout_ms = 4000};
+
+enum { N_ORDERED = 10 };
+
+static int setup(void **state)
+{
+	static struct fixture fx;
+	char err[256] = "";
+	memset(&fx, 0, sizeof(fx));
+	cluster_start(&fx.cl, "jobs", 4);
+	assert_int_equal(rd_kafka_mock_topic_create(fx.cl.mc, "ordered", 1, 1), 0);
+	assert_int_equal(rd_kafka_mock_topic_create(fx.cl.mc, "paused", 2, 1), 0);
+	assert_int_equal(rd_kafka_mock_topic_create(fx.cl.mc, "typed", 1, 1), 0);
+	fx.base = event_base_new();
+	assert_non_null(fx.base);
+	fx.p = kafka_producer_new(fx.base, fx.cl.bootstraps, err, sizeof(err));
+	assert_non_null(fx.p);
+
+	sink_init(&fx.flow, 20, 0);
+	fx.c_flow = consumer_open(fx.base, &fx.cl, "workers", "jobs", &fx.flow, NULL);
+
+	for (int i = 0; i < N_ORDERED; i++)
+		produce_indexed(fx.p, "ordered", i, 1, &fx.r_ordered);
+	sink_init(&fx.ordered, 1, 1);
+	fx.c_ordered =
+	    consumer_open(fx.base, &fx.cl, "ordered-group", "ordered", &fx.ordered, &quick_group);
+
+	sink_init(&fx.paused, 4, 0);
+	fx.c_paused = consumer_open(fx.base, &fx.cl, "paused-group", "paused", &fx.paused, NULL);
+	kafka_consumer_pause(fx.c_paused); /* before the group assigned anything */
+	for (int i = 0; i < 4; i++)
+		produce_indexed(fx.p, "paused", i, 4, &fx.r_paused);
+	*state = &fx;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *fx = *state;
+	kafka_consumer_free(fx->c_flow);
+	kafka_consumer_free(fx->c_ordered);
+	kafka_consumer_free(fx->c_paused);
+	kafka_producer_free(fx->p, 1000);
+	event_base_free(fx->base);
+	cluster_stop(&fx->cl);
+	return 0;
+}
+
 /* --- tests ----------------------------------------------------------------- */
 
 static void every_message_is_reported_and_consumed_once_in_key_order(void **state)
 {
-	(void)state;
-	enum { N = 300, NKEYS = 20, ROUNDS = 100 };
-	struct cluster cl;
-	cluster_start(&cl, "jobs", 4);
-	struct event_base *base = event_base_new();
-	char err[256] = "";
-	struct kafka_producer *p = kafka_producer_new(base, cl.bootstraps, err, sizeof(err));
-	assert_non_null(p);
-	static struct sink s;
-	sink_init(&s, NKEYS, 0);
-	struct kafka_consumer *c = consumer_open(base, &cl, "workers", "jobs", &s);
-
+	enum { N = 300, NKEYS = 20, ROUNDS = 60 };
+	struct fixture *fx = *state;
+	struct sink *s = &fx->flow;
 	struct reports r = {0};
 	for (int i = 0; i < N; i++)
-		produce_indexed(p, "jobs", i, NKEYS, &r);
-	assert_true(kafka_producer_outstanding(p) > 0);
-	struct progress want = {&s, &r, N, N};
-	assert_true(run_until(base, progress_reached, &want, 15000));
+		produce_indexed(fx->p, "jobs", i, NKEYS, &r);
+	assert_true(kafka_producer_outstanding(fx->p) > 0);
+	struct progress want = {s, &r, N, N};
+	assert_true(run_until(fx->base, progress_reached, &want, 15000));
 	assert_int_equal(r.ok, N);
 	assert_int_equal(r.failed, 0);
-	assert_int_equal(kafka_producer_outstanding(p), 0);
-	assert_int_equal(s.mismatched, 0);
-	assert_int_equal(s.misordered, 0);
+	assert_int_equal(s->mismatched, 0);
+	assert_int_equal(s->misordered, 0);
 	for (int i = 0; i < N; i++)
-		assert_int_equal(s.seen[i], 1);
+		assert_int_equal(s->seen[i], 1);
+	assert_int_equal(kafka_consumer_assigned(fx->c_flow), 4);
 	/* Keys spread over more than one partition. */
 	int spread = 0;
 	for (int k = 1; k < NKEYS; k++)
-		spread |= s.key_partition[k] != s.key_partition[0];
+		spread |= s->key_partition[k] != s->key_partition[0];
 	assert_true(spread);
 
-	/* Produce→consume latency on an idle, already-assigned consumer. */
+	/* Produce->consume latency of single messages at random moments
+	 * relative to the consumer's fetch cycle. */
 	static int64_t lat[ROUNDS];
+	srand(7);
 	for (int j = 0; j < ROUNDS; j++) {
+		run_until(fx->base, NULL, NULL, rand() % 20);
 		int64_t t0 = now_us();
-		produce_indexed(p, "jobs", N + j, NKEYS, &r);
+		produce_indexed(fx->p, "jobs", N + j, NKEYS, &r);
 		want.want_received = N + j + 1;
 		want.want_reports = N + j + 1;
-		assert_true(run_until(base, progress_reached, &want, 5000));
-		lat[j] = s.last_us - t0;
+		assert_true(run_until(fx->base, progress_reached, &want, 5000));
+		lat[j] = s->last_us - t0;
 	}
+	assert_int_equal(kafka_producer_outstanding(fx->p), 0);
 	qsort(lat, ROUNDS, sizeof(lat[0]), cmp_i64);
 	print_message("produce->consume latency: p50 %.2f ms, p90 %.2f ms, max %.2f ms\n",
 		      (double)lat[ROUNDS / 2] / 1000, (double)lat[ROUNDS * 9 / 10] / 1000,
 		      (double)lat[ROUNDS - 1] / 1000);
 	assert_true(lat[ROUNDS / 2] < 100000);
-
-	kafka_consumer_free(c);
-	kafka_producer_free(p, 1000);
-	event_base_free(base);
-	cluster_stop(&cl);
 }
 
 static void a_new_member_resumes_after_the_contiguous_done_prefix(void **state)
 {
-	(void)state;
-	enum { N = 10 };
-	struct cluster cl;
-	cluster_start(&cl, "ordered", 1);
-	struct event_base *base = event_base_new();
-	char err[256] = "";
-	struct kafka_producer *p = kafka_producer_new(base, cl.bootstraps, err, sizeof(err));
-	assert_non_null(p);
-	struct reports r = {0};
-	for (int i = 0; i < N; i++)
-		produce_indexed(p, "ordered", i, 1, &r);
-
-	static struct sink a;
-	sink_init(&a, 1, 1);
-	struct kafka_consumer *ca = consumer_open(base, &cl, "g", "ordered", &a);
-	struct progress want = {&a, &r, N, N};
-	assert_true(run_until(base, progress_reached, &want, 15000));
-	assert_int_equal(r.ok, N);
-	for (int i = 0; i < N; i++)
-		assert_int_equal(a.offset[i], i);
+	struct fixture *fx = *state;
+	struct sink *a = &fx->ordered;
+	struct progress want = {a, &fx->r_ordered, N_ORDERED, N_ORDERED};
+	assert_true(run_until(fx->base, progress_reached, &want, 15000));
+	assert_int_equal(fx->r_ordered.ok, N_ORDERED);
+	for (int i = 0; i < N_ORDERED; i++)
+		assert_int_equal(a->offset[i], i);
 	/* Out of order within the prefix: 2 and 0 store nothing past 0, then 1
 	 * completes 0..2. 4 and 5 are done but 3 is not, so they stay uncommitted. */
 	int done[] = {2, 0, 1, 5, 4};
 	for (size_t i = 0; i < sizeof(done) / sizeof(done[0]); i++) {
-		kafka_consumer_done(ca, a.ticket[done[i]]);
-		a.ticket[done[i]] = NULL;
+		kafka_consumer_done(fx->c_ordered, a->ticket[done[i]]);
+		a->ticket[done[i]] = NULL;
 	}
-	kafka_consumer_free(ca); /* drops the tickets of 3 and 6..9 */
+	kafka_consumer_free(fx->c_ordered); /* drops the tickets of 3 and 6..9 */
 
 	static struct sink b;
 	sink_init(&b, 1, 0);
-	struct kafka_consumer *cb = consumer_open(base, &cl, "g", "ordered", &b);
-	want = (struct progress){&b, NULL, N - 3, 0};
-	assert_true(run_until(base, progress_reached, &want, 15000));
-	run_until(base, NULL, NULL, 300); /* nothing more arrives */
-	assert_int_equal(b.received, N - 3);
-	for (int i = 0; i < N; i++)
+	fx->c_ordered =
+	    consumer_open(fx->base, &fx->cl, "ordered-group", "ordered", &b, &quick_group);
+	want = (struct progress){&b, NULL, N_ORDERED - 3, 0};
+	assert_true(run_until(fx->base, progress_reached, &want, 15000));
+	run_until(fx->base, NULL, NULL, 200); /* nothing more arrives */
+	assert_int_equal(b.received, N_ORDERED - 3);
+	for (int i = 0; i < N_ORDERED; i++)
 		assert_int_equal(b.seen[i], i >= 3 ? 1 : 0);
+}
 
-	kafka_consumer_free(cb);
-	kafka_producer_free(p, 1000);
-	event_base_free(base);
-	cluster_stop(&cl);
+static int paused_assigned(void *arg)
+{
+	struct fixture *fx = arg;
+	return kafka_consumer_assigned(fx->c_paused) == 2 && fx->r_paused.ok == 4;
 }
 
 static void pause_holds_delivery_even_for_later_assignments_and_resume_restarts(void **state)
 {
-	(void)state;
-	struct cluster cl;
-	cluster_start(&cl, "paused", 2);
-	struct event_base *base = event_base_new();
-	char err[256] = "";
-	struct kafka_producer *p = kafka_producer_new(base, cl.bootstraps, err, sizeof(err));
-	assert_non_null(p);
-	static struct sink s;
-	sink_init(&s, 4, 0);
-	struct kafka_consumer *c = consumer_open(base, &cl, "g", "paused", &s);
-	/* Paused before the group assigned anything. */
-	kafka_consumer_pause(c);
-	struct reports r = {0};
-	for (int i = 0; i < 4; i++)
-		produce_indexed(p, "paused", i, 4, &r);
-	run_until(base, NULL, NULL, 3500);
-	assert_int_equal(r.ok, 4);
-	assert_int_equal(s.received, 0);
+	struct fixture *fx = *state;
+	struct sink *s = &fx->paused;
+	/* Paused in setup, before the group assigned the partitions. */
+	assert_true(run_until(fx->base, paused_assigned, fx, 10000));
+	run_until(fx->base, NULL, NULL, 300);
+	assert_int_equal(s->received, 0);
 
-	kafka_consumer_resume(c);
-	struct progress want = {&s, NULL, 4, 0};
-	assert_true(run_until(base, progress_reached, &want, 5000));
+	kafka_consumer_resume(fx->c_paused);
+	struct progress want = {s, NULL, 4, 0};
+	assert_true(run_until(fx->base, progress_reached, &want, 5000));
 
 	/* Paused while partitions are assigned. */
-	kafka_consumer_pause(c);
+	kafka_consumer_pause(fx->c_paused);
 	for (int i = 4; i < 8; i++)
-		produce_indexed(p, "paused", i, 4, &r);
-	run_until(base, NULL, NULL, 1000);
-	assert_int_equal(r.ok, 8);
-	assert_int_equal(s.received, 4);
-	kafka_consumer_resume(c);
+		produce_indexed(fx->p, "paused", i, 4, &fx->r_paused);
+	run_until(fx->base, NULL, NULL, 500);
+	assert_int_equal(fx->r_paused.ok, 8);
+	assert_int_equal(s->received, 4);
+	kafka_consumer_resume(fx->c_paused);
 	want.want_received = 8;
-	assert_true(run_until(base, progress_reached, &want, 5000));
+	assert_true(run_until(fx->base, progress_reached, &want, 5000));
 	for (int i = 0; i < 8; i++)
-		assert_int_equal(s.seen[i], 1);
-
-	kafka_consumer_free(c);
-	kafka_producer_free(p, 1000);
-	event_base_free(base);
-	cluster_stop(&cl);
+		assert_int_equal(s->seen[i], 1);
 }
 
-static void producer_free_reports_undeliverable_messages_as_failed(void **state)
+static int all_reported(void *arg)
+{
+	const struct reports *r = arg;
+	return r->ok + r->failed >= 3;
+}
+
+static void producer_rides_out_an_outage_and_free_fails_what_is_left(void **state)
 {
 	(void)state;
 	struct cluster cl;
@@ -372,8 +407,20 @@ static void producer_free_reports_undeliverable_messages_as_failed(void **state)
 	char err[256] = "";
 	struct kafka_producer *p = kafka_producer_new(base, cl.bootstraps, err, sizeof(err));
 	assert_non_null(p);
+
 	assert_int_equal(rd_kafka_mock_broker_set_down(cl.mc, 1), 0);
 	struct reports r = {0};
+	for (int i = 0; i < 3; i++)
+		produce_indexed(p, "down", i, 1, &r);
+	run_until(base, NULL, NULL, 1000);
+	assert_int_equal(r.ok + r.failed, 0);
+	assert_int_equal(rd_kafka_mock_broker_set_up(cl.mc, 1), 0);
+	assert_true(run_until(base, all_reported, &r, 10000));
+	assert_int_equal(r.ok, 3);
+	assert_int_equal(r.failed, 0);
+
+	assert_int_equal(rd_kafka_mock_broker_set_down(cl.mc, 1), 0);
+	r = (struct reports){0};
 	for (int i = 0; i < 3; i++)
 		produce_indexed(p, "down", i, 1, &r);
 	run_until(base, NULL, NULL, 100);
@@ -388,22 +435,19 @@ static void producer_free_reports_undeliverable_messages_as_failed(void **state)
 
 static void messages_carry_the_cloudevents_content_type(void **state)
 {
-	(void)state;
-	struct cluster cl;
-	cluster_start(&cl, "typed", 1);
-	struct event_base *base = event_base_new();
-	char err[256] = "";
-	struct kafka_producer *p = kafka_producer_new(base, cl.bootstraps, err, sizeof(err));
-	assert_non_null(p);
+	struct fixture *fx = *state;
 	struct reports r = {0};
-	produce_indexed(p, "typed", 0, 1, &r);
-	kafka_producer_free(p, 5000);
+	produce_indexed(fx->p, "typed", 0, 1, &r);
+	struct sink none;
+	sink_init(&none, 1, 0);
+	struct progress want = {&none, &r, 0, 1};
+	assert_true(run_until(fx->base, progress_reached, &want, 5000));
 	assert_int_equal(r.ok, 1);
 
 	/* Read it back with a plain assigned consumer to see the headers. */
 	char errstr[256];
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
-	rd_kafka_conf_set(conf, "bootstrap.servers", cl.bootstraps, errstr, sizeof(errstr));
+	rd_kafka_conf_set(conf, "bootstrap.servers", fx->cl.bootstraps, errstr, sizeof(errstr));
 	rd_kafka_conf_set(conf, "group.id", "raw", errstr, sizeof(errstr));
 	rd_kafka_conf_set_log_cb(conf, silent_log);
 	rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
@@ -433,8 +477,6 @@ static void messages_carry_the_cloudevents_content_type(void **state)
 	rd_kafka_message_destroy(m);
 	rd_kafka_consumer_close(rk);
 	rd_kafka_destroy(rk);
-	event_base_free(base);
-	cluster_stop(&cl);
 }
 
 static char *write_temp(const char *content)
@@ -514,16 +556,14 @@ static void clients_refuse_a_missing_broker_file_and_a_consumer_without_topics(v
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(every_message_is_reported_and_consumed_once_in_key_order),
-		cmocka_unit_test(a_new_member_resumes_after_the_contiguous_done_prefix),
-		cmocka_unit_test(
-			pause_holds_delivery_even_for_later_assignments_and_resume_restarts),
-		cmocka_unit_test(producer_free_reports_undeliverable_messages_as_failed),
-		cmocka_unit_test(messages_carry_the_cloudevents_content_type),
-		cmocka_unit_test(brokers_resolve_reads_and_trims_the_first_line_of_a_file),
-		cmocka_unit_test(brokers_resolve_rejects_missing_empty_and_blank_sources),
-		cmocka_unit_test(
-			clients_refuse_a_missing_broker_file_and_a_consumer_without_topics),
+	    cmocka_unit_test(every_message_is_reported_and_consumed_once_in_key_order),
+	    cmocka_unit_test(a_new_member_resumes_after_the_contiguous_done_prefix),
+	    cmocka_unit_test(pause_holds_delivery_even_for_later_assignments_and_resume_restarts),
+	    cmocka_unit_test(producer_rides_out_an_outage_and_free_fails_what_is_left),
+	    cmocka_unit_test(messages_carry_the_cloudevents_content_type),
+	    cmocka_unit_test(brokers_resolve_reads_and_trims_the_first_line_of_a_file),
+	    cmocka_unit_test(brokers_resolve_rejects_missing_empty_and_blank_sources),
+	    cmocka_unit_test(clients_refuse_a_missing_broker_file_and_a_consumer_without_topics),
 	};
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return cmocka_run_group_tests(tests, setup, teardown);
 }

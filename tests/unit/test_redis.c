@@ -319,8 +319,20 @@ static void commands_fail_while_down_and_work_after_restart(void **state)
 	int connects = 0;
 	struct redis *r = connect_client(url_tcp, 500, &connects);
 	assert_true(run_until(&connects, 3000));
+	assert_int_equal(redis_connect_count(r), 1);
 
+	/* A command the server never answers before it dies. */
+	redisContext *other = sync_connect();
+	assert_non_null(other);
+	freeReplyObject(redisCommand(other, "CLIENT PAUSE 2000"));
+	redisFree(other);
+	struct result cut = {0};
+	redis_command(r, record, &cut, "GET k1");
+	run_for(20);
 	server_kill(SIGKILL);
+	assert_true(run_until(&cut.called, 1000));
+	assert_string_equal(cut.err, "connection lost");
+
 	int64_t end = clock_mono_ms() + 3000;
 	while (redis_connected(r) && clock_mono_ms() < end)
 		run_for(10);
@@ -339,6 +351,7 @@ static void commands_fail_while_down_and_work_after_restart(void **state)
 		run_for(20);
 	assert_int_equal(connects, 2);
 	assert_true(redis_connected(r));
+	assert_int_equal(redis_connect_count(r), 2);
 
 	struct result set = {0}, get = {0};
 	redis_command(r, record, &set, "SET k3 back");

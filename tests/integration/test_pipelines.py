@@ -1,0 +1,88 @@
+"""Pipeline matching and stage graphs: one run per matching pipeline whose
+secret verified, tag globs, pull request base branches, a DAG of stages and a
+stage that runs past its timeout."""
+
+from datetime import datetime
+
+from conftest import APP_REPO, MULTI_REPO, OTHER_SECRET, REFS_REPO, SLOW_REPO
+
+
+def t(value):
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def assert_dag_order(run):
+    st = run["stages"]
+    assert set(st) == {"build", "unit", "lint", "report"}, run
+    for name, stage in st.items():
+        assert stage["status"] == "succeeded" and stage["exit_code"] == 0, (name, run)
+    for name in ("unit", "lint"):
+        assert t(st["build"]["finished"]) <= t(st[name]["started"]), run
+        assert t(st[name]["finished"]) <= t(st["report"]["started"]), run
+
+
+def test_one_run_per_pipeline_whose_secret_verified(stack):
+    status, body = stack.post_hook("push", stack.push_payload(MULTI_REPO))
+    assert status == 202 and len(body["runs"]) == 2, (status, body)
+    runs = [stack.wait_run(r) for r in body["runs"]]
+    assert sorted(r["pipeline"] for r in runs) == ["multi-a", "multi-b"], runs
+    for run in runs:
+        assert run["status"] == "succeeded", run
+        assert_dag_order(run)
+        assert "built " + run["pipeline"] in [e["line"] for e in stack.log(run["id"], "build")]
+        assert "lint lint" in [e["line"] for e in stack.log(run["id"], "lint")]
+
+
+def test_a_pipeline_with_its_own_secret_is_the_only_one_its_signature_starts(stack):
+    status, body = stack.post_hook("push", stack.push_payload(MULTI_REPO), secret=OTHER_SECRET)
+    assert status == 202 and len(body["runs"]) == 1, (status, body)
+    run = stack.wait_run(body["runs"][0])
+    assert run["pipeline"] == "multi-other" and run["status"] == "succeeded", run
+
+
+def test_push_of_a_tag_matching_the_tag_globs_builds_it(stack):
+    ref = "refs/tags/v1.2.3"
+    status, body = stack.post_hook("push", stack.push_payload(REFS_REPO, ref=ref))
+    assert status == 202 and len(body["runs"]) == 1, (status, body)
+    run = stack.wait_run(body["runs"][0])
+    assert run["status"] == "succeeded" and run["ref"] == ref, run
+    assert ref in [e["line"] for e in stack.log(run["id"], "build")]
+
+
+def test_push_of_a_tag_not_matching_the_tag_globs_starts_no_run(stack):
+    before = stack.run_count()
+    status, body = stack.post_hook("push", stack.push_payload(REFS_REPO, ref="refs/tags/nope"))
+    assert status == 202 and body["runs"] == [] and body["reason"], (status, body)
+    assert stack.run_count() == before
+
+
+def test_pull_request_reopened_builds(stack):
+    payload = stack.pr_payload(APP_REPO)
+    payload["action"] = "reopened"
+    status, body = stack.post_hook("pull_request", payload)
+    assert status == 202 and len(body["runs"]) == 1, (status, body)
+    run = stack.wait_run(body["runs"][0])
+    assert run["status"] == "succeeded" and run["sha"] == stack.repo.second, run
+
+
+def test_pull_request_into_a_branch_not_matched_starts_no_run(stack):
+    payload = stack.pr_payload(APP_REPO)
+    payload["pull_request"]["base"]["ref"] = "develop"
+    before = stack.run_count()
+    status, body = stack.post_hook("pull_request", payload)
+    assert status == 202 and body["runs"] == [] and body["reason"], (status, body)
+    assert stack.run_count() == before
+
+
+def test_stage_past_its_timeout_is_timed_out_and_fails_the_run(stack):
+    status, body = stack.post_hook("push", stack.push_payload(SLOW_REPO))
+    assert status == 202 and len(body["runs"]) == 1, (status, body)
+    run = stack.wait_run(body["runs"][0], timeout=30)
+    assert run["status"] == "failed", run
+    build = run["stages"]["build"]
+    assert build["status"] == "timed_out", run
+    # timeout 1s plus kill_grace 1s, far from the 30 s the command would take.
+    assert (t(build["finished"]) - t(build["started"])).total_seconds() < 10, run
+    assert run["stages"]["test"]["status"] == "skipped", run
+    assert run["stages"]["test"]["started"] is None, run
+    assert "sleeping" in [e["line"] for e in stack.log(run["id"], "build")]

@@ -1,0 +1,67 @@
+/* worker: job slots, the backlog and pausing the consumer while it is full. */
+#include "workers/worker.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <systemd/sd-daemon.h>
+
+#include "lib/log.h"
+
+struct backlog_item {
+	struct backlog_item *next;
+	struct kafka_ticket *ticket;
+	char run[128];
+	char stage[128];
+	int attempt;
+};
+
+void worker_offer(struct worker *w, const char *run, const char *stage, int attempt,
+		  struct kafka_ticket *t)
+{
+	if (w->running < w->concurrency && !w->backlog) {
+		job_start(w, run, stage, attempt, t);
+		return;
+	}
+	struct backlog_item *b = calloc(1, sizeof(*b));
+	if (!b) {
+		/* Not done: its offset stays unstored and it is consumed again. */
+		log_error("backlog allocation failed", LOG_S("run", run));
+		return;
+	}
+	b->ticket = t;
+	b->attempt = attempt;
+	snprintf(b->run, sizeof(b->run), "%s", run);
+	snprintf(b->stage, sizeof(b->stage), "%s", stage);
+	*w->backlog_tail = b;
+	w->backlog_tail = &b->next;
+	kafka_consumer_pause(w->consumer);
+}
+
+void worker_slot_freed(struct worker *w)
+{
+	while (!w->draining && w->backlog && w->running < w->concurrency) {
+		struct backlog_item *b = w->backlog;
+		w->backlog = b->next;
+		if (!w->backlog)
+			w->backlog_tail = &w->backlog;
+		job_start(w, b->run, b->stage, b->attempt, b->ticket);
+		free(b);
+	}
+	if (!w->draining && !w->backlog)
+		kafka_consumer_resume(w->consumer);
+	char status[64];
+	snprintf(status, sizeof(status), "STATUS=%d job(s) running", w->running);
+	sd_notify(0, status);
+	if (w->draining && w->running == 0)
+		event_base_loopexit(w->base, NULL);
+}
+
+void worker_backlog_clear(struct worker *w)
+{
+	while (w->backlog) {
+		struct backlog_item *b = w->backlog;
+		w->backlog = b->next;
+		free(b);
+	}
+	w->backlog_tail = &w->backlog;
+}
