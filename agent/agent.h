@@ -32,8 +32,8 @@ struct agent {
 	struct kafka_consumer *results;
 	struct outbox *outbox;
 	struct evhttp *http;
-	char consumer_name[128]; /* host:pid, unique among agents */
-	int stopping;             /* shutting down: start nothing new */
+	char consumer_name[128];    /* host:pid, unique among agents */
+	int stopping;		    /* shutting down: start nothing new */
 	struct route_call *routing; /* results being routed (router.c) */
 };
 

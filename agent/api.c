@@ -16,17 +16,17 @@
 #include "lib/log.h"
 
 #define RUNS_DEFAULT_LIMIT 50
-#define RUNS_MAX_LIMIT 500
-#define RUNS_SCAN_MAX 2000
-#define LOG_DEFAULT_LIMIT 1000
-#define LOG_MAX_LIMIT 10000
+#define RUNS_MAX_LIMIT	   500
+#define RUNS_SCAN_MAX	   2000
+#define LOG_DEFAULT_LIMIT  1000
+#define LOG_MAX_LIMIT	   10000
 
 struct api_call {
 	struct agent *agent;
 	struct http_pending *pending;
-	json_t *body;     /* what is being assembled */
-	json_t *items;    /* runs list, or the run's stages object */
-	int outstanding;  /* replies still expected */
+	json_t *body;	 /* what is being assembled */
+	json_t *items;	 /* runs list, or the run's stages object */
+	int outstanding; /* replies still expected */
 	int failed;
 	char status_filter[32];
 	size_t limit;
@@ -310,8 +310,7 @@ static void show_run(struct agent *a, struct evhttp_request *req, const char *id
 	if (!c)
 		return;
 	c->body = json_pack("{s:s}", "id", id);
-	if (redis_command(a->redis, on_run, c, "HGETALL %srun:%s", a->settings.key_prefix, id) <
-	    0)
+	if (redis_command(a->redis, on_run, c, "HGETALL %srun:%s", a->settings.key_prefix, id) < 0)
 		call_fail(c, "command not sent");
 }
 
@@ -334,9 +333,9 @@ static void on_log(struct redis *r, redisReply *reply, const char *err, void *ar
 		redisReply *f = entry->element[1];
 		const char *t = hash_get(f, "t"), *st = hash_get(f, "s"), *l = hash_get(f, "l");
 		json_t *time = time_or_null(t);
-		json_array_append_new(lines, json_pack("{s:s,s:o,s:s,s:s}", "id", id, "time",
-						       time, "stream", st ? st : "stdout",
-						       "line", l ? l : ""));
+		json_array_append_new(lines,
+				      json_pack("{s:s,s:o,s:s,s:s}", "id", id, "time", time,
+						"stream", st ? st : "stdout", "line", l ? l : ""));
 		json_object_set_new(c->body, "next", json_string(id));
 	}
 	json_object_set_new(c->body, "lines", lines);
@@ -375,8 +374,8 @@ static int valid_stream_id(const char *s)
 	return strlen(s) < 64 && strspn(s, "0123456789-") == strlen(s);
 }
 
-static void show_log(struct agent *a, struct evhttp_request *req, const char *id,
-		     const char *stage, struct evkeyvalq *q)
+static void show_log(struct agent *a, struct evhttp_request *req, const char *id, const char *stage,
+		     struct evkeyvalq *q)
 {
 	const char *after = evhttp_find_header(q, "after");
 	if (after && *after && !valid_stream_id(after)) {
@@ -459,7 +458,8 @@ void api_handle(struct evhttp_request *req, struct agent *a)
 		if (strncmp(rest, stages, sizeof(stages) - 1) == 0) {
 			const char *stage = rest + sizeof(stages) - 1;
 			size_t stage_len = strcspn(stage, "/");
-			if (valid_segment(stage, stage_len) && strcmp(stage + stage_len, "/log") == 0) {
+			if (valid_segment(stage, stage_len) &&
+			    strcmp(stage + stage_len, "/log") == 0) {
 				snprintf(stage_buf, sizeof(stage_buf), "%.*s", (int)stage_len,
 					 stage);
 				show_log(a, req, id_buf, stage_buf, &q);

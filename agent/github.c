@@ -65,8 +65,7 @@ static int parse_pull_request(const json_t *payload, struct github_event *ev, ch
 	const char *sha = str_at(pr, "head", "sha");
 	const char *base = str_at(pr, "base", "ref");
 	if (!json_is_integer(number) || !is_sha(sha) || !base) {
-		snprintf(err, errlen,
-			 "pull_request payload without number, head.sha or base.ref");
+		snprintf(err, errlen, "pull_request payload without number, head.sha or base.ref");
 		return -1;
 	}
 	snprintf(ev->ref, sizeof(ev->ref), "refs/pull/%lld/head",
@@ -76,8 +75,8 @@ static int parse_pull_request(const json_t *payload, struct github_event *ev, ch
 	return 0;
 }
 
-int github_event_parse(const char *event, const json_t *payload, struct github_event *ev,
-		       char *err, size_t errlen)
+int github_event_parse(const char *event, const json_t *payload, struct github_event *ev, char *err,
+		       size_t errlen)
 {
 	memset(ev, 0, sizeof(*ev));
 	ev->event = event;

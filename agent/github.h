@@ -11,19 +11,19 @@
 #include <stddef.h>
 
 struct github_event {
-	const char *event;      /* X-GitHub-Event */
+	const char *event;	/* X-GitHub-Event */
 	const char *repository; /* repository.full_name */
-	const char *clone_url;  /* repository.clone_url */
-	char ref[512];          /* refs/heads/x, refs/tags/x, refs/pull/N/head */
-	const char *sha;        /* the commit to build */
-	const char *branch;     /* matched against branch globs, or NULL */
-	const char *tag;        /* matched against tag globs, or NULL */
-	const char *no_build;   /* why the event builds nothing, or NULL */
+	const char *clone_url;	/* repository.clone_url */
+	char ref[512];		/* refs/heads/x, refs/tags/x, refs/pull/N/head */
+	const char *sha;	/* the commit to build */
+	const char *branch;	/* matched against branch globs, or NULL */
+	const char *tag;	/* matched against tag globs, or NULL */
+	const char *no_build;	/* why the event builds nothing, or NULL */
 };
 
 /* 0 and *ev filled (possibly with no_build set); -1 with err when the
  * payload lacks a field its event must have. */
-int github_event_parse(const char *event, const json_t *payload, struct github_event *ev,
-		       char *err, size_t errlen);
+int github_event_parse(const char *event, const json_t *payload, struct github_event *ev, char *err,
+		       size_t errlen);
 
 #endif

@@ -16,17 +16,28 @@ struct http_pending {
 static const char *reason_phrase(int code)
 {
 	switch (code) {
-	case 200: return "OK";
-	case 202: return "Accepted";
-	case 400: return "Bad Request";
-	case 401: return "Unauthorized";
-	case 404: return "Not Found";
-	case 405: return "Method Not Allowed";
-	case 413: return "Payload Too Large";
-	case 415: return "Unsupported Media Type";
-	case 500: return "Internal Server Error";
-	case 503: return "Service Unavailable";
-	default: return "";
+	case 200:
+		return "OK";
+	case 202:
+		return "Accepted";
+	case 400:
+		return "Bad Request";
+	case 401:
+		return "Unauthorized";
+	case 404:
+		return "Not Found";
+	case 405:
+		return "Method Not Allowed";
+	case 413:
+		return "Payload Too Large";
+	case 415:
+		return "Unsupported Media Type";
+	case 500:
+		return "Internal Server Error";
+	case 503:
+		return "Service Unavailable";
+	default:
+		return "";
 	}
 }
 
@@ -52,8 +63,7 @@ void http_reply_json(struct evhttp_request *req, int code, json_t *body)
 	evbuffer_free(buf);
 }
 
-void http_reply_error(struct evhttp_request *req, int status, const char *code,
-		      const char *message)
+void http_reply_error(struct evhttp_request *req, int status, const char *code, const char *message)
 {
 	http_reply_json(req, status,
 			json_pack("{s:{s:s,s:s}}", "error", "code", code, "message", message));
@@ -98,8 +108,7 @@ void http_pending_reply(struct http_pending *p, int code, json_t *body)
 		json_decref(body);
 }
 
-void http_pending_error(struct http_pending *p, int status, const char *code,
-			const char *message)
+void http_pending_error(struct http_pending *p, int status, const char *code, const char *message)
 {
 	http_pending_reply(p, status,
 			   json_pack("{s:{s:s,s:s}}", "error", "code", code, "message", message));

@@ -24,7 +24,6 @@ struct http_pending *http_pending_new(struct evhttp_request *req);
 struct evhttp_request *http_pending_request(const struct http_pending *p);
 /* Replies (when the client is still there) and frees p. body is stolen. */
 void http_pending_reply(struct http_pending *p, int code, json_t *body);
-void http_pending_error(struct http_pending *p, int status, const char *code,
-			const char *message);
+void http_pending_error(struct http_pending *p, int status, const char *code, const char *message);
 
 #endif

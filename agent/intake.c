@@ -98,9 +98,9 @@ static json_t *new_run(struct agent *a, const struct pipeline *p, const struct g
 	json_object_foreach(json_object_get(p->def, "stages"), name, stage)
 	{
 		int root = json_array_size(json_object_get(stage, "needs")) == 0;
-		json_array_append_new(json_object_get(run, "stages"),
-				      json_pack("{s:s,s:s}", "name", name, "status",
-						root ? "queued" : "pending"));
+		json_array_append_new(
+		    json_object_get(run, "stages"),
+		    json_pack("{s:s,s:s}", "name", name, "status", root ? "queued" : "pending"));
 		if (!root)
 			continue;
 		const char *kind = json_string_value(json_object_get(stage, "kind"));
@@ -228,7 +228,8 @@ void intake_handle(struct evhttp_request *req, struct agent *a)
 	json_t *payload = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
 	if (!payload || !json_is_object(payload)) {
 		free(verified);
-		snprintf(err, sizeof(err), "malformed JSON payload: %s", payload ? "not an object" : jerr.text);
+		snprintf(err, sizeof(err), "malformed JSON payload: %s",
+			 payload ? "not an object" : jerr.text);
 		json_decref(payload);
 		http_reply_error(req, 400, "bad_request", err);
 		return;
@@ -272,8 +273,8 @@ void intake_handle(struct evhttp_request *req, struct agent *a)
 		reason = "no pipeline matches the repository, event and ref";
 	if (reason) {
 		json_decref(runs);
-		log_info("webhook starts no run", LOG_S("delivery", delivery), LOG_S("event", event),
-			 LOG_S("reason", reason));
+		log_info("webhook starts no run", LOG_S("delivery", delivery),
+			 LOG_S("event", event), LOG_S("reason", reason));
 		http_reply_json(req, 202, json_pack("{s:[],s:s}", "runs", "reason", reason));
 		return;
 	}

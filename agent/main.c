@@ -14,8 +14,8 @@
 #include "lib/log.h"
 #include "queue/lua.h"
 
-#define MAX_HEADERS_SIZE (64 * 1024)
-#define HTTP_TIMEOUT_S 30
+#define MAX_HEADERS_SIZE  (64 * 1024)
+#define HTTP_TIMEOUT_S	  30
 #define SHUTDOWN_FLUSH_MS 5000
 
 static void usage(FILE *f)
@@ -84,7 +84,7 @@ static int start_http(struct agent *a)
 	evhttp_set_max_headers_size(a->http, MAX_HEADERS_SIZE);
 	evhttp_set_timeout(a->http, HTTP_TIMEOUT_S);
 	evhttp_set_allowed_methods(a->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
-						    EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE);
+						EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE);
 	evhttp_set_cb(a->http, "/hooks/github", on_hook, a);
 	evhttp_set_gencb(a->http, on_other, a);
 	if (!evhttp_bind_socket_with_handle(a->http, host, port)) {
@@ -180,7 +180,8 @@ int main(int argc, char **argv)
 
 	sigterm = evsignal_new(a.base, SIGTERM, on_signal, &a);
 	sigint = evsignal_new(a.base, SIGINT, on_signal, &a);
-	if (!sigterm || !sigint || evsignal_add(sigterm, NULL) < 0 || evsignal_add(sigint, NULL) < 0)
+	if (!sigterm || !sigint || evsignal_add(sigterm, NULL) < 0 ||
+	    evsignal_add(sigint, NULL) < 0)
 		goto fail;
 
 	sd_notify(0, "READY=1\nSTATUS=accepting webhooks");

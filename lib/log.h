@@ -23,13 +23,13 @@ struct log_field {
 #define LOG_I(k, v) ((struct log_field){.key = (k), .i = (long long)(v), .is_int = 1})
 
 /* The first array element is a dummy so that a call with no fields is valid. */
-#define LOG_FIELDS_(...) ((const struct log_field[]){{0}, __VA_ARGS__})
+#define LOG_FIELDS_(...)  ((const struct log_field[]){{0}, __VA_ARGS__})
 #define LOG_NFIELDS_(...) (sizeof(LOG_FIELDS_(__VA_ARGS__)) / sizeof(struct log_field))
 #define log_at(lvl, msg, ...)                                                                      \
 	log_emit((lvl), (msg), LOG_FIELDS_(__VA_ARGS__) + 1, LOG_NFIELDS_(__VA_ARGS__) - 1)
 #define log_debug(msg, ...) log_at(LOG_LEVEL_DEBUG, msg, __VA_ARGS__)
-#define log_info(msg, ...) log_at(LOG_LEVEL_INFO, msg, __VA_ARGS__)
-#define log_warn(msg, ...) log_at(LOG_LEVEL_WARN, msg, __VA_ARGS__)
+#define log_info(msg, ...)  log_at(LOG_LEVEL_INFO, msg, __VA_ARGS__)
+#define log_warn(msg, ...)  log_at(LOG_LEVEL_WARN, msg, __VA_ARGS__)
 #define log_error(msg, ...) log_at(LOG_LEVEL_ERROR, msg, __VA_ARGS__)
 
 /* Sets the minimum level written; "debug", "info", "warn", "error". */

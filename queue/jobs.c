@@ -6,8 +6,8 @@
 
 #include "queue/envelope.h"
 
-json_t *jobs_prepare(const struct settings *s, const char *run, const char *stage,
-		     const char *kind, int attempt)
+json_t *jobs_prepare(const struct settings *s, const char *run, const char *stage, const char *kind,
+		     int attempt)
 {
 	char topic[256], subject[512];
 	snprintf(topic, sizeof(topic), "%sjobs.%s", s->topic_prefix, kind);
@@ -15,9 +15,9 @@ json_t *jobs_prepare(const struct settings *s, const char *run, const char *stag
 
 	json_t *data = json_pack("{s:s,s:s,s:i,s:s}", "run", run, "stage", stage, "attempt",
 				 attempt, "kind", kind);
-	char *value = data ? envelope_encode("sluice-agent", "dev.sluice.job.requested", subject,
-					     data)
-			   : NULL;
+	char *value =
+	    data ? envelope_encode("sluice-agent", "dev.sluice.job.requested", subject, data)
+		 : NULL;
 	json_decref(data);
 	if (!value)
 		return NULL;

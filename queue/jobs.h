@@ -12,7 +12,7 @@
 #include "config/config.h"
 
 /* {"topic": "<prefix>jobs.<kind>", "value": "<envelope>"}, or NULL. */
-json_t *jobs_prepare(const struct settings *s, const char *run, const char *stage,
-		     const char *kind, int attempt);
+json_t *jobs_prepare(const struct settings *s, const char *run, const char *stage, const char *kind,
+		     int attempt);
 
 #endif

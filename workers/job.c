@@ -23,7 +23,7 @@
 #include "workers/stage_env.h"
 #include "workers/worker.h"
 
-#define LOG_MAXLEN 100000
+#define LOG_MAXLEN	    100000
 #define CHECKOUT_TIMEOUT_MS (10 * 60 * 1000)
 #define RECORD_RETRY_MAX_MS 5000
 
@@ -38,7 +38,7 @@ struct job {
 	char stage[128];
 	int attempt;
 	json_t *runinfo; /* the run hash */
-	json_t *def;     /* the run's pipeline definition */
+	json_t *def;	 /* the run's pipeline definition */
 	struct checkout *checkout;
 	struct process *proc;
 	struct event *renew;
@@ -77,8 +77,7 @@ static void log_line(struct job *j, const char *stream, const char *line, size_t
 	char t[32];
 	snprintf(t, sizeof(t), "%lld", (long long)clock_now_ms());
 	redis_command(w->redis, NULL, NULL, "XADD %slog:%s:%s MAXLEN ~ %d * t %s s %s l %b",
-		      w->settings.key_prefix, j->run, j->stage, LOG_MAXLEN, t, stream, line,
-		      len);
+		      w->settings.key_prefix, j->run, j->stage, LOG_MAXLEN, t, stream, line, len);
 }
 
 static void log_system(struct job *j, const char *text)
@@ -148,8 +147,8 @@ static void record(struct job *j)
 	snprintf(attempt, sizeof(attempt), "%d", j->attempt);
 	snprintf(now, sizeof(now), "%lld", (long long)clock_now_ms());
 
-	json_t *data = json_pack("{s:s,s:s,s:i,s:s}", "run", j->run, "stage", j->stage,
-				 "attempt", j->attempt, "status", j->status);
+	json_t *data = json_pack("{s:s,s:s,s:i,s:s}", "run", j->run, "stage", j->stage, "attempt",
+				 j->attempt, "status", j->status);
 	if (j->exit_code[0])
 		json_object_set_new(data, "exit_code", json_integer(atoi(j->exit_code)));
 	char *value = envelope_encode("sluice-worker", "dev.sluice.stage.finished", subject, data);
@@ -158,8 +157,9 @@ static void record(struct job *j)
 		record_later(j, "out of memory");
 		return;
 	}
-	const char *argv[] = {w->settings.key_prefix, j->run, j->stage, attempt, w->token,
-			      j->status, j->exit_code, j->signal, j->error, now, topic, value};
+	const char *argv[] = {
+	    w->settings.key_prefix, j->run,    j->stage, attempt, w->token, j->status,
+	    j->exit_code,	    j->signal, j->error, now,	  topic,    value};
 	if (redis_script_run(w->redis, w->scripts.finish, on_recorded, j, 0, 12, argv, NULL) < 0)
 		record_later(j, "script not sent");
 	free(value);
@@ -194,7 +194,7 @@ static void on_handed_back(struct redis *r, redisReply *reply, const char *err, 
 	(void)r;
 	log_info("stage handed back", LOG_S("run", j->run), LOG_S("stage", j->stage),
 		 LOG_S("outcome", reply && reply->type == REDIS_REPLY_STRING ? reply->str
-									   : (err ? err : "?")));
+									     : (err ? err : "?")));
 	if (reply)
 		outbox_kick(j->w->outbox);
 	job_free(j);
@@ -204,9 +204,9 @@ static void hand_back(struct job *j)
 {
 	struct worker *w = j->w;
 	const char *kind = json_string_value(
-		json_object_get(json_object_get(json_object_get(j->def, "stages"), j->stage), "kind"));
-	json_t *job = jobs_prepare(&w->settings, j->run, j->stage, kind ? kind : "build",
-				   j->attempt);
+	    json_object_get(json_object_get(json_object_get(j->def, "stages"), j->stage), "kind"));
+	json_t *job =
+	    jobs_prepare(&w->settings, j->run, j->stage, kind ? kind : "build", j->attempt);
 	char attempt[16];
 	snprintf(attempt, sizeof(attempt), "%d", j->attempt);
 	if (!job) {
@@ -293,11 +293,11 @@ static void run_command(struct job *j, const char *workspace)
 	}
 	json_int_t timeout_s = json_integer_value(json_object_get(stage, "timeout"));
 	struct process_spec spec = {
-		.argv = (const char *const *)argv,
-		.envp = (const char *const *)envp,
-		.cwd = workspace,
-		.timeout_ms = timeout_s > 0 ? (int)(timeout_s * 1000) : 0,
-		.kill_grace_ms = w->settings.kill_grace_ms,
+	    .argv = (const char *const *)argv,
+	    .envp = (const char *const *)envp,
+	    .cwd = workspace,
+	    .timeout_ms = timeout_s > 0 ? (int)(timeout_s * 1000) : 0,
+	    .kill_grace_ms = w->settings.kill_grace_ms,
 	};
 	j->phase = JOB_RUNNING;
 	j->proc = process_spawn(&spec, on_process_line, on_process_exit, j);
@@ -324,7 +324,8 @@ static void on_checkout(int ok, const char *error, void *arg)
 	}
 	if (ok < 0) {
 		char text[768];
-		snprintf(text, sizeof(text), "checkout failed: %s", error ? error : "unknown error");
+		snprintf(text, sizeof(text), "checkout failed: %s",
+			 error ? error : "unknown error");
 		free(d);
 		finish(j, "failed", text);
 		return;
@@ -345,8 +346,8 @@ static void on_renewed(struct redis *r, redisReply *reply, const char *err, void
 	}
 	if (reply->type == REDIS_REPLY_INTEGER && reply->integer == 1)
 		return;
-	log_warn("lease lost; cancelling the stage", LOG_S("run", j->run),
-		 LOG_S("stage", j->stage), LOG_I("attempt", j->attempt));
+	log_warn("lease lost; cancelling the stage", LOG_S("run", j->run), LOG_S("stage", j->stage),
+		 LOG_I("attempt", j->attempt));
 	j->lease_lost = 1;
 	if (j->proc)
 		process_cancel(j->proc);
@@ -366,8 +367,8 @@ static void on_renew_tick(evutil_socket_t fd, short what, void *arg)
 	snprintf(attempt, sizeof(attempt), "%d", j->attempt);
 	snprintf(lease, sizeof(lease), "%d", w->settings.lease_ms);
 	snprintf(now, sizeof(now), "%lld", (long long)clock_now_ms());
-	const char *argv[] = {w->settings.key_prefix, j->run, j->stage, attempt, w->token,
-			      lease, now};
+	const char *argv[] = {
+	    w->settings.key_prefix, j->run, j->stage, attempt, w->token, lease, now};
 	redis_script_run(w->redis, w->scripts.lease_renew, on_renewed, j, 0, 7, argv, NULL);
 }
 
@@ -395,9 +396,9 @@ static void begin(struct job *j)
 	snprintf(text, sizeof(text), "checking out %s at %s", url ? url : "?", sha ? sha : "?");
 	log_system(j, text);
 	j->phase = JOB_CHECKOUT;
-	j->checkout = checkout_start(w->settings.state_dir, url ? url : "", sha ? sha : "",
-				     d->workspace, CHECKOUT_TIMEOUT_MS, on_process_line,
-				     on_checkout, d);
+	j->checkout =
+	    checkout_start(w->settings.state_dir, url ? url : "", sha ? sha : "", d->workspace,
+			   CHECKOUT_TIMEOUT_MS, on_process_line, on_checkout, d);
 	if (!j->checkout) {
 		free(d);
 		finish(j, "failed", "cannot start the checkout");
@@ -426,13 +427,14 @@ static void on_claimed(struct redis *r, redisReply *reply, const char *err, void
 			return;
 		}
 		log_warn("job not claimed yet", LOG_S("run", j->run), LOG_S("stage", j->stage),
-			 LOG_S("error", err ? err : "unexpected reply"), LOG_I("retry_ms", j->retry_ms));
+			 LOG_S("error", err ? err : "unexpected reply"),
+			 LOG_I("retry_ms", j->retry_ms));
 		if (!j->retry)
 			j->retry = evtimer_new(w->base, on_claim_retry, j);
 		struct timeval tv = {j->retry_ms / 1000, (j->retry_ms % 1000) * 1000};
 		evtimer_add(j->retry, &tv);
-		j->retry_ms = j->retry_ms * 2 > RECORD_RETRY_MAX_MS ? RECORD_RETRY_MAX_MS
-								   : j->retry_ms * 2;
+		j->retry_ms =
+		    j->retry_ms * 2 > RECORD_RETRY_MAX_MS ? RECORD_RETRY_MAX_MS : j->retry_ms * 2;
 		return;
 	}
 	if (j->retry) {
@@ -492,8 +494,8 @@ static void claim(struct job *j)
 	snprintf(attempt_text, sizeof(attempt_text), "%d", j->attempt);
 	snprintf(lease, sizeof(lease), "%d", w->settings.lease_ms);
 	snprintf(now, sizeof(now), "%lld", (long long)clock_now_ms());
-	const char *argv[] = {w->settings.key_prefix, j->run, j->stage, attempt_text, w->token,
-			      lease, now};
+	const char *argv[] = {
+	    w->settings.key_prefix, j->run, j->stage, attempt_text, w->token, lease, now};
 	if (redis_script_run(w->redis, w->scripts.claim, on_claimed, j, 0, 7, argv, NULL) < 0)
 		on_claimed(w->redis, NULL, "script not sent", j);
 }

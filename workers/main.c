@@ -20,8 +20,8 @@
 #include "stages/process.h"
 #include "workers/worker.h"
 
-#define MAX_KINDS 8
-#define DRAIN_TIMEOUT_MS (60 * 1000)
+#define MAX_KINDS	  8
+#define DRAIN_TIMEOUT_MS  (60 * 1000)
 #define SHUTDOWN_FLUSH_MS 5000
 
 struct worker_main {

@@ -30,12 +30,12 @@ json_t *stage_env_vars(const json_t *run, const json_t *def, const char *stage, 
 		json_object_set(vars, name, value);
 	}
 	/* Run variables win over pipeline vars of the same name. */
-	json_t *own = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s}", "SLUICE_RUN_ID",
-				field(run, "id"), "SLUICE_PIPELINE", field(run, "pipeline"),
-				"SLUICE_REPO", field(run, "repository"), "SLUICE_REF",
-				field(run, "ref"), "SLUICE_SHA", field(run, "sha"),
-				"SLUICE_SHA_SHORT", sha_short, "SLUICE_STAGE", stage,
-				"SLUICE_ATTEMPT", attempt_text, "SLUICE_EVENT", field(run, "event"));
+	json_t *own =
+	    json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s}", "SLUICE_RUN_ID", field(run, "id"),
+		      "SLUICE_PIPELINE", field(run, "pipeline"), "SLUICE_REPO",
+		      field(run, "repository"), "SLUICE_REF", field(run, "ref"), "SLUICE_SHA",
+		      field(run, "sha"), "SLUICE_SHA_SHORT", sha_short, "SLUICE_STAGE", stage,
+		      "SLUICE_ATTEMPT", attempt_text, "SLUICE_EVENT", field(run, "event"));
 	json_object_update(vars, own);
 	json_decref(own);
 	return vars;

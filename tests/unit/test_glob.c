@@ -68,12 +68,12 @@ static void many_stars_stay_fast(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(literal_matches_only_itself),
-		cmocka_unit_test(star_stops_at_slash),
-		cmocka_unit_test(double_star_crosses_slashes),
-		cmocka_unit_test(question_mark_is_one_character),
-		cmocka_unit_test(shell_metacharacters_are_plain_text),
-		cmocka_unit_test(many_stars_stay_fast),
+	    cmocka_unit_test(literal_matches_only_itself),
+	    cmocka_unit_test(star_stops_at_slash),
+	    cmocka_unit_test(double_star_crosses_slashes),
+	    cmocka_unit_test(question_mark_is_one_character),
+	    cmocka_unit_test(shell_metacharacters_are_plain_text),
+	    cmocka_unit_test(many_stars_stay_fast),
 	};
 	return cmocka_run_group_tests_name("glob", tests, NULL, NULL);
 }

@@ -388,6 +388,11 @@ static void pause_holds_delivery_even_for_later_assignments_and_resume_restarts(
 	kafka_consumer_resume(fx->c_paused);
 	want.want_received = 8;
 	assert_true(run_until(fx->base, progress_reached, &want, 5000));
+
+	/* Resuming what is not paused must not restart the fetch. */
+	kafka_consumer_resume(fx->c_paused);
+	run_until(fx->base, NULL, NULL, 300);
+	assert_int_equal(s->received, 8);
 	for (int i = 0; i < 8; i++)
 		assert_int_equal(s->seen[i], 1);
 }

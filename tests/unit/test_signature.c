@@ -11,7 +11,7 @@
 static const char secret[] = "It's a Secret to Everybody";
 static const char body[] = "Hello, World!";
 static const char good[] =
-	"sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";
+    "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";
 
 static void accepts_githubs_test_vector(void **state)
 {
@@ -23,9 +23,10 @@ static void accepts_uppercase_hex(void **state)
 {
 	(void)state;
 	assert_int_equal(
-		signature_verify(secret, body, strlen(body),
-				 "sha256=757107EA0EB2509FC211221CCE984B8A37570B6D7586C22C46F4379C8B043E17"),
-		1);
+	    signature_verify(
+		secret, body, strlen(body),
+		"sha256=757107EA0EB2509FC211221CCE984B8A37570B6D7586C22C46F4379C8B043E17"),
+	    1);
 }
 
 static void rejects_other_secret_or_body(void **state)
@@ -50,14 +51,16 @@ static void rejects_malformed_headers(void **state)
 	assert_int_equal(signature_verify(secret, body, strlen(body),
 					  "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c2"),
 			 0);
-	assert_int_equal(signature_verify(secret, body, strlen(body),
-					  "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f"
-					  "4379c8b043e1700"),
-			 0);
-	assert_int_equal(signature_verify(secret, body, strlen(body),
-					  "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f"
-					  "4379c8b043e1z"),
-			 0);
+	assert_int_equal(
+	    signature_verify(secret, body, strlen(body),
+			     "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f"
+			     "4379c8b043e1700"),
+	    0);
+	assert_int_equal(
+	    signature_verify(secret, body, strlen(body),
+			     "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f"
+			     "4379c8b043e1z"),
+	    0);
 	assert_int_equal(signature_verify(secret, body, strlen(body), good + 7), 0);
 }
 
@@ -71,11 +74,11 @@ static void empty_body_has_its_own_signature(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(accepts_githubs_test_vector),
-		cmocka_unit_test(accepts_uppercase_hex),
-		cmocka_unit_test(rejects_other_secret_or_body),
-		cmocka_unit_test(rejects_malformed_headers),
-		cmocka_unit_test(empty_body_has_its_own_signature),
+	    cmocka_unit_test(accepts_githubs_test_vector),
+	    cmocka_unit_test(accepts_uppercase_hex),
+	    cmocka_unit_test(rejects_other_secret_or_body),
+	    cmocka_unit_test(rejects_malformed_headers),
+	    cmocka_unit_test(empty_body_has_its_own_signature),
 	};
 	return cmocka_run_group_tests_name("signature", tests, NULL, NULL);
 }
