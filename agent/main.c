@@ -191,13 +191,17 @@ fail:
 	a.stopping = 1;
 	if (a.http)
 		evhttp_free(a.http);
-	router_stop(&a);
+	/* The outbox goes before the Redis client and producer it uses; Redis
+	 * before the router, so that routing calls still waiting for a reply
+	 * are ended by their callbacks ("shutting down") rather than freed
+	 * under them. */
 	if (a.outbox)
 		outbox_free(a.outbox);
-	if (a.producer)
-		kafka_producer_free(a.producer, SHUTDOWN_FLUSH_MS);
 	if (a.redis)
 		redis_free(a.redis);
+	router_stop(&a);
+	if (a.producer)
+		kafka_producer_free(a.producer, SHUTDOWN_FLUSH_MS);
 	if (sigterm)
 		event_free(sigterm);
 	if (sigint)

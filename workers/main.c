@@ -235,10 +235,11 @@ fail:
 	if (w->consumer)
 		kafka_consumer_free(w->consumer);
 	worker_backlog_clear(w);
-	if (w->redis)
-		redis_free(w->redis);
+	/* The outbox goes before the Redis client and producer it uses. */
 	if (w->outbox)
 		outbox_free(w->outbox);
+	if (w->redis)
+		redis_free(w->redis);
 	if (w->producer)
 		kafka_producer_free(w->producer, SHUTDOWN_FLUSH_MS);
 	if (m.sigterm)
