@@ -17,7 +17,7 @@ TEST_PKGS = cmocka
 DEB_BUILD = build-essential pkg-config libevent-dev libhiredis-dev librdkafka-dev \
 	libcurl4-openssl-dev libssl-dev libjansson-dev libyaml-dev libsystemd-dev \
 	libcmocka-dev
-DEB_RUN   = redis-server git curl openssl python3 python3-pytest
+DEB_RUN   = redis-server git curl openssl python3 python3-pytest systemd
 DEB_BENCH = wrk webhook
 DEB_LINT  = clang-format clang-tidy cppcheck
 
@@ -124,12 +124,22 @@ lint:
 	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
 	  --suppress=missingIncludeSystem --inline-suppr -I. $(SRC_ALL)
 
+# Units name the installed binaries: @BINDIR@ and @DOCDIR@ are filled in
+# here, so that `systemd-analyze verify` finds what ExecStart= names.
+UNITS = systemd/sluice-agent.service systemd/sluice-worker@.service systemd/sluice.target
+UNITDIR = $(PREFIX)/lib/systemd/system
+
 install: all
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/systemd/system \
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(UNITDIR) \
+	  $(DESTDIR)$(PREFIX)/lib/sysusers.d $(DESTDIR)$(PREFIX)/share/doc/sluice \
 	  $(DESTDIR)$(PREFIX)/share/sluice/examples
 	install -m 755 $(BINS) $(DESTDIR)$(PREFIX)/bin/
-	if ls systemd/*.service >/dev/null 2>&1; then \
-	  install -m 644 systemd/* $(DESTDIR)$(PREFIX)/lib/systemd/system/; fi
+	for u in $(UNITS); do \
+	  sed -e 's|@BINDIR@|$(PREFIX)/bin|g' -e 's|@DOCDIR@|$(PREFIX)/share/doc/sluice|g' \
+	    "$$u" > "$(DESTDIR)$(UNITDIR)/$${u#systemd/}" && \
+	  chmod 644 "$(DESTDIR)$(UNITDIR)/$${u#systemd/}" || exit 1; done
+	install -m 644 systemd/sluice.sysusers $(DESTDIR)$(PREFIX)/lib/sysusers.d/sluice.conf
+	install -m 644 README.md $(DESTDIR)$(PREFIX)/share/doc/sluice/
 	cp -R config/examples/. $(DESTDIR)$(PREFIX)/share/sluice/examples/
 
 clean:

@@ -16,10 +16,16 @@
 #include "queue/redis.h"
 
 struct route_call;
+struct scheduler;
 
 struct agent_scripts {
 	int intake;
 	int route;
+	int retry;
+	int cancel;
+	int reap;
+	int requeue;
+	int release;
 };
 
 struct agent {
@@ -35,6 +41,7 @@ struct agent {
 	char consumer_name[128];    /* host:pid, unique among agents */
 	int stopping;		    /* shutting down: start nothing new */
 	struct route_call *routing; /* results being routed (router.c) */
+	struct scheduler *scheduler;
 };
 
 /* POST /hooks/github */
@@ -44,5 +51,10 @@ void api_handle(struct evhttp_request *req, struct agent *a);
 /* Consumes sluice.results and advances runs. */
 int router_start(struct agent *a);
 void router_stop(struct agent *a);
+/* The timer of scheduler.c: reaps expired leases, publishes again jobs left
+ * unclaimed for requeue_after, releases due entries of the delayed set. */
+int scheduler_start(struct agent *a);
+/* Stops the timer; call once Redis is freed (its callbacks have run). */
+void scheduler_free(struct agent *a);
 
 #endif

@@ -1,4 +1,5 @@
-/* api: GET /healthz and the read side of /api/v1 (runs, a run, a stage log).
+/* api: GET /healthz, the read side of /api/v1 (runs, a run, a stage log)
+ * and POST /api/v1/runs/{id}/cancel.
  *
  * Every answer is built from Redis; a request that needs several replies
  * keeps one call record and answers when the last reply is in.
@@ -28,6 +29,7 @@ struct api_call {
 	json_t *items;	 /* runs list, or the run's stages object */
 	int outstanding; /* replies still expected */
 	int failed;
+	int code; /* of a successful answer; 0 means 200 */
 	char status_filter[32];
 	size_t limit;
 };
@@ -92,6 +94,48 @@ static json_t *run_summary(const char *id, const redisReply *h)
 	return run;
 }
 
+/* The attempts that ended, oldest first, as finish.lua and reap.lua record
+ * them (times in ms). */
+static json_t *attempts_view(const char *text)
+{
+	json_t *list = text ? json_loads(text, 0, NULL) : NULL;
+	json_t *out = json_array();
+	size_t i;
+	json_t *a;
+	json_array_foreach(list, i, a)
+	{
+		static const char *const times[] = {"started", "finished"};
+		json_t *view = json_object();
+		json_t *status = json_object_get(a, "status"),
+		       *worker = json_object_get(a, "worker");
+		json_t *code = json_object_get(a, "exit_code"),
+		       *signal = json_object_get(a, "signal");
+		json_object_set_new(
+		    view, "attempt",
+		    json_integer((json_int_t)json_number_value(json_object_get(a, "attempt"))));
+		json_object_set_new(view, "status",
+				    json_is_string(status) ? json_copy(status) : json_null());
+		json_object_set_new(view, "worker",
+				    json_is_string(worker) ? json_copy(worker) : json_null());
+		for (size_t t = 0; t < 2; t++) {
+			json_t *ms = json_object_get(a, times[t]);
+			char text_ms[32] = "";
+			if (json_is_number(ms))
+				snprintf(text_ms, sizeof(text_ms), "%.0f", json_number_value(ms));
+			json_object_set_new(view, times[t], time_or_null(text_ms));
+		}
+		json_object_set_new(view, "exit_code",
+				    json_is_number(code)
+					? json_integer((json_int_t)json_number_value(code))
+					: json_null());
+		if (json_is_string(signal))
+			json_object_set_new(view, "signal", json_copy(signal));
+		json_array_append_new(out, view);
+	}
+	json_decref(list);
+	return out;
+}
+
 static json_t *stage_view(const redisReply *h)
 {
 	const char *error = hash_get(h, "error");
@@ -105,6 +149,9 @@ static json_t *stage_view(const redisReply *h)
 		json_object_set_new(s, "signal", json_string(signal));
 	if (error)
 		json_object_set_new(s, "error", json_string(error));
+	if (hash_get(h, "retry_at"))
+		json_object_set_new(s, "retry_at", time_or_null(hash_get(h, "retry_at")));
+	json_object_set_new(s, "attempts", attempts_view(hash_get(h, "attempts")));
 	return s;
 }
 
@@ -239,7 +286,7 @@ static void run_maybe_done(struct api_call *c)
 		call_fail(c, "a stage could not be read");
 		return;
 	}
-	http_pending_reply(c->pending, 200, c->body);
+	http_pending_reply(c->pending, c->code ? c->code : 200, c->body);
 	free(c);
 }
 
@@ -312,6 +359,53 @@ static void show_run(struct agent *a, struct evhttp_request *req, const char *id
 	c->body = json_pack("{s:s}", "id", id);
 	if (redis_command(a->redis, on_run, c, "HGETALL %srun:%s", a->settings.key_prefix, id) < 0)
 		call_fail(c, "command not sent");
+}
+
+/* --- POST /api/v1/runs/{id}/cancel --------------------------------------- */
+
+static void on_cancelled(struct redis *r, redisReply *reply, const char *err, void *arg)
+{
+	struct api_call *c = arg;
+	const char *id = json_string_value(json_object_get(c->body, "id"));
+	if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements < 1 ||
+	    reply->element[0]->type != REDIS_REPLY_STRING) {
+		call_fail(c, err ? err : "unexpected reply from the cancel script");
+		return;
+	}
+	const char *outcome = reply->element[0]->str;
+	if (strcmp(outcome, "cancelled") == 0) {
+		log_info("run cancelled", LOG_S("run", id),
+			 LOG_S("running", reply->elements > 1 ? reply->element[1]->str : "?"));
+		/* Answer with the run as it is now, as GET would. */
+		c->code = 202;
+		if (redis_command(r, on_run, c, "HGETALL %srun:%s", c->agent->settings.key_prefix,
+				  id) < 0)
+			call_fail(c, "command not sent");
+		return;
+	}
+	if (strcmp(outcome, "finished") == 0 && reply->elements > 1) {
+		char msg[128];
+		snprintf(msg, sizeof(msg), "the run has already finished (%s)",
+			 reply->element[1]->str);
+		http_pending_error(c->pending, 409, "conflict", msg);
+	} else {
+		http_pending_error(c->pending, 404, "not_found", "no such run");
+	}
+	json_decref(c->body);
+	free(c);
+}
+
+static void cancel_run(struct agent *a, struct evhttp_request *req, const char *id)
+{
+	struct api_call *c = call_new(a, req);
+	if (!c)
+		return;
+	c->body = json_pack("{s:s}", "id", id);
+	char now[32];
+	snprintf(now, sizeof(now), "%lld", (long long)clock_now_ms());
+	const char *argv[] = {a->settings.key_prefix, id, now};
+	if (redis_script_run(a->redis, a->scripts.cancel, on_cancelled, c, 0, 3, argv, NULL) < 0)
+		call_fail(c, "script not sent");
 }
 
 /* --- GET /api/v1/runs/{id}/stages/{stage}/log ---------------------------- */
@@ -424,6 +518,21 @@ void api_handle(struct evhttp_request *req, struct agent *a)
 	if (!path)
 		path = "/";
 
+	if (evhttp_request_get_command(req) == EVHTTP_REQ_POST) {
+		static const char runs[] = "/api/v1/runs/", cancel[] = "/cancel";
+		int under_runs = strncmp(path, runs, sizeof(runs) - 1) == 0;
+		const char *id = under_runs ? path + sizeof(runs) - 1 : path;
+		size_t id_len = under_runs ? strcspn(id, "/") : 0;
+		char id_buf[128];
+		if (id_len && valid_segment(id, id_len) && strcmp(id + id_len, cancel) == 0) {
+			snprintf(id_buf, sizeof(id_buf), "%.*s", (int)id_len, id);
+			cancel_run(a, req, id_buf);
+		} else {
+			http_reply_error(req, 405, "method_not_allowed",
+					 "POST is served on /api/v1/runs/{id}/cancel only");
+		}
+		goto done;
+	}
 	if (evhttp_request_get_command(req) != EVHTTP_REQ_GET) {
 		http_reply_error(req, 405, "method_not_allowed", "only GET is served here");
 		goto done;

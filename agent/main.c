@@ -11,7 +11,9 @@
 #include <unistd.h>
 
 #include "agent/agent.h"
+#include "agent/reload.h"
 #include "lib/log.h"
+#include "lib/watchdog.h"
 #include "queue/lua.h"
 
 #define MAX_HEADERS_SIZE  (64 * 1024)
@@ -45,6 +47,11 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 	a->stopping = 1;
 	sd_notify(0, "STOPPING=1");
 	event_base_loopexit(a->base, NULL);
+}
+
+static int redis_healthy(void *arg)
+{
+	return redis_connected(arg);
 }
 
 /* "host:port" or "[v6]:port". */
@@ -106,6 +113,7 @@ int main(int argc, char **argv)
 					     {NULL, 0, NULL, 0}};
 	const char *config = NULL, *listen = NULL;
 	struct agent a;
+	struct agent_reload reload = {.agent = &a};
 	char err[1024];
 	int status = 1, opt;
 
@@ -123,6 +131,7 @@ int main(int argc, char **argv)
 				fprintf(stderr, "sluice-agent: unknown log level %s\n", optarg);
 				return 2;
 			}
+			reload.log_level_fixed = 1;
 			break;
 		case 'h':
 			usage(stdout);
@@ -142,6 +151,10 @@ int main(int argc, char **argv)
 		fprintf(stderr, "sluice-agent: %s\n", err);
 		return 1;
 	}
+	reload.config = config;
+	reload.listen_fixed = listen != NULL;
+	if (!reload.log_level_fixed)
+		log_set_level(a.settings.log_level);
 	if (listen) {
 		free(a.settings.listen);
 		a.settings.listen = strdup(listen);
@@ -160,7 +173,8 @@ int main(int argc, char **argv)
 	gethostname(host, sizeof(host) - 1);
 	snprintf(a.consumer_name, sizeof(a.consumer_name), "agent:%s:%d", host, (int)getpid());
 
-	struct event *sigterm = NULL, *sigint = NULL;
+	struct event *sigterm = NULL, *sigint = NULL, *sighup = NULL;
+	struct watchdog *watchdog = NULL;
 	a.base = event_base_new();
 	if (!a.base)
 		goto fail;
@@ -169,26 +183,34 @@ int main(int argc, char **argv)
 		goto fail;
 	a.scripts.intake = redis_script_add(a.redis, lua_intake);
 	a.scripts.route = redis_script_add(a.redis, lua_route);
+	a.scripts.retry = redis_script_add(a.redis, lua_retry);
+	a.scripts.cancel = redis_script_add(a.redis, lua_cancel);
+	a.scripts.reap = redis_script_add(a.redis, lua_reap);
+	a.scripts.requeue = redis_script_add(a.redis, lua_requeue);
+	a.scripts.release = redis_script_add(a.redis, lua_release);
 	a.producer = kafka_producer_new(a.base, a.settings.brokers, err, sizeof(err));
 	if (!a.producer) {
 		log_error("cannot start the Kafka producer", LOG_S("error", err));
 		goto fail;
 	}
 	a.outbox = outbox_new(a.base, a.redis, a.producer, a.settings.key_prefix, a.consumer_name);
-	if (!a.outbox || router_start(&a) < 0 || start_http(&a) < 0)
+	if (!a.outbox || router_start(&a) < 0 || scheduler_start(&a) < 0 || start_http(&a) < 0)
 		goto fail;
 
 	sigterm = evsignal_new(a.base, SIGTERM, on_signal, &a);
 	sigint = evsignal_new(a.base, SIGINT, on_signal, &a);
-	if (!sigterm || !sigint || evsignal_add(sigterm, NULL) < 0 ||
-	    evsignal_add(sigint, NULL) < 0)
+	sighup = evsignal_new(a.base, SIGHUP, agent_reload_on_signal, &reload);
+	if (!sigterm || !sigint || !sighup || evsignal_add(sigterm, NULL) < 0 ||
+	    evsignal_add(sigint, NULL) < 0 || evsignal_add(sighup, NULL) < 0)
 		goto fail;
+	watchdog = watchdog_start(a.base, redis_healthy, a.redis);
 
 	sd_notify(0, "READY=1\nSTATUS=accepting webhooks");
 	event_base_dispatch(a.base);
 	status = 0;
 fail:
 	a.stopping = 1;
+	watchdog_free(watchdog);
 	if (a.http)
 		evhttp_free(a.http);
 	/* The outbox goes before the Redis client and producer it uses; Redis
@@ -199,6 +221,7 @@ fail:
 		outbox_free(a.outbox);
 	if (a.redis)
 		redis_free(a.redis);
+	scheduler_free(&a);
 	router_stop(&a);
 	if (a.producer)
 		kafka_producer_free(a.producer, SHUTDOWN_FLUSH_MS);
@@ -206,6 +229,8 @@ fail:
 		event_free(sigterm);
 	if (sigint)
 		event_free(sigint);
+	if (sighup)
+		event_free(sighup);
 	if (a.base)
 		event_base_free(a.base);
 	pipelines_clear(&a.pipelines);

@@ -2,7 +2,10 @@
  *
  * For a finished stage it prepares jobs for the stages that need it and
  * lets route.lua decide, atomically, which of them start, which are skipped
- * and whether the run is finished. The Kafka offset is stored only after
+ * and whether the run is finished. A failed attempt that the stage's retry
+ * policy covers goes to retry.lua instead, which schedules the next attempt
+ * after a back-off; one that exhausted its retries is routed as failed and
+ * its job sent to the dead-letter topic. The Kafka offset is stored only after
  * that script succeeded; while Redis cannot be reached the message is
  * retried with back-off, so a result is never lost.
  */
@@ -11,6 +14,7 @@
 #include <string.h>
 
 #include "agent/agent.h"
+#include "config/retry.h"
 #include "queue/jobs.h"
 #include "lib/clock.h"
 #include "lib/log.h"
@@ -28,6 +32,9 @@ struct route_call {
 	char run[128];
 	char stage[128];
 	int attempt;
+	char status[32]; /* as the result reports it */
+	int exit_code;	 /* -1: none */
+	json_t *def;	 /* the run's definition, once read */
 };
 
 static void route_begin(struct route_call *c);
@@ -39,6 +46,7 @@ static void route_free(struct route_call *c)
 		c->next->prevp = c->prevp;
 	if (c->retry)
 		event_free(c->retry);
+	json_decref(c->def);
 	free(c);
 }
 
@@ -96,13 +104,12 @@ static void on_routed(struct redis *r, redisReply *reply, const char *err, void 
 
 /* Jobs for every stage that needs the finished one; route.lua starts those
  * whose needs have all succeeded. */
-static json_t *prepare_dependants(struct route_call *c, const char *def_text)
+static json_t *prepare_dependants(struct route_call *c)
 {
 	json_t *jobs = json_object();
-	json_t *def = def_text ? json_loads(def_text, 0, NULL) : NULL;
 	const char *name;
 	json_t *stage;
-	json_object_foreach(json_object_get(def, "stages"), name, stage)
+	json_object_foreach(json_object_get(c->def, "stages"), name, stage)
 	{
 		size_t i;
 		json_t *need;
@@ -116,28 +123,114 @@ static json_t *prepare_dependants(struct route_call *c, const char *def_text)
 				json_object_set_new(jobs, name, job);
 		}
 	}
-	json_decref(def);
 	return jobs;
+}
+
+/* route.lua; with dead_letter, the attempt's job goes to the dead-letter
+ * topic in the same script. */
+static void route_now(struct route_call *c, int dead_letter)
+{
+	struct agent *a = c->agent;
+	json_t *jobs = prepare_dependants(c);
+	char *jobs_text = json_dumps(jobs, JSON_COMPACT);
+	json_decref(jobs);
+	json_t *dlq_job = NULL;
+	char attempt[16], now[32], dlq[256];
+	snprintf(attempt, sizeof(attempt), "%d", c->attempt);
+	snprintf(now, sizeof(now), "%lld", (long long)clock_now_ms());
+	snprintf(dlq, sizeof(dlq), "%sdlq", a->settings.topic_prefix);
+	if (dead_letter) {
+		const json_t *stage = json_object_get(json_object_get(c->def, "stages"), c->stage);
+		const char *kind = json_string_value(json_object_get(stage, "kind"));
+		dlq_job =
+		    jobs_prepare(&a->settings, c->run, c->stage, kind ? kind : "build", c->attempt);
+	}
+	const char *argv[] = {a->settings.key_prefix,
+			      c->run,
+			      c->stage,
+			      attempt,
+			      now,
+			      jobs_text ? jobs_text : "{}",
+			      dlq,
+			      json_string_value(json_object_get(dlq_job, "value"))};
+	int argc = argv[7] ? 8 : 6;
+	if (redis_script_run(a->redis, a->scripts.route, on_routed, c, 0, argc, argv, NULL) < 0)
+		route_later(c, "route script not sent");
+	json_decref(dlq_job);
+	free(jobs_text);
+}
+
+static void on_retry_scheduled(struct redis *r, redisReply *reply, const char *err, void *arg)
+{
+	struct route_call *c = arg;
+	(void)r;
+	if (!reply || reply->type != REDIS_REPLY_STRING) {
+		route_later(c, err ? err : "unexpected reply from retry script");
+		return;
+	}
+	if (strcmp(reply->str, "route") == 0) {
+		route_now(c, 0);
+		return;
+	}
+	if (strcmp(reply->str, "retrying") == 0)
+		log_info("stage will be retried", LOG_S("run", c->run), LOG_S("stage", c->stage),
+			 LOG_I("failed_attempt", c->attempt), LOG_S("status", c->status));
+	else
+		log_debug("result not routed", LOG_S("run", c->run), LOG_S("stage", c->stage),
+			  LOG_S("outcome", reply->str));
+	route_end(c);
+}
+
+/* Schedules attempt + 1 through the delayed set (release.lua starts it). */
+static void retry_later(struct route_call *c, const json_t *stage)
+{
+	struct agent *a = c->agent;
+	const char *kind = json_string_value(json_object_get(stage, "kind"));
+	json_t *job =
+	    jobs_prepare(&a->settings, c->run, c->stage, kind ? kind : "build", c->attempt + 1);
+	long long due = (long long)clock_now_ms() + retry_backoff_ms(stage, c->attempt);
+	if (!job) {
+		route_later(c, "out of memory");
+		return;
+	}
+	json_object_set_new(job, "run", json_string(c->run));
+	json_object_set_new(job, "stage", json_string(c->stage));
+	json_object_set_new(job, "attempt", json_integer(c->attempt + 1));
+	char *entry = json_dumps(job, JSON_COMPACT | JSON_SORT_KEYS);
+	json_decref(job);
+	char attempt[16], due_text[32];
+	snprintf(attempt, sizeof(attempt), "%d", c->attempt);
+	snprintf(due_text, sizeof(due_text), "%lld", due);
+	const char *argv[] = {
+	    a->settings.key_prefix, c->run, c->stage, attempt, c->status, due_text, entry};
+	if (!entry || redis_script_run(a->redis, a->scripts.retry, on_retry_scheduled, c, 0, 7,
+				       argv, NULL) < 0)
+		route_later(c, "retry script not sent");
+	free(entry);
 }
 
 static void on_definition(struct redis *r, redisReply *reply, const char *err, void *arg)
 {
 	struct route_call *c = arg;
+	(void)r;
 	if (!reply) {
 		route_later(c, err);
 		return;
 	}
-	json_t *jobs = prepare_dependants(c, reply->type == REDIS_REPLY_STRING ? reply->str : NULL);
-	char *jobs_text = json_dumps(jobs, JSON_COMPACT);
-	json_decref(jobs);
-	char attempt[16], now[32];
-	snprintf(attempt, sizeof(attempt), "%d", c->attempt);
-	snprintf(now, sizeof(now), "%lld", (long long)clock_now_ms());
-	const char *argv[] = {c->agent->settings.key_prefix, c->run, c->stage, attempt, now,
-			      jobs_text ? jobs_text : "{}"};
-	if (redis_script_run(r, c->agent->scripts.route, on_routed, c, 0, 6, argv, NULL) < 0)
-		route_later(c, "route script not sent");
-	free(jobs_text);
+	json_decref(c->def);
+	c->def = reply->type == REDIS_REPLY_STRING ? json_loads(reply->str, 0, NULL) : NULL;
+	const json_t *stage = json_object_get(json_object_get(c->def, "stages"), c->stage);
+	switch (retry_decide(stage, c->status, c->exit_code, c->attempt)) {
+	case RETRY_AGAIN:
+		retry_later(c, stage);
+		return;
+	case RETRY_EXHAUSTED:
+		route_now(c, 1);
+		return;
+	case RETRY_NONE:
+		route_now(c, 0);
+		return;
+	}
 }
 
 static void route_begin(struct route_call *c)
@@ -188,6 +281,10 @@ static void on_result(const struct kafka_message *m, struct kafka_ticket *t, voi
 	snprintf(c->run, sizeof(c->run), "%s", run);
 	snprintf(c->stage, sizeof(c->stage), "%s", stage);
 	c->attempt = (int)json_integer_value(attempt);
+	const char *status = json_string_value(json_object_get(env.data, "status"));
+	json_t *exit_code = json_object_get(env.data, "exit_code");
+	snprintf(c->status, sizeof(c->status), "%s", status ? status : "");
+	c->exit_code = json_is_integer(exit_code) ? (int)json_integer_value(exit_code) : -1;
 	envelope_clear(&env);
 	route_begin(c);
 }

@@ -30,11 +30,26 @@ struct settings {
 	int kill_grace_ms;    /* worker.kill_grace, default 10s */
 	int lease_ms;	      /* worker.lease, default 30s */
 	int requeue_after_ms; /* agent.requeue_after, default 60s */
+	int scheduler_ms;     /* agent.scheduler_interval, default 500ms */
+	int drain_timeout_ms; /* worker.drain_timeout, default 60s: how long SIGTERM waits */
+	size_t log_cap;	      /* worker.log_cap, default 4 MiB of output kept per stage */
+	char *log_level;      /* log_level: debug, info (default), warn, error */
+
+	/* Workspace removal: worker.workspace_ttl (default 24h) and
+	 * worker.min_free, "10%" of the state dir's filesystem (default) or a
+	 * size such as "5GiB"; exactly one of percent and bytes is non-zero. */
+	long long workspace_ttl_ms;
+	int min_free_percent;
+	long long min_free_bytes;
 };
 
 /* path may be NULL: defaults only. "kafka.brokers: '@FILE'" is read here. */
 int settings_load(const char *path, struct settings *s, char *err, size_t errlen);
 void settings_clear(struct settings *s);
+/* 1 when the setting named as in sluice.yaml ("redis.url") has different
+ * values in a and b, 0 when not, -1 for a name it does not know. For
+ * reloads, to name the settings that only a restart applies. */
+int settings_differ(const struct settings *a, const struct settings *b, const char *key);
 
 /* A pipeline file, validated. The normalized definition (def) is what a run
  * records at creation and what workers execute, so a run never changes when
@@ -45,6 +60,10 @@ void settings_clear(struct settings *s);
  *    "checkout": {"url": "file:///srv/git/app"}          (absent: the payload's clone_url)
  *    "stages": {"build": {"kind": "build", "run": ["make", "${SLUICE_SHA}"],
  *                          "needs": [], "timeout": 3600}, ...}}   (file order, timeout in s)
+ * A stage has exactly one of "run" (argv), "sh" (a script for /bin/sh -e -c)
+ * and "http" ({"method", "url", "headers": {}, "body"?, "expect"? (absent:
+ * any 2xx), "timeout_ms", "retries", "backoff_ms", "ca_file"?}); optional
+ * "inherit_env" (names) and "log_cap" (bytes).
  */
 struct pipeline {
 	char *name; /* "name:" or the file name without extension */

@@ -7,26 +7,36 @@
  */
 #include "config/config.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "config/check.h"
 #include "config/doc.h"
 #include "config/file.h"
+#include "config/retry.h"
 
 #define DEFAULT_TIMEOUT_MS (3600LL * 1000)
 #define MAX_TIMEOUT_MS	   (30LL * 86400 * 1000)
 #define MAX_SECRET_FILE	   65536
 
-static const char *const top_keys[] = {"name",	  "trigger", "checkout", "vars",
-				       "secrets", "stages",  NULL};
+static const char *const top_keys[] = {"name",	  "trigger", "checkout",     "vars",
+				       "secrets", "stages",  "max_attempts", NULL};
 static const char *const trigger_keys[] = {"github", NULL};
 static const char *const github_keys[] = {"repository", "events",      "branches",
 					  "tags",	"secret_file", NULL};
 static const char *const checkout_keys[] = {"url", NULL};
-static const char *const stage_keys[] = {"kind", "run", "needs", "timeout", NULL};
+static const char *const stage_keys[] = {"kind",	"run",	   "sh",    "http",
+					 "needs",	"timeout", "retry", "max_attempts",
+					 "inherit_env", "log_cap", NULL};
+static const char *const executors[] = {"run", "sh", "http", NULL};
+static const char *const http_keys[] = {"method",  "url",     "headers", "body",    "expect",
+					"timeout", "retries", "backoff", "ca_file", NULL};
+static const char *const http_methods[] = {"GET",   "HEAD",   "POST",	 "PUT",
+					   "PATCH", "DELETE", "OPTIONS", NULL};
 static const char *const events[] = {"push",	"pull_request",	     "create", "delete",
 				     "release", "workflow_dispatch", "ping",   NULL};
 static const char *const kinds[] = {"build", "test", "scan", "push", "deploy", NULL};
@@ -268,11 +278,251 @@ static int load_names(struct loading *ld, const struct config_doc_node *top, con
 	return 0;
 }
 
+/* The value of an http: header, expect or the like that is one item or a
+ * list of them: item i of n (n itself when it is not a list). */
+static const struct config_doc_node *list_item(const struct config_doc_node *n, size_t i)
+{
+	const struct config_doc_node *item = n->first;
+
+	if (!json_is_array(n->value))
+		return n;
+	while (item && i--)
+		item = item->next;
+	return item;
+}
+
+/* A path relative to the pipeline file, checked readable, into obj[key]. */
+static int load_path(struct loading *ld, const struct config_doc_node *n, json_t *obj,
+		     const char *key)
+{
+	const char *rel;
+	char *path;
+	int rc;
+
+	if (config_check_string(&ld->ck, n, 0, &rel) < 0)
+		return -1;
+	path = config_file_resolve(ld->dir, rel);
+	if (!path)
+		return nomem(ld, n);
+	if (config_file_check_readable(path) < 0) {
+		config_check_fail(&ld->ck, n, "cannot read \"%s\": %s", path, strerror(errno));
+		free(path);
+		return -1;
+	}
+	rc = json_object_set_new(obj, key, json_string(path));
+	free(path);
+	return rc < 0 ? nomem(ld, n) : 0;
+}
+
+static int load_http_expect(struct loading *ld, const struct config_doc_node *n, json_t *out)
+{
+	json_t *codes = json_array();
+	size_t i, count = json_is_array(n->value) ? json_array_size(n->value) : 1;
+
+	if (!codes || json_object_set_new(out, "expect", codes) < 0)
+		return nomem(ld, n);
+	if (json_is_array(n->value) && !count)
+		return config_check_fail(&ld->ck, n, "must not be empty");
+	for (i = 0; i < count; i++) {
+		long long code;
+
+		if (config_check_int(&ld->ck, list_item(n, i), 100, 599, &code) < 0)
+			return -1;
+		if (json_array_append_new(codes, json_integer(code)) < 0)
+			return nomem(ld, n);
+	}
+	return 0;
+}
+
+static int load_http_headers(struct loading *ld, const struct config_doc_node *m, json_t *out)
+{
+	const struct config_doc_node *c;
+	json_t *headers = json_object();
+
+	if (!headers || json_object_set_new(out, "headers", headers) < 0)
+		return nomem(ld, m);
+	if (!json_is_object(m->value))
+		return config_check_fail(&ld->ck, m, "expected a mapping");
+	for (c = m->first; c; c = c->next) {
+		const char *v;
+
+		if (!config_check_word(c->key, "-_.", 0))
+			return config_check_fail_key(&ld->ck, c,
+						     "invalid header name (use letters, digits, "
+						     "'-', '_' and '.')");
+		if (config_check_text(&ld->ck, c, &v) < 0)
+			return -1;
+		if (strpbrk(v, "\r\n"))
+			return config_check_fail(&ld->ck, c,
+						 "a header value cannot hold a line "
+						 "break");
+		if (json_object_set_new(headers, c->key, json_string(v)) < 0)
+			return nomem(ld, c);
+	}
+	return 0;
+}
+
+/* http: → {"method", "url", "headers", "body"?, "expect"? (absent: any 2xx),
+ * "timeout_ms", "retries", "backoff_ms", "ca_file"?}. */
+static int load_http(struct loading *ld, const struct config_doc_node *h, json_t **out)
+{
+	const struct config_doc_node *n;
+	const char *method = "GET", *url, *body;
+	long long timeout_ms = 30000, backoff_ms = 1000, retries = 3;
+	char upper[16];
+	size_t i;
+
+	if (!json_is_object(h->value))
+		return config_check_fail(&ld->ck, h, "expected a mapping");
+	n = config_doc_get(h, "insecure");
+	if (n)
+		return config_check_fail_key(&ld->ck, n,
+					     "TLS verification cannot be turned off; set ca_file "
+					     "to trust a private CA");
+	if (config_check_keys(&ld->ck, h, http_keys) < 0 ||
+	    config_check_require(&ld->ck, h, "url", &n) < 0 ||
+	    config_check_string(&ld->ck, n, 0, &url) < 0)
+		return -1;
+	if (strncmp(url, "${", 2) != 0 && strncasecmp(url, "http://", 7) != 0 &&
+	    strncasecmp(url, "https://", 8) != 0)
+		return config_check_fail(&ld->ck, n, "expected an http:// or https:// URL");
+	*out = json_pack("{ss}", "url", url);
+	if (!*out)
+		return nomem(ld, n);
+	n = config_doc_get(h, "method");
+	if (n) {
+		if (config_check_string(&ld->ck, n, 0, &method) < 0)
+			return -1;
+		for (i = 0; i < sizeof(upper) - 1 && method[i]; i++)
+			upper[i] = (char)toupper((unsigned char)method[i]);
+		upper[i] = '\0';
+		if (method[i] || !in_list(upper, http_methods))
+			return config_check_fail(&ld->ck, n,
+						 "unknown method \"%s\" (known: GET, HEAD, POST, "
+						 "PUT, PATCH, DELETE, OPTIONS)",
+						 method);
+		method = upper;
+	}
+	if (json_object_set_new(*out, "method", json_string(method)) < 0)
+		return nomem(ld, h);
+	n = config_doc_get(h, "headers");
+	if (n && load_http_headers(ld, n, *out) < 0)
+		return -1;
+	if (!n && json_object_set_new(*out, "headers", json_object()) < 0)
+		return nomem(ld, h);
+	n = config_doc_get(h, "body");
+	if (n) {
+		if (config_check_text(&ld->ck, n, &body) < 0)
+			return -1;
+		if (!strcmp(method, "GET") || !strcmp(method, "HEAD"))
+			return config_check_fail_key(&ld->ck, n, "a %s request has no body",
+						     method);
+		if (json_object_set_new(*out, "body", json_string(body)) < 0)
+			return nomem(ld, n);
+	}
+	n = config_doc_get(h, "expect");
+	if (n && load_http_expect(ld, n, *out) < 0)
+		return -1;
+	n = config_doc_get(h, "timeout");
+	if (n && config_check_duration_ms(&ld->ck, n, MAX_TIMEOUT_MS, &timeout_ms) < 0)
+		return -1;
+	n = config_doc_get(h, "retries");
+	if (n && config_check_int(&ld->ck, n, 0, 100, &retries) < 0)
+		return -1;
+	n = config_doc_get(h, "backoff");
+	if (n && config_check_duration_ms(&ld->ck, n, MAX_TIMEOUT_MS, &backoff_ms) < 0)
+		return -1;
+	n = config_doc_get(h, "ca_file");
+	if (n && load_path(ld, n, *out, "ca_file") < 0)
+		return -1;
+	if (json_object_set_new(*out, "timeout_ms", json_integer(timeout_ms)) < 0 ||
+	    json_object_set_new(*out, "retries", json_integer(retries)) < 0 ||
+	    json_object_set_new(*out, "backoff_ms", json_integer(backoff_ms)) < 0)
+		return nomem(ld, h);
+	return 0;
+}
+
+/* Exactly one of run: (an argument list), sh: (a script) and http: (a
+ * request); *key names it in def, *out is its normalized value. */
+static int load_executor(struct loading *ld, const struct config_doc_node *st, const char **key,
+			 json_t **out)
+{
+	const struct config_doc_node *n = NULL, *c;
+	const char *script;
+	size_t i;
+
+	for (i = 0; executors[i]; i++) {
+		c = config_doc_get(st, executors[i]);
+		if (c && n)
+			return config_check_fail_key(&ld->ck, c,
+						     "only one of run, sh and http may be given "
+						     "(this stage already has %s)",
+						     n->key);
+		if (c)
+			n = c;
+	}
+	if (!n)
+		return config_check_missing(&ld->ck, st, "run",
+					    "or sh: a script, or http: a request");
+	*key = n->key;
+	if (!strcmp(n->key, "sh")) {
+		if (config_check_string(&ld->ck, n, 0, &script) < 0)
+			return -1;
+		*out = json_string(script);
+		return *out ? 0 : nomem(ld, n);
+	}
+	if (!strcmp(n->key, "http")) {
+		if (load_http(ld, n, out) < 0) {
+			json_decref(*out);
+			*out = NULL;
+			return -1;
+		}
+		return 0;
+	}
+	if (!json_is_array(n->value))
+		return config_check_fail(&ld->ck, n, "expected a list of strings");
+	if (!json_array_size(n->value))
+		return config_check_fail(&ld->ck, n, "must not be empty");
+	return config_check_text_list(&ld->ck, n, 0, out);
+}
+
+/* inherit_env: names of the worker's environment the stage may see;
+ * log_cap: bytes of output kept. Both only when given. */
+static int load_stage_env(struct loading *ld, const struct config_doc_node *st, json_t *stage)
+{
+	const struct config_doc_node *n = config_doc_get(st, "inherit_env");
+	json_t *names = NULL;
+	long long cap;
+	size_t i;
+
+	if (n) {
+		if (config_check_text_list(&ld->ck, n, 1, &names) < 0)
+			return -1;
+		if (json_object_set_new(stage, "inherit_env", names) < 0)
+			return nomem(ld, n);
+		for (i = 0; i < json_array_size(names); i++)
+			if (!config_check_word(json_string_value(json_array_get(names, i)), "_", 1))
+				return config_check_fail(&ld->ck, list_item(n, i),
+							 "invalid variable name (use letters, "
+							 "digits and '_', not starting with a "
+							 "digit)");
+	}
+	n = config_doc_get(st, "log_cap");
+	if (n) {
+		if (config_check_size(&ld->ck, n, 1LL << 30, &cap) < 0)
+			return -1;
+		if (json_object_set_new(stage, "log_cap", json_integer(cap)) < 0)
+			return nomem(ld, n);
+	}
+	return 0;
+}
+
 static int load_stage(struct loading *ld, const struct config_doc_node *st, json_t *stages)
 {
 	const struct config_doc_node *n;
 	const char *kind = st->key;
 	long long timeout_ms = DEFAULT_TIMEOUT_MS;
+	const char *executor = NULL;
 	json_t *run = NULL, *needs = NULL;
 
 	if (!config_check_word(st->key, "_-", 0))
@@ -294,13 +544,7 @@ static int load_stage(struct loading *ld, const struct config_doc_node *st, json
 					    "the stage name is not one of build, test, scan, "
 					    "push, deploy");
 	}
-	if (config_check_require(&ld->ck, st, "run", &n) < 0)
-		return -1;
-	if (!json_is_array(n->value))
-		return config_check_fail(&ld->ck, n, "expected a list of strings");
-	if (!json_array_size(n->value))
-		return config_check_fail(&ld->ck, n, "must not be empty");
-	if (config_check_text_list(&ld->ck, n, 0, &run) < 0)
+	if (load_executor(ld, st, &executor, &run) < 0)
 		return -1;
 	n = config_doc_get(st, "needs");
 	if (n && config_check_text_list(&ld->ck, n, 1, &needs) < 0)
@@ -311,10 +555,13 @@ static int load_stage(struct loading *ld, const struct config_doc_node *st, json
 	if (n && config_check_duration_ms(&ld->ck, n, MAX_TIMEOUT_MS, &timeout_ms) < 0)
 		goto fail;
 	if (json_object_set_new(stages, st->key,
-				json_pack("{ss so so sI}", "kind", kind, "run", run, "needs", needs,
-					  "timeout", (json_int_t)((timeout_ms + 999) / 1000))) < 0)
+				json_pack("{ss so so sI}", "kind", kind, executor, run, "needs",
+					  needs, "timeout",
+					  (json_int_t)((timeout_ms + 999) / 1000))) < 0)
 		return nomem(ld, st);
-	return 0;
+	if (load_stage_env(ld, st, json_object_get(stages, st->key)) < 0)
+		return -1;
+	return retry_load(&ld->ck, st, json_object_get(stages, st->key));
 fail:
 	json_decref(run);
 	json_decref(needs);

@@ -18,11 +18,16 @@
 /* "@FILE" holds a broker list, not a document. */
 #define MAX_BROKERS_FILE 65536
 
-static const char *const top_keys[] = {"kafka", "redis", "agent", "worker", "pipelines_dir", NULL};
+static const char *const top_keys[] = {"kafka",		"redis",     "agent", "worker",
+				       "pipelines_dir", "log_level", NULL};
 static const char *const kafka_keys[] = {"brokers", "topic_prefix", NULL};
 static const char *const redis_keys[] = {"url", "key_prefix", "timeout", NULL};
-static const char *const agent_keys[] = {"listen", "public_url", "max_body", "requeue_after", NULL};
-static const char *const worker_keys[] = {"state_dir", "concurrency", "kill_grace", "lease", NULL};
+static const char *const agent_keys[] = {"listen",	  "public_url",		"max_body",
+					 "requeue_after", "scheduler_interval", NULL};
+static const char *const worker_keys[] = {"state_dir", "concurrency",	"kill_grace",
+					  "lease",     "drain_timeout", "workspace_ttl",
+					  "min_free",  "log_cap",	NULL};
+static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
 
 static int set_defaults(struct settings *s)
 {
@@ -40,8 +45,14 @@ static int set_defaults(struct settings *s)
 	s->kill_grace_ms = 10000;
 	s->lease_ms = 30000;
 	s->requeue_after_ms = 60000;
+	s->scheduler_ms = 500;
+	s->drain_timeout_ms = 60000;
+	s->log_cap = 4u * 1024 * 1024;
+	s->workspace_ttl_ms = 24LL * 3600 * 1000;
+	s->min_free_percent = 10;
+	s->log_level = strdup("info");
 	if (!s->brokers || !s->topic_prefix || !s->redis_url || !s->key_prefix || !s->listen ||
-	    !s->pipelines_dir || !s->state_dir)
+	    !s->pipelines_dir || !s->state_dir || !s->log_level)
 		return -1;
 	return 0;
 }
@@ -164,7 +175,8 @@ static int load_agent(const struct config_check *ck, const struct config_doc_nod
 	if (config_check_keys(ck, m, agent_keys) < 0 ||
 	    load_string(ck, m, "listen", 0, &s->listen) < 0 ||
 	    load_string(ck, m, "public_url", 0, &s->public_url) < 0 ||
-	    load_duration(ck, m, "requeue_after", &s->requeue_after_ms) < 0)
+	    load_duration(ck, m, "requeue_after", &s->requeue_after_ms) < 0 ||
+	    load_duration(ck, m, "scheduler_interval", &s->scheduler_ms) < 0)
 		return -1;
 	n = config_doc_get(m, "max_body");
 	if (n) {
@@ -172,6 +184,31 @@ static int load_agent(const struct config_check *ck, const struct config_doc_nod
 			return -1;
 		s->max_body = (size_t)v;
 	}
+	return 0;
+}
+
+/* "10%" of the filesystem, or a size such as "5GiB". */
+static int load_min_free(const struct config_check *ck, const struct config_doc_node *n,
+			 struct settings *s)
+{
+	const char *text = json_is_string(n->value) ? json_string_value(n->value) : "";
+	size_t len = strlen(text);
+	long long v;
+
+	if (len > 1 && text[len - 1] == '%') {
+		char *end;
+		errno = 0;
+		v = strtoll(text, &end, 10);
+		if (errno || end != text + len - 1 || v < 0 || v > 99)
+			return config_check_fail(ck, n, "expected a percentage from 0%% to 99%%");
+		s->min_free_percent = (int)v;
+		s->min_free_bytes = 0;
+		return 0;
+	}
+	if (config_check_size(ck, n, LLONG_MAX, &v) < 0)
+		return -1;
+	s->min_free_percent = 0;
+	s->min_free_bytes = v;
 	return 0;
 }
 
@@ -187,8 +224,24 @@ static int load_worker(const struct config_check *ck, const struct config_doc_no
 	if (config_check_keys(ck, m, worker_keys) < 0 ||
 	    load_string(ck, m, "state_dir", 0, &s->state_dir) < 0 ||
 	    load_duration(ck, m, "kill_grace", &s->kill_grace_ms) < 0 ||
-	    load_duration(ck, m, "lease", &s->lease_ms) < 0)
+	    load_duration(ck, m, "lease", &s->lease_ms) < 0 ||
+	    load_duration(ck, m, "drain_timeout", &s->drain_timeout_ms) < 0)
 		return -1;
+	n = config_doc_get(m, "workspace_ttl");
+	if (n) {
+		if (config_check_duration_ms(ck, n, LLONG_MAX, &v) < 0)
+			return -1;
+		s->workspace_ttl_ms = v;
+	}
+	n = config_doc_get(m, "min_free");
+	if (n && load_min_free(ck, n, s) < 0)
+		return -1;
+	n = config_doc_get(m, "log_cap");
+	if (n) {
+		if (config_check_size(ck, n, MAX_BODY_BYTES, &v) < 0)
+			return -1;
+		s->log_cap = (size_t)v;
+	}
 	n = config_doc_get(m, "concurrency");
 	if (n) {
 		if (config_check_int(ck, n, 1, MAX_CONCURRENCY, &v) < 0)
@@ -196,6 +249,25 @@ static int load_worker(const struct config_check *ck, const struct config_doc_no
 		s->concurrency = (int)v;
 	}
 	return 0;
+}
+
+static int load_log_level(const struct config_check *ck, const struct config_doc_node *top,
+			  struct settings *s)
+{
+	const struct config_doc_node *n = config_doc_get(top, "log_level");
+	const char *v;
+
+	if (!n)
+		return 0;
+	if (config_check_string(ck, n, 0, &v) < 0)
+		return -1;
+	for (size_t i = 0; log_levels[i]; i++) {
+		if (strcmp(v, log_levels[i]) == 0)
+			return replace(&s->log_level, v) < 0
+				   ? config_check_fail(ck, n, "out of memory")
+				   : 0;
+	}
+	return config_check_fail(ck, n, "expected one of debug, info, warn, error");
 }
 
 static int resolve_in_place(const char *dir, char **field)
@@ -222,8 +294,9 @@ static int load_file(const char *path, const char *dir, struct settings *s, char
 	top = doc.top;
 	if (config_check_keys(&ck, top, top_keys) < 0 ||
 	    load_string(&ck, top, "pipelines_dir", 0, &s->pipelines_dir) < 0 ||
-	    load_kafka(&ck, top, dir, s) < 0 || load_redis(&ck, top, s) < 0 ||
-	    load_agent(&ck, top, s) < 0 || load_worker(&ck, top, s) < 0)
+	    load_log_level(&ck, top, s) < 0 || load_kafka(&ck, top, dir, s) < 0 ||
+	    load_redis(&ck, top, s) < 0 || load_agent(&ck, top, s) < 0 ||
+	    load_worker(&ck, top, s) < 0)
 		goto done;
 	rc = 0;
 done:
@@ -264,6 +337,46 @@ fail:
 	return -1;
 }
 
+static int text_differs(const char *x, const char *y)
+{
+	return strcmp(x ? x : "", y ? y : "") != 0;
+}
+
+int settings_differ(const struct settings *a, const struct settings *b, const char *key)
+{
+	const struct {
+		const char *key;
+		int differs;
+	} table[] = {
+	    {"kafka.brokers", text_differs(a->brokers, b->brokers)},
+	    {"kafka.topic_prefix", text_differs(a->topic_prefix, b->topic_prefix)},
+	    {"redis.url", text_differs(a->redis_url, b->redis_url)},
+	    {"redis.key_prefix", text_differs(a->key_prefix, b->key_prefix)},
+	    {"redis.timeout", a->redis_timeout_ms != b->redis_timeout_ms},
+	    {"agent.listen", text_differs(a->listen, b->listen)},
+	    {"agent.public_url", text_differs(a->public_url, b->public_url)},
+	    {"agent.max_body", a->max_body != b->max_body},
+	    {"agent.requeue_after", a->requeue_after_ms != b->requeue_after_ms},
+	    {"agent.scheduler_interval", a->scheduler_ms != b->scheduler_ms},
+	    {"pipelines_dir", text_differs(a->pipelines_dir, b->pipelines_dir)},
+	    {"log_level", text_differs(a->log_level, b->log_level)},
+	    {"worker.state_dir", text_differs(a->state_dir, b->state_dir)},
+	    {"worker.concurrency", a->concurrency != b->concurrency},
+	    {"worker.kill_grace", a->kill_grace_ms != b->kill_grace_ms},
+	    {"worker.lease", a->lease_ms != b->lease_ms},
+	    {"worker.drain_timeout", a->drain_timeout_ms != b->drain_timeout_ms},
+	    {"worker.workspace_ttl", a->workspace_ttl_ms != b->workspace_ttl_ms},
+	    {"worker.log_cap", a->log_cap != b->log_cap},
+	    {"worker.min_free",
+	     a->min_free_percent != b->min_free_percent || a->min_free_bytes != b->min_free_bytes},
+	};
+	for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++) {
+		if (strcmp(table[i].key, key) == 0)
+			return table[i].differs;
+	}
+	return -1;
+}
+
 void settings_clear(struct settings *s)
 {
 	free(s->brokers);
@@ -274,5 +387,6 @@ void settings_clear(struct settings *s)
 	free(s->public_url);
 	free(s->pipelines_dir);
 	free(s->state_dir);
+	free(s->log_level);
 	memset(s, 0, sizeof(*s));
 }

@@ -126,7 +126,8 @@ static void transport_error(struct ctl_api *api, CURLcode rc, const char *errbuf
 		snprintf(err, errlen, "request to %s failed: %s", api->base, why);
 }
 
-int ctl_api_get(struct ctl_api *api, const char *path, json_t **body, char *err, size_t errlen)
+static int request(struct ctl_api *api, int post, const char *path, json_t **body, char *err,
+		   size_t errlen)
 {
 	struct buffer b = {0};
 	char errbuf[CURL_ERROR_SIZE] = "";
@@ -142,6 +143,12 @@ int ctl_api_get(struct ctl_api *api, const char *path, json_t **body, char *err,
 		goto fail;
 	}
 	curl_easy_setopt(api->curl, CURLOPT_URL, url);
+	if (post) {
+		curl_easy_setopt(api->curl, CURLOPT_POSTFIELDS, "");
+		curl_easy_setopt(api->curl, CURLOPT_POSTFIELDSIZE, 0L);
+	} else {
+		curl_easy_setopt(api->curl, CURLOPT_HTTPGET, 1L);
+	}
 	curl_easy_setopt(api->curl, CURLOPT_HTTPHEADER, api->headers);
 	curl_easy_setopt(api->curl, CURLOPT_USERAGENT, "sluicectl/" CTL_VERSION);
 	curl_easy_setopt(api->curl, CURLOPT_PROTOCOLS_STR, "http,https");
@@ -185,4 +192,14 @@ fail:
 	free(url);
 	free(b.data);
 	return -1;
+}
+
+int ctl_api_get(struct ctl_api *api, const char *path, json_t **body, char *err, size_t errlen)
+{
+	return request(api, 0, path, body, err, errlen);
+}
+
+int ctl_api_post(struct ctl_api *api, const char *path, json_t **body, char *err, size_t errlen)
+{
+	return request(api, 1, path, body, err, errlen);
 }

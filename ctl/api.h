@@ -1,4 +1,4 @@
-/* api: blocking HTTP GETs against the agent's API, with JSON bodies.
+/* api: blocking HTTP requests against the agent's API, with JSON bodies.
  *
  * One client keeps one libcurl handle so that paging (logs) reuses the
  * connection. On failure the message in err is ready to print after
@@ -24,5 +24,7 @@ char *ctl_api_escape(struct ctl_api *api, const char *s);
 /* GETs base_url + path (path starts with '/', already escaped); on a 2xx
  * answer with a JSON body stores it in *body (caller decrefs). */
 int ctl_api_get(struct ctl_api *api, const char *path, json_t **body, char *err, size_t errlen);
+/* As ctl_api_get, with an empty POST. */
+int ctl_api_post(struct ctl_api *api, const char *path, json_t **body, char *err, size_t errlen);
 
 #endif

@@ -27,6 +27,8 @@ enum ctl_command ctl_args_command(const char *s)
 		return CTL_CMD_SHOW;
 	if (strcmp(s, "logs") == 0)
 		return CTL_CMD_LOGS;
+	if (strcmp(s, "cancel") == 0)
+		return CTL_CMD_CANCEL;
 	if (strcmp(s, "help") == 0)
 		return CTL_CMD_HELP;
 	return CTL_CMD_NONE;
@@ -123,8 +125,9 @@ static int parse_option(struct ctl_args *a, int argc, char **argv, int *i, char 
 /* Checks the positional arguments and options against the command. */
 static int check_command(struct ctl_args *a, char **pos, int npos, char *err, size_t errlen)
 {
-	static const char *const params[][2] = {
-	    [CTL_CMD_SHOW] = {"RUN", NULL}, [CTL_CMD_LOGS] = {"RUN", "STAGE"}};
+	static const char *const params[][2] = {[CTL_CMD_SHOW] = {"RUN", NULL},
+						[CTL_CMD_LOGS] = {"RUN", "STAGE"},
+						[CTL_CMD_CANCEL] = {"RUN", NULL}};
 	int wanted;
 
 	a->cmd = ctl_args_command(pos[0]);
@@ -142,7 +145,7 @@ static int check_command(struct ctl_args *a, char **pos, int npos, char *err, si
 	}
 	if (a->help)
 		return 0;
-	wanted = a->cmd == CTL_CMD_RUNS ? 0 : a->cmd == CTL_CMD_SHOW ? 1 : 2;
+	wanted = a->cmd == CTL_CMD_RUNS ? 0 : a->cmd == CTL_CMD_LOGS ? 2 : 1;
 	if (npos - 1 < wanted) {
 		snprintf(err, errlen, "%s: missing %s", pos[0], params[a->cmd][npos - 1]);
 		return -1;

@@ -16,6 +16,7 @@ enum ctl_command {
 	CTL_CMD_RUNS,
 	CTL_CMD_SHOW,
 	CTL_CMD_LOGS,
+	CTL_CMD_CANCEL,
 	CTL_CMD_HELP,
 };
 
@@ -28,7 +29,7 @@ struct ctl_args {
 	long limit;  /* --limit, 0 when not given */
 	const char *pipeline;
 	const char *status;
-	const char *run;   /* show, logs */
+	const char *run;   /* show, logs, cancel */
 	const char *stage; /* logs */
 	const char *topic; /* help COMMAND, NULL for general help */
 };

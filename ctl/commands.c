@@ -1,4 +1,5 @@
-/* commands: runs, show and logs, each one or more GETs and a rendering. */
+/* commands: runs, show, logs and cancel, each one or more requests and a
+ * rendering. */
 #include "ctl/commands.h"
 
 #include <stdlib.h>
@@ -68,6 +69,36 @@ static int cmd_show(struct ctl_api *api, const struct ctl_args *a, FILE *out, ch
 		goto fail;
 	}
 	if (ctl_api_get(api, path, &body, err, errlen) < 0)
+		goto fail;
+	if (a->json)
+		rc = ctl_render_json(out, body, 0);
+	else
+		rc = ctl_render_run(out, body);
+	if (rc < 0)
+		snprintf(err, errlen, "cannot print run %s: unexpected response or write error",
+			 id);
+fail:
+	json_decref(body);
+	free(path);
+	free(id);
+	return rc;
+}
+
+/* Cancels the run and shows it as the agent answers, like show. */
+static int cmd_cancel(struct ctl_api *api, const struct ctl_args *a, FILE *out, char *err,
+		      size_t errlen)
+{
+	char *id = ctl_api_escape(api, a->run);
+	char *path = NULL;
+	json_t *body = NULL;
+	int rc = -1;
+
+	if (!id || asprintf(&path, "/api/v1/runs/%s/cancel", id) < 0) {
+		path = NULL;
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	if (ctl_api_post(api, path, &body, err, errlen) < 0)
 		goto fail;
 	if (a->json)
 		rc = ctl_render_json(out, body, 0);
@@ -186,6 +217,9 @@ int ctl_commands_run(const struct ctl_args *a, FILE *out, char *err, size_t errl
 		break;
 	case CTL_CMD_LOGS:
 		rc = cmd_logs(api, a, out, err, errlen);
+		break;
+	case CTL_CMD_CANCEL:
+		rc = cmd_cancel(api, a, out, err, errlen);
 		break;
 	case CTL_CMD_HELP:
 	case CTL_CMD_NONE:

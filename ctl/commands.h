@@ -1,4 +1,4 @@
-/* commands: what sluicectl's runs, show and logs do against the API.
+/* commands: what sluicectl's runs, show, logs and cancel do against the API.
  *
  * ctl_commands_run performs the command in a (already parsed and checked)
  * and writes its output to out; on failure it returns -1 with a message for

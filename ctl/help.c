@@ -9,6 +9,7 @@ void ctl_help_usage(FILE *out)
 	      "  runs [--limit N] [--pipeline P] [--status S]   list runs, newest first\n"
 	      "  show RUN                                       one run and its stages\n"
 	      "  logs RUN STAGE                                 the log of one stage\n"
+	      "  cancel RUN                                     stop a run: nothing more starts\n"
 	      "  help [COMMAND]                                 this text, or a command's\n"
 	      "\n"
 	      "Options (before or after the command):\n"
@@ -23,7 +24,8 @@ void ctl_help_usage(FILE *out)
 
 void ctl_help_brief(FILE *out)
 {
-	fputs("usage: sluicectl [--url URL] [--json] runs|show RUN|logs RUN STAGE|help [COMMAND]\n"
+	fputs("usage: sluicectl [--url URL] [--json] runs|show RUN|logs RUN STAGE|cancel RUN|"
+	      "help [COMMAND]\n"
 	      "Run 'sluicectl --help' for the options.\n",
 	      out);
 }
@@ -61,6 +63,16 @@ int ctl_help_command(FILE *out, enum ctl_command cmd)
 		      "to standard output.\n"
 		      "\n"
 		      "  --json         one JSON object a line: id, time, stream, line\n",
+		      out);
+		return 0;
+	case CTL_CMD_CANCEL:
+		fputs("usage: sluicectl cancel RUN [--json]\n"
+		      "\n"
+		      "Cancels a run: stages not started yet are cancelled, running ones are\n"
+		      "stopped by their workers within a second, nothing more starts. Prints\n"
+		      "the run as show does. Fails when the run has already finished.\n"
+		      "\n"
+		      "  --json         the API's response, indented\n",
 		      out);
 		return 0;
 	case CTL_CMD_HELP:

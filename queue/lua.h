@@ -14,5 +14,10 @@ extern const char lua_claim[];
 extern const char lua_finish[];
 extern const char lua_lease_renew[];
 extern const char lua_handback[];
+extern const char lua_reap[];
+extern const char lua_requeue[];
+extern const char lua_release[];
+extern const char lua_retry[];
+extern const char lua_cancel[];
 
 #endif

@@ -1,5 +1,5 @@
-/* expand: ${NAME} substitution; values are copied as text and never
- * re-expanded, split or globbed. */
+/* expand: ${NAME} substitution; values are copied as text (or encoded for
+ * where they land) and never re-expanded, split or globbed. */
 #include "stages/expand.h"
 
 #include <stdio.h>
@@ -40,9 +40,51 @@ static int is_name_char(char c)
 	return is_name_start(c) || (c >= '0' && c <= '9') || c == '.' || c == '-';
 }
 
+static int is_unreserved(unsigned char c)
+{
+	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+	       c == '-' || c == '.' || c == '_' || c == '~';
+}
+
+static int put_encoded(struct buf *b, const char *s, size_t n, enum expand_mode mode)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	char esc[8];
+
+	if (mode == EXPAND_PLAIN)
+		return buf_put(b, s, n);
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		size_t len = 0;
+		if (mode == EXPAND_URL) {
+			if (is_unreserved(c)) {
+				esc[len++] = (char)c;
+			} else {
+				esc[len++] = '%';
+				esc[len++] = hex[c >> 4];
+				esc[len++] = hex[c & 15];
+			}
+		} else if (c == '"' || c == '\\') {
+			esc[len++] = '\\';
+			esc[len++] = (char)c;
+		} else if (c == '\n' || c == '\t' || c == '\r') {
+			esc[len++] = '\\';
+			esc[len++] = c == '\n' ? 'n' : c == '\t' ? 't' : 'r';
+		} else if (c < 0x20) {
+			len = (size_t)snprintf(esc, sizeof(esc), "\\u%04x", c);
+		} else {
+			esc[len++] = (char)c;
+		}
+		if (buf_put(b, esc, len) < 0)
+			return -1;
+	}
+	return 0;
+}
+
 /* Scalars other than strings are written the way they read in a
  * configuration file, so that `replicas: 3` expands to "3". */
-static int put_value(struct buf *b, const char *name, const json_t *v, char *err, size_t errlen)
+static int put_value(struct buf *b, const char *name, const json_t *v, enum expand_mode mode,
+		     char *err, size_t errlen)
 {
 	char num[64];
 	const char *s = num;
@@ -78,17 +120,39 @@ static int put_value(struct buf *b, const char *name, const json_t *v, char *err
 		snprintf(err, errlen, "variable \"%s\" is not a string", name);
 		return -1;
 	}
-	if (buf_put(b, s, n) < 0) {
+	if (put_encoded(b, s, n, mode) < 0) {
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
 	return 0;
 }
 
+/* Where EXPAND_URL starts to encode: the first '/', '?' or '#' of the
+ * template's own text, after a literal "scheme://" that comes before any
+ * variable. Variable names cannot hold those bytes, so a plain search finds
+ * literal text only. */
+static const char *url_encoding_starts(const char *tmpl)
+{
+	const char *from = tmpl;
+	const char *sep = strstr(tmpl, "://");
+	const char *var = strstr(tmpl, "${");
+
+	if (sep != NULL && (var == NULL || sep < var))
+		from = sep + 3;
+	return from + strcspn(from, "/?#");
+}
+
 int expand_arg(const char *tmpl, const json_t *vars, char **out, char *err, size_t errlen)
+{
+	return expand_text(tmpl, vars, EXPAND_PLAIN, out, err, errlen);
+}
+
+int expand_text(const char *tmpl, const json_t *vars, enum expand_mode mode, char **out, char *err,
+		size_t errlen)
 {
 	struct buf b = {0};
 	const char *p = tmpl;
+	const char *encode_from = mode == EXPAND_URL ? url_encoding_starts(tmpl) : tmpl;
 
 	*out = NULL;
 	if (buf_put(&b, "", 0) < 0)
@@ -136,7 +200,10 @@ int expand_arg(const char *tmpl, const json_t *vars, char **out, char *err, size
 		if (v == NULL)
 			snprintf(err, errlen, "undefined variable \"%s\"", name);
 		else
-			rc = put_value(&b, name, v, err, errlen);
+			rc = put_value(&b, name, v,
+				       mode == EXPAND_URL && dollar < encode_from ? EXPAND_PLAIN
+										  : mode,
+				       err, errlen);
 		free(name);
 		if (rc < 0)
 			goto fail;

@@ -3,7 +3,9 @@
  *
  * NAME is [A-Za-z_][A-Za-z0-9_.-]*. "$${" writes a literal "${"; a "$" not
  * followed by "{" is literal. An undefined name or an unterminated "${" is an
- * error that names it.
+ * error that names it. expand_text adds modes that encode a value for where
+ * it lands, so that it stays one piece of data there (a JSON string, a URL
+ * path or query component).
  */
 #ifndef SLUICE_EXPAND_H
 #define SLUICE_EXPAND_H
@@ -13,5 +15,18 @@
 
 /* vars: a JSON object of name → string. *out is malloc'd on success. */
 int expand_arg(const char *tmpl, const json_t *vars, char **out, char *err, size_t errlen);
+
+enum expand_mode {
+	EXPAND_PLAIN, /* values as they are: expand_arg */
+	EXPAND_JSON,  /* values escaped as JSON string content (quotes, \\, control bytes) */
+	/* A URL: values that land after the first literal '/', '?' or '#' of
+	 * the template (not counting a literal "scheme://") are percent-encoded
+	 * but for A-Z a-z 0-9 - . _ ~, so they cannot add a path segment or a
+	 * query parameter; values before it (a base URL, a host) are as they are. */
+	EXPAND_URL
+};
+
+int expand_text(const char *tmpl, const json_t *vars, enum expand_mode mode, char **out, char *err,
+		size_t errlen);
 
 #endif

@@ -19,7 +19,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define LINE_CAP (64 * 1024)
+#define LINE_CAP PROCESS_LINE_PIECE
 /* How long pipes held open by an escaped descendant are waited for once the
  * leader is gone and its group has been killed. */
 #define DRAIN_MS     1000

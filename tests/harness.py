@@ -33,7 +33,7 @@ TERMINAL = ("succeeded", "failed", "cancelled")
 RUN_STATUSES = ("queued", "running") + TERMINAL
 STAGE_STATUSES = (
     "pending", "queued", "running", "succeeded", "failed", "timed_out",
-    "cancelled", "skipped", "lost",
+    "cancelled", "skipped", "lost", "retrying",
 )
 HOOK_ID = "421337001"
 USER_AGENT = "GitHub-Hookshot/5b4a2c1"

@@ -19,13 +19,18 @@
 #include "queue/envelope.h"
 #include "queue/jobs.h"
 #include "stages/checkout.h"
+#include "stages/http.h"
+#include "stages/logmask.h"
 #include "stages/process.h"
 #include "workers/stage_env.h"
 #include "workers/worker.h"
+#include "workers/workspace.h"
 
 #define LOG_MAXLEN	    100000
 #define CHECKOUT_TIMEOUT_MS (10 * 60 * 1000)
 #define RECORD_RETRY_MAX_MS 5000
+/* How often a running job looks whether its run was cancelled. */
+#define CANCEL_POLL_MS 250
 
 enum job_phase { JOB_CLAIMING, JOB_CHECKOUT, JOB_RUNNING, JOB_RECORDING };
 
@@ -37,20 +42,33 @@ struct job {
 	char run[128];
 	char stage[128];
 	int attempt;
+	int lease_ms;	 /* as claimed: a reload changes the lease of later jobs only */
 	json_t *runinfo; /* the run hash */
 	json_t *def;	 /* the run's pipeline definition */
 	struct checkout *checkout;
 	struct process *proc;
+	struct http *http;
+	struct logmask *mask; /* every log line passes through it */
+	json_t *secrets;      /* NAME → value, for the environment and http templates */
 	struct event *renew;
 	struct event *retry;
 	int retry_ms;
 	int lease_lost;
 	int handing_back;
+	struct event *watch;		  /* polls the run's status (cancel) */
+	struct status_query *watch_query; /* the poll in flight, if any */
+	int run_cancelled;
 	/* the outcome, once known */
 	const char *status;
 	char exit_code[16];
 	char signal[16];
 	char error[512];
+};
+
+/* A run status poll in flight; job_free detaches it, so a late reply finds
+ * no job. */
+struct status_query {
+	struct job *job;
 };
 
 static void job_free(struct job *j)
@@ -62,32 +80,73 @@ static void job_free(struct job *j)
 		event_free(j->renew);
 	if (j->retry)
 		event_free(j->retry);
+	if (j->watch)
+		event_free(j->watch);
+	if (j->watch_query)
+		j->watch_query->job = NULL;
 	json_decref(j->runinfo);
 	json_decref(j->def);
+	logmask_free(j->mask);
+	stage_env_secrets_free(j->secrets);
 	struct worker *w = j->w;
 	free(j);
 	w->running--;
 	worker_slot_freed(w);
 }
 
-/* A line for the stage's log stream; "system" lines are sluice's own. */
-static void log_line(struct job *j, const char *stream, const char *line, size_t len)
+/* A line for the stage's log stream, as the mask lets it through; "system"
+ * lines are sluice's own. */
+static void store_line(enum logmask_stream s, const char *line, size_t len, void *arg)
 {
+	static const char *const names[] = {"stdout", "stderr", "system"};
+	struct job *j = arg;
 	struct worker *w = j->w;
 	char t[32];
 	snprintf(t, sizeof(t), "%lld", (long long)clock_now_ms());
 	redis_command(w->redis, NULL, NULL, "XADD %slog:%s:%s MAXLEN ~ %d * t %s s %s l %b",
-		      w->settings.key_prefix, j->run, j->stage, LOG_MAXLEN, t, stream, line, len);
+		      w->settings.key_prefix, j->run, j->stage, LOG_MAXLEN, t, names[s], line, len);
+}
+
+static void log_line(struct job *j, enum logmask_stream s, const char *line, size_t len)
+{
+	if (j->mask)
+		logmask_line(j->mask, s, line, len);
+	else
+		store_line(s, line, len, j);
 }
 
 static void log_system(struct job *j, const char *text)
 {
-	log_line(j, "system", text, strlen(text));
+	log_line(j, LOGMASK_SYSTEM, text, strlen(text));
 }
 
 static void on_process_line(enum process_stream s, const char *line, size_t len, void *arg)
 {
-	log_line(arg, s == PROCESS_STDOUT ? "stdout" : "stderr", line, len);
+	log_line(arg, s == PROCESS_STDOUT ? LOGMASK_STDOUT : LOGMASK_STDERR, line, len);
+}
+
+static void on_http_line(enum http_line_kind k, const char *line, size_t len, void *arg)
+{
+	log_line(arg, k == HTTP_LINE_BODY ? LOGMASK_STDOUT : LOGMASK_SYSTEM, line, len);
+}
+
+/* The stage's output is complete: held-back pieces and the count of
+ * lines the cap dropped go out. */
+static void log_end(struct job *j)
+{
+	if (j->mask)
+		logmask_finish(j->mask);
+}
+
+/* Stops whatever the job is running; its completion callback follows. */
+static void stop_work(struct job *j)
+{
+	if (j->proc)
+		process_cancel(j->proc);
+	else if (j->http)
+		http_cancel(j->http);
+	else if (j->checkout)
+		checkout_cancel(j->checkout);
 }
 
 /* --- recording the outcome ----------------------------------------------- */
@@ -169,12 +228,19 @@ static void finish(struct job *j, const char *status, const char *error)
 {
 	j->phase = JOB_RECORDING;
 	j->status = status;
+	log_end(j);
 	if (error) {
-		snprintf(j->error, sizeof(j->error), "%s", error);
+		/* The error is stored with the stage: it must not carry a secret
+		 * that a command or a server echoed back. */
+		char *masked = j->mask ? logmask_text(j->mask, error) : NULL;
+		snprintf(j->error, sizeof(j->error), "%s", masked ? masked : error);
+		free(masked);
 		log_system(j, error);
 	}
 	if (j->renew)
 		evtimer_del(j->renew);
+	if (j->watch)
+		evtimer_del(j->watch);
 	if (j->lease_lost) {
 		/* Another attempt owns the stage; finish.lua would fence us off. */
 		log_warn("stage abandoned: lease lost", LOG_S("run", j->run),
@@ -203,6 +269,7 @@ static void on_handed_back(struct redis *r, redisReply *reply, const char *err, 
 static void hand_back(struct job *j)
 {
 	struct worker *w = j->w;
+	log_end(j);
 	const char *kind = json_string_value(
 	    json_object_get(json_object_get(json_object_get(j->def, "stages"), j->stage), "kind"));
 	json_t *job =
@@ -226,16 +293,23 @@ static void hand_back(struct job *j)
 	json_decref(job);
 }
 
+int job_uses_run(const struct worker *w, const char *run)
+{
+	for (const struct job *j = w->jobs; j; j = j->next) {
+		if (strcmp(j->run, run) == 0)
+			return 1;
+	}
+	return 0;
+}
+
 void job_hand_back_all(struct worker *w)
 {
+	w->handing_back = 1;
 	for (struct job *j = w->jobs; j; j = j->next) {
 		if (j->handing_back || j->phase == JOB_CLAIMING || j->phase == JOB_RECORDING)
 			continue;
 		j->handing_back = 1;
-		if (j->proc)
-			process_cancel(j->proc);
-		else if (j->checkout)
-			checkout_cancel(j->checkout);
+		stop_work(j);
 	}
 }
 
@@ -264,10 +338,16 @@ static void on_process_exit(const struct process_result *r, void *arg)
 		finish(j, "failed", text);
 		return;
 	case PROCESS_TIMED_OUT:
+		if (r->term_signal)
+			snprintf(j->signal, sizeof(j->signal), "SIG%s",
+				 sigabbrev_np(r->term_signal));
 		snprintf(text, sizeof(text), "timed out after %lld ms", r->duration_ms);
 		finish(j, "timed_out", text);
 		return;
 	case PROCESS_CANCELLED:
+		if (r->term_signal)
+			snprintf(j->signal, sizeof(j->signal), "SIG%s",
+				 sigabbrev_np(r->term_signal));
 		finish(j, "cancelled", "cancelled");
 		return;
 	case PROCESS_SPAWN_FAILED:
@@ -283,8 +363,8 @@ static void run_command(struct job *j, const char *workspace)
 	char err[512];
 	const json_t *stage = json_object_get(json_object_get(j->def, "stages"), j->stage);
 	json_t *vars = stage_env_vars(j->runinfo, j->def, j->stage, j->attempt);
-	char **argv = stage_env_argv(json_object_get(stage, "run"), vars, err, sizeof(err));
-	char **envp = argv ? stage_env_build(vars, j->def, err, sizeof(err)) : NULL;
+	char **argv = stage_env_argv(stage, vars, err, sizeof(err));
+	char **envp = argv ? stage_env_build(vars, j->secrets, stage, err, sizeof(err)) : NULL;
 	json_decref(vars);
 	if (!argv || !envp) {
 		stage_env_free(argv);
@@ -307,6 +387,94 @@ static void run_command(struct job *j, const char *workspace)
 		finish(j, "failed", "cannot start the command");
 }
 
+/* --- http: stages ------------------------------------------------------- */
+
+static void on_http_exit(const struct http_result *r, void *arg)
+{
+	struct job *j = arg;
+	j->http = NULL;
+	if (j->handing_back) {
+		hand_back(j);
+		return;
+	}
+	switch (r->outcome) {
+	case HTTP_SUCCEEDED:
+		finish(j, "succeeded", NULL);
+		return;
+	case HTTP_FAILED:
+		finish(j, "failed", r->error);
+		return;
+	case HTTP_TIMED_OUT:
+		finish(j, "timed_out", r->error);
+		return;
+	case HTTP_CANCELLED:
+		finish(j, "cancelled", "cancelled");
+		return;
+	}
+}
+
+/* Templates see the run's variables and, as a request has no environment
+ * to read them from, the secrets. */
+static void run_http(struct job *j)
+{
+	char err[512];
+	const json_t *stage = json_object_get(json_object_get(j->def, "stages"), j->stage);
+	json_t *vars = stage_env_vars(j->runinfo, j->def, j->stage, j->attempt);
+	json_int_t timeout_s = json_integer_value(json_object_get(stage, "timeout"));
+	if (!vars || json_object_update(vars, j->secrets) < 0) {
+		json_decref(vars);
+		finish(j, "failed", "out of memory");
+		return;
+	}
+	j->phase = JOB_RUNNING;
+	j->http = http_start(j->w->base, json_object_get(stage, "http"), vars,
+			     timeout_s > 0 ? (int)(timeout_s * 1000) : 0, on_http_line,
+			     on_http_exit, j, err, sizeof(err));
+	json_decref(vars);
+	if (!j->http)
+		finish(j, "failed", err);
+}
+
+/* Secrets are read and the mask is set up before the first line of the
+ * attempt, so that even the checkout's output is masked. */
+static int prepare_log(struct job *j)
+{
+	const json_t *stage = json_object_get(json_object_get(j->def, "stages"), j->stage);
+	const json_t *cap = json_object_get(stage, "log_cap");
+	char err[512];
+	const char *name;
+	json_t *value;
+
+	j->secrets = stage_env_secrets(j->def, err, sizeof(err));
+	if (!j->secrets) {
+		finish(j, "failed", err);
+		return -1;
+	}
+	j->mask = logmask_new(json_is_integer(cap) ? (size_t)json_integer_value(cap)
+						   : j->w->settings.log_cap,
+			      PROCESS_LINE_PIECE, store_line, j);
+	if (!j->mask) {
+		finish(j, "failed", "out of memory");
+		return -1;
+	}
+	json_object_foreach(j->secrets, name, value)
+	{
+		int rc = logmask_add_secret(j->mask, json_string_value(value),
+					    json_string_length(value));
+		if (rc < 0) {
+			finish(j, "failed", "out of memory");
+			return -1;
+		}
+		if (rc > 0) {
+			snprintf(err, sizeof(err),
+				 "secret %s is shorter than %d bytes: it is not masked in this log",
+				 name, LOGMASK_MIN_SECRET);
+			log_system(j, err);
+		}
+	}
+	return 0;
+}
+
 struct checkout_done {
 	struct job *job;
 	char workspace[1024];
@@ -320,6 +488,11 @@ static void on_checkout(int ok, const char *error, void *arg)
 	if (j->handing_back) {
 		free(d);
 		hand_back(j);
+		return;
+	}
+	if (ok < 0 && j->run_cancelled) {
+		free(d);
+		finish(j, "cancelled", "cancelled: the run was cancelled");
 		return;
 	}
 	if (ok < 0) {
@@ -349,10 +522,7 @@ static void on_renewed(struct redis *r, redisReply *reply, const char *err, void
 	log_warn("lease lost; cancelling the stage", LOG_S("run", j->run), LOG_S("stage", j->stage),
 		 LOG_I("attempt", j->attempt));
 	j->lease_lost = 1;
-	if (j->proc)
-		process_cancel(j->proc);
-	else if (j->checkout)
-		checkout_cancel(j->checkout);
+	stop_work(j);
 }
 
 static void on_renew_tick(evutil_socket_t fd, short what, void *arg)
@@ -365,11 +535,60 @@ static void on_renew_tick(evutil_socket_t fd, short what, void *arg)
 		return;
 	char attempt[16], lease[16], now[32];
 	snprintf(attempt, sizeof(attempt), "%d", j->attempt);
-	snprintf(lease, sizeof(lease), "%d", w->settings.lease_ms);
+	snprintf(lease, sizeof(lease), "%d", j->lease_ms);
 	snprintf(now, sizeof(now), "%lld", (long long)clock_now_ms());
 	const char *argv[] = {
 	    w->settings.key_prefix, j->run, j->stage, attempt, w->token, lease, now};
 	redis_script_run(w->redis, w->scripts.lease_renew, on_renewed, j, 0, 7, argv, NULL);
+}
+
+/* --- watching for a cancelled run ---------------------------------------- */
+
+static void on_run_status(struct redis *r, redisReply *reply, const char *err, void *arg)
+{
+	struct status_query *q = arg;
+	struct job *j = q->job;
+	(void)r;
+	(void)err;
+	free(q);
+	if (!j)
+		return;
+	j->watch_query = NULL;
+	if (!reply || reply->type != REDIS_REPLY_STRING || strcmp(reply->str, "cancelled") != 0 ||
+	    j->run_cancelled || j->phase == JOB_RECORDING)
+		return;
+	log_info("run cancelled; stopping the stage", LOG_S("run", j->run),
+		 LOG_S("stage", j->stage), LOG_I("attempt", j->attempt));
+	j->run_cancelled = 1;
+	stop_work(j);
+}
+
+static void on_watch_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct job *j = arg;
+	struct worker *w = j->w;
+	(void)fd;
+	(void)what;
+	if (j->watch_query || j->run_cancelled || j->phase == JOB_RECORDING)
+		return;
+	struct status_query *q = calloc(1, sizeof(*q));
+	if (!q)
+		return;
+	q->job = j;
+	if (redis_command(w->redis, on_run_status, q, "HGET %srun:%s status",
+			  w->settings.key_prefix, j->run) < 0) {
+		free(q);
+		return;
+	}
+	j->watch_query = q;
+}
+
+static void watch_start(struct job *j)
+{
+	struct timeval tv = {0, CANCEL_POLL_MS * 1000};
+	j->watch = event_new(j->w->base, -1, EV_PERSIST, on_watch_tick, j);
+	if (j->watch)
+		evtimer_add(j->watch, &tv);
 }
 
 static void begin(struct job *j)
@@ -377,20 +596,34 @@ static void begin(struct job *j)
 	struct worker *w = j->w;
 	const char *url = json_string_value(json_object_get(j->runinfo, "checkout_url"));
 	const char *sha = json_string_value(json_object_get(j->runinfo, "sha"));
+	if (w->handing_back) {
+		/* Claimed after the worker was told to stop at once. */
+		j->handing_back = 1;
+		hand_back(j);
+		return;
+	}
+	if (prepare_log(j) < 0)
+		return;
 	struct checkout_done *d = calloc(1, sizeof(*d));
 	if (!d) {
 		finish(j, "failed", "out of memory");
 		return;
 	}
 	d->job = j;
-	snprintf(d->workspace, sizeof(d->workspace), "%s/workspaces/%s/%s", w->settings.state_dir,
-		 j->run, j->stage);
+	workspace_path(&w->settings, j->run, j->stage, d->workspace, sizeof(d->workspace));
 
-	int period = w->settings.lease_ms / 3;
+	int period = j->lease_ms / 3;
 	struct timeval tv = {period / 1000, (period % 1000) * 1000};
 	j->renew = event_new(w->base, -1, EV_PERSIST, on_renew_tick, j);
 	if (j->renew)
 		evtimer_add(j->renew, &tv);
+	watch_start(j);
+	if (json_object_get(json_object_get(json_object_get(j->def, "stages"), j->stage), "http")) {
+		/* A request needs no checkout. */
+		free(d);
+		run_http(j);
+		return;
+	}
 
 	char text[1024];
 	snprintf(text, sizeof(text), "checking out %s at %s", url ? url : "?", sha ? sha : "?");
@@ -475,6 +708,7 @@ void job_start(struct worker *w, const char *run, const char *stage, int attempt
 	j->ticket = ticket;
 	j->phase = JOB_CLAIMING;
 	j->attempt = attempt;
+	j->lease_ms = w->settings.lease_ms;
 	snprintf(j->run, sizeof(j->run), "%s", run);
 	snprintf(j->stage, sizeof(j->stage), "%s", stage);
 	j->retry_ms = 100;
@@ -492,7 +726,7 @@ static void claim(struct job *j)
 	struct worker *w = j->w;
 	char attempt_text[16], lease[16], now[32];
 	snprintf(attempt_text, sizeof(attempt_text), "%d", j->attempt);
-	snprintf(lease, sizeof(lease), "%d", w->settings.lease_ms);
+	snprintf(lease, sizeof(lease), "%d", j->lease_ms);
 	snprintf(now, sizeof(now), "%lld", (long long)clock_now_ms());
 	const char *argv[] = {
 	    w->settings.key_prefix, j->run, j->stage, attempt_text, w->token, lease, now};

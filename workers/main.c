@@ -1,8 +1,10 @@
 /* sluice-worker: consumes sluice.jobs.<kind> and runs stages.
  *
- * SIGTERM drains: no new jobs, running ones finish (up to the drain
- * timeout), then the rest are cancelled and handed back for another worker;
- * a second SIGTERM hands them back at once.
+ * SIGTERM drains: no new jobs, running ones finish (up to
+ * worker.drain_timeout), then the rest are cancelled and handed back for
+ * another worker; a second SIGTERM hands them back at once. Jobs fetched but
+ * not started keep their offsets unstored, so the partitions' next owner runs
+ * them. SIGHUP reloads sluice.yaml.
  */
 #include <event2/event.h>
 #include <getopt.h>
@@ -15,20 +17,32 @@
 #include <unistd.h>
 
 #include "lib/log.h"
+#include "lib/watchdog.h"
 #include "queue/envelope.h"
 #include "queue/lua.h"
 #include "stages/process.h"
 #include "workers/worker.h"
+#include "workers/workspace.h"
 
 #define MAX_KINDS	  8
-#define DRAIN_TIMEOUT_MS  (60 * 1000)
 #define SHUTDOWN_FLUSH_MS 5000
 
 struct worker_main {
 	struct worker w;
-	struct event *sigterm, *sigint, *drain_timer, *exit_check;
+	struct event *sigterm, *sigint, *sighup, *drain_timer;
+	struct workspace *workspace;
+	struct watchdog *watchdog;
+	const char *config;
+	int concurrency_fixed; /* --concurrency given: a reload keeps it */
+	int log_level_fixed;   /* --log-level given: a reload keeps it */
 	int signals;
 };
+
+/* Settings that only a restart applies: the connections and the directory
+ * the worker has set up with them. */
+static const char *const restart_keys[] = {
+    "kafka.brokers", "kafka.topic_prefix", "redis.url", "redis.key_prefix",
+    "redis.timeout", "worker.state_dir",   NULL};
 
 static void usage(FILE *f)
 {
@@ -36,7 +50,7 @@ static void usage(FILE *f)
 		   "                     [--log-level debug|info|warn|error]\n"
 		   "\n"
 		   "Runs the stages of the given kinds (build, test, scan, push, deploy)\n"
-		   "from sluice.jobs.<kind>.\n");
+		   "from sluice.jobs.<kind>. SIGTERM drains, SIGHUP reloads the config.\n");
 }
 
 static void on_job(const struct kafka_message *m, struct kafka_ticket *t, void *arg)
@@ -76,6 +90,54 @@ static void on_drain_timeout(evutil_socket_t fd, short what, void *arg)
 	job_hand_back_all(w);
 }
 
+static void reload(struct worker_main *m)
+{
+	struct worker *w = &m->w;
+	struct settings next;
+	char err[1024];
+
+	if (settings_load(m->config, &next, err, sizeof(err)) < 0) {
+		log_error("reload refused: the running configuration is kept", LOG_S("error", err));
+		return;
+	}
+	for (size_t i = 0; restart_keys[i]; i++) {
+		if (settings_differ(&w->settings, &next, restart_keys[i]) == 1)
+			log_warn("setting changed but needs a restart; old value kept",
+				 LOG_S("key", restart_keys[i]));
+	}
+	if (!m->log_level_fixed && log_set_level(next.log_level) == 0) {
+		char *old = w->settings.log_level;
+		w->settings.log_level = next.log_level;
+		next.log_level = old;
+	}
+	/* Later jobs use these; running ones keep what they started with. */
+	w->settings.kill_grace_ms = next.kill_grace_ms;
+	w->settings.lease_ms = next.lease_ms;
+	w->settings.drain_timeout_ms = next.drain_timeout_ms;
+	w->settings.workspace_ttl_ms = next.workspace_ttl_ms;
+	w->settings.min_free_percent = next.min_free_percent;
+	w->settings.min_free_bytes = next.min_free_bytes;
+	w->settings.concurrency = next.concurrency;
+	settings_clear(&next);
+	if (!m->concurrency_fixed && w->concurrency != w->settings.concurrency)
+		worker_set_concurrency(w, w->settings.concurrency);
+	log_info("configuration reloaded", LOG_I("concurrency", w->concurrency),
+		 LOG_I("lease_ms", w->settings.lease_ms),
+		 LOG_I("kill_grace_ms", w->settings.kill_grace_ms),
+		 LOG_I("drain_timeout_ms", w->settings.drain_timeout_ms),
+		 LOG_I("workspace_ttl_ms", w->settings.workspace_ttl_ms),
+		 LOG_S("log_level", w->settings.log_level));
+	if (m->workspace)
+		workspace_sweep(m->workspace);
+}
+
+static void on_sighup(evutil_socket_t sig, short what, void *arg)
+{
+	(void)sig;
+	(void)what;
+	reload(arg);
+}
+
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
 	struct worker_main *m = arg;
@@ -94,10 +156,21 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 		event_base_loopexit(w->base, NULL);
 		return;
 	}
-	struct timeval tv = {DRAIN_TIMEOUT_MS / 1000, 0};
+	int ms = w->settings.drain_timeout_ms;
+	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
 	m->drain_timer = evtimer_new(w->base, on_drain_timeout, w);
 	if (m->drain_timer)
 		evtimer_add(m->drain_timer, &tv);
+}
+
+static int run_in_use(const char *run, void *arg)
+{
+	return job_uses_run(arg, run);
+}
+
+static int redis_healthy(void *arg)
+{
+	return redis_connected(arg);
 }
 
 static int subscribe(struct worker *w, const char *kinds)
@@ -157,6 +230,7 @@ int main(int argc, char **argv)
 			kinds = optarg;
 			break;
 		case 'n':
+			m.concurrency_fixed = 1;
 			concurrency = atoi(optarg);
 			if (concurrency < 1 || concurrency > 1024) {
 				fprintf(stderr, "sluice-worker: --concurrency takes 1..1024\n");
@@ -168,6 +242,7 @@ int main(int argc, char **argv)
 				fprintf(stderr, "sluice-worker: unknown log level %s\n", optarg);
 				return 2;
 			}
+			m.log_level_fixed = 1;
 			break;
 		case 'h':
 			usage(stdout);
@@ -186,6 +261,9 @@ int main(int argc, char **argv)
 		fprintf(stderr, "sluice-worker: %s\n", err);
 		return 1;
 	}
+	m.config = config;
+	if (!m.log_level_fixed)
+		log_set_level(w->settings.log_level);
 	w->concurrency = concurrency ? concurrency : w->settings.concurrency;
 	w->backlog_tail = &w->backlog;
 
@@ -218,9 +296,14 @@ int main(int argc, char **argv)
 
 	m.sigterm = evsignal_new(w->base, SIGTERM, on_signal, &m);
 	m.sigint = evsignal_new(w->base, SIGINT, on_signal, &m);
-	if (!m.sigterm || !m.sigint || evsignal_add(m.sigterm, NULL) < 0 ||
-	    evsignal_add(m.sigint, NULL) < 0)
+	m.sighup = evsignal_new(w->base, SIGHUP, on_sighup, &m);
+	if (!m.sigterm || !m.sigint || !m.sighup || evsignal_add(m.sigterm, NULL) < 0 ||
+	    evsignal_add(m.sigint, NULL) < 0 || evsignal_add(m.sighup, NULL) < 0)
 		goto fail;
+	m.workspace = workspace_start(w->base, &w->settings, run_in_use, w);
+	if (!m.workspace)
+		goto fail;
+	m.watchdog = watchdog_start(w->base, redis_healthy, w->redis);
 
 	sd_notify(0, "READY=1\nSTATUS=0 job(s) running");
 	event_base_dispatch(w->base);
@@ -232,6 +315,8 @@ int main(int argc, char **argv)
 	}
 fail:
 	w->draining = 1;
+	watchdog_free(m.watchdog);
+	workspace_free(m.workspace);
 	if (w->consumer)
 		kafka_consumer_free(w->consumer);
 	worker_backlog_clear(w);
@@ -246,6 +331,8 @@ fail:
 		event_free(m.sigterm);
 	if (m.sigint)
 		event_free(m.sigint);
+	if (m.sighup)
+		event_free(m.sighup);
 	if (m.drain_timer)
 		event_free(m.drain_timer);
 	if (w->base)

@@ -1,4 +1,4 @@
-/* stage_env: run variables, pipeline vars, secrets → argv and environment. */
+/* stage_env: run variables, pipeline vars, secrets → command and environment. */
 #include "workers/stage_env.h"
 
 #include <errno.h>
@@ -9,6 +9,13 @@
 #include "stages/expand.h"
 
 #define SECRET_MAX (64 * 1024)
+
+static void wipe(char *p, size_t n)
+{
+	volatile char *v = p;
+	for (size_t i = 0; p && i < n; i++)
+		v[i] = 0;
+}
 
 static const char *field(const json_t *run, const char *name)
 {
@@ -65,7 +72,7 @@ static char *join_env(const char *name, const char *value)
 	return s;
 }
 
-static char *read_secret(const char *path, char *err, size_t errlen)
+static char *read_secret(const char *path, size_t *len, char *err, size_t errlen)
 {
 	FILE *f = fopen(path, "r");
 	if (!f) {
@@ -76,6 +83,7 @@ static char *read_secret(const char *path, char *err, size_t errlen)
 	size_t n = buf ? fread(buf, 1, SECRET_MAX + 1, f) : 0;
 	fclose(f);
 	if (!buf || n > SECRET_MAX) {
+		wipe(buf, buf ? SECRET_MAX + 1 : 0);
 		free(buf);
 		snprintf(err, errlen, "secret file %s: larger than %d bytes", path, SECRET_MAX);
 		return NULL;
@@ -83,55 +91,121 @@ static char *read_secret(const char *path, char *err, size_t errlen)
 	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
 		n--;
 	buf[n] = '\0';
+	*len = n;
 	return buf;
 }
 
-char **stage_env_build(const json_t *vars, const json_t *def, char *err, size_t errlen)
+json_t *stage_env_secrets(const json_t *def, char *err, size_t errlen)
+{
+	json_t *secrets = json_object();
+	const char *name;
+	json_t *path;
+	if (!secrets) {
+		snprintf(err, errlen, "out of memory reading secrets");
+		return NULL;
+	}
+	json_object_foreach(json_object_get(def, "secrets"), name, path)
+	{
+		size_t len = 0;
+		char *value = read_secret(json_string_value(path), &len, err, errlen);
+		if (!value)
+			goto fail;
+		json_t *s = json_stringn_nocheck(value, len);
+		wipe(value, len);
+		free(value);
+		if (!s || json_object_set_new(secrets, name, s) < 0) {
+			snprintf(err, errlen, "out of memory reading secrets");
+			goto fail;
+		}
+	}
+	return secrets;
+fail:
+	stage_env_secrets_free(secrets);
+	return NULL;
+}
+
+void stage_env_secrets_free(json_t *secrets)
+{
+	const char *name;
+	json_t *value;
+	if (!secrets)
+		return;
+	/* jansson owns the bytes; they are wiped in place before release. */
+	json_object_foreach(secrets, name, value)
+	{
+		wipe((char *)json_string_value(value), json_string_length(value));
+	}
+	json_decref(secrets);
+}
+
+char **stage_env_build(const json_t *vars, const json_t *secrets, const json_t *stage, char *err,
+		       size_t errlen)
 {
 	static const char *inherited[] = {"PATH", "HOME", "LANG"};
+	json_t *merged = json_object();
 	char **env = calloc(1, sizeof(char *));
-	size_t n = 0;
-	if (!env)
-		return NULL;
-	for (size_t i = 0; i < sizeof(inherited) / sizeof(inherited[0]); i++) {
+	size_t n = 0, i;
+	const char *name;
+	json_t *value;
+	if (!env || !merged)
+		goto fail;
+	for (i = 0; i < sizeof(inherited) / sizeof(inherited[0]); i++) {
 		const char *v = getenv(inherited[i]);
 		if (!v && strcmp(inherited[i], "PATH") == 0)
 			v = "/usr/local/bin:/usr/bin:/bin";
-		if (v && append(&env, &n, join_env(inherited[i], v)) < 0)
+		if (v && json_object_set_new(merged, inherited[i], json_string(v)) < 0)
 			goto fail;
 	}
-	const char *name;
-	json_t *value;
+	json_array_foreach(json_object_get(stage, "inherit_env"), i, value)
+	{
+		const char *v = getenv(json_string_value(value));
+		if (v && json_object_set_new(merged, json_string_value(value), json_string(v)) < 0)
+			goto fail;
+	}
 	json_object_foreach((json_t *)vars, name, value)
+	{
+		if (json_is_string(value) && json_object_set(merged, name, value) < 0)
+			goto fail;
+	}
+	json_object_foreach((json_t *)secrets, name, value)
+	{
+		if (json_object_set(merged, name, value) < 0)
+			goto fail;
+	}
+	json_object_foreach(merged, name, value)
 	{
 		if (append(&env, &n, join_env(name, json_string_value(value))) < 0)
 			goto fail;
 	}
-	json_object_foreach(json_object_get(def, "secrets"), name, value)
-	{
-		char *secret = read_secret(json_string_value(value), err, errlen);
-		if (!secret)
-			goto fail_quiet;
-		char *item = join_env(name, secret);
-		free(secret);
-		if (append(&env, &n, item) < 0)
-			goto fail;
-	}
+	json_decref(merged);
 	return env;
 fail:
 	snprintf(err, errlen, "out of memory building the environment");
-fail_quiet:
+	json_decref(merged);
 	stage_env_free(env);
 	return NULL;
 }
 
-char **stage_env_argv(const json_t *run_list, const json_t *vars, char *err, size_t errlen)
+char **stage_env_argv(const json_t *stage, const json_t *vars, char *err, size_t errlen)
 {
+	const json_t *run_list = json_object_get(stage, "run");
+	const char *script = json_string_value(json_object_get(stage, "sh"));
 	char **argv = calloc(1, sizeof(char *));
 	size_t n = 0, i;
 	json_t *arg;
-	if (!argv)
+	if (!argv) {
+		snprintf(err, errlen, "out of memory building the command");
 		return NULL;
+	}
+	if (script) {
+		static const char *const shell[] = {"/bin/sh", "-e", "-c"};
+		for (i = 0; i < 3; i++)
+			if (append(&argv, &n, strdup(shell[i])) < 0)
+				goto nomem;
+		if (append(&argv, &n, strdup(script)) < 0)
+			goto nomem;
+		return argv;
+	}
 	json_array_foreach(run_list, i, arg)
 	{
 		char *out = NULL;
@@ -153,6 +227,10 @@ char **stage_env_argv(const json_t *run_list, const json_t *vars, char *err, siz
 		return NULL;
 	}
 	return argv;
+nomem:
+	snprintf(err, errlen, "out of memory building the command");
+	stage_env_free(argv);
+	return NULL;
 }
 
 void stage_env_free(char **list)

@@ -1,10 +1,11 @@
-/* stage_env: the variables and environment a stage runs with.
+/* stage_env: the variables, command and environment a stage runs with.
  *
  * Variables are the run's (SLUICE_RUN_ID, SLUICE_PIPELINE, SLUICE_REPO,
  * SLUICE_REF, SLUICE_SHA, SLUICE_SHA_SHORT, SLUICE_STAGE, SLUICE_ATTEMPT,
- * SLUICE_EVENT) and the pipeline's vars; they expand ${NAME} in arguments and
- * are exported. The environment adds the pipeline's secrets, read from their
- * files, and from the worker's own environment only PATH, HOME and LANG.
+ * SLUICE_EVENT) and the pipeline's vars; they expand ${NAME} in run: arguments
+ * and are exported. The environment adds the pipeline's secrets, read from
+ * their files, and from the worker's own environment only PATH, HOME, LANG
+ * and the names the stage lists in inherit_env; nothing else leaks in.
  */
 #ifndef SLUICE_STAGE_ENV_H
 #define SLUICE_STAGE_ENV_H
@@ -14,10 +15,20 @@
 
 /* run: the run hash as a JSON object (with "def" decoded separately). */
 json_t *stage_env_vars(const json_t *run, const json_t *def, const char *stage, int attempt);
-/* NULL-terminated "NAME=value" strings, malloc'd; free with stage_env_free. */
-char **stage_env_build(const json_t *vars, const json_t *def, char *err, size_t errlen);
-/* argv of the stage with ${NAME} expanded; NULL-terminated, malloc'd. */
-char **stage_env_argv(const json_t *run_list, const json_t *vars, char *err, size_t errlen);
+/* NAME → value of every secret of def, read from its file (a trailing
+ * newline dropped). The error names the file, never a value. Free with
+ * stage_env_secrets_free, which wipes the values. */
+json_t *stage_env_secrets(const json_t *def, char *err, size_t errlen);
+void stage_env_secrets_free(json_t *secrets);
+/* NULL-terminated "NAME=value" strings, malloc'd; free with stage_env_free.
+ * Later sources win over earlier ones: inherited, vars, secrets. stage: the
+ * stage's definition (for inherit_env). */
+char **stage_env_build(const json_t *vars, const json_t *secrets, const json_t *stage, char *err,
+		       size_t errlen);
+/* The command of a run: or sh: stage: the run: list with ${NAME} expanded,
+ * or /bin/sh -e -c SCRIPT with the script as written (the shell expands its
+ * variables from the environment). NULL-terminated, malloc'd. */
+char **stage_env_argv(const json_t *stage, const json_t *vars, char *err, size_t errlen);
 void stage_env_free(char **list);
 
 #endif

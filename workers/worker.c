@@ -15,13 +15,45 @@ struct backlog_item {
 	int attempt;
 };
 
+static void notify_status(const struct worker *w)
+{
+	char status[64];
+	snprintf(status, sizeof(status), "STATUS=%d job(s) running", w->running);
+	sd_notify(0, status);
+}
+
+/* Starts waiting jobs while slots are free; fetching resumes only once the
+ * backlog is empty and a slot is free, so a busy worker leaves the jobs it
+ * has not fetched to the other members of the group. */
+static void fill_slots(struct worker *w)
+{
+	while (!w->draining && w->backlog && w->running < w->concurrency) {
+		struct backlog_item *b = w->backlog;
+		w->backlog = b->next;
+		if (!w->backlog)
+			w->backlog_tail = &w->backlog;
+		job_start(w, b->run, b->stage, b->attempt, b->ticket);
+		free(b);
+	}
+	/* Draining, the consumer was paused for good (and may be gone). */
+	if (!w->draining && !w->backlog && w->running < w->concurrency)
+		kafka_consumer_resume(w->consumer);
+	else if (!w->draining)
+		kafka_consumer_pause(w->consumer);
+	notify_status(w);
+}
+
 void worker_offer(struct worker *w, const char *run, const char *stage, int attempt,
 		  struct kafka_ticket *t)
 {
 	if (w->running < w->concurrency && !w->backlog) {
 		job_start(w, run, stage, attempt, t);
+		if (w->running >= w->concurrency)
+			kafka_consumer_pause(w->consumer);
+		notify_status(w);
 		return;
 	}
+	/* Fetched before the pause took effect. */
 	struct backlog_item *b = calloc(1, sizeof(*b));
 	if (!b) {
 		/* Not done: its offset stays unstored and it is consumed again. */
@@ -39,21 +71,15 @@ void worker_offer(struct worker *w, const char *run, const char *stage, int atte
 
 void worker_slot_freed(struct worker *w)
 {
-	while (!w->draining && w->backlog && w->running < w->concurrency) {
-		struct backlog_item *b = w->backlog;
-		w->backlog = b->next;
-		if (!w->backlog)
-			w->backlog_tail = &w->backlog;
-		job_start(w, b->run, b->stage, b->attempt, b->ticket);
-		free(b);
-	}
-	if (!w->draining && !w->backlog)
-		kafka_consumer_resume(w->consumer);
-	char status[64];
-	snprintf(status, sizeof(status), "STATUS=%d job(s) running", w->running);
-	sd_notify(0, status);
+	fill_slots(w);
 	if (w->draining && w->running == 0)
 		event_base_loopexit(w->base, NULL);
+}
+
+void worker_set_concurrency(struct worker *w, int concurrency)
+{
+	w->concurrency = concurrency;
+	fill_slots(w);
 }
 
 void worker_backlog_clear(struct worker *w)

@@ -36,7 +36,8 @@ struct worker {
 	char token[160]; /* host:pid:random — names this worker in leases */
 	int concurrency;
 	int running;
-	int draining; /* no new jobs; running ones finish */
+	int draining;	  /* no new jobs; running ones finish */
+	int handing_back; /* second signal or drain timeout: stop every job now */
 	struct job *jobs;
 	struct backlog_item *backlog, **backlog_tail;
 };
@@ -45,14 +46,19 @@ struct worker {
  * the backlog (offset not stored) and pause the consumer. */
 void worker_offer(struct worker *w, const char *run, const char *stage, int attempt,
 		  struct kafka_ticket *t);
+/* A new slot count (a reload): starts waiting jobs when it grew. */
+void worker_set_concurrency(struct worker *w, int concurrency);
 /* Drops the backlog; those jobs are consumed again by the partitions' next owner. */
 void worker_backlog_clear(struct worker *w);
 /* A job message for this worker: claim it and run it. The ticket is done
  * once the claim is recorded (or the job turned out not to be ours). */
 void job_start(struct worker *w, const char *run, const char *stage, int attempt,
 	       struct kafka_ticket *ticket);
-/* Stop every running job: record nothing, hand the attempts back. */
+/* Stop every running job: record nothing, hand the attempts back. Jobs
+ * still being claimed are handed back as soon as their claim is recorded. */
 void job_hand_back_all(struct worker *w);
+/* One of this worker's jobs belongs to run (its workspace is in use). */
+int job_uses_run(const struct worker *w, const char *run);
 /* Called by job.c when a job is completely done and its slot free. */
 void worker_slot_freed(struct worker *w);
 

@@ -9,7 +9,7 @@
 -- current one or no longer this worker's (its result is dropped).
 local P, run, stage, attempt, token = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local skey = P .. 'run:' .. run .. ':stage:' .. stage
-local st = redis.call('HMGET', skey, 'status', 'attempt', 'worker')
+local st = redis.call('HMGET', skey, 'status', 'attempt', 'worker', 'started', 'attempts')
 if st[1] ~= 'running' or st[2] ~= attempt or st[3] ~= token then
   return 'fenced'
 end
@@ -24,6 +24,12 @@ end
 if ARGV[9] ~= '' then
   redis.call('HSET', skey, 'error', ARGV[9])
 end
+-- Every attempt that ended stays in the stage's history, retried or not.
+local history = st[5] and cjson.decode(st[5]) or {}
+history[#history + 1] = {attempt = tonumber(attempt), status = ARGV[6], worker = token,
+                         started = tonumber(st[4]), finished = tonumber(ARGV[10]),
+                         exit_code = tonumber(ARGV[7]), signal = ARGV[8] ~= '' and ARGV[8] or nil}
+redis.call('HSET', skey, 'attempts', cjson.encode(history))
 redis.call('XADD', P .. 'outbox', '*', 'topic', ARGV[11], 'key', run, 'value', ARGV[12])
 
 local lkey = P .. 'lease:' .. run .. ':' .. stage

@@ -28,6 +28,10 @@ for _, run in ipairs(runs) do
   redis.call('HSET', rkey, 'id', run.id, 'status', 'queued', 'created', now, unpack(fields))
   for _, st in ipairs(run.stages) do
     redis.call('HSET', rkey .. ':stage:' .. st.name, 'status', st.status, 'attempt', 1)
+    if st.status == 'queued' then
+      redis.call('HSET', rkey .. ':stage:' .. st.name, 'queued_at', now)
+      redis.call('ZADD', P .. 'queued', now, run.id .. '/' .. st.name)
+    end
   end
   redis.call('ZADD', P .. 'runs', now, run.id)
   redis.call('ZADD', P .. 'pipeline:' .. run.fields.pipeline .. ':runs', now, run.id)

@@ -4,6 +4,8 @@
 -- ARGV[5] now (ms), ARGV[6] JSON object of prepared jobs for the stages
 -- that need the finished one: {"<stage>": {"topic": ..., "value": ...}}.
 -- Stages of the run are those of the run's recorded definition ("def").
+-- ARGV[7] and ARGV[8], when given: a dead-letter topic and message, sent
+-- once with the routing (a stage that exhausted its retries).
 --
 -- A failed stage skips every stage that depends on it, directly or not; a
 -- stage whose needs have all succeeded is queued with its prepared job; when
@@ -35,6 +37,9 @@ if st[3] == '1' then
   return {'duplicate', r[1]}
 end
 redis.call('HSET', skey, 'routed', '1')
+if ARGV[8] then
+  redis.call('XADD', P .. 'outbox', '*', 'topic', ARGV[7], 'key', run, 'value', ARGV[8])
+end
 if r[1] ~= 'queued' and r[1] ~= 'running' then
   return {'routed', r[1]}
 end
@@ -84,6 +89,8 @@ for _, name in ipairs(names) do
     end
     if ready then
       set_status(name, 'queued')
+      redis.call('HSET', rkey .. ':stage:' .. name, 'queued_at', now)
+      redis.call('ZADD', P .. 'queued', now, run .. '/' .. name)
       redis.call('XADD', P .. 'outbox', '*', 'topic', job.topic, 'key', run, 'value', job.value)
       started[#started + 1] = name
     end

@@ -460,7 +460,8 @@ static void test_pipeline_schema_errors(void **state)
 	expect_pipeline_error(f, TRIGGER "stages:\n  build:\n    run: [make]\n    timeout: soon\n",
 			      "8:14: stages.build.timeout: expected a duration like \"10m\"");
 	expect_pipeline_error(f, TRIGGER "stages:\n  build:\n    kind: build\n",
-			      "7:5: stages.build.run: missing required key");
+			      "7:5: stages.build.run: missing required key (or sh: a script, or "
+			      "http: a request)");
 	expect_pipeline_error(f,
 			      "trigger:\n  github:\n    repository: acme/app\n"
 			      "stages:\n  build:\n    run: [make]\n",
@@ -726,6 +727,116 @@ static void test_dir_duplicate_names_and_empty_dir(void **state)
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
+static void test_pipeline_sh_and_http_stages(void **state)
+{
+	struct fx *f = *state;
+	struct pipeline p;
+	char *want_text = NULL;
+
+	write_file(f, "secrets/webhook", "s3cret");
+	write_file(f, "ca.pem", "not checked here, only readable\n");
+	write_file(f, "app.yaml",
+		   TRIGGER "stages:\n"
+			   "  build:\n"
+			   "    sh: make | tee log\n"
+			   "    inherit_env: [SSH_AUTH_SOCK, GOPATH]\n"
+			   "    log_cap: 1MiB\n"
+			   "  deploy:\n"
+			   "    http:\n"
+			   "      method: post\n"
+			   "      url: https://deploy.example/hooks/${SLUICE_SHA}\n"
+			   "      headers: {Authorization: 'Bearer ${TOKEN}'}\n"
+			   "      body: '{\"sha\": \"${SLUICE_SHA}\"}'\n"
+			   "      expect: [200, 201]\n"
+			   "      timeout: 5s\n"
+			   "      retries: 2\n"
+			   "      backoff: 250ms\n"
+			   "      ca_file: ca.pem\n"
+			   "    needs: build\n");
+	assert_int_equal(pipeline_load_file(f->path, &p, f->err, sizeof(f->err)), 0);
+	assert_true(
+	    asprintf(&want_text,
+		     "{\"build\": {\"kind\": \"build\", \"sh\": \"make | tee log\","
+		     " \"needs\": [], \"timeout\": 3600,"
+		     " \"inherit_env\": [\"SSH_AUTH_SOCK\", \"GOPATH\"], \"log_cap\": 1048576},"
+		     " \"deploy\": {\"kind\": \"deploy\", \"needs\": [\"build\"],"
+		     " \"timeout\": 3600, \"http\": {\"method\": \"POST\","
+		     " \"url\": \"https://deploy.example/hooks/${SLUICE_SHA}\","
+		     " \"headers\": {\"Authorization\": \"Bearer ${TOKEN}\"},"
+		     " \"body\": \"{\\\"sha\\\": \\\"${SLUICE_SHA}\\\"}\","
+		     " \"expect\": [200, 201], \"timeout_ms\": 5000, \"retries\": 2,"
+		     " \"backoff_ms\": 250, \"ca_file\": \"%s/ca.pem\"}}}",
+		     f->dir) > 0);
+	json_t *want = json_loads(want_text, 0, NULL);
+	assert_non_null(want);
+	json_t *stages = json_object_get(p.def, "stages");
+	/* Other keys (a retry policy) may be added by their own loaders. */
+	const char *name;
+	json_t *st;
+	json_object_foreach(want, name, st)
+	{
+		const char *key;
+		json_t *v;
+		json_object_foreach(st, key, v)
+		{
+			assert_true(
+			    json_equal(json_object_get(json_object_get(stages, name), key), v));
+		}
+	}
+	json_decref(want);
+	free(want_text);
+	pipeline_clear(&p);
+}
+
+static void test_pipeline_executor_errors(void **state)
+{
+	struct fx *f = *state;
+
+	expect_pipeline_error(f, TRIGGER "stages:\n  build:\n    run: [make]\n    sh: make\n",
+			      "8:5: stages.build.sh: only one of run, sh and http may be given "
+			      "(this stage already has run)");
+	expect_pipeline_error(f, TRIGGER "stages:\n  build:\n    sh: [make]\n",
+			      "7:9: stages.build.sh: expected a string");
+	expect_pipeline_error(f, TRIGGER "stages:\n  build:\n    http: {url: ftp://x/}\n",
+			      "7:17: stages.build.http.url: expected an http:// or https:// URL");
+	expect_pipeline_error(f,
+			      TRIGGER "stages:\n  build:\n    http: {url: 'http://x/', insecure: "
+				      "true}\n",
+			      "7:30: stages.build.http.insecure: TLS verification cannot be "
+			      "turned off; set ca_file to trust a private CA");
+	expect_pipeline_error(f,
+			      TRIGGER "stages:\n  build:\n    http: {url: 'http://x/', method: "
+				      "FETCH}\n",
+			      "7:38: stages.build.http.method: unknown method \"FETCH\" (known: "
+			      "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS)");
+	expect_pipeline_error(f,
+			      TRIGGER "stages:\n  build:\n    http: {url: 'http://x/', expect: "
+				      "[200, 999]}\n",
+			      "7:44: stages.build.http.expect[1]: must be between 100 and 599");
+	expect_pipeline_error(f,
+			      TRIGGER "stages:\n  build:\n    http: {url: 'http://x/', body: x}\n",
+			      "7:30: stages.build.http.body: a GET request has no body");
+	expect_pipeline_error(f,
+			      TRIGGER "stages:\n  build:\n    sh: make\n    inherit_env: "
+				      "[PATH, 1BAD]\n",
+			      "8:25: stages.build.inherit_env[1]: invalid variable name (use "
+			      "letters, digits and '_', not starting with a digit)");
+}
+
+static void test_settings_log_cap(void **state)
+{
+	struct fx *f = *state;
+	struct settings s;
+
+	write_file(f, "sluice.yaml", "worker: {log_cap: 64KiB}\n");
+	assert_int_equal(settings_load(f->path, &s, f->err, sizeof(f->err)), 0);
+	assert_int_equal(s.log_cap, 65536);
+	settings_clear(&s);
+	assert_int_equal(settings_load(NULL, &s, f->err, sizeof(f->err)), 0);
+	assert_int_equal(s.log_cap, 4 * 1024 * 1024);
+	settings_clear(&s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -744,6 +855,9 @@ int main(void)
 	    T(test_pipeline_defaults),
 	    T(test_pipeline_schema_errors),
 	    T(test_pipeline_needs_errors),
+	    T(test_pipeline_sh_and_http_stages),
+	    T(test_pipeline_executor_errors),
+	    T(test_settings_log_cap),
 	    T(test_pipeline_secret_files),
 	    T(test_loader_duplicate_key),
 	    T(test_loader_syntax_error),

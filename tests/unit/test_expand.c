@@ -171,6 +171,37 @@ static void test_missing_vars_object_means_nothing_defined(void **state)
 	assert_string_equal(err, "undefined variable \"X\"");
 }
 
+static void assert_expands_as(enum expand_mode mode, const char *tmpl, const char *want)
+{
+	char err[256] = "";
+	char *out = NULL;
+	assert_int_equal(expand_text(tmpl, vars, mode, &out, err, sizeof(err)), 0);
+	assert_string_equal(out, want);
+	free(out);
+}
+
+static void test_json_mode_escapes_values_as_string_content(void **state)
+{
+	(void)state;
+	assert_expands_as(EXPAND_JSON, "{\"q\": \"${quotes}\", \"n\": \"${newline}\"}",
+			  "{\"q\": \"'\\\"`\\\\\", \"n\": \"line1\\nline2\"}");
+	/* The template's own text is not touched, only the values. */
+	assert_expands_as(EXPAND_JSON, "{\"r\": ${replicas}}", "{\"r\": 3}");
+}
+
+static void test_url_mode_encodes_values_in_path_and_query(void **state)
+{
+	(void)state;
+	assert_expands_as(EXPAND_URL, "https://h/deploy/${semi}?ref=${spaces}",
+			  "https://h/deploy/%3B%20rm%20-rf%20%2F?ref=a%20b%20%20c");
+	/* Before the first '/' of the template (after "scheme://") a value is
+	 * a base URL or a host, and stays as it is. */
+	assert_expands_as(EXPAND_URL, "${push.image}/v1/${SLUICE_REF}",
+			  "registry/app@sha256:ab/v1/main");
+	assert_expands_as(EXPAND_URL, "https://${SLUICE_REF}.example/${push.image}",
+			  "https://main.example/registry%2Fapp%40sha256%3Aab");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -187,6 +218,8 @@ int main(void)
 	    cmocka_unit_test(test_bad_name_reports_offset),
 	    cmocka_unit_test(test_non_scalar_and_nul_values_are_refused),
 	    cmocka_unit_test(test_missing_vars_object_means_nothing_defined),
+	    cmocka_unit_test(test_json_mode_escapes_values_as_string_content),
+	    cmocka_unit_test(test_url_mode_encodes_values_in_path_and_query),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -1,0 +1,117 @@
+/* reload: SIGHUP re-reads sluice.yaml and the pipelines directory. */
+#include "agent/reload.h"
+
+#include <string.h>
+
+#include "lib/log.h"
+
+/* The connections, the listening socket and timers set up at start. */
+static const char *const restart_keys[] = {"kafka.brokers",
+					   "kafka.topic_prefix",
+					   "redis.url",
+					   "redis.key_prefix",
+					   "redis.timeout",
+					   "agent.max_body",
+					   "agent.requeue_after",
+					   "agent.scheduler_interval",
+					   NULL};
+
+static int text_equal(const char *x, const char *y)
+{
+	return strcmp(x ? x : "", y ? y : "") == 0;
+}
+
+static int json_same(const json_t *x, const json_t *y)
+{
+	return (!x && !y) || (x && y && json_equal(x, y));
+}
+
+static int pipeline_same(const struct pipeline *p, const struct pipeline *q)
+{
+	return text_equal(p->file, q->file) && text_equal(p->repository, q->repository) &&
+	       text_equal(p->secret, q->secret) && json_same(p->events, q->events) &&
+	       json_same(p->branches, q->branches) && json_same(p->tags, q->tags) &&
+	       json_same(p->def, q->def);
+}
+
+static const struct pipeline *find(const struct pipeline_set *set, const char *name)
+{
+	for (size_t i = 0; i < set->n; i++) {
+		if (strcmp(set->items[i].name, name) == 0)
+			return &set->items[i];
+	}
+	return NULL;
+}
+
+static void log_changes(const struct pipeline_set *old, const struct pipeline_set *next)
+{
+	for (size_t i = 0; i < next->n; i++) {
+		const struct pipeline *p = &next->items[i];
+		const struct pipeline *was = find(old, p->name);
+		if (!was)
+			log_info("pipeline added", LOG_S("pipeline", p->name),
+				 LOG_S("file", p->file));
+		else if (!pipeline_same(was, p))
+			log_info("pipeline changed", LOG_S("pipeline", p->name),
+				 LOG_S("file", p->file));
+	}
+	for (size_t i = 0; i < old->n; i++) {
+		if (!find(next, old->items[i].name))
+			log_info("pipeline removed", LOG_S("pipeline", old->items[i].name));
+	}
+}
+
+static void swap_text(char **a, char **b)
+{
+	char *t = *a;
+	*a = *b;
+	*b = t;
+}
+
+int agent_reload(const struct agent_reload *r)
+{
+	struct agent *a = r->agent;
+	struct settings next;
+	struct pipeline_set pipelines = {0};
+	char err[1024];
+
+	if (settings_load(r->config, &next, err, sizeof(err)) < 0)
+		goto refused;
+	if (pipelines_load_dir(next.pipelines_dir, &pipelines, err, sizeof(err)) < 0) {
+		settings_clear(&next);
+		goto refused;
+	}
+	for (size_t i = 0; restart_keys[i]; i++) {
+		if (settings_differ(&a->settings, &next, restart_keys[i]) == 1)
+			log_warn("setting changed but needs a restart; old value kept",
+				 LOG_S("key", restart_keys[i]));
+	}
+	if (!r->listen_fixed && (settings_differ(&a->settings, &next, "agent.listen") == 1 ||
+				 settings_differ(&a->settings, &next, "agent.public_url") == 1))
+		log_warn("setting changed but needs a restart; old value kept",
+			 LOG_S("key", "agent.listen"));
+	if (!r->log_level_fixed && log_set_level(next.log_level) == 0)
+		swap_text(&a->settings.log_level, &next.log_level);
+	swap_text(&a->settings.pipelines_dir, &next.pipelines_dir);
+	settings_clear(&next);
+
+	/* Nothing keeps a pointer into the set across events: intake matches
+	 * and copies each definition into the run it creates. */
+	log_changes(&a->pipelines, &pipelines);
+	pipelines_clear(&a->pipelines);
+	a->pipelines = pipelines;
+	log_info("configuration reloaded", LOG_I("pipelines", a->pipelines.n),
+		 LOG_S("pipelines_dir", a->settings.pipelines_dir),
+		 LOG_S("log_level", a->settings.log_level));
+	return 0;
+refused:
+	log_error("reload refused: the running configuration is kept", LOG_S("error", err));
+	return -1;
+}
+
+void agent_reload_on_signal(evutil_socket_t sig, short what, void *arg)
+{
+	(void)sig;
+	(void)what;
+	agent_reload(arg);
+}

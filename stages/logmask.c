@@ -1,0 +1,387 @@
+/* logmask: secret masking and the log cap of one stage attempt. */
+#include "stages/logmask.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MASK	      "[masked]"
+#define MIN_B64_FORM  8
+#define B64_MAX_ALIGN 3
+
+struct pattern {
+	char *s;
+	size_t n;
+};
+
+/* The unemitted end of a line that arrived in pieces. */
+struct held {
+	char *buf;
+	size_t len;
+	size_t cap;
+};
+
+struct logmask {
+	struct pattern *pats;
+	size_t npats;
+	size_t longest;
+	size_t cap;
+	size_t piece;
+	size_t kept;
+	int capped;
+	unsigned long long dropped_lines;
+	unsigned long long dropped_bytes;
+	int finished;
+	struct held held[2]; /* stdout, stderr */
+	logmask_emit_cb emit;
+	void *arg;
+	/* scratch space: the covered bytes of a line, and its masked copy */
+	unsigned char *covered;
+	size_t covered_cap;
+	char *out;
+	size_t out_cap;
+};
+
+struct logmask *logmask_new(size_t cap, size_t piece, logmask_emit_cb emit, void *arg)
+{
+	struct logmask *m = calloc(1, sizeof(*m));
+
+	if (m == NULL)
+		return NULL;
+	m->cap = cap;
+	m->piece = piece;
+	m->emit = emit;
+	m->arg = arg;
+	return m;
+}
+
+static void wipe_free(void *p, size_t n)
+{
+	if (p == NULL)
+		return;
+	/* volatile: a memset right before free may otherwise be dropped. */
+	volatile unsigned char *v = p;
+	for (size_t i = 0; i < n; i++)
+		v[i] = 0;
+	free(p);
+}
+
+void logmask_free(struct logmask *m)
+{
+	if (m == NULL)
+		return;
+	for (size_t i = 0; i < m->npats; i++)
+		wipe_free(m->pats[i].s, m->pats[i].n);
+	free(m->pats);
+	for (int i = 0; i < 2; i++)
+		wipe_free(m->held[i].buf, m->held[i].cap);
+	wipe_free(m->covered, m->covered_cap);
+	wipe_free(m->out, m->out_cap);
+	free(m);
+}
+
+static int add_pattern(struct logmask *m, const char *s, size_t n)
+{
+	for (size_t i = 0; i < m->npats; i++)
+		if (m->pats[i].n == n && memcmp(m->pats[i].s, s, n) == 0)
+			return 0;
+	struct pattern *grown = realloc(m->pats, (m->npats + 1) * sizeof(*grown));
+	if (grown == NULL)
+		return -1;
+	m->pats = grown;
+	char *copy = malloc(n);
+	if (copy == NULL)
+		return -1;
+	memcpy(copy, s, n);
+	m->pats[m->npats].s = copy;
+	m->pats[m->npats].n = n;
+	m->npats++;
+	if (n > m->longest)
+		m->longest = n;
+	return 0;
+}
+
+static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/* Standard base64 of in, with "=" padding; out holds 4 * ceil(n / 3) bytes. */
+static size_t b64_encode(const unsigned char *in, size_t n, char *out)
+{
+	size_t o = 0;
+
+	for (size_t i = 0; i < n; i += 3) {
+		uint32_t v = (uint32_t)in[i] << 16;
+		if (i + 1 < n)
+			v |= (uint32_t)in[i + 1] << 8;
+		if (i + 2 < n)
+			v |= in[i + 2];
+		out[o++] = b64[(v >> 18) & 63];
+		out[o++] = b64[(v >> 12) & 63];
+		out[o++] = i + 1 < n ? b64[(v >> 6) & 63] : '=';
+		out[o++] = i + 2 < n ? b64[v & 63] : '=';
+	}
+	return o;
+}
+
+/* The base64 characters that depend on the secret's bytes alone when it
+ * starts at byte offset `align` (0..2) of a longer stream: character k
+ * covers bits [6k, 6k + 6) of the stream and the secret bits
+ * [8 * align, 8 * (align + n)). */
+static int add_b64_forms(struct logmask *m, const char *value, size_t n)
+{
+	size_t room = (n + B64_MAX_ALIGN + 2) / 3 * 4 + 4;
+	unsigned char *in = calloc(1, n + B64_MAX_ALIGN);
+	char *enc = malloc(room);
+	int rc = -1;
+
+	if (in == NULL || enc == NULL)
+		goto done;
+	size_t len = b64_encode((const unsigned char *)value, n, enc);
+	if (add_pattern(m, enc, len) < 0)
+		goto done;
+	for (size_t align = 0; align < B64_MAX_ALIGN; align++) {
+		memset(in, 0, n + B64_MAX_ALIGN);
+		memcpy(in + align, value, n);
+		b64_encode(in, align + n, enc);
+		size_t first = (8 * align + 5) / 6;
+		size_t end = 8 * (align + n) / 6;
+		if (end > first && end - first >= MIN_B64_FORM &&
+		    add_pattern(m, enc + first, end - first) < 0)
+			goto done;
+	}
+	rc = 0;
+done:
+	wipe_free(in, in ? n + B64_MAX_ALIGN : 0);
+	wipe_free(enc, enc ? room : 0);
+	return rc;
+}
+
+int logmask_add_secret(struct logmask *m, const char *value, size_t len)
+{
+	if (len < LOGMASK_MIN_SECRET)
+		return 1;
+	if (add_pattern(m, value, len) < 0 || add_b64_forms(m, value, len) < 0)
+		return -1;
+	/* Output is stored line by line: a secret of several lines (a key
+	 * file) is masked line by line as well. */
+	const char *p = value, *end = value + len;
+	while (p < end) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		const char *stop = nl ? nl : end;
+		size_t n = (size_t)(stop - p);
+		if (n > 0 && p[n - 1] == '\r')
+			n--;
+		if (n >= LOGMASK_MIN_SECRET && n < len && add_pattern(m, p, n) < 0)
+			return -1;
+		p = stop + 1;
+	}
+	return 0;
+}
+
+static int grow(void **buf, size_t *cap, size_t need)
+{
+	if (need <= *cap)
+		return 0;
+	size_t n = *cap ? *cap : 256;
+	while (n < need)
+		n *= 2;
+	void *p = realloc(*buf, n);
+	if (p == NULL)
+		return -1;
+	*buf = p;
+	*cap = n;
+	return 0;
+}
+
+/* Marks in m->covered the bytes of every occurrence of every pattern;
+ * returns the number of occurrences, or -1 when out of memory. */
+static long find_secrets(struct logmask *m, const char *text, size_t len)
+{
+	long hits = 0;
+	int ready = 0;
+
+	for (size_t i = 0; i < m->npats; i++) {
+		const struct pattern *pt = &m->pats[i];
+		const char *from = text;
+		size_t left = len;
+		const char *at;
+		while (left >= pt->n && (at = memmem(from, left, pt->s, pt->n)) != NULL) {
+			if (!ready) {
+				if (grow((void **)&m->covered, &m->covered_cap, len) < 0)
+					return -1;
+				memset(m->covered, 0, len);
+				ready = 1;
+			}
+			memset(m->covered + (at - text), 1, pt->n);
+			hits++;
+			/* Overlapping occurrences ("aaaa" in "aaaaa") are all found. */
+			from = at + 1;
+			left = len - (size_t)(from - text);
+		}
+	}
+	return hits;
+}
+
+/* The masked copy of text[0, len) in m->out; *outlen its length. Runs of
+ * covered bytes become one "[masked]" each, so overlapping and adjacent
+ * secrets do not reveal where one ends. */
+static const char *masked_copy(struct logmask *m, const char *text, size_t len, size_t *outlen)
+{
+	size_t o = 0;
+
+	if (grow((void **)&m->out, &m->out_cap, len + sizeof(MASK)) < 0)
+		return NULL;
+	for (size_t i = 0; i < len;) {
+		if (!m->covered[i]) {
+			m->out[o++] = text[i++];
+			continue;
+		}
+		while (i < len && m->covered[i])
+			i++;
+		memcpy(m->out + o, MASK, sizeof(MASK) - 1);
+		o += sizeof(MASK) - 1;
+	}
+	*outlen = o;
+	return m->out;
+}
+
+static void store(struct logmask *m, enum logmask_stream s, const char *line, size_t len)
+{
+	if (s != LOGMASK_SYSTEM) {
+		if (m->capped || m->kept + len > m->cap) {
+			m->capped = 1;
+			m->dropped_lines++;
+			m->dropped_bytes += len;
+			return;
+		}
+		m->kept += len;
+	}
+	m->emit(s, line, len, m->arg);
+}
+
+/* Masks and stores text[0, len); a line that cannot be masked for want of
+ * memory is replaced rather than stored as it is. */
+static void mask_store(struct logmask *m, enum logmask_stream s, const char *text, size_t len)
+{
+	long hits = m->npats ? find_secrets(m, text, len) : 0;
+	const char *out = text;
+	size_t outlen = len;
+
+	if (hits > 0)
+		out = masked_copy(m, text, len, &outlen);
+	if (hits < 0 || out == NULL) {
+		static const char oom[] = "[line not stored: out of memory while masking]";
+		store(m, s, oom, sizeof(oom) - 1);
+		return;
+	}
+	store(m, s, out, outlen);
+}
+
+/* A piece of a longer line: everything but its last longest-1 bytes can be
+ * masked and stored now, short of a masked run that reaches into the kept
+ * end (kept whole, so that it is seen again with what follows). */
+static void piece(struct logmask *m, enum logmask_stream s, const char *line, size_t len, int more)
+{
+	struct held *h = &m->held[s];
+	size_t hold = m->longest > 0 ? m->longest - 1 : 0;
+
+	if (grow((void **)&h->buf, &h->cap, h->len + len) < 0) {
+		mask_store(m, s, line, len);
+		return;
+	}
+	memcpy(h->buf + h->len, line, len);
+	h->len += len;
+	if (!more) {
+		mask_store(m, s, h->buf, h->len);
+		h->len = 0;
+		return;
+	}
+	if (h->len <= hold)
+		return;
+	size_t cut = h->len - hold;
+	long hits = m->npats ? find_secrets(m, h->buf, h->len) : 0;
+	if (hits > 0 && m->covered[cut - 1] && m->covered[cut]) {
+		size_t start = cut - 1;
+		while (start > 0 && m->covered[start - 1])
+			start--;
+		size_t end = cut;
+		while (end < h->len && m->covered[end])
+			end++;
+		/* A run of overlapping hits longer than a piece is stored up
+		 * to its end rather than held without bound. */
+		cut = start > 0 || h->len <= hold + m->piece ? start : end;
+		if (cut == 0)
+			return;
+	}
+	mask_store(m, s, h->buf, cut);
+	memmove(h->buf, h->buf + cut, h->len - cut);
+	h->len -= cut;
+}
+
+void logmask_line(struct logmask *m, enum logmask_stream s, const char *line, size_t len)
+{
+	if (s == LOGMASK_SYSTEM) {
+		mask_store(m, s, line, len);
+		return;
+	}
+	int more = m->piece > 0 && len == m->piece;
+	if (more || m->held[s].len > 0)
+		piece(m, s, line, len, more);
+	else
+		mask_store(m, s, line, len);
+}
+
+char *logmask_text(const struct logmask *m, const char *text)
+{
+	/* The scratch buffers are not shared with this copy: it may be
+	 * called from within an emit callback. */
+	struct logmask scratch = *m;
+	size_t len = strlen(text), outlen = len;
+	const char *out = text;
+	char *copy = NULL;
+
+	scratch.covered = NULL;
+	scratch.covered_cap = 0;
+	scratch.out = NULL;
+	scratch.out_cap = 0;
+	long hits = m->npats ? find_secrets(&scratch, text, len) : 0;
+	if (hits > 0)
+		out = masked_copy(&scratch, text, len, &outlen);
+	if (hits >= 0 && out != NULL)
+		copy = strndup(out, outlen);
+	wipe_free(scratch.covered, scratch.covered_cap);
+	wipe_free(scratch.out, scratch.out_cap);
+	return copy;
+}
+
+static void format_size(size_t n, char *buf, size_t len)
+{
+	if (n >= 1024 * 1024 && n % (1024 * 1024) == 0)
+		snprintf(buf, len, "%zu MiB", n / (1024 * 1024));
+	else if (n >= 1024 && n % 1024 == 0)
+		snprintf(buf, len, "%zu KiB", n / 1024);
+	else
+		snprintf(buf, len, "%zu bytes", n);
+}
+
+void logmask_finish(struct logmask *m)
+{
+	char size[64], text[256];
+
+	if (m->finished)
+		return;
+	m->finished = 1;
+	for (int s = 0; s < 2; s++) {
+		if (m->held[s].len > 0) {
+			mask_store(m, (enum logmask_stream)s, m->held[s].buf, m->held[s].len);
+			m->held[s].len = 0;
+		}
+	}
+	if (!m->capped)
+		return;
+	format_size(m->cap, size, sizeof(size));
+	int n =
+	    snprintf(text, sizeof(text), "[%llu lines (%llu bytes) dropped: log cap of %s reached]",
+		     m->dropped_lines, m->dropped_bytes, size);
+	m->emit(LOGMASK_SYSTEM, text, (size_t)n, m->arg);
+}

@@ -1,0 +1,162 @@
+"""Worker concurrency and shutdown against a real stack: --concurrency 1
+runs one stage at a time; SIGTERM lets a running stage finish and the worker
+exit 0; a second SIGTERM hands the stage back and another worker runs it."""
+
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+from conftest import LocalRepo, Stack, pipeline, wait_for
+
+DRAIN_REPO = "sluice-it/drain"
+ONE_AT_A_TIME_REPO = "sluice-it/one-at-a-time"
+
+
+def pipelines(repo, root):
+    # A stage that fails if another stage of this pipeline runs beside it:
+    # mkdir is atomic, so a second concurrent stage cannot take the lock.
+    lock = os.path.join(root, "one-at-a-time.lock")
+    exclusive = ('mkdir "$1" || { echo "another stage is running"; exit 9; }; '
+                 'sleep 0.4; rmdir "$1"')
+    return {
+        "drain.yaml": pipeline("drain", DRAIN_REPO, checkout=repo.url, stages={
+            "build": {"run": ["sh", "-c", "echo started; sleep 3; echo finished"],
+                      "timeout": "1m"},
+        }),
+        "one.yaml": pipeline("one-at-a-time", ONE_AT_A_TIME_REPO, checkout=repo.url, stages={
+            "build": {"run": ["sh", "-c", exclusive, "sh", lock]},
+        }),
+    }
+
+
+@pytest.fixture(scope="module")
+def drain_stack():
+    root = tempfile.mkdtemp(prefix="sluice-drain-")
+    repo = LocalRepo(os.path.join(root, "repo"))
+    s = Stack(root, repo, pipelines(repo, root), workers=(),
+              extra_settings={"worker": {"lease": "3s"}})
+    try:
+        s.start()
+    except BaseException as e:
+        s.stop()
+        raise RuntimeError("the stack did not start: %s\n%s" % (e, s.report())) from None
+    yield s
+    s.stop()
+    if not os.environ.get("SLUICE_KEEP_TMP"):
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def redis_hget(stack, key, field):
+    out = subprocess.run(["redis-cli", "-p", str(stack.redis_port), "--raw", "HGET", key, field],
+                         capture_output=True, text=True, timeout=5)
+    return out.stdout.strip()
+
+
+def start_run(stack, repository):
+    status, body = stack.post_hook("push", stack.push_payload(repository))
+    assert status == 202 and len(body.get("runs", [])) == 1, (status, body)
+    return body["runs"][0]
+
+
+def wait_running(stack, run_id, stage="build", timeout=30):
+    """Waits until the stage runs its command; returns the worker token."""
+    key = "sluice:run:%s:stage:%s" % (run_id, stage)
+
+    def running():
+        if redis_hget(stack, key, "status") != "running":
+            return None
+        if not any(l["line"] == "started" for l in stack.log(run_id, stage)):
+            return None
+        return redis_hget(stack, key, "worker")
+    return wait_for("stage %s of %s to run" % (stage, run_id), running, timeout)
+
+
+def worker_by_token(workers, token):
+    pid = int(token.split(":")[1])
+    found = [w for w in workers if w.popen.pid == pid]
+    assert found, "no worker with pid %d among %s" % (pid, [w.popen.pid for w in workers])
+    return found[0]
+
+
+def retire(stack, proc, timeout=30):
+    """Waits for a worker to exit by itself; returns its exit code."""
+    try:
+        code = proc.popen.wait(timeout)
+    except subprocess.TimeoutExpired:
+        raise AssertionError("%s did not exit\n%s" % (proc.name, proc.describe())) from None
+    stack.procs.remove(proc)
+    return code
+
+
+def test_sigterm_lets_the_running_stage_finish_and_exits_0(drain_stack):
+    s = drain_stack
+    worker = s.start_worker("build", 1, "drain-a")
+    run_id = start_run(s, DRAIN_REPO)
+    wait_running(s, run_id)
+    sent = time.monotonic()
+    worker.popen.send_signal(signal.SIGTERM)
+    assert retire(s, worker) == 0, worker.describe()
+    # It waited for the 3 s stage rather than stopping it.
+    assert time.monotonic() - sent > 1.5
+    run = s.wait_run(run_id, timeout=10)
+    assert run["status"] == "succeeded", run
+    assert run["stages"]["build"]["status"] == "succeeded", run
+    assert run["stages"]["build"]["attempt"] == 1, run
+    with open(worker.log) as f:
+        log = f.read()
+    assert "draining" in log and "handed back" not in log, log
+
+
+def test_second_sigterm_hands_the_stage_back_to_another_worker(drain_stack):
+    s = drain_stack
+    workers = [s.start_worker("build", 1, "drain-b"), s.start_worker("build", 1, "drain-c")]
+    # Both members must have joined the group before the job is published,
+    # or the first one to join would be the only one that can run it.
+    time.sleep(2)
+    run_id = start_run(s, DRAIN_REPO)
+    token = wait_running(s, run_id)
+    first = worker_by_token(workers, token)
+    first.popen.send_signal(signal.SIGTERM)
+    time.sleep(0.3)
+    first.popen.send_signal(signal.SIGTERM)
+    assert retire(s, first) == 0, first.describe()
+    with open(first.log) as f:
+        assert "stage handed back" in f.read(), first.describe()
+
+    run = s.wait_run(run_id, timeout=40)
+    build = run["stages"]["build"]
+    assert run["status"] == "succeeded", run
+    assert build["status"] == "succeeded", run
+    other = [w for w in workers if w is not first][0]
+    key = "sluice:run:%s:stage:%s" % (run_id, "build")
+    finished_by = redis_hget(s, key, "worker") or next(
+        (a["worker"] for a in build.get("attempts", []) if a["status"] == "succeeded"), "")
+    assert finished_by and int(finished_by.split(":")[1]) == other.popen.pid, (finished_by, run)
+    lines = [l["line"] for l in s.log(run_id, "build")]
+    assert lines.count("started") == 2 and lines.count("finished") == 1, lines
+    retire_all(s, workers)
+
+
+def retire_all(stack, workers):
+    for w in workers:
+        if w in stack.procs:
+            w.stop()
+            stack.procs.remove(w)
+
+
+def test_concurrency_one_runs_one_stage_at_a_time(drain_stack):
+    s = drain_stack
+    worker = s.start_worker("build", 1, "one-at-a-time")
+    runs = [start_run(s, ONE_AT_A_TIME_REPO) for _ in range(3)]
+    for run_id in runs:
+        run = s.wait_run(run_id, timeout=40)
+        assert run["status"] == "succeeded", (run, s.log(run_id, "build"))
+    stages = sorted((s.run(r)["stages"]["build"] for r in runs), key=lambda b: b["started"])
+    for before, after in zip(stages, stages[1:]):
+        assert before["finished"] <= after["started"], stages
+    retire_all(s, [worker])

@@ -1,0 +1,208 @@
+"""Executors end to end: sh: scripts, http: requests, the environment a
+stage sees, secrets kept out of the log stream, the log cap and timeouts.
+One stack of its own, with a local HTTP server for the http: stages."""
+
+import base64
+import http.server
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+
+import pytest
+
+from conftest import LocalRepo, Stack, pipeline
+
+TOKEN = "tok-Zx9qW3rT7yL2vB"
+LEAK = "SLUICE_IT_WORKER_ONLY"
+KEEP = "SLUICE_IT_INHERITED"
+
+BYTE_BY_BYTE = ('for c in $(echo "$TOKEN" | fold -w1); do printf %s "$c"; sleep 0.01; done; '
+                'echo; printf %s "$TOKEN" | base64; echo "$TOKEN" | base64; '
+                'echo "plain $TOKEN and again $TOKEN"')
+
+
+class Hooks(http.server.BaseHTTPRequestHandler):
+    """/deploy answers 201 and remembers the body; /flaky 503 once, then 200;
+    /gone 404."""
+    bodies = []
+    hits = {}
+
+    def log_message(self, *args):
+        pass
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        n = Hooks.hits[self.path] = Hooks.hits.get(self.path, 0) + 1
+        if self.path.startswith("/deploy/"):
+            Hooks.bodies.append((self.path, self.headers.get("Authorization"), body))
+            code, reply = 201, b"deployed\n"
+        elif self.path == "/flaky":
+            code, reply = (503, b"busy\n") if n == 1 else (200, b"ok\n")
+        else:
+            code, reply = 404, b"no such hook\n"
+        self.send_response(code)
+        self.send_header("Content-Length", str(len(reply)))
+        self.end_headers()
+        self.wfile.write(reply)
+
+
+def http_stage(port, path, **extra):
+    spec = {"method": "POST", "url": "http://127.0.0.1:%d%s" % (port, path),
+            "retries": 2, "backoff": "50ms", "timeout": "5s"}
+    spec.update(extra)
+    return {"kind": "test", "http": spec}
+
+
+def pipelines(repo, port):
+    def p(name, stages, **kw):
+        return pipeline(name, "sluice-it/" + name, checkout=repo.url, stages=stages, **kw)
+
+    secret = p("secret", {"build": {"sh": BYTE_BY_BYTE}})
+    secret["secrets"] = {"TOKEN": "token"}
+    hook = p("hook", {"test": http_stage(
+        port, "/deploy/${SLUICE_REF}",
+        headers={"Authorization": "Bearer ${TOKEN}"},
+        body='{"ref": "${SLUICE_REF}", "quote": "${QUOTE}"}')}, vars_={"QUOTE": 'say "hi"'})
+    hook["secrets"] = {"TOKEN": "token"}
+    return {
+        "shell.yaml": p("shell", {"build": {
+            "sh": 'echo "$GREETING from $SLUICE_STAGE" | tr a-z A-Z\n'
+                  'echo "literal ${NOT_EXPANDED_BY_SLUICE:-left to the shell}"'}},
+            vars_={"GREETING": "hello"}),
+        "env.yaml": p("env", {
+            "build": {"sh": 'echo "leak=${%s:-none} keep=${%s:-none}"' % (LEAK, KEEP)},
+            "test": {"sh": 'echo "leak=${%s:-none} keep=${%s:-none}"' % (LEAK, KEEP),
+                     "inherit_env": [KEEP]}}),
+        "secret.yaml": secret,
+        "capped.yaml": p("capped", {"build": {"sh": "seq 1 1000", "log_cap": 100}}),
+        "slow.yaml": p("slow", {"build": {"sh": "echo started; sleep 30", "timeout": "1s"}}),
+        "hook.yaml": hook,
+        "flaky.yaml": p("flaky", {"test": http_stage(port, "/flaky")}),
+        "gone.yaml": p("gone", {"test": http_stage(port, "/gone")}),
+    }
+
+
+@pytest.fixture(scope="module")
+def env_stack():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hooks)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    root = tempfile.mkdtemp(prefix="sluice-exec-")
+    repo = LocalRepo(os.path.join(root, "repo"))
+    s = Stack(root, repo, pipelines(repo, server.server_address[1]),
+              extra_secrets={"token": TOKEN + "\n"})
+    # Only the workers' environment has these; a stage sees KEEP only when
+    # it asks for it and LEAK never.
+    os.environ[LEAK] = "worker-only"
+    os.environ[KEEP] = "asked-for"
+    try:
+        s.start()
+    except BaseException as e:
+        s.stop()
+        raise RuntimeError("the stack did not start: %s\n%s" % (e, s.report())) from None
+    finally:
+        del os.environ[LEAK]
+        del os.environ[KEEP]
+    yield s
+    s.stop()
+    server.shutdown()
+    if not os.environ.get("SLUICE_KEEP_TMP"):
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def start(stack, name):
+    status, body = stack.post_hook("push", stack.push_payload("sluice-it/" + name))
+    assert status == 202 and len(body.get("runs", [])) == 1, (status, body)
+    return stack.wait_run(body["runs"][0], timeout=60)
+
+
+def lines(stack, run, stage):
+    return [(l["stream"], l["line"]) for l in stack.log(run["id"], stage)]
+
+
+def test_sh_stage_runs_a_pipe_with_variables_from_the_environment(env_stack):
+    run = start(env_stack, "shell")
+    assert run["status"] == "succeeded", run
+    out = [l for s, l in lines(env_stack, run, "build") if s == "stdout"]
+    assert "HELLO FROM BUILD" in out, out
+    assert "literal left to the shell" in out, out
+
+
+def test_worker_environment_does_not_leak_unless_asked(env_stack):
+    run = start(env_stack, "env")
+    assert run["status"] == "succeeded", run
+    build = [l for s, l in lines(env_stack, run, "build") if s == "stdout"]
+    test = [l for s, l in lines(env_stack, run, "test") if s == "stdout"]
+    assert build == ["leak=none keep=none"], build
+    assert test == ["leak=none keep=asked-for"], test
+
+
+def test_secret_and_its_base64_never_reach_the_log_stream(env_stack):
+    run = start(env_stack, "secret")
+    assert run["status"] == "succeeded", run
+    out = [l for s, l in lines(env_stack, run, "build") if s == "stdout"]
+    assert out[0] == "[masked]", out
+    assert out[1] == "[masked]", out
+    assert out[-1] == "plain [masked] and again [masked]", out
+    forms = [TOKEN, base64.b64encode(TOKEN.encode()).decode(),
+             base64.b64encode((TOKEN + "\n").encode()).decode()[:20]]
+    raw = subprocess.run(
+        ["redis-cli", "-p", str(env_stack.redis_port), "XRANGE",
+         "sluice:log:%s:build" % run["id"], "-", "+"],
+        capture_output=True, text=True, check=True).stdout
+    assert "[masked]" in raw, raw
+    for form in forms:
+        assert form not in raw, (form, raw)
+        assert form not in "\n".join(out), (form, out)
+    with open(os.path.join(env_stack.logdir, "worker-1.log")) as f:
+        assert TOKEN not in f.read()
+
+
+def test_log_cap_drops_and_counts_lines(env_stack):
+    run = start(env_stack, "capped")
+    assert run["status"] == "succeeded", run
+    got = lines(env_stack, run, "build")
+    out = [l for s, l in got if s == "stdout"]
+    # Lines are counted without their newline: 1..9 take 9 bytes, 10..54 take 90.
+    assert out == [str(i) for i in range(1, 55)], out
+    assert ("system", "[946 lines (2794 bytes) dropped: log cap of 100 bytes reached]") \
+        in got, got
+
+
+def test_timeout_ends_as_timed_out_with_the_signal(env_stack):
+    run = start(env_stack, "slow")
+    build = run["stages"]["build"]
+    assert build["status"] == "timed_out", run
+    assert build["exit_code"] is None, build
+    assert build["signal"] == "SIGTERM", build
+    assert build["error"].startswith("timed out after"), build
+
+
+def test_http_stage_posts_a_templated_request(env_stack):
+    run = start(env_stack, "hook")
+    assert run["status"] == "succeeded", run
+    path, auth, body = Hooks.bodies[-1]
+    assert path == "/deploy/refs%2Fheads%2Fmain", path
+    assert auth == "Bearer " + TOKEN
+    assert body == b'{"ref": "refs/heads/main", "quote": "say \\"hi\\""}', body
+    got = lines(env_stack, run, "test")
+    assert ("stdout", "deployed") in got, got
+    assert any(s == "system" and l.startswith("HTTP 201 from http://127.0.0.1:")
+               for s, l in got), got
+
+
+def test_http_stage_retries_a_503(env_stack):
+    run = start(env_stack, "flaky")
+    assert run["status"] == "succeeded", run
+    assert Hooks.hits["/flaky"] == 2
+
+
+def test_http_stage_fails_on_404_without_retrying(env_stack):
+    run = start(env_stack, "gone")
+    test = run["stages"]["test"]
+    assert test["status"] == "failed", run
+    assert test["exit_code"] is None, test
+    assert test["error"].startswith("HTTP 404 from http://127.0.0.1:"), test
+    assert test["error"].endswith("/gone"), test
+    assert Hooks.hits["/gone"] == 1

@@ -1,0 +1,121 @@
+"""SIGHUP reloads: the agent picks up a new pipeline file and refuses an
+invalid one (naming its position) while the old pipelines keep working; the
+worker applies a new concurrency and reports settings that need a restart."""
+
+import os
+import shutil
+import signal
+import tempfile
+
+import pytest
+
+from conftest import LocalRepo, Stack, binary, pipeline, to_yaml, wait_for
+
+KEPT_REPO = "sluice-it/kept"
+ADDED_REPO = "sluice-it/added"
+
+
+@pytest.fixture(scope="module")
+def reload_stack():
+    root = tempfile.mkdtemp(prefix="sluice-reload-")
+    repo = LocalRepo(os.path.join(root, "repo"))
+    pipes = {"kept.yaml": pipeline("kept", KEPT_REPO, checkout=repo.url,
+                                   stages={"build": {"run": ["true"]}})}
+    s = Stack(root, repo, pipes, workers=(("build", 1),))
+    try:
+        s.start()
+    except BaseException as e:
+        s.stop()
+        raise RuntimeError("the stack did not start: %s\n%s" % (e, s.report())) from None
+    yield s
+    s.stop()
+    if not os.environ.get("SLUICE_KEEP_TMP"):
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def log_text(proc):
+    with open(proc.log) as f:
+        return f.read()
+
+
+def hup_and_wait(proc, marker):
+    """Sends SIGHUP and waits for a new log line containing marker."""
+    before = log_text(proc).count(marker)
+    proc.popen.send_signal(signal.SIGHUP)
+    wait_for("%s to log %r" % (proc.name, marker),
+             lambda: log_text(proc).count(marker) > before, 10, [proc])
+    return log_text(proc)
+
+
+def run_for(stack, repository):
+    status, body = stack.post_hook("push", stack.push_payload(repository))
+    assert status == 202, (status, body)
+    return body.get("runs", [])
+
+
+def test_agent_reload_adds_a_pipeline_and_refuses_an_invalid_file(reload_stack):
+    s = reload_stack
+    pdir = os.path.join(s.root, "pipelines.d")
+    assert run_for(s, ADDED_REPO) == []
+
+    with open(os.path.join(pdir, "added.yaml"), "w") as f:
+        f.write(to_yaml(pipeline("added", ADDED_REPO, checkout=s.repo.url,
+                                 stages={"build": {"run": ["true"]}})))
+    log = hup_and_wait(s.agent, "configuration reloaded")
+    assert 'msg="pipeline added" pipeline=added' in log, log
+    runs = run_for(s, ADDED_REPO)
+    assert len(runs) == 1
+    assert s.wait_run(runs[0])["status"] == "succeeded"
+
+    # Line 5, column 16: the value of stages.build.timeout.
+    with open(os.path.join(pdir, "broken.yaml"), "w") as f:
+        f.write('name: broken\ntrigger:\n  github: {repository: "sluice-it/broken", '
+                'secret_file: webhook-secret}\nstages:\n  build: {run: [true], '
+                'timeout: "soon"}\n')
+    try:
+        log = hup_and_wait(s.agent, "reload refused")
+        refused = [l for l in log.splitlines() if "reload refused" in l][-1]
+        assert "broken.yaml:5:" in refused and "stages.build.timeout" in refused, refused
+        # The running configuration is untouched: both pipelines still start runs.
+        for repository in (KEPT_REPO, ADDED_REPO):
+            runs = run_for(s, repository)
+            assert len(runs) == 1
+            assert s.wait_run(runs[0])["status"] == "succeeded"
+    finally:
+        os.unlink(os.path.join(pdir, "broken.yaml"))
+
+    os.unlink(os.path.join(pdir, "added.yaml"))
+    log = hup_and_wait(s.agent, "configuration reloaded")
+    assert 'msg="pipeline removed" pipeline=added' in log, log
+    assert run_for(s, ADDED_REPO) == []
+
+
+def test_worker_reload_applies_concurrency_and_reports_restart_settings(reload_stack):
+    s = reload_stack
+    # A worker without --concurrency, so the file's value is the one in force.
+    worker = s._spawn("reload-worker", [
+        binary("sluice-worker"), "--config", s.config, "--kind", "test"])
+    wait_for("the worker to consume", lambda: "consuming" in log_text(worker), 10, [worker])
+    with open(s.config) as f:
+        original = f.read()
+    try:
+        with open(s.config, "w") as f:
+            f.write(original.replace("worker:\n", "worker:\n  concurrency: 3\n")
+                    .replace('"redis://127.0.0.1:', '"redis://localhost:') + "log_level: debug\n")
+        log = hup_and_wait(worker, "configuration reloaded")
+        restart = [l for l in log.splitlines() if "needs a restart" in l]
+        assert any("key=redis.url" in l for l in restart), log
+        reloaded = [l for l in log.splitlines() if "configuration reloaded" in l][-1]
+        assert "concurrency=3" in reloaded and "log_level=debug" in reloaded, reloaded
+
+        # An invalid file keeps everything as it was.
+        with open(s.config, "w") as f:
+            f.write(original.replace("worker:\n", "worker:\n  concurrency: lots\n"))
+        log = hup_and_wait(worker, "reload refused")
+        refused = [l for l in log.splitlines() if "reload refused" in l][-1]
+        assert "sluice.yaml:" in refused and "worker.concurrency" in refused, refused
+    finally:
+        with open(s.config, "w") as f:
+            f.write(original)
+    worker.stop()
+    s.procs.remove(worker)

@@ -1,0 +1,299 @@
+"""Stages that outlive their worker, fail, time out or get cancelled: the
+scheduler reaps expired leases and re-queues unclaimed jobs, the router
+retries per stage policy through the delayed set and dead-letters exhausted
+jobs, results are fenced by attempt, and a cancelled run stops within a
+second. One stack of its own with short leases and a fast scheduler."""
+
+import json
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from datetime import datetime
+
+import pytest
+
+sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
+from harness import STACKS, LocalRepo, Stack, http_request, pipeline, wait_for  # noqa: E402
+from kafkawire import Client  # noqa: E402
+from resp import Redis  # noqa: E402
+
+LEASE_S = 1.5
+KAFKA_SESSION_S = 6
+SCRIPTS = os.path.join(os.path.dirname(__file__), "..", "..", "queue", "scripts")
+FLAKY = ('if [ -e "$1" ]; then echo "second time lucky"; exit 0; fi; '
+         'touch "$1"; echo "failing once"; exit 75')
+SLOW_ONCE = ('if [ -e "$1" ]; then echo quick; exit 0; fi; touch "$1"; exec sleep 30')
+
+
+def repo_name(name):
+    return "sluice-resilience/" + name
+
+
+def pipelines(repo, marks):
+    def p(name, stages):
+        return pipeline(name, repo_name(name), checkout=repo.url, vars_={"MARKS": marks},
+                        stages=stages)
+    mark = "${MARKS}/${SLUICE_PIPELINE}-${SLUICE_RUN_ID}"
+    return {
+        "lost.yaml": p("lost", {
+            "build": {"run": ["sh", "-c", "echo working; sleep 3; echo done"]},
+            "test": {"run": ["true"], "needs": ["build"]},
+        }),
+        "flaky.yaml": p("flaky", {
+            "build": {"run": ["sh", "-c", FLAKY, "sh", mark],
+                      "retry": {"max": 2, "on_exit": [75], "backoff": "1s"}},
+        }),
+        "doomed.yaml": p("doomed", {
+            "build": {"run": ["sh", "-c", "echo hopeless; exit 75"],
+                      "retry": {"max": 1, "on_exit": [75], "backoff": "200ms"}},
+            "test": {"run": ["true"], "needs": ["build"]},
+        }),
+        "slowonce.yaml": p("slowonce", {
+            "build": {"run": ["sh", "-c", SLOW_ONCE, "sh", mark], "timeout": "1s",
+                      "retry": {"max": 1, "on": ["timeout"], "backoff": "100ms"}},
+        }),
+        "long.yaml": p("long", {
+            "build": {"run": ["sh", "-c", "echo long; exec sleep 30"], "timeout": "1m"},
+            "test": {"run": ["true"], "needs": ["build"]},
+        }),
+        # No worker takes deploy jobs here: the stage stays queued.
+        "unclaimed.yaml": p("unclaimed", {
+            "ship": {"kind": "deploy", "run": ["true"]},
+        }),
+    }
+
+
+@pytest.fixture(scope="module")
+def rstack():
+    root = tempfile.mkdtemp(prefix="sluice-resilience-")
+    marks = os.path.join(root, "marks")
+    os.makedirs(marks)
+    repo = LocalRepo(os.path.join(root, "repo"))
+    s = Stack(root, repo, pipelines(repo, marks),
+              workers=(("build,test", 2), ("build,test", 2)),
+              extra_settings={"worker": {"lease": "1500ms"},
+                              "agent": {"scheduler_interval": "200ms", "requeue_after": "2s"}})
+    try:
+        s.start()
+    except BaseException as e:
+        s.stop()
+        raise RuntimeError("the stack did not start: %s\n%s" % (e, s.report())) from None
+    yield s
+    s.stop()
+    if not os.environ.get("SLUICE_KEEP_TMP"):
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def ms(value):
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
+def start_run(stack, name):
+    status, body = stack.post_hook("push", stack.push_payload(repo_name(name)))
+    assert status == 202 and len(body.get("runs", [])) == 1, (status, body)
+    return body["runs"][0]
+
+
+def wait_stage(stack, run_id, stage, statuses, timeout=20):
+    def check():
+        run = stack.run(run_id)
+        return run if run["stages"][stage]["status"] in statuses else None
+    return wait_for("stage %s of %s to be %s" % (stage, run_id, statuses), check, timeout,
+                    [stack.agent])
+
+
+def redis(stack):
+    return Redis(stack.redis_port)
+
+
+def topic_messages(stack, topic):
+    """Every message of a topic, all partitions, as decoded envelopes."""
+    client = Client(stack.brokers)
+    out = []
+    try:
+        for partition in range(4):
+            offset = 0
+            while True:
+                err, records = client.fetch(topic, offset, partition)
+                if err or not records:
+                    break
+                out += [json.loads(v) for _, _, v in records]
+                offset = records[-1][0] + 1
+    finally:
+        client.close()
+    return out
+
+
+def test_killed_worker_stage_is_reaped_and_run_again(rstack):
+    run_id = start_run(rstack, "lost")
+    wait_stage(rstack, run_id, "build", ("running",))
+    with redis(rstack) as r:
+        token = r.call("HGET", "sluice:run:%s:stage:build" % run_id, "worker").decode()
+    pid = int(token.split(":")[1])
+    victim = next(p for p in rstack.procs if p.popen and p.popen.pid == pid)
+    killed = time.time()
+    os.kill(pid, signal.SIGKILL)
+    victim.popen.wait()
+    rstack.procs.remove(victim)
+    try:
+        run = rstack.wait_run(run_id, timeout=30)
+        build = run["stages"]["build"]
+        assert run["status"] == "succeeded", run
+        assert build["status"] == "succeeded" and build["attempt"] == 2, build
+        history = [(a["attempt"], a["status"]) for a in build["attempts"]]
+        assert history == [(1, "lost"), (2, "succeeded")], build
+        assert build["attempts"][0]["worker"] == token
+        assert build["attempts"][1]["worker"] != token
+        # The reaper declares the attempt lost once the lease has expired; the
+        # job for attempt 2 then waits for the Kafka group to hand the dead
+        # worker's partitions over (its session timeout, 6 s).
+        lost_at = ms(build["attempts"][0]["finished"])
+        assert lost_at - killed <= LEASE_S + 1.0, build
+        assert ms(build["attempts"][1]["started"]) - lost_at <= KAFKA_SESSION_S + 5, build
+    finally:
+        rstack.start_worker("build,test", 2, "worker-3")
+
+
+def test_retry_on_a_listed_exit_code_waits_the_backoff_then_succeeds(rstack):
+    run = rstack.wait_run(start_run(rstack, "flaky"), timeout=30)
+    build = run["stages"]["build"]
+    assert run["status"] == "succeeded", run
+    assert build["status"] == "succeeded" and build["attempt"] == 2, build
+    first, second = build["attempts"]
+    assert (first["attempt"], first["status"], first["exit_code"]) == (1, "failed", 75), build
+    assert (second["attempt"], second["status"], second["exit_code"]) == (2, "succeeded", 0)
+    assert ms(second["started"]) - ms(first["finished"]) >= 1.0, build
+
+
+def test_exhausted_retries_fail_the_stage_and_dead_letter_its_job(rstack):
+    run_id = start_run(rstack, "doomed")
+    run = rstack.wait_run(run_id, timeout=30)
+    build = run["stages"]["build"]
+    assert run["status"] == "failed", run
+    assert build["status"] == "failed" and build["attempt"] == 2, build
+    assert [a["status"] for a in build["attempts"]] == ["failed", "failed"], build
+    assert run["stages"]["test"]["status"] == "skipped", run
+
+    def dead_letters():
+        return [m for m in topic_messages(rstack, "sluice.dlq") if m["data"]["run"] == run_id]
+    letters = wait_for("the job on sluice.dlq", dead_letters, 10)
+    assert len(letters) == 1, letters
+    assert letters[0]["type"] == "dev.sluice.job.requested"
+    assert letters[0]["data"]["stage"] == "build" and letters[0]["data"]["attempt"] == 2
+
+
+def test_timed_out_stage_is_retried_when_the_policy_lists_timeout(rstack):
+    run = rstack.wait_run(start_run(rstack, "slowonce"), timeout=30)
+    build = run["stages"]["build"]
+    assert run["status"] == "succeeded", run
+    assert [(a["attempt"], a["status"]) for a in build["attempts"]] == [
+        (1, "timed_out"), (2, "succeeded")], build
+
+
+def test_a_result_delivered_again_changes_nothing(rstack):
+    run_id = start_run(rstack, "flaky")
+    before = rstack.wait_run(run_id, timeout=30)
+    results = [m for m in topic_messages(rstack, "sluice.results")
+               if m["data"]["run"] == run_id]
+    assert sorted(m["data"]["attempt"] for m in results) == [1, 2], results
+    with redis(rstack) as r:
+        for m in results:  # the superseded attempt's failure and the final success
+            r.call("XADD", "sluice:outbox", "*", "topic", "sluice.results", "key", run_id,
+                   "value", json.dumps(m))
+    wait_for("the router to see the copies", lambda: len(
+        [m for m in topic_messages(rstack, "sluice.results") if m["data"]["run"] == run_id]) == 4,
+        10)
+    time.sleep(1.0)
+    assert rstack.run(run_id) == before
+
+
+def test_unclaimed_job_is_published_again_with_the_same_attempt(rstack):
+    run_id = start_run(rstack, "unclaimed")
+
+    def jobs():
+        return [m for m in topic_messages(rstack, "sluice.jobs.deploy")
+                if m["data"]["run"] == run_id]
+    again = wait_for("the job published a second time", lambda: len(jobs()) >= 2 and jobs(), 10)
+    assert {m["data"]["attempt"] for m in again} == {1}, again
+    assert len({m["id"] for m in again}) == len(again), again
+    run = rstack.run(run_id)
+    assert run["stages"]["ship"]["status"] == "queued", run
+    status, body, _ = http_request(rstack.agent_port, "POST", "/api/v1/runs/%s/cancel" % run_id)
+    assert status == 202 and body["stages"]["ship"]["status"] == "cancelled", body
+    with redis(rstack) as r:
+        assert r.call("ZSCORE", "sluice:queued", run_id + "/ship") is None
+
+
+def test_cancel_stops_the_running_stage_within_a_second(rstack):
+    run_id = start_run(rstack, "long")
+    wait_stage(rstack, run_id, "build", ("running",))
+    time.sleep(0.3)
+    status, body, _ = http_request(rstack.agent_port, "POST", "/api/v1/runs/%s/cancel" % run_id)
+    answered = time.time()
+    assert status == 202, body
+    assert body["id"] == run_id and body["status"] == "cancelled", body
+    assert body["stages"]["test"]["status"] == "cancelled", body
+    run = wait_stage(rstack, run_id, "build", ("cancelled",), timeout=5)
+    build = run["stages"]["build"]
+    assert ms(build["finished"]) - answered <= 1.0, build
+    assert build["attempts"][-1]["status"] == "cancelled", build
+    time.sleep(0.5)
+    run = rstack.run(run_id)
+    assert run["status"] == "cancelled", run
+    assert run["stages"]["test"]["status"] == "cancelled", run
+    assert run["stages"]["test"]["started"] is None, run
+
+    status, body, _ = http_request(rstack.agent_port, "POST", "/api/v1/runs/%s/cancel" % run_id)
+    assert status == 409 and body["error"]["code"] == "conflict", body
+    status, body, _ = http_request(rstack.agent_port, "POST", "/api/v1/runs/r_nosuchrun/cancel")
+    assert status == 404 and body["error"]["code"] == "not_found", body
+
+
+def test_sluicectl_cancel(rstack):
+    run_id = start_run(rstack, "long")
+    wait_stage(rstack, run_id, "build", ("running",))
+    out = rstack.ctl("cancel", run_id)
+    assert out.returncode == 0, out
+    assert run_id in out.stdout and "cancelled" in out.stdout, out.stdout
+    wait_stage(rstack, run_id, "build", ("cancelled",), timeout=5)
+    again = rstack.ctl("cancel", run_id)
+    assert again.returncode == 1 and "already finished" in again.stderr, again
+
+
+def script(name):
+    with open(os.path.join(SCRIPTS, name + ".lua")) as f:
+        return f.read()
+
+
+def test_a_due_delayed_entry_is_released_once(rstack):
+    """Two agents that both see an entry due: only one publishes it."""
+    with redis(rstack) as r:
+        P = "t-release:"
+        entry = json.dumps({"topic": "t.topic", "value": "v"})
+        r.call("ZADD", P + "delayed", 1000, entry)
+        released = [r.call("EVAL", script("release"), 0, P, 2000, 100) for _ in range(2)]
+        assert released == [1, 0]
+        assert r.call("XLEN", P + "outbox") == 1
+        assert r.call("ZCARD", P + "delayed") == 0
+
+
+def test_an_expired_lease_is_reaped_once(rstack):
+    """Two agents reaping the same attempt: one re-queues it, the other changes nothing."""
+    with redis(rstack) as r:
+        P = "t-reap:"
+        r.call("HSET", P + "run:r1", "status", "running")
+        r.call("HSET", P + "run:r1:stage:build", "status", "running", "attempt", 1,
+               "worker", "w:1:aa", "started", 500)
+        r.call("ZADD", P + "leases", 1000, "r1/build")
+        args = [P, "r1", "build", "1", 2000, 3, "jobs", "job-2", "dlq", "job-1", "results", "res"]
+        outcomes = [r.call("EVAL", script("reap"), 0, *args) for _ in range(2)]
+        assert outcomes == [b"requeued", b"stale"]
+        stage = r.hgetall(P + "run:r1:stage:build")
+        assert stage["status"] == "queued" and stage["attempt"] == "2", stage
+        assert json.loads(stage["attempts"]) == [
+            {"attempt": 1, "status": "lost", "worker": "w:1:aa", "started": 500,
+             "finished": 2000}]
+        assert r.call("XLEN", P + "outbox") == 1

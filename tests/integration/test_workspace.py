@@ -1,0 +1,63 @@
+"""Workspace removal by age: with a tiny worker.workspace_ttl the workspace
+of an old run goes, the one of a running stage stays until it finishes."""
+
+import os
+import shutil
+import tempfile
+import time
+
+import pytest
+
+from conftest import LocalRepo, Stack, pipeline, wait_for
+
+SLOW_WS_REPO = "sluice-it/slow-workspace"
+
+
+@pytest.fixture(scope="module")
+def ws_stack():
+    root = tempfile.mkdtemp(prefix="sluice-ws-")
+    repo = LocalRepo(os.path.join(root, "repo"))
+    pipes = {"slow.yaml": pipeline("slow-workspace", SLOW_WS_REPO, checkout=repo.url, stages={
+        "build": {"run": ["sh", "-c", "echo started; sleep 3"]}})}
+    s = Stack(root, repo, pipes, workers=(("build", 1),),
+              extra_settings={"worker": {"workspace_ttl": "1s"}})
+    try:
+        s.start()
+    except BaseException as e:
+        s.stop()
+        raise RuntimeError("the stack did not start: %s\n%s" % (e, s.report())) from None
+    yield s
+    s.stop()
+    if not os.environ.get("SLUICE_KEEP_TMP"):
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_old_workspaces_go_and_running_ones_stay(ws_stack):
+    s = ws_stack
+    root = os.path.join(s.state_dir, "workspaces")
+    old = os.path.join(root, "r_old", "build")
+    os.makedirs(old)
+    with open(os.path.join(old, "leftover.txt"), "w") as f:
+        f.write("from a run long gone\n")
+    hour_ago = time.time() - 3600
+    os.utime(os.path.join(root, "r_old"), (hour_ago, hour_ago))
+
+    status, body = s.post_hook("push", s.push_payload(SLOW_WS_REPO))
+    assert status == 202, (status, body)
+    run_id = body["runs"][0]
+    mine = os.path.join(root, run_id, "build")
+    wait_for("the stage to start", lambda: any(
+        l["line"] == "started" for l in s.log(run_id, "build")), 20)
+    assert os.path.isfile(os.path.join(mine, "content.txt"))
+
+    wait_for("the old workspace to be removed",
+             lambda: not os.path.exists(os.path.join(root, "r_old")), 5)
+    # Older than the ttl by now, but its stage is running.
+    assert s.run(run_id)["stages"]["build"]["status"] == "running"
+    assert os.path.isfile(os.path.join(mine, "content.txt"))
+
+    assert s.wait_run(run_id, timeout=20)["status"] == "succeeded"
+    wait_for("the finished run's workspace to be removed",
+             lambda: not os.path.exists(os.path.join(root, run_id)), 5)
+    wait_for("the removal to finish", lambda: not any(
+        n.startswith(".trash-") for n in os.listdir(root)), 5)

@@ -1,0 +1,289 @@
+/* Tests for stages/logmask: secrets never reach a stored line, whatever
+ * shape they arrive in, and the cap counts what it drops. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "stages/logmask.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PIECE 64
+
+struct stored {
+	enum logmask_stream s[256];
+	char *lines[256];
+	size_t n;
+};
+
+static void on_emit(enum logmask_stream s, const char *line, size_t len, void *arg)
+{
+	struct stored *st = arg;
+	assert_true(st->n < 256);
+	st->s[st->n] = s;
+	st->lines[st->n] = strndup(line, len);
+	st->n++;
+}
+
+static void stored_clear(struct stored *st)
+{
+	for (size_t i = 0; i < st->n; i++)
+		free(st->lines[i]);
+	st->n = 0;
+}
+
+/* The concatenation of every stored line of stream s. */
+static char *joined(const struct stored *st, enum logmask_stream s)
+{
+	size_t len = 1;
+	for (size_t i = 0; i < st->n; i++)
+		len += strlen(st->lines[i]);
+	char *out = calloc(1, len);
+	assert_non_null(out);
+	for (size_t i = 0; i < st->n; i++)
+		if (st->s[i] == s)
+			strcat(out, st->lines[i]);
+	return out;
+}
+
+/* text with every secret replaced by "[masked]", into out. */
+static void replace_all(const char *text, const char *secret, char *out, size_t outlen)
+{
+	const char *p = text, *at;
+	out[0] = '\0';
+	while ((at = strstr(p, secret)) != NULL) {
+		strncat(out, p, (size_t)(at - p));
+		strcat(out, "[masked]");
+		p = at + strlen(secret);
+	}
+	strcat(out, p);
+	assert_true(strlen(out) < outlen);
+}
+
+static void add(struct logmask *m, const char *secret)
+{
+	assert_int_equal(logmask_add_secret(m, secret, strlen(secret)), 0);
+}
+
+static void line(struct logmask *m, const char *text)
+{
+	logmask_line(m, LOGMASK_STDOUT, text, strlen(text));
+}
+
+static void test_secret_in_a_line_is_masked(void **state)
+{
+	struct stored st = {0};
+	struct logmask *m = logmask_new(1 << 20, 0, on_emit, &st);
+	(void)state;
+
+	add(m, "hunter22");
+	line(m, "password is hunter22, again hunter22!");
+	line(m, "nothing here");
+	assert_int_equal(st.n, 2);
+	assert_string_equal(st.lines[0], "password is [masked], again [masked]!");
+	assert_string_equal(st.lines[1], "nothing here");
+	stored_clear(&st);
+	logmask_free(m);
+}
+
+static void test_base64_forms_are_masked(void **state)
+{
+	struct stored st = {0};
+	struct logmask *m = logmask_new(1 << 20, 0, on_emit, &st);
+	(void)state;
+
+	/* "s3cr3t-t0ken!" alone is "czNjcjN0LXQwa2VuIQ==". */
+	add(m, "s3cr3t-t0ken!");
+	line(m, "czNjcjN0LXQwa2VuIQ==");
+	/* "x" + secret + "yz", "xy" + secret + "z", secret + "xyz": the secret
+	 * inside a longer base64 stream at each alignment. */
+	line(m, "eHMzY3IzdC10MGtlbiF5eg==");
+	line(m, "eHlzM2NyM3QtdDBrZW4heg==");
+	line(m, "czNjcjN0LXQwa2VuIXh5eg==");
+	assert_int_equal(st.n, 4);
+	assert_string_equal(st.lines[0], "[masked]");
+	/* Only the characters that also depend on a neighbouring byte are left. */
+	assert_string_equal(st.lines[1], "eH[masked]F5eg==");
+	assert_string_equal(st.lines[2], "eHl[masked]eg==");
+	assert_string_equal(st.lines[3], "[masked]Xh5eg==");
+	stored_clear(&st);
+	logmask_free(m);
+}
+
+static void test_overlapping_and_repeated_secrets_become_one_mask(void **state)
+{
+	struct stored st = {0};
+	struct logmask *m = logmask_new(1 << 20, 0, on_emit, &st);
+	(void)state;
+
+	add(m, "abcdef");
+	add(m, "defghi");
+	add(m, "aaaa");
+	line(m, "<abcdefghi> <abcdefabcdef> <aaaaaaa> <abcde>");
+	assert_string_equal(st.lines[0], "<[masked]> <[masked]> <[masked]> <abcde>");
+	stored_clear(&st);
+	logmask_free(m);
+}
+
+static void test_short_secret_is_not_masked(void **state)
+{
+	struct stored st = {0};
+	struct logmask *m = logmask_new(1 << 20, 0, on_emit, &st);
+	(void)state;
+
+	assert_int_equal(logmask_add_secret(m, "abc", 3), 1);
+	line(m, "abc abc");
+	assert_string_equal(st.lines[0], "abc abc");
+	stored_clear(&st);
+	logmask_free(m);
+}
+
+static void test_each_line_of_a_multiline_secret_is_masked(void **state)
+{
+	struct stored st = {0};
+	struct logmask *m = logmask_new(1 << 20, 0, on_emit, &st);
+	(void)state;
+
+	add(m, "-----BEGIN KEY-----\nQUJDREVGR0hJSktM\n-----END KEY-----");
+	line(m, "QUJDREVGR0hJSktM");
+	line(m, "-----END KEY-----");
+	assert_string_equal(st.lines[0], "[masked]");
+	assert_string_equal(st.lines[1], "[masked]");
+	stored_clear(&st);
+	logmask_free(m);
+}
+
+/* A line longer than the reader's piece arrives in pieces; a secret that
+ * straddles two of them is masked, and no byte is lost or repeated. */
+static void test_secret_across_a_piece_boundary_is_masked(void **state)
+{
+	struct stored st = {0};
+	struct logmask *m = logmask_new(1 << 20, PIECE, on_emit, &st);
+	const char *secret = "TOPSECRET-0123456789";
+	char text[3 * PIECE + 1], want[3 * PIECE + 1];
+	(void)state;
+
+	add(m, secret);
+	memset(text, 'x', sizeof(text) - 1);
+	text[sizeof(text) - 1] = '\0';
+	/* Straddles the first boundary, and a second copy the second one. */
+	memcpy(text + PIECE - 7, secret, strlen(secret));
+	memcpy(text + 2 * PIECE - 3, secret, strlen(secret));
+	logmask_line(m, LOGMASK_STDOUT, text, PIECE);
+	logmask_line(m, LOGMASK_STDOUT, text + PIECE, PIECE);
+	logmask_line(m, LOGMASK_STDOUT, text + 2 * PIECE, 30);
+	logmask_line(m, LOGMASK_STDOUT, "next line", 9);
+	logmask_finish(m);
+
+	/* Everything up to "next line" is one logical line. */
+	text[2 * PIECE + 30] = '\0';
+	replace_all(text, secret, want, sizeof(want));
+	size_t i;
+	char *all = calloc(1, 4 * PIECE);
+	assert_non_null(all);
+	for (i = 0; i < st.n && strcmp(st.lines[i], "next line") != 0; i++)
+		strcat(all, st.lines[i]);
+	assert_true(i < st.n);
+	assert_string_equal(all, want);
+	assert_null(strstr(all, "TOPSECRET"));
+	free(all);
+	stored_clear(&st);
+	logmask_free(m);
+}
+
+/* A piece held back at the end of the output is stored by logmask_finish. */
+static void test_finish_stores_a_held_piece(void **state)
+{
+	struct stored st = {0};
+	struct logmask *m = logmask_new(1 << 20, PIECE, on_emit, &st);
+	char text[PIECE];
+	(void)state;
+
+	add(m, "0123456789");
+	memset(text, 'y', sizeof(text));
+	logmask_line(m, LOGMASK_STDERR, text, PIECE);
+	logmask_finish(m);
+	char *all = joined(&st, LOGMASK_STDERR);
+	assert_int_equal(strlen(all), PIECE);
+	free(all);
+	stored_clear(&st);
+	logmask_free(m);
+}
+
+static void test_cap_counts_dropped_lines(void **state)
+{
+	struct stored st = {0};
+	struct logmask *m = logmask_new(20, 0, on_emit, &st);
+	(void)state;
+
+	line(m, "0123456789"); /* 10 */
+	line(m, "abcdefghij"); /* 20: the cap, still kept */
+	line(m, "dropped");    /* 7 */
+	line(m, "x");	       /* 1: fits, but the cap was reached */
+	logmask_line(m, LOGMASK_SYSTEM, "system lines are kept", 21);
+	logmask_finish(m);
+	logmask_finish(m);
+	assert_int_equal(st.n, 4);
+	assert_string_equal(st.lines[0], "0123456789");
+	assert_string_equal(st.lines[1], "abcdefghij");
+	assert_string_equal(st.lines[2], "system lines are kept");
+	assert_int_equal(st.s[3], LOGMASK_SYSTEM);
+	assert_string_equal(st.lines[3],
+			    "[2 lines (8 bytes) dropped: log cap of 20 bytes reached]");
+	stored_clear(&st);
+	logmask_free(m);
+}
+
+static void test_cap_message_names_the_size_in_mib(void **state)
+{
+	struct stored st = {0};
+	struct logmask *m = logmask_new(4u << 20, 0, on_emit, &st);
+	char *big = malloc((4u << 20) + 1);
+	(void)state;
+
+	assert_non_null(big);
+	memset(big, 'z', 4u << 20);
+	logmask_line(m, LOGMASK_STDOUT, big, (4u << 20) - 1);
+	logmask_line(m, LOGMASK_STDOUT, big, 2);
+	logmask_finish(m);
+	assert_int_equal(st.n, 2);
+	assert_string_equal(st.lines[1], "[1 lines (2 bytes) dropped: log cap of 4 MiB reached]");
+	free(big);
+	stored_clear(&st);
+	logmask_free(m);
+}
+
+static void test_text_is_masked_for_error_messages(void **state)
+{
+	struct stored st = {0};
+	struct logmask *m = logmask_new(1 << 20, 0, on_emit, &st);
+	(void)state;
+
+	add(m, "tok-12345");
+	char *out = logmask_text(m, "HTTP 401 from https://h/?t=tok-12345");
+	assert_string_equal(out, "HTTP 401 from https://h/?t=[masked]");
+	free(out);
+	assert_int_equal(st.n, 0);
+	logmask_free(m);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_secret_in_a_line_is_masked),
+	    cmocka_unit_test(test_base64_forms_are_masked),
+	    cmocka_unit_test(test_overlapping_and_repeated_secrets_become_one_mask),
+	    cmocka_unit_test(test_short_secret_is_not_masked),
+	    cmocka_unit_test(test_each_line_of_a_multiline_secret_is_masked),
+	    cmocka_unit_test(test_secret_across_a_piece_boundary_is_masked),
+	    cmocka_unit_test(test_finish_stores_a_held_piece),
+	    cmocka_unit_test(test_cap_counts_dropped_lines),
+	    cmocka_unit_test(test_cap_message_names_the_size_in_mib),
+	    cmocka_unit_test(test_text_is_masked_for_error_messages),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,213 @@
+/* Tests for workers/workspace: runs older than the ttl are removed, a run in
+ * use never is, a free-space shortage removes the oldest runs one at a time,
+ * and the worker settings behind it (drain_timeout, workspace_ttl, min_free,
+ * log_level) parse or fail with their position. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <event2/event.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "config/config.h"
+#include "stages/process.h"
+#include "workers/workspace.h"
+
+static struct event_base *base;
+
+struct fx {
+	char dir[64];
+	char root[128];
+	struct settings s;
+};
+
+static int in_use(const char *run, void *arg)
+{
+	(void)arg;
+	return strcmp(run, "r_busy") == 0;
+}
+
+static void make_run(struct fx *f, const char *run, int age_s)
+{
+	char path[512];
+	snprintf(path, sizeof(path), "%s/%s", f->root, run);
+	assert_int_equal(mkdir(path, 0755), 0);
+	snprintf(path, sizeof(path), "%s/%s/build", f->root, run);
+	assert_int_equal(mkdir(path, 0755), 0);
+	snprintf(path, sizeof(path), "%s/%s", f->root, run);
+	struct timeval tv[2] = {{time(NULL) - age_s, 0}, {time(NULL) - age_s, 0}};
+	assert_int_equal(utimes(path, tv), 0);
+}
+
+static int exists(struct fx *f, const char *run)
+{
+	char path[512];
+	struct stat st;
+	snprintf(path, sizeof(path), "%s/%s", f->root, run);
+	return stat(path, &st) == 0;
+}
+
+static int entries(struct fx *f)
+{
+	DIR *d = opendir(f->root);
+	struct dirent *de;
+	int n = 0;
+	assert_non_null(d);
+	while ((de = readdir(d)))
+		n += strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0;
+	closedir(d);
+	return n;
+}
+
+static void wait_idle(struct workspace *ws)
+{
+	for (int i = 0; i < 500 && workspace_busy(ws); i++) {
+		event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+		usleep(10000);
+	}
+	assert_false(workspace_busy(ws));
+}
+
+static int setup(void **state)
+{
+	struct fx *f = calloc(1, sizeof(*f));
+	char err[256];
+	snprintf(f->dir, sizeof(f->dir), "/tmp/sluice-ws-XXXXXX");
+	assert_non_null(mkdtemp(f->dir));
+	assert_int_equal(settings_load(NULL, &f->s, err, sizeof(err)), 0);
+	free(f->s.state_dir);
+	f->s.state_dir = strdup(f->dir);
+	f->s.min_free_percent = 0;
+	snprintf(f->root, sizeof(f->root), "%s/workspaces", f->dir);
+	assert_int_equal(mkdir(f->root, 0755), 0);
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fx *f = *state;
+	char cmd[128];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
+	assert_int_equal(system(cmd), 0);
+	settings_clear(&f->s);
+	free(f);
+	return 0;
+}
+
+static void test_runs_older_than_the_ttl_go_unless_in_use(void **state)
+{
+	struct fx *f = *state;
+	f->s.workspace_ttl_ms = 3600 * 1000;
+	make_run(f, "r_old", 7200);
+	make_run(f, "r_busy", 7200);
+	make_run(f, "r_new", 60);
+	struct workspace *ws = workspace_start(base, &f->s, in_use, NULL);
+	assert_non_null(ws);
+	wait_idle(ws);
+	assert_false(exists(f, "r_old"));
+	assert_true(exists(f, "r_busy"));
+	assert_true(exists(f, "r_new"));
+	assert_int_equal(entries(f), 2); /* no trash left behind */
+	workspace_free(ws);
+}
+
+static void test_free_space_shortage_removes_oldest_runs_first(void **state)
+{
+	struct fx *f = *state;
+	f->s.workspace_ttl_ms = 30LL * 24 * 3600 * 1000;
+	f->s.min_free_bytes = LLONG_MAX / 2; /* never met: everything removable goes */
+	make_run(f, "r_1", 300);
+	make_run(f, "r_2", 200);
+	make_run(f, "r_busy", 400);
+	struct workspace *ws = workspace_start(base, &f->s, in_use, NULL);
+	/* One run per step, oldest first. */
+	assert_true(workspace_busy(ws));
+	assert_false(exists(f, "r_1"));
+	assert_true(exists(f, "r_2"));
+	wait_idle(ws);
+	assert_false(exists(f, "r_2"));
+	assert_true(exists(f, "r_busy"));
+	assert_int_equal(entries(f), 1);
+	workspace_free(ws);
+}
+
+static void test_workspace_path_is_per_run_and_stage(void **state)
+{
+	struct fx *f = *state;
+	char out[512], tiny[8];
+	assert_int_equal(workspace_path(&f->s, "r_1", "unit", out, sizeof(out)), 0);
+	assert_true(strstr(out, "/workspaces/r_1/unit") != NULL);
+	assert_int_equal(workspace_path(&f->s, "r_1", "unit", tiny, sizeof(tiny)), -1);
+}
+
+static void load_text(struct fx *f, const char *text, struct settings *s, char *err, size_t errlen,
+		      int want)
+{
+	char path[128];
+	snprintf(path, sizeof(path), "%s/sluice.yaml", f->dir);
+	FILE *fp = fopen(path, "w");
+	assert_non_null(fp);
+	fputs(text, fp);
+	fclose(fp);
+	assert_int_equal(settings_load(path, s, err, errlen), want);
+}
+
+static void test_worker_settings_parse_and_fail_with_position(void **state)
+{
+	struct fx *f = *state;
+	struct settings s, t;
+	char err[512];
+	load_text(f,
+		  "log_level: warn\nworker:\n  drain_timeout: 2m\n  workspace_ttl: 1h\n"
+		  "  min_free: 5GiB\n",
+		  &s, err, sizeof(err), 0);
+	assert_int_equal(s.drain_timeout_ms, 120000);
+	assert_true(s.workspace_ttl_ms == 3600LL * 1000);
+	assert_true(s.min_free_bytes == 5LL << 30);
+	assert_int_equal(s.min_free_percent, 0);
+	assert_string_equal(s.log_level, "warn");
+	load_text(f, "worker:\n  min_free: 15%\n", &t, err, sizeof(err), 0);
+	assert_int_equal(t.min_free_percent, 15);
+	assert_int_equal(settings_differ(&s, &t, "worker.min_free"), 1);
+	assert_int_equal(settings_differ(&s, &t, "redis.url"), 0);
+	assert_int_equal(settings_differ(&s, &t, "no.such.key"), -1);
+	settings_clear(&s);
+	settings_clear(&t);
+
+	load_text(f, "worker:\n  min_free: 150%\n", &s, err, sizeof(err), -1);
+	assert_non_null(strstr(err, "sluice.yaml:2:13: worker.min_free:"));
+	load_text(f, "log_level: loud\n", &s, err, sizeof(err), -1);
+	assert_non_null(strstr(err, "sluice.yaml:1:12: log_level: expected one of"));
+	load_text(f, "worker:\n  drain_timeout: soon\n", &s, err, sizeof(err), -1);
+	assert_non_null(strstr(err, "worker.drain_timeout"));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(test_runs_older_than_the_ttl_go_unless_in_use, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_free_space_shortage_removes_oldest_runs_first,
+					    setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_workspace_path_is_per_run_and_stage, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_worker_settings_parse_and_fail_with_position,
+					    setup, teardown),
+	};
+	base = event_base_new();
+	if (!base || process_init(base) < 0)
+		return 1;
+	int rc = cmocka_run_group_tests(tests, NULL, NULL);
+	event_base_free(base);
+	return rc;
+}

@@ -1,0 +1,319 @@
+/* workspace: stage directories and their removal by age and free space. */
+#include "workers/workspace.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+
+#include "lib/clock.h"
+#include "lib/log.h"
+#include "stages/process.h"
+
+#define TRASH_PREFIX	 ".trash-"
+#define SWEEP_MAX_MS	 (60 * 1000)
+#define SWEEP_MIN_MS	 1000
+#define RM_KILL_GRACE_MS 5000
+/* Directories removed by one rm child at most, so that its argv stays small. */
+#define MAX_REMOVE_AT_ONCE 256
+
+struct removal;
+
+struct workspace {
+	struct event *timer;
+	const struct settings *settings;
+	int (*in_use)(const char *run, void *arg);
+	void *arg;
+	struct removal *removal; /* the rm child running, if any */
+	int short_logged;	 /* "cannot free enough space" said for this shortage */
+};
+
+/* Outlives the workspace when it is freed while rm still runs. */
+struct removal {
+	struct workspace *ws;
+	int for_space; /* sweep again when done: free space is checked after each run */
+};
+
+struct entry {
+	char name[256];
+	time_t mtime;
+};
+
+int workspace_path(const struct settings *s, const char *run, const char *stage, char *out,
+		   size_t len)
+{
+	/* By stage name rather than stage kind: two stages of one kind (say
+	 * unit and lint, both "test") may run at once in one run and must not
+	 * share a checkout. */
+	int n = snprintf(out, len, "%s/workspaces/%s/%s", s->state_dir, run, stage);
+	return n < 0 || (size_t)n >= len ? -1 : 0;
+}
+
+static void schedule(struct workspace *ws)
+{
+	long long ms = ws->settings->workspace_ttl_ms / 2;
+	if (ms > SWEEP_MAX_MS)
+		ms = SWEEP_MAX_MS;
+	if (ms < SWEEP_MIN_MS)
+		ms = SWEEP_MIN_MS;
+	struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+	evtimer_add(ws->timer, &tv);
+}
+
+static int by_age(const void *a, const void *b)
+{
+	const struct entry *x = a, *y = b;
+	return (x->mtime > y->mtime) - (x->mtime < y->mtime);
+}
+
+/* Run directories under root, oldest first; trash left by an earlier
+ * removal is appended to trash instead. Returns the count or -1. */
+static int list_runs(const char *root, struct entry **out, char ***trash, size_t *ntrash)
+{
+	DIR *d = opendir(root);
+	struct entry *list = NULL;
+	size_t n = 0, cap = 0;
+	struct dirent *de;
+
+	*out = NULL;
+	if (!d)
+		return errno == ENOENT ? 0 : -1;
+	while ((de = readdir(d))) {
+		struct stat st;
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0 ||
+		    strlen(de->d_name) >= sizeof(list[0].name))
+			continue;
+		if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+		    !S_ISDIR(st.st_mode))
+			continue;
+		if (strncmp(de->d_name, TRASH_PREFIX, strlen(TRASH_PREFIX)) == 0) {
+			if (*ntrash < MAX_REMOVE_AT_ONCE) {
+				char *p = malloc(strlen(root) + strlen(de->d_name) + 2);
+				if (p) {
+					sprintf(p, "%s/%s", root, de->d_name);
+					(*trash)[(*ntrash)++] = p;
+				}
+			}
+			continue;
+		}
+		if (n == cap) {
+			size_t ncap = cap ? cap * 2 : 64;
+			struct entry *grown = realloc(list, ncap * sizeof(*list));
+			if (!grown)
+				break;
+			list = grown;
+			cap = ncap;
+		}
+		snprintf(list[n].name, sizeof(list[n].name), "%s", de->d_name);
+		list[n].mtime = st.st_mtime;
+		n++;
+	}
+	closedir(d);
+	if (n)
+		qsort(list, n, sizeof(*list), by_age);
+	*out = list;
+	return (int)n;
+}
+
+/* Moves a run's directory out of the way; its path in the trash, or NULL. */
+static char *to_trash(const char *root, const char *name)
+{
+	size_t len = strlen(root) + strlen(name) + 64;
+	char *from = malloc(len), *to = malloc(len);
+	if (!from || !to)
+		goto fail;
+	snprintf(from, len, "%s/%s", root, name);
+	snprintf(to, len, "%s/%s%lld-%s", root, TRASH_PREFIX, (long long)clock_mono_ms(), name);
+	if (rename(from, to) < 0) {
+		log_warn("cannot remove a workspace", LOG_S("path", from),
+			 LOG_S("error", strerror(errno)));
+		goto fail;
+	}
+	free(from);
+	return to;
+fail:
+	free(from);
+	free(to);
+	return NULL;
+}
+
+static int space_short(const struct workspace *ws, const char *root)
+{
+	const struct settings *s = ws->settings;
+	struct statvfs v;
+	if (statvfs(root, &v) < 0)
+		return 0;
+	unsigned long long avail = (unsigned long long)v.f_bavail * v.f_frsize;
+	unsigned long long total = (unsigned long long)v.f_blocks * v.f_frsize;
+	if (s->min_free_bytes > 0)
+		return avail < (unsigned long long)s->min_free_bytes;
+	return avail * 100 < total * (unsigned long long)s->min_free_percent;
+}
+
+static void on_rm_line(enum process_stream s, const char *line, size_t len, void *arg)
+{
+	(void)s;
+	(void)arg;
+	log_warn("workspace removal", LOG_S("output", len ? line : ""));
+}
+
+static void on_rm_exit(const struct process_result *r, void *arg)
+{
+	struct removal *rm = arg;
+	struct workspace *ws = rm->ws;
+	int again = rm->for_space;
+	if (r->outcome != PROCESS_EXITED || r->exit_code != 0)
+		log_warn("workspace removal failed", LOG_I("exit", r->exit_code),
+			 LOG_S("error", r->error));
+	free(rm);
+	if (!ws)
+		return;
+	ws->removal = NULL;
+	if (again)
+		workspace_sweep(ws);
+}
+
+static void start_rm(struct workspace *ws, char **paths, size_t n, int for_space)
+{
+	static const char *const envp[] = {"PATH=/usr/bin:/bin", "LANG=C", NULL};
+	const char **argv = calloc(n + 4, sizeof(*argv));
+	struct removal *rm = calloc(1, sizeof(*rm));
+	if (!argv || !rm)
+		goto fail;
+	argv[0] = "rm";
+	argv[1] = "-rf";
+	argv[2] = "--";
+	for (size_t i = 0; i < n; i++)
+		argv[3 + i] = paths[i];
+	rm->ws = ws;
+	rm->for_space = for_space;
+	struct process_spec spec = {
+	    .argv = argv,
+	    .envp = envp,
+	    .cwd = "/",
+	    .kill_grace_ms = RM_KILL_GRACE_MS,
+	};
+	if (!process_spawn(&spec, on_rm_line, on_rm_exit, rm))
+		goto fail;
+	ws->removal = rm;
+	free(argv);
+	return;
+fail:
+	/* The trash stays; the next sweep tries again. */
+	log_warn("cannot start the workspace removal");
+	free(argv);
+	free(rm);
+}
+
+void workspace_sweep(struct workspace *ws)
+{
+	const struct settings *s = ws->settings;
+	char root[4096];
+	struct entry *runs = NULL;
+	char **paths = calloc(MAX_REMOVE_AT_ONCE, sizeof(*paths));
+	size_t npaths = 0, expired = 0;
+	int for_space = 0;
+
+	if (ws->removal || !paths)
+		goto done;
+	snprintf(root, sizeof(root), "%s/workspaces", s->state_dir);
+	int n = list_runs(root, &runs, &paths, &npaths);
+	if (n < 0) {
+		log_warn("cannot list workspaces", LOG_S("path", root),
+			 LOG_S("error", strerror(errno)));
+		goto done;
+	}
+	time_t cutoff = (time_t)((clock_now_ms() - s->workspace_ttl_ms) / 1000);
+	int i = 0;
+	for (; i < n && runs[i].mtime < cutoff && npaths < MAX_REMOVE_AT_ONCE; i++) {
+		if (ws->in_use(runs[i].name, ws->arg))
+			continue;
+		char *p = to_trash(root, runs[i].name);
+		if (p) {
+			paths[npaths++] = p;
+			expired++;
+		}
+	}
+	/* Space is reclaimed one run at a time, oldest first, looking again
+	 * after each: the trash frees nothing until rm is done with it. */
+	if (npaths == 0 && space_short(ws, root)) {
+		for (; i < n; i++) {
+			if (ws->in_use(runs[i].name, ws->arg))
+				continue;
+			char *p = to_trash(root, runs[i].name);
+			if (p) {
+				paths[npaths++] = p;
+				for_space = 1;
+				log_info("workspace removed for free space",
+					 LOG_S("run", runs[i].name),
+					 LOG_I("min_free_bytes", s->min_free_bytes),
+					 LOG_I("min_free_percent", s->min_free_percent));
+				break;
+			}
+		}
+		if (!for_space && !ws->short_logged)
+			log_warn("free space below worker.min_free and no workspace left to remove",
+				 LOG_S("path", root));
+		ws->short_logged = !for_space;
+	} else if (npaths == 0) {
+		ws->short_logged = 0;
+	}
+	if (expired)
+		log_info("workspaces expired", LOG_I("runs", expired),
+			 LOG_I("ttl_ms", s->workspace_ttl_ms));
+	if (npaths)
+		start_rm(ws, paths, npaths, for_space);
+done:
+	for (size_t k = 0; k < npaths; k++)
+		free(paths[k]);
+	free(paths);
+	free(runs);
+}
+
+static void on_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct workspace *ws = arg;
+	(void)fd;
+	(void)what;
+	workspace_sweep(ws);
+	schedule(ws);
+}
+
+struct workspace *workspace_start(struct event_base *base, const struct settings *settings,
+				  int (*in_use)(const char *run, void *arg), void *arg)
+{
+	struct workspace *ws = calloc(1, sizeof(*ws));
+	if (!ws)
+		return NULL;
+	ws->settings = settings;
+	ws->in_use = in_use;
+	ws->arg = arg;
+	ws->timer = evtimer_new(base, on_timer, ws);
+	if (!ws->timer) {
+		free(ws);
+		return NULL;
+	}
+	workspace_sweep(ws);
+	schedule(ws);
+	return ws;
+}
+
+int workspace_busy(const struct workspace *ws)
+{
+	return ws->removal != NULL;
+}
+
+void workspace_free(struct workspace *ws)
+{
+	if (!ws)
+		return;
+	if (ws->removal)
+		ws->removal->ws = NULL;
+	event_free(ws->timer);
+	free(ws);
+}
