@@ -295,8 +295,9 @@ int router_start(struct agent *a)
 	snprintf(topic, sizeof(topic), "%sresults", a->settings.topic_prefix);
 	snprintf(group, sizeof(group), "%srouter", a->settings.topic_prefix);
 	const char *topics[] = {topic};
-	a->results = kafka_consumer_new(a->base, a->settings.brokers, group, topics, 1, on_result,
-					a, err, sizeof(err));
+	struct kafka_consumer_opts opts = {.session_timeout_ms = a->settings.session_timeout_ms};
+	a->results = kafka_consumer_new_opts(a->base, a->settings.brokers, group, topics, 1,
+					     on_result, a, &opts, err, sizeof(err));
 	if (!a->results) {
 		log_error("cannot consume results", LOG_S("topic", topic), LOG_S("error", err));
 		return -1;

@@ -8,11 +8,13 @@ Phases, in this order, on one machine over loopback:
 2. latency at a fixed rate: an open-loop generator sends RATE requests per
    second for RATE_SECONDS over keep-alive connections, on schedule whatever
    the answers, and times each request;
-3. throughput: wrk with the same settings against both; every request to
-   sluice is a distinct delivery, so every 2xx is a run recorded, and the runs
-   in Redis are counted afterwards and must add up;
-4. pickup: one push at a time, a worker running; the stage command writes its
-   own start time, compared with the time the POST was sent.
+3. throughput: wrk with the same settings against both, in alternating
+   rounds, with the CPU time of every process involved; every request to
+   sluice is a distinct delivery, so every 2xx is a run recorded, and the
+   runs in Redis are counted afterwards and must add up;
+4. pickup: pushes 50 ms apart, then one at a time, a worker running; the
+   stage command writes its own start time, compared with the time the POST
+   was sent.
 No worker runs during 2 and 3: their jobs (stage kind scan) only queue in
 Kafka. The pickup pipeline's stage is of kind build, which the worker takes.
 
@@ -671,9 +673,10 @@ def bench(root, results):
     info["wrk"] = version(["wrk", "-v"]).split(" [")[0]
     info["webhook"] = version(["webhook", "-version"])
     try:
-        info["commit"] = "commit " + harness.git(harness.REPO_ROOT, "rev-parse", "--short", "HEAD")
+        info["commit"] = "built from the working tree at commit " + harness.git(
+            harness.REPO_ROOT, "rev-parse", "--short", "HEAD")
     except subprocess.CalledProcessError:
-        info["commit"] = "(no commit)"
+        info["commit"] = "built outside a git checkout"
     print("machine: %(nproc)d CPU, %(cpu)s, Linux %(kernel)s, load average %(load)s at start"
           % info, flush=True)
 

@@ -18,6 +18,8 @@
 struct settings {
 	char *brokers;	      /* kafka.brokers: "host:port,..." (after reading "@FILE") */
 	char *topic_prefix;   /* kafka.topic_prefix, default "sluice." */
+	int session_timeout_ms; /* kafka.session_timeout, default 6s: how soon a dead
+				  * consumer\'s partitions move to another */
 	char *redis_url;      /* redis.url, default "redis://127.0.0.1:6379" */
 	char *key_prefix;     /* redis.key_prefix, default "sluice:" */
 	int redis_timeout_ms; /* redis.timeout, default 5s */

@@ -20,7 +20,7 @@
 
 static const char *const top_keys[] = {"kafka",		"redis",     "agent", "worker",
 				       "pipelines_dir", "log_level", NULL};
-static const char *const kafka_keys[] = {"brokers", "topic_prefix", NULL};
+static const char *const kafka_keys[] = {"brokers", "topic_prefix", "session_timeout", NULL};
 static const char *const redis_keys[] = {"url", "key_prefix", "timeout", NULL};
 static const char *const agent_keys[] = {"listen",	  "public_url",		"max_body",
 					 "requeue_after", "scheduler_interval", NULL};
@@ -44,6 +44,7 @@ static int set_defaults(struct settings *s)
 	s->concurrency = 1;
 	s->kill_grace_ms = 10000;
 	s->lease_ms = 30000;
+	s->session_timeout_ms = 6000;
 	s->requeue_after_ms = 60000;
 	s->scheduler_ms = 500;
 	s->drain_timeout_ms = 60000;
@@ -141,7 +142,8 @@ static int load_kafka(const struct config_check *ck, const struct config_doc_nod
 		return 0;
 	if (config_check_keys(ck, m, kafka_keys) < 0 ||
 	    load_string(ck, m, "brokers", 0, &s->brokers) < 0 ||
-	    load_string(ck, m, "topic_prefix", 1, &s->topic_prefix) < 0)
+	    load_string(ck, m, "topic_prefix", 1, &s->topic_prefix) < 0 ||
+	    load_duration(ck, m, "session_timeout", &s->session_timeout_ms) < 0)
 		return -1;
 	if (s->brokers[0] == '@')
 		return read_brokers(ck, config_doc_get(m, "brokers"), dir, &s->brokers);
@@ -350,6 +352,7 @@ int settings_differ(const struct settings *a, const struct settings *b, const ch
 	} table[] = {
 	    {"kafka.brokers", text_differs(a->brokers, b->brokers)},
 	    {"kafka.topic_prefix", text_differs(a->topic_prefix, b->topic_prefix)},
+	    {"kafka.session_timeout", a->session_timeout_ms != b->session_timeout_ms},
 	    {"redis.url", text_differs(a->redis_url, b->redis_url)},
 	    {"redis.key_prefix", text_differs(a->key_prefix, b->key_prefix)},
 	    {"redis.timeout", a->redis_timeout_ms != b->redis_timeout_ms},

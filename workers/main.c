@@ -41,7 +41,7 @@ struct worker_main {
 /* Settings that only a restart applies: the connections and the directory
  * the worker has set up with them. */
 static const char *const restart_keys[] = {
-    "kafka.brokers", "kafka.topic_prefix", "redis.url", "redis.key_prefix",
+    "kafka.brokers", "kafka.topic_prefix", "kafka.session_timeout", "redis.url", "redis.key_prefix",
     "redis.timeout", "worker.state_dir",   NULL};
 
 static void usage(FILE *f)
@@ -196,8 +196,9 @@ static int subscribe(struct worker *w, const char *kinds)
 		return -1;
 	}
 	snprintf(buf, sizeof(buf), "%sworkers", w->settings.topic_prefix);
-	w->consumer = kafka_consumer_new(w->base, w->settings.brokers, buf, topics, n, on_job, w,
-					 err, sizeof(err));
+	struct kafka_consumer_opts opts = {.session_timeout_ms = w->settings.session_timeout_ms};
+	w->consumer = kafka_consumer_new_opts(w->base, w->settings.brokers, buf, topics, n, on_job,
+					      w, &opts, err, sizeof(err));
 	if (!w->consumer) {
 		log_error("cannot consume jobs", LOG_S("error", err));
 		return -1;
