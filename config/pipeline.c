@@ -31,7 +31,7 @@ static const char *const github_keys[] = {"repository", "events",      "branches
 static const char *const checkout_keys[] = {"url", NULL};
 static const char *const stage_keys[] = {"kind",	"run",	   "sh",    "http",
 					 "needs",	"timeout", "retry", "max_attempts",
-					 "inherit_env", "log_cap", NULL};
+					 "inherit_env", "log_cap", "checkout", NULL};
 static const char *const executors[] = {"run", "sh", "http", NULL};
 static const char *const http_keys[] = {"method",  "url",     "headers", "body",    "expect",
 					"timeout", "retries", "backoff", "ca_file", NULL};
@@ -487,7 +487,7 @@ static int load_executor(struct loading *ld, const struct config_doc_node *st, c
 }
 
 /* inherit_env: names of the worker's environment the stage may see;
- * log_cap: bytes of output kept. Both only when given. */
+ * log_cap: bytes of output kept; checkout: false. Each only when given. */
 static int load_stage_env(struct loading *ld, const struct config_doc_node *st, json_t *stage)
 {
 	const struct config_doc_node *n = config_doc_get(st, "inherit_env");
@@ -512,6 +512,16 @@ static int load_stage_env(struct loading *ld, const struct config_doc_node *st, 
 		if (config_check_size(&ld->ck, n, 1LL << 30, &cap) < 0)
 			return -1;
 		if (json_object_set_new(stage, "log_cap", json_integer(cap)) < 0)
+			return nomem(ld, n);
+	}
+	/* checkout: false runs the stage in an empty directory of its own, for
+	 * stages that need no repository (notifications, API calls). */
+	n = config_doc_get(st, "checkout");
+	if (n) {
+		if (!json_is_boolean(n->value))
+			return config_check_fail(&ld->ck, n, "expected true or false");
+		if (json_is_false(n->value) &&
+		    json_object_set_new(stage, "checkout", json_false()) < 0)
 			return nomem(ld, n);
 	}
 	return 0;

@@ -1,5 +1,10 @@
 /* checkout: mirror, shared clone and detached checkout as a chain of git
- * child processes, one step started from the exit of the previous one. */
+ * child processes, one step started from the exit of the previous one.
+ *
+ * When the mirror exists the workspace is made from it straight away, and
+ * the mirror is fetched (under its lock) only if the commit is not in it yet:
+ * a second stage of the same run, or a run of a commit already fetched,
+ * costs no lock and no fetch. */
 #include "stages/checkout.h"
 
 #include "lib/clock.h"
@@ -46,6 +51,7 @@ struct checkout {
 	struct process *proc;
 	enum step step;
 	int mirror_existed;
+	int fetched; /* the mirror was cloned or fetched for this checkout */
 	int cancelled;
 	struct event *defer;
 	char last_stderr[200];
@@ -155,6 +161,10 @@ static void on_git_line(enum process_stream s, const char *line, size_t len, voi
 		memcpy(c->last_stderr, line, n);
 		c->last_stderr[n] = '\0';
 	}
+	/* A first checkout that fails for want of a fetch is not an error the
+	 * stage's log should show. */
+	if (c->step == STEP_CHECKOUT && !c->fetched)
+		return;
 	if (c->on_line != NULL)
 		c->on_line(s, line, len, c->arg);
 }
@@ -176,6 +186,15 @@ static const char *step_name(const struct checkout *c)
 }
 
 static void on_step_exit(const struct process_result *r, void *arg);
+
+/* After a fetch for a commit the workspace lacked, the workspace is there
+ * already: only the checkout is retried. */
+static enum step next_step(const struct checkout *c)
+{
+	if (c->step == STEP_VERIFY && c->mirror_existed)
+		return STEP_CHECKOUT;
+	return c->step + 1;
+}
 
 /* Starts the current step; 0 when one is running or there is nothing left,
  * -1 with c->error set. */
@@ -235,6 +254,14 @@ static void on_step_exit(const struct process_result *r, void *arg)
 	case PROCESS_EXITED:
 		if (r->exit_code == 0)
 			break;
+		if (c->step == STEP_CHECKOUT && !c->fetched) {
+			/* The commit is not in the mirror yet: fetch, then retry. */
+			c->step = STEP_MIRROR;
+			c->fetched = 1;
+			if (start_step(c) < 0)
+				finish(c, c->error);
+			return;
+		}
 		if (c->step == STEP_VERIFY)
 			snprintf(c->error, sizeof(c->error), "commit %s not found in %s", c->sha,
 				 c->url);
@@ -257,7 +284,7 @@ static void on_step_exit(const struct process_result *r, void *arg)
 		finish(c, c->error);
 		return;
 	}
-	c->step++;
+	c->step = next_step(c);
 	if (start_step(c) < 0) {
 		finish(c, c->error);
 		return;
@@ -329,7 +356,8 @@ struct checkout *checkout_start(const char *state_dir, const char *url, const ch
 
 	struct stat st;
 	c->mirror_existed = stat(c->mirror, &st) == 0;
-	c->step = STEP_MIRROR;
+	c->fetched = !c->mirror_existed;
+	c->step = c->mirror_existed ? STEP_CLEAN : STEP_MIRROR;
 	if (start_step(c) < 0)
 		goto defer;
 	return c;

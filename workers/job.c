@@ -9,6 +9,7 @@
  * the outcome is retried with back-off until Redis takes it, so a finished
  * stage is never forgotten.
  */
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -618,10 +619,25 @@ static void begin(struct job *j)
 	if (j->renew)
 		evtimer_add(j->renew, &tv);
 	watch_start(j);
-	if (json_object_get(json_object_get(json_object_get(j->def, "stages"), j->stage), "http")) {
+	const json_t *stage = json_object_get(json_object_get(j->def, "stages"), j->stage);
+	if (json_object_get(stage, "http")) {
 		/* A request needs no checkout. */
 		free(d);
 		run_http(j);
+		return;
+	}
+	if (json_is_false(json_object_get(stage, "checkout"))) {
+		/* The stage's own directory, kept across its attempts. */
+		if (workspace_make(d->workspace) < 0) {
+			char text[1200];
+			snprintf(text, sizeof(text), "cannot create %s: %s", d->workspace,
+				 strerror(errno));
+			free(d);
+			finish(j, "failed", text);
+			return;
+		}
+		run_command(j, d->workspace);
+		free(d);
 		return;
 	}
 

@@ -54,6 +54,23 @@ int workspace_path(const struct settings *s, const char *run, const char *stage,
 	return n < 0 || (size_t)n >= len ? -1 : 0;
 }
 
+int workspace_make(const char *path)
+{
+	char buf[4096];
+	int n = snprintf(buf, sizeof(buf), "%s", path);
+	if (n < 0 || (size_t)n >= sizeof(buf))
+		return -1;
+	for (char *p = buf + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(buf, 0755) < 0 && errno != EEXIST)
+			return -1;
+		*p = '/';
+	}
+	return mkdir(buf, 0755) < 0 && errno != EEXIST ? -1 : 0;
+}
+
 static void schedule(struct workspace *ws)
 {
 	long long ms = ws->settings->workspace_ttl_ms / 2;

@@ -22,6 +22,9 @@ struct workspace;
 int workspace_path(const struct settings *s, const char *run, const char *stage, char *out,
 		   size_t len);
 
+/* Creates the directory path and its parents; 0, or -1 with errno set. */
+int workspace_make(const char *path);
+
 /* Sweeps now and then periodically (every minute, more often for a short
  * ttl). settings is read at every sweep, so a reload takes effect at the
  * next one; in_use(run, arg) is asked before a run's directory is removed.

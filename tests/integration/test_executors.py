@@ -81,6 +81,9 @@ def pipelines(repo, port):
         "hook.yaml": hook,
         "flaky.yaml": p("flaky", {"test": http_stage(port, "/flaky")}),
         "gone.yaml": p("gone", {"test": http_stage(port, "/gone")}),
+        "bare.yaml": p("bare", {
+            "build": {"sh": 'pwd; ls -A | wc -l; echo kept > note', "checkout": False},
+            "test": {"sh": "ls", "needs": ["build"]}}),
     }
 
 
@@ -206,3 +209,16 @@ def test_http_stage_fails_on_404_without_retrying(env_stack):
     assert test["error"].startswith("HTTP 404 from http://127.0.0.1:"), test
     assert test["error"].endswith("/gone"), test
     assert Hooks.hits["/gone"] == 1
+
+
+def test_stage_without_checkout_runs_in_an_empty_directory_of_its_own(env_stack):
+    run = start(env_stack, "bare")
+    assert run["status"] == "succeeded", run
+    build = lines(env_stack, run, "build")
+    out = [l for s, l in build if s == "stdout"]
+    assert out[0].endswith("/workspaces/%s/build" % run["id"]), out
+    assert out[1] == "0", out
+    assert not any(l.startswith("checking out") for _, l in build), build
+    # The next stage of the same run still gets its checkout.
+    test = [l for s, l in lines(env_stack, run, "test") if s == "stdout"]
+    assert "test.sh" in test, test

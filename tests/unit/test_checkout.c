@@ -196,6 +196,28 @@ static void test_second_checkout_fetches_into_existing_mirror(void **state)
 	assert_int_equal(access(stray, F_OK), -1);
 }
 
+/* The commit is in the mirror already: no fetch runs, so the checkout works
+ * even with the origin gone, and the log shows nothing of a retry. */
+static void test_commit_already_mirrored_needs_no_fetch(void **state)
+{
+	(void)state;
+	char sha[64], ws[PATH_MAX], moved[PATH_MAX];
+	struct outcome o;
+	read_cmd(sha, sizeof(sha), "git -C %s rev-parse HEAD", repo);
+	snprintf(ws, sizeof(ws), "%s/ws-nofetch", root);
+	snprintf(moved, sizeof(moved), "%s.away", repo);
+	run_checkout(state_dir, repo, sha, ws, 30000, &o);
+	assert_int_equal(o.ok, 0);
+
+	sh("mv %s %s", repo, moved);
+	run_checkout(state_dir, repo, sha, ws, 30000, &o);
+	sh("mv %s %s", moved, repo);
+	assert_string_equal(o.error, "");
+	assert_int_equal(o.ok, 0);
+	assert_int_equal(o.lines, 0);
+	assert_file(ws, "second");
+}
+
 static void test_interrupted_clone_is_not_taken_for_a_mirror(void **state)
 {
 	(void)state;
@@ -317,6 +339,7 @@ int main(void)
 	    cmocka_unit_test(test_checks_out_head_via_file_url),
 	    cmocka_unit_test(test_checks_out_via_plain_path_with_short_sha),
 	    cmocka_unit_test(test_second_checkout_fetches_into_existing_mirror),
+	    cmocka_unit_test(test_commit_already_mirrored_needs_no_fetch),
 	    cmocka_unit_test(test_interrupted_clone_is_not_taken_for_a_mirror),
 	    cmocka_unit_test(test_unknown_sha_is_not_found),
 	    cmocka_unit_test(test_malformed_sha_is_refused_without_running_git),

@@ -821,6 +821,26 @@ static void test_pipeline_executor_errors(void **state)
 				      "[PATH, 1BAD]\n",
 			      "8:25: stages.build.inherit_env[1]: invalid variable name (use "
 			      "letters, digits and '_', not starting with a digit)");
+	expect_pipeline_error(f, TRIGGER "stages:\n  build:\n    sh: make\n    checkout: no\n",
+			      "8:15: stages.build.checkout: expected true or false");
+}
+
+/* checkout: false is kept in the definition; true, the default, is not. */
+static void test_pipeline_stage_without_checkout(void **state)
+{
+	struct fx *f = *state;
+	struct pipeline p;
+
+	write_file(f, "secrets/webhook", "s3cret");
+	write_file(f, "app.yaml",
+		   TRIGGER "stages:\n"
+			   "  build: {sh: make, checkout: false}\n"
+			   "  test: {sh: make test, checkout: true}\n");
+	assert_int_equal(pipeline_load_file(f->path, &p, f->err, sizeof(f->err)), 0);
+	json_t *stages = json_object_get(p.def, "stages");
+	assert_true(json_is_false(json_object_get(json_object_get(stages, "build"), "checkout")));
+	assert_null(json_object_get(json_object_get(stages, "test"), "checkout"));
+	pipeline_clear(&p);
 }
 
 static void test_settings_log_cap(void **state)
@@ -858,6 +878,7 @@ int main(void)
 	    T(test_pipeline_sh_and_http_stages),
 	    T(test_pipeline_executor_errors),
 	    T(test_settings_log_cap),
+	    T(test_pipeline_stage_without_checkout),
 	    T(test_pipeline_secret_files),
 	    T(test_loader_duplicate_key),
 	    T(test_loader_syntax_error),
