@@ -30,6 +30,7 @@ TEST_LDLIBS = $(shell pkg-config --libs $(TEST_PKGS) 2>/dev/null)
 
 LIB_SRC = $(wildcard lib/*.c config/*.c queue/*.c stages/*.c)
 LUA_SRC = $(wildcard queue/scripts/*.lua)
+LUA_LIB = $(wildcard queue/scripts/lib/*.lua)
 GEN_SRC = $(BUILD)/gen/lua_scripts.c
 LIB_OBJ = $(LIB_SRC:%.c=$(BUILD)/%.o) $(BUILD)/gen/lua_scripts.o
 
@@ -63,7 +64,7 @@ $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
 
-$(GEN_SRC): $(LUA_SRC) tools/embed-lua.sh
+$(GEN_SRC): $(LUA_SRC) $(LUA_LIB) tools/embed-lua.sh
 	@mkdir -p $(dir $@)
 	sh tools/embed-lua.sh $(LUA_SRC) > $@.tmp && mv $@.tmp $@
 

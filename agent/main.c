@@ -193,7 +193,8 @@ int main(int argc, char **argv)
 		log_error("cannot start the Kafka producer", LOG_S("error", err));
 		goto fail;
 	}
-	a.outbox = outbox_new(a.base, a.redis, a.producer, a.settings.key_prefix, a.consumer_name);
+	a.outbox = outbox_new(a.base, a.redis, a.producer, a.settings.key_prefix,
+			      a.settings.topic_prefix, a.consumer_name);
 	if (!a.outbox || router_start(&a) < 0 || scheduler_start(&a) < 0 || start_http(&a) < 0)
 		goto fail;
 

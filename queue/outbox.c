@@ -49,6 +49,7 @@ struct outbox {
 	struct kafka_producer *p;
 	char *stream;
 	char *consumer;
+	char *topic_prefix;
 	int claim_idle_ms;
 	struct anchor *anchor;
 	struct event *tick;
@@ -236,12 +237,17 @@ static void produce_entry(struct outbox *o, const redisReply *entry)
 		}
 		return;
 	}
+	char full[512];
+	if (topic->str[0] == '@')
+		snprintf(full, sizeof(full), "%s%s", o->topic_prefix, topic->str + 1);
+	else
+		snprintf(full, sizeof(full), "%s", topic->str);
 	struct flight *f = flight_add(o, id);
 	if (!f)
 		return;
 	/* Redis strings are NUL-terminated, so topic and key pass as C strings. */
-	if (kafka_produce(o->p, topic->str, key ? key->str : NULL, value->str, value->len,
-			  on_delivered, f) < 0) {
+	if (kafka_produce(o->p, full, key ? key->str : NULL, value->str, value->len, on_delivered,
+			  f) < 0) {
 		flight_remove(o, f);
 		free(f);
 	}
@@ -388,7 +394,7 @@ static int arm_claim_timer(struct outbox *o)
 }
 
 struct outbox *outbox_new(struct event_base *base, struct redis *r, struct kafka_producer *p,
-			  const char *key_prefix, const char *consumer)
+			  const char *key_prefix, const char *topic_prefix, const char *consumer)
 {
 	struct outbox *o = calloc(1, sizeof(*o));
 	if (!o)
@@ -399,8 +405,9 @@ struct outbox *outbox_new(struct event_base *base, struct redis *r, struct kafka
 	size_t plen = strlen(key_prefix);
 	o->stream = malloc(plen + sizeof("outbox"));
 	o->consumer = strdup(consumer);
+	o->topic_prefix = strdup(topic_prefix);
 	o->anchor = calloc(1, sizeof(*o->anchor));
-	if (!o->stream || !o->consumer || !o->anchor)
+	if (!o->stream || !o->consumer || !o->topic_prefix || !o->anchor)
 		goto fail;
 	memcpy(o->stream, key_prefix, plen);
 	memcpy(o->stream + plen, "outbox", sizeof("outbox"));
@@ -423,6 +430,7 @@ fail:
 	free(o->anchor);
 	free(o->stream);
 	free(o->consumer);
+	free(o->topic_prefix);
 	free(o);
 	return NULL;
 }
@@ -457,5 +465,6 @@ void outbox_free(struct outbox *o)
 	anchor_release(o->anchor);
 	free(o->stream);
 	free(o->consumer);
+	free(o->topic_prefix);
 	free(o);
 }

@@ -7,6 +7,8 @@
  * its delivery report. Entries left pending by a dispatcher that died or
  * failed are claimed again (XAUTOCLAIM) after claim_idle_ms. Nothing is
  * published that was not recorded, and nothing recorded stays unpublished.
+ * A topic written as "@name" is published to <topic_prefix>name, so that
+ * scripts need not know the configured prefix.
  */
 #ifndef SLUICE_OUTBOX_H
 #define SLUICE_OUTBOX_H
@@ -20,7 +22,7 @@ struct outbox;
 
 /* consumer: a name unique to this process (host:pid), for the consumer group. */
 struct outbox *outbox_new(struct event_base *base, struct redis *r, struct kafka_producer *p,
-			  const char *key_prefix, const char *consumer);
+			  const char *key_prefix, const char *topic_prefix, const char *consumer);
 /* A script just wrote to the outbox: read and produce now rather than at the next tick. */
 void outbox_kick(struct outbox *o);
 /* Entries produced and awaiting their delivery report. */

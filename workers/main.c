@@ -291,7 +291,8 @@ int main(int argc, char **argv)
 		log_error("cannot start the Kafka producer", LOG_S("error", err));
 		goto fail;
 	}
-	w->outbox = outbox_new(w->base, w->redis, w->producer, w->settings.key_prefix, w->token);
+	w->outbox = outbox_new(w->base, w->redis, w->producer, w->settings.key_prefix,
+			       w->settings.topic_prefix, w->token);
 	if (!w->outbox || subscribe(w, kinds) < 0)
 		goto fail;
 

@@ -8,32 +8,23 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <arpa/inet.h>
 #include <event2/event.h>
-#include <fcntl.h>
 #include <hiredis/hiredis.h>
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "lib/clock.h"
 #include "queue/outbox.h"
+#include "tests/unit/redisd.h"
 
 #define TOPIC "sluice.events"
 
-static struct {
-	pid_t pid;
-	int port;
-	char dir[64];
-	char url[64];
-} srv;
+static struct redisd srv;
 
 static struct {
 	rd_kafka_t *rk; /* owns the mock cluster */
@@ -54,61 +45,14 @@ static void silent_log(const rd_kafka_t *rk, int level, const char *fac, const c
 	(void)buf;
 }
 
-static int free_port(void)
-{
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t len = sizeof(sa);
-	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
-	    getsockname(fd, (struct sockaddr *)&sa, &len) < 0)
-		return -1;
-	close(fd);
-	return ntohs(sa.sin_port);
-}
-
-static int redis_server_start(void)
-{
-	char port[16];
-	snprintf(port, sizeof(port), "%d", srv.port);
-	srv.pid = fork();
-	if (srv.pid < 0)
-		return -1;
-	if (srv.pid == 0) {
-		int null = open("/dev/null", O_WRONLY);
-		dup2(null, 1);
-		execlp("redis-server", "redis-server", "--port", port, "--bind", "127.0.0.1",
-		       "--save", "", "--appendonly", "no", "--dir", srv.dir, "--loglevel",
-		       "warning", (char *)NULL);
-		_exit(127);
-	}
-	int64_t end = clock_mono_ms() + 5000;
-	struct timeval tv = {1, 0};
-	while (clock_mono_ms() < end) {
-		sync_redis = redisConnectWithTimeout("127.0.0.1", srv.port, tv);
-		if (sync_redis && !sync_redis->err) {
-			redisReply *rep = redisCommand(sync_redis, "PING");
-			int ok = rep && rep->type == REDIS_REPLY_STATUS;
-			freeReplyObject(rep);
-			if (ok)
-				return 0;
-		}
-		redisFree(sync_redis);
-		sync_redis = NULL;
-		usleep(20000);
-	}
-	return -1;
-}
-
 static int group_setup(void **state)
 {
 	char errstr[256];
 	(void)state;
-	strcpy(srv.dir, "/tmp/sluice-test-outbox-XXXXXX");
-	if (!mkdtemp(srv.dir))
+	if (redisd_setup(&srv, "outbox") < 0)
 		return -1;
-	srv.port = free_port();
-	snprintf(srv.url, sizeof(srv.url), "127.0.0.1:%d", srv.port);
-	if (srv.port < 0 || redis_server_start() < 0)
+	sync_redis = redisd_connect(&srv);
+	if (!sync_redis)
 		return -1;
 
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
@@ -151,11 +95,7 @@ static int group_teardown(void **state)
 {
 	(void)state;
 	redisFree(sync_redis);
-	if (srv.pid > 0) {
-		kill(srv.pid, SIGTERM);
-		waitpid(srv.pid, NULL, 0);
-	}
-	rmdir(srv.dir);
+	redisd_teardown(&srv);
 	rd_kafka_consumer_close(reader);
 	rd_kafka_destroy(reader);
 	kafka_producer_free(prod, 1000);
@@ -213,7 +153,7 @@ static void fixture_start(struct fixture *fx, const char *prefix, const char *st
 	fx->r = redis_new(base, srv.url, 1000);
 	assert_non_null(fx->r);
 	assert_true(run_until(is_connected, fx->r, 3000));
-	fx->o = outbox_new(base, fx->r, prod, prefix, "test-host:1");
+	fx->o = outbox_new(base, fx->r, prod, prefix, "sluice.", "test-host:1");
 	assert_non_null(fx->o);
 }
 
@@ -319,6 +259,25 @@ static void the_tick_finds_entries_without_a_kick(void **state)
 	fixture_stop(&fx);
 }
 
+/* Scripts name topics without the configured prefix: "@events" is
+ * published to "sluice.events". */
+static void an_at_topic_gets_the_topic_prefix(void **state)
+{
+	(void)state;
+	struct fixture fx;
+	fixture_start(&fx, "t8:", "t8:outbox");
+	sync_ok("XADD t8:outbox * topic %s key %s value %s", "@events", "run-8", "{\"at\":1}");
+	outbox_kick(fx.o);
+	assert_true(run_until(drained, &fx, 3000));
+
+	struct got g;
+	consume(&g, 1, 5000);
+	assert_int_equal(g.n, 1);
+	assert_string_equal(g.key[0], "run-8");
+	assert_string_equal(g.value[0], "{\"at\":1}");
+	fixture_stop(&fx);
+}
+
 static void an_entry_left_by_a_dead_dispatcher_is_claimed_and_produced(void **state)
 {
 	(void)state;
@@ -403,9 +362,10 @@ static void the_group_is_created_again_after_redis_lost_everything(void **state)
 	/* A restart without persistence: the stream and its group are gone. */
 	redisFree(sync_redis);
 	sync_redis = NULL;
-	kill(srv.pid, SIGKILL);
-	waitpid(srv.pid, NULL, 0);
-	assert_int_equal(redis_server_start(), 0);
+	redisd_kill(&srv, SIGKILL);
+	assert_int_equal(redisd_start(&srv), 0);
+	sync_redis = redisd_connect(&srv);
+	assert_non_null(sync_redis);
 	assert_true(run_until(reconnected, fx.r, 5000));
 
 	sync_ok("XADD t6:outbox * topic %s key %s value %s", TOPIC, "run-6", "{\"again\":1}");
@@ -452,6 +412,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(entries_are_produced_in_order_and_deleted),
 	    cmocka_unit_test(the_tick_finds_entries_without_a_kick),
+	    cmocka_unit_test(an_at_topic_gets_the_topic_prefix),
 	    cmocka_unit_test(an_entry_left_by_a_dead_dispatcher_is_claimed_and_produced),
 	    cmocka_unit_test(a_malformed_entry_is_dropped_not_retried_forever),
 	    cmocka_unit_test(an_entry_kafka_refuses_stays_pending),

@@ -1,0 +1,61 @@
+-- events: prepended to every script by tools/embed-lua.sh.
+--
+-- emit() records a CloudEvents 1.0 event for sluice.events in the outbox,
+-- in the same script as the state change it reports, so that an event is
+-- published if and only if the change happened. The envelope is the one
+-- queue/envelope.c writes and validates: specversion, id, source, type,
+-- subject, time (RFC 3339, UTC, milliseconds), datacontenttype, data.
+-- "@events" is the topic's name without the configured prefix; the outbox
+-- adds the prefix when it publishes.
+
+-- Days since 1970-01-01 → civil date (Howard Hinnant's algorithm).
+local function sluice_civil(days)
+  local z = days + 719468
+  local era = math.floor(z / 146097)
+  local doe = z - era * 146097
+  local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524)
+    - math.floor(doe / 146096)) / 365)
+  local y = yoe + era * 400
+  local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))
+  local mp = math.floor((5 * doy + 2) / 153)
+  local d = doy - math.floor((153 * mp + 2) / 5) + 1
+  local m = mp < 10 and mp + 3 or mp - 9
+  if m <= 2 then
+    y = y + 1
+  end
+  return y, m, d
+end
+
+local function sluice_rfc3339(ms)
+  local secs = math.floor(ms / 1000)
+  local days = math.floor(secs / 86400)
+  local rem = secs - days * 86400
+  local y, m, d = sluice_civil(days)
+  return string.format('%04d-%02d-%02dT%02d:%02d:%02d.%03dZ', y, m, d,
+    math.floor(rem / 3600), math.floor(rem % 3600 / 60), rem % 60, ms % 1000)
+end
+
+local function sluice_now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- type: the suffix after "dev.sluice." (e.g. "stage.finished"); run keys the
+-- message so one run's events stay in order; subject like
+-- "runs/<run>/stages/<stage>"; data a table (run is added to it).
+local function emit(P, type, run, subject, data)
+  local ms = sluice_now_ms()
+  local seq = redis.call('INCR', P .. 'events:seq')
+  data.run = run
+  local event = cjson.encode({
+    specversion = '1.0',
+    id = string.format('%x-%x', ms, seq),
+    source = 'sluice',
+    type = 'dev.sluice.' .. type,
+    subject = subject,
+    time = sluice_rfc3339(ms),
+    datacontenttype = 'application/json',
+    data = data,
+  })
+  redis.call('XADD', P .. 'outbox', '*', 'topic', '@events', 'key', run, 'value', event)
+end
