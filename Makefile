@@ -18,6 +18,10 @@ DEB_BUILD = build-essential pkg-config libevent-dev libhiredis-dev librdkafka-de
 	libcurl4-openssl-dev libssl-dev libjansson-dev libyaml-dev libsystemd-dev \
 	libcmocka-dev
 DEB_RUN   = redis-server git curl openssl python3 python3-pytest systemd
+# promtool (only in Debian's prometheus package, ~19 MB) checks /metrics in the
+# tests; groff and man render the man pages. On a host that boots with systemd
+# the package also enables a Prometheus server on :9090: disable it if unwanted.
+DEB_TEST  = prometheus groff-base man-db
 DEB_BENCH = wrk webhook
 DEB_LINT  = clang-format clang-tidy cppcheck
 
@@ -129,11 +133,15 @@ lint:
 # here, so that `systemd-analyze verify` finds what ExecStart= names.
 UNITS = systemd/sluice-agent.service systemd/sluice-worker@.service systemd/sluice.target
 UNITDIR = $(PREFIX)/lib/systemd/system
+# Man pages: @PREFIX@ is filled in like the units' paths.
+MANS = man/sluicectl.1 man/sluice.yaml.5 man/sluice-agent.8 man/sluice-worker.8
+MANDIR = $(PREFIX)/share/man
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(UNITDIR) \
 	  $(DESTDIR)$(PREFIX)/lib/sysusers.d $(DESTDIR)$(PREFIX)/share/doc/sluice \
-	  $(DESTDIR)$(PREFIX)/share/sluice/examples
+	  $(DESTDIR)$(PREFIX)/share/sluice/examples $(DESTDIR)$(MANDIR)/man1 \
+	  $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8
 	install -m 755 $(BINS) $(DESTDIR)$(PREFIX)/bin/
 	for u in $(UNITS); do \
 	  sed -e 's|@BINDIR@|$(PREFIX)/bin|g' -e 's|@DOCDIR@|$(PREFIX)/share/doc/sluice|g' \
@@ -142,12 +150,15 @@ install: all
 	install -m 644 systemd/sluice.sysusers $(DESTDIR)$(PREFIX)/lib/sysusers.d/sluice.conf
 	install -m 644 README.md $(DESTDIR)$(PREFIX)/share/doc/sluice/
 	cp -R config/examples/. $(DESTDIR)$(PREFIX)/share/sluice/examples/
+	for m in $(MANS); do \
+	  dest="$(DESTDIR)$(MANDIR)/man$${m##*.}/$${m#man/}" && \
+	  sed -e 's|@PREFIX@|$(PREFIX)|g' "$$m" > "$$dest" && chmod 644 "$$dest" || exit 1; done
 
 clean:
 	rm -rf build build-asan
 
 deps:
-	@sh tools/deps.sh $(DEB_BUILD) $(DEB_RUN)
+	@sh tools/deps.sh $(DEB_BUILD) $(DEB_RUN) $(DEB_TEST)
 
 deps-bench:
 	@sh tools/deps.sh $(DEB_BENCH)

@@ -15,17 +15,24 @@
 #include "queue/outbox.h"
 #include "queue/redis.h"
 
+struct agent_metrics;
 struct route_call;
 struct scheduler;
+struct statuses;
+struct trigger_call;
+struct http_pending;
 
 struct agent_scripts {
 	int intake;
 	int route;
 	int retry;
 	int cancel;
+	int retry_run;
 	int reap;
 	int requeue;
 	int release;
+	int promote;
+	int decide;
 };
 
 struct agent {
@@ -42,12 +49,19 @@ struct agent {
 	int stopping;		    /* shutting down: start nothing new */
 	struct route_call *routing; /* results being routed (router.c) */
 	struct scheduler *scheduler;
+	struct statuses *statuses;	/* NULL unless github.token_file is set (statuses.c) */
+	struct trigger_call *resolving; /* triggers waiting for git ls-remote (control.c) */
+	struct agent_metrics *metrics;	/* NULL when not set up (agent_metrics.h) */
 };
 
 /* POST /hooks/github */
 void intake_handle(struct evhttp_request *req, struct agent *a);
+/* A new run id into out (at least 32 bytes). */
+void intake_new_run_id(char *out, size_t len);
 /* GET /healthz and /api/v1/... */
 void api_handle(struct evhttp_request *req, struct agent *a);
+/* Answers code with run id as GET /api/v1/runs/{id} shows it. */
+void api_reply_run(struct agent *a, struct http_pending *pending, const char *id, int code);
 /* Consumes sluice.results and advances runs. */
 int router_start(struct agent *a);
 void router_stop(struct agent *a);

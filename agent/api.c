@@ -12,7 +12,10 @@
 #include <string.h>
 
 #include "agent/agent.h"
+#include "agent/agent_metrics.h"
+#include "agent/control.h"
 #include "agent/http.h"
+#include "agent/promotion.h"
 #include "lib/clock.h"
 #include "lib/log.h"
 
@@ -149,6 +152,8 @@ static json_t *stage_view(const redisReply *h)
 		json_object_set_new(s, "signal", json_string(signal));
 	if (error)
 		json_object_set_new(s, "error", json_string(error));
+	if (hash_get(h, "skip_reason"))
+		json_object_set_new(s, "skip_reason", json_string(hash_get(h, "skip_reason")));
 	if (hash_get(h, "retry_at"))
 		json_object_set_new(s, "retry_at", time_or_null(hash_get(h, "retry_at")));
 	json_object_set_new(s, "attempts", attempts_view(hash_get(h, "attempts")));
@@ -304,6 +309,16 @@ static void on_stage(struct redis *r, redisReply *reply, const char *err, void *
 	run_maybe_done(c);
 }
 
+static void on_environments(json_t *environments, void *arg)
+{
+	struct api_call *c = arg;
+	if (!environments)
+		c->failed = 1;
+	else
+		json_object_set_new(c->body, "environments", environments);
+	run_maybe_done(c);
+}
+
 static void on_run(struct redis *r, redisReply *reply, const char *err, void *arg)
 {
 	struct api_call *c = arg;
@@ -347,6 +362,14 @@ static void on_run(struct redis *r, redisReply *reply, const char *err, void *ar
 			free(it);
 		}
 	}
+	if (json_object_size(json_object_get(def, "environments"))) {
+		const char *status = hash_get(reply, "status");
+		int open =
+		    status && (strcmp(status, "queued") == 0 || strcmp(status, "running") == 0 ||
+			       strcmp(status, "waiting") == 0);
+		c->outstanding++;
+		promotion_view(c->agent, id, def, open, on_environments, c);
+	}
 	json_decref(def);
 	run_maybe_done(c);
 }
@@ -356,6 +379,21 @@ static void show_run(struct agent *a, struct evhttp_request *req, const char *id
 	struct api_call *c = call_new(a, req);
 	if (!c)
 		return;
+	c->body = json_pack("{s:s}", "id", id);
+	if (redis_command(a->redis, on_run, c, "HGETALL %srun:%s", a->settings.key_prefix, id) < 0)
+		call_fail(c, "command not sent");
+}
+
+void api_reply_run(struct agent *a, struct http_pending *pending, const char *id, int code)
+{
+	struct api_call *c = calloc(1, sizeof(*c));
+	if (!c) {
+		http_pending_error(pending, 500, "internal", "out of memory");
+		return;
+	}
+	c->agent = a;
+	c->pending = pending;
+	c->code = code;
 	c->body = json_pack("{s:s}", "id", id);
 	if (redis_command(a->redis, on_run, c, "HGETALL %srun:%s", a->settings.key_prefix, id) < 0)
 		call_fail(c, "command not sent");
@@ -490,7 +528,8 @@ static void show_log(struct agent *a, struct evhttp_request *req, const char *id
 
 /* --- routing ------------------------------------------------------------- */
 
-/* Path segments of ids and stage names: what config and intake allow. */
+/* Path segments of ids and stage names: what config and intake allow ('@'
+ * in the stage of an environment's deployment, "deploy@staging"). */
 static int valid_segment(const char *s, size_t len)
 {
 	if (len == 0 || len >= 128)
@@ -498,7 +537,7 @@ static int valid_segment(const char *s, size_t len)
 	for (size_t i = 0; i < len; i++) {
 		char ch = s[i];
 		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-		      (ch >= '0' && ch <= '9') || ch == '_' || ch == '-' || ch == '.'))
+		      (ch >= '0' && ch <= '9') || ch == '_' || ch == '-' || ch == '.' || ch == '@'))
 			return 0;
 	}
 	return 1;
@@ -507,7 +546,7 @@ static int valid_segment(const char *s, size_t len)
 void api_handle(struct evhttp_request *req, struct agent *a)
 {
 	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
-	const char *path = evhttp_uri_get_path(uri);
+	const char *raw_path = evhttp_uri_get_path(uri);
 	const char *query = evhttp_uri_get_query(uri);
 	struct evkeyvalq q;
 	TAILQ_INIT(&q);
@@ -515,10 +554,13 @@ void api_handle(struct evhttp_request *req, struct agent *a)
 		http_reply_error(req, 400, "bad_request", "malformed query string");
 		return;
 	}
-	if (!path)
-		path = "/";
+	/* Clients escape '@' ("deploy%40staging"); segments are checked after. */
+	char *decoded = evhttp_uridecode(raw_path ? raw_path : "/", 0, NULL);
+	const char *path = decoded ? decoded : "/";
 
 	if (evhttp_request_get_command(req) == EVHTTP_REQ_POST) {
+		if (control_post(a, req, path) || promotion_post(a, req, path))
+			goto done;
 		static const char runs[] = "/api/v1/runs/", cancel[] = "/cancel";
 		int under_runs = strncmp(path, runs, sizeof(runs) - 1) == 0;
 		const char *id = under_runs ? path + sizeof(runs) - 1 : path;
@@ -537,6 +579,10 @@ void api_handle(struct evhttp_request *req, struct agent *a)
 		http_reply_error(req, 405, "method_not_allowed", "only GET is served here");
 		goto done;
 	}
+	if (strcmp(path, "/metrics") == 0) {
+		agent_metrics_serve(a, req);
+		goto done;
+	}
 	if (strcmp(path, "/healthz") == 0) {
 		int up = redis_connected(a->redis);
 		http_reply_json(req, up ? 200 : 503,
@@ -548,6 +594,8 @@ void api_handle(struct evhttp_request *req, struct agent *a)
 		list_runs(a, req, &q);
 		goto done;
 	}
+	if (control_get(a, req, path))
+		goto done;
 	static const char prefix[] = "/api/v1/runs/";
 	if (strncmp(path, prefix, sizeof(prefix) - 1) == 0) {
 		const char *id = path + sizeof(prefix) - 1;
@@ -578,5 +626,6 @@ void api_handle(struct evhttp_request *req, struct agent *a)
 	}
 	http_reply_error(req, 404, "not_found", "no such endpoint");
 done:
+	free(decoded);
 	evhttp_clear_headers(&q);
 }

@@ -2,14 +2,42 @@
 #include "agent/github.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
-static const char *str_at(const json_t *obj, const char *a, const char *b)
+#include "lib/jsonscan.h"
+
+/* The only values read from a payload; GitHub sends a few kilobytes more. */
+enum field {
+	F_FULL_NAME,
+	F_CLONE_URL,
+	F_REF,
+	F_AFTER,
+	F_DELETED,
+	F_ACTION,
+	F_NUMBER,
+	F_PULL_REQUEST,
+	F_HEAD_SHA,
+	F_BASE_REF,
+	F_COUNT
+};
+
+static const char *const paths[F_COUNT] = {
+    [F_FULL_NAME] = "repository.full_name",
+    [F_CLONE_URL] = "repository.clone_url",
+    [F_REF] = "ref",
+    [F_AFTER] = "after",
+    [F_DELETED] = "deleted",
+    [F_ACTION] = "action",
+    [F_NUMBER] = "number",
+    [F_PULL_REQUEST] = "pull_request",
+    [F_HEAD_SHA] = "pull_request.head.sha",
+    [F_BASE_REF] = "pull_request.base.ref",
+};
+
+static const char *str(const struct jsonscan_field *f)
 {
-	const json_t *v = json_object_get(obj, a);
-	if (b)
-		v = json_object_get(v, b);
-	return json_string_value(v);
+	return f->type == JSONSCAN_STRING ? f->string : NULL;
 }
 
 static int is_sha(const char *s)
@@ -20,16 +48,17 @@ static int is_sha(const char *s)
 	return strspn(s, "0123456789abcdef") == n;
 }
 
-static int parse_push(const json_t *payload, struct github_event *ev, char *err, size_t errlen)
+static int parse_push(const struct jsonscan_field *f, struct github_event *ev, char *err,
+		      size_t errlen)
 {
-	const char *ref = str_at(payload, "ref", NULL);
-	const char *after = str_at(payload, "after", NULL);
+	const char *ref = str(&f[F_REF]);
+	const char *after = str(&f[F_AFTER]);
 	if (!ref || !after) {
 		snprintf(err, errlen, "push payload without ref or after");
 		return -1;
 	}
-	snprintf(ev->ref, sizeof(ev->ref), "%s", ref);
-	if (json_is_true(json_object_get(payload, "deleted"))) {
+	ev->ref = ref;
+	if (f[F_DELETED].type == JSONSCAN_TRUE) {
 		ev->no_build = "the push deleted its ref";
 		return 0;
 	}
@@ -47,13 +76,11 @@ static int parse_push(const json_t *payload, struct github_event *ev, char *err,
 	return 0;
 }
 
-static int parse_pull_request(const json_t *payload, struct github_event *ev, char *err,
+static int parse_pull_request(const struct jsonscan_field *f, struct github_event *ev, char *err,
 			      size_t errlen)
 {
-	const char *action = str_at(payload, "action", NULL);
-	const json_t *pr = json_object_get(payload, "pull_request");
-	const json_t *number = json_object_get(payload, "number");
-	if (!action || !json_is_object(pr)) {
+	const char *action = str(&f[F_ACTION]);
+	if (!action || f[F_PULL_REQUEST].type != JSONSCAN_OBJECT) {
 		snprintf(err, errlen, "pull_request payload without action or pull_request");
 		return -1;
 	}
@@ -62,39 +89,57 @@ static int parse_pull_request(const json_t *payload, struct github_event *ev, ch
 		ev->no_build = "pull_request action builds nothing";
 		return 0;
 	}
-	const char *sha = str_at(pr, "head", "sha");
-	const char *base = str_at(pr, "base", "ref");
-	if (!json_is_integer(number) || !is_sha(sha) || !base) {
+	const char *sha = str(&f[F_HEAD_SHA]);
+	const char *base = str(&f[F_BASE_REF]);
+	if (f[F_NUMBER].type != JSONSCAN_NUMBER || !f[F_NUMBER].is_integer || !is_sha(sha) ||
+	    !base) {
 		snprintf(err, errlen, "pull_request payload without number, head.sha or base.ref");
 		return -1;
 	}
-	snprintf(ev->ref, sizeof(ev->ref), "refs/pull/%lld/head",
-		 (long long)json_integer_value(number));
+	snprintf(ev->pull_ref, sizeof(ev->pull_ref), "refs/pull/%lld/head", f[F_NUMBER].integer);
+	ev->ref = ev->pull_ref;
 	ev->sha = sha;
 	ev->branch = base;
 	return 0;
 }
 
-int github_event_parse(const char *event, const json_t *payload, struct github_event *ev, char *err,
-		       size_t errlen)
+int github_event_parse(const char *event, const char *body, size_t len, struct github_event *ev,
+		       char *err, size_t errlen)
 {
+	struct jsonscan_field f[F_COUNT];
+	char why[200];
+
 	memset(ev, 0, sizeof(*ev));
 	ev->event = event;
-	if (!json_is_object(payload)) {
-		snprintf(err, errlen, "payload is not a JSON object");
+	ev->ref = "";
+	for (int i = 0; i < F_COUNT; i++)
+		f[i].path = paths[i];
+	int type = jsonscan_parse(body, len, f, F_COUNT, &ev->store, why, sizeof(why));
+	if (type < 0) {
+		snprintf(err, errlen, "malformed JSON payload: %s", why);
 		return -1;
 	}
-	ev->repository = str_at(payload, "repository", "full_name");
-	ev->clone_url = str_at(payload, "repository", "clone_url");
+	if (type != JSONSCAN_OBJECT) {
+		snprintf(err, errlen, "malformed JSON payload: not an object");
+		return -1;
+	}
+	ev->repository = str(&f[F_FULL_NAME]);
+	ev->clone_url = str(&f[F_CLONE_URL]);
 	if (strcmp(event, "push") == 0 || strcmp(event, "pull_request") == 0) {
 		if (!ev->repository) {
 			snprintf(err, errlen, "payload without repository.full_name");
 			return -1;
 		}
 		if (strcmp(event, "push") == 0)
-			return parse_push(payload, ev, err, errlen);
-		return parse_pull_request(payload, ev, err, errlen);
+			return parse_push(f, ev, err, errlen);
+		return parse_pull_request(f, ev, err, errlen);
 	}
 	ev->no_build = "event starts no pipeline";
 	return 0;
+}
+
+void github_event_clear(struct github_event *ev)
+{
+	free(ev->store);
+	ev->store = NULL;
 }

@@ -14,10 +14,12 @@
 #include <sys/random.h>
 
 #include "agent/agent.h"
+#include "agent/agent_metrics.h"
 #include "agent/github.h"
 #include "agent/http.h"
 #include "queue/jobs.h"
 #include "agent/signature.h"
+#include "config/when.h"
 #include "lib/clock.h"
 #include "lib/glob.h"
 #include "lib/log.h"
@@ -28,7 +30,15 @@ struct intake_call {
 	struct agent *agent;
 	struct http_pending *pending;
 	char delivery[256];
+	json_t *pipelines; /* of the runs, in order: counted once recorded */
 };
+
+static void call_free(struct intake_call *call)
+{
+	if (call)
+		json_decref(call->pipelines);
+	free(call);
+}
 
 static int globs_match(const json_t *globs, const char *text)
 {
@@ -62,7 +72,7 @@ static int pipeline_wants(const struct pipeline *p, const struct github_event *e
 }
 
 /* Time-ordered and unguessable: 48 bits of milliseconds, 48 random bits. */
-static void new_run_id(char *out, size_t len)
+void intake_new_run_id(char *out, size_t len)
 {
 	unsigned char rnd[6] = {0};
 	if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
@@ -72,46 +82,75 @@ static void new_run_id(char *out, size_t len)
 		 rnd[1], rnd[2], rnd[3], rnd[4], rnd[5]);
 }
 
-static json_t *new_run(struct agent *a, const struct pipeline *p, const struct github_event *ev,
-		       const char *delivery)
+/* The ARGV of queue/scripts/intake.lua: the delivery's fields, then for each
+ * run its id, pipeline, checkout URL, definition and stages. */
+struct run_text {
+	char id[40];
+	char nstages[24];
+};
+
+struct script_args {
+	const char **v;
+	size_t *len;
+	int n;
+	json_t *jobs; /* holds the job texts (and plans) that v points to */
+	struct run_text *runs;
+};
+
+static void push_arg(struct script_args *sa, const char *text)
 {
-	char id[64];
-	new_run_id(id, sizeof(id));
+	sa->v[sa->n] = text;
+	sa->len[sa->n++] = strlen(text);
+}
+
+static int add_run(struct agent *a, struct script_args *sa, struct run_text *rt,
+		   const struct pipeline *p, const struct github_event *ev, const json_t *plan)
+{
 	const json_t *checkout = json_object_get(p->def, "checkout");
 	const char *url = json_string_value(json_object_get(checkout, "url"));
 	if (!url)
 		url = ev->clone_url ? ev->clone_url : "";
-	char *def = json_dumps(p->def, JSON_COMPACT);
-	if (!def)
-		return NULL;
-
-	json_t *run = json_pack("{s:s,s:{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s},s:[],s:[]}", "id", id,
-				"fields", "pipeline", p->name, "repository", ev->repository,
-				"event", ev->event, "ref", ev->ref, "sha", ev->sha, "checkout_url",
-				url, "delivery", delivery, "def", def, "stages", "jobs");
-	free(def);
-	if (!run)
-		return NULL;
+	json_t *stages = json_object_get(p->def, "stages");
+	intake_new_run_id(rt->id, sizeof(rt->id));
+	snprintf(rt->nstages, sizeof(rt->nstages), "%zu", json_object_size(stages));
+	push_arg(sa, rt->id);
+	push_arg(sa, p->name);
+	push_arg(sa, url);
+	push_arg(sa, p->def_text);
+	push_arg(sa, rt->nstages);
 
 	const char *name;
 	json_t *stage;
-	json_object_foreach(json_object_get(p->def, "stages"), name, stage)
+	json_object_foreach(stages, name, stage)
 	{
-		int root = json_array_size(json_object_get(stage, "needs")) == 0;
-		json_array_append_new(
-		    json_object_get(run, "stages"),
-		    json_pack("{s:s,s:s}", "name", name, "status", root ? "queued" : "pending"));
-		if (!root)
+		const json_t *entry = json_object_get(plan, name);
+		const char *status = json_string_value(json_object_get(entry, "status"));
+		push_arg(sa, name);
+		if (strcmp(status, "queued") != 0) {
+			const char *reason = json_string_value(json_object_get(entry, "reason"));
+			push_arg(sa, status);
+			push_arg(sa, reason ? reason : "");
+			push_arg(sa, "");
 			continue;
-		const char *kind = json_string_value(json_object_get(stage, "kind"));
-		json_t *job = jobs_prepare(&a->settings, id, name, kind, 1);
-		if (!job) {
-			json_decref(run);
-			return NULL;
 		}
-		json_array_append_new(json_object_get(run, "jobs"), job);
+		const char *kind = json_string_value(json_object_get(stage, "kind"));
+		json_t *job = jobs_prepare(&a->settings, rt->id, name, kind, 1);
+		if (!job || json_array_append_new(sa->jobs, job) < 0)
+			return -1;
+		push_arg(sa, "queued");
+		push_arg(sa, json_string_value(json_object_get(job, "topic")));
+		push_arg(sa, json_string_value(json_object_get(job, "value")));
 	}
-	return run;
+	return 0;
+}
+
+static void script_args_clear(struct script_args *sa)
+{
+	free(sa->v);
+	free(sa->len);
+	free(sa->runs);
+	json_decref(sa->jobs);
+	memset(sa, 0, sizeof(*sa));
 }
 
 static void on_recorded(struct redis *r, redisReply *reply, const char *err, void *arg)
@@ -123,7 +162,7 @@ static void on_recorded(struct redis *r, redisReply *reply, const char *err, voi
 			  LOG_S("error", err ? err : "unexpected reply"));
 		http_pending_error(call->pending, 503, "unavailable",
 				   "the run could not be recorded; deliver again later");
-		free(call);
+		call_free(call);
 		return;
 	}
 	int duplicate = strcmp(reply->element[0]->str, "duplicate") == 0;
@@ -133,10 +172,16 @@ static void on_recorded(struct redis *r, redisReply *reply, const char *err, voi
 		json_object_set_new(body, "duplicate", json_true());
 	else
 		outbox_kick(call->agent->outbox);
+	size_t i;
+	json_t *name;
+	json_array_foreach(duplicate ? NULL : call->pipelines, i, name)
+	{
+		agent_metrics_run_created(call->agent, json_string_value(name));
+	}
 	log_info(duplicate ? "delivery seen before" : "runs created",
 		 LOG_S("delivery", call->delivery), LOG_S("runs", reply->element[1]->str));
 	http_pending_reply(call->pending, 202, body);
-	free(call);
+	call_free(call);
 }
 
 static int content_type_is_json(const char *ct)
@@ -224,83 +269,121 @@ void intake_handle(struct evhttp_request *req, struct agent *a)
 		return;
 	}
 
-	json_error_t jerr;
-	json_t *payload = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
-	if (!payload || !json_is_object(payload)) {
+	struct github_event ev;
+	if (github_event_parse(event, body, len, &ev, err, sizeof(err)) < 0) {
 		free(verified);
-		snprintf(err, sizeof(err), "malformed JSON payload: %s",
-			 payload ? "not an object" : jerr.text);
-		json_decref(payload);
+		github_event_clear(&ev);
 		http_reply_error(req, 400, "bad_request", err);
 		return;
 	}
-
 	if (strcmp(event, "ping") == 0) {
 		free(verified);
-		json_decref(payload);
+		github_event_clear(&ev);
 		http_reply_json(req, 200, json_pack("{s:b,s:s}", "ok", 1, "event", "ping"));
 		return;
 	}
 
-	struct github_event ev;
-	if (github_event_parse(event, payload, &ev, err, sizeof(err)) < 0) {
+	/* Which pipelines start a run, and how many arguments their runs take. */
+	const char *reason = ev.no_build;
+	size_t nruns = 0, skipped = 0;
+	int argc = 8;
+	/* plans[i]: the status each stage of pipeline i starts in (when.h). */
+	json_t *plans = json_array();
+	for (size_t i = 0; !reason && plans && i < n; i++) {
+		verified[i] = verified[i] && pipeline_wants(&a->pipelines.items[i], &ev);
+		size_t queued = 0;
+		json_t *plan = verified[i] ? when_plan(a->pipelines.items[i].def, ev.event,
+						       ev.branch, ev.tag, &queued)
+					   : json_null();
+		if (!plan || json_array_append_new(plans, plan) < 0) {
+			json_decref(plans);
+			plans = NULL;
+			break;
+		}
+		/* A run whose every stage is left out by `when` builds nothing. */
+		if (verified[i] && !queued) {
+			verified[i] = 0;
+			skipped++;
+		}
+		if (!verified[i])
+			continue;
+		nruns++;
+		argc += 5 + 4 * (int)json_object_size(
+				    json_object_get(a->pipelines.items[i].def, "stages"));
+	}
+	if (!plans) {
 		free(verified);
-		json_decref(payload);
-		http_reply_error(req, 400, "bad_request", err);
+		github_event_clear(&ev);
+		http_reply_error(req, 500, "internal", "out of memory");
 		return;
 	}
-
-	json_t *runs = json_array();
-	const char *reason = ev.no_build;
-	char delivery_key[256];
-	snprintf(delivery_key, sizeof(delivery_key), "%s:%s", hook_id ? hook_id : "0", delivery);
-	for (size_t i = 0; !reason && i < n; i++) {
-		if (!verified[i] || !pipeline_wants(&a->pipelines.items[i], &ev))
-			continue;
-		json_t *run = new_run(a, &a->pipelines.items[i], &ev, delivery_key);
-		if (!run) {
-			free(verified);
-			json_decref(payload);
-			json_decref(runs);
-			http_reply_error(req, 500, "internal", "out of memory");
-			return;
-		}
-		json_array_append_new(runs, run);
-	}
-	free(verified);
-	json_decref(payload);
-	if (!reason && json_array_size(runs) == 0)
-		reason = "no pipeline matches the repository, event and ref";
+	if (!reason && nruns == 0)
+		reason = skipped ? "every stage of the matching pipelines is skipped by its when"
+				 : "no pipeline matches the repository, event and ref";
 	if (reason) {
-		json_decref(runs);
+		json_decref(plans);
+		free(verified);
+		github_event_clear(&ev);
 		log_info("webhook starts no run", LOG_S("delivery", delivery),
 			 LOG_S("event", event), LOG_S("reason", reason));
 		http_reply_json(req, 202, json_pack("{s:[],s:s}", "runs", "reason", reason));
 		return;
 	}
 
-	char *runs_text = json_dumps(runs, JSON_COMPACT);
-	json_decref(runs);
+	char delivery_key[256], ttl[32], now[32];
+	snprintf(delivery_key, sizeof(delivery_key), "%s:%s", hook_id ? hook_id : "0", delivery);
+	snprintf(ttl, sizeof(ttl), "%d", DELIVERY_TTL_S);
+	snprintf(now, sizeof(now), "%lld", (long long)clock_now_ms());
+	struct script_args sa = {.v = malloc(sizeof(*sa.v) * (size_t)argc),
+				 .len = malloc(sizeof(*sa.len) * (size_t)argc),
+				 .jobs = json_array(),
+				 .runs = calloc(nruns, sizeof(*sa.runs))};
 	struct intake_call *call = calloc(1, sizeof(*call));
-	if (!runs_text || !call) {
-		free(runs_text);
-		free(call);
+	if (call)
+		call->pipelines = json_array();
+	int failed = !sa.v || !sa.len || !sa.jobs || !sa.runs || !call || !call->pipelines;
+	if (!failed) {
+		push_arg(&sa, a->settings.key_prefix);
+		push_arg(&sa, delivery_key);
+		push_arg(&sa, ttl);
+		push_arg(&sa, now);
+		push_arg(&sa, ev.repository);
+		push_arg(&sa, ev.event);
+		push_arg(&sa, ev.ref);
+		push_arg(&sa, ev.sha);
+	}
+	for (size_t i = 0, r = 0; !failed && i < n; i++) {
+		if (verified[i])
+			failed = add_run(a, &sa, &sa.runs[r++], &a->pipelines.items[i], &ev,
+					 json_array_get(plans, i)) < 0 ||
+				 json_array_append_new(call->pipelines,
+						       json_string(a->pipelines.items[i].name)) < 0;
+	}
+	/* sa.v points into the plans as into the jobs: sa.jobs keeps both. */
+	if (json_array_append_new(sa.jobs, plans) < 0)
+		failed = 1;
+	free(verified);
+	if (!failed) {
+		call->pending = http_pending_new(req);
+		failed = !call->pending;
+	}
+	if (failed) {
+		github_event_clear(&ev);
+		script_args_clear(&sa);
+		call_free(call);
 		http_reply_error(req, 500, "internal", "out of memory");
 		return;
 	}
 	call->agent = a;
 	snprintf(call->delivery, sizeof(call->delivery), "%s", delivery_key);
-	call->pending = http_pending_new(req);
-
-	char ttl[32], now[32];
-	snprintf(ttl, sizeof(ttl), "%d", DELIVERY_TTL_S);
-	snprintf(now, sizeof(now), "%lld", (long long)clock_now_ms());
-	const char *argv[] = {a->settings.key_prefix, delivery_key, ttl, now, runs_text};
-	int rc = redis_script_run(a->redis, a->scripts.intake, on_recorded, call, 0, 5, argv, NULL);
-	free(runs_text);
+	/* The command is formatted here: the arguments need not outlive it. */
+	int rc =
+	    redis_script_run(a->redis, a->scripts.intake, on_recorded, call, 0, sa.n, sa.v, sa.len);
+	github_event_clear(&ev);
+	script_args_clear(&sa);
 	if (rc < 0) {
 		http_pending_error(call->pending, 503, "unavailable",
 				   "the run could not be recorded; deliver again later");
-		free(call);
+		call_free(call);
 	}
 }

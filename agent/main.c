@@ -1,4 +1,5 @@
 /* sluice-agent: webhook intake, router and HTTP API in one event loop. */
+#include <curl/curl.h>
 #include <errno.h>
 #include <event2/event.h>
 #include <event2/http.h>
@@ -11,10 +12,15 @@
 #include <unistd.h>
 
 #include "agent/agent.h"
+#include "agent/agent_metrics.h"
+#include "agent/control.h"
 #include "agent/reload.h"
+#include "agent/statuses.h"
+#include "lib/clock.h"
 #include "lib/log.h"
 #include "lib/watchdog.h"
 #include "queue/lua.h"
+#include "stages/process.h"
 
 #define MAX_HEADERS_SIZE  (64 * 1024)
 #define HTTP_TIMEOUT_S	  30
@@ -26,16 +32,18 @@ static void usage(FILE *f)
 		   "[--log-level debug|info|warn|error]\n"
 		   "\n"
 		   "Receives GitHub webhooks on POST /hooks/github, routes pipeline runs\n"
-		   "through Kafka and serves the HTTP API on /api/v1 and /healthz.\n");
+		   "through Kafka and serves the HTTP API on /api/v1, /metrics and /healthz.\n");
 }
 
 static void on_hook(struct evhttp_request *req, void *arg)
 {
+	agent_metrics_request(arg, req);
 	intake_handle(req, arg);
 }
 
 static void on_other(struct evhttp_request *req, void *arg)
 {
+	agent_metrics_request(arg, req);
 	api_handle(req, arg);
 }
 
@@ -145,8 +153,26 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
+	/* For tests of what depends on the time of day (deploy windows): moves
+	 * the agent's wall clock, never its timers. See README, "The two commands". */
+	const char *shift = getenv("SLUICE_CLOCK_OFFSET_MS");
+	if (shift && *shift) {
+		char *end;
+		long long offset = strtoll(shift, &end, 10);
+		if (*end) {
+			fprintf(stderr, "sluice-agent: SLUICE_CLOCK_OFFSET_MS is not a number\n");
+			return 2;
+		}
+		clock_set_offset_ms(offset);
+		log_warn("wall clock shifted for testing", LOG_I("offset_ms", offset));
+	}
 
 	signal(SIGPIPE, SIG_IGN);
+	/* Before librdkafka starts its threads: commit statuses use libcurl. */
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+		fprintf(stderr, "sluice-agent: cannot initialise libcurl\n");
+		return 1;
+	}
 	if (settings_load(config, &a.settings, err, sizeof(err)) < 0) {
 		fprintf(stderr, "sluice-agent: %s\n", err);
 		return 1;
@@ -176,7 +202,8 @@ int main(int argc, char **argv)
 	struct event *sigterm = NULL, *sigint = NULL, *sighup = NULL;
 	struct watchdog *watchdog = NULL;
 	a.base = event_base_new();
-	if (!a.base)
+	/* Children: git ls-remote for manual triggers (control.c). */
+	if (!a.base || process_init(a.base) < 0)
 		goto fail;
 	a.redis = redis_new(a.base, a.settings.redis_url, a.settings.redis_timeout_ms);
 	if (!a.redis)
@@ -185,9 +212,12 @@ int main(int argc, char **argv)
 	a.scripts.route = redis_script_add(a.redis, lua_route);
 	a.scripts.retry = redis_script_add(a.redis, lua_retry);
 	a.scripts.cancel = redis_script_add(a.redis, lua_cancel);
+	a.scripts.retry_run = redis_script_add(a.redis, lua_retry_run);
 	a.scripts.reap = redis_script_add(a.redis, lua_reap);
 	a.scripts.requeue = redis_script_add(a.redis, lua_requeue);
 	a.scripts.release = redis_script_add(a.redis, lua_release);
+	a.scripts.promote = redis_script_add(a.redis, lua_promote);
+	a.scripts.decide = redis_script_add(a.redis, lua_decide);
 	a.producer = kafka_producer_new(a.base, a.settings.brokers, err, sizeof(err));
 	if (!a.producer) {
 		log_error("cannot start the Kafka producer", LOG_S("error", err));
@@ -195,7 +225,8 @@ int main(int argc, char **argv)
 	}
 	a.outbox = outbox_new(a.base, a.redis, a.producer, a.settings.key_prefix,
 			      a.settings.topic_prefix, a.consumer_name);
-	if (!a.outbox || router_start(&a) < 0 || scheduler_start(&a) < 0 || start_http(&a) < 0)
+	if (!a.outbox || router_start(&a) < 0 || scheduler_start(&a) < 0 ||
+	    statuses_start(&a) < 0 || agent_metrics_start(&a) < 0 || start_http(&a) < 0)
 		goto fail;
 
 	sigterm = evsignal_new(a.base, SIGTERM, on_signal, &a);
@@ -212,6 +243,7 @@ int main(int argc, char **argv)
 fail:
 	a.stopping = 1;
 	watchdog_free(watchdog);
+	control_stop(&a);
 	if (a.http)
 		evhttp_free(a.http);
 	/* The outbox goes before the Redis client and producer it uses; Redis
@@ -222,8 +254,11 @@ fail:
 		outbox_free(a.outbox);
 	if (a.redis)
 		redis_free(a.redis);
+	/* After Redis and the HTTP server: their last callbacks still count. */
+	agent_metrics_stop(&a);
 	scheduler_free(&a);
 	router_stop(&a);
+	statuses_stop(&a);
 	if (a.producer)
 		kafka_producer_free(a.producer, SHUTDOWN_FLUSH_MS);
 	if (sigterm)
@@ -236,5 +271,6 @@ fail:
 		event_base_free(a.base);
 	pipelines_clear(&a.pipelines);
 	settings_clear(&a.settings);
+	curl_global_cleanup();
 	return status;
 }

@@ -3,6 +3,7 @@
 
 #include <string.h>
 
+#include "agent/statuses.h"
 #include "lib/log.h"
 
 /* The connections, the listening socket and timers set up at start. */
@@ -93,7 +94,13 @@ int agent_reload(const struct agent_reload *r)
 	if (!r->log_level_fixed && log_set_level(next.log_level) == 0)
 		swap_text(&a->settings.log_level, &next.log_level);
 	swap_text(&a->settings.pipelines_dir, &next.pipelines_dir);
+	swap_text(&a->settings.github_api_url, &next.github_api_url);
+	swap_text(&a->settings.github_token_file, &next.github_token_file);
+	a->settings.github_backoff_ms = next.github_backoff_ms;
+	a->settings.github_backoff_max_ms = next.github_backoff_max_ms;
+	a->settings.github_give_up_ms = next.github_give_up_ms;
 	settings_clear(&next);
+	statuses_reload(a);
 
 	/* Nothing keeps a pointer into the set across events: intake matches
 	 * and copies each definition into the run it creates. */

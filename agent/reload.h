@@ -1,7 +1,8 @@
 /* reload: what SIGHUP changes in a running sluice-agent.
  *
- * sluice.yaml is read again: log_level (unless fixed on the command line) and
- * the pipelines directory apply at once, the pipelines added, changed and
+ * sluice.yaml is read again: log_level (unless fixed on the command line),
+ * the github settings (the token file is read again) and the pipelines
+ * directory apply at once, the pipelines added, changed and
  * removed are logged; runs already created keep the definition they
  * recorded. Settings that only a restart applies (brokers, Redis, listen
  * address...) are reported and kept. Any error keeps the whole running

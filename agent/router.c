@@ -5,7 +5,11 @@
  * and whether the run is finished. A failed attempt that the stage's retry
  * policy covers goes to retry.lua instead, which schedules the next attempt
  * after a back-off; one that exhausted its retries is routed as failed and
- * its job sent to the dead-letter topic. The Kafka offset is stored only after
+ * its job sent to the dead-letter topic. A dev.sluice.promotion.ready message
+ * (a deny window opened, an approval expired: see promotion.h) goes to
+ * promote.lua, which checks the promotion's gates again. Every script gets
+ * the environments whose deny windows are closed now, so that a promotion
+ * can be held until they open. The Kafka offset is stored only after
  * that script succeeded; while Redis cannot be reached the message is
  * retried with back-off, so a result is never lost.
  */
@@ -14,6 +18,8 @@
 #include <string.h>
 
 #include "agent/agent.h"
+#include "agent/agent_metrics.h"
+#include "agent/promotion.h"
 #include "config/retry.h"
 #include "queue/jobs.h"
 #include "lib/clock.h"
@@ -34,6 +40,7 @@ struct route_call {
 	int attempt;
 	char status[32]; /* as the result reports it */
 	int exit_code;	 /* -1: none */
+	char gate[16];	 /* of a promotion.ready message, whose stage is the environment */
 	json_t *def;	 /* the run's definition, once read */
 };
 
@@ -92,8 +99,11 @@ static void on_routed(struct redis *r, redisReply *reply, const char *err, void 
 			log_info("stage queued", LOG_S("run", c->run),
 				 LOG_S("stage", reply->element[i]->str));
 		const char *status = reply->element[1]->str;
-		if (strcmp(status, "succeeded") == 0 || strcmp(status, "failed") == 0)
+		if (strcmp(status, "succeeded") == 0 || strcmp(status, "failed") == 0) {
 			log_info("run finished", LOG_S("run", c->run), LOG_S("status", status));
+			agent_metrics_run_finished(
+			    c->agent, json_string_value(json_object_get(c->def, "name")), status);
+		}
 		outbox_kick(c->agent->outbox);
 	} else {
 		log_debug("result not routed", LOG_S("run", c->run), LOG_S("stage", c->stage),
@@ -136,8 +146,10 @@ static void route_now(struct route_call *c, int dead_letter)
 	json_decref(jobs);
 	json_t *dlq_job = NULL;
 	char attempt[16], now[32], dlq[256];
+	long long now_ms = (long long)clock_now_ms();
+	char *opens = promotion_openings(c->def, now_ms);
 	snprintf(attempt, sizeof(attempt), "%d", c->attempt);
-	snprintf(now, sizeof(now), "%lld", (long long)clock_now_ms());
+	snprintf(now, sizeof(now), "%lld", now_ms);
 	snprintf(dlq, sizeof(dlq), "%sdlq", a->settings.topic_prefix);
 	if (dead_letter) {
 		const json_t *stage = json_object_get(json_object_get(c->def, "stages"), c->stage);
@@ -145,19 +157,21 @@ static void route_now(struct route_call *c, int dead_letter)
 		dlq_job =
 		    jobs_prepare(&a->settings, c->run, c->stage, kind ? kind : "build", c->attempt);
 	}
+	const char *dlq_value = json_string_value(json_object_get(dlq_job, "value"));
 	const char *argv[] = {a->settings.key_prefix,
 			      c->run,
 			      c->stage,
 			      attempt,
 			      now,
 			      jobs_text ? jobs_text : "{}",
-			      dlq,
-			      json_string_value(json_object_get(dlq_job, "value"))};
-	int argc = argv[7] ? 8 : 6;
-	if (redis_script_run(a->redis, a->scripts.route, on_routed, c, 0, argc, argv, NULL) < 0)
+			      dlq_value ? dlq : "",
+			      dlq_value ? dlq_value : "",
+			      opens ? opens : "{}"};
+	if (redis_script_run(a->redis, a->scripts.route, on_routed, c, 0, 9, argv, NULL) < 0)
 		route_later(c, "route script not sent");
 	json_decref(dlq_job);
 	free(jobs_text);
+	free(opens);
 }
 
 static void on_retry_scheduled(struct redis *r, redisReply *reply, const char *err, void *arg)
@@ -209,6 +223,37 @@ static void retry_later(struct route_call *c, const json_t *stage)
 	free(entry);
 }
 
+static void on_promoted(struct redis *r, redisReply *reply, const char *err, void *arg)
+{
+	struct route_call *c = arg;
+	(void)r;
+	if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements < 2) {
+		route_later(c, err ? err : "unexpected reply from promote script");
+		return;
+	}
+	log_info("promotion checked", LOG_S("run", c->run), LOG_S("env", c->stage),
+		 LOG_S("gate", c->gate), LOG_S("outcome", reply->element[0]->str),
+		 LOG_S("run_status", reply->element[1]->str));
+	outbox_kick(c->agent->outbox);
+	route_end(c);
+}
+
+/* A gate of the promotion to environment c->stage may have changed. */
+static void promote_now(struct route_call *c)
+{
+	struct agent *a = c->agent;
+	long long now_ms = (long long)clock_now_ms();
+	char *opens = promotion_openings(c->def, now_ms);
+	char now[32];
+	snprintf(now, sizeof(now), "%lld", now_ms);
+	const char *argv[] = {a->settings.key_prefix, c->run, c->stage, c->gate, now,
+			      opens ? opens : "{}"};
+	if (!opens ||
+	    redis_script_run(a->redis, a->scripts.promote, on_promoted, c, 0, 6, argv, NULL) < 0)
+		route_later(c, "promote script not sent");
+	free(opens);
+}
+
 static void on_definition(struct redis *r, redisReply *reply, const char *err, void *arg)
 {
 	struct route_call *c = arg;
@@ -219,6 +264,10 @@ static void on_definition(struct redis *r, redisReply *reply, const char *err, v
 	}
 	json_decref(c->def);
 	c->def = reply->type == REDIS_REPLY_STRING ? json_loads(reply->str, 0, NULL) : NULL;
+	if (c->gate[0]) {
+		promote_now(c);
+		return;
+	}
 	const json_t *stage = json_object_get(json_object_get(c->def, "stages"), c->stage);
 	switch (retry_decide(stage, c->status, c->exit_code, c->attempt)) {
 	case RETRY_AGAIN:
@@ -256,8 +305,16 @@ static void on_result(const struct kafka_message *m, struct kafka_ticket *t, voi
 	const char *run = json_string_value(json_object_get(env.data, "run"));
 	const char *stage = json_string_value(json_object_get(env.data, "stage"));
 	json_t *attempt = json_object_get(env.data, "attempt");
-	if (strcmp(env.type, "dev.sluice.stage.finished") != 0 || !run || !stage ||
-	    !json_is_integer(attempt) || strlen(run) >= 128 || strlen(stage) >= 128) {
+	const char *gate = json_string_value(json_object_get(env.data, "gate"));
+	int ready = strcmp(env.type, "dev.sluice.promotion.ready") == 0;
+	if (ready) {
+		/* A promotion's gate: the run and environment, no attempt. */
+		stage = json_string_value(json_object_get(env.data, "env"));
+		attempt = NULL;
+	}
+	if ((!ready && strcmp(env.type, "dev.sluice.stage.finished") != 0) || !run || !stage ||
+	    (!ready && !json_is_integer(attempt)) || (ready && (!gate || strlen(gate) >= 16)) ||
+	    strlen(run) >= 128 || strlen(stage) >= 128) {
 		log_warn("result dropped", LOG_S("id", env.id), LOG_S("type", env.type),
 			 LOG_S("error", "not a stage result with run, stage and attempt"));
 		envelope_clear(&env);
@@ -281,6 +338,8 @@ static void on_result(const struct kafka_message *m, struct kafka_ticket *t, voi
 	snprintf(c->run, sizeof(c->run), "%s", run);
 	snprintf(c->stage, sizeof(c->stage), "%s", stage);
 	c->attempt = (int)json_integer_value(attempt);
+	if (ready)
+		snprintf(c->gate, sizeof(c->gate), "%s", gate);
 	const char *status = json_string_value(json_object_get(env.data, "status"));
 	json_t *exit_code = json_object_get(env.data, "exit_code");
 	snprintf(c->status, sizeof(c->status), "%s", status ? status : "");

@@ -16,26 +16,38 @@
  * absent file is valid. Relative paths are resolved against the file's
  * directory (or the working directory when there is no file). */
 struct settings {
-	char *brokers;	      /* kafka.brokers: "host:port,..." (after reading "@FILE") */
-	char *topic_prefix;   /* kafka.topic_prefix, default "sluice." */
+	char *brokers;		/* kafka.brokers: "host:port,..." (after reading "@FILE") */
+	char *topic_prefix;	/* kafka.topic_prefix, default "sluice." */
 	int session_timeout_ms; /* kafka.session_timeout, default 6s: how soon a dead
-				  * consumer\'s partitions move to another */
-	char *redis_url;      /* redis.url, default "redis://127.0.0.1:6379" */
-	char *key_prefix;     /* redis.key_prefix, default "sluice:" */
-	int redis_timeout_ms; /* redis.timeout, default 5s */
-	char *listen;	      /* agent.listen, default "127.0.0.1:8080" */
-	char *public_url;     /* agent.public_url, default "http://" + listen */
-	size_t max_body;      /* agent.max_body, default 25 MiB */
-	char *pipelines_dir;  /* pipelines_dir, default "pipelines.d" */
-	char *state_dir;      /* worker.state_dir, default "/var/lib/sluice" */
-	int concurrency;      /* worker.concurrency, default 1 */
-	int kill_grace_ms;    /* worker.kill_grace, default 10s */
-	int lease_ms;	      /* worker.lease, default 30s */
-	int requeue_after_ms; /* agent.requeue_after, default 60s */
-	int scheduler_ms;     /* agent.scheduler_interval, default 500ms */
-	int drain_timeout_ms; /* worker.drain_timeout, default 60s: how long SIGTERM waits */
-	size_t log_cap;	      /* worker.log_cap, default 4 MiB of output kept per stage */
-	char *log_level;      /* log_level: debug, info (default), warn, error */
+				 * consumer\'s partitions move to another */
+	char *redis_url;	/* redis.url, default "redis://127.0.0.1:6379" */
+	char *key_prefix;	/* redis.key_prefix, default "sluice:" */
+	int redis_timeout_ms;	/* redis.timeout, default 5s */
+	char *listen;		/* agent.listen, default "127.0.0.1:8080" */
+	char *public_url;	/* agent.public_url, default "http://" + listen */
+	size_t max_body;	/* agent.max_body, default 25 MiB */
+	char *pipelines_dir;	/* pipelines_dir, default "pipelines.d" */
+	char *state_dir;	/* worker.state_dir, default "/var/lib/sluice" */
+	int concurrency;	/* worker.concurrency, default 1 */
+	int kill_grace_ms;	/* worker.kill_grace, default 10s */
+	int lease_ms;		/* worker.lease, default 30s */
+	int requeue_after_ms;	/* agent.requeue_after, default 60s */
+	int scheduler_ms;	/* agent.scheduler_interval, default 500ms */
+	int drain_timeout_ms;	/* worker.drain_timeout, default 60s: how long SIGTERM waits */
+	size_t log_cap;		/* worker.log_cap, default 4 MiB of output kept per stage */
+	char *metrics_listen;	/* worker.metrics_listen: "IP:PORT" for GET /metrics; NULL: none */
+	char *log_level;	/* log_level: debug, info (default), warn, error */
+
+	/* Commit statuses (agent): posted only when github.token_file is set.
+	 * github.api_url, default "https://api.github.com"; the back-off after
+	 * a 5xx or network error starts at github.backoff (default 1s) and
+	 * doubles up to github.backoff_max (default 5m); a status not posted
+	 * within github.give_up_after (default 1h) is dropped. */
+	char *github_api_url;
+	char *github_token_file;
+	int github_backoff_ms;
+	int github_backoff_max_ms;
+	int github_give_up_ms;
 
 	/* Workspace removal: worker.workspace_ttl (default 24h) and
 	 * worker.min_free, "10%" of the state dir's filesystem (default) or a
@@ -65,7 +77,9 @@ int settings_differ(const struct settings *a, const struct settings *b, const ch
  * A stage has exactly one of "run" (argv), "sh" (a script for /bin/sh -e -c)
  * and "http" ({"method", "url", "headers": {}, "body"?, "expect"? (absent:
  * any 2xx), "timeout_ms", "retries", "backoff_ms", "ca_file"?}); optional
- * "inherit_env" (names) and "log_cap" (bytes).
+ * "inherit_env" (names), "log_cap" (bytes) and "when" (config/when.h). A
+ * pipeline with environments also has "environments" and a stage
+ * "deploy@<env>" for each of them (config/environments.h).
  */
 struct pipeline {
 	char *name; /* "name:" or the file name without extension */
@@ -76,6 +90,7 @@ struct pipeline {
 	json_t *tags;	  /* trigger.github.tags: array of globs, NULL = no tag */
 	char *secret;	  /* the webhook secret, read from trigger.github.secret_file */
 	json_t *def;	  /* normalized definition, owned */
+	char *def_text;	  /* def as compact JSON, what each run records */
 };
 
 struct pipeline_set {

@@ -28,11 +28,16 @@ char *config_file_dir(const char *file)
 	return out;
 }
 
+static int is_credential(const char *path)
+{
+	return strncmp(path, CONFIG_FILE_CREDENTIALS, strlen(CONFIG_FILE_CREDENTIALS)) == 0;
+}
+
 char *config_file_resolve(const char *dir, const char *path)
 {
 	char *out;
 
-	if (path[0] == '/')
+	if (path[0] == '/' || is_credential(path))
 		return strdup(path);
 	out = malloc(strlen(dir) + 1 + strlen(path) + 1);
 	if (out)
@@ -40,15 +45,46 @@ char *config_file_resolve(const char *dir, const char *path)
 	return out;
 }
 
-/* O_NONBLOCK so that a FIFO named by mistake cannot hang the load. */
-static int open_regular(const char *path, struct stat *st)
+char *config_file_expand(const char *path)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+	const char *dir = getenv("CREDENTIALS_DIRECTORY");
+	char *out = NULL;
 
-	if (fd < 0)
+	if (!is_credential(path)) {
+		out = strdup(path);
+	} else if (!dir || !*dir) {
+		errno = ENOENT;
+		return NULL;
+	} else if (asprintf(&out, "%s/%s", dir, path + strlen(CONFIG_FILE_CREDENTIALS)) < 0) {
+		out = NULL;
+	}
+	if (!out)
+		errno = ENOMEM;
+	return out;
+}
+
+const char *config_file_expand_error(int errnum)
+{
+	return errnum == ENOENT ? "CREDENTIALS_DIRECTORY is not set" : strerror(errnum);
+}
+
+/* O_NONBLOCK so that a FIFO named by mistake cannot hang the load. */
+static int open_regular(const char *configured, struct stat *st)
+{
+	char *path = config_file_expand(configured);
+	int fd, e;
+
+	if (!path)
 		return -1;
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+	e = errno;
+	free(path);
+	if (fd < 0) {
+		errno = e;
+		return -1;
+	}
 	if (fstat(fd, st) < 0) {
-		int e = errno;
+		e = errno;
 
 		close(fd);
 		errno = e;
@@ -110,8 +146,11 @@ fail : {
 int config_file_check_readable(const char *path)
 {
 	struct stat st;
-	int fd = open_regular(path, &st);
+	int fd;
 
+	if (is_credential(path))
+		return 0;
+	fd = open_regular(path, &st);
 	if (fd < 0)
 		return -1;
 	close(fd);

@@ -16,22 +16,24 @@
 
 #include "config/check.h"
 #include "config/doc.h"
+#include "config/environments.h"
 #include "config/file.h"
 #include "config/retry.h"
+#include "config/when.h"
 
 #define DEFAULT_TIMEOUT_MS (3600LL * 1000)
 #define MAX_TIMEOUT_MS	   (30LL * 86400 * 1000)
 #define MAX_SECRET_FILE	   65536
 
-static const char *const top_keys[] = {"name",	  "trigger", "checkout",     "vars",
-				       "secrets", "stages",  "max_attempts", NULL};
+static const char *const top_keys[] = {"name",	 "trigger",	 "checkout",	 "vars", "secrets",
+				       "stages", "max_attempts", "environments", NULL};
 static const char *const trigger_keys[] = {"github", NULL};
 static const char *const github_keys[] = {"repository", "events",      "branches",
 					  "tags",	"secret_file", NULL};
 static const char *const checkout_keys[] = {"url", NULL};
-static const char *const stage_keys[] = {"kind",	"run",	   "sh",    "http",
-					 "needs",	"timeout", "retry", "max_attempts",
-					 "inherit_env", "log_cap", "checkout", NULL};
+static const char *const stage_keys[] = {
+    "kind",	    "run",	   "sh",      "http",	  "needs", "timeout", "retry",
+    "max_attempts", "inherit_env", "log_cap", "checkout", "when",  NULL};
 static const char *const executors[] = {"run", "sh", "http", NULL};
 static const char *const http_keys[] = {"method",  "url",     "headers", "body",    "expect",
 					"timeout", "retries", "backoff", "ca_file", NULL};
@@ -229,18 +231,13 @@ static int load_checkout(struct loading *ld, const struct config_doc_node *top)
 	return 0;
 }
 
-/* vars and secrets: NAME → text; secrets' texts are paths to check. */
-static int load_names(struct loading *ld, const struct config_doc_node *top, const char *key)
+/* A vars: or secrets: mapping: NAME → text into out; secrets' texts are
+ * paths to check. */
+static int load_name_map(struct loading *ld, const struct config_doc_node *m, int secrets,
+			 json_t *out)
 {
-	const struct config_doc_node *m = config_doc_get(top, key);
 	const struct config_doc_node *c;
-	int secrets = !strcmp(key, "secrets");
-	json_t *out = json_object();
 
-	if (!out || json_object_set_new(ld->def, key, out) < 0)
-		return nomem(ld, top);
-	if (!m)
-		return 0;
 	if (!json_is_object(m->value))
 		return config_check_fail(&ld->ck, m, "expected a mapping");
 	for (c = m->first; c; c = c->next) {
@@ -276,6 +273,16 @@ static int load_names(struct loading *ld, const struct config_doc_node *top, con
 			return nomem(ld, c);
 	}
 	return 0;
+}
+
+static int load_names(struct loading *ld, const struct config_doc_node *top, const char *key)
+{
+	const struct config_doc_node *m = config_doc_get(top, key);
+	json_t *out = json_object();
+
+	if (!out || json_object_set_new(ld->def, key, out) < 0)
+		return nomem(ld, top);
+	return m ? load_name_map(ld, m, !strcmp(key, "secrets"), out) : 0;
 }
 
 /* The value of an http: header, expect or the like that is one item or a
@@ -571,6 +578,8 @@ static int load_stage(struct loading *ld, const struct config_doc_node *st, json
 		return nomem(ld, st);
 	if (load_stage_env(ld, st, json_object_get(stages, st->key)) < 0)
 		return -1;
+	if (when_load(&ld->ck, st, json_object_get(stages, st->key)) < 0)
+		return -1;
 	return retry_load(&ld->ck, st, json_object_get(stages, st->key));
 fail:
 	json_decref(run);
@@ -733,6 +742,35 @@ static int load_stages(struct loading *ld, const struct config_doc_node *top)
 	return find_cycle(ld);
 }
 
+/* An environment's deploy: spec, loaded as a stage named "deploy". */
+static int env_stage(void *arg, const struct config_doc_node *spec, json_t **out)
+{
+	struct loading *ld = arg;
+	json_t *one = json_object();
+
+	if (!one)
+		return nomem(ld, spec);
+	if (load_stage(ld, spec, one) < 0) {
+		json_decref(one);
+		return -1;
+	}
+	*out = json_incref(json_object_get(one, spec->key));
+	json_decref(one);
+	return 0;
+}
+
+static int env_names(void *arg, const struct config_doc_node *m, int secrets, json_t *out)
+{
+	return load_name_map(arg, m, secrets, out);
+}
+
+static int load_environments(struct loading *ld, const struct config_doc_node *top)
+{
+	const struct environments_loader l = {
+	    .ck = &ld->ck, .def = ld->def, .stage = env_stage, .names = env_names, .arg = ld};
+	return environments_load(&l, top);
+}
+
 static int load(struct loading *ld, const struct config_doc_node *top)
 {
 	if (config_check_keys(&ld->ck, top, top_keys) < 0 || load_name(ld, top) < 0 ||
@@ -741,7 +779,8 @@ static int load(struct loading *ld, const struct config_doc_node *top)
 	if (json_object_set_new(ld->def, "name", json_string(ld->p->name)) < 0)
 		return nomem(ld, top);
 	if (load_names(ld, top, "vars") < 0 || load_names(ld, top, "secrets") < 0 ||
-	    load_checkout(ld, top) < 0 || load_stages(ld, top) < 0)
+	    load_checkout(ld, top) < 0 || load_stages(ld, top) < 0 ||
+	    load_environments(ld, top) < 0)
 		return -1;
 	return 0;
 }
@@ -771,6 +810,13 @@ int pipeline_load_file(const char *path, struct pipeline *p, char *err, size_t e
 	if (config_doc_load(&doc, path, err, errlen) < 0)
 		goto done;
 	rc = load(&ld, doc.top);
+	if (rc == 0) {
+		p->def_text = json_dumps(p->def, JSON_COMPACT);
+		if (!p->def_text) {
+			snprintf(err, errlen, "%s: out of memory", path);
+			rc = -1;
+		}
+	}
 done:
 	for (i = 0; i < ld.nstages; i++)
 		free(ld.stages[i].deps);
@@ -795,5 +841,6 @@ void pipeline_clear(struct pipeline *p)
 		free(p->secret);
 	}
 	json_decref(p->def);
+	free(p->def_text);
 	memset(p, 0, sizeof(*p));
 }

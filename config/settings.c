@@ -2,6 +2,7 @@
 #include "config/config.h"
 
 #include <errno.h>
+#include <event2/util.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,15 +19,17 @@
 /* "@FILE" holds a broker list, not a document. */
 #define MAX_BROKERS_FILE 65536
 
-static const char *const top_keys[] = {"kafka",		"redis",     "agent", "worker",
-				       "pipelines_dir", "log_level", NULL};
+static const char *const top_keys[] = {"kafka",		"redis",     "agent",  "worker",
+				       "pipelines_dir", "log_level", "github", NULL};
 static const char *const kafka_keys[] = {"brokers", "topic_prefix", "session_timeout", NULL};
 static const char *const redis_keys[] = {"url", "key_prefix", "timeout", NULL};
 static const char *const agent_keys[] = {"listen",	  "public_url",		"max_body",
 					 "requeue_after", "scheduler_interval", NULL};
-static const char *const worker_keys[] = {"state_dir", "concurrency",	"kill_grace",
-					  "lease",     "drain_timeout", "workspace_ttl",
-					  "min_free",  "log_cap",	NULL};
+static const char *const worker_keys[] = {
+    "state_dir",     "concurrency", "kill_grace", "lease",	    "drain_timeout",
+    "workspace_ttl", "min_free",    "log_cap",	  "metrics_listen", NULL};
+static const char *const github_keys[] = {"api_url",	 "token_file",	  "backoff",
+					  "backoff_max", "give_up_after", NULL};
 static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
 
 static int set_defaults(struct settings *s)
@@ -52,8 +55,12 @@ static int set_defaults(struct settings *s)
 	s->workspace_ttl_ms = 24LL * 3600 * 1000;
 	s->min_free_percent = 10;
 	s->log_level = strdup("info");
-	if (!s->brokers || !s->topic_prefix || !s->redis_url || !s->key_prefix || !s->listen ||
-	    !s->pipelines_dir || !s->state_dir || !s->log_level)
+	s->github_api_url = strdup("https://api.github.com");
+	s->github_backoff_ms = 1000;
+	s->github_backoff_max_ms = 5 * 60 * 1000;
+	s->github_give_up_ms = 3600 * 1000;
+	if (!s->github_api_url || !s->brokers || !s->topic_prefix || !s->redis_url ||
+	    !s->key_prefix || !s->listen || !s->pipelines_dir || !s->state_dir || !s->log_level)
 		return -1;
 	return 0;
 }
@@ -250,6 +257,40 @@ static int load_worker(const struct config_check *ck, const struct config_doc_no
 			return -1;
 		s->concurrency = (int)v;
 	}
+	n = config_doc_get(m, "metrics_listen");
+	if (n) {
+		struct sockaddr_storage ss;
+		int sslen = (int)sizeof(ss);
+		if (load_string(ck, m, "metrics_listen", 0, &s->metrics_listen) < 0)
+			return -1;
+		struct sockaddr *sa = (struct sockaddr *)&ss;
+		if (evutil_parse_sockaddr_port(s->metrics_listen, sa, &sslen) < 0)
+			return config_check_fail(ck, n, "expected IP:PORT, such as 127.0.0.1:9101");
+	}
+	return 0;
+}
+
+static int load_github(const struct config_check *ck, const struct config_doc_node *top,
+		       struct settings *s)
+{
+	const struct config_doc_node *m = config_doc_get(top, "github");
+
+	if (!m)
+		return 0;
+	if (config_check_keys(ck, m, github_keys) < 0 ||
+	    load_string(ck, m, "api_url", 0, &s->github_api_url) < 0 ||
+	    load_string(ck, m, "token_file", 0, &s->github_token_file) < 0 ||
+	    load_duration(ck, m, "backoff", &s->github_backoff_ms) < 0 ||
+	    load_duration(ck, m, "backoff_max", &s->github_backoff_max_ms) < 0 ||
+	    load_duration(ck, m, "give_up_after", &s->github_give_up_ms) < 0)
+		return -1;
+	/* Paths are joined to it: "https://ghe.example.com/api/v3/" and
+	 * ".../api/v3" name the same API. */
+	size_t n = strlen(s->github_api_url);
+	while (n > 0 && s->github_api_url[n - 1] == '/')
+		s->github_api_url[--n] = '\0';
+	if (n == 0)
+		return config_check_fail(ck, config_doc_get(m, "api_url"), "expected a URL");
 	return 0;
 }
 
@@ -298,7 +339,7 @@ static int load_file(const char *path, const char *dir, struct settings *s, char
 	    load_string(&ck, top, "pipelines_dir", 0, &s->pipelines_dir) < 0 ||
 	    load_log_level(&ck, top, s) < 0 || load_kafka(&ck, top, dir, s) < 0 ||
 	    load_redis(&ck, top, s) < 0 || load_agent(&ck, top, s) < 0 ||
-	    load_worker(&ck, top, s) < 0)
+	    load_worker(&ck, top, s) < 0 || load_github(&ck, top, s) < 0)
 		goto done;
 	rc = 0;
 done:
@@ -327,7 +368,8 @@ int settings_load(const char *path, struct settings *s, char *err, size_t errlen
 		sprintf(s->public_url, "http://%s", s->listen);
 	}
 	if (resolve_in_place(dir, &s->pipelines_dir) < 0 ||
-	    resolve_in_place(dir, &s->state_dir) < 0)
+	    resolve_in_place(dir, &s->state_dir) < 0 ||
+	    (s->github_token_file && resolve_in_place(dir, &s->github_token_file) < 0))
 		goto nomem;
 	free(dir);
 	return 0;
@@ -370,8 +412,14 @@ int settings_differ(const struct settings *a, const struct settings *b, const ch
 	    {"worker.drain_timeout", a->drain_timeout_ms != b->drain_timeout_ms},
 	    {"worker.workspace_ttl", a->workspace_ttl_ms != b->workspace_ttl_ms},
 	    {"worker.log_cap", a->log_cap != b->log_cap},
+	    {"worker.metrics_listen", text_differs(a->metrics_listen, b->metrics_listen)},
 	    {"worker.min_free",
 	     a->min_free_percent != b->min_free_percent || a->min_free_bytes != b->min_free_bytes},
+	    {"github.api_url", text_differs(a->github_api_url, b->github_api_url)},
+	    {"github.token_file", text_differs(a->github_token_file, b->github_token_file)},
+	    {"github.backoff", a->github_backoff_ms != b->github_backoff_ms},
+	    {"github.backoff_max", a->github_backoff_max_ms != b->github_backoff_max_ms},
+	    {"github.give_up_after", a->github_give_up_ms != b->github_give_up_ms},
 	};
 	for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++) {
 		if (strcmp(table[i].key, key) == 0)
@@ -390,6 +438,9 @@ void settings_clear(struct settings *s)
 	free(s->public_url);
 	free(s->pipelines_dir);
 	free(s->state_dir);
+	free(s->metrics_listen);
 	free(s->log_level);
+	free(s->github_api_url);
+	free(s->github_token_file);
 	memset(s, 0, sizeof(*s));
 }

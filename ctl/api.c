@@ -47,6 +47,11 @@ struct ctl_api *ctl_api_new(const char *base_url)
 	if (!h)
 		goto fail;
 	api->headers = h;
+	/* Every body sluicectl sends is JSON. */
+	h = curl_slist_append(api->headers, "Content-Type: application/json");
+	if (!h)
+		goto fail;
+	api->headers = h;
 	return api;
 fail:
 	ctl_api_free(api);
@@ -126,8 +131,9 @@ static void transport_error(struct ctl_api *api, CURLcode rc, const char *errbuf
 		snprintf(err, errlen, "request to %s failed: %s", api->base, why);
 }
 
-static int request(struct ctl_api *api, int post, const char *path, json_t **body, char *err,
-		   size_t errlen)
+/* post: NULL for a GET, else the body to POST ("" for none). */
+static int request(struct ctl_api *api, const char *post, const char *path, json_t **body,
+		   char *err, size_t errlen)
 {
 	struct buffer b = {0};
 	char errbuf[CURL_ERROR_SIZE] = "";
@@ -144,8 +150,8 @@ static int request(struct ctl_api *api, int post, const char *path, json_t **bod
 	}
 	curl_easy_setopt(api->curl, CURLOPT_URL, url);
 	if (post) {
-		curl_easy_setopt(api->curl, CURLOPT_POSTFIELDS, "");
-		curl_easy_setopt(api->curl, CURLOPT_POSTFIELDSIZE, 0L);
+		curl_easy_setopt(api->curl, CURLOPT_POSTFIELDS, post);
+		curl_easy_setopt(api->curl, CURLOPT_POSTFIELDSIZE, (long)strlen(post));
 	} else {
 		curl_easy_setopt(api->curl, CURLOPT_HTTPGET, 1L);
 	}
@@ -196,10 +202,26 @@ fail:
 
 int ctl_api_get(struct ctl_api *api, const char *path, json_t **body, char *err, size_t errlen)
 {
-	return request(api, 0, path, body, err, errlen);
+	return request(api, NULL, path, body, err, errlen);
 }
 
 int ctl_api_post(struct ctl_api *api, const char *path, json_t **body, char *err, size_t errlen)
 {
-	return request(api, 1, path, body, err, errlen);
+	return request(api, "", path, body, err, errlen);
+}
+
+int ctl_api_post_json(struct ctl_api *api, const char *path, const json_t *payload, json_t **body,
+		      char *err, size_t errlen)
+{
+	char *text = json_dumps(payload, JSON_COMPACT);
+	int rc;
+
+	*body = NULL;
+	if (!text) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	rc = request(api, text, path, body, err, errlen);
+	free(text);
+	return rc;
 }

@@ -26,5 +26,8 @@ char *ctl_api_escape(struct ctl_api *api, const char *s);
 int ctl_api_get(struct ctl_api *api, const char *path, json_t **body, char *err, size_t errlen);
 /* As ctl_api_get, with an empty POST. */
 int ctl_api_post(struct ctl_api *api, const char *path, json_t **body, char *err, size_t errlen);
+/* As ctl_api_post, with payload as the JSON body. */
+int ctl_api_post_json(struct ctl_api *api, const char *path, const json_t *payload, json_t **body,
+		      char *err, size_t errlen);
 
 #endif

@@ -7,7 +7,19 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum opt_id { OPT_URL, OPT_LIMIT, OPT_PIPELINE, OPT_STATUS, OPT_JSON, OPT_HELP, OPT_VERSION };
+enum opt_id {
+	OPT_URL,
+	OPT_LIMIT,
+	OPT_PIPELINE,
+	OPT_STATUS,
+	OPT_JSON,
+	OPT_HELP,
+	OPT_VERSION,
+	OPT_REF,
+	OPT_SHA,
+	OPT_REASON,
+	OPT_BY
+};
 
 static const struct {
 	const char *name;
@@ -16,7 +28,8 @@ static const struct {
 } options[] = {
     {"--url", OPT_URL, 1},	 {"--limit", OPT_LIMIT, 1},	{"--pipeline", OPT_PIPELINE, 1},
     {"--status", OPT_STATUS, 1}, {"--json", OPT_JSON, 0},	{"--help", OPT_HELP, 0},
-    {"-h", OPT_HELP, 0},	 {"--version", OPT_VERSION, 0},
+    {"-h", OPT_HELP, 0},	 {"--version", OPT_VERSION, 0}, {"--ref", OPT_REF, 1},
+    {"--sha", OPT_SHA, 1},	 {"--reason", OPT_REASON, 1},	{"--by", OPT_BY, 1},
 };
 
 enum ctl_command ctl_args_command(const char *s)
@@ -29,6 +42,18 @@ enum ctl_command ctl_args_command(const char *s)
 		return CTL_CMD_LOGS;
 	if (strcmp(s, "cancel") == 0)
 		return CTL_CMD_CANCEL;
+	if (strcmp(s, "retry") == 0)
+		return CTL_CMD_RETRY;
+	if (strcmp(s, "trigger") == 0)
+		return CTL_CMD_TRIGGER;
+	if (strcmp(s, "pipelines") == 0)
+		return CTL_CMD_PIPELINES;
+	if (strcmp(s, "validate") == 0)
+		return CTL_CMD_VALIDATE;
+	if (strcmp(s, "approve") == 0)
+		return CTL_CMD_APPROVE;
+	if (strcmp(s, "reject") == 0)
+		return CTL_CMD_REJECT;
 	if (strcmp(s, "help") == 0)
 		return CTL_CMD_HELP;
 	return CTL_CMD_NONE;
@@ -118,6 +143,101 @@ static int parse_option(struct ctl_args *a, int argc, char **argv, int *i, char 
 	case OPT_VERSION:
 		a->version = 1;
 		break;
+	case OPT_REF:
+		a->ref = value;
+		break;
+	case OPT_SHA:
+		a->sha = value;
+		break;
+	case OPT_REASON:
+		a->reason = value;
+		break;
+	case OPT_BY:
+		a->by = value;
+		break;
+	}
+	return 0;
+}
+
+/* approve|reject RUN ENV --reason TEXT [--by NAME] */
+static int check_decision(struct ctl_args *a, char **pos, int npos, char *err, size_t errlen)
+{
+	if (a->limit || a->pipeline || a->status || a->ref || a->sha) {
+		snprintf(err, errlen, "%s takes --reason and --by only", pos[0]);
+		return -1;
+	}
+	if (npos - 1 < 2) {
+		snprintf(err, errlen, "%s: missing %s", pos[0], npos == 1 ? "RUN" : "ENV");
+		return -1;
+	}
+	if (npos - 1 > 2) {
+		snprintf(err, errlen, "%s: unexpected argument '%s'", pos[0], pos[3]);
+		return -1;
+	}
+	if (!*pos[1] || !*pos[2]) {
+		snprintf(err, errlen, "%s: arguments must not be empty", pos[0]);
+		return -1;
+	}
+	if (!a->reason) {
+		snprintf(err, errlen,
+			 "%s: missing --reason TEXT (it is recorded with the decision)", pos[0]);
+		return -1;
+	}
+	a->run = pos[1];
+	a->env = pos[2];
+	return 0;
+}
+
+/* retry RUN [STAGE], trigger PIPELINE --ref REF [--sha SHA], pipelines,
+ * validate FILE... */
+static int check_control(struct ctl_args *a, char **pos, int npos, char *err, size_t errlen)
+{
+	int least = a->cmd == CTL_CMD_PIPELINES || a->cmd == CTL_CMD_VALIDATE ? 0 : 1;
+	int most = a->cmd == CTL_CMD_RETRY ? 2 : least;
+
+	if (a->limit || a->pipeline || a->status) {
+		snprintf(err, errlen, "--limit, --pipeline and --status apply to runs only");
+		return -1;
+	}
+	if (a->cmd != CTL_CMD_TRIGGER && (a->ref || a->sha)) {
+		snprintf(err, errlen, "--ref and --sha apply to trigger only");
+		return -1;
+	}
+	if (npos - 1 < least) {
+		snprintf(err, errlen, "%s: missing %s", pos[0],
+			 a->cmd == CTL_CMD_RETRY ? "RUN" : "PIPELINE");
+		return -1;
+	}
+	if (npos - 1 > most) {
+		snprintf(err, errlen, "%s: unexpected argument '%s'", pos[0], pos[most + 1]);
+		return -1;
+	}
+	for (int i = 1; i < npos; i++) {
+		if (*pos[i] == '\0') {
+			snprintf(err, errlen, "%s: arguments must not be empty", pos[0]);
+			return -1;
+		}
+	}
+	switch (a->cmd) {
+	case CTL_CMD_VALIDATE:
+		if (!a->nfiles) {
+			snprintf(err, errlen, "validate: missing FILE");
+			return -1;
+		}
+		break;
+	case CTL_CMD_TRIGGER:
+		if (!a->ref) {
+			snprintf(err, errlen, "trigger: missing --ref REF");
+			return -1;
+		}
+		a->pipeline = pos[1];
+		break;
+	case CTL_CMD_RETRY:
+		a->run = pos[1];
+		a->stage = npos > 2 ? pos[2] : NULL;
+		break;
+	default:
+		break;
 	}
 	return 0;
 }
@@ -145,6 +265,19 @@ static int check_command(struct ctl_args *a, char **pos, int npos, char *err, si
 	}
 	if (a->help)
 		return 0;
+	if (a->cmd == CTL_CMD_APPROVE || a->cmd == CTL_CMD_REJECT)
+		return check_decision(a, pos, npos, err, errlen);
+	if (a->reason || a->by) {
+		snprintf(err, errlen, "--reason and --by apply to approve and reject only");
+		return -1;
+	}
+	if (a->cmd == CTL_CMD_RETRY || a->cmd == CTL_CMD_TRIGGER || a->cmd == CTL_CMD_PIPELINES ||
+	    a->cmd == CTL_CMD_VALIDATE)
+		return check_control(a, pos, npos, err, errlen);
+	if (a->ref || a->sha) {
+		snprintf(err, errlen, "--ref and --sha apply to trigger only");
+		return -1;
+	}
 	wanted = a->cmd == CTL_CMD_RUNS ? 0 : a->cmd == CTL_CMD_LOGS ? 2 : 1;
 	if (npos - 1 < wanted) {
 		snprintf(err, errlen, "%s: missing %s", pos[0], params[a->cmd][npos - 1]);
@@ -192,6 +325,15 @@ int ctl_args_parse(struct ctl_args *a, int argc, char **argv, char *err, size_t 
 		if (!options_done && arg[0] == '-' && arg[1] != '\0') {
 			if (parse_option(a, argc, argv, &i, err, errlen) < 0)
 				return -1;
+			continue;
+		}
+		if (npos == 1 && ctl_args_command(pos[0]) == CTL_CMD_VALIDATE) {
+			if (a->nfiles == CTL_MAX_FILES) {
+				snprintf(err, errlen, "validate: at most %d files at once",
+					 CTL_MAX_FILES);
+				return -1;
+			}
+			a->files[a->nfiles++] = argv[i];
 			continue;
 		}
 		if (npos == (int)(sizeof(pos) / sizeof(pos[0]))) {

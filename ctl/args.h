@@ -17,21 +17,38 @@ enum ctl_command {
 	CTL_CMD_SHOW,
 	CTL_CMD_LOGS,
 	CTL_CMD_CANCEL,
+	CTL_CMD_RETRY,
+	CTL_CMD_TRIGGER,
+	CTL_CMD_PIPELINES,
+	CTL_CMD_VALIDATE,
+	CTL_CMD_APPROVE,
+	CTL_CMD_REJECT,
 	CTL_CMD_HELP,
 };
+
+/* validate takes this many files at most in one call. */
+#define CTL_MAX_FILES 256
 
 struct ctl_args {
 	enum ctl_command cmd;
 	const char *url; /* --url, NULL when not given */
 	int json;
-	int help;    /* --help or -h: show help for cmd (or general help) */
-	int version; /* --version */
-	long limit;  /* --limit, 0 when not given */
-	const char *pipeline;
+	int help;	      /* --help or -h: show help for cmd (or general help) */
+	int version;	      /* --version */
+	long limit;	      /* --limit, 0 when not given */
+	const char *pipeline; /* runs --pipeline; trigger PIPELINE */
 	const char *status;
-	const char *run;   /* show, logs, cancel */
-	const char *stage; /* logs */
-	const char *topic; /* help COMMAND, NULL for general help */
+	const char *run;   /* show, logs, cancel, retry */
+	const char *stage; /* logs; retry: NULL for the whole run */
+	const char *ref;   /* trigger --ref */
+	const char *sha;   /* trigger --sha, NULL when not given */
+	/* validate */
+	const char *files[CTL_MAX_FILES];
+	int nfiles;
+	const char *env;    /* approve, reject: ENV */
+	const char *reason; /* approve, reject --reason */
+	const char *by;	    /* approve, reject --by, NULL when not given */
+	const char *topic;  /* help COMMAND, NULL for general help */
 };
 
 int ctl_args_parse(struct ctl_args *a, int argc, char **argv, char *err, size_t errlen);

@@ -4,6 +4,7 @@
 #include "ctl/args.h"
 #include "ctl/commands.h"
 #include "ctl/help.h"
+#include "ctl/validate.h"
 #include "ctl/version.h"
 
 #define EXIT_USAGE  2
@@ -39,6 +40,9 @@ int ctl_cli_main(int argc, char **argv, FILE *out, FILE *err)
 		ctl_help_command(out, a.cmd);
 		return 0;
 	}
+	/* Offline: no agent is asked. */
+	if (a.cmd == CTL_CMD_VALIDATE)
+		return ctl_validate(a.files, a.nfiles, out, err);
 	if (ctl_commands_run(&a, out, msg, sizeof(msg)) < 0) {
 		fflush(out);
 		fprintf(err, "sluicectl: %s\n", msg);

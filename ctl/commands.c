@@ -6,6 +6,8 @@
 #include <string.h>
 
 #include "ctl/api.h"
+#include "ctl/control.h"
+#include "ctl/decide.h"
 #include "ctl/render.h"
 
 /* Appends "&name=escaped(value)" (or "?" first) to *query. */
@@ -55,50 +57,22 @@ fail:
 	return rc;
 }
 
-static int cmd_show(struct ctl_api *api, const struct ctl_args *a, FILE *out, char *err,
-		    size_t errlen)
+/* show and cancel: one request about the run (GET, or POST to the path
+ * with suffix) and the run as the agent answers. */
+static int run_request(struct ctl_api *api, const struct ctl_args *a, const char *suffix, int post,
+		       FILE *out, char *err, size_t errlen)
 {
 	char *id = ctl_api_escape(api, a->run);
 	char *path = NULL;
 	json_t *body = NULL;
 	int rc = -1;
 
-	if (!id || asprintf(&path, "/api/v1/runs/%s", id) < 0) {
+	if (!id || asprintf(&path, "/api/v1/runs/%s%s", id, suffix) < 0) {
 		path = NULL;
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
-	if (ctl_api_get(api, path, &body, err, errlen) < 0)
-		goto fail;
-	if (a->json)
-		rc = ctl_render_json(out, body, 0);
-	else
-		rc = ctl_render_run(out, body);
-	if (rc < 0)
-		snprintf(err, errlen, "cannot print run %s: unexpected response or write error",
-			 id);
-fail:
-	json_decref(body);
-	free(path);
-	free(id);
-	return rc;
-}
-
-/* Cancels the run and shows it as the agent answers, like show. */
-static int cmd_cancel(struct ctl_api *api, const struct ctl_args *a, FILE *out, char *err,
-		      size_t errlen)
-{
-	char *id = ctl_api_escape(api, a->run);
-	char *path = NULL;
-	json_t *body = NULL;
-	int rc = -1;
-
-	if (!id || asprintf(&path, "/api/v1/runs/%s/cancel", id) < 0) {
-		path = NULL;
-		snprintf(err, errlen, "out of memory");
-		goto fail;
-	}
-	if (ctl_api_post(api, path, &body, err, errlen) < 0)
+	if ((post ? ctl_api_post : ctl_api_get)(api, path, &body, err, errlen) < 0)
 		goto fail;
 	if (a->json)
 		rc = ctl_render_json(out, body, 0);
@@ -213,14 +187,24 @@ int ctl_commands_run(const struct ctl_args *a, FILE *out, char *err, size_t errl
 		rc = cmd_runs(api, a, out, err, errlen);
 		break;
 	case CTL_CMD_SHOW:
-		rc = cmd_show(api, a, out, err, errlen);
+		rc = run_request(api, a, "", 0, out, err, errlen);
 		break;
 	case CTL_CMD_LOGS:
 		rc = cmd_logs(api, a, out, err, errlen);
 		break;
 	case CTL_CMD_CANCEL:
-		rc = cmd_cancel(api, a, out, err, errlen);
+		rc = run_request(api, a, "/cancel", 1, out, err, errlen);
 		break;
+	case CTL_CMD_RETRY:
+	case CTL_CMD_TRIGGER:
+	case CTL_CMD_PIPELINES:
+		rc = ctl_control_run(api, a, out, err, errlen);
+		break;
+	case CTL_CMD_APPROVE:
+	case CTL_CMD_REJECT:
+		rc = ctl_decide_run(api, a, out, err, errlen);
+		break;
+	case CTL_CMD_VALIDATE:
 	case CTL_CMD_HELP:
 	case CTL_CMD_NONE:
 		snprintf(err, errlen, "no command to run");

@@ -10,6 +10,12 @@ void ctl_help_usage(FILE *out)
 	      "  show RUN                                       one run and its stages\n"
 	      "  logs RUN STAGE                                 the log of one stage\n"
 	      "  cancel RUN                                     stop a run: nothing more starts\n"
+	      "  retry RUN [STAGE]                              run failed stages again, same sha\n"
+	      "  trigger PIPELINE --ref REF [--sha SHA]         start a run by hand\n"
+	      "  pipelines                                      the pipelines the agent loaded\n"
+	      "  validate FILE...                               check files offline\n"
+	      "  approve RUN ENV --reason TEXT [--by NAME]      let a promotion go on\n"
+	      "  reject RUN ENV --reason TEXT [--by NAME]       stop a promotion and its run\n"
 	      "  help [COMMAND]                                 this text, or a command's\n"
 	      "\n"
 	      "Options (before or after the command):\n"
@@ -25,7 +31,9 @@ void ctl_help_usage(FILE *out)
 void ctl_help_brief(FILE *out)
 {
 	fputs("usage: sluicectl [--url URL] [--json] runs|show RUN|logs RUN STAGE|cancel RUN|"
-	      "help [COMMAND]\n"
+	      "retry RUN [STAGE]|\n"
+	      "       trigger PIPELINE --ref REF [--sha SHA]|pipelines|validate FILE...|\n"
+	      "       approve|reject RUN ENV --reason TEXT [--by NAME]|help [COMMAND]\n"
 	      "Run 'sluicectl --help' for the options.\n",
 	      out);
 }
@@ -51,7 +59,10 @@ int ctl_help_command(FILE *out, enum ctl_command cmd)
 		      "\n"
 		      "Shows one run (pipeline, repository, event, ref, sha, status, times)\n"
 		      "and a table of its stages: STAGE, STATUS, ATTEMPT, EXIT, STARTED,\n"
-		      "DURATION.\n"
+		      "DURATION; then, for each stage that had more than one attempt, its\n"
+		      "ended attempts with their WORKER; then, when the pipeline has\n"
+		      "environments, ENVIRONMENT, STATUS, STARTED, DURATION, APPROVAL\n"
+		      "(decision, by whom, why) and HELD UNTIL (a deny window).\n"
 		      "\n"
 		      "  --json         the API's response, indented\n",
 		      out);
@@ -72,6 +83,66 @@ int ctl_help_command(FILE *out, enum ctl_command cmd)
 		      "stopped by their workers within a second, nothing more starts. Prints\n"
 		      "the run as show does. Fails when the run has already finished.\n"
 		      "\n"
+		      "  --json         the API's response, indented\n",
+		      out);
+		return 0;
+	case CTL_CMD_RETRY:
+		fputs("usage: sluicectl retry RUN [STAGE] [--json]\n"
+		      "\n"
+		      "Runs again, on the same sha, every stage of a finished run that failed,\n"
+		      "timed out, was cancelled or lost (or only STAGE, which may also be\n"
+		      "retried while the run is still going), and the stages skipped because\n"
+		      "of them. Stages that succeeded keep their results and are not run\n"
+		      "again. Attempt numbers continue. Prints the run as show does.\n"
+		      "\n"
+		      "  --json         the API's response, indented\n",
+		      out);
+		return 0;
+	case CTL_CMD_TRIGGER:
+		fputs("usage: sluicectl trigger PIPELINE --ref REF [--sha SHA] [--json]\n"
+		      "\n"
+		      "Starts a run of PIPELINE (event \"manual\") for REF: a branch name,\n"
+		      "refs/heads/NAME or refs/tags/NAME. Without --sha the agent asks the\n"
+		      "repository where REF points (git ls-remote). Prints the run as show\n"
+		      "does.\n"
+		      "\n"
+		      "  --ref REF      the branch or tag to build\n"
+		      "  --sha SHA      the commit to build (40 hexadecimal digits)\n"
+		      "  --json         the API's response, indented\n",
+		      out);
+		return 0;
+	case CTL_CMD_PIPELINES:
+		fputs("usage: sluicectl pipelines [--json]\n"
+		      "\n"
+		      "Lists the pipelines the agent has loaded: PIPELINE, REPOSITORY,\n"
+		      "EVENTS, STAGES and ENVIRONMENTS (the promotion chain).\n"
+		      "\n"
+		      "  --json         the API's response, with each pipeline's definition\n"
+		      "                 at /api/v1/pipelines/NAME\n",
+		      out);
+		return 0;
+	case CTL_CMD_VALIDATE:
+		fputs("usage: sluicectl validate FILE...\n"
+		      "\n"
+		      "Checks pipeline files and sluice.yaml files offline, with the agent's\n"
+		      "own loader: a file with stages: or trigger: is a pipeline, any other\n"
+		      "a sluice.yaml, checked together with the pipelines of its\n"
+		      "pipelines_dir. Prints \"FILE: ok (...)\" for each valid file and each\n"
+		      "error as FILE:LINE:COLUMN: KEY: MESSAGE. Exit status 0 when every file\n"
+		      "is valid, 1 otherwise.\n",
+		      out);
+		return 0;
+	case CTL_CMD_APPROVE:
+	case CTL_CMD_REJECT:
+		fputs("usage: sluicectl approve|reject RUN ENV --reason TEXT [--by NAME] [--json]\n"
+		      "\n"
+		      "Decides the promotion of RUN to environment ENV, which must be waiting\n"
+		      "for an approval. approve lets it go on to its next gates (a deny\n"
+		      "window, the environment's lock) and deploy; reject ends it and the run\n"
+		      "as rejected. Who, when and why are recorded with the decision.\n"
+		      "\n"
+		      "  --reason TEXT  why (required)\n"
+		      "  --by NAME      who decides (default: anonymous)\n"
 		      "  --json         the API's response, indented\n",
 		      out);
 		return 0;

@@ -217,16 +217,53 @@ static int print_field(FILE *out, const char *label, char *value)
 	return 0;
 }
 
+/* A stage shows its history once it has had more than one attempt: its
+ * current attempt comes after an ended one, or several have ended. */
+static int several_attempts(const json_t *stage, const json_t *attempts)
+{
+	const json_t *current = json_object_get(stage, "attempt");
+	size_t n = json_array_size(attempts);
+
+	return n > 1 || (n == 1 && json_is_integer(current) && json_integer_value(current) > 1);
+}
+
+static int add_attempts(struct table *t, const char *name, const json_t *stage)
+{
+	const json_t *attempts = json_object_get(stage, "attempts");
+	const json_t *a;
+	size_t i;
+
+	if (!several_attempts(stage, attempts))
+		return 0;
+	json_array_foreach(attempts, i, a)
+	{
+		char *row[] = {ctl_fmt_sanitize(name, strlen(name)),
+			       cell_int(a, "attempt"),
+			       cell_text(a, "status"),
+			       cell_int(a, "exit_code"),
+			       cell_time(a, "started"),
+			       cell_duration(a, "started", "finished"),
+			       cell_text(a, "worker")};
+		if (table_add(t, row) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* The table of stages and, after a blank line, the table of the ended
+ * attempts of each stage that had several (none when no stage had). */
 static int render_stages(FILE *out, const json_t *stages)
 {
-	static const char *const header[] = {"STAGE", "STATUS",	 "ATTEMPT",
-					     "EXIT",  "STARTED", "DURATION"};
-	struct table t = {.ncols = 6};
+	static const char *const stage_header[] = {"STAGE", "STATUS",  "ATTEMPT",
+						   "EXIT",  "STARTED", "DURATION"};
+	static const char *const attempt_header[] = {"STAGE",	"ATTEMPT",  "STATUS", "EXIT",
+						     "STARTED", "DURATION", "WORKER"};
+	struct table st = {.ncols = 6}, at = {.ncols = 7};
 	const char *name;
 	const json_t *stage;
 	int rc = -1;
 
-	if (add_header(&t, header) < 0)
+	if (add_header(&st, stage_header) < 0 || add_header(&at, attempt_header) < 0)
 		goto fail;
 	json_object_foreach((json_t *)stages, name, stage)
 	{
@@ -236,6 +273,61 @@ static int render_stages(FILE *out, const json_t *stages)
 			       cell_int(stage, "exit_code"),
 			       cell_time(stage, "started"),
 			       cell_duration(stage, "started", "finished")};
+		if (table_add(&st, row) < 0 || add_attempts(&at, name, stage) < 0)
+			goto fail;
+	}
+	rc = table_print(out, &st);
+	if (rc == 0 && at.nrows > 1) {
+		fputc('\n', out);
+		rc = table_print(out, &at);
+	}
+fail:
+	table_free(&st);
+	table_free(&at);
+	return rc;
+}
+
+/* An environment's approval: the decision with who and why, "required"
+ * while none was taken, "-" when the environment needs none. */
+static char *cell_approval(const json_t *env)
+{
+	const json_t *ap = json_object_get(env, "approval");
+	char *decision, *by, *reason, *cell;
+	size_t len;
+
+	if (!get_string(ap, "decision", &len))
+		return strdup(json_is_true(json_object_get(ap, "required")) ? "required" : "-");
+	decision = cell_text(ap, "decision");
+	by = cell_text(ap, "by");
+	reason = cell_text(ap, "reason");
+	if (!decision || !by || !reason ||
+	    asprintf(&cell, "%s by %s: %s", decision, by, reason) < 0)
+		cell = NULL;
+	free(decision);
+	free(by);
+	free(reason);
+	return cell;
+}
+
+static int render_environments(FILE *out, const json_t *envs)
+{
+	static const char *const header[] = {"ENVIRONMENT", "STATUS",	"STARTED",
+					     "DURATION",    "APPROVAL", "HELD UNTIL"};
+	struct table t = {.ncols = 6};
+	const char *name;
+	const json_t *env;
+	int rc = -1;
+
+	if (add_header(&t, header) < 0)
+		goto fail;
+	json_object_foreach((json_t *)envs, name, env)
+	{
+		char *row[] = {ctl_fmt_sanitize(name, strlen(name)),
+			       cell_text(env, "status"),
+			       cell_time(env, "started"),
+			       cell_duration(env, "started", "finished"),
+			       cell_approval(env),
+			       cell_time(json_object_get(env, "window"), "held_until")};
 		if (table_add(&t, row) < 0)
 			goto fail;
 	}
@@ -268,6 +360,11 @@ int ctl_render_run(FILE *out, const json_t *run)
 		if (render_stages(out, stages) < 0)
 			return -1;
 	}
+	if (json_object_size(json_object_get(run, "environments"))) {
+		fputc('\n', out);
+		if (render_environments(out, json_object_get(run, "environments")) < 0)
+			return -1;
+	}
 	return ferror(out) ? -1 : 0;
 }
 
@@ -289,4 +386,62 @@ int ctl_render_json(FILE *out, const json_t *value, int compact)
 		return -1;
 	fputc('\n', out);
 	return ferror(out) ? -1 : 0;
+}
+
+/* The strings of a list joined by sep ("-" for none); arrows for a chain. */
+static char *cell_list(const json_t *obj, const char *key, const char *sep)
+{
+	const json_t *list = json_is_object(obj) ? json_object_get(obj, key) : NULL;
+	size_t len = 0, i;
+	const json_t *v;
+	char *joined, *clean;
+
+	if (!json_array_size(list))
+		return dash();
+	json_array_foreach(list, i, v)
+	{
+		len += json_string_length(v) + strlen(sep);
+	}
+	joined = malloc(len + 1);
+	if (!joined)
+		return NULL;
+	joined[0] = '\0';
+	json_array_foreach(list, i, v)
+	{
+		if (i)
+			strcat(joined, sep);
+		if (json_is_string(v))
+			strcat(joined, json_string_value(v));
+	}
+	clean = ctl_fmt_sanitize(joined, strlen(joined));
+	free(joined);
+	return clean;
+}
+
+int ctl_render_pipelines(FILE *out, const json_t *body)
+{
+	static const char *const header[] = {"PIPELINE", "REPOSITORY", "EVENTS", "STAGES",
+					     "ENVIRONMENTS"};
+	struct table t = {.ncols = 5};
+	const json_t *list = json_is_object(body) ? json_object_get(body, "pipelines") : NULL;
+	const json_t *p;
+	size_t i;
+	int rc = -1;
+
+	if (!json_is_array(list))
+		return -1;
+	if (add_header(&t, header) < 0)
+		goto fail;
+	json_array_foreach(list, i, p)
+	{
+		char *row[] = {cell_text(p, "name"), cell_text(p, "repository"),
+			       cell_list(p, "events", ","), cell_list(p, "stages", ","),
+			       cell_list(p, "environments", " \u2192 ")};
+		if (table_add(&t, row) < 0)
+			goto fail;
+	}
+	rc = table_print(out, &t);
+fail:
+	table_free(&t);
+	return rc;
 }

@@ -15,10 +15,16 @@
 
 /* The body of GET /api/v1/runs: {"runs": [run, ...]} as an aligned table. */
 int ctl_render_runs(FILE *out, const json_t *body);
-/* The body of GET /api/v1/runs/{id}: header lines, then a table of stages. */
+/* The body of GET /api/v1/runs/{id}: header lines, a table of stages, a
+ * table of the ended attempts of each stage that had more than one, and one
+ * of the run's environments when it has any (status, times, approval, how
+ * long a deny window held it). */
 int ctl_render_run(FILE *out, const json_t *run);
 /* One element of a log page's "lines": its text and a newline. */
 int ctl_render_log_line(FILE *out, const json_t *line);
+/* GET /api/v1/pipelines as PIPELINE, REPOSITORY, EVENTS, STAGES and
+ * ENVIRONMENTS (the promotion chain). */
+int ctl_render_pipelines(FILE *out, const json_t *body);
 /* Any value as JSON: indented by two spaces, or one line when compact. */
 int ctl_render_json(FILE *out, const json_t *value, int compact);
 

@@ -4,7 +4,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 static enum log_level min_level = LOG_LEVEL_INFO;
 
@@ -46,6 +48,20 @@ static void put_value(FILE *f, const char *v)
 	fputc('"', f);
 }
 
+/* systemd sets JOURNAL_STREAM to "<device>:<inode>" of the stream it
+ * connected; stderr is the journal only while it is still that stream (not,
+ * say, a file a wrapper redirected it to). The journal stamps each line, so
+ * the line then carries the priority prefix instead of a timestamp. */
+static int stderr_is_journal(void)
+{
+	const char *env = getenv("JOURNAL_STREAM");
+	unsigned long long dev, ino;
+	struct stat st;
+	if (!env || sscanf(env, "%llu:%llu", &dev, &ino) != 2 || fstat(STDERR_FILENO, &st) < 0)
+		return 0;
+	return (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
+}
+
 void log_emit(enum log_level lvl, const char *msg, const struct log_field *fields, size_t n)
 {
 	static const char *names[] = {"debug", "info", "warn", "error"};
@@ -57,7 +73,7 @@ void log_emit(enum log_level lvl, const char *msg, const struct log_field *field
 	FILE *f = fmemopen(buf, sizeof(buf), "w");
 	if (!f)
 		return;
-	if (getenv("JOURNAL_STREAM")) {
+	if (stderr_is_journal()) {
 		fprintf(f, "<%d>", prio[lvl]);
 	} else {
 		struct timespec ts;

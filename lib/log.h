@@ -2,8 +2,9 @@
  *
  * Keys are literals; values are quoted and escaped by the logger, so any
  * string (a branch name from a webhook, say) can be logged without risk of
- * forging lines. Under systemd (JOURNAL_STREAM set) each line carries the
- * sd-daemon priority prefix "<N>". Not thread-safe: one event loop a process.
+ * forging lines. When stderr is the journal (JOURNAL_STREAM names it) each
+ * line carries the sd-daemon priority prefix "<N>" instead of a timestamp.
+ * Not thread-safe: one event loop a process.
  */
 #ifndef SLUICE_LOG_H
 #define SLUICE_LOG_H

@@ -13,6 +13,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <jansson.h>
 #include <librdkafka/rdkafka.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,6 +34,9 @@
 #define CONSUMER_COMMIT_INTERVAL_MS "1000"
 #define SAFETY_POLL_MS		    200
 #define CONTENT_TYPE		    "application/cloudevents+json"
+
+/* statistics.interval.ms of consumers: how fresh kafka_consumer_lag is. */
+#define CONSUMER_STATS_INTERVAL_MS "5000"
 
 /* The wake-up machinery shared by producer and consumer. */
 struct kafka_wake {
@@ -86,6 +90,7 @@ struct kafka_consumer {
 	struct part *parts;
 	/* Tickets of revoked partitions, kept until done or freed. */
 	struct ticket_list orphans;
+	json_t *stats_topics; /* "topics" of the last statistics report */
 };
 
 /* --- shared ---------------------------------------------------------------- */
@@ -610,6 +615,42 @@ static void message_deliver(struct kafka_consumer *c, const rd_kafka_message_t *
 	c->cb(&km, t, c->arg);
 }
 
+/* Served from the loop thread like every other callback; 0 lets librdkafka
+ * free the text. */
+static int on_stats(rd_kafka_t *rk, char *json, size_t len, void *opaque)
+{
+	struct kafka_consumer *c = opaque;
+	(void)rk;
+	json_t *stats = json_loadb(json, len, 0, NULL);
+	json_t *topics = json_object_get(stats, "topics");
+	if (json_is_object(topics)) {
+		json_decref(c->stats_topics);
+		c->stats_topics = json_incref(topics);
+	}
+	json_decref(stats);
+	return 0;
+}
+
+void kafka_consumer_lag(const struct kafka_consumer *c, kafka_lag_cb cb, void *arg)
+{
+	const char *topic, *key;
+	json_t *t, *p;
+	json_object_foreach(c->stats_topics, topic, t)
+	{
+		json_object_foreach(json_object_get(t, "partitions"), key, p)
+		{
+			json_int_t partition = json_integer_value(json_object_get(p, "partition"));
+			json_t *lag = json_object_get(p, "consumer_lag");
+			/* Partition -1 is librdkafka's own; a partition not assigned
+			 * here is not "desired" and its lag is -1. */
+			if (partition < 0 || !json_is_true(json_object_get(p, "desired")) ||
+			    !json_is_integer(lag) || json_integer_value(lag) < 0)
+				continue;
+			cb(topic, (int32_t)partition, (int64_t)json_integer_value(lag), arg);
+		}
+	}
+}
+
 static void consumer_serve(struct kafka_consumer *c)
 {
 	rd_kafka_message_t *m;
@@ -692,9 +733,11 @@ struct kafka_consumer *kafka_consumer_new_opts(struct event_base *base, const ch
 	    conf_set(conf, "auto.offset.reset", "earliest", err, errlen) < 0 ||
 	    conf_set(conf, "fetch.wait.max.ms", CONSUMER_FETCH_WAIT_MS, err, errlen) < 0 ||
 	    conf_set(conf, "session.timeout.ms", session, err, errlen) < 0 ||
-	    conf_set(conf, "heartbeat.interval.ms", heartbeat, err, errlen) < 0)
+	    conf_set(conf, "heartbeat.interval.ms", heartbeat, err, errlen) < 0 ||
+	    conf_set(conf, "statistics.interval.ms", CONSUMER_STATS_INTERVAL_MS, err, errlen) < 0)
 		goto fail;
 	rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
+	rd_kafka_conf_set_stats_cb(conf, on_stats);
 	rd_kafka_conf_set_opaque(conf, c);
 
 	c->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
@@ -798,5 +841,6 @@ void kafka_consumer_free(struct kafka_consumer *c)
 		free(pt);
 	}
 	tickets_free(&c->orphans);
+	json_decref(c->stats_topics);
 	free(c);
 }

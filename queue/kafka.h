@@ -70,6 +70,11 @@ struct kafka_consumer *kafka_consumer_new_opts(struct event_base *base, const ch
 void kafka_consumer_done(struct kafka_consumer *c, struct kafka_ticket *t);
 /* Partitions currently assigned to this member (0 until the group has formed). */
 int kafka_consumer_assigned(const struct kafka_consumer *c);
+/* Consumer lag of each partition assigned to this member, from librdkafka's
+ * statistics (refreshed every 5 s): messages beyond the committed offset.
+ * Partitions whose lag is not known yet are left out. */
+typedef void (*kafka_lag_cb)(const char *topic, int32_t partition, int64_t lag, void *arg);
+void kafka_consumer_lag(const struct kafka_consumer *c, kafka_lag_cb cb, void *arg);
 /* Pause or resume fetching on every assigned partition (and those assigned later). */
 void kafka_consumer_pause(struct kafka_consumer *c);
 void kafka_consumer_resume(struct kafka_consumer *c);

@@ -19,5 +19,8 @@ extern const char lua_requeue[];
 extern const char lua_release[];
 extern const char lua_retry[];
 extern const char lua_cancel[];
+extern const char lua_promote[];
+extern const char lua_decide[];
+extern const char lua_retry_run[];
 
 #endif

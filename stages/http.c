@@ -1,14 +1,18 @@
-/* http: one http: stage on a curl multi handle of its own, whose sockets and
- * timer are libevent events on the worker's loop. */
+/* http: one http: stage on a curl multi handle of its own (lib/curlev.h),
+ * whose sockets and timer are libevent events on the worker's loop. */
 #include "stages/http.h"
 
 #include <curl/curl.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include "config/file.h"
 #include "lib/clock.h"
+#include "lib/curlev.h"
+#include "lib/lines.h"
 #include "stages/expand.h"
 
 #define DEFAULT_ATTEMPT_MS 30000
@@ -20,15 +24,9 @@
 #define JSON_CONTENT_TYPE  "Content-Type: application/json"
 #define STATUS_LINE_MAXLEN 600
 
-/* One socket curl asked us to watch. */
-struct watch {
-	struct event *ev;
-	struct watch *next, **prevp;
-};
-
 struct http {
 	struct event_base *base;
-	CURLM *multi;
+	struct curlev *multi;
 	CURL *easy;
 	int easy_added;
 	struct curl_slist *headers;
@@ -41,8 +39,6 @@ struct http {
 	int attempt_ms;
 	int backoff_ms;
 	int retries;
-	struct watch *watches;
-	struct event *curl_timer;
 	struct event *stage_timer;
 	struct event *retry_timer;
 	struct event *done_ev;
@@ -67,21 +63,20 @@ static void emit(struct http *h, enum http_line_kind k, const char *text)
 		h->on_line(k, text, strlen(text), h->arg);
 }
 
+static int emit_body_line(const char *line, size_t len, void *arg)
+{
+	struct http *h = arg;
+
+	h->on_line(HTTP_LINE_BODY, line, len, h->arg);
+	return 0;
+}
+
 static void emit_body(struct http *h)
 {
-	const char *p = h->body_head, *end = h->body_head + h->body_len;
 	char note[128];
 
-	while (p < end) {
-		const char *nl = memchr(p, '\n', (size_t)(end - p));
-		const char *stop = nl ? nl : end;
-		size_t n = (size_t)(stop - p);
-		if (n > 0 && p[n - 1] == '\r')
-			n--;
-		if (h->on_line)
-			h->on_line(HTTP_LINE_BODY, p, n, h->arg);
-		p = stop + 1;
-	}
+	if (h->on_line)
+		lines_each(h->body_head, h->body_len, emit_body_line, h);
 	if (h->body_total > h->body_len) {
 		snprintf(note, sizeof(note), "[response body: first %zu of %llu bytes shown]",
 			 h->body_len, h->body_total);
@@ -94,7 +89,7 @@ static void emit_body(struct http *h)
 static void detach_easy(struct http *h)
 {
 	if (h->easy_added) {
-		curl_multi_remove_handle(h->multi, h->easy);
+		curlev_remove(h->multi, h->easy);
 		h->easy_added = 0;
 	}
 }
@@ -112,7 +107,6 @@ static void decide(struct http *h, enum http_outcome outcome, const char *error)
 	if (error)
 		snprintf(h->result.error, sizeof(h->result.error), "%s", error);
 	detach_easy(h);
-	evtimer_del(h->curl_timer);
 	evtimer_del(h->stage_timer);
 	evtimer_del(h->retry_timer);
 	event_active(h->done_ev, EV_TIMEOUT, 0);
@@ -123,16 +117,7 @@ static void http_free(struct http *h)
 	detach_easy(h);
 	if (h->easy)
 		curl_easy_cleanup(h->easy);
-	if (h->multi)
-		curl_multi_cleanup(h->multi);
-	while (h->watches) {
-		struct watch *w = h->watches;
-		h->watches = w->next;
-		event_free(w->ev);
-		free(w);
-	}
-	if (h->curl_timer)
-		event_free(h->curl_timer);
+	curlev_free(h->multi);
 	if (h->stage_timer)
 		event_free(h->stage_timer);
 	if (h->retry_timer)
@@ -167,6 +152,8 @@ static int expected(const struct http *h, long status)
 	return 0;
 }
 
+static void on_attempt_done(CURL *easy, CURLcode rc, void *arg);
+
 static void start_attempt(struct http *h)
 {
 	char text[STATUS_LINE_MAXLEN];
@@ -180,7 +167,7 @@ static void start_attempt(struct http *h)
 	snprintf(text, sizeof(text), "%s %s (attempt %d of %d)", h->method, h->shown_url,
 		 h->result.attempts, h->retries + 1);
 	emit(h, HTTP_LINE_SYSTEM, text);
-	if (curl_multi_add_handle(h->multi, h->easy) != CURLM_OK) {
+	if (curlev_add(h->multi, h->easy, on_attempt_done, h) < 0) {
 		decide(h, HTTP_FAILED, "cannot start the request");
 		return;
 	}
@@ -308,96 +295,18 @@ static void attempt_done(struct http *h, CURLcode rc)
 		decide(h, HTTP_FAILED, why);
 }
 
-static void check_finished(struct http *h)
+/* The attempt's transfer ended; curlev took it out of the multi. */
+static void on_attempt_done(CURL *easy, CURLcode rc, void *arg)
 {
-	CURLMsg *msg;
-	int left;
+	struct http *h = arg;
+	(void)easy;
 
-	while (!h->decided && (msg = curl_multi_info_read(h->multi, &left)) != NULL) {
-		if (msg->msg == CURLMSG_DONE && msg->easy_handle == h->easy) {
-			attempt_done(h, msg->data.result);
-			return;
-		}
-	}
+	h->easy_added = 0;
+	if (!h->decided)
+		attempt_done(h, rc);
 }
 
 /* --- the loop ----------------------------------------------------------- */
-
-static void on_socket_event(evutil_socket_t fd, short what, void *arg)
-{
-	struct http *h = arg;
-	int running;
-	int action =
-	    (what & EV_READ ? CURL_CSELECT_IN : 0) | (what & EV_WRITE ? CURL_CSELECT_OUT : 0);
-
-	curl_multi_socket_action(h->multi, fd, action, &running);
-	check_finished(h);
-}
-
-static void on_curl_timer(evutil_socket_t fd, short what, void *arg)
-{
-	struct http *h = arg;
-	int running;
-	(void)fd;
-	(void)what;
-
-	curl_multi_socket_action(h->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-	check_finished(h);
-}
-
-static int on_curl_socket(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
-{
-	struct http *h = userp;
-	struct watch *w = socketp;
-	(void)easy;
-
-	if (what == CURL_POLL_REMOVE) {
-		if (w) {
-			*w->prevp = w->next;
-			if (w->next)
-				w->next->prevp = w->prevp;
-			event_free(w->ev);
-			free(w);
-			curl_multi_assign(h->multi, s, NULL);
-		}
-		return 0;
-	}
-	short kind = (short)(EV_PERSIST | (what & CURL_POLL_IN ? EV_READ : 0) |
-			     (what & CURL_POLL_OUT ? EV_WRITE : 0));
-	if (!w) {
-		w = calloc(1, sizeof(*w));
-		if (!w)
-			return -1;
-		w->ev = event_new(h->base, s, kind, on_socket_event, h);
-		if (!w->ev) {
-			free(w);
-			return -1;
-		}
-		w->next = h->watches;
-		w->prevp = &h->watches;
-		if (h->watches)
-			h->watches->prevp = &w->next;
-		h->watches = w;
-		curl_multi_assign(h->multi, s, w);
-	} else {
-		event_del(w->ev);
-		event_assign(w->ev, h->base, s, kind, on_socket_event, h);
-	}
-	return event_add(w->ev, NULL) < 0 ? -1 : 0;
-}
-
-static int on_curl_timer_set(CURLM *multi, long timeout_ms, void *userp)
-{
-	struct http *h = userp;
-	(void)multi;
-
-	if (timeout_ms < 0) {
-		evtimer_del(h->curl_timer);
-		return 0;
-	}
-	struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
-	return evtimer_add(h->curl_timer, &tv) < 0 ? -1 : 0;
-}
 
 static void on_stage_timer(evutil_socket_t fd, short what, void *arg)
 {
@@ -624,8 +533,16 @@ static int build_request(struct http *h, const json_t *def, const json_t *vars, 
 	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
 	curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
-	if (ca_file)
-		curl_easy_setopt(e, CURLOPT_CAINFO, ca_file);
+	if (ca_file) {
+		char *path = config_file_expand(ca_file);
+		if (!path) {
+			snprintf(err, errlen, "ca_file %s: %s", ca_file,
+				 config_file_expand_error(errno));
+			return -1;
+		}
+		curl_easy_setopt(e, CURLOPT_CAINFO, path); /* curl keeps a copy */
+		free(path);
+	}
 	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)h->attempt_ms);
 	curl_easy_setopt(e, CURLOPT_HTTPHEADER, h->headers);
 	curl_easy_setopt(e, CURLOPT_USERAGENT, "sluice-worker");
@@ -662,23 +579,17 @@ struct http *http_start(struct event_base *base, const json_t *def, const json_t
 	h->on_exit = on_exit;
 	h->arg = arg;
 	h->started_ms = clock_mono_ms();
-	h->multi = curl_multi_init();
+	h->multi = curlev_new(base);
 	h->easy = curl_easy_init();
-	h->curl_timer = evtimer_new(base, on_curl_timer, h);
 	h->stage_timer = evtimer_new(base, on_stage_timer, h);
 	h->retry_timer = evtimer_new(base, on_retry_timer, h);
 	h->done_ev = event_new(base, -1, 0, on_done, h);
-	if (!h->multi || !h->easy || !h->curl_timer || !h->stage_timer || !h->retry_timer ||
-	    !h->done_ev) {
+	if (!h->multi || !h->easy || !h->stage_timer || !h->retry_timer || !h->done_ev) {
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
 	if (build_request(h, def, vars, err, errlen) < 0)
 		goto fail;
-	curl_multi_setopt(h->multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket);
-	curl_multi_setopt(h->multi, CURLMOPT_SOCKETDATA, h);
-	curl_multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer_set);
-	curl_multi_setopt(h->multi, CURLMOPT_TIMERDATA, h);
 	if (timeout_ms > 0) {
 		struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
 		evtimer_add(h->stage_timer, &tv);

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/lines.h"
+
 #define MASK	      "[masked]"
 #define MIN_B64_FORM  8
 #define B64_MAX_ALIGN 3
@@ -156,6 +158,20 @@ done:
 	return rc;
 }
 
+struct secret_lines {
+	struct logmask *m;
+	size_t len; /* of the whole secret, added already */
+};
+
+static int add_secret_line(const char *line, size_t n, void *arg)
+{
+	const struct secret_lines *s = arg;
+
+	if (n < LOGMASK_MIN_SECRET || n >= s->len)
+		return 0;
+	return add_pattern(s->m, line, n);
+}
+
 int logmask_add_secret(struct logmask *m, const char *value, size_t len)
 {
 	if (len < LOGMASK_MIN_SECRET)
@@ -164,18 +180,8 @@ int logmask_add_secret(struct logmask *m, const char *value, size_t len)
 		return -1;
 	/* Output is stored line by line: a secret of several lines (a key
 	 * file) is masked line by line as well. */
-	const char *p = value, *end = value + len;
-	while (p < end) {
-		const char *nl = memchr(p, '\n', (size_t)(end - p));
-		const char *stop = nl ? nl : end;
-		size_t n = (size_t)(stop - p);
-		if (n > 0 && p[n - 1] == '\r')
-			n--;
-		if (n >= LOGMASK_MIN_SECRET && n < len && add_pattern(m, p, n) < 0)
-			return -1;
-		p = stop + 1;
-	}
-	return 0;
+	struct secret_lines lines = {m, len};
+	return lines_each(value, len, add_secret_line, &lines);
 }
 
 static int grow(void **buf, size_t *cap, size_t need)

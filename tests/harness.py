@@ -29,12 +29,16 @@ FIXTURES = os.path.abspath(
     or os.path.join(REPO_ROOT, "..", "shared", "fixtures", "github")
 )
 
-TERMINAL = ("succeeded", "failed", "cancelled")
-RUN_STATUSES = ("queued", "running") + TERMINAL
+# rejected and superseded end runs that were promoted to environments.
+TERMINAL = ("succeeded", "failed", "cancelled", "rejected", "superseded")
+RUN_STATUSES = ("queued", "running", "waiting") + TERMINAL
 STAGE_STATUSES = (
     "pending", "queued", "running", "succeeded", "failed", "timed_out",
     "cancelled", "skipped", "lost", "retrying",
 )
+# How an attempt in a stage's "attempts" ended; handed_back (a stopping
+# worker gave it back) is never a stage's status.
+ATTEMPT_STATUSES = ("succeeded", "failed", "timed_out", "cancelled", "lost", "handed_back")
 HOOK_ID = "421337001"
 USER_AGENT = "GitHub-Hookshot/5b4a2c1"
 

@@ -1,9 +1,10 @@
 #!/bin/sh
 # make run: starts the whole stack on this machine from the binaries in
 # BUILD_DIR (redis-server, sluice-devbroker, sluice-agent, one sluice-worker
-# for build and test) with config/examples/sluice.yaml, sends one signed push
-# webhook exactly as GitHub would, shows the run progressing, then keeps the
-# stack up until Ctrl-C, which stops everything it started.
+# for every kind) with config/examples/sluice.yaml, sends one signed push
+# webhook exactly as GitHub would, shows the run progressing through its
+# stages and environments (approving staging with sluicectl when it asks),
+# then keeps the stack up until Ctrl-C, which stops everything it started.
 #
 # Everything it writes is in ./run/ (git-ignored): logs/, redis/, worker/,
 # devbroker.bootstrap, the webhook secret and, on first use, example-repo/, a
@@ -125,10 +126,14 @@ if [ ! -s "$secret_file" ]; then
 fi
 secret=$(cat "$secret_file")
 
-# The example project: a "build" that stamps a greeter script into dist/ and
-# a test that runs it.
-if [ ! -d "$repo/.git" ]; then
+# The example project: a "build" that stamps a greeter script into dist/, a
+# test and an integration test that run it, a scan, a push to a registry
+# directory and a deploy to an environment's directory
+# (config/examples/pipelines.d/reference.yaml). A repository from before
+# the deploy script existed is made anew.
+if [ ! -f "$repo/deploy.sh" ]; then
 	say "creating the example repository $repo"
+	rm -rf "$repo"
 	mkdir -p "$repo"
 	cat >"$repo/greet.sh.in" <<'EOF'
 #!/bin/sh
@@ -156,7 +161,56 @@ if [ "$out" != "$want" ]; then
 fi
 echo "ok 1 - greet says hello"
 EOF
-	chmod +x "$repo/build.sh" "$repo/test.sh"
+	cat >"$repo/integration-test.sh" <<'EOF'
+#!/bin/sh
+# The greeter as its users call it, with their names.
+set -eu
+./build.sh integration >/dev/null
+for name in alice bob; do
+	out=$(./dist/greet "$name")
+	case $out in
+	*", $name "*) echo "ok - greets $name" ;;
+	*) echo "not ok - greets $name: got '$out'"; exit 1 ;;
+	esac
+done
+EOF
+	cat >"$repo/scan.sh" <<'EOF'
+#!/bin/sh
+# A stand-in security scan: no file of the commit may hold a private key.
+set -eu
+files=$(find . -path ./.git -prune -o -type f -print)
+if grep -l -e '-----BEGIN [A-Z ]*PRIVATE KEY-----' $files; then
+	echo "scan: the files above hold private keys"
+	exit 1
+fi
+echo "scan: $(printf '%s\n' $files | wc -l) files, no private keys"
+EOF
+	cat >"$repo/push.sh" <<'EOF'
+#!/bin/sh
+# "Pushes" the image of version $1: dist/greet into the registry directory.
+set -eu
+./build.sh "$1" >/dev/null
+mkdir -p "$REGISTRY"
+cp dist/greet "$REGISTRY/greet-$1.new"
+mv "$REGISTRY/greet-$1.new" "$REGISTRY/greet-$1"
+echo "pushed $REGISTRY/greet-$1"
+EOF
+	cat >"$repo/deploy.sh" <<'EOF'
+#!/bin/sh
+# Rolls version $1 out to $SLUICE_ENV: the pushed image becomes the
+# environment's release, then answers once as a smoke test.
+set -eu
+image=$REGISTRY/greet-$1
+[ -x "$image" ] || { echo "no image $image: was it pushed?"; exit 1; }
+target=$CLUSTERS/$SLUICE_ENV
+mkdir -p "$target"
+cp "$image" "$target/greet.new"
+mv "$target/greet.new" "$target/greet"
+echo "deployed version $1 to $SLUICE_ENV ($DOMAIN)"
+"$target/greet" "$DOMAIN"
+EOF
+	chmod +x "$repo/build.sh" "$repo/test.sh" "$repo/integration-test.sh" "$repo/scan.sh" \
+		"$repo/push.sh" "$repo/deploy.sh"
 	printf 'dist/\n' >"$repo/.gitignore"
 	if ! { git -C "$repo" init -q -b main && git -C "$repo" add -A &&
 		git -C "$repo" -c user.name=sluice -c user.email=sluice@localhost \
@@ -175,10 +229,11 @@ start devbroker "$build/sluice-devbroker" --bootstrap-file "$bootstrap"
 wait_until devbroker 15 test -s "$bootstrap"
 start agent "$build/sluice-agent" --config "$config" --listen "$listen"
 wait_until agent 20 curl -sf -o /dev/null "http://$listen/healthz"
-start worker "$build/sluice-worker" --config "$config" --kind build,test --concurrency 2
+start worker "$build/sluice-worker" --config "$config" --kind build,test,scan,push,deploy \
+	--concurrency 2
 sleep 1
 kill -0 "$(pid_of worker)" 2>/dev/null || fail worker "exited at start"
-say "stack up: redis 127.0.0.1:$redis_port, devbroker $(cat "$bootstrap"), agent $listen, worker build,test"
+say "stack up: redis 127.0.0.1:$redis_port, devbroker $(cat "$bootstrap"), agent $listen, worker build,test,scan,push,deploy"
 
 # One push webhook, as GitHub sends it for a push of main.
 payload=$run/push.json
@@ -235,9 +290,19 @@ if [ -n "$run_id" ]; then
 			say "$out"
 			last=$out
 		fi
-		status=$($ctl show "$run_id" --json 2>/dev/null |
+		json=$($ctl show "$run_id" --json 2>/dev/null)
+		status=$(printf '%s' "$json" |
 			python3 -c 'import json, sys; print(json.load(sys.stdin)["status"])' 2>/dev/null)
-		case $status in succeeded | failed | cancelled) break ;; esac
+		case $status in succeeded | failed | cancelled | rejected | superseded) break ;; esac
+		# Staging asks for an approval: give it, as a reviewer would.
+		staging=$(printf '%s' "$json" | python3 -c 'import json, sys
+print(json.load(sys.stdin).get("environments", {}).get("staging", {}).get("status", ""))' \
+			2>/dev/null)
+		if [ "$staging" = waiting_approval ]; then
+			say ""
+			say "\$ sluicectl approve $run_id staging --reason \"make run demo\" --by run-local"
+			$ctl approve "$run_id" staging --reason "make run demo" --by run-local
+		fi
 		for entry in $names; do
 			kill -0 "${entry#*:}" 2>/dev/null || fail "${entry%%:*}" "exited"
 		done
@@ -245,7 +310,8 @@ if [ -n "$run_id" ]; then
 	done
 	say ""
 	say "run $run_id $status"
-	for stage in build test; do
+	for stage in build test integration-test security-scan push deploy@development \
+		deploy@staging deploy@production; do
 		say ""
 		say "\$ sluicectl logs $run_id $stage"
 		$ctl logs "$run_id" "$stage"
@@ -263,7 +329,7 @@ The stack is running. Logs are in $logs/.
     $ctl runs
     $ctl show ${run_id:-RUN}
     $ctl logs ${run_id:-RUN} build
-    $ctl logs ${run_id:-RUN} test
+    $ctl logs ${run_id:-RUN} deploy@production
   the push that was sent: $payload (signed with the secret over its bytes)
 Ctrl-C stops everything.
 EOF

@@ -25,6 +25,7 @@
 #include "stages/process.h"
 #include "workers/stage_env.h"
 #include "workers/worker.h"
+#include "workers/worker_metrics.h"
 #include "workers/workspace.h"
 
 #define LOG_MAXLEN	    100000
@@ -55,6 +56,7 @@ struct job {
 	struct event *retry;
 	int retry_ms;
 	int lease_lost;
+	int64_t claimed_ms; /* monotonic: the stage duration's start */
 	int handing_back;
 	struct event *watch;		  /* polls the run's status (cancel) */
 	struct status_query *watch_query; /* the poll in flight, if any */
@@ -189,6 +191,10 @@ static void on_recorded(struct redis *r, redisReply *reply, const char *err, voi
 		log_info("stage finished", LOG_S("run", j->run), LOG_S("stage", j->stage),
 			 LOG_I("attempt", j->attempt), LOG_S("status", j->status),
 			 LOG_S("exit", j->exit_code));
+		const json_t *stage = json_object_get(json_object_get(j->def, "stages"), j->stage);
+		worker_metrics_stage_finished(
+		    j->w, json_string_value(json_object_get(stage, "kind")), j->status,
+		    (double)(clock_mono_ms() - j->claimed_ms) / 1000);
 		outbox_kick(j->w->outbox);
 	} else {
 		log_warn("outcome fenced off: another attempt owns the stage", LOG_S("run", j->run),
@@ -267,6 +273,8 @@ static void on_handed_back(struct redis *r, redisReply *reply, const char *err, 
 	job_free(j);
 }
 
+/* The stage goes back with the job of attempt + 1: a late result of this
+ * attempt is fenced off, as for a lost one. */
 static void hand_back(struct job *j)
 {
 	struct worker *w = j->w;
@@ -274,9 +282,10 @@ static void hand_back(struct job *j)
 	const char *kind = json_string_value(
 	    json_object_get(json_object_get(json_object_get(j->def, "stages"), j->stage), "kind"));
 	json_t *job =
-	    jobs_prepare(&w->settings, j->run, j->stage, kind ? kind : "build", j->attempt);
-	char attempt[16];
+	    jobs_prepare(&w->settings, j->run, j->stage, kind ? kind : "build", j->attempt + 1);
+	char attempt[16], now[32];
 	snprintf(attempt, sizeof(attempt), "%d", j->attempt);
+	snprintf(now, sizeof(now), "%lld", (long long)clock_now_ms());
 	if (!job) {
 		job_free(j);
 		return;
@@ -286,9 +295,10 @@ static void hand_back(struct job *j)
 			      j->stage,
 			      attempt,
 			      w->token,
+			      now,
 			      json_string_value(json_object_get(job, "topic")),
 			      json_string_value(json_object_get(job, "value"))};
-	if (redis_script_run(w->redis, w->scripts.handback, on_handed_back, j, 0, 7, argv, NULL) <
+	if (redis_script_run(w->redis, w->scripts.handback, on_handed_back, j, 0, 8, argv, NULL) <
 	    0)
 		job_free(j);
 	json_decref(job);
@@ -446,7 +456,8 @@ static int prepare_log(struct job *j)
 	const char *name;
 	json_t *value;
 
-	j->secrets = stage_env_secrets(j->def, err, sizeof(err));
+	j->secrets =
+	    stage_env_secrets(json_object_get(stage, "secrets") ? stage : j->def, err, sizeof(err));
 	if (!j->secrets) {
 		finish(j, "failed", err);
 		return -1;
@@ -516,12 +527,14 @@ static void on_renewed(struct redis *r, redisReply *reply, const char *err, void
 		/* Redis is away: the lease may still be ours; try again next tick. */
 		log_warn("lease not renewed", LOG_S("run", j->run), LOG_S("stage", j->stage),
 			 LOG_S("error", err));
+		worker_metrics_lease_renewal_failed(j->w, 0);
 		return;
 	}
 	if (reply->type == REDIS_REPLY_INTEGER && reply->integer == 1)
 		return;
 	log_warn("lease lost; cancelling the stage", LOG_S("run", j->run), LOG_S("stage", j->stage),
 		 LOG_I("attempt", j->attempt));
+	worker_metrics_lease_renewal_failed(j->w, 1);
 	j->lease_lost = 1;
 	stop_work(j);
 }
@@ -704,6 +717,7 @@ static void on_claimed(struct redis *r, redisReply *reply, const char *err, void
 	j->def = def ? json_loads(def, 0, NULL) : NULL;
 	log_info("stage started", LOG_S("run", j->run), LOG_S("stage", j->stage),
 		 LOG_I("attempt", j->attempt));
+	j->claimed_ms = clock_mono_ms();
 	if (!j->def || !json_object_get(json_object_get(j->def, "stages"), j->stage)) {
 		j->phase = JOB_CHECKOUT;
 		finish(j, "failed", "the run has no definition for this stage");

@@ -22,6 +22,7 @@
 #include "queue/lua.h"
 #include "stages/process.h"
 #include "workers/worker.h"
+#include "workers/worker_metrics.h"
 #include "workers/workspace.h"
 
 #define MAX_KINDS	  8
@@ -42,15 +43,17 @@ struct worker_main {
  * the worker has set up with them. */
 static const char *const restart_keys[] = {
     "kafka.brokers", "kafka.topic_prefix", "kafka.session_timeout", "redis.url", "redis.key_prefix",
-    "redis.timeout", "worker.state_dir",   NULL};
+    "redis.timeout", "worker.state_dir",   "worker.metrics_listen", NULL};
 
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: sluice-worker [--config FILE] --kind KIND[,KIND...] [--concurrency N]\n"
+		   "                     [--metrics-listen IP:PORT]\n"
 		   "                     [--log-level debug|info|warn|error]\n"
 		   "\n"
 		   "Runs the stages of the given kinds (build, test, scan, push, deploy)\n"
-		   "from sluice.jobs.<kind>. SIGTERM drains, SIGHUP reloads the config.\n");
+		   "from sluice.jobs.<kind>. SIGTERM drains, SIGHUP reloads the config.\n"
+		   "--metrics-listen (worker.metrics_listen) serves /metrics and /healthz.\n");
 }
 
 static void on_job(const struct kafka_message *m, struct kafka_ticket *t, void *arg)
@@ -213,22 +216,26 @@ int main(int argc, char **argv)
 					     {"kind", required_argument, NULL, 'k'},
 					     {"concurrency", required_argument, NULL, 'n'},
 					     {"log-level", required_argument, NULL, 'v'},
+					     {"metrics-listen", required_argument, NULL, 'm'},
 					     {"help", no_argument, NULL, 'h'},
 					     {NULL, 0, NULL, 0}};
-	const char *config = NULL, *kinds = NULL;
+	const char *config = NULL, *kinds = NULL, *metrics_listen = NULL;
 	int concurrency = 0, opt, status = 1;
 	struct worker_main m;
 	struct worker *w = &m.w;
 	char err[1024];
 
 	memset(&m, 0, sizeof(m));
-	while ((opt = getopt_long(argc, argv, "c:k:n:v:h", opts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "c:k:n:v:m:h", opts, NULL)) != -1) {
 		switch (opt) {
 		case 'c':
 			config = optarg;
 			break;
 		case 'k':
 			kinds = optarg;
+			break;
+		case 'm':
+			metrics_listen = optarg;
 			break;
 		case 'n':
 			m.concurrency_fixed = 1;
@@ -293,7 +300,9 @@ int main(int argc, char **argv)
 	}
 	w->outbox = outbox_new(w->base, w->redis, w->producer, w->settings.key_prefix,
 			       w->settings.topic_prefix, w->token);
-	if (!w->outbox || subscribe(w, kinds) < 0)
+	if (!w->outbox || subscribe(w, kinds) < 0 ||
+	    worker_metrics_start(w, metrics_listen ? metrics_listen : w->settings.metrics_listen) <
+		0)
 		goto fail;
 
 	m.sigterm = evsignal_new(w->base, SIGTERM, on_signal, &m);
@@ -327,6 +336,7 @@ fail:
 		outbox_free(w->outbox);
 	if (w->redis)
 		redis_free(w->redis);
+	worker_metrics_stop(w);
 	if (w->producer)
 		kafka_producer_free(w->producer, SHUTDOWN_FLUSH_MS);
 	if (m.sigterm)

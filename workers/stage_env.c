@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "config/file.h"
 #include "stages/expand.h"
 
 #define SECRET_MAX (64 * 1024)
@@ -32,10 +33,17 @@ json_t *stage_env_vars(const json_t *run, const json_t *def, const char *stage, 
 	json_t *vars = json_object();
 	const char *name;
 	json_t *value;
-	json_object_foreach(json_object_get(def, "vars"), name, value)
+	/* An environment's deployment carries its own vars: the pipeline's
+	 * with the environment's over them (config/environments.h). */
+	const json_t *sdef = json_object_get(json_object_get(def, "stages"), stage);
+	const json_t *layered = json_object_get(sdef, "vars");
+	json_object_foreach(layered ? (json_t *)layered : json_object_get(def, "vars"), name, value)
 	{
 		json_object_set(vars, name, value);
 	}
+	const char *env = json_string_value(json_object_get(sdef, "env"));
+	if (env)
+		json_object_set_new(vars, "SLUICE_ENV", json_string(env));
 	/* Run variables win over pipeline vars of the same name. */
 	json_t *own =
 	    json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s}", "SLUICE_RUN_ID", field(run, "id"),
@@ -72,11 +80,20 @@ static char *join_env(const char *name, const char *value)
 	return s;
 }
 
-static char *read_secret(const char *path, size_t *len, char *err, size_t errlen)
+/* configured: as in the run's definition; a credential is looked up in
+ * this worker's own $CREDENTIALS_DIRECTORY. */
+static char *read_secret(const char *configured, size_t *len, char *err, size_t errlen)
 {
+	char *path = config_file_expand(configured);
+	if (!path) {
+		snprintf(err, errlen, "secret file %s: %s", configured,
+			 config_file_expand_error(errno));
+		return NULL;
+	}
 	FILE *f = fopen(path, "r");
 	if (!f) {
 		snprintf(err, errlen, "secret file %s: %s", path, strerror(errno));
+		free(path);
 		return NULL;
 	}
 	char *buf = malloc(SECRET_MAX + 1);
@@ -86,8 +103,10 @@ static char *read_secret(const char *path, size_t *len, char *err, size_t errlen
 		wipe(buf, buf ? SECRET_MAX + 1 : 0);
 		free(buf);
 		snprintf(err, errlen, "secret file %s: larger than %d bytes", path, SECRET_MAX);
+		free(path);
 		return NULL;
 	}
+	free(path);
 	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
 		n--;
 	buf[n] = '\0';

@@ -2,7 +2,8 @@
  *
  * Variables are the run's (SLUICE_RUN_ID, SLUICE_PIPELINE, SLUICE_REPO,
  * SLUICE_REF, SLUICE_SHA, SLUICE_SHA_SHORT, SLUICE_STAGE, SLUICE_ATTEMPT,
- * SLUICE_EVENT) and the pipeline's vars; they expand ${NAME} in run: arguments
+ * SLUICE_EVENT; SLUICE_ENV for an environment's deployment) and the
+ * pipeline's vars, or the deployment's own; they expand ${NAME} in run: arguments
  * and are exported. The environment adds the pipeline's secrets, read from
  * their files, and from the worker's own environment only PATH, HOME, LANG
  * and the names the stage lists in inherit_env; nothing else leaks in.
@@ -15,9 +16,11 @@
 
 /* run: the run hash as a JSON object (with "def" decoded separately). */
 json_t *stage_env_vars(const json_t *run, const json_t *def, const char *stage, int attempt);
-/* NAME → value of every secret of def, read from its file (a trailing
- * newline dropped). The error names the file, never a value. Free with
- * stage_env_secrets_free, which wipes the values. */
+/* NAME → value of every secret of def (or of a stage definition that has
+ * its own "secrets", as an environment's deployment does), read from its
+ * file (a trailing newline dropped; a "${CREDENTIALS_DIRECTORY}/" path is
+ * this worker's credential, see config/file.h). The error names the file, never a value.
+ * Free with stage_env_secrets_free, which wipes the values. */
 json_t *stage_env_secrets(const json_t *def, char *err, size_t errlen);
 void stage_env_secrets_free(json_t *secrets);
 /* NULL-terminated "NAME=value" strings, malloc'd; free with stage_env_free.

@@ -17,6 +17,7 @@
 
 struct job;
 struct backlog_item;
+struct worker_metrics;
 
 struct worker_scripts {
 	int claim;
@@ -40,6 +41,7 @@ struct worker {
 	int handing_back; /* second signal or drain timeout: stop every job now */
 	struct job *jobs;
 	struct backlog_item *backlog, **backlog_tail;
+	struct worker_metrics *metrics; /* NULL when not set up (worker_metrics.h) */
 };
 
 /* A job for this worker: start it now if a slot is free, else keep it in

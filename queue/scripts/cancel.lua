@@ -2,7 +2,9 @@
 -- marked cancelled and its delayed entries dropped, so nothing more starts
 -- (claim.lua and route.lua refuse a finished run); stages already running
 -- are stopped by their workers, which watch the run's status and record
--- them as cancelled.
+-- them as cancelled. Open promotions are cancelled too; a deployment that
+-- has not started frees its environment at once, a running one when its
+-- result is routed.
 --
 -- ARGV[1] key prefix, ARGV[2] run, ARGV[3] now (ms).
 -- Returns {"cancelled", <stages still running>}, {"finished", <status>} when
@@ -13,23 +15,34 @@ local r = redis.call('HMGET', rkey, 'status', 'def')
 if not r[1] then
   return {'gone'}
 end
-if r[1] ~= 'queued' and r[1] ~= 'running' then
+if r[1] ~= 'queued' and r[1] ~= 'running' and r[1] ~= 'waiting' then
   return {'finished', r[1]}
 end
 redis.call('HSET', rkey, 'status', 'cancelled', 'finished', now)
+emit(P, 'run.cancelled', run, 'runs/' .. run, {status = 'cancelled'})
 
 local waiting = {pending = true, queued = true, retrying = true}
 local running = 0
 local def = cjson.decode(r[2])
 for name, _ in pairs(def.stages) do
   local skey = rkey .. ':stage:' .. name
-  local s = redis.call('HGET', skey, 'status')
+  local st = redis.call('HMGET', skey, 'status', 'attempt')
+  local s = st[1]
   if waiting[s] then
     redis.call('HSET', skey, 'status', 'cancelled', 'finished', now)
     redis.call('HDEL', skey, 'retry_at')
     redis.call('ZREM', P .. 'queued', run .. '/' .. name)
+    emit_stage(P, 'stage.cancelled', run, name, st[2] or 1, {})
   elseif s == 'running' then
     running = running + 1
+  end
+end
+for env, _ in pairs(def.environments or {}) do
+  local e = redis.call('HGET', promo_key(P, run, env), 'status')
+  local deploying = redis.call('HGET', rkey .. ':stage:deploy@' .. env, 'status') == 'running'
+  if promo_waits[e] or (e == 'deploying' and not deploying) then
+    promo_close(P, run, env, 'cancelled', now)
+    promo_release(P, run, env, now)
   end
 end
 for _, entry in ipairs(redis.call('SMEMBERS', rkey .. ':delayed')) do

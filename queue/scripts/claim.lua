@@ -35,7 +35,9 @@ redis.call('HSET', skey, 'status', 'running', 'worker', token, 'started', now)
 redis.call('HDEL', skey, 'finished', 'exit_code', 'signal', 'error')
 if rstatus == 'queued' then
   redis.call('HSET', rkey, 'status', 'running', 'started', now)
+  emit(P, 'run.started', run, 'runs/' .. run, {status = 'running'})
 end
+emit_stage(P, 'stage.started', run, stage, attempt, {worker = token})
 
 local flat = redis.call('HGETALL', rkey)
 local obj = {}

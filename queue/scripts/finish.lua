@@ -31,6 +31,16 @@ history[#history + 1] = {attempt = tonumber(attempt), status = ARGV[6], worker =
                          exit_code = tonumber(ARGV[7]), signal = ARGV[8] ~= '' and ARGV[8] or nil}
 redis.call('HSET', skey, 'attempts', cjson.encode(history))
 redis.call('XADD', P .. 'outbox', '*', 'topic', ARGV[11], 'key', run, 'value', ARGV[12])
+-- The stage's retry policy travels with the event, so that a consumer can
+-- tell a failure that will be retried from a final one (config/retry.h).
+local def = cjson.decode(redis.call('HGET', P .. 'run:' .. run, 'def') or '{}')
+local sdef = def.stages and def.stages[stage] or {}
+local started = tonumber(st[4])
+emit_stage(P, 'stage.finished', run, stage, attempt,
+           {status = ARGV[6], exit_code = tonumber(ARGV[7]),
+            signal = ARGV[8] ~= '' and ARGV[8] or nil, error = ARGV[9] ~= '' and ARGV[9] or nil,
+            duration_ms = started and tonumber(ARGV[10]) - started or nil,
+            retry = sdef.retry, max_attempts = sdef.max_attempts})
 
 local lkey = P .. 'lease:' .. run .. ':' .. stage
 if redis.call('GET', lkey) == token .. '/' .. attempt then

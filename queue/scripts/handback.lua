@@ -1,23 +1,46 @@
 -- handback: a worker that stops gives a stage attempt it will not finish
 -- back to the queue, so another worker runs it without waiting for the
--- lease to expire.
+-- lease to expire. The attempt is recorded as handed_back and the stage
+-- queued again with attempt + 1, so that a late result of the handed-back
+-- attempt is fenced off like that of a lost one.
 --
 -- ARGV[1] key prefix, ARGV[2] run, ARGV[3] stage, ARGV[4] attempt,
--- ARGV[5] worker token, ARGV[6] job topic, ARGV[7] job envelope.
--- Returns "handed-back", or "fenced" when the attempt is no longer this
+-- ARGV[5] worker token, ARGV[6] now (ms), ARGV[7] job topic,
+-- ARGV[8] job envelope for attempt + 1.
+-- Returns "handed-back", "cancelled" (the run was cancelled meanwhile:
+-- nothing runs again), or "fenced" when the attempt is no longer this
 -- worker's.
 local P, run, stage, attempt, token = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-local skey = P .. 'run:' .. run .. ':stage:' .. stage
-local st = redis.call('HMGET', skey, 'status', 'attempt', 'worker')
+local now = tonumber(ARGV[6])
+local rkey = P .. 'run:' .. run
+local skey = rkey .. ':stage:' .. stage
+local member = run .. '/' .. stage
+local st = redis.call('HMGET', skey, 'status', 'attempt', 'worker', 'started', 'attempts')
 if st[1] ~= 'running' or st[2] ~= attempt or st[3] ~= token then
   return 'fenced'
 end
-redis.call('HSET', skey, 'status', 'queued')
-redis.call('HDEL', skey, 'worker', 'started')
+
+local history = st[5] and cjson.decode(st[5]) or {}
+history[#history + 1] = {attempt = tonumber(attempt), status = 'handed_back', worker = token,
+                         started = tonumber(st[4]), finished = now}
+redis.call('HSET', skey, 'attempts', cjson.encode(history))
+redis.call('HDEL', skey, 'worker', 'started', 'exit_code', 'signal', 'error', 'routed')
 local lkey = P .. 'lease:' .. run .. ':' .. stage
 if redis.call('GET', lkey) == token .. '/' .. attempt then
   redis.call('DEL', lkey)
 end
-redis.call('ZREM', P .. 'leases', run .. '/' .. stage)
-redis.call('XADD', P .. 'outbox', '*', 'topic', ARGV[6], 'key', run, 'value', ARGV[7])
+redis.call('ZREM', P .. 'leases', member)
+emit_stage(P, 'stage.handed_back', run, stage, attempt, {worker = token})
+
+local rstatus = redis.call('HGET', rkey, 'status')
+if rstatus ~= 'queued' and rstatus ~= 'running' then
+  redis.call('HSET', skey, 'status', 'cancelled', 'finished', now)
+  emit_stage(P, 'stage.cancelled', run, stage, attempt, {})
+  return 'cancelled'
+end
+redis.call('HSET', skey, 'status', 'queued', 'attempt', tonumber(attempt) + 1, 'queued_at', now)
+redis.call('HDEL', skey, 'finished')
+redis.call('ZADD', P .. 'queued', now, member)
+redis.call('XADD', P .. 'outbox', '*', 'topic', ARGV[7], 'key', run, 'value', ARGV[8])
+emit_stage(P, 'stage.queued', run, stage, tonumber(attempt) + 1, {})
 return 'handed-back'

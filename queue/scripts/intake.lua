@@ -2,10 +2,12 @@
 --
 -- ARGV[1] key prefix, ARGV[2] delivery id ("<hook-id>:<guid>"),
 -- ARGV[3] dedup TTL in seconds, ARGV[4] now (ms),
--- ARGV[5] JSON array of runs:
---   [{"id": "r_...", "fields": {"pipeline": ..., ...},
---     "stages": [{"name": ..., "status": "queued"|"pending"}],
---     "jobs": [{"topic": ..., "value": <envelope text>}]}]
+-- ARGV[5..8] the delivery's repository, event, ref and sha, then for each
+-- run: id, pipeline, checkout URL, definition (JSON text, stored as it is),
+-- the number of stages, and for each stage: name, "queued", "pending" or
+-- "skipped", then for a queued stage the topic and value of its job, for a
+-- skipped one (by its `when`) the reason and "", otherwise "" "".
+-- Everything arrives as flat strings so that nothing needs decoding here.
 -- Returns {"created", <JSON array of run ids>}, or {"duplicate", <the same
 -- array recorded for the first delivery>} when the delivery was seen before.
 local P = ARGV[1]
@@ -15,32 +17,42 @@ if seen then
   return {'duplicate', seen}
 end
 
-local now = tonumber(ARGV[4])
-local runs = cjson.decode(ARGV[5])
+local now = ARGV[4]
 local ids = {}
-for _, run in ipairs(runs) do
-  local rkey = P .. 'run:' .. run.id
-  local fields = {}
-  for k, v in pairs(run.fields) do
-    fields[#fields + 1] = k
-    fields[#fields + 1] = v
-  end
-  redis.call('HSET', rkey, 'id', run.id, 'status', 'queued', 'created', now, unpack(fields))
-  for _, st in ipairs(run.stages) do
-    redis.call('HSET', rkey .. ':stage:' .. st.name, 'status', st.status, 'attempt', 1)
-    if st.status == 'queued' then
-      redis.call('HSET', rkey .. ':stage:' .. st.name, 'queued_at', now)
-      redis.call('ZADD', P .. 'queued', now, run.id .. '/' .. st.name)
+local i = 9
+while i <= #ARGV do
+  local id, pipeline = ARGV[i], ARGV[i + 1]
+  local rkey = P .. 'run:' .. id
+  redis.call('HSET', rkey, 'id', id, 'status', 'queued', 'created', now,
+             'pipeline', pipeline, 'repository', ARGV[5], 'event', ARGV[6], 'ref', ARGV[7],
+             'sha', ARGV[8], 'checkout_url', ARGV[i + 2], 'delivery', ARGV[2],
+             'def', ARGV[i + 3])
+  emit(P, 'run.created', id, 'runs/' .. id, {status = 'queued', event = ARGV[6]})
+  local last = i + 4 + 4 * tonumber(ARGV[i + 4])
+  for s = i + 5, last, 4 do
+    local name = ARGV[s]
+    if ARGV[s + 1] == 'queued' then
+      redis.call('HSET', rkey .. ':stage:' .. name, 'status', 'queued', 'attempt', 1,
+                 'queued_at', now)
+      redis.call('ZADD', P .. 'queued', now, id .. '/' .. name)
+      redis.call('XADD', P .. 'outbox', '*', 'topic', ARGV[s + 2], 'key', id,
+                 'value', ARGV[s + 3])
+      emit_stage(P, 'stage.queued', id, name, 1, {})
+    elseif ARGV[s + 1] == 'skipped' then
+      -- Left out by its `when`: satisfied for its dependants (route.lua).
+      redis.call('HSET', rkey .. ':stage:' .. name, 'status', 'skipped', 'attempt', 1,
+                 'skipped_by', 'when', 'skip_reason', ARGV[s + 2], 'finished', now)
+      emit_stage(P, 'stage.skipped', id, name, 1, {reason = ARGV[s + 2]})
+    else
+      redis.call('HSET', rkey .. ':stage:' .. name, 'status', 'pending', 'attempt', 1)
     end
   end
-  redis.call('ZADD', P .. 'runs', now, run.id)
-  redis.call('ZADD', P .. 'pipeline:' .. run.fields.pipeline .. ':runs', now, run.id)
-  for _, job in ipairs(run.jobs) do
-    redis.call('XADD', P .. 'outbox', '*', 'topic', job.topic, 'key', run.id, 'value', job.value)
-  end
-  ids[#ids + 1] = run.id
+  redis.call('ZADD', P .. 'runs', now, id)
+  redis.call('ZADD', P .. 'pipeline:' .. pipeline .. ':runs', now, id)
+  ids[#ids + 1] = id
+  i = last + 1
 end
 
 local list = '["' .. table.concat(ids, '","') .. '"]'
-redis.call('SET', dkey, list, 'EX', tonumber(ARGV[3]))
+redis.call('SET', dkey, list, 'EX', ARGV[3])
 return {'created', list}

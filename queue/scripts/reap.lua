@@ -53,20 +53,27 @@ end
 redis.call('HSET', skey, 'attempts', cjson.encode(history))
 redis.call('HDEL', skey, 'worker', 'exit_code', 'signal', 'routed')
 redis.call('ZREM', P .. 'leases', member)
+local n = tonumber(attempt)
+emit_stage(P, 'stage.lost', run, stage, attempt,
+           {worker = st[3], lost = lost, final = (rstatus == 'queued' or rstatus == 'running') and n >= max})
 
 if rstatus ~= 'queued' and rstatus ~= 'running' then
   redis.call('HSET', skey, 'status', 'cancelled', 'finished', now)
+  emit_stage(P, 'stage.cancelled', run, stage, attempt, {})
   return 'cancelled'
 end
-local n = tonumber(attempt)
 if n < max then
   redis.call('HSET', skey, 'status', 'queued', 'attempt', n + 1, 'queued_at', now)
   redis.call('HDEL', skey, 'started', 'finished', 'error')
   redis.call('ZADD', P .. 'queued', now, member)
   redis.call('XADD', P .. 'outbox', '*', 'topic', ARGV[7], 'key', run, 'value', ARGV[8])
+  emit_stage(P, 'stage.queued', run, stage, n + 1, {})
   return 'requeued'
 end
 redis.call('HSET', skey, 'status', 'failed', 'finished', now, 'error', 'lost ' .. lost .. ' times')
+emit_stage(P, 'stage.finished', run, stage, attempt,
+           {status = 'failed', error = 'lost ' .. lost .. ' times',
+            duration_ms = st[4] and now - tonumber(st[4]) or nil})
 redis.call('XADD', P .. 'outbox', '*', 'topic', ARGV[9], 'key', run, 'value', ARGV[10])
 redis.call('XADD', P .. 'outbox', '*', 'topic', ARGV[11], 'key', run, 'value', ARGV[12])
 return 'failed'

@@ -32,6 +32,7 @@ for _, entry in ipairs(due) do
         redis.call('HSET', skey, 'status', 'queued', 'queued_at', now)
         redis.call('HDEL', skey, 'retry_at')
         redis.call('ZADD', P .. 'queued', now, e.run .. '/' .. e.stage)
+        emit_stage(P, 'stage.queued', e.run, e.stage, e.attempt, {})
       end
     end
     if send then

@@ -32,4 +32,6 @@ redis.call('HSET', skey, 'status', 'retrying', 'attempt', tonumber(attempt) + 1,
 redis.call('HDEL', skey, 'worker', 'started', 'finished', 'exit_code', 'signal', 'error')
 redis.call('ZADD', P .. 'delayed', ARGV[6], ARGV[7])
 redis.call('SADD', rkey .. ':delayed', ARGV[7])
+emit_stage(P, 'stage.retrying', run, stage, tonumber(attempt) + 1,
+           {failed_attempt = tonumber(attempt), status = ARGV[5], retry_at = tonumber(ARGV[6])})
 return 'retrying'

@@ -4,8 +4,15 @@
 -- ARGV[5] now (ms), ARGV[6] JSON object of prepared jobs for the stages
 -- that need the finished one: {"<stage>": {"topic": ..., "value": ...}}.
 -- Stages of the run are those of the run's recorded definition ("def").
--- ARGV[7] and ARGV[8], when given: a dead-letter topic and message, sent
--- once with the routing (a stage that exhausted its retries).
+-- ARGV[7] and ARGV[8], when given and not "": a dead-letter topic and
+-- message, sent once with the routing (a stage that exhausted its retries).
+-- ARGV[9], when given: the JSON object {"<env>": ms} of the environments
+-- whose deny windows are closed now, with when they open (lib/promotion.lua).
+--
+-- Deployments (stages "deploy@<env>", def "env") are no part of the CI
+-- graph: when every CI stage succeeded, the run is offered to its first
+-- environment instead of finishing, and a finished deployment moves the
+-- promotion on (lib/promotion.lua).
 --
 -- A failed stage skips every stage that depends on it, directly or not; a
 -- stage whose needs have all succeeded is queued with its prepared job; when
@@ -17,6 +24,7 @@
 local P, run, stage, attempt = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local now = tonumber(ARGV[5])
 local jobs = cjson.decode(ARGV[6])
+local opens = ARGV[9] and cjson.decode(ARGV[9]) or {}
 local rkey = P .. 'run:' .. run
 local skey = rkey .. ':stage:' .. stage
 
@@ -37,18 +45,31 @@ if st[3] == '1' then
   return {'duplicate', r[1]}
 end
 redis.call('HSET', skey, 'routed', '1')
-if ARGV[8] then
+if ARGV[8] and ARGV[8] ~= '' then
   redis.call('XADD', P .. 'outbox', '*', 'topic', ARGV[7], 'key', run, 'value', ARGV[8])
 end
+local def = cjson.decode(r[2])
+local deploy_env = def.stages[stage] and def.stages[stage].env
 if r[1] ~= 'queued' and r[1] ~= 'running' then
+  -- A deployment stopped by the run's cancellation frees its environment.
+  if deploy_env and redis.call('HGET', promo_key(P, run, deploy_env), 'status') == 'deploying' then
+    promo_close(P, run, deploy_env, 'cancelled', now)
+    promo_release(P, run, deploy_env, now)
+  end
   return {'routed', r[1]}
 end
+if deploy_env then
+  return {'routed', promo_deployed(P, run, deploy_env, def, st[1], now, opens)}
+end
 
-local def = cjson.decode(r[2])
 local names, status = {}, {}
-for name, _ in pairs(def.stages) do
-  names[#names + 1] = name
-  status[name] = redis.call('HGET', rkey .. ':stage:' .. name, 'status')
+for name, sdef in pairs(def.stages) do
+  if not sdef.env then
+    names[#names + 1] = name
+  end
+  local h = redis.call('HMGET', rkey .. ':stage:' .. name, 'status', 'skipped_by')
+  -- A stage left out by its `when` is as good as succeeded to the others.
+  status[name] = (h[1] == 'skipped' and h[2] == 'when') and 'succeeded' or h[1]
 end
 table.sort(names)
 
@@ -69,6 +90,9 @@ while changed do
         if terminal[s] and s ~= 'succeeded' then
           set_status(name, 'skipped')
           redis.call('HSET', rkey .. ':stage:' .. name, 'finished', now)
+          emit_stage(P, 'stage.skipped', run, name,
+                     redis.call('HGET', rkey .. ':stage:' .. name, 'attempt') or 1,
+                     {need = need, need_status = s})
           changed = true
           break
         end
@@ -92,6 +116,8 @@ for _, name in ipairs(names) do
       redis.call('HSET', rkey .. ':stage:' .. name, 'queued_at', now)
       redis.call('ZADD', P .. 'queued', now, run .. '/' .. name)
       redis.call('XADD', P .. 'outbox', '*', 'topic', job.topic, 'key', run, 'value', job.value)
+      emit_stage(P, 'stage.queued', run, name,
+                 redis.call('HGET', rkey .. ':stage:' .. name, 'attempt') or 1, {})
       started[#started + 1] = name
     end
   end
@@ -107,8 +133,11 @@ for _, name in ipairs(names) do
   end
 end
 local run_status = r[1]
-if not open then
+local first = not open and not failed and promo_first(def)
+if first then
+  run_status = promo_offer(P, run, first, def, now, opens)
+elseif not open then
   run_status = failed and 'failed' or 'succeeded'
-  redis.call('HSET', rkey, 'status', run_status, 'finished', now)
+  promo_end_run(P, run, def, run_status, now)
 end
 return {'routed', run_status, unpack(started)}

@@ -70,11 +70,14 @@ DAG_STAGES = {
 }
 
 
-@pytest.fixture(scope="session")
-def stack():
-    root = tempfile.mkdtemp(prefix="sluice-it-")
+def started_stack(prefix, pipelines, **options):
+    """For a fixture to `yield from`: a Stack started in a new temporary
+    directory named with prefix, with the files pipelines(repo, root) returns
+    and Stack's other options (workers, extra_settings, ...). Afterwards it
+    is stopped and the directory removed, unless SLUICE_KEEP_TMP is set."""
+    root = tempfile.mkdtemp(prefix=prefix)
     repo = LocalRepo(os.path.join(root, "repo"))
-    s = Stack(root, repo, shared_pipelines(repo), extra_secrets={"other-secret": OTHER_SECRET})
+    s = Stack(root, repo, pipelines(repo, root), **options)
     try:
         s.start()
     except BaseException as e:
@@ -84,6 +87,12 @@ def stack():
     s.stop()
     if not os.environ.get("SLUICE_KEEP_TMP"):
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def stack():
+    yield from started_stack("sluice-it-", lambda repo, root: shared_pipelines(repo),
+                             extra_secrets={"other-secret": OTHER_SECRET})
 
 
 @pytest.fixture(autouse=True)

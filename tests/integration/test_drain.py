@@ -3,15 +3,13 @@ runs one stage at a time; SIGTERM lets a running stage finish and the worker
 exit 0; a second SIGTERM hands the stage back and another worker runs it."""
 
 import os
-import shutil
 import signal
 import subprocess
-import tempfile
 import time
 
 import pytest
 
-from conftest import LocalRepo, Stack, pipeline, wait_for
+from conftest import pipeline, started_stack, wait_for
 
 DRAIN_REPO = "sluice-it/drain"
 ONE_AT_A_TIME_REPO = "sluice-it/one-at-a-time"
@@ -36,19 +34,8 @@ def pipelines(repo, root):
 
 @pytest.fixture(scope="module")
 def drain_stack():
-    root = tempfile.mkdtemp(prefix="sluice-drain-")
-    repo = LocalRepo(os.path.join(root, "repo"))
-    s = Stack(root, repo, pipelines(repo, root), workers=(),
-              extra_settings={"worker": {"lease": "3s"}})
-    try:
-        s.start()
-    except BaseException as e:
-        s.stop()
-        raise RuntimeError("the stack did not start: %s\n%s" % (e, s.report())) from None
-    yield s
-    s.stop()
-    if not os.environ.get("SLUICE_KEEP_TMP"):
-        shutil.rmtree(root, ignore_errors=True)
+    yield from started_stack("sluice-drain-", pipelines, workers=(),
+                             extra_settings={"worker": {"lease": "3s"}})
 
 
 def redis_hget(stack, key, field):
@@ -132,6 +119,11 @@ def test_second_sigterm_hands_the_stage_back_to_another_worker(drain_stack):
     build = run["stages"]["build"]
     assert run["status"] == "succeeded", run
     assert build["status"] == "succeeded", run
+    # The handed-back attempt is in the history; the next one ran it.
+    history = [(a["attempt"], a["status"]) for a in build["attempts"]]
+    assert history == [(1, "handed_back"), (2, "succeeded")], build
+    assert build["attempt"] == 2, build
+    assert int(build["attempts"][0]["worker"].split(":")[1]) == first.popen.pid, build
     other = [w for w in workers if w is not first][0]
     key = "sluice:run:%s:stage:%s" % (run_id, "build")
     finished_by = redis_hget(s, key, "worker") or next(

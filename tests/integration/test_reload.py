@@ -3,34 +3,24 @@ invalid one (naming its position) while the old pipelines keep working; the
 worker applies a new concurrency and reports settings that need a restart."""
 
 import os
-import shutil
 import signal
-import tempfile
 
 import pytest
 
-from conftest import LocalRepo, Stack, binary, pipeline, to_yaml, wait_for
+from conftest import binary, pipeline, started_stack, to_yaml, wait_for
 
 KEPT_REPO = "sluice-it/kept"
 ADDED_REPO = "sluice-it/added"
 
 
+def pipelines(repo, root):
+    return {"kept.yaml": pipeline("kept", KEPT_REPO, checkout=repo.url,
+                                  stages={"build": {"run": ["true"]}})}
+
+
 @pytest.fixture(scope="module")
 def reload_stack():
-    root = tempfile.mkdtemp(prefix="sluice-reload-")
-    repo = LocalRepo(os.path.join(root, "repo"))
-    pipes = {"kept.yaml": pipeline("kept", KEPT_REPO, checkout=repo.url,
-                                   stages={"build": {"run": ["true"]}})}
-    s = Stack(root, repo, pipes, workers=(("build", 1),))
-    try:
-        s.start()
-    except BaseException as e:
-        s.stop()
-        raise RuntimeError("the stack did not start: %s\n%s" % (e, s.report())) from None
-    yield s
-    s.stop()
-    if not os.environ.get("SLUICE_KEEP_TMP"):
-        shutil.rmtree(root, ignore_errors=True)
+    yield from started_stack("sluice-reload-", pipelines, workers=(("build", 1),))
 
 
 def log_text(proc):

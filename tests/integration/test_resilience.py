@@ -6,17 +6,15 @@ second. One stack of its own with short leases and a fast scheduler."""
 
 import json
 import os
-import shutil
 import signal
 import sys
-import tempfile
 import time
 from datetime import datetime
 
 import pytest
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
-from harness import STACKS, LocalRepo, Stack, http_request, pipeline, wait_for  # noqa: E402
+from conftest import http_request, pipeline, started_stack, wait_for  # noqa: E402
 from kafkawire import Client  # noqa: E402
 from resp import Redis  # noqa: E402
 
@@ -70,25 +68,19 @@ def pipelines(repo, marks):
     }
 
 
-@pytest.fixture(scope="module")
-def rstack():
-    root = tempfile.mkdtemp(prefix="sluice-resilience-")
+def marked_pipelines(repo, root):
     marks = os.path.join(root, "marks")
     os.makedirs(marks)
-    repo = LocalRepo(os.path.join(root, "repo"))
-    s = Stack(root, repo, pipelines(repo, marks),
-              workers=(("build,test", 2), ("build,test", 2)),
-              extra_settings={"worker": {"lease": "%gs" % LEASE_S},
-                              "agent": {"scheduler_interval": "200ms", "requeue_after": "2s"}})
-    try:
-        s.start()
-    except BaseException as e:
-        s.stop()
-        raise RuntimeError("the stack did not start: %s\n%s" % (e, s.report())) from None
-    yield s
-    s.stop()
-    if not os.environ.get("SLUICE_KEEP_TMP"):
-        shutil.rmtree(root, ignore_errors=True)
+    return pipelines(repo, marks)
+
+
+@pytest.fixture(scope="module")
+def rstack():
+    yield from started_stack("sluice-resilience-", marked_pipelines,
+                             workers=(("build,test", 2), ("build,test", 2)),
+                             extra_settings={"worker": {"lease": "%gs" % LEASE_S},
+                                             "agent": {"scheduler_interval": "200ms",
+                                                       "requeue_after": "2s"}})
 
 
 def ms(value):
@@ -267,8 +259,23 @@ def test_sluicectl_cancel(rstack):
 
 
 def script(name):
-    with open(os.path.join(SCRIPTS, name + ".lua")) as f:
-        return f.read()
+    """A script as the build embeds it: the files of lib/ come first."""
+    lib = os.path.join(SCRIPTS, "lib")
+    parts = [os.path.join(lib, f) for f in sorted(os.listdir(lib)) if f.endswith(".lua")]
+    text = ""
+    for path in parts + [os.path.join(SCRIPTS, name + ".lua")]:
+        with open(path) as f:
+            text += f.read()
+    return text
+
+
+def outbox_topics(r, P):
+    """The topic of each message in the outbox, oldest first."""
+    topics = []
+    for _, fields in r.call("XRANGE", P + "outbox", "-", "+"):
+        pairs = dict(zip(fields[::2], fields[1::2]))
+        topics.append(pairs[b"topic"].decode())
+    return topics
 
 
 def test_a_due_delayed_entry_is_released_once(rstack):
@@ -299,4 +306,4 @@ def test_an_expired_lease_is_reaped_once(rstack):
         assert json.loads(stage["attempts"]) == [
             {"attempt": 1, "status": "lost", "worker": "w:1:aa", "started": 500,
              "finished": 2000}]
-        assert r.call("XLEN", P + "outbox") == 1
+        assert outbox_topics(r, P) == ["@events", "jobs", "@events"]

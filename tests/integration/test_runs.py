@@ -7,8 +7,8 @@ from datetime import datetime
 
 import pytest
 
-from conftest import (APP_REPO, FAILING_REPO, REFS_REPO, RUN_STATUSES, STAGE_STATUSES,
-                      git_ref_ok)
+from conftest import (APP_REPO, ATTEMPT_STATUSES, FAILING_REPO, REFS_REPO, RUN_STATUSES,
+                      STAGE_STATUSES, git_ref_ok)
 
 
 def rfc3339(value):
@@ -138,3 +138,4 @@ def test_run_statuses_are_from_the_contract(stack, push_run, failed_run):
         assert run["status"] in RUN_STATUSES
         for stage in run["stages"].values():
             assert stage["status"] in STAGE_STATUSES
+            assert all(a["status"] in ATTEMPT_STATUSES for a in stage["attempts"]), stage

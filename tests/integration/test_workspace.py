@@ -2,34 +2,24 @@
 of an old run goes, the one of a running stage stays until it finishes."""
 
 import os
-import shutil
-import tempfile
 import time
 
 import pytest
 
-from conftest import LocalRepo, Stack, pipeline, wait_for
+from conftest import pipeline, started_stack, wait_for
 
 SLOW_WS_REPO = "sluice-it/slow-workspace"
 
 
+def pipelines(repo, root):
+    return {"slow.yaml": pipeline("slow-workspace", SLOW_WS_REPO, checkout=repo.url, stages={
+        "build": {"run": ["sh", "-c", "echo started; sleep 3"]}})}
+
+
 @pytest.fixture(scope="module")
 def ws_stack():
-    root = tempfile.mkdtemp(prefix="sluice-ws-")
-    repo = LocalRepo(os.path.join(root, "repo"))
-    pipes = {"slow.yaml": pipeline("slow-workspace", SLOW_WS_REPO, checkout=repo.url, stages={
-        "build": {"run": ["sh", "-c", "echo started; sleep 3"]}})}
-    s = Stack(root, repo, pipes, workers=(("build", 1),),
-              extra_settings={"worker": {"workspace_ttl": "1s"}})
-    try:
-        s.start()
-    except BaseException as e:
-        s.stop()
-        raise RuntimeError("the stack did not start: %s\n%s" % (e, s.report())) from None
-    yield s
-    s.stop()
-    if not os.environ.get("SLUICE_KEEP_TMP"):
-        shutil.rmtree(root, ignore_errors=True)
+    yield from started_stack("sluice-ws-", pipelines, workers=(("build", 1),),
+                             extra_settings={"worker": {"workspace_ttl": "1s"}})
 
 
 def test_old_workspaces_go_and_running_ones_stay(ws_stack):

@@ -286,6 +286,41 @@ static void test_settings_errors_name_position_and_key(void **state)
 	expect_settings_error(f, "- a\n", "1:1: expected a mapping");
 }
 
+static void test_settings_github(void **state)
+{
+	struct fx *f = *state;
+	struct settings s;
+	char want[PATH_MAX];
+
+	assert_int_equal(settings_load(NULL, &s, f->err, sizeof(f->err)), 0);
+	assert_string_equal(s.github_api_url, "https://api.github.com");
+	assert_null(s.github_token_file); /* no commit statuses unless configured */
+	assert_int_equal(s.github_backoff_ms, 1000);
+	assert_int_equal(s.github_backoff_max_ms, 300000);
+	assert_int_equal(s.github_give_up_ms, 3600000);
+	settings_clear(&s);
+
+	write_file(f, "etc/sluice.yaml",
+		   "github:\n"
+		   "  api_url: https://ghe.example.com/api/v3/\n"
+		   "  token_file: creds/github-token\n"
+		   "  backoff: 250ms\n"
+		   "  backoff_max: 1m\n"
+		   "  give_up_after: 2h\n");
+	assert_int_equal(settings_load(f->path, &s, f->err, sizeof(f->err)), 0);
+	assert_string_equal(s.github_api_url, "https://ghe.example.com/api/v3");
+	snprintf(want, sizeof(want), "%s/etc/creds/github-token", f->dir);
+	assert_string_equal(s.github_token_file, want);
+	assert_int_equal(s.github_backoff_ms, 250);
+	assert_int_equal(s.github_backoff_max_ms, 60000);
+	assert_int_equal(s.github_give_up_ms, 7200000);
+	settings_clear(&s);
+
+	expect_settings_error(f, "github:\n  token: abc\n", "2:3: github.token: unknown key");
+	expect_settings_error(f, "github: {api_url: '/'}\n",
+			      "1:19: github.api_url: expected a URL");
+}
+
 static void test_settings_missing_file(void **state)
 {
 	struct fx *f = *state;
@@ -869,6 +904,7 @@ int main(void)
 	    T(test_settings_brokers_from_file),
 	    T(test_settings_brokers_file_missing_or_empty),
 	    T(test_settings_errors_name_position_and_key),
+	    T(test_settings_github),
 	    T(test_settings_missing_file),
 	    T(test_pipeline_full_yaml_file),
 	    T(test_pipeline_json_file_loads_the_same),

@@ -9,6 +9,9 @@
 #include "ctl/help.c"
 #include "ctl/api.c"
 #include "ctl/commands.c"
+#include "ctl/control.c"
+#include "ctl/validate.c"
+#include "ctl/decide.c"
 #include "ctl/cli.c"
 
 #include <arpa/inet.h>
@@ -218,28 +221,50 @@ static const char run_body[] =
     " \"status\": \"failed\", \"created\": \"2026-11-26T03:41:07Z\","
     " \"finished\": \"2026-11-26T04:45:00Z\", \"stages\": {"
     "\"build\": {\"status\": \"succeeded\", \"attempt\": 1, \"exit_code\": 0,"
-    " \"started\": \"2026-11-26T03:41:08Z\", \"finished\": \"2026-11-26T03:41:12.250Z\"},"
+    " \"started\": \"2026-11-26T03:41:08Z\", \"finished\": \"2026-11-26T03:41:12.250Z\","
+    " \"attempts\": [{\"attempt\": 1, \"status\": \"succeeded\","
+    " \"worker\": \"ci-1:4242:0a1b2c3d\", \"started\": \"2026-11-26T03:41:08Z\","
+    " \"finished\": \"2026-11-26T03:41:12.250Z\", \"exit_code\": 0}]},"
     "\"test\": {\"status\": \"timed_out\", \"attempt\": 2, \"exit_code\": null,"
-    " \"started\": \"2026-11-26T03:41:13Z\", \"finished\": \"2026-11-26T04:43:22Z\"},"
+    " \"started\": \"2026-11-26T03:41:13Z\", \"finished\": \"2026-11-26T04:43:22Z\","
+    " \"attempts\": [{\"attempt\": 1, \"status\": \"handed_back\","
+    " \"worker\": \"ci-1:4242:0a1b2c3d\", \"started\": \"2026-11-26T03:41:12.500Z\","
+    " \"finished\": \"2026-11-26T03:41:12.900Z\", \"exit_code\": null},"
+    " {\"attempt\": 2, \"status\": \"timed_out\", \"worker\": \"ci-2:77:ffee0011\","
+    " \"started\": \"2026-11-26T03:41:13Z\", \"finished\": \"2026-11-26T04:43:22Z\","
+    " \"exit_code\": null, \"signal\": \"SIGTERM\"}]},"
+    "\"scan\": {\"status\": \"running\", \"attempt\": 2, \"started\": \"2026-11-26T03:41:30Z\","
+    " \"attempts\": [{\"attempt\": 1, \"status\": \"lost\", \"worker\": \"ci-3:9:00000000\","
+    " \"started\": \"2026-11-26T03:41:13Z\", \"finished\": \"2026-11-26T03:41:25Z\"}]},"
     "\"deploy\\u0007\": {\"status\": \"pending\", \"attempt\": \"1\"},"
     "\"push\": null}}";
 
-static const char run_text[] = "Run:        r_1\n"
-			       "Pipeline:   app\n"
-			       "Repository: Codertocat/Hello-World\n"
-			       "Event:      -\n"
-			       "Ref:        refs/heads/main\n"
-			       "Sha:        0123456789abcdef0123456789abcdef01234567\n"
-			       "Status:     failed\n"
-			       "Created:    2026-11-26 03:41:07\n"
-			       "Finished:   2026-11-26 04:45:00\n"
-			       "Duration:   1h03m53s\n"
-			       "\n"
-			       "STAGE   STATUS     ATTEMPT  EXIT  STARTED              DURATION\n"
-			       "build   succeeded  1        0     2026-11-26 03:41:08  4s\n"
-			       "test    timed_out  2        -     2026-11-26 03:41:13  1h02m09s\n"
-			       "deploy  pending    -        -     -                    -\n"
-			       "push    -          -        -     -                    -\n";
+static const char run_text[] =
+    "Run:        r_1\n"
+    "Pipeline:   app\n"
+    "Repository: Codertocat/Hello-World\n"
+    "Event:      -\n"
+    "Ref:        refs/heads/main\n"
+    "Sha:        0123456789abcdef0123456789abcdef01234567\n"
+    "Status:     failed\n"
+    "Created:    2026-11-26 03:41:07\n"
+    "Finished:   2026-11-26 04:45:00\n"
+    "Duration:   1h03m53s\n"
+    "\n"
+    "STAGE   STATUS     ATTEMPT  EXIT  STARTED              DURATION\n"
+    "build   succeeded  1        0     2026-11-26 03:41:08  4s\n"
+    "test    timed_out  2        -     2026-11-26 03:41:13  1h02m09s\n"
+    "scan    running    2        -     2026-11-26 03:41:30  -\n"
+    "deploy  pending    -        -     -                    -\n"
+    "push    -          -        -     -                    -\n"
+    "\n"
+    "STAGE  ATTEMPT  STATUS       EXIT  STARTED              DURATION  WORKER\n"
+    "test   1        handed_back  -     2026-11-26 03:41:12  400ms     "
+    "ci-1:4242:0a1b2c3d\n"
+    "test   2        timed_out    -     2026-11-26 03:41:13  1h02m09s  "
+    "ci-2:77:ffee0011\n"
+    "scan   1        lost         -     2026-11-26 03:41:13  12s       "
+    "ci-3:9:00000000\n";
 
 static void run_with_stages_matches_golden_output(void **state)
 {
@@ -251,6 +276,38 @@ static void run_with_stages_matches_golden_output(void **state)
 	assert_int_equal(ctl_render_run(out.f, run), 0);
 	capture_close(&out);
 	assert_string_equal(out.buf, run_text);
+	capture_free(&out);
+	json_decref(run);
+}
+
+static void run_environments_table_shows_approvals_and_windows(void **state)
+{
+	json_t *run = parse(
+	    "{\"id\": \"r_1\", \"status\": \"waiting\", \"environments\": {"
+	    "\"development\": {\"status\": \"deployed\", \"started\": "
+	    "\"2026-11-26T03:00:00.000Z\", \"finished\": \"2026-11-26T03:00:02.500Z\", "
+	    "\"approval\": {\"required\": false}, \"window\": {\"held_until\": null}},"
+	    "\"staging\": {\"status\": \"deploying\", \"started\": "
+	    "\"2026-11-26T04:00:01.000Z\", \"approval\": {\"required\": true, "
+	    "\"decision\": \"approved\", \"by\": \"alice\", \"reason\": \"QA \\u001b[31mok\"},"
+	    " \"window\": {\"held_until\": \"2026-11-26T04:00:00.000Z\"}},"
+	    "\"production\": {\"status\": \"pending\", \"approval\": {\"required\": true}}}}");
+	struct capture out;
+
+	(void)state;
+	capture_open(&out);
+	assert_int_equal(ctl_render_run(out.f, run), 0);
+	capture_close(&out);
+	/* The reason's escape character is dropped, as in every cell. */
+	assert_non_null(strstr(out.buf,
+			       "\n\nENVIRONMENT  STATUS     STARTED              DURATION  "
+			       "APPROVAL                      HELD UNTIL\n"
+			       "development  deployed   2026-11-26 03:00:00  2s        "
+			       "-                             -\n"
+			       "staging      deploying  2026-11-26 04:00:01  -         "
+			       "approved by alice: QA [31mok  2026-11-26 04:00:00\n"
+			       "production   pending    -                    -         "
+			       "required                      -\n"));
 	capture_free(&out);
 	json_decref(run);
 }
@@ -379,6 +436,32 @@ static void args_report_usage_errors(void **state)
 				 -1);
 		assert_string_equal(err, cases[i].message);
 	}
+}
+
+static void args_approve_and_reject_need_a_run_an_environment_and_a_reason(void **state)
+{
+	struct ctl_args a;
+	char err[256] = "";
+
+	(void)state;
+	assert_int_equal(
+	    PARSE(&a, err, "approve", "r_1", "staging", "--reason", "QA ok", "--by", "alice"), 0);
+	assert_int_equal(a.cmd, CTL_CMD_APPROVE);
+	assert_string_equal(a.run, "r_1");
+	assert_string_equal(a.env, "staging");
+	assert_string_equal(a.reason, "QA ok");
+	assert_string_equal(a.by, "alice");
+	assert_int_equal(PARSE(&a, err, "reject", "--reason=freeze", "r_2", "production"), 0);
+	assert_int_equal(a.cmd, CTL_CMD_REJECT);
+	assert_null(a.by);
+
+	assert_int_equal(PARSE(&a, err, "approve", "r_1", "staging"), -1);
+	assert_string_equal(err,
+			    "approve: missing --reason TEXT (it is recorded with the decision)");
+	assert_int_equal(PARSE(&a, err, "reject", "r_1", "--reason", "x"), -1);
+	assert_string_equal(err, "reject: missing ENV");
+	assert_int_equal(PARSE(&a, err, "show", "r_1", "--reason", "x"), -1);
+	assert_string_equal(err, "--reason and --by apply to approve and reject only");
 }
 
 static void args_url_prefers_option_then_environment(void **state)
@@ -811,6 +894,8 @@ int main(void)
 	    cmocka_unit_test(runs_table_of_no_runs_is_the_header),
 	    cmocka_unit_test(runs_render_refuses_a_body_without_a_runs_array),
 	    cmocka_unit_test(run_with_stages_matches_golden_output),
+	    cmocka_unit_test(run_environments_table_shows_approvals_and_windows),
+	    cmocka_unit_test(args_approve_and_reject_need_a_run_an_environment_and_a_reason),
 	    cmocka_unit_test(run_without_fields_prints_dashes_and_no_stage_table),
 	    cmocka_unit_test(log_line_prints_text_and_json_one_line_each),
 	    cmocka_unit_test(args_accept_options_before_and_after_the_command),

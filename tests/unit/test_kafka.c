@@ -521,22 +521,18 @@ static void brokers_resolve_rejects_missing_empty_and_blank_sources(void **state
 	assert_non_null(strstr(err, "/nonexistent/sluice-brokers"));
 	assert_non_null(strstr(err, "No such file"));
 
-	char *path = write_temp("");
-	char arg[300];
-	snprintf(arg, sizeof(arg), "@%s", path);
-	err[0] = '\0';
-	assert_null(kafka_brokers_resolve(arg, err, sizeof(err)));
-	assert_non_null(strstr(err, "empty"));
-	unlink(path);
-	free(path);
-
-	path = write_temp("   \nlocalhost:9092\n");
-	snprintf(arg, sizeof(arg), "@%s", path);
-	err[0] = '\0';
-	assert_null(kafka_brokers_resolve(arg, err, sizeof(err)));
-	assert_non_null(strstr(err, "empty"));
-	unlink(path);
-	free(path);
+	/* An empty file, and one whose first line is blank. */
+	static const char *const empty[] = {"", "   \nlocalhost:9092\n"};
+	for (size_t i = 0; i < sizeof(empty) / sizeof(empty[0]); i++) {
+		char *path = write_temp(empty[i]);
+		char arg[300];
+		snprintf(arg, sizeof(arg), "@%s", path);
+		err[0] = '\0';
+		assert_null(kafka_brokers_resolve(arg, err, sizeof(err)));
+		assert_non_null(strstr(err, "empty"));
+		unlink(path);
+		free(path);
+	}
 
 	err[0] = '\0';
 	assert_null(kafka_brokers_resolve("", err, sizeof(err)));

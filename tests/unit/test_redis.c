@@ -5,104 +5,25 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <arpa/inet.h>
-#include <fcntl.h>
 #include <event2/event.h>
 #include <hiredis/hiredis.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "lib/clock.h"
 #include "queue/redis.h"
+#include "tests/unit/redisd.h"
 
-struct server {
-	pid_t pid;
-	int port;
-	char dir[64];
-	char sock[128];
-};
-
-static struct server srv;
+static struct redisd srv;
 static struct event_base *base;
-
-static int free_port(void)
-{
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t len = sizeof(sa);
-	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
-	    getsockname(fd, (struct sockaddr *)&sa, &len) < 0)
-		return -1;
-	close(fd);
-	return ntohs(sa.sin_port);
-}
-
-static redisContext *sync_connect(void)
-{
-	struct timeval tv = {1, 0};
-	redisContext *c = redisConnectWithTimeout("127.0.0.1", srv.port, tv);
-	if (c && c->err) {
-		redisFree(c);
-		return NULL;
-	}
-	return c;
-}
-
-static int server_start(void)
-{
-	char port[16];
-	snprintf(port, sizeof(port), "%d", srv.port);
-	srv.pid = fork();
-	if (srv.pid < 0)
-		return -1;
-	if (srv.pid == 0) {
-		int null = open("/dev/null", O_WRONLY);
-		dup2(null, 1);
-		execlp("redis-server", "redis-server", "--port", port, "--bind", "127.0.0.1",
-		       "--save", "", "--appendonly", "no", "--dir", srv.dir, "--unixsocket",
-		       srv.sock, "--loglevel", "warning", (char *)NULL);
-		_exit(127);
-	}
-	int64_t end = clock_mono_ms() + 5000;
-	while (clock_mono_ms() < end) {
-		redisContext *c = sync_connect();
-		if (c) {
-			redisReply *rep = redisCommand(c, "PING");
-			int ok = rep && rep->type == REDIS_REPLY_STATUS;
-			freeReplyObject(rep);
-			redisFree(c);
-			if (ok)
-				return 0;
-		}
-		usleep(20000);
-	}
-	return -1;
-}
-
-static void server_kill(int sig)
-{
-	if (srv.pid > 0) {
-		kill(srv.pid, sig);
-		waitpid(srv.pid, NULL, 0);
-		srv.pid = 0;
-	}
-}
 
 static int group_setup(void **state)
 {
 	(void)state;
-	strcpy(srv.dir, "/tmp/sluice-test-redis-XXXXXX");
-	if (!mkdtemp(srv.dir))
-		return -1;
-	snprintf(srv.sock, sizeof(srv.sock), "%s/redis.sock", srv.dir);
-	srv.port = free_port();
-	if (srv.port < 0 || server_start() < 0)
+	if (redisd_setup(&srv, "redis") < 0)
 		return -1;
 	base = event_base_new();
 	return base ? 0 : -1;
@@ -111,9 +32,7 @@ static int group_setup(void **state)
 static int group_teardown(void **state)
 {
 	(void)state;
-	server_kill(SIGTERM);
-	unlink(srv.sock);
-	rmdir(srv.dir);
+	redisd_teardown(&srv);
 	event_base_free(base);
 	return 0;
 }
@@ -287,7 +206,7 @@ static void slow_command_times_out_and_client_reconnects(void **state)
 	struct redis *r = connect_client(url_tcp, 200, &connects);
 	assert_true(run_until(&connects, 3000));
 
-	redisContext *other = sync_connect();
+	redisContext *other = redisd_connect(&srv);
 	assert_non_null(other);
 	freeReplyObject(redisCommand(other, "CLIENT PAUSE 600"));
 	redisFree(other);
@@ -322,14 +241,14 @@ static void commands_fail_while_down_and_work_after_restart(void **state)
 	assert_int_equal(redis_connect_count(r), 1);
 
 	/* A command the server never answers before it dies. */
-	redisContext *other = sync_connect();
+	redisContext *other = redisd_connect(&srv);
 	assert_non_null(other);
 	freeReplyObject(redisCommand(other, "CLIENT PAUSE 2000"));
 	redisFree(other);
 	struct result cut = {0};
 	redis_command(r, record, &cut, "GET k1");
 	run_for(20);
-	server_kill(SIGKILL);
+	redisd_kill(&srv, SIGKILL);
 	assert_true(run_until(&cut.called, 1000));
 	assert_string_equal(cut.err, "connection lost");
 
@@ -345,7 +264,7 @@ static void commands_fail_while_down_and_work_after_restart(void **state)
 	assert_string_equal(down.err, "not connected");
 
 	run_for(300);
-	assert_int_equal(server_start(), 0);
+	assert_int_equal(redisd_start(&srv), 0);
 	end = clock_mono_ms() + 4000;
 	while (connects < 2 && clock_mono_ms() < end)
 		run_for(20);

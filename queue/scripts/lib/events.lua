@@ -42,11 +42,18 @@ end
 
 -- type: the suffix after "dev.sluice." (e.g. "stage.finished"); run keys the
 -- message so one run's events stay in order; subject like
--- "runs/<run>/stages/<stage>"; data a table (run is added to it).
+-- "runs/<run>/stages/<stage>"; data a table. The run's id, pipeline,
+-- repository, sha and ref are added to data, so that a consumer (such as
+-- the commit statuses) needs nothing but the event.
 local function emit(P, type, run, subject, data)
   local ms = sluice_now_ms()
   local seq = redis.call('INCR', P .. 'events:seq')
   data.run = run
+  local r = redis.call('HMGET', P .. 'run:' .. run, 'pipeline', 'repository', 'sha', 'ref')
+  data.pipeline = data.pipeline or r[1] or nil
+  data.repository = data.repository or r[2] or nil
+  data.sha = data.sha or r[3] or nil
+  data.ref = data.ref or r[4] or nil
   local event = cjson.encode({
     specversion = '1.0',
     id = string.format('%x-%x', ms, seq),
@@ -58,4 +65,12 @@ local function emit(P, type, run, subject, data)
     data = data,
   })
   redis.call('XADD', P .. 'outbox', '*', 'topic', '@events', 'key', run, 'value', event)
+end
+
+-- An event about one attempt of a stage: data gains stage and attempt, the
+-- subject is "runs/<run>/stages/<stage>/attempts/<attempt>".
+local function emit_stage(P, type, run, stage, attempt, data)
+  data.stage = stage
+  data.attempt = tonumber(attempt)
+  emit(P, type, run, 'runs/' .. run .. '/stages/' .. stage .. '/attempts/' .. attempt, data)
 end

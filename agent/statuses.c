@@ -1,0 +1,718 @@
+/* statuses: sluice.events → commit statuses, one queue per run. */
+#include "agent/statuses.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent/github_api.h"
+#include "config/file.h"
+#include "config/retry.h"
+#include "lib/clock.h"
+#include "lib/curlev.h"
+#include "lib/log.h"
+#include "queue/envelope.h"
+
+/* A run's statuses beyond this drop the oldest waiting one: a run that
+ * produced so many while GitHub was away needs only the latest. */
+#define MAX_PER_RUN 64
+/* Consuming pauses while this many statuses wait, and resumes below the
+ * second bound, so an outage does not grow memory without end. */
+#define MAX_QUEUED    4096
+#define RESUME_QUEUED 1024
+/* GitHub asks clients not to send many requests at once. */
+#define MAX_IN_FLIGHT	   4
+#define REQUEST_TIMEOUT_MS 30000
+#define MAX_TOKEN_BYTES	   4096
+#define EVENT_PREFIX	   "dev.sluice."
+#define RUN_MAX		   128
+
+struct status {
+	struct status *next;
+	struct kafka_ticket *ticket;
+	char *path;
+	char *body;
+	char context[256];
+	const char *state;
+	int tries;
+	int64_t queued_ms; /* monotonic; the give-up bound counts from here */
+};
+
+struct run_queue {
+	struct run_queue *next, **prevp;
+	struct statuses *s;
+	char run[RUN_MAX];
+	struct status *head, *tail;
+	int n;
+	struct github_api_call *call; /* posting head */
+	struct event *timer;	      /* a back-off before head is tried again */
+	int backoff_ms;
+};
+
+struct statuses {
+	struct agent *agent;
+	struct kafka_consumer *consumer;
+	struct curlev *multi;
+	char *token;
+	struct run_queue *runs;
+	int queued;
+	int in_flight;
+	int paused;
+	int64_t limited_until_ms; /* monotonic: the rate limit resets then */
+	struct event *wake;	  /* fires at limited_until_ms */
+};
+
+static void pump(struct statuses *s);
+
+/* --- what an event posts ------------------------------------------------- */
+
+static const char *text(const json_t *data, const char *key)
+{
+	return json_string_value(json_object_get(data, key));
+}
+
+static long long integer(const json_t *data, const char *key, long long dflt)
+{
+	const json_t *v = json_object_get(data, key);
+	return json_is_integer(v) ? json_integer_value(v) : dflt;
+}
+
+/* "350ms", "12s", "4m05s", "2h10m". */
+static void format_duration(long long ms, char *out, size_t len)
+{
+	long long s = (ms + 500) / 1000;
+
+	if (ms < 1000)
+		snprintf(out, len, "%lldms", ms < 0 ? 0 : ms);
+	else if (s < 60)
+		snprintf(out, len, "%llds", s);
+	else if (s < 3600)
+		snprintf(out, len, "%lldm%02llds", s / 60, s % 60);
+	else
+		snprintf(out, len, "%lldh%02lldm", s / 3600, s % 3600 / 60);
+}
+
+/* snprintf into the description, cut at GitHub's limit without splitting
+ * a UTF-8 sequence. */
+__attribute__((format(printf, 2, 3))) static void describe(struct statuses_post *out,
+							   const char *fmt, ...)
+{
+	char buf[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	size_t n = strlen(buf);
+	if (n > STATUSES_DESCRIPTION_MAX) {
+		n = STATUSES_DESCRIPTION_MAX;
+		while (n > 0 && ((unsigned char)buf[n] & 0xC0) == 0x80)
+			n--;
+	}
+	memcpy(out->description, buf, n);
+	out->description[n] = '\0';
+}
+
+/* Why an attempt failed, in a few words. */
+static void failure_reason(const json_t *data, const char *status, char *out, size_t len)
+{
+	char took[32];
+	long long code = integer(data, "exit_code", -1);
+	const char *signal = text(data, "signal");
+	const char *error = text(data, "error");
+
+	format_duration(integer(data, "duration_ms", 0), took, sizeof(took));
+	if (strcmp(status, "timed_out") == 0)
+		snprintf(out, len, "timed out after %s", took);
+	else if (strcmp(status, "lost") == 0)
+		snprintf(out, len, "lost its worker");
+	else if (signal)
+		snprintf(out, len, "killed by %s", signal);
+	else if (code >= 0)
+		snprintf(out, len, "exit %lld", code);
+	else if (error)
+		snprintf(out, len, "%s", error);
+	else
+		snprintf(out, len, "%s", status);
+}
+
+static int describe_stage(const char *what, const json_t *data, struct statuses_post *out)
+{
+	const char *status = text(data, "status");
+	long long attempt = integer(data, "attempt", 1);
+	char reason[256], took[32];
+
+	if (strcmp(what, "queued") == 0 || strcmp(what, "started") == 0) {
+		out->state = "pending";
+		const char *word = what[0] == 'q' ? "queued" : "running";
+		if (attempt > 1)
+			describe(out, "%s (attempt %lld)", word, attempt);
+		else
+			describe(out, "%s", word);
+		return 1;
+	}
+	if (strcmp(what, "cancelled") == 0) {
+		out->state = "error";
+		describe(out, "cancelled");
+		return 1;
+	}
+	if (strcmp(what, "finished") != 0 || !status)
+		return 0;
+	if (strcmp(status, "succeeded") == 0) {
+		format_duration(integer(data, "duration_ms", 0), took, sizeof(took));
+		out->state = "success";
+		describe(out, "succeeded in %s", took);
+		return 1;
+	}
+	if (strcmp(status, "cancelled") == 0) {
+		out->state = "error";
+		describe(out, "cancelled");
+		return 1;
+	}
+	failure_reason(data, status, reason, sizeof(reason));
+	/* The event carries the stage's retry policy: a failure the router
+	 * will retry is not the stage's outcome yet. */
+	if (retry_decide(data, status, (int)integer(data, "exit_code", -1), (int)attempt) ==
+	    RETRY_AGAIN) {
+		out->state = "pending";
+		describe(out, "%s; retrying", reason);
+		return 1;
+	}
+	out->state = "failure";
+	describe(out, "%s", reason);
+	return 1;
+}
+
+static int describe_promotion(const char *what, const json_t *data, struct statuses_post *out)
+{
+	const char *status = text(data, "status");
+	const char *gate = text(data, "gate");
+
+	out->state = "pending";
+	if (strcmp(what, "offered") == 0) {
+		describe(out, "offered");
+	} else if (strcmp(what, "waiting") == 0) {
+		if (gate && strcmp(gate, "approval") == 0)
+			describe(out, "waiting for approval");
+		else if (gate && strcmp(gate, "window") == 0)
+			describe(out, "waiting for the deploy window to open");
+		else if (gate && strcmp(gate, "lock") == 0)
+			describe(out, "waiting for the deployment before it");
+		else
+			describe(out, "waiting");
+	} else if (strcmp(what, "started") == 0) {
+		describe(out, "deploying");
+	} else if (strcmp(what, "finished") == 0 && status) {
+		static const struct {
+			const char *status, *state, *description;
+		} outcomes[] = {
+		    {"deployed", "success", "deployed"},
+		    {"failed", "failure", "deployment failed"},
+		    {"rejected", "failure", "rejected"},
+		    {"expired", "failure", "approval expired"},
+		    {"superseded", "error", "superseded by a newer run"},
+		    {"cancelled", "error", "cancelled"},
+		};
+		for (size_t i = 0; i < sizeof(outcomes) / sizeof(outcomes[0]); i++) {
+			if (strcmp(status, outcomes[i].status) == 0) {
+				out->state = outcomes[i].state;
+				describe(out, "%s", outcomes[i].description);
+				return 1;
+			}
+		}
+		out->state = "failure";
+		describe(out, "%s", status);
+	} else {
+		return 0;
+	}
+	return 1;
+}
+
+int statuses_describe(const char *type, const json_t *data, struct statuses_post *out)
+{
+	const char *pipeline = text(data, "pipeline");
+	const char *stage = text(data, "stage");
+	const char *env = text(data, "env");
+	int n;
+
+	memset(out, 0, sizeof(*out));
+	if (!pipeline)
+		return 0;
+	if (strncmp(type, "stage.", 6) == 0) {
+		/* deploy@<env> is reported by its promotion's events. */
+		if (!stage || strncmp(stage, "deploy@", 7) == 0)
+			return 0;
+		n = snprintf(out->context, sizeof(out->context), "sluice/%s/%s", pipeline, stage);
+		return n < (int)sizeof(out->context) && describe_stage(type + 6, data, out);
+	}
+	if (strncmp(type, "promotion.", 10) == 0) {
+		if (!env)
+			return 0;
+		n = snprintf(out->context, sizeof(out->context), "sluice/%s/deploy/%s", pipeline,
+			     env);
+		return n < (int)sizeof(out->context) && describe_promotion(type + 10, data, out);
+	}
+	return 0;
+}
+
+/* --- queues ---------------------------------------------------------------- */
+
+static void status_free(struct status *st)
+{
+	free(st->path);
+	free(st->body);
+	free(st);
+}
+
+static void queue_free(struct run_queue *q)
+{
+	*q->prevp = q->next;
+	if (q->next)
+		q->next->prevp = q->prevp;
+	github_api_cancel(q->call);
+	while (q->head) {
+		struct status *st = q->head;
+		q->head = st->next;
+		status_free(st);
+	}
+	if (q->timer)
+		event_free(q->timer);
+	free(q);
+}
+
+/* The head was posted or given up: its event is done. */
+static void queue_pop(struct run_queue *q)
+{
+	struct statuses *s = q->s;
+	struct status *st = q->head;
+
+	q->head = st->next;
+	if (!q->head)
+		q->tail = NULL;
+	q->n--;
+	s->queued--;
+	kafka_consumer_done(s->consumer, st->ticket);
+	status_free(st);
+	if (!q->head)
+		queue_free(q);
+	if (s->paused && s->queued <= RESUME_QUEUED) {
+		s->paused = 0;
+		kafka_consumer_resume(s->consumer);
+	}
+}
+
+static void on_queue_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct run_queue *q = arg;
+	(void)fd;
+	(void)what;
+	pump(q->s);
+}
+
+static struct run_queue *queue_get(struct statuses *s, const char *run)
+{
+	struct run_queue *q;
+
+	for (q = s->runs; q; q = q->next)
+		if (strcmp(q->run, run) == 0)
+			return q;
+	q = calloc(1, sizeof(*q));
+	if (!q)
+		return NULL;
+	q->timer = evtimer_new(s->agent->base, on_queue_timer, q);
+	if (!q->timer) {
+		free(q);
+		return NULL;
+	}
+	q->s = s;
+	snprintf(q->run, sizeof(q->run), "%s", run);
+	q->backoff_ms = s->agent->settings.github_backoff_ms;
+	q->next = s->runs;
+	q->prevp = &s->runs;
+	if (s->runs)
+		s->runs->prevp = &q->next;
+	s->runs = q;
+	return q;
+}
+
+static void give_up(struct run_queue *q, const char *why)
+{
+	struct status *st = q->head;
+
+	log_warn("commit status dropped", LOG_S("run", q->run), LOG_S("context", st->context),
+		 LOG_S("state", st->state), LOG_I("tries", st->tries), LOG_S("error", why));
+	queue_pop(q);
+}
+
+/* Tries the head again after wait_ms, unless that is past the give-up bound. */
+static void retry_later(struct run_queue *q, long long wait_ms, const char *why)
+{
+	struct statuses *s = q->s;
+	struct status *st = q->head;
+
+	if (clock_mono_ms() + wait_ms - st->queued_ms > s->agent->settings.github_give_up_ms) {
+		give_up(q, why);
+		return;
+	}
+	log_info("commit status not posted; will retry", LOG_S("run", q->run),
+		 LOG_S("context", st->context), LOG_S("error", why), LOG_I("retry_ms", wait_ms));
+	struct timeval tv = {(time_t)(wait_ms / 1000), (suseconds_t)(wait_ms % 1000) * 1000};
+	evtimer_add(q->timer, &tv);
+}
+
+static long long backoff_next(struct run_queue *q)
+{
+	long long wait = q->backoff_ms;
+	long long doubled = 2LL * q->backoff_ms;
+	int max = q->s->agent->settings.github_backoff_max_ms;
+
+	q->backoff_ms = (int)(doubled > max ? max : doubled);
+	return wait;
+}
+
+static void on_reply(const struct github_api_reply *r, void *arg)
+{
+	struct run_queue *q = arg;
+	struct statuses *s = q->s;
+	struct status *st = q->head;
+	char why[400];
+
+	q->call = NULL;
+	s->in_flight--;
+	if (r->status >= 200 && r->status < 300) {
+		log_debug("commit status posted", LOG_S("run", q->run),
+			  LOG_S("context", st->context), LOG_S("state", st->state),
+			  LOG_I("tries", st->tries));
+		q->backoff_ms = s->agent->settings.github_backoff_ms;
+		queue_pop(q);
+	} else if (r->status == 0) {
+		snprintf(why, sizeof(why), "%s", r->error);
+		retry_later(q, backoff_next(q), why);
+	} else {
+		snprintf(why, sizeof(why), "HTTP %ld: %.256s", r->status, r->body);
+		int limited = r->status == 403 || r->status == 429;
+		if (limited && r->ratelimit_remaining == 0 && r->ratelimit_reset_s >= 0) {
+			/* The limit belongs to the token: every run waits. */
+			long long wait = r->ratelimit_reset_s * 1000 - clock_now_ms();
+			if (wait < 0)
+				wait = 0;
+			s->limited_until_ms = clock_mono_ms() + wait;
+			log_warn("GitHub rate limit reached; statuses wait for its reset",
+				 LOG_I("reset", r->ratelimit_reset_s), LOG_I("wait_ms", wait));
+			retry_later(q, wait, why);
+		} else if ((limited || r->status >= 500) && r->retry_after_ms >= 0) {
+			if (limited)
+				s->limited_until_ms = clock_mono_ms() + r->retry_after_ms;
+			retry_later(q, r->retry_after_ms, why);
+		} else if (r->status >= 500 || r->status == 429) {
+			retry_later(q, backoff_next(q), why);
+		} else {
+			/* 401, 404, 422...: trying again would get the same answer. */
+			give_up(q, why);
+		}
+	}
+	pump(s);
+}
+
+static void post(struct run_queue *q)
+{
+	struct statuses *s = q->s;
+	struct status *st = q->head;
+
+	st->tries++;
+	q->call = github_api_post(s->multi, s->agent->settings.github_api_url, st->path, s->token,
+				  st->body, REQUEST_TIMEOUT_MS, on_reply, q);
+	if (!q->call) {
+		retry_later(q, backoff_next(q), "out of memory");
+		return;
+	}
+	s->in_flight++;
+}
+
+static void on_wake(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	pump(arg);
+}
+
+/* Starts posting the head of every run that waits for nothing, as far as
+ * the bound on requests in flight allows. */
+static void pump(struct statuses *s)
+{
+	int64_t now = clock_mono_ms();
+
+	if (now < s->limited_until_ms) {
+		long long wait = s->limited_until_ms - now;
+		struct timeval tv = {(time_t)(wait / 1000), (suseconds_t)(wait % 1000) * 1000};
+		evtimer_add(s->wake, &tv);
+		return;
+	}
+	struct run_queue *next;
+	for (struct run_queue *q = s->runs; q && s->in_flight < MAX_IN_FLIGHT; q = next) {
+		next = q->next; /* post may give the head up and free an emptied queue */
+		if (q->head && !q->call && !evtimer_pending(q->timer, NULL))
+			post(q);
+	}
+}
+
+/* --- events -------------------------------------------------------------- */
+
+/* GitHub's owner and repository names: letters, digits, '-', '_', '.'. */
+static int name_ok(const char *s, size_t n)
+{
+	if (n == 0 || n > 100)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (!isalnum((unsigned char)s[i]) && s[i] != '-' && s[i] != '_' && s[i] != '.')
+			return 0;
+	return 1;
+}
+
+static int sha_ok(const char *sha)
+{
+	size_t n = strlen(sha);
+	if (n != 40 && n != 64)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (!isxdigit((unsigned char)sha[i]))
+			return 0;
+	return 1;
+}
+
+/* A status for the event, or NULL (with *why) when it posts none. */
+static struct status *status_new(struct statuses *s, const char *type, const json_t *data,
+				 const char **why)
+{
+	const char *repo = text(data, "repository"), *sha = text(data, "sha");
+	const char *run = text(data, "run");
+	struct statuses_post p;
+	struct status *st = NULL;
+
+	*why = NULL;
+	if (!statuses_describe(type, data, &p))
+		return NULL;
+	const char *slash = repo ? strchr(repo, '/') : NULL;
+	if (!run || !slash || !name_ok(repo, (size_t)(slash - repo)) ||
+	    !name_ok(slash + 1, strlen(slash + 1)) || !sha || !sha_ok(sha)) {
+		*why = "no repository, sha or run a status can name";
+		return NULL;
+	}
+	const char *base = s->agent->settings.public_url;
+	size_t blen = strlen(base);
+	while (blen > 0 && base[blen - 1] == '/')
+		blen--;
+	char target[1024];
+	snprintf(target, sizeof(target), "%.*s/runs/%s", (int)blen, base, run);
+	json_t *body = json_pack("{s:s, s:s, s:s, s:s}", "state", p.state, "target_url", target,
+				 "description", p.description, "context", p.context);
+	st = calloc(1, sizeof(*st));
+	size_t plen = strlen("/repos//statuses/") + strlen(repo) + strlen(sha) + 1;
+	if (!body || !st || !(st->path = malloc(plen)) ||
+	    !(st->body = json_dumps(body, JSON_COMPACT | JSON_SORT_KEYS))) {
+		json_decref(body);
+		if (st)
+			status_free(st);
+		*why = "out of memory";
+		return NULL;
+	}
+	json_decref(body);
+	snprintf(st->path, plen, "/repos/%s/statuses/%s", repo, sha);
+	snprintf(st->context, sizeof(st->context), "%s", p.context);
+	st->state = p.state;
+	st->queued_ms = clock_mono_ms();
+	return st;
+}
+
+static void enqueue(struct statuses *s, const char *run, struct status *st)
+{
+	struct run_queue *q = queue_get(s, run);
+
+	if (!q) {
+		log_warn("commit status dropped", LOG_S("run", run), LOG_S("context", st->context),
+			 LOG_S("error", "out of memory"));
+		kafka_consumer_done(s->consumer, st->ticket);
+		status_free(st);
+		return;
+	}
+	if (q->n >= MAX_PER_RUN) {
+		/* The oldest not being posted right now goes. */
+		struct status **victim = q->call ? &q->head->next : &q->head;
+		struct status *old = *victim;
+		log_warn("commit status dropped", LOG_S("run", run), LOG_S("context", old->context),
+			 LOG_S("state", old->state),
+			 LOG_S("error", "too many waiting for this run"));
+		*victim = old->next;
+		q->n--;
+		s->queued--;
+		kafka_consumer_done(s->consumer, old->ticket);
+		status_free(old);
+	}
+	if (q->tail)
+		q->tail->next = st;
+	else
+		q->head = st;
+	q->tail = st;
+	q->n++;
+	s->queued++;
+	if (!s->paused && s->queued >= MAX_QUEUED) {
+		s->paused = 1;
+		kafka_consumer_pause(s->consumer);
+		log_warn("commit statuses backed up; consuming paused",
+			 LOG_I("waiting", s->queued));
+	}
+	pump(s);
+}
+
+static void on_event(const struct kafka_message *m, struct kafka_ticket *t, void *arg)
+{
+	struct statuses *s = arg;
+	struct envelope env;
+	char err[256];
+	const char *why;
+
+	if (envelope_decode(m->value, m->len, &env, err, sizeof(err)) < 0) {
+		log_warn("event skipped", LOG_S("topic", m->topic), LOG_I("offset", m->offset),
+			 LOG_S("error", err));
+		kafka_consumer_done(s->consumer, t);
+		return;
+	}
+	const char *run = text(env.data, "run");
+	struct status *st = NULL;
+	if (strncmp(env.type, EVENT_PREFIX, strlen(EVENT_PREFIX)) == 0 && run &&
+	    strlen(run) < RUN_MAX)
+		st = status_new(s, env.type + strlen(EVENT_PREFIX), env.data, &why);
+	else
+		why = NULL;
+	if (!st) {
+		if (why)
+			log_warn("event posts no commit status", LOG_S("id", env.id),
+				 LOG_S("type", env.type), LOG_S("error", why));
+		kafka_consumer_done(s->consumer, t);
+	} else {
+		st->ticket = t;
+		enqueue(s, run, st);
+	}
+	envelope_clear(&env);
+}
+
+/* --- lifecycle ----------------------------------------------------------- */
+
+static char *read_token(const char *path)
+{
+	char *buf = NULL;
+	size_t len;
+
+	if (config_file_read(path, MAX_TOKEN_BYTES, &buf, &len) < 0) {
+		log_error("cannot read github.token_file", LOG_S("file", path),
+			  LOG_S("error", strerror(errno)));
+		return NULL;
+	}
+	while (len > 0 && isspace((unsigned char)buf[len - 1]))
+		buf[--len] = '\0';
+	size_t skip = strspn(buf, " \t\r\n");
+	if (skip == len || strpbrk(buf + skip, "\r\n")) {
+		log_error("github.token_file must hold one token on one line", LOG_S("file", path));
+		explicit_bzero(buf, len);
+		free(buf);
+		return NULL;
+	}
+	memmove(buf, buf + skip, len - skip + 1);
+	return buf;
+}
+
+static void token_set(struct statuses *s, char *token)
+{
+	if (s->token) {
+		explicit_bzero(s->token, strlen(s->token));
+		free(s->token);
+	}
+	s->token = token;
+}
+
+static int consume(struct agent *a, char *token)
+{
+	char topic[256], group[256], err[512];
+	struct statuses *s = calloc(1, sizeof(*s));
+
+	if (!s)
+		goto fail;
+	s->agent = a;
+	s->multi = curlev_new(a->base);
+	s->wake = evtimer_new(a->base, on_wake, s);
+	if (!s->multi || !s->wake)
+		goto fail;
+	snprintf(topic, sizeof(topic), "%sevents", a->settings.topic_prefix);
+	snprintf(group, sizeof(group), "%sstatuses", a->settings.topic_prefix);
+	const char *topics[] = {topic};
+	struct kafka_consumer_opts opts = {.session_timeout_ms = a->settings.session_timeout_ms};
+	s->consumer = kafka_consumer_new_opts(a->base, a->settings.brokers, group, topics, 1,
+					      on_event, s, &opts, err, sizeof(err));
+	if (!s->consumer) {
+		log_error("cannot consume events", LOG_S("topic", topic), LOG_S("error", err));
+		goto fail;
+	}
+	token_set(s, token);
+	a->statuses = s;
+	log_info("posting commit statuses", LOG_S("api", a->settings.github_api_url),
+		 LOG_S("group", group));
+	return 0;
+fail:
+	if (s) {
+		curlev_free(s->multi);
+		if (s->wake)
+			event_free(s->wake);
+		free(s);
+	}
+	explicit_bzero(token, strlen(token));
+	free(token);
+	return -1;
+}
+
+int statuses_start(struct agent *a)
+{
+	if (!a->settings.github_token_file)
+		return 0;
+	char *token = read_token(a->settings.github_token_file);
+	return token ? consume(a, token) : -1;
+}
+
+int statuses_reload(struct agent *a)
+{
+	if (!a->settings.github_token_file) {
+		if (a->statuses) {
+			statuses_stop(a);
+			log_info("commit statuses off: github.token_file is not set",
+				 LOG_S("api", a->settings.github_api_url));
+		}
+		return 0;
+	}
+	char *token = read_token(a->settings.github_token_file);
+	if (!token)
+		return -1;
+	if (!a->statuses)
+		return consume(a, token);
+	token_set(a->statuses, token);
+	return 0;
+}
+
+void statuses_stop(struct agent *a)
+{
+	struct statuses *s = a->statuses;
+
+	if (!s)
+		return;
+	while (s->runs)
+		queue_free(s->runs);
+	/* Statuses not posted leave their offsets unstored: whoever consumes
+	 * the partition next posts them. */
+	kafka_consumer_free(s->consumer);
+	curlev_free(s->multi);
+	event_free(s->wake);
+	token_set(s, NULL);
+	free(s);
+	a->statuses = NULL;
+}

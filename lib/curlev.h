@@ -1,0 +1,27 @@
+/* curlev: a libcurl multi handle driven by a libevent loop.
+ *
+ * curl's sockets and its timer become events on the loop, so transfers
+ * progress without ever blocking it. Each easy handle added carries a
+ * callback that runs once, from the loop, when its transfer ends; the
+ * handle is already out of the multi then and may be added again (a retry).
+ * Callbacks may add and remove handles, but must not free the curlev.
+ */
+#ifndef SLUICE_CURLEV_H
+#define SLUICE_CURLEV_H
+
+#include <curl/curl.h>
+#include <event2/event.h>
+
+struct curlev;
+
+typedef void (*curlev_done_cb)(CURL *easy, CURLcode rc, void *arg);
+
+struct curlev *curlev_new(struct event_base *base);
+/* Starts the transfer of easy; 0, or -1 when curl refuses it (cb not called). */
+int curlev_add(struct curlev *m, CURL *easy, curlev_done_cb cb, void *arg);
+/* Stops the transfer of easy, if any, without calling its callback. */
+void curlev_remove(struct curlev *m, CURL *easy);
+/* Removes every handle still added (no callbacks), then frees. NULL is fine. */
+void curlev_free(struct curlev *m);
+
+#endif

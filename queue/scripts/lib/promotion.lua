@@ -1,0 +1,264 @@
+-- promotion: prepended to every script by tools/embed-lua.sh, after events.
+--
+-- A run whose CI stages all succeeded is offered to the environments of its
+-- definition one after another (def.environments, a chain through "after").
+-- Each environment deploys with the stage "deploy@<env>". Keys:
+--   run:<id>:env:<env>   status pending -> waiting_window | waiting_approval
+--                        | queued (for the lock) -> deploying -> deployed |
+--                        failed | rejected | expired | superseded | cancelled;
+--                        offered, started, finished, window_until (the last
+--                        instant a deny window held it until), expires_at
+--   approval:<id>:<env>  decision (approved | rejected), by, at, reason
+--   env:<pipeline>:<env> current, previous (run ids), lock (the run deploying)
+--   env:<pipeline>:<env>:waiting  runs offered and not started yet, scored by
+--                        their creation time: only the newest one may wait,
+--                        an older one is superseded.
+-- opens: {<env>: ms} for each environment whose deny windows hold now, with
+-- the instant they open again (the agent computes it, config/window.c).
+
+local promo_waits = {pending = true, waiting_window = true, waiting_approval = true,
+                     queued = true}
+
+local function promo_subject(run, env)
+  return 'runs/' .. run .. '/environments/' .. env
+end
+
+local function promo_pipeline(P, run)
+  return redis.call('HGET', P .. 'run:' .. run, 'pipeline') or ''
+end
+
+local function promo_key(P, run, env)
+  return P .. 'run:' .. run .. ':env:' .. env
+end
+
+local function promo_env_key(P, pipeline, env)
+  return P .. 'env:' .. pipeline .. ':' .. env
+end
+
+-- A run ends: its deployments not started are skipped.
+local function promo_end_run(P, run, def, status, now)
+  local rkey = P .. 'run:' .. run
+  redis.call('HSET', rkey, 'status', status, 'finished', now)
+  for name, stage in pairs(def.stages) do
+    local skey = rkey .. ':stage:' .. name
+    if stage.env and redis.call('HGET', skey, 'status') == 'pending' then
+      redis.call('HSET', skey, 'status', 'skipped', 'finished', now)
+      emit_stage(P, 'stage.skipped', run, name, redis.call('HGET', skey, 'attempt') or 1,
+                 {env = stage.env})
+    end
+  end
+  emit(P, 'run.finished', run, 'runs/' .. run, {status = status})
+end
+
+-- The promotion of run to env is over without (or after) deploying.
+local function promo_close(P, run, env, status, now)
+  redis.call('HSET', promo_key(P, run, env), 'status', status, 'finished', now)
+  redis.call('ZREM', promo_env_key(P, promo_pipeline(P, run), env) .. ':waiting', run)
+  emit(P, 'promotion.finished', run, promo_subject(run, env), {env = env, status = status})
+end
+
+-- The job of a deployment, as the agent's jobs_prepare writes it
+-- (queue/jobs.c): a worker cannot tell them apart.
+local function promo_job(P, run, stage, attempt)
+  local ms = sluice_now_ms()
+  local seq = redis.call('INCR', P .. 'events:seq')
+  local value = cjson.encode({
+    specversion = '1.0',
+    id = string.format('%x-%x', ms, seq),
+    source = 'sluice-agent',
+    type = 'dev.sluice.job.requested',
+    subject = 'runs/' .. run .. '/stages/' .. stage .. '/attempts/' .. attempt,
+    time = sluice_rfc3339(ms),
+    datacontenttype = 'application/json',
+    data = {run = run, stage = stage, attempt = attempt, kind = 'deploy'},
+  })
+  redis.call('XADD', P .. 'outbox', '*', 'topic', '@jobs.deploy', 'key', run, 'value', value)
+end
+
+-- Takes the environment's lock and queues the deployment.
+local function promo_start(P, run, env, now)
+  local pkey = promo_env_key(P, promo_pipeline(P, run), env)
+  local stage = 'deploy@' .. env
+  local skey = P .. 'run:' .. run .. ':stage:' .. stage
+  local attempt = tonumber(redis.call('HGET', skey, 'attempt') or '1')
+  redis.call('HSET', pkey, 'lock', run)
+  redis.call('ZREM', pkey .. ':waiting', run)
+  redis.call('HSET', skey, 'status', 'queued', 'attempt', attempt, 'queued_at', now)
+  redis.call('ZADD', P .. 'queued', now, run .. '/' .. stage)
+  promo_job(P, run, stage, attempt)
+  redis.call('HSET', promo_key(P, run, env), 'status', 'deploying', 'started', now)
+  redis.call('HSET', P .. 'run:' .. run, 'status', 'running')
+  emit(P, 'promotion.started', run, promo_subject(run, env), {env = env})
+  emit_stage(P, 'stage.queued', run, stage, attempt, {env = env})
+end
+
+-- Frees the environment if run holds it and starts the newest run waiting
+-- for it that has passed its gates.
+local function promo_release(P, run, env, now)
+  local pkey = promo_env_key(P, promo_pipeline(P, run), env)
+  if redis.call('HGET', pkey, 'lock') == run then
+    redis.call('HDEL', pkey, 'lock')
+  end
+  if redis.call('HEXISTS', pkey, 'lock') == 1 then
+    return
+  end
+  for _, other in ipairs(redis.call('ZREVRANGE', pkey .. ':waiting', 0, -1)) do
+    if redis.call('HGET', promo_key(P, other, env), 'status') == 'queued' then
+      promo_start(P, other, env, now)
+      return
+    end
+  end
+end
+
+-- A delayed entry (release.lua) that brings the run back to the router when
+-- a gate may have changed: "window" (the window opens) or "approval" (the
+-- approval expires). Its id and time are fixed so that the same gate at the
+-- same instant is one entry.
+local function promo_later(P, run, env, gate, due)
+  local value = cjson.encode({
+    specversion = '1.0',
+    id = string.format('%s-%s-%s-%d', run, env, gate, due),
+    source = 'sluice-agent',
+    type = 'dev.sluice.promotion.ready',
+    subject = promo_subject(run, env),
+    time = sluice_rfc3339(due),
+    datacontenttype = 'application/json',
+    data = {run = run, env = env, gate = gate},
+  })
+  local entry = cjson.encode({topic = '@results', value = value, run = run})
+  redis.call('ZADD', P .. 'delayed', due, entry)
+  redis.call('SADD', P .. 'run:' .. run .. ':delayed', entry)
+end
+
+-- The gates of an open promotion, in order: deny windows, approval, lock.
+-- Returns the promotion's status after them.
+local function promo_gates(P, run, env, def, now, opens)
+  local ekey = promo_key(P, run, env)
+  local e = redis.call('HMGET', ekey, 'status', 'window_until', 'expires_at')
+  local conf = def.environments[env]
+  local rkey = P .. 'run:' .. run
+  local closed = tonumber(opens[env] or 0)
+  if closed > now then
+    if e[1] ~= 'waiting_window' or tonumber(e[2]) ~= closed then
+      redis.call('HSET', ekey, 'status', 'waiting_window', 'window_until', closed)
+      promo_later(P, run, env, 'window', closed)
+      emit(P, 'promotion.waiting', run, promo_subject(run, env),
+           {env = env, gate = 'window', ['until'] = sluice_rfc3339(closed)})
+    end
+    redis.call('HSET', rkey, 'status', 'waiting')
+    return 'waiting_window'
+  end
+  if conf.approval.required and
+     redis.call('HGET', P .. 'approval:' .. run .. ':' .. env, 'decision') ~= 'approved' then
+    if e[1] ~= 'waiting_approval' then
+      redis.call('HSET', ekey, 'status', 'waiting_approval', 'approval_requested', now)
+      local data = {env = env, gate = 'approval'}
+      if conf.approval.expires_s > 0 and not e[3] then
+        local due = now + conf.approval.expires_s * 1000
+        redis.call('HSET', ekey, 'expires_at', due)
+        promo_later(P, run, env, 'approval', due)
+        data.expires_at = sluice_rfc3339(due)
+      end
+      emit(P, 'promotion.waiting', run, promo_subject(run, env), data)
+    end
+    redis.call('HSET', rkey, 'status', 'waiting')
+    return 'waiting_approval'
+  end
+  local lock = redis.call('HGET', promo_env_key(P, promo_pipeline(P, run), env), 'lock')
+  if not lock then
+    promo_start(P, run, env, now)
+    return 'deploying'
+  end
+  if e[1] ~= 'queued' then
+    redis.call('HSET', ekey, 'status', 'queued')
+    emit(P, 'promotion.waiting', run, promo_subject(run, env),
+         {env = env, gate = 'lock', holder = lock})
+  end
+  redis.call('HSET', rkey, 'status', 'running')
+  return 'queued'
+end
+
+-- Offers run to env, once. The newest run waiting for an environment wins:
+-- older ones that have not started are superseded, and so is run when a
+-- newer one already waits. Returns the run's status afterwards.
+local function promo_offer(P, run, env, def, now, opens)
+  local ekey = promo_key(P, run, env)
+  local rkey = P .. 'run:' .. run
+  if redis.call('EXISTS', ekey) == 1 then
+    return redis.call('HGET', rkey, 'status')
+  end
+  local created = tonumber(redis.call('HGET', rkey, 'created') or now)
+  redis.call('HSET', ekey, 'status', 'pending', 'offered', now)
+  emit(P, 'promotion.offered', run, promo_subject(run, env), {env = env})
+  local wkey = promo_env_key(P, promo_pipeline(P, run), env) .. ':waiting'
+  local others = redis.call('ZRANGE', wkey, 0, -1, 'WITHSCORES')
+  for i = 1, #others, 2 do
+    local other, score = others[i], tonumber(others[i + 1])
+    if score > created or (score == created and other > run) then
+      promo_close(P, run, env, 'superseded', now)
+      promo_end_run(P, run, def, 'superseded', now)
+      return 'superseded'
+    end
+  end
+  for i = 1, #others, 2 do
+    local other = others[i]
+    local odef = cjson.decode(redis.call('HGET', P .. 'run:' .. other, 'def') or '{}')
+    promo_close(P, other, env, 'superseded', now)
+    if odef.stages then
+      promo_end_run(P, other, odef, 'superseded', now)
+    end
+  end
+  redis.call('ZADD', wkey, created, run)
+  promo_gates(P, run, env, def, now, opens)
+  return redis.call('HGET', rkey, 'status')
+end
+
+-- The environment that comes after env in def's chain, or nil.
+local function promo_next(def, env)
+  for name, conf in pairs(def.environments or {}) do
+    if conf.after == env then
+      return name
+    end
+  end
+  return nil
+end
+
+-- The first environment of def's chain, or nil when it has none.
+local function promo_first(def)
+  for name, conf in pairs(def.environments or {}) do
+    if conf.after == cjson.null or conf.after == nil then
+      return name
+    end
+  end
+  return nil
+end
+
+-- The deployment of run to env ended with stage status st (the run still
+-- open). Returns the run's status afterwards.
+local function promo_deployed(P, run, env, def, st, now, opens)
+  local ekey = promo_key(P, run, env)
+  if redis.call('HGET', ekey, 'status') ~= 'deploying' then
+    return redis.call('HGET', P .. 'run:' .. run, 'status')
+  end
+  if st ~= 'succeeded' then
+    promo_close(P, run, env, 'failed', now)
+    promo_release(P, run, env, now)
+    promo_end_run(P, run, def, 'failed', now)
+    return 'failed'
+  end
+  local pkey = promo_env_key(P, promo_pipeline(P, run), env)
+  local current = redis.call('HGET', pkey, 'current')
+  if current and current ~= run then
+    redis.call('HSET', pkey, 'previous', current, 'previous_at',
+               redis.call('HGET', pkey, 'current_at') or now)
+  end
+  redis.call('HSET', pkey, 'current', run, 'current_at', now)
+  promo_close(P, run, env, 'deployed', now)
+  promo_release(P, run, env, now)
+  local nxt = promo_next(def, env)
+  if nxt then
+    return promo_offer(P, run, nxt, def, now, opens)
+  end
+  promo_end_run(P, run, def, 'succeeded', now)
+  return 'succeeded'
+end

@@ -1,0 +1,329 @@
+"""Events on sluice.events and the commit statuses the agent posts from them.
+
+The events of a run are read back from the broker with the standard-library
+Kafka client (tests/kafkawire.py) and checked as queue/envelope.c checks an
+envelope. Commit statuses go to a local stand-in for GitHub's REST API: no
+real GitHub API is reachable from the tests, so the stand-in replays the
+request and response shapes GitHub documents for "Create a commit status"
+(POST /repos/{owner}/{repo}/statuses/{sha} answering 201 with the status;
+500 with {"message": ...}; 403 with x-ratelimit-remaining: 0 and
+x-ratelimit-reset when the primary rate limit is exhausted) and records
+every request. One stack of its own, with short GitHub back-offs.
+"""
+
+import json
+import math
+import os
+import re
+import signal
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
+from conftest import free_port, pipeline, started_stack, wait_for  # noqa: E402
+from kafkawire import Client  # noqa: E402
+
+TOKEN = "ghp_" + "x1" * 18
+OWNER = "sluice-st"
+PARTITIONS = 4  # sluice-devbroker's default
+RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$")
+
+
+class GitHubStandIn:
+    """Records each request; answers from a per-repository script of
+    (status, headers, body) before the default 201."""
+
+    def __init__(self):
+        self.port = free_port()
+        self.requests = []  # dicts: time, path, headers, body, answered
+        self.scripts = {}  # "owner/repo" -> [(status, headers, body), ...]
+        self.lock = threading.Lock()
+        self.server = None
+        self.start()
+
+    def start(self):
+        stand_in = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                stand_in.answer(self, body)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+    def answer(self, h, raw):
+        m = re.match(r"^/repos/([^/]+/[^/]+)/statuses/([0-9a-f]{40})$", h.path)
+        with self.lock:
+            script = self.scripts.get(m.group(1)) if m else None
+            status, headers, body = script.pop(0) if script else (201, {}, None)
+            req = {"time": time.time(), "path": h.path, "headers": dict(h.headers),
+                   "body": json.loads(raw), "answered": status}
+            self.requests.append(req)
+        if body is None:
+            b = req["body"]
+            body = {
+                "url": "https://api.github.com/repos/%s/statuses/%s" % (m.group(1), m.group(2)),
+                "avatar_url": "https://github.com/images/error/hubot_happy.gif",
+                "id": len(self.requests), "node_id": "MDY6U3RhdHVzMQ==",
+                "state": b["state"], "description": b["description"],
+                "target_url": b["target_url"], "context": b["context"],
+                "created_at": "2012-07-20T01:19:13Z", "updated_at": "2012-07-20T01:19:13Z",
+                "creator": {"login": "octocat", "id": 1, "type": "User"},
+            }
+        data = json.dumps(body).encode()
+        h.send_response(status)
+        h.send_header("Content-Type", "application/json; charset=utf-8")
+        h.send_header("Content-Length", str(len(data)))
+        for k, v in headers.items():
+            h.send_header(k, v)
+        h.end_headers()
+        h.wfile.write(data)
+
+    def of_run(self, run_id):
+        with self.lock:
+            return [r for r in self.requests if r["body"]["target_url"].endswith("/" + run_id)]
+
+
+def pipelines(repo):
+    def p(name, stages):
+        return pipeline(name, OWNER + "/" + name, checkout=repo.url, stages=stages)
+    return {
+        "ok.yaml": p("ok", {
+            "build": {"run": ["true"]},
+            "test": {"run": ["true"], "needs": ["build"]},
+        }),
+        "flaky.yaml": p("flaky", {
+            "build": {"run": ["sh", "-c", "echo failing; exit 3"],
+                      "retry": {"max": 1, "backoff": "100ms"}},
+            "test": {"run": ["true"], "needs": ["build"]},
+        }),
+        "errors.yaml": p("errors", {"build": {"run": ["true"]}}),
+        "limited.yaml": p("limited", {"build": {"run": ["true"]}}),
+        "offline.yaml": p("offline", {
+            "build": {"run": ["true"]},
+            "test": {"run": ["true"], "needs": ["build"]},
+        }),
+    }
+
+
+@pytest.fixture(scope="module")
+def github():
+    g = GitHubStandIn()
+    yield g
+    g.stop()
+
+
+@pytest.fixture(scope="module")
+def estack(github):
+    yield from started_stack(
+        "sluice-events-", lambda repo, root: pipelines(repo),
+        extra_secrets={"github-token": TOKEN + "\n"},
+        extra_settings={"github": {"api_url": "http://127.0.0.1:%d/" % github.port,
+                                   "token_file": "pipelines.d/github-token",
+                                   "backoff": "100ms", "backoff_max": "500ms"},
+                        "agent": {"scheduler_interval": "100ms"}})
+
+
+def start(stack, name):
+    status, body = stack.post_hook("push", stack.push_payload(OWNER + "/" + name))
+    assert status == 202 and len(body.get("runs", [])) == 1, (status, body)
+    return body["runs"][0]
+
+
+def run_events(stack, run_id):
+    """Every event of the run on sluice.events, in partition order."""
+    c = Client(stack.brokers)
+    out = []
+    try:
+        for part in range(PARTITIONS):
+            offset = 0
+            while True:
+                err, records = c.fetch("sluice.events", offset, part)
+                fresh = [r for r in records if r[0] >= offset] if not err else []
+                if not fresh:
+                    break
+                for _, _, value in fresh:
+                    event = json.loads(value)
+                    if event.get("data", {}).get("run") == run_id:
+                        out.append(event)
+                offset = fresh[-1][0] + 1
+    finally:
+        c.close()
+    return out
+
+
+def check_envelope(e):
+    """What queue/envelope.c's envelope_decode requires, plus sluice's own
+    attributes."""
+    assert e["specversion"] == "1.0", e
+    for key in ("id", "source", "type", "subject", "time"):
+        assert isinstance(e[key], str) and e[key], (key, e)
+    assert e["type"].startswith("dev.sluice."), e
+    assert RFC3339.match(e["time"]), e
+    assert e["datacontenttype"] == "application/json", e
+    assert isinstance(e["data"], dict), e
+
+
+def wait_statuses(github, run_id, done, timeout=20):
+    return wait_for("commit statuses of %s" % run_id,
+                    lambda: (lambda rs: rs if done(rs) else None)(github.of_run(run_id)),
+                    timeout)
+
+
+def by_context(requests):
+    out = {}
+    for r in requests:
+        if r["answered"] == 201:
+            out.setdefault(r["body"]["context"], []).append(r["body"])
+    return out
+
+
+def test_a_failing_stage_with_a_retry_emits_its_events_in_order(estack, github):
+    run_id = start(estack, "flaky")
+    run = estack.wait_run(run_id)
+    assert run["status"] == "failed", run
+    events = wait_for("run.finished on sluice.events", lambda: (
+        lambda es: es if es and es[-1]["type"] == "dev.sluice.run.finished" else None)(
+            run_events(estack, run_id)), 10)
+    seen = [(e["type"][len("dev.sluice."):], e["data"].get("stage"), e["data"].get("attempt"))
+            for e in events]
+    assert seen == [
+        ("run.created", None, None),
+        ("stage.queued", "build", 1),
+        ("run.started", None, None),
+        ("stage.started", "build", 1),
+        ("stage.finished", "build", 1),
+        ("stage.retrying", "build", 2),
+        ("stage.queued", "build", 2),
+        ("stage.started", "build", 2),
+        ("stage.finished", "build", 2),
+        ("stage.skipped", "test", 1),
+        ("run.finished", None, None),
+    ], json.dumps(events, indent=1)
+    for e in events:
+        check_envelope(e)
+        d = e["data"]
+        assert d["run"] == run_id and d["pipeline"] == "flaky", e
+        assert d["repository"] == OWNER + "/flaky" and d["sha"] == estack.repo.head, e
+        assert d["ref"] == "refs/heads/main", e
+        if "stage" in d:
+            assert e["subject"] == "runs/%s/stages/%s/attempts/%d" % (
+                run_id, d["stage"], d["attempt"]), e
+        else:
+            assert e["subject"] == "runs/" + run_id, e
+    assert len({e["id"] for e in events}) == len(events)
+    finished = [e["data"] for e in events if e["type"] == "dev.sluice.stage.finished"]
+    assert [(f["status"], f["exit_code"]) for f in finished] == [("failed", 3), ("failed", 3)]
+    assert events[-1]["data"]["status"] == "failed"
+
+    # Its commit statuses: a retried failure is not final, the last one is.
+    reqs = wait_statuses(github, run_id, lambda rs: any(
+        r["body"]["state"] == "failure" for r in rs))
+    build = by_context(reqs)["sluice/flaky/build"]
+    assert [(s["state"], s["description"]) for s in build] == [
+        ("pending", "queued"), ("pending", "running"), ("pending", "exit 3; retrying"),
+        ("pending", "queued (attempt 2)"), ("pending", "running (attempt 2)"),
+        ("failure", "exit 3")]
+    assert "sluice/flaky/test" not in by_context(reqs), "a skipped stage posts nothing"
+
+
+def test_statuses_go_pending_then_success_for_every_stage_in_order(estack, github):
+    run_id = start(estack, "ok")
+    assert estack.wait_run(run_id)["status"] == "succeeded"
+    reqs = wait_statuses(github, run_id, lambda rs: sum(
+        r["body"]["state"] == "success" for r in rs) == 2)
+    assert [(r["body"]["context"], r["body"]["state"]) for r in reqs] == [
+        ("sluice/ok/build", "pending"), ("sluice/ok/build", "pending"),
+        ("sluice/ok/build", "success"),
+        ("sluice/ok/test", "pending"), ("sluice/ok/test", "pending"),
+        ("sluice/ok/test", "success")]
+    for r in reqs:
+        assert r["path"] == "/repos/%s/ok/statuses/%s" % (OWNER, estack.repo.head), r
+        assert r["headers"]["Authorization"] == "Bearer " + TOKEN
+        assert r["headers"]["Accept"] == "application/vnd.github+json"
+        assert r["headers"]["X-GitHub-Api-Version"] == "2022-11-28"
+        assert r["headers"]["User-Agent"] == "sluice"
+        assert r["body"]["target_url"] == "%s/runs/%s" % (estack.url, run_id)
+        assert 0 < len(r["body"]["description"]) <= 140
+    assert re.match(r"^succeeded in \d+(ms|s)$", reqs[2]["body"]["description"]), reqs[2]
+    with open(os.path.join(estack.logdir, "agent.log")) as f:
+        assert TOKEN not in f.read(), "the token was logged"
+
+
+def test_a_status_answered_500_is_retried_until_github_takes_it(estack, github):
+    with github.lock:
+        github.scripts[OWNER + "/errors"] = [
+            (500, {}, {"message": "Server Error"})] * 3
+    run_id = start(estack, "errors")
+    assert estack.wait_run(run_id)["status"] == "succeeded"
+    reqs = wait_statuses(github, run_id, lambda rs: any(
+        r["body"]["state"] == "success" for r in rs))
+    assert [r["answered"] for r in reqs[:4]] == [500, 500, 500, 201]
+    assert all(r["body"] == reqs[0]["body"] for r in reqs[:4]), "the same status, retried"
+    states = [b["state"] for b in by_context(reqs)["sluice/errors/build"]]
+    assert states == ["pending", "pending", "success"]
+
+
+def test_a_rate_limited_status_waits_for_the_reset(estack, github):
+    reset = math.ceil(time.time()) + 2
+    with github.lock:
+        github.scripts[OWNER + "/limited"] = [(403, {
+            "x-ratelimit-limit": "5000", "x-ratelimit-remaining": "0",
+            "x-ratelimit-used": "5000", "x-ratelimit-reset": str(reset),
+            "x-ratelimit-resource": "core"}, {
+            "message": "API rate limit exceeded for user ID 1.",
+            "documentation_url": "https://docs.github.com/rest/overview/"
+                                 "resources-in-the-rest-api#rate-limiting"})]
+    run_id = start(estack, "limited")
+    assert estack.wait_run(run_id)["status"] == "succeeded"
+    reqs = wait_statuses(github, run_id, lambda rs: any(
+        r["body"]["state"] == "success" for r in rs), timeout=30)
+    assert reqs[0]["answered"] == 403
+    limited_at = reqs[0]["time"]
+    with github.lock:
+        later = [r for r in github.requests if r["time"] > limited_at]
+    assert later and all(r["time"] >= reset for r in later), (
+        reset, [r["time"] for r in later])
+    assert later[0]["body"] == reqs[0]["body"]
+
+
+def test_sighup_reads_the_token_again(estack, github):
+    new_token = "ghp_" + "y2" * 18
+    with open(os.path.join(estack.root, "pipelines.d", "github-token"), "w") as f:
+        f.write(new_token + "\n")
+    estack.agent.popen.send_signal(signal.SIGHUP)
+    log = os.path.join(estack.logdir, "agent.log")
+    wait_for("the reload", lambda: open(log).read().count("configuration reloaded") >= 1, 10,
+             [estack.agent])
+    run_id = start(estack, "ok")
+    reqs = wait_statuses(github, run_id, lambda rs: sum(
+        r["body"]["state"] == "success" for r in rs) == 2)
+    assert {r["headers"]["Authorization"] for r in reqs} == {"Bearer " + new_token}
+    assert new_token not in open(log).read(), "the token was logged"
+
+
+def test_the_pipeline_ends_the_same_with_github_down(estack, github):
+    github.stop()
+    try:
+        run_id = start(estack, "offline")
+        run = estack.wait_run(run_id)
+        assert run["status"] == "succeeded", run
+        assert {s["status"] for s in run["stages"].values()} == {"succeeded"}, run
+    finally:
+        github.start()
+    # Nothing was lost meanwhile: the statuses arrive once GitHub is back.
+    reqs = wait_statuses(github, run_id, lambda rs: sum(
+        r["body"]["state"] == "success" for r in rs) == 2)
+    assert by_context(reqs)["sluice/offline/test"][-1]["state"] == "success"

@@ -1,0 +1,182 @@
+"""GET /metrics on the agent and on a worker: both scrapes pass
+`promtool check metrics` (format and lint), and the counters move by exactly
+what real traffic — webhooks, a run through two stages — should add."""
+
+import http.client
+import re
+import shutil
+import subprocess
+import time
+
+import pytest
+
+from conftest import binary, free_port, http_request, pipeline, started_stack, wait_for
+
+REPO = "sluice-it/metrics"
+CONCURRENCY = 2
+SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$')
+LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)",?')
+
+
+def parse(text):
+    """{(name, frozenset of (label, value)): float} of an exposition."""
+    samples = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = SAMPLE.match(line)
+        assert m, "not a sample line: %r" % line
+        labels = frozenset(LABEL.findall(m.group(2) or ""))
+        samples[(m.group(1), labels)] = float(m.group(3))
+    return samples
+
+
+def value(samples, name, **labels):
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+def total(samples, name, **labels):
+    """Sum over every series of name whose labels include the given ones."""
+    want = set(labels.items())
+    return sum(v for (n, ls), v in samples.items() if n == name and want <= ls)
+
+
+def promtool_check(text):
+    tool = shutil.which("promtool")
+    assert tool, "promtool is missing: run make deps (Debian package prometheus)"
+    r = subprocess.run([tool, "check", "metrics"], input=text, capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode == 0 and not r.stdout.strip() and not r.stderr.strip(), (
+        r.returncode, r.stdout, r.stderr, text)
+
+
+@pytest.fixture(scope="module")
+def metrics_port():
+    return free_port()
+
+
+@pytest.fixture(scope="module")
+def mstack(metrics_port):
+    def pipelines(repo, root):
+        return {"metrics.yaml": pipeline("metrics", REPO, checkout=repo.url, stages={
+            "build": {"run": ["sh", "-c", "echo built"]},
+            "test": {"kind": "test", "run": ["true"], "needs": ["build"]},
+        })}
+    yield from started_stack(
+        "sluice-metrics-", pipelines, workers=(("build,test", CONCURRENCY),),
+        extra_settings={"worker": {"metrics_listen": "127.0.0.1:%d" % metrics_port}})
+
+
+def answers(port, path):
+    try:
+        return http_request(port, "GET", path, timeout=2)[0] == 200
+    except OSError:
+        return False
+
+
+def scrape(port, path="/metrics"):
+    status, _, raw = http_request(port, "GET", path)
+    assert status == 200, (status, raw)
+    return raw.decode()
+
+
+def test_metrics_move_with_a_webhook_and_its_run(mstack, metrics_port):
+    wait_for("the worker's metrics listener", lambda: answers(metrics_port, "/healthz"), 10)
+    agent_before, worker_before = scrape(mstack.agent_port), scrape(metrics_port)
+    promtool_check(agent_before)
+    promtool_check(worker_before)
+    a0, w0 = parse(agent_before), parse(worker_before)
+
+    status, body = mstack.post_hook("push", mstack.push_payload(REPO))
+    assert status == 202 and len(body["runs"]) == 1, (status, body)
+    run = mstack.wait_run(body["runs"][0])
+    assert run["status"] == "succeeded", run
+    assert mstack.post_hook("ping", {"zen": "Keep it logically awesome.", "hook_id": 1})[0] == 200
+    assert mstack.post_hook("push", mstack.push_payload(REPO), signature="sha256=" + "0" * 64
+                            )[0] == 401
+    # An event name made up by the sender is counted, but never as a label of its own.
+    mstack.post_hook("made_up_event", {"zen": "x"})
+
+    agent_after = scrape(mstack.agent_port)
+    worker_after = scrape(metrics_port)
+    promtool_check(agent_after)
+    promtool_check(worker_after)
+    a1, w1 = parse(agent_after), parse(worker_after)
+
+    def moved(before, after, name, **labels):
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert moved(a0, a1, "sluice_webhooks_total", event="push", code="202") == 1
+    assert moved(a0, a1, "sluice_webhooks_total", event="push", code="401") == 1
+    assert moved(a0, a1, "sluice_webhooks_total", event="ping", code="200") == 1
+    assert total(a1, "sluice_webhooks_total", event="other") - total(
+        a0, "sluice_webhooks_total", event="other") == 1
+    assert not [k for k in a1 if ("event", "made_up_event") in k[1]]
+    assert moved(a0, a1, "sluice_runs_created_total", pipeline="metrics") == 1
+    assert moved(a0, a1, "sluice_runs_finished_total", pipeline="metrics",
+                 status="succeeded") == 1
+    # Routes are templates, never raw paths with run ids in them.
+    assert moved(a0, a1, "sluice_http_request_duration_seconds_count",
+                 route="/hooks/github", code="202") >= 2
+    assert moved(a0, a1, "sluice_http_request_duration_seconds_count",
+                 route="/api/v1/runs/{id}", code="200") >= 1
+    assert not [k for k in a1 if any(v.startswith("/api/v1/runs/r_") for _, v in k[1])]
+    assert ("sluice_outbox_depth", frozenset()) in a1
+    assert ("sluice_delayed_depth", frozenset()) in a1
+
+    for kind in ("build", "test"):
+        assert moved(w0, w1, "sluice_stage_duration_seconds_count", kind=kind,
+                     status="succeeded") == 1
+        assert moved(w0, w1, "sluice_stage_duration_seconds_bucket", kind=kind,
+                     status="succeeded", le="+Inf") == 1
+        assert moved(w0, w1, "sluice_stage_duration_seconds_sum", kind=kind,
+                     status="succeeded") > 0
+    assert value(w1, "sluice_jobs_running") == 0
+    assert value(w1, "sluice_worker_slots") == CONCURRENCY
+    assert value(w1, "sluice_lease_renewal_errors_total") == 0
+    assert value(w1, "sluice_leases_lost_total") == 0
+
+
+def test_consumer_lag_comes_from_kafka_statistics(mstack, metrics_port):
+    """librdkafka reports statistics every 5 s; each assigned partition's lag
+    then appears on the agent (results) and on the worker (jobs)."""
+    def lags(port):
+        s = parse(scrape(port))
+        return {dict(k[1])["topic"]: v for k, v in s.items()
+                if k[0] == "sluice_kafka_consumer_lag"}
+    agent = wait_for("the agent's consumer lag", lambda: lags(mstack.agent_port), 12)
+    worker = wait_for("the worker's consumer lag", lambda: lags(metrics_port), 12)
+    assert set(agent) == {"sluice.results"}, agent
+    assert set(worker) <= {"sluice.jobs.build", "sluice.jobs.test"} and worker, worker
+    assert all(v >= 0 for v in list(agent.values()) + list(worker.values()))
+
+
+def test_worker_listener_serves_metrics_and_healthz_only(mstack, metrics_port):
+    status, body, raw = http_request(metrics_port, "GET", "/healthz")
+    assert status == 200 and body == {"status": "ok", "redis": "up"}, raw
+    status, body, _ = http_request(metrics_port, "GET", "/api/v1/runs")
+    assert status == 404 and body["error"]["code"] == "not_found", body
+    assert http_request(metrics_port, "POST", "/metrics", b"")[0] == 405
+
+
+def test_a_bad_metrics_address_is_a_configuration_error(tmp_path):
+    config = tmp_path / "sluice.yaml"
+    config.write_text("worker:\n  metrics_listen: \"localhost:http\"\n")
+    r = subprocess.run([binary("sluice-worker"), "--config", str(config), "--kind", "build"],
+                       capture_output=True, text=True, timeout=10)
+    assert r.returncode == 1, (r.returncode, r.stderr)
+    assert "sluice.yaml:2:19: worker.metrics_listen: expected IP:PORT" in r.stderr, r.stderr
+
+
+def test_metrics_are_text_format_0_0_4(mstack, metrics_port):
+    for port in (mstack.agent_port, metrics_port):
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        try:
+            c.request("GET", "/metrics")
+            r = c.getresponse()
+            body = r.read().decode()
+            assert r.status == 200
+            assert r.getheader("Content-Type") == "text/plain; version=0.0.4; charset=utf-8"
+            assert body.endswith("\n")
+        finally:
+            c.close()

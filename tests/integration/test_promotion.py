@@ -1,0 +1,312 @@
+"""Promotion of runs through environments: the chain development -> staging
+-> production, approvals (recorded with who, when and why; rejected;
+expired), one deployment at a time per environment, a newer run superseding
+an older one that waits, current and previous releases, deny windows that
+hold a promotion until they open, and a failing deployment."""
+
+import json
+import os
+import shutil
+import tempfile
+import time
+
+import pytest
+
+from conftest import TERMINAL, http_request, pipeline, started_stack, wait_for
+from harness import LocalRepo, Stack
+from resp import Redis
+
+
+def repo_name(name):
+    return "sluice-promotion/" + name
+
+
+def promo_pipelines(repo, root):
+    gates = os.path.join(root, "gates")
+    os.makedirs(gates, exist_ok=True)
+    with open(os.path.join(root, "dev-db"), "w") as f:
+        f.write("postgres://dev-secret\n")
+
+    def p(name, environments, vars_=None, stages=None):
+        d = pipeline(name, repo_name(name), checkout=repo.url,
+                     vars_=dict({"GATES": gates}, **(vars_ or {})),
+                     stages=stages or {"build": {"sh": "echo built $SLUICE_SHA_SHORT"}})
+        d["environments"] = environments
+        return d
+
+    say = {"sh": 'echo "deploying $SLUICE_RUN_ID to $SLUICE_ENV at $DOMAIN"'}
+    # Deploys once the test creates $GATES/<run>: the test decides how long
+    # a deployment holds its environment.
+    held = {"sh": 'while [ ! -e "$GATES/$SLUICE_RUN_ID" ]; do sleep 0.05; done; '
+                  'echo "released $SLUICE_RUN_ID"', "timeout": "1m"}
+    return {
+        "chain.yaml": p("chain", {
+            "development": {
+                "vars": {"DOMAIN": "dev.example.com"},
+                "secrets": {"DB_URL": "../dev-db"},
+                "deploy": {"sh": 'echo "deploying $SLUICE_RUN_ID to $SLUICE_ENV at $DOMAIN '
+                                 'with $DB_URL"'},
+            },
+            "staging": {"after": "development", "approval": "required",
+                        "vars": {"DOMAIN": "staging.example.com"}, "deploy": say},
+            "production": {"after": "staging", "deploy": say},
+        }, vars_={"DOMAIN": "example.com"}),
+        "expiring.yaml": p("expiring", {
+            "staging": {"approval": {"required": True, "expires": "2s"}, "deploy": say},
+        }),
+        "locked.yaml": p("locked", {"staging": {"deploy": held}}),
+        "flaky-deploy.yaml": p("flaky-deploy", {
+            "staging": {"deploy": {"sh": '[ "$SLUICE_SHA" != "%s" ] || { echo broken; exit 4; }; '
+                                         'echo fine' % repo.second}},
+        }),
+    }
+
+
+@pytest.fixture(scope="module")
+def promo():
+    yield from started_stack("sluice-promo-", promo_pipelines,
+                             workers=(("build,test,deploy", 4),),
+                             extra_settings={"agent": {"scheduler_interval": "100ms"}})
+
+
+def push(stack, name, after=None):
+    status, body = stack.post_hook("push", stack.push_payload(repo_name(name), after=after))
+    assert status == 202 and len(body.get("runs", [])) == 1, (status, body)
+    return body["runs"][0]
+
+
+def wait_env(stack, run_id, env, statuses, timeout=30):
+    """The run once its promotion to env is in one of statuses."""
+    def reached():
+        run = stack.run(run_id)
+        return run if run["environments"][env]["status"] in statuses else None
+    try:
+        return wait_for("run %s: %s in %s" % (run_id, env, statuses), reached, timeout)
+    except Exception:
+        raise AssertionError(json.dumps(stack.run(run_id), indent=2)) from None
+
+
+def wait_done(stack, run_id, timeout=30):
+    def done():
+        run = stack.run(run_id)
+        return run if run["status"] in TERMINAL else None
+    try:
+        return wait_for("run %s to end" % run_id, done, timeout)
+    except Exception:
+        raise AssertionError(json.dumps(stack.run(run_id), indent=2)) from None
+
+
+def decide(stack, run_id, env, verb, reason=None, by=None):
+    body = {}
+    if reason is not None:
+        body["reason"] = reason
+    if by is not None:
+        body["by"] = by
+    status, parsed, _ = http_request(
+        stack.agent_port, "POST", "/api/v1/runs/%s/environments/%s/%s" % (run_id, env, verb),
+        json.dumps(body).encode(), {"Content-Type": "application/json"})
+    return status, parsed
+
+
+def release(stack, run_id):
+    open(os.path.join(stack.root, "gates", run_id), "w").close()
+
+
+def env_hash(stack, pipeline_name, env):
+    with Redis(stack.redis_port) as r:
+        flat = r.call("HGETALL", "sluice:env:%s:%s" % (pipeline_name, env))
+    return {flat[i].decode(): flat[i + 1].decode() for i in range(0, len(flat), 2)}
+
+
+def log_lines(stack, run_id, stage):
+    return [entry["line"] for entry in stack.log(run_id, stage)]
+
+
+def test_run_is_promoted_through_the_chain_with_an_approval(promo):
+    run_id = push(promo, "chain")
+    run = wait_env(promo, run_id, "staging", ("waiting_approval",))
+    assert run["status"] == "waiting", run
+    assert list(run["environments"]) == ["development", "staging", "production"], run
+    assert run["environments"]["development"]["status"] == "deployed", run
+    assert run["environments"]["production"]["status"] == "pending", run
+    assert run["stages"]["deploy@production"]["status"] == "pending", run
+    staging = run["environments"]["staging"]
+    assert staging["approval"]["required"] is True and staging["approval"]["decision"] is None
+
+    # The environment's vars and secrets are layered over the pipeline's.
+    assert ("deploying %s to development at dev.example.com with [masked]" % run_id
+            in log_lines(promo, run_id, "deploy@development"))
+
+    status, body = decide(promo, run_id, "staging", "approve", reason="QA signed off",
+                          by="alice")
+    assert status == 200, body
+    assert body["approval"] == {"decision": "approved", "by": "alice", "reason": "QA signed off"}
+    run = wait_done(promo, run_id)
+    assert run["status"] == "succeeded", run
+    for env in ("development", "staging", "production"):
+        assert run["environments"][env]["status"] == "deployed", run
+        assert run["stages"]["deploy@" + env]["status"] == "succeeded", run
+    approval = run["environments"]["staging"]["approval"]
+    assert approval["decision"] == "approved" and approval["by"] == "alice", approval
+    assert approval["reason"] == "QA signed off" and approval["at"], approval
+    assert ("deploying %s to production at example.com" % run_id
+            in log_lines(promo, run_id, "deploy@production"))
+
+    # A decision on a promotion that no longer waits is a conflict.
+    status, body = decide(promo, run_id, "staging", "approve", reason="again")
+    assert status == 409, body
+    status, body = decide(promo, run_id, "nowhere", "approve", reason="x")
+    assert status == 404, body
+    status, body = decide(promo, run_id, "staging", "approve")
+    assert status == 400 and "reason" in body["error"]["message"], body
+
+
+def test_rejection_stops_the_run_before_production(promo):
+    run_id = push(promo, "chain")
+    wait_env(promo, run_id, "staging", ("waiting_approval",))
+    shown = promo.ctl("show", run_id)
+    assert shown.returncode == 0, shown.stderr
+    assert "staging" in shown.stdout and "waiting_approval" in shown.stdout, shown.stdout
+    done = promo.ctl("reject", run_id, "staging", "--reason", "release freeze", "--by", "bob")
+    assert done.returncode == 0, done.stderr
+    run = wait_done(promo, run_id)
+    assert run["status"] == "rejected", run
+    staging = run["environments"]["staging"]
+    assert staging["status"] == "rejected", run
+    assert staging["approval"]["decision"] == "rejected", run
+    assert staging["approval"]["by"] == "bob", run
+    assert staging["approval"]["reason"] == "release freeze", run
+    assert run["environments"]["production"]["status"] == "skipped", run
+    assert run["stages"]["deploy@production"]["status"] == "skipped", run
+    assert run["stages"]["deploy@production"]["started"] is None, run
+
+
+def test_an_approval_not_given_in_time_expires(promo):
+    run_id = push(promo, "expiring")
+    run = wait_env(promo, run_id, "staging", ("waiting_approval",))
+    assert run["environments"]["staging"]["approval"]["expires_at"], run
+    run = wait_done(promo, run_id, timeout=15)
+    assert run["status"] == "rejected", run
+    staging = run["environments"]["staging"]
+    assert staging["status"] == "expired", run
+    assert staging["approval"]["decision"] == "rejected", run
+    assert staging["approval"]["reason"] == "expired", run
+    assert run["stages"]["deploy@staging"]["status"] == "skipped", run
+
+
+def test_one_deployment_at_a_time_and_the_newest_waiting_run_wins(promo):
+    first = push(promo, "locked")
+    wait_env(promo, first, "staging", ("deploying",))
+    older = push(promo, "locked")
+    run = wait_env(promo, older, "staging", ("queued",))
+    assert run["status"] == "running", run
+    assert run["stages"]["deploy@staging"]["status"] == "pending", run
+    newer = push(promo, "locked")
+    wait_env(promo, newer, "staging", ("queued",))
+
+    run = wait_done(promo, older)
+    assert run["status"] == "superseded", run
+    assert run["environments"]["staging"]["status"] == "superseded", run
+    assert run["stages"]["deploy@staging"]["status"] == "skipped", run
+    assert env_hash(promo, "locked", "staging")["lock"] == first
+
+    # The newer run still waits while the first deploys, then deploys.
+    time.sleep(0.5)
+    assert promo.run(newer)["environments"]["staging"]["status"] == "queued"
+    release(promo, first)
+    assert wait_done(promo, first)["status"] == "succeeded"
+    wait_env(promo, newer, "staging", ("deploying",))
+    release(promo, newer)
+    run = wait_done(promo, newer)
+    assert run["status"] == "succeeded", run
+    first_finished = promo.run(first)["environments"]["staging"]["finished"]
+    assert first_finished <= run["environments"]["staging"]["started"], run
+
+    released = env_hash(promo, "locked", "staging")
+    assert released["current"] == newer and released["previous"] == first, released
+    assert "lock" not in released, released
+
+
+def test_a_failing_deployment_fails_the_run_and_frees_the_environment(promo):
+    broken = push(promo, "flaky-deploy", after=promo.repo.second)
+    run = wait_done(promo, broken)
+    assert run["status"] == "failed", run
+    assert run["environments"]["staging"]["status"] == "failed", run
+    assert run["stages"]["deploy@staging"]["status"] == "failed", run
+    assert run["stages"]["deploy@staging"]["exit_code"] == 4, run
+    assert "lock" not in env_hash(promo, "flaky-deploy", "staging")
+
+    fixed = push(promo, "flaky-deploy")
+    assert wait_done(promo, fixed)["status"] == "succeeded"
+    assert env_hash(promo, "flaky-deploy", "staging")["current"] == fixed
+
+
+# --- deny windows ----------------------------------------------------------
+
+# Sunday 2024-01-07 03:59:52 UTC: eight seconds before the deny window
+# "Sun 03:00-04:00 UTC" ends.
+FAKE_START_MS = 1704599992000
+
+
+class ShiftedClockStack(Stack):
+    """The agent starts with its wall clock at FAKE_START_MS through
+    SLUICE_CLOCK_OFFSET_MS (agent/main.c, lib/clock.h), which moves the
+    clock the agent reads the time of day from and nothing else: its
+    timers, Redis, the broker and the workers keep the real time. (faketime
+    cannot serve here: it shifts the deadlines librdkafka's threads wait
+    for, and the agent's Kafka consumer does not start.)"""
+
+    def start_agent(self):
+        real = self._spawn
+
+        def spawn(name, argv):
+            offset = FAKE_START_MS - int(time.time() * 1000)
+            return real(name, ["env", "SLUICE_CLOCK_OFFSET_MS=%d" % offset] + argv)
+        self._spawn = spawn
+        try:
+            super().start_agent()
+        finally:
+            self._spawn = real
+
+
+def window_pipelines(repo, root):
+    d = pipeline("windowed", repo_name("windowed"), checkout=repo.url,
+                 stages={"build": {"sh": "echo built"}})
+    d["environments"] = {"production": {
+        "windows": {"deny": ["Sun 03:00-04:00 UTC", "Mon-Fri 18:00-08:00 UTC"]},
+        "deploy": {"sh": "echo deployed"}}}
+    return {"windowed.yaml": d}
+
+
+@pytest.fixture(scope="module")
+def windowed():
+    root = tempfile.mkdtemp(prefix="sluice-window-")
+    repo = LocalRepo(os.path.join(root, "repo"))
+    s = ShiftedClockStack(root, repo, window_pipelines(repo, root),
+                          workers=(("build,test,deploy", 2),),
+                          extra_settings={"agent": {"scheduler_interval": "100ms"}})
+    try:
+        s.start()
+    except BaseException as e:
+        s.stop()
+        raise RuntimeError("the stack did not start: %s\n%s" % (e, s.report())) from None
+    yield s
+    s.stop()
+    if not os.environ.get("SLUICE_KEEP_TMP"):
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_a_closed_window_holds_the_promotion_until_it_opens(windowed):
+    run_id = push(windowed, "windowed")
+    run = wait_env(windowed, run_id, "production", ("waiting_window",), timeout=6)
+    assert run["status"] == "waiting", run
+    window = run["environments"]["production"]["window"]
+    assert window["deny"] == ["Sun 03:00-04:00 UTC", "Mon-Fri 18:00-08:00 UTC"], window
+    assert window["held_until"] == "2024-01-07T04:00:00.000Z", window
+    assert run["stages"]["deploy@production"]["status"] == "pending", run
+
+    run = wait_done(windowed, run_id, timeout=20)
+    assert run["status"] == "succeeded", run
+    production = run["environments"]["production"]
+    assert production["status"] == "deployed", run
+    assert production["started"] >= "2024-01-07T04:00:00.000Z", run

@@ -1,0 +1,150 @@
+/* logfmt lines on stderr: escaping, levels, and journald priority prefixes. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "lib/log.h"
+
+struct capture {
+	int saved;
+	FILE *file;
+	char text[8192];
+};
+
+/* Points stderr at a temporary file for the test's lines. */
+static int setup(void **state)
+{
+	static struct capture c;
+	memset(&c, 0, sizeof(c));
+	fflush(stderr);
+	c.saved = dup(STDERR_FILENO);
+	c.file = tmpfile();
+	if (c.saved < 0 || !c.file || dup2(fileno(c.file), STDERR_FILENO) < 0)
+		return -1;
+	unsetenv("JOURNAL_STREAM");
+	log_set_level("debug");
+	*state = &c;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct capture *c = *state;
+	fflush(stderr);
+	dup2(c->saved, STDERR_FILENO);
+	close(c->saved);
+	fclose(c->file);
+	unsetenv("JOURNAL_STREAM");
+	log_set_level("info");
+	return 0;
+}
+
+/* What was logged; stderr is given back, so that a failed assertion shows. */
+static const char *captured(struct capture *c)
+{
+	struct stat st;
+	fflush(stderr);
+	size_t n = fstat(STDERR_FILENO, &st) == 0 ? (size_t)st.st_size : 0;
+	if (n >= sizeof(c->text))
+		n = sizeof(c->text) - 1;
+	ssize_t got = pread(STDERR_FILENO, c->text, n, 0);
+	c->text[got > 0 ? got : 0] = '\0';
+	dup2(c->saved, STDERR_FILENO);
+	return c->text;
+}
+
+/* JOURNAL_STREAM naming the stream stderr is connected to now. */
+static void connect_journal(const char *value)
+{
+	char buf[64];
+	struct stat st;
+	if (!value) {
+		assert_int_equal(fstat(STDERR_FILENO, &st), 0);
+		snprintf(buf, sizeof(buf), "%llu:%llu", (unsigned long long)st.st_dev,
+			 (unsigned long long)st.st_ino);
+		value = buf;
+	}
+	setenv("JOURNAL_STREAM", value, 1);
+}
+
+static void plain_line_has_timestamp_level_and_quoted_fields(void **state)
+{
+	struct capture *c = *state;
+	log_info("stage finished", LOG_S("run", "r_1"), LOG_S("stage", "my build"),
+		 LOG_I("exit", 0), LOG_S("empty", ""));
+	const char *text = captured(c);
+	assert_int_equal(strncmp(text, "ts=", 3), 0);
+	assert_non_null(strstr(text, "Z level=info msg=\"stage finished\" run=r_1 "
+				     "stage=\"my build\" exit=0 empty=\"\"\n"));
+}
+
+static void values_cannot_forge_lines_or_fields(void **state)
+{
+	struct capture *c = *state;
+	log_warn("x", LOG_S("branch", "main\nlevel=error msg=forged"), LOG_S("q", "a\"b\\c"),
+		 LOG_S("ctl", "bell\a"));
+	const char *text = captured(c);
+	assert_non_null(strstr(text, "branch=\"main\\nlevel=error msg=forged\" "
+				     "q=\"a\\\"b\\\\c\" ctl=\"bell\\x07\"\n"));
+	assert_int_equal(strchr(text, '\n') - text + 1, (long)strlen(text));
+}
+
+static void journal_stream_gets_priority_prefix_without_timestamp(void **state)
+{
+	struct capture *c = *state;
+	connect_journal(NULL);
+	log_error("redis unavailable", LOG_S("error", "refused"));
+	log_warn("slow");
+	log_info("ready");
+	log_debug("detail");
+	assert_string_equal(captured(c), "<3>level=error msg=\"redis unavailable\" error=refused\n"
+					 "<4>level=warn msg=slow\n"
+					 "<6>level=info msg=ready\n"
+					 "<7>level=debug msg=detail\n");
+}
+
+static void journal_stream_of_another_file_is_ignored(void **state)
+{
+	struct capture *c = *state;
+	/* stderr was redirected after systemd set the variable. */
+	connect_journal("1:1");
+	log_info("ready");
+	assert_int_equal(strncmp(captured(c), "ts=", 3), 0);
+}
+
+static void level_filters_lower_levels_and_rejects_unknown_names(void **state)
+{
+	struct capture *c = *state;
+	assert_int_equal(log_set_level("warn"), 0);
+	log_info("hidden");
+	log_debug("hidden too");
+	log_warn("shown");
+	const char *text = captured(c);
+	assert_null(strstr(text, "hidden"));
+	assert_non_null(strstr(text, "level=warn msg=shown\n"));
+	assert_int_equal(log_set_level("verbose"), -1);
+	assert_int_equal(log_set_level(""), -1);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(plain_line_has_timestamp_level_and_quoted_fields, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(values_cannot_forge_lines_or_fields, setup, teardown),
+	    cmocka_unit_test_setup_teardown(journal_stream_gets_priority_prefix_without_timestamp,
+					    setup, teardown),
+	    cmocka_unit_test_setup_teardown(journal_stream_of_another_file_is_ignored, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(level_filters_lower_levels_and_rejects_unknown_names,
+					    setup, teardown),
+	};
+	return cmocka_run_group_tests_name("log", tests, NULL, NULL);
+}
