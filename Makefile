@@ -11,7 +11,7 @@ DESTDIR ?=
 BUILD   ?= build
 CC      ?= cc
 
-PKGS = libevent hiredis rdkafka libcurl openssl jansson yaml-0.1 libsystemd
+PKGS = libevent libevent_openssl hiredis rdkafka libcurl openssl jansson yaml-0.1 libsystemd
 TEST_PKGS = cmocka
 
 DEB_BUILD = build-essential pkg-config libevent-dev libhiredis-dev librdkafka-dev \
@@ -21,7 +21,9 @@ DEB_RUN   = redis-server git curl openssl python3 python3-pytest systemd
 # promtool (only in Debian's prometheus package, ~19 MB) checks /metrics in the
 # tests; groff and man render the man pages. On a host that boots with systemd
 # the package also enables a Prometheus server on :9090: disable it if unwanted.
-DEB_TEST  = prometheus groff-base man-db
+# chromium runs the dashboard's browser test (tests/browser/, driven by
+# playwright-core from the npm registry with Node.js >= 20).
+DEB_TEST  = prometheus groff-base man-db chromium
 DEB_BENCH = wrk webhook
 DEB_LINT  = clang-format clang-tidy cppcheck
 
@@ -38,7 +40,10 @@ LUA_LIB = $(wildcard queue/scripts/lib/*.lua)
 GEN_SRC = $(BUILD)/gen/lua_scripts.c
 LIB_OBJ = $(LIB_SRC:%.c=$(BUILD)/%.o) $(BUILD)/gen/lua_scripts.o
 
-AGENT_OBJ  = $(patsubst %.c,$(BUILD)/%.o,$(wildcard agent/*.c))
+# The dashboard's files, compiled into the agent (tools/embed-web.sh).
+WEB_SRC = $(sort $(wildcard agent/web/*))
+WEB_GEN = $(BUILD)/gen/web_assets.c
+AGENT_OBJ  = $(patsubst %.c,$(BUILD)/%.o,$(wildcard agent/*.c)) $(BUILD)/gen/web_assets.o
 WORKER_OBJ = $(patsubst %.c,$(BUILD)/%.o,$(wildcard workers/*.c))
 CTL_OBJ    = $(patsubst %.c,$(BUILD)/%.o,$(wildcard ctl/*.c))
 BROKER_OBJ = $(patsubst %.c,$(BUILD)/%.o,$(wildcard queue/devbroker/*.c))
@@ -75,6 +80,13 @@ $(GEN_SRC): $(LUA_SRC) $(LUA_LIB) tools/embed-lua.sh
 $(BUILD)/gen/lua_scripts.o: $(GEN_SRC)
 	$(CC) $(CFLAGS) -c -o $@ $<
 
+$(WEB_GEN): $(WEB_SRC) tools/embed-web.sh
+	@mkdir -p $(dir $@)
+	sh tools/embed-web.sh $(WEB_SRC) > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/gen/web_assets.o: $(WEB_GEN)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
 $(BUILD)/libsluice.a: $(LIB_OBJ)
 	rm -f $@
 	ar rcs $@ $^
@@ -100,9 +112,16 @@ unit: check-pkgs $(UNIT_BINS)
 integration: all
 	SLUICE_BUILD=$(abspath $(BUILD)) /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/integration
 
-test: deps
+# The browser test's one package, as package-lock.json pins it.
+BROWSER_DEPS = tests/browser/node_modules/.package-lock.json
+
+test: deps $(BROWSER_DEPS)
 	@$(MAKE) --no-print-directory all $(UNIT_BINS)
 	@sh tests/run-all.sh $(BUILD) $(UNIT_BINS)
+
+$(BROWSER_DEPS): tests/browser/package.json tests/browser/package-lock.json
+	@command -v npm >/dev/null || { echo "npm (Node.js >= 20) is needed for tests/browser"; exit 1; }
+	cd tests/browser && npm ci --no-audit --no-fund --loglevel=error
 
 asan:
 	@$(MAKE) --no-print-directory BUILD=build-asan \

@@ -16,6 +16,8 @@
 #include "queue/redis.h"
 
 struct agent_metrics;
+struct log_stream;
+struct tokens;
 struct route_call;
 struct scheduler;
 struct statuses;
@@ -33,6 +35,7 @@ struct agent_scripts {
 	int release;
 	int promote;
 	int decide;
+	int api_call;
 };
 
 struct agent {
@@ -52,6 +55,9 @@ struct agent {
 	struct statuses *statuses;	/* NULL unless github.token_file is set (statuses.c) */
 	struct trigger_call *resolving; /* triggers waiting for git ls-remote (control.c) */
 	struct agent_metrics *metrics;	/* NULL when not set up (agent_metrics.h) */
+	struct tokens *tokens;		/* NULL: the API is open (auth.h) */
+	struct log_stream *streams;	/* log streams being sent (logstream.h) */
+	struct ssl_ctx_st *tls;		/* NULL unless agent.tls_cert is set (tls.h) */
 };
 
 /* POST /hooks/github */

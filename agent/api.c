@@ -1,5 +1,6 @@
-/* api: GET /healthz, the read side of /api/v1 (runs, a run, a stage log)
- * and POST /api/v1/runs/{id}/cancel.
+/* api: GET /healthz and the routing of /api/v1 (which endpoint, which
+ * method, which role); the runs list with its paging, a run, a stage's log
+ * and POST /api/v1/runs/{id}/cancel are answered here.
  *
  * Every answer is built from Redis; a request that needs several replies
  * keeps one call record and answers when the last reply is in.
@@ -13,9 +14,13 @@
 
 #include "agent/agent.h"
 #include "agent/agent_metrics.h"
+#include "agent/auth.h"
 #include "agent/control.h"
 #include "agent/http.h"
+#include "agent/logstream.h"
 #include "agent/promotion.h"
+#include "agent/validate.h"
+#include "agent/web.h"
 #include "lib/clock.h"
 #include "lib/log.h"
 
@@ -34,7 +39,9 @@ struct api_call {
 	int failed;
 	int code; /* of a successful answer; 0 means 200 */
 	char status_filter[32];
+	char ref_filter[256];
 	size_t limit;
+	size_t want; /* run ids asked for: a page and one more, or a scan for filters */
 };
 
 static struct api_call *call_new(struct agent *a, struct evhttp_request *req)
@@ -168,29 +175,62 @@ struct run_item {
 	char id[128];
 };
 
+static int ref_matches(const char *want, const char *ref)
+{
+	if (!want[0])
+		return 1;
+	if (!ref)
+		return 0;
+	if (strcmp(ref, want) == 0)
+		return 1;
+	/* A bare name matches the branch or the tag of that name. */
+	if (strncmp(want, "refs/", 5) == 0)
+		return 0;
+	return (strncmp(ref, "refs/heads/", 11) == 0 && strcmp(ref + 11, want) == 0) ||
+	       (strncmp(ref, "refs/tags/", 10) == 0 && strcmp(ref + 10, want) == 0);
+}
+
+/* c->body holds the ids scanned (newest first), c->items their runs (null
+ * for a run gone meanwhile). The next page starts after the last run
+ * listed, or after the last one scanned when the filters kept fewer runs
+ * than the page holds and the scan may have stopped short. */
 static void list_maybe_done(struct api_call *c)
 {
 	if (--c->outstanding > 0)
 		return;
 	if (c->failed) {
+		json_decref(c->items);
 		call_fail(c, "a run could not be read");
 		return;
 	}
 	json_t *runs = json_array();
-	size_t i;
-	json_t *run;
-	json_array_foreach(c->items, i, run)
-	{
+	const char *last_listed = NULL, *last_scanned = NULL, *next = NULL;
+	size_t n = json_array_size(c->items);
+	for (size_t i = 0; i < n; i++) {
+		const char *id = json_string_value(json_array_get(c->body, i));
+		if (json_array_size(runs) == c->limit) {
+			next = last_listed;
+			break;
+		}
+		last_scanned = id;
+		json_t *run = json_array_get(c->items, i);
 		if (!json_is_object(run))
 			continue;
 		const char *status = json_string_value(json_object_get(run, "status"));
+		const char *ref = json_string_value(json_object_get(run, "ref"));
 		if (c->status_filter[0] && (!status || strcmp(status, c->status_filter) != 0))
 			continue;
-		if (json_array_size(runs) < c->limit)
-			json_array_append(runs, run);
+		if (!ref_matches(c->ref_filter, ref))
+			continue;
+		json_array_append(runs, run);
+		last_listed = id;
 	}
+	if (!next && n == c->want)
+		next = json_array_size(runs) == c->limit ? last_listed : last_scanned;
+	json_t *body = json_pack("{s:o,s:s?}", "runs", runs, "next", next);
 	json_decref(c->items);
-	http_pending_reply(c->pending, 200, json_pack("{s:o}", "runs", runs));
+	json_decref(c->body);
+	http_pending_reply(c->pending, 200, body);
 	free(c);
 }
 
@@ -216,6 +256,7 @@ static void on_list_ids(struct redis *r, redisReply *reply, const char *err, voi
 		return;
 	}
 	c->items = json_array();
+	c->body = json_array();
 	c->outstanding = 1;
 	for (size_t i = 0; i < reply->elements; i++) {
 		struct run_item *it = calloc(1, sizeof(*it));
@@ -227,6 +268,7 @@ static void on_list_ids(struct redis *r, redisReply *reply, const char *err, voi
 		it->index = json_array_size(c->items);
 		snprintf(it->id, sizeof(it->id), "%s", reply->element[i]->str);
 		json_array_append_new(c->items, json_null());
+		json_array_append_new(c->body, json_string(it->id));
 		c->outstanding++;
 		if (redis_command(r, on_list_item, it, "HGETALL %srun:%s",
 				  c->agent->settings.key_prefix, it->id) < 0) {
@@ -236,6 +278,31 @@ static void on_list_ids(struct redis *r, redisReply *reply, const char *err, voi
 		}
 	}
 	list_maybe_done(c);
+}
+
+/* The page after the run named by before: its rank in the index first. */
+static void on_list_rank(struct redis *r, redisReply *reply, const char *err, void *arg)
+{
+	struct api_call *c = arg;
+	const char *index = json_string_value(c->body);
+	if (!reply || (reply->type != REDIS_REPLY_INTEGER && reply->type != REDIS_REPLY_NIL)) {
+		call_fail(c, err ? err : "unexpected reply");
+		return;
+	}
+	if (reply->type == REDIS_REPLY_NIL) {
+		http_pending_error(c->pending, 400, "bad_request",
+				   "before: no such run in this listing");
+		json_decref(c->body);
+		free(c);
+		return;
+	}
+	long long from = reply->integer + 1;
+	int rc = redis_command(r, on_list_ids, c, "ZREVRANGE %s %lld %lld", index, from,
+			       from + (long long)c->want - 1);
+	json_decref(c->body);
+	c->body = NULL;
+	if (rc < 0)
+		call_fail(c, "command not sent");
 }
 
 static size_t query_limit(struct evkeyvalq *q, size_t def, size_t max)
@@ -249,12 +316,22 @@ static size_t query_limit(struct evkeyvalq *q, size_t def, size_t max)
 	return (size_t)n > max ? max : (size_t)n;
 }
 
+static int valid_segment(const char *s, size_t len);
+
 static void list_runs(struct agent *a, struct evhttp_request *req, struct evkeyvalq *q)
 {
 	const char *pipeline = evhttp_find_header(q, "pipeline");
 	const char *status = evhttp_find_header(q, "status");
-	if ((pipeline && strlen(pipeline) > 200) || (status && strlen(status) > 31)) {
+	const char *ref = evhttp_find_header(q, "ref");
+	const char *before = evhttp_find_header(q, "before");
+	char index[512];
+	if ((pipeline && strlen(pipeline) > 200) || (status && strlen(status) > 31) ||
+	    (ref && strlen(ref) > 255)) {
 		http_reply_error(req, 400, "bad_request", "filter value too long");
+		return;
+	}
+	if (before && !valid_segment(before, strlen(before))) {
+		http_reply_error(req, 400, "bad_request", "before: expected a run id");
 		return;
 	}
 	struct api_call *c = call_new(a, req);
@@ -263,15 +340,23 @@ static void list_runs(struct agent *a, struct evhttp_request *req, struct evkeyv
 	c->limit = query_limit(q, RUNS_DEFAULT_LIMIT, RUNS_MAX_LIMIT);
 	if (status)
 		snprintf(c->status_filter, sizeof(c->status_filter), "%s", status);
-	/* A status filter is applied to the newest runs as they are read. */
-	size_t scan = status ? RUNS_SCAN_MAX : c->limit;
-	int rc;
+	if (ref)
+		snprintf(c->ref_filter, sizeof(c->ref_filter), "%s", ref);
+	/* Filters are applied to the newest runs as they are read. */
+	c->want = status || ref ? RUNS_SCAN_MAX : c->limit + 1;
 	if (pipeline)
-		rc = redis_command(a->redis, on_list_ids, c, "ZREVRANGE %spipeline:%s:runs 0 %d",
-				   a->settings.key_prefix, pipeline, (int)scan - 1);
+		snprintf(index, sizeof(index), "%spipeline:%s:runs", a->settings.key_prefix,
+			 pipeline);
 	else
-		rc = redis_command(a->redis, on_list_ids, c, "ZREVRANGE %sruns 0 %d",
-				   a->settings.key_prefix, (int)scan - 1);
+		snprintf(index, sizeof(index), "%sruns", a->settings.key_prefix);
+	int rc;
+	if (before) {
+		c->body = json_string(index);
+		rc = redis_command(a->redis, on_list_rank, c, "ZREVRANK %s %s", index, before);
+	} else {
+		rc = redis_command(a->redis, on_list_ids, c, "ZREVRANGE %s 0 %d", index,
+				   (int)c->want - 1);
+	}
 	if (rc < 0)
 		call_fail(c, "command not sent");
 }
@@ -281,6 +366,7 @@ static void list_runs(struct agent *a, struct evhttp_request *req, struct evkeyv
 struct stage_item {
 	struct api_call *call;
 	char name[128];
+	json_t *def; /* the stage's definition: its kind, needs and env go in the view */
 };
 
 static void run_maybe_done(struct api_call *c)
@@ -301,10 +387,19 @@ static void on_stage(struct redis *r, redisReply *reply, const char *err, void *
 	struct api_call *c = it->call;
 	(void)r;
 	(void)err;
-	if (!reply)
+	if (!reply) {
 		c->failed = 1;
-	else
-		json_object_set_new(c->items, it->name, stage_view(reply));
+	} else {
+		json_t *view = stage_view(reply);
+		static const char *const from_def[] = {"kind", "needs", "env"};
+		for (size_t i = 0; i < sizeof(from_def) / sizeof(from_def[0]); i++) {
+			json_t *v = json_object_get(it->def, from_def[i]);
+			if (v)
+				json_object_set(view, from_def[i], v);
+		}
+		json_object_set_new(c->items, it->name, view);
+	}
+	json_decref(it->def);
 	free(it);
 	run_maybe_done(c);
 }
@@ -351,6 +446,7 @@ static void on_run(struct redis *r, redisReply *reply, const char *err, void *ar
 			continue;
 		}
 		it->call = c;
+		it->def = json_incref(stage);
 		snprintf(it->name, sizeof(it->name), "%s", name);
 		/* Keeps the definition's order whatever order the replies come in. */
 		json_object_set_new(c->items, name, json_null());
@@ -359,6 +455,7 @@ static void on_run(struct redis *r, redisReply *reply, const char *err, void *ar
 				  c->agent->settings.key_prefix, id, name) < 0) {
 			c->failed = 1;
 			c->outstanding--;
+			json_decref(it->def);
 			free(it);
 		}
 	}
@@ -514,6 +611,19 @@ static void show_log(struct agent *a, struct evhttp_request *req, const char *id
 		http_reply_error(req, 400, "bad_request", "after must be a log line id");
 		return;
 	}
+	const char *accept = evhttp_find_header(evhttp_request_get_input_headers(req), "Accept");
+	if (accept && strstr(accept, "text/event-stream")) {
+		/* A reconnecting EventSource says where it was. */
+		const char *last =
+		    evhttp_find_header(evhttp_request_get_input_headers(req), "Last-Event-ID");
+		if (last && *last && !valid_stream_id(last)) {
+			http_reply_error(req, 400, "bad_request",
+					 "Last-Event-ID must be a log line id");
+			return;
+		}
+		logstream_start(a, req, id, stage, last && *last ? last : after);
+		return;
+	}
 	struct api_call *c = call_new(a, req);
 	if (!c)
 		return;
@@ -543,6 +653,194 @@ static int valid_segment(const char *s, size_t len)
 	return 1;
 }
 
+/* The API's endpoints: what each answers to and the role a POST needs
+ * (GETs need "read", or nothing with api.public_reads). A '*' is one path
+ * segment. promote, abort and rollback belong to deployment strategies,
+ * which this agent does not have yet: they answer 501. */
+enum { ROUTE_GET = 1, ROUTE_POST = 2 };
+enum route_action {
+	R_RUNS,
+	R_RUN,
+	R_LOG,
+	R_CANCEL,
+	R_CONTROL,
+	R_DECIDE,
+	R_STRATEGY,
+	R_PIPELINES,
+	R_VALIDATE,
+};
+static const struct api_route {
+	const char *pattern;
+	int method;
+	enum tokens_role role;
+	enum route_action action;
+} api_routes[] = {
+    {"/api/v1/runs", ROUTE_GET, TOKENS_READ, R_RUNS},
+    {"/api/v1/runs/*", ROUTE_GET, TOKENS_READ, R_RUN},
+    {"/api/v1/runs/*/stages/*/log", ROUTE_GET, TOKENS_READ, R_LOG},
+    {"/api/v1/runs/*/cancel", ROUTE_POST, TOKENS_ADMIN, R_CANCEL},
+    {"/api/v1/runs/*/retry", ROUTE_POST, TOKENS_ADMIN, R_CONTROL},
+    {"/api/v1/runs/*/stages/*/retry", ROUTE_POST, TOKENS_ADMIN, R_CONTROL},
+    {"/api/v1/runs/*/environments/*/approve", ROUTE_POST, TOKENS_APPROVE, R_DECIDE},
+    {"/api/v1/runs/*/environments/*/reject", ROUTE_POST, TOKENS_APPROVE, R_DECIDE},
+    {"/api/v1/runs/*/environments/*/promote", ROUTE_POST, TOKENS_ADMIN, R_STRATEGY},
+    {"/api/v1/runs/*/environments/*/abort", ROUTE_POST, TOKENS_ADMIN, R_STRATEGY},
+    {"/api/v1/runs/*/environments/*/rollback", ROUTE_POST, TOKENS_ADMIN, R_STRATEGY},
+    {"/api/v1/pipelines", ROUTE_GET, TOKENS_READ, R_PIPELINES},
+    /* Changes nothing: a read, although it has a body. */
+    {"/api/v1/pipelines/validate", ROUTE_POST, TOKENS_READ, R_VALIDATE},
+    {"/api/v1/pipelines/*", ROUTE_GET, TOKENS_READ, R_PIPELINES},
+    {"/api/v1/pipelines/*/trigger", ROUTE_POST, TOKENS_ADMIN, R_CONTROL},
+};
+
+static int route_matches(const char *pattern, const char *path)
+{
+	while (*pattern && *path) {
+		if (*pattern == '*') {
+			size_t seg = strcspn(path, "/");
+			if (seg == 0)
+				return 0;
+			path += seg;
+			pattern++;
+		} else if (*pattern++ != *path++) {
+			return 0;
+		}
+	}
+	return *pattern == '\0' && *path == '\0';
+}
+
+/* The n-th segment (0-based) of path into out. */
+static void path_segment(const char *path, int n, char *out, size_t outlen)
+{
+	const char *p = path + 1;
+	for (int i = 0; i < n && p; i++) {
+		p = strchr(p, '/');
+		if (p)
+			p++;
+	}
+	snprintf(out, outlen, "%.*s", p ? (int)strcspn(p, "/") : 0, p ? p : "");
+}
+
+static void route_get(struct agent *a, struct evhttp_request *req, const char *path,
+		      enum route_action action, struct evkeyvalq *q)
+{
+	char id[128], stage[128];
+	path_segment(path, 3, id, sizeof(id));
+	path_segment(path, 5, stage, sizeof(stage));
+	switch (action) {
+	case R_RUNS:
+		list_runs(a, req, q);
+		return;
+	case R_PIPELINES:
+		if (!control_get(a, req, path))
+			http_reply_error(req, 404, "not_found", "no such pipeline");
+		return;
+	case R_RUN:
+	case R_LOG:
+		if (!valid_segment(id, strlen(id))) {
+			http_reply_error(req, 404, "not_found", "no such run");
+		} else if (action == R_RUN) {
+			show_run(a, req, id);
+		} else if (!valid_segment(stage, strlen(stage))) {
+			http_reply_error(req, 404, "not_found", "no such run or stage");
+		} else {
+			show_log(a, req, id, stage, q);
+		}
+		return;
+	default:
+		http_reply_error(req, 404, "not_found", "no such endpoint");
+		return;
+	}
+}
+
+static void route_post(struct agent *a, struct evhttp_request *req, const char *path,
+		       enum route_action action, const char *caller, struct evkeyvalq *q)
+{
+	char id[128];
+	path_segment(path, 3, id, sizeof(id));
+	switch (action) {
+	case R_VALIDATE: {
+		const char *name = evhttp_find_header(q, "name");
+		if (name && (!valid_segment(name, strlen(name)) || name[0] == '.')) {
+			http_reply_error(req, 400, "bad_request",
+					 "name: expected a file name such as app.yaml");
+			return;
+		}
+		validate_post(a, req, name ? name : "pipeline.yaml");
+		return;
+	}
+	case R_CANCEL:
+		if (valid_segment(id, strlen(id)))
+			cancel_run(a, req, id);
+		else
+			http_reply_error(req, 404, "not_found", "no such run");
+		return;
+	case R_DECIDE:
+		if (!promotion_post(a, req, path, caller))
+			http_reply_error(req, 404, "not_found", "no such run or environment");
+		return;
+	case R_STRATEGY:
+		http_reply_error(req, 501, "not_implemented",
+				 "promote, abort and rollback act on deployment strategies "
+				 "(canary, blue/green), which this agent does not run yet");
+		return;
+	case R_CONTROL:
+		if (!control_post(a, req, path))
+			http_reply_error(req, 404, "not_found", "no such run, stage or pipeline");
+		return;
+	default:
+		http_reply_error(req, 404, "not_found", "no such endpoint");
+		return;
+	}
+}
+
+/* Everything under /api/: 404 for a path that is no endpoint, 405 (with
+ * Allow) for a method it does not serve, then the token, then the call. */
+static void api_route(struct agent *a, struct evhttp_request *req, const char *path,
+		      struct evkeyvalq *q)
+{
+	enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
+	int method = cmd == EVHTTP_REQ_GET || cmd == EVHTTP_REQ_HEAD ? ROUTE_GET
+		     : cmd == EVHTTP_REQ_POST			     ? ROUTE_POST
+								     : 0;
+	const struct api_route *found = NULL;
+	int allowed = 0;
+	for (size_t i = 0; i < sizeof(api_routes) / sizeof(api_routes[0]); i++) {
+		if (!route_matches(api_routes[i].pattern, path))
+			continue;
+		allowed |= api_routes[i].method;
+		if (api_routes[i].method == method && !found)
+			found = &api_routes[i];
+	}
+	if (!allowed) {
+		http_reply_error(req, 404, "not_found", "no such endpoint");
+		return;
+	}
+	if (!found) {
+		evhttp_add_header(evhttp_request_get_output_headers(req), "Allow",
+				  allowed == ROUTE_GET	  ? "GET, HEAD"
+				  : allowed == ROUTE_POST ? "POST"
+							  : "GET, HEAD, POST");
+		http_reply_error(req, 405, "method_not_allowed",
+				 allowed == ROUTE_POST ? "this endpoint takes POST"
+						       : "this endpoint takes GET");
+		return;
+	}
+	enum tokens_role need = found->role;
+	if (method == ROUTE_GET && a->settings.public_reads)
+		need = TOKENS_NONE;
+	const char *caller;
+	if (auth_request(a, req, need, &caller) < 0)
+		return;
+	if (method == ROUTE_GET) {
+		route_get(a, req, path, found->action, q);
+		return;
+	}
+	if (found->role >= TOKENS_APPROVE)
+		auth_audit(a, req, caller, path);
+	route_post(a, req, path, found->action, caller, q);
+}
+
 void api_handle(struct evhttp_request *req, struct agent *a)
 {
 	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
@@ -558,24 +856,13 @@ void api_handle(struct evhttp_request *req, struct agent *a)
 	char *decoded = evhttp_uridecode(raw_path ? raw_path : "/", 0, NULL);
 	const char *path = decoded ? decoded : "/";
 
-	if (evhttp_request_get_command(req) == EVHTTP_REQ_POST) {
-		if (control_post(a, req, path) || promotion_post(a, req, path))
-			goto done;
-		static const char runs[] = "/api/v1/runs/", cancel[] = "/cancel";
-		int under_runs = strncmp(path, runs, sizeof(runs) - 1) == 0;
-		const char *id = under_runs ? path + sizeof(runs) - 1 : path;
-		size_t id_len = under_runs ? strcspn(id, "/") : 0;
-		char id_buf[128];
-		if (id_len && valid_segment(id, id_len) && strcmp(id + id_len, cancel) == 0) {
-			snprintf(id_buf, sizeof(id_buf), "%.*s", (int)id_len, id);
-			cancel_run(a, req, id_buf);
-		} else {
-			http_reply_error(req, 405, "method_not_allowed",
-					 "POST is served on /api/v1/runs/{id}/cancel only");
-		}
+	if (strncmp(path, "/api/", 5) == 0) {
+		api_route(a, req, path, &q);
 		goto done;
 	}
-	if (evhttp_request_get_command(req) != EVHTTP_REQ_GET) {
+	if (evhttp_request_get_command(req) != EVHTTP_REQ_GET &&
+	    evhttp_request_get_command(req) != EVHTTP_REQ_HEAD) {
+		evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "GET, HEAD");
 		http_reply_error(req, 405, "method_not_allowed", "only GET is served here");
 		goto done;
 	}
@@ -590,40 +877,8 @@ void api_handle(struct evhttp_request *req, struct agent *a)
 					  up ? "up" : "down"));
 		goto done;
 	}
-	if (strcmp(path, "/api/v1/runs") == 0) {
-		list_runs(a, req, &q);
+	if (web_get(req, path))
 		goto done;
-	}
-	if (control_get(a, req, path))
-		goto done;
-	static const char prefix[] = "/api/v1/runs/";
-	if (strncmp(path, prefix, sizeof(prefix) - 1) == 0) {
-		const char *id = path + sizeof(prefix) - 1;
-		size_t id_len = strcspn(id, "/");
-		char id_buf[128], stage_buf[128];
-		if (!valid_segment(id, id_len)) {
-			http_reply_error(req, 404, "not_found", "no such run");
-			goto done;
-		}
-		snprintf(id_buf, sizeof(id_buf), "%.*s", (int)id_len, id);
-		const char *rest = id + id_len;
-		if (*rest == '\0') {
-			show_run(a, req, id_buf);
-			goto done;
-		}
-		static const char stages[] = "/stages/";
-		if (strncmp(rest, stages, sizeof(stages) - 1) == 0) {
-			const char *stage = rest + sizeof(stages) - 1;
-			size_t stage_len = strcspn(stage, "/");
-			if (valid_segment(stage, stage_len) &&
-			    strcmp(stage + stage_len, "/log") == 0) {
-				snprintf(stage_buf, sizeof(stage_buf), "%.*s", (int)stage_len,
-					 stage);
-				show_log(a, req, id_buf, stage_buf, &q);
-				goto done;
-			}
-		}
-	}
 	http_reply_error(req, 404, "not_found", "no such endpoint");
 done:
 	free(decoded);

@@ -13,9 +13,12 @@
 
 #include "agent/agent.h"
 #include "agent/agent_metrics.h"
+#include "agent/auth.h"
 #include "agent/control.h"
+#include "agent/logstream.h"
 #include "agent/reload.h"
 #include "agent/statuses.h"
+#include "agent/tls.h"
 #include "lib/clock.h"
 #include "lib/log.h"
 #include "lib/watchdog.h"
@@ -98,8 +101,12 @@ static int start_http(struct agent *a)
 	evhttp_set_max_body_size(a->http, (ev_ssize_t)a->settings.max_body);
 	evhttp_set_max_headers_size(a->http, MAX_HEADERS_SIZE);
 	evhttp_set_timeout(a->http, HTTP_TIMEOUT_S);
+	/* Methods the API does not serve still get its JSON 405. */
 	evhttp_set_allowed_methods(a->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
-						EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE);
+						EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
+						EVHTTP_REQ_PATCH | EVHTTP_REQ_OPTIONS);
+	if (tls_start(a) < 0)
+		return -1;
 	evhttp_set_cb(a->http, "/hooks/github", on_hook, a);
 	evhttp_set_gencb(a->http, on_other, a);
 	if (!evhttp_bind_socket_with_handle(a->http, host, port)) {
@@ -218,6 +225,7 @@ int main(int argc, char **argv)
 	a.scripts.release = redis_script_add(a.redis, lua_release);
 	a.scripts.promote = redis_script_add(a.redis, lua_promote);
 	a.scripts.decide = redis_script_add(a.redis, lua_decide);
+	a.scripts.api_call = redis_script_add(a.redis, lua_api_call);
 	a.producer = kafka_producer_new(a.base, a.settings.brokers, err, sizeof(err));
 	if (!a.producer) {
 		log_error("cannot start the Kafka producer", LOG_S("error", err));
@@ -226,7 +234,8 @@ int main(int argc, char **argv)
 	a.outbox = outbox_new(a.base, a.redis, a.producer, a.settings.key_prefix,
 			      a.settings.topic_prefix, a.consumer_name);
 	if (!a.outbox || router_start(&a) < 0 || scheduler_start(&a) < 0 ||
-	    statuses_start(&a) < 0 || agent_metrics_start(&a) < 0 || start_http(&a) < 0)
+	    statuses_start(&a) < 0 || agent_metrics_start(&a) < 0 || auth_start(&a) < 0 ||
+	    start_http(&a) < 0)
 		goto fail;
 
 	sigterm = evsignal_new(a.base, SIGTERM, on_signal, &a);
@@ -244,8 +253,11 @@ fail:
 	a.stopping = 1;
 	watchdog_free(watchdog);
 	control_stop(&a);
+	logstream_stop_all(&a);
 	if (a.http)
 		evhttp_free(a.http);
+	tls_stop(&a);
+	auth_stop(&a);
 	/* The outbox goes before the Redis client and producer it uses; Redis
 	 * before the router, so that routing calls still waiting for a reply
 	 * are ended by their callbacks ("shutting down") rather than freed

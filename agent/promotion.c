@@ -301,9 +301,11 @@ static void on_decision_def(struct redis *r, redisReply *reply, const char *err,
 		decision_unavailable(d, "script not sent");
 }
 
-/* The request's JSON body: reason (required), by (optional). On error
- * writes the message for a 400 into why. */
-static int read_body(struct evhttp_request *req, struct decision *d, char *why, size_t whylen)
+/* The request's JSON body: reason (required), by (optional, and ignored
+ * when the caller is known by a token). On error writes the message for a
+ * 400 into why. */
+static int read_body(struct evhttp_request *req, struct decision *d, const char *caller, char *why,
+		     size_t whylen)
 {
 	struct evbuffer *in = evhttp_request_get_input_buffer(req);
 	size_t len = evbuffer_get_length(in);
@@ -327,14 +329,14 @@ static int read_body(struct evhttp_request *req, struct decision *d, char *why, 
 	if (!reason || !*reason || strlen(reason) > REASON_MAX) {
 		snprintf(why, whylen, "reason: a non-empty string of at most %d bytes is required",
 			 REASON_MAX);
-	} else if (json_object_get(body, "by") && (!by || !*by || strlen(by) > BY_MAX)) {
+	} else if (!caller && json_object_get(body, "by") && (!by || !*by || strlen(by) > BY_MAX)) {
 		snprintf(why, whylen, "by: expected a non-empty string of at most %d bytes",
 			 BY_MAX);
 	} else {
-		/* No API authentication yet: whoever calls is "anonymous" unless
-		 * they say otherwise. */
+		/* With tokens the decision is the token's; an open API takes the
+		 * caller's word, "anonymous" unless they say otherwise. */
 		d->reason = strdup(reason);
-		d->by = strdup(by ? by : "anonymous");
+		d->by = strdup(caller ? caller : by ? by : "anonymous");
 	}
 	json_decref(body);
 	if (!why[0] && (!d->reason || !d->by))
@@ -343,7 +345,7 @@ static int read_body(struct evhttp_request *req, struct decision *d, char *why, 
 }
 
 static void decide(struct evhttp_request *req, struct agent *a, const char *run, const char *env,
-		   int approve)
+		   int approve, const char *caller)
 {
 	struct decision *d = calloc(1, sizeof(*d));
 	char why[256] = "";
@@ -356,7 +358,7 @@ static void decide(struct evhttp_request *req, struct agent *a, const char *run,
 	d->approve = approve;
 	snprintf(d->run, sizeof(d->run), "%s", run);
 	snprintf(d->env, sizeof(d->env), "%s", env);
-	if (read_body(req, d, why, sizeof(why)) < 0) {
+	if (read_body(req, d, caller, why, sizeof(why)) < 0) {
 		http_reply_error(req, 400, "bad_request", why);
 		decision_free(d);
 		return;
@@ -391,7 +393,8 @@ static int segment(const char **p, char *out, size_t outlen)
 	return 0;
 }
 
-int promotion_post(struct agent *a, struct evhttp_request *req, const char *path)
+int promotion_post(struct agent *a, struct evhttp_request *req, const char *path,
+		   const char *caller)
 {
 	static const char runs[] = "/api/v1/runs/", envs[] = "/environments/";
 	char run[128], env[128];
@@ -406,9 +409,9 @@ int promotion_post(struct agent *a, struct evhttp_request *req, const char *path
 	if (segment(&p, env, sizeof(env)) < 0)
 		return 0;
 	if (strcmp(p, "/approve") == 0)
-		decide(req, a, run, env, 1);
+		decide(req, a, run, env, 1, caller);
 	else if (strcmp(p, "/reject") == 0)
-		decide(req, a, run, env, 0);
+		decide(req, a, run, env, 0, caller);
 	else
 		return 0;
 	return 1;

@@ -25,8 +25,11 @@ char *promotion_openings(const json_t *def, long long now_ms);
  * promotion after the decision, 400 for a malformed body, 404 for an
  * unknown run or environment, 409 when the promotion does not wait for
  * approval, 503 without Redis), 0 otherwise. The body is
- * {"reason": "..." (required), "by": "..." (default "anonymous")}. */
-int promotion_post(struct agent *a, struct evhttp_request *req, const char *path);
+ * {"reason": "..." (required), "by": "..." (default "anonymous")}; caller,
+ * the name of the API token used (NULL when the API is open), replaces
+ * "by". */
+int promotion_post(struct agent *a, struct evhttp_request *req, const char *path,
+		   const char *caller);
 
 /* done receives {"<env>": {status, offered, started, finished, approval,
  * window}} in chain order (stolen), or NULL when Redis failed; it is called

@@ -3,6 +3,7 @@
 
 #include <string.h>
 
+#include "agent/auth.h"
 #include "agent/statuses.h"
 #include "lib/log.h"
 
@@ -15,6 +16,8 @@ static const char *const restart_keys[] = {"kafka.brokers",
 					   "agent.max_body",
 					   "agent.requeue_after",
 					   "agent.scheduler_interval",
+					   "agent.tls_cert",
+					   "agent.tls_key",
 					   NULL};
 
 static int text_equal(const char *x, const char *y)
@@ -99,8 +102,11 @@ int agent_reload(const struct agent_reload *r)
 	a->settings.github_backoff_ms = next.github_backoff_ms;
 	a->settings.github_backoff_max_ms = next.github_backoff_max_ms;
 	a->settings.github_give_up_ms = next.github_give_up_ms;
+	swap_text(&a->settings.tokens_file, &next.tokens_file);
+	a->settings.public_reads = next.public_reads;
 	settings_clear(&next);
 	statuses_reload(a);
+	auth_reload(a);
 
 	/* Nothing keeps a pointer into the set across events: intake matches
 	 * and copies each definition into the run it creates. */

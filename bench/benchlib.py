@@ -108,15 +108,15 @@ def cpu_seconds(pid):
     return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
 
 
-def rss_kib(pid):
-    """(VmRSS, VmHWM) of a process in KiB."""
+def memory_kib(pid):
+    """VmRSS, its parts RssAnon and RssFile, and VmHWM of a process, in KiB."""
     found = {}
     with open("/proc/%d/status" % pid) as f:
         for line in f:
             name, _, value = line.partition(":")
-            if name in ("VmRSS", "VmHWM"):
+            if name in ("VmRSS", "RssAnon", "RssFile", "VmHWM"):
                 found[name] = int(value.split()[0])
-    return found["VmRSS"], found["VmHWM"]
+    return found
 
 
 def mib(kib):

@@ -5,11 +5,12 @@ Phases, on one stack over loopback:
    os.waitpid, no shell, empty environment), FLOOR_SPAWNS times, in 1, 2 and
    4 loops side by side (one process each): wall time per spawn;
 2. throughput: for each concurrency 1, 2 and 4, one worker (its own kind, so
-   that each pipeline goes through that worker alone) is fed RUNS runs of
-   STAGES independent `run: [/bin/true]` stages with `checkout: false`, all
-   posted at once; stages per second from the first stage's start (its
-   claim) to the last one's finish, times from the API; then the same with
-   the usual checkout at concurrency 4, for information;
+   that each pipeline goes through that worker alone) is fed one run of
+   STAGES independent `run: [/bin/true]` stages with `checkout: false`;
+   stages per second from the first stage's start (its claim) to the last
+   one's finish, times from the API; then, at concurrency 4, the same stages
+   spread over MULTI_RUNS runs posted at once (so over several partitions),
+   and one run with the usual checkout, for information;
 3. memory: the concurrency-4 worker's VmRSS idle, and while it runs four
    `sleep 2` stages.
 Per-stage overhead at concurrency c is 1/throughput − floor with c loops:
@@ -25,13 +26,18 @@ import time
 
 import benchlib
 from benchlib import (BenchError, api_ms, cpu_seconds, machine, machine_line, mib, ms,
-                      percentile, print_machine, push, push_body, rss_kib, table, verdict,
+                      percentile, print_machine, push, push_body, memory_kib, table, verdict,
                       wait_finished)
 
 import harness  # noqa: E402 (benchlib puts tests/ on the path)
 
 FLOOR_SPAWNS = 2000
-STAGES, RUNS = 50, 4
+STAGES = 100
+# With checkout a stage takes tens of ms, and stalls make the run long.
+CHECKOUT_STAGES = 40
+MULTI_RUNS = 4
+# A claim that follows the one before after this long is a stall.
+STALL_S = 0.1
 CONCURRENCY_KIND = {1: "build", 2: "test", 4: "scan"}
 SLEEP_STAGES, SLEEP_S = 4, 2
 
@@ -83,8 +89,10 @@ def pipelines():
     for c, kind in CONCURRENCY_KIND.items():
         p["noop-c%d.yaml" % c] = noop_pipeline("noop-c%d" % c, "sluice-bench/noop-c%d" % c,
                                                kind, STAGES, checkout=False)
+    p["multi-c4.yaml"] = noop_pipeline("multi-c4", "sluice-bench/multi-c4", CONCURRENCY_KIND[4],
+                                       STAGES // MULTI_RUNS, checkout=False)
     p["checkout-c4.yaml"] = noop_pipeline("checkout-c4", "sluice-bench/checkout-c4",
-                                          CONCURRENCY_KIND[4], STAGES, checkout=True)
+                                          CONCURRENCY_KIND[4], CHECKOUT_STAGES, checkout=True)
     p["sleep-c4.yaml"] = harness.pipeline(
         "sleep-c4", "sluice-bench/sleep-c4", branches=["main"], stages={
             "s%d" % i: {"kind": CONCURRENCY_KIND[4], "run": ["sleep", str(SLEEP_S)],
@@ -109,8 +117,11 @@ def stage_throughput(stack, procs, body, runs):
     # (in claim order): at concurrency 1 these two add up to the whole.
     busy = [(f - s) / 1e3 for s, f in stages]
     gaps = [(stages[i + 1][0] - stages[i][1]) / 1e3 for i in range(n - 1)]
+    # Claim to claim: long ones are time when the worker took nothing.
+    claims = [(stages[i + 1][0] - stages[i][0]) / 1e3 for i in range(n - 1)]
+    stalls = [c for c in claims if c >= STALL_S]
     return {"n": n, "span": span, "rate": n / span, "busy_p50": percentile(busy, 50),
-            "gap_p50": percentile(gaps, 50),
+            "gap_p50": percentile(gaps, 50), "stalls": len(stalls), "stalled": sum(stalls),
             "cpu": {k: v / n for k, v in cpu.items()}}
 
 
@@ -121,23 +132,24 @@ def warm(stack, body):
 
 def sample_rss_while_running(stack, worker, body, n):
     """Posts a run of n sleeping stages; VmRSS of the worker (KiB), sampled
-    every 50 ms while all n stage processes run: (max, number of samples)."""
+    every 50 ms while all n stage processes run: (the sample of the highest
+    VmRSS, number of samples)."""
     rid = push(stack, body)[0]
     harness.wait_for("%d stages running" % n, lambda: sum(
         1 for s in stack.run(rid)["stages"].values() if s["status"] == "running") == n,
         20, [worker])
     samples = []
     while True:
-        rss = rss_kib(worker.popen.pid)[0]
+        mem = memory_kib(worker.popen.pid)
         stages = stack.run(rid)["stages"].values()
         if sum(1 for s in stages if s["status"] == "running") < n:
             break
-        samples.append(rss)
+        samples.append(mem)
         time.sleep(0.05)
     wait_finished(stack, [rid], 30)
     if not samples:
         raise BenchError("no VmRSS sample taken while the %d stages ran" % n)
-    return max(samples), len(samples)
+    return max(samples, key=lambda m: m["VmRSS"]), len(samples)
 
 
 def bench(root):
@@ -158,46 +170,60 @@ def bench(root):
                    for c, kind in CONCURRENCY_KIND.items()}
         w4 = workers[4]
         bodies = {name: push_body(stack, "sluice-bench/" + name)
-                  for name in ("noop-c1", "noop-c2", "noop-c4", "checkout-c4", "sleep-c4")}
+                  for name in ("noop-c1", "noop-c2", "noop-c4", "multi-c4", "checkout-c4",
+                               "sleep-c4")}
         # The first runs pay for the consumer group forming (and the mirror
         # clone, for the checkout pipeline).
         for c in CONCURRENCY_KIND:
             warm(stack, bodies["noop-c%d" % c])
         warm(stack, bodies["checkout-c4"])
         time.sleep(0.5)
-        rss_idle = rss_kib(w4.popen.pid)[0]
-        print("worker (concurrency 4) VmRSS idle after the warm-up runs: %s" % mib(rss_idle),
-              flush=True)
+        rss_idle = memory_kib(w4.popen.pid)
+        print("worker (concurrency 4) VmRSS idle after the warm-up runs: %s"
+              % rss_text(rss_idle), flush=True)
 
         out = {}
         for c in CONCURRENCY_KIND:
             procs = {"worker and its stages": workers[c], "agent": stack.agent,
                      "redis": stack.redis, "devbroker": stack.broker}
-            r = out[c] = stage_throughput(stack, procs, bodies["noop-c%d" % c], RUNS)
+            r = out[c] = stage_throughput(stack, procs, bodies["noop-c%d" % c], 1)
             print("concurrency %d: %d stages in %.3f s = %.0f stages/s; %s per stage "
-                  "(floor %s); claim → finish p50 %s, finish → next claim p50 %s"
-                  % (c, r["n"], r["span"], r["rate"], us(1 / r["rate"]), us(floor[c]),
-                     ms(r["busy_p50"]), ms(r["gap_p50"])), flush=True)
+                  "(floor %s); claim → finish p50 %s, finish → next claim p50 %s; %d stalls "
+                  "(%.2f s)" % (c, r["n"], r["span"], r["rate"], us(1 / r["rate"]),
+                                us(floor[c]), ms(r["busy_p50"]), ms(r["gap_p50"]), r["stalls"],
+                                r["stalled"]), flush=True)
         procs = {"worker and its stages": w4}
-        out["checkout"] = stage_throughput(stack, procs, bodies["checkout-c4"], RUNS)
-        r = out["checkout"]
-        print("with checkout, concurrency 4: %d stages in %.3f s = %.0f stages/s"
-              % (r["n"], r["span"], r["rate"]), flush=True)
+        for name, runs in (("multi", MULTI_RUNS), ("checkout", 1)):
+            r = out[name] = stage_throughput(stack, procs, bodies[name + "-c4"], runs)
+            print("%s, concurrency 4: %d stages in %.3f s = %.0f stages/s; %d stalls (%.2f s)"
+                  % (name, r["n"], r["span"], r["rate"], r["stalls"], r["stalled"]),
+                  flush=True)
 
         time.sleep(0.5)
-        rss_after = rss_kib(w4.popen.pid)[0]
+        rss_after = memory_kib(w4.popen.pid)
         rss_busy, samples = sample_rss_while_running(stack, w4, bodies["sleep-c4"],
                                                      SLEEP_STAGES)
-        hwm = rss_kib(w4.popen.pid)[1]
+        hwm = memory_kib(w4.popen.pid)["VmHWM"]
         print("worker (concurrency 4) VmRSS: idle %s, after the runs %s, with %d stages "
               "running %s (max of %d samples), VmHWM %s"
-              % (mib(rss_idle), mib(rss_after), SLEEP_STAGES, mib(rss_busy), samples,
-                 mib(hwm)), flush=True)
+              % (rss_text(rss_idle), rss_text(rss_after), SLEEP_STAGES, rss_text(rss_busy),
+                 samples, mib(hwm)), flush=True)
         return out, {"idle": rss_idle, "after": rss_after, "busy": rss_busy,
                      "samples": samples, "hwm": hwm}
 
     out, rss = benchlib.run_stack(stack, body)
     return report(info, floor, out, rss)
+
+
+def rss_text(m):
+    return "%s (RssAnon %s, RssFile %s)" % (mib(m["VmRSS"]), mib(m["RssAnon"]), mib(m["RssFile"]))
+
+
+def stalls(r):
+    if not r["stalls"]:
+        return "none"
+    return "%d, %.2f s in all (without them: %.0f stages/s)" % (
+        r["stalls"], r["stalled"], r["n"] / (r["span"] - r["stalled"]))
 
 
 def report(info, floor, out, rss):
@@ -214,24 +240,32 @@ def report(info, floor, out, rss):
             % (r["rate"], us(1 / r["rate"]), us(1 / r["rate"]), us(floor[c]), us(over)),
             "overhead < %.0f ms" % TARGET_OVERHEAD_MS if target else "",
             verdict(over * 1e3 < TARGET_OVERHEAD_MS) if target else ""))
-        rows.append(("  stage claimed → finished, p50; a stage's finish → the next claim, p50",
-                     "%s; %s" % (ms(r["busy_p50"]), ms(r["gap_p50"])), "", ""))
+        rows.append(("  stage claimed → finished, p50; a stage's finish → the next claim, p50; "
+                     "stalls (≥ %.0f ms between two claims)" % (STALL_S * 1e3),
+                     "%s; %s; %s" % (ms(r["busy_p50"]), ms(r["gap_p50"]), stalls(r)), "", ""))
         rows.append(("  CPU per stage", ", ".join(
             "%s %s" % (k, us(v)) for k, v in r["cpu"].items()), "", ""))
+    r = out["multi"]
+    rows.append(("the same %d stages in %d runs posted at once (several partitions), "
+                 "concurrency 4 (for information)" % (r["n"], MULTI_RUNS),
+                 "%.0f/s (%s per stage; %s above the floor); stalls: %s"
+                 % (r["rate"], us(1 / r["rate"]), us(1 / r["rate"] - floor[4]), stalls(r)),
+                 "", ""))
     r = out["checkout"]
     rows.append(("no-op stages per second **with checkout**, concurrency 4 (for information)",
                  "%.0f/s (%s per stage; %s above the floor); claimed → finished p50 %s; "
-                 "worker CPU per stage %s"
+                 "worker CPU per stage %s; stalls: %s"
                  % (r["rate"], us(1 / r["rate"]), us(1 / r["rate"] - floor[4]),
-                    ms(r["busy_p50"]), us(r["cpu"]["worker and its stages"])), "", ""))
-    idle = max(rss["idle"], rss["after"])
+                    ms(r["busy_p50"]), us(r["cpu"]["worker and its stages"]), stalls(r)),
+                 "", ""))
+    idle = max(rss["idle"]["VmRSS"], rss["after"]["VmRSS"])
     rows.append(("worker VmRSS idle: after its warm-up runs / after the runs above",
-                 "%s / %s" % (mib(rss["idle"]), mib(rss["after"])),
+                 "%s / %s" % (rss_text(rss["idle"]), rss_text(rss["after"])),
                  "< %.0f MiB" % TARGET_IDLE_RSS_MIB,
                  verdict(idle / 1024.0 < TARGET_IDLE_RSS_MIB)))
-    rows.append(("worker VmRSS with %d `sleep %d` stages running (max of %d samples); VmHWM"
-                 % (SLEEP_STAGES, SLEEP_S, rss["samples"]),
-                 "%s; %s" % (mib(rss["busy"]), mib(rss["hwm"])), "", ""))
+    rows.append(("worker VmRSS with %d `sleep %d` stages running (highest of %d samples); "
+                 "VmHWM" % (SLEEP_STAGES, SLEEP_S, rss["samples"]),
+                 "%s; %s" % (rss_text(rss["busy"]), mib(rss["hwm"])), "", ""))
     lines = ["## Stages (bench/stages.py)", "", machine_line(info), ""]
     lines += table(("figure", "sluice", "target", ""), rows)
     lines += [
@@ -245,18 +279,26 @@ def report(info, floor, out, rss):
         % FLOOR_SPAWNS,
         "- throughput: three sluice-workers run, `--concurrency 1` (kind %s), 2 (kind %s) and "
         "4 (kind %s); each of their pipelines has %d stages of their kind without needs, "
-        "`run: [/bin/true]`, `checkout: false` (an empty directory, no git); %d runs of one "
-        "pipeline are posted back to back, so the worker has a backlog from the start. "
+        "`run: [/bin/true]`, `checkout: false` (an empty directory, no git); one run of it is "
+        "posted (its jobs all go to one Kafka partition), so the worker has a backlog from "
+        "the start; for information, the same number of stages in %d runs posted at once. "
         "Throughput = stages / (last stage `finished` − first stage `started`), the API's "
         "times (ms; `started` is the claim). Per-stage overhead = 1/throughput − the floor "
         "with as many loops as the concurrency: the wall time the runner adds per stage "
         "beyond the bare spawn at the same parallelism. CPU per stage: user + system time of "
-        "each process over the runs (the worker's includes its stage processes) / stages."
-        % (CONCURRENCY_KIND[1], CONCURRENCY_KIND[2], CONCURRENCY_KIND[4], STAGES, RUNS),
-        "- with checkout: the same %d × %d stages through the concurrency-4 worker without "
+        "each process over the run (the worker's includes its stage processes) / stages; it "
+        "includes what each process spends idle meanwhile, so stalls inflate it."
+        % (CONCURRENCY_KIND[1], CONCURRENCY_KIND[2], CONCURRENCY_KIND[4], STAGES, MULTI_RUNS),
+        "- with checkout: one run of %d such stages through the concurrency-4 worker without "
         "`checkout: false`: each stage gets a checkout of the commit from the worker's mirror "
-        "(cloned during the warm-up)." % (RUNS, STAGES),
-        "- memory: VmRSS and VmHWM from /proc/<pid>/status of the concurrency-4 worker (the "
+        "(cloned during the warm-up)." % CHECKOUT_STAGES,
+        "- stalls: two claims in a row more than %.0f ms apart (claims are otherwise a few ms "
+        "apart); \"without them\" divides the stages by the time left once those intervals "
+        "are taken out, an estimate of the runner without the stalls, not a measurement."
+        % (STALL_S * 1e3),
+        "- memory: VmRSS (= RssAnon, the process's own memory, + RssFile, pages of the "
+        "binary and shared libraries it has touched, shared with every other process using "
+        "them) and VmHWM from /proc/<pid>/status of the concurrency-4 worker (the "
         "worker alone, not its stage processes): idle 0.5 s after its warm-up runs and after "
         "the runs above, then every 50 ms while a run's %d `sleep %d` stages (`checkout: "
         "false`) all show `running`." % (SLEEP_STAGES, SLEEP_S),

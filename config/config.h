@@ -55,6 +55,15 @@ struct settings {
 	long long workspace_ttl_ms;
 	int min_free_percent;
 	long long min_free_bytes;
+
+	/* API access (agent/auth.h): api.tokens_file, lines "name role
+	 * sha256hex"; NULL leaves the API open. api.public_reads: GETs need no
+	 * token. agent.tls_cert and agent.tls_key (PEM files, both or neither):
+	 * the listener speaks HTTPS. */
+	char *tokens_file;
+	int public_reads;
+	char *tls_cert;
+	char *tls_key;
 };
 
 /* path may be NULL: defaults only. "kafka.brokers: '@FILE'" is read here. */
@@ -99,6 +108,11 @@ struct pipeline_set {
 };
 
 int pipeline_load_file(const char *path, struct pipeline *p, char *err, size_t errlen);
+/* A pipeline file's text received from elsewhere (the API's validate), named
+ * name in messages; relative paths start from dir as if the file were
+ * there. */
+int pipeline_load_text(const char *name, const char *dir, const char *text, size_t len,
+		       struct pipeline *p, char *err, size_t errlen);
 void pipeline_clear(struct pipeline *p);
 /* Every *.yaml, *.yml and *.json file of dir, in name order; names must be unique. */
 int pipelines_load_dir(const char *dir, struct pipeline_set *set, char *err, size_t errlen);

@@ -409,16 +409,12 @@ static int parse(struct loader *ld, const char *buf, size_t len)
 	return rc;
 }
 
-int config_doc_load(struct config_doc *doc, const char *path, char *err, size_t errlen)
+static int load_buffer(struct config_doc *doc, const char *name, char *buf, size_t len, char *err,
+		       size_t errlen)
 {
-	struct loader ld = {.path = path, .err = err, .errlen = errlen, .doc = doc};
-	char *buf = NULL;
-	size_t len = 0;
+	struct loader ld = {.path = name, .err = err, .errlen = errlen, .doc = doc};
 	int i;
 
-	memset(doc, 0, sizeof(*doc));
-	if (read_file(path, &buf, &len, err, errlen) < 0)
-		return -1;
 	if (parse(&ld, buf, len) < 0)
 		goto fail;
 	if (!doc->top) {
@@ -431,14 +427,46 @@ int config_doc_load(struct config_doc *doc, const char *path, char *err, size_t 
 		if (!doc->root)
 			goto fail;
 	}
-	free(buf);
 	return 0;
 fail:
 	for (i = 0; i <= CONFIG_DOC_MAX_DEPTH; i++)
 		free(ld.pending[i].key);
-	free(buf);
 	config_doc_clear(doc);
 	return -1;
+}
+
+int config_doc_load(struct config_doc *doc, const char *path, char *err, size_t errlen)
+{
+	char *buf = NULL;
+	size_t len = 0;
+
+	memset(doc, 0, sizeof(*doc));
+	if (read_file(path, &buf, &len, err, errlen) < 0)
+		return -1;
+	int rc = load_buffer(doc, path, buf, len, err, errlen);
+	free(buf);
+	return rc;
+}
+
+int config_doc_load_text(struct config_doc *doc, const char *name, const char *text, size_t len,
+			 char *err, size_t errlen)
+{
+	memset(doc, 0, sizeof(*doc));
+	if (len > CONFIG_DOC_MAX_BYTES) {
+		snprintf(err, errlen, "%s: file is larger than %d MiB", name,
+			 CONFIG_DOC_MAX_BYTES / (1024 * 1024));
+		return -1;
+	}
+	char *buf = malloc(len + 1);
+	if (!buf) {
+		snprintf(err, errlen, "%s: out of memory", name);
+		return -1;
+	}
+	memcpy(buf, text, len);
+	buf[len] = '\0';
+	int rc = load_buffer(doc, name, buf, len, err, errlen);
+	free(buf);
+	return rc;
 }
 
 void config_doc_clear(struct config_doc *doc)

@@ -41,6 +41,10 @@ struct config_doc {
 /* Reads and parses path. On error fills err with "path[:line:col]: message"
  * and leaves doc empty. */
 int config_doc_load(struct config_doc *doc, const char *path, char *err, size_t errlen);
+/* As config_doc_load for len bytes of text that name stands for in messages
+ * (a file received over the network). */
+int config_doc_load_text(struct config_doc *doc, const char *name, const char *text, size_t len,
+			 char *err, size_t errlen);
 void config_doc_clear(struct config_doc *doc);
 
 /* The value of key in a mapping node, or NULL. */

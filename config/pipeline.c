@@ -785,7 +785,10 @@ static int load(struct loading *ld, const struct config_doc_node *top)
 	return 0;
 }
 
-int pipeline_load_file(const char *path, struct pipeline *p, char *err, size_t errlen)
+/* text NULL: read path. dir_of: the file whose directory relative paths
+ * start from. */
+static int load_pipeline(const char *path, const char *dir_of, const char *text, size_t len,
+			 struct pipeline *p, char *err, size_t errlen)
 {
 	struct loading ld = {.ck = {.file = path, .err = err, .errlen = errlen}, .p = p};
 	struct config_doc doc = {0};
@@ -795,7 +798,7 @@ int pipeline_load_file(const char *path, struct pipeline *p, char *err, size_t e
 
 	memset(p, 0, sizeof(*p));
 	p->file = strdup(path);
-	dir = config_file_dir(path);
+	dir = config_file_dir(dir_of);
 	ld.def = p->def = json_object();
 	if (!dir) {
 		snprintf(err, errlen, "%s: cannot find the working directory: %s", path,
@@ -807,7 +810,8 @@ int pipeline_load_file(const char *path, struct pipeline *p, char *err, size_t e
 		goto done;
 	}
 	ld.dir = dir;
-	if (config_doc_load(&doc, path, err, errlen) < 0)
+	if ((text ? config_doc_load_text(&doc, path, text, len, err, errlen)
+		  : config_doc_load(&doc, path, err, errlen)) < 0)
 		goto done;
 	rc = load(&ld, doc.top);
 	if (rc == 0) {
@@ -825,6 +829,25 @@ done:
 	free(dir);
 	if (rc < 0)
 		pipeline_clear(p);
+	return rc;
+}
+
+int pipeline_load_file(const char *path, struct pipeline *p, char *err, size_t errlen)
+{
+	return load_pipeline(path, path, NULL, 0, p, err, errlen);
+}
+
+int pipeline_load_text(const char *name, const char *dir, const char *text, size_t len,
+		       struct pipeline *p, char *err, size_t errlen)
+{
+	char *dir_of = NULL;
+	if (asprintf(&dir_of, "%s/%s", dir, name) < 0) {
+		snprintf(err, errlen, "%s: out of memory", name);
+		memset(p, 0, sizeof(*p));
+		return -1;
+	}
+	int rc = load_pipeline(name, dir_of, text, len, p, err, errlen);
+	free(dir_of);
 	return rc;
 }
 

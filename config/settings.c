@@ -19,12 +19,14 @@
 /* "@FILE" holds a broker list, not a document. */
 #define MAX_BROKERS_FILE 65536
 
-static const char *const top_keys[] = {"kafka",		"redis",     "agent",  "worker",
-				       "pipelines_dir", "log_level", "github", NULL};
+static const char *const top_keys[] = {"kafka",	    "redis",  "agent", "worker", "pipelines_dir",
+				       "log_level", "github", "api",   NULL};
 static const char *const kafka_keys[] = {"brokers", "topic_prefix", "session_timeout", NULL};
 static const char *const redis_keys[] = {"url", "key_prefix", "timeout", NULL};
-static const char *const agent_keys[] = {"listen",	  "public_url",		"max_body",
-					 "requeue_after", "scheduler_interval", NULL};
+static const char *const agent_keys[] = {
+    "listen",	"public_url", "max_body", "requeue_after", "scheduler_interval",
+    "tls_cert", "tls_key",    NULL};
+static const char *const api_keys[] = {"tokens_file", "public_reads", NULL};
 static const char *const worker_keys[] = {
     "state_dir",     "concurrency", "kill_grace", "lease",	    "drain_timeout",
     "workspace_ttl", "min_free",    "log_cap",	  "metrics_listen", NULL};
@@ -185,8 +187,12 @@ static int load_agent(const struct config_check *ck, const struct config_doc_nod
 	    load_string(ck, m, "listen", 0, &s->listen) < 0 ||
 	    load_string(ck, m, "public_url", 0, &s->public_url) < 0 ||
 	    load_duration(ck, m, "requeue_after", &s->requeue_after_ms) < 0 ||
-	    load_duration(ck, m, "scheduler_interval", &s->scheduler_ms) < 0)
+	    load_duration(ck, m, "scheduler_interval", &s->scheduler_ms) < 0 ||
+	    load_string(ck, m, "tls_cert", 0, &s->tls_cert) < 0 ||
+	    load_string(ck, m, "tls_key", 0, &s->tls_key) < 0)
 		return -1;
+	if (!s->tls_cert != !s->tls_key)
+		return config_check_fail(ck, m, "tls_cert and tls_key go together");
 	n = config_doc_get(m, "max_body");
 	if (n) {
 		if (config_check_size(ck, n, MAX_BODY_BYTES, &v) < 0)
@@ -294,6 +300,26 @@ static int load_github(const struct config_check *ck, const struct config_doc_no
 	return 0;
 }
 
+static int load_api(const struct config_check *ck, const struct config_doc_node *top,
+		    struct settings *s)
+{
+	const struct config_doc_node *m = config_doc_get(top, "api");
+	const struct config_doc_node *n;
+
+	if (!m)
+		return 0;
+	if (config_check_keys(ck, m, api_keys) < 0 ||
+	    load_string(ck, m, "tokens_file", 0, &s->tokens_file) < 0)
+		return -1;
+	n = config_doc_get(m, "public_reads");
+	if (n) {
+		if (!json_is_boolean(n->value))
+			return config_check_fail(ck, n, "expected true or false");
+		s->public_reads = json_is_true(n->value);
+	}
+	return 0;
+}
+
 static int load_log_level(const struct config_check *ck, const struct config_doc_node *top,
 			  struct settings *s)
 {
@@ -339,7 +365,8 @@ static int load_file(const char *path, const char *dir, struct settings *s, char
 	    load_string(&ck, top, "pipelines_dir", 0, &s->pipelines_dir) < 0 ||
 	    load_log_level(&ck, top, s) < 0 || load_kafka(&ck, top, dir, s) < 0 ||
 	    load_redis(&ck, top, s) < 0 || load_agent(&ck, top, s) < 0 ||
-	    load_worker(&ck, top, s) < 0 || load_github(&ck, top, s) < 0)
+	    load_worker(&ck, top, s) < 0 || load_github(&ck, top, s) < 0 ||
+	    load_api(&ck, top, s) < 0)
 		goto done;
 	rc = 0;
 done:
@@ -369,7 +396,10 @@ int settings_load(const char *path, struct settings *s, char *err, size_t errlen
 	}
 	if (resolve_in_place(dir, &s->pipelines_dir) < 0 ||
 	    resolve_in_place(dir, &s->state_dir) < 0 ||
-	    (s->github_token_file && resolve_in_place(dir, &s->github_token_file) < 0))
+	    (s->github_token_file && resolve_in_place(dir, &s->github_token_file) < 0) ||
+	    (s->tokens_file && resolve_in_place(dir, &s->tokens_file) < 0) ||
+	    (s->tls_cert && resolve_in_place(dir, &s->tls_cert) < 0) ||
+	    (s->tls_key && resolve_in_place(dir, &s->tls_key) < 0))
 		goto nomem;
 	free(dir);
 	return 0;
@@ -420,6 +450,10 @@ int settings_differ(const struct settings *a, const struct settings *b, const ch
 	    {"github.backoff", a->github_backoff_ms != b->github_backoff_ms},
 	    {"github.backoff_max", a->github_backoff_max_ms != b->github_backoff_max_ms},
 	    {"github.give_up_after", a->github_give_up_ms != b->github_give_up_ms},
+	    {"agent.tls_cert", text_differs(a->tls_cert, b->tls_cert)},
+	    {"agent.tls_key", text_differs(a->tls_key, b->tls_key)},
+	    {"api.tokens_file", text_differs(a->tokens_file, b->tokens_file)},
+	    {"api.public_reads", a->public_reads != b->public_reads},
 	};
 	for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++) {
 		if (strcmp(table[i].key, key) == 0)
@@ -442,5 +476,8 @@ void settings_clear(struct settings *s)
 	free(s->log_level);
 	free(s->github_api_url);
 	free(s->github_token_file);
+	free(s->tokens_file);
+	free(s->tls_cert);
+	free(s->tls_key);
 	memset(s, 0, sizeof(*s));
 }

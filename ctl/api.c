@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <curl/curl.h>
 
@@ -16,6 +17,10 @@
 #define MAX_RESPONSE	  (64L * 1024 * 1024)
 #define CONNECT_TIMEOUT_S 10L
 #define REQUEST_TIMEOUT_S 120L
+/* The agent sends a comment every 15 s; a stream silent for this long is
+ * dead and is made again. */
+#define STREAM_SILENCE_S 45L
+#define FOLLOW_ATTEMPTS	 30
 
 struct ctl_api {
 	CURL *curl;
@@ -56,6 +61,23 @@ struct ctl_api *ctl_api_new(const char *base_url)
 fail:
 	ctl_api_free(api);
 	return NULL;
+}
+
+int ctl_api_set_token(struct ctl_api *api, const char *token)
+{
+	char *header = NULL;
+	struct curl_slist *h;
+
+	if (asprintf(&header, "Authorization: Bearer %s", token) < 0)
+		return -1;
+	h = curl_slist_append(api->headers, header);
+	/* libcurl copied it; the token is not left behind in our heap. */
+	explicit_bzero(header, strlen(header));
+	free(header);
+	if (!h)
+		return -1;
+	api->headers = h;
+	return 0;
 }
 
 void ctl_api_free(struct ctl_api *api)
@@ -223,5 +245,140 @@ int ctl_api_post_json(struct ctl_api *api, const char *path, const json_t *paylo
 	}
 	rc = request(api, text, path, body, err, errlen);
 	free(text);
+	return rc;
+}
+
+struct follow {
+	struct ctl_api *api;
+	struct ctl_sse sse;
+	ctl_sse_cb cb;
+	void *arg;
+	int done;	       /* cb said the stream ended */
+	int failed;	       /* cb failed, or the parser did */
+	long status;	       /* of this attempt, once known */
+	struct buffer errbody; /* the body of an answer other than 200 */
+	int progress;	       /* events came in this attempt */
+};
+
+static int on_event(const char *event, const char *id, const char *data, void *arg)
+{
+	struct follow *f = arg;
+	f->progress = 1;
+	return f->cb(event, id, data, f->arg);
+}
+
+static size_t on_stream(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+	struct follow *f = userdata;
+	size_t n = size * nmemb;
+
+	if (!f->status)
+		curl_easy_getinfo(f->api->curl, CURLINFO_RESPONSE_CODE, &f->status);
+	if (f->status != 200)
+		return on_data(ptr, size, nmemb, &f->errbody);
+	int rc = ctl_sse_feed(&f->sse, ptr, n, on_event, f);
+	if (rc == 1)
+		f->done = 1;
+	else if (rc < 0)
+		f->failed = 1;
+	/* Returning less than n ends the transfer. */
+	return rc == 0 ? n : 0;
+}
+
+int ctl_api_follow(struct ctl_api *api, const char *path, ctl_sse_cb cb, void *arg, char *err,
+		   size_t errlen)
+{
+	struct follow f = {.api = api, .cb = cb, .arg = arg};
+	char *url = NULL;
+	int rc = -1, failures = 0;
+
+	if (asprintf(&url, "%s%s", api->base, path) < 0) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	while (!f.done && !f.failed) {
+		char errbuf[CURL_ERROR_SIZE] = "";
+		char *last = NULL;
+		struct curl_slist *headers = NULL;
+		/* The request's own headers: the client's, then where to resume. */
+		for (struct curl_slist *h = api->headers; h; h = h->next) {
+			const char *line = strncmp(h->data, "Accept:", 7) == 0
+					       ? "Accept: text/event-stream"
+					       : h->data;
+			struct curl_slist *next = curl_slist_append(headers, line);
+			if (!next)
+				goto oom;
+			headers = next;
+		}
+		if (f.sse.last_id[0]) {
+			struct curl_slist *next;
+			if (asprintf(&last, "Last-Event-ID: %s", f.sse.last_id) < 0 ||
+			    !(next = curl_slist_append(headers, last))) {
+				free(last);
+				curl_slist_free_all(headers);
+				goto oom;
+			}
+			headers = next;
+			free(last);
+		}
+		ctl_sse_reset(&f.sse);
+		f.status = 0;
+		f.progress = 0;
+		curl_easy_setopt(api->curl, CURLOPT_URL, url);
+		curl_easy_setopt(api->curl, CURLOPT_HTTPGET, 1L);
+		curl_easy_setopt(api->curl, CURLOPT_HTTPHEADER, headers);
+		curl_easy_setopt(api->curl, CURLOPT_USERAGENT, "sluicectl/" CTL_VERSION);
+		curl_easy_setopt(api->curl, CURLOPT_PROTOCOLS_STR, "http,https");
+		curl_easy_setopt(api->curl, CURLOPT_NOSIGNAL, 1L);
+		curl_easy_setopt(api->curl, CURLOPT_CONNECTTIMEOUT, CONNECT_TIMEOUT_S);
+		curl_easy_setopt(api->curl, CURLOPT_TIMEOUT, 0L);
+		curl_easy_setopt(api->curl, CURLOPT_LOW_SPEED_LIMIT, 1L);
+		curl_easy_setopt(api->curl, CURLOPT_LOW_SPEED_TIME, STREAM_SILENCE_S);
+		curl_easy_setopt(api->curl, CURLOPT_ACCEPT_ENCODING, NULL);
+		curl_easy_setopt(api->curl, CURLOPT_WRITEFUNCTION, on_stream);
+		curl_easy_setopt(api->curl, CURLOPT_WRITEDATA, &f);
+		curl_easy_setopt(api->curl, CURLOPT_ERRORBUFFER, errbuf);
+		CURLcode res = curl_easy_perform(api->curl);
+		curl_easy_setopt(api->curl, CURLOPT_ERRORBUFFER, NULL);
+		curl_easy_setopt(api->curl, CURLOPT_HTTPHEADER, api->headers);
+		curl_easy_setopt(api->curl, CURLOPT_LOW_SPEED_TIME, 0L);
+		curl_slist_free_all(headers);
+		if (f.done || f.failed)
+			break;
+		if (!f.status)
+			curl_easy_getinfo(api->curl, CURLINFO_RESPONSE_CODE, &f.status);
+		if (res == CURLE_OK && f.status != 200 && f.status != 0) {
+			char *msg = error_message(&f.errbody);
+			if (msg)
+				snprintf(err, errlen, "%s", msg);
+			else
+				snprintf(err, errlen, "%s answered HTTP %ld", api->base, f.status);
+			free(msg);
+			goto done;
+		}
+		failures = f.progress ? 1 : failures + 1;
+		if (failures >= FOLLOW_ATTEMPTS) {
+			if (res != CURLE_OK)
+				transport_error(api, res, errbuf, err, errlen);
+			else
+				snprintf(err, errlen, "%s ended the stream before its end",
+					 api->base);
+			goto done;
+		}
+		sleep(1);
+	}
+	if (f.failed) {
+		snprintf(err, errlen,
+			 "cannot read the event stream (out of memory or write error)");
+		goto done;
+	}
+	rc = 0;
+	goto done;
+oom:
+	snprintf(err, errlen, "out of memory");
+done:
+	free(f.errbody.data);
+	ctl_sse_free(&f.sse);
+	free(url);
 	return rc;
 }

@@ -18,7 +18,10 @@ enum opt_id {
 	OPT_REF,
 	OPT_SHA,
 	OPT_REASON,
-	OPT_BY
+	OPT_BY,
+	OPT_TOKEN_FILE,
+	OPT_BEFORE,
+	OPT_FOLLOW
 };
 
 static const struct {
@@ -26,10 +29,22 @@ static const struct {
 	enum opt_id id;
 	int takes_value;
 } options[] = {
-    {"--url", OPT_URL, 1},	 {"--limit", OPT_LIMIT, 1},	{"--pipeline", OPT_PIPELINE, 1},
-    {"--status", OPT_STATUS, 1}, {"--json", OPT_JSON, 0},	{"--help", OPT_HELP, 0},
-    {"-h", OPT_HELP, 0},	 {"--version", OPT_VERSION, 0}, {"--ref", OPT_REF, 1},
-    {"--sha", OPT_SHA, 1},	 {"--reason", OPT_REASON, 1},	{"--by", OPT_BY, 1},
+    {"--url", OPT_URL, 1},
+    {"--limit", OPT_LIMIT, 1},
+    {"--pipeline", OPT_PIPELINE, 1},
+    {"--status", OPT_STATUS, 1},
+    {"--json", OPT_JSON, 0},
+    {"--help", OPT_HELP, 0},
+    {"-h", OPT_HELP, 0},
+    {"--version", OPT_VERSION, 0},
+    {"--ref", OPT_REF, 1},
+    {"--sha", OPT_SHA, 1},
+    {"--reason", OPT_REASON, 1},
+    {"--by", OPT_BY, 1},
+    {"--token-file", OPT_TOKEN_FILE, 1},
+    {"--before", OPT_BEFORE, 1},
+    {"--follow", OPT_FOLLOW, 0},
+    {"-f", OPT_FOLLOW, 0},
 };
 
 enum ctl_command ctl_args_command(const char *s)
@@ -54,6 +69,10 @@ enum ctl_command ctl_args_command(const char *s)
 		return CTL_CMD_APPROVE;
 	if (strcmp(s, "reject") == 0)
 		return CTL_CMD_REJECT;
+	if (strcmp(s, "plan") == 0)
+		return CTL_CMD_PLAN;
+	if (strcmp(s, "token") == 0)
+		return CTL_CMD_TOKEN;
 	if (strcmp(s, "help") == 0)
 		return CTL_CMD_HELP;
 	return CTL_CMD_NONE;
@@ -68,6 +87,43 @@ const char *ctl_args_url(const struct ctl_args *a)
 	if (env && *env)
 		return env;
 	return CTL_DEFAULT_URL;
+}
+
+int ctl_args_token(const struct ctl_args *a, char *out, size_t outlen, char *err, size_t errlen)
+{
+	const char *env = getenv("SLUICE_TOKEN");
+
+	out[0] = '\0';
+	if (!a->token_file) {
+		if (env && *env) {
+			if (strlen(env) >= outlen || strpbrk(env, "\r\n")) {
+				snprintf(err, errlen, "SLUICE_TOKEN is not a token");
+				return -1;
+			}
+			snprintf(out, outlen, "%s", env);
+		}
+		return 0;
+	}
+	FILE *f = fopen(a->token_file, "re");
+	if (!f) {
+		snprintf(err, errlen, "cannot read the token file %s: %s", a->token_file,
+			 strerror(errno));
+		return -1;
+	}
+	if (!fgets(out, (int)outlen, f))
+		out[0] = '\0';
+	fclose(f);
+	out[strcspn(out, "\r\n")] = '\0';
+	size_t len = strlen(out);
+	while (len > 0 && (out[len - 1] == ' ' || out[len - 1] == '\t'))
+		out[--len] = '\0';
+	if (len == 0 || strpbrk(out, " \t")) {
+		snprintf(err, errlen, "the token file %s holds no token on its first line",
+			 a->token_file);
+		out[0] = '\0';
+		return -1;
+	}
+	return 0;
 }
 
 static int parse_limit(const char *s, long *out, char *err, size_t errlen)
@@ -155,6 +211,15 @@ static int parse_option(struct ctl_args *a, int argc, char **argv, int *i, char 
 	case OPT_BY:
 		a->by = value;
 		break;
+	case OPT_TOKEN_FILE:
+		a->token_file = value;
+		break;
+	case OPT_BEFORE:
+		a->before = value;
+		break;
+	case OPT_FOLLOW:
+		a->follow = 1;
+		break;
 	}
 	return 0;
 }
@@ -162,7 +227,7 @@ static int parse_option(struct ctl_args *a, int argc, char **argv, int *i, char 
 /* approve|reject RUN ENV --reason TEXT [--by NAME] */
 static int check_decision(struct ctl_args *a, char **pos, int npos, char *err, size_t errlen)
 {
-	if (a->limit || a->pipeline || a->status || a->ref || a->sha) {
+	if (a->limit || a->pipeline || a->status || a->ref || a->sha || a->before || a->follow) {
 		snprintf(err, errlen, "%s takes --reason and --by only", pos[0]);
 		return -1;
 	}
@@ -195,8 +260,13 @@ static int check_control(struct ctl_args *a, char **pos, int npos, char *err, si
 	int least = a->cmd == CTL_CMD_PIPELINES || a->cmd == CTL_CMD_VALIDATE ? 0 : 1;
 	int most = a->cmd == CTL_CMD_RETRY ? 2 : least;
 
-	if (a->limit || a->pipeline || a->status) {
-		snprintf(err, errlen, "--limit, --pipeline and --status apply to runs only");
+	if (a->limit || a->pipeline || a->status || a->before) {
+		snprintf(err, errlen,
+			 "--limit, --pipeline, --status and --before apply to runs only");
+		return -1;
+	}
+	if (a->follow) {
+		snprintf(err, errlen, "-f applies to logs only");
 		return -1;
 	}
 	if (a->cmd != CTL_CMD_TRIGGER && (a->ref || a->sha)) {
@@ -242,6 +312,36 @@ static int check_control(struct ctl_args *a, char **pos, int npos, char *err, si
 	return 0;
 }
 
+/* plan FILE; token hash NAME ROLE: offline, without the API's options. */
+static int check_offline(struct ctl_args *a, char **pos, int npos, char *err, size_t errlen)
+{
+	if (a->limit || a->pipeline || a->status || a->before || a->follow || a->ref || a->sha ||
+	    a->reason || a->by) {
+		snprintf(err, errlen, "%s takes no such option", pos[0]);
+		return -1;
+	}
+	if (a->cmd == CTL_CMD_PLAN) {
+		if (a->nfiles != 1) {
+			snprintf(err, errlen,
+				 a->nfiles ? "plan: one FILE at a time" : "plan: missing FILE");
+			return -1;
+		}
+		return 0;
+	}
+	if (npos < 2 || strcmp(pos[1], "hash") != 0) {
+		snprintf(err, errlen, "token: expected 'token hash NAME ROLE'");
+		return -1;
+	}
+	if (npos != 4) {
+		snprintf(err, errlen, "token hash: %s",
+			 npos < 4 ? "missing NAME or ROLE" : "too many arguments");
+		return -1;
+	}
+	a->name = pos[2];
+	a->role = pos[3];
+	return 0;
+}
+
 /* Checks the positional arguments and options against the command. */
 static int check_command(struct ctl_args *a, char **pos, int npos, char *err, size_t errlen)
 {
@@ -267,6 +367,8 @@ static int check_command(struct ctl_args *a, char **pos, int npos, char *err, si
 		return 0;
 	if (a->cmd == CTL_CMD_APPROVE || a->cmd == CTL_CMD_REJECT)
 		return check_decision(a, pos, npos, err, errlen);
+	if (a->cmd == CTL_CMD_PLAN || a->cmd == CTL_CMD_TOKEN)
+		return check_offline(a, pos, npos, err, errlen);
 	if (a->reason || a->by) {
 		snprintf(err, errlen, "--reason and --by apply to approve and reject only");
 		return -1;
@@ -274,8 +376,12 @@ static int check_command(struct ctl_args *a, char **pos, int npos, char *err, si
 	if (a->cmd == CTL_CMD_RETRY || a->cmd == CTL_CMD_TRIGGER || a->cmd == CTL_CMD_PIPELINES ||
 	    a->cmd == CTL_CMD_VALIDATE)
 		return check_control(a, pos, npos, err, errlen);
-	if (a->ref || a->sha) {
-		snprintf(err, errlen, "--ref and --sha apply to trigger only");
+	if (a->sha || (a->ref && a->cmd != CTL_CMD_RUNS)) {
+		snprintf(err, errlen, "--ref and --sha apply to trigger only (and --ref to runs)");
+		return -1;
+	}
+	if (a->follow && a->cmd != CTL_CMD_LOGS) {
+		snprintf(err, errlen, "-f applies to logs only");
 		return -1;
 	}
 	wanted = a->cmd == CTL_CMD_RUNS ? 0 : a->cmd == CTL_CMD_LOGS ? 2 : 1;
@@ -287,8 +393,9 @@ static int check_command(struct ctl_args *a, char **pos, int npos, char *err, si
 		snprintf(err, errlen, "%s: unexpected argument '%s'", pos[0], pos[wanted + 1]);
 		return -1;
 	}
-	if (a->cmd != CTL_CMD_RUNS && (a->limit || a->pipeline || a->status)) {
-		snprintf(err, errlen, "--limit, --pipeline and --status apply to runs only");
+	if (a->cmd != CTL_CMD_RUNS && (a->limit || a->pipeline || a->status || a->before)) {
+		snprintf(err, errlen,
+			 "--limit, --pipeline, --status and --before apply to runs only");
 		return -1;
 	}
 	if (a->cmd >= CTL_CMD_SHOW) {
@@ -327,7 +434,8 @@ int ctl_args_parse(struct ctl_args *a, int argc, char **argv, char *err, size_t 
 				return -1;
 			continue;
 		}
-		if (npos == 1 && ctl_args_command(pos[0]) == CTL_CMD_VALIDATE) {
+		if (npos == 1 && (ctl_args_command(pos[0]) == CTL_CMD_VALIDATE ||
+				  ctl_args_command(pos[0]) == CTL_CMD_PLAN)) {
 			if (a->nfiles == CTL_MAX_FILES) {
 				snprintf(err, errlen, "validate: at most %d files at once",
 					 CTL_MAX_FILES);

@@ -23,6 +23,8 @@ enum ctl_command {
 	CTL_CMD_VALIDATE,
 	CTL_CMD_APPROVE,
 	CTL_CMD_REJECT,
+	CTL_CMD_PLAN,
+	CTL_CMD_TOKEN,
 	CTL_CMD_HELP,
 };
 
@@ -31,29 +33,38 @@ enum ctl_command {
 
 struct ctl_args {
 	enum ctl_command cmd;
-	const char *url; /* --url, NULL when not given */
+	const char *url;	/* --url, NULL when not given */
+	const char *token_file; /* --token-file, NULL when not given */
 	int json;
 	int help;	      /* --help or -h: show help for cmd (or general help) */
 	int version;	      /* --version */
 	long limit;	      /* --limit, 0 when not given */
 	const char *pipeline; /* runs --pipeline; trigger PIPELINE */
 	const char *status;
-	const char *run;   /* show, logs, cancel, retry */
-	const char *stage; /* logs; retry: NULL for the whole run */
-	const char *ref;   /* trigger --ref */
-	const char *sha;   /* trigger --sha, NULL when not given */
-	/* validate */
+	const char *before; /* runs --before RUN: the page after it */
+	int follow;	    /* logs -f */
+	const char *run;    /* show, logs, cancel, retry */
+	const char *stage;  /* logs; retry: NULL for the whole run */
+	const char *ref;    /* trigger --ref; runs --ref (a filter) */
+	const char *sha;    /* trigger --sha, NULL when not given */
+	/* validate, plan (one file) */
 	const char *files[CTL_MAX_FILES];
 	int nfiles;
 	const char *env;    /* approve, reject: ENV */
 	const char *reason; /* approve, reject --reason */
 	const char *by;	    /* approve, reject --by, NULL when not given */
 	const char *topic;  /* help COMMAND, NULL for general help */
+	const char *name;   /* token hash NAME ROLE */
+	const char *role;
 };
 
 int ctl_args_parse(struct ctl_args *a, int argc, char **argv, char *err, size_t errlen);
 /* --url, else a non-empty $SLUICE_URL, else CTL_DEFAULT_URL. */
 const char *ctl_args_url(const struct ctl_args *a);
+/* The API token: the first line of --token-file, else a non-empty
+ * $SLUICE_TOKEN, else none (0 with out[0] = '\0'). -1 with a message when
+ * the file cannot be read or holds no token. */
+int ctl_args_token(const struct ctl_args *a, char *out, size_t outlen, char *err, size_t errlen);
 /* The command named s, or CTL_CMD_NONE. */
 enum ctl_command ctl_args_command(const char *s);
 

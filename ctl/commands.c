@@ -39,7 +39,9 @@ static int cmd_runs(struct ctl_api *api, const struct ctl_args *a, FILE *out, ch
 	snprintf(limit, sizeof(limit), "%ld", a->limit);
 	if (!path || (a->limit && add_param(api, &path, "limit", limit) < 0) ||
 	    (a->pipeline && add_param(api, &path, "pipeline", a->pipeline) < 0) ||
-	    (a->status && add_param(api, &path, "status", a->status) < 0)) {
+	    (a->status && add_param(api, &path, "status", a->status) < 0) ||
+	    (a->ref && add_param(api, &path, "ref", a->ref) < 0) ||
+	    (a->before && add_param(api, &path, "before", a->before) < 0)) {
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
@@ -99,6 +101,47 @@ static const char *next_cursor(const json_t *body, const json_t *lines)
 		return json_string_value(next);
 	next = json_object_get(last, "id");
 	return json_is_string(next) ? json_string_value(next) : NULL;
+}
+
+static int on_log_event(const char *event, const char *id, const char *data, void *arg)
+{
+	const struct ctl_args *a = ((void **)arg)[0];
+	FILE *out = ((void **)arg)[1];
+	(void)id;
+	if (strcmp(event, "end") == 0)
+		return 1;
+	if (strcmp(event, "message") != 0)
+		return 0;
+	json_t *line = json_loads(data, 0, NULL);
+	int rc =
+	    line ? (a->json ? ctl_render_json(out, line, 1) : ctl_render_log_line(out, line)) : 0;
+	json_decref(line);
+	/* Lines show as they come, not when a buffer fills. */
+	if (rc == 0 && fflush(out) != 0)
+		rc = -1;
+	return rc < 0 ? -1 : 0;
+}
+
+/* logs -f: the stage's event stream until its end event. */
+static int cmd_follow(struct ctl_api *api, const struct ctl_args *a, FILE *out, char *err,
+		      size_t errlen)
+{
+	char *run = ctl_api_escape(api, a->run);
+	char *stage = ctl_api_escape(api, a->stage);
+	char *path = NULL;
+	void *ctx[] = {(void *)a, out};
+	int rc = -1;
+
+	if (!run || !stage || asprintf(&path, "/api/v1/runs/%s/stages/%s/log", run, stage) < 0) {
+		path = NULL;
+		snprintf(err, errlen, "out of memory");
+	} else {
+		rc = ctl_api_follow(api, path, on_log_event, ctx, err, errlen);
+	}
+	free(path);
+	free(stage);
+	free(run);
+	return rc;
 }
 
 /* Pages with ?after= until a page comes back empty. A server that does not
@@ -176,12 +219,24 @@ fail:
 int ctl_commands_run(const struct ctl_args *a, FILE *out, char *err, size_t errlen)
 {
 	struct ctl_api *api = ctl_api_new(ctl_args_url(a));
+	char token[512];
 	int rc = -1;
 
 	if (!api) {
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
+	if (ctl_args_token(a, token, sizeof(token), err, errlen) < 0) {
+		ctl_api_free(api);
+		return -1;
+	}
+	if (token[0] && ctl_api_set_token(api, token) < 0) {
+		explicit_bzero(token, sizeof(token));
+		snprintf(err, errlen, "out of memory");
+		ctl_api_free(api);
+		return -1;
+	}
+	explicit_bzero(token, sizeof(token));
 	switch (a->cmd) {
 	case CTL_CMD_RUNS:
 		rc = cmd_runs(api, a, out, err, errlen);
@@ -190,7 +245,8 @@ int ctl_commands_run(const struct ctl_args *a, FILE *out, char *err, size_t errl
 		rc = run_request(api, a, "", 0, out, err, errlen);
 		break;
 	case CTL_CMD_LOGS:
-		rc = cmd_logs(api, a, out, err, errlen);
+		rc = a->follow ? cmd_follow(api, a, out, err, errlen)
+			       : cmd_logs(api, a, out, err, errlen);
 		break;
 	case CTL_CMD_CANCEL:
 		rc = run_request(api, a, "/cancel", 1, out, err, errlen);
@@ -205,6 +261,8 @@ int ctl_commands_run(const struct ctl_args *a, FILE *out, char *err, size_t errl
 		rc = ctl_decide_run(api, a, out, err, errlen);
 		break;
 	case CTL_CMD_VALIDATE:
+	case CTL_CMD_PLAN:
+	case CTL_CMD_TOKEN:
 	case CTL_CMD_HELP:
 	case CTL_CMD_NONE:
 		snprintf(err, errlen, "no command to run");

@@ -3,23 +3,28 @@
 
 void ctl_help_usage(FILE *out)
 {
-	fputs("usage: sluicectl [--url URL] [--json] COMMAND [ARGS]\n"
+	fputs("usage: sluicectl [--url URL] [--token-file FILE] [--json] COMMAND [ARGS]\n"
 	      "\n"
 	      "Commands:\n"
-	      "  runs [--limit N] [--pipeline P] [--status S]   list runs, newest first\n"
+	      "  runs [--limit N] [--pipeline P] [--status S] [--ref R] [--before RUN]\n"
+	      "                                                 list runs, newest first\n"
 	      "  show RUN                                       one run and its stages\n"
-	      "  logs RUN STAGE                                 the log of one stage\n"
+	      "  logs RUN STAGE [-f]                            the log of one stage\n"
 	      "  cancel RUN                                     stop a run: nothing more starts\n"
 	      "  retry RUN [STAGE]                              run failed stages again, same sha\n"
 	      "  trigger PIPELINE --ref REF [--sha SHA]         start a run by hand\n"
 	      "  pipelines                                      the pipelines the agent loaded\n"
 	      "  validate FILE...                               check files offline\n"
+	      "  plan FILE                                      stage graph and environments\n"
+	      "  token hash NAME ROLE                           a new API token and its line\n"
 	      "  approve RUN ENV --reason TEXT [--by NAME]      let a promotion go on\n"
 	      "  reject RUN ENV --reason TEXT [--by NAME]       stop a promotion and its run\n"
 	      "  help [COMMAND]                                 this text, or a command's\n"
 	      "\n"
 	      "Options (before or after the command):\n"
 	      "  --url URL      agent address (default $SLUICE_URL, else " CTL_DEFAULT_URL ")\n"
+	      "  --token-file FILE\n"
+	      "                 API token from the first line of FILE (default $SLUICE_TOKEN)\n"
 	      "  --json         print the API's JSON instead of a table\n"
 	      "  -h, --help     show help\n"
 	      "  --version      show the version\n"
@@ -30,9 +35,10 @@ void ctl_help_usage(FILE *out)
 
 void ctl_help_brief(FILE *out)
 {
-	fputs("usage: sluicectl [--url URL] [--json] runs|show RUN|logs RUN STAGE|cancel RUN|"
-	      "retry RUN [STAGE]|\n"
+	fputs("usage: sluicectl [--url URL] [--token-file FILE] [--json] runs|show RUN|\n"
+	      "       logs RUN STAGE [-f]|cancel RUN|retry RUN [STAGE]|\n"
 	      "       trigger PIPELINE --ref REF [--sha SHA]|pipelines|validate FILE...|\n"
+	      "       plan FILE|token hash NAME ROLE|\n"
 	      "       approve|reject RUN ENV --reason TEXT [--by NAME]|help [COMMAND]\n"
 	      "Run 'sluicectl --help' for the options.\n",
 	      out);
@@ -42,7 +48,8 @@ int ctl_help_command(FILE *out, enum ctl_command cmd)
 {
 	switch (cmd) {
 	case CTL_CMD_RUNS:
-		fputs("usage: sluicectl runs [--limit N] [--pipeline P] [--status S] [--json]\n"
+		fputs("usage: sluicectl runs [--limit N] [--pipeline P] [--status S] [--ref R]\n"
+		      "                      [--before RUN] [--json]\n"
 		      "\n"
 		      "Lists runs, newest first: RUN, PIPELINE, REF, SHA, STATUS, CREATED (UTC)\n"
 		      "and DURATION (\"-\" while the run is not finished).\n"
@@ -51,6 +58,10 @@ int ctl_help_command(FILE *out, enum ctl_command cmd)
 		      "  --pipeline P   only runs of pipeline P\n"
 		      "  --status S     only runs in status S (queued, running, succeeded,\n"
 		      "                 failed, cancelled)\n"
+		      "  --ref R        only runs of ref R (refs/heads/main, or main for the\n"
+		      "                 branch or tag main)\n"
+		      "  --before RUN   the page after RUN (a table ends with \"more: --before\n"
+		      "                 RUN\" when there is one)\n"
 		      "  --json         the API's response, indented\n",
 		      out);
 		return 0;
@@ -68,11 +79,14 @@ int ctl_help_command(FILE *out, enum ctl_command cmd)
 		      out);
 		return 0;
 	case CTL_CMD_LOGS:
-		fputs("usage: sluicectl logs RUN STAGE [--json]\n"
+		fputs("usage: sluicectl logs RUN STAGE [-f] [--json]\n"
 		      "\n"
 		      "Prints the log of one stage of a run, stdout and stderr lines alike,\n"
 		      "to standard output.\n"
 		      "\n"
+		      "  -f, --follow   keep printing lines as the stage writes them, until it\n"
+		      "                 has finished (a dropped connection is resumed where\n"
+		      "                 it stopped)\n"
 		      "  --json         one JSON object a line: id, time, stream, line\n",
 		      out);
 		return 0;
@@ -144,6 +158,30 @@ int ctl_help_command(FILE *out, enum ctl_command cmd)
 		      "  --reason TEXT  why (required)\n"
 		      "  --by NAME      who decides (default: anonymous)\n"
 		      "  --json         the API's response, indented\n",
+		      out);
+		return 0;
+	case CTL_CMD_PLAN:
+		fputs("usage: sluicectl plan FILE [--json]\n"
+		      "\n"
+		      "Shows, offline, what a pipeline file will do: its stages in dependency\n"
+		      "order (STEP: stages of one step may run in parallel; KIND, NEEDS, WHEN),\n"
+		      "then its environments in promotion order with the gates each\n"
+		      "deployment passes (deny windows, approval) and how it deploys. The\n"
+		      "file is loaded as validate loads it; an invalid file fails with its\n"
+		      "error.\n"
+		      "\n"
+		      "  --json         the plan as JSON: steps, environments\n",
+		      out);
+		return 0;
+	case CTL_CMD_TOKEN:
+		fputs("usage: sluicectl token hash NAME ROLE\n"
+		      "\n"
+		      "Makes a new random API token for NAME with ROLE (read, approve or\n"
+		      "admin). The token goes to standard error, for you to hand over; the\n"
+		      "line for the agent's api.tokens_file (NAME ROLE SHA256) goes to\n"
+		      "standard output, so that\n"
+		      "  sluicectl token hash ci admin >> /etc/sluice/tokens\n"
+		      "stores only its hash. Reload the agent (SIGHUP) to use it.\n",
 		      out);
 		return 0;
 	case CTL_CMD_HELP:

@@ -203,6 +203,15 @@ int ctl_render_runs(FILE *out, const json_t *body)
 			goto fail;
 	}
 	rc = table_print(out, &t);
+	const json_t *next = json_object_get(body, "next");
+	if (rc == 0 && json_is_string(next)) {
+		char *clean = ctl_fmt_sanitize(json_string_value(next), json_string_length(next));
+		if (!clean)
+			rc = -1;
+		else if (fprintf(out, "more: --before %s\n", clean) < 0)
+			rc = -1;
+		free(clean);
+	}
 fail:
 	table_free(&t);
 	return rc;

@@ -13,7 +13,8 @@
 
 #include <jansson.h>
 
-/* The body of GET /api/v1/runs: {"runs": [run, ...]} as an aligned table. */
+/* The body of GET /api/v1/runs: {"runs": [run, ...], "next": ID} as an
+ * aligned table, then "more: --before ID" when there is a next page. */
 int ctl_render_runs(FILE *out, const json_t *body);
 /* The body of GET /api/v1/runs/{id}: header lines, a table of stages, a
  * table of the ended attempts of each stage that had more than one, and one

@@ -50,6 +50,8 @@ struct kafka_producer {
 	rd_kafka_queue_t *queue;
 	struct kafka_wake wake;
 	int outstanding;
+	rd_kafka_topic_t **warm; /* handles that keep known topics' metadata fresh */
+	size_t nwarm;
 };
 
 /* One per produced message, the opaque of its delivery report. */
@@ -387,9 +389,31 @@ void kafka_producer_free(struct kafka_producer *p, int timeout_ms)
 		for (int i = 0; i < 50 && p->outstanding > 0; i++)
 			rd_kafka_poll(p->rk, 20);
 	}
+	for (size_t i = 0; i < p->nwarm; i++)
+		rd_kafka_topic_destroy(p->warm[i]);
+	free(p->warm);
 	rd_kafka_queue_destroy(p->queue);
 	rd_kafka_destroy(p->rk);
 	free(p);
+}
+
+int kafka_producer_warm(struct kafka_producer *p, const char *const *topics, size_t n)
+{
+	rd_kafka_topic_t **grown = realloc(p->warm, (p->nwarm + n) * sizeof(*grown));
+	if (!grown)
+		return -1;
+	p->warm = grown;
+	for (size_t i = 0; i < n; i++) {
+		/* A new handle asks the brokers for the topic's leaders at once. */
+		rd_kafka_topic_t *t = rd_kafka_topic_new(p->rk, topics[i], NULL);
+		if (!t) {
+			log_warn("kafka: cannot look up topic", LOG_S("topic", topics[i]),
+				 LOG_S("error", rd_kafka_err2str(rd_kafka_last_error())));
+			continue;
+		}
+		p->warm[p->nwarm++] = t;
+	}
+	return 0;
 }
 
 /* --- consumer tickets ------------------------------------------------------ */

@@ -30,6 +30,9 @@ struct kafka_producer *kafka_producer_new(struct event_base *base, const char *b
  * content-type: application/cloudevents+json. 0 queued, -1 not (cb not called). */
 int kafka_produce(struct kafka_producer *p, const char *topic, const char *key, const char *value,
 		  size_t len, kafka_delivery_cb cb, void *arg);
+/* Looks up the topics' partitions and leaders now, so that the first message
+ * to each is not held up by that lookup (about a second on a quiet client). */
+int kafka_producer_warm(struct kafka_producer *p, const char *const *topics, size_t n);
 /* Messages queued or in flight. */
 int kafka_producer_outstanding(const struct kafka_producer *p);
 /* Waits up to timeout_ms for outstanding deliveries, then frees; callbacks

@@ -22,5 +22,6 @@ extern const char lua_cancel[];
 extern const char lua_promote[];
 extern const char lua_decide[];
 extern const char lua_retry_run[];
+extern const char lua_api_call[];
 
 #endif

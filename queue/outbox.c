@@ -393,6 +393,21 @@ static int arm_claim_timer(struct outbox *o)
 	return evtimer_add(o->claim_timer, &tv);
 }
 
+/* Any process's dispatcher may publish any entry, so each looks up every
+ * topic sluice writes up front rather than on its first message. */
+static void warm_topics(struct outbox *o)
+{
+	static const char *const names[] = {"jobs.build",  "jobs.test", "jobs.scan", "jobs.push",
+					    "jobs.deploy", "results",	"events",    "dlq"};
+	char buf[sizeof(names) / sizeof(names[0])][256];
+	const char *topics[sizeof(names) / sizeof(names[0])];
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		snprintf(buf[i], sizeof(buf[i]), "%s%s", o->topic_prefix, names[i]);
+		topics[i] = buf[i];
+	}
+	kafka_producer_warm(o->p, topics, sizeof(names) / sizeof(names[0]));
+}
+
 struct outbox *outbox_new(struct event_base *base, struct redis *r, struct kafka_producer *p,
 			  const char *key_prefix, const char *topic_prefix, const char *consumer)
 {
@@ -421,6 +436,7 @@ struct outbox *outbox_new(struct event_base *base, struct redis *r, struct kafka
 	struct timeval tv = {.tv_sec = 0, .tv_usec = TICK_MS * 1000};
 	if (evtimer_add(o->tick, &tv) < 0 || arm_claim_timer(o) < 0)
 		goto fail;
+	warm_topics(o);
 	return o;
 fail:
 	if (o->tick)

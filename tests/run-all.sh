@@ -1,6 +1,7 @@
 #!/bin/sh
 # make test: the cmocka unit tests, then the integration tests against real
-# redis-server and sluice-devbroker processes; the last line sums them up.
+# redis-server and sluice-devbroker processes, then the dashboard's browser
+# test; the last line sums them up.
 build=$1
 shift
 out=$(mktemp)
@@ -17,8 +18,14 @@ ipass=$(grep -Eo '[0-9]+ passed' "$out" | tail -n 1 | grep -Eo '[0-9]+')
 ifail=$(grep -Eo '[0-9]+ (failed|error)' "$out" | awk '{s += $1} END {print s + 0}')
 iskip=$(grep -Eo '[0-9]+ skipped' "$out" | tail -n 1 | grep -Eo '[0-9]+')
 
-passed=$(( ${upass:-0} + ${ipass:-0} ))
-failed=$(( ${ufail:-1} + ${ifail:-0} ))
+# The dashboard in chromium against a stack of its own (tests/browser/run.py).
+SLUICE_BUILD=$(cd "$build" && pwd) /usr/bin/python3 tests/browser/run.py 2>&1 | tee "$out"
+bline=$(grep -E '^browser: [0-9]+ passed' "$out" | tail -n 1)
+bpass=$(echo "$bline" | sed -n 's/^browser: \([0-9]*\) passed.*/\1/p')
+bfail=$(echo "$bline" | sed -n 's/.* \([0-9]*\) failed$/\1/p')
+
+passed=$(( ${upass:-0} + ${ipass:-0} + ${bpass:-0} ))
+failed=$(( ${ufail:-1} + ${ifail:-0} + ${bfail:-1} ))
 [ -z "$ipass" ] && failed=$((failed + 1))
-echo "${passed} passed, ${failed} failed${iskip:+, $iskip skipped}"
+echo "${passed} passed, ${failed} failed${iskip:+, $iskip skipped} (browser: ${bpass:-0} passed, ${bfail:-1} failed)"
 [ "$failed" -eq 0 ] && [ "${iskip:-0}" -eq 0 ]

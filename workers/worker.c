@@ -22,9 +22,21 @@ static void notify_status(const struct worker *w)
 	sd_notify(0, status);
 }
 
-/* Starts waiting jobs while slots are free; fetching resumes only once the
- * backlog is empty and a slot is free, so a busy worker leaves the jobs it
- * has not fetched to the other members of the group. */
+/* Jobs the worker holds fetched beyond its slots. Pausing drops what the
+ * client had prefetched, and a resumed partition may wait up to a second for
+ * its next fetch (librdkafka's fetcher sleeps while every partition is
+ * paused), so the backlog is deep enough to keep the slots busy across that
+ * gap. The partitions are this worker's alone, so holding their next jobs
+ * takes nothing from other members. */
+#define BACKLOG_MIN 16
+
+static int backlog_limit(const struct worker *w)
+{
+	return w->concurrency * 2 > BACKLOG_MIN ? w->concurrency * 2 : BACKLOG_MIN;
+}
+
+/* Starts waiting jobs while slots are free, then pauses fetching while the
+ * backlog is full and resumes it as soon as there is room. */
 static void fill_slots(struct worker *w)
 {
 	while (!w->draining && w->backlog && w->running < w->concurrency) {
@@ -32,11 +44,12 @@ static void fill_slots(struct worker *w)
 		w->backlog = b->next;
 		if (!w->backlog)
 			w->backlog_tail = &w->backlog;
+		w->backlog_len--;
 		job_start(w, b->run, b->stage, b->attempt, b->ticket);
 		free(b);
 	}
 	/* Draining, the consumer was paused for good (and may be gone). */
-	if (!w->draining && !w->backlog && w->running < w->concurrency)
+	if (!w->draining && w->backlog_len < backlog_limit(w))
 		kafka_consumer_resume(w->consumer);
 	else if (!w->draining)
 		kafka_consumer_pause(w->consumer);
@@ -48,12 +61,9 @@ void worker_offer(struct worker *w, const char *run, const char *stage, int atte
 {
 	if (w->running < w->concurrency && !w->backlog) {
 		job_start(w, run, stage, attempt, t);
-		if (w->running >= w->concurrency)
-			kafka_consumer_pause(w->consumer);
 		notify_status(w);
 		return;
 	}
-	/* Fetched before the pause took effect. */
 	struct backlog_item *b = calloc(1, sizeof(*b));
 	if (!b) {
 		/* Not done: its offset stays unstored and it is consumed again. */
@@ -66,7 +76,9 @@ void worker_offer(struct worker *w, const char *run, const char *stage, int atte
 	snprintf(b->stage, sizeof(b->stage), "%s", stage);
 	*w->backlog_tail = b;
 	w->backlog_tail = &b->next;
-	kafka_consumer_pause(w->consumer);
+	/* Messages fetched before a pause took effect still arrive here. */
+	if (++w->backlog_len >= backlog_limit(w))
+		kafka_consumer_pause(w->consumer);
 }
 
 void worker_slot_freed(struct worker *w)
@@ -90,4 +102,5 @@ void worker_backlog_clear(struct worker *w)
 		free(b);
 	}
 	w->backlog_tail = &w->backlog;
+	w->backlog_len = 0;
 }

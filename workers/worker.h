@@ -2,8 +2,8 @@
  *
  * The worker consumes sluice.jobs.<kind> for its kinds and runs up to
  * `concurrency` jobs at once; a job that arrives while every slot is busy
- * waits in the backlog (its offset not stored) and the partitions are paused
- * until a slot frees.
+ * waits in the backlog (its offset not stored), and the partitions are paused
+ * while the backlog is full (twice the slots, at least 16 jobs).
  */
 #ifndef SLUICE_WORKER_H
 #define SLUICE_WORKER_H
@@ -41,6 +41,7 @@ struct worker {
 	int handing_back; /* second signal or drain timeout: stop every job now */
 	struct job *jobs;
 	struct backlog_item *backlog, **backlog_tail;
+	int backlog_len;
 	struct worker_metrics *metrics; /* NULL when not set up (worker_metrics.h) */
 };
 

@@ -12,6 +12,8 @@
 #include "ctl/control.c"
 #include "ctl/validate.c"
 #include "ctl/decide.c"
+#include "ctl/sse.c"
+#include "ctl/plan.c"
 #include "ctl/cli.c"
 
 #include <arpa/inet.h>
@@ -420,7 +422,7 @@ static void args_report_usage_errors(void **state)
 	    {{"sluicectl", "runs", "--url=", NULL}, "option --url needs a non-empty value"},
 	    {{"sluicectl", "runs", "--json=yes", NULL}, "option --json takes no value"},
 	    {{"sluicectl", "show", "r_1", "--status", "failed", NULL},
-	     "--limit, --pipeline and --status apply to runs only"},
+	     "--limit, --pipeline, --status and --before apply to runs only"},
 	    {{"sluicectl", "help", "runs", "show", NULL}, "help: unexpected argument 'show'"},
 	};
 	struct ctl_args a;
@@ -883,10 +885,179 @@ static void cli_help_and_version_go_to_stdout(void **state)
 	capture_free(&err);
 }
 
+/* --- runs paging, plan, event streams, tokens ------------------------------ */
+
+static void runs_table_ends_with_the_next_page_when_there_is_one(void **state)
+{
+	json_t *body = parse("{\"runs\": [{\"id\": \"r_2\", \"pipeline\": \"app\", "
+			     "\"ref\": \"refs/heads/main\", \"sha\": \"0123456789abcdef\", "
+			     "\"status\": \"running\", \"created\": \"2026-11-26T03:41:07Z\", "
+			     "\"finished\": null}], \"next\": \"r_2\"}");
+	struct capture out;
+	(void)state;
+
+	capture_open(&out);
+	assert_int_equal(ctl_render_runs(out.f, body), 0);
+	capture_close(&out);
+	assert_string_equal(out.buf,
+			    "RUN  PIPELINE  REF   SHA      STATUS   CREATED              DURATION\n"
+			    "r_2  app       main  0123456  running  2026-11-26 03:41:07  -\n"
+			    "more: --before r_2\n");
+	capture_free(&out);
+	json_decref(body);
+}
+
+static const char plan_def[] =
+    "{\"name\": \"app\", \"stages\": {"
+    "\"build\": {\"kind\": \"build\", \"run\": [\"make\"], \"needs\": []},"
+    "\"unit\": {\"kind\": \"test\", \"run\": [\"t\"], \"needs\": [\"build\"]},"
+    "\"docs\": {\"kind\": \"build\", \"sh\": \"d\", \"needs\": [\"build\"],"
+    " \"when\": {\"branches\": [\"main\"], \"events\": [\"push\"]}},"
+    "\"push\": {\"kind\": \"push\", \"run\": [\"p\"], \"needs\": [\"unit\", \"docs\"]},"
+    "\"deploy@dev\": {\"kind\": \"deploy\", \"sh\": \"x\", \"needs\": [], \"env\": \"dev\"},"
+    "\"deploy@prod\": {\"kind\": \"deploy\", \"http\": {}, \"needs\": [], \"env\": \"prod\"}},"
+    "\"environments\": {\"dev\": {\"after\": null, \"approval\": {\"required\": false}},"
+    "\"prod\": {\"after\": \"dev\", \"approval\": {\"required\": true, \"expires_s\": 86400},"
+    " \"windows\": [{\"spec\": \"Sun 03:00-04:00 UTC\"}]}}}";
+
+static void plan_groups_stages_in_steps_and_lists_the_chain_with_gates(void **state)
+{
+	json_t *def = parse(plan_def);
+	json_t *plan = ctl_plan_build(def);
+	struct capture out;
+	(void)state;
+
+	assert_non_null(plan);
+	capture_open(&out);
+	assert_int_equal(ctl_plan_render(out.f, plan), 0);
+	capture_close(&out);
+	assert_string_equal(
+	    out.buf,
+	    "pipeline app: 4 stages in 3 steps, 2 environments\n"
+	    "\n"
+	    "STEP  STAGE  KIND   NEEDS       WHEN\n"
+	    "1     build  build  -           -\n"
+	    "2     unit   test   build       -\n"
+	    "      docs   build  build       events push; branches main\n"
+	    "3     push   push   unit, docs  -\n"
+	    "\n"
+	    "ENVIRONMENT  AFTER  GATES                                             DEPLOY\n"
+	    "dev          -      -                                                 sh\n"
+	    "prod         dev    deny Sun 03:00-04:00 UTC; approval (expires 24h)  http\n");
+	capture_free(&out);
+	assert_int_equal(json_array_size(json_object_get(plan, "steps")), 3);
+	json_t *second = json_array_get(json_object_get(plan, "steps"), 1);
+	assert_string_equal(json_string_value(json_object_get(json_array_get(second, 1), "stage")),
+			    "docs");
+	json_decref(plan);
+	json_decref(def);
+}
+
+struct seen {
+	char text[1024];
+	int stop_on_end;
+};
+
+static int collect(const char *event, const char *id, const char *data, void *arg)
+{
+	struct seen *s = arg;
+	size_t n = strlen(s->text);
+	snprintf(s->text + n, sizeof(s->text) - n, "[%s|%s|%s]", event, id, data);
+	return s->stop_on_end && strcmp(event, "end") == 0 ? 1 : 0;
+}
+
+static void sse_parses_events_split_anywhere(void **state)
+{
+	static const char stream[] = ": hello\nretry: 1000\n\nid: 1-0\ndata: {\"line\": \"a\"}\n\n"
+				     "id: 1-1\r\ndata: x\r\ndata: y\r\n\r\n"
+				     "event: end\ndata: {}\n\nid: 9-9\ndata: after\n\n";
+	(void)state;
+	/* Every split point gives the same events. */
+	for (size_t cut = 0; cut < sizeof(stream) - 1; cut++) {
+		struct ctl_sse p = {0};
+		struct seen s = {.stop_on_end = 1};
+		int rc = ctl_sse_feed(&p, stream, cut, collect, &s);
+		if (rc == 0)
+			rc = ctl_sse_feed(&p, stream + cut, sizeof(stream) - 1 - cut, collect, &s);
+		assert_int_equal(rc, 1);
+		assert_string_equal(s.text, "[message|1-0|{\"line\": \"a\"}][message|1-1|x\ny]"
+					    "[end||{}]");
+		assert_string_equal(p.last_id, "1-1");
+		ctl_sse_free(&p);
+	}
+}
+
+static void cli_plan_and_token_exit_statuses(void **state)
+{
+	struct capture out, err;
+	(void)state;
+
+	assert_int_equal(RUN_CLI(0, &out, &err, "plan"), 2);
+	assert_non_null(strstr(err.buf, "plan: missing FILE"));
+	capture_free(&out);
+	capture_free(&err);
+	assert_int_equal(RUN_CLI(0, &out, &err, "plan", "/nonexistent/app.yaml"), 1);
+	assert_non_null(strstr(err.buf, "/nonexistent/app.yaml"));
+	capture_free(&out);
+	capture_free(&err);
+	assert_int_equal(RUN_CLI(0, &out, &err, "token", "hash", "ci"), 2);
+	capture_free(&out);
+	capture_free(&err);
+	assert_int_equal(RUN_CLI(0, &out, &err, "token", "hash", "ci", "root"), 2);
+	assert_non_null(strstr(err.buf, "read, approve or admin"));
+	capture_free(&out);
+	capture_free(&err);
+	assert_int_equal(RUN_CLI(0, &out, &err, "logs", "r_1", "build", "-f", "--before", "x"), 2);
+	capture_free(&out);
+	capture_free(&err);
+	assert_int_equal(RUN_CLI(0, &out, &err, "show", "r_1", "-f"), 2);
+	capture_free(&out);
+	capture_free(&err);
+	assert_int_equal(RUN_CLI(0, &out, &err, "plan", "--help"), 0);
+	assert_non_null(strstr(out.buf, "usage: sluicectl plan FILE"));
+	capture_free(&out);
+	capture_free(&err);
+	assert_int_equal(RUN_CLI(0, &out, &err, "token", "--help"), 0);
+	assert_non_null(strstr(out.buf, "usage: sluicectl token hash NAME ROLE"));
+	capture_free(&out);
+	capture_free(&err);
+}
+
+static void cli_token_hash_prints_the_line_and_the_token_apart(void **state)
+{
+	struct capture out, err;
+	char token[128], name[64], role[16], hex[80];
+	(void)state;
+
+	assert_int_equal(RUN_CLI(0, &out, &err, "token", "hash", "ci-bot", "approve"), 0);
+	assert_int_equal(sscanf(out.buf, "%63s %15s %79s", name, role, hex), 3);
+	assert_string_equal(name, "ci-bot");
+	assert_string_equal(role, "approve");
+	const char *nl = strchr(err.buf, '\n');
+	assert_non_null(nl);
+	assert_int_equal(sscanf(nl + 1, "%127s", token), 1);
+	assert_int_equal(strncmp(token, "slc_", 4), 0);
+	assert_null(strstr(out.buf, token));
+	struct tokens t;
+	char msg[256];
+	assert_int_equal(tokens_parse(out.buf, strlen(out.buf), "out", &t, msg, sizeof(msg)), 0);
+	const struct tokens_entry *e = tokens_find(&t, token);
+	assert_non_null(e);
+	assert_int_equal(e->role, TOKENS_APPROVE);
+	tokens_clear(&t);
+	capture_free(&out);
+	capture_free(&err);
+}
+
 int main(void)
 {
 	const struct CMUnitTest offline[] = {
 	    cmocka_unit_test(duration_uses_compact_units),
+	    cmocka_unit_test(runs_table_ends_with_the_next_page_when_there_is_one),
+	    cmocka_unit_test(plan_groups_stages_in_steps_and_lists_the_chain_with_gates),
+	    cmocka_unit_test(sse_parses_events_split_anywhere),
+	    cmocka_unit_test(cli_plan_and_token_exit_statuses),
+	    cmocka_unit_test(cli_token_hash_prints_the_line_and_the_token_apart),
 	    cmocka_unit_test(time_parses_rfc3339_and_prints_utc),
 	    cmocka_unit_test(time_rejects_what_is_not_rfc3339),
 	    cmocka_unit_test(sanitize_strips_controls_but_keeps_tab_and_utf8),

@@ -1,0 +1,37 @@
+/* auth: who may call the agent's HTTP API, and the record of what callers
+ * changed.
+ *
+ * With api.tokens_file set, every /api/ request needs "Authorization: Bearer
+ * TOKEN" of a role high enough for it (GETs need none with api.public_reads);
+ * without it the API is open, as on a loopback-only development agent. The
+ * webhook (its own HMAC), /healthz, /metrics and the dashboard's assets are
+ * never behind a token. Tokens are never logged: only their names are.
+ */
+#ifndef SLUICE_AUTH_H
+#define SLUICE_AUTH_H
+
+#include <event2/http.h>
+
+#include "lib/tokens.h"
+
+struct agent;
+
+/* Loads api.tokens_file (when set) into a->tokens; warns when the API is
+ * open on an address other than loopback. -1 with the error logged. */
+int auth_start(struct agent *a);
+/* SIGHUP: the tokens file again; on error the tokens in use are kept. */
+void auth_reload(struct agent *a);
+void auth_stop(struct agent *a);
+
+/* 0 when req may be served with role need (TOKENS_NONE: open to all);
+ * *caller is then the token's name, or NULL when no token was needed or the
+ * API is open. -1 when refused: req has been answered 401 (no or unknown
+ * token) or 403 (role too low). */
+int auth_request(struct agent *a, struct evhttp_request *req, enum tokens_role need,
+		 const char **caller);
+
+/* Publishes a dev.sluice.api.call event (caller, method, path, answer's
+ * status) once req's answer has been sent. path is the decoded path. */
+void auth_audit(struct agent *a, struct evhttp_request *req, const char *caller, const char *path);
+
+#endif

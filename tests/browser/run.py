@@ -1,0 +1,102 @@
+"""The dashboard in a real browser: starts a sluice stack (tests/harness.py)
+with the pipelines dashboard.mjs exercises, then runs that script with
+Debian's chromium against the agent. Prints "browser: N passed, M failed".
+
+Screenshots stay in <tmp>/sluice-browser-*/screenshots (printed at the end);
+everything else there is removed unless the test fails or SLUICE_KEEP_TMP is
+set.
+"""
+
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, ".."))
+
+from harness import LocalRepo, Stack, pipeline  # noqa: E402
+
+WEB_REPO = "sluice-browser/web"
+RELEASE_REPO = "sluice-browser/release"
+# A branch name that is markup: it must show as text.
+EVIL_BRANCH = "<img src=x onerror=alert(1)>"
+
+
+def pipelines(repo):
+    steps = 'for i in 1 2 3 4 5 6; do echo "compiling unit $i of 6"; sleep 0.4; done'
+    web = pipeline("web", WEB_REPO, branches=["**"], checkout=repo.url, stages={
+        "build": {"sh": steps},
+        "unit": {"kind": "test", "sh": "echo unit tests pass; sleep 0.5", "needs": ["build"]},
+        "lint": {"kind": "test", "sh": "echo lint clean >&2", "needs": ["build"]},
+        "package": {"kind": "build", "sh": "echo packaged $SLUICE_SHA_SHORT", "needs": ["unit", "lint"]},
+    })
+    release = pipeline("release", RELEASE_REPO, checkout=repo.url, stages={
+        "build": {"sh": "echo built"},
+    })
+    release["environments"] = {
+        "development": {"deploy": {"sh": "echo deploying to $SLUICE_ENV"}},
+        "staging": {"after": "development", "approval": "required",
+                    "deploy": {"sh": "echo deploying to $SLUICE_ENV"}},
+        "production": {"after": "staging", "deploy": {"sh": "echo deploying to $SLUICE_ENV"}},
+    }
+    return {"web.yaml": web, "release.yaml": release}
+
+
+def main():
+    root = tempfile.mkdtemp(prefix="sluice-browser-")
+    shots = os.path.join(root, "screenshots")
+    os.makedirs(shots)
+    repo = LocalRepo(os.path.join(root, "repo"))
+    # Reads are public; deciding needs a token of role approve.
+    tokens = {"viewer": ("read", secrets.token_hex(16)), "approver": ("approve", secrets.token_hex(16))}
+    tokens_file = os.path.join(root, "tokens")
+    with open(tokens_file, "w") as f:
+        for name, (role, tok) in tokens.items():
+            f.write("%s %s %s\n" % (name, role, hashlib.sha256(tok.encode()).hexdigest()))
+    stack = Stack(root, repo, pipelines(repo), workers=(("build,test,deploy", 4),),
+                  extra_settings={"agent": {"scheduler_interval": "100ms"},
+                                  "api": {"tokens_file": tokens_file, "public_reads": True}},
+                  log_level="info")
+    rc = 1
+    try:
+        stack.start()
+        setup = {
+            "url": stack.url,
+            "secret": stack.secret,
+            "screenshots": shots,
+            "evil_branch": EVIL_BRANCH,
+            "tokens": {name: tok for name, (role, tok) in tokens.items()},
+            "payloads": {
+                "web": stack.push_payload(WEB_REPO),
+                "web_evil": stack.push_payload(WEB_REPO, ref="refs/heads/" + EVIL_BRANCH),
+                "release": stack.push_payload(RELEASE_REPO),
+            },
+        }
+        path = os.path.join(root, "setup.json")
+        with open(path, "w") as f:
+            json.dump(setup, f)
+        rc = subprocess.run(["node", os.path.join(HERE, "dashboard.mjs"), path],
+                            timeout=240).returncode
+    except Exception as e:  # the stack did not start, or the script hung
+        print("browser: %s" % e, file=sys.stderr)
+        print("browser: 0 passed, 1 failed")
+    finally:
+        stack.stop()
+        if rc != 0:
+            print(stack.report(), file=sys.stderr)
+    if rc == 0 and not os.environ.get("SLUICE_KEEP_TMP"):
+        for name in os.listdir(root):
+            if name != "screenshots":
+                p = os.path.join(root, name)
+                shutil.rmtree(p, ignore_errors=True) if os.path.isdir(p) else os.unlink(p)
+    print("browser: screenshots in %s" % shots)
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,405 @@
+"""The API with bearer tokens: the role matrix, public reads, api.call
+events, tokens kept out of every log, TLS; a stage's log as Server-Sent
+Events (live, resumable); runs paging and filters; validate; 404/405."""
+
+import glob
+import hashlib
+import json
+import os
+import secrets
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import http.client
+
+import pytest
+
+sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
+from conftest import binary, free_port, http_request, pipeline, started_stack, wait_for  # noqa: E402
+from kafkawire import Client  # noqa: E402
+
+REPO = "sluice-it/access"
+TICKS = 20
+TOKENS = {name: "slc_" + secrets.token_hex(32) for name in ("reader", "approver", "boss")}
+ROLES = {"reader": "read", "approver": "approve", "boss": "admin"}
+TICKER = 'for i in $(seq 1 %d); do echo "tick $i"; sleep 0.1; done' % TICKS
+
+
+def pipelines(repo, root):
+    with open(os.path.join(root, "tokens"), "w") as f:
+        f.write("# name role sha256\n")
+        for name, token in TOKENS.items():
+            f.write("%s %s %s\n" % (name, ROLES[name], hashlib.sha256(token.encode()).hexdigest()))
+    return {"access.yaml": pipeline("access", REPO, checkout=repo.url, stages={
+        "ticker": {"kind": "build", "sh": TICKER, "checkout": False},
+    })}
+
+
+@pytest.fixture(scope="module")
+def locked():
+    yield from started_stack("sluice-access-", pipelines, workers=(("build", 2),),
+                             extra_settings={"api": {"tokens_file": "tokens",
+                                                     "public_reads": False}})
+
+
+def call(stack, method, path, token=None, body=None, headers=None):
+    h = dict(headers or {})
+    if token:
+        h["Authorization"] = "Bearer " + token
+    data = json.dumps(body).encode() if isinstance(body, dict) else body
+    status, parsed, _ = http_request(stack.agent_port, method, path, data, h)
+    return status, parsed
+
+
+def assert_error(status, body, want):
+    assert status == want, (status, body)
+    assert body["error"]["code"] and body["error"]["message"], body
+
+
+def start_run(stack):
+    status, body = stack.post_hook("push", stack.push_payload(REPO))
+    assert status == 202 and len(body["runs"]) == 1, (status, body)
+    return body["runs"][0]
+
+
+def wait(stack, run_id, token):
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        status, run = call(stack, "GET", "/api/v1/runs/" + run_id, TOKENS[token])
+        assert status == 200, (status, run)
+        if run["status"] not in ("queued", "running", "waiting"):
+            return run
+        time.sleep(0.1)
+    raise AssertionError("run %s did not finish" % run_id)
+
+
+# --- auth matrix --------------------------------------------------------------
+
+def test_no_token_and_wrong_token_are_401(locked):
+    for method, path in (("GET", "/api/v1/runs"), ("POST", "/api/v1/runs/r_x/cancel")):
+        status, body = call(locked, method, path)
+        assert_error(status, body, 401)
+        status, body = call(locked, method, path, "slc_" + "0" * 64)
+        assert_error(status, body, 401)
+        status, body = call(locked, method, path, headers={"Authorization": "Basic Zm9vOmJhcg=="})
+        assert_error(status, body, 401)
+
+
+def test_read_may_not_mutate_and_approve_may_not_cancel(locked):
+    status, body = call(locked, "GET", "/api/v1/runs", TOKENS["reader"])
+    assert status == 200, body
+    for token in ("reader", "approver"):
+        status, body = call(locked, "POST", "/api/v1/runs/r_x/cancel", TOKENS[token])
+        assert_error(status, body, 403)
+        assert "admin" in body["error"]["message"], body
+    status, body = call(locked, "POST", "/api/v1/pipelines/access/trigger", TOKENS["reader"],
+                        {"ref": "main"})
+    assert_error(status, body, 403)
+    status, body = call(locked, "POST", "/api/v1/runs/r_x/environments/prod/approve",
+                        TOKENS["reader"], {"reason": "x"})
+    assert_error(status, body, 403)
+
+
+def test_approve_may_decide_and_admin_may_do_everything(locked):
+    # Past the token check, the call reaches its handler: an unknown run.
+    status, body = call(locked, "POST", "/api/v1/runs/r_x/environments/prod/approve",
+                        TOKENS["approver"], {"reason": "looks good"})
+    assert_error(status, body, 404)
+    status, body = call(locked, "POST", "/api/v1/runs/r_x/cancel", TOKENS["boss"])
+    assert_error(status, body, 404)
+    run_id = start_run(locked)
+    status, body = call(locked, "POST", "/api/v1/runs/%s/cancel" % run_id, TOKENS["boss"])
+    assert status == 202, body
+    assert body["status"] == "cancelled", body
+
+
+def test_mutating_calls_are_api_call_events_with_the_token_name(locked):
+    run_id = start_run(locked)
+    wait(locked, run_id, "reader")
+    status, _ = call(locked, "POST", "/api/v1/runs/%s/cancel" % run_id, TOKENS["boss"])
+    assert status == 409
+
+    def found():
+        c = Client(locked.brokers)
+        try:
+            for part in range(4):
+                offset = 0
+                while True:
+                    err, records = c.fetch("sluice.events", offset, part)
+                    fresh = [r for r in records if r[0] >= offset] if not err else []
+                    if not fresh:
+                        break
+                    for off, _, value in fresh:
+                        e = json.loads(value)
+                        if e["type"] == "dev.sluice.api.call" and e["data"].get("run") == run_id:
+                            return e
+                        offset = off + 1
+        finally:
+            c.close()
+        return None
+    event = wait_for("the api.call event", found, 15)
+    assert event["data"]["token"] == "boss", event
+    assert event["data"]["method"] == "POST", event
+    assert event["data"]["path"] == "/api/v1/runs/%s/cancel" % run_id, event
+    assert event["data"]["status"] == 409, event
+    assert event["subject"] == "runs/" + run_id, event
+
+
+def test_healthz_metrics_and_webhook_need_no_token(locked):
+    assert call(locked, "GET", "/healthz")[0] == 200
+    assert call(locked, "GET", "/metrics")[0] == 200
+    start_run(locked)
+
+
+def test_sluicectl_sends_the_token_from_a_file_or_the_environment(locked, tmp_path):
+    f = tmp_path / "token"
+    f.write_text(TOKENS["reader"] + "\n")
+    r = locked.ctl("runs", "--token-file", str(f))
+    assert r.returncode == 0, r.stderr
+    r = locked.ctl("runs", env={"SLUICE_TOKEN": TOKENS["reader"]})
+    assert r.returncode == 0, r.stderr
+    r = locked.ctl("runs")
+    assert r.returncode == 1 and "token" in r.stderr, r.stderr
+    r = locked.ctl("cancel", "r_x", env={"SLUICE_TOKEN": TOKENS["reader"]})
+    assert r.returncode == 1 and "admin" in r.stderr, r.stderr
+
+
+def test_public_reads_open_gets_only(locked):
+    with open(locked.config) as f:
+        text = f.read()
+    with open(locked.config, "w") as f:
+        f.write(text.replace("public_reads: false", "public_reads: true"))
+    try:
+        locked.agent.popen.send_signal(signal.SIGHUP)
+        wait_for("public reads", lambda: call(locked, "GET", "/api/v1/runs")[0] == 200, 10)
+        assert call(locked, "GET", "/api/v1/pipelines")[0] == 200
+        assert_error(*call(locked, "POST", "/api/v1/runs/r_x/cancel"), 401)
+        assert_error(*call(locked, "GET", "/api/v1/runs", "slc_wrong"), 401)
+    finally:
+        with open(locked.config, "w") as f:
+            f.write(text)
+        locked.agent.popen.send_signal(signal.SIGHUP)
+        wait_for("reads closed again", lambda: call(locked, "GET", "/api/v1/runs")[0] == 401, 10)
+
+
+# --- errors, validate, paging ---------------------------------------------------
+
+def test_unknown_paths_are_404_and_wrong_methods_405(locked):
+    t = TOKENS["boss"]
+    assert_error(*call(locked, "GET", "/api/v1/nothing", t), 404)
+    assert_error(*call(locked, "GET", "/api/v2/runs", t), 404)
+    assert_error(*call(locked, "DELETE", "/api/v1/runs", t), 405)
+    assert_error(*call(locked, "GET", "/api/v1/runs/r_x/cancel", t), 405)
+    assert_error(*call(locked, "POST", "/api/v1/runs", t), 405)
+    assert_error(*call(locked, "POST", "/api/v1/runs/r_x/environments/prod/promote", t), 501)
+
+
+def test_validate_answers_positioned_errors(locked):
+    t = TOKENS["reader"]
+    # secret_file is found where the agent's pipelines are.
+    trigger = b"trigger: {github: {repository: a/b, secret_file: webhook-secret}}\n"
+    good = b"name: x\n" + trigger + b"stages:\n  build: {run: [make]}\n"
+    status, body = call(locked, "POST", "/api/v1/pipelines/validate?name=x.yaml", t, good)
+    assert status == 200 and body["valid"] is True, body
+    assert body["pipeline"]["stages"] == ["build"], body
+    bad = (b"name: x\n" + trigger +
+           b"stages:\n  build: {run: [make]}\n  test: {run: [t], needs: [biuld]}\n")
+    status, body = call(locked, "POST", "/api/v1/pipelines/validate?name=x.yaml", t, bad)
+    assert status == 422, body
+    assert body["valid"] is False and body["error"]["code"] == "invalid", body
+    err = body["errors"][0]
+    assert (err["file"], err["line"], err["path"]) == ("x.yaml", 5, "stages.test.needs[0]"), err
+    assert "biuld" in err["message"], err
+
+
+def test_runs_page_with_before_and_filter_by_ref(locked):
+    for _ in range(3):
+        start_run(locked)
+    t = TOKENS["reader"]
+    status, everything = call(locked, "GET", "/api/v1/runs?limit=500", t)
+    ids = [r["id"] for r in everything["runs"]]
+    assert everything["next"] is None and len(ids) >= 3
+    seen, before = [], None
+    while True:
+        q = "/api/v1/runs?limit=2" + ("&before=" + before if before else "")
+        status, page = call(locked, "GET", q, t)
+        assert status == 200, page
+        assert len(page["runs"]) <= 2
+        seen += [r["id"] for r in page["runs"]]
+        if not page["next"]:
+            break
+        before = page["next"]
+    assert seen == ids[:len(seen)] and set(ids) <= set(seen), (seen, ids)
+    status, page = call(locked, "GET", "/api/v1/runs?ref=main&limit=500", t)
+    assert [r["id"] for r in page["runs"]] == ids
+    status, page = call(locked, "GET", "/api/v1/runs?ref=other&limit=500", t)
+    assert page["runs"] == [] and page["next"] is None
+    assert_error(*call(locked, "GET", "/api/v1/runs?before=r_nosuchrun", t), 400)
+
+
+# --- Server-Sent Events -----------------------------------------------------------
+
+class Events:
+    """A raw SSE reader over one HTTP connection."""
+
+    def __init__(self, stack, path, last_id=None):
+        self.conn = http.client.HTTPConnection("127.0.0.1", stack.agent_port, timeout=20)
+        headers = {"Accept": "text/event-stream", "Authorization": "Bearer " + TOKENS["reader"]}
+        if last_id:
+            headers["Last-Event-ID"] = last_id
+        self.conn.request("GET", path, headers=headers)
+        self.resp = self.conn.getresponse()
+        assert self.resp.status == 200, self.resp.read()
+        assert self.resp.getheader("Content-Type") == "text/event-stream"
+
+    def next(self):
+        event = {"event": "message", "data": []}
+        while True:
+            line = self.resp.fp.readline().decode()
+            if not line:
+                return None
+            line = line.rstrip("\n")
+            if not line:
+                if event["data"] or event["event"] != "message":
+                    event["data"] = "\n".join(event["data"])
+                    return event
+                continue
+            if line.startswith(":"):
+                continue
+            k, _, v = line.partition(": ")
+            if k == "data":
+                event["data"].append(v)
+            else:
+                event[k] = v
+
+    def close(self):
+        self.conn.close()
+
+
+def log_path(run_id):
+    return "/api/v1/runs/%s/stages/ticker/log" % run_id
+
+
+def test_sse_lines_arrive_live_in_order_and_end(locked):
+    run_id = start_run(locked)
+    ev = Events(locked, log_path(run_id))
+    first = ev.next()
+    assert json.loads(first["data"])["line"] == "tick 1", first
+    # Live: the stage is still writing when its first line arrives.
+    status, run = call(locked, "GET", "/api/v1/runs/" + run_id, TOKENS["reader"])
+    assert run["stages"]["ticker"]["status"] == "running", run
+    lines, ids = [json.loads(first["data"])["line"]], [first["id"]]
+    while True:
+        e = ev.next()
+        assert e is not None, "the stream closed before its end event"
+        if e["event"] == "end":
+            assert json.loads(e["data"])["status"] == "succeeded", e
+            break
+        lines.append(json.loads(e["data"])["line"])
+        ids.append(e["id"])
+    ev.close()
+    stored = locked_log(locked, run_id)
+    assert lines[:TICKS] == ["tick %d" % i for i in range(1, TICKS + 1)], lines
+    assert lines == [l["line"] for l in stored] and ids == [l["id"] for l in stored]
+
+
+def locked_log(stack, run_id):
+    status, body = call(stack, "GET", log_path(run_id) + "?limit=1000", TOKENS["reader"])
+    assert status == 200, body
+    return body["lines"]
+
+
+def test_sse_resumes_from_last_event_id_without_loss_or_duplicates(locked):
+    run_id = start_run(locked)
+    ev = Events(locked, log_path(run_id))
+    got = [ev.next() for _ in range(5)]
+    ev.close()
+    ev = Events(locked, log_path(run_id), last_id=got[-1]["id"])
+    while True:
+        e = ev.next()
+        if e["event"] == "end":
+            break
+        got.append(e)
+    ev.close()
+    assert [json.loads(e["data"])["line"] for e in got] == [
+        l["line"] for l in locked_log(locked, run_id)]
+    assert len(got) > TICKS
+
+
+def test_sse_of_an_unknown_stage_is_a_json_404(locked):
+    status, body = call(locked, "GET", "/api/v1/runs/r_x/stages/ticker/log", TOKENS["reader"],
+                        headers={"Accept": "text/event-stream"})
+    assert_error(status, body, 404)
+
+
+def test_sluicectl_logs_follow_prints_live_lines_and_stops_at_the_end(locked):
+    run_id = start_run(locked)
+    r = locked.ctl("logs", run_id, "ticker", "-f", env={"SLUICE_TOKEN": TOKENS["reader"]},
+                   timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == [l["line"] for l in locked_log(locked, run_id)], r.stdout
+    assert r.stdout.splitlines()[:TICKS] == ["tick %d" % i for i in range(1, TICKS + 1)]
+
+
+# --- TLS, and tokens never logged ----------------------------------------------------
+
+def test_tls_listener_with_a_self_signed_certificate(locked, tmp_path):
+    cert, key = str(tmp_path / "cert.pem"), str(tmp_path / "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
+                    "-out", cert, "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+    port = free_port()
+    with open(locked.config) as f:
+        text = f.read()
+    config = str(tmp_path / "tls.yaml")
+    with open(config, "w") as f:
+        f.write(text.replace("listen: \"127.0.0.1:%d\"" % locked.agent_port,
+                             "listen: \"127.0.0.1:%d\"\n  tls_cert: %s\n  tls_key: %s" % (
+                                 port, json.dumps(cert), json.dumps(key)))
+                .replace("pipelines_dir: \"pipelines.d\"",
+                         "pipelines_dir: %s" % json.dumps(os.path.join(locked.root,
+                                                                        "pipelines.d")))
+                .replace("tokens_file: \"tokens\"",
+                         "tokens_file: %s" % json.dumps(os.path.join(locked.root, "tokens"))))
+    agent = locked._spawn("agent-tls", [binary("sluice-agent"), "--config", config,
+                                        "--log-level", "debug"])
+    ctx = ssl.create_default_context(cafile=cert)
+
+    def get(path, token=None):
+        conn = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=5)
+        try:
+            conn.request("GET", path, headers={"Authorization": "Bearer " + token} if token
+                         else {})
+            resp = conn.getresponse()
+            return resp.status, json.loads(resp.read() or b"null")
+        finally:
+            conn.close()
+
+    def up():
+        try:
+            return get("/healthz")[0] == 200
+        except OSError:
+            return False
+    wait_for("the TLS agent", up, 15, [agent])
+    assert get("/api/v1/runs", TOKENS["reader"])[0] == 200
+    assert get("/api/v1/runs")[0] == 401
+    # Plain HTTP on the TLS port gets no answer.
+    with pytest.raises((http.client.HTTPException, OSError)):
+        http_request(port, "GET", "/healthz", timeout=3)
+    agent.stop()
+    locked.procs.remove(agent)
+
+
+def test_tokens_never_appear_in_any_log(locked):
+    # Last in this module: every test above has sent tokens.
+    logs = glob.glob(os.path.join(locked.logdir, "*"))
+    assert logs
+    for path in logs:
+        with open(path, errors="replace") as f:
+            text = f.read()
+        for name, token in TOKENS.items():
+            assert token not in text, (name, path)
+            assert token[4:20] not in text, (name, path)
