@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/hex.h"
+
 struct scan {
 	const unsigned char *text, *p, *end;
 	struct jsonscan_field *fields;
@@ -130,17 +132,6 @@ static size_t utf8_length(const unsigned char *p, const unsigned char *end)
 	return n;
 }
 
-static int hex_value(unsigned char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* The code unit of "\uXXXX" at p, or -1 when it is not four hex digits. */
 static long code_unit(const struct scan *s, const unsigned char *p)
 {
@@ -148,7 +139,7 @@ static long code_unit(const struct scan *s, const unsigned char *p)
 	if (s->end - p < 6)
 		return -1;
 	for (int i = 2; i < 6; i++) {
-		int h = hex_value(p[i]);
+		int h = hex_digit(p[i]);
 		if (h < 0)
 			return -1;
 		cu = cu * 16 + h;
@@ -183,7 +174,7 @@ static int scan_escape(struct scan *s, const unsigned char **pp)
 	long cu = code_unit(s, p);
 	if (cu < 0) {
 		const unsigned char *q = p + 2;
-		while (q < s->end && q < p + 6 && hex_value(*q) >= 0)
+		while (q < s->end && q < p + 6 && hex_digit(*q) >= 0)
 			q++;
 		if (q == s->end)
 			return end_of_input(s);
@@ -323,12 +314,12 @@ static size_t decode_char(const unsigned char **pp, unsigned char *out)
 	}
 	cp = 0;
 	for (int i = 2; i < 6; i++)
-		cp = cp * 16 + (unsigned long)hex_value(p[i]);
+		cp = cp * 16 + (unsigned long)hex_digit(p[i]);
 	*pp = p + 6;
 	if (cp >= 0xd800 && cp <= 0xdbff) {
 		unsigned long low = 0;
 		for (int i = 8; i < 12; i++)
-			low = low * 16 + (unsigned long)hex_value(p[i]);
+			low = low * 16 + (unsigned long)hex_digit(p[i]);
 		cp = 0x10000 + ((cp - 0xd800) << 10) + (low - 0xdc00);
 		*pp = p + 12;
 	}

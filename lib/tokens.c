@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/hex.h"
+
 #define TOKENS_FILE_MAX (1024 * 1024)
 #define TOKEN_RANDOM	32
 
@@ -38,28 +40,9 @@ int tokens_name_ok(const char *name)
 	       len;
 }
 
-static int hex_value(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 static int parse_digest(const char *hex, unsigned char *out)
 {
-	if (strlen(hex) != 2 * TOKENS_DIGEST_LEN)
-		return -1;
-	for (size_t i = 0; i < TOKENS_DIGEST_LEN; i++) {
-		int hi = hex_value(hex[2 * i]), lo = hex_value(hex[2 * i + 1]);
-		if (hi < 0 || lo < 0)
-			return -1;
-		out[i] = (unsigned char)(hi << 4 | lo);
-	}
-	return 0;
+	return hex_decode(hex, out, TOKENS_DIGEST_LEN);
 }
 
 /* One non-comment line split in place into its three fields. */
