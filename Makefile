@@ -4,6 +4,7 @@
 #                   redis-server and sluice-devbroker
 #   make run        start the whole local stack and show a pipeline run
 #   make asan       the tests under AddressSanitizer + UBSan
+#   make fuzz       each libFuzzer target (tests/fuzz/) for FUZZ_SECONDS
 #   make deps       install missing Debian packages (root) or print the command
 
 PREFIX  ?= /usr/local
@@ -26,6 +27,7 @@ DEB_RUN   = redis-server git curl openssl python3 python3-pytest systemd
 DEB_TEST  = prometheus groff-base man-db chromium
 DEB_BENCH = wrk webhook
 DEB_LINT  = clang-format clang-tidy cppcheck
+DEB_FUZZ  = clang libclang-rt-dev
 
 WARN = -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
 CFLAGS  ?= -O2 -g
@@ -60,7 +62,7 @@ AGENT_LIB_OBJ  = $(filter-out $(BUILD)/agent/main.o,$(AGENT_OBJ))
 WORKER_LIB_OBJ = $(filter-out $(BUILD)/workers/main.o,$(WORKER_OBJ))
 
 .PHONY: all test unit integration run asan lint format bench install clean deps \
-	deps-bench check-pkgs
+	deps-bench deps-fuzz fuzz check-pkgs
 .DEFAULT_GOAL := all
 
 all: check-pkgs $(BINS)
@@ -128,6 +130,28 @@ asan:
 	  CFLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all" \
 	  LDFLAGS="-fsanitize=address,undefined" test
 
+# Fuzzing: clang builds the library with ASan + UBSan and coverage for
+# libFuzzer; tests/fuzz/run.sh runs each target with its seeds and
+# dictionary and fails on the first crash, leak or sanitizer report.
+FUZZ_SECONDS ?= 60
+FUZZ_SRC  = $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BINS = $(FUZZ_SRC:tests/fuzz/%.c=build-fuzz/fuzz/%)
+FUZZ_SAN  = -fsanitize=address,undefined -fno-sanitize-recover=all
+
+fuzz: deps-fuzz
+	@$(MAKE) --no-print-directory BUILD=build-fuzz CC=clang \
+	  CFLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer-no-link $(FUZZ_SAN)" \
+	  LDFLAGS="$(FUZZ_SAN)" $(FUZZ_BINS)
+	@sh tests/fuzz/run.sh build-fuzz/fuzz $(FUZZ_SECONDS)
+
+deps-fuzz:
+	@sh tools/deps.sh $(DEB_FUZZ)
+
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(BUILD)/agent/github.o $(BUILD)/agent/signature.o \
+		$(BUILD)/libsluice.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -fsanitize=fuzzer -o $@ $^ $(LDLIBS)
+
 # --- running --------------------------------------------------------------
 
 run: deps all
@@ -138,7 +162,7 @@ bench: deps deps-bench all
 
 # --- housekeeping ---------------------------------------------------------
 
-SRC_ALL = $(shell find lib config queue stages agent workers ctl tests/unit -name '*.[ch]')
+SRC_ALL = $(shell find lib config queue stages agent workers ctl tests/unit tests/fuzz -name '*.[ch]')
 
 format:
 	clang-format -i $(SRC_ALL)
@@ -168,13 +192,15 @@ install: all
 	  chmod 644 "$(DESTDIR)$(UNITDIR)/$${u#systemd/}" || exit 1; done
 	install -m 644 systemd/sluice.sysusers $(DESTDIR)$(PREFIX)/lib/sysusers.d/sluice.conf
 	install -m 644 README.md $(DESTDIR)$(PREFIX)/share/doc/sluice/
+	install -d $(DESTDIR)$(PREFIX)/share/doc/sluice/docs
+	install -m 644 docs/*.md $(DESTDIR)$(PREFIX)/share/doc/sluice/docs/
 	cp -R config/examples/. $(DESTDIR)$(PREFIX)/share/sluice/examples/
 	for m in $(MANS); do \
 	  dest="$(DESTDIR)$(MANDIR)/man$${m##*.}/$${m#man/}" && \
 	  sed -e 's|@PREFIX@|$(PREFIX)|g' "$$m" > "$$dest" && chmod 644 "$$dest" || exit 1; done
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz
 
 deps:
 	@sh tools/deps.sh $(DEB_BUILD) $(DEB_RUN) $(DEB_TEST)
