@@ -243,9 +243,11 @@ def test_a_failing_deployment_fails_the_run_and_frees_the_environment(promo):
 
 # --- deny windows ----------------------------------------------------------
 
-# Sunday 2024-01-07 03:59:52 UTC: eight seconds before the deny window
-# "Sun 03:00-04:00 UTC" ends.
-FAKE_START_MS = 1704599992000
+# Sunday 2024-01-07 03:59:40 UTC: twenty seconds before the deny window
+# "Sun 03:00-04:00 UTC" ends — room for the stack to start and the run to
+# reach its promotion while the window is still closed, even on a busy
+# machine.
+FAKE_START_MS = 1704599980000
 
 
 class ShiftedClockStack(Stack):
@@ -298,14 +300,14 @@ def windowed():
 
 def test_a_closed_window_holds_the_promotion_until_it_opens(windowed):
     run_id = push(windowed, "windowed")
-    run = wait_env(windowed, run_id, "production", ("waiting_window",), timeout=6)
+    run = wait_env(windowed, run_id, "production", ("waiting_window",), timeout=15)
     assert run["status"] == "waiting", run
     window = run["environments"]["production"]["window"]
     assert window["deny"] == ["Sun 03:00-04:00 UTC", "Mon-Fri 18:00-08:00 UTC"], window
     assert window["held_until"] == "2024-01-07T04:00:00.000Z", window
     assert run["stages"]["deploy@production"]["status"] == "pending", run
 
-    run = wait_done(windowed, run_id, timeout=20)
+    run = wait_done(windowed, run_id, timeout=40)
     assert run["status"] == "succeeded", run
     production = run["environments"]["production"]
     assert production["status"] == "deployed", run
