@@ -2,8 +2,10 @@
 #   make            build every binary into $(BUILD)/
 #   make test       unit tests (cmocka) and integration tests against real
 #                   redis-server and sluice-devbroker
+#   make chaos      the fault suite: processes killed under load (tests/chaos/)
 #   make run        start the whole local stack and show a pipeline run
 #   make asan       the tests under AddressSanitizer + UBSan
+#   make valgrind   integration tests with the sluice binaries under memcheck
 #   make fuzz       each libFuzzer target (tests/fuzz/) for FUZZ_SECONDS
 #   make deps       install missing Debian packages (root) or print the command
 
@@ -23,8 +25,9 @@ DEB_RUN   = redis-server git curl openssl python3 python3-pytest systemd
 # tests; groff and man render the man pages. On a host that boots with systemd
 # the package also enables a Prometheus server on :9090: disable it if unwanted.
 # chromium runs the dashboard's browser test (tests/browser/, driven by
-# playwright-core from the npm registry with Node.js >= 20).
-DEB_TEST  = prometheus groff-base man-db chromium
+# playwright-core from the npm registry with Node.js >= 20). The haproxy
+# provider's tests drive a real haproxy through its runtime API.
+DEB_TEST  = prometheus groff-base man-db chromium haproxy
 DEB_BENCH = wrk webhook
 DEB_LINT  = clang-format clang-tidy cppcheck
 DEB_FUZZ  = clang libclang-rt-dev
@@ -61,8 +64,8 @@ UNIT_BINS = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 AGENT_LIB_OBJ  = $(filter-out $(BUILD)/agent/main.o,$(AGENT_OBJ))
 WORKER_LIB_OBJ = $(filter-out $(BUILD)/workers/main.o,$(WORKER_OBJ))
 
-.PHONY: all test unit integration run asan lint format bench install clean deps \
-	deps-bench deps-fuzz fuzz check-pkgs
+.PHONY: all test unit integration chaos run asan valgrind lint format bench install clean deps \
+	deps-bench deps-fuzz deps-valgrind fuzz check-pkgs
 .DEFAULT_GOAL := all
 
 all: check-pkgs $(BINS)
@@ -114,6 +117,11 @@ unit: check-pkgs $(UNIT_BINS)
 integration: all
 	SLUICE_BUILD=$(abspath $(BUILD)) /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/integration
 
+# The fault suite (tests/chaos): agent, workers, Kafka and Redis killed under
+# load; a few minutes, so apart from make test (and from make asan).
+chaos: all
+	SLUICE_BUILD=$(abspath $(BUILD)) /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/chaos
+
 # The browser test's one package, as package-lock.json pins it.
 BROWSER_DEPS = tests/browser/node_modules/.package-lock.json
 
@@ -129,6 +137,12 @@ asan:
 	@$(MAKE) --no-print-directory BUILD=build-asan \
 	  CFLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all" \
 	  LDFLAGS="-fsanitize=address,undefined" test
+
+# A subset of the integration tests (tests/run-valgrind.py says which and
+# why) with every agent, worker and devbroker under memcheck; fails on any
+# memcheck error or block definitely lost. VALGRIND_TESTS=... picks others.
+valgrind: deps deps-valgrind all
+	@/usr/bin/python3 tests/run-valgrind.py $(BUILD) $(VALGRIND_TESTS)
 
 # Fuzzing: clang builds the library with ASan + UBSan and coverage for
 # libFuzzer; tests/fuzz/run.sh runs each target with its seeds and
@@ -207,5 +221,8 @@ deps:
 
 deps-bench:
 	@sh tools/deps.sh $(DEB_BENCH)
+
+deps-valgrind:
+	@sh tools/deps.sh valgrind
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

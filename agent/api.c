@@ -423,6 +423,7 @@ static void on_run(struct redis *r, redisReply *reply, const char *err, void *ar
 	}
 	if (reply->elements == 0) {
 		http_pending_error(c->pending, 404, "not_found", "no such run");
+		json_decref(c->body);
 		free(c);
 		return;
 	}

@@ -26,7 +26,6 @@
 #include "stages/process.h"
 
 #define MAX_HEADERS_SIZE  (64 * 1024)
-#define HTTP_TIMEOUT_S	  30
 #define SHUTDOWN_FLUSH_MS 5000
 
 static void usage(FILE *f)
@@ -100,7 +99,12 @@ static int start_http(struct agent *a)
 		return -1;
 	evhttp_set_max_body_size(a->http, (ev_ssize_t)a->settings.max_body);
 	evhttp_set_max_headers_size(a->http, MAX_HEADERS_SIZE);
-	evhttp_set_timeout(a->http, HTTP_TIMEOUT_S);
+	/* Reading headers and body alike: a client silent for this long is
+	 * dropped (half-open connections); slow ones never hold up others,
+	 * since nothing here blocks on a client. */
+	struct timeval tv = {a->settings.http_timeout_ms / 1000,
+			     (a->settings.http_timeout_ms % 1000) * 1000};
+	evhttp_set_timeout_tv(a->http, &tv);
 	/* Methods the API does not serve still get its JSON 405. */
 	evhttp_set_allowed_methods(a->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
 						EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |

@@ -3,8 +3,10 @@
 # after another, each on a stack of its own: intake.py (webhook intake beside
 # Debian's webhook, with wrk as the load generator; webhook → first stage
 # process), stages.py (the worker's stage throughput beside the machine's
-# fork+exec+wait floor; its memory) and pipelines.py (five-stage pipelines
-# webhook to finished; many runs at once; the router's rate). Each writes its
+# fork+exec+wait floor; its memory), pipelines.py (five-stage pipelines
+# webhook to finished; many runs at once; the router's rate) and scaling.py
+# (agent memory and pickup latency with 10 to 10,000 runs in flight; agent
+# and worker memory idle and under load). Each writes its
 # own section; once all have succeeded they are assembled into
 # bench/results.md. A missed target is printed as such and fails nothing; a
 # benchmark that fails leaves bench/results.md as it was and exits non-zero.
@@ -17,7 +19,7 @@ for tool in wrk webhook redis-server redis-cli git; do
 	command -v "$tool" >/dev/null 2>&1 || { echo "bench: $tool not found (make deps deps-bench)" >&2; exit 1; }
 done
 
-benches="intake stages pipelines"
+benches="intake stages pipelines scaling"
 sections=$(mktemp -d "${TMPDIR:-/tmp}/sluice-bench-sections.XXXXXX") || exit 1
 trap 'rm -rf "$sections"' EXIT
 trap 'exit 130' INT

@@ -26,6 +26,8 @@ struct settings {
 	char *listen;		/* agent.listen, default "127.0.0.1:8080" */
 	char *public_url;	/* agent.public_url, default "http://" + listen */
 	size_t max_body;	/* agent.max_body, default 25 MiB */
+	int http_timeout_ms;	/* agent.http_timeout, default 30s: a client that sends
+				 * nothing for this long is dropped */
 	char *pipelines_dir;	/* pipelines_dir, default "pipelines.d" */
 	char *state_dir;	/* worker.state_dir, default "/var/lib/sluice" */
 	int concurrency;	/* worker.concurrency, default 1 */

@@ -489,6 +489,21 @@ const struct config_doc_node *config_doc_get(const struct config_doc_node *map, 
 	return NULL;
 }
 
+/* As snprintf of sep and key, with control bytes of a hostile key written
+ * as \xNN so that a message never carries them to a log or terminal. */
+static int path_key(char *out, size_t outlen, const char *sep, const char *key)
+{
+	int w = snprintf(out, outlen, "%s", sep);
+	for (const unsigned char *k = (const unsigned char *)key;
+	     w >= 0 && (size_t)w < outlen && *k; k++) {
+		size_t at = (size_t)w;
+		int n = *k < 0x20 || *k == 0x7f ? snprintf(out + at, outlen - at, "\\x%02x", *k)
+						: snprintf(out + at, outlen - at, "%c", *k);
+		w = n < 0 ? n : w + n;
+	}
+	return w;
+}
+
 void config_doc_path(const struct config_doc_node *n, char *out, size_t outlen)
 {
 	const struct config_doc_node *chain[CONFIG_DOC_MAX_DEPTH + 2] = {NULL};
@@ -503,7 +518,7 @@ void config_doc_path(const struct config_doc_node *n, char *out, size_t outlen)
 		int w = 0;
 
 		if (c->key)
-			w = snprintf(out + used, outlen - used, "%s%s", used ? "." : "", c->key);
+			w = path_key(out + used, outlen - used, used ? "." : "", c->key);
 		else if (c->index >= 0)
 			w = snprintf(out + used, outlen - used, "[%ld]", c->index);
 		if (w < 0)

@@ -24,6 +24,8 @@
 #define DEFAULT_TIMEOUT_MS (3600LL * 1000)
 #define MAX_TIMEOUT_MS	   (30LL * 86400 * 1000)
 #define MAX_SECRET_FILE	   65536
+#define MAX_REPOSITORY	   200
+#define REPO_CHARS	   "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-/"
 
 static const char *const top_keys[] = {"name",	 "trigger",	 "checkout",	 "vars", "secrets",
 				       "stages", "max_attempts", "environments", NULL};
@@ -116,6 +118,12 @@ static int load_repository(struct loading *ld, const struct config_doc_node *gh)
 	slash = strchr(repo, '/');
 	if (!slash || slash == repo || !slash[1] || strchr(slash + 1, '/'))
 		return config_check_fail(&ld->ck, n, "expected \"owner/name\"");
+	/* What GitHub allows in owner and repository names. */
+	if (strspn(repo, REPO_CHARS) != strlen(repo) || strlen(repo) > MAX_REPOSITORY)
+		return config_check_fail(&ld->ck, n,
+					 "expected \"owner/name\" of letters, digits, '.', '_' and "
+					 "'-', at most %d bytes",
+					 MAX_REPOSITORY);
 	ld->p->repository = strdup(repo);
 	if (!ld->p->repository)
 		return nomem(ld, n);

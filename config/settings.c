@@ -13,9 +13,14 @@
 #include "config/file.h"
 
 /* Upper bounds that keep the int and size_t fields meaningful. */
-#define MAX_DURATION_MS ((long long)INT_MAX)
-#define MAX_BODY_BYTES	(1LL << 30)
-#define MAX_CONCURRENCY 1024
+#define MAX_DURATION_MS	   ((long long)INT_MAX)
+#define MAX_BODY_BYTES	   (1LL << 30)
+#define MAX_CONCURRENCY	   1024
+#define MAX_SETTING_STRING 4096
+/* Prefixes of every Redis key and Kafka topic name (Kafka's topic names are
+ * at most 249 bytes of these characters). */
+#define MAX_PREFIX  64
+#define TOPIC_CHARS "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-"
 /* "@FILE" holds a broker list, not a document. */
 #define MAX_BROKERS_FILE 65536
 
@@ -23,9 +28,9 @@ static const char *const top_keys[] = {"kafka",	    "redis",  "agent", "worker",
 				       "log_level", "github", "api",   NULL};
 static const char *const kafka_keys[] = {"brokers", "topic_prefix", "session_timeout", NULL};
 static const char *const redis_keys[] = {"url", "key_prefix", "timeout", NULL};
-static const char *const agent_keys[] = {
-    "listen",	"public_url", "max_body", "requeue_after", "scheduler_interval",
-    "tls_cert", "tls_key",    NULL};
+static const char *const agent_keys[] = {"listen",	  "public_url",		"max_body",
+					 "requeue_after", "scheduler_interval", "tls_cert",
+					 "tls_key",	  "http_timeout",	NULL};
 static const char *const api_keys[] = {"tokens_file", "public_reads", NULL};
 static const char *const worker_keys[] = {
     "state_dir",     "concurrency", "kill_grace", "lease",	    "drain_timeout",
@@ -46,6 +51,7 @@ static int set_defaults(struct settings *s)
 	s->state_dir = strdup("/var/lib/sluice");
 	s->redis_timeout_ms = 5000;
 	s->max_body = 25u * 1024 * 1024;
+	s->http_timeout_ms = 30000;
 	s->concurrency = 1;
 	s->kill_grace_ms = 10000;
 	s->lease_ms = 30000;
@@ -88,6 +94,14 @@ static int load_string(const struct config_check *ck, const struct config_doc_no
 		return 0;
 	if (config_check_string(ck, n, allow_empty, &v) < 0)
 		return -1;
+	/* Every setting string is a path, URL, address or name: none needs a
+	 * control character, and one would only garble logs and messages. */
+	for (const char *c = v; *c; c++) {
+		if ((unsigned char)*c < 0x20 || *c == 0x7f)
+			return config_check_fail(ck, n, "control character at byte %td", c - v);
+	}
+	if (strlen(v) > MAX_SETTING_STRING)
+		return config_check_fail(ck, n, "longer than %d bytes", MAX_SETTING_STRING);
 	if (replace(field, v) < 0)
 		return config_check_fail(ck, n, "out of memory");
 	return 0;
@@ -154,6 +168,11 @@ static int load_kafka(const struct config_check *ck, const struct config_doc_nod
 	    load_string(ck, m, "topic_prefix", 1, &s->topic_prefix) < 0 ||
 	    load_duration(ck, m, "session_timeout", &s->session_timeout_ms) < 0)
 		return -1;
+	if (strspn(s->topic_prefix, TOPIC_CHARS) != strlen(s->topic_prefix) ||
+	    strlen(s->topic_prefix) > MAX_PREFIX)
+		return config_check_fail(ck, config_doc_get(m, "topic_prefix"),
+					 "use at most %d letters, digits, '.', '_' and '-'",
+					 MAX_PREFIX);
 	if (s->brokers[0] == '@')
 		return read_brokers(ck, config_doc_get(m, "brokers"), dir, &s->brokers);
 	return 0;
@@ -171,6 +190,9 @@ static int load_redis(const struct config_check *ck, const struct config_doc_nod
 	    load_string(ck, m, "key_prefix", 1, &s->key_prefix) < 0 ||
 	    load_duration(ck, m, "timeout", &s->redis_timeout_ms) < 0)
 		return -1;
+	if (strlen(s->key_prefix) > MAX_PREFIX)
+		return config_check_fail(ck, config_doc_get(m, "key_prefix"),
+					 "longer than %d bytes", MAX_PREFIX);
 	return 0;
 }
 
@@ -188,11 +210,14 @@ static int load_agent(const struct config_check *ck, const struct config_doc_nod
 	    load_string(ck, m, "public_url", 0, &s->public_url) < 0 ||
 	    load_duration(ck, m, "requeue_after", &s->requeue_after_ms) < 0 ||
 	    load_duration(ck, m, "scheduler_interval", &s->scheduler_ms) < 0 ||
+	    load_duration(ck, m, "http_timeout", &s->http_timeout_ms) < 0 ||
 	    load_string(ck, m, "tls_cert", 0, &s->tls_cert) < 0 ||
 	    load_string(ck, m, "tls_key", 0, &s->tls_key) < 0)
 		return -1;
 	if (!s->tls_cert != !s->tls_key)
 		return config_check_fail(ck, m, "tls_cert and tls_key go together");
+	if (s->http_timeout_ms < 1000)
+		return config_check_fail(ck, config_doc_get(m, "http_timeout"), "at least 1s");
 	n = config_doc_get(m, "max_body");
 	if (n) {
 		if (config_check_size(ck, n, MAX_BODY_BYTES, &v) < 0)
@@ -431,6 +456,7 @@ int settings_differ(const struct settings *a, const struct settings *b, const ch
 	    {"agent.listen", text_differs(a->listen, b->listen)},
 	    {"agent.public_url", text_differs(a->public_url, b->public_url)},
 	    {"agent.max_body", a->max_body != b->max_body},
+	    {"agent.http_timeout", a->http_timeout_ms != b->http_timeout_ms},
 	    {"agent.requeue_after", a->requeue_after_ms != b->requeue_after_ms},
 	    {"agent.scheduler_interval", a->scheduler_ms != b->scheduler_ms},
 	    {"pipelines_dir", text_differs(a->pipelines_dir, b->pipelines_dir)},

@@ -37,7 +37,9 @@ static int digit2(const char *p)
 /* "HH:MM" → minutes of the day; "24:00" only when allow_end. */
 static int time_at(const char *p, int allow_end)
 {
-	int h = digit2(p), m = p[2] == ':' ? digit2(p + 3) : -1;
+	/* Each byte is looked at only once those before it are known not to
+	 * end the text. */
+	int h = digit2(p), m = h >= 0 && p[2] == ':' ? digit2(p + 3) : -1;
 	if (h < 0 || m < 0 || m > 59)
 		return -1;
 	if (h == 24 && m == 0 && allow_end)

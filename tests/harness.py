@@ -7,6 +7,12 @@ The binaries are taken from $SLUICE_BUILD (default: build/ of this checkout),
 the GitHub payload fixtures from $SLUICE_FIXTURES (default:
 ../shared/fixtures/github beside this checkout). Stack.stop() stops every
 process the stack started. Standard library only.
+
+$SLUICE_WRAP (e.g. "valgrind --log-file=DIR/%p.log") is put in front of the
+command line of every sluice-agent, sluice-worker and sluice-devbroker
+started; $SLUICE_TIME_SCALE (default 1) multiplies the harness's waits, for
+binaries that run that much slower under such a wrapper. Neither changes
+what the product is configured with.
 """
 
 import hashlib
@@ -15,6 +21,7 @@ import http.client
 import json
 import os
 import secrets
+import shlex
 import shutil
 import signal
 import socket
@@ -41,6 +48,16 @@ STAGE_STATUSES = (
 ATTEMPT_STATUSES = ("succeeded", "failed", "timed_out", "cancelled", "lost", "handed_back")
 HOOK_ID = "421337001"
 USER_AGENT = "GitHub-Hookshot/5b4a2c1"
+
+WRAP = shlex.split(os.environ.get("SLUICE_WRAP", ""))
+WRAPPED = ("sluice-agent", "sluice-worker", "sluice-devbroker")
+TIME_SCALE = float(os.environ.get("SLUICE_TIME_SCALE") or 1)
+
+
+def scaled(seconds):
+    """A wait of the harness, stretched by $SLUICE_TIME_SCALE."""
+    return seconds * TIME_SCALE
+
 
 # Every stack started and not yet stopped, for failure reports.
 STACKS = []
@@ -76,7 +93,8 @@ class Proc:
 
     def __init__(self, name, argv, logdir, cwd):
         self.name = name
-        self.argv = argv
+        wrap = WRAP if os.path.basename(argv[0]) in WRAPPED else []
+        self.argv = wrap + list(argv)
         self.log = os.path.join(logdir, name + ".log")
         self.cwd = cwd
         self.popen = None
@@ -100,7 +118,7 @@ class Proc:
         if self.popen.poll() is None:
             self.popen.send_signal(signal.SIGTERM)
             try:
-                self.popen.wait(grace)
+                self.popen.wait(scaled(grace))
             except subprocess.TimeoutExpired:
                 self.popen.kill()
                 self.popen.wait()
@@ -116,6 +134,7 @@ class Proc:
 def wait_for(what, check, timeout, procs=()):
     """Polls check() until it returns a true value; fails early when one of
     procs has exited, naming it and showing its log."""
+    timeout = scaled(timeout)
     deadline = time.monotonic() + timeout
     while True:
         value = check()
@@ -230,7 +249,7 @@ def http_request(port, method, path, body=None, headers=None, timeout=30):
     """Returns (status, parsed JSON body or None, raw body). A server that
     answers before reading the whole request body (413) may reset the
     connection while we still send; the answer is read all the same."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=scaled(timeout))
     try:
         headers = dict(headers or {})
         conn.putrequest(method, path, skip_host="Host" in headers, skip_accept_encoding=True)
@@ -433,6 +452,7 @@ class Stack:
         return len(self.runs())
 
     def wait_run(self, run_id, timeout=60):
+        timeout = scaled(timeout)
         deadline = time.monotonic() + timeout
         while True:
             run = self.run(run_id)
@@ -465,7 +485,7 @@ class Stack:
         if "SLUICE_URL" not in (env or {}):
             argv += ["--url", self.url]
         return subprocess.run(argv + list(args), capture_output=True, text=True,
-                              timeout=timeout, env=e, cwd=self.root)
+                              timeout=scaled(timeout), env=e, cwd=self.root)
 
     # payloads
 

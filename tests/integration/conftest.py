@@ -70,14 +70,15 @@ DAG_STAGES = {
 }
 
 
-def started_stack(prefix, pipelines, **options):
-    """For a fixture to `yield from`: a Stack started in a new temporary
-    directory named with prefix, with the files pipelines(repo, root) returns
-    and Stack's other options (workers, extra_settings, ...). Afterwards it
-    is stopped and the directory removed, unless SLUICE_KEEP_TMP is set."""
+def started_stack(prefix, pipelines, stack_class=Stack, **options):
+    """For a fixture to `yield from`: a Stack (or stack_class) started in a
+    new temporary directory named with prefix, with the files
+    pipelines(repo, root) returns and Stack's other options (workers,
+    extra_settings, ...). Afterwards it is stopped and the directory removed,
+    unless SLUICE_KEEP_TMP is set."""
     root = tempfile.mkdtemp(prefix=prefix)
     repo = LocalRepo(os.path.join(root, "repo"))
-    s = Stack(root, repo, pipelines(repo, root), **options)
+    s = stack_class(root, repo, pipelines(repo, root), **options)
     try:
         s.start()
     except BaseException as e:

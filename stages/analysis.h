@@ -1,0 +1,109 @@
+/* analysis: measures a release against its thresholds and says whether it
+ * is Successful, Failed or Inconclusive, keeping every measurement's values,
+ * the condition that judged it and its verdict beside the result.
+ *
+ * An analysis takes `count` measurements `interval` apart after
+ * `initialDelay` (or runs until stopped, for a background analysis) from a
+ * provider (stages/metric.h), on the caller's libevent loop; nothing blocks.
+ * It ends as soon as a limit is passed. The done callback runs exactly once,
+ * from the loop, never from within analysis_start or analysis_stop.
+ */
+#ifndef SLUICE_ANALYSIS_H
+#define SLUICE_ANALYSIS_H
+
+#include <event2/event.h>
+#include <jansson.h>
+
+#include "config/check.h"
+#include "config/doc.h"
+#include "stages/metric.h"
+
+#define ANALYSIS_DEFAULT_ERROR_LIMIT 4
+#define ANALYSIS_MAX_KEPT	     1000 /* measurements kept; older ones are counted only */
+#define ANALYSIS_MAX_SHOWN_VALUES    64	  /* values kept per measurement */
+
+/* In a pipeline file (keys as in Argo Rollouts' AnalysisTemplate metrics):
+ *   analysis:
+ *     interval: 30s            # between the starts of two measurements
+ *     count: 5                 # absent: 1, or "until stopped" when interval is set
+ *     initialDelay: 1m
+ *     successCondition: result[0] < 0.01
+ *     failureCondition: result[0] >= 0.05
+ *     failureLimit: 0          # failed measurements tolerated
+ *     inconclusiveLimit: 0     # inconclusive ones tolerated
+ *     consecutiveErrorLimit: 4 # measurements that could not be taken, in a row
+ *     noData: inconclusive     # fail | inconclusive | pass
+ *     provider:
+ *       prometheus: {address: http://prom:9090, query: "...", headers: {}, timeout: 10s}
+ *       # or
+ *       web: {url: https://..., method: GET, headers: {}, body: "...",
+ *             jsonPath: $.data.ratio, timeout: 10s}
+ * analysis_load checks one such mapping (n) and sets *out to its normalized
+ * form, which analysis_start takes:
+ *   {"count": N (0: until stopped), "interval_ms": N, "initial_delay_ms": N,
+ *    "success_condition"?: "...", "failure_condition"?: "...",
+ *    "failure_limit": N, "inconclusive_limit": N, "consecutive_error_limit": N,
+ *    "no_data": "fail"|"inconclusive"|"pass",
+ *    "provider": the normalized provider of stages/metric.h}
+ * At least one condition is required. Errors are "file:line:col: key.path: message". */
+int analysis_load(const struct config_check *ck, const struct config_doc_node *n, json_t **out);
+
+/* A measurement is judged so: not taken (an error of the provider or of the
+ * condition) is an Error; no data (no values, or only NaN, which Prometheus
+ * answers for 0/0 when nothing was served) follows no_data; a failure
+ * condition that holds is Failed; a success condition that holds is
+ * Successful and one that does not is Failed, or Inconclusive when a failure
+ * condition is given too; a failure condition alone that does not hold is
+ * Successful.
+ * The analysis is Failed once failed measurements exceed failure_limit or
+ * errors in a row exceed consecutive_error_limit, Inconclusive once
+ * inconclusive ones exceed inconclusive_limit, and otherwise Successful
+ * after count measurements or when stopped (Failed when every measurement
+ * taken was an error). */
+enum analysis_verdict { ANALYSIS_SUCCESSFUL, ANALYSIS_FAILED, ANALYSIS_INCONCLUSIVE };
+
+const char *analysis_verdict_name(enum analysis_verdict v);
+
+/* json: {"verdict": "Successful"|"Failed"|"Inconclusive", "message": "...",
+ *  "successful": N, "failed": N, "inconclusive": N, "errors": N,
+ *  "success_condition"?, "failure_condition"?, "failure_limit", "inconclusive_limit",
+ *  "no_data", "dropped"?: N (measurements no longer kept),
+ *  "measurements": [{"n": 1, "at": ms since the epoch, "ms": duration,
+ *     "values": [0.012] (non-finite values as "NaN", "+Inf", "-Inf"),
+ *     "values_total"?: N (when more than were kept), "verdict":
+ *     "Successful"|"Failed"|"Inconclusive"|"Error", "condition"?: the one
+ *     that judged it, "message": "result[0] < 0.01 holds for 0.004"}]} */
+struct analysis_result {
+	enum analysis_verdict verdict;
+	const char *message;
+	json_t *json; /* borrowed: json_incref to keep it */
+};
+
+typedef void (*analysis_done_cb)(const struct analysis_result *r, void *arg);
+
+/* Where measurements come from: metric_start/metric_cancel, or a stand-in
+ * in tests. start must not call done from within itself. */
+struct analysis_provider {
+	void *(*start)(struct event_base *base, const json_t *provider, metric_done_cb done,
+		       void *arg, char *err, size_t errlen);
+	void (*cancel)(void *measurement);
+};
+
+struct analysis;
+
+/* spec: the normalized form above; provider NULL means the real providers.
+ * NULL with err when spec is not valid. The analysis is freed right after
+ * done returns. */
+struct analysis *analysis_start(struct event_base *base, const json_t *spec,
+				const struct analysis_provider *provider, analysis_done_cb done,
+				void *arg, char *err, size_t errlen);
+/* Ends it now with the verdict of the measurements taken so far (a
+ * measurement in flight is dropped); done follows from the loop. */
+void analysis_stop(struct analysis *a);
+/* Ends it without calling done; only before done has run. */
+void analysis_free(struct analysis *a);
+/* The result so far, in the form of analysis_result.json without "verdict"
+ * until it is decided; borrowed. */
+const json_t *analysis_progress(const struct analysis *a);
+
+#endif

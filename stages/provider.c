@@ -1,0 +1,149 @@
+/* provider: picks the implementation by "type" and keeps to one action in
+ * flight, so that each implementation only has to run one at a time. */
+#include "stages/provider.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct provider {
+	const struct provider_ops *ops;
+	void *state;
+	int busy;
+	provider_done_cb done;
+	void *arg;
+};
+
+static const char *const verb_names[PROVIDER_NVERBS] = {
+    [PROVIDER_APPLY] = "apply",		  [PROVIDER_VERIFY] = "verify",
+    [PROVIDER_SET_WEIGHT] = "set_weight", [PROVIDER_SWITCH] = "switch",
+    [PROVIDER_PROMOTE] = "promote",	  [PROVIDER_ABORT] = "abort",
+    [PROVIDER_SCALE_DOWN] = "scale_down",
+};
+
+static const struct provider_ops *const kinds[] = {
+    &provider_exec_ops,
+    &provider_http_ops,
+    &provider_haproxy_ops,
+    &provider_kubernetes_ops,
+};
+
+const char *provider_verb_name(enum provider_verb verb)
+{
+	return verb >= 0 && verb < PROVIDER_NVERBS ? verb_names[verb] : "unknown";
+}
+
+int provider_verb_parse(const char *name)
+{
+	for (int i = 0; name && i < PROVIDER_NVERBS; i++)
+		if (strcmp(name, verb_names[i]) == 0)
+			return i;
+	return -1;
+}
+
+json_t *provider_action_vars(const struct provider_action *a)
+{
+	json_t *vars = a->env ? json_deep_copy(a->env) : json_object();
+	char weight[16] = "";
+
+	if (!vars)
+		return NULL;
+	if (a->weight >= 0)
+		snprintf(weight, sizeof(weight), "%d", a->weight);
+	if (json_object_set_new(vars, "SLUICE_ACTION", json_string(provider_verb_name(a->verb))) <
+		0 ||
+	    json_object_set_new(vars, "SLUICE_WEIGHT", json_string(weight)) < 0 ||
+	    json_object_set_new(vars, "SLUICE_COLOR", json_string(a->color ? a->color : "")) < 0 ||
+	    json_object_set_new(vars, "SLUICE_IMAGE", json_string(a->image ? a->image : "")) < 0) {
+		json_decref(vars);
+		return NULL;
+	}
+	return vars;
+}
+
+struct provider *provider_new(struct event_base *base, const json_t *def, char *err, size_t errlen)
+{
+	const char *type = json_string_value(json_object_get(def, "type"));
+	struct provider *p;
+
+	if (!type) {
+		snprintf(err, errlen,
+			 "provider.type: required (exec, http, haproxy or kubernetes)");
+		return NULL;
+	}
+	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+		if (strcmp(kinds[i]->type, type) != 0)
+			continue;
+		p = calloc(1, sizeof(*p));
+		if (!p) {
+			snprintf(err, errlen, "out of memory");
+			return NULL;
+		}
+		p->ops = kinds[i];
+		p->state = p->ops->create(base, def, err, errlen);
+		if (!p->state) {
+			free(p);
+			return NULL;
+		}
+		return p;
+	}
+	snprintf(err, errlen,
+		 "provider.type: unknown provider \"%s\" (exec, http, haproxy or kubernetes)",
+		 type);
+	return NULL;
+}
+
+int provider_supports(const struct provider *p, enum provider_verb verb)
+{
+	return verb >= 0 && verb < PROVIDER_NVERBS && p->ops->supports(p->state, verb);
+}
+
+static void on_done(int ok, const char *message, void *arg)
+{
+	struct provider *p = arg;
+
+	p->busy = 0;
+	p->done(ok, message, p->arg);
+}
+
+int provider_start(struct provider *p, const struct provider_action *a, provider_done_cb done,
+		   void *arg, char *err, size_t errlen)
+{
+	if (!provider_supports(p, a->verb)) {
+		snprintf(err, errlen, "the %s provider cannot %s", p->ops->type,
+			 provider_verb_name(a->verb));
+		return -1;
+	}
+	if (a->weight > 100) {
+		snprintf(err, errlen, "weight %d: not within 0..100", a->weight);
+		return -1;
+	}
+	if (p->busy) {
+		snprintf(err, errlen, "the %s provider is still busy with another action",
+			 p->ops->type);
+		return -1;
+	}
+	p->done = done;
+	p->arg = arg;
+	if (p->ops->start(p->state, a, on_done, p, err, errlen) < 0)
+		return -1;
+	p->busy = 1;
+	return 0;
+}
+
+void provider_cancel(struct provider *p)
+{
+	if (p && p->busy) {
+		p->ops->cancel(p->state);
+		p->busy = 0;
+	}
+}
+
+void provider_free(struct provider *p)
+{
+	if (!p)
+		return;
+	provider_cancel(p);
+	p->ops->destroy(p->state);
+	free(p);
+}

@@ -1,0 +1,85 @@
+/* provider: what carries out a deployment's actions (apply, verify,
+ * set_weight, switch, promote, abort, scale_down) on a target: your commands
+ * (exec), HTTP requests (http), HAProxy's runtime API (haproxy) or the
+ * Kubernetes API (kubernetes). Every action runs on the libevent loop, one
+ * at a time per provider, and ends in exactly one callback, from the loop and
+ * never from within provider_start, saying done or failed and why.
+ */
+#ifndef SLUICE_PROVIDER_H
+#define SLUICE_PROVIDER_H
+
+#include <event2/event.h>
+#include <jansson.h>
+#include <stddef.h>
+
+enum provider_verb {
+	PROVIDER_APPLY,
+	PROVIDER_VERIFY,
+	PROVIDER_SET_WEIGHT,
+	PROVIDER_SWITCH,
+	PROVIDER_PROMOTE,
+	PROVIDER_ABORT,
+	PROVIDER_SCALE_DOWN,
+	PROVIDER_NVERBS
+};
+
+/* One action. Strings may be NULL and weight -1 when the action has none;
+ * env (name → string, may be NULL) reaches commands as their environment
+ * and templates as ${NAME}, beside SLUICE_ACTION, SLUICE_WEIGHT,
+ * SLUICE_COLOR and SLUICE_IMAGE. */
+struct provider_action {
+	enum provider_verb verb;
+	const char *image;
+	int weight; /* 0..100: the share of traffic the new version gets */
+	const char *color;
+	const json_t *env;
+};
+
+/* ok is 1 for done, 0 for failed; message says what happened either way. */
+typedef void (*provider_done_cb)(int ok, const char *message, void *arg);
+
+struct provider;
+
+/* What one kind of provider implements; state is its own. start returns 0,
+ * or -1 with err set when the action cannot begin (then done is not called);
+ * cancel stops the action in flight without calling done. */
+struct provider_ops {
+	const char *type;
+	void *(*create)(struct event_base *base, const json_t *def, char *err, size_t errlen);
+	int (*supports)(void *state, enum provider_verb verb);
+	int (*start)(void *state, const struct provider_action *a, provider_done_cb done, void *arg,
+		     char *err, size_t errlen);
+	void (*cancel)(void *state);
+	void (*destroy)(void *state);
+};
+
+extern const struct provider_ops provider_exec_ops;
+extern const struct provider_ops provider_http_ops;
+extern const struct provider_ops provider_haproxy_ops;
+extern const struct provider_ops provider_kubernetes_ops;
+
+/* def: {"type": "exec"|"http"|"haproxy"|"kubernetes", ...the type's keys}.
+ * NULL with err naming the key when def is not usable. */
+struct provider *provider_new(struct event_base *base, const json_t *def, char *err, size_t errlen);
+/* Whether this provider can carry out verb (an exec provider only the
+ * actions it has commands for, haproxy no apply). */
+int provider_supports(const struct provider *p, enum provider_verb verb);
+/* 0, or -1 with err set: an unsupported verb, an action already in flight,
+ * a template that does not expand. */
+int provider_start(struct provider *p, const struct provider_action *a, provider_done_cb done,
+		   void *arg, char *err, size_t errlen);
+/* Stops the action in flight, if any; its callback is not called. */
+void provider_cancel(struct provider *p);
+/* Cancels what is in flight, then frees. NULL is fine. */
+void provider_free(struct provider *p);
+
+const char *provider_verb_name(enum provider_verb verb);
+/* -1 for an unknown name. */
+int provider_verb_parse(const char *name);
+
+/* For the providers: the variables of an action (its env, then SLUICE_ACTION,
+ * SLUICE_WEIGHT, SLUICE_COLOR, SLUICE_IMAGE over them; absent ones are
+ * empty). A new object, or NULL when out of memory. */
+json_t *provider_action_vars(const struct provider_action *a);
+
+#endif

@@ -1,0 +1,643 @@
+/* provider_kubernetes: a Deployment and a Service through the Kubernetes
+ * API, with libcurl's multi interface on the loop (lib/curlev.h).
+ *
+ * def: {"type": "kubernetes", "server": "https://host:6443", "token_file",
+ * "ca_file", "namespace" (default "default"), "deployment" (may hold
+ * ${SLUICE_COLOR}), "container", "service", "color_label" (default
+ * "color"), "poll_ms" (default 2 s), "timeout_ms" (verify's limit, default
+ * 10 minutes)}. Without "server" the in-cluster configuration is used: the
+ * KUBERNETES_SERVICE_HOST/PORT environment and the service account's token,
+ * CA and namespace files. apply patches the container's image (strategic
+ * merge); verify polls the Deployment until kubectl's rollout-status rules
+ * say it is rolled out, and fails on ProgressDeadlineExceeded; switch (and
+ * promote or abort with a colour) patches the Service's selector to the
+ * colour; scale_down sets the colour's Deployment to 0 replicas.
+ */
+#include "stages/provider.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/clock.h"
+#include "lib/curlev.h"
+#include "stages/expand.h"
+
+#define DEFAULT_POLL_MS	   2000
+#define DEFAULT_TIMEOUT_MS (10 * 60 * 1000)
+#define REQUEST_TIMEOUT_MS 30000
+#define MAX_RESPONSE	   (4 * 1024 * 1024)
+#define MSG_MAX		   1024
+#define SA_DIR		   "/var/run/secrets/kubernetes.io/serviceaccount"
+#define PATCH_TYPE	   "Content-Type: application/strategic-merge-patch+json"
+
+struct kube {
+	struct event_base *base;
+	struct curlev *multi;
+	char *server;
+	char *token_file;
+	char *ca_file;
+	char *namespace;
+	char *deployment;
+	char *container;
+	char *service;
+	char *color_label;
+	int poll_ms;
+	int timeout_ms;
+	/* the action in flight */
+	CURL *easy;
+	int added;
+	struct curl_slist *headers;
+	char *url;
+	char *body;
+	char *resp;
+	size_t resp_len;
+	enum provider_verb verb;
+	char *target; /* the Deployment's name, expanded */
+	long long deadline_ms;
+	struct event *poll_ev;
+	struct event *done_ev;
+	int ok;
+	char msg[MSG_MAX];
+	provider_done_cb done;
+	void *arg;
+};
+
+/* --- configuration ------------------------------------------------------ */
+
+static int opt_string(const json_t *def, const char *key, char **out, char *err, size_t errlen)
+{
+	const json_t *v = json_object_get(def, key);
+
+	if (!v)
+		return 0;
+	if (!json_is_string(v) || json_string_length(v) == 0) {
+		snprintf(err, errlen, "provider.%s: not a string", key);
+		return -1;
+	}
+	*out = strdup(json_string_value(v));
+	if (!*out) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	return 0;
+}
+
+static int opt_ms(const json_t *def, const char *key, int dflt, int *out, char *err, size_t errlen)
+{
+	const json_t *v = json_object_get(def, key);
+
+	*out = dflt;
+	if (!v)
+		return 0;
+	if (!json_is_integer(v) || json_integer_value(v) <= 0 || json_integer_value(v) > 86400000) {
+		snprintf(err, errlen, "provider.%s: a positive number of milliseconds", key);
+		return -1;
+	}
+	*out = (int)json_integer_value(v);
+	return 0;
+}
+
+/* A name that goes into a URL path as it is: a DNS label or subdomain. */
+static int check_name(const char *key, const char *name, int templated, char *err, size_t errlen)
+{
+	for (const char *c = name; *c; c++) {
+		int ok =
+		    (*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '-' || *c == '.';
+		if (templated && strchr("${}_ABCDEFGHIJKLMNOPQRSTUVWXYZ", *c))
+			ok = 1;
+		if (!ok) {
+			snprintf(err, errlen, "provider.%s: \"%s\" is not a Kubernetes name", key,
+				 name);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* In-cluster: the API server from the environment kubelet sets, the
+ * service account's files mounted into every pod. */
+static int in_cluster(struct kube *k, char *err, size_t errlen)
+{
+	const char *host = getenv("KUBERNETES_SERVICE_HOST");
+	const char *port = getenv("KUBERNETES_SERVICE_PORT");
+	char url[300];
+
+	if (!host || !port || !*host || !*port) {
+		snprintf(err, errlen,
+			 "provider.server: required outside a cluster "
+			 "(KUBERNETES_SERVICE_HOST is not set)");
+		return -1;
+	}
+	snprintf(url, sizeof(url), strchr(host, ':') ? "https://[%s]:%s" : "https://%s:%s", host,
+		 port);
+	k->server = strdup(url);
+	if (!k->token_file)
+		k->token_file = strdup(SA_DIR "/token");
+	if (!k->ca_file)
+		k->ca_file = strdup(SA_DIR "/ca.crt");
+	if (!k->namespace) {
+		FILE *f = fopen(SA_DIR "/namespace", "r");
+		char ns[256] = "";
+		if (f) {
+			if (fgets(ns, sizeof(ns), f))
+				ns[strcspn(ns, "\r\n")] = '\0';
+			fclose(f);
+		}
+		if (ns[0])
+			k->namespace = strdup(ns);
+	}
+	if (!k->server || !k->token_file || !k->ca_file) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	return 0;
+}
+
+static void kube_destroy(void *state);
+static void on_done(evutil_socket_t fd, short what, void *arg);
+static void on_poll(evutil_socket_t fd, short what, void *arg);
+
+static void *kube_create(struct event_base *base, const json_t *def, char *err, size_t errlen)
+{
+	struct kube *k = calloc(1, sizeof(*k));
+
+	if (!k) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	k->base = base;
+	if (opt_string(def, "server", &k->server, err, errlen) < 0 ||
+	    opt_string(def, "token_file", &k->token_file, err, errlen) < 0 ||
+	    opt_string(def, "ca_file", &k->ca_file, err, errlen) < 0 ||
+	    opt_string(def, "namespace", &k->namespace, err, errlen) < 0 ||
+	    opt_string(def, "deployment", &k->deployment, err, errlen) < 0 ||
+	    opt_string(def, "container", &k->container, err, errlen) < 0 ||
+	    opt_string(def, "service", &k->service, err, errlen) < 0 ||
+	    opt_string(def, "color_label", &k->color_label, err, errlen) < 0 ||
+	    opt_ms(def, "poll_ms", DEFAULT_POLL_MS, &k->poll_ms, err, errlen) < 0 ||
+	    opt_ms(def, "timeout_ms", DEFAULT_TIMEOUT_MS, &k->timeout_ms, err, errlen) < 0)
+		goto fail;
+	if (k->server && strncmp(k->server, "https://", 8) != 0 &&
+	    strncmp(k->server, "http://", 7) != 0) {
+		snprintf(err, errlen, "provider.server: an http(s):// URL");
+		goto fail;
+	}
+	if (!k->server && in_cluster(k, err, errlen) < 0)
+		goto fail;
+	if (!k->deployment && !k->service) {
+		snprintf(err, errlen, "provider: needs a deployment, a service or both");
+		goto fail;
+	}
+	if (k->deployment && !k->container) {
+		snprintf(err, errlen, "provider.container: required with a deployment");
+		goto fail;
+	}
+	if ((k->namespace && check_name("namespace", k->namespace, 0, err, errlen) < 0) ||
+	    (k->deployment && check_name("deployment", k->deployment, 1, err, errlen) < 0) ||
+	    (k->service && check_name("service", k->service, 0, err, errlen) < 0))
+		goto fail;
+	if ((!k->namespace && !(k->namespace = strdup("default"))) ||
+	    (!k->color_label && !(k->color_label = strdup("color")))) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	k->multi = curlev_new(base);
+	k->easy = curl_easy_init();
+	k->poll_ev = evtimer_new(base, on_poll, k);
+	k->done_ev = event_new(base, -1, 0, on_done, k);
+	if (!k->multi || !k->easy || !k->poll_ev || !k->done_ev) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	return k;
+fail:
+	kube_destroy(k);
+	return NULL;
+}
+
+static int kube_supports(void *state, enum provider_verb verb)
+{
+	struct kube *k = state;
+
+	switch (verb) {
+	case PROVIDER_APPLY:
+	case PROVIDER_VERIFY:
+	case PROVIDER_SCALE_DOWN:
+		return k->deployment != NULL;
+	case PROVIDER_SWITCH:
+	case PROVIDER_PROMOTE:
+	case PROVIDER_ABORT:
+		return k->service != NULL;
+	default:
+		return 0;
+	}
+}
+
+/* --- requests ----------------------------------------------------------- */
+
+static void clear_request(struct kube *k)
+{
+	if (k->added) {
+		curlev_remove(k->multi, k->easy);
+		k->added = 0;
+	}
+	curl_slist_free_all(k->headers);
+	k->headers = NULL;
+	free(k->url);
+	k->url = NULL;
+	free(k->resp);
+	k->resp = NULL;
+	k->resp_len = 0;
+}
+
+static void clear_action(struct kube *k)
+{
+	clear_request(k);
+	free(k->body);
+	k->body = NULL;
+	free(k->target);
+	k->target = NULL;
+	if (k->poll_ev)
+		evtimer_del(k->poll_ev);
+	if (k->done_ev)
+		event_del(k->done_ev);
+}
+
+static void finish(struct kube *k, int ok, const char *msg)
+{
+	k->ok = ok;
+	snprintf(k->msg, sizeof(k->msg), "%.*s", (int)sizeof(k->msg) - 1, msg);
+	clear_request(k);
+	evtimer_del(k->poll_ev);
+	event_active(k->done_ev, EV_TIMEOUT, 0);
+}
+
+static void on_done(evutil_socket_t fd, short what, void *arg)
+{
+	struct kube *k = arg;
+	provider_done_cb done = k->done;
+	void *done_arg = k->arg;
+	char msg[MSG_MAX];
+	int ok = k->ok;
+	(void)fd;
+	(void)what;
+
+	snprintf(msg, sizeof(msg), "%s", k->msg);
+	clear_action(k);
+	done(ok, msg, done_arg);
+}
+
+static size_t on_body(char *data, size_t size, size_t n, void *arg)
+{
+	struct kube *k = arg;
+	size_t len = size * n;
+	char *grown;
+
+	if (k->resp_len + len > MAX_RESPONSE)
+		return 0;
+	grown = realloc(k->resp, k->resp_len + len + 1);
+	if (!grown)
+		return 0;
+	memcpy(grown + k->resp_len, data, len);
+	k->resp = grown;
+	k->resp_len += len;
+	k->resp[k->resp_len] = '\0';
+	return len;
+}
+
+/* The service account token is read for every request: kubelet rotates it
+ * in place. */
+static int read_token(const char *path, char *out, size_t outlen, char *why, size_t whylen)
+{
+	FILE *f = fopen(path, "r");
+	size_t n;
+
+	if (!f) {
+		snprintf(why, whylen, "token_file %s: %s", path, strerror(errno));
+		return -1;
+	}
+	n = fread(out, 1, outlen - 1, f);
+	fclose(f);
+	out[n] = '\0';
+	out[strcspn(out, "\r\n")] = '\0';
+	if (!out[0]) {
+		snprintf(why, whylen, "token_file %s: empty", path);
+		return -1;
+	}
+	return 0;
+}
+
+static void on_response(CURL *easy, CURLcode rc, void *arg);
+
+static void request(struct kube *k, const char *method, const char *path)
+{
+	char line[8192], why[512];
+	size_t n;
+
+	clear_request(k);
+	n = strlen(k->server) + strlen(path) + 1;
+	k->url = malloc(n);
+	if (!k->url) {
+		finish(k, 0, "out of memory");
+		return;
+	}
+	snprintf(k->url, n, "%s%s", k->server, path);
+	/* the server may end in "/" */
+	if (k->server[0] && k->server[strlen(k->server) - 1] == '/' && path[0] == '/')
+		memmove(k->url + strlen(k->server) - 1, k->url + strlen(k->server),
+			strlen(path) + 1);
+	k->headers = curl_slist_append(NULL, "Accept: application/json");
+	if (k->token_file) {
+		char token[4096];
+		if (read_token(k->token_file, token, sizeof(token), why, sizeof(why)) < 0) {
+			snprintf(line, sizeof(line), "%s failed: %s", provider_verb_name(k->verb),
+				 why);
+			finish(k, 0, line);
+			return;
+		}
+		snprintf(line, sizeof(line), "Authorization: Bearer %s", token);
+		k->headers = curl_slist_append(k->headers, line);
+	}
+	if (k->body)
+		k->headers = curl_slist_append(k->headers, PATCH_TYPE);
+	k->headers = curl_slist_append(k->headers, "Expect:");
+	if (!k->headers) {
+		finish(k, 0, "out of memory");
+		return;
+	}
+	CURL *e = k->easy;
+	curl_easy_reset(e);
+	curl_easy_setopt(e, CURLOPT_URL, k->url);
+	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
+	curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
+	if (k->ca_file)
+		curl_easy_setopt(e, CURLOPT_CAINFO, k->ca_file);
+	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)REQUEST_TIMEOUT_MS);
+	curl_easy_setopt(e, CURLOPT_HTTPHEADER, k->headers);
+	curl_easy_setopt(e, CURLOPT_USERAGENT, "sluice-worker");
+	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(e, CURLOPT_WRITEDATA, k);
+	curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
+	if (k->body) {
+		curl_easy_setopt(e, CURLOPT_POSTFIELDS, k->body);
+		curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(k->body));
+	}
+	if (curlev_add(k->multi, e, on_response, k) < 0) {
+		finish(k, 0, "cannot start the request");
+		return;
+	}
+	k->added = 1;
+}
+
+/* --- kubectl rollout status --------------------------------------------- */
+
+static long long num(const json_t *obj, const char *key)
+{
+	return json_integer_value(json_object_get(obj, key));
+}
+
+/* kubectl's DeploymentStatusViewer: 1 rolled out, 0 still going (why says
+ * where it stands), -1 failed. */
+static int rollout_status(const json_t *d, char *why, size_t whylen)
+{
+	const json_t *meta = json_object_get(d, "metadata");
+	const json_t *spec = json_object_get(d, "spec");
+	const json_t *status = json_object_get(d, "status");
+	const json_t *cond;
+	size_t i;
+
+	if (num(meta, "generation") > num(status, "observedGeneration")) {
+		snprintf(why, whylen, "waiting for the deployment spec update to be observed");
+		return 0;
+	}
+	json_array_foreach(json_object_get(status, "conditions"), i, cond)
+	{
+		const char *type = json_string_value(json_object_get(cond, "type"));
+		const char *reason = json_string_value(json_object_get(cond, "reason"));
+		if (type && reason && !strcmp(type, "Progressing") &&
+		    !strcmp(reason, "ProgressDeadlineExceeded")) {
+			snprintf(why, whylen, "deployment exceeded its progress deadline");
+			return -1;
+		}
+	}
+	long long replicas = json_object_get(spec, "replicas") ? num(spec, "replicas") : 1;
+	long long updated = num(status, "updatedReplicas");
+	long long current = num(status, "replicas");
+	long long available = num(status, "availableReplicas");
+	long long unavailable = num(status, "unavailableReplicas");
+	if (updated < replicas) {
+		snprintf(why, whylen, "%lld out of %lld new replicas have been updated", updated,
+			 replicas);
+		return 0;
+	}
+	if (current > updated) {
+		snprintf(why, whylen, "%lld old replicas are pending termination",
+			 current - updated);
+		return 0;
+	}
+	if (available < updated) {
+		snprintf(why, whylen, "%lld of %lld updated replicas are available", available,
+			 updated);
+		return 0;
+	}
+	if (unavailable > 0) {
+		snprintf(why, whylen, "%lld replicas are unavailable", unavailable);
+		return 0;
+	}
+	snprintf(why, whylen,
+		 "successfully rolled out (%lld of %lld replicas updated and available)", available,
+		 replicas);
+	return 1;
+}
+
+static void on_poll(evutil_socket_t fd, short what, void *arg)
+{
+	struct kube *k = arg;
+	char path[512];
+	(void)fd;
+	(void)what;
+
+	snprintf(path, sizeof(path), "/apis/apps/v1/namespaces/%s/deployments/%s", k->namespace,
+		 k->target);
+	request(k, "GET", path);
+}
+
+static void on_response(CURL *easy, CURLcode rc, void *arg)
+{
+	struct kube *k = arg;
+	const char *verb = provider_verb_name(k->verb);
+	char msg[MSG_MAX], why[512];
+	long status = 0;
+	json_t *doc;
+
+	k->added = 0;
+	if (rc != CURLE_OK) {
+		snprintf(msg, sizeof(msg), "%s failed: %s: %s", verb, k->url,
+			 curl_easy_strerror(rc));
+		finish(k, 0, msg);
+		return;
+	}
+	curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
+	doc = k->resp ? json_loads(k->resp, 0, NULL) : NULL;
+	if (status < 200 || status > 299) {
+		/* The API answers errors with a Status object saying why. */
+		const char *reason = json_string_value(json_object_get(doc, "message"));
+		snprintf(msg, sizeof(msg), "%s failed: HTTP %ld from %s%s%s", verb, status, k->url,
+			 reason ? ": " : "", reason ? reason : "");
+		json_decref(doc);
+		finish(k, 0, msg);
+		return;
+	}
+	if (k->verb != PROVIDER_VERIFY) {
+		snprintf(msg, sizeof(msg), "%s done: HTTP %ld from %s", verb, status, k->url);
+		json_decref(doc);
+		finish(k, 1, msg);
+		return;
+	}
+	if (!json_is_object(doc)) {
+		snprintf(msg, sizeof(msg), "verify failed: %s did not answer with a Deployment",
+			 k->url);
+		finish(k, 0, msg);
+		return;
+	}
+	int state = rollout_status(doc, why, sizeof(why));
+	json_decref(doc);
+	if (state != 0 || clock_mono_ms() >= k->deadline_ms) {
+		snprintf(msg, sizeof(msg), "verify %s: deployment %s/%s: %s%s",
+			 state > 0 ? "done" : "failed", k->namespace, k->target, why,
+			 state == 0 ? " (timed out)" : "");
+		finish(k, state > 0, msg);
+		return;
+	}
+	clear_request(k);
+	struct timeval tv = {k->poll_ms / 1000, (k->poll_ms % 1000) * 1000};
+	evtimer_add(k->poll_ev, &tv);
+}
+
+/* --- actions ------------------------------------------------------------ */
+
+static int set_body(struct kube *k, json_t *patch, char *err, size_t errlen)
+{
+	k->body = patch ? json_dumps(patch, JSON_COMPACT) : NULL;
+	json_decref(patch);
+	if (!k->body) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	return 0;
+}
+
+static int kube_start(void *state, const struct provider_action *a, provider_done_cb done,
+		      void *arg, char *err, size_t errlen)
+{
+	struct kube *k = state;
+	const char *verb = provider_verb_name(a->verb);
+	char path[512], why[256];
+	json_t *vars = NULL;
+
+	k->verb = a->verb;
+	k->done = done;
+	k->arg = arg;
+	if (k->deployment) {
+		vars = provider_action_vars(a);
+		if (!vars || expand_text(k->deployment, vars, EXPAND_URL, &k->target, why,
+					 sizeof(why)) < 0) {
+			snprintf(err, errlen, "provider.deployment: %s",
+				 vars ? why : "out of memory");
+			goto fail;
+		}
+	}
+	switch (a->verb) {
+	case PROVIDER_APPLY:
+		if (!a->image || !*a->image) {
+			snprintf(err, errlen, "apply: needs an image");
+			goto fail;
+		}
+		if (set_body(k,
+			     json_pack("{s:{s:{s:{s:[{s:s,s:s}]}}}}", "spec", "template", "spec",
+				       "containers", "name", k->container, "image", a->image),
+			     err, errlen) < 0)
+			goto fail;
+		snprintf(path, sizeof(path), "/apis/apps/v1/namespaces/%s/deployments/%s",
+			 k->namespace, k->target);
+		request(k, "PATCH", path);
+		break;
+	case PROVIDER_SCALE_DOWN:
+		if (set_body(k, json_pack("{s:{s:i}}", "spec", "replicas", 0), err, errlen) < 0)
+			goto fail;
+		snprintf(path, sizeof(path), "/apis/apps/v1/namespaces/%s/deployments/%s",
+			 k->namespace, k->target);
+		request(k, "PATCH", path);
+		break;
+	case PROVIDER_SWITCH:
+	case PROVIDER_PROMOTE:
+	case PROVIDER_ABORT:
+		if (!a->color || !*a->color) {
+			snprintf(err, errlen, "%s: needs a colour", verb);
+			goto fail;
+		}
+		if (set_body(
+			k, json_pack("{s:{s:{s:s}}}", "spec", "selector", k->color_label, a->color),
+			err, errlen) < 0)
+			goto fail;
+		snprintf(path, sizeof(path), "/api/v1/namespaces/%s/services/%s", k->namespace,
+			 k->service);
+		request(k, "PATCH", path);
+		break;
+	case PROVIDER_VERIFY:
+		k->deadline_ms = clock_mono_ms() + k->timeout_ms;
+		on_poll(-1, 0, k);
+		break;
+	default:
+		snprintf(err, errlen, "the kubernetes provider cannot %s", verb);
+		goto fail;
+	}
+	json_decref(vars);
+	return 0;
+fail:
+	json_decref(vars);
+	clear_action(k);
+	return -1;
+}
+
+static void kube_cancel(void *state)
+{
+	clear_action(state);
+}
+
+static void kube_destroy(void *state)
+{
+	struct kube *k = state;
+
+	clear_action(k);
+	if (k->easy)
+		curl_easy_cleanup(k->easy);
+	curlev_free(k->multi);
+	if (k->poll_ev)
+		event_free(k->poll_ev);
+	if (k->done_ev)
+		event_free(k->done_ev);
+	free(k->server);
+	free(k->token_file);
+	free(k->ca_file);
+	free(k->namespace);
+	free(k->deployment);
+	free(k->container);
+	free(k->service);
+	free(k->color_label);
+	free(k);
+}
+
+const struct provider_ops provider_kubernetes_ops = {
+    .type = "kubernetes",
+    .create = kube_create,
+    .supports = kube_supports,
+    .start = kube_start,
+    .cancel = kube_cancel,
+    .destroy = kube_destroy,
+};

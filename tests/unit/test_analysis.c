@@ -1,0 +1,416 @@
+/* Tests of the analysis engine's verdicts with a scripted stand-in provider,
+ * and of the check of an analysis in a pipeline file. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config/check.h"
+#include "config/doc.h"
+#include "stages/analysis.h"
+
+/* One scripted sample: 'v' values, 'e' an error, 'n' no data. */
+struct script {
+	const char *kinds;
+	double values[8];
+	size_t next;
+	int cancelled;
+};
+
+struct fake {
+	struct event *ev;
+	struct script *s;
+	metric_done_cb done;
+	void *arg;
+};
+
+static struct script *current;
+
+static void fake_fire(evutil_socket_t fd, short what, void *arg)
+{
+	struct fake *f = arg;
+	struct metric_sample smp = {0};
+	size_t i = f->s->next++;
+	char kind = f->s->kinds[i];
+	(void)fd;
+	(void)what;
+
+	smp.values = &f->s->values[i];
+	if (kind == 'e') {
+		smp.failed = 1;
+		snprintf(smp.message, sizeof(smp.message), "connection refused");
+	} else if (kind == 'n') {
+		snprintf(smp.message, sizeof(smp.message), "the query returned no series");
+	} else {
+		smp.n = 1;
+	}
+	event_free(f->ev);
+	f->done(&smp, f->arg);
+	free(f);
+}
+
+static void *fake_start(struct event_base *base, const json_t *provider, metric_done_cb done,
+			void *arg, char *err, size_t errlen)
+{
+	struct fake *f = calloc(1, sizeof(*f));
+	struct timeval tv = {0, 1000};
+	(void)provider;
+	(void)err;
+	(void)errlen;
+
+	f->s = current;
+	f->done = done;
+	f->arg = arg;
+	f->ev = evtimer_new(base, fake_fire, f);
+	evtimer_add(f->ev, &tv);
+	return f;
+}
+
+static void fake_cancel(void *m)
+{
+	struct fake *f = m;
+	f->s->cancelled++;
+	event_free(f->ev);
+	free(f);
+}
+
+static const struct analysis_provider fake = {.start = fake_start, .cancel = fake_cancel};
+
+struct outcome {
+	int done;
+	enum analysis_verdict verdict;
+	json_t *json;
+};
+
+static void on_done(const struct analysis_result *r, void *arg)
+{
+	struct outcome *o = arg;
+	o->done++;
+	o->verdict = r->verdict;
+	o->json = json_incref(r->json);
+}
+
+/* Runs an analysis of spec_text (count = number of samples) over script. */
+static struct outcome run(const char *spec_text, struct script *s)
+{
+	char err[256];
+	struct outcome o = {0};
+	struct event_base *base = event_base_new();
+	json_t *spec = json_loads(spec_text, 0, NULL);
+
+	assert_non_null(spec);
+	json_object_set_new(spec, "provider", json_pack("{s:s}", "type", "prometheus"));
+	if (!json_object_get(spec, "count"))
+		json_object_set_new(spec, "count", json_integer((json_int_t)strlen(s->kinds)));
+	json_object_set_new(spec, "interval_ms", json_integer(1));
+	current = s;
+	struct analysis *a = analysis_start(base, spec, &fake, on_done, &o, err, sizeof(err));
+	if (!a)
+		fail_msg("%s", err);
+	event_base_dispatch(base);
+	assert_int_equal(o.done, 1);
+	json_decref(spec);
+	event_base_free(base);
+	return o;
+}
+
+static const char *measurement(const struct outcome *o, size_t i, const char *key)
+{
+	json_t *m = json_array_get(json_object_get(o->json, "measurements"), i);
+	return json_string_value(json_object_get(m, key));
+}
+
+static void all_measurements_passing_is_successful_and_keeps_each_value(void **state)
+{
+	struct script s = {.kinds = "vvv", .values = {0.001, 0.002, 0.003}};
+	struct outcome o = run("{\"success_condition\": \"result < 0.01\"}", &s);
+	(void)state;
+
+	assert_int_equal(o.verdict, ANALYSIS_SUCCESSFUL);
+	json_t *list = json_object_get(o.json, "measurements");
+	assert_int_equal(json_array_size(list), 3);
+	assert_true(fabs(json_real_value(json_array_get(
+			     json_object_get(json_array_get(list, 2), "values"), 0)) -
+			 0.003) < 1e-12);
+	assert_string_equal(measurement(&o, 2, "condition"), "result < 0.01");
+	assert_string_equal(measurement(&o, 2, "verdict"), "Successful");
+	assert_string_equal(measurement(&o, 2, "message"), "result < 0.01 holds for 0.003");
+	assert_string_equal(json_string_value(json_object_get(o.json, "verdict")), "Successful");
+	json_decref(o.json);
+}
+
+static void one_failure_fails_at_once_with_the_default_failure_limit(void **state)
+{
+	struct script s = {.kinds = "vvv", .values = {0.001, 0.5, 0.001}};
+	struct outcome o = run("{\"success_condition\": \"result < 0.01\"}", &s);
+	(void)state;
+
+	assert_int_equal(o.verdict, ANALYSIS_FAILED);
+	assert_int_equal(s.next, 2); /* the third was never taken */
+	assert_string_equal(measurement(&o, 1, "verdict"), "Failed");
+	assert_string_equal(json_string_value(json_object_get(o.json, "message")),
+			    "1 of 2 measurements failed (failureLimit 0): result < 0.01 does not "
+			    "hold for 0.5");
+	json_decref(o.json);
+}
+
+static void failures_within_the_failure_limit_still_succeed(void **state)
+{
+	struct script s = {.kinds = "vvvv", .values = {0.5, 0.001, 0.5, 0.001}};
+	struct outcome o =
+	    run("{\"success_condition\": \"result < 0.01\", \"failure_limit\": 2}", &s);
+	struct script s2 = {.kinds = "vvvv", .values = {0.5, 0.5, 0.5, 0.001}};
+	(void)state;
+
+	assert_int_equal(o.verdict, ANALYSIS_SUCCESSFUL);
+	json_decref(o.json);
+	o = run("{\"success_condition\": \"result < 0.01\", \"failure_limit\": 2}", &s2);
+	assert_int_equal(o.verdict, ANALYSIS_FAILED);
+	json_decref(o.json);
+}
+
+static void neither_condition_met_is_inconclusive(void **state)
+{
+	struct script s = {.kinds = "vv", .values = {0.02, 0.001}};
+	struct outcome o = run("{\"success_condition\": \"result < 0.01\", "
+			       "\"failure_condition\": \"result >= 0.05\"}",
+			       &s);
+	(void)state;
+
+	assert_int_equal(o.verdict, ANALYSIS_INCONCLUSIVE);
+	assert_int_equal(s.next, 1);
+	assert_string_equal(measurement(&o, 0, "verdict"), "Inconclusive");
+	json_decref(o.json);
+
+	struct script s2 = {.kinds = "vvv", .values = {0.02, 0.001, 0.06}};
+	o = run("{\"success_condition\": \"result < 0.01\", \"failure_condition\": \"result >= "
+		"0.05\", \"inconclusive_limit\": 1}",
+		&s2);
+	assert_int_equal(o.verdict, ANALYSIS_FAILED);
+	assert_string_equal(measurement(&o, 2, "condition"), "result >= 0.05");
+	assert_string_equal(measurement(&o, 2, "message"), "result >= 0.05 holds for 0.06");
+	json_decref(o.json);
+}
+
+static void no_data_follows_the_no_data_setting(void **state)
+{
+	struct script s1 = {.kinds = "nv", .values = {0, 0.001}};
+	struct script s2 = {.kinds = "nv", .values = {0, 0.001}};
+	struct script s3 = {.kinds = "nv", .values = {0, 0.001}};
+	struct script s4 = {.kinds = "vv", .values = {NAN, 0.001}};
+	(void)state;
+
+	struct outcome o = run("{\"success_condition\": \"result < 0.01\"}", &s1);
+	assert_int_equal(o.verdict, ANALYSIS_INCONCLUSIVE); /* the default */
+	assert_string_equal(measurement(&o, 0, "message"),
+			    "no data (the query returned no series): noData is inconclusive");
+	json_decref(o.json);
+	o = run("{\"success_condition\": \"result < 0.01\", \"no_data\": \"fail\"}", &s2);
+	assert_int_equal(o.verdict, ANALYSIS_FAILED);
+	json_decref(o.json);
+	o = run("{\"success_condition\": \"result < 0.01\", \"no_data\": \"pass\"}", &s3);
+	assert_int_equal(o.verdict, ANALYSIS_SUCCESSFUL);
+	assert_string_equal(measurement(&o, 0, "verdict"), "Successful");
+	json_decref(o.json);
+	/* Prometheus' 0/0 for a canary that served nothing */
+	o = run("{\"success_condition\": \"result < 0.01\", \"no_data\": \"fail\"}", &s4);
+	assert_int_equal(o.verdict, ANALYSIS_FAILED);
+	assert_string_equal(
+	    json_string_value(json_array_get(
+		json_object_get(json_array_get(json_object_get(o.json, "measurements"), 0),
+				"values"),
+		0)),
+	    "NaN");
+	json_decref(o.json);
+}
+
+static void errors_in_a_row_past_the_limit_fail_and_errors_alone_never_pass(void **state)
+{
+	struct script s1 = {.kinds = "eevee", .values = {0, 0, 0.001}};
+	struct script s2 = {.kinds = "eee", .values = {0}};
+	struct script s3 = {.kinds = "e", .values = {0}};
+	(void)state;
+
+	struct outcome o = run("{\"success_condition\": \"result < 0.01\", "
+			       "\"consecutive_error_limit\": 2}",
+			       &s1);
+	assert_int_equal(o.verdict, ANALYSIS_SUCCESSFUL);
+	assert_string_equal(measurement(&o, 0, "verdict"), "Error");
+	assert_string_equal(measurement(&o, 0, "message"), "connection refused");
+	json_decref(o.json);
+	o = run("{\"success_condition\": \"result < 0.01\", \"consecutive_error_limit\": 2}", &s2);
+	assert_int_equal(o.verdict, ANALYSIS_FAILED);
+	json_decref(o.json);
+	o = run("{\"success_condition\": \"result < 0.01\"}", &s3);
+	assert_int_equal(o.verdict, ANALYSIS_FAILED);
+	json_decref(o.json);
+}
+
+static void stop(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	analysis_stop(arg);
+}
+
+static void a_background_analysis_runs_until_stopped(void **state)
+{
+	char err[256];
+	struct outcome o = {0};
+	struct event_base *base = event_base_new();
+	struct script s = {.kinds =
+			       "vvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvv"};
+	json_t *spec = json_pack("{s:s,s:i,s:i,s:{s:s}}", "success_condition", "result < 1",
+				 "count", 0, "interval_ms", 5, "provider", "type", "web");
+	struct timeval tv = {0, 30000};
+	(void)state;
+
+	current = &s;
+	struct analysis *a = analysis_start(base, spec, &fake, on_done, &o, err, sizeof(err));
+	assert_non_null(a);
+	event_base_once(base, -1, EV_TIMEOUT, stop, a, &tv);
+	event_base_dispatch(base);
+	assert_int_equal(o.done, 1);
+	assert_int_equal(o.verdict, ANALYSIS_SUCCESSFUL);
+	assert_true(s.next >= 2);
+	assert_non_null(strstr(json_string_value(json_object_get(o.json, "message")), "stopped"));
+	json_decref(o.json);
+	json_decref(spec);
+	event_base_free(base);
+}
+
+static void a_spec_without_conditions_is_refused(void **state)
+{
+	char err[256];
+	json_t *spec = json_pack("{s:{s:s}}", "provider", "type", "web");
+	(void)state;
+
+	assert_null(analysis_start(NULL, spec, &fake, on_done, NULL, err, sizeof(err)));
+	assert_string_equal(err, "a success_condition or a failure_condition is required");
+	json_decref(spec);
+}
+
+/* --- the pipeline file ---------------------------------------------------- */
+
+static int load(const char *yaml, json_t **out, char *err, size_t errlen)
+{
+	struct config_doc doc;
+	struct config_check ck = {.file = "p.yaml", .err = err, .errlen = errlen};
+
+	if (config_doc_load_text(&doc, "p.yaml", yaml, strlen(yaml), err, errlen) < 0)
+		return -1;
+	int rc = analysis_load(&ck, config_doc_get(doc.top, "analysis"), out);
+	config_doc_clear(&doc);
+	return rc;
+}
+
+static void a_file_analysis_loads_into_the_normalized_form(void **state)
+{
+	char err[256];
+	json_t *spec;
+	(void)state;
+
+	assert_int_equal(load("analysis:\n"
+			      "  interval: 30s\n"
+			      "  count: 5\n"
+			      "  successCondition: result[0] < 0.01\n"
+			      "  failureLimit: 1\n"
+			      "  noData: fail\n"
+			      "  provider:\n"
+			      "    prometheus: {address: 'http://prom:9090', query: 'up', "
+			      "timeout: 2s}\n",
+			      &spec, err, sizeof(err)),
+			 0);
+	char *text = json_dumps(spec, JSON_SORT_KEYS | JSON_COMPACT);
+	assert_string_equal(text,
+			    "{\"consecutive_error_limit\":4,\"count\":5,\"failure_limit\":1,"
+			    "\"inconclusive_limit\":0,\"initial_delay_ms\":0,\"interval_ms\":30000,"
+			    "\"no_data\":\"fail\",\"provider\":{\"address\":\"http://prom:9090\","
+			    "\"query\":\"up\",\"timeout_ms\":2000,\"type\":\"prometheus\"},"
+			    "\"success_condition\":\"result[0] < 0.01\"}");
+	free(text);
+	json_decref(spec);
+
+	assert_int_equal(load("analysis:\n"
+			      "  interval: 10s\n"
+			      "  failureCondition: result > 5\n"
+			      "  provider:\n"
+			      "    web: {url: 'http://h/x', method: POST, body: {a: 1}, "
+			      "jsonPath: '$.data.items[0].value', headers: {X-Token: abc}}\n",
+			      &spec, err, sizeof(err)),
+			 0);
+	assert_int_equal(json_integer_value(json_object_get(spec, "count")), 0);
+	json_t *p = json_object_get(spec, "provider");
+	assert_string_equal(json_string_value(json_object_get(p, "body")), "{\"a\":1}");
+	assert_string_equal(json_string_value(json_object_get(p, "json_path")),
+			    "$.data.items[0].value");
+	assert_string_equal(
+	    json_string_value(json_object_get(json_object_get(p, "headers"), "X-Token")), "abc");
+	json_decref(spec);
+}
+
+static void file_errors_name_the_key_path(void **state)
+{
+	static const struct {
+		const char *yaml, *err;
+	} rows[] = {
+	    {"analysis:\n  successCondition: result <\n  provider: {web: {url: 'http://h', "
+	     "jsonPath: a}}\n",
+	     "p.yaml:2:21: analysis.successCondition: column 9: expected a number or result"},
+	    {"analysis:\n  provider: {web: {url: 'http://h', jsonPath: a}}\n",
+	     "p.yaml:2:3: analysis.successCondition: missing required key (or failureCondition"},
+	    {"analysis:\n  successCondition: result < 1\n  noData: maybe\n  provider: {web: {url: "
+	     "'http://h', jsonPath: a}}\n",
+	     "p.yaml:3:11: analysis.noData: expected fail, inconclusive or pass"},
+	    {"analysis:\n  successCondition: result < 1\n  count: 3\n  provider: {web: {url: "
+	     "'http://h', jsonPath: a}}\n",
+	     "p.yaml:3:10: analysis.count: more than one measurement needs an interval"},
+	    {"analysis:\n  successCondition: result < 1\n  provider: {web: {url: 'ftp://h', "
+	     "jsonPath: a}}\n",
+	     "p.yaml:3:25: analysis.provider.web.url: expected an http:// or https:// URL"},
+	    {"analysis:\n  successCondition: result < 1\n  provider: {web: {url: 'http://h', "
+	     "jsonPath: 'a[x]'}}\n",
+	     "p.yaml:3:47: analysis.provider.web.jsonPath: column 3: expected an index or a "
+	     "quoted key"},
+	    {"analysis:\n  successCondition: result < 1\n  provider: {prometheus: {address: "
+	     "'http://h'}}\n",
+	     "p.yaml:3:26: analysis.provider.prometheus.query: missing required key"},
+	    {"analysis:\n  successCondition: result < 1\n  provider: {datadog: {}}\n",
+	     "p.yaml:3:14: analysis.provider.datadog: unknown key"},
+	    {"analysis:\n  successCondition: result < 1\n  failureLimit: -1\n  provider: {web: "
+	     "{url: 'http://h', jsonPath: a}}\n",
+	     "p.yaml:3:17: analysis.failureLimit: "},
+	};
+	char err[512];
+	json_t *spec;
+	(void)state;
+
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		if (load(rows[i].yaml, &spec, err, sizeof(err)) == 0)
+			fail_msg("row %zu loaded", i);
+		assert_null(spec);
+		if (strncmp(err, rows[i].err, strlen(rows[i].err)) != 0)
+			fail_msg("row %zu: got \"%s\", want \"%s\"", i, err, rows[i].err);
+	}
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(all_measurements_passing_is_successful_and_keeps_each_value),
+	    cmocka_unit_test(one_failure_fails_at_once_with_the_default_failure_limit),
+	    cmocka_unit_test(failures_within_the_failure_limit_still_succeed),
+	    cmocka_unit_test(neither_condition_met_is_inconclusive),
+	    cmocka_unit_test(no_data_follows_the_no_data_setting),
+	    cmocka_unit_test(errors_in_a_row_past_the_limit_fail_and_errors_alone_never_pass),
+	    cmocka_unit_test(a_background_analysis_runs_until_stopped),
+	    cmocka_unit_test(a_spec_without_conditions_is_refused),
+	    cmocka_unit_test(a_file_analysis_loads_into_the_normalized_form),
+	    cmocka_unit_test(file_errors_name_the_key_path),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,583 @@
+/* Tests for the haproxy provider (stages/provider_haproxy.c) against a real
+ * haproxy: a generated configuration on free loopback ports, its runtime
+ * API on a unix socket and on TCP, and small HTTP servers of the test's own
+ * behind it, so that the traffic split is measured with real requests. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "stages/provider.h"
+#include "tests/unit/redisd.h"
+
+#include <curl/curl.h>
+#include <event2/event.h>
+#include <stdlib.h>
+#include <sys/un.h>
+
+#define REQUESTS 20
+
+enum { SRV_STABLE, SRV_CANARY, SRV_BLUE, SRV_GREEN, NSERVERS };
+static const char *const server_names[NSERVERS] = {"stable", "canary", "blue", "green"};
+
+static struct event_base *base;
+static char dir[64];
+static char sock[100];
+static int api_port, app_port, web_port;
+static pid_t haproxy_pid;
+static pid_t server_pids[NSERVERS];
+
+struct outcome {
+	int calls;
+	int ok;
+	char msg[1024];
+};
+
+/* --- the test's servers ------------------------------------------------- */
+
+/* A child that answers every request with its name, one connection at a time. */
+static pid_t start_backend(const char *name, int port)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET,
+				 .sin_port = htons((uint16_t)port),
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	int one = 1;
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	pid_t pid;
+
+	assert_true(fd >= 0);
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(listen(fd, 64), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid > 0) {
+		close(fd);
+		return pid;
+	}
+	for (;;) {
+		char buf[4096], reply[256];
+		int c = accept(fd, NULL, NULL);
+		if (c < 0)
+			continue;
+		/* The request ends with its blank line; haproxy sends no body. */
+		size_t got = 0;
+		ssize_t n;
+		while (got < sizeof(buf) - 1 &&
+		       (n = read(c, buf + got, sizeof(buf) - 1 - got)) > 0) {
+			got += (size_t)n;
+			buf[got] = '\0';
+			if (strstr(buf, "\r\n\r\n"))
+				break;
+		}
+		int len = snprintf(reply, sizeof(reply),
+				   "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\nConnection: "
+				   "close\r\n\r\n%s",
+				   strlen(name), name);
+		if (write(c, reply, (size_t)len) < 0)
+			_exit(1);
+		close(c);
+	}
+}
+
+static int api_connect(void)
+{
+	struct sockaddr_un un = {.sun_family = AF_UNIX};
+	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+
+	snprintf(un.sun_path, sizeof(un.sun_path), "%s", sock);
+	if (fd >= 0 && connect(fd, (struct sockaddr *)&un, sizeof(un)) == 0)
+		return fd;
+	if (fd >= 0)
+		close(fd);
+	return -1;
+}
+
+/* One runtime API command from the test itself; the reply in out. */
+static void api(const char *cmd, char *out, size_t outlen)
+{
+	int fd = api_connect();
+	size_t got = 0;
+	ssize_t n;
+
+	assert_true(fd >= 0);
+	assert_true(write(fd, cmd, strlen(cmd)) == (ssize_t)strlen(cmd));
+	assert_true(write(fd, "\n", 1) == 1);
+	while (got < outlen - 1 && (n = read(fd, out + got, outlen - 1 - got)) > 0)
+		got += (size_t)n;
+	out[got] = '\0';
+	close(fd);
+}
+
+/* "<weight> <admin state>" of a server, from "show servers state". */
+static void server_state(const char *backend, const char *server, int *weight, int *admin)
+{
+	char cmd[128], out[8192], *line, *save = NULL;
+
+	snprintf(cmd, sizeof(cmd), "show servers state %s", backend);
+	api(cmd, out, sizeof(out));
+	for (line = strtok_r(out, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		char be[64], srv[64];
+		int be_id, srv_id, op;
+		char addr[64];
+		if (sscanf(line, "%d %63s %d %63s %63s %d %d %d", &be_id, be, &srv_id, srv, addr,
+			   &op, admin, weight) == 8 &&
+		    strcmp(srv, server) == 0)
+			return;
+	}
+	fail_msg("%s/%s not in the state dump", backend, server);
+}
+
+static size_t collect(char *data, size_t size, size_t n, void *arg)
+{
+	char *out = arg;
+	size_t len = size * n, used = strlen(out);
+
+	if (used + len < 64) {
+		memcpy(out + used, data, len);
+		out[used + len] = '\0';
+	}
+	return len;
+}
+
+/* Sends REQUESTS requests through haproxy's frontend on port; counts how
+ * many each server answered. */
+static void traffic(int port, int counts[NSERVERS])
+{
+	char url[64];
+
+	memset(counts, 0, NSERVERS * sizeof(int));
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/", port);
+	for (int i = 0; i < REQUESTS; i++) {
+		char body[64] = "";
+		CURL *e = curl_easy_init();
+		assert_non_null(e);
+		curl_easy_setopt(e, CURLOPT_URL, url);
+		curl_easy_setopt(e, CURLOPT_FORBID_REUSE, 1L);
+		curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 3000L);
+		curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, collect);
+		curl_easy_setopt(e, CURLOPT_WRITEDATA, body);
+		assert_int_equal(curl_easy_perform(e), CURLE_OK);
+		curl_easy_cleanup(e);
+		for (int s = 0; s < NSERVERS; s++)
+			if (strcmp(body, server_names[s]) == 0)
+				counts[s]++;
+	}
+}
+
+static int write_config(int ports[NSERVERS])
+{
+	char path[128];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/haproxy.cfg", dir);
+	f = fopen(path, "w");
+	if (!f)
+		return -1;
+	fprintf(f,
+		"global\n"
+		"  stats socket %s level admin\n"
+		"  stats socket ipv4@127.0.0.1:%d level admin\n"
+		"defaults\n"
+		"  mode http\n"
+		"  timeout connect 2s\n"
+		"  timeout client 5s\n"
+		"  timeout server 5s\n"
+		"frontend app_in\n"
+		"  bind 127.0.0.1:%d\n"
+		"  default_backend app\n"
+		"frontend web_in\n"
+		"  bind 127.0.0.1:%d\n"
+		"  default_backend web\n"
+		"backend app\n"
+		"  balance roundrobin\n"
+		"  server stable 127.0.0.1:%d weight 100\n"
+		"  server canary 127.0.0.1:%d weight 0\n"
+		"backend web\n"
+		"  balance roundrobin\n"
+		"  server blue 127.0.0.1:%d weight 100\n"
+		"  server green 127.0.0.1:%d weight 100\n",
+		sock, api_port, app_port, web_port, ports[SRV_STABLE], ports[SRV_CANARY],
+		ports[SRV_BLUE], ports[SRV_GREEN]);
+	return fclose(f);
+}
+
+static int group_setup(void **state)
+{
+	int ports[NSERVERS];
+	char cfg[128], log[128];
+	(void)state;
+
+	snprintf(dir, sizeof(dir), "/tmp/sluice-haproxy-XXXXXX");
+	if (!mkdtemp(dir))
+		return -1;
+	snprintf(sock, sizeof(sock), "%s/admin.sock", dir);
+	api_port = redisd_free_port();
+	app_port = redisd_free_port();
+	web_port = redisd_free_port();
+	for (int s = 0; s < NSERVERS; s++) {
+		ports[s] = redisd_free_port();
+		server_pids[s] = start_backend(server_names[s], ports[s]);
+	}
+	if (write_config(ports) < 0)
+		return -1;
+	snprintf(cfg, sizeof(cfg), "%s/haproxy.cfg", dir);
+	snprintf(log, sizeof(log), "%s/haproxy.log", dir);
+	haproxy_pid = fork();
+	if (haproxy_pid < 0)
+		return -1;
+	if (haproxy_pid == 0) {
+		int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		if (fd >= 0) {
+			dup2(fd, 1);
+			dup2(fd, 2);
+		}
+		execlp("haproxy", "haproxy", "-db", "-f", cfg, (char *)NULL);
+		_exit(127);
+	}
+	for (int i = 0; i < 100; i++) {
+		int fd = api_connect();
+		if (fd >= 0) {
+			close(fd);
+			break;
+		}
+		usleep(50000);
+	}
+	base = event_base_new();
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	return base ? 0 : -1;
+}
+
+static int group_teardown(void **state)
+{
+	char cmd[200];
+	(void)state;
+
+	if (haproxy_pid > 0) {
+		kill(haproxy_pid, SIGTERM);
+		waitpid(haproxy_pid, NULL, 0);
+	}
+	for (int s = 0; s < NSERVERS; s++) {
+		if (server_pids[s] > 0) {
+			kill(server_pids[s], SIGKILL);
+			waitpid(server_pids[s], NULL, 0);
+		}
+	}
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	if (system(cmd) != 0)
+		return -1;
+	event_base_free(base);
+	curl_global_cleanup();
+	return 0;
+}
+
+/* Each test starts from the configuration's state. */
+static int setup(void **state)
+{
+	char out[256];
+	(void)state;
+
+	api("set server app/stable weight 100", out, sizeof(out));
+	api("set server app/canary weight 0", out, sizeof(out));
+	api("set server web/blue state ready", out, sizeof(out));
+	api("set server web/green state ready", out, sizeof(out));
+	return 0;
+}
+
+/* --- the provider ------------------------------------------------------- */
+
+static void on_done(int ok, const char *message, void *arg)
+{
+	struct outcome *o = arg;
+
+	o->calls++;
+	o->ok = ok;
+	snprintf(o->msg, sizeof(o->msg), "%s", message);
+	event_base_loopbreak(base);
+}
+
+static struct provider *make(const char *socket_addr)
+{
+	char err[256] = "";
+	json_t *def =
+	    json_pack("{s:s, s:s, s:s, s:s, s:s}", "type", "haproxy", "socket", socket_addr,
+		      "backend", "app", "stable", "stable", "canary", "canary");
+	struct provider *p = provider_new(base, def, err, sizeof(err));
+
+	json_decref(def);
+	if (!p)
+		fail_msg("provider_new: %s", err);
+	return p;
+}
+
+static struct provider *make_web(void)
+{
+	char err[256] = "";
+	json_t *def = json_pack("{s:s, s:s, s:s, s:{s:s, s:[s]}}", "type", "haproxy", "socket",
+				sock, "backend", "web", "colors", "blue", "blue", "green", "green");
+	struct provider *p = provider_new(base, def, err, sizeof(err));
+
+	json_decref(def);
+	if (!p)
+		fail_msg("provider_new: %s", err);
+	return p;
+}
+
+static void run(struct provider *p, enum provider_verb verb, int weight, const char *color,
+		struct outcome *o)
+{
+	struct provider_action a = {verb, NULL, weight, color, NULL};
+	char err[256] = "";
+	struct timeval limit = {5, 0};
+
+	memset(o, 0, sizeof(*o));
+	if (provider_start(p, &a, on_done, o, err, sizeof(err)) < 0)
+		fail_msg("provider_start: %s", err);
+	assert_int_equal(o->calls, 0);
+	event_base_loopexit(base, &limit);
+	event_base_dispatch(base);
+	assert_int_equal(o->calls, 1);
+}
+
+static void test_weight_zero_sends_no_request_to_canary(void **state)
+{
+	struct provider *p = make(sock);
+	struct outcome o;
+	int counts[NSERVERS], weight, admin;
+	(void)state;
+
+	run(p, PROVIDER_SET_WEIGHT, 20, NULL, &o);
+	run(p, PROVIDER_SET_WEIGHT, 0, NULL, &o);
+	assert_true(o.ok);
+	assert_string_equal(o.msg, "set_weight done: app/canary weight 0, app/stable weight 100");
+	server_state("app", "canary", &weight, &admin);
+	assert_int_equal(weight, 0);
+	server_state("app", "stable", &weight, &admin);
+	assert_int_equal(weight, 100);
+	traffic(app_port, counts);
+	assert_int_equal(counts[SRV_CANARY], 0);
+	assert_int_equal(counts[SRV_STABLE], REQUESTS);
+	run(p, PROVIDER_VERIFY, 0, NULL, &o);
+	assert_true(o.ok);
+	provider_free(p);
+}
+
+static void test_weight_twenty_splits_traffic_one_in_five(void **state)
+{
+	struct provider *p = make(sock);
+	struct outcome o;
+	int counts[NSERVERS], weight, admin;
+	(void)state;
+
+	run(p, PROVIDER_SET_WEIGHT, 20, NULL, &o);
+	assert_true(o.ok);
+	server_state("app", "canary", &weight, &admin);
+	assert_int_equal(weight, 20);
+	server_state("app", "stable", &weight, &admin);
+	assert_int_equal(weight, 80);
+	traffic(app_port, counts);
+	/* Weighted round robin: one request in five, give or take the cycle's
+	 * starting point. */
+	assert_in_range(counts[SRV_CANARY], REQUESTS / 5 - 1, REQUESTS / 5 + 1);
+	assert_int_equal(counts[SRV_CANARY] + counts[SRV_STABLE], REQUESTS);
+	run(p, PROVIDER_VERIFY, 20, NULL, &o);
+	assert_true(o.ok);
+	assert_non_null(strstr(o.msg, "canary weight 20 up"));
+	assert_non_null(strstr(o.msg, "stable weight 80 up"));
+	provider_free(p);
+}
+
+static void test_weight_hundred_sends_everything_to_canary_and_abort_takes_it_back(void **state)
+{
+	struct provider *p = make(sock);
+	struct outcome o;
+	int counts[NSERVERS];
+	(void)state;
+
+	run(p, PROVIDER_SET_WEIGHT, 100, NULL, &o);
+	assert_true(o.ok);
+	traffic(app_port, counts);
+	assert_int_equal(counts[SRV_CANARY], REQUESTS);
+	run(p, PROVIDER_ABORT, -1, NULL, &o);
+	assert_true(o.ok);
+	assert_string_equal(o.msg, "abort done: app/canary weight 0, app/stable weight 100");
+	traffic(app_port, counts);
+	assert_int_equal(counts[SRV_STABLE], REQUESTS);
+	run(p, PROVIDER_PROMOTE, -1, NULL, &o);
+	assert_true(o.ok);
+	traffic(app_port, counts);
+	assert_int_equal(counts[SRV_CANARY], REQUESTS);
+	provider_free(p);
+}
+
+static void test_verify_fails_when_weights_differ(void **state)
+{
+	struct provider *p = make(sock);
+	struct outcome o;
+	char out[256];
+	(void)state;
+
+	api("set server app/canary weight 7", out, sizeof(out));
+	run(p, PROVIDER_VERIFY, 20, NULL, &o);
+	assert_false(o.ok);
+	assert_non_null(strstr(o.msg, "verify failed: canary has weight 7, not 20"));
+	provider_free(p);
+}
+
+static void test_tcp_runtime_api_sets_weights(void **state)
+{
+	char addr[64];
+	struct provider *p;
+	struct outcome o;
+	int weight, admin;
+	(void)state;
+
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", api_port);
+	p = make(addr);
+	run(p, PROVIDER_SET_WEIGHT, 50, NULL, &o);
+	assert_true(o.ok);
+	server_state("app", "canary", &weight, &admin);
+	assert_int_equal(weight, 50);
+	provider_free(p);
+}
+
+static void test_switch_moves_all_traffic_to_the_colour(void **state)
+{
+	struct provider *p = make_web();
+	struct outcome o;
+	int counts[NSERVERS], weight, admin;
+	(void)state;
+
+	run(p, PROVIDER_SWITCH, -1, "green", &o);
+	assert_true(o.ok);
+	assert_string_equal(o.msg, "switch done: web/blue state drain, web/green state ready");
+	server_state("web", "blue", &weight, &admin);
+	assert_int_equal(admin & 0x08, 0x08);
+	traffic(web_port, counts);
+	assert_int_equal(counts[SRV_GREEN], REQUESTS);
+	run(p, PROVIDER_VERIFY, -1, "green", &o);
+	assert_true(o.ok);
+	run(p, PROVIDER_VERIFY, -1, "blue", &o);
+	assert_false(o.ok);
+	assert_non_null(strstr(o.msg, "blue is drain"));
+
+	run(p, PROVIDER_SCALE_DOWN, -1, "blue", &o);
+	assert_true(o.ok);
+	server_state("web", "blue", &weight, &admin);
+	assert_int_equal(admin & 0x01, 0x01);
+
+	run(p, PROVIDER_SWITCH, -1, "blue", &o);
+	assert_true(o.ok);
+	traffic(web_port, counts);
+	assert_int_equal(counts[SRV_BLUE], REQUESTS);
+	provider_free(p);
+}
+
+static void test_unknown_server_fails_with_haproxys_answer(void **state)
+{
+	char err[256] = "";
+	json_t *def = json_pack("{s:s, s:s, s:s, s:s, s:s}", "type", "haproxy", "socket", sock,
+				"backend", "app", "stable", "stable", "canary", "nope");
+	struct provider *p = provider_new(base, def, err, sizeof(err));
+	struct outcome o;
+	(void)state;
+
+	assert_non_null(p);
+	run(p, PROVIDER_SET_WEIGHT, 10, NULL, &o);
+	assert_false(o.ok);
+	assert_string_equal(
+	    o.msg, "set_weight failed: \"set server app/nope weight 10\": No such server.");
+	run(p, PROVIDER_VERIFY, -1, NULL, &o);
+	assert_false(o.ok);
+	assert_non_null(strstr(o.msg, "app/nope: no such server"));
+	json_decref(def);
+	provider_free(p);
+}
+
+static void test_unreachable_runtime_api_fails(void **state)
+{
+	char path[160];
+	struct provider *p;
+	struct outcome o;
+	(void)state;
+
+	snprintf(path, sizeof(path), "%s/missing.sock", dir);
+	p = make(path);
+	run(p, PROVIDER_SET_WEIGHT, 10, NULL, &o);
+	assert_false(o.ok);
+	assert_non_null(strstr(o.msg, "set_weight failed:"));
+	provider_free(p);
+}
+
+static void test_actions_it_cannot_do_are_refused(void **state)
+{
+	struct provider *p = make_web();
+	struct provider_action a = {PROVIDER_APPLY, "img", -1, NULL, NULL};
+	struct outcome o = {0};
+	char err[256] = "";
+	(void)state;
+
+	assert_false(provider_supports(p, PROVIDER_APPLY));
+	assert_false(provider_supports(p, PROVIDER_SET_WEIGHT));
+	assert_int_equal(provider_start(p, &a, on_done, &o, err, sizeof(err)), -1);
+	assert_string_equal(err, "the haproxy provider cannot apply");
+	a.verb = PROVIDER_SWITCH;
+	a.color = "purple";
+	assert_int_equal(provider_start(p, &a, on_done, &o, err, sizeof(err)), -1);
+	assert_string_equal(err, "switch: no servers for the colour \"purple\"");
+	a.color = NULL;
+	assert_int_equal(provider_start(p, &a, on_done, &o, err, sizeof(err)), -1);
+	assert_string_equal(err, "switch: needs a colour");
+	provider_free(p);
+}
+
+static void expect_error(const char *json, const char *want)
+{
+	char err[256] = "";
+	json_t *def = json_loads(json, 0, NULL);
+
+	assert_non_null(def);
+	assert_null(provider_new(base, def, err, sizeof(err)));
+	assert_string_equal(err, want);
+	json_decref(def);
+}
+
+static void test_bad_definitions_are_refused_with_the_key(void **state)
+{
+	(void)state;
+	expect_error("{\"type\": \"haproxy\", \"backend\": \"app\"}",
+		     "provider.socket: required, the runtime API's address");
+	expect_error("{\"type\": \"haproxy\", \"socket\": \"haproxy.local:9999\", \"backend\": "
+		     "\"a\"}",
+		     "provider.socket: \"haproxy.local:9999\" is neither a unix socket path nor "
+		     "ip:port");
+	expect_error("{\"type\": \"haproxy\", \"socket\": \"/s\"}",
+		     "provider.backend: required, a backend name");
+	expect_error("{\"type\": \"haproxy\", \"socket\": \"/s\", \"backend\": \"a\"}",
+		     "provider: needs stable and canary servers, or colors");
+	expect_error("{\"type\": \"haproxy\", \"socket\": \"/s\", \"backend\": \"a\", \"stable\": "
+		     "\"s\", \"canary\": \"a/b\"}",
+		     "provider.canary: a server name or a list of them");
+	expect_error("{\"type\": \"haproxy\", \"socket\": \"/s\", \"backend\": \"a\", \"colors\": "
+		     "{\"blue\": \"b\"}}",
+		     "provider.colors: a map of two or more colours to their servers");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup(test_weight_zero_sends_no_request_to_canary, setup),
+	    cmocka_unit_test_setup(test_weight_twenty_splits_traffic_one_in_five, setup),
+	    cmocka_unit_test_setup(
+		test_weight_hundred_sends_everything_to_canary_and_abort_takes_it_back, setup),
+	    cmocka_unit_test_setup(test_verify_fails_when_weights_differ, setup),
+	    cmocka_unit_test_setup(test_tcp_runtime_api_sets_weights, setup),
+	    cmocka_unit_test_setup(test_switch_moves_all_traffic_to_the_colour, setup),
+	    cmocka_unit_test_setup(test_unknown_server_fails_with_haproxys_answer, setup),
+	    cmocka_unit_test_setup(test_unreachable_runtime_api_fails, setup),
+	    cmocka_unit_test_setup(test_actions_it_cannot_do_are_refused, setup),
+	    cmocka_unit_test_setup(test_bad_definitions_are_refused_with_the_key, setup),
+	};
+	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}

@@ -1,0 +1,401 @@
+/* Tests for the kubernetes provider (stages/provider_kubernetes.c).
+ *
+ * No real API server is available here: a local stand-in (tests/unit/
+ * apistub.h) replays the responses the Kubernetes API documents for these
+ * requests (a Deployment object as it moves through a rollout, a Status
+ * object for an error), and the tests check the exact requests the provider
+ * sends: method, path, content type, body and bearer token.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "stages/provider.h"
+#include "tests/unit/apistub.h"
+
+#include <curl/curl.h>
+#include <event2/event.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#define DEPLOY_PATH "/apis/apps/v1/namespaces/prod/deployments/app"
+#define PATCH_TYPE  "application/strategic-merge-patch+json"
+
+static struct event_base *base;
+static struct apistub stub;
+static char dir[64];
+static char token_file[128];
+
+struct outcome {
+	int calls;
+	int ok;
+	char msg[1024];
+};
+
+static void write_token(const char *token)
+{
+	FILE *f = fopen(token_file, "w");
+
+	assert_non_null(f);
+	fprintf(f, "%s\n", token);
+	fclose(f);
+}
+
+static int group_setup(void **state)
+{
+	(void)state;
+	snprintf(dir, sizeof(dir), "/tmp/sluice-kube-XXXXXX");
+	if (!mkdtemp(dir))
+		return -1;
+	snprintf(token_file, sizeof(token_file), "%s/token", dir);
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	base = event_base_new();
+	return base && apistub_start(&stub, base) == 0 ? 0 : -1;
+}
+
+static int group_teardown(void **state)
+{
+	(void)state;
+	apistub_stop(&stub);
+	event_base_free(base);
+	curl_global_cleanup();
+	unlink(token_file);
+	rmdir(dir);
+	return 0;
+}
+
+static int setup(void **state)
+{
+	(void)state;
+	apistub_reset(&stub);
+	write_token("tok-1");
+	return 0;
+}
+
+static void on_done(int ok, const char *message, void *arg)
+{
+	struct outcome *o = arg;
+
+	o->calls++;
+	o->ok = ok;
+	snprintf(o->msg, sizeof(o->msg), "%s", message);
+	event_base_loopbreak(base);
+}
+
+static struct provider *make(const char *extra)
+{
+	char json[1024], err[256] = "";
+	struct provider *p;
+	json_t *def;
+
+	snprintf(json, sizeof(json),
+		 "{\"type\": \"kubernetes\", \"server\": \"http://127.0.0.1:%d\", \"token_file\": "
+		 "\"%s\", \"namespace\": \"prod\", \"container\": \"app\", \"service\": \"app\", "
+		 "\"poll_ms\": 10 %s}",
+		 stub.port, token_file, extra);
+	def = json_loads(json, 0, NULL);
+	assert_non_null(def);
+	p = provider_new(base, def, err, sizeof(err));
+	json_decref(def);
+	if (!p)
+		fail_msg("provider_new: %s", err);
+	return p;
+}
+
+static void run(struct provider *p, enum provider_verb verb, const char *image, const char *color,
+		struct outcome *o)
+{
+	struct provider_action a = {verb, image, -1, color, NULL};
+	char err[256] = "";
+	struct timeval limit = {5, 0};
+
+	memset(o, 0, sizeof(*o));
+	if (provider_start(p, &a, on_done, o, err, sizeof(err)) < 0)
+		fail_msg("provider_start: %s", err);
+	assert_int_equal(o->calls, 0);
+	event_base_loopexit(base, &limit);
+	event_base_dispatch(base);
+	assert_int_equal(o->calls, 1);
+}
+
+/* A Deployment as GET returns it, cut to the fields the rollout rules read. */
+static void deployment(int generation, int observed, int replicas, int status_replicas, int updated,
+		       int available, int unavailable, const char *reason)
+{
+	char body[2048];
+
+	snprintf(body, sizeof(body),
+		 "{\"kind\": \"Deployment\", \"apiVersion\": \"apps/v1\", \"metadata\": {\"name\": "
+		 "\"app\", \"namespace\": \"prod\", \"generation\": %d}, \"spec\": {\"replicas\": "
+		 "%d}, \"status\": {\"observedGeneration\": %d, \"replicas\": %d, "
+		 "\"updatedReplicas\": %d, \"readyReplicas\": %d, \"availableReplicas\": %d, "
+		 "\"unavailableReplicas\": %d, \"conditions\": [{\"type\": \"Available\", "
+		 "\"status\": \"True\", \"reason\": \"MinimumReplicasAvailable\"}, {\"type\": "
+		 "\"Progressing\", \"status\": \"%s\", \"reason\": \"%s\"}]}}",
+		 generation, replicas, observed, status_replicas, updated, available, available,
+		 unavailable, strcmp(reason, "ProgressDeadlineExceeded") ? "True" : "False",
+		 reason);
+	apistub_reply(&stub, 200, body);
+}
+
+static void test_apply_sends_a_strategic_merge_patch_of_the_image(void **state)
+{
+	struct provider *p = make(", \"deployment\": \"app\"");
+	struct outcome o;
+	(void)state;
+
+	deployment(2, 1, 3, 3, 0, 3, 0, "NewReplicaSetAvailable");
+	run(p, PROVIDER_APPLY, "registry.local/app:1.4.2", NULL, &o);
+	assert_true(o.ok);
+	assert_int_equal(stub.nreq, 1);
+	assert_string_equal(stub.req[0].method, "PATCH");
+	assert_string_equal(stub.req[0].uri, DEPLOY_PATH);
+	assert_string_equal(stub.req[0].content_type, PATCH_TYPE);
+	assert_string_equal(stub.req[0].authorization, "Bearer tok-1");
+	assert_string_equal(stub.req[0].body, "{\"spec\":{\"template\":{\"spec\":{\"containers\":"
+					      "[{\"name\":\"app\",\"image\":\"registry.local/"
+					      "app:1.4.2\"}]}}}}");
+	assert_non_null(strstr(o.msg, "apply done: HTTP 200"));
+	provider_free(p);
+}
+
+static void test_verify_waits_through_kubectls_rollout_states(void **state)
+{
+	struct provider *p = make(", \"deployment\": \"app\"");
+	struct outcome o;
+	(void)state;
+
+	deployment(2, 1, 3, 3, 0, 3, 0, "NewReplicaSetAvailable"); /* not observed yet */
+	deployment(2, 2, 3, 4, 1, 3, 1, "ReplicaSetUpdated");	   /* 1 of 3 updated */
+	deployment(2, 2, 3, 4, 3, 3, 1, "ReplicaSetUpdated");	   /* old one terminating */
+	deployment(2, 2, 3, 3, 3, 2, 1, "ReplicaSetUpdated");	   /* 2 of 3 available */
+	deployment(2, 2, 3, 3, 3, 3, 1, "ReplicaSetUpdated");	   /* one still unavailable */
+	deployment(2, 2, 3, 3, 3, 3, 0, "NewReplicaSetAvailable"); /* done */
+	run(p, PROVIDER_VERIFY, NULL, NULL, &o);
+	assert_true(o.ok);
+	assert_int_equal(stub.nreq, 6);
+	for (int i = 0; i < stub.nreq; i++) {
+		assert_string_equal(stub.req[i].method, "GET");
+		assert_string_equal(stub.req[i].uri, DEPLOY_PATH);
+		assert_string_equal(stub.req[i].authorization, "Bearer tok-1");
+	}
+	assert_string_equal(o.msg, "verify done: deployment prod/app: successfully rolled out (3 "
+				   "of 3 replicas updated and available)");
+	provider_free(p);
+}
+
+static void test_progress_deadline_exceeded_fails_verify(void **state)
+{
+	struct provider *p = make(", \"deployment\": \"app\"");
+	struct outcome o;
+	(void)state;
+
+	deployment(2, 2, 3, 4, 1, 3, 1, "ReplicaSetUpdated");
+	deployment(2, 2, 3, 4, 1, 3, 1, "ProgressDeadlineExceeded");
+	run(p, PROVIDER_VERIFY, NULL, NULL, &o);
+	assert_false(o.ok);
+	assert_int_equal(stub.nreq, 2);
+	assert_string_equal(o.msg, "verify failed: deployment prod/app: deployment exceeded its "
+				   "progress deadline");
+	provider_free(p);
+}
+
+static void test_verify_gives_up_after_its_timeout(void **state)
+{
+	struct provider *p = make(", \"deployment\": \"app\", \"timeout_ms\": 150");
+	struct outcome o;
+	(void)state;
+
+	deployment(2, 2, 3, 4, 1, 3, 1, "ReplicaSetUpdated");
+	run(p, PROVIDER_VERIFY, NULL, NULL, &o);
+	assert_false(o.ok);
+	assert_true(stub.nreq >= 2);
+	assert_string_equal(o.msg, "verify failed: deployment prod/app: 1 out of 3 new replicas "
+				   "have been updated (timed out)");
+	provider_free(p);
+}
+
+static void test_switch_patches_the_service_selector(void **state)
+{
+	struct provider *p = make(", \"color_label\": \"slot\"");
+	struct outcome o;
+	(void)state;
+
+	apistub_reply(&stub, 200, "{\"kind\": \"Service\", \"apiVersion\": \"v1\"}");
+	run(p, PROVIDER_SWITCH, NULL, "green", &o);
+	assert_true(o.ok);
+	assert_int_equal(stub.nreq, 1);
+	assert_string_equal(stub.req[0].method, "PATCH");
+	assert_string_equal(stub.req[0].uri, "/api/v1/namespaces/prod/services/app");
+	assert_string_equal(stub.req[0].content_type, PATCH_TYPE);
+	assert_string_equal(stub.req[0].body, "{\"spec\":{\"selector\":{\"slot\":\"green\"}}}");
+	provider_free(p);
+}
+
+static void test_scale_down_zeroes_the_colours_deployment(void **state)
+{
+	struct provider *p = make(", \"deployment\": \"app-${SLUICE_COLOR}\"");
+	struct outcome o;
+	(void)state;
+
+	apistub_reply(&stub, 200, "{\"kind\": \"Deployment\"}");
+	run(p, PROVIDER_SCALE_DOWN, NULL, "blue", &o);
+	assert_true(o.ok);
+	assert_string_equal(stub.req[0].method, "PATCH");
+	assert_string_equal(stub.req[0].uri, DEPLOY_PATH "-blue");
+	assert_string_equal(stub.req[0].body, "{\"spec\":{\"replicas\":0}}");
+	provider_free(p);
+}
+
+static void test_api_error_reports_the_status_message(void **state)
+{
+	struct provider *p = make(", \"deployment\": \"app\"");
+	struct outcome o;
+	(void)state;
+
+	apistub_reply(&stub, 404,
+		      "{\"kind\": \"Status\", \"apiVersion\": \"v1\", \"status\": \"Failure\", "
+		      "\"message\": \"deployments.apps \\\"app\\\" not found\", \"reason\": "
+		      "\"NotFound\", \"code\": 404}");
+	run(p, PROVIDER_APPLY, "img:2", NULL, &o);
+	assert_false(o.ok);
+	assert_non_null(strstr(o.msg, "apply failed: HTTP 404 from"));
+	assert_non_null(strstr(o.msg, ": deployments.apps \"app\" not found"));
+	provider_free(p);
+}
+
+static void test_token_is_read_again_for_each_request(void **state)
+{
+	struct provider *p = make(", \"deployment\": \"app\"");
+	struct outcome o;
+	(void)state;
+
+	apistub_reply(&stub, 200, "{}");
+	run(p, PROVIDER_APPLY, "img:2", NULL, &o);
+	write_token("tok-rotated");
+	run(p, PROVIDER_APPLY, "img:3", NULL, &o);
+	assert_int_equal(stub.nreq, 2);
+	assert_string_equal(stub.req[0].authorization, "Bearer tok-1");
+	assert_string_equal(stub.req[1].authorization, "Bearer tok-rotated");
+	provider_free(p);
+}
+
+static void test_unreachable_server_fails(void **state)
+{
+	char json[512], err[256];
+	json_t *def;
+	struct provider *p;
+	struct outcome o;
+	(void)state;
+
+	/* A port of the stand-in's that nothing listens on any more. */
+	struct apistub gone;
+	assert_int_equal(apistub_start(&gone, base), 0);
+	apistub_stop(&gone);
+	snprintf(json, sizeof(json),
+		 "{\"type\": \"kubernetes\", \"server\": \"http://127.0.0.1:%d\", \"deployment\": "
+		 "\"app\", \"container\": \"app\"}",
+		 gone.port);
+	def = json_loads(json, 0, NULL);
+	p = provider_new(base, def, err, sizeof(err));
+	json_decref(def);
+	assert_non_null(p);
+	run(p, PROVIDER_APPLY, "img:2", NULL, &o);
+	assert_false(o.ok);
+	assert_non_null(strstr(o.msg, "apply failed:"));
+	provider_free(p);
+}
+
+static void test_actions_without_what_they_need_are_refused(void **state)
+{
+	struct provider *p = make(", \"deployment\": \"app\"");
+	struct provider_action a = {PROVIDER_APPLY, NULL, -1, NULL, NULL};
+	struct outcome o = {0};
+	char err[256] = "";
+	(void)state;
+
+	assert_int_equal(provider_start(p, &a, on_done, &o, err, sizeof(err)), -1);
+	assert_string_equal(err, "apply: needs an image");
+	a.verb = PROVIDER_SWITCH;
+	assert_int_equal(provider_start(p, &a, on_done, &o, err, sizeof(err)), -1);
+	assert_string_equal(err, "switch: needs a colour");
+	a.verb = PROVIDER_SET_WEIGHT;
+	a.weight = 10;
+	assert_int_equal(provider_start(p, &a, on_done, &o, err, sizeof(err)), -1);
+	assert_string_equal(err, "the kubernetes provider cannot set_weight");
+	assert_int_equal(stub.nreq, 0);
+	provider_free(p);
+}
+
+static void expect_error(const char *json, const char *want)
+{
+	char err[256] = "";
+	json_t *def = json_loads(json, 0, NULL);
+
+	assert_non_null(def);
+	assert_null(provider_new(base, def, err, sizeof(err)));
+	assert_string_equal(err, want);
+	json_decref(def);
+}
+
+static void test_bad_definitions_are_refused_with_the_key(void **state)
+{
+	(void)state;
+	unsetenv("KUBERNETES_SERVICE_HOST");
+	expect_error("{\"type\": \"kubernetes\", \"deployment\": \"app\", \"container\": \"app\"}",
+		     "provider.server: required outside a cluster (KUBERNETES_SERVICE_HOST is not "
+		     "set)");
+	expect_error("{\"type\": \"kubernetes\", \"server\": \"ftp://x\", \"deployment\": \"a\"}",
+		     "provider.server: an http(s):// URL");
+	expect_error("{\"type\": \"kubernetes\", \"server\": \"https://k:6443\"}",
+		     "provider: needs a deployment, a service or both");
+	expect_error("{\"type\": \"kubernetes\", \"server\": \"https://k:6443\", \"deployment\": "
+		     "\"app\"}",
+		     "provider.container: required with a deployment");
+	expect_error("{\"type\": \"kubernetes\", \"server\": \"https://k:6443\", \"service\": "
+		     "\"app\", \"namespace\": \"a/../b\"}",
+		     "provider.namespace: \"a/../b\" is not a Kubernetes name");
+	expect_error("{\"type\": \"kubernetes\", \"server\": \"https://k:6443\", \"service\": "
+		     "\"app\", \"poll_ms\": 0}",
+		     "provider.poll_ms: a positive number of milliseconds");
+}
+
+static void test_in_cluster_configuration_comes_from_the_environment(void **state)
+{
+	char err[256] = "";
+	json_t *def = json_pack("{s:s, s:s}", "type", "kubernetes", "service", "app");
+	struct provider *p;
+	(void)state;
+
+	setenv("KUBERNETES_SERVICE_HOST", "10.0.0.1", 1);
+	setenv("KUBERNETES_SERVICE_PORT", "443", 1);
+	p = provider_new(base, def, err, sizeof(err));
+	unsetenv("KUBERNETES_SERVICE_HOST");
+	unsetenv("KUBERNETES_SERVICE_PORT");
+	json_decref(def);
+	assert_non_null(p);
+	assert_true(provider_supports(p, PROVIDER_SWITCH));
+	assert_false(provider_supports(p, PROVIDER_APPLY));
+	provider_free(p);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup(test_apply_sends_a_strategic_merge_patch_of_the_image, setup),
+	    cmocka_unit_test_setup(test_verify_waits_through_kubectls_rollout_states, setup),
+	    cmocka_unit_test_setup(test_progress_deadline_exceeded_fails_verify, setup),
+	    cmocka_unit_test_setup(test_verify_gives_up_after_its_timeout, setup),
+	    cmocka_unit_test_setup(test_switch_patches_the_service_selector, setup),
+	    cmocka_unit_test_setup(test_scale_down_zeroes_the_colours_deployment, setup),
+	    cmocka_unit_test_setup(test_api_error_reports_the_status_message, setup),
+	    cmocka_unit_test_setup(test_token_is_read_again_for_each_request, setup),
+	    cmocka_unit_test_setup(test_unreachable_server_fails, setup),
+	    cmocka_unit_test_setup(test_actions_without_what_they_need_are_refused, setup),
+	    cmocka_unit_test_setup(test_bad_definitions_are_refused_with_the_key, setup),
+	    cmocka_unit_test_setup(test_in_cluster_configuration_comes_from_the_environment, setup),
+	};
+	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
