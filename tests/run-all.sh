@@ -14,9 +14,13 @@ ufail=$(echo "$unit_line" | sed -n 's/.* \([0-9]*\) failed$/\1/p')
 
 SLUICE_BUILD=$(cd "$build" && pwd) /usr/bin/python3 -m pytest -p no:cacheprovider -q \
 	tests/integration 2>&1 | tee "$out"
-ipass=$(grep -Eo '[0-9]+ passed' "$out" | tail -n 1 | grep -Eo '[0-9]+')
-ifail=$(grep -Eo '[0-9]+ (failed|error)' "$out" | awk '{s += $1} END {print s + 0}')
-iskip=$(grep -Eo '[0-9]+ skipped' "$out" | tail -n 1 | grep -Eo '[0-9]+')
+# Only pytest's closing line counts ("3 failed, 40 passed, 1 error in 9.1s"),
+# not whatever the tests' own output says.
+summary=$(grep -E ' in [0-9.]+s( \([0-9:]+\))?( =+)?$' "$out" | tail -n 1)
+count() { echo "$summary" | grep -Eo "[0-9]+ $1" | grep -Eo '[0-9]+' | head -n 1; }
+ipass=$(count passed)
+ifail=$(( $(count failed || true) + $(count 'errors?' || true) + 0 ))
+iskip=$(count skipped)
 
 # The dashboard in chromium against a stack of its own (tests/browser/run.py).
 SLUICE_BUILD=$(cd "$build" && pwd) /usr/bin/python3 tests/browser/run.py 2>&1 | tee "$out"
