@@ -1,7 +1,9 @@
 /* curlev: curl multi's socket interface on libevent events. */
 #include "lib/curlev.h"
 
+#include <stdio.h>
 #include <stdlib.h>
+#include <strings.h>
 
 /* One socket curl asked us to watch. */
 struct watch {
@@ -200,4 +202,34 @@ void curlev_free(struct curlev *m)
 	if (m->timer)
 		event_free(m->timer);
 	free(m);
+}
+
+int curlev_show_url(const char *url, char *out, size_t outlen, char *err, size_t errlen)
+{
+	CURLU *u = curl_url();
+	char *scheme = NULL, *host = NULL, *port = NULL, *path = NULL;
+	int rc = -1;
+
+	if (!u || curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
+	    curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
+	    curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK) {
+		snprintf(err, errlen, "not a valid URL");
+		goto done;
+	}
+	if (strcasecmp(scheme, "http") != 0 && strcasecmp(scheme, "https") != 0) {
+		snprintf(err, errlen, "only http and https are allowed");
+		goto done;
+	}
+	curl_url_get(u, CURLUPART_PORT, &port, 0);
+	curl_url_get(u, CURLUPART_PATH, &path, 0);
+	snprintf(out, outlen, "%s://%s%s%s%s", scheme, host, port ? ":" : "", port ? port : "",
+		 path ? path : "/");
+	rc = 0;
+done:
+	curl_free(scheme);
+	curl_free(host);
+	curl_free(port);
+	curl_free(path);
+	curl_url_cleanup(u);
+	return rc;
 }

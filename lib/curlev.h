@@ -24,4 +24,9 @@ void curlev_remove(struct curlev *m, CURL *easy);
 /* Removes every handle still added (no callbacks), then frees. NULL is fine. */
 void curlev_free(struct curlev *m);
 
+/* scheme://host[:port]/path of an http or https url: what messages may show,
+ * without the query (which may carry credentials) or user information.
+ * 0, or -1 with err "not a valid URL" / "only http and https are allowed". */
+int curlev_show_url(const char *url, char *out, size_t outlen, char *err, size_t errlen);
+
 #endif

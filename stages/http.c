@@ -361,36 +361,15 @@ static size_t on_header(char *data, size_t size, size_t n, void *arg)
 
 /* --- building the request ----------------------------------------------- */
 
-/* scheme://host[:port]/path of url: what messages show, without the query
- * (which may carry credentials) or user information. */
+/* The url as messages show it (lib/curlev.h); errors name the key. */
 static int show_url(struct http *h, char *err, size_t errlen)
 {
-	CURLU *u = curl_url();
-	char *scheme = NULL, *host = NULL, *port = NULL, *path = NULL;
-	int rc = -1;
-
-	if (!u || curl_url_set(u, CURLUPART_URL, h->url, 0) != CURLUE_OK ||
-	    curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
-	    curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK) {
-		snprintf(err, errlen, "url: not a valid URL");
-		goto done;
+	char why[128];
+	if (curlev_show_url(h->url, h->shown_url, sizeof(h->shown_url), why, sizeof(why)) < 0) {
+		snprintf(err, errlen, "url: %s", why);
+		return -1;
 	}
-	if (strcasecmp(scheme, "http") != 0 && strcasecmp(scheme, "https") != 0) {
-		snprintf(err, errlen, "url: only http and https are allowed");
-		goto done;
-	}
-	curl_url_get(u, CURLUPART_PORT, &port, 0);
-	curl_url_get(u, CURLUPART_PATH, &path, 0);
-	snprintf(h->shown_url, sizeof(h->shown_url), "%s://%s%s%s%s", scheme, host, port ? ":" : "",
-		 port ? port : "", path ? path : "/");
-	rc = 0;
-done:
-	curl_free(scheme);
-	curl_free(host);
-	curl_free(port);
-	curl_free(path);
-	curl_url_cleanup(u);
-	return rc;
+	return 0;
 }
 
 static int has_control(const char *s)

@@ -377,32 +377,7 @@ static void on_done(evutil_socket_t fd, short what, void *arg)
 
 static int show_url(struct metric *m, char *err, size_t errlen)
 {
-	CURLU *u = curl_url();
-	char *scheme = NULL, *host = NULL, *port = NULL, *path = NULL;
-	int rc = -1;
-
-	if (!u || curl_url_set(u, CURLUPART_URL, m->url, 0) != CURLUE_OK ||
-	    curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
-	    curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK) {
-		snprintf(err, errlen, "not a valid URL");
-		goto done;
-	}
-	if (strcasecmp(scheme, "http") != 0 && strcasecmp(scheme, "https") != 0) {
-		snprintf(err, errlen, "only http and https URLs are allowed");
-		goto done;
-	}
-	curl_url_get(u, CURLUPART_PORT, &port, 0);
-	curl_url_get(u, CURLUPART_PATH, &path, 0);
-	snprintf(m->shown_url, sizeof(m->shown_url), "%s://%s%s%s%s", scheme, host, port ? ":" : "",
-		 port ? port : "", path ? path : "/");
-	rc = 0;
-done:
-	curl_free(scheme);
-	curl_free(host);
-	curl_free(port);
-	curl_free(path);
-	curl_url_cleanup(u);
-	return rc;
+	return curlev_show_url(m->url, m->shown_url, sizeof(m->shown_url), err, errlen);
 }
 
 static int add_header(struct metric *m, const char *name, const char *value, char *err,
