@@ -12,7 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "stages/expand.h"
+#include "lib/strv.h"
+#include "stages/command.h"
 #include "stages/process.h"
 
 #define DEFAULT_TIMEOUT_MS (10 * 60 * 1000)
@@ -40,13 +41,6 @@ struct exec_job {
 	provider_done_cb done;
 	void *arg;
 };
-
-static void strv_free(char **v)
-{
-	for (size_t i = 0; v && v[i]; i++)
-		free(v[i]);
-	free(v);
-}
 
 static void job_free(struct exec_job *j)
 {
@@ -133,33 +127,6 @@ static int exec_supports(void *state, enum provider_verb verb)
 	return json_object_get(x->actions, provider_verb_name(verb)) != NULL;
 }
 
-static int strv_append(char ***v, size_t *n, char *s)
-{
-	char **grown;
-
-	if (!s)
-		return -1;
-	grown = realloc(*v, (*n + 2) * sizeof(char *));
-	if (!grown) {
-		free(s);
-		return -1;
-	}
-	*v = grown;
-	grown[(*n)++] = s;
-	grown[*n] = NULL;
-	return 0;
-}
-
-static char *join_env(const char *name, const char *value)
-{
-	size_t n = strlen(name) + strlen(value) + 2;
-	char *s = malloc(n);
-
-	if (s)
-		snprintf(s, n, "%s=%s", name, value);
-	return s;
-}
-
 /* The worker's own environment (PATH, HOME...) with the action's variables
  * over it. */
 static char **build_env(const json_t *vars)
@@ -187,49 +154,12 @@ static char **build_env(const json_t *vars)
 	{
 		if (!json_is_string(value))
 			continue;
-		if (strv_append(&env, &n, join_env(name, json_string_value(value))) < 0)
+		if (strv_append(&env, &n, strv_pair(name, json_string_value(value))) < 0)
 			goto fail;
 	}
 	return env;
 fail:
 	strv_free(env);
-	return NULL;
-}
-
-static char **build_argv(const json_t *cmd, const json_t *vars, const char *verb, char *err,
-			 size_t errlen)
-{
-	static const char *const shell[] = {"/bin/sh", "-e", "-c"};
-	const char *script = json_string_value(json_object_get(cmd, "sh"));
-	char **argv = calloc(1, sizeof(char *));
-	size_t n = 0, i;
-	json_t *arg;
-
-	if (!argv)
-		goto nomem;
-	if (script) {
-		for (i = 0; i < 3; i++)
-			if (strv_append(&argv, &n, strdup(shell[i])) < 0)
-				goto nomem;
-		if (strv_append(&argv, &n, strdup(script)) < 0)
-			goto nomem;
-		return argv;
-	}
-	json_array_foreach(json_object_get(cmd, "run"), i, arg)
-	{
-		char *out = NULL, why[256];
-		if (expand_arg(json_string_value(arg), vars, &out, why, sizeof(why)) < 0) {
-			snprintf(err, errlen, "provider.actions.%s.run[%zu]: %s", verb, i, why);
-			strv_free(argv);
-			return NULL;
-		}
-		if (strv_append(&argv, &n, out) < 0)
-			goto nomem;
-	}
-	return argv;
-nomem:
-	strv_free(argv);
-	snprintf(err, errlen, "out of memory building the command");
 	return NULL;
 }
 
@@ -304,9 +234,12 @@ static int exec_start(void *state, const struct provider_action *a, provider_don
 	j->verb = a->verb;
 	j->done = done;
 	j->arg = arg;
-	j->argv = build_argv(json_object_get(x->actions, verb), vars, verb, err, errlen);
-	if (!j->argv)
+	char why[300];
+	j->argv = command_argv(json_object_get(x->actions, verb), vars, why, sizeof(why));
+	if (!j->argv) {
+		snprintf(err, errlen, "provider.actions.%s.%s", verb, why);
 		goto fail;
+	}
 	j->envp = build_env(vars);
 	if (!j->envp) {
 		snprintf(err, errlen, "out of memory building the environment");

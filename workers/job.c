@@ -23,6 +23,7 @@
 #include "stages/http.h"
 #include "stages/logmask.h"
 #include "stages/process.h"
+#include "lib/strv.h"
 #include "workers/stage_env.h"
 #include "workers/worker.h"
 #include "workers/worker_metrics.h"
@@ -378,7 +379,7 @@ static void run_command(struct job *j, const char *workspace)
 	char **envp = argv ? stage_env_build(vars, j->secrets, stage, err, sizeof(err)) : NULL;
 	json_decref(vars);
 	if (!argv || !envp) {
-		stage_env_free(argv);
+		strv_free(argv);
 		finish(j, "failed", err);
 		return;
 	}
@@ -392,8 +393,8 @@ static void run_command(struct job *j, const char *workspace)
 	};
 	j->phase = JOB_RUNNING;
 	j->proc = process_spawn(&spec, on_process_line, on_process_exit, j);
-	stage_env_free(argv);
-	stage_env_free(envp);
+	strv_free(argv);
+	strv_free(envp);
 	if (!j->proc)
 		finish(j, "failed", "cannot start the command");
 }

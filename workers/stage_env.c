@@ -7,7 +7,8 @@
 #include <string.h>
 
 #include "config/file.h"
-#include "stages/expand.h"
+#include "lib/strv.h"
+#include "stages/command.h"
 
 #define SECRET_MAX (64 * 1024)
 
@@ -54,30 +55,6 @@ json_t *stage_env_vars(const json_t *run, const json_t *def, const char *stage, 
 	json_object_update(vars, own);
 	json_decref(own);
 	return vars;
-}
-
-static int append(char ***list, size_t *n, char *item)
-{
-	if (!item)
-		return -1;
-	char **grown = realloc(*list, (*n + 2) * sizeof(char *));
-	if (!grown) {
-		free(item);
-		return -1;
-	}
-	grown[(*n)++] = item;
-	grown[*n] = NULL;
-	*list = grown;
-	return 0;
-}
-
-static char *join_env(const char *name, const char *value)
-{
-	size_t n = strlen(name) + strlen(value) + 2;
-	char *s = malloc(n);
-	if (s)
-		snprintf(s, n, "%s=%s", name, value);
-	return s;
 }
 
 /* configured: as in the run's definition; a credential is looked up in
@@ -193,7 +170,7 @@ char **stage_env_build(const json_t *vars, const json_t *secrets, const json_t *
 	}
 	json_object_foreach(merged, name, value)
 	{
-		if (append(&env, &n, join_env(name, json_string_value(value))) < 0)
+		if (strv_append(&env, &n, strv_pair(name, json_string_value(value))) < 0)
 			goto fail;
 	}
 	json_decref(merged);
@@ -201,62 +178,17 @@ char **stage_env_build(const json_t *vars, const json_t *secrets, const json_t *
 fail:
 	snprintf(err, errlen, "out of memory building the environment");
 	json_decref(merged);
-	stage_env_free(env);
+	strv_free(env);
 	return NULL;
 }
 
 char **stage_env_argv(const json_t *stage, const json_t *vars, char *err, size_t errlen)
 {
-	const json_t *run_list = json_object_get(stage, "run");
-	const char *script = json_string_value(json_object_get(stage, "sh"));
-	char **argv = calloc(1, sizeof(char *));
-	size_t n = 0, i;
-	json_t *arg;
-	if (!argv) {
-		snprintf(err, errlen, "out of memory building the command");
-		return NULL;
-	}
-	if (script) {
-		static const char *const shell[] = {"/bin/sh", "-e", "-c"};
-		for (i = 0; i < 3; i++)
-			if (append(&argv, &n, strdup(shell[i])) < 0)
-				goto nomem;
-		if (append(&argv, &n, strdup(script)) < 0)
-			goto nomem;
-		return argv;
-	}
-	json_array_foreach(run_list, i, arg)
-	{
-		char *out = NULL;
-		char why[256];
-		if (expand_arg(json_string_value(arg), vars, &out, why, sizeof(why)) < 0) {
-			snprintf(err, errlen, "argument %zu: %s", i, why);
-			stage_env_free(argv);
-			return NULL;
-		}
-		if (append(&argv, &n, out) < 0) {
-			snprintf(err, errlen, "out of memory expanding arguments");
-			stage_env_free(argv);
-			return NULL;
-		}
-	}
-	if (n == 0) {
+	char **argv = command_argv(stage, vars, err, errlen);
+	if (argv && !argv[0]) {
 		snprintf(err, errlen, "the stage has no command");
-		stage_env_free(argv);
+		strv_free(argv);
 		return NULL;
 	}
 	return argv;
-nomem:
-	snprintf(err, errlen, "out of memory building the command");
-	stage_env_free(argv);
-	return NULL;
-}
-
-void stage_env_free(char **list)
-{
-	if (!list)
-		return;
-	for (char **p = list; *p; p++)
-		free(*p);
-	free(list);
 }

@@ -23,7 +23,7 @@ json_t *stage_env_vars(const json_t *run, const json_t *def, const char *stage, 
  * Free with stage_env_secrets_free, which wipes the values. */
 json_t *stage_env_secrets(const json_t *def, char *err, size_t errlen);
 void stage_env_secrets_free(json_t *secrets);
-/* NULL-terminated "NAME=value" strings, malloc'd; free with stage_env_free.
+/* NULL-terminated "NAME=value" strings, malloc'd; free with strv_free (lib/strv.h).
  * Later sources win over earlier ones: inherited, vars, secrets. stage: the
  * stage's definition (for inherit_env). */
 char **stage_env_build(const json_t *vars, const json_t *secrets, const json_t *stage, char *err,
@@ -32,6 +32,5 @@ char **stage_env_build(const json_t *vars, const json_t *secrets, const json_t *
  * or /bin/sh -e -c SCRIPT with the script as written (the shell expands its
  * variables from the environment). NULL-terminated, malloc'd. */
 char **stage_env_argv(const json_t *stage, const json_t *vars, char *err, size_t errlen);
-void stage_env_free(char **list);
 
 #endif
