@@ -26,8 +26,10 @@ DEB_RUN   = redis-server git curl openssl python3 python3-pytest systemd
 # the package also enables a Prometheus server on :9090: disable it if unwanted.
 # chromium runs the dashboard's browser test (tests/browser/, driven by
 # playwright-core from the npm registry with Node.js >= 20). The haproxy
-# provider's tests drive a real haproxy through its runtime API.
-DEB_TEST  = prometheus groff-base man-db chromium haproxy
+# provider's tests drive a real haproxy through its runtime API. The example
+# deployment's tests read its pipeline file with python3-yaml.
+DEB_TEST  = prometheus groff-base man-db chromium haproxy umoci skopeo docker-registry \
+	python3-yaml
 DEB_BENCH = wrk webhook
 DEB_LINT  = clang-format clang-tidy cppcheck
 DEB_FUZZ  = clang libclang-rt-dev
@@ -52,12 +54,16 @@ AGENT_OBJ  = $(patsubst %.c,$(BUILD)/%.o,$(wildcard agent/*.c)) $(BUILD)/gen/web
 WORKER_OBJ = $(patsubst %.c,$(BUILD)/%.o,$(wildcard workers/*.c))
 CTL_OBJ    = $(patsubst %.c,$(BUILD)/%.o,$(wildcard ctl/*.c))
 BROKER_OBJ = $(patsubst %.c,$(BUILD)/%.o,$(wildcard queue/devbroker/*.c))
+# sluice-registry shows times and registry text as sluicectl does (ctl/fmt).
+REGISTRY_OBJ = $(patsubst %.c,$(BUILD)/%.o,$(wildcard registry/*.c)) $(BUILD)/ctl/fmt.o
 
 BINS = $(BUILD)/sluice-agent $(BUILD)/sluice-worker $(BUILD)/sluicectl \
-	$(BUILD)/sluice-devbroker
+	$(BUILD)/sluice-devbroker $(BUILD)/sluice-registry
 
 UNIT_SRC  = $(wildcard tests/unit/test_*.c)
 UNIT_BINS = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+# Programs that integration tests drive, built like the unit tests.
+TEST_TOOLS = $(BUILD)/tests/analysis_run
 
 # Objects of the agent and worker other than main.c are linked into the unit
 # tests so that each module can be tested where it lives.
@@ -104,6 +110,8 @@ $(BUILD)/sluicectl: $(CTL_OBJ) $(BUILD)/libsluice.a
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 $(BUILD)/sluice-devbroker: $(BROKER_OBJ) $(BUILD)/libsluice.a
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+$(BUILD)/sluice-registry: $(REGISTRY_OBJ) $(BUILD)/libsluice.a
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/tests/%: tests/unit/%.c $(AGENT_LIB_OBJ) $(WORKER_LIB_OBJ) $(BUILD)/libsluice.a
 	@mkdir -p $(dir $@)
@@ -114,7 +122,7 @@ $(BUILD)/tests/%: tests/unit/%.c $(AGENT_LIB_OBJ) $(WORKER_LIB_OBJ) $(BUILD)/lib
 unit: check-pkgs $(UNIT_BINS)
 	@sh tests/run-unit.sh $(UNIT_BINS)
 
-integration: all
+integration: all $(TEST_TOOLS)
 	SLUICE_BUILD=$(abspath $(BUILD)) /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/integration
 
 # The fault suite (tests/chaos): agent, workers, Kafka and Redis killed under
@@ -126,7 +134,7 @@ chaos: all
 BROWSER_DEPS = tests/browser/node_modules/.package-lock.json
 
 test: deps $(BROWSER_DEPS)
-	@$(MAKE) --no-print-directory all $(UNIT_BINS)
+	@$(MAKE) --no-print-directory all $(UNIT_BINS) $(TEST_TOOLS)
 	@sh tests/run-all.sh $(BUILD) $(UNIT_BINS)
 
 $(BROWSER_DEPS): tests/browser/package.json tests/browser/package-lock.json
@@ -176,7 +184,7 @@ bench: deps deps-bench all
 
 # --- housekeeping ---------------------------------------------------------
 
-SRC_ALL = $(shell find lib config queue stages agent workers ctl tests/unit tests/fuzz -name '*.[ch]')
+SRC_ALL = $(shell find lib config queue stages agent workers ctl registry tests/unit tests/fuzz -name '*.[ch]')
 
 format:
 	clang-format -i $(SRC_ALL)
@@ -188,10 +196,12 @@ lint:
 
 # Units name the installed binaries: @BINDIR@ and @DOCDIR@ are filled in
 # here, so that `systemd-analyze verify` finds what ExecStart= names.
-UNITS = systemd/sluice-agent.service systemd/sluice-worker@.service systemd/sluice.target
+UNITS = systemd/sluice-agent.service systemd/sluice-worker@.service systemd/sluice.target \
+	systemd/sluice-registry-lifecycle.service systemd/sluice-registry-lifecycle.timer
 UNITDIR = $(PREFIX)/lib/systemd/system
 # Man pages: @PREFIX@ is filled in like the units' paths.
-MANS = man/sluicectl.1 man/sluice.yaml.5 man/sluice-agent.8 man/sluice-worker.8
+MANS = man/sluicectl.1 man/sluice.yaml.5 man/sluice-agent.8 man/sluice-worker.8 \
+	man/sluice-registry.8
 MANDIR = $(PREFIX)/share/man
 
 install: all

@@ -36,6 +36,9 @@ struct agent_scripts {
 	int promote;
 	int decide;
 	int api_call;
+	int rollout_command;
+	int rollout_retry;
+	int rollback;
 };
 
 struct agent {

@@ -19,6 +19,7 @@
 #include "agent/http.h"
 #include "agent/logstream.h"
 #include "agent/promotion.h"
+#include "agent/strategy.h"
 #include "agent/validate.h"
 #include "agent/web.h"
 #include "lib/clock.h"
@@ -164,6 +165,15 @@ static json_t *stage_view(const redisReply *h)
 	if (hash_get(h, "retry_at"))
 		json_object_set_new(s, "retry_at", time_or_null(hash_get(h, "retry_at")));
 	json_object_set_new(s, "attempts", attempts_view(hash_get(h, "attempts")));
+	/* What the stage wrote to $SLUICE_OUTPUT, and a deployment's rollout
+	 * (stages/rollout.h), as the worker recorded them. */
+	static const char *const recorded[] = {"outputs", "rollout"};
+	for (size_t i = 0; i < sizeof(recorded) / sizeof(recorded[0]); i++) {
+		json_t *v =
+		    hash_get(h, recorded[i]) ? json_loads(hash_get(h, recorded[i]), 0, NULL) : NULL;
+		if (v)
+			json_object_set_new(s, recorded[i], v);
+	}
 	return s;
 }
 
@@ -656,8 +666,7 @@ static int valid_segment(const char *s, size_t len)
 
 /* The API's endpoints: what each answers to and the role a POST needs
  * (GETs need "read", or nothing with api.public_reads). A '*' is one path
- * segment. promote, abort and rollback belong to deployment strategies,
- * which this agent does not have yet: they answer 501. */
+ * segment. */
 enum { ROUTE_GET = 1, ROUTE_POST = 2 };
 enum route_action {
 	R_RUNS,
@@ -686,6 +695,7 @@ static const struct api_route {
     {"/api/v1/runs/*/environments/*/reject", ROUTE_POST, TOKENS_APPROVE, R_DECIDE},
     {"/api/v1/runs/*/environments/*/promote", ROUTE_POST, TOKENS_ADMIN, R_STRATEGY},
     {"/api/v1/runs/*/environments/*/abort", ROUTE_POST, TOKENS_ADMIN, R_STRATEGY},
+    {"/api/v1/runs/*/environments/*/retry", ROUTE_POST, TOKENS_ADMIN, R_STRATEGY},
     {"/api/v1/runs/*/environments/*/rollback", ROUTE_POST, TOKENS_ADMIN, R_STRATEGY},
     {"/api/v1/pipelines", ROUTE_GET, TOKENS_READ, R_PIPELINES},
     /* Changes nothing: a read, although it has a body. */
@@ -781,9 +791,8 @@ static void route_post(struct agent *a, struct evhttp_request *req, const char *
 			http_reply_error(req, 404, "not_found", "no such run or environment");
 		return;
 	case R_STRATEGY:
-		http_reply_error(req, 501, "not_implemented",
-				 "promote, abort and rollback act on deployment strategies "
-				 "(canary, blue/green), which this agent does not run yet");
+		if (!strategy_post(a, req, path, caller))
+			http_reply_error(req, 404, "not_found", "no such run or environment");
 		return;
 	case R_CONTROL:
 		if (!control_post(a, req, path))

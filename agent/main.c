@@ -230,6 +230,9 @@ int main(int argc, char **argv)
 	a.scripts.promote = redis_script_add(a.redis, lua_promote);
 	a.scripts.decide = redis_script_add(a.redis, lua_decide);
 	a.scripts.api_call = redis_script_add(a.redis, lua_api_call);
+	a.scripts.rollout_command = redis_script_add(a.redis, lua_rollout_command);
+	a.scripts.rollout_retry = redis_script_add(a.redis, lua_rollout_retry);
+	a.scripts.rollback = redis_script_add(a.redis, lua_rollback);
 	a.producer = kafka_producer_new(a.base, a.settings.brokers, err, sizeof(err));
 	if (!a.producer) {
 		log_error("cannot start the Kafka producer", LOG_S("error", err));

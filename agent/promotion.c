@@ -8,6 +8,7 @@
 
 #include "agent/agent.h"
 #include "agent/http.h"
+#include "agent/strategy.h"
 #include "config/window.h"
 #include "lib/clock.h"
 #include "lib/log.h"
@@ -58,14 +59,18 @@ struct view {
 	int outstanding;
 	int failed;
 	int run_open;
+	char run[128];
 };
 
-/* The two hashes of one environment: its promotion and its approval. */
+/* The hashes of one environment: its promotion, its approval, the stage
+ * that deploys it and the environment's own (current release, lock). */
+enum view_hash { VIEW_PROMOTION, VIEW_APPROVAL, VIEW_STAGE, VIEW_ENV, VIEW_HASHES };
+
 struct view_item {
 	struct view *v;
 	char env[128];
-	json_t *fields[2]; /* promotion, approval: hash fields → values */
-	int pending;	   /* replies still expected */
+	json_t *fields[VIEW_HASHES]; /* hash fields → values */
+	int pending;		     /* replies still expected */
 };
 
 static void view_maybe_done(struct view *v)
@@ -101,12 +106,19 @@ static const char *field(const json_t *o, const char *name)
 static void item_finish(struct view_item *it)
 {
 	struct view *v = it->v;
-	const json_t *e = it->fields[0], *ap = it->fields[1];
+	const json_t *e = it->fields[VIEW_PROMOTION], *ap = it->fields[VIEW_APPROVAL];
 	const json_t *conf = json_object_get(json_object_get(v->def, "environments"), it->env);
 	const char *status = field(e, "status");
+	char stage[160];
 	json_t *deny = json_array();
 	size_t i;
 	json_t *w;
+
+	snprintf(stage, sizeof(stage), "deploy@%s", it->env);
+	const json_t *sdef = json_object_get(json_object_get(v->def, "stages"), stage);
+	json_t *strategy = strategy_view(sdef, it->fields[VIEW_STAGE]);
+	json_t *actions = strategy_actions(v->run, sdef, e, it->fields[VIEW_STAGE],
+					   it->fields[VIEW_ENV], v->run_open);
 
 	json_array_foreach(json_object_get(conf, "windows"), i, w)
 	{
@@ -120,15 +132,19 @@ static void item_finish(struct view_item *it)
 	    time_or_null(field(ap, "at")), "reason", string_or_null(field(ap, "reason")));
 	json_t *window = json_pack("{s:o, s:o}", "deny", deny, "held_until",
 				   time_or_null(field(e, "window_until")));
-	json_object_set_new(v->envs, it->env,
-			    json_pack("{s:s, s:o, s:o, s:o, s:o, s:o}", "status",
-				      status	    ? status
-				      : v->run_open ? "pending"
-						    : "skipped",
-				      "offered", time_or_null(field(e, "offered")), "started",
-				      time_or_null(field(e, "started")), "finished",
-				      time_or_null(field(e, "finished")), "approval", approval,
-				      "window", window));
+	json_t *view = json_pack("{s:s, s:o, s:o, s:o, s:o, s:o, s:o}", "status",
+				 status	       ? status
+				 : v->run_open ? "pending"
+					       : "skipped",
+				 "offered", time_or_null(field(e, "offered")), "started",
+				 time_or_null(field(e, "started")), "finished",
+				 time_or_null(field(e, "finished")), "approval", approval, "window",
+				 window, "actions", actions ? actions : json_array());
+	if (view && strategy)
+		json_object_set_new(view, "strategy", strategy);
+	else
+		json_decref(strategy);
+	json_object_set_new(v->envs, it->env, view);
 }
 
 static void on_hash(struct view_item *it, int which, const redisReply *reply)
@@ -142,8 +158,8 @@ static void on_hash(struct view_item *it, int which, const redisReply *reply)
 		return;
 	if (!v->failed)
 		item_finish(it);
-	json_decref(it->fields[0]);
-	json_decref(it->fields[1]);
+	for (int h = 0; h < VIEW_HASHES; h++)
+		json_decref(it->fields[h]);
 	free(it);
 	view_maybe_done(v);
 }
@@ -152,14 +168,28 @@ static void on_promotion_hash(struct redis *r, redisReply *reply, const char *er
 {
 	(void)r;
 	(void)err;
-	on_hash(arg, 0, reply);
+	on_hash(arg, VIEW_PROMOTION, reply);
 }
 
 static void on_approval_hash(struct redis *r, redisReply *reply, const char *err, void *arg)
 {
 	(void)r;
 	(void)err;
-	on_hash(arg, 1, reply);
+	on_hash(arg, VIEW_APPROVAL, reply);
+}
+
+static void on_stage_hash(struct redis *r, redisReply *reply, const char *err, void *arg)
+{
+	(void)r;
+	(void)err;
+	on_hash(arg, VIEW_STAGE, reply);
+}
+
+static void on_env_hash(struct redis *r, redisReply *reply, const char *err, void *arg)
+{
+	(void)r;
+	(void)err;
+	on_hash(arg, VIEW_ENV, reply);
 }
 
 void promotion_view(struct agent *a, const char *run, const json_t *def, int run_open,
@@ -167,6 +197,7 @@ void promotion_view(struct agent *a, const char *run, const json_t *def, int run
 {
 	struct view *v = calloc(1, sizeof(*v));
 	const char *P = a->settings.key_prefix;
+	const char *pipeline = json_string_value(json_object_get(def, "name"));
 	const char *name;
 	json_t *conf;
 
@@ -174,6 +205,9 @@ void promotion_view(struct agent *a, const char *run, const json_t *def, int run
 		done(NULL, arg);
 		return;
 	}
+	if (!pipeline)
+		pipeline = "";
+	snprintf(v->run, sizeof(v->run), "%s", run);
 	v->done = done;
 	v->arg = arg;
 	v->def = json_incref((json_t *)def);
@@ -192,15 +226,20 @@ void promotion_view(struct agent *a, const char *run, const json_t *def, int run
 		snprintf(it->env, sizeof(it->env), "%s", name);
 		/* Keeps the chain's order whatever order the replies come in. */
 		json_object_set_new(v->envs, name, json_null());
-		it->pending = 2;
+		it->pending = VIEW_HASHES;
 		v->outstanding++;
-		int sent = redis_command(a->redis, on_promotion_hash, it, "HGETALL %srun:%s:env:%s",
-					 P, run, name) == 0;
-		if (!sent)
-			on_hash(it, 0, NULL);
+		if (redis_command(a->redis, on_promotion_hash, it, "HGETALL %srun:%s:env:%s", P,
+				  run, name) < 0)
+			on_hash(it, VIEW_PROMOTION, NULL);
 		if (redis_command(a->redis, on_approval_hash, it, "HGETALL %sapproval:%s:%s", P,
 				  run, name) < 0)
-			on_hash(it, 1, NULL);
+			on_hash(it, VIEW_APPROVAL, NULL);
+		if (redis_command(a->redis, on_stage_hash, it, "HGETALL %srun:%s:stage:deploy@%s",
+				  P, run, name) < 0)
+			on_hash(it, VIEW_STAGE, NULL);
+		if (redis_command(a->redis, on_env_hash, it, "HGETALL %senv:%s:%s", P, pipeline,
+				  name) < 0)
+			on_hash(it, VIEW_ENV, NULL);
 	}
 	view_maybe_done(v);
 }

@@ -32,7 +32,8 @@ int promotion_post(struct agent *a, struct evhttp_request *req, const char *path
 		   const char *caller);
 
 /* done receives {"<env>": {status, offered, started, finished, approval,
- * window}} in chain order (stolen), or NULL when Redis failed; it is called
+ * window, actions, strategy (with one; see strategy.h)}} in chain order
+ * (stolen), or NULL when Redis failed; it is called
  * exactly once, possibly before promotion_view returns. run_open: whether
  * the run may still be offered (an environment never offered to a finished
  * run shows as "skipped", else "pending"). */

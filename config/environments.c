@@ -7,12 +7,14 @@
 
 #include "config/config.h"
 #include "config/window.h"
+#include "stages/rollout.h"
 
 #define NAME_MAX_LEN   64
 #define MAX_EXPIRES_MS (30LL * 86400 * 1000)
 
-static const char *const env_keys[] = {"after", "approval", "windows", "deploy",
-				       "vars",	"secrets",  NULL};
+static const char *const env_keys[] = {"after",	  "approval", "windows",  "deploy",  "vars",
+				       "secrets", "image",    "provider", "traffic", "strategy",
+				       "hooks",	  "checks",   NULL};
 static const char *const approval_keys[] = {"required", "expires", NULL};
 static const char *const windows_keys[] = {"deny", NULL};
 
@@ -164,6 +166,7 @@ static int load_env(struct env_loading *el, struct env_ref *e)
 {
 	const struct config_doc_node *env = e->node, *n;
 	const char *after;
+	json_t *rollout;
 
 	if (!config_check_word(env->key, "_-", 0) || strlen(env->key) > NAME_MAX_LEN)
 		return config_check_fail_key(el->ck, env,
@@ -185,23 +188,41 @@ static int load_env(struct env_loading *el, struct env_ref *e)
 	if (load_approval(el, config_doc_get(env, "approval"), e->conf) < 0 ||
 	    load_windows(el, config_doc_get(env, "windows"), e->conf) < 0)
 		return -1;
-	n = config_doc_get(env, "deploy");
-	if (!n)
-		return config_check_missing(el->ck, env, "deploy",
-					    "the stage that deploys: run, sh or http");
-	if (!json_is_object(n->value))
-		return config_check_fail(el->ck, n,
-					 "expected a stage: {run: [...]}, {sh: ...} or "
-					 "{http: {...}}");
-	if (config_doc_get(n, "kind"))
-		return config_check_fail_key(el->ck, config_doc_get(n, "kind"),
-					     "a deployment is always of kind deploy");
-	if (config_doc_get(n, "needs"))
-		return config_check_fail_key(el->ck, config_doc_get(n, "needs"),
-					     "a deployment starts when the run is promoted; use "
-					     "after: to order environments");
-	if (el->l->stage(el->l->arg, n, &e->stage) < 0)
+	if (rollout_load(el->ck, env, &rollout) < 0)
 		return -1;
+	n = config_doc_get(env, "deploy");
+	if (rollout) {
+		/* The strategy deploys, through its providers. */
+		if (n) {
+			json_decref(rollout);
+			return config_check_fail_key(
+			    el->ck, n,
+			    "an environment with a strategy deploys through "
+			    "its provider: remove deploy:");
+		}
+		e->stage = json_pack("{s:s, s:o, s:I}", "kind", "deploy", "rollout", rollout,
+				     "timeout", (json_int_t)0);
+		if (!e->stage)
+			return nomem(el, env);
+	} else if (!n) {
+		return config_check_missing(el->ck, env, "deploy",
+					    "the stage that deploys: run, sh or http; or a "
+					    "strategy: with its provider:");
+	} else {
+		if (!json_is_object(n->value))
+			return config_check_fail(el->ck, n,
+						 "expected a stage: {run: [...]}, {sh: ...} or "
+						 "{http: {...}}");
+		if (config_doc_get(n, "kind"))
+			return config_check_fail_key(el->ck, config_doc_get(n, "kind"),
+						     "a deployment is always of kind deploy");
+		if (config_doc_get(n, "needs"))
+			return config_check_fail_key(el->ck, config_doc_get(n, "needs"),
+						     "a deployment starts when the run is "
+						     "promoted; use after: to order environments");
+		if (el->l->stage(el->l->arg, n, &e->stage) < 0)
+			return -1;
+	}
 	if (json_object_set_new(e->stage, "env", json_string(env->key)) < 0 ||
 	    json_object_set_new(e->stage, "needs", json_array()) < 0)
 		return nomem(el, env);

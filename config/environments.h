@@ -7,12 +7,17 @@
  *       approval: {required: true, expires: 24h}      (or: approval: required)
  *       windows: {deny: ["Sun 03:00-04:00 UTC", "Mon-Fri 18:00-08:00 UTC"]}
  *       deploy: {run: [./deploy.sh, staging], timeout: 10m}
+ *     production:
+ *       after: staging
+ *       strategy: {type: Canary, steps: [...]}   (stages/rollout.h: instead of deploy,
+ *       provider: {...}                            with image, traffic, hooks, checks)
  *
  * The environments form one chain through after: (exactly one comes first,
  * no two come after the same one, no cycles). Each deployment becomes the
  * stage "deploy@<env>" of def.stages (kind deploy, "env", no needs, the
  * pipeline's vars and secrets overridden by the environment's), started only
- * by promotion; def.environments lists the chain in order:
+ * by promotion; with a strategy, the stage has no command but "rollout"
+ * (rollout_load) and no timeout; def.environments lists the chain in order:
  *   {"<env>": {"after": "<env>"|null, "approval": {"required": bool,
  *              "expires_s": n (0: never)}, "windows": [window_to_json...]}}
  */

@@ -21,7 +21,8 @@ enum opt_id {
 	OPT_BY,
 	OPT_TOKEN_FILE,
 	OPT_BEFORE,
-	OPT_FOLLOW
+	OPT_FOLLOW,
+	OPT_FULL
 };
 
 static const struct {
@@ -45,6 +46,7 @@ static const struct {
     {"--before", OPT_BEFORE, 1},
     {"--follow", OPT_FOLLOW, 0},
     {"-f", OPT_FOLLOW, 0},
+    {"--full", OPT_FULL, 0},
 };
 
 enum ctl_command ctl_args_command(const char *s)
@@ -75,6 +77,12 @@ enum ctl_command ctl_args_command(const char *s)
 		return CTL_CMD_TOKEN;
 	if (strcmp(s, "help") == 0)
 		return CTL_CMD_HELP;
+	if (strcmp(s, "promote") == 0)
+		return CTL_CMD_PROMOTE;
+	if (strcmp(s, "abort") == 0)
+		return CTL_CMD_ABORT;
+	if (strcmp(s, "rollback") == 0)
+		return CTL_CMD_ROLLBACK;
 	return CTL_CMD_NONE;
 }
 
@@ -220,6 +228,9 @@ static int parse_option(struct ctl_args *a, int argc, char **argv, int *i, char 
 	case OPT_FOLLOW:
 		a->follow = 1;
 		break;
+	case OPT_FULL:
+		a->full = 1;
+		break;
 	}
 	return 0;
 }
@@ -253,7 +264,33 @@ static int check_decision(struct ctl_args *a, char **pos, int npos, char *err, s
 	return 0;
 }
 
-/* retry RUN [STAGE], trigger PIPELINE --ref REF [--sha SHA], pipelines,
+/* promote RUN ENV [--full], abort RUN ENV, rollback RUN ENV; each with
+ * [--reason TEXT] [--by NAME] */
+static int check_deploy(struct ctl_args *a, char **pos, int npos, char *err, size_t errlen)
+{
+	if (a->limit || a->pipeline || a->status || a->ref || a->sha || a->before || a->follow) {
+		snprintf(err, errlen, "%s takes --reason and --by only%s", pos[0],
+			 a->cmd == CTL_CMD_PROMOTE ? " (and --full)" : "");
+		return -1;
+	}
+	if (npos - 1 < 2) {
+		snprintf(err, errlen, "%s: missing %s", pos[0], npos == 1 ? "RUN" : "ENV");
+		return -1;
+	}
+	if (npos - 1 > 2) {
+		snprintf(err, errlen, "%s: unexpected argument '%s'", pos[0], pos[3]);
+		return -1;
+	}
+	if (!*pos[1] || !*pos[2]) {
+		snprintf(err, errlen, "%s: arguments must not be empty", pos[0]);
+		return -1;
+	}
+	a->run = pos[1];
+	a->env = pos[2];
+	return 0;
+}
+
+/* retry RUN [STAGE|ENV], trigger PIPELINE --ref REF [--sha SHA], pipelines,
  * validate FILE... */
 static int check_control(struct ctl_args *a, char **pos, int npos, char *err, size_t errlen)
 {
@@ -305,6 +342,12 @@ static int check_control(struct ctl_args *a, char **pos, int npos, char *err, si
 	case CTL_CMD_RETRY:
 		a->run = pos[1];
 		a->stage = npos > 2 ? pos[2] : NULL;
+		/* Only a deployment's retry is recorded with who and why. */
+		if ((a->reason || a->by) && !a->stage) {
+			snprintf(err, errlen,
+				 "retry: --reason and --by apply to retry RUN ENV only");
+			return -1;
+		}
 		break;
 	default:
 		break;
@@ -365,12 +408,20 @@ static int check_command(struct ctl_args *a, char **pos, int npos, char *err, si
 	}
 	if (a->help)
 		return 0;
+	if (a->full && a->cmd != CTL_CMD_PROMOTE) {
+		snprintf(err, errlen, "--full applies to promote only");
+		return -1;
+	}
 	if (a->cmd == CTL_CMD_APPROVE || a->cmd == CTL_CMD_REJECT)
 		return check_decision(a, pos, npos, err, errlen);
+	if (a->cmd == CTL_CMD_PROMOTE || a->cmd == CTL_CMD_ABORT || a->cmd == CTL_CMD_ROLLBACK)
+		return check_deploy(a, pos, npos, err, errlen);
 	if (a->cmd == CTL_CMD_PLAN || a->cmd == CTL_CMD_TOKEN)
 		return check_offline(a, pos, npos, err, errlen);
-	if (a->reason || a->by) {
-		snprintf(err, errlen, "--reason and --by apply to approve and reject only");
+	if ((a->reason || a->by) && a->cmd != CTL_CMD_RETRY) {
+		snprintf(err, errlen,
+			 "--reason and --by apply to approve, reject, promote, abort, retry "
+			 "and rollback only");
 		return -1;
 	}
 	if (a->cmd == CTL_CMD_RETRY || a->cmd == CTL_CMD_TRIGGER || a->cmd == CTL_CMD_PIPELINES ||

@@ -26,6 +26,9 @@ enum ctl_command {
 	CTL_CMD_PLAN,
 	CTL_CMD_TOKEN,
 	CTL_CMD_HELP,
+	CTL_CMD_PROMOTE,
+	CTL_CMD_ABORT,
+	CTL_CMD_ROLLBACK,
 };
 
 /* validate takes this many files at most in one call. */
@@ -44,15 +47,16 @@ struct ctl_args {
 	const char *before; /* runs --before RUN: the page after it */
 	int follow;	    /* logs -f */
 	const char *run;    /* show, logs, cancel, retry */
-	const char *stage;  /* logs; retry: NULL for the whole run */
+	const char *stage;  /* logs; retry: a stage or an environment, NULL for the whole run */
 	const char *ref;    /* trigger --ref; runs --ref (a filter) */
 	const char *sha;    /* trigger --sha, NULL when not given */
 	/* validate, plan (one file) */
 	const char *files[CTL_MAX_FILES];
 	int nfiles;
-	const char *env;    /* approve, reject: ENV */
-	const char *reason; /* approve, reject --reason */
-	const char *by;	    /* approve, reject --by, NULL when not given */
+	const char *env;    /* approve, reject, promote, abort, rollback: ENV */
+	const char *reason; /* approve, reject --reason; promote, abort, retry, rollback too */
+	const char *by;	    /* --by with --reason, NULL when not given */
+	int full;	    /* promote --full */
 	const char *topic;  /* help COMMAND, NULL for general help */
 	const char *name;   /* token hash NAME ROLE */
 	const char *role;

@@ -8,6 +8,7 @@
 #include "ctl/api.h"
 #include "ctl/control.h"
 #include "ctl/decide.h"
+#include "ctl/deploy.h"
 #include "ctl/render.h"
 
 /* Appends "&name=escaped(value)" (or "?" first) to *query. */
@@ -252,6 +253,15 @@ int ctl_commands_run(const struct ctl_args *a, FILE *out, char *err, size_t errl
 		rc = run_request(api, a, "/cancel", 1, out, err, errlen);
 		break;
 	case CTL_CMD_RETRY:
+		/* retry RUN NAME: NAME may be an environment. */
+		rc = a->stage ? ctl_deploy_run(api, a, out, err, errlen)
+			      : ctl_control_run(api, a, out, err, errlen);
+		break;
+	case CTL_CMD_PROMOTE:
+	case CTL_CMD_ABORT:
+	case CTL_CMD_ROLLBACK:
+		rc = ctl_deploy_run(api, a, out, err, errlen);
+		break;
 	case CTL_CMD_TRIGGER:
 	case CTL_CMD_PIPELINES:
 		rc = ctl_control_run(api, a, out, err, errlen);

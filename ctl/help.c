@@ -12,6 +12,8 @@ void ctl_help_usage(FILE *out)
 	      "  logs RUN STAGE [-f]                            the log of one stage\n"
 	      "  cancel RUN                                     stop a run: nothing more starts\n"
 	      "  retry RUN [STAGE]                              run failed stages again, same sha\n"
+	      "  retry RUN ENV [--reason TEXT]                  deploy a failed or aborted\n"
+	      "                                                 deployment again from the start\n"
 	      "  trigger PIPELINE --ref REF [--sha SHA]         start a run by hand\n"
 	      "  pipelines                                      the pipelines the agent loaded\n"
 	      "  validate FILE...                               check files offline\n"
@@ -19,6 +21,10 @@ void ctl_help_usage(FILE *out)
 	      "  token hash NAME ROLE                           a new API token and its line\n"
 	      "  approve RUN ENV --reason TEXT [--by NAME]      let a promotion go on\n"
 	      "  reject RUN ENV --reason TEXT [--by NAME]       stop a promotion and its run\n"
+	      "  promote RUN ENV [--full] [--reason TEXT]       end a rollout's pause (--full:\n"
+	      "                                                 skip to 100 %)\n"
+	      "  abort RUN ENV [--reason TEXT]                  stop a rollout, traffic to stable\n"
+	      "  rollback RUN ENV [--reason TEXT]               put ENV's previous release back\n"
 	      "  help [COMMAND]                                 this text, or a command's\n"
 	      "\n"
 	      "Options (before or after the command):\n"
@@ -39,7 +45,9 @@ void ctl_help_brief(FILE *out)
 	      "       logs RUN STAGE [-f]|cancel RUN|retry RUN [STAGE]|\n"
 	      "       trigger PIPELINE --ref REF [--sha SHA]|pipelines|validate FILE...|\n"
 	      "       plan FILE|token hash NAME ROLE|\n"
-	      "       approve|reject RUN ENV --reason TEXT [--by NAME]|help [COMMAND]\n"
+	      "       approve|reject RUN ENV --reason TEXT [--by NAME]|\n"
+	      "       promote RUN ENV [--full]|abort|rollback RUN ENV|retry RUN ENV|\n"
+	      "       help [COMMAND]\n"
 	      "Run 'sluicectl --help' for the options.\n",
 	      out);
 }
@@ -73,7 +81,10 @@ int ctl_help_command(FILE *out, enum ctl_command cmd)
 		      "DURATION; then, for each stage that had more than one attempt, its\n"
 		      "ended attempts with their WORKER; then, when the pipeline has\n"
 		      "environments, ENVIRONMENT, STATUS, STARTED, DURATION, APPROVAL\n"
-		      "(decision, by whom, why) and HELD UNTIL (a deny window).\n"
+		      "(decision, by whom, why) and HELD UNTIL (a deny window); then, for\n"
+		      "deployments with a strategy, STRATEGY, STEP, PHASE, WEIGHTS, PAUSED\n"
+		      "UNTIL, CHECKS and ACTIONS (the commands that apply now), and their\n"
+		      "analyses: MEASURED value, CONDITION and RESULT.\n"
 		      "\n"
 		      "  --json         the API's response, indented\n",
 		      out);
@@ -102,6 +113,7 @@ int ctl_help_command(FILE *out, enum ctl_command cmd)
 		return 0;
 	case CTL_CMD_RETRY:
 		fputs("usage: sluicectl retry RUN [STAGE] [--json]\n"
+		      "       sluicectl retry RUN ENV [--reason TEXT] [--by NAME] [--json]\n"
 		      "\n"
 		      "Runs again, on the same sha, every stage of a finished run that failed,\n"
 		      "timed out, was cancelled or lost (or only STAGE, which may also be\n"
@@ -109,6 +121,61 @@ int ctl_help_command(FILE *out, enum ctl_command cmd)
 		      "of them. Stages that succeeded keep their results and are not run\n"
 		      "again. Attempt numbers continue. Prints the run as show does.\n"
 		      "\n"
+		      "With an environment ENV of the run instead of a stage (or deploy@ENV,\n"
+		      "which is never a stage), deploys the run to ENV again from the start,\n"
+		      "after that deployment failed or was aborted: the next attempt, the\n"
+		      "promotion deploying and the run running again, the environment locked\n"
+		      "for it (refused while another run holds the lock, or when a newer run\n"
+		      "has been deployed there since). Prints one line.\n"
+		      "\n"
+		      "  --reason TEXT  why, recorded with the command (ENV only)\n"
+		      "  --by NAME      who (default: anonymous; the token's name with a token)\n"
+		      "  --json         the API's response, indented\n",
+		      out);
+		return 0;
+	case CTL_CMD_PROMOTE:
+		fputs("usage: sluicectl promote RUN ENV [--full] [--reason TEXT] [--by NAME]\n"
+		      "                         [--json]\n"
+		      "\n"
+		      "Ends the pause the rollout of RUN to ENV waits at (a canary's pause: {},\n"
+		      "a blue/green deployment waiting to switch) and lets it go on to its next\n"
+		      "step; a rollout parked at a pause is queued again for a worker. Fails\n"
+		      "when the rollout is not paused, unless --full is given: then the\n"
+		      "remaining steps and analyses are skipped and the new release gets all\n"
+		      "the traffic. Prints one line: what was sent and where the deployment\n"
+		      "stands.\n"
+		      "\n"
+		      "  --full         skip the remaining steps: 100 % now\n"
+		      "  --reason TEXT  why, recorded with the command\n"
+		      "  --by NAME      who (default: anonymous; the token's name with a token)\n"
+		      "  --json         the API's response, indented\n",
+		      out);
+		return 0;
+	case CTL_CMD_ABORT:
+		fputs("usage: sluicectl abort RUN ENV [--reason TEXT] [--by NAME] [--json]\n"
+		      "\n"
+		      "Aborts the rollout of RUN to ENV while it is in progress (queued,\n"
+		      "running or paused): its worker sends the traffic back to the stable\n"
+		      "release, scales the new one down and runs the rollback commands of the\n"
+		      "pre hooks that ran; the deployment and the run end aborted. retry RUN\n"
+		      "ENV deploys it again. Prints one line.\n"
+		      "\n"
+		      "  --reason TEXT  why, recorded with the command\n"
+		      "  --by NAME      who (default: anonymous; the token's name with a token)\n"
+		      "  --json         the API's response, indented\n",
+		      out);
+		return 0;
+	case CTL_CMD_ROLLBACK:
+		fputs("usage: sluicectl rollback RUN ENV [--reason TEXT] [--by NAME] [--json]\n"
+		      "\n"
+		      "Puts ENV's previous release back when RUN is its current one: the\n"
+		      "deployment's provider restores the previous image, without steps or\n"
+		      "analysis, and the previous run is current again. RUN must have\n"
+		      "finished and ENV must not be locked by another deployment. Prints one\n"
+		      "line.\n"
+		      "\n"
+		      "  --reason TEXT  why, recorded with the command\n"
+		      "  --by NAME      who (default: anonymous; the token's name with a token)\n"
 		      "  --json         the API's response, indented\n",
 		      out);
 		return 0;

@@ -2,6 +2,7 @@
 #include "ctl/plan.h"
 
 #include <stdlib.h>
+#include <stdarg.h>
 #include <string.h>
 
 #include "config/config.h"
@@ -93,6 +94,67 @@ static const char *executor_of(const json_t *stage)
 	return "-";
 }
 
+/* Appends to buf, cutting what does not fit. */
+static void appendf(char *buf, size_t len, size_t *used, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void appendf(char *buf, size_t len, size_t *used, const char *fmt, ...)
+{
+	va_list ap;
+	int w;
+
+	va_start(ap, fmt);
+	w = vsnprintf(buf + *used, len - *used, fmt, ap);
+	va_end(ap);
+	if (w > 0)
+		*used = *used + (size_t)w < len ? *used + (size_t)w : len - 1;
+}
+
+/* "Canary (setWeight 20, pause 600s, analysis, pause, setWeight 100) via exec,
+ * traffic haproxy": a deployment strategy in one line. */
+static json_t *strategy_of(const json_t *rollout)
+{
+	const json_t *st = json_object_get(rollout, "strategy"), *step;
+	const char *type = json_string_value(json_object_get(st, "type"));
+	char text[1024];
+	size_t used = 0, i;
+
+	appendf(text, sizeof(text), &used, "%s", type ? type : "?");
+	if (json_array_size(json_object_get(st, "steps"))) {
+		appendf(text, sizeof(text), &used, " (");
+		json_array_foreach(json_object_get(st, "steps"), i, step)
+		{
+			appendf(text, sizeof(text), &used, "%s", i ? ", " : "");
+			if (json_object_get(step, "set_weight"))
+				appendf(text, sizeof(text), &used, "setWeight %lld",
+					(long long)json_integer_value(
+					    json_object_get(step, "set_weight")));
+			else if (json_object_get(step, "pause_ms"))
+				appendf(text, sizeof(text), &used, "pause %llds",
+					(long long)json_integer_value(
+					    json_object_get(step, "pause_ms")) /
+					    1000);
+			else if (json_object_get(step, "pause"))
+				appendf(text, sizeof(text), &used, "pause until promoted");
+			else
+				appendf(text, sizeof(text), &used, "analysis");
+		}
+		appendf(text, sizeof(text), &used, ")");
+	}
+	if (json_object_get(st, "background"))
+		appendf(text, sizeof(text), &used, ", background analysis");
+	if (!strcmp(type ? type : "", "BlueGreen"))
+		appendf(text, sizeof(text), &used,
+			json_is_true(json_object_get(st, "auto_promote")) ? " (promotes itself)"
+									  : " (waits for promote)");
+	appendf(text, sizeof(text), &used, " via %s",
+		json_string_value(json_object_get(json_object_get(rollout, "provider"), "type")));
+	if (json_object_get(rollout, "traffic"))
+		appendf(text, sizeof(text), &used, ", traffic %s",
+			json_string_value(
+			    json_object_get(json_object_get(rollout, "traffic"), "type")));
+	return json_string(text);
+}
+
 json_t *ctl_plan_build(const json_t *def)
 {
 	const json_t *stages = json_object_get(def, "stages");
@@ -127,11 +189,15 @@ json_t *ctl_plan_build(const json_t *def)
 		char stage_name[256];
 		snprintf(stage_name, sizeof(stage_name), "deploy@%s", name);
 		json_t *after = json_object_get(v, "after");
-		json_array_append_new(envs,
-				      json_pack("{s:s,s:O?,s:o,s:s}", "name", name, "after",
-						json_is_string(after) ? after : json_null(),
-						"gates", gates_of(v), "deploy",
-						executor_of(json_object_get(stages, stage_name))));
+		const json_t *rollout =
+		    json_object_get(json_object_get(stages, stage_name), "rollout");
+		json_array_append_new(
+		    envs, json_pack("{s:s,s:O?,s:o,s:s,s:o*}", "name", name, "after",
+				    json_is_string(after) ? after : json_null(), "gates",
+				    gates_of(v), "deploy",
+				    rollout ? "strategy"
+					    : executor_of(json_object_get(stages, stage_name)),
+				    "strategy", rollout ? strategy_of(rollout) : NULL));
 	}
 	json_decref(step);
 	return json_pack("{s:s?,s:o,s:o}", "pipeline",
@@ -292,7 +358,9 @@ int ctl_plan_render(FILE *out, const json_t *plan)
 	{
 		const char *env = json_string_value(json_object_get(s, "name"));
 		const char *after = json_string_value(json_object_get(s, "after"));
-		const char *deploy = json_string_value(json_object_get(s, "deploy"));
+		const char *deploy = json_string_value(json_object_get(s, "strategy"));
+		if (!deploy)
+			deploy = json_string_value(json_object_get(s, "deploy"));
 		cells[(i + 1) * 4] = ctl_fmt_sanitize(env ? env : "-", strlen(env ? env : "-"));
 		cells[(i + 1) * 4 + 1] =
 		    ctl_fmt_sanitize(after ? after : "-", strlen(after ? after : "-"));

@@ -77,6 +77,8 @@ static int table_print(FILE *out, const struct table *t)
 	return ferror(out) ? -1 : 0;
 }
 
+static char *cell_list(const json_t *obj, const char *key, const char *sep);
+
 static char *dash(void)
 {
 	return strdup("-");
@@ -346,6 +348,160 @@ fail:
 	return rc;
 }
 
+/* "stable 80%, canary 20%" */
+static char *cell_weights(const json_t *weights)
+{
+	const char *name;
+	const json_t *w;
+	char *cell = strdup(""), *next, *clean;
+
+	json_object_foreach((json_t *)weights, name, w)
+	{
+		if (!cell || !json_is_number(w))
+			continue;
+		if (asprintf(&next, "%s%s%s %g%%", cell, *cell ? ", " : "", name,
+			     json_number_value(w)) < 0)
+			next = NULL;
+		free(cell);
+		cell = next;
+	}
+	if (!cell)
+		return NULL;
+	if (!*cell) {
+		free(cell);
+		return dash();
+	}
+	clean = ctl_fmt_sanitize(cell, strlen(cell));
+	free(cell);
+	return clean;
+}
+
+/* "2/5": the step (1-based) of how many. */
+static char *cell_step(const json_t *st)
+{
+	const json_t *step = json_object_get(st, "step"), *steps = json_object_get(st, "steps");
+	char buf[64];
+
+	if (!json_is_integer(step))
+		return dash();
+	if (json_is_integer(steps))
+		snprintf(buf, sizeof(buf), "%lld/%lld", (long long)json_integer_value(step),
+			 (long long)json_integer_value(steps));
+	else
+		snprintf(buf, sizeof(buf), "%lld", (long long)json_integer_value(step));
+	return strdup(buf);
+}
+
+/* The rollout's phase, a rollback, and a command on its way to the worker. */
+static char *cell_phase(const json_t *st)
+{
+	const char *phase = json_string_value(json_object_get(st, "status"));
+	const char *mode = json_string_value(json_object_get(st, "mode"));
+	const char *command = json_string_value(json_object_get(st, "command"));
+	char *cell, *clean;
+	int n;
+
+	if (!phase)
+		phase = "-";
+	if (mode && strcmp(mode, "rollback") == 0)
+		n = asprintf(&cell, "rollback %s", phase);
+	else if (command)
+		n = asprintf(&cell, "%s (%s sent)", phase, command);
+	else
+		n = asprintf(&cell, "%s", phase);
+	if (n < 0)
+		return NULL;
+	clean = ctl_fmt_sanitize(cell, strlen(cell));
+	free(cell);
+	return clean;
+}
+
+/* "2/3 passed" of the checklist, "-" without one. */
+static char *cell_checks(const json_t *st)
+{
+	const json_t *list = json_object_get(st, "checklist"), *item;
+	size_t i, passed = 0;
+	char buf[64];
+
+	if (!json_array_size(list))
+		return dash();
+	json_array_foreach(list, i, item)
+	{
+		if (json_is_true(json_object_get(item, "done")))
+			passed++;
+	}
+	snprintf(buf, sizeof(buf), "%zu/%zu passed", passed, json_array_size(list));
+	return strdup(buf);
+}
+
+static char *cell_value(const json_t *obj, const char *key)
+{
+	const json_t *v = json_object_get(obj, key);
+	char buf[64];
+
+	if (json_is_number(v)) {
+		snprintf(buf, sizeof(buf), "%g", json_number_value(v));
+		return strdup(buf);
+	}
+	return cell_text(obj, key);
+}
+
+/* Deployments with a strategy: where each rollout stands and what may be
+ * done with it, then the measurements of their analyses. Nothing when no
+ * environment has a strategy. */
+static int render_rollouts(FILE *out, const json_t *envs)
+{
+	static const char *const header[] = {"ENVIRONMENT", "STRATEGY",	    "STEP",   "PHASE",
+					     "WEIGHTS",	    "PAUSED UNTIL", "CHECKS", "ACTIONS"};
+	static const char *const an_header[] = {"ENVIRONMENT", "ANALYSIS", "MEASURED", "CONDITION",
+						"RESULT"};
+	struct table t = {.ncols = 8}, at = {.ncols = 5};
+	const char *name;
+	const json_t *env, *an;
+	size_t i;
+	int rc = -1;
+
+	if (add_header(&t, header) < 0 || add_header(&at, an_header) < 0)
+		goto fail;
+	json_object_foreach((json_t *)envs, name, env)
+	{
+		const json_t *st = json_object_get(env, "strategy");
+		if (!json_is_object(st))
+			continue;
+		char *row[] = {ctl_fmt_sanitize(name, strlen(name)),
+			       cell_text(st, "name"),
+			       cell_step(st),
+			       cell_phase(st),
+			       cell_weights(json_object_get(st, "weights")),
+			       cell_time(st, "paused_until"),
+			       cell_checks(st),
+			       cell_list(env, "actions", ", ")};
+		if (table_add(&t, row) < 0)
+			goto fail;
+		json_array_foreach(json_object_get(st, "analysis"), i, an)
+		{
+			char *arow[] = {ctl_fmt_sanitize(name, strlen(name)),
+					cell_text(an, "metric"), cell_value(an, "value"),
+					cell_text(an, "threshold"), cell_text(an, "status")};
+			if (table_add(&at, arow) < 0)
+				goto fail;
+		}
+	}
+	rc = 0;
+	if (t.nrows > 1) {
+		fputc('\n', out);
+		rc = table_print(out, &t);
+	}
+	if (rc == 0 && at.nrows > 1) {
+		fputc('\n', out);
+		rc = table_print(out, &at);
+	}
+fail:
+	table_free(&t);
+	table_free(&at);
+	return rc;
+}
+
 int ctl_render_run(FILE *out, const json_t *run)
 {
 	const json_t *stages;
@@ -371,7 +527,8 @@ int ctl_render_run(FILE *out, const json_t *run)
 	}
 	if (json_object_size(json_object_get(run, "environments"))) {
 		fputc('\n', out);
-		if (render_environments(out, json_object_get(run, "environments")) < 0)
+		if (render_environments(out, json_object_get(run, "environments")) < 0 ||
+		    render_rollouts(out, json_object_get(run, "environments")) < 0)
 			return -1;
 	}
 	return ferror(out) ? -1 : 0;

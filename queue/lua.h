@@ -23,5 +23,10 @@ extern const char lua_promote[];
 extern const char lua_decide[];
 extern const char lua_retry_run[];
 extern const char lua_api_call[];
+extern const char lua_rollout_command[];
+extern const char lua_rollout_retry[];
+extern const char lua_rollback[];
+extern const char lua_rollout_save[];
+extern const char lua_park[];
 
 #endif

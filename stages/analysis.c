@@ -506,6 +506,11 @@ static const char *const analysis_keys[] = {"interval",
 					    "noData",
 					    "provider",
 					    NULL};
+/* A canary's background analysis: the same, and the step it starts from. */
+static const char *const background_keys[] = {
+    "interval",		"count",	"initialDelay",	     "successCondition",
+    "failureCondition", "failureLimit", "inconclusiveLimit", "consecutiveErrorLimit",
+    "noData",		"provider",	"startingStep",	     NULL};
 static const char *const provider_keys[] = {"prometheus", "web", NULL};
 static const char *const prometheus_keys[] = {"address", "query", "headers", "timeout", NULL};
 static const char *const web_keys[] = {"url",	   "method",  "headers", "body",
@@ -712,7 +717,8 @@ static int load_no_data(const struct config_check *ck, const struct config_doc_n
 	return set(ck, map, out, "no_data", json_string(v));
 }
 
-int analysis_load(const struct config_check *ck, const struct config_doc_node *n, json_t **out)
+static int load_spec(const struct config_check *ck, const struct config_doc_node *n,
+		     const char *const *keys, json_t **out)
 {
 	const struct config_doc_node *count = config_doc_get(n, "count");
 	const struct config_doc_node *interval = config_doc_get(n, "interval");
@@ -728,7 +734,7 @@ int analysis_load(const struct config_check *ck, const struct config_doc_node *n
 				  "provider: {...}}");
 		goto fail;
 	}
-	if (config_check_keys(ck, n, analysis_keys) < 0 ||
+	if (config_check_keys(ck, n, keys) < 0 ||
 	    load_condition(ck, n, "successCondition", "success_condition", spec) < 0 ||
 	    load_condition(ck, n, "failureCondition", "failure_condition", spec) < 0 ||
 	    load_duration(ck, n, "interval", "interval_ms", spec) < 0 ||
@@ -758,4 +764,22 @@ int analysis_load(const struct config_check *ck, const struct config_doc_node *n
 fail:
 	json_decref(spec);
 	return -1;
+}
+
+int analysis_load(const struct config_check *ck, const struct config_doc_node *n, json_t **out)
+{
+	return load_spec(ck, n, analysis_keys, out);
+}
+
+int analysis_load_background(const struct config_check *ck, const struct config_doc_node *n,
+			     long long max_step, json_t **out)
+{
+	if (load_spec(ck, n, background_keys, out) < 0)
+		return -1;
+	if (load_int(ck, n, "startingStep", 0, max_step, 0, "starting_step", *out) < 0) {
+		json_decref(*out);
+		*out = NULL;
+		return -1;
+	}
+	return 0;
 }

@@ -47,6 +47,10 @@
  *    "provider": the normalized provider of stages/metric.h}
  * At least one condition is required. Errors are "file:line:col: key.path: message". */
 int analysis_load(const struct config_check *ck, const struct config_doc_node *n, json_t **out);
+/* A canary's background analysis: the same keys and startingStep (the
+ * 0-based step from which it runs, at most max_step), as "starting_step". */
+int analysis_load_background(const struct config_check *ck, const struct config_doc_node *n,
+			     long long max_step, json_t **out);
 
 /* A measurement is judged so: not taken (an error of the provider or of the
  * condition) is an Error; no data (no values, or only NaN, which Prometheus

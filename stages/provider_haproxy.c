@@ -28,8 +28,11 @@
 #define MAX_REPLY	   (256 * 1024)
 #define MSG_MAX		   1024
 
-/* srv_admin_state bits (HAProxy's SRV_ADMF_*): any maintenance, any drain. */
-#define ADMIN_MAINT 0x67
+/* srv_admin_state bits (HAProxy's SRV_ADMF_MAINT and SRV_ADMF_DRAIN): any
+ * maintenance, any drain. SRV_ADMF_CMAINT (0x04, "disabled" in the
+ * configuration) is not among them: it stays set once such a server is
+ * made ready. */
+#define ADMIN_MAINT 0x23
 #define ADMIN_DRAIN 0x18
 #define OP_RUNNING  2
 

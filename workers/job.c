@@ -22,7 +22,9 @@
 #include "stages/checkout.h"
 #include "stages/http.h"
 #include "stages/logmask.h"
+#include "stages/expand.h"
 #include "stages/process.h"
+#include "stages/rollout.h"
 #include "lib/strv.h"
 #include "workers/stage_env.h"
 #include "workers/worker.h"
@@ -51,8 +53,12 @@ struct job {
 	struct checkout *checkout;
 	struct process *proc;
 	struct http *http;
-	struct logmask *mask; /* every log line passes through it */
-	json_t *secrets;      /* NAME → value, for the environment and http templates */
+	struct rollout *rollout;
+	char command[32];	/* the operator's command acted on, to take off the stage */
+	char output_path[1200]; /* $SLUICE_OUTPUT */
+	char *outputs;		/* what the stage wrote there, as a JSON object */
+	struct logmask *mask;	/* every log line passes through it */
+	json_t *secrets;	/* NAME → value, for the environment and http templates */
 	struct event *renew;
 	struct event *retry;
 	int retry_ms;
@@ -61,6 +67,7 @@ struct job {
 	int handing_back;
 	struct event *watch;		  /* polls the run's status (cancel) */
 	struct status_query *watch_query; /* the poll in flight, if any */
+	struct status_query *command_query;
 	int run_cancelled;
 	/* the outcome, once known */
 	const char *status;
@@ -69,8 +76,8 @@ struct job {
 	char error[512];
 };
 
-/* A run status poll in flight; job_free detaches it, so a late reply finds
- * no job. */
+/* A poll in flight (the run's status, or a rollout's waiting command);
+ * job_free detaches it, so a late reply finds no job. */
 struct status_query {
 	struct job *job;
 };
@@ -88,6 +95,10 @@ static void job_free(struct job *j)
 		event_free(j->watch);
 	if (j->watch_query)
 		j->watch_query->job = NULL;
+	if (j->command_query)
+		j->command_query->job = NULL;
+	rollout_free(j->rollout);
+	free(j->outputs);
 	json_decref(j->runinfo);
 	json_decref(j->def);
 	logmask_free(j->mask);
@@ -142,10 +153,16 @@ static void log_end(struct job *j)
 		logmask_finish(j->mask);
 }
 
+static void rollout_stopped(struct job *j);
+
 /* Stops whatever the job is running; its completion callback follows. */
 static void stop_work(struct job *j)
 {
-	if (j->proc)
+	if (j->rollout && j->run_cancelled && !j->handing_back && !j->lease_lost)
+		rollout_cancel(j->rollout);
+	else if (j->rollout)
+		rollout_stopped(j);
+	else if (j->proc)
 		process_cancel(j->proc);
 	else if (j->http)
 		http_cancel(j->http);
@@ -154,6 +171,23 @@ static void stop_work(struct job *j)
 }
 
 /* --- recording the outcome ----------------------------------------------- */
+
+#define OUTPUT_MAX	(64 * 1024)
+#define OUTPUT_LINE_MAX 8192
+
+/* A key of $SLUICE_OUTPUT: letters, digits, '_' and '-', not starting with
+ * a digit or '-'. */
+static int output_key(const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		char c = s[i];
+		int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' ||
+			 (i > 0 && ((c >= '0' && c <= '9') || c == '-'));
+		if (!ok)
+			return 0;
+	}
+	return n > 0 && n <= 128;
+}
 
 static void record(struct job *j);
 
@@ -224,18 +258,69 @@ static void record(struct job *j)
 		record_later(j, "out of memory");
 		return;
 	}
-	const char *argv[] = {
-	    w->settings.key_prefix, j->run,    j->stage, attempt, w->token, j->status,
-	    j->exit_code,	    j->signal, j->error, now,	  topic,    value};
-	if (redis_script_run(w->redis, w->scripts.finish, on_recorded, j, 0, 12, argv, NULL) < 0)
+	const char *argv[] = {w->settings.key_prefix,
+			      j->run,
+			      j->stage,
+			      attempt,
+			      w->token,
+			      j->status,
+			      j->exit_code,
+			      j->signal,
+			      j->error,
+			      now,
+			      topic,
+			      value,
+			      j->outputs ? j->outputs : ""};
+	if (redis_script_run(w->redis, w->scripts.finish, on_recorded, j, 0, 13, argv, NULL) < 0)
 		record_later(j, "script not sent");
 	free(value);
+}
+
+/* KEY=VALUE lines of $SLUICE_OUTPUT → a JSON object; lines that are not
+ * such are reported in the log and left out. */
+static void read_outputs(struct job *j)
+{
+	char line[OUTPUT_LINE_MAX], text[OUTPUT_LINE_MAX + 64];
+	FILE *f = fopen(j->output_path, "r");
+	json_t *out;
+	size_t total = 0;
+
+	if (!f)
+		return;
+	out = json_object();
+	while (out && fgets(line, sizeof(line), f)) {
+		char *eq = strchr(line, '=');
+		size_t len = strcspn(line, "\r\n");
+
+		total += strlen(line);
+		if (total > OUTPUT_MAX) {
+			log_system(j, "$SLUICE_OUTPUT is larger than 64 KiB: the rest is left out");
+			break;
+		}
+		line[len] = '\0';
+		if (!len)
+			continue;
+		if (!eq || eq == line || !output_key(line, (size_t)(eq - line))) {
+			snprintf(text, sizeof(text),
+				 "$SLUICE_OUTPUT: not KEY=VALUE, left out: %.200s", line);
+			log_system(j, text);
+			continue;
+		}
+		*eq = '\0';
+		json_object_set_new(out, line, json_string(eq + 1));
+	}
+	fclose(f);
+	if (out && json_object_size(out))
+		j->outputs = json_dumps(out, JSON_COMPACT);
+	json_decref(out);
 }
 
 static void finish(struct job *j, const char *status, const char *error)
 {
 	j->phase = JOB_RECORDING;
 	j->status = status;
+	if (j->output_path[0] && !strcmp(status, "succeeded"))
+		read_outputs(j);
 	log_end(j);
 	if (error) {
 		/* The error is stored with the stage: it must not carry a secret
@@ -369,12 +454,54 @@ static void on_process_exit(const struct process_result *r, void *arg)
 	}
 }
 
+static void run_rollout(struct job *j, const char *workspace);
+
+/* $SLUICE_OUTPUT (emptied for this attempt) and $SLUICE_ARTIFACTS, both in
+ * the run's directory of this worker, so they go with its workspaces. */
+static int prepare_outputs(struct job *j, json_t *vars, char *err, size_t errlen)
+{
+	char dir[1024], artifacts[1024];
+	FILE *f;
+
+	if (workspace_path(&j->w->settings, j->run, ".outputs", dir, sizeof(dir)) < 0 ||
+	    workspace_path(&j->w->settings, j->run, ".artifacts", artifacts, sizeof(artifacts)) <
+		0) {
+		snprintf(err, errlen, "the outputs directory's path is too long");
+		return -1;
+	}
+	int n = snprintf(j->output_path, sizeof(j->output_path), "%s/%s", dir, j->stage);
+	if (n < 0 || (size_t)n >= sizeof(j->output_path)) {
+		snprintf(err, errlen, "the outputs directory's path is too long");
+		j->output_path[0] = '\0';
+		return -1;
+	}
+	if (workspace_make(dir) < 0 || workspace_make(artifacts) < 0 ||
+	    !(f = fopen(j->output_path, "w"))) {
+		snprintf(err, errlen, "cannot create %.300s: %s", j->output_path, strerror(errno));
+		j->output_path[0] = '\0';
+		return -1;
+	}
+	fclose(f);
+	json_object_set_new(vars, "SLUICE_OUTPUT", json_string(j->output_path));
+	json_object_set_new(vars, "SLUICE_ARTIFACTS", json_string(artifacts));
+	return 0;
+}
+
 static void run_command(struct job *j, const char *workspace)
 {
 	struct worker *w = j->w;
 	char err[512];
 	const json_t *stage = json_object_get(json_object_get(j->def, "stages"), j->stage);
+	if (json_object_get(stage, "rollout")) {
+		run_rollout(j, workspace);
+		return;
+	}
 	json_t *vars = stage_env_vars(j->runinfo, j->def, j->stage, j->attempt);
+	if (vars && prepare_outputs(j, vars, err, sizeof(err)) < 0) {
+		json_decref(vars);
+		finish(j, "failed", err);
+		return;
+	}
 	char **argv = stage_env_argv(stage, vars, err, sizeof(err));
 	char **envp = argv ? stage_env_build(vars, j->secrets, stage, err, sizeof(err)) : NULL;
 	json_decref(vars);
@@ -557,6 +684,294 @@ static void on_renew_tick(evutil_socket_t fd, short what, void *arg)
 	redis_script_run(w->redis, w->scripts.lease_renew, on_renewed, j, 0, 7, argv, NULL);
 }
 
+/* --- deployments with a strategy ---------------------------------------- */
+
+/* A rollout's state goes to the stage (rollout_save.lua), with its event
+ * and the command it acted on; fenced off when the attempt is not ours. */
+static void save_rollout(struct job *j, const json_t *state, const json_t *event)
+{
+	struct worker *w = j->w;
+	char attempt[16];
+	char *text = json_dumps(state, JSON_COMPACT);
+	char *data = event ? json_dumps(json_object_get(event, "data"), JSON_COMPACT) : NULL;
+	const char *type = event ? json_string_value(json_object_get(event, "type")) : NULL;
+
+	snprintf(attempt, sizeof(attempt), "%d", j->attempt);
+	const char *argv[] = {
+	    w->settings.key_prefix, j->run,	      j->stage,		attempt,   w->token,
+	    text ? text : "{}",	    type ? type : "", data ? data : "", j->command};
+	redis_script_run(w->redis, w->scripts.rollout_save, NULL, NULL, 0, 9, argv, NULL);
+	j->command[0] = '\0';
+	outbox_kick(w->outbox);
+	free(text);
+	free(data);
+}
+
+static void on_rollout_line(const char *line, size_t len, void *arg)
+{
+	log_line(arg, LOGMASK_SYSTEM, line, len);
+}
+
+static void on_rollout_save(const json_t *state, const json_t *event, void *arg)
+{
+	save_rollout(arg, state, event);
+}
+
+/* The rollout is over for this job (parked or done). It is freed from the
+ * loop: it calls back from deep within itself and its providers. */
+static void on_rollout_over(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	rollout_free(arg);
+}
+
+static void rollout_over(struct job *j)
+{
+	struct rollout *r = j->rollout;
+
+	j->rollout = NULL;
+	if (r && event_base_once(j->w->base, -1, EV_TIMEOUT, on_rollout_over, r, NULL) < 0)
+		log_warn("a finished rollout is not freed", LOG_S("run", j->run));
+}
+
+static void on_parked(struct redis *r, redisReply *reply, const char *err, void *arg)
+{
+	struct job *j = arg;
+	(void)r;
+	log_info("deployment parked", LOG_S("run", j->run), LOG_S("stage", j->stage),
+		 LOG_S("outcome", reply && reply->type == REDIS_REPLY_STRING ? reply->str
+									     : (err ? err : "?")));
+	if (reply)
+		outbox_kick(j->w->outbox);
+	job_free(j);
+}
+
+static void on_rollout_park(const json_t *state, int64_t until_ms, void *arg)
+{
+	struct job *j = arg;
+	struct worker *w = j->w;
+	char attempt[16], until[32], now[32];
+	char *text = json_dumps(state, JSON_COMPACT);
+	json_t *job = jobs_prepare(&w->settings, j->run, j->stage, "deploy", j->attempt);
+
+	log_end(j);
+	if (j->renew)
+		evtimer_del(j->renew);
+	if (j->watch)
+		evtimer_del(j->watch);
+	j->phase = JOB_RECORDING;
+	snprintf(attempt, sizeof(attempt), "%d", j->attempt);
+	snprintf(until, sizeof(until), "%lld", (long long)until_ms);
+	snprintf(now, sizeof(now), "%lld", (long long)clock_now_ms());
+	const char *argv[] = {w->settings.key_prefix,
+			      j->run,
+			      j->stage,
+			      attempt,
+			      w->token,
+			      text ? text : "{}",
+			      until,
+			      now,
+			      job ? json_string_value(json_object_get(job, "topic")) : "",
+			      job ? json_string_value(json_object_get(job, "value")) : ""};
+	rollout_over(j);
+	if (!text || !job ||
+	    redis_script_run(w->redis, w->scripts.park, on_parked, j, 0, 10, argv, NULL) < 0)
+		on_parked(w->redis, NULL, "not parked: the lease runs out and the stage is retried",
+			  j);
+	json_decref(job);
+	free(text);
+}
+
+static void on_rollout_done(const char *status, const char *message, const json_t *state, void *arg)
+{
+	struct job *j = arg;
+
+	save_rollout(j, state, NULL);
+	rollout_over(j);
+	finish(j, status, strcmp(status, "succeeded") != 0 ? message : NULL);
+}
+
+static const struct rollout_callbacks rollout_cb = {
+    .line = on_rollout_line,
+    .save = on_rollout_save,
+    .park = on_rollout_park,
+    .done = on_rollout_done,
+};
+
+/* Hand back or lease lost: the rollout stops where it is; its saved state
+ * lets the next attempt carry on. */
+static void rollout_stopped(struct job *j)
+{
+	rollout_over(j);
+	if (j->handing_back)
+		hand_back(j);
+	else
+		finish(j, "failed", "lease lost");
+}
+
+/* An operator's command the rollout has to see: acted on, then taken off
+ * the stage with the next save (even when it does not apply now, so that
+ * it does not linger until a later pause). */
+static void take_command(struct job *j, const char *command, const char *by)
+{
+	if (!j->rollout || !command || !*command)
+		return;
+	snprintf(j->command, sizeof(j->command), "%s", command);
+	if (rollout_command(j->rollout, command, by) < 0 && j->rollout)
+		save_rollout(j, rollout_state(j->rollout), NULL);
+}
+
+struct rollout_start {
+	struct job *job;
+	json_t *fields; /* the stage's rollout, command, command_by, mode, rollback_image */
+	char workspace[1024];
+};
+
+static void on_env_color(struct redis *r, redisReply *reply, const char *err, void *arg)
+{
+	struct rollout_start *rs = arg;
+	struct job *j = rs->job;
+	const json_t *stage = json_object_get(json_object_get(j->def, "stages"), j->stage);
+	const json_t *spec = json_object_get(stage, "rollout");
+	const json_t *f = rs->fields;
+	const char *saved = json_string_value(json_object_get(f, "rollout"));
+	const char *mode = json_string_value(json_object_get(f, "mode"));
+	json_t *state = saved ? json_loads(saved, 0, NULL) : NULL;
+	json_t *vars = stage_env_vars(j->runinfo, j->def, j->stage, j->attempt);
+	char *image = NULL;
+	char error[512];
+	(void)r;
+
+	if (j->handing_back || j->lease_lost) {
+		if (j->handing_back)
+			hand_back(j);
+		else
+			finish(j, "failed", "lease lost");
+		goto done;
+	}
+	if (!reply && err) {
+		snprintf(error, sizeof(error), "cannot read the environment: %s", err);
+		finish(j, "failed", error);
+		goto done;
+	}
+	if (!vars || json_object_update(vars, j->secrets) < 0 ||
+	    expand_arg(json_string_value(json_object_get(spec, "image")), vars, &image, error,
+		       sizeof(error)) < 0) {
+		char text[600];
+		snprintf(text, sizeof(text), "image: %s", vars ? error : "out of memory");
+		finish(j, "failed", text);
+		goto done;
+	}
+	struct rollout_params p = {
+	    .spec = spec,
+	    .state = state,
+	    .vars = vars,
+	    .cwd = rs->workspace,
+	    .image = image,
+	    .active = reply && reply->type == REDIS_REPLY_STRING ? reply->str : NULL,
+	    .rollback = mode && !strcmp(mode, "rollback")
+			    ? json_string_value(json_object_get(f, "rollback_image"))
+			    : NULL,
+	};
+	j->phase = JOB_RUNNING;
+	j->rollout = rollout_start(j->w->base, &p, &rollout_cb, j, error, sizeof(error));
+	if (!j->rollout) {
+		finish(j, "failed", error);
+		goto done;
+	}
+	take_command(j, json_string_value(json_object_get(f, "command")),
+		     json_string_value(json_object_get(f, "command_by")));
+done:
+	free(image);
+	json_decref(vars);
+	json_decref(state);
+	json_decref(rs->fields);
+	free(rs);
+}
+
+static void on_rollout_fields(struct redis *r, redisReply *reply, const char *err, void *arg)
+{
+	static const char *const names[] = {"rollout", "command", "command_by", "mode",
+					    "rollback_image"};
+	struct rollout_start *rs = arg;
+	struct job *j = rs->job;
+	const char *pipeline = json_string_value(json_object_get(j->runinfo, "pipeline"));
+	const char *env = json_string_value(
+	    json_object_get(json_object_get(json_object_get(j->def, "stages"), j->stage), "env"));
+
+	if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 5) {
+		char text[512];
+		snprintf(text, sizeof(text), "cannot read the deployment's state: %s",
+			 err ? err : "unexpected reply");
+		json_decref(rs->fields);
+		free(rs);
+		finish(j, "failed", text);
+		return;
+	}
+	for (size_t i = 0; i < 5; i++)
+		if (reply->element[i]->type == REDIS_REPLY_STRING)
+			json_object_set_new(
+			    rs->fields, names[i],
+			    json_stringn(reply->element[i]->str, reply->element[i]->len));
+	if (redis_command(r, on_env_color, rs, "HGET %senv:%s:%s active_color",
+			  j->w->settings.key_prefix, pipeline ? pipeline : "", env ? env : "") < 0)
+		on_env_color(r, NULL, "not sent", rs);
+}
+
+static void run_rollout(struct job *j, const char *workspace)
+{
+	struct rollout_start *rs = calloc(1, sizeof(*rs));
+
+	if (!rs || !(rs->fields = json_object())) {
+		free(rs);
+		finish(j, "failed", "out of memory");
+		return;
+	}
+	rs->job = j;
+	snprintf(rs->workspace, sizeof(rs->workspace), "%s", workspace);
+	j->phase = JOB_RUNNING;
+	if (redis_command(j->w->redis, on_rollout_fields, rs,
+			  "HMGET %srun:%s:stage:%s rollout command command_by mode rollback_image",
+			  j->w->settings.key_prefix, j->run, j->stage) < 0)
+		on_rollout_fields(j->w->redis, NULL, "not sent", rs);
+}
+
+static void on_command(struct redis *r, redisReply *reply, const char *err, void *arg)
+{
+	struct status_query *q = arg;
+	struct job *j = q->job;
+	(void)r;
+	(void)err;
+	free(q);
+	if (!j)
+		return;
+	j->command_query = NULL;
+	if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
+	    reply->element[0]->type != REDIS_REPLY_STRING || j->phase == JOB_RECORDING)
+		return;
+	take_command(j, reply->element[0]->str,
+		     reply->element[1]->type == REDIS_REPLY_STRING ? reply->element[1]->str : "");
+}
+
+static void poll_command(struct job *j)
+{
+	struct status_query *q;
+
+	if (!j->rollout || j->command_query)
+		return;
+	q = calloc(1, sizeof(*q));
+	if (!q)
+		return;
+	q->job = j;
+	if (redis_command(j->w->redis, on_command, q, "HMGET %srun:%s:stage:%s command command_by",
+			  j->w->settings.key_prefix, j->run, j->stage) < 0) {
+		free(q);
+		return;
+	}
+	j->command_query = q;
+}
+
 /* --- watching for a cancelled run ---------------------------------------- */
 
 static void on_run_status(struct redis *r, redisReply *reply, const char *err, void *arg)
@@ -584,7 +999,10 @@ static void on_watch_tick(evutil_socket_t fd, short what, void *arg)
 	struct worker *w = j->w;
 	(void)fd;
 	(void)what;
-	if (j->watch_query || j->run_cancelled || j->phase == JOB_RECORDING)
+	if (j->phase == JOB_RECORDING)
+		return;
+	poll_command(j);
+	if (j->watch_query || j->run_cancelled)
 		return;
 	struct status_query *q = calloc(1, sizeof(*q));
 	if (!q)

@@ -54,6 +54,19 @@ json_t *stage_env_vars(const json_t *run, const json_t *def, const char *stage, 
 		      "SLUICE_ATTEMPT", attempt_text, "SLUICE_EVENT", field(run, "event"));
 	json_object_update(vars, own);
 	json_decref(own);
+	/* What earlier stages wrote to $SLUICE_OUTPUT, as <stage>.<KEY>. */
+	const char *from;
+	json_t *outputs;
+	json_object_foreach(json_object_get(run, "outputs"), from, outputs)
+	{
+		const char *key;
+		json_object_foreach(outputs, key, value)
+		{
+			char full[512];
+			snprintf(full, sizeof(full), "%s.%s", from, key);
+			json_object_set(vars, full, value);
+		}
+	}
 	return vars;
 }
 
@@ -160,6 +173,10 @@ char **stage_env_build(const json_t *vars, const json_t *secrets, const json_t *
 	}
 	json_object_foreach((json_t *)vars, name, value)
 	{
+		/* <stage>.<KEY> outputs expand in arguments; they are not
+		 * names a shell could read from its environment. */
+		if (strchr(name, '.'))
+			continue;
 		if (json_is_string(value) && json_object_set(merged, name, value) < 0)
 			goto fail;
 	}

@@ -14,7 +14,10 @@
 #include <jansson.h>
 #include <stddef.h>
 
-/* run: the run hash as a JSON object (with "def" decoded separately). */
+/* run: the run hash as a JSON object (with "def" decoded separately), and
+ * "outputs": {"<stage>": {"KEY": "value"}} of the stages that wrote some,
+ * which become the variables "<stage>.<KEY>" (expanded in arguments and
+ * templates, not exported). */
 json_t *stage_env_vars(const json_t *run, const json_t *def, const char *stage, int attempt);
 /* NAME → value of every secret of def (or of a stage definition that has
  * its own "secrets", as an environment's deployment does), read from its

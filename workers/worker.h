@@ -24,6 +24,8 @@ struct worker_scripts {
 	int finish;
 	int lease_renew;
 	int handback;
+	int rollout_save;
+	int park;
 };
 
 struct worker {

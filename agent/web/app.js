@@ -738,7 +738,7 @@
       // while a promotion waits for one.
       let verbs = Array.isArray(e.actions) ? e.actions.slice() : [];
       if (!Array.isArray(e.actions) && e.status === "waiting_approval") verbs = ["approve", "reject"];
-      const labels = { approve: "Approve", reject: "Reject", promote: "Promote", abort: "Abort", rollback: "Roll back" };
+      const labels = { approve: "Approve", reject: "Reject", promote: "Promote", abort: "Abort", retry: "Retry", rollback: "Roll back" };
       return verbs.filter((v) => /^[a-z_]+$/.test(v)).map((verb) => {
         const label = labels[verb] || verb;
         const decision = verb === "approve" || verb === "reject";

@@ -4,7 +4,8 @@
 -- are stopped by their workers, which watch the run's status and record
 -- them as cancelled. Open promotions are cancelled too; a deployment that
 -- has not started frees its environment at once, a running one when its
--- result is routed.
+-- result is routed. A rollout parked at a pause is queued again with the
+-- command abort, so that a worker sends its traffic back to stable.
 --
 -- ARGV[1] key prefix, ARGV[2] run, ARGV[3] now (ms).
 -- Returns {"cancelled", <stages still running>}, {"finished", <status>} when
@@ -35,11 +36,22 @@ for name, _ in pairs(def.stages) do
     emit_stage(P, 'stage.cancelled', run, name, st[2] or 1, {})
   elseif s == 'running' then
     running = running + 1
+  elseif s == 'paused' then
+    -- A rollout parked at a pause still holds traffic: a worker takes it
+    -- back to abort it (claim.lua lets an abort of a cancelled run in).
+    redis.call('HSET', skey, 'command', 'abort', 'command_by', 'cancel', 'command_at', now,
+               'status', 'queued', 'queued_at', now)
+    redis.call('HDEL', skey, 'resume_entry')
+    redis.call('ZADD', P .. 'queued', now, run .. '/' .. name)
+    promo_job(P, run, name, st[2] or 1)
+    running = running + 1
   end
 end
 for env, _ in pairs(def.environments or {}) do
   local e = redis.call('HGET', promo_key(P, run, env), 'status')
-  local deploying = redis.call('HGET', rkey .. ':stage:deploy@' .. env, 'status') == 'running'
+  local ds = redis.call('HGET', rkey .. ':stage:deploy@' .. env, 'status')
+  local deploying = ds == 'running' or (ds == 'queued' and redis.call('HGET',
+    rkey .. ':stage:deploy@' .. env, 'command') == 'abort')
   if promo_waits[e] or (e == 'deploying' and not deploying) then
     promo_close(P, run, env, 'cancelled', now)
     promo_release(P, run, env, now)

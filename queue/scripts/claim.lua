@@ -13,11 +13,13 @@ local rkey = P .. 'run:' .. run
 local skey = rkey .. ':stage:' .. stage
 
 local rstatus = redis.call('HGET', rkey, 'status')
-local st = redis.call('HMGET', skey, 'status', 'attempt')
+local st = redis.call('HMGET', skey, 'status', 'attempt', 'command')
 if not rstatus or not st[1] then
   return {'gone'}
 end
-if rstatus ~= 'queued' and rstatus ~= 'running' then
+-- A rollout of a cancelled run is still taken to be aborted (cancel.lua).
+if rstatus ~= 'queued' and rstatus ~= 'running' and
+   not (rstatus == 'cancelled' and st[3] == 'abort') then
   return {'run-finished'}
 end
 if st[2] ~= attempt then
@@ -43,5 +45,19 @@ local flat = redis.call('HGETALL', rkey)
 local obj = {}
 for i = 1, #flat, 2 do
   obj[flat[i]] = flat[i + 1]
+end
+-- The outputs of the run's stages ($SLUICE_OUTPUT), for ${<stage>.<KEY>}.
+local def = cjson.decode(obj.def or '{}')
+local outputs = {}
+local any = false
+for name, _ in pairs(def.stages or {}) do
+  local o = redis.call('HGET', rkey .. ':stage:' .. name, 'outputs')
+  if o then
+    outputs[name] = cjson.decode(o)
+    any = true
+  end
+end
+if any then
+  obj.outputs = outputs
 end
 return {'claimed', cjson.encode(obj)}

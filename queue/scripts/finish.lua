@@ -4,7 +4,8 @@
 -- ARGV[1] key prefix, ARGV[2] run, ARGV[3] stage, ARGV[4] attempt,
 -- ARGV[5] worker token, ARGV[6] status, ARGV[7] exit code or "",
 -- ARGV[8] signal name or "", ARGV[9] error text or "", ARGV[10] now (ms),
--- ARGV[11] result topic, ARGV[12] result envelope.
+-- ARGV[11] result topic, ARGV[12] result envelope, ARGV[13] (may be
+-- absent or "") the stage's outputs as a JSON object.
 -- Returns "recorded", or "fenced" when this attempt is no longer the
 -- current one or no longer this worker's (its result is dropped).
 local P, run, stage, attempt, token = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
@@ -23,6 +24,9 @@ if ARGV[8] ~= '' then
 end
 if ARGV[9] ~= '' then
   redis.call('HSET', skey, 'error', ARGV[9])
+end
+if ARGV[13] and ARGV[13] ~= '' then
+  redis.call('HSET', skey, 'outputs', ARGV[13])
 end
 -- Every attempt that ended stays in the stage's history, retried or not.
 local history = st[5] and cjson.decode(st[5]) or {}

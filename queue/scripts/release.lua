@@ -4,8 +4,8 @@
 --
 -- An entry is a JSON object {"topic": ..., "value": ...}; one that starts a
 -- stage attempt also names "run", "stage" and "attempt" and is published
--- only while the stage waits for exactly that attempt ("retrying"), which it
--- then marks queued.
+-- only while the stage waits for exactly that attempt ("retrying", or
+-- "paused" at a rollout's timed pause), which it then marks queued.
 --
 -- ARGV[1] key prefix, ARGV[2] now (ms), ARGV[3] most entries to release.
 -- Returns the number of messages published.
@@ -26,11 +26,11 @@ for _, entry in ipairs(due) do
       local skey = rkey .. ':stage:' .. e.stage
       local rstatus = redis.call('HGET', rkey, 'status')
       local st = redis.call('HMGET', skey, 'status', 'attempt')
-      send = (rstatus == 'queued' or rstatus == 'running') and st[1] == 'retrying' and
-             st[2] == tostring(e.attempt)
+      send = (rstatus == 'queued' or rstatus == 'running') and
+             (st[1] == 'retrying' or st[1] == 'paused') and st[2] == tostring(e.attempt)
       if send then
         redis.call('HSET', skey, 'status', 'queued', 'queued_at', now)
-        redis.call('HDEL', skey, 'retry_at')
+        redis.call('HDEL', skey, 'retry_at', 'resume_entry')
         redis.call('ZADD', P .. 'queued', now, e.run .. '/' .. e.stage)
         emit_stage(P, 'stage.queued', e.run, e.stage, e.attempt, {})
       end

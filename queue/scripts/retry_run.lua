@@ -64,7 +64,8 @@ if only == '' then
   end
 else
   if def.stages[only].env then
-    return {'conflict', 'stage ' .. only .. ' is a deployment: promote the run instead'}
+    return {'conflict', 'stage ' .. only .. ' is a deployment: retry its environment ' ..
+            def.stages[only].env .. ' instead'}
   end
   local s = st[only].status
   if not retryable[s] then

@@ -37,7 +37,7 @@ if st[2] ~= attempt then
   return {'stale', r[1]}
 end
 local terminal = {succeeded = true, failed = true, timed_out = true, cancelled = true,
-                  skipped = true, lost = true}
+                  skipped = true, lost = true, aborted = true, rolled_back = true}
 if not terminal[st[1]] then
   return {'not-finished', r[1]}
 end

@@ -199,12 +199,37 @@ try {
     await dialog.waitFor({ state: "hidden" });
     await staging.locator("[data-approval]", { hasText: "approved by approver" }).waitFor();
     await staging.locator("[data-approval]", { hasText: "release notes reviewed" }).waitFor();
-    await page.locator('.env[data-env="production"] > header .status', { hasText: "deployed" }).waitFor({ timeout: 30000 });
-    await page.locator(".run-head .status", { hasText: "succeeded" }).waitFor({ timeout: 30000 });
     if (authHeaders.at(-1) !== "Bearer " + setup.tokens.approver) throw new Error("Authorization: " + authHeaders.at(-1));
     const stored = await page.evaluate(() => sessionStorage.getItem("sluice.token"));
     if (stored !== setup.tokens.approver) throw new Error("token kept: " + stored);
     if (await page.getByRole("button", { name: "Approve" }).count()) throw new Error("Approve still offered");
+  });
+
+  await step("the production canary's weight changes live, and a click on Promote finishes it", async () => {
+    const id = releaseRun;
+    await page.evaluate(() => { window.__sameDocument = true; });
+    const production = page.locator('.env[data-env="production"]');
+    const legend = production.locator("[data-weights]");
+    await legend.filter({ hasText: "stable 80% \u00b7 canary 20%" }).waitFor({ timeout: 30000 });
+    await shot("canary-20");
+    // The timed pause parks the rollout; it goes on by itself to 50 %.
+    await legend.filter({ hasText: "stable 50% \u00b7 canary 50%" }).waitFor({ timeout: 30000 });
+    await production.getByText(/step \d+ of \d+/).waitFor();
+    await production.getByText(/paused/i).first().waitFor({ timeout: 15000 });
+    await shot("canary-50-paused");
+    if (!(await page.evaluate(() => window.__sameDocument === true))) throw new Error("the page reloaded");
+    await production.getByRole("button", { name: "Promote" }).click();
+    const dialog = page.getByRole("dialog");
+    await dialog.getByLabel("API token").fill(setup.tokens.operator);
+    await dialog.getByRole("button", { name: "Promote" }).click();
+    await dialog.waitFor({ state: "hidden" });
+    await production.locator("> header .status", { hasText: "deployed" }).waitFor({ timeout: 30000 });
+    await page.locator(".run-head .status", { hasText: "succeeded" }).waitFor({ timeout: 30000 });
+    const run = await fetch(`${base}/api/v1/runs/${id}`).then((r) => r.json());
+    const rollout = run.stages["deploy@production"].rollout;
+    if (rollout.phase !== "Healthy") throw new Error("rollout phase " + rollout.phase);
+    const promoted = rollout.steps.find((s) => s.name === "pause until promoted");
+    if (!promoted || !/promoted by operator/.test(promoted.message)) throw new Error("pause: " + JSON.stringify(promoted));
     await shot("release-deployed");
     await page.emulateMedia({ colorScheme: "dark" });
     await shot("release-deployed-dark");
@@ -214,8 +239,9 @@ try {
     await page.emulateMedia({ colorScheme: "light" });
   });
 
-  // The API does not report strategies yet: the run's answer is given one
-  // (the shape the page reads) to check how it is drawn.
+  // Every kind of row at once (analysis passing and failing, checklist items
+  // done and open, markup in a name): the run's answer is given them, in the
+  // shape the API reports, to check how they are drawn.
   await step("a promotion's strategy, weights, analysis and checklist render when present", async () => {
     const id = releaseRun;
     const url = `**/api/v1/runs/${id}`;

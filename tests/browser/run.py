@@ -42,7 +42,20 @@ def pipelines(repo):
         "development": {"deploy": {"sh": "echo deploying to $SLUICE_ENV"}},
         "staging": {"after": "development", "approval": "required",
                     "deploy": {"sh": "echo deploying to $SLUICE_ENV"}},
-        "production": {"after": "staging", "deploy": {"sh": "echo deploying to $SLUICE_ENV"}},
+        # A canary the page watches move: the steps are recorded by a real
+        # rollout on the worker, the weights by an exec provider that says
+        # what it would do; the last pause waits for a click on Promote.
+        "production": {
+            "after": "staging",
+            "image": "registry.example/release:${SLUICE_SHA_SHORT}",
+            "provider": {"type": "exec", "actions": {
+                "apply": {"sh": "echo deploying $SLUICE_IMAGE as the canary"},
+                "set_weight": {"sh": "echo canary weight $SLUICE_WEIGHT"},
+                "promote": {"sh": "echo $SLUICE_IMAGE is stable now"}}},
+            "strategy": {"type": "Canary", "steps": [
+                {"setWeight": 20}, {"pause": {"duration": "3s"}},
+                {"setWeight": 50}, {"pause": {}}, {"setWeight": 100}]},
+        },
     }
     return {"web.yaml": web, "release.yaml": release}
 
@@ -53,7 +66,8 @@ def main():
     os.makedirs(shots)
     repo = LocalRepo(os.path.join(root, "repo"))
     # Reads are public; deciding needs a token of role approve.
-    tokens = {"viewer": ("read", secrets.token_hex(16)), "approver": ("approve", secrets.token_hex(16))}
+    tokens = {"viewer": ("read", secrets.token_hex(16)), "approver": ("approve", secrets.token_hex(16)),
+              "operator": ("admin", secrets.token_hex(16))}
     tokens_file = os.path.join(root, "tokens")
     with open(tokens_file, "w") as f:
         for name, (role, tok) in tokens.items():

@@ -194,7 +194,7 @@ def test_unknown_paths_are_404_and_wrong_methods_405(locked):
     assert_error(*call(locked, "DELETE", "/api/v1/runs", t), 405)
     assert_error(*call(locked, "GET", "/api/v1/runs/r_x/cancel", t), 405)
     assert_error(*call(locked, "POST", "/api/v1/runs", t), 405)
-    assert_error(*call(locked, "POST", "/api/v1/runs/r_x/environments/prod/promote", t), 501)
+    assert_error(*call(locked, "POST", "/api/v1/runs/r_x/environments/prod/promote", t), 404)
 
 
 def test_validate_answers_positioned_errors(locked):

@@ -81,6 +81,13 @@ def pipelines(repo, port):
         "hook.yaml": hook,
         "flaky.yaml": p("flaky", {"test": http_stage(port, "/flaky")}),
         "gone.yaml": p("gone", {"test": http_stage(port, "/gone")}),
+        "outputs.yaml": p("outputs", {
+            "build": {"sh": 'echo "image=reg.example/app@sha256:abc" >> "$SLUICE_OUTPUT"\n'
+                            'echo "not a pair" >> "$SLUICE_OUTPUT"\n'
+                            'echo "built" > "$SLUICE_ARTIFACTS/note"'},
+            "test": {"run": ["echo", "testing ${build.image}"], "needs": ["build"]},
+            "check": {"kind": "test", "needs": ["build"],
+                      "sh": 'cat "$SLUICE_ARTIFACTS/note"; env | grep -c "build.image" || true'}}),
         "bare.yaml": p("bare", {
             "build": {"sh": 'pwd; ls -A | wc -l; echo kept > note', "checkout": False},
             "test": {"sh": "ls", "needs": ["build"]}}),
@@ -222,3 +229,19 @@ def test_stage_without_checkout_runs_in_an_empty_directory_of_its_own(env_stack)
     # The next stage of the same run still gets its checkout.
     test = [l for s, l in lines(env_stack, run, "test") if s == "stdout"]
     assert "test.sh" in test, test
+
+
+def test_outputs_reach_later_stages_as_stage_dot_key(env_stack):
+    run = start(env_stack, "outputs")
+    assert run["status"] == "succeeded", run
+    build = lines(env_stack, run, "build")
+    # A line that is not KEY=VALUE is reported and left out.
+    assert any(s == "system" and "not KEY=VALUE" in l and "not a pair" in l
+               for s, l in build), build
+    assert ("stdout", "testing reg.example/app@sha256:abc") in lines(env_stack, run, "test")
+    # Artifacts are shared by the run's stages; outputs are not exported
+    # into the environment (a shell could not read a dotted name).
+    assert [l for s, l in lines(env_stack, run, "check") if s == "stdout"] == ["built", "0"]
+    stage = env_stack.run(run["id"])["stages"]["build"]
+    assert stage.get("outputs") in ({"image": "reg.example/app@sha256:abc"},
+                                    '{"image":"reg.example/app@sha256:abc"}'), stage

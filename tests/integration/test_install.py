@@ -14,7 +14,7 @@ from conftest import BUILD, REPO_ROOT
 
 PREFIX = "/usr"
 PAGES = {"man1": ["sluicectl.1"], "man5": ["sluice.yaml.5"],
-         "man8": ["sluice-agent.8", "sluice-worker.8"]}
+         "man8": ["sluice-agent.8", "sluice-registry.8", "sluice-worker.8"]}
 
 
 @pytest.fixture(scope="module")

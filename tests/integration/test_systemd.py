@@ -1,6 +1,6 @@
 """The systemd units as `make install` installs them: systemd-analyze verify
-accepts the agent, the worker template and an instance of it, and the
-target, with no warning. The units name the installed binaries, so they are
+accepts the agent, the worker template and an instance of it, the
+target, and the registry lifecycle job's service and timer, with no warning. The units name the installed binaries, so they are
 installed (with PREFIX pointing into a temporary directory, as a packager's
 staging root would) before they are verified."""
 
@@ -27,11 +27,12 @@ def installed():
 
 
 def test_make_install_puts_binaries_units_and_examples_in_place(installed):
-    for name in ("sluice-agent", "sluice-worker", "sluicectl"):
+    for name in ("sluice-agent", "sluice-worker", "sluicectl", "sluice-registry"):
         assert os.access(os.path.join(installed, "bin", name), os.X_OK), name
     units = os.path.join(installed, "lib", "systemd", "system")
     assert sorted(os.listdir(units)) == [
-        "sluice-agent.service", "sluice-worker@.service", "sluice.target"]
+        "sluice-agent.service", "sluice-registry-lifecycle.service",
+        "sluice-registry-lifecycle.timer", "sluice-worker@.service", "sluice.target"]
     with open(os.path.join(units, "sluice-worker@.service")) as f:
         text = f.read()
     assert "ExecStart=%s/bin/sluice-worker " % installed in text and "@BINDIR@" not in text
@@ -46,7 +47,8 @@ def test_units_pass_systemd_analyze_verify(installed):
     os.symlink("sluice-worker@.service", instance)
     try:
         paths = [os.path.join(units, n) for n in (
-            "sluice-agent.service", "sluice-worker@.service", "sluice.target")] + [instance]
+            "sluice-agent.service", "sluice-worker@.service", "sluice.target",
+            "sluice-registry-lifecycle.service", "sluice-registry-lifecycle.timer")] + [instance]
         out = subprocess.run(["systemd-analyze", "verify"] + paths, capture_output=True,
                              text=True, timeout=60, cwd=units)
     finally:

@@ -12,6 +12,7 @@
 #include "ctl/control.c"
 #include "ctl/validate.c"
 #include "ctl/decide.c"
+#include "ctl/deploy.c"
 #include "ctl/sse.c"
 #include "ctl/plan.c"
 #include "ctl/cli.c"
@@ -463,7 +464,8 @@ static void args_approve_and_reject_need_a_run_an_environment_and_a_reason(void 
 	assert_int_equal(PARSE(&a, err, "reject", "r_1", "--reason", "x"), -1);
 	assert_string_equal(err, "reject: missing ENV");
 	assert_int_equal(PARSE(&a, err, "show", "r_1", "--reason", "x"), -1);
-	assert_string_equal(err, "--reason and --by apply to approve and reject only");
+	assert_string_equal(err, "--reason and --by apply to approve, reject, promote, abort, "
+				 "retry and rollback only");
 }
 
 static void args_url_prefers_option_then_environment(void **state)

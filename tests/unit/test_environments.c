@@ -234,7 +234,7 @@ static void test_deployment_is_required_and_has_no_kind_or_needs(void **state)
 {
 	expect_error(*state, "environments:\n  dev:\n    vars: {A: b}\n",
 		     "12:5: environments.dev.deploy: missing required key (the stage that "
-		     "deploys: run, sh or http)");
+		     "deploys: run, sh or http; or a strategy: with its provider:)");
 	expect_error(*state, "environments:\n  dev:\n    deploy: {sh: 'true', needs: [build]}\n",
 		     "12:26: environments.dev.deploy.needs: a deployment starts when the run is "
 		     "promoted; use after: to order environments");

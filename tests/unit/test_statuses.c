@@ -121,6 +121,11 @@ static void test_promotions_use_the_deploy_context(void **state)
 		    "failure", "sluice/app/deploy/staging", "rejected");
 	expect_post("promotion.finished", "{\"env\": \"staging\", \"status\": \"superseded\"}",
 		    "error", "sluice/app/deploy/staging", "superseded by a newer run");
+	expect_post("promotion.finished", "{\"env\": \"production\", \"status\": \"aborted\"}",
+		    "failure", "sluice/app/deploy/production",
+		    "rollout aborted: traffic back on the stable release");
+	expect_post("promotion.finished", "{\"env\": \"production\", \"status\": \"rolled_back\"}",
+		    "error", "sluice/app/deploy/production", "rolled back to the previous release");
 }
 
 static void test_events_without_a_status_post_nothing(void **state)

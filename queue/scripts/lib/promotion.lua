@@ -233,26 +233,81 @@ local function promo_first(def)
   return nil
 end
 
+-- A rollback of env (rollback.lua) ended with stage status st: the
+-- environment's current release is the previous one again, or stays as it
+-- was when the rollback failed. The run gets back the status it had.
+local function promo_rolled_back(P, run, env, st, now)
+  local ekey = promo_key(P, run, env)
+  local skey = P .. 'run:' .. run .. ':stage:deploy@' .. env
+  local f = redis.call('HMGET', skey, 'rollback_run', 'rollback_image', 'rollback_run_status',
+                       'rollout')
+  local back = f[3] or 'succeeded'
+  local status = st == 'rolled_back' and 'rolled_back' or 'rollback_failed'
+  if st == 'rolled_back' then
+    local pkey = promo_env_key(P, promo_pipeline(P, run), env)
+    redis.call('HSET', pkey, 'current', f[1], 'current_at', now, 'current_image', f[2])
+    redis.call('HDEL', pkey, 'previous', 'previous_at', 'previous_image')
+    local ok, state = pcall(cjson.decode, f[4] or '')
+    if ok and type(state) == 'table' and state.color then
+      redis.call('HSET', pkey, 'active_color', state.color)
+    end
+  end
+  redis.call('HSET', ekey, 'status', status, 'finished', now)
+  emit(P, 'promotion.finished', run, promo_subject(run, env),
+       {env = env, status = status, release = f[1]})
+  promo_release(P, run, env, now)
+  redis.call('HSET', P .. 'run:' .. run, 'status', back, 'finished', now)
+  emit(P, 'run.finished', run, 'runs/' .. run, {status = back})
+  return back
+end
+
 -- The deployment of run to env ended with stage status st (the run still
--- open). Returns the run's status afterwards.
+-- open). Returns the run's status afterwards. A rollout that aborted ends
+-- the run aborted; a deployment with a strategy leaves the image it
+-- released and the colour now live with the environment, for a rollback
+-- and the next blue/green deployment.
 local function promo_deployed(P, run, env, def, st, now, opens)
   local ekey = promo_key(P, run, env)
-  if redis.call('HGET', ekey, 'status') ~= 'deploying' then
+  local estatus = redis.call('HGET', ekey, 'status')
+  if estatus == 'rolling_back' then
+    return promo_rolled_back(P, run, env, st, now)
+  end
+  if estatus ~= 'deploying' then
     return redis.call('HGET', P .. 'run:' .. run, 'status')
   end
   if st ~= 'succeeded' then
-    promo_close(P, run, env, 'failed', now)
+    local outcome = st == 'aborted' and 'aborted' or 'failed'
+    promo_close(P, run, env, outcome, now)
     promo_release(P, run, env, now)
-    promo_end_run(P, run, def, 'failed', now)
-    return 'failed'
+    promo_end_run(P, run, def, outcome, now)
+    return outcome
   end
   local pkey = promo_env_key(P, promo_pipeline(P, run), env)
   local current = redis.call('HGET', pkey, 'current')
   if current and current ~= run then
     redis.call('HSET', pkey, 'previous', current, 'previous_at',
                redis.call('HGET', pkey, 'current_at') or now)
+    local image = redis.call('HGET', pkey, 'current_image')
+    if image then
+      redis.call('HSET', pkey, 'previous_image', image)
+    else
+      redis.call('HDEL', pkey, 'previous_image')
+    end
   end
   redis.call('HSET', pkey, 'current', run, 'current_at', now)
+  local ok, state = pcall(cjson.decode,
+                          redis.call('HGET', P .. 'run:' .. run .. ':stage:deploy@' .. env,
+                                     'rollout') or '')
+  if ok and type(state) == 'table' then
+    if state.image and state.image ~= '' then
+      redis.call('HSET', pkey, 'current_image', state.image)
+    end
+    if state.color then
+      redis.call('HSET', pkey, 'active_color', state.color)
+    end
+  else
+    redis.call('HDEL', pkey, 'current_image')
+  end
   promo_close(P, run, env, 'deployed', now)
   promo_release(P, run, env, now)
   local nxt = promo_next(def, env)

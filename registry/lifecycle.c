@@ -1,0 +1,315 @@
+/* lifecycle: read, plan, delete, remember, report. */
+#include "registry/lifecycle.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/clock.h"
+#include "registry/regclient.h"
+#include "registry/regpolicy.h"
+#include "registry/regreport.h"
+#include "registry/regscan.h"
+#include "registry/regstate.h"
+
+#define MESSAGE_MAX 1024
+
+struct run {
+	const struct regargs *a;
+	struct regclient *c;
+	struct regscan snap;
+	struct regstate st;
+	struct regpolicy_plan plan;
+	char *state_path;
+	int *exists;
+	FILE *err;
+};
+
+/* GET /v2/: the server speaks the API and takes the credentials. */
+static int check_api(struct run *r, char *err, size_t errlen)
+{
+	struct regclient_response resp;
+	int rc = -1;
+
+	if (regclient_request(r->c, "GET", "/v2/", "application/json", 64 * 1024, &resp, err,
+			      errlen) < 0)
+		return -1;
+	if (resp.status == 200)
+		rc = 0;
+	else if (resp.status == 404)
+		snprintf(err, errlen, "%s does not serve the Registry HTTP API v2 (GET /v2/: 404)",
+			 regclient_base(r->c));
+	else
+		regclient_status_error(r->c, &resp, "GET", "use the registry's API", err, errlen);
+	regclient_response_clear(&resp);
+	return rc;
+}
+
+static int load_state(struct run *r, char *err, size_t errlen)
+{
+	const char *base = regclient_base(r->c);
+	int found;
+
+	if (regstate_load(r->state_path, &r->st, &found, err, errlen) < 0)
+		return -1;
+	if (found) {
+		if (strcmp(r->st.registry, base) != 0 ||
+		    strcmp(r->st.repository, r->a->repository) != 0) {
+			snprintf(err, errlen,
+				 "the state file %s is about %s at %s, not %s at %s: give each "
+				 "repository its own --state",
+				 r->state_path, r->st.repository, r->st.registry, r->a->repository,
+				 base);
+			return -1;
+		}
+		return 0;
+	}
+	r->st.registry = strdup(base);
+	r->st.repository = strdup(r->a->repository);
+	if (!r->st.registry || !r->st.repository) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	return 0;
+}
+
+/* Which manifests of the state, not reached by a tag now, are still there. */
+static int look_up_untagged(struct run *r, char *err, size_t errlen)
+{
+	size_t i, k;
+
+	r->exists = r->st.n ? calloc(r->st.n, sizeof(int)) : NULL;
+	if (r->st.n && !r->exists) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	for (i = 0; i < r->st.n; i++) {
+		for (k = 0; k < r->snap.nimages; k++)
+			if (strcmp(r->snap.images[k].digest, r->st.entries[i].digest) == 0)
+				break;
+		if (k < r->snap.nimages) {
+			r->exists[i] = 1;
+			continue;
+		}
+		r->exists[i] =
+		    regscan_exists(r->c, r->a->repository, r->st.entries[i].digest, err, errlen);
+		if (r->exists[i] < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* Sends one DELETE; 1 when no other may follow (deletes refused, registry
+ * gone), else 0. */
+static int send_delete(struct run *r, struct regpolicy_op *op)
+{
+	struct regclient_response resp;
+	char path[512], what[640];
+	int stop = 0;
+
+	snprintf(path, sizeof(path), "/v2/%s/manifests/%s", r->a->repository, op->reference);
+	if (op->by_tag)
+		snprintf(what, sizeof(what), "delete the tag %s:%s", r->a->repository,
+			 op->reference);
+	else
+		snprintf(what, sizeof(what), "delete the manifest %s of %s", op->reference,
+			 r->a->repository);
+	if (regclient_request(r->c, "DELETE", path, NULL, 64 * 1024, &resp, op->message,
+			      sizeof(op->message)) < 0) {
+		op->status = REGPOLICY_FAILED;
+		return 1;
+	}
+	if (resp.status == 202 || resp.status == 200 || resp.status == 204) {
+		op->status = REGPOLICY_DONE;
+	} else if (resp.status == 404) {
+		op->status = REGPOLICY_GONE;
+		snprintf(op->message, sizeof(op->message), "already gone");
+	} else if (op->by_tag && (resp.status == 400 || resp.status == 501) &&
+		   (strncmp(resp.error, "DIGEST_INVALID", 14) == 0 ||
+		    strncmp(resp.error, "UNSUPPORTED", 11) == 0 || resp.status == 501)) {
+		/* Before the distribution spec 1.1 a reference to delete had to
+		 * be a digest: such a registry cannot drop a tag and keep its
+		 * manifest for the other tags. */
+		op->status = REGPOLICY_UNSUPPORTED;
+		snprintf(op->message, sizeof(op->message),
+			 "the registry cannot delete a tag alone (HTTP %ld%s%s); the tag stays",
+			 resp.status, resp.error[0] ? ": " : "", resp.error);
+	} else {
+		op->status = REGPOLICY_FAILED;
+		regclient_status_error(r->c, &resp, "DELETE", what, op->message,
+				       sizeof(op->message));
+		stop = resp.status == 405;
+	}
+	regclient_response_clear(&resp);
+	return stop;
+}
+
+static void carry_out(struct run *r)
+{
+	size_t i;
+
+	for (i = 0; i < r->plan.nops; i++) {
+		struct regpolicy_op *op = &r->plan.ops[i];
+
+		if (send_delete(r, op)) {
+			fprintf(r->err, "sluice-registry: %s\n", op->message);
+			for (i++; i < r->plan.nops; i++) {
+				r->plan.ops[i].status = REGPOLICY_FAILED;
+				snprintf(r->plan.ops[i].message, sizeof(r->plan.ops[i].message),
+					 "not sent after: %.400s", op->message);
+			}
+			return;
+		}
+		if (op->status == REGPOLICY_FAILED)
+			fprintf(r->err, "sluice-registry: %s\n", op->message);
+	}
+}
+
+/* Appends to names the tags that reach image i (itself or an index that
+ * lists it). */
+static int tags_of(const struct regscan *s, size_t i, char ***names, size_t *n)
+{
+	size_t t;
+
+	for (t = 0; t < s->ntags; t++) {
+		size_t stack[64], depth = 0;
+		int reached = 0;
+
+		stack[depth++] = s->tags[t].image;
+		while (depth > 0 && !reached) {
+			const struct regscan_image *im = &s->images[stack[--depth]];
+			size_t k;
+
+			if (im == &s->images[i]) {
+				reached = 1;
+				break;
+			}
+			for (k = 0; k < im->nchildren && depth < 64; k++)
+				stack[depth++] = im->children[k];
+		}
+		if (!reached)
+			continue;
+		char **grown = realloc(*names, (*n + 1) * sizeof(char *));
+		if (!grown)
+			return -1;
+		*names = grown;
+		(*names)[(*n)++] = s->tags[t].name;
+	}
+	return 0;
+}
+
+/* The state after the run: every manifest a tag reached is remembered
+ * (first seen now when new), those deleted or gone are dropped. */
+static int update_state(struct run *r, char *err, size_t errlen)
+{
+	int64_t now = clock_now_ms();
+	size_t i;
+
+	for (i = 0; i < r->snap.nimages; i++) {
+		const struct regscan_image *im = &r->snap.images[i];
+		struct regstate_entry *e = regstate_find(&r->st, im->digest);
+		char **names = NULL;
+		size_t n = 0;
+
+		if (!e) {
+			e = regstate_add(&r->st, im->digest);
+			if (!e)
+				goto oom;
+			e->first_seen_ms = now;
+		}
+		e->last_tagged_ms = now;
+		if (im->created_ms >= 0)
+			e->created_ms = im->created_ms;
+		if (tags_of(&r->snap, i, &names, &n) < 0 || regstate_set_tags(e, names, n) < 0) {
+			free(names);
+			goto oom;
+		}
+		free(names);
+	}
+	for (i = 0; i < r->plan.nops; i++) {
+		const struct regpolicy_op *op = &r->plan.ops[i];
+
+		if (!op->by_tag && (op->status == REGPOLICY_DONE || op->status == REGPOLICY_GONE))
+			regstate_remove(&r->st, op->digest);
+	}
+	for (i = 0; i < r->plan.nrows; i++)
+		if (r->plan.rows[i].action == REGPOLICY_FORGET)
+			regstate_remove(&r->st, r->plan.rows[i].digest);
+	return regstate_save(r->state_path, &r->st, err, errlen);
+oom:
+	snprintf(err, errlen, "out of memory");
+	return -1;
+}
+
+static int failed_ops(const struct regpolicy_plan *plan)
+{
+	size_t i;
+
+	for (i = 0; i < plan->nops; i++)
+		if (plan->ops[i].status == REGPOLICY_FAILED)
+			return 1;
+	return 0;
+}
+
+int lifecycle_run(const struct regargs *a, FILE *out, FILE *errf)
+{
+	struct regclient_options o = {.base_url = a->registry,
+				      .token_file = a->token_file,
+				      .user_file = a->user_file,
+				      .ca_file = a->ca_file};
+	struct run r = {.a = a, .err = errf};
+	struct regpolicy p = {.keep_last = a->keep_last,
+			      .patterns = a->patterns,
+			      .npatterns = a->npatterns,
+			      .keep = a->keep,
+			      .nkeep = a->nkeep,
+			      .expire_ms = a->expire_ms};
+	struct regreport rep = {.args = a};
+	char err[MESSAGE_MAX] = "";
+	int status = 1, printed;
+
+	r.c = regclient_new(&o, err, sizeof(err));
+	if (!r.c)
+		goto fail;
+	r.state_path =
+	    a->state ? strdup(a->state) : regstate_default_path(regclient_base(r.c), a->repository);
+	if (!r.state_path) {
+		snprintf(err, sizeof(err), "out of memory");
+		goto fail;
+	}
+	if (load_state(&r, err, sizeof(err)) < 0 || check_api(&r, err, sizeof(err)) < 0 ||
+	    regscan_repository(r.c, a->repository, a->page_size, &r.snap, err, sizeof(err)) < 0 ||
+	    look_up_untagged(&r, err, sizeof(err)) < 0)
+		goto fail;
+	p.now_ms = clock_now_ms();
+	if (regpolicy_plan(&p, &r.snap, &r.st, r.exists, &r.plan) < 0) {
+		snprintf(err, sizeof(err), "out of memory");
+		goto fail;
+	}
+	if (!a->dry_run) {
+		carry_out(&r);
+		/* Even after a failed delete: what was seen must be remembered,
+		 * or an image untagged now could never expire. */
+		if (update_state(&r, err, sizeof(err)) < 0)
+			fprintf(errf, "sluice-registry: %s\n", err);
+		else
+			rep.state_saved = 1;
+	}
+	rep.registry = regclient_base(r.c);
+	rep.state_file = r.state_path;
+	rep.plan = &r.plan;
+	printed = a->json ? regreport_json(&rep, out) : regreport_table(&rep, out);
+	if (printed < 0)
+		fprintf(errf, "sluice-registry: cannot write the report\n");
+	status = printed < 0 || failed_ops(&r.plan) || (!a->dry_run && !rep.state_saved) ? 1 : 0;
+	goto done;
+fail:
+	fprintf(errf, "sluice-registry: %s\n", err);
+done:
+	regpolicy_plan_clear(&r.plan);
+	regscan_clear(&r.snap);
+	regstate_clear(&r.st);
+	free(r.exists);
+	free(r.state_path);
+	regclient_free(r.c);
+	return status;
+}

@@ -1,0 +1,813 @@
+"""The operator's commands on deployments with a strategy: promote (and
+promote --full), abort, retry and rollback through the API and sluicectl,
+with their refusals, the role they need, the job published again for a
+parked rollout, and the strategy view and actions of GET /api/v1/runs/{id}.
+
+No worker takes deploy jobs here: each test records a run in Redis in the
+state a worker would leave it (a rollout paused, running, aborted, a
+release current with a previous one), sends the command, and reads what
+changed in Redis, on sluice.jobs.deploy and on sluice.events. The scripts
+are also run directly with EVAL, as the agent runs them."""
+
+import hashlib
+import json
+import os
+import secrets
+import time
+
+import pytest
+
+from conftest import http_request, pipeline, started_stack, wait_for
+from kafkawire import Client
+from resp import Redis
+
+P = "sluice:"
+REPO = "sluice-it/rollouts"
+SCRIPTS = os.path.join(os.path.dirname(__file__), "..", "..", "queue", "scripts")
+TOKENS = {name: "slc_" + secrets.token_hex(32) for name in ("reader", "approver", "ops")}
+ROLES = {"reader": "read", "approver": "approve", "ops": "admin"}
+IMAGE = "registry.local/shop@sha256:" + "b" * 64
+OLD_IMAGE = "registry.local/shop@sha256:" + "a" * 64
+
+# A deployment's "rollout" as the configuration normalizes it.
+ROLLOUT = {
+    "strategy": {"type": "Canary", "steps": [
+        {"set_weight": 20}, {"pause_ms": 600000}, {"pause": "manual"},
+        {"analysis": {"count": 1, "interval_ms": 0, "success_condition": "result[0] < 0.01",
+                      "provider": {"prometheus": {"address": "http://127.0.0.1:1",
+                                                  "query": "errors"}}}},
+        {"set_weight": 100}]},
+    "image": "${push.image}",
+    "provider": {"type": "exec", "actions": {"apply": {"run": ["./deploy.sh"]}}},
+    "hooks": {"pre": [], "post": []},
+    "checks": {
+        "pre": [{"name": "load balancer healthy", "kind": "http",
+                 "url": "http://127.0.0.1:1/healthz", "status": 200, "timeout_ms": 30000},
+                {"name": "quotas", "kind": "command", "run": ["./quotas.sh"],
+                 "timeout_ms": 30000}],
+        "post": [{"name": "certificate valid", "kind": "tls", "host": "127.0.0.1",
+                  "port": 8443, "min_days": 14, "timeout_ms": 30000}]},
+}
+
+
+def state(phase="Paused", step=1, pause="timed", paused_until=None, weights=None):
+    """The rollout's state as a worker saves it."""
+    s = {
+        "strategy": "Canary", "phase": phase, "step": step, "image": IMAGE,
+        "steps": [{"name": "setWeight 20", "status": "done"},
+                  {"name": "pause 10m", "status": "active"},
+                  {"name": "pause", "status": "pending"},
+                  {"name": "analysis", "status": "pending"},
+                  {"name": "setWeight 100", "status": "pending"}],
+        "weights": weights or {"stable": 80, "canary": 20},
+        "analyses": [{"name": "background", "verdict": "Successful", "message": "1 of 1 passed",
+                      "success_condition": "result[0] < 0.01", "successful": 1, "failed": 0,
+                      "inconclusive": 0, "errors": 0,
+                      "measurements": [
+                          {"n": 1, "at": 1, "ms": 3, "values": [0.02], "verdict": "Failed",
+                           "condition": "result[0] < 0.01", "message": "fails"},
+                          {"n": 2, "at": 2, "ms": 3, "values": [0.004],
+                           "verdict": "Successful", "condition": "result[0] < 0.01",
+                           "message": "result[0] < 0.01 holds for 0.004"}]},
+                     {"name": "step 3", "success_condition": "result[0] < 0.05",
+                      "measurements": []}],
+        "checks": {"pre": [{"name": "load balancer healthy", "kind": "http",
+                            "status": "passed", "message": "200", "ms": 4, "at": 1},
+                           {"name": "quotas", "kind": "command", "status": "failed",
+                            "message": "exit 1", "ms": 9, "at": 1}],
+                   "post": []},
+    }
+    if pause:
+        s["pause"] = pause
+    if paused_until:
+        s["paused_until"] = paused_until
+    return s
+
+
+def pipelines(repo, root):
+    with open(os.path.join(root, "tokens"), "w") as f:
+        for name, token in TOKENS.items():
+            f.write("%s %s %s\n" % (name, ROLES[name], hashlib.sha256(token.encode()).hexdigest()))
+    d = pipeline("shop", REPO, checkout=repo.url, stages={"build": {"sh": "true"}})
+    d["environments"] = {
+        "staging": {"deploy": {"sh": "true"}},
+        "production": {"after": "staging", "deploy": {"sh": "true"}},
+    }
+    return {"shop.yaml": d}
+
+
+@pytest.fixture(scope="module")
+def rstack():
+    # No worker: the deploy jobs the commands publish stay on their topic.
+    yield from started_stack("sluice-rollout-cmd-", pipelines, workers=(),
+                             extra_settings={"api": {"tokens_file": "tokens",
+                                                     "public_reads": False}})
+
+
+@pytest.fixture(scope="module")
+def base_def(rstack):
+    status, body, _ = http_request(rstack.agent_port, "GET", "/api/v1/pipelines/shop", None,
+                                   {"Authorization": "Bearer " + TOKENS["reader"]})
+    assert status == 200, body
+    return body["definition"]
+
+
+def now_ms():
+    return int(time.time() * 1000)
+
+
+class Run:
+    """A run of a pipeline of its own (so that environments' locks and
+    releases are the test's alone), recorded in Redis as the agent and a
+    worker would have left it."""
+
+    def __init__(self, stack, base_def, status="running", strategies=("staging", "production"),
+                 created=None):
+        self.stack = stack
+        self.pipeline = "shop-" + secrets.token_hex(3)
+        self.id = "r_" + secrets.token_hex(6)
+        self.created = created or now_ms()
+        d = json.loads(json.dumps(base_def))
+        d["name"] = self.pipeline
+        for env in strategies:
+            d["stages"]["deploy@" + env]["rollout"] = ROLLOUT
+        self.definition = d
+        with self.redis() as r:
+            r.call("HSET", self.key(), "status", status, "def", json.dumps(d),
+                   "pipeline", self.pipeline, "repository", REPO, "event", "push",
+                   "ref", "refs/heads/main", "sha", "c" * 40, "created", self.created)
+            r.call("ZADD", P + "runs", self.created, self.id)
+            r.call("HSET", self.key(":stage:build"), "status", "succeeded", "attempt", 1)
+            for env in ("staging", "production"):
+                r.call("HSET", self.key(":stage:deploy@" + env), "status", "pending",
+                       "attempt", 1)
+
+    def redis(self):
+        return Redis(self.stack.redis_port)
+
+    def key(self, suffix=""):
+        return P + "run:" + self.id + suffix
+
+    def env_key(self, env):
+        return P + "env:%s:%s" % (self.pipeline, env)
+
+    def sibling(self, **kw):
+        """Another run of the same pipeline."""
+        other = Run(self.stack, self.definition, **kw)
+        with other.redis() as r:
+            d = dict(other.definition, name=self.pipeline)
+            r.call("HSET", other.key(), "pipeline", self.pipeline, "def", json.dumps(d))
+        other.pipeline = self.pipeline
+        return other
+
+    def set_stage(self, env, **fields):
+        with self.redis() as r:
+            for k, v in fields.items():
+                if v is None:
+                    r.call("HDEL", self.key(":stage:deploy@" + env), k)
+                else:
+                    r.call("HSET", self.key(":stage:deploy@" + env), k,
+                           json.dumps(v) if isinstance(v, dict) else v)
+
+    def set_promotion(self, env, **fields):
+        with self.redis() as r:
+            for k, v in fields.items():
+                r.call("HSET", self.key(":env:" + env), k, v)
+
+    def set_env(self, env, **fields):
+        with self.redis() as r:
+            for k, v in fields.items():
+                r.call("HSET", self.env_key(env), k, v)
+
+    def stage(self, env):
+        with self.redis() as r:
+            return r.hgetall(self.key(":stage:deploy@" + env))
+
+    def promotion(self, env):
+        with self.redis() as r:
+            return r.hgetall(self.key(":env:" + env))
+
+    def env(self, env):
+        with self.redis() as r:
+            return r.hgetall(self.env_key(env))
+
+    def run_hash(self):
+        with self.redis() as r:
+            return r.hgetall(self.key())
+
+    def deployed_to_staging(self):
+        self.set_stage("staging", status="succeeded", started=now_ms() - 5000,
+                       finished=now_ms() - 1000)
+        self.set_promotion("staging", status="deployed", offered=now_ms() - 6000,
+                           started=now_ms() - 5000, finished=now_ms() - 1000)
+
+    def paused_in_production(self, attempt=2, due=None, entry=True):
+        """The production rollout parked at a timed pause, as park.lua leaves it."""
+        self.deployed_to_staging()
+        due = due or now_ms() + 600000
+        self.set_promotion("production", status="deploying", offered=now_ms() - 900,
+                           started=now_ms() - 800)
+        self.set_env("production", lock=self.id)
+        self.set_stage("production", status="paused", attempt=attempt,
+                       started=now_ms() - 800, rollout=state(paused_until=due))
+        if entry:
+            member = json.dumps({"topic": "sluice.jobs.deploy", "value": "{}", "run": self.id,
+                                 "stage": "deploy@production", "attempt": attempt})
+            with self.redis() as r:
+                r.call("ZADD", P + "delayed", due, member)
+                r.call("SADD", self.key(":delayed"), member)
+            self.set_stage("production", resume_entry=member)
+            return member
+        return None
+
+
+def call(stack, verb, run_id, env, body=None, token="ops"):
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = "Bearer " + TOKENS[token]
+    data = json.dumps(body).encode() if isinstance(body, dict) else body
+    status, parsed, _ = http_request(
+        stack.agent_port, "POST", "/api/v1/runs/%s/environments/%s/%s" % (run_id, env, verb),
+        data, headers)
+    return status, parsed
+
+
+def get_run(stack, run_id):
+    status, body, _ = http_request(stack.agent_port, "GET", "/api/v1/runs/" + run_id, None,
+                                   {"Authorization": "Bearer " + TOKENS["reader"]})
+    assert status == 200, body
+    return body
+
+
+def messages(stack, topic, run_id):
+    """The envelopes of topic (every partition) about run_id, oldest first."""
+    client = Client(stack.brokers)
+    out = []
+    try:
+        for partition in range(4):
+            offset = 0
+            while True:
+                err, records = client.fetch(topic, offset, partition)
+                if err or not records:
+                    break
+                for off, _, value in records:
+                    e = json.loads(value)
+                    if (e.get("data") or {}).get("run") == run_id:
+                        out.append(e)
+                offset = records[-1][0] + 1
+    finally:
+        client.close()
+    return out
+
+
+def wait_messages(stack, topic, run_id, count=1, kind=None):
+    def enough():
+        found = [m for m in messages(stack, topic, run_id) if not kind or m["type"] == kind]
+        return found if len(found) >= count else None
+    return wait_for("%d %s message(s) about %s on %s" % (count, kind or "", run_id, topic),
+                    enough, 15)
+
+
+# --- promote ----------------------------------------------------------------------
+
+def test_promote_resumes_a_paused_rollout_with_the_same_attempt(rstack, base_def):
+    run = Run(rstack, base_def)
+    member = run.paused_in_production(attempt=2)
+
+    status, body = call(rstack, "promote", run.id, "production",
+                        {"reason": "canary looks fine", "by": "ignored with a token"})
+    assert status == 202, body
+    assert body["run"] == run.id and body["env"] == "production", body
+    assert body["command"] == "promote" and body["resumed"] is True, body
+    assert body["by"] == "ops" and body["reason"] == "canary looks fine", body
+    assert body["stage"] == {"name": "deploy@production", "status": "queued", "attempt": 2}, body
+    assert body["status"] == "deploying", body
+
+    stage = run.stage("production")
+    assert stage["status"] == "queued" and stage["attempt"] == "2", stage
+    assert stage["command"] == "promote" and stage["command_by"] == "ops", stage
+    assert abs(int(stage["command_at"]) - now_ms()) < 10000, stage
+    assert "resume_entry" not in stage, stage
+    with run.redis() as r:
+        # The timed resumption is gone: the pause must not end a second time.
+        assert r.call("ZSCORE", P + "delayed", member) is None
+        assert r.call("SISMEMBER", run.key(":delayed"), member) == 0
+        assert r.call("ZSCORE", P + "queued", run.id + "/deploy@production") is not None
+
+    # The job is published again with the same attempt, for claim.lua.
+    jobs = wait_messages(rstack, "sluice.jobs.deploy", run.id)
+    assert len(jobs) == 1, jobs
+    assert jobs[0]["type"] == "dev.sluice.job.requested", jobs
+    assert jobs[0]["data"] == {"run": run.id, "stage": "deploy@production", "attempt": 2,
+                               "kind": "deploy"}, jobs
+    assert jobs[0]["subject"] == "runs/%s/stages/deploy@production/attempts/2" % run.id
+    event = wait_messages(rstack, "sluice.events", run.id, kind="dev.sluice.deploy.command")[0]
+    assert event["data"]["env"] == "production" and event["data"]["command"] == "promote"
+    assert event["data"]["by"] == "ops" and event["data"]["reason"] == "canary looks fine"
+    assert event["data"]["attempt"] == 2, event
+
+    # Queued again, it is no longer paused: a second promote is refused.
+    status, body = call(rstack, "promote", run.id, "production")
+    assert status == 409 and body["error"]["code"] == "not_paused", body
+
+
+def test_promote_of_a_manual_pause_without_resume_entry(rstack, base_def):
+    run = Run(rstack, base_def)
+    run.paused_in_production(attempt=1, entry=False)
+    status, body = call(rstack, "promote", run.id, "production", {})
+    assert status == 202 and body["resumed"] is True, body
+    assert body["reason"] is None, body
+    stage = run.stage("production")
+    assert stage["status"] == "queued" and stage["command"] == "promote", stage
+    jobs = wait_messages(rstack, "sluice.jobs.deploy", run.id)
+    assert jobs[0]["data"]["attempt"] == 1, jobs
+
+
+def test_promote_of_a_running_rollout_is_refused_but_promote_full_is_sent(rstack, base_def):
+    run = Run(rstack, base_def)
+    run.deployed_to_staging()
+    run.set_promotion("production", status="deploying")
+    run.set_stage("production", status="running", attempt=1, worker="w:1:x",
+                  rollout=state(phase="Progressing", step=0, pause=None))
+
+    status, body = call(rstack, "promote", run.id, "production", {"reason": "go"})
+    assert status == 409, body
+    assert body["error"]["code"] == "not_paused", body
+    assert "Progressing" in body["error"]["message"], body
+    assert "command" not in run.stage("production")
+
+    status, body = call(rstack, "promote", run.id, "production", {"full": True})
+    assert status == 202, body
+    assert body["command"] == "promote_full" and body["resumed"] is False, body
+    assert body["stage"]["status"] == "running", body
+    stage = run.stage("production")
+    # The worker running it takes the command: nothing is queued or published.
+    assert stage["status"] == "running" and stage["command"] == "promote_full", stage
+    assert stage["worker"] == "w:1:x", stage
+    wait_messages(rstack, "sluice.events", run.id, kind="dev.sluice.deploy.command")
+    assert messages(rstack, "sluice.jobs.deploy", run.id) == []
+
+
+def test_promote_takes_a_pause_held_by_its_worker(rstack, base_def):
+    """A pause with a background analysis keeps its worker: still a pause."""
+    run = Run(rstack, base_def)
+    run.set_promotion("production", status="deploying")
+    run.set_stage("production", status="running", attempt=1, worker="w:1:x",
+                  rollout=state(phase="Paused", pause="manual"))
+    status, body = call(rstack, "promote", run.id, "production")
+    assert status == 202 and body["resumed"] is False, body
+    assert run.stage("production")["command"] == "promote"
+
+
+def test_abort_is_sent_while_deploying_and_a_pending_abort_is_not_replaced(rstack, base_def):
+    run = Run(rstack, base_def)
+    run.set_promotion("production", status="deploying")
+    run.set_stage("production", status="queued", attempt=3)
+    status, body = call(rstack, "abort", run.id, "production", {"reason": "error rate"})
+    assert status == 202, body
+    assert body["command"] == "abort" and body["resumed"] is False, body
+    assert body["stage"] == {"name": "deploy@production", "status": "queued", "attempt": 3}
+    assert run.stage("production")["command"] == "abort"
+
+    status, body = call(rstack, "promote", run.id, "production", {"full": True})
+    assert status == 409 and body["error"]["code"] == "aborting", body
+    assert run.stage("production")["command"] == "abort"
+    # Aborting again is fine.
+    status, body = call(rstack, "abort", run.id, "production")
+    assert status == 202, body
+
+
+def test_abort_of_a_parked_rollout_queues_it_for_a_worker(rstack, base_def):
+    run = Run(rstack, base_def)
+    member = run.paused_in_production(attempt=4)
+    status, body = call(rstack, "abort", run.id, "production")
+    assert status == 202 and body["resumed"] is True, body
+    assert body["reason"] is None, body
+    stage = run.stage("production")
+    assert stage["status"] == "queued" and stage["command"] == "abort", stage
+    with run.redis() as r:
+        assert r.call("ZSCORE", P + "delayed", member) is None
+    jobs = wait_messages(rstack, "sluice.jobs.deploy", run.id)
+    assert jobs[0]["data"]["attempt"] == 4, jobs
+
+
+def test_commands_are_refused_where_they_do_not_apply(rstack, base_def):
+    run = Run(rstack, base_def, strategies=("production",))
+    run.deployed_to_staging()
+    # staging deploys without a strategy.
+    status, body = call(rstack, "abort", run.id, "staging")
+    assert status == 409 and body["error"]["code"] == "no_strategy", body
+    # production has not started.
+    status, body = call(rstack, "abort", run.id, "production")
+    assert status == 409 and body["error"]["code"] == "not_deploying", body
+    assert "pending" in body["error"]["message"], body
+    # A finished run's parked rollout takes no command.
+    other = Run(rstack, base_def, status="cancelled")
+    other.set_stage("production", status="paused")
+    status, body = call(rstack, "promote", other.id, "production")
+    assert status == 409 and body["error"]["code"] == "not_deploying", body
+    assert "cancelled" in body["error"]["message"], body
+    # Unknown run and environment.
+    status, body = call(rstack, "promote", "r_nosuchrun", "production")
+    assert status == 404 and body["error"]["code"] == "not_found", body
+    status, body = call(rstack, "promote", run.id, "qa")
+    assert status == 404 and "qa" in body["error"]["message"], body
+    # Malformed bodies.
+    for bad in (b"[1]", b"{", {"full": "yes"}, {"reason": 7}):
+        status, body = call(rstack, "promote", run.id, "production", bad)
+        assert status == 400 and body["error"]["code"] == "bad_request", (bad, body)
+    status, body = call(rstack, "abort", run.id, "production", {"full": True})
+    assert status == 400, body
+    assert run.stage("production") == {"status": "pending", "attempt": "1"}
+
+
+def test_commands_need_an_admin_token_and_are_audited(rstack, base_def):
+    run = Run(rstack, base_def)
+    run.paused_in_production()
+    for token in ("reader", "approver"):
+        for verb in ("promote", "abort", "retry", "rollback"):
+            status, body = call(rstack, verb, run.id, "production", {}, token=token)
+            assert status == 403, (verb, token, body)
+    status, body = call(rstack, "promote", run.id, "production", {}, token=None)
+    assert status == 401, body
+    assert run.stage("production")["status"] == "paused"
+    assert "command" not in run.stage("production")
+
+    status, _ = call(rstack, "abort", run.id, "production", {})
+    assert status == 202
+    calls = wait_messages(rstack, "sluice.events", run.id, kind="dev.sluice.api.call")
+    assert [(c["data"]["token"], c["data"]["method"], c["data"]["path"], c["data"]["status"])
+            for c in calls] == [
+        ("ops", "POST", "/api/v1/runs/%s/environments/production/abort" % run.id, 202)], calls
+
+
+# --- retry -------------------------------------------------------------------------
+
+def aborted_in_production(run, attempt=2):
+    run.deployed_to_staging()
+    run.set_promotion("production", status="aborted", started=now_ms() - 5000,
+                      finished=now_ms() - 100)
+    run.set_stage("production", status="aborted", attempt=attempt, started=now_ms() - 5000,
+                  finished=now_ms() - 100, routed=1, command_by="ops",
+                  rollout=state(phase="Aborted", pause=None, weights={"stable": 100,
+                                                                      "canary": 0}))
+    with run.redis() as r:
+        r.call("HSET", run.key(), "status", "aborted", "finished", now_ms() - 100)
+
+
+def test_retry_deploys_an_aborted_deployment_again_from_the_start(rstack, base_def):
+    run = Run(rstack, base_def)
+    aborted_in_production(run, attempt=2)
+    # A third environment after production, skipped when it failed, waits again.
+    status, body = call(rstack, "retry", run.id, "production", {"reason": "fixed the config"})
+    assert status == 202, body
+    assert body["command"] == "retry" and body["status"] == "deploying", body
+    assert body["stage"] == {"name": "deploy@production", "status": "queued", "attempt": 3}
+
+    stage = run.stage("production")
+    assert stage["status"] == "queued" and stage["attempt"] == "3", stage
+    for gone in ("rollout", "command_by", "routed", "finished", "started"):
+        assert gone not in stage, (gone, stage)
+    assert run.promotion("production")["status"] == "deploying"
+    assert "finished" not in run.promotion("production")
+    assert run.run_hash()["status"] == "running"
+    assert run.env("production")["lock"] == run.id
+    jobs = wait_messages(rstack, "sluice.jobs.deploy", run.id)
+    assert jobs[0]["data"]["attempt"] == 3, jobs
+    events = wait_messages(rstack, "sluice.events", run.id, kind="dev.sluice.deploy.command")
+    assert events[0]["data"]["command"] == "retry", events
+    assert events[0]["data"]["reason"] == "fixed the config", events
+
+    # Deploying again, it is no longer one to retry.
+    status, body = call(rstack, "retry", run.id, "production")
+    assert status == 409 and body["error"]["code"] == "not_failed", body
+
+
+def test_retry_waits_for_no_lock_and_never_replaces_a_newer_release(rstack, base_def):
+    run = Run(rstack, base_def, created=now_ms() - 60000)
+    aborted_in_production(run)
+    holder = run.sibling()
+    run.set_env("production", lock=holder.id)
+    status, body = call(rstack, "retry", run.id, "production")
+    assert status == 409 and body["error"]["code"] == "locked", body
+    assert holder.id in body["error"]["message"], body
+
+    with run.redis() as r:
+        r.call("HDEL", run.env_key("production"), "lock")
+    run.set_env("production", current=holder.id)
+    status, body = call(rstack, "retry", run.id, "production")
+    assert status == 409 and body["error"]["code"] == "superseded", body
+    assert holder.id in body["error"]["message"], body
+    assert run.stage("production")["status"] == "aborted"
+
+
+def test_retry_of_a_deployment_without_strategy_and_of_later_environments(rstack, base_def):
+    run = Run(rstack, base_def, strategies=())
+    run.set_promotion("staging", status="failed", finished=now_ms())
+    run.set_stage("staging", status="failed", attempt=1, exit_code=3)
+    run.set_stage("production", status="skipped", finished=now_ms())
+    with run.redis() as r:
+        r.call("HSET", run.key(), "status", "failed")
+    status, body = call(rstack, "retry", run.id, "staging")
+    assert status == 202, body
+    assert run.stage("staging")["attempt"] == "2"
+    # production, skipped because staging failed, waits for it again.
+    assert run.stage("production") == {"status": "pending", "attempt": "1"}
+
+
+# --- rollback ----------------------------------------------------------------------
+
+def current_in_production(run, previous):
+    run.deployed_to_staging()
+    run.set_promotion("production", status="deployed", started=now_ms() - 4000,
+                      finished=now_ms() - 2000)
+    run.set_stage("production", status="succeeded", attempt=1, routed=1,
+                  rollout=state(phase="Healthy", step=4, pause=None,
+                                weights={"stable": 100}))
+    run.set_env("production", current=run.id, current_image=IMAGE, previous=previous.id,
+                previous_image=OLD_IMAGE)
+    with run.redis() as r:
+        r.call("HSET", run.key(), "status", "succeeded", "finished", now_ms() - 2000)
+
+
+def test_rollback_queues_the_previous_image_for_the_current_release(rstack, base_def):
+    run = Run(rstack, base_def)
+    previous = run.sibling(status="succeeded")
+    current_in_production(run, previous)
+
+    status, body = call(rstack, "rollback", run.id, "production", {"reason": "bad release"})
+    assert status == 202, body
+    assert body["command"] == "rollback" and body["status"] == "rolling_back", body
+    assert body["rollback"] == {"run": previous.id, "image": OLD_IMAGE}, body
+    assert body["stage"] == {"name": "deploy@production", "status": "queued", "attempt": 2}
+
+    stage = run.stage("production")
+    assert stage["mode"] == "rollback" and stage["rollback_run"] == previous.id, stage
+    assert stage["rollback_image"] == OLD_IMAGE and stage["attempt"] == "2", stage
+    assert stage["rollback_run_status"] == "succeeded", stage
+    assert stage["status"] == "queued" and "rollout" not in stage, stage
+    assert run.promotion("production")["status"] == "rolling_back"
+    assert run.run_hash()["status"] == "running"
+    assert run.env("production")["lock"] == run.id
+    jobs = wait_messages(rstack, "sluice.jobs.deploy", run.id)
+    assert jobs[0]["data"]["attempt"] == 2, jobs
+    event = wait_messages(rstack, "sluice.events", run.id, kind="dev.sluice.deploy.command")[0]
+    assert event["data"]["command"] == "rollback" and event["data"]["to_run"] == previous.id
+
+    # While it rolls back, nothing else is accepted on it.
+    status, body = call(rstack, "rollback", run.id, "production")
+    assert status == 409 and body["error"]["code"] == "busy", body
+    status, body = call(rstack, "abort", run.id, "production")
+    assert status == 409 and body["error"]["code"] == "not_deploying", body
+    status, body = call(rstack, "retry", run.id, "production")
+    assert status == 409 and body["error"]["code"] == "not_failed", body
+
+
+def test_rollback_is_refused_unless_the_run_is_current_with_a_previous(rstack, base_def):
+    run = Run(rstack, base_def)
+    previous = run.sibling(status="succeeded")
+    current_in_production(run, previous)
+
+    status, body = call(rstack, "rollback", previous.id, "production")
+    assert status == 409 and body["error"]["code"] == "not_current", body
+    assert run.id in body["error"]["message"], body
+
+    run.set_env("production", lock=previous.id)
+    status, body = call(rstack, "rollback", run.id, "production")
+    assert status == 409 and body["error"]["code"] == "locked", body
+    with run.redis() as r:
+        r.call("HDEL", run.env_key("production"), "lock")
+
+    with run.redis() as r:
+        r.call("HSET", run.key(), "status", "waiting")
+    status, body = call(rstack, "rollback", run.id, "production")
+    assert status == 409 and body["error"]["code"] == "run_active", body
+    with run.redis() as r:
+        r.call("HSET", run.key(), "status", "succeeded")
+        r.call("HDEL", run.env_key("production"), "previous_image")
+    status, body = call(rstack, "rollback", run.id, "production")
+    assert status == 409 and body["error"]["code"] == "no_previous", body
+
+    status, body = call(rstack, "rollback", run.id, "staging")
+    assert status == 409 and body["error"]["code"] == "not_current", body
+    assert run.stage("production")["status"] == "succeeded"
+    assert "mode" not in run.stage("production")
+
+
+# --- the view ----------------------------------------------------------------------
+
+def test_run_shows_the_strategy_and_the_verbs_that_apply(rstack, base_def):
+    run = Run(rstack, base_def)
+    due = now_ms() + 600000
+    run.paused_in_production(attempt=2, due=due)
+    envs = get_run(rstack, run.id)["environments"]
+
+    assert envs["staging"]["actions"] == [], envs["staging"]
+    assert envs["staging"]["strategy"]["status"] is None, envs["staging"]
+    prod = envs["production"]
+    assert prod["actions"] == ["promote", "abort"], prod
+    st = prod["strategy"]
+    assert st["name"] == "Canary" and st["step"] == 2 and st["steps"] == 5, st
+    assert st["status"] == "Paused" and st["pause"] == "timed", st
+    assert st["weights"] == {"stable": 80, "canary": 20}, st
+    assert st["paused_until"].endswith("Z") and st["paused_until"][:4] == time.strftime(
+        "%Y", time.gmtime(due / 1000)), st
+    assert st["analysis"] == [
+        {"metric": "background", "value": 0.004, "threshold": "result[0] < 0.01",
+         "status": "passed", "verdict": "Successful", "pass": True,
+         "message": "1 of 1 passed"},
+        {"metric": "step 3", "value": None, "threshold": "result[0] < 0.05",
+         "status": "running", "verdict": None, "pass": None, "message": None}], st
+    assert st["checklist"] == [
+        {"item": "load balancer healthy", "phase": "pre", "done": True, "status": "passed",
+         "message": "200"},
+        {"item": "quotas", "phase": "pre", "done": False, "status": "failed",
+         "message": "exit 1"},
+        {"item": "certificate valid", "phase": "post", "done": False, "status": "pending",
+         "message": None}], st
+    assert st["rollout"]["steps"][1] == {"name": "pause 10m", "status": "active"}, st
+    assert st["command"] is None, st
+
+    call(rstack, "abort", run.id, "production")
+    prod = get_run(rstack, run.id)["environments"]["production"]
+    assert prod["strategy"]["command"] == "abort" and prod["actions"] == [], prod
+
+    waiting = Run(rstack, base_def)
+    waiting.set_promotion("staging", status="waiting_approval")
+    assert get_run(rstack, waiting.id)["environments"]["staging"]["actions"] == [
+        "approve", "reject"]
+
+    aborted = Run(rstack, base_def)
+    aborted_in_production(aborted)
+    assert get_run(rstack, aborted.id)["environments"]["production"]["actions"] == ["retry"]
+
+    current = Run(rstack, base_def)
+    current_in_production(current, current.sibling(status="succeeded"))
+    assert get_run(rstack, current.id)["environments"]["production"]["actions"] == [
+        "rollback"]
+
+
+# --- sluicectl ---------------------------------------------------------------------
+
+def ctl(stack, *args):
+    return stack.ctl(*args, env={"SLUICE_TOKEN": TOKENS["ops"]})
+
+
+def test_sluicectl_promote_abort_retry_rollback(rstack, base_def):
+    run = Run(rstack, base_def)
+    run.paused_in_production(attempt=2)
+    r = ctl(rstack, "show", run.id)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    header = [i for i, l in enumerate(lines) if l.startswith("ENVIRONMENT  STRATEGY")]
+    assert header, r.stdout
+    row = lines[header[0] + 2].split()
+    assert row[:4] == ["production", "Canary", "2/5", "Paused"], lines
+    assert "stable 80%, canary 20%" in lines[header[0] + 2], lines
+    assert lines[header[0] + 2].rstrip().endswith("1/3 passed  promote, abort"), lines
+    assert any(l.split()[:5] == ["production", "background", "0.004", "result[0]", "<"]
+               for l in lines), r.stdout
+
+    r = ctl(rstack, "promote", run.id, "production", "--reason", "looks good")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == ("run %s: promote sent to production by ops; the paused rollout is "
+                        "queued again (attempt 2)\n" % run.id), r.stdout
+    r = ctl(rstack, "promote", run.id, "production")
+    assert r.returncode == 1 and "is not paused" in r.stderr, r
+    r = ctl(rstack, "promote", run.id, "production", "--full", "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["command"] == "promote_full"
+    r = ctl(rstack, "abort", run.id, "production")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == ("run %s: abort sent to production by ops; deploy@production is "
+                        "queued (attempt 2)\n" % run.id), r.stdout
+
+    aborted = Run(rstack, base_def)
+    aborted_in_production(aborted, attempt=2)
+    # build is a stage of the run: retry RUN build is the stage's retry, as before.
+    r = ctl(rstack, "retry", aborted.id, "build")
+    assert r.returncode == 1 and "succeeded" in r.stderr, r
+    r = ctl(rstack, "retry", aborted.id, "production", "--reason", "again")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == ("run %s: retry of production by ops; production is deploying, "
+                        "deploy@production is queued (attempt 3)\n" % aborted.id), r.stdout
+    r = ctl(rstack, "retry", aborted.id, "deploy@production")
+    assert r.returncode == 1 and "cannot be retried (queued)" in r.stderr, r
+    r = ctl(rstack, "retry", aborted.id, "nowhere")
+    assert r.returncode == 1 and "no stage or environment named nowhere" in r.stderr, r
+
+    current = Run(rstack, base_def)
+    previous = current.sibling(status="succeeded")
+    current_in_production(current, previous)
+    r = ctl(rstack, "rollback", current.id, "production")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == ("run %s: rollback of production to run %s (%s) by ops; production is "
+                        "rolling_back, deploy@production is queued (attempt 2)\n"
+                        % (current.id, previous.id, OLD_IMAGE)), r.stdout
+
+
+def test_sluicectl_usage_errors_and_help(rstack):
+    for args, message in (
+            (["promote", "r_1"], "promote: missing ENV"),
+            (["abort", "r_1", "production", "--full"], "--full applies to promote only"),
+            (["rollback", "r_1", "production", "extra"], "unexpected argument 'extra'"),
+            (["retry", "r_1", "--reason", "x"], "retry RUN ENV only"),
+            (["promote", "r_1", "production", "--limit", "3"], "takes --reason and --by")):
+        r = ctl(rstack, *args)
+        assert r.returncode == 2, (args, r)
+        assert message in r.stderr, (args, r.stderr)
+    for command in ("promote", "abort", "rollback", "retry"):
+        r = ctl(rstack, command, "--help")
+        assert r.returncode == 0 and r.stdout.startswith("usage: sluicectl " + command), r
+    r = ctl(rstack, "--help")
+    assert "promote RUN ENV [--full]" in r.stdout and "rollback RUN ENV" in r.stdout
+
+
+# --- the scripts, as the agent runs them --------------------------------------------
+
+def script(name):
+    """A script as the build embeds it: the files of lib/ come first."""
+    lib = os.path.join(SCRIPTS, "lib")
+    parts = [os.path.join(lib, f) for f in sorted(os.listdir(lib)) if f.endswith(".lua")]
+    text = ""
+    for path in parts + [os.path.join(SCRIPTS, name + ".lua")]:
+        with open(path) as f:
+            text += f.read()
+    return text
+
+
+def seed(r, prefix, stage_status, run_status="running", phase="Paused", command=None):
+    d = {"name": "p", "stages": {"deploy@prod": {"kind": "deploy", "env": "prod", "needs": [],
+                                                 "rollout": ROLLOUT}},
+         "environments": {"prod": {"after": None}}}
+    r.call("HSET", prefix + "run:r1", "status", run_status, "def", json.dumps(d),
+           "pipeline", "p", "created", 1)
+    r.call("HSET", prefix + "run:r1:stage:deploy@prod", "status", stage_status, "attempt", 5,
+           "rollout", json.dumps({"phase": phase}))
+    r.call("HSET", prefix + "run:r1:env:prod", "status", "deploying")
+    if command:
+        r.call("HSET", prefix + "run:r1:stage:deploy@prod", "command", command)
+
+
+def outbox(r, prefix):
+    """(topic, envelope) of each message in the outbox, oldest first."""
+    out = []
+    for _, fields in r.call("XRANGE", prefix + "outbox", "-", "+"):
+        pairs = dict(zip(fields[::2], fields[1::2]))
+        out.append((pairs[b"topic"].decode(), json.loads(pairs[b"value"])))
+    return out
+
+
+def test_script_rollout_command_twice_resumes_once(rstack):
+    with Redis(rstack.redis_port) as r:
+        prefix = "t-cmd1:"
+        seed(r, prefix, "paused")
+        args = [prefix, "r1", "prod", "promote", "alice", "", 1000]
+        first = r.call("EVAL", script("rollout_command"), 0, *args)
+        second = r.call("EVAL", script("rollout_command"), 0, *args)
+        assert first == [b"resumed", b"deploying", b"queued", 5], first
+        # The stage is queued now, although its saved phase still says
+        # Paused: a parked pause is over once queued.
+        assert second == [b"not-paused", b"queued"], second
+        sent = outbox(r, prefix)
+        assert [(topic, e["type"]) for topic, e in sent] == [
+            ("@events", "dev.sluice.deploy.command"), ("@jobs.deploy", "dev.sluice.job.requested"),
+            ("@events", "dev.sluice.stage.queued")], sent
+        assert sent[1][1]["data"] == {"run": "r1", "stage": "deploy@prod", "attempt": 5,
+                                      "kind": "deploy"}, sent
+
+
+def test_script_rollout_command_refusals_change_nothing(rstack):
+    with Redis(rstack.redis_port) as r:
+        prefix = "t-cmd2:"
+        seed(r, prefix, "running", phase="Progressing", command="abort")
+        before = r.hgetall(prefix + "run:r1:stage:deploy@prod")
+        for command, want in (("promote", [b"aborting"]), ("promote_full", [b"aborting"])):
+            got = r.call("EVAL", script("rollout_command"), 0, prefix, "r1", "prod", command,
+                         "bob", "", 1000)
+            assert got == want, (command, got)
+        got = r.call("EVAL", script("rollout_command"), 0, prefix, "r1", "nope", "abort", "bob",
+                     "", 1000)
+        assert got == [b"unknown-env"], got
+        got = r.call("EVAL", script("rollout_command"), 0, prefix, "r9", "prod", "abort", "bob",
+                     "", 1000)
+        assert got == [b"gone"], got
+        assert r.hgetall(prefix + "run:r1:stage:deploy@prod") == before
+        assert r.call("XLEN", prefix + "outbox") == 0
+
+
+def test_script_rollback_then_retry_is_refused(rstack):
+    with Redis(rstack.redis_port) as r:
+        prefix = "t-cmd3:"
+        seed(r, prefix, "succeeded", run_status="succeeded")
+        r.call("HSET", prefix + "env:p:prod", "current", "r1", "previous", "r0",
+               "previous_image", OLD_IMAGE)
+        got = r.call("EVAL", script("rollback"), 0, prefix, "r1", "prod", "carol", "", 1000)
+        assert got == [b"rolling-back", b"rolling_back", b"queued", 6, b"r0",
+                       OLD_IMAGE.encode()], got
+        # The rollback failing leaves it to be rolled back again, not redeployed.
+        r.call("HSET", prefix + "run:r1:stage:deploy@prod", "status", "failed")
+        r.call("HSET", prefix + "run:r1:env:prod", "status", "rollback_failed")
+        r.call("HDEL", prefix + "env:p:prod", "lock")
+        got = r.call("EVAL", script("rollout_retry"), 0, prefix, "r1", "prod", "carol", "", 1000)
+        assert got == [b"not-failed", b"rollback failed"], got

@@ -1,0 +1,370 @@
+/* sluice-registry's lifecycle rules on snapshots made by hand: ranking by
+ * created time, --keep, shared manifests, indexes, untagged expiry.
+ *
+ * The registry/ objects are not linked into unit tests (sluice-registry is
+ * a program of its own), so the sources under test are included here. */
+#include "ctl/fmt.c"
+#include "registry/regclient.c"
+#include "registry/regscan.c"
+#include "registry/regstate.c"
+#include "registry/regpolicy.c"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+
+#include <cmocka.h>
+
+#define NOW  (1800000000000LL)
+#define DAYS (24LL * 3600 * 1000)
+
+/* Digest number n: "sha256:" and 64 hex digits. */
+static const char *dg(int n)
+{
+	static char buf[16][72];
+	static int next;
+	char *b = buf[next++ % 16];
+
+	snprintf(b, 72, "sha256:%064d", n);
+	return b;
+}
+
+struct fixture {
+	struct regscan s;
+	struct regstate st;
+	struct regpolicy_plan plan;
+	int exists[16];
+};
+
+static size_t image(struct fixture *f, int n, int64_t created_ms)
+{
+	struct regscan *s = &f->s;
+
+	s->images = realloc(s->images, (s->nimages + 1) * sizeof(*s->images));
+	assert_non_null(s->images);
+	memset(&s->images[s->nimages], 0, sizeof(*s->images));
+	s->images[s->nimages].digest = strdup(dg(n));
+	s->images[s->nimages].media_type = strdup("application/vnd.oci.image.manifest.v1+json");
+	s->images[s->nimages].created_ms = created_ms;
+	s->images[s->nimages].understood = 1;
+	return s->nimages++;
+}
+
+static void child(struct fixture *f, size_t index, size_t c)
+{
+	struct regscan_image *im = &f->s.images[index];
+
+	im->children = realloc(im->children, (im->nchildren + 1) * sizeof(size_t));
+	assert_non_null(im->children);
+	im->children[im->nchildren++] = c;
+}
+
+static void tag(struct fixture *f, const char *name, size_t im)
+{
+	struct regscan *s = &f->s;
+
+	s->tags = realloc(s->tags, (s->ntags + 1) * sizeof(*s->tags));
+	assert_non_null(s->tags);
+	s->tags[s->ntags].name = strdup(name);
+	s->tags[s->ntags++].image = im;
+}
+
+static void seen(struct fixture *f, int n, int64_t first_seen, int64_t created, int exists)
+{
+	struct regstate_entry *e = regstate_add(&f->st, dg(n));
+
+	assert_non_null(e);
+	e->first_seen_ms = first_seen;
+	e->last_tagged_ms = first_seen;
+	e->created_ms = created;
+	f->exists[f->st.n - 1] = exists;
+}
+
+static void plan(struct fixture *f, long keep_last, const char *pattern, const char *keep,
+		 int64_t expire_ms)
+{
+	const char *patterns[] = {pattern}, *keeps[] = {keep};
+	struct regpolicy p = {.keep_last = keep_last,
+			      .patterns = patterns,
+			      .npatterns = pattern ? 1 : 0,
+			      .keep = keeps,
+			      .nkeep = keep ? 1 : 0,
+			      .expire_ms = expire_ms,
+			      .now_ms = NOW};
+
+	assert_int_equal(regpolicy_plan(&p, &f->s, &f->st, f->exists, &f->plan), 0);
+}
+
+static const struct regpolicy_row *row(const struct fixture *f, const char *tag_or_digest)
+{
+	size_t i;
+
+	for (i = 0; i < f->plan.nrows; i++) {
+		const struct regpolicy_row *r = &f->plan.rows[i];
+		if ((r->tag && strcmp(r->tag, tag_or_digest) == 0) ||
+		    (!r->tag && strcmp(r->digest, tag_or_digest) == 0))
+			return r;
+	}
+	fail_msg("no row for %s", tag_or_digest);
+	return NULL;
+}
+
+static void done(struct fixture *f)
+{
+	regpolicy_plan_clear(&f->plan);
+	regscan_clear(&f->s);
+	regstate_clear(&f->st);
+}
+
+static void newest_by_created_time_are_kept_whatever_their_names(void **state)
+{
+	struct fixture f = {0};
+	(void)state;
+
+	tag(&f, "prod-1", image(&f, 1, NOW - 10 * DAYS));
+	tag(&f, "prod-2", image(&f, 2, NOW - 1 * DAYS));
+	tag(&f, "prod-3", image(&f, 3, NOW - 5 * DAYS));
+	tag(&f, "dev", image(&f, 4, NOW - 90 * DAYS));
+	plan(&f, 2, "prod-*", NULL, 0);
+	assert_int_equal(row(&f, "prod-2")->action, REGPOLICY_KEEP);
+	assert_int_equal(row(&f, "prod-3")->action, REGPOLICY_KEEP);
+	assert_int_equal(row(&f, "prod-1")->action, REGPOLICY_DELETE);
+	assert_int_equal(row(&f, "dev")->action, REGPOLICY_KEEP);
+	assert_int_equal(f.plan.nops, 1);
+	assert_string_equal(f.plan.ops[0].reference, dg(1));
+	assert_false(f.plan.ops[0].by_tag);
+	/* Production tags come first, newest first. */
+	assert_string_equal(f.plan.rows[0].tag, "prod-2");
+	assert_string_equal(row(&f, "prod-1")->reason,
+			    "production tag 3 of 3 by created time: beyond the newest 2");
+	done(&f);
+}
+
+static void unknown_times_rank_last_and_ties_by_name_descending(void **state)
+{
+	struct fixture f = {0};
+	(void)state;
+
+	tag(&f, "v1", image(&f, 1, -1));
+	tag(&f, "v2", image(&f, 2, NOW - DAYS));
+	tag(&f, "v3", image(&f, 3, NOW - DAYS));
+	plan(&f, 2, "*", NULL, 0);
+	assert_int_equal(row(&f, "v3")->action, REGPOLICY_KEEP);
+	assert_int_equal(row(&f, "v2")->action, REGPOLICY_KEEP);
+	assert_int_equal(row(&f, "v1")->action, REGPOLICY_DELETE);
+	done(&f);
+}
+
+static void a_kept_tag_on_the_same_image_leaves_only_the_tag_to_delete(void **state)
+{
+	struct fixture f = {0};
+	size_t old;
+	(void)state;
+
+	old = image(&f, 1, NOW - 30 * DAYS);
+	tag(&f, "latest", old);
+	tag(&f, "prod-1", old);
+	tag(&f, "prod-2", image(&f, 2, NOW - DAYS));
+	plan(&f, 1, "prod-*", "latest", 0);
+	assert_int_equal(row(&f, "latest")->action, REGPOLICY_KEEP);
+	assert_string_equal(row(&f, "latest")->reason, "kept by --keep latest");
+	assert_int_equal(row(&f, "prod-1")->action, REGPOLICY_UNTAG);
+	assert_non_null(strstr(row(&f, "prod-1")->reason, "stays for tag latest"));
+	assert_int_equal(f.plan.nops, 1);
+	assert_true(f.plan.ops[0].by_tag);
+	assert_string_equal(f.plan.ops[0].reference, "prod-1");
+	done(&f);
+}
+
+static void two_deleted_tags_of_one_image_make_one_delete(void **state)
+{
+	struct fixture f = {0};
+	size_t old;
+	(void)state;
+
+	old = image(&f, 1, NOW - 30 * DAYS);
+	tag(&f, "prod-1", old);
+	tag(&f, "prod-1b", old);
+	tag(&f, "prod-2", image(&f, 2, NOW - DAYS));
+	plan(&f, 1, "prod-*", NULL, 0);
+	assert_int_equal(f.plan.nops, 1);
+	assert_int_equal(row(&f, "prod-1")->op, 0);
+	assert_int_equal(row(&f, "prod-1b")->op, 0);
+	done(&f);
+}
+
+static void untagged_images_expire_when_seen_and_created_long_enough_ago(void **state)
+{
+	struct fixture f = {0};
+	(void)state;
+
+	tag(&f, "app", image(&f, 9, NOW));
+	seen(&f, 1, NOW - 8 * DAYS, NOW - 30 * DAYS, 1); /* both old: deleted */
+	seen(&f, 2, NOW - 1 * DAYS, NOW - 30 * DAYS, 1); /* seen lately: kept */
+	seen(&f, 3, NOW - 8 * DAYS, NOW - 1 * DAYS, 1);	 /* created lately: kept */
+	seen(&f, 4, NOW - 8 * DAYS, -1, 1);		 /* no time: by sighting */
+	seen(&f, 5, NOW - 8 * DAYS, NOW - 30 * DAYS, 0); /* gone: forgotten */
+	plan(&f, 0, NULL, NULL, 7 * DAYS);
+	assert_int_equal(row(&f, dg(1))->action, REGPOLICY_DELETE);
+	assert_non_null(strstr(row(&f, dg(1))->reason, "older than 7d"));
+	assert_int_equal(row(&f, dg(2))->action, REGPOLICY_KEEP);
+	assert_non_null(strstr(row(&f, dg(2))->reason, "expires after"));
+	assert_int_equal(row(&f, dg(3))->action, REGPOLICY_KEEP);
+	assert_int_equal(row(&f, dg(4))->action, REGPOLICY_DELETE);
+	assert_int_equal(row(&f, dg(5))->action, REGPOLICY_FORGET);
+	assert_int_equal(row(&f, "app")->action, REGPOLICY_KEEP);
+	assert_int_equal(f.plan.nops, 2);
+	done(&f);
+}
+
+static void without_an_age_untagged_images_are_kept(void **state)
+{
+	struct fixture f = {0};
+	(void)state;
+
+	tag(&f, "prod-1", image(&f, 9, NOW));
+	seen(&f, 1, NOW - 800 * DAYS, NOW - 800 * DAYS, 1);
+	plan(&f, 5, "*", NULL, 0);
+	assert_int_equal(row(&f, dg(1))->action, REGPOLICY_KEEP);
+	assert_int_equal(f.plan.nops, 0);
+	done(&f);
+}
+
+static void images_of_a_kept_index_never_expire(void **state)
+{
+	struct fixture f = {0};
+	size_t idx, a, b;
+	(void)state;
+
+	idx = image(&f, 1, NOW - 30 * DAYS);
+	a = image(&f, 2, NOW - 30 * DAYS);
+	b = image(&f, 3, NOW - 30 * DAYS);
+	child(&f, idx, a);
+	child(&f, idx, b);
+	tag(&f, "prod-1", idx);
+	seen(&f, 2, NOW - 30 * DAYS, NOW - 30 * DAYS, 1);
+	seen(&f, 3, NOW - 30 * DAYS, NOW - 30 * DAYS, 1);
+	plan(&f, 5, "*", NULL, 7 * DAYS);
+	assert_int_equal(f.plan.nops, 0);
+	assert_int_equal(f.plan.nrows, 1);
+	done(&f);
+}
+
+static void images_of_a_deleted_index_expire_after_it(void **state)
+{
+	struct fixture f = {0};
+	size_t idx, a, b;
+	(void)state;
+
+	idx = image(&f, 1, NOW - 30 * DAYS);
+	a = image(&f, 2, NOW - 30 * DAYS);
+	b = image(&f, 3, NOW - 30 * DAYS);
+	child(&f, idx, a);
+	child(&f, idx, b);
+	tag(&f, "prod-1", idx);
+	tag(&f, "prod-2", image(&f, 4, NOW));
+	seen(&f, 2, NOW - 30 * DAYS, NOW - 30 * DAYS, 1); /* seen before: expires now */
+	plan(&f, 1, "*", NULL, 7 * DAYS);
+	assert_int_equal(row(&f, "prod-1")->action, REGPOLICY_DELETE);
+	assert_int_equal(row(&f, dg(2))->action, REGPOLICY_DELETE);
+	/* Never seen before this run: first seen now, so kept. */
+	assert_int_equal(row(&f, dg(3))->action, REGPOLICY_KEEP);
+	assert_int_equal(f.plan.nops, 2);
+	assert_string_equal(f.plan.ops[0].reference, dg(1));
+	assert_string_equal(f.plan.ops[1].reference, dg(2));
+	done(&f);
+}
+
+static void deletes_by_digest_go_before_tags_alone_and_untagged_last(void **state)
+{
+	struct fixture f = {0};
+	size_t shared;
+	(void)state;
+
+	shared = image(&f, 1, NOW - 30 * DAYS);
+	tag(&f, "latest", shared);
+	tag(&f, "prod-1", shared);			  /* untag */
+	tag(&f, "prod-2", image(&f, 2, NOW - 20 * DAYS)); /* delete */
+	tag(&f, "prod-3", image(&f, 3, NOW));
+	seen(&f, 7, NOW - 30 * DAYS, NOW - 30 * DAYS, 1);
+	plan(&f, 1, "prod-*", "latest", 7 * DAYS);
+	assert_int_equal(f.plan.nops, 3);
+	assert_string_equal(f.plan.ops[0].reference, dg(2));
+	assert_string_equal(f.plan.ops[1].reference, "prod-1");
+	assert_string_equal(f.plan.ops[2].reference, dg(7));
+	assert_int_equal(row(&f, "prod-2")->op, 0);
+	assert_int_equal(row(&f, "prod-1")->op, 1);
+	assert_int_equal(row(&f, dg(7))->op, 2);
+	done(&f);
+}
+
+static void manifests_not_understood_are_kept_and_not_counted(void **state)
+{
+	struct fixture f = {0};
+	size_t odd;
+	(void)state;
+
+	odd = image(&f, 1, -1);
+	f.s.images[odd].understood = 0;
+	tag(&f, "prod-0", odd);
+	tag(&f, "prod-1", image(&f, 2, NOW - DAYS));
+	plan(&f, 1, "prod-*", NULL, 0);
+	assert_int_equal(row(&f, "prod-0")->action, REGPOLICY_KEEP);
+	assert_int_equal(row(&f, "prod-1")->action, REGPOLICY_KEEP);
+	assert_int_equal(f.plan.nops, 0);
+	done(&f);
+}
+
+static void registry_names_follow_the_distribution_grammar(void **state)
+{
+	(void)state;
+	assert_true(regscan_repository_ok("mint/app"));
+	assert_true(regscan_repository_ok("a__b/c-d.e/f--g"));
+	assert_false(regscan_repository_ok("Mint/app"));
+	assert_false(regscan_repository_ok("mint//app"));
+	assert_false(regscan_repository_ok("mint/app/"));
+	assert_false(regscan_repository_ok("a___b"));
+	assert_false(regscan_repository_ok("../x"));
+	assert_true(regscan_tag_ok("prod-1.2_x"));
+	assert_false(regscan_tag_ok(".hidden"));
+	assert_false(regscan_tag_ok("a/b"));
+	assert_true(regscan_digest_ok(dg(1)));
+	assert_false(regscan_digest_ok("sha256:abc"));
+	assert_false(regscan_digest_ok("sha256:../../etc"));
+	assert_false(regscan_digest_ok("prod-1"));
+}
+
+static void default_state_file_escapes_registry_and_repository(void **state)
+{
+	char *path;
+	(void)state;
+
+	setenv("STATE_DIRECTORY", "/var/lib/sluice/registry:/other", 1);
+	path = regstate_default_path("http://127.0.0.1:5000", "mint/app");
+	assert_string_equal(
+	    path, "/var/lib/sluice/registry/sluice-registry-127.0.0.1_3a5000_2fmint_2fapp.json");
+	free(path);
+	unsetenv("STATE_DIRECTORY");
+	path = regstate_default_path("https://r.example", "a_b");
+	assert_string_equal(path, "./sluice-registry-r.example_2fa_5fb.json");
+	free(path);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(newest_by_created_time_are_kept_whatever_their_names),
+	    cmocka_unit_test(unknown_times_rank_last_and_ties_by_name_descending),
+	    cmocka_unit_test(a_kept_tag_on_the_same_image_leaves_only_the_tag_to_delete),
+	    cmocka_unit_test(two_deleted_tags_of_one_image_make_one_delete),
+	    cmocka_unit_test(untagged_images_expire_when_seen_and_created_long_enough_ago),
+	    cmocka_unit_test(without_an_age_untagged_images_are_kept),
+	    cmocka_unit_test(images_of_a_kept_index_never_expire),
+	    cmocka_unit_test(images_of_a_deleted_index_expire_after_it),
+	    cmocka_unit_test(deletes_by_digest_go_before_tags_alone_and_untagged_last),
+	    cmocka_unit_test(manifests_not_understood_are_kept_and_not_counted),
+	    cmocka_unit_test(registry_names_follow_the_distribution_grammar),
+	    cmocka_unit_test(default_state_file_escapes_registry_and_repository),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
