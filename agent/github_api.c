@@ -6,6 +6,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "lib/curlreq.h"
+
 struct github_api_call {
 	struct curlev *multi;
 	CURL *easy;
@@ -112,7 +114,6 @@ struct github_api_call *github_api_post(struct curlev *m, const char *api_url, c
 					github_api_cb cb, void *arg)
 {
 	struct github_api_call *c = calloc(1, sizeof(*c));
-	char *auth = NULL;
 
 	if (!c)
 		return NULL;
@@ -126,32 +127,18 @@ struct github_api_call *github_api_post(struct curlev *m, const char *api_url, c
 	c->json = strdup(json);
 	size_t n = strlen(api_url) + strlen(path) + 1;
 	c->url = malloc(n);
-	size_t alen = strlen("Authorization: Bearer ") + strlen(token) + 1;
-	auth = malloc(alen);
-	if (!c->easy || !c->json || !c->url || !auth)
+	if (!c->easy || !c->json || !c->url)
 		goto fail;
 	snprintf(c->url, n, "%s%s", api_url, path);
-	snprintf(auth, alen, "Authorization: Bearer %s", token);
-	if (add_header(c, auth) < 0 || add_header(c, "Accept: application/vnd.github+json") < 0 ||
+	/* The header list holds the only other copy of the token. */
+	if (curlreq_header(&c->headers, "Authorization: Bearer %s", token) < 0 ||
+	    add_header(c, "Accept: application/vnd.github+json") < 0 ||
 	    add_header(c, "X-GitHub-Api-Version: " GITHUB_API_VERSION) < 0 ||
 	    add_header(c, "Content-Type: application/json") < 0 || add_header(c, "Expect:") < 0)
 		goto fail;
-	/* The header list holds the only other copy of the token. */
-	explicit_bzero(auth, alen);
-	free(auth);
-	auth = NULL;
 
 	CURL *e = c->easy;
-	curl_easy_setopt(e, CURLOPT_URL, c->url);
-	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
-	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
-	curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
-	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)timeout_ms);
-	curl_easy_setopt(e, CURLOPT_HTTPHEADER, c->headers);
-	curl_easy_setopt(e, CURLOPT_USERAGENT, "sluice");
-	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, c->errbuf);
+	curlreq_setup(e, c->url, timeout_ms, c->headers, "sluice", c->errbuf);
 	curl_easy_setopt(e, CURLOPT_POSTFIELDS, c->json);
 	curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(c->json));
 	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
@@ -162,10 +149,6 @@ struct github_api_call *github_api_post(struct curlev *m, const char *api_url, c
 		goto fail;
 	return c;
 fail:
-	if (auth) {
-		explicit_bzero(auth, alen);
-		free(auth);
-	}
 	call_free(c);
 	return NULL;
 }

@@ -1,4 +1,4 @@
-/* http: JSON replies and pending requests for the agent's endpoints. */
+/* http: JSON replies, pending requests and paths of the agent's endpoints. */
 #include "agent/http.h"
 
 #include <event2/buffer.h>
@@ -122,4 +122,41 @@ void http_pending_error(struct http_pending *p, int status, const char *code, co
 {
 	http_pending_reply(p, status,
 			   json_pack("{s:{s:s,s:s}}", "error", "code", code, "message", message));
+}
+
+/* The next path segment at *p into out: what run ids and environment names
+ * are made of. Advances *p past it. */
+static int segment(const char **p, char *out, size_t outlen)
+{
+	size_t len = strcspn(*p, "/");
+	if (len == 0 || len >= outlen)
+		return -1;
+	for (size_t i = 0; i < len; i++) {
+		char ch = (*p)[i];
+		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+		      (ch >= '0' && ch <= '9') || ch == '_' || ch == '-' || ch == '.'))
+			return -1;
+	}
+	memcpy(out, *p, len);
+	out[len] = '\0';
+	*p += len;
+	return 0;
+}
+
+int http_run_env_path(const char *path, char *run, size_t runlen, char *env, size_t envlen,
+		      const char **rest)
+{
+	static const char runs[] = "/api/v1/runs/", envs[] = "/environments/";
+	const char *p = path;
+
+	if (strncmp(p, runs, sizeof(runs) - 1) != 0)
+		return -1;
+	p += sizeof(runs) - 1;
+	if (segment(&p, run, runlen) < 0 || strncmp(p, envs, sizeof(envs) - 1) != 0)
+		return -1;
+	p += sizeof(envs) - 1;
+	if (segment(&p, env, envlen) < 0)
+		return -1;
+	*rest = p;
+	return 0;
 }

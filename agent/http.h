@@ -1,5 +1,6 @@
-/* http: JSON replies for the agent's endpoints, and requests that wait for
- * Redis before they can be answered.
+/* http: JSON replies for the agent's endpoints, requests that wait for
+ * Redis before they can be answered, and the run and environment a path
+ * names.
  *
  * A client may hang up while its request waits; http_pending notices (via
  * the connection's close callback) so that a late reply is dropped instead
@@ -25,5 +26,12 @@ struct evhttp_request *http_pending_request(const struct http_pending *p);
 /* Replies (when the client is still there) and frees p. body is stolen. */
 void http_pending_reply(struct http_pending *p, int code, json_t *body);
 void http_pending_error(struct http_pending *p, int status, const char *code, const char *message);
+
+/* path "/api/v1/runs/{run}/environments/{env}..." (run and env made of
+ * letters, digits, '_', '-' and '.', and shorter than their buffers): 0 with
+ * them copied out and *rest at what follows env ("/approve"), or -1 when
+ * path is not of that form. */
+int http_run_env_path(const char *path, char *run, size_t runlen, char *env, size_t envlen,
+		      const char **rest);
 
 #endif

@@ -413,39 +413,13 @@ static void decide(struct evhttp_request *req, struct agent *a, const char *run,
 		decision_unavailable(d, "command not sent");
 }
 
-/* The next path segment at *p into out: what run ids and environment names
- * are made of. Advances *p past it. */
-static int segment(const char **p, char *out, size_t outlen)
-{
-	size_t len = strcspn(*p, "/");
-	if (len == 0 || len >= outlen)
-		return -1;
-	for (size_t i = 0; i < len; i++) {
-		char ch = (*p)[i];
-		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-		      (ch >= '0' && ch <= '9') || ch == '_' || ch == '-' || ch == '.'))
-			return -1;
-	}
-	memcpy(out, *p, len);
-	out[len] = '\0';
-	*p += len;
-	return 0;
-}
-
 int promotion_post(struct agent *a, struct evhttp_request *req, const char *path,
 		   const char *caller)
 {
-	static const char runs[] = "/api/v1/runs/", envs[] = "/environments/";
 	char run[128], env[128];
-	const char *p = path;
+	const char *p;
 
-	if (strncmp(p, runs, sizeof(runs) - 1) != 0)
-		return 0;
-	p += sizeof(runs) - 1;
-	if (segment(&p, run, sizeof(run)) < 0 || strncmp(p, envs, sizeof(envs) - 1) != 0)
-		return 0;
-	p += sizeof(envs) - 1;
-	if (segment(&p, env, sizeof(env)) < 0)
+	if (http_run_env_path(path, run, sizeof(run), env, sizeof(env), &p) < 0)
 		return 0;
 	if (strcmp(p, "/approve") == 0)
 		decide(req, a, run, env, 1, caller);

@@ -499,28 +499,8 @@ done:
 	return why[0] ? -1 : 0;
 }
 
-/* The next path segment at *p into out: what run ids and environment names
- * are made of. Advances *p past it. */
-static int segment(const char **p, char *out, size_t outlen)
-{
-	size_t len = strcspn(*p, "/");
-	if (len == 0 || len >= outlen)
-		return -1;
-	for (size_t i = 0; i < len; i++) {
-		char ch = (*p)[i];
-		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-		      (ch >= '0' && ch <= '9') || ch == '_' || ch == '-' || ch == '.'))
-			return -1;
-	}
-	memcpy(out, *p, len);
-	out[len] = '\0';
-	*p += len;
-	return 0;
-}
-
 int strategy_post(struct agent *a, struct evhttp_request *req, const char *path, const char *caller)
 {
-	static const char runs[] = "/api/v1/runs/", envs[] = "/environments/";
 	static const struct {
 		const char *suffix;
 		enum verb verb;
@@ -530,16 +510,10 @@ int strategy_post(struct agent *a, struct evhttp_request *req, const char *path,
 		     {"/rollback", VERB_ROLLBACK}};
 	struct command_call *c;
 	char run[128], env[128], why[256] = "";
-	const char *p = path;
+	const char *p;
 	size_t v;
 
-	if (strncmp(p, runs, sizeof(runs) - 1) != 0)
-		return 0;
-	p += sizeof(runs) - 1;
-	if (segment(&p, run, sizeof(run)) < 0 || strncmp(p, envs, sizeof(envs) - 1) != 0)
-		return 0;
-	p += sizeof(envs) - 1;
-	if (segment(&p, env, sizeof(env)) < 0)
+	if (http_run_env_path(path, run, sizeof(run), env, sizeof(env), &p) < 0)
 		return 0;
 	for (v = 0; v < sizeof(verbs) / sizeof(verbs[0]); v++) {
 		if (strcmp(p, verbs[v].suffix) == 0)

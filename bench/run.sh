@@ -6,7 +6,8 @@
 # fork+exec+wait floor; its memory), pipelines.py (five-stage pipelines
 # webhook to finished; many runs at once; the router's rate) and scaling.py
 # (agent memory and pickup latency with 10 to 10,000 runs in flight; agent
-# and worker memory idle and under load). Each writes its
+# and worker memory idle and under load) and abort.py (a canary aborted by
+# its analysis or an operator: until HAProxy sends it no traffic). Each writes its
 # own section; once all have succeeded they are assembled into
 # bench/results.md. A missed target is printed as such and fails nothing; a
 # benchmark that fails leaves bench/results.md as it was and exits non-zero.
@@ -15,11 +16,11 @@ set -u
 build=${1:-build}
 top=$(cd "$(dirname "$0")/.." && pwd)
 build=$(cd "$build" 2>/dev/null && pwd) || { echo "bench: no build directory ${1:-build}" >&2; exit 1; }
-for tool in wrk webhook redis-server redis-cli git; do
+for tool in wrk webhook redis-server redis-cli git haproxy prometheus; do
 	command -v "$tool" >/dev/null 2>&1 || { echo "bench: $tool not found (make deps deps-bench)" >&2; exit 1; }
 done
 
-benches="intake stages pipelines scaling"
+benches="intake stages pipelines scaling abort"
 sections=$(mktemp -d "${TMPDIR:-/tmp}/sluice-bench-sections.XXXXXX") || exit 1
 trap 'rm -rf "$sections"' EXIT
 trap 'exit 130' INT

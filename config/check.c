@@ -139,6 +139,46 @@ nomem:
 	return config_check_fail(ck, n, "out of memory");
 }
 
+int config_check_headers(const struct config_check *ck, const struct config_doc_node *n,
+			 json_t **out)
+{
+	json_t *headers;
+
+	if (!json_is_object(n->value))
+		return config_check_fail(ck, n, "expected a mapping of header names to values");
+	headers = json_object();
+	if (!headers)
+		return config_check_fail(ck, n, "out of memory");
+	for (const struct config_doc_node *h = n->first; h; h = h->next) {
+		const char *value = NULL;
+		if (!config_check_word(h->key, "-_", 0)) {
+			config_check_fail_key(ck, h, "not a header name");
+			goto fail;
+		}
+		if (config_check_text(ck, h, &value) < 0)
+			goto fail;
+		if (strpbrk(value, "\r\n")) {
+			config_check_fail(ck, h, "a header value holds no line break");
+			goto fail;
+		}
+		if (config_check_set(ck, h, headers, h->key, json_string(value)) < 0)
+			goto fail;
+	}
+	*out = headers;
+	return 0;
+fail:
+	json_decref(headers);
+	return -1;
+}
+
+int config_check_set(const struct config_check *ck, const struct config_doc_node *n, json_t *obj,
+		     const char *key, json_t *v)
+{
+	if (!v || json_object_set_new(obj, key, v) < 0)
+		return config_check_fail(ck, n, "out of memory");
+	return 0;
+}
+
 int config_check_int(const struct config_check *ck, const struct config_doc_node *n, long long min,
 		     long long max, long long *out)
 {

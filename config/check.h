@@ -53,6 +53,16 @@ int config_check_duration_ms(const struct config_check *ck, const struct config_
 int config_check_size(const struct config_check *ck, const struct config_doc_node *n, long long max,
 		      long long *out);
 
+/* A mapping of HTTP header names (ASCII letters, digits, '-' and '_') to
+ * values without line breaks, as a new object of strings. */
+int config_check_headers(const struct config_check *ck, const struct config_doc_node *n,
+			 json_t **out);
+
+/* Sets key of obj to v, a new reference (NULL when it could not be made):
+ * 0, or -1 with "out of memory" at n. */
+int config_check_set(const struct config_check *ck, const struct config_doc_node *n, json_t *obj,
+		     const char *key, json_t *v);
+
 /* s is non-empty and made of ASCII letters, digits and the bytes of extra;
  * with ident it must also not start with a digit. */
 int config_check_word(const char *s, const char *extra, int ident);

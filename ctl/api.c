@@ -11,6 +11,7 @@
 
 #include "ctl/fmt.h"
 #include "ctl/version.h"
+#include "lib/curlreq.h"
 
 /* A log page or a run list is far smaller; this only bounds a broken or
  * hostile server. */
@@ -26,12 +27,6 @@ struct ctl_api {
 	CURL *curl;
 	char *base;
 	struct curl_slist *headers;
-};
-
-struct buffer {
-	char *data;
-	size_t len;
-	int too_big;
 };
 
 struct ctl_api *ctl_api_new(const char *base_url)
@@ -103,28 +98,8 @@ char *ctl_api_escape(struct ctl_api *api, const char *s)
 	return copy;
 }
 
-static size_t on_data(char *ptr, size_t size, size_t nmemb, void *userdata)
-{
-	struct buffer *b = userdata;
-	size_t n = size * nmemb;
-	char *data;
-
-	if (b->len + n > MAX_RESPONSE) {
-		b->too_big = 1;
-		return 0;
-	}
-	data = realloc(b->data, b->len + n + 1);
-	if (!data)
-		return 0;
-	memcpy(data + b->len, ptr, n);
-	b->data = data;
-	b->len += n;
-	b->data[b->len] = '\0';
-	return n;
-}
-
 /* The API's {"error": {"message": ...}}, sanitized, or NULL. */
-static char *error_message(const struct buffer *b)
+static char *error_message(const struct curlreq_answer *b)
 {
 	json_t *root = b->data ? json_loadb(b->data, b->len, 0, NULL) : NULL;
 	const json_t *msg = json_object_get(json_object_get(root, "error"), "message");
@@ -157,7 +132,7 @@ static void transport_error(struct ctl_api *api, CURLcode rc, const char *errbuf
 static int request(struct ctl_api *api, const char *post, const char *path, json_t **body,
 		   char *err, size_t errlen)
 {
-	struct buffer b = {0};
+	struct curlreq_answer b = {.max = MAX_RESPONSE};
 	char errbuf[CURL_ERROR_SIZE] = "";
 	char *url = NULL;
 	json_error_t jerr;
@@ -184,8 +159,7 @@ static int request(struct ctl_api *api, const char *post, const char *path, json
 	curl_easy_setopt(api->curl, CURLOPT_CONNECTTIMEOUT, CONNECT_TIMEOUT_S);
 	curl_easy_setopt(api->curl, CURLOPT_TIMEOUT, REQUEST_TIMEOUT_S);
 	curl_easy_setopt(api->curl, CURLOPT_ACCEPT_ENCODING, "");
-	curl_easy_setopt(api->curl, CURLOPT_WRITEFUNCTION, on_data);
-	curl_easy_setopt(api->curl, CURLOPT_WRITEDATA, &b);
+	curlreq_collect(api->curl, &b);
 	curl_easy_setopt(api->curl, CURLOPT_ERRORBUFFER, errbuf);
 	rc = curl_easy_perform(api->curl);
 	curl_easy_setopt(api->curl, CURLOPT_ERRORBUFFER, NULL);
@@ -214,11 +188,11 @@ static int request(struct ctl_api *api, const char *post, const char *path, json
 		goto fail;
 	}
 	free(url);
-	free(b.data);
+	curlreq_answer_clear(&b);
 	return 0;
 fail:
 	free(url);
-	free(b.data);
+	curlreq_answer_clear(&b);
 	return -1;
 }
 
@@ -253,11 +227,11 @@ struct follow {
 	struct ctl_sse sse;
 	ctl_sse_cb cb;
 	void *arg;
-	int done;	       /* cb said the stream ended */
-	int failed;	       /* cb failed, or the parser did */
-	long status;	       /* of this attempt, once known */
-	struct buffer errbody; /* the body of an answer other than 200 */
-	int progress;	       /* events came in this attempt */
+	int done;		       /* cb said the stream ended */
+	int failed;		       /* cb failed, or the parser did */
+	long status;		       /* of this attempt, once known */
+	struct curlreq_answer errbody; /* the body of an answer other than 200 */
+	int progress;		       /* events came in this attempt */
 };
 
 static int on_event(const char *event, const char *id, const char *data, void *arg)
@@ -275,7 +249,7 @@ static size_t on_stream(char *ptr, size_t size, size_t nmemb, void *userdata)
 	if (!f->status)
 		curl_easy_getinfo(f->api->curl, CURLINFO_RESPONSE_CODE, &f->status);
 	if (f->status != 200)
-		return on_data(ptr, size, nmemb, &f->errbody);
+		return curlreq_write(ptr, size, nmemb, &f->errbody);
 	int rc = ctl_sse_feed(&f->sse, ptr, n, on_event, f);
 	if (rc == 1)
 		f->done = 1;
@@ -288,7 +262,7 @@ static size_t on_stream(char *ptr, size_t size, size_t nmemb, void *userdata)
 int ctl_api_follow(struct ctl_api *api, const char *path, ctl_sse_cb cb, void *arg, char *err,
 		   size_t errlen)
 {
-	struct follow f = {.api = api, .cb = cb, .arg = arg};
+	struct follow f = {.api = api, .cb = cb, .arg = arg, .errbody = {.max = MAX_RESPONSE}};
 	char *url = NULL;
 	int rc = -1, failures = 0;
 
@@ -377,7 +351,7 @@ int ctl_api_follow(struct ctl_api *api, const char *path, ctl_sse_cb cb, void *a
 oom:
 	snprintf(err, errlen, "out of memory");
 done:
-	free(f.errbody.data);
+	curlreq_answer_clear(&f.errbody);
 	ctl_sse_free(&f.sse);
 	free(url);
 	return rc;

@@ -235,11 +235,13 @@ static int parse_option(struct ctl_args *a, int argc, char **argv, int *i, char 
 	return 0;
 }
 
-/* approve|reject RUN ENV --reason TEXT [--by NAME] */
-static int check_decision(struct ctl_args *a, char **pos, int npos, char *err, size_t errlen)
+/* RUN ENV of a command on a run's environment, which takes --reason and
+ * --by and no other option than those also names (" (and --full)"). */
+static int run_and_env(struct ctl_args *a, char **pos, int npos, const char *also, char *err,
+		       size_t errlen)
 {
 	if (a->limit || a->pipeline || a->status || a->ref || a->sha || a->before || a->follow) {
-		snprintf(err, errlen, "%s takes --reason and --by only", pos[0]);
+		snprintf(err, errlen, "%s takes --reason and --by only%s", pos[0], also);
 		return -1;
 	}
 	if (npos - 1 < 2) {
@@ -252,11 +254,6 @@ static int check_decision(struct ctl_args *a, char **pos, int npos, char *err, s
 	}
 	if (!*pos[1] || !*pos[2]) {
 		snprintf(err, errlen, "%s: arguments must not be empty", pos[0]);
-		return -1;
-	}
-	if (!a->reason) {
-		snprintf(err, errlen,
-			 "%s: missing --reason TEXT (it is recorded with the decision)", pos[0]);
 		return -1;
 	}
 	a->run = pos[1];
@@ -264,30 +261,25 @@ static int check_decision(struct ctl_args *a, char **pos, int npos, char *err, s
 	return 0;
 }
 
+/* approve|reject RUN ENV --reason TEXT [--by NAME] */
+static int check_decision(struct ctl_args *a, char **pos, int npos, char *err, size_t errlen)
+{
+	if (run_and_env(a, pos, npos, "", err, errlen) < 0)
+		return -1;
+	if (!a->reason) {
+		snprintf(err, errlen,
+			 "%s: missing --reason TEXT (it is recorded with the decision)", pos[0]);
+		return -1;
+	}
+	return 0;
+}
+
 /* promote RUN ENV [--full], abort RUN ENV, rollback RUN ENV; each with
  * [--reason TEXT] [--by NAME] */
 static int check_deploy(struct ctl_args *a, char **pos, int npos, char *err, size_t errlen)
 {
-	if (a->limit || a->pipeline || a->status || a->ref || a->sha || a->before || a->follow) {
-		snprintf(err, errlen, "%s takes --reason and --by only%s", pos[0],
-			 a->cmd == CTL_CMD_PROMOTE ? " (and --full)" : "");
-		return -1;
-	}
-	if (npos - 1 < 2) {
-		snprintf(err, errlen, "%s: missing %s", pos[0], npos == 1 ? "RUN" : "ENV");
-		return -1;
-	}
-	if (npos - 1 > 2) {
-		snprintf(err, errlen, "%s: unexpected argument '%s'", pos[0], pos[3]);
-		return -1;
-	}
-	if (!*pos[1] || !*pos[2]) {
-		snprintf(err, errlen, "%s: arguments must not be empty", pos[0]);
-		return -1;
-	}
-	a->run = pos[1];
-	a->env = pos[2];
-	return 0;
+	return run_and_env(a, pos, npos, a->cmd == CTL_CMD_PROMOTE ? " (and --full)" : "", err,
+			   errlen);
 }
 
 /* retry RUN [STAGE|ENV], trigger PIPELINE --ref REF [--sha SHA], pipelines,

@@ -5,25 +5,19 @@
 #include <string.h>
 
 #include "ctl/control.h"
-#include "ctl/fmt.h"
 #include "ctl/render.h"
-
-static char *text_or_dash(const json_t *obj, const char *key)
-{
-	const char *s = json_string_value(json_object_get(obj, key));
-	return s ? ctl_fmt_sanitize(s, strlen(s)) : strdup("-");
-}
 
 int ctl_deploy_render(FILE *out, const json_t *body)
 {
 	const json_t *stage = json_object_get(body, "stage");
 	const json_t *back = json_object_get(body, "rollback");
 	const json_t *attempt = json_object_get(stage, "attempt");
-	char *run = text_or_dash(body, "run"), *env = text_or_dash(body, "env"),
-	     *by = text_or_dash(body, "by");
-	char *command = text_or_dash(body, "command"), *status = text_or_dash(body, "status");
-	char *sname = text_or_dash(stage, "name"), *sstatus = text_or_dash(stage, "status");
-	char *to = text_or_dash(back, "run"), *image = text_or_dash(back, "image");
+	char *run = ctl_render_field(body, "run"), *env = ctl_render_field(body, "env"),
+	     *by = ctl_render_field(body, "by");
+	char *command = ctl_render_field(body, "command"),
+	     *status = ctl_render_field(body, "status");
+	char *sname = ctl_render_field(stage, "name"), *sstatus = ctl_render_field(stage, "status");
+	char *to = ctl_render_field(back, "run"), *image = ctl_render_field(back, "image");
 	long long n = json_is_integer(attempt) ? (long long)json_integer_value(attempt) : 0;
 	int rc = -1;
 
@@ -90,36 +84,42 @@ static int names_environment(struct ctl_api *api, const struct ctl_args *a, char
 	return rc;
 }
 
-static int post_command(struct ctl_api *api, const struct ctl_args *a, const char *env_name,
-			const char *verb, FILE *out, char *err, size_t errlen)
+int ctl_deploy_post(struct ctl_api *api, const struct ctl_args *a, const char *env,
+		    const char *verb, ctl_deploy_render_fn render, const char *what, FILE *out,
+		    char *err, size_t errlen)
 {
-	char *run = ctl_api_escape(api, a->run), *env = ctl_api_escape(api, env_name);
-	char *path = NULL;
+	char *erun = ctl_api_escape(api, a->run), *eenv = ctl_api_escape(api, env), *path = NULL;
 	json_t *payload = json_object(), *body = NULL;
 	int rc = -1;
 
-	if (!run || !env || !payload ||
+	if (!erun || !eenv || !payload ||
 	    (a->reason && json_object_set_new(payload, "reason", json_string(a->reason)) < 0) ||
 	    (a->by && json_object_set_new(payload, "by", json_string(a->by)) < 0) ||
 	    (a->full && json_object_set_new(payload, "full", json_true()) < 0) ||
-	    asprintf(&path, "/api/v1/runs/%s/environments/%s/%s", run, env, verb) < 0) {
+	    asprintf(&path, "/api/v1/runs/%s/environments/%s/%s", erun, eenv, verb) < 0) {
 		path = NULL;
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
 	if (ctl_api_post_json(api, path, payload, &body, err, errlen) < 0)
 		goto fail;
-	rc = a->json ? ctl_render_json(out, body, 0) : ctl_deploy_render(out, body);
+	rc = a->json ? ctl_render_json(out, body, 0) : render(out, body);
 	if (rc < 0)
-		snprintf(err, errlen,
-			 "cannot print the answer: unexpected response or write error");
+		snprintf(err, errlen, "cannot print the %s: unexpected response or write error",
+			 what);
 fail:
 	json_decref(body);
 	json_decref(payload);
 	free(path);
-	free(env);
-	free(run);
+	free(eenv);
+	free(erun);
 	return rc;
+}
+
+static int post_command(struct ctl_api *api, const struct ctl_args *a, const char *env,
+			const char *verb, FILE *out, char *err, size_t errlen)
+{
+	return ctl_deploy_post(api, a, env, verb, ctl_deploy_render, "answer", out, err, errlen);
 }
 
 int ctl_deploy_run(struct ctl_api *api, const struct ctl_args *a, FILE *out, char *err,

@@ -26,6 +26,17 @@
 int ctl_deploy_run(struct ctl_api *api, const struct ctl_args *a, FILE *out, char *err,
 		   size_t errlen);
 
+/* Prints one answer of the API. */
+typedef int (*ctl_deploy_render_fn)(FILE *out, const json_t *body);
+
+/* POSTs a command on a run's environment (.../environments/{env}/{verb},
+ * the run a->run) with a's --reason, --by and --full, and prints the
+ * answer with render, or as JSON with --json. On failure -1 with err set;
+ * what names the answer when it cannot be printed ("decision"). */
+int ctl_deploy_post(struct ctl_api *api, const struct ctl_args *a, const char *env,
+		    const char *verb, ctl_deploy_render_fn render, const char *what, FILE *out,
+		    char *err, size_t errlen);
+
 /* The answer of POST .../environments/{env}/{promote,abort,retry,rollback}
  * as one line: "run R: promote sent to production by alice; ...". -1 on a
  * refused shape or a write error. */

@@ -546,6 +546,12 @@ int ctl_render_log_line(FILE *out, const json_t *line)
 	return ferror(out) ? -1 : 0;
 }
 
+char *ctl_render_field(const json_t *obj, const char *key)
+{
+	const char *s = json_string_value(json_object_get(obj, key));
+	return s ? ctl_fmt_sanitize(s, strlen(s)) : strdup("-");
+}
+
 int ctl_render_json(FILE *out, const json_t *value, int compact)
 {
 	if (json_dumpf(value, out, compact ? JSON_COMPACT : JSON_INDENT(2)) < 0)

@@ -26,6 +26,9 @@ int ctl_render_log_line(FILE *out, const json_t *line);
 /* GET /api/v1/pipelines as PIPELINE, REPOSITORY, EVENTS, STAGES and
  * ENVIRONMENTS (the promotion chain). */
 int ctl_render_pipelines(FILE *out, const json_t *body);
+/* The string key of obj sanitized, or "-" when it is not a string: a word
+ * of a one-line answer. malloc'd; NULL when out of memory. */
+char *ctl_render_field(const json_t *obj, const char *key);
 /* Any value as JSON: indented by two spaces, or one line when compact. */
 int ctl_render_json(FILE *out, const json_t *value, int compact);
 

@@ -13,6 +13,7 @@
 
 #include "ctl/fmt.h"
 #include "lib/curlev.h"
+#include "lib/curlreq.h"
 
 #define CONNECT_TIMEOUT_S 10L
 #define REQUEST_TIMEOUT_S 120L
@@ -34,10 +35,9 @@ struct regclient {
 
 struct capture {
 	struct regclient_response *r;
-	size_t max;
-	int too_big;
-	char *link;	/* the raw Link header that has rel="next" */
-	char *www_auth; /* the raw WWW-Authenticate header */
+	struct curlreq_answer body; /* r's body until the transfer ends */
+	char *link;		    /* the raw Link header that has rel="next" */
+	char *www_auth;		    /* the raw WWW-Authenticate header */
 };
 
 static void wipe_free(char *s)
@@ -227,27 +227,6 @@ void regclient_status_error(const struct regclient *c, const struct regclient_re
 			 c->show, why);
 }
 
-static size_t on_body(char *ptr, size_t size, size_t nmemb, void *userdata)
-{
-	struct capture *cap = userdata;
-	struct regclient_response *r = cap->r;
-	size_t n = size * nmemb;
-	char *data;
-
-	if (r->len + n > cap->max) {
-		cap->too_big = 1;
-		return 0;
-	}
-	data = realloc(r->body, r->len + n + 1);
-	if (!data)
-		return 0;
-	memcpy(data + r->len, ptr, n);
-	r->body = data;
-	r->len += n;
-	r->body[r->len] = '\0';
-	return n;
-}
-
 /* The value of header line "Name: value\r\n" when its name is name, trimmed
  * and malloc'd; NULL otherwise. */
 static char *header_value(const char *line, size_t n, const char *name)
@@ -355,33 +334,18 @@ static int perform(struct regclient *c, const char *method, const char *url, con
 		   struct capture *cap, char *err, size_t errlen)
 {
 	char errbuf[CURL_ERROR_SIZE] = "";
-	struct curl_slist *headers = NULL, *h;
-	char *line = NULL;
+	struct curl_slist *headers = NULL;
 	CURLcode rc;
 	int ok = -1;
 
 	memset(r, 0, sizeof(*r));
-	*cap = (struct capture){.r = r, .max = max};
+	*cap = (struct capture){.r = r, .body = {.max = max}};
 	curl_easy_reset(c->curl);
-	if (accept) {
-		if (asprintf(&line, "Accept: %s", accept) < 0)
-			goto oom;
-		h = curl_slist_append(headers, line);
-		free(line);
-		line = NULL;
-		if (!h)
-			goto oom;
-		headers = h;
-	}
+	if (accept && curlreq_header(&headers, "Accept: %s", accept) < 0)
+		goto oom;
 	if (mode == AUTH_REGISTRY && c->bearer) {
-		if (asprintf(&line, "Authorization: Bearer %s", c->bearer) < 0)
+		if (curlreq_header(&headers, "Authorization: Bearer %s", c->bearer) < 0)
 			goto oom;
-		h = curl_slist_append(headers, line);
-		wipe_free(line);
-		line = NULL;
-		if (!h)
-			goto oom;
-		headers = h;
 	} else if (c->userpwd) {
 		curl_easy_setopt(c->curl, CURLOPT_USERPWD, c->userpwd);
 		curl_easy_setopt(c->curl, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
@@ -407,8 +371,7 @@ static int perform(struct regclient *c, const char *method, const char *url, con
 	curl_easy_setopt(c->curl, CURLOPT_TIMEOUT, REQUEST_TIMEOUT_S);
 	if (c->ca_file)
 		curl_easy_setopt(c->curl, CURLOPT_CAINFO, c->ca_file);
-	curl_easy_setopt(c->curl, CURLOPT_WRITEFUNCTION, on_body);
-	curl_easy_setopt(c->curl, CURLOPT_WRITEDATA, cap);
+	curlreq_collect(c->curl, &cap->body);
 	curl_easy_setopt(c->curl, CURLOPT_HEADERFUNCTION, on_header);
 	curl_easy_setopt(c->curl, CURLOPT_HEADERDATA, cap);
 	curl_easy_setopt(c->curl, CURLOPT_ERRORBUFFER, errbuf);
@@ -416,8 +379,11 @@ static int perform(struct regclient *c, const char *method, const char *url, con
 	curl_easy_setopt(c->curl, CURLOPT_ERRORBUFFER, NULL);
 	/* The handle keeps no pointer to the credentials after this. */
 	curl_easy_setopt(c->curl, CURLOPT_USERPWD, NULL);
+	r->body = cap->body.data;
+	r->len = cap->body.len;
+	cap->body.data = NULL;
 	if (rc != CURLE_OK) {
-		transport_error(c, rc, errbuf, cap->too_big, max, err, errlen);
+		transport_error(c, rc, errbuf, cap->body.too_big, max, err, errlen);
 		regclient_response_clear(r);
 		goto done;
 	}

@@ -355,36 +355,49 @@ static int response_digest(struct scan *sc, const struct regclient_response *r, 
 	return 0;
 }
 
+/* GETs the manifest ref (a tag or a digest) of the repository into r and
+ * its digest into digest: 1, or 0 when the registry has no such manifest
+ * (404), or -1 with sc->err saying "cannot <what>". r is the caller's to
+ * clear after 1, and cleared otherwise. */
+static int get_manifest(struct scan *sc, const char *ref, const char *what,
+			struct regclient_response *r, char *digest, size_t digestlen)
+{
+	char path[512];
+	int rc = -1;
+
+	snprintf(path, sizeof(path), "/v2/%s/manifests/%s", sc->repo, ref);
+	if (regclient_request(sc->c, "GET", path, REGSCAN_ACCEPT, MAX_MANIFEST, r, sc->err,
+			      sc->errlen) < 0)
+		return -1;
+	if (r->status == 404)
+		rc = 0;
+	else if (r->status != 200)
+		regclient_status_error(sc->c, r, "GET", what, sc->err, sc->errlen);
+	else if (response_digest(sc, r, what, digest, digestlen) == 0)
+		return 1;
+	regclient_response_clear(r);
+	return rc;
+}
+
 /* The image of a manifest listed by an index, read unless already known;
  * *out is (size_t)-1 when the registry does not have it. */
 static int add_by_digest(struct scan *sc, const char *digest, int depth, size_t *out)
 {
 	struct regclient_response r;
-	char path[512], what[640], got[160];
+	char what[640], got[160];
 	long known = find_image(sc->s, digest);
 	size_t i;
-	int rc = -1;
+	int found, rc = -1;
 
 	*out = (size_t)-1;
 	if (known >= 0) {
 		*out = (size_t)known;
 		return 0;
 	}
-	snprintf(path, sizeof(path), "/v2/%s/manifests/%s", sc->repo, digest);
 	snprintf(what, sizeof(what), "read the manifest %s of %s", digest, sc->repo);
-	if (regclient_request(sc->c, "GET", path, REGSCAN_ACCEPT, MAX_MANIFEST, &r, sc->err,
-			      sc->errlen) < 0)
-		return -1;
-	if (r.status == 404) {
-		rc = 0;
-		goto done;
-	}
-	if (r.status != 200) {
-		regclient_status_error(sc->c, &r, "GET", what, sc->err, sc->errlen);
-		goto done;
-	}
-	if (response_digest(sc, &r, what, got, sizeof(got)) < 0)
-		goto done;
+	found = get_manifest(sc, digest, what, &r, got, sizeof(got));
+	if (found <= 0)
+		return found;
 	if (strcmp(got, digest) != 0) {
 		snprintf(sc->err, sc->errlen, "cannot %s: the registry sent %s instead", what, got);
 		goto done;
@@ -420,27 +433,16 @@ static int add_tag(struct scan *sc, const char *tag, size_t image)
 static int resolve_tag(struct scan *sc, const char *tag)
 {
 	struct regclient_response r;
-	char path[512], what[640], digest[160];
+	char what[640], digest[160];
 	long known;
 	size_t i;
-	int rc = -1;
+	int found, rc = -1;
 
-	snprintf(path, sizeof(path), "/v2/%s/manifests/%s", sc->repo, tag);
 	snprintf(what, sizeof(what), "read the manifest of %s:%s", sc->repo, tag);
-	if (regclient_request(sc->c, "GET", path, REGSCAN_ACCEPT, MAX_MANIFEST, &r, sc->err,
-			      sc->errlen) < 0)
-		return -1;
-	if (r.status == 404) {
-		/* Deleted since the listing: it is no longer there to decide on. */
-		rc = 0;
-		goto done;
-	}
-	if (r.status != 200) {
-		regclient_status_error(sc->c, &r, "GET", what, sc->err, sc->errlen);
-		goto done;
-	}
-	if (response_digest(sc, &r, what, digest, sizeof(digest)) < 0)
-		goto done;
+	/* Not found: deleted since the listing, no longer there to decide on. */
+	found = get_manifest(sc, tag, what, &r, digest, sizeof(digest));
+	if (found <= 0)
+		return found;
 	known = find_image(sc->s, digest);
 	if (known >= 0) {
 		rc = add_tag(sc, tag, (size_t)known);

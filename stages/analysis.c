@@ -516,14 +516,6 @@ static const char *const prometheus_keys[] = {"address", "query", "headers", "ti
 static const char *const web_keys[] = {"url",	   "method",  "headers", "body",
 				       "jsonPath", "timeout", NULL};
 
-static int set(const struct config_check *ck, const struct config_doc_node *n, json_t *obj,
-	       const char *key, json_t *v)
-{
-	if (!v || json_object_set_new(obj, key, v) < 0)
-		return config_check_fail(ck, n, "out of memory");
-	return 0;
-}
-
 static int load_url(const struct config_check *ck, const struct config_doc_node *map,
 		    const char *key, json_t *out)
 {
@@ -538,7 +530,7 @@ static int load_url(const struct config_check *ck, const struct config_doc_node 
 		if ((unsigned char)*s <= 0x20 || *s == 0x7f)
 			return config_check_fail(ck, n,
 						 "a URL holds no spaces or control characters");
-	return set(ck, n, out, key, json_string(url));
+	return config_check_set(ck, n, out, key, json_string(url));
 }
 
 static int load_headers(const struct config_check *ck, const struct config_doc_node *map,
@@ -549,23 +541,9 @@ static int load_headers(const struct config_check *ck, const struct config_doc_n
 
 	if (!n)
 		return 0;
-	if (!json_is_object(n->value))
-		return config_check_fail(ck, n, "expected a mapping of header names to values");
-	headers = json_object();
-	if (set(ck, n, out, "headers", headers) < 0)
+	if (config_check_headers(ck, n, &headers) < 0)
 		return -1;
-	for (const struct config_doc_node *h = n->first; h; h = h->next) {
-		const char *value;
-		if (!config_check_word(h->key, "-_", 0))
-			return config_check_fail_key(ck, h, "not a header name");
-		if (config_check_text(ck, h, &value) < 0)
-			return -1;
-		if (strpbrk(value, "\r\n"))
-			return config_check_fail(ck, h, "a header value holds no line break");
-		if (set(ck, h, headers, h->key, json_string(value)) < 0)
-			return -1;
-	}
-	return 0;
+	return config_check_set(ck, n, out, "headers", headers);
 }
 
 static int load_timeout(const struct config_check *ck, const struct config_doc_node *map,
@@ -578,7 +556,7 @@ static int load_timeout(const struct config_check *ck, const struct config_doc_n
 		return 0;
 	if (config_check_duration_ms(ck, n, MAX_TIMEOUT_MS, &ms) < 0)
 		return -1;
-	return set(ck, n, out, "timeout_ms", json_integer(ms));
+	return config_check_set(ck, n, out, "timeout_ms", json_integer(ms));
 }
 
 static int load_prometheus(const struct config_check *ck, const struct config_doc_node *p,
@@ -591,10 +569,10 @@ static int load_prometheus(const struct config_check *ck, const struct config_do
 		return config_check_fail(ck, p,
 					 "expected a mapping like {address: ..., query: ...}");
 	if (config_check_keys(ck, p, prometheus_keys) < 0 ||
-	    set(ck, p, out, "type", json_string("prometheus")) < 0 ||
+	    config_check_set(ck, p, out, "type", json_string("prometheus")) < 0 ||
 	    load_url(ck, p, "address", out) < 0 || config_check_require(ck, p, "query", &n) < 0 ||
 	    config_check_string(ck, n, 0, &query) < 0 ||
-	    set(ck, n, out, "query", json_string(query)) < 0)
+	    config_check_set(ck, n, out, "query", json_string(query)) < 0)
 		return -1;
 	return load_headers(ck, p, out) < 0 ? -1 : load_timeout(ck, p, out);
 }
@@ -609,14 +587,15 @@ static int load_web(const struct config_check *ck, const struct config_doc_node 
 		return config_check_fail(ck, w,
 					 "expected a mapping like {url: ..., jsonPath: ...}");
 	if (config_check_keys(ck, w, web_keys) < 0 ||
-	    set(ck, w, out, "type", json_string("web")) < 0 || load_url(ck, w, "url", out) < 0)
+	    config_check_set(ck, w, out, "type", json_string("web")) < 0 ||
+	    load_url(ck, w, "url", out) < 0)
 		return -1;
 	n = config_doc_get(w, "method");
 	if (n && config_check_string(ck, n, 0, &method) < 0)
 		return -1;
 	if (strcmp(method, "GET") != 0 && strcmp(method, "POST") != 0)
 		return config_check_fail(ck, n, "expected GET or POST");
-	if (set(ck, w, out, "method", json_string(method)) < 0)
+	if (config_check_set(ck, w, out, "method", json_string(method)) < 0)
 		return -1;
 	n = config_doc_get(w, "body");
 	if (n) {
@@ -629,7 +608,7 @@ static int load_web(const struct config_check *ck, const struct config_doc_node 
 						      : json_dumps(n->value, JSON_COMPACT);
 		json_t *body = text ? json_string(text) : NULL;
 		free(text);
-		if (set(ck, n, out, "body", body) < 0)
+		if (config_check_set(ck, n, out, "body", body) < 0)
 			return -1;
 	}
 	if (config_check_require(ck, w, "jsonPath", &n) < 0 ||
@@ -637,7 +616,7 @@ static int load_web(const struct config_check *ck, const struct config_doc_node 
 		return -1;
 	if (metric_path_check(path, err, sizeof(err)) < 0)
 		return config_check_fail(ck, n, "%s", err);
-	if (set(ck, n, out, "json_path", json_string(path)) < 0)
+	if (config_check_set(ck, n, out, "json_path", json_string(path)) < 0)
 		return -1;
 	return load_headers(ck, w, out) < 0 ? -1 : load_timeout(ck, w, out);
 }
@@ -648,7 +627,7 @@ static int load_provider(const struct config_check *ck, const struct config_doc_
 	const struct config_doc_node *p;
 	json_t *provider = json_object();
 
-	if (set(ck, map, out, "provider", provider) < 0 ||
+	if (config_check_set(ck, map, out, "provider", provider) < 0 ||
 	    config_check_require(ck, map, "provider", &p) < 0)
 		return -1;
 	if (!json_is_object(p->value) || !p->first)
@@ -678,7 +657,7 @@ static int load_condition(const struct config_check *ck, const struct config_doc
 	if (!c)
 		return config_check_fail(ck, n, "%s", err);
 	condition_free(c);
-	return set(ck, n, out, name, json_string(text));
+	return config_check_set(ck, n, out, name, json_string(text));
 }
 
 static int load_int(const struct config_check *ck, const struct config_doc_node *map,
@@ -690,7 +669,7 @@ static int load_int(const struct config_check *ck, const struct config_doc_node 
 
 	if (n && config_check_int(ck, n, min, max, &v) < 0)
 		return -1;
-	return set(ck, map, out, name, json_integer(v));
+	return config_check_set(ck, map, out, name, json_integer(v));
 }
 
 static int load_duration(const struct config_check *ck, const struct config_doc_node *map,
@@ -701,7 +680,7 @@ static int load_duration(const struct config_check *ck, const struct config_doc_
 
 	if (n && config_check_duration_ms(ck, n, MAX_INTERVAL_MS, &ms) < 0)
 		return -1;
-	return set(ck, map, out, name, json_integer(ms));
+	return config_check_set(ck, map, out, name, json_integer(ms));
 }
 
 static int load_no_data(const struct config_check *ck, const struct config_doc_node *map,
@@ -714,7 +693,7 @@ static int load_no_data(const struct config_check *ck, const struct config_doc_n
 		return -1;
 	if (strcmp(v, "fail") != 0 && strcmp(v, "inconclusive") != 0 && strcmp(v, "pass") != 0)
 		return config_check_fail(ck, n, "expected fail, inconclusive or pass");
-	return set(ck, map, out, "no_data", json_string(v));
+	return config_check_set(ck, map, out, "no_data", json_string(v));
 }
 
 static int load_spec(const struct config_check *ck, const struct config_doc_node *n,

@@ -1,5 +1,5 @@
 /* checklist: hooks and checks, one item at a time on the loop: commands
- * through stages/process.h, HTTP requests through lib/curlev.h, TLS
+ * through stages/command.h, HTTP requests through lib/curlev.h, TLS
  * handshakes on a bufferevent_openssl; and the check of their lists in a
  * pipeline file. */
 #include "stages/checklist.h"
@@ -28,13 +28,11 @@
 #include "config/file.h"
 #include "lib/clock.h"
 #include "lib/curlev.h"
-#include "lib/strv.h"
+#include "lib/curlreq.h"
 #include "stages/command.h"
 #include "stages/expand.h"
-#include "stages/process.h"
+#include "stages/request.h"
 
-#define KILL_GRACE_MS 5000
-#define LAST_LINE_MAX 400
 #define MESSAGE_MAX   1024
 #define SHOWN_URL_MAX 256
 #define MAX_MIN_DAYS  3650
@@ -46,25 +44,12 @@ static const char *const kind_names[] = {"command", "http", "tls"};
 /* What of the worker's own environment a command sees. */
 static const char *const inherited_env[] = {"PATH", "HOME", "LANG", NULL};
 
-struct checklist;
-
-/* A command of a cancelled checklist lives on until its child is reaped. */
-struct cmd_run {
-	struct checklist *owner; /* NULL once cancelled */
-	struct process *proc;
-	char **argv;
-	char **envp;
-	char last[LAST_LINE_MAX];
-};
-
 struct http_run {
 	CURL *easy;
 	struct curl_slist *headers;
 	char *url;
 	char *want_body;
-	char *answer;
-	size_t answer_len;
-	int too_big;
+	struct curlreq_answer answer;
 	char shown_url[SHOWN_URL_MAX];
 	char errbuf[CURL_ERROR_SIZE];
 };
@@ -106,7 +91,7 @@ struct checklist {
 	int64_t started_mono, started_wall, ended_mono;
 	int ended, passed;
 	char message[MESSAGE_MAX];
-	struct cmd_run *cmd;
+	struct command_run *cmd;
 	struct http_run http;
 	struct tls_run tls;
 	/* A cancel from within a callback is carried out once it returns. */
@@ -177,80 +162,27 @@ static void end_timed_out(struct checklist *c)
 
 /* --- commands ----------------------------------------------------------- */
 
-static void cmd_free(struct cmd_run *r)
+static void on_cmd_line(const char *line, size_t len, void *arg)
 {
-	strv_free(r->argv);
-	strv_free(r->envp);
-	free(r);
-}
+	struct checklist *c = arg;
 
-/* vars, and of the worker's environment only what a command needs to find
- * programs and speak the language. */
-static char **command_env(const json_t *vars)
-{
-	char **env = calloc(1, sizeof(char *));
-	size_t n = 0;
-	const char *name;
-	json_t *value;
-
-	if (!env)
-		return NULL;
-	for (const char *const *k = inherited_env; *k; k++) {
-		const char *v = getenv(*k);
-		if (v && !json_object_get(vars, *k) && strv_append(&env, &n, strv_pair(*k, v)) < 0)
-			goto fail;
-	}
-	json_object_foreach((json_t *)vars, name, value)
-	{
-		if (!json_is_string(value))
-			continue;
-		if (strv_append(&env, &n, strv_pair(name, json_string_value(value))) < 0)
-			goto fail;
-	}
-	return env;
-fail:
-	strv_free(env);
-	return NULL;
-}
-
-static void on_cmd_line(enum process_stream s, const char *line, size_t len, void *arg)
-{
-	struct cmd_run *r = arg;
-	struct checklist *c = r->owner;
-	size_t keep = len;
-	(void)s;
-
-	while (keep > 0 && (line[keep - 1] == '\r' || line[keep - 1] == ' '))
-		keep--;
-	if (keep > 0) {
-		if (keep >= sizeof(r->last))
-			keep = sizeof(r->last) - 1;
-		memcpy(r->last, line, keep);
-		r->last[keep] = '\0';
-	}
-	/* Last: the callback may cancel the checklist. */
-	if (c && c->line)
+	if (c->line)
 		c->line(line, len, c->arg);
 }
 
-static void on_cmd_exit(const struct process_result *res, void *arg)
+static void on_cmd_exit(const struct process_result *res, const char *last, void *arg)
 {
-	struct cmd_run *r = arg;
-	struct checklist *c = r->owner;
-	const char *sep = r->last[0] ? ": " : "";
+	struct checklist *c = arg;
+	const char *sep = last[0] ? ": " : "";
 
-	if (!c) {
-		cmd_free(r);
-		return;
-	}
 	c->cmd = NULL;
 	switch (res->outcome) {
 	case PROCESS_EXITED:
-		end_item(c, res->exit_code == 0, "exit code %d%s%s", res->exit_code, sep, r->last);
+		end_item(c, res->exit_code == 0, "exit code %d%s%s", res->exit_code, sep, last);
 		break;
 	case PROCESS_SIGNALLED:
 		end_item(c, 0, "killed by signal %d (%s)%s%s", res->term_signal,
-			 strsignal(res->term_signal), sep, r->last);
+			 strsignal(res->term_signal), sep, last);
 		break;
 	case PROCESS_TIMED_OUT:
 		end_timed_out(c);
@@ -262,73 +194,32 @@ static void on_cmd_exit(const struct process_result *res, void *arg)
 		end_item(c, 0, "%s", res->error);
 		break;
 	}
-	cmd_free(r);
 }
 
 static int cmd_start(struct checklist *c, char *msg, size_t msglen)
 {
-	struct cmd_run *r = calloc(1, sizeof(*r));
-	struct process_spec spec = {0};
+	const struct command_spec spec = {.vars = c->vars,
+					  .inherit = inherited_env,
+					  .cwd = c->cwd,
+					  .timeout_ms = c->timeout_ms,
+					  .line = on_cmd_line,
+					  .done = on_cmd_exit,
+					  .arg = c};
+	char **argv = command_argv(c->cur, c->vars, msg, msglen);
 
-	if (!r) {
-		snprintf(msg, msglen, "out of memory");
+	if (!argv)
 		return -1;
-	}
-	r->argv = command_argv(c->cur, c->vars, msg, msglen);
-	if (!r->argv)
-		goto fail;
-	r->envp = command_env(c->vars);
-	if (!r->envp) {
-		snprintf(msg, msglen, "out of memory building the environment");
-		goto fail;
-	}
-	spec.argv = (const char *const *)r->argv;
-	spec.envp = (const char *const *)r->envp;
-	spec.cwd = c->cwd;
-	spec.timeout_ms = c->timeout_ms;
-	spec.kill_grace_ms = KILL_GRACE_MS;
-	r->proc = process_spawn(&spec, on_cmd_line, on_cmd_exit, r);
-	if (!r->proc) {
-		snprintf(msg, msglen, "cannot start the command");
-		goto fail;
-	}
-	r->owner = c;
-	c->cmd = r;
-	return 0;
-fail:
-	cmd_free(r);
-	return -1;
+	c->cmd = command_start(argv, &spec, msg, msglen);
+	return c->cmd ? 0 : -1;
 }
 
 static void cmd_stop(struct checklist *c)
 {
-	if (!c->cmd)
-		return;
-	c->cmd->owner = NULL;
-	process_cancel(c->cmd->proc);
+	command_cancel(c->cmd);
 	c->cmd = NULL;
 }
 
 /* --- HTTP --------------------------------------------------------------- */
-
-static size_t on_http_body(char *data, size_t size, size_t n, void *arg)
-{
-	struct http_run *h = arg;
-	size_t len = size * n;
-
-	if (h->answer_len + len > CHECKLIST_MAX_BODY) {
-		h->too_big = 1;
-		return 0;
-	}
-	char *grown = realloc(h->answer, h->answer_len + len + 1);
-	if (!grown)
-		return 0;
-	h->answer = grown;
-	memcpy(h->answer + h->answer_len, data, len);
-	h->answer_len += len;
-	h->answer[h->answer_len] = '\0';
-	return len;
-}
 
 static void on_http_done(CURL *easy, CURLcode rc, void *arg)
 {
@@ -344,7 +235,7 @@ static void on_http_done(CURL *easy, CURLcode rc, void *arg)
 		end_timed_out(c);
 		return;
 	}
-	if (rc != CURLE_OK && !(rc == CURLE_WRITE_ERROR && h->too_big)) {
+	if (rc != CURLE_OK && !(rc == CURLE_WRITE_ERROR && h->answer.too_big)) {
 		end_item(c, 0, "%s: %s", h->shown_url,
 			 h->errbuf[0] ? h->errbuf : curl_easy_strerror(rc));
 		return;
@@ -358,9 +249,9 @@ static void on_http_done(CURL *easy, CURLcode rc, void *arg)
 		end_item(c, 1, "HTTP %ld from %s", status, h->shown_url);
 		return;
 	}
-	found = h->answer &&
-		memmem(h->answer, h->answer_len, h->want_body, strlen(h->want_body)) != NULL;
-	if (!found && h->too_big)
+	found = h->answer.data &&
+		memmem(h->answer.data, h->answer.len, h->want_body, strlen(h->want_body)) != NULL;
+	if (!found && h->answer.too_big)
 		end_item(c, 0, "body does not contain \"%s\" in its first %d bytes", shown_body,
 			 CHECKLIST_MAX_BODY);
 	else if (!found)
@@ -368,41 +259,6 @@ static void on_http_done(CURL *easy, CURLcode rc, void *arg)
 	else
 		end_item(c, 1, "HTTP %ld from %s, body contains \"%s\"", status, h->shown_url,
 			 shown_body);
-}
-
-/* Headers are expanded as they are, but may not gain a line break (which
- * would let a value add a header of its own). */
-static int http_headers(struct checklist *c, char *msg, size_t msglen)
-{
-	const char *name;
-	json_t *tmpl;
-
-	json_object_foreach(json_object_get(c->cur, "headers"), name, tmpl)
-	{
-		char *value = NULL, *line = NULL, why[256];
-		struct curl_slist *l;
-		if (expand_text(json_string_value(tmpl), c->vars, EXPAND_PLAIN, &value, why,
-				sizeof(why)) < 0) {
-			snprintf(msg, msglen, "headers.%s: %s", name, why);
-			return -1;
-		}
-		if (has_control(value)) {
-			free(value);
-			snprintf(msg, msglen, "headers.%s: the value holds a line break", name);
-			return -1;
-		}
-		if (asprintf(&line, "%s: %s", name, value) < 0)
-			line = NULL;
-		l = line ? curl_slist_append(c->http.headers, line) : NULL;
-		free(line);
-		free(value);
-		if (!l) {
-			snprintf(msg, msglen, "out of memory");
-			return -1;
-		}
-		c->http.headers = l;
-	}
-	return 0;
 }
 
 static int http_start(struct checklist *c, char *msg, size_t msglen)
@@ -414,23 +270,15 @@ static int http_start(struct checklist *c, char *msg, size_t msglen)
 
 	if (!method)
 		method = "GET";
-	if (expand_text(str(c->cur, "url"), c->vars, EXPAND_URL, &h->url, why, sizeof(why)) < 0) {
-		snprintf(msg, msglen, "url: %s", why);
+	if (request_url(str(c->cur, "url"), c->vars, &h->url, h->shown_url, sizeof(h->shown_url),
+			msg, msglen) < 0)
 		return -1;
-	}
-	if (has_control(h->url) || strchr(h->url, ' ')) {
-		snprintf(msg, msglen, "url: holds a space or a control character");
-		return -1;
-	}
-	if (curlev_show_url(h->url, h->shown_url, sizeof(h->shown_url), why, sizeof(why)) < 0) {
-		snprintf(msg, msglen, "url: %s", why);
-		return -1;
-	}
 	if (body && expand_text(body, c->vars, EXPAND_PLAIN, &h->want_body, why, sizeof(why)) < 0) {
 		snprintf(msg, msglen, "body: %s", why);
 		return -1;
 	}
-	if (http_headers(c, msg, msglen) < 0)
+	if (request_headers(json_object_get(c->cur, "headers"), c->vars, &h->headers, NULL, msg,
+			    msglen) < 0)
 		return -1;
 	if (!c->multi)
 		c->multi = curlev_new(c->base);
@@ -440,18 +288,9 @@ static int http_start(struct checklist *c, char *msg, size_t msglen)
 		return -1;
 	}
 	CURL *e = h->easy;
-	curl_easy_setopt(e, CURLOPT_URL, h->url);
-	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
-	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
-	curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
-	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)c->timeout_ms);
-	curl_easy_setopt(e, CURLOPT_HTTPHEADER, h->headers);
-	curl_easy_setopt(e, CURLOPT_USERAGENT, "sluice-check");
-	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, h->errbuf);
-	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_http_body);
-	curl_easy_setopt(e, CURLOPT_WRITEDATA, h);
+	curlreq_setup(e, h->url, c->timeout_ms, h->headers, "sluice-check", h->errbuf);
+	h->answer.max = CHECKLIST_MAX_BODY;
+	curlreq_collect(e, &h->answer);
 	if (strcmp(method, "HEAD") == 0) {
 		curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
 	} else if (strcmp(method, "POST") == 0) {
@@ -476,7 +315,7 @@ static void http_stop(struct checklist *c)
 	curl_slist_free_all(h->headers);
 	free(h->url);
 	free(h->want_body);
-	free(h->answer);
+	curlreq_answer_clear(&h->answer);
 	memset(h, 0, sizeof(*h));
 }
 
@@ -1182,14 +1021,6 @@ static int in_list(const char *s, const char *const *list)
 	return 0;
 }
 
-static int put(const struct config_check *ck, const struct config_doc_node *n, json_t *obj,
-	       const char *key, json_t *v)
-{
-	if (!v || json_object_set_new(obj, key, v) < 0)
-		return config_check_fail(ck, n, "out of memory");
-	return 0;
-}
-
 /* A name unique in its list, shown in logs and on the dashboard. */
 static int load_name(const struct config_check *ck, const struct config_doc_node *list,
 		     const struct config_doc_node *item, json_t *out)
@@ -1214,7 +1045,7 @@ static int load_name(const struct config_check *ck, const struct config_doc_node
 		return config_check_fail(ck, n, "\"%s\" is already the name of %s (line %d)", name,
 					 where, p->line);
 	}
-	return put(ck, n, out, "name", json_string(name));
+	return config_check_set(ck, n, out, "name", json_string(name));
 }
 
 /* The one key of kinds that map has; NULL after an error when it has none
@@ -1247,12 +1078,12 @@ static int load_command(const struct config_check *ck, const struct config_doc_n
 	const char *script;
 	json_t *argv;
 
-	if (put(ck, n, out, "kind", json_string("command")) < 0)
+	if (config_check_set(ck, n, out, "kind", json_string("command")) < 0)
 		return -1;
 	if (strcmp(n->key, "sh") == 0) {
 		if (config_check_string(ck, n, 0, &script) < 0)
 			return -1;
-		return put(ck, n, out, "sh", json_string(script));
+		return config_check_set(ck, n, out, "sh", json_string(script));
 	}
 	if (!json_is_array(n->value))
 		return config_check_fail(ck, n, "expected a list of strings");
@@ -1260,7 +1091,7 @@ static int load_command(const struct config_check *ck, const struct config_doc_n
 		return config_check_fail(ck, n, "must not be empty");
 	if (config_check_text_list(ck, n, 0, &argv) < 0)
 		return -1;
-	return put(ck, n, out, "run", argv);
+	return config_check_set(ck, n, out, "run", argv);
 }
 
 static int load_timeout(const struct config_check *ck, const struct config_doc_node *n,
@@ -1270,7 +1101,7 @@ static int load_timeout(const struct config_check *ck, const struct config_doc_n
 
 	if (n && config_check_duration_ms(ck, n, CHECKLIST_MAX_TIMEOUT_MS, &ms) < 0)
 		return -1;
-	return put(ck, at, out, "timeout_ms", json_integer(ms));
+	return config_check_set(ck, at, out, "timeout_ms", json_integer(ms));
 }
 
 static int load_url(const struct config_check *ck, const struct config_doc_node *h, json_t *out)
@@ -1290,32 +1121,18 @@ static int load_url(const struct config_check *ck, const struct config_doc_node 
 		if (curlev_show_url(url, shown, sizeof(shown), why, sizeof(why)) < 0)
 			return config_check_fail(ck, n, "%s", why);
 	}
-	return put(ck, n, out, "url", json_string(url));
+	return config_check_set(ck, n, out, "url", json_string(url));
 }
 
+/* headers: always there, empty when the check sets none. */
 static int load_headers(const struct config_check *ck, const struct config_doc_node *http,
 			const struct config_doc_node *n, json_t *out)
 {
-	json_t *headers = json_object();
+	json_t *headers = NULL;
 
-	if (put(ck, http, out, "headers", headers) < 0)
+	if (n && config_check_headers(ck, n, &headers) < 0)
 		return -1;
-	if (!n)
-		return 0;
-	if (!json_is_object(n->value))
-		return config_check_fail(ck, n, "expected a mapping of header names to values");
-	for (const struct config_doc_node *h = n->first; h; h = h->next) {
-		const char *value;
-		if (!config_check_word(h->key, "-_", 0))
-			return config_check_fail_key(ck, h, "not a header name");
-		if (config_check_text(ck, h, &value) < 0)
-			return -1;
-		if (strpbrk(value, "\r\n"))
-			return config_check_fail(ck, h, "a header value holds no line break");
-		if (put(ck, h, headers, h->key, json_string(value)) < 0)
-			return -1;
-	}
-	return 0;
+	return config_check_set(ck, n ? n : http, out, "headers", n ? headers : json_object());
 }
 
 /* http: {url, status, body, method, headers, timeout}; a timeout here or
@@ -1332,12 +1149,13 @@ static int load_http(const struct config_check *ck, const struct config_doc_node
 	if (!json_is_object(h->value))
 		return config_check_fail(ck, h, "expected a mapping like {url: ..., status: 200}");
 	if (config_check_keys(ck, h, http_keys) < 0 ||
-	    put(ck, h, out, "kind", json_string("http")) < 0 || load_url(ck, h, out) < 0)
+	    config_check_set(ck, h, out, "kind", json_string("http")) < 0 ||
+	    load_url(ck, h, out) < 0)
 		return -1;
 	n = config_doc_get(h, "status");
 	if (n && config_check_int(ck, n, 100, 599, &status) < 0)
 		return -1;
-	if (put(ck, h, out, "status", json_integer(status)) < 0)
+	if (config_check_set(ck, h, out, "status", json_integer(status)) < 0)
 		return -1;
 	n = config_doc_get(h, "method");
 	if (n) {
@@ -1350,7 +1168,7 @@ static int load_http(const struct config_check *ck, const struct config_doc_node
 			return config_check_fail(ck, n, "expected GET, HEAD or POST");
 		method = upper;
 	}
-	if (put(ck, h, out, "method", json_string(method)) < 0)
+	if (config_check_set(ck, h, out, "method", json_string(method)) < 0)
 		return -1;
 	n = config_doc_get(h, "body");
 	if (n) {
@@ -1361,7 +1179,7 @@ static int load_http(const struct config_check *ck, const struct config_doc_node
 		if (strcmp(method, "HEAD") == 0)
 			return config_check_fail_key(ck, n,
 						     "the answer to a HEAD request has no body");
-		if (put(ck, n, out, "body", json_string(body)) < 0)
+		if (config_check_set(ck, n, out, "body", json_string(body)) < 0)
 			return -1;
 	}
 	if (load_headers(ck, h, config_doc_get(h, "headers"), out) < 0)
@@ -1382,12 +1200,12 @@ static int load_tls(const struct config_check *ck, const struct config_doc_node 
 	if (!json_is_object(t->value))
 		return config_check_fail(ck, t, "expected a mapping like {host: ..., port: 443}");
 	if (config_check_keys(ck, t, tls_keys) < 0 ||
-	    put(ck, t, out, "kind", json_string("tls")) < 0 ||
+	    config_check_set(ck, t, out, "kind", json_string("tls")) < 0 ||
 	    config_check_require(ck, t, "host", &n) < 0 || config_check_string(ck, n, 0, &host) < 0)
 		return -1;
 	if (strpbrk(host, " /?#@") || has_control(host))
 		return config_check_fail(ck, n, "expected a host name or an address");
-	if (put(ck, n, out, "host", json_string(host)) < 0)
+	if (config_check_set(ck, n, out, "host", json_string(host)) < 0)
 		return -1;
 	n = config_doc_get(t, "port");
 	if (n && config_check_int(ck, n, 1, 65535, &port) < 0)
@@ -1395,8 +1213,8 @@ static int load_tls(const struct config_check *ck, const struct config_doc_node 
 	n = config_doc_get(t, "minDays");
 	if (n && config_check_int(ck, n, 0, MAX_MIN_DAYS, &days) < 0)
 		return -1;
-	if (put(ck, t, out, "port", json_integer(port)) < 0 ||
-	    put(ck, t, out, "min_days", json_integer(days)) < 0)
+	if (config_check_set(ck, t, out, "port", json_integer(port)) < 0 ||
+	    config_check_set(ck, t, out, "min_days", json_integer(days)) < 0)
 		return -1;
 	n = config_doc_get(t, "serverName");
 	if (n) {
@@ -1404,13 +1222,14 @@ static int load_tls(const struct config_check *ck, const struct config_doc_node 
 			return -1;
 		if (strpbrk(s, " /?#@:") || has_control(s))
 			return config_check_fail(ck, n, "expected a host name or an address");
-		if (put(ck, n, out, "server_name", json_string(s)) < 0)
+		if (config_check_set(ck, n, out, "server_name", json_string(s)) < 0)
 			return -1;
 	}
 	verify = config_doc_get(t, "verify");
 	if (verify && !json_is_boolean(verify->value))
 		return config_check_fail(ck, verify, "expected true or false");
-	if (put(ck, t, out, "verify", json_boolean(!verify || json_is_true(verify->value))) < 0)
+	if (config_check_set(ck, t, out, "verify",
+			     json_boolean(!verify || json_is_true(verify->value))) < 0)
 		return -1;
 	ca = config_doc_get(t, "ca");
 	if (ca) {
@@ -1418,7 +1237,7 @@ static int load_tls(const struct config_check *ck, const struct config_doc_node 
 			return -1;
 		if (verify && !json_is_true(verify->value))
 			return config_check_fail_key(ck, ca, "a CA is only used with verify: true");
-		if (put(ck, ca, out, "ca", json_string(s)) < 0)
+		if (config_check_set(ck, ca, out, "ca", json_string(s)) < 0)
 			return -1;
 	}
 	return 0;
@@ -1460,7 +1279,7 @@ static int load_rollback(const struct config_check *ck, const struct config_doc_
 	json_t *out = json_object();
 	char *rname = NULL;
 
-	if (put(ck, r, hook, "rollback", out) < 0)
+	if (config_check_set(ck, r, hook, "rollback", out) < 0)
 		return -1;
 	if (!json_is_object(r->value))
 		return config_check_fail(ck, r, "expected a mapping like {run: [...]}");
@@ -1468,7 +1287,7 @@ static int load_rollback(const struct config_check *ck, const struct config_doc_
 		return -1;
 	if (asprintf(&rname, "%s%s", name, CHECKLIST_ROLLBACK_NAME_SUFFIX) < 0)
 		return config_check_fail(ck, r, "out of memory");
-	int rc = put(ck, r, out, "name", json_string(rname));
+	int rc = config_check_set(ck, r, out, "name", json_string(rname));
 	free(rname);
 	if (rc < 0)
 		return -1;

@@ -12,8 +12,10 @@
 #include "config/file.h"
 #include "lib/clock.h"
 #include "lib/curlev.h"
+#include "lib/curlreq.h"
 #include "lib/lines.h"
 #include "stages/expand.h"
+#include "stages/request.h"
 
 #define DEFAULT_ATTEMPT_MS 30000
 #define DEFAULT_BACKOFF_MS 1000
@@ -361,25 +363,6 @@ static size_t on_header(char *data, size_t size, size_t n, void *arg)
 
 /* --- building the request ----------------------------------------------- */
 
-/* The url as messages show it (lib/curlev.h); errors name the key. */
-static int show_url(struct http *h, char *err, size_t errlen)
-{
-	char why[128];
-	if (curlev_show_url(h->url, h->shown_url, sizeof(h->shown_url), why, sizeof(why)) < 0) {
-		snprintf(err, errlen, "url: %s", why);
-		return -1;
-	}
-	return 0;
-}
-
-static int has_control(const char *s)
-{
-	for (; *s; s++)
-		if ((unsigned char)*s < 0x20 || *s == 0x7f)
-			return 1;
-	return 0;
-}
-
 static int is_json_type(const char *value)
 {
 	while (*value == ' ')
@@ -390,56 +373,10 @@ static int is_json_type(const char *value)
 	return n >= 5 && strncasecmp(value + n - 5, "+json", 5) == 0;
 }
 
-/* Headers are expanded as they are, but may not gain a line break (which
- * would let a value add a header of its own). Reports whether the request
- * says it sends JSON, or sets no Content-Type at all. */
-static int build_headers(struct http *h, const json_t *headers, const json_t *vars, int *json_body,
-			 int *typed, char *err, size_t errlen)
-{
-	const char *name;
-	json_t *tmpl;
-
-	*json_body = 0;
-	*typed = 0;
-	json_object_foreach((json_t *)headers, name, tmpl)
-	{
-		char *value = NULL, why[256];
-		if (expand_text(json_string_value(tmpl), vars, EXPAND_PLAIN, &value, why,
-				sizeof(why)) < 0) {
-			snprintf(err, errlen, "headers.%s: %s", name, why);
-			return -1;
-		}
-		if (has_control(value)) {
-			free(value);
-			snprintf(err, errlen, "headers.%s: the value holds a line break", name);
-			return -1;
-		}
-		if (strcasecmp(name, "Content-Type") == 0) {
-			*typed = 1;
-			*json_body = is_json_type(value);
-		}
-		size_t n = strlen(name) + strlen(value) + 3;
-		char *line = malloc(n);
-		struct curl_slist *l = NULL;
-		if (line) {
-			snprintf(line, n, "%s: %s", name, value);
-			l = curl_slist_append(h->headers, line);
-		}
-		free(line);
-		free(value);
-		if (!l) {
-			snprintf(err, errlen, "out of memory");
-			return -1;
-		}
-		h->headers = l;
-	}
-	return 0;
-}
-
 static int build_request(struct http *h, const json_t *def, const json_t *vars, char *err,
 			 size_t errlen)
 {
-	char why[256];
+	char why[256], *content_type = NULL;
 	int json_body, typed;
 	const char *method = json_string_value(json_object_get(def, "method"));
 	const char *body = json_string_value(json_object_get(def, "body"));
@@ -448,18 +385,14 @@ static int build_request(struct http *h, const json_t *def, const json_t *vars, 
 	size_t i;
 
 	snprintf(h->method, sizeof(h->method), "%s", method ? method : "GET");
-	if (expand_text(json_string_value(json_object_get(def, "url")), vars, EXPAND_URL, &h->url,
-			why, sizeof(why)) < 0) {
-		snprintf(err, errlen, "url: %s", why);
+	if (request_url(json_string_value(json_object_get(def, "url")), vars, &h->url, h->shown_url,
+			sizeof(h->shown_url), err, errlen) < 0 ||
+	    request_headers(json_object_get(def, "headers"), vars, &h->headers, &content_type, err,
+			    errlen) < 0)
 		return -1;
-	}
-	if (has_control(h->url) || strchr(h->url, ' ')) {
-		snprintf(err, errlen, "url: holds a space or a control character");
-		return -1;
-	}
-	if (show_url(h, err, errlen) < 0 || build_headers(h, json_object_get(def, "headers"), vars,
-							  &json_body, &typed, err, errlen) < 0)
-		return -1;
+	typed = content_type != NULL;
+	json_body = typed && is_json_type(content_type);
+	free(content_type);
 	if (body) {
 		/* A body without a Content-Type is sent as JSON, and its values
 		 * are escaped as JSON string content wherever they land. */
@@ -506,12 +439,7 @@ static int build_request(struct http *h, const json_t *def, const json_t *vars, 
 	h->retries = json_is_integer(v) ? (int)json_integer_value(v) : DEFAULT_RETRIES;
 
 	CURL *e = h->easy;
-	curl_easy_setopt(e, CURLOPT_URL, h->url);
-	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
-	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
-	curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
+	curlreq_setup(e, h->url, h->attempt_ms, h->headers, "sluice-worker", h->errbuf);
 	if (ca_file) {
 		char *path = config_file_expand(ca_file);
 		if (!path) {
@@ -522,10 +450,6 @@ static int build_request(struct http *h, const json_t *def, const json_t *vars, 
 		curl_easy_setopt(e, CURLOPT_CAINFO, path); /* curl keeps a copy */
 		free(path);
 	}
-	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)h->attempt_ms);
-	curl_easy_setopt(e, CURLOPT_HTTPHEADER, h->headers);
-	curl_easy_setopt(e, CURLOPT_USERAGENT, "sluice-worker");
-	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, h->errbuf);
 	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
 	curl_easy_setopt(e, CURLOPT_WRITEDATA, h);
 	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);

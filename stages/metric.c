@@ -11,6 +11,7 @@
 #include <strings.h>
 
 #include "lib/curlev.h"
+#include "lib/curlreq.h"
 
 #define MAX_KEY	      256
 #define MAX_SHOWN_URL 256
@@ -24,11 +25,9 @@ struct metric {
 	struct curl_slist *headers;
 	struct event *done_ev;
 	char *url;
-	char *body;	 /* of a POST */
-	char *json_path; /* web */
-	char *answer;	 /* the response body so far */
-	size_t answer_len;
-	int too_big;
+	char *body;		       /* of a POST */
+	char *json_path;	       /* web */
+	struct curlreq_answer answer;  /* the response body so far */
 	char shown_url[MAX_SHOWN_URL]; /* without query or user information */
 	char errbuf[CURL_ERROR_SIZE];
 	double values[METRIC_MAX_VALUES];
@@ -308,7 +307,7 @@ static void on_transfer_done(CURL *easy, CURLcode rc, void *arg)
 	(void)easy;
 
 	m->sample.values = m->values;
-	if (m->too_big) {
+	if (m->answer.too_big) {
 		set_failed(m, "the answer from %s is longer than %d bytes", m->shown_url,
 			   METRIC_MAX_BODY);
 	} else if (rc != CURLE_OK) {
@@ -316,7 +315,7 @@ static void on_transfer_done(CURL *easy, CURLcode rc, void *arg)
 			   m->errbuf[0] ? m->errbuf : curl_easy_strerror(rc));
 	} else {
 		curl_easy_getinfo(m->easy, CURLINFO_RESPONSE_CODE, &status);
-		root = json_loadb(m->answer ? m->answer : "", m->answer_len, 0, NULL);
+		root = json_loadb(m->answer.data ? m->answer.data : "", m->answer.len, 0, NULL);
 		if (m->kind == PROVIDER_PROMETHEUS)
 			prometheus_answer(m, status, root);
 		else
@@ -326,24 +325,6 @@ static void on_transfer_done(CURL *easy, CURLcode rc, void *arg)
 	/* curlev must not be freed from within its own callback: report from
 	 * the loop instead. */
 	event_active(m->done_ev, EV_TIMEOUT, 0);
-}
-
-static size_t on_body(char *data, size_t size, size_t n, void *arg)
-{
-	struct metric *m = arg;
-	size_t len = size * n;
-
-	if (m->answer_len + len > METRIC_MAX_BODY) {
-		m->too_big = 1;
-		return 0;
-	}
-	char *grown = realloc(m->answer, m->answer_len + len + 1);
-	if (!grown)
-		return 0;
-	m->answer = grown;
-	memcpy(m->answer + m->answer_len, data, len);
-	m->answer_len += len;
-	return len;
 }
 
 /* --- the request -------------------------------------------------------- */
@@ -361,7 +342,7 @@ static void metric_free(struct metric *m)
 	free(m->url);
 	free(m->body);
 	free(m->json_path);
-	free(m->answer);
+	curlreq_answer_clear(&m->answer);
 	free(m);
 }
 
@@ -383,24 +364,14 @@ static int show_url(struct metric *m, char *err, size_t errlen)
 static int add_header(struct metric *m, const char *name, const char *value, char *err,
 		      size_t errlen)
 {
-	char *line = NULL;
-
-	for (const char *s = value; *s; s++)
-		if (*s == '\r' || *s == '\n') {
-			snprintf(err, errlen, "header %s: line break in the value", name);
-			return -1;
-		}
-	if (asprintf(&line, "%s: %s", name, value) < 0) {
+	if (strpbrk(value, "\r\n")) {
+		snprintf(err, errlen, "header %s: line break in the value", name);
+		return -1;
+	}
+	if (curlreq_header(&m->headers, "%s: %s", name, value) < 0) {
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
-	struct curl_slist *l = curl_slist_append(m->headers, line);
-	free(line);
-	if (!l) {
-		snprintf(err, errlen, "out of memory");
-		return -1;
-	}
-	m->headers = l;
 	return 0;
 }
 
@@ -467,17 +438,10 @@ static int setup(struct metric *m, const json_t *provider, char *err, size_t err
 	if (!m->easy)
 		return -1;
 	CURL *e = m->easy;
-	curl_easy_setopt(e, CURLOPT_URL, m->url);
-	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
-	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS,
-			 (long)(timeout > 0 ? timeout : METRIC_DEFAULT_TIMEOUT_MS));
-	curl_easy_setopt(e, CURLOPT_HTTPHEADER, m->headers);
-	curl_easy_setopt(e, CURLOPT_USERAGENT, "sluice-analysis");
-	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, m->errbuf);
-	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
-	curl_easy_setopt(e, CURLOPT_WRITEDATA, m);
+	curlreq_setup(e, m->url, (long)(timeout > 0 ? timeout : METRIC_DEFAULT_TIMEOUT_MS),
+		      m->headers, "sluice-analysis", m->errbuf);
+	m->answer.max = METRIC_MAX_BODY;
+	curlreq_collect(e, &m->answer);
 	if (method && strcmp(method, "POST") == 0) {
 		m->body = strdup(body ? body : "");
 		if (!m->body)

@@ -23,6 +23,7 @@
 
 #include "lib/clock.h"
 #include "lib/curlev.h"
+#include "lib/curlreq.h"
 #include "stages/expand.h"
 
 #define DEFAULT_POLL_MS	   2000
@@ -52,8 +53,7 @@ struct kube {
 	struct curl_slist *headers;
 	char *url;
 	char *body;
-	char *resp;
-	size_t resp_len;
+	struct curlreq_answer resp;
 	enum provider_verb verb;
 	char *target; /* the Deployment's name, expanded */
 	long long deadline_ms;
@@ -248,9 +248,7 @@ static void clear_request(struct kube *k)
 	k->headers = NULL;
 	free(k->url);
 	k->url = NULL;
-	free(k->resp);
-	k->resp = NULL;
-	k->resp_len = 0;
+	curlreq_answer_clear(&k->resp);
 }
 
 static void clear_action(struct kube *k)
@@ -288,24 +286,6 @@ static void on_done(evutil_socket_t fd, short what, void *arg)
 	snprintf(msg, sizeof(msg), "%s", k->msg);
 	clear_action(k);
 	done(ok, msg, done_arg);
-}
-
-static size_t on_body(char *data, size_t size, size_t n, void *arg)
-{
-	struct kube *k = arg;
-	size_t len = size * n;
-	char *grown;
-
-	if (k->resp_len + len > MAX_RESPONSE)
-		return 0;
-	grown = realloc(k->resp, k->resp_len + len + 1);
-	if (!grown)
-		return 0;
-	memcpy(grown + k->resp_len, data, len);
-	k->resp = grown;
-	k->resp_len += len;
-	k->resp[k->resp_len] = '\0';
-	return len;
 }
 
 /* The service account token is read for every request: kubelet rotates it
@@ -370,18 +350,11 @@ static void request(struct kube *k, const char *method, const char *path)
 	}
 	CURL *e = k->easy;
 	curl_easy_reset(e);
-	curl_easy_setopt(e, CURLOPT_URL, k->url);
-	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
-	curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
+	curlreq_setup(e, k->url, REQUEST_TIMEOUT_MS, k->headers, "sluice-worker", NULL);
 	if (k->ca_file)
 		curl_easy_setopt(e, CURLOPT_CAINFO, k->ca_file);
-	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)REQUEST_TIMEOUT_MS);
-	curl_easy_setopt(e, CURLOPT_HTTPHEADER, k->headers);
-	curl_easy_setopt(e, CURLOPT_USERAGENT, "sluice-worker");
-	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
-	curl_easy_setopt(e, CURLOPT_WRITEDATA, k);
+	k->resp.max = MAX_RESPONSE;
+	curlreq_collect(e, &k->resp);
 	curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
 	if (k->body) {
 		curl_easy_setopt(e, CURLOPT_POSTFIELDS, k->body);
@@ -483,7 +456,7 @@ static void on_response(CURL *easy, CURLcode rc, void *arg)
 		return;
 	}
 	curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
-	doc = k->resp ? json_loads(k->resp, 0, NULL) : NULL;
+	doc = k->resp.data ? json_loads(k->resp.data, 0, NULL) : NULL;
 	if (status < 200 || status > 299) {
 		/* The API answers errors with a Status object saying why. */
 		const char *reason = json_string_value(json_object_get(doc, "message"));

@@ -1114,6 +1114,26 @@ void rollout_free(struct rollout *r)
 	free(r);
 }
 
+/* A provider whose commands run where the deployment's hooks and checks do
+ * (the run's checkout), unless its definition says otherwise. */
+static struct provider *provider_in(struct event_base *base, const json_t *def, const char *cwd,
+				    char *err, size_t errlen)
+{
+	json_t *copy = json_deep_copy(def);
+	struct provider *p;
+
+	if (!copy) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	if (cwd && !json_object_get(copy, "cwd") &&
+	    !strcmp(str(copy, "type") ? str(copy, "type") : "", "exec"))
+		json_object_set_new(copy, "cwd", json_string(cwd));
+	p = provider_new(base, copy, err, errlen);
+	json_decref(copy);
+	return p;
+}
+
 struct rollout *rollout_start(struct event_base *base, const struct rollout_params *p,
 			      const struct rollout_callbacks *cb, void *arg, char *err,
 			      size_t errlen)
@@ -1140,10 +1160,10 @@ struct rollout *rollout_start(struct event_base *base, const struct rollout_para
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
-	r->provider = provider_new(base, json_object_get(p->spec, "provider"), err, errlen);
+	r->provider = provider_in(base, json_object_get(p->spec, "provider"), p->cwd, err, errlen);
 	if (!r->provider)
 		goto fail;
-	if (traffic && !(r->traffic = provider_new(base, traffic, err, errlen)))
+	if (traffic && !(r->traffic = provider_in(base, traffic, p->cwd, err, errlen)))
 		goto fail;
 	if (p->state && json_array_size(json_object_get(p->state, "steps"))) {
 		r->state = json_deep_copy(p->state);

@@ -52,14 +52,6 @@ static int nomem(const struct config_check *ck, const struct config_doc_node *n)
 	return config_check_fail(ck, n, "out of memory");
 }
 
-static int put(const struct config_check *ck, const struct config_doc_node *n, json_t *obj,
-	       const char *key, json_t *v)
-{
-	if (!v || json_object_set_new(obj, key, v) < 0)
-		return nomem(ck, n);
-	return 0;
-}
-
 static int duration(const struct config_check *ck, const struct config_doc_node *map,
 		    const char *key, long long max, long long dflt, const char *name, json_t *out)
 {
@@ -68,7 +60,7 @@ static int duration(const struct config_check *ck, const struct config_doc_node 
 
 	if (n && config_check_duration_ms(ck, n, max, &ms) < 0)
 		return -1;
-	return put(ck, map, out, name, json_integer(ms));
+	return config_check_set(ck, map, out, name, json_integer(ms));
 }
 
 /* maxSurge / maxUnavailable: a count or a percentage, kept as written. */
@@ -86,7 +78,7 @@ static int surge(const struct config_check *ck, const struct config_doc_node *ma
 	if (end == v || count < 0 || (*end && strcmp(end, "%") != 0) ||
 	    (*end == '%' && count > 100))
 		return config_check_fail(ck, n, "expected a count or a percentage like 25%%");
-	return put(ck, map, out, name, json_string(v));
+	return config_check_set(ck, map, out, name, json_string(v));
 }
 
 static int load_rolling(const struct config_check *ck, const struct config_doc_node *s, json_t *out)
@@ -124,7 +116,7 @@ static int color_name(const struct config_check *ck, const struct config_doc_nod
 		return -1;
 	if (!config_check_word(v, "_-", 0))
 		return config_check_fail(ck, n, "a colour is letters, digits, '_' and '-'");
-	return put(ck, map, out, name, json_string(v));
+	return config_check_set(ck, map, out, name, json_string(v));
 }
 
 static int optional_analysis(const struct config_check *ck, const struct config_doc_node *map,
@@ -137,7 +129,7 @@ static int optional_analysis(const struct config_check *ck, const struct config_
 		return 0;
 	if (analysis_load(ck, n, &a) < 0)
 		return -1;
-	return put(ck, map, out, name, a);
+	return config_check_set(ck, map, out, name, a);
 }
 
 static int load_bluegreen(const struct config_check *ck, const struct config_doc_node *s,
@@ -161,7 +153,7 @@ static int load_bluegreen(const struct config_check *ck, const struct config_doc
 	if (config_doc_get(s, "autoPromoteAfter") && auto_promote)
 		return config_check_fail_key(ck, config_doc_get(s, "autoPromoteAfter"),
 					     "autoPromote already promotes at once");
-	return put(ck, s, out, "auto_promote", json_boolean(auto_promote)) < 0 ||
+	return config_check_set(ck, s, out, "auto_promote", json_boolean(auto_promote)) < 0 ||
 		       duration(ck, s, "autoPromoteAfter", MAX_PAUSE_MS, 0, "auto_promote_after_ms",
 				out) < 0 ||
 		       duration(ck, s, "scaleDownDelay", MAX_PAUSE_MS, DEFAULT_SCALE_DOWN_MS,
@@ -188,26 +180,26 @@ static int load_step(const struct config_check *ck, const struct config_doc_node
 	if (!strcmp(k->key, "setWeight")) {
 		if (config_check_int(ck, k, 0, 100, &w) < 0)
 			return -1;
-		return put(ck, k, step, "set_weight", json_integer(w));
+		return config_check_set(ck, k, step, "set_weight", json_integer(w));
 	}
 	if (!strcmp(k->key, "pause")) {
 		if (json_is_null(k->value))
-			return put(ck, k, step, "pause", json_string("manual"));
+			return config_check_set(ck, k, step, "pause", json_string("manual"));
 		if (!json_is_object(k->value))
 			return config_check_fail(ck, k, "expected {duration: 10m} or {} (manual)");
 		if (config_check_keys(ck, k, pause_keys) < 0)
 			return -1;
 		n = config_doc_get(k, "duration");
 		if (!n)
-			return put(ck, k, step, "pause", json_string("manual"));
+			return config_check_set(ck, k, step, "pause", json_string("manual"));
 		if (config_check_duration_ms(ck, n, MAX_PAUSE_MS, &ms) < 0)
 			return -1;
-		return put(ck, k, step, "pause_ms", json_integer(ms));
+		return config_check_set(ck, k, step, "pause_ms", json_integer(ms));
 	}
 	if (!strcmp(k->key, "analysis")) {
 		if (analysis_load(ck, k, &a) < 0)
 			return -1;
-		return put(ck, k, step, "analysis", a);
+		return config_check_set(ck, k, step, "analysis", a);
 	}
 	return config_check_fail_key(ck, k, "unknown step (setWeight, pause or analysis)");
 }
@@ -217,7 +209,7 @@ static int load_canary(const struct config_check *ck, const struct config_doc_no
 	const struct config_doc_node *list, *st, *bg;
 	json_t *steps = json_array(), *a;
 
-	if (put(ck, s, out, "steps", steps) < 0)
+	if (config_check_set(ck, s, out, "steps", steps) < 0)
 		return -1;
 	if (config_check_keys(ck, s, canary_keys) < 0 ||
 	    config_check_require(ck, s, "steps", &list) < 0)
@@ -235,7 +227,7 @@ static int load_canary(const struct config_check *ck, const struct config_doc_no
 		return 0;
 	if (analysis_load_background(ck, bg, (long long)json_array_size(steps) - 1, &a) < 0)
 		return -1;
-	return put(ck, bg, out, "background", a);
+	return config_check_set(ck, bg, out, "background", a);
 }
 
 static int load_strategy(const struct config_check *ck, const struct config_doc_node *s,
@@ -245,7 +237,7 @@ static int load_strategy(const struct config_check *ck, const struct config_doc_
 	const char *type;
 	json_t *out = json_object();
 
-	if (put(ck, s, rollout, "strategy", out) < 0)
+	if (config_check_set(ck, s, rollout, "strategy", out) < 0)
 		return -1;
 	if (!json_is_object(s->value))
 		return config_check_fail(ck, s,
@@ -260,7 +252,7 @@ static int load_strategy(const struct config_check *ck, const struct config_doc_
 					 "unknown strategy \"%s\" (RollingUpdate, BlueGreen or "
 					 "Canary)",
 					 type);
-	if (put(ck, s, out, "type", json_string(type)) < 0 ||
+	if (config_check_set(ck, s, out, "type", json_string(type)) < 0 ||
 	    duration(ck, s, "progressDeadline", MAX_DEADLINE_MS, DEFAULT_DEADLINE_MS,
 		     "progress_deadline_ms", out) < 0)
 		return -1;
@@ -324,7 +316,7 @@ static int load_provider(const struct config_check *ck, const struct config_doc_
 					 "expected a mapping with type: exec, http, "
 					 "haproxy or kubernetes");
 	def = json_deep_copy(n->value);
-	if (put(ck, n, rollout, name, def) < 0)
+	if (config_check_set(ck, n, rollout, name, def) < 0)
 		return -1;
 	for (c = n->first; c; c = c->next) {
 		long long ms;
@@ -336,7 +328,7 @@ static int load_provider(const struct config_check *ck, const struct config_doc_
 			return -1;
 		snprintf(key, sizeof(key), "%s_ms", c->key);
 		json_object_del(def, c->key);
-		if (put(ck, c, def, key, json_integer(ms)) < 0)
+		if (config_check_set(ck, c, def, key, json_integer(ms)) < 0)
 			return -1;
 	}
 	base = event_base_new();
@@ -357,7 +349,7 @@ static int load_phases(const struct config_check *ck, const struct config_doc_no
 	json_t *out = json_object(), *list;
 	int hooks = !strcmp(key, "hooks");
 
-	if (put(ck, map, rollout, key, out) < 0)
+	if (config_check_set(ck, map, rollout, key, out) < 0)
 		return -1;
 	if (!n)
 		return 0;
@@ -370,13 +362,13 @@ static int load_phases(const struct config_check *ck, const struct config_doc_no
 	if (pre) {
 		if ((hooks ? checklist_load_hooks(ck, pre, 1, &list)
 			   : checklist_load_checks(ck, pre, &list)) < 0 ||
-		    put(ck, pre, out, "pre", list) < 0)
+		    config_check_set(ck, pre, out, "pre", list) < 0)
 			return -1;
 	}
 	if (post) {
 		if ((hooks ? checklist_load_hooks(ck, post, 0, &list)
 			   : checklist_load_checks(ck, post, &list)) < 0 ||
-		    put(ck, post, out, "post", list) < 0)
+		    config_check_set(ck, post, out, "post", list) < 0)
 			return -1;
 	}
 	return 0;
@@ -408,7 +400,7 @@ int rollout_load(const struct config_check *ck, const struct config_doc_node *en
 	n = config_doc_get(env, "image");
 	if (n && config_check_string(ck, n, 0, &image) < 0)
 		goto fail;
-	if (put(ck, env, r, "image", json_string(image)) < 0)
+	if (config_check_set(ck, env, r, "image", json_string(image)) < 0)
 		goto fail;
 	n = config_doc_get(env, "provider");
 	if (!n) {

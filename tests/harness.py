@@ -36,12 +36,13 @@ FIXTURES = os.path.abspath(
     or os.path.join(REPO_ROOT, "..", "shared", "fixtures", "github")
 )
 
-# rejected and superseded end runs that were promoted to environments.
-TERMINAL = ("succeeded", "failed", "cancelled", "rejected", "superseded")
+# rejected and superseded end runs that were promoted to environments;
+# aborted those whose deployment strategy aborted.
+TERMINAL = ("succeeded", "failed", "cancelled", "rejected", "superseded", "aborted")
 RUN_STATUSES = ("queued", "running", "waiting") + TERMINAL
 STAGE_STATUSES = (
     "pending", "queued", "running", "succeeded", "failed", "timed_out",
-    "cancelled", "skipped", "lost", "retrying",
+    "cancelled", "skipped", "lost", "retrying", "paused", "aborted", "rolled_back",
 )
 # How an attempt in a stage's "attempts" ended; handed_back (a stopping
 # worker gave it back) is never a stage's status.

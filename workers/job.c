@@ -347,16 +347,23 @@ static void finish(struct job *j, const char *status, const char *error)
 
 /* --- handing back on shutdown -------------------------------------------- */
 
-static void on_handed_back(struct redis *r, redisReply *reply, const char *err, void *arg)
+/* The stage left this worker through a script (handback.lua, park.lua):
+ * what the script said is logged with msg, the outbox publishes the job the
+ * script queued, and the job is freed. */
+static void job_left(struct job *j, const char *msg, const redisReply *reply, const char *err)
 {
-	struct job *j = arg;
-	(void)r;
-	log_info("stage handed back", LOG_S("run", j->run), LOG_S("stage", j->stage),
+	log_info(msg, LOG_S("run", j->run), LOG_S("stage", j->stage),
 		 LOG_S("outcome", reply && reply->type == REDIS_REPLY_STRING ? reply->str
 									     : (err ? err : "?")));
 	if (reply)
 		outbox_kick(j->w->outbox);
 	job_free(j);
+}
+
+static void on_handed_back(struct redis *r, redisReply *reply, const char *err, void *arg)
+{
+	(void)r;
+	job_left(arg, "stage handed back", reply, err);
 }
 
 /* The stage goes back with the job of attempt + 1: a late result of this
@@ -737,14 +744,8 @@ static void rollout_over(struct job *j)
 
 static void on_parked(struct redis *r, redisReply *reply, const char *err, void *arg)
 {
-	struct job *j = arg;
 	(void)r;
-	log_info("deployment parked", LOG_S("run", j->run), LOG_S("stage", j->stage),
-		 LOG_S("outcome", reply && reply->type == REDIS_REPLY_STRING ? reply->str
-									     : (err ? err : "?")));
-	if (reply)
-		outbox_kick(j->w->outbox);
-	job_free(j);
+	job_left(arg, "deployment parked", reply, err);
 }
 
 static void on_rollout_park(const json_t *state, int64_t until_ms, void *arg)

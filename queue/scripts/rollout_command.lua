@@ -23,12 +23,9 @@
 local P, run, env, command, by, reason = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 local now = tonumber(ARGV[7])
 
-local d, why = strat_deployment(P, run, env)
+local d, why = strat_deployment(P, run, env, true)
 if not d then
   return {why}
-end
-if not strat_has_rollout(d.sdef) then
-  return {'no-strategy'}
 end
 local rkey, run_status, stage, skey = d.rkey, d.run_status, d.stage, d.skey
 local st = redis.call('HMGET', skey, 'status', 'attempt', 'rollout', 'resume_entry', 'command',

@@ -16,9 +16,9 @@
 #include "lib/clock.h"
 #include "stages/checklist.h"
 #include "stages/process.h"
+#include "tmpdir.h"
 
 #include <event2/event.h>
-#include <ftw.h>
 #include <limits.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -209,8 +209,7 @@ static int listen_loopback(int *port)
 static int group_setup(void **state)
 {
 	(void)state;
-	strcpy(fx.dir, "/tmp/sluice-checklist-XXXXXX");
-	if (!mkdtemp(fx.dir) || make_certs() < 0)
+	if (tmpdir_make(fx.dir, sizeof(fx.dir), "sluice-checklist") < 0 || make_certs() < 0)
 		return -1;
 	fx.base = event_base_new();
 	if (!fx.base || process_init(fx.base) < 0 || start_tls_server() < 0 ||
@@ -222,14 +221,6 @@ static int group_setup(void **state)
 		return -1;
 	close(closed);
 	return 0;
-}
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
 }
 
 static int group_teardown(void **state)
@@ -244,7 +235,7 @@ static int group_teardown(void **state)
 	apistub_stop(&fx.http);
 	close(fx.silent_fd);
 	event_base_free(fx.base);
-	nftw(fx.dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	tmpdir_remove(fx.dir);
 	return 0;
 }
 

@@ -1,7 +1,8 @@
-/* The argv of run: and sh: commands, and string vectors. */
+/* The argv and environment of run: and sh: commands, and string vectors. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -81,6 +82,60 @@ static void strv_keeps_the_array_terminated_and_pairs_names(void **state)
 	strv_free(NULL);
 }
 
+/* The value of NAME in env, or NULL. */
+static const char *env_get(char **env, const char *name)
+{
+	size_t n = strlen(name);
+	for (; *env; env++)
+		if (strncmp(*env, name, n) == 0 && (*env)[n] == '=')
+			return *env + n + 1;
+	return NULL;
+}
+
+static void env_takes_only_the_inherited_names_with_vars_over_them(void **state)
+{
+	(void)state;
+	static const char *const inherit[] = {"PATH", "HOME", NULL};
+	json_t *vars =
+	    json_pack("{s:s,s:s,s:i}", "HOME", "/srv/app", "SLUICE_WEIGHT", "20", "N", 1);
+	setenv("PATH", "/usr/bin:/bin", 1);
+	setenv("SLUICE_TEST_OTHER", "leaks", 1);
+	char **env = command_env(vars, inherit);
+	assert_non_null(env);
+	assert_string_equal(env_get(env, "PATH"), "/usr/bin:/bin");
+	assert_string_equal(env_get(env, "HOME"), "/srv/app");
+	assert_string_equal(env_get(env, "SLUICE_WEIGHT"), "20");
+	assert_null(env_get(env, "SLUICE_TEST_OTHER"));
+	assert_null(env_get(env, "N"));
+	size_t count = 0;
+	for (char **e = env; *e; e++)
+		count += strncmp(*e, "HOME=", 5) == 0;
+	assert_int_equal(count, 1);
+	strv_free(env);
+	json_decref(vars);
+	unsetenv("SLUICE_TEST_OTHER");
+}
+
+static void env_without_a_list_takes_the_whole_environment(void **state)
+{
+	(void)state;
+	json_t *vars = json_pack("{s:s}", "SLUICE_TEST_OTHER", "set by vars");
+	setenv("SLUICE_TEST_OTHER", "from the worker", 1);
+	setenv("SLUICE_TEST_KEPT", "kept", 1);
+	char **env = command_env(vars, NULL);
+	assert_non_null(env);
+	assert_string_equal(env_get(env, "SLUICE_TEST_KEPT"), "kept");
+	assert_string_equal(env_get(env, "SLUICE_TEST_OTHER"), "set by vars");
+	size_t count = 0;
+	for (char **e = env; *e; e++)
+		count += strncmp(*e, "SLUICE_TEST_OTHER=", 18) == 0;
+	assert_int_equal(count, 1);
+	strv_free(env);
+	json_decref(vars);
+	unsetenv("SLUICE_TEST_OTHER");
+	unsetenv("SLUICE_TEST_KEPT");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -89,6 +144,8 @@ int main(void)
 	    cmocka_unit_test(undefined_variable_names_the_argument),
 	    cmocka_unit_test(no_command_gives_an_empty_argv),
 	    cmocka_unit_test(strv_keeps_the_array_terminated_and_pairs_names),
+	    cmocka_unit_test(env_takes_only_the_inherited_names_with_vars_over_them),
+	    cmocka_unit_test(env_without_a_list_takes_the_whole_environment),
 	};
 	return cmocka_run_group_tests_name("command", tests, NULL, NULL);
 }

@@ -10,13 +10,13 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "config/config.h"
+#include "tmpdir.h"
 
 #define MIB (1024 * 1024)
 
@@ -30,29 +30,17 @@ static int setup(void **state)
 {
 	struct fx *f = calloc(1, sizeof(*f));
 	assert_non_null(f);
-	strcpy(f->dir, "/tmp/sluice-hostile-XXXXXX");
-	assert_non_null(mkdtemp(f->dir));
+	assert_int_equal(tmpdir_make(f->dir, sizeof(f->dir), "sluice-hostile"), 0);
 	snprintf(f->path, sizeof(f->path), "%s/secret", f->dir);
-	FILE *fp = fopen(f->path, "w");
-	assert_non_null(fp);
-	fputs("s3cret\n", fp);
-	assert_int_equal(fclose(fp), 0);
+	assert_int_equal(tmpdir_write(f->path, "s3cret\n"), 0);
 	*state = f;
 	return 0;
-}
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
 }
 
 static int teardown(void **state)
 {
 	struct fx *f = *state;
-	nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	tmpdir_remove(f->dir);
 	free(f);
 	return 0;
 }

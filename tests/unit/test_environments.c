@@ -9,9 +9,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "config/config.h"
+#include "pipeline_file.h"
 
 #define HEAD                                                                                       \
 	"trigger:\n  github:\n    repository: acme/app\n    secret_file: webhook\n"                \
@@ -19,39 +19,17 @@
 	"secrets: {TOKEN: webhook}\n"                                                              \
 	"stages:\n  build:\n    run: [make]\n"
 
-struct fx {
-	char dir[64];
-	char path[128];
-	char secret[128];
-	char devdb[128];
-	char err[512];
-	struct pipeline p;
-};
-
-static int write_file(const char *path, const char *text)
-{
-	FILE *f = fopen(path, "w");
-	if (!f)
-		return -1;
-	fputs(text, f);
-	return fclose(f);
-}
-
+/* Beside the pipeline file: the secret file dev-db of the environment dev. */
 static int setup(void **state)
 {
-	struct fx *f = calloc(1, sizeof(*f));
+	struct pipeline_file *f = pipeline_file_new("sluice-test-env", HEAD);
+	char devdb[128];
+
 	if (!f)
 		return -1;
-	strcpy(f->dir, "/tmp/sluice-test-env-XXXXXX");
-	if (!mkdtemp(f->dir)) {
-		free(f);
-		return -1;
-	}
-	snprintf(f->path, sizeof(f->path), "%s/app.yaml", f->dir);
-	snprintf(f->secret, sizeof(f->secret), "%s/webhook", f->dir);
-	snprintf(f->devdb, sizeof(f->devdb), "%s/dev-db", f->dir);
-	if (write_file(f->secret, "s3cret\n") < 0 || write_file(f->devdb, "postgres://dev\n") < 0) {
-		free(f);
+	snprintf(devdb, sizeof(devdb), "%s/dev-db", f->dir);
+	if (tmpdir_write(devdb, "postgres://dev\n") < 0) {
+		pipeline_file_free(f);
 		return -1;
 	}
 	*state = f;
@@ -60,52 +38,27 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
-	struct fx *f = *state;
-	pipeline_clear(&f->p);
-	unlink(f->path);
-	unlink(f->secret);
-	unlink(f->devdb);
-	rmdir(f->dir);
-	free(f);
+	pipeline_file_free(*state);
 	return 0;
-}
-
-/* Loads HEAD followed by envs (the environments: section, whole lines). */
-static int load(struct fx *f, const char *envs)
-{
-	char text[4096];
-	snprintf(text, sizeof(text), "%s%s", HEAD, envs);
-	assert_int_equal(write_file(f->path, text), 0);
-	pipeline_clear(&f->p);
-	return pipeline_load_file(f->path, &f->p, f->err, sizeof(f->err));
-}
-
-/* want: the message after the file name, "line:col: path: message". */
-static void expect_error(struct fx *f, const char *envs, const char *want)
-{
-	char full[600];
-	assert_int_equal(load(f, envs), -1);
-	snprintf(full, sizeof(full), "%s:%s", f->path, want);
-	assert_string_equal(f->err, full);
 }
 
 static void test_environments_become_deploy_stages_and_a_chain(void **state)
 {
-	struct fx *f = *state;
-	int rc =
-	    load(f, "environments:\n"
-		    "  production:\n"
-		    "    after: staging\n"
-		    "    deploy: {sh: ./deploy.sh prod}\n"
-		    "  development:\n"
-		    "    vars: {DOMAIN: dev.example.com}\n"
-		    "    secrets: {DB_URL: dev-db}\n"
-		    "    deploy: {run: [./deploy.sh, dev], timeout: 10m}\n"
-		    "  staging:\n"
-		    "    after: development\n"
-		    "    approval: {required: true, expires: 24h}\n"
-		    "    windows: {deny: [\"Sun 03:00-04:00 UTC\", \"daily 02:00-03:00 UTC\"]}\n"
-		    "    deploy: {sh: ./deploy.sh staging, retry: {max: 1}}\n");
+	struct pipeline_file *f = *state;
+	int rc = pipeline_file_load(
+	    f, "environments:\n"
+	       "  production:\n"
+	       "    after: staging\n"
+	       "    deploy: {sh: ./deploy.sh prod}\n"
+	       "  development:\n"
+	       "    vars: {DOMAIN: dev.example.com}\n"
+	       "    secrets: {DB_URL: dev-db}\n"
+	       "    deploy: {run: [./deploy.sh, dev], timeout: 10m}\n"
+	       "  staging:\n"
+	       "    after: development\n"
+	       "    approval: {required: true, expires: 24h}\n"
+	       "    windows: {deny: [\"Sun 03:00-04:00 UTC\", \"daily 02:00-03:00 UTC\"]}\n"
+	       "    deploy: {sh: ./deploy.sh staging, retry: {max: 1}}\n");
 	if (rc < 0)
 		fail_msg("%s", f->err);
 	const json_t *envs = json_object_get(f->p.def, "environments");
@@ -143,8 +96,11 @@ static void test_environments_become_deploy_stages_and_a_chain(void **state)
 	assert_string_equal(json_string_value(json_object_get(vars, "DOMAIN")), "dev.example.com");
 	assert_string_equal(json_string_value(json_object_get(vars, "LEVEL")), "info");
 	const json_t *secrets = json_object_get(dev, "secrets");
-	assert_string_equal(json_string_value(json_object_get(secrets, "DB_URL")), f->devdb);
-	assert_string_equal(json_string_value(json_object_get(secrets, "TOKEN")), f->secret);
+	char devdb[160], webhook[160];
+	snprintf(devdb, sizeof(devdb), "%s/dev-db", f->dir);
+	snprintf(webhook, sizeof(webhook), "%s/webhook", f->dir);
+	assert_string_equal(json_string_value(json_object_get(secrets, "DB_URL")), devdb);
+	assert_string_equal(json_string_value(json_object_get(secrets, "TOKEN")), webhook);
 	const json_t *prod = json_object_get(stages, "deploy@production");
 	assert_string_equal(
 	    json_string_value(json_object_get(json_object_get(prod, "vars"), "DOMAIN")),
@@ -158,9 +114,9 @@ static void test_environments_become_deploy_stages_and_a_chain(void **state)
 
 static void test_approval_required_is_a_shorthand(void **state)
 {
-	struct fx *f = *state;
-	assert_int_equal(load(f, "environments:\n  staging:\n    approval: required\n"
-				 "    deploy: {sh: 'true'}\n"),
+	struct pipeline_file *f = *state;
+	assert_int_equal(pipeline_file_load(f, "environments:\n  staging:\n    approval: required\n"
+					       "    deploy: {sh: 'true'}\n"),
 			 0);
 	json_t *want = json_pack("{s:b, s:i}", "required", 1, "expires_s", 0);
 	assert_true(json_equal(
@@ -172,82 +128,94 @@ static void test_approval_required_is_a_shorthand(void **state)
 
 static void test_after_must_name_an_environment(void **state)
 {
-	expect_error(*state,
-		     "environments:\n  dev:\n    deploy: {sh: 'true'}\n"
-		     "  prod:\n    after: staging\n    deploy: {sh: 'true'}\n",
-		     "14:12: environments.prod.after: unknown environment \"staging\"");
+	pipeline_file_expect_error(
+	    *state,
+	    "environments:\n  dev:\n    deploy: {sh: 'true'}\n"
+	    "  prod:\n    after: staging\n    deploy: {sh: 'true'}\n",
+	    "14:12: environments.prod.after: unknown environment \"staging\"");
 }
 
 static void test_after_must_not_form_a_cycle(void **state)
 {
-	expect_error(*state,
-		     "environments:\n  dev:\n    deploy: {sh: 'true'}\n"
-		     "  staging:\n    after: prod\n    deploy: {sh: 'true'}\n"
-		     "  prod:\n    after: staging\n    deploy: {sh: 'true'}\n",
-		     "14:12: environments.staging.after: environments form a cycle through after: "
-		     "staging -> prod -> staging");
-	expect_error(*state, "environments:\n  dev:\n    after: dev\n    deploy: {sh: 'true'}\n",
-		     "12:12: environments.dev.after: an environment cannot come after itself");
+	pipeline_file_expect_error(
+	    *state,
+	    "environments:\n  dev:\n    deploy: {sh: 'true'}\n"
+	    "  staging:\n    after: prod\n    deploy: {sh: 'true'}\n"
+	    "  prod:\n    after: staging\n    deploy: {sh: 'true'}\n",
+	    "14:12: environments.staging.after: environments form a cycle through after: "
+	    "staging -> prod -> staging");
+	pipeline_file_expect_error(
+	    *state, "environments:\n  dev:\n    after: dev\n    deploy: {sh: 'true'}\n",
+	    "12:12: environments.dev.after: an environment cannot come after itself");
 }
 
 static void test_two_environments_cannot_come_after_the_same(void **state)
 {
-	expect_error(*state,
-		     "environments:\n  dev:\n    deploy: {sh: 'true'}\n"
-		     "  staging:\n    after: dev\n    deploy: {sh: 'true'}\n"
-		     "  qa:\n    after: dev\n    deploy: {sh: 'true'}\n",
-		     "17:12: environments.qa.after: \"staging\" already comes after \"dev\": "
-		     "environments form one chain");
-	expect_error(*state,
-		     "environments:\n  dev:\n    deploy: {sh: 'true'}\n"
-		     "  qa:\n    deploy: {sh: 'true'}\n",
-		     "13:3: environments.qa: only one environment may come first (without after:); "
-		     "\"dev\" already does");
+	pipeline_file_expect_error(
+	    *state,
+	    "environments:\n  dev:\n    deploy: {sh: 'true'}\n"
+	    "  staging:\n    after: dev\n    deploy: {sh: 'true'}\n"
+	    "  qa:\n    after: dev\n    deploy: {sh: 'true'}\n",
+	    "17:12: environments.qa.after: \"staging\" already comes after \"dev\": "
+	    "environments form one chain");
+	pipeline_file_expect_error(
+	    *state,
+	    "environments:\n  dev:\n    deploy: {sh: 'true'}\n"
+	    "  qa:\n    deploy: {sh: 'true'}\n",
+	    "13:3: environments.qa: only one environment may come first (without after:); "
+	    "\"dev\" already does");
 }
 
 static void test_bad_window_syntax_is_reported_with_its_position(void **state)
 {
-	expect_error(
+	pipeline_file_expect_error(
 	    *state,
 	    "environments:\n  dev:\n    windows: {deny: [\"Sun 03:00-04:00 CET\"]}\n"
 	    "    deploy: {sh: 'true'}\n",
 	    "12:22: environments.dev.windows.deny[0]: bad window \"Sun 03:00-04:00 CET\" at "
 	    "character 17: only UTC is supported as the time zone");
-	expect_error(*state,
-		     "environments:\n  dev:\n    windows: {deny: Sun 25:00-04:00 UTC}\n"
-		     "    deploy: {sh: 'true'}\n",
-		     "12:21: environments.dev.windows.deny: bad window \"Sun 25:00-04:00 UTC\" at "
-		     "character 5: expected a start time like 03:00");
-	expect_error(
+	pipeline_file_expect_error(
+	    *state,
+	    "environments:\n  dev:\n    windows: {deny: Sun 25:00-04:00 UTC}\n"
+	    "    deploy: {sh: 'true'}\n",
+	    "12:21: environments.dev.windows.deny: bad window \"Sun 25:00-04:00 UTC\" at "
+	    "character 5: expected a start time like 03:00");
+	pipeline_file_expect_error(
 	    *state,
 	    "environments:\n  dev:\n    windows: {deny: [\"daily 00:00-24:00 UTC\"]}\n"
 	    "    deploy: {sh: 'true'}\n",
 	    "12:21: environments.dev.windows.deny: these windows cover the whole week: the "
 	    "environment would never open");
-	expect_error(*state,
-		     "environments:\n  dev:\n    windows: {allow: [\"daily 00:00-01:00 UTC\"]}\n"
-		     "    deploy: {sh: 'true'}\n",
-		     "12:15: environments.dev.windows.allow: unknown key");
+	pipeline_file_expect_error(
+	    *state,
+	    "environments:\n  dev:\n    windows: {allow: [\"daily 00:00-01:00 UTC\"]}\n"
+	    "    deploy: {sh: 'true'}\n",
+	    "12:15: environments.dev.windows.allow: unknown key");
 }
 
 static void test_deployment_is_required_and_has_no_kind_or_needs(void **state)
 {
-	expect_error(*state, "environments:\n  dev:\n    vars: {A: b}\n",
-		     "12:5: environments.dev.deploy: missing required key (the stage that "
-		     "deploys: run, sh or http; or a strategy: with its provider:)");
-	expect_error(*state, "environments:\n  dev:\n    deploy: {sh: 'true', needs: [build]}\n",
-		     "12:26: environments.dev.deploy.needs: a deployment starts when the run is "
-		     "promoted; use after: to order environments");
-	expect_error(*state, "environments:\n  dev:\n    deploy: {sh: 'true', kind: build}\n",
-		     "12:26: environments.dev.deploy.kind: a deployment is always of kind deploy");
-	expect_error(*state,
-		     "environments:\n  dev:\n    approval: {required: false, expires: 1h}\n"
-		     "    deploy: {sh: 'true'}\n",
-		     "12:33: environments.dev.approval.expires: expires applies to a required "
-		     "approval");
-	expect_error(*state, "environments:\n  dev@x:\n    deploy: {sh: 'true'}\n",
-		     "11:3: environments.dev@x: invalid environment name (use at most 64 letters, "
-		     "digits, '_' and '-')");
+	pipeline_file_expect_error(
+	    *state, "environments:\n  dev:\n    vars: {A: b}\n",
+	    "12:5: environments.dev.deploy: missing required key (the stage that "
+	    "deploys: run, sh or http; or a strategy: with its provider:)");
+	pipeline_file_expect_error(
+	    *state, "environments:\n  dev:\n    deploy: {sh: 'true', needs: [build]}\n",
+	    "12:26: environments.dev.deploy.needs: a deployment starts when the run is "
+	    "promoted; use after: to order environments");
+	pipeline_file_expect_error(
+	    *state, "environments:\n  dev:\n    deploy: {sh: 'true', kind: build}\n",
+	    "12:26: environments.dev.deploy.kind: a deployment is always of kind deploy");
+	pipeline_file_expect_error(
+	    *state,
+	    "environments:\n  dev:\n    approval: {required: false, expires: 1h}\n"
+	    "    deploy: {sh: 'true'}\n",
+	    "12:33: environments.dev.approval.expires: expires applies to a required "
+	    "approval");
+	pipeline_file_expect_error(
+	    *state, "environments:\n  dev@x:\n    deploy: {sh: 'true'}\n",
+	    "11:3: environments.dev@x: invalid environment name (use at most 64 letters, "
+	    "digits, '_' and '-')");
 }
 
 int main(void)

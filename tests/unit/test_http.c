@@ -8,9 +8,9 @@
 
 #include "lib/clock.h"
 #include "stages/http.h"
+#include "tmpdir.h"
 
 #include <event2/event.h>
-#include <ftw.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -116,20 +116,11 @@ static void start_server(struct server *s, const char *name, int tls)
 	fail_msg("the test server did not start");
 }
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
 static int group_setup(void **state)
 {
 	char cmd[512];
 	(void)state;
-	strcpy(fx.dir, "/tmp/sluice-http-XXXXXX");
-	if (!mkdtemp(fx.dir))
+	if (tmpdir_make(fx.dir, sizeof(fx.dir), "sluice-http") < 0)
 		return -1;
 	snprintf(cmd, sizeof(cmd), "%s/server.py", fx.dir);
 	FILE *f = fopen(cmd, "w");
@@ -162,7 +153,7 @@ static int group_teardown(void **state)
 		}
 	}
 	event_base_free(fx.base);
-	nftw(fx.dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	tmpdir_remove(fx.dir);
 	return 0;
 }
 

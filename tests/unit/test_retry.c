@@ -9,72 +9,39 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "config/config.h"
 #include "config/retry.h"
+#include "pipeline_file.h"
 
 #define TRIGGER "trigger:\n  github:\n    repository: acme/app\n    secret_file: webhook\n"
 
-struct fx {
-	char dir[64];
-	char path[128];
-	char secret[128];
-	char err[512];
-	struct pipeline p;
-};
-
 static int setup(void **state)
 {
-	struct fx *f = calloc(1, sizeof(*f));
-	FILE *s = NULL;
-	if (!f)
-		return -1;
-	strcpy(f->dir, "/tmp/sluice-test-retry-XXXXXX");
-	if (!mkdtemp(f->dir))
-		goto fail;
-	snprintf(f->path, sizeof(f->path), "%s/app.yaml", f->dir);
-	snprintf(f->secret, sizeof(f->secret), "%s/webhook", f->dir);
-	s = fopen(f->secret, "w");
-	if (!s)
-		goto fail;
-	fputs("s3cret\n", s);
-	fclose(s);
-	*state = f;
-	return 0;
-fail:
-	free(f);
-	return -1;
+	*state = pipeline_file_new("sluice-test-retry", TRIGGER);
+	return *state ? 0 : -1;
 }
 
 static int teardown(void **state)
 {
-	struct fx *f = *state;
-	pipeline_clear(&f->p);
-	unlink(f->path);
-	unlink(f->secret);
-	rmdir(f->dir);
-	free(f);
+	pipeline_file_free(*state);
 	return 0;
 }
 
-/* Loads "<TRIGGER>stages:\n  build:\n<stage>" (stage lines indented by 4). */
-static int load(struct fx *f, const char *top, const char *stage)
+/* Loads "<TRIGGER><top>stages:\n  build:\n<stage>" (stage lines indented by 4). */
+static int load(struct pipeline_file *f, const char *top, const char *stage)
 {
-	FILE *out = fopen(f->path, "w");
-	assert_non_null(out);
-	fprintf(out, "%s%sstages:\n  build:\n    run: [make]\n%s", TRIGGER, top, stage);
-	fclose(out);
-	pipeline_clear(&f->p);
-	return pipeline_load_file(f->path, &f->p, f->err, sizeof(f->err));
+	char text[4096];
+	snprintf(text, sizeof(text), "%sstages:\n  build:\n    run: [make]\n%s", top, stage);
+	return pipeline_file_load(f, text);
 }
 
-static const json_t *build_def(const struct fx *f)
+static const json_t *build_def(const struct pipeline_file *f)
 {
 	return json_object_get(json_object_get(f->p.def, "stages"), "build");
 }
 
-static void expect_error(struct fx *f, const char *stage, const char *want)
+static void expect_error(struct pipeline_file *f, const char *stage, const char *want)
 {
 	assert_int_equal(load(f, "", stage), -1);
 	if (!strstr(f->err, want))
@@ -83,7 +50,7 @@ static void expect_error(struct fx *f, const char *stage, const char *want)
 
 static void test_policy_is_normalized_into_the_stage_definition(void **state)
 {
-	struct fx *f = *state;
+	struct pipeline_file *f = *state;
 	assert_int_equal(load(f, "",
 			      "    retry: {max: 2, on_exit: [75, 3], on: [timeout, timeout], "
 			      "backoff: 2s}\n"),
@@ -98,7 +65,7 @@ static void test_policy_is_normalized_into_the_stage_definition(void **state)
 
 static void test_policy_without_reasons_retries_every_failure(void **state)
 {
-	struct fx *f = *state;
+	struct pipeline_file *f = *state;
 	assert_int_equal(load(f, "", "    retry: {max: 1}\n"), 0);
 	const json_t *on = json_object_get(json_object_get(build_def(f), "retry"), "on");
 	assert_int_equal(json_array_size(on), 2);
@@ -114,7 +81,7 @@ static void test_policy_without_reasons_retries_every_failure(void **state)
 
 static void test_only_listed_exit_codes_are_retried(void **state)
 {
-	struct fx *f = *state;
+	struct pipeline_file *f = *state;
 	assert_int_equal(load(f, "", "    retry: {max: 2, on_exit: [75]}\n"), 0);
 	assert_int_equal(retry_decide(build_def(f), "failed", 75, 1), RETRY_AGAIN);
 	assert_int_equal(retry_decide(build_def(f), "failed", 1, 1), RETRY_NONE);
@@ -127,7 +94,7 @@ static void test_only_listed_exit_codes_are_retried(void **state)
 
 static void test_retries_are_exhausted_after_max_plus_one_attempts(void **state)
 {
-	struct fx *f = *state;
+	struct pipeline_file *f = *state;
 	assert_int_equal(load(f, "", "    retry: {max: 2, on: [timeout]}\n"), 0);
 	assert_int_equal(retry_decide(build_def(f), "timed_out", -1, 1), RETRY_AGAIN);
 	assert_int_equal(retry_decide(build_def(f), "timed_out", -1, 2), RETRY_AGAIN);
@@ -137,7 +104,7 @@ static void test_retries_are_exhausted_after_max_plus_one_attempts(void **state)
 
 static void test_stage_without_policy_is_never_retried(void **state)
 {
-	struct fx *f = *state;
+	struct pipeline_file *f = *state;
 	assert_int_equal(load(f, "", ""), 0);
 	assert_null(json_object_get(build_def(f), "retry"));
 	assert_null(json_object_get(build_def(f), "max_attempts"));
@@ -147,7 +114,7 @@ static void test_stage_without_policy_is_never_retried(void **state)
 
 static void test_backoff_doubles_per_attempt_up_to_five_minutes(void **state)
 {
-	struct fx *f = *state;
+	struct pipeline_file *f = *state;
 	assert_int_equal(load(f, "", "    retry: {max: 20, backoff: 1s}\n"), 0);
 	assert_int_equal(retry_backoff_ms(build_def(f), 1), 1000);
 	assert_int_equal(retry_backoff_ms(build_def(f), 2), 2000);
@@ -162,7 +129,7 @@ static void test_backoff_doubles_per_attempt_up_to_five_minutes(void **state)
 
 static void test_max_attempts_from_stage_file_or_lost_policy(void **state)
 {
-	struct fx *f = *state;
+	struct pipeline_file *f = *state;
 	assert_int_equal(load(f, "max_attempts: 5\n", ""), 0);
 	assert_int_equal(retry_max_attempts(build_def(f)), 5);
 	assert_int_equal(load(f, "max_attempts: 5\n", "    max_attempts: 2\n"), 0);
@@ -176,7 +143,7 @@ static void test_max_attempts_from_stage_file_or_lost_policy(void **state)
 
 static void test_bad_policies_name_the_position_and_key(void **state)
 {
-	struct fx *f = *state;
+	struct pipeline_file *f = *state;
 	expect_error(f, "    retry: 3\n", ":8:12: stages.build.retry: expected a mapping");
 	expect_error(f, "    retry: {on_exit: [1]}\n",
 		     "stages.build.retry.max: missing required key");

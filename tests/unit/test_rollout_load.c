@@ -11,9 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "config/config.h"
+#include "pipeline_file.h"
 
 /* Seven lines: the environments: section starts on line 8. */
 #define HEAD                                                                                       \
@@ -31,75 +31,19 @@
 	"      actions:\n"                                                                         \
 	"        apply: {run: [./deploy.sh]}\n"
 
-struct fx {
-	char dir[64];
-	char path[128];
-	char secret[128];
-	char err[512];
-	struct pipeline p;
-};
-
-static int write_file(const char *path, const char *text)
-{
-	FILE *f = fopen(path, "w");
-	if (!f)
-		return -1;
-	fputs(text, f);
-	return fclose(f);
-}
-
 static int setup(void **state)
 {
-	struct fx *f = calloc(1, sizeof(*f));
-	if (!f)
-		return -1;
-	strcpy(f->dir, "/tmp/sluice-test-rollout-XXXXXX");
-	if (!mkdtemp(f->dir)) {
-		free(f);
-		return -1;
-	}
-	snprintf(f->path, sizeof(f->path), "%s/app.yaml", f->dir);
-	snprintf(f->secret, sizeof(f->secret), "%s/webhook", f->dir);
-	if (write_file(f->secret, "s3cret\n") < 0) {
-		rmdir(f->dir);
-		free(f);
-		return -1;
-	}
-	*state = f;
-	return 0;
+	*state = pipeline_file_new("sluice-test-rollout", HEAD);
+	return *state ? 0 : -1;
 }
 
 static int teardown(void **state)
 {
-	struct fx *f = *state;
-	pipeline_clear(&f->p);
-	unlink(f->path);
-	unlink(f->secret);
-	rmdir(f->dir);
-	free(f);
+	pipeline_file_free(*state);
 	return 0;
 }
 
-/* Loads HEAD followed by envs (the environments: section, whole lines). */
-static int load(struct fx *f, const char *envs)
-{
-	char text[4096];
-	snprintf(text, sizeof(text), "%s%s", HEAD, envs);
-	assert_int_equal(write_file(f->path, text), 0);
-	pipeline_clear(&f->p);
-	return pipeline_load_file(f->path, &f->p, f->err, sizeof(f->err));
-}
-
-/* want: the message after the file name, "line:col: path: message". */
-static void expect_error(struct fx *f, const char *envs, const char *want)
-{
-	char full[700];
-	assert_int_equal(load(f, envs), -1);
-	snprintf(full, sizeof(full), "%s:%s", f->path, want);
-	assert_string_equal(f->err, full);
-}
-
-static const json_t *rollout_of(const struct fx *f)
+static const json_t *rollout_of(const struct pipeline_file *f)
 {
 	return json_object_get(
 	    json_object_get(json_object_get(f->p.def, "stages"), "deploy@production"), "rollout");
@@ -107,19 +51,19 @@ static const json_t *rollout_of(const struct fx *f)
 
 static void test_a_canary_becomes_the_rollout_of_its_deployment(void **state)
 {
-	struct fx *f = *state;
-	if (load(f, PRODUCTION "    hooks:\n"
-			       "      pre:\n"
-			       "        - name: db-migrate\n"
-			       "          run: [./migrate.sh]\n"
-			       "          rollback: {run: [./unmigrate.sh]}\n"
-			       "    strategy:\n"
-			       "      type: Canary\n"
-			       "      steps:\n"
-			       "        - setWeight: 20\n"
-			       "        - pause: {duration: 2s}\n"
-			       "        - pause: {}\n"
-			       "        - setWeight: 100\n") < 0)
+	struct pipeline_file *f = *state;
+	if (pipeline_file_load(f, PRODUCTION "    hooks:\n"
+					     "      pre:\n"
+					     "        - name: db-migrate\n"
+					     "          run: [./migrate.sh]\n"
+					     "          rollback: {run: [./unmigrate.sh]}\n"
+					     "    strategy:\n"
+					     "      type: Canary\n"
+					     "      steps:\n"
+					     "        - setWeight: 20\n"
+					     "        - pause: {duration: 2s}\n"
+					     "        - pause: {}\n"
+					     "        - setWeight: 100\n") < 0)
 		fail_msg("%s", f->err);
 	const json_t *r = rollout_of(f);
 	assert_non_null(r);
@@ -136,26 +80,27 @@ static void test_a_canary_becomes_the_rollout_of_its_deployment(void **state)
 
 static void test_an_unknown_strategy_is_named(void **state)
 {
-	expect_error(*state, PRODUCTION "    strategy: {type: Recreate}\n",
-		     "15:22: environments.production.strategy.type: unknown strategy "
-		     "\"Recreate\" (RollingUpdate, BlueGreen or Canary)");
+	pipeline_file_expect_error(*state, PRODUCTION "    strategy: {type: Recreate}\n",
+				   "15:22: environments.production.strategy.type: unknown strategy "
+				   "\"Recreate\" (RollingUpdate, BlueGreen or Canary)");
 }
 
 static void test_a_step_has_exactly_one_key(void **state)
 {
-	expect_error(*state,
-		     PRODUCTION "    strategy:\n"
-				"      type: Canary\n"
-				"      steps:\n"
-				"        - setWeight: 20\n"
-				"        - {setWeight: 50, pause: {}}\n",
-		     "19:11: environments.production.strategy.steps[1]: a step is one of "
-		     "{setWeight: 20}, {pause: {duration: 10m}}, {pause: {}} or {analysis: {...}}");
+	pipeline_file_expect_error(
+	    *state,
+	    PRODUCTION "    strategy:\n"
+		       "      type: Canary\n"
+		       "      steps:\n"
+		       "        - setWeight: 20\n"
+		       "        - {setWeight: 50, pause: {}}\n",
+	    "19:11: environments.production.strategy.steps[1]: a step is one of "
+	    "{setWeight: 20}, {pause: {duration: 10m}}, {pause: {}} or {analysis: {...}}");
 }
 
 static void test_a_weight_is_a_percentage(void **state)
 {
-	expect_error(
+	pipeline_file_expect_error(
 	    *state,
 	    PRODUCTION "    strategy:\n"
 		       "      type: Canary\n"
@@ -167,85 +112,91 @@ static void test_a_weight_is_a_percentage(void **state)
 
 static void test_the_background_analysis_starts_at_a_step_that_exists(void **state)
 {
-	expect_error(*state,
-		     PRODUCTION
-		     "    strategy:\n"
-		     "      type: Canary\n"
-		     "      steps:\n"
-		     "        - setWeight: 20\n"
-		     "        - pause: {}\n"
-		     "      analysis:\n"
-		     "        startingStep: 2\n"
-		     "        interval: 1s\n"
-		     "        successCondition: result[0] < 0.01\n"
-		     "        provider:\n"
-		     "          prometheus: {address: 'http://127.0.0.1:9090', query: up}\n",
-		     "21:23: environments.production.strategy.analysis.startingStep: must be "
-		     "between 0 and 1");
+	pipeline_file_expect_error(
+	    *state,
+	    PRODUCTION "    strategy:\n"
+		       "      type: Canary\n"
+		       "      steps:\n"
+		       "        - setWeight: 20\n"
+		       "        - pause: {}\n"
+		       "      analysis:\n"
+		       "        startingStep: 2\n"
+		       "        interval: 1s\n"
+		       "        successCondition: result[0] < 0.01\n"
+		       "        provider:\n"
+		       "          prometheus: {address: 'http://127.0.0.1:9090', query: up}\n",
+	    "21:23: environments.production.strategy.analysis.startingStep: must be "
+	    "between 0 and 1");
 }
 
 static void test_a_strategy_needs_a_provider(void **state)
 {
-	expect_error(*state,
-		     "environments:\n"
-		     "  production:\n"
-		     "    image: registry.local/app:v2\n"
-		     "    strategy: {type: RollingUpdate}\n",
-		     "10:5: environments.production.provider: missing required key (what carries "
-		     "the deployment out: exec, http, haproxy or kubernetes)");
+	pipeline_file_expect_error(
+	    *state,
+	    "environments:\n"
+	    "  production:\n"
+	    "    image: registry.local/app:v2\n"
+	    "    strategy: {type: RollingUpdate}\n",
+	    "10:5: environments.production.provider: missing required key (what carries "
+	    "the deployment out: exec, http, haproxy or kubernetes)");
 }
 
 static void test_an_unknown_provider_type_is_named(void **state)
 {
-	expect_error(*state,
-		     "environments:\n"
-		     "  production:\n"
-		     "    provider: {type: nomad, job: app}\n"
-		     "    strategy: {type: RollingUpdate}\n",
-		     "10:22: environments.production.provider.type: unknown provider \"nomad\" "
-		     "(exec, http, haproxy or kubernetes)");
-	expect_error(*state,
-		     PRODUCTION "    traffic:\n"
-				"      type: haproxy\n"
-				"      socket: /run/haproxy/admin.sock\n"
-				"      backend: app\n"
-				"      colors: {blue: app-blue, green: 'app green'}\n"
-				"    strategy: {type: BlueGreen}\n",
-		     "19:39: environments.production.traffic.colors.green: a server name or a list "
-		     "of them");
+	pipeline_file_expect_error(
+	    *state,
+	    "environments:\n"
+	    "  production:\n"
+	    "    provider: {type: nomad, job: app}\n"
+	    "    strategy: {type: RollingUpdate}\n",
+	    "10:22: environments.production.provider.type: unknown provider \"nomad\" "
+	    "(exec, http, haproxy or kubernetes)");
+	pipeline_file_expect_error(
+	    *state,
+	    PRODUCTION "    traffic:\n"
+		       "      type: haproxy\n"
+		       "      socket: /run/haproxy/admin.sock\n"
+		       "      backend: app\n"
+		       "      colors: {blue: app-blue, green: 'app green'}\n"
+		       "    strategy: {type: BlueGreen}\n",
+	    "19:39: environments.production.traffic.colors.green: a server name or a list "
+	    "of them");
 }
 
 static void test_only_pre_hooks_have_a_rollback(void **state)
 {
-	expect_error(*state,
-		     PRODUCTION "    hooks:\n"
-				"      post:\n"
-				"        - name: cache-flush\n"
-				"          run: [redis-cli, FLUSHALL]\n"
-				"          rollback: {run: [./warm.sh]}\n"
-				"    strategy: {type: RollingUpdate}\n",
-		     "19:11: environments.production.hooks.post[0].rollback: only pre hooks have a "
-		     "rollback (it undoes them when the deployment aborts)");
+	pipeline_file_expect_error(
+	    *state,
+	    PRODUCTION "    hooks:\n"
+		       "      post:\n"
+		       "        - name: cache-flush\n"
+		       "          run: [redis-cli, FLUSHALL]\n"
+		       "          rollback: {run: [./warm.sh]}\n"
+		       "    strategy: {type: RollingUpdate}\n",
+	    "19:11: environments.production.hooks.post[0].rollback: only pre hooks have a "
+	    "rollback (it undoes them when the deployment aborts)");
 }
 
 static void test_deploy_and_strategy_do_not_go_together(void **state)
 {
-	expect_error(*state,
-		     PRODUCTION "    deploy: {sh: ./deploy.sh}\n"
-				"    strategy: {type: RollingUpdate}\n",
-		     "15:5: environments.production.deploy: an environment with a strategy deploys "
-		     "through its provider: remove deploy:");
+	pipeline_file_expect_error(
+	    *state,
+	    PRODUCTION "    deploy: {sh: ./deploy.sh}\n"
+		       "    strategy: {type: RollingUpdate}\n",
+	    "15:5: environments.production.deploy: an environment with a strategy deploys "
+	    "through its provider: remove deploy:");
 }
 
 static void test_an_image_needs_a_strategy(void **state)
 {
-	expect_error(*state,
-		     "environments:\n"
-		     "  production:\n"
-		     "    image: registry.local/app:v2\n"
-		     "    deploy: {sh: ./deploy.sh}\n",
-		     "10:5: environments.production.image: image belongs to a deployment "
-		     "strategy: add strategy:");
+	pipeline_file_expect_error(
+	    *state,
+	    "environments:\n"
+	    "  production:\n"
+	    "    image: registry.local/app:v2\n"
+	    "    deploy: {sh: ./deploy.sh}\n",
+	    "10:5: environments.production.image: image belongs to a deployment "
+	    "strategy: add strategy:");
 }
 
 int main(void)

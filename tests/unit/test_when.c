@@ -9,73 +9,23 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "config/config.h"
 #include "config/when.h"
+#include "pipeline_file.h"
 
 #define TRIGGER "trigger:\n  github:\n    repository: acme/app\n    secret_file: webhook\n"
 
-struct fx {
-	char dir[64];
-	char path[128];
-	char secret[128];
-	char err[512];
-	struct pipeline p;
-};
-
 static int setup(void **state)
 {
-	struct fx *f = calloc(1, sizeof(*f));
-	FILE *s;
-	if (!f)
-		return -1;
-	strcpy(f->dir, "/tmp/sluice-test-when-XXXXXX");
-	if (!mkdtemp(f->dir))
-		goto fail;
-	snprintf(f->path, sizeof(f->path), "%s/app.yaml", f->dir);
-	snprintf(f->secret, sizeof(f->secret), "%s/webhook", f->dir);
-	s = fopen(f->secret, "w");
-	if (!s)
-		goto fail;
-	fputs("s3cret\n", s);
-	fclose(s);
-	*state = f;
-	return 0;
-fail:
-	free(f);
-	return -1;
+	*state = pipeline_file_new("sluice-test-when", TRIGGER "stages:\n");
+	return *state ? 0 : -1;
 }
 
 static int teardown(void **state)
 {
-	struct fx *f = *state;
-	pipeline_clear(&f->p);
-	unlink(f->path);
-	unlink(f->secret);
-	rmdir(f->dir);
-	free(f);
+	pipeline_file_free(*state);
 	return 0;
-}
-
-/* Loads TRIGGER + "stages:\n" + stages. */
-static int load(struct fx *f, const char *stages)
-{
-	FILE *out = fopen(f->path, "w");
-	assert_non_null(out);
-	fprintf(out, "%sstages:\n%s", TRIGGER, stages);
-	fclose(out);
-	pipeline_clear(&f->p);
-	return pipeline_load_file(f->path, &f->p, f->err, sizeof(f->err));
-}
-
-static void expect_error(struct fx *f, const char *stages, const char *want)
-{
-	assert_int_equal(load(f, stages), -1);
-	/* The message after the file name: line, column, key path, text. */
-	const char *msg = f->err + strlen(f->path);
-	if (strcmp(msg, want) != 0)
-		fail_msg("error \"%s\" is not \"%s\"", msg, want);
 }
 
 static const char *planned(const json_t *plan, const char *stage, const char *field)
@@ -85,10 +35,11 @@ static const char *planned(const json_t *plan, const char *stage, const char *fi
 
 static void test_when_is_normalized_into_the_stage_definition(void **state)
 {
-	struct fx *f = *state;
-	assert_int_equal(load(f, "  build:\n    run: [make]\n    when: {events: push, branches: "
-				 "[main, \"release/**\"]}\n"),
-			 0);
+	struct pipeline_file *f = *state;
+	assert_int_equal(
+	    pipeline_file_load(f, "  build:\n    run: [make]\n    when: {events: push, branches: "
+				  "[main, \"release/**\"]}\n"),
+	    0);
 	json_t *want = json_loads(
 	    "{\"events\": [\"push\"], \"branches\": [\"main\", \"release/**\"]}", 0, NULL);
 	const json_t *build = json_object_get(json_object_get(f->p.def, "stages"), "build");
@@ -98,19 +49,21 @@ static void test_when_is_normalized_into_the_stage_definition(void **state)
 
 static void test_bad_when_is_reported_where_it_is_written(void **state)
 {
-	struct fx *f = *state;
-	expect_error(f, "  build:\n    run: [make]\n    when: {events: [push, tag]}\n",
-		     ":8:27: stages.build.when.events[1]: unknown event \"tag\" (known: push, "
-		     "pull_request, create, delete, release, workflow_dispatch, manual)");
-	expect_error(f, "  build:\n    run: [make]\n    when: {branch: [main]}\n",
-		     ":8:12: stages.build.when.branch: unknown key");
-	expect_error(f, "  build:\n    run: [make]\n    when: {}\n",
-		     ":8:11: stages.build.when: must list at least one of events, branches and "
-		     "tags");
-	expect_error(f, "  build:\n    run: [make]\n    when: {tags: []}\n",
-		     ":8:18: stages.build.when.tags: must not be empty");
-	expect_error(f, "  build:\n    run: [make]\n    when: main\n",
-		     ":8:11: stages.build.when: expected a mapping");
+	struct pipeline_file *f = *state;
+	pipeline_file_expect_error(
+	    f, "  build:\n    run: [make]\n    when: {events: [push, tag]}\n",
+	    "8:27: stages.build.when.events[1]: unknown event \"tag\" (known: push, "
+	    "pull_request, create, delete, release, workflow_dispatch, manual)");
+	pipeline_file_expect_error(f, "  build:\n    run: [make]\n    when: {branch: [main]}\n",
+				   "8:12: stages.build.when.branch: unknown key");
+	pipeline_file_expect_error(
+	    f, "  build:\n    run: [make]\n    when: {}\n",
+	    "8:11: stages.build.when: must list at least one of events, branches and "
+	    "tags");
+	pipeline_file_expect_error(f, "  build:\n    run: [make]\n    when: {tags: []}\n",
+				   "8:18: stages.build.when.tags: must not be empty");
+	pipeline_file_expect_error(f, "  build:\n    run: [make]\n    when: main\n",
+				   "8:11: stages.build.when: expected a mapping");
 }
 
 static void test_match_follows_events_branches_and_tags(void **state)
@@ -138,15 +91,16 @@ static void test_match_follows_events_branches_and_tags(void **state)
 
 static void test_plan_queues_roots_and_stages_whose_needs_are_all_left_out(void **state)
 {
-	struct fx *f = *state;
+	struct pipeline_file *f = *state;
 	size_t queued;
-	assert_int_equal(load(f,
-			      "  build:\n    run: [make]\n"
-			      "  docs:\n    kind: build\n    run: [make, docs]\n"
-			      "    when: {tags: [\"v*\"]}\n"
-			      "  publish:\n    kind: push\n    run: [publish]\n    needs: [docs]\n"
-			      "  test:\n    run: [make, test]\n    needs: [build, docs]\n"),
-			 0);
+	assert_int_equal(
+	    pipeline_file_load(f,
+			       "  build:\n    run: [make]\n"
+			       "  docs:\n    kind: build\n    run: [make, docs]\n"
+			       "    when: {tags: [\"v*\"]}\n"
+			       "  publish:\n    kind: push\n    run: [publish]\n    needs: [docs]\n"
+			       "  test:\n    run: [make, test]\n    needs: [build, docs]\n"),
+	    0);
 	json_t *plan = when_plan(f->p.def, "push", "main", NULL, &queued);
 	assert_non_null(plan);
 	assert_int_equal(queued, 2);

@@ -10,8 +10,9 @@
 
 -- The run and its deployment to env: {rkey, run_status, def, stage, sdef
 -- (the stage's definition), skey}; or nil and a reason ("gone": no such
--- run; "unknown-env": not an environment of the run).
-local function strat_deployment(P, run, env)
+-- run; "unknown-env": not an environment of the run; "no-strategy": with
+-- strategy_only, the environment deploys without a strategy).
+local function strat_deployment(P, run, env, strategy_only)
   local rkey = P .. 'run:' .. run
   local r = redis.call('HMGET', rkey, 'status', 'def')
   if not r[1] then
@@ -23,13 +24,11 @@ local function strat_deployment(P, run, env)
   if not sdef or not def.environments or not def.environments[env] then
     return nil, 'unknown-env'
   end
+  if strategy_only and type(sdef.rollout) ~= 'table' then
+    return nil, 'no-strategy'
+  end
   return {rkey = rkey, run_status = r[1], def = def, stage = stage, sdef = sdef,
           skey = rkey .. ':stage:' .. stage}
-end
-
--- Whether sdef (a stage definition) deploys with a strategy.
-local function strat_has_rollout(sdef)
-  return type(sdef.rollout) == 'table'
 end
 
 -- The rollout state the worker saved, or nil.

@@ -1,0 +1,2 @@
+DROP INDEX transactions_by_account;
+DROP TABLE transactions;

@@ -1,0 +1,30 @@
+/* request: the url and headers of an HTTP request written as templates
+ * (an http: stage, an http check), expanded with the run's variables.
+ *
+ * Expansion may not change the request's shape: the url stays one http or
+ * https URL without spaces or control characters, and a header value gains
+ * no line break (which would let it add a header of its own). Messages
+ * show the url as curlev_show_url does, without its query.
+ */
+#ifndef SLUICE_REQUEST_H
+#define SLUICE_REQUEST_H
+
+#include <curl/curl.h>
+#include <jansson.h>
+#include <stddef.h>
+
+/* tmpl expanded as a URL (EXPAND_URL) into *url (malloc'd, the caller's to
+ * free even on failure) and what messages may show of it into shown. 0, or
+ * -1 with err "url: ...". */
+int request_url(const char *tmpl, const json_t *vars, char **url, char *shown, size_t shownlen,
+		char *err, size_t errlen);
+
+/* Appends each header of headers (name -> template; may be NULL), its
+ * value expanded as text, to *list. 0, with *content_type (when not NULL)
+ * the expanded value of the last Content-Type header in any case, malloc'd,
+ * or NULL when there is none; or -1 with err "headers.NAME: ..." or "out of
+ * memory". */
+int request_headers(const json_t *headers, const json_t *vars, struct curl_slist **list,
+		    char **content_type, char *err, size_t errlen);
+
+#endif
