@@ -192,7 +192,6 @@ IN_FLIGHT = 200
 PIPE_STAGES = ("build", "test", "package")
 
 
-@pytest.fixture
 def worker_stack():
     stages = {
         "build": stage("sleep 0.2"),
@@ -201,7 +200,7 @@ def worker_stack():
     }
     for st in stages.values():
         st["kind"] = "build"
-    yield from started_stack(
+    return started_stack(
         "sluice-chaos-workers-",
         # Workers die often here: a stage may be lost several times in a row.
         # A short Kafka session moves a dead worker's partitions on quickly;
@@ -212,8 +211,42 @@ def worker_stack():
                         "agent": {"scheduler_interval": "200ms"}})
 
 
-def test_workers_killed_under_load_every_stage_succeeds_exactly_once(worker_stack):
-    s = worker_stack
+# librdkafka 2.0.2's mock cluster (inside sluice-devbroker) can abort in its
+# consumer-group code when group members come and go this fast:
+# "rdkafka_mock_cgrp.c: rd_kafka_mock_cgrp_member_sync_set: Assertion
+# `!member->resp' failed" (a member's SyncGroup sent again on a new
+# connection while the first one still waits). It is the stand-in broker
+# failing, not sluice: the scenario then runs once more on a fresh stack,
+# and says so. Any other failure, or that abort twice, fails the test.
+MOCK_ABORT = "rdkafka_mock_cgrp.c"
+
+
+def mock_broker_aborted(s):
+    if s.broker is None or s.broker.alive():
+        return False
+    with open(os.path.join(s.logdir, "devbroker.log"), errors="replace") as f:
+        return MOCK_ABORT in f.read()
+
+
+def test_workers_killed_under_load_every_stage_succeeds_exactly_once():
+    for attempt in (1, 2):
+        stacks = worker_stack()
+        s = next(stacks)
+        try:
+            workers_killed_under_load(s)
+            return
+        except Exception:
+            if attempt == 2 or not mock_broker_aborted(s):
+                raise
+            print("sluice-devbroker aborted in librdkafka's mock consumer group "
+                  "(%s); the scenario runs again on a fresh stack" % MOCK_ABORT)
+            # Its death is reported here, not by the check after the test.
+            s.procs = [p for p in s.procs if p.alive()]
+        finally:
+            next(stacks, None)  # stops the stack and removes its directory
+
+
+def workers_killed_under_load(s):
     deadline = time.monotonic() + 60
     run_ids = []
     for _ in range(IN_FLIGHT):
