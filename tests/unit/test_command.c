@@ -49,7 +49,9 @@ static void undefined_variable_names_the_argument(void **state)
 	(void)state;
 	json_t *cmd = json_pack("{s:[s,s]}", "run", "make", "${NOPE}");
 	char err[256] = "";
-	assert_null(command_argv(cmd, json_object(), err, sizeof(err)));
+	json_t *none = json_object();
+	assert_null(command_argv(cmd, none, err, sizeof(err)));
+	json_decref(none);
 	assert_string_equal(err, "run[1]: undefined variable \"NOPE\"");
 	json_decref(cmd);
 }
