@@ -30,6 +30,8 @@ struct settings {
 				 * nothing for this long is dropped */
 	char *pipelines_dir;	/* pipelines_dir, default "pipelines.d" */
 	char *state_dir;	/* worker.state_dir, default "/var/lib/sluice" */
+	char *artifacts_dir;	/* worker.artifacts_dir: $SLUICE_ARTIFACTS is <it>/<run>;
+				 * NULL: <state_dir>/workspaces/<run>/.artifacts */
 	int concurrency;	/* worker.concurrency, default 1 */
 	int kill_grace_ms;	/* worker.kill_grace, default 10s */
 	int lease_ms;		/* worker.lease, default 30s */

@@ -33,8 +33,9 @@ static const char *const agent_keys[] = {"listen",	  "public_url",		"max_body",
 					 "tls_key",	  "http_timeout",	NULL};
 static const char *const api_keys[] = {"tokens_file", "public_reads", NULL};
 static const char *const worker_keys[] = {
-    "state_dir",     "concurrency", "kill_grace", "lease",	    "drain_timeout",
-    "workspace_ttl", "min_free",    "log_cap",	  "metrics_listen", NULL};
+    "state_dir",      "concurrency",   "kill_grace", "lease",
+    "drain_timeout",  "workspace_ttl", "min_free",   "log_cap",
+    "metrics_listen", "artifacts_dir", NULL};
 static const char *const github_keys[] = {"api_url",	 "token_file",	  "backoff",
 					  "backoff_max", "give_up_after", NULL};
 static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
@@ -263,6 +264,7 @@ static int load_worker(const struct config_check *ck, const struct config_doc_no
 		return 0;
 	if (config_check_keys(ck, m, worker_keys) < 0 ||
 	    load_string(ck, m, "state_dir", 0, &s->state_dir) < 0 ||
+	    load_string(ck, m, "artifacts_dir", 0, &s->artifacts_dir) < 0 ||
 	    load_duration(ck, m, "kill_grace", &s->kill_grace_ms) < 0 ||
 	    load_duration(ck, m, "lease", &s->lease_ms) < 0 ||
 	    load_duration(ck, m, "drain_timeout", &s->drain_timeout_ms) < 0)
@@ -421,6 +423,7 @@ int settings_load(const char *path, struct settings *s, char *err, size_t errlen
 	}
 	if (resolve_in_place(dir, &s->pipelines_dir) < 0 ||
 	    resolve_in_place(dir, &s->state_dir) < 0 ||
+	    (s->artifacts_dir && resolve_in_place(dir, &s->artifacts_dir) < 0) ||
 	    (s->github_token_file && resolve_in_place(dir, &s->github_token_file) < 0) ||
 	    (s->tokens_file && resolve_in_place(dir, &s->tokens_file) < 0) ||
 	    (s->tls_cert && resolve_in_place(dir, &s->tls_cert) < 0) ||
@@ -462,6 +465,7 @@ int settings_differ(const struct settings *a, const struct settings *b, const ch
 	    {"pipelines_dir", text_differs(a->pipelines_dir, b->pipelines_dir)},
 	    {"log_level", text_differs(a->log_level, b->log_level)},
 	    {"worker.state_dir", text_differs(a->state_dir, b->state_dir)},
+	    {"worker.artifacts_dir", text_differs(a->artifacts_dir, b->artifacts_dir)},
 	    {"worker.concurrency", a->concurrency != b->concurrency},
 	    {"worker.kill_grace", a->kill_grace_ms != b->kill_grace_ms},
 	    {"worker.lease", a->lease_ms != b->lease_ms},
@@ -498,6 +502,7 @@ void settings_clear(struct settings *s)
 	free(s->public_url);
 	free(s->pipelines_dir);
 	free(s->state_dir);
+	free(s->artifacts_dir);
 	free(s->metrics_listen);
 	free(s->log_level);
 	free(s->github_api_url);

@@ -463,20 +463,24 @@ static void on_process_exit(const struct process_result *r, void *arg)
 
 static void run_rollout(struct job *j, const char *workspace);
 
-/* $SLUICE_OUTPUT (emptied for this attempt) and $SLUICE_ARTIFACTS, both in
- * the run's directory of this worker, so they go with its workspaces. */
+/* $SLUICE_OUTPUT (emptied for this attempt), in the run's directory of this
+ * worker, and $SLUICE_ARTIFACTS: <worker.artifacts_dir>/<run> (shared
+ * storage when workers span machines), or beside the run's workspaces. */
 static int prepare_outputs(struct job *j, json_t *vars, char *err, size_t errlen)
 {
 	char dir[1024], artifacts[1024];
+	const char *shared = j->w->settings.artifacts_dir;
+	int n = shared ? snprintf(artifacts, sizeof(artifacts), "%s/%s", shared, j->run) : 0;
 	FILE *f;
 
-	if (workspace_path(&j->w->settings, j->run, ".outputs", dir, sizeof(dir)) < 0 ||
-	    workspace_path(&j->w->settings, j->run, ".artifacts", artifacts, sizeof(artifacts)) <
-		0) {
-		snprintf(err, errlen, "the outputs directory's path is too long");
+	if (workspace_path(&j->w->settings, j->run, ".outputs", dir, sizeof(dir)) < 0 || n < 0 ||
+	    (size_t)n >= sizeof(artifacts) ||
+	    (!shared && workspace_path(&j->w->settings, j->run, ".artifacts", artifacts,
+				       sizeof(artifacts)) < 0)) {
+		snprintf(err, errlen, "the outputs or artifacts directory's path is too long");
 		return -1;
 	}
-	int n = snprintf(j->output_path, sizeof(j->output_path), "%s/%s", dir, j->stage);
+	n = snprintf(j->output_path, sizeof(j->output_path), "%s/%s", dir, j->stage);
 	if (n < 0 || (size_t)n >= sizeof(j->output_path)) {
 		snprintf(err, errlen, "the outputs directory's path is too long");
 		j->output_path[0] = '\0';

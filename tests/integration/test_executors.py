@@ -100,8 +100,10 @@ def env_stack():
     threading.Thread(target=server.serve_forever, daemon=True).start()
     root = tempfile.mkdtemp(prefix="sluice-exec-")
     repo = LocalRepo(os.path.join(root, "repo"))
+    # Artifacts go to a directory of their own, as shared storage would.
     s = Stack(root, repo, pipelines(repo, server.server_address[1]),
-              extra_secrets={"token": TOKEN + "\n"})
+              extra_secrets={"token": TOKEN + "\n"},
+              extra_settings={"worker": {"artifacts_dir": os.path.join(root, "artifacts")}})
     # Only the workers' environment has these; a stage sees KEEP only when
     # it asks for it and LEAK never.
     os.environ[LEAK] = "worker-only"
@@ -239,9 +241,12 @@ def test_outputs_reach_later_stages_as_stage_dot_key(env_stack):
     assert any(s == "system" and "not KEY=VALUE" in l and "not a pair" in l
                for s, l in build), build
     assert ("stdout", "testing reg.example/app@sha256:abc") in lines(env_stack, run, "test")
-    # Artifacts are shared by the run's stages; outputs are not exported
-    # into the environment (a shell could not read a dotted name).
+    # Artifacts are shared by the run's stages, in worker.artifacts_dir;
+    # outputs are not exported into the environment (a shell could not
+    # read a dotted name).
     assert [l for s, l in lines(env_stack, run, "check") if s == "stdout"] == ["built", "0"]
+    with open(os.path.join(env_stack.root, "artifacts", run["id"], "note")) as f:
+        assert f.read() == "built\n"
     stage = env_stack.run(run["id"])["stages"]["build"]
     assert stage.get("outputs") in ({"image": "reg.example/app@sha256:abc"},
                                     '{"image":"reg.example/app@sha256:abc"}'), stage
