@@ -41,6 +41,50 @@ int provider_verb_parse(const char *name)
 	return -1;
 }
 
+int provider_def_ms(const json_t *def, const char *key, int dflt, int max, int *out, char *err,
+		    size_t errlen)
+{
+	const json_t *v = json_object_get(def, key);
+
+	*out = dflt;
+	if (!v)
+		return 0;
+	if (!json_is_integer(v) || json_integer_value(v) <= 0 || json_integer_value(v) > max) {
+		snprintf(err, errlen, "provider.%s: a positive number of milliseconds", key);
+		return -1;
+	}
+	*out = (int)json_integer_value(v);
+	return 0;
+}
+
+int provider_def_actions(const json_t *def, const char *what,
+			 int (*check)(const char *verb, const json_t *spec, char *err,
+				      size_t errlen),
+			 char *err, size_t errlen)
+{
+	const json_t *actions = json_object_get(def, "actions");
+	const char *verb;
+	json_t *spec;
+
+	if (!json_is_object(actions) || json_object_size(actions) == 0) {
+		snprintf(err, errlen, "provider.actions: required, %s per action", what);
+		return -1;
+	}
+	json_object_foreach((json_t *)actions, verb, spec)
+	{
+		if (provider_verb_parse(verb) < 0) {
+			snprintf(err, errlen,
+				 "provider.actions.%s: not an action (apply, verify, "
+				 "set_weight, switch, promote, abort, scale_down)",
+				 verb);
+			return -1;
+		}
+		if (check(verb, spec, err, errlen) < 0)
+			return -1;
+	}
+	return 0;
+}
+
 json_t *provider_action_vars(const struct provider_action *a)
 {
 	json_t *vars = a->env ? json_deep_copy(a->env) : json_object();

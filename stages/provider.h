@@ -77,6 +77,18 @@ const char *provider_verb_name(enum provider_verb verb);
 /* -1 for an unknown name. */
 int provider_verb_parse(const char *name);
 
+/* For the providers: def's key (a number of milliseconds, 1..max) into
+ * *out, dflt when absent; -1 with err "provider.<key>: ..." otherwise. */
+int provider_def_ms(const json_t *def, const char *key, int dflt, int max, int *out, char *err,
+		    size_t errlen);
+/* For the providers with "actions": {verb: spec}: at least one, each key a
+ * verb and each spec one that check accepts; what names a spec in the
+ * error ("a command"). */
+int provider_def_actions(const json_t *def, const char *what,
+			 int (*check)(const char *verb, const json_t *spec, char *err,
+				      size_t errlen),
+			 char *err, size_t errlen);
+
 /* For the providers: the variables of an action (its env, then SLUICE_ACTION,
  * SLUICE_WEIGHT, SLUICE_COLOR, SLUICE_IMAGE over them; absent ones are
  * empty). A new object, or NULL when out of memory. */

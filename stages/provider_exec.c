@@ -55,34 +55,15 @@ static int check_command(const char *verb, const json_t *cmd, char *err, size_t 
 static void *exec_create(struct event_base *base, const json_t *def, char *err, size_t errlen)
 {
 	const json_t *actions = json_object_get(def, "actions");
-	const json_t *timeout = json_object_get(def, "timeout_ms");
 	const json_t *cwd = json_object_get(def, "cwd");
-	const char *verb;
-	json_t *cmd;
 	struct exec *x;
+	int timeout_ms;
 	(void)base;
 
-	if (!json_is_object(actions) || json_object_size(actions) == 0) {
-		snprintf(err, errlen, "provider.actions: required, a command per action");
+	if (provider_def_actions(def, "a command", check_command, err, errlen) < 0 ||
+	    provider_def_ms(def, "timeout_ms", DEFAULT_TIMEOUT_MS, 86400000, &timeout_ms, err,
+			    errlen) < 0)
 		return NULL;
-	}
-	json_object_foreach((json_t *)actions, verb, cmd)
-	{
-		if (provider_verb_parse(verb) < 0) {
-			snprintf(err, errlen,
-				 "provider.actions.%s: not an action (apply, verify, "
-				 "set_weight, switch, promote, abort, scale_down)",
-				 verb);
-			return NULL;
-		}
-		if (check_command(verb, cmd, err, errlen) < 0)
-			return NULL;
-	}
-	if (timeout && (!json_is_integer(timeout) || json_integer_value(timeout) <= 0 ||
-			json_integer_value(timeout) > 86400000)) {
-		snprintf(err, errlen, "provider.timeout_ms: a positive number of milliseconds");
-		return NULL;
-	}
 	if (cwd && !json_is_string(cwd)) {
 		snprintf(err, errlen, "provider.cwd: not a string");
 		return NULL;
@@ -94,7 +75,7 @@ static void *exec_create(struct event_base *base, const json_t *def, char *err, 
 		return NULL;
 	}
 	x->actions = json_incref((json_t *)actions);
-	x->timeout_ms = timeout ? (int)json_integer_value(timeout) : DEFAULT_TIMEOUT_MS;
+	x->timeout_ms = timeout_ms;
 	return x;
 }
 

@@ -126,7 +126,6 @@ static void *haproxy_create(struct event_base *base, const json_t *def, char *er
 	const char *socket = json_string_value(json_object_get(def, "socket"));
 	const char *backend = json_string_value(json_object_get(def, "backend"));
 	const json_t *colors = json_object_get(def, "colors");
-	const json_t *timeout = json_object_get(def, "timeout_ms");
 	struct haproxy *h = calloc(1, sizeof(*h));
 	const char *name;
 	json_t *v;
@@ -177,12 +176,9 @@ static void *haproxy_create(struct event_base *base, const json_t *def, char *er
 		snprintf(err, errlen, "provider: needs stable and canary servers, or colors");
 		goto fail;
 	}
-	if (timeout && (!json_is_integer(timeout) || json_integer_value(timeout) <= 0 ||
-			json_integer_value(timeout) > 600000)) {
-		snprintf(err, errlen, "provider.timeout_ms: a positive number of milliseconds");
+	if (provider_def_ms(def, "timeout_ms", DEFAULT_TIMEOUT_MS, 600000, &h->timeout_ms, err,
+			    errlen) < 0)
 		goto fail;
-	}
-	h->timeout_ms = timeout ? (int)json_integer_value(timeout) : DEFAULT_TIMEOUT_MS;
 	h->done_ev = event_new(base, -1, 0, on_done, h);
 	h->kick_ev = event_new(base, -1, 0, on_kick, h);
 	if (!h->backend || !h->done_ev || !h->kick_ev || (colors && !h->colors)) {

@@ -88,32 +88,13 @@ static int check_request(const char *verb, const json_t *req, char *err, size_t 
 static void *webhook_create(struct event_base *base, const json_t *def, char *err, size_t errlen)
 {
 	const json_t *actions = json_object_get(def, "actions");
-	const json_t *timeout = json_object_get(def, "timeout_ms");
-	const char *verb;
-	json_t *req;
 	struct webhook *w;
+	int timeout_ms;
 
-	if (!json_is_object(actions) || json_object_size(actions) == 0) {
-		snprintf(err, errlen, "provider.actions: required, a request per action");
+	if (provider_def_actions(def, "a request", check_request, err, errlen) < 0 ||
+	    provider_def_ms(def, "timeout_ms", DEFAULT_TIMEOUT_MS, 86400000, &timeout_ms, err,
+			    errlen) < 0)
 		return NULL;
-	}
-	json_object_foreach((json_t *)actions, verb, req)
-	{
-		if (provider_verb_parse(verb) < 0) {
-			snprintf(err, errlen,
-				 "provider.actions.%s: not an action (apply, verify, "
-				 "set_weight, switch, promote, abort, scale_down)",
-				 verb);
-			return NULL;
-		}
-		if (check_request(verb, req, err, errlen) < 0)
-			return NULL;
-	}
-	if (timeout && (!json_is_integer(timeout) || json_integer_value(timeout) <= 0 ||
-			json_integer_value(timeout) > 86400000)) {
-		snprintf(err, errlen, "provider.timeout_ms: a positive number of milliseconds");
-		return NULL;
-	}
 	w = calloc(1, sizeof(*w));
 	if (!w) {
 		snprintf(err, errlen, "out of memory");
@@ -121,7 +102,7 @@ static void *webhook_create(struct event_base *base, const json_t *def, char *er
 	}
 	w->base = base;
 	w->actions = json_incref((json_t *)actions);
-	w->timeout_ms = timeout ? (int)json_integer_value(timeout) : DEFAULT_TIMEOUT_MS;
+	w->timeout_ms = timeout_ms;
 	return w;
 }
 

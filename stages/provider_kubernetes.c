@@ -85,21 +85,6 @@ static int opt_string(const json_t *def, const char *key, char **out, char *err,
 	return 0;
 }
 
-static int opt_ms(const json_t *def, const char *key, int dflt, int *out, char *err, size_t errlen)
-{
-	const json_t *v = json_object_get(def, key);
-
-	*out = dflt;
-	if (!v)
-		return 0;
-	if (!json_is_integer(v) || json_integer_value(v) <= 0 || json_integer_value(v) > 86400000) {
-		snprintf(err, errlen, "provider.%s: a positive number of milliseconds", key);
-		return -1;
-	}
-	*out = (int)json_integer_value(v);
-	return 0;
-}
-
 /* A name that goes into a URL path as it is: a DNS label or subdomain. */
 static int check_name(const char *key, const char *name, int templated, char *err, size_t errlen)
 {
@@ -177,8 +162,10 @@ static void *kube_create(struct event_base *base, const json_t *def, char *err, 
 	    opt_string(def, "container", &k->container, err, errlen) < 0 ||
 	    opt_string(def, "service", &k->service, err, errlen) < 0 ||
 	    opt_string(def, "color_label", &k->color_label, err, errlen) < 0 ||
-	    opt_ms(def, "poll_ms", DEFAULT_POLL_MS, &k->poll_ms, err, errlen) < 0 ||
-	    opt_ms(def, "timeout_ms", DEFAULT_TIMEOUT_MS, &k->timeout_ms, err, errlen) < 0)
+	    provider_def_ms(def, "poll_ms", DEFAULT_POLL_MS, 86400000, &k->poll_ms, err, errlen) <
+		0 ||
+	    provider_def_ms(def, "timeout_ms", DEFAULT_TIMEOUT_MS, 86400000, &k->timeout_ms, err,
+			    errlen) < 0)
 		goto fail;
 	if (k->server && strncmp(k->server, "https://", 8) != 0 &&
 	    strncmp(k->server, "http://", 7) != 0) {
