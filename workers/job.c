@@ -76,10 +76,12 @@ struct job {
 	char error[512];
 };
 
-/* A poll in flight (the run's status, or a rollout's waiting command);
- * job_free detaches it, so a late reply finds no job. */
+/* A poll in flight (the run's status, or a rollout's waiting command), kept
+ * in the job's slot for it; job_free detaches it, so a late reply finds no
+ * job. */
 struct status_query {
 	struct job *job;
+	struct status_query **slot;
 };
 
 static void job_free(struct job *j)
@@ -942,55 +944,61 @@ static void run_rollout(struct job *j, const char *workspace)
 		on_rollout_fields(j->w->redis, NULL, "not sent", rs);
 }
 
-static void on_command(struct redis *r, redisReply *reply, const char *err, void *arg)
+/* Sends a poll of the job (the command argv) unless one is still in
+ * flight in *slot; cb gets it with the reply and calls poll_reply. */
+static void poll_send(struct job *j, struct status_query **slot, redis_cb cb, int argc,
+		      const char **argv)
+{
+	struct status_query *q;
+
+	if (*slot)
+		return;
+	q = calloc(1, sizeof(*q));
+	if (!q)
+		return;
+	q->job = j;
+	q->slot = slot;
+	if (redis_command_argv(j->w->redis, cb, q, argc, argv, NULL) < 0) {
+		free(q);
+		return;
+	}
+	*slot = q;
+}
+
+/* The job a poll's reply is for, its slot free again; NULL when the job
+ * is gone. */
+static struct job *poll_reply(void *arg)
 {
 	struct status_query *q = arg;
 	struct job *j = q->job;
+
+	if (j)
+		*q->slot = NULL;
+	free(q);
+	return j;
+}
+
+static void on_command(struct redis *r, redisReply *reply, const char *err, void *arg)
+{
+	struct job *j = poll_reply(arg);
 	(void)r;
 	(void)err;
-	free(q);
-	if (!j)
-		return;
-	j->command_query = NULL;
-	if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
+	if (!j || !reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
 	    reply->element[0]->type != REDIS_REPLY_STRING || j->phase == JOB_RECORDING)
 		return;
 	take_command(j, reply->element[0]->str,
 		     reply->element[1]->type == REDIS_REPLY_STRING ? reply->element[1]->str : "");
 }
 
-static void poll_command(struct job *j)
-{
-	struct status_query *q;
-
-	if (!j->rollout || j->command_query)
-		return;
-	q = calloc(1, sizeof(*q));
-	if (!q)
-		return;
-	q->job = j;
-	if (redis_command(j->w->redis, on_command, q, "HMGET %srun:%s:stage:%s command command_by",
-			  j->w->settings.key_prefix, j->run, j->stage) < 0) {
-		free(q);
-		return;
-	}
-	j->command_query = q;
-}
-
 /* --- watching for a cancelled run ---------------------------------------- */
 
 static void on_run_status(struct redis *r, redisReply *reply, const char *err, void *arg)
 {
-	struct status_query *q = arg;
-	struct job *j = q->job;
+	struct job *j = poll_reply(arg);
 	(void)r;
 	(void)err;
-	free(q);
-	if (!j)
-		return;
-	j->watch_query = NULL;
-	if (!reply || reply->type != REDIS_REPLY_STRING || strcmp(reply->str, "cancelled") != 0 ||
-	    j->run_cancelled || j->phase == JOB_RECORDING)
+	if (!j || !reply || reply->type != REDIS_REPLY_STRING ||
+	    strcmp(reply->str, "cancelled") != 0 || j->run_cancelled || j->phase == JOB_RECORDING)
 		return;
 	log_info("run cancelled; stopping the stage", LOG_S("run", j->run),
 		 LOG_S("stage", j->stage), LOG_I("attempt", j->attempt));
@@ -998,27 +1006,26 @@ static void on_run_status(struct redis *r, redisReply *reply, const char *err, v
 	stop_work(j);
 }
 
+/* Every CANCEL_POLL_MS: the run's status and, for a rollout, the operator's
+ * command waiting for it. */
 static void on_watch_tick(evutil_socket_t fd, short what, void *arg)
 {
 	struct job *j = arg;
-	struct worker *w = j->w;
+	char run_key[300], stage_key[600];
 	(void)fd;
 	(void)what;
 	if (j->phase == JOB_RECORDING)
 		return;
-	poll_command(j);
-	if (j->watch_query || j->run_cancelled)
-		return;
-	struct status_query *q = calloc(1, sizeof(*q));
-	if (!q)
-		return;
-	q->job = j;
-	if (redis_command(w->redis, on_run_status, q, "HGET %srun:%s status",
-			  w->settings.key_prefix, j->run) < 0) {
-		free(q);
-		return;
+	snprintf(run_key, sizeof(run_key), "%srun:%s", j->w->settings.key_prefix, j->run);
+	if (j->rollout) {
+		snprintf(stage_key, sizeof(stage_key), "%s:stage:%s", run_key, j->stage);
+		const char *argv[] = {"HMGET", stage_key, "command", "command_by"};
+		poll_send(j, &j->command_query, on_command, 4, argv);
 	}
-	j->watch_query = q;
+	if (!j->run_cancelled) {
+		const char *argv[] = {"HGET", run_key, "status"};
+		poll_send(j, &j->watch_query, on_run_status, 3, argv);
+	}
 }
 
 static void watch_start(struct job *j)
