@@ -1,8 +1,10 @@
 """Just enough of the Kafka wire protocol (Produce v3, Fetch v4, record
 batch v2) to talk to sluice-devbroker with nothing but the standard library:
 Client(bootstrap).produce(topic, key, value) and .fetch(topic, offset,
-partition) -> (error code, [(offset, key, value), ...]).
+partition) -> (error code, [(offset, key, value), ...]); envelopes(bootstrap,
+topic) reads a whole topic of sluice's JSON messages.
 """
+import json
 import socket
 import struct
 import time
@@ -110,6 +112,24 @@ class Client:
         size = struct.unpack(">i", resp[pos:pos + 4])[0]
         records = resp[pos + 4:pos + 4 + max(size, 0)]
         return err, list(parse_batches(records))
+
+
+def envelopes(bootstrap, topic, partitions=4):
+    """Every message of topic, partition after partition, decoded from JSON."""
+    client = Client(bootstrap)
+    out = []
+    try:
+        for partition in range(partitions):
+            offset = 0
+            while True:
+                err, records = client.fetch(topic, offset, partition)
+                if err or not records:
+                    break
+                out += [json.loads(v) for _, _, v in records]
+                offset = records[-1][0] + 1
+    finally:
+        client.close()
+    return out
 
 
 def parse_batches(buf):

@@ -15,7 +15,7 @@ import pytest
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
 from conftest import http_request, pipeline, started_stack, wait_for  # noqa: E402
-from kafkawire import Client  # noqa: E402
+from kafkawire import envelopes  # noqa: E402
 from resp import Redis  # noqa: E402
 
 # Longer than the Kafka group's failover on sluice-devbroker (session timeout
@@ -107,20 +107,7 @@ def redis(stack):
 
 def topic_messages(stack, topic):
     """Every message of a topic, all partitions, as decoded envelopes."""
-    client = Client(stack.brokers)
-    out = []
-    try:
-        for partition in range(4):
-            offset = 0
-            while True:
-                err, records = client.fetch(topic, offset, partition)
-                if err or not records:
-                    break
-                out += [json.loads(v) for _, _, v in records]
-                offset = records[-1][0] + 1
-    finally:
-        client.close()
-    return out
+    return envelopes(stack.brokers, topic)
 
 
 def test_killed_worker_stage_is_reaped_and_run_again(rstack):

@@ -18,7 +18,7 @@ import time
 import pytest
 
 from conftest import http_request, pipeline, started_stack, wait_for
-from kafkawire import Client
+from kafkawire import envelopes
 from resp import Redis
 
 P = "sluice:"
@@ -241,23 +241,7 @@ def get_run(stack, run_id):
 
 def messages(stack, topic, run_id):
     """The envelopes of topic (every partition) about run_id, oldest first."""
-    client = Client(stack.brokers)
-    out = []
-    try:
-        for partition in range(4):
-            offset = 0
-            while True:
-                err, records = client.fetch(topic, offset, partition)
-                if err or not records:
-                    break
-                for off, _, value in records:
-                    e = json.loads(value)
-                    if (e.get("data") or {}).get("run") == run_id:
-                        out.append(e)
-                offset = records[-1][0] + 1
-    finally:
-        client.close()
-    return out
+    return [e for e in envelopes(stack.brokers, topic) if (e.get("data") or {}).get("run") == run_id]
 
 
 def wait_messages(stack, topic, run_id, count=1, kind=None):
