@@ -15,24 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-static struct event_base *base;
-
-struct outcome {
-	int calls;
-	int ok;
-	char msg[1024];
-};
-
-static void on_done(int ok, const char *message, void *arg)
-{
-	struct outcome *o = arg;
-
-	o->calls++;
-	o->ok = ok;
-	snprintf(o->msg, sizeof(o->msg), "%s", message);
-	event_base_loopbreak(base);
-}
+#include "tests/unit/provider_test.h"
 
 static int group_setup(void **state)
 {
@@ -50,31 +33,13 @@ static int group_teardown(void **state)
 
 static struct provider *make(const char *json)
 {
-	char err[256] = "";
-	json_t *def = json_loads(json, 0, NULL);
-	struct provider *p;
-
-	assert_non_null(def);
-	p = provider_new(base, def, err, sizeof(err));
-	json_decref(def);
-	if (!p)
-		fail_msg("provider_new: %s", err);
-	return p;
+	return provider_test_make(json_loads(json, 0, NULL));
 }
 
 /* Runs one action to its end; the callback must not come from within start. */
 static void run(struct provider *p, const struct provider_action *a, struct outcome *o)
 {
-	char err[256] = "";
-	struct timeval limit = {10, 0};
-
-	memset(o, 0, sizeof(*o));
-	if (provider_start(p, a, on_done, o, err, sizeof(err)) < 0)
-		fail_msg("provider_start: %s", err);
-	assert_int_equal(o->calls, 0);
-	event_base_loopexit(base, &limit);
-	event_base_dispatch(base);
-	assert_int_equal(o->calls, 1);
+	provider_test_run(p, a, o, 10);
 }
 
 static void test_action_variables_reach_the_command_environment(void **state)

@@ -15,24 +15,18 @@
 #include <event2/event.h>
 #include <stdlib.h>
 #include <sys/un.h>
+#include "tests/unit/provider_test.h"
 
 #define REQUESTS 20
 
 enum { SRV_STABLE, SRV_CANARY, SRV_BLUE, SRV_GREEN, NSERVERS };
 static const char *const server_names[NSERVERS] = {"stable", "canary", "blue", "green"};
 
-static struct event_base *base;
 static char dir[64];
 static char sock[100];
 static int api_port, app_port, web_port;
 static pid_t haproxy_pid;
 static pid_t server_pids[NSERVERS];
-
-struct outcome {
-	int calls;
-	int ok;
-	char msg[1024];
-};
 
 /* --- the test's servers ------------------------------------------------- */
 
@@ -287,57 +281,25 @@ static int setup(void **state)
 
 /* --- the provider ------------------------------------------------------- */
 
-static void on_done(int ok, const char *message, void *arg)
-{
-	struct outcome *o = arg;
-
-	o->calls++;
-	o->ok = ok;
-	snprintf(o->msg, sizeof(o->msg), "%s", message);
-	event_base_loopbreak(base);
-}
-
 static struct provider *make(const char *socket_addr)
 {
-	char err[256] = "";
-	json_t *def =
-	    json_pack("{s:s, s:s, s:s, s:s, s:s}", "type", "haproxy", "socket", socket_addr,
-		      "backend", "app", "stable", "stable", "canary", "canary");
-	struct provider *p = provider_new(base, def, err, sizeof(err));
-
-	json_decref(def);
-	if (!p)
-		fail_msg("provider_new: %s", err);
-	return p;
+	return provider_test_make(json_pack("{s:s, s:s, s:s, s:s, s:s}", "type", "haproxy",
+					    "socket", socket_addr, "backend", "app", "stable",
+					    "stable", "canary", "canary"));
 }
 
 static struct provider *make_web(void)
 {
-	char err[256] = "";
-	json_t *def = json_pack("{s:s, s:s, s:s, s:{s:s, s:[s]}}", "type", "haproxy", "socket",
-				sock, "backend", "web", "colors", "blue", "blue", "green", "green");
-	struct provider *p = provider_new(base, def, err, sizeof(err));
-
-	json_decref(def);
-	if (!p)
-		fail_msg("provider_new: %s", err);
-	return p;
+	return provider_test_make(json_pack("{s:s, s:s, s:s, s:{s:s, s:[s]}}", "type", "haproxy",
+					    "socket", sock, "backend", "web", "colors", "blue",
+					    "blue", "green", "green"));
 }
 
 static void run(struct provider *p, enum provider_verb verb, int weight, const char *color,
 		struct outcome *o)
 {
 	struct provider_action a = {verb, NULL, weight, color, NULL};
-	char err[256] = "";
-	struct timeval limit = {5, 0};
-
-	memset(o, 0, sizeof(*o));
-	if (provider_start(p, &a, on_done, o, err, sizeof(err)) < 0)
-		fail_msg("provider_start: %s", err);
-	assert_int_equal(o->calls, 0);
-	event_base_loopexit(base, &limit);
-	event_base_dispatch(base);
-	assert_int_equal(o->calls, 1);
+	provider_test_run(p, &a, o, 5);
 }
 
 static void test_weight_zero_sends_no_request_to_canary(void **state)

@@ -12,15 +12,9 @@
 
 #include <curl/curl.h>
 #include <event2/event.h>
+#include "tests/unit/provider_test.h"
 
-static struct event_base *base;
 static struct apistub stub;
-
-struct outcome {
-	int calls;
-	int ok;
-	char msg[1024];
-};
 
 static int group_setup(void **state)
 {
@@ -46,49 +40,22 @@ static int setup(void **state)
 	return 0;
 }
 
-static void on_done(int ok, const char *message, void *arg)
-{
-	struct outcome *o = arg;
-
-	o->calls++;
-	o->ok = ok;
-	snprintf(o->msg, sizeof(o->msg), "%s", message);
-	event_base_loopbreak(base);
-}
-
 /* fmt: the JSON of the "actions" map, with %d for the stand-in's port. */
 static struct provider *make(const char *fmt, ...)
 {
-	char json[2048], act[1536], err[256] = "";
-	struct provider *p;
-	json_t *def;
+	char json[2048], act[1536];
 	va_list ap;
 
 	va_start(ap, fmt);
 	vsnprintf(act, sizeof(act), fmt, ap);
 	va_end(ap);
 	snprintf(json, sizeof(json), "{\"type\": \"http\", \"actions\": %s}", act);
-	def = json_loads(json, 0, NULL);
-	assert_non_null(def);
-	p = provider_new(base, def, err, sizeof(err));
-	json_decref(def);
-	if (!p)
-		fail_msg("provider_new: %s", err);
-	return p;
+	return provider_test_make(json_loads(json, 0, NULL));
 }
 
 static void run(struct provider *p, const struct provider_action *a, struct outcome *o)
 {
-	char err[256] = "";
-	struct timeval limit = {5, 0};
-
-	memset(o, 0, sizeof(*o));
-	if (provider_start(p, a, on_done, o, err, sizeof(err)) < 0)
-		fail_msg("provider_start: %s", err);
-	assert_int_equal(o->calls, 0);
-	event_base_loopexit(base, &limit);
-	event_base_dispatch(base);
-	assert_int_equal(o->calls, 1);
+	provider_test_run(p, a, o, 5);
 }
 
 static void test_template_gets_the_action_variables(void **state)

@@ -19,20 +19,14 @@
 #include <event2/event.h>
 #include <stdlib.h>
 #include <unistd.h>
+#include "tests/unit/provider_test.h"
 
 #define DEPLOY_PATH "/apis/apps/v1/namespaces/prod/deployments/app"
 #define PATCH_TYPE  "application/strategic-merge-patch+json"
 
-static struct event_base *base;
 static struct apistub stub;
 static char dir[64];
 static char token_file[128];
-
-struct outcome {
-	int calls;
-	int ok;
-	char msg[1024];
-};
 
 static void write_token(const char *token)
 {
@@ -74,50 +68,23 @@ static int setup(void **state)
 	return 0;
 }
 
-static void on_done(int ok, const char *message, void *arg)
-{
-	struct outcome *o = arg;
-
-	o->calls++;
-	o->ok = ok;
-	snprintf(o->msg, sizeof(o->msg), "%s", message);
-	event_base_loopbreak(base);
-}
-
 static struct provider *make(const char *extra)
 {
-	char json[1024], err[256] = "";
-	struct provider *p;
-	json_t *def;
+	char json[1024];
 
 	snprintf(json, sizeof(json),
 		 "{\"type\": \"kubernetes\", \"server\": \"http://127.0.0.1:%d\", \"token_file\": "
 		 "\"%s\", \"namespace\": \"prod\", \"container\": \"app\", \"service\": \"app\", "
 		 "\"poll_ms\": 10 %s}",
 		 stub.port, token_file, extra);
-	def = json_loads(json, 0, NULL);
-	assert_non_null(def);
-	p = provider_new(base, def, err, sizeof(err));
-	json_decref(def);
-	if (!p)
-		fail_msg("provider_new: %s", err);
-	return p;
+	return provider_test_make(json_loads(json, 0, NULL));
 }
 
 static void run(struct provider *p, enum provider_verb verb, const char *image, const char *color,
 		struct outcome *o)
 {
 	struct provider_action a = {verb, image, -1, color, NULL};
-	char err[256] = "";
-	struct timeval limit = {5, 0};
-
-	memset(o, 0, sizeof(*o));
-	if (provider_start(p, &a, on_done, o, err, sizeof(err)) < 0)
-		fail_msg("provider_start: %s", err);
-	assert_int_equal(o->calls, 0);
-	event_base_loopexit(base, &limit);
-	event_base_dispatch(base);
-	assert_int_equal(o->calls, 1);
+	provider_test_run(p, &a, o, 5);
 }
 
 /* A Deployment as GET returns it, cut to the fields the rollout rules read. */
