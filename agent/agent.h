@@ -17,6 +17,7 @@
 
 struct agent_metrics;
 struct log_stream;
+struct recorder;
 struct tokens;
 struct route_call;
 struct scheduler;
@@ -47,6 +48,7 @@ struct agent {
 	struct pipeline_set pipelines;
 	struct redis *redis;
 	struct agent_scripts scripts;
+	struct recorder *recorder; /* deliveries into Redis (record.h) */
 	struct kafka_producer *producer;
 	struct kafka_consumer *results;
 	struct outbox *outbox;

@@ -11,6 +11,7 @@
 
 #include "agent/agent_metrics.h"
 #include "agent/http.h"
+#include "agent/record.h"
 #include "config/when.h"
 #include "lib/clock.h"
 #include "lib/log.h"
@@ -25,7 +26,7 @@
  * again; this many times at most. */
 #define RETRY_PLANS 5
 /* A manual run's delivery key only has to outlive the script that checks it. */
-#define MANUAL_DELIVERY_TTL "3600"
+#define MANUAL_DELIVERY_TTL_S 3600
 
 /* Ids, pipeline and stage names in paths: what config and intake allow. */
 static int segment_ok(const char *s, size_t len)
@@ -381,13 +382,11 @@ void control_ls_remote_line(const char *line, size_t len, const char *ref, char 
 	into[sha_len] = '\0';
 }
 
-static void on_created(struct redis *r, redisReply *reply, const char *err, void *arg)
+static void on_created(const char *status, const char *runs, const char *err, void *arg)
 {
 	struct trigger_call *c = arg;
-	(void)r;
-	if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
-	    reply->element[0]->type != REDIS_REPLY_STRING ||
-	    strcmp(reply->element[0]->str, "created") != 0) {
+	(void)runs;
+	if (!status || strcmp(status, "created") != 0) {
 		log_error("manual run not recorded", LOG_S("pipeline", c->pipeline),
 			  LOG_S("error", err ? err : "unexpected reply"));
 		trigger_end(c, 503, "unavailable", "the run could not be recorded");
@@ -402,71 +401,26 @@ static void on_created(struct redis *r, redisReply *reply, const char *err, void
 	trigger_free(c);
 }
 
-/* intake.lua, as for a webhook delivery of one run: the delivery id is the
- * run's own, so it is never a duplicate. */
+/* Recorded as a webhook delivery of one run: the delivery id is the run's
+ * own, so it is never a duplicate. */
 static void create_run(struct trigger_call *c)
 {
 	struct agent *a = c->agent;
-	json_t *stages = json_object_get(c->def, "stages");
-	size_t n = 13 + 4 * json_object_size(stages);
-	const char **v = calloc(n, sizeof(*v));
-	json_t *jobs = json_array();
-	char delivery[64], now[32], nstages[24];
-	size_t k = 0;
-	int failed = !v || !jobs;
-
+	char delivery[64];
 	intake_new_run_id(c->run, sizeof(c->run));
 	snprintf(delivery, sizeof(delivery), "manual:%s", c->run);
-	snprintf(now, sizeof(now), "%lld", (long long)clock_now_ms());
-	snprintf(nstages, sizeof(nstages), "%zu", json_object_size(stages));
-	if (!failed) {
-		const char *head[] = {a->settings.key_prefix,
-				      delivery,
-				      MANUAL_DELIVERY_TTL,
-				      now,
-				      c->repository,
-				      "manual",
-				      c->ref,
-				      c->sha,
-				      c->run,
-				      c->pipeline,
-				      c->url,
-				      c->def_text,
-				      nstages};
-		for (; k < sizeof(head) / sizeof(head[0]); k++)
-			v[k] = head[k];
-	}
-	const char *name;
-	json_t *stage;
-	json_object_foreach(stages, name, stage)
-	{
-		if (failed)
-			break;
-		const json_t *entry = json_object_get(c->plan, name);
-		const char *status = json_string_value(json_object_get(entry, "status"));
-		const char *reason = json_string_value(json_object_get(entry, "reason"));
-		v[k++] = name;
-		v[k++] = status;
-		if (strcmp(status, "queued") != 0) {
-			v[k++] = reason ? reason : "";
-			v[k++] = "";
-			continue;
-		}
-		const char *kind = json_string_value(json_object_get(stage, "kind"));
-		json_t *job = jobs_prepare(&a->settings, c->run, name, kind, 1);
-		if (!job || json_array_append_new(jobs, job) < 0) {
-			failed = 1;
-			break;
-		}
-		v[k++] = json_string_value(json_object_get(job, "topic"));
-		v[k++] = json_string_value(json_object_get(job, "value"));
-	}
-	/* The command is formatted at once: v need not outlive the call. */
-	if (failed ||
-	    redis_script_run(a->redis, a->scripts.intake, on_created, c, 0, (int)k, v, NULL) < 0)
+	if (record_begin(a->recorder, delivery, MANUAL_DELIVERY_TTL_S, clock_now_ms(),
+			 c->repository, "manual", c->ref, c->sha) < 0) {
 		trigger_end(c, 503, "unavailable", "the run could not be recorded");
-	free(v);
-	json_decref(jobs);
+		return;
+	}
+	if (record_run(a->recorder, c->run, c->pipeline, c->url, c->def_text, c->def, c->plan) <
+	    0) {
+		record_cancel(a->recorder);
+		trigger_end(c, 503, "unavailable", "the run could not be recorded");
+		return;
+	}
+	record_commit(a->recorder, on_created, c);
 }
 
 static void on_git_line(enum process_stream s, const char *line, size_t len, void *arg)

@@ -17,7 +17,7 @@
 #include "agent/agent_metrics.h"
 #include "agent/github.h"
 #include "agent/http.h"
-#include "queue/jobs.h"
+#include "agent/record.h"
 #include "agent/signature.h"
 #include "config/when.h"
 #include "lib/clock.h"
@@ -82,91 +82,19 @@ void intake_new_run_id(char *out, size_t len)
 		 rnd[1], rnd[2], rnd[3], rnd[4], rnd[5]);
 }
 
-/* The ARGV of queue/scripts/intake.lua: the delivery's fields, then for each
- * run its id, pipeline, checkout URL, definition and stages. */
-struct run_text {
-	char id[40];
-	char nstages[24];
-};
-
-struct script_args {
-	const char **v;
-	size_t *len;
-	int n;
-	json_t *jobs; /* holds the job texts (and plans) that v points to */
-	struct run_text *runs;
-};
-
-static void push_arg(struct script_args *sa, const char *text)
-{
-	sa->v[sa->n] = text;
-	sa->len[sa->n++] = strlen(text);
-}
-
-static int add_run(struct agent *a, struct script_args *sa, struct run_text *rt,
-		   const struct pipeline *p, const struct github_event *ev, const json_t *plan)
-{
-	const json_t *checkout = json_object_get(p->def, "checkout");
-	const char *url = json_string_value(json_object_get(checkout, "url"));
-	if (!url)
-		url = ev->clone_url ? ev->clone_url : "";
-	json_t *stages = json_object_get(p->def, "stages");
-	intake_new_run_id(rt->id, sizeof(rt->id));
-	snprintf(rt->nstages, sizeof(rt->nstages), "%zu", json_object_size(stages));
-	push_arg(sa, rt->id);
-	push_arg(sa, p->name);
-	push_arg(sa, url);
-	push_arg(sa, p->def_text);
-	push_arg(sa, rt->nstages);
-
-	const char *name;
-	json_t *stage;
-	json_object_foreach(stages, name, stage)
-	{
-		const json_t *entry = json_object_get(plan, name);
-		const char *status = json_string_value(json_object_get(entry, "status"));
-		push_arg(sa, name);
-		if (strcmp(status, "queued") != 0) {
-			const char *reason = json_string_value(json_object_get(entry, "reason"));
-			push_arg(sa, status);
-			push_arg(sa, reason ? reason : "");
-			push_arg(sa, "");
-			continue;
-		}
-		const char *kind = json_string_value(json_object_get(stage, "kind"));
-		json_t *job = jobs_prepare(&a->settings, rt->id, name, kind, 1);
-		if (!job || json_array_append_new(sa->jobs, job) < 0)
-			return -1;
-		push_arg(sa, "queued");
-		push_arg(sa, json_string_value(json_object_get(job, "topic")));
-		push_arg(sa, json_string_value(json_object_get(job, "value")));
-	}
-	return 0;
-}
-
-static void script_args_clear(struct script_args *sa)
-{
-	free(sa->v);
-	free(sa->len);
-	free(sa->runs);
-	json_decref(sa->jobs);
-	memset(sa, 0, sizeof(*sa));
-}
-
-static void on_recorded(struct redis *r, redisReply *reply, const char *err, void *arg)
+static void on_recorded(const char *status, const char *runs, const char *err, void *arg)
 {
 	struct intake_call *call = arg;
-	(void)r;
-	if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2) {
+	if (!status) {
 		log_error("run not recorded", LOG_S("delivery", call->delivery),
-			  LOG_S("error", err ? err : "unexpected reply"));
+			  LOG_S("error", err));
 		http_pending_error(call->pending, 503, "unavailable",
 				   "the run could not be recorded; deliver again later");
 		call_free(call);
 		return;
 	}
-	int duplicate = strcmp(reply->element[0]->str, "duplicate") == 0;
-	json_t *ids = json_loads(reply->element[1]->str, 0, NULL);
+	int duplicate = strcmp(status, "duplicate") == 0;
+	json_t *ids = json_loads(runs, 0, NULL);
 	json_t *body = json_pack("{s:o}", "runs", ids ? ids : json_array());
 	if (duplicate)
 		json_object_set_new(body, "duplicate", json_true());
@@ -179,7 +107,7 @@ static void on_recorded(struct redis *r, redisReply *reply, const char *err, voi
 		agent_metrics_run_created(call->agent, json_string_value(name));
 	}
 	log_info(duplicate ? "delivery seen before" : "runs created",
-		 LOG_S("delivery", call->delivery), LOG_S("runs", reply->element[1]->str));
+		 LOG_S("delivery", call->delivery), LOG_S("runs", runs));
 	http_pending_reply(call->pending, 202, body);
 	call_free(call);
 }
@@ -283,10 +211,9 @@ void intake_handle(struct evhttp_request *req, struct agent *a)
 		return;
 	}
 
-	/* Which pipelines start a run, and how many arguments their runs take. */
+	/* Which pipelines start a run. */
 	const char *reason = ev.no_build;
 	size_t nruns = 0, skipped = 0;
-	int argc = 8;
 	/* plans[i]: the status each stage of pipeline i starts in (when.h). */
 	json_t *plans = json_array();
 	for (size_t i = 0; !reason && plans && i < n; i++) {
@@ -308,8 +235,6 @@ void intake_handle(struct evhttp_request *req, struct agent *a)
 		if (!verified[i])
 			continue;
 		nruns++;
-		argc += 5 + 4 * (int)json_object_size(
-				    json_object_get(a->pipelines.items[i].def, "stages"));
 	}
 	if (!plans) {
 		free(verified);
@@ -330,60 +255,45 @@ void intake_handle(struct evhttp_request *req, struct agent *a)
 		return;
 	}
 
-	char delivery_key[256], ttl[32], now[32];
+	char delivery_key[256];
 	snprintf(delivery_key, sizeof(delivery_key), "%s:%s", hook_id ? hook_id : "0", delivery);
-	snprintf(ttl, sizeof(ttl), "%d", DELIVERY_TTL_S);
-	snprintf(now, sizeof(now), "%lld", (long long)clock_now_ms());
-	struct script_args sa = {.v = malloc(sizeof(*sa.v) * (size_t)argc),
-				 .len = malloc(sizeof(*sa.len) * (size_t)argc),
-				 .jobs = json_array(),
-				 .runs = calloc(nruns, sizeof(*sa.runs))};
 	struct intake_call *call = calloc(1, sizeof(*call));
 	if (call)
 		call->pipelines = json_array();
-	int failed = !sa.v || !sa.len || !sa.jobs || !sa.runs || !call || !call->pipelines;
-	if (!failed) {
-		push_arg(&sa, a->settings.key_prefix);
-		push_arg(&sa, delivery_key);
-		push_arg(&sa, ttl);
-		push_arg(&sa, now);
-		push_arg(&sa, ev.repository);
-		push_arg(&sa, ev.event);
-		push_arg(&sa, ev.ref);
-		push_arg(&sa, ev.sha);
+	int failed = !call || !call->pipelines ||
+		     record_begin(a->recorder, delivery_key, DELIVERY_TTL_S, clock_now_ms(),
+				  ev.repository, ev.event, ev.ref, ev.sha) < 0;
+	int begun = !failed;
+	for (size_t i = 0; !failed && i < n; i++) {
+		if (!verified[i])
+			continue;
+		const struct pipeline *p = &a->pipelines.items[i];
+		const json_t *checkout = json_object_get(p->def, "checkout");
+		const char *url = json_string_value(json_object_get(checkout, "url"));
+		char run[40];
+		intake_new_run_id(run, sizeof(run));
+		failed = record_run(a->recorder, run, p->name,
+				    url		   ? url
+				    : ev.clone_url ? ev.clone_url
+						   : "",
+				    p->def_text, p->def, json_array_get(plans, i)) < 0 ||
+			 json_array_append_new(call->pipelines, json_string(p->name)) < 0;
 	}
-	for (size_t i = 0, r = 0; !failed && i < n; i++) {
-		if (verified[i])
-			failed = add_run(a, &sa, &sa.runs[r++], &a->pipelines.items[i], &ev,
-					 json_array_get(plans, i)) < 0 ||
-				 json_array_append_new(call->pipelines,
-						       json_string(a->pipelines.items[i].name)) < 0;
-	}
-	/* sa.v points into the plans as into the jobs: sa.jobs keeps both. */
-	if (json_array_append_new(sa.jobs, plans) < 0)
-		failed = 1;
+	json_decref(plans);
 	free(verified);
+	github_event_clear(&ev);
 	if (!failed) {
 		call->pending = http_pending_new(req);
 		failed = !call->pending;
 	}
 	if (failed) {
-		github_event_clear(&ev);
-		script_args_clear(&sa);
+		if (begun)
+			record_cancel(a->recorder);
 		call_free(call);
 		http_reply_error(req, 500, "internal", "out of memory");
 		return;
 	}
 	call->agent = a;
 	snprintf(call->delivery, sizeof(call->delivery), "%s", delivery_key);
-	/* The command is formatted here: the arguments need not outlive it. */
-	int rc =
-	    redis_script_run(a->redis, a->scripts.intake, on_recorded, call, 0, sa.n, sa.v, sa.len);
-	github_event_clear(&ev);
-	script_args_clear(&sa);
-	if (rc < 0) {
-		http_pending_error(call->pending, 503, "unavailable",
-				   "the run could not be recorded; deliver again later");
-		call_free(call);
-	}
+	record_commit(a->recorder, on_recorded, call);
 }

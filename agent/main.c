@@ -16,6 +16,7 @@
 #include "agent/auth.h"
 #include "agent/control.h"
 #include "agent/logstream.h"
+#include "agent/record.h"
 #include "agent/reload.h"
 #include "agent/statuses.h"
 #include "agent/tls.h"
@@ -212,7 +213,15 @@ int main(int argc, char **argv)
 
 	struct event *sigterm = NULL, *sigint = NULL, *sighup = NULL;
 	struct watchdog *watchdog = NULL;
-	a.base = event_base_new();
+	/* Batched epoll changes: evhttp turns each connection's read and write
+	 * interest on and off for every request, and the changelist folds those
+	 * into one epoll_ctl per descriptor and loop turn. */
+	struct event_config *evcfg = event_config_new();
+	if (evcfg)
+		event_config_set_flag(evcfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+	a.base = evcfg ? event_base_new_with_config(evcfg) : NULL;
+	if (evcfg)
+		event_config_free(evcfg);
 	/* Children: git ls-remote for manual triggers (control.c). */
 	if (!a.base || process_init(a.base) < 0)
 		goto fail;
@@ -233,6 +242,9 @@ int main(int argc, char **argv)
 	a.scripts.rollout_command = redis_script_add(a.redis, lua_rollout_command);
 	a.scripts.rollout_retry = redis_script_add(a.redis, lua_rollout_retry);
 	a.scripts.rollback = redis_script_add(a.redis, lua_rollback);
+	a.recorder = recorder_new(a.base, a.redis, a.scripts.intake, &a.settings);
+	if (!a.recorder)
+		goto fail;
 	a.producer = kafka_producer_new(a.base, a.settings.brokers, err, sizeof(err));
 	if (!a.producer) {
 		log_error("cannot start the Kafka producer", LOG_S("error", err));
@@ -273,6 +285,7 @@ fail:
 		outbox_free(a.outbox);
 	if (a.redis)
 		redis_free(a.redis);
+	recorder_free(a.recorder);
 	/* After Redis and the HTTP server: their last callbacks still count. */
 	agent_metrics_stop(&a);
 	scheduler_free(&a);

@@ -29,6 +29,8 @@
 #define CLAIM_EVERY_MS	   5000
 #define DEFAULT_CLAIM_IDLE 30000
 #define BUCKETS		   1024
+/* Delivered entries deleted and acknowledged by one XDEL and one XACK. */
+#define ACK_BATCH 512
 
 /* What Redis callbacks hold instead of the outbox itself. */
 struct anchor {
@@ -40,8 +42,14 @@ struct flight {
 	struct flight *prev, *next; /* every flight of the outbox */
 	struct flight *hnext;	    /* bucket chain */
 	struct outbox *o;	    /* NULL once the outbox is freed */
-	int acking;		    /* delivered; XDEL + XACK sent */
+	int acking;		    /* delivered; waiting for or in an XDEL + XACK */
 	char id[];
+};
+
+/* The flights one XDEL + XACK pair deletes and acknowledges. */
+struct ack_batch {
+	int n;
+	struct flight *f[];
 };
 
 struct outbox {
@@ -65,6 +73,12 @@ struct outbox {
 	struct flight *buckets[BUCKETS];
 	int n_flights;
 	int n_producing;
+
+	/* Delivered since the event loop last came round: acknowledged
+	 * together once the delivery reports at hand are all seen. */
+	struct flight *delivered[ACK_BATCH];
+	int n_delivered;
+	struct event *ack_ev;
 };
 
 static struct anchor *anchor_ref(struct outbox *o)
@@ -161,17 +175,68 @@ static void note_redis_error(struct outbox *o, const char *what, const char *err
 
 static void on_acked(struct redis *r, redisReply *reply, const char *err, void *arg)
 {
-	struct flight *f = arg;
-	struct outbox *o = f->o;
+	struct ack_batch *b = arg;
 	(void)r;
 	(void)reply;
-	if (o) {
-		if (err)
-			note_redis_error(o, "outbox: XACK failed; the entry will be claimed again",
-					 err);
-		flight_remove(o, f);
+	for (int i = 0; i < b->n; i++) {
+		struct flight *f = b->f[i];
+		if (f->o) {
+			if (err && i == 0)
+				note_redis_error(
+				    f->o, "outbox: XACK failed; the entries will be claimed again",
+				    err);
+			flight_remove(f->o, f);
+		}
+		free(f);
 	}
-	free(f);
+	free(b);
+}
+
+/* One XDEL and one XACK for every entry delivered since the last time.
+ * XDEL first: if the XACK is lost, XAUTOCLAIM drops the deleted ids from the
+ * pending list, whereas an acked entry never deleted would stay. */
+static void ack_delivered(struct outbox *o)
+{
+	int n = o->n_delivered;
+	if (n == 0)
+		return;
+	o->n_delivered = 0;
+	struct ack_batch *b = malloc(sizeof(*b) + sizeof(b->f[0]) * (size_t)n);
+	/* [_, XDEL, stream, ids...] is sent from its second element, then the
+	 * same ids as [XACK, stream, group, ids...]. */
+	const char **argv = malloc(sizeof(*argv) * (size_t)(n + 3));
+	int sent = 0;
+	if (b && argv) {
+		b->n = n;
+		memcpy(b->f, o->delivered, sizeof(b->f[0]) * (size_t)n);
+		for (int i = 0; i < n; i++)
+			argv[i + 3] = b->f[i]->id;
+		argv[1] = "XDEL";
+		argv[2] = o->stream;
+		if (o->r && redis_command_argv(o->r, NULL, NULL, n + 2, argv + 1, NULL) == 0) {
+			argv[0] = "XACK";
+			argv[1] = o->stream;
+			argv[2] = GROUP;
+			sent = redis_command_argv(o->r, on_acked, b, n + 3, argv, NULL) == 0;
+		}
+	}
+	free(argv);
+	if (sent)
+		return;
+	/* Left pending: a claim produces them again after claim_idle_ms. */
+	for (int i = 0; i < n; i++) {
+		struct flight *f = b ? b->f[i] : o->delivered[i];
+		flight_remove(o, f);
+		free(f);
+	}
+	free(b);
+}
+
+static void on_ack_event(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	ack_delivered(arg);
 }
 
 static void on_delivered(const char *err, void *arg)
@@ -191,13 +256,12 @@ static void on_delivered(const char *err, void *arg)
 	}
 	o->n_producing--;
 	f->acking = 1;
-	/* XDEL first: if the XACK is lost, XAUTOCLAIM drops the deleted id from
-	 * the pending list, whereas an acked entry never deleted would stay. */
-	if (!o->r || redis_command(o->r, NULL, NULL, "XDEL %s %s", o->stream, f->id) < 0 ||
-	    redis_command(o->r, on_acked, f, "XACK %s " GROUP " %s", o->stream, f->id) < 0) {
-		flight_remove(o, f);
-		free(f);
-	}
+	if (o->n_delivered == ACK_BATCH)
+		ack_delivered(o);
+	o->delivered[o->n_delivered++] = f;
+	/* Runs once the delivery reports at hand have all been seen. */
+	if (o->n_delivered == 1)
+		event_active(o->ack_ev, EV_TIMEOUT, 0);
 }
 
 /* --- producing entries --------------------------------------------------------- */
@@ -431,7 +495,8 @@ struct outbox *outbox_new(struct event_base *base, struct redis *r, struct kafka
 
 	o->tick = event_new(base, -1, EV_PERSIST, on_tick, o);
 	o->claim_timer = event_new(base, -1, EV_PERSIST, on_claim_timer, o);
-	if (!o->tick || !o->claim_timer)
+	o->ack_ev = event_new(base, -1, 0, on_ack_event, o);
+	if (!o->tick || !o->claim_timer || !o->ack_ev)
 		goto fail;
 	struct timeval tv = {.tv_sec = 0, .tv_usec = TICK_MS * 1000};
 	if (evtimer_add(o->tick, &tv) < 0 || arm_claim_timer(o) < 0)
@@ -443,6 +508,8 @@ fail:
 		event_free(o->tick);
 	if (o->claim_timer)
 		event_free(o->claim_timer);
+	if (o->ack_ev)
+		event_free(o->ack_ev);
 	free(o->anchor);
 	free(o->stream);
 	free(o->consumer);
@@ -473,8 +540,11 @@ void outbox_free(struct outbox *o)
 {
 	if (!o)
 		return;
+	/* What was delivered is acknowledged still: Redis outlives the outbox. */
+	ack_delivered(o);
 	event_free(o->tick);
 	event_free(o->claim_timer);
+	event_free(o->ack_ev);
 	for (struct flight *f = o->flights; f; f = f->next)
 		f->o = NULL;
 	o->anchor->o = NULL;

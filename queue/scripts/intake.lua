@@ -1,58 +1,83 @@
--- intake: record a webhook delivery's runs and their first jobs, once.
+-- intake: record webhook deliveries' runs and their first jobs, each
+-- delivery once. The agent records the deliveries that arrive while an
+-- earlier call is under way together, in one call (agent/record.c).
 --
--- ARGV[1] key prefix, ARGV[2] delivery id ("<hook-id>:<guid>"),
--- ARGV[3] dedup TTL in seconds, ARGV[4] now (ms),
--- ARGV[5..8] the delivery's repository, event, ref and sha, then for each
--- run: id, pipeline, checkout URL, definition (JSON text, stored as it is),
--- the number of stages, and for each stage: name, "queued", "pending" or
--- "skipped", then for a queued stage the topic and value of its job, for a
--- skipped one (by its `when`) the reason and "", otherwise "" "".
+-- ARGV[1] key prefix, then for each delivery: its id ("<hook-id>:<guid>"),
+-- dedup TTL in seconds, now (ms), repository, event, ref, sha, the number
+-- of runs, and for each run: id, pipeline, checkout URL, definition (JSON
+-- text, stored as it is), the number of stages, and for each stage: name,
+-- "queued", "pending" or "skipped", then for a queued stage the topic and
+-- value of its job, for a skipped one (by its `when`) the reason and "",
+-- otherwise "" "".
 -- Everything arrives as flat strings so that nothing needs decoding here.
--- Returns {"created", <JSON array of run ids>}, or {"duplicate", <the same
--- array recorded for the first delivery>} when the delivery was seen before.
+-- Returns two strings per delivery, in order: "created" and the JSON array
+-- of its run ids, or "duplicate" and the array recorded for the first
+-- delivery when the delivery was seen before.
 local P = ARGV[1]
-local dkey = P .. 'delivery:' .. ARGV[2]
-local seen = redis.call('GET', dkey)
-if seen then
-  return {'duplicate', seen}
-end
+local out = {}
 
-local now = ARGV[4]
-local ids = {}
-local i = 9
-while i <= #ARGV do
+-- One run of the delivery whose fields d holds, from ARGV[i]; returns the
+-- run's id and the index after it.
+local function record_run(d, i)
   local id, pipeline = ARGV[i], ARGV[i + 1]
   local rkey = P .. 'run:' .. id
-  redis.call('HSET', rkey, 'id', id, 'status', 'queued', 'created', now,
-             'pipeline', pipeline, 'repository', ARGV[5], 'event', ARGV[6], 'ref', ARGV[7],
-             'sha', ARGV[8], 'checkout_url', ARGV[i + 2], 'delivery', ARGV[2],
-             'def', ARGV[i + 3])
-  emit(P, 'run.created', id, 'runs/' .. id, {status = 'queued', event = ARGV[6]})
+  redis.call('HSET', rkey, 'id', id, 'status', 'queued', 'created', d.now,
+             'pipeline', pipeline, 'repository', d.repository, 'event', d.event, 'ref', d.ref,
+             'sha', d.sha, 'checkout_url', ARGV[i + 2], 'delivery', d.id, 'def', ARGV[i + 3])
+  -- The run's fields that every event carries, known here without reading.
+  local function data(t)
+    t.pipeline, t.repository, t.sha, t.ref = pipeline, d.repository, d.sha, d.ref
+    return t
+  end
+  emit(P, 'run.created', id, 'runs/' .. id, data({status = 'queued', event = d.event}))
   local last = i + 4 + 4 * tonumber(ARGV[i + 4])
   for s = i + 5, last, 4 do
     local name = ARGV[s]
     if ARGV[s + 1] == 'queued' then
       redis.call('HSET', rkey .. ':stage:' .. name, 'status', 'queued', 'attempt', 1,
-                 'queued_at', now)
-      redis.call('ZADD', P .. 'queued', now, id .. '/' .. name)
+                 'queued_at', d.now)
+      redis.call('ZADD', P .. 'queued', d.now, id .. '/' .. name)
       redis.call('XADD', P .. 'outbox', '*', 'topic', ARGV[s + 2], 'key', id,
                  'value', ARGV[s + 3])
-      emit_stage(P, 'stage.queued', id, name, 1, {})
+      emit_stage(P, 'stage.queued', id, name, 1, data({}))
     elseif ARGV[s + 1] == 'skipped' then
       -- Left out by its `when`: satisfied for its dependants (route.lua).
       redis.call('HSET', rkey .. ':stage:' .. name, 'status', 'skipped', 'attempt', 1,
-                 'skipped_by', 'when', 'skip_reason', ARGV[s + 2], 'finished', now)
-      emit_stage(P, 'stage.skipped', id, name, 1, {reason = ARGV[s + 2]})
+                 'skipped_by', 'when', 'skip_reason', ARGV[s + 2], 'finished', d.now)
+      emit_stage(P, 'stage.skipped', id, name, 1, data({reason = ARGV[s + 2]}))
     else
       redis.call('HSET', rkey .. ':stage:' .. name, 'status', 'pending', 'attempt', 1)
     end
   end
-  redis.call('ZADD', P .. 'runs', now, id)
-  redis.call('ZADD', P .. 'pipeline:' .. pipeline .. ':runs', now, id)
-  ids[#ids + 1] = id
-  i = last + 1
+  redis.call('ZADD', P .. 'runs', d.now, id)
+  redis.call('ZADD', P .. 'pipeline:' .. pipeline .. ':runs', d.now, id)
+  return id, last + 1
 end
 
-local list = '["' .. table.concat(ids, '","') .. '"]'
-redis.call('SET', dkey, list, 'EX', ARGV[3])
-return {'created', list}
+local i = 2
+while i <= #ARGV do
+  local d = {id = ARGV[i], ttl = ARGV[i + 1], now = ARGV[i + 2], repository = ARGV[i + 3],
+             event = ARGV[i + 4], ref = ARGV[i + 5], sha = ARGV[i + 6]}
+  local nruns = tonumber(ARGV[i + 7])
+  i = i + 8
+  local dkey = P .. 'delivery:' .. d.id
+  local seen = redis.call('GET', dkey)
+  if seen then
+    -- Its runs' arguments are skipped unread.
+    for _ = 1, nruns do
+      i = i + 5 + 4 * tonumber(ARGV[i + 4])
+    end
+    out[#out + 1] = 'duplicate'
+    out[#out + 1] = seen
+  else
+    local ids = {}
+    for r = 1, nruns do
+      ids[r], i = record_run(d, i)
+    end
+    local list = '["' .. table.concat(ids, '","') .. '"]'
+    redis.call('SET', dkey, list, 'EX', d.ttl)
+    out[#out + 1] = 'created'
+    out[#out + 1] = list
+  end
+end
+return out

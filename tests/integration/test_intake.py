@@ -192,3 +192,69 @@ def test_form_encoded_content_type_is_415(stack):
                                      content_type="application/x-www-form-urlencoded")
     assert_error(status, answer, 415)
     assert stack.run_count() == before
+
+
+def test_deliveries_arriving_during_a_redis_call_are_recorded_together_each_once(stack):
+    """Group commit (agent/record.c): while the agent waits for Redis, the
+    deliveries that arrive gather and are recorded by one call of the intake
+    script; each is still answered on its own, a delivery sent twice within
+    the batch still gets one run. Redis is held still with CLIENT PAUSE; a
+    MONITOR connection sees each script call with its arguments."""
+    import socket
+    import subprocess
+    import threading
+    import time
+
+    def cli(*args):
+        return subprocess.run(["redis-cli", "-p", str(stack.redis_port)] + list(args),
+                              check=True, capture_output=True, text=True).stdout
+
+    monitor = socket.create_connection(("127.0.0.1", stack.redis_port))
+    monitor.sendall(b"MONITOR\r\n")
+    assert monitor.recv(16).startswith(b"+OK")
+    payload = stack.push_payload(APP_REPO)
+    first = str(uuid.uuid4())
+    gathered = [str(uuid.uuid4()) for _ in range(12)]
+    twice = gathered[0]
+    answers = {}
+
+    def post(delivery, slot):
+        answers[slot] = stack.post_hook("push", payload, delivery=delivery)
+
+    before = stack.run_count()
+    cli("CLIENT", "PAUSE", "1500", "ALL")
+    threads = [threading.Thread(target=post, args=(first, "first"))]
+    threads[0].start()
+    time.sleep(0.3)  # the first delivery's call is sent and held by the pause
+    for i, delivery in enumerate(gathered + [twice]):
+        threads.append(threading.Thread(target=post, args=(delivery, i)))
+        threads[-1].start()
+    for t in threads:
+        t.join(30)
+    # MONITOR never falls silent (the agent's timers call Redis): read for
+    # a while after the last answer.
+    seen, until = b"", time.monotonic() + 1
+    monitor.settimeout(0.2)
+    while time.monotonic() < until:
+        try:
+            seen += monitor.recv(65536)
+        except socket.timeout:
+            pass
+    monitor.close()
+
+    assert all(status == 202 for status, _ in answers.values()), answers
+    calls = [line for line in seen.decode("utf-8", "replace").splitlines()
+             if '"EVALSHA"' in line and any(d in line for d in [first] + gathered)]
+    assert len(calls) == 2, calls
+    assert first in calls[0] and all(d in calls[1] for d in gathered), calls
+    runs = {slot: body["runs"] for slot, (_, body) in answers.items()}
+    assert all(len(r) == 1 for r in runs.values()), runs
+    # The delivery sent twice: one run, the second answer a duplicate of it.
+    assert runs[0] == runs[len(gathered)], runs
+    assert [answers[0][1].get("duplicate"), answers[len(gathered)][1].get("duplicate")].count(
+        True) == 1, answers
+    distinct = {r[0] for r in runs.values()}
+    assert len(distinct) == 1 + len(gathered), runs
+    assert stack.run_count() == before + len(distinct)
+    for run_id in distinct:
+        assert stack.wait_run(run_id)["status"] == "succeeded"

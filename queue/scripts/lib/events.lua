@@ -43,24 +43,33 @@ end
 -- type: the suffix after "dev.sluice." (e.g. "stage.finished"); run keys the
 -- message so one run's events stay in order; subject like
 -- "runs/<run>/stages/<stage>"; data a table. The run's id, pipeline,
--- repository, sha and ref are added to data, so that a consumer (such as
--- the commit statuses) needs nothing but the event.
+-- repository, sha and ref are added to data (read from the run unless the
+-- caller gave them all), so that a consumer (such as the commit statuses)
+-- needs nothing but the event.
+local sluice_emit_ms, sluice_emit_time
 local function emit(P, type, run, subject, data)
-  local ms = sluice_now_ms()
+  -- A script is one moment: its events share one reading of the clock.
+  if not sluice_emit_ms then
+    sluice_emit_ms = sluice_now_ms()
+    sluice_emit_time = sluice_rfc3339(sluice_emit_ms)
+  end
+  local ms = sluice_emit_ms
   local seq = redis.call('INCR', P .. 'events:seq')
   data.run = run
-  local r = redis.call('HMGET', P .. 'run:' .. run, 'pipeline', 'repository', 'sha', 'ref')
-  data.pipeline = data.pipeline or r[1] or nil
-  data.repository = data.repository or r[2] or nil
-  data.sha = data.sha or r[3] or nil
-  data.ref = data.ref or r[4] or nil
+  if not (data.pipeline and data.repository and data.sha and data.ref) then
+    local r = redis.call('HMGET', P .. 'run:' .. run, 'pipeline', 'repository', 'sha', 'ref')
+    data.pipeline = data.pipeline or r[1] or nil
+    data.repository = data.repository or r[2] or nil
+    data.sha = data.sha or r[3] or nil
+    data.ref = data.ref or r[4] or nil
+  end
   local event = cjson.encode({
     specversion = '1.0',
     id = string.format('%x-%x', ms, seq),
     source = 'sluice',
     type = 'dev.sluice.' .. type,
     subject = subject,
-    time = sluice_rfc3339(ms),
+    time = sluice_emit_time,
     datacontenttype = 'application/json',
     data = data,
   })
