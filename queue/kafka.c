@@ -35,6 +35,17 @@
 #define SAFETY_POLL_MS		    200
 #define CONTENT_TYPE		    "application/cloudevents+json"
 
+/* partition.assignment.strategy: an eager assignor. librdkafka 2.0's
+ * cooperative-sticky assignor aborts the process when a consumer is closed
+ * between joining its group and its first assignment
+ * (rd_kafka_sticky_assignor_state_destroy on a NULL state, librdkafka issue
+ * #4312, fixed in later releases), which happens whenever a worker stops while
+ * its group keeps rebalancing. The eager assignors keep no such state.
+ * roundrobin rather than range: a worker subscribes to one jobs topic per kind
+ * it runs, and range would hand the same member the odd partition of every
+ * topic. */
+#define CONSUMER_ASSIGNOR "roundrobin"
+
 /* statistics.interval.ms of consumers: how fresh kafka_consumer_lag is. */
 #define CONSUMER_STATS_INTERVAL_MS "5000"
 
@@ -543,34 +554,27 @@ void kafka_consumer_done(struct kafka_consumer *c, struct kafka_ticket *t)
 
 /* --- consumer -------------------------------------------------------------- */
 
-static void log_partitions(const char *msg, const char *protocol,
-			   const rd_kafka_topic_partition_list_t *parts)
+static void log_partitions(const char *msg, const rd_kafka_topic_partition_list_t *parts)
 {
 	for (int i = 0; i < parts->cnt; i++)
 		log_info(msg, LOG_S("topic", parts->elems[i].topic),
-			 LOG_I("partition", parts->elems[i].partition),
-			 LOG_S("protocol", protocol));
+			 LOG_I("partition", parts->elems[i].partition));
 }
 
+/* The group rebalances eagerly (see CONSUMER_ASSIGNOR): every rebalance
+ * revokes the whole assignment and then assigns a whole new one, so each
+ * call replaces what this consumer owns. */
 static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 			 rd_kafka_topic_partition_list_t *parts, void *opaque)
 {
 	struct kafka_consumer *c = opaque;
-	const char *proto = rd_kafka_rebalance_protocol(rk);
-	if (!proto)
-		proto = "NONE";
-	int cooperative = strcmp(proto, "COOPERATIVE") == 0;
-	rd_kafka_error_t *error = NULL;
-	rd_kafka_resp_err_t e = RD_KAFKA_RESP_ERR_NO_ERROR;
+	rd_kafka_resp_err_t e;
 
 	if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
-		log_partitions("kafka partition assigned", proto, parts);
-		if (cooperative)
-			error = rd_kafka_incremental_assign(rk, parts);
-		else
-			e = rd_kafka_assign(rk, parts);
-		if (!error && !e) {
-			c->assigned = cooperative ? c->assigned + parts->cnt : parts->cnt;
+		log_partitions("kafka partition assigned", parts);
+		e = rd_kafka_assign(rk, parts);
+		if (!e) {
+			c->assigned = parts->cnt;
 			if (c->paused)
 				e = rd_kafka_pause_partitions(rk, parts);
 		}
@@ -578,24 +582,16 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 		if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS)
 			log_partitions(rd_kafka_assignment_lost(rk) ? "kafka partition lost"
 								    : "kafka partition revoked",
-				       proto, parts);
+				       parts);
 		else
 			log_error("kafka rebalance failed", LOG_S("error", rd_kafka_err2str(err)));
 		for (int i = 0; i < parts->cnt; i++)
 			part_revoke(c, parts->elems[i].topic, parts->elems[i].partition);
-		if (cooperative)
-			error = rd_kafka_incremental_unassign(rk, parts);
-		else
-			e = rd_kafka_assign(rk, NULL);
-		c->assigned =
-		    cooperative && c->assigned > parts->cnt ? c->assigned - parts->cnt : 0;
+		e = rd_kafka_assign(rk, NULL);
+		c->assigned = 0;
 	}
-	if (error) {
-		log_error("kafka assignment failed", LOG_S("error", rd_kafka_error_string(error)));
-		rd_kafka_error_destroy(error);
-	} else if (e) {
+	if (e)
 		log_error("kafka assignment failed", LOG_S("error", rd_kafka_err2str(e)));
-	}
 }
 
 /* Without a ticket the message could be lost from the contiguity order, so
@@ -748,8 +744,7 @@ struct kafka_consumer *kafka_consumer_new_opts(struct event_base *base, const ch
 	if (!conf)
 		goto fail;
 	if (conf_set(conf, "group.id", group, err, errlen) < 0 ||
-	    conf_set(conf, "partition.assignment.strategy", "cooperative-sticky", err, errlen) <
-		0 ||
+	    conf_set(conf, "partition.assignment.strategy", CONSUMER_ASSIGNOR, err, errlen) < 0 ||
 	    conf_set(conf, "enable.auto.commit", "true", err, errlen) < 0 ||
 	    conf_set(conf, "auto.commit.interval.ms", CONSUMER_COMMIT_INTERVAL_MS, err, errlen) <
 		0 ||

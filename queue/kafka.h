@@ -4,7 +4,7 @@
  * librdkafka has something (delivery reports, messages, rebalances) and never
  * blocks on it. The producer is idempotent with acks=all; each message's
  * delivery report reaches its own callback. The consumer joins a group with
- * the cooperative-sticky assignor and stores an offset only once the caller
+ * the eager roundrobin assignor and stores an offset only once the caller
  * says the work the message stands for is recorded (kafka_consumer_done),
  * in partition order: a message that is never done is consumed again by
  * whoever owns its partition next.

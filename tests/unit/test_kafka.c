@@ -397,6 +397,112 @@ static void pause_holds_delivery_even_for_later_assignments_and_resume_restarts(
 		assert_int_equal(s->seen[i], 1);
 }
 
+/* Two members of one group on a two-partition topic, the first paused. */
+struct pair {
+	struct kafka_consumer *a;
+	struct kafka_consumer *b;
+	struct sink *sb;
+	struct reports *r;
+	int n;
+};
+
+static int a_holds_both(void *arg)
+{
+	const struct pair *pr = arg;
+	return kafka_consumer_assigned(pr->a) == 2;
+}
+
+static int both_hold_one_and_b_is_done(void *arg)
+{
+	const struct pair *pr = arg;
+	return kafka_consumer_assigned(pr->a) == 1 && kafka_consumer_assigned(pr->b) == 1 &&
+	       pr->r->ok == pr->n && pr->sb->received > 0;
+}
+
+static void a_paused_member_stays_paused_through_rebalances(void **state)
+{
+	enum { N = 16 };
+	(void)state;
+	struct cluster cl;
+	cluster_start(&cl, "shared", 2);
+	struct event_base *base = event_base_new();
+	char err[256] = "";
+	struct kafka_producer *p = kafka_producer_new(base, cl.bootstraps, err, sizeof(err));
+	assert_non_null(p);
+	static struct sink a, b;
+	sink_init(&a, 8, 0);
+	sink_init(&b, 8, 0);
+	struct reports r = {0};
+	struct pair pr = {NULL, NULL, &b, &r, N};
+	pr.a = consumer_open(base, &cl, "shared-group", "shared", &a, &quick_group);
+	kafka_consumer_pause(pr.a);
+	assert_true(run_until(base, a_holds_both, &pr, 15000));
+
+	/* A second member joins: the group revokes and reassigns everything. */
+	pr.b = consumer_open(base, &cl, "shared-group", "shared", &b, &quick_group);
+	for (int i = 0; i < N; i++)
+		produce_indexed(p, "shared", i, 8, &r);
+	assert_true(run_until(base, both_hold_one_and_b_is_done, &pr, 15000));
+	run_until(base, NULL, NULL, 500);
+	assert_int_equal(a.received, 0);
+	assert_true(b.received < N); /* the keys reach both partitions */
+
+	/* It leaves again: the first member gets both partitions, still paused. */
+	kafka_consumer_free(pr.b);
+	assert_true(run_until(base, a_holds_both, &pr, 15000));
+	run_until(base, NULL, NULL, 500);
+	assert_int_equal(a.received, 0);
+
+	kafka_consumer_resume(pr.a);
+	struct progress want = {&a, NULL, N - b.received, 0};
+	assert_true(run_until(base, progress_reached, &want, 5000));
+	run_until(base, NULL, NULL, 300);
+	for (int i = 0; i < N; i++)
+		assert_int_equal(a.seen[i] + b.seen[i], 1);
+	assert_int_equal(a.misordered + b.misordered, 0);
+	kafka_consumer_free(pr.a);
+	kafka_producer_free(p, 1000);
+	event_base_free(base);
+	cluster_stop(&cl);
+}
+
+/* SyncGroup's Kafka API key; librdkafka keeps its list of keys private. */
+enum { API_SYNC_GROUP = 14 };
+
+static int first_sync_failed(void *arg)
+{
+	const struct cluster *cl = arg;
+	size_t left = 1;
+	assert_int_equal(rd_kafka_mock_broker_error_stack_cnt(cl->mc, 1, API_SYNC_GROUP, &left), 0);
+	return left == 0;
+}
+
+/* A worker stopped while its group rebalances can close between its first
+ * JoinGroup and its first assignment. With librdkafka 2.0's cooperative-sticky
+ * assignor that aborted the process (issue #4312). */
+static void a_consumer_closed_before_its_first_assignment_closes_cleanly(void **state)
+{
+	(void)state;
+	struct cluster cl;
+	cluster_start(&cl, "unassigned", 1);
+	/* The member joins the group, but its first SyncGroup fails, and the
+	 * next rejoin takes the mock seconds: it is closed in between. */
+	assert_int_equal(
+	    rd_kafka_mock_broker_push_request_error_rtts(
+		cl.mc, 1, API_SYNC_GROUP, 1, RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS, 0),
+	    0);
+	struct event_base *base = event_base_new();
+	static struct sink s;
+	sink_init(&s, 1, 0);
+	struct kafka_consumer *c =
+	    consumer_open(base, &cl, "unassigned-group", "unassigned", &s, &quick_group);
+	assert_true(run_until(base, first_sync_failed, &cl, 10000));
+	assert_int_equal(kafka_consumer_assigned(c), 0);
+	kafka_consumer_free(c);
+	event_base_free(base);
+	cluster_stop(&cl);
+}
+
 static int all_reported(void *arg)
 {
 	const struct reports *r = arg;
@@ -560,6 +666,8 @@ int main(void)
 	    cmocka_unit_test(every_message_is_reported_and_consumed_once_in_key_order),
 	    cmocka_unit_test(a_new_member_resumes_after_the_contiguous_done_prefix),
 	    cmocka_unit_test(pause_holds_delivery_even_for_later_assignments_and_resume_restarts),
+	    cmocka_unit_test(a_paused_member_stays_paused_through_rebalances),
+	    cmocka_unit_test(a_consumer_closed_before_its_first_assignment_closes_cleanly),
 	    cmocka_unit_test(producer_rides_out_an_outage_and_free_fails_what_is_left),
 	    cmocka_unit_test(messages_carry_the_cloudevents_content_type),
 	    cmocka_unit_test(brokers_resolve_reads_and_trims_the_first_line_of_a_file),
