@@ -9,6 +9,7 @@
 
 #include "agent/agent.h"
 #include "agent/http.h"
+#include "agent/promotion.h"
 #include "lib/clock.h"
 #include "lib/log.h"
 
@@ -360,6 +361,11 @@ static void refused(struct command_call *c, const redisReply *reply)
 			 "the deployment of run %s to %s cannot be retried (%s): only a failed "
 			 "or aborted deployment is",
 			 c->run, c->env, detail);
+	} else if (strcmp(why, "window") == 0) {
+		code = "deny_window";
+		snprintf(msg, sizeof(msg),
+			 "environment %s is in a deny window until %s: retry once it has ended",
+			 c->env, detail);
 	} else if (strcmp(why, "locked") == 0) {
 		code = "locked";
 		snprintf(msg, sizeof(msg),
@@ -423,6 +429,31 @@ static void on_script(struct redis *r, redisReply *reply, const char *err, void 
 	refused(c, reply);
 }
 
+/* A retry deploys again, so the environment's deny windows (those of the
+ * run's own definition, as for its first deployment) hold it too. */
+static void on_retry_def(struct redis *r, redisReply *reply, const char *err, void *arg)
+{
+	struct command_call *c = arg;
+	struct agent *a = c->agent;
+	if (!reply) {
+		call_end(c, 503, "unavailable", "state store unavailable");
+		return;
+	}
+	(void)err;
+	json_t *def = reply->type == REDIS_REPLY_STRING ? json_loads(reply->str, 0, NULL) : NULL;
+	long long now = (long long)clock_now_ms();
+	char *opens = def ? promotion_openings(def, now) : NULL;
+	json_decref(def);
+	char now_text[32];
+	snprintf(now_text, sizeof(now_text), "%lld", now);
+	const char *argv[] = {a->settings.key_prefix, c->run, c->env, c->by, c->reason, now_text,
+			      opens ? opens : "{}"};
+	int rc = redis_script_run(r, a->scripts.rollout_retry, on_script, c, 0, 7, argv, NULL);
+	free(opens);
+	if (rc < 0)
+		call_end(c, 503, "unavailable", "state store unavailable");
+}
+
 static void send_command(struct command_call *c)
 {
 	struct agent *a = c->agent;
@@ -435,13 +466,14 @@ static void send_command(struct command_call *c)
 		    a->settings.key_prefix, c->run, c->env, command_name(c), c->by, c->reason, now};
 		rc = redis_script_run(a->redis, a->scripts.rollout_command, on_script, c, 0, 7,
 				      argv, NULL);
+	} else if (c->verb == VERB_RETRY) {
+		rc = redis_command(a->redis, on_retry_def, c, "HGET %srun:%s def",
+				   a->settings.key_prefix, c->run);
 	} else {
 		const char *argv[] = {
 		    a->settings.key_prefix, c->run, c->env, c->by, c->reason, now};
-		rc = redis_script_run(a->redis,
-				      c->verb == VERB_RETRY ? a->scripts.rollout_retry
-							    : a->scripts.rollback,
-				      on_script, c, 0, 6, argv, NULL);
+		rc =
+		    redis_script_run(a->redis, a->scripts.rollback, on_script, c, 0, 6, argv, NULL);
 	}
 	if (rc < 0)
 		call_end(c, 503, "unavailable", "state store unavailable");

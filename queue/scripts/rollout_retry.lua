@@ -3,19 +3,21 @@
 -- /api/v1/runs/{id}/environments/{env}/retry). With or without a strategy.
 --
 -- ARGV[1] key prefix, ARGV[2] run, ARGV[3] environment, ARGV[4] who,
--- ARGV[5] why (may be ""), ARGV[6] now (ms).
+-- ARGV[5] why (may be ""), ARGV[6] now (ms), ARGV[7] the environments whose
+-- deny windows hold now, with when they end ({<env>: ms}, lib/promotion.lua).
 --
 -- The stage deploy@<env> is queued with attempt + 1 and nothing of the
 -- last attempt but its history (the rollout's state, a command, a
 -- rollback's mode are cleared); the promotion is deploying again, the run
--- running, and the environment's lock is the run's. Gates passed before
--- (approval, deny windows) are not asked again. The deployments of later
+-- running, and the environment's lock is the run's. An approval given
+-- before is not asked again; a deny window that holds now refuses the retry
+-- (a retry deploys). The deployments of later
 -- environments, skipped when this one failed, wait again.
 -- Returns {"retried", promotion status, stage status, attempt}, or a
 -- refusal: {"gone"}, {"unknown-env"}, {"not-failed", stage status}
 -- (only a failed, timed out, lost or aborted deployment is retried, not a
--- rollback), {"locked", run holding the environment}, {"superseded", newer
--- run deployed there since}.
+-- rollback), {"window", when it ends (RFC 3339)}, {"locked", run holding the
+-- environment}, {"superseded", newer run deployed there since}.
 local P, run, env, by, reason = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local now = tonumber(ARGV[6])
 
@@ -34,6 +36,10 @@ if not ended[st[1]] or st[3] == 'rollback' or promotion == 'deploying' or
     return {'not-failed', 'rollback ' .. (st[1] or 'pending')}
   end
   return {'not-failed', st[1] or 'pending'}
+end
+local closed = tonumber((ARGV[7] and cjson.decode(ARGV[7]) or {})[env] or 0)
+if closed > now then
+  return {'window', sluice_rfc3339(closed)}
 end
 local pkey = promo_env_key(P, promo_pipeline(P, run), env)
 local e = redis.call('HMGET', pkey, 'lock', 'current')

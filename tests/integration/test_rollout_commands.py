@@ -485,6 +485,39 @@ def test_retry_waits_for_no_lock_and_never_replaces_a_newer_release(rstack, base
     assert run.stage("production")["status"] == "aborted"
 
 
+def test_retry_is_refused_while_a_deny_window_of_the_environment_holds(rstack, base_def):
+    """A retry deploys: a deny window of the environment (from the run's own
+    definition, as for its first deployment) refuses it with when the window
+    ends, and changes nothing; outside the window the same retry goes."""
+    now = time.gmtime()
+    minute = now.tm_hour * 60 + now.tm_min
+    days = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
+    # From an hour ago to an hour on, every day (past midnight if need be).
+    start, end = (minute - 60) % 1440, (minute + 60) % 1440 or 1440
+    window = {"spec": "daily", "days": days, "start": start, "end": end}
+    run = Run(rstack, base_def)
+    run.definition["environments"]["production"]["windows"] = [window]
+    with run.redis() as r:
+        r.call("HSET", run.key(), "def", json.dumps(run.definition))
+    aborted_in_production(run, attempt=2)
+
+    status, body = call(rstack, "retry", run.id, "production")
+    assert status == 409 and body["error"]["code"] == "deny_window", body
+    ends = "T%02d:%02d:00" % divmod((minute + 60) % 1440, 60)
+    assert ends in body["error"]["message"], body
+    assert run.stage("production")["status"] == "aborted"
+    assert run.stage("production")["attempt"] == "2"
+    assert run.run_hash()["status"] == "aborted"
+
+    # The window, moved to the other side of the day, no longer holds.
+    window.update(start=(minute + 120) % 1440, end=(minute + 180) % 1440 or 1440)
+    with run.redis() as r:
+        r.call("HSET", run.key(), "def", json.dumps(run.definition))
+    status, body = call(rstack, "retry", run.id, "production")
+    assert status == 202, body
+    assert run.stage("production")["attempt"] == "3"
+
+
 def test_retry_of_a_deployment_without_strategy_and_of_later_environments(rstack, base_def):
     run = Run(rstack, base_def, strategies=())
     run.set_promotion("staging", status="failed", finished=now_ms())
