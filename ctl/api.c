@@ -26,6 +26,7 @@
 struct ctl_api {
 	CURL *curl;
 	char *base;
+	const char *ca_file; /* NULL: the system's CA certificates */
 	struct curl_slist *headers;
 };
 
@@ -56,6 +57,11 @@ struct ctl_api *ctl_api_new(const char *base_url)
 fail:
 	ctl_api_free(api);
 	return NULL;
+}
+
+void ctl_api_set_ca_file(struct ctl_api *api, const char *file)
+{
+	api->ca_file = file;
 }
 
 int ctl_api_set_token(struct ctl_api *api, const char *token)
@@ -155,6 +161,8 @@ static int request(struct ctl_api *api, const char *post, const char *path, json
 	curl_easy_setopt(api->curl, CURLOPT_HTTPHEADER, api->headers);
 	curl_easy_setopt(api->curl, CURLOPT_USERAGENT, "sluicectl/" CTL_VERSION);
 	curl_easy_setopt(api->curl, CURLOPT_PROTOCOLS_STR, "http,https");
+	if (api->ca_file)
+		curl_easy_setopt(api->curl, CURLOPT_CAINFO, api->ca_file);
 	curl_easy_setopt(api->curl, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(api->curl, CURLOPT_CONNECTTIMEOUT, CONNECT_TIMEOUT_S);
 	curl_easy_setopt(api->curl, CURLOPT_TIMEOUT, REQUEST_TIMEOUT_S);
@@ -303,6 +311,8 @@ int ctl_api_follow(struct ctl_api *api, const char *path, ctl_sse_cb cb, void *a
 		curl_easy_setopt(api->curl, CURLOPT_HTTPHEADER, headers);
 		curl_easy_setopt(api->curl, CURLOPT_USERAGENT, "sluicectl/" CTL_VERSION);
 		curl_easy_setopt(api->curl, CURLOPT_PROTOCOLS_STR, "http,https");
+		if (api->ca_file)
+			curl_easy_setopt(api->curl, CURLOPT_CAINFO, api->ca_file);
 		curl_easy_setopt(api->curl, CURLOPT_NOSIGNAL, 1L);
 		curl_easy_setopt(api->curl, CURLOPT_CONNECTTIMEOUT, CONNECT_TIMEOUT_S);
 		curl_easy_setopt(api->curl, CURLOPT_TIMEOUT, 0L);

@@ -21,6 +21,9 @@ struct ctl_api;
  * of memory. */
 struct ctl_api *ctl_api_new(const char *base_url);
 void ctl_api_free(struct ctl_api *api);
+/* Verifies an https agent against the CA certificates of file (PEM)
+ * instead of the system's. */
+void ctl_api_set_ca_file(struct ctl_api *api, const char *file);
 /* Sends "Authorization: Bearer token" with every request from now on. */
 int ctl_api_set_token(struct ctl_api *api, const char *token);
 /* A malloc'd copy of s percent-encoded for a path segment or query value. */

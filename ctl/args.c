@@ -20,6 +20,7 @@ enum opt_id {
 	OPT_REASON,
 	OPT_BY,
 	OPT_TOKEN_FILE,
+	OPT_CA_FILE,
 	OPT_BEFORE,
 	OPT_FOLLOW,
 	OPT_FULL
@@ -43,6 +44,7 @@ static const struct {
     {"--reason", OPT_REASON, 1},
     {"--by", OPT_BY, 1},
     {"--token-file", OPT_TOKEN_FILE, 1},
+    {"--ca-file", OPT_CA_FILE, 1},
     {"--before", OPT_BEFORE, 1},
     {"--follow", OPT_FOLLOW, 0},
     {"-f", OPT_FOLLOW, 0},
@@ -95,6 +97,15 @@ const char *ctl_args_url(const struct ctl_args *a)
 	if (env && *env)
 		return env;
 	return CTL_DEFAULT_URL;
+}
+
+const char *ctl_args_ca_file(const struct ctl_args *a)
+{
+	const char *env = getenv("SLUICE_CA_FILE");
+
+	if (a->ca_file)
+		return a->ca_file;
+	return env && *env ? env : NULL;
 }
 
 int ctl_args_token(const struct ctl_args *a, char *out, size_t outlen, char *err, size_t errlen)
@@ -221,6 +232,9 @@ static int parse_option(struct ctl_args *a, int argc, char **argv, int *i, char 
 		break;
 	case OPT_TOKEN_FILE:
 		a->token_file = value;
+		break;
+	case OPT_CA_FILE:
+		a->ca_file = value;
 		break;
 	case OPT_BEFORE:
 		a->before = value;

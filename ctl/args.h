@@ -38,6 +38,7 @@ struct ctl_args {
 	enum ctl_command cmd;
 	const char *url;	/* --url, NULL when not given */
 	const char *token_file; /* --token-file, NULL when not given */
+	const char *ca_file;	/* --ca-file, NULL when not given */
 	int json;
 	int help;	      /* --help or -h: show help for cmd (or general help) */
 	int version;	      /* --version */
@@ -65,6 +66,9 @@ struct ctl_args {
 int ctl_args_parse(struct ctl_args *a, int argc, char **argv, char *err, size_t errlen);
 /* --url, else a non-empty $SLUICE_URL, else CTL_DEFAULT_URL. */
 const char *ctl_args_url(const struct ctl_args *a);
+/* The CA certificates that verify an https agent: --ca-file, else a
+ * non-empty $SLUICE_CA_FILE, else NULL (the system's). */
+const char *ctl_args_ca_file(const struct ctl_args *a);
 /* The API token: the first line of --token-file, else a non-empty
  * $SLUICE_TOKEN, else none (0 with out[0] = '\0'). -1 with a message when
  * the file cannot be read or holds no token. */

@@ -238,6 +238,7 @@ int ctl_commands_run(const struct ctl_args *a, FILE *out, char *err, size_t errl
 		return -1;
 	}
 	explicit_bzero(token, sizeof(token));
+	ctl_api_set_ca_file(api, ctl_args_ca_file(a));
 	switch (a->cmd) {
 	case CTL_CMD_RUNS:
 		rc = cmd_runs(api, a, out, err, errlen);

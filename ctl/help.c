@@ -31,6 +31,8 @@ void ctl_help_usage(FILE *out)
 	      "  --url URL      agent address (default $SLUICE_URL, else " CTL_DEFAULT_URL ")\n"
 	      "  --token-file FILE\n"
 	      "                 API token from the first line of FILE (default $SLUICE_TOKEN)\n"
+	      "  --ca-file FILE CA certificates (PEM) that verify an https agent\n"
+	      "                 (default $SLUICE_CA_FILE, else the system's)\n"
 	      "  --json         print the API's JSON instead of a table\n"
 	      "  -h, --help     show help\n"
 	      "  --version      show the version\n"

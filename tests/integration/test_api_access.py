@@ -386,6 +386,17 @@ def test_tls_listener_with_a_self_signed_certificate(locked, tmp_path):
     wait_for("the TLS agent", up, 15, [agent])
     assert get("/api/v1/runs", TOKENS["reader"])[0] == 200
     assert get("/api/v1/runs")[0] == 401
+    # sluicectl verifies the agent against the given CA file (--ca-file or
+    # $SLUICE_CA_FILE); against the system's CAs the self-signed agent is
+    # refused with the reason.
+    url = "https://127.0.0.1:%d" % port
+    reader = {"SLUICE_TOKEN": TOKENS["reader"]}
+    r = locked.ctl("--url", url, "--ca-file", cert, "runs", env=reader)
+    assert r.returncode == 0, r.stderr
+    r = locked.ctl("--url", url, "pipelines", env=dict(reader, SLUICE_CA_FILE=cert))
+    assert r.returncode == 0, r.stderr
+    r = locked.ctl("--url", url, "runs", env=reader)
+    assert r.returncode == 1 and "certificate" in r.stderr.lower(), (r.returncode, r.stderr)
     # Plain HTTP on the TLS port gets no answer.
     with pytest.raises((http.client.HTTPException, OSError)):
         http_request(port, "GET", "/healthz", timeout=3)
