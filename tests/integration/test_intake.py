@@ -2,11 +2,16 @@
 the deliveries that should start a run do."""
 
 import json
+import socket
+import subprocess
+import threading
+import time
 import uuid
 
 import pytest
 
 from conftest import APP_REPO, HOOK_ID, fixture_payload, sign
+from harness import scaled
 
 
 def assert_error(status, body, expected):
@@ -200,10 +205,6 @@ def test_deliveries_arriving_during_a_redis_call_are_recorded_together_each_once
     script; each is still answered on its own, a delivery sent twice within
     the batch still gets one run. Redis is held still with CLIENT PAUSE; a
     MONITOR connection sees each script call with its arguments."""
-    import socket
-    import subprocess
-    import threading
-    import time
 
     def cli(*args):
         return subprocess.run(["redis-cli", "-p", str(stack.redis_port)] + list(args),
@@ -222,10 +223,12 @@ def test_deliveries_arriving_during_a_redis_call_are_recorded_together_each_once
         answers[slot] = stack.post_hook("push", payload, delivery=delivery)
 
     before = stack.run_count()
-    cli("CLIENT", "PAUSE", "1500", "ALL")
+    # Held for less than the agent's Redis timeout (redis.timeout, 5 s), or
+    # its call would fail on a slow machine.
+    cli("CLIENT", "PAUSE", str(int(min(scaled(1.5), 4) * 1000)), "ALL")
     threads = [threading.Thread(target=post, args=(first, "first"))]
     threads[0].start()
-    time.sleep(0.3)  # the first delivery's call is sent and held by the pause
+    time.sleep(min(scaled(0.3), 1))  # the first delivery's call is sent and held
     for i, delivery in enumerate(gathered + [twice]):
         threads.append(threading.Thread(target=post, args=(delivery, i)))
         threads[-1].start()
@@ -233,7 +236,7 @@ def test_deliveries_arriving_during_a_redis_call_are_recorded_together_each_once
         t.join(30)
     # MONITOR never falls silent (the agent's timers call Redis): read for
     # a while after the last answer.
-    seen, until = b"", time.monotonic() + 1
+    seen, until = b"", time.monotonic() + scaled(1)
     monitor.settimeout(0.2)
     while time.monotonic() < until:
         try:
