@@ -8,6 +8,7 @@
  */
 #include "queue/kafka.h"
 
+#include "lib/clock.h"
 #include "lib/log.h"
 
 #include <ctype.h>
@@ -27,6 +28,8 @@
 /* fetch.wait.max.ms bounds how long an idle fetch sits at the broker, and so
  * the pickup latency of a message produced into an idle partition. */
 #define CONSUMER_FETCH_WAIT_MS "10"
+/* How long a closing consumer waits for its group coordinator. */
+#define CONSUMER_CLOSE_MS 5000
 /* A consumer killed outright loses its partitions after this long. */
 #define CONSUMER_SESSION_TIMEOUT_MS 6000
 #define CONSUMER_HEARTBEAT_MS	    1000
@@ -839,19 +842,36 @@ void kafka_consumer_resume(struct kafka_consumer *c)
 
 /* Closing commits what kafka_consumer_done stored and leaves the group, so the
  * partitions move to another member at once rather than after the session
- * timeout. It blocks the loop briefly, which is acceptable at shutdown. Tickets
- * still outstanding are freed here; the caller must not pass them to
- * kafka_consumer_done afterwards. */
+ * timeout. It blocks the loop at shutdown, for CONSUMER_CLOSE_MS at most:
+ * librdkafka's own close waits for the group coordinator without end, and
+ * a process told to stop while its broker is away must stop all the same
+ * (its partitions then move after the session timeout, and what it had not
+ * committed is consumed again). Tickets still outstanding are freed here;
+ * the caller must not pass them to kafka_consumer_done afterwards. */
 void kafka_consumer_free(struct kafka_consumer *c)
 {
 	if (!c)
 		return;
 	wake_free(&c->wake, c->queue);
-	rd_kafka_resp_err_t e = rd_kafka_consumer_close(c->rk);
-	if (e)
-		log_warn("kafka consumer close", LOG_S("error", rd_kafka_err2str(e)));
+	rd_kafka_error_t *error = rd_kafka_consumer_close_queue(c->rk, c->queue);
+	if (error) {
+		log_warn("kafka consumer close", LOG_S("error", rd_kafka_error_string(error)));
+		rd_kafka_error_destroy(error);
+	}
+	/* The rebalance callback runs from the poll as ever; a message that
+	 * still arrives is not taken (its offset is not stored). */
+	long long deadline = clock_now_ms() + CONSUMER_CLOSE_MS;
+	while (!error && !rd_kafka_consumer_closed(c->rk) && clock_now_ms() < deadline) {
+		rd_kafka_message_t *m = rd_kafka_consumer_poll(c->rk, 50);
+		if (m)
+			rd_kafka_message_destroy(m);
+	}
+	int closed = rd_kafka_consumer_closed(c->rk);
+	if (!closed)
+		log_warn("kafka consumer not closed in time: leaving without the broker",
+			 LOG_I("waited_ms", CONSUMER_CLOSE_MS));
 	rd_kafka_queue_destroy(c->queue);
-	rd_kafka_destroy(c->rk);
+	rd_kafka_destroy_flags(c->rk, closed ? 0 : RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
 	while (c->parts) {
 		struct part *pt = c->parts;
 		c->parts = pt->next;

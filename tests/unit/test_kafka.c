@@ -503,6 +503,33 @@ static void a_consumer_closed_before_its_first_assignment_closes_cleanly(void **
 	cluster_stop(&cl);
 }
 
+static int is_assigned(void *arg)
+{
+	return kafka_consumer_assigned(arg) > 0;
+}
+
+/* Told to stop while its broker is away, a consumer stops all the same:
+ * librdkafka's close would wait for the group coordinator without end. */
+static void a_consumer_closes_when_its_broker_is_gone(void **state)
+{
+	(void)state;
+	struct cluster cl;
+	cluster_start(&cl, "gone", 1);
+	struct event_base *base = event_base_new();
+	static struct sink s;
+	sink_init(&s, 1, 0);
+	struct kafka_consumer *c = consumer_open(base, &cl, "gone-group", "gone", &s, &quick_group);
+	assert_true(run_until(base, is_assigned, c, 15000));
+	assert_int_equal(rd_kafka_mock_broker_set_down(cl.mc, 1), 0);
+	run_until(base, NULL, NULL, 500);
+	int64_t t0 = now_us();
+	kafka_consumer_free(c);
+	/* Returns: it waited for the coordinator a bounded time, not for ever. */
+	assert_true(now_us() - t0 < 30 * 1000000LL);
+	event_base_free(base);
+	cluster_stop(&cl);
+}
+
 static int all_reported(void *arg)
 {
 	const struct reports *r = arg;
@@ -668,6 +695,7 @@ int main(void)
 	    cmocka_unit_test(pause_holds_delivery_even_for_later_assignments_and_resume_restarts),
 	    cmocka_unit_test(a_paused_member_stays_paused_through_rebalances),
 	    cmocka_unit_test(a_consumer_closed_before_its_first_assignment_closes_cleanly),
+	    cmocka_unit_test(a_consumer_closes_when_its_broker_is_gone),
 	    cmocka_unit_test(producer_rides_out_an_outage_and_free_fails_what_is_left),
 	    cmocka_unit_test(messages_carry_the_cloudevents_content_type),
 	    cmocka_unit_test(brokers_resolve_reads_and_trims_the_first_line_of_a_file),
