@@ -151,6 +151,23 @@ def wait_for(what, check, timeout, procs=()):
         time.sleep(0.05)
 
 
+# --- the Lua scripts, as the binaries embed them -----------------------------
+
+LUA_SCRIPTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "queue", "scripts")
+
+
+def lua_script(name):
+    """queue/scripts/NAME.lua as the build embeds it: the files of lib/ first
+    (tools/embed-lua.sh)."""
+    lib = os.path.join(LUA_SCRIPTS, "lib")
+    parts = [os.path.join(lib, f) for f in sorted(os.listdir(lib)) if f.endswith(".lua")]
+    text = ""
+    for path in parts + [os.path.join(LUA_SCRIPTS, name + ".lua")]:
+        with open(path) as f:
+            text += f.read()
+    return text
+
+
 def redis_ping(port):
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=1) as s:

@@ -15,6 +15,7 @@ import pytest
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
 from conftest import http_request, pipeline, started_stack, wait_for  # noqa: E402
+from harness import lua_script  # noqa: E402
 from kafkawire import envelopes  # noqa: E402
 from resp import Redis  # noqa: E402
 
@@ -24,7 +25,6 @@ from resp import Redis  # noqa: E402
 # the re-queued attempt up at once. With a lease shorter than the failover the
 # attempt waits for the rebalance instead.
 LEASE_S = 12
-SCRIPTS = os.path.join(os.path.dirname(__file__), "..", "..", "queue", "scripts")
 FLAKY = ('if [ -e "$1" ]; then echo "second time lucky"; exit 0; fi; '
          'touch "$1"; echo "failing once"; exit 75')
 SLOW_ONCE = ('if [ -e "$1" ]; then echo quick; exit 0; fi; touch "$1"; exec sleep 30')
@@ -245,17 +245,6 @@ def test_sluicectl_cancel(rstack):
     assert again.returncode == 1 and "already finished" in again.stderr, again
 
 
-def script(name):
-    """A script as the build embeds it: the files of lib/ come first."""
-    lib = os.path.join(SCRIPTS, "lib")
-    parts = [os.path.join(lib, f) for f in sorted(os.listdir(lib)) if f.endswith(".lua")]
-    text = ""
-    for path in parts + [os.path.join(SCRIPTS, name + ".lua")]:
-        with open(path) as f:
-            text += f.read()
-    return text
-
-
 def outbox_topics(r, P):
     """The topic of each message in the outbox, oldest first."""
     topics = []
@@ -271,7 +260,7 @@ def test_a_due_delayed_entry_is_released_once(rstack):
         P = "t-release:"
         entry = json.dumps({"topic": "t.topic", "value": "v"})
         r.call("ZADD", P + "delayed", 1000, entry)
-        released = [r.call("EVAL", script("release"), 0, P, 2000, 100) for _ in range(2)]
+        released = [r.call("EVAL", lua_script("release"), 0, P, 2000, 100) for _ in range(2)]
         assert released == [1, 0]
         assert r.call("XLEN", P + "outbox") == 1
         assert r.call("ZCARD", P + "delayed") == 0
@@ -286,7 +275,7 @@ def test_an_expired_lease_is_reaped_once(rstack):
                "worker", "w:1:aa", "started", 500)
         r.call("ZADD", P + "leases", 1000, "r1/build")
         args = [P, "r1", "build", "1", 2000, 3, "jobs", "job-2", "dlq", "job-1", "results", "res"]
-        outcomes = [r.call("EVAL", script("reap"), 0, *args) for _ in range(2)]
+        outcomes = [r.call("EVAL", lua_script("reap"), 0, *args) for _ in range(2)]
         assert outcomes == [b"requeued", b"stale"]
         stage = r.hgetall(P + "run:r1:stage:build")
         assert stage["status"] == "queued" and stage["attempt"] == "2", stage

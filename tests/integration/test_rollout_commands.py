@@ -18,12 +18,12 @@ import time
 import pytest
 
 from conftest import http_request, pipeline, started_stack, wait_for
+from harness import lua_script
 from kafkawire import envelopes
 from resp import Redis
 
 P = "sluice:"
 REPO = "sluice-it/rollouts"
-SCRIPTS = os.path.join(os.path.dirname(__file__), "..", "..", "queue", "scripts")
 TOKENS = {name: "slc_" + secrets.token_hex(32) for name in ("reader", "approver", "ops")}
 ROLES = {"reader": "read", "approver": "approve", "ops": "admin"}
 IMAGE = "registry.local/shop@sha256:" + "b" * 64
@@ -742,17 +742,6 @@ def test_sluicectl_usage_errors_and_help(rstack):
 
 # --- the scripts, as the agent runs them --------------------------------------------
 
-def script(name):
-    """A script as the build embeds it: the files of lib/ come first."""
-    lib = os.path.join(SCRIPTS, "lib")
-    parts = [os.path.join(lib, f) for f in sorted(os.listdir(lib)) if f.endswith(".lua")]
-    text = ""
-    for path in parts + [os.path.join(SCRIPTS, name + ".lua")]:
-        with open(path) as f:
-            text += f.read()
-    return text
-
-
 def seed(r, prefix, stage_status, run_status="running", phase="Paused", command=None):
     d = {"name": "p", "stages": {"deploy@prod": {"kind": "deploy", "env": "prod", "needs": [],
                                                  "rollout": ROLLOUT}},
@@ -780,8 +769,8 @@ def test_script_rollout_command_twice_resumes_once(rstack):
         prefix = "t-cmd1:"
         seed(r, prefix, "paused")
         args = [prefix, "r1", "prod", "promote", "alice", "", 1000]
-        first = r.call("EVAL", script("rollout_command"), 0, *args)
-        second = r.call("EVAL", script("rollout_command"), 0, *args)
+        first = r.call("EVAL", lua_script("rollout_command"), 0, *args)
+        second = r.call("EVAL", lua_script("rollout_command"), 0, *args)
         assert first == [b"resumed", b"deploying", b"queued", 5], first
         # The stage is queued now, although its saved phase still says
         # Paused: a parked pause is over once queued.
@@ -800,13 +789,13 @@ def test_script_rollout_command_refusals_change_nothing(rstack):
         seed(r, prefix, "running", phase="Progressing", command="abort")
         before = r.hgetall(prefix + "run:r1:stage:deploy@prod")
         for command, want in (("promote", [b"aborting"]), ("promote_full", [b"aborting"])):
-            got = r.call("EVAL", script("rollout_command"), 0, prefix, "r1", "prod", command,
+            got = r.call("EVAL", lua_script("rollout_command"), 0, prefix, "r1", "prod", command,
                          "bob", "", 1000)
             assert got == want, (command, got)
-        got = r.call("EVAL", script("rollout_command"), 0, prefix, "r1", "nope", "abort", "bob",
+        got = r.call("EVAL", lua_script("rollout_command"), 0, prefix, "r1", "nope", "abort", "bob",
                      "", 1000)
         assert got == [b"unknown-env"], got
-        got = r.call("EVAL", script("rollout_command"), 0, prefix, "r9", "prod", "abort", "bob",
+        got = r.call("EVAL", lua_script("rollout_command"), 0, prefix, "r9", "prod", "abort", "bob",
                      "", 1000)
         assert got == [b"gone"], got
         assert r.hgetall(prefix + "run:r1:stage:deploy@prod") == before
@@ -819,12 +808,12 @@ def test_script_rollback_then_retry_is_refused(rstack):
         seed(r, prefix, "succeeded", run_status="succeeded")
         r.call("HSET", prefix + "env:p:prod", "current", "r1", "previous", "r0",
                "previous_image", OLD_IMAGE)
-        got = r.call("EVAL", script("rollback"), 0, prefix, "r1", "prod", "carol", "", 1000)
+        got = r.call("EVAL", lua_script("rollback"), 0, prefix, "r1", "prod", "carol", "", 1000)
         assert got == [b"rolling-back", b"rolling_back", b"queued", 6, b"r0",
                        OLD_IMAGE.encode()], got
         # The rollback failing leaves it to be rolled back again, not redeployed.
         r.call("HSET", prefix + "run:r1:stage:deploy@prod", "status", "failed")
         r.call("HSET", prefix + "run:r1:env:prod", "status", "rollback_failed")
         r.call("HDEL", prefix + "env:p:prod", "lock")
-        got = r.call("EVAL", script("rollout_retry"), 0, prefix, "r1", "prod", "carol", "", 1000)
+        got = r.call("EVAL", lua_script("rollout_retry"), 0, prefix, "r1", "prod", "carol", "", 1000)
         assert got == [b"not-failed", b"rollback failed"], got
