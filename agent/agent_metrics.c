@@ -335,8 +335,9 @@ int agent_metrics_start(struct agent *a)
 	    "Time from a request's arrival to its answer being sent, by route and status code.",
 	    METRICS_LABELS("route", "code"), http_bounds,
 	    sizeof(http_bounds) / sizeof(http_bounds[0]));
-	am->outbox_depth = metrics_gauge(m, "sluice_outbox_depth",
-					 "Messages in the outbox stream not yet published.", NULL);
+	am->outbox_depth = metrics_gauge(
+	    m, "sluice_outbox_depth",
+	    "Outbox stream entries not yet published (each of one or more messages).", NULL);
 	am->delayed_depth =
 	    metrics_gauge(m, "sluice_delayed_depth",
 			  "Entries of the delayed set (pauses, back-offs, window openings).", NULL);

@@ -1,5 +1,6 @@
 /* outbox: reads the outbox stream through the consumer group "dispatch",
- * produces each entry to Kafka and deletes it once delivered.
+ * produces each entry's messages to Kafka and deletes the entry once they
+ * are all delivered.
  *
  * Every entry this process has handed to Kafka (and not yet deleted) is a
  * struct flight, found by id so that a claim never produces a second copy of
@@ -9,9 +10,10 @@
  * outbox. Redis replies for reads and claims go through an anchor with a
  * reference count for the same reason.
  *
- * Delivery is at least once: an entry whose delete fails, or which is
- * claimed while another process still produces it, is produced again;
- * consumers recognise the copy by its CloudEvents id.
+ * Delivery is at least once: an entry whose delete fails, one of whose
+ * messages fails, or which is claimed while another process still produces
+ * it, is produced again (all its messages); consumers recognise the copy by
+ * its CloudEvents id.
  */
 #include "queue/outbox.h"
 
@@ -22,9 +24,11 @@
 
 #include "lib/log.h"
 
+/* Messages produced and not yet reported; an entry read is produced whole,
+ * so a read may go beyond this by its entries' messages. */
+#define MAX_IN_FLIGHT	   4096
 #define GROUP		   "dispatch"
 #define BATCH		   256
-#define MAX_IN_FLIGHT	   4096
 #define TICK_MS		   100
 #define CLAIM_EVERY_MS	   5000
 #define DEFAULT_CLAIM_IDLE 30000
@@ -42,6 +46,8 @@ struct flight {
 	struct flight *prev, *next; /* every flight of the outbox */
 	struct flight *hnext;	    /* bucket chain */
 	struct outbox *o;	    /* NULL once the outbox is freed */
+	int pending;		    /* its messages not yet reported */
+	int failed;		    /* one of them was not delivered */
 	int acking;		    /* delivered; waiting for or in an XDEL + XACK */
 	char id[];
 };
@@ -73,6 +79,7 @@ struct outbox {
 	struct flight *buckets[BUCKETS];
 	int n_flights;
 	int n_producing;
+	int n_messages; /* produced and not yet reported */
 
 	/* Delivered since the event loop last came round: acknowledged
 	 * together once the delivery reports at hand are all seen. */
@@ -243,13 +250,23 @@ static void on_delivered(const char *err, void *arg)
 {
 	struct flight *f = arg;
 	struct outbox *o = f->o;
+	f->pending--;
+	if (o)
+		o->n_messages--;
+	if (err && !f->failed) {
+		f->failed = 1;
+		if (o)
+			log_warn("outbox: delivery failed", LOG_S("id", f->id),
+				 LOG_S("error", err));
+	}
+	if (f->pending > 0)
+		return;
 	if (!o) {
 		free(f);
 		return;
 	}
-	if (err) {
+	if (f->failed) {
 		/* Left pending: a claim produces it again after claim_idle_ms. */
-		log_warn("outbox: delivery failed", LOG_S("id", f->id), LOG_S("error", err));
 		flight_remove(o, f);
 		free(f);
 		return;
@@ -266,17 +283,37 @@ static void on_delivered(const char *err, void *arg)
 
 /* --- producing entries --------------------------------------------------------- */
 
-static const redisReply *field(const redisReply *fields, const char *name)
+/* An entry's fields name its messages in order: topic, key (optional),
+ * value, and so on. Returns how many, or -1 if they do not read so. */
+static int count_messages(const redisReply *fields)
 {
-	if (!fields || fields->type != REDIS_REPLY_ARRAY)
-		return NULL;
-	for (size_t i = 0; i + 1 < fields->elements; i += 2) {
+	if (!fields || fields->type != REDIS_REPLY_ARRAY || fields->elements % 2)
+		return -1;
+	int n = 0, topic = 0;
+	for (size_t i = 0; i < fields->elements; i += 2) {
 		const redisReply *k = fields->element[i], *v = fields->element[i + 1];
-		if (k->type == REDIS_REPLY_STRING && v->type == REDIS_REPLY_STRING &&
-		    strcmp(k->str, name) == 0)
-			return v;
+		if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING)
+			return -1;
+		if (strcmp(k->str, "topic") == 0 && !topic && v->len > 0)
+			topic = 1;
+		else if (strcmp(k->str, "key") == 0 && topic)
+			continue;
+		else if (strcmp(k->str, "value") == 0 && topic)
+			topic = 0, n++;
+		else
+			return -1;
 	}
-	return NULL;
+	return topic || n == 0 ? -1 : n;
+}
+
+static void drop_entry(struct outbox *o, const char *id)
+{
+	/* It can never be produced; keeping it would only repeat this. */
+	log_error("outbox: dropping malformed entry", LOG_S("stream", o->stream), LOG_S("id", id));
+	if (o->r) {
+		redis_command(o->r, NULL, NULL, "XDEL %s %s", o->stream, id);
+		redis_command(o->r, NULL, NULL, "XACK %s " GROUP " %s", o->stream, id);
+	}
 }
 
 /* One stream entry: [id, [field, value, ...]]. */
@@ -289,39 +326,56 @@ static void produce_entry(struct outbox *o, const redisReply *entry)
 	if (flight_find(o, id))
 		return;
 	const redisReply *fields = entry->element[1];
-	const redisReply *topic = field(fields, "topic"), *key = field(fields, "key"),
-			 *value = field(fields, "value");
-	if (!topic || !value || topic->len == 0) {
-		/* It can never be produced; keeping it would only repeat this. */
-		log_error("outbox: dropping malformed entry", LOG_S("stream", o->stream),
-			  LOG_S("id", id));
-		if (o->r) {
-			redis_command(o->r, NULL, NULL, "XDEL %s %s", o->stream, id);
-			redis_command(o->r, NULL, NULL, "XACK %s " GROUP " %s", o->stream, id);
-		}
+	int n = count_messages(fields);
+	if (n < 0) {
+		drop_entry(o, id);
 		return;
 	}
-	char full[512];
-	if (topic->str[0] == '@')
-		snprintf(full, sizeof(full), "%s%s", o->topic_prefix, topic->str + 1);
-	else
-		snprintf(full, sizeof(full), "%s", topic->str);
 	struct flight *f = flight_add(o, id);
 	if (!f)
 		return;
-	/* Redis strings are NUL-terminated, so topic and key pass as C strings. */
-	if (kafka_produce(o->p, full, key ? key->str : NULL, value->str, value->len, on_delivered,
-			  f) < 0) {
-		flight_remove(o, f);
-		free(f);
+	/* Reported as one more until every message is handed over, so that
+	 * no report can finish the flight meanwhile. */
+	f->pending = 1;
+	o->n_messages++;
+	const char *key = NULL;
+	const redisReply *topic = NULL;
+	for (size_t i = 0; i < fields->elements; i += 2) {
+		const char *name = fields->element[i]->str;
+		const redisReply *v = fields->element[i + 1];
+		if (name[0] == 't') {
+			topic = v;
+			key = NULL;
+			continue;
+		}
+		if (name[0] == 'k') {
+			/* Redis strings are NUL-terminated: keys pass as C strings. */
+			key = v->str;
+			continue;
+		}
+		char full[512];
+		if (topic->str[0] == '@')
+			snprintf(full, sizeof(full), "%s%s", o->topic_prefix, topic->str + 1);
+		else
+			snprintf(full, sizeof(full), "%s", topic->str);
+		if (kafka_produce(o->p, full, key, v->str, v->len, on_delivered, f) < 0) {
+			f->failed = 1;
+			break;
+		}
+		f->pending++;
+		o->n_messages++;
 	}
+	on_delivered(NULL, f);
 }
 
-static void produce_entries(struct outbox *o, const redisReply *entries)
+/* Entries read are produced whole (they are this consumer's now); claimed
+ * ones only while there is room (the rest are claimed again later). */
+static void produce_entries(struct outbox *o, const redisReply *entries, int claimed)
 {
 	if (!entries || entries->type != REDIS_REPLY_ARRAY)
 		return;
-	for (size_t i = 0; i < entries->elements && o->n_flights < MAX_IN_FLIGHT; i++)
+	for (size_t i = 0; i < entries->elements && (!claimed || o->n_messages < MAX_IN_FLIGHT);
+	     i++)
 		produce_entry(o, entries->element[i]);
 }
 
@@ -358,7 +412,7 @@ static void on_read(struct redis *r, redisReply *reply, const char *err, void *a
 	if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 1 &&
 	    reply->element[0]->type == REDIS_REPLY_ARRAY && reply->element[0]->elements == 2) {
 		const redisReply *entries = reply->element[0]->element[1];
-		produce_entries(o, entries);
+		produce_entries(o, entries, 0);
 		if (entries->type == REDIS_REPLY_ARRAY)
 			got = entries->elements;
 	}
@@ -377,7 +431,7 @@ static void read_batch(struct outbox *o)
 	}
 	if (!o->r || !redis_connected(o->r))
 		return;
-	int room = MAX_IN_FLIGHT - o->n_flights;
+	int room = MAX_IN_FLIGHT - o->n_messages;
 	if (room <= 0)
 		return;
 	if (o->group_connect != redis_connect_count(o->r) &&
@@ -416,14 +470,14 @@ static void on_claimed(struct redis *r, redisReply *reply, const char *err, void
 	if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 2 ||
 	    reply->element[0]->type != REDIS_REPLY_STRING)
 		return;
-	produce_entries(o, reply->element[1]);
+	produce_entries(o, reply->element[1], 1);
 	if (strcmp(reply->element[0]->str, "0-0") != 0)
 		claim_from(o, reply->element[0]->str);
 }
 
 static void claim_from(struct outbox *o, const char *cursor)
 {
-	if (o->claiming || !o->r || !redis_connected(o->r) || o->n_flights >= MAX_IN_FLIGHT)
+	if (o->claiming || !o->r || !redis_connected(o->r) || o->n_messages >= MAX_IN_FLIGHT)
 		return;
 	if (redis_command(o->r, on_claimed, anchor_ref(o),
 			  "XAUTOCLAIM %s " GROUP " %s %d %s COUNT %d", o->stream, o->consumer,

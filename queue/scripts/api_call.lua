@@ -19,18 +19,17 @@ if run ~= '' and redis.call('EXISTS', P .. 'run:' .. run) == 1 then
 end
 -- Not about a run that exists: the envelope emit() writes, without the
 -- run's fields.
-local ms = sluice_now_ms()
-local seq = redis.call('INCR', P .. 'events:seq')
+local id, _, time = sluice_event_id(P)
 local subject = 'api' .. string.gsub(ARGV[6], '^/api/v1', '')
 local event = cjson.encode({
   specversion = '1.0',
-  id = string.format('%x-%x', ms, seq),
+  id = id,
   source = 'sluice',
   type = 'dev.sluice.api.call',
   subject = subject,
-  time = sluice_rfc3339(ms),
+  time = time,
   datacontenttype = 'application/json',
   data = data,
 })
-redis.call('XADD', P .. 'outbox', '*', 'topic', '@events', 'key', key, 'value', event)
+outbox_add(P, '@events', key, event)
 return 1

@@ -34,7 +34,7 @@ history[#history + 1] = {attempt = tonumber(attempt), status = ARGV[6], worker =
                          started = tonumber(st[4]), finished = tonumber(ARGV[10]),
                          exit_code = tonumber(ARGV[7]), signal = ARGV[8] ~= '' and ARGV[8] or nil}
 redis.call('HSET', skey, 'attempts', cjson.encode(history))
-redis.call('XADD', P .. 'outbox', '*', 'topic', ARGV[11], 'key', run, 'value', ARGV[12])
+outbox_add(P, ARGV[11], run, ARGV[12])
 -- The stage's retry policy travels with the event, so that a consumer can
 -- tell a failure that will be retried from a final one (config/retry.h).
 local def = cjson.decode(redis.call('HGET', P .. 'run:' .. run, 'def') or '{}')

@@ -41,6 +41,6 @@ end
 redis.call('HSET', skey, 'status', 'queued', 'attempt', tonumber(attempt) + 1, 'queued_at', now)
 redis.call('HDEL', skey, 'finished')
 redis.call('ZADD', P .. 'queued', now, member)
-redis.call('XADD', P .. 'outbox', '*', 'topic', ARGV[7], 'key', run, 'value', ARGV[8])
+outbox_add(P, ARGV[7], run, ARGV[8])
 emit_stage(P, 'stage.queued', run, stage, tonumber(attempt) + 1, {})
 return 'handed-back'

@@ -13,11 +13,25 @@
 -- Returns two strings per delivery, in order: "created" and the JSON array
 -- of its run ids, or "duplicate" and the array recorded for the first
 -- delivery when the delivery was seen before.
+-- What many runs of a call write to the same keys is written once at the
+-- end: the sorted sets' entries in one ZADD per key, the jobs and events in
+-- the outbox as entries of many messages (events.lua).
 local P = ARGV[1]
 local out = {}
+-- Sorted-set entries (score, member, ...) by key, added at the end.
+local zadds = {}
+
+local function zadd_later(key, score, member)
+  local t = zadds[key]
+  if not t then
+    t = {}
+    zadds[key] = t
+  end
+  t[#t + 1], t[#t + 2] = score, member
+end
 
 -- One run of the delivery whose fields d holds, from ARGV[i]; returns the
--- run's id and the index after it.
+-- index after it.
 local function record_run(d, i)
   local id, pipeline = ARGV[i], ARGV[i + 1]
   local rkey = P .. 'run:' .. id
@@ -36,9 +50,8 @@ local function record_run(d, i)
     if ARGV[s + 1] == 'queued' then
       redis.call('HSET', rkey .. ':stage:' .. name, 'status', 'queued', 'attempt', 1,
                  'queued_at', d.now)
-      redis.call('ZADD', P .. 'queued', d.now, id .. '/' .. name)
-      redis.call('XADD', P .. 'outbox', '*', 'topic', ARGV[s + 2], 'key', id,
-                 'value', ARGV[s + 3])
+      zadd_later(P .. 'queued', d.now, id .. '/' .. name)
+      outbox_add(P, ARGV[s + 2], id, ARGV[s + 3])
       emit_stage(P, 'stage.queued', id, name, 1, data({}))
     elseif ARGV[s + 1] == 'skipped' then
       -- Left out by its `when`: satisfied for its dependants (route.lua).
@@ -49,35 +62,46 @@ local function record_run(d, i)
       redis.call('HSET', rkey .. ':stage:' .. name, 'status', 'pending', 'attempt', 1)
     end
   end
-  redis.call('ZADD', P .. 'runs', d.now, id)
-  redis.call('ZADD', P .. 'pipeline:' .. pipeline .. ':runs', d.now, id)
-  return id, last + 1
+  zadd_later(P .. 'runs', d.now, id)
+  zadd_later(P .. 'pipeline:' .. pipeline .. ':runs', d.now, id)
+  return last + 1
 end
 
+outbox_hold()
 local i = 2
 while i <= #ARGV do
   local d = {id = ARGV[i], ttl = ARGV[i + 1], now = ARGV[i + 2], repository = ARGV[i + 3],
              event = ARGV[i + 4], ref = ARGV[i + 5], sha = ARGV[i + 6]}
   local nruns = tonumber(ARGV[i + 7])
   i = i + 8
-  local dkey = P .. 'delivery:' .. d.id
-  local seen = redis.call('GET', dkey)
+  -- The run ids are known before anything is written: the delivery is
+  -- remembered with them, and whether it was seen before is learnt, at once.
+  local ids, j = {}, i
+  for r = 1, nruns do
+    ids[r] = ARGV[j]
+    j = j + 5 + 4 * tonumber(ARGV[j + 4])
+  end
+  local list = '["' .. table.concat(ids, '","') .. '"]'
+  local seen = redis.call('SET', P .. 'delivery:' .. d.id, list, 'NX', 'GET', 'EX', d.ttl)
   if seen then
     -- Its runs' arguments are skipped unread.
-    for _ = 1, nruns do
-      i = i + 5 + 4 * tonumber(ARGV[i + 4])
-    end
     out[#out + 1] = 'duplicate'
     out[#out + 1] = seen
   else
-    local ids = {}
-    for r = 1, nruns do
-      ids[r], i = record_run(d, i)
+    for _ = 1, nruns do
+      i = record_run(d, i)
     end
-    local list = '["' .. table.concat(ids, '","') .. '"]'
-    redis.call('SET', dkey, list, 'EX', d.ttl)
     out[#out + 1] = 'created'
     out[#out + 1] = list
+  end
+  i = j
+end
+outbox_flush(P)
+-- unpack() is bounded by Lua's stack: at most ZADD_CHUNK entries a call.
+local ZADD_CHUNK = 1000
+for key, t in pairs(zadds) do
+  for k = 1, #t, 2 * ZADD_CHUNK do
+    redis.call('ZADD', key, unpack(t, k, math.min(k + 2 * ZADD_CHUNK - 1, #t)))
   end
 end
 return out

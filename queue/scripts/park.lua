@@ -29,7 +29,7 @@ local env = string.sub(stage, 8)
 if st[4] then
   redis.call('HSET', skey, 'status', 'queued', 'queued_at', now)
   redis.call('ZADD', P .. 'queued', now, run .. '/' .. stage)
-  redis.call('XADD', P .. 'outbox', '*', 'topic', ARGV[9], 'key', run, 'value', ARGV[10])
+  outbox_add(P, ARGV[9], run, ARGV[10])
   return 'resumed'
 end
 redis.call('HSET', skey, 'status', 'paused', 'paused_at', now)

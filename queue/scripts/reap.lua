@@ -66,7 +66,7 @@ if n < max then
   redis.call('HSET', skey, 'status', 'queued', 'attempt', n + 1, 'queued_at', now)
   redis.call('HDEL', skey, 'started', 'finished', 'error')
   redis.call('ZADD', P .. 'queued', now, member)
-  redis.call('XADD', P .. 'outbox', '*', 'topic', ARGV[7], 'key', run, 'value', ARGV[8])
+  outbox_add(P, ARGV[7], run, ARGV[8])
   emit_stage(P, 'stage.queued', run, stage, n + 1, {})
   return 'requeued'
 end
@@ -74,6 +74,6 @@ redis.call('HSET', skey, 'status', 'failed', 'finished', now, 'error', 'lost ' .
 emit_stage(P, 'stage.finished', run, stage, attempt,
            {status = 'failed', error = 'lost ' .. lost .. ' times',
             duration_ms = st[4] and now - tonumber(st[4]) or nil})
-redis.call('XADD', P .. 'outbox', '*', 'topic', ARGV[9], 'key', run, 'value', ARGV[10])
-redis.call('XADD', P .. 'outbox', '*', 'topic', ARGV[11], 'key', run, 'value', ARGV[12])
+outbox_add(P, ARGV[9], run, ARGV[10])
+outbox_add(P, ARGV[11], run, ARGV[12])
 return 'failed'

@@ -36,7 +36,7 @@ for _, entry in ipairs(due) do
       end
     end
     if send then
-      redis.call('XADD', P .. 'outbox', '*', 'topic', e.topic, 'key', e.run or '', 'value', e.value)
+      outbox_add(P, e.topic, e.run or '', e.value)
       published = published + 1
     end
   end

@@ -30,5 +30,5 @@ if st[2] ~= attempt then
 end
 redis.call('ZADD', P .. 'queued', now, member)
 redis.call('HSET', skey, 'queued_at', now)
-redis.call('XADD', P .. 'outbox', '*', 'topic', ARGV[7], 'key', run, 'value', ARGV[8])
+outbox_add(P, ARGV[7], run, ARGV[8])
 return 'requeued'

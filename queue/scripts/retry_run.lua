@@ -146,7 +146,7 @@ for _, name in ipairs(names) do
       redis.call('HSET', skey, 'status', 'queued', 'attempt', plan[name].attempt,
                  'queued_at', now)
       redis.call('ZADD', P .. 'queued', now, run .. '/' .. name)
-      redis.call('XADD', P .. 'outbox', '*', 'topic', job.topic, 'key', run, 'value', job.value)
+      outbox_add(P, job.topic, run, job.value)
       emit_stage(P, 'stage.queued', run, name, plan[name].attempt, {retry = true})
       queued[#queued + 1] = name
     else

@@ -46,7 +46,7 @@ if st[3] == '1' then
 end
 redis.call('HSET', skey, 'routed', '1')
 if ARGV[8] and ARGV[8] ~= '' then
-  redis.call('XADD', P .. 'outbox', '*', 'topic', ARGV[7], 'key', run, 'value', ARGV[8])
+  outbox_add(P, ARGV[7], run, ARGV[8])
 end
 local def = cjson.decode(r[2])
 local deploy_env = def.stages[stage] and def.stages[stage].env
@@ -115,7 +115,7 @@ for _, name in ipairs(names) do
       set_status(name, 'queued')
       redis.call('HSET', rkey .. ':stage:' .. name, 'queued_at', now)
       redis.call('ZADD', P .. 'queued', now, run .. '/' .. name)
-      redis.call('XADD', P .. 'outbox', '*', 'topic', job.topic, 'key', run, 'value', job.value)
+      outbox_add(P, job.topic, run, job.value)
       emit_stage(P, 'stage.queued', run, name,
                  redis.call('HGET', rkey .. ':stage:' .. name, 'attempt') or 1, {})
       started[#started + 1] = name

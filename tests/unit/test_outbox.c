@@ -238,6 +238,32 @@ static void entries_are_produced_in_order_and_deleted(void **state)
 	fixture_stop(&fx);
 }
 
+/* A script that writes many messages at once writes them as one entry:
+ * topic, key, value repeated. They are produced in order, a message without
+ * a key with none, and the entry is deleted once all are delivered. */
+static void an_entry_of_several_messages_is_produced_whole_in_order(void **state)
+{
+	(void)state;
+	struct fixture fx;
+	fixture_start(&fx, "t9:", "t9:outbox");
+	sync_ok(
+	    "XADD t9:outbox * topic %s key %s value %s topic %s key %s value %s topic %s value %s",
+	    TOPIC, "run-9", "{\"m\":1}", TOPIC, "run-9", "{\"m\":2}", TOPIC, "{\"m\":3}");
+	outbox_kick(fx.o);
+	assert_true(run_until(drained, &fx, 5000));
+
+	struct got g;
+	consume(&g, 3, 5000);
+	assert_int_equal(g.n, 3);
+	assert_string_equal(g.value[0], "{\"m\":1}");
+	assert_string_equal(g.value[1], "{\"m\":2}");
+	assert_string_equal(g.value[2], "{\"m\":3}");
+	assert_string_equal(g.key[0], "run-9");
+	assert_string_equal(g.key[1], "run-9");
+	assert_string_equal(g.key[2], "");
+	fixture_stop(&fx);
+}
+
 static void the_tick_finds_entries_without_a_kick(void **state)
 {
 	(void)state;
@@ -303,14 +329,28 @@ static void an_entry_left_by_a_dead_dispatcher_is_claimed_and_produced(void **st
 	fixture_stop(&fx);
 }
 
+/* Entries whose fields do not read as messages (no topic, a topic without
+ * a value, an empty topic, an unknown field) are dropped whole: none of
+ * their messages is produced, and none is retried. */
 static void a_malformed_entry_is_dropped_not_retried_forever(void **state)
 {
 	(void)state;
 	struct fixture fx;
 	fixture_start(&fx, "t4:", "t4:outbox");
 	sync_ok("XADD t4:outbox * key %s value %s", "run-4", "{}");
+	sync_ok("XADD t4:outbox * topic %s key %s value %s topic %s key %s", TOPIC, "run-4",
+		"{\"bad\":1}", TOPIC, "run-4");
+	sync_ok("XADD t4:outbox * topic %s key %s value %s", "", "run-4", "{\"bad\":2}");
+	sync_ok("XADD t4:outbox * topic %s key %s value %s color %s", TOPIC, "run-4", "{\"bad\":3}",
+		"red");
+	sync_ok("XADD t4:outbox * topic %s key %s value %s", TOPIC, "run-4", "{\"good\":1}");
 	outbox_kick(fx.o);
 	assert_true(run_until(drained, &fx, 3000));
+
+	struct got g;
+	consume(&g, 2, 2000);
+	assert_int_equal(g.n, 1);
+	assert_string_equal(g.value[0], "{\"good\":1}");
 	fixture_stop(&fx);
 }
 
@@ -325,23 +365,56 @@ static int one_pending(void *arg)
 	return pending_count(arg) == 1;
 }
 
+/* Writes to stream an entry whose last message is larger than the broker
+ * takes (2 MiB); with first, a small message with that value before it. */
+static void add_too_large(const char *stream, const char *first)
+{
+	size_t len = 2 * 1024 * 1024;
+	char *big = malloc(len);
+	assert_non_null(big);
+	memset(big, 'x', len);
+	redisReply *rep =
+	    first ? redisCommand(sync_redis,
+				 "XADD %s * topic %s key %s value %s topic %s key %s value %b",
+				 stream, TOPIC, "run", first, TOPIC, "run", big, len)
+		  : redisCommand(sync_redis, "XADD %s * topic %s key %s value %b", stream, TOPIC,
+				 "run", big, len);
+	assert_non_null(rep);
+	assert_int_equal(rep->type, REDIS_REPLY_STRING);
+	freeReplyObject(rep);
+	free(big);
+}
+
 static void an_entry_kafka_refuses_stays_pending(void **state)
 {
 	(void)state;
 	struct fixture fx;
 	fixture_start(&fx, "t7:", "t7:outbox");
-	size_t len = 2 * 1024 * 1024;
-	char *big = malloc(len);
-	assert_non_null(big);
-	memset(big, 'x', len);
-	redisReply *rep = redisCommand(sync_redis, "XADD t7:outbox * topic %s key %s value %b",
-				       TOPIC, "run-7", big, len);
-	freeReplyObject(rep);
-	free(big);
+	add_too_large("t7:outbox", NULL);
 	outbox_kick(fx.o);
 	assert_true(run_until(one_pending, "t7:outbox", 3000));
 	assert_int_equal(outbox_in_flight(fx.o), 0);
 	assert_int_equal(sync_int("XLEN %s", "t7:outbox"), 1);
+	fixture_stop(&fx);
+}
+
+/* One message of an entry refused: the entry stays pending whole, to be
+ * produced again (all its messages: delivery is at least once). */
+static void an_entry_with_one_message_refused_stays_pending_whole(void **state)
+{
+	(void)state;
+	struct fixture fx;
+	fixture_start(&fx, "t10:", "t10:outbox");
+	add_too_large("t10:outbox", "{\"first\":1}");
+	outbox_kick(fx.o);
+	assert_true(run_until(one_pending, "t10:outbox", 3000));
+	assert_true(run_until(nothing_outstanding, NULL, 5000));
+	assert_int_equal(outbox_in_flight(fx.o), 0);
+	assert_int_equal(sync_int("XLEN %s", "t10:outbox"), 1);
+	struct got g;
+	consume(&g, 1, 5000);
+	assert_int_equal(g.n, 1);
+	assert_string_equal(g.value[0], "{\"first\":1}");
 	fixture_stop(&fx);
 }
 
@@ -411,11 +484,13 @@ int main(void)
 	signal(SIGPIPE, SIG_IGN);
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(entries_are_produced_in_order_and_deleted),
+	    cmocka_unit_test(an_entry_of_several_messages_is_produced_whole_in_order),
 	    cmocka_unit_test(the_tick_finds_entries_without_a_kick),
 	    cmocka_unit_test(an_at_topic_gets_the_topic_prefix),
 	    cmocka_unit_test(an_entry_left_by_a_dead_dispatcher_is_claimed_and_produced),
 	    cmocka_unit_test(a_malformed_entry_is_dropped_not_retried_forever),
 	    cmocka_unit_test(an_entry_kafka_refuses_stays_pending),
+	    cmocka_unit_test(an_entry_with_one_message_refused_stays_pending_whole),
 	    cmocka_unit_test(the_group_is_created_again_after_redis_lost_everything),
 	    cmocka_unit_test(freeing_with_deliveries_in_flight_is_safe),
 	};

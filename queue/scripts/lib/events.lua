@@ -40,21 +40,71 @@ local function sluice_now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
+-- The clock and the ids of a script's events and jobs. A script is one
+-- moment: its events share one reading of the clock, and one INCR of
+-- events:seq numbers up to SLUICE_IDS_PER_SEQ of them (the sequence number
+-- of an id is seq * SLUICE_IDS_PER_SEQ + the event's place).
+local SLUICE_IDS_PER_SEQ = 4096
+local sluice_emit_ms, sluice_emit_time, sluice_emit_seq, sluice_emit_n
+
+-- Returns an id for a message of this script, its time in ms and that time
+-- as RFC 3339 text.
+local function sluice_event_id(P)
+  if not sluice_emit_ms then
+    sluice_emit_ms = sluice_now_ms()
+    sluice_emit_time = sluice_rfc3339(sluice_emit_ms)
+  end
+  if not sluice_emit_seq or sluice_emit_n == SLUICE_IDS_PER_SEQ then
+    sluice_emit_seq = redis.call('INCR', P .. 'events:seq') * SLUICE_IDS_PER_SEQ
+    sluice_emit_n = 0
+  end
+  local id = string.format('%x-%x', sluice_emit_ms, sluice_emit_seq + sluice_emit_n)
+  sluice_emit_n = sluice_emit_n + 1
+  return id, sluice_emit_ms, sluice_emit_time
+end
+
+-- Messages for Kafka go into the outbox stream. Each is an entry of its
+-- own, unless the script holds them (outbox_hold): then they gather and
+-- outbox_flush writes them as entries of up to SLUICE_HELD_PER_ENTRY
+-- messages each (fields topic, key, value repeated, in order), one XADD
+-- for many messages.
+local SLUICE_HELD_PER_ENTRY = 128
+local sluice_held
+
+local function outbox_flush(P)
+  if sluice_held and #sluice_held > 0 then
+    redis.call('XADD', P .. 'outbox', '*', unpack(sluice_held))
+  end
+  sluice_held = nil
+end
+
+local function outbox_hold()
+  sluice_held = {}
+end
+
+local function outbox_add(P, topic, key, value)
+  if not sluice_held then
+    redis.call('XADD', P .. 'outbox', '*', 'topic', topic, 'key', key, 'value', value)
+    return
+  end
+  local n = #sluice_held
+  sluice_held[n + 1], sluice_held[n + 2] = 'topic', topic
+  sluice_held[n + 3], sluice_held[n + 4] = 'key', key
+  sluice_held[n + 5], sluice_held[n + 6] = 'value', value
+  if n + 6 == 6 * SLUICE_HELD_PER_ENTRY then
+    outbox_flush(P)
+    outbox_hold()
+  end
+end
+
 -- type: the suffix after "dev.sluice." (e.g. "stage.finished"); run keys the
 -- message so one run's events stay in order; subject like
 -- "runs/<run>/stages/<stage>"; data a table. The run's id, pipeline,
 -- repository, sha and ref are added to data (read from the run unless the
 -- caller gave them all), so that a consumer (such as the commit statuses)
 -- needs nothing but the event.
-local sluice_emit_ms, sluice_emit_time
 local function emit(P, type, run, subject, data)
-  -- A script is one moment: its events share one reading of the clock.
-  if not sluice_emit_ms then
-    sluice_emit_ms = sluice_now_ms()
-    sluice_emit_time = sluice_rfc3339(sluice_emit_ms)
-  end
-  local ms = sluice_emit_ms
-  local seq = redis.call('INCR', P .. 'events:seq')
+  local id, _, time = sluice_event_id(P)
   data.run = run
   if not (data.pipeline and data.repository and data.sha and data.ref) then
     local r = redis.call('HMGET', P .. 'run:' .. run, 'pipeline', 'repository', 'sha', 'ref')
@@ -65,15 +115,15 @@ local function emit(P, type, run, subject, data)
   end
   local event = cjson.encode({
     specversion = '1.0',
-    id = string.format('%x-%x', ms, seq),
+    id = id,
     source = 'sluice',
     type = 'dev.sluice.' .. type,
     subject = subject,
-    time = sluice_emit_time,
+    time = time,
     datacontenttype = 'application/json',
     data = data,
   })
-  redis.call('XADD', P .. 'outbox', '*', 'topic', '@events', 'key', run, 'value', event)
+  outbox_add(P, '@events', run, event)
 end
 
 -- An event about one attempt of a stage: data gains stage and attempt, the

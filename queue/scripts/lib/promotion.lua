@@ -60,19 +60,18 @@ end
 -- The job of a deployment, as the agent's jobs_prepare writes it
 -- (queue/jobs.c): a worker cannot tell them apart.
 local function promo_job(P, run, stage, attempt)
-  local ms = sluice_now_ms()
-  local seq = redis.call('INCR', P .. 'events:seq')
+  local id, _, time = sluice_event_id(P)
   local value = cjson.encode({
     specversion = '1.0',
-    id = string.format('%x-%x', ms, seq),
+    id = id,
     source = 'sluice-agent',
     type = 'dev.sluice.job.requested',
     subject = 'runs/' .. run .. '/stages/' .. stage .. '/attempts/' .. attempt,
-    time = sluice_rfc3339(ms),
+    time = time,
     datacontenttype = 'application/json',
     data = {run = run, stage = stage, attempt = attempt, kind = 'deploy'},
   })
-  redis.call('XADD', P .. 'outbox', '*', 'topic', '@jobs.deploy', 'key', run, 'value', value)
+  outbox_add(P, '@jobs.deploy', run, value)
 end
 
 -- Takes the environment's lock and queues the deployment.
