@@ -22,30 +22,80 @@ int log_set_level(const char *name)
 	return -1;
 }
 
+/* A line is built in a buffer and written whole; what does not fit is cut,
+ * and the line still ends with a newline. */
+struct line {
+	char buf[4096];
+	size_t len;
+};
+
+static void put(struct line *l, const char *s, size_t n)
+{
+	size_t room = sizeof(l->buf) - 1 - l->len; /* one byte kept for the newline */
+	if (n > room)
+		n = room;
+	memcpy(l->buf + l->len, s, n);
+	l->len += n;
+}
+
+static void put_str(struct line *l, const char *s)
+{
+	put(l, s, strlen(s));
+}
+
+/* v in decimal, zero-padded to at least digits digits. */
+static void put_num(struct line *l, unsigned long long v, int digits)
+{
+	char text[24];
+	int n = 0;
+	do {
+		text[sizeof(text) - 1 - n++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v || n < digits);
+	put(l, text + sizeof(text) - n, (size_t)n);
+}
+
+static void put_int(struct line *l, long long v)
+{
+	if (v < 0)
+		put(l, "-", 1);
+	put_num(l, v < 0 ? 0 - (unsigned long long)v : (unsigned long long)v, 1);
+}
+
 /* A value is quoted when it is empty or holds anything but plain characters;
  * quotes, backslashes and control characters are escaped so that one event
  * is always one line. */
-static void put_value(FILE *f, const char *v)
+static void put_value(struct line *l, const char *v)
 {
 	int plain = *v != '\0';
 	for (const char *p = v; *p && plain; p++)
 		plain = (unsigned char)*p > ' ' && *p != '"' && *p != '=' && *p != '\\';
 	if (plain) {
-		fputs(v, f);
+		put_str(l, v);
 		return;
 	}
-	fputc('"', f);
-	for (const unsigned char *p = (const unsigned char *)v; *p; p++) {
-		if (*p == '"' || *p == '\\')
-			fprintf(f, "\\%c", *p);
-		else if (*p == '\n')
-			fputs("\\n", f);
-		else if (*p < ' ' || *p == 0x7f)
-			fprintf(f, "\\x%02x", *p);
-		else
-			fputc(*p, f);
+	static const char hex[] = "0123456789abcdef";
+	put(l, "\"", 1);
+	const unsigned char *run = (const unsigned char *)v;
+	for (const unsigned char *p = run;; p++) {
+		int quote = *p == '"' || *p == '\\';
+		if (*p && !quote && *p >= ' ' && *p != 0x7f)
+			continue;
+		put(l, (const char *)run, (size_t)(p - run));
+		run = p + 1;
+		if (!*p)
+			break;
+		if (quote) {
+			char esc[2] = {'\\', (char)*p};
+			put(l, esc, 2);
+		} else if (*p == '\n') {
+			put(l, "\\n", 2);
+		} else {
+			char esc[4] = {'\\', 'x', hex[*p >> 4], hex[*p & 0xf]};
+			put(l, esc, 4);
+		}
 	}
-	fputc('"', f);
+	put(l, "\"", 1);
 }
 
 /* systemd sets JOURNAL_STREAM to "<device>:<inode>" of the stream it
@@ -65,41 +115,47 @@ static int stderr_is_journal(void)
 void log_emit(enum log_level lvl, const char *msg, const struct log_field *fields, size_t n)
 {
 	static const char *names[] = {"debug", "info", "warn", "error"};
-	static const int prio[] = {7, 6, 4, 3};
+	static const char *prio[] = {"<7>", "<6>", "<4>", "<3>"};
 	if (lvl < min_level)
 		return;
-
-	char buf[4096];
-	FILE *f = fmemopen(buf, sizeof(buf), "w");
-	if (!f)
-		return;
+	struct line l;
+	l.len = 0;
 	if (stderr_is_journal()) {
-		fprintf(f, "<%d>", prio[lvl]);
+		put_str(&l, prio[lvl]);
 	} else {
 		struct timespec ts;
 		struct tm tm;
 		clock_gettime(CLOCK_REALTIME, &ts);
 		gmtime_r(&ts.tv_sec, &tm);
-		fprintf(f, "ts=%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ ", tm.tm_year + 1900,
-			tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-			ts.tv_nsec / 1000000);
+		put(&l, "ts=", 3);
+		put_num(&l, (unsigned long long)tm.tm_year + 1900, 4);
+		put(&l, "-", 1);
+		put_num(&l, (unsigned long long)tm.tm_mon + 1, 2);
+		put(&l, "-", 1);
+		put_num(&l, (unsigned long long)tm.tm_mday, 2);
+		put(&l, "T", 1);
+		put_num(&l, (unsigned long long)tm.tm_hour, 2);
+		put(&l, ":", 1);
+		put_num(&l, (unsigned long long)tm.tm_min, 2);
+		put(&l, ":", 1);
+		put_num(&l, (unsigned long long)tm.tm_sec, 2);
+		put(&l, ".", 1);
+		put_num(&l, (unsigned long long)ts.tv_nsec / 1000000, 3);
+		put(&l, "Z ", 2);
 	}
-	fprintf(f, "level=%s msg=", names[lvl]);
-	put_value(f, msg);
+	put(&l, "level=", 6);
+	put_str(&l, names[lvl]);
+	put(&l, " msg=", 5);
+	put_value(&l, msg);
 	for (size_t i = 0; i < n; i++) {
-		fprintf(f, " %s=", fields[i].key);
+		put(&l, " ", 1);
+		put_str(&l, fields[i].key);
+		put(&l, "=", 1);
 		if (fields[i].is_int)
-			fprintf(f, "%lld", fields[i].i);
+			put_int(&l, fields[i].i);
 		else
-			put_value(f, fields[i].s ? fields[i].s : "");
+			put_value(&l, fields[i].s ? fields[i].s : "");
 	}
-	fputc('\n', f);
-	long len = ftell(f);
-	fclose(f);
-	if (len <= 0 || (size_t)len >= sizeof(buf)) {
-		len = (long)strlen(buf);
-		if (len > 0 && buf[len - 1] != '\n' && (size_t)len < sizeof(buf) - 1)
-			buf[len++] = '\n';
-	}
-	fwrite(buf, 1, (size_t)len, stderr);
+	l.buf[l.len++] = '\n';
+	fwrite(l.buf, 1, l.len, stderr);
 }

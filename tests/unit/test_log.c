@@ -1,4 +1,5 @@
 /* logfmt lines on stderr: escaping, levels, and journald priority prefixes. */
+#include <limits.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -96,6 +97,32 @@ static void values_cannot_forge_lines_or_fields(void **state)
 	assert_int_equal(strchr(text, '\n') - text + 1, (long)strlen(text));
 }
 
+static void numbers_are_written_whole_with_their_sign(void **state)
+{
+	struct capture *c = *state;
+	log_info("n", LOG_I("zero", 0), LOG_I("neg", -42), LOG_I("min", LLONG_MIN),
+		 LOG_I("max", LLONG_MAX));
+	assert_non_null(strstr(captured(c), " zero=0 neg=-42 min=-9223372036854775808 "
+					    "max=9223372036854775807\n"));
+}
+
+/* A line longer than the logger's buffer is cut; it still ends with its
+ * newline, so the next line is not glued to it. */
+static void a_line_too_long_is_cut_and_stays_one_line(void **state)
+{
+	struct capture *c = *state;
+	char big[6000];
+	memset(big, 'a', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	log_info("long", LOG_S("value", big));
+	log_info("next");
+	const char *text = captured(c);
+	const char *nl = strchr(text, '\n');
+	assert_non_null(nl);
+	assert_int_equal(nl - text + 1, 4096);
+	assert_non_null(strstr(nl + 1, "level=info msg=next\n"));
+}
+
 static void journal_stream_gets_priority_prefix_without_timestamp(void **state)
 {
 	struct capture *c = *state;
@@ -137,6 +164,10 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(plain_line_has_timestamp_level_and_quoted_fields, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(numbers_are_written_whole_with_their_sign, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(a_line_too_long_is_cut_and_stays_one_line, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(values_cannot_forge_lines_or_fields, setup, teardown),
 	    cmocka_unit_test_setup_teardown(journal_stream_gets_priority_prefix_without_timestamp,
