@@ -221,18 +221,6 @@ void agent_metrics_run_created(struct agent *a, const char *pipeline)
 			    1);
 }
 
-void agent_metrics_run_finished(struct agent *a, const char *pipeline, const char *status)
-{
-	static const char *const statuses[] = {"succeeded", "failed",	  "cancelled",
-					       "rejected",  "superseded", NULL};
-	if (!a->metrics)
-		return;
-	if (!status || !listed(statuses, status, strlen(status)))
-		status = "other";
-	metrics_add(a->metrics->runs_finished, METRICS_LABELS(pipeline_label(a, pipeline), status),
-		    1);
-}
-
 /* --- depths and lag ------------------------------------------------------- */
 
 static void on_depth(struct redis *r, redisReply *reply, const char *err, void *arg,
@@ -259,6 +247,39 @@ static void on_delayed_depth(struct redis *r, redisReply *reply, const char *err
 	on_depth(r, reply, err, arg, ((struct agent_metrics *)arg)->delayed_depth);
 }
 
+/* The runs:finished hash, "<pipeline>/<status>" -> count, kept by the
+ * scripts that end runs (events.lua), whichever process runs them: the
+ * counter is the same on every agent. Pipelines not configured here and
+ * statuses not known are counted as "other". */
+static void on_runs_finished(struct redis *r, redisReply *reply, const char *err, void *arg)
+{
+	static const char *const statuses[] = {"succeeded", "failed",	  "cancelled",
+					       "rejected",  "superseded", NULL};
+	struct agent_metrics *am = arg;
+	(void)r;
+	if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements % 2) {
+		log_debug("metrics: finished runs not read",
+			  LOG_S("error", err ? err : "unexpected reply"));
+		metrics_add(am->refresh_errors, NULL, 1);
+		return;
+	}
+	metrics_reset(am->runs_finished);
+	for (size_t i = 0; i + 1 < reply->elements; i += 2) {
+		const redisReply *k = reply->element[i], *v = reply->element[i + 1];
+		const char *slash = k->type == REDIS_REPLY_STRING ? strrchr(k->str, '/') : NULL;
+		if (!slash || v->type != REDIS_REPLY_STRING)
+			continue;
+		char pipeline[256];
+		snprintf(pipeline, sizeof(pipeline), "%.*s", (int)(slash - k->str), k->str);
+		const char *status = slash + 1;
+		if (!listed(statuses, status, strlen(status)))
+			status = "other";
+		metrics_add(am->runs_finished,
+			    METRICS_LABELS(pipeline_label(am->agent, pipeline), status),
+			    strtod(v->str, NULL));
+	}
+}
+
 static void on_refresh(evutil_socket_t fd, short what, void *arg)
 {
 	struct agent_metrics *am = arg;
@@ -268,6 +289,8 @@ static void on_refresh(evutil_socket_t fd, short what, void *arg)
 	if (redis_command(a->redis, on_outbox_depth, am, "XLEN %soutbox", a->settings.key_prefix) <
 		0 ||
 	    redis_command(a->redis, on_delayed_depth, am, "ZCARD %sdelayed",
+			  a->settings.key_prefix) < 0 ||
+	    redis_command(a->redis, on_runs_finished, am, "HGETALL %sruns:finished",
 			  a->settings.key_prefix) < 0)
 		metrics_add(am->refresh_errors, NULL, 1);
 }
@@ -328,7 +351,8 @@ int agent_metrics_start(struct agent *a)
 			    METRICS_LABELS("pipeline"));
 	am->runs_finished =
 	    metrics_counter(m, "sluice_runs_finished_total",
-			    "Runs that reached a final status, by pipeline and status.",
+			    "Runs that reached a final status, by pipeline and status, counted in "
+			    "Redis for every agent together.",
 			    METRICS_LABELS("pipeline", "status"));
 	am->http_duration = metrics_histogram(
 	    m, "sluice_http_request_duration_seconds",
@@ -342,7 +366,7 @@ int agent_metrics_start(struct agent *a)
 	    metrics_gauge(m, "sluice_delayed_depth",
 			  "Entries of the delayed set (pauses, back-offs, window openings).", NULL);
 	am->refresh_errors = metrics_counter(m, "sluice_metrics_refresh_errors_total",
-					     "Depth readings that Redis did not answer.", NULL);
+					     "Readings from Redis that it did not answer.", NULL);
 	am->consumer_lag =
 	    metrics_gauge(m, "sluice_kafka_consumer_lag",
 			  "Messages of an assigned partition beyond the committed offset.",

@@ -27,7 +27,6 @@ void agent_metrics_request(struct agent *a, struct evhttp_request *req);
 void agent_metrics_serve(struct agent *a, struct evhttp_request *req);
 
 void agent_metrics_run_created(struct agent *a, const char *pipeline);
-void agent_metrics_run_finished(struct agent *a, const char *pipeline, const char *status);
 
 /* The route label of a request path: ids become "{id}" ("/api/v1/runs/{id}"),
  * a path outside the agent's endpoints is "other". */

@@ -18,7 +18,6 @@
 #include <string.h>
 
 #include "agent/agent.h"
-#include "agent/agent_metrics.h"
 #include "agent/promotion.h"
 #include "config/retry.h"
 #include "queue/jobs.h"
@@ -99,11 +98,8 @@ static void on_routed(struct redis *r, redisReply *reply, const char *err, void 
 			log_info("stage queued", LOG_S("run", c->run),
 				 LOG_S("stage", reply->element[i]->str));
 		const char *status = reply->element[1]->str;
-		if (strcmp(status, "succeeded") == 0 || strcmp(status, "failed") == 0) {
+		if (strcmp(status, "succeeded") == 0 || strcmp(status, "failed") == 0)
 			log_info("run finished", LOG_S("run", c->run), LOG_S("status", status));
-			agent_metrics_run_finished(
-			    c->agent, json_string_value(json_object_get(c->def, "name")), status);
-		}
 		outbox_kick(c->agent->outbox);
 	} else {
 		log_debug("result not routed", LOG_S("run", c->run), LOG_S("stage", c->stage),

@@ -113,6 +113,12 @@ local function emit(P, type, run, subject, data)
     data.sha = data.sha or r[3] or nil
     data.ref = data.ref or r[4] or nil
   end
+  if type == 'run.finished' or type == 'run.cancelled' then
+    -- Counted here, by whichever process ends the run, for the agents'
+    -- sluice_runs_finished_total.
+    redis.call('HINCRBY', P .. 'runs:finished',
+               tostring(data.pipeline or '') .. '/' .. tostring(data.status), 1)
+  end
   local event = cjson.encode({
     specversion = '1.0',
     id = id,
