@@ -10,10 +10,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
@@ -24,6 +26,11 @@
  * leader is gone and its group has been killed. */
 #define DRAIN_MS     1000
 #define DEFAULT_PATH "/usr/local/bin:/usr/bin:/bin"
+/* The child's stack until exec: child_main and child_exec need about 5 KiB
+ * (a PATH_MAX buffer and libc's syscall wrappers). A guard page below it
+ * turns an overflow into a fault rather than a write into whatever is
+ * mapped there. */
+#define CHILD_STACK (64 * 1024)
 
 enum stop_reason { STOP_NONE, STOP_TIMEOUT, STOP_CANCEL };
 enum child_step { STEP_SETUP, STEP_CHDIR, STEP_EXEC };
@@ -73,6 +80,7 @@ static struct {
 	struct event *sigchld;
 	struct process *list;
 	int running;
+	void *child_stack; /* CHILD_STACK bytes, shared by every spawn (see spawn_child) */
 } mod;
 
 static void on_readable(evutil_socket_t fd, short what, void *arg);
@@ -80,9 +88,16 @@ static void on_kill_timer(evutil_socket_t fd, short what, void *arg);
 static void on_drain_timer(evutil_socket_t fd, short what, void *arg);
 static void on_sigchld(evutil_socket_t sig, short what, void *arg);
 
-/* --- child side: only async-signal-safe calls between fork and exec ---- */
+/* --- child side: between clone and exec ---------------------------------
+ *
+ * The child shares the parent's memory (see spawn_child): it calls only
+ * async-signal-safe functions and writes nothing but its own stack (and
+ * errno, which the parent reads only when the clone itself failed). Nor is
+ * it instrumented by AddressSanitizer, whose runtime state it would share
+ * with the parent and which does not know its stack. */
+#define CHILD_CODE __attribute__((no_sanitize_address))
 
-static _Noreturn void child_fail(int report_fd, int step, int err)
+static CHILD_CODE _Noreturn void child_fail(int report_fd, int step, int err)
 {
 	struct child_report r = {.step = step, .err = err};
 	ssize_t n = write(report_fd, &r, sizeof(r));
@@ -92,7 +107,8 @@ static _Noreturn void child_fail(int report_fd, int step, int err)
 
 /* execvpe would search the worker's own PATH; the child's PATH is the one
  * in envp. Search order and error precedence follow execvp. */
-static _Noreturn void child_exec(const struct process_spec *spec, const char *path, int report_fd)
+static CHILD_CODE _Noreturn void child_exec(const struct process_spec *spec, const char *path,
+					    int report_fd)
 {
 	char *const *argv = (char *const *)spec->argv;
 	char *const *envp = (char *const *)spec->envp;
@@ -128,9 +144,20 @@ static _Noreturn void child_exec(const struct process_spec *spec, const char *pa
 	child_fail(report_fd, STEP_EXEC, err);
 }
 
-static _Noreturn void child_main(const struct process_spec *spec, const char *path, int out_w,
-				 int err_w, int report_fd, int max_fd)
+/* What the child needs, on the parent's stack: the parent is suspended
+ * until the child has exec'd or exited, so it stays valid. */
+struct child_args {
+	const struct process_spec *spec;
+	const char *path;
+	int out_w, err_w, report_fd;
+	int max_fd;
+};
+
+static CHILD_CODE int child_main(void *arg)
 {
+	const struct child_args *a = arg;
+	const struct process_spec *spec = a->spec;
+	int report_fd = a->report_fd;
 	struct sigaction dfl = {.sa_handler = SIG_DFL};
 	sigset_t none;
 
@@ -153,18 +180,18 @@ static _Noreturn void child_main(const struct process_spec *spec, const char *pa
 	/* Lift the sources above 2 first so that no dup2 onto 0..2 can
 	 * overwrite a source that happened to sit there. */
 	int in = fcntl(devnull, F_DUPFD, 3);
-	int out = fcntl(out_w, F_DUPFD, 3);
-	int errfd = fcntl(err_w, F_DUPFD, 3);
+	int out = fcntl(a->out_w, F_DUPFD, 3);
+	int errfd = fcntl(a->err_w, F_DUPFD, 3);
 	if (in < 0 || out < 0 || errfd < 0)
 		child_fail(report_fd, STEP_SETUP, errno);
 	if (dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(errfd, 2) < 0)
 		child_fail(report_fd, STEP_SETUP, errno);
 	/* Marked rather than closed so the report pipe stays open until exec. */
 	if (close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) < 0) {
-		for (int fd = 3; fd < max_fd; fd++)
+		for (int fd = 3; fd < a->max_fd; fd++)
 			fcntl(fd, F_SETFD, FD_CLOEXEC);
 	}
-	child_exec(spec, path, report_fd);
+	child_exec(spec, a->path, report_fd);
 }
 
 /* --- parent side ------------------------------------------------------ */
@@ -303,13 +330,21 @@ static int read_stat_ppid(pid_t pid, pid_t *ppid)
 
 /* A descendant that left its group with setsid() escapes the group kill.
  * As a subreaper we inherit it when its parent dies; with no child running
- * any more, every child of ours that is not a record is such a leftover. */
+ * any more, every child of ours that is not a record is such a leftover.
+ * Finding them means reading every process's stat, so that is done only
+ * when there is a child at all: usually there is none (ECHILD), and one
+ * waitid replaces a walk through /proc after every stage. */
 static void kill_leftovers(void)
 {
-	DIR *d = opendir("/proc");
+	siginfo_t si;
+	DIR *d;
 	struct dirent *e;
 	pid_t self = getpid();
 
+	memset(&si, 0, sizeof(si));
+	if (waitid(P_ALL, 0, &si, WEXITED | WNOHANG | WNOWAIT | __WALL) < 0 && errno == ECHILD)
+		return;
+	d = opendir("/proc");
 	if (d == NULL)
 		return;
 	while ((e = readdir(d)) != NULL) {
@@ -491,6 +526,18 @@ int process_init(struct event_base *base)
 		event_free(mod.sigchld);
 		mod.sigchld = NULL;
 	}
+	if (mod.child_stack == NULL) {
+		size_t guard = (size_t)sysconf(_SC_PAGESIZE);
+		char *map = mmap(NULL, guard + CHILD_STACK, PROT_READ | PROT_WRITE,
+				 MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+		if (map == MAP_FAILED || mprotect(map, guard, PROT_NONE) < 0) {
+			log_error("cannot map the spawn stack", LOG_S("error", strerror(errno)));
+			if (map != MAP_FAILED)
+				munmap(map, guard + CHILD_STACK);
+			return -1;
+		}
+		mod.child_stack = map + guard;
+	}
 	if (prctl(PR_SET_CHILD_SUBREAPER, 1) < 0) {
 		log_error("cannot become a child subreaper", LOG_S("error", strerror(errno)));
 		return -1;
@@ -537,6 +584,20 @@ static void close_fds(int *fds, size_t n)
 	}
 }
 
+/* Starts child_main the way posix_spawn does, with clone(CLONE_VM |
+ * CLONE_VFORK): the child runs in this process's memory and this thread is
+ * suspended until the child has exec'd or exited. A fork would copy the page
+ * tables of the whole worker (librdkafka's threads and buffers included) for
+ * the exec to throw away, and leave its pages copy-on-write meanwhile. One
+ * stack serves every spawn, since the caller waits while the child uses it.
+ * Valgrind runs such a clone as a fork, the child with a copy of the stack;
+ * the code is correct either way. */
+static pid_t spawn_child(struct child_args *a)
+{
+	return clone(child_main, (char *)mod.child_stack + CHILD_STACK,
+		     CLONE_VM | CLONE_VFORK | SIGCHLD, a);
+}
+
 struct process *process_spawn(const struct process_spec *spec, process_line_cb on_line,
 			      process_exit_cb on_exit, void *arg)
 {
@@ -569,27 +630,30 @@ struct process *process_spawn(const struct process_spec *spec, process_line_cb o
 	if (p->kill_timer == NULL || p->drain_timer == NULL)
 		goto fail;
 
-	const char *path = env_path(spec->envp);
-	int max_fd =
-	    getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 65536 ? (int)rl.rlim_cur : 65536;
-	/* Blocked across fork so that no parent handler runs in the child
-	 * before it has reset them. */
+	struct child_args ca = {.spec = spec,
+				.path = env_path(spec->envp),
+				.out_w = fds[1],
+				.err_w = fds[3],
+				.report_fd = fds[5],
+				.max_fd = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 65536
+					      ? (int)rl.rlim_cur
+					      : 65536};
+	/* Blocked across the clone so that no parent handler runs in the
+	 * child before it has reset them. */
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
-	pid_t pid = fork();
-	if (pid == 0)
-		child_main(spec, path, fds[1], fds[3], fds[5], max_fd);
-	int fork_errno = errno;
+	pid_t pid = spawn_child(&ca);
+	int spawn_errno = errno;
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (pid < 0) {
-		errno = fork_errno;
+		errno = spawn_errno;
 		goto fail;
 	}
 	close_fds(fds + 1, 1);
 	close_fds(fds + 3, 1);
 	close_fds(fds + 5, 1);
-	/* Also done here so that the group exists before this returns, whatever
-	 * the scheduling; EACCES means the child has exec'd and did it itself. */
+	/* The child did it before exec; this only matters where the clone ran
+	 * as a plain fork (see spawn_child). EACCES: the child has exec'd. */
 	setpgid(pid, pid);
 
 	ssize_t n;

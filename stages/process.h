@@ -53,7 +53,8 @@ typedef void (*process_line_cb)(enum process_stream s, const char *line, size_t 
  * process object is freed right after this returns. */
 typedef void (*process_exit_cb)(const struct process_result *r, void *arg);
 
-/* Once per process, before any spawn: SIGCHLD event and subreaper. */
+/* Once per process, before any spawn: SIGCHLD event, subreaper and the
+ * stack children start on. */
 int process_init(struct event_base *base);
 struct process *process_spawn(const struct process_spec *spec, process_line_cb on_line,
 			      process_exit_cb on_exit, void *arg);

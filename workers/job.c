@@ -26,6 +26,7 @@
 #include "stages/process.h"
 #include "stages/rollout.h"
 #include "lib/strv.h"
+#include "workers/defcache.h"
 #include "workers/stage_env.h"
 #include "workers/worker.h"
 #include "workers/worker_metrics.h"
@@ -48,8 +49,8 @@ struct job {
 	char stage[128];
 	int attempt;
 	int lease_ms;	 /* as claimed: a reload changes the lease of later jobs only */
-	json_t *runinfo; /* the run hash */
-	json_t *def;	 /* the run's pipeline definition */
+	json_t *runinfo; /* the run hash, without the definition */
+	json_t *def;	 /* the run's pipeline definition (shared with w->defs) */
 	struct checkout *checkout;
 	struct process *proc;
 	struct http *http;
@@ -240,6 +241,28 @@ static void on_recorded(struct redis *r, redisReply *reply, const char *err, voi
 	job_free(j);
 }
 
+/* The stage's "retry" and "max_attempts" for finish.lua, which puts them on
+ * the stage.finished event: taken from the definition decoded here, so that
+ * Redis does not decode the whole definition again for every stage. */
+static char *retry_policy(const struct job *j)
+{
+	const json_t *stage = json_object_get(json_object_get(j->def, "stages"), j->stage);
+	json_t *retry = json_object_get(stage, "retry");
+	json_t *max_attempts = json_object_get(stage, "max_attempts");
+	json_t *policy = json_object();
+	char *text;
+
+	if (!policy)
+		return NULL;
+	if (retry)
+		json_object_set(policy, "retry", retry);
+	if (max_attempts)
+		json_object_set(policy, "max_attempts", max_attempts);
+	text = json_dumps(policy, JSON_COMPACT);
+	json_decref(policy);
+	return text;
+}
+
 static void record(struct job *j)
 {
 	struct worker *w = j->w;
@@ -255,8 +278,11 @@ static void record(struct job *j)
 	if (j->exit_code[0])
 		json_object_set_new(data, "exit_code", json_integer(atoi(j->exit_code)));
 	char *value = envelope_encode("sluice-worker", "dev.sluice.stage.finished", subject, data);
+	char *policy = retry_policy(j);
 	json_decref(data);
-	if (!value) {
+	if (!value || !policy) {
+		free(value);
+		free(policy);
 		record_later(j, "out of memory");
 		return;
 	}
@@ -272,10 +298,12 @@ static void record(struct job *j)
 			      now,
 			      topic,
 			      value,
-			      j->outputs ? j->outputs : ""};
-	if (redis_script_run(w->redis, w->scripts.finish, on_recorded, j, 0, 13, argv, NULL) < 0)
+			      j->outputs ? j->outputs : "",
+			      policy};
+	if (redis_script_run(w->redis, w->scripts.finish, on_recorded, j, 0, 14, argv, NULL) < 0)
 		record_later(j, "script not sent");
 	free(value);
+	free(policy);
 }
 
 /* KEY=VALUE lines of $SLUICE_OUTPUT → a JSON object; lines that are not
@@ -1143,9 +1171,15 @@ static void on_claimed(struct redis *r, redisReply *reply, const char *err, void
 		job_free(j);
 		return;
 	}
-	j->runinfo = json_loads(reply->element[1]->str, 0, NULL);
+	j->runinfo = json_loadb(reply->element[1]->str, reply->element[1]->len, 0, NULL);
 	const char *def = json_string_value(json_object_get(j->runinfo, "def"));
-	j->def = def ? json_loads(def, 0, NULL) : NULL;
+	if (def) {
+		/* Not held yet (see claim): decoded once for the run's stages. */
+		json_decref(j->def);
+		j->def = json_loads(def, 0, NULL);
+		defcache_put(w->defs, j->run, j->def);
+		json_object_del(j->runinfo, "def");
+	}
 	log_info("stage started", LOG_S("run", j->run), LOG_S("stage", j->stage),
 		 LOG_I("attempt", j->attempt));
 	j->claimed_ms = clock_mono_ms();
@@ -1182,6 +1216,8 @@ void job_start(struct worker *w, const char *run, const char *stage, int attempt
 	claim(j);
 }
 
+/* With the run's definition at hand, the claim names the run's stages
+ * instead of having claim.lua send the definition (defcache.h). */
 static void claim(struct job *j)
 {
 	struct worker *w = j->w;
@@ -1189,8 +1225,29 @@ static void claim(struct job *j)
 	snprintf(attempt_text, sizeof(attempt_text), "%d", j->attempt);
 	snprintf(lease, sizeof(lease), "%d", j->lease_ms);
 	snprintf(now, sizeof(now), "%lld", (long long)clock_now_ms());
-	const char *argv[] = {
+	const char *fixed[] = {
 	    w->settings.key_prefix, j->run, j->stage, attempt_text, w->token, lease, now};
-	if (redis_script_run(w->redis, w->scripts.claim, on_claimed, j, 0, 7, argv, NULL) < 0)
+	size_t n = sizeof(fixed) / sizeof(fixed[0]);
+
+	if (!j->def)
+		j->def = defcache_get(w->defs, j->run);
+	json_t *stages = json_object_get(j->def, "stages");
+	const char **argv = malloc((n + 1 + json_object_size(stages)) * sizeof(*argv));
+	if (!argv) {
+		on_claimed(w->redis, NULL, "out of memory", j);
+		return;
+	}
+	memcpy(argv, fixed, sizeof(fixed));
+	if (stages) {
+		const char *name;
+		json_t *v;
+		argv[n++] = "have-def";
+		json_object_foreach(stages, name, v)
+		{
+			argv[n++] = name;
+		}
+	}
+	if (redis_script_run(w->redis, w->scripts.claim, on_claimed, j, 0, (int)n, argv, NULL) < 0)
 		on_claimed(w->redis, NULL, "script not sent", j);
+	free(argv);
 }

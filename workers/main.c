@@ -21,6 +21,7 @@
 #include "queue/envelope.h"
 #include "queue/lua.h"
 #include "stages/process.h"
+#include "workers/defcache.h"
 #include "workers/worker.h"
 #include "workers/worker_metrics.h"
 #include "workers/workspace.h"
@@ -284,7 +285,8 @@ int main(int argc, char **argv)
 		 rnd[1], rnd[2], rnd[3]);
 
 	w->base = event_base_new();
-	if (!w->base || process_init(w->base) < 0)
+	w->defs = defcache_new();
+	if (!w->base || !w->defs || process_init(w->base) < 0)
 		goto fail;
 	w->redis = redis_new(w->base, w->settings.redis_url, w->settings.redis_timeout_ms);
 	if (!w->redis)
@@ -339,6 +341,7 @@ fail:
 	if (w->redis)
 		redis_free(w->redis);
 	worker_metrics_stop(w);
+	defcache_free(w->defs);
 	if (w->producer)
 		kafka_producer_free(w->producer, SHUTDOWN_FLUSH_MS);
 	if (m.sigterm)

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <systemd/sd-daemon.h>
 
+#include "lib/clock.h"
 #include "lib/log.h"
 
 struct backlog_item {
@@ -23,16 +24,52 @@ static void notify_status(const struct worker *w)
 }
 
 /* Jobs the worker holds fetched beyond its slots. Pausing drops what the
- * client had prefetched, and a resumed partition may wait up to a second for
- * its next fetch (librdkafka's fetcher sleeps while every partition is
- * paused), so the backlog is deep enough to keep the slots busy across that
- * gap. The partitions are this worker's alone, so holding their next jobs
- * takes nothing from other members. */
+ * client had prefetched, and librdkafka's fetcher, asleep once every
+ * partition is paused and no fetch is in flight, notices a resume only when
+ * it next wakes: up to a second later. The backlog is deep enough to keep the
+ * slots busy across that gap: about two seconds of jobs at the rate they were
+ * started lately, at least BACKLOG_MIN and twice the slots, at most
+ * BACKLOG_MAX (which bounds the memory held). The consumer resumes as soon
+ * as there is room: a short pause finds a fetch still in flight, which wakes
+ * the fetcher, where a longer one would leave it asleep. The partitions are
+ * this worker's alone, so holding their next jobs takes nothing from other
+ * members. */
 #define BACKLOG_MIN 16
+#define BACKLOG_MAX 4096
 
-static int backlog_limit(const struct worker *w)
+/* Counts a job started, by second of the monotonic clock. */
+static void count_start(struct worker *w)
 {
-	return w->concurrency * 2 > BACKLOG_MIN ? w->concurrency * 2 : BACKLOG_MIN;
+	int64_t sec = clock_mono_ms() / 1000;
+	if (sec != w->started_sec) {
+		w->started_before = sec == w->started_sec + 1 ? w->started_now : 0;
+		w->started_now = 0;
+		w->started_sec = sec;
+	}
+	w->started_now++;
+}
+
+int worker_backlog_limit(const struct worker *w)
+{
+	int64_t sec = clock_mono_ms() / 1000;
+	int rate = 0;
+	if (sec == w->started_sec)
+		rate = w->started_now > w->started_before ? w->started_now : w->started_before;
+	else if (sec == w->started_sec + 1)
+		rate = w->started_now;
+	int limit = 2 * rate;
+	if (limit < 2 * w->concurrency)
+		limit = 2 * w->concurrency;
+	if (limit < BACKLOG_MIN)
+		limit = BACKLOG_MIN;
+	return limit > BACKLOG_MAX ? BACKLOG_MAX : limit;
+}
+
+static void start(struct worker *w, const char *run, const char *stage, int attempt,
+		  struct kafka_ticket *t)
+{
+	count_start(w);
+	job_start(w, run, stage, attempt, t);
 }
 
 /* Starts waiting jobs while slots are free, then pauses fetching while the
@@ -45,11 +82,11 @@ static void fill_slots(struct worker *w)
 		if (!w->backlog)
 			w->backlog_tail = &w->backlog;
 		w->backlog_len--;
-		job_start(w, b->run, b->stage, b->attempt, b->ticket);
+		start(w, b->run, b->stage, b->attempt, b->ticket);
 		free(b);
 	}
 	/* Draining, the consumer was paused for good (and may be gone). */
-	if (!w->draining && w->backlog_len < backlog_limit(w))
+	if (!w->draining && w->backlog_len < worker_backlog_limit(w))
 		kafka_consumer_resume(w->consumer);
 	else if (!w->draining)
 		kafka_consumer_pause(w->consumer);
@@ -60,7 +97,7 @@ void worker_offer(struct worker *w, const char *run, const char *stage, int atte
 		  struct kafka_ticket *t)
 {
 	if (w->running < w->concurrency && !w->backlog) {
-		job_start(w, run, stage, attempt, t);
+		start(w, run, stage, attempt, t);
 		notify_status(w);
 		return;
 	}
@@ -77,7 +114,7 @@ void worker_offer(struct worker *w, const char *run, const char *stage, int atte
 	*w->backlog_tail = b;
 	w->backlog_tail = &b->next;
 	/* Messages fetched before a pause took effect still arrive here. */
-	if (++w->backlog_len >= backlog_limit(w))
+	if (++w->backlog_len >= worker_backlog_limit(w))
 		kafka_consumer_pause(w->consumer);
 }
 

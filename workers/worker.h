@@ -3,12 +3,13 @@
  * The worker consumes sluice.jobs.<kind> for its kinds and runs up to
  * `concurrency` jobs at once; a job that arrives while every slot is busy
  * waits in the backlog (its offset not stored), and the partitions are paused
- * while the backlog is full (twice the slots, at least 16 jobs).
+ * while the backlog is full (worker_backlog_limit).
  */
 #ifndef SLUICE_WORKER_H
 #define SLUICE_WORKER_H
 
 #include <event2/event.h>
+#include <stdint.h>
 
 #include "config/config.h"
 #include "queue/kafka.h"
@@ -18,6 +19,7 @@
 struct job;
 struct backlog_item;
 struct worker_metrics;
+struct defcache;
 
 struct worker_scripts {
 	int claim;
@@ -36,7 +38,8 @@ struct worker {
 	struct kafka_producer *producer;
 	struct kafka_consumer *consumer;
 	struct outbox *outbox;
-	char token[160]; /* host:pid:random — names this worker in leases */
+	struct defcache *defs; /* the definitions of recent runs (defcache.h) */
+	char token[160];       /* host:pid:random — names this worker in leases */
 	int concurrency;
 	int running;
 	int draining;	  /* no new jobs; running ones finish */
@@ -44,6 +47,10 @@ struct worker {
 	struct job *jobs;
 	struct backlog_item *backlog, **backlog_tail;
 	int backlog_len;
+	/* Jobs started in the second started_sec of the monotonic clock and in
+	 * the one before: the rate worker_backlog_limit follows. */
+	int64_t started_sec;
+	int started_now, started_before;
 	struct worker_metrics *metrics; /* NULL when not set up (worker_metrics.h) */
 };
 
@@ -51,6 +58,9 @@ struct worker {
  * the backlog (offset not stored) and pause the consumer. */
 void worker_offer(struct worker *w, const char *run, const char *stage, int attempt,
 		  struct kafka_ticket *t);
+/* The backlog depth at which the consumer is paused: twice the jobs started
+ * in the last second, at least twice the slots and 16, at most 4096. */
+int worker_backlog_limit(const struct worker *w);
 /* A new slot count (a reload): starts waiting jobs when it grew. */
 void worker_set_concurrency(struct worker *w, int concurrency);
 /* Drops the backlog; those jobs are consumed again by the partitions' next owner. */

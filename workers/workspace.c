@@ -54,21 +54,35 @@ int workspace_path(const struct settings *s, const char *run, const char *stage,
 	return n < 0 || (size_t)n >= len ? -1 : 0;
 }
 
+/* buf[0..len) is a path to make. Tried as it is first: a stage directory
+ * in a run directory that exists already, or a directory that exists, costs
+ * one mkdir, and the parents are walked only after ENOENT. */
+static int make_dirs(char *buf, size_t len)
+{
+	if (mkdir(buf, 0755) == 0 || errno == EEXIST)
+		return 0;
+	if (errno != ENOENT)
+		return -1;
+	char *slash = memrchr(buf, '/', len);
+	if (!slash || slash == buf)
+		return -1;
+	*slash = '\0';
+	int rc = make_dirs(buf, (size_t)(slash - buf));
+	*slash = '/';
+	if (rc < 0)
+		return -1;
+	return mkdir(buf, 0755) < 0 && errno != EEXIST ? -1 : 0;
+}
+
 int workspace_make(const char *path)
 {
 	char buf[4096];
 	int n = snprintf(buf, sizeof(buf), "%s", path);
-	if (n < 0 || (size_t)n >= sizeof(buf))
+	if (n < 0 || (size_t)n >= sizeof(buf)) {
+		errno = ENAMETOOLONG;
 		return -1;
-	for (char *p = buf + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		if (mkdir(buf, 0755) < 0 && errno != EEXIST)
-			return -1;
-		*p = '/';
 	}
-	return mkdir(buf, 0755) < 0 && errno != EEXIST ? -1 : 0;
+	return make_dirs(buf, (size_t)n);
 }
 
 static void schedule(struct workspace *ws)

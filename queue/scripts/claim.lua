@@ -1,7 +1,10 @@
 -- claim: a worker takes one stage attempt: lease it and mark it running.
 --
 -- ARGV[1] key prefix, ARGV[2] run, ARGV[3] stage, ARGV[4] attempt,
--- ARGV[5] worker token, ARGV[6] lease (ms), ARGV[7] now (ms).
+-- ARGV[5] worker token, ARGV[6] lease (ms), ARGV[7] now (ms), then
+-- (optional) ARGV[8] "have-def" and the names of the run's stages, from a
+-- worker that holds the run's definition already (it never changes once
+-- recorded): the reply leaves the definition out, and nothing decodes it.
 -- Returns {"claimed", <JSON object of the run hash>}, or {reason} when the
 -- job is not to be run: "gone" (no such run or stage), "run-finished",
 -- "stale" (another attempt is current), "not-queued" (already running or
@@ -47,10 +50,20 @@ for i = 1, #flat, 2 do
   obj[flat[i]] = flat[i + 1]
 end
 -- The outputs of the run's stages ($SLUICE_OUTPUT), for ${<stage>.<KEY>}.
-local def = cjson.decode(obj.def or '{}')
+local names = {}
+if ARGV[8] == 'have-def' then
+  for i = 9, #ARGV do
+    names[#names + 1] = ARGV[i]
+  end
+  obj.def = nil
+else
+  for name, _ in pairs(cjson.decode(obj.def or '{}').stages or {}) do
+    names[#names + 1] = name
+  end
+end
 local outputs = {}
 local any = false
-for name, _ in pairs(def.stages or {}) do
+for _, name in ipairs(names) do
   local o = redis.call('HGET', rkey .. ':stage:' .. name, 'outputs')
   if o then
     outputs[name] = cjson.decode(o)

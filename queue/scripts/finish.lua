@@ -5,7 +5,9 @@
 -- ARGV[5] worker token, ARGV[6] status, ARGV[7] exit code or "",
 -- ARGV[8] signal name or "", ARGV[9] error text or "", ARGV[10] now (ms),
 -- ARGV[11] result topic, ARGV[12] result envelope, ARGV[13] (may be
--- absent or "") the stage's outputs as a JSON object.
+-- absent or "") the stage's outputs as a JSON object, ARGV[14] (may be
+-- absent) the stage's "retry" and "max_attempts" from the run's definition,
+-- as a JSON object, from a worker that has the definition decoded already.
 -- Returns "recorded", or "fenced" when this attempt is no longer the
 -- current one or no longer this worker's (its result is dropped).
 local P, run, stage, attempt, token = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
@@ -37,8 +39,13 @@ redis.call('HSET', skey, 'attempts', cjson.encode(history))
 outbox_add(P, ARGV[11], run, ARGV[12])
 -- The stage's retry policy travels with the event, so that a consumer can
 -- tell a failure that will be retried from a final one (config/retry.h).
-local def = cjson.decode(redis.call('HGET', P .. 'run:' .. run, 'def') or '{}')
-local sdef = def.stages and def.stages[stage] or {}
+local sdef
+if ARGV[14] then
+  sdef = cjson.decode(ARGV[14])
+else
+  local def = cjson.decode(redis.call('HGET', P .. 'run:' .. run, 'def') or '{}')
+  sdef = def.stages and def.stages[stage] or {}
+end
 local started = tonumber(st[4])
 emit_stage(P, 'stage.finished', run, stage, attempt,
            {status = ARGV[6], exit_code = tonumber(ARGV[7]),

@@ -9,6 +9,7 @@
 #include <cmocka.h>
 
 #include <dirent.h>
+#include <errno.h>
 #include <event2/event.h>
 #include <limits.h>
 #include <stdio.h>
@@ -150,6 +151,41 @@ static void test_workspace_path_is_per_run_and_stage(void **state)
 	assert_int_equal(workspace_path(&f->s, "r_1", "unit", tiny, sizeof(tiny)), -1);
 }
 
+static void test_workspace_make_creates_missing_parents_only(void **state)
+{
+	struct fx *f = *state;
+	char path[512], file[512];
+	struct stat st;
+
+	snprintf(path, sizeof(path), "%s/r_1/.outputs/deep", f->root);
+	assert_int_equal(workspace_make(path), 0);
+	assert_int_equal(stat(path, &st), 0);
+	assert_true(S_ISDIR(st.st_mode));
+	/* Existing directories, and a new one beside them, are fine. */
+	assert_int_equal(workspace_make(path), 0);
+	snprintf(path, sizeof(path), "%s/r_1/unit", f->root);
+	assert_int_equal(workspace_make(path), 0);
+	assert_int_equal(stat(path, &st), 0);
+	/* A file where a parent should be is an error, with errno. */
+	snprintf(file, sizeof(file), "%s/r_file", f->root);
+	FILE *fp = fopen(file, "w");
+	assert_non_null(fp);
+	fclose(fp);
+	snprintf(path, sizeof(path), "%s/r_file/unit", f->root);
+	errno = 0;
+	assert_int_equal(workspace_make(path), -1);
+	assert_int_equal(errno, ENOTDIR);
+	/* So is a path that does not fit. */
+	char *longp = malloc(5000);
+	assert_non_null(longp);
+	memset(longp, 'a', 4999);
+	longp[0] = '/';
+	longp[4999] = '\0';
+	assert_int_equal(workspace_make(longp), -1);
+	assert_int_equal(errno, ENAMETOOLONG);
+	free(longp);
+}
+
 static void load_text(struct fx *f, const char *text, struct settings *s, char *err, size_t errlen,
 		      int want)
 {
@@ -200,6 +236,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_free_space_shortage_removes_oldest_runs_first,
 					    setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_workspace_path_is_per_run_and_stage, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_workspace_make_creates_missing_parents_only, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_worker_settings_parse_and_fail_with_position,
 					    setup, teardown),

@@ -1,0 +1,98 @@
+"""claim.lua and finish.lua run as the worker runs them, on runs written by
+hand under key prefixes of their own in the shared stack's Redis.
+
+A claim that names the run's stages (a worker that holds the run's
+definition, workers/defcache.h) gets the run without the definition and the
+outputs of the stages it named; one that does not gets the definition and
+the outputs of every stage in it. The stage.finished event carries the
+stage's retry policy whether the worker sends it (ARGV[14]) or finish.lua
+reads it from the definition.
+"""
+
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
+from harness import lua_script  # noqa: E402
+from resp import Redis  # noqa: E402
+
+TOKEN = "host:1:aabbccdd"
+RETRY = {"max": 1, "backoff_ms": 100}
+DEF = {"stages": {
+    "build": {"kind": "build", "run": ["true"]},
+    "lint": {"kind": "test", "run": ["true"], "needs": ["build"]},
+    "test": {"kind": "test", "run": ["true"], "needs": ["build"], "retry": RETRY,
+             "max_attempts": 5},
+}}
+
+
+def write_run(r, P, run):
+    rkey = P + "run:" + run
+    r.call("HSET", rkey, "id", run, "status", "running", "pipeline", "p", "repository", "o/r",
+           "sha", "a" * 40, "ref", "refs/heads/main", "def", json.dumps(DEF))
+    r.call("HSET", rkey + ":stage:build", "status", "succeeded", "attempt", 1,
+           "outputs", json.dumps({"image": "reg.example/app@sha256:abc"}))
+    for stage in ("lint", "test"):
+        r.call("HSET", rkey + ":stage:" + stage, "status", "queued", "attempt", 1)
+
+
+def claim(r, P, run, stage, *names):
+    have = ["have-def"] + list(names) if names else []
+    reply = r.call("EVAL", lua_script("claim"), 0, P, run, stage, 1, TOKEN, 60000, 1000,
+                   *have)
+    assert reply[0] == b"claimed", reply
+    return json.loads(reply[1])
+
+
+def stage_finished_events(r, P):
+    events = []
+    for _, fields in r.call("XRANGE", P + "outbox", "-", "+"):
+        for i in range(0, len(fields), 6):
+            entry = dict(zip(fields[i:i + 6:2], fields[i + 1:i + 6:2]))
+            if entry[b"topic"] == b"@events":
+                event = json.loads(entry[b"value"])
+                if event["type"] == "dev.sluice.stage.finished":
+                    events.append(event["data"])
+    return events
+
+
+def test_a_claim_naming_the_stages_leaves_the_definition_out(stack):
+    with Redis(stack.redis_port) as r:
+        P = "t-claim:"
+        write_run(r, P, "r1")
+        full = claim(r, P, "r1", "lint")
+        assert json.loads(full["def"]) == DEF
+        assert full["outputs"] == {"build": {"image": "reg.example/app@sha256:abc"}}
+        assert full["sha"] == "a" * 40 and full["pipeline"] == "p"
+
+        short = claim(r, P, "r1", "test", "build", "lint", "test")
+        assert "def" not in short, short
+        assert short["outputs"] == {"build": {"image": "reg.example/app@sha256:abc"}}
+        assert short["sha"] == "a" * 40 and short["pipeline"] == "p"
+        assert r.call("HGET", P + "run:r1:stage:test", "status") == b"running"
+
+        # Only the stages named are looked at for outputs.
+        write_run(r, P, "r2")
+        assert "outputs" not in claim(r, P, "r2", "lint", "lint", "test")
+
+
+def finish(r, P, run, stage, *policy):
+    return r.call("EVAL", lua_script("finish"), 0, P, run, stage, 1, TOKEN, "failed", "3", "",
+                  "", 2000, "results", "{}", "", *policy)
+
+
+def test_the_finished_event_carries_the_retry_policy_sent_or_read(stack):
+    with Redis(stack.redis_port) as r:
+        for P, policy in (("t-finish-sent:", [json.dumps({"retry": RETRY,
+                                                           "max_attempts": 5})]),
+                          ("t-finish-read:", [])):
+            write_run(r, P, "r1")
+            claim(r, P, "r1", "test")
+            assert finish(r, P, "r1", "test", *policy) == b"recorded"
+            [data] = stage_finished_events(r, P)
+            assert data["stage"] == "test" and data["status"] == "failed", data
+            assert data["exit_code"] == 3, data
+            assert data["retry"] == RETRY and data["max_attempts"] == 5, (P, data)
+            stage = r.call("HGET", P + "run:r1:stage:test", "status")
+            assert stage == b"failed", stage

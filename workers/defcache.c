@@ -1,0 +1,77 @@
+/* defcache: the pipeline definitions of recent runs, by run id. */
+#include "workers/defcache.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct entry {
+	char run[128];
+	json_t *def; /* NULL: a free entry */
+	uint64_t used;
+};
+
+/* A handful of entries: a linear scan is as fast as anything else. */
+struct defcache {
+	struct entry e[DEFCACHE_RUNS];
+	uint64_t clock;
+};
+
+struct defcache *defcache_new(void)
+{
+	return calloc(1, sizeof(struct defcache));
+}
+
+void defcache_free(struct defcache *c)
+{
+	if (!c)
+		return;
+	for (size_t i = 0; i < DEFCACHE_RUNS; i++)
+		json_decref(c->e[i].def);
+	free(c);
+}
+
+json_t *defcache_get(struct defcache *c, const char *run)
+{
+	for (size_t i = 0; i < DEFCACHE_RUNS; i++) {
+		struct entry *e = &c->e[i];
+		if (e->def && strcmp(e->run, run) == 0) {
+			e->used = ++c->clock;
+			return json_incref(e->def);
+		}
+	}
+	return NULL;
+}
+
+/* The entry of run if there is one, else a free one, else the one used
+ * least recently. */
+static struct entry *slot_for(struct defcache *c, const char *run)
+{
+	struct entry *victim = &c->e[0];
+
+	for (size_t i = 0; i < DEFCACHE_RUNS; i++) {
+		if (c->e[i].def && strcmp(c->e[i].run, run) == 0)
+			return &c->e[i];
+	}
+	for (size_t i = 0; i < DEFCACHE_RUNS; i++) {
+		if (!c->e[i].def)
+			return &c->e[i];
+		if (c->e[i].used < victim->used)
+			victim = &c->e[i];
+	}
+	return victim;
+}
+
+void defcache_put(struct defcache *c, const char *run, json_t *def)
+{
+	/* A run id longer than an entry holds could not be told apart. */
+	if (!def || strlen(run) >= sizeof(c->e[0].run))
+		return;
+	struct entry *e = slot_for(c, run);
+	json_incref(def);
+	json_decref(e->def);
+	snprintf(e->run, sizeof(e->run), "%s", run);
+	e->def = def;
+	e->used = ++c->clock;
+}
