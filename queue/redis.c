@@ -499,11 +499,40 @@ static void on_connect_timeout(evutil_socket_t fd, short what, void *arg)
 		drop_now(r, "connect timed out");
 }
 
+int redis_version_ok(const char *info, char *found, size_t len)
+{
+	const char *v = info ? strstr(info, "redis_version:") : NULL;
+	if (!v)
+		return -1;
+	v += strlen("redis_version:");
+	snprintf(found, len, "%.*s", (int)strcspn(v, "\r\n"), v);
+	return atoi(found) >= REDIS_MIN_MAJOR;
+}
+
+/* A server older than the scripts need is not used: each connection to it
+ * is dropped, logged once, and tried again with back-off like any outage.
+ * A server that does not answer INFO is taken as it is. */
+static void on_version(struct redis *r, redisReply *reply, const char *err, void *arg)
+{
+	char found[32], why[96];
+	(void)arg;
+	if (err || !reply || reply->type != REDIS_REPLY_STRING ||
+	    redis_version_ok(reply->str, found, sizeof(found)) != 0)
+		return;
+	snprintf(why, sizeof(why), "redis %s is older than %d.0, which sluice needs", found,
+		 REDIS_MIN_MAJOR);
+	note_down(r, "redis: server too old", why);
+	schedule_drop(r, why);
+}
+
 /* The PING after the SCRIPT LOADs: its reply means the scripts are in. */
 static void on_ready(struct redis *r, redisReply *reply, const char *err, void *arg)
 {
 	(void)reply;
 	(void)arg;
+	/* Dropped meanwhile (a server too old). */
+	if (!err && r->state != CONN_LOADING)
+		return;
 	if (err) {
 		if (strcmp(err, "shutting down") != 0)
 			note_down(r, "redis: connect sequence failed", err);
@@ -534,10 +563,16 @@ static void on_hiredis_connect(const redisAsyncContext *ac, int status)
 		return;
 	}
 	r->state = CONN_LOADING;
+	char *buf = NULL;
+	int len = redisFormatCommand(&buf, "INFO server");
+	if (len < 0 || cmd_queue(r, on_version, NULL, buf, len, -1, 1) < 0) {
+		schedule_drop(r, "out of memory");
+		return;
+	}
 	for (int i = 0; i < r->nscripts; i++)
 		send_script_load(r, i);
-	char *buf = NULL;
-	int len = redisFormatCommand(&buf, "PING");
+	buf = NULL;
+	len = redisFormatCommand(&buf, "PING");
 	if (len < 0 || cmd_queue(r, on_ready, NULL, buf, len, -1, 1) < 0)
 		schedule_drop(r, "out of memory");
 }

@@ -6,7 +6,8 @@
  * its callback with reply == NULL and err set. Callbacks never run inside the
  * call that queued them. Lua scripts added with redis_script_add are loaded
  * (SCRIPT LOAD) on every connect and run by EVALSHA; a NOSCRIPT reply loads
- * the script again and retries once.
+ * the script again and retries once. A server older than Redis
+ * REDIS_MIN_MAJOR.0 (its INFO's redis_version) is not used.
  */
 #ifndef SLUICE_REDIS_H
 #define SLUICE_REDIS_H
@@ -14,6 +15,9 @@
 #include <event2/event.h>
 #include <hiredis/hiredis.h>
 #include <stddef.h>
+
+/* The scripts use SET with both NX and GET. */
+#define REDIS_MIN_MAJOR 7
 
 struct redis;
 
@@ -42,5 +46,9 @@ int redis_script_add(struct redis *r, const char *source);
 /* EVALSHA handle nkeys keys... args...: argv holds the keys first, then the args. */
 int redis_script_run(struct redis *r, int script, redis_cb cb, void *arg, int nkeys, int argc,
 		     const char **argv, const size_t *lens);
+
+/* From the text of INFO: 1 when its redis_version is REDIS_MIN_MAJOR.0 or
+ * later, 0 when older, -1 when it names none; found gets the version. */
+int redis_version_ok(const char *info, char *found, size_t len);
 
 #endif

@@ -11,6 +11,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "lib/clock.h"
@@ -355,6 +359,96 @@ static void free_inside_a_callback_is_safe(void **state)
 	run_for(50);
 }
 
+static void the_version_is_read_from_info(void **state)
+{
+	char found[32];
+	(void)state;
+	assert_int_equal(
+	    redis_version_ok("# Server\r\nredis_version:6.2.14\r\nredis_mode:standalone\r\n", found,
+			     sizeof(found)),
+	    0);
+	assert_string_equal(found, "6.2.14");
+	assert_int_equal(
+	    redis_version_ok("# Server\r\nredis_version:7.0.15\r\n", found, sizeof(found)), 1);
+	assert_string_equal(found, "7.0.15");
+	assert_int_equal(redis_version_ok("redis_version:10.0.0\r\n", found, sizeof(found)), 1);
+	assert_int_equal(redis_version_ok("# Server\r\nos:Linux\r\n", found, sizeof(found)), -1);
+	assert_int_equal(redis_version_ok(NULL, found, sizeof(found)), -1);
+}
+
+/* A stand-in for a Redis 6.2 server (none can be had here): it answers
+ * INFO with that version and anything else with +PONG, on every connection,
+ * until killed. Returns its pid; *port is where it listens. */
+static pid_t old_server(int *port)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t alen = sizeof(a);
+	assert_true(fd >= 0);
+	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	assert_int_equal(listen(fd, 16), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &alen), 0);
+	*port = ntohs(a.sin_port);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid > 0) {
+		close(fd);
+		return pid;
+	}
+	static const char info[] = "# Server\r\nredis_version:6.2.14\r\n";
+	char reply[128];
+	int rlen = snprintf(reply, sizeof(reply), "$%zu\r\n%s\r\n", strlen(info), info);
+	for (;;) {
+		int c = accept(fd, NULL, NULL);
+		if (c < 0)
+			_exit(1);
+		char buf[4096];
+		ssize_t n;
+		while ((n = read(c, buf, sizeof(buf) - 1)) > 0) {
+			buf[n] = '\0';
+			/* One answer per command ("*<n>\r\n" starts each). */
+			for (char *p = buf; (p = strchr(p, '*')) != NULL; p++) {
+				if (strncmp(p + 1, "2\r\n$4\r\nINFO\r\n", 13) == 0)
+					(void)!write(c, reply, (size_t)rlen);
+				else
+					(void)!write(c, "+PONG\r\n", 7);
+			}
+		}
+		close(c);
+	}
+}
+
+static pid_t old_pid;
+
+static int stop_old_server(void **state)
+{
+	(void)state;
+	if (old_pid > 0) {
+		kill(old_pid, SIGKILL);
+		waitpid(old_pid, NULL, 0);
+	}
+	old_pid = 0;
+	return 0;
+}
+
+static void a_server_older_than_7_is_not_used(void **state)
+{
+	int port, connects = 0;
+	char url[64];
+	(void)state;
+	old_pid = old_server(&port);
+	snprintf(url, sizeof(url), "127.0.0.1:%d", port);
+	struct redis *r = connect_client(url, 1000, &connects);
+	run_for(1000);
+	assert_int_equal(connects, 0);
+	assert_false(redis_connected(r));
+	struct result res = {0};
+	assert_int_equal(redis_command(r, record, &res, "PING"), 0);
+	assert_true(run_until(&res.called, 2000));
+	assert_string_equal(res.err, "not connected");
+	redis_free(r);
+}
+
 int main(void)
 {
 	signal(SIGPIPE, SIG_IGN);
@@ -368,6 +462,8 @@ int main(void)
 	    cmocka_unit_test(commands_fail_while_down_and_work_after_restart),
 	    cmocka_unit_test(free_fails_pending_commands_with_shutting_down),
 	    cmocka_unit_test(free_inside_a_callback_is_safe),
+	    cmocka_unit_test(the_version_is_read_from_info),
+	    cmocka_unit_test_teardown(a_server_older_than_7_is_not_used, stop_old_server),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
