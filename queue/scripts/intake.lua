@@ -30,8 +30,7 @@ local function zadd_later(key, score, member)
   t[#t + 1], t[#t + 2] = score, member
 end
 
--- One run of the delivery whose fields d holds, from ARGV[i]; returns the
--- index after it.
+-- One run of the delivery whose fields d holds, from ARGV[i].
 local function record_run(d, i)
   local id, pipeline = ARGV[i], ARGV[i + 1]
   local rkey = P .. 'run:' .. id
@@ -44,8 +43,7 @@ local function record_run(d, i)
     return t
   end
   emit(P, 'run.created', id, 'runs/' .. id, data({status = 'queued', event = d.event}))
-  local last = i + 4 + 4 * tonumber(ARGV[i + 4])
-  for s = i + 5, last, 4 do
+  for s = i + 5, i + 4 + 4 * tonumber(ARGV[i + 4]), 4 do
     local name = ARGV[s]
     if ARGV[s + 1] == 'queued' then
       redis.call('HSET', rkey .. ':stage:' .. name, 'status', 'queued', 'attempt', 1,
@@ -64,7 +62,6 @@ local function record_run(d, i)
   end
   zadd_later(P .. 'runs', d.now, id)
   zadd_later(P .. 'pipeline:' .. pipeline .. ':runs', d.now, id)
-  return last + 1
 end
 
 outbox_hold()
@@ -76,10 +73,10 @@ while i <= #ARGV do
   i = i + 8
   -- The run ids are known before anything is written: the delivery is
   -- remembered with them, and whether it was seen before is learnt, at once.
-  local ids, j = {}, i
+  local ids, starts = {}, {}
   for r = 1, nruns do
-    ids[r] = ARGV[j]
-    j = j + 5 + 4 * tonumber(ARGV[j + 4])
+    ids[r], starts[r] = ARGV[i], i
+    i = i + 5 + 4 * tonumber(ARGV[i + 4])
   end
   local list = '["' .. table.concat(ids, '","') .. '"]'
   local seen = redis.call('SET', P .. 'delivery:' .. d.id, list, 'NX', 'GET', 'EX', d.ttl)
@@ -88,13 +85,12 @@ while i <= #ARGV do
     out[#out + 1] = 'duplicate'
     out[#out + 1] = seen
   else
-    for _ = 1, nruns do
-      i = record_run(d, i)
+    for r = 1, nruns do
+      record_run(d, starts[r])
     end
     out[#out + 1] = 'created'
     out[#out + 1] = list
   end
-  i = j
 end
 outbox_flush(P)
 -- unpack() is bounded by Lua's stack: at most ZADD_CHUNK entries a call.
