@@ -283,17 +283,17 @@ static void on_delivered(const char *err, void *arg)
 
 /* --- producing entries --------------------------------------------------------- */
 
-/* An entry's fields name its messages in order: topic, key (optional),
- * value, and so on. Returns how many, or -1 if they do not read so. */
-static int count_messages(const redisReply *fields)
+/* Whether an entry's fields name messages, at least one, in order: topic,
+ * key (optional), value, and so on. */
+static int reads_as_messages(const redisReply *fields)
 {
 	if (!fields || fields->type != REDIS_REPLY_ARRAY || fields->elements % 2)
-		return -1;
+		return 0;
 	int n = 0, topic = 0;
 	for (size_t i = 0; i < fields->elements; i += 2) {
 		const redisReply *k = fields->element[i], *v = fields->element[i + 1];
 		if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING)
-			return -1;
+			return 0;
 		if (strcmp(k->str, "topic") == 0 && !topic && v->len > 0)
 			topic = 1;
 		else if (strcmp(k->str, "key") == 0 && topic)
@@ -301,9 +301,9 @@ static int count_messages(const redisReply *fields)
 		else if (strcmp(k->str, "value") == 0 && topic)
 			topic = 0, n++;
 		else
-			return -1;
+			return 0;
 	}
-	return topic || n == 0 ? -1 : n;
+	return !topic && n > 0;
 }
 
 static void drop_entry(struct outbox *o, const char *id)
@@ -326,8 +326,7 @@ static void produce_entry(struct outbox *o, const redisReply *entry)
 	if (flight_find(o, id))
 		return;
 	const redisReply *fields = entry->element[1];
-	int n = count_messages(fields);
-	if (n < 0) {
+	if (!reads_as_messages(fields)) {
 		drop_entry(o, id);
 		return;
 	}
