@@ -42,10 +42,13 @@ struct agent_scripts {
 	int rollback;
 };
 
+struct signature_keys;
+
 struct agent {
 	struct event_base *base;
 	struct settings settings;
 	struct pipeline_set pipelines;
+	struct signature_keys *signature_keys; /* the pipelines' secrets (signature.h) */
 	struct redis *redis;
 	struct agent_scripts scripts;
 	struct recorder *recorder; /* deliveries into Redis (record.h) */

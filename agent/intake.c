@@ -172,23 +172,14 @@ void intake_handle(struct evhttp_request *req, struct agent *a)
 	if (!body)
 		body = "";
 
-	/* Each distinct secret is tried once; only pipelines whose secret
-	 * verified are candidates. */
+	/* Only pipelines whose secret verified are candidates. */
 	size_t n = a->pipelines.n;
 	char *verified = calloc(n ? n : 1, 1);
-	int any = 0;
-	for (size_t i = 0; verified && i < n; i++) {
-		size_t j;
-		for (j = 0; j < i; j++) {
-			if (strcmp(a->pipelines.items[j].secret, a->pipelines.items[i].secret) == 0)
-				break;
-		}
-		verified[i] = j < i ? verified[j]
-				    : (char)signature_verify(a->pipelines.items[i].secret, body,
-							     len, signature);
-		any |= verified[i];
+	if (!verified) {
+		http_reply_error(req, 500, "internal", "out of memory");
+		return;
 	}
-	if (!any) {
+	if (!signature_keys_verify(a->signature_keys, body, len, signature, verified)) {
 		free(verified);
 		log_warn("webhook signature not verified", LOG_S("delivery", delivery),
 			 LOG_S("event", event));

@@ -18,6 +18,7 @@
 #include "agent/logstream.h"
 #include "agent/record.h"
 #include "agent/reload.h"
+#include "agent/signature.h"
 #include "agent/statuses.h"
 #include "agent/tls.h"
 #include "lib/clock.h"
@@ -207,6 +208,13 @@ int main(int argc, char **argv)
 		settings_clear(&a.settings);
 		return 1;
 	}
+	a.signature_keys = signature_keys_new(&a.pipelines);
+	if (!a.signature_keys) {
+		fprintf(stderr, "sluice-agent: cannot prepare the webhook secrets\n");
+		pipelines_clear(&a.pipelines);
+		settings_clear(&a.settings);
+		return 1;
+	}
 	char host[64] = "localhost";
 	gethostname(host, sizeof(host) - 1);
 	snprintf(a.consumer_name, sizeof(a.consumer_name), "agent:%s:%d", host, (int)getpid());
@@ -301,6 +309,7 @@ fail:
 		event_free(sighup);
 	if (a.base)
 		event_base_free(a.base);
+	signature_keys_free(a.signature_keys);
 	pipelines_clear(&a.pipelines);
 	settings_clear(&a.settings);
 	curl_global_cleanup();

@@ -1,9 +1,11 @@
 /* reload: SIGHUP re-reads sluice.yaml and the pipelines directory. */
 #include "agent/reload.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "agent/auth.h"
+#include "agent/signature.h"
 #include "agent/statuses.h"
 #include "lib/log.h"
 
@@ -79,6 +81,13 @@ int agent_reload(const struct agent_reload *r)
 		settings_clear(&next);
 		goto refused;
 	}
+	struct signature_keys *keys = signature_keys_new(&pipelines);
+	if (!keys) {
+		snprintf(err, sizeof(err), "cannot prepare the webhook secrets");
+		pipelines_clear(&pipelines);
+		settings_clear(&next);
+		goto refused;
+	}
 	for (size_t i = 0; restart_keys[i]; i++) {
 		if (settings_differ(&a->settings, &next, restart_keys[i]) == 1)
 			log_warn("setting changed but needs a restart; old value kept",
@@ -107,6 +116,8 @@ int agent_reload(const struct agent_reload *r)
 	log_changes(&a->pipelines, &pipelines);
 	pipelines_clear(&a->pipelines);
 	a->pipelines = pipelines;
+	signature_keys_free(a->signature_keys);
+	a->signature_keys = keys;
 	log_info("configuration reloaded", LOG_I("pipelines", a->pipelines.n),
 		 LOG_S("pipelines_dir", a->settings.pipelines_dir),
 		 LOG_S("log_level", a->settings.log_level));

@@ -13,12 +13,25 @@
 
 #include "agent/github.h"
 #include "agent/signature.h"
+#include "config/config.h"
 #include "config/when.h"
 #include "lib/glob.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static json_t *def;
+static struct signature_keys *keys;
+
+/* Two pipelines, two secrets, as intake holds them. */
+static struct signature_keys *pipeline_keys(void)
+{
+	static struct pipeline p[] = {{.secret = "It's a Secret to Everybody"},
+				      {.secret = "another secret"}};
+	static const struct pipeline_set set = {p, 2};
+	if (!keys)
+		keys = signature_keys_new(&set);
+	return keys;
+}
 
 static const json_t *pipeline_def(void)
 {
@@ -51,13 +64,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	/* The body as intake gets it: evbuffer_pullup'd, not NUL-terminated. */
 	size_t len = (size_t)(end - p);
 	char *body = malloc(len ? len : 1);
-	char err[256];
+	char err[256], verified[2];
 	struct github_event ev;
 
-	if (!event || !sig || !body)
+	if (!event || !sig || !body || !pipeline_keys())
 		goto out;
 	memcpy(body, p, len);
-	(void)signature_verify("It's a Secret to Everybody", body, len, sig);
+	(void)signature_keys_verify(keys, body, len, sig, verified);
 	if (github_event_parse(event, body, len, &ev, err, sizeof(err)) == 0 && !ev.no_build) {
 		size_t queued = 0;
 		const char *text = ev.tag ? ev.tag : ev.branch;

@@ -1,5 +1,6 @@
 """SIGHUP reloads: the agent picks up a new pipeline file and refuses an
-invalid one (naming its position) while the old pipelines keep working; the
+invalid one (naming its position) while the old pipelines keep working, and
+verifies webhooks under a secret changed in its file; the
 worker applies a new concurrency and reports settings that need a restart."""
 
 import os
@@ -78,6 +79,27 @@ def test_agent_reload_adds_a_pipeline_and_refuses_an_invalid_file(reload_stack):
     log = hup_and_wait(s.agent, "configuration reloaded")
     assert 'msg="pipeline removed" pipeline=added' in log, log
     assert run_for(s, ADDED_REPO) == []
+
+
+def test_agent_reload_takes_a_new_webhook_secret(reload_stack):
+    s = reload_stack
+    path = os.path.join(s.root, "pipelines.d", "webhook-secret")
+    new_secret = "rotated-" + s.secret
+    with open(path, "w") as f:
+        f.write(new_secret)
+    try:
+        hup_and_wait(s.agent, "configuration reloaded")
+        # The old secret no longer verifies; the new one does.
+        status, body = s.post_hook("push", s.push_payload(KEPT_REPO))
+        assert status == 401 and body["error"]["code"] == "bad_signature", (status, body)
+        status, body = s.post_hook("push", s.push_payload(KEPT_REPO), secret=new_secret)
+        assert status == 202 and len(body["runs"]) == 1, (status, body)
+        assert s.wait_run(body["runs"][0])["status"] == "succeeded"
+    finally:
+        with open(path, "w") as f:
+            f.write(s.secret)
+        hup_and_wait(s.agent, "configuration reloaded")
+    assert len(run_for(s, KEPT_REPO)) == 1
 
 
 def test_worker_reload_applies_concurrency_and_reports_restart_settings(reload_stack):
