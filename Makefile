@@ -117,6 +117,12 @@ $(BUILD)/tests/%: tests/unit/%.c $(AGENT_LIB_OBJ) $(WORKER_LIB_OBJ) $(BUILD)/lib
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(TEST_LDLIBS)
 
+# The devbroker's free() replaces the process's own: its test links nothing
+# else of sluice.
+$(BUILD)/tests/test_quarantine: tests/unit/test_quarantine.c $(BUILD)/queue/devbroker/quarantine.o
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(TEST_LDLIBS)
+
 # --- tests ----------------------------------------------------------------
 
 unit: check-pkgs $(UNIT_BINS)
