@@ -66,19 +66,36 @@ def record_batch(key, value):
     return struct.pack(">qi", 0, len(head) + len(after_crc)) + head + after_crc
 
 
+def read_string(buf, pos):
+    """The Kafka string at buf[pos:] (None when null) and the position after it."""
+    n = struct.unpack(">h", buf[pos:pos + 2])[0]
+    pos += 2
+    if n < 0:
+        return None, pos
+    return buf[pos:pos + n].decode(), pos + n
+
+
 class Client:
-    def __init__(self, bootstrap):
+    def __init__(self, bootstrap, timeout=5):
         host, port = bootstrap.split(",")[0].rsplit(":", 1)
-        self.sock = socket.create_connection((host, int(port)), timeout=5)
+        self.sock = socket.create_connection((host, int(port)), timeout=timeout)
         self.corr = 0
 
     def close(self):
         self.sock.close()
 
     def call(self, api_key, version, body):
+        self.send(api_key, version, body)
+        return self.answer()
+
+    def send(self, api_key, version, body):
+        """Sends a request; answer() reads its answer, for requests the
+        broker answers late (a JoinGroup, once the rebalance ends)."""
         self.corr += 1
         req = struct.pack(">hhi", api_key, version, self.corr) + kstr("pytest") + body
         self.sock.sendall(struct.pack(">i", len(req)) + req)
+
+    def answer(self):
         size = struct.unpack(">i", self._read(4))[0]
         resp = self._read(size)
         assert struct.unpack(">i", resp[:4])[0] == self.corr

@@ -9,21 +9,15 @@ mock (rd_kafka_mock_cgrp_member_add: Assertion `!member->resp' failed). The
 devbroker's free() holds freed small blocks back (queue/devbroker/
 quarantine.c), so every id stays distinct and the broker stays up.
 """
-import os
 import signal
-import socket
 import struct
 import subprocess
-import sys
 import time
 
 import pytest
 
-sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
-from kafkawire import kstr  # noqa: E402
-
-BUILD = os.environ.get("SLUICE_BUILD", os.path.join(os.getcwd(), "build"))
-BROKER = os.path.join(BUILD, "sluice-devbroker")
+from conftest import binary
+from kafkawire import Client, kstr, read_string
 
 JOIN_GROUP, HEARTBEAT = 11, 12
 UNKNOWN_MEMBER_ID = 25
@@ -37,51 +31,18 @@ SESSION_MS = 4000
 EVICTED = 10
 
 
-def read_string(buf, pos):
-    n = struct.unpack(">h", buf[pos:pos + 2])[0]
-    pos += 2
-    if n < 0:
-        return None, pos
-    return buf[pos:pos + n].decode(), pos + n
-
-
-class Member:
+class Member(Client):
     """A group member on a connection of its own. Requests and answers are
     apart: the broker answers a JoinGroup only when the rebalance ends."""
 
     def __init__(self, bootstrap):
-        host, port = bootstrap.rsplit(":", 1)
-        self.sock = socket.create_connection((host, int(port)), timeout=30)
-        self.corr = 0
+        super().__init__(bootstrap, timeout=30)
         self.id = ""
         self.generation = -1
 
-    def close(self):
-        self.sock.close()
-
-    def send(self, api_key, body):
-        self.corr += 1
-        req = struct.pack(">hhi", api_key, 0, self.corr) + kstr("pytest") + body
-        self.sock.sendall(struct.pack(">i", len(req)) + req)
-
-    def answer(self):
-        size = struct.unpack(">i", self._read(4))[0]
-        resp = self._read(size)
-        assert struct.unpack(">i", resp[:4])[0] == self.corr
-        return resp[4:]
-
-    def _read(self, n):
-        buf = b""
-        while len(buf) < n:
-            chunk = self.sock.recv(n - len(buf))
-            if not chunk:
-                raise ConnectionError("the broker closed the connection")
-            buf += chunk
-        return buf
-
     def join(self, member_id):
         """Sends JoinGroup v0 under member_id ("" for a new member)."""
-        self.send(JOIN_GROUP, kstr(GROUP) + struct.pack(">i", SESSION_MS) + kstr(member_id) +
+        self.send(JOIN_GROUP, 0, kstr(GROUP) + struct.pack(">i", SESSION_MS) + kstr(member_id) +
                   kstr("consumer") + struct.pack(">i", 1) + kstr("roundrobin") +
                   struct.pack(">i", 0))
 
@@ -95,15 +56,13 @@ class Member:
         return err
 
     def heartbeat(self):
-        self.send(HEARTBEAT, kstr(GROUP) + struct.pack(">i", self.generation) + kstr(self.id))
+        self.send(HEARTBEAT, 0, kstr(GROUP) + struct.pack(">i", self.generation) + kstr(self.id))
         return struct.unpack(">h", self.answer()[:2])[0]
 
 
 @pytest.fixture
 def broker(tmp_path):
-    if not os.access(BROKER, os.X_OK):
-        pytest.fail(f"{BROKER} not built (make all, or set SLUICE_BUILD)")
-    proc = subprocess.Popen([BROKER, "--bootstrap-file", str(tmp_path / "bootstrap"),
+    proc = subprocess.Popen([binary("sluice-devbroker"), "--bootstrap-file", str(tmp_path / "bootstrap"),
                              "--topic", "t:1"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     line = proc.stdout.readline().strip()
