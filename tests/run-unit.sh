@@ -1,6 +1,7 @@
 #!/bin/sh
 # Runs each cmocka test binary and counts their test cases; the last line is
-# "unit: N passed, N failed" (a binary that crashes counts as one failure).
+# "unit: N passed, N failed" (a binary that crashes counts as one failure, a
+# test case that skips itself as one failure too: nothing skipped passes).
 pass=0
 fail=0
 out=$(mktemp)
@@ -11,8 +12,10 @@ for t in "$@"; do
 	cat "$out"
 	p=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' "$out" | tail -n 1)
 	f=$(sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p' "$out" | tail -n 1)
+	s=$(sed -n 's/^\[  SKIPPED \] \([0-9]*\) test.*/\1/p' "$out" | tail -n 1)
 	pass=$((pass + ${p:-0}))
-	fail=$((fail + ${f:-0}))
+	fail=$((fail + ${f:-0} + ${s:-0}))
+	[ -n "$s" ] && echo "FAILED: $t skipped $s test(s)"
 	if [ "$rc" -ne 0 ] && [ -z "$f" ]; then
 		fail=$((fail + 1))
 	fi
