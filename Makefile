@@ -148,7 +148,7 @@ $(BROWSER_DEPS): tests/browser/package.json tests/browser/package-lock.json
 	cd tests/browser && npm ci --no-audit --no-fund --loglevel=error
 
 # The devbroker's free() quarantine is compiled out under ASan, whose
-# allocator replaces free(): its unit test has nothing to test there.
+# allocator replaces free(): its unit test does not build there.
 asan:
 	@$(MAKE) --no-print-directory BUILD=build-asan UNIT_EXCLUDE=test_quarantine \
 	  CFLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all" \

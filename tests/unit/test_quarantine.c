@@ -21,16 +21,13 @@
 #define CYCLES	    1000
 #define THREADS	    4
 
-static void skip_without_quarantine(void)
-{
-	if (!QUARANTINE_ENABLED)
-		skip(); /* the sanitizer's allocator replaces free() */
-}
+#if !QUARANTINE_ENABLED
+#error "the quarantine is compiled out under this sanitizer, whose allocator replaces free()"
+#endif
 
 static void test_freed_small_block_is_not_handed_out_again(void **state)
 {
 	(void)state;
-	skip_without_quarantine();
 	static uintptr_t seen[CYCLES];
 	for (int i = 0; i < CYCLES; i++) {
 		void *p = malloc(MEMBER_SIZE);
@@ -60,7 +57,6 @@ static void expect_freed_at_once(size_t size)
 static void test_larger_block_is_freed_at_once(void **state)
 {
 	(void)state;
-	skip_without_quarantine();
 	/* just over the bound (glibc's per-thread cache) and well over it */
 	expect_freed_at_once(QUARANTINE_MAX_BLOCK + 1);
 	expect_freed_at_once(64 * 1024);
@@ -72,7 +68,6 @@ static void test_larger_block_is_freed_at_once(void **state)
 static void test_blocks_over_the_byte_bound_are_freed_oldest_first(void **state)
 {
 	(void)state;
-	skip_without_quarantine();
 	const size_t size = 1000;
 	void *probe = malloc(size);
 	assert_non_null(probe);
@@ -133,7 +128,6 @@ static void *churn(void *arg)
 static void test_threads_free_concurrently(void **state)
 {
 	(void)state;
-	skip_without_quarantine();
 	pthread_t t[THREADS];
 	for (int i = 0; i < THREADS; i++)
 		assert_int_equal(pthread_create(&t[i], NULL, churn, (void *)(uintptr_t)(i + 1)), 0);
