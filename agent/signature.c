@@ -41,10 +41,7 @@ static EVP_MAC_CTX *keyed_mac(EVP_MAC *hmac, const char *secret)
 	OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
 			       OSSL_PARAM_construct_end()};
 	EVP_MAC_CTX *ctx = EVP_MAC_CTX_new(hmac);
-	/* An empty key is still a key: HMAC pads it like any other. */
-	static const unsigned char none;
-	const unsigned char *key = *secret ? (const unsigned char *)secret : &none;
-	if (ctx && EVP_MAC_init(ctx, key, strlen(secret), params) == 1)
+	if (ctx && EVP_MAC_init(ctx, (const unsigned char *)secret, strlen(secret), params) == 1)
 		return ctx;
 	EVP_MAC_CTX_free(ctx);
 	return NULL;
@@ -64,9 +61,9 @@ struct signature_keys *signature_keys_new(const struct pipeline_set *set)
 	if (!k->macs || !k->of || !k->ok)
 		goto fail;
 	for (size_t i = 0; i < n; i++) {
-		const char *secret = set->items[i].secret ? set->items[i].secret : "";
+		const char *secret = set->items[i].secret;
 		size_t j = 0;
-		while (j < i && strcmp(set->items[j].secret ? set->items[j].secret : "", secret))
+		while (j < i && strcmp(set->items[j].secret, secret) != 0)
 			j++;
 		if (j < i) {
 			k->of[i] = k->of[j];

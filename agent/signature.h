@@ -18,7 +18,7 @@ struct pipeline_set;
 struct signature_keys;
 
 /* The keys of set's pipelines, or NULL when out of memory. The set is not
- * kept: its secrets are copied into the keys. */
+ * kept: each key is prepared from its secret here. */
 struct signature_keys *signature_keys_new(const struct pipeline_set *set);
 void signature_keys_free(struct signature_keys *k);
 
