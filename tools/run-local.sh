@@ -27,8 +27,8 @@
 # Environment: SLUICE_LISTEN=host:port for the agent (default
 # 127.0.0.1:8080); SLUICE_DEMO_PAUSE, the length of the production canary's
 # two pauses (default 20s; the pipeline file says 10m, which
-# SLUICE_DEMO_PAUSE=10m keeps; much under 20s leaves the analysis after the
-# first pause no canary traffic to measure, and its noData: fail aborts).
+# SLUICE_DEMO_PAUSE=10m keeps; a pause of a few seconds can end before
+# Prometheus scraped the canary twice, and the analysis' noData: fail aborts).
 
 set -u
 
