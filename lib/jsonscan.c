@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "lib/hex.h"
+#include "lib/utf8.h"
 
 struct scan {
 	const unsigned char *text, *p, *end;
@@ -93,43 +94,6 @@ static void skip_space(struct scan *s)
 		s->p += 8;
 	while (s->p < s->end && (*s->p == ' ' || *s->p == '\n' || *s->p == '\r' || *s->p == '\t'))
 		s->p++;
-}
-
-/* Length of the UTF-8 sequence at p (lead byte >= 0x80), or 0 when it is
- * not one RFC 3629 allows: no overlong forms, no surrogates, nothing past
- * U+10FFFF, no sequence cut short. */
-static size_t utf8_length(const unsigned char *p, const unsigned char *end)
-{
-	unsigned char lo = 0x80, hi = 0xbf; /* what the second byte may be */
-	size_t n;
-	if (p[0] >= 0xc2 && p[0] <= 0xdf) {
-		n = 2;
-	} else if (p[0] == 0xe0) {
-		n = 3;
-		lo = 0xa0;
-	} else if (p[0] == 0xed) {
-		n = 3;
-		hi = 0x9f;
-	} else if (p[0] >= 0xe1 && p[0] <= 0xef) {
-		n = 3;
-	} else if (p[0] == 0xf0) {
-		n = 4;
-		lo = 0x90;
-	} else if (p[0] >= 0xf1 && p[0] <= 0xf3) {
-		n = 4;
-	} else if (p[0] == 0xf4) {
-		n = 4;
-		hi = 0x8f;
-	} else {
-		return 0;
-	}
-	if ((size_t)(end - p) < n || p[1] < lo || p[1] > hi)
-		return 0;
-	for (size_t i = 2; i < n; i++) {
-		if (p[i] < 0x80 || p[i] > 0xbf)
-			return 0;
-	}
-	return n;
 }
 
 /* The code unit of "\uXXXX" at p, or -1 when it is not four hex digits. */

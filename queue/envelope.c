@@ -9,6 +9,7 @@
 #include <sys/random.h>
 
 #include "lib/clock.h"
+#include "lib/jsontext.h"
 
 /* A message bigger than this is not one sluice wrote; refuse it before parsing. */
 #define ENVELOPE_MAX_BYTES (1024 * 1024)
@@ -39,8 +40,7 @@ char *envelope_encode(const char *source, const char *type, const char *subject,
 {
 	char id[33];
 	char now[32];
-	json_t *ev = NULL;
-	char *out = NULL;
+	struct jsontext t = {0};
 
 	if (!source || !*source || !type || !*type || !json_is_object(data))
 		return NULL;
@@ -48,21 +48,23 @@ char *envelope_encode(const char *source, const char *type, const char *subject,
 		return NULL;
 	clock_format_rfc3339(clock_now_ms(), now, sizeof(now));
 
-	ev = json_pack("{s:s, s:s, s:s, s:s}", "specversion", "1.0", "id", id, "source", source,
-		       "type", type);
-	if (!ev)
-		goto fail;
-	if (subject && json_object_set_new(ev, "subject", json_string(subject)) < 0)
-		goto fail;
-	/* json_object_set only takes a reference to data; the object is not changed. */
-	if (json_object_set_new(ev, "time", json_string(now)) < 0 ||
-	    json_object_set_new(ev, "datacontenttype", json_string("application/json")) < 0 ||
-	    json_object_set(ev, "data", (json_t *)data) < 0)
-		goto fail;
-	out = json_dumps(ev, JSON_COMPACT);
-fail:
-	json_decref(ev);
-	return out;
+	/* Written in place: the envelope's shape is fixed, only data is a tree. */
+	jsontext_raw(&t, "{\"specversion\":\"1.0\",\"id\":\"");
+	jsontext_raw(&t, id);
+	jsontext_raw(&t, "\",\"source\":");
+	jsontext_string(&t, source);
+	jsontext_raw(&t, ",\"type\":");
+	jsontext_string(&t, type);
+	if (subject) {
+		jsontext_raw(&t, ",\"subject\":");
+		jsontext_string(&t, subject);
+	}
+	jsontext_raw(&t, ",\"time\":\"");
+	jsontext_raw(&t, now);
+	jsontext_raw(&t, "\",\"datacontenttype\":\"application/json\",\"data\":");
+	jsontext_value(&t, data);
+	jsontext_raw(&t, "}");
+	return jsontext_take(&t);
 }
 
 static int fail_with(char *err, size_t errlen, const char *fmt, ...)

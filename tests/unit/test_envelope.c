@@ -78,7 +78,28 @@ static void encode_refuses_data_that_is_not_an_object(void **state)
 	json_t *obj = json_object();
 	assert_null(envelope_encode(NULL, "t", NULL, obj));
 	assert_null(envelope_encode("/s", "", NULL, obj));
+	/* Attributes that are not UTF-8 cannot be JSON strings. */
+	assert_null(envelope_encode("/s", "t", "runs/r_1/stages/b\xff", obj));
+	assert_null(envelope_encode("/s\xc0\xaf", "t", NULL, obj));
 	json_decref(obj);
+}
+
+/* Attributes with characters JSON escapes come back as they were. */
+static void encode_escapes_attributes(void **state)
+{
+	(void)state;
+	json_t *data = json_pack("{s:s}", "note", "tab\there \"quoted\"");
+	char *text = envelope_encode("/s \"x\"\\", "t\n", "runs/ü/\x01", data);
+	assert_non_null(text);
+	struct envelope e;
+	assert_int_equal(envelope_decode(text, strlen(text), &e, NULL, 0), 0);
+	assert_string_equal(e.source, "/s \"x\"\\");
+	assert_string_equal(e.type, "t\n");
+	assert_string_equal(e.subject, "runs/ü/\x01");
+	assert_true(json_equal(e.data, data));
+	envelope_clear(&e);
+	free(text);
+	json_decref(data);
 }
 
 static void decode_accepts_extensions_offsets_and_absent_time(void **state)
@@ -194,6 +215,7 @@ int main(void)
 	    cmocka_unit_test(encode_then_decode_keeps_every_attribute),
 	    cmocka_unit_test(encode_omits_a_null_subject_and_makes_fresh_ids),
 	    cmocka_unit_test(encode_refuses_data_that_is_not_an_object),
+	    cmocka_unit_test(encode_escapes_attributes),
 	    cmocka_unit_test(decode_accepts_extensions_offsets_and_absent_time),
 	    cmocka_unit_test(decode_rejects_each_bad_envelope_with_a_precise_error),
 	    cmocka_unit_test(decode_rejects_times_that_are_not_rfc3339),
