@@ -14,6 +14,17 @@ int hex_digit(int c)
 	return -1;
 }
 
+void hex_encode(const void *in, size_t n, char *out)
+{
+	static const char digits[] = "0123456789abcdef";
+	const unsigned char *b = in;
+	for (size_t i = 0; i < n; i++) {
+		out[2 * i] = digits[b[i] >> 4];
+		out[2 * i + 1] = digits[b[i] & 0xf];
+	}
+	out[2 * n] = '\0';
+}
+
 int hex_decode(const char *hex, unsigned char *out, size_t n)
 {
 	if (strlen(hex) != 2 * n)

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/hex.h"
 #include "lib/utf8.h"
 
 /* Room for n more bytes and the final NUL. */
@@ -41,7 +42,6 @@ void jsontext_raw(struct jsontext *t, const char *s)
 
 void jsontext_string(struct jsontext *t, const char *s)
 {
-	static const char hex[] = "0123456789abcdef";
 	const unsigned char *p = (const unsigned char *)s, *end = p + strlen(s);
 
 	put(t, "\"", 1);
@@ -62,7 +62,7 @@ void jsontext_string(struct jsontext *t, const char *s)
 			p += n;
 			continue;
 		}
-		char esc[6] = {'\\', (char)*p, 0, 0, 0, 0};
+		char esc[7] = {'\\', (char)*p, 0, 0, 0, 0, 0};
 		size_t n = 2;
 		switch (*p) {
 		case '"':
@@ -85,8 +85,7 @@ void jsontext_string(struct jsontext *t, const char *s)
 			break;
 		default: /* another control character: \u00XX */
 			memcpy(esc + 1, "u00", 3);
-			esc[4] = hex[*p >> 4];
-			esc[5] = hex[*p & 0xf];
+			hex_encode(p, 1, esc + 4);
 			n = 6;
 		}
 		put(t, esc, n);

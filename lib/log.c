@@ -8,6 +8,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "lib/hex.h"
+
 static enum log_level min_level = LOG_LEVEL_INFO;
 
 int log_set_level(const char *name)
@@ -74,7 +76,6 @@ static void put_value(struct line *l, const char *v)
 		put_str(l, v);
 		return;
 	}
-	static const char hex[] = "0123456789abcdef";
 	put(l, "\"", 1);
 	const unsigned char *run = (const unsigned char *)v;
 	for (const unsigned char *p = run;; p++) {
@@ -91,7 +92,8 @@ static void put_value(struct line *l, const char *v)
 		} else if (*p == '\n') {
 			put(l, "\\n", 2);
 		} else {
-			char esc[4] = {'\\', 'x', hex[*p >> 4], hex[*p & 0xf]};
+			char esc[5] = {'\\', 'x'};
+			hex_encode(p, 1, esc + 2);
 			put(l, esc, 4);
 		}
 	}

@@ -205,16 +205,11 @@ const struct tokens_entry *tokens_find(const struct tokens *t, const char *token
 int tokens_generate(char *out, size_t outlen)
 {
 	unsigned char raw[TOKEN_RANDOM];
-	static const char hex[] = "0123456789abcdef";
 
 	if (outlen < TOKENS_TOKEN_MAX || RAND_bytes(raw, sizeof(raw)) != 1)
 		return -1;
 	memcpy(out, "slc_", 4);
-	for (size_t i = 0; i < sizeof(raw); i++) {
-		out[4 + 2 * i] = hex[raw[i] >> 4];
-		out[4 + 2 * i + 1] = hex[raw[i] & 15];
-	}
-	out[4 + 2 * sizeof(raw)] = '\0';
+	hex_encode(raw, sizeof(raw), out + 4);
 	OPENSSL_cleanse(raw, sizeof(raw));
 	return 0;
 }
@@ -228,8 +223,7 @@ int tokens_line(const char *name, enum tokens_role role, const char *token, char
 	if (!tokens_name_ok(name) || role == TOKENS_NONE)
 		return -1;
 	SHA256((const unsigned char *)token, strlen(token), digest);
-	for (size_t i = 0; i < TOKENS_DIGEST_LEN; i++)
-		snprintf(hex + 2 * i, 3, "%02x", digest[i]);
+	hex_encode(digest, sizeof(digest), hex);
 	int n = snprintf(out, outlen, "%s %s %s", name, tokens_role_name(role), hex);
 	return n < 0 || (size_t)n >= outlen ? -1 : 0;
 }

@@ -9,6 +9,7 @@
 #include <sys/random.h>
 
 #include "lib/clock.h"
+#include "lib/hex.h"
 #include "lib/jsontext.h"
 
 /* A message bigger than this is not one sluice wrote; refuse it before parsing. */
@@ -27,12 +28,7 @@ static int make_id(char out[33])
 		}
 		got += (size_t)n;
 	}
-	static const char hex[] = "0123456789abcdef";
-	for (size_t i = 0; i < sizeof(raw); i++) {
-		out[2 * i] = hex[raw[i] >> 4];
-		out[2 * i + 1] = hex[raw[i] & 0xf];
-	}
-	out[32] = '\0';
+	hex_encode(raw, sizeof(raw), out);
 	return 0;
 }
 

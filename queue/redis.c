@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/hex.h"
 #include "lib/log.h"
 
 #define BACKOFF_MIN_MS	   100
@@ -405,8 +406,7 @@ int redis_script_add(struct redis *r, const char *source)
 	s->source = strdup(source);
 	if (!s->source)
 		return -1;
-	for (unsigned int i = 0; i < mdlen; i++)
-		snprintf(s->sha + 2 * i, 3, "%02x", md[i]);
+	hex_encode(md, mdlen, s->sha);
 	return r->nscripts++;
 }
 

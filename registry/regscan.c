@@ -10,6 +10,7 @@
 #include <openssl/evp.h>
 
 #include "ctl/fmt.h"
+#include "lib/hex.h"
 
 /* The distribution's own limit for a manifest is 4 MiB. */
 #define MAX_MANIFEST (4u * 1024 * 1024)
@@ -121,15 +122,14 @@ int regscan_repository_ok(const char *s)
 static void sha256_digest(const char *data, size_t len, char out[7 + 64 + 1])
 {
 	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int n = 0, i;
+	unsigned int n = 0;
 
 	memcpy(out, "sha256:", 7);
 	if (!EVP_Digest(data, len, md, &n, EVP_sha256(), NULL) || n != 32) {
 		out[7] = '\0';
 		return;
 	}
-	for (i = 0; i < n; i++)
-		snprintf(out + 7 + 2 * i, 3, "%02x", md[i]);
+	hex_encode(md, n, out + 7);
 }
 
 static long find_image(const struct regscan *s, const char *digest)
