@@ -3,6 +3,7 @@
 
 #include <event2/buffer.h>
 #include <event2/keyvalq_struct.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -77,6 +78,43 @@ void http_reply_error(struct evhttp_request *req, int status, const char *code, 
 {
 	http_reply_json(req, status,
 			json_pack("{s:{s:s,s:s}}", "error", "code", code, "message", message));
+}
+
+static int is_control(char c)
+{
+	unsigned char ch = (unsigned char)c;
+	return (ch < 0x20 && ch != '\t') || ch == 0x7f;
+}
+
+static int has_control(const char *s)
+{
+	while (*s && !is_control(*s))
+		s++;
+	return *s != '\0';
+}
+
+int http_refuse_controls(struct evhttp_request *req)
+{
+	char message[160];
+	if (has_control(evhttp_request_get_uri(req))) {
+		http_reply_error(req, 400, "bad_request",
+				 "the request target holds a control character");
+		return 1;
+	}
+	const struct evkeyvalq *h = evhttp_request_get_input_headers(req);
+	for (const struct evkeyval *kv = h->tqh_first; kv; kv = kv->next.tqe_next) {
+		if (!has_control(kv->key) && !has_control(kv->value))
+			continue;
+		/* The name as far as it is printable. */
+		int len = 0;
+		while (len < 64 && kv->key[len] && !is_control(kv->key[len]))
+			len++;
+		snprintf(message, sizeof(message), "header %.*s%s holds a control character", len,
+			 kv->key, kv->key[len] ? "..." : "");
+		http_reply_error(req, 400, "bad_request", message);
+		return 1;
+	}
+	return 0;
 }
 
 static void on_close(struct evhttp_connection *conn, void *arg)

@@ -20,6 +20,11 @@ void http_reply_json(struct evhttp_request *req, int code, json_t *body);
 void http_reply_error(struct evhttp_request *req, int status, const char *code,
 		      const char *message);
 
+/* A request target or header (name or value) holding a control character
+ * other than a tab, as every NUL byte has become (connection.h), gets a 400
+ * naming where it stands: 1 when so answered, else 0. */
+int http_refuse_controls(struct evhttp_request *req);
+
 struct http_pending *http_pending_new(struct evhttp_request *req);
 /* The request, or NULL when the client is gone. */
 struct evhttp_request *http_pending_request(const struct http_pending *p);

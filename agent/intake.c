@@ -15,6 +15,7 @@
 
 #include "agent/agent.h"
 #include "agent/agent_metrics.h"
+#include "agent/connection.h"
 #include "agent/github.h"
 #include "agent/http.h"
 #include "agent/record.h"
@@ -171,6 +172,15 @@ void intake_handle(struct evhttp_request *req, struct agent *a)
 	const char *body = (const char *)evbuffer_pullup(in, -1);
 	if (!body)
 		body = "";
+
+	/* Never JSON, signed or not (connection.h): said as it is, rather than
+	 * as a signature that fails over the byte put in the NUL's place. */
+	if (memchr(body, CONNECTION_NUL, len)) {
+		http_reply_error(req, 400, "bad_request",
+				 "the body holds a NUL or another control byte, which JSON does "
+				 "not allow unescaped");
+		return;
+	}
 
 	/* Only pipelines whose secret verified are candidates. */
 	size_t n = a->pipelines.n;

@@ -14,7 +14,9 @@
 #include "agent/agent.h"
 #include "agent/agent_metrics.h"
 #include "agent/auth.h"
+#include "agent/connection.h"
 #include "agent/control.h"
+#include "agent/http.h"
 #include "agent/logstream.h"
 #include "agent/record.h"
 #include "agent/reload.h"
@@ -42,13 +44,15 @@ static void usage(FILE *f)
 static void on_hook(struct evhttp_request *req, void *arg)
 {
 	agent_metrics_request(arg, req);
-	intake_handle(req, arg);
+	if (!http_refuse_controls(req))
+		intake_handle(req, arg);
 }
 
 static void on_other(struct evhttp_request *req, void *arg)
 {
 	agent_metrics_request(arg, req);
-	api_handle(req, arg);
+	if (!http_refuse_controls(req))
+		api_handle(req, arg);
 }
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)
@@ -113,6 +117,7 @@ static int start_http(struct agent *a)
 						EVHTTP_REQ_PATCH | EVHTTP_REQ_OPTIONS);
 	if (tls_start(a) < 0)
 		return -1;
+	connection_start(a);
 	evhttp_set_cb(a->http, "/hooks/github", on_hook, a);
 	evhttp_set_gencb(a->http, on_other, a);
 	if (!evhttp_bind_socket_with_handle(a->http, host, port)) {

@@ -1,7 +1,6 @@
-/* tls: OpenSSL server context and a bufferevent per accepted connection. */
+/* tls: the OpenSSL server context of the agent's listener (tls.h). */
 #include "agent/tls.h"
 
-#include <event2/bufferevent_ssl.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
@@ -16,20 +15,6 @@ static void log_ssl_error(const char *msg, const char *file)
 		ERR_error_string_n(e, why, sizeof(why));
 	ERR_clear_error();
 	log_error(msg, LOG_S("file", file), LOG_S("error", why));
-}
-
-static struct bufferevent *on_connection(struct event_base *base, void *arg)
-{
-	SSL *ssl = SSL_new(arg);
-	if (!ssl)
-		return NULL;
-	struct bufferevent *bev = bufferevent_openssl_socket_new(
-	    base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
-	/* Clients that close without close_notify are common (curl does);
-	 * the HTTP layer already knows where each message ends. */
-	if (bev)
-		bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
-	return bev;
 }
 
 int tls_start(struct agent *a)
@@ -53,7 +38,6 @@ int tls_start(struct agent *a)
 		goto fail;
 	}
 	a->tls = ctx;
-	evhttp_set_bevcb(a->http, on_connection, ctx);
 	log_info("TLS on", LOG_S("cert", a->settings.tls_cert));
 	return 0;
 fail:

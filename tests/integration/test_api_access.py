@@ -397,6 +397,20 @@ def test_tls_listener_with_a_self_signed_certificate(locked, tmp_path):
     assert r.returncode == 0, r.stderr
     r = locked.ctl("--url", url, "runs", env=reader)
     assert r.returncode == 1 and "certificate" in r.stderr.lower(), (r.returncode, r.stderr)
+    # A NUL byte inside a header is seen through TLS too: 400, not a token
+    # read up to the NUL.
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw, \
+            ctx.wrap_socket(raw, server_hostname="127.0.0.1") as s:
+        s.sendall(b"GET /api/v1/runs HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer "
+                  + TOKENS["reader"].encode() + b"\x00x\r\nConnection: close\r\n\r\n")
+        answer = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 400 "), answer[:200]
+    assert b"header Authorization holds a control character" in answer, answer
     # Plain HTTP on the TLS port gets no answer.
     with pytest.raises((http.client.HTTPException, OSError)):
         http_request(port, "GET", "/healthz", timeout=3)
