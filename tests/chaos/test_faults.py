@@ -221,11 +221,11 @@ def worker_stack():
 # ids after their records were freed. Were a freed record handed straight to
 # the next new member, two members would share an id and the mock would abort
 # ("rdkafka_mock_cgrp.c: rd_kafka_mock_cgrp_member_sync_set: Assertion
-# `!member->resp' failed"). The devbroker's free() holds the last 65536 freed
-# small blocks back (queue/devbroker/quarantine.c), about as many as a whole
-# run of this scenario frees, so no new member gets an id still in use;
-# tests/integration/test_devbroker_member_ids.py drives the mock into that
-# case. The session timeout stays off a multiple of 500 ms all the same:
+# `!member->resp' failed"). The devbroker writes such an id with a serial
+# number that never repeats (queue/devbroker/member_ids.c), so no new member
+# gets an id still in use; tests/integration/test_devbroker_member_ids.py
+# drives the mock into that case. The session timeout stays off a multiple
+# of 500 ms all the same:
 # there the sweep was seen to land on that moment (a rebalance started by
 # the sweep timing out its sync on a later sweep). A devbroker that dies
 # fails the test, as any process of the stack does.
