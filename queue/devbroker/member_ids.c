@@ -22,7 +22,6 @@
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
-#include <string.h>
 
 /* glibc's fortified vsnprintf; no header declares it. */
 extern int __vsnprintf_chk(char *s, size_t maxlen, int flag, size_t slen, const char *format,
@@ -31,6 +30,8 @@ int __snprintf_chk(char *s, size_t maxlen, int flag, size_t slen, const char *fo
 
 static atomic_ullong serial;
 
+/* snprintf through glibc's vsnprintf: this file's snprintf is the one
+ * being defined. */
 static int format(char *s, size_t maxlen, const char *fmt, ...)
 {
 	va_list ap;
