@@ -197,27 +197,26 @@ static int write_config(int ports[NSERVERS])
 	return fclose(f);
 }
 
-static int group_setup(void **state)
-{
-	int ports[NSERVERS];
-	char cfg[128], log[128];
-	(void)state;
+static int group_teardown(void **state);
 
-	snprintf(dir, sizeof(dir), "/tmp/sluice-haproxy-XXXXXX");
-	if (!mkdtemp(dir))
-		return -1;
-	snprintf(sock, sizeof(sock), "%s/admin.sock", dir);
-	api_port = redisd_free_port();
-	app_port = redisd_free_port();
-	web_port = redisd_free_port();
-	for (int s = 0; s < NSERVERS; s++) {
-		ports[s] = redisd_free_port();
-		server_pids[s] = start_backend(server_names[s], ports[s]);
-	}
-	if (write_config(ports) < 0)
-		return -1;
-	snprintf(cfg, sizeof(cfg), "%s/haproxy.cfg", dir);
-	snprintf(log, sizeof(log), "%s/haproxy.log", dir);
+/* Prints haproxy's own output, for a start that failed. */
+static void print_haproxy_log(const char *log)
+{
+	char line[512];
+	FILE *f = fopen(log, "r");
+
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f))
+		fprintf(stderr, "haproxy: %s", line);
+	fclose(f);
+}
+
+/* Starts haproxy on the configuration and waits up to 30 s for its runtime
+ * API; 0 once it answers, -1 (with haproxy's output printed) when it exited
+ * or never answered. */
+static int start_haproxy(const char *cfg, const char *log)
+{
 	haproxy_pid = fork();
 	if (haproxy_pid < 0)
 		return -1;
@@ -230,13 +229,63 @@ static int group_setup(void **state)
 		execlp("haproxy", "haproxy", "-db", "-f", cfg, (char *)NULL);
 		_exit(127);
 	}
-	for (int i = 0; i < 100; i++) {
-		int fd = api_connect();
+	for (int i = 0; i < 600; i++) {
+		int fd = api_connect(), status;
 		if (fd >= 0) {
 			close(fd);
-			break;
+			return 0;
+		}
+		if (waitpid(haproxy_pid, &status, WNOHANG) == haproxy_pid) {
+			fprintf(stderr, "haproxy %s %d before its runtime API answered\n",
+				WIFEXITED(status) ? "exited with status" : "was killed by signal",
+				WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+			haproxy_pid = 0;
+			print_haproxy_log(log);
+			return -1;
 		}
 		usleep(50000);
+	}
+	fprintf(stderr, "haproxy's runtime API did not answer within 30 s\n");
+	print_haproxy_log(log);
+	return -1;
+}
+
+static int group_setup(void **state)
+{
+	int ports[NSERVERS];
+	char cfg[128], log[128];
+	(void)state;
+
+	snprintf(dir, sizeof(dir), "/tmp/sluice-haproxy-XXXXXX");
+	if (!mkdtemp(dir))
+		return -1;
+	snprintf(sock, sizeof(sock), "%s/admin.sock", dir);
+	snprintf(cfg, sizeof(cfg), "%s/haproxy.cfg", dir);
+	snprintf(log, sizeof(log), "%s/haproxy.log", dir);
+	/* The backends hold their ports from the start; haproxy's own three
+	 * were free when chosen but may be taken before it binds them, so a
+	 * start that fails is tried again on fresh ones. */
+	for (int s = 0; s < NSERVERS; s++) {
+		ports[s] = redisd_free_port();
+		server_pids[s] = start_backend(server_names[s], ports[s]);
+	}
+	for (int attempt = 0;; attempt++) {
+		api_port = redisd_free_port();
+		app_port = redisd_free_port();
+		web_port = redisd_free_port();
+		if (write_config(ports) < 0)
+			return -1;
+		if (start_haproxy(cfg, log) == 0)
+			break;
+		if (haproxy_pid > 0) {
+			kill(haproxy_pid, SIGKILL);
+			waitpid(haproxy_pid, NULL, 0);
+			haproxy_pid = 0;
+		}
+		if (attempt == 2) {
+			group_teardown(state);
+			return -1;
+		}
 	}
 	base = event_base_new();
 	curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -251,18 +300,23 @@ static int group_teardown(void **state)
 	if (haproxy_pid > 0) {
 		kill(haproxy_pid, SIGTERM);
 		waitpid(haproxy_pid, NULL, 0);
+		haproxy_pid = 0;
 	}
 	for (int s = 0; s < NSERVERS; s++) {
 		if (server_pids[s] > 0) {
 			kill(server_pids[s], SIGKILL);
 			waitpid(server_pids[s], NULL, 0);
+			server_pids[s] = 0;
 		}
 	}
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
 	if (system(cmd) != 0)
 		return -1;
-	event_base_free(base);
-	curl_global_cleanup();
+	if (base) {
+		event_base_free(base);
+		base = NULL;
+		curl_global_cleanup();
+	}
 	return 0;
 }
 
