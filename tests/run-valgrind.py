@@ -80,6 +80,9 @@ def main():
         "valgrind", "--tool=memcheck", "--leak-check=full", "--show-leak-kinds=definite",
         "--errors-for-leak-kinds=definite", "--error-exitcode=99", "--num-callers=40",
         "--child-silent-after-fork=yes",
+        # The agent's malloc is jemalloc's (Makefile): memcheck must replace
+        # that library's functions as it does libc's.
+        "--soname-synonyms=somalloc=libjemalloc.so*",
         "--log-file=" + os.path.join(logs, "vg.%p.log"),
     ]
     env = dict(os.environ, SLUICE_BUILD=build, SLUICE_WRAP=" ".join(wrap))
