@@ -350,7 +350,8 @@ int router_start(struct agent *a)
 	snprintf(topic, sizeof(topic), "%sresults", a->settings.topic_prefix);
 	snprintf(group, sizeof(group), "%srouter", a->settings.topic_prefix);
 	const char *topics[] = {topic};
-	struct kafka_consumer_opts opts = {.session_timeout_ms = a->settings.session_timeout_ms};
+	struct kafka_consumer_opts opts = {.session_timeout_ms = a->settings.session_timeout_ms,
+					   .fetch_wait_ms = a->settings.fetch_wait_ms};
 	a->results = kafka_consumer_new_opts(a->base, a->settings.brokers, group, topics, 1,
 					     on_result, a, &opts, err, sizeof(err));
 	if (!a->results) {

@@ -651,7 +651,8 @@ static int consume(struct agent *a, char *token)
 	snprintf(topic, sizeof(topic), "%sevents", a->settings.topic_prefix);
 	snprintf(group, sizeof(group), "%sstatuses", a->settings.topic_prefix);
 	const char *topics[] = {topic};
-	struct kafka_consumer_opts opts = {.session_timeout_ms = a->settings.session_timeout_ms};
+	struct kafka_consumer_opts opts = {.session_timeout_ms = a->settings.session_timeout_ms,
+					   .fetch_wait_ms = a->settings.fetch_wait_ms};
 	s->consumer = kafka_consumer_new_opts(a->base, a->settings.brokers, group, topics, 1,
 					      on_event, s, &opts, err, sizeof(err));
 	if (!s->consumer) {

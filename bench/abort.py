@@ -144,7 +144,7 @@ def bench(root):
     repo = harness.LocalRepo(os.path.join(root, "repo"))
     stack = harness.Stack(root, repo, pipelines(repo, hx, prom, canary),
                           workers=(("build,deploy", 2),),
-                          extra_settings={"agent": {"scheduler_interval": "100ms"}},
+                          extra_settings=benchlib.stack_settings({"agent": {"scheduler_interval": "100ms"}}),
                           log_level="info")
     watch = None
 

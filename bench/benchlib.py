@@ -29,6 +29,20 @@ import harness  # noqa: E402
 
 KEY_PREFIX = "sluice:"
 
+# The settings every benchmark stack runs with besides its own, as `make run`'s
+# do (config/examples/mint-replica/sluice.yaml): the devbroker answers a fetch
+# that finds no message only once kafka.fetch_wait is over, so with it that
+# wait is each Kafka hop's latency.
+DEVBROKER_SETTINGS = {"kafka": {"fetch_wait": "2ms"}}
+
+
+def stack_settings(extra=None):
+    """DEVBROKER_SETTINGS with a benchmark's own settings merged in."""
+    settings = {k: dict(v) for k, v in DEVBROKER_SETTINGS.items()}
+    for k, v in (extra or {}).items():
+        settings.setdefault(k, {}).update(v)
+    return settings
+
 
 class BenchError(Exception):
     pass

@@ -615,7 +615,8 @@ def bench(root):
     repo = harness.LocalRepo(os.path.join(root, "repo"))
     starts = os.path.join(root, "starts")
     os.makedirs(starts)
-    stack = harness.Stack(root, repo, pipelines(repo, starts), workers=(), log_level="info")
+    stack = harness.Stack(root, repo, pipelines(repo, starts), workers=(), log_level="info",
+                          extra_settings=benchlib.stack_settings())
     peer = None
     try:
         stack.start()

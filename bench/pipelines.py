@@ -188,7 +188,8 @@ def bench(root):
     print_machine(info)
     repo = harness.LocalRepo(os.path.join(root, "repo"))
     stack = harness.Stack(root, repo, pipelines(), workers=(), log_level="info",
-                          extra_settings={"kafka": {"session_timeout": SESSION_TIMEOUT}})
+                          extra_settings=benchlib.stack_settings(
+                              {"kafka": {"session_timeout": SESSION_TIMEOUT}})))
 
     def body():
         workers = {k: stack.start_worker(k, WORKER_CONCURRENCY, "worker-" + k) for k in CHAIN}

@@ -45,6 +45,9 @@ commit=$(git -C "$top" rev-parse --short HEAD 2>/dev/null) && commit="built from
 	echo "\`make bench\` (bench/run.sh), $when: sluice $commit; $(($(date +%s) - started)) s in all."
 	echo "Each section was taken on its own stack (redis-server, sluice-devbroker, sluice-agent,"
 	echo "sluice-workers on loopback) and names the machine and its load when it started."
+	echo "Every stack runs with \`kafka.fetch_wait: 2ms\`, as \`make run\`'s does: the devbroker"
+	echo "answers a fetch that finds no message only once that wait is over (a Kafka broker"
+	echo "answers it when a message arrives), so with the devbroker it is part of each Kafka hop."
 	for b in $benches; do
 		echo
 		cat "$sections/$b.md"

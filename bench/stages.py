@@ -163,7 +163,8 @@ def bench(root):
               % (loops, us(floor[loops])), flush=True)
 
     repo = harness.LocalRepo(os.path.join(root, "repo"))
-    stack = harness.Stack(root, repo, pipelines(), workers=(), log_level="info")
+    stack = harness.Stack(root, repo, pipelines(), workers=(), log_level="info",
+                          extra_settings=benchlib.stack_settings())
 
     def body():
         workers = {c: stack.start_worker(kind, c, "worker-c%d" % c)

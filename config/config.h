@@ -20,6 +20,8 @@ struct settings {
 	char *topic_prefix;	/* kafka.topic_prefix, default "sluice." */
 	int session_timeout_ms; /* kafka.session_timeout, default 6s: how soon a dead
 				 * consumer\'s partitions move to another */
+	int fetch_wait_ms;	/* kafka.fetch_wait, default 10ms: how long a fetch that
+				 * finds no message waits at the broker */
 	char *redis_url;	/* redis.url, default "redis://127.0.0.1:6379" */
 	char *key_prefix;	/* redis.key_prefix, default "sluice:" */
 	int redis_timeout_ms;	/* redis.timeout, default 5s */
@@ -77,6 +79,11 @@ void settings_clear(struct settings *s);
  * values in a and b, 0 when not, -1 for a name it does not know. For
  * reloads, to name the settings that only a restart applies. */
 int settings_differ(const struct settings *a, const struct settings *b, const char *key);
+/* The settings of the Kafka and Redis connections, which every process sets
+ * up at start: only a restart applies them (for settings_differ). */
+#define SETTINGS_CONNECTION_KEYS                                                                   \
+	"kafka.brokers", "kafka.topic_prefix", "kafka.session_timeout", "kafka.fetch_wait",        \
+	    "redis.url", "redis.key_prefix", "redis.timeout"
 
 /* A pipeline file, validated. The normalized definition (def) is what a run
  * records at creation and what workers execute, so a run never changes when

@@ -17,6 +17,8 @@
 #define MAX_BODY_BYTES	   (1LL << 30)
 #define MAX_CONCURRENCY	   1024
 #define MAX_SETTING_STRING 4096
+/* librdkafka's bound on fetch.wait.max.ms. */
+#define MAX_FETCH_WAIT_MS 300000
 /* Prefixes of every Redis key and Kafka topic name (Kafka's topic names are
  * at most 249 bytes of these characters). */
 #define MAX_PREFIX  64
@@ -26,7 +28,8 @@
 
 static const char *const top_keys[] = {"kafka",	    "redis",  "agent", "worker", "pipelines_dir",
 				       "log_level", "github", "api",   NULL};
-static const char *const kafka_keys[] = {"brokers", "topic_prefix", "session_timeout", NULL};
+static const char *const kafka_keys[] = {"brokers", "topic_prefix", "session_timeout", "fetch_wait",
+					 NULL};
 static const char *const redis_keys[] = {"url", "key_prefix", "timeout", NULL};
 static const char *const agent_keys[] = {"listen",	  "public_url",		"max_body",
 					 "requeue_after", "scheduler_interval", "tls_cert",
@@ -57,6 +60,7 @@ static int set_defaults(struct settings *s)
 	s->kill_grace_ms = 10000;
 	s->lease_ms = 30000;
 	s->session_timeout_ms = 6000;
+	s->fetch_wait_ms = 10;
 	s->requeue_after_ms = 60000;
 	s->scheduler_ms = 500;
 	s->drain_timeout_ms = 60000;
@@ -167,8 +171,11 @@ static int load_kafka(const struct config_check *ck, const struct config_doc_nod
 	if (config_check_keys(ck, m, kafka_keys) < 0 ||
 	    load_string(ck, m, "brokers", 0, &s->brokers) < 0 ||
 	    load_string(ck, m, "topic_prefix", 1, &s->topic_prefix) < 0 ||
-	    load_duration(ck, m, "session_timeout", &s->session_timeout_ms) < 0)
+	    load_duration(ck, m, "session_timeout", &s->session_timeout_ms) < 0 ||
+	    load_duration(ck, m, "fetch_wait", &s->fetch_wait_ms) < 0)
 		return -1;
+	if (s->fetch_wait_ms > MAX_FETCH_WAIT_MS)
+		return config_check_fail(ck, config_doc_get(m, "fetch_wait"), "at most 5m");
 	if (strspn(s->topic_prefix, TOPIC_CHARS) != strlen(s->topic_prefix) ||
 	    strlen(s->topic_prefix) > MAX_PREFIX)
 		return config_check_fail(ck, config_doc_get(m, "topic_prefix"),
@@ -453,6 +460,7 @@ int settings_differ(const struct settings *a, const struct settings *b, const ch
 	    {"kafka.brokers", text_differs(a->brokers, b->brokers)},
 	    {"kafka.topic_prefix", text_differs(a->topic_prefix, b->topic_prefix)},
 	    {"kafka.session_timeout", a->session_timeout_ms != b->session_timeout_ms},
+	    {"kafka.fetch_wait", a->fetch_wait_ms != b->fetch_wait_ms},
 	    {"redis.url", text_differs(a->redis_url, b->redis_url)},
 	    {"redis.key_prefix", text_differs(a->key_prefix, b->key_prefix)},
 	    {"redis.timeout", a->redis_timeout_ms != b->redis_timeout_ms},

@@ -21,13 +21,19 @@
 #include <string.h>
 #include <unistd.h>
 
-/* linger.ms: a job should reach a worker within a few milliseconds. */
-#define PRODUCER_LINGER_MS "2"
+/* linger.ms: a message waits this long for others to share its request, so
+ * that a burst of jobs costs a few requests; a job still reaches its worker
+ * within a few milliseconds. An immediate producer (kafka_producer_opts)
+ * sends each message at once. */
+#define PRODUCER_LINGER_MS	     "2"
+#define PRODUCER_LINGER_IMMEDIATE_MS "0"
 /* message.timeout.ms: long enough to ride out a broker restart. */
 #define PRODUCER_MESSAGE_TIMEOUT_MS "60000"
-/* fetch.wait.max.ms bounds how long an idle fetch sits at the broker, and so
- * the pickup latency of a message produced into an idle partition. */
-#define CONSUMER_FETCH_WAIT_MS "10"
+/* fetch.wait.max.ms, unless kafka_consumer_opts gives one: how long a fetch
+ * that finds no message waits at the broker. A Kafka broker answers it as
+ * soon as a message arrives; sluice-devbroker (librdkafka's mock) only once
+ * the wait is over. */
+#define CONSUMER_FETCH_WAIT_MS 10
 /* How long a closing consumer waits for its group coordinator. */
 #define CONSUMER_CLOSE_MS 5000
 /* A consumer killed outright loses its partitions after this long. */
@@ -305,6 +311,13 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
 struct kafka_producer *kafka_producer_new(struct event_base *base, const char *brokers, char *err,
 					  size_t errlen)
 {
+	return kafka_producer_new_opts(base, brokers, NULL, err, errlen);
+}
+
+struct kafka_producer *kafka_producer_new_opts(struct event_base *base, const char *brokers,
+					       const struct kafka_producer_opts *opts, char *err,
+					       size_t errlen)
+{
 	char errstr[512];
 	rd_kafka_conf_t *conf = NULL;
 	char *list = NULL;
@@ -322,7 +335,9 @@ struct kafka_producer *kafka_producer_new(struct event_base *base, const char *b
 		goto fail;
 	if (conf_set(conf, "enable.idempotence", "true", err, errlen) < 0 ||
 	    conf_set(conf, "acks", "all", err, errlen) < 0 ||
-	    conf_set(conf, "linger.ms", PRODUCER_LINGER_MS, err, errlen) < 0 ||
+	    conf_set(conf, "linger.ms",
+		     opts && opts->immediate ? PRODUCER_LINGER_IMMEDIATE_MS : PRODUCER_LINGER_MS,
+		     err, errlen) < 0 ||
 	    conf_set(conf, "message.timeout.ms", PRODUCER_MESSAGE_TIMEOUT_MS, err, errlen) < 0)
 		goto fail;
 	rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
@@ -717,7 +732,7 @@ struct kafka_consumer *kafka_consumer_new_opts(struct event_base *base, const ch
 					       size_t errlen)
 {
 	char errstr[512];
-	char session[16], heartbeat[16];
+	char session[16], heartbeat[16], fetch_wait[16];
 	int session_ms = opts && opts->session_timeout_ms > 0 ? opts->session_timeout_ms
 							      : CONSUMER_SESSION_TIMEOUT_MS;
 	/* Three heartbeats per session, as Kafka recommends, but at least one a second. */
@@ -725,6 +740,8 @@ struct kafka_consumer *kafka_consumer_new_opts(struct event_base *base, const ch
 	    session_ms / 3 < CONSUMER_HEARTBEAT_MS ? session_ms / 3 : CONSUMER_HEARTBEAT_MS;
 	snprintf(session, sizeof(session), "%d", session_ms);
 	snprintf(heartbeat, sizeof(heartbeat), "%d", heartbeat_ms > 0 ? heartbeat_ms : 1);
+	snprintf(fetch_wait, sizeof(fetch_wait), "%d",
+		 opts && opts->fetch_wait_ms > 0 ? opts->fetch_wait_ms : CONSUMER_FETCH_WAIT_MS);
 	rd_kafka_conf_t *conf = NULL;
 	rd_kafka_topic_partition_list_t *subs = NULL;
 	char *list = NULL;
@@ -753,7 +770,7 @@ struct kafka_consumer *kafka_consumer_new_opts(struct event_base *base, const ch
 		0 ||
 	    conf_set(conf, "enable.auto.offset.store", "false", err, errlen) < 0 ||
 	    conf_set(conf, "auto.offset.reset", "earliest", err, errlen) < 0 ||
-	    conf_set(conf, "fetch.wait.max.ms", CONSUMER_FETCH_WAIT_MS, err, errlen) < 0 ||
+	    conf_set(conf, "fetch.wait.max.ms", fetch_wait, err, errlen) < 0 ||
 	    conf_set(conf, "session.timeout.ms", session, err, errlen) < 0 ||
 	    conf_set(conf, "heartbeat.interval.ms", heartbeat, err, errlen) < 0 ||
 	    conf_set(conf, "statistics.interval.ms", CONSUMER_STATS_INTERVAL_MS, err, errlen) < 0)

@@ -42,9 +42,8 @@ struct worker_main {
 
 /* Settings that only a restart applies: the connections and the directory
  * the worker has set up with them. */
-static const char *const restart_keys[] = {
-    "kafka.brokers", "kafka.topic_prefix", "kafka.session_timeout", "redis.url", "redis.key_prefix",
-    "redis.timeout", "worker.state_dir",   "worker.metrics_listen", NULL};
+static const char *const restart_keys[] = {SETTINGS_CONNECTION_KEYS, "worker.state_dir",
+					   "worker.metrics_listen", NULL};
 
 static void usage(FILE *f)
 {
@@ -200,7 +199,8 @@ static int subscribe(struct worker *w, const char *kinds)
 		return -1;
 	}
 	snprintf(buf, sizeof(buf), "%sworkers", w->settings.topic_prefix);
-	struct kafka_consumer_opts opts = {.session_timeout_ms = w->settings.session_timeout_ms};
+	struct kafka_consumer_opts opts = {.session_timeout_ms = w->settings.session_timeout_ms,
+					   .fetch_wait_ms = w->settings.fetch_wait_ms};
 	w->consumer = kafka_consumer_new_opts(w->base, w->settings.brokers, buf, topics, n, on_job,
 					      w, &opts, err, sizeof(err));
 	if (!w->consumer) {
@@ -297,7 +297,10 @@ int main(int argc, char **argv)
 	w->scripts.handback = redis_script_add(w->redis, lua_handback);
 	w->scripts.rollout_save = redis_script_add(w->redis, lua_rollout_save);
 	w->scripts.park = redis_script_add(w->redis, lua_park);
-	w->producer = kafka_producer_new(w->base, w->settings.brokers, err, sizeof(err));
+	/* A result is awaited by the router, and the run's next stage by it. */
+	struct kafka_producer_opts produce = {.immediate = 1};
+	w->producer =
+	    kafka_producer_new_opts(w->base, w->settings.brokers, &produce, err, sizeof(err));
 	if (!w->producer) {
 		log_error("cannot start the Kafka producer", LOG_S("error", err));
 		goto fail;

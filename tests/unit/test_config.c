@@ -170,6 +170,7 @@ static void test_settings_empty_file_gives_defaults(void **state)
 	snprintf(want, sizeof(want), "%s/pipelines.d", f->dir);
 	assert_string_equal(s.pipelines_dir, want);
 	assert_int_equal(s.concurrency, 1);
+	assert_int_equal(s.fetch_wait_ms, 10);
 	settings_clear(&s);
 }
 
@@ -183,6 +184,7 @@ static void test_settings_full_file(void **state)
 		   "kafka:\n"
 		   "  brokers: k1:9092,k2:9092\n"
 		   "  topic_prefix: ci.\n"
+		   "  fetch_wait: 3ms\n"
 		   "redis:\n"
 		   "  url: redis://10.0.0.5:6380\n"
 		   "  key_prefix: ''\n"
@@ -201,6 +203,7 @@ static void test_settings_full_file(void **state)
 	assert_int_equal(settings_load(f->path, &s, f->err, sizeof(f->err)), 0);
 	assert_string_equal(s.brokers, "k1:9092,k2:9092");
 	assert_string_equal(s.topic_prefix, "ci.");
+	assert_int_equal(s.fetch_wait_ms, 3);
 	assert_string_equal(s.redis_url, "redis://10.0.0.5:6380");
 	assert_string_equal(s.key_prefix, "");
 	assert_int_equal(s.redis_timeout_ms, 2000);
@@ -751,6 +754,29 @@ static void test_dir_duplicate_names_and_empty_dir(void **state)
 	assert_string_equal(f->err, want);
 }
 
+/* A reload names the settings it cannot apply: it compares them by name. */
+static void test_settings_differ_compares_the_kafka_settings(void **state)
+{
+	struct fx *f = *state;
+	struct settings a, b;
+
+	write_file(f, "a.yaml", "kafka: {session_timeout: 6s, fetch_wait: 10ms}\n");
+	write_file(f, "b.yaml", "kafka: {session_timeout: 6s, fetch_wait: 2ms}\n");
+	char pa[PATH_MAX], pb[PATH_MAX];
+	snprintf(pa, sizeof(pa), "%s/a.yaml", f->dir);
+	snprintf(pb, sizeof(pb), "%s/b.yaml", f->dir);
+	assert_int_equal(settings_load(pa, &a, f->err, sizeof(f->err)), 0);
+	assert_int_equal(settings_load(pb, &b, f->err, sizeof(f->err)), 0);
+	assert_int_equal(settings_differ(&a, &b, "kafka.fetch_wait"), 1);
+	assert_int_equal(settings_differ(&a, &b, "kafka.session_timeout"), 0);
+	assert_int_equal(settings_differ(&a, &b, "kafka.no_such_key"), -1);
+	static const char *const connection_keys[] = {SETTINGS_CONNECTION_KEYS};
+	for (size_t i = 0; i < sizeof(connection_keys) / sizeof(connection_keys[0]); i++)
+		assert_int_not_equal(settings_differ(&a, &b, connection_keys[i]), -1);
+	settings_clear(&a);
+	settings_clear(&b);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 static void test_pipeline_sh_and_http_stages(void **state)
@@ -891,6 +917,7 @@ int main(void)
 	    T(test_settings_defaults_without_file),
 	    T(test_settings_empty_file_gives_defaults),
 	    T(test_settings_full_file),
+	    T(test_settings_differ_compares_the_kafka_settings),
 	    T(test_settings_public_url_follows_listen),
 	    T(test_settings_brokers_from_file),
 	    T(test_settings_brokers_file_missing_or_empty),

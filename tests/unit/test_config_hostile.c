@@ -133,6 +133,9 @@ static void test_negative_and_zero_durations_and_sizes_are_refused(void **state)
 		       "1:23: agent.http_timeout: must be longer than 0");
 	settings_fails(f, "agent: {http_timeout: 999ms}\n",
 		       "1:23: agent.http_timeout: at least 1s");
+	settings_fails(f, "kafka: {fetch_wait: 0ms}\n",
+		       "1:21: kafka.fetch_wait: must be longer than 0");
+	settings_fails(f, "kafka: {fetch_wait: 5m1ms}\n", "1:21: kafka.fetch_wait: at most 5m");
 	settings_fails(f, "agent: {max_body: -1}\n",
 		       "1:19: agent.max_body: expected a size like \"25MiB\"");
 	settings_fails(f, "worker: {log_cap: -4MiB}\n",
