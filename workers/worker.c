@@ -29,12 +29,14 @@ static void notify_status(const struct worker *w)
  * it next wakes: up to a second later. The backlog is deep enough to keep the
  * slots busy across that gap: about two seconds of jobs at the rate they were
  * started lately, at least BACKLOG_MIN and twice the slots, at most
- * BACKLOG_MAX (which bounds the memory held). The consumer resumes as soon
- * as there is room: a short pause finds a fetch still in flight, which wakes
- * the fetcher, where a longer one would leave it asleep. The partitions are
- * this worker's alone, so holding their next jobs takes nothing from other
- * members. */
-#define BACKLOG_MIN 16
+ * BACKLOG_MAX (which bounds the memory held). BACKLOG_MIN is for the rate not
+ * known yet, as when a burst arrives at an idle worker: a few hundred no-op
+ * stages take about a second. The consumer resumes as soon as there is
+ * room: a pause shorter than kafka.fetch_wait finds a fetch still in flight,
+ * which wakes the fetcher, where a longer one leaves it asleep. The
+ * partitions are this worker's alone, so holding their next jobs takes
+ * nothing from other members. */
+#define BACKLOG_MIN 256
 #define BACKLOG_MAX 4096
 
 /* Counts a job started, by second of the monotonic clock. */

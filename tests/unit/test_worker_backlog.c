@@ -1,6 +1,6 @@
 /* Tests for the worker's backlog depth (workers/worker.c): about two seconds
  * of jobs at the rate they were started lately, so that the slots stay busy
- * across the fetcher's wake-up after a resume; at least 16 and twice the
+ * across the fetcher's wake-up after a resume; at least 256 and twice the
  * slots, at most 4096. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -34,14 +34,14 @@ static int limit_with(int concurrency, int gap, int now, int before)
 	return limit;
 }
 
-static void test_idle_worker_holds_sixteen_or_twice_its_slots(void **state)
+static void test_idle_worker_holds_256_or_twice_its_slots(void **state)
 {
 	(void)state;
-	assert_int_equal(limit_with(1, 0, 0, 0), 16);
-	assert_int_equal(limit_with(4, 0, 0, 0), 16);
-	assert_int_equal(limit_with(20, 0, 0, 0), 40);
+	assert_int_equal(limit_with(1, 0, 0, 0), 256);
+	assert_int_equal(limit_with(4, 0, 0, 0), 256);
+	assert_int_equal(limit_with(200, 0, 0, 0), 400);
 	/* Jobs started two seconds ago or more say nothing of the rate now. */
-	assert_int_equal(limit_with(1, 2, 500, 500), 16);
+	assert_int_equal(limit_with(1, 2, 500, 500), 256);
 }
 
 static void test_limit_follows_the_jobs_started_lately(void **state)
@@ -53,7 +53,7 @@ static void test_limit_follows_the_jobs_started_lately(void **state)
 	assert_int_equal(limit_with(1, 0, 500, 100), 1000);
 	/* Nothing started yet this second: the last second's count. */
 	assert_int_equal(limit_with(1, 1, 200, 900), 400);
-	assert_int_equal(limit_with(4, 0, 5, 3), 16);
+	assert_int_equal(limit_with(4, 0, 5, 3), 256);
 }
 
 static void test_limit_is_capped(void **state)
@@ -65,7 +65,7 @@ static void test_limit_is_capped(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_idle_worker_holds_sixteen_or_twice_its_slots),
+	    cmocka_unit_test(test_idle_worker_holds_256_or_twice_its_slots),
 	    cmocka_unit_test(test_limit_follows_the_jobs_started_lately),
 	    cmocka_unit_test(test_limit_is_capped),
 	};
