@@ -14,13 +14,13 @@ DESTDIR ?=
 BUILD   ?= build
 CC      ?= cc
 
-PKGS = libevent libevent_openssl hiredis rdkafka libcurl openssl jansson yaml-0.1 libsystemd
+PKGS = libevent libevent_openssl hiredis rdkafka libcurl openssl jansson yaml-0.1
 TEST_PKGS = cmocka
 # The agent's allocator (see AGENT_LDLIBS).
 MALLOC_PKG = jemalloc
 
 DEB_BUILD = build-essential pkg-config libevent-dev libhiredis-dev librdkafka-dev \
-	libcurl4-openssl-dev libssl-dev libjansson-dev libyaml-dev libsystemd-dev \
+	libcurl4-openssl-dev libssl-dev libjansson-dev libyaml-dev \
 	libcmocka-dev libjemalloc-dev
 DEB_RUN   = redis-server git curl openssl python3 python3-pytest systemd
 # promtool (only in Debian's prometheus package, ~19 MB) checks /metrics in the

@@ -8,7 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <systemd/sd-daemon.h>
 #include <unistd.h>
 
 #include "agent/agent.h"
@@ -25,6 +24,7 @@
 #include "agent/tls.h"
 #include "lib/clock.h"
 #include "lib/log.h"
+#include "lib/sdnotify.h"
 #include "lib/watchdog.h"
 #include "queue/lua.h"
 #include "stages/process.h"
@@ -61,7 +61,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 	(void)what;
 	log_info("stopping", LOG_I("signal", sig));
 	a->stopping = 1;
-	sd_notify(0, "STOPPING=1");
+	sdnotify("STOPPING=1");
 	event_base_loopexit(a->base, NULL);
 }
 
@@ -278,7 +278,7 @@ int main(int argc, char **argv)
 		goto fail;
 	watchdog = watchdog_start(a.base, redis_healthy, a.redis);
 
-	sd_notify(0, "READY=1\nSTATUS=accepting webhooks");
+	sdnotify("READY=1\nSTATUS=accepting webhooks");
 	event_base_dispatch(a.base);
 	status = 0;
 fail:

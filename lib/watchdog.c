@@ -3,10 +3,10 @@
 
 #include <stdint.h>
 #include <stdlib.h>
-#include <systemd/sd-daemon.h>
 
 #include "lib/clock.h"
 #include "lib/log.h"
+#include "lib/sdnotify.h"
 
 struct watchdog {
 	struct event *timer;
@@ -32,7 +32,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	/* A short outage is ridden out: Redis reconnects with back-off, and a
 	 * restart would not bring it back any sooner. */
 	if (now - wd->last_healthy_ms <= wd->interval_ms) {
-		sd_notify(0, "WATCHDOG=1");
+		sdnotify("WATCHDOG=1");
 		return;
 	}
 	if (!wd->silent)
@@ -44,7 +44,10 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 struct watchdog *watchdog_start(struct event_base *base, int (*healthy)(void *arg), void *arg)
 {
 	uint64_t usec = 0;
-	if (sd_watchdog_enabled(0, &usec) <= 0 || usec == 0)
+	int enabled = sdnotify_watchdog_usec(&usec);
+	if (enabled < 0)
+		log_error("no watchdog: WATCHDOG_USEC or WATCHDOG_PID is not a number");
+	if (enabled <= 0)
 		return NULL;
 	struct watchdog *wd = calloc(1, sizeof(*wd));
 	if (!wd)
@@ -58,7 +61,7 @@ struct watchdog *watchdog_start(struct event_base *base, int (*healthy)(void *ar
 	struct timeval tv = {(time_t)(half_us / 1000000), (suseconds_t)(half_us % 1000000)};
 	if (!wd->timer || evtimer_add(wd->timer, &tv) < 0)
 		goto fail;
-	sd_notify(0, "WATCHDOG=1");
+	sdnotify("WATCHDOG=1");
 	log_info("watchdog enabled", LOG_I("interval_ms", wd->interval_ms));
 	return wd;
 fail:

@@ -1,7 +1,7 @@
 /* watchdog: systemd's WATCHDOG=1 ping, sent only while the process is healthy.
  *
  * When the service manager asked for a watchdog (WatchdogSec=, seen through
- * sd_watchdog_enabled), a timer on the event loop fires at half the interval
+ * sdnotify_watchdog_usec), a timer on the event loop fires at half the interval
  * and pings only if the caller's health check passed within the last
  * interval. A stuck loop sends nothing because the timer cannot fire; a
  * dependency that stays down longer than the interval stops the pings too, so

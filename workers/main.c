@@ -13,10 +13,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
-#include <systemd/sd-daemon.h>
 #include <unistd.h>
 
 #include "lib/log.h"
+#include "lib/sdnotify.h"
 #include "lib/watchdog.h"
 #include "queue/envelope.h"
 #include "queue/lua.h"
@@ -152,7 +152,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 		return;
 	}
 	log_info("draining", LOG_I("signal", sig), LOG_I("running", w->running));
-	sd_notify(0, "STOPPING=1");
+	sdnotify("STOPPING=1");
 	w->draining = 1;
 	kafka_consumer_pause(w->consumer);
 	if (w->running == 0) {
@@ -323,7 +323,7 @@ int main(int argc, char **argv)
 		goto fail;
 	m.watchdog = watchdog_start(w->base, redis_healthy, w->redis);
 
-	sd_notify(0, "READY=1\nSTATUS=0 job(s) running");
+	sdnotify("READY=1\nSTATUS=0 job(s) running");
 	event_base_dispatch(w->base);
 	status = 0;
 	/* Let the outbox publish the last results before leaving. */

@@ -3,10 +3,10 @@
 
 #include <stdio.h>
 #include <stdlib.h>
-#include <systemd/sd-daemon.h>
 
 #include "lib/clock.h"
 #include "lib/log.h"
+#include "lib/sdnotify.h"
 
 struct backlog_item {
 	struct backlog_item *next;
@@ -20,7 +20,7 @@ static void notify_status(const struct worker *w)
 {
 	char status[64];
 	snprintf(status, sizeof(status), "STATUS=%d job(s) running", w->running);
-	sd_notify(0, status);
+	sdnotify(status);
 }
 
 /* Jobs the worker holds fetched beyond its slots. Pausing drops what the

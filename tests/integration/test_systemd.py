@@ -2,16 +2,26 @@
 accepts the agent, the worker template and an instance of it, the
 target, and the registry lifecycle job's service and timer, with no warning. The units name the installed binaries, so they are
 installed (with PREFIX pointing into a temporary directory, as a packager's
-staging root would) before they are verified."""
+staging root would) before they are verified.
+
+And the daemons' side of the service manager's protocol: with $NOTIFY_SOCKET
+and $WATCHDOG_USEC set as systemd sets them for Type=notify units with
+WatchdogSec=, the agent and a worker each send READY=1 with a STATUS once
+they serve, WATCHDOG=1 while healthy, and STOPPING=1 on SIGTERM. The test plays the service manager: it binds the
+datagram socket and reads each sender's pid from its credentials."""
 
 import os
 import shutil
+import socket
+import struct
 import subprocess
 import tempfile
+import time
 
 import pytest
 
-from conftest import BUILD, REPO_ROOT
+from conftest import BUILD, REPO_ROOT, started_stack
+from harness import scaled
 
 
 @pytest.fixture(scope="module")
@@ -55,3 +65,54 @@ def test_units_pass_systemd_analyze_verify(installed):
         os.unlink(instance)
     assert out.returncode == 0, out.stdout + out.stderr
     assert out.stdout.strip() == "" and out.stderr.strip() == "", out.stdout + out.stderr
+
+
+class ServiceManager:
+    """The receiving end of $NOTIFY_SOCKET: datagrams with their sender's pid."""
+
+    def __init__(self, path):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(path)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+        self.sock.settimeout(0.2)
+        self.got = []  # (pid, text)
+
+    def read(self, seconds):
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            try:
+                data, anc, _, _ = self.sock.recvmsg(4096, socket.CMSG_SPACE(12))
+            except socket.timeout:
+                continue
+            pid = None
+            for level, kind, cdata in anc:
+                if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
+                    pid = struct.unpack("iII", cdata[:12])[0]
+            self.got.append((pid, data.decode()))
+
+    def texts(self, pid):
+        return [t for p, t in self.got if p == pid]
+
+
+def test_daemons_notify_ready_status_watchdog_and_stopping(tmp_path, monkeypatch):
+    manager = ServiceManager(str(tmp_path / "notify"))
+    monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "notify"))
+    monkeypatch.setenv("WATCHDOG_USEC", "1000000")
+    stack_gen = started_stack("sluice-notify-", lambda repo, root: {}, workers=(("build", 2),))
+    stack = next(stack_gen)
+    try:
+        agent, worker = stack.agent.popen.pid, stack.procs[-1].popen.pid
+        manager.read(scaled(3))
+        for pid, status in ((agent, "STATUS=accepting webhooks"),
+                            (worker, "STATUS=0 job(s) running")):
+            texts = manager.texts(pid)
+            assert "READY=1\n" + status in texts, manager.got
+            # Half the interval: at least two pings in about three seconds.
+            assert texts.count("WATCHDOG=1") >= 2, manager.got
+    finally:
+        for p in (stack.procs[-1], stack.agent):
+            p.stop()
+        next(stack_gen, None)
+    manager.read(0.5)
+    assert "STOPPING=1" in manager.texts(agent), manager.got
+    assert "STOPPING=1" in manager.texts(worker), manager.got
