@@ -326,6 +326,24 @@ static void expect_result(const struct outcome *o, size_t i, const char *status,
 			 field(o, i, "name"), field(o, i, "status"), msg, status, message_prefix);
 }
 
+/* A certificate issued for `issued` days at the group's setup: it expires in
+ * issued - 1 whole days once a second has passed since its signing, in
+ * issued days when the check runs within that same second. */
+static void expect_expiry(const struct outcome *o, size_t i, const char *status, const char *label,
+			  int port, int issued)
+{
+	char want[256];
+	const char *msg = field(o, i, "message");
+	int days = issued - 1;
+	snprintf(want, sizeof(want), "certificate of %s:%d expires in %d days (", label, port,
+		 issued);
+	if (strncmp(msg, want, strlen(want)) == 0)
+		days = issued;
+	snprintf(want, sizeof(want), "certificate of %s:%d expires in %d days (", label, port,
+		 days);
+	expect_result(o, i, status, want);
+}
+
 /* Until only the TLS server is left. */
 static void wait_for_children(void)
 {
@@ -604,14 +622,10 @@ static void tls_checks_judge_expiry_trust_and_host(void **state)
 	assert_false(o.ok);
 	assert_int_equal(json_array_size(o.results), 13);
 
-	snprintf(want, sizeof(want), "certificate of 127.0.0.1:%d expires in 364 days (", v);
-	expect_result(&o, 0, "passed", want);
+	expect_expiry(&o, 0, "passed", "127.0.0.1", v, 365);
 	assert_string_equal(field(&o, 0, "kind"), "tls");
-	snprintf(want, sizeof(want), "certificate of localhost:%d expires in 364 days (", v);
-	expect_result(&o, 1, "passed", want);
-	snprintf(want, sizeof(want), "certificate of 127.0.0.1:%d expires in 2 days (",
-		 fx.tls_port[TLS_SHORT]);
-	expect_result(&o, 2, "failed", want);
+	expect_expiry(&o, 1, "passed", "localhost", v, 365);
+	expect_expiry(&o, 2, "failed", "127.0.0.1", fx.tls_port[TLS_SHORT], 3);
 	assert_non_null(strstr(field(&o, 2, "message"), "Z); at least 14 required"));
 	snprintf(want, sizeof(want),
 		 "certificate of 127.0.0.1:%d has expired (2020-01-02T00:00:00Z)",
