@@ -26,17 +26,6 @@ typedef void (*kafka_delivery_cb)(const char *err, void *arg);
 /* brokers: a comma-separated list, or "@FILE" to read the list from FILE. */
 struct kafka_producer *kafka_producer_new(struct event_base *base, const char *brokers, char *err,
 					  size_t errlen);
-/* Producer tuning for kafka_producer_new_opts; a zero field keeps the default. */
-struct kafka_producer_opts {
-	/* Send each message at once instead of letting it wait 2 ms for others
-	 * to share its request: for a producer of few messages, each awaited
-	 * by the next step of a run. */
-	int immediate;
-};
-/* kafka_producer_new with tuning; opts may be NULL. */
-struct kafka_producer *kafka_producer_new_opts(struct event_base *base, const char *brokers,
-					       const struct kafka_producer_opts *opts, char *err,
-					       size_t errlen);
 /* Copies topic, key and value; the message carries the header
  * content-type: application/cloudevents+json. 0 queued, -1 not (cb not called). */
 int kafka_produce(struct kafka_producer *p, const char *topic, const char *key, const char *value,

@@ -297,10 +297,7 @@ int main(int argc, char **argv)
 	w->scripts.handback = redis_script_add(w->redis, lua_handback);
 	w->scripts.rollout_save = redis_script_add(w->redis, lua_rollout_save);
 	w->scripts.park = redis_script_add(w->redis, lua_park);
-	/* A result is awaited by the router, and the run's next stage by it. */
-	struct kafka_producer_opts produce = {.immediate = 1};
-	w->producer =
-	    kafka_producer_new_opts(w->base, w->settings.brokers, &produce, err, sizeof(err));
+	w->producer = kafka_producer_new(w->base, w->settings.brokers, err, sizeof(err));
 	if (!w->producer) {
 		log_error("cannot start the Kafka producer", LOG_S("error", err));
 		goto fail;
