@@ -4,6 +4,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +24,11 @@
  * second bound, so an outage does not grow memory without end. */
 #define MAX_QUEUED    4096
 #define RESUME_QUEUED 1024
+/* A run's queue outlives its last status by this long, remembering the
+ * newest event it saw for each context. Any process's outbox may publish an
+ * event, so now and then an older one arrives just after a newer one (within
+ * milliseconds); it must not turn a posted "success" back into "pending". */
+#define SEEN_KEEP_MS 30000
 /* GitHub asks clients not to send many requests at once. */
 #define MAX_IN_FLIGHT	   4
 #define REQUEST_TIMEOUT_MS 30000
@@ -41,6 +47,13 @@ struct status {
 	int64_t queued_ms; /* monotonic; the give-up bound counts from here */
 };
 
+/* The newest event seen for one context of a run. */
+struct seen {
+	struct seen *next;
+	uint64_t seq;
+	char context[];
+};
+
 struct run_queue {
 	struct run_queue *next, **prevp;
 	struct statuses *s;
@@ -49,6 +62,9 @@ struct run_queue {
 	int n;
 	struct github_api_call *call; /* posting head */
 	struct event *timer;	      /* a back-off before head is tried again */
+	struct event *keep;	      /* frees the queue SEEN_KEEP_MS after it emptied */
+	struct seen *seen;
+	int n_seen;
 	int backoff_ms;
 };
 
@@ -283,7 +299,31 @@ static void queue_free(struct run_queue *q)
 	}
 	if (q->timer)
 		event_free(q->timer);
+	if (q->keep)
+		event_free(q->keep);
+	while (q->seen) {
+		struct seen *e = q->seen;
+		q->seen = e->next;
+		free(e);
+	}
 	free(q);
+}
+
+static void on_keep_over(evutil_socket_t fd, short what, void *arg)
+{
+	struct run_queue *q = arg;
+	(void)fd;
+	(void)what;
+	if (!q->head)
+		queue_free(q);
+}
+
+/* An emptied queue stays SEEN_KEEP_MS for what it has seen. */
+static void queue_emptied(struct run_queue *q)
+{
+	struct timeval tv = {SEEN_KEEP_MS / 1000, (SEEN_KEEP_MS % 1000) * 1000};
+	if (evtimer_add(q->keep, &tv) < 0)
+		queue_free(q);
 }
 
 /* The head was posted or given up: its event is done. */
@@ -300,7 +340,7 @@ static void queue_pop(struct run_queue *q)
 	kafka_consumer_done(s->consumer, st->ticket);
 	status_free(st);
 	if (!q->head)
-		queue_free(q);
+		queue_emptied(q);
 	if (s->paused && s->queued <= RESUME_QUEUED) {
 		s->paused = 0;
 		kafka_consumer_resume(s->consumer);
@@ -326,7 +366,12 @@ static struct run_queue *queue_get(struct statuses *s, const char *run)
 	if (!q)
 		return NULL;
 	q->timer = evtimer_new(s->agent->base, on_queue_timer, q);
-	if (!q->timer) {
+	q->keep = evtimer_new(s->agent->base, on_keep_over, q);
+	if (!q->timer || !q->keep) {
+		if (q->timer)
+			event_free(q->timer);
+		if (q->keep)
+			event_free(q->keep);
 		free(q);
 		return NULL;
 	}
@@ -530,7 +575,50 @@ static struct status *status_new(struct statuses *s, const char *type, const jso
 	return st;
 }
 
-static void enqueue(struct statuses *s, const char *run, struct status *st)
+/* The sequence number of an event a script recorded (lib/events.lua writes
+ * ids "<ms>-<seq>" in hex, seq growing with every script), 0 for an id of
+ * any other form. */
+static uint64_t event_seq(const char *id)
+{
+	const char *dash = strchr(id, '-');
+	char *end;
+	if (!dash || dash == id || strspn(id, "0123456789abcdef") != (size_t)(dash - id) ||
+	    !dash[1] || strspn(dash + 1, "0123456789abcdef") != strlen(dash + 1) ||
+	    strlen(dash + 1) > 16)
+		return 0;
+	errno = 0;
+	unsigned long long v = strtoull(dash + 1, &end, 16);
+	return errno || *end ? 0 : v;
+}
+
+/* 1 when an event newer than seq was seen for context (its status is then
+ * out of date); otherwise remembers seq as the newest, and 0. */
+static int seen_newer(struct run_queue *q, const char *context, uint64_t seq)
+{
+	struct seen *e;
+	if (!seq)
+		return 0;
+	for (e = q->seen; e; e = e->next)
+		if (strcmp(e->context, context) == 0)
+			break;
+	if (e) {
+		if (e->seq > seq)
+			return 1;
+		e->seq = seq;
+		return 0;
+	}
+	/* Past MAX_PER_RUN contexts a run is not tracked any further. */
+	if (q->n_seen >= MAX_PER_RUN || !(e = malloc(sizeof(*e) + strlen(context) + 1)))
+		return 0;
+	e->seq = seq;
+	strcpy(e->context, context);
+	e->next = q->seen;
+	q->seen = e;
+	q->n_seen++;
+	return 0;
+}
+
+static void enqueue(struct statuses *s, const char *run, struct status *st, uint64_t seq)
 {
 	struct run_queue *q = queue_get(s, run);
 
@@ -539,6 +627,16 @@ static void enqueue(struct statuses *s, const char *run, struct status *st)
 			 LOG_S("error", "out of memory"));
 		kafka_consumer_done(s->consumer, st->ticket);
 		status_free(st);
+		return;
+	}
+	if (seen_newer(q, st->context, seq)) {
+		log_info("commit status skipped", LOG_S("run", run), LOG_S("context", st->context),
+			 LOG_S("state", st->state),
+			 LOG_S("reason", "a newer event for this context came first"));
+		kafka_consumer_done(s->consumer, st->ticket);
+		status_free(st);
+		if (!q->head && !evtimer_pending(q->keep, NULL))
+			queue_emptied(q);
 		return;
 	}
 	if (q->n >= MAX_PER_RUN) {
@@ -597,7 +695,7 @@ static void on_event(const struct kafka_message *m, struct kafka_ticket *t, void
 		kafka_consumer_done(s->consumer, t);
 	} else {
 		st->ticket = t;
-		enqueue(s, run, st);
+		enqueue(s, run, st, event_seq(env.id));
 	}
 	envelope_clear(&env);
 }

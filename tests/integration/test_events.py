@@ -327,3 +327,44 @@ def test_the_pipeline_ends_the_same_with_github_down(estack, github):
     reqs = wait_statuses(github, run_id, lambda rs: sum(
         r["body"]["state"] == "success" for r in rs) == 2)
     assert by_context(reqs)["sluice/offline/test"][-1]["state"] == "success"
+
+
+def test_an_older_event_arriving_after_a_newer_one_posts_no_stale_status(estack, github):
+    # Any process's outbox may publish a run's events, so now and then an
+    # older one reaches sluice.events just after a newer one. Produced here
+    # directly, in that order, with the ids lib/events.lua writes
+    # ("<ms>-<sequence>" in hex): the stage's success is posted and the
+    # "running" recorded before it is not.
+    run_id = "r_0123456789abcdef01234567"
+    data = {"run": run_id, "pipeline": "ok", "repository": OWNER + "/ok",
+            "sha": estack.repo.head, "ref": "refs/heads/main", "stage": "build",
+            "attempt": 1}
+
+    def event(kind, seq, **more):
+        return json.dumps({
+            "specversion": "1.0", "id": "%x-%x" % (int(time.time() * 1000), seq),
+            "source": "sluice", "type": "dev.sluice." + kind,
+            "subject": "runs/%s/stages/build/attempts/1" % run_id,
+            "time": "2026-01-01T00:00:00.000Z", "datacontenttype": "application/json",
+            "data": dict(data, **more)}).encode()
+
+    c = Client(estack.brokers)
+    try:
+        for value in (event("stage.queued", 0x7000),
+                      event("stage.finished", 0x9002, status="succeeded", duration_ms=5),
+                      event("stage.started", 0x9001, status="running")):
+            err, _ = c.produce("sluice.events", run_id.encode(), value)
+            assert err == 0
+    finally:
+        c.close()
+    wait_statuses(github, run_id, lambda rs: any(r["body"]["state"] == "success" for r in rs))
+    # The agent handles a partition's events in order: once it has logged
+    # the third as skipped, nothing more of this run is coming.
+    log = os.path.join(estack.logdir, "agent.log")
+    wait_for("the stale event skipped", lambda: any(
+        "commit status skipped" in line and run_id in line
+        and "a newer event for this context came first" in line
+        for line in open(log)), 10, [estack.agent])
+    states = [(b["state"], b["description"]) for b in by_context(
+        github.of_run(run_id))["sluice/ok/build"]]
+    assert states == [("pending", "queued"), ("success", "succeeded in 5ms")], states
