@@ -633,10 +633,10 @@ static void enqueue(struct statuses *s, const char *run, struct status *st, uint
 		log_info("commit status skipped", LOG_S("run", run), LOG_S("context", st->context),
 			 LOG_S("state", st->state),
 			 LOG_S("reason", "a newer event for this context came first"));
+		/* The queue saw the newer event, so it holds a status or is
+		 * already waiting out SEEN_KEEP_MS. */
 		kafka_consumer_done(s->consumer, st->ticket);
 		status_free(st);
-		if (!q->head && !evtimer_pending(q->keep, NULL))
-			queue_emptied(q);
 		return;
 	}
 	if (q->n >= MAX_PER_RUN) {

@@ -38,10 +38,7 @@ DEVBROKER_SETTINGS = {"kafka": {"fetch_wait": "2ms"}}
 
 def stack_settings(extra=None):
     """DEVBROKER_SETTINGS with a benchmark's own settings merged in."""
-    settings = {k: dict(v) for k, v in DEVBROKER_SETTINGS.items()}
-    for k, v in (extra or {}).items():
-        settings.setdefault(k, {}).update(v)
-    return settings
+    return harness.merge_settings(DEVBROKER_SETTINGS, extra)
 
 
 class BenchError(Exception):

@@ -247,6 +247,15 @@ def _yaml_scalar(v):
     return json.dumps(v)  # a JSON string is a valid YAML double-quoted scalar
 
 
+def merge_settings(base, extra):
+    """sluice.yaml settings: base with each section of extra merged into its
+    own (a new dict; neither argument changes)."""
+    settings = {k: dict(v) if isinstance(v, dict) else v for k, v in base.items()}
+    for k, v in (extra or {}).items():
+        settings.setdefault(k, {}).update(v)
+    return settings
+
+
 def to_yaml(value, indent=0):
     """Block-style YAML for nested dicts; lists of scalars in flow style."""
     pad = "  " * indent
@@ -370,15 +379,13 @@ class Stack:
 
     def write_config(self):
         self.agent_port = free_port()
-        settings = {
+        settings = merge_settings({
             "kafka": {"brokers": "@" + self.bootstrap},
             "redis": {"url": "redis://127.0.0.1:%d" % self.redis_port},
             "agent": {"listen": "127.0.0.1:%d" % self.agent_port},
             "pipelines_dir": "pipelines.d",
             "worker": {"state_dir": self.state_dir, "kill_grace": "1s"},
-        }
-        for k, v in self.extra_settings.items():
-            settings.setdefault(k, {}).update(v)
+        }, self.extra_settings)
         with open(self.config, "w") as f:
             f.write(to_yaml(settings))
         pdir = os.path.join(self.root, "pipelines.d")
