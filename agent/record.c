@@ -15,6 +15,10 @@
 #define BATCH_DELIVERIES 64
 /* Room kept for a delivery's number of runs, written at its commit. */
 #define COUNT_ROOM 24
+/* Calls under way at once: while Redis runs one, the next waits in its
+ * socket, so that Redis never idles between them; deliveries arriving
+ * meanwhile gather for the call after. */
+#define CALLS_IN_FLIGHT 2
 
 struct waiter {
 	record_cb cb;
@@ -132,6 +136,10 @@ static void on_recorded(struct redis *r, redisReply *reply, const char *err, voi
 	rec->in_flight--;
 	if (!err && !reply_fits(reply, b->nwait))
 		err = "unexpected reply";
+	/* What gathered meanwhile goes first, so that Redis records it while
+	 * these deliveries are answered; not when Redis is going away. */
+	if (rec->in_flight < CALLS_IN_FLIGHT && (!err || strcmp(err, "shutting down") != 0))
+		send_open(rec, 0);
 	if (err) {
 		batch_fail(b, err);
 	} else {
@@ -140,9 +148,6 @@ static void on_recorded(struct redis *r, redisReply *reply, const char *err, voi
 					 NULL, b->waiters[i].arg);
 		batch_free(b);
 	}
-	/* What gathered meanwhile goes now, unless Redis is going away. */
-	if (rec->in_flight == 0 && (!err || strcmp(err, "shutting down") != 0))
-		send_open(rec, 0);
 }
 
 static void on_unsent(evutil_socket_t fd, short what, void *arg)
@@ -279,7 +284,7 @@ void record_commit(struct recorder *rec, record_cb cb, void *arg)
 	b->len[rec->count_arg] =
 	    (size_t)snprintf(b->bytes + b->off[rec->count_arg], COUNT_ROOM, "%d", rec->nruns);
 	b->waiters[b->nwait++] = (struct waiter){cb, arg};
-	if (rec->in_flight == 0 || b->nwait >= BATCH_DELIVERIES)
+	if (rec->in_flight < CALLS_IN_FLIGHT || b->nwait >= BATCH_DELIVERIES)
 		send_open(rec, 1);
 }
 

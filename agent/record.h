@@ -1,12 +1,13 @@
 /* record: webhook deliveries and manual triggers written to Redis, with
  * their runs and first jobs, by queue/scripts/intake.lua.
  *
- * Group commit: a delivery is sent at once when no call of the script is
- * under way; those that arrive meanwhile gather and go together in one call
- * when its reply comes (or as soon as BATCH_DELIVERIES have gathered). One
- * delivery alone waits for nothing; under load one call records many, and
- * the cost of a call (a round trip, a script run) is shared. A call is one
- * transaction: its deliveries are recorded all or none.
+ * Group commit: a delivery is sent at once unless two calls of the script
+ * are under way; those that arrive meanwhile gather and go together in one
+ * call when a reply comes (or as soon as BATCH_DELIVERIES have gathered).
+ * One delivery alone waits for nothing; under load one call records many,
+ * and the cost of a call (a round trip, a script run) is shared, while the
+ * second call keeps Redis busy as the first one's deliveries are answered.
+ * A call is one transaction: its deliveries are recorded all or none.
  *
  * A delivery is built in the batch being gathered: record_begin, then
  * record_run for each run, then record_commit (or record_cancel), all

@@ -200,11 +200,12 @@ def test_form_encoded_content_type_is_415(stack):
 
 
 def test_deliveries_arriving_during_a_redis_call_are_recorded_together_each_once(stack):
-    """Group commit (agent/record.c): while the agent waits for Redis, the
-    deliveries that arrive gather and are recorded by one call of the intake
-    script; each is still answered on its own, a delivery sent twice within
-    the batch still gets one run. Redis is held still with CLIENT PAUSE; a
-    MONITOR connection sees each script call with its arguments."""
+    """Group commit (agent/record.c): the agent keeps two calls of the
+    intake script under way; while it waits for both, the deliveries that
+    arrive gather and are recorded by one call; each is still answered on its
+    own, a delivery sent twice within the batch still gets one run. Redis is
+    held still with CLIENT PAUSE; a MONITOR connection sees each script call
+    with its arguments."""
 
     def cli(*args):
         return subprocess.run(["redis-cli", "-p", str(stack.redis_port)] + list(args),
@@ -214,7 +215,7 @@ def test_deliveries_arriving_during_a_redis_call_are_recorded_together_each_once
     monitor.sendall(b"MONITOR\r\n")
     assert monitor.recv(16).startswith(b"+OK")
     payload = stack.push_payload(APP_REPO)
-    first = str(uuid.uuid4())
+    first, second = str(uuid.uuid4()), str(uuid.uuid4())
     gathered = [str(uuid.uuid4()) for _ in range(12)]
     twice = gathered[0]
     answers = {}
@@ -226,9 +227,11 @@ def test_deliveries_arriving_during_a_redis_call_are_recorded_together_each_once
     # Held for less than the agent's Redis timeout (redis.timeout, 5 s), or
     # its call would fail on a slow machine.
     cli("CLIENT", "PAUSE", str(int(min(scaled(1.5), 4) * 1000)), "ALL")
-    threads = [threading.Thread(target=post, args=(first, "first"))]
-    threads[0].start()
-    time.sleep(min(scaled(0.3), 1))  # the first delivery's call is sent and held
+    threads = []
+    for delivery in (first, second):
+        threads.append(threading.Thread(target=post, args=(delivery, delivery)))
+        threads[-1].start()
+        time.sleep(min(scaled(0.3), 1))  # its call is sent and held
     for i, delivery in enumerate(gathered + [twice]):
         threads.append(threading.Thread(target=post, args=(delivery, i)))
         threads[-1].start()
@@ -247,9 +250,10 @@ def test_deliveries_arriving_during_a_redis_call_are_recorded_together_each_once
 
     assert all(status == 202 for status, _ in answers.values()), answers
     calls = [line for line in seen.decode("utf-8", "replace").splitlines()
-             if '"EVALSHA"' in line and any(d in line for d in [first] + gathered)]
-    assert len(calls) == 2, calls
-    assert first in calls[0] and all(d in calls[1] for d in gathered), calls
+             if '"EVALSHA"' in line and any(d in line for d in [first, second] + gathered)]
+    assert len(calls) == 3, calls
+    assert first in calls[0] and second in calls[1], calls
+    assert all(d in calls[2] for d in gathered), calls
     runs = {slot: body["runs"] for slot, (_, body) in answers.items()}
     assert all(len(r) == 1 for r in runs.values()), runs
     # The delivery sent twice: one run, the second answer a duplicate of it.
@@ -257,7 +261,7 @@ def test_deliveries_arriving_during_a_redis_call_are_recorded_together_each_once
     assert [answers[0][1].get("duplicate"), answers[len(gathered)][1].get("duplicate")].count(
         True) == 1, answers
     distinct = {r[0] for r in runs.values()}
-    assert len(distinct) == 1 + len(gathered), runs
+    assert len(distinct) == 2 + len(gathered), runs
     assert stack.run_count() == before + len(distinct)
     for run_id in distinct:
         assert stack.wait_run(run_id)["status"] == "succeeded"
