@@ -36,7 +36,7 @@ struct agent_metrics {
 	struct agent *agent;
 	struct metrics *registry;
 	struct metric *webhooks, *runs_created, *runs_finished, *http_duration;
-	struct metric *outbox_depth, *delayed_depth, *consumer_lag, *refresh_errors;
+	struct metric *outbox_depth, *events_depth, *delayed_depth, *consumer_lag, *refresh_errors;
 	struct event *refresh;
 	struct request_slot slots[REQUEST_SLOTS];
 	size_t next_slot;
@@ -242,6 +242,11 @@ static void on_outbox_depth(struct redis *r, redisReply *reply, const char *err,
 	on_depth(r, reply, err, arg, ((struct agent_metrics *)arg)->outbox_depth);
 }
 
+static void on_events_depth(struct redis *r, redisReply *reply, const char *err, void *arg)
+{
+	on_depth(r, reply, err, arg, ((struct agent_metrics *)arg)->events_depth);
+}
+
 static void on_delayed_depth(struct redis *r, redisReply *reply, const char *err, void *arg)
 {
 	on_depth(r, reply, err, arg, ((struct agent_metrics *)arg)->delayed_depth);
@@ -288,6 +293,8 @@ static void on_refresh(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	if (redis_command(a->redis, on_outbox_depth, am, "XLEN %soutbox", a->settings.key_prefix) <
 		0 ||
+	    redis_command(a->redis, on_events_depth, am, "XLEN %soutbox:events",
+			  a->settings.key_prefix) < 0 ||
 	    redis_command(a->redis, on_delayed_depth, am, "ZCARD %sdelayed",
 			  a->settings.key_prefix) < 0 ||
 	    redis_command(a->redis, on_runs_finished, am, "HGETALL %sruns:finished",
@@ -362,6 +369,11 @@ int agent_metrics_start(struct agent *a)
 	am->outbox_depth = metrics_gauge(
 	    m, "sluice_outbox_depth",
 	    "Outbox stream entries not yet published (each of one or more messages).", NULL);
+	am->events_depth = metrics_gauge(
+	    m, "sluice_events_outbox_depth",
+	    "Events stream entries not yet published to the events topic (by the agent holding "
+	    "its lease, in order).",
+	    NULL);
 	am->delayed_depth =
 	    metrics_gauge(m, "sluice_delayed_depth",
 			  "Entries of the delayed set (pauses, back-offs, window openings).", NULL);
@@ -374,7 +386,7 @@ int agent_metrics_start(struct agent *a)
 	am->refresh = event_new(a->base, -1, EV_PERSIST, on_refresh, am);
 	struct timeval tv = {REFRESH_MS / 1000, (REFRESH_MS % 1000) * 1000};
 	if (!m || !am->webhooks || !am->runs_created || !am->runs_finished || !am->http_duration ||
-	    !am->outbox_depth || !am->delayed_depth || !am->refresh_errors || !am->consumer_lag ||
+	    !am->outbox_depth || !am->events_depth || !am->delayed_depth || !am->refresh_errors || !am->consumer_lag ||
 	    !am->refresh || event_add(am->refresh, &tv) < 0) {
 		log_error("cannot set up metrics");
 		a->metrics = am;

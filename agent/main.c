@@ -55,14 +55,29 @@ static void on_other(struct evhttp_request *req, void *arg)
 		api_handle(req, arg);
 }
 
+static void on_events_released(void *arg)
+{
+	struct agent *a = arg;
+	event_base_loopexit(a->base, NULL);
+}
+
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
 	struct agent *a = arg;
+	struct timeval most = {1, 0};
 	(void)what;
 	log_info("stopping", LOG_I("signal", sig));
+	int again = a->stopping;
 	a->stopping = 1;
 	sdnotify("STOPPING=1");
-	event_base_loopexit(a->base, NULL);
+	if (again) {
+		event_base_loopexit(a->base, NULL);
+		return;
+	}
+	/* The events lease goes first, so that another agent publishes the
+	 * events at once: a Redis round trip, at most a second. */
+	event_base_loopexit(a->base, &most);
+	outbox_release_events(a->outbox, on_events_released, a);
 }
 
 static int redis_healthy(void *arg)
@@ -263,8 +278,9 @@ int main(int argc, char **argv)
 		log_error("cannot start the Kafka producer", LOG_S("error", err));
 		goto fail;
 	}
+	/* The agent publishes the events stream too (one agent at a time). */
 	a.outbox = outbox_new(a.base, a.redis, a.producer, a.settings.key_prefix,
-			      a.settings.topic_prefix, a.consumer_name);
+			      a.settings.topic_prefix, a.consumer_name, 1);
 	if (!a.outbox || router_start(&a) < 0 || scheduler_start(&a) < 0 ||
 	    statuses_start(&a) < 0 || agent_metrics_start(&a) < 0 || auth_start(&a) < 0 ||
 	    start_http(&a) < 0)

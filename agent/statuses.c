@@ -25,9 +25,10 @@
 #define MAX_QUEUED    4096
 #define RESUME_QUEUED 1024
 /* A run's queue outlives its last status by this long, remembering the
- * newest event it saw for each context. Any process's outbox may publish an
- * event, so now and then an older one arrives just after a newer one (within
- * milliseconds); it must not turn a posted "success" back into "pending". */
+ * newest event it saw for each context. Events are published in order, but
+ * one that Kafka refused once is published again after those that followed
+ * it, and a copy may come again; neither must turn a posted "success" back
+ * into "pending". */
 #define SEEN_KEEP_MS 30000
 /* GitHub asks clients not to send many requests at once. */
 #define MAX_IN_FLIGHT	   4

@@ -117,11 +117,13 @@ def settled_run_count(port):
 
 
 def wait_outbox_drained(port, timeout):
-    """Waits until the agent has produced every recorded job to Kafka, so
-    that its publishing does not load the machine during the next phase."""
+    """Waits until the agent has produced every recorded job and event to
+    Kafka, so that its publishing does not load the machine during the next
+    phase."""
     start = time.monotonic()
     while True:
-        n = int(redis_cli(port, ["XLEN", KEY_PREFIX + "outbox"])[0] or 0)
+        n = sum(int(v or 0) for v in redis_cli(port, ["XLEN", KEY_PREFIX + "outbox"],
+                                               ["XLEN", KEY_PREFIX + "outbox:events"]))
         if n == 0:
             return time.monotonic() - start
         if time.monotonic() - start > timeout:
@@ -568,7 +570,7 @@ def report(info, fixed, wrk, picks, drained):
             lines.append(line)
     lines += [
         "- after each sluice round the agent's outbox took at most %.1f s to publish its "
-        "backlog of jobs to Kafka." % drained,
+        "backlog of jobs and events to Kafka." % drained,
         "- fixed rate: an open-loop generator (Python) sends %d requests/s for %d s over "
         "keep-alive connections without waiting for answers (sluice %d connections, webhook "
         "%d); latency from send to complete answer. All %d answered 2xx, every sluice 2xx a "

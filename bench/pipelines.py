@@ -34,8 +34,8 @@ CHAIN = ("build", "test", "scan", "push", "deploy")
 RUNS, CHECKOUT_RUNS = 200, 10
 # Warm-up runs: the consumer groups form; every process's producer meets the
 # topics it will publish to (any process's outbox dispatcher may publish any
-# recorded message, and a producer's first message to a topic waits for that
-# topic's metadata).
+# recorded job or result, and a producer's first message to a topic waits for
+# that topic's metadata).
 WARMUP = 20
 # The agent stays stopped for seconds in the router phase: a session timeout
 # that long keeps its consumers in their groups meanwhile.

@@ -24,10 +24,7 @@
 /* linger.ms: a message waits this long for others to share its request, so
  * that a burst of jobs costs a few requests; a job still reaches its worker
  * within a few milliseconds (1 ms rather than 2: each hop of a run pays it,
- * for about 2% of intake's throughput). The same for every process: any
- * process's outbox may publish any recorded message, and one that lingered
- * less than another would often publish a run's later event before an
- * earlier one the other holds. */
+ * for about 2% of intake's throughput). */
 #define PRODUCER_LINGER_MS "1"
 /* message.timeout.ms: long enough to ride out a broker restart. */
 #define PRODUCER_MESSAGE_TIMEOUT_MS "60000"

@@ -1,6 +1,7 @@
 /* outbox: reads the outbox stream through the consumer group "dispatch",
  * produces each entry's messages to Kafka and deletes the entry once they
- * are all delivered.
+ * are all delivered. The events stream is read in order instead, by the
+ * holder of its lease alone (outbox.h).
  *
  * Every entry this process has handed to Kafka (and not yet deleted) is a
  * struct flight, found by id so that a claim never produces a second copy of
@@ -22,7 +23,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/clock.h"
 #include "lib/log.h"
+#include "queue/lua.h"
 
 /* Messages produced and not yet reported; an entry read is produced whole,
  * so a read may go beyond this by its entries' messages. */
@@ -35,6 +38,11 @@
 #define BUCKETS		   1024
 /* Delivered entries deleted and acknowledged by one XDEL and one XACK. */
 #define ACK_BATCH 512
+/* The events stream's lease: held this long after each renewal, renewed
+ * this often; a dispatcher that stops renewing it (a process gone) is
+ * replaced within LEASE_MS + LEASE_RENEW_MS. */
+#define LEASE_MS       5000
+#define LEASE_RENEW_MS 1000
 
 /* What Redis callbacks hold instead of the outbox itself. */
 struct anchor {
@@ -86,6 +94,23 @@ struct outbox {
 	struct flight *delivered[ACK_BATCH];
 	int n_delivered;
 	struct event *ack_ev;
+
+	/* The events stream's dispatcher, in order, when this process runs
+	 * one: a second struct outbox, ordered. */
+	struct outbox *events;
+	int ordered;
+	char *lease_key;
+	int lease_script;
+	int leasing;		/* a call of outbox_lease.lua is under way */
+	int64_t lease_until;	/* monotonic ms until which the lease is ours; 0: not */
+	char cursor[64];	/* the last id read; "" reads from the start */
+	int rewound;		/* the cursor went back while a read was under way */
+	int64_t rewind_at;	/* monotonic ms when to read from the start again; 0: not */
+	int64_t lease_asked;	/* when the call under way was sent */
+	int released;		/* given up for good: the process is stopping */
+	void (*on_released)(void *arg);
+	void *released_arg;
+	struct event *lease_timer;
 };
 
 static struct anchor *anchor_ref(struct outbox *o)
@@ -180,6 +205,26 @@ static void note_redis_error(struct outbox *o, const char *what, const char *err
 	log_warn(what, LOG_S("stream", o->stream), LOG_S("error", err));
 }
 
+/* An ordered outbox reads again from the start of what is left: entries
+ * not deleted are produced again, after what it produced since (that is
+ * the one way its order can break: a message Kafka refused, or a delete
+ * that failed). */
+static void rewind_cursor(struct outbox *o)
+{
+	o->cursor[0] = '\0';
+	o->rewound = 1;
+	o->rewind_at = 0;
+}
+
+/* After a failure: once claim_idle_ms have passed, as the group's entries
+ * are claimed again, so that a message Kafka keeps refusing is not tried
+ * again at every tick. */
+static void rewind_later(struct outbox *o)
+{
+	if (!o->rewind_at)
+		o->rewind_at = clock_mono_ms() + o->claim_idle_ms;
+}
+
 static void on_acked(struct redis *r, redisReply *reply, const char *err, void *arg)
 {
 	struct ack_batch *b = arg;
@@ -188,10 +233,17 @@ static void on_acked(struct redis *r, redisReply *reply, const char *err, void *
 	for (int i = 0; i < b->n; i++) {
 		struct flight *f = b->f[i];
 		if (f->o) {
-			if (err && i == 0)
-				note_redis_error(
-				    f->o, "outbox: XACK failed; the entries will be claimed again",
-				    err);
+			if (err && i == 0) {
+				note_redis_error(f->o,
+						 f->o->ordered
+						     ? "outbox: XDEL failed; the entries will be "
+						       "produced again"
+						     : "outbox: XACK failed; the entries will be "
+						       "claimed again",
+						 err);
+				if (f->o->ordered)
+					rewind_later(f->o);
+			}
 			flight_remove(f->o, f);
 		}
 		free(f);
@@ -201,7 +253,8 @@ static void on_acked(struct redis *r, redisReply *reply, const char *err, void *
 
 /* One XDEL and one XACK for every entry delivered since the last time.
  * XDEL first: if the XACK is lost, XAUTOCLAIM drops the deleted ids from the
- * pending list, whereas an acked entry never deleted would stay. */
+ * pending list, whereas an acked entry never deleted would stay. An ordered
+ * outbox reads without a group: XDEL alone. */
 static void ack_delivered(struct outbox *o)
 {
 	int n = o->n_delivered;
@@ -220,7 +273,9 @@ static void ack_delivered(struct outbox *o)
 			argv[i + 3] = b->f[i]->id;
 		argv[1] = "XDEL";
 		argv[2] = o->stream;
-		if (o->r && redis_command_argv(o->r, NULL, NULL, n + 2, argv + 1, NULL) == 0) {
+		if (o->r && o->ordered)
+			sent = redis_command_argv(o->r, on_acked, b, n + 2, argv + 1, NULL) == 0;
+		else if (o->r && redis_command_argv(o->r, NULL, NULL, n + 2, argv + 1, NULL) == 0) {
 			argv[0] = "XACK";
 			argv[1] = o->stream;
 			argv[2] = GROUP;
@@ -230,7 +285,10 @@ static void ack_delivered(struct outbox *o)
 	free(argv);
 	if (sent)
 		return;
-	/* Left pending: a claim produces them again after claim_idle_ms. */
+	/* Left pending: a claim produces them again after claim_idle_ms (an
+	 * ordered outbox, when it reads them again). */
+	if (o->ordered)
+		rewind_later(o);
 	for (int i = 0; i < n; i++) {
 		struct flight *f = b ? b->f[i] : o->delivered[i];
 		flight_remove(o, f);
@@ -266,7 +324,10 @@ static void on_delivered(const char *err, void *arg)
 		return;
 	}
 	if (f->failed) {
-		/* Left pending: a claim produces it again after claim_idle_ms. */
+		/* Left pending: a claim produces it again after claim_idle_ms (an
+		 * ordered outbox, when it reads it again). */
+		if (o->ordered)
+			rewind_later(o);
 		flight_remove(o, f);
 		free(f);
 		return;
@@ -312,7 +373,8 @@ static void drop_entry(struct outbox *o, const char *id)
 	log_error("outbox: dropping malformed entry", LOG_S("stream", o->stream), LOG_S("id", id));
 	if (o->r) {
 		redis_command(o->r, NULL, NULL, "XDEL %s %s", o->stream, id);
-		redis_command(o->r, NULL, NULL, "XACK %s " GROUP " %s", o->stream, id);
+		if (!o->ordered)
+			redis_command(o->r, NULL, NULL, "XACK %s " GROUP " %s", o->stream, id);
 	}
 }
 
@@ -406,19 +468,47 @@ static void on_read(struct redis *r, redisReply *reply, const char *err, void *a
 		note_redis_error(o, "outbox: XREADGROUP failed", err);
 		return;
 	}
-	/* [[stream, [entry, ...]]], or nil when nothing is new. */
+	/* XREADGROUP: [[stream, [entry, ...]]], or nil when nothing is new;
+	 * XRANGE (ordered): [entry, ...]. */
+	const redisReply *entries = NULL;
+	if (o->ordered)
+		entries = reply;
+	else if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 1 &&
+		 reply->element[0]->type == REDIS_REPLY_ARRAY &&
+		 reply->element[0]->elements == 2)
+		entries = reply->element[0]->element[1];
 	size_t got = 0;
-	if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 1 &&
-	    reply->element[0]->type == REDIS_REPLY_ARRAY && reply->element[0]->elements == 2) {
-		const redisReply *entries = reply->element[0]->element[1];
+	if (entries && entries->type == REDIS_REPLY_ARRAY) {
 		produce_entries(o, entries, 0);
-		if (entries->type == REDIS_REPLY_ARRAY)
-			got = entries->elements;
+		got = entries->elements;
+	}
+	if (o->ordered && got > 0 && !o->rewound) {
+		const redisReply *last = entries->element[got - 1];
+		if (last->type == REDIS_REPLY_ARRAY && last->elements == 2 &&
+		    last->element[0]->type == REDIS_REPLY_STRING &&
+		    last->element[0]->len < sizeof(o->cursor))
+			memcpy(o->cursor, last->element[0]->str, last->element[0]->len + 1);
 	}
 	if (got == (size_t)o->read_count || o->read_again) {
 		o->read_again = 0;
 		read_batch(o);
 	}
+}
+
+static int lease_held(const struct outbox *o)
+{
+	return o->lease_until > clock_mono_ms();
+}
+
+/* The entries after the cursor, in stream order. */
+static int read_ordered(struct outbox *o, int count)
+{
+	char start[sizeof(o->cursor) + 1], n[16];
+	snprintf(start, sizeof(start), o->cursor[0] ? "(%s" : "-", o->cursor);
+	snprintf(n, sizeof(n), "%d", count);
+	const char *argv[] = {"XRANGE", o->stream, start, "+", "COUNT", n};
+	o->rewound = 0;
+	return redis_command_argv(o->r, on_read, anchor_ref(o), 6, argv, NULL);
 }
 
 /* Never BLOCK: the connection is shared with every other module. */
@@ -431,15 +521,26 @@ static void read_batch(struct outbox *o)
 	if (!o->r || !redis_connected(o->r))
 		return;
 	int room = MAX_IN_FLIGHT - o->n_messages;
-	if (room <= 0)
+	if (room <= 0 || (o->ordered && !lease_held(o)))
 		return;
+	int count = room < BATCH ? room : BATCH;
+	if (o->ordered) {
+		if (o->rewind_at && clock_mono_ms() >= o->rewind_at)
+			rewind_cursor(o);
+		if (read_ordered(o, count) < 0) {
+			anchor_release(o->anchor);
+			return;
+		}
+		o->reading = 1;
+		o->read_count = count;
+		return;
+	}
 	if (o->group_connect != redis_connect_count(o->r) &&
 	    redis_command(o->r, on_group, anchor_ref(o), "XGROUP CREATE %s " GROUP " 0 MKSTREAM",
 			  o->stream) < 0) {
 		anchor_release(o->anchor);
 		return;
 	}
-	int count = room < BATCH ? room : BATCH;
 	if (redis_command(o->r, on_read, anchor_ref(o),
 			  "XREADGROUP GROUP " GROUP " %s COUNT %d STREAMS %s >", o->consumer, count,
 			  o->stream) < 0) {
@@ -525,60 +626,225 @@ static void warm_topics(struct outbox *o)
 	kafka_producer_warm(o->p, topics, sizeof(names) / sizeof(names[0]));
 }
 
-struct outbox *outbox_new(struct event_base *base, struct redis *r, struct kafka_producer *p,
-			  const char *key_prefix, const char *topic_prefix, const char *consumer)
-{
-	struct outbox *o = calloc(1, sizeof(*o));
-	if (!o)
-		return NULL;
-	o->r = r;
-	o->p = p;
-	o->claim_idle_ms = DEFAULT_CLAIM_IDLE;
-	size_t plen = strlen(key_prefix);
-	o->stream = malloc(plen + sizeof("outbox"));
-	o->consumer = strdup(consumer);
-	o->topic_prefix = strdup(topic_prefix);
-	o->anchor = calloc(1, sizeof(*o->anchor));
-	if (!o->stream || !o->consumer || !o->topic_prefix || !o->anchor)
-		goto fail;
-	memcpy(o->stream, key_prefix, plen);
-	memcpy(o->stream + plen, "outbox", sizeof("outbox"));
-	o->anchor->o = o;
-	o->anchor->refs = 1;
+/* --- the events stream's lease ------------------------------------------------------ */
 
-	o->tick = event_new(base, -1, EV_PERSIST, on_tick, o);
-	o->claim_timer = event_new(base, -1, EV_PERSIST, on_claim_timer, o);
-	o->ack_ev = event_new(base, -1, 0, on_ack_event, o);
-	if (!o->tick || !o->claim_timer || !o->ack_ev)
-		goto fail;
-	struct timeval tv = {.tv_sec = 0, .tv_usec = TICK_MS * 1000};
-	if (evtimer_add(o->tick, &tv) < 0 || arm_claim_timer(o) < 0)
-		goto fail;
-	warm_topics(o);
-	return o;
-fail:
+static void released(struct outbox *o)
+{
+	void (*done)(void *) = o->on_released;
+	o->on_released = NULL;
+	if (done)
+		done(o->released_arg);
+}
+
+static void on_given_up(struct redis *r, redisReply *reply, const char *err, void *arg)
+{
+	struct outbox *o = anchor_release(arg);
+	(void)r;
+	(void)reply;
+	if (!o)
+		return;
+	o->leasing = 0;
+	if (err)
+		note_redis_error(o, "outbox: the events lease was not given up", err);
+	else
+		log_info("outbox: the events lease is given up", LOG_S("stream", o->stream));
+	released(o);
+}
+
+/* Takes the lease, or keeps it (ms > 0); gives it up (ms 0). 0 when the
+ * call was sent: cb is called. */
+static int lease_call(struct outbox *o, int ms, redis_cb cb)
+{
+	if (!o->r || !redis_connected(o->r))
+		return -1;
+	char text[16];
+	snprintf(text, sizeof(text), "%d", ms);
+	const char *argv[] = {o->lease_key, o->consumer, text};
+	o->lease_asked = clock_mono_ms();
+	if (redis_script_run(o->r, o->lease_script, cb, anchor_ref(o), 0, 3, argv, NULL) < 0) {
+		anchor_release(o->anchor);
+		return -1;
+	}
+	o->leasing = 1;
+	return 0;
+}
+
+static void on_lease(struct redis *r, redisReply *reply, const char *err, void *arg)
+{
+	struct outbox *o = anchor_release(arg);
+	(void)r;
+	if (!o)
+		return;
+	o->leasing = 0;
+	if (o->released) {
+		/* Asked for before it was given up: give it up now. */
+		if (lease_call(o, 0, on_given_up) < 0)
+			released(o);
+		return;
+	}
+	int held = lease_held(o);
+	if (err || reply->type != REDIS_REPLY_INTEGER || reply->integer != 1) {
+		if (err)
+			note_redis_error(o, "outbox: the events lease was not renewed", err);
+		if (held)
+			log_info("outbox: this process no longer publishes the events",
+				 LOG_S("stream", o->stream));
+		o->lease_until = 0;
+		return;
+	}
+	/* Counted from when it was asked for: Redis's lease ends later. */
+	o->lease_until = o->lease_asked + LEASE_MS;
+	if (!held && lease_held(o)) {
+		log_info("outbox: this process publishes the events, in order",
+			 LOG_S("stream", o->stream));
+		rewind_cursor(o);
+		read_batch(o);
+	}
+}
+
+static void on_lease_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct outbox *o = arg;
+	(void)fd;
+	(void)what;
+	if (!o->leasing && !o->released)
+		lease_call(o, LEASE_MS, on_lease);
+}
+
+/* --- public ------------------------------------------------------------------------- */
+
+static void dispatcher_free(struct outbox *o)
+{
+	if (!o)
+		return;
+	/* What was delivered is acknowledged still: Redis outlives the outbox. */
+	ack_delivered(o);
 	if (o->tick)
 		event_free(o->tick);
 	if (o->claim_timer)
 		event_free(o->claim_timer);
 	if (o->ack_ev)
 		event_free(o->ack_ev);
-	free(o->anchor);
+	if (o->lease_timer)
+		event_free(o->lease_timer);
+	for (struct flight *f = o->flights; f; f = f->next)
+		f->o = NULL;
+	if (o->anchor) {
+		o->anchor->o = NULL;
+		anchor_release(o->anchor);
+	}
 	free(o->stream);
 	free(o->consumer);
 	free(o->topic_prefix);
+	free(o->lease_key);
 	free(o);
+}
+
+static char *key_of(const char *prefix, const char *name)
+{
+	size_t plen = strlen(prefix), nlen = strlen(name);
+	char *key = malloc(plen + nlen + 1);
+	if (key) {
+		memcpy(key, prefix, plen);
+		memcpy(key + plen, name, nlen + 1);
+	}
+	return key;
+}
+
+/* The dispatcher of one stream: "outbox" through the consumer group, or
+ * (ordered) "outbox:events" under the lease. */
+static struct outbox *dispatcher_new(struct event_base *base, struct redis *r,
+				     struct kafka_producer *p, const char *key_prefix,
+				     const char *topic_prefix, const char *consumer, int ordered)
+{
+	struct outbox *o = calloc(1, sizeof(*o));
+	if (!o)
+		return NULL;
+	o->r = r;
+	o->p = p;
+	o->ordered = ordered;
+	o->claim_idle_ms = DEFAULT_CLAIM_IDLE;
+	o->stream = key_of(key_prefix, ordered ? "outbox:events" : "outbox");
+	o->consumer = strdup(consumer);
+	o->topic_prefix = strdup(topic_prefix);
+	o->anchor = calloc(1, sizeof(*o->anchor));
+	if (!o->stream || !o->consumer || !o->topic_prefix || !o->anchor)
+		goto fail;
+	o->anchor->o = o;
+	o->anchor->refs = 1;
+
+	o->tick = event_new(base, -1, EV_PERSIST, on_tick, o);
+	o->ack_ev = event_new(base, -1, 0, on_ack_event, o);
+	if (!o->tick || !o->ack_ev)
+		goto fail;
+	struct timeval tv = {.tv_sec = 0, .tv_usec = TICK_MS * 1000};
+	if (evtimer_add(o->tick, &tv) < 0)
+		goto fail;
+	if (ordered) {
+		struct timeval renew = {.tv_sec = LEASE_RENEW_MS / 1000,
+					.tv_usec = (LEASE_RENEW_MS % 1000) * 1000};
+		o->lease_key = key_of(key_prefix, "outbox:events:lease");
+		o->lease_script = redis_script_add(r, lua_outbox_lease);
+		o->lease_timer = event_new(base, -1, EV_PERSIST, on_lease_timer, o);
+		if (!o->lease_key || o->lease_script < 0 || !o->lease_timer ||
+		    evtimer_add(o->lease_timer, &renew) < 0)
+			goto fail;
+		/* The first attempt as soon as the loop runs. */
+		event_active(o->lease_timer, EV_TIMEOUT, 0);
+		return o;
+	}
+	o->claim_timer = event_new(base, -1, EV_PERSIST, on_claim_timer, o);
+	if (!o->claim_timer || arm_claim_timer(o) < 0)
+		goto fail;
+	warm_topics(o);
+	return o;
+fail:
+	dispatcher_free(o);
 	return NULL;
+}
+
+struct outbox *outbox_new(struct event_base *base, struct redis *r, struct kafka_producer *p,
+			  const char *key_prefix, const char *topic_prefix, const char *consumer,
+			  int events)
+{
+	struct outbox *o =
+	    dispatcher_new(base, r, p, key_prefix, topic_prefix, consumer, 0);
+	if (o && events) {
+		o->events = dispatcher_new(base, r, p, key_prefix, topic_prefix, consumer, 1);
+		if (!o->events) {
+			dispatcher_free(o);
+			return NULL;
+		}
+	}
+	return o;
+}
+
+void outbox_release_events(struct outbox *o, void (*done)(void *arg), void *arg)
+{
+	struct outbox *e = o->events;
+	if (!e || e->released) {
+		done(arg);
+		return;
+	}
+	e->released = 1;
+	e->lease_until = 0;
+	e->on_released = done;
+	e->released_arg = arg;
+	/* A renewal under way gives it up when it is answered (on_lease). */
+	if (!e->leasing && lease_call(e, 0, on_given_up) < 0)
+		released(e);
 }
 
 void outbox_kick(struct outbox *o)
 {
 	read_batch(o);
+	if (o->events)
+		read_batch(o->events);
 }
 
 int outbox_in_flight(const struct outbox *o)
 {
-	return o->n_producing;
+	return o->n_producing + (o->events ? o->events->n_producing : 0);
 }
 
 void outbox_set_claim_idle_ms(struct outbox *o, int ms)
@@ -587,23 +853,14 @@ void outbox_set_claim_idle_ms(struct outbox *o, int ms)
 		return;
 	o->claim_idle_ms = ms;
 	arm_claim_timer(o);
+	if (o->events)
+		o->events->claim_idle_ms = ms;
 }
 
 void outbox_free(struct outbox *o)
 {
 	if (!o)
 		return;
-	/* What was delivered is acknowledged still: Redis outlives the outbox. */
-	ack_delivered(o);
-	event_free(o->tick);
-	event_free(o->claim_timer);
-	event_free(o->ack_ev);
-	for (struct flight *f = o->flights; f; f = f->next)
-		f->o = NULL;
-	o->anchor->o = NULL;
-	anchor_release(o->anchor);
-	free(o->stream);
-	free(o->consumer);
-	free(o->topic_prefix);
-	free(o);
+	dispatcher_free(o->events);
+	dispatcher_free(o);
 }

@@ -9,6 +9,18 @@
  * published that was not recorded, and nothing recorded stays unpublished.
  * A topic written as "@name" is published to <topic_prefix>name, so that
  * scripts need not know the configured prefix.
+ *
+ * Events (topic "@events") are written to a stream of their own,
+ * <prefix>outbox:events, and published differently: by one process at a
+ * time, the holder of the lease <prefix>outbox:events:lease (taken and
+ * renewed by outbox_lease.lua; another process takes over within seconds
+ * of the holder going away), which reads the stream in order (XRANGE) and
+ * deletes what was delivered. One producer in stream order keeps a run's
+ * events in the order its scripts recorded them, whichever process ran
+ * those: with several dispatchers, one could publish a newer event before
+ * another published an older one. The order breaks only where a message is
+ * produced again (Kafka refused it, or its delete failed): then it follows
+ * what was produced after it.
  */
 #ifndef SLUICE_OUTBOX_H
 #define SLUICE_OUTBOX_H
@@ -20,15 +32,25 @@
 
 struct outbox;
 
-/* consumer: a name unique to this process (host:pid), for the consumer group. */
+/* consumer: a name unique to this process (host:pid), for the consumer
+ * group and the events lease. events: whether this process also publishes
+ * the events stream (the agent does). */
 struct outbox *outbox_new(struct event_base *base, struct redis *r, struct kafka_producer *p,
-			  const char *key_prefix, const char *topic_prefix, const char *consumer);
+			  const char *key_prefix, const char *topic_prefix, const char *consumer,
+			  int events);
+/* The process is stopping: the events lease, if this outbox publishes the
+ * events, is given up so that another agent takes over at once, and no
+ * event is read any more. done(arg) is called once, when Redis has answered
+ * (or could not be asked), perhaps before this returns. */
+void outbox_release_events(struct outbox *o, void (*done)(void *arg), void *arg);
 /* A script just wrote to the outbox: read and produce now rather than at the next tick. */
 void outbox_kick(struct outbox *o);
 /* Entries produced and awaiting their delivery report. */
 int outbox_in_flight(const struct outbox *o);
 /* How long an entry stays pending before it is claimed again (default
- * 30000 ms); claims are looked for every min(5 s, claim_idle_ms). */
+ * 30000 ms); claims are looked for every min(5 s, claim_idle_ms). The
+ * events stream's dispatcher waits as long after a failure before it
+ * produces again what is left. */
 void outbox_set_claim_idle_ms(struct outbox *o, int ms);
 void outbox_free(struct outbox *o);
 

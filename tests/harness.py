@@ -168,6 +168,21 @@ def lua_script(name):
     return text
 
 
+def outbox_messages(r, prefix, stream="outbox"):
+    """(topic, value) of each message in an outbox stream, oldest first:
+    "outbox" (jobs, results) or "outbox:events" (lib/events.lua). An entry
+    may hold several messages: topic, key, value repeated."""
+    out = []
+    for _, fields in r.call("XRANGE", prefix + stream, "-", "+"):
+        topic = None
+        for k, v in zip(fields[::2], fields[1::2]):
+            if k == b"topic":
+                topic = v.decode()
+            elif k == b"value":
+                out.append((topic, v.decode()))
+    return out
+
+
 def redis_ping(port):
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=1) as s:

@@ -302,8 +302,10 @@ int main(int argc, char **argv)
 		log_error("cannot start the Kafka producer", LOG_S("error", err));
 		goto fail;
 	}
+	/* Jobs and results; the events the worker's scripts record are the
+	 * agent's to publish. */
 	w->outbox = outbox_new(w->base, w->redis, w->producer, w->settings.key_prefix,
-			       w->settings.topic_prefix, w->token);
+			       w->settings.topic_prefix, w->token, 0);
 	if (!w->outbox || subscribe(w, kinds) < 0 ||
 	    worker_metrics_start(w, metrics_listen ? metrics_listen : w->settings.metrics_listen) <
 		0)

@@ -14,7 +14,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
-from harness import lua_script  # noqa: E402
+from harness import lua_script, outbox_messages  # noqa: E402
 from resp import Redis  # noqa: E402
 
 TOKEN = "host:1:aabbccdd"
@@ -47,13 +47,11 @@ def claim(r, P, run, stage, *names):
 
 def stage_finished_events(r, P):
     events = []
-    for _, fields in r.call("XRANGE", P + "outbox", "-", "+"):
-        for i in range(0, len(fields), 6):
-            entry = dict(zip(fields[i:i + 6:2], fields[i + 1:i + 6:2]))
-            if entry[b"topic"] == b"@events":
-                event = json.loads(entry[b"value"])
-                if event["type"] == "dev.sluice.stage.finished":
-                    events.append(event["data"])
+    for topic, value in outbox_messages(r, P, "outbox:events"):
+        assert topic == "@events", topic
+        event = json.loads(value)
+        if event["type"] == "dev.sluice.stage.finished":
+            events.append(event["data"])
     return events
 
 

@@ -26,6 +26,7 @@ import pytest
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
 from conftest import free_port, pipeline, started_stack, wait_for  # noqa: E402
 from kafkawire import Client  # noqa: E402
+from resp import Redis  # noqa: E402
 
 TOKEN = "ghp_" + "x1" * 18
 OWNER = "sluice-st"
@@ -115,6 +116,9 @@ def pipelines(repo):
             "build": {"run": ["true"]},
             "test": {"run": ["true"], "needs": ["build"]},
         }),
+        # Of a kind no worker of the stack takes: its worker is started by
+        # the test that needs it.
+        "ordered.yaml": p("ordered", {"scan": {"kind": "scan", "run": ["true"]}}),
     }
 
 
@@ -239,6 +243,48 @@ def test_a_failing_stage_with_a_retry_emits_its_events_in_order(estack, github):
     assert "sluice/flaky/test" not in by_context(reqs), "a skipped stage posts nothing"
 
 
+def test_the_events_a_worker_records_are_published_by_the_agent_in_order(estack, github):
+    """Events have a stream of their own (outbox:events), which the agent
+    holding its lease publishes in the order the scripts recorded them;
+    a worker publishes its jobs and results, never events. So with the agent
+    stopped while a worker runs a stage, the worker's run.started,
+    stage.started and stage.finished wait in that stream and none reaches
+    sluice.events; once the agent runs again they do, each once, in the
+    order of their ids, after those the agent published before."""
+    P = "sluice:"
+    run_id = start(estack, "ordered")
+    with Redis(estack.redis_port) as r:
+        wait_for("the run's first events and job published", lambda: r.call(
+            "XLEN", P + "outbox") == 0 and r.call("XLEN", P + "outbox:events") == 0, 10)
+        first = [e["type"] for e in run_events(estack, run_id)]
+        assert first == ["dev.sluice.run.created", "dev.sluice.stage.queued"], first
+
+        os.kill(estack.agent.popen.pid, signal.SIGSTOP)
+        try:
+            worker = estack.start_worker("scan", 1, "events-scan")
+            wait_for("the scan stage to finish", lambda: r.call(
+                "HGET", P + "run:%s:stage:scan" % run_id, "status") == b"succeeded", 15)
+            waiting = r.call("XLEN", P + "outbox:events")
+            assert waiting >= 3, waiting
+            assert [e["type"] for e in run_events(estack, run_id)] == first
+        finally:
+            os.kill(estack.agent.popen.pid, signal.SIGCONT)
+        estack.procs.remove(worker)
+        worker.stop()
+
+        events = wait_for("run.finished on sluice.events", lambda: (
+            lambda es: es if es and es[-1]["type"] == "dev.sluice.run.finished" else None)(
+                run_events(estack, run_id)), 20)
+        assert [e["type"][len("dev.sluice."):] for e in events] == [
+            "run.created", "stage.queued", "run.started", "stage.started", "stage.finished",
+            "run.finished"], json.dumps(events, indent=1)
+        # Ids "<ms>-<sequence>" (hex): the sequence grows with every change.
+        seqs = [int(e["id"].split("-")[1], 16) for e in events]
+        assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs), seqs
+        wait_for("the events stream emptied", lambda: r.call(
+            "XLEN", P + "outbox:events") == 0, 10)
+
+
 def test_statuses_go_pending_then_success_for_every_stage_in_order(estack, github):
     run_id = start(estack, "ok")
     assert estack.wait_run(run_id)["status"] == "succeeded"
@@ -330,8 +376,9 @@ def test_the_pipeline_ends_the_same_with_github_down(estack, github):
 
 
 def test_an_older_event_arriving_after_a_newer_one_posts_no_stale_status(estack, github):
-    # Any process's outbox may publish a run's events, so now and then an
-    # older one reaches sluice.events just after a newer one. Produced here
+    # An event Kafka refused once is published again after those that
+    # followed it, so an older one can reach sluice.events just after a
+    # newer one. Produced here
     # directly, in that order, with the ids lib/events.lua writes
     # ("<ms>-<sequence>" in hex): the stage's success is posted and the
     # "running" recorded before it is not.

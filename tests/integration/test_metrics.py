@@ -125,6 +125,7 @@ def test_metrics_move_with_a_webhook_and_its_run(mstack, metrics_port):
                  route="/api/v1/runs/{id}", code="200") >= 1
     assert not [k for k in a1 if any(v.startswith("/api/v1/runs/r_") for _, v in k[1])]
     assert ("sluice_outbox_depth", frozenset()) in a1
+    assert ("sluice_events_outbox_depth", frozenset()) in a1
     assert ("sluice_delayed_depth", frozenset()) in a1
 
     for kind in ("build", "test"):

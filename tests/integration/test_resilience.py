@@ -15,7 +15,7 @@ import pytest
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
 from conftest import http_request, pipeline, started_stack, wait_for  # noqa: E402
-from harness import lua_script  # noqa: E402
+from harness import lua_script, outbox_messages  # noqa: E402
 from kafkawire import envelopes  # noqa: E402
 from resp import Redis  # noqa: E402
 
@@ -245,15 +245,6 @@ def test_sluicectl_cancel(rstack):
     assert again.returncode == 1 and "already finished" in again.stderr, again
 
 
-def outbox_topics(r, P):
-    """The topic of each message in the outbox, oldest first."""
-    topics = []
-    for _, fields in r.call("XRANGE", P + "outbox", "-", "+"):
-        pairs = dict(zip(fields[::2], fields[1::2]))
-        topics.append(pairs[b"topic"].decode())
-    return topics
-
-
 def test_a_due_delayed_entry_is_released_once(rstack):
     """Two agents that both see an entry due: only one publishes it."""
     with redis(rstack) as r:
@@ -282,4 +273,6 @@ def test_an_expired_lease_is_reaped_once(rstack):
         assert json.loads(stage["attempts"]) == [
             {"attempt": 1, "status": "lost", "worker": "w:1:aa", "started": 500,
              "finished": 2000}]
-        assert outbox_topics(r, P) == ["@events", "jobs", "@events"]
+        assert [t for t, _ in outbox_messages(r, P)] == ["jobs"]
+        assert [json.loads(v)["type"] for _, v in outbox_messages(r, P, "outbox:events")] == [
+            "dev.sluice.stage.lost", "dev.sluice.stage.queued"]

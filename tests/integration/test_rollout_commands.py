@@ -18,7 +18,7 @@ import time
 import pytest
 
 from conftest import http_request, pipeline, started_stack, wait_for
-from harness import lua_script
+from harness import lua_script, outbox_messages
 from kafkawire import envelopes
 from resp import Redis
 
@@ -755,13 +755,9 @@ def seed(r, prefix, stage_status, run_status="running", phase="Paused", command=
         r.call("HSET", prefix + "run:r1:stage:deploy@prod", "command", command)
 
 
-def outbox(r, prefix):
-    """(topic, envelope) of each message in the outbox, oldest first."""
-    out = []
-    for _, fields in r.call("XRANGE", prefix + "outbox", "-", "+"):
-        pairs = dict(zip(fields[::2], fields[1::2]))
-        out.append((pairs[b"topic"].decode(), json.loads(pairs[b"value"])))
-    return out
+def outbox(r, prefix, stream="outbox"):
+    """(topic, envelope) of each message in an outbox stream, oldest first."""
+    return [(t, json.loads(v)) for t, v in outbox_messages(r, prefix, stream)]
 
 
 def test_script_rollout_command_twice_resumes_once(rstack):
@@ -777,10 +773,12 @@ def test_script_rollout_command_twice_resumes_once(rstack):
         assert second == [b"not-paused", b"queued"], second
         sent = outbox(r, prefix)
         assert [(topic, e["type"]) for topic, e in sent] == [
-            ("@events", "dev.sluice.deploy.command"), ("@jobs.deploy", "dev.sluice.job.requested"),
-            ("@events", "dev.sluice.stage.queued")], sent
-        assert sent[1][1]["data"] == {"run": "r1", "stage": "deploy@prod", "attempt": 5,
+            ("@jobs.deploy", "dev.sluice.job.requested")], sent
+        assert sent[0][1]["data"] == {"run": "r1", "stage": "deploy@prod", "attempt": 5,
                                       "kind": "deploy"}, sent
+        events = outbox(r, prefix, "outbox:events")
+        assert [(topic, e["type"]) for topic, e in events] == [
+            ("@events", "dev.sluice.deploy.command"), ("@events", "dev.sluice.stage.queued")], events
 
 
 def test_script_rollout_command_refusals_change_nothing(rstack):
@@ -800,6 +798,7 @@ def test_script_rollout_command_refusals_change_nothing(rstack):
         assert got == [b"gone"], got
         assert r.hgetall(prefix + "run:r1:stage:deploy@prod") == before
         assert r.call("XLEN", prefix + "outbox") == 0
+        assert r.call("XLEN", prefix + "outbox:events") == 0
 
 
 def test_script_rollback_then_retry_is_refused(rstack):

@@ -1,7 +1,8 @@
 /* Tests for queue/outbox: a real redis-server on a free port and an
  * in-process librdkafka mock cluster; entries written to the outbox stream
  * reach Kafka and leave the stream, and entries a dead dispatcher left
- * pending are claimed and produced. */
+ * pending are claimed and produced; the events stream is published in
+ * order by one dispatcher at a time, the holder of its lease. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -147,14 +148,22 @@ static int is_connected(void *arg)
 	return redis_connected(arg);
 }
 
-static void fixture_start(struct fixture *fx, const char *prefix, const char *stream)
+/* A dispatcher of its own Redis client; with events, it also publishes
+ * the events stream when it holds the lease, as consumer. */
+static void dispatcher_start(struct fixture *fx, const char *prefix, const char *stream,
+			     const char *consumer, int events)
 {
 	fx->stream = stream;
 	fx->r = redis_new(base, srv.url, 1000);
 	assert_non_null(fx->r);
 	assert_true(run_until(is_connected, fx->r, 3000));
-	fx->o = outbox_new(base, fx->r, prod, prefix, "sluice.", "test-host:1");
+	fx->o = outbox_new(base, fx->r, prod, prefix, "sluice.", consumer, events);
 	assert_non_null(fx->o);
+}
+
+static void fixture_start(struct fixture *fx, const char *prefix, const char *stream)
+{
+	dispatcher_start(fx, prefix, stream, "test-host:1", 0);
 }
 
 static void fixture_stop(struct fixture *fx)
@@ -479,6 +488,211 @@ static void freeing_with_deliveries_in_flight_is_safe(void **state)
 	assert_string_equal(g.value[0], "{\"late\":1}");
 }
 
+/* --- the events stream ---------------------------------------------------------- */
+
+static long long stream_len(const char *stream)
+{
+	return sync_int("XLEN %s", stream);
+}
+
+/* What the lease's key holds, in holder (size 32); "" when nobody holds it. */
+static void lease_holder(const char *key, char *holder)
+{
+	redisReply *rep = redisCommand(sync_redis, "GET %s", key);
+	assert_non_null(rep);
+	snprintf(holder, 32, "%s", rep->type == REDIS_REPLY_STRING ? rep->str : "");
+	freeReplyObject(rep);
+}
+
+struct pair {
+	struct fixture *a, *b; /* b may be NULL */
+};
+
+/* The events stream is empty and neither dispatcher has anything in flight. */
+static int events_drained(void *arg)
+{
+	struct pair *p = arg;
+	return outbox_in_flight(p->a->o) == 0 && (!p->b || outbox_in_flight(p->b->o) == 0) &&
+	       stream_len(p->a->stream) == 0;
+}
+
+static int lease_taken(void *arg)
+{
+	char holder[32];
+	lease_holder(arg, holder);
+	return holder[0] != '\0';
+}
+
+static void add_events(const char *stream, int from, int to)
+{
+	for (int i = from; i < to; i++) {
+		char value[64];
+		snprintf(value, sizeof(value), "{\"e\":%d}", i);
+		sync_ok("XADD %s * topic %s key %s value %s", stream, "@events", "run-e", value);
+	}
+}
+
+static void expect_events(int from, int to)
+{
+	struct got g;
+	/* More than expected are asked for: a copy would show. */
+	consume(&g, to - from + 1, 1500);
+	assert_int_equal(g.n, to - from);
+	for (int i = from; i < to; i++) {
+		char value[64];
+		snprintf(value, sizeof(value), "{\"e\":%d}", i);
+		assert_string_equal(g.key[i - from], "run-e");
+		assert_string_equal(g.value[i - from], value);
+	}
+}
+
+/* Two agents: the events reach Kafka once each, in stream order, published
+ * by whichever holds the lease (two readers of the stream without it would
+ * publish every event twice). */
+static void the_events_are_published_once_in_order_by_the_lease_holder(void **state)
+{
+	(void)state;
+	struct fixture a, b;
+	dispatcher_start(&a, "e1:", "e1:outbox:events", "host-a:1", 1);
+	dispatcher_start(&b, "e1:", "e1:outbox:events", "host-b:2", 1);
+	assert_true(run_until(lease_taken, "e1:outbox:events:lease", 3000));
+	add_events("e1:outbox:events", 0, 8);
+	outbox_kick(a.o);
+	outbox_kick(b.o);
+	struct pair p = {&a, &b};
+	assert_true(run_until(events_drained, &p, 5000));
+	expect_events(0, 8);
+	char holder[32];
+	lease_holder("e1:outbox:events:lease", holder);
+	assert_true(strcmp(holder, "host-a:1") == 0 || strcmp(holder, "host-b:2") == 0);
+	fixture_stop(&a);
+	fixture_stop(&b);
+}
+
+static void note_done(void *arg)
+{
+	*(int *)arg = 1;
+}
+
+static int is_set(void *arg)
+{
+	return *(int *)arg;
+}
+
+/* The holder stops (it gives the lease up first): the other dispatcher
+ * takes over at its next attempt, without waiting for the lease to run
+ * out, and publishes what follows; the first publishes nothing more. */
+static void the_lease_passes_on_when_its_holder_goes(void **state)
+{
+	(void)state;
+	struct fixture a, b;
+	dispatcher_start(&a, "e2:", "e2:outbox:events", "host-a:1", 1);
+	assert_true(run_until(lease_taken, "e2:outbox:events:lease", 3000));
+	dispatcher_start(&b, "e2:", "e2:outbox:events", "host-b:2", 1);
+	add_events("e2:outbox:events", 0, 2);
+	outbox_kick(a.o);
+	struct pair both = {&a, &b};
+	assert_true(run_until(events_drained, &both, 5000));
+	expect_events(0, 2);
+
+	int given_up = 0;
+	outbox_release_events(a.o, note_done, &given_up);
+	assert_true(run_until(is_set, &given_up, 2000));
+	add_events("e2:outbox:events", 2, 5);
+	outbox_kick(a.o);
+	struct pair p = {&b, NULL};
+	/* Under LEASE_MS (5 s): a lease given up, not one run out. */
+	assert_true(run_until(events_drained, &p, 2500));
+	expect_events(2, 5);
+	char holder[32];
+	lease_holder("e2:outbox:events:lease", holder);
+	assert_string_equal(holder, "host-b:2");
+	fixture_stop(&a);
+	fixture_stop(&b);
+}
+
+/* A dispatcher without the events calls back at once. */
+static void releasing_without_events_calls_back_at_once(void **state)
+{
+	(void)state;
+	struct fixture w;
+	fixture_start(&w, "e6:", "e6:outbox");
+	int done = 0;
+	outbox_release_events(w.o, note_done, &done);
+	assert_int_equal(done, 1);
+	fixture_stop(&w);
+}
+
+static int lease_held_by_a(void *arg)
+{
+	(void)arg;
+	char holder[32];
+	lease_holder("e3:outbox:events:lease", holder);
+	return strcmp(holder, "host-a:1") == 0;
+}
+
+/* A holder that died holding the lease: nothing is published until its
+ * lease has run out; then the next dispatcher publishes what waited. */
+static void a_dead_holders_lease_is_waited_out(void **state)
+{
+	(void)state;
+	sync_ok("SET e3:outbox:events:lease dead:1 PX 1500");
+	add_events("e3:outbox:events", 0, 3);
+	struct fixture a;
+	dispatcher_start(&a, "e3:", "e3:outbox:events", "host-a:1", 1);
+	outbox_kick(a.o);
+	struct timeval tv = {0, 700000};
+	event_base_loopexit(base, &tv);
+	event_base_dispatch(base);
+	assert_int_equal(stream_len("e3:outbox:events"), 3);
+	expect_events(0, 0);
+
+	assert_true(run_until(lease_held_by_a, NULL, 4000));
+	struct pair p = {&a, NULL};
+	assert_true(run_until(events_drained, &p, 3000));
+	expect_events(0, 3);
+	fixture_stop(&a);
+}
+
+/* A worker's dispatcher (no events) leaves the events stream alone. */
+static void a_dispatcher_without_events_leaves_them_to_the_agent(void **state)
+{
+	(void)state;
+	struct fixture w;
+	dispatcher_start(&w, "e4:", "e4:outbox", "worker:1", 0);
+	add_events("e4:outbox:events", 0, 2);
+	outbox_kick(w.o);
+	struct timeval tv = {0, 500000};
+	event_base_loopexit(base, &tv);
+	event_base_dispatch(base);
+	assert_int_equal(stream_len("e4:outbox:events"), 2);
+	assert_false(lease_taken("e4:outbox:events:lease"));
+	expect_events(0, 0);
+	fixture_stop(&w);
+}
+
+static int only_the_refused_left(void *arg)
+{
+	struct fixture *fx = arg;
+	return outbox_in_flight(fx->o) == 0 && stream_len(fx->stream) == 1;
+}
+
+/* An event Kafka refuses stays in the stream, to be produced again later;
+ * the events after it are published meanwhile. */
+static void an_event_kafka_refuses_stays_and_the_rest_go_on(void **state)
+{
+	(void)state;
+	struct fixture a;
+	dispatcher_start(&a, "e5:", "e5:outbox:events", "host-a:1", 1);
+	assert_true(run_until(lease_taken, "e5:outbox:events:lease", 3000));
+	add_too_large("e5:outbox:events", NULL);
+	add_events("e5:outbox:events", 0, 2);
+	outbox_kick(a.o);
+	assert_true(run_until(only_the_refused_left, &a, 5000));
+	expect_events(0, 2);
+	fixture_stop(&a);
+}
+
 int main(void)
 {
 	signal(SIGPIPE, SIG_IGN);
@@ -493,6 +707,12 @@ int main(void)
 	    cmocka_unit_test(an_entry_with_one_message_refused_stays_pending_whole),
 	    cmocka_unit_test(the_group_is_created_again_after_redis_lost_everything),
 	    cmocka_unit_test(freeing_with_deliveries_in_flight_is_safe),
+	    cmocka_unit_test(the_events_are_published_once_in_order_by_the_lease_holder),
+	    cmocka_unit_test(the_lease_passes_on_when_its_holder_goes),
+	    cmocka_unit_test(a_dead_holders_lease_is_waited_out),
+	    cmocka_unit_test(a_dispatcher_without_events_leaves_them_to_the_agent),
+	    cmocka_unit_test(an_event_kafka_refuses_stays_and_the_rest_go_on),
+	    cmocka_unit_test(releasing_without_events_calls_back_at_once),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

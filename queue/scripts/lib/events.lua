@@ -63,37 +63,57 @@ local function sluice_event_id(P)
   return id, sluice_emit_ms, sluice_emit_time
 end
 
--- Messages for Kafka go into the outbox stream. Each is an entry of its
--- own, unless the script holds them (outbox_hold): then they gather and
--- outbox_flush writes them as entries of up to SLUICE_HELD_PER_ENTRY
--- messages each (fields topic, key, value repeated, in order), one XADD
--- for many messages.
+-- Messages for Kafka go into two streams: events (topic "@events") into
+-- outbox:events, which one dispatcher at a time publishes in the order the
+-- scripts wrote them, so that a run's events reach sluice.events in order;
+-- every other message (jobs, results, dead letters) into outbox, which any
+-- process's dispatcher may publish (queue/outbox.c). Each message is an
+-- entry of its own, unless the script holds them (outbox_hold): then they
+-- gather and outbox_flush writes them as entries of up to
+-- SLUICE_HELD_PER_ENTRY messages each (fields topic, key, value repeated, in
+-- order), one XADD for many messages.
 local SLUICE_HELD_PER_ENTRY = 128
+local SLUICE_STREAMS = {'outbox', 'outbox:events'}
 local sluice_held
 
+local function sluice_stream_of(topic)
+  return topic == '@events' and 'outbox:events' or 'outbox'
+end
+
+local function sluice_flush_stream(P, stream)
+  local t = sluice_held[stream]
+  if #t > 0 then
+    redis.call('XADD', P .. stream, '*', unpack(t))
+    sluice_held[stream] = {}
+  end
+end
+
 local function outbox_flush(P)
-  if sluice_held and #sluice_held > 0 then
-    redis.call('XADD', P .. 'outbox', '*', unpack(sluice_held))
+  if sluice_held then
+    for _, stream in ipairs(SLUICE_STREAMS) do
+      sluice_flush_stream(P, stream)
+    end
   end
   sluice_held = nil
 end
 
 local function outbox_hold()
-  sluice_held = {}
+  sluice_held = {['outbox'] = {}, ['outbox:events'] = {}}
 end
 
 local function outbox_add(P, topic, key, value)
+  local stream = sluice_stream_of(topic)
   if not sluice_held then
-    redis.call('XADD', P .. 'outbox', '*', 'topic', topic, 'key', key, 'value', value)
+    redis.call('XADD', P .. stream, '*', 'topic', topic, 'key', key, 'value', value)
     return
   end
-  local n = #sluice_held
-  sluice_held[n + 1], sluice_held[n + 2] = 'topic', topic
-  sluice_held[n + 3], sluice_held[n + 4] = 'key', key
-  sluice_held[n + 5], sluice_held[n + 6] = 'value', value
+  local t = sluice_held[stream]
+  local n = #t
+  t[n + 1], t[n + 2] = 'topic', topic
+  t[n + 3], t[n + 4] = 'key', key
+  t[n + 5], t[n + 6] = 'value', value
   if n + 6 == 6 * SLUICE_HELD_PER_ENTRY then
-    outbox_flush(P)
-    outbox_hold()
+    sluice_flush_stream(P, stream)
   end
 end
 
