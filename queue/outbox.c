@@ -847,6 +847,16 @@ int outbox_in_flight(const struct outbox *o)
 	return o->n_producing + (o->events ? o->events->n_producing : 0);
 }
 
+static int dispatcher_busy(const struct outbox *o)
+{
+	return o->reading || o->claiming || o->n_flights > 0 || o->n_delivered > 0;
+}
+
+int outbox_busy(const struct outbox *o)
+{
+	return dispatcher_busy(o) || (o->events && dispatcher_busy(o->events));
+}
+
 void outbox_set_claim_idle_ms(struct outbox *o, int ms)
 {
 	if (ms <= 0)

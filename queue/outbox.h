@@ -47,6 +47,11 @@ void outbox_release_events(struct outbox *o, void (*done)(void *arg), void *arg)
 void outbox_kick(struct outbox *o);
 /* Entries produced and awaiting their delivery report. */
 int outbox_in_flight(const struct outbox *o);
+/* Whether anything is under way: a read or claim not answered yet (whose
+ * entries are this process's once Redis ran it), entries in flight, or
+ * deletes not answered. A stopping process runs its loop until this is 0,
+ * or what it read would wait for a claim by another. */
+int outbox_busy(const struct outbox *o);
 /* How long an entry stays pending before it is claimed again (default
  * 30000 ms); claims are looked for every min(5 s, claim_idle_ms). The
  * events stream's dispatcher waits as long after a failure before it

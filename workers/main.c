@@ -326,7 +326,7 @@ int main(int argc, char **argv)
 	event_base_dispatch(w->base);
 	status = 0;
 	/* Let the outbox publish the last results before leaving. */
-	for (int i = 0; i < 50 && outbox_in_flight(w->outbox) > 0; i++) {
+	for (int i = 0; i < 50 && outbox_busy(w->outbox); i++) {
 		event_base_loop(w->base, EVLOOP_NONBLOCK);
 		usleep(20000);
 	}

@@ -488,6 +488,34 @@ static void freeing_with_deliveries_in_flight_is_safe(void **state)
 	assert_string_equal(g.value[0], "{\"late\":1}");
 }
 
+static int idle(void *arg)
+{
+	return !outbox_busy(arg);
+}
+
+/* From the kick on, the outbox is busy until what it read is delivered and
+ * deleted: a stopping worker waits for that, or the entries its read took
+ * would wait for another process's claim. */
+static void the_outbox_is_busy_from_its_read_to_the_delete(void **state)
+{
+	(void)state;
+	struct fixture fx;
+	fixture_start(&fx, "t11:", "t11:outbox");
+	assert_false(outbox_busy(fx.o));
+	sync_ok("XADD t11:outbox * topic %s key %s value %s", TOPIC, "run-11", "{\"busy\":1}");
+	outbox_kick(fx.o);
+	assert_true(outbox_busy(fx.o));
+	assert_int_equal(outbox_in_flight(fx.o), 0);
+	assert_true(run_until(idle, fx.o, 5000));
+	assert_int_equal(sync_int("XLEN %s", "t11:outbox"), 0);
+	assert_int_equal(pending_count("t11:outbox"), 0);
+	struct got g;
+	consume(&g, 1, 5000);
+	assert_int_equal(g.n, 1);
+	assert_string_equal(g.value[0], "{\"busy\":1}");
+	fixture_stop(&fx);
+}
+
 /* --- the events stream ---------------------------------------------------------- */
 
 static long long stream_len(const char *stream)
@@ -707,6 +735,7 @@ int main(void)
 	    cmocka_unit_test(an_entry_with_one_message_refused_stays_pending_whole),
 	    cmocka_unit_test(the_group_is_created_again_after_redis_lost_everything),
 	    cmocka_unit_test(freeing_with_deliveries_in_flight_is_safe),
+	    cmocka_unit_test(the_outbox_is_busy_from_its_read_to_the_delete),
 	    cmocka_unit_test(the_events_are_published_once_in_order_by_the_lease_holder),
 	    cmocka_unit_test(the_lease_passes_on_when_its_holder_goes),
 	    cmocka_unit_test(a_dead_holders_lease_is_waited_out),
