@@ -386,8 +386,8 @@ int agent_metrics_start(struct agent *a)
 	am->refresh = event_new(a->base, -1, EV_PERSIST, on_refresh, am);
 	struct timeval tv = {REFRESH_MS / 1000, (REFRESH_MS % 1000) * 1000};
 	if (!m || !am->webhooks || !am->runs_created || !am->runs_finished || !am->http_duration ||
-	    !am->outbox_depth || !am->events_depth || !am->delayed_depth || !am->refresh_errors || !am->consumer_lag ||
-	    !am->refresh || event_add(am->refresh, &tv) < 0) {
+	    !am->outbox_depth || !am->events_depth || !am->delayed_depth || !am->refresh_errors ||
+	    !am->consumer_lag || !am->refresh || event_add(am->refresh, &tv) < 0) {
 		log_error("cannot set up metrics");
 		a->metrics = am;
 		agent_metrics_stop(a);

@@ -38,7 +38,8 @@ struct api_call {
 	json_t *items;	 /* runs list, or the run's stages object */
 	int outstanding; /* replies still expected */
 	int failed;
-	int code; /* of a successful answer; 0 means 200 */
+	int run_open; /* the run may still be offered to an environment */
+	int code;     /* of a successful answer; 0 means 200 */
 	char status_filter[32];
 	char ref_filter[256];
 	size_t limit;
@@ -414,6 +415,30 @@ static void on_stage(struct redis *r, redisReply *reply, const char *err, void *
 	run_maybe_done(c);
 }
 
+static int status_open(const char *status)
+{
+	return status && (strcmp(status, "queued") == 0 || strcmp(status, "running") == 0 ||
+			  strcmp(status, "waiting") == 0);
+}
+
+/* The run read again, within the transaction that reads its stages and
+ * environments: the summary of that moment replaces the first one. */
+static void on_run_again(struct redis *r, redisReply *reply, const char *err, void *arg)
+{
+	struct api_call *c = arg;
+	(void)r;
+	(void)err;
+	if (!reply || reply->type != REDIS_REPLY_ARRAY) {
+		c->failed = 1;
+	} else if (reply->elements > 0) {
+		json_t *run = run_summary(json_string_value(json_object_get(c->body, "id")), reply);
+		json_object_update(c->body, run);
+		json_decref(run);
+		c->run_open = status_open(hash_get(reply, "status"));
+	}
+	run_maybe_done(c);
+}
+
 static void on_environments(json_t *environments, void *arg)
 {
 	struct api_call *c = arg;
@@ -449,6 +474,21 @@ static void on_run(struct redis *r, redisReply *reply, const char *err, void *ar
 	const char *name;
 	json_t *stage;
 	c->outstanding = 1;
+	c->run_open = status_open(hash_get(reply, "status"));
+	/* The definition says which hashes make the run's view; they are read
+	 * together with the run again, all of one moment. */
+	struct redis_txn *t = redis_txn_begin(r);
+	if (!t) {
+		json_decref(def);
+		call_fail(c, "command not sent");
+		return;
+	}
+	c->outstanding++;
+	if (redis_txn_command(t, on_run_again, c, "HGETALL %srun:%s", c->agent->settings.key_prefix,
+			      id) < 0) {
+		c->failed = 1;
+		c->outstanding--;
+	}
 	json_object_foreach(json_object_get(def, "stages"), name, stage)
 	{
 		struct stage_item *it = calloc(1, sizeof(*it));
@@ -462,8 +502,8 @@ static void on_run(struct redis *r, redisReply *reply, const char *err, void *ar
 		/* Keeps the definition's order whatever order the replies come in. */
 		json_object_set_new(c->items, name, json_null());
 		c->outstanding++;
-		if (redis_command(r, on_stage, it, "HGETALL %srun:%s:stage:%s",
-				  c->agent->settings.key_prefix, id, name) < 0) {
+		if (redis_txn_command(t, on_stage, it, "HGETALL %srun:%s:stage:%s",
+				      c->agent->settings.key_prefix, id, name) < 0) {
 			c->failed = 1;
 			c->outstanding--;
 			json_decref(it->def);
@@ -471,13 +511,10 @@ static void on_run(struct redis *r, redisReply *reply, const char *err, void *ar
 		}
 	}
 	if (json_object_size(json_object_get(def, "environments"))) {
-		const char *status = hash_get(reply, "status");
-		int open =
-		    status && (strcmp(status, "queued") == 0 || strcmp(status, "running") == 0 ||
-			       strcmp(status, "waiting") == 0);
 		c->outstanding++;
-		promotion_view(c->agent, id, def, open, on_environments, c);
+		promotion_view(c->agent, t, id, def, &c->run_open, on_environments, c);
 	}
+	redis_txn_exec(t);
 	json_decref(def);
 	run_maybe_done(c);
 }

@@ -58,7 +58,7 @@ struct view {
 	json_t *envs;
 	int outstanding;
 	int failed;
-	int run_open;
+	const int *run_open;
 	char run[128];
 };
 
@@ -118,7 +118,7 @@ static void item_finish(struct view_item *it)
 	const json_t *sdef = json_object_get(json_object_get(v->def, "stages"), stage);
 	json_t *strategy = strategy_view(sdef, it->fields[VIEW_STAGE]);
 	json_t *actions = strategy_actions(v->run, sdef, e, it->fields[VIEW_STAGE],
-					   it->fields[VIEW_ENV], v->run_open);
+					   it->fields[VIEW_ENV], *v->run_open);
 
 	json_array_foreach(json_object_get(conf, "windows"), i, w)
 	{
@@ -133,9 +133,9 @@ static void item_finish(struct view_item *it)
 	json_t *window = json_pack("{s:o, s:o}", "deny", deny, "held_until",
 				   time_or_null(field(e, "window_until")));
 	json_t *view = json_pack("{s:s, s:o, s:o, s:o, s:o, s:o, s:o}", "status",
-				 status	       ? status
-				 : v->run_open ? "pending"
-					       : "skipped",
+				 status		? status
+				 : *v->run_open ? "pending"
+						: "skipped",
 				 "offered", time_or_null(field(e, "offered")), "started",
 				 time_or_null(field(e, "started")), "finished",
 				 time_or_null(field(e, "finished")), "approval", approval, "window",
@@ -192,8 +192,8 @@ static void on_env_hash(struct redis *r, redisReply *reply, const char *err, voi
 	on_hash(arg, VIEW_ENV, reply);
 }
 
-void promotion_view(struct agent *a, const char *run, const json_t *def, int run_open,
-		    promotion_view_cb done, void *arg)
+void promotion_view(struct agent *a, struct redis_txn *t, const char *run, const json_t *def,
+		    const int *run_open, promotion_view_cb done, void *arg)
 {
 	struct view *v = calloc(1, sizeof(*v));
 	const char *P = a->settings.key_prefix;
@@ -228,17 +228,17 @@ void promotion_view(struct agent *a, const char *run, const json_t *def, int run
 		json_object_set_new(v->envs, name, json_null());
 		it->pending = VIEW_HASHES;
 		v->outstanding++;
-		if (redis_command(a->redis, on_promotion_hash, it, "HGETALL %srun:%s:env:%s", P,
-				  run, name) < 0)
+		if (redis_txn_command(t, on_promotion_hash, it, "HGETALL %srun:%s:env:%s", P, run,
+				      name) < 0)
 			on_hash(it, VIEW_PROMOTION, NULL);
-		if (redis_command(a->redis, on_approval_hash, it, "HGETALL %sapproval:%s:%s", P,
-				  run, name) < 0)
+		if (redis_txn_command(t, on_approval_hash, it, "HGETALL %sapproval:%s:%s", P, run,
+				      name) < 0)
 			on_hash(it, VIEW_APPROVAL, NULL);
-		if (redis_command(a->redis, on_stage_hash, it, "HGETALL %srun:%s:stage:deploy@%s",
-				  P, run, name) < 0)
+		if (redis_txn_command(t, on_stage_hash, it, "HGETALL %srun:%s:stage:deploy@%s", P,
+				      run, name) < 0)
 			on_hash(it, VIEW_STAGE, NULL);
-		if (redis_command(a->redis, on_env_hash, it, "HGETALL %senv:%s:%s", P, pipeline,
-				  name) < 0)
+		if (redis_txn_command(t, on_env_hash, it, "HGETALL %senv:%s:%s", P, pipeline,
+				      name) < 0)
 			on_hash(it, VIEW_ENV, NULL);
 	}
 	view_maybe_done(v);

@@ -101,13 +101,13 @@ struct outbox {
 	int ordered;
 	char *lease_key;
 	int lease_script;
-	int leasing;		/* a call of outbox_lease.lua is under way */
-	int64_t lease_until;	/* monotonic ms until which the lease is ours; 0: not */
-	char cursor[64];	/* the last id read; "" reads from the start */
-	int rewound;		/* the cursor went back while a read was under way */
-	int64_t rewind_at;	/* monotonic ms when to read from the start again; 0: not */
-	int64_t lease_asked;	/* when the call under way was sent */
-	int released;		/* given up for good: the process is stopping */
+	int leasing;	     /* a call of outbox_lease.lua is under way */
+	int64_t lease_until; /* monotonic ms until which the lease is ours; 0: not */
+	char cursor[64];     /* the last id read; "" reads from the start */
+	int rewound;	     /* the cursor went back while a read was under way */
+	int64_t rewind_at;   /* monotonic ms when to read from the start again; 0: not */
+	int64_t lease_asked; /* when the call under way was sent */
+	int released;	     /* given up for good: the process is stopping */
 	void (*on_released)(void *arg);
 	void *released_arg;
 	struct event *lease_timer;
@@ -474,8 +474,7 @@ static void on_read(struct redis *r, redisReply *reply, const char *err, void *a
 	if (o->ordered)
 		entries = reply;
 	else if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 1 &&
-		 reply->element[0]->type == REDIS_REPLY_ARRAY &&
-		 reply->element[0]->elements == 2)
+		 reply->element[0]->type == REDIS_REPLY_ARRAY && reply->element[0]->elements == 2)
 		entries = reply->element[0]->element[1];
 	size_t got = 0;
 	if (entries && entries->type == REDIS_REPLY_ARRAY) {
@@ -807,8 +806,7 @@ struct outbox *outbox_new(struct event_base *base, struct redis *r, struct kafka
 			  const char *key_prefix, const char *topic_prefix, const char *consumer,
 			  int events)
 {
-	struct outbox *o =
-	    dispatcher_new(base, r, p, key_prefix, topic_prefix, consumer, 0);
+	struct outbox *o = dispatcher_new(base, r, p, key_prefix, topic_prefix, consumer, 0);
 	if (o && events) {
 		o->events = dispatcher_new(base, r, p, key_prefix, topic_prefix, consumer, 1);
 		if (!o->events) {

@@ -365,6 +365,104 @@ int redis_command_argv(struct redis *r, redis_cb cb, void *arg, int argc, const 
 	return cmd_queue(r, cb, arg, buf, len, -1, 0);
 }
 
+/* --- transactions --------------------------------------------------------- */
+
+struct txn_item {
+	redis_cb cb;
+	void *arg;
+};
+
+struct redis_txn {
+	struct redis *r;
+	struct txn_item *items;
+	int n, room;
+};
+
+/* MULTI's +OK and each command's +QUEUED: what matters comes with EXEC (an
+ * error queueing a command makes EXEC fail). */
+static void on_txn_step(struct redis *r, redisReply *reply, const char *err, void *arg)
+{
+	(void)r;
+	(void)reply;
+	(void)err;
+	(void)arg;
+}
+
+static void txn_fail(struct redis_txn *t, struct redis *r, const char *err)
+{
+	for (int i = 0; i < t->n; i++)
+		t->items[i].cb(r, NULL, err, t->items[i].arg);
+}
+
+static void on_txn_exec(struct redis *r, redisReply *reply, const char *err, void *arg)
+{
+	struct redis_txn *t = arg;
+	if (!err && (reply->type != REDIS_REPLY_ARRAY || reply->elements != (size_t)t->n))
+		err = "transaction not run";
+	if (err) {
+		txn_fail(t, r, err);
+	} else {
+		for (int i = 0; i < t->n; i++) {
+			redisReply *e = reply->element[i];
+			if (e->type == REDIS_REPLY_ERROR)
+				t->items[i].cb(r, NULL, e->str, t->items[i].arg);
+			else
+				t->items[i].cb(r, e, NULL, t->items[i].arg);
+		}
+	}
+	free(t->items);
+	free(t);
+}
+
+struct redis_txn *redis_txn_begin(struct redis *r)
+{
+	struct redis_txn *t = calloc(1, sizeof(*t));
+	if (!t)
+		return NULL;
+	t->r = r;
+	if (redis_command(r, on_txn_step, NULL, "MULTI") < 0) {
+		free(t);
+		return NULL;
+	}
+	return t;
+}
+
+int redis_txn_command(struct redis_txn *t, redis_cb cb, void *arg, const char *fmt, ...)
+{
+	char *buf = NULL;
+	va_list ap;
+
+	if (t->n == t->room) {
+		int room = t->room ? t->room * 2 : 8;
+		struct txn_item *items = realloc(t->items, sizeof(*items) * (size_t)room);
+		if (!items)
+			return -1;
+		t->items = items;
+		t->room = room;
+	}
+	if (t->r->freeing)
+		return -1;
+	va_start(ap, fmt);
+	int len = redisvFormatCommand(&buf, fmt, ap);
+	va_end(ap);
+	if (len < 0 || cmd_queue(t->r, on_txn_step, NULL, buf, len, -1, 0) < 0)
+		return -1;
+	t->items[t->n++] = (struct txn_item){cb, arg};
+	return 0;
+}
+
+void redis_txn_exec(struct redis_txn *t)
+{
+	if (redis_command(t->r, on_txn_exec, t, "EXEC") < 0) {
+		struct redis *r = t->r;
+		enter(r);
+		txn_fail(t, r, "out of memory");
+		free(t->items);
+		free(t);
+		leave(r);
+	}
+}
+
 /* --- scripts -------------------------------------------------------------- */
 
 static void on_script_loaded(struct redis *r, redisReply *reply, const char *err, void *arg)

@@ -41,6 +41,19 @@ int redis_command(struct redis *r, redis_cb cb, void *arg, const char *fmt, ...)
 int redis_command_argv(struct redis *r, redis_cb cb, void *arg, int argc, const char **argv,
 		       const size_t *lens);
 
+/* A transaction: the commands given to redis_txn_command run together at
+ * redis_txn_exec (MULTI ... EXEC), none of another client's between them,
+ * so their replies are one moment's state. Each callback then gets its own
+ * command's reply or error; when the transaction fails as a whole, every
+ * callback gets the error. Between begin and exec nothing else may be sent
+ * on r. NULL, or -1 from redis_txn_command: not queued (out of memory, or r
+ * is being freed); redis_txn_exec calls back later, or at once (with every
+ * callback's error) when even EXEC cannot be queued. */
+struct redis_txn;
+struct redis_txn *redis_txn_begin(struct redis *r);
+int redis_txn_command(struct redis_txn *t, redis_cb cb, void *arg, const char *fmt, ...);
+void redis_txn_exec(struct redis_txn *t);
+
 /* Registers a script; returns its handle (>= 0) or -1. Call before the loop runs. */
 int redis_script_add(struct redis *r, const char *source);
 /* EVALSHA handle nkeys keys... args...: argv holds the keys first, then the args. */

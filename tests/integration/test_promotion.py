@@ -7,6 +7,7 @@ hold a promotion until they open, and a failing deployment."""
 import json
 import os
 import shutil
+import socket
 import tempfile
 import time
 
@@ -75,15 +76,11 @@ def push(stack, name, after=None):
     return body["runs"][0]
 
 
-def wait_env(stack, run_id, env, statuses, timeout=30, run_status=None):
-    """The run once its promotion to env is in one of statuses (and the run
-    in run_status, when given: the API reads the run and its environments
-    with separate commands, so a view taken just as the promotion script
-    runs can show the environment's new status beside the run's old one)."""
+def wait_env(stack, run_id, env, statuses, timeout=30):
+    """The run once its promotion to env is in one of statuses."""
     def reached():
         run = stack.run(run_id)
-        return run if run["environments"][env]["status"] in statuses and (
-            run_status is None or run["status"] == run_status) else None
+        return run if run["environments"][env]["status"] in statuses else None
     try:
         return wait_for("run %s: %s in %s" % (run_id, env, statuses), reached, timeout)
     except Exception:
@@ -126,9 +123,50 @@ def log_lines(stack, run_id, stage):
     return [entry["line"] for entry in stack.log(run_id, stage)]
 
 
+def test_a_runs_view_is_read_in_one_transaction(promo):
+    """GET /api/v1/runs/{id} reads the run once for its definition, then the
+    run again, its stages and its environments in one MULTI ... EXEC: the
+    parts of the view are of one moment, so a script running meanwhile (a
+    promotion that moves the environment and the run together) never shows
+    in one half of it only. A MONITOR connection sees the agent's reads."""
+    run_id = push(promo, "chain")
+    wait_env(promo, run_id, "staging", ("waiting_approval",))
+    monitor = socket.create_connection(("127.0.0.1", promo.redis_port))
+    try:
+        monitor.sendall(b"MONITOR\r\n")
+        assert monitor.recv(16).startswith(b"+OK")
+        status, view = promo.get("/api/v1/runs/" + run_id)
+        assert status == 200 and view["status"] == "waiting", view
+        seen, until = b"", time.monotonic() + 0.5
+        monitor.settimeout(0.1)
+        while time.monotonic() < until:
+            try:
+                seen += monitor.recv(65536)
+            except socket.timeout:
+                pass
+    finally:
+        monitor.close()
+    lines = seen.decode("utf-8", "replace").splitlines()
+    reads = [i for i, line in enumerate(lines) if run_id in line]
+    multi = [i for i, line in enumerate(lines) if '"MULTI"' in line]
+    execs = [i for i, line in enumerate(lines) if '"EXEC"' in line]
+    assert reads and multi and execs, lines
+    first, rest = reads[0], reads[1:]
+    assert '"HGETALL"' in lines[first] and lines[first].endswith('"sluice:run:%s"' % run_id)
+    # Every read after the first lies between one MULTI and its EXEC.
+    start = max(i for i in multi if i < rest[0])
+    end = min(i for i in execs if i > start)
+    assert all(start < i < end for i in rest), lines[first:end + 1]
+    keys = [lines[i].rsplit(" ", 1)[1] for i in rest]
+    for part in ("run:%s\"" % run_id, "run:%s:stage:build" % run_id,
+                 "run:%s:env:staging" % run_id, "approval:%s:staging" % run_id):
+        assert any(part in k for k in keys), (part, keys)
+
+
 def test_run_is_promoted_through_the_chain_with_an_approval(promo):
     run_id = push(promo, "chain")
-    run = wait_env(promo, run_id, "staging", ("waiting_approval",), run_status="waiting")
+    run = wait_env(promo, run_id, "staging", ("waiting_approval",))
+    assert run["status"] == "waiting", run
     assert list(run["environments"]) == ["development", "staging", "production"], run
     assert run["environments"]["development"]["status"] == "deployed", run
     assert run["environments"]["production"]["status"] == "pending", run
@@ -303,8 +341,8 @@ def windowed():
 
 def test_a_closed_window_holds_the_promotion_until_it_opens(windowed):
     run_id = push(windowed, "windowed")
-    run = wait_env(windowed, run_id, "production", ("waiting_window",), timeout=15,
-                   run_status="waiting")
+    run = wait_env(windowed, run_id, "production", ("waiting_window",), timeout=15)
+    assert run["status"] == "waiting", run
     window = run["environments"]["production"]["window"]
     assert window["deny"] == ["Sun 03:00-04:00 UTC", "Mon-Fri 18:00-08:00 UTC"], window
     assert window["held_until"] == "2024-01-07T04:00:00.000Z", window

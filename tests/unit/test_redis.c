@@ -284,6 +284,83 @@ static void commands_fail_while_down_and_work_after_restart(void **state)
 	redis_free(r);
 }
 
+/* A transaction: the replies reach each command's own callback, in order;
+ * a command that fails when it runs fails alone. */
+static void a_transaction_answers_each_command_on_its_own(void **state)
+{
+	(void)state;
+	int connects = 0;
+	struct redis *r = connect_client(url_tcp, 1000, &connects);
+	assert_true(run_until(&connects, 3000));
+
+	struct result set = {0}, incr = {0}, bad = {0}, get = {0}, none = {0};
+	struct redis_txn *t = redis_txn_begin(r);
+	assert_non_null(t);
+	assert_int_equal(redis_txn_command(t, record, &set, "SET tx1 %d", 1), 0);
+	assert_int_equal(redis_txn_command(t, record, &incr, "INCR tx1"), 0);
+	assert_int_equal(redis_txn_command(t, record, &bad, "HGET tx1 field"), 0);
+	assert_int_equal(redis_txn_command(t, record, &get, "GET tx1"), 0);
+	assert_int_equal(redis_txn_command(t, record, &none, "HGETALL tx-none"), 0);
+	redis_txn_exec(t);
+	assert_int_equal(none.called, 0);
+	assert_true(run_until(&none.called, 2000));
+	assert_int_equal(set.called, 1);
+	assert_string_equal(set.str, "OK");
+	assert_int_equal(incr.integer, 2);
+	assert_non_null(strstr(bad.err, "WRONGTYPE"));
+	assert_string_equal(get.str, "2");
+	assert_int_equal(none.type, REDIS_REPLY_ARRAY);
+	assert_string_equal(none.err, "");
+	redis_free(r);
+}
+
+/* A command Redis refuses as it queues it (a wrong number of arguments)
+ * aborts the transaction: nothing of it runs, every callback gets the
+ * error. */
+static void a_command_refused_when_queued_fails_the_whole_transaction(void **state)
+{
+	(void)state;
+	int connects = 0;
+	struct redis *r = connect_client(url_tcp, 1000, &connects);
+	assert_true(run_until(&connects, 3000));
+
+	struct result set = {0}, wrong = {0}, after = {0};
+	struct redis_txn *t = redis_txn_begin(r);
+	assert_non_null(t);
+	redis_txn_command(t, record, &set, "SET tx2 written");
+	redis_txn_command(t, record, &wrong, "GET");
+	redis_txn_exec(t);
+	assert_true(run_until(&wrong.called, 2000));
+	assert_int_equal(set.called, 1);
+	assert_non_null(strstr(set.err, "EXECABORT"));
+	assert_non_null(strstr(wrong.err, "EXECABORT"));
+	redis_command(r, record, &after, "EXISTS tx2");
+	assert_true(run_until(&after.called, 2000));
+	assert_int_equal(after.integer, 0);
+	redis_free(r);
+}
+
+/* Without a connection every callback gets the error, from the loop. */
+static void a_transaction_without_a_connection_fails_every_command(void **state)
+{
+	(void)state;
+	char url[64];
+	snprintf(url, sizeof(url), "redis://127.0.0.1:%d", redisd_free_port());
+	struct redis *r = redis_new(base, url, 500);
+	assert_non_null(r);
+	struct result a = {0}, b = {0};
+	struct redis_txn *t = redis_txn_begin(r);
+	assert_non_null(t);
+	redis_txn_command(t, record, &a, "GET tx3");
+	redis_txn_command(t, record, &b, "GET tx4");
+	redis_txn_exec(t);
+	assert_int_equal(a.called + b.called, 0);
+	assert_true(run_until(&b.called, 2000));
+	assert_string_equal(a.err, "not connected");
+	assert_string_equal(b.err, "not connected");
+	redis_free(r);
+}
+
 struct reissue {
 	int called;
 	int reissued;
@@ -460,6 +537,9 @@ int main(void)
 	    cmocka_unit_test(scripts_run_by_evalsha_and_survive_script_flush),
 	    cmocka_unit_test(slow_command_times_out_and_client_reconnects),
 	    cmocka_unit_test(commands_fail_while_down_and_work_after_restart),
+	    cmocka_unit_test(a_transaction_answers_each_command_on_its_own),
+	    cmocka_unit_test(a_command_refused_when_queued_fails_the_whole_transaction),
+	    cmocka_unit_test(a_transaction_without_a_connection_fails_every_command),
 	    cmocka_unit_test(free_fails_pending_commands_with_shutting_down),
 	    cmocka_unit_test(free_inside_a_callback_is_safe),
 	    cmocka_unit_test(the_version_is_read_from_info),
