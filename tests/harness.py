@@ -192,6 +192,42 @@ def redis_ping(port):
         return False
 
 
+class RedisMonitor:
+    """A MONITOR connection to the redis-server on port: every command any
+    client sends, one line each, as Redis runs it."""
+
+    def __init__(self, port):
+        self.sock = socket.create_connection(("127.0.0.1", port))
+        self.sock.sendall(b"MONITOR\r\n")
+        first = self.sock.recv(65536)
+        if not first.startswith(b"+OK\r\n"):
+            self.sock.close()
+            raise RuntimeError("MONITOR answered %r" % first[:64])
+        self.seen = first[len(b"+OK\r\n"):]
+
+    def lines(self, linger):
+        """Every line so far, after reading for linger seconds more: MONITOR
+        never falls silent (the agent's timers call Redis), so it is read
+        for a while after what the caller waited for."""
+        until = time.monotonic() + linger
+        self.sock.settimeout(0.1)
+        while time.monotonic() < until:
+            try:
+                self.seen += self.sock.recv(65536)
+            except socket.timeout:
+                pass
+        return self.seen.decode("utf-8", "replace").splitlines()
+
+    def close(self):
+        self.sock.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
 # --- the local git repository ---------------------------------------------
 
 GIT_ENV = dict(os.environ, GIT_CONFIG_GLOBAL="/dev/null", GIT_CONFIG_NOSYSTEM="1",

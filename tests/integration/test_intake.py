@@ -2,7 +2,6 @@
 the deliveries that should start a run do."""
 
 import json
-import socket
 import subprocess
 import threading
 import time
@@ -11,7 +10,7 @@ import uuid
 import pytest
 
 from conftest import APP_REPO, HOOK_ID, fixture_payload, sign
-from harness import scaled
+from harness import RedisMonitor, scaled
 
 
 def assert_error(status, body, expected):
@@ -211,9 +210,7 @@ def test_deliveries_arriving_during_a_redis_call_are_recorded_together_each_once
         return subprocess.run(["redis-cli", "-p", str(stack.redis_port)] + list(args),
                               check=True, capture_output=True, text=True).stdout
 
-    monitor = socket.create_connection(("127.0.0.1", stack.redis_port))
-    monitor.sendall(b"MONITOR\r\n")
-    assert monitor.recv(16).startswith(b"+OK")
+    monitor = RedisMonitor(stack.redis_port)
     payload = stack.push_payload(APP_REPO)
     first, second = str(uuid.uuid4()), str(uuid.uuid4())
     gathered = [str(uuid.uuid4()) for _ in range(12)]
@@ -237,19 +234,11 @@ def test_deliveries_arriving_during_a_redis_call_are_recorded_together_each_once
         threads[-1].start()
     for t in threads:
         t.join(30)
-    # MONITOR never falls silent (the agent's timers call Redis): read for
-    # a while after the last answer.
-    seen, until = b"", time.monotonic() + scaled(1)
-    monitor.settimeout(0.2)
-    while time.monotonic() < until:
-        try:
-            seen += monitor.recv(65536)
-        except socket.timeout:
-            pass
+    seen = monitor.lines(scaled(1))
     monitor.close()
 
     assert all(status == 202 for status, _ in answers.values()), answers
-    calls = [line for line in seen.decode("utf-8", "replace").splitlines()
+    calls = [line for line in seen
              if '"EVALSHA"' in line and any(d in line for d in [first, second] + gathered)]
     assert len(calls) == 3, calls
     assert first in calls[0] and second in calls[1], calls

@@ -7,14 +7,13 @@ hold a promotion until they open, and a failing deployment."""
 import json
 import os
 import shutil
-import socket
 import tempfile
 import time
 
 import pytest
 
 from conftest import TERMINAL, http_request, pipeline, started_stack, wait_for
-from harness import LocalRepo, Stack
+from harness import LocalRepo, RedisMonitor, Stack
 from resp import Redis
 
 
@@ -131,22 +130,10 @@ def test_a_runs_view_is_read_in_one_transaction(promo):
     in one half of it only. A MONITOR connection sees the agent's reads."""
     run_id = push(promo, "chain")
     wait_env(promo, run_id, "staging", ("waiting_approval",))
-    monitor = socket.create_connection(("127.0.0.1", promo.redis_port))
-    try:
-        monitor.sendall(b"MONITOR\r\n")
-        assert monitor.recv(16).startswith(b"+OK")
+    with RedisMonitor(promo.redis_port) as monitor:
         status, view = promo.get("/api/v1/runs/" + run_id)
         assert status == 200 and view["status"] == "waiting", view
-        seen, until = b"", time.monotonic() + 0.5
-        monitor.settimeout(0.1)
-        while time.monotonic() < until:
-            try:
-                seen += monitor.recv(65536)
-            except socket.timeout:
-                pass
-    finally:
-        monitor.close()
-    lines = seen.decode("utf-8", "replace").splitlines()
+        lines = monitor.lines(0.5)
     reads = [i for i, line in enumerate(lines) if run_id in line]
     multi = [i for i, line in enumerate(lines) if '"MULTI"' in line]
     execs = [i for i, line in enumerate(lines) if '"EXEC"' in line]
