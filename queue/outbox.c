@@ -36,6 +36,11 @@
 #define CLAIM_EVERY_MS	   5000
 #define DEFAULT_CLAIM_IDLE 30000
 #define BUCKETS		   1024
+/* The events stream is read this often, and not at each kick: events are
+ * off the path of a run's progress, and a read every few milliseconds
+ * takes many scripts' events at once, where a read per kick would put a
+ * round trip and its replies into the agent's loop for every routing. */
+#define EVENTS_TICK_MS 10
 /* Delivered entries deleted and acknowledged by one XDEL and one XACK. */
 #define ACK_BATCH 512
 /* The events stream's lease: held this long after each renewal, renewed
@@ -776,7 +781,7 @@ static struct outbox *dispatcher_new(struct event_base *base, struct redis *r,
 	o->ack_ev = event_new(base, -1, 0, on_ack_event, o);
 	if (!o->tick || !o->ack_ev)
 		goto fail;
-	struct timeval tv = {.tv_sec = 0, .tv_usec = TICK_MS * 1000};
+	struct timeval tv = {.tv_sec = 0, .tv_usec = (ordered ? EVENTS_TICK_MS : TICK_MS) * 1000};
 	if (evtimer_add(o->tick, &tv) < 0)
 		goto fail;
 	if (ordered) {
@@ -836,8 +841,6 @@ void outbox_release_events(struct outbox *o, void (*done)(void *arg), void *arg)
 void outbox_kick(struct outbox *o)
 {
 	read_batch(o);
-	if (o->events)
-		read_batch(o->events);
 }
 
 int outbox_in_flight(const struct outbox *o)

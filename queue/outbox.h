@@ -18,9 +18,10 @@
  * deletes what was delivered. One producer in stream order keeps a run's
  * events in the order its scripts recorded them, whichever process ran
  * those: with several dispatchers, one could publish a newer event before
- * another published an older one. The order breaks only where a message is
- * produced again (Kafka refused it, or its delete failed): then it follows
- * what was produced after it.
+ * another published an older one. The holder reads every 10 ms rather
+ * than at each kick: events are off the path of a run's progress. The
+ * order breaks only where a message is produced again (Kafka refused it,
+ * or its delete failed): then it follows what was produced after it.
  */
 #ifndef SLUICE_OUTBOX_H
 #define SLUICE_OUTBOX_H
@@ -43,7 +44,8 @@ struct outbox *outbox_new(struct event_base *base, struct redis *r, struct kafka
  * event is read any more. done(arg) is called once, when Redis has answered
  * (or could not be asked), perhaps before this returns. */
 void outbox_release_events(struct outbox *o, void (*done)(void *arg), void *arg);
-/* A script just wrote to the outbox: read and produce now rather than at the next tick. */
+/* A script just wrote to the outbox: read and produce its jobs and results
+ * now rather than at the next tick (events go at the events' tick). */
 void outbox_kick(struct outbox *o);
 /* Entries produced and awaiting their delivery report. */
 int outbox_in_flight(const struct outbox *o);
