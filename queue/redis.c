@@ -337,19 +337,25 @@ static int cmd_queue(struct redis *r, redis_cb cb, void *arg, char *buf, int len
 	return 0;
 }
 
-int redis_command(struct redis *r, redis_cb cb, void *arg, const char *fmt, ...)
+static int vcommand(struct redis *r, redis_cb cb, void *arg, const char *fmt, va_list ap)
 {
 	char *buf = NULL;
-	va_list ap;
 
 	if (r->freeing)
 		return -1;
-	va_start(ap, fmt);
 	int len = redisvFormatCommand(&buf, fmt, ap);
-	va_end(ap);
 	if (len < 0)
 		return -1;
 	return cmd_queue(r, cb, arg, buf, len, -1, 0);
+}
+
+int redis_command(struct redis *r, redis_cb cb, void *arg, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	int rc = vcommand(r, cb, arg, fmt, ap);
+	va_end(ap);
+	return rc;
 }
 
 int redis_command_argv(struct redis *r, redis_cb cb, void *arg, int argc, const char **argv,
@@ -394,6 +400,12 @@ static void txn_fail(struct redis_txn *t, struct redis *r, const char *err)
 		t->items[i].cb(r, NULL, err, t->items[i].arg);
 }
 
+static void txn_free(struct redis_txn *t)
+{
+	free(t->items);
+	free(t);
+}
+
 static void on_txn_exec(struct redis *r, redisReply *reply, const char *err, void *arg)
 {
 	struct redis_txn *t = arg;
@@ -410,8 +422,7 @@ static void on_txn_exec(struct redis *r, redisReply *reply, const char *err, voi
 				t->items[i].cb(r, e, NULL, t->items[i].arg);
 		}
 	}
-	free(t->items);
-	free(t);
+	txn_free(t);
 }
 
 struct redis_txn *redis_txn_begin(struct redis *r)
@@ -429,7 +440,6 @@ struct redis_txn *redis_txn_begin(struct redis *r)
 
 int redis_txn_command(struct redis_txn *t, redis_cb cb, void *arg, const char *fmt, ...)
 {
-	char *buf = NULL;
 	va_list ap;
 
 	if (t->n == t->room) {
@@ -440,12 +450,10 @@ int redis_txn_command(struct redis_txn *t, redis_cb cb, void *arg, const char *f
 		t->items = items;
 		t->room = room;
 	}
-	if (t->r->freeing)
-		return -1;
 	va_start(ap, fmt);
-	int len = redisvFormatCommand(&buf, fmt, ap);
+	int rc = vcommand(t->r, on_txn_step, NULL, fmt, ap);
 	va_end(ap);
-	if (len < 0 || cmd_queue(t->r, on_txn_step, NULL, buf, len, -1, 0) < 0)
+	if (rc < 0)
 		return -1;
 	t->items[t->n++] = (struct txn_item){cb, arg};
 	return 0;
@@ -457,8 +465,7 @@ void redis_txn_exec(struct redis_txn *t)
 		struct redis *r = t->r;
 		enter(r);
 		txn_fail(t, r, "out of memory");
-		free(t->items);
-		free(t);
+		txn_free(t);
 		leave(r);
 	}
 }
