@@ -7,7 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/jsontext.h"
 #include "lib/log.h"
+#include "queue/envelope.h"
 #include "queue/jobs.h"
 
 /* Deliveries per call at most: bounds how long one script runs (each
@@ -26,7 +28,8 @@ struct waiter {
 };
 
 /* The arguments of one call, kept by offset (the bytes move as they grow),
- * and who waits for each of its deliveries. */
+ * each followed by a NUL that is not sent, and who waits for each of its
+ * deliveries. */
 struct batch {
 	struct recorder *rec;
 	char *bytes;
@@ -49,7 +52,11 @@ struct recorder {
 	size_t begin_used;
 	int count_arg;
 	int nruns;
+	struct jsontext event; /* an event's text being written */
 };
+
+/* The delivery's arguments after its id, ttl and time (record_begin). */
+enum { ARG_REPOSITORY = 3, ARG_EVENT, ARG_REF, ARG_SHA };
 
 static void batch_free(struct batch *b)
 {
@@ -84,9 +91,9 @@ static int push_len(struct batch *b, const char *s, size_t len)
 		b->len = l;
 		b->args_room = room;
 	}
-	if (b->used + len > b->room) {
+	if (b->used + len + 1 > b->room) {
 		size_t room = b->room ? b->room : 4096;
-		while (room < b->used + len)
+		while (room < b->used + len + 1)
 			room *= 2;
 		char *bytes = realloc(b->bytes, room);
 		if (!bytes)
@@ -96,10 +103,18 @@ static int push_len(struct batch *b, const char *s, size_t len)
 	}
 	if (len)
 		memcpy(b->bytes + b->used, s, len);
+	b->bytes[b->used + len] = '\0';
 	b->off[b->n] = b->used;
 	b->len[b->n++] = len;
-	b->used += len;
+	b->used += len + 1;
 	return 0;
+}
+
+/* The argument of the delivery begun at place (ARG_*), until the next push. */
+static const char *delivery_arg(const struct recorder *rec, int place)
+{
+	const struct batch *b = rec->open;
+	return b->bytes + b->off[rec->begin_n + place];
 }
 
 static int push(struct batch *b, const char *s)
@@ -204,6 +219,7 @@ void recorder_free(struct recorder *rec)
 		return;
 	if (rec->open)
 		batch_fail(rec->open, "shutting down");
+	free(jsontext_take(&rec->event));
 	free(rec);
 }
 
@@ -242,13 +258,68 @@ int record_begin(struct recorder *rec, const char *delivery, int ttl_s, long lon
 	return 0;
 }
 
+/* Starts an event of the run: its text but for the head that intake.lua
+ * writes (specversion, id and time: emit_prepared in lib/events.lua), up to
+ * the data's fields that every event of the run holds; the caller adds its
+ * own fields and pushes it with push_event. */
+static void event_begin(struct recorder *rec, const char *type, const char *subject,
+			const char *run, const char *pipeline)
+{
+	struct jsontext *t = &rec->event;
+	jsontext_reset(t);
+	envelope_write_rest(t, "sluice", type, subject);
+	jsontext_raw(t, "{\"run\":");
+	jsontext_string(t, run);
+	jsontext_raw(t, ",\"pipeline\":");
+	jsontext_string(t, pipeline);
+	jsontext_raw(t, ",\"repository\":");
+	jsontext_string(t, delivery_arg(rec, ARG_REPOSITORY));
+	jsontext_raw(t, ",\"sha\":");
+	jsontext_string(t, delivery_arg(rec, ARG_SHA));
+	jsontext_raw(t, ",\"ref\":");
+	jsontext_string(t, delivery_arg(rec, ARG_REF));
+}
+
+/* A field of the event's data, after those event_begin wrote. */
+static void event_field(struct recorder *rec, const char *name, const char *value)
+{
+	jsontext_raw(&rec->event, ",\"");
+	jsontext_raw(&rec->event, name);
+	jsontext_raw(&rec->event, "\":");
+	jsontext_string(&rec->event, value);
+}
+
+static int push_event(struct recorder *rec)
+{
+	struct jsontext *t = &rec->event;
+	jsontext_raw(t, "}}");
+	return t->failed ? -1 : push_len(rec->open, t->s, t->len);
+}
+
+/* A stage event: subject and fields as lib/events.lua's emit_stage gives them. */
+static void stage_event_begin(struct recorder *rec, const char *type, const char *run,
+			      const char *pipeline, const char *stage)
+{
+	char subject[512];
+	snprintf(subject, sizeof(subject), "runs/%s/stages/%s/attempts/1", run, stage);
+	event_begin(rec, type, subject, run, pipeline);
+	event_field(rec, "stage", stage);
+	jsontext_raw(&rec->event, ",\"attempt\":1");
+}
+
 int record_run(struct recorder *rec, const char *run, const char *pipeline, const char *url,
 	       const char *def_text, const json_t *def, const json_t *plan)
 {
 	struct batch *b = rec->open;
 	const json_t *stages = json_object_get(def, "stages");
+	char subject[256];
+	snprintf(subject, sizeof(subject), "runs/%s", run);
+	event_begin(rec, "dev.sluice.run.created", subject, run, pipeline);
+	event_field(rec, "status", "queued");
+	event_field(rec, "event", delivery_arg(rec, ARG_EVENT));
 	if (push(b, run) < 0 || push(b, pipeline) < 0 || push(b, url) < 0 ||
-	    push(b, def_text) < 0 || push_num(b, (long long)json_object_size(stages)) < 0)
+	    push(b, def_text) < 0 || push_event(rec) < 0 ||
+	    push_num(b, (long long)json_object_size(stages)) < 0)
 		return -1;
 	const char *name;
 	const json_t *stage;
@@ -258,9 +329,18 @@ int record_run(struct recorder *rec, const char *run, const char *pipeline, cons
 		const char *status = json_string_value(json_object_get(entry, "status"));
 		if (!status || push(b, name) < 0 || push(b, status) < 0)
 			return -1;
-		if (strcmp(status, "queued") != 0) {
+		if (strcmp(status, "skipped") == 0) {
 			const char *reason = json_string_value(json_object_get(entry, "reason"));
-			if (push(b, reason ? reason : "") < 0 || push_len(b, "", 0) < 0)
+			stage_event_begin(rec, "dev.sluice.stage.skipped", run, pipeline, name);
+			event_field(rec, "reason", reason ? reason : "");
+			if (push(b, reason ? reason : "") < 0 || push_len(b, "", 0) < 0 ||
+			    push_event(rec) < 0)
+				return -1;
+			continue;
+		}
+		if (strcmp(status, "queued") != 0) {
+			if (push_len(b, "", 0) < 0 || push_len(b, "", 0) < 0 ||
+			    push_len(b, "", 0) < 0)
 				return -1;
 			continue;
 		}
@@ -270,7 +350,8 @@ int record_run(struct recorder *rec, const char *run, const char *pipeline, cons
 		if (rc == 0)
 			rc = push(b, json_string_value(json_object_get(job, "value")));
 		json_decref(job);
-		if (rc < 0)
+		stage_event_begin(rec, "dev.sluice.stage.queued", run, pipeline, name);
+		if (rc < 0 || push_event(rec) < 0)
 			return -1;
 	}
 	rec->nruns++;

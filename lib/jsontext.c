@@ -112,6 +112,12 @@ void jsontext_value(struct jsontext *t, const json_t *value)
 	t->len += n;
 }
 
+void jsontext_reset(struct jsontext *t)
+{
+	t->len = 0;
+	t->failed = 0;
+}
+
 char *jsontext_take(struct jsontext *t)
 {
 	char *s = NULL;

@@ -23,6 +23,10 @@ void jsontext_raw(struct jsontext *t, const char *s);
 void jsontext_string(struct jsontext *t, const char *s);
 /* value as compact JSON (json_dumpb). */
 void jsontext_value(struct jsontext *t, const json_t *value);
+/* Empties t for another text, keeping its room; a failure is forgotten. The
+ * text so far is t->s, t->len bytes (not NUL-terminated), unless t->failed. */
+void jsontext_reset(struct jsontext *t);
+
 /* The text, NUL-terminated, for the caller to free; NULL when anything failed.
  * t is empty afterwards. */
 char *jsontext_take(struct jsontext *t);

@@ -32,6 +32,20 @@ static int make_id(char out[33])
 	return 0;
 }
 
+void envelope_write_rest(struct jsontext *t, const char *source, const char *type,
+			 const char *subject)
+{
+	jsontext_raw(t, "\"source\":");
+	jsontext_string(t, source);
+	jsontext_raw(t, ",\"type\":");
+	jsontext_string(t, type);
+	if (subject) {
+		jsontext_raw(t, ",\"subject\":");
+		jsontext_string(t, subject);
+	}
+	jsontext_raw(t, ",\"datacontenttype\":\"application/json\",\"data\":");
+}
+
 char *envelope_encode(const char *source, const char *type, const char *subject, const json_t *data)
 {
 	char id[33];
@@ -47,17 +61,10 @@ char *envelope_encode(const char *source, const char *type, const char *subject,
 	/* Written in place: the envelope's shape is fixed, only data is a tree. */
 	jsontext_raw(&t, "{\"specversion\":\"1.0\",\"id\":\"");
 	jsontext_raw(&t, id);
-	jsontext_raw(&t, "\",\"source\":");
-	jsontext_string(&t, source);
-	jsontext_raw(&t, ",\"type\":");
-	jsontext_string(&t, type);
-	if (subject) {
-		jsontext_raw(&t, ",\"subject\":");
-		jsontext_string(&t, subject);
-	}
-	jsontext_raw(&t, ",\"time\":\"");
+	jsontext_raw(&t, "\",\"time\":\"");
 	jsontext_raw(&t, now);
-	jsontext_raw(&t, "\",\"datacontenttype\":\"application/json\",\"data\":");
+	jsontext_raw(&t, "\",");
+	envelope_write_rest(&t, source, type, subject);
 	jsontext_value(&t, data);
 	jsontext_raw(&t, "}");
 	return jsontext_take(&t);

@@ -13,6 +13,8 @@
 #include <jansson.h>
 #include <stddef.h>
 
+#include "lib/jsontext.h"
+
 struct envelope {
 	char *id;
 	char *source;
@@ -25,6 +27,13 @@ struct envelope {
 /* Returns a malloc'd JSON text, or NULL. data is borrowed. */
 char *envelope_encode(const char *source, const char *type, const char *subject,
 		      const json_t *data);
+/* The envelope from source on, after its specversion, id and time:
+ * "source":…,"type":…,"subject":… (when not NULL),"datacontenttype":
+ * "application/json","data": — data's value and the closing brace are the
+ * caller's. For a text whose id and time another writes first (the events
+ * intake.lua records: emit_prepared in queue/scripts/lib/events.lua). */
+void envelope_write_rest(struct jsontext *t, const char *source, const char *type,
+			 const char *subject);
 int envelope_decode(const char *buf, size_t len, struct envelope *out, char *err, size_t errlen);
 void envelope_clear(struct envelope *e);
 

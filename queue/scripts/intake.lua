@@ -5,11 +5,13 @@
 -- ARGV[1] key prefix, then for each delivery: its id ("<hook-id>:<guid>"),
 -- dedup TTL in seconds, now (ms), repository, event, ref, sha, the number
 -- of runs, and for each run: id, pipeline, checkout URL, definition (JSON
--- text, stored as it is), the number of stages, and for each stage: name,
--- "queued", "pending" or "skipped", then for a queued stage the topic and
--- value of its job, for a skipped one (by its `when`) the reason and "",
--- otherwise "" "".
--- Everything arrives as flat strings so that nothing needs decoding here.
+-- text, stored as it is), its run.created event, the number of stages, and
+-- for each stage: name, "queued", "pending" or "skipped", then for a queued
+-- stage the topic and value of its job and its stage.queued event, for a
+-- skipped one (by its `when`) the reason, "" and its stage.skipped event,
+-- otherwise "" "" "".
+-- Everything arrives as flat strings so that nothing needs decoding here;
+-- the events are written but for their id and time (emit_prepared).
 -- Returns two strings per delivery, in order: "created" and the JSON array
 -- of its run ids, or "duplicate" and the array recorded for the first
 -- delivery when the delivery was seen before.
@@ -30,6 +32,9 @@ local function zadd_later(key, score, member)
   t[#t + 1], t[#t + 2] = score, member
 end
 
+-- The arguments of a stage, and where a run's stages begin.
+local PER_STAGE, STAGES_AT = 5, 6
+
 -- One run of the delivery whose fields d holds, from ARGV[i].
 local function record_run(d, i)
   local id, pipeline = ARGV[i], ARGV[i + 1]
@@ -37,25 +42,21 @@ local function record_run(d, i)
   redis.call('HSET', rkey, 'id', id, 'status', 'queued', 'created', d.now,
              'pipeline', pipeline, 'repository', d.repository, 'event', d.event, 'ref', d.ref,
              'sha', d.sha, 'checkout_url', ARGV[i + 2], 'delivery', d.id, 'def', ARGV[i + 3])
-  -- The run's fields that every event carries, known here without reading.
-  local function data(t)
-    t.pipeline, t.repository, t.sha, t.ref = pipeline, d.repository, d.sha, d.ref
-    return t
-  end
-  emit(P, 'run.created', id, 'runs/' .. id, data({status = 'queued', event = d.event}))
-  for s = i + 5, i + 4 + 4 * tonumber(ARGV[i + 4]), 4 do
+  emit_prepared(P, id, ARGV[i + 4])
+  local first = i + STAGES_AT
+  for s = first, first + PER_STAGE * (tonumber(ARGV[i + 5]) - 1), PER_STAGE do
     local name = ARGV[s]
     if ARGV[s + 1] == 'queued' then
       redis.call('HSET', rkey .. ':stage:' .. name, 'status', 'queued', 'attempt', 1,
                  'queued_at', d.now)
       zadd_later(P .. 'queued', d.now, id .. '/' .. name)
       outbox_add(P, ARGV[s + 2], id, ARGV[s + 3])
-      emit_stage(P, 'stage.queued', id, name, 1, data({}))
+      emit_prepared(P, id, ARGV[s + 4])
     elseif ARGV[s + 1] == 'skipped' then
       -- Left out by its `when`: satisfied for its dependants (route.lua).
       redis.call('HSET', rkey .. ':stage:' .. name, 'status', 'skipped', 'attempt', 1,
                  'skipped_by', 'when', 'skip_reason', ARGV[s + 2], 'finished', d.now)
-      emit_stage(P, 'stage.skipped', id, name, 1, data({reason = ARGV[s + 2]}))
+      emit_prepared(P, id, ARGV[s + 4])
     else
       redis.call('HSET', rkey .. ':stage:' .. name, 'status', 'pending', 'attempt', 1)
     end
@@ -76,7 +77,7 @@ while i <= #ARGV do
   local ids, starts = {}, {}
   for r = 1, nruns do
     ids[r], starts[r] = ARGV[i], i
-    i = i + 5 + 4 * tonumber(ARGV[i + 4])
+    i = i + STAGES_AT + PER_STAGE * tonumber(ARGV[i + 5])
   end
   local list = '["' .. table.concat(ids, '","') .. '"]'
   local seen = redis.call('SET', P .. 'delivery:' .. d.id, list, 'NX', 'GET', 'EX', d.ttl)

@@ -116,6 +116,11 @@ def pipelines(repo):
             "build": {"run": ["true"]},
             "test": {"run": ["true"], "needs": ["build"]},
         }),
+        "when.yaml": p("when", {
+            "build": {"run": ["true"]},
+            "release": {"kind": "build", "run": ["true"], "when": {"tags": ["v*"]}},
+            "publish": {"kind": "build", "run": ["true"], "needs": ["release"]},
+        }),
         # Of a kind no worker of the stack takes: its worker is started by
         # the test that needs it.
         "ordered.yaml": p("ordered", {"scan": {"kind": "scan", "run": ["true"]}}),
@@ -241,6 +246,40 @@ def test_a_failing_stage_with_a_retry_emits_its_events_in_order(estack, github):
         ("pending", "queued (attempt 2)"), ("pending", "running (attempt 2)"),
         ("failure", "exit 3")]
     assert "sluice/flaky/test" not in by_context(reqs), "a skipped stage posts nothing"
+
+
+def test_the_events_of_intake_say_how_the_run_and_each_stage_start(estack):
+    """intake.lua records a run's first events from texts the agent wrote,
+    giving each its id and time: run.created, stage.queued for a stage that
+    needs nothing, stage.skipped (with the reason) for one its `when` leaves
+    out; a stage waiting for a need has no event yet."""
+    run_id = start(estack, "when")
+    estack.wait_run(run_id)
+    events = wait_for("the run's events on sluice.events", lambda: (
+        lambda es: es if es and es[-1]["type"] == "dev.sluice.run.finished" else None)(
+            run_events(estack, run_id)), 10)
+    first = events[:3]
+    assert [(e["type"], e["subject"]) for e in first] == [
+        ("dev.sluice.run.created", "runs/" + run_id),
+        ("dev.sluice.stage.queued", "runs/%s/stages/build/attempts/1" % run_id),
+        ("dev.sluice.stage.skipped", "runs/%s/stages/release/attempts/1" % run_id),
+    ], json.dumps(events, indent=1)
+    common = {"run": run_id, "pipeline": "when", "repository": OWNER + "/when",
+              "sha": estack.repo.head, "ref": "refs/heads/main"}
+    assert [e["data"] for e in first] == [
+        dict(common, status="queued", event="push"),
+        dict(common, stage="build", attempt=1),
+        dict(common, stage="release", attempt=1,
+             reason="when: branch main: when lists tags only"),
+    ]
+    for e in first:
+        check_envelope(e)
+        assert e["source"] == "sluice", e
+        assert re.fullmatch(r"[0-9a-f]+-[0-9a-f]+", e["id"]), e
+    # One script, one moment: the same time, ids numbered in order.
+    assert len({e["time"] for e in first}) == 1, first
+    seqs = [int(e["id"].split("-")[1], 16) for e in first]
+    assert seqs == sorted(seqs) and len(set(seqs)) == 3, first
 
 
 def test_the_events_a_worker_records_are_published_by_the_agent_in_order(estack, github):

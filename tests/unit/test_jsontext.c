@@ -96,6 +96,25 @@ static void a_value_that_cannot_be_dumped_fails(void **state)
 	assert_null(jsontext_take(&t));
 }
 
+static void reset_keeps_the_room_and_forgets_a_failure(void **state)
+{
+	(void)state;
+	struct jsontext t = {0};
+	jsontext_string(&t, "\xff");
+	assert_true(t.failed);
+	jsontext_reset(&t);
+	jsontext_raw(&t, "{\"a\":");
+	jsontext_string(&t, "b");
+	char *room = t.s;
+	jsontext_reset(&t);
+	assert_int_equal(t.len, 0);
+	jsontext_raw(&t, "[1]");
+	assert_ptr_equal(t.s, room);
+	char *text = jsontext_take(&t);
+	assert_string_equal(text, "[1]");
+	free(text);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -103,6 +122,7 @@ int main(void)
 	    cmocka_unit_test(invalid_utf8_fails_the_whole_text),
 	    cmocka_unit_test(values_are_dumped_compact_and_the_text_grows),
 	    cmocka_unit_test(a_value_that_cannot_be_dumped_fails),
+	    cmocka_unit_test(reset_keeps_the_room_and_forgets_a_failure),
 	};
 	return cmocka_run_group_tests_name("jsontext", tests, NULL, NULL);
 }
