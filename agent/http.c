@@ -52,26 +52,32 @@ static const char *reason_phrase(int code)
 	}
 }
 
-void http_reply_json(struct evhttp_request *req, int code, json_t *body)
+void http_reply_text(struct evhttp_request *req, int code, const char *json, size_t len)
 {
 	struct evbuffer *buf = evbuffer_new();
-	char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
-	json_decref(body);
-	if (!buf || !text) {
-		free(text);
+	if (!buf || evbuffer_add(buf, json, len) < 0 || evbuffer_add(buf, "\n", 1) < 0) {
 		if (buf)
 			evbuffer_free(buf);
 		evhttp_send_error(req, 500, NULL);
 		return;
 	}
-	evbuffer_add(buf, text, strlen(text));
-	evbuffer_add(buf, "\n", 1);
-	free(text);
 	struct evkeyvalq *h = evhttp_request_get_output_headers(req);
 	evhttp_add_header(h, "Content-Type", "application/json");
 	evhttp_add_header(h, "Cache-Control", "no-store");
 	evhttp_send_reply(req, code, reason_phrase(code), buf);
 	evbuffer_free(buf);
+}
+
+void http_reply_json(struct evhttp_request *req, int code, json_t *body)
+{
+	char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+	json_decref(body);
+	if (!text) {
+		evhttp_send_error(req, 500, NULL);
+		return;
+	}
+	http_reply_text(req, code, text, strlen(text));
+	free(text);
 }
 
 void http_reply_error(struct evhttp_request *req, int status, const char *code, const char *message)
@@ -142,7 +148,8 @@ struct evhttp_request *http_pending_request(const struct http_pending *p)
 	return p->req;
 }
 
-void http_pending_reply(struct http_pending *p, int code, json_t *body)
+/* The request, if its client is still there; p is freed. */
+static struct evhttp_request *pending_end(struct http_pending *p)
 {
 	struct evhttp_request *req = p->req;
 	/* Detach first: sending may end the connection, and its close callback
@@ -150,10 +157,23 @@ void http_pending_reply(struct http_pending *p, int code, json_t *body)
 	if (p->conn)
 		evhttp_connection_set_closecb(p->conn, NULL, NULL);
 	free(p);
+	return req;
+}
+
+void http_pending_reply(struct http_pending *p, int code, json_t *body)
+{
+	struct evhttp_request *req = pending_end(p);
 	if (req)
 		http_reply_json(req, code, body);
 	else
 		json_decref(body);
+}
+
+void http_pending_reply_text(struct http_pending *p, int code, const char *json, size_t len)
+{
+	struct evhttp_request *req = pending_end(p);
+	if (req)
+		http_reply_text(req, code, json, len);
 }
 
 void http_pending_error(struct http_pending *p, int status, const char *code, const char *message)

@@ -16,6 +16,8 @@ struct http_pending;
 
 /* body is stolen. */
 void http_reply_json(struct evhttp_request *req, int code, json_t *body);
+/* json: len bytes of JSON text, sent as they are (a newline follows). */
+void http_reply_text(struct evhttp_request *req, int code, const char *json, size_t len);
 /* {"error": {"code": code, "message": message}} */
 void http_reply_error(struct evhttp_request *req, int status, const char *code,
 		      const char *message);
@@ -30,6 +32,7 @@ struct http_pending *http_pending_new(struct evhttp_request *req);
 struct evhttp_request *http_pending_request(const struct http_pending *p);
 /* Replies (when the client is still there) and frees p. body is stolen. */
 void http_pending_reply(struct http_pending *p, int code, json_t *body);
+void http_pending_reply_text(struct http_pending *p, int code, const char *json, size_t len);
 void http_pending_error(struct http_pending *p, int status, const char *code, const char *message);
 
 /* path "/api/v1/runs/{run}/environments/{env}..." (run and env made of

@@ -11,7 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/random.h>
 
 #include "agent/agent.h"
 #include "agent/agent_metrics.h"
@@ -24,6 +23,7 @@
 #include "lib/clock.h"
 #include "lib/glob.h"
 #include "lib/log.h"
+#include "lib/random.h"
 
 #define DELIVERY_TTL_S (3 * 24 * 3600 + 3600)
 
@@ -76,7 +76,7 @@ static int pipeline_wants(const struct pipeline *p, const struct github_event *e
 void intake_new_run_id(char *out, size_t len)
 {
 	unsigned char rnd[6] = {0};
-	if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
+	if (random_bytes(rnd, sizeof(rnd)) < 0)
 		log_warn("getrandom failed; run id has less entropy");
 	unsigned long long ms = (unsigned long long)clock_now_ms();
 	snprintf(out, len, "r_%012llx%02x%02x%02x%02x%02x%02x", ms & 0xffffffffffffULL, rnd[0],
@@ -95,11 +95,7 @@ static void on_recorded(const char *status, const char *runs, const char *err, v
 		return;
 	}
 	int duplicate = strcmp(status, "duplicate") == 0;
-	json_t *ids = json_loads(runs, 0, NULL);
-	json_t *body = json_pack("{s:o}", "runs", ids ? ids : json_array());
-	if (duplicate)
-		json_object_set_new(body, "duplicate", json_true());
-	else
+	if (!duplicate)
 		outbox_kick(call->agent->outbox);
 	size_t i;
 	json_t *name;
@@ -109,7 +105,17 @@ static void on_recorded(const char *status, const char *runs, const char *err, v
 	}
 	log_info(duplicate ? "delivery seen before" : "runs created",
 		 LOG_S("delivery", call->delivery), LOG_S("runs", runs));
-	http_pending_reply(call->pending, 202, body);
+	/* runs is JSON already, the array intake.lua wrote. */
+	size_t room = strlen(runs) + 64;
+	char *body = malloc(room);
+	if (body) {
+		int len = snprintf(body, room, "{\"runs\":%s%s}", runs,
+				   duplicate ? ",\"duplicate\":true" : "");
+		http_pending_reply_text(call->pending, 202, body, (size_t)len);
+	} else {
+		http_pending_error(call->pending, 500, "internal", "out of memory");
+	}
+	free(body);
 	call_free(call);
 }
 

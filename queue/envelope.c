@@ -1,16 +1,15 @@
 /* envelope: CloudEvents 1.0 structured JSON, encoded and strictly decoded. */
 #include "queue/envelope.h"
 
-#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 
 #include "lib/clock.h"
 #include "lib/hex.h"
 #include "lib/jsontext.h"
+#include "lib/random.h"
 
 /* A message bigger than this is not one sluice wrote; refuse it before parsing. */
 #define ENVELOPE_MAX_BYTES (1024 * 1024)
@@ -18,16 +17,8 @@
 static int make_id(char out[33])
 {
 	unsigned char raw[16];
-	size_t got = 0;
-	while (got < sizeof(raw)) {
-		ssize_t n = getrandom(raw + got, sizeof(raw) - got, 0);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		got += (size_t)n;
-	}
+	if (random_bytes(raw, sizeof(raw)) < 0)
+		return -1;
 	hex_encode(raw, sizeof(raw), out);
 	return 0;
 }

@@ -1,0 +1,66 @@
+/* Tests for lib/random: ids' bytes come from a pool, each byte used once,
+ * across refills, and a request larger than the pool is refused. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <string.h>
+
+#include "lib/random.h"
+
+/* Draws that add up to many pools: no two 16-byte ids alike, and the bytes
+ * are spread (every value of a byte turns up). */
+static void ids_differ_across_refills(void **state)
+{
+	(void)state;
+	enum { IDS = 200 };
+	static unsigned char ids[IDS][16];
+	int seen[256] = {0};
+	for (int i = 0; i < IDS; i++) {
+		assert_int_equal(random_bytes(ids[i], sizeof(ids[i])), 0);
+		for (int j = 0; j < i; j++)
+			assert_memory_not_equal(ids[i], ids[j], sizeof(ids[i]));
+		for (size_t k = 0; k < sizeof(ids[i]); k++)
+			seen[ids[i][k]] = 1;
+	}
+	int values = 0;
+	for (int v = 0; v < 256; v++)
+		values += seen[v];
+	/* 3200 bytes leave a given value out with probability e^-12.5. */
+	assert_int_equal(values, 256);
+}
+
+/* Sizes that do not divide the pool: a draw never straddles old and new. */
+static void odd_sizes_and_the_whole_pool(void **state)
+{
+	(void)state;
+	unsigned char a[256], b[256], six[6];
+	for (int i = 0; i < 100; i++)
+		assert_int_equal(random_bytes(six, sizeof(six)), 0);
+	assert_int_equal(random_bytes(a, sizeof(a)), 0);
+	assert_int_equal(random_bytes(b, sizeof(b)), 0);
+	assert_memory_not_equal(a, b, sizeof(a));
+	assert_int_equal(random_bytes(six, 0), 0);
+}
+
+static void more_than_the_pool_is_refused(void **state)
+{
+	(void)state;
+	unsigned char big[257];
+	memset(big, 0xaa, sizeof(big));
+	assert_int_equal(random_bytes(big, sizeof(big)), -1);
+	for (size_t i = 0; i < sizeof(big); i++)
+		assert_int_equal(big[i], 0xaa);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(ids_differ_across_refills),
+	    cmocka_unit_test(odd_sizes_and_the_whole_pool),
+	    cmocka_unit_test(more_than_the_pool_is_refused),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
