@@ -1216,8 +1216,9 @@ void job_start(struct worker *w, const char *run, const char *stage, int attempt
 	claim(j);
 }
 
-/* With the run's definition at hand, the claim names the run's stages
- * instead of having claim.lua send the definition (defcache.h). */
+/* With the run's definition at hand, the claim names the stages whose
+ * outputs the run can use (stage_env_output_sources) instead of having
+ * claim.lua send the definition (defcache.h) and read every stage's. */
 static void claim(struct job *j)
 {
 	struct worker *w = j->w;
@@ -1231,18 +1232,20 @@ static void claim(struct job *j)
 
 	if (!j->def)
 		j->def = defcache_get(w->defs, j->run);
-	json_t *stages = json_object_get(j->def, "stages");
-	const char **argv = malloc((n + 1 + json_object_size(stages)) * sizeof(*argv));
-	if (!argv) {
+	json_t *sources = j->def ? stage_env_output_sources(j->def) : NULL;
+	const char **argv = malloc((n + 1 + json_object_size(sources)) * sizeof(*argv));
+	if (!argv || (j->def && !sources)) {
+		free(argv);
+		json_decref(sources);
 		on_claimed(w->redis, NULL, "out of memory", j);
 		return;
 	}
 	memcpy(argv, fixed, sizeof(fixed));
-	if (stages) {
+	if (sources) {
 		const char *name;
 		json_t *v;
 		argv[n++] = "have-def";
-		json_object_foreach(stages, name, v)
+		json_object_foreach(sources, name, v)
 		{
 			argv[n++] = name;
 		}
@@ -1250,4 +1253,5 @@ static void claim(struct job *j)
 	if (redis_script_run(w->redis, w->scripts.claim, on_claimed, j, 0, (int)n, argv, NULL) < 0)
 		on_claimed(w->redis, NULL, "script not sent", j);
 	free(argv);
+	json_decref(sources);
 }

@@ -70,6 +70,64 @@ json_t *stage_env_vars(const json_t *run, const json_t *def, const char *stage, 
 	return vars;
 }
 
+/* Adds to sources each stage of stages that text names in a ${<stage>.
+ * (a stage name holds no '.', see config/pipeline.c). */
+static int add_sources_of(const char *text, const json_t *stages, json_t *sources)
+{
+	static const char name_chars[] = "abcdefghijklmnopqrstuvwxyz"
+					 "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-";
+	for (const char *p = strstr(text, "${"); p; p = strstr(p, "${")) {
+		p += 2;
+		size_t len = strspn(p, name_chars);
+		char name[256];
+		if (p[len] != '.' || len == 0 || len >= sizeof(name))
+			continue;
+		memcpy(name, p, len);
+		name[len] = '\0';
+		if (json_object_get(stages, name) && !json_object_get(sources, name) &&
+		    json_object_set_new(sources, name, json_true()) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+static int walk_sources(const json_t *v, const json_t *stages, json_t *sources)
+{
+	size_t i;
+	const char *key;
+	json_t *item;
+	switch (json_typeof(v)) {
+	case JSON_STRING:
+		return add_sources_of(json_string_value(v), stages, sources);
+	case JSON_ARRAY:
+		json_array_foreach(v, i, item)
+		{
+			if (walk_sources(item, stages, sources) < 0)
+				return -1;
+		}
+		return 0;
+	case JSON_OBJECT:
+		json_object_foreach((json_t *)v, key, item)
+		{
+			if (walk_sources(item, stages, sources) < 0)
+				return -1;
+		}
+		return 0;
+	default:
+		return 0;
+	}
+}
+
+json_t *stage_env_output_sources(const json_t *def)
+{
+	json_t *sources = json_object();
+	if (sources && walk_sources(def, json_object_get(def, "stages"), sources) < 0) {
+		json_decref(sources);
+		return NULL;
+	}
+	return sources;
+}
+
 /* configured: as in the run's definition; a credential is looked up in
  * this worker's own $CREDENTIALS_DIRECTORY. */
 static char *read_secret(const char *configured, size_t *len, char *err, size_t errlen)

@@ -19,6 +19,11 @@
  * which become the variables "<stage>.<KEY>" (expanded in arguments and
  * templates, not exported). */
 json_t *stage_env_vars(const json_t *run, const json_t *def, const char *stage, int attempt);
+/* The stages of def whose outputs a stage of its run can use: those that a
+ * ${<stage>.<KEY>} anywhere in def names (a template, an argument; outputs
+ * are used in no other way), as a JSON object whose keys are their names;
+ * NULL when out of memory. A claim reads only these stages' outputs. */
+json_t *stage_env_output_sources(const json_t *def);
 /* NAME → value of every secret of def (or of a stage definition that has
  * its own "secrets", as an environment's deployment does), read from its
  * file (a trailing newline dropped; a "${CREDENTIALS_DIRECTORY}/" path is

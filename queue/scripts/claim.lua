@@ -2,9 +2,11 @@
 --
 -- ARGV[1] key prefix, ARGV[2] run, ARGV[3] stage, ARGV[4] attempt,
 -- ARGV[5] worker token, ARGV[6] lease (ms), ARGV[7] now (ms), then
--- (optional) ARGV[8] "have-def" and the names of the run's stages, from a
--- worker that holds the run's definition already (it never changes once
--- recorded): the reply leaves the definition out, and nothing decodes it.
+-- (optional) ARGV[8] "have-def" and the names of the stages whose outputs
+-- the run's definition can use (workers/stage_env.h), from a worker that
+-- holds the definition already (it never changes once recorded): the reply
+-- leaves the definition out, and nothing decodes it. Without them, every
+-- stage's outputs are read.
 -- Returns {"claimed", <JSON object of the run hash>}, or {reason} when the
 -- job is not to be run: "gone" (no such run or stage), "run-finished",
 -- "stale" (another attempt is current), "not-queued" (already running or
@@ -49,7 +51,8 @@ local obj = {}
 for i = 1, #flat, 2 do
   obj[flat[i]] = flat[i + 1]
 end
--- The outputs of the run's stages ($SLUICE_OUTPUT), for ${<stage>.<KEY>}.
+-- The outputs of the run's stages ($SLUICE_OUTPUT), for ${<stage>.<KEY>}:
+-- of those named, or of every stage.
 local names = {}
 if ARGV[8] == 'have-def' then
   for i = 9, #ARGV do

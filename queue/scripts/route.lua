@@ -62,16 +62,25 @@ if deploy_env then
   return {'routed', promo_deployed(P, run, deploy_env, def, st[1], now, opens)}
 end
 
-local names, status = {}, {}
+local names = {}
 for name, sdef in pairs(def.stages) do
   if not sdef.env then
     names[#names + 1] = name
   end
-  local h = redis.call('HMGET', rkey .. ':stage:' .. name, 'status', 'skipped_by')
-  -- A stage left out by its `when` is as good as succeeded to the others.
-  status[name] = (h[1] == 'skipped' and h[2] == 'when') and 'succeeded' or h[1]
 end
 table.sort(names)
+
+-- A stage's status, read when first wanted: a routing reads the finished
+-- stage's dependants and their needs, and the run's other stages only as
+-- far as it takes to tell whether the run is over (all of them when a stage
+-- did not succeed, or the run ends). A stage left out by its `when` is as
+-- good as succeeded to the others.
+local status = setmetatable({}, {__index = function(t, name)
+  local h = redis.call('HMGET', rkey .. ':stage:' .. name, 'status', 'skipped_by')
+  local s = (h[1] == 'skipped' and h[2] == 'when') and 'succeeded' or h[1]
+  rawset(t, name, s)
+  return s
+end})
 
 local function set_status(name, value)
   status[name] = value
@@ -79,8 +88,9 @@ local function set_status(name, value)
 end
 
 -- Skips spread until nothing changes: a pending stage is skipped as soon as
--- one of its needs can no longer succeed.
-local changed = true
+-- one of its needs can no longer succeed. Only a stage that did not succeed
+-- starts them (earlier ones spread when those stages were routed).
+local changed = status[stage] ~= 'succeeded'
 while changed do
   changed = false
   for _, name in ipairs(names) do
@@ -104,7 +114,7 @@ end
 local started = {}
 for _, name in ipairs(names) do
   local job = jobs[name]
-  if status[name] == 'pending' and job then
+  if job and status[name] == 'pending' then
     local ready = true
     for _, need in ipairs(def.stages[name].needs) do
       if status[need] ~= 'succeeded' then
@@ -123,11 +133,21 @@ for _, name in ipairs(names) do
   end
 end
 
-local open, failed = false, false
-for _, name in ipairs(names) do
-  local s = status[name]
+-- Open while a stage is left to run: one just queued is, or else the first
+-- found, looked for from the stage after the finished one (by name), where
+-- stages that have not run yet likelier stand.
+local open, failed = #started > 0, false
+local from = 0
+for i, name in ipairs(names) do
+  if name == stage then
+    from = i
+  end
+end
+for k = 1, open and 0 or #names do
+  local s = status[names[(from + k - 1) % #names + 1]]
   if not terminal[s] then
     open = true
+    break
   elseif s ~= 'succeeded' then
     failed = true
   end
