@@ -1,0 +1,112 @@
+"""route.lua as the agent runs it, on runs written by hand under key
+prefixes of their own in the shared stack's Redis, watched with MONITOR.
+
+A routing reads a stage's status when it first needs it: the finished
+stage's dependants and their needs; the others only as far as it takes to
+find a stage still to run, looked for from the stage after the finished one
+by name; all of them when the finished stage did not succeed (its failure
+spreads skips) or when none is left to run (the run ends).
+"""
+
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
+from harness import RedisMonitor, lua_script  # noqa: E402
+from resp import Redis  # noqa: E402
+
+# Sorted by name: pkg, s0, s1, ..., s9. pkg needs s2.
+NAMES = ["s%d" % i for i in range(10)]
+DEF = {"stages": dict({n: {"kind": "build", "run": ["true"], "needs": []} for n in NAMES},
+                      pkg={"kind": "build", "run": ["true"], "needs": ["s2"]})}
+JOB = {"topic": "sluice.jobs.build", "value": "{}"}
+
+
+def write_run(r, P, run, statuses, definition=DEF):
+    rkey = P + "run:" + run
+    r.call("HSET", rkey, "id", run, "status", "running", "pipeline", "p", "repository", "o/r",
+           "sha", "a" * 40, "ref", "refs/heads/main", "def", json.dumps(definition))
+    for name, status in statuses.items():
+        r.call("HSET", rkey + ":stage:" + name, "status", status, "attempt", 1)
+
+
+def route(port, P, run, stage, jobs=None):
+    """The reply, and the stages whose status the script read."""
+    with Redis(port) as r, RedisMonitor(port) as mon:
+        reply = r.call("EVAL", lua_script("route"), 0, P, run, stage, 1, 5000,
+                       json.dumps(jobs or {}))
+        lines = mon.lines(0.3)
+    key = '"HMGET" "%srun:%s:stage:' % (P, run)
+    read = {line.split(key, 1)[1].split('"', 1)[0] for line in lines if key in line}
+    return [x.decode() for x in reply], read
+
+
+def statuses(r, P, run, names):
+    return {n: (r.call("HGET", "%srun:%s:stage:%s" % (P, run, n), "status") or b"").decode()
+            for n in names}
+
+
+def test_a_success_with_a_dependant_reads_it_and_its_needs(stack):
+    P = "t-route-dep:"
+    with Redis(stack.redis_port) as r:
+        write_run(r, P, "r1", dict({n: "succeeded" for n in NAMES[:3]}, s3="running", pkg="pending",
+                                   **{n: "queued" for n in NAMES[4:]}))
+    reply, read = route(stack.redis_port, P, "r1", "s2", {"pkg": JOB})
+    assert reply == ["routed", "running", "pkg"], reply
+    assert read == {"s2", "pkg"}, read
+    with Redis(stack.redis_port) as r:
+        assert statuses(r, P, "r1", ["pkg"]) == {"pkg": "queued"}
+
+
+def test_without_a_dependant_the_search_stops_at_the_next_stage_to_run(stack):
+    P = "t-route-next:"
+    with Redis(stack.redis_port) as r:
+        write_run(r, P, "r1", dict({n: "succeeded" for n in NAMES[:6]}, pkg="succeeded",
+                                   **{n: "queued" for n in NAMES[6:]}))
+    reply, read = route(stack.redis_port, P, "r1", "s5")
+    assert reply == ["routed", "running"], reply
+    assert read == {"s5", "s6"}, read
+
+
+def test_the_search_goes_round_to_the_stages_before_the_finished_one(stack):
+    P = "t-route-round:"
+    with Redis(stack.redis_port) as r:
+        write_run(r, P, "r1", dict({n: "succeeded" for n in NAMES}, pkg="succeeded", s1="running"))
+    reply, read = route(stack.redis_port, P, "r1", "s8")
+    assert reply == ["routed", "running"], reply
+    assert read == {"s8", "s9", "pkg", "s0", "s1"}, read
+
+
+def test_the_last_stage_to_finish_ends_the_run_wherever_it_stands(stack):
+    with Redis(stack.redis_port) as r:
+        write_run(r, "t-route-ok:", "r1", dict({n: "succeeded" for n in NAMES}, pkg="succeeded"))
+        write_run(r, "t-route-failed:", "r1",
+                  dict({n: "succeeded" for n in NAMES}, pkg="succeeded", s7="failed"))
+    reply, read = route(stack.redis_port, "t-route-ok:", "r1", "s4")
+    assert reply == ["routed", "succeeded"], reply
+    assert read == set(NAMES) | {"pkg"}, read
+    reply, _ = route(stack.redis_port, "t-route-failed:", "r1", "s4")
+    assert reply == ["routed", "failed"], reply
+    with Redis(stack.redis_port) as r:
+        for P, status in (("t-route-ok:", b"succeeded"), ("t-route-failed:", b"failed")):
+            assert r.call("HGET", P + "run:r1", "status") == status, P
+
+
+def test_a_failure_skips_its_dependants_through_the_graph(stack):
+    P = "t-route-skip:"
+    chain = {"stages": {
+        "a": {"kind": "build", "run": ["true"], "needs": []},
+        "b": {"kind": "build", "run": ["true"], "needs": ["a"]},
+        "c": {"kind": "build", "run": ["true"], "needs": ["b"]},
+        "d": {"kind": "build", "run": ["true"], "needs": []},
+    }}
+    with Redis(stack.redis_port) as r:
+        write_run(r, P, "r1", {"a": "failed", "b": "pending", "c": "pending", "d": "running"},
+                  chain)
+    reply, read = route(stack.redis_port, P, "r1", "a", {"b": JOB})
+    assert reply == ["routed", "running"], reply
+    assert read == {"a", "b", "c", "d"}, read
+    with Redis(stack.redis_port) as r:
+        assert statuses(r, P, "r1", "abcd") == {
+            "a": "failed", "b": "skipped", "c": "skipped", "d": "running"}
