@@ -59,6 +59,7 @@ struct agent {
 	char consumer_name[128];    /* host:pid, unique among agents */
 	int stopping;		    /* shutting down: start nothing new */
 	struct route_call *routing; /* results being routed (router.c) */
+	struct defcache *defs;	    /* definitions of the runs routed lately (router.c) */
 	struct scheduler *scheduler;
 	struct statuses *statuses;	/* NULL unless github.token_file is set (statuses.c) */
 	struct trigger_call *resolving; /* triggers waiting for git ls-remote (control.c) */

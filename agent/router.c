@@ -20,13 +20,17 @@
 #include "agent/agent.h"
 #include "agent/promotion.h"
 #include "config/retry.h"
-#include "queue/jobs.h"
 #include "lib/clock.h"
 #include "lib/log.h"
+#include "queue/defcache.h"
 #include "queue/envelope.h"
+#include "queue/jobs.h"
 
 #define RETRY_MIN_MS 100
 #define RETRY_MAX_MS 5000
+/* Runs whose definitions are held: as many as are likely to have stages
+ * finishing at once. */
+#define ROUTED_RUNS 32
 
 struct route_call {
 	struct route_call *next, **prevp; /* in agent->routing, to end them at shutdown */
@@ -250,16 +254,9 @@ static void promote_now(struct route_call *c)
 	free(opens);
 }
 
-static void on_definition(struct redis *r, redisReply *reply, const char *err, void *arg)
+/* With c->def, the run's definition (NULL when it has none). */
+static void route_with_definition(struct route_call *c)
 {
-	struct route_call *c = arg;
-	(void)r;
-	if (!reply) {
-		route_later(c, err);
-		return;
-	}
-	json_decref(c->def);
-	c->def = reply->type == REDIS_REPLY_STRING ? json_loads(reply->str, 0, NULL) : NULL;
 	if (c->gate[0]) {
 		promote_now(c);
 		return;
@@ -278,9 +275,31 @@ static void on_definition(struct redis *r, redisReply *reply, const char *err, v
 	}
 }
 
+static void on_definition(struct redis *r, redisReply *reply, const char *err, void *arg)
+{
+	struct route_call *c = arg;
+	(void)r;
+	if (!reply) {
+		route_later(c, err);
+		return;
+	}
+	json_decref(c->def);
+	c->def = reply->type == REDIS_REPLY_STRING ? json_loads(reply->str, 0, NULL) : NULL;
+	defcache_put(c->agent->defs, c->run, c->def);
+	route_with_definition(c);
+}
+
+/* The run's definition never changes once recorded: read and decoded once
+ * for the results of its stages that follow. */
 static void route_begin(struct route_call *c)
 {
 	struct agent *a = c->agent;
+	json_decref(c->def);
+	c->def = defcache_get(a->defs, c->run);
+	if (c->def) {
+		route_with_definition(c);
+		return;
+	}
 	if (redis_command(a->redis, on_definition, c, "HGET %srun:%s def", a->settings.key_prefix,
 			  c->run) < 0)
 		route_later(c, "command not sent");
@@ -352,6 +371,9 @@ int router_start(struct agent *a)
 	const char *topics[] = {topic};
 	struct kafka_consumer_opts opts = {.session_timeout_ms = a->settings.session_timeout_ms,
 					   .fetch_wait_ms = a->settings.fetch_wait_ms};
+	a->defs = defcache_new(ROUTED_RUNS);
+	if (!a->defs)
+		return -1;
 	a->results = kafka_consumer_new_opts(a->base, a->settings.brokers, group, topics, 1,
 					     on_result, a, &opts, err, sizeof(err));
 	if (!a->results) {
@@ -370,4 +392,6 @@ void router_stop(struct agent *a)
 	if (a->results)
 		kafka_consumer_free(a->results);
 	a->results = NULL;
+	defcache_free(a->defs);
+	a->defs = NULL;
 }

@@ -26,7 +26,7 @@
 #include "stages/process.h"
 #include "stages/rollout.h"
 #include "lib/strv.h"
-#include "workers/defcache.h"
+#include "queue/defcache.h"
 #include "workers/stage_env.h"
 #include "workers/worker.h"
 #include "workers/worker_metrics.h"

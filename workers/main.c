@@ -21,7 +21,7 @@
 #include "queue/envelope.h"
 #include "queue/lua.h"
 #include "stages/process.h"
-#include "workers/defcache.h"
+#include "queue/defcache.h"
 #include "workers/worker.h"
 #include "workers/worker_metrics.h"
 #include "workers/workspace.h"
@@ -285,7 +285,7 @@ int main(int argc, char **argv)
 		 rnd[1], rnd[2], rnd[3]);
 
 	w->base = event_base_new();
-	w->defs = defcache_new();
+	w->defs = defcache_new(DEFCACHE_RUNS);
 	if (!w->base || !w->defs || process_init(w->base) < 0)
 		goto fail;
 	w->redis = redis_new(w->base, w->settings.redis_url, w->settings.redis_timeout_ms);

@@ -5,7 +5,8 @@ A routing reads a stage's status when it first needs it: the finished
 stage's dependants and their needs; the others only as far as it takes to
 find a stage still to run, looked for from the stage after the finished one
 by name; all of them when the finished stage did not succeed (its failure
-spreads skips) or when none is left to run (the run ends).
+spreads skips) or when none is left to run (the run ends). The agent reads
+a run's definition once for the results of all its stages.
 """
 
 import json
@@ -13,6 +14,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
+from conftest import APP_REPO  # noqa: E402
 from harness import RedisMonitor, lua_script  # noqa: E402
 from resp import Redis  # noqa: E402
 
@@ -110,3 +112,16 @@ def test_a_failure_skips_its_dependants_through_the_graph(stack):
     with Redis(stack.redis_port) as r:
         assert statuses(r, P, "r1", "abcd") == {
             "a": "failed", "b": "skipped", "c": "skipped", "d": "running"}
+
+
+def test_the_agent_reads_a_runs_definition_once_for_all_its_results(stack):
+    with RedisMonitor(stack.redis_port) as mon:
+        status, body = stack.post_hook("push", stack.push_payload(APP_REPO))
+        assert status == 202, (status, body)
+        [run_id] = body["runs"]
+        run = stack.wait_run(run_id)
+        lines = mon.lines(0.3)
+    assert run["status"] == "succeeded", run
+    assert [s["status"] for s in run["stages"].values()] == ["succeeded", "succeeded"], run
+    reads = [line for line in lines if '"HGET" "sluice:run:%s" "def"' % run_id in line]
+    assert len(reads) == 1, reads

@@ -1,4 +1,4 @@
-/* Tests for workers/defcache: a definition put is got back by its run, as
+/* Tests for queue/defcache: a definition put is got back by its run, as
  * the same object; the entry used least recently makes room; references are
  * counted, not copied. */
 #include <setjmp.h>
@@ -10,12 +10,12 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "workers/defcache.h"
+#include "queue/defcache.h"
 
 static void test_put_then_get_returns_the_same_definition(void **state)
 {
 	(void)state;
-	struct defcache *c = defcache_new();
+	struct defcache *c = defcache_new(DEFCACHE_RUNS);
 	json_t *def = json_pack("{s:{s:{s:s}}}", "stages", "build", "kind", "build");
 	assert_non_null(c);
 	assert_null(defcache_get(c, "r_1"));
@@ -41,7 +41,7 @@ static void test_put_then_get_returns_the_same_definition(void **state)
 static void test_least_recently_used_run_makes_room(void **state)
 {
 	(void)state;
-	struct defcache *c = defcache_new();
+	struct defcache *c = defcache_new(DEFCACHE_RUNS);
 	json_t *defs[DEFCACHE_RUNS + 1];
 	char run[32];
 	assert_non_null(c);
@@ -78,7 +78,7 @@ static void test_least_recently_used_run_makes_room(void **state)
 static void test_run_id_too_long_is_not_kept(void **state)
 {
 	(void)state;
-	struct defcache *c = defcache_new();
+	struct defcache *c = defcache_new(DEFCACHE_RUNS);
 	char run[200];
 	json_t *def = json_object();
 	memset(run, 'r', sizeof(run) - 1);

@@ -1,5 +1,5 @@
 /* defcache: the pipeline definitions of recent runs, by run id. */
-#include "workers/defcache.h"
+#include "queue/defcache.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -12,29 +12,33 @@ struct entry {
 	uint64_t used;
 };
 
-/* A handful of entries: a linear scan is as fast as anything else. */
+/* A few dozen entries at most: a linear scan is as fast as anything else. */
 struct defcache {
-	struct entry e[DEFCACHE_RUNS];
+	size_t n;
 	uint64_t clock;
+	struct entry e[];
 };
 
-struct defcache *defcache_new(void)
+struct defcache *defcache_new(size_t runs)
 {
-	return calloc(1, sizeof(struct defcache));
+	struct defcache *c = calloc(1, sizeof(*c) + (runs ? runs : 1) * sizeof(struct entry));
+	if (c)
+		c->n = runs ? runs : 1;
+	return c;
 }
 
 void defcache_free(struct defcache *c)
 {
 	if (!c)
 		return;
-	for (size_t i = 0; i < DEFCACHE_RUNS; i++)
+	for (size_t i = 0; i < c->n; i++)
 		json_decref(c->e[i].def);
 	free(c);
 }
 
 json_t *defcache_get(struct defcache *c, const char *run)
 {
-	for (size_t i = 0; i < DEFCACHE_RUNS; i++) {
+	for (size_t i = 0; i < c->n; i++) {
 		struct entry *e = &c->e[i];
 		if (e->def && strcmp(e->run, run) == 0) {
 			e->used = ++c->clock;
@@ -50,11 +54,11 @@ static struct entry *slot_for(struct defcache *c, const char *run)
 {
 	struct entry *victim = &c->e[0];
 
-	for (size_t i = 0; i < DEFCACHE_RUNS; i++) {
+	for (size_t i = 0; i < c->n; i++) {
 		if (c->e[i].def && strcmp(c->e[i].run, run) == 0)
 			return &c->e[i];
 	}
-	for (size_t i = 0; i < DEFCACHE_RUNS; i++) {
+	for (size_t i = 0; i < c->n; i++) {
 		if (!c->e[i].def)
 			return &c->e[i];
 		if (c->e[i].used < victim->used)
