@@ -136,6 +136,34 @@ static json_t *prepare_dependants(struct route_call *c)
 	return jobs;
 }
 
+/* What route.lua reads of the run's definition: each stage's needs and
+ * env, and the environments; a fraction of the whole for Redis to decode. */
+static char *route_skeleton(const json_t *def)
+{
+	json_t *stages = json_object();
+	json_t *out = json_pack("{s:o}", "stages", stages);
+	const char *name;
+	json_t *stage;
+	json_object_foreach(json_object_get(def, "stages"), name, stage)
+	{
+		json_t *s = json_object();
+		json_t *needs = json_object_get(stage, "needs");
+		json_t *env = json_object_get(stage, "env");
+		if (!s || json_object_set_new(stages, name, s) < 0 ||
+		    (needs && json_object_set(s, "needs", needs) < 0) ||
+		    (env && json_object_set(s, "env", env) < 0)) {
+			json_decref(out);
+			return NULL;
+		}
+	}
+	json_t *environments = json_object_get(def, "environments");
+	char *text = NULL;
+	if (out && (!environments || json_object_set(out, "environments", environments) == 0))
+		text = json_dumps(out, JSON_COMPACT);
+	json_decref(out);
+	return text;
+}
+
 /* route.lua; with dead_letter, the attempt's job goes to the dead-letter
  * topic in the same script. */
 static void route_now(struct route_call *c, int dead_letter)
@@ -148,6 +176,7 @@ static void route_now(struct route_call *c, int dead_letter)
 	char attempt[16], now[32], dlq[256];
 	long long now_ms = (long long)clock_now_ms();
 	char *opens = promotion_openings(c->def, now_ms);
+	char *skeleton = c->def ? route_skeleton(c->def) : NULL;
 	snprintf(attempt, sizeof(attempt), "%d", c->attempt);
 	snprintf(now, sizeof(now), "%lld", now_ms);
 	snprintf(dlq, sizeof(dlq), "%sdlq", a->settings.topic_prefix);
@@ -166,12 +195,16 @@ static void route_now(struct route_call *c, int dead_letter)
 			      jobs_text ? jobs_text : "{}",
 			      dlq_value ? dlq : "",
 			      dlq_value ? dlq_value : "",
-			      opens ? opens : "{}"};
-	if (redis_script_run(a->redis, a->scripts.route, on_routed, c, 0, 9, argv, NULL) < 0)
+			      opens ? opens : "{}",
+			      skeleton};
+	/* Without the skeleton, route.lua decodes the recorded definition. */
+	if (redis_script_run(a->redis, a->scripts.route, on_routed, c, 0, skeleton ? 10 : 9, argv,
+			     NULL) < 0)
 		route_later(c, "route script not sent");
 	json_decref(dlq_job);
 	free(jobs_text);
 	free(opens);
+	free(skeleton);
 }
 
 static void on_retry_scheduled(struct redis *r, redisReply *reply, const char *err, void *arg)

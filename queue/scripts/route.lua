@@ -8,6 +8,9 @@
 -- message, sent once with the routing (a stage that exhausted its retries).
 -- ARGV[9], when given: the JSON object {"<env>": ms} of the environments
 -- whose deny windows are closed now, with when they open (lib/promotion.lua).
+-- ARGV[10], when given: what routing reads of the run's definition, from an
+-- agent that holds it: {"stages": {"<stage>": {"needs": [...], "env": ...}},
+-- "environments": ...}; otherwise the recorded definition is decoded.
 --
 -- Deployments (stages "deploy@<env>", def "env") are no part of the CI
 -- graph: when every CI stage succeeded, the run is offered to its first
@@ -28,7 +31,8 @@ local opens = ARGV[9] and cjson.decode(ARGV[9]) or {}
 local rkey = P .. 'run:' .. run
 local skey = rkey .. ':stage:' .. stage
 
-local r = redis.call('HMGET', rkey, 'status', 'def')
+local r = ARGV[10] and {redis.call('HGET', rkey, 'status')} or
+            redis.call('HMGET', rkey, 'status', 'def')
 local st = redis.call('HMGET', skey, 'status', 'attempt', 'routed')
 if not r[1] or not st[1] then
   return {'gone', ''}
@@ -48,7 +52,7 @@ redis.call('HSET', skey, 'routed', '1')
 if ARGV[8] and ARGV[8] ~= '' then
   outbox_add(P, ARGV[7], run, ARGV[8])
 end
-local def = cjson.decode(r[2])
+local def = cjson.decode(ARGV[10] or r[2])
 local deploy_env = def.stages[stage] and def.stages[stage].env
 if r[1] ~= 'queued' and r[1] ~= 'running' then
   -- A deployment stopped by the run's cancellation frees its environment.

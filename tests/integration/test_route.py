@@ -33,15 +33,23 @@ def write_run(r, P, run, statuses, definition=DEF):
         r.call("HSET", rkey + ":stage:" + name, "status", status, "attempt", 1)
 
 
-def route(port, P, run, stage, jobs=None):
-    """The reply, and the stages whose status the script read."""
+def skeleton(definition):
+    """What the agent sends of a definition it holds (router.c)."""
+    return {"stages": {n: {"needs": s["needs"]} for n, s in definition["stages"].items()}}
+
+
+def route(port, P, run, stage, jobs=None, definition=None):
+    """The reply, the stages whose status the script read, and whether it
+    read the run's definition. definition: sent as the agent sends it."""
+    args = [] if definition is None else ["", "", "{}", json.dumps(skeleton(definition))]
     with Redis(port) as r, RedisMonitor(port) as mon:
         reply = r.call("EVAL", lua_script("route"), 0, P, run, stage, 1, 5000,
-                       json.dumps(jobs or {}))
+                       json.dumps(jobs or {}), *args)
         lines = mon.lines(0.3)
     key = '"HMGET" "%srun:%s:stage:' % (P, run)
     read = {line.split(key, 1)[1].split('"', 1)[0] for line in lines if key in line}
-    return [x.decode() for x in reply], read
+    def_read = any('"%srun:%s"' % (P, run) in line and '"def"' in line for line in lines)
+    return [x.decode() for x in reply], read, def_read
 
 
 def statuses(r, P, run, names):
@@ -54,11 +62,28 @@ def test_a_success_with_a_dependant_reads_it_and_its_needs(stack):
     with Redis(stack.redis_port) as r:
         write_run(r, P, "r1", dict({n: "succeeded" for n in NAMES[:3]}, s3="running", pkg="pending",
                                    **{n: "queued" for n in NAMES[4:]}))
-    reply, read = route(stack.redis_port, P, "r1", "s2", {"pkg": JOB})
+    reply, read, def_read = route(stack.redis_port, P, "r1", "s2", {"pkg": JOB})
     assert reply == ["routed", "running", "pkg"], reply
     assert read == {"s2", "pkg"}, read
+    assert def_read
     with Redis(stack.redis_port) as r:
         assert statuses(r, P, "r1", ["pkg"]) == {"pkg": "queued"}
+
+
+def test_given_the_definitions_skeleton_the_script_reads_no_definition(stack):
+    P = "t-route-skeleton:"
+    with Redis(stack.redis_port) as r:
+        write_run(r, P, "r1", dict({n: "succeeded" for n in NAMES[:3]}, s3="running", pkg="pending",
+                                   **{n: "queued" for n in NAMES[4:]}))
+        write_run(r, P, "r2", dict({n: "succeeded" for n in NAMES}, pkg="running"))
+    reply, read, def_read = route(stack.redis_port, P, "r1", "s2", {"pkg": JOB}, DEF)
+    assert reply == ["routed", "running", "pkg"], reply
+    assert read == {"s2", "pkg"} and not def_read, (read, def_read)
+    with Redis(stack.redis_port) as r:
+        r.call("HSET", P + "run:r2:stage:pkg", "status", "succeeded")
+    reply, read, def_read = route(stack.redis_port, P, "r2", "pkg", None, DEF)
+    assert reply == ["routed", "succeeded"], reply
+    assert not def_read
 
 
 def test_without_a_dependant_the_search_stops_at_the_next_stage_to_run(stack):
@@ -66,7 +91,7 @@ def test_without_a_dependant_the_search_stops_at_the_next_stage_to_run(stack):
     with Redis(stack.redis_port) as r:
         write_run(r, P, "r1", dict({n: "succeeded" for n in NAMES[:6]}, pkg="succeeded",
                                    **{n: "queued" for n in NAMES[6:]}))
-    reply, read = route(stack.redis_port, P, "r1", "s5")
+    reply, read, _ = route(stack.redis_port, P, "r1", "s5")
     assert reply == ["routed", "running"], reply
     assert read == {"s5", "s6"}, read
 
@@ -75,7 +100,7 @@ def test_the_search_goes_round_to_the_stages_before_the_finished_one(stack):
     P = "t-route-round:"
     with Redis(stack.redis_port) as r:
         write_run(r, P, "r1", dict({n: "succeeded" for n in NAMES}, pkg="succeeded", s1="running"))
-    reply, read = route(stack.redis_port, P, "r1", "s8")
+    reply, read, _ = route(stack.redis_port, P, "r1", "s8")
     assert reply == ["routed", "running"], reply
     assert read == {"s8", "s9", "pkg", "s0", "s1"}, read
 
@@ -85,10 +110,10 @@ def test_the_last_stage_to_finish_ends_the_run_wherever_it_stands(stack):
         write_run(r, "t-route-ok:", "r1", dict({n: "succeeded" for n in NAMES}, pkg="succeeded"))
         write_run(r, "t-route-failed:", "r1",
                   dict({n: "succeeded" for n in NAMES}, pkg="succeeded", s7="failed"))
-    reply, read = route(stack.redis_port, "t-route-ok:", "r1", "s4")
+    reply, read, _ = route(stack.redis_port, "t-route-ok:", "r1", "s4")
     assert reply == ["routed", "succeeded"], reply
     assert read == set(NAMES) | {"pkg"}, read
-    reply, _ = route(stack.redis_port, "t-route-failed:", "r1", "s4")
+    reply, _, _ = route(stack.redis_port, "t-route-failed:", "r1", "s4")
     assert reply == ["routed", "failed"], reply
     with Redis(stack.redis_port) as r:
         for P, status in (("t-route-ok:", b"succeeded"), ("t-route-failed:", b"failed")):
@@ -106,7 +131,7 @@ def test_a_failure_skips_its_dependants_through_the_graph(stack):
     with Redis(stack.redis_port) as r:
         write_run(r, P, "r1", {"a": "failed", "b": "pending", "c": "pending", "d": "running"},
                   chain)
-    reply, read = route(stack.redis_port, P, "r1", "a", {"b": JOB})
+    reply, read, _ = route(stack.redis_port, P, "r1", "a", {"b": JOB}, chain)
     assert reply == ["routed", "running"], reply
     assert read == {"a", "b", "c", "d"}, read
     with Redis(stack.redis_port) as r:
