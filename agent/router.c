@@ -44,7 +44,10 @@ struct route_call {
 	char status[32]; /* as the result reports it */
 	int exit_code;	 /* -1: none */
 	char gate[16];	 /* of a promotion.ready message, whose stage is the environment */
-	json_t *def;	 /* the run's definition, once read */
+	/* The run's definition as routing holds it (see route_begin), and the
+	 * definition in it; both NULL until read. */
+	json_t *held;
+	const json_t *def;
 };
 
 static void route_begin(struct route_call *c);
@@ -56,7 +59,7 @@ static void route_free(struct route_call *c)
 		c->next->prevp = c->prevp;
 	if (c->retry)
 		event_free(c->retry);
-	json_decref(c->def);
+	json_decref(c->held);
 	free(c);
 }
 
@@ -176,7 +179,7 @@ static void route_now(struct route_call *c, int dead_letter)
 	char attempt[16], now[32], dlq[256];
 	long long now_ms = (long long)clock_now_ms();
 	char *opens = promotion_openings(c->def, now_ms);
-	char *skeleton = c->def ? route_skeleton(c->def) : NULL;
+	const char *skeleton = json_string_value(json_object_get(c->held, "route"));
 	snprintf(attempt, sizeof(attempt), "%d", c->attempt);
 	snprintf(now, sizeof(now), "%lld", now_ms);
 	snprintf(dlq, sizeof(dlq), "%sdlq", a->settings.topic_prefix);
@@ -204,7 +207,6 @@ static void route_now(struct route_call *c, int dead_letter)
 	json_decref(dlq_job);
 	free(jobs_text);
 	free(opens);
-	free(skeleton);
 }
 
 static void on_retry_scheduled(struct redis *r, redisReply *reply, const char *err, void *arg)
@@ -308,6 +310,16 @@ static void route_with_definition(struct route_call *c)
 	}
 }
 
+/* What routing holds of a run: {"def": the definition, "route": the
+ * skeleton route.lua is given (absent when it could not be written)}. */
+static json_t *held_of(json_t *def)
+{
+	char *skeleton = route_skeleton(def);
+	json_t *held = json_pack("{s:o,s:s*}", "def", def, "route", skeleton);
+	free(skeleton);
+	return held;
+}
+
 static void on_definition(struct redis *r, redisReply *reply, const char *err, void *arg)
 {
 	struct route_call *c = arg;
@@ -316,20 +328,23 @@ static void on_definition(struct redis *r, redisReply *reply, const char *err, v
 		route_later(c, err);
 		return;
 	}
-	json_decref(c->def);
-	c->def = reply->type == REDIS_REPLY_STRING ? json_loads(reply->str, 0, NULL) : NULL;
-	defcache_put(c->agent->defs, c->run, c->def);
+	json_t *def = reply->type == REDIS_REPLY_STRING ? json_loads(reply->str, 0, NULL) : NULL;
+	json_decref(c->held);
+	c->held = def ? held_of(def) : NULL;
+	c->def = json_object_get(c->held, "def");
+	defcache_put(c->agent->defs, c->run, c->held);
 	route_with_definition(c);
 }
 
-/* The run's definition never changes once recorded: read and decoded once
- * for the results of its stages that follow. */
+/* The run's definition never changes once recorded: read and decoded, and
+ * its skeleton written, once for the results of its stages that follow. */
 static void route_begin(struct route_call *c)
 {
 	struct agent *a = c->agent;
-	json_decref(c->def);
-	c->def = defcache_get(a->defs, c->run);
-	if (c->def) {
+	json_decref(c->held);
+	c->held = defcache_get(a->defs, c->run);
+	c->def = json_object_get(c->held, "def");
+	if (c->held) {
 		route_with_definition(c);
 		return;
 	}
