@@ -1216,6 +1216,15 @@ void job_start(struct worker *w, const char *run, const char *stage, int attempt
 	claim(j);
 }
 
+/* The stages whose outputs the run's definition can use, found once per run. */
+static json_t *output_sources(struct worker *w, const char *run, const json_t *def)
+{
+	json_t *sources = defcache_get(w->sources, run);
+	if (!sources && (sources = stage_env_output_sources(def)))
+		defcache_put(w->sources, run, sources);
+	return sources;
+}
+
 /* With the run's definition at hand, the claim names the stages whose
  * outputs the run can use (stage_env_output_sources) instead of having
  * claim.lua send the definition (defcache.h) and read every stage's. */
@@ -1232,7 +1241,7 @@ static void claim(struct job *j)
 
 	if (!j->def)
 		j->def = defcache_get(w->defs, j->run);
-	json_t *sources = j->def ? stage_env_output_sources(j->def) : NULL;
+	json_t *sources = j->def ? output_sources(w, j->run, j->def) : NULL;
 	const char **argv = malloc((n + 1 + json_object_size(sources)) * sizeof(*argv));
 	if (!argv || (j->def && !sources)) {
 		free(argv);

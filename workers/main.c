@@ -286,7 +286,8 @@ int main(int argc, char **argv)
 
 	w->base = event_base_new();
 	w->defs = defcache_new(DEFCACHE_RUNS);
-	if (!w->base || !w->defs || process_init(w->base) < 0)
+	w->sources = defcache_new(DEFCACHE_RUNS);
+	if (!w->base || !w->defs || !w->sources || process_init(w->base) < 0)
 		goto fail;
 	w->redis = redis_new(w->base, w->settings.redis_url, w->settings.redis_timeout_ms);
 	if (!w->redis)
@@ -344,6 +345,7 @@ fail:
 		redis_free(w->redis);
 	worker_metrics_stop(w);
 	defcache_free(w->defs);
+	defcache_free(w->sources);
 	if (w->producer)
 		kafka_producer_free(w->producer, SHUTDOWN_FLUSH_MS);
 	if (m.sigterm)

@@ -38,8 +38,9 @@ struct worker {
 	struct kafka_producer *producer;
 	struct kafka_consumer *consumer;
 	struct outbox *outbox;
-	struct defcache *defs; /* the definitions of recent runs (defcache.h) */
-	char token[160];       /* host:pid:random — names this worker in leases */
+	struct defcache *defs;	  /* the definitions of recent runs (defcache.h) */
+	struct defcache *sources; /* their stages whose outputs claims read (job.c) */
+	char token[160];	  /* host:pid:random — names this worker in leases */
 	int concurrency;
 	int running;
 	int draining;	  /* no new jobs; running ones finish */
