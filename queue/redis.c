@@ -19,7 +19,6 @@
 
 #include <hiredis/async.h>
 #include <hiredis/adapters/libevent.h>
-#include <openssl/evp.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -28,6 +27,7 @@
 
 #include "lib/hex.h"
 #include "lib/log.h"
+#include "lib/sha.h"
 
 #define BACKOFF_MIN_MS	   100
 #define BACKOFF_MAX_MS	   5000
@@ -496,13 +496,11 @@ static int send_script_load(struct redis *r, int script)
 
 int redis_script_add(struct redis *r, const char *source)
 {
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int mdlen = 0;
+	unsigned char md[SHA1_LEN];
 
 	/* The sha1 is known before any connection, so EVALSHA can be formatted
 	 * at once; SCRIPT LOAD replies with the same digest. */
-	if (!EVP_Digest(source, strlen(source), md, &mdlen, EVP_sha1(), NULL) || mdlen != 20)
-		return -1;
+	sha1_digest(source, strlen(source), md);
 	struct script *s = realloc(r->scripts, sizeof(*s) * (size_t)(r->nscripts + 1));
 	if (!s)
 		return -1;
@@ -511,7 +509,7 @@ int redis_script_add(struct redis *r, const char *source)
 	s->source = strdup(source);
 	if (!s->source)
 		return -1;
-	hex_encode(md, mdlen, s->sha);
+	hex_encode(md, sizeof(md), s->sha);
 	return r->nscripts++;
 }
 

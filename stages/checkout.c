@@ -8,10 +8,11 @@
 #include "stages/checkout.h"
 
 #include "lib/clock.h"
+#include "lib/hex.h"
 #include "lib/log.h"
+#include "lib/sha.h"
 
 #include <errno.h>
-#include <openssl/evp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -109,16 +110,14 @@ static int valid_sha(const char *sha)
 	return sha[n] == '\0' && n >= 7 && n <= 64;
 }
 
-static int mirror_name(const char *url, char out[17])
+/* A repository's mirror is named by the first 8 bytes of its URL's SHA-256,
+ * in hex. */
+static void mirror_name(const char *url, char out[17])
 {
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int len = 0;
+	unsigned char md[SHA256_LEN];
 
-	if (!EVP_Digest(url, strlen(url), md, &len, EVP_sha256(), NULL) || len < 8)
-		return -1;
-	for (int i = 0; i < 8; i++)
-		snprintf(out + 2 * i, 3, "%02x", md[i]);
-	return 0;
+	sha256_digest(url, strlen(url), md);
+	hex_encode(md, 8, out);
 }
 
 static int make_dir(const char *path)
@@ -334,8 +333,9 @@ struct checkout *checkout_start(const char *state_dir, const char *url, const ch
 		goto defer;
 	}
 	mirrors = str_printf("%s/mirrors", state_dir);
-	if (mirror_name(url, name) < 0 || mirrors == NULL)
+	if (mirrors == NULL)
 		goto nomem;
+	mirror_name(url, name);
 	if (make_dir(state_dir) < 0 || make_dir(mirrors) < 0) {
 		snprintf(c->error, sizeof(c->error), "cannot create %s: %s", mirrors,
 			 strerror(errno));
