@@ -76,7 +76,11 @@ TEST_TOOLS = $(BUILD)/tests/analysis_run
 # Objects of the agent and worker other than main.c are linked into the unit
 # tests so that each module can be tested where it lives.
 AGENT_LIB_OBJ  = $(filter-out $(BUILD)/agent/main.o,$(AGENT_OBJ))
-WORKER_LIB_OBJ = $(filter-out $(BUILD)/workers/main.o,$(WORKER_OBJ))
+WORKER_LIB_OBJ = $(filter-out $(BUILD)/workers/main.o $(CURLLOAD_OBJ),$(WORKER_OBJ))
+# The worker opens libcurl when a stage first needs it (workers/curlload.h),
+# so it is linked without it; everything else links libcurl itself.
+CURLLOAD_OBJ   = $(BUILD)/workers/curlload.o
+WORKER_LDLIBS  = $(filter-out -lcurl,$(LDLIBS))
 
 .PHONY: all test unit integration chaos run asan valgrind lint format bench install clean deps \
 	deps-bench deps-fuzz deps-valgrind fuzz check-pkgs
@@ -113,7 +117,7 @@ $(BUILD)/libsluice.a: $(LIB_OBJ)
 $(BUILD)/sluice-agent: $(AGENT_OBJ) $(BUILD)/libsluice.a
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(AGENT_LDLIBS)
 $(BUILD)/sluice-worker: $(WORKER_OBJ) $(BUILD)/libsluice.a
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(WORKER_LDLIBS)
 $(BUILD)/sluicectl: $(CTL_OBJ) $(BUILD)/libsluice.a
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 $(BUILD)/sluice-devbroker: $(BROKER_OBJ) $(BUILD)/libsluice.a
@@ -130,6 +134,16 @@ $(BUILD)/tests/%: tests/unit/%.c $(AGENT_LIB_OBJ) $(WORKER_LIB_OBJ) $(BUILD)/lib
 $(BUILD)/tests/test_member_ids: tests/unit/test_member_ids.c $(BUILD)/queue/devbroker/member_ids.o
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -fno-builtin $(LDFLAGS) -o $@ $^ $(TEST_LDLIBS)
+
+# The loader's test links it as the worker does: without libcurl.
+$(BUILD)/tests/test_curlload: tests/unit/test_curlload.c $(CURLLOAD_OBJ) $(BUILD)/libsluice.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(WORKER_LDLIBS) $(TEST_LDLIBS)
+# ... and built to look for a library that is not there.
+$(BUILD)/tests/test_curlload_absent: tests/unit/test_curlload_absent.c workers/curlload.c $(BUILD)/libsluice.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) '-DCURLLOAD_LIBRARY="libcurl-absent.so.4"' $(LDFLAGS) -o $@ $^ \
+		$(WORKER_LDLIBS) $(TEST_LDLIBS)
 
 # --- tests ----------------------------------------------------------------
 

@@ -14,6 +14,10 @@
 
 struct curlev;
 
+/* What a caller reports when curl_easy_init or curlev_new gives NULL: out of
+ * memory, or, in the worker, libcurl not loadable (workers/curlload.h). */
+#define CURLEV_NO_CLIENT "cannot create an HTTP client (out of memory, or libcurl not loaded)"
+
 typedef void (*curlev_done_cb)(CURL *easy, CURLcode rc, void *arg);
 
 struct curlev *curlev_new(struct event_base *base);

@@ -284,7 +284,7 @@ static int http_start(struct checklist *c, char *msg, size_t msglen)
 		c->multi = curlev_new(c->base);
 	h->easy = curl_easy_init();
 	if (!c->multi || !h->easy) {
-		snprintf(msg, msglen, "out of memory");
+		snprintf(msg, msglen, CURLEV_NO_CLIENT);
 		return -1;
 	}
 	CURL *e = h->easy;

@@ -487,7 +487,11 @@ struct http *http_start(struct event_base *base, const json_t *def, const json_t
 	h->stage_timer = evtimer_new(base, on_stage_timer, h);
 	h->retry_timer = evtimer_new(base, on_retry_timer, h);
 	h->done_ev = event_new(base, -1, 0, on_done, h);
-	if (!h->multi || !h->easy || !h->stage_timer || !h->retry_timer || !h->done_ev) {
+	if (!h->multi || !h->easy) {
+		snprintf(err, errlen, CURLEV_NO_CLIENT);
+		goto fail;
+	}
+	if (!h->stage_timer || !h->retry_timer || !h->done_ev) {
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}

@@ -435,8 +435,10 @@ static int setup(struct metric *m, const json_t *provider, char *err, size_t err
 	if (body && !has_type && add_header(m, "Content-Type", "application/json", err, errlen) < 0)
 		return -1;
 	m->easy = curl_easy_init();
-	if (!m->easy)
+	if (!m->easy) {
+		snprintf(err, errlen, CURLEV_NO_CLIENT);
 		return -1;
+	}
 	CURL *e = m->easy;
 	curlreq_setup(e, m->url, (long)(timeout > 0 ? timeout : METRIC_DEFAULT_TIMEOUT_MS),
 		      m->headers, "sluice-analysis", m->errbuf);
@@ -475,7 +477,15 @@ struct metric *metric_start(struct event_base *base, const json_t *provider, met
 	}
 	m->multi = curlev_new(base);
 	m->done_ev = event_new(base, -1, 0, on_done, m);
-	if (!m->multi || !m->done_ev || setup(m, provider, err, errlen) < 0)
+	if (!m->multi) {
+		snprintf(err, errlen, CURLEV_NO_CLIENT);
+		goto fail;
+	}
+	if (!m->done_ev) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	if (setup(m, provider, err, errlen) < 0)
 		goto fail;
 	if (curlev_add(m->multi, m->easy, on_transfer_done, m) < 0) {
 		snprintf(err, errlen, "cannot start the request to %s", m->shown_url);

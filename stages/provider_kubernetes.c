@@ -195,7 +195,11 @@ static void *kube_create(struct event_base *base, const json_t *def, char *err, 
 	k->easy = curl_easy_init();
 	k->poll_ev = evtimer_new(base, on_poll, k);
 	k->done_ev = event_new(base, -1, 0, on_done, k);
-	if (!k->multi || !k->easy || !k->poll_ev || !k->done_ev) {
+	if (!k->multi || !k->easy) {
+		snprintf(err, errlen, CURLEV_NO_CLIENT);
+		goto fail;
+	}
+	if (!k->poll_ev || !k->done_ev) {
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}

@@ -80,6 +80,8 @@ def pipelines(repo, port):
         "slow.yaml": p("slow", {"build": {"sh": "echo started; sleep 30", "timeout": "1s"}}),
         "hook.yaml": hook,
         "flaky.yaml": p("flaky", {"test": http_stage(port, "/flaky")}),
+        "scanhook.yaml": p("scanhook", {"scan": dict(http_stage(port, "/deploy/scan"),
+                                                     kind="scan")}),
         "gone.yaml": p("gone", {"test": http_stage(port, "/gone")}),
         "outputs.yaml": p("outputs", {
             "build": {"sh": 'echo "image=reg.example/app@sha256:abc" >> "$SLUICE_OUTPUT"\n'
@@ -202,6 +204,24 @@ def test_http_stage_posts_a_templated_request(env_stack):
     assert ("stdout", "deployed") in got, got
     assert any(s == "system" and l.startswith("HTTP 201 from http://127.0.0.1:")
                for s, l in got), got
+
+
+def maps_libcurl(proc):
+    with open("/proc/%d/maps" % proc.popen.pid) as f:
+        return "/libcurl.so" in f.read()
+
+
+def test_a_worker_loads_libcurl_with_its_first_http_stage(env_stack):
+    """Workers are linked without libcurl (workers/curlload.h): a worker that
+    has run no http: stage has not loaded it; its first http: stage loads it
+    and runs. A worker of its own, for the one pipeline with scan stages."""
+    worker = env_stack.start_worker("scan", 1, "worker-scan")
+    assert not maps_libcurl(worker)
+    run = start(env_stack, "scanhook")
+    assert run["status"] == "succeeded", run
+    assert maps_libcurl(worker)
+    got = lines(env_stack, run, "scan")
+    assert ("stdout", "deployed") in got, got
 
 
 def test_http_stage_retries_a_503(env_stack):
