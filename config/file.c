@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -107,14 +108,29 @@ int config_file_read(const char *path, size_t max, char **out, size_t *outlen)
 
 	if (fd < 0)
 		return -1;
-	buf = malloc(max + 2);
+	/* Room for the file as it stands and a byte to see it end; not max,
+	 * which malloc would map and unmap, raising its threshold for keeping
+	 * freed memory for the rest of the process's life. */
+	size_t cap = ((uintmax_t)st.st_size < max ? (size_t)st.st_size : max) + 1;
+	buf = malloc(cap + 1);
 	if (!buf) {
 		close(fd);
 		errno = ENOMEM;
 		return -1;
 	}
 	for (;;) {
-		ssize_t r = read(fd, buf + len, max + 1 - len);
+		if (len == cap) {
+			/* Grown since fstat: more room, up to a byte past max. */
+			size_t grown = cap > (max + 1) / 2 ? max + 1 : 2 * cap;
+			char *more = realloc(buf, grown + 1);
+			if (!more) {
+				errno = ENOMEM;
+				goto fail;
+			}
+			buf = more;
+			cap = grown;
+		}
+		ssize_t r = read(fd, buf + len, cap - len);
 
 		if (r < 0 && errno == EINTR)
 			continue;

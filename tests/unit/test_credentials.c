@@ -144,6 +144,58 @@ static void read_finds_the_credential_and_check_leaves_it_to_the_reader(void **s
 	assert_int_equal(config_file_check_readable("/nonexistent/sluice-secret"), -1);
 }
 
+/* Reads path with max, expecting its length; or -1 with errno EFBIG when
+ * want_len is -1. */
+static void assert_read(const char *path, size_t max, long want_len)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	errno = 0;
+	int rc = config_file_read(path, max, &buf, &len);
+	if (want_len < 0) {
+		assert_int_equal(rc, -1);
+		assert_int_equal(errno, EFBIG);
+		return;
+	}
+	assert_int_equal(rc, 0);
+	assert_int_equal(len, (size_t)want_len);
+	assert_int_equal(buf[len], '\0');
+	free(buf);
+}
+
+/* A file is read whole up to max bytes and refused past it; and so is one
+ * whose size fstat does not know (/proc's files say 0), which is read in
+ * growing pieces. */
+static void read_takes_a_file_up_to_max_bytes(void **state)
+{
+	struct fx *f = *state;
+	char path[128];
+
+	write_file(f->creds, "ten", "0123456789");
+	snprintf(path, sizeof(path), "%s/ten", f->creds);
+	assert_read(path, 10, 10);
+	assert_read(path, 1000, 10);
+	assert_read(path, 9, -1);
+	write_file(f->creds, "empty", "");
+	snprintf(path, sizeof(path), "%s/empty", f->creds);
+	assert_read(path, 0, 0);
+
+	/* The same text through config_file_read and stdio. */
+	char want[16384];
+	FILE *in = fopen("/proc/self/limits", "r");
+	assert_non_null(in);
+	size_t n = fread(want, 1, sizeof(want), in);
+	fclose(in);
+	assert_true(n > 1000 && n < sizeof(want));
+	char *buf = NULL;
+	size_t len = 0;
+	assert_int_equal(config_file_read("/proc/self/limits", 1 << 20, &buf, &len), 0);
+	assert_int_equal(len, n);
+	assert_memory_equal(buf, want, n);
+	free(buf);
+	assert_read("/proc/self/limits", 100, -1);
+}
+
 static void pipeline_reads_secret_file_and_records_secret_paths_as_written(void **state)
 {
 	struct fx *f = *state;
@@ -204,6 +256,7 @@ int main(void)
 		expand_without_credentials_directory_fails_with_a_reason, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 		read_finds_the_credential_and_check_leaves_it_to_the_reader, setup, teardown),
+	    cmocka_unit_test_setup_teardown(read_takes_a_file_up_to_max_bytes, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 		pipeline_reads_secret_file_and_records_secret_paths_as_written, setup, teardown),
 	    cmocka_unit_test_setup_teardown(worker_reads_a_secret_from_its_own_credentials, setup,
