@@ -62,7 +62,7 @@ struct cmd {
 };
 
 struct script {
-	char *source;
+	const char *source; /* the caller's, not copied */
 	char sha[41];
 };
 
@@ -153,8 +153,6 @@ static void destroy(struct redis *r)
 		ac->data = NULL;
 		redisAsyncFree(ac);
 	}
-	for (int i = 0; i < r->nscripts; i++)
-		free(r->scripts[i].source);
 	free(r->scripts);
 	free(r->url);
 	free(r->host);
@@ -506,9 +504,7 @@ int redis_script_add(struct redis *r, const char *source)
 		return -1;
 	r->scripts = s;
 	s = &r->scripts[r->nscripts];
-	s->source = strdup(source);
-	if (!s->source)
-		return -1;
+	s->source = source;
 	hex_encode(md, sizeof(md), s->sha);
 	return r->nscripts++;
 }

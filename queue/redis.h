@@ -54,7 +54,9 @@ struct redis_txn *redis_txn_begin(struct redis *r);
 int redis_txn_command(struct redis_txn *t, redis_cb cb, void *arg, const char *fmt, ...);
 void redis_txn_exec(struct redis_txn *t);
 
-/* Registers a script; returns its handle (>= 0) or -1. Call before the loop runs. */
+/* Registers a script; returns its handle (>= 0) or -1. Call before the loop
+ * runs. The source is kept, not copied: a string that outlives r, as the
+ * compiled-in scripts (lua.h) do. */
 int redis_script_add(struct redis *r, const char *source);
 /* EVALSHA handle nkeys keys... args...: argv holds the keys first, then the args. */
 int redis_script_run(struct redis *r, int script, redis_cb cb, void *arg, int nkeys, int argc,
