@@ -468,7 +468,7 @@ static int build_request(struct http *h, const json_t *def, const json_t *vars, 
 }
 
 struct http *http_start(struct event_base *base, const json_t *def, const json_t *vars,
-			int timeout_ms, http_line_cb on_line, http_exit_cb on_exit, void *arg,
+			int64_t timeout_ms, http_line_cb on_line, http_exit_cb on_exit, void *arg,
 			char *err, size_t errlen)
 {
 	struct http *h = calloc(1, sizeof(*h));
@@ -498,7 +498,8 @@ struct http *http_start(struct event_base *base, const json_t *def, const json_t
 	if (build_request(h, def, vars, err, errlen) < 0)
 		goto fail;
 	if (timeout_ms > 0) {
-		struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+		struct timeval tv = {(time_t)(timeout_ms / 1000),
+				     (suseconds_t)(timeout_ms % 1000) * 1000};
 		evtimer_add(h->stage_timer, &tv);
 	}
 	start_attempt(h);

@@ -13,6 +13,7 @@
 #include <event2/event.h>
 #include <jansson.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /* What of the response is logged: its status and this much of its body. */
 #define HTTP_BODY_LOGGED 4096
@@ -40,7 +41,7 @@ struct http;
  * retries included (0: none). NULL with err set when the request cannot be
  * built (an undefined variable, a line break in a header, not http(s)). */
 struct http *http_start(struct event_base *base, const json_t *def, const json_t *vars,
-			int timeout_ms, http_line_cb on_line, http_exit_cb on_exit, void *arg,
+			int64_t timeout_ms, http_line_cb on_line, http_exit_cb on_exit, void *arg,
 			char *err, size_t errlen);
 /* Stops the request; the outcome becomes HTTP_CANCELLED unless it was
  * already decided. */

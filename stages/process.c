@@ -687,7 +687,8 @@ struct process *process_spawn(const struct process_spec *spec, process_line_cb o
 	if (event_add(p->err.ev, NULL) < 0)
 		close_pipe(p, &p->err);
 	if (spec->timeout_ms > 0 && !p->spawn_failed) {
-		struct timeval tv = {spec->timeout_ms / 1000, (spec->timeout_ms % 1000) * 1000};
+		struct timeval tv = {(time_t)(spec->timeout_ms / 1000),
+				     (suseconds_t)(spec->timeout_ms % 1000) * 1000};
 		evtimer_add(p->kill_timer, &tv);
 	}
 	return p;

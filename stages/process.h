@@ -14,6 +14,7 @@
 
 #include <event2/event.h>
 #include <stddef.h>
+#include <stdint.h>
 
 enum process_stream { PROCESS_STDOUT, PROCESS_STDERR };
 
@@ -37,7 +38,7 @@ struct process_spec {
 	const char *const *argv; /* argv[0] looked up in PATH of envp */
 	const char *const *envp; /* the complete environment of the child */
 	const char *cwd;	 /* NULL: inherit */
-	int timeout_ms;		 /* 0: none */
+	int64_t timeout_ms;	 /* 0: none */
 	int kill_grace_ms;	 /* between SIGTERM and SIGKILL */
 };
 

@@ -345,9 +345,20 @@ static void read_outputs(struct job *j)
 	json_decref(out);
 }
 
-static void finish(struct job *j, const char *status, const char *error)
+/* The job's last script is about to be sent (finish, handback or park): no
+ * renewal or watch may follow it, or its reply would find the job freed. */
+static void stop_ticking(struct job *j)
 {
 	j->phase = JOB_RECORDING;
+	if (j->renew)
+		evtimer_del(j->renew);
+	if (j->watch)
+		evtimer_del(j->watch);
+}
+
+static void finish(struct job *j, const char *status, const char *error)
+{
+	stop_ticking(j);
 	j->status = status;
 	if (j->output_path[0] && !strcmp(status, "succeeded"))
 		read_outputs(j);
@@ -360,10 +371,6 @@ static void finish(struct job *j, const char *status, const char *error)
 		free(masked);
 		log_system(j, error);
 	}
-	if (j->renew)
-		evtimer_del(j->renew);
-	if (j->watch)
-		evtimer_del(j->watch);
 	if (j->lease_lost) {
 		/* Another attempt owns the stage; finish.lua would fence us off. */
 		log_warn("stage abandoned: lease lost", LOG_S("run", j->run),
@@ -401,6 +408,7 @@ static void on_handed_back(struct redis *r, redisReply *reply, const char *err, 
 static void hand_back(struct job *j)
 {
 	struct worker *w = j->w;
+	stop_ticking(j);
 	log_end(j);
 	const char *kind = json_string_value(
 	    json_object_get(json_object_get(json_object_get(j->def, "stages"), j->stage), "kind"));
@@ -439,7 +447,10 @@ int job_uses_run(const struct worker *w, const char *run)
 void job_hand_back_all(struct worker *w)
 {
 	w->handing_back = 1;
-	for (struct job *j = w->jobs; j; j = j->next) {
+	struct job *next;
+	/* A job may be freed by its stop (a rollout handed back at once). */
+	for (struct job *j = w->jobs; j; j = next) {
+		next = j->next;
 		if (j->handing_back || j->phase == JOB_CLAIMING || j->phase == JOB_RECORDING)
 			continue;
 		j->handing_back = 1;
@@ -556,7 +567,7 @@ static void run_command(struct job *j, const char *workspace)
 	    .argv = (const char *const *)argv,
 	    .envp = (const char *const *)envp,
 	    .cwd = workspace,
-	    .timeout_ms = timeout_s > 0 ? (int)(timeout_s * 1000) : 0,
+	    .timeout_ms = timeout_s > 0 ? (int64_t)timeout_s * 1000 : 0,
 	    .kill_grace_ms = w->settings.kill_grace_ms,
 	};
 	j->phase = JOB_RUNNING;
@@ -608,7 +619,7 @@ static void run_http(struct job *j)
 	}
 	j->phase = JOB_RUNNING;
 	j->http = http_start(j->w->base, json_object_get(stage, "http"), vars,
-			     timeout_s > 0 ? (int)(timeout_s * 1000) : 0, on_http_line,
+			     timeout_s > 0 ? (int64_t)timeout_s * 1000 : 0, on_http_line,
 			     on_http_exit, j, err, sizeof(err));
 	json_decref(vars);
 	if (!j->http)
@@ -791,11 +802,7 @@ static void on_rollout_park(const json_t *state, int64_t until_ms, void *arg)
 	json_t *job = jobs_prepare(&w->settings, j->run, j->stage, "deploy", j->attempt);
 
 	log_end(j);
-	if (j->renew)
-		evtimer_del(j->renew);
-	if (j->watch)
-		evtimer_del(j->watch);
-	j->phase = JOB_RECORDING;
+	stop_ticking(j);
 	snprintf(attempt, sizeof(attempt), "%d", j->attempt);
 	snprintf(until, sizeof(until), "%lld", (long long)until_ms);
 	snprintf(now, sizeof(now), "%lld", (long long)clock_now_ms());

@@ -59,8 +59,9 @@ struct worker {
  * the backlog (offset not stored) and pause the consumer. */
 void worker_offer(struct worker *w, const char *run, const char *stage, int attempt,
 		  struct kafka_ticket *t);
-/* The backlog depth at which the consumer is paused: twice the jobs started
- * in the last second, at least twice the slots and 16, at most 4096. */
+/* The backlog depth at which the consumer is paused: about two seconds of
+ * jobs at the rate they were started lately, at least twice the slots and
+ * 256, at most 4096 (worker.c says why). */
 int worker_backlog_limit(const struct worker *w);
 /* A new slot count (a reload): starts waiting jobs when it grew. */
 void worker_set_concurrency(struct worker *w, int concurrency);

@@ -3,6 +3,7 @@ runs one stage at a time; SIGTERM lets a running stage finish and the worker
 exit 0; a second SIGTERM hands the stage back and another worker runs it."""
 
 import os
+import re
 import signal
 import subprocess
 import time
@@ -10,6 +11,7 @@ import time
 import pytest
 
 from conftest import pipeline, started_stack, wait_for
+from harness import RedisMonitor
 
 DRAIN_REPO = "sluice-it/drain"
 ONE_AT_A_TIME_REPO = "sluice-it/one-at-a-time"
@@ -132,6 +134,55 @@ def test_second_sigterm_hands_the_stage_back_to_another_worker(drain_stack):
     lines = [l["line"] for l in s.log(run_id, "build")]
     assert lines.count("started") == 2 and lines.count("finished") == 1, lines
     retire_all(s, workers)
+
+
+# A script that keeps Redis busy for 2.5 s (looking at the time every 200,000
+# turns of an empty loop): every other client's command waits behind it
+# (under busy-reply-threshold, 5 s, nothing is refused).
+SPIN = ("local t = redis.call('TIME') local stop = t[1] * 1000000 + t[2] + 2500000 "
+        "repeat for i = 1, 200000 do end t = redis.call('TIME') "
+        "until t[1] * 1000000 + t[2] >= stop return 1")
+
+
+def test_hand_back_behind_a_slow_redis_sends_no_renewal_after_it(drain_stack):
+    """The hand-back's script waits behind a busy Redis while the lease's
+    renewals fall due (lease 3 s: one a second). No renewal may follow the
+    hand-back: its reply would reach a job already freed. The worker hands
+    the stage back and exits 0."""
+    s = drain_stack
+    worker = s.start_worker("build", 1, "drain-slow")
+    time.sleep(2)
+    run_id = start_run(s, DRAIN_REPO)
+    wait_running(s, run_id)
+    with RedisMonitor(s.redis_port) as monitor:
+        spin = subprocess.Popen(["redis-cli", "-p", str(s.redis_port), "EVAL", SPIN, "0"],
+                                stdout=subprocess.DEVNULL)
+        time.sleep(0.2)
+        worker.popen.send_signal(signal.SIGTERM)
+        time.sleep(0.2)
+        worker.popen.send_signal(signal.SIGTERM)
+        spin.wait(10)
+        assert retire(s, worker) == 0, worker.describe()
+        lines = monitor.lines(0.5)
+    with open(worker.log) as f:
+        assert "stage handed back" in f.read(), worker.describe()
+
+    # The worker's scripts for this stage, in the order Redis ran them: a
+    # renewal's arguments end with the lease (3000) and the time, the
+    # hand-back's with the next attempt's topic and job.
+    calls = [re.findall(r'"((?:[^"\\]|\\.)*)"', l) for l in lines if '"EVALSHA"' in l]
+    calls = [c[c.index("EVALSHA"):] for c in calls]
+    ours = [c for c in calls if len(c) > 4 and c[4] == run_id]
+    renewals = [i for i, c in enumerate(ours) if len(c) == 10 and c[8] == "3000"]
+    handbacks = [i for i, c in enumerate(ours) if len(c) == 11 and c[9] == "sluice.jobs.build"]
+    assert len(handbacks) == 1, ours
+    assert all(i < handbacks[0] for i in renewals), ours
+
+    # Another worker runs the attempt handed back.
+    other = s.start_worker("build", 1, "drain-after-slow")
+    run = s.wait_run(run_id, timeout=40)
+    assert run["status"] == "succeeded", run
+    retire_all(s, [other])
 
 
 def retire_all(stack, workers):
