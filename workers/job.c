@@ -1198,9 +1198,29 @@ static void on_claimed(struct redis *r, redisReply *reply, const char *err, void
 	begin(j);
 }
 
+/* Whether this worker holds the attempt already: a job delivered again
+ * (Kafka delivers at least once) while its first delivery is still here. */
+static int holds(const struct worker *w, const char *run, const char *stage, int attempt)
+{
+	for (const struct job *j = w->jobs; j; j = j->next) {
+		if (j->attempt == attempt && strcmp(j->run, run) == 0 &&
+		    strcmp(j->stage, stage) == 0)
+			return 1;
+	}
+	return 0;
+}
+
 void job_start(struct worker *w, const char *run, const char *stage, int attempt,
 	       struct kafka_ticket *ticket)
 {
+	/* claim.lua answers this worker's own claim "claimed" again (its reply
+	 * may have been lost), so a second delivery must stop here. */
+	if (holds(w, run, stage, attempt)) {
+		log_info("job skipped", LOG_S("run", run), LOG_S("stage", stage),
+			 LOG_I("attempt", attempt), LOG_S("reason", "held"));
+		kafka_consumer_done(w->consumer, ticket);
+		return;
+	}
 	struct job *j = calloc(1, sizeof(*j));
 	if (!j) {
 		kafka_consumer_done(w->consumer, ticket);

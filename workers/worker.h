@@ -68,7 +68,8 @@ void worker_set_concurrency(struct worker *w, int concurrency);
 /* Drops the backlog; those jobs are consumed again by the partitions' next owner. */
 void worker_backlog_clear(struct worker *w);
 /* A job message for this worker: claim it and run it. The ticket is done
- * once the claim is recorded (or the job turned out not to be ours). */
+ * once the claim is recorded (or the job turned out not to be ours). An
+ * attempt the worker holds already (a second delivery) is skipped. */
 void job_start(struct worker *w, const char *run, const char *stage, int attempt,
 	       struct kafka_ticket *ticket);
 /* Stop every running job: record nothing, hand the attempts back. Jobs

@@ -11,6 +11,9 @@
 -- job is not to be run: "gone" (no such run or stage), "run-finished",
 -- "stale" (another attempt is current), "not-queued" (already running or
 -- finished: a duplicate delivery), "leased" (someone holds the lease).
+-- A claim this worker made already, whose reply it never got (a timeout,
+-- a dropped connection), is answered "claimed" again, changing nothing: the
+-- stage runs under this worker's lease, with this attempt.
 local P, run, stage = ARGV[1], ARGV[2], ARGV[3]
 local attempt, token = ARGV[4], ARGV[5]
 local lease_ms, now = tonumber(ARGV[6]), tonumber(ARGV[7])
@@ -30,21 +33,24 @@ end
 if st[2] ~= attempt then
   return {'stale'}
 end
-if st[1] ~= 'queued' then
-  return {'not-queued'}
-end
 local lkey = P .. 'lease:' .. run .. ':' .. stage
-if not redis.call('SET', lkey, token .. '/' .. attempt, 'NX', 'PX', lease_ms) then
+local mine = token .. '/' .. attempt
+if st[1] == 'running' and redis.call('GET', lkey) == mine then
+  -- Claimed before by this worker: its reply was lost.
+elseif st[1] ~= 'queued' then
+  return {'not-queued'}
+elseif not redis.call('SET', lkey, mine, 'NX', 'PX', lease_ms) then
   return {'leased'}
+else
+  redis.call('ZADD', P .. 'leases', now + lease_ms, run .. '/' .. stage)
+  redis.call('HSET', skey, 'status', 'running', 'worker', token, 'started', now)
+  redis.call('HDEL', skey, 'finished', 'exit_code', 'signal', 'error')
+  if rstatus == 'queued' then
+    redis.call('HSET', rkey, 'status', 'running', 'started', now)
+    emit(P, 'run.started', run, 'runs/' .. run, {status = 'running'})
+  end
+  emit_stage(P, 'stage.started', run, stage, attempt, {worker = token})
 end
-redis.call('ZADD', P .. 'leases', now + lease_ms, run .. '/' .. stage)
-redis.call('HSET', skey, 'status', 'running', 'worker', token, 'started', now)
-redis.call('HDEL', skey, 'finished', 'exit_code', 'signal', 'error')
-if rstatus == 'queued' then
-  redis.call('HSET', rkey, 'status', 'running', 'started', now)
-  emit(P, 'run.started', run, 'runs/' .. run, {status = 'running'})
-end
-emit_stage(P, 'stage.started', run, stage, attempt, {worker = token})
 
 local flat = redis.call('HGETALL', rkey)
 local obj = {}

@@ -4,9 +4,10 @@ hand under key prefixes of their own in the shared stack's Redis.
 A claim that names the run's stages (a worker that holds the run's
 definition, workers/defcache.h) gets the run without the definition and the
 outputs of the stages it named; one that does not gets the definition and
-the outputs of every stage in it. The stage.finished event carries the
-stage's retry policy whether the worker sends it (ARGV[14]) or finish.lua
-reads it from the definition.
+the outputs of every stage in it. A worker that claims again an attempt it
+claimed already (the reply was lost) is answered "claimed" again. The
+stage.finished event carries the stage's retry policy whether the worker
+sends it (ARGV[14]) or finish.lua reads it from the definition.
 """
 
 import json
@@ -37,10 +38,13 @@ def write_run(r, P, run):
         r.call("HSET", rkey + ":stage:" + stage, "status", "queued", "attempt", 1)
 
 
-def claim(r, P, run, stage, *names):
+def claim_reply(r, P, run, stage, *names, token=TOKEN, now=1000):
     have = ["have-def"] + list(names) if names else []
-    reply = r.call("EVAL", lua_script("claim"), 0, P, run, stage, 1, TOKEN, 60000, 1000,
-                   *have)
+    return r.call("EVAL", lua_script("claim"), 0, P, run, stage, 1, token, 60000, now, *have)
+
+
+def claim(r, P, run, stage, *names, now=1000):
+    reply = claim_reply(r, P, run, stage, *names, now=now)
     assert reply[0] == b"claimed", reply
     return json.loads(reply[1])
 
@@ -73,6 +77,34 @@ def test_a_claim_naming_the_stages_leaves_the_definition_out(stack):
         # Only the stages named are looked at for outputs.
         write_run(r, P, "r2")
         assert "outputs" not in claim(r, P, "r2", "lint", "lint", "test")
+
+
+def started_events(r, P):
+    return [json.loads(value)["data"] for _, value in outbox_messages(r, P, "outbox:events")
+            if json.loads(value)["type"] == "dev.sluice.stage.started"]
+
+
+def test_a_claim_whose_reply_was_lost_is_answered_claimed_again(stack):
+    """A worker retries a claim whose reply it never got: the same worker
+    (token and attempt) is answered "claimed" again with the run, and
+    nothing changes; another worker still gets "not-queued"."""
+    with Redis(stack.redis_port) as r:
+        P = "t-reclaim:"
+        write_run(r, P, "r1")
+        skey = P + "run:r1:stage:lint"
+        first = claim(r, P, "r1", "lint", "build", "lint")
+        lease = r.call("PTTL", P + "lease:r1:lint")
+        again = claim(r, P, "r1", "lint", "build", "lint", now=2000)
+        assert again == first
+        assert r.call("HMGET", skey, "status", "worker", "started") == [
+            b"running", TOKEN.encode(), b"1000"]
+        assert 0 < r.call("PTTL", P + "lease:r1:lint") <= lease
+        assert len(started_events(r, P)) == 1, started_events(r, P)
+
+        assert claim_reply(r, P, "r1", "lint", token="host:2:eeff0011") == [b"not-queued"]
+        # Once the lease is gone (reaped), the same worker is refused too.
+        r.call("DEL", P + "lease:r1:lint")
+        assert claim_reply(r, P, "r1", "lint") == [b"not-queued"]
 
 
 def finish(r, P, run, stage, *policy):

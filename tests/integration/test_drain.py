@@ -2,6 +2,7 @@
 runs one stage at a time; SIGTERM lets a running stage finish and the worker
 exit 0; a second SIGTERM hands the stage back and another worker runs it."""
 
+import json
 import os
 import re
 import signal
@@ -183,6 +184,37 @@ def test_hand_back_behind_a_slow_redis_sends_no_renewal_after_it(drain_stack):
     run = s.wait_run(run_id, timeout=40)
     assert run["status"] == "succeeded", run
     retire_all(s, [other])
+
+
+def test_a_job_delivered_again_while_its_worker_runs_it_runs_once(drain_stack):
+    """Kafka delivers at least once: the same job reaches the worker again
+    while it runs the stage. The worker's claim of it would be answered
+    "claimed" (claim.lua takes a worker's repeated claim for one whose reply
+    was lost), so the worker itself skips the attempt it holds. Two slots,
+    so that the second delivery is taken up while the first runs."""
+    s = drain_stack
+    worker = s.start_worker("build", 2, "drain-twice")
+    time.sleep(2)
+    run_id = start_run(s, DRAIN_REPO)
+    wait_running(s, run_id)
+    data = {"run": run_id, "stage": "build", "attempt": 1, "kind": "build"}
+    job = json.dumps({"specversion": "1.0", "id": "again-1", "source": "sluice-agent",
+                      "type": "dev.sluice.job.requested",
+                      "subject": "runs/%s/stages/build/attempts/1" % run_id,
+                      "datacontenttype": "application/json", "data": data})
+    subprocess.run(["redis-cli", "-p", str(s.redis_port), "XADD", "sluice:outbox", "*",
+                    "topic", "sluice.jobs.build", "key", run_id, "value", job],
+                   check=True, capture_output=True, timeout=5)
+
+    def skipped():
+        with open(worker.log) as f:
+            return "reason=held" in f.read()
+    wait_for("the worker to skip the job it holds", skipped, 20)
+    run = s.wait_run(run_id, timeout=40)
+    assert run["status"] == "succeeded", run
+    lines = [l["line"] for l in s.log(run_id, "build")]
+    assert lines.count("started") == 1 and lines.count("finished") == 1, lines
+    retire_all(s, [worker])
 
 
 def retire_all(stack, workers):
