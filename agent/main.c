@@ -297,6 +297,12 @@ int main(int argc, char **argv)
 	sdnotify("READY=1\nSTATUS=accepting webhooks");
 	event_base_dispatch(a.base);
 	status = 0;
+	/* Let the outbox publish what it read and delete what was delivered,
+	 * or another agent would publish it again once it is claimed. */
+	for (int i = 0; i < 50 && outbox_busy(a.outbox); i++) {
+		event_base_loop(a.base, EVLOOP_NONBLOCK);
+		usleep(20000);
+	}
 fail:
 	a.stopping = 1;
 	watchdog_free(watchdog);

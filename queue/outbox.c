@@ -113,6 +113,8 @@ struct outbox {
 	int64_t rewind_at;   /* monotonic ms when to read from the start again; 0: not */
 	int64_t lease_asked; /* when the call under way was sent */
 	int released;	     /* given up for good: the process is stopping */
+	int giving_up;	     /* the call that gives the lease up is sent */
+	int caught_up;	     /* a read since the release found the stream's end */
 	void (*on_released)(void *arg);
 	void *released_arg;
 	struct event *lease_timer;
@@ -493,6 +495,8 @@ static void on_read(struct redis *r, redisReply *reply, const char *err, void *a
 		    last->element[0]->len < sizeof(o->cursor))
 			memcpy(o->cursor, last->element[0]->str, last->element[0]->len + 1);
 	}
+	if (o->ordered && got < (size_t)o->read_count)
+		o->caught_up = 1;
 	if (got == (size_t)o->read_count || o->read_again) {
 		o->read_again = 0;
 		read_batch(o);
@@ -594,11 +598,19 @@ static void claim_from(struct outbox *o, const char *cursor)
 
 /* --- timers and public ------------------------------------------------------------- */
 
+static void give_up_when_idle(struct outbox *o);
+
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd;
 	(void)what;
-	read_batch(arg);
+	struct outbox *o = arg;
+	/* Stopping, with the stream read to its end (or no lease left to read
+	 * it under): no more reads. */
+	if (o->released && (o->caught_up || !lease_held(o)))
+		give_up_when_idle(o);
+	else
+		read_batch(o);
 }
 
 static void on_claim_timer(evutil_socket_t fd, short what, void *arg)
@@ -681,9 +693,8 @@ static void on_lease(struct redis *r, redisReply *reply, const char *err, void *
 		return;
 	o->leasing = 0;
 	if (o->released) {
-		/* Asked for before it was given up: give it up now. */
-		if (lease_call(o, 0, on_given_up) < 0)
-			released(o);
+		/* Asked for before it was given up: give it up once idle. */
+		give_up_when_idle(o);
 		return;
 	}
 	int held = lease_held(o);
@@ -721,7 +732,8 @@ static void dispatcher_free(struct outbox *o)
 {
 	if (!o)
 		return;
-	/* What was delivered is acknowledged still: Redis outlives the outbox. */
+	/* What was delivered and not yet deleted is queued for deletion; it
+	 * reaches Redis only if the loop runs again (outbox_busy says so). */
 	ack_delivered(o);
 	if (o->tick)
 		event_free(o->tick);
@@ -822,6 +834,22 @@ struct outbox *outbox_new(struct event_base *base, struct redis *r, struct kafka
 	return o;
 }
 
+static int dispatcher_busy(const struct outbox *o);
+
+/* Once the events recorded before the release are read (or the lease ran
+ * out), produced and deleted: the next holder starts after them rather than
+ * producing them again. A renewal under way gives the lease up when it is
+ * answered (on_lease). */
+static void give_up_when_idle(struct outbox *o)
+{
+	if (!o->released || !o->on_released || o->leasing || o->giving_up || dispatcher_busy(o) ||
+	    (!o->caught_up && lease_held(o)))
+		return;
+	o->giving_up = 1;
+	if (lease_call(o, 0, on_given_up) < 0)
+		released(o);
+}
+
 void outbox_release_events(struct outbox *o, void (*done)(void *arg), void *arg)
 {
 	struct outbox *e = o->events;
@@ -829,13 +857,13 @@ void outbox_release_events(struct outbox *o, void (*done)(void *arg), void *arg)
 		done(arg);
 		return;
 	}
+	/* No renewal from now on; the lease already held still lets the
+	 * stream be read to its end. */
 	e->released = 1;
-	e->lease_until = 0;
+	e->caught_up = 0;
 	e->on_released = done;
 	e->released_arg = arg;
-	/* A renewal under way gives it up when it is answered (on_lease). */
-	if (!e->leasing && lease_call(e, 0, on_given_up) < 0)
-		released(e);
+	give_up_when_idle(e);
 }
 
 void outbox_kick(struct outbox *o)

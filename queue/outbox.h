@@ -21,7 +21,10 @@
  * another published an older one. The holder reads every 10 ms rather
  * than at each kick: events are off the path of a run's progress. The
  * order breaks only where a message is produced again (Kafka refused it,
- * or its delete failed): then it follows what was produced after it.
+ * its delete failed, or its holder went away before deleting it, when the
+ * next holder produces it again): then it follows what was produced after
+ * it. A holder that stops gives the lease up only once what it read is
+ * produced and deleted (outbox_release_events).
  */
 #ifndef SLUICE_OUTBOX_H
 #define SLUICE_OUTBOX_H
@@ -39,10 +42,11 @@ struct outbox;
 struct outbox *outbox_new(struct event_base *base, struct redis *r, struct kafka_producer *p,
 			  const char *key_prefix, const char *topic_prefix, const char *consumer,
 			  int events);
-/* The process is stopping: the events lease, if this outbox publishes the
- * events, is given up so that another agent takes over at once, and no
- * event is read any more. done(arg) is called once, when Redis has answered
- * (or could not be asked), perhaps before this returns. */
+/* The process is stopping: no event is read any more, and the events
+ * lease, if this outbox publishes the events, is given up once what was
+ * read is produced and deleted, so that another agent takes over at once
+ * after them. done(arg) is called once, when Redis has answered (or could
+ * not be asked), perhaps before this returns. */
 void outbox_release_events(struct outbox *o, void (*done)(void *arg), void *arg);
 /* A script just wrote to the outbox: read and produce its jobs and results
  * now rather than at the next tick (events go at the events' tick). */
