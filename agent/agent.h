@@ -56,7 +56,7 @@ struct agent {
 	struct kafka_consumer *results;
 	struct outbox *outbox;
 	struct evhttp *http;
-	char consumer_name[128];    /* host:pid, unique among agents */
+	char consumer_name[128];    /* agent:host:pid:random, unique among agents */
 	int stopping;		    /* shutting down: start nothing new */
 	struct route_call *routing; /* results being routed (router.c) */
 	struct defcache *defs;	    /* definitions of the runs routed lately (router.c) */

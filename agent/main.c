@@ -24,6 +24,7 @@
 #include "agent/tls.h"
 #include "lib/clock.h"
 #include "lib/log.h"
+#include "lib/random.h"
 #include "lib/sdnotify.h"
 #include "lib/watchdog.h"
 #include "queue/lua.h"
@@ -235,9 +236,7 @@ int main(int argc, char **argv)
 		settings_clear(&a.settings);
 		return 1;
 	}
-	char host[64] = "localhost";
-	gethostname(host, sizeof(host) - 1);
-	snprintf(a.consumer_name, sizeof(a.consumer_name), "agent:%s:%d", host, (int)getpid());
+	random_process_name(a.consumer_name, sizeof(a.consumer_name), "agent:");
 
 	struct event *sigterm = NULL, *sigint = NULL, *sighup = NULL;
 	struct watchdog *watchdog = NULL;

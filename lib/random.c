@@ -2,8 +2,12 @@
 #include "lib/random.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/random.h>
+#include <unistd.h>
+
+#include "lib/hex.h"
 
 #define POOL 256
 
@@ -38,4 +42,17 @@ int random_bytes(void *out, size_t n)
 	memset(from, 0, n);
 	left -= n;
 	return 0;
+}
+
+void random_process_name(char *out, size_t len, const char *prefix)
+{
+	char host[64] = "localhost";
+	unsigned char rnd[4] = {0};
+	char hex[2 * sizeof(rnd) + 1];
+	gethostname(host, sizeof(host) - 1);
+	/* Without the kernel's bytes the pid and zeros still tell processes of
+	 * one host apart. */
+	random_bytes(rnd, sizeof(rnd));
+	hex_encode(rnd, sizeof(rnd), hex);
+	snprintf(out, len, "%s%s:%d:%s", prefix, host, (int)getpid(), hex);
 }

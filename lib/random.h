@@ -14,4 +14,9 @@
  * kernel gave none (out is then untouched). */
 int random_bytes(void *out, size_t n);
 
+/* A name no other process shares, on this host or another (containers may
+ * share a host name and a pid): "<prefix><host>:<pid>:<8 hex digits>". For
+ * leases and consumer names. */
+void random_process_name(char *out, size_t len, const char *prefix);
+
 #endif

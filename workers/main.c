@@ -12,10 +12,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <unistd.h>
 
 #include "lib/log.h"
+#include "lib/random.h"
 #include "lib/sdnotify.h"
 #include "lib/watchdog.h"
 #include "queue/envelope.h"
@@ -276,13 +276,7 @@ int main(int argc, char **argv)
 	w->concurrency = concurrency ? concurrency : w->settings.concurrency;
 	w->backlog_tail = &w->backlog;
 
-	char host[64] = "localhost";
-	unsigned char rnd[4] = {0};
-	gethostname(host, sizeof(host) - 1);
-	if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
-		log_warn("getrandom failed");
-	snprintf(w->token, sizeof(w->token), "%s:%d:%02x%02x%02x%02x", host, (int)getpid(), rnd[0],
-		 rnd[1], rnd[2], rnd[3]);
+	random_process_name(w->token, sizeof(w->token), "");
 
 	w->base = event_base_new();
 	w->defs = defcache_new(DEFCACHE_RUNS);

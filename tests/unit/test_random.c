@@ -6,7 +6,9 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "lib/random.h"
 
@@ -55,12 +57,33 @@ static void more_than_the_pool_is_refused(void **state)
 		assert_int_equal(big[i], 0xaa);
 }
 
+/* "<prefix><host>:<pid>:<8 hex>", and no two alike within one process. */
+static void process_names_carry_host_pid_and_random_digits(void **state)
+{
+	(void)state;
+	char host[64] = "localhost", want[128], a[160], b[160];
+	gethostname(host, sizeof(host) - 1);
+	snprintf(want, sizeof(want), "agent:%s:%d:", host, (int)getpid());
+	random_process_name(a, sizeof(a), "agent:");
+	random_process_name(b, sizeof(b), "agent:");
+	assert_int_equal(strncmp(a, want, strlen(want)), 0);
+	const char *hex = a + strlen(want);
+	assert_int_equal(strlen(hex), 8);
+	assert_int_equal(strspn(hex, "0123456789abcdef"), 8);
+	assert_string_not_equal(a, b);
+	/* Cut to the buffer, NUL-terminated. */
+	char small[8];
+	random_process_name(small, sizeof(small), "agent:");
+	assert_int_equal(strlen(small), sizeof(small) - 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(ids_differ_across_refills),
 	    cmocka_unit_test(odd_sizes_and_the_whole_pool),
 	    cmocka_unit_test(more_than_the_pool_is_refused),
+	    cmocka_unit_test(process_names_carry_host_pid_and_random_digits),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
