@@ -38,10 +38,13 @@ static struct bufferevent *on_connection(struct event_base *base, void *arg)
 			return NULL;
 		bev = bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
 						     BEV_OPT_CLOSE_ON_FREE);
+		if (!bev) {
+			SSL_free(ssl);
+			return NULL;
+		}
 		/* Clients that close without close_notify are common (curl
 		 * does); the HTTP layer already knows where each message ends. */
-		if (bev)
-			bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+		bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
 	} else {
 		bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
 	}

@@ -297,7 +297,7 @@ void intake_handle(struct evhttp_request *req, struct agent *a)
 		if (begun)
 			record_cancel(a->recorder);
 		call_free(call);
-		http_reply_error(req, 500, "internal", "out of memory");
+		http_reply_error(req, 500, "internal", "the delivery's runs could not be prepared");
 		return;
 	}
 	call->agent = a;

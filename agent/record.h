@@ -7,7 +7,12 @@
  * One delivery alone waits for nothing; under load one call records many,
  * and the cost of a call (a round trip, a script run) is shared, while the
  * second call keeps Redis busy as the first one's deliveries are answered.
- * A call is one transaction: its deliveries are recorded all or none.
+ * A call is one script run, which nothing else in Redis interleaves with;
+ * but Redis does not undo what a script wrote before an error. The script
+ * decodes nothing and every argument is a plain string, so an error midway
+ * means a key of the wrong type in Redis (a damaged or foreign keyspace):
+ * the runs written before it stay, without their jobs, and every delivery
+ * of the call is answered 503.
  *
  * A delivery is built in the batch being gathered: record_begin, then
  * record_run for each run, then record_commit (or record_cancel), all
@@ -42,11 +47,12 @@ int record_begin(struct recorder *rec, const char *delivery, int ttl_s, long lon
 /* A run of the delivery begun: its id and pipeline, the checkout URL, the
  * pipeline's definition (as text, and parsed for its stages) and plan, the
  * status each stage starts in (config/when.h); a queued stage's job is
- * prepared here. 0, or -1 (out of memory). */
+ * prepared here. 0, or -1 (out of memory, or a plan without a stage's
+ * status, or a text the events cannot carry). */
 int record_run(struct recorder *rec, const char *run, const char *pipeline, const char *url,
 	       const char *def_text, const json_t *def, const json_t *plan);
-/* Ends the delivery begun; cb(arg) is called once, later, never from within
- * this call. */
+/* Ends the delivery begun; cb(arg) is called once, later; only when memory
+ * runs out even for the event that defers it, from within this call. */
 void record_commit(struct recorder *rec, record_cb cb, void *arg);
 /* Drops the delivery begun. */
 void record_cancel(struct recorder *rec);

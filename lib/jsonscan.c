@@ -331,6 +331,10 @@ static int match_key(struct scan *s, const struct token *key, uint64_t mask, siz
 {
 	const char *k = (const char *)key->at;
 	int escaped = memchr(k, '\\', key->len) != NULL;
+	/* A path's segments hold no '.': a key that does is none of them
+	 * ({"repository.full_name": …} is not at repository.full_name). */
+	if (!escaped && memchr(k, '.', key->len))
+		return 0;
 	for (size_t i = 0; i < JSONSCAN_MAX_FIELDS && mask >> i; i++) {
 		if (!(mask >> i & 1))
 			continue;

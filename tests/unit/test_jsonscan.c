@@ -471,6 +471,16 @@ static void values_are_found_by_path_and_unescaped(void **state)
 			 JSONSCAN_OBJECT);
 	assert_string_equal(g.string, "main");
 	free(store);
+
+	/* A key holding a dot is one key, not a path, written either way. */
+	struct jsonscan_field d[2] = {{.path = "repository.full_name"},
+				      {.path = "pull_request.head.sha"}};
+	const char *dotted = "{\"repository.full_name\": \"x/y\", \"pull_request\": "
+			     "{\"head.sha\": \"abc\", \"head\\u002esha\": \"def\"}}";
+	assert_int_equal(scan_fields(dotted, strlen(dotted), d, 2, &store, err), JSONSCAN_OBJECT);
+	assert_int_equal(d[0].type, JSONSCAN_ABSENT);
+	assert_int_equal(d[1].type, JSONSCAN_ABSENT);
+	free(store);
 }
 
 static void a_duplicate_key_on_a_path_is_rejected(void **state)
