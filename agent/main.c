@@ -295,7 +295,8 @@ int main(int argc, char **argv)
 
 	sdnotify("READY=1\nSTATUS=accepting webhooks");
 	event_base_dispatch(a.base);
-	status = 0;
+	/* 1 after a fatal producer error: to be started again (kafka.h). */
+	status = kafka_producer_failed(a.producer);
 	/* Let the outbox publish what it read and delete what was delivered,
 	 * or another agent would publish it again once it is claimed. */
 	for (int i = 0; i < 50 && outbox_busy(a.outbox); i++) {

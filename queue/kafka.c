@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <unistd.h>
 
 /* linger.ms: a message waits this long for others to share its request, so
@@ -26,8 +27,6 @@
  * within a few milliseconds (1 ms rather than 2: each hop of a run pays it,
  * for about 2% of intake's throughput). */
 #define PRODUCER_LINGER_MS "1"
-/* message.timeout.ms: long enough to ride out a broker restart. */
-#define PRODUCER_MESSAGE_TIMEOUT_MS "60000"
 /* fetch.wait.max.ms, unless kafka_consumer_opts gives one: how long a fetch
  * that finds no message waits at the broker. A Kafka broker answers it as
  * soon as a message arrives; sluice-devbroker (librdkafka's mock) only once
@@ -71,6 +70,7 @@ struct kafka_producer {
 	int outstanding;
 	rd_kafka_topic_t **warm; /* handles that keep known topics' metadata fresh */
 	size_t nwarm;
+	int fatal; /* librdkafka raised a fatal error: nothing more is delivered */
 };
 
 /* One per produced message, the opaque of its delivery report. */
@@ -139,12 +139,20 @@ static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char 
 
 static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
-	(void)opaque;
 	if (err == RD_KAFKA_RESP_ERR__FATAL) {
 		char fatal[512];
 		rd_kafka_fatal_error(rk, fatal, sizeof(fatal));
+		/* The idempotent producer cannot go on: every later message
+		 * fails. What the outbox holds waits there for another process,
+		 * and this one stops for its supervisor to start it again. */
+		int producer = rd_kafka_type(rk) == RD_KAFKA_PRODUCER;
 		log_error("kafka fatal error", LOG_S("client", rd_kafka_name(rk)),
-			  LOG_S("error", fatal));
+			  LOG_S("error", fatal),
+			  LOG_S("then", producer ? "stopping, to be restarted" : "none"));
+		if (producer && !((struct kafka_producer *)opaque)->fatal) {
+			((struct kafka_producer *)opaque)->fatal = 1;
+			raise(SIGTERM);
+		}
 		return;
 	}
 	log_warn("kafka error", LOG_S("client", rd_kafka_name(rk)),
@@ -325,10 +333,12 @@ struct kafka_producer *kafka_producer_new(struct event_base *base, const char *b
 	conf = conf_common(list, err, errlen);
 	if (!conf)
 		goto fail;
+	char timeout[16];
+	snprintf(timeout, sizeof(timeout), "%d", KAFKA_MESSAGE_TIMEOUT_MS);
 	if (conf_set(conf, "enable.idempotence", "true", err, errlen) < 0 ||
 	    conf_set(conf, "acks", "all", err, errlen) < 0 ||
 	    conf_set(conf, "linger.ms", PRODUCER_LINGER_MS, err, errlen) < 0 ||
-	    conf_set(conf, "message.timeout.ms", PRODUCER_MESSAGE_TIMEOUT_MS, err, errlen) < 0)
+	    conf_set(conf, "message.timeout.ms", timeout, err, errlen) < 0)
 		goto fail;
 	rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
 	rd_kafka_conf_set_opaque(conf, p);
@@ -383,6 +393,16 @@ int kafka_produce(struct kafka_producer *p, const char *topic, const char *key, 
 	}
 	p->outstanding++;
 	return 0;
+}
+
+int kafka_producer_failed(const struct kafka_producer *p)
+{
+	return p->fatal;
+}
+
+rd_kafka_t *kafka_producer_handle(struct kafka_producer *p)
+{
+	return p->rk;
 }
 
 int kafka_producer_outstanding(const struct kafka_producer *p)

@@ -23,6 +23,13 @@ struct kafka_ticket;
 /* err is NULL on success. */
 typedef void (*kafka_delivery_cb)(const char *err, void *arg);
 
+/* How long a message may wait for its delivery before its callback gets an
+ * error (message.timeout.ms). The outbox lets an entry in flight be claimed
+ * by another process after its claim_idle_ms, so this stays below that:
+ * an entry is in one producer's queue at a time, and a longer outage ends
+ * in a failed delivery that is claimed and produced again. */
+#define KAFKA_MESSAGE_TIMEOUT_MS 20000
+
 /* brokers: a comma-separated list, or "@FILE" to read the list from FILE. */
 struct kafka_producer *kafka_producer_new(struct event_base *base, const char *brokers, char *err,
 					  size_t errlen);
@@ -35,6 +42,13 @@ int kafka_produce(struct kafka_producer *p, const char *topic, const char *key, 
 int kafka_producer_warm(struct kafka_producer *p, const char *const *topics, size_t n);
 /* Messages queued or in flight. */
 int kafka_producer_outstanding(const struct kafka_producer *p);
+/* Whether librdkafka raised a fatal error on the producer (an idempotence
+ * guarantee it can no longer keep). It then raises SIGTERM, once: the
+ * process stops as when asked to, and exits 1 for its supervisor to start
+ * it again with a new producer; the outbox keeps what was not delivered. */
+int kafka_producer_failed(const struct kafka_producer *p);
+/* librdkafka's handle, for tests that make it fail. */
+struct rd_kafka_s *kafka_producer_handle(struct kafka_producer *p);
 /* Waits up to timeout_ms for outstanding deliveries, then frees; callbacks
  * still owed are called first, with a purge error. */
 void kafka_producer_free(struct kafka_producer *p, int timeout_ms);

@@ -35,7 +35,9 @@
 #define TICK_MS		   100
 #define CLAIM_EVERY_MS	   5000
 #define DEFAULT_CLAIM_IDLE 30000
-#define BUCKETS		   1024
+_Static_assert(KAFKA_MESSAGE_TIMEOUT_MS + 5000 <= DEFAULT_CLAIM_IDLE,
+	       "an entry's produce must have failed before it can be claimed again");
+#define BUCKETS 1024
 /* The events stream is read this often, and not at each kick: events are
  * off the path of a run's progress, and a read every few milliseconds
  * takes many scripts' events at once, where a read per kick would put a

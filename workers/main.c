@@ -319,7 +319,8 @@ int main(int argc, char **argv)
 
 	sdnotify("READY=1\nSTATUS=0 job(s) running");
 	event_base_dispatch(w->base);
-	status = 0;
+	/* 1 after a fatal producer error: to be started again (kafka.h). */
+	status = kafka_producer_failed(w->producer);
 	/* Let the outbox publish the last results before leaving. */
 	for (int i = 0; i < 50 && outbox_busy(w->outbox); i++) {
 		event_base_loop(w->base, EVLOOP_NONBLOCK);

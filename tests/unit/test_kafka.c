@@ -9,6 +9,7 @@
 
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -687,6 +688,61 @@ static void clients_refuse_a_missing_broker_file_and_a_consumer_without_topics(v
 	event_base_free(base);
 }
 
+static int reported(void *arg)
+{
+	const struct reports *r = arg;
+	return r->ok + r->failed > 0;
+}
+
+static void on_sigterm(evutil_socket_t sig, short what, void *arg)
+{
+	(void)sig;
+	(void)what;
+	*(int *)arg += 1;
+}
+
+static int is_positive(void *arg)
+{
+	return *(int *)arg > 0;
+}
+
+/* A fatal error on the idempotent producer (made with librdkafka's own
+ * test hook): the producer says it failed and the process gets SIGTERM,
+ * once, to stop and be started again; later messages are not delivered. */
+static void a_fatal_producer_error_stops_the_process(void **state)
+{
+	(void)state;
+	struct cluster cl;
+	cluster_start(&cl, "fatal", 1);
+	struct event_base *base = event_base_new();
+	char err[256] = "";
+	struct kafka_producer *p = kafka_producer_new(base, cl.bootstraps, err, sizeof(err));
+	assert_non_null(p);
+	int sigterms = 0;
+	struct event *sig = evsignal_new(base, SIGTERM, on_sigterm, &sigterms);
+	assert_non_null(sig);
+	assert_int_equal(event_add(sig, NULL), 0);
+	assert_false(kafka_producer_failed(p));
+
+	assert_int_equal(rd_kafka_test_fatal_error(kafka_producer_handle(p),
+						   RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER,
+						   "made to fail by a test"),
+			 RD_KAFKA_RESP_ERR_NO_ERROR);
+	assert_true(run_until(base, is_positive, &sigterms, 5000));
+	assert_true(kafka_producer_failed(p));
+	struct reports r = {0};
+	if (kafka_produce(p, "fatal", "k", "v", 1, on_report, &r) == 0)
+		assert_true(run_until(base, reported, &r, 5000));
+	assert_int_equal(r.ok, 0);
+	run_until(base, NULL, NULL, 200);
+	assert_int_equal(sigterms, 1);
+
+	event_free(sig);
+	kafka_producer_free(p, 1000);
+	event_base_free(base);
+	cluster_stop(&cl);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -701,6 +757,7 @@ int main(void)
 	    cmocka_unit_test(brokers_resolve_reads_and_trims_the_first_line_of_a_file),
 	    cmocka_unit_test(brokers_resolve_rejects_missing_empty_and_blank_sources),
 	    cmocka_unit_test(clients_refuse_a_missing_broker_file_and_a_consumer_without_topics),
+	    cmocka_unit_test(a_fatal_producer_error_stops_the_process),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
