@@ -158,10 +158,24 @@ static void log_end(struct job *j)
 
 static void rollout_stopped(struct job *j);
 
+static int is_rollout(const struct job *j)
+{
+	return json_object_get(json_object_get(json_object_get(j->def, "stages"), j->stage),
+			       "rollout") != NULL;
+}
+
+/* A cancelled run's rollout is aborted, not dropped: traffic goes back to
+ * stable. So it is started even when the cancel comes before it is, and
+ * aborted at once (on_env_color). */
+static int cancelling_rollout(const struct job *j)
+{
+	return j->run_cancelled && !j->handing_back && !j->lease_lost && is_rollout(j);
+}
+
 /* Stops whatever the job is running; its completion callback follows. */
 static void stop_work(struct job *j)
 {
-	if (j->rollout && j->run_cancelled && !j->handing_back && !j->lease_lost)
+	if (j->rollout && cancelling_rollout(j))
 		rollout_cancel(j->rollout);
 	else if (j->rollout)
 		rollout_stopped(j);
@@ -169,7 +183,7 @@ static void stop_work(struct job *j)
 		process_cancel(j->proc);
 	else if (j->http)
 		http_cancel(j->http);
-	else if (j->checkout)
+	else if (j->checkout && !cancelling_rollout(j))
 		checkout_cancel(j->checkout);
 }
 
@@ -920,6 +934,11 @@ static void on_env_color(struct redis *r, redisReply *reply, const char *err, vo
 	j->rollout = rollout_start(j->w->base, &p, &rollout_cb, j, error, sizeof(error));
 	if (!j->rollout) {
 		finish(j, "failed", error);
+		goto done;
+	}
+	if (j->run_cancelled) {
+		/* Cancelled while its checkout or state was read. */
+		rollout_cancel(j->rollout);
 		goto done;
 	}
 	take_command(j, json_string_value(json_object_get(f, "command")),

@@ -279,6 +279,8 @@ class World:
                 {"setWeight": 50}, {"pause": {"duration": "2s"}}, {"setWeight": 100}]),
             "aborting": self.canary_env("quiet", self.hx_quiet, [
                 {"setWeight": 30}, {"pause": {}}, {"setWeight": 100}]),
+            "cancelling": self.canary_env("quiet", self.hx_quiet, [
+                {"setWeight": 30}, {"pause": {}}, {"setWeight": 100}]),
             "bluegreen": {
                 "image": "${build.image}",
                 "provider": self.exec_provider("bg-${SLUICE_COLOR}", "bg-${SLUICE_COLOR}"),
@@ -607,6 +609,29 @@ def test_abort_through_the_api_during_a_pause_sends_traffic_back_to_stable(world
     assert split(world.hx_quiet.weights()) == {"canary": 0, "stable": 100}
     assert set(world.hx_quiet.traffic(20, by="server")) == {"app-stable"}
     assert "aborted by oncall" in state(run)["message"], state(run)
+
+
+def test_cancelling_the_run_during_a_pause_sends_traffic_back_to_stable(world):
+    """A cancelled run's parked rollout is queued again with the command
+    abort (cancel.lua), and a worker aborts it: traffic goes back to stable
+    rather than staying split. The deployment ends aborted by the command,
+    or cancelled when the worker saw the run cancelled first (both abort)."""
+    run_id = push(world, "cancelling", "c1-new")
+    run = wait_stage(world, run_id, "paused")
+    assert split(world.hx_quiet.weights()) == {"canary": 30, "stable": 70}
+
+    status, body, _ = http_request(world.stack.agent_port, "POST",
+                                   "/api/v1/runs/%s/cancel" % run_id, b"{}",
+                                   {"Content-Type": "application/json"})
+    assert status == 202, body
+    run = wait_run(world, run_id,
+                   lambda r: r["stages"][STAGE]["status"] in ("aborted", "cancelled"),
+                   "the deployment aborted")
+    assert run["status"] == "cancelled", json.dumps(run, indent=2)
+    assert run["stages"][STAGE]["error"] in ("aborted by cancel",
+                                            "the run was cancelled"), run
+    assert split(world.hx_quiet.weights()) == {"canary": 0, "stable": 100}
+    assert set(world.hx_quiet.traffic(20, by="server")) == {"app-stable"}
 
 
 # --- BlueGreen ---------------------------------------------------------------

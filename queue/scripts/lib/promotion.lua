@@ -59,7 +59,10 @@ end
 
 -- The job of a deployment, as the agent's jobs_prepare writes it
 -- (queue/jobs.c): a worker cannot tell them apart.
+-- attempt may come as Redis gives it, a string: the job carries a number,
+-- which is all a worker takes.
 local function promo_job(P, run, stage, attempt)
+  attempt = tonumber(attempt)
   local id, _, time = sluice_event_id(P)
   local value = cjson.encode({
     specversion = '1.0',
