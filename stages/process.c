@@ -31,6 +31,8 @@
  * turns an overflow into a fault rather than a write into whatever is
  * mapped there. */
 #define CHILD_STACK (64 * 1024)
+/* How often, at most, /proc is searched for leftovers while children run. */
+#define LEFTOVER_SCAN_MS 1000
 
 enum stop_reason { STOP_NONE, STOP_TIMEOUT, STOP_CANCEL };
 enum child_step { STEP_SETUP, STEP_CHDIR, STEP_EXEC };
@@ -80,7 +82,8 @@ static struct {
 	struct event *sigchld;
 	struct process *list;
 	int running;
-	void *child_stack; /* CHILD_STACK bytes, shared by every spawn (see spawn_child) */
+	void *child_stack;    /* CHILD_STACK bytes, shared by every spawn (see spawn_child) */
+	int64_t last_scan_ms; /* of /proc for leftovers while children ran */
 } mod;
 
 static void on_readable(evutil_socket_t fd, short what, void *arg);
@@ -303,7 +306,8 @@ static void process_free(struct process *p)
 	free(p);
 }
 
-static int read_stat_ppid(pid_t pid, pid_t *ppid)
+/* The parent and the process group of pid, from /proc/<pid>/stat. */
+static int read_stat_parent(pid_t pid, pid_t *ppid, pid_t *pgrp)
 {
 	char path[64];
 	char buf[512];
@@ -321,19 +325,31 @@ static int read_stat_ppid(pid_t pid, pid_t *ppid)
 	 * follow start after its last ')'. */
 	const char *rp = strrchr(buf, ')');
 	char state;
-	int pp;
-	if (rp == NULL || sscanf(rp + 1, " %c %d", &state, &pp) != 2)
+	int pp, pg;
+	if (rp == NULL || sscanf(rp + 1, " %c %d %d", &state, &pp, &pg) != 3)
 		return -1;
 	*ppid = pp;
+	*pgrp = pg;
+	return 0;
+}
+
+/* Whether pgrp is the group of a child still running (its leader's pid). */
+static int live_group(pid_t pgrp)
+{
+	for (const struct process *p = mod.list; p != NULL; p = p->next)
+		if (p->pid == pgrp && !p->reaped)
+			return 1;
 	return 0;
 }
 
 /* A descendant that left its group with setsid() escapes the group kill.
- * As a subreaper we inherit it when its parent dies; with no child running
- * any more, every child of ours that is not a record is such a leftover.
- * Finding them means reading every process's stat, so that is done only
- * when there is a child at all: usually there is none (ECHILD), and one
- * waitid replaces a walk through /proc after every stage. */
+ * As a subreaper we inherit it when its parent dies: a child of ours in no
+ * running child's group is such a leftover. Finding them means reading
+ * every process's stat. With no child running that is done after every
+ * stage, but only when there is a child at all: usually there is none
+ * (ECHILD), and one waitid replaces the walk through /proc. While others
+ * run it is done at most every LEFTOVER_SCAN_MS, so that a leftover lives
+ * about a second longer but a busy worker does not walk /proc per stage. */
 static void kill_leftovers(void)
 {
 	siginfo_t si;
@@ -341,6 +357,12 @@ static void kill_leftovers(void)
 	struct dirent *e;
 	pid_t self = getpid();
 
+	if (mod.running > 0) {
+		int64_t now = clock_mono_ms();
+		if (now - mod.last_scan_ms < LEFTOVER_SCAN_MS)
+			return;
+		mod.last_scan_ms = now;
+	}
 	memset(&si, 0, sizeof(si));
 	if (waitid(P_ALL, 0, &si, WEXITED | WNOHANG | WNOWAIT | __WALL) < 0 && errno == ECHILD)
 		return;
@@ -348,12 +370,13 @@ static void kill_leftovers(void)
 	if (d == NULL)
 		return;
 	while ((e = readdir(d)) != NULL) {
-		pid_t ppid;
+		pid_t ppid, pgrp;
 		char *end;
 		long pid = strtol(e->d_name, &end, 10);
 		if (pid <= 0 || *end != '\0')
 			continue;
-		if (read_stat_ppid((pid_t)pid, &ppid) == 0 && ppid == self) {
+		if (read_stat_parent((pid_t)pid, &ppid, &pgrp) == 0 && ppid == self &&
+		    !live_group(pgrp)) {
 			log_warn("killing leftover descendant", LOG_I("pid", pid));
 			kill((pid_t)pid, SIGKILL);
 		}
@@ -381,8 +404,7 @@ static void complete(struct process *p)
 	mod.running--;
 	p->on_exit(&r, p->arg);
 	process_free(p);
-	if (mod.running == 0)
-		kill_leftovers();
+	kill_leftovers();
 }
 
 static void complete_ready(void)

@@ -420,6 +420,58 @@ static void test_escaped_daemon_is_killed_when_idle(void **state)
 	free_run(&r);
 }
 
+static void settle(int ms)
+{
+	struct event *t = evtimer_new(base, on_settle, base);
+	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+	evtimer_add(t, &tv);
+	event_base_dispatch(base);
+	event_free(t);
+}
+
+static void on_exit_count(const struct process_result *res, void *arg)
+{
+	struct run *r = arg;
+	r->res = *res;
+	r->exits++;
+}
+
+/* Another stage still runs when the one that left a daemon ends: the
+ * daemon is killed all the same, and the running stage is left alone. */
+static void test_escaped_daemon_is_killed_while_another_stage_runs(void **state)
+{
+	(void)state;
+	const char *sleeper[] = {"sleep", "30", NULL};
+	struct process_spec spec = {.argv = sleeper, .envp = default_env, .kill_grace_ms = 1000};
+	struct run other;
+	memset(&other, 0, sizeof(other));
+	struct process *p = process_spawn(&spec, on_line, on_exit_count, &other);
+	assert_non_null(p);
+	/* Past the interval between searches, whatever the tests before did. */
+	settle(1100);
+
+	struct run r;
+	run_sh("setsid sleep 300 >/dev/null 2>&1 </dev/null & d=$!;"
+	       "while [ \"$(cut -d' ' -f6 /proc/$d/stat)\" != \"$d\" ]; do sleep 0.01; done;"
+	       "echo $d",
+	       &r);
+	assert_int_equal(r.nlines, 1);
+	pid_t daemon = (pid_t)strtol(r.lines[0].text, NULL, 10);
+	assert_true(daemon > 0);
+	settle(200);
+	assert_int_equal(kill(daemon, 0), -1);
+	assert_int_equal(errno, ESRCH);
+	assert_int_equal(other.exits, 0);
+	assert_int_equal(process_running(), 1);
+
+	process_cancel(p);
+	while (other.exits == 0)
+		event_base_loop(base, EVLOOP_ONCE);
+	assert_int_equal(other.res.outcome, PROCESS_CANCELLED);
+	free_run(&r);
+	free_run(&other);
+}
+
 static void test_self_inflicted_signal_is_signalled(void **state)
 {
 	(void)state;
@@ -527,6 +579,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_cancel_is_reported_as_cancelled, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_background_child_is_gone_after_exit, setup,
 					    teardown),
+	    cmocka_unit_test_setup_teardown(test_escaped_daemon_is_killed_while_another_stage_runs,
+					    setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_escaped_daemon_is_killed_when_idle, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_self_inflicted_signal_is_signalled, setup,
