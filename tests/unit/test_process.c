@@ -396,6 +396,15 @@ static void on_settle(evutil_socket_t fd, short what, void *arg)
 	event_base_loopbreak(arg);
 }
 
+static void settle(int ms)
+{
+	struct event *t = evtimer_new(base, on_settle, base);
+	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+	evtimer_add(t, &tv);
+	event_base_dispatch(base);
+	event_free(t);
+}
+
 static void test_escaped_daemon_is_killed_when_idle(void **state)
 {
 	(void)state;
@@ -410,26 +419,13 @@ static void test_escaped_daemon_is_killed_when_idle(void **state)
 	pid_t daemon = (pid_t)strtol(r.lines[0].text, NULL, 10);
 	assert_true(daemon > 0);
 	/* Give the loop a moment to reap what it killed. */
-	struct event *t = evtimer_new(base, on_settle, base);
-	struct timeval tv = {0, 200000};
-	evtimer_add(t, &tv);
-	event_base_dispatch(base);
-	event_free(t);
+	settle(200);
 	assert_int_equal(kill(daemon, 0), -1);
 	assert_int_equal(errno, ESRCH);
 	free_run(&r);
 }
 
-static void settle(int ms)
-{
-	struct event *t = evtimer_new(base, on_settle, base);
-	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-	evtimer_add(t, &tv);
-	event_base_dispatch(base);
-	event_free(t);
-}
-
-static void on_exit_count(const struct process_result *res, void *arg)
+static void on_exit_record(const struct process_result *res, void *arg)
 {
 	struct run *r = arg;
 	r->res = *res;
@@ -445,7 +441,7 @@ static void test_escaped_daemon_is_killed_while_another_stage_runs(void **state)
 	struct process_spec spec = {.argv = sleeper, .envp = default_env, .kill_grace_ms = 1000};
 	struct run other;
 	memset(&other, 0, sizeof(other));
-	struct process *p = process_spawn(&spec, on_line, on_exit_count, &other);
+	struct process *p = process_spawn(&spec, on_line, on_exit_record, &other);
 	assert_non_null(p);
 	/* Past the interval between searches, whatever the tests before did. */
 	settle(1100);
@@ -493,13 +489,6 @@ struct chain {
 	int first_exits;
 	int running_in_callback;
 };
-
-static void on_exit_record(const struct process_result *res, void *arg)
-{
-	struct run *r = arg;
-	r->res = *res;
-	r->exits++;
-}
 
 static void on_first_exit(const struct process_result *res, void *arg)
 {
