@@ -32,6 +32,8 @@
 
 #define MAX_HEADERS_SIZE  (64 * 1024)
 #define SHUTDOWN_FLUSH_MS 5000
+/* At most this long for the outbox's last deliveries and deletes. */
+#define DRAIN_MS 1000
 
 static void usage(FILE *f)
 {
@@ -299,10 +301,7 @@ int main(int argc, char **argv)
 	status = kafka_producer_failed(a.producer);
 	/* Let the outbox publish what it read and delete what was delivered,
 	 * or another agent would publish it again once it is claimed. */
-	for (int i = 0; i < 50 && outbox_busy(a.outbox); i++) {
-		event_base_loop(a.base, EVLOOP_NONBLOCK);
-		usleep(20000);
-	}
+	outbox_drain(a.outbox, a.base, DRAIN_MS);
 fail:
 	a.stopping = 1;
 	watchdog_free(watchdog);

@@ -29,5 +29,6 @@ extern const char lua_rollback[];
 extern const char lua_rollout_save[];
 extern const char lua_park[];
 extern const char lua_outbox_lease[];
+extern const char lua_outbox_leave[];
 
 #endif

@@ -108,6 +108,8 @@ struct outbox {
 	int ordered;
 	char *lease_key;
 	int lease_script;
+	int leave_script;    /* outbox_leave.lua, for the group's dispatcher */
+	int leaving;	     /* a call of outbox_leave.lua is under way */
 	int leasing;	     /* a call of outbox_lease.lua is under way */
 	int64_t lease_until; /* monotonic ms until which the lease is ours; 0: not */
 	char cursor[64];     /* the last id read; "" reads from the start */
@@ -812,7 +814,8 @@ static struct outbox *dispatcher_new(struct event_base *base, struct redis *r,
 		return o;
 	}
 	o->claim_timer = event_new(base, -1, EV_PERSIST, on_claim_timer, o);
-	if (!o->claim_timer || arm_claim_timer(o) < 0)
+	o->leave_script = redis_script_add(r, lua_outbox_leave);
+	if (!o->claim_timer || o->leave_script < 0 || arm_claim_timer(o) < 0)
 		goto fail;
 	warm_topics(o);
 	return o;
@@ -886,6 +889,52 @@ static int dispatcher_busy(const struct outbox *o)
 int outbox_busy(const struct outbox *o)
 {
 	return dispatcher_busy(o) || (o->events && dispatcher_busy(o->events));
+}
+
+static void on_left(struct redis *r, redisReply *reply, const char *err, void *arg)
+{
+	struct outbox *o = anchor_release(arg);
+	(void)r;
+	if (!o)
+		return;
+	o->leaving = 0;
+	if (err)
+		note_redis_error(o, "outbox: the consumer group was not left", err);
+	else if (reply->type == REDIS_REPLY_INTEGER && reply->integer == 0)
+		log_info("outbox: entries still pending under this name; it stays in the group",
+			 LOG_S("consumer", o->consumer));
+}
+
+static void on_drain_limit(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	*(int *)arg = 1;
+}
+
+void outbox_drain(struct outbox *o, struct event_base *base, int max_ms)
+{
+	int over = 0;
+	struct event *limit = evtimer_new(base, on_drain_limit, &over);
+	struct timeval tv = {max_ms / 1000, (max_ms % 1000) * 1000};
+	if (!limit || evtimer_add(limit, &tv) < 0) {
+		if (limit)
+			event_free(limit);
+		return;
+	}
+	while (!over && outbox_busy(o))
+		event_base_loop(base, EVLOOP_ONCE);
+	const char *argv[] = {o->stream, GROUP, o->consumer};
+	if (!over && o->r && redis_connected(o->r)) {
+		if (redis_script_run(o->r, o->leave_script, on_left, anchor_ref(o), 0, 3, argv,
+				     NULL) == 0)
+			o->leaving = 1;
+		else
+			anchor_release(o->anchor);
+	}
+	while (!over && o->leaving)
+		event_base_loop(base, EVLOOP_ONCE);
+	event_free(limit);
 }
 
 void outbox_set_claim_idle_ms(struct outbox *o, int ms)

@@ -58,6 +58,11 @@ int outbox_in_flight(const struct outbox *o);
  * deletes not answered. A stopping process runs its loop until this is 0,
  * or what it read would wait for a claim by another. */
 int outbox_busy(const struct outbox *o);
+/* For a process that stops, its other work done: runs base's loop until the
+ * outbox is idle (outbox_busy), then until this process has left the
+ * stream's consumer group (unless entries are still pending under its
+ * name: another process claims them later), at most max_ms in all. */
+void outbox_drain(struct outbox *o, struct event_base *base, int max_ms);
 /* How long an entry stays pending before it is claimed again (default
  * 30000 ms); claims are looked for every min(5 s, claim_idle_ms). The
  * events stream's dispatcher waits as long after a failure before it

@@ -28,6 +28,8 @@
 
 #define MAX_KINDS	  8
 #define SHUTDOWN_FLUSH_MS 5000
+/* At most this long for the outbox's last deliveries and deletes. */
+#define DRAIN_MS 1000
 
 struct worker_main {
 	struct worker w;
@@ -322,10 +324,7 @@ int main(int argc, char **argv)
 	/* 1 after a fatal producer error: to be started again (kafka.h). */
 	status = kafka_producer_failed(w->producer);
 	/* Let the outbox publish the last results before leaving. */
-	for (int i = 0; i < 50 && outbox_busy(w->outbox); i++) {
-		event_base_loop(w->base, EVLOOP_NONBLOCK);
-		usleep(20000);
-	}
+	outbox_drain(w->outbox, w->base, DRAIN_MS);
 fail:
 	w->draining = 1;
 	watchdog_free(m.watchdog);

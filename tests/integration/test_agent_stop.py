@@ -1,7 +1,8 @@
 """An agent that stops publishes what its outbox read and deletes what was
 delivered before it exits, and gives the events lease up only after its
 events: nothing it published is left in Redis for the next agent to claim
-and publish again (30 s later, after claim_idle_ms)."""
+and publish again (30 s later, after claim_idle_ms). With nothing pending
+under its name, it leaves the outbox's consumer group."""
 
 import os
 import signal
@@ -48,7 +49,12 @@ def test_a_stopping_agent_leaves_nothing_it_published_in_the_outbox(stop_stack):
         left = {stream: r.call("XLEN", "sluice:" + stream)
                 for stream in ("outbox", "outbox:events")}
         pending = r.call("XPENDING", "sluice:outbox", "dispatch")[0]
+        consumers = r.call("XINFO", "CONSUMERS", "sluice:outbox", "dispatch")
     assert left == {"outbox": 0, "outbox:events": 0} and pending == 0, (left, pending)
+    # Nothing pending under its name: it left the group, which keeps no
+    # consumer for every agent that ever ran.
+    names = [dict(zip(c[::2], c[1::2]))[b"name"].decode() for c in consumers]
+    assert not [n for n in names if n.startswith("agent:")], names
     jobs = [e["data"]["run"] for e in envelopes(s.brokers, "sluice.jobs.build")]
     assert sorted(jobs) == sorted(runs)
     created = [e["data"]["run"] for e in envelopes(s.brokers, "sluice.events")

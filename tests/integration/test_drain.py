@@ -87,7 +87,7 @@ def test_sigterm_lets_the_running_stage_finish_and_exits_0(drain_stack):
     s = drain_stack
     worker = s.start_worker("build", 1, "drain-a")
     run_id = start_run(s, DRAIN_REPO)
-    wait_running(s, run_id)
+    token = wait_running(s, run_id)
     sent = time.monotonic()
     worker.popen.send_signal(signal.SIGTERM)
     assert retire(s, worker) == 0, worker.describe()
@@ -100,6 +100,11 @@ def test_sigterm_lets_the_running_stage_finish_and_exits_0(drain_stack):
     with open(worker.log) as f:
         log = f.read()
     assert "draining" in log and "handed back" not in log, log
+    # With nothing pending under its name, it left the outbox's group.
+    out = subprocess.run(["redis-cli", "-p", str(s.redis_port), "--raw", "XINFO", "CONSUMERS",
+                          "sluice:outbox", "dispatch"], capture_output=True, text=True,
+                         timeout=5).stdout
+    assert token not in out.split(), out
 
 
 def test_second_sigterm_hands_the_stage_back_to_another_worker(drain_stack):
