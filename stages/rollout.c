@@ -1090,6 +1090,42 @@ void rollout_cancel(struct rollout *r)
 
 /* --- life ---------------------------------------------------------------- */
 
+static void mute_line(const char *line, size_t len, void *arg)
+{
+	(void)line;
+	(void)len;
+	(void)arg;
+}
+
+static void mute_save(const json_t *state, const json_t *event, void *arg)
+{
+	(void)state;
+	(void)event;
+	(void)arg;
+}
+
+static void mute_park(const json_t *state, int64_t until_ms, void *arg)
+{
+	(void)state;
+	(void)until_ms;
+	(void)arg;
+}
+
+static void mute_done(const char *status, const char *message, const json_t *state, void *arg)
+{
+	(void)status;
+	(void)message;
+	(void)state;
+	(void)arg;
+}
+
+void rollout_mute(struct rollout *r)
+{
+	static const struct rollout_callbacks mute = {mute_line, mute_save, mute_park, mute_done};
+	r->cb = mute;
+	r->arg = NULL;
+}
+
 void rollout_free(struct rollout *r)
 {
 	if (!r)

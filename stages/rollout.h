@@ -75,5 +75,9 @@ void rollout_cancel(struct rollout *r);
 /* Frees at once: what is in flight is stopped (no callback follows). The
  * saved state lets another worker carry on. */
 void rollout_free(struct rollout *r);
+/* No callback follows from now on, whatever is still in flight: for a
+ * caller done with the rollout that cannot free it yet (from within one of
+ * its callbacks) and may be gone before it does. */
+void rollout_mute(struct rollout *r);
 
 #endif

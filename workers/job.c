@@ -792,12 +792,18 @@ static void on_rollout_over(evutil_socket_t fd, short what, void *arg)
 	rollout_free(arg);
 }
 
+/* The job is done with its rollout, perhaps from within one of its
+ * callbacks: it is freed from the loop, and says nothing more meanwhile
+ * (the job may be freed first). */
 static void rollout_over(struct job *j)
 {
 	struct rollout *r = j->rollout;
 
 	j->rollout = NULL;
-	if (r && event_base_once(j->w->base, -1, EV_TIMEOUT, on_rollout_over, r, NULL) < 0)
+	if (!r)
+		return;
+	rollout_mute(r);
+	if (event_base_once(j->w->base, -1, EV_TIMEOUT, on_rollout_over, r, NULL) < 0)
 		log_warn("a finished rollout is not freed", LOG_S("run", j->run));
 }
 
