@@ -9,11 +9,18 @@
 -- absent) the stage's "retry" and "max_attempts" from the run's definition,
 -- as a JSON object, from a worker that has the definition decoded already.
 -- Returns "recorded", or "fenced" when this attempt is no longer the
--- current one or no longer this worker's (its result is dropped).
+-- current one or no longer this worker's (its result is dropped). A worker
+-- that sends again an outcome recorded already (the reply was lost) is
+-- answered "recorded" again, and nothing changes.
 local P, run, stage, attempt, token = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local skey = P .. 'run:' .. run .. ':stage:' .. stage
 local st = redis.call('HMGET', skey, 'status', 'attempt', 'worker', 'started', 'attempts')
 if st[1] ~= 'running' or st[2] ~= attempt or st[3] ~= token then
+  for _, a in ipairs(st[5] and cjson.decode(st[5]) or {}) do
+    if a.attempt == tonumber(attempt) and a.worker == token and a.status == ARGV[6] then
+      return 'recorded'
+    end
+  end
   return 'fenced'
 end
 

@@ -126,3 +126,25 @@ def test_the_finished_event_carries_the_retry_policy_sent_or_read(stack):
             assert data["retry"] == RETRY and data["max_attempts"] == 5, (P, data)
             stage = r.call("HGET", P + "run:r1:stage:test", "status")
             assert stage == b"failed", stage
+
+
+def test_a_finish_sent_again_is_answered_recorded_and_changes_nothing(stack):
+    """A worker whose finish reply was lost sends it again: "recorded"
+    again, with one attempt in the history and one result; another worker's
+    finish of the same attempt is fenced."""
+    with Redis(stack.redis_port) as r:
+        P = "t-refinish:"
+        write_run(r, P, "r1")
+        claim(r, P, "r1", "test")
+        assert finish(r, P, "r1", "test") == b"recorded"
+        assert finish(r, P, "r1", "test") == b"recorded"
+        skey = P + "run:r1:stage:test"
+        attempts = json.loads(r.call("HGET", skey, "attempts"))
+        assert [(a["attempt"], a["status"]) for a in attempts] == [(1, "failed")], attempts
+        results = [t for t, _ in outbox_messages(r, P) if t == "results"]
+        assert len(results) == 1, outbox_messages(r, P)
+        assert len(stage_finished_events(r, P)) == 1
+        other = r.call("EVAL", lua_script("finish"), 0, P, "r1", "test", 1, "host:2:eeff0011",
+                       "failed", "3", "", "", 2000, "results", "{}", "")
+        assert other == b"fenced"
+
