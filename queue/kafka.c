@@ -18,8 +18,8 @@
 #include <librdkafka/rdkafka.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 #include <signal.h>
+#include <string.h>
 #include <unistd.h>
 
 /* linger.ms: a message waits this long for others to share its request, so
@@ -145,12 +145,12 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 		/* The idempotent producer cannot go on: every later message
 		 * fails. What the outbox holds waits there for another process,
 		 * and this one stops for its supervisor to start it again. */
-		int producer = rd_kafka_type(rk) == RD_KAFKA_PRODUCER;
+		struct kafka_producer *p = rd_kafka_type(rk) == RD_KAFKA_PRODUCER ? opaque : NULL;
 		log_error("kafka fatal error", LOG_S("client", rd_kafka_name(rk)),
 			  LOG_S("error", fatal),
-			  LOG_S("then", producer ? "stopping, to be restarted" : "none"));
-		if (producer && !((struct kafka_producer *)opaque)->fatal) {
-			((struct kafka_producer *)opaque)->fatal = 1;
+			  LOG_S("then", p ? "stopping, to be restarted" : "none"));
+		if (p && !p->fatal) {
+			p->fatal = 1;
 			raise(SIGTERM);
 		}
 		return;
