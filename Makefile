@@ -29,9 +29,10 @@ DEB_RUN   = redis-server git curl openssl python3 python3-pytest systemd
 # chromium runs the dashboard's browser test (tests/browser/, driven by
 # playwright-core from the npm registry with Node.js >= 20). The haproxy
 # provider's tests drive a real haproxy through its runtime API. The example
-# deployment's tests read its pipeline file with python3-yaml.
+# deployment's tests read its pipeline file with python3-yaml. luac5.1
+# lists the globals each Lua script reads (tests/integration/test_lua_scripts.py).
 DEB_TEST  = prometheus groff-base man-db chromium haproxy umoci skopeo docker-registry \
-	python3-yaml
+	python3-yaml lua5.1
 DEB_BENCH = wrk webhook
 DEB_LINT  = clang-format clang-tidy cppcheck
 DEB_FUZZ  = clang libclang-rt-dev
@@ -52,8 +53,10 @@ AGENT_LDLIBS = $(if $(findstring -fsanitize,$(LDFLAGS)),,$(shell pkg-config --li
 LIB_SRC = $(wildcard lib/*.c config/*.c queue/*.c stages/*.c)
 LUA_SRC = $(wildcard queue/scripts/*.lua)
 LUA_LIB = $(wildcard queue/scripts/lib/*.lua)
-GEN_SRC = $(BUILD)/gen/lua_scripts.c
-LIB_OBJ = $(LIB_SRC:%.c=$(BUILD)/%.o) $(BUILD)/gen/lua_scripts.o
+# One object per script (tools/embed-lua.sh), so that each binary links only
+# the scripts it runs; lua_all, every script, only the agent's.
+LUA_OBJ = $(LUA_SRC:queue/scripts/%.lua=$(BUILD)/gen/lua/%.o) $(BUILD)/gen/lua/all.o
+LIB_OBJ = $(LIB_SRC:%.c=$(BUILD)/%.o) $(LUA_OBJ)
 
 # The dashboard's files, compiled into the agent (tools/embed-web.sh).
 WEB_SRC = $(sort $(wildcard agent/web/*))
@@ -96,12 +99,19 @@ $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
 
-$(GEN_SRC): $(LUA_SRC) $(LUA_LIB) tools/embed-lua.sh
+$(BUILD)/gen/lua/%.c: queue/scripts/%.lua $(LUA_LIB) tools/embed-lua.sh
 	@mkdir -p $(dir $@)
-	sh tools/embed-lua.sh $(LUA_SRC) > $@.tmp && mv $@.tmp $@
+	sh tools/embed-lua.sh $< > $@.tmp && mv $@.tmp $@
 
-$(BUILD)/gen/lua_scripts.o: $(GEN_SRC)
+$(BUILD)/gen/lua/all.c: $(LUA_SRC) tools/embed-lua.sh
+	@mkdir -p $(dir $@)
+	sh tools/embed-lua.sh --all $(LUA_SRC) > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/gen/lua/%.o: $(BUILD)/gen/lua/%.c
 	$(CC) $(CFLAGS) -c -o $@ $<
+
+# Kept: the tests read the scripts as embedded (tests/harness.py).
+.PRECIOUS: $(BUILD)/gen/lua/%.c
 
 $(WEB_GEN): $(WEB_SRC) tools/embed-web.sh
 	@mkdir -p $(dir $@)

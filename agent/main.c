@@ -257,20 +257,24 @@ int main(int argc, char **argv)
 	a.redis = redis_new(a.base, a.settings.redis_url, a.settings.redis_timeout_ms);
 	if (!a.redis)
 		goto fail;
-	a.scripts.intake = redis_script_add(a.redis, lua_intake);
-	a.scripts.route = redis_script_add(a.redis, lua_route);
-	a.scripts.retry = redis_script_add(a.redis, lua_retry);
-	a.scripts.cancel = redis_script_add(a.redis, lua_cancel);
-	a.scripts.retry_run = redis_script_add(a.redis, lua_retry_run);
-	a.scripts.reap = redis_script_add(a.redis, lua_reap);
-	a.scripts.requeue = redis_script_add(a.redis, lua_requeue);
-	a.scripts.release = redis_script_add(a.redis, lua_release);
-	a.scripts.promote = redis_script_add(a.redis, lua_promote);
-	a.scripts.decide = redis_script_add(a.redis, lua_decide);
-	a.scripts.api_call = redis_script_add(a.redis, lua_api_call);
-	a.scripts.rollout_command = redis_script_add(a.redis, lua_rollout_command);
-	a.scripts.rollout_retry = redis_script_add(a.redis, lua_rollout_retry);
-	a.scripts.rollback = redis_script_add(a.redis, lua_rollback);
+	a.scripts.intake = redis_script_add(a.redis, &lua_intake);
+	a.scripts.route = redis_script_add(a.redis, &lua_route);
+	a.scripts.retry = redis_script_add(a.redis, &lua_retry);
+	a.scripts.cancel = redis_script_add(a.redis, &lua_cancel);
+	a.scripts.retry_run = redis_script_add(a.redis, &lua_retry_run);
+	a.scripts.reap = redis_script_add(a.redis, &lua_reap);
+	a.scripts.requeue = redis_script_add(a.redis, &lua_requeue);
+	a.scripts.release = redis_script_add(a.redis, &lua_release);
+	a.scripts.promote = redis_script_add(a.redis, &lua_promote);
+	a.scripts.decide = redis_script_add(a.redis, &lua_decide);
+	a.scripts.api_call = redis_script_add(a.redis, &lua_api_call);
+	a.scripts.rollout_command = redis_script_add(a.redis, &lua_rollout_command);
+	a.scripts.rollout_retry = redis_script_add(a.redis, &lua_rollout_retry);
+	a.scripts.rollback = redis_script_add(a.redis, &lua_rollback);
+	/* The workers' scripts too: loaded as the agent connects, each worker
+	 * that starts later finds them in Redis and never reads their text. */
+	for (const struct lua_script *const *s = lua_all; *s; s++)
+		redis_script_add(a.redis, *s);
 	a.recorder = recorder_new(a.base, a.redis, a.scripts.intake, &a.settings);
 	if (!a.recorder)
 		goto fail;

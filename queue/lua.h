@@ -8,27 +8,37 @@
 #ifndef SLUICE_LUA_H
 #define SLUICE_LUA_H
 
-extern const char lua_intake[];
-extern const char lua_route[];
-extern const char lua_claim[];
-extern const char lua_finish[];
-extern const char lua_lease_renew[];
-extern const char lua_handback[];
-extern const char lua_reap[];
-extern const char lua_requeue[];
-extern const char lua_release[];
-extern const char lua_retry[];
-extern const char lua_cancel[];
-extern const char lua_promote[];
-extern const char lua_decide[];
-extern const char lua_retry_run[];
-extern const char lua_api_call[];
-extern const char lua_rollout_command[];
-extern const char lua_rollout_retry[];
-extern const char lua_rollback[];
-extern const char lua_rollout_save[];
-extern const char lua_park[];
-extern const char lua_outbox_lease[];
-extern const char lua_outbox_leave[];
+#include <stddef.h>
+
+struct lua_script {
+	const char *sha1;   /* hex, of source: computed when embedded; NULL to compute */
+	const char *source; /* outlives every struct redis it is added to */
+};
+
+extern const struct lua_script lua_intake;
+extern const struct lua_script lua_route;
+extern const struct lua_script lua_claim;
+extern const struct lua_script lua_finish;
+extern const struct lua_script lua_lease_renew;
+extern const struct lua_script lua_handback;
+extern const struct lua_script lua_reap;
+extern const struct lua_script lua_requeue;
+extern const struct lua_script lua_release;
+extern const struct lua_script lua_retry;
+extern const struct lua_script lua_cancel;
+extern const struct lua_script lua_promote;
+extern const struct lua_script lua_decide;
+extern const struct lua_script lua_retry_run;
+extern const struct lua_script lua_api_call;
+extern const struct lua_script lua_rollout_command;
+extern const struct lua_script lua_rollout_retry;
+extern const struct lua_script lua_rollback;
+extern const struct lua_script lua_rollout_save;
+extern const struct lua_script lua_park;
+extern const struct lua_script lua_outbox_lease;
+extern const struct lua_script lua_outbox_leave;
+
+/* Every script above, then NULL. */
+extern const struct lua_script *const lua_all[];
 
 #endif

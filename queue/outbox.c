@@ -804,7 +804,7 @@ static struct outbox *dispatcher_new(struct event_base *base, struct redis *r,
 		struct timeval renew = {.tv_sec = LEASE_RENEW_MS / 1000,
 					.tv_usec = (LEASE_RENEW_MS % 1000) * 1000};
 		o->lease_key = key_of(key_prefix, "outbox:events:lease");
-		o->lease_script = redis_script_add(r, lua_outbox_lease);
+		o->lease_script = redis_script_add(r, &lua_outbox_lease);
 		o->lease_timer = event_new(base, -1, EV_PERSIST, on_lease_timer, o);
 		if (!o->lease_key || o->lease_script < 0 || !o->lease_timer ||
 		    evtimer_add(o->lease_timer, &renew) < 0)
@@ -814,7 +814,7 @@ static struct outbox *dispatcher_new(struct event_base *base, struct redis *r,
 		return o;
 	}
 	o->claim_timer = event_new(base, -1, EV_PERSIST, on_claim_timer, o);
-	o->leave_script = redis_script_add(r, lua_outbox_leave);
+	o->leave_script = redis_script_add(r, &lua_outbox_leave);
 	if (!o->claim_timer || o->leave_script < 0 || arm_claim_timer(o) < 0)
 		goto fail;
 	warm_topics(o);

@@ -492,20 +492,28 @@ static int send_script_load(struct redis *r, int script)
 	return cmd_queue(r, on_script_loaded, (void *)(intptr_t)script, buf, len, -1, 1);
 }
 
-int redis_script_add(struct redis *r, const char *source)
+int redis_script_add(struct redis *r, const struct lua_script *script)
 {
-	unsigned char md[SHA1_LEN];
-
-	/* The sha1 is known before any connection, so EVALSHA can be formatted
-	 * at once; SCRIPT LOAD replies with the same digest. */
-	sha1_digest(source, strlen(source), md);
+	char sha[41];
+	/* Known before any connection, so that EVALSHA can be formatted at
+	 * once; SCRIPT LOAD replies with the same digest. */
+	if (script->sha1) {
+		snprintf(sha, sizeof(sha), "%s", script->sha1);
+	} else {
+		unsigned char md[SHA1_LEN];
+		sha1_digest(script->source, strlen(script->source), md);
+		hex_encode(md, sizeof(md), sha);
+	}
+	for (int i = 0; i < r->nscripts; i++)
+		if (strcmp(r->scripts[i].sha, sha) == 0)
+			return i;
 	struct script *s = realloc(r->scripts, sizeof(*s) * (size_t)(r->nscripts + 1));
 	if (!s)
 		return -1;
 	r->scripts = s;
 	s = &r->scripts[r->nscripts];
-	s->source = source;
-	hex_encode(md, sizeof(md), s->sha);
+	s->source = script->source;
+	memcpy(s->sha, sha, sizeof(sha));
 	return r->nscripts++;
 }
 
@@ -624,7 +632,7 @@ static void on_version(struct redis *r, redisReply *reply, const char *err, void
 	schedule_drop(r, why);
 }
 
-/* The PING after the SCRIPT LOADs: its reply means the scripts are in. */
+/* The PING after the scripts' loads: its reply means the scripts are in. */
 static void on_ready(struct redis *r, redisReply *reply, const char *err, void *arg)
 {
 	(void)reply;
@@ -645,6 +653,63 @@ static void on_ready(struct redis *r, redisReply *reply, const char *err, void *
 	log_info("redis: connected", LOG_S("url", r->url), LOG_I("scripts", r->nscripts));
 	if (r->on_connect)
 		r->on_connect(r, r->on_connect_arg);
+}
+
+static int send_ready_ping(struct redis *r)
+{
+	char *buf = NULL;
+	int len = redisFormatCommand(&buf, "PING");
+	if (len < 0)
+		return -1;
+	return cmd_queue(r, on_ready, NULL, buf, len, -1, 1);
+}
+
+/* The scripts Redis lacks (all of them after its restart) are loaded; those
+ * it has are not read at all, so that their text stays out of memory. Then
+ * the PING whose reply says they are in. */
+static void on_scripts_exist(struct redis *r, redisReply *reply, const char *err, void *arg)
+{
+	(void)arg;
+	if (!err && r->state != CONN_LOADING)
+		return;
+	if (!err && (reply->type != REDIS_REPLY_ARRAY || reply->elements != (size_t)r->nscripts))
+		err = "unexpected reply to SCRIPT EXISTS";
+	if (err) {
+		if (strcmp(err, "shutting down") != 0) {
+			note_down(r, "redis: connect sequence failed", err);
+			schedule_drop(r, err);
+		}
+		return;
+	}
+	for (int i = 0; i < r->nscripts; i++) {
+		const redisReply *has = reply->element[i];
+		if ((has->type != REDIS_REPLY_INTEGER || has->integer != 1) &&
+		    send_script_load(r, i) < 0) {
+			schedule_drop(r, "out of memory");
+			return;
+		}
+	}
+	if (send_ready_ping(r) < 0)
+		schedule_drop(r, "out of memory");
+}
+
+static int send_script_exists(struct redis *r)
+{
+	if (r->nscripts == 0)
+		return send_ready_ping(r);
+	const char **argv = malloc(sizeof(*argv) * (size_t)(r->nscripts + 2));
+	if (!argv)
+		return -1;
+	argv[0] = "SCRIPT";
+	argv[1] = "EXISTS";
+	for (int i = 0; i < r->nscripts; i++)
+		argv[i + 2] = r->scripts[i].sha;
+	char *buf = NULL;
+	int len = redisFormatCommandArgv(&buf, r->nscripts + 2, argv, NULL);
+	free(argv);
+	if (len < 0)
+		return -1;
+	return cmd_queue(r, on_scripts_exist, NULL, buf, len, -1, 1);
 }
 
 static void on_hiredis_connect(const redisAsyncContext *ac, int status)
@@ -668,11 +733,7 @@ static void on_hiredis_connect(const redisAsyncContext *ac, int status)
 		schedule_drop(r, "out of memory");
 		return;
 	}
-	for (int i = 0; i < r->nscripts; i++)
-		send_script_load(r, i);
-	buf = NULL;
-	len = redisFormatCommand(&buf, "PING");
-	if (len < 0 || cmd_queue(r, on_ready, NULL, buf, len, -1, 1) < 0)
+	if (send_script_exists(r) < 0)
 		schedule_drop(r, "out of memory");
 }
 

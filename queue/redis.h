@@ -4,9 +4,9 @@
  * 5 s) whenever it drops. Every command has a timeout; a command that cannot
  * complete (not connected, timed out, connection lost, error reply) reaches
  * its callback with reply == NULL and err set. Callbacks never run inside the
- * call that queued them. Lua scripts added with redis_script_add are loaded
- * (SCRIPT LOAD) on every connect and run by EVALSHA; a NOSCRIPT reply loads
- * the script again and retries once. A server older than Redis
+ * call that queued them. Lua scripts added with redis_script_add are run by
+ * EVALSHA; on every connect those the server lacks (SCRIPT EXISTS) are
+ * loaded, and a NOSCRIPT reply loads the script again and retries once. A server older than Redis
  * REDIS_MIN_MAJOR.0 (its INFO's redis_version) is not used.
  */
 #ifndef SLUICE_REDIS_H
@@ -15,6 +15,8 @@
 #include <event2/event.h>
 #include <hiredis/hiredis.h>
 #include <stddef.h>
+
+#include "queue/lua.h"
 
 /* The scripts use SET with both NX and GET. */
 #define REDIS_MIN_MAJOR 7
@@ -55,9 +57,9 @@ int redis_txn_command(struct redis_txn *t, redis_cb cb, void *arg, const char *f
 void redis_txn_exec(struct redis_txn *t);
 
 /* Registers a script; returns its handle (>= 0) or -1. Call before the loop
- * runs. The source is kept, not copied: a string that outlives r, as the
- * compiled-in scripts (lua.h) do. */
-int redis_script_add(struct redis *r, const char *source);
+ * runs. Its source is kept, not copied, and read only when the server lacks
+ * the script. A script added again keeps its first handle. */
+int redis_script_add(struct redis *r, const struct lua_script *script);
 /* EVALSHA handle nkeys keys... args...: argv holds the keys first, then the args. */
 int redis_script_run(struct redis *r, int script, redis_cb cb, void *arg, int nkeys, int argc,
 		     const char **argv, const size_t *lens);

@@ -20,6 +20,7 @@ import hmac
 import http.client
 import json
 import os
+import re
 import secrets
 import shlex
 import shutil
@@ -153,18 +154,20 @@ def wait_for(what, check, timeout, procs=()):
 
 # --- the Lua scripts, as the binaries embed them -----------------------------
 
-LUA_SCRIPTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "queue", "scripts")
 
 
 def lua_script(name):
-    """queue/scripts/NAME.lua as the build embeds it: the files of lib/ first
-    (tools/embed-lua.sh)."""
-    lib = os.path.join(LUA_SCRIPTS, "lib")
-    parts = [os.path.join(lib, f) for f in sorted(os.listdir(lib)) if f.endswith(".lua")]
+    """queue/scripts/NAME.lua as the build embeds it (tools/embed-lua.sh):
+    the text of the C string in BUILD/gen/lua/NAME.c, which holds the
+    files of lib/ the script calls ahead of its own lines."""
+    with open(os.path.join(BUILD, "gen", "lua", name + ".c")) as f:
+        c = f.read()
+    start = c.index("[] =\n") + len("[] =\n")
     text = ""
-    for path in parts + [os.path.join(LUA_SCRIPTS, name + ".lua")]:
-        with open(path) as f:
-            text += f.read()
+    for line in c[start:c.index("\n;\n", start)].split("\n"):
+        # Each line is "...\n" with \\ and \" escaped, nothing else.
+        text += re.sub(r'\\(.)', lambda m: "\n" if m.group(1) == "n" else m.group(1),
+                       line[1:-1])
     return text
 
 

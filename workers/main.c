@@ -288,12 +288,12 @@ int main(int argc, char **argv)
 	w->redis = redis_new(w->base, w->settings.redis_url, w->settings.redis_timeout_ms);
 	if (!w->redis)
 		goto fail;
-	w->scripts.claim = redis_script_add(w->redis, lua_claim);
-	w->scripts.finish = redis_script_add(w->redis, lua_finish);
-	w->scripts.lease_renew = redis_script_add(w->redis, lua_lease_renew);
-	w->scripts.handback = redis_script_add(w->redis, lua_handback);
-	w->scripts.rollout_save = redis_script_add(w->redis, lua_rollout_save);
-	w->scripts.park = redis_script_add(w->redis, lua_park);
+	w->scripts.claim = redis_script_add(w->redis, &lua_claim);
+	w->scripts.finish = redis_script_add(w->redis, &lua_finish);
+	w->scripts.lease_renew = redis_script_add(w->redis, &lua_lease_renew);
+	w->scripts.handback = redis_script_add(w->redis, &lua_handback);
+	w->scripts.rollout_save = redis_script_add(w->redis, &lua_rollout_save);
+	w->scripts.park = redis_script_add(w->redis, &lua_park);
 	w->producer = kafka_producer_new(w->base, w->settings.brokers, err, sizeof(err));
 	if (!w->producer) {
 		log_error("cannot start the Kafka producer", LOG_S("error", err));

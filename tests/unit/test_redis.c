@@ -18,6 +18,8 @@
 #include <unistd.h>
 
 #include "lib/clock.h"
+#include "lib/hex.h"
+#include "lib/sha.h"
 #include "queue/redis.h"
 #include "tests/unit/redisd.h"
 
@@ -171,8 +173,12 @@ static void scripts_run_by_evalsha_and_survive_script_flush(void **state)
 	(void)state;
 	int connects = 0;
 	struct redis *r = connect_client(url_tcp, 1000, &connects);
-	int concat = redis_script_add(r, "return KEYS[1] .. ':' .. ARGV[1] .. ':' .. ARGV[2]");
-	int fails = redis_script_add(r, "return redis.error_reply('stage is not running')");
+	static const struct lua_script concat_script = {
+	    NULL, "return KEYS[1] .. ':' .. ARGV[1] .. ':' .. ARGV[2]"};
+	static const struct lua_script fails_script = {
+	    NULL, "return redis.error_reply('stage is not running')"};
+	int concat = redis_script_add(r, &concat_script);
+	int fails = redis_script_add(r, &fails_script);
 	assert_true(concat >= 0);
 	assert_true(fails > concat);
 	assert_true(run_until(&connects, 3000));
@@ -201,6 +207,104 @@ static void scripts_run_by_evalsha_and_survive_script_flush(void **state)
 	assert_int_equal(redis_script_run(r, 99, record, &again, 0, 0, NULL, NULL), -1);
 	assert_int_equal(redis_script_run(r, concat, record, &again, 2, 1, argv, NULL), -1);
 	redis_free(r);
+}
+
+/* Calls of a command so far, from INFO commandstats ("script|load"). */
+static long long command_calls(const char *name)
+{
+	redisContext *c = redisd_connect(&srv);
+	assert_non_null(c);
+	redisReply *info = redisCommand(c, "INFO commandstats");
+	assert_non_null(info);
+	char field[64];
+	snprintf(field, sizeof(field), "cmdstat_%s:calls=", name);
+	const char *at = strstr(info->str, field);
+	long long calls = at ? atoll(at + strlen(field)) : 0;
+	freeReplyObject(info);
+	redisFree(c);
+	return calls;
+}
+
+static int script_exists(const char *sha1)
+{
+	redisContext *c = redisd_connect(&srv);
+	assert_non_null(c);
+	redisReply *has = redisCommand(c, "SCRIPT EXISTS %s", sha1);
+	assert_non_null(has);
+	assert_int_equal(has->type, REDIS_REPLY_ARRAY);
+	int exists = (int)has->element[0]->integer;
+	freeReplyObject(has);
+	redisFree(c);
+	return exists;
+}
+
+/* A script Redis has is not loaded again, so that its text is not read;
+ * one it lacks (a new server, SCRIPT FLUSH) is loaded as a client connects,
+ * before any EVALSHA needs it. */
+static void scripts_loaded_on_connect_only_when_missing(void **state)
+{
+	(void)state;
+	static const struct lua_script script = {NULL, "return 'loaded once: ' .. ARGV[1]"};
+	redisContext *c = redisd_connect(&srv);
+	freeReplyObject(redisCommand(c, "SCRIPT FLUSH"));
+	redisFree(c);
+
+	int connects = 0;
+	long long loads = command_calls("script|load");
+	struct redis *first = connect_client(url_tcp, 1000, &connects);
+	int handle = redis_script_add(first, &script);
+	static const struct lua_script other = {NULL, "return 2"};
+	assert_int_equal(redis_script_add(first, &other), handle + 1);
+	assert_int_equal(redis_script_add(first, &script), handle);
+	assert_true(run_until(&connects, 3000));
+	assert_int_equal(command_calls("script|load"), loads + 2);
+
+	int second_connects = 0;
+	struct redis *second = connect_client(url_tcp, 1000, &second_connects);
+	assert_int_equal(redis_script_add(second, &script), handle);
+	assert_true(run_until(&second_connects, 3000));
+	assert_int_equal(command_calls("script|load"), loads + 2);
+
+	/* Flushed, then the connection dropped: the reconnect loads it. */
+	redis_free(first);
+	c = redisd_connect(&srv);
+	freeReplyObject(redisCommand(c, "SCRIPT FLUSH"));
+	freeReplyObject(redisCommand(c, "CLIENT KILL TYPE normal SKIPME yes"));
+	redisFree(c);
+	int64_t end = clock_mono_ms() + 4000;
+	while (second_connects < 2 && clock_mono_ms() < end)
+		run_for(20);
+	assert_int_equal(second_connects, 2);
+	assert_int_equal(command_calls("script|load"), loads + 3);
+
+	char sha1[41];
+	unsigned char md[SHA1_LEN];
+	sha1_digest(script.source, strlen(script.source), md);
+	hex_encode(md, sizeof(md), sha1);
+	assert_int_equal(script_exists(sha1), 1);
+	const char *argv[] = {"x"};
+	struct result ran = {0};
+	assert_int_equal(redis_script_run(second, handle, record, &ran, 0, 1, argv, NULL), 0);
+	assert_true(run_until(&ran.called, 2000));
+	assert_string_equal(ran.str, "loaded once: x");
+	redis_free(second);
+}
+
+/* Each compiled-in script carries the SHA-1 of its own text (embed-lua.sh). */
+static void embedded_scripts_carry_their_digest(void **state)
+{
+	(void)state;
+	int n = 0, claim = 0;
+	for (const struct lua_script *const *s = lua_all; *s; s++, n++) {
+		claim |= *s == &lua_claim;
+		unsigned char md[SHA1_LEN];
+		char hex[41];
+		sha1_digest((*s)->source, strlen((*s)->source), md);
+		hex_encode(md, sizeof(md), hex);
+		assert_string_equal((*s)->sha1, hex);
+	}
+	assert_true(claim);
+	assert_true(n >= 20);
 }
 
 static void slow_command_times_out_and_client_reconnects(void **state)
@@ -535,6 +639,8 @@ int main(void)
 	    cmocka_unit_test(unix_socket_url_connects),
 	    cmocka_unit_test(bad_urls_are_refused),
 	    cmocka_unit_test(scripts_run_by_evalsha_and_survive_script_flush),
+	    cmocka_unit_test(scripts_loaded_on_connect_only_when_missing),
+	    cmocka_unit_test(embedded_scripts_carry_their_digest),
 	    cmocka_unit_test(slow_command_times_out_and_client_reconnects),
 	    cmocka_unit_test(commands_fail_while_down_and_work_after_restart),
 	    cmocka_unit_test(a_transaction_answers_each_command_on_its_own),

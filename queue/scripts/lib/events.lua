@@ -1,4 +1,4 @@
--- events: prepended to every script by tools/embed-lua.sh.
+-- events: prepended by tools/embed-lua.sh to every script that calls it.
 --
 -- emit() records a CloudEvents 1.0 event for sluice.events in the outbox,
 -- in the same script as the state change it reports, so that an event is

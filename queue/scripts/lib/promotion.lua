@@ -1,4 +1,5 @@
--- promotion: prepended to every script by tools/embed-lua.sh, after events.
+-- promotion: prepended by tools/embed-lua.sh, after events, to every script
+-- that calls it.
 --
 -- A run whose CI stages all succeeded is offered to the environments of its
 -- definition one after another (def.environments, a chain through "after").

@@ -1,6 +1,6 @@
--- strategy: prepended to every script by tools/embed-lua.sh, after
--- promotion. What the operator commands of deployment strategies share
--- (rollout_command.lua, rollout_retry.lua, rollback.lua).
+-- strategy: prepended by tools/embed-lua.sh, after promotion, to every
+-- script that calls it. What the operator commands of deployment strategies
+-- share (rollout_command.lua, rollout_retry.lua, rollback.lua).
 --
 -- The deployment of a run to env is the stage "deploy@<env>"; its
 -- definition carries "rollout" when the environment has a strategy. While a
