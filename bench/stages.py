@@ -40,6 +40,9 @@ MULTI_RUNS = 4
 STALL_S = 0.1
 CONCURRENCY_KIND = {1: "build", 2: "test", 4: "scan"}
 SLEEP_STAGES, SLEEP_S = 4, 2
+# Idle: a second and a half after the last stage, by when a worker has
+# given back what its stages freed (workers/worker.h: WORKER_IDLE_TRIM_MS).
+IDLE_S = 1.5
 
 TARGET_OVERHEAD_MS = 1.0
 TARGET_IDLE_RSS_MIB = 8.0
@@ -178,7 +181,7 @@ def bench(root):
         for c in CONCURRENCY_KIND:
             warm(stack, bodies["noop-c%d" % c])
         warm(stack, bodies["checkout-c4"])
-        time.sleep(0.5)
+        time.sleep(IDLE_S)
         rss_idle = memory_kib(w4.popen.pid)
         print("worker (concurrency 4) VmRSS idle after the warm-up runs: %s"
               % rss_text(rss_idle), flush=True)
@@ -200,7 +203,7 @@ def bench(root):
                   % (name, r["n"], r["span"], r["rate"], r["stalls"], r["stalled"]),
                   flush=True)
 
-        time.sleep(0.5)
+        time.sleep(IDLE_S)
         rss_after = memory_kib(w4.popen.pid)
         rss_busy, samples = sample_rss_while_running(stack, w4, bodies["sleep-c4"],
                                                      SLEEP_STAGES)
@@ -300,9 +303,10 @@ def report(info, floor, out, rss):
         "- memory: VmRSS (= RssAnon, the process's own memory, + RssFile, pages of the "
         "binary and shared libraries it has touched, shared with every other process using "
         "them) and VmHWM from /proc/<pid>/status of the concurrency-4 worker (the "
-        "worker alone, not its stage processes): idle 0.5 s after its warm-up runs and after "
+        "worker alone, not its stage processes): idle %.1f s after its warm-up runs and after "
         "the runs above, then every 50 ms while a run's %d `sleep %d` stages (`checkout: "
-        "false`) all show `running`." % (SLEEP_STAGES, SLEEP_S),
+        "false`) all show `running`. The worker gives back what its stages freed once it "
+        "has had none for a second (malloc_trim)." % (IDLE_S, SLEEP_STAGES, SLEEP_S),
         "",
     ]
     return "\n".join(lines)

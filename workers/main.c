@@ -318,6 +318,10 @@ int main(int argc, char **argv)
 	if (!m.workspace)
 		goto fail;
 	m.watchdog = watchdog_start(w->base, redis_healthy, w->redis);
+	/* What starting up freed (the configuration's text, its parse) goes
+	 * back too, unless a job comes first. */
+	w->idle_trim = evtimer_new(w->base, worker_on_idle, w);
+	worker_idle(w);
 
 	sdnotify("READY=1\nSTATUS=0 job(s) running");
 	event_base_dispatch(w->base);
@@ -350,6 +354,8 @@ fail:
 		event_free(m.sighup);
 	if (m.drain_timer)
 		event_free(m.drain_timer);
+	if (w->idle_trim)
+		event_free(w->idle_trim);
 	if (w->base)
 		event_base_free(w->base);
 	settings_clear(&w->settings);

@@ -1,6 +1,7 @@
 /* worker: job slots, the backlog and pausing the consumer while it is full. */
 #include "workers/worker.h"
 
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -125,6 +126,28 @@ void worker_slot_freed(struct worker *w)
 	fill_slots(w);
 	if (w->draining && w->running == 0)
 		event_base_loopexit(w->base, NULL);
+	else if (w->running == 0)
+		worker_idle(w);
+}
+
+/* malloc keeps what jobs freed, in free blocks between those still in use
+ * and in the arenas of librdkafka's threads, for the next allocations: a
+ * worker with no job gives it back to the system (malloc_trim). Not at once,
+ * as stages that follow each other closely would pay for it every time. */
+void worker_idle(struct worker *w)
+{
+	struct timeval tv = {WORKER_IDLE_TRIM_MS / 1000, (WORKER_IDLE_TRIM_MS % 1000) * 1000};
+	if (w->idle_trim)
+		evtimer_add(w->idle_trim, &tv);
+}
+
+void worker_on_idle(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker *w = arg;
+	(void)fd;
+	(void)what;
+	if (w->running == 0)
+		malloc_trim(0);
 }
 
 void worker_set_concurrency(struct worker *w, int concurrency)

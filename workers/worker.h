@@ -53,6 +53,7 @@ struct worker {
 	int64_t started_sec;
 	int started_now, started_before;
 	struct worker_metrics *metrics; /* NULL when not set up (worker_metrics.h) */
+	struct event *idle_trim;	/* runs worker_on_idle; NULL when not set up */
 };
 
 /* A job for this worker: start it now if a slot is free, else keep it in
@@ -79,5 +80,11 @@ void job_hand_back_all(struct worker *w);
 int job_uses_run(const struct worker *w, const char *run);
 /* Called by job.c when a job is completely done and its slot free. */
 void worker_slot_freed(struct worker *w);
+/* With no job running: memory freed meanwhile is given back to the system
+ * WORKER_IDLE_TRIM_MS later, if the worker has no job then either. */
+#define WORKER_IDLE_TRIM_MS 1000
+void worker_idle(struct worker *w);
+/* The callback of w->idle_trim (arg: w). */
+void worker_on_idle(evutil_socket_t fd, short what, void *arg);
 
 #endif
