@@ -302,6 +302,23 @@ static void producer_on_timer(evutil_socket_t fd, short what, void *arg)
 	producer_serve(arg);
 }
 
+/* Errors about the message itself, which no retry, later or elsewhere, can
+ * mend. The others (a broker down, a topic not created yet, a timeout, no
+ * authorisation) may pass. */
+static int refused_for_good(rd_kafka_resp_err_t e)
+{
+	switch (e) {
+	case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
+	case RD_KAFKA_RESP_ERR_INVALID_MSG:
+	case RD_KAFKA_RESP_ERR_INVALID_MSG_SIZE:
+	case RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE:
+	case RD_KAFKA_RESP_ERR_INVALID_RECORD:
+		return 1;
+	default:
+		return 0;
+	}
+}
+
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
 	(void)rk;
@@ -311,7 +328,7 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
 	if (!d)
 		return;
 	if (d->cb)
-		d->cb(m->err ? rd_kafka_err2str(m->err) : NULL, d->arg);
+		d->cb(m->err ? rd_kafka_err2str(m->err) : NULL, refused_for_good(m->err), d->arg);
 	free(d);
 }
 
@@ -371,10 +388,11 @@ fail:
 }
 
 int kafka_produce(struct kafka_producer *p, const char *topic, const char *key, const char *value,
-		  size_t len, kafka_delivery_cb cb, void *arg)
+		  size_t len, kafka_delivery_cb cb, void *arg, char *err, size_t errlen)
 {
 	struct delivery *d = malloc(sizeof(*d));
 	if (!d) {
+		snprintf(err, errlen, "out of memory");
 		log_error("kafka produce: out of memory", LOG_S("topic", topic));
 		return -1;
 	}
@@ -386,10 +404,10 @@ int kafka_produce(struct kafka_producer *p, const char *topic, const char *key, 
 	    RD_KAFKA_V_HEADER("content-type", CONTENT_TYPE, -1), RD_KAFKA_V_OPAQUE(d),
 	    RD_KAFKA_V_END);
 	if (e) {
-		log_warn("kafka produce failed", LOG_S("topic", topic),
-			 LOG_S("error", rd_kafka_err2str(e)));
+		snprintf(err, errlen, "%s", rd_kafka_err2str(e));
+		log_warn("kafka produce failed", LOG_S("topic", topic), LOG_S("error", err));
 		free(d);
-		return -1;
+		return refused_for_good(e) ? KAFKA_REFUSED : -1;
 	}
 	p->outstanding++;
 	return 0;

@@ -20,8 +20,9 @@ struct kafka_producer;
 struct kafka_consumer;
 struct kafka_ticket;
 
-/* err is NULL on success. */
-typedef void (*kafka_delivery_cb)(const char *err, void *arg);
+/* err is NULL on success. refused: Kafka will never take this message (too
+ * large, or invalid), where another error may pass if it is tried again. */
+typedef void (*kafka_delivery_cb)(const char *err, int refused, void *arg);
 
 /* How long a message may wait for its delivery before its callback gets an
  * error (message.timeout.ms). The outbox lets an entry in flight be claimed
@@ -34,9 +35,12 @@ typedef void (*kafka_delivery_cb)(const char *err, void *arg);
 struct kafka_producer *kafka_producer_new(struct event_base *base, const char *brokers, char *err,
 					  size_t errlen);
 /* Copies topic, key and value; the message carries the header
- * content-type: application/cloudevents+json. 0 queued, -1 not (cb not called). */
+ * content-type: application/cloudevents+json. 0 queued; otherwise cb is
+ * not called and err says why: -1 not queued now, KAFKA_REFUSED never to be
+ * (larger than message.max.bytes, say). */
+#define KAFKA_REFUSED (-2)
 int kafka_produce(struct kafka_producer *p, const char *topic, const char *key, const char *value,
-		  size_t len, kafka_delivery_cb cb, void *arg);
+		  size_t len, kafka_delivery_cb cb, void *arg, char *err, size_t errlen);
 /* Looks up the topics' partitions and leaders now, so that the first message
  * to each is not held up by that lookup (about a second on a quiet client). */
 int kafka_producer_warm(struct kafka_producer *p, const char *const *topics, size_t n);

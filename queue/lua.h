@@ -37,6 +37,7 @@ extern const struct lua_script lua_rollout_save;
 extern const struct lua_script lua_park;
 extern const struct lua_script lua_outbox_lease;
 extern const struct lua_script lua_outbox_leave;
+extern const struct lua_script lua_outbox_dead;
 
 /* Every script above, then NULL. */
 extern const struct lua_script *const lua_all[];

@@ -14,7 +14,9 @@
  * Delivery is at least once: an entry whose delete fails, one of whose
  * messages fails, or which is claimed while another process still produces
  * it, is produced again (all its messages); consumers recognise the copy by
- * its CloudEvents id.
+ * its CloudEvents id. An entry one of whose messages Kafka refused for good
+ * (kafka.h), and none failed otherwise, is moved to the dead-letter stream
+ * instead (outbox_dead.lua).
  */
 #include "queue/outbox.h"
 
@@ -62,8 +64,10 @@ struct flight {
 	struct flight *hnext;	    /* bucket chain */
 	struct outbox *o;	    /* NULL once the outbox is freed */
 	int pending;		    /* its messages not yet reported */
-	int failed;		    /* one of them was not delivered */
-	int acking;		    /* delivered; waiting for or in an XDEL + XACK */
+	int failed;		    /* one of them was not delivered, and may be */
+	int refused;		    /* one of them never will be (kafka.h) */
+	int acking;		    /* delivered (or dead); its delete under way */
+	char why[128];		    /* what Kafka said of the first refused */
 	char id[];
 };
 
@@ -77,6 +81,7 @@ struct outbox {
 	struct redis *r; /* NULL once it reported shutting down */
 	struct kafka_producer *p;
 	char *stream;
+	char *dead_stream; /* <prefix>outbox:dead, of both streams */
 	char *consumer;
 	char *topic_prefix;
 	int claim_idle_ms;
@@ -109,6 +114,7 @@ struct outbox {
 	char *lease_key;
 	int lease_script;
 	int leave_script;    /* outbox_leave.lua, for the group's dispatcher */
+	int dead_script;     /* outbox_dead.lua */
 	int leaving;	     /* a call of outbox_leave.lua is under way */
 	int leasing;	     /* a call of outbox_lease.lua is under way */
 	int64_t lease_until; /* monotonic ms until which the lease is ours; 0: not */
@@ -218,8 +224,8 @@ static void note_redis_error(struct outbox *o, const char *what, const char *err
 
 /* An ordered outbox reads again from the start of what is left: entries
  * not deleted are produced again, after what it produced since (that is
- * the one way its order can break: a message Kafka refused, or a delete
- * that failed). */
+ * the one way its order can break: a message whose delivery failed, or a
+ * delete that failed). */
 static void rewind_cursor(struct outbox *o)
 {
 	o->cursor[0] = '\0';
@@ -315,14 +321,56 @@ static void on_ack_event(evutil_socket_t fd, short what, void *arg)
 	ack_delivered(arg);
 }
 
-static void on_delivered(const char *err, void *arg)
+static void on_dead(struct redis *r, redisReply *reply, const char *err, void *arg)
+{
+	struct flight *f = arg;
+	(void)r;
+	(void)reply;
+	struct outbox *o = f->o;
+	if (o) {
+		if (err) {
+			note_redis_error(
+			    o,
+			    "outbox: the refused entry was not moved aside; it will be "
+			    "produced again",
+			    err);
+			if (o->ordered)
+				rewind_later(o);
+		}
+		flight_remove(o, f);
+	}
+	free(f);
+}
+
+/* Kafka took every message of f but those it never will: the entry goes to
+ * the dead-letter stream rather than being produced again and again. */
+static void dead_letter(struct outbox *o, struct flight *f)
+{
+	char now[24];
+	snprintf(now, sizeof(now), "%lld", (long long)clock_now_ms());
+	const char *argv[] = {o->stream, o->dead_stream, f->id, o->ordered ? "" : GROUP, f->why,
+			      now};
+	log_error("outbox: Kafka refused a message for good; its entry is moved to the "
+		  "dead-letter stream",
+		  LOG_S("stream", o->stream), LOG_S("id", f->id),
+		  LOG_S("dead_letter", o->dead_stream), LOG_S("error", f->why));
+	o->n_producing--;
+	f->acking = 1;
+	if (!o->r || redis_script_run(o->r, o->dead_script, on_dead, f, 0, 6, argv, NULL) < 0)
+		on_dead(NULL, NULL, "not sent", f);
+}
+
+static void on_delivered(const char *err, int refused, void *arg)
 {
 	struct flight *f = arg;
 	struct outbox *o = f->o;
 	f->pending--;
 	if (o)
 		o->n_messages--;
-	if (err && !f->failed) {
+	if (err && refused && !f->refused) {
+		f->refused = 1;
+		snprintf(f->why, sizeof(f->why), "%s", err);
+	} else if (err && !refused && !f->failed) {
 		f->failed = 1;
 		if (o)
 			log_warn("outbox: delivery failed", LOG_S("id", f->id),
@@ -341,6 +389,10 @@ static void on_delivered(const char *err, void *arg)
 			rewind_later(o);
 		flight_remove(o, f);
 		free(f);
+		return;
+	}
+	if (f->refused) {
+		dead_letter(o, f);
 		return;
 	}
 	o->n_producing--;
@@ -430,14 +482,23 @@ static void produce_entry(struct outbox *o, const redisReply *entry)
 			snprintf(full, sizeof(full), "%s%s", o->topic_prefix, topic->str + 1);
 		else
 			snprintf(full, sizeof(full), "%s", topic->str);
-		if (kafka_produce(o->p, full, key, v->str, v->len, on_delivered, f) < 0) {
-			f->failed = 1;
-			break;
+		char why[128];
+		int rc = kafka_produce(o->p, full, key, v->str, v->len, on_delivered, f, why,
+				       sizeof(why));
+		if (rc < 0) {
+			/* Reported as the delivery report would: the rest of the
+			 * entry is still produced when this message never will be. */
+			f->pending++;
+			o->n_messages++;
+			on_delivered(why, rc == KAFKA_REFUSED, f);
+			if (rc != KAFKA_REFUSED)
+				break;
+			continue;
 		}
 		f->pending++;
 		o->n_messages++;
 	}
-	on_delivered(NULL, f);
+	on_delivered(NULL, 0, f);
 }
 
 /* Entries read are produced whole (they are this consumer's now); claimed
@@ -754,6 +815,7 @@ static void dispatcher_free(struct outbox *o)
 		anchor_release(o->anchor);
 	}
 	free(o->stream);
+	free(o->dead_stream);
 	free(o->consumer);
 	free(o->topic_prefix);
 	free(o->lease_key);
@@ -785,10 +847,13 @@ static struct outbox *dispatcher_new(struct event_base *base, struct redis *r,
 	o->ordered = ordered;
 	o->claim_idle_ms = DEFAULT_CLAIM_IDLE;
 	o->stream = key_of(key_prefix, ordered ? "outbox:events" : "outbox");
+	o->dead_stream = key_of(key_prefix, "outbox:dead");
 	o->consumer = strdup(consumer);
 	o->topic_prefix = strdup(topic_prefix);
 	o->anchor = calloc(1, sizeof(*o->anchor));
-	if (!o->stream || !o->consumer || !o->topic_prefix || !o->anchor)
+	o->dead_script = redis_script_add(r, &lua_outbox_dead);
+	if (!o->stream || !o->dead_stream || !o->consumer || !o->topic_prefix || !o->anchor ||
+	    o->dead_script < 0)
 		goto fail;
 	o->anchor->o = o;
 	o->anchor->refs = 1;

@@ -8,7 +8,10 @@
  * failed are claimed again (XAUTOCLAIM) after claim_idle_ms. Nothing is
  * published that was not recorded, and nothing recorded stays unpublished.
  * A topic written as "@name" is published to <topic_prefix>name, so that
- * scripts need not know the configured prefix.
+ * scripts need not know the configured prefix. An entry one of whose
+ * messages Kafka will never take (kafka.h) is moved to the dead-letter
+ * stream <prefix>outbox:dead (outbox_dead.lua), its other messages
+ * delivered, rather than produced again forever.
  *
  * Events (topic "@events") are written to a stream of their own,
  * <prefix>outbox:events, and published differently: by one process at a
@@ -20,7 +23,7 @@
  * those: with several dispatchers, one could publish a newer event before
  * another published an older one. The holder reads every 10 ms rather
  * than at each kick: events are off the path of a run's progress. The
- * order breaks only where a message is produced again (Kafka refused it,
+ * order breaks only where a message is produced again (Kafka failed it,
  * its delete failed, or its holder went away before deleting it, when the
  * next holder produces it again): then it follows what was produced after
  * it. A holder that stops gives the lease up only once what it read is

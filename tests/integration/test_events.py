@@ -415,7 +415,7 @@ def test_the_pipeline_ends_the_same_with_github_down(estack, github):
 
 
 def test_an_older_event_arriving_after_a_newer_one_posts_no_stale_status(estack, github):
-    # An event Kafka refused once is published again after those that
+    # An event whose delivery failed once is published again after those that
     # followed it, so an older one can reach sluice.events just after a
     # newer one. Produced here
     # directly, in that order, with the ids lib/events.lua writes

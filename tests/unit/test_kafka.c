@@ -100,18 +100,26 @@ static int run_until(struct event_base *base, int (*cond)(void *), void *arg, in
 struct reports {
 	int ok;
 	int failed;
+	int refused; /* of the failed, those Kafka will never take */
 	char last_err[128];
 };
 
-static void on_report(const char *err, void *arg)
+static void on_report(const char *err, int refused, void *arg)
 {
 	struct reports *r = arg;
 	if (err) {
 		r->failed++;
+		r->refused += refused;
 		snprintf(r->last_err, sizeof(r->last_err), "%s", err);
 	} else {
 		r->ok++;
 	}
+}
+
+static int reported(void *arg)
+{
+	const struct reports *r = arg;
+	return r->ok + r->failed > 0;
 }
 
 static void produce_indexed(struct kafka_producer *p, const char *topic, int i, int nkeys,
@@ -120,7 +128,9 @@ static void produce_indexed(struct kafka_producer *p, const char *topic, int i, 
 	char key[32], value[32];
 	snprintf(key, sizeof(key), "run-%d", i % nkeys);
 	snprintf(value, sizeof(value), "value-%d", i);
-	assert_int_equal(kafka_produce(p, topic, key, value, strlen(value), on_report, r), 0);
+	char err[128];
+	assert_int_equal(
+	    kafka_produce(p, topic, key, value, strlen(value), on_report, r, err, sizeof(err)), 0);
 }
 
 /* --- consuming ------------------------------------------------------------- */
@@ -572,6 +582,51 @@ static void producer_rides_out_an_outage_and_free_fails_what_is_left(void **stat
 	cluster_stop(&cl);
 }
 
+/* A message Kafka will never take is told apart from one that failed for
+ * now: larger than message.max.bytes, it is not queued at all; refused by
+ * the broker as too large, its report says so. An outage is not a refusal
+ * (above). */
+static void a_message_kafka_never_takes_is_refused(void **state)
+{
+	(void)state;
+	struct cluster cl;
+	cluster_start(&cl, "refused", 1);
+	struct event_base *base = event_base_new();
+	char err[256] = "";
+	struct kafka_producer *p = kafka_producer_new(base, cl.bootstraps, err, sizeof(err));
+	assert_non_null(p);
+
+	size_t len = 2 * 1024 * 1024;
+	char *big = malloc(len);
+	assert_non_null(big);
+	memset(big, 'x', len);
+	struct reports r = {0};
+	err[0] = '\0';
+	assert_int_equal(
+	    kafka_produce(p, "refused", "k", big, len, on_report, &r, err, sizeof(err)),
+	    KAFKA_REFUSED);
+	assert_non_null(strstr(err, "too large"));
+	free(big);
+	assert_int_equal(r.ok + r.failed, 0);
+
+	/* The broker answers the next Produce request (API key 0) "too large". */
+	rd_kafka_mock_push_request_errors(cl.mc, 0, 1, RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE);
+	produce_indexed(p, "refused", 0, 1, &r);
+	assert_true(run_until(base, reported, &r, 10000));
+	assert_int_equal(r.failed, 1);
+	assert_int_equal(r.refused, 1);
+
+	/* The error is the broker's for that request only. */
+	r = (struct reports){0};
+	produce_indexed(p, "refused", 1, 1, &r);
+	assert_true(run_until(base, reported, &r, 10000));
+	assert_int_equal(r.ok, 1);
+
+	kafka_producer_free(p, 1000);
+	event_base_free(base);
+	cluster_stop(&cl);
+}
+
 static void messages_carry_the_cloudevents_content_type(void **state)
 {
 	struct fixture *fx = *state;
@@ -688,12 +743,6 @@ static void clients_refuse_a_missing_broker_file_and_a_consumer_without_topics(v
 	event_base_free(base);
 }
 
-static int reported(void *arg)
-{
-	const struct reports *r = arg;
-	return r->ok + r->failed > 0;
-}
-
 static void on_sigterm(evutil_socket_t sig, short what, void *arg)
 {
 	(void)sig;
@@ -731,7 +780,7 @@ static void a_fatal_producer_error_stops_the_process(void **state)
 	assert_true(run_until(base, is_positive, &sigterms, 5000));
 	assert_true(kafka_producer_failed(p));
 	struct reports r = {0};
-	if (kafka_produce(p, "fatal", "k", "v", 1, on_report, &r) == 0)
+	if (kafka_produce(p, "fatal", "k", "v", 1, on_report, &r, err, sizeof(err)) == 0)
 		assert_true(run_until(base, reported, &r, 5000));
 	assert_int_equal(r.ok, 0);
 	run_until(base, NULL, NULL, 200);
@@ -753,6 +802,7 @@ int main(void)
 	    cmocka_unit_test(a_consumer_closed_before_its_first_assignment_closes_cleanly),
 	    cmocka_unit_test(a_consumer_closes_when_its_broker_is_gone),
 	    cmocka_unit_test(producer_rides_out_an_outage_and_free_fails_what_is_left),
+	    cmocka_unit_test(a_message_kafka_never_takes_is_refused),
 	    cmocka_unit_test(messages_carry_the_cloudevents_content_type),
 	    cmocka_unit_test(brokers_resolve_reads_and_trims_the_first_line_of_a_file),
 	    cmocka_unit_test(brokers_resolve_rejects_missing_empty_and_blank_sources),

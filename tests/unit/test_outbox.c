@@ -369,9 +369,9 @@ static int nothing_outstanding(void *arg)
 	return kafka_producer_outstanding(prod) == 0;
 }
 
-static int one_pending(void *arg)
+static long long stream_len(const char *stream)
 {
-	return pending_count(arg) == 1;
+	return sync_int("XLEN %s", stream);
 }
 
 /* Writes to stream an entry whose last message is larger than the broker
@@ -394,36 +394,107 @@ static void add_too_large(const char *stream, const char *first)
 	free(big);
 }
 
-static void an_entry_kafka_refuses_stays_pending(void **state)
+/* A field of the dead-letter stream's only entry, in out (size 256). */
+static void dead_letter_field(const char *dead, const char *field, char *out)
+{
+	redisReply *rep = redisCommand(sync_redis, "XRANGE %s - +", dead);
+	assert_non_null(rep);
+	assert_int_equal(rep->type, REDIS_REPLY_ARRAY);
+	assert_int_equal(rep->elements, 1);
+	const redisReply *fields = rep->element[0]->element[1];
+	out[0] = '\0';
+	for (size_t i = 0; i + 1 < fields->elements; i += 2)
+		if (strcmp(fields->element[i]->str, field) == 0)
+			snprintf(out, 256, "%s", fields->element[i + 1]->str);
+	freeReplyObject(rep);
+}
+
+/* Kafka will never take the message: its entry is moved to the dead-letter
+ * stream, with what Kafka said, rather than produced again and again. */
+static void an_entry_kafka_refuses_goes_to_the_dead_letter_stream(void **state)
 {
 	(void)state;
 	struct fixture fx;
+	char field[256];
 	fixture_start(&fx, "t7:", "t7:outbox");
 	add_too_large("t7:outbox", NULL);
 	outbox_kick(fx.o);
-	assert_true(run_until(one_pending, "t7:outbox", 3000));
-	assert_int_equal(outbox_in_flight(fx.o), 0);
-	assert_int_equal(sync_int("XLEN %s", "t7:outbox"), 1);
+	assert_true(run_until(drained, &fx, 3000));
+	assert_int_equal(stream_len("t7:outbox:dead"), 1);
+	dead_letter_field("t7:outbox:dead", "stream", field);
+	assert_string_equal(field, "t7:outbox");
+	dead_letter_field("t7:outbox:dead", "error", field);
+	assert_non_null(strstr(field, "too large"));
+	dead_letter_field("t7:outbox:dead", "entry", field);
+	assert_memory_equal(field, "[\"topic\",\"" TOPIC "\",\"key\",\"run\",\"value\",\"xxx",
+			    strlen("[\"topic\",\"" TOPIC "\",\"key\",\"run\",\"value\",\"xxx"));
 	fixture_stop(&fx);
 }
 
-/* One message of an entry refused: the entry stays pending whole, to be
- * produced again (all its messages: delivery is at least once). */
-static void an_entry_with_one_message_refused_stays_pending_whole(void **state)
+/* One message of an entry refused for good: the others are delivered, once,
+ * and the entry goes to the dead-letter stream whole. */
+static void the_rest_of_an_entry_with_a_refused_message_is_delivered_once(void **state)
 {
 	(void)state;
 	struct fixture fx;
 	fixture_start(&fx, "t10:", "t10:outbox");
 	add_too_large("t10:outbox", "{\"first\":1}");
 	outbox_kick(fx.o);
-	assert_true(run_until(one_pending, "t10:outbox", 3000));
+	assert_true(run_until(drained, &fx, 3000));
 	assert_true(run_until(nothing_outstanding, NULL, 5000));
-	assert_int_equal(outbox_in_flight(fx.o), 0);
-	assert_int_equal(sync_int("XLEN %s", "t10:outbox"), 1);
+	assert_int_equal(stream_len("t10:outbox:dead"), 1);
 	struct got g;
-	consume(&g, 1, 5000);
+	consume(&g, 2, 2000);
 	assert_int_equal(g.n, 1);
 	assert_string_equal(g.value[0], "{\"first\":1}");
+	fixture_stop(&fx);
+}
+
+/* The broker refuses a message it was sent (its answer to the produce
+ * request, not librdkafka's own check): the same. */
+static void a_message_the_broker_refuses_goes_to_the_dead_letter_stream(void **state)
+{
+	(void)state;
+	struct fixture fx;
+	char field[256];
+	fixture_start(&fx, "t11:", "t11:outbox");
+	/* The next Produce request (API key 0) is answered "too large". */
+	rd_kafka_mock_push_request_errors(kc.mc, 0, 1, RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE);
+	sync_ok("XADD %s * topic %s key %s value %s", "t11:outbox", TOPIC, "run", "{\"n\":1}");
+	outbox_kick(fx.o);
+	assert_true(run_until(drained, &fx, 5000));
+	assert_int_equal(stream_len("t11:outbox:dead"), 1);
+	dead_letter_field("t11:outbox:dead", "error", field);
+	assert_non_null(strstr(field, "too large"));
+	struct got g;
+	consume(&g, 1, 500);
+	assert_int_equal(g.n, 0);
+	fixture_stop(&fx);
+}
+
+static int one_pending(void *arg)
+{
+	return pending_count(arg) == 1;
+}
+
+/* A failure that may pass (here the broker's "not authorised", mended by
+ * an ACL) is not a refusal: the entry stays, to be produced again. On a
+ * topic of its own: the producer remembers a topic it may not write to. */
+static void an_entry_that_failed_for_now_stays_pending(void **state)
+{
+	(void)state;
+	struct fixture fx;
+	fixture_start(&fx, "t12:", "t12:outbox");
+	rd_kafka_mock_push_request_errors(kc.mc, 0, 1,
+					  RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED);
+	sync_ok("XADD %s * topic %s key %s value %s", "t12:outbox", "sluice.unauthorised", "run",
+		"{\"n\":2}");
+	outbox_kick(fx.o);
+	assert_true(run_until(one_pending, "t12:outbox", 3000));
+	assert_true(run_until(nothing_outstanding, NULL, 5000));
+	assert_int_equal(outbox_in_flight(fx.o), 0);
+	assert_int_equal(stream_len("t12:outbox"), 1);
+	assert_int_equal(stream_len("t12:outbox:dead"), 0);
 	fixture_stop(&fx);
 }
 
@@ -517,11 +588,6 @@ static void the_outbox_is_busy_from_its_read_to_the_delete(void **state)
 }
 
 /* --- the events stream ---------------------------------------------------------- */
-
-static long long stream_len(const char *stream)
-{
-	return sync_int("XLEN %s", stream);
-}
 
 /* What the lease's key holds, in holder (size 32); "" when nobody holds it. */
 static void lease_holder(const char *key, char *holder)
@@ -699,25 +765,29 @@ static void a_dispatcher_without_events_leaves_them_to_the_agent(void **state)
 	fixture_stop(&w);
 }
 
-static int only_the_refused_left(void *arg)
+static int events_gone(void *arg)
 {
 	struct fixture *fx = arg;
-	return outbox_in_flight(fx->o) == 0 && stream_len(fx->stream) == 1;
+	return outbox_in_flight(fx->o) == 0 && stream_len(fx->stream) == 0;
 }
 
-/* An event Kafka refuses stays in the stream, to be produced again later;
- * the events after it are published meanwhile. */
-static void an_event_kafka_refuses_stays_and_the_rest_go_on(void **state)
+/* An event Kafka refuses for good goes to the dead-letter stream; the
+ * events after it are published, once each. */
+static void an_event_kafka_refuses_goes_aside_and_the_rest_go_on(void **state)
 {
 	(void)state;
 	struct fixture a;
+	char field[256];
 	dispatcher_start(&a, "e5:", "e5:outbox:events", "host-a:1", 1);
 	assert_true(run_until(lease_taken, "e5:outbox:events:lease", 3000));
 	add_too_large("e5:outbox:events", NULL);
 	add_events("e5:outbox:events", 0, 2);
 	outbox_kick(a.o);
-	assert_true(run_until(only_the_refused_left, &a, 5000));
+	assert_true(run_until(events_gone, &a, 5000));
 	expect_events(0, 2);
+	assert_int_equal(stream_len("e5:outbox:dead"), 1);
+	dead_letter_field("e5:outbox:dead", "stream", field);
+	assert_string_equal(field, "e5:outbox:events");
 	fixture_stop(&a);
 }
 
@@ -731,8 +801,10 @@ int main(void)
 	    cmocka_unit_test(an_at_topic_gets_the_topic_prefix),
 	    cmocka_unit_test(an_entry_left_by_a_dead_dispatcher_is_claimed_and_produced),
 	    cmocka_unit_test(a_malformed_entry_is_dropped_not_retried_forever),
-	    cmocka_unit_test(an_entry_kafka_refuses_stays_pending),
-	    cmocka_unit_test(an_entry_with_one_message_refused_stays_pending_whole),
+	    cmocka_unit_test(an_entry_kafka_refuses_goes_to_the_dead_letter_stream),
+	    cmocka_unit_test(the_rest_of_an_entry_with_a_refused_message_is_delivered_once),
+	    cmocka_unit_test(a_message_the_broker_refuses_goes_to_the_dead_letter_stream),
+	    cmocka_unit_test(an_entry_that_failed_for_now_stays_pending),
 	    cmocka_unit_test(the_group_is_created_again_after_redis_lost_everything),
 	    cmocka_unit_test(freeing_with_deliveries_in_flight_is_safe),
 	    cmocka_unit_test(the_outbox_is_busy_from_its_read_to_the_delete),
@@ -740,7 +812,7 @@ int main(void)
 	    cmocka_unit_test(the_lease_passes_on_when_its_holder_goes),
 	    cmocka_unit_test(a_dead_holders_lease_is_waited_out),
 	    cmocka_unit_test(a_dispatcher_without_events_leaves_them_to_the_agent),
-	    cmocka_unit_test(an_event_kafka_refuses_stays_and_the_rest_go_on),
+	    cmocka_unit_test(an_event_kafka_refuses_goes_aside_and_the_rest_go_on),
 	    cmocka_unit_test(releasing_without_events_calls_back_at_once),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
