@@ -12,6 +12,7 @@
 #include "lib/log.h"
 
 #include <ctype.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -171,9 +172,31 @@ static int conf_set(rd_kafka_conf_t *conf, const char *name, const char *value, 
 	return 0;
 }
 
+/* A librdkafka built with Cyrus SASL (Debian's is) has it load every SASL
+ * plugin installed when it first initialises: Berkeley DB and nine plugins,
+ * about 0.6 MiB in every process. sluice configures no SASL, and librdkafka
+ * would use Cyrus only for GSSAPI, so Cyrus is told first to look for them
+ * nowhere (sasl_set_path, looked up at run time: a librdkafka without Cyrus
+ * has none). Not when SASL_PATH is set: where Cyrus looks is then the
+ * environment's to say, as Cyrus documents. */
+static void no_sasl_plugins(void)
+{
+	static int done;
+	if (done)
+		return;
+	done = 1;
+	if (getenv("SASL_PATH"))
+		return;
+	int (*set_path)(int type, char *path);
+	*(void **)&set_path = dlsym(RTLD_DEFAULT, "sasl_set_path");
+	if (set_path)
+		set_path(0 /* SASL_PATH_TYPE_PLUGIN */, (char *)"");
+}
+
 /* Settings common to both clients; brokers already resolved. */
 static rd_kafka_conf_t *conf_common(const char *brokers, char *err, size_t errlen)
 {
+	no_sasl_plugins();
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
 	if (!conf) {
 		snprintf(err, errlen, "kafka config: out of memory");
