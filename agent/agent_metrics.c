@@ -36,7 +36,8 @@ struct agent_metrics {
 	struct agent *agent;
 	struct metrics *registry;
 	struct metric *webhooks, *runs_created, *runs_finished, *http_duration;
-	struct metric *outbox_depth, *events_depth, *delayed_depth, *consumer_lag, *refresh_errors;
+	struct metric *outbox_depth, *events_depth, *dead_letters, *delayed_depth, *consumer_lag,
+	    *refresh_errors;
 	struct event *refresh;
 	struct request_slot slots[REQUEST_SLOTS];
 	size_t next_slot;
@@ -247,6 +248,11 @@ static void on_events_depth(struct redis *r, redisReply *reply, const char *err,
 	on_depth(r, reply, err, arg, ((struct agent_metrics *)arg)->events_depth);
 }
 
+static void on_dead_letters(struct redis *r, redisReply *reply, const char *err, void *arg)
+{
+	on_depth(r, reply, err, arg, ((struct agent_metrics *)arg)->dead_letters);
+}
+
 static void on_delayed_depth(struct redis *r, redisReply *reply, const char *err, void *arg)
 {
 	on_depth(r, reply, err, arg, ((struct agent_metrics *)arg)->delayed_depth);
@@ -294,6 +300,8 @@ static void on_refresh(evutil_socket_t fd, short what, void *arg)
 	if (redis_command(a->redis, on_outbox_depth, am, "XLEN %soutbox", a->settings.key_prefix) <
 		0 ||
 	    redis_command(a->redis, on_events_depth, am, "XLEN %soutbox:events",
+			  a->settings.key_prefix) < 0 ||
+	    redis_command(a->redis, on_dead_letters, am, "XLEN %soutbox:dead",
 			  a->settings.key_prefix) < 0 ||
 	    redis_command(a->redis, on_delayed_depth, am, "ZCARD %sdelayed",
 			  a->settings.key_prefix) < 0 ||
@@ -374,6 +382,11 @@ int agent_metrics_start(struct agent *a)
 	    "Events stream entries not yet published to the events topic (by the agent holding "
 	    "its lease, in order).",
 	    NULL);
+	am->dead_letters = metrics_gauge(
+	    m, "sluice_outbox_dead_letters",
+	    "Outbox entries moved to the dead-letter stream because Kafka refused one of their "
+	    "messages for good (docs/operations.md).",
+	    NULL);
 	am->delayed_depth =
 	    metrics_gauge(m, "sluice_delayed_depth",
 			  "Entries of the delayed set (pauses, back-offs, window openings).", NULL);
@@ -386,8 +399,9 @@ int agent_metrics_start(struct agent *a)
 	am->refresh = event_new(a->base, -1, EV_PERSIST, on_refresh, am);
 	struct timeval tv = {REFRESH_MS / 1000, (REFRESH_MS % 1000) * 1000};
 	if (!m || !am->webhooks || !am->runs_created || !am->runs_finished || !am->http_duration ||
-	    !am->outbox_depth || !am->events_depth || !am->delayed_depth || !am->refresh_errors ||
-	    !am->consumer_lag || !am->refresh || event_add(am->refresh, &tv) < 0) {
+	    !am->outbox_depth || !am->events_depth || !am->dead_letters || !am->delayed_depth ||
+	    !am->refresh_errors || !am->consumer_lag || !am->refresh ||
+	    event_add(am->refresh, &tv) < 0) {
 		log_error("cannot set up metrics");
 		a->metrics = am;
 		agent_metrics_stop(a);

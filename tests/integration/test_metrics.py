@@ -126,6 +126,7 @@ def test_metrics_move_with_a_webhook_and_its_run(mstack, metrics_port):
     assert not [k for k in a1 if any(v.startswith("/api/v1/runs/r_") for _, v in k[1])]
     assert ("sluice_outbox_depth", frozenset()) in a1
     assert ("sluice_events_outbox_depth", frozenset()) in a1
+    assert ("sluice_outbox_dead_letters", frozenset()) in a1
     assert ("sluice_delayed_depth", frozenset()) in a1
 
     for kind in ("build", "test"):
@@ -175,6 +176,35 @@ def test_finished_runs_are_counted_by_final_status_wherever_they_end(mstack):
                               ("metrics", "failed"))]
     wait_for("both runs counted", lambda: counted()[:2] == [1, 1], 3 * REFRESH_S)
     assert counted() == [1, 1, 0]
+
+
+def test_an_entry_kafka_refuses_is_set_aside_and_counted(mstack):
+    """An outbox entry whose message Kafka will never take (larger than the
+    producer's 1 MB message.max.bytes) leaves the outbox for the dead-letter
+    stream, and the agent's gauge shows it."""
+    def redis(*args):
+        out = subprocess.run(["redis-cli", "-p", str(mstack.redis_port), "--raw", *args],
+                             capture_output=True, text=True, timeout=5)
+        assert out.returncode == 0, out
+        return out.stdout.strip()
+
+    before = float(redis("XLEN", "sluice:outbox:dead"))
+    big = "x" * (2 * 1024 * 1024)
+    out = subprocess.run(["redis-cli", "-p", str(mstack.redis_port), "-x", "XADD",
+                          "sluice:outbox", "*", "topic", "@events", "key", "r_big", "value"],
+                         input=big, capture_output=True, text=True, timeout=5)
+    assert out.returncode == 0, out
+    entry = out.stdout.strip()
+    wait_for("the entry to be set aside", lambda: float(
+        redis("XLEN", "sluice:outbox:dead")) == before + 1, 10)
+    assert redis("XRANGE", "sluice:outbox", entry, entry) == ""
+    last = redis("XREVRANGE", "sluice:outbox:dead", "+", "-", "COUNT", "1").splitlines()
+    fields = dict(zip(last[1::2], last[2::2]))
+    assert fields["id"] == entry and fields["stream"] == "sluice:outbox", fields
+    assert "too large" in fields["error"], fields
+    wait_for("the gauge to show it", lambda: value(
+        parse(scrape(mstack.agent_port)), "sluice_outbox_dead_letters") == before + 1,
+        3 * REFRESH_S)
 
 
 def test_consumer_lag_comes_from_kafka_statistics(mstack, metrics_port):
