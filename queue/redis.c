@@ -672,7 +672,9 @@ static void on_scripts_exist(struct redis *r, redisReply *reply, const char *err
 	(void)arg;
 	if (!err && r->state != CONN_LOADING)
 		return;
-	if (!err && (reply->type != REDIS_REPLY_ARRAY || reply->elements != (size_t)r->nscripts))
+	/* A script added since the question was sent is loaded by the NOSCRIPT
+	 * reply to its first run. */
+	if (!err && (reply->type != REDIS_REPLY_ARRAY || reply->elements > (size_t)r->nscripts))
 		err = "unexpected reply to SCRIPT EXISTS";
 	if (err) {
 		if (strcmp(err, "shutting down") != 0) {
@@ -681,10 +683,10 @@ static void on_scripts_exist(struct redis *r, redisReply *reply, const char *err
 		}
 		return;
 	}
-	for (int i = 0; i < r->nscripts; i++) {
+	for (size_t i = 0; i < reply->elements; i++) {
 		const redisReply *has = reply->element[i];
 		if ((has->type != REDIS_REPLY_INTEGER || has->integer != 1) &&
-		    send_script_load(r, i) < 0) {
+		    send_script_load(r, (int)i) < 0) {
 			schedule_drop(r, "out of memory");
 			return;
 		}
