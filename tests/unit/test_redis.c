@@ -290,6 +290,50 @@ static void scripts_loaded_on_connect_only_when_missing(void **state)
 	redis_free(second);
 }
 
+static long long stat_of(const char *field)
+{
+	redisContext *c = redisd_connect(&srv);
+	assert_non_null(c);
+	redisReply *info = redisCommand(c, "INFO stats");
+	assert_non_null(info);
+	const char *at = strstr(info->str, field);
+	long long v = at ? atoll(at + strlen(field)) : -1;
+	freeReplyObject(info);
+	redisFree(c);
+	return v;
+}
+
+/* A script added while the connect sequence's SCRIPT EXISTS is under way
+ * (Redis paused meanwhile) is not in its reply: the connection stays, and
+ * the script is loaded by the NOSCRIPT reply to its first run. */
+static void a_script_added_while_connecting_keeps_the_connection(void **state)
+{
+	(void)state;
+	static const struct lua_script first = {NULL, "return 'first'"};
+	static const struct lua_script later = {NULL, "return 'added later'"};
+	/* Connections accepted from here: the one that pauses Redis, the
+	 * client's (one: never dropped), the one that reads INFO again. */
+	long long before = stat_of("total_connections_received:");
+	redisContext *c = redisd_connect(&srv);
+	freeReplyObject(redisCommand(c, "SCRIPT FLUSH"));
+	freeReplyObject(redisCommand(c, "CLIENT PAUSE 400 ALL"));
+	redisFree(c);
+
+	int connects = 0;
+	struct redis *r = connect_client(url_tcp, 2000, &connects);
+	redis_script_add(r, &first);
+	run_for(150);
+	int handle = redis_script_add(r, &later);
+	assert_true(run_until(&connects, 3000));
+	assert_int_equal(stat_of("total_connections_received:"), before + 3);
+
+	struct result ran = {0};
+	assert_int_equal(redis_script_run(r, handle, record, &ran, 0, 0, NULL, NULL), 0);
+	assert_true(run_until(&ran.called, 2000));
+	assert_string_equal(ran.str, "added later");
+	redis_free(r);
+}
+
 /* Each compiled-in script carries the SHA-1 of its own text (embed-lua.sh). */
 static void embedded_scripts_carry_their_digest(void **state)
 {
@@ -640,6 +684,7 @@ int main(void)
 	    cmocka_unit_test(bad_urls_are_refused),
 	    cmocka_unit_test(scripts_run_by_evalsha_and_survive_script_flush),
 	    cmocka_unit_test(scripts_loaded_on_connect_only_when_missing),
+	    cmocka_unit_test(a_script_added_while_connecting_keeps_the_connection),
 	    cmocka_unit_test(embedded_scripts_carry_their_digest),
 	    cmocka_unit_test(slow_command_times_out_and_client_reconnects),
 	    cmocka_unit_test(commands_fail_while_down_and_work_after_restart),
