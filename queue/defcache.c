@@ -27,12 +27,19 @@ struct defcache *defcache_new(size_t runs)
 	return c;
 }
 
-void defcache_free(struct defcache *c)
+void defcache_clear(struct defcache *c)
 {
 	if (!c)
 		return;
-	for (size_t i = 0; i < c->n; i++)
+	for (size_t i = 0; i < c->n; i++) {
 		json_decref(c->e[i].def);
+		c->e[i].def = NULL;
+	}
+}
+
+void defcache_free(struct defcache *c)
+{
+	defcache_clear(c);
 	free(c);
 }
 

@@ -23,6 +23,8 @@ struct defcache;
 /* A cache of runs entries (at least one); NULL when out of memory. */
 struct defcache *defcache_new(size_t runs);
 void defcache_free(struct defcache *c);
+/* Forgets every entry (references others hold stay valid); NULL: nothing. */
+void defcache_clear(struct defcache *c);
 /* What is kept for run, as a new reference, or NULL when nothing is. */
 json_t *defcache_get(struct defcache *c, const char *run);
 /* Keeps def (taking a reference of its own; nothing when NULL) for run, in

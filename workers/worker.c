@@ -8,6 +8,7 @@
 #include "lib/clock.h"
 #include "lib/log.h"
 #include "lib/sdnotify.h"
+#include "queue/defcache.h"
 
 struct backlog_item {
 	struct backlog_item *next;
@@ -132,8 +133,11 @@ void worker_slot_freed(struct worker *w)
 
 /* malloc keeps what jobs freed, in free blocks between those still in use
  * and in the arenas of librdkafka's threads, for the next allocations: a
- * worker with no job gives it back to the system (malloc_trim). Not at once,
- * as stages that follow each other closely would pay for it every time. */
+ * worker with no job gives it back to the system (malloc_trim). It forgets
+ * the definitions of the runs it worked on first, so that an idle worker's
+ * memory does not depend on how large those pipelines were: the next stage
+ * of such a run reads its definition again. Not at once, as stages that
+ * follow each other closely would pay for it every time. */
 void worker_idle(struct worker *w)
 {
 	struct timeval tv = {WORKER_IDLE_TRIM_MS / 1000, (WORKER_IDLE_TRIM_MS % 1000) * 1000};
@@ -146,8 +150,11 @@ void worker_on_idle(evutil_socket_t fd, short what, void *arg)
 	struct worker *w = arg;
 	(void)fd;
 	(void)what;
-	if (w->running == 0)
+	if (w->running == 0) {
+		defcache_clear(w->defs);
+		defcache_clear(w->sources);
 		malloc_trim(0);
+	}
 }
 
 void worker_set_concurrency(struct worker *w, int concurrency)

@@ -80,8 +80,9 @@ void job_hand_back_all(struct worker *w);
 int job_uses_run(const struct worker *w, const char *run);
 /* Called by job.c when a job is completely done and its slot free. */
 void worker_slot_freed(struct worker *w);
-/* With no job running: memory freed meanwhile is given back to the system
- * WORKER_IDLE_TRIM_MS later, if the worker has no job then either. */
+/* With no job running: WORKER_IDLE_TRIM_MS later, if the worker has no job
+ * then either, it forgets the definitions it holds (defs, sources) and
+ * gives the memory freed back to the system. */
 #define WORKER_IDLE_TRIM_MS 1000
 void worker_idle(struct worker *w);
 /* The callback of w->idle_trim (arg: w). */

@@ -1,6 +1,6 @@
 /* Tests for queue/defcache: a definition put is got back by its run, as
  * the same object; the entry used least recently makes room; references are
- * counted, not copied. */
+ * counted, not copied; a cleared cache forgets every run. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -90,12 +90,39 @@ static void test_run_id_too_long_is_not_kept(void **state)
 	defcache_free(c);
 }
 
+/* Cleared, the cache forgets every run and drops its references only:
+ * a definition someone else holds stays valid; it is filled again after. */
+static void test_clear_forgets_every_run(void **state)
+{
+	(void)state;
+	struct defcache *c = defcache_new(DEFCACHE_RUNS);
+	json_t *kept = json_pack("{s:i}", "n", 1);
+	json_t *other = json_pack("{s:i}", "n", 2);
+	defcache_put(c, "r_1", kept);
+	defcache_put(c, "r_2", other);
+	json_decref(other);
+	assert_int_equal(kept->refcount, 2);
+	defcache_clear(c);
+	assert_null(defcache_get(c, "r_1"));
+	assert_null(defcache_get(c, "r_2"));
+	assert_int_equal(kept->refcount, 1);
+	assert_int_equal(json_integer_value(json_object_get(kept, "n")), 1);
+	defcache_put(c, "r_1", kept);
+	json_t *got = defcache_get(c, "r_1");
+	assert_ptr_equal(got, kept);
+	json_decref(got);
+	defcache_clear(NULL);
+	defcache_free(c);
+	json_decref(kept);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_put_then_get_returns_the_same_definition),
 	    cmocka_unit_test(test_least_recently_used_run_makes_room),
 	    cmocka_unit_test(test_run_id_too_long_is_not_kept),
+	    cmocka_unit_test(test_clear_forgets_every_run),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
