@@ -209,20 +209,28 @@ static void scripts_run_by_evalsha_and_survive_script_flush(void **state)
 	redis_free(r);
 }
 
-/* Calls of a command so far, from INFO commandstats ("script|load"). */
-static long long command_calls(const char *name)
+/* The number after field ("total_connections_received:") in a section of
+ * INFO, read on a connection of its own; -1 when it is not there. */
+static long long info_number(const char *section, const char *field)
 {
 	redisContext *c = redisd_connect(&srv);
 	assert_non_null(c);
-	redisReply *info = redisCommand(c, "INFO commandstats");
+	redisReply *info = redisCommand(c, "INFO %s", section);
 	assert_non_null(info);
-	char field[64];
-	snprintf(field, sizeof(field), "cmdstat_%s:calls=", name);
 	const char *at = strstr(info->str, field);
-	long long calls = at ? atoll(at + strlen(field)) : 0;
+	long long v = at ? atoll(at + strlen(field)) : -1;
 	freeReplyObject(info);
 	redisFree(c);
-	return calls;
+	return v;
+}
+
+/* Calls of a command so far, from INFO commandstats ("script|load"). */
+static long long command_calls(const char *name)
+{
+	char field[64];
+	snprintf(field, sizeof(field), "cmdstat_%s:calls=", name);
+	long long calls = info_number("commandstats", field);
+	return calls < 0 ? 0 : calls;
 }
 
 static int script_exists(const char *sha1)
@@ -290,19 +298,6 @@ static void scripts_loaded_on_connect_only_when_missing(void **state)
 	redis_free(second);
 }
 
-static long long stat_of(const char *field)
-{
-	redisContext *c = redisd_connect(&srv);
-	assert_non_null(c);
-	redisReply *info = redisCommand(c, "INFO stats");
-	assert_non_null(info);
-	const char *at = strstr(info->str, field);
-	long long v = at ? atoll(at + strlen(field)) : -1;
-	freeReplyObject(info);
-	redisFree(c);
-	return v;
-}
-
 /* A script added while the connect sequence's SCRIPT EXISTS is under way
  * (Redis paused meanwhile) is not in its reply: the connection stays, and
  * the script is loaded by the NOSCRIPT reply to its first run. */
@@ -313,7 +308,7 @@ static void a_script_added_while_connecting_keeps_the_connection(void **state)
 	static const struct lua_script later = {NULL, "return 'added later'"};
 	/* Connections accepted from here: the one that pauses Redis, the
 	 * client's (one: never dropped), the one that reads INFO again. */
-	long long before = stat_of("total_connections_received:");
+	long long before = info_number("stats", "total_connections_received:");
 	redisContext *c = redisd_connect(&srv);
 	freeReplyObject(redisCommand(c, "SCRIPT FLUSH"));
 	freeReplyObject(redisCommand(c, "CLIENT PAUSE 400 ALL"));
@@ -325,7 +320,7 @@ static void a_script_added_while_connecting_keeps_the_connection(void **state)
 	run_for(150);
 	int handle = redis_script_add(r, &later);
 	assert_true(run_until(&connects, 3000));
-	assert_int_equal(stat_of("total_connections_received:"), before + 3);
+	assert_int_equal(info_number("stats", "total_connections_received:"), before + 3);
 
 	struct result ran = {0};
 	assert_int_equal(redis_script_run(r, handle, record, &ran, 0, 0, NULL, NULL), 0);
