@@ -67,7 +67,7 @@ struct flight {
 	int failed;		    /* one of them was not delivered, and may be */
 	int refused;		    /* one of them never will be (kafka.h) */
 	int acking;		    /* delivered (or dead); its delete under way */
-	char why[128];		    /* what Kafka said of the first refused */
+	char *why;		    /* what Kafka said of the first refused */
 	char id[];
 };
 
@@ -183,6 +183,12 @@ static struct flight *flight_add(struct outbox *o, const char *id)
 	return f;
 }
 
+static void flight_free(struct flight *f)
+{
+	free(f->why);
+	free(f);
+}
+
 static void flight_remove(struct outbox *o, struct flight *f)
 {
 	if (f->prev)
@@ -263,7 +269,7 @@ static void on_acked(struct redis *r, redisReply *reply, const char *err, void *
 			}
 			flight_remove(f->o, f);
 		}
-		free(f);
+		flight_free(f);
 	}
 	free(b);
 }
@@ -309,7 +315,7 @@ static void ack_delivered(struct outbox *o)
 	for (int i = 0; i < n; i++) {
 		struct flight *f = b ? b->f[i] : o->delivered[i];
 		flight_remove(o, f);
-		free(f);
+		flight_free(f);
 	}
 	free(b);
 }
@@ -339,7 +345,7 @@ static void on_dead(struct redis *r, redisReply *reply, const char *err, void *a
 		}
 		flight_remove(o, f);
 	}
-	free(f);
+	flight_free(f);
 }
 
 /* Kafka took every message of f but those it never will: the entry goes to
@@ -348,12 +354,12 @@ static void dead_letter(struct outbox *o, struct flight *f)
 {
 	char now[24];
 	snprintf(now, sizeof(now), "%lld", (long long)clock_now_ms());
-	const char *argv[] = {o->stream, o->dead_stream, f->id, o->ordered ? "" : GROUP, f->why,
-			      now};
+	const char *why = f->why ? f->why : "refused";
+	const char *argv[] = {o->stream, o->dead_stream, f->id, o->ordered ? "" : GROUP, why, now};
 	log_error("outbox: Kafka refused a message for good; its entry is moved to the "
 		  "dead-letter stream",
 		  LOG_S("stream", o->stream), LOG_S("id", f->id),
-		  LOG_S("dead_letter", o->dead_stream), LOG_S("error", f->why));
+		  LOG_S("dead_letter", o->dead_stream), LOG_S("error", why));
 	o->n_producing--;
 	f->acking = 1;
 	if (!o->r || redis_script_run(o->r, o->dead_script, on_dead, f, 0, 6, argv, NULL) < 0)
@@ -369,7 +375,7 @@ static void on_delivered(const char *err, int refused, void *arg)
 		o->n_messages--;
 	if (err && refused && !f->refused) {
 		f->refused = 1;
-		snprintf(f->why, sizeof(f->why), "%s", err);
+		f->why = strdup(err);
 	} else if (err && !refused && !f->failed) {
 		f->failed = 1;
 		if (o)
@@ -379,7 +385,7 @@ static void on_delivered(const char *err, int refused, void *arg)
 	if (f->pending > 0)
 		return;
 	if (!o) {
-		free(f);
+		flight_free(f);
 		return;
 	}
 	if (f->failed) {
@@ -388,7 +394,7 @@ static void on_delivered(const char *err, int refused, void *arg)
 		if (o->ordered)
 			rewind_later(o);
 		flight_remove(o, f);
-		free(f);
+		flight_free(f);
 		return;
 	}
 	if (f->refused) {
