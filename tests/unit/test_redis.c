@@ -209,6 +209,23 @@ static void scripts_run_by_evalsha_and_survive_script_flush(void **state)
 	redis_free(r);
 }
 
+/* One command on a connection of its own, its reply dropped. */
+static void server_command(const char *cmd)
+{
+	redisContext *c = redisd_connect(&srv);
+	assert_non_null(c);
+	freeReplyObject(redisCommand(c, cmd));
+	redisFree(c);
+}
+
+/* The SHA-1 Redis knows source by, in hex. */
+static void script_digest(const char *source, char hex[41])
+{
+	unsigned char md[SHA1_LEN];
+	sha1_digest(source, strlen(source), md);
+	hex_encode(md, SHA1_LEN, hex);
+}
+
 /* The number after field ("total_connections_received:") in a section of
  * INFO, read on a connection of its own; -1 when it is not there. */
 static long long info_number(const char *section, const char *field)
@@ -253,9 +270,7 @@ static void scripts_loaded_on_connect_only_when_missing(void **state)
 {
 	(void)state;
 	static const struct lua_script script = {NULL, "return 'loaded once: ' .. ARGV[1]"};
-	redisContext *c = redisd_connect(&srv);
-	freeReplyObject(redisCommand(c, "SCRIPT FLUSH"));
-	redisFree(c);
+	server_command("SCRIPT FLUSH");
 
 	int connects = 0;
 	long long loads = command_calls("script|load");
@@ -275,10 +290,8 @@ static void scripts_loaded_on_connect_only_when_missing(void **state)
 
 	/* Flushed, then the connection dropped: the reconnect loads it. */
 	redis_free(first);
-	c = redisd_connect(&srv);
-	freeReplyObject(redisCommand(c, "SCRIPT FLUSH"));
-	freeReplyObject(redisCommand(c, "CLIENT KILL TYPE normal SKIPME yes"));
-	redisFree(c);
+	server_command("SCRIPT FLUSH");
+	server_command("CLIENT KILL TYPE normal SKIPME yes");
 	int64_t end = clock_mono_ms() + 4000;
 	while (second_connects < 2 && clock_mono_ms() < end)
 		run_for(20);
@@ -286,9 +299,7 @@ static void scripts_loaded_on_connect_only_when_missing(void **state)
 	assert_int_equal(command_calls("script|load"), loads + 3);
 
 	char sha1[41];
-	unsigned char md[SHA1_LEN];
-	sha1_digest(script.source, strlen(script.source), md);
-	hex_encode(md, sizeof(md), sha1);
+	script_digest(script.source, sha1);
 	assert_int_equal(script_exists(sha1), 1);
 	const char *argv[] = {"x"};
 	struct result ran = {0};
@@ -306,13 +317,11 @@ static void a_script_added_while_connecting_keeps_the_connection(void **state)
 	(void)state;
 	static const struct lua_script first = {NULL, "return 'first'"};
 	static const struct lua_script later = {NULL, "return 'added later'"};
+	server_command("SCRIPT FLUSH");
 	/* Connections accepted from here: the one that pauses Redis, the
 	 * client's (one: never dropped), the one that reads INFO again. */
 	long long before = info_number("stats", "total_connections_received:");
-	redisContext *c = redisd_connect(&srv);
-	freeReplyObject(redisCommand(c, "SCRIPT FLUSH"));
-	freeReplyObject(redisCommand(c, "CLIENT PAUSE 400 ALL"));
-	redisFree(c);
+	server_command("CLIENT PAUSE 400 ALL");
 
 	int connects = 0;
 	struct redis *r = connect_client(url_tcp, 2000, &connects);
@@ -336,10 +345,8 @@ static void embedded_scripts_carry_their_digest(void **state)
 	int n = 0, claim = 0;
 	for (const struct lua_script *const *s = lua_all; *s; s++, n++) {
 		claim |= *s == &lua_claim;
-		unsigned char md[SHA1_LEN];
 		char hex[41];
-		sha1_digest((*s)->source, strlen((*s)->source), md);
-		hex_encode(md, sizeof(md), hex);
+		script_digest((*s)->source, hex);
 		assert_string_equal((*s)->sha1, hex);
 	}
 	assert_true(claim);
@@ -353,10 +360,7 @@ static void slow_command_times_out_and_client_reconnects(void **state)
 	struct redis *r = connect_client(url_tcp, 200, &connects);
 	assert_true(run_until(&connects, 3000));
 
-	redisContext *other = redisd_connect(&srv);
-	assert_non_null(other);
-	freeReplyObject(redisCommand(other, "CLIENT PAUSE 600"));
-	redisFree(other);
+	server_command("CLIENT PAUSE 600");
 
 	struct result slow = {0};
 	int64_t start = clock_mono_ms();
@@ -388,10 +392,7 @@ static void commands_fail_while_down_and_work_after_restart(void **state)
 	assert_int_equal(redis_connect_count(r), 1);
 
 	/* A command the server never answers before it dies. */
-	redisContext *other = redisd_connect(&srv);
-	assert_non_null(other);
-	freeReplyObject(redisCommand(other, "CLIENT PAUSE 2000"));
-	redisFree(other);
+	server_command("CLIENT PAUSE 2000");
 	struct result cut = {0};
 	redis_command(r, record, &cut, "GET k1");
 	run_for(20);
