@@ -16,6 +16,7 @@
 #include "queue/redis.h"
 
 struct agent_metrics;
+struct listener_backoff;
 struct log_stream;
 struct recorder;
 struct tokens;
@@ -56,6 +57,8 @@ struct agent {
 	struct kafka_consumer *results;
 	struct outbox *outbox;
 	struct evhttp *http;
+	/* Pauses http's listener while accept() fails (listener_backoff.h). */
+	struct listener_backoff *accept_backoff;
 	char consumer_name[128];    /* agent:host:pid:random, unique among agents */
 	int stopping;		    /* shutting down: start nothing new */
 	struct route_call *routing; /* results being routed (router.c) */

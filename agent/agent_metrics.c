@@ -37,7 +37,7 @@ struct agent_metrics {
 	struct metrics *registry;
 	struct metric *webhooks, *runs_created, *runs_finished, *http_duration;
 	struct metric *outbox_depth, *events_depth, *dead_letters, *delayed_depth, *consumer_lag,
-	    *refresh_errors;
+	    *refresh_errors, *accept_pauses;
 	struct event *refresh;
 	struct request_slot slots[REQUEST_SLOTS];
 	size_t next_slot;
@@ -222,6 +222,13 @@ void agent_metrics_run_created(struct agent *a, const char *pipeline)
 			    1);
 }
 
+void agent_metrics_accept_paused(void *arg)
+{
+	struct agent *a = arg;
+	if (a->metrics)
+		metrics_add(a->metrics->accept_pauses, NULL, 1);
+}
+
 /* --- depths and lag ------------------------------------------------------- */
 
 static void on_depth(struct redis *r, redisReply *reply, const char *err, void *arg,
@@ -392,6 +399,11 @@ int agent_metrics_start(struct agent *a)
 			  "Entries of the delayed set (pauses, back-offs, window openings).", NULL);
 	am->refresh_errors = metrics_counter(m, "sluice_metrics_refresh_errors_total",
 					     "Readings from Redis that it did not answer.", NULL);
+	am->accept_pauses = metrics_counter(
+	    m, "sluice_http_accept_pauses_total",
+	    "Times the HTTP listener stopped accepting for a while because accept() lacked file "
+	    "descriptors or memory (docs/operations.md).",
+	    NULL);
 	am->consumer_lag =
 	    metrics_gauge(m, "sluice_kafka_consumer_lag",
 			  "Messages of an assigned partition beyond the committed offset.",
@@ -400,7 +412,7 @@ int agent_metrics_start(struct agent *a)
 	struct timeval tv = {REFRESH_MS / 1000, (REFRESH_MS % 1000) * 1000};
 	if (!m || !am->webhooks || !am->runs_created || !am->runs_finished || !am->http_duration ||
 	    !am->outbox_depth || !am->events_depth || !am->dead_letters || !am->delayed_depth ||
-	    !am->refresh_errors || !am->consumer_lag || !am->refresh ||
+	    !am->refresh_errors || !am->accept_pauses || !am->consumer_lag || !am->refresh ||
 	    event_add(am->refresh, &tv) < 0) {
 		log_error("cannot set up metrics");
 		a->metrics = am;

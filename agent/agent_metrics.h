@@ -27,6 +27,9 @@ void agent_metrics_request(struct agent *a, struct evhttp_request *req);
 void agent_metrics_serve(struct agent *a, struct evhttp_request *req);
 
 void agent_metrics_run_created(struct agent *a, const char *pipeline);
+/* Each time the HTTP listener pauses accepting (listener_backoff.h); arg is
+ * the agent. */
+void agent_metrics_accept_paused(void *arg);
 
 /* The route label of a request path: ids become "{id}" ("/api/v1/runs/{id}"),
  * a path outside the agent's endpoints is "other". */

@@ -23,6 +23,8 @@
 #include "agent/statuses.h"
 #include "agent/tls.h"
 #include "lib/clock.h"
+#include "lib/fdlimit.h"
+#include "lib/listener_backoff.h"
 #include "lib/log.h"
 #include "lib/random.h"
 #include "lib/sdnotify.h"
@@ -138,11 +140,16 @@ static int start_http(struct agent *a)
 	connection_start(a);
 	evhttp_set_cb(a->http, "/hooks/github", on_hook, a);
 	evhttp_set_gencb(a->http, on_other, a);
-	if (!evhttp_bind_socket_with_handle(a->http, host, port)) {
+	struct evhttp_bound_socket *bound = evhttp_bind_socket_with_handle(a->http, host, port);
+	if (!bound) {
 		log_error("cannot listen", LOG_S("listen", a->settings.listen),
 			  LOG_S("error", strerror(errno)));
 		return -1;
 	}
+	a->accept_backoff = listener_backoff_new(evhttp_bound_socket_get_listener(bound), "http",
+						 agent_metrics_accept_paused, a);
+	if (!a->accept_backoff)
+		return -1;
 	log_info("listening", LOG_S("url", a->settings.public_url),
 		 LOG_I("pipelines", a->pipelines.n));
 	return 0;
@@ -204,6 +211,7 @@ int main(int argc, char **argv)
 	}
 
 	signal(SIGPIPE, SIG_IGN);
+	fdlimit_raise();
 	/* Before librdkafka starts its threads: commit statuses use libcurl. */
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
 		fprintf(stderr, "sluice-agent: cannot initialise libcurl\n");
@@ -311,6 +319,7 @@ fail:
 	watchdog_free(watchdog);
 	control_stop(&a);
 	logstream_stop_all(&a);
+	listener_backoff_free(a.accept_backoff);
 	if (a.http)
 		evhttp_free(a.http);
 	tls_stop(&a);

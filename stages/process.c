@@ -4,6 +4,7 @@
 #include "stages/process.h"
 
 #include "lib/clock.h"
+#include "lib/fdlimit.h"
 #include "lib/log.h"
 
 #include <dirent.h>
@@ -154,6 +155,8 @@ struct child_args {
 	const char *path;
 	int out_w, err_w, report_fd;
 	int max_fd;
+	int restore_nofile; /* the open-files limit before fdlimit_raise */
+	struct rlimit nofile;
 };
 
 static CHILD_CODE int child_main(void *arg)
@@ -171,6 +174,8 @@ static CHILD_CODE int child_main(void *arg)
 		sigaction(sig, &dfl, NULL);
 	sigemptyset(&none);
 	pthread_sigmask(SIG_SETMASK, &none, NULL);
+	if (a->restore_nofile && setrlimit(RLIMIT_NOFILE, &a->nofile) < 0)
+		child_fail(report_fd, STEP_SETUP, errno);
 
 	if (setpgid(0, 0) < 0)
 		child_fail(report_fd, STEP_SETUP, errno);
@@ -660,6 +665,7 @@ struct process *process_spawn(const struct process_spec *spec, process_line_cb o
 				.max_fd = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 65536
 					      ? (int)rl.rlim_cur
 					      : 65536};
+	ca.restore_nofile = fdlimit_child(&ca.nofile);
 	/* Blocked across the clone so that no parent handler runs in the
 	 * child before it has reset them. */
 	sigfillset(&all);

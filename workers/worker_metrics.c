@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "lib/listener_backoff.h"
 #include "lib/log.h"
 #include "lib/metrics.h"
 #include "workers/worker.h"
@@ -21,6 +22,7 @@ struct worker_metrics {
 	struct metric *stage_duration, *jobs_running, *slots, *renewal_errors, *leases_lost;
 	struct metric *consumer_lag;
 	struct evhttp *http;
+	struct listener_backoff *backoff;
 };
 
 static int listed(const char *const *list, const char *s)
@@ -150,6 +152,9 @@ static int listen_on(struct worker_metrics *wm, const char *listen)
 			evconnlistener_free(l);
 		return -1;
 	}
+	wm->backoff = listener_backoff_new(l, "metrics", NULL, NULL);
+	if (!wm->backoff)
+		return -1;
 	log_info("serving metrics", LOG_S("listen", listen));
 	return 0;
 }
@@ -193,6 +198,8 @@ void worker_metrics_stop(struct worker *w)
 	struct worker_metrics *wm = w->metrics;
 	if (!wm)
 		return;
+	/* Before the listener it guards, which evhttp_free frees. */
+	listener_backoff_free(wm->backoff);
 	if (wm->http)
 		evhttp_free(wm->http);
 	metrics_free(wm->registry);

@@ -6,6 +6,7 @@
 #include <cmocka.h>
 
 #include "lib/clock.h"
+#include "lib/fdlimit.h"
 #include "stages/process.h"
 
 #include <errno.h>
@@ -15,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -540,6 +542,30 @@ static void test_bad_spec_is_refused(void **state)
 	assert_int_equal(process_running(), 0);
 }
 
+/* Last: fdlimit_raise's effect lasts for the rest of the process. */
+static void test_a_command_gets_the_open_files_limit_from_before_fdlimit_raise(void **state)
+{
+	(void)state;
+	struct rlimit before, now;
+	assert_int_equal(getrlimit(RLIMIT_NOFILE, &before), 0);
+	assert_true(before.rlim_max > 256);
+	struct rlimit low = {256, before.rlim_max};
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+	assert_int_equal(fdlimit_raise(), (long)before.rlim_max);
+	assert_int_equal(getrlimit(RLIMIT_NOFILE, &now), 0);
+	assert_int_equal(now.rlim_cur, before.rlim_max);
+	struct run r;
+	run_sh("ulimit -n; ulimit -H -n", &r);
+	assert_int_equal(r.res.exit_code, 0);
+	assert_int_equal(r.nlines, 2);
+	assert_line(&r, 0, PROCESS_STDOUT, "256");
+	char hard[32];
+	snprintf(hard, sizeof(hard), "%llu", (unsigned long long)before.rlim_max);
+	assert_line(&r, 1, PROCESS_STDOUT, hard);
+	free_run(&r);
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &before), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -572,6 +598,9 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_exit_callback_may_spawn_and_cancel, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_bad_spec_is_refused, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_a_command_gets_the_open_files_limit_from_before_fdlimit_raise, setup,
+		teardown),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
