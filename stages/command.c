@@ -3,6 +3,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <errno.h>
 #include <string.h>
 
 #include "lib/strv.h"
@@ -170,7 +171,7 @@ struct command_run *command_start(char **argv, const struct command_spec *spec, 
 	ps.kill_grace_ms = KILL_GRACE_MS;
 	r->proc = process_spawn(&ps, on_line, on_proc_exit, r);
 	if (!r->proc) {
-		snprintf(err, errlen, "cannot start the command");
+		snprintf(err, errlen, "cannot start the command: %s", strerror(errno));
 		goto fail;
 	}
 	return r;

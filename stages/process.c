@@ -720,12 +720,14 @@ struct process *process_spawn(const struct process_spec *spec, process_line_cb o
 		evtimer_add(p->kill_timer, &tv);
 	}
 	return p;
-fail:
+fail:;
+	int saved = errno;
 	log_error("cannot start child", LOG_S("cmd", spec->argv[0]),
-		  LOG_S("error", strerror(errno)));
+		  LOG_S("error", strerror(saved)));
 	close_fds(fds, 6);
 	if (p != NULL)
 		process_free(p);
+	errno = saved;
 	return NULL;
 }
 

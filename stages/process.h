@@ -59,6 +59,9 @@ typedef void (*process_exit_cb)(const struct process_result *r, void *arg);
 /* Once per process, before any spawn: SIGCHLD event, subreaper and the
  * stack children start on. */
 int process_init(struct event_base *base);
+/* NULL, errno set, when this process cannot start a child now (out of file
+ * descriptors, processes or memory). A command that cannot be executed (not
+ * found, not executable, bad cwd) is started and ends as spawn_failed. */
 struct process *process_spawn(const struct process_spec *spec, process_line_cb on_line,
 			      process_exit_cb on_exit, void *arg);
 /* SIGTERM now, SIGKILL after kill_grace; the outcome becomes CANCELLED. */

@@ -586,10 +586,14 @@ static void run_command(struct job *j, const char *workspace)
 	};
 	j->phase = JOB_RUNNING;
 	j->proc = process_spawn(&spec, on_process_line, on_process_exit, j);
+	int spawn_errno = errno;
 	strv_free(argv);
 	strv_free(envp);
-	if (!j->proc)
-		finish(j, "failed", "cannot start the command");
+	if (!j->proc) {
+		snprintf(err, sizeof(err), "the worker cannot start the command: %s",
+			 strerror(spawn_errno));
+		finish(j, "failed", err);
+	}
 }
 
 /* --- http: stages ------------------------------------------------------- */

@@ -542,6 +542,30 @@ static void test_bad_spec_is_refused(void **state)
 	assert_int_equal(process_running(), 0);
 }
 
+static void test_out_of_descriptors_spawn_fails_with_errno(void **state)
+{
+	(void)state;
+	struct rlimit before;
+	assert_int_equal(getrlimit(RLIMIT_NOFILE, &before), 0);
+	int lowest = dup(0);
+	assert_true(lowest >= 0);
+	close(lowest);
+	/* Not one more descriptor: the pipes cannot be made. */
+	struct rlimit none = {(rlim_t)lowest, before.rlim_max};
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &none), 0);
+	const char *argv[] = {"true", NULL};
+	struct process_spec spec = {.argv = argv, .envp = default_env};
+	struct run r;
+	memset(&r, 0, sizeof(r));
+	errno = 0;
+	struct process *p = process_spawn(&spec, on_line, on_exit_break, &r);
+	int err = errno;
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &before), 0);
+	assert_null(p);
+	assert_int_equal(err, EMFILE);
+	assert_int_equal(process_running(), 0);
+}
+
 /* Last: fdlimit_raise's effect lasts for the rest of the process. */
 static void test_a_command_gets_the_open_files_limit_from_before_fdlimit_raise(void **state)
 {
@@ -598,6 +622,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_exit_callback_may_spawn_and_cancel, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_bad_spec_is_refused, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_out_of_descriptors_spawn_fails_with_errno, setup,
+					    teardown),
 	    cmocka_unit_test_setup_teardown(
 		test_a_command_gets_the_open_files_limit_from_before_fdlimit_raise, setup,
 		teardown),
