@@ -55,7 +55,8 @@ struct checkout {
 	int fetched; /* the mirror was cloned or fetched for this checkout */
 	int cancelled;
 	struct event *defer;
-	char last_stderr[200];
+	char last_stderr[200]; /* the step's first "fatal:"/"error:" line, else its last */
+	int stderr_is_reason;  /* last_stderr is such a line */
 	char error[512];
 };
 
@@ -155,10 +156,16 @@ static void on_git_line(enum process_stream s, const char *line, size_t len, voi
 {
 	struct checkout *c = arg;
 
-	if (s == PROCESS_STDERR && len > 0) {
+	/* git says why first ("fatal: ... does not appear to be a git
+	 * repository"), then more ("fatal: Could not read from remote
+	 * repository.") and advice ("and the repository exists."). */
+	int reason = (len >= 6 && memcmp(line, "fatal:", 6) == 0) ||
+		     (len >= 6 && memcmp(line, "error:", 6) == 0);
+	if (s == PROCESS_STDERR && len > 0 && !c->stderr_is_reason) {
 		size_t n = len < sizeof(c->last_stderr) - 1 ? len : sizeof(c->last_stderr) - 1;
 		memcpy(c->last_stderr, line, n);
 		c->last_stderr[n] = '\0';
+		c->stderr_is_reason = reason;
 	}
 	/* A first checkout that fails for want of a fetch is not an error the
 	 * stage's log should show. */
@@ -232,9 +239,11 @@ static int start_step(struct checkout *c)
 		spec.timeout_ms = (int)left;
 	}
 	c->last_stderr[0] = '\0';
+	c->stderr_is_reason = 0;
 	c->proc = process_spawn(&spec, on_git_line, on_step_exit, c);
 	if (c->proc == NULL) {
-		snprintf(c->error, sizeof(c->error), "cannot start %s", step_name(c));
+		snprintf(c->error, sizeof(c->error), "cannot start %s: %s", step_name(c),
+			 strerror(errno));
 		return -1;
 	}
 	return 0;

@@ -690,6 +690,13 @@ struct checkout_done {
 	char workspace[1024];
 };
 
+/* git's lines during the checkout: arg is the checkout's, not the job. */
+static void on_checkout_line(enum process_stream s, const char *line, size_t len, void *arg)
+{
+	struct checkout_done *d = arg;
+	on_process_line(s, line, len, d->job);
+}
+
 static void on_checkout(int ok, const char *error, void *arg)
 {
 	struct checkout_done *d = arg;
@@ -1155,7 +1162,7 @@ static void begin(struct job *j)
 	j->phase = JOB_CHECKOUT;
 	j->checkout =
 	    checkout_start(w->settings.state_dir, url ? url : "", sha ? sha : "", d->workspace,
-			   CHECKOUT_TIMEOUT_MS, on_process_line, on_checkout, d);
+			   CHECKOUT_TIMEOUT_MS, on_checkout_line, on_checkout, d);
 	if (!j->checkout) {
 		free(d);
 		finish(j, "failed", "cannot start the checkout");

@@ -1,5 +1,7 @@
-"""Workspace removal by age: with a tiny worker.workspace_ttl the workspace
-of an old run goes, the one of a running stage stays until it finishes."""
+"""Workspaces: removal by age (with a tiny worker.workspace_ttl the
+workspace of an old run goes, the one of a running stage stays until it
+finishes), and checkouts that fail: the stage fails with git's reason, its
+log shows what git said, and the worker carries on."""
 
 import os
 import time
@@ -9,11 +11,18 @@ import pytest
 from conftest import pipeline, started_stack, wait_for
 
 SLOW_WS_REPO = "sluice-it/slow-workspace"
+GONE_REPO = "sluice-it/gone"
 
 
 def pipelines(repo, root):
-    return {"slow.yaml": pipeline("slow-workspace", SLOW_WS_REPO, checkout=repo.url, stages={
-        "build": {"run": ["sh", "-c", "echo started; sleep 3"]}})}
+    return {
+        "slow.yaml": pipeline("slow-workspace", SLOW_WS_REPO, checkout=repo.url, stages={
+            "build": {"run": ["sh", "-c", "echo started; sleep 3"]}}),
+        # A repository that is not there: git clone --mirror fails, loudly.
+        "gone.yaml": pipeline("gone", GONE_REPO,
+                              checkout="file://" + os.path.join(root, "no-such-repo.git"),
+                              stages={"build": {"run": ["true"]}}),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -51,3 +60,36 @@ def test_old_workspaces_go_and_running_ones_stay(ws_stack):
              lambda: not os.path.exists(os.path.join(root, run_id)), 5)
     wait_for("the removal to finish", lambda: not any(
         n.startswith(".trash-") for n in os.listdir(root)), 5)
+
+
+def test_a_checkout_git_fails_fails_the_stage_with_gits_words_and_the_worker_goes_on(ws_stack):
+    s = ws_stack
+    worker = [p for p in s.procs if p.name.startswith("worker")][0]
+    status, body = s.post_hook("push", s.push_payload(GONE_REPO))
+    assert status == 202, (status, body)
+    run_id = body["runs"][0]
+    run = s.wait_run(run_id, timeout=30)
+    assert run["status"] == "failed", run
+    error = run["stages"]["build"]["error"]
+    # git's reason, not the advice it gives after it.
+    assert error.startswith("checkout failed: git clone --mirror failed (exit 128): fatal: "), \
+        error
+    assert "no-such-repo.git" in error, error
+    lines = s.log(run_id, "build")
+    said = [l["line"] for l in lines if l["stream"] == "stderr"]
+    assert any(line.startswith("fatal: ") for line in said), lines
+    assert lines[-1] == dict(lines[-1], stream="system", line=error), lines
+    assert worker.alive()
+
+    # A commit the repository does not have: fetched, then not found.
+    status, body = s.post_hook("push", s.push_payload(SLOW_WS_REPO, after="1" * 40))
+    assert status == 202, (status, body)
+    run = s.wait_run(body["runs"][0], timeout=30)
+    assert run["status"] == "failed", run
+    assert run["stages"]["build"]["error"] == "checkout failed: commit %s not found in %s" % (
+        "1" * 40, s.repo.url), run
+    assert worker.alive()
+
+    status, body = s.post_hook("push", s.push_payload(SLOW_WS_REPO))
+    assert status == 202, (status, body)
+    assert s.wait_run(body["runs"][0], timeout=30)["status"] == "succeeded"
