@@ -608,11 +608,8 @@ static void on_log(struct redis *r, redisReply *reply, const char *err, void *ar
 			continue;
 		const char *id = entry->element[0]->str;
 		redisReply *f = entry->element[1];
-		const char *t = hash_get(f, "t"), *st = hash_get(f, "s"), *l = hash_get(f, "l");
-		json_t *time = time_or_null(t);
-		json_array_append_new(lines,
-				      json_pack("{s:s,s:o,s:s,s:s}", "id", id, "time", time,
-						"stream", st ? st : "stdout", "line", l ? l : ""));
+		json_array_append_new(lines, logstream_line(id, hash_get(f, "t"), hash_get(f, "s"),
+							    hash_get(f, "l")));
 		json_object_set_new(c->body, "next", json_string(id));
 	}
 	json_object_set_new(c->body, "lines", lines);

@@ -14,6 +14,7 @@
 #include "agent/http.h"
 #include "lib/clock.h"
 #include "lib/log.h"
+#include "lib/utf8.h"
 
 #define POLL_MS	     100
 #define KEEPALIVE_MS 15000
@@ -122,17 +123,30 @@ static const char *field(const redisReply *h, const char *name)
 	return NULL;
 }
 
-int logstream_add_line(struct evbuffer *out, const char *id, const char *time_ms,
-		       const char *stream, const char *line)
+json_t *logstream_line(const char *id, const char *time_ms, const char *stream, const char *line)
 {
-	char when[64];
+	char when[64], *repaired = NULL;
+	size_t len;
 	json_t *time = json_null();
 	if (time_ms && *time_ms) {
 		clock_format_rfc3339(strtoll(time_ms, NULL, 10), when, sizeof(when));
 		time = json_string(when);
 	}
+	line = line ? line : "";
+	if (utf8_repair(line, strlen(line), &repaired, &len) < 0) {
+		json_decref(time);
+		return NULL;
+	}
 	json_t *o = json_pack("{s:s,s:o,s:s,s:s}", "id", id, "time", time, "stream",
-			      stream ? stream : "stdout", "line", line ? line : "");
+			      stream ? stream : "stdout", "line", repaired ? repaired : line);
+	free(repaired);
+	return o;
+}
+
+int logstream_add_line(struct evbuffer *out, const char *id, const char *time_ms,
+		       const char *stream, const char *line)
+{
+	json_t *o = logstream_line(id, time_ms, stream, line);
 	char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
 	json_decref(o);
 	if (!text)

@@ -11,6 +11,8 @@
 #ifndef SLUICE_LOGSTREAM_H
 #define SLUICE_LOGSTREAM_H
 
+#include <jansson.h>
+
 #include <event2/http.h>
 
 struct agent;
@@ -24,10 +26,15 @@ void logstream_start(struct agent *a, struct evhttp_request *req, const char *ru
 /* The agent stops: every stream ends now. */
 void logstream_stop_all(struct agent *a);
 
+/* One log entry as the API shows it: {"id", "time", "stream", "line"},
+ * time_ms as stored ("" or NULL when absent). A line that is not UTF-8 (one
+ * stored before workers repaired them) is shown with U+FFFD for each bad
+ * byte rather than left out. NULL when out of memory. */
+json_t *logstream_line(const char *id, const char *time_ms, const char *stream, const char *line);
+
 struct evbuffer;
-/* Appends the event of one log entry to out: "id: ID\ndata: {"id", "time",
- * "stream", "line"}\n\n" (the same object as a JSON log page's lines);
- * time_ms as stored ("" when absent). -1 when out of memory. */
+/* Appends the event of one log entry to out: "id: ID\ndata: LINE\n\n", LINE
+ * the object of logstream_line. -1 when out of memory. */
 int logstream_add_line(struct evbuffer *out, const char *id, const char *time_ms,
 		       const char *stream, const char *line);
 

@@ -1,6 +1,9 @@
 /* utf8: what RFC 3629 allows as UTF-8 (utf8.h). */
 #include "lib/utf8.h"
 
+#include <stdlib.h>
+#include <string.h>
+
 size_t utf8_length(const unsigned char *p, const unsigned char *end)
 {
 	unsigned char lo = 0x80, hi = 0xbf; /* what the second byte may be */
@@ -33,4 +36,42 @@ size_t utf8_length(const unsigned char *p, const unsigned char *end)
 			return 0;
 	}
 	return n;
+}
+
+/* U+FFFD REPLACEMENT CHARACTER */
+static const char replacement[] = "\xef\xbf\xbd";
+
+int utf8_repair(const char *s, size_t len, char **out, size_t *outlen)
+{
+	const unsigned char *p = (const unsigned char *)s, *end = p + len;
+	size_t bad = 0;
+	for (const unsigned char *q = p; q < end;) {
+		size_t n = *q == 0 ? 0 : *q < 0x80 ? 1 : utf8_length(q, end);
+		bad += n == 0;
+		q += n ? n : 1;
+	}
+	*out = NULL;
+	*outlen = len;
+	if (bad == 0)
+		return 0;
+	/* Each bad byte (one) becomes three. */
+	char *copy = malloc(len + 2 * bad + 1), *o = copy;
+	if (!copy)
+		return -1;
+	for (const unsigned char *q = p; q < end;) {
+		size_t n = *q == 0 ? 0 : *q < 0x80 ? 1 : utf8_length(q, end);
+		if (n == 0) {
+			memcpy(o, replacement, 3);
+			o += 3;
+			q++;
+		} else {
+			memcpy(o, q, n);
+			o += n;
+			q += n;
+		}
+	}
+	*o = '\0';
+	*out = copy;
+	*outlen = (size_t)(o - copy);
+	return 1;
 }

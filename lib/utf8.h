@@ -1,4 +1,4 @@
-/* utf8: what RFC 3629 allows as UTF-8. */
+/* utf8: what RFC 3629 allows as UTF-8, and text made so. */
 #ifndef SLUICE_UTF8_H
 #define SLUICE_UTF8_H
 
@@ -8,5 +8,12 @@
  * when it is not one RFC 3629 allows: no overlong forms, no surrogates,
  * nothing past U+10FFFF, no sequence cut short. */
 size_t utf8_length(const unsigned char *p, const unsigned char *end);
+
+/* s[0..len) made fit for a JSON string and a C one: returns 0 (*out NULL)
+ * when it is UTF-8 without a NUL byte already; 1 with *out a malloc'd,
+ * NUL-terminated copy in which each NUL byte and each byte that starts no
+ * valid sequence is U+FFFD, as a terminal shows it; -1 when out of memory.
+ * *outlen is the length of what to use. */
+int utf8_repair(const char *s, size_t len, char **out, size_t *outlen);
 
 #endif

@@ -26,6 +26,7 @@
 #include "stages/process.h"
 #include "stages/rollout.h"
 #include "lib/strv.h"
+#include "lib/utf8.h"
 #include "queue/defcache.h"
 #include "workers/stage_env.h"
 #include "workers/worker.h"
@@ -113,16 +114,22 @@ static void job_free(struct job *j)
 }
 
 /* A line for the stage's log stream, as the mask lets it through; "system"
- * lines are sluice's own. */
+ * lines are sluice's own. Stored as UTF-8 without NUL bytes (utf8_repair),
+ * so that every reader can show it: a command may print anything. (A
+ * character cut by the 64 KiB pieces of a longer line shows as U+FFFD.) */
 static void store_line(enum logmask_stream s, const char *line, size_t len, void *arg)
 {
 	static const char *const names[] = {"stdout", "stderr", "system"};
 	struct job *j = arg;
 	struct worker *w = j->w;
-	char t[32];
+	char t[32], *repaired;
+	if (utf8_repair(line, len, &repaired, &len) < 0)
+		return;
 	snprintf(t, sizeof(t), "%lld", (long long)clock_now_ms());
 	redis_command(w->redis, NULL, NULL, "XADD %slog:%s:%s MAXLEN ~ %d * t %s s %s l %b",
-		      w->settings.key_prefix, j->run, j->stage, LOG_MAXLEN, t, names[s], line, len);
+		      w->settings.key_prefix, j->run, j->stage, LOG_MAXLEN, t, names[s],
+		      repaired ? repaired : line, len);
+	free(repaired);
 }
 
 static void log_line(struct job *j, enum logmask_stream s, const char *line, size_t len)
@@ -351,7 +358,15 @@ static void read_outputs(struct job *j)
 			continue;
 		}
 		*eq = '\0';
-		json_object_set_new(out, line, json_string(eq + 1));
+		json_t *value = json_string(eq + 1);
+		if (!value) {
+			snprintf(text, sizeof(text),
+				 "$SLUICE_OUTPUT: the value of %.200s is not UTF-8, left out",
+				 line);
+			log_system(j, text);
+			continue;
+		}
+		json_object_set_new(out, line, value);
 	}
 	fclose(f);
 	if (out && json_object_size(out))

@@ -1,5 +1,6 @@
 """Executors end to end: sh: scripts, http: requests, the environment a
-stage sees, secrets kept out of the log stream, the log cap and timeouts.
+stage sees, secrets kept out of the log stream, the log cap, output that is
+not UTF-8 and timeouts.
 One stack of its own, with a local HTTP server for the http: stages."""
 
 import base64
@@ -12,7 +13,7 @@ import threading
 
 import pytest
 
-from conftest import LocalRepo, Stack, pipeline
+from conftest import LocalRepo, Stack, http_request, pipeline
 
 TOKEN = "tok-Zx9qW3rT7yL2vB"
 LEAK = "SLUICE_IT_WORKER_ONLY"
@@ -90,6 +91,11 @@ def pipelines(repo, port):
             "test": {"run": ["echo", "testing ${build.image}"], "needs": ["build"]},
             "check": {"kind": "test", "needs": ["build"],
                       "sh": 'cat "$SLUICE_ARTIFACTS/note"; env | grep -c "build.image" || true'}}),
+        # Bytes no JSON string can hold: invalid UTF-8 and NUL.
+        "bytes.yaml": p("bytes", {"build": {
+            "sh": r"printf 'latin1 caf\351\n'; printf 'nul \000 byte\n'; "
+                  r"printf 'cut \342\202\n'; printf 'euro \342\202\254\n'; "
+                  r"""printf 'ok=yes\nbad=\377\n' >> "$SLUICE_OUTPUT"; echo done"""}}),
         "bare.yaml": p("bare", {
             "build": {"sh": 'pwd; ls -A | wc -l; echo kept > note', "checkout": False},
             "test": {"sh": "ls", "needs": ["build"]}}),
@@ -182,6 +188,25 @@ def test_log_cap_drops_and_counts_lines(env_stack):
     assert out == [str(i) for i in range(1, 55)], out
     assert ("system", "[946 lines (2794 bytes) dropped: log cap of 100 bytes reached]") \
         in got, got
+
+
+def test_output_that_is_not_utf8_is_shown_with_replacement_characters(env_stack):
+    run = start(env_stack, "bytes")
+    assert run["status"] == "succeeded", run
+    got = lines(env_stack, run, "build")
+    # Every line is there, each bad byte (and NUL) as U+FFFD; UTF-8 kept.
+    assert [l for s, l in got if s == "stdout"] == [
+        "latin1 caf\ufffd", "nul \ufffd byte", "cut \ufffd\ufffd", "euro \u20ac", "done"], got
+    # The event stream shows the same lines.
+    status, _, raw = http_request(
+        env_stack.agent_port, "GET", "/api/v1/runs/%s/stages/build/log" % run["id"],
+        headers={"Accept": "text/event-stream"})
+    assert status == 200, raw
+    assert "caf\ufffd".encode() in raw and "euro \u20ac".encode() in raw, raw
+    # An output value that is not UTF-8 is left out, and the log says so.
+    assert ("system", "$SLUICE_OUTPUT: the value of bad is not UTF-8, left out") in got, got
+    stage = env_stack.run(run["id"])["stages"]["build"]
+    assert stage.get("outputs") in ({"ok": "yes"}, '{"ok":"yes"}'), stage
 
 
 def test_timeout_ends_as_timed_out_with_the_signal(env_stack):

@@ -1,6 +1,6 @@
 /* tokens (lib/tokens.c): the tokens file, finding a token, making one; and
  * the small pure parts of the API around them (agent/validate.c's error
- * objects, agent/logstream.c's event format). */
+ * objects, agent/logstream.c's log lines and event format). */
 #include <event2/buffer.h>
 #include <openssl/sha.h>
 #include <stdio.h>
@@ -142,6 +142,18 @@ static void log_events_carry_the_entry_id_and_one_json_data_line(void **state)
 	evbuffer_free(b);
 }
 
+/* A line stored before workers repaired them is shown, repaired. */
+static void a_log_line_that_is_not_utf8_is_shown_repaired(void **state)
+{
+	(void)state;
+	json_t *o = logstream_line("1-0", "", "stdout", "caf\xe9 \xff!");
+	assert_non_null(o);
+	assert_string_equal(json_string_value(json_object_get(o, "line")),
+			    "caf\xef\xbf\xbd \xef\xbf\xbd!");
+	assert_true(json_is_null(json_object_get(o, "time")));
+	json_decref(o);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -151,6 +163,7 @@ int main(void)
 	    cmocka_unit_test(generated_tokens_differ_and_their_line_parses_back),
 	    cmocka_unit_test(validator_messages_become_positioned_errors),
 	    cmocka_unit_test(log_events_carry_the_entry_id_and_one_json_data_line),
+	    cmocka_unit_test(a_log_line_that_is_not_utf8_is_shown_repaired),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
