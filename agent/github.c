@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "lib/jsonscan.h"
 
@@ -18,6 +19,7 @@ enum field {
 	F_NUMBER,
 	F_PULL_REQUEST,
 	F_HEAD_SHA,
+	F_HEAD_REPO,
 	F_BASE_REF,
 	F_COUNT
 };
@@ -32,6 +34,7 @@ static const char *const paths[F_COUNT] = {
     [F_NUMBER] = "number",
     [F_PULL_REQUEST] = "pull_request",
     [F_HEAD_SHA] = "pull_request.head.sha",
+    [F_HEAD_REPO] = "pull_request.head.repo.full_name",
     [F_BASE_REF] = "pull_request.base.ref",
 };
 
@@ -100,6 +103,11 @@ static int parse_pull_request(const struct jsonscan_field *f, struct github_even
 	ev->ref = ev->pull_ref;
 	ev->sha = sha;
 	ev->branch = base;
+	/* head.repo is null once the fork is deleted: another repository all
+	 * the same. GitHub's names are case-insensitive. */
+	const char *head = str(&f[F_HEAD_REPO]);
+	ev->pull_request = 1;
+	ev->from_fork = !head || strcasecmp(head, ev->repository) != 0;
 	return 0;
 }
 

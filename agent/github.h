@@ -18,6 +18,8 @@ struct github_event {
 	const char *branch;	/* matched against branch globs, or NULL */
 	const char *tag;	/* matched against tag globs, or NULL */
 	const char *no_build;	/* why the event builds nothing, or NULL */
+	int pull_request;	/* a pull request to build */
+	int from_fork;		/* ... whose head is in another repository */
 	char pull_ref[48];	/* what ref points to for a pull request */
 	char *store;		/* the payload's strings */
 };

@@ -220,14 +220,20 @@ void intake_handle(struct evhttp_request *req, struct agent *a)
 
 	/* Which pipelines start a run. */
 	const char *reason = ev.no_build;
-	size_t nruns = 0, skipped = 0;
+	size_t nruns = 0, skipped = 0, forks_skipped = 0;
 	/* plans[i]: the status each stage of pipeline i starts in (when.h). */
 	json_t *plans = json_array();
 	for (size_t i = 0; !reason && plans && i < n; i++) {
-		verified[i] = verified[i] && pipeline_wants(&a->pipelines.items[i], &ev);
+		const struct pipeline *p = &a->pipelines.items[i];
+		verified[i] = verified[i] && pipeline_wants(p, &ev);
+		if (verified[i] && ev.from_fork && p->forks == PIPELINE_FORKS_SKIP) {
+			verified[i] = 0;
+			forks_skipped++;
+		}
+		const struct pipeline_def *rd = pipeline_run_def(p, ev.pull_request, ev.from_fork);
 		size_t queued = 0;
-		json_t *plan = verified[i] ? when_plan(a->pipelines.items[i].def, ev.event,
-						       ev.branch, ev.tag, &queued)
+		json_t *plan = verified[i] ? when_plan(rd ? rd->def : p->def, ev.event, ev.branch,
+						       ev.tag, &queued)
 					   : json_null();
 		if (!plan || json_array_append_new(plans, plan) < 0) {
 			json_decref(plans);
@@ -250,8 +256,11 @@ void intake_handle(struct evhttp_request *req, struct agent *a)
 		return;
 	}
 	if (!reason && nruns == 0)
-		reason = skipped ? "every stage of the matching pipelines is skipped by its when"
-				 : "no pipeline matches the repository, event and ref";
+		reason =
+		    skipped ? "every stage of the matching pipelines is skipped by its when"
+		    : forks_skipped
+			? "the matching pipelines run no pull request from a fork (forks: skip)"
+			: "no pipeline matches the repository, event and ref";
 	if (reason) {
 		json_decref(plans);
 		free(verified);
@@ -275,6 +284,7 @@ void intake_handle(struct evhttp_request *req, struct agent *a)
 		if (!verified[i])
 			continue;
 		const struct pipeline *p = &a->pipelines.items[i];
+		const struct pipeline_def *rd = pipeline_run_def(p, ev.pull_request, ev.from_fork);
 		const json_t *checkout = json_object_get(p->def, "checkout");
 		const char *url = json_string_value(json_object_get(checkout, "url"));
 		char run[40];
@@ -283,7 +293,8 @@ void intake_handle(struct evhttp_request *req, struct agent *a)
 				    url		   ? url
 				    : ev.clone_url ? ev.clone_url
 						   : "",
-				    p->def_text, p->def, json_array_get(plans, i)) < 0 ||
+				    rd ? rd->text : p->def_text, rd ? rd->def : p->def,
+				    json_array_get(plans, i)) < 0 ||
 			 json_array_append_new(call->pipelines, json_string(p->name)) < 0;
 	}
 	json_decref(plans);

@@ -85,6 +85,19 @@ int settings_differ(const struct settings *a, const struct settings *b, const ch
 	"kafka.brokers", "kafka.topic_prefix", "kafka.session_timeout", "kafka.fetch_wait",        \
 	    "redis.url", "redis.key_prefix", "redis.timeout"
 
+/* trigger.github.forks: what a pull request from another repository (a
+ * fork, whose author need not be trusted) gets. */
+enum pipeline_forks {
+	PIPELINE_FORKS_NO_SECRETS, /* a run without the pipeline's secrets (default) */
+	PIPELINE_FORKS_SKIP,	   /* no run */
+	PIPELINE_FORKS_SECRETS	   /* a run like any other pull request's */
+};
+
+struct pipeline_def {
+	json_t *def;
+	char *text;
+};
+
 /* A pipeline file, validated. The normalized definition (def) is what a run
  * records at creation and what workers execute, so a run never changes when
  * the file does:
@@ -111,12 +124,22 @@ struct pipeline {
 	char *secret;	  /* the webhook secret, read from trigger.github.secret_file */
 	json_t *def;	  /* normalized definition, owned */
 	char *def_text;	  /* def as compact JSON, what each run records */
+	enum pipeline_forks forks; /* trigger.github.forks */
+	/* What a pull request's run records: def without its environments, for
+	 * a change is deployed once merged, not while it is proposed; and for
+	 * one from a fork under PIPELINE_FORKS_NO_SECRETS, without secrets. */
+	struct pipeline_def pull, fork;
 };
 
 struct pipeline_set {
 	struct pipeline *items;
 	size_t n;
 };
+
+/* The definition a run records: p's own for a push, a tag or a trigger;
+ * p->pull or p->fork for a pull request (pull_request, from_fork). */
+const struct pipeline_def *pipeline_run_def(const struct pipeline *p, int pull_request,
+					    int from_fork);
 
 int pipeline_load_file(const char *path, struct pipeline *p, char *err, size_t errlen);
 /* A pipeline file's text received from elsewhere (the API's validate), named

@@ -30,8 +30,8 @@
 static const char *const top_keys[] = {"name",	 "trigger",	 "checkout",	 "vars", "secrets",
 				       "stages", "max_attempts", "environments", NULL};
 static const char *const trigger_keys[] = {"github", NULL};
-static const char *const github_keys[] = {"repository", "events",      "branches",
-					  "tags",	"secret_file", NULL};
+static const char *const github_keys[] = {"repository",	 "events", "branches", "tags",
+					  "secret_file", "forks",  NULL};
 static const char *const checkout_keys[] = {"url", NULL};
 static const char *const stage_keys[] = {
     "kind",	    "run",	   "sh",      "http",	  "needs", "timeout", "retry",
@@ -216,6 +216,21 @@ static int load_trigger(struct loading *ld, const struct config_doc_node *top)
 	n = config_doc_get(gh, "tags");
 	if (n && config_check_text_list(&ld->ck, n, 1, &ld->p->tags) < 0)
 		return -1;
+	n = config_doc_get(gh, "forks");
+	if (n) {
+		const char *forks;
+		if (config_check_string(&ld->ck, n, 0, &forks) < 0)
+			return -1;
+		if (strcmp(forks, "no-secrets") == 0)
+			ld->p->forks = PIPELINE_FORKS_NO_SECRETS;
+		else if (strcmp(forks, "skip") == 0)
+			ld->p->forks = PIPELINE_FORKS_SKIP;
+		else if (strcmp(forks, "with-secrets") == 0)
+			ld->p->forks = PIPELINE_FORKS_SECRETS;
+		else
+			return config_check_fail(&ld->ck, n,
+						 "expected one of no-secrets, skip, with-secrets");
+	}
 	return load_secret(ld, gh);
 }
 
@@ -795,6 +810,47 @@ static int load(struct loading *ld, const struct config_doc_node *top)
 
 /* text NULL: read path. dir_of: the file whose directory relative paths
  * start from. */
+/* A copy of def without what keys names, at its top and in each stage; a
+ * stage holding drop_stage_with is left out whole. NULL when out of memory. */
+static json_t *def_without(const json_t *def, const char *const *keys, const char *drop_stage_with)
+{
+	json_t *copy = json_deep_copy(def);
+	json_t *stages = json_object_get(copy, "stages");
+	const char *name;
+	json_t *stage;
+	void *tmp;
+	json_object_foreach_safe(stages, tmp, name, stage)
+	{
+		if (json_object_get(stage, drop_stage_with)) {
+			json_object_del(stages, name);
+			continue;
+		}
+		for (const char *const *k = keys; *k; k++)
+			json_object_del(stage, *k);
+	}
+	for (const char *const *k = keys; copy && *k; k++)
+		json_object_del(copy, *k);
+	return copy;
+}
+
+/* What pull requests' runs record (config.h): no environments nor their
+ * deployment stages; from a fork, no secrets either, which the run says so
+ * that the worker can tell the stage's log. */
+static int run_defs(struct pipeline *p)
+{
+	static const char *const pull[] = {"environments", NULL};
+	static const char *const fork[] = {"environments", "secrets", NULL};
+	p->pull.def = def_without(p->def, pull, "env");
+	p->fork.def = def_without(p->def, fork, "env");
+	if (!p->pull.def || !p->fork.def ||
+	    json_object_set_new(p->fork.def, "secrets_withheld",
+				json_string("a pull request from a fork")) < 0)
+		return -1;
+	p->pull.text = json_dumps(p->pull.def, JSON_COMPACT);
+	p->fork.text = json_dumps(p->fork.def, JSON_COMPACT);
+	return p->pull.text && p->fork.text ? 0 : -1;
+}
+
 static int load_pipeline(const char *path, const char *dir_of, const char *text, size_t len,
 			 struct pipeline *p, char *err, size_t errlen)
 {
@@ -824,7 +880,7 @@ static int load_pipeline(const char *path, const char *dir_of, const char *text,
 	rc = load(&ld, doc.top);
 	if (rc == 0) {
 		p->def_text = json_dumps(p->def, JSON_COMPACT);
-		if (!p->def_text) {
+		if (!p->def_text || run_defs(p) < 0) {
 			snprintf(err, errlen, "%s: out of memory", path);
 			rc = -1;
 		}
@@ -873,5 +929,17 @@ void pipeline_clear(struct pipeline *p)
 	}
 	json_decref(p->def);
 	free(p->def_text);
+	json_decref(p->pull.def);
+	free(p->pull.text);
+	json_decref(p->fork.def);
+	free(p->fork.text);
 	memset(p, 0, sizeof(*p));
+}
+
+const struct pipeline_def *pipeline_run_def(const struct pipeline *p, int pull_request,
+					    int from_fork)
+{
+	if (!pull_request)
+		return NULL;
+	return from_fork && p->forks == PIPELINE_FORKS_NO_SECRETS ? &p->fork : &p->pull;
 }

@@ -581,12 +581,22 @@ class Stack:
         p["base_ref"] = None
         return p
 
-    def pr_payload(self, repository, fixture="pull_request-opened.payload.json", sha=None):
+    def pr_payload(self, repository, fixture="pull_request-opened.payload.json", sha=None,
+                   fork=False):
+        """A pull request in repository from one of its own branches, or
+        from the repository fork names ("someone/app"; None: from a fork
+        since deleted, whose head.repo GitHub sends as null)."""
         p = fixture_payload(fixture)
         p["repository"]["full_name"] = repository
         p["repository"]["clone_url"] = self.repo.url
         p["pull_request"]["head"]["sha"] = sha or self.repo.second
         p["pull_request"]["base"]["repo"]["full_name"] = repository
+        if fork is False:
+            p["pull_request"]["head"]["repo"]["full_name"] = repository
+        elif fork is None:
+            p["pull_request"]["head"]["repo"] = None
+        else:
+            p["pull_request"]["head"]["repo"]["full_name"] = fork
         return p
 
 

@@ -682,6 +682,14 @@ static int prepare_log(struct job *j)
 		finish(j, "failed", "out of memory");
 		return -1;
 	}
+	const char *withheld = json_string_value(json_object_get(j->def, "secrets_withheld"));
+	if (withheld) {
+		snprintf(err, sizeof(err),
+			 "the pipeline's secrets are withheld from this run: %s "
+			 "(trigger.github.forks)",
+			 withheld);
+		log_system(j, err);
+	}
 	json_object_foreach(j->secrets, name, value)
 	{
 		int rc = logmask_add_secret(j->mask, json_string_value(value),

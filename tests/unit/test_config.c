@@ -575,6 +575,81 @@ static void test_pipeline_secret_files(void **state)
 			      want);
 }
 
+static void test_pipeline_forks_setting(void **state)
+{
+	struct fx *f = *state;
+	const struct {
+		const char *line;
+		enum pipeline_forks want;
+	} cases[] = {{"", PIPELINE_FORKS_NO_SECRETS},
+		     {"    forks: no-secrets\n", PIPELINE_FORKS_NO_SECRETS},
+		     {"    forks: skip\n", PIPELINE_FORKS_SKIP},
+		     {"    forks: with-secrets\n", PIPELINE_FORKS_SECRETS}};
+	char text[512];
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct pipeline p;
+		snprintf(text, sizeof(text), TRIGGER "%sstages: {test: {run: [x]}}\n",
+			 cases[i].line);
+		write_file(f, "secrets/webhook", "s3cret");
+		write_file(f, "app.yaml", text);
+		assert_int_equal(pipeline_load_file(f->path, &p, f->err, sizeof(f->err)), 0);
+		assert_int_equal(p.forks, cases[i].want);
+		pipeline_clear(&p);
+	}
+	expect_pipeline_error(f, TRIGGER "    forks: yes\nstages: {test: {run: [x]}}\n",
+			      "5:12: trigger.github.forks: expected one of no-secrets, skip, "
+			      "with-secrets");
+}
+
+/* A pull request's run: no environments nor deployment stages; from a fork
+ * (forks: no-secrets), no secrets at all, and the run says why. */
+static void test_pipeline_pull_request_definitions(void **state)
+{
+	struct fx *f = *state;
+	struct pipeline p;
+	write_file(f, "secrets/webhook", "s3cret");
+	write_file(f, "secrets/token", "t0ken");
+	write_file(f, "secrets/db", "db-url");
+	write_file(f, "app.yaml",
+		   TRIGGER
+		   "secrets: {TOKEN: secrets/token}\n"
+		   "stages:\n  build: {run: [make]}\n  test: {run: [make, check], needs: build}\n"
+		   "environments:\n  development:\n    secrets: {DB: secrets/db}\n"
+		   "    deploy: {run: [./deploy.sh]}\n");
+	assert_int_equal(pipeline_load_file(f->path, &p, f->err, sizeof(f->err)), 0);
+	assert_non_null(json_object_get(json_object_get(p.def, "stages"), "deploy@development"));
+	assert_null(pipeline_run_def(&p, 0, 0));
+	assert_null(pipeline_run_def(&p, 0, 1));
+
+	const struct pipeline_def *pull = pipeline_run_def(&p, 1, 0);
+	assert_ptr_equal(pull, &p.pull);
+	assert_null(json_object_get(pull->def, "environments"));
+	assert_null(json_object_get(pull->def, "secrets_withheld"));
+	const json_t *stages = json_object_get(pull->def, "stages");
+	assert_int_equal(json_object_size(stages), 2);
+	assert_non_null(json_object_get(stages, "build"));
+	assert_non_null(json_object_get(stages, "test"));
+	assert_non_null(json_object_get(json_object_get(pull->def, "secrets"), "TOKEN"));
+	json_t *text = json_loads(pull->text, 0, NULL);
+	assert_true(json_equal(text, pull->def));
+	json_decref(text);
+
+	const struct pipeline_def *fork = pipeline_run_def(&p, 1, 1);
+	assert_ptr_equal(fork, &p.fork);
+	assert_null(json_object_get(fork->def, "secrets"));
+	assert_null(json_object_get(fork->def, "environments"));
+	assert_int_equal(json_object_size(json_object_get(fork->def, "stages")), 2);
+	assert_string_equal(json_string_value(json_object_get(fork->def, "secrets_withheld")),
+			    "a pull request from a fork");
+	assert_null(strstr(fork->text, "secrets/token"));
+	assert_null(strstr(fork->text, "secrets/db"));
+
+	/* with-secrets: a fork's pull request runs as a branch's would. */
+	p.forks = PIPELINE_FORKS_SECRETS;
+	assert_ptr_equal(pipeline_run_def(&p, 1, 1), &p.pull);
+	pipeline_clear(&p);
+}
+
 /* --- the loader ----------------------------------------------------------- */
 
 static void test_loader_duplicate_key(void **state)
@@ -934,6 +1009,8 @@ int main(void)
 	    T(test_settings_log_cap),
 	    T(test_pipeline_stage_without_checkout),
 	    T(test_pipeline_secret_files),
+	    T(test_pipeline_forks_setting),
+	    T(test_pipeline_pull_request_definitions),
 	    T(test_loader_duplicate_key),
 	    T(test_loader_syntax_error),
 	    T(test_loader_rejects_aliases),

@@ -1,0 +1,96 @@
+/* Tests for agent/github: what a pull request payload says of its head's
+ * repository (a fork or the repository itself), from GitHub's own
+ * pull_request payload with head.repo changed. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent/github.h"
+
+static json_t *pull_request_fixture(void)
+{
+	const char *dir = getenv("SLUICE_FIXTURES");
+	char path[1024];
+	snprintf(path, sizeof(path), "%s/pull_request-opened.payload.json",
+		 dir ? dir : "../shared/fixtures/github");
+	json_error_t e;
+	json_t *p = json_load_file(path, 0, &e);
+	assert_non_null(p);
+	return p;
+}
+
+/* Parses the fixture with head.repo set to head_repo (JSON text). */
+static void parse_with_head_repo(const char *head_repo, struct github_event *ev)
+{
+	json_t *p = pull_request_fixture();
+	json_t *head = json_object_get(json_object_get(p, "pull_request"), "head");
+	assert_int_equal(
+	    json_object_set_new(head, "repo", json_loads(head_repo, JSON_DECODE_ANY, NULL)), 0);
+	char *body = json_dumps(p, JSON_COMPACT);
+	json_decref(p);
+	char err[256];
+	assert_int_equal(
+	    github_event_parse("pull_request", body, strlen(body), ev, err, sizeof(err)), 0);
+	free(body);
+	assert_null(ev->no_build);
+	assert_int_equal(ev->pull_request, 1);
+	assert_string_equal(ev->repository, "Codertocat/Hello-World");
+}
+
+static void test_a_pull_request_from_the_repository_itself_is_not_from_a_fork(void **state)
+{
+	(void)state;
+	const char *same[] = {"{\"full_name\": \"Codertocat/Hello-World\"}",
+			      "{\"full_name\": \"codertocat/hello-world\"}"};
+	for (size_t i = 0; i < sizeof(same) / sizeof(same[0]); i++) {
+		struct github_event ev;
+		parse_with_head_repo(same[i], &ev);
+		assert_int_equal(ev.from_fork, 0);
+		github_event_clear(&ev);
+	}
+}
+
+static void test_a_pull_request_from_another_or_a_deleted_repository_is_from_a_fork(void **state)
+{
+	(void)state;
+	const char *other[] = {"{\"full_name\": \"someone/Hello-World\"}", "null", "{}"};
+	for (size_t i = 0; i < sizeof(other) / sizeof(other[0]); i++) {
+		struct github_event ev;
+		parse_with_head_repo(other[i], &ev);
+		assert_int_equal(ev.from_fork, 1);
+		github_event_clear(&ev);
+	}
+}
+
+static void test_a_push_is_no_pull_request(void **state)
+{
+	(void)state;
+	static const char push[] = "{\"ref\": \"refs/heads/main\", \"after\": "
+				   "\"0123456789abcdef0123456789abcdef01234567\", "
+				   "\"repository\": {\"full_name\": \"a/b\"}}";
+	struct github_event ev;
+	char err[256];
+	assert_int_equal(github_event_parse("push", push, sizeof(push) - 1, &ev, err, sizeof(err)),
+			 0);
+	assert_int_equal(ev.pull_request, 0);
+	assert_int_equal(ev.from_fork, 0);
+	github_event_clear(&ev);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_a_pull_request_from_the_repository_itself_is_not_from_a_fork),
+	    cmocka_unit_test(
+		test_a_pull_request_from_another_or_a_deleted_repository_is_from_a_fork),
+	    cmocka_unit_test(test_a_push_is_no_pull_request),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
