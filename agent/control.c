@@ -16,6 +16,7 @@
 #include "lib/clock.h"
 #include "lib/log.h"
 #include "queue/jobs.h"
+#include "stages/gitreason.h"
 #include "stages/process.h"
 
 #define MAX_TRIGGER_BODY  (64 * 1024)
@@ -269,7 +270,7 @@ struct trigger_call {
 	char ref[300];
 	char sha[SHA_MAX];
 	char peeled[SHA_MAX];
-	char git_error[256];
+	struct gitreason git_error; /* why git ls-remote failed */
 	char run[48];
 };
 
@@ -429,7 +430,7 @@ static void on_git_line(enum process_stream s, const char *line, size_t len, voi
 	if (s == PROCESS_STDOUT)
 		control_ls_remote_line(line, len, c->ref, c->sha, c->peeled, sizeof(c->sha));
 	else if (len)
-		snprintf(c->git_error, sizeof(c->git_error), "%.*s", (int)len, line);
+		gitreason_line(&c->git_error, line, len);
 }
 
 static void unlink_resolving(struct trigger_call *c)
@@ -447,10 +448,10 @@ static void on_git_exit(const struct process_result *r, void *arg)
 	unlink_resolving(c);
 	if (r->outcome != PROCESS_EXITED || r->exit_code != 0) {
 		log_warn("git ls-remote failed", LOG_S("url", c->url), LOG_S("ref", c->ref),
-			 LOG_S("error", c->git_error[0] ? c->git_error : r->error));
+			 LOG_S("error", c->git_error.text[0] ? c->git_error.text : r->error));
 		snprintf(msg, sizeof(msg), "cannot list the refs of %s: %s", c->url,
 			 r->outcome == PROCESS_TIMED_OUT ? "timed out"
-			 : c->git_error[0]		 ? c->git_error
+			 : c->git_error.text[0]		 ? c->git_error.text
 							 : r->error);
 		trigger_end(c, 502, "bad_gateway", msg);
 		return;

@@ -11,6 +11,7 @@
 #include "lib/hex.h"
 #include "lib/log.h"
 #include "lib/sha.h"
+#include "stages/gitreason.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -55,8 +56,7 @@ struct checkout {
 	int fetched; /* the mirror was cloned or fetched for this checkout */
 	int cancelled;
 	struct event *defer;
-	char last_stderr[200]; /* the step's first "fatal:"/"error:" line, else its last */
-	int stderr_is_reason;  /* last_stderr is such a line */
+	struct gitreason why; /* of the step's git command */
 	char error[512];
 };
 
@@ -156,17 +156,8 @@ static void on_git_line(enum process_stream s, const char *line, size_t len, voi
 {
 	struct checkout *c = arg;
 
-	/* git says why first ("fatal: ... does not appear to be a git
-	 * repository"), then more ("fatal: Could not read from remote
-	 * repository.") and advice ("and the repository exists."). */
-	int reason = (len >= 6 && memcmp(line, "fatal:", 6) == 0) ||
-		     (len >= 6 && memcmp(line, "error:", 6) == 0);
-	if (s == PROCESS_STDERR && len > 0 && !c->stderr_is_reason) {
-		size_t n = len < sizeof(c->last_stderr) - 1 ? len : sizeof(c->last_stderr) - 1;
-		memcpy(c->last_stderr, line, n);
-		c->last_stderr[n] = '\0';
-		c->stderr_is_reason = reason;
-	}
+	if (s == PROCESS_STDERR)
+		gitreason_line(&c->why, line, len);
 	/* A first checkout that fails for want of a fetch is not an error the
 	 * stage's log should show. */
 	if (c->step == STEP_CHECKOUT && !c->fetched)
@@ -238,8 +229,7 @@ static int start_step(struct checkout *c)
 		}
 		spec.timeout_ms = (int)left;
 	}
-	c->last_stderr[0] = '\0';
-	c->stderr_is_reason = 0;
+	gitreason_reset(&c->why);
 	c->proc = process_spawn(&spec, on_git_line, on_step_exit, c);
 	if (c->proc == NULL) {
 		snprintf(c->error, sizeof(c->error), "cannot start %s: %s", step_name(c),
@@ -275,8 +265,8 @@ static void on_step_exit(const struct process_result *r, void *arg)
 				 c->url);
 		else
 			snprintf(c->error, sizeof(c->error), "%s failed (exit %d)%s%s",
-				 step_name(c), r->exit_code, c->last_stderr[0] ? ": " : "",
-				 c->last_stderr);
+				 step_name(c), r->exit_code, c->why.text[0] ? ": " : "",
+				 c->why.text);
 		finish(c, c->error);
 		return;
 	case PROCESS_TIMED_OUT:
