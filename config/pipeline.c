@@ -41,8 +41,7 @@ static const char *const http_keys[] = {"method",  "url",     "headers", "body",
 					"timeout", "retries", "backoff", "ca_file", NULL};
 static const char *const http_methods[] = {"GET",   "HEAD",   "POST",	 "PUT",
 					   "PATCH", "DELETE", "OPTIONS", NULL};
-static const char *const events[] = {"push",	"pull_request",	     "create", "delete",
-				     "release", "workflow_dispatch", "ping",   NULL};
+static const char *const events[] = {"push", "pull_request", NULL};
 static const char *const kinds[] = {"build", "test", "scan", "push", "deploy", NULL};
 
 /* What the needs check keeps of each stage between the two passes. */
@@ -152,10 +151,13 @@ static int load_events(struct loading *ld, const struct config_doc_node *gh)
 			continue;
 		for (k = 0; item && k < i; k++)
 			item = item->next;
+		if (when_event_inert(e))
+			return config_check_fail(&ld->ck, item ? item : n,
+						 "\"%s\" starts no run: runs start from push and "
+						 "pull_request events (a tag's push: tags)",
+						 e);
 		return config_check_fail(&ld->ck, item ? item : n,
-					 "unknown event \"%s\" (known: push, pull_request, "
-					 "create, delete, release, workflow_dispatch, ping)",
-					 e);
+					 "unknown event \"%s\" (known: push, pull_request)", e);
 	}
 	return 0;
 }

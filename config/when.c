@@ -7,15 +7,21 @@
 #include "lib/glob.h"
 
 static const char *const when_keys[] = {"events", "branches", "tags", NULL};
-static const char *const when_events[] = {"push",    "pull_request",	  "create", "delete",
-					  "release", "workflow_dispatch", "manual", NULL};
+static const char *const when_events[] = {"push", "pull_request", "manual", NULL};
+static const char *const inert_events[] = {"create", "delete", "release", "workflow_dispatch",
+					   "ping",   NULL};
 
-static int known_event(const char *e)
+static int in(const char *const *list, const char *e)
 {
-	for (const char *const *k = when_events; *k; k++)
+	for (const char *const *k = list; *k; k++)
 		if (strcmp(e, *k) == 0)
 			return 1;
 	return 0;
+}
+
+int when_event_inert(const char *e)
+{
+	return in(inert_events, e);
 }
 
 /* A non-empty list of texts (or one text) into when_def[key]. */
@@ -39,10 +45,14 @@ static int load_list(const struct config_check *ck, const struct config_doc_node
 	     c = json_is_array(n->value) ? c->next : NULL) {
 		const char *e = c->text;
 
-		if (!known_event(e))
+		if (when_event_inert(e))
+			return config_check_fail(ck, c,
+						 "no run has the event \"%s\": a run's event is "
+						 "push, pull_request or manual",
+						 e);
+		if (!in(when_events, e))
 			return config_check_fail(ck, c,
 						 "unknown event \"%s\" (known: push, pull_request, "
-						 "create, delete, release, workflow_dispatch, "
 						 "manual)",
 						 e);
 	}

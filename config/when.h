@@ -18,9 +18,15 @@
 
 /* Checks the stage's `when:` (when given) and stores it in stage_def as
  * {"events"?: [...], "branches"?: [globs], "tags"?: [globs]}. events are
- * those a trigger knows plus "manual" (a run started through the API). */
+ * those a run can have: push, pull_request and "manual" (a run started
+ * through the API). */
 int when_load(const struct config_check *ck, const struct config_doc_node *stage,
 	      json_t *stage_def);
+
+/* 1 for a GitHub event the agent answers without starting a run (create,
+ * delete, release, workflow_dispatch, ping): a pipeline naming one would
+ * wait for it in vain. */
+int when_event_inert(const char *e);
 
 /* 1 when the stage's when (NULL: none) lets a run of event on branch or tag
  * (at most one of them non-NULL) run it; 0 with why in reason otherwise.

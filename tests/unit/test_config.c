@@ -525,7 +525,22 @@ static void test_pipeline_schema_errors(void **state)
 	    "trigger:\n  github:\n    repository: acme/app\n    events: [push, "
 	    "pussh]\n    secret_file: secrets/webhook\nstages: {test: {run: [x]}}\n",
 	    "4:20: trigger.github.events[1]: unknown event \"pussh\" (known: push, "
-	    "pull_request, create, delete, release, workflow_dispatch, ping)");
+	    "pull_request)");
+	/* Events GitHub sends but that start no run: listening for them would
+	 * wait in vain. */
+	const char *inert[] = {"create", "delete", "release", "workflow_dispatch", "ping"};
+	for (size_t i = 0; i < sizeof(inert) / sizeof(inert[0]); i++) {
+		char text[512], want[512];
+		snprintf(text, sizeof(text),
+			 "trigger:\n  github:\n    repository: acme/app\n    events: [push, %s]\n"
+			 "    secret_file: secrets/webhook\nstages: {test: {run: [x]}}\n",
+			 inert[i]);
+		snprintf(want, sizeof(want),
+			 "4:20: trigger.github.events[1]: \"%s\" starts no run: runs start from "
+			 "push and pull_request events (a tag's push: tags)",
+			 inert[i]);
+		expect_pipeline_error(f, text, want);
+	}
 }
 
 static void test_pipeline_needs_errors(void **state)

@@ -53,7 +53,12 @@ static void test_bad_when_is_reported_where_it_is_written(void **state)
 	pipeline_file_expect_error(
 	    f, "  build:\n    run: [make]\n    when: {events: [push, tag]}\n",
 	    "8:27: stages.build.when.events[1]: unknown event \"tag\" (known: push, "
-	    "pull_request, create, delete, release, workflow_dispatch, manual)");
+	    "pull_request, manual)");
+	/* GitHub sends it, but no run has it: the stage would never run. */
+	pipeline_file_expect_error(
+	    f, "  build:\n    run: [make]\n    when: {events: [push, release]}\n",
+	    "8:27: stages.build.when.events[1]: no run has the event \"release\": a run's event "
+	    "is push, pull_request or manual");
 	pipeline_file_expect_error(f, "  build:\n    run: [make]\n    when: {branch: [main]}\n",
 				   "8:12: stages.build.when.branch: unknown key");
 	pipeline_file_expect_error(
