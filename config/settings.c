@@ -35,10 +35,10 @@ static const char *const agent_keys[] = {"listen",	  "public_url",		"max_body",
 					 "requeue_after", "scheduler_interval", "tls_cert",
 					 "tls_key",	  "http_timeout",	NULL};
 static const char *const api_keys[] = {"tokens_file", "public_reads", NULL};
-static const char *const worker_keys[] = {
-    "state_dir",      "concurrency",   "kill_grace", "lease",
-    "drain_timeout",  "workspace_ttl", "min_free",   "log_cap",
-    "metrics_listen", "artifacts_dir", NULL};
+static const char *const worker_keys[] = {"state_dir",	   "concurrency",      "kill_grace",
+					  "lease",	   "drain_timeout",    "workspace_ttl",
+					  "min_free",	   "log_cap",	       "metrics_listen",
+					  "artifacts_dir", "checkout_timeout", NULL};
 static const char *const github_keys[] = {"api_url",	 "token_file",	  "backoff",
 					  "backoff_max", "give_up_after", NULL};
 static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
@@ -58,6 +58,7 @@ static int set_defaults(struct settings *s)
 	s->http_timeout_ms = 30000;
 	s->concurrency = 1;
 	s->kill_grace_ms = 10000;
+	s->checkout_timeout_ms = 10 * 60 * 1000;
 	s->lease_ms = 30000;
 	s->session_timeout_ms = 6000;
 	s->fetch_wait_ms = 10;
@@ -274,7 +275,8 @@ static int load_worker(const struct config_check *ck, const struct config_doc_no
 	    load_string(ck, m, "artifacts_dir", 0, &s->artifacts_dir) < 0 ||
 	    load_duration(ck, m, "kill_grace", &s->kill_grace_ms) < 0 ||
 	    load_duration(ck, m, "lease", &s->lease_ms) < 0 ||
-	    load_duration(ck, m, "drain_timeout", &s->drain_timeout_ms) < 0)
+	    load_duration(ck, m, "drain_timeout", &s->drain_timeout_ms) < 0 ||
+	    load_duration(ck, m, "checkout_timeout", &s->checkout_timeout_ms) < 0)
 		return -1;
 	n = config_doc_get(m, "workspace_ttl");
 	if (n) {
@@ -476,6 +478,7 @@ int settings_differ(const struct settings *a, const struct settings *b, const ch
 	    {"worker.artifacts_dir", text_differs(a->artifacts_dir, b->artifacts_dir)},
 	    {"worker.concurrency", a->concurrency != b->concurrency},
 	    {"worker.kill_grace", a->kill_grace_ms != b->kill_grace_ms},
+	    {"worker.checkout_timeout", a->checkout_timeout_ms != b->checkout_timeout_ms},
 	    {"worker.lease", a->lease_ms != b->lease_ms},
 	    {"worker.drain_timeout", a->drain_timeout_ms != b->drain_timeout_ms},
 	    {"worker.workspace_ttl", a->workspace_ttl_ms != b->workspace_ttl_ms},

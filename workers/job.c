@@ -34,7 +34,6 @@
 #include "workers/workspace.h"
 
 #define LOG_MAXLEN	    100000
-#define CHECKOUT_TIMEOUT_MS (10 * 60 * 1000)
 #define RECORD_RETRY_MAX_MS 5000
 /* How often a running job looks whether its run was cancelled. */
 #define CANCEL_POLL_MS 250
@@ -1185,7 +1184,7 @@ static void begin(struct job *j)
 	j->phase = JOB_CHECKOUT;
 	j->checkout =
 	    checkout_start(w->settings.state_dir, url ? url : "", sha ? sha : "", d->workspace,
-			   CHECKOUT_TIMEOUT_MS, on_checkout_line, on_checkout, d);
+			   w->settings.checkout_timeout_ms, on_checkout_line, on_checkout, d);
 	if (!j->checkout) {
 		free(d);
 		finish(j, "failed", "cannot start the checkout");

@@ -1,7 +1,7 @@
 """Workspaces: removal by age (with a tiny worker.workspace_ttl the
 workspace of an old run goes, the one of a running stage stays until it
-finishes), and checkouts that fail: the stage fails with git's reason, its
-log shows what git said, and the worker carries on."""
+finishes), checkouts that fail (the stage fails with git's reason, its log
+shows what git said, and the worker carries on) and worker.checkout_timeout."""
 
 import os
 import time
@@ -93,3 +93,18 @@ def test_a_checkout_git_fails_fails_the_stage_with_gits_words_and_the_worker_goe
     status, body = s.post_hook("push", s.push_payload(SLOW_WS_REPO))
     assert status == 202, (status, body)
     assert s.wait_run(body["runs"][0], timeout=30)["status"] == "succeeded"
+
+
+@pytest.fixture(scope="module")
+def hurried_stack():
+    yield from started_stack("sluice-ws-hurried-", pipelines, workers=(("build", 1),),
+                             extra_settings={"worker": {"checkout_timeout": "1ms"}})
+
+
+def test_worker_checkout_timeout_bounds_the_checkout(hurried_stack):
+    s = hurried_stack
+    status, body = s.post_hook("push", s.push_payload(SLOW_WS_REPO))
+    assert status == 202, (status, body)
+    run = s.wait_run(body["runs"][0], timeout=30)
+    assert run["status"] == "failed", run
+    assert run["stages"]["build"]["error"] == "checkout failed: checkout timed out after 1 ms", run

@@ -154,6 +154,7 @@ static void test_settings_defaults_without_file(void **state)
 	assert_string_equal(s.state_dir, "/var/lib/sluice");
 	assert_int_equal(s.concurrency, 1);
 	assert_int_equal(s.kill_grace_ms, 10000);
+	assert_int_equal(s.checkout_timeout_ms, 600000);
 	assert_int_equal(s.lease_ms, 30000);
 	assert_int_equal(s.requeue_after_ms, 60000);
 	settings_clear(&s);
@@ -199,6 +200,7 @@ static void test_settings_full_file(void **state)
 		   "  state_dir: /srv/sluice\n"
 		   "  concurrency: 4\n"
 		   "  kill_grace: 3\n"
+		   "  checkout_timeout: 45m\n"
 		   "  lease: 1m30s\n");
 	assert_int_equal(settings_load(f->path, &s, f->err, sizeof(f->err)), 0);
 	assert_string_equal(s.brokers, "k1:9092,k2:9092");
@@ -216,6 +218,7 @@ static void test_settings_full_file(void **state)
 	assert_string_equal(s.state_dir, "/srv/sluice");
 	assert_int_equal(s.concurrency, 4);
 	assert_int_equal(s.kill_grace_ms, 3000);
+	assert_int_equal(s.checkout_timeout_ms, 45 * 60000);
 	assert_int_equal(s.lease_ms, 90000);
 	settings_clear(&s);
 }
@@ -270,6 +273,8 @@ static void test_settings_errors_name_position_and_key(void **state)
 			      "1:17: worker.lease: must be longer than 0");
 	expect_settings_error(f, "worker: {kill_grace: 30d}\n",
 			      "1:22: worker.kill_grace: is too long (at most 24 days)");
+	expect_settings_error(f, "worker: {checkout_timeout: soon}\n",
+			      "1:28: worker.checkout_timeout: expected a duration like \"10m\"");
 	expect_settings_error(f, "worker:\n  concurrency: 0\n",
 			      "2:16: worker.concurrency: must be between 1 and 1024");
 	expect_settings_error(f, "worker:\n  concurrency: '4'\n",
