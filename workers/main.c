@@ -117,6 +117,7 @@ static void reload(struct worker_main *m)
 	}
 	/* Later jobs use these; running ones keep what they started with. */
 	w->settings.kill_grace_ms = next.kill_grace_ms;
+	w->settings.checkout_timeout_ms = next.checkout_timeout_ms;
 	w->settings.lease_ms = next.lease_ms;
 	w->settings.drain_timeout_ms = next.drain_timeout_ms;
 	w->settings.workspace_ttl_ms = next.workspace_ttl_ms;
@@ -129,6 +130,7 @@ static void reload(struct worker_main *m)
 	log_info("configuration reloaded", LOG_I("concurrency", w->concurrency),
 		 LOG_I("lease_ms", w->settings.lease_ms),
 		 LOG_I("kill_grace_ms", w->settings.kill_grace_ms),
+		 LOG_I("checkout_timeout_ms", w->settings.checkout_timeout_ms),
 		 LOG_I("drain_timeout_ms", w->settings.drain_timeout_ms),
 		 LOG_I("workspace_ttl_ms", w->settings.workspace_ttl_ms),
 		 LOG_S("log_level", w->settings.log_level));

@@ -112,13 +112,15 @@ def test_worker_reload_applies_concurrency_and_reports_restart_settings(reload_s
         original = f.read()
     try:
         with open(s.config, "w") as f:
-            f.write(original.replace("worker:\n", "worker:\n  concurrency: 3\n")
+            f.write(original.replace("worker:\n",
+                                     "worker:\n  concurrency: 3\n  checkout_timeout: 20m\n")
                     .replace('"redis://127.0.0.1:', '"redis://localhost:') + "log_level: debug\n")
         log = hup_and_wait(worker, "configuration reloaded")
         restart = [l for l in log.splitlines() if "needs a restart" in l]
         assert any("key=redis.url" in l for l in restart), log
         reloaded = [l for l in log.splitlines() if "configuration reloaded" in l][-1]
         assert "concurrency=3" in reloaded and "log_level=debug" in reloaded, reloaded
+        assert "checkout_timeout_ms=1200000" in reloaded, reloaded
 
         # An invalid file keeps everything as it was.
         with open(s.config, "w") as f:
