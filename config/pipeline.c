@@ -810,8 +810,6 @@ static int load(struct loading *ld, const struct config_doc_node *top)
 	return 0;
 }
 
-/* text NULL: read path. dir_of: the file whose directory relative paths
- * start from. */
 /* A copy of def without what keys names, at its top and in each stage; a
  * stage holding drop_stage_with is left out whole. NULL when out of memory. */
 static json_t *def_without(const json_t *def, const char *const *keys, const char *drop_stage_with)
@@ -853,6 +851,8 @@ static int run_defs(struct pipeline *p)
 	return p->pull.text && p->fork.text ? 0 : -1;
 }
 
+/* text NULL: read path. dir_of: the file whose directory relative paths
+ * start from. */
 static int load_pipeline(const char *path, const char *dir_of, const char *text, size_t len,
 			 struct pipeline *p, char *err, size_t errlen)
 {
