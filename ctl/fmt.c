@@ -3,6 +3,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 /* Decodes one UTF-8 sequence at s (n bytes available); returns its length
@@ -59,7 +60,45 @@ static int is_hidden_control(uint32_t cp)
 	return cp >= 0x2066 && cp <= 0x2069;
 }
 
-char *ctl_fmt_sanitize(const char *s, size_t len)
+/* Length of the escape sequence at in[0] == ESC (n bytes available), up to
+ * its end or the end of the text; *sgr set when it is a colour or style
+ * (CSI with digits, ';' and ':' only, ending in 'm'). ECMA-48: CSI is
+ * ESC [ parameters intermediates final; OSC, DCS, SOS, PM and APC strings
+ * run to BEL or ST (ESC \); anything else is ESC and one byte. */
+static size_t escape_length(const unsigned char *in, size_t n, int *sgr)
+{
+	size_t i = 1;
+	*sgr = 0;
+	if (n < 2)
+		return n;
+	if (in[1] == '[') {
+		int plain = 1;
+		for (i = 2; i < n && in[i] >= 0x30 && in[i] <= 0x3F; i++)
+			plain = plain && (in[i] <= '9' || in[i] == ';' || in[i] == ':');
+		while (i < n && in[i] >= 0x20 && in[i] <= 0x2F) {
+			plain = 0;
+			i++;
+		}
+		if (i >= n)
+			return n;
+		*sgr = plain && in[i] == 'm';
+		return i + 1;
+	}
+	if (in[1] == ']' || in[1] == 'P' || in[1] == 'X' || in[1] == '^' || in[1] == '_') {
+		for (i = 2; i < n; i++) {
+			if (in[i] == '\a')
+				return i + 1;
+			if (in[i] == 0x1b && i + 1 < n && in[i + 1] == '\\')
+				return i + 2;
+		}
+		return n;
+	}
+	return 2;
+}
+
+/* s without what is hidden or acts on a terminal; with keep_sgr, colour
+ * and style sequences stay (ctl_fmt_log_text), other escapes go whole. */
+static char *shown_text(const char *s, size_t len, int keep_sgr)
 {
 	const unsigned char *in = (const unsigned char *)s;
 	char *out = malloc(len + 1);
@@ -68,22 +107,41 @@ char *ctl_fmt_sanitize(const char *s, size_t len)
 	if (!out)
 		return NULL;
 	for (size_t i = 0; i < len;) {
+		if (keep_sgr && in[i] == 0x1b) {
+			int sgr;
+			size_t n = escape_length(in + i, len - i, &sgr);
+			if (sgr) {
+				memcpy(out + o, in + i, n);
+				o += n;
+			}
+			i += n;
+			continue;
+		}
 		uint32_t cp;
 		size_t n = utf8_decode(in + i, len - i, &cp);
-
 		if (n == 0) {
 			out[o++] = '?';
 			i++;
 			continue;
 		}
 		if (!is_hidden_control(cp)) {
-			for (size_t k = 0; k < n; k++)
-				out[o++] = (char)in[i + k];
+			memcpy(out + o, in + i, n);
+			o += n;
 		}
 		i += n;
 	}
 	out[o] = '\0';
 	return out;
+}
+
+char *ctl_fmt_sanitize(const char *s, size_t len)
+{
+	return shown_text(s, len, 0);
+}
+
+char *ctl_fmt_log_text(const char *s, size_t len)
+{
+	return shown_text(s, len, 1);
 }
 
 size_t ctl_fmt_width(const char *s)

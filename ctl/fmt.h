@@ -19,6 +19,12 @@
  * than tab, DEL, C1, bidirectional overrides); bytes that are not valid UTF-8
  * become '?'. NULL only when out of memory. */
 char *ctl_fmt_sanitize(const char *s, size_t len);
+/* A log line for the terminal: as ctl_fmt_sanitize, but colour and style
+ * sequences (SGR: ESC [ digits ; m) are kept, and every other escape
+ * sequence is left out whole (cursor moves, screen erases, window titles,
+ * clipboard writes), so a stage's output can colour its lines but not
+ * rewrite or act on the reader's terminal. NULL only when out of memory. */
+char *ctl_fmt_log_text(const char *s, size_t len);
 /* Number of characters (UTF-8 code points) in a sanitized string. */
 size_t ctl_fmt_width(const char *s);
 /* Parses RFC 3339 ("2026-11-26T03:41:07.123Z", "...+02:00") into ms since

@@ -534,14 +534,20 @@ int ctl_render_run(FILE *out, const json_t *run)
 	return ferror(out) ? -1 : 0;
 }
 
-/* Log text is printed as the command wrote it (colour codes included), the
- * way CI systems show raw logs; only the line structure is ours. */
+/* Log text is printed as the command wrote it, colours included, the way
+ * CI systems show logs; other control sequences are left out (fmt.h), and
+ * --json gives the lines as stored. */
 int ctl_render_log_line(FILE *out, const json_t *line)
 {
 	const json_t *text = json_is_object(line) ? json_object_get(line, "line") : NULL;
 
-	if (json_is_string(text))
-		fwrite(json_string_value(text), 1, json_string_length(text), out);
+	if (json_is_string(text)) {
+		char *shown = ctl_fmt_log_text(json_string_value(text), json_string_length(text));
+		if (!shown)
+			return -1;
+		fputs(shown, out);
+		free(shown);
+	}
 	fputc('\n', out);
 	return ferror(out) ? -1 : 0;
 }

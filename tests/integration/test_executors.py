@@ -91,10 +91,12 @@ def pipelines(repo, port):
             "test": {"run": ["echo", "testing ${build.image}"], "needs": ["build"]},
             "check": {"kind": "test", "needs": ["build"],
                       "sh": 'cat "$SLUICE_ARTIFACTS/note"; env | grep -c "build.image" || true'}}),
-        # Bytes no JSON string can hold: invalid UTF-8 and NUL.
+        # Bytes no JSON string can hold (invalid UTF-8, NUL), and an escape
+        # sequence that would write the reader's clipboard.
         "bytes.yaml": p("bytes", {"build": {
             "sh": r"printf 'latin1 caf\351\n'; printf 'nul \000 byte\n'; "
                   r"printf 'cut \342\202\n'; printf 'euro \342\202\254\n'; "
+                  r"printf 'osc \033]52;c;eA==\007\033[31mred\033[0m\n'; "
                   r"""printf 'ok=yes\nbad=\377\n' >> "$SLUICE_OUTPUT"; echo done"""}}),
         "bare.yaml": p("bare", {
             "build": {"sh": 'pwd; ls -A | wc -l; echo kept > note', "checkout": False},
@@ -196,13 +198,19 @@ def test_output_that_is_not_utf8_is_shown_with_replacement_characters(env_stack)
     got = lines(env_stack, run, "build")
     # Every line is there, each bad byte (and NUL) as U+FFFD; UTF-8 kept.
     assert [l for s, l in got if s == "stdout"] == [
-        "latin1 caf\ufffd", "nul \ufffd byte", "cut \ufffd\ufffd", "euro \u20ac", "done"], got
+        "latin1 caf\ufffd", "nul \ufffd byte", "cut \ufffd\ufffd", "euro \u20ac",
+        "osc \x1b]52;c;eA==\x07\x1b[31mred\x1b[0m", "done"], got
     # The event stream shows the same lines.
     status, _, raw = http_request(
         env_stack.agent_port, "GET", "/api/v1/runs/%s/stages/build/log" % run["id"],
         headers={"Accept": "text/event-stream"})
     assert status == 200, raw
     assert "caf\ufffd".encode() in raw and "euro \u20ac".encode() in raw, raw
+    # sluicectl keeps the colour and leaves out the clipboard write.
+    shown = env_stack.ctl("logs", run["id"], "build")
+    assert shown.returncode == 0, shown.stderr
+    assert "osc \x1b[31mred\x1b[0m\n" in shown.stdout, shown.stdout
+    assert "52;" not in shown.stdout, shown.stdout
     # An output value that is not UTF-8 is left out, and the log says so.
     assert ("system", "$SLUICE_OUTPUT: the value of bad is not UTF-8, left out") in got, got
     stage = env_stack.run(run["id"])["stages"]["build"]

@@ -150,6 +150,44 @@ static void sanitize_strips_controls_but_keeps_tab_and_utf8(void **state)
 	free(out);
 }
 
+/* A stage's output may colour its log, not act on the reader's terminal. */
+static void log_text_keeps_colours_and_drops_other_sequences(void **state)
+{
+	(void)state;
+	const struct {
+		const char *in, *want;
+	} cases[] = {
+	    /* SGR colours and styles, ':' sub-parameters included. */
+	    {"\x1b[1;31mred\x1b[0m \x1b[38:5:208mo\x1b[m",
+	     "\x1b[1;31mred\x1b[0m \x1b[38:5:208mo\x1b[m"},
+	    /* Cursor moves and erases would rewrite what is on screen. */
+	    {"a\x1b[2Jb\x1b[1;1Hc\x1b[Kd\x1b[?25le", "abcde"},
+	    /* Private or intermediate bytes make it no SGR. */
+	    {"x\x1b[>4;2my\x1b[1 mz", "xyz"},
+	    /* OSC 52 writes the clipboard, OSC 0 the title; BEL or ST ends them. */
+	    {"p\x1b]52;c;cm0gLXJmIH4=\aq\x1b]0;owned\x1b\\r", "pqr"},
+	    /* DCS and a two-byte escape (RIS resets the terminal). */
+	    {"s\x1bPq#0;2;0;0;0\x1b\\t\x1b"
+	     "cu",
+	     "stu"},
+	    /* C1 CSI (U+009B), CR, BEL, DEL and a bidi override; tab and UTF-8 stay. */
+	    {"1\xc2\x9b"
+	     "2J\r2\a3\x7f\t4\xe2\x80\xae"
+	     "5 \xc3\xbc",
+	     "12J23\t45 \xc3\xbc"},
+	    /* A sequence cut by the end of the line goes whole. */
+	    {"end\x1b[31", "end"},
+	    {"end\x1b]0;title", "end"},
+	    {"end\x1b", "end"},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char *out = ctl_fmt_log_text(cases[i].in, strlen(cases[i].in));
+		assert_non_null(out);
+		assert_string_equal(out, cases[i].want);
+		free(out);
+	}
+}
+
 /* --- render -------------------------------------------------------------- */
 
 static const char runs_body[] =
@@ -1063,6 +1101,7 @@ int main(void)
 	    cmocka_unit_test(time_parses_rfc3339_and_prints_utc),
 	    cmocka_unit_test(time_rejects_what_is_not_rfc3339),
 	    cmocka_unit_test(sanitize_strips_controls_but_keeps_tab_and_utf8),
+	    cmocka_unit_test(log_text_keeps_colours_and_drops_other_sequences),
 	    cmocka_unit_test(runs_table_matches_golden_output),
 	    cmocka_unit_test(runs_table_of_no_runs_is_the_header),
 	    cmocka_unit_test(runs_render_refuses_a_body_without_a_runs_array),
