@@ -41,6 +41,7 @@ struct agent_scripts {
 	int rollout_command;
 	int rollout_retry;
 	int rollback;
+	int read_hashes;
 };
 
 struct signature_keys;

@@ -421,7 +421,7 @@ static int status_open(const char *status)
 			  strcmp(status, "waiting") == 0);
 }
 
-/* The run read again, within the transaction that reads its stages and
+/* The run read again, together with its stages and
  * environments: the summary of that moment replaces the first one. */
 static void on_run_again(struct redis *r, redisReply *reply, const char *err, void *arg)
 {
@@ -477,15 +477,15 @@ static void on_run(struct redis *r, redisReply *reply, const char *err, void *ar
 	c->run_open = status_open(hash_get(reply, "status"));
 	/* The definition says which hashes make the run's view; they are read
 	 * together with the run again, all of one moment. */
-	struct redis_txn *t = redis_txn_begin(r);
+	struct redis_hashes *t = redis_hashes_begin(r, c->agent->scripts.read_hashes);
 	if (!t) {
 		json_decref(def);
 		call_fail(c, "command not sent");
 		return;
 	}
 	c->outstanding++;
-	if (redis_txn_command(t, on_run_again, c, "HGETALL %srun:%s", c->agent->settings.key_prefix,
-			      id) < 0) {
+	if (redis_hashes_add(t, on_run_again, c, "%srun:%s", c->agent->settings.key_prefix, id) <
+	    0) {
 		c->failed = 1;
 		c->outstanding--;
 	}
@@ -502,8 +502,8 @@ static void on_run(struct redis *r, redisReply *reply, const char *err, void *ar
 		/* Keeps the definition's order whatever order the replies come in. */
 		json_object_set_new(c->items, name, json_null());
 		c->outstanding++;
-		if (redis_txn_command(t, on_stage, it, "HGETALL %srun:%s:stage:%s",
-				      c->agent->settings.key_prefix, id, name) < 0) {
+		if (redis_hashes_add(t, on_stage, it, "%srun:%s:stage:%s",
+				     c->agent->settings.key_prefix, id, name) < 0) {
 			c->failed = 1;
 			c->outstanding--;
 			json_decref(it->def);
@@ -514,7 +514,7 @@ static void on_run(struct redis *r, redisReply *reply, const char *err, void *ar
 		c->outstanding++;
 		promotion_view(c->agent, t, id, def, &c->run_open, on_environments, c);
 	}
-	redis_txn_exec(t);
+	redis_hashes_read(t);
 	json_decref(def);
 	run_maybe_done(c);
 }

@@ -279,6 +279,7 @@ int main(int argc, char **argv)
 	a.scripts.rollout_command = redis_script_add(a.redis, &lua_rollout_command);
 	a.scripts.rollout_retry = redis_script_add(a.redis, &lua_rollout_retry);
 	a.scripts.rollback = redis_script_add(a.redis, &lua_rollback);
+	a.scripts.read_hashes = redis_script_add(a.redis, &lua_read_hashes);
 	/* The workers' scripts too: loaded as the agent connects, each worker
 	 * that starts later finds them in Redis and never reads their text. */
 	for (const struct lua_script *const *s = lua_all; *s; s++)

@@ -192,7 +192,7 @@ static void on_env_hash(struct redis *r, redisReply *reply, const char *err, voi
 	on_hash(arg, VIEW_ENV, reply);
 }
 
-void promotion_view(struct agent *a, struct redis_txn *t, const char *run, const json_t *def,
+void promotion_view(struct agent *a, struct redis_hashes *t, const char *run, const json_t *def,
 		    const int *run_open, promotion_view_cb done, void *arg)
 {
 	struct view *v = calloc(1, sizeof(*v));
@@ -228,17 +228,14 @@ void promotion_view(struct agent *a, struct redis_txn *t, const char *run, const
 		json_object_set_new(v->envs, name, json_null());
 		it->pending = VIEW_HASHES;
 		v->outstanding++;
-		if (redis_txn_command(t, on_promotion_hash, it, "HGETALL %srun:%s:env:%s", P, run,
-				      name) < 0)
+		if (redis_hashes_add(t, on_promotion_hash, it, "%srun:%s:env:%s", P, run, name) < 0)
 			on_hash(it, VIEW_PROMOTION, NULL);
-		if (redis_txn_command(t, on_approval_hash, it, "HGETALL %sapproval:%s:%s", P, run,
-				      name) < 0)
+		if (redis_hashes_add(t, on_approval_hash, it, "%sapproval:%s:%s", P, run, name) < 0)
 			on_hash(it, VIEW_APPROVAL, NULL);
-		if (redis_txn_command(t, on_stage_hash, it, "HGETALL %srun:%s:stage:deploy@%s", P,
-				      run, name) < 0)
+		if (redis_hashes_add(t, on_stage_hash, it, "%srun:%s:stage:deploy@%s", P, run,
+				     name) < 0)
 			on_hash(it, VIEW_STAGE, NULL);
-		if (redis_txn_command(t, on_env_hash, it, "HGETALL %senv:%s:%s", P, pipeline,
-				      name) < 0)
+		if (redis_hashes_add(t, on_env_hash, it, "%senv:%s:%s", P, pipeline, name) < 0)
 			on_hash(it, VIEW_ENV, NULL);
 	}
 	view_maybe_done(v);

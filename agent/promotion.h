@@ -35,13 +35,13 @@ int promotion_post(struct agent *a, struct evhttp_request *req, const char *path
  * window, actions, strategy (with one; see strategy.h)}} in chain order
  * (stolen), or NULL when Redis failed; it is called
  * exactly once, possibly before promotion_view returns. The hashes are read
- * within t, the caller's transaction (redis.h), so that they and the rest of
+ * with t, the caller's (redis_hashes, redis.h), so that they and the rest of
  * the caller's view are of one moment. *run_open, read when the replies are
  * in: whether the run may still be offered (an environment never offered to
  * a finished run shows as "skipped", else "pending"). */
-struct redis_txn;
+struct redis_hashes;
 typedef void (*promotion_view_cb)(json_t *environments, void *arg);
-void promotion_view(struct agent *a, struct redis_txn *t, const char *run, const json_t *def,
+void promotion_view(struct agent *a, struct redis_hashes *t, const char *run, const json_t *def,
 		    const int *run_open, promotion_view_cb done, void *arg);
 
 #endif

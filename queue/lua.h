@@ -38,6 +38,7 @@ extern const struct lua_script lua_park;
 extern const struct lua_script lua_outbox_lease;
 extern const struct lua_script lua_outbox_leave;
 extern const struct lua_script lua_outbox_dead;
+extern const struct lua_script lua_read_hashes;
 
 /* Every script above, then NULL. */
 extern const struct lua_script *const lua_all[];

@@ -369,101 +369,92 @@ int redis_command_argv(struct redis *r, redis_cb cb, void *arg, int argc, const 
 	return cmd_queue(r, cb, arg, buf, len, -1, 0);
 }
 
-/* --- transactions --------------------------------------------------------- */
+/* --- hashes read together ---------------------------------------------------- */
 
-struct txn_item {
+struct hash_item {
 	redis_cb cb;
 	void *arg;
+	char *key;
 };
 
-struct redis_txn {
+struct redis_hashes {
 	struct redis *r;
-	struct txn_item *items;
+	int script;
+	struct hash_item *items;
 	int n, room;
 };
 
-/* MULTI's +OK and each command's +QUEUED: what matters comes with EXEC (an
- * error queueing a command makes EXEC fail). */
-static void on_txn_step(struct redis *r, redisReply *reply, const char *err, void *arg)
+static void hashes_fail(struct redis_hashes *h, struct redis *r, const char *err)
 {
-	(void)r;
-	(void)reply;
-	(void)err;
-	(void)arg;
+	for (int i = 0; i < h->n; i++)
+		h->items[i].cb(r, NULL, err, h->items[i].arg);
 }
 
-static void txn_fail(struct redis_txn *t, struct redis *r, const char *err)
+static void hashes_free(struct redis_hashes *h)
 {
-	for (int i = 0; i < t->n; i++)
-		t->items[i].cb(r, NULL, err, t->items[i].arg);
+	for (int i = 0; i < h->n; i++)
+		free(h->items[i].key);
+	free(h->items);
+	free(h);
 }
 
-static void txn_free(struct redis_txn *t)
+static void on_hashes(struct redis *r, redisReply *reply, const char *err, void *arg)
 {
-	free(t->items);
-	free(t);
+	struct redis_hashes *h = arg;
+	if (!err && (reply->type != REDIS_REPLY_ARRAY || reply->elements != (size_t)h->n))
+		err = "hashes not read";
+	if (err)
+		hashes_fail(h, r, err);
+	else
+		for (int i = 0; i < h->n; i++)
+			h->items[i].cb(r, reply->element[i], NULL, h->items[i].arg);
+	hashes_free(h);
 }
 
-static void on_txn_exec(struct redis *r, redisReply *reply, const char *err, void *arg)
+struct redis_hashes *redis_hashes_begin(struct redis *r, int script)
 {
-	struct redis_txn *t = arg;
-	if (!err && (reply->type != REDIS_REPLY_ARRAY || reply->elements != (size_t)t->n))
-		err = "transaction not run";
-	if (err) {
-		txn_fail(t, r, err);
-	} else {
-		for (int i = 0; i < t->n; i++) {
-			redisReply *e = reply->element[i];
-			if (e->type == REDIS_REPLY_ERROR)
-				t->items[i].cb(r, NULL, e->str, t->items[i].arg);
-			else
-				t->items[i].cb(r, e, NULL, t->items[i].arg);
-		}
-	}
-	txn_free(t);
-}
-
-struct redis_txn *redis_txn_begin(struct redis *r)
-{
-	struct redis_txn *t = calloc(1, sizeof(*t));
-	if (!t)
+	struct redis_hashes *h = calloc(1, sizeof(*h));
+	if (!h)
 		return NULL;
-	t->r = r;
-	if (redis_command(r, on_txn_step, NULL, "MULTI") < 0) {
-		free(t);
-		return NULL;
-	}
-	return t;
+	h->r = r;
+	h->script = script;
+	return h;
 }
 
-int redis_txn_command(struct redis_txn *t, redis_cb cb, void *arg, const char *fmt, ...)
+int redis_hashes_add(struct redis_hashes *h, redis_cb cb, void *arg, const char *key_fmt, ...)
 {
 	va_list ap;
+	char *key;
 
-	if (t->n == t->room) {
-		int room = t->room ? t->room * 2 : 8;
-		struct txn_item *items = realloc(t->items, sizeof(*items) * (size_t)room);
+	if (h->n == h->room) {
+		int room = h->room ? h->room * 2 : 8;
+		struct hash_item *items = realloc(h->items, sizeof(*items) * (size_t)room);
 		if (!items)
 			return -1;
-		t->items = items;
-		t->room = room;
+		h->items = items;
+		h->room = room;
 	}
-	va_start(ap, fmt);
-	int rc = vcommand(t->r, on_txn_step, NULL, fmt, ap);
+	va_start(ap, key_fmt);
+	int len = vasprintf(&key, key_fmt, ap);
 	va_end(ap);
-	if (rc < 0)
+	if (len < 0)
 		return -1;
-	t->items[t->n++] = (struct txn_item){cb, arg};
+	h->items[h->n++] = (struct hash_item){cb, arg, key};
 	return 0;
 }
 
-void redis_txn_exec(struct redis_txn *t)
+void redis_hashes_read(struct redis_hashes *h)
 {
-	if (redis_command(t->r, on_txn_exec, t, "EXEC") < 0) {
-		struct redis *r = t->r;
+	struct redis *r = h->r;
+	const char **keys = malloc(sizeof(*keys) * (size_t)(h->n ? h->n : 1));
+	for (int i = 0; keys && i < h->n; i++)
+		keys[i] = h->items[i].key;
+	int rc = keys ? redis_script_run(r, h->script, on_hashes, h, h->n, h->n, keys, NULL) : -1;
+	free(keys);
+	if (rc < 0) {
 		enter(r);
-		txn_fail(t, r, "out of memory");
-		txn_free(t);
+		hashes_fail(h, r, r->freeing ? "shutting down" : "out of memory");
+		hashes_free(h);
 		leave(r);
 	}
 }

@@ -43,18 +43,21 @@ int redis_command(struct redis *r, redis_cb cb, void *arg, const char *fmt, ...)
 int redis_command_argv(struct redis *r, redis_cb cb, void *arg, int argc, const char **argv,
 		       const size_t *lens);
 
-/* A transaction: the commands given to redis_txn_command run together at
- * redis_txn_exec (MULTI ... EXEC), none of another client's between them,
- * so their replies are one moment's state. Each callback then gets its own
- * command's reply or error; when the transaction fails as a whole, every
- * callback gets the error. Between begin and exec nothing else may be sent
- * on r. NULL, or -1 from redis_txn_command: not queued (out of memory, or r
- * is being freed); redis_txn_exec calls back later, or at once (with every
- * callback's error) when even EXEC cannot be queued. */
-struct redis_txn;
-struct redis_txn *redis_txn_begin(struct redis *r);
-int redis_txn_command(struct redis_txn *t, redis_cb cb, void *arg, const char *fmt, ...);
-void redis_txn_exec(struct redis_txn *t);
+/* Hashes read together: HGETALL of each key given to redis_hashes_add, all
+ * in one read-only script (queue/scripts/read_hashes.lua, whose handle from
+ * redis_script_add is script) at redis_hashes_read. The replies are one
+ * moment's state, none of another client's writes between them, and Redis
+ * answers even when out of memory (maxmemory), where it would refuse the
+ * commands of a MULTI. Each callback then gets its hash (an array of fields
+ * and values, empty when the key is absent); when the read fails as a
+ * whole, every callback gets the error. NULL from begin, or -1 from add:
+ * not taken (out of memory); redis_hashes_read calls back later, or at once
+ * (with every callback's error) when the script cannot be sent. */
+struct redis_hashes;
+struct redis_hashes *redis_hashes_begin(struct redis *r, int script);
+int redis_hashes_add(struct redis_hashes *h, redis_cb cb, void *arg, const char *key_fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+void redis_hashes_read(struct redis_hashes *h);
 
 /* Registers a script; returns its handle (>= 0) or -1. Call before the loop
  * runs. Its source is kept, not copied, and read only when the server lacks

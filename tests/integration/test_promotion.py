@@ -4,6 +4,7 @@ expired), one deployment at a time per environment, a newer run superseding
 an older one that waits, current and previous releases, deny windows that
 hold a promotion until they open, and a failing deployment."""
 
+import hashlib
 import json
 import os
 import shutil
@@ -13,7 +14,7 @@ import time
 import pytest
 
 from conftest import TERMINAL, http_request, pipeline, started_stack, wait_for
-from harness import LocalRepo, RedisMonitor, Stack
+from harness import LocalRepo, RedisMonitor, Stack, lua_script
 from resp import Redis
 
 
@@ -122,12 +123,14 @@ def log_lines(stack, run_id, stage):
     return [entry["line"] for entry in stack.log(run_id, stage)]
 
 
-def test_a_runs_view_is_read_in_one_transaction(promo):
+def test_a_runs_view_is_read_in_one_script(promo):
     """GET /api/v1/runs/{id} reads the run once for its definition, then the
-    run again, its stages and its environments in one MULTI ... EXEC: the
-    parts of the view are of one moment, so a script running meanwhile (a
-    promotion that moves the environment and the run together) never shows
-    in one half of it only. A MONITOR connection sees the agent's reads."""
+    run again, its stages and its environments in one read-only script
+    (read_hashes.lua): the parts of the view are of one moment, so a script
+    running meanwhile (a promotion that moves the environment and the run
+    together) never shows in one half of it only. A MONITOR connection sees
+    the agent's reads, and the script's own after its EVALSHA."""
+    sha = hashlib.sha1(lua_script("read_hashes").encode()).hexdigest()
     run_id = push(promo, "chain")
     wait_env(promo, run_id, "staging", ("waiting_approval",))
     with RedisMonitor(promo.redis_port) as monitor:
@@ -135,16 +138,20 @@ def test_a_runs_view_is_read_in_one_transaction(promo):
         assert status == 200 and view["status"] == "waiting", view
         lines = monitor.lines(0.5)
     reads = [i for i, line in enumerate(lines) if run_id in line]
-    multi = [i for i, line in enumerate(lines) if '"MULTI"' in line]
-    execs = [i for i, line in enumerate(lines) if '"EXEC"' in line]
-    assert reads and multi and execs, lines
-    first, rest = reads[0], reads[1:]
+    assert reads, lines
+    first, call = reads[0], reads[1]
     assert '"HGETALL"' in lines[first] and lines[first].endswith('"sluice:run:%s"' % run_id)
-    # Every read after the first lies between one MULTI and its EXEC.
-    start = max(i for i in multi if i < rest[0])
-    end = min(i for i in execs if i > start)
-    assert all(start < i < end for i in rest), lines[first:end + 1]
-    keys = [lines[i].rsplit(" ", 1)[1] for i in rest]
+    assert '"EVALSHA" "%s"' % sha in lines[call], lines[call]
+    # The script's reads follow its call, nothing of another client's between,
+    # and every later read of the run's keys is one of them.
+    inner = []
+    for line in lines[call + 1:]:
+        if " lua] " not in line:
+            break
+        inner.append(line)
+    assert inner and all('"HGETALL"' in line for line in inner), lines[call:]
+    assert all(i <= call + len(inner) for i in reads), lines[call:]
+    keys = [line.rsplit(" ", 1)[1] for line in inner]
     for part in ("run:%s\"" % run_id, "run:%s:stage:build" % run_id,
                  "run:%s:env:staging" % run_id, "approval:%s:staging" % run_id):
         assert any(part in k for k in keys), (part, keys)

@@ -276,3 +276,31 @@ def test_an_expired_lease_is_reaped_once(rstack):
         assert [t for t, _ in outbox_messages(r, P)] == ["jobs"]
         assert [json.loads(v)["type"] for _, v in outbox_messages(r, P, "outbox:events")] == [
             "dev.sluice.stage.lost", "dev.sluice.stage.queued"]
+
+
+def test_redis_out_of_memory_refuses_webhooks_but_still_shows_runs(rstack):
+    """maxmemory reached: a webhook is answered 503 and nothing is recorded
+    (GitHub may deliver it again); reading runs goes on, the view of one
+    included (read by a read-only script, which Redis runs when out of
+    memory). Once memory is back, webhooks are taken again."""
+    run_id = start_run(rstack, "lost")
+    assert rstack.wait_run(run_id, timeout=30)["status"] == "succeeded"
+    before = rstack.run_count()
+    with redis(rstack) as r:
+        assert r.call("CONFIG", "SET", "maxmemory", "1") == b"OK"
+    try:
+        status, body = rstack.post_hook("push", rstack.push_payload(repo_name("lost")))
+        assert status == 503, (status, body)
+        assert body["error"]["message"] == ("the run could not be recorded; deliver again "
+                                            "later"), body
+        status, view = rstack.get("/api/v1/runs/" + run_id)
+        assert status == 200 and view["status"] == "succeeded", (status, view)
+        assert view["stages"]["test"]["status"] == "succeeded", view
+        status, runs = rstack.get("/api/v1/runs?limit=5")
+        assert status == 200 and run_id in [x["id"] for x in runs["runs"]], (status, runs)
+    finally:
+        with redis(rstack) as r:
+            r.call("CONFIG", "SET", "maxmemory", "0")
+    assert rstack.run_count() == before
+    again = start_run(rstack, "lost")
+    assert rstack.wait_run(again, timeout=30)["status"] == "succeeded"

@@ -20,6 +20,7 @@
 #include "lib/clock.h"
 #include "lib/hex.h"
 #include "lib/sha.h"
+#include "queue/lua.h"
 #include "queue/redis.h"
 #include "tests/unit/redisd.h"
 
@@ -428,76 +429,136 @@ static void commands_fail_while_down_and_work_after_restart(void **state)
 	redis_free(r);
 }
 
-/* A transaction: the replies reach each command's own callback, in order;
- * a command that fails when it runs fails alone. */
-static void a_transaction_answers_each_command_on_its_own(void **state)
+/* A hash read by redis_hashes: its fields and values, or the error. */
+struct hash_result {
+	int called;
+	size_t fields;
+	char first[64]; /* "field=value" of the first field */
+	char err[256];
+};
+
+static void record_hash(struct redis *r, redisReply *reply, const char *err, void *arg)
 {
-	(void)state;
+	struct hash_result *h = arg;
+	(void)r;
+	h->called++;
+	if (err) {
+		assert_null(reply);
+		snprintf(h->err, sizeof(h->err), "%s", err);
+		return;
+	}
+	assert_int_equal(reply->type, REDIS_REPLY_ARRAY);
+	h->fields = reply->elements / 2;
+	if (reply->elements >= 2)
+		snprintf(h->first, sizeof(h->first), "%s=%s", reply->element[0]->str,
+			 reply->element[1]->str);
+}
+
+static struct redis *hashes_client(int *script)
+{
 	int connects = 0;
 	struct redis *r = connect_client(url_tcp, 1000, &connects);
+	*script = redis_script_add(r, &lua_read_hashes);
+	assert_true(*script >= 0);
 	assert_true(run_until(&connects, 3000));
+	return r;
+}
 
-	struct result set = {0}, incr = {0}, bad = {0}, get = {0}, none = {0};
-	struct redis_txn *t = redis_txn_begin(r);
-	assert_non_null(t);
-	assert_int_equal(redis_txn_command(t, record, &set, "SET tx1 %d", 1), 0);
-	assert_int_equal(redis_txn_command(t, record, &incr, "INCR tx1"), 0);
-	assert_int_equal(redis_txn_command(t, record, &bad, "HGET tx1 field"), 0);
-	assert_int_equal(redis_txn_command(t, record, &get, "GET tx1"), 0);
-	assert_int_equal(redis_txn_command(t, record, &none, "HGETALL tx-none"), 0);
-	redis_txn_exec(t);
-	assert_int_equal(none.called, 0);
+/* Each hash reaches its own callback, in order; an absent key is an empty
+ * hash. */
+static void hashes_read_together_answer_each_key_on_its_own(void **state)
+{
+	(void)state;
+	int script;
+	struct redis *r = hashes_client(&script);
+	struct result set = {0};
+	redis_command(r, record, &set, "HSET hx:1 status queued");
+	redis_command(r, record, &set, "HSET hx:2 status running attempt 2");
+	assert_true(run_until(&set.called, 2000));
+
+	struct hash_result one = {0}, two = {0}, none = {0};
+	struct redis_hashes *h = redis_hashes_begin(r, script);
+	assert_non_null(h);
+	assert_int_equal(redis_hashes_add(h, record_hash, &one, "hx:%d", 1), 0);
+	assert_int_equal(redis_hashes_add(h, record_hash, &two, "hx:%s", "2"), 0);
+	assert_int_equal(redis_hashes_add(h, record_hash, &none, "hx:none"), 0);
+	redis_hashes_read(h);
+	assert_int_equal(one.called, 0);
 	assert_true(run_until(&none.called, 2000));
-	assert_int_equal(set.called, 1);
-	assert_string_equal(set.str, "OK");
-	assert_int_equal(incr.integer, 2);
-	assert_non_null(strstr(bad.err, "WRONGTYPE"));
-	assert_string_equal(get.str, "2");
-	assert_int_equal(none.type, REDIS_REPLY_ARRAY);
+	assert_string_equal(one.first, "status=queued");
+	assert_int_equal(two.fields, 2);
+	assert_string_equal(two.first, "status=running");
+	assert_int_equal(none.fields, 0);
 	assert_string_equal(none.err, "");
 	redis_free(r);
 }
 
-/* A command Redis refuses as it queues it (a wrong number of arguments)
- * aborts the transaction: nothing of it runs, every callback gets the
- * error. */
-static void a_command_refused_when_queued_fails_the_whole_transaction(void **state)
+/* Redis out of memory (maxmemory reached) refuses what a MULTI queues, but
+ * still runs the read-only script. */
+static void hashes_are_read_when_redis_is_out_of_memory(void **state)
 {
 	(void)state;
-	int connects = 0;
-	struct redis *r = connect_client(url_tcp, 1000, &connects);
-	assert_true(run_until(&connects, 3000));
+	int script;
+	struct redis *r = hashes_client(&script);
+	struct result set = {0}, oom = {0}, multi = {0}, queued = {0}, back = {0};
+	redis_command(r, record, &set, "HSET hx:3 status succeeded");
+	redis_command(r, record, &oom, "CONFIG SET maxmemory 1");
+	assert_true(run_until(&oom.called, 2000));
+	assert_string_equal(oom.str, "OK");
+	redis_command(r, record, &multi, "MULTI");
+	redis_command(r, record, &queued, "HGETALL hx:3");
+	redis_command(r, record, &multi, "DISCARD");
+	assert_true(run_until(&queued.called, 2000));
+	assert_non_null(strstr(queued.err, "OOM"));
 
-	struct result set = {0}, wrong = {0}, after = {0};
-	struct redis_txn *t = redis_txn_begin(r);
-	assert_non_null(t);
-	redis_txn_command(t, record, &set, "SET tx2 written");
-	redis_txn_command(t, record, &wrong, "GET");
-	redis_txn_exec(t);
-	assert_true(run_until(&wrong.called, 2000));
-	assert_int_equal(set.called, 1);
-	assert_non_null(strstr(set.err, "EXECABORT"));
-	assert_non_null(strstr(wrong.err, "EXECABORT"));
-	redis_command(r, record, &after, "EXISTS tx2");
-	assert_true(run_until(&after.called, 2000));
-	assert_int_equal(after.integer, 0);
+	struct hash_result got = {0};
+	struct redis_hashes *h = redis_hashes_begin(r, script);
+	redis_hashes_add(h, record_hash, &got, "hx:3");
+	redis_hashes_read(h);
+	assert_true(run_until(&got.called, 2000));
+	assert_string_equal(got.err, "");
+	assert_string_equal(got.first, "status=succeeded");
+	redis_command(r, record, &back, "CONFIG SET maxmemory 0");
+	assert_true(run_until(&back.called, 2000));
+	redis_free(r);
+}
+
+/* A key that holds no hash fails the read as a whole. */
+static void a_key_that_is_no_hash_fails_every_callback(void **state)
+{
+	(void)state;
+	int script;
+	struct redis *r = hashes_client(&script);
+	struct result set = {0};
+	redis_command(r, record, &set, "SET hx:plain text");
+	assert_true(run_until(&set.called, 2000));
+	struct hash_result a = {0}, b = {0};
+	struct redis_hashes *h = redis_hashes_begin(r, script);
+	redis_hashes_add(h, record_hash, &a, "hx:1");
+	redis_hashes_add(h, record_hash, &b, "hx:plain");
+	redis_hashes_read(h);
+	assert_true(run_until(&b.called, 2000));
+	assert_int_equal(a.called, 1);
+	assert_non_null(strstr(a.err, "WRONGTYPE"));
+	assert_non_null(strstr(b.err, "WRONGTYPE"));
 	redis_free(r);
 }
 
 /* Without a connection every callback gets the error, from the loop. */
-static void a_transaction_without_a_connection_fails_every_command(void **state)
+static void hashes_without_a_connection_fail_every_callback(void **state)
 {
 	(void)state;
 	char url[64];
 	snprintf(url, sizeof(url), "redis://127.0.0.1:%d", redisd_free_port());
 	struct redis *r = redis_new(base, url, 500);
 	assert_non_null(r);
-	struct result a = {0}, b = {0};
-	struct redis_txn *t = redis_txn_begin(r);
-	assert_non_null(t);
-	redis_txn_command(t, record, &a, "GET tx3");
-	redis_txn_command(t, record, &b, "GET tx4");
-	redis_txn_exec(t);
+	int script = redis_script_add(r, &lua_read_hashes);
+	struct hash_result a = {0}, b = {0};
+	struct redis_hashes *h = redis_hashes_begin(r, script);
+	assert_non_null(h);
+	redis_hashes_add(h, record_hash, &a, "hx:4");
+	redis_hashes_add(h, record_hash, &b, "hx:5");
+	redis_hashes_read(h);
 	assert_int_equal(a.called + b.called, 0);
 	assert_true(run_until(&b.called, 2000));
 	assert_string_equal(a.err, "not connected");
@@ -684,9 +745,10 @@ int main(void)
 	    cmocka_unit_test(embedded_scripts_carry_their_digest),
 	    cmocka_unit_test(slow_command_times_out_and_client_reconnects),
 	    cmocka_unit_test(commands_fail_while_down_and_work_after_restart),
-	    cmocka_unit_test(a_transaction_answers_each_command_on_its_own),
-	    cmocka_unit_test(a_command_refused_when_queued_fails_the_whole_transaction),
-	    cmocka_unit_test(a_transaction_without_a_connection_fails_every_command),
+	    cmocka_unit_test(hashes_read_together_answer_each_key_on_its_own),
+	    cmocka_unit_test(hashes_are_read_when_redis_is_out_of_memory),
+	    cmocka_unit_test(a_key_that_is_no_hash_fails_every_callback),
+	    cmocka_unit_test(hashes_without_a_connection_fail_every_callback),
 	    cmocka_unit_test(free_fails_pending_commands_with_shutting_down),
 	    cmocka_unit_test(free_inside_a_callback_is_safe),
 	    cmocka_unit_test(the_version_is_read_from_info),
