@@ -230,10 +230,9 @@ void intake_handle(struct evhttp_request *req, struct agent *a)
 			verified[i] = 0;
 			forks_skipped++;
 		}
-		const struct pipeline_def *rd = pipeline_run_def(p, ev.pull_request, ev.from_fork);
+		struct pipeline_def rd = pipeline_run_def(p, ev.pull_request, ev.from_fork);
 		size_t queued = 0;
-		json_t *plan = verified[i] ? when_plan(rd ? rd->def : p->def, ev.event, ev.branch,
-						       ev.tag, &queued)
+		json_t *plan = verified[i] ? when_plan(rd.def, ev.event, ev.branch, ev.tag, &queued)
 					   : json_null();
 		if (!plan || json_array_append_new(plans, plan) < 0) {
 			json_decref(plans);
@@ -284,7 +283,7 @@ void intake_handle(struct evhttp_request *req, struct agent *a)
 		if (!verified[i])
 			continue;
 		const struct pipeline *p = &a->pipelines.items[i];
-		const struct pipeline_def *rd = pipeline_run_def(p, ev.pull_request, ev.from_fork);
+		struct pipeline_def rd = pipeline_run_def(p, ev.pull_request, ev.from_fork);
 		const json_t *checkout = json_object_get(p->def, "checkout");
 		const char *url = json_string_value(json_object_get(checkout, "url"));
 		char run[40];
@@ -293,8 +292,7 @@ void intake_handle(struct evhttp_request *req, struct agent *a)
 				    url		   ? url
 				    : ev.clone_url ? ev.clone_url
 						   : "",
-				    rd ? rd->text : p->def_text, rd ? rd->def : p->def,
-				    json_array_get(plans, i)) < 0 ||
+				    rd.text, rd.def, json_array_get(plans, i)) < 0 ||
 			 json_array_append_new(call->pipelines, json_string(p->name)) < 0;
 	}
 	json_decref(plans);

@@ -139,10 +139,10 @@ struct pipeline_set {
 	size_t n;
 };
 
-/* The definition a run records: p's own for a push, a tag or a trigger;
- * p->pull or p->fork for a pull request (pull_request, from_fork). */
-const struct pipeline_def *pipeline_run_def(const struct pipeline *p, int pull_request,
-					    int from_fork);
+/* The definition a run records: p's own (def, def_text) for a push, a tag
+ * or a trigger; p->pull or p->fork for a pull request (pull_request,
+ * from_fork). */
+struct pipeline_def pipeline_run_def(const struct pipeline *p, int pull_request, int from_fork);
 
 int pipeline_load_file(const char *path, struct pipeline *p, char *err, size_t errlen);
 /* A pipeline file's text received from elsewhere (the API's validate), named

@@ -938,10 +938,9 @@ void pipeline_clear(struct pipeline *p)
 	memset(p, 0, sizeof(*p));
 }
 
-const struct pipeline_def *pipeline_run_def(const struct pipeline *p, int pull_request,
-					    int from_fork)
+struct pipeline_def pipeline_run_def(const struct pipeline *p, int pull_request, int from_fork)
 {
 	if (!pull_request)
-		return NULL;
-	return from_fork && p->forks == PIPELINE_FORKS_NO_SECRETS ? &p->fork : &p->pull;
+		return (struct pipeline_def){p->def, p->def_text};
+	return from_fork && p->forks == PIPELINE_FORKS_NO_SECRETS ? p->fork : p->pull;
 }

@@ -638,11 +638,17 @@ static void test_pipeline_pull_request_definitions(void **state)
 		   "    deploy: {run: [./deploy.sh]}\n");
 	assert_int_equal(pipeline_load_file(f->path, &p, f->err, sizeof(f->err)), 0);
 	assert_non_null(json_object_get(json_object_get(p.def, "stages"), "deploy@development"));
-	assert_null(pipeline_run_def(&p, 0, 0));
-	assert_null(pipeline_run_def(&p, 0, 1));
+	/* A push's run records the pipeline's own definition. */
+	for (int fork = 0; fork <= 1; fork++) {
+		struct pipeline_def own = pipeline_run_def(&p, 0, fork);
+		assert_ptr_equal(own.def, p.def);
+		assert_ptr_equal(own.text, p.def_text);
+	}
 
-	const struct pipeline_def *pull = pipeline_run_def(&p, 1, 0);
-	assert_ptr_equal(pull, &p.pull);
+	struct pipeline_def pull_rd = pipeline_run_def(&p, 1, 0);
+	const struct pipeline_def *pull = &pull_rd;
+	assert_ptr_equal(pull->def, p.pull.def);
+	assert_ptr_equal(pull->text, p.pull.text);
 	assert_null(json_object_get(pull->def, "environments"));
 	assert_null(json_object_get(pull->def, "secrets_withheld"));
 	const json_t *stages = json_object_get(pull->def, "stages");
@@ -654,8 +660,10 @@ static void test_pipeline_pull_request_definitions(void **state)
 	assert_true(json_equal(text, pull->def));
 	json_decref(text);
 
-	const struct pipeline_def *fork = pipeline_run_def(&p, 1, 1);
-	assert_ptr_equal(fork, &p.fork);
+	struct pipeline_def fork_rd = pipeline_run_def(&p, 1, 1);
+	const struct pipeline_def *fork = &fork_rd;
+	assert_ptr_equal(fork->def, p.fork.def);
+	assert_ptr_equal(fork->text, p.fork.text);
 	assert_null(json_object_get(fork->def, "secrets"));
 	assert_null(json_object_get(fork->def, "environments"));
 	assert_int_equal(json_object_size(json_object_get(fork->def, "stages")), 2);
@@ -666,7 +674,7 @@ static void test_pipeline_pull_request_definitions(void **state)
 
 	/* with-secrets: a fork's pull request runs as a branch's would. */
 	p.forks = PIPELINE_FORKS_SECRETS;
-	assert_ptr_equal(pipeline_run_def(&p, 1, 1), &p.pull);
+	assert_ptr_equal(pipeline_run_def(&p, 1, 1).def, p.pull.def);
 	pipeline_clear(&p);
 }
 
