@@ -41,12 +41,19 @@ size_t utf8_length(const unsigned char *p, const unsigned char *end)
 /* U+FFFD REPLACEMENT CHARACTER */
 static const char replacement[] = "\xef\xbf\xbd";
 
+/* Length of the character at p that utf8_repair keeps, 0 for a byte it
+ * replaces (a NUL, or one that starts no valid sequence). */
+static size_t kept_length(const unsigned char *p, const unsigned char *end)
+{
+	return *p == 0 ? 0 : *p < 0x80 ? 1 : utf8_length(p, end);
+}
+
 int utf8_repair(const char *s, size_t len, char **out, size_t *outlen)
 {
 	const unsigned char *p = (const unsigned char *)s, *end = p + len;
 	size_t bad = 0;
 	for (const unsigned char *q = p; q < end;) {
-		size_t n = *q == 0 ? 0 : *q < 0x80 ? 1 : utf8_length(q, end);
+		size_t n = kept_length(q, end);
 		bad += n == 0;
 		q += n ? n : 1;
 	}
@@ -59,7 +66,7 @@ int utf8_repair(const char *s, size_t len, char **out, size_t *outlen)
 	if (!copy)
 		return -1;
 	for (const unsigned char *q = p; q < end;) {
-		size_t n = *q == 0 ? 0 : *q < 0x80 ? 1 : utf8_length(q, end);
+		size_t n = kept_length(q, end);
 		if (n == 0) {
 			memcpy(o, replacement, 3);
 			o += 3;
