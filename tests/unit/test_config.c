@@ -645,32 +645,30 @@ static void test_pipeline_pull_request_definitions(void **state)
 		assert_ptr_equal(own.text, p.def_text);
 	}
 
-	struct pipeline_def pull_rd = pipeline_run_def(&p, 1, 0);
-	const struct pipeline_def *pull = &pull_rd;
-	assert_ptr_equal(pull->def, p.pull.def);
-	assert_ptr_equal(pull->text, p.pull.text);
-	assert_null(json_object_get(pull->def, "environments"));
-	assert_null(json_object_get(pull->def, "secrets_withheld"));
-	const json_t *stages = json_object_get(pull->def, "stages");
+	struct pipeline_def pull = pipeline_run_def(&p, 1, 0);
+	assert_ptr_equal(pull.def, p.pull.def);
+	assert_ptr_equal(pull.text, p.pull.text);
+	assert_null(json_object_get(pull.def, "environments"));
+	assert_null(json_object_get(pull.def, "secrets_withheld"));
+	const json_t *stages = json_object_get(pull.def, "stages");
 	assert_int_equal(json_object_size(stages), 2);
 	assert_non_null(json_object_get(stages, "build"));
 	assert_non_null(json_object_get(stages, "test"));
-	assert_non_null(json_object_get(json_object_get(pull->def, "secrets"), "TOKEN"));
-	json_t *text = json_loads(pull->text, 0, NULL);
-	assert_true(json_equal(text, pull->def));
+	assert_non_null(json_object_get(json_object_get(pull.def, "secrets"), "TOKEN"));
+	json_t *text = json_loads(pull.text, 0, NULL);
+	assert_true(json_equal(text, pull.def));
 	json_decref(text);
 
-	struct pipeline_def fork_rd = pipeline_run_def(&p, 1, 1);
-	const struct pipeline_def *fork = &fork_rd;
-	assert_ptr_equal(fork->def, p.fork.def);
-	assert_ptr_equal(fork->text, p.fork.text);
-	assert_null(json_object_get(fork->def, "secrets"));
-	assert_null(json_object_get(fork->def, "environments"));
-	assert_int_equal(json_object_size(json_object_get(fork->def, "stages")), 2);
-	assert_string_equal(json_string_value(json_object_get(fork->def, "secrets_withheld")),
+	struct pipeline_def fork = pipeline_run_def(&p, 1, 1);
+	assert_ptr_equal(fork.def, p.fork.def);
+	assert_ptr_equal(fork.text, p.fork.text);
+	assert_null(json_object_get(fork.def, "secrets"));
+	assert_null(json_object_get(fork.def, "environments"));
+	assert_int_equal(json_object_size(json_object_get(fork.def, "stages")), 2);
+	assert_string_equal(json_string_value(json_object_get(fork.def, "secrets_withheld")),
 			    "a pull request from a fork");
-	assert_null(strstr(fork->text, "secrets/token"));
-	assert_null(strstr(fork->text, "secrets/db"));
+	assert_null(strstr(fork.text, "secrets/token"));
+	assert_null(strstr(fork.text, "secrets/db"));
 
 	/* with-secrets: a fork's pull request runs as a branch's would. */
 	p.forks = PIPELINE_FORKS_SECRETS;
