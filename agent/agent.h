@@ -60,10 +60,11 @@ struct agent {
 	struct evhttp *http;
 	/* Pauses http's listener while accept() fails (listener_backoff.h). */
 	struct listener_backoff *accept_backoff;
-	char consumer_name[128];    /* agent:host:pid:random, unique among agents */
-	int stopping;		    /* shutting down: start nothing new */
-	struct route_call *routing; /* results being routed (router.c) */
-	struct defcache *defs;	    /* definitions of the runs routed lately (router.c) */
+	struct connections *connections; /* open ones, counted (connection.h) */
+	char consumer_name[128];	 /* agent:host:pid:random, unique among agents */
+	int stopping;			 /* shutting down: start nothing new */
+	struct route_call *routing;	 /* results being routed (router.c) */
+	struct defcache *defs;		 /* definitions of the runs routed lately (router.c) */
 	struct scheduler *scheduler;
 	struct statuses *statuses;	/* NULL unless github.token_file is set (statuses.c) */
 	struct trigger_call *resolving; /* triggers waiting for git ls-remote (control.c) */

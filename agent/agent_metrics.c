@@ -37,7 +37,7 @@ struct agent_metrics {
 	struct metrics *registry;
 	struct metric *webhooks, *runs_created, *runs_finished, *http_duration;
 	struct metric *outbox_depth, *events_depth, *dead_letters, *delayed_depth, *consumer_lag,
-	    *refresh_errors, *accept_pauses;
+	    *refresh_errors, *accept_pauses, *connections, *connection_limits;
 	struct event *refresh;
 	struct request_slot slots[REQUEST_SLOTS];
 	size_t next_slot;
@@ -229,6 +229,18 @@ void agent_metrics_accept_paused(void *arg)
 		metrics_add(a->metrics->accept_pauses, NULL, 1);
 }
 
+void agent_metrics_connections(struct agent *a, long open)
+{
+	if (a->metrics)
+		metrics_set(a->metrics->connections, NULL, (double)open);
+}
+
+void agent_metrics_connection_limit(struct agent *a)
+{
+	if (a->metrics)
+		metrics_add(a->metrics->connection_limits, NULL, 1);
+}
+
 /* --- depths and lag ------------------------------------------------------- */
 
 static void on_depth(struct redis *r, redisReply *reply, const char *err, void *arg,
@@ -404,6 +416,14 @@ int agent_metrics_start(struct agent *a)
 	    "Times the HTTP listener stopped accepting for a while because accept() lacked file "
 	    "descriptors or memory (docs/operations.md).",
 	    NULL);
+	am->connections =
+	    metrics_gauge(m, "sluice_http_connections",
+			  "HTTP connections open (at most agent.max_connections).", NULL);
+	am->connection_limits = metrics_counter(
+	    m, "sluice_http_connection_limit_reached_total",
+	    "Times the open HTTP connections reached agent.max_connections, so that new ones "
+	    "waited (docs/operations.md).",
+	    NULL);
 	am->consumer_lag =
 	    metrics_gauge(m, "sluice_kafka_consumer_lag",
 			  "Messages of an assigned partition beyond the committed offset.",
@@ -412,7 +432,8 @@ int agent_metrics_start(struct agent *a)
 	struct timeval tv = {REFRESH_MS / 1000, (REFRESH_MS % 1000) * 1000};
 	if (!m || !am->webhooks || !am->runs_created || !am->runs_finished || !am->http_duration ||
 	    !am->outbox_depth || !am->events_depth || !am->dead_letters || !am->delayed_depth ||
-	    !am->refresh_errors || !am->accept_pauses || !am->consumer_lag || !am->refresh ||
+	    !am->refresh_errors || !am->accept_pauses || !am->connections ||
+	    !am->connection_limits || !am->consumer_lag || !am->refresh ||
 	    event_add(am->refresh, &tv) < 0) {
 		log_error("cannot set up metrics");
 		a->metrics = am;

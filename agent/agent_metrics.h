@@ -30,6 +30,10 @@ void agent_metrics_run_created(struct agent *a, const char *pipeline);
 /* Each time the HTTP listener pauses accepting (listener_backoff.h); arg is
  * the agent. */
 void agent_metrics_accept_paused(void *arg);
+/* The connections open now (connection.h). */
+void agent_metrics_connections(struct agent *a, long open);
+/* Each time agent.max_connections is reached. */
+void agent_metrics_connection_limit(struct agent *a);
 
 /* The route label of a request path: ids become "{id}" ("/api/v1/runs/{id}"),
  * a path outside the agent's endpoints is "other". */

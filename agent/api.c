@@ -54,7 +54,7 @@ static struct api_call *call_new(struct agent *a, struct evhttp_request *req)
 		return NULL;
 	}
 	c->agent = a;
-	c->pending = http_pending_new(req);
+	c->pending = http_pending_new(a, req);
 	return c;
 }
 

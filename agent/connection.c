@@ -1,12 +1,53 @@
-/* connection: bufferevents of accepted connections (connection.h). */
+/* connection: bufferevents and the count of accepted connections
+ * (connection.h).
+ *
+ * evhttp asks for a connection's bufferevent (evhttp_set_bevcb) before it
+ * makes the evhttp_connection around it, so the count goes up there, and
+ * the connection is adopted (its close callback set) by an event made
+ * active there too: it runs later in the same turn of the loop, once evhttp
+ * has set the bufferevent's callbacks, whose argument is the connection,
+ * and before anything can be read. A reference to the bufferevent keeps it
+ * until then: if evhttp already gave the connection up, its callbacks are
+ * gone and it is counted out.
+ */
 #include "agent/connection.h"
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
 #include <openssl/ssl.h>
+#include <stdint.h>
+#include <stdlib.h>
 
 #include "agent/agent.h"
+#include "agent/agent_metrics.h"
+#include "lib/listener_backoff.h"
+#include "lib/log.h"
+
+struct connections;
+
+/* One accepted connection whose bufferevent is ours. */
+struct conn {
+	struct connections *cs;
+	struct bufferevent *bev; /* held until adopted */
+	struct evhttp_connection *evcon;
+	void (*watch)(struct evhttp_connection *, void *);
+	void *watch_arg;
+	struct conn *next; /* in the fresh list, then in its bucket */
+};
+
+struct connections {
+	struct agent *a;
+	struct event *adopt;
+	struct event *calm; /* ends an episode at the limit */
+	struct conn *fresh; /* accepted, not yet adopted */
+	struct conn **buckets;
+	unsigned bits;
+	long open;
+	int held;	/* the listener, at the limit */
+	int over_limit; /* between the limit's warning and its notice */
+};
 
 /* Runs as bytes are added to the connection's input, before its read
  * callback (libevent's HTTP parser) sees them. */
@@ -28,9 +69,111 @@ static void mark_nuls(struct evbuffer *in, const struct evbuffer_cb_info *info, 
 	}
 }
 
-static struct bufferevent *on_connection(struct event_base *base, void *arg)
+static struct conn **bucket(struct connections *cs, const struct evhttp_connection *evcon)
 {
-	struct agent *a = arg;
+	uint64_t h = ((uint64_t)(uintptr_t)evcon >> 4) * 0x9E3779B97F4A7C15ULL;
+	return &cs->buckets[h >> (64 - cs->bits)];
+}
+
+static struct conn **find(struct connections *cs, const struct evhttp_connection *evcon)
+{
+	struct conn **p = bucket(cs, evcon);
+	while (*p && (*p)->evcon != evcon)
+		p = &(*p)->next;
+	return p;
+}
+
+/* An episode at the limit ends once the count stayed below it this long. */
+#define CALM_MS 1000
+
+/* The count changed: hold or release the listener. Under a flood the count
+ * touches the limit at every close and accept: the warning comes once, when
+ * it is first reached, and the notice once it stayed below for CALM_MS. */
+static void counted(struct connections *cs)
+{
+	struct agent *a = cs->a;
+	int hold = cs->open >= a->settings.max_connections;
+	agent_metrics_connections(a, cs->open);
+	if (hold == cs->held)
+		return;
+	cs->held = hold;
+	if (a->accept_backoff)
+		listener_backoff_hold(a->accept_backoff, hold);
+	if (!hold) {
+		struct timeval tv = {CALM_MS / 1000, (CALM_MS % 1000) * 1000};
+		evtimer_add(cs->calm, &tv);
+		return;
+	}
+	evtimer_del(cs->calm);
+	if (cs->over_limit)
+		return;
+	cs->over_limit = 1;
+	agent_metrics_connection_limit(a);
+	log_warn("connection limit reached: new connections wait until others close",
+		 LOG_I("max_connections", a->settings.max_connections));
+}
+
+static void on_calm(evutil_socket_t fd, short what, void *arg)
+{
+	struct connections *cs = arg;
+	(void)fd;
+	(void)what;
+	cs->over_limit = 0;
+	log_info("connections below their limit again", LOG_I("open", cs->open),
+		 LOG_I("max_connections", cs->a->settings.max_connections));
+}
+
+static void on_close(struct evhttp_connection *evcon, void *arg)
+{
+	struct conn *c = arg;
+	struct connections *cs = c->cs;
+	if (c->watch)
+		c->watch(evcon, c->watch_arg);
+	struct conn **p = find(cs, evcon);
+	if (*p == c)
+		*p = c->next;
+	free(c);
+	cs->open--;
+	counted(cs);
+}
+
+/* Sets the close callbacks of the connections accepted lately. */
+static void adopt_fresh(struct connections *cs)
+{
+	while (cs->fresh) {
+		struct conn *c = cs->fresh;
+		cs->fresh = c->next;
+		bufferevent_data_cb readcb;
+		void *evcon;
+		bufferevent_getcb(c->bev, &readcb, NULL, NULL, &evcon);
+		if (readcb && evcon && evhttp_connection_get_bufferevent(evcon) == c->bev) {
+			c->evcon = evcon;
+			struct conn **b = bucket(cs, evcon);
+			c->next = *b;
+			*b = c;
+			evhttp_connection_set_closecb(evcon, on_close, c);
+			bufferevent_decref(c->bev);
+			c->bev = NULL;
+			continue;
+		}
+		/* evhttp gave it up at once (bufferevent_free clears the
+		 * callbacks); the last reference closes it. */
+		bufferevent_decref(c->bev);
+		free(c);
+		cs->open--;
+		counted(cs);
+	}
+}
+
+static void on_adopt(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	adopt_fresh(arg);
+}
+
+static struct bufferevent *new_bufferevent(struct agent *a, struct event_base *base)
+{
 	struct bufferevent *bev;
 	if (a->tls) {
 		SSL *ssl = SSL_new(a->tls);
@@ -55,7 +198,82 @@ static struct bufferevent *on_connection(struct event_base *base, void *arg)
 	return bev;
 }
 
-void connection_start(struct agent *a)
+static struct bufferevent *on_connection(struct event_base *base, void *arg)
 {
-	evhttp_set_bevcb(a->http, on_connection, a);
+	struct connections *cs = arg;
+	struct bufferevent *bev = new_bufferevent(cs->a, base);
+	struct conn *c = bev ? calloc(1, sizeof(*c)) : NULL;
+	if (!c) {
+		/* evhttp then makes a plain bufferevent of its own, uncounted. */
+		if (bev)
+			bufferevent_free(bev);
+		return NULL;
+	}
+	c->cs = cs;
+	c->bev = bev;
+	bufferevent_incref(bev);
+	c->next = cs->fresh;
+	cs->fresh = c;
+	event_active(cs->adopt, EV_TIMEOUT, 0);
+	cs->open++;
+	counted(cs);
+	return bev;
+}
+
+int connection_start(struct agent *a)
+{
+	struct connections *cs = calloc(1, sizeof(*cs));
+	if (!cs)
+		return -1;
+	cs->a = a;
+	/* A bucket a connection at the limit, up to 64 Ki buckets. */
+	cs->bits = 4;
+	while (cs->bits < 16 && (1L << cs->bits) < a->settings.max_connections)
+		cs->bits++;
+	cs->buckets = calloc((size_t)1 << cs->bits, sizeof(*cs->buckets));
+	cs->adopt = event_new(a->base, -1, 0, on_adopt, cs);
+	cs->calm = evtimer_new(a->base, on_calm, cs);
+	if (!cs->buckets || !cs->adopt || !cs->calm) {
+		free(cs->buckets);
+		if (cs->adopt)
+			event_free(cs->adopt);
+		if (cs->calm)
+			event_free(cs->calm);
+		free(cs);
+		return -1;
+	}
+	a->connections = cs;
+	evhttp_set_bevcb(a->http, on_connection, cs);
+	return 0;
+}
+
+void connection_stop(struct agent *a)
+{
+	struct connections *cs = a->connections;
+	if (!cs)
+		return;
+	/* evhttp_free closed every connection it had; what it never made
+	 * into one is released here. */
+	adopt_fresh(cs);
+	event_free(cs->adopt);
+	event_free(cs->calm);
+	free(cs->buckets);
+	free(cs);
+	a->connections = NULL;
+}
+
+void connection_watch(struct agent *a, struct evhttp_connection *conn,
+		      void (*cb)(struct evhttp_connection *, void *), void *arg)
+{
+	struct connections *cs = a->connections;
+	if (cs)
+		adopt_fresh(cs);
+	struct conn *c = cs ? *find(cs, conn) : NULL;
+	if (!c) {
+		/* One evhttp made itself (on_connection) is not counted. */
+		evhttp_connection_set_closecb(conn, cb, arg);
+		return;
+	}
+	c->watch = cb;
+	c->watch_arg = arg;
 }

@@ -1,5 +1,6 @@
 /* connection: the bufferevent of every connection the agent accepts, plain
- * or TLS (tls.h), with NUL bytes made visible to the handlers.
+ * or TLS (tls.h), with NUL bytes made visible to the handlers, and the
+ * count of the connections open, bounded by agent.max_connections.
  *
  * libevent 2.1 copies a header's value as a C string, so a NUL byte inside
  * one would end the value unseen ("X-GitHub-Event: pu\0sh" read as "pu").
@@ -9,16 +10,34 @@
  * it arrives and before libevent parses anything, by CONNECTION_NUL,
  * another control character, which the handlers refuse with a 400
  * wherever it stands (http_refuse_controls; intake for bodies).
+ *
+ * Each connection may hold a request of up to agent.max_body until it is
+ * answered, so the limit on open connections is what bounds the memory
+ * clients can make the agent use. At the limit the listener is held
+ * (listener_backoff_hold): new connections wait in the kernel's backlog
+ * until one closes, as nginx's worker_connections and HAProxy's maxconn do.
+ * libevent 2.1 has no hook for a connection's end but its close callback,
+ * which therefore belongs to this module: others watch a connection's
+ * close through connection_watch.
  */
 #ifndef SLUICE_CONNECTION_H
 #define SLUICE_CONNECTION_H
+
+#include <event2/http.h>
 
 #define CONNECTION_NUL '\x01'
 
 struct agent;
 
 /* Hooks the connections' bufferevents into a->http (already created, with
- * a->tls set when TLS is on). */
-void connection_start(struct agent *a);
+ * a->tls set when TLS is on). -1 when out of memory. */
+int connection_start(struct agent *a);
+/* After a->http is freed. */
+void connection_stop(struct agent *a);
+
+/* Calls cb(conn, arg) when conn closes, in place of any earlier watcher;
+ * cb NULL stops watching. */
+void connection_watch(struct agent *a, struct evhttp_connection *conn,
+		      void (*cb)(struct evhttp_connection *, void *), void *arg);
 
 #endif

@@ -245,7 +245,7 @@ static void retry(struct agent *a, struct evhttp_request *req, const char *run, 
 	c->agent = a;
 	snprintf(c->run, sizeof(c->run), "%s", run);
 	snprintf(c->stage, sizeof(c->stage), "%s", stage);
-	c->pending = http_pending_new(req);
+	c->pending = http_pending_new(a, req);
 	if (!c->pending) {
 		free(c);
 		http_reply_error(req, 500, "internal", "out of memory");
@@ -587,7 +587,7 @@ static void trigger(struct agent *a, struct evhttp_request *req, const char *nam
 		http_reply_error(req, 422, "unprocessable", why);
 		return;
 	}
-	c->pending = http_pending_new(req);
+	c->pending = http_pending_new(a, req);
 	if (!c->pending) {
 		trigger_free(c);
 		http_reply_error(req, 500, "internal", "out of memory");

@@ -7,9 +7,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "agent/connection.h"
 #include "lib/log.h"
 
 struct http_pending {
+	struct agent *a;
 	struct evhttp_request *req;
 	struct evhttp_connection *conn;
 };
@@ -131,15 +133,16 @@ static void on_close(struct evhttp_connection *conn, void *arg)
 	p->conn = NULL;
 }
 
-struct http_pending *http_pending_new(struct evhttp_request *req)
+struct http_pending *http_pending_new(struct agent *a, struct evhttp_request *req)
 {
 	struct http_pending *p = calloc(1, sizeof(*p));
 	if (!p)
 		return NULL;
+	p->a = a;
 	p->req = req;
 	p->conn = evhttp_request_get_connection(req);
 	if (p->conn)
-		evhttp_connection_set_closecb(p->conn, on_close, p);
+		connection_watch(a, p->conn, on_close, p);
 	return p;
 }
 
@@ -155,7 +158,7 @@ static struct evhttp_request *pending_end(struct http_pending *p)
 	/* Detach first: sending may end the connection, and its close callback
 	 * must not find p afterwards. */
 	if (p->conn)
-		evhttp_connection_set_closecb(p->conn, NULL, NULL);
+		connection_watch(p->a, p->conn, NULL, NULL);
 	free(p);
 	return req;
 }

@@ -2,9 +2,9 @@
  * Redis before they can be answered, and the run and environment a path
  * names.
  *
- * A client may hang up while its request waits; http_pending notices (via
- * the connection's close callback) so that a late reply is dropped instead
- * of touching a request libevent has already freed.
+ * A client may hang up while its request waits; http_pending notices (it
+ * watches the connection's close, connection.h) so that a late reply is
+ * dropped instead of touching a request libevent has already freed.
  */
 #ifndef SLUICE_HTTP_H
 #define SLUICE_HTTP_H
@@ -12,6 +12,7 @@
 #include <event2/http.h>
 #include <jansson.h>
 
+struct agent;
 struct http_pending;
 
 /* body is stolen. */
@@ -27,7 +28,7 @@ void http_reply_error(struct evhttp_request *req, int status, const char *code,
  * naming where it stands: 1 when so answered, else 0. */
 int http_refuse_controls(struct evhttp_request *req);
 
-struct http_pending *http_pending_new(struct evhttp_request *req);
+struct http_pending *http_pending_new(struct agent *a, struct evhttp_request *req);
 /* The request, or NULL when the client is gone. */
 struct evhttp_request *http_pending_request(const struct http_pending *p);
 /* Replies (when the client is still there) and frees p. body is stolen. */

@@ -299,7 +299,7 @@ void intake_handle(struct evhttp_request *req, struct agent *a)
 	free(verified);
 	github_event_clear(&ev);
 	if (!failed) {
-		call->pending = http_pending_new(req);
+		call->pending = http_pending_new(a, req);
 		failed = !call->pending;
 	}
 	if (failed) {

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "agent/agent.h"
+#include "agent/connection.h"
 #include "agent/http.h"
 #include "lib/clock.h"
 #include "lib/log.h"
@@ -59,7 +60,7 @@ static void stream_free(struct log_stream *s)
 	if (s->timer)
 		event_free(s->timer);
 	if (s->conn)
-		evhttp_connection_set_closecb(s->conn, NULL, NULL);
+		connection_watch(s->agent, s->conn, NULL, NULL);
 	free(s);
 }
 
@@ -70,7 +71,7 @@ static void stream_end(struct log_stream *s)
 {
 	struct evhttp_request *req = s->req;
 	if (s->conn) {
-		evhttp_connection_set_closecb(s->conn, NULL, NULL);
+		connection_watch(s->agent, s->conn, NULL, NULL);
 		s->conn = NULL;
 	}
 	s->req = NULL;
@@ -88,7 +89,7 @@ static void stream_fail(struct log_stream *s, int status, const char *code, cons
 {
 	struct evhttp_request *req = s->req;
 	if (s->conn) {
-		evhttp_connection_set_closecb(s->conn, NULL, NULL);
+		connection_watch(s->agent, s->conn, NULL, NULL);
 		s->conn = NULL;
 	}
 	s->req = NULL;
@@ -376,7 +377,7 @@ void logstream_start(struct agent *a, struct evhttp_request *req, const char *ru
 	s->next = a->streams;
 	a->streams = s;
 	if (s->conn)
-		evhttp_connection_set_closecb(s->conn, on_close, s);
+		connection_watch(a, s->conn, on_close, s);
 	s->in_flight = 1;
 	if (redis_command(a->redis, on_exists, s, "EXISTS %s%s", a->settings.key_prefix,
 			  s->stage_key) < 0) {

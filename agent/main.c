@@ -137,7 +137,8 @@ static int start_http(struct agent *a)
 						EVHTTP_REQ_PATCH | EVHTTP_REQ_OPTIONS);
 	if (tls_start(a) < 0)
 		return -1;
-	connection_start(a);
+	if (connection_start(a) < 0)
+		return -1;
 	evhttp_set_cb(a->http, "/hooks/github", on_hook, a);
 	evhttp_set_gencb(a->http, on_other, a);
 	struct evhttp_bound_socket *bound = evhttp_bind_socket_with_handle(a->http, host, port);
@@ -321,8 +322,10 @@ fail:
 	control_stop(&a);
 	logstream_stop_all(&a);
 	listener_backoff_free(a.accept_backoff);
+	a.accept_backoff = NULL;
 	if (a.http)
 		evhttp_free(a.http);
+	connection_stop(&a);
 	tls_stop(&a);
 	auth_stop(&a);
 	/* The outbox goes before the Redis client and producer it uses; Redis

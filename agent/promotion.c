@@ -399,7 +399,7 @@ static void decide(struct evhttp_request *req, struct agent *a, const char *run,
 		decision_free(d);
 		return;
 	}
-	d->pending = http_pending_new(req);
+	d->pending = http_pending_new(a, req);
 	if (!d->pending) {
 		http_reply_error(req, 500, "internal", "out of memory");
 		decision_free(d);

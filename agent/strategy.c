@@ -567,7 +567,7 @@ int strategy_post(struct agent *a, struct evhttp_request *req, const char *path,
 		call_free(c);
 		return 1;
 	}
-	c->pending = http_pending_new(req);
+	c->pending = http_pending_new(a, req);
 	if (!c->pending) {
 		http_reply_error(req, 500, "internal", "out of memory");
 		call_free(c);

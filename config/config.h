@@ -30,6 +30,8 @@ struct settings {
 	size_t max_body;	 /* agent.max_body, default 25 MiB */
 	int http_timeout_ms;	 /* agent.http_timeout, default 30s: a client that sends
 				  * nothing for this long is dropped */
+	int max_connections;	 /* agent.max_connections, default 1024: open at once;
+				  * more wait in the listening socket's backlog */
 	char *pipelines_dir;	 /* pipelines_dir, default "pipelines.d" */
 	char *state_dir;	 /* worker.state_dir, default "/var/lib/sluice" */
 	char *artifacts_dir;	 /* worker.artifacts_dir: $SLUICE_ARTIFACTS is <it>/<run>;

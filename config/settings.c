@@ -13,9 +13,11 @@
 #include "config/file.h"
 
 /* Upper bounds that keep the int and size_t fields meaningful. */
-#define MAX_DURATION_MS	   ((long long)INT_MAX)
-#define MAX_BODY_BYTES	   (1LL << 30)
-#define MAX_CONCURRENCY	   1024
+#define MAX_DURATION_MS ((long long)INT_MAX)
+#define MAX_BODY_BYTES	(1LL << 30)
+#define MAX_CONCURRENCY 1024
+/* Open connections of the agent: past a million the limit is none. */
+#define MAX_CONNECTIONS	   1000000
 #define MAX_SETTING_STRING 4096
 /* librdkafka's bound on fetch.wait.max.ms. */
 #define MAX_FETCH_WAIT_MS 300000
@@ -31,9 +33,9 @@ static const char *const top_keys[] = {"kafka",	    "redis",  "agent", "worker",
 static const char *const kafka_keys[] = {"brokers", "topic_prefix", "session_timeout", "fetch_wait",
 					 NULL};
 static const char *const redis_keys[] = {"url", "key_prefix", "timeout", NULL};
-static const char *const agent_keys[] = {"listen",	  "public_url",		"max_body",
-					 "requeue_after", "scheduler_interval", "tls_cert",
-					 "tls_key",	  "http_timeout",	NULL};
+static const char *const agent_keys[] = {
+    "listen",	"public_url", "max_body",     "requeue_after",	 "scheduler_interval",
+    "tls_cert", "tls_key",    "http_timeout", "max_connections", NULL};
 static const char *const api_keys[] = {"tokens_file", "public_reads", NULL};
 static const char *const worker_keys[] = {"state_dir",	   "concurrency",      "kill_grace",
 					  "lease",	   "drain_timeout",    "workspace_ttl",
@@ -56,6 +58,7 @@ static int set_defaults(struct settings *s)
 	s->redis_timeout_ms = 5000;
 	s->max_body = 25u * 1024 * 1024;
 	s->http_timeout_ms = 30000;
+	s->max_connections = 1024;
 	s->concurrency = 1;
 	s->kill_grace_ms = 10000;
 	s->checkout_timeout_ms = 10 * 60 * 1000;
@@ -232,6 +235,12 @@ static int load_agent(const struct config_check *ck, const struct config_doc_nod
 		if (config_check_size(ck, n, MAX_BODY_BYTES, &v) < 0)
 			return -1;
 		s->max_body = (size_t)v;
+	}
+	n = config_doc_get(m, "max_connections");
+	if (n) {
+		if (config_check_int(ck, n, 1, MAX_CONNECTIONS, &v) < 0)
+			return -1;
+		s->max_connections = (int)v;
 	}
 	return 0;
 }
@@ -470,6 +479,7 @@ int settings_differ(const struct settings *a, const struct settings *b, const ch
 	    {"agent.public_url", text_differs(a->public_url, b->public_url)},
 	    {"agent.max_body", a->max_body != b->max_body},
 	    {"agent.http_timeout", a->http_timeout_ms != b->http_timeout_ms},
+	    {"agent.max_connections", a->max_connections != b->max_connections},
 	    {"agent.requeue_after", a->requeue_after_ms != b->requeue_after_ms},
 	    {"agent.scheduler_interval", a->scheduler_ms != b->scheduler_ms},
 	    {"pipelines_dir", text_differs(a->pipelines_dir, b->pipelines_dir)},

@@ -29,6 +29,7 @@ struct listener_backoff {
 	void (*on_pause)(void *arg);
 	void *arg;
 	enum backoff_state state;
+	int held; /* by the owner (listener_backoff_hold) */
 	int delay_ms;
 	long long pauses; /* in the current episode */
 	int64_t since_ms; /* when the episode began (monotonic) */
@@ -90,7 +91,8 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	if (b->state == BACKOFF_PAUSED) {
-		evconnlistener_enable(b->listener);
+		if (!b->held)
+			evconnlistener_enable(b->listener);
 		b->state = BACKOFF_PROBING;
 		arm(b);
 		return;
@@ -120,6 +122,17 @@ struct listener_backoff *listener_backoff_new(struct evconnlistener *l, const ch
 	mod.all = b;
 	evconnlistener_set_error_cb(l, on_accept_error);
 	return b;
+}
+
+void listener_backoff_hold(struct listener_backoff *b, int held)
+{
+	if (b->held == held)
+		return;
+	b->held = held;
+	if (held)
+		evconnlistener_disable(b->listener);
+	else if (b->state != BACKOFF_PAUSED)
+		evconnlistener_enable(b->listener);
 }
 
 void listener_backoff_free(struct listener_backoff *b)

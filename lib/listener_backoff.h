@@ -11,6 +11,9 @@
  * One warning is logged when the failures begin, one notice when accepting
  * works again. Failures of one connection (ECONNRESET, EPROTO, ...) only
  * lose that connection, as accept(2) advises.
+ *
+ * The owner may also hold the listener (a limit of open connections): it
+ * accepts while neither held nor paused.
  */
 #ifndef SLUICE_LISTENER_BACKOFF_H
 #define SLUICE_LISTENER_BACKOFF_H
@@ -27,6 +30,9 @@ struct listener_backoff;
  * each time accepting is paused (for a metric). NULL when out of memory. */
 struct listener_backoff *listener_backoff_new(struct evconnlistener *l, const char *name,
 					      void (*on_pause)(void *arg), void *arg);
+
+/* held 1 stops accepting until held 0; a pause still runs its course. */
+void listener_backoff_hold(struct listener_backoff *b, int held);
 
 /* Before the listener is freed. NULL is fine. */
 void listener_backoff_free(struct listener_backoff *b);

@@ -414,6 +414,19 @@ def test_tls_listener_with_a_self_signed_certificate(locked, tmp_path):
     # Plain HTTP on the TLS port gets no answer.
     with pytest.raises((http.client.HTTPException, OSError)):
         http_request(port, "GET", "/healthz", timeout=3)
+
+    # Every connection above, the failed handshakes included, was counted
+    # out once closed (agent.max_connections, connection.c).
+    def open_connections():
+        conn = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=5)
+        try:
+            conn.request("GET", "/metrics")
+            text = conn.getresponse().read().decode()
+        finally:
+            conn.close()
+        return [float(line.split()[1]) for line in text.splitlines()
+                if line.startswith("sluice_http_connections ")]
+    wait_for("the TLS connections counted out", lambda: open_connections() == [1.0], 10, [agent])
     agent.stop()
     locked.procs.remove(agent)
 

@@ -149,6 +149,7 @@ static void test_settings_defaults_without_file(void **state)
 	assert_string_equal(s.listen, "127.0.0.1:8080");
 	assert_string_equal(s.public_url, "http://127.0.0.1:8080");
 	assert_int_equal(s.max_body, 25 * 1024 * 1024);
+	assert_int_equal(s.max_connections, 1024);
 	snprintf(want, sizeof(want), "%s/pipelines.d", cwd);
 	assert_string_equal(s.pipelines_dir, want);
 	assert_string_equal(s.state_dir, "/var/lib/sluice");
@@ -194,6 +195,7 @@ static void test_settings_full_file(void **state)
 		   "  listen: 0.0.0.0:9000\n"
 		   "  public_url: https://ci.example.com\n"
 		   "  max_body: 512KiB\n"
+		   "  max_connections: 200\n"
 		   "  requeue_after: 2m\n"
 		   "pipelines_dir: pipes\n"
 		   "worker:\n"
@@ -212,6 +214,7 @@ static void test_settings_full_file(void **state)
 	assert_string_equal(s.listen, "0.0.0.0:9000");
 	assert_string_equal(s.public_url, "https://ci.example.com");
 	assert_int_equal(s.max_body, 512 * 1024);
+	assert_int_equal(s.max_connections, 200);
 	assert_int_equal(s.requeue_after_ms, 120000);
 	snprintf(want, sizeof(want), "%s/etc/pipes", f->dir);
 	assert_string_equal(s.pipelines_dir, want);

@@ -103,6 +103,10 @@ static void test_huge_numbers_are_refused_where_they_stand(void **state)
 		       "1:23: worker.concurrency: expected an integer");
 	settings_fails(f, "worker: {concurrency: 1025}\n",
 		       "1:23: worker.concurrency: must be between 1 and 1024");
+	settings_fails(f, "agent: {max_connections: 0}\n",
+		       "1:26: agent.max_connections: must be between 1 and 1000000");
+	settings_fails(f, "agent: {max_connections: unlimited}\n",
+		       "1:26: agent.max_connections: expected an integer");
 	settings_fails(f, "agent: {max_body: 1e30}\n",
 		       "1:19: agent.max_body: expected a size like \"25MiB\"");
 	settings_fails(f, "worker: {lease: 9999999999d}\n",

@@ -156,6 +156,55 @@ static void test_the_pause_doubles_while_failures_go_on_up_to_the_most(void **st
 	assert_int_equal(f->accepted, CLIENTS);
 }
 
+static void test_a_held_listener_accepts_nothing_until_released(void **state)
+{
+	struct fixture *f = *state;
+	listener_backoff_hold(f->backoff, 1);
+	run_for(f, 200);
+	assert_int_equal(f->accepted, 0);
+	listener_backoff_hold(f->backoff, 0);
+	run_for(f, 100);
+	assert_int_equal(f->accepted, CLIENTS);
+	assert_int_equal(f->pauses, 0);
+}
+
+static void test_the_end_of_a_pause_does_not_release_a_hold(void **state)
+{
+	struct fixture *f = *state;
+	exhaust(f);
+	run_for(f, LISTENER_BACKOFF_FIRST_MS / 2);
+	assert_int_equal(f->pauses, 1);
+	listener_backoff_hold(f->backoff, 1);
+	restore(f);
+	/* The pause ends within this while; the hold keeps the listener off. */
+	run_for(f, LISTENER_BACKOFF_MAX_MS + LISTENER_BACKOFF_FIRST_MS);
+	assert_int_equal(f->accepted, 0);
+	listener_backoff_hold(f->backoff, 0);
+	run_for(f, 100);
+	assert_int_equal(f->accepted, CLIENTS);
+}
+
+static void test_releasing_a_hold_during_a_pause_waits_for_the_pause(void **state)
+{
+	struct fixture *f = *state;
+	listener_backoff_hold(f->backoff, 1);
+	exhaust(f);
+	/* Held, nothing is tried: no failure, no pause. */
+	run_for(f, LISTENER_BACKOFF_FIRST_MS);
+	assert_int_equal(f->pauses, 0);
+	listener_backoff_hold(f->backoff, 0);
+	run_for(f, LISTENER_BACKOFF_FIRST_MS / 2);
+	assert_int_equal(f->pauses, 1);
+	/* Released while paused: the listener stays off until the pause ends. */
+	listener_backoff_hold(f->backoff, 1);
+	listener_backoff_hold(f->backoff, 0);
+	restore(f);
+	run_for(f, LISTENER_BACKOFF_FIRST_MS / 4);
+	assert_int_equal(f->accepted, 0);
+	run_for(f, LISTENER_BACKOFF_FIRST_MS * 2);
+	assert_int_equal(f->accepted, CLIENTS);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -165,6 +214,12 @@ int main(void)
 		test_the_waiting_connections_are_accepted_once_there_is_room, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 		test_the_pause_doubles_while_failures_go_on_up_to_the_most, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_a_held_listener_accepts_nothing_until_released,
+					    setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_the_end_of_a_pause_does_not_release_a_hold, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_releasing_a_hold_during_a_pause_waits_for_the_pause, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
