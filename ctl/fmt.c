@@ -6,46 +6,7 @@
 #include <string.h>
 #include <time.h>
 
-/* Decodes one UTF-8 sequence at s (n bytes available); returns its length
- * and the code point, or 0 when the bytes are not valid UTF-8 (overlong
- * forms and surrogates included). */
-static size_t utf8_decode(const unsigned char *s, size_t n, uint32_t *cp)
-{
-	size_t len;
-	uint32_t min;
-	uint32_t c;
-
-	if (s[0] < 0x80) {
-		*cp = s[0];
-		return 1;
-	}
-	if ((s[0] & 0xE0) == 0xC0) {
-		len = 2;
-		min = 0x80;
-		c = s[0] & 0x1F;
-	} else if ((s[0] & 0xF0) == 0xE0) {
-		len = 3;
-		min = 0x800;
-		c = s[0] & 0x0F;
-	} else if ((s[0] & 0xF8) == 0xF0) {
-		len = 4;
-		min = 0x10000;
-		c = s[0] & 0x07;
-	} else {
-		return 0;
-	}
-	if (len > n)
-		return 0;
-	for (size_t i = 1; i < len; i++) {
-		if ((s[i] & 0xC0) != 0x80)
-			return 0;
-		c = (c << 6) | (s[i] & 0x3F);
-	}
-	if (c < min || c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF))
-		return 0;
-	*cp = c;
-	return len;
-}
+#include "lib/utf8.h"
 
 /* Bidirectional embeddings, overrides and isolates reorder what follows
  * them on screen, so they can make one value look like another. */
@@ -117,14 +78,13 @@ static char *shown_text(const char *s, size_t len, int keep_sgr)
 			i += n;
 			continue;
 		}
-		uint32_t cp;
-		size_t n = utf8_decode(in + i, len - i, &cp);
+		size_t n = in[i] < 0x80 ? 1 : utf8_length(in + i, in + len);
 		if (n == 0) {
 			out[o++] = '?';
 			i++;
 			continue;
 		}
-		if (!is_hidden_control(cp)) {
+		if (!is_hidden_control(utf8_code_point(in + i, n))) {
 			memcpy(out + o, in + i, n);
 			o += n;
 		}

@@ -38,6 +38,17 @@ size_t utf8_length(const unsigned char *p, const unsigned char *end)
 	return n;
 }
 
+uint32_t utf8_code_point(const unsigned char *p, size_t n)
+{
+	if (n == 1)
+		return p[0];
+	/* The lead byte's payload: 5, 4 or 3 bits after n ones and a zero. */
+	uint32_t c = p[0] & (0x7fu >> n);
+	for (size_t i = 1; i < n; i++)
+		c = (c << 6) | (p[i] & 0x3fu);
+	return c;
+}
+
 /* U+FFFD REPLACEMENT CHARACTER */
 static const char replacement[] = "\xef\xbf\xbd";
 

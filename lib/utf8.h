@@ -3,11 +3,16 @@
 #define SLUICE_UTF8_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /* Length of the UTF-8 sequence at p (lead byte >= 0x80) before end, or 0
  * when it is not one RFC 3629 allows: no overlong forms, no surrogates,
  * nothing past U+10FFFF, no sequence cut short. */
 size_t utf8_length(const unsigned char *p, const unsigned char *end);
+
+/* The code point of the n bytes at p: an ASCII byte (n 1) or a sequence
+ * utf8_length found valid (n its length). */
+uint32_t utf8_code_point(const unsigned char *p, size_t n);
 
 /* s[0..len) made fit for a JSON string and a C one: returns 0 (*out NULL)
  * when it is UTF-8 without a NUL byte already; 1 with *out a malloc'd,

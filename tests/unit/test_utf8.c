@@ -75,12 +75,32 @@ static void test_a_nul_byte_becomes_a_replacement_character_and_the_rest_stays(v
 	free(out);
 }
 
+static void expect_code_point(const char *text, uint32_t want)
+{
+	const unsigned char *p = (const unsigned char *)text;
+	size_t n = p[0] < 0x80 ? 1 : utf8_length(p, p + strlen(text));
+	assert_int_equal(n, strlen(text));
+	assert_int_equal(utf8_code_point(p, n), want);
+}
+
+static void test_the_code_point_of_each_length_of_sequence(void **state)
+{
+	(void)state;
+	expect_code_point("A", 0x41);
+	expect_code_point("\xc3\xa9", 0xe9);		   /* é */
+	expect_code_point("\xe2\x82\xac", 0x20ac);	   /* € */
+	expect_code_point("\xe2\x80\xae", 0x202e);	   /* RIGHT-TO-LEFT OVERRIDE */
+	expect_code_point("\xf0\x9d\x84\x9e", 0x1d11e); /* 𝄞 */
+	expect_code_point("\xf4\x8f\xbf\xbf", 0x10ffff);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_utf8_text_is_left_as_it_is),
 	    cmocka_unit_test(test_each_bad_byte_becomes_a_replacement_character),
 	    cmocka_unit_test(test_a_nul_byte_becomes_a_replacement_character_and_the_rest_stays),
+	    cmocka_unit_test(test_the_code_point_of_each_length_of_sequence),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
