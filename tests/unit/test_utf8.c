@@ -87,9 +87,9 @@ static void test_the_code_point_of_each_length_of_sequence(void **state)
 {
 	(void)state;
 	expect_code_point("A", 0x41);
-	expect_code_point("\xc3\xa9", 0xe9);		   /* é */
-	expect_code_point("\xe2\x82\xac", 0x20ac);	   /* € */
-	expect_code_point("\xe2\x80\xae", 0x202e);	   /* RIGHT-TO-LEFT OVERRIDE */
+	expect_code_point("\xc3\xa9", 0xe9);		/* é */
+	expect_code_point("\xe2\x82\xac", 0x20ac);	/* € */
+	expect_code_point("\xe2\x80\xae", 0x202e);	/* RIGHT-TO-LEFT OVERRIDE */
 	expect_code_point("\xf0\x9d\x84\x9e", 0x1d11e); /* 𝄞 */
 	expect_code_point("\xf4\x8f\xbf\xbf", 0x10ffff);
 }
