@@ -42,6 +42,7 @@ struct agent_scripts {
 	int rollout_retry;
 	int rollback;
 	int read_hashes;
+	int prune;
 };
 
 struct signature_keys;

@@ -272,6 +272,7 @@ int main(int argc, char **argv)
 	a.scripts.cancel = redis_script_add(a.redis, &lua_cancel);
 	a.scripts.retry_run = redis_script_add(a.redis, &lua_retry_run);
 	a.scripts.reap = redis_script_add(a.redis, &lua_reap);
+	a.scripts.prune = redis_script_add(a.redis, &lua_prune);
 	a.scripts.requeue = redis_script_add(a.redis, &lua_requeue);
 	a.scripts.release = redis_script_add(a.redis, &lua_release);
 	a.scripts.promote = redis_script_add(a.redis, &lua_promote);

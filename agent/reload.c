@@ -106,6 +106,7 @@ int agent_reload(const struct agent_reload *r)
 	a->settings.github_give_up_ms = next.github_give_up_ms;
 	swap_text(&a->settings.tokens_file, &next.tokens_file);
 	a->settings.public_reads = next.public_reads;
+	a->settings.run_retention_ms = next.run_retention_ms;
 	settings_clear(&next);
 	statuses_reload(a);
 	auth_reload(a);

@@ -6,10 +6,16 @@
  *     once it had max_attempts;
  *   - publishes again the jobs of stages still queued and unclaimed after
  *     agent.requeue_after, with the same attempt (requeue.lua);
- *   - releases the due entries of the delayed set (release.lua).
+ *   - releases the due entries of the delayed set (release.lua);
+ *   - while a pruning pass is under way, removes a batch of the runs that
+ *     ended more than agent.run_retention ago (prune.lua). A pass starts
+ *     every PRUNE_EVERY_MS, or every tenth of the retention when that is
+ *     shorter, and goes on, a batch a tick, until it has looked at every
+ *     run created before the cutoff.
  * Several agents may do this at once: each script checks the state it
- * changes, so an attempt is reaped, a job re-published and an entry released
- * only once. A pass starts only when the previous one is over.
+ * changes, so an attempt is reaped, a job re-published, an entry released
+ * and a run removed only once. A pass starts only when the previous one is
+ * over.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,14 +28,22 @@
 #include "queue/envelope.h"
 #include "queue/jobs.h"
 
-#define BATCH	      100
-#define BATCH_TEXT    "100"
-#define NAME_MAX_SIZE 128
+#define BATCH		 100
+#define BATCH_TEXT	 "100"
+#define NAME_MAX_SIZE	 128
+#define PRUNE_EVERY_MS	 60000
+#define PRUNE_BATCH_TEXT "100"
 
 struct scheduler {
 	struct agent *agent;
 	struct event *timer;
 	int outstanding; /* replies still expected in this pass */
+	/* Pruning: whether a pass is under way, the runs it kept so far (the
+	 * oldest ones, passed over by the next batch), the runs it removed,
+	 * and when the next pass starts (monotonic). */
+	int pruning;
+	long long prune_kept, prune_removed;
+	int64_t next_prune_ms;
 };
 
 enum item_kind { ITEM_REAP, ITEM_REQUEUE };
@@ -282,6 +296,59 @@ static void on_released(struct redis *r, redisReply *reply, const char *err, voi
 	pass_step_done(s);
 }
 
+static void on_pruned(struct redis *r, redisReply *reply, const char *err, void *arg)
+{
+	struct scheduler *s = arg;
+	(void)r;
+	long long counts[3];
+	int ok = reply && reply->type == REDIS_REPLY_ARRAY && reply->elements == 3;
+	for (size_t i = 0; ok && i < 3; i++) {
+		ok = reply->element[i]->type == REDIS_REPLY_INTEGER;
+		counts[i] = ok ? reply->element[i]->integer : 0;
+	}
+	if (!ok) {
+		/* The pass starts again next time. */
+		log_warn("old runs not removed", LOG_S("error", err ? err : "unexpected reply"));
+		s->pruning = 0;
+	} else {
+		s->prune_removed += counts[0];
+		s->prune_kept += counts[1];
+		if (counts[2] < atoi(PRUNE_BATCH_TEXT)) {
+			if (s->prune_removed > 0)
+				log_info(
+				    "old runs removed", LOG_I("count", s->prune_removed),
+				    LOG_I("kept", s->prune_kept),
+				    LOG_I("retention_ms", s->agent->settings.run_retention_ms));
+			s->pruning = 0;
+		}
+	}
+	pass_step_done(s);
+}
+
+/* A batch of the current pruning pass, starting one when it is time. */
+static void prune(struct scheduler *s, long long now)
+{
+	struct agent *a = s->agent;
+	long long retention = a->settings.run_retention_ms;
+	int64_t mono = clock_mono_ms();
+	if (retention <= 0 || (!s->pruning && mono < s->next_prune_ms))
+		return;
+	if (!s->pruning) {
+		s->pruning = 1;
+		s->prune_kept = s->prune_removed = 0;
+		s->next_prune_ms =
+		    mono + (retention / 10 < PRUNE_EVERY_MS ? retention / 10 : PRUNE_EVERY_MS);
+	}
+	char cutoff[32], skip[32];
+	snprintf(cutoff, sizeof(cutoff), "%lld", now - retention);
+	snprintf(skip, sizeof(skip), "%lld", s->prune_kept);
+	const char *argv[] = {a->settings.key_prefix, cutoff, skip, PRUNE_BATCH_TEXT};
+	if (redis_script_run(a->redis, a->scripts.prune, on_pruned, s, 0, 4, argv, NULL) == 0)
+		s->outstanding++;
+	else
+		s->pruning = 0;
+}
+
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
 	struct scheduler *s = arg;
@@ -303,6 +370,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	const char *argv[] = {P, now_text, BATCH_TEXT};
 	if (redis_script_run(a->redis, a->scripts.release, on_released, s, 0, 3, argv, NULL) == 0)
 		s->outstanding++;
+	prune(s, now);
 }
 
 int scheduler_start(struct agent *a)

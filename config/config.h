@@ -16,38 +16,40 @@
  * absent file is valid. Relative paths are resolved against the file's
  * directory (or the working directory when there is no file). */
 struct settings {
-	char *brokers;		 /* kafka.brokers: "host:port,..." (after reading "@FILE") */
-	char *topic_prefix;	 /* kafka.topic_prefix, default "sluice." */
-	int session_timeout_ms;	 /* kafka.session_timeout, default 6s: how soon a dead
-				  * consumer\'s partitions move to another */
-	int fetch_wait_ms;	 /* kafka.fetch_wait, default 10ms: how long a fetch that
-				  * finds no message waits at the broker */
-	char *redis_url;	 /* redis.url, default "redis://127.0.0.1:6379" */
-	char *key_prefix;	 /* redis.key_prefix, default "sluice:" */
-	int redis_timeout_ms;	 /* redis.timeout, default 5s */
-	char *listen;		 /* agent.listen, default "127.0.0.1:8080" */
-	char *public_url;	 /* agent.public_url, default "http://" + listen */
-	size_t max_body;	 /* agent.max_body, default 25 MiB */
-	int http_timeout_ms;	 /* agent.http_timeout, default 30s: a client that sends
-				  * nothing for this long is dropped */
-	int max_connections;	 /* agent.max_connections, default 1024: open at once;
-				  * more wait in the listening socket's backlog */
-	char *pipelines_dir;	 /* pipelines_dir, default "pipelines.d" */
-	char *state_dir;	 /* worker.state_dir, default "/var/lib/sluice" */
-	char *artifacts_dir;	 /* worker.artifacts_dir: $SLUICE_ARTIFACTS is <it>/<run>;
-				  * NULL: <state_dir>/workspaces/<run>/.artifacts */
-	int concurrency;	 /* worker.concurrency, default 1 */
-	int kill_grace_ms;	 /* worker.kill_grace, default 10s */
-	int checkout_timeout_ms; /* worker.checkout_timeout, default 10m: the mirror's clone
-				  * or fetch (waiting for another's included) and the
-				  * workspace's checkout */
-	int lease_ms;		 /* worker.lease, default 30s */
-	int requeue_after_ms;	 /* agent.requeue_after, default 60s */
-	int scheduler_ms;	 /* agent.scheduler_interval, default 500ms */
-	int drain_timeout_ms;	 /* worker.drain_timeout, default 60s: how long SIGTERM waits */
-	size_t log_cap;		 /* worker.log_cap, default 4 MiB of output kept per stage */
-	char *metrics_listen;	 /* worker.metrics_listen: "IP:PORT" for GET /metrics; NULL: none */
-	char *log_level;	 /* log_level: debug, info (default), warn, error */
+	char *brokers;		    /* kafka.brokers: "host:port,..." (after reading "@FILE") */
+	char *topic_prefix;	    /* kafka.topic_prefix, default "sluice." */
+	int session_timeout_ms;	    /* kafka.session_timeout, default 6s: how soon a dead
+				     * consumer\'s partitions move to another */
+	int fetch_wait_ms;	    /* kafka.fetch_wait, default 10ms: how long a fetch that
+				     * finds no message waits at the broker */
+	char *redis_url;	    /* redis.url, default "redis://127.0.0.1:6379" */
+	char *key_prefix;	    /* redis.key_prefix, default "sluice:" */
+	int redis_timeout_ms;	    /* redis.timeout, default 5s */
+	char *listen;		    /* agent.listen, default "127.0.0.1:8080" */
+	char *public_url;	    /* agent.public_url, default "http://" + listen */
+	size_t max_body;	    /* agent.max_body, default 25 MiB */
+	int http_timeout_ms;	    /* agent.http_timeout, default 30s: a client that sends
+				     * nothing for this long is dropped */
+	int max_connections;	    /* agent.max_connections, default 1024: open at once;
+				     * more wait in the listening socket's backlog */
+	long long run_retention_ms; /* agent.run_retention, default 90d: runs that ended
+				     * longer ago are removed; 0 ("forever"): kept */
+	char *pipelines_dir;	    /* pipelines_dir, default "pipelines.d" */
+	char *state_dir;	    /* worker.state_dir, default "/var/lib/sluice" */
+	char *artifacts_dir;	    /* worker.artifacts_dir: $SLUICE_ARTIFACTS is <it>/<run>;
+				     * NULL: <state_dir>/workspaces/<run>/.artifacts */
+	int concurrency;	    /* worker.concurrency, default 1 */
+	int kill_grace_ms;	    /* worker.kill_grace, default 10s */
+	int checkout_timeout_ms;    /* worker.checkout_timeout, default 10m: the mirror's clone
+				     * or fetch (waiting for another's included) and the
+				     * workspace's checkout */
+	int lease_ms;		    /* worker.lease, default 30s */
+	int requeue_after_ms;	    /* agent.requeue_after, default 60s */
+	int scheduler_ms;	    /* agent.scheduler_interval, default 500ms */
+	int drain_timeout_ms;	    /* worker.drain_timeout, default 60s: how long SIGTERM waits */
+	size_t log_cap;		    /* worker.log_cap, default 4 MiB of output kept per stage */
+	char *metrics_listen; /* worker.metrics_listen: "IP:PORT" for GET /metrics; NULL: none */
+	char *log_level;      /* log_level: debug, info (default), warn, error */
 
 	/* Commit statuses (agent): posted only when github.token_file is set.
 	 * github.api_url, default "https://api.github.com"; the back-off after

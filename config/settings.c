@@ -35,7 +35,8 @@ static const char *const kafka_keys[] = {"brokers", "topic_prefix", "session_tim
 static const char *const redis_keys[] = {"url", "key_prefix", "timeout", NULL};
 static const char *const agent_keys[] = {
     "listen",	"public_url", "max_body",     "requeue_after",	 "scheduler_interval",
-    "tls_cert", "tls_key",    "http_timeout", "max_connections", NULL};
+    "tls_cert", "tls_key",    "http_timeout", "max_connections", "run_retention",
+    NULL};
 static const char *const api_keys[] = {"tokens_file", "public_reads", NULL};
 static const char *const worker_keys[] = {"state_dir",	   "concurrency",      "kill_grace",
 					  "lease",	   "drain_timeout",    "workspace_ttl",
@@ -59,6 +60,7 @@ static int set_defaults(struct settings *s)
 	s->max_body = 25u * 1024 * 1024;
 	s->http_timeout_ms = 30000;
 	s->max_connections = 1024;
+	s->run_retention_ms = 90LL * 24 * 3600 * 1000;
 	s->concurrency = 1;
 	s->kill_grace_ms = 10000;
 	s->checkout_timeout_ms = 10 * 60 * 1000;
@@ -235,6 +237,18 @@ static int load_agent(const struct config_check *ck, const struct config_doc_nod
 		if (config_check_size(ck, n, MAX_BODY_BYTES, &v) < 0)
 			return -1;
 		s->max_body = (size_t)v;
+	}
+	n = config_doc_get(m, "run_retention");
+	if (n && json_is_string(n->value) && strcmp(json_string_value(n->value), "forever") == 0) {
+		s->run_retention_ms = 0;
+	} else if (n) {
+		if (json_is_string(n->value) &&
+		    config_parse_duration_ms(json_string_value(n->value)) < 0)
+			return config_check_fail(ck, n,
+						 "expected a duration like \"90d\", or forever");
+		if (config_check_duration_ms(ck, n, LLONG_MAX, &v) < 0)
+			return -1;
+		s->run_retention_ms = v;
 	}
 	n = config_doc_get(m, "max_connections");
 	if (n) {
@@ -480,6 +494,7 @@ int settings_differ(const struct settings *a, const struct settings *b, const ch
 	    {"agent.max_body", a->max_body != b->max_body},
 	    {"agent.http_timeout", a->http_timeout_ms != b->http_timeout_ms},
 	    {"agent.max_connections", a->max_connections != b->max_connections},
+	    {"agent.run_retention", a->run_retention_ms != b->run_retention_ms},
 	    {"agent.requeue_after", a->requeue_after_ms != b->requeue_after_ms},
 	    {"agent.scheduler_interval", a->scheduler_ms != b->scheduler_ms},
 	    {"pipelines_dir", text_differs(a->pipelines_dir, b->pipelines_dir)},

@@ -39,6 +39,7 @@ extern const struct lua_script lua_outbox_lease;
 extern const struct lua_script lua_outbox_leave;
 extern const struct lua_script lua_outbox_dead;
 extern const struct lua_script lua_read_hashes;
+extern const struct lua_script lua_prune;
 
 /* Every script above, then NULL. */
 extern const struct lua_script *const lua_all[];

@@ -107,6 +107,10 @@ static void test_huge_numbers_are_refused_where_they_stand(void **state)
 		       "1:26: agent.max_connections: must be between 1 and 1000000");
 	settings_fails(f, "agent: {max_connections: unlimited}\n",
 		       "1:26: agent.max_connections: expected an integer");
+	settings_fails(f, "agent: {run_retention: never}\n",
+		       "1:24: agent.run_retention: expected a duration like \"90d\", or forever");
+	settings_fails(f, "agent: {run_retention: 0}\n",
+		       "1:24: agent.run_retention: must be longer than 0");
 	settings_fails(f, "agent: {max_body: 1e30}\n",
 		       "1:19: agent.max_body: expected a size like \"25MiB\"");
 	settings_fails(f, "worker: {lease: 9999999999d}\n",
