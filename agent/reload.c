@@ -120,7 +120,8 @@ int agent_reload(const struct agent_reload *r)
 	a->signature_keys = keys;
 	log_info("configuration reloaded", LOG_I("pipelines", a->pipelines.n),
 		 LOG_S("pipelines_dir", a->settings.pipelines_dir),
-		 LOG_S("log_level", a->settings.log_level));
+		 LOG_S("log_level", a->settings.log_level),
+		 LOG_I("run_retention_ms", a->settings.run_retention_ms));
 	return 0;
 refused:
 	log_error("reload refused: the running configuration is kept", LOG_S("error", err));

@@ -7,6 +7,7 @@ with a retention of 3 s removes a finished run; against the stack's Redis,
 under a prefix of their own, prune.lua's rules one by one."""
 
 import json
+import signal
 import time
 
 import pytest
@@ -49,6 +50,35 @@ def test_a_run_that_ended_longer_ago_than_the_retention_is_removed_whole(rstack)
     assert run not in [x["id"] for x in rstack.runs()]
     with open(rstack.agent.log) as f:
         assert any('msg="old runs removed"' in line for line in f)
+
+
+def test_forever_keeps_runs_and_a_reload_applies_a_retention(tmp_path):
+    def pipelines(repo, root):
+        return {"app.yaml": pipeline("app", APP_REPO, branches=["main"], checkout=repo.url,
+                                     stages={"build": {"run": ["true"]}})}
+    stacks = started_stack("sluice-retention-forever-", pipelines, workers=(("build", 1),),
+                           extra_settings={"agent": {"run_retention": "forever",
+                                                     "scheduler_interval": "100ms"}})
+    stack = next(stacks)
+    try:
+        status, body = stack.post_hook("push", stack.push_payload(APP_REPO))
+        assert status == 202, (status, body)
+        run = body["runs"][0]
+        assert stack.wait_run(run)["status"] == "succeeded"
+        time.sleep(2)
+        assert stack.get("/api/v1/runs/%s" % run)[0] == 200
+        with open(stack.config) as f:
+            text = f.read()
+        assert 'run_retention: "forever"' in text
+        with open(stack.config, "w") as f:
+            f.write(text.replace('run_retention: "forever"', 'run_retention: "1s"'))
+        stack.agent.popen.send_signal(signal.SIGHUP)
+        wait_for("the reload", lambda: "run_retention_ms=1000" in open(stack.agent.log).read(),
+                 10, [stack.agent])
+        wait_for("the run removed", lambda: stack.get("/api/v1/runs/%s" % run)[0] == 404, 10,
+                 [stack.agent])
+    finally:
+        next(stacks, None)
 
 
 # --- prune.lua against Redis, under the prefix "t:" -----------------------------------
