@@ -283,6 +283,21 @@ static void mask_store(struct logmask *m, enum logmask_stream s, const char *tex
 	store(m, s, out, outlen);
 }
 
+/* cut moved back to the start of a UTF-8 character that would straddle it:
+ * a stored piece never ends inside one, which would show as two U+FFFD.
+ * Bytes that are no such character leave it where it is. */
+static size_t char_boundary(const char *buf, size_t cut)
+{
+	size_t i = cut;
+	while (i > 0 && cut - i < 3 && ((unsigned char)buf[i - 1] & 0xc0) == 0x80)
+		i--;
+	if (i == 0)
+		return cut;
+	unsigned char lead = (unsigned char)buf[i - 1];
+	size_t n = lead >= 0xf0 ? 4 : lead >= 0xe0 ? 3 : lead >= 0xc0 ? 2 : 1;
+	return i - 1 + n > cut ? i - 1 : cut;
+}
+
 /* A piece of a longer line: everything but its last longest-1 bytes can be
  * masked and stored now, short of a masked run that reaches into the kept
  * end (kept whole, so that it is seen again with what follows). */
@@ -304,7 +319,9 @@ static void piece(struct logmask *m, enum logmask_stream s, const char *line, si
 	}
 	if (h->len <= hold)
 		return;
-	size_t cut = h->len - hold;
+	size_t cut = char_boundary(h->buf, h->len - hold);
+	if (cut == 0)
+		return;
 	long hits = m->npats ? find_secrets(m, h->buf, h->len) : 0;
 	if (hits > 0 && m->covered[cut - 1] && m->covered[cut]) {
 		size_t start = cut - 1;

@@ -195,6 +195,50 @@ static void test_secret_across_a_piece_boundary_is_masked(void **state)
 	logmask_free(m);
 }
 
+/* A character cut by the end of a piece is stored whole with the next one,
+ * rather than as two halves that each show as U+FFFD. */
+static void test_a_character_across_a_piece_boundary_is_stored_whole(void **state)
+{
+	static const char *const chars[] = {"\xc3\xa9", "\xe2\x82\xac", "\xf0\x9d\x84\x9e"};
+	(void)state;
+	for (size_t c = 0; c < 3; c++) {
+		for (size_t before = 1; before < strlen(chars[c]); before++) {
+			struct stored st = {0};
+			struct logmask *m = logmask_new(1 << 20, PIECE, on_emit, &st);
+			char text[PIECE + 8];
+			size_t at = PIECE - before;
+			memset(text, 'a', at);
+			strcpy(text + at, chars[c]);
+			strcat(text, "bb");
+			logmask_line(m, LOGMASK_STDOUT, text, PIECE);
+			logmask_line(m, LOGMASK_STDOUT, text + PIECE, strlen(text) - PIECE);
+			logmask_finish(m);
+			assert_int_equal(st.n, 2);
+			assert_int_equal(strlen(st.lines[0]), at);
+			assert_string_equal(st.lines[1], text + at);
+			stored_clear(&st);
+			logmask_free(m);
+		}
+	}
+}
+
+/* Bytes that start no character are cut where they fall. */
+static void test_bytes_that_are_no_character_are_cut_at_the_piece(void **state)
+{
+	struct stored st = {0};
+	struct logmask *m = logmask_new(1 << 20, PIECE, on_emit, &st);
+	char text[PIECE + 2];
+	(void)state;
+	memset(text, 0x80, sizeof(text));
+	logmask_line(m, LOGMASK_STDOUT, text, PIECE);
+	logmask_line(m, LOGMASK_STDOUT, text + PIECE, 2);
+	logmask_finish(m);
+	assert_int_equal(st.n, 2);
+	assert_int_equal(strlen(st.lines[0]), PIECE);
+	stored_clear(&st);
+	logmask_free(m);
+}
+
 /* A piece held back at the end of the output is stored by logmask_finish. */
 static void test_finish_stores_a_held_piece(void **state)
 {
@@ -281,6 +325,8 @@ int main(void)
 	    cmocka_unit_test(test_each_line_of_a_multiline_secret_is_masked),
 	    cmocka_unit_test(test_secret_across_a_piece_boundary_is_masked),
 	    cmocka_unit_test(test_finish_stores_a_held_piece),
+	    cmocka_unit_test(test_a_character_across_a_piece_boundary_is_stored_whole),
+	    cmocka_unit_test(test_bytes_that_are_no_character_are_cut_at_the_piece),
 	    cmocka_unit_test(test_cap_counts_dropped_lines),
 	    cmocka_unit_test(test_cap_message_names_the_size_in_mib),
 	    cmocka_unit_test(test_text_is_masked_for_error_messages),
