@@ -125,6 +125,21 @@ int http_refuse_controls(struct evhttp_request *req)
 	return 0;
 }
 
+int http_refuse_ambiguous_length(struct evhttp_request *req)
+{
+	const struct evkeyvalq *h = evhttp_request_get_input_headers(req);
+	int seen = 0;
+	for (const struct evkeyval *kv = h->tqh_first; kv; kv = kv->next.tqe_next)
+		seen += strcasecmp(kv->key, "Content-Length") == 0;
+	if (seen < 2)
+		return 0;
+	/* The bytes after the body libevent read may be anything: no further
+	 * request is read from this connection. */
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
+	http_reply_error(req, 400, "bad_request", "header Content-Length is given twice");
+	return 1;
+}
+
 static void on_close(struct evhttp_connection *conn, void *arg)
 {
 	struct http_pending *p = arg;

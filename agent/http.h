@@ -28,6 +28,12 @@ void http_reply_error(struct evhttp_request *req, int status, const char *code,
  * naming where it stands: 1 when so answered, else 0. */
 int http_refuse_controls(struct evhttp_request *req);
 
+/* A request whose length is ambiguous, Content-Length given more than once
+ * (RFC 9112 §6.3: what a proxy in front may read differently, request
+ * smuggling), gets a 400 and its connection is closed: 1 when so answered,
+ * else 0. libevent itself refuses Content-Length with Transfer-Encoding. */
+int http_refuse_ambiguous_length(struct evhttp_request *req);
+
 struct http_pending *http_pending_new(struct agent *a, struct evhttp_request *req);
 /* The request, or NULL when the client is gone. */
 struct evhttp_request *http_pending_request(const struct http_pending *p);

@@ -306,6 +306,34 @@ def test_a_duplicated_github_header_is_400(hstack, name):
     assert "twice" in answer["error"]["message"], answer
 
 
+@pytest.mark.parametrize("second", [b"Content-Length: 3", None])
+def test_content_length_given_twice_is_400_and_the_connection_closed(hstack, second):
+    """Two lengths (or the same one twice) are what a proxy in front may read
+    otherwise than the agent: request smuggling. The bytes after the body
+    are not read as another request."""
+    before = snapshot(hstack)
+    body = json.dumps(hstack.push_payload(APP_REPO)).encode()
+    head = hook_head(hstack, body).replace(b"\r\nConnection: close", b"")
+    again = second or b"Content-Length: %d" % len(body)
+    smuggled = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", hstack.agent_port), timeout=10) as s:
+        s.sendall(head + b"\r\n" + again + b"\r\n\r\n" + body + smuggled)
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    assert data.startswith(b"HTTP/1.1 400 "), data[:200]
+    assert data.count(b"HTTP/1.1 ") == 1, data
+    assert b"Content-Length is given twice" in data, data
+    assert stack_unchanged(hstack, before)
+
+
+def stack_unchanged(stack, before):
+    return snapshot(stack) == before
+
+
 @pytest.mark.parametrize("ctype", [None, b"text/plain", b"application/x-www-form-urlencoded",
                                    b"application/jsonp", b"multipart/form-data; boundary=x",
                                    b""])
