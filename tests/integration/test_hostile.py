@@ -327,11 +327,7 @@ def test_content_length_given_twice_is_400_and_the_connection_closed(hstack, sec
     assert data.startswith(b"HTTP/1.1 400 "), data[:200]
     assert data.count(b"HTTP/1.1 ") == 1, data
     assert b"Content-Length is given twice" in data, data
-    assert stack_unchanged(hstack, before)
-
-
-def stack_unchanged(stack, before):
-    return snapshot(stack) == before
+    assert snapshot(hstack) == before
 
 
 @pytest.mark.parametrize("ctype", [None, b"text/plain", b"application/x-www-form-urlencoded",
