@@ -35,6 +35,7 @@
 /* A batch of a pruning pass: about 130 µs of Redis's time a run (a
  * definition of 4 KiB decoded, a dozen keys unlinked), so a few ms a tick
  * rather than a stall webhooks would feel. */
+#define PRUNE_BATCH	 20
 #define PRUNE_BATCH_TEXT "20"
 
 struct scheduler {
@@ -316,7 +317,7 @@ static void on_pruned(struct redis *r, redisReply *reply, const char *err, void 
 	} else {
 		s->prune_removed += counts[0];
 		s->prune_kept += counts[1];
-		if (counts[2] < atoi(PRUNE_BATCH_TEXT)) {
+		if (counts[2] < PRUNE_BATCH) {
 			if (s->prune_removed > 0)
 				log_info(
 				    "old runs removed", LOG_I("count", s->prune_removed),
