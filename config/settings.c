@@ -16,7 +16,7 @@
 #define MAX_DURATION_MS ((long long)INT_MAX)
 #define MAX_BODY_BYTES	(1LL << 30)
 #define MAX_CONCURRENCY 1024
-/* Open connections of the agent: past a million the limit is none. */
+/* agent.max_connections at most: the open-files limit stops it well before. */
 #define MAX_CONNECTIONS	   1000000
 #define MAX_SETTING_STRING 4096
 /* librdkafka's bound on fetch.wait.max.ms. */
