@@ -88,10 +88,9 @@ def test_at_the_limit_a_new_connection_waits_until_another_closes(cstack):
         answer = {}
 
         def deliver():
-            answer["at"] = time.monotonic()
             answer["status"], answer["body"] = cstack.post_hook(
                 "push", cstack.push_payload(APP_REPO))
-            answer["took"] = time.monotonic() - answer["at"]
+            answer["done"] = time.monotonic()
 
         waiting = threading.Thread(target=deliver)
         waiting.start()
@@ -99,10 +98,11 @@ def test_at_the_limit_a_new_connection_waits_until_another_closes(cstack):
         assert "status" not in answer, answer
         wait_for("the limit's warning",
                  lambda: log_lines(cstack, "connection limit reached"), 5)
+        closed = time.monotonic()
         idle.pop().close()
         waiting.join(10)
         assert answer.get("status") == 202, answer
-        assert answer["took"] >= 1.0, answer
+        assert answer["done"] >= closed, answer
     finally:
         for s in idle:
             s.close()
