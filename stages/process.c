@@ -6,6 +6,7 @@
 #include "lib/clock.h"
 #include "lib/fdlimit.h"
 #include "lib/log.h"
+#include "stages/orphan_guard.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -507,6 +508,7 @@ static void on_leader_exit(struct process *p, int status)
 
 	p->reaped = 1;
 	p->status = status;
+	orphan_guard_remove(p->pid);
 	p->duration_ms = clock_mono_ms() - p->started_ms;
 	evtimer_del(p->kill_timer);
 	evtimer_add(p->drain_timer, &tv);
@@ -543,6 +545,30 @@ static void on_sigchld(evutil_socket_t sig, short what, void *arg)
 		kill_leftovers();
 }
 
+/* The guard that kills the children's groups should this process die
+ * (orphan_guard.h) learns of a new one; a guard that died is replaced and
+ * told of every group still running. */
+static void guard_group(pid_t pgid)
+{
+	if (orphan_guard_add(pgid) == 0)
+		return;
+	if (errno != EPIPE && errno != ECONNRESET && errno != ENOTCONN) {
+		/* A guard alive but not reading: replacing it would make it kill
+		 * every stage running. */
+		log_warn("the orphan guard was not told of a child",
+			 LOG_S("error", strerror(errno)), LOG_I("pid", pgid));
+		return;
+	}
+	if (orphan_guard_restart() < 0) {
+		log_warn("no orphan guard: the stages running would outlive this process",
+			 LOG_S("error", strerror(errno)));
+		return;
+	}
+	for (const struct process *p = mod.list; p != NULL; p = p->next)
+		if (!p->reaped)
+			orphan_guard_add(p->pid);
+}
+
 int process_init(struct event_base *base)
 {
 	if (mod.sigchld != NULL) {
@@ -569,6 +595,9 @@ int process_init(struct event_base *base)
 		log_error("cannot become a child subreaper", LOG_S("error", strerror(errno)));
 		return -1;
 	}
+	if (orphan_guard_start() < 0)
+		log_warn("no orphan guard: the stages running would outlive this process",
+			 LOG_S("error", strerror(errno)));
 	mod.sigchld = evsignal_new(base, SIGCHLD, on_sigchld, NULL);
 	if (mod.sigchld == NULL || event_add(mod.sigchld, NULL) < 0) {
 		log_error("cannot watch SIGCHLD");
@@ -708,6 +737,7 @@ struct process *process_spawn(const struct process_spec *spec, process_line_cb o
 	p->next = mod.list;
 	mod.list = p;
 	mod.running++;
+	guard_group(pid);
 	/* Without its read event a pipe would never reach EOF: treat it as
 	 * closed rather than wait on it forever. */
 	if (event_add(p->out.ev, NULL) < 0)

@@ -9,7 +9,9 @@
  * other stages still run or not. Children are reaped through a
  * SIGCHLD event; the process that uses this module must start every child
  * through it (it reaps with waitpid(-1)). process_init makes the caller a
- * child subreaper, so orphaned grandchildren are reaped here as well.
+ * child subreaper, so orphaned grandchildren are reaped here as well, and
+ * starts the orphan guard (orphan_guard.h), which kills every child's group
+ * should this process die without doing it.
  */
 #ifndef SLUICE_PROCESS_H
 #define SLUICE_PROCESS_H

@@ -1,0 +1,159 @@
+/* orphan_guard: killing a dead process's children (orphan_guard.h). */
+#include "stages/orphan_guard.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* At most this many groups are watched at once: worker.concurrency is at
+ * most 1024, and a stage has one group. */
+#define GUARD_GROUPS 4096
+
+/* This side of the pair, -1: no guard; and the guard's pid. */
+static int guard_fd = -1;
+static pid_t guard_pid;
+
+/* In the guard: only async-signal-safe calls from here on. */
+static void guard_main(int fd)
+{
+	static pid_t groups[GUARD_GROUPS];
+	size_t n = 0;
+	struct sigaction ign = {.sa_handler = SIG_IGN};
+	int32_t msg;
+
+	/* "sluice-guard" in ps and top, and no directory kept busy. */
+	prctl(PR_SET_NAME, "sluice-guard");
+	if (chdir("/") < 0)
+		_exit(1);
+	sigemptyset(&ign.sa_mask);
+	sigaction(SIGINT, &ign, NULL);
+	sigaction(SIGTERM, &ign, NULL);
+	sigaction(SIGHUP, &ign, NULL);
+	sigaction(SIGQUIT, &ign, NULL);
+	sigaction(SIGPIPE, &ign, NULL);
+	msg = (int32_t)getpid();
+	if (send(fd, &msg, sizeof(msg), MSG_NOSIGNAL) != sizeof(msg))
+		_exit(1);
+	for (;;) {
+		ssize_t r = recv(fd, &msg, sizeof(msg), 0);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		if (r != sizeof(msg))
+			continue;
+		if (msg > 1 && n < GUARD_GROUPS) {
+			groups[n++] = msg;
+		} else if (msg < 0) {
+			for (size_t i = 0; i < n; i++) {
+				if (groups[i] == -msg) {
+					groups[i] = groups[--n];
+					break;
+				}
+			}
+		}
+	}
+	for (size_t i = 0; i < n; i++)
+		kill(-groups[i], SIGKILL);
+	_exit(0);
+}
+
+/* In the guard's parent, forked from the process: the guard forked, it
+ * exits at once, so that the guard is orphaned to whoever reaps above. */
+static void guard_fork(int fd)
+{
+	pid_t pid = fork();
+	if (pid == 0) {
+		/* Only its end of the pair: the rest (the process's sockets, its
+		 * children's pipes) must close when the process's do. */
+		if (dup2(fd, 3) < 0 || close_range(4, ~0U, 0) < 0)
+			_exit(1);
+		int devnull = open("/dev/null", O_RDWR);
+		if (devnull >= 0) {
+			dup2(devnull, 0);
+			dup2(devnull, 1);
+			dup2(devnull, 2);
+			if (devnull > 3)
+				close(devnull);
+		}
+		guard_main(3);
+	}
+	_exit(pid < 0 ? 1 : 0);
+}
+
+int orphan_guard_start(void)
+{
+	int sv[2], reaper = 0, status = 0;
+
+	if (guard_fd >= 0)
+		return 0;
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+		return -1;
+	/* A subreaper would get the orphaned guard back as its own child. */
+	prctl(PR_GET_CHILD_SUBREAPER, &reaper);
+	if (reaper)
+		prctl(PR_SET_CHILD_SUBREAPER, 0);
+	pid_t pid = fork();
+	if (pid == 0)
+		guard_fork(sv[1]);
+	int e = errno;
+	if (pid > 0)
+		while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+			;
+	if (reaper)
+		prctl(PR_SET_CHILD_SUBREAPER, 1);
+	close(sv[1]);
+	int32_t started = 0;
+	if (pid < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0 ||
+	    recv(sv[0], &started, sizeof(started), 0) != sizeof(started)) {
+		close(sv[0]);
+		errno = pid < 0 ? e : ECHILD;
+		return -1;
+	}
+	guard_fd = sv[0];
+	guard_pid = started;
+	return 0;
+}
+
+int orphan_guard_restart(void)
+{
+	if (guard_fd >= 0) {
+		close(guard_fd);
+		guard_fd = -1;
+	}
+	return orphan_guard_start();
+}
+
+int orphan_guard_add(pid_t pgid)
+{
+	int32_t msg = (int32_t)pgid;
+	if (pgid <= 1) {
+		/* kill(-1) would be every process there is. */
+		errno = EINVAL;
+		return -1;
+	}
+	if (guard_fd < 0) {
+		errno = ENOTCONN;
+		return -1;
+	}
+	return send(guard_fd, &msg, sizeof(msg), MSG_NOSIGNAL | MSG_DONTWAIT) == sizeof(msg) ? 0
+											     : -1;
+}
+
+pid_t orphan_guard_pid(void)
+{
+	return guard_fd >= 0 ? guard_pid : 0;
+}
+
+void orphan_guard_remove(pid_t pgid)
+{
+	int32_t msg = -(int32_t)pgid;
+	if (guard_fd >= 0 && pgid > 1)
+		send(guard_fd, &msg, sizeof(msg), MSG_NOSIGNAL | MSG_DONTWAIT);
+}

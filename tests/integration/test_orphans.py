@@ -1,0 +1,88 @@
+"""A worker killed with SIGKILL leaves no stage running (stages/orphan_guard.c).
+
+Under systemd the unit's cgroup goes with its worker; here, as with a
+worker started by hand or in a container without an init, the worker's
+orphan guard kills its stages' process groups when the worker dies, a
+stage's own children included. Otherwise the stage would go on, and run a
+second time once its lease expired and another worker took it."""
+
+import os
+import signal
+
+import pytest
+
+from conftest import APP_REPO, binary, pipeline, started_stack, wait_for
+
+
+def gone(pid):
+    """Dead, or a zombie waiting for whoever reaps it."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+
+
+def guards_of(config):
+    """pids of the guards forked from workers started with config (the
+    agent has one too)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/%s/comm" % entry) as f:
+                comm = f.read().strip()
+            with open("/proc/%s/cmdline" % entry, "rb") as f:
+                cmdline = f.read()
+        except OSError:
+            continue
+        if comm == "sluice-guard" and config.encode() in cmdline and \
+                b"sluice-worker" in cmdline:
+            found.append(int(entry))
+    return found
+
+
+@pytest.fixture(scope="module")
+def ostack(tmp_path_factory):
+    pidfile = str(tmp_path_factory.mktemp("orphans") / "pids")
+
+    def pipelines(repo, root):
+        return {"app.yaml": pipeline("app", APP_REPO, branches=["main"], checkout=repo.url,
+                                     stages={"build": {"run": [
+                                         "sh", "-c", 'sleep 300 & echo $$ $! > "$1"; wait',
+                                         "sh", pidfile]}})}
+    # The worker is started by the test, so that it may be killed.
+    for stack in started_stack("sluice-orphans-", pipelines, workers=()):
+        stack.pidfile = pidfile
+        yield stack
+
+
+def test_a_killed_worker_s_stage_and_its_children_are_killed(ostack):
+    worker = ostack._spawn("doomed-worker", [binary("sluice-worker"), "--config", ostack.config,
+                                             "--kind", "build"])
+    wait_for("the worker's guard", lambda: guards_of(ostack.config), 10, [worker])
+    status, body = ostack.post_hook("push", ostack.push_payload(APP_REPO))
+    assert status == 202, (status, body)
+    wait_for("the stage to start", lambda: os.path.exists(ostack.pidfile) and
+             len(open(ostack.pidfile).read().split()) == 2, 30, [worker])
+    stage, child = [int(x) for x in open(ostack.pidfile).read().split()]
+    assert not gone(stage) and not gone(child)
+
+    os.kill(worker.popen.pid, signal.SIGKILL)
+    worker.popen.wait()
+    ostack.procs.remove(worker)
+    wait_for("the stage and its child killed", lambda: gone(stage) and gone(child), 5)
+    # The guard went with them.
+    wait_for("the guard gone", lambda: not guards_of(ostack.config), 5)
+
+
+def test_a_worker_that_stops_leaves_no_guard_behind(ostack):
+    # Of a kind no job is for: the first test's stage is queued again once
+    # its lease expires.
+    worker = ostack._spawn("stopping-worker", [binary("sluice-worker"), "--config",
+                                               ostack.config, "--kind", "test"])
+    wait_for("the worker's guard", lambda: guards_of(ostack.config), 10, [worker])
+    assert worker.stop() == 0
+    ostack.procs.remove(worker)
+    wait_for("the guard gone", lambda: not guards_of(ostack.config), 5)

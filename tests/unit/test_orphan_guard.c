@@ -1,0 +1,251 @@
+/* Tests for stages/orphan_guard: when the process that started children
+ * dies by SIGKILL, the guard kills their process groups, grandchildren
+ * included, and only those it was told of.
+ *
+ * Each test forks a stand-in for the worker, which starts its children
+ * through process_spawn (as the worker does) or by hand, sends their pids
+ * here and waits to be killed. This process is a subreaper, so that it
+ * reaps every process the stand-in leaves, and can tell a dead one from a
+ * live one. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <event2/event.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "stages/orphan_guard.h"
+#include "stages/process.h"
+
+#define MAX_PIDS 8
+
+static const char *const env[] = {"PATH=/usr/bin:/bin", NULL};
+/* A group of two: the leader and a grandchild of the stand-in, both
+ * sleeping, their pids on stdout. */
+static const char *const group_argv[] = {"sh", "-c", "sleep 300 & echo $$ $!; wait", NULL};
+
+static void on_exit_ignored(const struct process_result *r, void *arg)
+{
+	(void)r;
+	(void)arg;
+}
+
+struct reported {
+	int fd;
+	int lines;
+};
+
+static void on_line(enum process_stream s, const char *line, size_t len, void *arg)
+{
+	struct reported *rep = arg;
+	(void)s;
+	char buf[64];
+	int n = snprintf(buf, sizeof(buf), "%.*s\n", (int)len, line);
+	if (write(rep->fd, buf, (size_t)n) != n)
+		_exit(3);
+	rep->lines++;
+}
+
+/* In the stand-in: spawns `groups` groups through process_spawn, their pids
+ * to fd, then, when kill_guard, kills the guard and spawns one more (which
+ * makes process.c start a new guard and tell it every group); then "ready",
+ * and waits to be killed. */
+/* A group of its own, sleeping; pid sent to fd. */
+static pid_t sleeper(int fd)
+{
+	pid_t pid = fork();
+	if (pid == 0) {
+		setpgid(0, 0);
+		execle("/bin/sleep", "sleep", "300", (char *)NULL, env);
+		_exit(127);
+	}
+	char buf[32];
+	int n = snprintf(buf, sizeof(buf), "%d 0\n", (int)pid);
+	if (pid < 0 || write(fd, buf, (size_t)n) != n)
+		_exit(3);
+	return pid;
+}
+
+static void stand_in(int fd, int groups, int kill_guard, int unguarded)
+{
+	struct event_base *base = event_base_new();
+	struct reported rep = {fd, 0};
+	struct process_spec spec = {.argv = group_argv, .envp = env, .kill_grace_ms = 100};
+	if (!base || process_init(base) < 0)
+		_exit(2);
+	for (int i = 0; i < groups; i++) {
+		if (i == groups - 1 && kill_guard) {
+			pid_t old = orphan_guard_pid();
+			if (old <= 0 || kill(old, SIGKILL) < 0)
+				_exit(4);
+			/* Its end of the pair closes as it dies. */
+			usleep(200000);
+		}
+		if (!process_spawn(&spec, on_line, on_exit_ignored, &rep))
+			_exit(5);
+		while (rep.lines <= i)
+			event_base_loop(base, EVLOOP_ONCE);
+	}
+	if (unguarded == 1) {
+		/* A group of its own the guard is never told of. */
+		sleeper(fd);
+	} else if (unguarded == 2) {
+		/* One it is told of, and then that it ended. */
+		pid_t pid = sleeper(fd);
+		if (orphan_guard_add(pid) < 0)
+			_exit(6);
+		orphan_guard_remove(pid);
+	}
+	if (write(fd, "ready\n", 6) != 6)
+		_exit(3);
+	for (;;)
+		pause();
+}
+
+struct started {
+	pid_t stand_in;
+	pid_t pids[MAX_PIDS];
+	int n;
+};
+
+static void start(struct started *s, int groups, int kill_guard, int unguarded)
+{
+	int p[2];
+	assert_int_equal(pipe(p), 0);
+	memset(s, 0, sizeof(*s));
+	s->stand_in = fork();
+	assert_true(s->stand_in >= 0);
+	if (s->stand_in == 0) {
+		close(p[0]);
+		stand_in(p[1], groups, kill_guard, unguarded);
+	}
+	close(p[1]);
+	FILE *f = fdopen(p[0], "r");
+	assert_non_null(f);
+	char line[128];
+	while (fgets(line, sizeof(line), f) && strcmp(line, "ready\n") != 0) {
+		int a, b;
+		assert_int_equal(sscanf(line, "%d %d", &a, &b), 2);
+		assert_true(s->n + 2 <= MAX_PIDS);
+		s->pids[s->n++] = a;
+		if (b > 0)
+			s->pids[s->n++] = b;
+	}
+	fclose(f);
+}
+
+/* Whether pid is gone: reaped here (a subreaper's orphan) or never ours. */
+static int gone(pid_t pid)
+{
+	while (waitpid(-1, NULL, WNOHANG) > 0)
+		;
+	return kill(pid, 0) < 0 && errno == ESRCH;
+}
+
+static int wait_gone(pid_t pid)
+{
+	for (int i = 0; i < 300; i++) {
+		if (gone(pid))
+			return 1;
+		usleep(10000);
+	}
+	return 0;
+}
+
+static void kill_stand_in(struct started *s)
+{
+	assert_int_equal(kill(s->stand_in, SIGKILL), 0);
+	assert_int_equal(waitpid(s->stand_in, NULL, 0), s->stand_in);
+}
+
+static int setup(void **state)
+{
+	(void)state;
+	return prctl(PR_SET_CHILD_SUBREAPER, 1);
+}
+
+/* Unguarded groups outlive the stand-in; the guard is gone by the time
+ * both of its stand-in's groups through process_spawn are. */
+static void assert_outlives(struct started *s, int at)
+{
+	kill_stand_in(s);
+	assert_true(wait_gone(s->pids[0]));
+	assert_true(wait_gone(s->pids[1]));
+	usleep(200000);
+	assert_false(gone(s->pids[at]));
+	kill(s->pids[at], SIGKILL);
+	assert_true(wait_gone(s->pids[at]));
+}
+
+static void test_a_dead_process_s_groups_are_killed_grandchildren_included(void **state)
+{
+	struct started s;
+	(void)state;
+	start(&s, 2, 0, 0);
+	assert_int_equal(s.n, 4);
+	for (int i = 0; i < s.n; i++)
+		assert_false(gone(s.pids[i]));
+	kill_stand_in(&s);
+	for (int i = 0; i < s.n; i++)
+		assert_true(wait_gone(s.pids[i]));
+}
+
+static void test_a_group_the_guard_was_not_told_of_is_left_alone(void **state)
+{
+	struct started s;
+	(void)state;
+	start(&s, 1, 0, 1);
+	assert_int_equal(s.n, 3);
+	assert_outlives(&s, 2);
+}
+
+static void test_a_guard_that_died_is_replaced_and_told_of_every_group(void **state)
+{
+	struct started s;
+	(void)state;
+	/* The first group was told to the guard that was then killed. */
+	start(&s, 2, 1, 0);
+	assert_int_equal(s.n, 4);
+	kill_stand_in(&s);
+	for (int i = 0; i < s.n; i++)
+		assert_true(wait_gone(s.pids[i]));
+}
+
+static void test_a_group_that_ended_is_forgotten(void **state)
+{
+	struct started s;
+	(void)state;
+	start(&s, 1, 0, 2);
+	assert_int_equal(s.n, 3);
+	assert_outlives(&s, 2);
+}
+
+static void test_no_group_of_pid_1_or_below_is_taken(void **state)
+{
+	(void)state;
+	assert_int_equal(orphan_guard_add(1), -1);
+	assert_int_equal(orphan_guard_add(0), -1);
+	assert_int_equal(orphan_guard_add(-5), -1);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_a_dead_process_s_groups_are_killed_grandchildren_included),
+	    cmocka_unit_test(test_a_group_the_guard_was_not_told_of_is_left_alone),
+	    cmocka_unit_test(test_a_guard_that_died_is_replaced_and_told_of_every_group),
+	    cmocka_unit_test(test_a_group_that_ended_is_forgotten),
+	    cmocka_unit_test(test_no_group_of_pid_1_or_below_is_taken),
+	};
+	return cmocka_run_group_tests(tests, setup, NULL);
+}
