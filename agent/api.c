@@ -8,6 +8,7 @@
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <sys/queue.h>
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -291,25 +292,59 @@ static void on_list_ids(struct redis *r, redisReply *reply, const char *err, voi
 	list_maybe_done(c);
 }
 
-/* The page after the run named by before: its rank in the index first. */
+/* The creation time (ms) a run id holds (intake_new_run_id: "r_", 12 hex
+ * digits of it, 12 of randomness), or -1 when id is not of that form. */
+static long long run_id_ms(const char *id)
+{
+	if (strncmp(id, "r_", 2) != 0 || strlen(id) != 26)
+		return -1;
+	long long ms = 0;
+	for (int i = 2; i < 26; i++) {
+		int d = isdigit((unsigned char)id[i])  ? id[i] - '0'
+			: id[i] >= 'a' && id[i] <= 'f' ? id[i] - 'a' + 10
+						       : -1;
+		if (d < 0)
+			return -1;
+		if (i < 14)
+			ms = ms * 16 + d;
+	}
+	return ms;
+}
+
+/* The page after the run named by before: its rank in the index first.
+ * c->body is [index, before]. */
 static void on_list_rank(struct redis *r, redisReply *reply, const char *err, void *arg)
 {
 	struct api_call *c = arg;
-	const char *index = json_string_value(c->body);
+	const char *index = json_string_value(json_array_get(c->body, 0));
+	const char *before = json_string_value(json_array_get(c->body, 1));
 	if (!reply || (reply->type != REDIS_REPLY_INTEGER && reply->type != REDIS_REPLY_NIL)) {
 		call_fail(c, err ? err : "unexpected reply");
 		return;
 	}
+	int rc;
 	if (reply->type == REDIS_REPLY_NIL) {
-		http_pending_error(c->pending, 400, "bad_request",
-				   "before: no such run in this listing");
+		/* Gone from the index since (agent.run_retention removed it):
+		 * the page goes on from its creation time, which its id holds. */
+		long long ms = run_id_ms(before);
+		if (ms < 0) {
+			http_pending_error(c->pending, 400, "bad_request",
+					   "before: no such run in this listing");
+			json_decref(c->body);
+			free(c);
+			return;
+		}
+		rc = redis_command(r, on_list_ids, c, "ZREVRANGEBYSCORE %s %lld -inf LIMIT 0 %lld",
+				   index, ms, (long long)c->want);
 		json_decref(c->body);
-		free(c);
+		c->body = NULL;
+		if (rc < 0)
+			call_fail(c, "command not sent");
 		return;
 	}
 	long long from = reply->integer + 1;
-	int rc = redis_command(r, on_list_ids, c, "ZREVRANGE %s %lld %lld", index, from,
-			       from + (long long)c->want - 1);
+	rc = redis_command(r, on_list_ids, c, "ZREVRANGE %s %lld %lld", index, from,
+			   from + (long long)c->want - 1);
 	json_decref(c->body);
 	c->body = NULL;
 	if (rc < 0)
@@ -362,8 +397,10 @@ static void list_runs(struct agent *a, struct evhttp_request *req, struct evkeyv
 		snprintf(index, sizeof(index), "%sruns", a->settings.key_prefix);
 	int rc;
 	if (before) {
-		c->body = json_string(index);
-		rc = redis_command(a->redis, on_list_rank, c, "ZREVRANK %s %s", index, before);
+		c->body = json_pack("[s,s]", index, before);
+		rc = c->body
+			 ? redis_command(a->redis, on_list_rank, c, "ZREVRANK %s %s", index, before)
+			 : -1;
 	} else {
 		rc = redis_command(a->redis, on_list_ids, c, "ZREVRANGE %s 0 %d", index,
 				   (int)c->want - 1);

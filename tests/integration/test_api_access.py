@@ -20,6 +20,7 @@ import pytest
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
 from conftest import binary, free_port, http_request, pipeline, started_stack, wait_for  # noqa: E402
 from kafkawire import Client  # noqa: E402
+from resp import Redis  # noqa: E402
 
 REPO = "sluice-it/access"
 TICKS = 20
@@ -238,6 +239,29 @@ def test_runs_page_with_before_and_filter_by_ref(locked):
     status, page = call(locked, "GET", "/api/v1/runs?ref=other&limit=500", t)
     assert page["runs"] == [] and page["next"] is None
     assert_error(*call(locked, "GET", "/api/v1/runs?before=r_nosuchrun", t), 400)
+
+
+def test_a_page_goes_on_after_a_run_removed_meanwhile(locked):
+    """A run removed between two pages (agent.run_retention) still says where
+    the next page starts: its id holds its creation time."""
+    for _ in range(3):
+        start_run(locked)
+    t = TOKENS["reader"]
+    status, everything = call(locked, "GET", "/api/v1/runs?limit=500", t)
+    ids = [r["id"] for r in everything["runs"]]
+    status, page = call(locked, "GET", "/api/v1/runs?limit=1", t)
+    assert [r["id"] for r in page["runs"]] == ids[:1] and page["next"] == ids[0]
+    with Redis(locked.redis_port) as r:
+        r.call("ZREM", "sluice:runs", ids[0])
+        r.call("DEL", "sluice:run:" + ids[0])
+    status, page = call(locked, "GET", "/api/v1/runs?limit=500&before=" + ids[0], t)
+    assert status == 200, page
+    assert [r["id"] for r in page["runs"]] == ids[1:], (page, ids)
+    # An id of that form no run ever had pages from its time too; any other
+    # text is still refused.
+    status, page = call(locked, "GET", "/api/v1/runs?before=r_000000000001aaaaaaaaaaaa", t)
+    assert status == 200 and page["runs"] == [], page
+    assert_error(*call(locked, "GET", "/api/v1/runs?before=r_00000000000Gaaaaaaaaaaaa", t), 400)
 
 
 # --- Server-Sent Events -----------------------------------------------------------
