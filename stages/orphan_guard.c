@@ -8,12 +8,15 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 /* At most this many groups are watched at once: worker.concurrency is at
  * most 1024, and a stage has one group. */
 #define GUARD_GROUPS 4096
+/* How long a new guard may take to say it runs. */
+#define GUARD_START_S 5
 
 /* This side of the pair, -1: no guard; and the guard's pid. */
 static int guard_fd = -1;
@@ -109,6 +112,10 @@ int orphan_guard_start(void)
 	if (reaper)
 		prctl(PR_SET_CHILD_SUBREAPER, 1);
 	close(sv[1]);
+	/* Its first message, its pid, comes at once; a guard stopped before
+	 * it (SIGSTOP) must not stop this process. */
+	struct timeval tv = {GUARD_START_S, 0};
+	setsockopt(sv[0], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	int32_t started = 0;
 	if (pid < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0 ||
 	    recv(sv[0], &started, sizeof(started), 0) != sizeof(started)) {
