@@ -83,6 +83,9 @@ def test_a_worker_that_stops_leaves_no_guard_behind(ostack):
     worker = ostack._spawn("stopping-worker", [binary("sluice-worker"), "--config",
                                                ostack.config, "--kind", "test"])
     wait_for("the worker's guard", lambda: guards_of(ostack.config), 10, [worker])
+    # Once it consumes, SIGTERM drains it (before, it would simply end it).
+    wait_for("the worker to consume", lambda: "consuming" in open(worker.log).read(), 10,
+             [worker])
     assert worker.stop() == 0
     ostack.procs.remove(worker)
     wait_for("the guard gone", lambda: not guards_of(ostack.config), 5)
