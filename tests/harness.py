@@ -326,6 +326,16 @@ def to_yaml(value, indent=0):
 
 # --- HTTP ------------------------------------------------------------------
 
+def recv_until_closed(sock):
+    """Every byte sock receives until its peer closes it."""
+    data = b""
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+
+
 def http_request(port, method, path, body=None, headers=None, timeout=30):
     """Returns (status, parsed JSON body or None, raw body). A server that
     answers before reading the whole request body (413) may reset the

@@ -18,7 +18,8 @@ import http.client
 import pytest
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
-from conftest import binary, free_port, http_request, pipeline, started_stack, wait_for  # noqa: E402
+from conftest import (binary, free_port, http_request, pipeline, recv_until_closed,  # noqa: E402
+                      started_stack, wait_for)
 from kafkawire import Client  # noqa: E402
 from resp import Redis  # noqa: E402
 
@@ -427,12 +428,7 @@ def test_tls_listener_with_a_self_signed_certificate(locked, tmp_path):
             ctx.wrap_socket(raw, server_hostname="127.0.0.1") as s:
         s.sendall(b"GET /api/v1/runs HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer "
                   + TOKENS["reader"].encode() + b"\x00x\r\nConnection: close\r\n\r\n")
-        answer = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            answer += chunk
+        answer = recv_until_closed(s)
     assert answer.startswith(b"HTTP/1.1 400 "), answer[:200]
     assert b"header Authorization holds a control character" in answer, answer
     # Plain HTTP on the TLS port gets no answer.

@@ -13,7 +13,7 @@ import uuid
 
 import pytest
 
-from conftest import APP_REPO, HOOK_ID, pipeline, scaled, sign, started_stack
+from conftest import APP_REPO, HOOK_ID, pipeline, recv_until_closed, scaled, sign, started_stack
 from resp import Redis
 
 HTTP_TIMEOUT_S = 2
@@ -318,12 +318,7 @@ def test_content_length_given_twice_is_400_and_the_connection_closed(hstack, sec
     smuggled = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
     with socket.create_connection(("127.0.0.1", hstack.agent_port), timeout=10) as s:
         s.sendall(head + b"\r\n" + again + b"\r\n\r\n" + body + smuggled)
-        data = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
+        data = recv_until_closed(s)
     assert data.startswith(b"HTTP/1.1 400 "), data[:200]
     assert data.count(b"HTTP/1.1 ") == 1, data
     assert b"Content-Length is given twice" in data, data
