@@ -124,6 +124,10 @@ static void on_request(struct evhttp_request *req, void *arg)
 	}
 }
 
+/* What a request to the listener may hold: GET /metrics, GET /healthz. */
+#define METRICS_MAX_BODY    4096
+#define METRICS_MAX_HEADERS (16 * 1024)
+
 static int listen_on(struct worker_metrics *wm, const char *listen)
 {
 	struct sockaddr_storage ss;
@@ -139,6 +143,10 @@ static int listen_on(struct worker_metrics *wm, const char *listen)
 	evhttp_set_allowed_methods(wm->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST |
 						 EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE);
 	evhttp_set_timeout(wm->http, 10);
+	/* Only GETs are served: libevent's default would read a body or
+	 * headers of any size into the memory the worker's stages share. */
+	evhttp_set_max_body_size(wm->http, METRICS_MAX_BODY);
+	evhttp_set_max_headers_size(wm->http, METRICS_MAX_HEADERS);
 	evhttp_set_gencb(wm->http, on_request, wm);
 	/* Close-on-exec: stage commands must not inherit the socket. */
 	struct evconnlistener *l = evconnlistener_new_bind(

@@ -5,12 +5,14 @@ what real traffic — webhooks, a run through two stages — should add."""
 import http.client
 import re
 import shutil
+import socket
 import subprocess
 import time
 
 import pytest
 
-from conftest import binary, free_port, http_request, pipeline, started_stack, wait_for
+from conftest import (binary, free_port, http_request, pipeline, recv_until_closed,
+                      started_stack, wait_for)
 
 REPO = "sluice-it/metrics"
 SLOW_REPO = "sluice-it/metrics-slow"
@@ -250,3 +252,43 @@ def test_metrics_are_text_format_0_0_4(mstack, metrics_port):
             assert body.endswith("\n")
         finally:
             c.close()
+
+
+def worker_rss_kib(stack):
+    pid = [p for p in stack.procs if p.name.startswith("worker")][0].popen.pid
+    with open("/proc/%d/status" % pid) as f:
+        return [int(l.split()[1]) for l in f if l.startswith("VmRSS:")][0]
+
+
+def test_the_worker_listener_reads_no_large_body_or_headers(mstack, metrics_port):
+    """Only GETs are served there: a body over 4 KiB is refused with 413 (as
+    soon as its declared length is read), and headers over 16 KiB with 400,
+    rather than held in the worker's memory, which its stages share."""
+    wait_for("the worker's metrics listener", lambda: answers(metrics_port, "/healthz"), 10)
+    with socket.create_connection(("127.0.0.1", metrics_port), timeout=10) as s:
+        s.sendall(b"POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 1073741824\r\n\r\n")
+        answer = recv_until_closed(s)
+    assert answer.startswith(b"HTTP/1.1 413 "), answer[:200]
+    # A chunked body declares no length: the worker stops at 4 KiB of it
+    # and closes the connection, rather than read 64 MiB.
+    before = worker_rss_kib(mstack)
+    with socket.create_connection(("127.0.0.1", metrics_port), timeout=10) as s:
+        s.sendall(b"POST /metrics HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+        chunk = b"10000\r\n" + b"x" * 65536 + b"\r\n"
+        try:
+            for _ in range(1024):
+                s.sendall(chunk)
+            recv_until_closed(s)
+        except OSError:
+            pass
+        else:
+            raise AssertionError("the worker read a 64 MiB body to its end")
+    assert worker_rss_kib(mstack) - before < 8 * 1024
+    with socket.create_connection(("127.0.0.1", metrics_port), timeout=10) as s:
+        s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * 32768 + b"\r\n\r\n")
+        try:
+            answer = recv_until_closed(s)
+        except ConnectionResetError:
+            answer = b""
+    assert answer.startswith(b"HTTP/1.1 400 ") or answer == b"", answer[:200]
+    assert answers(metrics_port, "/healthz")
