@@ -37,7 +37,7 @@ struct agent_metrics {
 	struct metrics *registry;
 	struct metric *webhooks, *runs_created, *runs_finished, *http_duration;
 	struct metric *outbox_depth, *events_depth, *dead_letters, *delayed_depth, *consumer_lag,
-	    *refresh_errors, *accept_pauses, *connections, *connection_limits;
+	    *refresh_errors, *accept_pauses, *connections, *connection_limits, *runs_removed;
 	struct event *refresh;
 	struct request_slot slots[REQUEST_SLOTS];
 	size_t next_slot;
@@ -241,6 +241,12 @@ void agent_metrics_connection_limit(struct agent *a)
 		metrics_add(a->metrics->connection_limits, NULL, 1);
 }
 
+void agent_metrics_runs_removed(struct agent *a, long long n)
+{
+	if (a->metrics)
+		metrics_add(a->metrics->runs_removed, NULL, (double)n);
+}
+
 /* --- depths and lag ------------------------------------------------------- */
 
 static void on_depth(struct redis *r, redisReply *reply, const char *err, void *arg,
@@ -424,6 +430,9 @@ int agent_metrics_start(struct agent *a)
 	    "Times the open HTTP connections reached agent.max_connections, so that new ones "
 	    "waited (docs/operations.md).",
 	    NULL);
+	am->runs_removed = metrics_counter(
+	    m, "sluice_runs_removed_total",
+	    "Runs this agent removed because they ended more than agent.run_retention ago.", NULL);
 	am->consumer_lag =
 	    metrics_gauge(m, "sluice_kafka_consumer_lag",
 			  "Messages of an assigned partition beyond the committed offset.",
@@ -433,7 +442,7 @@ int agent_metrics_start(struct agent *a)
 	if (!m || !am->webhooks || !am->runs_created || !am->runs_finished || !am->http_duration ||
 	    !am->outbox_depth || !am->events_depth || !am->dead_letters || !am->delayed_depth ||
 	    !am->refresh_errors || !am->accept_pauses || !am->connections ||
-	    !am->connection_limits || !am->consumer_lag || !am->refresh ||
+	    !am->connection_limits || !am->runs_removed || !am->consumer_lag || !am->refresh ||
 	    event_add(am->refresh, &tv) < 0) {
 		log_error("cannot set up metrics");
 		a->metrics = am;

@@ -34,6 +34,8 @@ void agent_metrics_accept_paused(void *arg);
 void agent_metrics_connections(struct agent *a, long open);
 /* Each time agent.max_connections is reached. */
 void agent_metrics_connection_limit(struct agent *a);
+/* Runs removed by agent.run_retention (scheduler.c). */
+void agent_metrics_runs_removed(struct agent *a, long long n);
 
 /* The route label of a request path: ids become "{id}" ("/api/v1/runs/{id}"),
  * a path outside the agent's endpoints is "other". */

@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "agent/agent.h"
+#include "agent/agent_metrics.h"
 #include "config/retry.h"
 #include "lib/clock.h"
 #include "lib/log.h"
@@ -316,6 +317,7 @@ static void on_pruned(struct redis *r, redisReply *reply, const char *err, void 
 		s->pruning = 0;
 	} else {
 		s->prune_removed += counts[0];
+		agent_metrics_runs_removed(s->agent, counts[0]);
 		s->prune_kept += counts[1];
 		if (counts[2] < PRUNE_BATCH) {
 			if (s->prune_removed > 0)

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import APP_REPO, lua_script, pipeline, started_stack, wait_for
+from conftest import APP_REPO, http_request, lua_script, pipeline, started_stack, wait_for
 from resp import Redis
 
 RETENTION_S = 3
@@ -48,8 +48,15 @@ def test_a_run_that_ended_longer_ago_than_the_retention_is_removed_whole(rstack)
     status, _ = rstack.get("/api/v1/runs/%s" % run)
     assert status == 404
     assert run not in [x["id"] for x in rstack.runs()]
-    with open(rstack.agent.log) as f:
-        assert any('msg="old runs removed"' in line for line in f)
+    # The agent reads the script's answer a moment after Redis ran it.
+    wait_for("the log line", lambda: 'msg="old runs removed"' in open(rstack.agent.log).read(),
+             5)
+
+    def removed():
+        _, _, raw = http_request(rstack.agent_port, "GET", "/metrics")
+        return [float(l.split()[1]) for l in raw.decode().splitlines()
+                if l.startswith("sluice_runs_removed_total ")]
+    wait_for("the counter", lambda: removed() and removed()[0] >= 1, 5)
 
 
 def test_forever_keeps_runs_and_a_reload_applies_a_retention(tmp_path):
