@@ -37,7 +37,8 @@ struct agent_metrics {
 	struct metrics *registry;
 	struct metric *webhooks, *runs_created, *runs_finished, *http_duration;
 	struct metric *outbox_depth, *events_depth, *dead_letters, *delayed_depth, *consumer_lag,
-	    *refresh_errors, *accept_pauses, *connections, *connection_limits, *runs_removed;
+	    *refresh_errors, *accept_pauses, *connections, *connection_limits, *runs_removed,
+	    *connections_evicted;
 	struct event *refresh;
 	struct request_slot slots[REQUEST_SLOTS];
 	size_t next_slot;
@@ -241,6 +242,12 @@ void agent_metrics_connection_limit(struct agent *a)
 		metrics_add(a->metrics->connection_limits, NULL, 1);
 }
 
+void agent_metrics_connection_evicted(struct agent *a)
+{
+	if (a->metrics)
+		metrics_add(a->metrics->connections_evicted, NULL, 1);
+}
+
 void agent_metrics_runs_removed(struct agent *a, long long n)
 {
 	if (a->metrics)
@@ -430,6 +437,11 @@ int agent_metrics_start(struct agent *a)
 	    "Times the open HTTP connections reached agent.max_connections, so that new ones "
 	    "waited (docs/operations.md).",
 	    NULL);
+	am->connections_evicted = metrics_counter(
+	    m, "sluice_http_connections_evicted_total",
+	    "Connections closed at agent.max_connections to make room: no request from them "
+	    "for a second or more.",
+	    NULL);
 	am->runs_removed = metrics_counter(
 	    m, "sluice_runs_removed_total",
 	    "Runs this agent removed because they ended more than agent.run_retention ago.", NULL);
@@ -442,8 +454,8 @@ int agent_metrics_start(struct agent *a)
 	if (!m || !am->webhooks || !am->runs_created || !am->runs_finished || !am->http_duration ||
 	    !am->outbox_depth || !am->events_depth || !am->dead_letters || !am->delayed_depth ||
 	    !am->refresh_errors || !am->accept_pauses || !am->connections ||
-	    !am->connection_limits || !am->runs_removed || !am->consumer_lag || !am->refresh ||
-	    event_add(am->refresh, &tv) < 0) {
+	    !am->connection_limits || !am->runs_removed || !am->connections_evicted ||
+	    !am->consumer_lag || !am->refresh || event_add(am->refresh, &tv) < 0) {
 		log_error("cannot set up metrics");
 		a->metrics = am;
 		agent_metrics_stop(a);

@@ -22,6 +22,7 @@
 
 #include "agent/agent.h"
 #include "agent/agent_metrics.h"
+#include "lib/clock.h"
 #include "lib/listener_backoff.h"
 #include "lib/log.h"
 
@@ -34,14 +35,16 @@ struct conn {
 	struct evhttp_connection *evcon;
 	void (*watch)(struct evhttp_connection *, void *);
 	void *watch_arg;
+	int64_t active_ms; /* monotonic: accepted, or its last request began or ended */
 	struct conn *next; /* in the fresh list, then in its bucket */
 };
 
 struct connections {
 	struct agent *a;
 	struct event *adopt;
-	struct event *calm; /* ends an episode at the limit */
-	struct conn *fresh; /* accepted, not yet adopted */
+	struct event *calm;  /* ends an episode at the limit */
+	struct event *evict; /* makes room at the limit */
+	struct conn *fresh;  /* accepted, not yet adopted */
 	struct conn **buckets;
 	unsigned bits;
 	long open;
@@ -99,6 +102,8 @@ static void counted(struct connections *cs)
 	cs->held = hold;
 	if (a->accept_backoff)
 		listener_backoff_hold(a->accept_backoff, hold);
+	if (hold)
+		event_active(cs->evict, EV_TIMEOUT, 0);
 	if (!hold) {
 		struct timeval tv = {CALM_MS / 1000, (CALM_MS % 1000) * 1000};
 		evtimer_add(cs->calm, &tv);
@@ -135,6 +140,52 @@ static void on_close(struct evhttp_connection *evcon, void *arg)
 	free(c);
 	cs->open--;
 	counted(cs);
+}
+
+/* At the limit, while a connection waits in the backlog, the connection
+ * that has made no progress the longest: none of its requests under way (a
+ * waiting one or a log stream is watched), none begun or ended for
+ * EVICT_AFTER_MS. Closed, it makes room for the one that waits; so
+ * connections that send nothing, or a byte now and then (slowloris),
+ * cannot keep webhooks out by filling the limit. */
+#define EVICT_AFTER_MS 1000
+
+static void on_evict(evutil_socket_t fd, short what, void *arg)
+{
+	struct connections *cs = arg;
+	struct timeval tv = {0, EVICT_AFTER_MS * 1000 / 4};
+	(void)fd;
+	(void)what;
+	if (!cs->held || !cs->a->accept_backoff)
+		return;
+	/* Only for a connection that waits: checked again meanwhile. */
+	if (!listener_backoff_waiting(cs->a->accept_backoff)) {
+		evtimer_add(cs->evict, &tv);
+		return;
+	}
+	int64_t now = clock_mono_ms();
+	struct conn *oldest = NULL;
+	for (size_t i = 0; i < (size_t)1 << cs->bits; i++)
+		for (struct conn *c = cs->buckets[i]; c; c = c->next)
+			if (!c->watch && now - c->active_ms >= EVICT_AFTER_MS &&
+			    (!oldest || c->active_ms < oldest->active_ms))
+				oldest = c;
+	if (!oldest) {
+		/* Every one busy or young: try again when the youngest idle one
+		 * may be old enough, while the limit holds. */
+		evtimer_add(cs->evict, &tv);
+		return;
+	}
+	char *peer = NULL;
+	ev_uint16_t port = 0;
+	evhttp_connection_get_peer(oldest->evcon, &peer, &port);
+	log_info("connection closed to make room: no request from it for a while",
+		 LOG_S("peer", peer ? peer : "?"), LOG_I("port", port),
+		 LOG_I("idle_ms", now - oldest->active_ms),
+		 LOG_I("max_connections", cs->a->settings.max_connections));
+	agent_metrics_connection_evicted(cs->a);
+	/* Its close callback counts it out, and releases the listener. */
+	evhttp_connection_free(oldest->evcon);
 }
 
 /* Sets the close callbacks of the connections accepted lately. */
@@ -211,6 +262,7 @@ static struct bufferevent *on_connection(struct event_base *base, void *arg)
 	}
 	c->cs = cs;
 	c->bev = bev;
+	c->active_ms = clock_mono_ms();
 	bufferevent_incref(bev);
 	c->next = cs->fresh;
 	cs->fresh = c;
@@ -233,12 +285,15 @@ int connection_start(struct agent *a)
 	cs->buckets = calloc((size_t)1 << cs->bits, sizeof(*cs->buckets));
 	cs->adopt = event_new(a->base, -1, 0, on_adopt, cs);
 	cs->calm = evtimer_new(a->base, on_calm, cs);
-	if (!cs->buckets || !cs->adopt || !cs->calm) {
+	cs->evict = evtimer_new(a->base, on_evict, cs);
+	if (!cs->buckets || !cs->adopt || !cs->calm || !cs->evict) {
 		free(cs->buckets);
 		if (cs->adopt)
 			event_free(cs->adopt);
 		if (cs->calm)
 			event_free(cs->calm);
+		if (cs->evict)
+			event_free(cs->evict);
 		free(cs);
 		return -1;
 	}
@@ -257,6 +312,7 @@ void connection_stop(struct agent *a)
 	adopt_fresh(cs);
 	event_free(cs->adopt);
 	event_free(cs->calm);
+	event_free(cs->evict);
 	free(cs->buckets);
 	free(cs);
 	a->connections = NULL;
@@ -276,4 +332,17 @@ void connection_watch(struct agent *a, struct evhttp_connection *conn,
 	}
 	c->watch = cb;
 	c->watch_arg = arg;
+	c->active_ms = clock_mono_ms();
+}
+
+void connection_request(struct agent *a, struct evhttp_request *req)
+{
+	struct connections *cs = a->connections;
+	struct evhttp_connection *conn = evhttp_request_get_connection(req);
+	if (!cs || !conn)
+		return;
+	adopt_fresh(cs);
+	struct conn *c = *find(cs, conn);
+	if (c)
+		c->active_ms = clock_mono_ms();
 }

@@ -15,7 +15,10 @@
  * answered, so the limit on open connections is what bounds the memory
  * clients can make the agent use. At the limit the listener is held
  * (listener_backoff_hold): new connections wait in the kernel's backlog
- * until one closes, as nginx's worker_connections and HAProxy's maxconn do.
+ * until one closes, as nginx's worker_connections and HAProxy's maxconn do,
+ * and the connection idle the longest (no request under way, none for a
+ * second) is closed to make room, so that clients that hold connections
+ * and send nothing, or a byte now and then, cannot keep others out.
  * libevent 2.1 has no hook for a connection's end but its close callback,
  * which therefore belongs to this module: others watch a connection's
  * close through connection_watch.
@@ -35,8 +38,12 @@ int connection_start(struct agent *a);
 /* After a->http is freed. */
 void connection_stop(struct agent *a);
 
+/* A request arrived whole on its connection (before its handler runs). */
+void connection_request(struct agent *a, struct evhttp_request *req);
+
 /* Calls cb(conn, arg) when conn closes, in place of any earlier watcher;
- * cb NULL stops watching. */
+ * cb NULL stops watching. A connection watched is busy: it is never closed
+ * to make room (connection.c). */
 void connection_watch(struct agent *a, struct evhttp_connection *conn,
 		      void (*cb)(struct evhttp_connection *, void *), void *arg);
 

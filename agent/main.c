@@ -49,6 +49,7 @@ static void usage(FILE *f)
 static void on_hook(struct evhttp_request *req, void *arg)
 {
 	agent_metrics_request(arg, req);
+	connection_request(arg, req);
 	if (!http_refuse_controls(req) && !http_refuse_ambiguous_length(req))
 		intake_handle(req, arg);
 }
@@ -56,6 +57,7 @@ static void on_hook(struct evhttp_request *req, void *arg)
 static void on_other(struct evhttp_request *req, void *arg)
 {
 	agent_metrics_request(arg, req);
+	connection_request(arg, req);
 	if (!http_refuse_controls(req) && !http_refuse_ambiguous_length(req))
 		api_handle(req, arg);
 }

@@ -7,6 +7,7 @@
 #include "lib/listener_backoff.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <event2/event.h>
 #include <event2/util.h>
 #include <stdio.h>
@@ -133,6 +134,12 @@ void listener_backoff_hold(struct listener_backoff *b, int held)
 		evconnlistener_disable(b->listener);
 	else if (b->state != BACKOFF_PAUSED)
 		evconnlistener_enable(b->listener);
+}
+
+int listener_backoff_waiting(const struct listener_backoff *b)
+{
+	struct pollfd p = {.fd = evconnlistener_get_fd(b->listener), .events = POLLIN};
+	return poll(&p, 1, 0) == 1 && (p.revents & POLLIN);
 }
 
 void listener_backoff_free(struct listener_backoff *b)

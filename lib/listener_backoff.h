@@ -33,6 +33,8 @@ struct listener_backoff *listener_backoff_new(struct evconnlistener *l, const ch
 
 /* held 1 stops accepting until held 0; a pause still runs its course. */
 void listener_backoff_hold(struct listener_backoff *b, int held);
+/* Whether a connection waits in the listener's backlog, to be accepted. */
+int listener_backoff_waiting(const struct listener_backoff *b);
 
 /* Before the listener is freed. NULL is fine. */
 void listener_backoff_free(struct listener_backoff *b);

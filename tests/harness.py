@@ -27,6 +27,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 import uuid
 
@@ -325,6 +326,22 @@ def to_yaml(value, indent=0):
 
 
 # --- HTTP ------------------------------------------------------------------
+
+def trickle(socks, every):
+    """Sends a byte to each of socks every `every` seconds, from a thread,
+    until the event returned is set (slow clients)."""
+    stop = threading.Event()
+
+    def loop():
+        while not stop.wait(every):
+            for s in socks:
+                try:
+                    s.send(b"X")
+                except OSError:
+                    pass
+    threading.Thread(target=loop, daemon=True).start()
+    return stop
+
 
 def recv_until_closed(sock):
     """Every byte sock receives until its peer closes it."""

@@ -17,7 +17,8 @@ import uuid
 
 import pytest
 
-from conftest import APP_REPO, HOOK_ID, http_request, pipeline, sign, started_stack, wait_for
+from conftest import (APP_REPO, HOOK_ID, http_request, pipeline, sign, started_stack, trickle,
+                      wait_for)
 
 LIMIT = 6
 HTTP_TIMEOUT_S = 3
@@ -63,6 +64,17 @@ def metric(stack, name):
     raise AssertionError("%s not in the metrics" % name)
 
 
+def closed_by_peer(s):
+    """Whether the agent closed s (its end read, or reset as we wrote)."""
+    s.setblocking(False)
+    try:
+        return s.recv(65536, socket.MSG_PEEK) == b""
+    except BlockingIOError:
+        return False
+    except ConnectionResetError:
+        return True
+
+
 def log_lines(stack, text):
     with open(stack.agent.log, errors="replace") as f:
         return [line for line in f if text in line]
@@ -77,14 +89,27 @@ def wait_all_closed(stack):
     wait_for("every connection counted out", lambda: open_count(stack) == 0, 10)
 
 
+def follow_log(stack, run):
+    """A connection following a stage's log (a busy one, never closed to
+    make room)."""
+    s = connect(stack)
+    s.sendall(b"GET /api/v1/runs/%s/stages/build/log HTTP/1.1\r\nHost: x\r\n"
+              b"Accept: text/event-stream\r\n\r\n" % run.encode())
+    assert answer_status(s) == 200
+    return s
+
+
 def test_at_the_limit_a_new_connection_waits_until_another_closes(cstack):
     before = metric(cstack, "sluice_http_connection_limit_reached_total")
-    idle = [connect(cstack) for _ in range(LIMIT - 1)]
+    status, body = cstack.post_hook("push", cstack.push_payload(APP_REPO))
+    assert status == 202, (status, body)
+    run = body["runs"][0]
+    idle = [follow_log(cstack, run) for _ in range(LIMIT - 1)]
     try:
-        wait_for("the idle connections counted",
-                 lambda: open_count(cstack) == LIMIT - 1, 10)
-        # One more fills the limit; the one after it waits in the backlog.
-        idle.append(connect(cstack))
+        wait_for("the followers counted", lambda: open_count(cstack) == LIMIT - 1, 10)
+        # One more fills the limit; the one after it waits in the backlog,
+        # longer than a connection idle would be left open at the limit.
+        idle.append(follow_log(cstack, run))
         answer = {}
 
         def deliver():
@@ -94,7 +119,7 @@ def test_at_the_limit_a_new_connection_waits_until_another_closes(cstack):
 
         waiting = threading.Thread(target=deliver)
         waiting.start()
-        time.sleep(1.0)
+        time.sleep(2.0)
         assert "status" not in answer, answer
         wait_for("the limit's warning",
                  lambda: log_lines(cstack, "connection limit reached"), 5)
@@ -111,6 +136,36 @@ def test_at_the_limit_a_new_connection_waits_until_another_closes(cstack):
     assert len(warnings) == 1 and "max_connections=%d" % LIMIT in warnings[0], warnings
     wait_for("the notice", lambda: log_lines(cstack, "connections below their limit again"), 5)
     assert metric(cstack, "sluice_http_connection_limit_reached_total") == before + 1
+
+
+@pytest.mark.parametrize("slow", [False, True])
+def test_at_the_limit_the_connection_idle_the_longest_makes_room(cstack, slow):
+    """Connections that send nothing, or a byte of their headers now and
+    then (slowloris), do not keep a webhook out: at the limit the one with
+    no request for the longest, a second or more, is closed."""
+    before = metric(cstack, "sluice_http_connections_evicted_total")
+    hostile = [connect(cstack) for _ in range(LIMIT)]
+    stop = None
+    if slow:
+        for s in hostile:
+            s.sendall(b"GET /healthz HTTP/1.1\r\nX-Slow: ")
+        stop = trickle(hostile, 0.2)
+    try:
+        time.sleep(1.2)
+        started = time.monotonic()
+        status, body = cstack.post_hook("push", cstack.push_payload(APP_REPO))
+        assert status == 202, (status, body)
+        assert time.monotonic() - started < 2.0
+        # One of them (all as old, to the ms) is what the agent closed.
+        assert sum(closed_by_peer(s) for s in hostile) == 1
+    finally:
+        if stop:
+            stop.set()
+        for s in hostile:
+            s.close()
+    assert metric(cstack, "sluice_http_connections_evicted_total") >= before + 1
+    assert log_lines(cstack, "connection closed to make room")
+    wait_all_closed(cstack)
 
 
 def test_a_connection_closed_by_its_client_gives_its_place_back(cstack):

@@ -7,13 +7,13 @@ timeouts and limits are reached quickly."""
 
 import json
 import socket
-import threading
 import time
 import uuid
 
 import pytest
 
-from conftest import APP_REPO, HOOK_ID, pipeline, recv_until_closed, scaled, sign, started_stack
+from conftest import (APP_REPO, HOOK_ID, pipeline, recv_until_closed, scaled, sign, started_stack,
+                      trickle)
 from resp import Redis
 
 HTTP_TIMEOUT_S = 2
@@ -98,7 +98,7 @@ def snapshot(stack):
 
 def test_a_webhook_is_answered_promptly_while_slow_and_silent_clients_hang_on(hstack):
     hostile = []
-    stop = threading.Event()
+    stop = None
     try:
         # Slow-loris: headers one byte a second, never finished.
         for _ in range(20):
@@ -110,16 +110,7 @@ def test_a_webhook_is_answered_promptly_while_slow_and_silent_clients_hang_on(hs
             s = socket.create_connection(("127.0.0.1", hstack.agent_port))
             s.sendall(hook_head(hstack, b"x" * 1000) + b"\r\n\r\n")
             hostile.append(s)
-
-        def trickle():
-            while not stop.wait(1.0):
-                for s in hostile:
-                    try:
-                        s.sendall(b"X")
-                    except OSError:
-                        pass
-        t = threading.Thread(target=trickle, daemon=True)
-        t.start()
+        stop = trickle(hostile, 1.0)
         time.sleep(1.5)
         for _ in range(3):
             started = time.monotonic()
@@ -127,10 +118,9 @@ def test_a_webhook_is_answered_promptly_while_slow_and_silent_clients_hang_on(hs
             elapsed = time.monotonic() - started
             assert status == 202 and len(body["runs"]) == 1, (status, body)
             assert elapsed < scaled(1.0), elapsed
-        stop.set()
-        t.join()
     finally:
-        stop.set()
+        if stop:
+            stop.set()
         for s in hostile:
             s.close()
 

@@ -168,6 +168,17 @@ static void test_a_held_listener_accepts_nothing_until_released(void **state)
 	assert_int_equal(f->pauses, 0);
 }
 
+static void test_connections_waiting_in_the_backlog_are_seen(void **state)
+{
+	struct fixture *f = *state;
+	listener_backoff_hold(f->backoff, 1);
+	assert_true(listener_backoff_waiting(f->backoff));
+	listener_backoff_hold(f->backoff, 0);
+	run_for(f, 100);
+	assert_int_equal(f->accepted, CLIENTS);
+	assert_false(listener_backoff_waiting(f->backoff));
+}
+
 static void test_the_end_of_a_pause_does_not_release_a_hold(void **state)
 {
 	struct fixture *f = *state;
@@ -217,6 +228,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_a_held_listener_accepts_nothing_until_released,
 					    setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_the_end_of_a_pause_does_not_release_a_hold, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_connections_waiting_in_the_backlog_are_seen, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(
 		test_releasing_a_hold_during_a_pause_waits_for_the_pause, setup, teardown),
