@@ -102,14 +102,13 @@ static void counted(struct connections *cs)
 	cs->held = hold;
 	if (a->accept_backoff)
 		listener_backoff_hold(a->accept_backoff, hold);
-	if (hold)
-		event_active(cs->evict, EV_TIMEOUT, 0);
 	if (!hold) {
 		struct timeval tv = {CALM_MS / 1000, (CALM_MS % 1000) * 1000};
 		evtimer_add(cs->calm, &tv);
 		return;
 	}
 	evtimer_del(cs->calm);
+	event_active(cs->evict, EV_TIMEOUT, 0);
 	if (cs->over_limit)
 		return;
 	cs->over_limit = 1;
@@ -318,13 +317,21 @@ void connection_stop(struct agent *a)
 	a->connections = NULL;
 }
 
+/* The record of conn, NULL for one evhttp made itself (on_connection) or
+ * when nothing is counted. */
+static struct conn *tracked(struct agent *a, struct evhttp_connection *conn)
+{
+	struct connections *cs = a->connections;
+	if (!cs || !conn)
+		return NULL;
+	adopt_fresh(cs);
+	return *find(cs, conn);
+}
+
 void connection_watch(struct agent *a, struct evhttp_connection *conn,
 		      void (*cb)(struct evhttp_connection *, void *), void *arg)
 {
-	struct connections *cs = a->connections;
-	if (cs)
-		adopt_fresh(cs);
-	struct conn *c = cs ? *find(cs, conn) : NULL;
+	struct conn *c = tracked(a, conn);
 	if (!c) {
 		/* One evhttp made itself (on_connection) is not counted. */
 		evhttp_connection_set_closecb(conn, cb, arg);
@@ -337,12 +344,7 @@ void connection_watch(struct agent *a, struct evhttp_connection *conn,
 
 void connection_request(struct agent *a, struct evhttp_request *req)
 {
-	struct connections *cs = a->connections;
-	struct evhttp_connection *conn = evhttp_request_get_connection(req);
-	if (!cs || !conn)
-		return;
-	adopt_fresh(cs);
-	struct conn *c = *find(cs, conn);
+	struct conn *c = tracked(a, evhttp_request_get_connection(req));
 	if (c)
 		c->active_ms = clock_mono_ms();
 }
