@@ -8,7 +8,6 @@
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <sys/queue.h>
-#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +23,7 @@
 #include "agent/validate.h"
 #include "agent/web.h"
 #include "lib/clock.h"
+#include "lib/hex.h"
 #include "lib/log.h"
 
 #define RUNS_DEFAULT_LIMIT 50
@@ -296,18 +296,14 @@ static void on_list_ids(struct redis *r, redisReply *reply, const char *err, voi
  * digits of it, 12 of randomness), or -1 when id is not of that form. */
 static long long run_id_ms(const char *id)
 {
-	if (strncmp(id, "r_", 2) != 0 || strlen(id) != 26)
+	unsigned char b[12];
+	/* Lowercase, as intake_new_run_id writes it. */
+	if (strncmp(id, "r_", 2) != 0 || hex_decode(id + 2, b, sizeof(b)) < 0 ||
+	    strpbrk(id + 2, "ABCDEF"))
 		return -1;
 	long long ms = 0;
-	for (int i = 2; i < 26; i++) {
-		int d = isdigit((unsigned char)id[i])  ? id[i] - '0'
-			: id[i] >= 'a' && id[i] <= 'f' ? id[i] - 'a' + 10
-						       : -1;
-		if (d < 0)
-			return -1;
-		if (i < 14)
-			ms = ms * 16 + d;
-	}
+	for (int i = 0; i < 6; i++)
+		ms = ms << 8 | b[i];
 	return ms;
 }
 
