@@ -137,9 +137,9 @@ int orphan_guard_restart(void)
 	return orphan_guard_start();
 }
 
-int orphan_guard_add(pid_t pgid)
+/* Tells the guard pgid started (msg pgid) or ended (msg -pgid). */
+static int tell(pid_t pgid, int32_t msg)
 {
-	int32_t msg = (int32_t)pgid;
 	if (pgid <= 1) {
 		/* kill(-1) would be every process there is. */
 		errno = EINVAL;
@@ -153,6 +153,11 @@ int orphan_guard_add(pid_t pgid)
 											     : -1;
 }
 
+int orphan_guard_add(pid_t pgid)
+{
+	return tell(pgid, (int32_t)pgid);
+}
+
 pid_t orphan_guard_pid(void)
 {
 	return guard_fd >= 0 ? guard_pid : 0;
@@ -160,7 +165,5 @@ pid_t orphan_guard_pid(void)
 
 void orphan_guard_remove(pid_t pgid)
 {
-	int32_t msg = -(int32_t)pgid;
-	if (guard_fd >= 0 && pgid > 1)
-		send(guard_fd, &msg, sizeof(msg), MSG_NOSIGNAL | MSG_DONTWAIT);
+	tell(pgid, -(int32_t)pgid);
 }
