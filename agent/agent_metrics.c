@@ -17,6 +17,7 @@
 #include <time.h>
 
 #include "agent/agent.h"
+#include "agent/connection.h"
 #include "agent/http.h"
 #include "lib/log.h"
 #include "lib/metrics.h"
@@ -38,7 +39,7 @@ struct agent_metrics {
 	struct metric *webhooks, *runs_created, *runs_finished, *http_duration;
 	struct metric *outbox_depth, *events_depth, *dead_letters, *delayed_depth, *consumer_lag,
 	    *refresh_errors, *accept_pauses, *connections, *connection_limits, *runs_removed,
-	    *connections_evicted;
+	    *connections_evicted, *connections_shed, *request_bytes;
 	struct event *refresh;
 	struct request_slot slots[REQUEST_SLOTS];
 	size_t next_slot;
@@ -248,6 +249,12 @@ void agent_metrics_connection_evicted(struct agent *a)
 		metrics_add(a->metrics->connections_evicted, NULL, 1);
 }
 
+void agent_metrics_connection_shed(struct agent *a)
+{
+	if (a->metrics)
+		metrics_add(a->metrics->connections_shed, NULL, 1);
+}
+
 void agent_metrics_runs_removed(struct agent *a, long long n)
 {
 	if (a->metrics)
@@ -356,6 +363,7 @@ void agent_metrics_serve(struct agent *a, struct evhttp_request *req)
 		http_reply_error(req, 404, "not_found", "metrics are not enabled");
 		return;
 	}
+	metrics_set(am->request_bytes, NULL, (double)connection_receiving(a));
 	metrics_reset(am->consumer_lag);
 	if (a->results)
 		kafka_consumer_lag(a->results, on_lag, am->consumer_lag);
@@ -442,6 +450,14 @@ int agent_metrics_start(struct agent *a)
 	    "Connections closed at agent.max_connections to make room: no request from them "
 	    "for a second or more.",
 	    NULL);
+	am->connections_shed =
+	    metrics_counter(m, "sluice_http_connections_shed_total",
+			    "Connections closed because the requests being received held more than "
+			    "agent.max_request_memory: the one holding the most each time.",
+			    NULL);
+	am->request_bytes = metrics_gauge(
+	    m, "sluice_http_request_bytes",
+	    "Bytes of the requests being received (at most agent.max_request_memory).", NULL);
 	am->runs_removed = metrics_counter(
 	    m, "sluice_runs_removed_total",
 	    "Runs this agent removed because they ended more than agent.run_retention ago.", NULL);
@@ -455,7 +471,8 @@ int agent_metrics_start(struct agent *a)
 	    !am->outbox_depth || !am->events_depth || !am->dead_letters || !am->delayed_depth ||
 	    !am->refresh_errors || !am->accept_pauses || !am->connections ||
 	    !am->connection_limits || !am->runs_removed || !am->connections_evicted ||
-	    !am->consumer_lag || !am->refresh || event_add(am->refresh, &tv) < 0) {
+	    !am->connections_shed || !am->request_bytes || !am->consumer_lag || !am->refresh ||
+	    event_add(am->refresh, &tv) < 0) {
 		log_error("cannot set up metrics");
 		a->metrics = am;
 		agent_metrics_stop(a);

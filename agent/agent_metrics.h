@@ -36,6 +36,8 @@ void agent_metrics_connections(struct agent *a, long open);
 void agent_metrics_connection_limit(struct agent *a);
 /* Each connection closed at the limit to make room (connection.c). */
 void agent_metrics_connection_evicted(struct agent *a);
+/* Each connection closed at agent.max_request_memory (connection.c). */
+void agent_metrics_connection_shed(struct agent *a);
 /* Runs removed by agent.run_retention (scheduler.c). */
 void agent_metrics_runs_removed(struct agent *a, long long n);
 

@@ -35,7 +35,9 @@ struct conn {
 	struct evhttp_connection *evcon;
 	void (*watch)(struct evhttp_connection *, void *);
 	void *watch_arg;
+	struct evbuffer_cb_entry *input_cb;
 	int64_t active_ms; /* monotonic: accepted, or its last request began or ended */
+	size_t receiving;  /* bytes read since its last request arrived whole */
 	struct conn *next; /* in the fresh list, then in its bucket */
 };
 
@@ -44,21 +46,29 @@ struct connections {
 	struct event *adopt;
 	struct event *calm;  /* ends an episode at the limit */
 	struct event *evict; /* makes room at the limit */
+	struct event *shed;  /* bounds the bytes being received */
 	struct conn *fresh;  /* accepted, not yet adopted */
 	struct conn **buckets;
 	unsigned bits;
 	long open;
-	int held;	/* the listener, at the limit */
-	int over_limit; /* between the limit's warning and its notice */
+	size_t receiving; /* the sum of the connections' */
+	int held;	  /* the listener, at the limit */
+	int over_limit;	  /* between the limit's warning and its notice */
 };
 
 /* Runs as bytes are added to the connection's input, before its read
- * callback (libevent's HTTP parser) sees them. */
-static void mark_nuls(struct evbuffer *in, const struct evbuffer_cb_info *info, void *arg)
+ * callback (libevent's HTTP parser) sees them: counts them, and marks the
+ * NUL bytes among them. */
+static void on_input(struct evbuffer *in, const struct evbuffer_cb_info *info, void *arg)
 {
-	(void)arg;
+	struct conn *c = arg;
 	if (info->n_added == 0)
 		return;
+	struct connections *cs = c->cs;
+	c->receiving += info->n_added;
+	cs->receiving += info->n_added;
+	if (cs->receiving > cs->a->settings.max_request_memory)
+		event_active(cs->shed, EV_TIMEOUT, 0);
 	struct evbuffer_ptr at;
 	if (evbuffer_ptr_set(in, &at, evbuffer_get_length(in) - info->n_added, EVBUFFER_PTR_SET) <
 	    0)
@@ -127,18 +137,26 @@ static void on_calm(evutil_socket_t fd, short what, void *arg)
 		 LOG_I("max_connections", cs->a->settings.max_connections));
 }
 
-static void on_close(struct evhttp_connection *evcon, void *arg)
+/* c ends: counted out, its input no longer watched. */
+static void forget(struct conn *c, struct bufferevent *bev)
 {
-	struct conn *c = arg;
 	struct connections *cs = c->cs;
-	if (c->watch)
-		c->watch(evcon, c->watch_arg);
-	struct conn **p = find(cs, evcon);
-	if (*p == c)
-		*p = c->next;
+	evbuffer_remove_cb_entry(bufferevent_get_input(bev), c->input_cb);
+	cs->receiving -= c->receiving;
 	free(c);
 	cs->open--;
 	counted(cs);
+}
+
+static void on_close(struct evhttp_connection *evcon, void *arg)
+{
+	struct conn *c = arg;
+	if (c->watch)
+		c->watch(evcon, c->watch_arg);
+	struct conn **p = find(c->cs, evcon);
+	if (*p == c)
+		*p = c->next;
+	forget(c, evhttp_connection_get_bufferevent(evcon));
 }
 
 /* At the limit, while a connection waits in the backlog, the connection
@@ -208,10 +226,9 @@ static void adopt_fresh(struct connections *cs)
 		}
 		/* evhttp gave it up at once (bufferevent_free clears the
 		 * callbacks); the last reference closes it. */
-		bufferevent_decref(c->bev);
-		free(c);
-		cs->open--;
-		counted(cs);
+		struct bufferevent *bev = c->bev;
+		forget(c, bev);
+		bufferevent_decref(bev);
 	}
 }
 
@@ -222,7 +239,41 @@ static void on_adopt(evutil_socket_t fd, short what, void *arg)
 	adopt_fresh(arg);
 }
 
-static struct bufferevent *new_bufferevent(struct agent *a, struct event_base *base)
+/* Over agent.max_request_memory, the bytes of the requests being received
+ * on all connections: the connection with the most is closed, until the
+ * sum is within it again. Requests already whole are not counted, nor
+ * are they ever closed for it: their handlers answer them. */
+static void on_shed(evutil_socket_t fd, short what, void *arg)
+{
+	struct connections *cs = arg;
+	size_t max = cs->a->settings.max_request_memory;
+	(void)fd;
+	(void)what;
+	adopt_fresh(cs);
+	while (cs->receiving > max) {
+		struct conn *largest = NULL;
+		for (size_t i = 0; i < (size_t)1 << cs->bits; i++)
+			for (struct conn *c = cs->buckets[i]; c; c = c->next)
+				if (c->receiving && (!largest || c->receiving > largest->receiving))
+					largest = c;
+		if (!largest)
+			return;
+		char *peer = NULL;
+		ev_uint16_t port = 0;
+		evhttp_connection_get_peer(largest->evcon, &peer, &port);
+		log_warn("connection closed: the requests being received hold more than "
+			 "agent.max_request_memory",
+			 LOG_S("peer", peer ? peer : "?"), LOG_I("port", port),
+			 LOG_I("bytes", (long long)largest->receiving),
+			 LOG_I("receiving", (long long)cs->receiving),
+			 LOG_I("max_request_memory", (long long)max));
+		agent_metrics_connection_shed(cs->a);
+		/* Its close callback counts its bytes out. */
+		evhttp_connection_free(largest->evcon);
+	}
+}
+
+static struct bufferevent *new_bufferevent(struct agent *a, struct event_base *base, struct conn *c)
 {
 	struct bufferevent *bev;
 	if (a->tls) {
@@ -241,7 +292,7 @@ static struct bufferevent *new_bufferevent(struct agent *a, struct event_base *b
 	} else {
 		bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
 	}
-	if (bev && !evbuffer_add_cb(bufferevent_get_input(bev), mark_nuls, NULL)) {
+	if (bev && !(c->input_cb = evbuffer_add_cb(bufferevent_get_input(bev), on_input, c))) {
 		bufferevent_free(bev);
 		return NULL;
 	}
@@ -251,12 +302,11 @@ static struct bufferevent *new_bufferevent(struct agent *a, struct event_base *b
 static struct bufferevent *on_connection(struct event_base *base, void *arg)
 {
 	struct connections *cs = arg;
-	struct bufferevent *bev = new_bufferevent(cs->a, base);
-	struct conn *c = bev ? calloc(1, sizeof(*c)) : NULL;
-	if (!c) {
+	struct conn *c = calloc(1, sizeof(*c));
+	struct bufferevent *bev = c ? new_bufferevent(cs->a, base, c) : NULL;
+	if (!bev) {
 		/* evhttp then makes a plain bufferevent of its own, uncounted. */
-		if (bev)
-			bufferevent_free(bev);
+		free(c);
 		return NULL;
 	}
 	c->cs = cs;
@@ -269,6 +319,16 @@ static struct bufferevent *on_connection(struct event_base *base, void *arg)
 	cs->open++;
 	counted(cs);
 	return bev;
+}
+
+static void connection_free(struct connections *cs)
+{
+	struct event *events[] = {cs->adopt, cs->calm, cs->evict, cs->shed};
+	for (size_t i = 0; i < sizeof(events) / sizeof(events[0]); i++)
+		if (events[i])
+			event_free(events[i]);
+	free(cs->buckets);
+	free(cs);
 }
 
 int connection_start(struct agent *a)
@@ -285,15 +345,9 @@ int connection_start(struct agent *a)
 	cs->adopt = event_new(a->base, -1, 0, on_adopt, cs);
 	cs->calm = evtimer_new(a->base, on_calm, cs);
 	cs->evict = evtimer_new(a->base, on_evict, cs);
-	if (!cs->buckets || !cs->adopt || !cs->calm || !cs->evict) {
-		free(cs->buckets);
-		if (cs->adopt)
-			event_free(cs->adopt);
-		if (cs->calm)
-			event_free(cs->calm);
-		if (cs->evict)
-			event_free(cs->evict);
-		free(cs);
+	cs->shed = event_new(a->base, -1, 0, on_shed, cs);
+	if (!cs->buckets || !cs->adopt || !cs->calm || !cs->evict || !cs->shed) {
+		connection_free(cs);
 		return -1;
 	}
 	a->connections = cs;
@@ -309,11 +363,7 @@ void connection_stop(struct agent *a)
 	/* evhttp_free closed every connection it had; what it never made
 	 * into one is released here. */
 	adopt_fresh(cs);
-	event_free(cs->adopt);
-	event_free(cs->calm);
-	event_free(cs->evict);
-	free(cs->buckets);
-	free(cs);
+	connection_free(cs);
 	a->connections = NULL;
 }
 
@@ -344,7 +394,19 @@ void connection_watch(struct agent *a, struct evhttp_connection *conn,
 
 void connection_request(struct agent *a, struct evhttp_request *req)
 {
-	struct conn *c = tracked(a, evhttp_request_get_connection(req));
-	if (c)
-		c->active_ms = clock_mono_ms();
+	struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+	struct conn *c = tracked(a, evcon);
+	if (!c)
+		return;
+	c->active_ms = clock_mono_ms();
+	/* What is left in its input belongs to the requests after it. */
+	size_t left =
+	    evbuffer_get_length(bufferevent_get_input(evhttp_connection_get_bufferevent(evcon)));
+	c->cs->receiving = c->cs->receiving - c->receiving + left;
+	c->receiving = left;
+}
+
+size_t connection_receiving(const struct agent *a)
+{
+	return a->connections ? a->connections->receiving : 0;
 }

@@ -19,6 +19,12 @@
  * and the connection idle the longest (no request under way, none for a
  * second) is closed to make room, so that clients that hold connections
  * and send nothing, or a byte now and then, cannot keep others out.
+ *
+ * Those connections' requests together could still hold max_connections
+ * times max_body. So the bytes read and not yet a request whole are
+ * counted on every connection, and when their sum passes
+ * agent.max_request_memory the connection holding the most is closed, as
+ * Envoy's overload manager resets the streams that use the most memory.
  * libevent 2.1 has no hook for a connection's end but its close callback,
  * which therefore belongs to this module: others watch a connection's
  * close through connection_watch.
@@ -27,6 +33,7 @@
 #define SLUICE_CONNECTION_H
 
 #include <event2/http.h>
+#include <stddef.h>
 
 #define CONNECTION_NUL '\x01'
 
@@ -40,6 +47,10 @@ void connection_stop(struct agent *a);
 
 /* A request arrived whole on its connection (before its handler runs). */
 void connection_request(struct agent *a, struct evhttp_request *req);
+
+/* Bytes of the requests being received, on all connections: read, and not
+ * yet a request whole (at most agent.max_request_memory, for a moment). */
+size_t connection_receiving(const struct agent *a);
 
 /* Calls cb(conn, arg) when conn closes, in place of any earlier watcher;
  * cb NULL stops watching. A connection watched is busy: it is never closed

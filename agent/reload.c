@@ -10,10 +10,16 @@
 #include "lib/log.h"
 
 /* The connections, the listening socket and timers set up at start. */
-static const char *const restart_keys[] = {
-    SETTINGS_CONNECTION_KEYS, "agent.max_body",	     "agent.http_timeout",
-    "agent.max_connections",  "agent.requeue_after", "agent.scheduler_interval",
-    "agent.tls_cert",	      "agent.tls_key",	     NULL};
+static const char *const restart_keys[] = {SETTINGS_CONNECTION_KEYS,
+					   "agent.max_body",
+					   "agent.max_request_memory",
+					   "agent.http_timeout",
+					   "agent.max_connections",
+					   "agent.requeue_after",
+					   "agent.scheduler_interval",
+					   "agent.tls_cert",
+					   "agent.tls_key",
+					   NULL};
 
 static int text_equal(const char *x, const char *y)
 {

@@ -28,6 +28,8 @@ struct settings {
 	char *listen;		    /* agent.listen, default "127.0.0.1:8080" */
 	char *public_url;	    /* agent.public_url, default "http://" + listen */
 	size_t max_body;	    /* agent.max_body, default 25 MiB */
+	size_t max_request_memory;  /* agent.max_request_memory, default 256 MiB (at least
+				     * max_body): requests being received, all connections */
 	int http_timeout_ms;	    /* agent.http_timeout, default 30s: a client that sends
 				     * nothing for this long is dropped */
 	int max_connections;	    /* agent.max_connections, default 1024: open at once;

@@ -15,7 +15,10 @@
 /* Upper bounds that keep the int and size_t fields meaningful. */
 #define MAX_DURATION_MS ((long long)INT_MAX)
 #define MAX_BODY_BYTES	(1LL << 30)
-#define MAX_CONCURRENCY 1024
+/* agent.max_request_memory at most, and its default. */
+#define MAX_REQUEST_MEMORY     (1LL << 40)
+#define DEFAULT_REQUEST_MEMORY (256LL << 20)
+#define MAX_CONCURRENCY	       1024
 /* agent.max_connections at most: the open-files limit stops it well before. */
 #define MAX_CONNECTIONS	   1000000
 #define MAX_SETTING_STRING 4096
@@ -34,9 +37,8 @@ static const char *const kafka_keys[] = {"brokers", "topic_prefix", "session_tim
 					 NULL};
 static const char *const redis_keys[] = {"url", "key_prefix", "timeout", NULL};
 static const char *const agent_keys[] = {
-    "listen",	"public_url", "max_body",     "requeue_after",	 "scheduler_interval",
-    "tls_cert", "tls_key",    "http_timeout", "max_connections", "run_retention",
-    NULL};
+    "listen",  "public_url",   "max_body",	  "requeue_after", "scheduler_interval", "tls_cert",
+    "tls_key", "http_timeout", "max_connections", "run_retention", "max_request_memory", NULL};
 static const char *const api_keys[] = {"tokens_file", "public_reads", NULL};
 static const char *const worker_keys[] = {"state_dir",	   "concurrency",      "kill_grace",
 					  "lease",	   "drain_timeout",    "workspace_ttl",
@@ -58,6 +60,7 @@ static int set_defaults(struct settings *s)
 	s->state_dir = strdup("/var/lib/sluice");
 	s->redis_timeout_ms = 5000;
 	s->max_body = 25u * 1024 * 1024;
+	s->max_request_memory = (size_t)DEFAULT_REQUEST_MEMORY;
 	s->http_timeout_ms = 30000;
 	s->max_connections = 1024;
 	s->run_retention_ms = 90LL * 24 * 3600 * 1000;
@@ -237,6 +240,19 @@ static int load_agent(const struct config_check *ck, const struct config_doc_nod
 		if (config_check_size(ck, n, MAX_BODY_BYTES, &v) < 0)
 			return -1;
 		s->max_body = (size_t)v;
+	}
+	/* Unless given, enough for one body of the largest size. */
+	s->max_request_memory = s->max_body > (size_t)DEFAULT_REQUEST_MEMORY
+				    ? s->max_body
+				    : (size_t)DEFAULT_REQUEST_MEMORY;
+	n = config_doc_get(m, "max_request_memory");
+	if (n) {
+		if (config_check_size(ck, n, MAX_REQUEST_MEMORY, &v) < 0)
+			return -1;
+		if ((size_t)v < s->max_body)
+			return config_check_fail(
+			    ck, n, "at least agent.max_body, or no body of that size gets in");
+		s->max_request_memory = (size_t)v;
 	}
 	n = config_doc_get(m, "run_retention");
 	if (n && json_is_string(n->value) && strcmp(json_string_value(n->value), "forever") == 0) {
@@ -492,6 +508,7 @@ int settings_differ(const struct settings *a, const struct settings *b, const ch
 	    {"agent.listen", text_differs(a->listen, b->listen)},
 	    {"agent.public_url", text_differs(a->public_url, b->public_url)},
 	    {"agent.max_body", a->max_body != b->max_body},
+	    {"agent.max_request_memory", a->max_request_memory != b->max_request_memory},
 	    {"agent.http_timeout", a->http_timeout_ms != b->http_timeout_ms},
 	    {"agent.max_connections", a->max_connections != b->max_connections},
 	    {"agent.run_retention", a->run_retention_ms != b->run_retention_ms},

@@ -519,6 +519,20 @@ class Stack:
         status, body, _ = http_request(self.agent_port, "GET", path, timeout=timeout)
         return status, body
 
+    def metric(self, name):
+        """The value of the agent's metric `name` (one without labels)."""
+        status, _, raw = http_request(self.agent_port, "GET", "/metrics", timeout=10)
+        assert status == 200, (status, raw)
+        for line in raw.decode().splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+        raise AssertionError("%s not in the metrics:\n%s" % (name, raw.decode()))
+
+    def agent_log_lines(self, text):
+        """The lines of the agent's log that hold text."""
+        with open(self.agent.log, errors="replace") as f:
+            return [line for line in f if text in line]
+
     def post_hook(self, event, payload, *, secret=None, delivery=None, hook_id=HOOK_ID,
                   content_type="application/json", signature=None, omit=()):
         """POSTs a webhook exactly as GitHub does; returns (status, json body).

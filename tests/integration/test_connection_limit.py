@@ -17,8 +17,7 @@ import uuid
 
 import pytest
 
-from conftest import (APP_REPO, HOOK_ID, http_request, pipeline, sign, started_stack, trickle,
-                      wait_for)
+from conftest import APP_REPO, HOOK_ID, pipeline, sign, started_stack, trickle, wait_for
 
 LIMIT = 6
 HTTP_TIMEOUT_S = 3
@@ -55,15 +54,6 @@ def answer_status(s):
     return int(data[9:12])
 
 
-def metric(stack, name):
-    status, _, raw = http_request(stack.agent_port, "GET", "/metrics", timeout=10)
-    assert status == 200, (status, raw)
-    for line in raw.decode().splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    raise AssertionError("%s not in the metrics" % name)
-
-
 def closed_by_peer(s):
     """Whether the agent closed s (its end read, or reset as we wrote)."""
     s.setblocking(False)
@@ -75,14 +65,9 @@ def closed_by_peer(s):
         return True
 
 
-def log_lines(stack, text):
-    with open(stack.agent.log, errors="replace") as f:
-        return [line for line in f if text in line]
-
-
 def open_count(stack):
     """Connections open besides the one asking."""
-    return metric(stack, "sluice_http_connections") - 1
+    return stack.metric("sluice_http_connections") - 1
 
 
 def wait_all_closed(stack):
@@ -100,7 +85,7 @@ def follow_log(stack, run):
 
 
 def test_at_the_limit_a_new_connection_waits_until_another_closes(cstack):
-    before = metric(cstack, "sluice_http_connection_limit_reached_total")
+    before = cstack.metric("sluice_http_connection_limit_reached_total")
     status, body = cstack.post_hook("push", cstack.push_payload(APP_REPO))
     assert status == 202, (status, body)
     run = body["runs"][0]
@@ -122,7 +107,7 @@ def test_at_the_limit_a_new_connection_waits_until_another_closes(cstack):
         time.sleep(2.0)
         assert "status" not in answer, answer
         wait_for("the limit's warning",
-                 lambda: log_lines(cstack, "connection limit reached"), 5)
+                 lambda: cstack.agent_log_lines("connection limit reached"), 5)
         closed = time.monotonic()
         idle.pop().close()
         waiting.join(10)
@@ -132,10 +117,10 @@ def test_at_the_limit_a_new_connection_waits_until_another_closes(cstack):
         for s in idle:
             s.close()
     wait_all_closed(cstack)
-    warnings = log_lines(cstack, "connection limit reached")
+    warnings = cstack.agent_log_lines("connection limit reached")
     assert len(warnings) == 1 and "max_connections=%d" % LIMIT in warnings[0], warnings
-    wait_for("the notice", lambda: log_lines(cstack, "connections below their limit again"), 5)
-    assert metric(cstack, "sluice_http_connection_limit_reached_total") == before + 1
+    wait_for("the notice", lambda: cstack.agent_log_lines("connections below their limit again"), 5)
+    assert cstack.metric("sluice_http_connection_limit_reached_total") == before + 1
 
 
 @pytest.mark.parametrize("slow", [False, True])
@@ -143,7 +128,7 @@ def test_at_the_limit_the_connection_idle_the_longest_makes_room(cstack, slow):
     """Connections that send nothing, or a byte of their headers now and
     then (slowloris), do not keep a webhook out: at the limit the one with
     no request for the longest, a second or more, is closed."""
-    before = metric(cstack, "sluice_http_connections_evicted_total")
+    before = cstack.metric("sluice_http_connections_evicted_total")
     hostile = [connect(cstack) for _ in range(LIMIT)]
     stop = None
     if slow:
@@ -163,8 +148,8 @@ def test_at_the_limit_the_connection_idle_the_longest_makes_room(cstack, slow):
             stop.set()
         for s in hostile:
             s.close()
-    assert metric(cstack, "sluice_http_connections_evicted_total") >= before + 1
-    assert log_lines(cstack, "connection closed to make room")
+    assert cstack.metric("sluice_http_connections_evicted_total") >= before + 1
+    assert cstack.agent_log_lines("connection closed to make room")
     wait_all_closed(cstack)
 
 

@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from conftest import APP_REPO, http_request, pipeline, started_stack, wait_for
+from conftest import APP_REPO, pipeline, started_stack, wait_for
 
 FLOOD = 100
 LIMIT = 64
@@ -57,26 +57,12 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def log_lines(stack, text):
-    with open(stack.agent.log, errors="replace") as f:
-        return [line for line in f if text in line]
-
-
-def metric(stack, name):
-    status, _, raw = http_request(stack.agent_port, "GET", "/metrics")
-    assert status == 200, (status, raw)
-    for line in raw.decode().splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    raise AssertionError("%s not in the metrics:\n%s" % (name, raw.decode()))
-
-
 def test_the_agent_runs_with_its_soft_limit_of_open_files_raised_to_the_hard_one(fstack):
     soft, hard = limits(fstack.agent.popen.pid)
     assert soft == hard > START_SOFT, (soft, hard)
     # Started with the same limits, the devbroker keeps them.
     assert limits(fstack.broker.popen.pid) == (START_SOFT, hard)
-    assert log_lines(fstack, 'msg="open files limit raised" from=%d to=%d' % (START_SOFT, hard))
+    assert fstack.agent_log_lines('msg="open files limit raised" from=%d to=%d' % (START_SOFT, hard))
 
 
 def test_out_of_descriptors_the_agent_pauses_accepting_then_takes_the_waiting_connections(
@@ -91,22 +77,22 @@ def test_out_of_descriptors_the_agent_pauses_accepting_then_takes_the_waiting_co
         for _ in range(FLOOD):
             flood.append(socket.create_connection(("127.0.0.1", fstack.agent_port)))
         wait_for("accepting to pause",
-                 lambda: log_lines(fstack, "cannot accept connections"), 10)
+                 lambda: fstack.agent_log_lines("cannot accept connections"), 10)
         # Spinning on accept() the agent would use a whole CPU meanwhile.
         used = cpu_seconds(pid)
         time.sleep(2)
         used = cpu_seconds(pid) - used
         assert used < 0.5, "the agent used %.2f s of CPU in 2 s out of descriptors" % used
-        warnings = log_lines(fstack, "cannot accept connections")
+        warnings = fstack.agent_log_lines("cannot accept connections")
         assert len(warnings) == 1, warnings
         assert 'error="Too many open files"' in warnings[0]
-        assert not log_lines(fstack, "Error from accept()")
+        assert not fstack.agent_log_lines("Error from accept()")
     finally:
         for s in flood:
             s.close()
         subprocess.run(["prlimit", "--pid", str(pid), "--nofile=%d:%d" % before], check=True)
 
-    wait_for("accepting again", lambda: log_lines(fstack, "accepting connections again"), 10)
+    wait_for("accepting again", lambda: fstack.agent_log_lines("accepting connections again"), 10)
     status, body = fstack.post_hook("push", fstack.push_payload(APP_REPO))
     assert status == 202 and len(body["runs"]) == 1, (status, body)
-    assert metric(fstack, "sluice_http_accept_pauses_total") >= 1
+    assert fstack.metric("sluice_http_accept_pauses_total") >= 1

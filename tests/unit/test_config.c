@@ -149,6 +149,7 @@ static void test_settings_defaults_without_file(void **state)
 	assert_string_equal(s.listen, "127.0.0.1:8080");
 	assert_string_equal(s.public_url, "http://127.0.0.1:8080");
 	assert_int_equal(s.max_body, 25 * 1024 * 1024);
+	assert_int_equal(s.max_request_memory, 256 * 1024 * 1024);
 	assert_int_equal(s.max_connections, 1024);
 	assert_true(s.run_retention_ms == 90LL * 24 * 3600 * 1000);
 	snprintf(want, sizeof(want), "%s/pipelines.d", cwd);
@@ -196,6 +197,7 @@ static void test_settings_full_file(void **state)
 		   "  listen: 0.0.0.0:9000\n"
 		   "  public_url: https://ci.example.com\n"
 		   "  max_body: 512KiB\n"
+		   "  max_request_memory: 64MiB\n"
 		   "  max_connections: 200\n"
 		   "  run_retention: 30d\n"
 		   "  requeue_after: 2m\n"
@@ -216,6 +218,7 @@ static void test_settings_full_file(void **state)
 	assert_string_equal(s.listen, "0.0.0.0:9000");
 	assert_string_equal(s.public_url, "https://ci.example.com");
 	assert_int_equal(s.max_body, 512 * 1024);
+	assert_int_equal(s.max_request_memory, 64 * 1024 * 1024);
 	assert_int_equal(s.max_connections, 200);
 	assert_true(s.run_retention_ms == 30LL * 24 * 3600 * 1000);
 	assert_int_equal(s.requeue_after_ms, 120000);
@@ -238,6 +241,18 @@ static void test_settings_public_url_follows_listen(void **state)
 	assert_int_equal(settings_load(f->path, &s, f->err, sizeof(f->err)), 0);
 	assert_string_equal(s.public_url, "http://127.0.0.1:7000");
 	assert_int_equal(s.max_body, 1000);
+	settings_clear(&s);
+}
+
+/* Unless given, room for one body of the largest size at least. */
+static void test_settings_max_request_memory_follows_a_larger_max_body(void **state)
+{
+	struct fx *f = *state;
+	struct settings s;
+
+	write_file(f, "sluice.yaml", "agent: {max_body: 512MiB}\n");
+	assert_int_equal(settings_load(f->path, &s, f->err, sizeof(f->err)), 0);
+	assert_true(s.max_request_memory == 512u * 1024 * 1024);
 	settings_clear(&s);
 }
 
@@ -1037,6 +1052,7 @@ int main(void)
 	    T(test_settings_full_file),
 	    T(test_settings_differ_compares_the_kafka_settings),
 	    T(test_settings_public_url_follows_listen),
+	    T(test_settings_max_request_memory_follows_a_larger_max_body),
 	    T(test_settings_run_retention_forever_keeps_every_run),
 	    T(test_settings_brokers_from_file),
 	    T(test_settings_brokers_file_missing_or_empty),

@@ -113,6 +113,16 @@ static void test_huge_numbers_are_refused_where_they_stand(void **state)
 		       "1:24: agent.run_retention: must be longer than 0");
 	settings_fails(f, "agent: {max_body: 1e30}\n",
 		       "1:19: agent.max_body: expected a size like \"25MiB\"");
+	settings_fails(f, "agent: {max_request_memory: 2048GiB}\n",
+		       "1:29: agent.max_request_memory: must be between 1 and 1099511627776 bytes");
+	settings_fails(
+	    f, "agent: {max_body: 2MiB, max_request_memory: 1MiB}\n",
+	    "1:45: agent.max_request_memory: at least agent.max_body, or no body of that "
+	    "size gets in");
+	settings_fails(
+	    f, "agent: {max_request_memory: 1MiB}\n",
+	    "1:29: agent.max_request_memory: at least agent.max_body, or no body of that "
+	    "size gets in");
 	settings_fails(f, "worker: {lease: 9999999999d}\n",
 		       "1:17: worker.lease: is too long (at most 24 days)");
 	settings_fails(f, "worker: {lease: 99999999999999999999999999h}\n",
