@@ -81,6 +81,10 @@ void intake_handle(struct evhttp_request *req, struct agent *a);
 void intake_new_run_id(char *out, size_t len);
 /* GET /healthz and /api/v1/... */
 void api_handle(struct evhttp_request *req, struct agent *a);
+/* The API endpoint path is one of, whatever the method, as its pattern (a
+ * '*' for each id: "/api/v1/runs/" then '*' for "/api/v1/runs/r_1"); NULL
+ * when it is none. */
+const char *api_route_pattern(const char *path);
 /* Answers code with run id as GET /api/v1/runs/{id} shows it. */
 void api_reply_run(struct agent *a, struct http_pending *pending, const char *id, int code);
 /* Consumes sluice.results and advances runs. */

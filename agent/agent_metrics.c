@@ -19,12 +19,12 @@
 #include "agent/agent.h"
 #include "agent/connection.h"
 #include "agent/http.h"
+#include "agent/web.h"
 #include "lib/log.h"
 #include "lib/metrics.h"
 
 #define REQUEST_SLOTS 256
 #define REFRESH_MS    5000
-#define MAX_SEGMENTS  8
 
 struct request_slot {
 	struct agent_metrics *am;
@@ -96,18 +96,6 @@ static const char *const github_events[] = {
     NULL,
 };
 
-/* Path segments that are names of endpoints rather than ids. */
-static const char *const route_words[] = {
-    "api",     "v1",	  "runs",	  "stages",   "log",	 "logs",	"cancel",
-    "retry",   "trigger", "approve",	  "reject",   "promote", "abort",	"rollback",
-    "events",  "plan",	  "environments", "validate", "hooks",	 "github",	"healthz",
-    "metrics", "assets",  "pipelines",	  "ui",	      "tokens",	 "favicon.ico", NULL,
-};
-
-/* The endpoints' first segments; any other path is "other". */
-static const char *const route_roots[] = {"api",    "hooks", "healthz",	    "metrics",
-					  "assets", "ui",    "favicon.ico", NULL};
-
 static int listed(const char *const *list, const char *s, size_t len)
 {
 	for (; *list; list++) {
@@ -117,33 +105,43 @@ static int listed(const char *const *list, const char *s, size_t len)
 	return 0;
 }
 
+/* The endpoints as labels: each API endpoint's pattern with "{id}" for its
+ * '*' segments, the dashboard's paths, and these; any other path is
+ * "other", so that no client can add series of its own. */
+static const char *const fixed_routes[] = {"/",	       "/hooks/github", "/metrics",
+					   "/healthz", "/favicon.ico",	NULL};
+
 void agent_metrics_route(const char *path, char *out, size_t len)
 {
-	size_t n = 0, segments = 0;
-	if (!path || path[0] != '/' || strcmp(path, "/") == 0) {
-		snprintf(out, len, "%s", path && strcmp(path, "/") == 0 ? "/" : "other");
+	static const char runs[] = "/runs/", assets[] = "/assets/";
+	if (!path)
+		goto other;
+	for (const char *const *f = fixed_routes; *f; f++) {
+		if (strcmp(path, *f) == 0) {
+			snprintf(out, len, "%s", *f);
+			return;
+		}
+	}
+	const char *pattern = api_route_pattern(path);
+	if (pattern) {
+		size_t n = 0;
+		for (const char *p = pattern; *p && n + 1 < len; p++) {
+			int w = *p == '*' ? snprintf(out + n, len - n, "{id}")
+					  : snprintf(out + n, len - n, "%c", *p);
+			if (w < 0 || (size_t)w >= len - n)
+				goto other;
+			n += (size_t)w;
+		}
 		return;
 	}
-	out[0] = '\0';
-	for (const char *p = path + 1; *p;) {
-		size_t seg = strcspn(p, "/");
-		if (++segments > MAX_SEGMENTS || (segments == 1 && !listed(route_roots, p, seg)))
-			goto other;
-		int w = listed(route_words, p, seg)
-			    ? snprintf(out + n, len - n, "/%.*s", (int)seg, p)
-			    : snprintf(out + n, len - n, "/{id}");
-		if (w < 0 || (size_t)w >= len - n)
-			goto other;
-		n += (size_t)w;
-		p += seg;
-		if (*p == '/')
-			p++;
+	if (web_path(path) && strncmp(path, runs, sizeof(runs) - 1) == 0) {
+		snprintf(out, len, "/runs/{id}");
+		return;
 	}
-	if (path[strlen(path) - 1] == '/' && n + 1 < len) {
-		out[n++] = '/';
-		out[n] = '\0';
+	if (web_path(path) && strncmp(path, assets, sizeof(assets) - 1) == 0) {
+		snprintf(out, len, "/assets/{id}");
+		return;
 	}
-	return;
 other:
 	snprintf(out, len, "other");
 }
@@ -303,8 +301,8 @@ static void on_delayed_depth(struct redis *r, redisReply *reply, const char *err
  * statuses not known are counted as "other". */
 static void on_runs_finished(struct redis *r, redisReply *reply, const char *err, void *arg)
 {
-	static const char *const statuses[] = {"succeeded", "failed",	  "cancelled",
-					       "rejected",  "superseded", NULL};
+	static const char *const statuses[] = {"succeeded",  "failed",	"cancelled", "rejected",
+					       "superseded", "aborted", NULL};
 	struct agent_metrics *am = arg;
 	(void)r;
 	if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements % 2) {

@@ -358,8 +358,6 @@ static size_t query_limit(struct evkeyvalq *q, size_t def, size_t max)
 	return (size_t)n > max ? max : (size_t)n;
 }
 
-static int valid_segment(const char *s, size_t len);
-
 static void list_runs(struct agent *a, struct evhttp_request *req, struct evkeyvalq *q)
 {
 	const char *pipeline = evhttp_find_header(q, "pipeline");
@@ -372,7 +370,7 @@ static void list_runs(struct agent *a, struct evhttp_request *req, struct evkeyv
 		http_reply_error(req, 400, "bad_request", "filter value too long");
 		return;
 	}
-	if (before && !valid_segment(before, strlen(before))) {
+	if (before && !http_segment_ok(before, strlen(before))) {
 		http_reply_error(req, 400, "bad_request", "before: expected a run id");
 		return;
 	}
@@ -676,9 +674,24 @@ static void on_log_stage(struct redis *r, redisReply *reply, const char *err, vo
 		call_fail(c, "command not sent");
 }
 
+/* One number of a stream id: 1 to 20 digits, below 2^64 - 1 (an id after
+ * the last possible one is no id Redis takes). */
+static int stream_id_number(const char *s, size_t n)
+{
+	static const char top[] = "18446744073709551615";
+	if (n == 0 || n > sizeof(top) - 1 || strspn(s, "0123456789") < n)
+		return 0;
+	return n < sizeof(top) - 1 || strncmp(s, top, n) < 0;
+}
+
+/* A log line's id as Redis gives it: MS or MS-SEQ. */
 static int valid_stream_id(const char *s)
 {
-	return strlen(s) < 64 && strspn(s, "0123456789-") == strlen(s);
+	const char *dash = strchr(s, '-');
+	if (!dash)
+		return stream_id_number(s, strlen(s));
+	return stream_id_number(s, (size_t)(dash - s)) &&
+	       stream_id_number(dash + 1, strlen(dash + 1));
 }
 
 static void show_log(struct agent *a, struct evhttp_request *req, const char *id, const char *stage,
@@ -715,21 +728,6 @@ static void show_log(struct agent *a, struct evhttp_request *req, const char *id
 }
 
 /* --- routing ------------------------------------------------------------- */
-
-/* Path segments of ids and stage names: what config and intake allow ('@'
- * in the stage of an environment's deployment, "deploy@staging"). */
-static int valid_segment(const char *s, size_t len)
-{
-	if (len == 0 || len >= 128)
-		return 0;
-	for (size_t i = 0; i < len; i++) {
-		char ch = s[i];
-		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-		      (ch >= '0' && ch <= '9') || ch == '_' || ch == '-' || ch == '.' || ch == '@'))
-			return 0;
-	}
-	return 1;
-}
 
 /* The API's endpoints: what each answers to and the role a POST needs
  * (GETs need "read", or nothing with api.public_reads). A '*' is one path
@@ -787,6 +785,15 @@ static int route_matches(const char *pattern, const char *path)
 	return *pattern == '\0' && *path == '\0';
 }
 
+const char *api_route_pattern(const char *path)
+{
+	for (size_t i = 0; i < sizeof(api_routes) / sizeof(api_routes[0]); i++) {
+		if (route_matches(api_routes[i].pattern, path))
+			return api_routes[i].pattern;
+	}
+	return NULL;
+}
+
 /* The n-th segment (0-based) of path into out. */
 static void path_segment(const char *path, int n, char *out, size_t outlen)
 {
@@ -815,11 +822,11 @@ static void route_get(struct agent *a, struct evhttp_request *req, const char *p
 		return;
 	case R_RUN:
 	case R_LOG:
-		if (!valid_segment(id, strlen(id))) {
+		if (!http_segment_ok(id, strlen(id))) {
 			http_reply_error(req, 404, "not_found", "no such run");
 		} else if (action == R_RUN) {
 			show_run(a, req, id);
-		} else if (!valid_segment(stage, strlen(stage))) {
+		} else if (!http_segment_ok(stage, strlen(stage))) {
 			http_reply_error(req, 404, "not_found", "no such run or stage");
 		} else {
 			show_log(a, req, id, stage, q);
@@ -839,7 +846,7 @@ static void route_post(struct agent *a, struct evhttp_request *req, const char *
 	switch (action) {
 	case R_VALIDATE: {
 		const char *name = evhttp_find_header(q, "name");
-		if (name && (!valid_segment(name, strlen(name)) || name[0] == '.')) {
+		if (name && (!http_segment_ok(name, strlen(name)) || name[0] == '.')) {
 			http_reply_error(req, 400, "bad_request",
 					 "name: expected a file name such as app.yaml");
 			return;
@@ -848,7 +855,7 @@ static void route_post(struct agent *a, struct evhttp_request *req, const char *
 		return;
 	}
 	case R_CANCEL:
-		if (valid_segment(id, strlen(id)))
+		if (http_segment_ok(id, strlen(id)))
 			cancel_run(a, req, id);
 		else
 			http_reply_error(req, 404, "not_found", "no such run");
@@ -939,6 +946,11 @@ void api_handle(struct evhttp_request *req, struct agent *a)
 	}
 	if (evhttp_request_get_command(req) != EVHTTP_REQ_GET &&
 	    evhttp_request_get_command(req) != EVHTTP_REQ_HEAD) {
+		if (strcmp(path, "/metrics") != 0 && strcmp(path, "/healthz") != 0 &&
+		    !web_path(path)) {
+			http_reply_error(req, 404, "not_found", "no such endpoint");
+			goto done;
+		}
 		evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "GET, HEAD");
 		http_reply_error(req, 405, "method_not_allowed", "only GET is served here");
 		goto done;

@@ -29,32 +29,6 @@
 /* A manual run's delivery key only has to outlive the script that checks it. */
 #define MANUAL_DELIVERY_TTL_S 3600
 
-/* Ids, pipeline and stage names in paths: what config and intake allow. */
-static int segment_ok(const char *s, size_t len)
-{
-	if (len == 0 || len >= 128)
-		return 0;
-	for (size_t i = 0; i < len; i++) {
-		char ch = s[i];
-		if (!isalnum((unsigned char)ch) && ch != '_' && ch != '-' && ch != '.')
-			return 0;
-	}
-	return 1;
-}
-
-/* The segment of path at *at up to the next '/' (or the end) into out;
- * *at moves past it. */
-static int take_segment(const char **at, char *out, size_t outlen)
-{
-	size_t len = strcspn(*at, "/");
-	if (!segment_ok(*at, len) || len >= outlen)
-		return -1;
-	memcpy(out, *at, len);
-	out[len] = '\0';
-	*at += len;
-	return 0;
-}
-
 static const struct pipeline *find_pipeline(const struct agent *a, const char *name)
 {
 	for (size_t i = 0; i < a->pipelines.n; i++) {
@@ -127,7 +101,7 @@ int control_get(struct agent *a, struct evhttp_request *req, const char *path)
 	if (*at != '/')
 		return 0;
 	at++;
-	if (take_segment(&at, name, sizeof(name)) < 0 || *at != '\0') {
+	if (http_take_segment(&at, name, sizeof(name)) < 0 || *at != '\0') {
 		http_reply_error(req, 404, "not_found", "no such pipeline");
 		return 1;
 	}
@@ -606,7 +580,7 @@ int control_post(struct agent *a, struct evhttp_request *req, const char *path)
 	const char *at;
 	if (strncmp(path, pipelines, sizeof(pipelines) - 1) == 0) {
 		at = path + sizeof(pipelines) - 1;
-		if (take_segment(&at, first, sizeof(first)) < 0 || strcmp(at, "/trigger") != 0)
+		if (http_take_segment(&at, first, sizeof(first)) < 0 || strcmp(at, "/trigger") != 0)
 			return 0;
 		trigger(a, req, first);
 		return 1;
@@ -614,7 +588,7 @@ int control_post(struct agent *a, struct evhttp_request *req, const char *path)
 	if (strncmp(path, runs, sizeof(runs) - 1) != 0)
 		return 0;
 	at = path + sizeof(runs) - 1;
-	if (take_segment(&at, first, sizeof(first)) < 0)
+	if (http_take_segment(&at, first, sizeof(first)) < 0)
 		return 0;
 	if (strcmp(at, "/retry") == 0) {
 		retry(a, req, first, "");
@@ -624,7 +598,7 @@ int control_post(struct agent *a, struct evhttp_request *req, const char *path)
 	if (strncmp(at, stages, sizeof(stages) - 1) != 0)
 		return 0;
 	at += sizeof(stages) - 1;
-	if (take_segment(&at, stage, sizeof(stage)) < 0 || strcmp(at, "/retry") != 0)
+	if (http_take_segment(&at, stage, sizeof(stage)) < 0 || strcmp(at, "/retry") != 0)
 		return 0;
 	retry(a, req, first, stage);
 	return 1;

@@ -200,19 +200,24 @@ void http_pending_error(struct http_pending *p, int status, const char *code, co
 			   json_pack("{s:{s:s,s:s}}", "error", "code", code, "message", message));
 }
 
-/* The next path segment at *p into out: what run ids and environment names
- * are made of. Advances *p past it. */
-static int segment(const char **p, char *out, size_t outlen)
+int http_segment_ok(const char *s, size_t len)
+{
+	if (len == 0 || len >= HTTP_SEGMENT_MAX)
+		return 0;
+	for (size_t i = 0; i < len; i++) {
+		char ch = s[i];
+		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+		      (ch >= '0' && ch <= '9') || ch == '_' || ch == '-' || ch == '.' || ch == '@'))
+			return 0;
+	}
+	return 1;
+}
+
+int http_take_segment(const char **p, char *out, size_t outlen)
 {
 	size_t len = strcspn(*p, "/");
-	if (len == 0 || len >= outlen)
+	if (!http_segment_ok(*p, len) || len >= outlen)
 		return -1;
-	for (size_t i = 0; i < len; i++) {
-		char ch = (*p)[i];
-		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-		      (ch >= '0' && ch <= '9') || ch == '_' || ch == '-' || ch == '.'))
-			return -1;
-	}
 	memcpy(out, *p, len);
 	out[len] = '\0';
 	*p += len;
@@ -228,10 +233,10 @@ int http_run_env_path(const char *path, char *run, size_t runlen, char *env, siz
 	if (strncmp(p, runs, sizeof(runs) - 1) != 0)
 		return -1;
 	p += sizeof(runs) - 1;
-	if (segment(&p, run, runlen) < 0 || strncmp(p, envs, sizeof(envs) - 1) != 0)
+	if (http_take_segment(&p, run, runlen) < 0 || strncmp(p, envs, sizeof(envs) - 1) != 0)
 		return -1;
 	p += sizeof(envs) - 1;
-	if (segment(&p, env, envlen) < 0)
+	if (http_take_segment(&p, env, envlen) < 0)
 		return -1;
 	*rest = p;
 	return 0;

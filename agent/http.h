@@ -42,10 +42,19 @@ void http_pending_reply(struct http_pending *p, int code, json_t *body);
 void http_pending_reply_text(struct http_pending *p, int code, const char *json, size_t len);
 void http_pending_error(struct http_pending *p, int status, const char *code, const char *message);
 
-/* path "/api/v1/runs/{run}/environments/{env}..." (run and env made of
- * letters, digits, '_', '-' and '.', and shorter than their buffers): 0 with
- * them copied out and *rest at what follows env ("/approve"), or -1 when
- * path is not of that form. */
+/* A path segment naming a run, stage, environment or pipeline: 1 to
+ * HTTP_SEGMENT_MAX - 1 letters, digits, '_', '-', '.' and '@' (the stage of
+ * an environment's deployment, "deploy@staging"), what config and intake
+ * allow. */
+#define HTTP_SEGMENT_MAX 128
+int http_segment_ok(const char *s, size_t len);
+/* The segment at *p, up to the next '/' or the end, into out (shorter than
+ * outlen); *p moves past it. -1 when it is no such segment. */
+int http_take_segment(const char **p, char *out, size_t outlen);
+
+/* path "/api/v1/runs/{run}/environments/{env}..." (run and env segments as
+ * above, shorter than their buffers): 0 with them copied out and *rest at
+ * what follows env ("/approve"), or -1 when path is not of that form. */
 int http_run_env_path(const char *path, char *run, size_t runlen, char *env, size_t envlen,
 		      const char **rest);
 

@@ -158,10 +158,11 @@ int logstream_add_line(struct evbuffer *out, const char *id, const char *time_ms
 	return rc;
 }
 
+/* As route.lua's: a deployment also ends lost, aborted or rolled back. */
 static int is_terminal_stage(const char *st)
 {
 	static const char *const done[] = {"succeeded", "failed", "timed_out", "cancelled",
-					   "skipped"};
+					   "skipped",	"lost",	  "aborted",   "rolled_back"};
 	for (size_t i = 0; i < sizeof(done) / sizeof(done[0]); i++) {
 		if (strcmp(st, done[i]) == 0)
 			return 1;

@@ -110,26 +110,35 @@ static int run_id_ok(const char *s)
 	       strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.") == n;
 }
 
+static const char runs_prefix[] = "/runs/", assets_prefix[] = "/assets/";
+
+static int page_path(const char *path)
+{
+	return strcmp(path, "/") == 0 ||
+	       (strncmp(path, runs_prefix, sizeof(runs_prefix) - 1) == 0 &&
+		run_id_ok(path + sizeof(runs_prefix) - 1));
+}
+
+int web_path(const char *path)
+{
+	return page_path(path) || strncmp(path, assets_prefix, sizeof(assets_prefix) - 1) == 0 ||
+	       strcmp(path, "/favicon.ico") == 0;
+}
+
 int web_get(struct evhttp_request *req, const char *path)
 {
-	static const char runs[] = "/runs/", assets[] = "/assets/";
 	const struct web_asset *w = NULL;
-	if (strcmp(path, "/") == 0 ||
-	    (strncmp(path, runs, sizeof(runs) - 1) == 0 && run_id_ok(path + sizeof(runs) - 1))) {
+	if (!web_path(path))
+		return 0;
+	if (page_path(path)) {
 		w = web_find("index.html");
-	} else if (strncmp(path, assets, sizeof(assets) - 1) == 0) {
-		const char *name = path + sizeof(assets) - 1;
-		/* The page is served at its own paths only. */
-		if (strcmp(name, "index.html") != 0)
-			w = web_find(name);
-		if (!w) {
-			send_not_found(req);
-			return 1;
-		}
 	} else if (strcmp(path, "/favicon.ico") == 0) {
 		w = web_find("favicon.svg");
 	} else {
-		return 0;
+		const char *name = path + sizeof(assets_prefix) - 1;
+		/* The page is served at its own paths only. */
+		if (strcmp(name, "index.html") != 0)
+			w = web_find(name);
 	}
 	if (!w) {
 		send_not_found(req);

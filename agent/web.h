@@ -26,6 +26,9 @@ extern const struct web_asset web_assets[];
 const struct web_asset *web_find(const char *name);
 /* The Content-Type for a file name, by its extension. */
 const char *web_content_type(const char *name);
+/* Whether path is one of the dashboard's: the page's, an asset's or the
+ * favicon's (an asset that does not exist included). */
+int web_path(const char *path);
 /* Answers a GET of path when it is one of the dashboard's; returns 1 when it
  * answered, 0 when path is not the dashboard's. */
 int web_get(struct evhttp_request *req, const char *path);

@@ -155,8 +155,9 @@
     skipped: ["idle", "\u21B7"],
     superseded: ["idle", "\u00BB"],
   };
-  const TERMINAL_RUN = ["succeeded", "failed", "cancelled", "rejected", "superseded"];
-  const TERMINAL_STAGE = ["succeeded", "failed", "timed_out", "cancelled", "skipped", "lost"];
+  const TERMINAL_RUN = ["succeeded", "failed", "cancelled", "rejected", "superseded", "aborted"];
+  const TERMINAL_STAGE = ["succeeded", "failed", "timed_out", "cancelled", "skipped", "lost",
+    "aborted", "rolled_back"];
 
   function kindOf(status) {
     return (KINDS[status] || ["idle", "\u2022"])[0];

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 import http.client
+import urllib.parse
 
 import pytest
 
@@ -197,6 +198,14 @@ def test_unknown_paths_are_404_and_wrong_methods_405(locked):
     assert_error(*call(locked, "GET", "/api/v1/runs/r_x/cancel", t), 405)
     assert_error(*call(locked, "POST", "/api/v1/runs", t), 405)
     assert_error(*call(locked, "POST", "/api/v1/runs/r_x/environments/prod/promote", t), 404)
+    # Outside the API: the dashboard's paths, /metrics and /healthz take GET
+    # alone; a path that is none of them is no endpoint whatever the method.
+    for path in ("/", "/runs/r_x", "/assets/app.js", "/assets/nothing.js", "/favicon.ico",
+                 "/metrics", "/healthz"):
+        assert_error(*call(locked, "POST", path, t), 405)
+    for method in ("POST", "DELETE", "PUT"):
+        assert_error(*call(locked, method, "/nothing", t), 404)
+        assert_error(*call(locked, method, "/runs/r_x/more", t), 404)
 
 
 def test_validate_answers_positioned_errors(locked):
@@ -358,6 +367,24 @@ def test_sse_of_an_unknown_stage_is_a_json_404(locked):
     status, body = call(locked, "GET", "/api/v1/runs/r_x/stages/ticker/log", TOKENS["reader"],
                         headers={"Accept": "text/event-stream"})
     assert_error(status, body, 404)
+
+
+def test_a_log_cursor_that_is_no_line_id_is_a_400(locked):
+    """after= and Last-Event-ID are ids as Redis gives them, MS or MS-SEQ,
+    each a number below 2^64 - 1: anything else Redis would refuse, and is
+    refused before it gets there, for the plain log and its stream alike."""
+    run_id = start_run(locked)
+    t = TOKENS["reader"]
+    for cursor in ("1-2-3", "-", "--", "1-", "-1", "99999999999999999999999-0",
+                   "18446744073709551615-0", "0-18446744073709551615", "1x", "+1"):
+        query = urllib.parse.quote(cursor, safe="")
+        assert_error(*call(locked, "GET", log_path(run_id) + "?after=" + query, t), 400)
+        assert_error(*call(locked, "GET", log_path(run_id), t,
+                           headers={"Accept": "text/event-stream",
+                                    "Last-Event-ID": cursor}), 400)
+    for cursor in ("0", "1-0", "18446744073709551614-18446744073709551614"):
+        status, body = call(locked, "GET", log_path(run_id) + "?after=" + cursor, t)
+        assert status == 200, (cursor, status, body)
 
 
 def test_sluicectl_logs_follow_prints_live_lines_and_stops_at_the_end(locked):

@@ -405,6 +405,45 @@ def test_commands_are_refused_where_they_do_not_apply(rstack, base_def):
     assert run.stage("production") == {"status": "pending", "attempt": "1"}
 
 
+def test_retrying_a_deployment_as_a_stage_says_to_retry_its_environment(rstack, base_def):
+    """POST .../stages/deploy@production/retry names a stage that exists:
+    the answer is the documented 409, not a 404."""
+    run = Run(rstack, base_def, status="failed")
+    run.deployed_to_staging()
+    run.set_stage("production", status="failed", attempt=1, started=now_ms() - 5000,
+                  finished=now_ms() - 1000)
+    for stage in ("deploy@production", "deploy%40production"):
+        status, body, _ = http_request(
+            rstack.agent_port, "POST", "/api/v1/runs/%s/stages/%s/retry" % (run.id, stage), b"",
+            {"Authorization": "Bearer " + TOKENS["ops"]})
+        assert status == 409, (stage, status, body)
+        assert "retry its environment production" in body["error"]["message"], body
+    assert run.stage("production")["status"] == "failed"
+
+
+def follow_to_the_end(stack, run, env, seconds=10):
+    """What sluicectl logs -f prints of run's deployment to env, waiting at
+    most seconds for it to return."""
+    result = stack.ctl("logs", run.id, "deploy@" + env, "-f", timeout=seconds,
+                       env={"SLUICE_TOKEN": TOKENS["reader"]})
+    assert result.returncode == 0, result
+    return result.stdout
+
+
+@pytest.mark.parametrize("status", ["aborted", "rolled_back", "lost"])
+def test_the_log_of_a_deployment_that_ended_so_ends(rstack, base_def, status):
+    """A deployment also ends aborted, rolled back or lost (as route.lua
+    has it): its followed log ends, and sluicectl logs -f returns."""
+    run = Run(rstack, base_def, status="aborted" if status == "aborted" else "failed")
+    run.deployed_to_staging()
+    run.set_stage("production", status=status, attempt=2, started=now_ms() - 5000,
+                  finished=now_ms() - 1000)
+    with run.redis() as r:
+        r.call("XADD", P + "log:%s:deploy@production" % run.id, "*", "t", str(now_ms()),
+               "s", "stdout", "l", "the rollout's last")
+    assert "the rollout's last" in follow_to_the_end(rstack, run, "production")
+
+
 def test_commands_need_an_admin_token_and_are_audited(rstack, base_def):
     run = Run(rstack, base_def)
     run.paused_in_production()

@@ -28,6 +28,10 @@ static void ids_become_placeholders(void **state)
 	route_is("/metrics", "/metrics");
 	route_is("/healthz", "/healthz");
 	route_is("/", "/");
+	route_is("/api/v1/pipelines/app/trigger", "/api/v1/pipelines/{id}/trigger");
+	route_is("/api/v1/pipelines/validate", "/api/v1/pipelines/validate");
+	route_is("/runs/r_01a2162354b112a84800a982", "/runs/{id}");
+	route_is("/assets/app.js", "/assets/{id}");
 }
 
 static void paths_outside_the_endpoints_are_other(void **state)
@@ -36,6 +40,14 @@ static void paths_outside_the_endpoints_are_other(void **state)
 	route_is("/wp-admin/setup.php", "other");
 	route_is("/favicon.ico", "/favicon.ico");
 	route_is("/api/v1/a/b/c/d/e/f/g/h", "other"); /* deeper than any endpoint */
+	/* Names of endpoints in another order or place are no endpoint: a
+	 * client could otherwise make series without end. */
+	route_is("/api/runs/log/cancel", "other");
+	route_is("/api/v1/runs/r_1/log", "other");
+	route_is("/api/v1/runs/", "other");
+	route_is("/metrics/api/v1", "other");
+	route_is("/hooks/runs", "other");
+	route_is("/healthz/", "other");
 	route_is("", "other");
 	route_is(NULL, "other");
 	route_is("relative", "other");
