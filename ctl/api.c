@@ -353,7 +353,8 @@ int ctl_api_follow(struct ctl_api *api, const char *path, ctl_sse_cb cb, void *a
 	}
 	if (f.failed) {
 		snprintf(err, errlen,
-			 "cannot read the event stream (out of memory or write error)");
+			 "cannot read the event stream (a line or event over 16 MiB, out of "
+			 "memory or a write error)");
 		goto done;
 	}
 	rc = 0;

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* A line, and an event's data (its data: lines joined), at most. */
 #define LINE_MAX_BYTES (16u * 1024 * 1024)
 
 static int append(char **buf, size_t *len, size_t *cap, const char *s, size_t n)
@@ -65,7 +66,8 @@ static int field(struct ctl_sse *p, char *line, size_t len, ctl_sse_cb cb, void 
 		}
 	}
 	if (strcmp(line, "data") == 0) {
-		if ((p->has_data && append(&p->data, &p->data_len, &p->data_cap, "\n", 1) < 0) ||
+		if (p->data_len + 1 + vlen > LINE_MAX_BYTES ||
+		    (p->has_data && append(&p->data, &p->data_len, &p->data_cap, "\n", 1) < 0) ||
 		    append(&p->data, &p->data_len, &p->data_cap, value, vlen) < 0)
 			return -1;
 		p->has_data = 1;

@@ -27,7 +27,8 @@ struct ctl_sse {
 };
 
 /* Feeds len bytes; returns what the callback last returned (0 when no event
- * ended), -1 when out of memory or a line is longer than 16 MiB. */
+ * ended), -1 when out of memory or a line, or an event's data, is longer
+ * than 16 MiB. */
 int ctl_sse_feed(struct ctl_sse *p, const char *buf, size_t len, ctl_sse_cb cb, void *arg);
 /* Forgets a partial event (a new connection), keeps last_id. */
 void ctl_sse_reset(struct ctl_sse *p);

@@ -1027,6 +1027,32 @@ static void sse_parses_events_split_anywhere(void **state)
 	}
 }
 
+/* A server that sends data: lines without ever ending the event is not
+ * followed into memory without end. */
+static void sse_refuses_an_event_over_16_mib(void **state)
+{
+	struct ctl_sse p = {0};
+	struct seen s = {0};
+	char *line = malloc(1024 * 1024);
+	(void)state;
+	assert_non_null(line);
+	memcpy(line, "data: ", 6);
+	memset(line + 6, 'x', 1024 * 1024 - 7);
+	line[1024 * 1024 - 1] = '\n';
+	int rc = 0;
+	size_t fed = 0;
+	while (rc == 0 && fed < 64u * 1024 * 1024) {
+		rc = ctl_sse_feed(&p, line, 1024 * 1024, collect, &s);
+		fed += 1024 * 1024;
+	}
+	assert_int_equal(rc, -1);
+	assert_true(fed <= 17u * 1024 * 1024);
+	assert_true(p.data_len <= 16u * 1024 * 1024);
+	assert_string_equal(s.text, "");
+	ctl_sse_free(&p);
+	free(line);
+}
+
 static void cli_plan_and_token_exit_statuses(void **state)
 {
 	struct capture out, err;
@@ -1096,6 +1122,7 @@ int main(void)
 	    cmocka_unit_test(runs_table_ends_with_the_next_page_when_there_is_one),
 	    cmocka_unit_test(plan_groups_stages_in_steps_and_lists_the_chain_with_gates),
 	    cmocka_unit_test(sse_parses_events_split_anywhere),
+	    cmocka_unit_test(sse_refuses_an_event_over_16_mib),
 	    cmocka_unit_test(cli_plan_and_token_exit_statuses),
 	    cmocka_unit_test(cli_token_hash_prints_the_line_and_the_token_apart),
 	    cmocka_unit_test(time_parses_rfc3339_and_prints_utc),
