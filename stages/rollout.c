@@ -993,6 +993,12 @@ static void on_kick(evutil_socket_t fd, short what, void *arg)
 		abort_next(r);
 		return;
 	}
+	/* A step skipped (by a full promotion) is never carried out, not even
+	 * when the rollout resumes at it. */
+	while (at < json_array_size(steps(r)) &&
+	       !strcmp(str(json_array_get(steps(r), at), "status"), "skipped"))
+		at++;
+	json_object_set_new(r->state, "step", json_integer((json_int_t)at));
 	if (at >= json_array_size(steps(r))) {
 		if (json_is_true(json_object_get(r->state, "rollback")))
 			end(r, "rolled_back", "the previous release is back");
@@ -1010,6 +1016,58 @@ static void step_next(struct rollout *r)
 
 /* --- commands ------------------------------------------------------------ */
 
+/* Skips the remaining pauses, analyses and canary weights (Argo Rollouts'
+ * promote --full). A canary gets all the traffic where its first remaining
+ * step was: never before it is applied and verified, so that a step in
+ * flight before the canary's steps (a hook, the apply, the verify) is left
+ * to finish. Only a step that is skipped is stopped where it is. */
+static void promote_full(struct rollout *r, const char *by)
+{
+	size_t i, into = 0, at = (size_t)json_integer_value(json_object_get(r->state, "step"));
+	int canary_left = 0, here;
+	json_t *s;
+
+	json_array_foreach(steps(r), i, s)
+	{
+		const char *k = str(s, "kind");
+		if (i < at || json_is_true(json_object_get(s, "final")) ||
+		    !strcmp(str(s, "status"), "skipped"))
+			continue;
+		if (strcmp(k, "pause") != 0 && strcmp(k, "analysis") != 0 &&
+		    !(json_object_get(s, "canary_step") && !strcmp(k, "action")))
+			continue;
+		if (json_object_get(s, "canary_step") && !canary_left) {
+			canary_left = 1;
+			into = i;
+		}
+		json_object_set_new(s, "status", json_string("skipped"));
+	}
+	s = current(r);
+	here = s && !strcmp(str(s, "status"), "skipped");
+	stop_background(r);
+	json_object_set_new(r->state, "background_done", json_true());
+	r->hold = 0;
+	if (here) {
+		stop_inflight(r);
+		json_object_del(r->state, "paused_until");
+		json_object_del(r->state, "pause");
+		set_phase(r, "Progressing");
+	}
+	logf_(r, "full promotion by %s: remaining steps skipped", by && *by ? by : "an operator");
+	/* Canary: the new version takes all traffic before it becomes stable. */
+	if (canary_left && !strcmp(str(r->state, "strategy"), "Canary")) {
+		json_t *w = with(action("setWeight 100 (full promotion)", "set_weight"), "weight",
+				 json_integer(100));
+		json_object_set_new(w, "status", json_string("pending"));
+		json_array_insert_new(steps(r), into, w);
+	}
+	save(r, "deploy.step",
+	     json_pack("{s:I, s:s, s:s}", "step", (json_int_t)at, "name", "full promotion",
+		       "status", "active"));
+	if (here)
+		step_next(r);
+}
+
 int rollout_command(struct rollout *r, const char *command, const char *by)
 {
 	json_t *step = current(r);
@@ -1023,41 +1081,7 @@ int rollout_command(struct rollout *r, const char *command, const char *by)
 		return 0;
 	}
 	if (!strcmp(command, "promote_full")) {
-		size_t i, at = (size_t)json_integer_value(json_object_get(r->state, "step"));
-		json_t *s;
-
-		stop_inflight(r);
-		stop_background(r);
-		json_object_set_new(r->state, "background_done", json_true());
-		json_object_del(r->state, "paused_until");
-		json_object_del(r->state, "pause");
-		set_phase(r, "Progressing");
-		logf_(r, "full promotion by %s: remaining steps skipped",
-		      by && *by ? by : "an operator");
-		json_array_foreach(steps(r), i, s)
-		{
-			const char *k = str(s, "kind");
-			if (i < at || json_is_true(json_object_get(s, "final")))
-				continue;
-			if (!strcmp(k, "pause") || !strcmp(k, "analysis") ||
-			    (json_object_get(s, "canary_step") && !strcmp(k, "action")))
-				json_object_set_new(s, "status", json_string("skipped"));
-		}
-		/* Canary: the new version takes all traffic before it becomes stable. */
-		if (!strcmp(str(r->state, "strategy"), "Canary")) {
-			json_t *w = with(action("setWeight 100 (full promotion)", "set_weight"),
-					 "weight", json_integer(100));
-			json_object_set_new(w, "status", json_string("pending"));
-			json_array_insert_new(steps(r), at, w);
-		}
-		while (at < json_array_size(steps(r)) &&
-		       !strcmp(str(json_array_get(steps(r), at), "status"), "skipped"))
-			at++;
-		json_object_set_new(r->state, "step", json_integer((json_int_t)at));
-		save(r, "deploy.step",
-		     json_pack("{s:I, s:s, s:s}", "step", (json_int_t)at, "name", "full promotion",
-			       "status", "active"));
-		step_next(r);
+		promote_full(r, by);
 		return 0;
 	}
 	if (!strcmp(command, "promote")) {

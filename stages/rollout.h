@@ -65,8 +65,9 @@ struct rollout *rollout_start(struct event_base *base, const struct rollout_para
 			      const struct rollout_callbacks *cb, void *arg, char *err,
 			      size_t errlen);
 /* An operator's command: "promote" (end the pause), "promote_full" (skip
- * to the end), "abort"; by names who sent it. 0, or -1 when it does not
- * apply now (a promote with no pause); the reason is in the log. */
+ * the remaining pauses, analyses and canary weights: a canary gets all the
+ * traffic once it is applied and verified), "abort"; by names who sent it. 0, or -1 when it does
+ * not apply now (a promote with no pause); the reason is in the log. */
 int rollout_command(struct rollout *r, const char *command, const char *by);
 /* The state as it is now; borrowed. */
 const json_t *rollout_state(const struct rollout *r);

@@ -1,0 +1,302 @@
+/* Tests for the walk of a rollout's plan (stages/rollout.h): a canary on an
+ * exec provider whose every action appends a line to a log, so that a test
+ * asserts on what the provider was asked to do and in which order. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <event2/event.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "stages/process.h"
+#include "stages/rollout.h"
+#include "tmpdir.h"
+
+/* What the callbacks saw. */
+struct seen {
+	struct event_base *base;
+	char status[32];
+	json_t *state; /* at the last park or done */
+	int parks;
+};
+
+static void on_line(const char *line, size_t len, void *arg)
+{
+	(void)line;
+	(void)len;
+	(void)arg;
+}
+
+static void on_save(const json_t *state, const json_t *event, void *arg)
+{
+	(void)state;
+	(void)event;
+	(void)arg;
+}
+
+static void keep(struct seen *s, const json_t *state)
+{
+	json_decref(s->state);
+	s->state = json_deep_copy(state);
+	event_base_loopbreak(s->base);
+}
+
+static void on_park(const json_t *state, int64_t until_ms, void *arg)
+{
+	struct seen *s = arg;
+	(void)until_ms;
+
+	s->parks++;
+	keep(s, state);
+}
+
+static void on_done(const char *status, const char *message, const json_t *state, void *arg)
+{
+	struct seen *s = arg;
+	(void)message;
+
+	snprintf(s->status, sizeof(s->status), "%s", status);
+	keep(s, state);
+}
+
+static const struct rollout_callbacks cb = {on_line, on_save, on_park, on_done};
+
+static void on_timer(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	event_base_loopbreak(arg);
+}
+
+static void run_for(struct event_base *base, int ms)
+{
+	struct event *t = evtimer_new(base, on_timer, base);
+	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+	evtimer_add(t, &tv);
+	event_base_dispatch(base);
+	event_free(t);
+}
+
+/* Until the rollout parks or ends (or 10 s pass). */
+static void run_until_stopped(struct seen *s)
+{
+	int parks = s->parks;
+
+	for (int i = 0; i < 100 && !s->status[0] && s->parks == parks; i++)
+		run_for(s->base, 100);
+}
+
+/* The provider logs each action as it starts; apply takes a while (so that
+ * a command can arrive while it runs), and promote as long as SLOW_PROMOTE
+ * says. */
+#define ACTION(verb, after)                                                                        \
+	"\"" verb "\": {\"sh\": \"echo " verb " w=$SLUICE_WEIGHT c=$SLUICE_COLOR >> $LOG; " after  \
+	"\"}"
+
+static json_t *canary(const char *steps, const char *more)
+{
+	char text[4096];
+	json_error_t jerr;
+	json_t *spec;
+
+	snprintf(
+	    text, sizeof(text),
+	    "{\"strategy\": {\"type\": \"Canary\", \"progress_deadline_ms\": 5000,"
+	    " \"steps\": %s%s}, \"image\": \"x\","
+	    " \"provider\": {\"type\": \"exec\", \"actions\": {" ACTION("apply", "sleep 0.5") "," ACTION(
+		"verify",
+		"") "," ACTION("set_weight",
+			       "") "," ACTION("promote",
+					      "sleep $SLOW_PROMOTE") "," ACTION("scale_down",
+										"") "}},"
+										    " \"hooks\": "
+										    "{\"pre\": [], "
+										    "\"post\": "
+										    "[]}, "
+										    "\"checks\": "
+										    "{\"pre\": [], "
+										    "\"post\": "
+										    "[]}}",
+	    steps, more);
+	spec = json_loads(text, 0, &jerr);
+	if (!spec)
+		fail_msg("spec: %s", jerr.text);
+	return spec;
+}
+
+struct fixture {
+	struct seen seen;
+	char dir[64];
+	char log[96];
+	json_t *vars;
+	json_t *spec;
+	struct rollout_params p;
+};
+
+static struct fixture *fixture_new(const char *steps, const char *more)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+
+	assert_non_null(f);
+	f->seen.base = event_base_new();
+	assert_non_null(f->seen.base);
+	assert_int_equal(process_init(f->seen.base), 0);
+	assert_int_equal(tmpdir_make(f->dir, sizeof(f->dir), "sluice-test-rollout"), 0);
+	snprintf(f->log, sizeof(f->log), "%s/actions.log", f->dir);
+	f->vars = json_pack("{s:s, s:s}", "LOG", f->log, "SLOW_PROMOTE", "0");
+	f->spec = canary(steps, more);
+	f->p =
+	    (struct rollout_params){.spec = f->spec, .vars = f->vars, .cwd = "/tmp", .image = "v2"};
+	return f;
+}
+
+static struct rollout *start(struct fixture *f, const json_t *state)
+{
+	char err[256] = "";
+	struct rollout *r;
+
+	f->p.state = state;
+	f->seen.status[0] = '\0';
+	r = rollout_start(f->seen.base, &f->p, &cb, &f->seen, err, sizeof(err));
+	if (!r)
+		fail_msg("rollout_start: %s", err);
+	return r;
+}
+
+/* The actions the provider carried out, one a line. */
+static const char *actions(const struct fixture *f)
+{
+	static char buf[4096];
+	FILE *in = fopen(f->log, "r");
+	size_t n = in ? fread(buf, 1, sizeof(buf) - 1, in) : 0;
+
+	buf[n] = '\0';
+	if (in)
+		fclose(in);
+	return buf;
+}
+
+static void fixture_free(struct fixture *f)
+{
+	for (int i = 0; i < 100 && process_running() > 0; i++)
+		run_for(f->seen.base, 20);
+	tmpdir_remove(f->dir);
+	json_decref(f->seen.state);
+	json_decref(f->vars);
+	json_decref(f->spec);
+	event_base_free(f->seen.base);
+	free(f);
+}
+
+#define PROMOTED_FROM_20_TO_100                                                                    \
+	"apply w= c=canary\n"                                                                      \
+	"verify w= c=canary\n"                                                                     \
+	"set_weight w=20 c=\n"                                                                     \
+	"set_weight w=100 c=\n"                                                                    \
+	"promote w= c=\n"                                                                          \
+	"verify w= c=stable\n"                                                                     \
+	"set_weight w=0 c=\n"                                                                      \
+	"scale_down w= c=canary\n"
+
+static const char TWO_PAUSES[] = "[{\"set_weight\": 20}, {\"pause\": \"manual\"}, "
+				 "{\"set_weight\": 50}, {\"pause\": \"manual\"}, "
+				 "{\"set_weight\": 100}]";
+
+/* Parked at its first pause, resumed on a worker that takes the command:
+ * the weight goes to 100 and the canary is promoted, none of the skipped
+ * steps (setWeight 50, the second pause) is carried out. */
+static void a_full_promotion_at_a_pause_goes_to_100_then_promotes(void **state)
+{
+	struct fixture *f = fixture_new(TWO_PAUSES, "");
+	struct rollout *r = start(f, NULL);
+	json_t *parked;
+	(void)state;
+
+	run_until_stopped(&f->seen);
+	assert_int_equal(f->seen.parks, 1);
+	rollout_free(r);
+
+	parked = json_incref(f->seen.state);
+	r = start(f, parked);
+	assert_int_equal(rollout_command(r, "promote_full", "ops"), 0);
+	run_until_stopped(&f->seen);
+	assert_string_equal(f->seen.status, "succeeded");
+	assert_int_equal(f->seen.parks, 1);
+	assert_string_equal(actions(f), PROMOTED_FROM_20_TO_100);
+	rollout_free(r);
+	json_decref(parked);
+	fixture_free(f);
+}
+
+/* The state saved right after a full promotion, taken up by another worker:
+ * it too carries out none of the skipped steps. */
+static void a_rollout_resumed_after_a_full_promotion_skips_what_it_skipped(void **state)
+{
+	struct fixture *f = fixture_new(TWO_PAUSES, "");
+	struct rollout *r = start(f, NULL);
+	json_t *saved;
+	(void)state;
+
+	run_until_stopped(&f->seen);
+	assert_int_equal(f->seen.parks, 1);
+	rollout_free(r);
+
+	saved = json_incref(f->seen.state);
+	r = start(f, saved);
+	assert_int_equal(rollout_command(r, "promote_full", "ops"), 0);
+	json_decref(saved);
+	saved = json_deep_copy(rollout_state(r));
+	rollout_free(r);
+
+	r = start(f, saved);
+	run_until_stopped(&f->seen);
+	assert_string_equal(f->seen.status, "succeeded");
+	assert_int_equal(f->seen.parks, 1);
+	assert_string_equal(actions(f), PROMOTED_FROM_20_TO_100);
+	rollout_free(r);
+	json_decref(saved);
+	fixture_free(f);
+}
+
+/* While the canary is being applied: the apply carries on (it is not
+ * started again), the canary is verified, and only then does it get all
+ * the traffic; no pause holds it. */
+static void a_full_promotion_during_apply_waits_for_apply_and_verify(void **state)
+{
+	struct fixture *f = fixture_new("[{\"set_weight\": 20}, {\"pause\": \"manual\"}, "
+					"{\"set_weight\": 100}]",
+					"");
+	struct rollout *r = start(f, NULL);
+	(void)state;
+
+	run_for(f->seen.base, 150);
+	assert_string_equal(actions(f), "apply w= c=canary\n");
+	assert_int_equal(rollout_command(r, "promote_full", "ops"), 0);
+	run_until_stopped(&f->seen);
+	assert_string_equal(f->seen.status, "succeeded");
+	assert_int_equal(f->seen.parks, 0);
+	assert_string_equal(actions(f), "apply w= c=canary\n"
+					"verify w= c=canary\n"
+					"set_weight w=100 c=\n"
+					"promote w= c=\n"
+					"verify w= c=stable\n"
+					"set_weight w=0 c=\n"
+					"scale_down w= c=canary\n");
+	rollout_free(r);
+	fixture_free(f);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(a_full_promotion_at_a_pause_goes_to_100_then_promotes),
+	    cmocka_unit_test(a_rollout_resumed_after_a_full_promotion_skips_what_it_skipped),
+	    cmocka_unit_test(a_full_promotion_during_apply_waits_for_apply_and_verify),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
