@@ -480,6 +480,12 @@ static void on_background_done(const struct analysis_result *res, void *arg)
 		       res->message ? res->message : ""));
 	if (r->abort_plan || r->ended)
 		return;
+	if (r->background_stopping) {
+		/* Stopped after the steps: the verdict is kept, it decides nothing. */
+		logf_(r,
+		      "background analysis stopped after the steps: its verdict decides nothing");
+		return;
+	}
 	if (res->verdict == ANALYSIS_FAILED)
 		abort_begin(r, "aborted", why);
 	else if (res->verdict == ANALYSIS_INCONCLUSIVE)
@@ -498,8 +504,10 @@ static void background_check(struct rollout *r)
 		return;
 	if (!at ||
 	    json_integer_value(at) < json_integer_value(json_object_get(bg, "starting_step"))) {
-		if (r->background && !at && !r->background_stopping) {
-			/* Past the steps: what was measured decides nothing more. */
+		if (r->background && !at && !r->background_stopping &&
+		    !json_object_get(analysis_progress(r->background), "verdict")) {
+			/* Past the steps: what was measured decides nothing more.
+			 * A verdict reached during the steps still does. */
 			r->background_stopping = 1;
 			analysis_stop(r->background);
 		}

@@ -291,12 +291,55 @@ static void a_full_promotion_during_apply_waits_for_apply_and_verify(void **stat
 	fixture_free(f);
 }
 
+/* A background analysis none of whose measurements could be taken (the
+ * metrics server is away, fewer errors than consecutiveErrorLimit) is
+ * stopped once the steps are over: its verdict, Failed, is kept, and the
+ * canary is promoted all the same, nothing aborted. */
+static void a_background_analysis_stopped_after_the_steps_aborts_nothing(void **state)
+{
+	struct fixture *f = fixture_new(
+	    "[{\"set_weight\": 20}, {\"pause_ms\": 800}, {\"set_weight\": 100}]",
+	    ", \"background\": {\"interval_ms\": 10000, \"count\": 0, \"starting_step\": 0,"
+	    " \"failure_condition\": \"result[0] > 0.5\", \"consecutive_error_limit\": 4,"
+	    " \"failure_limit\": 0, \"inconclusive_limit\": 0, \"no_data\": \"inconclusive\","
+	    " \"provider\": {\"prometheus\": {\"address\": \"http://127.0.0.1:1\","
+	    " \"query\": \"errors\"}}}");
+	struct rollout *r = start(f, NULL);
+	const json_t *a;
+	size_t i;
+	const char *verdict = NULL;
+	(void)state;
+
+	run_until_stopped(&f->seen);
+	assert_string_equal(f->seen.status, "succeeded");
+	assert_int_equal(f->seen.parks, 0);
+	assert_null(json_object_get(f->seen.state, "abort"));
+	assert_string_equal(actions(f), "apply w= c=canary\n"
+					"verify w= c=canary\n"
+					"set_weight w=20 c=\n"
+					"set_weight w=100 c=\n"
+					"promote w= c=\n"
+					"verify w= c=stable\n"
+					"set_weight w=0 c=\n"
+					"scale_down w= c=canary\n");
+	json_array_foreach(json_object_get(f->seen.state, "analyses"), i, a)
+	{
+		if (!strcmp(json_string_value(json_object_get(a, "name")), "background"))
+			verdict = json_string_value(json_object_get(a, "verdict"));
+	}
+	assert_non_null(verdict);
+	assert_string_equal(verdict, "Failed");
+	rollout_free(r);
+	fixture_free(f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(a_full_promotion_at_a_pause_goes_to_100_then_promotes),
 	    cmocka_unit_test(a_rollout_resumed_after_a_full_promotion_skips_what_it_skipped),
 	    cmocka_unit_test(a_full_promotion_during_apply_waits_for_apply_and_verify),
+	    cmocka_unit_test(a_background_analysis_stopped_after_the_steps_aborts_nothing),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
