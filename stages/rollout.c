@@ -58,7 +58,7 @@ struct rollout {
 };
 
 static void step_next(struct rollout *r);
-static void abort_begin(struct rollout *r, const char *status, const char *why);
+static int abort_begin(struct rollout *r, const char *status, const char *why);
 
 /* --- state --------------------------------------------------------------- */
 
@@ -967,10 +967,18 @@ static void abort_next(struct rollout *r)
 	end(r, r->end_status, r->end_message);
 }
 
-static void abort_begin(struct rollout *r, const char *status, const char *why)
+/* 0: the abort procedure has begun; -1: it does not apply. Past the point
+ * of no return (a final step) the new version is the stable one: there is
+ * nothing to go back to, and stopping the step in flight (the promote, say)
+ * would leave it half done, so the final steps carry on. */
+static int abort_begin(struct rollout *r, const char *status, const char *why)
 {
 	if (r->abort_plan || r->ended)
-		return;
+		return -1;
+	if (json_is_true(json_object_get(current(r), "final"))) {
+		logf_(r, "not aborted (%s): past the point of no return", why ? why : status);
+		return -1;
+	}
 	stop_inflight(r);
 	stop_background(r);
 	r->end_status = status;
@@ -983,6 +991,7 @@ static void abort_begin(struct rollout *r, const char *status, const char *why)
 	abort_plan_build(r);
 	save(r, "deploy.aborted", json_pack("{s:s}", "message", r->end_message));
 	step_next(r);
+	return 0;
 }
 
 /* --- the loop ------------------------------------------------------------ */
@@ -1085,8 +1094,7 @@ int rollout_command(struct rollout *r, const char *command, const char *by)
 		return -1;
 	if (!strcmp(command, "abort")) {
 		snprintf(why, sizeof(why), "aborted by %s", by && *by ? by : "an operator");
-		abort_begin(r, "aborted", why);
-		return 0;
+		return abort_begin(r, "aborted", why);
 	}
 	if (!strcmp(command, "promote_full")) {
 		promote_full(r, by);
@@ -1255,13 +1263,13 @@ struct rollout *rollout_start(struct event_base *base, const struct rollout_para
 		snprintf(why, sizeof(why), "%s",
 			 str(r->state, "message") ? str(r->state, "message") : "aborted");
 		json_object_del(r->state, "abort");
-		abort_begin(r,
-			    !status			   ? "aborted"
-			    : !strcmp(status, "failed")	   ? "failed"
-			    : !strcmp(status, "cancelled") ? "cancelled"
-							   : "aborted",
-			    why);
-		return r;
+		if (abort_begin(r,
+				!status			       ? "aborted"
+				: !strcmp(status, "failed")    ? "failed"
+				: !strcmp(status, "cancelled") ? "cancelled"
+							       : "aborted",
+				why) == 0)
+			return r;
 	}
 	set_phase(r, json_object_get(r->state, "pause") ? "Paused" : "Progressing");
 	step_next(r);

@@ -16,7 +16,9 @@
  * fails, a verify past its deadline) or an operator aborts, the abort
  * procedure runs: traffic back to stable (weight 0, or the old colour),
  * the provider's abort, the new version scaled down, and the rollback
- * commands of the pre hooks that ran, newest first.
+ * commands of the pre hooks that ran, newest first. Past the point of no
+ * return (the new version is the stable one) nothing is aborted: the final
+ * steps carry on, and the first that fails fails the deployment.
  */
 #ifndef SLUICE_ROLLOUT_H
 #define SLUICE_ROLLOUT_H
@@ -66,12 +68,14 @@ struct rollout *rollout_start(struct event_base *base, const struct rollout_para
 			      size_t errlen);
 /* An operator's command: "promote" (end the pause), "promote_full" (skip
  * the remaining pauses, analyses and canary weights: a canary gets all the
- * traffic once it is applied and verified), "abort"; by names who sent it. 0, or -1 when it does
- * not apply now (a promote with no pause); the reason is in the log. */
+ * traffic once it is applied and verified), "abort"; by names who sent it.
+ * 0, or -1 when it does not apply now (a promote with no pause, an abort
+ * past the point of no return); the reason is in the log. */
 int rollout_command(struct rollout *r, const char *command, const char *by);
 /* The state as it is now; borrowed. */
 const json_t *rollout_state(const struct rollout *r);
-/* The run was cancelled: abort, then done with "cancelled". */
+/* The run was cancelled: abort, then done with "cancelled"; past the point
+ * of no return, the final steps carry on and done says how they ended. */
 void rollout_cancel(struct rollout *r);
 /* Frees at once: what is in flight is stopped (no callback follows). The
  * saved state lets another worker carry on. */

@@ -193,6 +193,24 @@ static void fixture_free(struct fixture *f)
 	free(f);
 }
 
+/* Runs the rollout until its current step is name, in flight. */
+static void run_until_at(struct fixture *f, const struct rollout *r, const char *name)
+{
+	for (int i = 0; i < 200 && !f->seen.status[0]; i++) {
+		const json_t *st = rollout_state(r);
+		const json_t *step =
+		    json_array_get(json_object_get(st, "steps"),
+				   (size_t)json_integer_value(json_object_get(st, "step")));
+		const char *status = json_string_value(json_object_get(step, "status"));
+
+		if (!strcmp(json_string_value(json_object_get(step, "name")), name) && status &&
+		    !strcmp(status, "active"))
+			return;
+		run_for(f->seen.base, 20);
+	}
+	fail_msg("never at \"%s\"", name);
+}
+
 #define PROMOTED_FROM_20_TO_100                                                                    \
 	"apply w= c=canary\n"                                                                      \
 	"verify w= c=canary\n"                                                                     \
@@ -202,6 +220,8 @@ static void fixture_free(struct fixture *f)
 	"verify w= c=stable\n"                                                                     \
 	"set_weight w=0 c=\n"                                                                      \
 	"scale_down w= c=canary\n"
+
+static const char STRAIGHT_TO_100[] = "[{\"set_weight\": 20}, {\"set_weight\": 100}]";
 
 static const char TWO_PAUSES[] = "[{\"set_weight\": 20}, {\"pause\": \"manual\"}, "
 				 "{\"set_weight\": 50}, {\"pause\": \"manual\"}, "
@@ -333,6 +353,47 @@ static void a_background_analysis_stopped_after_the_steps_aborts_nothing(void **
 	fixture_free(f);
 }
 
+/* While the canary is being promoted to stable (past the point of no
+ * return), an operator's abort is refused: the promote is not stopped
+ * halfway, and the final steps carry on. */
+static void an_abort_past_the_point_of_no_return_is_refused(void **state)
+{
+	struct fixture *f = fixture_new(STRAIGHT_TO_100, "");
+	struct rollout *r;
+	(void)state;
+
+	json_object_set_new(f->vars, "SLOW_PROMOTE", json_string("0.5"));
+	r = start(f, NULL);
+	run_until_at(f, r, "promote the canary to stable");
+	assert_int_equal(rollout_command(r, "abort", "ops"), -1);
+	run_until_stopped(&f->seen);
+	assert_string_equal(f->seen.status, "succeeded");
+	assert_null(json_object_get(f->seen.state, "abort"));
+	assert_string_equal(actions(f), PROMOTED_FROM_20_TO_100);
+	rollout_free(r);
+	fixture_free(f);
+}
+
+/* The run is cancelled while the canary is being promoted to stable: the
+ * final steps carry on, and the deployment ends as they do. */
+static void a_cancel_past_the_point_of_no_return_lets_the_final_steps_finish(void **state)
+{
+	struct fixture *f = fixture_new(STRAIGHT_TO_100, "");
+	struct rollout *r;
+	(void)state;
+
+	json_object_set_new(f->vars, "SLOW_PROMOTE", json_string("0.5"));
+	r = start(f, NULL);
+	run_until_at(f, r, "promote the canary to stable");
+	rollout_cancel(r);
+	run_until_stopped(&f->seen);
+	assert_string_equal(f->seen.status, "succeeded");
+	assert_null(json_object_get(f->seen.state, "abort"));
+	assert_string_equal(actions(f), PROMOTED_FROM_20_TO_100);
+	rollout_free(r);
+	fixture_free(f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -340,6 +401,8 @@ int main(void)
 	    cmocka_unit_test(a_rollout_resumed_after_a_full_promotion_skips_what_it_skipped),
 	    cmocka_unit_test(a_full_promotion_during_apply_waits_for_apply_and_verify),
 	    cmocka_unit_test(a_background_analysis_stopped_after_the_steps_aborts_nothing),
+	    cmocka_unit_test(an_abort_past_the_point_of_no_return_is_refused),
+	    cmocka_unit_test(a_cancel_past_the_point_of_no_return_lets_the_final_steps_finish),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
