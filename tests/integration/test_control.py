@@ -6,7 +6,6 @@ triggers, the pipelines listing, and `sluicectl validate` offline."""
 import json
 import os
 import subprocess
-import time
 
 import pytest
 
