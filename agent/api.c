@@ -609,17 +609,42 @@ static void on_cancelled(struct redis *r, redisReply *reply, const char *err, vo
 	free(c);
 }
 
+/* An environment the cancel frees passes on to the run waiting for it, which
+ * a deny window closed now holds, as when a deployment ends: the windows of
+ * the cancelled run's definition (an environment's windows are those of its
+ * pipeline). */
+static void on_cancel_def(struct redis *r, redisReply *reply, const char *err, void *arg)
+{
+	struct api_call *c = arg;
+	struct agent *a = c->agent;
+	if (!reply) {
+		call_fail(c, err ? err : "no reply");
+		return;
+	}
+	json_t *def = reply->type == REDIS_REPLY_STRING ? json_loads(reply->str, 0, NULL) : NULL;
+	long long now_ms = (long long)clock_now_ms();
+	char *opens = def ? promotion_openings(def, now_ms) : NULL;
+	json_decref(def);
+	char now[32];
+	snprintf(now, sizeof(now), "%lld", now_ms);
+	const char *argv[] = {a->settings.key_prefix,
+			      json_string_value(json_object_get(c->body, "id")), now,
+			      opens ? opens : "{}"};
+	int rc = redis_script_run(r, a->scripts.cancel, on_cancelled, c, 0, 4, argv, NULL);
+	free(opens);
+	if (rc < 0)
+		call_fail(c, "script not sent");
+}
+
 static void cancel_run(struct agent *a, struct evhttp_request *req, const char *id)
 {
 	struct api_call *c = call_new(a, req);
 	if (!c)
 		return;
 	c->body = json_pack("{s:s}", "id", id);
-	char now[32];
-	snprintf(now, sizeof(now), "%lld", (long long)clock_now_ms());
-	const char *argv[] = {a->settings.key_prefix, id, now};
-	if (redis_script_run(a->redis, a->scripts.cancel, on_cancelled, c, 0, 3, argv, NULL) < 0)
-		call_fail(c, "script not sent");
+	if (redis_command(a->redis, on_cancel_def, c, "HGET %srun:%s def", a->settings.key_prefix,
+			  id) < 0)
+		call_fail(c, "command not sent");
 }
 
 /* --- GET /api/v1/runs/{id}/stages/{stage}/log ---------------------------- */

@@ -7,10 +7,14 @@
 -- result is routed. A rollout parked at a pause is queued again with the
 -- command abort, so that a worker sends its traffic back to stable.
 --
--- ARGV[1] key prefix, ARGV[2] run, ARGV[3] now (ms).
+-- ARGV[1] key prefix, ARGV[2] run, ARGV[3] now (ms), ARGV[4] (when given)
+-- JSON {"<env>": ms} of the environments whose deny windows are closed now
+-- (lib/promotion.lua): the run an environment freed here passes on to is
+-- held by them.
 -- Returns {"cancelled", <stages still running>}, {"finished", <status>} when
 -- the run had already ended, or {"gone"}.
 local P, run, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local opens = ARGV[4] and cjson.decode(ARGV[4]) or {}
 local rkey = P .. 'run:' .. run
 local r = redis.call('HMGET', rkey, 'status', 'def')
 if not r[1] then
@@ -54,7 +58,7 @@ for env, _ in pairs(def.environments or {}) do
     rkey .. ':stage:deploy@' .. env, 'command') == 'abort')
   if promo_waits[e] or (e == 'deploying' and not deploying) then
     promo_close(P, run, env, 'cancelled', now)
-    promo_release(P, run, env, now)
+    promo_release(P, run, env, now, opens)
   end
 end
 for _, entry in ipairs(redis.call('SMEMBERS', rkey .. ':delayed')) do

@@ -58,7 +58,7 @@ if r[1] ~= 'queued' and r[1] ~= 'running' then
   -- A deployment stopped by the run's cancellation frees its environment.
   if deploy_env and redis.call('HGET', promo_key(P, run, deploy_env), 'status') == 'deploying' then
     promo_close(P, run, deploy_env, 'cancelled', now)
-    promo_release(P, run, deploy_env, now)
+    promo_release(P, run, deploy_env, now, opens)
   end
   return {'routed', r[1]}
 end

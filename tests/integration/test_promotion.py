@@ -347,3 +347,52 @@ def test_a_closed_window_holds_the_promotion_until_it_opens(windowed):
     production = run["environments"]["production"]
     assert production["status"] == "deployed", run
     assert production["started"] >= "2024-01-07T04:00:00.000Z", run
+
+
+# --- the scripts, as the agent runs them -----------------------------------
+
+def write_promotion(r, P, run, created, stage, promotion, definition):
+    """A run of pipeline "p" whose deployment to prod is at stage status
+    stage and promotion status promotion."""
+    r.call("HSET", P + "run:" + run, "status", "running", "def", json.dumps(definition),
+           "pipeline", "p", "created", created)
+    r.call("HSET", P + "run:%s:stage:deploy@prod" % run, "status", stage, "attempt", 1)
+    r.call("HSET", P + "run:%s:env:prod" % run, "status", promotion)
+
+
+@pytest.mark.parametrize("freed_by", ["deployed", "cancelled"])
+def test_a_run_waiting_for_the_lock_is_held_by_a_window_closed_meanwhile(promo, freed_by):
+    """The run queued for the environment's lock passed the deny windows
+    when it was offered; one that closed since holds it when the lock is
+    freed, by a deployment that ends or by its run's cancellation, until
+    it opens."""
+    definition = {"name": "p", "stages": {"deploy@prod": {"kind": "deploy", "env": "prod",
+                                                          "needs": []}},
+                  "environments": {"prod": {"after": None,
+                                            "approval": {"required": False, "expires_s": 0}}}}
+    P = "t-window-%s:" % freed_by
+    now = 10_000
+    opens = json.dumps({"prod": now + 3_600_000})
+    with Redis(promo.redis_port) as r:
+        write_promotion(r, P, "rA", 1, "succeeded" if freed_by == "deployed" else "queued",
+                        "deploying", definition)
+        write_promotion(r, P, "rB", 2, "pending", "queued", definition)
+        r.call("ZADD", P + "env:p:prod:waiting", 2, "rB")
+        r.call("HSET", P + "env:p:prod", "lock", "rA")
+        if freed_by == "deployed":
+            got = r.call("EVAL", lua_script("route"), 0, P, "rA", "deploy@prod", 1, now, "{}",
+                         "", "", opens)
+            assert got == [b"routed", b"succeeded"], got
+        else:
+            got = r.call("EVAL", lua_script("cancel"), 0, P, "rA", now, opens)
+            assert got == [b"cancelled", b"0"], got
+        promotion = r.hgetall(P + "run:rB:env:prod")
+        assert promotion["status"] == "waiting_window", promotion
+        assert promotion["window_until"] == str(now + 3_600_000), promotion
+        assert r.hgetall(P + "run:rB")["status"] == "waiting"
+        assert r.hgetall(P + "run:rB:stage:deploy@prod")["status"] == "pending"
+        assert "lock" not in r.hgetall(P + "env:p:prod")
+        due = r.call("ZRANGE", P + "delayed", 0, -1, "WITHSCORES")
+        assert json.loads(json.loads(due[0])["value"])["data"] == {
+            "run": "rB", "env": "prod", "gate": "window"}, due
+        assert int(due[1]) == now + 3_600_000, due

@@ -95,24 +95,6 @@ local function promo_start(P, run, env, now)
   emit_stage(P, 'stage.queued', run, stage, attempt, {env = env})
 end
 
--- Frees the environment if run holds it and starts the newest run waiting
--- for it that has passed its gates.
-local function promo_release(P, run, env, now)
-  local pkey = promo_env_key(P, promo_pipeline(P, run), env)
-  if redis.call('HGET', pkey, 'lock') == run then
-    redis.call('HDEL', pkey, 'lock')
-  end
-  if redis.call('HEXISTS', pkey, 'lock') == 1 then
-    return
-  end
-  for _, other in ipairs(redis.call('ZREVRANGE', pkey .. ':waiting', 0, -1)) do
-    if redis.call('HGET', promo_key(P, other, env), 'status') == 'queued' then
-      promo_start(P, other, env, now)
-      return
-    end
-  end
-end
-
 -- A delayed entry (release.lua) that brings the run back to the router when
 -- a gate may have changed: "window" (the window opens) or "approval" (the
 -- approval expires). Its id and time are fixed so that the same gate at the
@@ -181,6 +163,28 @@ local function promo_gates(P, run, env, def, now, opens)
   return 'queued'
 end
 
+-- Frees the environment if run holds it and passes the newest run waiting
+-- for the lock on to its gates again: a deny window may have closed while it
+-- waited, and then holds it until it opens. opens: as for promo_gates, read
+-- from the caller's run's definition (the environment's windows are its
+-- pipeline's).
+local function promo_release(P, run, env, now, opens)
+  local pkey = promo_env_key(P, promo_pipeline(P, run), env)
+  if redis.call('HGET', pkey, 'lock') == run then
+    redis.call('HDEL', pkey, 'lock')
+  end
+  if redis.call('HEXISTS', pkey, 'lock') == 1 then
+    return
+  end
+  for _, other in ipairs(redis.call('ZREVRANGE', pkey .. ':waiting', 0, -1)) do
+    if redis.call('HGET', promo_key(P, other, env), 'status') == 'queued' then
+      local odef = cjson.decode(redis.call('HGET', P .. 'run:' .. other, 'def'))
+      promo_gates(P, other, env, odef, now, opens)
+      return
+    end
+  end
+end
+
 -- Offers run to env, once. The newest run waiting for an environment wins:
 -- older ones that have not started are superseded, and so is run when a
 -- newer one already waits. Returns the run's status afterwards.
@@ -239,7 +243,8 @@ end
 -- A rollback of env (rollback.lua) ended with stage status st: the
 -- environment's current release is the previous one again, or stays as it
 -- was when the rollback failed. The run gets back the status it had.
-local function promo_rolled_back(P, run, env, st, now)
+-- opens: as for promo_gates.
+local function promo_rolled_back(P, run, env, st, now, opens)
   local ekey = promo_key(P, run, env)
   local skey = P .. 'run:' .. run .. ':stage:deploy@' .. env
   local f = redis.call('HMGET', skey, 'rollback_run', 'rollback_image', 'rollback_run_status',
@@ -258,7 +263,7 @@ local function promo_rolled_back(P, run, env, st, now)
   redis.call('HSET', ekey, 'status', status, 'finished', now)
   emit(P, 'promotion.finished', run, promo_subject(run, env),
        {env = env, status = status, release = f[1]})
-  promo_release(P, run, env, now)
+  promo_release(P, run, env, now, opens)
   redis.call('HSET', P .. 'run:' .. run, 'status', back, 'finished', now)
   emit(P, 'run.finished', run, 'runs/' .. run, {status = back})
   return back
@@ -273,7 +278,7 @@ local function promo_deployed(P, run, env, def, st, now, opens)
   local ekey = promo_key(P, run, env)
   local estatus = redis.call('HGET', ekey, 'status')
   if estatus == 'rolling_back' then
-    return promo_rolled_back(P, run, env, st, now)
+    return promo_rolled_back(P, run, env, st, now, opens)
   end
   if estatus ~= 'deploying' then
     return redis.call('HGET', P .. 'run:' .. run, 'status')
@@ -281,7 +286,7 @@ local function promo_deployed(P, run, env, def, st, now, opens)
   if st ~= 'succeeded' then
     local outcome = st == 'aborted' and 'aborted' or 'failed'
     promo_close(P, run, env, outcome, now)
-    promo_release(P, run, env, now)
+    promo_release(P, run, env, now, opens)
     promo_end_run(P, run, def, outcome, now)
     return outcome
   end
@@ -312,7 +317,7 @@ local function promo_deployed(P, run, env, def, st, now, opens)
     redis.call('HDEL', pkey, 'current_image')
   end
   promo_close(P, run, env, 'deployed', now)
-  promo_release(P, run, env, now)
+  promo_release(P, run, env, now, opens)
   local nxt = promo_next(def, env)
   if nxt then
     return promo_offer(P, run, nxt, def, now, opens)
