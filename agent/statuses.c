@@ -235,6 +235,7 @@ static int describe_promotion(const char *what, const json_t *data, struct statu
 		    {"aborted", "failure", "rollout aborted: traffic back on the stable release"},
 		    {"rolled_back", "error", "rolled back to the previous release"},
 		    {"rollback_failed", "failure", "rollback failed"},
+		    {"rollback_cancelled", "error", "rollback cancelled"},
 		};
 		for (size_t i = 0; i < sizeof(outcomes) / sizeof(outcomes[0]); i++) {
 			if (strcmp(status, outcomes[i].status) == 0) {

@@ -5,7 +5,11 @@
 -- them as cancelled. Open promotions are cancelled too; a deployment that
 -- has not started frees its environment at once, a running one when its
 -- result is routed. A rollout parked at a pause is queued again with the
--- command abort, so that a worker sends its traffic back to stable.
+-- command abort, so that a worker sends its traffic back to stable. A
+-- rollback (rollback.lua) is stopped the same way: one not started at once,
+-- a running one when its result is routed; either ends the promotion
+-- rollback_cancelled, frees the environment and gives the run back the
+-- status it had before the rollback (rollback_run_status).
 --
 -- ARGV[1] key prefix, ARGV[2] run, ARGV[3] now (ms), ARGV[4] (when given)
 -- JSON {"<env>": ms} of the environments whose deny windows are closed now
@@ -59,6 +63,8 @@ for env, _ in pairs(def.environments or {}) do
   if promo_waits[e] or (e == 'deploying' and not deploying) then
     promo_close(P, run, env, 'cancelled', now)
     promo_release(P, run, env, now, opens)
+  elseif e == 'rolling_back' and not deploying then
+    promo_rolled_back(P, run, env, 'cancelled', now, opens)
   end
 end
 for _, entry in ipairs(redis.call('SMEMBERS', rkey .. ':delayed')) do

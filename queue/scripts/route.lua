@@ -55,10 +55,14 @@ end
 local def = cjson.decode(ARGV[10] or r[2])
 local deploy_env = def.stages[stage] and def.stages[stage].env
 if r[1] ~= 'queued' and r[1] ~= 'running' then
-  -- A deployment stopped by the run's cancellation frees its environment.
-  if deploy_env and redis.call('HGET', promo_key(P, run, deploy_env), 'status') == 'deploying' then
+  -- A deployment stopped by the run's cancellation frees its environment;
+  -- so does a rollback, which gives the run back the status it had.
+  local e = deploy_env and redis.call('HGET', promo_key(P, run, deploy_env), 'status')
+  if e == 'deploying' then
     promo_close(P, run, deploy_env, 'cancelled', now)
     promo_release(P, run, deploy_env, now, opens)
+  elseif e == 'rolling_back' then
+    return {'routed', promo_rolled_back(P, run, deploy_env, st[1], now, opens)}
   end
   return {'routed', r[1]}
 end

@@ -855,3 +855,37 @@ def test_script_rollback_then_retry_is_refused(rstack):
         r.call("HDEL", prefix + "env:p:prod", "lock")
         got = r.call("EVAL", lua_script("rollout_retry"), 0, prefix, "r1", "prod", "carol", "", 1000)
         assert got == [b"not-failed", b"rollback failed"], got
+
+
+@pytest.mark.parametrize("when", ["queued", "running"])
+def test_script_cancel_during_a_rollback_frees_the_environment(rstack, when):
+    """A run cancelled while its rollback waits for a worker, or while a
+    worker runs it (and stops it, recording the stage cancelled): the
+    promotion ends rollback_cancelled, the environment is free and keeps its
+    current release, and the run gets back the status it had."""
+    with Redis(rstack.redis_port) as r:
+        prefix = "t-cmd-cancel-%s:" % when
+        seed(r, prefix, "succeeded", run_status="succeeded")
+        r.call("HSET", prefix + "run:r1:env:prod", "status", "deployed")
+        r.call("HSET", prefix + "env:p:prod", "current", "r1", "previous", "r0",
+               "previous_image", OLD_IMAGE)
+        got = r.call("EVAL", lua_script("rollback"), 0, prefix, "r1", "prod", "carol", "", 1000)
+        assert got[0] == b"rolling-back", got
+        if when == "running":
+            r.call("HSET", prefix + "run:r1:stage:deploy@prod", "status", "running", "worker", "w1")
+        got = r.call("EVAL", lua_script("cancel"), 0, prefix, "r1", 2000, "{}")
+        assert got == [b"cancelled", b"1" if when == "running" else b"0"], got
+        if when == "running":
+            assert r.hgetall(prefix + "run:r1:env:prod")["status"] == "rolling_back"
+            r.call("HSET", prefix + "run:r1:stage:deploy@prod", "status", "cancelled")
+            got = r.call("EVAL", lua_script("route"), 0, prefix, "r1", "deploy@prod", 6, 3000,
+                         "{}", "", "", "{}")
+            assert got == [b"routed", b"succeeded"], got
+        assert r.hgetall(prefix + "run:r1:stage:deploy@prod")["status"] == "cancelled"
+        assert r.hgetall(prefix + "run:r1:env:prod")["status"] == "rollback_cancelled"
+        assert r.hgetall(prefix + "run:r1")["status"] == "succeeded"
+        env = r.hgetall(prefix + "env:p:prod")
+        assert "lock" not in env and env["current"] == "r1" and env["previous"] == "r0", env
+        finished = [json.loads(v)["data"] for _, v in outbox_messages(r, prefix, "outbox:events")
+                    if json.loads(v)["type"] == "dev.sluice.promotion.finished"]
+        assert [d["status"] for d in finished] == ["rollback_cancelled"], finished

@@ -242,7 +242,9 @@ end
 
 -- A rollback of env (rollback.lua) ended with stage status st: the
 -- environment's current release is the previous one again, or stays as it
--- was when the rollback failed. The run gets back the status it had.
+-- was when the rollback failed or was stopped by the run's cancellation
+-- (st cancelled, or aborted by the worker that took it over: the promotion
+-- is rollback_cancelled). The run gets back the status it had.
 -- opens: as for promo_gates.
 local function promo_rolled_back(P, run, env, st, now, opens)
   local ekey = promo_key(P, run, env)
@@ -250,7 +252,12 @@ local function promo_rolled_back(P, run, env, st, now, opens)
   local f = redis.call('HMGET', skey, 'rollback_run', 'rollback_image', 'rollback_run_status',
                        'rollout')
   local back = f[3] or 'succeeded'
-  local status = st == 'rolled_back' and 'rolled_back' or 'rollback_failed'
+  local status = 'rollback_failed'
+  if st == 'rolled_back' then
+    status = 'rolled_back'
+  elseif st == 'cancelled' or st == 'aborted' then
+    status = 'rollback_cancelled'
+  end
   if st == 'rolled_back' then
     local pkey = promo_env_key(P, promo_pipeline(P, run), env)
     redis.call('HSET', pkey, 'current', f[1], 'current_at', now, 'current_image', f[2])
