@@ -104,7 +104,9 @@ static void on_script(struct redis *r, redisReply *reply, const char *err, void 
 			  LOG_S("stage", it->stage), LOG_S("set", set_name(it->kind)),
 			  LOG_S("outcome", outcome));
 	}
-	if (strcmp(outcome, "requeued") == 0 || strcmp(outcome, "failed") == 0)
+	/* A cancelled deployment's result frees its environment (reap.lua). */
+	if (strcmp(outcome, "requeued") == 0 || strcmp(outcome, "failed") == 0 ||
+	    strcmp(outcome, "cancelled") == 0)
 		outbox_kick(a->outbox);
 	item_done(it);
 }

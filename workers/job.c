@@ -283,23 +283,34 @@ static char *retry_policy(const struct job *j)
 	return text;
 }
 
+/* The attempt's result for sluice.results, ended with status (malloc'd;
+ * NULL when out of memory). */
+static char *result_value(const struct job *j, const char *status)
+{
+	char subject[512];
+	snprintf(subject, sizeof(subject), "runs/%s/stages/%s/attempts/%d", j->run, j->stage,
+		 j->attempt);
+	json_t *data = json_pack("{s:s,s:s,s:i,s:s}", "run", j->run, "stage", j->stage, "attempt",
+				 j->attempt, "status", status);
+	if (data && j->exit_code[0])
+		json_object_set_new(data, "exit_code", json_integer(atoi(j->exit_code)));
+	char *value =
+	    data ? envelope_encode("sluice-worker", "dev.sluice.stage.finished", subject, data)
+		 : NULL;
+	json_decref(data);
+	return value;
+}
+
 static void record(struct job *j)
 {
 	struct worker *w = j->w;
-	char topic[256], subject[512], attempt[16], now[32];
+	char topic[256], attempt[16], now[32];
 	snprintf(topic, sizeof(topic), "%sresults", w->settings.topic_prefix);
-	snprintf(subject, sizeof(subject), "runs/%s/stages/%s/attempts/%d", j->run, j->stage,
-		 j->attempt);
 	snprintf(attempt, sizeof(attempt), "%d", j->attempt);
 	snprintf(now, sizeof(now), "%lld", (long long)clock_now_ms());
 
-	json_t *data = json_pack("{s:s,s:s,s:i,s:s}", "run", j->run, "stage", j->stage, "attempt",
-				 j->attempt, "status", j->status);
-	if (j->exit_code[0])
-		json_object_set_new(data, "exit_code", json_integer(atoi(j->exit_code)));
-	char *value = envelope_encode("sluice-worker", "dev.sluice.stage.finished", subject, data);
+	char *value = result_value(j, j->status);
 	char *policy = retry_policy(j);
-	json_decref(data);
 	if (!value || !policy) {
 		free(value);
 		free(policy);
@@ -432,7 +443,8 @@ static void on_handed_back(struct redis *r, redisReply *reply, const char *err, 
 }
 
 /* The stage goes back with the job of attempt + 1: a late result of this
- * attempt is fenced off, as for a lost one. */
+ * attempt is fenced off, as for a lost one. In a cancelled run a deployment
+ * may end here instead, with the result "cancelled" (handback.lua). */
 static void hand_back(struct job *j)
 {
 	struct worker *w = j->w;
@@ -442,10 +454,14 @@ static void hand_back(struct job *j)
 	    json_object_get(json_object_get(json_object_get(j->def, "stages"), j->stage), "kind"));
 	json_t *job =
 	    jobs_prepare(&w->settings, j->run, j->stage, kind ? kind : "build", j->attempt + 1);
-	char attempt[16], now[32];
+	char *result = result_value(j, "cancelled");
+	char attempt[16], now[32], topic[256];
 	snprintf(attempt, sizeof(attempt), "%d", j->attempt);
 	snprintf(now, sizeof(now), "%lld", (long long)clock_now_ms());
-	if (!job) {
+	snprintf(topic, sizeof(topic), "%sresults", w->settings.topic_prefix);
+	if (!job || !result) {
+		json_decref(job);
+		free(result);
 		job_free(j);
 		return;
 	}
@@ -456,11 +472,14 @@ static void hand_back(struct job *j)
 			      w->token,
 			      now,
 			      json_string_value(json_object_get(job, "topic")),
-			      json_string_value(json_object_get(job, "value"))};
-	if (redis_script_run(w->redis, w->scripts.handback, on_handed_back, j, 0, 8, argv, NULL) <
+			      json_string_value(json_object_get(job, "value")),
+			      topic,
+			      result};
+	if (redis_script_run(w->redis, w->scripts.handback, on_handed_back, j, 0, 10, argv, NULL) <
 	    0)
 		job_free(j);
 	json_decref(job);
+	free(result);
 }
 
 int job_uses_run(const struct worker *w, const char *run)

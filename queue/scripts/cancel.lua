@@ -4,8 +4,10 @@
 -- are stopped by their workers, which watch the run's status and record
 -- them as cancelled. Open promotions are cancelled too; a deployment that
 -- has not started frees its environment at once, a running one when its
--- result is routed. A rollout parked at a pause is queued again with the
--- command abort, so that a worker sends its traffic back to stable. A
+-- result is routed. A rollout parked at a pause, or waiting for a worker
+-- to carry on from where an earlier attempt left it, is queued with the
+-- command abort instead (lib/strategy.lua), so that a worker sends its
+-- traffic back to stable. A
 -- rollback (rollback.lua) is stopped the same way: one not started at once,
 -- a running one when its result is routed; either ends the promotion
 -- rollback_cancelled, frees the environment and gives the run back the
@@ -33,25 +35,26 @@ emit(P, 'run.cancelled', run, 'runs/' .. run, {status = 'cancelled'})
 local waiting = {pending = true, queued = true, retrying = true}
 local running = 0
 local def = cjson.decode(r[2])
-for name, _ in pairs(def.stages) do
+for name, sdef in pairs(def.stages) do
   local skey = rkey .. ':stage:' .. name
-  local st = redis.call('HMGET', skey, 'status', 'attempt')
+  local st = redis.call('HMGET', skey, 'status', 'attempt', 'rollout')
   local s = st[1]
-  if waiting[s] then
+  -- A rollout parked at a pause, or waiting for a worker to go on from
+  -- where an earlier attempt left it, may hold traffic: a worker takes it
+  -- back to abort it.
+  if (s == 'paused' or (waiting[s] and st[3])) and strat_aborts_when_cancelled(P, run, sdef) then
+    strat_abort_cancelled(skey, now)
+    redis.call('HSET', skey, 'status', 'queued', 'queued_at', now)
+    redis.call('HDEL', skey, 'resume_entry', 'retry_at')
+    redis.call('ZADD', P .. 'queued', now, run .. '/' .. name)
+    promo_job(P, run, name, st[2] or 1)
+    running = running + 1
+  elseif waiting[s] then
     redis.call('HSET', skey, 'status', 'cancelled', 'finished', now)
     redis.call('HDEL', skey, 'retry_at')
     redis.call('ZREM', P .. 'queued', run .. '/' .. name)
     emit_stage(P, 'stage.cancelled', run, name, st[2] or 1, {})
   elseif s == 'running' then
-    running = running + 1
-  elseif s == 'paused' then
-    -- A rollout parked at a pause still holds traffic: a worker takes it
-    -- back to abort it (claim.lua lets an abort of a cancelled run in).
-    redis.call('HSET', skey, 'command', 'abort', 'command_by', 'cancel', 'command_at', now,
-               'status', 'queued', 'queued_at', now)
-    redis.call('HDEL', skey, 'resume_entry')
-    redis.call('ZADD', P .. 'queued', now, run .. '/' .. name)
-    promo_job(P, run, name, st[2] or 1)
     running = running + 1
   end
 end

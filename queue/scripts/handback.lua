@@ -4,9 +4,15 @@
 -- queued again with attempt + 1, so that a late result of the handed-back
 -- attempt is fenced off like that of a lost one.
 --
+-- In a cancelled run only the abort of a rollout is handed back
+-- (lib/strategy.lua), with the command abort; any other stage is
+-- cancelled, and a deployment's result (status "cancelled") goes to the
+-- router, which frees the environment.
+--
 -- ARGV[1] key prefix, ARGV[2] run, ARGV[3] stage, ARGV[4] attempt,
 -- ARGV[5] worker token, ARGV[6] now (ms), ARGV[7] job topic,
--- ARGV[8] job envelope for attempt + 1.
+-- ARGV[8] job envelope for attempt + 1, ARGV[9] result topic,
+-- ARGV[10] result envelope of this attempt, status "cancelled".
 -- Returns "handed-back", "cancelled" (the run was cancelled meanwhile:
 -- nothing runs again), or "fenced" when the attempt is no longer this
 -- worker's.
@@ -34,9 +40,18 @@ emit_stage(P, 'stage.handed_back', run, stage, attempt, {worker = token})
 
 local rstatus = redis.call('HGET', rkey, 'status')
 if rstatus ~= 'queued' and rstatus ~= 'running' then
-  redis.call('HSET', skey, 'status', 'cancelled', 'finished', now)
-  emit_stage(P, 'stage.cancelled', run, stage, attempt, {})
-  return 'cancelled'
+  local def = cjson.decode(redis.call('HGET', rkey, 'def') or '{}')
+  local sdef = def.stages and def.stages[stage] or {}
+  if not strat_aborts_when_cancelled(P, run, sdef) then
+    redis.call('HSET', skey, 'status', 'cancelled', 'finished', now)
+    emit_stage(P, 'stage.cancelled', run, stage, attempt, {})
+    if sdef.env then
+      -- The router frees the environment the deployment held.
+      outbox_add(P, ARGV[9], run, ARGV[10])
+    end
+    return 'cancelled'
+  end
+  strat_abort_cancelled(skey, now)
 end
 redis.call('HSET', skey, 'status', 'queued', 'attempt', tonumber(attempt) + 1, 'queued_at', now)
 redis.call('HDEL', skey, 'finished')

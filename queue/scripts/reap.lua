@@ -9,6 +9,12 @@
 -- ARGV[7] job topic, ARGV[8] job envelope for attempt + 1,
 -- ARGV[9] dead-letter topic, ARGV[10] job envelope of this attempt,
 -- ARGV[11] result topic, ARGV[12] result envelope (status "lost").
+--
+-- In a cancelled run only the abort of a rollout runs again
+-- (lib/strategy.lua): the stage is queued with attempt + 1 and the command
+-- abort, or fails once it had max_attempts, as above. Any other stage is
+-- cancelled; a deployment's result still goes to the router, which frees
+-- the environment.
 -- Returns "requeued", "failed", "cancelled" (the run was cancelled: nothing
 -- runs again), or, with nothing changed: "leased" (the lease is still held;
 -- its expiry in the leases set is brought up to date), "stale" (the stage
@@ -54,15 +60,29 @@ redis.call('HSET', skey, 'attempts', cjson.encode(history))
 redis.call('HDEL', skey, 'worker', 'exit_code', 'signal', 'routed')
 redis.call('ZREM', P .. 'leases', member)
 local n = tonumber(attempt)
+local open = rstatus == 'queued' or rstatus == 'running'
+local sdef, abort = {}, false
+if not open then
+  local def = cjson.decode(redis.call('HGET', rkey, 'def') or '{}')
+  sdef = def.stages and def.stages[stage] or {}
+  abort = strat_aborts_when_cancelled(P, run, sdef)
+end
 emit_stage(P, 'stage.lost', run, stage, attempt,
-           {worker = st[3], lost = lost, final = (rstatus == 'queued' or rstatus == 'running') and n >= max})
+           {worker = st[3], lost = lost, final = (open or abort) and n >= max})
 
-if rstatus ~= 'queued' and rstatus ~= 'running' then
+if not open and not abort then
   redis.call('HSET', skey, 'status', 'cancelled', 'finished', now)
   emit_stage(P, 'stage.cancelled', run, stage, attempt, {})
+  if sdef.env then
+    -- The router frees the environment the deployment held.
+    outbox_add(P, ARGV[11], run, ARGV[12])
+  end
   return 'cancelled'
 end
 if n < max then
+  if abort then
+    strat_abort_cancelled(skey, now)
+  end
   redis.call('HSET', skey, 'status', 'queued', 'attempt', n + 1, 'queued_at', now)
   redis.call('HDEL', skey, 'started', 'finished', 'error')
   redis.call('ZADD', P .. 'queued', now, member)

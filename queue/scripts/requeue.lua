@@ -1,7 +1,8 @@
 -- requeue: publish again the job of a stage still queued and unclaimed
 -- requeue_after its job was published, with the same attempt: a broker that
 -- lost the message delays the run but does not strand it, and a worker that
--- gets both copies claims the attempt once.
+-- gets both copies claims the attempt once. The abort of a cancelled run's
+-- rollout (lib/strategy.lua) is published again too.
 --
 -- ARGV[1] key prefix, ARGV[2] run, ARGV[3] stage, ARGV[4] attempt (as the
 -- caller read it), ARGV[5] now (ms), ARGV[6] requeue_after (ms),
@@ -20,8 +21,11 @@ if not since or tonumber(since) > now - after then
   return 'not-due'
 end
 local rstatus = redis.call('HGET', rkey, 'status')
-local st = redis.call('HMGET', skey, 'status', 'attempt')
-if (rstatus ~= 'queued' and rstatus ~= 'running') or st[1] ~= 'queued' then
+local st = redis.call('HMGET', skey, 'status', 'attempt', 'command')
+-- A cancelled run's rollout still waits for its abort (claim.lua).
+local open = rstatus == 'queued' or rstatus == 'running' or
+             (rstatus == 'cancelled' and st[3] == 'abort')
+if not open or st[1] ~= 'queued' then
   redis.call('ZREM', P .. 'queued', member)
   return 'done'
 end

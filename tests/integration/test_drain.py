@@ -175,12 +175,13 @@ def test_hand_back_behind_a_slow_redis_sends_no_renewal_after_it(drain_stack):
 
     # The worker's scripts for this stage, in the order Redis ran them: a
     # renewal's arguments end with the lease (3000) and the time, the
-    # hand-back's with the next attempt's topic and job.
+    # hand-back's with the next attempt's topic and job, then the result's
+    # topic and message (for a cancelled run's deployment).
     calls = [re.findall(r'"((?:[^"\\]|\\.)*)"', l) for l in lines if '"EVALSHA"' in l]
     calls = [c[c.index("EVALSHA"):] for c in calls]
     ours = [c for c in calls if len(c) > 4 and c[4] == run_id]
     renewals = [i for i, c in enumerate(ours) if len(c) == 10 and c[8] == "3000"]
-    handbacks = [i for i, c in enumerate(ours) if len(c) == 11 and c[9] == "sluice.jobs.build"]
+    handbacks = [i for i, c in enumerate(ours) if len(c) == 13 and c[9] == "sluice.jobs.build"]
     assert len(handbacks) == 1, ours
     assert all(i < handbacks[0] for i in renewals), ours
 

@@ -278,6 +278,48 @@ def test_an_expired_lease_is_reaped_once(rstack):
             "dev.sluice.stage.lost", "dev.sluice.stage.queued"]
 
 
+@pytest.mark.parametrize("how", ["reap", "handback"])
+def test_a_cancelled_runs_deployment_whose_worker_is_gone_frees_the_environment(rstack, how):
+    """A deployment without a strategy, running when its run was cancelled,
+    whose worker is then gone (lease expired, or handed back as it stopped)
+    before it recorded the stage: the stage is cancelled and its result goes
+    to the router, which ends the promotion and passes the environment on
+    to the run waiting for it."""
+    definition = {"name": "p", "stages": {"deploy@prod": {"kind": "deploy", "env": "prod",
+                                                          "needs": [], "run": ["true"]}},
+                  "environments": {"prod": {"after": None,
+                                            "approval": {"required": False, "expires_s": 0}}}}
+    with redis(rstack) as r:
+        P = "t-cancel-%s:" % how
+        for run, created in (("r1", 1), ("r2", 2)):
+            r.call("HSET", P + "run:" + run, "status", "running", "pipeline", "p",
+                   "created", created, "def", json.dumps(definition))
+        r.call("HSET", P + "run:r1:stage:deploy@prod", "status", "running", "attempt", 1,
+               "worker", "w:1:aa", "started", 500)
+        r.call("HSET", P + "run:r1:env:prod", "status", "deploying")
+        r.call("HSET", P + "run:r2:stage:deploy@prod", "status", "pending", "attempt", 1)
+        r.call("HSET", P + "run:r2:env:prod", "status", "queued")
+        r.call("ZADD", P + "env:p:prod:waiting", 2, "r2")
+        r.call("HSET", P + "env:p:prod", "lock", "r1")
+        assert r.call("EVAL", lua_script("cancel"), 0, P, "r1", 1000, "{}") == [b"cancelled",
+                                                                                 b"1"]
+        if how == "reap":
+            got = r.call("EVAL", lua_script("reap"), 0, P, "r1", "deploy@prod", "1", 2000, 3,
+                         "jobs", "job-2", "dlq", "job-1", "results", "result-1")
+        else:
+            got = r.call("EVAL", lua_script("handback"), 0, P, "r1", "deploy@prod", "1",
+                         "w:1:aa", 2000, "jobs", "job-2", "results", "result-1")
+        assert got == b"cancelled", got
+        assert r.hgetall(P + "run:r1:stage:deploy@prod")["status"] == "cancelled"
+        assert outbox_messages(r, P) == [("results", "result-1")]
+        got = r.call("EVAL", lua_script("route"), 0, P, "r1", "deploy@prod", 1, 3000, "{}",
+                     "", "", "{}")
+        assert got == [b"routed", b"cancelled"], got
+        assert r.hgetall(P + "run:r1:env:prod")["status"] == "cancelled"
+        assert r.hgetall(P + "env:p:prod")["lock"] == "r2"
+        assert r.hgetall(P + "run:r2:env:prod")["status"] == "deploying"
+
+
 def test_redis_out_of_memory_refuses_webhooks_but_still_shows_runs(rstack):
     """maxmemory reached: a webhook is answered 503 and nothing is recorded
     (GitHub may deliver it again); reading runs goes on, the view of one

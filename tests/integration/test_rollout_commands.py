@@ -889,3 +889,94 @@ def test_script_cancel_during_a_rollback_frees_the_environment(rstack, when):
         finished = [json.loads(v)["data"] for _, v in outbox_messages(r, prefix, "outbox:events")
                     if json.loads(v)["type"] == "dev.sluice.promotion.finished"]
         assert [d["status"] for d in finished] == ["rollback_cancelled"], finished
+
+
+def lose(r, prefix, how, attempt, now, max_attempts=10):
+    """The worker running attempt of r1's deploy@prod is gone: its lease
+    expired (reap.lua, with max_attempts) or it handed the stage back as it
+    stopped (handback.lua). Returns the script's reply."""
+    if how == "reap":
+        r.call("DEL", prefix + "lease:r1:deploy@prod")
+        return r.call("EVAL", lua_script("reap"), 0, prefix, "r1", "deploy@prod", str(attempt),
+                      now, max_attempts, "@jobs.deploy", "job-%d" % (attempt + 1), "dlq",
+                      "job-%d" % attempt, "@results", "lost-%d" % attempt)
+    worker = r.hgetall(prefix + "run:r1:stage:deploy@prod")["worker"]
+    return r.call("EVAL", lua_script("handback"), 0, prefix, "r1", "deploy@prod", str(attempt),
+                  worker, now, "@jobs.deploy", "job-%d" % (attempt + 1), "@results",
+                  "cancelled-%d" % attempt)
+
+
+@pytest.mark.parametrize("how", ["reap", "handback"])
+@pytest.mark.parametrize("where", ["running", "parked"])
+def test_script_a_cancelled_runs_rollout_whose_worker_is_gone_is_still_aborted(rstack, how,
+                                                                                 where):
+    """A cancelled run's rollout holds traffic until a worker aborts it:
+    running when the run was cancelled, or parked and taken back by a
+    worker to be aborted, its worker gone (lease expired, or handed back)
+    does not drop it. The stage is queued with attempt + 1 and the command
+    abort, which a worker may claim; the promotion and the environment's
+    lock wait for the abort's result."""
+    with Redis(rstack.redis_port) as r:
+        prefix = "t-cancel-lost-%s-%s:" % (how, where)
+        seed(r, prefix, "running" if where == "running" else "paused")
+        r.call("HSET", prefix + "env:p:prod", "lock", "r1")
+        if where == "running":
+            r.call("HSET", prefix + "run:r1:stage:deploy@prod", "worker", "w1", "started", 900)
+        got = r.call("EVAL", lua_script("cancel"), 0, prefix, "r1", 1000, "{}")
+        assert got == [b"cancelled", b"1"], got
+        if where == "parked":
+            got = r.call("EVAL", lua_script("claim"), 0, prefix, "r1", "deploy@prod", "5", "w2",
+                         10000, 1100)
+            assert got[0] == b"claimed", got
+        r.call("DEL", prefix + "outbox")
+        assert lose(r, prefix, how, 5, 2000) == (b"requeued" if how == "reap" else
+                                                 b"handed-back")
+        stage = r.hgetall(prefix + "run:r1:stage:deploy@prod")
+        assert (stage["status"], stage["attempt"], stage["command"], stage["command_by"]) == (
+            "queued", "6", "abort", "cancel"), stage
+        assert outbox_messages(r, prefix) == [("@jobs.deploy", "job-6")]
+        assert r.hgetall(prefix + "run:r1:env:prod")["status"] == "deploying"
+        assert r.hgetall(prefix + "env:p:prod")["lock"] == "r1"
+        got = r.call("EVAL", lua_script("claim"), 0, prefix, "r1", "deploy@prod", "6", "w3",
+                     10000, 2100)
+        assert got[0] == b"claimed", got
+
+
+def test_script_a_cancelled_runs_abort_lost_too_often_frees_the_environment(rstack):
+    """An abort whose workers are lost max_attempts times fails, and its
+    result lets the router end the promotion and free the environment."""
+    with Redis(rstack.redis_port) as r:
+        prefix = "t-cancel-lost-often:"
+        seed(r, prefix, "running")
+        r.call("HSET", prefix + "run:r1:stage:deploy@prod", "attempt", 3, "worker", "w1")
+        r.call("HSET", prefix + "env:p:prod", "lock", "r1")
+        r.call("EVAL", lua_script("cancel"), 0, prefix, "r1", 1000, "{}")
+        assert lose(r, prefix, "reap", 3, 2000, max_attempts=3) == b"failed"
+        stage = r.hgetall(prefix + "run:r1:stage:deploy@prod")
+        assert (stage["status"], stage["error"]) == ("failed", "lost 1 times"), stage
+        assert outbox_messages(r, prefix) == [("dlq", "job-3"), ("@results", "lost-3")]
+        got = r.call("EVAL", lua_script("route"), 0, prefix, "r1", "deploy@prod", 3, 3000, "{}",
+                     "", "", "{}")
+        assert got == [b"routed", b"cancelled"], got
+        assert r.hgetall(prefix + "run:r1:env:prod")["status"] == "cancelled"
+        assert "lock" not in r.hgetall(prefix + "env:p:prod")
+
+
+def test_script_cancel_aborts_a_rollout_waiting_to_go_on_and_its_job_is_published_again(
+        rstack):
+    """A rollout queued for a worker to carry on from where an earlier
+    attempt left it (its traffic moved already) is queued to be aborted by
+    the cancel, not cancelled; its job is published again while unclaimed,
+    as any other."""
+    with Redis(rstack.redis_port) as r:
+        prefix = "t-cancel-queued-rollout:"
+        seed(r, prefix, "queued", phase="Progressing")
+        r.call("HSET", prefix + "env:p:prod", "lock", "r1")
+        got = r.call("EVAL", lua_script("cancel"), 0, prefix, "r1", 1000, "{}")
+        assert got == [b"cancelled", b"1"], got
+        stage = r.hgetall(prefix + "run:r1:stage:deploy@prod")
+        assert (stage["status"], stage["command"]) == ("queued", "abort"), stage
+        assert r.hgetall(prefix + "run:r1:env:prod")["status"] == "deploying"
+        got = r.call("EVAL", lua_script("requeue"), 0, prefix, "r1", "deploy@prod", "5", 100000,
+                     60000, "@jobs.deploy", "job-5")
+        assert got == b"requeued", got

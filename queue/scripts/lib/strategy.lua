@@ -1,6 +1,7 @@
 -- strategy: prepended by tools/embed-lua.sh, after promotion, to every
 -- script that calls it. What the operator commands of deployment strategies
--- share (rollout_command.lua, rollout_retry.lua, rollback.lua).
+-- share (rollout_command.lua, rollout_retry.lua, rollback.lua), and the
+-- abort of a cancelled run's rollout (cancel.lua, reap.lua, handback.lua).
 --
 -- The deployment of a run to env is the stage "deploy@<env>"; its
 -- definition carries "rollout" when the environment has a strategy. While a
@@ -57,6 +58,25 @@ local function strat_queue(P, run, stage, skey, attempt, now)
   redis.call('HSET', skey, 'status', 'queued', 'attempt', attempt, 'queued_at', now)
   redis.call('ZADD', P .. 'queued', now, run .. '/' .. stage)
   promo_job(P, run, stage, attempt)
+end
+
+-- A cancelled run's deployment with a strategy is aborted rather than
+-- dropped, so that no traffic stays on a release nobody deploys any more:
+-- while its promotion is open (deploying, or rolling_back), a worker takes
+-- the stage back with the command abort, which claim.lua lets in for a
+-- cancelled run. sdef: the stage's definition.
+local function strat_aborts_when_cancelled(P, run, sdef)
+  if type(sdef.rollout) ~= 'table' or not sdef.env then
+    return false
+  end
+  local e = redis.call('HGET', promo_key(P, run, sdef.env), 'status')
+  return e == 'deploying' or e == 'rolling_back'
+end
+
+-- The abort of a cancelled run's rollout, for the worker that takes the
+-- stage next.
+local function strat_abort_cancelled(skey, now)
+  redis.call('HSET', skey, 'command', 'abort', 'command_by', 'cancel', 'command_at', now)
 end
 
 -- An operator's command on sluice.events: who, what and why.
