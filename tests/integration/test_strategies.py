@@ -294,6 +294,21 @@ class World:
                         inconclusiveLimit=1),
                 },
             },
+            # Blue/green by commands alone, each logged to ctrl/hooked.log;
+            # the post hook (after the switch) fails a release named
+            # "*-badhook".
+            "hooked": {
+                "image": "${build.image}",
+                "provider": {"type": "exec", "timeout": "10s", "actions": {
+                    verb: {"sh": 'echo "%s $SLUICE_COLOR $SLUICE_IMAGE" >> "%s/hooked.log"'
+                                 % (verb, self.ctrl)}
+                    for verb in ("apply", "verify", "switch", "scale_down")}},
+                "strategy": {"type": "BlueGreen", "activeService": "blue",
+                             "previewService": "green", "autoPromote": True,
+                             "scaleDownDelay": "1s"},
+                "hooks": {"post": [{"name": "flush cache",
+                                    "sh": 'case "$SLUICE_IMAGE" in *-badhook) exit 1;; esac'}]},
+            },
             "rolling": {
                 "image": "${build.image}",
                 "provider": self.exec_provider("roll", "roll"),
@@ -684,6 +699,38 @@ def test_blue_green_waits_for_approval_switches_and_switches_back_on_failure(wor
     assert set(world.hx_bg.traffic(10, by="version")) == {"g1"}
     env = env_hash(world, "bluegreen")
     assert env["active_color"] == "green" and env["current"] == good, env
+
+
+def hooked_actions(w):
+    """(verb, colour, release) of each action of the "hooked" pipeline."""
+    with open(os.path.join(w.ctrl, "hooked.log")) as f:
+        return [tuple(line.split()) for line in f if line.strip()]
+
+
+def test_blue_green_failing_past_its_switch_leaves_its_colour_live(world):
+    """A blue/green deployment whose post hook fails after the switch, past
+    the point of no return (no switch back), fails with its release live:
+    the environment records it current and its colour active, so the next
+    deployment goes to the other colour and scales this one down."""
+    first = push(world, "hooked", "h1-badhook")
+    run = wait_end(world, first)
+    assert run["status"] == "failed", json.dumps(run, indent=2)
+    assert [a for a in hooked_actions(world) if a[0] == "switch"] == [
+        ("switch", "green", "h1-badhook")]
+    env = env_hash(world, "hooked")
+    assert (env["active_color"], env["current"], env["current_image"]) == (
+        "green", first, "h1-badhook"), env
+
+    done = len(hooked_actions(world))
+    second = push(world, "hooked", "h2")
+    run = wait_end(world, second)
+    assert run["status"] == "succeeded", json.dumps(run, indent=2)
+    assert hooked_actions(world)[done:] == [
+        ("apply", "blue", "h2"), ("verify", "blue", "h2"), ("switch", "blue", "h2"),
+        ("scale_down", "green", "h2")]
+    env = env_hash(world, "hooked")
+    assert (env["active_color"], env["current"], env["previous"], env["previous_image"]) == (
+        "blue", second, first, "h1-badhook"), env
 
 
 # --- RollingUpdate -----------------------------------------------------------

@@ -240,63 +240,46 @@ local function promo_first(def)
   return nil
 end
 
--- A rollback of env (rollback.lua) ended with stage status st: the
--- environment's current release is the previous one again, or stays as it
--- was when the rollback failed or was stopped by the run's cancellation
--- (st cancelled, or aborted by the worker that took it over: the promotion
--- is rollback_cancelled). The run gets back the status it had.
--- opens: as for promo_gates.
-local function promo_rolled_back(P, run, env, st, now, opens)
-  local ekey = promo_key(P, run, env)
-  local skey = P .. 'run:' .. run .. ':stage:deploy@' .. env
-  local f = redis.call('HMGET', skey, 'rollback_run', 'rollback_image', 'rollback_run_status',
-                       'rollout')
-  local back = f[3] or 'succeeded'
-  local status = 'rollback_failed'
-  if st == 'rolled_back' then
-    status = 'rolled_back'
-  elseif st == 'cancelled' or st == 'aborted' then
-    status = 'rollback_cancelled'
+-- The rollout's state the worker saved with the deployment of run to env,
+-- or nil (a deployment without a strategy).
+local function promo_rollout(P, run, env)
+  local ok, state = pcall(cjson.decode,
+                          redis.call('HGET', P .. 'run:' .. run .. ':stage:deploy@' .. env,
+                                     'rollout') or '')
+  if ok and type(state) == 'table' then
+    return state
   end
-  if st == 'rolled_back' then
-    local pkey = promo_env_key(P, promo_pipeline(P, run), env)
-    redis.call('HSET', pkey, 'current', f[1], 'current_at', now, 'current_image', f[2])
-    redis.call('HDEL', pkey, 'previous', 'previous_at', 'previous_image')
-    local ok, state = pcall(cjson.decode, f[4] or '')
-    if ok and type(state) == 'table' and state.color then
-      redis.call('HSET', pkey, 'active_color', state.color)
-    end
-  end
-  redis.call('HSET', ekey, 'status', status, 'finished', now)
-  emit(P, 'promotion.finished', run, promo_subject(run, env),
-       {env = env, status = status, release = f[1]})
-  promo_release(P, run, env, now, opens)
-  redis.call('HSET', P .. 'run:' .. run, 'status', back, 'finished', now)
-  emit(P, 'run.finished', run, 'runs/' .. run, {status = back})
-  return back
+  return nil
 end
 
--- The deployment of run to env ended with stage status st (the run still
--- open). Returns the run's status afterwards. A rollout that aborted ends
--- the run aborted; a deployment with a strategy leaves the image it
--- released and the colour now live with the environment, for a rollback
--- and the next blue/green deployment.
-local function promo_deployed(P, run, env, def, st, now, opens)
-  local ekey = promo_key(P, run, env)
-  local estatus = redis.call('HGET', ekey, 'status')
-  if estatus == 'rolling_back' then
-    return promo_rolled_back(P, run, env, st, now, opens)
+-- The blue/green colour a rollout's state leaves live when it ends: the
+-- new one once traffic was switched to it and not switched back (the
+-- weights follow every switch that went through, an abort's switch back
+-- too); nil when the colour live before still is.
+local function promo_live_color(state)
+  if not state or not state.color or state.switched ~= true or
+     type(state.weights) ~= 'table' then
+    return nil
   end
-  if estatus ~= 'deploying' then
-    return redis.call('HGET', P .. 'run:' .. run, 'status')
+  if tonumber(state.weights[state.color]) == 100 then
+    return state.color
   end
-  if st ~= 'succeeded' then
-    local outcome = st == 'aborted' and 'aborted' or 'failed'
-    promo_close(P, run, env, outcome, now)
-    promo_release(P, run, env, now, opens)
-    promo_end_run(P, run, def, outcome, now)
-    return outcome
-  end
+  return nil
+end
+
+-- Whether a rollout that did not succeed failed past its point of no return
+-- (stages/rollout.c: a step marked final failed, the new release being the
+-- stable one already), which fails it without an abort.
+local function promo_past_no_return(state)
+  local step = state and type(state.steps) == 'table' and
+                 state.steps[(tonumber(state.step) or -1) + 1]
+  return type(step) == 'table' and step.final == true and step.status == 'failed'
+end
+
+-- run's release is env's current one now, the one before it the previous.
+-- With a strategy the environment keeps the image released and the colour
+-- live, for a rollback and the next blue/green deployment.
+local function promo_make_current(P, run, env, state, now)
   local pkey = promo_env_key(P, promo_pipeline(P, run), env)
   local current = redis.call('HGET', pkey, 'current')
   if current and current ~= run then
@@ -310,10 +293,7 @@ local function promo_deployed(P, run, env, def, st, now, opens)
     end
   end
   redis.call('HSET', pkey, 'current', run, 'current_at', now)
-  local ok, state = pcall(cjson.decode,
-                          redis.call('HGET', P .. 'run:' .. run .. ':stage:deploy@' .. env,
-                                     'rollout') or '')
-  if ok and type(state) == 'table' then
+  if state then
     if state.image and state.image ~= '' then
       redis.call('HSET', pkey, 'current_image', state.image)
     end
@@ -323,6 +303,75 @@ local function promo_deployed(P, run, env, def, st, now, opens)
   else
     redis.call('HDEL', pkey, 'current_image')
   end
+end
+
+-- A rollback of env (rollback.lua) ended with stage status st: the
+-- environment's current release is the previous one again, or stays as it
+-- was when the rollback failed or was stopped by the run's cancellation
+-- (st cancelled, or aborted by the worker that took it over: the promotion
+-- is rollback_cancelled). The run gets back the status it had.
+-- opens: as for promo_gates.
+local function promo_rolled_back(P, run, env, st, now, opens)
+  local ekey = promo_key(P, run, env)
+  local skey = P .. 'run:' .. run .. ':stage:deploy@' .. env
+  local f = redis.call('HMGET', skey, 'rollback_run', 'rollback_image', 'rollback_run_status')
+  local state = promo_rollout(P, run, env)
+  local back = f[3] or 'succeeded'
+  local status = 'rollback_failed'
+  if st == 'rolled_back' then
+    status = 'rolled_back'
+  elseif st == 'cancelled' or st == 'aborted' then
+    status = 'rollback_cancelled'
+  end
+  local pkey = promo_env_key(P, promo_pipeline(P, run), env)
+  if st == 'rolled_back' then
+    redis.call('HSET', pkey, 'current', f[1], 'current_at', now, 'current_image', f[2])
+    redis.call('HDEL', pkey, 'previous', 'previous_at', 'previous_image')
+    if state and state.color then
+      redis.call('HSET', pkey, 'active_color', state.color)
+    end
+  elseif promo_live_color(state) then
+    redis.call('HSET', pkey, 'active_color', state.color)
+  end
+  redis.call('HSET', ekey, 'status', status, 'finished', now)
+  emit(P, 'promotion.finished', run, promo_subject(run, env),
+       {env = env, status = status, release = f[1]})
+  promo_release(P, run, env, now, opens)
+  redis.call('HSET', P .. 'run:' .. run, 'status', back, 'finished', now)
+  emit(P, 'run.finished', run, 'runs/' .. run, {status = back})
+  return back
+end
+
+-- The deployment of run to env ended with stage status st (the run still
+-- open). Returns the run's status afterwards. A rollout that aborted ends
+-- the run aborted. A deployment that did not succeed may still have left
+-- its release live: past its point of no return it is the environment's
+-- current one, as after a success; short of it, a blue/green switch not
+-- switched back leaves the new colour live.
+local function promo_deployed(P, run, env, def, st, now, opens)
+  local ekey = promo_key(P, run, env)
+  local estatus = redis.call('HGET', ekey, 'status')
+  if estatus == 'rolling_back' then
+    return promo_rolled_back(P, run, env, st, now, opens)
+  end
+  if estatus ~= 'deploying' then
+    return redis.call('HGET', P .. 'run:' .. run, 'status')
+  end
+  local state = promo_rollout(P, run, env)
+  if st ~= 'succeeded' then
+    local outcome = st == 'aborted' and 'aborted' or 'failed'
+    if promo_past_no_return(state) then
+      promo_make_current(P, run, env, state, now)
+    elseif promo_live_color(state) then
+      redis.call('HSET', promo_env_key(P, promo_pipeline(P, run), env), 'active_color',
+                 state.color)
+    end
+    promo_close(P, run, env, outcome, now)
+    promo_release(P, run, env, now, opens)
+    promo_end_run(P, run, def, outcome, now)
+    return outcome
+  end
+  promo_make_current(P, run, env, state, now)
   promo_close(P, run, env, 'deployed', now)
   promo_release(P, run, env, now, opens)
   local nxt = promo_next(def, env)
