@@ -55,10 +55,13 @@ end
 local def = cjson.decode(ARGV[10] or r[2])
 local deploy_env = def.stages[stage] and def.stages[stage].env
 if r[1] ~= 'queued' and r[1] ~= 'running' then
-  -- A deployment stopped by the run's cancellation frees its environment;
-  -- so does a rollback, which gives the run back the status it had.
+  -- A deployment stopped by the run's cancellation frees its environment,
+  -- which keeps what it left live (one that succeeded before it saw the
+  -- cancellation is the current release); so does a rollback, which gives
+  -- the run back the status it had.
   local e = deploy_env and redis.call('HGET', promo_key(P, run, deploy_env), 'status')
   if e == 'deploying' then
+    promo_record_live(P, run, deploy_env, st[1], now)
     promo_close(P, run, deploy_env, 'cancelled', now)
     promo_release(P, run, deploy_env, now, opens)
   elseif e == 'rolling_back' then

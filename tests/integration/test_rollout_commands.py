@@ -962,6 +962,36 @@ def test_script_a_cancelled_runs_abort_lost_too_often_frees_the_environment(rsta
         assert "lock" not in r.hgetall(prefix + "env:p:prod")
 
 
+def test_script_a_cancelled_runs_deployment_that_went_live_is_the_current_release(rstack):
+    """A deployment that succeeded before its worker saw the cancellation
+    (or failed past its point of no return) left its release live: the
+    environment records it as current, the one before as previous, so that
+    a rollback and the next deployment start from what serves."""
+    with Redis(rstack.redis_port) as r:
+        for status, final in (("succeeded", False), ("failed", True), ("aborted", False)):
+            prefix = "t-cancel-live-%s:" % status
+            seed(r, prefix, status, run_status="cancelled")
+            state = {"phase": "Healthy", "image": IMAGE, "step": 0,
+                     "steps": [{"name": "promote", "status": "failed" if final else "done",
+                                "final": True}]}
+            r.call("HSET", prefix + "run:r1:stage:deploy@prod", "attempt", 1,
+                   "rollout", json.dumps(state))
+            r.call("HSET", prefix + "env:p:prod", "lock", "r1", "current", "r0",
+                   "current_image", OLD_IMAGE)
+            got = r.call("EVAL", lua_script("route"), 0, prefix, "r1", "deploy@prod", 1, 3000,
+                         "{}", "", "", "{}")
+            assert got == [b"routed", b"cancelled"], got
+            env = r.hgetall(prefix + "env:p:prod")
+            assert "lock" not in env, env
+            assert r.hgetall(prefix + "run:r1:env:prod")["status"] == "cancelled"
+            if status == "aborted":
+                # Aborted: traffic went back, the release before still serves.
+                assert (env["current"], env["current_image"]) == ("r0", OLD_IMAGE), env
+            else:
+                assert (env["current"], env["current_image"], env["previous"],
+                        env["previous_image"]) == ("r1", IMAGE, "r0", OLD_IMAGE), env
+
+
 def test_script_cancel_aborts_a_rollout_waiting_to_go_on_and_its_job_is_published_again(
         rstack):
     """A rollout queued for a worker to carry on from where an earlier

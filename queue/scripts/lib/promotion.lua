@@ -342,6 +342,21 @@ local function promo_rolled_back(P, run, env, st, now, opens)
   return back
 end
 
+-- What the deployment of run to env, ended with stage status st, left
+-- live, recorded with the environment: its release once it succeeded or
+-- failed past its point of no return, else the blue/green colour it
+-- switched to and could not switch back. Whether the run goes on or was
+-- cancelled meanwhile, the next deployment and a rollback start from it.
+local function promo_record_live(P, run, env, st, now)
+  local state = promo_rollout(P, run, env)
+  if st == 'succeeded' or promo_past_no_return(state) then
+    promo_make_current(P, run, env, state, now)
+  elseif promo_live_color(state) then
+    redis.call('HSET', promo_env_key(P, promo_pipeline(P, run), env), 'active_color',
+               state.color)
+  end
+end
+
 -- The deployment of run to env ended with stage status st (the run still
 -- open). Returns the run's status afterwards. A rollout that aborted ends
 -- the run aborted. A deployment that did not succeed may still have left
@@ -357,21 +372,14 @@ local function promo_deployed(P, run, env, def, st, now, opens)
   if estatus ~= 'deploying' then
     return redis.call('HGET', P .. 'run:' .. run, 'status')
   end
-  local state = promo_rollout(P, run, env)
+  promo_record_live(P, run, env, st, now)
   if st ~= 'succeeded' then
     local outcome = st == 'aborted' and 'aborted' or 'failed'
-    if promo_past_no_return(state) then
-      promo_make_current(P, run, env, state, now)
-    elseif promo_live_color(state) then
-      redis.call('HSET', promo_env_key(P, promo_pipeline(P, run), env), 'active_color',
-                 state.color)
-    end
     promo_close(P, run, env, outcome, now)
     promo_release(P, run, env, now, opens)
     promo_end_run(P, run, def, outcome, now)
     return outcome
   end
-  promo_make_current(P, run, env, state, now)
   promo_close(P, run, env, 'deployed', now)
   promo_release(P, run, env, now, opens)
   local nxt = promo_next(def, env)
