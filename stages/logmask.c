@@ -254,13 +254,14 @@ static const char *masked_copy(struct logmask *m, const char *text, size_t len, 
 static void store(struct logmask *m, enum logmask_stream s, const char *line, size_t len)
 {
 	if (s != LOGMASK_SYSTEM) {
-		if (m->capped || m->kept + len > m->cap) {
+		size_t cost = len + LOGMASK_LINE_COST;
+		if (m->capped || m->kept + cost > m->cap) {
 			m->capped = 1;
 			m->dropped_lines++;
 			m->dropped_bytes += len;
 			return;
 		}
-		m->kept += len;
+		m->kept += cost;
 	}
 	m->emit(s, line, len, m->arg);
 }

@@ -3,11 +3,14 @@
  * Every line passes through here before it is stored: each secret value, and
  * its standard base64 form, is replaced by "[masked]"; stdout and stderr
  * lines beyond the stage's cap are counted, not stored, and logmask_finish
- * says how many were dropped. Masking is per line: a secret split across
- * writes is masked once its line is whole; a line longer than the reader's
- * piece size arrives in pieces, and a secret straddling two pieces is masked
- * too (the end of a piece is held back until the next one). Secrets shorter
- * than LOGMASK_MIN_SECRET bytes are not masked: they would hit too often.
+ * says how many were dropped. Each line counts LOGMASK_LINE_COST bytes
+ * toward the cap beside its own, what storing it takes besides its text (its
+ * entry's id, time and stream), so that empty lines reach the cap too.
+ * Masking is per line: a secret split across writes is masked once its line
+ * is whole; a line longer than the reader's piece size arrives in pieces,
+ * and a secret straddling two pieces is masked too (the end of a piece is
+ * held back until the next one). Secrets shorter than LOGMASK_MIN_SECRET
+ * bytes are not masked: they would hit too often.
  */
 #ifndef SLUICE_LOGMASK_H
 #define SLUICE_LOGMASK_H
@@ -15,6 +18,7 @@
 #include <stddef.h>
 
 #define LOGMASK_MIN_SECRET 4
+#define LOGMASK_LINE_COST  32
 
 enum logmask_stream { LOGMASK_STDOUT, LOGMASK_STDERR, LOGMASK_SYSTEM };
 
@@ -23,10 +27,10 @@ typedef void (*logmask_emit_cb)(enum logmask_stream s, const char *line, size_t 
 
 struct logmask;
 
-/* cap: bytes of stdout and stderr lines kept (system lines are not counted
- * and always kept). piece: a stdout/stderr line of exactly this length is a
- * piece of a longer line that continues in the next one of its stream (0:
- * lines are always whole). */
+/* cap: bytes of stdout and stderr lines kept, LOGMASK_LINE_COST more for
+ * each (system lines are not counted and always kept). piece: a
+ * stdout/stderr line of exactly this length is a piece of a longer line that
+ * continues in the next one of its stream (0: lines are always whole). */
 struct logmask *logmask_new(size_t cap, size_t piece, logmask_emit_cb emit, void *arg);
 /* The value itself, each of its lines, and its base64 forms (alone, and as
  * it would appear inside a longer base64 stream at each of the three byte

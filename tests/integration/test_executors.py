@@ -1,6 +1,6 @@
 """Executors end to end: sh: scripts, http: requests, the environment a
 stage sees, secrets kept out of the log stream, the log cap, output that is
-not UTF-8 and timeouts.
+not UTF-8, output faster than Redis takes it, and timeouts.
 One stack of its own, with a local HTTP server for the http: stages."""
 
 import base64
@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
+import time
 
 import pytest
 
@@ -78,6 +79,8 @@ def pipelines(repo, port):
                      "inherit_env": [KEEP]}}),
         "secret.yaml": secret,
         "capped.yaml": p("capped", {"build": {"sh": "seq 1 1000", "log_cap": 100}}),
+        "empty-flood.yaml": p("empty-flood", {"build": {
+            "sh": "yes '' | head -n 2000000; echo done", "log_cap": 4096}}),
         "slow.yaml": p("slow", {"build": {"sh": "echo started; sleep 30", "timeout": "1s"}}),
         "hook.yaml": hook,
         "flaky.yaml": p("flaky", {"test": http_stage(port, "/flaky")}),
@@ -186,10 +189,44 @@ def test_log_cap_drops_and_counts_lines(env_stack):
     assert run["status"] == "succeeded", run
     got = lines(env_stack, run, "build")
     out = [l for s, l in got if s == "stdout"]
-    # Lines are counted without their newline: 1..9 take 9 bytes, 10..54 take 90.
-    assert out == [str(i) for i in range(1, 55)], out
-    assert ("system", "[946 lines (2794 bytes) dropped: log cap of 100 bytes reached]") \
+    # A line counts its bytes without the newline and 32 more: 1..3 take 99.
+    assert out == ["1", "2", "3"], out
+    assert ("system", "[997 lines (2890 bytes) dropped: log cap of 100 bytes reached]") \
         in got, got
+
+
+def rss_kb(proc):
+    with open("/proc/%d/status" % proc.popen.pid) as f:
+        return next(int(l.split()[1]) for l in f if l.startswith("VmRSS:"))
+
+
+def run_watching_rss(stack, name):
+    """Runs the pipeline name; returns the run and the largest RSS of the
+    worker that ran it, sampled while it ran, above its RSS before."""
+    worker = next(p for p in stack.procs if p.name == "worker-1")
+    before = peak = rss_kb(worker)
+    status, body = stack.post_hook("push", stack.push_payload("sluice-it/" + name))
+    assert status == 202 and len(body.get("runs", [])) == 1, (status, body)
+    run_id = body["runs"][0]
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and stack.run(run_id)["status"] not in (
+            "succeeded", "failed", "cancelled", "timed_out"):
+        peak = max(peak, rss_kb(worker))
+        time.sleep(0.1)
+    return stack.wait_run(run_id, timeout=10), peak - before
+
+
+def test_empty_lines_reach_the_log_cap(env_stack):
+    run, grown_kb = run_watching_rss(env_stack, "empty-flood")
+    build = run["stages"]["build"]
+    assert run["status"] == "succeeded", run
+    assert [(a["attempt"], a["status"]) for a in build["attempts"]] == [(1, "succeeded")], build
+    got = lines(env_stack, run, "build")
+    # 4 KiB is 128 empty lines at 32 bytes each.
+    assert [l for s, l in got if s == "stdout"] == [""] * 128, len(got)
+    assert ("system", "[1999873 lines (4 bytes) dropped: log cap of 4 KiB reached]") \
+        in got, got[-3:]
+    assert grown_kb < 32 * 1024, grown_kb
 
 
 def test_output_that_is_not_utf8_is_shown_with_replacement_characters(env_stack):

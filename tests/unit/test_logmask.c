@@ -261,13 +261,13 @@ static void test_finish_stores_a_held_piece(void **state)
 static void test_cap_counts_dropped_lines(void **state)
 {
 	struct stored st = {0};
-	struct logmask *m = logmask_new(20, 0, on_emit, &st);
+	struct logmask *m = logmask_new(2 * (10 + LOGMASK_LINE_COST) + 5, 0, on_emit, &st);
 	(void)state;
 
-	line(m, "0123456789"); /* 10 */
-	line(m, "abcdefghij"); /* 20: the cap, still kept */
+	line(m, "0123456789"); /* 10 + LOGMASK_LINE_COST */
+	line(m, "abcdefghij"); /* twice that, 5 bytes short of the cap: kept */
 	line(m, "dropped");    /* 7 */
-	line(m, "x");	       /* 1: fits, but the cap was reached */
+	line(m, "x");	       /* 1: short enough, but the cap was reached */
 	logmask_line(m, LOGMASK_SYSTEM, "system lines are kept", 21);
 	logmask_finish(m);
 	logmask_finish(m);
@@ -277,7 +277,25 @@ static void test_cap_counts_dropped_lines(void **state)
 	assert_string_equal(st.lines[2], "system lines are kept");
 	assert_int_equal(st.s[3], LOGMASK_SYSTEM);
 	assert_string_equal(st.lines[3],
-			    "[2 lines (8 bytes) dropped: log cap of 20 bytes reached]");
+			    "[2 lines (8 bytes) dropped: log cap of 89 bytes reached]");
+	stored_clear(&st);
+	logmask_free(m);
+}
+
+static void test_empty_lines_count_toward_the_cap(void **state)
+{
+	struct stored st = {0};
+	struct logmask *m = logmask_new(10 * LOGMASK_LINE_COST, 0, on_emit, &st);
+	(void)state;
+
+	for (int i = 0; i < 100000; i++)
+		logmask_line(m, LOGMASK_STDOUT, "", 0);
+	logmask_finish(m);
+	assert_int_equal(st.n, 11);
+	assert_string_equal(st.lines[9], "");
+	assert_int_equal(st.s[10], LOGMASK_SYSTEM);
+	assert_string_equal(st.lines[10],
+			    "[99990 lines (0 bytes) dropped: log cap of 320 bytes reached]");
 	stored_clear(&st);
 	logmask_free(m);
 }
@@ -291,7 +309,7 @@ static void test_cap_message_names_the_size_in_mib(void **state)
 
 	assert_non_null(big);
 	memset(big, 'z', 4u << 20);
-	logmask_line(m, LOGMASK_STDOUT, big, (4u << 20) - 1);
+	logmask_line(m, LOGMASK_STDOUT, big, (4u << 20) - LOGMASK_LINE_COST - 1);
 	logmask_line(m, LOGMASK_STDOUT, big, 2);
 	logmask_finish(m);
 	assert_int_equal(st.n, 2);
@@ -328,6 +346,7 @@ int main(void)
 	    cmocka_unit_test(test_a_character_across_a_piece_boundary_is_stored_whole),
 	    cmocka_unit_test(test_bytes_that_are_no_character_are_cut_at_the_piece),
 	    cmocka_unit_test(test_cap_counts_dropped_lines),
+	    cmocka_unit_test(test_empty_lines_count_toward_the_cap),
 	    cmocka_unit_test(test_cap_message_names_the_size_in_mib),
 	    cmocka_unit_test(test_text_is_masked_for_error_messages),
 	};
