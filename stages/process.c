@@ -86,6 +86,7 @@ static struct {
 	int running;
 	void *child_stack;    /* CHILD_STACK bytes, shared by every spawn (see spawn_child) */
 	int64_t last_scan_ms; /* of /proc for leftovers while children ran */
+	int output_held;      /* process_hold_output */
 } mod;
 
 static void on_readable(evutil_socket_t fd, short what, void *arg);
@@ -211,16 +212,17 @@ static void deliver(struct process *p, struct pipe_in *in, const char *line, siz
 		p->on_line(in->stream, line, len, p->arg);
 }
 
-/* Delivers the complete lines among the last `added` bytes and keeps the
- * partial tail for the next read; a full buffer without a newline is one
- * 64 KiB piece. */
-static void split_lines(struct process *p, struct pipe_in *in, size_t added)
+/* Delivers the complete lines in the buffer, whose bytes before scan hold
+ * no newline, and keeps the partial tail for the next read; a full buffer
+ * without a newline is one 64 KiB piece. A hold of the output (by a line's
+ * callback) stops it there: the rest waits in the buffer, scanned again
+ * from its start once the hold is released. */
+static void split_lines(struct process *p, struct pipe_in *in, size_t scan)
 {
 	size_t start = 0;
-	size_t scan = in->len - added;
 	const char *nl;
 
-	while ((nl = memchr(in->buf + scan, '\n', in->len - scan)) != NULL) {
+	while (!mod.output_held && (nl = memchr(in->buf + scan, '\n', in->len - scan)) != NULL) {
 		size_t end = (size_t)(nl - in->buf);
 		deliver(p, in, in->buf + start, end - start);
 		start = end + 1;
@@ -230,12 +232,13 @@ static void split_lines(struct process *p, struct pipe_in *in, size_t added)
 		memmove(in->buf, in->buf + start, in->len - start);
 		in->len -= start;
 	}
-	if (in->len == LINE_CAP) {
+	if (!mod.output_held && in->len == LINE_CAP) {
 		deliver(p, in, in->buf, in->len);
 		in->len = 0;
 	}
 }
 
+/* Only while the output is not held: the buffer then holds no newline. */
 static void close_pipe(struct process *p, struct pipe_in *in)
 {
 	if (in->fd < 0)
@@ -461,9 +464,16 @@ static void on_kill_timer(evutil_socket_t fd, short what, void *arg)
 static void on_drain_timer(evutil_socket_t fd, short what, void *arg)
 {
 	struct process *p = arg;
+	struct timeval tv = {DRAIN_MS / 1000, (DRAIN_MS % 1000) * 1000};
 	(void)fd;
 	(void)what;
 
+	if (mod.output_held) {
+		/* What the pipes hold is the command's output, not yet read:
+		 * the wait for a descendant starts again once it is. */
+		evtimer_add(p->drain_timer, &tv);
+		return;
+	}
 	if (p->out.fd >= 0 || p->err.fd >= 0)
 		log_warn("descendant kept output open after the child exited; closing",
 			 LOG_I("pid", p->pid));
@@ -490,7 +500,7 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	in->len += (size_t)n;
-	split_lines(p, in, (size_t)n);
+	split_lines(p, in, in->len - (size_t)n);
 }
 
 static struct process *find_record(pid_t pid)
@@ -619,6 +629,14 @@ static const char *env_path(const char *const *envp)
 	return DEFAULT_PATH;
 }
 
+/* Without its read event a pipe would never reach EOF: it is treated as
+ * closed rather than waited on forever. */
+static void watch_pipe(struct process *p, struct pipe_in *in)
+{
+	if (in->fd >= 0 && event_add(in->ev, NULL) < 0)
+		close_pipe(p, in);
+}
+
 static int init_pipe(struct process *p, struct pipe_in *in, enum process_stream s, int fd)
 {
 	in->fd = fd;
@@ -738,12 +756,10 @@ struct process *process_spawn(const struct process_spec *spec, process_line_cb o
 	mod.list = p;
 	mod.running++;
 	guard_group(pid);
-	/* Without its read event a pipe would never reach EOF: treat it as
-	 * closed rather than wait on it forever. */
-	if (event_add(p->out.ev, NULL) < 0)
-		close_pipe(p, &p->out);
-	if (event_add(p->err.ev, NULL) < 0)
-		close_pipe(p, &p->err);
+	if (!mod.output_held) {
+		watch_pipe(p, &p->out);
+		watch_pipe(p, &p->err);
+	}
 	if (spec->timeout_ms > 0 && !p->spawn_failed) {
 		struct timeval tv = {(time_t)(spec->timeout_ms / 1000),
 				     (suseconds_t)(spec->timeout_ms % 1000) * 1000};
@@ -766,6 +782,40 @@ void process_cancel(struct process *p)
 	if (p == NULL || p->finished)
 		return;
 	begin_stop(p, STOP_CANCEL);
+}
+
+/* Lines read before the hold go out first; a line's callback may hold the
+ * output again, which leaves the rest for the next release. */
+static void release_output(void)
+{
+	for (struct process *p = mod.list; p != NULL && !mod.output_held; p = p->next) {
+		struct pipe_in *pipes[] = {&p->out, &p->err};
+		for (size_t i = 0; i < 2 && !mod.output_held; i++) {
+			if (pipes[i]->fd < 0)
+				continue;
+			split_lines(p, pipes[i], 0);
+			if (!mod.output_held)
+				watch_pipe(p, pipes[i]);
+		}
+	}
+}
+
+void process_hold_output(int hold)
+{
+	hold = hold != 0;
+	if (hold == mod.output_held)
+		return;
+	mod.output_held = hold;
+	if (!hold) {
+		release_output();
+		return;
+	}
+	for (struct process *p = mod.list; p != NULL; p = p->next) {
+		if (p->out.fd >= 0)
+			event_del(p->out.ev);
+		if (p->err.fd >= 0)
+			event_del(p->err.ev);
+	}
 }
 
 int process_pid(const struct process *p)

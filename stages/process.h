@@ -66,6 +66,13 @@ int process_init(struct event_base *base);
  * found, not executable, bad cwd) is started and ends as spawn_failed. */
 struct process *process_spawn(const struct process_spec *spec, process_line_cb on_line,
 			      process_exit_cb on_exit, void *arg);
+/* While the output is held (hold 1), no child's output is read: what a
+ * child writes waits in its pipe, and a child blocks once its pipe is full,
+ * as on a slow terminal; lines read already wait with it, and no child's
+ * end is reported. For a caller whose lines go somewhere slower than a
+ * child can write them. hold 0 releases it: the lines waiting are
+ * delivered first (a line's callback may hold the output again). */
+void process_hold_output(int hold);
 /* SIGTERM now, SIGKILL after kill_grace; the outcome becomes CANCELLED. */
 void process_cancel(struct process *p);
 int process_pid(const struct process *p);

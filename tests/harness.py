@@ -91,6 +91,13 @@ def binary(name):
     return path
 
 
+def built_with_asan(name):
+    """Whether the binary name was built with AddressSanitizer, whose
+    allocator holds freed blocks back (and so keeps a process's memory)."""
+    with open(binary(name), "rb") as f:
+        return b"__asan_init" in f.read()
+
+
 class Proc:
     """One child process; stdout and stderr both go to <dir>/<name>.log."""
 

@@ -26,14 +26,13 @@
 #include "stages/process.h"
 #include "stages/rollout.h"
 #include "lib/strv.h"
-#include "lib/utf8.h"
 #include "queue/defcache.h"
 #include "workers/stage_env.h"
+#include "workers/stage_log.h"
 #include "workers/worker.h"
 #include "workers/worker_metrics.h"
 #include "workers/workspace.h"
 
-#define LOG_MAXLEN	    100000
 #define RECORD_RETRY_MAX_MS 5000
 /* How often a running job looks whether its run was cancelled. */
 #define CANCEL_POLL_MS 250
@@ -113,22 +112,12 @@ static void job_free(struct job *j)
 }
 
 /* A line for the stage's log stream, as the mask lets it through; "system"
- * lines are sluice's own. Stored as UTF-8 without NUL bytes (utf8_repair),
- * so that every reader can show it: a command may print anything. (A
- * character cut by the 64 KiB pieces of a longer line shows as U+FFFD.) */
+ * lines are sluice's own. (A character cut by the 64 KiB pieces of a longer
+ * line shows as U+FFFD.) */
 static void store_line(enum logmask_stream s, const char *line, size_t len, void *arg)
 {
-	static const char *const names[] = {"stdout", "stderr", "system"};
 	struct job *j = arg;
-	struct worker *w = j->w;
-	char t[32], *repaired;
-	if (utf8_repair(line, len, &repaired, &len) < 0)
-		return;
-	snprintf(t, sizeof(t), "%lld", (long long)clock_now_ms());
-	redis_command(w->redis, NULL, NULL, "XADD %slog:%s:%s MAXLEN ~ %d * t %s s %s l %b",
-		      w->settings.key_prefix, j->run, j->stage, LOG_MAXLEN, t, names[s],
-		      repaired ? repaired : line, len);
-	free(repaired);
+	stage_log_write(j->w, j->run, j->stage, s, line, len);
 }
 
 static void log_line(struct job *j, enum logmask_stream s, const char *line, size_t len)

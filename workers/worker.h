@@ -52,6 +52,8 @@ struct worker {
 	 * the one before: the rate worker_backlog_limit follows. */
 	int64_t started_sec;
 	int started_now, started_before;
+	size_t log_in_flight; /* bytes of log writes Redis has not answered (stage_log.h) */
+	int log_held;	      /* the children's output is held meanwhile */
 	struct worker_metrics *metrics; /* NULL when not set up (worker_metrics.h) */
 	struct event *idle_trim;	/* runs worker_on_idle; NULL when not set up */
 };

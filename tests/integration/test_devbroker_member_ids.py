@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from conftest import binary
+from conftest import binary, built_with_asan
 from kafkawire import Client, kstr, read_string
 
 JOIN_GROUP, HEARTBEAT = 11, 12
@@ -64,11 +64,6 @@ class Member(Client):
 
 def address(member_id):
     return member_id.split("-")[0]
-
-
-def built_with_asan():
-    with open(binary("sluice-devbroker"), "rb") as f:
-        return b"__asan_init" in f.read()
 
 
 @pytest.fixture
@@ -121,7 +116,7 @@ def test_members_evicted_by_the_session_sweep_rejoin_while_a_new_member_joins(br
     # glibc handed the newcomer an evicted member's record: by address
     # alone, the mock would have given it an id still in use. (ASan's
     # allocator holds freed blocks back, so under make asan it does not.)
-    if not built_with_asan():
+    if not built_with_asan("sluice-devbroker"):
         assert address(newcomer.id) in [address(i) for i in old_ids], (newcomer.id, old_ids)
     assert answers == [0] * EVICTED
     assert [m.id for m in evicted] == old_ids

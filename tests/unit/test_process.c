@@ -465,6 +465,46 @@ static void test_escaped_daemon_is_killed_while_another_stage_runs(void **state)
 	free_run(&other);
 }
 
+/* Holds the output once the fifth line is in, as a caller whose lines go
+ * somewhere slow would. */
+static void on_line_hold_after_five(enum process_stream s, const char *line, size_t len, void *arg)
+{
+	on_line(s, line, len, arg);
+	if (((struct run *)arg)->nlines == 5)
+		process_hold_output(1);
+}
+
+/* The lines read with the fifth wait, in order, while the output is held,
+ * and so does the end of a child long gone: past the time given to a
+ * descendant holding its pipes, which must not cut them short. */
+static void test_held_output_and_the_end_wait_for_the_release(void **state)
+{
+	(void)state;
+	const char *seq[] = {"seq", "1", "20", NULL};
+	struct process_spec spec = {.argv = seq, .envp = default_env, .kill_grace_ms = 1000};
+	struct run r;
+	char want[8];
+	memset(&r, 0, sizeof(r));
+	assert_non_null(process_spawn(&spec, on_line_hold_after_five, on_exit_record, &r));
+
+	settle(1500);
+	assert_int_equal(r.nlines, 5);
+	assert_int_equal(r.exits, 0);
+	assert_int_equal(process_running(), 1);
+
+	process_hold_output(0);
+	while (r.exits == 0)
+		event_base_loop(base, EVLOOP_ONCE);
+	assert_int_equal(r.res.outcome, PROCESS_EXITED);
+	assert_int_equal(r.res.exit_code, 0);
+	assert_int_equal(r.nlines, 20);
+	for (size_t i = 0; i < 20; i++) {
+		snprintf(want, sizeof(want), "%zu", i + 1);
+		assert_line(&r, i, PROCESS_STDOUT, want);
+	}
+	free_run(&r);
+}
+
 static void test_self_inflicted_signal_is_signalled(void **state)
 {
 	(void)state;
@@ -617,6 +657,8 @@ int main(void)
 					    setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_escaped_daemon_is_killed_when_idle, setup,
 					    teardown),
+	    cmocka_unit_test_setup_teardown(test_held_output_and_the_end_wait_for_the_release,
+					    setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_self_inflicted_signal_is_signalled, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_exit_callback_may_spawn_and_cancel, setup,
