@@ -29,6 +29,7 @@
 #include "queue/defcache.h"
 #include "workers/stage_env.h"
 #include "workers/stage_log.h"
+#include "workers/stage_outputs.h"
 #include "workers/worker.h"
 #include "workers/worker_metrics.h"
 #include "workers/workspace.h"
@@ -184,23 +185,6 @@ static void stop_work(struct job *j)
 
 /* --- recording the outcome ----------------------------------------------- */
 
-#define OUTPUT_MAX	(64 * 1024)
-#define OUTPUT_LINE_MAX 8192
-
-/* A key of $SLUICE_OUTPUT: letters, digits, '_' and '-', not starting with
- * a digit or '-'. */
-static int output_key(const char *s, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		char c = s[i];
-		int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' ||
-			 (i > 0 && ((c >= '0' && c <= '9') || c == '-'));
-		if (!ok)
-			return 0;
-	}
-	return n > 0 && n <= 128;
-}
-
 static void record(struct job *j);
 
 static void on_record_retry(evutil_socket_t fd, short what, void *arg)
@@ -326,51 +310,9 @@ static void record(struct job *j)
 	free(policy);
 }
 
-/* KEY=VALUE lines of $SLUICE_OUTPUT → a JSON object; lines that are not
- * such are reported in the log and left out. */
-static void read_outputs(struct job *j)
+static void on_outputs_note(const char *text, void *arg)
 {
-	char line[OUTPUT_LINE_MAX], text[OUTPUT_LINE_MAX + 64];
-	FILE *f = fopen(j->output_path, "r");
-	json_t *out;
-	size_t total = 0;
-
-	if (!f)
-		return;
-	out = json_object();
-	while (out && fgets(line, sizeof(line), f)) {
-		char *eq = strchr(line, '=');
-		size_t len = strcspn(line, "\r\n");
-
-		total += strlen(line);
-		if (total > OUTPUT_MAX) {
-			log_system(j, "$SLUICE_OUTPUT is larger than 64 KiB: the rest is left out");
-			break;
-		}
-		line[len] = '\0';
-		if (!len)
-			continue;
-		if (!eq || eq == line || !output_key(line, (size_t)(eq - line))) {
-			snprintf(text, sizeof(text),
-				 "$SLUICE_OUTPUT: not KEY=VALUE, left out: %.200s", line);
-			log_system(j, text);
-			continue;
-		}
-		*eq = '\0';
-		json_t *value = json_string(eq + 1);
-		if (!value) {
-			snprintf(text, sizeof(text),
-				 "$SLUICE_OUTPUT: the value of %.200s is not UTF-8, left out",
-				 line);
-			log_system(j, text);
-			continue;
-		}
-		json_object_set_new(out, line, value);
-	}
-	fclose(f);
-	if (out && json_object_size(out))
-		j->outputs = json_dumps(out, JSON_COMPACT);
-	json_decref(out);
+	log_system(arg, text);
 }
 
 /* The job's last script is about to be sent (finish, handback or park): no
@@ -386,10 +328,17 @@ static void stop_ticking(struct job *j)
 
 static void finish(struct job *j, const char *status, const char *error)
 {
+	char outputs_error[256];
+
 	stop_ticking(j);
+	/* A stage that cannot hand on what it wrote has not done its work. */
+	if (j->output_path[0] && !strcmp(status, "succeeded") &&
+	    stage_outputs_read(j->output_path, &j->outputs, on_outputs_note, j, outputs_error,
+			       sizeof(outputs_error)) < 0) {
+		status = "failed";
+		error = outputs_error;
+	}
 	j->status = status;
-	if (j->output_path[0] && !strcmp(status, "succeeded"))
-		read_outputs(j);
 	log_end(j);
 	if (error) {
 		/* The error is stored with the stage: it must not carry a secret

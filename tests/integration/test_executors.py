@@ -103,6 +103,16 @@ def pipelines(repo, port):
                   r"printf 'cut \342\202\n'; printf 'euro \342\202\254\n'; "
                   r"printf 'osc \033]52;c;eA==\007\033[31mred\033[0m\n'; "
                   r"""printf 'ok=yes\nbad=\377\n' >> "$SLUICE_OUTPUT"; echo done"""}}),
+        # $SLUICE_OUTPUT replaced by what never ends, or never answers.
+        "output-link.yaml": p("output-link", {"build": {
+            "sh": 'ln -sf /dev/zero "$SLUICE_OUTPUT"; echo done', "checkout": False}}),
+        "output-fifo.yaml": p("output-fifo", {"build": {
+            "sh": 'rm "$SLUICE_OUTPUT"; mkfifo "$SLUICE_OUTPUT"; echo done',
+            "checkout": False}}),
+        "output-nul.yaml": p("output-nul", {"build": {
+            "sh": r"""printf 'a=1\nb=\000x\n' >> "$SLUICE_OUTPUT"; """
+                  r"""head -c 100000 /dev/zero >> "$SLUICE_OUTPUT"; echo done""",
+            "checkout": False}}),
         "bare.yaml": p("bare", {
             "build": {"sh": 'pwd; ls -A | wc -l; echo kept > note', "checkout": False},
             "test": {"sh": "ls", "needs": ["build"]}}),
@@ -358,3 +368,25 @@ def test_outputs_reach_later_stages_as_stage_dot_key(env_stack):
     stage = env_stack.run(run["id"])["stages"]["build"]
     assert stage.get("outputs") in ({"image": "reg.example/app@sha256:abc"},
                                     '{"image":"reg.example/app@sha256:abc"}'), stage
+
+
+@pytest.mark.parametrize("name, what", [("output-link", "a symbolic link"),
+                                        ("output-fifo", "a FIFO")])
+def test_an_output_file_that_is_no_regular_file_fails_the_stage(env_stack, name, what):
+    run = start(env_stack, name)
+    build = run["stages"]["build"]
+    assert build["status"] == "failed", run
+    assert build["error"] == "$SLUICE_OUTPUT is %s, not a regular file" % what, build
+    assert ("system", build["error"]) in lines(env_stack, run, "build")
+    # The worker was not held up reading it.
+    assert start(env_stack, "shell")["status"] == "succeeded"
+
+
+def test_nul_bytes_in_the_output_file_count_toward_its_limit(env_stack):
+    run = start(env_stack, "output-nul")
+    assert run["status"] == "succeeded", run
+    got = lines(env_stack, run, "build")
+    assert ("system", "$SLUICE_OUTPUT is larger than 64 KiB: the rest is left out") in got, got
+    assert ("system", "$SLUICE_OUTPUT: a line holds a NUL byte, left out") in got, got
+    stage = env_stack.run(run["id"])["stages"]["build"]
+    assert stage.get("outputs") in ({"a": "1"}, '{"a":"1"}'), stage

@@ -1,0 +1,179 @@
+/* Tests for workers/stage_outputs: $SLUICE_OUTPUT's KEY=VALUE lines become
+ * the stage's outputs; what is not such a line is reported and left out;
+ * whatever the stage put in the file's place, reading it ends at once. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "lib/clock.h"
+#include "tmpdir.h"
+#include "workers/stage_outputs.h"
+
+struct read {
+	char dir[64];
+	char path[128];
+	char *json;
+	char notes[8][256];
+	int nnotes;
+	char err[256];
+	int rc;
+	int64_t ms;
+};
+
+static void on_note(const char *text, void *arg)
+{
+	struct read *r = arg;
+	if (r->nnotes < 8)
+		snprintf(r->notes[r->nnotes++], sizeof(r->notes[0]), "%s", text);
+}
+
+static int setup(void **state)
+{
+	struct read *r = calloc(1, sizeof(*r));
+	if (!r || tmpdir_make(r->dir, sizeof(r->dir), "sluice-outputs") < 0)
+		return -1;
+	snprintf(r->path, sizeof(r->path), "%s/build", r->dir);
+	*state = r;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct read *r = *state;
+	tmpdir_remove(r->dir);
+	free(r->json);
+	free(r);
+	return 0;
+}
+
+static void read_outputs(struct read *r)
+{
+	int64_t t0 = clock_mono_ms();
+	r->rc = stage_outputs_read(r->path, &r->json, on_note, r, r->err, sizeof(r->err));
+	r->ms = clock_mono_ms() - t0;
+}
+
+/* Writes len bytes of text to the output file. */
+static void write_file(const struct read *r, const char *text, size_t len)
+{
+	FILE *f = fopen(r->path, "w");
+	assert_non_null(f);
+	assert_int_equal(fwrite(text, 1, len, f), len);
+	assert_int_equal(fclose(f), 0);
+}
+
+static void test_pairs_are_read_and_other_lines_reported(void **state)
+{
+	struct read *r = *state;
+	const char text[] = "image=reg.example/app@sha256:abc\r\n"
+			    "\n"
+			    "not a pair\n"
+			    "1st=no\n"
+			    "tag=v1=final";
+	write_file(r, text, sizeof(text) - 1);
+	read_outputs(r);
+	assert_int_equal(r->rc, 0);
+	assert_string_equal(r->json,
+			    "{\"image\":\"reg.example/app@sha256:abc\",\"tag\":\"v1=final\"}");
+	assert_int_equal(r->nnotes, 2);
+	assert_string_equal(r->notes[0], "$SLUICE_OUTPUT: not KEY=VALUE, left out: not a pair");
+	assert_string_equal(r->notes[1], "$SLUICE_OUTPUT: not KEY=VALUE, left out: 1st=no");
+}
+
+static void test_a_file_that_is_gone_holds_no_outputs(void **state)
+{
+	struct read *r = *state;
+	read_outputs(r);
+	assert_int_equal(r->rc, 0);
+	assert_null(r->json);
+	assert_int_equal(r->nnotes, 0);
+}
+
+static void test_a_line_with_a_nul_byte_is_left_out(void **state)
+{
+	struct read *r = *state;
+	const char text[] = "a=1\nb=\0hidden\nc=3\n";
+	write_file(r, text, sizeof(text) - 1);
+	read_outputs(r);
+	assert_int_equal(r->rc, 0);
+	assert_string_equal(r->json, "{\"a\":\"1\",\"c\":\"3\"}");
+	assert_int_equal(r->nnotes, 1);
+	assert_string_equal(r->notes[0], "$SLUICE_OUTPUT: a line holds a NUL byte, left out");
+}
+
+/* NUL bytes count toward the limit as any others do. */
+static void test_nul_bytes_past_the_limit_are_left_out(void **state)
+{
+	struct read *r = *state;
+	size_t len = 4 * STAGE_OUTPUTS_MAX;
+	char *text = calloc(1, len);
+	assert_non_null(text);
+	memcpy(text, "first=kept\n", 11);
+	write_file(r, text, len);
+	free(text);
+	read_outputs(r);
+	assert_int_equal(r->rc, 0);
+	assert_string_equal(r->json, "{\"first\":\"kept\"}");
+	assert_int_equal(r->nnotes, 1);
+	assert_string_equal(r->notes[0],
+			    "$SLUICE_OUTPUT is larger than 64 KiB: the rest is left out");
+}
+
+static void test_a_link_to_dev_zero_is_refused_at_once(void **state)
+{
+	struct read *r = *state;
+	assert_int_equal(symlink("/dev/zero", r->path), 0);
+	read_outputs(r);
+	assert_int_equal(r->rc, -1);
+	assert_null(r->json);
+	assert_string_equal(r->err, "$SLUICE_OUTPUT is a symbolic link, not a regular file");
+	assert_true(r->ms < 1000);
+}
+
+static void test_a_fifo_is_refused_at_once(void **state)
+{
+	struct read *r = *state;
+	assert_int_equal(mkfifo(r->path, 0600), 0);
+	read_outputs(r);
+	assert_int_equal(r->rc, -1);
+	assert_null(r->json);
+	assert_string_equal(r->err, "$SLUICE_OUTPUT is a FIFO, not a regular file");
+	assert_true(r->ms < 1000);
+}
+
+static void test_a_directory_is_refused(void **state)
+{
+	struct read *r = *state;
+	assert_int_equal(mkdir(r->path, 0700), 0);
+	read_outputs(r);
+	assert_int_equal(r->rc, -1);
+	assert_string_equal(r->err, "$SLUICE_OUTPUT is a directory, not a regular file");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(test_pairs_are_read_and_other_lines_reported, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_a_file_that_is_gone_holds_no_outputs, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_a_line_with_a_nul_byte_is_left_out, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_nul_bytes_past_the_limit_are_left_out, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_a_link_to_dev_zero_is_refused_at_once, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_a_fifo_is_refused_at_once, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_a_directory_is_refused, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
