@@ -86,13 +86,15 @@ static struct {
 	int running;
 	void *child_stack;    /* CHILD_STACK bytes, shared by every spawn (see spawn_child) */
 	int64_t last_scan_ms; /* of /proc for leftovers while children ran */
-	int output_held;      /* process_hold_output */
+	struct event *leftover_timer; /* the search put off (kill_leftovers) */
+	int output_held;	      /* process_hold_output */
 } mod;
 
 static void on_readable(evutil_socket_t fd, short what, void *arg);
 static void on_kill_timer(evutil_socket_t fd, short what, void *arg);
 static void on_drain_timer(evutil_socket_t fd, short what, void *arg);
 static void on_sigchld(evutil_socket_t sig, short what, void *arg);
+static void on_leftover_timer(evutil_socket_t fd, short what, void *arg);
 
 /* --- child side: between clone and exec ---------------------------------
  *
@@ -357,8 +359,9 @@ static int live_group(pid_t pgrp)
  * every process's stat. With no child running that is done after every
  * stage, but only when there is a child at all: usually there is none
  * (ECHILD), and one waitid replaces the walk through /proc. While others
- * run it is done at most every LEFTOVER_SCAN_MS, so that a leftover lives
- * about a second longer but a busy worker does not walk /proc per stage. */
+ * run it is done at most every LEFTOVER_SCAN_MS: a search due sooner is put
+ * off until then (leftover_timer), so that a leftover lives up to about a
+ * second longer but a busy worker does not walk /proc per stage. */
 static void kill_leftovers(void)
 {
 	siginfo_t si;
@@ -368,8 +371,14 @@ static void kill_leftovers(void)
 
 	if (mod.running > 0) {
 		int64_t now = clock_mono_ms();
-		if (now - mod.last_scan_ms < LEFTOVER_SCAN_MS)
+		int64_t wait_ms = mod.last_scan_ms + LEFTOVER_SCAN_MS - now;
+		if (wait_ms > 0) {
+			struct timeval tv = {(time_t)(wait_ms / 1000),
+					     (suseconds_t)(wait_ms % 1000) * 1000};
+			if (!evtimer_pending(mod.leftover_timer, NULL))
+				evtimer_add(mod.leftover_timer, &tv);
 			return;
+		}
 		mod.last_scan_ms = now;
 	}
 	memset(&si, 0, sizeof(si));
@@ -391,6 +400,14 @@ static void kill_leftovers(void)
 		}
 	}
 	closedir(d);
+}
+
+static void on_leftover_timer(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	kill_leftovers();
 }
 
 static void unlink_record(struct process *p)
@@ -588,6 +605,8 @@ int process_init(struct event_base *base)
 		}
 		event_free(mod.sigchld);
 		mod.sigchld = NULL;
+		event_free(mod.leftover_timer);
+		mod.leftover_timer = NULL;
 	}
 	if (mod.child_stack == NULL) {
 		size_t guard = (size_t)sysconf(_SC_PAGESIZE);
@@ -609,11 +628,15 @@ int process_init(struct event_base *base)
 		log_warn("no orphan guard: the stages running would outlive this process",
 			 LOG_S("error", strerror(errno)));
 	mod.sigchld = evsignal_new(base, SIGCHLD, on_sigchld, NULL);
-	if (mod.sigchld == NULL || event_add(mod.sigchld, NULL) < 0) {
+	mod.leftover_timer = evtimer_new(base, on_leftover_timer, NULL);
+	if (mod.sigchld == NULL || mod.leftover_timer == NULL || event_add(mod.sigchld, NULL) < 0) {
 		log_error("cannot watch SIGCHLD");
 		if (mod.sigchld != NULL)
 			event_free(mod.sigchld);
+		if (mod.leftover_timer != NULL)
+			event_free(mod.leftover_timer);
 		mod.sigchld = NULL;
+		mod.leftover_timer = NULL;
 		return -1;
 	}
 	mod.base = base;

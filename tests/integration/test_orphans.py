@@ -4,10 +4,13 @@ Under systemd the unit's cgroup goes with its worker; here, as with a
 worker started by hand or in a container without an init, the worker's
 orphan guard kills its stages' process groups when the worker dies, a
 stage's own children included. Otherwise the stage would go on, and run a
-second time once its lease expired and another worker took it."""
+second time once its lease expired and another worker took it. While the
+worker lives, a daemon that left its stage's group is killed when its
+stage ends, whatever other stages still run (stages/process.c)."""
 
 import os
 import signal
+import time
 
 import pytest
 
@@ -43,15 +46,30 @@ def guards_of(config):
     return found
 
 
+LONG_REPO = "sluice-it/long"
+DAEMON_REPO = "sluice-it/daemon"
+# Leaves a daemon in a session of its own, waits until it is there (so
+# that the group kill is not what ends it), and prints its pid.
+LEAVE_DAEMON = ('setsid sleep 300 </dev/null >/dev/null 2>&1 & d=$!; '
+                'while [ "$(cut -d" " -f6 /proc/$d/stat)" != "$d" ]; do sleep 0.01; done; '
+                'echo "$d"')
+
+
 @pytest.fixture(scope="module")
 def ostack(tmp_path_factory):
     pidfile = str(tmp_path_factory.mktemp("orphans") / "pids")
 
     def pipelines(repo, root):
+        # The daemon's stages are of a kind of their own: the first
+        # test's stage is queued again once its lease expires.
         return {"app.yaml": pipeline("app", APP_REPO, branches=["main"], checkout=repo.url,
                                      stages={"build": {"run": [
                                          "sh", "-c", 'sleep 300 & echo $$ $! > "$1"; wait',
-                                         "sh", pidfile]}})}
+                                         "sh", pidfile]}}),
+                "long.yaml": pipeline("long", LONG_REPO, checkout=repo.url, stages={
+                    "scan": {"kind": "scan", "run": ["sleep", "30"], "checkout": False}}),
+                "daemon.yaml": pipeline("daemon", DAEMON_REPO, checkout=repo.url, stages={
+                    "scan": {"kind": "scan", "sh": LEAVE_DAEMON, "checkout": False}})}
     # The worker is started by the test, so that it may be killed.
     for stack in started_stack("sluice-orphans-", pipelines, workers=()):
         stack.pidfile = pidfile
@@ -89,3 +107,38 @@ def test_a_worker_that_stops_leaves_no_guard_behind(ostack):
     assert worker.stop() == 0
     ostack.procs.remove(worker)
     wait_for("the guard gone", lambda: not guards_of(ostack.config), 5)
+
+
+def test_daemons_that_left_their_stages_are_killed_while_another_stage_runs(ostack):
+    """Two slots: one runs a long stage throughout; the other runs stages
+    that each leave a daemon in a session of its own, one right after
+    another. Every daemon is gone within a few seconds of the last of
+    these stages' end, and the long stage runs on."""
+    worker = ostack.start_worker("scan", 2, "daemon-worker")
+    _, body = ostack.post_hook("push", ostack.push_payload(LONG_REPO))
+    long_run = body["runs"][0]
+    wait_for("the long stage to run",
+             lambda: ostack.run(long_run)["stages"]["scan"]["status"] == "running", 30,
+             [worker])
+    runs = []
+    for _ in range(3):
+        _, body = ostack.post_hook("push", ostack.push_payload(DAEMON_REPO))
+        runs.append(body["runs"][0])
+    daemons = []
+    try:
+        for run_id in runs:
+            run = ostack.wait_run(run_id, timeout=30)
+            assert run["status"] == "succeeded", run
+            out = [l["line"] for l in ostack.log(run_id, "scan") if l["stream"] == "stdout"]
+            daemons.append(int(out[0]))
+        ended = time.monotonic()
+        wait_for("every daemon killed", lambda: all(gone(d) for d in daemons), 5, [worker])
+        # Killed once their stages ended, not when the last one did.
+        assert time.monotonic() - ended < 2.5
+        assert ostack.run(long_run)["stages"]["scan"]["status"] == "running"
+    finally:
+        for d in daemons:
+            if not gone(d):
+                os.kill(d, signal.SIGKILL)
+        worker.stop()
+        ostack.procs.remove(worker)

@@ -408,8 +408,8 @@ static void settle(int ms)
 }
 
 /* Runs a stage that leaves a daemon in a session of its own, then checks
- * that the daemon is gone once the loop had a moment to reap it. */
-static void assert_escaped_daemon_is_killed(void)
+ * that the daemon is gone once the loop had settle_ms to reap it. */
+static void assert_escaped_daemon_is_killed_within(int settle_ms)
 {
 	struct run r;
 	/* The script waits until the daemon has its own session, so that the
@@ -421,10 +421,15 @@ static void assert_escaped_daemon_is_killed(void)
 	assert_int_equal(r.nlines, 1);
 	pid_t daemon = (pid_t)strtol(r.lines[0].text, NULL, 10);
 	assert_true(daemon > 0);
-	settle(200);
+	settle(settle_ms);
 	assert_int_equal(kill(daemon, 0), -1);
 	assert_int_equal(errno, ESRCH);
 	free_run(&r);
+}
+
+static void assert_escaped_daemon_is_killed(void)
+{
+	assert_escaped_daemon_is_killed_within(200);
 }
 
 static void test_escaped_daemon_is_killed_when_idle(void **state)
@@ -503,6 +508,29 @@ static void test_held_output_and_the_end_wait_for_the_release(void **state)
 		assert_line(&r, i, PROCESS_STDOUT, want);
 	}
 	free_run(&r);
+}
+
+/* Two stages leave a daemon each while a third runs, the second before the
+ * interval between searches is over: its search is put off, not dropped. */
+static void test_escaped_daemon_is_killed_after_a_search_put_off(void **state)
+{
+	(void)state;
+	const char *sleeper[] = {"sleep", "30", NULL};
+	struct process_spec spec = {.argv = sleeper, .envp = default_env, .kill_grace_ms = 1000};
+	struct run other;
+	memset(&other, 0, sizeof(other));
+	struct process *p = process_spawn(&spec, on_line, on_exit_record, &other);
+	assert_non_null(p);
+	settle(1100);
+
+	assert_escaped_daemon_is_killed();
+	assert_escaped_daemon_is_killed_within(1200);
+	assert_int_equal(other.exits, 0);
+
+	process_cancel(p);
+	while (other.exits == 0)
+		event_base_loop(base, EVLOOP_ONCE);
+	free_run(&other);
 }
 
 static void test_self_inflicted_signal_is_signalled(void **state)
@@ -657,6 +685,8 @@ int main(void)
 					    setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_escaped_daemon_is_killed_when_idle, setup,
 					    teardown),
+	    cmocka_unit_test_setup_teardown(test_escaped_daemon_is_killed_after_a_search_put_off,
+					    setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_held_output_and_the_end_wait_for_the_release,
 					    setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_self_inflicted_signal_is_signalled, setup,
