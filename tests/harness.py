@@ -160,6 +160,15 @@ def wait_for(what, check, timeout, procs=()):
         time.sleep(0.05)
 
 
+def pid_gone(pid):
+    """Dead, or a zombie waiting for whoever reaps it."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+
+
 # --- the Lua scripts, as the binaries embed them -----------------------------
 
 

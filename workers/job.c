@@ -445,12 +445,15 @@ void job_hand_back_all(struct worker *w)
 
 /* --- running ------------------------------------------------------------- */
 
+/* Only a command the hand-back stopped is handed back. One whose outcome
+ * was known before (it had exited, and its pipes were still waited for)
+ * is recorded: handing it back would run it again, after its success. */
 static void on_process_exit(const struct process_result *r, void *arg)
 {
 	struct job *j = arg;
 	char text[512];
 	j->proc = NULL;
-	if (j->handing_back) {
+	if (j->handing_back && r->outcome == PROCESS_CANCELLED) {
 		hand_back(j);
 		return;
 	}
@@ -569,11 +572,13 @@ static void run_command(struct job *j, const char *workspace)
 
 /* --- http: stages ------------------------------------------------------- */
 
+/* As for a command: only a request the hand-back stopped is handed back,
+ * not one whose outcome was decided and not yet delivered. */
 static void on_http_exit(const struct http_result *r, void *arg)
 {
 	struct job *j = arg;
 	j->http = NULL;
-	if (j->handing_back) {
+	if (j->handing_back && r->outcome == HTTP_CANCELLED) {
 		hand_back(j);
 		return;
 	}

@@ -75,7 +75,8 @@ void worker_backlog_clear(struct worker *w);
  * attempt the worker holds already (a second delivery) is skipped. */
 void job_start(struct worker *w, const char *run, const char *stage, int attempt,
 	       struct kafka_ticket *ticket);
-/* Stop every running job: record nothing, hand the attempts back. Jobs
+/* Stop every running job and hand the attempts back; a job whose outcome
+ * was known already (its command had ended) records it instead. Jobs
  * still being claimed are handed back as soon as their claim is recorded. */
 void job_hand_back_all(struct worker *w);
 /* One of this worker's jobs belongs to run (its workspace is in use). */

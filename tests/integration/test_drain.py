@@ -1,6 +1,7 @@
 """Worker concurrency and shutdown against a real stack: --concurrency 1
 runs one stage at a time; SIGTERM lets a running stage finish and the worker
-exit 0; a second SIGTERM hands the stage back and another worker runs it."""
+exit 0; a second SIGTERM hands the stage back and another worker runs it,
+unless its command had ended already."""
 
 import json
 import os
@@ -11,11 +12,12 @@ import time
 
 import pytest
 
-from conftest import pipeline, started_stack, wait_for
+from conftest import pid_gone, pipeline, started_stack, wait_for
 from harness import RedisMonitor
 
 DRAIN_REPO = "sluice-it/drain"
 ONE_AT_A_TIME_REPO = "sluice-it/one-at-a-time"
+EXITED_REPO = "sluice-it/exited"
 
 
 def pipelines(repo, root):
@@ -31,6 +33,13 @@ def pipelines(repo, root):
         }),
         "one.yaml": pipeline("one-at-a-time", ONE_AT_A_TIME_REPO, checkout=repo.url, stages={
             "build": {"run": ["sh", "-c", exclusive, "sh", lock]},
+        }),
+        # Exits 0 leaving a daemon that holds its output open: the worker
+        # waits a second for that output before the stage's end.
+        "exited.yaml": pipeline("exited", EXITED_REPO, checkout=repo.url, stages={
+            "build": {"run": ["sh", "-c", 'echo "started $$"; sleep 1; setsid sleep 300 & '
+                                          'echo "daemon $!"; sleep 0.3; exit 0'],
+                      "checkout": False},
         }),
     }
 
@@ -140,6 +149,41 @@ def test_second_sigterm_hands_the_stage_back_to_another_worker(drain_stack):
     lines = [l["line"] for l in s.log(run_id, "build")]
     assert lines.count("started") == 2 and lines.count("finished") == 1, lines
     retire_all(s, workers)
+
+
+def test_a_stage_whose_command_exited_is_recorded_not_handed_back(drain_stack):
+    """The hand-back comes once the command has exited 0, while the worker
+    still reads the output its daemon holds open: the success is recorded,
+    and the stage does not run again."""
+    s = drain_stack
+    worker = s.start_worker("build", 1, "drain-exited")
+    run_id = start_run(s, EXITED_REPO)
+
+    def printed(word):
+        for l in s.log(run_id, "build"):
+            if l["line"].startswith(word + " "):
+                return int(l["line"].split()[1])
+        return None
+    command = wait_for("the command to start", lambda: printed("started"), 30, [worker])
+    daemon = wait_for("the command's daemon", lambda: printed("daemon"), 10, [worker])
+    try:
+        wait_for("the command to exit", lambda: pid_gone(command), 5, [worker])
+        worker.popen.send_signal(signal.SIGTERM)
+        time.sleep(0.05)
+        worker.popen.send_signal(signal.SIGTERM)
+        assert retire(s, worker) == 0, worker.describe()
+        run = s.wait_run(run_id, timeout=10)
+        build = run["stages"]["build"]
+        assert [(a["attempt"], a["status"]) for a in build["attempts"]] == \
+            [(1, "succeeded")], build
+        assert run["status"] == "succeeded", run
+        lines = [l["line"] for l in s.log(run_id, "build")]
+        assert sum(l.startswith("started ") for l in lines) == 1, lines
+        with open(worker.log) as f:
+            assert "stage handed back" not in f.read(), worker.describe()
+    finally:
+        if not pid_gone(daemon):
+            os.kill(daemon, signal.SIGKILL)
 
 
 # A script that keeps Redis busy for 2.5 s (looking at the time every 200,000

@@ -14,16 +14,7 @@ import time
 
 import pytest
 
-from conftest import APP_REPO, binary, pipeline, started_stack, wait_for
-
-
-def gone(pid):
-    """Dead, or a zombie waiting for whoever reaps it."""
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
-    except FileNotFoundError:
-        return True
+from conftest import APP_REPO, binary, pid_gone, pipeline, started_stack, wait_for
 
 
 def guards_of(config):
@@ -85,12 +76,12 @@ def test_a_killed_worker_s_stage_and_its_children_are_killed(ostack):
     wait_for("the stage to start", lambda: os.path.exists(ostack.pidfile) and
              len(open(ostack.pidfile).read().split()) == 2, 30, [worker])
     stage, child = [int(x) for x in open(ostack.pidfile).read().split()]
-    assert not gone(stage) and not gone(child)
+    assert not pid_gone(stage) and not pid_gone(child)
 
     os.kill(worker.popen.pid, signal.SIGKILL)
     worker.popen.wait()
     ostack.procs.remove(worker)
-    wait_for("the stage and its child killed", lambda: gone(stage) and gone(child), 5)
+    wait_for("the stage and its child killed", lambda: pid_gone(stage) and pid_gone(child), 5)
     # The guard went with them.
     wait_for("the guard gone", lambda: not guards_of(ostack.config), 5)
 
@@ -132,13 +123,13 @@ def test_daemons_that_left_their_stages_are_killed_while_another_stage_runs(osta
             out = [l["line"] for l in ostack.log(run_id, "scan") if l["stream"] == "stdout"]
             daemons.append(int(out[0]))
         ended = time.monotonic()
-        wait_for("every daemon killed", lambda: all(gone(d) for d in daemons), 5, [worker])
+        wait_for("every daemon killed", lambda: all(pid_gone(d) for d in daemons), 5, [worker])
         # Killed once their stages ended, not when the last one did.
         assert time.monotonic() - ended < 2.5
         assert ostack.run(long_run)["stages"]["scan"]["status"] == "running"
     finally:
         for d in daemons:
-            if not gone(d):
+            if not pid_gone(d):
                 os.kill(d, signal.SIGKILL)
         worker.stop()
         ostack.procs.remove(worker)
