@@ -445,29 +445,41 @@ static void on_exit_record(const struct process_result *res, void *arg)
 	r->exits++;
 }
 
+/* A stage that runs meanwhile: sleep 30 into other, started past the
+ * interval between searches for leftovers, whatever the tests before did. */
+static struct process *start_other_stage(struct run *other)
+{
+	static const char *sleeper[] = {"sleep", "30", NULL};
+	struct process_spec spec = {.argv = sleeper, .envp = default_env, .kill_grace_ms = 1000};
+	memset(other, 0, sizeof(*other));
+	struct process *p = process_spawn(&spec, on_line, on_exit_record, other);
+	assert_non_null(p);
+	settle(1100);
+	return p;
+}
+
+/* Cancels the stage start_other_stage started, which has not ended. */
+static void stop_other_stage(struct process *p, struct run *other)
+{
+	assert_int_equal(other->exits, 0);
+	process_cancel(p);
+	while (other->exits == 0)
+		event_base_loop(base, EVLOOP_ONCE);
+	assert_int_equal(other->res.outcome, PROCESS_CANCELLED);
+	free_run(other);
+}
+
 /* Another stage still runs when the one that left a daemon ends: the
  * daemon is killed all the same, and the running stage is left alone. */
 static void test_escaped_daemon_is_killed_while_another_stage_runs(void **state)
 {
 	(void)state;
-	const char *sleeper[] = {"sleep", "30", NULL};
-	struct process_spec spec = {.argv = sleeper, .envp = default_env, .kill_grace_ms = 1000};
 	struct run other;
-	memset(&other, 0, sizeof(other));
-	struct process *p = process_spawn(&spec, on_line, on_exit_record, &other);
-	assert_non_null(p);
-	/* Past the interval between searches, whatever the tests before did. */
-	settle(1100);
+	struct process *p = start_other_stage(&other);
 
 	assert_escaped_daemon_is_killed();
-	assert_int_equal(other.exits, 0);
 	assert_int_equal(process_running(), 1);
-
-	process_cancel(p);
-	while (other.exits == 0)
-		event_base_loop(base, EVLOOP_ONCE);
-	assert_int_equal(other.res.outcome, PROCESS_CANCELLED);
-	free_run(&other);
+	stop_other_stage(p, &other);
 }
 
 /* Holds the output once the fifth line is in, as a caller whose lines go
@@ -515,22 +527,12 @@ static void test_held_output_and_the_end_wait_for_the_release(void **state)
 static void test_escaped_daemon_is_killed_after_a_search_put_off(void **state)
 {
 	(void)state;
-	const char *sleeper[] = {"sleep", "30", NULL};
-	struct process_spec spec = {.argv = sleeper, .envp = default_env, .kill_grace_ms = 1000};
 	struct run other;
-	memset(&other, 0, sizeof(other));
-	struct process *p = process_spawn(&spec, on_line, on_exit_record, &other);
-	assert_non_null(p);
-	settle(1100);
+	struct process *p = start_other_stage(&other);
 
 	assert_escaped_daemon_is_killed();
 	assert_escaped_daemon_is_killed_within(1200);
-	assert_int_equal(other.exits, 0);
-
-	process_cancel(p);
-	while (other.exits == 0)
-		event_base_loop(base, EVLOOP_ONCE);
-	free_run(&other);
+	stop_other_stage(p, &other);
 }
 
 static void test_self_inflicted_signal_is_signalled(void **state)

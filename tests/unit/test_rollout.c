@@ -15,7 +15,8 @@
 
 #include "stages/process.h"
 #include "stages/rollout.h"
-#include "tmpdir.h"
+#include "tests/unit/run_for.h"
+#include "tests/unit/tmpdir.h"
 
 /* What the callbacks saw. */
 struct seen {
@@ -65,22 +66,6 @@ static void on_done(const char *status, const char *message, const json_t *state
 }
 
 static const struct rollout_callbacks cb = {on_line, on_save, on_park, on_done};
-
-static void on_timer(evutil_socket_t fd, short what, void *arg)
-{
-	(void)fd;
-	(void)what;
-	event_base_loopbreak(arg);
-}
-
-static void run_for(struct event_base *base, int ms)
-{
-	struct event *t = evtimer_new(base, on_timer, base);
-	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-	evtimer_add(t, &tv);
-	event_base_dispatch(base);
-	event_free(t);
-}
 
 /* Until the rollout parks or ends (or 10 s pass). */
 static void run_until_stopped(struct seen *s)
@@ -353,19 +338,18 @@ static void a_background_analysis_stopped_after_the_steps_aborts_nothing(void **
 	fixture_free(f);
 }
 
-/* While the canary is being promoted to stable (past the point of no
- * return), an operator's abort is refused: the promote is not stopped
- * halfway, and the final steps carry on. */
-static void an_abort_past_the_point_of_no_return_is_refused(void **state)
+/* Runs the canary to its promotion to stable (past the point of no
+ * return), calls interrupt meanwhile, and checks that the final steps
+ * carried on: the promote not stopped halfway, nothing aborted. */
+static void assert_the_final_steps_carry_on(void (*interrupt)(struct rollout *))
 {
 	struct fixture *f = fixture_new(STRAIGHT_TO_100, "");
 	struct rollout *r;
-	(void)state;
 
 	json_object_set_new(f->vars, "SLOW_PROMOTE", json_string("0.5"));
 	r = start(f, NULL);
 	run_until_at(f, r, "promote the canary to stable");
-	assert_int_equal(rollout_command(r, "abort", "ops"), -1);
+	interrupt(r);
 	run_until_stopped(&f->seen);
 	assert_string_equal(f->seen.status, "succeeded");
 	assert_null(json_object_get(f->seen.state, "abort"));
@@ -374,24 +358,24 @@ static void an_abort_past_the_point_of_no_return_is_refused(void **state)
 	fixture_free(f);
 }
 
-/* The run is cancelled while the canary is being promoted to stable: the
- * final steps carry on, and the deployment ends as they do. */
+static void abort_is_refused(struct rollout *r)
+{
+	assert_int_equal(rollout_command(r, "abort", "ops"), -1);
+}
+
+/* An operator's abort while the canary is being promoted is refused. */
+static void an_abort_past_the_point_of_no_return_is_refused(void **state)
+{
+	(void)state;
+	assert_the_final_steps_carry_on(abort_is_refused);
+}
+
+/* The run is cancelled while the canary is being promoted: the deployment
+ * ends as its final steps do. */
 static void a_cancel_past_the_point_of_no_return_lets_the_final_steps_finish(void **state)
 {
-	struct fixture *f = fixture_new(STRAIGHT_TO_100, "");
-	struct rollout *r;
 	(void)state;
-
-	json_object_set_new(f->vars, "SLOW_PROMOTE", json_string("0.5"));
-	r = start(f, NULL);
-	run_until_at(f, r, "promote the canary to stable");
-	rollout_cancel(r);
-	run_until_stopped(&f->seen);
-	assert_string_equal(f->seen.status, "succeeded");
-	assert_null(json_object_get(f->seen.state, "abort"));
-	assert_string_equal(actions(f), PROMOTED_FROM_20_TO_100);
-	rollout_free(r);
-	fixture_free(f);
+	assert_the_final_steps_carry_on(rollout_cancel);
 }
 
 int main(void)

@@ -13,6 +13,7 @@
 
 #include "stages/process.h"
 #include "stages/rollout.h"
+#include "tests/unit/run_for.h"
 
 static int calls;
 
@@ -50,22 +51,6 @@ static void on_done(const char *status, const char *message, const json_t *state
 }
 
 static const struct rollout_callbacks cb = {on_line, on_save, on_park, on_done};
-
-static void on_timer(evutil_socket_t fd, short what, void *arg)
-{
-	(void)fd;
-	(void)what;
-	event_base_loopbreak(arg);
-}
-
-static void run_for(struct event_base *base, int ms)
-{
-	struct event *t = evtimer_new(base, on_timer, base);
-	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-	evtimer_add(t, &tv);
-	event_base_dispatch(base);
-	event_free(t);
-}
 
 /* The provider's commands take a while, so that one is in flight when the
  * rollout is muted. */
