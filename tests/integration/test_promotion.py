@@ -360,6 +360,41 @@ def write_promotion(r, P, run, created, stage, promotion, definition):
     r.call("HSET", P + "run:%s:env:prod" % run, "status", promotion)
 
 
+@pytest.mark.parametrize("holds", ["current", "lock", "older current"])
+def test_an_older_run_never_replaces_a_newer_release(promo, holds):
+    """A late build of an older commit: when its CI ends, a newer run of
+    the pipeline is the environment's current release, or deploying there.
+    The older run is superseded, not deployed over it. A release older than
+    it is replaced as usual."""
+    definition = {"name": "p",
+                  "stages": {"build": {"kind": "build", "needs": []},
+                             "deploy@prod": {"kind": "deploy", "env": "prod", "needs": []}},
+                  "environments": {"prod": {"after": None,
+                                            "approval": {"required": False, "expires_s": 0}}}}
+    P = "t-older-%s:" % holds.replace(" ", "-")
+    with Redis(promo.redis_port) as r:
+        write_promotion(r, P, "rA", 2, "pending", "none", definition)
+        r.call("DEL", P + "run:rA:env:prod")
+        r.call("HSET", P + "run:rA:stage:build", "status", "succeeded", "attempt", 1)
+        other = "r0" if holds == "older current" else "rB"
+        r.call("HSET", P + "run:" + other, "status", "succeeded", "pipeline", "p",
+               "created", 1 if other == "r0" else 3)
+        r.call("HSET", P + "env:p:prod", "lock" if holds == "lock" else "current", other)
+        got = r.call("EVAL", lua_script("route"), 0, P, "rA", "build", 1, 10_000, "{}", "", "",
+                     "{}")
+        promotion = r.hgetall(P + "run:rA:env:prod")
+        if holds == "older current":
+            assert got[:2] == [b"routed", b"running"], got
+            assert promotion["status"] == "deploying", promotion
+            assert r.hgetall(P + "env:p:prod")["lock"] == "rA"
+            return
+        assert got == [b"routed", b"superseded"], got
+        assert promotion["status"] == "superseded", promotion
+        assert r.hgetall(P + "run:rA")["status"] == "superseded"
+        assert r.hgetall(P + "run:rA:stage:deploy@prod")["status"] == "skipped"
+        assert r.hgetall(P + "env:p:prod") == {("lock" if holds == "lock" else "current"): "rB"}
+
+
 @pytest.mark.parametrize("freed_by", ["deployed", "cancelled"])
 def test_a_run_waiting_for_the_lock_is_held_by_a_window_closed_meanwhile(promo, freed_by):
     """The run queued for the environment's lock passed the deny windows

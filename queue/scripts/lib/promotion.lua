@@ -197,18 +197,29 @@ local function promo_offer(P, run, env, def, now, opens)
   local created = tonumber(redis.call('HGET', rkey, 'created') or now)
   redis.call('HSET', ekey, 'status', 'pending', 'offered', now)
   emit(P, 'promotion.offered', run, promo_subject(run, env), {env = env})
-  local wkey = promo_env_key(P, promo_pipeline(P, run), env) .. ':waiting'
+  local pkey = promo_env_key(P, promo_pipeline(P, run), env)
+  local wkey = pkey .. ':waiting'
   local others = redis.call('ZRANGE', wkey, 0, -1, 'WITHSCORES')
+  -- A newer run waiting there, deploying there or current there: this
+  -- older one never replaces it (a rollback puts an older release back, on
+  -- purpose; a run triggered by hand is a new one).
+  local e = redis.call('HMGET', pkey, 'lock', 'current')
+  for i = 1, 2 do
+    if e[i] and e[i] ~= run then
+      others[#others + 1] = e[i]
+      others[#others + 1] = redis.call('HGET', P .. 'run:' .. e[i], 'created') or 0
+    end
+  end
   for i = 1, #others, 2 do
-    local other, score = others[i], tonumber(others[i + 1])
+    local other, score = others[i], tonumber(others[i + 1]) or 0
     if score > created or (score == created and other > run) then
       promo_close(P, run, env, 'superseded', now)
       promo_end_run(P, run, def, 'superseded', now)
       return 'superseded'
     end
   end
-  for i = 1, #others, 2 do
-    local other = others[i]
+  others = redis.call('ZRANGE', wkey, 0, -1)
+  for _, other in ipairs(others) do
     local odef = cjson.decode(redis.call('HGET', P .. 'run:' .. other, 'def') or '{}')
     promo_close(P, other, env, 'superseded', now)
     if odef.stages then
