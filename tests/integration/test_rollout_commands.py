@@ -889,6 +889,8 @@ def test_script_cancel_during_a_rollback_frees_the_environment(rstack, when):
         finished = [json.loads(v)["data"] for _, v in outbox_messages(r, prefix, "outbox:events")
                     if json.loads(v)["type"] == "dev.sluice.promotion.finished"]
         assert [d["status"] for d in finished] == ["rollback_cancelled"], finished
+        # Nothing was put back: no release is named.
+        assert "release" not in finished[0], finished
 
 
 def lose(r, prefix, how, attempt, now, max_attempts=10):

@@ -345,8 +345,9 @@ local function promo_rolled_back(P, run, env, st, now, opens)
     redis.call('HSET', pkey, 'active_color', state.color)
   end
   redis.call('HSET', ekey, 'status', status, 'finished', now)
+  -- release: the run whose release is back, only when one is.
   emit(P, 'promotion.finished', run, promo_subject(run, env),
-       {env = env, status = status, release = f[1]})
+       {env = env, status = status, release = status == 'rolled_back' and f[1] or nil})
   promo_release(P, run, env, now, opens)
   redis.call('HSET', P .. 'run:' .. run, 'status', back, 'finished', now)
   emit(P, 'run.finished', run, 'runs/' .. run, {status = back})
