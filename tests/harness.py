@@ -98,6 +98,13 @@ def built_with_asan(name):
         return b"__asan_init" in f.read()
 
 
+def rss_is_its_own(name):
+    """Whether the RSS of a process of binary name measures what it holds:
+    not under $SLUICE_WRAP (valgrind's own memory counts in it) nor built
+    with ASan."""
+    return not WRAP and not built_with_asan(name)
+
+
 class Proc:
     """One child process; stdout and stderr both go to <dir>/<name>.log."""
 
