@@ -43,12 +43,7 @@ if rstatus ~= 'queued' and rstatus ~= 'running' then
   local def = cjson.decode(redis.call('HGET', rkey, 'def') or '{}')
   local sdef = def.stages and def.stages[stage] or {}
   if not strat_aborts_when_cancelled(P, run, sdef) then
-    redis.call('HSET', skey, 'status', 'cancelled', 'finished', now)
-    emit_stage(P, 'stage.cancelled', run, stage, attempt, {})
-    if sdef.env then
-      -- The router frees the environment the deployment held.
-      outbox_add(P, ARGV[9], run, ARGV[10])
-    end
+    strat_end_cancelled(P, run, stage, attempt, sdef, now, ARGV[9], ARGV[10])
     return 'cancelled'
   end
   strat_abort_cancelled(skey, now)

@@ -71,12 +71,7 @@ emit_stage(P, 'stage.lost', run, stage, attempt,
            {worker = st[3], lost = lost, final = (open or abort) and n >= max})
 
 if not open and not abort then
-  redis.call('HSET', skey, 'status', 'cancelled', 'finished', now)
-  emit_stage(P, 'stage.cancelled', run, stage, attempt, {})
-  if sdef.env then
-    -- The router frees the environment the deployment held.
-    outbox_add(P, ARGV[11], run, ARGV[12])
-  end
+  strat_end_cancelled(P, run, stage, attempt, sdef, now, ARGV[11], ARGV[12])
   return 'cancelled'
 end
 if n < max then

@@ -73,6 +73,18 @@ local function strat_aborts_when_cancelled(P, run, sdef)
   return e == 'deploying' or e == 'rolling_back'
 end
 
+-- A cancelled run's stage that nothing runs again ends cancelled; a
+-- deployment's result (topic, envelope: status "cancelled") goes to the
+-- router, which frees the environment it held.
+local function strat_end_cancelled(P, run, stage, attempt, sdef, now, topic, result)
+  redis.call('HSET', P .. 'run:' .. run .. ':stage:' .. stage, 'status', 'cancelled',
+             'finished', now)
+  emit_stage(P, 'stage.cancelled', run, stage, attempt, {})
+  if sdef.env then
+    outbox_add(P, topic, run, result)
+  end
+end
+
 -- The abort of a cancelled run's rollout, for the worker that takes the
 -- stage next.
 local function strat_abort_cancelled(skey, now)
