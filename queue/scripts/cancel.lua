@@ -7,11 +7,11 @@
 -- result is routed. A rollout parked at a pause, or waiting for a worker
 -- to carry on from where an earlier attempt left it, is queued with the
 -- command abort instead (lib/strategy.lua), so that a worker sends its
--- traffic back to stable. A
--- rollback (rollback.lua) is stopped the same way: one not started at once,
--- a running one when its result is routed; either ends the promotion
--- rollback_cancelled, frees the environment and gives the run back the
--- status it had before the rollback (rollback_run_status).
+-- traffic back to stable. A rollback (rollback.lua) is stopped the same
+-- way: one not started at once, a running one when its result is routed;
+-- either ends the promotion rollback_cancelled, frees the environment and
+-- gives the run back the status it had before the rollback
+-- (rollback_run_status).
 --
 -- ARGV[1] key prefix, ARGV[2] run, ARGV[3] now (ms), ARGV[4] (when given)
 -- JSON {"<env>": ms} of the environments whose deny windows are closed now
