@@ -621,10 +621,9 @@ static void on_cancel_def(struct redis *r, redisReply *reply, const char *err, v
 		call_fail(c, err ? err : "no reply");
 		return;
 	}
-	json_t *def = reply->type == REDIS_REPLY_STRING ? json_loads(reply->str, 0, NULL) : NULL;
 	long long now_ms = (long long)clock_now_ms();
-	char *opens = def ? promotion_openings(def, now_ms) : NULL;
-	json_decref(def);
+	char *opens =
+	    promotion_openings_text(reply->type == REDIS_REPLY_STRING ? reply->str : NULL, now_ms);
 	char now[32];
 	snprintf(now, sizeof(now), "%lld", now_ms);
 	const char *argv[] = {a->settings.key_prefix,

@@ -35,6 +35,14 @@ char *promotion_openings(const json_t *def, long long now_ms)
 	return text;
 }
 
+char *promotion_openings_text(const char *def_text, long long now_ms)
+{
+	json_t *def = def_text ? json_loads(def_text, 0, NULL) : NULL;
+	char *opens = def ? promotion_openings(def, now_ms) : NULL;
+	json_decref(def);
+	return opens;
+}
+
 static json_t *time_or_null(const char *ms)
 {
 	char buf[64];
@@ -317,9 +325,8 @@ static void on_decision_def(struct redis *r, redisReply *reply, const char *err,
 		decision_free(d);
 		return;
 	}
-	json_t *def = json_loads(reply->str, 0, NULL);
 	long long now = (long long)clock_now_ms();
-	char *opens = promotion_openings(def, now);
+	char *opens = promotion_openings_text(reply->str, now);
 	char now_text[32];
 	snprintf(now_text, sizeof(now_text), "%lld", now);
 	const char *argv[] = {d->agent->settings.key_prefix,
@@ -330,7 +337,6 @@ static void on_decision_def(struct redis *r, redisReply *reply, const char *err,
 			      d->reason,
 			      now_text,
 			      opens ? opens : "{}"};
-	json_decref(def);
 	int rc = redis_script_run(r, d->agent->scripts.decide, on_decided, d, 0, 8, argv, NULL);
 	free(opens);
 	if (rc < 0)

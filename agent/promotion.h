@@ -19,6 +19,9 @@ struct agent;
  * def whose deny windows are closed at now_ms: the instant they open. "{}"
  * for a definition without environments; NULL when out of memory. */
 char *promotion_openings(const json_t *def, long long now_ms);
+/* The same of a definition as a run stores it (its "def", JSON text):
+ * NULL when def_text is NULL or does not decode, as for no environment. */
+char *promotion_openings_text(const char *def_text, long long now_ms);
 
 /* POST /api/v1/runs/{id}/environments/{env}/approve and /reject: returns 1
  * when path is one of them (the request is answered: 200 with the

@@ -440,10 +440,9 @@ static void on_retry_def(struct redis *r, redisReply *reply, const char *err, vo
 		return;
 	}
 	(void)err;
-	json_t *def = reply->type == REDIS_REPLY_STRING ? json_loads(reply->str, 0, NULL) : NULL;
 	long long now = (long long)clock_now_ms();
-	char *opens = def ? promotion_openings(def, now) : NULL;
-	json_decref(def);
+	char *opens =
+	    promotion_openings_text(reply->type == REDIS_REPLY_STRING ? reply->str : NULL, now);
 	char now_text[32];
 	snprintf(now_text, sizeof(now_text), "%lld", now);
 	const char *argv[] = {a->settings.key_prefix, c->run, c->env, c->by, c->reason, now_text,
