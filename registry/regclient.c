@@ -253,6 +253,12 @@ static void replace(char **slot, char *value)
 	*slot = value;
 }
 
+/* Whether s[0..len) gives the relation "next", as registries write it. */
+static int says_next(const char *s, size_t len)
+{
+	return memmem(s, len, "rel=\"next\"", 10) || memmem(s, len, "rel=next", 8);
+}
+
 static size_t on_header(char *ptr, size_t size, size_t nmemb, void *userdata)
 {
 	struct capture *cap = userdata;
@@ -274,7 +280,7 @@ static size_t on_header(char *ptr, size_t size, size_t nmemb, void *userdata)
 	} else if ((v = header_value(ptr, n, "Docker-Content-Digest"))) {
 		replace(&r->digest, v);
 	} else if ((v = header_value(ptr, n, "Link"))) {
-		if (strstr(v, "rel=\"next\"") || strstr(v, "rel=next"))
+		if (says_next(v, strlen(v)))
 			replace(&cap->link, v);
 		else
 			free(v);
@@ -511,18 +517,38 @@ done:
 	return rc;
 }
 
+/* The link-value of a Link header that has rel="next", *lt and *gt around
+ * its URL: a header may list several ('<a>; rel="prev", <b>; rel="next"'),
+ * each up to the next ',' outside its <> and quotes. 0, or -1 when none. */
+static int next_link_value(const char *link, const char **lt, const char **gt)
+{
+	const char *p = link;
+
+	while ((*lt = strchr(p, '<')) && (*gt = strchr(*lt, '>'))) {
+		int quoted = 0;
+
+		for (p = *gt + 1; *p && (quoted || *p != ','); p++)
+			if (*p == '"')
+				quoted = !quoted;
+		if (says_next(*gt + 1, (size_t)(p - *gt - 1)))
+			return 0;
+	}
+	return -1;
+}
+
 /* The next page's absolute URL from a Link header ('<url>; rel="next"'),
  * resolved against the registry; only the registry's own origin is
  * followed, so that no token goes elsewhere. */
 static int take_next(struct regclient *c, const char *link, char **next, char *err, size_t errlen)
 {
-	const char *lt = strchr(link, '<'), *gt = lt ? strchr(lt, '>') : NULL;
+	const char *lt, *gt;
 	CURLU *u = curl_url();
 	char *ref = NULL, *abs = NULL, *origin = NULL;
 	int rc = -1;
 
 	*next = NULL;
-	if (!u || !lt || !gt || !(ref = strndup(lt + 1, (size_t)(gt - lt - 1))) ||
+	if (!u || next_link_value(link, &lt, &gt) < 0 ||
+	    !(ref = strndup(lt + 1, (size_t)(gt - lt - 1))) ||
 	    curl_url_set(u, CURLUPART_URL, c->base, 0) != CURLUE_OK ||
 	    curl_url_set(u, CURLUPART_URL, ref, 0) != CURLUE_OK ||
 	    curl_url_get(u, CURLUPART_URL, &abs, 0) != CURLUE_OK) {

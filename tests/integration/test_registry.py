@@ -117,6 +117,64 @@ def request(method, url, headers=None, body=None):
         conn.close()
 
 
+class LoopbackServer:
+    """An HTTP server of the test's own on a free loopback port, served by a
+    thread from serve(handler) until stop(); handlers derive QuietHandler."""
+
+    def serve(self, handler):
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.url = "http://127.0.0.1:%d" % self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join()
+
+
+class QuietHandler(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+class RegistryProxy(LoopbackServer):
+    """A proxy in front of a DockerRegistry that lets a test change what the
+    registry answers: answer(method, path, forward) returns (status,
+    {lower-case header: value}, body), forward(path=None) the registry's own
+    answer to the request (or to the same request for another path)."""
+
+    HOP_BY_HOP = {"connection", "content-length", "date", "keep-alive", "server",
+                  "transfer-encoding"}
+
+    def __init__(self, registry, answer):
+        proxy = self
+
+        class Handler(QuietHandler):
+            def handle_one(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
+
+                def forward(path=None):
+                    return request(self.command, registry.url + (path or self.path), headers,
+                                   body)
+
+                status, answered, data = answer(self.command, self.path, forward)
+                self.send_response(status)
+                for k, v in answered.items():
+                    if k not in proxy.HOP_BY_HOP:
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+
+            do_GET = do_HEAD = do_DELETE = handle_one
+
+        self.serve(Handler)
+
+
 def tags(registry, repo=REPO):
     status, _, body = request("GET", "%s/v2/%s/tags/list" % (registry.url, repo))
     assert status == 200, body
@@ -435,6 +493,38 @@ def test_a_manifest_deleted_elsewhere_is_forgotten(world):
         assert digest not in json.load(f)["digests"]
 
 
+def test_tag_pages_follow_the_next_link_among_several(world, tmp_path):
+    """A Link header may list other relations before rel="next" (RFC 8288):
+    only the next page is followed, each tag read once. docker-registry 2.8
+    lists every tag at once, so the proxy cuts the list into pages."""
+    registry = world["registry"]
+
+    def answer(method, path, forward):
+        url = urllib.parse.urlsplit(path)
+        if not url.path.endswith("/tags/list"):
+            return forward()
+        status, headers, body = forward(url.path)
+        query = urllib.parse.parse_qs(url.query)
+        n, last = int(query["n"][0]), query.get("last", [""])[0]
+        rest = [t for t in sorted(json.loads(body)["tags"]) if t > last]
+        links = ['<%s?n=%d>; rel="first"' % (url.path, n)] if last else []
+        if len(rest) > n:
+            links.append('<%s?n=%d&last=%s>; rel="next"' % (url.path, n, rest[n - 1]))
+        if links:
+            headers["link"] = ", ".join(links)
+        return status, headers, json.dumps({"name": REPO, "tags": rest[:n]}).encode()
+
+    proxy = RegistryProxy(registry, answer)
+    try:
+        out = lifecycle(proxy.url, *POLICY, "--page-size", "3", "--dry-run", "--json",
+                        state=str(tmp_path / "s.json"))
+    finally:
+        proxy.stop()
+    assert out.returncode == 0, out.stderr
+    listed = [r["tag"] for r in json.loads(out.stdout)["rows"] if r["tag"]]
+    assert sorted(listed) == tags(registry)
+
+
 def test_unreachable_registry_is_a_clear_failure(tmp_path):
     url = "http://127.0.0.1:%d" % free_port()
     out = lifecycle(url, *POLICY, state=str(tmp_path / "s.json"))
@@ -575,7 +665,7 @@ def test_build_and_push_scripts_reject_bad_usage(tmp_path):
     assert out.returncode == 2 and "is not an OCI image layout" in out.stderr
 
 
-class TokenService:
+class TokenService(LoopbackServer):
     """The token service of a registry with `auth: token` (the Docker token
     flow), as the registry's operators run one: Basic credentials in, a JWT
     signed with the key whose certificate the registry trusts out (RS256,
@@ -595,7 +685,7 @@ class TokenService:
         expected = "Basic " + base64.b64encode(("%s:%s" % (user, password)).encode()).decode()
         service = self
 
-        class Handler(http.server.BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_GET(self):
                 query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
                 if self.headers.get("Authorization") != expected:
@@ -611,13 +701,8 @@ class TokenService:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def log_message(self, *args):
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.realm = "http://127.0.0.1:%d/token" % self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+        self.serve(Handler)
+        self.realm = self.url + "/token"
 
     def token(self, scope):
         def b64(data):
@@ -638,11 +723,6 @@ class TokenService:
                              input=signing_input.encode(), capture_output=True,
                              check=True).stdout
         return signing_input + "." + b64(sig)
-
-    def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join()
 
 
 @pytest.fixture(scope="module")
