@@ -123,12 +123,12 @@ static int send_delete(struct run *r, struct regpolicy_op *op)
 	} else if (resp.status == 404) {
 		op->status = REGPOLICY_GONE;
 		snprintf(op->message, sizeof(op->message), "already gone");
-	} else if (op->by_tag && (resp.status == 400 || resp.status == 501) &&
-		   (strncmp(resp.error, "DIGEST_INVALID", 14) == 0 ||
-		    strncmp(resp.error, "UNSUPPORTED", 11) == 0 || resp.status == 501)) {
+	} else if (op->by_tag && (resp.status == 400 || resp.status == 405 || resp.status == 501)) {
 		/* Before the distribution spec 1.1 a reference to delete had to
-		 * be a digest: such a registry cannot drop a tag and keep its
-		 * manifest for the other tags. */
+		 * be a digest (400 DIGEST_INVALID); since, a registry that does not
+		 * delete tags answers 400 or 405. Either way it cannot drop a tag
+		 * and keep its manifest for the other tags, and a 405 here says
+		 * nothing of deletes by digest. */
 		op->status = REGPOLICY_UNSUPPORTED;
 		snprintf(op->message, sizeof(op->message),
 			 "the registry cannot delete a tag alone (HTTP %ld%s%s); the tag stays",

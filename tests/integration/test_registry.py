@@ -563,6 +563,42 @@ def test_disabled_deletes_say_how_to_enable_them(no_delete_registry):
     assert tags(registry) == ["prod-1", "prod-2", "prod-3"]
 
 
+def test_a_tag_delete_refused_with_405_leaves_the_tag_and_the_run_goes_on(tmp_path):
+    """The distribution spec 1.1 has a registry that does not delete tags
+    answer 400 or 405: the tag stays (unsupported), deletes by digest are
+    still sent and the run succeeds."""
+    registry = DockerRegistry(str(tmp_path / "registry"))
+    layout = str(tmp_path / "oci")
+    now = int(time.time())
+    d = {}
+    try:
+        for i, tag in enumerate(("prod-1", "prod-2", "prod-3")):
+            build(str(tmp_path), layout, tag, now - (10 - i) * DAY)
+            d[tag] = push(str(tmp_path), registry, layout, tag)
+        out = run(["umoci", "tag", "--image", layout + ":prod-1", "latest"])
+        assert out.returncode == 0, out.stderr
+        push(str(tmp_path), registry, layout, "latest")
+
+        def answer(method, path, forward):
+            if method == "DELETE" and "/manifests/sha256:" not in path:
+                return 405, {"content-type": "application/json"}, json.dumps({"errors": [
+                    {"code": "UNSUPPORTED", "message": "tag deletion is disabled"}]}).encode()
+            return forward()
+
+        proxy = RegistryProxy(registry, answer)
+        try:
+            out = lifecycle(proxy.url, "--keep-last", "1", "--keep", "latest", "--json",
+                            state=str(tmp_path / "s.json"))
+        finally:
+            proxy.stop()
+        assert out.returncode == 0, out.stdout + out.stderr
+        deletes = [(x["reference"], x["status"]) for x in json.loads(out.stdout)["deletes"]]
+        assert deletes == [(d["prod-2"], "deleted"), ("prod-1", "unsupported")]
+        assert tags(registry) == ["latest", "prod-1", "prod-3"]
+    finally:
+        registry.stop()
+
+
 @pytest.fixture(scope="module")
 def auth_registry():
     root = tempfile.mkdtemp(prefix="sluice-registry-auth-")
