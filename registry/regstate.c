@@ -103,6 +103,8 @@ int regstate_set_tags(struct regstate_entry *e, char *const *tags, size_t n)
 	return 0;
 }
 
+/* A time before 1970 is refused: it would be written back as null (the
+ * unknown time), which a later run could not read. */
 static int read_time(const json_t *obj, const char *key, int nullable, int64_t *out)
 {
 	const json_t *v = json_object_get(obj, key);
@@ -111,7 +113,7 @@ static int read_time(const json_t *obj, const char *key, int nullable, int64_t *
 		*out = -1;
 		return 0;
 	}
-	if (!json_is_string(v) || ctl_fmt_parse_time(json_string_value(v), out) < 0)
+	if (!json_is_string(v) || ctl_fmt_parse_time(json_string_value(v), out) < 0 || *out < 0)
 		return -1;
 	return 0;
 }
@@ -148,8 +150,8 @@ static int load_entry(struct regstate *st, const char *digest, const json_t *v, 
 	else if (read_time(v, "created", 1, &e->created_ms) < 0)
 		bad = "created";
 	if (bad) {
-		snprintf(err, errlen, "%s: digests.%s.%s: expected an RFC 3339 time%s", path,
-			 digest, bad, strcmp(bad, "created") == 0 ? " or null" : "");
+		snprintf(err, errlen, "%s: digests.%s.%s: expected an RFC 3339 time from 1970 on%s",
+			 path, digest, bad, strcmp(bad, "created") == 0 ? " or null" : "");
 		return -1;
 	}
 	if (tags && !json_is_array(tags)) {

@@ -15,6 +15,8 @@
 
 #include <cmocka.h>
 
+#include "tmpdir.h"
+
 #define NOW  (1800000000000LL)
 #define DAYS (24LL * 3600 * 1000)
 
@@ -350,6 +352,28 @@ static void default_state_file_escapes_registry_and_repository(void **state)
 	free(path);
 }
 
+/* A time before 1970 would be written back as null, which no later run
+ * could read: the file is refused when it is read instead. */
+static void state_times_before_1970_are_refused(void **state)
+{
+	char dir[64], path[128], text[512], err[512];
+	struct regstate st;
+	int found;
+	(void)state;
+
+	assert_int_equal(tmpdir_make(dir, sizeof(dir), "regstate"), 0);
+	snprintf(path, sizeof(path), "%s/state.json", dir);
+	snprintf(text, sizeof(text),
+		 "{\"version\": 1, \"registry\": \"http://r\", \"repository\": \"a\", "
+		 "\"digests\": {\"%s\": {\"first_seen\": \"1969-06-01T00:00:00Z\", "
+		 "\"last_tagged\": \"2026-01-01T00:00:00Z\", \"created\": null}}}",
+		 dg(1));
+	assert_int_equal(tmpdir_write(path, text), 0);
+	assert_int_equal(regstate_load(path, &st, &found, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, ".first_seen: expected an RFC 3339 time from 1970 on"));
+	tmpdir_remove(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -365,6 +389,7 @@ int main(void)
 	    cmocka_unit_test(manifests_not_understood_are_kept_and_not_counted),
 	    cmocka_unit_test(registry_names_follow_the_distribution_grammar),
 	    cmocka_unit_test(default_state_file_escapes_registry_and_repository),
+	    cmocka_unit_test(state_times_before_1970_are_refused),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
