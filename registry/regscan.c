@@ -228,6 +228,12 @@ static int read_config(struct scan *sc, size_t i, const char *digest, const char
 		    set_note(sc, i, "its config's created time \"%.64s\" is not RFC 3339", created);
 		goto done;
 	}
+	/* Some builders write Go's zero time (0001-01-01) for no time at all;
+	 * a negative time is the unknown one everywhere after the scan. */
+	if (ms < 0) {
+		rc = set_note(sc, i, "its config's created time \"%.64s\" is before 1970", created);
+		goto done;
+	}
 	sc->s->images[i].created_ms = ms;
 	rc = 0;
 done:

@@ -230,6 +230,30 @@ def push(root, registry, layout, tag, image_format=None):
     return digest
 
 
+def push_config(registry, tag, config):
+    """An image of no layers with the image config config, pushed as tag
+    through the API itself; its digest."""
+    body = json.dumps(dict(config, architecture="amd64", os="linux",
+                           rootfs={"type": "layers", "diff_ids": []})).encode()
+    digest = "sha256:" + hashlib.sha256(body).hexdigest()
+    status, headers, _ = request("POST", "%s/v2/%s/blobs/uploads/" % (registry.url, REPO))
+    assert status == 202, status
+    upload = urllib.parse.urljoin(registry.url, headers["location"])
+    status, _, answer = request("PUT", "%s%sdigest=%s" % (upload, "&" if "?" in upload else "?",
+                                                          digest), body=body)
+    assert status == 201, answer
+    manifest = json.dumps({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": digest,
+                   "size": len(body)},
+        "layers": []}).encode()
+    status, headers, answer = request(
+        "PUT", "%s/v2/%s/manifests/%s" % (registry.url, REPO, tag),
+        {"Content-Type": "application/vnd.oci.image.manifest.v1+json"}, manifest)
+    assert status == 201, answer
+    return headers["docker-content-digest"]
+
+
 def add_index(layout, tag, children):
     """An OCI index listing the layout's images children {tag: arch},
     tagged tag in the layout."""
@@ -597,6 +621,28 @@ def test_a_tag_delete_refused_with_405_leaves_the_tag_and_the_run_goes_on(tmp_pa
         assert tags(registry) == ["latest", "prod-1", "prod-3"]
     finally:
         registry.stop()
+
+
+def test_a_created_time_before_1970_counts_as_none(tmp_path):
+    """Go's zero time (0001-01-01), which some builders write, is no time:
+    such a tag ranks with those without a time (then by name), after every
+    tag with one, and says why."""
+    registry = DockerRegistry(str(tmp_path / "registry"))
+    try:
+        push_config(registry, "prod-dated", {"created": "2026-01-01T00:00:00Z"})
+        push_config(registry, "prod-zero", {"created": "0001-01-01T00:00:00Z"})
+        push_config(registry, "prod-none", {})
+        out = lifecycle(registry.url, "--keep-last", "2", "--dry-run", "--json",
+                        state=str(tmp_path / "s.json"))
+    finally:
+        registry.stop()
+    assert out.returncode == 0, out.stderr
+    rows = {r["tag"]: r for r in json.loads(out.stdout)["rows"]}
+    assert [(t, r["action"]) for t, r in rows.items()] == [
+        ("prod-dated", "keep"), ("prod-zero", "keep"), ("prod-none", "delete")]
+    assert rows["prod-zero"]["created"] is None
+    assert '(its config\'s created time "0001-01-01T00:00:00Z" is before 1970)' in \
+        rows["prod-zero"]["reason"]
 
 
 @pytest.fixture(scope="module")
