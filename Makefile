@@ -135,25 +135,31 @@ $(BUILD)/sluice-devbroker: $(BROKER_OBJ) $(BUILD)/libsluice.a
 $(BUILD)/sluice-registry: $(REGISTRY_OBJ) $(BUILD)/libsluice.a
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+# A test compiled and linked in one step still lists what it includes (some
+# include the .c files under test), so that changing one rebuilds it; those
+# files join its prerequisites, so the command names its inputs itself.
+LINK_DEPS = -MMD -MP -MT $@ -MF $@.d
+LINK_INPUTS = $< $(filter %.o %.a,$^)
+
 $(BUILD)/tests/%: tests/unit/%.c $(AGENT_LIB_OBJ) $(WORKER_LIB_OBJ) $(BUILD)/libsluice.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(TEST_LDLIBS)
+	$(CC) $(CFLAGS) $(LINK_DEPS) $(LDFLAGS) -o $@ $(LINK_INPUTS) $(LDLIBS) $(TEST_LDLIBS)
 
 # The devbroker's snprintf replaces the process's own: its test links nothing
 # else of sluice, and the compiler must not answer for snprintf itself.
 $(BUILD)/tests/test_member_ids: tests/unit/test_member_ids.c $(BUILD)/queue/devbroker/member_ids.o
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -fno-builtin $(LDFLAGS) -o $@ $^ $(TEST_LDLIBS)
+	$(CC) $(CFLAGS) $(LINK_DEPS) -fno-builtin $(LDFLAGS) -o $@ $(LINK_INPUTS) $(TEST_LDLIBS)
 
 # The loader's test links it as the worker does: without libcurl.
 $(BUILD)/tests/test_curlload: tests/unit/test_curlload.c $(CURLLOAD_OBJ) $(BUILD)/libsluice.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(WORKER_LDLIBS) $(TEST_LDLIBS)
+	$(CC) $(CFLAGS) $(LINK_DEPS) $(LDFLAGS) -o $@ $(LINK_INPUTS) $(WORKER_LDLIBS) $(TEST_LDLIBS)
 # ... and built to look for a library that is not there.
 $(BUILD)/tests/test_curlload_absent: tests/unit/test_curlload_absent.c workers/curlload.c $(BUILD)/libsluice.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) '-DCURLLOAD_LIBRARY="libcurl-absent.so.4"' $(LDFLAGS) -o $@ $^ \
-		$(WORKER_LDLIBS) $(TEST_LDLIBS)
+	$(CC) $(CFLAGS) $(LINK_DEPS) '-DCURLLOAD_LIBRARY="libcurl-absent.so.4"' $(LDFLAGS) -o $@ \
+		$< workers/curlload.c $(BUILD)/libsluice.a $(WORKER_LDLIBS) $(TEST_LDLIBS)
 
 # --- tests ----------------------------------------------------------------
 
@@ -210,7 +216,7 @@ deps-fuzz:
 $(BUILD)/fuzz/%: tests/fuzz/%.c $(BUILD)/agent/github.o $(BUILD)/agent/signature.o \
 		$(BUILD)/libsluice.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDFLAGS) -fsanitize=fuzzer -o $@ $^ $(LDLIBS)
+	$(CC) $(CFLAGS) $(LINK_DEPS) $(LDFLAGS) -fsanitize=fuzzer -o $@ $(LINK_INPUTS) $(LDLIBS)
 
 # --- running --------------------------------------------------------------
 

@@ -13,6 +13,8 @@ fixtures=$here/../../../shared/fixtures/github
 work=$(mktemp -d "${TMPDIR:-/tmp}/sluice-fuzz.XXXXXX")
 failed=""
 for bin in "$bindir"/fuzz_*; do
+	# Beside each target lies the list of files it was built from (.d).
+	[ -x "$bin" ] || continue
 	name=$(basename "$bin")
 	corpus=$work/$name/corpus
 	mkdir -p "$corpus"
