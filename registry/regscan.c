@@ -513,6 +513,49 @@ done:
 	return rc;
 }
 
+static int by_name_then_place(const void *a, const void *b)
+{
+	const struct regscan_tag *x = *(const struct regscan_tag *const *)a;
+	const struct regscan_tag *y = *(const struct regscan_tag *const *)b;
+	int c = strcmp(x->name, y->name);
+
+	return c ? c : (x > y) - (x < y);
+}
+
+/* A registry may list a tag twice (an offset-paged listing whose tags moved
+ * between pages): the policy would then rank the copies apart and could
+ * delete, as the second, a tag it keeps. The first listing stays. */
+static int drop_repeated_tags(struct regscan *s, char *err, size_t errlen)
+{
+	struct regscan_tag **order, *first;
+	size_t i, kept = 0;
+
+	if (s->ntags < 2)
+		return 0;
+	order = malloc(s->ntags * sizeof(*order));
+	if (!order) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	for (i = 0; i < s->ntags; i++)
+		order[i] = &s->tags[i];
+	qsort(order, s->ntags, sizeof(*order), by_name_then_place);
+	for (i = 1, first = order[0]; i < s->ntags; i++) {
+		if (strcmp(order[i]->name, first->name) != 0) {
+			first = order[i];
+			continue;
+		}
+		free(order[i]->name);
+		order[i]->name = NULL;
+	}
+	free(order);
+	for (i = 0; i < s->ntags; i++)
+		if (s->tags[i].name)
+			s->tags[kept++] = s->tags[i];
+	s->ntags = kept;
+	return 0;
+}
+
 int regscan_repository(struct regclient *c, const char *repo, long page_size, struct regscan *s,
 		       char *err, size_t errlen)
 {
@@ -544,6 +587,8 @@ int regscan_repository(struct regclient *c, const char *repo, long page_size, st
 		free(target);
 		target = next;
 	}
+	if (drop_repeated_tags(s, err, errlen) < 0)
+		goto fail;
 	return 0;
 fail:
 	free(target);

@@ -4,7 +4,8 @@
  * its manifest digest with an Accept header for Docker v2 schema 2 and OCI
  * manifests and indexes; each digest is read once. An image's time is its
  * config's `created`; an index's is the newest of the manifests it lists,
- * which are images of the snapshot too. The digest is the registry's
+ * which are images of the snapshot too; a tag the registry lists twice is
+ * taken once, as first listed. The digest is the registry's
  * Docker-Content-Digest, checked against the content when it is sha256.
  */
 #ifndef SLUICE_REGSCAN_H

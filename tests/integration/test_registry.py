@@ -517,36 +517,69 @@ def test_a_manifest_deleted_elsewhere_is_forgotten(world):
         assert digest not in json.load(f)["digests"]
 
 
-def test_tag_pages_follow_the_next_link_among_several(world, tmp_path):
-    """A Link header may list other relations before rel="next" (RFC 8288):
-    only the next page is followed, each tag read once. docker-registry 2.8
-    lists every tag at once, so the proxy cuts the list into pages."""
-    registry = world["registry"]
-
+def tag_list_proxy(registry, page):
+    """A RegistryProxy that cuts the registry's tag list (docker-registry 2.8
+    lists every tag at once): page(path, query, tags) gives the tags of the
+    page asked for and its Link header, or None."""
     def answer(method, path, forward):
         url = urllib.parse.urlsplit(path)
         if not url.path.endswith("/tags/list"):
             return forward()
         status, headers, body = forward(url.path)
-        query = urllib.parse.parse_qs(url.query)
-        n, last = int(query["n"][0]), query.get("last", [""])[0]
-        rest = [t for t in sorted(json.loads(body)["tags"]) if t > last]
-        links = ['<%s?n=%d>; rel="first"' % (url.path, n)] if last else []
-        if len(rest) > n:
-            links.append('<%s?n=%d&last=%s>; rel="next"' % (url.path, n, rest[n - 1]))
-        if links:
-            headers["link"] = ", ".join(links)
-        return status, headers, json.dumps({"name": REPO, "tags": rest[:n]}).encode()
+        listed, link = page(url.path, urllib.parse.parse_qs(url.query),
+                            sorted(json.loads(body)["tags"]))
+        if link:
+            headers["link"] = link
+        return status, headers, json.dumps({"name": REPO, "tags": listed}).encode()
 
-    proxy = RegistryProxy(registry, answer)
+    return RegistryProxy(registry, answer)
+
+
+def dry_run_actions(url, state, *args):
+    """(tag, action) of every tag row of a --dry-run --json run."""
+    out = lifecycle(url, *POLICY, *args, "--dry-run", "--json", state=state)
+    assert out.returncode == 0, out.stderr
+    return [(r["tag"], r["action"]) for r in json.loads(out.stdout)["rows"] if r["tag"]]
+
+
+def test_tag_pages_follow_the_next_link_among_several(world, tmp_path):
+    """A Link header may list other relations before rel="next" (RFC 8288):
+    only the next page is followed, each tag read once."""
+    registry = world["registry"]
+
+    def page(path, query, listed):
+        n, last = int(query["n"][0]), query.get("last", [""])[0]
+        rest = [t for t in listed if t > last]
+        links = ['<%s?n=%d>; rel="first"' % (path, n)] if last else []
+        if len(rest) > n:
+            links.append('<%s?n=%d&last=%s>; rel="next"' % (path, n, rest[n - 1]))
+        return rest[:n], ", ".join(links)
+
+    proxy = tag_list_proxy(registry, page)
     try:
-        out = lifecycle(proxy.url, *POLICY, "--page-size", "3", "--dry-run", "--json",
-                        state=str(tmp_path / "s.json"))
+        rows = dry_run_actions(proxy.url, str(tmp_path / "s.json"), "--page-size", "3")
     finally:
         proxy.stop()
-    assert out.returncode == 0, out.stderr
-    listed = [r["tag"] for r in json.loads(out.stdout)["rows"] if r["tag"]]
-    assert sorted(listed) == tags(registry)
+    assert sorted(t for t, _ in rows) == tags(registry)
+
+
+def test_a_tag_listed_twice_is_decided_once(world, tmp_path):
+    """A registry that lists a tag on two pages (an offset-paged listing
+    whose tags moved meanwhile) must not get the kept tag deleted as a
+    second copy beyond the newest N: each name is one row, one decision."""
+    registry = world["registry"]
+
+    def page(path, query, listed):
+        return listed, None if "again" in query else '<%s?again=1>; rel="next"' % path
+
+    proxy = tag_list_proxy(registry, page)
+    try:
+        twice = dry_run_actions(proxy.url, str(tmp_path / "twice.json"))
+    finally:
+        proxy.stop()
+    once = dry_run_actions(registry.url, str(tmp_path / "once.json"))
+    assert sorted(t for t, _ in twice) == tags(registry)
+    assert sorted(twice) == sorted(once)
 
 
 def test_unreachable_registry_is_a_clear_failure(tmp_path):
