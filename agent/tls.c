@@ -17,6 +17,20 @@ static void log_ssl_error(const char *msg, const char *file)
 	log_error(msg, LOG_S("file", file), LOG_S("error", why));
 }
 
+/* OpenSSL's own answer to an encrypted key is to prompt on the terminal:
+ * a daemon started from one would wait there, and under systemd the load
+ * fails with an error that names no pass phrase. None is given; asked, when
+ * set, records that one was wanted. */
+static int no_pass_phrase(char *buf, int size, int rwflag, void *asked)
+{
+	(void)buf;
+	(void)size;
+	(void)rwflag;
+	if (asked)
+		*(int *)asked = 1;
+	return 0;
+}
+
 int tls_start(struct agent *a)
 {
 	if (!a->settings.tls_cert)
@@ -27,12 +41,22 @@ int tls_start(struct agent *a)
 		return -1;
 	}
 	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	int asked = 0;
+	SSL_CTX_set_default_passwd_cb(ctx, no_pass_phrase);
+	SSL_CTX_set_default_passwd_cb_userdata(ctx, &asked);
 	if (SSL_CTX_use_certificate_chain_file(ctx, a->settings.tls_cert) != 1) {
 		log_ssl_error("cannot load the TLS certificate", a->settings.tls_cert);
 		goto fail;
 	}
-	if (SSL_CTX_use_PrivateKey_file(ctx, a->settings.tls_key, SSL_FILETYPE_PEM) != 1 ||
-	    SSL_CTX_check_private_key(ctx) != 1) {
+	int loaded = SSL_CTX_use_PrivateKey_file(ctx, a->settings.tls_key, SSL_FILETYPE_PEM) == 1;
+	SSL_CTX_set_default_passwd_cb_userdata(ctx, NULL);
+	if (!loaded && asked) {
+		ERR_clear_error();
+		log_error("the TLS key is encrypted: sluice needs it without a pass phrase",
+			  LOG_S("file", a->settings.tls_key));
+		goto fail;
+	}
+	if (!loaded || SSL_CTX_check_private_key(ctx) != 1) {
 		log_ssl_error("cannot load the TLS key, or it does not match the certificate",
 			      a->settings.tls_key);
 		goto fail;

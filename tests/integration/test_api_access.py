@@ -6,7 +6,9 @@ import glob
 import hashlib
 import json
 import os
+import pty
 import secrets
+import select
 import signal
 import socket
 import ssl
@@ -398,12 +400,18 @@ def test_sluicectl_logs_follow_prints_live_lines_and_stops_at_the_end(locked):
 
 # --- TLS, and tokens never logged ----------------------------------------------------
 
-def test_tls_listener_with_a_self_signed_certificate(locked, tmp_path):
+def self_signed(tmp_path, *key_options):
+    """A certificate for 127.0.0.1 and its key, written with key_options
+    (["-nodes"]: unencrypted); their paths."""
     cert, key = str(tmp_path / "cert.pem"), str(tmp_path / "key.pem")
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
-                    "-out", cert, "-days", "1", "-subj", "/CN=127.0.0.1",
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", *key_options, "-keyout",
+                    key, "-out", cert, "-days", "1", "-subj", "/CN=127.0.0.1",
                     "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
-    port = free_port()
+    return cert, key
+
+
+def tls_config(locked, tmp_path, cert, key, port):
+    """The locked stack's configuration, listening with TLS on port; its path."""
     with open(locked.config) as f:
         text = f.read()
     config = str(tmp_path / "tls.yaml")
@@ -416,6 +424,13 @@ def test_tls_listener_with_a_self_signed_certificate(locked, tmp_path):
                                                                         "pipelines.d")))
                 .replace("tokens_file: \"tokens\"",
                          "tokens_file: %s" % json.dumps(os.path.join(locked.root, "tokens"))))
+    return config
+
+
+def test_tls_listener_with_a_self_signed_certificate(locked, tmp_path):
+    cert, key = self_signed(tmp_path, "-nodes")
+    port = free_port()
+    config = tls_config(locked, tmp_path, cert, key, port)
     agent = locked._spawn("agent-tls", [binary("sluice-agent"), "--config", config,
                                         "--log-level", "debug"])
     ctx = ssl.create_default_context(cafile=cert)
@@ -476,6 +491,37 @@ def test_tls_listener_with_a_self_signed_certificate(locked, tmp_path):
     wait_for("the TLS connections counted out", lambda: open_connections() == [1.0], 10, [agent])
     agent.stop()
     locked.procs.remove(agent)
+
+
+def test_an_encrypted_tls_key_is_refused_with_the_reason_and_no_prompt(locked, tmp_path):
+    # Started from a terminal (its controlling one), the agent must not ask
+    # there for the key's pass phrase and wait: it exits 1 and says why.
+    cert, key = self_signed(tmp_path, "-passout", "pass:secret")
+    config = tls_config(locked, tmp_path, cert, key, free_port())
+    pid, terminal = pty.fork()
+    if pid == 0:
+        os.execv(binary("sluice-agent"), ["sluice-agent", "--config", config])
+    said, deadline = b"", time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if select.select([terminal], [], [], 0.2)[0]:
+            try:
+                chunk = os.read(terminal, 4096)
+            except OSError:  # the agent exited: the terminal is closed
+                break
+            if not chunk:
+                break
+            said += chunk
+    gone, status = os.waitpid(pid, os.WNOHANG)
+    while not gone and time.monotonic() < deadline:
+        time.sleep(0.05)
+        gone, status = os.waitpid(pid, os.WNOHANG)
+    if not gone:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    os.close(terminal)
+    assert gone and os.waitstatus_to_exitcode(status) == 1, said
+    assert b"pass phrase" in said and b"Enter PEM" not in said, said
+    assert b"the TLS key is encrypted" in said, said
 
 
 def test_tokens_never_appear_in_any_log(locked):
