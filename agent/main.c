@@ -228,14 +228,10 @@ int main(int argc, char **argv)
 	reload.listen_fixed = listen != NULL;
 	if (!reload.log_level_fixed)
 		log_set_level(a.settings.log_level);
-	if (listen) {
-		free(a.settings.listen);
-		a.settings.listen = strdup(listen);
-		free(a.settings.public_url);
-		size_t n = strlen(listen) + 8;
-		a.settings.public_url = malloc(n);
-		if (a.settings.public_url)
-			snprintf(a.settings.public_url, n, "http://%s", listen);
+	if (listen && settings_listen_on(&a.settings, listen) < 0) {
+		fprintf(stderr, "sluice-agent: out of memory\n");
+		settings_clear(&a.settings);
+		return 1;
 	}
 	if (pipelines_load_dir(a.settings.pipelines_dir, &a.pipelines, err, sizeof(err)) < 0) {
 		fprintf(stderr, "sluice-agent: %s\n", err);

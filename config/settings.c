@@ -449,6 +449,16 @@ done:
 	return rc;
 }
 
+/* The listener's own URL: https when it speaks TLS. */
+static char *listen_url(const struct settings *s)
+{
+	const char *scheme = s->tls_cert ? "https://" : "http://";
+	char *url = malloc(strlen(scheme) + strlen(s->listen) + 1);
+	if (url)
+		sprintf(url, "%s%s", scheme, s->listen);
+	return url;
+}
+
 int settings_load(const char *path, struct settings *s, char *err, size_t errlen)
 {
 	char *dir = NULL;
@@ -463,12 +473,8 @@ int settings_load(const char *path, struct settings *s, char *err, size_t errlen
 	}
 	if (path && load_file(path, dir, s, err, errlen) < 0)
 		goto fail;
-	if (!s->public_url) {
-		s->public_url = malloc(strlen("http://") + strlen(s->listen) + 1);
-		if (!s->public_url)
-			goto nomem;
-		sprintf(s->public_url, "http://%s", s->listen);
-	}
+	if (!s->public_url && !(s->public_url = listen_url(s)))
+		goto nomem;
 	if (resolve_in_place(dir, &s->pipelines_dir) < 0 ||
 	    resolve_in_place(dir, &s->state_dir) < 0 ||
 	    (s->artifacts_dir && resolve_in_place(dir, &s->artifacts_dir) < 0) ||
@@ -543,6 +549,21 @@ int settings_differ(const struct settings *a, const struct settings *b, const ch
 			return table[i].differs;
 	}
 	return -1;
+}
+
+int settings_listen_on(struct settings *s, const char *listen)
+{
+	char *copy = strdup(listen);
+	if (!copy)
+		return -1;
+	free(s->listen);
+	s->listen = copy;
+	char *url = listen_url(s);
+	if (!url)
+		return -1;
+	free(s->public_url);
+	s->public_url = url;
+	return 0;
 }
 
 void settings_clear(struct settings *s)
