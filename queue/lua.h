@@ -37,6 +37,7 @@ extern const struct lua_script lua_rollout_save;
 extern const struct lua_script lua_park;
 extern const struct lua_script lua_outbox_lease;
 extern const struct lua_script lua_outbox_leave;
+extern const struct lua_script lua_outbox_forget;
 extern const struct lua_script lua_outbox_dead;
 extern const struct lua_script lua_read_hashes;
 extern const struct lua_script lua_prune;

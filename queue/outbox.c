@@ -114,6 +114,8 @@ struct outbox {
 	char *lease_key;
 	int lease_script;
 	int leave_script;    /* outbox_leave.lua, for the group's dispatcher */
+	int forget_script;   /* outbox_forget.lua, likewise */
+	int64_t forget_at;   /* monotonic ms when to forget gone consumers next */
 	int dead_script;     /* outbox_dead.lua */
 	int leaving;	     /* a call of outbox_leave.lua is under way */
 	int leasing;	     /* a call of outbox_lease.lua is under way */
@@ -634,6 +636,37 @@ static void read_batch(struct outbox *o)
 
 static void claim_from(struct outbox *o, const char *cursor);
 
+static void on_forgot(struct redis *r, redisReply *reply, const char *err, void *arg)
+{
+	struct outbox *o = anchor_release(arg);
+	(void)r;
+	if (!o)
+		return;
+	if (err)
+		note_redis_error(o, "outbox: gone consumers were not forgotten", err);
+	else if (reply->type == REDIS_REPLY_INTEGER && reply->integer > 0)
+		log_debug("outbox: consumers with nothing pending and idle are forgotten",
+			  LOG_S("stream", o->stream), LOG_I("count", reply->integer));
+}
+
+/* After a claim pass, once per claim_idle_ms: a process killed, or one
+ * that stopped with entries pending, never left the group (outbox_drain);
+ * its entries are claimed by now, and its name is dropped (and that of an
+ * idle live one, which its next read puts back). */
+static void forget_gone(struct outbox *o)
+{
+	int64_t now = clock_mono_ms();
+	if (now < o->forget_at || !o->r || !redis_connected(o->r))
+		return;
+	o->forget_at = now + o->claim_idle_ms;
+	char idle[16];
+	snprintf(idle, sizeof(idle), "%d", o->claim_idle_ms);
+	const char *argv[] = {o->stream, GROUP, idle};
+	if (redis_script_run(o->r, o->forget_script, on_forgot, anchor_ref(o), 0, 3, argv, NULL) <
+	    0)
+		anchor_release(o->anchor);
+}
+
 static void on_claimed(struct redis *r, redisReply *reply, const char *err, void *arg)
 {
 	struct outbox *o = anchor_release(arg);
@@ -652,6 +685,8 @@ static void on_claimed(struct redis *r, redisReply *reply, const char *err, void
 	produce_entries(o, reply->element[1], 1);
 	if (strcmp(reply->element[0]->str, "0-0") != 0)
 		claim_from(o, reply->element[0]->str);
+	else
+		forget_gone(o);
 }
 
 static void claim_from(struct outbox *o, const char *cursor)
@@ -886,7 +921,9 @@ static struct outbox *dispatcher_new(struct event_base *base, struct redis *r,
 	}
 	o->claim_timer = event_new(base, -1, EV_PERSIST, on_claim_timer, o);
 	o->leave_script = redis_script_add(r, &lua_outbox_leave);
-	if (!o->claim_timer || o->leave_script < 0 || arm_claim_timer(o) < 0)
+	o->forget_script = redis_script_add(r, &lua_outbox_forget);
+	if (!o->claim_timer || o->leave_script < 0 || o->forget_script < 0 ||
+	    arm_claim_timer(o) < 0)
 		goto fail;
 	warm_topics(o);
 	return o;

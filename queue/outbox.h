@@ -5,7 +5,9 @@
  * value. The dispatcher reads them through the consumer group "dispatch",
  * produces each (idempotent, acks=all) and deletes it (XACK + XDEL) only after
  * its delivery report. Entries left pending by a dispatcher that died or
- * failed are claimed again (XAUTOCLAIM) after claim_idle_ms. Nothing is
+ * failed are claimed again (XAUTOCLAIM) after claim_idle_ms, and the names
+ * of dispatchers gone without leaving the group are dropped from it once
+ * nothing is pending under them (outbox_forget.lua). Nothing is
  * published that was not recorded, and nothing recorded stays unpublished.
  * A topic written as "@name" is published to <topic_prefix>name, so that
  * scripts need not know the configured prefix. An entry one of whose

@@ -51,7 +51,7 @@ def test_libraries_are_embedded_only_where_called(tmp_path):
     with_lib = {lib: [n for n in NAMES if "\n-- %s: prepended" % lib[:-4] in
                       "\n" + lua_script(n)] for lib in LIBS}
     # Scripts that call no library carry none of them.
-    for name in ("lease_renew", "outbox_lease", "outbox_leave"):
+    for name in ("lease_renew", "outbox_lease", "outbox_leave", "outbox_forget"):
         assert all(name not in names for names in with_lib.values())
     # intake.lua emits events only: no promotion or strategy.
     assert "intake" in with_lib["events.lua"]

@@ -338,6 +338,56 @@ static void an_entry_left_by_a_dead_dispatcher_is_claimed_and_produced(void **st
 	fixture_stop(&fx);
 }
 
+static int consumer_in_group(const char *stream, const char *name)
+{
+	redisReply *rep = redisCommand(sync_redis, "XINFO CONSUMERS %s dispatch", stream);
+	assert_non_null(rep);
+	int found = 0;
+	for (size_t i = 0; rep->type == REDIS_REPLY_ARRAY && i < rep->elements; i++) {
+		const redisReply *c = rep->element[i];
+		for (size_t j = 0; j + 1 < c->elements; j += 2)
+			if (strcmp(c->element[j]->str, "name") == 0 &&
+			    strcmp(c->element[j + 1]->str, name) == 0)
+				found = 1;
+	}
+	freeReplyObject(rep);
+	return found;
+}
+
+static int dead_forgotten(void *arg)
+{
+	(void)arg;
+	return !consumer_in_group("t3b:outbox", "dead") && !consumer_in_group("t3b:outbox", "idle");
+}
+
+/* Processes killed, or stopped with entries pending, never left the group:
+ * once nothing is pending under their names, the group forgets them rather
+ * than keep a consumer for every process that ever ran. */
+static void a_dead_dispatcher_is_forgotten_once_its_entries_are_claimed(void **state)
+{
+	(void)state;
+	sync_ok("XGROUP CREATE t3b:outbox dispatch 0 MKSTREAM");
+	sync_ok("XADD t3b:outbox * topic %s key %s value %s", TOPIC, "run-3b", "{\"orphan\":2}");
+	redisReply *rep = redisCommand(
+	    sync_redis, "XREADGROUP GROUP dispatch dead COUNT 10 STREAMS t3b:outbox >");
+	assert_non_null(rep);
+	freeReplyObject(rep);
+	sync_ok("XGROUP CREATECONSUMER t3b:outbox dispatch idle");
+	assert_true(consumer_in_group("t3b:outbox", "dead"));
+
+	struct fixture fx;
+	fixture_start(&fx, "t3b:", "t3b:outbox");
+	outbox_set_claim_idle_ms(fx.o, 200);
+	assert_true(run_until(drained, &fx, 4000));
+	assert_true(run_until(dead_forgotten, NULL, 4000));
+
+	struct got g;
+	consume(&g, 1, 5000);
+	assert_int_equal(g.n, 1);
+	assert_string_equal(g.value[0], "{\"orphan\":2}");
+	fixture_stop(&fx);
+}
+
 /* Entries whose fields do not read as messages (no topic, a topic without
  * a value, an empty topic, an unknown field) are dropped whole: none of
  * their messages is produced, and none is retried. */
@@ -802,6 +852,7 @@ int main(void)
 	    cmocka_unit_test(the_tick_finds_entries_without_a_kick),
 	    cmocka_unit_test(an_at_topic_gets_the_topic_prefix),
 	    cmocka_unit_test(an_entry_left_by_a_dead_dispatcher_is_claimed_and_produced),
+	    cmocka_unit_test(a_dead_dispatcher_is_forgotten_once_its_entries_are_claimed),
 	    cmocka_unit_test(a_malformed_entry_is_dropped_not_retried_forever),
 	    cmocka_unit_test(an_entry_kafka_refuses_goes_to_the_dead_letter_stream),
 	    cmocka_unit_test(the_rest_of_an_entry_with_a_refused_message_is_delivered_once),
