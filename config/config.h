@@ -28,6 +28,7 @@ struct settings {
 	char *listen;		    /* agent.listen, default "127.0.0.1:8080" */
 	char *public_url;	    /* agent.public_url, default "http://" + listen, or
 				     * "https://" with agent.tls_cert */
+	int public_url_default;	    /* public_url is that default, not set in the file */
 	size_t max_body;	    /* agent.max_body, default 25 MiB */
 	size_t max_request_memory;  /* agent.max_request_memory, default 256 MiB (at least
 				     * max_body): requests being received, all connections */
@@ -85,8 +86,8 @@ struct settings {
 /* path may be NULL: defaults only. "kafka.brokers: '@FILE'" is read here. */
 int settings_load(const char *path, struct settings *s, char *err, size_t errlen);
 void settings_clear(struct settings *s);
-/* agent.listen given on the command line: public_url follows it, as its
- * default follows agent.listen. 0, or -1 out of memory. */
+/* agent.listen given on the command line: public_url follows it unless the
+ * file sets it, as its default follows agent.listen. 0, or -1 out of memory. */
 int settings_listen_on(struct settings *s, const char *listen);
 /* 1 when the setting named as in sluice.yaml ("redis.url") has different
  * values in a and b, 0 when not, -1 for a name it does not know. For

@@ -473,8 +473,12 @@ int settings_load(const char *path, struct settings *s, char *err, size_t errlen
 	}
 	if (path && load_file(path, dir, s, err, errlen) < 0)
 		goto fail;
-	if (!s->public_url && !(s->public_url = listen_url(s)))
-		goto nomem;
+	if (!s->public_url) {
+		s->public_url = listen_url(s);
+		s->public_url_default = 1;
+		if (!s->public_url)
+			goto nomem;
+	}
 	if (resolve_in_place(dir, &s->pipelines_dir) < 0 ||
 	    resolve_in_place(dir, &s->state_dir) < 0 ||
 	    (s->artifacts_dir && resolve_in_place(dir, &s->artifacts_dir) < 0) ||
@@ -558,6 +562,8 @@ int settings_listen_on(struct settings *s, const char *listen)
 		return -1;
 	free(s->listen);
 	s->listen = copy;
+	if (!s->public_url_default)
+		return 0;
 	char *url = listen_url(s);
 	if (!url)
 		return -1;

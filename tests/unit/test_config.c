@@ -261,6 +261,21 @@ static void test_settings_public_url_is_https_with_tls(void **state)
 	settings_clear(&s);
 }
 
+/* --listen moves the default public URL along, never one the file sets:
+ * links would otherwise name the listener behind the proxy. */
+static void test_settings_listen_on_keeps_a_public_url_set(void **state)
+{
+	struct fx *f = *state;
+	struct settings s;
+
+	write_file(f, "sluice.yaml", "agent: {public_url: 'https://ci.example.com'}\n");
+	assert_int_equal(settings_load(f->path, &s, f->err, sizeof(f->err)), 0);
+	assert_int_equal(settings_listen_on(&s, "127.0.0.1:7001"), 0);
+	assert_string_equal(s.listen, "127.0.0.1:7001");
+	assert_string_equal(s.public_url, "https://ci.example.com");
+	settings_clear(&s);
+}
+
 /* Unless given, room for one body of the largest size at least. */
 static void test_settings_max_request_memory_follows_a_larger_max_body(void **state)
 {
@@ -1070,6 +1085,7 @@ int main(void)
 	    T(test_settings_differ_compares_the_kafka_settings),
 	    T(test_settings_public_url_follows_listen),
 	    T(test_settings_public_url_is_https_with_tls),
+	    T(test_settings_listen_on_keeps_a_public_url_set),
 	    T(test_settings_max_request_memory_follows_a_larger_max_body),
 	    T(test_settings_run_retention_forever_keeps_every_run),
 	    T(test_settings_brokers_from_file),
