@@ -220,6 +220,12 @@ static int load_env(struct env_loading *el, struct env_ref *e)
 			return config_check_fail_key(el->ck, config_doc_get(n, "needs"),
 						     "a deployment starts when the run is "
 						     "promoted; use after: to order environments");
+		/* when_plan leaves deployments out: one would be ignored. */
+		if (config_doc_get(n, "when"))
+			return config_check_fail_key(
+			    el->ck, config_doc_get(n, "when"),
+			    "every run promoted to the environment deploys: "
+			    "a deployment has no when:");
 		if (el->l->stage(el->l->arg, n, &e->stage) < 0)
 			return -1;
 	}

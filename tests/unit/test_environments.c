@@ -193,7 +193,7 @@ static void test_bad_window_syntax_is_reported_with_its_position(void **state)
 	    "12:15: environments.dev.windows.allow: unknown key");
 }
 
-static void test_deployment_is_required_and_has_no_kind_or_needs(void **state)
+static void test_deployment_is_required_and_has_no_kind_needs_or_when(void **state)
 {
 	pipeline_file_expect_error(
 	    *state, "environments:\n  dev:\n    vars: {A: b}\n",
@@ -206,6 +206,10 @@ static void test_deployment_is_required_and_has_no_kind_or_needs(void **state)
 	pipeline_file_expect_error(
 	    *state, "environments:\n  dev:\n    deploy: {sh: 'true', kind: build}\n",
 	    "12:26: environments.dev.deploy.kind: a deployment is always of kind deploy");
+	pipeline_file_expect_error(
+	    *state, "environments:\n  dev:\n    deploy: {sh: 'true', when: {branches: [main]}}\n",
+	    "12:26: environments.dev.deploy.when: every run promoted to the environment "
+	    "deploys: a deployment has no when:");
 	pipeline_file_expect_error(
 	    *state,
 	    "environments:\n  dev:\n    approval: {required: false, expires: 1h}\n"
@@ -230,8 +234,8 @@ int main(void)
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_bad_window_syntax_is_reported_with_its_position,
 					    setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_deployment_is_required_and_has_no_kind_or_needs,
-					    setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_deployment_is_required_and_has_no_kind_needs_or_when, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
