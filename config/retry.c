@@ -97,13 +97,16 @@ static int load_policy(const struct config_check *ck, const struct config_doc_no
 int retry_load(const struct config_check *ck, const struct config_doc_node *stage,
 	       json_t *stage_def)
 {
-	/* The stage's own max_attempts, else the file's (stages → top). */
-	const struct config_doc_node *top = stage->parent ? stage->parent->parent : NULL;
+	/* The stage's own max_attempts, else the file's: at the top of the
+	 * document, above stages: or, for a deployment, environments:. */
+	const struct config_doc_node *top = stage;
 	const struct config_doc_node *n = config_doc_get(stage, "max_attempts");
 	const struct config_doc_node *r = config_doc_get(stage, "retry");
 	long long max_attempts = RETRY_DEFAULT_MAX_ATTEMPTS;
 
-	if (!n && top)
+	while (top->parent)
+		top = top->parent;
+	if (!n)
 		n = config_doc_get(top, "max_attempts");
 	if (n && config_check_int(ck, n, 1, MAX_ATTEMPTS, &max_attempts) < 0)
 		return -1;

@@ -141,6 +141,25 @@ static void test_max_attempts_from_stage_file_or_lost_policy(void **state)
 	assert_int_equal(retry_max_attempts(build_def(f)), 9);
 }
 
+/* A deployment is a stage too: the file's max_attempts is its default, and
+ * an environment that happens to be named max_attempts is no such value. */
+static void test_max_attempts_of_the_file_reaches_deployments(void **state)
+{
+	struct pipeline_file *f = *state;
+	const char *envs = "environments:\n  dev:\n    deploy: {run: [d]}\n"
+			   "  max_attempts:\n    after: dev\n    deploy: {run: [d]}\n";
+	const json_t *stages;
+
+	assert_int_equal(load(f, "max_attempts: 5\n", envs), 0);
+	stages = json_object_get(f->p.def, "stages");
+	assert_int_equal(retry_max_attempts(json_object_get(stages, "deploy@dev")), 5);
+	assert_int_equal(retry_max_attempts(json_object_get(stages, "deploy@max_attempts")), 5);
+	assert_int_equal(load(f, "", envs), 0);
+	stages = json_object_get(f->p.def, "stages");
+	assert_int_equal(retry_max_attempts(json_object_get(stages, "deploy@dev")),
+			 RETRY_DEFAULT_MAX_ATTEMPTS);
+}
+
 static void test_bad_policies_name_the_position_and_key(void **state)
 {
 	struct pipeline_file *f = *state;
@@ -176,6 +195,8 @@ int main(void)
 					    setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_max_attempts_from_stage_file_or_lost_policy, setup,
 					    teardown),
+	    cmocka_unit_test_setup_teardown(test_max_attempts_of_the_file_reaches_deployments,
+					    setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_bad_policies_name_the_position_and_key, setup,
 					    teardown),
 	};
