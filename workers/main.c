@@ -45,7 +45,7 @@ struct worker_main {
 /* Settings that only a restart applies: the connections and the directory
  * the worker has set up with them. */
 static const char *const restart_keys[] = {SETTINGS_CONNECTION_KEYS, "worker.state_dir",
-					   "worker.metrics_listen", NULL};
+					   "worker.artifacts_dir", "worker.metrics_listen", NULL};
 
 static void usage(FILE *f)
 {
@@ -123,6 +123,7 @@ static void reload(struct worker_main *m)
 	w->settings.workspace_ttl_ms = next.workspace_ttl_ms;
 	w->settings.min_free_percent = next.min_free_percent;
 	w->settings.min_free_bytes = next.min_free_bytes;
+	w->settings.log_cap = next.log_cap;
 	w->settings.concurrency = next.concurrency;
 	settings_clear(&next);
 	if (!m->concurrency_fixed && w->concurrency != w->settings.concurrency)
@@ -133,7 +134,7 @@ static void reload(struct worker_main *m)
 		 LOG_I("checkout_timeout_ms", w->settings.checkout_timeout_ms),
 		 LOG_I("drain_timeout_ms", w->settings.drain_timeout_ms),
 		 LOG_I("workspace_ttl_ms", w->settings.workspace_ttl_ms),
-		 LOG_S("log_level", w->settings.log_level));
+		 LOG_I("log_cap", w->settings.log_cap), LOG_S("log_level", w->settings.log_level));
 	if (m->workspace)
 		workspace_sweep(m->workspace);
 }

@@ -1,7 +1,8 @@
 """SIGHUP reloads: the agent picks up a new pipeline file and refuses an
 invalid one (naming its position) while the old pipelines keep working, and
 verifies webhooks under a secret changed in its file; the
-worker applies a new concurrency and reports settings that need a restart."""
+worker applies a new concurrency and log cap and reports settings that
+need a restart."""
 
 import os
 import signal
@@ -12,11 +13,14 @@ from conftest import binary, pipeline, started_stack, to_yaml, wait_for
 
 KEPT_REPO = "sluice-it/kept"
 ADDED_REPO = "sluice-it/added"
+LOUD_REPO = "sluice-it/loud"
 
 
 def pipelines(repo, root):
     return {"kept.yaml": pipeline("kept", KEPT_REPO, checkout=repo.url,
-                                  stages={"build": {"run": ["true"]}})}
+                                  stages={"build": {"run": ["true"]}}),
+            "loud.yaml": pipeline("loud", LOUD_REPO, checkout=repo.url,
+                                  stages={"build": {"sh": "seq 1 200"}})}
 
 
 @pytest.fixture(scope="module")
@@ -133,3 +137,26 @@ def test_worker_reload_applies_concurrency_and_reports_restart_settings(reload_s
             f.write(original)
     worker.stop()
     s.procs.remove(worker)
+
+
+def test_worker_reload_applies_log_cap_and_reports_artifacts_dir(reload_stack):
+    s = reload_stack
+    worker = next(p for p in s.procs if p.name == "worker-1")
+    with open(s.config) as f:
+        original = f.read()
+    try:
+        with open(s.config, "w") as f:
+            f.write(original.replace("worker:\n", "worker:\n  log_cap: 1KiB\n"
+                                     "  artifacts_dir: %s\n" % os.path.join(s.root, "shared")))
+        log = hup_and_wait(worker, "configuration reloaded")
+        restart = [l for l in log.splitlines() if "needs a restart" in l]
+        assert any("key=worker.artifacts_dir" in l for l in restart), log
+        runs = run_for(s, LOUD_REPO)
+        assert len(runs) == 1
+        assert s.wait_run(runs[0])["status"] == "succeeded"
+        lines = [l["line"] for l in s.log(runs[0], "build")]
+        assert any("dropped: log cap of 1 KiB reached" in l for l in lines), lines
+    finally:
+        with open(s.config, "w") as f:
+            f.write(original)
+        hup_and_wait(worker, "configuration reloaded")
