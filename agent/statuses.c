@@ -706,25 +706,14 @@ static void on_event(const struct kafka_message *m, struct kafka_ticket *t, void
 
 static char *read_token(const char *path)
 {
-	char *buf = NULL;
-	size_t len;
+	char *token = config_file_read_token(path, MAX_TOKEN_BYTES);
 
-	if (config_file_read(path, MAX_TOKEN_BYTES, &buf, &len) < 0) {
+	if (!token && errno == EBADMSG)
+		log_error("github.token_file must hold one token on one line", LOG_S("file", path));
+	else if (!token)
 		log_error("cannot read github.token_file", LOG_S("file", path),
 			  LOG_S("error", strerror(errno)));
-		return NULL;
-	}
-	while (len > 0 && isspace((unsigned char)buf[len - 1]))
-		buf[--len] = '\0';
-	size_t skip = strspn(buf, " \t\r\n");
-	if (skip == len || strpbrk(buf + skip, "\r\n")) {
-		log_error("github.token_file must hold one token on one line", LOG_S("file", path));
-		explicit_bzero(buf, len);
-		free(buf);
-		return NULL;
-	}
-	memmove(buf, buf + skip, len - skip + 1);
-	return buf;
+	return token;
 }
 
 static void token_set(struct statuses *s, char *token)

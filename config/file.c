@@ -1,6 +1,7 @@
 /* file: resolving and reading files named in configuration. */
 #include "config/file.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
@@ -157,6 +158,26 @@ fail : {
 	errno = e;
 	return -1;
 }
+}
+
+char *config_file_read_token(const char *path, size_t max)
+{
+	char *buf = NULL;
+	size_t len;
+
+	if (config_file_read(path, max, &buf, &len) < 0)
+		return NULL;
+	while (len > 0 && isspace((unsigned char)buf[len - 1]))
+		buf[--len] = '\0';
+	size_t skip = strspn(buf, " \t\r\n");
+	if (skip == len || strpbrk(buf + skip, "\r\n")) {
+		explicit_bzero(buf, len);
+		free(buf);
+		errno = EBADMSG;
+		return NULL;
+	}
+	memmove(buf, buf + skip, len - skip + 1);
+	return buf;
 }
 
 int config_file_check_readable(const char *path)

@@ -30,6 +30,11 @@ const char *config_file_expand_error(int errnum);
  * its outlen bytes. -1 with errno set: EFBIG when larger, EISDIR or EINVAL
  * when not a regular file, as config_file_expand. */
 int config_file_read(const char *path, size_t max, char **out, size_t *outlen);
+/* The token a file of at most max bytes holds on its one line, less the
+ * blanks around it (github.token_file); NULL with errno set as
+ * config_file_read, or EBADMSG when the file holds no token or more than
+ * one line. */
+char *config_file_read_token(const char *path, size_t max);
 /* 0 when path is a regular file this process may open for reading. A
  * credential is not checked (0): it belongs to the process that reads it,
  * which need not be this one (the agent checks stage secrets that workers

@@ -213,9 +213,10 @@ int ctl_help_command(FILE *out, enum ctl_command cmd)
 		      "Checks pipeline files and sluice.yaml files offline, with the agent's\n"
 		      "own loader: a file with stages: or trigger: is a pipeline, any other\n"
 		      "a sluice.yaml, checked together with the pipelines of its\n"
-		      "pipelines_dir. Prints \"FILE: ok (...)\" for each valid file and each\n"
-		      "error as FILE:LINE:COLUMN: KEY: MESSAGE. Exit status 0 when every file\n"
-		      "is valid, 1 otherwise.\n",
+		      "pipelines_dir and the files the agent reads as it starts (API tokens,\n"
+		      "GitHub token, TLS certificate and key). Prints \"FILE: ok (...)\" for\n"
+		      "each valid file and each error as FILE:LINE:COLUMN: KEY: MESSAGE.\n"
+		      "Exit status 0 when every file is valid, 1 otherwise.\n",
 		      out);
 		return 0;
 	case CTL_CMD_APPROVE:

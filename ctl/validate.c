@@ -1,13 +1,21 @@
 /* validate: pipeline files and sluice.yaml checked as the agent loads them. */
 #include "ctl/validate.h"
 
+#include <errno.h>
 #include <jansson.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "config/check.h"
 #include "config/config.h"
 #include "config/doc.h"
+#include "config/file.h"
+#include "lib/tlsctx.h"
+#include "lib/tokens.h"
 
 #define ERR_MAX 1024
+/* As the agent reads github.token_file. */
+#define CTL_TOKEN_FILE_MAX 4096
 
 /* A pipeline file is told from settings by the keys only pipelines have. */
 static int is_pipeline(const char *path, char *err, size_t errlen)
@@ -55,6 +63,60 @@ static int validate_pipeline(const char *path, FILE *out, FILE *err)
 	return 0;
 }
 
+/* The files the agent reads as it starts, and refuses to start without: the
+ * API tokens, the GitHub token and the TLS certificate and key. An error
+ * names the setting's position in path. */
+static int check_agent_files(const char *path, const struct settings *s, char *msg, size_t msglen)
+{
+	struct config_check ck = {.file = path, .err = msg, .errlen = msglen};
+	struct config_doc doc;
+	const struct config_doc_node *n;
+	char why[ERR_MAX];
+	int rc = -1;
+
+	if (config_doc_load(&doc, path, msg, msglen) < 0)
+		return -1;
+	n = config_doc_get(config_doc_get(doc.top, "api"), "tokens_file");
+	if (n) {
+		struct tokens t;
+		if (tokens_load(s->tokens_file, &t, why, sizeof(why)) < 0) {
+			config_check_fail(&ck, n, "%s", why);
+			goto done;
+		}
+		tokens_clear(&t);
+	}
+	/* A credential is the agent's own, found in its unit's environment. */
+	n = config_doc_get(config_doc_get(doc.top, "github"), "token_file");
+	if (n && strncmp(s->github_token_file, CONFIG_FILE_CREDENTIALS,
+			 strlen(CONFIG_FILE_CREDENTIALS)) != 0) {
+		char *token = config_file_read_token(s->github_token_file, CTL_TOKEN_FILE_MAX);
+		if (!token) {
+			config_check_fail(&ck, n, "\"%s\": %s", s->github_token_file,
+					  errno == EBADMSG ? "must hold one token on one line"
+							   : strerror(errno));
+			goto done;
+		}
+		explicit_bzero(token, strlen(token));
+		free(token);
+	}
+	n = config_doc_get(config_doc_get(doc.top, "agent"), "tls_cert");
+	if (n) {
+		const char *bad;
+		SSL_CTX *ctx = tlsctx_server(s->tls_cert, s->tls_key, &bad, why, sizeof(why));
+		if (!ctx) {
+			if (bad == s->tls_key)
+				n = config_doc_get(config_doc_get(doc.top, "agent"), "tls_key");
+			config_check_fail(&ck, n, "\"%s\": %s", bad, why);
+			goto done;
+		}
+		SSL_CTX_free(ctx);
+	}
+	rc = 0;
+done:
+	config_doc_clear(&doc);
+	return rc;
+}
+
 static int validate_settings(const char *path, FILE *out, FILE *err)
 {
 	struct settings s;
@@ -65,7 +127,8 @@ static int validate_settings(const char *path, FILE *out, FILE *err)
 		fprintf(err, "%s\n", msg);
 		return 1;
 	}
-	if (pipelines_load_dir(s.pipelines_dir, &set, msg, sizeof(msg)) < 0) {
+	if (check_agent_files(path, &s, msg, sizeof(msg)) < 0 ||
+	    pipelines_load_dir(s.pipelines_dir, &set, msg, sizeof(msg)) < 0) {
 		fprintf(err, "%s\n", msg);
 		settings_clear(&s);
 		return 1;

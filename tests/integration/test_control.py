@@ -352,3 +352,41 @@ def test_validate_accepts_good_files_and_names_the_errors_of_bad_ones(tmp_path):
                         "(known: push, pull_request, manual)\n")
     r = validate(tmp_path)
     assert r.returncode == 2 and r.stderr.startswith("sluicectl: validate: missing FILE\n")
+
+
+def test_validate_reads_the_files_the_agent_needs_to_start(tmp_path):
+    """The tokens file, the GitHub token and the TLS files: an agent refuses
+    to start when it cannot use them, so validate does not call them ok."""
+    (tmp_path / "pipelines.d").mkdir()
+    hashed = subprocess.run([binary("sluicectl"), "token", "hash", "ci", "admin"],
+                            capture_output=True, text=True, timeout=10, check=True)
+    (tmp_path / "tokens").write_text(hashed.stdout)
+    (tmp_path / "github-token").write_text("ghp_x\n")
+    head = "pipelines_dir: pipelines.d\napi:\n  tokens_file: tokens\n"
+    good = head + "github:\n  token_file: github-token\n"
+    (tmp_path / "sluice.yaml").write_text(good)
+    r = validate(tmp_path, "sluice.yaml")
+    assert r.returncode == 0, r.stderr
+    (tmp_path / "tokens").write_text("ci admin 1234\n")
+    r = validate(tmp_path, "sluice.yaml")
+    assert r.returncode == 1 and r.stdout == "", r.stdout
+    assert r.stderr.startswith("sluice.yaml:3:16: api.tokens_file: %s/tokens:1: expected the "
+                               "SHA-256 of the token" % tmp_path), r.stderr
+    (tmp_path / "tokens").write_text(hashed.stdout)
+    (tmp_path / "github-token").write_text("ghp_x\nghp_y\n")
+    r = validate(tmp_path, "sluice.yaml")
+    assert r.returncode == 1 and r.stderr == (
+        'sluice.yaml:5:15: github.token_file: "%s/github-token": must hold one token on one '
+        "line\n" % tmp_path), r.stderr
+    # A credential is the agent's, not to be found where validate runs.
+    (tmp_path / "sluice.yaml").write_text(
+        head + 'github:\n  token_file: "${CREDENTIALS_DIRECTORY}/github-token"\n')
+    r = validate(tmp_path, "sluice.yaml")
+    assert r.returncode == 0, r.stderr
+    (tmp_path / "cert.pem").write_text("not a certificate\n")
+    (tmp_path / "sluice.yaml").write_text(
+        head + "agent:\n  tls_cert: cert.pem\n  tls_key: cert.pem\n")
+    r = validate(tmp_path, "sluice.yaml")
+    assert r.returncode == 1 and r.stderr.startswith(
+        'sluice.yaml:5:13: agent.tls_cert: "%s/cert.pem": cannot load the TLS certificate: '
+        % tmp_path), r.stderr
