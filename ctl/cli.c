@@ -41,7 +41,47 @@ static int token_hash(const struct ctl_args *a, FILE *out, FILE *err)
 		token);
 	fprintf(out, "%s\n", line);
 	explicit_bzero(token, sizeof(token));
-	return fflush(out) == 0 && !ferror(out) ? 0 : 1;
+	return 0;
+}
+
+/* The command a parsed; its exit status. */
+static int run(struct ctl_args *a, FILE *out, FILE *err)
+{
+	char msg[MESSAGE_MAX] = "";
+
+	if (a->version) {
+		fprintf(out, "sluicectl %s\n", CTL_VERSION);
+		return 0;
+	}
+	if (a->cmd == CTL_CMD_HELP && a->topic) {
+		if (ctl_help_command(out, ctl_args_command(a->topic)) < 0) {
+			fprintf(err, "sluicectl: unknown command '%s'\n", a->topic);
+			ctl_help_brief(err);
+			return EXIT_USAGE;
+		}
+		return 0;
+	}
+	if (a->cmd == CTL_CMD_HELP || a->cmd == CTL_CMD_NONE) {
+		ctl_help_usage(out);
+		return 0;
+	}
+	if (a->help) {
+		ctl_help_command(out, a->cmd);
+		return 0;
+	}
+	/* Offline: no agent is asked. */
+	if (a->cmd == CTL_CMD_VALIDATE)
+		return ctl_validate(a->files, a->nfiles, out, err);
+	if (a->cmd == CTL_CMD_PLAN)
+		return ctl_plan(a->files[0], a->json, out, err);
+	if (a->cmd == CTL_CMD_TOKEN)
+		return token_hash(a, out, err);
+	if (ctl_commands_run(a, out, msg, sizeof(msg)) < 0) {
+		fflush(out);
+		fprintf(err, "sluicectl: %s\n", msg);
+		return 1;
+	}
+	return 0;
 }
 
 int ctl_cli_main(int argc, char **argv, FILE *out, FILE *err)
@@ -54,41 +94,12 @@ int ctl_cli_main(int argc, char **argv, FILE *out, FILE *err)
 		ctl_help_brief(err);
 		return EXIT_USAGE;
 	}
-	if (a.version) {
-		fprintf(out, "sluicectl %s\n", CTL_VERSION);
-		return 0;
-	}
-	if (a.cmd == CTL_CMD_HELP && a.topic) {
-		if (ctl_help_command(out, ctl_args_command(a.topic)) < 0) {
-			fprintf(err, "sluicectl: unknown command '%s'\n", a.topic);
-			ctl_help_brief(err);
-			return EXIT_USAGE;
-		}
-		return 0;
-	}
-	if (a.cmd == CTL_CMD_HELP || a.cmd == CTL_CMD_NONE) {
-		ctl_help_usage(out);
-		return 0;
-	}
-	if (a.help) {
-		ctl_help_command(out, a.cmd);
-		return 0;
-	}
-	/* Offline: no agent is asked. */
-	if (a.cmd == CTL_CMD_VALIDATE)
-		return ctl_validate(a.files, a.nfiles, out, err);
-	if (a.cmd == CTL_CMD_PLAN)
-		return ctl_plan(a.files[0], a.json, out, err);
-	if (a.cmd == CTL_CMD_TOKEN)
-		return token_hash(&a, out, err);
-	if (ctl_commands_run(&a, out, msg, sizeof(msg)) < 0) {
-		fflush(out);
-		fprintf(err, "sluicectl: %s\n", msg);
-		return 1;
-	}
-	if (fflush(out) != 0 || ferror(out)) {
+	int rc = run(&a, out, err);
+	/* Whatever printed it, output cut short (a full disk) fails the
+	 * command; a failure has already said why. */
+	if (rc == 0 && (fflush(out) != 0 || ferror(out))) {
 		fprintf(err, "sluicectl: write error\n");
 		return 1;
 	}
-	return 0;
+	return rc;
 }

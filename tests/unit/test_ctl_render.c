@@ -28,6 +28,8 @@
 #include <stddef.h>
 #include <cmocka.h>
 
+#include "tmpdir.h"
+
 /* --- helpers ------------------------------------------------------------- */
 
 struct capture {
@@ -1053,6 +1055,43 @@ static void sse_refuses_an_event_over_16_mib(void **state)
 	free(line);
 }
 
+/* Output that cannot be written (a full disk: /dev/full) fails whatever
+ * command printed it, with the reason on stderr. */
+static void cli_output_cut_short_fails(void **state)
+{
+	char dir[64], pipeline[128], secret[128];
+	char *const cases[][4] = {{"sluicectl", "--version"},
+				  {"sluicectl", "help"},
+				  {"sluicectl", "help", "runs"},
+				  {"sluicectl", "validate", pipeline}};
+	(void)state;
+
+	assert_int_equal(tmpdir_make(dir, sizeof(dir), "sluice-test-ctl"), 0);
+	snprintf(secret, sizeof(secret), "%s/webhook", dir);
+	snprintf(pipeline, sizeof(pipeline), "%s/app.yaml", dir);
+	assert_int_equal(tmpdir_write(secret, "s3cret\n"), 0);
+	assert_int_equal(tmpdir_write(pipeline, "trigger:\n  github: {repository: acme/app, "
+						"secret_file: webhook}\n"
+						"stages:\n  build: {run: [make]}\n"),
+			 0);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		FILE *full = fopen("/dev/full", "we");
+		struct capture err;
+		int argc = 0;
+
+		assert_non_null(full);
+		while (argc < 4 && cases[i][argc])
+			argc++;
+		capture_open(&err);
+		assert_int_equal(ctl_cli_main(argc, (char **)cases[i], full, err.f), 1);
+		capture_close(&err);
+		fclose(full);
+		assert_non_null(strstr(err.buf, "sluicectl: write error\n"));
+		capture_free(&err);
+	}
+	tmpdir_remove(dir);
+}
+
 static void cli_plan_and_token_exit_statuses(void **state)
 {
 	struct capture out, err;
@@ -1124,6 +1163,7 @@ int main(void)
 	    cmocka_unit_test(sse_parses_events_split_anywhere),
 	    cmocka_unit_test(sse_refuses_an_event_over_16_mib),
 	    cmocka_unit_test(cli_plan_and_token_exit_statuses),
+	    cmocka_unit_test(cli_output_cut_short_fails),
 	    cmocka_unit_test(cli_token_hash_prints_the_line_and_the_token_apart),
 	    cmocka_unit_test(time_parses_rfc3339_and_prints_utc),
 	    cmocka_unit_test(time_rejects_what_is_not_rfc3339),
