@@ -117,6 +117,32 @@ static char *error_message(const struct curlreq_answer *b)
 	return s;
 }
 
+/* An answer other than 2xx: the API's message, else the status and, for a
+ * redirect, where to (not followed: the token would go along). */
+static void status_error(struct ctl_api *api, long status, const struct curlreq_answer *b,
+			 char *err, size_t errlen)
+{
+	char *msg = error_message(b);
+	char *to = NULL;
+
+	if (msg) {
+		snprintf(err, errlen, "%s", msg);
+		free(msg);
+		return;
+	}
+	if (status >= 300 && status < 400)
+		curl_easy_getinfo(api->curl, CURLINFO_REDIRECT_URL, &to);
+	msg = to ? ctl_fmt_sanitize(to, strlen(to)) : NULL;
+	if (msg)
+		snprintf(err, errlen,
+			 "%s answered HTTP %ld, a redirect to %s (not followed: give --url or "
+			 "$SLUICE_URL the agent's own address)",
+			 api->base, status, msg);
+	else
+		snprintf(err, errlen, "%s answered HTTP %ld", api->base, status);
+	free(msg);
+}
+
 static void transport_error(struct ctl_api *api, CURLcode rc, const char *errbuf, char *err,
 			    size_t errlen)
 {
@@ -181,12 +207,7 @@ static int request(struct ctl_api *api, const char *post, const char *path, json
 	}
 	curl_easy_getinfo(api->curl, CURLINFO_RESPONSE_CODE, &status);
 	if (status < 200 || status > 299) {
-		char *msg = error_message(&b);
-		if (msg)
-			snprintf(err, errlen, "%s", msg);
-		else
-			snprintf(err, errlen, "%s answered HTTP %ld", api->base, status);
-		free(msg);
+		status_error(api, status, &b, err, errlen);
 		goto fail;
 	}
 	*body = json_loadb(b.data ? b.data : "", b.len, 0, &jerr);
@@ -332,12 +353,7 @@ int ctl_api_follow(struct ctl_api *api, const char *path, ctl_sse_cb cb, void *a
 		if (!f.status)
 			curl_easy_getinfo(api->curl, CURLINFO_RESPONSE_CODE, &f.status);
 		if (res == CURLE_OK && f.status != 200 && f.status != 0) {
-			char *msg = error_message(&f.errbody);
-			if (msg)
-				snprintf(err, errlen, "%s", msg);
-			else
-				snprintf(err, errlen, "%s answered HTTP %ld", api->base, f.status);
-			free(msg);
+			status_error(api, f.status, &f.errbody, err, errlen);
 			goto done;
 		}
 		failures = f.progress ? 1 : failures + 1;

@@ -531,7 +531,7 @@ static void args_url_prefers_option_then_environment(void **state)
 struct route {
 	const char *target;
 	int status;
-	const char *body;
+	const char *body; /* of a redirect (3xx): its Location, with no body */
 };
 
 static const char log_page1[] = "{\"lines\": ["
@@ -552,6 +552,7 @@ static const struct route routes[] = {
     {"/api/v1/runs/r_evil", 404, "{\"error\": {\"message\": \"run r_\\u001b[2Jevil not found\"}}"},
     {"/api/v1/runs/r_500", 500, "<html>oops</html>"},
     {"/api/v1/runs/r_text", 200, "not json"},
+    {"/api/v1/runs/r_moved", 301, "https://ci.example.com/api/v1/runs/r_moved"},
     {"/api/v1/runs/r_1/stages/build/log", 200, log_page1},
     {"/api/v1/runs/r_1/stages/build/log?after=2-0", 200, log_page2},
     {"/api/v1/runs/r_1/stages/build/log?after=3-0", 200, "{\"lines\": [], \"next\": \"3-0\"}"},
@@ -604,12 +605,18 @@ static void serve_one(struct server *s, int c)
 		s->requests[s->nrequests++] = strdup(target);
 	pthread_mutex_unlock(&s->lock);
 	r = find_route(target);
-	n = asprintf(&resp,
-		     "HTTP/1.1 %d X\r\nContent-Type: application/json\r\n"
-		     "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
-		     r ? r->status : 404,
-		     strlen(r ? r->body : "{\"error\": {\"message\": \"no route\"}}"),
-		     r ? r->body : "{\"error\": {\"message\": \"no route\"}}");
+	if (r && r->status / 100 == 3)
+		n = asprintf(&resp,
+			     "HTTP/1.1 %d X\r\nLocation: %s\r\nContent-Length: 0\r\n"
+			     "Connection: close\r\n\r\n",
+			     r->status, r->body);
+	else
+		n = asprintf(&resp,
+			     "HTTP/1.1 %d X\r\nContent-Type: application/json\r\n"
+			     "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
+			     r ? r->status : 404,
+			     strlen(r ? r->body : "{\"error\": {\"message\": \"no route\"}}"),
+			     r ? r->body : "{\"error\": {\"message\": \"no route\"}}");
 	if (n > 0 && write(c, resp, (size_t)n) != n)
 		fprintf(stderr, "short write to client\n");
 	free(resp);
@@ -789,7 +796,7 @@ static void cli_error_without_json_names_the_status(void **state)
 {
 	struct server *s = *state;
 	struct capture out, err;
-	char want[128];
+	char want[256];
 
 	snprintf(want, sizeof(want), "sluicectl: http://127.0.0.1:%d answered HTTP 500\n", s->port);
 	assert_int_equal(RUN_CLI(s->port, &out, &err, "show", "r_500"), 1);
@@ -799,6 +806,17 @@ static void cli_error_without_json_names_the_status(void **state)
 
 	assert_int_equal(RUN_CLI(s->port, &out, &err, "show", "r_text"), 1);
 	assert_non_null(strstr(err.buf, "sent a response that is not JSON"));
+	capture_free(&out);
+	capture_free(&err);
+
+	/* A redirect names where to, not followed. */
+	snprintf(want, sizeof(want),
+		 "sluicectl: http://127.0.0.1:%d answered HTTP 301, a redirect to "
+		 "https://ci.example.com/api/v1/runs/r_moved (not followed: give --url or "
+		 "$SLUICE_URL the agent's own address)\n",
+		 s->port);
+	assert_int_equal(RUN_CLI(s->port, &out, &err, "show", "r_moved"), 1);
+	assert_string_equal(err.buf, want);
 	capture_free(&out);
 	capture_free(&err);
 }
