@@ -92,33 +92,11 @@ static int redis_healthy(void *arg)
 	return redis_connected(arg);
 }
 
-/* "host:port" or "[v6]:port". */
-static int split_listen(const char *listen, char *host, size_t hostlen, unsigned short *port)
-{
-	const char *colon = strrchr(listen, ':');
-	if (!colon || colon == listen)
-		return -1;
-	const char *h = listen;
-	size_t n = (size_t)(colon - listen);
-	if (h[0] == '[' && colon[-1] == ']') {
-		h++;
-		n -= 2;
-	}
-	char *end;
-	long p = strtol(colon + 1, &end, 10);
-	if (n == 0 || n >= hostlen || *end || p <= 0 || p > 65535)
-		return -1;
-	memcpy(host, h, n);
-	host[n] = '\0';
-	*port = (unsigned short)p;
-	return 0;
-}
-
 static int start_http(struct agent *a)
 {
-	char host[256];
+	char host[SETTINGS_HOST_MAX];
 	unsigned short port;
-	if (split_listen(a->settings.listen, host, sizeof(host), &port) < 0) {
+	if (settings_split_listen(a->settings.listen, host, sizeof(host), &port) < 0) {
 		log_error("bad listen address", LOG_S("listen", a->settings.listen));
 		return -1;
 	}

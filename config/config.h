@@ -85,6 +85,11 @@ struct settings {
 
 /* path may be NULL: defaults only. "kafka.brokers: '@FILE'" is read here. */
 int settings_load(const char *path, struct settings *s, char *err, size_t errlen);
+/* agent.listen (or --listen), "host:port" or "[v6]:port", into host (at most
+ * hostlen bytes with its NUL, SETTINGS_HOST_MAX will do) and port; -1 when
+ * it is not one. */
+#define SETTINGS_HOST_MAX 256
+int settings_split_listen(const char *listen, char *host, size_t hostlen, unsigned short *port);
 void settings_clear(struct settings *s);
 /* agent.listen given on the command line: public_url follows it unless the
  * file sets it, as its default follows agent.listen. 0, or -1 out of memory. */

@@ -218,6 +218,8 @@ static int load_agent(const struct config_check *ck, const struct config_doc_nod
 {
 	const struct config_doc_node *m = config_doc_get(top, "agent");
 	const struct config_doc_node *n;
+	char host[SETTINGS_HOST_MAX];
+	unsigned short port;
 	long long v;
 
 	if (!m)
@@ -231,6 +233,11 @@ static int load_agent(const struct config_check *ck, const struct config_doc_nod
 	    load_string(ck, m, "tls_cert", 0, &s->tls_cert) < 0 ||
 	    load_string(ck, m, "tls_key", 0, &s->tls_key) < 0)
 		return -1;
+	/* Checked here, where its position is known, not once the agent has
+	 * connected to everything else and binds. */
+	n = config_doc_get(m, "listen");
+	if (n && settings_split_listen(s->listen, host, sizeof(host), &port) < 0)
+		return config_check_fail(ck, n, "expected HOST:PORT, such as 127.0.0.1:8080");
 	if (!s->tls_cert != !s->tls_key)
 		return config_check_fail(ck, m, "tls_cert and tls_key go together");
 	if (s->http_timeout_ms < 1000)
@@ -272,6 +279,27 @@ static int load_agent(const struct config_check *ck, const struct config_doc_nod
 			return -1;
 		s->max_connections = (int)v;
 	}
+	return 0;
+}
+
+int settings_split_listen(const char *listen, char *host, size_t hostlen, unsigned short *port)
+{
+	const char *colon = strrchr(listen, ':');
+	if (!colon || colon == listen)
+		return -1;
+	const char *h = listen;
+	size_t n = (size_t)(colon - listen);
+	if (h[0] == '[' && colon[-1] == ']') {
+		h++;
+		n -= 2;
+	}
+	char *end;
+	long p = strtol(colon + 1, &end, 10);
+	if (n == 0 || n >= hostlen || *end || p <= 0 || p > 65535)
+		return -1;
+	memcpy(host, h, n);
+	host[n] = '\0';
+	*port = (unsigned short)p;
 	return 0;
 }
 

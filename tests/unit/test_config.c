@@ -242,6 +242,10 @@ static void test_settings_public_url_follows_listen(void **state)
 	assert_string_equal(s.public_url, "http://127.0.0.1:7000");
 	assert_int_equal(s.max_body, 1000);
 	settings_clear(&s);
+	write_file(f, "sluice.yaml", "agent: {listen: '[::1]:7000'}\n");
+	assert_int_equal(settings_load(f->path, &s, f->err, sizeof(f->err)), 0);
+	assert_string_equal(s.public_url, "http://[::1]:7000");
+	settings_clear(&s);
 }
 
 /* A listener that speaks TLS is reached over https, by default and when
@@ -347,6 +351,12 @@ static void test_settings_errors_name_position_and_key(void **state)
 			      "2:13: agent.max_body: expected a size like \"25MiB\"");
 	expect_settings_error(f, "kafka: [a, b]\n", "1:8: kafka: expected a mapping");
 	expect_settings_error(f, "- a\n", "1:1: expected a mapping");
+	expect_settings_error(f, "agent:\n  listen: 8080\n",
+			      "2:11: agent.listen: expected a string");
+	expect_settings_error(f, "agent:\n  listen: ':8080'\n",
+			      "2:11: agent.listen: expected HOST:PORT, such as 127.0.0.1:8080");
+	expect_settings_error(f, "agent:\n  listen: localhost:80800\n",
+			      "2:11: agent.listen: expected HOST:PORT, such as 127.0.0.1:8080");
 }
 
 static void test_settings_github(void **state)
