@@ -11,6 +11,7 @@
 #include "config/check.h"
 #include "config/doc.h"
 #include "config/file.h"
+#include "queue/redis.h"
 
 /* Upper bounds that keep the int and size_t fields meaningful. */
 #define MAX_DURATION_MS ((long long)INT_MAX)
@@ -210,6 +211,9 @@ static int load_redis(const struct config_check *ck, const struct config_doc_nod
 	if (strlen(s->key_prefix) > MAX_PREFIX)
 		return config_check_fail(ck, config_doc_get(m, "key_prefix"),
 					 "longer than %d bytes", MAX_PREFIX);
+	if (config_doc_get(m, "url") && redis_url_check(s->redis_url) < 0)
+		return config_check_fail(ck, config_doc_get(m, "url"),
+					 "expected redis://HOST:PORT or unix:/PATH");
 	return 0;
 }
 

@@ -820,6 +820,16 @@ static int parse_url(struct redis *r, const char *url)
 	return r->host ? 0 : -1;
 }
 
+int redis_url_check(const char *url)
+{
+	struct redis r = {0};
+	int rc = parse_url(&r, url);
+
+	free(r.host);
+	free(r.path);
+	return rc;
+}
+
 struct redis *redis_new(struct event_base *base, const char *url, int timeout_ms)
 {
 	struct redis *r = calloc(1, sizeof(*r));

@@ -28,6 +28,9 @@ typedef void (*redis_cb)(struct redis *r, redisReply *reply, const char *err, vo
 
 /* url: "redis://host:port", "host:port" or "unix:/path/to.sock". */
 struct redis *redis_new(struct event_base *base, const char *url, int timeout_ms);
+/* 0 when redis_new would take url, -1 when it is malformed (or memory ran
+ * out): for the settings loader, which knows where url was written. */
+int redis_url_check(const char *url);
 /* Fails every pending command with err "shutting down", then frees. Those
  * callbacks run inside this call; commands they send are refused (-1). */
 void redis_free(struct redis *r);
