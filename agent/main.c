@@ -239,7 +239,8 @@ int main(int argc, char **argv)
 	/* Children: git ls-remote for manual triggers (control.c). */
 	if (!a.base || process_init(a.base) < 0)
 		goto fail;
-	a.redis = redis_new(a.base, a.settings.redis_url, a.settings.redis_timeout_ms);
+	a.redis = redis_new(a.base, a.settings.redis_url, a.settings.redis_user,
+			    a.settings.redis_password, a.settings.redis_timeout_ms);
 	if (!a.redis)
 		goto fail;
 	a.scripts.intake = redis_script_add(a.redis, &lua_intake);

@@ -23,6 +23,9 @@ struct settings {
 	int fetch_wait_ms;	    /* kafka.fetch_wait, default 10ms: how long a fetch that
 				     * finds no message waits at the broker */
 	char *redis_url;	    /* redis.url, default "redis://127.0.0.1:6379" */
+	char *redis_user;	    /* redis.user: AUTH's ACL user; NULL: the default user */
+	char *redis_password_file;  /* redis.password_file; NULL: no AUTH */
+	char *redis_password;	    /* what it holds, read by settings_load; never logged */
 	char *key_prefix;	    /* redis.key_prefix, default "sluice:" */
 	int redis_timeout_ms;	    /* redis.timeout, default 5s */
 	char *listen;		    /* agent.listen, default "127.0.0.1:8080" */
@@ -95,14 +98,15 @@ void settings_clear(struct settings *s);
  * file sets it, as its default follows agent.listen. 0, or -1 out of memory. */
 int settings_listen_on(struct settings *s, const char *listen);
 /* 1 when the setting named as in sluice.yaml ("redis.url") has different
- * values in a and b, 0 when not, -1 for a name it does not know. For
- * reloads, to name the settings that only a restart applies. */
+ * values in a and b (for redis.password_file: its path or the password it
+ * holds), 0 when not, -1 for a name it does not know. For reloads, to name
+ * the settings that only a restart applies. */
 int settings_differ(const struct settings *a, const struct settings *b, const char *key);
 /* The settings of the Kafka and Redis connections, which every process sets
  * up at start: only a restart applies them (for settings_differ). */
 #define SETTINGS_CONNECTION_KEYS                                                                   \
 	"kafka.brokers", "kafka.topic_prefix", "kafka.session_timeout", "kafka.fetch_wait",        \
-	    "redis.url", "redis.key_prefix", "redis.timeout"
+	    "redis.url", "redis.user", "redis.password_file", "redis.key_prefix", "redis.timeout"
 
 /* trigger.github.forks: what a pull request from another repository (a
  * fork, whose author need not be trusted) gets. */

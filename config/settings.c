@@ -31,12 +31,15 @@
 #define TOPIC_CHARS "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-"
 /* "@FILE" holds a broker list, not a document. */
 #define MAX_BROKERS_FILE 65536
+/* redis.password_file holds one line. */
+#define MAX_PASSWORD_FILE 4096
 
 static const char *const top_keys[] = {"kafka",	    "redis",  "agent", "worker", "pipelines_dir",
 				       "log_level", "github", "api",   NULL};
 static const char *const kafka_keys[] = {"brokers", "topic_prefix", "session_timeout", "fetch_wait",
 					 NULL};
-static const char *const redis_keys[] = {"url", "key_prefix", "timeout", NULL};
+static const char *const redis_keys[] = {"url",	       "user",	  "password_file",
+					 "key_prefix", "timeout", NULL};
 static const char *const agent_keys[] = {
     "listen",  "public_url",   "max_body",	  "requeue_after", "scheduler_interval", "tls_cert",
     "tls_key", "http_timeout", "max_connections", "run_retention", "max_request_memory", NULL};
@@ -196,24 +199,64 @@ static int load_kafka(const struct config_check *ck, const struct config_doc_nod
 	return 0;
 }
 
+/* Read here, where the key's position is known: the agent and each worker
+ * load their settings themselves, so a credential is found in the
+ * environment of the process that connects. */
+static int read_redis_password(const struct config_check *ck, const struct config_doc_node *n,
+			       const char *dir, struct settings *s)
+{
+	char *path = config_file_resolve(dir, s->redis_password_file);
+
+	if (!path)
+		return config_check_fail(ck, n, "out of memory");
+	free(s->redis_password_file);
+	s->redis_password_file = path;
+	path = config_file_expand(s->redis_password_file);
+	if (!path)
+		return config_check_fail(ck, n, "\"%s\": %s", s->redis_password_file,
+					 config_file_expand_error(errno));
+	s->redis_password = config_file_read_token(path, MAX_PASSWORD_FILE);
+	int e = errno;
+	free(path);
+	if (!s->redis_password)
+		return config_check_fail(ck, n, "\"%s\": %s", s->redis_password_file,
+					 e == EBADMSG ? "must hold the password on one line"
+						      : strerror(e));
+	return 0;
+}
+
 static int load_redis(const struct config_check *ck, const struct config_doc_node *top,
-		      struct settings *s)
+		      const char *dir, struct settings *s)
 {
 	const struct config_doc_node *m = config_doc_get(top, "redis");
+	const struct config_doc_node *n;
 
 	if (!m)
 		return 0;
 	if (config_check_keys(ck, m, redis_keys) < 0 ||
 	    load_string(ck, m, "url", 0, &s->redis_url) < 0 ||
+	    load_string(ck, m, "user", 0, &s->redis_user) < 0 ||
+	    load_string(ck, m, "password_file", 0, &s->redis_password_file) < 0 ||
 	    load_string(ck, m, "key_prefix", 1, &s->key_prefix) < 0 ||
 	    load_duration(ck, m, "timeout", &s->redis_timeout_ms) < 0)
 		return -1;
 	if (strlen(s->key_prefix) > MAX_PREFIX)
 		return config_check_fail(ck, config_doc_get(m, "key_prefix"),
 					 "longer than %d bytes", MAX_PREFIX);
-	if (config_doc_get(m, "url") && redis_url_check(s->redis_url) < 0)
-		return config_check_fail(ck, config_doc_get(m, "url"),
-					 "expected redis://HOST:PORT or unix:/PATH");
+	n = config_doc_get(m, "url");
+	switch (n ? redis_url_check(s->redis_url) : 0) {
+	case REDIS_URL_CREDENTIALS:
+		return config_check_fail(ck, n,
+					 "no user or password here, where logs would show them: "
+					 "give them as redis.user and redis.password_file");
+	case REDIS_URL_MALFORMED:
+		return config_check_fail(ck, n, "expected redis://HOST:PORT or unix:/PATH");
+	}
+	if (s->redis_user && !s->redis_password_file)
+		return config_check_fail(ck, config_doc_get(m, "user"),
+					 "needs redis.password_file, the user's password");
+	if (s->redis_password_file)
+		return read_redis_password(ck, config_doc_get(m, "password_file"), dir, s);
 	return 0;
 }
 
@@ -471,7 +514,7 @@ static int load_file(const char *path, const char *dir, struct settings *s, char
 	if (config_check_keys(&ck, top, top_keys) < 0 ||
 	    load_string(&ck, top, "pipelines_dir", 0, &s->pipelines_dir) < 0 ||
 	    load_log_level(&ck, top, s) < 0 || load_kafka(&ck, top, dir, s) < 0 ||
-	    load_redis(&ck, top, s) < 0 || load_agent(&ck, top, s) < 0 ||
+	    load_redis(&ck, top, dir, s) < 0 || load_agent(&ck, top, s) < 0 ||
 	    load_worker(&ck, top, s) < 0 || load_github(&ck, top, s) < 0 ||
 	    load_api(&ck, top, s) < 0)
 		goto done;
@@ -545,6 +588,9 @@ int settings_differ(const struct settings *a, const struct settings *b, const ch
 	    {"kafka.session_timeout", a->session_timeout_ms != b->session_timeout_ms},
 	    {"kafka.fetch_wait", a->fetch_wait_ms != b->fetch_wait_ms},
 	    {"redis.url", text_differs(a->redis_url, b->redis_url)},
+	    {"redis.user", text_differs(a->redis_user, b->redis_user)},
+	    {"redis.password_file", text_differs(a->redis_password_file, b->redis_password_file) ||
+					text_differs(a->redis_password, b->redis_password)},
 	    {"redis.key_prefix", text_differs(a->key_prefix, b->key_prefix)},
 	    {"redis.timeout", a->redis_timeout_ms != b->redis_timeout_ms},
 	    {"agent.listen", text_differs(a->listen, b->listen)},
@@ -609,6 +655,11 @@ void settings_clear(struct settings *s)
 	free(s->brokers);
 	free(s->topic_prefix);
 	free(s->redis_url);
+	free(s->redis_user);
+	free(s->redis_password_file);
+	if (s->redis_password)
+		explicit_bzero(s->redis_password, strlen(s->redis_password));
+	free(s->redis_password);
 	free(s->key_prefix);
 	free(s->listen);
 	free(s->public_url);

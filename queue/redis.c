@@ -72,6 +72,8 @@ struct redis {
 	char *host;
 	int port;
 	char *path;
+	char *user;	/* NULL: the default user */
+	char *password; /* NULL: no AUTH */
 	int timeout_ms;
 
 	redisAsyncContext *ac;
@@ -139,6 +141,18 @@ static void list_remove(struct cmd *c)
 
 /* --- lifetime of struct redis ------------------------------------------- */
 
+/* What redis_new copied; the password is wiped, not just freed. */
+static void free_settings(struct redis *r)
+{
+	free(r->url);
+	free(r->host);
+	free(r->path);
+	free(r->user);
+	if (r->password)
+		explicit_bzero(r->password, strlen(r->password));
+	free(r->password);
+}
+
 static void destroy(struct redis *r)
 {
 	event_free(r->reconnect_ev);
@@ -154,9 +168,7 @@ static void destroy(struct redis *r)
 		redisAsyncFree(ac);
 	}
 	free(r->scripts);
-	free(r->url);
-	free(r->host);
-	free(r->path);
+	free_settings(r);
 	free(r);
 }
 
@@ -705,6 +717,35 @@ static int send_script_exists(struct redis *r)
 	return cmd_queue(r, on_scripts_exist, NULL, buf, len, -1, 1);
 }
 
+/* A refused AUTH (a wrong password, or one the server does not want) is
+ * logged once per outage, like any failed connect, and retried with
+ * back-off: the server answers every other command with NOAUTH meanwhile. */
+static void on_auth(struct redis *r, redisReply *reply, const char *err, void *arg)
+{
+	(void)reply;
+	(void)arg;
+	if (!err || strcmp(err, "shutting down") == 0)
+		return;
+	note_down(r, "redis: authentication failed", err);
+	schedule_drop(r, err);
+}
+
+/* First on every connection, so that what follows runs as the user. */
+static int send_auth(struct redis *r)
+{
+	const char *argv[3] = {"AUTH"};
+	int argc = 1;
+	char *buf = NULL;
+
+	if (r->user)
+		argv[argc++] = r->user;
+	argv[argc++] = r->password;
+	int len = redisFormatCommandArgv(&buf, argc, argv, NULL);
+	if (len < 0)
+		return -1;
+	return cmd_queue(r, on_auth, NULL, buf, len, -1, 1);
+}
+
 static void on_hiredis_connect(const redisAsyncContext *ac, int status)
 {
 	struct redis *r = ac->data;
@@ -720,6 +761,10 @@ static void on_hiredis_connect(const redisAsyncContext *ac, int status)
 		return;
 	}
 	r->state = CONN_LOADING;
+	if (r->password && send_auth(r) < 0) {
+		schedule_drop(r, "out of memory");
+		return;
+	}
 	char *buf = NULL;
 	int len = redisFormatCommand(&buf, "INFO server");
 	if (len < 0 || cmd_queue(r, on_version, NULL, buf, len, -1, 1) < 0) {
@@ -788,6 +833,9 @@ static int parse_url(struct redis *r, const char *url)
 	}
 	if (strncmp(url, "redis://", 8) == 0)
 		url += 8;
+	/* user:password@ is never taken: the url is logged. */
+	if (strchr(url, '@'))
+		return REDIS_URL_CREDENTIALS;
 
 	const char *host = url, *host_end, *port = NULL;
 	if (*url == '[') {
@@ -830,7 +878,8 @@ int redis_url_check(const char *url)
 	return rc;
 }
 
-struct redis *redis_new(struct event_base *base, const char *url, int timeout_ms)
+struct redis *redis_new(struct event_base *base, const char *url, const char *user,
+			const char *password, int timeout_ms)
 {
 	struct redis *r = calloc(1, sizeof(*r));
 	if (!r)
@@ -841,10 +890,20 @@ struct redis *redis_new(struct event_base *base, const char *url, int timeout_ms
 	r->url = strdup(url);
 	if (!r->url)
 		goto fail;
-	if (parse_url(r, url) < 0) {
-		log_error("redis: bad url", LOG_S("url", url),
+	int rc = parse_url(r, url);
+	if (rc < 0) {
+		log_error("redis: bad url",
+			  LOG_S("url", rc == REDIS_URL_CREDENTIALS
+					   ? "(not shown: it holds a password)"
+					   : url),
 			  LOG_S("expected", "redis://host:port, host:port or unix:/path"));
 		goto fail;
+	}
+	if (password) {
+		r->user = user ? strdup(user) : NULL;
+		r->password = strdup(password);
+		if ((user && !r->user) || !r->password)
+			goto fail;
 	}
 	r->reconnect_ev = evtimer_new(base, on_reconnect, r);
 	r->connect_timeout_ev = evtimer_new(base, on_connect_timeout, r);
@@ -866,9 +925,7 @@ fail:
 		event_free(r->drop_ev);
 	if (r->deliver_ev)
 		event_free(r->deliver_ev);
-	free(r->url);
-	free(r->host);
-	free(r->path);
+	free_settings(r);
 	free(r);
 	return NULL;
 }

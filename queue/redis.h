@@ -7,7 +7,9 @@
  * call that queued them. Lua scripts added with redis_script_add are run by
  * EVALSHA; on every connect those the server lacks (SCRIPT EXISTS) are
  * loaded, and a NOSCRIPT reply loads the script again and retries once. A server older than Redis
- * REDIS_MIN_MAJOR.0 (its INFO's redis_version) is not used.
+ * REDIS_MIN_MAJOR.0 (its INFO's redis_version) is not used. With a password,
+ * AUTH is the first command of every connection; a connection whose AUTH is
+ * refused counts as failed (logged once per outage, retried with back-off).
  */
 #ifndef SLUICE_REDIS_H
 #define SLUICE_REDIS_H
@@ -26,10 +28,19 @@ struct redis;
 /* reply is valid only during the callback; on failure it is NULL and err says why. */
 typedef void (*redis_cb)(struct redis *r, redisReply *reply, const char *err, void *arg);
 
-/* url: "redis://host:port", "host:port" or "unix:/path/to.sock". */
-struct redis *redis_new(struct event_base *base, const char *url, int timeout_ms);
-/* 0 when redis_new would take url, -1 when it is malformed (or memory ran
- * out): for the settings loader, which knows where url was written. */
+/* url: "redis://host:port", "host:port" or "unix:/path/to.sock", never with
+ * a user or password, since the url is logged. password: sent with AUTH (as
+ * user's when user is not NULL) on every connect; NULL: no AUTH. Both are
+ * copied, and never logged. */
+struct redis *redis_new(struct event_base *base, const char *url, const char *user,
+			const char *password, int timeout_ms);
+/* What is wrong with a url that redis_new would not take. */
+enum redis_url_fault {
+	REDIS_URL_MALFORMED = -1,   /* (or memory ran out) */
+	REDIS_URL_CREDENTIALS = -2, /* it holds user:password@ */
+};
+/* 0 when redis_new would take url, else its fault: for the settings
+ * loader, which knows where url was written. */
 int redis_url_check(const char *url);
 /* Fails every pending command with err "shutting down", then frees. Those
  * callbacks run inside this call; commands they send are refused (-1). */

@@ -31,6 +31,8 @@ import threading
 import time
 import uuid
 
+from resp import Redis, RedisError
+
 REPO_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 BUILD = os.path.abspath(os.environ.get("SLUICE_BUILD") or os.path.join(REPO_ROOT, "build"))
 FIXTURES = os.path.abspath(
@@ -167,6 +169,20 @@ def wait_for(what, check, timeout, procs=()):
         time.sleep(0.05)
 
 
+def log_text(proc):
+    with open(proc.log) as f:
+        return f.read()
+
+
+def hup_and_wait(proc, marker):
+    """Sends SIGHUP and waits for a new log line containing marker."""
+    before = log_text(proc).count(marker)
+    proc.popen.send_signal(signal.SIGHUP)
+    wait_for("%s to log %r" % (proc.name, marker),
+             lambda: log_text(proc).count(marker) > before, 10, [proc])
+    return log_text(proc)
+
+
 def pid_gone(pid):
     """Dead, or a zombie waiting for whoever reaps it."""
     try:
@@ -210,12 +226,13 @@ def outbox_messages(r, prefix, stream="outbox"):
     return out
 
 
-def redis_ping(port):
+def redis_ping(port, password=None, user=None):
+    """Whether the redis-server on port answers PING (after AUTH with
+    password, as user when given)."""
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
-            s.sendall(b"PING\r\n")
-            return s.recv(64).startswith(b"+PONG")
-    except OSError:
+        with Redis(port, timeout=1, password=password, user=user) as r:
+            return r.call("PING") == b"PONG"
+    except (OSError, RedisError):
         return False
 
 
@@ -421,11 +438,18 @@ class Stack:
     sharing one temporary directory. pipelines: {file name: pipeline dict};
     each pipeline's trigger.github.secret_file is set to the stack's secret
     unless it names one of extra_secrets. workers: (kinds, concurrency)
-    pairs started with the stack; log_level is given to every sluice process."""
+    pairs started with the stack; log_level is given to every sluice process.
+    redis_password: redis-server wants it (as ACL user redis_user's, with its
+    default user off, when that is given too), and sluice.yaml gives both as
+    redis.user and redis.password_file (self.redis_password_file)."""
 
     def __init__(self, root, repo, pipelines, workers=(("build,test", 2),),
-                 extra_settings=None, extra_secrets=None, log_level="debug"):
+                 extra_settings=None, extra_secrets=None, log_level="debug",
+                 redis_password=None, redis_user=None):
         self.root = root
+        self.redis_password = redis_password
+        self.redis_user = redis_user
+        self.redis_password_file = os.path.join(root, "redis-password")
         self.repo = repo
         self.pipelines = pipelines
         self.workers = workers
@@ -463,11 +487,17 @@ class Stack:
         self.redis_port = free_port()
         data = os.path.join(self.root, "redis")
         os.makedirs(data, exist_ok=True)
+        auth = []
+        if self.redis_user:
+            auth = ["--user", self.redis_user, "on", ">" + self.redis_password, "~*", "&*",
+                    "+@all", "--user", "default", "off"]
+        elif self.redis_password:
+            auth = ["--requirepass", self.redis_password]
         self.redis = self._spawn("redis", [
             shutil.which("redis-server") or "redis-server", "--port", str(self.redis_port),
-            "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", data])
-        wait_for("redis-server to answer PING", lambda: redis_ping(self.redis_port), 10,
-                 [self.redis])
+            "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", data] + auth)
+        wait_for("redis-server to answer PING", lambda: redis_ping(
+            self.redis_port, self.redis_password, self.redis_user), 10, [self.redis])
 
     def start_broker(self):
         self.broker = self._spawn("devbroker", [
@@ -483,9 +513,17 @@ class Stack:
 
     def write_config(self):
         self.agent_port = free_port()
+        redis = {"url": "redis://127.0.0.1:%d" % self.redis_port}
+        if self.redis_password:
+            fd = os.open(self.redis_password_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(self.redis_password + "\n")
+            redis["password_file"] = self.redis_password_file
+        if self.redis_user:
+            redis["user"] = self.redis_user
         settings = merge_settings({
             "kafka": {"brokers": "@" + self.bootstrap},
-            "redis": {"url": "redis://127.0.0.1:%d" % self.redis_port},
+            "redis": redis,
             "agent": {"listen": "127.0.0.1:%d" % self.agent_port},
             "pipelines_dir": "pipelines.d",
             "worker": {"state_dir": self.state_dir, "kill_grace": "1s"},

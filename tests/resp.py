@@ -10,9 +10,17 @@ class RedisError(Exception):
 
 
 class Redis:
-    def __init__(self, port, host="127.0.0.1", timeout=5):
+    """password: sent with AUTH first (as user's when given)."""
+
+    def __init__(self, port, host="127.0.0.1", timeout=5, password=None, user=None):
         self.sock = socket.create_connection((host, port), timeout=timeout)
         self.buf = b""
+        if password:
+            try:
+                self.call("AUTH", *([user] if user else []), password)
+            except BaseException:
+                self.close()
+                raise
 
     def close(self):
         self.sock.close()

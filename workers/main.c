@@ -288,7 +288,8 @@ int main(int argc, char **argv)
 	w->sources = defcache_new(DEFCACHE_RUNS);
 	if (!w->base || !w->defs || !w->sources || process_init(w->base) < 0)
 		goto fail;
-	w->redis = redis_new(w->base, w->settings.redis_url, w->settings.redis_timeout_ms);
+	w->redis = redis_new(w->base, w->settings.redis_url, w->settings.redis_user,
+			     w->settings.redis_password, w->settings.redis_timeout_ms);
 	if (!w->redis)
 		goto fail;
 	w->scripts.claim = redis_script_add(w->redis, &lua_claim);

@@ -5,11 +5,11 @@ worker applies a new concurrency and log cap and reports settings that
 need a restart."""
 
 import os
-import signal
 
 import pytest
 
-from conftest import binary, pipeline, started_stack, to_yaml, wait_for
+from conftest import (binary, hup_and_wait, log_text, pipeline, started_stack, to_yaml,
+                      wait_for)
 
 KEPT_REPO = "sluice-it/kept"
 ADDED_REPO = "sluice-it/added"
@@ -26,20 +26,6 @@ def pipelines(repo, root):
 @pytest.fixture(scope="module")
 def reload_stack():
     yield from started_stack("sluice-reload-", pipelines, workers=(("build", 1),))
-
-
-def log_text(proc):
-    with open(proc.log) as f:
-        return f.read()
-
-
-def hup_and_wait(proc, marker):
-    """Sends SIGHUP and waits for a new log line containing marker."""
-    before = log_text(proc).count(marker)
-    proc.popen.send_signal(signal.SIGHUP)
-    wait_for("%s to log %r" % (proc.name, marker),
-             lambda: log_text(proc).count(marker) > before, 10, [proc])
-    return log_text(proc)
 
 
 def run_for(stack, repository):

@@ -398,6 +398,51 @@ static void test_settings_github(void **state)
 			      "1:19: github.api_url: expected a URL");
 }
 
+/* The password is read from its file as the settings load, relative to the
+ * settings' directory; it is never written in sluice.yaml itself. */
+static void test_settings_redis_password(void **state)
+{
+	struct fx *f = *state;
+	struct settings s;
+	char want[PATH_MAX + 128];
+
+	assert_int_equal(settings_load(NULL, &s, f->err, sizeof(f->err)), 0);
+	assert_null(s.redis_password_file); /* no AUTH unless configured */
+	assert_null(s.redis_password);
+	assert_null(s.redis_user);
+	settings_clear(&s);
+
+	write_file(f, "etc/creds/redis", "  pass word \n");
+	write_file(f, "etc/sluice.yaml", "redis:\n  user: sluice\n  password_file: creds/redis\n");
+	assert_int_equal(settings_load(f->path, &s, f->err, sizeof(f->err)), 0);
+	snprintf(want, sizeof(want), "%s/etc/creds/redis", f->dir);
+	assert_string_equal(s.redis_password_file, want);
+	assert_string_equal(s.redis_password, "pass word");
+	assert_string_equal(s.redis_user, "sluice");
+	settings_clear(&s);
+
+	expect_settings_error(f, "redis:\n  url: redis://:s3cret@127.0.0.1:6379\n",
+			      "2:8: redis.url: no user or password here, where logs would show "
+			      "them: give them as redis.user and redis.password_file");
+	expect_settings_error(f, "redis:\n  url: redis://sluice:s3cret@127.0.0.1:6379\n",
+			      "2:8: redis.url: no user or password here, where logs would show "
+			      "them: give them as redis.user and redis.password_file");
+	expect_settings_error(f, "redis:\n  user: sluice\n",
+			      "2:9: redis.user: needs redis.password_file, the user's password");
+	snprintf(want, sizeof(want),
+		 "2:18: redis.password_file: \"%s/absent\": No such file or directory", f->dir);
+	expect_settings_error(f, "redis:\n  password_file: absent\n", want);
+	write_file(f, "empty", " \n");
+	snprintf(want, sizeof(want),
+		 "2:18: redis.password_file: \"%s/empty\": must hold the password on one line",
+		 f->dir);
+	expect_settings_error(f, "redis:\n  password_file: empty\n", want);
+	unsetenv("CREDENTIALS_DIRECTORY");
+	expect_settings_error(f, "redis:\n  password_file: ${CREDENTIALS_DIRECTORY}/redis\n",
+			      "2:18: redis.password_file: \"${CREDENTIALS_DIRECTORY}/redis\": "
+			      "CREDENTIALS_DIRECTORY is not set");
+}
+
 static void test_settings_missing_file(void **state)
 {
 	struct fx *f = *state;
@@ -956,6 +1001,28 @@ static void test_settings_differ_compares_the_kafka_settings(void **state)
 	settings_clear(&b);
 }
 
+/* A new password in the same file needs a restart as much as a new file. */
+static void test_settings_differ_compares_the_redis_password(void **state)
+{
+	struct fx *f = *state;
+	struct settings a, b;
+	char pa[PATH_MAX];
+
+	write_file(f, "password", "old\n");
+	snprintf(pa, sizeof(pa), "%s",
+		 write_file(f, "a.yaml", "redis: {password_file: password}\n"));
+	assert_int_equal(settings_load(pa, &a, f->err, sizeof(f->err)), 0);
+	assert_int_equal(settings_load(pa, &b, f->err, sizeof(f->err)), 0);
+	assert_int_equal(settings_differ(&a, &b, "redis.password_file"), 0);
+	settings_clear(&b);
+	write_file(f, "password", "new\n");
+	assert_int_equal(settings_load(pa, &b, f->err, sizeof(f->err)), 0);
+	assert_int_equal(settings_differ(&a, &b, "redis.password_file"), 1);
+	assert_int_equal(settings_differ(&a, &b, "redis.user"), 0);
+	settings_clear(&a);
+	settings_clear(&b);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 static void test_pipeline_sh_and_http_stages(void **state)
@@ -1097,6 +1164,7 @@ int main(void)
 	    T(test_settings_empty_file_gives_defaults),
 	    T(test_settings_full_file),
 	    T(test_settings_differ_compares_the_kafka_settings),
+	    T(test_settings_differ_compares_the_redis_password),
 	    T(test_settings_public_url_follows_listen),
 	    T(test_settings_public_url_is_https_with_tls),
 	    T(test_settings_listen_on_keeps_a_public_url_set),
@@ -1106,6 +1174,7 @@ int main(void)
 	    T(test_settings_brokers_file_missing_or_empty),
 	    T(test_settings_errors_name_position_and_key),
 	    T(test_settings_github),
+	    T(test_settings_redis_password),
 	    T(test_settings_missing_file),
 	    T(test_pipeline_full_yaml_file),
 	    T(test_pipeline_json_file_loads_the_same),

@@ -154,7 +154,7 @@ static void dispatcher_start(struct fixture *fx, const char *prefix, const char 
 			     const char *consumer, int events)
 {
 	fx->stream = stream;
-	fx->r = redis_new(base, srv.url, 1000);
+	fx->r = redis_new(base, srv.url, NULL, NULL, 1000);
 	assert_non_null(fx->r);
 	assert_true(run_until(is_connected, fx->r, 3000));
 	fx->o = outbox_new(base, fx->r, prod, prefix, "sluice.", consumer, events);

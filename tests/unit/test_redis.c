@@ -95,7 +95,7 @@ static void count_connect(struct redis *r, void *arg)
 
 static struct redis *connect_client(const char *url, int timeout_ms, int *connects)
 {
-	struct redis *r = redis_new(base, url, timeout_ms);
+	struct redis *r = redis_new(base, url, NULL, NULL, timeout_ms);
 	assert_non_null(r);
 	redis_on_connect(r, count_connect, connects);
 	return r;
@@ -161,12 +161,16 @@ static void unix_socket_url_connects(void **state)
 static void bad_urls_are_refused(void **state)
 {
 	(void)state;
-	assert_null(redis_new(base, "redis://", 1000));
-	assert_null(redis_new(base, "127.0.0.1:0", 1000));
-	assert_null(redis_new(base, "127.0.0.1:70000", 1000));
-	assert_null(redis_new(base, "127.0.0.1:12x", 1000));
-	assert_null(redis_new(base, "[::1", 1000));
-	assert_null(redis_new(base, "unix:relative.sock", 1000));
+	assert_null(redis_new(base, "redis://", NULL, NULL, 1000));
+	assert_null(redis_new(base, "127.0.0.1:0", NULL, NULL, 1000));
+	assert_null(redis_new(base, "127.0.0.1:70000", NULL, NULL, 1000));
+	assert_null(redis_new(base, "127.0.0.1:12x", NULL, NULL, 1000));
+	assert_null(redis_new(base, "[::1", NULL, NULL, 1000));
+	assert_null(redis_new(base, "unix:relative.sock", NULL, NULL, 1000));
+	assert_null(redis_new(base, "redis://:s3cret@127.0.0.1:6379", NULL, NULL, 1000));
+	assert_int_equal(redis_url_check("redis://sluice:s3cret@127.0.0.1:6379"),
+			 REDIS_URL_CREDENTIALS);
+	assert_int_equal(redis_url_check("unix:/run/redis@main/redis.sock"), 0);
 }
 
 static void scripts_run_by_evalsha_and_survive_script_flush(void **state)
@@ -228,16 +232,23 @@ static void script_digest(const char *source, char hex[41])
 }
 
 /* The number after field ("total_connections_received:") in a section of
- * INFO, read on a connection of its own; -1 when it is not there. */
-static long long info_number(const char *section, const char *field)
+ * INFO, read on connection c; -1 when it is not there. */
+static long long info_number_on(redisContext *c, const char *section, const char *field)
 {
-	redisContext *c = redisd_connect(&srv);
-	assert_non_null(c);
 	redisReply *info = redisCommand(c, "INFO %s", section);
 	assert_non_null(info);
 	const char *at = strstr(info->str, field);
 	long long v = at ? atoll(at + strlen(field)) : -1;
 	freeReplyObject(info);
+	return v;
+}
+
+/* As info_number_on, on a connection of its own. */
+static long long info_number(const char *section, const char *field)
+{
+	redisContext *c = redisd_connect(&srv);
+	assert_non_null(c);
+	long long v = info_number_on(c, section, field);
 	redisFree(c);
 	return v;
 }
@@ -550,7 +561,7 @@ static void hashes_without_a_connection_fail_every_callback(void **state)
 	(void)state;
 	char url[64];
 	snprintf(url, sizeof(url), "redis://127.0.0.1:%d", redisd_free_port());
-	struct redis *r = redis_new(base, url, 500);
+	struct redis *r = redis_new(base, url, NULL, NULL, 500);
 	assert_non_null(r);
 	int script = redis_script_add(r, &lua_read_hashes);
 	struct hash_result a = {0}, b = {0};
@@ -731,6 +742,99 @@ static void a_server_older_than_7_is_not_used(void **state)
 	redis_free(r);
 }
 
+/* A connection of the test's own, opened before the server wants a
+ * password and so authenticated as the default user throughout. */
+static redisContext *admin;
+
+static void admin_command(const char *cmd)
+{
+	redisReply *reply = redisCommand(admin, cmd);
+	assert_non_null(reply);
+	assert_int_not_equal(reply->type, REDIS_REPLY_ERROR);
+	freeReplyObject(reply);
+}
+
+/* The default user's password is "default-pw"; user sluice's "sluice-pw". */
+static int require_passwords(void **state)
+{
+	(void)state;
+	admin = redisd_connect(&srv);
+	if (!admin)
+		return -1;
+	admin_command("ACL SETUSER sluice on >sluice-pw ~* &* +@all");
+	admin_command("CONFIG SET requirepass default-pw");
+	return 0;
+}
+
+static int drop_passwords(void **state)
+{
+	(void)state;
+	freeReplyObject(redisCommand(admin, "CONFIG SET requirepass %s", ""));
+	freeReplyObject(redisCommand(admin, "ACL DELUSER sluice"));
+	redisFree(admin);
+	admin = NULL;
+	return 0;
+}
+
+static struct redis *auth_client(const char *user, const char *password, int *connects)
+{
+	struct redis *r = redis_new(base, url_tcp, user, password, 1000);
+	assert_non_null(r);
+	redis_on_connect(r, count_connect, connects);
+	return r;
+}
+
+static void whoami_is(struct redis *r, const char *user)
+{
+	struct result who = {0};
+	redis_command(r, record, &who, "ACL WHOAMI");
+	assert_true(run_until(&who.called, 2000));
+	assert_string_equal(who.str, user);
+}
+
+/* AUTH goes first on every connection, as the default user or a named one.
+ * A refused or missing password is a connection that failed: no command
+ * goes out, and it is tried again with back-off, not in a tight loop. */
+static void auth_goes_first_on_every_connect(void **state)
+{
+	int def = 0, user = 0, wrong = 0, wrong_user = 0, none = 0;
+	(void)state;
+	long long before = info_number_on(admin, "stats", "total_connections_received:");
+	struct redis *d = auth_client(NULL, "default-pw", &def);
+	struct redis *u = auth_client("sluice", "sluice-pw", &user);
+	struct redis *w = auth_client(NULL, "wrong", &wrong);
+	struct redis *wu = auth_client("sluice", "default-pw", &wrong_user);
+	struct redis *n = auth_client(NULL, NULL, &none);
+	run_for(1500);
+	assert_int_equal(def, 1);
+	assert_int_equal(user, 1);
+	assert_int_equal(wrong + wrong_user + none, 0);
+	whoami_is(d, "default");
+	whoami_is(u, "sluice");
+	struct result refused = {0};
+	assert_int_equal(redis_command(w, record, &refused, "PING"), 0);
+	assert_true(run_until(&refused.called, 2000));
+	assert_string_equal(refused.err, "not connected");
+	/* 100 ms doubling: a handful of attempts each in 1.5 s. */
+	long long attempts =
+	    info_number_on(admin, "stats", "total_connections_received:") - before - 2;
+	assert_true(attempts >= 3 && attempts <= 3 * 6);
+
+	admin_command("CLIENT KILL USER sluice");
+	admin_command("CLIENT KILL USER default SKIPME yes");
+	int64_t end = clock_mono_ms() + 3000;
+	while ((def < 2 || user < 2) && clock_mono_ms() < end)
+		run_for(20);
+	assert_int_equal(def, 2);
+	assert_int_equal(user, 2);
+	whoami_is(u, "sluice");
+	redis_free(d);
+	redis_free(u);
+	redis_free(w);
+	redis_free(wu);
+	redis_free(n);
+}
+
 int main(void)
 {
 	signal(SIGPIPE, SIG_IGN);
@@ -753,6 +857,8 @@ int main(void)
 	    cmocka_unit_test(free_inside_a_callback_is_safe),
 	    cmocka_unit_test(the_version_is_read_from_info),
 	    cmocka_unit_test_teardown(a_server_older_than_7_is_not_used, stop_old_server),
+	    cmocka_unit_test_setup_teardown(auth_goes_first_on_every_connect, require_passwords,
+					    drop_passwords),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
