@@ -483,8 +483,13 @@ class Stack:
             self.start_worker(kinds, concurrency, "worker-%d" % (i + 1))
         return self
 
+    # What redis-server keeps on disk: nothing (a subclass may keep more).
+    REDIS_PERSISTENCE = ["--save", "", "--appendonly", "no"]
+
     def start_redis(self):
-        self.redis_port = free_port()
+        """Starts redis-server, again on its port when it ran before."""
+        if self.redis_port is None:
+            self.redis_port = free_port()
         data = os.path.join(self.root, "redis")
         os.makedirs(data, exist_ok=True)
         auth = []
@@ -495,7 +500,7 @@ class Stack:
             auth = ["--requirepass", self.redis_password]
         self.redis = self._spawn("redis", [
             shutil.which("redis-server") or "redis-server", "--port", str(self.redis_port),
-            "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", data] + auth)
+            "--bind", "127.0.0.1", "--dir", data] + self.REDIS_PERSISTENCE + auth)
         wait_for("redis-server to answer PING", lambda: redis_ping(
             self.redis_port, self.redis_password, self.redis_user), 10, [self.redis])
 

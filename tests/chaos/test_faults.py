@@ -11,7 +11,6 @@ import json
 import os
 import queue
 import random
-import shutil
 import signal
 import threading
 import time
@@ -19,7 +18,7 @@ import uuid
 
 import pytest
 
-from harness import Stack, free_port, pipeline, redis_ping, wait_for
+from harness import Stack, pipeline, wait_for
 from integration_conftest import started_stack
 from resp import Redis
 
@@ -326,18 +325,7 @@ class DurableRedisStack(Stack):
     """A stack whose redis-server writes every change to its append-only file
     before answering, so that a SIGKILL loses nothing acknowledged."""
 
-    def redis_argv(self):
-        return [shutil.which("redis-server") or "redis-server", "--port", str(self.redis_port),
-                "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes",
-                "--appendfsync", "always", "--dir", os.path.join(self.root, "redis")]
-
-    def start_redis(self):
-        if self.redis_port is None:  # a restart keeps the port the others use
-            self.redis_port = free_port()
-        os.makedirs(os.path.join(self.root, "redis"), exist_ok=True)
-        self.redis = self._spawn("redis", self.redis_argv())
-        wait_for("redis-server to answer PING", lambda: redis_ping(self.redis_port), 10,
-                 [self.redis])
+    REDIS_PERSISTENCE = ["--save", "", "--appendonly", "yes", "--appendfsync", "always"]
 
 
 @pytest.fixture
