@@ -33,16 +33,15 @@ static int loopback_listen(const char *listen)
 	       strncmp(listen, "localhost:", 10) == 0;
 }
 
-static struct tokens *load(const char *path)
+struct tokens *auth_read_tokens(const char *path, char *err, size_t errlen)
 {
 	struct tokens *t = calloc(1, sizeof(*t));
-	char err[512];
+
 	if (!t) {
-		log_error("cannot load the API tokens", LOG_S("error", "out of memory"));
+		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
-	if (tokens_load(path, t, err, sizeof(err)) < 0) {
-		log_error("cannot load the API tokens", LOG_S("error", err));
+	if (tokens_load(path, t, err, errlen) < 0) {
 		free(t);
 		return NULL;
 	}
@@ -57,9 +56,12 @@ int auth_start(struct agent *a)
 				 LOG_S("listen", a->settings.listen));
 		return 0;
 	}
-	a->tokens = load(a->settings.tokens_file);
-	if (!a->tokens)
+	char err[512];
+	a->tokens = auth_read_tokens(a->settings.tokens_file, err, sizeof(err));
+	if (!a->tokens) {
+		log_error("cannot load the API tokens", LOG_S("error", err));
 		return -1;
+	}
 	if (a->tokens->n == 0)
 		log_warn("the tokens file holds no token: every API call is refused",
 			 LOG_S("file", a->settings.tokens_file));
@@ -68,17 +70,12 @@ int auth_start(struct agent *a)
 	return 0;
 }
 
-void auth_reload(struct agent *a)
+void auth_reload(struct agent *a, struct tokens *t)
 {
-	if (!a->settings.tokens_file) {
+	if (!t) {
 		if (a->tokens)
 			log_warn("api.tokens_file removed: the API is open now");
 		auth_stop(a);
-		return;
-	}
-	struct tokens *t = load(a->settings.tokens_file);
-	if (!t) {
-		log_warn("the API tokens in use are kept");
 		return;
 	}
 	auth_stop(a);

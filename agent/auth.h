@@ -19,8 +19,12 @@ struct agent;
 /* Loads api.tokens_file (when set) into a->tokens; warns when the API is
  * open on an address other than loopback. -1 with the error logged. */
 int auth_start(struct agent *a);
-/* SIGHUP: the tokens file again; on error the tokens in use are kept. */
-void auth_reload(struct agent *a);
+/* The tokens of the file at path, or NULL with the reason in err. */
+struct tokens *auth_read_tokens(const char *path, char *err, size_t errlen);
+/* SIGHUP, after the settings were swapped: t (from auth_read_tokens, now
+ * owned here) replaces the tokens in use; NULL (api.tokens_file gone) opens
+ * the API. */
+void auth_reload(struct agent *a, struct tokens *t);
 void auth_stop(struct agent *a);
 
 /* 0 when req may be served with role need (TOKENS_NONE: open to all);

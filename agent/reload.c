@@ -66,6 +66,29 @@ static void log_changes(const struct pipeline_set *old, const struct pipeline_se
 	}
 }
 
+/* The GitHub token and the API tokens the new settings name, read before
+ * anything is applied: a file that cannot be read refuses the reload whole,
+ * at its setting's position in the settings file config. The API tokens
+ * are read last, so that a failure leaves none to free. */
+static int read_tokens(const char *config, const struct settings *next, char **github_token,
+		       struct tokens **tokens, char *err, size_t errlen)
+{
+	char why[512];
+
+	if (next->github_token_file) {
+		*github_token = statuses_read_token(next->github_token_file, why, sizeof(why));
+		if (!*github_token)
+			return settings_fail_at(config, "github.token_file", err, errlen,
+						"\"%s\": %s", next->github_token_file, why);
+	}
+	if (next->tokens_file) {
+		*tokens = auth_read_tokens(next->tokens_file, why, sizeof(why));
+		if (!*tokens)
+			return settings_fail_at(config, "api.tokens_file", err, errlen, "%s", why);
+	}
+	return 0;
+}
+
 static void swap_text(char **a, char **b)
 {
 	char *t = *a;
@@ -78,21 +101,22 @@ int agent_reload(const struct agent_reload *r)
 	struct agent *a = r->agent;
 	struct settings next;
 	struct pipeline_set pipelines = {0};
+	struct signature_keys *keys = NULL;
+	char *github_token = NULL;
+	struct tokens *tokens = NULL;
 	char err[1024];
 
 	if (settings_load(r->config, &next, err, sizeof(err)) < 0)
 		goto refused;
-	if (pipelines_load_dir(next.pipelines_dir, &pipelines, err, sizeof(err)) < 0) {
-		settings_clear(&next);
-		goto refused;
-	}
-	struct signature_keys *keys = signature_keys_new(&pipelines);
+	if (pipelines_load_dir(next.pipelines_dir, &pipelines, err, sizeof(err)) < 0)
+		goto fail;
+	keys = signature_keys_new(&pipelines);
 	if (!keys) {
 		snprintf(err, sizeof(err), "cannot prepare the webhook secrets");
-		pipelines_clear(&pipelines);
-		settings_clear(&next);
-		goto refused;
+		goto fail;
 	}
+	if (read_tokens(r->config, &next, &github_token, &tokens, err, sizeof(err)) < 0)
+		goto fail;
 	for (size_t i = 0; restart_keys[i]; i++) {
 		if (settings_differ(&a->settings, &next, restart_keys[i]) == 1)
 			log_warn("setting changed but needs a restart; old value kept",
@@ -114,8 +138,8 @@ int agent_reload(const struct agent_reload *r)
 	a->settings.public_reads = next.public_reads;
 	a->settings.run_retention_ms = next.run_retention_ms;
 	settings_clear(&next);
-	statuses_reload(a);
-	auth_reload(a);
+	statuses_reload(a, github_token);
+	auth_reload(a, tokens);
 
 	/* Nothing keeps a pointer into the set across events: intake matches
 	 * and copies each definition into the run it creates. */
@@ -129,6 +153,11 @@ int agent_reload(const struct agent_reload *r)
 		 LOG_S("log_level", a->settings.log_level),
 		 LOG_I("run_retention_ms", a->settings.run_retention_ms));
 	return 0;
+fail:
+	statuses_token_free(github_token);
+	signature_keys_free(keys);
+	pipelines_clear(&pipelines);
+	settings_clear(&next);
 refused:
 	log_error("reload refused: the running configuration is kept", LOG_S("error", err));
 	return -1;

@@ -704,24 +704,26 @@ static void on_event(const struct kafka_message *m, struct kafka_ticket *t, void
 
 /* --- lifecycle ----------------------------------------------------------- */
 
-static char *read_token(const char *path)
+char *statuses_read_token(const char *path, char *why, size_t whylen)
 {
 	char *token = config_file_read_token(path, MAX_TOKEN_BYTES);
 
-	if (!token && errno == EBADMSG)
-		log_error("github.token_file must hold one token on one line", LOG_S("file", path));
-	else if (!token)
-		log_error("cannot read github.token_file", LOG_S("file", path),
-			  LOG_S("error", strerror(errno)));
+	if (!token)
+		snprintf(why, whylen, "%s", config_file_token_error(errno));
 	return token;
+}
+
+void statuses_token_free(char *token)
+{
+	if (token) {
+		explicit_bzero(token, strlen(token));
+		free(token);
+	}
 }
 
 static void token_set(struct statuses *s, char *token)
 {
-	if (s->token) {
-		explicit_bzero(s->token, strlen(s->token));
-		free(s->token);
-	}
+	statuses_token_free(s->token);
 	s->token = token;
 }
 
@@ -760,22 +762,28 @@ fail:
 			event_free(s->wake);
 		free(s);
 	}
-	explicit_bzero(token, strlen(token));
-	free(token);
+	statuses_token_free(token);
 	return -1;
 }
 
 int statuses_start(struct agent *a)
 {
+	char why[256];
+
 	if (!a->settings.github_token_file)
 		return 0;
-	char *token = read_token(a->settings.github_token_file);
-	return token ? consume(a, token) : -1;
+	char *token = statuses_read_token(a->settings.github_token_file, why, sizeof(why));
+	if (!token) {
+		log_error("cannot read github.token_file",
+			  LOG_S("file", a->settings.github_token_file), LOG_S("error", why));
+		return -1;
+	}
+	return consume(a, token);
 }
 
-int statuses_reload(struct agent *a)
+int statuses_reload(struct agent *a, char *token)
 {
-	if (!a->settings.github_token_file) {
+	if (!token) {
 		if (a->statuses) {
 			statuses_stop(a);
 			log_info("commit statuses off: github.token_file is not set",
@@ -783,9 +791,6 @@ int statuses_reload(struct agent *a)
 		}
 		return 0;
 	}
-	char *token = read_token(a->settings.github_token_file);
-	if (!token)
-		return -1;
 	if (!a->statuses)
 		return consume(a, token);
 	token_set(a->statuses, token);

@@ -35,10 +35,16 @@ int statuses_describe(const char *type, const json_t *data, struct statuses_post
 /* Reads the token and starts consuming when github.token_file is set; 0
  * also when it is not. -1 when the token cannot be read. */
 int statuses_start(struct agent *a);
-/* SIGHUP, after the settings were swapped: reads the token again, starts
- * or stops posting as github.token_file appeared or went. -1 (the old
- * token kept) when the file cannot be read. */
-int statuses_reload(struct agent *a);
+/* The token github.token_file at path holds (malloc'd), or NULL with the
+ * reason in why. */
+char *statuses_read_token(const char *path, char *why, size_t whylen);
+/* Wipes and frees a token statuses_read_token gave; NULL is no token. */
+void statuses_token_free(char *token);
+/* SIGHUP, after the settings were swapped: posts with token (from
+ * statuses_read_token, now owned here) from now on, starting if it was not
+ * posting; a NULL token (github.token_file gone) stops posting. -1 when
+ * consuming could not start. */
+int statuses_reload(struct agent *a, char *token);
 /* Abandons requests in flight (their events are consumed again later). */
 void statuses_stop(struct agent *a);
 

@@ -102,6 +102,11 @@ int settings_listen_on(struct settings *s, const char *listen);
  * holds), 0 when not, -1 for a name it does not know. For reloads, to name
  * the settings that only a restart applies. */
 int settings_differ(const struct settings *a, const struct settings *b, const char *key);
+/* An error about a file a setting names, found after settings_load: writes
+ * "path:line:col: key: message" into err, at the value of key ("a.b", as in
+ * sluice.yaml) in the settings file path, and returns -1. */
+int settings_fail_at(const char *path, const char *key, char *err, size_t errlen, const char *fmt,
+		     ...) __attribute__((format(printf, 5, 6)));
 /* The settings of the Kafka and Redis connections, which every process sets
  * up at start: only a restart applies them (for settings_differ). */
 #define SETTINGS_CONNECTION_KEYS                                                                   \

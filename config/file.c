@@ -180,6 +180,11 @@ char *config_file_read_token(const char *path, size_t max)
 	return buf;
 }
 
+const char *config_file_token_error(int errnum)
+{
+	return errnum == EBADMSG ? "must hold one token on one line" : strerror(errnum);
+}
+
 int config_file_check_readable(const char *path)
 {
 	struct stat st;

@@ -35,6 +35,8 @@ int config_file_read(const char *path, size_t max, char **out, size_t *outlen);
  * config_file_read, or EBADMSG when the file holds no token or more than
  * one line. */
 char *config_file_read_token(const char *path, size_t max);
+/* The reason config_file_read_token failed with errnum, for a message. */
+const char *config_file_token_error(int errnum);
 /* 0 when path is a regular file this process may open for reading. A
  * credential is not checked (0): it belongs to the process that reads it,
  * which need not be this one (the agent checks stage secrets that workers

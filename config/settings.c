@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <event2/util.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -569,6 +570,33 @@ nomem:
 fail:
 	free(dir);
 	settings_clear(s);
+	return -1;
+}
+
+int settings_fail_at(const char *path, const char *key, char *err, size_t errlen, const char *fmt,
+		     ...)
+{
+	struct config_check ck = {.file = path, .err = err, .errlen = errlen};
+	struct config_doc doc;
+	const struct config_doc_node *n = NULL;
+	char section[64], msg[768];
+	const char *dot = strchr(key, '.');
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (dot && (size_t)(dot - key) < sizeof(section) &&
+	    config_doc_load(&doc, path, err, errlen) == 0) {
+		snprintf(section, sizeof(section), "%.*s", (int)(dot - key), key);
+		n = config_doc_get(config_doc_get(doc.top, section), dot + 1);
+		if (n)
+			config_check_fail(&ck, n, "%s", msg);
+		config_doc_clear(&doc);
+	}
+	/* The file changed since it was loaded. */
+	if (!n)
+		snprintf(err, errlen, "%s: %s: %s", path, key, msg);
 	return -1;
 }
 

@@ -6,7 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "config/check.h"
 #include "config/config.h"
 #include "config/doc.h"
 #include "config/file.h"
@@ -68,53 +67,35 @@ static int validate_pipeline(const char *path, FILE *out, FILE *err)
  * names the setting's position in path. */
 static int check_agent_files(const char *path, const struct settings *s, char *msg, size_t msglen)
 {
-	struct config_check ck = {.file = path, .err = msg, .errlen = msglen};
-	struct config_doc doc;
-	const struct config_doc_node *n;
 	char why[ERR_MAX];
-	int rc = -1;
 
-	if (config_doc_load(&doc, path, msg, msglen) < 0)
-		return -1;
-	n = config_doc_get(config_doc_get(doc.top, "api"), "tokens_file");
-	if (n) {
+	if (s->tokens_file) {
 		struct tokens t;
-		if (tokens_load(s->tokens_file, &t, why, sizeof(why)) < 0) {
-			config_check_fail(&ck, n, "%s", why);
-			goto done;
-		}
+		if (tokens_load(s->tokens_file, &t, why, sizeof(why)) < 0)
+			return settings_fail_at(path, "api.tokens_file", msg, msglen, "%s", why);
 		tokens_clear(&t);
 	}
 	/* A credential is the agent's own, found in its unit's environment. */
-	n = config_doc_get(config_doc_get(doc.top, "github"), "token_file");
-	if (n && strncmp(s->github_token_file, CONFIG_FILE_CREDENTIALS,
-			 strlen(CONFIG_FILE_CREDENTIALS)) != 0) {
+	if (s->github_token_file && strncmp(s->github_token_file, CONFIG_FILE_CREDENTIALS,
+					    strlen(CONFIG_FILE_CREDENTIALS)) != 0) {
 		char *token = config_file_read_token(s->github_token_file, CTL_TOKEN_FILE_MAX);
-		if (!token) {
-			config_check_fail(&ck, n, "\"%s\": %s", s->github_token_file,
-					  errno == EBADMSG ? "must hold one token on one line"
-							   : strerror(errno));
-			goto done;
-		}
+		if (!token)
+			return settings_fail_at(path, "github.token_file", msg, msglen,
+						"\"%s\": %s", s->github_token_file,
+						config_file_token_error(errno));
 		explicit_bzero(token, strlen(token));
 		free(token);
 	}
-	n = config_doc_get(config_doc_get(doc.top, "agent"), "tls_cert");
-	if (n) {
+	if (s->tls_cert) {
 		const char *bad;
 		SSL_CTX *ctx = tlsctx_server(s->tls_cert, s->tls_key, &bad, why, sizeof(why));
-		if (!ctx) {
-			if (bad == s->tls_key)
-				n = config_doc_get(config_doc_get(doc.top, "agent"), "tls_key");
-			config_check_fail(&ck, n, "\"%s\": %s", bad, why);
-			goto done;
-		}
+		if (!ctx)
+			return settings_fail_at(
+			    path, bad == s->tls_key ? "agent.tls_key" : "agent.tls_cert", msg,
+			    msglen, "\"%s\": %s", bad, why);
 		SSL_CTX_free(ctx);
 	}
-	rc = 0;
-done:
-	config_doc_clear(&doc);
-	return rc;
+	return 0;
 }
 
 static int validate_settings(const char *path, FILE *out, FILE *err)

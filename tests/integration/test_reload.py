@@ -1,6 +1,7 @@
 """SIGHUP reloads: the agent picks up a new pipeline file and refuses an
-invalid one (naming its position) while the old pipelines keep working, and
-verifies webhooks under a secret changed in its file; the
+invalid one (naming its position) while the old pipelines keep working,
+refuses whole a sluice.yaml whose GitHub or API token file it cannot read,
+and verifies webhooks under a secret changed in its file; the
 worker applies a new concurrency and log cap and reports settings that
 need a restart."""
 
@@ -90,6 +91,57 @@ def test_agent_reload_takes_a_new_webhook_secret(reload_stack):
             f.write(s.secret)
         hup_and_wait(s.agent, "configuration reloaded")
     assert len(run_for(s, KEPT_REPO)) == 1
+
+
+@pytest.mark.parametrize("content,why", [
+    (None, "No such file or directory"),
+    ("", "must hold one token on one line"),
+    ("one-token\nanother-token\n", "must hold one token on one line"),
+], ids=["missing", "empty", "two-lines"])
+def test_agent_reload_refuses_a_github_token_file_it_cannot_read(reload_stack, content, why):
+    s = reload_stack
+    token = os.path.join(s.root, "github-token")
+    if content is not None:
+        with open(token, "w") as f:
+            f.write(content)
+    refuses_whole(s, "github:\n  token_file: github-token\n",
+                  ':15: github.token_file: \\"%s\\": %s' % (token, why))
+    if content is not None:
+        os.unlink(token)
+
+
+def test_agent_reload_refuses_an_api_tokens_file_it_cannot_read(reload_stack):
+    s = reload_stack
+    refuses_whole(s, "api:\n  tokens_file: no-such-tokens\n",
+                  ":16: api.tokens_file: %s: No such file or directory"
+                  % os.path.join(s.root, "no-such-tokens"))
+
+
+def refuses_whole(s, settings, error):
+    """Appends settings to sluice.yaml and adds a pipeline file: the reload
+    is refused with error at the last setting's line, and neither applies."""
+    pdir = os.path.join(s.root, "pipelines.d")
+    with open(s.config) as f:
+        original = f.read()
+    try:
+        with open(s.config, "w") as f:
+            f.write(original + settings)
+        with open(os.path.join(pdir, "added.yaml"), "w") as f:
+            f.write(to_yaml(pipeline("added", ADDED_REPO, checkout=s.repo.url,
+                                     stages={"build": {"run": ["true"]}})))
+        log = hup_and_wait(s.agent, "reload refused")
+        refused = [l for l in log.splitlines() if "reload refused" in l][-1]
+        line = (original + settings).count("\n")
+        assert "sluice.yaml:%d%s" % (line, error) in refused, refused
+        assert run_for(s, ADDED_REPO) == []
+        runs = run_for(s, KEPT_REPO)
+        assert len(runs) == 1
+        assert s.wait_run(runs[0])["status"] == "succeeded"
+    finally:
+        with open(s.config, "w") as f:
+            f.write(original)
+        os.unlink(os.path.join(pdir, "added.yaml"))
+    hup_and_wait(s.agent, "configuration reloaded")
 
 
 def test_worker_reload_applies_concurrency_and_reports_restart_settings(reload_stack):
