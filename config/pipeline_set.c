@@ -12,6 +12,9 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "config/check.h"
+#include "config/doc.h"
+
 static int has_suffix(const char *s, const char *suffix)
 {
 	size_t n = strlen(s), m = strlen(suffix);
@@ -23,6 +26,32 @@ static int is_pipeline_name(const char *name)
 {
 	return name[0] != '.' &&
 	       (has_suffix(name, ".yaml") || has_suffix(name, ".yml") || has_suffix(name, ".json"));
+}
+
+/* "file:line:col: name: ..." at p's name, or at the top of its file when
+ * the name is the file's own. */
+static void name_taken(const struct pipeline *p, const struct pipeline *first, char *err,
+		       size_t errlen)
+{
+	struct config_check ck = {.file = p->file, .err = err, .errlen = errlen};
+	struct config_doc doc;
+	const struct config_doc_node *n;
+
+	/* Only when the file changed since it was loaded. */
+	if (config_doc_load(&doc, p->file, err, errlen) < 0) {
+		snprintf(err, errlen, "%s: pipeline name \"%s\" is already used by %s", p->file,
+			 p->name, first->file);
+		return;
+	}
+	n = config_doc_get(doc.top, "name");
+	if (n)
+		config_check_fail(&ck, n, "\"%s\" is already used by %s", p->name, first->file);
+	else
+		config_check_fail(&ck, doc.top,
+				  "pipeline name \"%s\" (the file's name) is already used by %s; "
+				  "set \"name:\"",
+				  p->name, first->file);
+	config_doc_clear(&doc);
 }
 
 static int by_name(const void *a, const void *b)
@@ -137,11 +166,10 @@ int pipelines_load_dir(const char *dir, struct pipeline_set *set, char *err, siz
 		free(path);
 		set->n++;
 		for (j = 0; j + 1 < set->n; j++) {
-			if (strcmp(set->items[j].name, p->name))
-				continue;
-			snprintf(err, errlen, "%s: pipeline name \"%s\" is already used by %s",
-				 p->file, p->name, set->items[j].file);
-			goto done;
+			if (strcmp(set->items[j].name, p->name) == 0) {
+				name_taken(p, &set->items[j], err, errlen);
+				goto done;
+			}
 		}
 	}
 	rc = 0;

@@ -963,12 +963,26 @@ static void test_dir_duplicate_names_and_empty_dir(void **state)
 
 	write_file(f, "pipes/secret", "s\n");
 	write_file(f, "pipes/one.yaml", "name: app\n" TRIGGER "stages: {test: {run: [x]}}\n");
-	write_file(f, "pipes/two.yaml", "name: app\n" TRIGGER "stages: {test: {run: [x]}}\n");
+	write_file(f, "pipes/two.yaml",
+		   "# the same name\nname:   app\n" TRIGGER "stages: {test: {run: [x]}}\n");
 	write_file(f, "pipes/secrets/webhook", "s\n");
 	snprintf(dir, sizeof(dir), "%s/pipes", f->dir);
 	assert_int_equal(pipelines_load_dir(dir, &set, f->err, sizeof(f->err)), -1);
 	snprintf(want, sizeof(want),
-		 "%s/two.yaml: pipeline name \"app\" is already used by %s/one.yaml", dir, dir);
+		 "%s/two.yaml:2:9: name: \"app\" is already used by %s/one.yaml", dir, dir);
+	assert_string_equal(f->err, want);
+	assert_int_equal(set.n, 0);
+
+	/* A name taken from the file's own name has no key to point at. */
+	write_file(f, "named/secrets/webhook", "s\n");
+	write_file(f, "named/a.yaml", "name: app\n" TRIGGER "stages: {test: {run: [x]}}\n");
+	write_file(f, "named/app.yaml", TRIGGER "stages: {test: {run: [x]}}\n");
+	snprintf(dir, sizeof(dir), "%s/named", f->dir);
+	assert_int_equal(pipelines_load_dir(dir, &set, f->err, sizeof(f->err)), -1);
+	snprintf(want, sizeof(want),
+		 "%s/app.yaml:1:1: pipeline name \"app\" (the file's name) is already used by "
+		 "%s/a.yaml; set \"name:\"",
+		 dir, dir);
 	assert_string_equal(f->err, want);
 	assert_int_equal(set.n, 0);
 
