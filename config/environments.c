@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "config/config.h"
+#include "config/retry.h"
 #include "config/window.h"
 #include "stages/rollout.h"
 
@@ -204,6 +205,11 @@ static int load_env(struct env_loading *el, struct env_ref *e)
 				     "timeout", (json_int_t)0);
 		if (!e->stage)
 			return nomem(el, env);
+		/* Its worker lost, it is queued again up to the file's
+		 * max_attempts, as a deploy: is: the environment itself may
+		 * hold neither max_attempts nor retry (env_keys). */
+		if (retry_load(el->ck, env, e->stage) < 0)
+			return -1;
 	} else if (!n) {
 		return config_check_missing(el->ck, env, "deploy",
 					    "the stage that deploys: run, sh or http; or a "

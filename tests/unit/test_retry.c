@@ -160,6 +160,28 @@ static void test_max_attempts_of_the_file_reaches_deployments(void **state)
 			 RETRY_DEFAULT_MAX_ATTEMPTS);
 }
 
+/* A deployment with a strategy, which has no deploy: of its own, is one as
+ * well: its worker lost, it is queued again up to the file's max_attempts. */
+static void test_max_attempts_of_the_file_reaches_strategy_deployments(void **state)
+{
+	struct pipeline_file *f = *state;
+	const char *envs = "environments:\n  production:\n    image: registry.local/app:v2\n"
+			   "    provider: {type: exec, actions: {apply: {run: [d]}}}\n"
+			   "    strategy: {type: RollingUpdate}\n";
+	const json_t *stages;
+
+	assert_int_equal(load(f, "max_attempts: 5\n", envs), 0);
+	stages = json_object_get(f->p.def, "stages");
+	assert_int_equal(retry_max_attempts(json_object_get(stages, "deploy@production")), 5);
+	assert_int_equal(load(f, "max_attempts: 1\n", envs), 0);
+	stages = json_object_get(f->p.def, "stages");
+	assert_int_equal(retry_max_attempts(json_object_get(stages, "deploy@production")), 1);
+	assert_int_equal(load(f, "", envs), 0);
+	stages = json_object_get(f->p.def, "stages");
+	assert_int_equal(retry_max_attempts(json_object_get(stages, "deploy@production")),
+			 RETRY_DEFAULT_MAX_ATTEMPTS);
+}
+
 static void test_bad_policies_name_the_position_and_key(void **state)
 {
 	struct pipeline_file *f = *state;
@@ -197,6 +219,8 @@ int main(void)
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_max_attempts_of_the_file_reaches_deployments,
 					    setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_max_attempts_of_the_file_reaches_strategy_deployments, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_bad_policies_name_the_position_and_key, setup,
 					    teardown),
 	};
