@@ -16,9 +16,13 @@
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
+#include <errno.h>
 #include <openssl/ssl.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
 
 #include "agent/agent.h"
 #include "agent/agent_metrics.h"
@@ -36,9 +40,11 @@ struct conn {
 	void (*watch)(struct evhttp_connection *, void *);
 	void *watch_arg;
 	struct evbuffer_cb_entry *input_cb;
-	int64_t active_ms; /* monotonic: accepted, or its last request began or ended */
-	size_t receiving;  /* bytes read since its last request arrived whole */
-	struct conn *next; /* in the fresh list, then in its bucket */
+	struct event *plain; /* TLS: the wait for its first byte, then for a
+			      * plain HTTP client to close (answer_plain) */
+	int64_t active_ms;   /* monotonic: accepted, or its last request began or ended */
+	size_t receiving;    /* bytes read since its last request arrived whole */
+	struct conn *next;   /* in the fresh list, then in its bucket */
 };
 
 struct connections {
@@ -141,6 +147,8 @@ static void on_calm(evutil_socket_t fd, short what, void *arg)
 static void forget(struct conn *c, struct bufferevent *bev)
 {
 	struct connections *cs = c->cs;
+	if (c->plain)
+		event_free(c->plain);
 	evbuffer_remove_cb_entry(bufferevent_get_input(bev), c->input_cb);
 	cs->receiving -= c->receiving;
 	free(c);
@@ -205,6 +213,102 @@ static void on_evict(evutil_socket_t fd, short what, void *arg)
 	evhttp_connection_free(oldest->evcon);
 }
 
+/* Plain HTTP sent to the TLS port (an http:// URL for an https:// agent).
+ * OpenSSL would fail the handshake and the connection close without a word,
+ * which clients report as an empty reply; so, as nginx does, each
+ * connection's first byte is looked at before OpenSSL reads it: a TLS
+ * record begins with 0x16, a request with its method's capital letter, and
+ * a request is answered with this and closed. */
+#define PLAIN_ANSWER_BODY "This port speaks TLS: use https:// to reach it.\n"
+/* Closed with bytes it has not read, a connection is reset, and the client
+ * may lose the answer: what it still sends is read and dropped until it
+ * closes, for this long at most (nginx's lingering close). */
+#define LINGER_MS 2000
+
+static void drain(evutil_socket_t fd)
+{
+	char buf[4096];
+	while (recv(fd, buf, sizeof(buf), MSG_DONTWAIT) > 0)
+		;
+}
+
+static void on_linger(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+	char buf[4096];
+	ssize_t n = what & EV_TIMEOUT ? 0 : recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+	if (n > 0 || (n < 0 && (errno == EAGAIN || errno == EINTR)))
+		return;
+	/* Its close callback frees this event. */
+	evhttp_connection_free(c->evcon);
+}
+
+static void answer_plain(struct conn *c, evutil_socket_t fd)
+{
+	struct timeval tv = {LINGER_MS / 1000, (LINGER_MS % 1000) * 1000};
+	char answer[256];
+	char *peer = NULL;
+	ev_uint16_t port = 0;
+	evhttp_connection_get_peer(c->evcon, &peer, &port);
+	log_info("plain HTTP request on the TLS port: answered 400",
+		 LOG_S("peer", peer ? peer : "?"), LOG_I("port", port));
+	int len = snprintf(answer, sizeof(answer),
+			   "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\n"
+			   "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
+			   strlen(PLAIN_ANSWER_BODY), PLAIN_ANSWER_BODY);
+	drain(fd);
+	/* A new connection's send buffer takes these few bytes at once; if it
+	 * did not, the client sees the connection closed, as it would anyway. */
+	(void)send(fd, answer, (size_t)len, MSG_NOSIGNAL | MSG_DONTWAIT);
+	shutdown(fd, SHUT_WR);
+	event_free(c->plain);
+	c->plain = event_new(c->cs->a->base, fd, EV_READ | EV_PERSIST, on_linger, c);
+	if (!c->plain || event_add(c->plain, &tv) < 0)
+		evhttp_connection_free(c->evcon);
+}
+
+static void on_first_byte(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+	unsigned char byte;
+	if (what & EV_TIMEOUT) {
+		/* Silent for agent.http_timeout: dropped, as evhttp drops them. */
+		evhttp_connection_free(c->evcon);
+		return;
+	}
+	ssize_t n = recv(fd, &byte, 1, MSG_PEEK);
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n == 1 && byte >= 'A' && byte <= 'Z') {
+		answer_plain(c, fd);
+		return;
+	}
+	/* A TLS record, or an end or an error that OpenSSL reports. */
+	event_free(c->plain);
+	c->plain = NULL;
+	bufferevent_enable(evhttp_connection_get_bufferevent(c->evcon), EV_READ);
+}
+
+/* Holds a TLS connection's reading until its first byte is there. Without
+ * the event, the connection goes to OpenSSL unlooked at. */
+static void wait_first_byte(struct conn *c)
+{
+	struct agent *a = c->cs->a;
+	struct bufferevent *bev = evhttp_connection_get_bufferevent(c->evcon);
+	struct timeval tv = {a->settings.http_timeout_ms / 1000,
+			     (a->settings.http_timeout_ms % 1000) * 1000};
+	c->plain =
+	    event_new(a->base, bufferevent_getfd(bev), EV_READ | EV_PERSIST, on_first_byte, c);
+	if (!c->plain)
+		return;
+	if (event_add(c->plain, &tv) < 0) {
+		event_free(c->plain);
+		c->plain = NULL;
+		return;
+	}
+	bufferevent_disable(bev, EV_READ);
+}
+
 /* Sets the close callbacks of the connections accepted lately. */
 static void adopt_fresh(struct connections *cs)
 {
@@ -222,6 +326,8 @@ static void adopt_fresh(struct connections *cs)
 			evhttp_connection_set_closecb(evcon, on_close, c);
 			bufferevent_decref(c->bev);
 			c->bev = NULL;
+			if (cs->a->tls)
+				wait_first_byte(c);
 			continue;
 		}
 		/* evhttp gave it up at once (bufferevent_free clears the

@@ -1,6 +1,8 @@
 /* connection: the bufferevent of every connection the agent accepts, plain
  * or TLS (tls.h), with NUL bytes made visible to the handlers, and the
- * count of the connections open, bounded by agent.max_connections.
+ * count of the connections open, bounded by agent.max_connections. On the
+ * TLS port, a plain HTTP request is answered 400 with a line that says to
+ * use https://, not dropped by a failed handshake.
  *
  * libevent 2.1 copies a header's value as a C string, so a NUL byte inside
  * one would end the value unseen ("X-GitHub-Event: pu\0sh" read as "pu").

@@ -431,6 +431,10 @@ def test_tls_listener_with_a_self_signed_certificate(locked, tmp_path):
     cert, key = self_signed(tmp_path, "-nodes")
     port = free_port()
     config = tls_config(locked, tmp_path, cert, key, port)
+    with open(config) as f:
+        text = f.read()
+    with open(config, "w") as f:
+        f.write(text.replace("  tls_cert:", "  http_timeout: 2s\n  tls_cert:"))
     agent = locked._spawn("agent-tls", [binary("sluice-agent"), "--config", config,
                                         "--log-level", "debug"])
     ctx = ssl.create_default_context(cafile=cert)
@@ -473,9 +477,24 @@ def test_tls_listener_with_a_self_signed_certificate(locked, tmp_path):
         answer = recv_until_closed(s)
     assert answer.startswith(b"HTTP/1.1 400 "), answer[:200]
     assert b"header Authorization holds a control character" in answer, answer
-    # Plain HTTP on the TLS port gets no answer.
-    with pytest.raises((http.client.HTTPException, OSError)):
-        http_request(port, "GET", "/healthz", timeout=3)
+    # Plain HTTP on the TLS port is answered 400, saying to use https://,
+    # the request and its body read first so that no reset loses the answer.
+    status, body, raw = http_request(port, "POST", "/hooks/github", b"{}" * 20000,
+                                     headers={"Content-Type": "application/json"}, timeout=5)
+    assert status == 400 and raw == b"This port speaks TLS: use https:// to reach it.\n", raw
+    with open(agent.log) as f:
+        assert 'msg="plain HTTP request on the TLS port: answered 400" peer=127.0.0.1' in \
+            f.read()
+    r = subprocess.run(["curl", "-sS", "-i", "http://127.0.0.1:%d/healthz" % port],
+                       capture_output=True, timeout=10)
+    assert r.stdout.startswith(b"HTTP/1.1 400 Bad Request\r\n"), r
+    assert r.stdout.endswith(b"\r\n\r\nThis port speaks TLS: use https:// to reach it.\n"), r
+    # A client silent since it connected is dropped after agent.http_timeout
+    # all the same.
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as silent:
+        started = time.monotonic()
+        assert recv_until_closed(silent) == b""
+        assert 1 <= time.monotonic() - started < 8
 
     # Every connection above, the failed handshakes included, was counted
     # out once closed (agent.max_connections, connection.c).
