@@ -381,8 +381,8 @@ static void on_delivered(const char *err, int refused, void *arg)
 	} else if (err && !refused && !f->failed) {
 		f->failed = 1;
 		if (o)
-			log_warn("outbox: delivery failed", LOG_S("id", f->id),
-				 LOG_S("error", err));
+			log_warn("outbox: delivery failed", LOG_S("stream", o->stream),
+				 LOG_S("id", f->id), LOG_S("error", err));
 	}
 	if (f->pending > 0)
 		return;
@@ -1010,7 +1010,7 @@ static void on_left(struct redis *r, redisReply *reply, const char *err, void *a
 		note_redis_error(o, "outbox: the consumer group was not left", err);
 	else if (reply->type == REDIS_REPLY_INTEGER && reply->integer == 0)
 		log_info("outbox: entries still pending under this name; it stays in the group",
-			 LOG_S("consumer", o->consumer));
+			 LOG_S("stream", o->stream), LOG_S("consumer", o->consumer));
 }
 
 static void on_drain_limit(evutil_socket_t fd, short what, void *arg)

@@ -12,22 +12,13 @@
 #include <cmocka.h>
 
 #include "lib/log.h"
-
-struct capture {
-	int saved;
-	FILE *file;
-	char text[8192];
-};
+#include "tests/unit/logcapture.h"
 
 /* Points stderr at a temporary file for the test's lines. */
 static int setup(void **state)
 {
-	static struct capture c;
-	memset(&c, 0, sizeof(c));
-	fflush(stderr);
-	c.saved = dup(STDERR_FILENO);
-	c.file = tmpfile();
-	if (c.saved < 0 || !c.file || dup2(fileno(c.file), STDERR_FILENO) < 0)
+	static struct logcapture c;
+	if (logcapture_start(&c) < 0)
 		return -1;
 	unsetenv("JOURNAL_STREAM");
 	log_set_level("debug");
@@ -37,28 +28,10 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
-	struct capture *c = *state;
-	fflush(stderr);
-	dup2(c->saved, STDERR_FILENO);
-	close(c->saved);
-	fclose(c->file);
+	logcapture_stop(*state);
 	unsetenv("JOURNAL_STREAM");
 	log_set_level("info");
 	return 0;
-}
-
-/* What was logged; stderr is given back, so that a failed assertion shows. */
-static const char *captured(struct capture *c)
-{
-	struct stat st;
-	fflush(stderr);
-	size_t n = fstat(STDERR_FILENO, &st) == 0 ? (size_t)st.st_size : 0;
-	if (n >= sizeof(c->text))
-		n = sizeof(c->text) - 1;
-	ssize_t got = pread(STDERR_FILENO, c->text, n, 0);
-	c->text[got > 0 ? got : 0] = '\0';
-	dup2(c->saved, STDERR_FILENO);
-	return c->text;
 }
 
 /* JOURNAL_STREAM naming the stream stderr is connected to now. */
@@ -77,10 +50,10 @@ static void connect_journal(const char *value)
 
 static void plain_line_has_timestamp_level_and_quoted_fields(void **state)
 {
-	struct capture *c = *state;
+	struct logcapture *c = *state;
 	log_info("stage finished", LOG_S("run", "r_1"), LOG_S("stage", "my build"),
 		 LOG_I("exit", 0), LOG_S("empty", ""));
-	const char *text = captured(c);
+	const char *text = logcapture_text(c);
 	assert_int_equal(strncmp(text, "ts=", 3), 0);
 	assert_non_null(strstr(text, "Z level=info msg=\"stage finished\" run=r_1 "
 				     "stage=\"my build\" exit=0 empty=\"\"\n"));
@@ -88,10 +61,10 @@ static void plain_line_has_timestamp_level_and_quoted_fields(void **state)
 
 static void values_cannot_forge_lines_or_fields(void **state)
 {
-	struct capture *c = *state;
+	struct logcapture *c = *state;
 	log_warn("x", LOG_S("branch", "main\nlevel=error msg=forged"), LOG_S("q", "a\"b\\c"),
 		 LOG_S("ctl", "bell\a"));
-	const char *text = captured(c);
+	const char *text = logcapture_text(c);
 	assert_non_null(strstr(text, "branch=\"main\\nlevel=error msg=forged\" "
 				     "q=\"a\\\"b\\\\c\" ctl=\"bell\\x07\"\n"));
 	assert_int_equal(strchr(text, '\n') - text + 1, (long)strlen(text));
@@ -99,24 +72,24 @@ static void values_cannot_forge_lines_or_fields(void **state)
 
 static void numbers_are_written_whole_with_their_sign(void **state)
 {
-	struct capture *c = *state;
+	struct logcapture *c = *state;
 	log_info("n", LOG_I("zero", 0), LOG_I("neg", -42), LOG_I("min", LLONG_MIN),
 		 LOG_I("max", LLONG_MAX));
-	assert_non_null(strstr(captured(c), " zero=0 neg=-42 min=-9223372036854775808 "
-					    "max=9223372036854775807\n"));
+	assert_non_null(strstr(logcapture_text(c), " zero=0 neg=-42 min=-9223372036854775808 "
+						   "max=9223372036854775807\n"));
 }
 
 /* A line longer than the logger's buffer is cut; it still ends with its
  * newline, so the next line is not glued to it. */
 static void a_line_too_long_is_cut_and_stays_one_line(void **state)
 {
-	struct capture *c = *state;
+	struct logcapture *c = *state;
 	char big[6000];
 	memset(big, 'a', sizeof(big) - 1);
 	big[sizeof(big) - 1] = '\0';
 	log_info("long", LOG_S("value", big));
 	log_info("next");
-	const char *text = captured(c);
+	const char *text = logcapture_text(c);
 	const char *nl = strchr(text, '\n');
 	assert_non_null(nl);
 	assert_int_equal(nl - text + 1, 4096);
@@ -125,35 +98,36 @@ static void a_line_too_long_is_cut_and_stays_one_line(void **state)
 
 static void journal_stream_gets_priority_prefix_without_timestamp(void **state)
 {
-	struct capture *c = *state;
+	struct logcapture *c = *state;
 	connect_journal(NULL);
 	log_error("redis unavailable", LOG_S("error", "refused"));
 	log_warn("slow");
 	log_info("ready");
 	log_debug("detail");
-	assert_string_equal(captured(c), "<3>level=error msg=\"redis unavailable\" error=refused\n"
-					 "<4>level=warn msg=slow\n"
-					 "<6>level=info msg=ready\n"
-					 "<7>level=debug msg=detail\n");
+	assert_string_equal(logcapture_text(c),
+			    "<3>level=error msg=\"redis unavailable\" error=refused\n"
+			    "<4>level=warn msg=slow\n"
+			    "<6>level=info msg=ready\n"
+			    "<7>level=debug msg=detail\n");
 }
 
 static void journal_stream_of_another_file_is_ignored(void **state)
 {
-	struct capture *c = *state;
+	struct logcapture *c = *state;
 	/* stderr was redirected after systemd set the variable. */
 	connect_journal("1:1");
 	log_info("ready");
-	assert_int_equal(strncmp(captured(c), "ts=", 3), 0);
+	assert_int_equal(strncmp(logcapture_text(c), "ts=", 3), 0);
 }
 
 static void level_filters_lower_levels_and_rejects_unknown_names(void **state)
 {
-	struct capture *c = *state;
+	struct logcapture *c = *state;
 	assert_int_equal(log_set_level("warn"), 0);
 	log_info("hidden");
 	log_debug("hidden too");
 	log_warn("shown");
-	const char *text = captured(c);
+	const char *text = logcapture_text(c);
 	assert_null(strstr(text, "hidden"));
 	assert_non_null(strstr(text, "level=warn msg=shown\n"));
 	assert_int_equal(log_set_level("verbose"), -1);

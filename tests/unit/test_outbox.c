@@ -21,6 +21,7 @@
 
 #include "lib/clock.h"
 #include "queue/outbox.h"
+#include "tests/unit/logcapture.h"
 #include "tests/unit/redisd.h"
 
 #define TOPIC "sluice.events"
@@ -530,12 +531,16 @@ static int one_pending(void *arg)
 }
 
 /* A failure that may pass (here the broker's "not authorised", mended by
- * an ACL) is not a refusal: the entry stays, to be produced again. On a
- * topic of its own: the producer remembers a topic it may not write to. */
+ * an ACL) is not a refusal: the entry stays, to be produced again, and the
+ * warning names its stream, since the events' stream has ids of its own.
+ * On a topic of its own: the producer remembers a topic it may not write
+ * to. */
 static void an_entry_that_failed_for_now_stays_pending(void **state)
 {
 	(void)state;
 	struct fixture fx;
+	struct logcapture log;
+	assert_int_equal(logcapture_start(&log), 0);
 	fixture_start(&fx, "t12:", "t12:outbox");
 	rd_kafka_mock_push_request_errors(kc.mc, 0, 1,
 					  RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED);
@@ -548,6 +553,10 @@ static void an_entry_that_failed_for_now_stays_pending(void **state)
 	assert_int_equal(stream_len("t12:outbox"), 1);
 	assert_int_equal(stream_len("t12:outbox:dead"), 0);
 	fixture_stop(&fx);
+	const char *text = logcapture_text(&log);
+	if (!strstr(text, "msg=\"outbox: delivery failed\" stream=t12:outbox id="))
+		fail_msg("no delivery failure with its stream in:\n%s", text);
+	logcapture_stop(&log);
 }
 
 static int reconnected(void *arg)
