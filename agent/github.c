@@ -15,6 +15,7 @@ enum field {
 	F_REF,
 	F_AFTER,
 	F_DELETED,
+	F_HEAD_MESSAGE,
 	F_ACTION,
 	F_NUMBER,
 	F_PULL_REQUEST,
@@ -30,6 +31,7 @@ static const char *const paths[F_COUNT] = {
     [F_REF] = "ref",
     [F_AFTER] = "after",
     [F_DELETED] = "deleted",
+    [F_HEAD_MESSAGE] = "head_commit.message",
     [F_ACTION] = "action",
     [F_NUMBER] = "number",
     [F_PULL_REQUEST] = "pull_request",
@@ -49,6 +51,30 @@ static int is_sha(const char *s)
 	if (n != 40 && n != 64)
 		return 0;
 	return strspn(s, "0123456789abcdef") == n;
+}
+
+/* What GitHub Actions honours in a push's head commit message, but for its
+ * own [skip actions] and [actions skip], which ask to skip Actions alone: one
+ * of the markers anywhere, or a last line "skip-checks: true" (a trailer;
+ * the space is optional). */
+static int asks_to_skip_ci(const char *message)
+{
+	static const char *const markers[] = {"[skip ci]", "[ci skip]", "[no ci]"};
+	if (!message)
+		return 0;
+	for (size_t i = 0; i < sizeof(markers) / sizeof(markers[0]); i++)
+		if (strstr(message, markers[i]))
+			return 1;
+	size_t end = strlen(message);
+	while (end > 0 && strchr(" \t\r\n", message[end - 1]))
+		end--;
+	size_t start = end;
+	while (start > 0 && message[start - 1] != '\n')
+		start--;
+	const char *last = message + start;
+	size_t len = end - start;
+	return (len == 17 && strncmp(last, "skip-checks: true", len) == 0) ||
+	       (len == 16 && strncmp(last, "skip-checks:true", len) == 0);
 }
 
 static int parse_push(const struct jsonscan_field *f, struct github_event *ev, char *err,
@@ -76,6 +102,8 @@ static int parse_push(const struct jsonscan_field *f, struct github_event *ev, c
 		ev->tag = ref + 10;
 	else
 		ev->no_build = "the push is neither to a branch nor to a tag";
+	if (!ev->no_build && asks_to_skip_ci(str(&f[F_HEAD_MESSAGE])))
+		ev->no_build = "the head commit's message asks to skip CI";
 	return 0;
 }
 

@@ -83,6 +83,15 @@ def test_a_deleted_branch_that_the_pipeline_matches_starts_no_run(stack):
     assert_no_run(stack, before, status, body)
 
 
+def test_a_push_whose_head_commit_says_skip_ci_starts_no_run(stack):
+    p = stack.push_payload(APP_REPO)
+    p["head_commit"] = {"id": p["after"], "message": "docs: fix a typo [skip ci]"}
+    before = stack.run_count()
+    status, body = stack.post_hook("push", p)
+    assert_no_run(stack, before, status, body)
+    assert "skip CI" in body["reason"], body
+
+
 @pytest.mark.parametrize("ref", ["refs/heads/feature/x", "refs/tags/v1.0.0"])
 def test_push_to_a_branch_or_tag_not_matched_starts_no_run(stack, ref):
     before = stack.run_count()

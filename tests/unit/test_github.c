@@ -1,6 +1,7 @@
 /* Tests for agent/github: what a pull request payload says of its head's
  * repository (a fork or the repository itself), from GitHub's own
- * pull_request payload with head.repo changed. */
+ * pull_request payload with head.repo changed; which pushes' head commit
+ * messages ask to skip CI. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -84,6 +85,46 @@ static void test_a_push_is_no_pull_request(void **state)
 	github_event_clear(&ev);
 }
 
+static void test_a_push_whose_head_commit_asks_to_skip_ci_builds_nothing(void **state)
+{
+	(void)state;
+	/* Messages as JSON text. [skip actions] asks GitHub Actions alone to
+	 * skip the push; a skip-checks trailer counts only as the last line. */
+	static const struct {
+		const char *message;
+		int skips;
+	} cases[] = {
+	    {"\"docs: typo [skip ci]\"", 1},
+	    {"\"[ci skip] docs\"", 1},
+	    {"\"wip\\n\\n[no ci]\"", 1},
+	    {"\"docs: typo\\n\\n\\nskip-checks: true\"", 1},
+	    {"\"docs: typo\\n\\n\\nSigned-off-by: A <a@b>\\nskip-checks:true\\n\"", 1},
+	    {"\"fix: parse [skip  ci] right\"", 0},
+	    {"\"ci: honour [skip actions]\"", 0},
+	    {"\"skip-checks: true\\n\\nit was wrong\"", 0},
+	    {"\"skip-checks: false\"", 0},
+	    {"null", 0},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char push[1024], err[256];
+		int len = snprintf(push, sizeof(push),
+				   "{\"ref\": \"refs/heads/main\", \"after\": "
+				   "\"0123456789abcdef0123456789abcdef01234567\", "
+				   "\"head_commit\": {\"message\": %s}, "
+				   "\"repository\": {\"full_name\": \"a/b\"}}",
+				   cases[i].message);
+		assert_true(len > 0 && (size_t)len < sizeof(push));
+		struct github_event ev;
+		assert_int_equal(
+		    github_event_parse("push", push, (size_t)len, &ev, err, sizeof(err)), 0);
+		if ((ev.no_build != NULL) != cases[i].skips)
+			fail_msg("message %s: %s", cases[i].message,
+				 ev.no_build ? ev.no_build : "builds");
+		assert_string_equal(ev.branch, "main");
+		github_event_clear(&ev);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -91,6 +132,7 @@ int main(void)
 	    cmocka_unit_test(
 		test_a_pull_request_from_another_or_a_deleted_repository_is_from_a_fork),
 	    cmocka_unit_test(test_a_push_is_no_pull_request),
+	    cmocka_unit_test(test_a_push_whose_head_commit_asks_to_skip_ci_builds_nothing),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
