@@ -36,6 +36,9 @@
 #define MAX_TOKEN_BYTES	   4096
 #define EVENT_PREFIX	   "dev.sluice."
 #define RUN_MAX		   128
+/* A secondary rate limit without Retry-After: GitHub asks to wait this
+ * long at least before any request. */
+#define SECONDARY_LIMIT_WAIT_MS 60000
 
 struct status {
 	struct status *next;
@@ -423,6 +426,13 @@ static long long backoff_next(struct run_queue *q)
 	return wait;
 }
 
+/* A 403 that is a secondary rate limit, not a refusal: GitHub says so in
+ * its message ("abuse detection" on older GitHub Enterprise servers). */
+static int secondary_limit(const char *body)
+{
+	return strcasestr(body, "secondary rate limit") || strcasestr(body, "abuse detection");
+}
+
 static void on_reply(const struct github_api_reply *r, void *arg)
 {
 	struct run_queue *q = arg;
@@ -457,7 +467,17 @@ static void on_reply(const struct github_api_reply *r, void *arg)
 			if (limited)
 				s->limited_until_ms = clock_mono_ms() + r->retry_after_ms;
 			retry_later(q, r->retry_after_ms, why);
-		} else if (r->status >= 500 || r->status == 429) {
+		} else if (r->status == 429 || (limited && secondary_limit(r->body))) {
+			/* A minute at least, as GitHub asks; the back-off once it
+			 * has grown longer. Every run waits, as for the reset. */
+			long long wait = backoff_next(q);
+			if (wait < SECONDARY_LIMIT_WAIT_MS)
+				wait = SECONDARY_LIMIT_WAIT_MS;
+			s->limited_until_ms = clock_mono_ms() + wait;
+			log_warn("GitHub secondary rate limit reached; statuses wait",
+				 LOG_I("wait_ms", wait));
+			retry_later(q, wait, why);
+		} else if (r->status >= 500) {
 			retry_later(q, backoff_next(q), why);
 		} else {
 			/* 401, 404, 422...: trying again would get the same answer. */

@@ -5,10 +5,11 @@
  * as POST /repos/{owner}/{repo}/statuses/{sha}, context
  * sluice/<pipeline>/<stage> or sluice/<pipeline>/deploy/<env>. One run's
  * statuses are posted one at a time, in event order. Failures are retried
- * with back-off (Retry-After and rate-limit resets honoured); a status not
- * posted within github.give_up_after is dropped with a warning, so GitHub
- * never holds up a run. An event's offset is stored once its status is
- * posted or given up: a restarted agent posts again rather than loses.
+ * with back-off (Retry-After, rate-limit resets and secondary rate limits
+ * honoured); a status not posted within github.give_up_after is dropped
+ * with a warning, so GitHub never holds up a run. An event's offset is
+ * stored once its status is posted or given up: a restarted agent posts
+ * again rather than loses.
  */
 #ifndef SLUICE_STATUSES_H
 #define SLUICE_STATUSES_H

@@ -7,7 +7,8 @@ real GitHub API is reachable from the tests, so the stand-in replays the
 request and response shapes GitHub documents for "Create a commit status"
 (POST /repos/{owner}/{repo}/statuses/{sha} answering 201 with the status;
 500 with {"message": ...}; 403 with x-ratelimit-remaining: 0 and
-x-ratelimit-reset when the primary rate limit is exhausted) and records
+x-ratelimit-reset when the primary rate limit is exhausted, and with a
+message saying so and no Retry-After for a secondary one) and records
 every request. One stack of its own, with short GitHub back-offs.
 """
 
@@ -112,6 +113,7 @@ def pipelines(repo):
         }),
         "errors.yaml": p("errors", {"build": {"run": ["true"]}}),
         "limited.yaml": p("limited", {"build": {"run": ["true"]}}),
+        "secondary.yaml": p("secondary", {"build": {"run": ["true"]}}),
         "offline.yaml": p("offline", {
             "build": {"run": ["true"]},
             "test": {"run": ["true"], "needs": ["build"]},
@@ -454,3 +456,31 @@ def test_an_older_event_arriving_after_a_newer_one_posts_no_stale_status(estack,
     states = [(b["state"], b["description"]) for b in by_context(
         github.of_run(run_id))["sluice/ok/build"]]
     assert states == [("pending", "queued"), ("success", "succeeded in 5ms")], states
+
+
+# Last: the limit holds every status of the stack for a minute.
+def test_a_secondary_rate_limit_holds_statuses_a_minute_and_drops_none(estack, github):
+    # GitHub's answer when content is created too fast: a 403 whose message
+    # says so, with the primary limit far from exhausted and no Retry-After.
+    # GitHub asks to wait a minute at least then, not to give up.
+    with github.lock:
+        github.scripts[OWNER + "/secondary"] = [(403, {
+            "x-ratelimit-limit": "5000", "x-ratelimit-remaining": "4990",
+            "x-ratelimit-used": "10", "x-ratelimit-reset": str(int(time.time()) + 3600),
+            "x-ratelimit-resource": "core"}, {
+            "message": "You have exceeded a secondary rate limit and have been temporarily "
+                       "blocked from content creation. Please retry your request again later.",
+            "documentation_url": "https://docs.github.com/rest/overview/"
+                                 "rate-limits-for-the-rest-api"})]
+    run_id = start(estack, "secondary")
+    assert estack.wait_run(run_id)["status"] == "succeeded"
+    wait_statuses(github, run_id, lambda rs: rs and rs[0]["answered"] == 403)
+    log = os.path.join(estack.logdir, "agent.log")
+    retry = wait_for("the status held", lambda: [
+        line for line in open(log) if run_id in line
+        and ("will retry" in line or "commit status dropped" in line)], 10, [estack.agent])
+    assert "will retry" in retry[0], retry
+    wait_ms = int(re.search(r"retry_ms=(\d+)", retry[0]).group(1))
+    assert wait_ms >= 60000, retry
+    time.sleep(2)
+    assert [r["answered"] for r in github.of_run(run_id)] == [403]
