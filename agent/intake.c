@@ -41,18 +41,6 @@ static void call_free(struct intake_call *call)
 	free(call);
 }
 
-static int globs_match(const json_t *globs, const char *text)
-{
-	size_t i;
-	json_t *g;
-	json_array_foreach(globs, i, g)
-	{
-		if (glob_match(json_string_value(g), text))
-			return 1;
-	}
-	return 0;
-}
-
 static int pipeline_wants(const struct pipeline *p, const struct github_event *ev)
 {
 	size_t i;
@@ -68,8 +56,8 @@ static int pipeline_wants(const struct pipeline *p, const struct github_event *e
 	if (!listens)
 		return 0;
 	if (ev->tag)
-		return p->tags && globs_match(p->tags, ev->tag);
-	return !p->branches || globs_match(p->branches, ev->branch);
+		return p->tags && glob_list_match(p->tags, ev->tag);
+	return !p->branches || glob_list_match(p->branches, ev->branch);
 }
 
 /* Time-ordered and unguessable: 48 bits of milliseconds, 48 random bits. */

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "config/config.h"
+#include "lib/glob.h"
 
 static int vfail(const struct config_check *ck, const struct config_doc_node *n, int line, int col,
 		 const char *fmt, va_list ap)
@@ -176,6 +177,21 @@ int config_check_set(const struct config_check *ck, const struct config_doc_node
 {
 	if (!v || json_object_set_new(obj, key, v) < 0)
 		return config_check_fail(ck, n, "out of memory");
+	return 0;
+}
+
+int config_check_glob_list(const struct config_check *ck, const struct config_doc_node *n,
+			   json_t **out)
+{
+	if (config_check_text_list(ck, n, 1, out) < 0)
+		return -1;
+	if (json_array_size(*out) && !glob_list_includes(*out)) {
+		json_decref(*out);
+		*out = NULL;
+		return config_check_fail(ck, n,
+					 "only \"!\" globs, which exclude: no ref would match; "
+					 "list the refs to include before them (\"**\")");
+	}
 	return 0;
 }
 

@@ -213,10 +213,10 @@ static int load_trigger(struct loading *ld, const struct config_doc_node *top)
 	    load_events(ld, gh) < 0)
 		return -1;
 	n = config_doc_get(gh, "branches");
-	if (n && config_check_text_list(&ld->ck, n, 1, &ld->p->branches) < 0)
+	if (n && config_check_glob_list(&ld->ck, n, &ld->p->branches) < 0)
 		return -1;
 	n = config_doc_get(gh, "tags");
-	if (n && config_check_text_list(&ld->ck, n, 1, &ld->p->tags) < 0)
+	if (n && config_check_glob_list(&ld->ck, n, &ld->p->tags) < 0)
 		return -1;
 	n = config_doc_get(gh, "forks");
 	if (n) {

@@ -33,13 +33,15 @@ static int load_list(const struct config_check *ck, const struct config_doc_node
 
 	if (!n)
 		return 0;
-	if (config_check_text_list(ck, n, 1, &list) < 0)
+	int events = strcmp(key, "events") == 0;
+	if ((events ? config_check_text_list(ck, n, 1, &list)
+		    : config_check_glob_list(ck, n, &list)) < 0)
 		return -1;
 	if (json_object_set_new(when_def, key, list) < 0)
 		return config_check_fail(ck, n, "out of memory");
 	if (!json_array_size(list))
 		return config_check_fail(ck, n, "must not be empty");
-	if (strcmp(key, "events") != 0)
+	if (!events)
 		return 0;
 	for (const struct config_doc_node *c = json_is_array(n->value) ? n->first : n; c;
 	     c = json_is_array(n->value) ? c->next : NULL) {
@@ -80,7 +82,7 @@ int when_load(const struct config_check *ck, const struct config_doc_node *stage
 	return 0;
 }
 
-static int in_list(const json_t *list, const char *s, int glob)
+static int in_list(const json_t *list, const char *s)
 {
 	size_t i;
 	json_t *v;
@@ -89,7 +91,7 @@ static int in_list(const json_t *list, const char *s, int glob)
 	{
 		const char *item = json_string_value(v);
 
-		if (item && (glob ? glob_match(item, s) : strcmp(item, s) == 0))
+		if (item && strcmp(item, s) == 0)
 			return 1;
 	}
 	return 0;
@@ -104,14 +106,14 @@ int when_match(const json_t *when, const char *event, const char *branch, const 
 
 	if (!when)
 		return 1;
-	if (events && !in_list(events, event, 0)) {
+	if (events && !in_list(events, event)) {
 		snprintf(reason, reasonlen, "when: event %s is not in when.events", event);
 		return 0;
 	}
 	if (!branches && !tags)
 		return 1;
 	if (branch) {
-		if (branches && in_list(branches, branch, 1))
+		if (branches && glob_list_match(branches, branch))
 			return 1;
 		if (branches)
 			snprintf(reason, reasonlen,
@@ -122,7 +124,7 @@ int when_match(const json_t *when, const char *event, const char *branch, const 
 		return 0;
 	}
 	if (tag) {
-		if (tags && in_list(tags, tag, 1))
+		if (tags && glob_list_match(tags, tag))
 			return 1;
 		if (tags)
 			snprintf(reason, reasonlen, "when: tag %s matches no glob of when.tags",

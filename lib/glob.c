@@ -1,4 +1,4 @@
-/* glob: GitHub-style branch/tag patterns (*, **, ?). */
+/* glob: GitHub-style branch/tag patterns (*, **, ?; "!" in a list). */
 #include "lib/glob.h"
 
 #include <stddef.h>
@@ -49,4 +49,34 @@ int glob_match(const char *pattern, const char *text)
 	while (*p == '*')
 		p++;
 	return *p == '\0';
+}
+
+int glob_list_match(const json_t *globs, const char *text)
+{
+	int match = 0;
+	size_t i;
+	json_t *g;
+
+	json_array_foreach(globs, i, g)
+	{
+		const char *pattern = json_string_value(g);
+		int negated = pattern[0] == '!';
+		/* Only a pattern that would change the outcome is tried. */
+		if (match == negated && glob_match(pattern + negated, text))
+			match = !negated;
+	}
+	return match;
+}
+
+int glob_list_includes(const json_t *globs)
+{
+	size_t i;
+	json_t *g;
+
+	json_array_foreach(globs, i, g)
+	{
+		if (json_string_value(g)[0] != '!')
+			return 1;
+	}
+	return 0;
 }

@@ -44,7 +44,9 @@ def shared_pipelines(repo):
             "build": {"run": ["sh", "-c", "echo about to fail; exit 3"]},
             "test": {"run": ["sh", "-c", "echo this must never run"], "needs": ["build"]},
         }),
-        "refs.yaml": pipeline("refs", REFS_REPO, branches=["**"], tags=["v*"], checkout=repo.url,
+        # Every branch and "v" tag, but those the "!" globs exclude.
+        "refs.yaml": pipeline("refs", REFS_REPO, branches=["**", "!dependabot/**"],
+                              tags=["v*", "!v*-rc*"], checkout=repo.url,
                               stages={
             "build": {"run": ["sh", "-c", 'printf "%s\\n" "$1" > ref.txt; echo "$1"', "sh",
                               "${SLUICE_REF}"]},

@@ -1,8 +1,10 @@
 """Pipeline matching and stage graphs: one run per matching pipeline whose
-secret verified, tag globs, pull request base branches, a DAG of stages and a
-stage that runs past its timeout."""
+secret verified, tag globs and the "!" globs that exclude, pull request base
+branches, a DAG of stages and a stage that runs past its timeout."""
 
 from datetime import datetime
+
+import pytest
 
 from conftest import APP_REPO, MULTI_REPO, OTHER_SECRET, REFS_REPO, SLOW_REPO
 
@@ -52,6 +54,15 @@ def test_push_of_a_tag_matching_the_tag_globs_builds_it(stack):
 def test_push_of_a_tag_not_matching_the_tag_globs_starts_no_run(stack):
     before = stack.run_count()
     status, body = stack.post_hook("push", stack.push_payload(REFS_REPO, ref="refs/tags/nope"))
+    assert status == 202 and body["runs"] == [] and body["reason"], (status, body)
+    assert stack.run_count() == before
+
+
+@pytest.mark.parametrize("ref", ["refs/heads/dependabot/npm/left-pad",
+                                 "refs/tags/v1.3.0-rc1"])
+def test_push_of_a_ref_a_negated_glob_excludes_starts_no_run(stack, ref):
+    before = stack.run_count()
+    status, body = stack.post_hook("push", stack.push_payload(REFS_REPO, ref=ref))
     assert status == 202 and body["runs"] == [] and body["reason"], (status, body)
     assert stack.run_count() == before
 

@@ -669,6 +669,13 @@ static void test_pipeline_schema_errors(void **state)
 			 inert[i]);
 		expect_pipeline_error(f, text, want);
 	}
+	/* "!" globs only exclude: a list of nothing else would let no ref pass. */
+	expect_pipeline_error(f,
+			      "trigger:\n  github:\n    repository: acme/app\n    branches: "
+			      "[\"!dependabot/**\"]\n    secret_file: secrets/webhook\n"
+			      "stages: {test: {run: [x]}}\n",
+			      "4:15: trigger.github.branches: only \"!\" globs, which exclude: no "
+			      "ref would match; list the refs to include before them (\"**\")");
 }
 
 static void test_pipeline_needs_errors(void **state)

@@ -67,6 +67,10 @@ static void test_bad_when_is_reported_where_it_is_written(void **state)
 	    "tags");
 	pipeline_file_expect_error(f, "  build:\n    run: [make]\n    when: {tags: []}\n",
 				   "8:18: stages.build.when.tags: must not be empty");
+	pipeline_file_expect_error(
+	    f, "  build:\n    run: [make]\n    when: {tags: [\"!v*-rc*\"]}\n",
+	    "8:18: stages.build.when.tags: only \"!\" globs, which exclude: no ref would "
+	    "match; list the refs to include before them (\"**\")");
 	pipeline_file_expect_error(f, "  build:\n    run: [make]\n    when: main\n",
 				   "8:11: stages.build.when: expected a mapping");
 }
@@ -91,6 +95,11 @@ static void test_match_follows_events_branches_and_tags(void **state)
 	json_object_del(when, "tags");
 	assert_int_equal(when_match(when, "push", NULL, "v1.0", why, sizeof(why)), 0);
 	assert_string_equal(why, "when: tag v1.0: when lists branches only");
+	json_decref(when);
+	/* A "!" glob excludes what the globs before it let in. */
+	when = json_loads("{\"branches\": [\"**\", \"!dependabot/**\"]}", 0, NULL);
+	assert_int_equal(when_match(when, "push", "feature/x", NULL, why, sizeof(why)), 1);
+	assert_int_equal(when_match(when, "push", "dependabot/npm/x", NULL, why, sizeof(why)), 0);
 	json_decref(when);
 }
 
