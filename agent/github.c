@@ -15,6 +15,7 @@ enum field {
 	F_REF,
 	F_AFTER,
 	F_DELETED,
+	F_HEAD_ID,
 	F_HEAD_MESSAGE,
 	F_ACTION,
 	F_NUMBER,
@@ -31,6 +32,7 @@ static const char *const paths[F_COUNT] = {
     [F_REF] = "ref",
     [F_AFTER] = "after",
     [F_DELETED] = "deleted",
+    [F_HEAD_ID] = "head_commit.id",
     [F_HEAD_MESSAGE] = "head_commit.message",
     [F_ACTION] = "action",
     [F_NUMBER] = "number",
@@ -96,12 +98,19 @@ static int parse_push(const struct jsonscan_field *f, struct github_event *ev, c
 		return -1;
 	}
 	ev->sha = after;
-	if (strncmp(ref, "refs/heads/", 11) == 0)
+	if (strncmp(ref, "refs/heads/", 11) == 0) {
 		ev->branch = ref + 11;
-	else if (strncmp(ref, "refs/tags/", 10) == 0)
+	} else if (strncmp(ref, "refs/tags/", 10) == 0) {
 		ev->tag = ref + 10;
-	else
+		/* after is what the ref points to: for an annotated tag, the tag
+		 * object, which no commit status can name. GitHub sends the
+		 * commit it points to as head_commit. */
+		const char *commit = str(&f[F_HEAD_ID]);
+		if (is_sha(commit))
+			ev->sha = commit;
+	} else {
 		ev->no_build = "the push is neither to a branch nor to a tag";
+	}
 	if (!ev->no_build && asks_to_skip_ci(str(&f[F_HEAD_MESSAGE])))
 		ev->no_build = "the head commit's message asks to skip CI";
 	return 0;

@@ -6,7 +6,7 @@ from datetime import datetime
 
 import pytest
 
-from conftest import APP_REPO, MULTI_REPO, OTHER_SECRET, REFS_REPO, SLOW_REPO
+from conftest import APP_REPO, MULTI_REPO, OTHER_SECRET, REFS_REPO, SLOW_REPO, git
 
 
 def t(value):
@@ -49,6 +49,22 @@ def test_push_of_a_tag_matching_the_tag_globs_builds_it(stack):
     run = stack.wait_run(body["runs"][0])
     assert run["status"] == "succeeded" and run["ref"] == ref, run
     assert ref in [e["line"] for e in stack.log(run["id"], "build")]
+
+
+def test_push_of_an_annotated_tag_builds_the_commit_it_points_to(stack):
+    # after is the new value of the ref: for an annotated tag, the tag
+    # object; GitHub sends the commit it points to as head_commit.
+    git(stack.repo.path, "tag", "-a", "v2.0.0", "-m", "release 2.0.0", stack.repo.second)
+    tag_object = git(stack.repo.path, "rev-parse", "refs/tags/v2.0.0")
+    assert tag_object != stack.repo.second
+    p = stack.push_payload(REFS_REPO, ref="refs/tags/v2.0.0", after=tag_object)
+    p["before"], p["created"] = "0" * 40, True
+    p["head_commit"] = {"id": stack.repo.second, "tree_id": "0" * 40, "distinct": True,
+                        "message": "second", "timestamp": "2024-01-01T00:00:00Z"}
+    status, body = stack.post_hook("push", p)
+    assert status == 202 and len(body["runs"]) == 1, (status, body)
+    run = stack.wait_run(body["runs"][0])
+    assert run["status"] == "succeeded" and run["sha"] == stack.repo.second, run
 
 
 def test_push_of_a_tag_not_matching_the_tag_globs_starts_no_run(stack):

@@ -1,7 +1,7 @@
 /* Tests for agent/github: what a pull request payload says of its head's
  * repository (a fork or the repository itself), from GitHub's own
  * pull_request payload with head.repo changed; which pushes' head commit
- * messages ask to skip CI. */
+ * messages ask to skip CI; which commit a tag's push builds. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -125,6 +125,23 @@ static void test_a_push_whose_head_commit_asks_to_skip_ci_builds_nothing(void **
 	}
 }
 
+static void test_a_tag_push_builds_the_commit_and_not_an_annotated_tag_object(void **state)
+{
+	(void)state;
+	static const char push[] = "{\"ref\": \"refs/tags/v1.0\", \"after\": "
+				   "\"1111111111111111111111111111111111111111\", "
+				   "\"head_commit\": {\"id\": "
+				   "\"2222222222222222222222222222222222222222\"}, "
+				   "\"repository\": {\"full_name\": \"a/b\"}}";
+	struct github_event ev;
+	char err[256];
+	assert_int_equal(github_event_parse("push", push, sizeof(push) - 1, &ev, err, sizeof(err)),
+			 0);
+	assert_string_equal(ev.tag, "v1.0");
+	assert_string_equal(ev.sha, "2222222222222222222222222222222222222222");
+	github_event_clear(&ev);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -133,6 +150,7 @@ int main(void)
 		test_a_pull_request_from_another_or_a_deleted_repository_is_from_a_fork),
 	    cmocka_unit_test(test_a_push_is_no_pull_request),
 	    cmocka_unit_test(test_a_push_whose_head_commit_asks_to_skip_ci_builds_nothing),
+	    cmocka_unit_test(test_a_tag_push_builds_the_commit_and_not_an_annotated_tag_object),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
