@@ -27,11 +27,16 @@ enum step { STEP_MIRROR, STEP_VERIFY, STEP_CLEAN, STEP_CLONE, STEP_CHECKOUT, STE
 
 /* Runs under the mirror's lock, so the existence test, the clone into a
  * temporary name and the rename are one unit across processes: a clone that
- * was interrupted is never mistaken for a mirror. Arguments are positional
+ * was interrupted is never mistaken for a mirror. For the same reason a
+ * *.lock file in the mirror is one a git killed mid-fetch left behind (a
+ * fetch's maintenance is kept in the foreground, under the lock): left
+ * there, it would fail every later fetch. Arguments are positional
  * parameters, never part of the script text. */
 static const char mirror_script[] =
     "if [ -d \"$2\" ]; then\n"
-    "  exec git --git-dir=\"$2\" fetch --quiet --prune origin '+refs/*:refs/*'\n"
+    "  find \"$2\" -name '*.lock' -type f -delete\n"
+    "  exec git -c gc.autoDetach=false --git-dir=\"$2\" fetch --quiet --prune origin \\\n"
+    "    '+refs/*:refs/*'\n"
     "fi\n"
     "rm -rf \"$3\" && git clone --mirror --quiet -- \"$1\" \"$3\" && mv \"$3\" \"$2\"\n";
 

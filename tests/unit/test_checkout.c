@@ -311,6 +311,25 @@ static void test_missing_repository_reports_git_error(void **state)
 	}
 }
 
+/* A fetch killed (worker SIGKILLed, machine down) leaves its lock files in
+ * the mirror: the next checkout that needs a fetch clears them, rather than
+ * failing on "cannot lock ref" for ever. */
+static void test_locks_left_by_a_killed_fetch_do_not_block_the_next(void **state)
+{
+	(void)state;
+	char sha[64], ws[PATH_MAX], mirror[PATH_MAX], branch[256];
+	struct outcome o;
+	mirror_path(repo, mirror, sizeof(mirror));
+	read_cmd(branch, sizeof(branch), "git -C %s symbolic-ref HEAD", repo);
+	sh("touch %s/%s.lock %s/packed-refs.lock %s/HEAD.lock", mirror, branch, mirror, mirror);
+	commit_file("after a killed fetch", sha, sizeof(sha));
+	snprintf(ws, sizeof(ws), "%s/ws-locked", root);
+	run_checkout(state_dir, repo, sha, ws, 30000, &o);
+	assert_string_equal(o.error, "");
+	assert_int_equal(o.ok, 0);
+	assert_file(ws, "after a killed fetch");
+}
+
 static void test_cancel_reports_cancelled(void **state)
 {
 	(void)state;
@@ -351,6 +370,7 @@ int main(void)
 	    cmocka_unit_test(test_malformed_sha_is_refused_without_running_git),
 	    cmocka_unit_test(test_option_like_url_is_refused),
 	    cmocka_unit_test(test_missing_repository_reports_git_error),
+	    cmocka_unit_test(test_locks_left_by_a_killed_fetch_do_not_block_the_next),
 	    cmocka_unit_test(test_cancel_reports_cancelled),
 	    cmocka_unit_test(test_timeout_covers_the_whole_checkout),
 	};
