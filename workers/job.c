@@ -51,6 +51,7 @@ struct job {
 	int lease_ms;	 /* as claimed: a reload changes the lease of later jobs only */
 	json_t *runinfo; /* the run hash, without the definition */
 	json_t *def;	 /* the run's pipeline definition (shared with w->defs) */
+	int run_dir;	 /* workspace_hold of the run's directory, or -1 */
 	struct checkout *checkout;
 	struct process *proc;
 	struct http *http;
@@ -100,6 +101,7 @@ static void job_free(struct job *j)
 		j->watch_query->job = NULL;
 	if (j->command_query)
 		j->command_query->job = NULL;
+	workspace_release(j->run_dir);
 	rollout_free(j->rollout);
 	free(j->outputs);
 	json_decref(j->runinfo);
@@ -418,15 +420,6 @@ static void hand_back(struct job *j)
 		job_free(j);
 	json_decref(job);
 	free(result);
-}
-
-int job_uses_run(const struct worker *w, const char *run)
-{
-	for (const struct job *j = w->jobs; j; j = j->next) {
-		if (strcmp(j->run, run) == 0)
-			return 1;
-	}
-	return 0;
 }
 
 void job_hand_back_all(struct worker *w)
@@ -1104,6 +1097,16 @@ static void begin(struct job *j)
 	}
 	if (prepare_log(j) < 0)
 		return;
+	/* Held until the job is freed: the workers sharing the state
+	 * directory, whatever their kinds, leave the run's directory alone. */
+	j->run_dir = workspace_hold(&w->settings, j->run);
+	if (j->run_dir < 0) {
+		char text[1200];
+		snprintf(text, sizeof(text), "cannot create %s/workspaces/%s: %s",
+			 w->settings.state_dir, j->run, strerror(errno));
+		finish(j, "failed", text);
+		return;
+	}
 	struct checkout_done *d = calloc(1, sizeof(*d));
 	if (!d) {
 		finish(j, "failed", "out of memory");
@@ -1248,6 +1251,7 @@ void job_start(struct worker *w, const char *run, const char *stage, int attempt
 	}
 	j->w = w;
 	j->ticket = ticket;
+	j->run_dir = -1;
 	j->phase = JOB_CLAIMING;
 	j->attempt = attempt;
 	j->lease_ms = w->settings.lease_ms;

@@ -171,11 +171,6 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 		evtimer_add(m->drain_timer, &tv);
 }
 
-static int run_in_use(const char *run, void *arg)
-{
-	return job_uses_run(arg, run);
-}
-
 static int redis_healthy(void *arg)
 {
 	return redis_connected(arg);
@@ -318,7 +313,7 @@ int main(int argc, char **argv)
 	if (!m.sigterm || !m.sigint || !m.sighup || evsignal_add(m.sigterm, NULL) < 0 ||
 	    evsignal_add(m.sigint, NULL) < 0 || evsignal_add(m.sighup, NULL) < 0)
 		goto fail;
-	m.workspace = workspace_start(w->base, &w->settings, run_in_use, w);
+	m.workspace = workspace_start(w->base, &w->settings);
 	if (!m.workspace)
 		goto fail;
 	m.watchdog = watchdog_start(w->base, redis_healthy, w->redis);

@@ -79,8 +79,6 @@ void job_start(struct worker *w, const char *run, const char *stage, int attempt
  * was known already (its command had ended) records it instead. Jobs
  * still being claimed are handed back as soon as their claim is recorded. */
 void job_hand_back_all(struct worker *w);
-/* One of this worker's jobs belongs to run (its workspace is in use). */
-int job_uses_run(const struct worker *w, const char *run);
 /* Called by job.c when a job is completely done and its slot free. */
 void worker_slot_freed(struct worker *w);
 /* With no job running: WORKER_IDLE_TRIM_MS later, if the worker has no job

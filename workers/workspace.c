@@ -8,8 +8,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <unistd.h>
 
 #include "lib/clock.h"
 #include "lib/log.h"
@@ -21,14 +23,14 @@
 #define RM_KILL_GRACE_MS 5000
 /* Directories removed by one rm child at most, so that its argv stays small. */
 #define MAX_REMOVE_AT_ONCE 256
+/* Times a hold looks again for its run's directory after a sweep took it. */
+#define HOLD_TRIES 3
 
 struct removal;
 
 struct workspace {
 	struct event *timer;
 	const struct settings *settings;
-	int (*in_use)(const char *run, void *arg);
-	void *arg;
 	struct removal *removal; /* the rm child running, if any */
 	int short_logged;	 /* "cannot free enough space" said for this shortage */
 };
@@ -83,6 +85,46 @@ int workspace_make(const char *path)
 		return -1;
 	}
 	return make_dirs(buf, (size_t)n);
+}
+
+/* A sweep holds a run's directory exclusively only while it renames it, so
+ * the wait for the shared lock is that of one rename. The directory locked
+ * must be the one still at the path: one a sweep has just moved to the trash
+ * is made again. */
+int workspace_hold(const struct settings *s, const char *run)
+{
+	char path[4096];
+	struct stat held, now;
+	int n = snprintf(path, sizeof(path), "%s/workspaces/%s", s->state_dir, run);
+
+	if (n < 0 || (size_t)n >= sizeof(path)) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	for (int i = 0; i < HOLD_TRIES; i++) {
+		if (make_dirs(path, (size_t)n) < 0)
+			return -1;
+		int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (fd < 0)
+			return -1;
+		if (flock(fd, LOCK_SH) < 0 || fstat(fd, &held) < 0) {
+			int saved = errno;
+			close(fd);
+			errno = saved;
+			return -1;
+		}
+		if (stat(path, &now) == 0 && held.st_dev == now.st_dev && held.st_ino == now.st_ino)
+			return fd;
+		close(fd);
+	}
+	errno = EBUSY;
+	return -1;
+}
+
+void workspace_release(int fd)
+{
+	if (fd >= 0)
+		close(fd);
 }
 
 static void schedule(struct workspace *ws)
@@ -151,23 +193,31 @@ static int list_runs(const char *root, struct entry **out, char ***trash, size_t
 	return (int)n;
 }
 
-/* Moves a run's directory out of the way; its path in the trash, or NULL. */
+/* Moves a run's directory out of the way unless a stage holds it; its path
+ * in the trash, or NULL. */
 static char *to_trash(const char *root, const char *name)
 {
 	size_t len = strlen(root) + strlen(name) + 64;
 	char *from = malloc(len), *to = malloc(len);
+	int fd = -1;
 	if (!from || !to)
 		goto fail;
 	snprintf(from, len, "%s/%s", root, name);
 	snprintf(to, len, "%s/%s%lld-%s", root, TRASH_PREFIX, (long long)clock_mono_ms(), name);
-	if (rename(from, to) < 0) {
+	fd = open(from, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) < 0 && errno == EWOULDBLOCK)
+		goto fail;
+	if (fd < 0 || rename(from, to) < 0) {
 		log_warn("cannot remove a workspace", LOG_S("path", from),
 			 LOG_S("error", strerror(errno)));
 		goto fail;
 	}
+	close(fd);
 	free(from);
 	return to;
 fail:
+	if (fd >= 0)
+		close(fd);
 	free(from);
 	free(to);
 	return NULL;
@@ -262,8 +312,6 @@ void workspace_sweep(struct workspace *ws)
 	time_t cutoff = (time_t)((clock_now_ms() - s->workspace_ttl_ms) / 1000);
 	int i = 0;
 	for (; i < n && runs[i].mtime < cutoff && npaths < MAX_REMOVE_AT_ONCE; i++) {
-		if (ws->in_use(runs[i].name, ws->arg))
-			continue;
 		char *p = to_trash(root, runs[i].name);
 		if (p) {
 			paths[npaths++] = p;
@@ -274,8 +322,6 @@ void workspace_sweep(struct workspace *ws)
 	 * after each: the trash frees nothing until rm is done with it. */
 	if (npaths == 0 && space_short(ws, root)) {
 		for (; i < n; i++) {
-			if (ws->in_use(runs[i].name, ws->arg))
-				continue;
 			char *p = to_trash(root, runs[i].name);
 			if (p) {
 				paths[npaths++] = p;
@@ -315,15 +361,12 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 	schedule(ws);
 }
 
-struct workspace *workspace_start(struct event_base *base, const struct settings *settings,
-				  int (*in_use)(const char *run, void *arg), void *arg)
+struct workspace *workspace_start(struct event_base *base, const struct settings *settings)
 {
 	struct workspace *ws = calloc(1, sizeof(*ws));
 	if (!ws)
 		return NULL;
 	ws->settings = settings;
-	ws->in_use = in_use;
-	ws->arg = arg;
 	ws->timer = evtimer_new(base, on_timer, ws);
 	if (!ws->timer) {
 		free(ws);

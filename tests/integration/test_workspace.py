@@ -1,6 +1,7 @@
 """Workspaces: removal by age (with a tiny worker.workspace_ttl the
 workspace of an old run goes, the one of a running stage stays until it
-finishes), checkouts that fail (the stage fails with git's reason, its log
+finishes, even when another worker sharing the state directory sweeps),
+checkouts that fail (the stage fails with git's reason, its log
 shows what git said, and the worker carries on) and worker.checkout_timeout."""
 
 import os
@@ -12,12 +13,16 @@ from conftest import pipeline, started_stack, wait_for
 
 SLOW_WS_REPO = "sluice-it/slow-workspace"
 GONE_REPO = "sluice-it/gone"
+SHARED_REPO = "sluice-it/shared-state"
 
 
 def pipelines(repo, root):
     return {
         "slow.yaml": pipeline("slow-workspace", SLOW_WS_REPO, checkout=repo.url, stages={
             "build": {"run": ["sh", "-c", "echo started; sleep 3"]}}),
+        "shared.yaml": pipeline("shared-state", SHARED_REPO, checkout=repo.url, stages={
+            "build": {"run": ["true"]},
+            "test": {"run": ["sh", "-c", "sleep 3; cat content.txt"], "needs": ["build"]}}),
         # A repository that is not there: git clone --mirror fails, loudly.
         "gone.yaml": pipeline("gone", GONE_REPO,
                               checkout="file://" + os.path.join(root, "no-such-repo.git"),
@@ -27,7 +32,9 @@ def pipelines(repo, root):
 
 @pytest.fixture(scope="module")
 def ws_stack():
-    yield from started_stack("sluice-ws-", pipelines, workers=(("build", 1),),
+    # Two workers on one state directory, as the instances of
+    # sluice-worker@.service are.
+    yield from started_stack("sluice-ws-", pipelines, workers=(("build", 1), ("test", 1)),
                              extra_settings={"worker": {"workspace_ttl": "1s"}})
 
 
@@ -60,6 +67,18 @@ def test_old_workspaces_go_and_running_ones_stay(ws_stack):
              lambda: not os.path.exists(os.path.join(root, run_id)), 5)
     wait_for("the removal to finish", lambda: not any(
         n.startswith(".trash-") for n in os.listdir(root)), 5)
+
+
+def test_a_worker_leaves_alone_the_run_another_worker_runs_a_stage_of(ws_stack):
+    s = ws_stack
+    status, body = s.post_hook("push", s.push_payload(SHARED_REPO))
+    assert status == 202, (status, body)
+    run_id = body["runs"][0]
+    # The build worker, idle, sweeps every second while the test stage runs.
+    run = s.wait_run(run_id, timeout=30)
+    lines = s.log(run_id, "test")
+    assert run["status"] == "succeeded", (run, lines)
+    assert any(l["line"] == "content of the third commit" for l in lines), lines
 
 
 def test_a_checkout_git_fails_fails_the_stage_with_gits_words_and_the_worker_goes_on(ws_stack):

@@ -1,5 +1,5 @@
-/* Tests for workers/workspace: runs older than the ttl are removed, a run in
- * use never is, a free-space shortage removes the oldest runs one at a time,
+/* Tests for workers/workspace: runs older than the ttl are removed, a run a
+ * stage holds never is, a free-space shortage removes the oldest runs one at a time,
  * and the worker settings behind it (drain_timeout, workspace_ttl, min_free,
  * log_level) parse or fail with their position. */
 #include <setjmp.h>
@@ -30,12 +30,6 @@ struct fx {
 	char root[128];
 	struct settings s;
 };
-
-static int in_use(const char *run, void *arg)
-{
-	(void)arg;
-	return strcmp(run, "r_busy") == 0;
-}
 
 static void make_run(struct fx *f, const char *run, int age_s)
 {
@@ -112,13 +106,20 @@ static void test_runs_older_than_the_ttl_go_unless_in_use(void **state)
 	make_run(f, "r_old", 7200);
 	make_run(f, "r_busy", 7200);
 	make_run(f, "r_new", 60);
-	struct workspace *ws = workspace_start(base, &f->s, in_use, NULL);
+	int held = workspace_hold(&f->s, "r_busy");
+	assert_true(held >= 0);
+	struct workspace *ws = workspace_start(base, &f->s);
 	assert_non_null(ws);
 	wait_idle(ws);
 	assert_false(exists(f, "r_old"));
 	assert_true(exists(f, "r_busy"));
 	assert_true(exists(f, "r_new"));
 	assert_int_equal(entries(f), 2); /* no trash left behind */
+	/* Released, it goes like any other. */
+	workspace_release(held);
+	workspace_sweep(ws);
+	wait_idle(ws);
+	assert_false(exists(f, "r_busy"));
 	workspace_free(ws);
 }
 
@@ -130,7 +131,9 @@ static void test_free_space_shortage_removes_oldest_runs_first(void **state)
 	make_run(f, "r_1", 300);
 	make_run(f, "r_2", 200);
 	make_run(f, "r_busy", 400);
-	struct workspace *ws = workspace_start(base, &f->s, in_use, NULL);
+	int held = workspace_hold(&f->s, "r_busy");
+	assert_true(held >= 0);
+	struct workspace *ws = workspace_start(base, &f->s);
 	/* One run per step, oldest first. */
 	assert_true(workspace_busy(ws));
 	assert_false(exists(f, "r_1"));
@@ -139,6 +142,7 @@ static void test_free_space_shortage_removes_oldest_runs_first(void **state)
 	assert_false(exists(f, "r_2"));
 	assert_true(exists(f, "r_busy"));
 	assert_int_equal(entries(f), 1);
+	workspace_release(held);
 	workspace_free(ws);
 }
 
