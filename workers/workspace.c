@@ -319,8 +319,11 @@ void workspace_sweep(struct workspace *ws)
 		}
 	}
 	/* Space is reclaimed one run at a time, oldest first, looking again
-	 * after each: the trash frees nothing until rm is done with it. */
-	if (npaths == 0 && space_short(ws, root)) {
+	 * after each: the trash frees nothing until rm is done with it. Trash
+	 * an earlier removal left does not wait its turn: it may be what rm
+	 * cannot delete (files a stage's container made as root), and would
+	 * hold back every removal for space. */
+	if (expired == 0 && space_short(ws, root)) {
 		for (; i < n; i++) {
 			char *p = to_trash(root, runs[i].name);
 			if (p) {
@@ -337,7 +340,7 @@ void workspace_sweep(struct workspace *ws)
 			log_warn("free space below worker.min_free and no workspace left to remove",
 				 LOG_S("path", root));
 		ws->short_logged = !for_space;
-	} else if (npaths == 0) {
+	} else if (expired == 0) {
 		ws->short_logged = 0;
 	}
 	if (expired)

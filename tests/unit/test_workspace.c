@@ -146,6 +146,22 @@ static void test_free_space_shortage_removes_oldest_runs_first(void **state)
 	workspace_free(ws);
 }
 
+/* Trash an earlier removal left may be what rm cannot delete (files a
+ * stage's container made as root): it must not stop the runs from going. */
+static void test_leftover_trash_does_not_hold_back_a_removal_for_space(void **state)
+{
+	struct fx *f = *state;
+	f->s.workspace_ttl_ms = 30LL * 24 * 3600 * 1000;
+	f->s.min_free_bytes = LLONG_MAX / 2;
+	make_run(f, ".trash-1-r_0", 500);
+	make_run(f, "r_1", 300);
+	struct workspace *ws = workspace_start(base, &f->s);
+	assert_false(exists(f, "r_1"));
+	wait_idle(ws);
+	assert_int_equal(entries(f), 0);
+	workspace_free(ws);
+}
+
 static void test_workspace_path_is_per_run_and_stage(void **state)
 {
 	struct fx *f = *state;
@@ -239,6 +255,8 @@ int main(void)
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_free_space_shortage_removes_oldest_runs_first,
 					    setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_leftover_trash_does_not_hold_back_a_removal_for_space, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_workspace_path_is_per_run_and_stage, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_workspace_make_creates_missing_parents_only, setup,
