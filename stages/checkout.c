@@ -116,6 +116,19 @@ static int valid_sha(const char *sha)
 	return sha[n] == '\0' && n >= 7 && n <= 64;
 }
 
+void checkout_url_shown(const char *url, char *out, size_t len)
+{
+	const char *scheme = strstr(url, "://");
+	const char *host = scheme != NULL ? scheme + 3 : url;
+	size_t authority = strcspn(host, "/");
+	const char *at = memrchr(host, '@', authority);
+
+	if (scheme == NULL || at == NULL)
+		snprintf(out, len, "%s", url);
+	else
+		snprintf(out, len, "%.*s***%s", (int)(host - url), url, at);
+}
+
 /* A repository's mirror is named by the first 8 bytes of its URL's SHA-256,
  * in hex. */
 static void mirror_name(const char *url, char out[17])
@@ -265,10 +278,12 @@ static void on_step_exit(const struct process_result *r, void *arg)
 				finish(c, c->error);
 			return;
 		}
-		if (c->step == STEP_VERIFY)
+		if (c->step == STEP_VERIFY) {
+			char shown[256];
+			checkout_url_shown(c->url, shown, sizeof(shown));
 			snprintf(c->error, sizeof(c->error), "commit %s not found in %s", c->sha,
-				 c->url);
-		else
+				 shown);
+		} else
 			snprintf(c->error, sizeof(c->error), "%s failed (exit %d)%s%s",
 				 step_name(c), r->exit_code, c->why.text[0] ? ": " : "",
 				 c->why.text);

@@ -17,6 +17,10 @@ struct checkout;
  * line included). log lines of git's output go to on_line. */
 typedef void (*checkout_done_cb)(int ok, const char *error, void *arg);
 
+/* url as a log may show it: its user part, which may hold a token
+ * (https://x-access-token:TOKEN@github.com/...), replaced by "***". */
+void checkout_url_shown(const char *url, char *out, size_t len);
+
 struct checkout *checkout_start(const char *state_dir, const char *url, const char *sha,
 				const char *workspace, int timeout_ms, process_line_cb on_line,
 				checkout_done_cb done, void *arg);

@@ -1143,8 +1143,9 @@ static void begin(struct job *j)
 		return;
 	}
 
-	char text[1024];
-	snprintf(text, sizeof(text), "checking out %s at %s", url ? url : "?", sha ? sha : "?");
+	char text[1024], shown[768];
+	checkout_url_shown(url ? url : "?", shown, sizeof(shown));
+	snprintf(text, sizeof(text), "checking out %s at %s", shown, sha ? sha : "?");
 	log_system(j, text);
 	j->phase = JOB_CHECKOUT;
 	j->checkout =

@@ -9,11 +9,12 @@ import time
 
 import pytest
 
-from conftest import pipeline, started_stack, wait_for
+from conftest import free_port, pipeline, started_stack, wait_for
 
 SLOW_WS_REPO = "sluice-it/slow-workspace"
 GONE_REPO = "sluice-it/gone"
 SHARED_REPO = "sluice-it/shared-state"
+TOKEN_REPO = "sluice-it/token-in-url"
 
 
 def pipelines(repo, root):
@@ -23,6 +24,10 @@ def pipelines(repo, root):
         "shared.yaml": pipeline("shared-state", SHARED_REPO, checkout=repo.url, stages={
             "build": {"run": ["true"]},
             "test": {"run": ["sh", "-c", "sleep 3; cat content.txt"], "needs": ["build"]}}),
+        # A private repository's token in its URL; nothing listens there.
+        "token.yaml": pipeline("token-in-url", TOKEN_REPO,
+                               checkout="https://x-access-token:ghp_notshown@127.0.0.1:%d/a.git"
+                               % free_port(), stages={"build": {"run": ["true"]}}),
         # A repository that is not there: git clone --mirror fails, loudly.
         "gone.yaml": pipeline("gone", GONE_REPO,
                               checkout="file://" + os.path.join(root, "no-such-repo.git"),
@@ -69,14 +74,17 @@ def test_old_workspaces_go_and_running_ones_stay(ws_stack):
         n.startswith(".trash-") for n in os.listdir(root)), 5)
 
 
-def test_a_worker_leaves_alone_the_run_another_worker_runs_a_stage_of(ws_stack):
-    s = ws_stack
-    status, body = s.post_hook("push", s.push_payload(SHARED_REPO))
+def finished_push(s, repository, stage):
+    """The run a push to repository starts, once finished, and stage's log."""
+    status, body = s.post_hook("push", s.push_payload(repository))
     assert status == 202, (status, body)
     run_id = body["runs"][0]
+    return s.wait_run(run_id, timeout=30), s.log(run_id, stage)
+
+
+def test_a_worker_leaves_alone_the_run_another_worker_runs_a_stage_of(ws_stack):
     # The build worker, idle, sweeps every second while the test stage runs.
-    run = s.wait_run(run_id, timeout=30)
-    lines = s.log(run_id, "test")
+    run, lines = finished_push(ws_stack, SHARED_REPO, "test")
     assert run["status"] == "succeeded", (run, lines)
     assert any(l["line"] == "content of the third commit" for l in lines), lines
 
@@ -112,6 +120,13 @@ def test_a_checkout_git_fails_fails_the_stage_with_gits_words_and_the_worker_goe
     status, body = s.post_hook("push", s.push_payload(SLOW_WS_REPO))
     assert status == 202, (status, body)
     assert s.wait_run(body["runs"][0], timeout=30)["status"] == "succeeded"
+
+
+def test_a_token_in_the_checkout_url_is_not_in_the_stage_log(ws_stack):
+    run, lines = finished_push(ws_stack, TOKEN_REPO, "build")
+    assert run["status"] == "failed", run
+    assert lines[0]["line"].startswith("checking out https://***@127.0.0.1:"), lines
+    assert "ghp_notshown" not in repr(lines) + repr(run), (lines, run)
 
 
 @pytest.fixture(scope="module")

@@ -276,6 +276,24 @@ static void test_malformed_sha_is_refused_without_running_git(void **state)
 	assert_int_equal(access(fresh, F_OK), -1);
 }
 
+static void test_url_shown_hides_its_user_part(void **state)
+{
+	(void)state;
+	const char *cases[][2] = {
+	    {"https://x-access-token:ghp_secret@github.com/acme/app.git",
+	     "https://***@github.com/acme/app.git"},
+	    {"https://ghp_secret@github.com/acme/a@b.git", "https://***@github.com/acme/a@b.git"},
+	    {"https://github.com/acme/a@b.git", "https://github.com/acme/a@b.git"},
+	    {"file:///srv/git/app", "file:///srv/git/app"},
+	    {"git@github.com:acme/app.git", "git@github.com:acme/app.git"},
+	};
+	char out[256];
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		checkout_url_shown(cases[i][0], out, sizeof(out));
+		assert_string_equal(out, cases[i][1]);
+	}
+}
+
 static void test_option_like_url_is_refused(void **state)
 {
 	(void)state;
@@ -368,6 +386,7 @@ int main(void)
 	    cmocka_unit_test(test_interrupted_clone_is_not_taken_for_a_mirror),
 	    cmocka_unit_test(test_unknown_sha_is_not_found),
 	    cmocka_unit_test(test_malformed_sha_is_refused_without_running_git),
+	    cmocka_unit_test(test_url_shown_hides_its_user_part),
 	    cmocka_unit_test(test_option_like_url_is_refused),
 	    cmocka_unit_test(test_missing_repository_reports_git_error),
 	    cmocka_unit_test(test_locks_left_by_a_killed_fetch_do_not_block_the_next),
