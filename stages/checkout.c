@@ -40,6 +40,14 @@ static const char mirror_script[] =
     "fi\n"
     "rm -rf \"$3\" && git clone --mirror --quiet -- \"$1\" \"$3\" && mv \"$3\" \"$2\"\n";
 
+/* Permissions are mended only when rm fails, and only of directories: a
+ * directory's mode is what stops rm, and a file's never does. find does not
+ * follow a symbolic link the stage put in a tree's place. */
+const char checkout_rm_script[] =
+    "rm -rf -- \"$@\" 2>/dev/null && exit 0\n"
+    "find \"$@\" -type d ! -perm -u=rwx -exec chmod u+rwx {} \\; 2>/dev/null\n"
+    "exec rm -rf -- \"$@\"\n";
+
 struct checkout {
 	char *url;
 	char *sha;
@@ -225,7 +233,7 @@ static int start_step(struct checkout *c)
 	const char *mirror_argv[] = {"flock", c->lock, "sh",	  "-c",	  mirror_script,
 				     "sh",    c->url,  c->mirror, c->tmp, NULL};
 	const char *verify_argv[] = {"git", c->git_dir_arg, "cat-file", "-e", c->commit_arg, NULL};
-	const char *clean_argv[] = {"rm", "-rf", "--", c->workspace, NULL};
+	const char *clean_argv[] = {"sh", "-c", checkout_rm_script, "sh", c->workspace, NULL};
 	const char *clone_argv[] = {"git", "clone",   "--quiet",    "--shared", "--no-checkout",
 				    "--",  c->mirror, c->workspace, NULL};
 	const char *checkout_argv[] = {"git",	  "-C",	      c->workspace, "checkout",

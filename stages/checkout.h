@@ -17,6 +17,11 @@ struct checkout;
  * line included). log lines of git's output go to on_line. */
 typedef void (*checkout_done_cb)(int ok, const char *error, void *arg);
 
+/* A script for sh -c that removes the trees its arguments name, even where
+ * a stage left directories it may not write or enter (a Go module cache is
+ * read-only). */
+extern const char checkout_rm_script[];
+
 /* url as a log may show it: its user part, which may hold a token
  * (https://x-access-token:TOKEN@github.com/...), replaced by "***". */
 void checkout_url_shown(const char *url, char *out, size_t len);

@@ -15,6 +15,7 @@
 
 #include "lib/clock.h"
 #include "lib/log.h"
+#include "stages/checkout.h"
 #include "stages/process.h"
 
 #define TRASH_PREFIX	 ".trash-"
@@ -262,15 +263,16 @@ static void on_rm_exit(const struct process_result *r, void *arg)
 static void start_rm(struct workspace *ws, char **paths, size_t n, int for_space)
 {
 	static const char *const envp[] = {"PATH=/usr/bin:/bin", "LANG=C", NULL};
-	const char **argv = calloc(n + 4, sizeof(*argv));
+	const char **argv = calloc(n + 5, sizeof(*argv));
 	struct removal *rm = calloc(1, sizeof(*rm));
 	if (!argv || !rm)
 		goto fail;
-	argv[0] = "rm";
-	argv[1] = "-rf";
-	argv[2] = "--";
+	argv[0] = "sh";
+	argv[1] = "-c";
+	argv[2] = checkout_rm_script;
+	argv[3] = "sh";
 	for (size_t i = 0; i < n; i++)
-		argv[3 + i] = paths[i];
+		argv[4 + i] = paths[i];
 	rm->ws = ws;
 	rm->for_space = for_space;
 	struct process_spec spec = {

@@ -7,6 +7,7 @@
 
 #include "stages/checkout.h"
 #include "stages/process.h"
+#include "unprivileged.h"
 
 #include <event2/event.h>
 #include <limits.h>
@@ -65,6 +66,8 @@ static int group_setup(void **state)
 {
 	(void)state;
 	char tmpl[] = "/tmp/sluice-checkout-XXXXXX";
+	if (unprivileged() < 0)
+		return -1;
 	char real[PATH_MAX];
 	if (mkdtemp(tmpl) == NULL || realpath(tmpl, real) == NULL || strlen(real) >= sizeof(root))
 		return -1;
@@ -122,6 +125,15 @@ static void run_checkout(const char *sd, const char *url, const char *sha, const
 	struct checkout *c = checkout_start(sd, url, sha, ws, timeout_ms, on_line, on_done, o);
 	assert_non_null(c);
 	wait_done(o);
+}
+
+/* The repository's HEAD checked out into <root>/<name>, that path into ws. */
+static void checkout_head(const char *name, int timeout_ms, char *ws, size_t len, struct outcome *o)
+{
+	char sha[64];
+	read_cmd(sha, sizeof(sha), "git -C %s rev-parse HEAD", repo);
+	snprintf(ws, len, "%s/%s", root, name);
+	run_checkout(state_dir, repo, sha, ws, timeout_ms, o);
 }
 
 static void assert_file(const char *ws, const char *content)
@@ -194,6 +206,24 @@ static void test_second_checkout_fetches_into_existing_mirror(void **state)
 	char stray[PATH_MAX + 8];
 	snprintf(stray, sizeof(stray), "%s/stray", ws);
 	assert_int_equal(access(stray, F_OK), -1);
+}
+
+/* An attempt that left directories it cannot write or enter (a Go module
+ * cache is read-only) does not fail the next attempt's checkout. */
+static void test_read_only_directories_of_an_attempt_do_not_fail_the_next(void **state)
+{
+	(void)state;
+	char ws[PATH_MAX];
+	struct outcome o;
+	checkout_head("ws-read-only", 30000, ws, sizeof(ws), &o);
+	assert_int_equal(o.ok, 0);
+	sh("cd %s && mkdir -p mod/a locked/b && touch mod/a/f locked/b/g && "
+	   "chmod 555 mod/a mod && chmod 000 locked/b locked",
+	   ws);
+	checkout_head("ws-read-only", 30000, ws, sizeof(ws), &o);
+	assert_string_equal(o.error, "");
+	assert_int_equal(o.ok, 0);
+	assert_file(ws, "second");
 }
 
 /* The commit is in the mirror already: no fetch runs, so the checkout works
@@ -367,11 +397,9 @@ static void test_cancel_reports_cancelled(void **state)
 static void test_timeout_covers_the_whole_checkout(void **state)
 {
 	(void)state;
-	char sha[64], ws[PATH_MAX];
+	char ws[PATH_MAX];
 	struct outcome o;
-	read_cmd(sha, sizeof(sha), "git -C %s rev-parse HEAD", repo);
-	snprintf(ws, sizeof(ws), "%s/ws-timeout", root);
-	run_checkout(state_dir, repo, sha, ws, 1, &o);
+	checkout_head("ws-timeout", 1, ws, sizeof(ws), &o);
 	assert_int_equal(o.ok, -1);
 	assert_string_equal(o.error, "checkout timed out after 1 ms");
 }
@@ -383,6 +411,7 @@ int main(void)
 	    cmocka_unit_test(test_checks_out_via_plain_path_with_short_sha),
 	    cmocka_unit_test(test_second_checkout_fetches_into_existing_mirror),
 	    cmocka_unit_test(test_commit_already_mirrored_needs_no_fetch),
+	    cmocka_unit_test(test_read_only_directories_of_an_attempt_do_not_fail_the_next),
 	    cmocka_unit_test(test_interrupted_clone_is_not_taken_for_a_mirror),
 	    cmocka_unit_test(test_unknown_sha_is_not_found),
 	    cmocka_unit_test(test_malformed_sha_is_refused_without_running_git),

@@ -21,6 +21,7 @@
 
 #include "config/config.h"
 #include "stages/process.h"
+#include "unprivileged.h"
 #include "workers/workspace.h"
 
 static struct event_base *base;
@@ -162,6 +163,28 @@ static void test_leftover_trash_does_not_hold_back_a_removal_for_space(void **st
 	workspace_free(ws);
 }
 
+/* A stage may leave directories it cannot write or enter (a Go module
+ * cache is read-only): its run goes all the same. */
+static void test_a_run_with_read_only_directories_is_removed(void **state)
+{
+	struct fx *f = *state;
+	char cmd[512];
+	f->s.workspace_ttl_ms = 3600 * 1000;
+	make_run(f, "r_old", 7200);
+	snprintf(cmd, sizeof(cmd),
+		 "cd %s/r_old/build && mkdir -p mod/a locked/b && touch mod/a/f locked/b/g && "
+		 "chmod 555 mod/a mod && chmod 000 locked/b locked",
+		 f->root);
+	assert_int_equal(system(cmd), 0);
+	struct timeval tv[2] = {{time(NULL) - 7200, 0}, {time(NULL) - 7200, 0}};
+	snprintf(cmd, sizeof(cmd), "%s/r_old", f->root);
+	assert_int_equal(utimes(cmd, tv), 0);
+	struct workspace *ws = workspace_start(base, &f->s);
+	wait_idle(ws);
+	assert_int_equal(entries(f), 0);
+	workspace_free(ws);
+}
+
 static void test_workspace_path_is_per_run_and_stage(void **state)
 {
 	struct fx *f = *state;
@@ -257,6 +280,8 @@ int main(void)
 					    setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 		test_leftover_trash_does_not_hold_back_a_removal_for_space, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_a_run_with_read_only_directories_is_removed, setup,
+					    teardown),
 	    cmocka_unit_test_setup_teardown(test_workspace_path_is_per_run_and_stage, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_workspace_make_creates_missing_parents_only, setup,
@@ -265,7 +290,7 @@ int main(void)
 					    setup, teardown),
 	};
 	base = event_base_new();
-	if (!base || process_init(base) < 0)
+	if (unprivileged() < 0 || !base || process_init(base) < 0)
 		return 1;
 	int rc = cmocka_run_group_tests(tests, NULL, NULL);
 	event_base_free(base);
