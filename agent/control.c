@@ -16,6 +16,7 @@
 #include "lib/clock.h"
 #include "lib/log.h"
 #include "queue/jobs.h"
+#include "stages/checkout.h"
 #include "stages/gitreason.h"
 #include "stages/process.h"
 
@@ -418,12 +419,14 @@ static void unlink_resolving(struct trigger_call *c)
 static void on_git_exit(const struct process_result *r, void *arg)
 {
 	struct trigger_call *c = arg;
-	char msg[512];
+	char msg[2048], url[1024];
 	unlink_resolving(c);
+	/* A token in the URL is shown to nobody (git's own messages omit it). */
+	checkout_url_shown(c->url, url, sizeof(url));
 	if (r->outcome != PROCESS_EXITED || r->exit_code != 0) {
-		log_warn("git ls-remote failed", LOG_S("url", c->url), LOG_S("ref", c->ref),
+		log_warn("git ls-remote failed", LOG_S("url", url), LOG_S("ref", c->ref),
 			 LOG_S("error", c->git_error.text[0] ? c->git_error.text : r->error));
-		snprintf(msg, sizeof(msg), "cannot list the refs of %s: %s", c->url,
+		snprintf(msg, sizeof(msg), "cannot list the refs of %s: %s", url,
 			 r->outcome == PROCESS_TIMED_OUT ? "timed out"
 			 : c->git_error.text[0]		 ? c->git_error.text
 							 : r->error);
@@ -434,7 +437,7 @@ static void on_git_exit(const struct process_result *r, void *arg)
 	if (c->peeled[0])
 		memcpy(c->sha, c->peeled, sizeof(c->sha));
 	if (!c->sha[0]) {
-		snprintf(msg, sizeof(msg), "ref %s not found in %s", c->ref, c->url);
+		snprintf(msg, sizeof(msg), "ref %s not found in %s", c->ref, url);
 		trigger_end(c, 422, "unprocessable", msg);
 		return;
 	}

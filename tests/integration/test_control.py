@@ -32,6 +32,10 @@ FLAKY_TEST = ('m="$MARKS/$SLUICE_RUN_ID"; echo "$SLUICE_SHA" >> "$m.test-shas"; 
               'if [ ! -f "$m.failed-once" ]; then touch "$m.failed-once"; exit 1; fi')
 
 
+PRIVATE_TOKEN = "ghs_" + "S3CR3T" * 6
+PRIVATE_URL = "http://x-access-token:%s@127.0.0.1:1/acme/private.git" % PRIVATE_TOKEN
+
+
 def control_pipelines(repo, marks):
     env = {"MARKS": marks}
 
@@ -64,6 +68,9 @@ def control_pipelines(repo, marks):
             "publish": {"kind": "push", "sh": "true", "needs": ["release"]},
             "by-hand": {"kind": "test", "sh": "true", "when": {"events": ["manual"]}},
         }, branches=["**"], tags=["v*"]),
+        # A private repository's token in its URL; nothing answers there.
+        "private.yaml": pipeline("private", "sluice-it/private", checkout=PRIVATE_URL,
+                                 stages={"build": {"sh": "true"}}),
     }
 
 
@@ -290,6 +297,17 @@ def test_trigger_of_an_unknown_ref_is_unprocessable(ctl_stack):
     assert status == 422, (status, answer)
     assert answer["error"]["message"] == "ref refs/heads/no-such not found in %s" % \
         ctl_stack.repo.url
+
+
+def test_trigger_never_shows_the_token_of_a_repository_url(ctl_stack):
+    """git ls-remote fails; neither the answer nor the agent's log holds the
+    token of checkout.url, as the stage log does not."""
+    status, answer = post(ctl_stack, "/api/v1/pipelines/private/trigger", {"ref": "main"})
+    assert status == 502, (status, answer)
+    assert answer["error"]["message"].startswith(
+        "cannot list the refs of http://***@127.0.0.1:1/acme/private.git: "), answer
+    assert ctl_stack.agent_log_lines("git ls-remote failed"), "no log line"
+    assert not ctl_stack.agent_log_lines(PRIVATE_TOKEN)
 
 
 def test_pipelines_are_listed_with_their_definition(ctl_stack):
