@@ -84,7 +84,16 @@ static void show_pipeline(struct agent *a, struct evhttp_request *req, const cha
 		return;
 	}
 	json_t *body = pipeline_summary(p);
-	json_object_set_new(body, "definition", json_deep_copy(p->def));
+	json_t *def = json_deep_copy(p->def);
+	json_t *checkout = json_object_get(def, "checkout");
+	const char *url = json_string_value(json_object_get(checkout, "url"));
+	if (url) {
+		/* A token in it is for git alone, not for every reader of the API. */
+		char shown[1024];
+		checkout_url_shown(url, shown, sizeof(shown));
+		json_object_set_new(checkout, "url", json_string(shown));
+	}
+	json_object_set_new(body, "definition", def);
 	http_reply_json(req, 200, body);
 }
 

@@ -301,13 +301,18 @@ def test_trigger_of_an_unknown_ref_is_unprocessable(ctl_stack):
 
 def test_trigger_never_shows_the_token_of_a_repository_url(ctl_stack):
     """git ls-remote fails; neither the answer nor the agent's log holds the
-    token of checkout.url, as the stage log does not."""
+    token of checkout.url, as the stage log does not, nor the pipeline's
+    definition the API shows."""
     status, answer = post(ctl_stack, "/api/v1/pipelines/private/trigger", {"ref": "main"})
     assert status == 502, (status, answer)
     assert answer["error"]["message"].startswith(
         "cannot list the refs of http://***@127.0.0.1:1/acme/private.git: "), answer
     assert ctl_stack.agent_log_lines("git ls-remote failed"), "no log line"
     assert not ctl_stack.agent_log_lines(PRIVATE_TOKEN)
+    status, body = ctl_stack.get("/api/v1/pipelines/private")
+    assert status == 200, body
+    assert body["definition"]["checkout"]["url"] == \
+        "http://***@127.0.0.1:1/acme/private.git", body
 
 
 def test_pipelines_are_listed_with_their_definition(ctl_stack):
