@@ -696,8 +696,11 @@ static int load_no_data(const struct config_check *ck, const struct config_doc_n
 	return config_check_set(ck, map, out, "no_data", json_string(v));
 }
 
-static int load_spec(const struct config_check *ck, const struct config_doc_node *n,
-		     const char *const *keys, json_t **out)
+/* background: a canary's background analysis, the one analysis that is
+ * stopped from outside (when the steps are over), so the only one that may
+ * measure until stopped. */
+static int load_spec(const struct config_check *ck, const struct config_doc_node *n, int background,
+		     json_t **out)
 {
 	const struct config_doc_node *count = config_doc_get(n, "count");
 	const struct config_doc_node *interval = config_doc_get(n, "interval");
@@ -713,7 +716,7 @@ static int load_spec(const struct config_check *ck, const struct config_doc_node
 				  "provider: {...}}");
 		goto fail;
 	}
-	if (config_check_keys(ck, n, keys) < 0 ||
+	if (config_check_keys(ck, n, background ? background_keys : analysis_keys) < 0 ||
 	    load_condition(ck, n, "successCondition", "success_condition", spec) < 0 ||
 	    load_condition(ck, n, "failureCondition", "failure_condition", spec) < 0 ||
 	    load_duration(ck, n, "interval", "interval_ms", spec) < 0 ||
@@ -732,6 +735,13 @@ static int load_spec(const struct config_check *ck, const struct config_doc_node
 		goto fail;
 	}
 	c = json_integer_value(json_object_get(spec, "count"));
+	if (c == 0 && !background) {
+		/* Nothing would ever stop it: its step would never end. */
+		config_check_missing(ck, n, "count",
+				     "with an interval; only a canary's background analysis "
+				     "measures until stopped");
+		goto fail;
+	}
 	if (c > 1 && !interval) {
 		config_check_fail(ck, count, "more than one measurement needs an interval");
 		goto fail;
@@ -747,13 +757,13 @@ fail:
 
 int analysis_load(const struct config_check *ck, const struct config_doc_node *n, json_t **out)
 {
-	return load_spec(ck, n, analysis_keys, out);
+	return load_spec(ck, n, 0, out);
 }
 
 int analysis_load_background(const struct config_check *ck, const struct config_doc_node *n,
 			     long long max_step, json_t **out)
 {
-	if (load_spec(ck, n, background_keys, out) < 0)
+	if (load_spec(ck, n, 1, out) < 0)
 		return -1;
 	if (load_int(ck, n, "startingStep", 0, max_step, 0, "starting_step", *out) < 0) {
 		json_decref(*out);

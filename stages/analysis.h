@@ -25,7 +25,8 @@
 /* In a pipeline file (keys as in Argo Rollouts' AnalysisTemplate metrics):
  *   analysis:
  *     interval: 30s            # between the starts of two measurements
- *     count: 5                 # absent: 1, or "until stopped" when interval is set
+ *     count: 5                 # absent: 1; required with interval, but in a
+ *                              #   background analysis, which then runs until stopped
  *     initialDelay: 1m
  *     successCondition: result[0] < 0.01
  *     failureCondition: result[0] >= 0.05

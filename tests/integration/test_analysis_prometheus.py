@@ -65,10 +65,11 @@ def prom():
             shutil.rmtree(root, ignore_errors=True)
 
 
-def write_analysis(directory, analysis):
+def write_analysis(directory, analysis, key="analysis"):
+    """key: "analysis" (a step's) or "background" (a canary's)."""
     path = os.path.join(directory, "analysis.json")
     with open(path, "w") as f:
-        json.dump({"analysis": analysis}, f, indent=2)
+        json.dump({key: analysis}, f, indent=2)
     return path
 
 
@@ -198,7 +199,7 @@ def test_the_web_provider_has_no_data_where_the_path_finds_nothing(prom, tmp_pat
 def test_a_background_analysis_measures_until_stopped(prom, tmp_path):
     proc = subprocess.Popen(
         [binary("tests/analysis_run"), write_analysis(tmp_path, on_prometheus(
-            prom, error_rate("v2"), interval="500ms", successCondition=SUCCESS))],
+            prom, error_rate("v2"), interval="500ms", successCondition=SUCCESS), "background")],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         time.sleep(2.2)

@@ -3,7 +3,8 @@
  * judge a release on real metrics (tests/integration/test_analysis_prometheus.py).
  *
  *   analysis_run FILE   FILE (YAML or JSON) holds "analysis:" as a pipeline
- *                       file's environments do (stages/analysis.h)
+ *                       file's steps do (stages/analysis.h), or
+ *                       "background:" as a canary's background analysis
  *
  * The result's JSON goes to stdout on one line. Exit status: 0 Successful,
  * 1 Failed, 2 Inconclusive, 3 when FILE is not a valid analysis. SIGTERM or
@@ -71,16 +72,19 @@ static json_t *load(const char *path, char *err, size_t errlen)
 {
 	struct config_doc doc;
 	struct config_check ck = {.file = path, .err = err, .errlen = errlen};
-	const struct config_doc_node *n;
+	const struct config_doc_node *n, *bg;
 	json_t *spec = NULL;
 
 	if (config_doc_load(&doc, path, err, errlen) < 0)
 		return NULL;
 	n = config_doc_get(doc.top, "analysis");
-	if (!n)
-		config_check_missing(&ck, doc.top, "analysis", NULL);
-	else
+	bg = config_doc_get(doc.top, "background");
+	if (n)
 		analysis_load(&ck, n, &spec);
+	else if (bg)
+		analysis_load_background(&ck, bg, 0, &spec);
+	else
+		config_check_missing(&ck, doc.top, "analysis", "or background");
 	config_doc_clear(&doc);
 	return spec;
 }

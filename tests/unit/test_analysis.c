@@ -296,14 +296,18 @@ static void a_spec_without_conditions_is_refused(void **state)
 
 /* --- the pipeline file ---------------------------------------------------- */
 
-static int load(const char *yaml, json_t **out, char *err, size_t errlen)
+/* The analysis of yaml, as a step's or (background) as a canary's
+ * background analysis. */
+static int load(const char *yaml, int background, json_t **out, char *err, size_t errlen)
 {
 	struct config_doc doc;
 	struct config_check ck = {.file = "p.yaml", .err = err, .errlen = errlen};
+	const struct config_doc_node *n;
 
 	if (config_doc_load_text(&doc, "p.yaml", yaml, strlen(yaml), err, errlen) < 0)
 		return -1;
-	int rc = analysis_load(&ck, config_doc_get(doc.top, "analysis"), out);
+	n = config_doc_get(doc.top, "analysis");
+	int rc = background ? analysis_load_background(&ck, n, 0, out) : analysis_load(&ck, n, out);
 	config_doc_clear(&doc);
 	return rc;
 }
@@ -323,7 +327,7 @@ static void a_file_analysis_loads_into_the_normalized_form(void **state)
 			      "  provider:\n"
 			      "    prometheus: {address: 'http://prom:9090', query: 'up', "
 			      "timeout: 2s}\n",
-			      &spec, err, sizeof(err)),
+			      0, &spec, err, sizeof(err)),
 			 0);
 	char *text = json_dumps(spec, JSON_SORT_KEYS | JSON_COMPACT);
 	assert_string_equal(text,
@@ -335,13 +339,14 @@ static void a_file_analysis_loads_into_the_normalized_form(void **state)
 	free(text);
 	json_decref(spec);
 
+	/* In the background, an interval without a count: until stopped. */
 	assert_int_equal(load("analysis:\n"
 			      "  interval: 10s\n"
 			      "  failureCondition: result > 5\n"
 			      "  provider:\n"
 			      "    web: {url: 'http://h/x', method: POST, body: {a: 1}, "
 			      "jsonPath: '$.data.items[0].value', headers: {X-Token: abc}}\n",
-			      &spec, err, sizeof(err)),
+			      1, &spec, err, sizeof(err)),
 			 0);
 	assert_int_equal(json_integer_value(json_object_get(spec, "count")), 0);
 	json_t *p = json_object_get(spec, "provider");
@@ -369,6 +374,10 @@ static void file_errors_name_the_key_path(void **state)
 	    {"analysis:\n  successCondition: result < 1\n  count: 3\n  provider: {web: {url: "
 	     "'http://h', jsonPath: a}}\n",
 	     "p.yaml:3:10: analysis.count: more than one measurement needs an interval"},
+	    {"analysis:\n  successCondition: result < 1\n  interval: 1m\n  provider: {web: {url: "
+	     "'http://h', jsonPath: a}}\n",
+	     "p.yaml:2:3: analysis.count: missing required key (with an interval; only a canary's "
+	     "background analysis measures until stopped)"},
 	    {"analysis:\n  successCondition: result < 1\n  provider: {web: {url: 'ftp://h', "
 	     "jsonPath: a}}\n",
 	     "p.yaml:3:25: analysis.provider.web.url: expected an http:// or https:// URL"},
@@ -390,7 +399,7 @@ static void file_errors_name_the_key_path(void **state)
 	(void)state;
 
 	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
-		if (load(rows[i].yaml, &spec, err, sizeof(err)) == 0)
+		if (load(rows[i].yaml, 0, &spec, err, sizeof(err)) == 0)
 			fail_msg("row %zu loaded", i);
 		assert_null(spec);
 		if (strncmp(err, rows[i].err, strlen(rows[i].err)) != 0)

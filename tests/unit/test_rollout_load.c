@@ -129,6 +129,38 @@ static void test_the_background_analysis_starts_at_a_step_that_exists(void **sta
 	    "between 0 and 1");
 }
 
+/* Nothing stops the analysis of a step or of a blue/green promotion: one
+ * that measured until stopped would hold its deployment for ever. */
+static void test_an_analysis_with_an_interval_needs_a_count_but_in_the_background(void **state)
+{
+	pipeline_file_expect_error(
+	    *state,
+	    PRODUCTION "    strategy:\n"
+		       "      type: Canary\n"
+		       "      steps:\n"
+		       "        - setWeight: 20\n"
+		       "        - analysis:\n"
+		       "            interval: 30s\n"
+		       "            successCondition: result[0] < 0.01\n"
+		       "            provider:\n"
+		       "              prometheus: {address: 'http://127.0.0.1:9090', query: up}\n",
+	    "20:13: environments.production.strategy.steps[1].analysis.count: missing required "
+	    "key (with an interval; only a canary's background analysis measures until "
+	    "stopped)");
+	pipeline_file_expect_error(
+	    *state,
+	    PRODUCTION "    strategy:\n"
+		       "      type: BlueGreen\n"
+		       "      prePromotionAnalysis:\n"
+		       "        interval: 30s\n"
+		       "        successCondition: result[0] < 0.01\n"
+		       "        provider:\n"
+		       "          prometheus: {address: 'http://127.0.0.1:9090', query: up}\n",
+	    "18:9: environments.production.strategy.prePromotionAnalysis.count: missing "
+	    "required key (with an interval; only a canary's background analysis measures until "
+	    "stopped)");
+}
+
 static void test_a_strategy_needs_a_provider(void **state)
 {
 	pipeline_file_expect_error(
@@ -209,6 +241,9 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_a_weight_is_a_percentage, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 		test_the_background_analysis_starts_at_a_step_that_exists, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_an_analysis_with_an_interval_needs_a_count_but_in_the_background, setup,
+		teardown),
 	    cmocka_unit_test_setup_teardown(test_a_strategy_needs_a_provider, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_an_unknown_provider_type_is_named, setup,
 					    teardown),
