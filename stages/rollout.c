@@ -471,6 +471,10 @@ static void on_background_done(const struct analysis_result *res, void *arg)
 	char why[MESSAGE_MAX];
 
 	r->background = NULL;
+	/* Its count taken, it is over for this release, as Argo Rollouts'
+	 * is: the next step would start it again otherwise. */
+	if (res->verdict == ANALYSIS_SUCCESSFUL)
+		json_object_set_new(r->state, "background_done", json_true());
 	analysis_record(r, "background", res->json);
 	verdict_message(why, sizeof(why), "background", res);
 	logf_(r, "%s", why);

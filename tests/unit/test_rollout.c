@@ -15,6 +15,7 @@
 
 #include "stages/process.h"
 #include "stages/rollout.h"
+#include "tests/unit/apistub.h"
 #include "tests/unit/run_for.h"
 #include "tests/unit/tmpdir.h"
 
@@ -338,6 +339,63 @@ static void a_background_analysis_stopped_after_the_steps_aborts_nothing(void **
 	fixture_free(f);
 }
 
+/* A background analysis whose count is taken during the steps is over for
+ * the release, as Argo Rollouts' is: neither the steps after it nor a
+ * worker resuming the parked rollout start it again. */
+static void a_background_analysis_with_a_count_measures_once(void **state)
+{
+	struct fixture *f = fixture_new(TWO_PAUSES, "");
+	struct apistub prom;
+	struct rollout *r;
+	json_t *parked = NULL, *a;
+	size_t i;
+	const json_t *background = NULL;
+	char address[64];
+	(void)state;
+
+	assert_int_equal(apistub_start(&prom, f->seen.base), 0);
+	apistub_reply(&prom, 200,
+		      "{\"status\": \"success\", \"data\": {\"resultType\": \"vector\", "
+		      "\"result\": [{\"metric\": {}, \"value\": [1, \"0.01\"]}]}}");
+	snprintf(address, sizeof(address), "http://127.0.0.1:%d", prom.port);
+	json_object_set_new(
+	    json_object_get(f->spec, "strategy"), "background",
+	    json_pack("{s:i, s:i, s:i, s:s, s:i, s:i, s:i, s:s, s:{s:s, s:s, s:s}}", "count", 1,
+		      "interval_ms", 0, "starting_step", 0, "success_condition", "result[0] < 0.05",
+		      "consecutive_error_limit", 4, "failure_limit", 0, "inconclusive_limit", 0,
+		      "no_data", "inconclusive", "provider", "type", "prometheus", "address",
+		      address, "query", "errors"));
+
+	r = start(f, NULL);
+	for (int pauses = 0; pauses < 4 && !f->seen.status[0]; pauses++) {
+		int parks = f->seen.parks;
+		run_until_stopped(&f->seen);
+		if (f->seen.parks > parks) {
+			/* Parked: another worker takes it up. */
+			rollout_free(r);
+			json_decref(parked);
+			parked = json_incref(f->seen.state);
+			r = start(f, parked);
+		}
+		rollout_command(r, "promote", "ops");
+	}
+	assert_string_equal(f->seen.status, "succeeded");
+	assert_int_equal(prom.nreq, 1);
+	json_array_foreach(json_object_get(f->seen.state, "analyses"), i, a)
+	{
+		if (!strcmp(json_string_value(json_object_get(a, "name")), "background"))
+			background = a;
+	}
+	assert_non_null(background);
+	assert_string_equal(json_string_value(json_object_get(background, "verdict")),
+			    "Successful");
+	assert_int_equal(json_array_size(json_object_get(background, "measurements")), 1);
+	rollout_free(r);
+	json_decref(parked);
+	apistub_stop(&prom);
+	fixture_free(f);
+}
+
 /* Runs the canary to its promotion to stable (past the point of no
  * return), calls interrupt meanwhile, and checks that the final steps
  * carried on: the promote not stopped halfway, nothing aborted. */
@@ -385,6 +443,7 @@ int main(void)
 	    cmocka_unit_test(a_rollout_resumed_after_a_full_promotion_skips_what_it_skipped),
 	    cmocka_unit_test(a_full_promotion_during_apply_waits_for_apply_and_verify),
 	    cmocka_unit_test(a_background_analysis_stopped_after_the_steps_aborts_nothing),
+	    cmocka_unit_test(a_background_analysis_with_a_count_measures_once),
 	    cmocka_unit_test(an_abort_past_the_point_of_no_return_is_refused),
 	    cmocka_unit_test(a_cancel_past_the_point_of_no_return_lets_the_final_steps_finish),
 	};
