@@ -267,6 +267,12 @@ static void prometheus_answer(struct metric *m, long status, const json_t *root)
 		    type);
 		return;
 	}
+	/* Not "no data": noData must not judge an answer that is not one. */
+	if (!json_is_array(result)) {
+		set_failed(m, "prometheus: a vector without a list of series in the answer from %s",
+			   m->shown_url);
+		return;
+	}
 	size_t i;
 	const json_t *series;
 	json_array_foreach(result, i, series)

@@ -12,6 +12,8 @@
 #include "config/check.h"
 #include "config/doc.h"
 #include "stages/analysis.h"
+#include "tests/unit/apistub.h"
+#include "tests/unit/run_for.h"
 
 /* One scripted sample: 'v' values, 'e' an error, 'n' no data. */
 struct script {
@@ -283,6 +285,76 @@ static void a_background_analysis_runs_until_stopped(void **state)
 	event_base_free(base);
 }
 
+/* The Prometheus provider on answers of each form, from a stub: what is
+ * data, what is no data (noData pass judges it), what is an error. */
+static void prometheus_answers_are_data_no_data_or_errors(void **state)
+{
+	static const struct {
+		int status;
+		const char *body, *verdict, *message;
+	} rows[] = {
+	    {200,
+	     "{\"status\": \"success\", \"data\": {\"resultType\": \"vector\", \"result\": "
+	     "[{\"metric\": {}, \"value\": [1, \"0.5\"]}]}}",
+	     "Failed", "result[0] < 0.1 does not hold for 0.5"},
+	    {200,
+	     "{\"status\": \"success\", \"data\": {\"resultType\": \"scalar\", \"result\": [1, "
+	     "\"0.01\"]}}",
+	     "Successful", "result[0] < 0.1 holds for 0.01"},
+	    {200,
+	     "{\"status\": \"success\", \"data\": {\"resultType\": \"vector\", \"result\": []}}",
+	     "Successful", "no data (the query returned no series): noData is pass"},
+	    {200,
+	     "{\"status\": \"success\", \"data\": {\"resultType\": \"vector\", \"result\": "
+	     "null}}",
+	     "Error", "prometheus: a vector without a list of series in the answer from "},
+	    {200, "{\"status\": \"success\", \"data\": {\"resultType\": \"vector\"}}", "Error",
+	     "prometheus: a vector without a list of series in the answer from "},
+	    {200,
+	     "{\"status\": \"success\", \"data\": {\"resultType\": \"string\", \"result\": [1, "
+	     "\"x\"]}}",
+	     "Error",
+	     "prometheus: the query gives a string; an instant vector or scalar is needed"},
+	    {400,
+	     "{\"status\": \"error\", \"errorType\": \"bad_data\", \"error\": \"parse error\"}",
+	     "Error", "prometheus: bad_data: parse error"},
+	    {503, "<html>busy</html>", "Error", "prometheus: HTTP 503 from "},
+	};
+	(void)state;
+
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		struct event_base *base = event_base_new();
+		struct outcome o = {0};
+		struct apistub prom;
+		char err[256], address[64];
+		json_t *spec;
+
+		assert_int_equal(apistub_start(&prom, base), 0);
+		apistub_reply(&prom, rows[i].status, rows[i].body);
+		snprintf(address, sizeof(address), "http://127.0.0.1:%d", prom.port);
+		spec = json_pack("{s:s, s:s, s:{s:s, s:s, s:s}}", "success_condition",
+				 "result[0] < 0.1", "no_data", "pass", "provider", "type",
+				 "prometheus", "address", address, "query", "up");
+		struct analysis *a =
+		    analysis_start(base, spec, NULL, on_done, &o, err, sizeof(err));
+		if (!a)
+			fail_msg("%s", err);
+		/* The stub's listener keeps the loop going: until done. */
+		for (int k = 0; k < 100 && !o.done; k++)
+			run_for(base, 50);
+		assert_int_equal(o.done, 1);
+		if (strcmp(measurement(&o, 0, "verdict"), rows[i].verdict) != 0 ||
+		    strncmp(measurement(&o, 0, "message"), rows[i].message,
+			    strlen(rows[i].message)) != 0)
+			fail_msg("row %zu: %s \"%s\"", i, measurement(&o, 0, "verdict"),
+				 measurement(&o, 0, "message"));
+		json_decref(o.json);
+		json_decref(spec);
+		apistub_stop(&prom);
+		event_base_free(base);
+	}
+}
+
 static void a_spec_without_conditions_is_refused(void **state)
 {
 	char err[256];
@@ -417,6 +489,7 @@ int main(void)
 	    cmocka_unit_test(no_data_follows_the_no_data_setting),
 	    cmocka_unit_test(errors_in_a_row_past_the_limit_fail_and_errors_alone_never_pass),
 	    cmocka_unit_test(a_background_analysis_runs_until_stopped),
+	    cmocka_unit_test(prometheus_answers_are_data_no_data_or_errors),
 	    cmocka_unit_test(a_spec_without_conditions_is_refused),
 	    cmocka_unit_test(a_file_analysis_loads_into_the_normalized_form),
 	    cmocka_unit_test(file_errors_name_the_key_path),
