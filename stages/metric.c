@@ -95,8 +95,8 @@ static int path_next(const char *path, size_t *i, struct segment *seg, char *err
 	else if (p != 0)
 		return path_fail(err, errlen, p, "expected . or [");
 	while (path[p] && path[p] != '.' && path[p] != '[') {
-		if (path[p] == ']' || path[p] == '"' || path[p] == '\'' ||
-		    (unsigned char)path[p] < 0x20)
+		if (path[p] == ']' || path[p] == '"' || path[p] == '\'' || path[p] == '{' ||
+		    path[p] == '}' || (unsigned char)path[p] < 0x20)
 			return path_fail(err, errlen, p, "unexpected character in a key");
 		if (k + 1 >= MAX_KEY)
 			return path_fail(err, errlen, p, "key too long");
@@ -124,6 +124,10 @@ int metric_path_check(const char *path, char *err, size_t errlen)
 
 	if (path[0] == '\0')
 		return path_fail(err, errlen, 0, "empty path");
+	/* Argo Rollouts' form, {$.data.ratio}: "{$" would be read as a key
+	 * that no answer has, every measurement no data. */
+	if (path[0] == '{')
+		return path_fail(err, errlen, 0, "write the path without braces, as $.data.ratio");
 	/* A path that starts after "$" must start with . or [; a bare key is
 	 * only allowed without the "$". */
 	if (i == 1 && path[1] != '\0' && path[1] != '.' && path[1] != '[')

@@ -43,8 +43,8 @@ struct metric *metric_start(struct event_base *base, const json_t *provider, met
 void metric_cancel(struct metric *m);
 
 /* Checks a JSON path: an optional "$", then keys (".key", or "key" first)
- * and indexes ("[0]", also ["key"] for keys with dots). -1 with err naming
- * the 1-based column otherwise. */
+ * and indexes ("[0]", also ["key"] for keys with dots or braces); no braces
+ * around it. -1 with err naming the 1-based column otherwise. */
 int metric_path_check(const char *path, char *err, size_t errlen);
 
 /* The numbers at path in root, into values (at most max): a number, a

@@ -457,6 +457,15 @@ static void file_errors_name_the_key_path(void **state)
 	     "jsonPath: 'a[x]'}}\n",
 	     "p.yaml:3:47: analysis.provider.web.jsonPath: column 3: expected an index or a "
 	     "quoted key"},
+	    {"analysis:\n  successCondition: result < 1\n  provider: {web: {url: 'http://h', "
+	     "jsonPath: '{$.data.ratio}'}}\n",
+	     "p.yaml:3:47: analysis.provider.web.jsonPath: column 1: write the path without "
+	     "braces, "
+	     "as $.data.ratio"},
+	    {"analysis:\n  successCondition: result < 1\n  provider: {web: {url: 'http://h', "
+	     "jsonPath: '$.data.{ratio}'}}\n",
+	     "p.yaml:3:47: analysis.provider.web.jsonPath: column 8: unexpected character in a "
+	     "key"},
 	    {"analysis:\n  successCondition: result < 1\n  provider: {prometheus: {address: "
 	     "'http://h'}}\n",
 	     "p.yaml:3:26: analysis.provider.prometheus.query: missing required key"},
