@@ -1205,6 +1205,12 @@ static int load_tls(const struct config_check *ck, const struct config_doc_node 
 		return -1;
 	if (strpbrk(host, " /?#@") || has_control(host))
 		return config_check_fail(ck, n, "expected a host name or an address");
+	/* Only an IPv6 address holds a colon: "host:8443" would be looked up
+	 * as a name when the check runs, and fail the deployment there. */
+	if (strchr(host, ':') && !is_ip(host))
+		return config_check_fail(ck, n,
+					 "expected a host name or an address (the port goes in "
+					 "port:)");
 	if (config_check_set(ck, n, out, "host", json_string(host)) < 0)
 		return -1;
 	n = config_doc_get(t, "port");

@@ -782,6 +782,11 @@ static void check_lists_load_into_the_normalized_form(void **state)
 		  "\"timeout_ms\":60000}]");
 	free(text);
 	json_decref(out);
+	/* The one host with a colon: an IPv6 address. */
+	assert_int_equal(load_text("checks:\n  - name: v6\n    tls: {host: '::1'}\n", "checks", 0,
+				   0, &out, err, sizeof(err)),
+			 0);
+	json_decref(out);
 }
 
 static void hook_lists_load_with_their_rollbacks(void **state)
@@ -838,6 +843,9 @@ static void file_errors_name_the_position_and_key_path(void **state)
 	     "p.yaml:3:26: l[0].tls.port: must be between 1 and 65535"},
 	    {"l:\n  - name: a\n    tls: {host: h, port: https}\n", 0, 0,
 	     "p.yaml:3:26: l[0].tls.port: expected an integer"},
+	    {"l:\n  - name: a\n    tls: {host: 'h.example:8443'}\n", 0, 0,
+	     "p.yaml:3:17: l[0].tls.host: expected a host name or an address (the port goes in "
+	     "port:)"},
 	    {"l:\n  - name: a\n    http: {url: 'ftp://h/x'}\n", 0, 0,
 	     "p.yaml:3:17: l[0].http.url: expected an http:// or https:// URL"},
 	    {"l:\n  - name: a\n    http: {url: 'http://'}\n", 0, 0, "p.yaml:3:17: l[0].http.url: "},
