@@ -137,6 +137,10 @@ int metric_path_check(const char *path, char *err, size_t errlen)
 	return rc;
 }
 
+/* A number, or a string holding one as Prometheus writes them: decimal
+ * ("0.25", "1e-3"), "NaN", "+Inf", "-Inf". strtod alone would also take
+ * hexadecimal ("0x10"), "infinity" and leading blanks, which no provider
+ * means as a measurement. */
 static int number_of(const json_t *v, double *out)
 {
 	if (json_is_number(v)) {
@@ -146,7 +150,9 @@ static int number_of(const json_t *v, double *out)
 	if (json_is_string(v)) {
 		const char *s = json_string_value(v);
 		char *end;
-		if (*s == '\0' || *s == ' ')
+		int special = strcasecmp(s, "NaN") == 0 || strcasecmp(s, "Inf") == 0 ||
+			      strcasecmp(s, "+Inf") == 0 || strcasecmp(s, "-Inf") == 0;
+		if (*s == '\0' || (!special && s[strspn(s, "0123456789+-.eE")] != '\0'))
 			return -1;
 		errno = 0;
 		*out = strtod(s, &end);

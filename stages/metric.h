@@ -48,7 +48,8 @@ void metric_cancel(struct metric *m);
 int metric_path_check(const char *path, char *err, size_t errlen);
 
 /* The numbers at path in root, into values (at most max): a number, a
- * string holding one ("0.25", "NaN"), or an array of them. 0 with *n == 0
+ * string holding one in decimal ("0.25", "1e-3") or "NaN", "+Inf", "-Inf",
+ * or an array of them. 0 with *n == 0
  * when nothing or null or an empty array is there (no data, message says
  * which key was missing); -1 with message when the value is not numeric. */
 int metric_path_values(const json_t *root, const char *path, double *values, size_t max, size_t *n,

@@ -12,6 +12,7 @@
 #include "config/check.h"
 #include "config/doc.h"
 #include "stages/analysis.h"
+#include "stages/metric.h"
 #include "tests/unit/apistub.h"
 #include "tests/unit/run_for.h"
 
@@ -228,6 +229,50 @@ static void no_data_follows_the_no_data_setting(void **state)
 		0)),
 	    "NaN");
 	json_decref(o.json);
+}
+
+/* Numbers as providers write them, and strings strtod would also read. */
+static void a_value_is_a_decimal_number_nan_or_an_infinity(void **state)
+{
+	static const struct {
+		const char *json;
+		int rc;
+		double value;
+	} cases[] = {
+	    {"{\"v\": 0.25}", 0, 0.25},
+	    {"{\"v\": \"0.25\"}", 0, 0.25},
+	    {"{\"v\": \"-1e-3\"}", 0, -0.001},
+	    {"{\"v\": \"+Inf\"}", 0, INFINITY},
+	    {"{\"v\": \"-Inf\"}", 0, -INFINITY},
+	    {"{\"v\": \"NaN\"}", 0, NAN},
+	    {"{\"v\": \"0x10\"}", -1, 0},
+	    {"{\"v\": \"infinity\"}", -1, 0},
+	    {"{\"v\": \" 1\"}", -1, 0},
+	    {"{\"v\": \"\\t1\"}", -1, 0},
+	    {"{\"v\": \"1 \"}", -1, 0},
+	    {"{\"v\": \"\"}", -1, 0},
+	    {"{\"v\": true}", -1, 0},
+	};
+	(void)state;
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		json_t *root = json_loads(cases[i].json, 0, NULL);
+		double value = 0;
+		size_t n = 0;
+		char message[256] = "";
+
+		assert_non_null(root);
+		int rc = metric_path_values(root, "$.v", &value, 1, &n, message, sizeof(message));
+		if (rc != cases[i].rc)
+			fail_msg("%s: %d (%s)", cases[i].json, rc, message);
+		if (rc == 0 && isnan(cases[i].value))
+			assert_true(isnan(value));
+		else if (rc == 0)
+			assert_true(value == cases[i].value);
+		else
+			assert_string_equal(message, "$.v is not a number");
+		json_decref(root);
+	}
 }
 
 static void errors_in_a_row_past_the_limit_fail_and_errors_alone_never_pass(void **state)
@@ -496,6 +541,7 @@ int main(void)
 	    cmocka_unit_test(failures_within_the_failure_limit_still_succeed),
 	    cmocka_unit_test(neither_condition_met_is_inconclusive),
 	    cmocka_unit_test(no_data_follows_the_no_data_setting),
+	    cmocka_unit_test(a_value_is_a_decimal_number_nan_or_an_infinity),
 	    cmocka_unit_test(errors_in_a_row_past_the_limit_fail_and_errors_alone_never_pass),
 	    cmocka_unit_test(a_background_analysis_runs_until_stopped),
 	    cmocka_unit_test(prometheus_answers_are_data_no_data_or_errors),
