@@ -559,6 +559,26 @@ static int load_timeout(const struct config_check *ck, const struct config_doc_n
 	return config_check_set(ck, n, out, "timeout_ms", json_integer(ms));
 }
 
+/* The server's own address: sluice adds /api/v1/query and the query, so a
+ * query string or that path in it would fail every measurement. */
+static int check_prometheus_address(const struct config_check *ck, const struct config_doc_node *p,
+				    const char *address)
+{
+	static const char api[] = "/api/v1/query";
+	size_t len = strlen(address);
+
+	while (len > 0 && address[len - 1] == '/')
+		len--;
+	if (strpbrk(address, "?#") ||
+	    (len >= sizeof(api) - 1 &&
+	     strncmp(address + len - (sizeof(api) - 1), api, sizeof(api) - 1) == 0))
+		return config_check_fail(ck, config_doc_get(p, "address"),
+					 "expected the server's address, as "
+					 "http://prometheus:9090 (/api/v1/query and the query "
+					 "are added)");
+	return 0;
+}
+
 static int load_prometheus(const struct config_check *ck, const struct config_doc_node *p,
 			   json_t *out)
 {
@@ -570,7 +590,10 @@ static int load_prometheus(const struct config_check *ck, const struct config_do
 					 "expected a mapping like {address: ..., query: ...}");
 	if (config_check_keys(ck, p, prometheus_keys) < 0 ||
 	    config_check_set(ck, p, out, "type", json_string("prometheus")) < 0 ||
-	    load_url(ck, p, "address", out) < 0 || config_check_require(ck, p, "query", &n) < 0 ||
+	    load_url(ck, p, "address", out) < 0 ||
+	    check_prometheus_address(ck, p, json_string_value(json_object_get(out, "address"))) <
+		0 ||
+	    config_check_require(ck, p, "query", &n) < 0 ||
 	    config_check_string(ck, n, 0, &query) < 0 ||
 	    config_check_set(ck, n, out, "query", json_string(query)) < 0)
 		return -1;

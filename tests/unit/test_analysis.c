@@ -514,6 +514,14 @@ static void file_errors_name_the_key_path(void **state)
 	    {"analysis:\n  successCondition: result < 1\n  provider: {prometheus: {address: "
 	     "'http://h'}}\n",
 	     "p.yaml:3:26: analysis.provider.prometheus.query: missing required key"},
+	    {"analysis:\n  successCondition: result < 1\n  provider: {prometheus: {address: "
+	     "'http://h:9090/api/v1/query/', query: up}}\n",
+	     "p.yaml:3:36: analysis.provider.prometheus.address: expected the server's address, "
+	     "as http://prometheus:9090 (/api/v1/query and the query are added)"},
+	    {"analysis:\n  successCondition: result < 1\n  provider: {prometheus: {address: "
+	     "'http://h:9090/?query=up', query: up}}\n",
+	     "p.yaml:3:36: analysis.provider.prometheus.address: expected the server's address, "
+	     "as http://prometheus:9090 (/api/v1/query and the query are added)"},
 	    {"analysis:\n  successCondition: result < 1\n  provider: {datadog: {}}\n",
 	     "p.yaml:3:14: analysis.provider.datadog: unknown key"},
 	    {"analysis:\n  successCondition: result < 1\n  failureLimit: -1\n  provider: {web: "
