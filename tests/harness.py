@@ -70,9 +70,31 @@ STACKS = []
 
 def free_port():
     """A loopback TCP port that nobody listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
+
+
+# Every port handed out: one given to a server not yet listening must not be
+# given again, which the kernel, seeing it free, may well do.
+_GIVEN_PORTS = set()
+
+
+def free_ports(n):
+    """n distinct loopback TCP ports that nobody listens on right now and
+    that this process has not handed out before."""
+    socks, ports = [], []
+    try:
+        while len(ports) < n:
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            socks.append(s)
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+            if port not in _GIVEN_PORTS:
+                _GIVEN_PORTS.add(port)
+                ports.append(port)
+        return ports
+    finally:
+        for s in socks:
+            s.close()
 
 
 def tail(path, lines=40):

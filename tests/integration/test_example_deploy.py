@@ -25,7 +25,7 @@ import pytest
 import yaml
 
 from deploy_fixtures import Registry, get
-from harness import Proc, free_port, redis_ping, wait_for
+from harness import Proc, free_port, free_ports, redis_ping, wait_for
 
 REPO_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 EXAMPLE = os.path.join(REPO_ROOT, "config", "examples", "mint-replica")
@@ -57,7 +57,9 @@ class World:
         # Every fixed port of the example gets a free one here.
         with open(os.path.join(EXAMPLE, "haproxy.cfg.in")) as f:
             cfg = f.read()
-        self.ports = {p: str(free_port()) for p in sorted(set(LOCAL_PORT.findall(cfg)))}
+        fixed = sorted(set(LOCAL_PORT.findall(cfg)))
+        *ports, self.cache_port = free_ports(len(fixed) + 1)
+        self.ports = {p: str(port) for p, port in zip(fixed, ports)}
         self.admin = "127.0.0.1:" + self.ports["18099"]
         os.makedirs(os.path.join(self.state, "tls"))
         pem = os.path.join(self.state, "tls", "production.pem")
@@ -74,7 +76,6 @@ class World:
         with open(os.path.join(root, "haproxy.cfg"), "w") as f:
             f.write(cfg)
 
-        self.cache_port = free_port()
         self.start("cache", ["redis-server", "--port", str(self.cache_port), "--bind",
                              "127.0.0.1", "--save", "", "--appendonly", "no"])
         wait_for("the cache's redis", lambda: redis_ping(self.cache_port), 10, self.procs)
