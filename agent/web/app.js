@@ -824,9 +824,8 @@
     let logCtl = null;
     let logCount = 0;
 
-    function stageStatus(name) {
-      const s = run && run.stages && run.stages[name];
-      return s ? s.status : null;
+    function stageOf(name) {
+      return (run && run.stages && run.stages[name]) || {};
     }
 
     function select(name) {
@@ -877,7 +876,7 @@
       const path = "/runs/" + enc(id) + "/stages/" + enc(name) + "/log";
       for (;;) {
         if (signal.aborted) return;
-        const status = stageStatus(name);
+        const status = stageOf(name).status;
         const finished = TERMINAL_STAGE.includes(status);
         setText(logState, finished ? statusWord(status) : status === "running" ? "live" : statusWord(status));
         const hd = { Accept: "text/event-stream, application/json;q=0.9" };
@@ -914,9 +913,17 @@
           if (body.next) after = body.next;
         }
         if (ended || (finished && got === 0)) {
-          setText(logState, statusWord(stageStatus(name)) + " \u00b7 " + logCount + (logCount === 1 ? " line" : " lines"));
-          if (logCount === 0) setText(logBox.querySelector(".none"), TERMINAL_STAGE.includes(stageStatus(name)) ? "No output." : "No output yet.");
-          if (finished || ended) return;
+          // A retry writes the stage's next attempt to the same log: it is
+          // followed on from the last line shown once the run says so.
+          // Meanwhile the state shown is the run's latest.
+          const attempt = stageOf(name).attempt;
+          while (stageOf(name).attempt === attempt) {
+            setText(logState, statusWord(stageOf(name).status) + " \u00b7 " + logCount + (logCount === 1 ? " line" : " lines"));
+            if (logCount === 0) setText(logBox.querySelector(".none"), TERMINAL_STAGE.includes(stageOf(name).status) ? "No output." : "No output yet.");
+            await sleep(POLL_MS);
+            if (signal.aborted) return;
+          }
+          continue;
         }
         if (got === 0 || type.startsWith("text/event-stream")) await sleep(POLL_MS);
       }

@@ -3,7 +3,8 @@
 // a run's stage graph and a live log line, a branch that is markup shown as
 // text, an approval refused (a read-only token) with the API's message and
 // then given by keyboard, the promotion carried through to production, and
-// a strategy drawn when the run's answer has one. Any console
+// a strategy drawn when the run's answer has one, and the log of a stage
+// retried from its page followed into the next attempt. Any console
 // error, page error, failed request or unexpected error status fails it.
 //
 // usage: node dashboard.mjs SETUP.json  (written by run.py)
@@ -100,6 +101,16 @@ page.on("request", (req) => {
 
 const shot = (name) => page.screenshot({ path: join(setup.screenshots, name + ".png"), fullPage: true });
 const row = (id) => page.locator(`tr[data-run="${id}"]`);
+
+// Clicks the button labelled label in scope, then, in the dialog it opens,
+// gives token and confirms; returns once the dialog closed.
+async function act(scope, label, token) {
+  await scope.getByRole("button", { name: label }).click();
+  const dialog = page.getByRole("dialog");
+  await dialog.getByLabel("API token").fill(token);
+  await dialog.getByRole("button", { name: label }).click();
+  await dialog.waitFor({ state: "hidden" });
+}
 
 try {
   let webRun;
@@ -218,11 +229,7 @@ try {
     await production.getByText(/paused/i).first().waitFor({ timeout: 15000 });
     await shot("canary-50-paused");
     if (!(await page.evaluate(() => window.__sameDocument === true))) throw new Error("the page reloaded");
-    await production.getByRole("button", { name: "Promote" }).click();
-    const dialog = page.getByRole("dialog");
-    await dialog.getByLabel("API token").fill(setup.tokens.operator);
-    await dialog.getByRole("button", { name: "Promote" }).click();
-    await dialog.waitFor({ state: "hidden" });
+    await act(production, "Promote", setup.tokens.operator);
     await production.locator("> header .status", { hasText: "deployed" }).waitFor({ timeout: 30000 });
     await page.locator(".run-head .status", { hasText: "succeeded" }).waitFor({ timeout: 30000 });
     const run = await fetch(`${base}/api/v1/runs/${id}`).then((r) => r.json());
@@ -274,6 +281,21 @@ try {
     if (await page.locator('.env[data-env="development"] h4').count()) throw new Error("strategy drawn without one");
     await shot("strategy");
     await page.unroute(url);
+  });
+
+  await step("a failed run retried from its page shows the next attempt's log", async () => {
+    const id = await hook("flaky");
+    await page.goto(`${base}/runs/${id}`);
+    await page.locator(".run-head .status", { hasText: "failed" }).waitFor({ timeout: 30000 });
+    await page.locator("#log-state", { hasText: /^failed/ }).waitFor();
+    await act(page.locator(".run-head"), "Retry failed stages", setup.tokens.operator);
+    await page.locator(".run-head .status", { hasText: "succeeded" }).waitFor({ timeout: 30000 });
+    await page.locator("#log-state", { hasText: /^succeeded/ }).waitFor();
+    const lines = await page.locator("#log .line .text").allTextContents();
+    const attempts = lines.filter((l) => /^attempt \d$/.test(l));
+    if (JSON.stringify(attempts) !== JSON.stringify(["attempt 1", "attempt 2"])) {
+      throw new Error("log: " + JSON.stringify(lines));
+    }
   });
 
   await step("assets carry a strict CSP, an ETag and their Content-Type", async () => {

@@ -23,6 +23,7 @@ from harness import LocalRepo, Stack, pipeline  # noqa: E402
 
 WEB_REPO = "sluice-browser/web"
 RELEASE_REPO = "sluice-browser/release"
+FLAKY_REPO = "sluice-browser/flaky"
 # A branch name that is markup: it must show as text.
 EVIL_BRANCH = "<img src=x onerror=alert(1)>"
 
@@ -57,7 +58,11 @@ def pipelines(repo):
                 {"setWeight": 50}, {"pause": {}}, {"setWeight": 100}]},
         },
     }
-    return {"web.yaml": web, "release.yaml": release}
+    # Fails its first attempt only: retried from the page.
+    flaky = pipeline("flaky", FLAKY_REPO, checkout=repo.url, stages={
+        "build": {"sh": 'echo "attempt $SLUICE_ATTEMPT"; test "$SLUICE_ATTEMPT" -gt 1'},
+    })
+    return {"web.yaml": web, "release.yaml": release, "flaky.yaml": flaky}
 
 
 def main():
@@ -89,6 +94,7 @@ def main():
                 "web": stack.push_payload(WEB_REPO),
                 "web_evil": stack.push_payload(WEB_REPO, ref="refs/heads/" + EVIL_BRANCH),
                 "release": stack.push_payload(RELEASE_REPO),
+                "flaky": stack.push_payload(FLAKY_REPO),
             },
         }
         path = os.path.join(root, "setup.json")
