@@ -324,6 +324,12 @@ static void begin(struct log_stream *s)
 	evhttp_add_header(h, "X-Accel-Buffering", "no");
 	evhttp_send_reply_start(s->req, 200, "OK");
 	s->started = 1;
+	/* A HEAD is answered by the headers alone: kept open, it would hold its
+	 * connection, and the requests after it there, until the stage ends. */
+	if (evhttp_request_get_command(s->req) == EVHTTP_REQ_HEAD) {
+		stream_end(s);
+		return;
+	}
 	struct evbuffer *buf = evbuffer_new();
 	if (buf) {
 		evbuffer_add_printf(buf, ": log of %s\nretry: 1000\n\n", s->log_key);

@@ -365,6 +365,26 @@ def test_sse_resumes_from_last_event_id_without_loss_or_duplicates(locked):
     assert len(got) > TICKS
 
 
+def test_head_of_a_live_log_stream_ends_with_its_headers(locked):
+    """HEAD answers what GET would without the body: a stream's HEAD ends
+    at once, and the connection takes the next request while the stage
+    still runs."""
+    run_id = start_run(locked)
+    ev = Events(locked, log_path(run_id))
+    assert json.loads(ev.next()["data"])["line"] == "tick 1"
+    ev.close()
+    conn = http.client.HTTPConnection("127.0.0.1", locked.agent_port, timeout=20)
+    headers = {"Authorization": "Bearer " + TOKENS["reader"]}
+    conn.request("HEAD", log_path(run_id), headers=dict(headers, Accept="text/event-stream"))
+    resp = conn.getresponse()
+    assert resp.status == 200 and resp.getheader("Content-Type") == "text/event-stream"
+    assert resp.read() == b""
+    conn.request("GET", "/api/v1/runs/" + run_id, headers=headers)
+    run = json.loads(conn.getresponse().read())
+    conn.close()
+    assert run["stages"]["ticker"]["status"] == "running", run
+
+
 def test_sse_of_an_unknown_stage_is_a_json_404(locked):
     status, body = call(locked, "GET", "/api/v1/runs/r_x/stages/ticker/log", TOKENS["reader"],
                         headers={"Accept": "text/event-stream"})
