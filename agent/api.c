@@ -347,15 +347,25 @@ static void on_list_rank(struct redis *r, redisReply *reply, const char *err, vo
 		call_fail(c, "command not sent");
 }
 
-static size_t query_limit(struct evkeyvalq *q, size_t def, size_t max)
+/* The page size limit= asks for into *limit: def without one (or an empty
+ * one, as for the other parameters), max for a larger one. Anything but a
+ * whole number from 1 is answered 400 (-1). */
+static int query_limit(struct evhttp_request *req, struct evkeyvalq *q, size_t def, size_t max,
+		       size_t *limit)
 {
 	const char *v = evhttp_find_header(q, "limit");
-	if (!v)
-		return def;
-	long long n = strtoll(v, NULL, 10);
-	if (n <= 0)
-		return def;
-	return (size_t)n > max ? max : (size_t)n;
+	*limit = def;
+	if (!v || !*v)
+		return 0;
+	/* Digits only, so that strtoull neither skips blanks nor takes a sign;
+	 * one too large for it saturates, which is above max too. */
+	unsigned long long n = strspn(v, "0123456789") == strlen(v) ? strtoull(v, NULL, 10) : 0;
+	if (n == 0) {
+		http_reply_error(req, 400, "bad_request", "limit must be a whole number from 1");
+		return -1;
+	}
+	*limit = n > max ? max : (size_t)n;
+	return 0;
 }
 
 static void list_runs(struct agent *a, struct evhttp_request *req, struct evkeyvalq *q)
@@ -365,6 +375,9 @@ static void list_runs(struct agent *a, struct evhttp_request *req, struct evkeyv
 	const char *ref = evhttp_find_header(q, "ref");
 	const char *before = evhttp_find_header(q, "before");
 	char index[512];
+	size_t limit;
+	if (query_limit(req, q, RUNS_DEFAULT_LIMIT, RUNS_MAX_LIMIT, &limit) < 0)
+		return;
 	if ((pipeline && strlen(pipeline) > 200) || (status && strlen(status) > 31) ||
 	    (ref && strlen(ref) > 255)) {
 		http_reply_error(req, 400, "bad_request", "filter value too long");
@@ -377,7 +390,7 @@ static void list_runs(struct agent *a, struct evhttp_request *req, struct evkeyv
 	struct api_call *c = call_new(a, req);
 	if (!c)
 		return;
-	c->limit = query_limit(q, RUNS_DEFAULT_LIMIT, RUNS_MAX_LIMIT);
+	c->limit = limit;
 	if (status)
 		snprintf(c->status_filter, sizeof(c->status_filter), "%s", status);
 	if (ref)
@@ -722,6 +735,9 @@ static void show_log(struct agent *a, struct evhttp_request *req, const char *id
 		     struct evkeyvalq *q)
 {
 	const char *after = evhttp_find_header(q, "after");
+	size_t limit;
+	if (query_limit(req, q, LOG_DEFAULT_LIMIT, LOG_MAX_LIMIT, &limit) < 0)
+		return;
 	if (after && *after && !valid_stream_id(after)) {
 		http_reply_error(req, 400, "bad_request", "after must be a log line id");
 		return;
@@ -742,7 +758,7 @@ static void show_log(struct agent *a, struct evhttp_request *req, const char *id
 	struct api_call *c = call_new(a, req);
 	if (!c)
 		return;
-	c->limit = query_limit(q, LOG_DEFAULT_LIMIT, LOG_MAX_LIMIT);
+	c->limit = limit;
 	char key[512];
 	snprintf(key, sizeof(key), "%slog:%s:%s", a->settings.key_prefix, id, stage);
 	c->body = json_pack("{s:s,s:s}", "key", key, "next", after ? after : "");

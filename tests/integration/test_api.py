@@ -4,6 +4,7 @@ import os
 import shutil
 import tempfile
 import time
+import urllib.parse
 
 import pytest
 
@@ -39,6 +40,21 @@ def test_runs_filter_by_pipeline_status_and_limit(stack, push_run, failed_run):
     assert push_run["id"] not in [r["id"] for r in failed]
     assert all(r["status"] == "failed" for r in failed), failed
     assert len(stack.runs("limit=1")) == 1
+
+
+def test_a_limit_that_is_no_whole_number_from_1_is_a_400(stack, push_run):
+    """Neither the runs list nor a log takes a limit it cannot read as
+    the page it asks for; one above the maximum gives the maximum."""
+    log = "/api/v1/runs/%s/stages/build/log" % push_run["id"]
+    for path in ("/api/v1/runs", log):
+        for limit in ("abc", "0", "-1", "1x", "+2", " 2", "1.5", "0x10"):
+            status, body = stack.get(path + "?limit=" + urllib.parse.quote(limit))
+            assert status == 400, (path, limit, status, body)
+            assert body["error"]["code"] == "bad_request", body
+            assert "limit" in body["error"]["message"], body
+        assert stack.get(path + "?limit=")[0] == 200
+    assert len(stack.runs("limit=1")) == 1
+    assert len(stack.runs("limit=99999999999999999999999")) == len(stack.runs("limit=500"))
 
 
 def assert_404(status, body):
