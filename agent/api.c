@@ -977,9 +977,16 @@ void api_handle(struct evhttp_request *req, struct agent *a)
 		return;
 	}
 	/* Clients escape '@' ("deploy%40staging"); segments are checked after. */
-	char *decoded = evhttp_uridecode(raw_path ? raw_path : "/", 0, NULL);
+	size_t len = 0;
+	char *decoded = evhttp_uridecode(raw_path ? raw_path : "/", 0, &len);
 	const char *path = decoded ? decoded : "/";
 
+	/* An escaped NUL would end the path there: a shorter path, another run
+	 * or endpoint, would be answered. */
+	if (decoded && strlen(decoded) != len) {
+		http_reply_error(req, 400, "bad_request", "the path holds an escaped NUL byte");
+		goto done;
+	}
 	if (strncmp(path, "/api/", 5) == 0) {
 		api_route(a, req, path, &q);
 		goto done;

@@ -210,6 +210,18 @@ def test_unknown_paths_are_404_and_wrong_methods_405(locked):
         assert_error(*call(locked, method, "/runs/r_x/more", t), 404)
 
 
+def test_a_path_with_an_escaped_nul_is_a_400(locked):
+    """%00 decodes to a byte that would end the path early: the run or
+    endpoint before it must not answer in its place."""
+    run_id = start_run(locked)
+    t = TOKENS["boss"]
+    assert call(locked, "GET", "/api/v1/runs/" + run_id, t)[0] == 200
+    assert_error(*call(locked, "GET", "/api/v1/runs/%s%%00.json" % run_id, t), 400)
+    assert_error(*call(locked, "POST", "/api/v1/runs/%s/cancel%%00x" % run_id, t), 400)
+    assert_error(*call(locked, "GET", "/runs/%s%%00x" % run_id), 400)
+    assert call(locked, "GET", "/api/v1/runs/" + run_id, t)[1]["status"] != "cancelled"
+
+
 def test_validate_answers_positioned_errors(locked):
     t = TOKENS["reader"]
     # secret_file is found where the agent's pipelines are.
