@@ -42,7 +42,9 @@ const char *web_content_type(const char *name)
 	return "application/octet-stream";
 }
 
-/* If-None-Match lists ETags separated by commas, or is "*". */
+/* If-None-Match lists entity tags separated by commas, or is "*". It
+ * compares them weakly (RFC 9110, 13.1.2): W/"x" matches "x", and a proxy
+ * that compresses the answer (nginx's gzip) hands the tag on so. */
 static int etag_matches(const char *header, const char *etag)
 {
 	size_t n = strlen(etag);
@@ -50,11 +52,13 @@ static int etag_matches(const char *header, const char *etag)
 		return 0;
 	if (strcmp(header, "*") == 0)
 		return 1;
-	for (const char *p = strstr(header, etag); p; p = strstr(p + 1, etag)) {
-		int starts = p == header || p[-1] == ' ' || p[-1] == ',';
-		int ends = p[n] == '\0' || p[n] == ',' || p[n] == ' ';
-		if (starts && ends)
+	for (const char *p = header + strspn(header, " \t,"); *p; p += strspn(p, " \t,")) {
+		if (strncmp(p, "W/", 2) == 0)
+			p += 2;
+		size_t len = strcspn(p, " \t,");
+		if (len == n && strncmp(p, etag, n) == 0)
 			return 1;
+		p += len;
 	}
 	return 0;
 }

@@ -222,6 +222,24 @@ def test_a_path_with_an_escaped_nul_is_a_400(locked):
     assert call(locked, "GET", "/api/v1/runs/" + run_id, t)[1]["status"] != "cancelled"
 
 
+def test_an_asset_is_revalidated_by_its_etag_weak_or_strong(locked):
+    """If-None-Match compares weakly: a proxy that compresses the answer
+    makes the tag weak (W/"..."), and the browser sends it back so."""
+    conn = http.client.HTTPConnection("127.0.0.1", locked.agent_port, timeout=20)
+    conn.request("HEAD", "/assets/app.js")
+    etag = conn.getresponse().getheader("ETag")
+    conn.close()
+    assert etag.startswith('"'), etag
+    for inm in (etag, "W/" + etag, '"other", W/' + etag, 'W/"other" ,' + etag + " ", "*"):
+        status, _, raw = http_request(locked.agent_port, "GET", "/assets/app.js",
+                                      headers={"If-None-Match": inm})
+        assert (status, raw) == (304, b""), inm
+    for inm in ('"other"', etag[:-2] + '"', "W/" + etag[1:], etag + "x"):
+        status, _, raw = http_request(locked.agent_port, "GET", "/assets/app.js",
+                                      headers={"If-None-Match": inm})
+        assert status == 200 and raw, inm
+
+
 def test_validate_answers_positioned_errors(locked):
     t = TOKENS["reader"]
     # secret_file is found where the agent's pipelines are.
