@@ -870,47 +870,62 @@
     }
 
     // Server-Sent Events when the agent streams them, else polling with
-    // ?after=; both resume from the last line id shown.
+    // ?after=; both resume from the last line id shown, also after the
+    // connection dropped or the agent could not answer for a while (it
+    // restarted, a proxy cut the stream, Redis was away).
     async function followLog(name, signal) {
       let after = "";
       const path = "/runs/" + enc(id) + "/stages/" + enc(name) + "/log";
-      for (;;) {
-        if (signal.aborted) return;
-        const status = stageOf(name).status;
-        const finished = TERMINAL_STAGE.includes(status);
-        setText(logState, finished ? statusWord(status) : status === "running" ? "live" : statusWord(status));
+      // One request: how many lines it brought, whether the log ended, and
+      // whether it came as events.
+      async function readLog() {
         const hd = { Accept: "text/event-stream, application/json;q=0.9" };
         if (after) hd["Last-Event-ID"] = after;
         const res = await fetch(API + path + (after ? "?after=" + enc(after) : ""),
           { headers: headers(hd), cache: "no-store", signal });
         if (!res.ok) throw await errorOf(res);
-        const type = res.headers.get("Content-Type") || "";
-        let got = 0;
-        let ended = false;
-        if (type.startsWith("text/event-stream")) {
-          await readEvents(res, signal, (ev) => {
-            if (ev.id) after = ev.id;
-            if (ev.event === "end" || ev.event === "eof" || ev.event === "done") {
-              ended = true;
-              return;
-            }
-            if (ev.event && ev.event !== "message" && ev.event !== "line") return;
-            let line;
-            try {
-              line = JSON.parse(ev.data);
-            } catch (e) {
-              line = { line: ev.data };
-            }
-            if (typeof line !== "object" || line === null) line = { line: String(ev.data) };
-            got++;
-            addLines([line]);
-          });
-        } else {
+        if (!(res.headers.get("Content-Type") || "").startsWith("text/event-stream")) {
           const body = await res.json();
           const lines = body.lines || [];
-          got = lines.length;
           addLines(lines);
           if (body.next) after = body.next;
+          return { got: lines.length, ended: false, sse: false };
+        }
+        const out = { got: 0, ended: false, sse: true };
+        await readEvents(res, signal, (ev) => {
+          if (ev.id) after = ev.id;
+          if (ev.event === "end" || ev.event === "eof" || ev.event === "done") {
+            out.ended = true;
+            return;
+          }
+          if (ev.event && ev.event !== "message" && ev.event !== "line") return;
+          let line;
+          try {
+            line = JSON.parse(ev.data);
+          } catch (e) {
+            line = { line: ev.data };
+          }
+          if (typeof line !== "object" || line === null) line = { line: String(ev.data) };
+          out.got++;
+          addLines([line]);
+        });
+        return out;
+      }
+      for (;;) {
+        if (signal.aborted) return;
+        const status = stageOf(name).status;
+        const finished = TERMINAL_STAGE.includes(status);
+        setText(logState, finished ? statusWord(status) : status === "running" ? "live" : statusWord(status));
+        let got, ended, sse;
+        try {
+          ({ got, ended, sse } = await readLog());
+        } catch (e) {
+          // An answer that will not change (no such stage, a token needed)
+          // ends it; anything else is tried again.
+          if (e.name === "AbortError" || (e instanceof ApiError && e.status >= 400 && e.status < 500)) throw e;
+          setText(logState, "reconnecting \u00b7 " + (e.message || e));
+          await sleep(POLL_MS);
+          continue;
         }
         if (ended || (finished && got === 0)) {
           // A retry writes the stage's next attempt to the same log: it is
@@ -925,7 +940,7 @@
           }
           continue;
         }
-        if (got === 0 || type.startsWith("text/event-stream")) await sleep(POLL_MS);
+        if (got === 0 || sse) await sleep(POLL_MS);
       }
     }
 

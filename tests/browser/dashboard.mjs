@@ -3,8 +3,9 @@
 // a run's stage graph and a live log line, a branch that is markup shown as
 // text, an approval refused (a read-only token) with the API's message and
 // then given by keyboard, the promotion carried through to production, and
-// a strategy drawn when the run's answer has one, and the log of a stage
-// retried from its page followed into the next attempt. Any console
+// a strategy drawn when the run's answer has one, a live log that goes on
+// after its requests failed, and the log of a stage retried from its page
+// followed into the next attempt. Any console
 // error, page error, failed request or unexpected error status fails it.
 //
 // usage: node dashboard.mjs SETUP.json  (written by run.py)
@@ -281,6 +282,21 @@ try {
     if (await page.locator('.env[data-env="development"] h4').count()) throw new Error("strategy drawn without one");
     await shot("strategy");
     await page.unroute(url);
+  });
+
+  await step("a live log goes on after its requests failed", async () => {
+    // As while the agent restarts: the first two requests for the log fail.
+    let failed = 0;
+    const logs = "**/stages/build/log*";
+    await page.route(logs, (route) => (failed++ < 2 ? route.abort("aborted") : route.continue()));
+    try {
+      const id = await hook("web");
+      await page.goto(`${base}/runs/${id}`);
+      await page.locator("#log .line", { hasText: "compiling unit 6 of 6" }).waitFor({ timeout: 30000 });
+    } finally {
+      await page.unroute(logs);
+    }
+    if (failed < 3) throw new Error("log requests: " + failed);
   });
 
   await step("a failed run retried from its page shows the next attempt's log", async () => {
