@@ -154,6 +154,13 @@
     cancelled: ["idle", "\u2298"],
     skipped: ["idle", "\u21B7"],
     superseded: ["idle", "\u00BB"],
+    aborted: ["bad", "\u2717"],
+    aborting: ["run", "\u25CF"],
+    paused: ["wait", "\u2016"],
+    rolling_back: ["run", "\u21BA"],
+    rolled_back: ["idle", "\u21BA"],
+    rollback_failed: ["bad", "\u2717"],
+    rollback_cancelled: ["idle", "\u2298"],
   };
   const TERMINAL_RUN = ["succeeded", "failed", "cancelled", "rejected", "superseded", "aborted"];
   const TERMINAL_STAGE = ["succeeded", "failed", "timed_out", "cancelled", "skipped", "lost",
@@ -385,8 +392,8 @@
     const params = new URLSearchParams(location.search);
     const pipelineSel = h("select", { id: "f-pipeline" }, h("option", { value: "" }, "All"));
     const statusSel = h("select", { id: "f-status" }, h("option", { value: "" }, "All"),
-      ["queued", "running", "waiting", "succeeded", "failed", "cancelled", "rejected", "superseded"]
-        .map((s) => h("option", { value: s }, statusWord(s))));
+      ["queued", "running", "waiting", "succeeded", "failed", "cancelled", "rejected", "superseded",
+        "aborted"].map((s) => h("option", { value: s }, statusWord(s))));
     statusSel.value = params.get("status") || "";
     const tbody = h("tbody");
     const empty = h("p", { class: "empty", hidden: true }, "No runs yet.");

@@ -299,6 +299,39 @@ try {
     if (failed < 3) throw new Error("log requests: " + failed);
   });
 
+  await step("every status has a filter choice or a symbol of its own", async () => {
+    await page.goto(base + "/");
+    const choices = await page.locator("#f-status option").evaluateAll((os) => os.map((o) => o.value));
+    if (JSON.stringify(choices.slice(1).sort()) !== JSON.stringify([...setup.run_statuses].sort())) {
+      throw new Error("status filter: " + JSON.stringify(choices));
+    }
+    // A run whose stages have every status a stage may have, in the shape
+    // the API reports: none is drawn with the symbol of an unknown one.
+    // They have no logs.
+    expected = [/status of 404/, /^404 GET .*\/log$/];
+    const url = `**/api/v1/runs/${releaseRun}`;
+    await page.route(url, async (route) => {
+      const run = await (await route.fetch()).json();
+      run.status = "aborted";
+      run.stages = Object.fromEntries(setup.stage_statuses.map((st) => [st, { status: st, attempts: [] }]));
+      await route.fulfill({ status: 200, json: run });
+    });
+    try {
+      await page.goto(`${base}/runs/${releaseRun}`);
+      await page.locator(`.stage[data-stage="${setup.stage_statuses.at(-1)}"]`).waitFor();
+      const glyphs = await page.locator(".run-head .status .glyph, .stage .glyph").evaluateAll((gs) =>
+        gs.map((g) => [g.closest(".status").dataset.status, g.textContent]));
+      const unknown = glyphs.filter(([, g]) => g === "\u2022");
+      if (glyphs.length !== setup.stage_statuses.length + 1 || unknown.length) {
+        throw new Error("unknown: " + JSON.stringify(unknown) + " of " + glyphs.length);
+      }
+    } finally {
+      await page.unroute(url);
+      await page.goto(base + "/");
+      expected = [];
+    }
+  });
+
   await step("a failed run retried from its page shows the next attempt's log", async () => {
     const id = await hook("flaky");
     await page.goto(`${base}/runs/${id}`);

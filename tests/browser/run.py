@@ -19,7 +19,7 @@ import tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, ".."))
 
-from harness import LocalRepo, Stack, pipeline  # noqa: E402
+from harness import RUN_STATUSES, STAGE_STATUSES, LocalRepo, Stack, pipeline  # noqa: E402
 
 WEB_REPO = "sluice-browser/web"
 RELEASE_REPO = "sluice-browser/release"
@@ -89,6 +89,8 @@ def main():
             "secret": stack.secret,
             "screenshots": shots,
             "evil_branch": EVIL_BRANCH,
+            "run_statuses": RUN_STATUSES,
+            "stage_statuses": STAGE_STATUSES,
             "tokens": {name: tok for name, (role, tok) in tokens.items()},
             "payloads": {
                 "web": stack.push_payload(WEB_REPO),
