@@ -300,6 +300,9 @@ static void on_decided(struct redis *r, redisReply *reply, const char *err, void
 					     d->approve ? "approved" : "rejected", "by", d->by,
 					     "reason", d->reason));
 	} else if (strcmp(outcome, "not-waiting") == 0 && reply->elements >= 2) {
+		/* A promotion found expired was ended by the script, with events. */
+		if (strcmp(reply->element[1]->str, "expired") == 0)
+			outbox_kick(d->agent->outbox);
 		snprintf(msg, sizeof(msg),
 			 "the promotion of run %s to %s is not waiting for approval (it is %s)",
 			 d->run, d->env, reply->element[1]->str);

@@ -28,12 +28,7 @@ if gate == 'approval' then
   if e[1] ~= 'waiting_approval' or not e[2] or tonumber(e[2]) > now then
     return {'unchanged', r[1]}
   end
-  redis.call('HSET', P .. 'approval:' .. run .. ':' .. env, 'decision', 'rejected', 'by', 'sluice',
-             'at', now, 'reason', 'expired')
-  emit(P, 'approval.decided', run, promo_subject(run, env),
-       {env = env, decision = 'rejected', by = 'sluice', reason = 'expired'})
-  promo_close(P, run, env, 'expired', now)
-  promo_end_run(P, run, def, 'rejected', now)
+  promo_expire(P, run, env, def, now)
   return {'expired', 'rejected'}
 end
 if e[1] ~= 'waiting_window' then

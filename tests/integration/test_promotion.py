@@ -220,13 +220,35 @@ def test_an_approval_not_given_in_time_expires(promo):
     run_id = push(promo, "expiring")
     run = wait_env(promo, run_id, "staging", ("waiting_approval",))
     assert run["environments"]["staging"]["approval"]["expires_at"], run
-    run = wait_done(promo, run_id, timeout=15)
+    assert_expired(wait_done(promo, run_id, timeout=15))
+
+
+def assert_expired(run):
+    """run, whose approval for staging expired: rejected by sluice."""
     assert run["status"] == "rejected", run
     staging = run["environments"]["staging"]
     assert staging["status"] == "expired", run
     assert staging["approval"]["decision"] == "rejected", run
+    assert staging["approval"]["by"] == "sluice", run
     assert staging["approval"]["reason"] == "expired", run
     assert run["stages"]["deploy@staging"]["status"] == "skipped", run
+
+
+@pytest.mark.parametrize("verb", ["approve", "reject"])
+def test_a_decision_after_the_approval_expired_is_refused(promo, verb):
+    """The expiry's own message comes later (the delayed set, the broker,
+    the router): a decision in between is too late all the same. Here
+    expires_at is moved into the past while that message is still due
+    later."""
+    run_id = push(promo, "expiring")
+    wait_env(promo, run_id, "staging", ("waiting_approval",))
+    with Redis(promo.redis_port) as r:
+        r.call("HSET", "sluice:run:%s:env:staging" % run_id, "expires_at",
+               int(time.time() * 1000) - 1)
+    status, body = decide(promo, run_id, "staging", verb, reason="too late")
+    assert status == 409, body
+    assert "not waiting for approval (it is expired)" in body["error"]["message"], body
+    assert_expired(promo.run(run_id))
 
 
 def test_one_deployment_at_a_time_and_the_newest_waiting_run_wins(promo):

@@ -58,6 +58,17 @@ local function promo_close(P, run, env, status, now)
   emit(P, 'promotion.finished', run, promo_subject(run, env), {env = env, status = status})
 end
 
+-- The approval of run to env was not given by its expires_at: sluice
+-- rejects it ("expired"), the promotion ends expired and the run rejected.
+local function promo_expire(P, run, env, def, now)
+  redis.call('HSET', P .. 'approval:' .. run .. ':' .. env, 'decision', 'rejected', 'by', 'sluice',
+             'at', now, 'reason', 'expired')
+  emit(P, 'approval.decided', run, promo_subject(run, env),
+       {env = env, decision = 'rejected', by = 'sluice', reason = 'expired'})
+  promo_close(P, run, env, 'expired', now)
+  promo_end_run(P, run, def, 'rejected', now)
+end
+
 -- The job of a deployment, as the agent's jobs_prepare writes it
 -- (queue/jobs.c): a worker cannot tell them apart.
 -- attempt may come as Redis gives it, a string: the job carries a number,
