@@ -48,14 +48,18 @@ static json_t *steps_of(const json_t *stages)
 	return step;
 }
 
-static void format_seconds(json_int_t s, char *out, size_t len)
+/* A duration as a pipeline file writes it: "24h", "90m", "30s", "500ms". */
+static const char *format_ms(json_int_t ms, char *out, size_t len)
 {
-	if (s % 3600 == 0)
-		snprintf(out, len, "%lldh", (long long)(s / 3600));
-	else if (s % 60 == 0)
-		snprintf(out, len, "%lldm", (long long)(s / 60));
+	if (ms % 1000 != 0)
+		snprintf(out, len, "%lldms", (long long)ms);
+	else if (ms % 3600000 == 0)
+		snprintf(out, len, "%lldh", (long long)(ms / 3600000));
+	else if (ms % 60000 == 0)
+		snprintf(out, len, "%lldm", (long long)(ms / 60000));
 	else
-		snprintf(out, len, "%llds", (long long)s);
+		snprintf(out, len, "%llds", (long long)(ms / 1000));
+	return out;
 }
 
 static json_t *gates_of(const json_t *env)
@@ -76,8 +80,8 @@ static json_t *gates_of(const json_t *env)
 		char text[64] = "approval";
 		if (expires > 0) {
 			char d[32];
-			format_seconds(expires, d, sizeof(d));
-			snprintf(text, sizeof(text), "approval (expires %s)", d);
+			snprintf(text, sizeof(text), "approval (expires %s)",
+				 format_ms(expires * 1000, d, sizeof(d)));
 		}
 		json_array_append_new(gates, json_string(text));
 	}
@@ -115,7 +119,7 @@ static json_t *strategy_of(const json_t *rollout)
 {
 	const json_t *st = json_object_get(rollout, "strategy"), *step;
 	const char *type = json_string_value(json_object_get(st, "type"));
-	char text[1024];
+	char text[1024], d[32];
 	size_t used = 0, i;
 
 	appendf(text, sizeof(text), &used, "%s", type ? type : "?");
@@ -142,10 +146,17 @@ static json_t *strategy_of(const json_t *rollout)
 	}
 	if (json_object_get(st, "background"))
 		appendf(text, sizeof(text), &used, ", background analysis");
-	if (!strcmp(type ? type : "", "BlueGreen"))
-		appendf(text, sizeof(text), &used,
-			json_is_true(json_object_get(st, "auto_promote")) ? " (promotes itself)"
-									  : " (waits for promote)");
+	if (!strcmp(type ? type : "", "BlueGreen")) {
+		json_int_t after = json_integer_value(json_object_get(st, "auto_promote_after_ms"));
+		/* autoPromoteAfter: the switch waits that long, then goes on alone. */
+		if (json_is_true(json_object_get(st, "auto_promote")))
+			appendf(text, sizeof(text), &used, " (promotes itself)");
+		else if (after > 0)
+			appendf(text, sizeof(text), &used, " (promotes itself after %s)",
+				format_ms(after, d, sizeof(d)));
+		else
+			appendf(text, sizeof(text), &used, " (waits for promote)");
+	}
 	appendf(text, sizeof(text), &used, " via %s",
 		json_string_value(json_object_get(json_object_get(rollout, "provider"), "type")));
 	if (json_object_get(rollout, "traffic"))

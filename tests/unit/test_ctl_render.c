@@ -1013,6 +1013,47 @@ static void plan_groups_stages_in_steps_and_lists_the_chain_with_gates(void **st
 	json_decref(def);
 }
 
+/* The DEPLOY column of each environment of a pipeline whose deploy@ENV
+ * stages have the rollouts given, in that order. */
+static void plan_strategies(const char *const *rollouts, size_t n, const char *const *expected)
+{
+	json_t *def = parse("{\"name\": \"app\", \"stages\": {}, \"environments\": {}}");
+	char env[16];
+	for (size_t i = 0; i < n; i++) {
+		snprintf(env, sizeof(env), "e%zu", i);
+		json_object_set_new(json_object_get(def, "environments"), env,
+				    json_pack("{s:n}", "after"));
+		json_t *stage = json_pack("{s:s, s:o}", "env", env, "rollout", parse(rollouts[i]));
+		char name[32];
+		snprintf(name, sizeof(name), "deploy@%s", env);
+		json_object_set_new(json_object_get(def, "stages"), name, stage);
+	}
+	json_t *plan = ctl_plan_build(def);
+	assert_non_null(plan);
+	for (size_t i = 0; i < n; i++) {
+		const json_t *e = json_array_get(json_object_get(plan, "environments"), i);
+		assert_string_equal(json_string_value(json_object_get(e, "strategy")), expected[i]);
+	}
+	json_decref(plan);
+	json_decref(def);
+}
+
+static void plan_says_when_a_blue_green_deployment_promotes_itself(void **state)
+{
+	static const char *const rollouts[] = {
+	    "{\"strategy\": {\"type\": \"BlueGreen\", \"auto_promote\": false,"
+	    " \"auto_promote_after_ms\": 0}, \"provider\": {\"type\": \"exec\"}}",
+	    "{\"strategy\": {\"type\": \"BlueGreen\", \"auto_promote\": true,"
+	    " \"auto_promote_after_ms\": 0}, \"provider\": {\"type\": \"exec\"}}",
+	    "{\"strategy\": {\"type\": \"BlueGreen\", \"auto_promote\": false,"
+	    " \"auto_promote_after_ms\": 300000}, \"provider\": {\"type\": \"exec\"}}"};
+	static const char *const expected[] = {"BlueGreen (waits for promote) via exec",
+					       "BlueGreen (promotes itself) via exec",
+					       "BlueGreen (promotes itself after 5m) via exec"};
+	(void)state;
+	plan_strategies(rollouts, 3, expected);
+}
+
 struct seen {
 	char text[1024];
 	int stop_on_end;
@@ -1178,6 +1219,7 @@ int main(void)
 	    cmocka_unit_test(duration_uses_compact_units),
 	    cmocka_unit_test(runs_table_ends_with_the_next_page_when_there_is_one),
 	    cmocka_unit_test(plan_groups_stages_in_steps_and_lists_the_chain_with_gates),
+	    cmocka_unit_test(plan_says_when_a_blue_green_deployment_promotes_itself),
 	    cmocka_unit_test(sse_parses_events_split_anywhere),
 	    cmocka_unit_test(sse_refuses_an_event_over_16_mib),
 	    cmocka_unit_test(cli_plan_and_token_exit_statuses),
