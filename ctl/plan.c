@@ -133,10 +133,10 @@ static json_t *strategy_of(const json_t *rollout)
 					(long long)json_integer_value(
 					    json_object_get(step, "set_weight")));
 			else if (json_object_get(step, "pause_ms"))
-				appendf(text, sizeof(text), &used, "pause %llds",
-					(long long)json_integer_value(
-					    json_object_get(step, "pause_ms")) /
-					    1000);
+				appendf(
+				    text, sizeof(text), &used, "pause %s",
+				    format_ms(json_integer_value(json_object_get(step, "pause_ms")),
+					      d, sizeof(d)));
 			else if (json_object_get(step, "pause"))
 				appendf(text, sizeof(text), &used, "pause until promoted");
 			else

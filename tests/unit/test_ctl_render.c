@@ -1054,6 +1054,19 @@ static void plan_says_when_a_blue_green_deployment_promotes_itself(void **state)
 	plan_strategies(rollouts, 3, expected);
 }
 
+static void plan_shows_a_canary_pause_as_long_as_it_is(void **state)
+{
+	static const char *const rollouts[] = {
+	    "{\"strategy\": {\"type\": \"Canary\", \"steps\": [{\"set_weight\": 20},"
+	    " {\"pause_ms\": 500}, {\"pause_ms\": 1500}, {\"pause_ms\": 5400000},"
+	    " {\"pause\": \"manual\"}]}, \"provider\": {\"type\": \"exec\"}}"};
+	static const char *const expected[] = {
+	    "Canary (setWeight 20, pause 500ms, pause 1500ms, pause 90m, pause until promoted) "
+	    "via exec"};
+	(void)state;
+	plan_strategies(rollouts, 1, expected);
+}
+
 struct seen {
 	char text[1024];
 	int stop_on_end;
@@ -1220,6 +1233,7 @@ int main(void)
 	    cmocka_unit_test(runs_table_ends_with_the_next_page_when_there_is_one),
 	    cmocka_unit_test(plan_groups_stages_in_steps_and_lists_the_chain_with_gates),
 	    cmocka_unit_test(plan_says_when_a_blue_green_deployment_promotes_itself),
+	    cmocka_unit_test(plan_shows_a_canary_pause_as_long_as_it_is),
 	    cmocka_unit_test(sse_parses_events_split_anywhere),
 	    cmocka_unit_test(sse_refuses_an_event_over_16_mib),
 	    cmocka_unit_test(cli_plan_and_token_exit_statuses),
