@@ -338,7 +338,10 @@ static void refused(struct command_call *c, const redisReply *reply)
 	} else if (strcmp(why, "not-deploying") == 0) {
 		const char *run_status = element(reply, 2);
 		code = "not_deploying";
-		if (strcmp(run_status, "queued") != 0 && strcmp(run_status, "running") != 0)
+		/* A waiting run waits at a gate: of this environment, which it has
+		 * not deployed to yet, or of a later one. */
+		if (strcmp(run_status, "queued") != 0 && strcmp(run_status, "running") != 0 &&
+		    strcmp(run_status, "waiting") != 0)
 			snprintf(msg, sizeof(msg), "run %s is %s: its deployment to %s is over",
 				 c->run, run_status, c->env);
 		else

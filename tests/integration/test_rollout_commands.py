@@ -405,6 +405,19 @@ def test_commands_are_refused_where_they_do_not_apply(rstack, base_def):
     assert run.stage("production") == {"status": "pending", "attempt": "1"}
 
 
+@pytest.mark.parametrize("verb", ["promote", "abort"])
+def test_a_command_on_a_deployment_waiting_for_its_approval_says_so(rstack, base_def, verb):
+    """The run waits (status waiting) for production's approval: its
+    deployment there has not begun, it is not over."""
+    run = Run(rstack, base_def, status="waiting", strategies=("production",))
+    run.deployed_to_staging()
+    run.set_promotion("production", status="waiting_approval", offered=now_ms())
+    status, body = call(rstack, verb, run.id, "production")
+    assert status == 409 and body["error"]["code"] == "not_deploying", body
+    assert body["error"]["message"] == (
+        "the deployment of run %s to production is not in progress (it is pending)" % run.id)
+
+
 def test_retrying_a_deployment_as_a_stage_says_to_retry_its_environment(rstack, base_def):
     """POST .../stages/deploy@production/retry names a stage that exists:
     the answer is the documented 409, not a 404."""
