@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/utf8.h"
+
 enum opt_id {
 	OPT_URL,
 	OPT_LIMIT,
@@ -26,29 +28,33 @@ enum opt_id {
 	OPT_FULL
 };
 
+/* What follows an option: nothing, a value, or a value that goes into a
+ * JSON body, which must be UTF-8. */
+enum opt_value { VALUE_NONE, VALUE_ANY, VALUE_TEXT };
+
 static const struct {
 	const char *name;
 	enum opt_id id;
-	int takes_value;
+	enum opt_value takes_value;
 } options[] = {
-    {"--url", OPT_URL, 1},
-    {"--limit", OPT_LIMIT, 1},
-    {"--pipeline", OPT_PIPELINE, 1},
-    {"--status", OPT_STATUS, 1},
-    {"--json", OPT_JSON, 0},
-    {"--help", OPT_HELP, 0},
-    {"-h", OPT_HELP, 0},
-    {"--version", OPT_VERSION, 0},
-    {"--ref", OPT_REF, 1},
-    {"--sha", OPT_SHA, 1},
-    {"--reason", OPT_REASON, 1},
-    {"--by", OPT_BY, 1},
-    {"--token-file", OPT_TOKEN_FILE, 1},
-    {"--ca-file", OPT_CA_FILE, 1},
-    {"--before", OPT_BEFORE, 1},
-    {"--follow", OPT_FOLLOW, 0},
-    {"-f", OPT_FOLLOW, 0},
-    {"--full", OPT_FULL, 0},
+    {"--url", OPT_URL, VALUE_ANY},
+    {"--limit", OPT_LIMIT, VALUE_ANY},
+    {"--pipeline", OPT_PIPELINE, VALUE_ANY},
+    {"--status", OPT_STATUS, VALUE_ANY},
+    {"--json", OPT_JSON, VALUE_NONE},
+    {"--help", OPT_HELP, VALUE_NONE},
+    {"-h", OPT_HELP, VALUE_NONE},
+    {"--version", OPT_VERSION, VALUE_NONE},
+    {"--ref", OPT_REF, VALUE_TEXT},
+    {"--sha", OPT_SHA, VALUE_TEXT},
+    {"--reason", OPT_REASON, VALUE_TEXT},
+    {"--by", OPT_BY, VALUE_TEXT},
+    {"--token-file", OPT_TOKEN_FILE, VALUE_ANY},
+    {"--ca-file", OPT_CA_FILE, VALUE_ANY},
+    {"--before", OPT_BEFORE, VALUE_ANY},
+    {"--follow", OPT_FOLLOW, VALUE_NONE},
+    {"-f", OPT_FOLLOW, VALUE_NONE},
+    {"--full", OPT_FULL, VALUE_NONE},
 };
 
 enum ctl_command ctl_args_command(const char *s)
@@ -160,6 +166,17 @@ static int parse_limit(const char *s, long *out, char *err, size_t errlen)
 	return 0;
 }
 
+/* Whether s is UTF-8, as the JSON it goes into must be (a reason typed in
+ * a Latin-1 terminal is not). */
+static int utf8_text(const char *s)
+{
+	char *repaired = NULL;
+	size_t len;
+	int rc = utf8_repair(s, strlen(s), &repaired, &len);
+	free(repaired);
+	return rc == 0;
+}
+
 /* Handles the option at argv[*i] and advances *i past its value if it takes
  * one. Accepts "--name value" and "--name=value". */
 static int parse_option(struct ctl_args *a, int argc, char **argv, int *i, char *err, size_t errlen)
@@ -179,11 +196,11 @@ static int parse_option(struct ctl_args *a, int argc, char **argv, int *i, char 
 		snprintf(err, errlen, "unknown option '%s'", arg);
 		return -1;
 	}
-	if (!options[k].takes_value && eq) {
+	if (options[k].takes_value == VALUE_NONE && eq) {
 		snprintf(err, errlen, "option %s takes no value", options[k].name);
 		return -1;
 	}
-	if (options[k].takes_value) {
+	if (options[k].takes_value != VALUE_NONE) {
 		if (eq) {
 			value = eq + 1;
 		} else if (*i + 1 < argc) {
@@ -194,6 +211,11 @@ static int parse_option(struct ctl_args *a, int argc, char **argv, int *i, char 
 		}
 		if (*value == '\0') {
 			snprintf(err, errlen, "option %s needs a non-empty value", options[k].name);
+			return -1;
+		}
+		if (options[k].takes_value == VALUE_TEXT && !utf8_text(value)) {
+			snprintf(err, errlen, "option %s: the value is not UTF-8 text",
+				 options[k].name);
 			return -1;
 		}
 	}

@@ -465,6 +465,13 @@ static void args_report_usage_errors(void **state)
 	    {{"sluicectl", "show", "r_1", "--status", "failed", NULL},
 	     "--limit, --pipeline, --status and --before apply to runs only"},
 	    {{"sluicectl", "help", "runs", "show", NULL}, "help: unexpected argument 'show'"},
+	    /* Latin-1, which no JSON body can carry. */
+	    {{"sluicectl", "approve", "r_1", "staging", "--reason=caf\xe9", NULL},
+	     "option --reason: the value is not UTF-8 text"},
+	    {{"sluicectl", "promote", "r_1", "staging", "--by=j\xf6rg", NULL},
+	     "option --by: the value is not UTF-8 text"},
+	    {{"sluicectl", "trigger", "app", "--ref", "f\xfcr", NULL},
+	     "option --ref: the value is not UTF-8 text"},
 	};
 	struct ctl_args a;
 	char err[256];
