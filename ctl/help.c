@@ -229,7 +229,8 @@ int ctl_help_command(FILE *out, enum ctl_command cmd)
 		      "as rejected. Who, when and why are recorded with the decision.\n"
 		      "\n"
 		      "  --reason TEXT  why (required)\n"
-		      "  --by NAME      who decides (default: anonymous)\n"
+		      "  --by NAME      who decides (default: anonymous; the token's name with a\n"
+		      "                 token)\n"
 		      "  --json         the API's response, indented\n",
 		      out);
 		return 0;

@@ -925,6 +925,24 @@ static void cli_usage_errors_exit_2_with_usage_on_stderr(void **state)
 	capture_free(&err);
 }
 
+/* --by is the caller's word on an open API only: each command's help
+ * says so. */
+static void cli_help_of_each_command_with_by_names_the_token(void **state)
+{
+	static const char *const commands[] = {"approve", "reject", "promote",
+					       "abort",	  "retry",  "rollback"};
+	struct capture out, err;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+		assert_int_equal(RUN_CLI(0, &out, &err, "help", (char *)commands[i]), 0);
+		assert_non_null(strstr(out.buf, "--by NAME"));
+		assert_non_null(strstr(out.buf, "the token's name"));
+		capture_free(&out);
+		capture_free(&err);
+	}
+}
+
 static void cli_help_and_version_go_to_stdout(void **state)
 {
 	struct capture out, err;
@@ -1263,6 +1281,7 @@ int main(void)
 	    cmocka_unit_test(args_url_prefers_option_then_environment),
 	    cmocka_unit_test(cli_usage_errors_exit_2_with_usage_on_stderr),
 	    cmocka_unit_test(cli_help_and_version_go_to_stdout),
+	    cmocka_unit_test(cli_help_of_each_command_with_by_names_the_token),
 	};
 	const struct CMUnitTest online[] = {
 	    cmocka_unit_test(cli_runs_prints_the_table),
