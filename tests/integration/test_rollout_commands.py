@@ -1007,6 +1007,35 @@ def test_script_a_cancelled_runs_deployment_that_went_live_is_the_current_releas
                         env["previous_image"]) == ("r1", IMAGE, "r0", OLD_IMAGE), env
 
 
+def test_script_a_release_without_an_image_never_takes_the_image_of_the_one_before(rstack):
+    """r1 deploys without an image (its environment's image: left out, or
+    an empty output) over r0's: r0's image is not taken for r1's, and the
+    rollback of r2, deployed next, is refused rather than putting r0's
+    image back as if it were r1's release."""
+    with Redis(rstack.redis_port) as r:
+        prefix = "t-no-image:"
+        seed(r, prefix, "succeeded")
+        r.call("HSET", prefix + "run:r1:stage:deploy@prod", "rollout",
+               json.dumps({"phase": "Healthy", "image": ""}))
+        r.call("HSET", prefix + "env:p:prod", "lock", "r1", "current", "r0",
+               "current_image", OLD_IMAGE)
+        r.call("HSET", prefix + "run:r2", "status", "running", "pipeline", "p", "created", 2,
+               "def", r.call("HGET", prefix + "run:r1", "def"))
+        r.call("HSET", prefix + "run:r2:stage:deploy@prod", "status", "succeeded", "attempt", 1,
+               "rollout", json.dumps({"phase": "Healthy", "image": IMAGE}))
+        r.call("HSET", prefix + "run:r2:env:prod", "status", "deploying")
+        for run, attempt in (("r1", 5), ("r2", 1)):
+            r.call("HSET", prefix + "env:p:prod", "lock", run)
+            got = r.call("EVAL", lua_script("route"), 0, prefix, run, "deploy@prod", attempt,
+                         3000, "{}", "", "", "{}")
+            assert got == [b"routed", b"succeeded"], (run, got)
+        env = r.hgetall(prefix + "env:p:prod")
+        assert (env["current"], env["current_image"], env["previous"]) == ("r2", IMAGE, "r1"), env
+        assert "previous_image" not in env, env
+        got = r.call("EVAL", lua_script("rollback"), 0, prefix, "r2", "prod", "carol", "", 4000)
+        assert got == [b"no-previous"], got
+
+
 def test_script_cancel_aborts_a_rollout_waiting_to_go_on_and_its_job_is_published_again(
         rstack):
     """A rollout queued for a worker to carry on from where an earlier

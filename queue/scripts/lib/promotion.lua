@@ -315,15 +315,15 @@ local function promo_make_current(P, run, env, state, now)
     end
   end
   redis.call('HSET', pkey, 'current', run, 'current_at', now)
-  if state then
-    if state.image and state.image ~= '' then
-      redis.call('HSET', pkey, 'current_image', state.image)
-    end
-    if state.color then
-      redis.call('HSET', pkey, 'active_color', state.color)
-    end
+  -- A release deployed without an image has none: the one before's is not
+  -- its own, for a rollback to put back.
+  if state and type(state.image) == 'string' and state.image ~= '' then
+    redis.call('HSET', pkey, 'current_image', state.image)
   else
     redis.call('HDEL', pkey, 'current_image')
+  end
+  if state and state.color then
+    redis.call('HSET', pkey, 'active_color', state.color)
   end
 end
 
