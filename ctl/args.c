@@ -137,7 +137,15 @@ int ctl_args_token(const struct ctl_args *a, char *out, size_t outlen, char *err
 	}
 	if (!fgets(out, (int)outlen, f))
 		out[0] = '\0';
+	/* A directory opens, and fails only here. */
+	int read_errno = ferror(f) ? errno : 0;
 	fclose(f);
+	if (read_errno) {
+		snprintf(err, errlen, "cannot read the token file %s: %s", a->token_file,
+			 strerror(read_errno));
+		out[0] = '\0';
+		return -1;
+	}
 	out[strcspn(out, "\r\n")] = '\0';
 	size_t len = strlen(out);
 	while (len > 0 && (out[len - 1] == ' ' || out[len - 1] == '\t'))

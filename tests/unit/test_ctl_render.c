@@ -533,6 +533,18 @@ static void args_url_prefers_option_then_environment(void **state)
 	unsetenv("SLUICE_URL");
 }
 
+static void args_token_file_that_is_a_directory_says_so(void **state)
+{
+	struct ctl_args a;
+	char err[256] = "", token[64];
+
+	(void)state;
+	assert_int_equal(PARSE(&a, err, "runs", "--token-file", "/"), 0);
+	assert_int_equal(ctl_args_token(&a, token, sizeof(token), err, sizeof(err)), -1);
+	assert_string_equal(err, "cannot read the token file /: Is a directory");
+	assert_string_equal(token, "");
+}
+
 /* --- the command line against a canned server ---------------------------- */
 
 struct route {
@@ -1279,6 +1291,7 @@ int main(void)
 	    cmocka_unit_test(args_accept_options_before_and_after_the_command),
 	    cmocka_unit_test(args_report_usage_errors),
 	    cmocka_unit_test(args_url_prefers_option_then_environment),
+	    cmocka_unit_test(args_token_file_that_is_a_directory_says_so),
 	    cmocka_unit_test(cli_usage_errors_exit_2_with_usage_on_stderr),
 	    cmocka_unit_test(cli_help_and_version_go_to_stdout),
 	    cmocka_unit_test(cli_help_of_each_command_with_by_names_the_token),
