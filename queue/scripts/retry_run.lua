@@ -49,7 +49,13 @@ if only == '' then
     if r[1] == 'succeeded' then
       return {'conflict', 'nothing to retry: the run succeeded'}
     end
-    return {'conflict', 'the run has not finished (' .. r[1] .. '); retry one stage instead'}
+    if r[1] == 'queued' or r[1] == 'running' or r[1] == 'waiting' then
+      return {'conflict', 'the run has not finished (' .. r[1] .. '); retry one stage instead'}
+    end
+    -- Rejected, superseded or aborted: ended in its promotion, once every
+    -- stage here had succeeded.
+    return {'conflict', 'nothing to retry: the run is ' .. r[1] ..
+            ' and none of its stages failed (a deployment is retried through its environment)'}
   end
   for _, name in ipairs(names) do
     if st[name].status == 'running' then

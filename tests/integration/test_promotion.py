@@ -216,6 +216,18 @@ def test_rejection_stops_the_run_before_production(promo):
     assert run["stages"]["deploy@production"]["started"] is None, run
 
 
+def test_retry_of_a_rejected_run_says_none_of_its_stages_failed(promo):
+    """A rejected run has finished: nothing of it failed to be retried."""
+    run_id = push(promo, "chain")
+    wait_env(promo, run_id, "staging", ("waiting_approval",))
+    assert decide(promo, run_id, "staging", "reject", reason="not now")[0] == 200
+    status, body, _ = http_request(promo.agent_port, "POST", "/api/v1/runs/%s/retry" % run_id)
+    assert status == 409, body
+    assert body["error"]["message"] == (
+        "nothing to retry: the run is rejected and none of its stages failed (a deployment "
+        "is retried through its environment)"), body
+
+
 def test_an_approval_not_given_in_time_expires(promo):
     run_id = push(promo, "expiring")
     run = wait_env(promo, run_id, "staging", ("waiting_approval",))
