@@ -242,7 +242,7 @@ int ctl_help_command(FILE *out, enum ctl_command cmd)
 		      "then its environments in promotion order with the gates each\n"
 		      "deployment passes (deny windows, approval) and how it deploys. The\n"
 		      "file is loaded as validate loads it; an invalid file fails with its\n"
-		      "error.\n"
+		      "error, a sluice.yaml as no pipeline file.\n"
 		      "\n"
 		      "  --json         the plan as JSON: steps, environments\n",
 		      out);

@@ -7,6 +7,7 @@
 
 #include "config/config.h"
 #include "ctl/fmt.h"
+#include "ctl/validate.h"
 
 #define ERR_MAX 1024
 
@@ -387,8 +388,17 @@ int ctl_plan(const char *file, int json, FILE *out, FILE *err)
 {
 	struct pipeline p;
 	char msg[ERR_MAX];
+	int kind = ctl_validate_is_pipeline(file, msg, sizeof(msg));
 
-	if (pipeline_load_file(file, &p, msg, sizeof(msg)) < 0) {
+	/* A sluice.yaml would fail at its first key, as unknown to a pipeline. */
+	if (kind == 0) {
+		fprintf(err,
+			"%s: not a pipeline file (no stages: or trigger:): plan shows a pipeline; "
+			"sluicectl validate checks settings\n",
+			file);
+		return 1;
+	}
+	if (kind < 0 || pipeline_load_file(file, &p, msg, sizeof(msg)) < 0) {
 		fprintf(err, "%s\n", msg);
 		return 1;
 	}

@@ -16,8 +16,7 @@
 /* As the agent reads github.token_file. */
 #define CTL_TOKEN_FILE_MAX 4096
 
-/* A pipeline file is told from settings by the keys only pipelines have. */
-static int is_pipeline(const char *path, char *err, size_t errlen)
+int ctl_validate_is_pipeline(const char *path, char *err, size_t errlen)
 {
 	struct config_doc doc = {0};
 	int rc;
@@ -130,7 +129,7 @@ int ctl_validate(const char *const *files, int nfiles, FILE *out, FILE *err)
 	int failed = 0;
 
 	for (int i = 0; i < nfiles; i++) {
-		int kind = is_pipeline(files[i], msg, sizeof(msg));
+		int kind = ctl_validate_is_pipeline(files[i], msg, sizeof(msg));
 
 		if (kind < 0) {
 			fprintf(err, "%s\n", msg);

@@ -13,5 +13,9 @@
 
 /* 0 when every file is valid, 1 otherwise. */
 int ctl_validate(const char *const *files, int nfiles, FILE *out, FILE *err);
+/* A pipeline file is told from settings by the keys only pipelines have:
+ * 1 for a pipeline, 0 for a sluice.yaml, -1 (err set) when the file cannot
+ * be read as YAML. */
+int ctl_validate_is_pipeline(const char *path, char *err, size_t errlen);
 
 #endif

@@ -1201,6 +1201,24 @@ static void cli_output_cut_short_fails(void **state)
 	tmpdir_remove(dir);
 }
 
+/* A sluice.yaml given to plan is named for what it is, not failed at its
+ * first key as a pipeline's unknown one. */
+static void cli_plan_of_settings_says_it_is_no_pipeline(void **state)
+{
+	struct capture out, err;
+	char dir[64], path[128];
+	(void)state;
+
+	assert_int_equal(tmpdir_make(dir, sizeof(dir), "sluice-plan"), 0);
+	snprintf(path, sizeof(path), "%s/sluice.yaml", dir);
+	assert_int_equal(tmpdir_write(path, "kafka: {brokers: \"127.0.0.1:9092\"}\n"), 0);
+	assert_int_equal(RUN_CLI(0, &out, &err, "plan", path), 1);
+	assert_non_null(strstr(err.buf, "sluice.yaml: not a pipeline file"));
+	capture_free(&out);
+	capture_free(&err);
+	tmpdir_remove(dir);
+}
+
 static void cli_plan_and_token_exit_statuses(void **state)
 {
 	struct capture out, err;
@@ -1274,6 +1292,7 @@ int main(void)
 	    cmocka_unit_test(sse_parses_events_split_anywhere),
 	    cmocka_unit_test(sse_refuses_an_event_over_16_mib),
 	    cmocka_unit_test(cli_plan_and_token_exit_statuses),
+	    cmocka_unit_test(cli_plan_of_settings_says_it_is_no_pipeline),
 	    cmocka_unit_test(cli_output_cut_short_fails),
 	    cmocka_unit_test(cli_token_hash_prints_the_line_and_the_token_apart),
 	    cmocka_unit_test(time_parses_rfc3339_and_prints_utc),
