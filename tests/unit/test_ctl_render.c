@@ -973,6 +973,9 @@ static void cli_help_and_version_go_to_stdout(void **state)
 
 	assert_int_equal(RUN_CLI(0, &out, &err, "runs", "--help"), 0);
 	assert_non_null(strstr(out.buf, "usage: sluicectl runs "));
+	/* Runs waiting for an approval are found by their status too. */
+	assert_non_null(strstr(out.buf, "queued, running, waiting,"));
+	assert_non_null(strstr(out.buf, "rejected, superseded,"));
 	capture_free(&out);
 	capture_free(&err);
 
