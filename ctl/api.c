@@ -44,6 +44,9 @@ struct ctl_api *ctl_api_new(const char *base_url)
 	api->curl = curl_easy_init();
 	if (!api->base || !api->curl)
 		goto fail;
+	/* A RUN or ENV of "." or ".." is a path segment like any other: taken
+	 * as a dot segment, retry RUN deploy@.. became the whole run's retry. */
+	curl_easy_setopt(api->curl, CURLOPT_PATH_AS_IS, 1L);
 	h = curl_slist_append(NULL, "Accept: application/json");
 	if (!h)
 		goto fail;

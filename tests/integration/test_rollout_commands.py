@@ -775,6 +775,19 @@ def test_sluicectl_promote_abort_retry_rollback(rstack, base_def):
                         % (current.id, previous.id, OLD_IMAGE)), r.stdout
 
 
+@pytest.mark.parametrize("name", ["deploy@..", "deploy@."])
+def test_sluicectl_sends_a_dot_segment_as_it_is(rstack, base_def, name):
+    """An ENV of "." or ".." stays a path segment: removed as the URL's dot
+    segment, retry RUN deploy@.. was the whole run's retry."""
+    run = Run(rstack, base_def, status="failed")
+    with run.redis() as r:
+        r.call("HSET", run.key(":stage:build"), "status", "failed")
+    r = ctl(rstack, "retry", run.id, name)
+    assert r.returncode == 1, r
+    assert "run %s has no environment %s" % (run.id, name[7:]) in r.stderr, r.stderr
+    assert run.run_hash()["status"] == "failed"
+
+
 def test_sluicectl_usage_errors_and_help(rstack):
     for args, message in (
             (["promote", "r_1"], "promote: missing ENV"),
