@@ -541,6 +541,18 @@ static void command_done(struct haproxy *h)
 	text[len] = '\0';
 	bufferevent_free(h->bev);
 	h->bev = NULL;
+	/* Every answer ends with a line break, even the empty one of a set
+	 * command that worked: a connection closed before it (a reloading
+	 * haproxy, another service) carried out nothing. */
+	if (len == 0 || text[len - 1] != '\n') {
+		snprintf(msg, sizeof(msg),
+			 "%s failed: \"%s\": the runtime API closed the connection without a "
+			 "complete answer",
+			 provider_verb_name(h->action.verb), h->cmds[h->next - 1]);
+		free(text);
+		finish(h, 0, msg);
+		return;
+	}
 	if (h->verifying && h->next == h->ncmds) {
 		check_servers(h, text);
 		free(text);

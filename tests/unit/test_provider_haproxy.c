@@ -27,6 +27,8 @@ static char sock[100];
 static int api_port, app_port, web_port;
 static pid_t haproxy_pid;
 static pid_t server_pids[NSERVERS];
+static char mute_sock[100];
+static pid_t mute_pid;
 
 /* --- the test's servers ------------------------------------------------- */
 
@@ -70,6 +72,34 @@ static pid_t start_backend(const char *name, int port)
 				   "close\r\n\r\n%s",
 				   strlen(name), name);
 		if (write(c, reply, (size_t)len) < 0)
+			_exit(1);
+		close(c);
+	}
+}
+
+/* A stand-in for the runtime API on the unix socket path: it reads each
+ * command and closes the connection without answering. */
+static pid_t start_mute_api(const char path[100])
+{
+	struct sockaddr_un un = {.sun_family = AF_UNIX};
+	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	pid_t pid;
+
+	snprintf(un.sun_path, sizeof(un.sun_path), "%s", path);
+	if (fd < 0)
+		return -1;
+	pid =
+	    bind(fd, (struct sockaddr *)&un, sizeof(un)) == 0 && listen(fd, 16) == 0 ? fork() : -1;
+	if (pid != 0) {
+		close(fd);
+		return pid;
+	}
+	for (;;) {
+		char buf[512];
+		int c = accept(fd, NULL, NULL);
+		if (c < 0)
+			continue;
+		if (read(c, buf, sizeof(buf)) < 0)
 			_exit(1);
 		close(c);
 	}
@@ -258,6 +288,10 @@ static int group_setup(void **state)
 	if (!mkdtemp(dir))
 		return -1;
 	snprintf(sock, sizeof(sock), "%s/admin.sock", dir);
+	snprintf(mute_sock, sizeof(mute_sock), "%s/mute.sock", dir);
+	mute_pid = start_mute_api(mute_sock);
+	if (mute_pid < 0)
+		return -1;
 	snprintf(cfg, sizeof(cfg), "%s/haproxy.cfg", dir);
 	snprintf(log, sizeof(log), "%s/haproxy.log", dir);
 	/* The backends hold their ports from the start; haproxy's own three
@@ -298,6 +332,11 @@ static int group_teardown(void **state)
 		kill(haproxy_pid, SIGTERM);
 		waitpid(haproxy_pid, NULL, 0);
 		haproxy_pid = 0;
+	}
+	if (mute_pid > 0) {
+		kill(mute_pid, SIGKILL);
+		waitpid(mute_pid, NULL, 0);
+		mute_pid = 0;
 	}
 	for (int s = 0; s < NSERVERS; s++) {
 		if (server_pids[s] > 0) {
@@ -523,6 +562,21 @@ static void test_unreachable_runtime_api_fails(void **state)
 	provider_free(p);
 }
 
+static void test_a_connection_closed_without_an_answer_fails(void **state)
+{
+	struct provider *p = make(mute_sock);
+	struct outcome o;
+	(void)state;
+
+	run(p, PROVIDER_SET_WEIGHT, 10, NULL, &o);
+	assert_false(o.ok);
+	assert_string_equal(o.msg, "set_weight failed: \"set server app/canary weight 10\": the "
+				   "runtime API closed the connection without a complete answer");
+	run(p, PROVIDER_ABORT, -1, NULL, &o);
+	assert_false(o.ok);
+	provider_free(p);
+}
+
 static void test_actions_it_cannot_do_are_refused(void **state)
 {
 	struct provider *p = make_web();
@@ -589,6 +643,7 @@ int main(void)
 	    cmocka_unit_test_setup(test_switch_moves_all_traffic_to_the_colour, setup),
 	    cmocka_unit_test_setup(test_unknown_server_fails_with_haproxys_answer, setup),
 	    cmocka_unit_test_setup(test_unreachable_runtime_api_fails, setup),
+	    cmocka_unit_test_setup(test_a_connection_closed_without_an_answer_fails, setup),
 	    cmocka_unit_test_setup(test_actions_it_cannot_do_are_refused, setup),
 	    cmocka_unit_test_setup(test_bad_definitions_are_refused_with_the_key, setup),
 	};
