@@ -5,7 +5,8 @@
  * def: {"type": "haproxy", "socket": "/run/haproxy/admin.sock" |
  * "unix:/path" | "127.0.0.1:9999" (numeric only: nothing is resolved),
  * "backend": "app", "stable": server(s), "canary": server(s), "colors":
- * {"blue": server(s), "green": server(s)}, "timeout_ms": N per command}.
+ * {"blue": server(s), "green": server(s)}, "timeout_ms": N for each
+ * command, from connecting to the answer's last byte}.
  * A weight of N puts the canary servers at weight N and the stable ones at
  * 100 - N; switch readies the colour's servers and drains the others;
  * scale_down puts the colour's servers in maintenance; abort sends all
@@ -55,6 +56,7 @@ struct haproxy {
 	struct bufferevent *bev;
 	struct evbuffer *reply;
 	struct event *kick_ev;
+	struct event *timeout_ev; /* the command's whole exchange */
 	struct event *done_ev;
 	int ok;
 	char msg[MSG_MAX];
@@ -120,6 +122,7 @@ static void haproxy_destroy(void *state);
 
 static void on_done(evutil_socket_t fd, short what, void *arg);
 static void on_kick(evutil_socket_t fd, short what, void *arg);
+static void on_timeout(evutil_socket_t fd, short what, void *arg);
 
 static void *haproxy_create(struct event_base *base, const json_t *def, char *err, size_t errlen)
 {
@@ -181,7 +184,8 @@ static void *haproxy_create(struct event_base *base, const json_t *def, char *er
 		goto fail;
 	h->done_ev = event_new(base, -1, 0, on_done, h);
 	h->kick_ev = event_new(base, -1, 0, on_kick, h);
-	if (!h->backend || !h->done_ev || !h->kick_ev || (colors && !h->colors)) {
+	h->timeout_ev = evtimer_new(base, on_timeout, h);
+	if (!h->backend || !h->done_ev || !h->kick_ev || !h->timeout_ev || (colors && !h->colors)) {
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
@@ -232,6 +236,8 @@ static void clear_action(struct haproxy *h)
 	h->color = NULL;
 	if (h->kick_ev)
 		event_del(h->kick_ev);
+	if (h->timeout_ev)
+		evtimer_del(h->timeout_ev);
 	if (h->done_ev)
 		event_del(h->done_ev);
 }
@@ -245,6 +251,7 @@ static void finish(struct haproxy *h, int ok, const char *msg)
 		bufferevent_free(h->bev);
 		h->bev = NULL;
 	}
+	evtimer_del(h->timeout_ev);
 	event_active(h->done_ev, EV_TIMEOUT, 0);
 }
 
@@ -594,12 +601,22 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 		command_done(h);
 		return;
 	}
-	if (what & BEV_EVENT_TIMEOUT)
-		snprintf(msg, sizeof(msg), "%s failed: the runtime API did not answer within %d ms",
-			 verb, h->timeout_ms);
-	else
-		snprintf(msg, sizeof(msg), "%s failed: runtime API: %s", verb,
-			 evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+	snprintf(msg, sizeof(msg), "%s failed: runtime API: %s", verb,
+		 evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+	finish(h, 0, msg);
+}
+
+/* A deadline, not an idle timeout: an answer that trickles in must not
+ * hold the action for longer than the command's time. */
+static void on_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	struct haproxy *h = arg;
+	char msg[MSG_MAX];
+	(void)fd;
+	(void)what;
+
+	snprintf(msg, sizeof(msg), "%s failed: the runtime API did not answer within %d ms",
+		 provider_verb_name(h->action.verb), h->timeout_ms);
 	finish(h, 0, msg);
 }
 
@@ -626,8 +643,8 @@ static void next_command(struct haproxy *h)
 		return;
 	}
 	bufferevent_setcb(h->bev, on_read, NULL, on_event, h);
-	bufferevent_set_timeouts(h->bev, &tv, &tv);
 	bufferevent_enable(h->bev, EV_READ | EV_WRITE);
+	evtimer_add(h->timeout_ev, &tv);
 	const char *cmd = h->cmds[h->next++];
 	if (bufferevent_write(h->bev, cmd, strlen(cmd)) < 0 ||
 	    bufferevent_write(h->bev, "\n", 1) < 0) {
@@ -690,6 +707,8 @@ static void haproxy_destroy(void *state)
 		event_free(h->done_ev);
 	if (h->kick_ev)
 		event_free(h->kick_ev);
+	if (h->timeout_ev)
+		event_free(h->timeout_ev);
 	free(h->backend);
 	json_decref(h->stable);
 	json_decref(h->canary);

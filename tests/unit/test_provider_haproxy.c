@@ -27,8 +27,10 @@ static char sock[100];
 static int api_port, app_port, web_port;
 static pid_t haproxy_pid;
 static pid_t server_pids[NSERVERS];
-static char mute_sock[100];
-static pid_t mute_pid;
+/* Stand-ins for the runtime API: one that closes each connection
+ * unanswered, one that answers a byte at a time and never ends. */
+static char mute_sock[100], trickle_sock[100];
+static pid_t mute_pid, trickle_pid;
 
 /* --- the test's servers ------------------------------------------------- */
 
@@ -78,8 +80,9 @@ static pid_t start_backend(const char *name, int port)
 }
 
 /* A stand-in for the runtime API on the unix socket path: it reads each
- * command and closes the connection without answering. */
-static pid_t start_mute_api(const char path[100])
+ * command, then closes the connection without answering or, with trickle,
+ * sends a byte every 100 ms for as long as the connection lasts. */
+static pid_t start_stand_in(const char path[100], int trickle)
 {
 	struct sockaddr_un un = {.sun_family = AF_UNIX};
 	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
@@ -101,6 +104,8 @@ static pid_t start_mute_api(const char path[100])
 			continue;
 		if (read(c, buf, sizeof(buf)) < 0)
 			_exit(1);
+		while (trickle && send(c, "x", 1, MSG_NOSIGNAL) == 1)
+			usleep(100000);
 		close(c);
 	}
 }
@@ -289,8 +294,10 @@ static int group_setup(void **state)
 		return -1;
 	snprintf(sock, sizeof(sock), "%s/admin.sock", dir);
 	snprintf(mute_sock, sizeof(mute_sock), "%s/mute.sock", dir);
-	mute_pid = start_mute_api(mute_sock);
-	if (mute_pid < 0)
+	snprintf(trickle_sock, sizeof(trickle_sock), "%s/trickle.sock", dir);
+	mute_pid = start_stand_in(mute_sock, 0);
+	trickle_pid = start_stand_in(trickle_sock, 1);
+	if (mute_pid < 0 || trickle_pid < 0)
 		return -1;
 	snprintf(cfg, sizeof(cfg), "%s/haproxy.cfg", dir);
 	snprintf(log, sizeof(log), "%s/haproxy.log", dir);
@@ -333,10 +340,13 @@ static int group_teardown(void **state)
 		waitpid(haproxy_pid, NULL, 0);
 		haproxy_pid = 0;
 	}
-	if (mute_pid > 0) {
-		kill(mute_pid, SIGKILL);
-		waitpid(mute_pid, NULL, 0);
-		mute_pid = 0;
+	pid_t *stand_ins[] = {&mute_pid, &trickle_pid};
+	for (size_t i = 0; i < sizeof(stand_ins) / sizeof(stand_ins[0]); i++) {
+		if (*stand_ins[i] > 0) {
+			kill(*stand_ins[i], SIGKILL);
+			waitpid(*stand_ins[i], NULL, 0);
+			*stand_ins[i] = 0;
+		}
 	}
 	for (int s = 0; s < NSERVERS; s++) {
 		if (server_pids[s] > 0) {
@@ -577,6 +587,21 @@ static void test_a_connection_closed_without_an_answer_fails(void **state)
 	provider_free(p);
 }
 
+static void test_an_answer_that_never_ends_fails_in_the_commands_time(void **state)
+{
+	struct provider *p = provider_test_make(
+	    json_pack("{s:s, s:s, s:s, s:s, s:s, s:i}", "type", "haproxy", "socket", trickle_sock,
+		      "backend", "app", "stable", "stable", "canary", "canary", "timeout_ms", 500));
+	struct outcome o;
+	(void)state;
+
+	run(p, PROVIDER_SET_WEIGHT, 10, NULL, &o);
+	assert_false(o.ok);
+	assert_string_equal(o.msg,
+			    "set_weight failed: the runtime API did not answer within 500 ms");
+	provider_free(p);
+}
+
 static void test_actions_it_cannot_do_are_refused(void **state)
 {
 	struct provider *p = make_web();
@@ -644,6 +669,8 @@ int main(void)
 	    cmocka_unit_test_setup(test_unknown_server_fails_with_haproxys_answer, setup),
 	    cmocka_unit_test_setup(test_unreachable_runtime_api_fails, setup),
 	    cmocka_unit_test_setup(test_a_connection_closed_without_an_answer_fails, setup),
+	    cmocka_unit_test_setup(test_an_answer_that_never_ends_fails_in_the_commands_time,
+				   setup),
 	    cmocka_unit_test_setup(test_actions_it_cannot_do_are_refused, setup),
 	    cmocka_unit_test_setup(test_bad_definitions_are_refused_with_the_key, setup),
 	};
