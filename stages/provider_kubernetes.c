@@ -11,7 +11,9 @@
  * merge); verify polls the Deployment until kubectl's rollout-status rules
  * say it is rolled out, and fails on ProgressDeadlineExceeded; switch (and
  * promote or abort with a colour) patches the Service's selector to the
- * colour; scale_down sets the colour's Deployment to 0 replicas.
+ * colour; scale_down sets the colour's Deployment to 0 replicas, noting
+ * in an annotation how many it had, and the next apply to it gives them
+ * back, so that a colour scaled down serves again once it is deployed.
  */
 #include "stages/provider.h"
 
@@ -33,6 +35,7 @@
 #define MSG_MAX		   1024
 #define SA_DIR		   "/var/run/secrets/kubernetes.io/serviceaccount"
 #define PATCH_TYPE	   "Content-Type: application/strategic-merge-patch+json"
+#define REPLICAS_NOTE	   "sluice.dev/replicas"
 
 struct kube {
 	struct event_base *base;
@@ -53,6 +56,7 @@ struct kube {
 	struct curl_slist *headers;
 	char *url;
 	char *body;
+	json_t *patch; /* apply's or scale_down's, until the Deployment is read */
 	struct curlreq_answer resp;
 	enum provider_verb verb;
 	char *target; /* the Deployment's name, expanded */
@@ -247,6 +251,8 @@ static void clear_action(struct kube *k)
 	clear_request(k);
 	free(k->body);
 	k->body = NULL;
+	json_decref(k->patch);
+	k->patch = NULL;
 	free(k->target);
 	k->target = NULL;
 	if (k->poll_ev)
@@ -419,6 +425,22 @@ static int rollout_status(const json_t *d, char *why, size_t whylen)
 	return 1;
 }
 
+static int set_body(struct kube *k, json_t *patch, char *err, size_t errlen)
+{
+	k->body = patch ? json_dumps(patch, JSON_COMPACT) : NULL;
+	json_decref(patch);
+	if (!k->body) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	return 0;
+}
+
+static void deployment_path(const struct kube *k, char *path, size_t len)
+{
+	snprintf(path, len, "/apis/apps/v1/namespaces/%s/deployments/%s", k->namespace, k->target);
+}
+
 static void on_poll(evutil_socket_t fd, short what, void *arg)
 {
 	struct kube *k = arg;
@@ -426,9 +448,51 @@ static void on_poll(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 
-	snprintf(path, sizeof(path), "/apis/apps/v1/namespaces/%s/deployments/%s", k->namespace,
-		 k->target);
+	deployment_path(k, path, sizeof(path));
 	request(k, "GET", path);
+}
+
+/* The replicas a scale_down noted on the Deployment d; 0 when none. */
+static long long noted_replicas(const json_t *d)
+{
+	const json_t *notes = json_object_get(json_object_get(d, "metadata"), "annotations");
+	const char *text = json_string_value(json_object_get(notes, REPLICAS_NOTE));
+	char *end;
+	long long n;
+
+	if (!text)
+		return 0;
+	n = strtoll(text, &end, 10);
+	return end != text && !*end && n > 0 && n <= INT32_MAX ? n : 0;
+}
+
+/* Completes apply's or scale_down's patch from the Deployment d as it is:
+ * scale_down notes the replicas it takes away (none taken leaves an
+ * earlier note be), apply gives the noted ones back to a Deployment it
+ * finds at 0 and drops the note. -1 when out of memory. */
+static int complete_patch(enum provider_verb verb, const json_t *d, json_t *patch)
+{
+	const json_t *replicas = json_object_get(json_object_get(d, "spec"), "replicas");
+	long long now = replicas ? json_integer_value(replicas) : 1;
+	long long noted = noted_replicas(d);
+	char text[32];
+	json_t *meta;
+
+	if (verb == PROVIDER_SCALE_DOWN && now > 0) {
+		snprintf(text, sizeof(text), "%lld", now);
+		meta = json_pack("{s:{s:s}}", "annotations", REPLICAS_NOTE, text);
+	} else if (verb == PROVIDER_APPLY && noted > 0) {
+		meta = json_pack("{s:{s:n}}", "annotations", REPLICAS_NOTE);
+		if (meta && now == 0 &&
+		    json_object_set_new(json_object_get(patch, "spec"), "replicas",
+					json_integer(noted)) < 0) {
+			json_decref(meta);
+			return -1;
+		}
+	} else {
+		return 0;
+	}
+	return json_object_set_new(patch, "metadata", meta);
 }
 
 static void on_response(CURL *easy, CURLcode rc, void *arg)
@@ -455,6 +519,34 @@ static void on_response(CURL *easy, CURLcode rc, void *arg)
 			 reason ? ": " : "", reason ? reason : "");
 		json_decref(doc);
 		finish(k, 0, msg);
+		return;
+	}
+	if (k->patch) {
+		/* apply or scale_down: the Deployment read, it is patched now */
+		json_t *patch = k->patch;
+		char path[512];
+
+		k->patch = NULL;
+		if (!json_is_object(doc)) {
+			snprintf(msg, sizeof(msg), "%s failed: %s did not answer with a Deployment",
+				 verb, k->url);
+			json_decref(doc);
+			json_decref(patch);
+			finish(k, 0, msg);
+			return;
+		}
+		if (complete_patch(k->verb, doc, patch) < 0) {
+			json_decref(patch);
+			patch = NULL;
+		}
+		json_decref(doc);
+		if (set_body(k, patch, why, sizeof(why)) < 0) {
+			snprintf(msg, sizeof(msg), "%s failed: %s", verb, why);
+			finish(k, 0, msg);
+			return;
+		}
+		deployment_path(k, path, sizeof(path));
+		request(k, "PATCH", path);
 		return;
 	}
 	if (k->verb != PROVIDER_VERIFY) {
@@ -485,14 +577,19 @@ static void on_response(CURL *easy, CURLcode rc, void *arg)
 
 /* --- actions ------------------------------------------------------------ */
 
-static int set_body(struct kube *k, json_t *patch, char *err, size_t errlen)
+/* Reads the Deployment, then sends patch completed from what it says
+ * (complete_patch). patch is taken. */
+static int read_then_patch(struct kube *k, json_t *patch, char *err, size_t errlen)
 {
-	k->body = patch ? json_dumps(patch, JSON_COMPACT) : NULL;
-	json_decref(patch);
-	if (!k->body) {
+	char path[512];
+
+	if (!patch) {
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
+	k->patch = patch;
+	deployment_path(k, path, sizeof(path));
+	request(k, "GET", path);
 	return 0;
 }
 
@@ -522,21 +619,17 @@ static int kube_start(void *state, const struct provider_action *a, provider_don
 			snprintf(err, errlen, "apply: needs an image");
 			goto fail;
 		}
-		if (set_body(k,
-			     json_pack("{s:{s:{s:{s:[{s:s,s:s}]}}}}", "spec", "template", "spec",
-				       "containers", "name", k->container, "image", a->image),
-			     err, errlen) < 0)
+		if (read_then_patch(k,
+				    json_pack("{s:{s:{s:{s:[{s:s,s:s}]}}}}", "spec", "template",
+					      "spec", "containers", "name", k->container, "image",
+					      a->image),
+				    err, errlen) < 0)
 			goto fail;
-		snprintf(path, sizeof(path), "/apis/apps/v1/namespaces/%s/deployments/%s",
-			 k->namespace, k->target);
-		request(k, "PATCH", path);
 		break;
 	case PROVIDER_SCALE_DOWN:
-		if (set_body(k, json_pack("{s:{s:i}}", "spec", "replicas", 0), err, errlen) < 0)
+		if (read_then_patch(k, json_pack("{s:{s:i}}", "spec", "replicas", 0), err, errlen) <
+		    0)
 			goto fail;
-		snprintf(path, sizeof(path), "/apis/apps/v1/namespaces/%s/deployments/%s",
-			 k->namespace, k->target);
-		request(k, "PATCH", path);
 		break;
 	case PROVIDER_SWITCH:
 	case PROVIDER_PROMOTE:

@@ -107,6 +107,18 @@ static void deployment(int generation, int observed, int replicas, int status_re
 	apistub_reply(&stub, 200, body);
 }
 
+/* apply and scale_down read the Deployment at path, then patch it with body. */
+static void assert_read_then_patched(const char *path, const char *body)
+{
+	assert_int_equal(stub.nreq, 2);
+	assert_string_equal(stub.req[0].method, "GET");
+	assert_string_equal(stub.req[0].uri, path);
+	assert_string_equal(stub.req[1].method, "PATCH");
+	assert_string_equal(stub.req[1].uri, path);
+	assert_string_equal(stub.req[1].content_type, PATCH_TYPE);
+	assert_string_equal(stub.req[1].body, body);
+}
+
 static void test_apply_sends_a_strategic_merge_patch_of_the_image(void **state)
 {
 	struct provider *p = make(", \"deployment\": \"app\"");
@@ -116,14 +128,10 @@ static void test_apply_sends_a_strategic_merge_patch_of_the_image(void **state)
 	deployment(2, 1, 3, 3, 0, 3, 0, "NewReplicaSetAvailable");
 	run(p, PROVIDER_APPLY, "registry.local/app:1.4.2", NULL, &o);
 	assert_true(o.ok);
-	assert_int_equal(stub.nreq, 1);
-	assert_string_equal(stub.req[0].method, "PATCH");
-	assert_string_equal(stub.req[0].uri, DEPLOY_PATH);
-	assert_string_equal(stub.req[0].content_type, PATCH_TYPE);
-	assert_string_equal(stub.req[0].authorization, "Bearer tok-1");
-	assert_string_equal(stub.req[0].body, "{\"spec\":{\"template\":{\"spec\":{\"containers\":"
+	assert_read_then_patched(DEPLOY_PATH, "{\"spec\":{\"template\":{\"spec\":{\"containers\":"
 					      "[{\"name\":\"app\",\"image\":\"registry.local/"
 					      "app:1.4.2\"}]}}}}");
+	assert_string_equal(stub.req[1].authorization, "Bearer tok-1");
 	assert_non_null(strstr(o.msg, "apply done: HTTP 200"));
 	provider_free(p);
 }
@@ -201,18 +209,38 @@ static void test_switch_patches_the_service_selector(void **state)
 	provider_free(p);
 }
 
-static void test_scale_down_zeroes_the_colours_deployment(void **state)
+static void test_scale_down_zeroes_the_colours_deployment_noting_its_replicas(void **state)
 {
 	struct provider *p = make(", \"deployment\": \"app-${SLUICE_COLOR}\"");
 	struct outcome o;
 	(void)state;
 
-	apistub_reply(&stub, 200, "{\"kind\": \"Deployment\"}");
+	deployment(2, 2, 3, 3, 3, 3, 0, "NewReplicaSetAvailable");
 	run(p, PROVIDER_SCALE_DOWN, NULL, "blue", &o);
 	assert_true(o.ok);
-	assert_string_equal(stub.req[0].method, "PATCH");
-	assert_string_equal(stub.req[0].uri, DEPLOY_PATH "-blue");
-	assert_string_equal(stub.req[0].body, "{\"spec\":{\"replicas\":0}}");
+	assert_read_then_patched(DEPLOY_PATH "-blue",
+				 "{\"spec\":{\"replicas\":0},\"metadata\":{\"annotations\":{"
+				 "\"sluice.dev/replicas\":\"3\"}}}");
+	provider_free(p);
+}
+
+/* Blue/green scales the old colour down; the next deployment goes to it. */
+static void test_apply_gives_a_scaled_down_deployment_its_replicas_back(void **state)
+{
+	struct provider *p = make(", \"deployment\": \"app\"");
+	struct outcome o;
+	(void)state;
+
+	apistub_reply(&stub, 200,
+		      "{\"kind\": \"Deployment\", \"metadata\": {\"name\": \"app\", "
+		      "\"generation\": 4, \"annotations\": {\"sluice.dev/replicas\": \"3\"}}, "
+		      "\"spec\": {\"replicas\": 0}, \"status\": {\"observedGeneration\": 4}}");
+	run(p, PROVIDER_APPLY, "img:2", NULL, &o);
+	assert_true(o.ok);
+	assert_read_then_patched(DEPLOY_PATH,
+				 "{\"spec\":{\"template\":{\"spec\":{\"containers\":[{\"name\":"
+				 "\"app\",\"image\":\"img:2\"}]}},\"replicas\":3},\"metadata\":{"
+				 "\"annotations\":{\"sluice.dev/replicas\":null}}}");
 	provider_free(p);
 }
 
@@ -243,9 +271,9 @@ static void test_token_is_read_again_for_each_request(void **state)
 	run(p, PROVIDER_APPLY, "img:2", NULL, &o);
 	write_token("tok-rotated");
 	run(p, PROVIDER_APPLY, "img:3", NULL, &o);
-	assert_int_equal(stub.nreq, 2);
-	assert_string_equal(stub.req[0].authorization, "Bearer tok-1");
-	assert_string_equal(stub.req[1].authorization, "Bearer tok-rotated");
+	assert_int_equal(stub.nreq, 4);
+	assert_string_equal(stub.req[1].authorization, "Bearer tok-1");
+	assert_string_equal(stub.req[3].authorization, "Bearer tok-rotated");
 	provider_free(p);
 }
 
@@ -356,7 +384,10 @@ int main(void)
 	    cmocka_unit_test_setup(test_progress_deadline_exceeded_fails_verify, setup),
 	    cmocka_unit_test_setup(test_verify_gives_up_after_its_timeout, setup),
 	    cmocka_unit_test_setup(test_switch_patches_the_service_selector, setup),
-	    cmocka_unit_test_setup(test_scale_down_zeroes_the_colours_deployment, setup),
+	    cmocka_unit_test_setup(
+		test_scale_down_zeroes_the_colours_deployment_noting_its_replicas, setup),
+	    cmocka_unit_test_setup(test_apply_gives_a_scaled_down_deployment_its_replicas_back,
+				   setup),
 	    cmocka_unit_test_setup(test_api_error_reports_the_status_message, setup),
 	    cmocka_unit_test_setup(test_token_is_read_again_for_each_request, setup),
 	    cmocka_unit_test_setup(test_unreachable_server_fails, setup),
