@@ -12,7 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "config/check.h"
 #include "config/doc.h"
@@ -20,6 +19,7 @@
 #include "config/file.h"
 #include "config/retry.h"
 #include "config/when.h"
+#include "stages/request.h"
 
 #define DEFAULT_TIMEOUT_MS (3600LL * 1000)
 #define MAX_TIMEOUT_MS	   (30LL * 86400 * 1000)
@@ -39,8 +39,6 @@ static const char *const stage_keys[] = {
 static const char *const executors[] = {"run", "sh", "http", NULL};
 static const char *const http_keys[] = {"method",  "url",     "headers", "body",    "expect",
 					"timeout", "retries", "backoff", "ca_file", NULL};
-static const char *const http_methods[] = {"GET",   "HEAD",   "POST",	 "PUT",
-					   "PATCH", "DELETE", "OPTIONS", NULL};
 static const char *const events[] = {"push", "pull_request", NULL};
 static const char *const kinds[] = {"build", "test", "scan", "push", "deploy", NULL};
 
@@ -415,8 +413,7 @@ static int load_http(struct loading *ld, const struct config_doc_node *h, json_t
 	    config_check_require(&ld->ck, h, "url", &n) < 0 ||
 	    config_check_string(&ld->ck, n, 0, &url) < 0)
 		return -1;
-	if (strncmp(url, "${", 2) != 0 && strncasecmp(url, "http://", 7) != 0 &&
-	    strncasecmp(url, "https://", 8) != 0)
+	if (!request_url_form(url))
 		return config_check_fail(&ld->ck, n, "expected an http:// or https:// URL");
 	*out = json_pack("{ss}", "url", url);
 	if (!*out)
@@ -428,11 +425,10 @@ static int load_http(struct loading *ld, const struct config_doc_node *h, json_t
 		for (i = 0; i < sizeof(upper) - 1 && method[i]; i++)
 			upper[i] = (char)toupper((unsigned char)method[i]);
 		upper[i] = '\0';
-		if (method[i] || !in_list(upper, http_methods))
-			return config_check_fail(&ld->ck, n,
-						 "unknown method \"%s\" (known: GET, HEAD, POST, "
-						 "PUT, PATCH, DELETE, OPTIONS)",
-						 method);
+		if (method[i] || !request_method_known(upper))
+			return config_check_fail(
+			    &ld->ck, n, "unknown method \"%s\" (known: " REQUEST_METHODS ")",
+			    method);
 		method = upper;
 	}
 	if (json_object_set_new(*out, "method", json_string(method)) < 0)

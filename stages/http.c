@@ -2,6 +2,7 @@
  * whose sockets and timer are libevent events on the worker's loop. */
 #include "stages/http.h"
 
+#include <ctype.h>
 #include <curl/curl.h>
 #include <errno.h>
 #include <stdio.h>
@@ -384,7 +385,10 @@ static int build_request(struct http *h, const json_t *def, const json_t *vars, 
 	json_t *v;
 	size_t i;
 
+	/* A provider's action may write the method in lower case. */
 	snprintf(h->method, sizeof(h->method), "%s", method ? method : "GET");
+	for (char *c = h->method; *c; c++)
+		*c = (char)toupper((unsigned char)*c);
 	if (request_url(json_string_value(json_object_get(def, "url")), vars, &h->url, h->shown_url,
 			sizeof(h->shown_url), err, errlen) < 0 ||
 	    request_headers(json_object_get(def, "headers"), vars, &h->headers, &content_type, err,

@@ -12,10 +12,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "stages/http.h"
+#include "stages/request.h"
 
 #define DEFAULT_TIMEOUT_MS (10 * 60 * 1000)
+#define MAX_MS		   86400000
+#define MAX_RETRIES	   100
 
 struct webhook_job;
 
@@ -35,11 +39,40 @@ struct webhook_job {
 	void *arg;
 };
 
+static const char *const request_keys[] = {"url",     "method",	    "headers", "body",
+					   "expect",  "timeout_ms", "retries", "backoff_ms",
+					   "ca_file", NULL};
+
+static int known_key(const char *key)
+{
+	for (const char *const *k = request_keys; *k; k++)
+		if (strcmp(key, *k) == 0)
+			return 1;
+	return 0;
+}
+
+/* A whole number from min to max, when present. */
+static int check_number(const char *verb, const json_t *req, const char *key, long long min,
+			long long max, char *err, size_t errlen)
+{
+	const json_t *v = json_object_get(req, key);
+
+	if (!v ||
+	    (json_is_integer(v) && json_integer_value(v) >= min && json_integer_value(v) <= max))
+		return 0;
+	snprintf(err, errlen, "provider.actions.%s.%s: a whole number from %lld to %lld", verb, key,
+		 min, max);
+	return -1;
+}
+
+/* The request as stages/http.h reads it, checked where it is written as an
+ * http: stage is: a misspelt key or a stage's own (timeout: 30s) would
+ * otherwise be ignored, and a method sent as it is written. */
 static int check_request(const char *verb, const json_t *req, char *err, size_t errlen)
 {
 	const json_t *headers = json_object_get(req, "headers");
 	const json_t *expect = json_object_get(req, "expect");
-	const char *name;
+	const char *name, *method;
 	json_t *v;
 	size_t i;
 
@@ -47,14 +80,43 @@ static int check_request(const char *verb, const json_t *req, char *err, size_t 
 		snprintf(err, errlen, "provider.actions.%s.url: required", verb);
 		return -1;
 	}
+	json_object_foreach((json_t *)req, name, v)
+	{
+		if (!known_key(name)) {
+			snprintf(err, errlen,
+				 "provider.actions.%s.%s: unknown key (url, method, headers, body, "
+				 "expect, timeout_ms, retries, backoff_ms, ca_file)",
+				 verb, name);
+			return -1;
+		}
+	}
+	if (!request_url_form(json_string_value(json_object_get(req, "url")))) {
+		snprintf(err, errlen,
+			 "provider.actions.%s.url: expected an http:// or https:// URL", verb);
+		return -1;
+	}
 	v = json_object_get(req, "method");
 	if (v && !json_is_string(v)) {
 		snprintf(err, errlen, "provider.actions.%s.method: not a string", verb);
 		return -1;
 	}
+	method = v ? json_string_value(v) : "GET";
+	if (!request_method_known(method)) {
+		snprintf(
+		    err, errlen,
+		    "provider.actions.%s.method: unknown method \"%s\" (known: " REQUEST_METHODS
+		    ")",
+		    verb, method);
+		return -1;
+	}
 	v = json_object_get(req, "body");
 	if (v && !json_is_string(v)) {
 		snprintf(err, errlen, "provider.actions.%s.body: not a string", verb);
+		return -1;
+	}
+	if (v && (strcasecmp(method, "GET") == 0 || strcasecmp(method, "HEAD") == 0)) {
+		snprintf(err, errlen, "provider.actions.%s.body: a %s request has no body", verb,
+			 method);
 		return -1;
 	}
 	if (headers && !json_is_object(headers)) {
@@ -82,7 +144,16 @@ static int check_request(const char *verb, const json_t *req, char *err, size_t 
 			return -1;
 		}
 	}
-	return 0;
+	v = json_object_get(req, "ca_file");
+	if (v && !json_is_string(v)) {
+		snprintf(err, errlen, "provider.actions.%s.ca_file: not a string", verb);
+		return -1;
+	}
+	return check_number(verb, req, "timeout_ms", 1, MAX_MS, err, errlen) < 0 ||
+		       check_number(verb, req, "backoff_ms", 1, MAX_MS, err, errlen) < 0 ||
+		       check_number(verb, req, "retries", 0, MAX_RETRIES, err, errlen) < 0
+		   ? -1
+		   : 0;
 }
 
 static void *webhook_create(struct event_base *base, const json_t *def, char *err, size_t errlen)
@@ -92,7 +163,7 @@ static void *webhook_create(struct event_base *base, const json_t *def, char *er
 	int timeout_ms;
 
 	if (provider_def_actions(def, "a request", check_request, err, errlen) < 0 ||
-	    provider_def_ms(def, "timeout_ms", DEFAULT_TIMEOUT_MS, 86400000, &timeout_ms, err,
+	    provider_def_ms(def, "timeout_ms", DEFAULT_TIMEOUT_MS, MAX_MS, &timeout_ms, err,
 			    errlen) < 0)
 		return NULL;
 	w = calloc(1, sizeof(*w));

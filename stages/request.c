@@ -10,6 +10,23 @@
 #include "lib/curlreq.h"
 #include "stages/expand.h"
 
+int request_method_known(const char *method)
+{
+	static const char *const methods[] = {"GET",   "HEAD",	 "POST",    "PUT",
+					      "PATCH", "DELETE", "OPTIONS", NULL};
+
+	for (const char *const *m = methods; *m; m++)
+		if (strcasecmp(method, *m) == 0)
+			return 1;
+	return 0;
+}
+
+int request_url_form(const char *tmpl)
+{
+	return strncmp(tmpl, "${", 2) == 0 || strncasecmp(tmpl, "http://", 7) == 0 ||
+	       strncasecmp(tmpl, "https://", 8) == 0;
+}
+
 static int has_control(const char *s)
 {
 	for (; *s; s++)

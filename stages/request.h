@@ -13,6 +13,15 @@
 #include <jansson.h>
 #include <stddef.h>
 
+/* The methods a request may use, for messages. */
+#define REQUEST_METHODS "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
+
+/* Whether method is one of REQUEST_METHODS, in any case. */
+int request_method_known(const char *method);
+/* Whether a url template is of the form a request takes before it is
+ * expanded: http://, https:// or a ${NAME} that holds the start. */
+int request_url_form(const char *tmpl);
+
 /* tmpl expanded as a URL (EXPAND_URL) into *url (malloc'd, the caller's to
  * free even on failure) and what messages may show of it into shown. 0, or
  * -1 with err "url: ...". */

@@ -124,6 +124,22 @@ static void test_server_errors_are_retried(void **state)
 	provider_free(p);
 }
 
+static void test_a_method_in_lower_case_is_sent_as_the_method(void **state)
+{
+	struct provider *p =
+	    make("{\"promote\": {\"method\": \"post\", \"url\": \"http://127.0.0.1:%d/promote\"}}",
+		 stub.port);
+	struct provider_action a = {PROVIDER_PROMOTE, NULL, -1, NULL, NULL};
+	struct outcome o;
+	(void)state;
+
+	apistub_reply(&stub, 200, "{}");
+	run(p, &a, &o);
+	assert_true(o.ok);
+	assert_string_equal(stub.req[0].method, "POST");
+	provider_free(p);
+}
+
 static void test_each_action_has_its_own_request(void **state)
 {
 	struct provider *p =
@@ -203,6 +219,28 @@ static void test_bad_definitions_are_refused_with_the_key(void **state)
 	expect_error("{\"type\": \"http\", \"actions\": {\"apply\": {\"url\": \"http://x\", "
 		     "\"expect\": [42]}}}",
 		     "provider.actions.apply.expect[0]: not an HTTP status");
+	/* What an http: stage refuses where it is written is refused here too,
+	 * rather than ignored or sent as it is. */
+	expect_error("{\"type\": \"http\", \"actions\": {\"apply\": {\"url\": \"http://x\", "
+		     "\"timeout\": \"5s\"}}}",
+		     "provider.actions.apply.timeout: unknown key (url, method, headers, body, "
+		     "expect, timeout_ms, retries, backoff_ms, ca_file)");
+	expect_error("{\"type\": \"http\", \"actions\": {\"apply\": {\"url\": \"http://x\", "
+		     "\"method\": \"FETCH\"}}}",
+		     "provider.actions.apply.method: unknown method \"FETCH\" (known: GET, HEAD, "
+		     "POST, PUT, PATCH, DELETE, OPTIONS)");
+	expect_error("{\"type\": \"http\", \"actions\": {\"verify\": {\"url\": \"http://x\", "
+		     "\"body\": \"{}\"}}}",
+		     "provider.actions.verify.body: a GET request has no body");
+	expect_error("{\"type\": \"http\", \"actions\": {\"apply\": {\"url\": "
+		     "\"ftp://x/\"}}}",
+		     "provider.actions.apply.url: expected an http:// or https:// URL");
+	expect_error("{\"type\": \"http\", \"actions\": {\"apply\": {\"url\": \"http://x\", "
+		     "\"retries\": -1}}}",
+		     "provider.actions.apply.retries: a whole number from 0 to 100");
+	expect_error("{\"type\": \"http\", \"actions\": {\"apply\": {\"url\": \"http://x\", "
+		     "\"timeout_ms\": \"30s\"}}}",
+		     "provider.actions.apply.timeout_ms: a whole number from 1 to 86400000");
 }
 
 int main(void)
@@ -211,6 +249,7 @@ int main(void)
 	    cmocka_unit_test_setup(test_template_gets_the_action_variables, setup),
 	    cmocka_unit_test_setup(test_unexpected_status_fails_with_it, setup),
 	    cmocka_unit_test_setup(test_server_errors_are_retried, setup),
+	    cmocka_unit_test_setup(test_a_method_in_lower_case_is_sent_as_the_method, setup),
 	    cmocka_unit_test_setup(test_each_action_has_its_own_request, setup),
 	    cmocka_unit_test_setup(test_undefined_variable_is_refused_at_start, setup),
 	    cmocka_unit_test_setup(test_cancel_is_silent, setup),
