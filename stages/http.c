@@ -39,8 +39,9 @@ struct http {
 	char method[16];
 	long *expect;
 	size_t nexpect;
-	int attempt_ms;
-	int backoff_ms;
+	/* As loaded: up to 30 days, more than an int holds. */
+	long long attempt_ms;
+	long long backoff_ms;
 	int retries;
 	struct event *stage_timer;
 	struct event *retry_timer;
@@ -268,9 +269,9 @@ static void attempt_done(struct http *h, CURLcode rc)
 	detach_easy(h);
 	if (rc != CURLE_OK) {
 		if (rc == CURLE_OPERATION_TIMEDOUT && h->attempt_ms % 1000 == 0)
-			snprintf(why, sizeof(why), "timeout after %d s", h->attempt_ms / 1000);
+			snprintf(why, sizeof(why), "timeout after %lld s", h->attempt_ms / 1000);
 		else if (rc == CURLE_OPERATION_TIMEDOUT)
-			snprintf(why, sizeof(why), "timeout after %d ms", h->attempt_ms);
+			snprintf(why, sizeof(why), "timeout after %lld ms", h->attempt_ms);
 		else if (is_tls_error(rc))
 			tls_error(h, rc, why, sizeof(why));
 		else
@@ -436,9 +437,9 @@ static int build_request(struct http *h, const json_t *def, const json_t *vars, 
 		}
 	}
 	v = json_object_get(def, "timeout_ms");
-	h->attempt_ms = json_is_integer(v) ? (int)json_integer_value(v) : DEFAULT_ATTEMPT_MS;
+	h->attempt_ms = json_is_integer(v) ? json_integer_value(v) : DEFAULT_ATTEMPT_MS;
 	v = json_object_get(def, "backoff_ms");
-	h->backoff_ms = json_is_integer(v) ? (int)json_integer_value(v) : DEFAULT_BACKOFF_MS;
+	h->backoff_ms = json_is_integer(v) ? json_integer_value(v) : DEFAULT_BACKOFF_MS;
 	v = json_object_get(def, "retries");
 	h->retries = json_is_integer(v) ? (int)json_integer_value(v) : DEFAULT_RETRIES;
 

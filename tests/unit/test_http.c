@@ -285,6 +285,23 @@ static void test_retry_after_is_honoured(void **state)
 	assert_true(took >= 1000);
 }
 
+/* A back-off of 25 days, which a stage may have (up to 30), is more than
+ * an int holds: it is capped, never a negative delay that retries at once. */
+static void test_a_back_off_of_days_waits_its_cap(void **state)
+{
+	struct outcome o;
+	char def[512];
+	(void)state;
+	snprintf(def, sizeof(def),
+		 "{\"url\": \"%s\", \"retries\": 3, \"backoff_ms\": 2160000000, "
+		 "\"timeout_ms\": 2160000000}",
+		 url(&fx.plain, "http", "/flaky/days"));
+	run(def, NULL, 300, &o);
+	assert_int_equal(o.res.outcome, HTTP_TIMED_OUT);
+	assert_int_equal(o.res.attempts, 1);
+	assert_true(has_line(&o, "retrying in 600000 ms"));
+}
+
 static void test_attempt_timeout_fails_with_the_time(void **state)
 {
 	struct outcome o;
@@ -410,6 +427,7 @@ int main(void)
 	    cmocka_unit_test(test_503_fails_when_retries_run_out),
 	    cmocka_unit_test(test_404_fails_at_once),
 	    cmocka_unit_test(test_retry_after_is_honoured),
+	    cmocka_unit_test(test_a_back_off_of_days_waits_its_cap),
 	    cmocka_unit_test(test_attempt_timeout_fails_with_the_time),
 	    cmocka_unit_test(test_stage_timeout_ends_as_timed_out),
 	    cmocka_unit_test(test_cancel_ends_as_cancelled),
