@@ -93,3 +93,25 @@ int utf8_repair(const char *s, size_t len, char **out, size_t *outlen)
 	*outlen = (size_t)(o - copy);
 	return 1;
 }
+
+void utf8_copy(char *out, size_t outlen, const char *s, size_t len)
+{
+	char *fixed;
+	size_t n;
+
+	if (utf8_repair(s, len, &fixed, &n) < 0) {
+		out[0] = '\0';
+		return;
+	}
+	if (fixed)
+		s = fixed;
+	if (n >= outlen) {
+		/* Back to the first byte of the character the cut falls in. */
+		n = outlen - 1;
+		while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
+			n--;
+	}
+	memcpy(out, s, n);
+	out[n] = '\0';
+	free(fixed);
+}

@@ -21,4 +21,9 @@ uint32_t utf8_code_point(const unsigned char *p, size_t n);
  * *outlen is the length of what to use. */
 int utf8_repair(const char *s, size_t len, char **out, size_t *outlen);
 
+/* s[0..len) as utf8_repair makes it, cut at a character's boundary to fit
+ * out (outlen > 0 bytes, its NUL included): for text that goes into JSON
+ * from somewhere that need not write UTF-8. Empty when out of memory. */
+void utf8_copy(char *out, size_t outlen, const char *s, size_t len);
+
 #endif

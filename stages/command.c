@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "lib/strv.h"
+#include "lib/utf8.h"
 #include "stages/expand.h"
 
 #define KILL_GRACE_MS 5000
@@ -124,12 +125,10 @@ static void on_line(enum process_stream s, const char *line, size_t len, void *a
 
 	while (keep > 0 && (line[keep - 1] == '\r' || line[keep - 1] == ' '))
 		keep--;
-	if (keep > 0) {
-		if (keep >= sizeof(r->last))
-			keep = sizeof(r->last) - 1;
-		memcpy(r->last, line, keep);
-		r->last[keep] = '\0';
-	}
+	/* It is quoted in JSON (a step's or a check's message, a stage's
+	 * error), whatever bytes the command wrote. */
+	if (keep > 0)
+		utf8_copy(r->last, sizeof(r->last), line, keep);
 	/* Last: the callback may cancel the run. */
 	if (!r->cancelled && r->line)
 		r->line(line, len, r->arg);

@@ -24,6 +24,8 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 
+#include "lib/utf8.h"
+
 #define DEFAULT_TIMEOUT_MS 5000
 #define MAX_COMMANDS	   64
 #define MAX_REPLY	   (256 * 1024)
@@ -246,7 +248,8 @@ static void clear_action(struct haproxy *h)
 static void finish(struct haproxy *h, int ok, const char *msg)
 {
 	h->ok = ok;
-	snprintf(h->msg, sizeof(h->msg), "%.*s", (int)sizeof(h->msg) - 1, msg);
+	/* It may quote whatever answered at the runtime API's address. */
+	utf8_copy(h->msg, sizeof(h->msg), msg, strlen(msg));
 	if (h->bev) {
 		bufferevent_free(h->bev);
 		h->bev = NULL;

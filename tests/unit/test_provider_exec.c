@@ -7,6 +7,7 @@
 #include <cmocka.h>
 
 #include "lib/clock.h"
+#include "stages/command.h"
 #include "stages/process.h"
 #include "stages/provider.h"
 
@@ -85,6 +86,31 @@ static void test_nonzero_exit_fails_with_last_line(void **state)
 	run(p, &a, &o);
 	assert_false(o.ok);
 	assert_string_equal(o.msg, "verify failed with exit code 3: pods not ready");
+	provider_free(p);
+}
+
+/* The message goes into JSON (the step's, the stage's error): it is UTF-8
+ * whatever the command wrote, and a long line is cut between characters. */
+static void test_last_line_of_any_bytes_is_kept_as_utf8(void **state)
+{
+	struct provider *p =
+	    make("{\"type\": \"exec\", \"actions\": {\"verify\": {\"sh\": \"printf 'bad \\\\377 "
+		 "byte\\\\n'; exit 3\"}, \"promote\": {\"sh\": \"printf '\\u00e9%.0s' $(seq 300); "
+		 "exit 1\"}}}");
+	struct provider_action a = {PROVIDER_VERIFY, NULL, -1, NULL, NULL};
+	struct outcome o;
+	json_t *text;
+	(void)state;
+
+	run(p, &a, &o);
+	assert_string_equal(o.msg, "verify failed with exit code 3: bad \xef\xbf\xbd byte");
+	a.verb = PROVIDER_PROMOTE;
+	run(p, &a, &o);
+	text = json_string(o.msg);
+	assert_non_null(text);
+	json_decref(text);
+	assert_int_equal(strlen(o.msg), strlen("promote failed with exit code 1: ") +
+					    (COMMAND_LAST_LINE_MAX - 1) / 2 * 2);
 	provider_free(p);
 }
 
@@ -224,6 +250,7 @@ int main(void)
 	    cmocka_unit_test(test_action_variables_reach_the_command_environment),
 	    cmocka_unit_test(test_run_arguments_expand_action_variables),
 	    cmocka_unit_test(test_nonzero_exit_fails_with_last_line),
+	    cmocka_unit_test(test_last_line_of_any_bytes_is_kept_as_utf8),
 	    cmocka_unit_test(test_command_past_its_timeout_fails),
 	    cmocka_unit_test(test_missing_program_fails),
 	    cmocka_unit_test(test_only_configured_actions_are_supported),

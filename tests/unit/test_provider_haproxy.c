@@ -27,10 +27,12 @@ static char sock[100];
 static int api_port, app_port, web_port;
 static pid_t haproxy_pid;
 static pid_t server_pids[NSERVERS];
-/* Stand-ins for the runtime API: one that closes each connection
- * unanswered, one that answers a byte at a time and never ends. */
-static char mute_sock[100], trickle_sock[100];
-static pid_t mute_pid, trickle_pid;
+/* Stand-ins for the runtime API, each on a unix socket of its own: one
+ * that closes each connection unanswered, one that answers a byte at a
+ * time and never ends, one that answers bytes that are not UTF-8. */
+enum stand_in { STAND_IN_MUTE, STAND_IN_TRICKLE, STAND_IN_GARBLED, NSTAND_INS };
+static char stand_in_socks[NSTAND_INS][100];
+static pid_t stand_in_pids[NSTAND_INS];
 
 /* --- the test's servers ------------------------------------------------- */
 
@@ -79,16 +81,17 @@ static pid_t start_backend(const char *name, int port)
 	}
 }
 
-/* A stand-in for the runtime API on the unix socket path: it reads each
- * command, then closes the connection without answering or, with trickle,
- * sends a byte every 100 ms for as long as the connection lasts. */
-static pid_t start_stand_in(const char path[100], int trickle)
+/* The stand-in of that kind on the unix socket path: it reads each
+ * command, then answers as its kind does. */
+static pid_t start_stand_in(const char *path, enum stand_in kind)
 {
+	static const char garbled[] = "\xff\xfe what is this\n\n";
+
 	struct sockaddr_un un = {.sun_family = AF_UNIX};
 	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
 	pid_t pid;
 
-	snprintf(un.sun_path, sizeof(un.sun_path), "%s", path);
+	snprintf(un.sun_path, sizeof(un.sun_path), "%.*s", (int)sizeof(un.sun_path) - 1, path);
 	if (fd < 0)
 		return -1;
 	pid =
@@ -104,8 +107,10 @@ static pid_t start_stand_in(const char path[100], int trickle)
 			continue;
 		if (read(c, buf, sizeof(buf)) < 0)
 			_exit(1);
-		while (trickle && send(c, "x", 1, MSG_NOSIGNAL) == 1)
+		while (kind == STAND_IN_TRICKLE && send(c, "x", 1, MSG_NOSIGNAL) == 1)
 			usleep(100000);
+		if (kind == STAND_IN_GARBLED && write(c, garbled, sizeof(garbled) - 1) < 0)
+			_exit(1);
 		close(c);
 	}
 }
@@ -293,12 +298,13 @@ static int group_setup(void **state)
 	if (!mkdtemp(dir))
 		return -1;
 	snprintf(sock, sizeof(sock), "%s/admin.sock", dir);
-	snprintf(mute_sock, sizeof(mute_sock), "%s/mute.sock", dir);
-	snprintf(trickle_sock, sizeof(trickle_sock), "%s/trickle.sock", dir);
-	mute_pid = start_stand_in(mute_sock, 0);
-	trickle_pid = start_stand_in(trickle_sock, 1);
-	if (mute_pid < 0 || trickle_pid < 0)
-		return -1;
+	for (int i = 0; i < NSTAND_INS; i++) {
+		snprintf(stand_in_socks[i], sizeof(stand_in_socks[i]), "%s/stand-in-%d.sock", dir,
+			 i);
+		stand_in_pids[i] = start_stand_in(stand_in_socks[i], (enum stand_in)i);
+		if (stand_in_pids[i] < 0)
+			return -1;
+	}
 	snprintf(cfg, sizeof(cfg), "%s/haproxy.cfg", dir);
 	snprintf(log, sizeof(log), "%s/haproxy.log", dir);
 	/* The backends hold their ports from the start; haproxy's own three
@@ -340,12 +346,11 @@ static int group_teardown(void **state)
 		waitpid(haproxy_pid, NULL, 0);
 		haproxy_pid = 0;
 	}
-	pid_t *stand_ins[] = {&mute_pid, &trickle_pid};
-	for (size_t i = 0; i < sizeof(stand_ins) / sizeof(stand_ins[0]); i++) {
-		if (*stand_ins[i] > 0) {
-			kill(*stand_ins[i], SIGKILL);
-			waitpid(*stand_ins[i], NULL, 0);
-			*stand_ins[i] = 0;
+	for (int i = 0; i < NSTAND_INS; i++) {
+		if (stand_in_pids[i] > 0) {
+			kill(stand_in_pids[i], SIGKILL);
+			waitpid(stand_in_pids[i], NULL, 0);
+			stand_in_pids[i] = 0;
 		}
 	}
 	for (int s = 0; s < NSERVERS; s++) {
@@ -572,16 +577,29 @@ static void test_unreachable_runtime_api_fails(void **state)
 	provider_free(p);
 }
 
-static void test_a_connection_closed_without_an_answer_fails(void **state)
+/* set_weight 10 through the stand-in of that kind fails with want; the
+ * provider, for more. */
+static struct provider *set_weight_fails(enum stand_in kind, const char *want)
 {
-	struct provider *p = make(mute_sock);
+	struct provider *p = provider_test_make(json_pack(
+	    "{s:s, s:s, s:s, s:s, s:s, s:i}", "type", "haproxy", "socket", stand_in_socks[kind],
+	    "backend", "app", "stable", "stable", "canary", "canary", "timeout_ms", 500));
 	struct outcome o;
-	(void)state;
 
 	run(p, PROVIDER_SET_WEIGHT, 10, NULL, &o);
 	assert_false(o.ok);
-	assert_string_equal(o.msg, "set_weight failed: \"set server app/canary weight 10\": the "
-				   "runtime API closed the connection without a complete answer");
+	assert_string_equal(o.msg, want);
+	return p;
+}
+
+static void test_a_connection_closed_without_an_answer_fails(void **state)
+{
+	struct provider *p = set_weight_fails(
+	    STAND_IN_MUTE, "set_weight failed: \"set server app/canary weight 10\": the runtime "
+			   "API closed the connection without a complete answer");
+	struct outcome o;
+	(void)state;
+
 	run(p, PROVIDER_ABORT, -1, NULL, &o);
 	assert_false(o.ok);
 	provider_free(p);
@@ -589,17 +607,18 @@ static void test_a_connection_closed_without_an_answer_fails(void **state)
 
 static void test_an_answer_that_never_ends_fails_in_the_commands_time(void **state)
 {
-	struct provider *p = provider_test_make(
-	    json_pack("{s:s, s:s, s:s, s:s, s:s, s:i}", "type", "haproxy", "socket", trickle_sock,
-		      "backend", "app", "stable", "stable", "canary", "canary", "timeout_ms", 500));
-	struct outcome o;
 	(void)state;
+	provider_free(set_weight_fails(
+	    STAND_IN_TRICKLE, "set_weight failed: the runtime API did not answer within 500 ms"));
+}
 
-	run(p, PROVIDER_SET_WEIGHT, 10, NULL, &o);
-	assert_false(o.ok);
-	assert_string_equal(o.msg,
-			    "set_weight failed: the runtime API did not answer within 500 ms");
-	provider_free(p);
+/* The message goes into JSON (the step's, the stage's error). */
+static void test_an_answer_that_is_not_utf8_is_quoted_as_utf8(void **state)
+{
+	(void)state;
+	provider_free(set_weight_fails(STAND_IN_GARBLED,
+				       "set_weight failed: \"set server app/canary weight 10\": "
+				       "\xef\xbf\xbd\xef\xbf\xbd what is this"));
 }
 
 static void test_actions_it_cannot_do_are_refused(void **state)
@@ -671,6 +690,7 @@ int main(void)
 	    cmocka_unit_test_setup(test_a_connection_closed_without_an_answer_fails, setup),
 	    cmocka_unit_test_setup(test_an_answer_that_never_ends_fails_in_the_commands_time,
 				   setup),
+	    cmocka_unit_test_setup(test_an_answer_that_is_not_utf8_is_quoted_as_utf8, setup),
 	    cmocka_unit_test_setup(test_actions_it_cannot_do_are_refused, setup),
 	    cmocka_unit_test_setup(test_bad_definitions_are_refused_with_the_key, setup),
 	};

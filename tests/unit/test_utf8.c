@@ -83,6 +83,20 @@ static void expect_code_point(const char *text, uint32_t want)
 	assert_int_equal(utf8_code_point(p, n), want);
 }
 
+static void test_a_copy_is_repaired_and_cut_at_a_character(void **state)
+{
+	char out[8];
+	(void)state;
+	utf8_copy(out, sizeof(out), "ok\xff", 3);
+	assert_string_equal(out, "ok" FFFD);
+	/* Seven bytes fit: the third euro sign, cut after its first, goes. */
+	utf8_copy(out, sizeof(out), "\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac", 9);
+	assert_string_equal(out, "\xe2\x82\xac\xe2\x82\xac");
+	/* So does a replacement that would not fit whole. */
+	utf8_copy(out, sizeof(out), "abcde\xff", 6);
+	assert_string_equal(out, "abcde");
+}
+
 static void test_the_code_point_of_each_length_of_sequence(void **state)
 {
 	(void)state;
@@ -100,6 +114,7 @@ int main(void)
 	    cmocka_unit_test(test_utf8_text_is_left_as_it_is),
 	    cmocka_unit_test(test_each_bad_byte_becomes_a_replacement_character),
 	    cmocka_unit_test(test_a_nul_byte_becomes_a_replacement_character_and_the_rest_stays),
+	    cmocka_unit_test(test_a_copy_is_repaired_and_cut_at_a_character),
 	    cmocka_unit_test(test_the_code_point_of_each_length_of_sequence),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
