@@ -14,6 +14,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "config/check.h"
 #include "stages/http.h"
 #include "stages/request.h"
 
@@ -125,6 +126,15 @@ static int check_request(const char *verb, const json_t *req, char *err, size_t 
 	}
 	json_object_foreach((json_t *)headers, name, v)
 	{
+		/* The name goes into the request as it is: a line break in it
+		 * would add a header of its own. */
+		if (!config_check_word(name, "-_.", 0)) {
+			snprintf(err, errlen,
+				 "provider.actions.%s.headers: \"%s\" is not a header name (use "
+				 "letters, digits, '-', '_' and '.')",
+				 verb, name);
+			return -1;
+		}
 		if (!json_is_string(v)) {
 			snprintf(err, errlen, "provider.actions.%s.headers.%s: not a string", verb,
 				 name);

@@ -236,6 +236,10 @@ static void test_bad_definitions_are_refused_with_the_key(void **state)
 		     "\"ftp://x/\"}}}",
 		     "provider.actions.apply.url: expected an http:// or https:// URL");
 	expect_error("{\"type\": \"http\", \"actions\": {\"apply\": {\"url\": \"http://x\", "
+		     "\"headers\": {\"X-A: 1\\r\\nX-B\": \"2\"}}}}",
+		     "provider.actions.apply.headers: \"X-A: 1\r\nX-B\" is not a header name (use "
+		     "letters, digits, '-', '_' and '.')");
+	expect_error("{\"type\": \"http\", \"actions\": {\"apply\": {\"url\": \"http://x\", "
 		     "\"retries\": -1}}}",
 		     "provider.actions.apply.retries: a whole number from 0 to 100");
 	expect_error("{\"type\": \"http\", \"actions\": {\"apply\": {\"url\": \"http://x\", "
