@@ -7,11 +7,11 @@
  * "backend": "app", "stable": server(s), "canary": server(s), "colors":
  * {"blue": server(s), "green": server(s)}, "timeout_ms": N for each
  * command, from connecting to the answer's last byte}.
- * A weight of N puts the canary servers at weight N and the stable ones at
- * 100 - N; switch readies the colour's servers and drains the others;
- * scale_down puts the colour's servers in maintenance; abort sends all
- * traffic back to stable (or to the colour it names); verify reads
- * "show servers state" and checks what the action says should hold.
+ * A weight of N gives the canary servers together N % of the traffic and
+ * the stable ones the rest, whatever their numbers; switch readies the colour's servers and drains
+ * the others; scale_down puts the colour's servers in maintenance; abort sends all traffic back to
+ * stable (or to the colour it names); verify reads "show servers state" and checks what the action
+ * says should hold.
  */
 #include "stages/provider.h"
 
@@ -30,6 +30,7 @@
 #define MAX_COMMANDS	   64
 #define MAX_REPLY	   (256 * 1024)
 #define MSG_MAX		   1024
+#define MAX_WEIGHT	   256 /* HAProxy's */
 
 /* srv_admin_state bits (HAProxy's SRV_ADMF_MAINT and SRV_ADMF_DRAIN): any
  * maintenance, any drain. SRV_ADMF_CMAINT (0x04, "disabled" in the
@@ -300,12 +301,33 @@ static int add_each(struct haproxy *h, const json_t *servers, const char *fmt, c
 	return 0;
 }
 
+/* The weight of each canary and each stable server that gives the canary
+ * servers together weight % of the traffic: with one of each, weight and
+ * 100 - weight; with more on a side, each of its servers weighs less. */
+static void split_weight(const struct haproxy *h, int weight, int *canary, int *stable)
+{
+	long long c = (long long)json_array_size(h->canary);
+	long long s = (long long)json_array_size(h->stable);
+	long long wc = weight * s, ws = (100 - weight) * c;
+	long long top = wc > ws ? wc : ws;
+
+	if (top > MAX_WEIGHT) {
+		wc = (wc * MAX_WEIGHT + top / 2) / top;
+		ws = (ws * MAX_WEIGHT + top / 2) / top;
+	}
+	/* A share too small to round to a weight still gets the least one. */
+	*canary = weight > 0 && wc == 0 ? 1 : (int)wc;
+	*stable = weight < 100 && ws == 0 ? 1 : (int)ws;
+}
+
 static int add_weights(struct haproxy *h, int weight)
 {
 	char canary[16], stable[16];
+	int wc, ws;
 
-	snprintf(canary, sizeof(canary), "%d", weight);
-	snprintf(stable, sizeof(stable), "%d", 100 - weight);
+	split_weight(h, weight, &wc, &ws);
+	snprintf(canary, sizeof(canary), "%d", wc);
+	snprintf(stable, sizeof(stable), "%d", ws);
 	if (add_each(h, h->canary, "set server %s/%s weight %s", canary) < 0)
 		return -1;
 	return add_each(h, h->stable, "set server %s/%s weight %s", stable);
@@ -502,10 +524,14 @@ static void check_servers(struct haproxy *h, char *dump)
 				goto out;
 			}
 			append(seen, sizeof(seen), "%s%s weight %d %s", server, &st);
-			if (h->action.weight >= 0 && !strcmp(name, "canary"))
-				want_weight = h->action.weight;
-			else if (h->action.weight >= 0 && !strcmp(name, "stable"))
-				want_weight = 100 - h->action.weight;
+			if (h->action.weight >= 0 && h->stable) {
+				int wc, ws;
+				split_weight(h, h->action.weight, &wc, &ws);
+				if (!strcmp(name, "canary"))
+					want_weight = wc;
+				else if (!strcmp(name, "stable"))
+					want_weight = ws;
+			}
 			if (h->color)
 				want_up = !strcmp(name, h->color);
 			else if (h->action.weight < 0)

@@ -24,7 +24,7 @@ static const char *const server_names[NSERVERS] = {"stable", "canary", "blue", "
 
 static char dir[64];
 static char sock[100];
-static int api_port, app_port, web_port;
+static int api_port, app_port, web_port, pair_port;
 static pid_t haproxy_pid;
 static pid_t server_pids[NSERVERS];
 /* Stand-ins for the runtime API, each on a unix socket of its own: one
@@ -224,6 +224,9 @@ static int write_config(int ports[NSERVERS])
 		"frontend web_in\n"
 		"  bind 127.0.0.1:%d\n"
 		"  default_backend web\n"
+		"frontend pair_in\n"
+		"  bind 127.0.0.1:%d\n"
+		"  default_backend pair\n"
 		"backend app\n"
 		"  balance roundrobin\n"
 		"  server stable 127.0.0.1:%d weight 100\n"
@@ -231,9 +234,15 @@ static int write_config(int ports[NSERVERS])
 		"backend web\n"
 		"  balance roundrobin\n"
 		"  server blue 127.0.0.1:%d weight 100\n"
-		"  server green 127.0.0.1:%d weight 100\n",
-		sock, api_port, app_port, web_port, ports[SRV_STABLE], ports[SRV_CANARY],
-		ports[SRV_BLUE], ports[SRV_GREEN]);
+		"  server green 127.0.0.1:%d weight 100\n"
+		"backend pair\n" /* two stable servers, one canary */
+		"  balance roundrobin\n"
+		"  server stable 127.0.0.1:%d weight 100\n"
+		"  server stable-b 127.0.0.1:%d weight 100\n"
+		"  server canary 127.0.0.1:%d weight 0\n",
+		sock, api_port, app_port, web_port, pair_port, ports[SRV_STABLE], ports[SRV_CANARY],
+		ports[SRV_BLUE], ports[SRV_GREEN], ports[SRV_STABLE], ports[SRV_STABLE],
+		ports[SRV_CANARY]);
 	return fclose(f);
 }
 
@@ -319,6 +328,7 @@ static int group_setup(void **state)
 		api_port = redisd_free_port();
 		app_port = redisd_free_port();
 		web_port = redisd_free_port();
+		pair_port = redisd_free_port();
 		if (write_config(ports) < 0)
 			return -1;
 		if (start_haproxy(cfg, log) == 0)
@@ -430,28 +440,57 @@ static void test_weight_zero_sends_no_request_to_canary(void **state)
 	provider_free(p);
 }
 
-static void test_weight_twenty_splits_traffic_one_in_five(void **state)
+/* set_weight 20 through p puts backend's canary and stable servers at
+ * these weights, sends one request in five through port to the canary and
+ * verifies. */
+static void weight_twenty(struct provider *p, const char *backend, int port, int canary, int stable)
 {
-	struct provider *p = make(sock);
 	struct outcome o;
 	int counts[NSERVERS], weight, admin;
-	(void)state;
 
 	run(p, PROVIDER_SET_WEIGHT, 20, NULL, &o);
 	assert_true(o.ok);
-	server_state("app", "canary", &weight, &admin);
-	assert_int_equal(weight, 20);
-	server_state("app", "stable", &weight, &admin);
-	assert_int_equal(weight, 80);
-	traffic(app_port, counts);
+	server_state(backend, "canary", &weight, &admin);
+	assert_int_equal(weight, canary);
+	server_state(backend, "stable", &weight, &admin);
+	assert_int_equal(weight, stable);
+	traffic(port, counts);
 	/* Weighted round robin: one request in five, give or take the cycle's
 	 * starting point. */
 	assert_in_range(counts[SRV_CANARY], REQUESTS / 5 - 1, REQUESTS / 5 + 1);
 	assert_int_equal(counts[SRV_CANARY] + counts[SRV_STABLE], REQUESTS);
 	run(p, PROVIDER_VERIFY, 20, NULL, &o);
 	assert_true(o.ok);
+}
+
+static void test_weight_twenty_splits_traffic_one_in_five(void **state)
+{
+	struct provider *p = make(sock);
+	struct outcome o;
+	(void)state;
+
+	weight_twenty(p, "app", app_port, 20, 80);
+	run(p, PROVIDER_VERIFY, 20, NULL, &o);
 	assert_non_null(strstr(o.msg, "canary weight 20 up"));
 	assert_non_null(strstr(o.msg, "stable weight 80 up"));
+	provider_free(p);
+}
+
+/* Two stable servers at 80 and a canary at 20 would give it 20 of 180. */
+static void test_weight_twenty_is_a_fifth_of_the_traffic_whatever_the_servers(void **state)
+{
+	struct provider *p = provider_test_make(
+	    json_pack("{s:s, s:s, s:s, s:[s, s], s:s}", "type", "haproxy", "socket", sock,
+		      "backend", "pair", "stable", "stable", "stable-b", "canary", "canary"));
+	struct outcome o;
+	int weight, admin;
+	(void)state;
+
+	weight_twenty(p, "pair", pair_port, 40, 80);
+	run(p, PROVIDER_ABORT, -1, NULL, &o);
+	assert_true(o.ok);
+	server_state("pair", "canary", &weight, &admin);
+	assert_int_equal(weight, 0);
 	provider_free(p);
 }
 
@@ -680,6 +719,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup(test_weight_zero_sends_no_request_to_canary, setup),
 	    cmocka_unit_test_setup(test_weight_twenty_splits_traffic_one_in_five, setup),
+	    cmocka_unit_test_setup(
+		test_weight_twenty_is_a_fifth_of_the_traffic_whatever_the_servers, setup),
 	    cmocka_unit_test_setup(
 		test_weight_hundred_sends_everything_to_canary_and_abort_takes_it_back, setup),
 	    cmocka_unit_test_setup(test_verify_fails_when_weights_differ, setup),
