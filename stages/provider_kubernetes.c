@@ -504,6 +504,12 @@ static void on_response(CURL *easy, CURLcode rc, void *arg)
 	json_t *doc;
 
 	k->added = 0;
+	if (k->resp.too_big) {
+		snprintf(msg, sizeof(msg), "%s failed: the answer from %s is longer than %d bytes",
+			 verb, k->url, MAX_RESPONSE);
+		finish(k, 0, msg);
+		return;
+	}
 	if (rc != CURLE_OK) {
 		snprintf(msg, sizeof(msg), "%s failed: %s: %s", verb, k->url,
 			 curl_easy_strerror(rc));

@@ -31,6 +31,7 @@ struct apistub_request {
 struct apistub_response {
 	int status;
 	char body[4096];
+	size_t pad; /* blanks sent after body, for a long answer */
 };
 
 struct apistub {
@@ -92,6 +93,8 @@ static inline void apistub_handle(struct evhttp_request *r, void *arg)
 	}
 	evhttp_add_header(evhttp_request_get_output_headers(r), "Content-Type", "application/json");
 	evbuffer_add(out, s->resp[i].body, strlen(s->resp[i].body));
+	for (size_t n = 0; n < s->resp[i].pad; n++)
+		evbuffer_add(out, " ", 1);
 	evhttp_send_reply(r, s->resp[i].status, "stub", out);
 	evbuffer_free(out);
 }
@@ -122,6 +125,7 @@ static inline void apistub_reply(struct apistub *s, int status, const char *body
 	if (s->nresp < APISTUB_MAX) {
 		s->resp[s->nresp].status = status;
 		snprintf(s->resp[s->nresp].body, sizeof(s->resp[s->nresp].body), "%s", body);
+		s->resp[s->nresp].pad = 0;
 		s->nresp++;
 	}
 }

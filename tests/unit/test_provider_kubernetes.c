@@ -303,6 +303,21 @@ static void test_unreachable_server_fails(void **state)
 	provider_free(p);
 }
 
+static void test_an_answer_too_long_fails_saying_so(void **state)
+{
+	struct provider *p = make(", \"deployment\": \"app\"");
+	struct outcome o;
+	(void)state;
+
+	deployment(2, 2, 3, 3, 3, 3, 0, "NewReplicaSetAvailable");
+	stub.resp[0].pad = 5 << 20;
+	run(p, PROVIDER_VERIFY, NULL, NULL, &o);
+	assert_false(o.ok);
+	assert_non_null(strstr(o.msg, "verify failed: the answer from http://127.0.0.1:"));
+	assert_non_null(strstr(o.msg, DEPLOY_PATH " is longer than 4194304 bytes"));
+	provider_free(p);
+}
+
 static void test_actions_without_what_they_need_are_refused(void **state)
 {
 	struct provider *p = make(", \"deployment\": \"app\"");
@@ -391,6 +406,7 @@ int main(void)
 	    cmocka_unit_test_setup(test_api_error_reports_the_status_message, setup),
 	    cmocka_unit_test_setup(test_token_is_read_again_for_each_request, setup),
 	    cmocka_unit_test_setup(test_unreachable_server_fails, setup),
+	    cmocka_unit_test_setup(test_an_answer_too_long_fails_saying_so, setup),
 	    cmocka_unit_test_setup(test_actions_without_what_they_need_are_refused, setup),
 	    cmocka_unit_test_setup(test_bad_definitions_are_refused_with_the_key, setup),
 	    cmocka_unit_test_setup(test_in_cluster_configuration_comes_from_the_environment, setup),
