@@ -368,6 +368,19 @@ static int query_limit(struct evhttp_request *req, struct evkeyvalq *q, size_t d
 	return 0;
 }
 
+/* The statuses a run can have (sluicectl runs --help): a filter on any other
+ * would answer an empty list, as if no run matched. */
+static int run_status_known(const char *status)
+{
+	static const char *const known[] = {"queued",	 "running",    "waiting",
+					    "succeeded", "failed",     "cancelled",
+					    "rejected",	 "superseded", "aborted"};
+	for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
+		if (strcmp(status, known[i]) == 0)
+			return 1;
+	return 0;
+}
+
 static void list_runs(struct agent *a, struct evhttp_request *req, struct evkeyvalq *q)
 {
 	const char *pipeline = evhttp_find_header(q, "pipeline");
@@ -385,6 +398,12 @@ static void list_runs(struct agent *a, struct evhttp_request *req, struct evkeyv
 	}
 	if (before && !http_segment_ok(before, strlen(before))) {
 		http_reply_error(req, 400, "bad_request", "before: expected a run id");
+		return;
+	}
+	if (status && *status && !run_status_known(status)) {
+		http_reply_error(req, 400, "bad_request",
+				 "status: expected queued, running, waiting, succeeded, failed, "
+				 "cancelled, rejected, superseded or aborted");
 		return;
 	}
 	struct api_call *c = call_new(a, req);

@@ -8,7 +8,7 @@ import urllib.parse
 
 import pytest
 
-from conftest import APP_REPO, LocalRepo, Stack, pipeline
+from conftest import APP_REPO, RUN_STATUSES, LocalRepo, Stack, pipeline
 
 
 def test_healthz_is_200_with_redis_up(stack):
@@ -55,6 +55,21 @@ def test_a_limit_that_is_no_whole_number_from_1_is_a_400(stack, push_run):
         assert stack.get(path + "?limit=")[0] == 200
     assert len(stack.runs("limit=1")) == 1
     assert len(stack.runs("limit=99999999999999999999999")) == len(stack.runs("limit=500"))
+
+
+def test_a_status_no_run_can_have_is_a_400(stack, failed_run):
+    """A misspelt status is refused, not answered with an empty list as if
+    no run had it; every status a run can have is a filter."""
+    for bad in ("faild", "FAILED", "timed_out", "failed "):
+        status, body = stack.get("/api/v1/runs?status=" + urllib.parse.quote(bad))
+        assert status == 400, (bad, status, body)
+        assert body["error"]["code"] == "bad_request", body
+        assert "status: expected queued" in body["error"]["message"], body
+    for good in RUN_STATUSES:
+        status, body = stack.get("/api/v1/runs?status=" + good)
+        assert status == 200, (good, status, body)
+        assert all(r["status"] == good for r in body["runs"]), body
+    assert failed_run["id"] in [r["id"] for r in stack.runs("status=failed&limit=500")]
 
 
 def assert_404(status, body):
