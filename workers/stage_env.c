@@ -148,11 +148,14 @@ static char *read_secret(const char *configured, size_t *len, char *err, size_t 
 	size_t n = buf ? fread(buf, 1, SECRET_MAX + 1, f) : 0;
 	fclose(f);
 	if (!buf || n > SECRET_MAX) {
-		wipe(buf, buf ? SECRET_MAX + 1 : 0);
-		free(buf);
 		snprintf(err, errlen, "secret file %s: larger than %d bytes", path, SECRET_MAX);
-		free(path);
-		return NULL;
+		goto fail;
+	}
+	/* An environment variable ends at its first NUL: the stage would get
+	 * the value cut short, and the rest would not be masked either. */
+	if (memchr(buf, '\0', n) != NULL) {
+		snprintf(err, errlen, "secret file %s holds a NUL byte", path);
+		goto fail;
 	}
 	free(path);
 	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
@@ -160,6 +163,11 @@ static char *read_secret(const char *configured, size_t *len, char *err, size_t 
 	buf[n] = '\0';
 	*len = n;
 	return buf;
+fail:
+	wipe(buf, buf ? SECRET_MAX + 1 : 0);
+	free(buf);
+	free(path);
+	return NULL;
 }
 
 json_t *stage_env_secrets(const json_t *def, char *err, size_t errlen)

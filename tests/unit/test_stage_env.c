@@ -1,6 +1,7 @@
-/* Tests for stage_env_output_sources (workers/stage_env): the stages whose
- * outputs a run's definition can use are those a ${<stage>.<KEY>} names,
- * wherever in the definition it stands, each once; nothing else is. */
+/* Tests for workers/stage_env: the stages whose outputs a run's definition
+ * can use are those a ${<stage>.<KEY>} names, wherever in the definition it
+ * stands, each once, and nothing else is; a secret is read whole or not at
+ * all. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tests/unit/tmpdir.h"
 #include "workers/stage_env.h"
 
 /* The sources of the definition def_text, as their names joined by ',' in
@@ -66,12 +68,39 @@ static void an_escaped_reference_still_counts(void **state)
 	free(got);
 }
 
+/* The environment ends a value at its first NUL: a secret holding one would
+ * reach the stage cut short, and unmasked past the cut. */
+static void a_secret_with_a_nul_byte_is_an_error(void **state)
+{
+	(void)state;
+	char dir[64], path[128], def_text[256], err[256] = "";
+	assert_int_equal(tmpdir_make(dir, sizeof(dir), "stage-env"), 0);
+	snprintf(path, sizeof(path), "%s/key", dir);
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	fwrite("head\0tail\n", 1, 10, f);
+	assert_int_equal(fclose(f), 0);
+	snprintf(def_text, sizeof(def_text), "{\"secrets\": {\"KEY\": \"%s\"}}", path);
+	json_t *def = json_loads(def_text, 0, NULL);
+	assert_non_null(def);
+
+	json_t *secrets = stage_env_secrets(def, err, sizeof(err));
+	assert_null(secrets);
+	char want[256];
+	snprintf(want, sizeof(want), "secret file %s holds a NUL byte", path);
+	assert_string_equal(err, want);
+
+	json_decref(def);
+	tmpdir_remove(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(names_every_referenced_stage_once),
 	    cmocka_unit_test(other_names_are_no_sources),
 	    cmocka_unit_test(an_escaped_reference_still_counts),
+	    cmocka_unit_test(a_secret_with_a_nul_byte_is_an_error),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
