@@ -142,6 +142,17 @@ static const char *url_encoding_starts(const char *tmpl)
 	return from + strcspn(from, "/?#");
 }
 
+char *expand_encode(const char *s, size_t n, enum expand_mode mode)
+{
+	struct buf b = {0};
+
+	if (buf_put(&b, "", 0) < 0 || put_encoded(&b, s, n, mode) < 0) {
+		free(b.data);
+		return NULL;
+	}
+	return b.data;
+}
+
 int expand_arg(const char *tmpl, const json_t *vars, char **out, char *err, size_t errlen)
 {
 	return expand_text(tmpl, vars, EXPAND_PLAIN, out, err, errlen);

@@ -28,5 +28,8 @@ enum expand_mode {
 
 int expand_text(const char *tmpl, const json_t *vars, enum expand_mode mode, char **out, char *err,
 		size_t errlen);
+/* s[0, n) as mode writes a value (EXPAND_URL: percent-encoded), malloc'd
+ * and NUL-terminated; NULL when out of memory. */
+char *expand_encode(const char *s, size_t n, enum expand_mode mode);
 
 #endif

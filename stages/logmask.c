@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "lib/lines.h"
+#include "stages/expand.h"
 
 #define MASK	      "[masked]"
 #define MIN_B64_FORM  8
@@ -158,6 +159,20 @@ done:
 	return rc;
 }
 
+/* An http: URL carries the value percent-encoded, and the stage's log and
+ * error show that URL. */
+static int add_url_form(struct logmask *m, const char *value, size_t n)
+{
+	char *enc = expand_encode(value, n, EXPAND_URL);
+
+	if (enc == NULL)
+		return -1;
+	size_t len = strlen(enc);
+	int rc = add_pattern(m, enc, len);
+	wipe_free(enc, len);
+	return rc;
+}
+
 struct secret_lines {
 	struct logmask *m;
 	size_t len; /* of the whole secret, added already */
@@ -176,7 +191,8 @@ int logmask_add_secret(struct logmask *m, const char *value, size_t len)
 {
 	if (len < LOGMASK_MIN_SECRET)
 		return 1;
-	if (add_pattern(m, value, len) < 0 || add_b64_forms(m, value, len) < 0)
+	if (add_pattern(m, value, len) < 0 || add_b64_forms(m, value, len) < 0 ||
+	    add_url_form(m, value, len) < 0)
 		return -1;
 	/* Output is stored line by line: a secret of several lines (a key
 	 * file) is masked line by line as well. */

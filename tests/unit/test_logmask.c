@@ -114,6 +114,24 @@ static void test_base64_forms_are_masked(void **state)
 	logmask_free(m);
 }
 
+/* An http: stage's URL carries a secret percent-encoded (stages/expand.h),
+ * and the stage's log and error show that URL. */
+static void test_percent_encoded_form_is_masked(void **state)
+{
+	struct stored st = {0};
+	struct logmask *m = logmask_new(1 << 20, 0, on_emit, &st);
+	(void)state;
+
+	add(m, "s3cr/et+val=ue");
+	line(m, "POST http://h/hooks/s3cr%2Fet%2Bval%3Due (attempt 1 of 1)");
+	assert_string_equal(st.lines[0], "POST http://h/hooks/[masked] (attempt 1 of 1)");
+	char *out = logmask_text(m, "HTTP 404 from http://h/hooks/s3cr%2Fet%2Bval%3Due");
+	assert_string_equal(out, "HTTP 404 from http://h/hooks/[masked]");
+	free(out);
+	stored_clear(&st);
+	logmask_free(m);
+}
+
 static void test_overlapping_and_repeated_secrets_become_one_mask(void **state)
 {
 	struct stored st = {0};
@@ -338,6 +356,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_secret_in_a_line_is_masked),
 	    cmocka_unit_test(test_base64_forms_are_masked),
+	    cmocka_unit_test(test_percent_encoded_form_is_masked),
 	    cmocka_unit_test(test_overlapping_and_repeated_secrets_become_one_mask),
 	    cmocka_unit_test(test_short_secret_is_not_masked),
 	    cmocka_unit_test(test_each_line_of_a_multiline_secret_is_masked),
