@@ -272,6 +272,13 @@ static int load_name_map(struct loading *ld, const struct config_doc_node *m, in
 			return config_check_fail_key(&ld->ck, c,
 						     "invalid name (use letters, digits and '_', "
 						     "not starting with a digit)");
+		/* Run variables win over a var of the same name, and a secret
+		 * over them: either way the pipeline would not get what it
+		 * wrote. */
+		if (strncmp(c->key, "SLUICE_", 7) == 0)
+			return config_check_fail_key(&ld->ck, c,
+						     "the SLUICE_ prefix is reserved for the "
+						     "variables sluice sets");
 		if (!secrets) {
 			if (config_check_text(&ld->ck, c, &v) < 0)
 				return -1;

@@ -642,6 +642,17 @@ static void test_pipeline_schema_errors(void **state)
 	expect_pipeline_error(f, TRIGGER "vars: {1X: y}\nstages: {test: {run: [x]}}\n",
 			      "5:8: vars.1X: invalid name (use letters, digits and '_', not "
 			      "starting with a digit)");
+	/* A run variable would win over the var, and a secret would win over
+	 * the run variable ($SLUICE_OUTPUT sent elsewhere): either is a name
+	 * the pipeline cannot have. */
+	expect_pipeline_error(f, TRIGGER "vars: {SLUICE_REF: y}\nstages: {test: {run: [x]}}\n",
+			      "5:8: vars.SLUICE_REF: the SLUICE_ prefix is reserved for the "
+			      "variables sluice sets");
+	expect_pipeline_error(f,
+			      TRIGGER "secrets: {SLUICE_OUTPUT: secrets/webhook}\n"
+				      "stages: {test: {run: [x]}}\n",
+			      "5:11: secrets.SLUICE_OUTPUT: the SLUICE_ prefix is reserved for the "
+			      "variables sluice sets");
 	expect_pipeline_error(f, TRIGGER "vars: {X: [y]}\nstages: {test: {run: [x]}}\n",
 			      "5:11: vars.X: expected a string");
 	expect_pipeline_error(f,
