@@ -97,9 +97,14 @@ static void take_line(json_t *out, const char *line, size_t len, stage_outputs_n
 	}
 	eq = memchr(line, '=', len);
 	if (!eq || !output_key(line, (size_t)(eq - line))) {
-		snprintf(text, sizeof(text), "$SLUICE_OUTPUT: not KEY=VALUE, left out: %.*s",
-			 (int)(len < 200 ? len : 200), line);
-		note(text, arg);
+		/* Whole: the caller masks the secrets in it, and one that a cut
+		 * went through would be left partly shown. */
+		char *whole = NULL;
+		if (asprintf(&whole, "$SLUICE_OUTPUT: not KEY=VALUE, left out: %.*s", (int)len,
+			     line) < 0)
+			return;
+		note(whole, arg);
+		free(whole);
 		return;
 	}
 	char key[KEY_MAX + 1];

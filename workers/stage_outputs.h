@@ -15,7 +15,8 @@
 
 #define STAGE_OUTPUTS_MAX (64 * 1024)
 
-/* Receives each report of what was left out. */
+/* Receives each report of what was left out; one of a line that is not
+ * KEY=VALUE holds the whole line, which may hold secrets to mask. */
 typedef void (*stage_outputs_note_cb)(const char *text, void *arg);
 
 /* *json: the outputs of the file at path as compact JSON (malloc'd), NULL

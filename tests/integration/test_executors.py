@@ -68,6 +68,12 @@ def pipelines(repo, port):
         headers={"Authorization": "Bearer ${TOKEN}"},
         body='{"ref": "${SLUICE_REF}", "quote": "${QUOTE}"}')}, vars_={"QUOTE": 'say "hi"'})
     hook["secrets"] = {"TOKEN": "token"}
+    # A line that is no KEY=VALUE with the secret where a cut at 200 bytes
+    # would go through it.
+    output_secret = p("output-secret", {"build": {
+        "sh": 'echo "not a pair $(printf %0180d 0)$TOKEN and more" >> "$SLUICE_OUTPUT"',
+        "checkout": False}})
+    output_secret["secrets"] = {"TOKEN": "token"}
     return {
         "shell.yaml": p("shell", {"build": {
             "sh": 'echo "$GREETING from $SLUICE_STAGE" | tr a-z A-Z\n'
@@ -113,6 +119,7 @@ def pipelines(repo, port):
             "sh": r"""printf 'a=1\nb=\000x\n' >> "$SLUICE_OUTPUT"; """
                   r"""head -c 100000 /dev/zero >> "$SLUICE_OUTPUT"; echo done""",
             "checkout": False}}),
+        "output-secret.yaml": output_secret,
         "bare.yaml": p("bare", {
             "build": {"sh": 'pwd; ls -A | wc -l; echo kept > note', "checkout": False},
             "test": {"sh": "ls", "needs": ["build"]}}),
@@ -380,6 +387,16 @@ def test_an_output_file_that_is_no_regular_file_fails_the_stage(env_stack, name,
     assert ("system", build["error"]) in lines(env_stack, run, "build")
     # The worker was not held up reading it.
     assert start(env_stack, "shell")["status"] == "succeeded"
+
+
+def test_a_line_left_out_of_the_outputs_is_shown_with_its_secrets_masked(env_stack):
+    run = start(env_stack, "output-secret")
+    assert run["status"] == "succeeded", run
+    got = lines(env_stack, run, "build")
+    want = "$SLUICE_OUTPUT: not KEY=VALUE, left out: not a pair %s[masked] and more" % (
+        "0" * 180)
+    assert ("system", want) in got, got
+    assert not any(TOKEN[:4] in l for s, l in got), got
 
 
 def test_nul_bytes_in_the_output_file_count_toward_its_limit(env_stack):
