@@ -740,14 +740,57 @@ static void on_renew_tick(evutil_socket_t fd, short what, void *arg)
 
 /* --- deployments with a strategy ---------------------------------------- */
 
+static int mask_messages(const struct logmask *m, json_t *v)
+{
+	const char *key;
+	json_t *item;
+	size_t i;
+
+	json_array_foreach(v, i, item)
+	{
+		if (mask_messages(m, item) < 0)
+			return -1;
+	}
+	json_object_foreach(v, key, item)
+	{
+		if (!json_is_string(item) || strcmp(key, "message") != 0) {
+			if (mask_messages(m, item) < 0)
+				return -1;
+			continue;
+		}
+		char *masked = logmask_text(m, json_string_value(item));
+		int rc = masked ? json_string_set(item, masked) : -1;
+		free(masked);
+		if (rc < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* v as JSON text, with the secrets masked in every "message": a rollout's
+ * state and events quote what its commands printed and its servers
+ * answered, and reach the API and sluice.events. Only messages, as the
+ * rest (the image, the plan's colours) is what a later attempt resumes
+ * with. NULL when out of memory. */
+static char *rollout_text(const struct job *j, const json_t *v)
+{
+	json_t *copy = json_deep_copy(v);
+	char *text = NULL;
+
+	if (copy && (!j->mask || mask_messages(j->mask, copy) == 0))
+		text = json_dumps(copy, JSON_COMPACT);
+	json_decref(copy);
+	return text;
+}
+
 /* A rollout's state goes to the stage (rollout_save.lua), with its event
  * and the command it acted on; fenced off when the attempt is not ours. */
 static void save_rollout(struct job *j, const json_t *state, const json_t *event)
 {
 	struct worker *w = j->w;
 	char attempt[16];
-	char *text = json_dumps(state, JSON_COMPACT);
-	char *data = event ? json_dumps(json_object_get(event, "data"), JSON_COMPACT) : NULL;
+	char *text = rollout_text(j, state);
+	char *data = event ? rollout_text(j, json_object_get(event, "data")) : NULL;
 	const char *type = event ? json_string_value(json_object_get(event, "type")) : NULL;
 
 	snprintf(attempt, sizeof(attempt), "%d", j->attempt);
@@ -806,7 +849,7 @@ static void on_rollout_park(const json_t *state, int64_t until_ms, void *arg)
 	struct job *j = arg;
 	struct worker *w = j->w;
 	char attempt[16], until[32], now[32];
-	char *text = json_dumps(state, JSON_COMPACT);
+	char *text = rollout_text(j, state);
 	json_t *job = jobs_prepare(&w->settings, j->run, j->stage, "deploy", j->attempt);
 
 	log_end(j);

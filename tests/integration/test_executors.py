@@ -5,6 +5,7 @@ One stack of its own, with a local HTTP server for the http: stages."""
 
 import base64
 import http.server
+import json
 import os
 import shutil
 import subprocess
@@ -74,6 +75,14 @@ def pipelines(repo, port):
         "sh": 'echo "not a pair $(printf %0180d 0)$TOKEN and more" >> "$SLUICE_OUTPUT"',
         "checkout": False}})
     output_secret["secrets"] = {"TOKEN": "token"}
+    # A deployment whose pre check prints the secret and fails.
+    rollout_secret = p("rollout-secret", {"build": {"sh": "true", "checkout": False}})
+    rollout_secret["secrets"] = {"TOKEN": "token"}
+    rollout_secret["environments"] = {"production": {
+        "image": "registry.local/app:1",
+        "provider": {"type": "exec", "actions": {"apply": {"sh": "true"}}},
+        "strategy": {"type": "RollingUpdate"},
+        "checks": {"pre": [{"name": "quota", "sh": 'echo "token $TOKEN"; exit 1'}]}}}
     return {
         "shell.yaml": p("shell", {"build": {
             "sh": 'echo "$GREETING from $SLUICE_STAGE" | tr a-z A-Z\n'
@@ -120,6 +129,7 @@ def pipelines(repo, port):
                   r"""head -c 100000 /dev/zero >> "$SLUICE_OUTPUT"; echo done""",
             "checkout": False}}),
         "output-secret.yaml": output_secret,
+        "rollout-secret.yaml": rollout_secret,
         "bare.yaml": p("bare", {
             "build": {"sh": 'pwd; ls -A | wc -l; echo kept > note', "checkout": False},
             "test": {"sh": "ls", "needs": ["build"]}}),
@@ -287,6 +297,21 @@ def test_output_that_is_not_utf8_is_shown_with_replacement_characters(env_stack)
     assert ("system", "$SLUICE_OUTPUT: the value of bad is not UTF-8, left out") in got, got
     stage = env_stack.run(run["id"])["stages"]["build"]
     assert stage.get("outputs") in ({"ok": "yes"}, '{"ok":"yes"}'), stage
+
+
+def test_a_deployment_records_its_messages_with_secrets_masked(env_stack):
+    """A check's message quotes its command's last line: the rollout the
+    API shows has the secret masked, as the log has. A worker of its own,
+    for the one pipeline with an environment."""
+    env_stack.start_worker("deploy", 1, "worker-deploy")
+    run = start(env_stack, "rollout-secret")
+    stage = run["stages"]["deploy@production"]
+    assert stage["status"] == "failed", run
+    assert stage["error"] == "quota failed: exit code 1: token [masked]", stage
+    rollout = stage["rollout"]
+    assert TOKEN[:4] not in json.dumps(rollout), rollout
+    assert rollout["checks"]["pre"][0]["message"] == "exit code 1: token [masked]", rollout
+    assert rollout["image"] == "registry.local/app:1", rollout
 
 
 def test_timeout_ends_as_timed_out_with_the_signal(env_stack):
