@@ -146,7 +146,14 @@ static char *read_secret(const char *configured, size_t *len, char *err, size_t 
 	}
 	char *buf = malloc(SECRET_MAX + 1);
 	size_t n = buf ? fread(buf, 1, SECRET_MAX + 1, f) : 0;
+	/* A read that fails (a directory, an I/O error) must not pass for an
+	 * empty secret. */
+	int read_errno = ferror(f) ? errno : 0;
 	fclose(f);
+	if (read_errno) {
+		snprintf(err, errlen, "secret file %s: %s", path, strerror(read_errno));
+		goto fail;
+	}
 	if (!buf || n > SECRET_MAX) {
 		snprintf(err, errlen, "secret file %s: larger than %d bytes", path, SECRET_MAX);
 		goto fail;

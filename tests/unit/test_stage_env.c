@@ -94,6 +94,25 @@ static void a_secret_with_a_nul_byte_is_an_error(void **state)
 	tmpdir_remove(dir);
 }
 
+/* A secret that cannot be read is an error, not an empty value: the stage
+ * would run without it, and nothing would mask a short one. */
+static void a_secret_that_cannot_be_read_is_an_error(void **state)
+{
+	(void)state;
+	char dir[64], def_text[256], err[256] = "", want[256];
+	assert_int_equal(tmpdir_make(dir, sizeof(dir), "stage-env"), 0);
+	snprintf(def_text, sizeof(def_text), "{\"secrets\": {\"KEY\": \"%s\"}}", dir);
+	json_t *def = json_loads(def_text, 0, NULL);
+	assert_non_null(def);
+
+	assert_null(stage_env_secrets(def, err, sizeof(err)));
+	snprintf(want, sizeof(want), "secret file %s: Is a directory", dir);
+	assert_string_equal(err, want);
+
+	json_decref(def);
+	tmpdir_remove(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -101,6 +120,7 @@ int main(void)
 	    cmocka_unit_test(other_names_are_no_sources),
 	    cmocka_unit_test(an_escaped_reference_still_counts),
 	    cmocka_unit_test(a_secret_with_a_nul_byte_is_an_error),
+	    cmocka_unit_test(a_secret_that_cannot_be_read_is_an_error),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
