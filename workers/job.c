@@ -335,8 +335,8 @@ static void finish(struct job *j, const char *status, const char *error)
 	stop_ticking(j);
 	/* A stage that cannot hand on what it wrote has not done its work. */
 	if (j->output_path[0] && !strcmp(status, "succeeded") &&
-	    stage_outputs_read(j->output_path, &j->outputs, on_outputs_note, j, outputs_error,
-			       sizeof(outputs_error)) < 0) {
+	    stage_outputs_read(j->output_path, j->mask, &j->outputs, on_outputs_note, j,
+			       outputs_error, sizeof(outputs_error)) < 0) {
 		status = "failed";
 		error = outputs_error;
 	}

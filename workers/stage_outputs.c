@@ -79,9 +79,19 @@ fail:
 	return -1;
 }
 
+/* Whether mask would hide part of text. */
+static int holds_secret(const struct logmask *mask, const char *text)
+{
+	char *masked = mask ? logmask_text(mask, text) : NULL;
+	int differs = masked && strcmp(masked, text) != 0;
+
+	free(masked);
+	return differs;
+}
+
 /* One line (without its newline) into out, or a note of why it is left out. */
-static void take_line(json_t *out, const char *line, size_t len, stage_outputs_note_cb note,
-		      void *arg)
+static void take_line(json_t *out, const struct logmask *mask, const char *line, size_t len,
+		      stage_outputs_note_cb note, void *arg)
 {
 	char text[300];
 	const char *cr = memchr(line, '\r', len);
@@ -117,11 +127,18 @@ static void take_line(json_t *out, const char *line, size_t len, stage_outputs_n
 		note(text, arg);
 		return;
 	}
+	if (holds_secret(mask, json_string_value(value))) {
+		json_decref(value);
+		snprintf(text, sizeof(text),
+			 "$SLUICE_OUTPUT: the value of %s holds a secret, left out", key);
+		note(text, arg);
+		return;
+	}
 	json_object_set_new(out, key, value);
 }
 
-int stage_outputs_read(const char *path, char **json, stage_outputs_note_cb note, void *arg,
-		       char *err, size_t errlen)
+int stage_outputs_read(const char *path, const struct logmask *mask, char **json,
+		       stage_outputs_note_cb note, void *arg, char *err, size_t errlen)
 {
 	char *buf = malloc(STAGE_OUTPUTS_MAX + 1);
 	json_t *out = json_object();
@@ -146,7 +163,7 @@ int stage_outputs_read(const char *path, char **json, stage_outputs_note_cb note
 	for (size_t start = 0; start < len;) {
 		const char *nl = memchr(buf + start, '\n', len - start);
 		size_t end = nl ? (size_t)(nl - buf) : len;
-		take_line(out, buf + start, end - start, note, arg);
+		take_line(out, mask, buf + start, end - start, note, arg);
 		start = end + 1;
 	}
 	if (json_object_size(out) > 0 && !(*json = json_dumps(out, JSON_COMPACT))) {

@@ -2,9 +2,9 @@
  *
  * The file holds KEY=VALUE lines, as GitHub Actions' $GITHUB_OUTPUT: a key
  * is letters, digits, '_' and '-', not starting with a digit or '-', at
- * most 128 bytes; a value is UTF-8. Other lines, and lines holding a NUL
- * byte, are reported and left out, and so is what follows the first
- * STAGE_OUTPUTS_MAX bytes. Only a regular file is read, never through a
+ * most 128 bytes; a value is UTF-8. Other lines, lines holding a NUL byte
+ * and values holding a secret are reported and left out, and so is what
+ * follows the first STAGE_OUTPUTS_MAX bytes. Only a regular file is read, never through a
  * symbolic link: the stage may have put anything in its place (a FIFO, a
  * link to /dev/zero), and reading it must not block the worker's loop.
  */
@@ -13,6 +13,8 @@
 
 #include <stddef.h>
 
+#include "stages/logmask.h"
+
 #define STAGE_OUTPUTS_MAX (64 * 1024)
 
 /* Receives each report of what was left out; one of a line that is not
@@ -20,9 +22,11 @@
 typedef void (*stage_outputs_note_cb)(const char *text, void *arg);
 
 /* *json: the outputs of the file at path as compact JSON (malloc'd), NULL
- * when it holds none or is gone. Returns 0, or -1 with err saying why when
- * it is there but not a regular file, or cannot be read. */
-int stage_outputs_read(const char *path, char **json, stage_outputs_note_cb note, void *arg,
-		       char *err, size_t errlen);
+ * when it holds none or is gone. mask: the stage's secrets (NULL: none); a
+ * value it would mask in a log is left out, as the API shows outputs.
+ * Returns 0, or -1 with err saying why when it is there but not a regular
+ * file, or cannot be read. */
+int stage_outputs_read(const char *path, const struct logmask *mask, char **json,
+		       stage_outputs_note_cb note, void *arg, char *err, size_t errlen);
 
 #endif

@@ -70,9 +70,11 @@ def pipelines(repo, port):
         body='{"ref": "${SLUICE_REF}", "quote": "${QUOTE}"}')}, vars_={"QUOTE": 'say "hi"'})
     hook["secrets"] = {"TOKEN": "token"}
     # A line that is no KEY=VALUE with the secret where a cut at 200 bytes
-    # would go through it.
+    # would go through it, and an output holding the secret.
     output_secret = p("output-secret", {"build": {
-        "sh": 'echo "not a pair $(printf %0180d 0)$TOKEN and more" >> "$SLUICE_OUTPUT"',
+        "sh": 'echo "not a pair $(printf %0180d 0)$TOKEN and more" >> "$SLUICE_OUTPUT"\n'
+              'echo "url=https://ci:$TOKEN@db.example" >> "$SLUICE_OUTPUT"\n'
+              'echo "user=ci" >> "$SLUICE_OUTPUT"',
         "checkout": False}})
     output_secret["secrets"] = {"TOKEN": "token"}
     # A deployment whose pre check prints the secret and fails.
@@ -414,7 +416,7 @@ def test_an_output_file_that_is_no_regular_file_fails_the_stage(env_stack, name,
     assert start(env_stack, "shell")["status"] == "succeeded"
 
 
-def test_a_line_left_out_of_the_outputs_is_shown_with_its_secrets_masked(env_stack):
+def test_secrets_reach_no_output_nor_the_report_of_a_line_left_out(env_stack):
     run = start(env_stack, "output-secret")
     assert run["status"] == "succeeded", run
     got = lines(env_stack, run, "build")
@@ -422,6 +424,10 @@ def test_a_line_left_out_of_the_outputs_is_shown_with_its_secrets_masked(env_sta
         "0" * 180)
     assert ("system", want) in got, got
     assert not any(TOKEN[:4] in l for s, l in got), got
+    # The API shows outputs: one holding the secret is left out.
+    assert ("system", "$SLUICE_OUTPUT: the value of url holds a secret, left out") in got, got
+    stage = env_stack.run(run["id"])["stages"]["build"]
+    assert stage.get("outputs") in ({"user": "ci"}, '{"user":"ci"}'), stage
 
 
 def test_nul_bytes_in_the_output_file_count_toward_its_limit(env_stack):

@@ -15,10 +15,12 @@
 #include <unistd.h>
 
 #include "lib/clock.h"
+#include "stages/logmask.h"
 #include "tmpdir.h"
 #include "workers/stage_outputs.h"
 
 struct read {
+	const struct logmask *mask;
 	char dir[64];
 	char path[128];
 	char *json;
@@ -58,7 +60,7 @@ static int teardown(void **state)
 static void read_outputs(struct read *r)
 {
 	int64_t t0 = clock_mono_ms();
-	r->rc = stage_outputs_read(r->path, &r->json, on_note, r, r->err, sizeof(r->err));
+	r->rc = stage_outputs_read(r->path, r->mask, &r->json, on_note, r, r->err, sizeof(r->err));
 	r->ms = clock_mono_ms() - t0;
 }
 
@@ -87,6 +89,39 @@ static void test_pairs_are_read_and_other_lines_reported(void **state)
 	assert_int_equal(r->nnotes, 2);
 	assert_string_equal(r->notes[0], "$SLUICE_OUTPUT: not KEY=VALUE, left out: not a pair");
 	assert_string_equal(r->notes[1], "$SLUICE_OUTPUT: not KEY=VALUE, left out: 1st=no");
+}
+
+static void on_emit(enum logmask_stream s, const char *line, size_t len, void *arg)
+{
+	(void)s;
+	(void)line;
+	(void)len;
+	(void)arg;
+}
+
+/* Outputs are shown by the API and expanded into later stages' commands,
+ * which may print them: a value that would be masked in a log is not an
+ * output, as GitHub Actions skips such an output. */
+static void test_a_value_holding_a_secret_is_left_out(void **state)
+{
+	struct read *r = *state;
+	struct logmask *m = logmask_new(1 << 20, 0, on_emit, NULL);
+	assert_non_null(m);
+	assert_int_equal(logmask_add_secret(m, "hunter22", 8), 0);
+	r->mask = m;
+	const char text[] = "user=alice\n"
+			    "url=https://alice:hunter22@db.example\n"
+			    "encoded=aHVudGVyMjI=\n";
+	write_file(r, text, sizeof(text) - 1);
+	read_outputs(r);
+	assert_int_equal(r->rc, 0);
+	assert_string_equal(r->json, "{\"user\":\"alice\"}");
+	assert_int_equal(r->nnotes, 2);
+	assert_string_equal(r->notes[0],
+			    "$SLUICE_OUTPUT: the value of url holds a secret, left out");
+	assert_string_equal(r->notes[1],
+			    "$SLUICE_OUTPUT: the value of encoded holds a secret, left out");
+	logmask_free(m);
 }
 
 static void test_a_file_that_is_gone_holds_no_outputs(void **state)
@@ -163,6 +198,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_pairs_are_read_and_other_lines_reported, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_a_value_holding_a_secret_is_left_out, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_a_file_that_is_gone_holds_no_outputs, setup,
 					    teardown),
