@@ -2,7 +2,8 @@
  *
  * Everything a run needs is checked here, at load time, so a file that loads
  * cannot fail a run later: stage names and kinds, needs (known, acyclic),
- * timeouts, that secret files exist and are readable. Secret contents are
+ * timeouts, that secret files exist and are readable, that run: arguments
+ * and http: templates name only variables a run defines. Secret contents are
  * never read into def and never named in a message.
  */
 #include "config/config.h"
@@ -19,6 +20,7 @@
 #include "config/file.h"
 #include "config/retry.h"
 #include "config/when.h"
+#include "stages/expand.h"
 #include "stages/request.h"
 
 #define DEFAULT_TIMEOUT_MS (3600LL * 1000)
@@ -799,6 +801,113 @@ static int load_environments(struct loading *ld, const struct config_doc_node *t
 	return environments_load(&l, top);
 }
 
+/* What a stage's templates may name: its vars, for an http: request its
+ * secrets too, the run's variables (SLUICE_*, a prefix no var or secret
+ * may take) and the outputs of the pipeline's stages (<stage>.<KEY>). */
+struct template_names {
+	const json_t *vars;
+	const json_t *secrets;
+	const json_t *stages;
+	int in_request;
+	int secret_named; /* the undefined name is a secret, not expanded here */
+};
+
+static int template_name_defined(const char *name, void *arg)
+{
+	struct template_names *t = arg;
+	const char *dot = strchr(name, '.');
+	int secret = json_object_get(t->secrets, name) != NULL;
+
+	if (json_object_get(t->vars, name) || (secret && t->in_request) ||
+	    strncmp(name, "SLUICE_", 7) == 0)
+		return 1;
+	if (dot) {
+		char *stage = strndup(name, (size_t)(dot - name));
+		int known =
+		    stage && json_object_get(t->stages, stage) && dot[1] && !strchr(dot + 1, '.');
+		free(stage);
+		return known;
+	}
+	t->secret_named = secret;
+	return 0;
+}
+
+static int check_template(struct loading *ld, const struct config_doc_node *n, const char *tmpl,
+			  struct template_names *t)
+{
+	char why[256];
+
+	t->secret_named = 0;
+	if (!tmpl || expand_check(tmpl, template_name_defined, t, why, sizeof(why)) == 0)
+		return 0;
+	if (t->secret_named)
+		return config_check_fail(&ld->ck, n,
+					 "%s (a secret is in the environment, not expanded in "
+					 "run: arguments)",
+					 why);
+	return config_check_fail(&ld->ck, n, "%s", why);
+}
+
+/* The run: arguments and http: templates of the stage at node st, whose
+ * definition is stage, name only what will be defined when it runs: a
+ * name that will not be would fail every run of it. */
+static int check_stage_templates(struct loading *ld, const struct config_doc_node *st,
+				 const json_t *stage)
+{
+	const json_t *layered = json_object_get(stage, "vars");
+	const json_t *secrets = json_object_get(stage, "secrets");
+	struct template_names t = {
+	    .vars = layered ? layered : json_object_get(ld->def, "vars"),
+	    .secrets = secrets ? secrets : json_object_get(ld->def, "secrets"),
+	    .stages = json_object_get(ld->def, "stages"),
+	};
+	const json_t *run = json_object_get(stage, "run");
+	const json_t *http = json_object_get(stage, "http");
+	const json_t *headers = json_object_get(http, "headers");
+	const struct config_doc_node *n = config_doc_get(st, "run"), *c;
+	size_t i;
+
+	for (i = 0; n && i < json_array_size(run); i++)
+		if (check_template(ld, list_item(n, i), json_string_value(json_array_get(run, i)),
+				   &t) < 0)
+			return -1;
+	n = config_doc_get(st, "http");
+	if (!n)
+		return 0;
+	t.in_request = 1;
+	if (check_template(ld, config_doc_get(n, "url"),
+			   json_string_value(json_object_get(http, "url")), &t) < 0)
+		return -1;
+	c = config_doc_get(n, "headers");
+	for (c = c ? c->first : NULL; c; c = c->next)
+		if (check_template(ld, c, json_string_value(json_object_get(headers, c->key)), &t) <
+		    0)
+			return -1;
+	return check_template(ld, config_doc_get(n, "body"),
+			      json_string_value(json_object_get(http, "body")), &t);
+}
+
+/* After everything is loaded: the stages' own, and the environments'
+ * deployments (with their layered vars and secrets). */
+static int check_templates(struct loading *ld, const struct config_doc_node *top)
+{
+	const json_t *stages = json_object_get(ld->def, "stages");
+	const struct config_doc_node *m = config_doc_get(top, "stages"), *c;
+	char name[256];
+
+	for (c = m->first; c; c = c->next)
+		if (check_stage_templates(ld, c, json_object_get(stages, c->key)) < 0)
+			return -1;
+	m = config_doc_get(top, "environments");
+	for (c = m ? m->first : NULL; c; c = c->next) {
+		const struct config_doc_node *deploy = config_doc_get(c, "deploy");
+		snprintf(name, sizeof(name), "%s%s", ENVIRONMENTS_STAGE_PREFIX, c->key);
+		if (deploy && check_stage_templates(ld, deploy, json_object_get(stages, name)) < 0)
+			return -1;
+	}
+	return 0;
+}
+
 static int load(struct loading *ld, const struct config_doc_node *top)
 {
 	if (config_check_keys(&ld->ck, top, top_keys) < 0 || load_name(ld, top) < 0 ||
@@ -808,7 +917,7 @@ static int load(struct loading *ld, const struct config_doc_node *top)
 		return nomem(ld, top);
 	if (load_names(ld, top, "vars") < 0 || load_names(ld, top, "secrets") < 0 ||
 	    load_checkout(ld, top) < 0 || load_stages(ld, top) < 0 ||
-	    load_environments(ld, top) < 0)
+	    load_environments(ld, top) < 0 || check_templates(ld, top) < 0)
 		return -1;
 	return 0;
 }

@@ -158,67 +158,92 @@ int expand_arg(const char *tmpl, const json_t *vars, char **out, char *err, size
 	return expand_text(tmpl, vars, EXPAND_PLAIN, out, err, errlen);
 }
 
+enum piece { PIECE_END, PIECE_TEXT, PIECE_NAME, PIECE_ERROR };
+
+/* The piece of the template at *p, which moves past it: literal text, or
+ * the name of a ${NAME} (not NUL-terminated), as *s and *n; PIECE_ERROR
+ * with err set when a "${" has no "}" or holds no name. */
+static enum piece next_piece(const char *tmpl, const char **p, const char **s, size_t *n, char *err,
+			     size_t errlen)
+{
+	const char *dollar = strchr(*p, '$');
+
+	*s = *p;
+	if (**p == '\0')
+		return PIECE_END;
+	if (dollar == NULL || dollar > *p) {
+		*n = dollar ? (size_t)(dollar - *p) : strlen(*p);
+		*p += *n;
+		return PIECE_TEXT;
+	}
+	if (dollar[1] == '$' && dollar[2] == '{') {
+		*s = dollar + 1;
+		*n = 2;
+		*p = dollar + 3;
+		return PIECE_TEXT;
+	}
+	if (dollar[1] != '{') {
+		*n = 1;
+		*p = dollar + 1;
+		return PIECE_TEXT;
+	}
+	const char *start = dollar + 2;
+	const char *close = strchr(start, '}');
+	if (close == NULL) {
+		snprintf(err, errlen, "unterminated \"${\"");
+		return PIECE_ERROR;
+	}
+	for (const char *c = start; c <= close; c++) {
+		int ok = c == start ? is_name_start(*c) : (c == close || is_name_char(*c));
+		if (!ok) {
+			snprintf(err, errlen, "bad variable name at offset %zu",
+				 (size_t)(c - tmpl));
+			return PIECE_ERROR;
+		}
+	}
+	*s = start;
+	*n = (size_t)(close - start);
+	*p = close + 1;
+	return PIECE_NAME;
+}
+
 int expand_text(const char *tmpl, const json_t *vars, enum expand_mode mode, char **out, char *err,
 		size_t errlen)
 {
 	struct buf b = {0};
-	const char *p = tmpl;
+	const char *p = tmpl, *s;
 	const char *encode_from = mode == EXPAND_URL ? url_encoding_starts(tmpl) : tmpl;
+	enum piece kind;
+	size_t n;
 
 	*out = NULL;
 	if (buf_put(&b, "", 0) < 0)
 		goto nomem;
-	while (*p) {
-		const char *dollar = strchr(p, '$');
-		if (dollar == NULL) {
-			if (buf_put(&b, p, strlen(p)) < 0)
-				goto nomem;
-			break;
-		}
-		if (buf_put(&b, p, (size_t)(dollar - p)) < 0)
-			goto nomem;
-		if (dollar[1] == '$' && dollar[2] == '{') {
-			if (buf_put(&b, "${", 2) < 0)
-				goto nomem;
-			p = dollar + 3;
-			continue;
-		}
-		if (dollar[1] != '{') {
-			if (buf_put(&b, "$", 1) < 0)
-				goto nomem;
-			p = dollar + 1;
-			continue;
-		}
-		const char *start = dollar + 2;
-		const char *close = strchr(start, '}');
-		if (close == NULL) {
-			snprintf(err, errlen, "unterminated \"${\"");
+	while ((kind = next_piece(tmpl, &p, &s, &n, err, errlen)) != PIECE_END) {
+		if (kind == PIECE_ERROR)
 			goto fail;
+		if (kind == PIECE_TEXT) {
+			if (buf_put(&b, s, n) < 0)
+				goto nomem;
+			continue;
 		}
-		for (const char *c = start; c <= close; c++) {
-			int ok = c == start ? is_name_start(*c) : (c == close || is_name_char(*c));
-			if (!ok) {
-				snprintf(err, errlen, "bad variable name at offset %zu",
-					 (size_t)(c - tmpl));
-				goto fail;
-			}
-		}
-		char *name = strndup(start, (size_t)(close - start));
+		char *name = strndup(s, n);
 		if (name == NULL)
 			goto nomem;
 		const json_t *v = json_is_object(vars) ? json_object_get(vars, name) : NULL;
 		int rc = -1;
+		/* A name whose "${" (at s - 2) comes before encode_from is part
+		 * of the base URL, inserted as it is. */
 		if (v == NULL)
 			snprintf(err, errlen, "undefined variable \"%s\"", name);
 		else
 			rc = put_value(&b, name, v,
-				       mode == EXPAND_URL && dollar < encode_from ? EXPAND_PLAIN
-										  : mode,
+				       mode == EXPAND_URL && s - 2 < encode_from ? EXPAND_PLAIN
+										 : mode,
 				       err, errlen);
 		free(name);
 		if (rc < 0)
 			goto fail;
-		p = close + 1;
 	}
 	*out = b.data;
 	return 0;
@@ -227,4 +252,29 @@ nomem:
 fail:
 	free(b.data);
 	return -1;
+}
+
+int expand_check(const char *tmpl, int (*defined)(const char *name, void *arg), void *arg,
+		 char *err, size_t errlen)
+{
+	const char *p = tmpl, *s;
+	enum piece kind;
+	size_t n;
+
+	while ((kind = next_piece(tmpl, &p, &s, &n, err, errlen)) != PIECE_END) {
+		if (kind == PIECE_ERROR)
+			return -1;
+		if (kind != PIECE_NAME)
+			continue;
+		char *name = strndup(s, n);
+		int ok = name && defined(name, arg);
+		if (name == NULL)
+			snprintf(err, errlen, "out of memory");
+		else if (!ok)
+			snprintf(err, errlen, "undefined variable \"%s\"", name);
+		free(name);
+		if (!ok)
+			return -1;
+	}
+	return 0;
 }

@@ -28,6 +28,11 @@ enum expand_mode {
 
 int expand_text(const char *tmpl, const json_t *vars, enum expand_mode mode, char **out, char *err,
 		size_t errlen);
+/* Checks a template before it is expanded: defined(name, arg) answers
+ * whether each ${NAME} in it will be. 0, or -1 with err set as expand_text
+ * would set it (a bad "${", an undefined variable). */
+int expand_check(const char *tmpl, int (*defined)(const char *name, void *arg), void *arg,
+		 char *err, size_t errlen);
 /* s[0, n) as mode writes a value (EXPAND_URL: percent-encoded), malloc'd
  * and NUL-terminated; NULL when out of memory. */
 char *expand_encode(const char *s, size_t n, enum expand_mode mode);

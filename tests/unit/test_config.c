@@ -1066,7 +1066,8 @@ static void test_pipeline_sh_and_http_stages(void **state)
 	write_file(f, "secrets/webhook", "s3cret");
 	write_file(f, "ca.pem", "not checked here, only readable\n");
 	write_file(f, "app.yaml",
-		   TRIGGER "stages:\n"
+		   TRIGGER "secrets: {TOKEN: secrets/webhook}\n"
+			   "stages:\n"
 			   "  build:\n"
 			   "    sh: make | tee log\n"
 			   "    inherit_env: [SSH_AUTH_SOCK, GOPATH]\n"
@@ -1155,6 +1156,65 @@ static void test_pipeline_executor_errors(void **state)
 			      "8:15: stages.build.checkout: expected true or false");
 }
 
+/* A template that names what a run will not define would fail every run of
+ * its stage: it is refused where it is written. */
+static void test_pipeline_template_errors(void **state)
+{
+	struct fx *f = *state;
+
+	expect_pipeline_error(f, TRIGGER "stages:\n  build:\n    run: [echo, '${VERSON}']\n",
+			      "7:17: stages.build.run[1]: undefined variable \"VERSON\"");
+	expect_pipeline_error(f, TRIGGER "stages:\n  build:\n    run: [echo, 'v${SLUICE_SHA']\n",
+			      "7:17: stages.build.run[1]: unterminated \"${\"");
+	expect_pipeline_error(f, TRIGGER "stages:\n  build:\n    run: [echo, '${${X}}']\n",
+			      "7:17: stages.build.run[1]: bad variable name at offset 2");
+	expect_pipeline_error(f, TRIGGER "stages:\n  build:\n    run: [echo, '${ghost.image}']\n",
+			      "7:17: stages.build.run[1]: undefined variable \"ghost.image\"");
+	expect_pipeline_error(
+	    f,
+	    TRIGGER "secrets: {TOKEN: secrets/webhook}\n"
+		    "stages:\n  build:\n    run: [echo, '${TOKEN}']\n",
+	    "8:17: stages.build.run[1]: undefined variable \"TOKEN\" (a secret is "
+	    "in the environment, not expanded in run: arguments)");
+	expect_pipeline_error(f,
+			      TRIGGER "stages:\n  build:\n    http: {url: 'http://h/', "
+				      "headers: {X-Key: '${KEY}'}}\n",
+			      "7:47: stages.build.http.headers.X-Key: undefined variable \"KEY\"");
+	expect_pipeline_error(f,
+			      TRIGGER "stages:\n  build: {run: [make]}\n"
+				      "environments:\n  production:\n    vars: {DOMAIN: a}\n"
+				      "    deploy: {run: [echo, '${DOMIAN}']}\n",
+			      "10:26: environments.production.deploy.run[1]: undefined variable "
+			      "\"DOMIAN\"");
+}
+
+/* What a run defines: vars (an environment's over the pipeline's),
+ * secrets in an http: request, SLUICE_*, outputs of the pipeline's stages;
+ * "$${" and a "$" without "{" are text. */
+static void test_pipeline_templates_name_what_a_run_defines(void **state)
+{
+	struct fx *f = *state;
+	struct pipeline p;
+
+	write_file(f, "secrets/webhook", "s3cret");
+	write_file(f, "app.yaml",
+		   TRIGGER
+		   "vars: {A: x}\n"
+		   "secrets: {TOKEN: secrets/webhook}\n"
+		   "stages:\n"
+		   "  build: {run: [echo, '${A} ${SLUICE_SHA} $${NONE} $NONE']}\n"
+		   "  push:\n"
+		   "    needs: build\n"
+		   "    http: {url: 'http://h/${build.image}', method: POST,\n"
+		   "           headers: {X-Key: '${TOKEN}'}, body: '${A}'}\n"
+		   "environments:\n"
+		   "  production:\n"
+		   "    vars: {DOMAIN: a}\n"
+		   "    deploy: {run: [echo, '${DOMAIN} ${A} ${SLUICE_ENV} ${push.url}']}\n");
+	assert_int_equal(pipeline_load_file(f->path, &p, f->err, sizeof(f->err)), 0);
+	pipeline_clear(&p);
+}
+
 /* checkout: false is kept in the definition; true, the default, is not. */
 static void test_pipeline_stage_without_checkout(void **state)
 {
@@ -1215,6 +1275,8 @@ int main(void)
 	    T(test_pipeline_needs_errors),
 	    T(test_pipeline_sh_and_http_stages),
 	    T(test_pipeline_executor_errors),
+	    T(test_pipeline_template_errors),
+	    T(test_pipeline_templates_name_what_a_run_defines),
 	    T(test_settings_log_cap),
 	    T(test_pipeline_stage_without_checkout),
 	    T(test_pipeline_secret_files),

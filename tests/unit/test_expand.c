@@ -202,6 +202,32 @@ static void test_url_mode_encodes_values_in_path_and_query(void **state)
 			  "https://main.example/registry%2Fapp%40sha256%3Aab");
 }
 
+/* Defines every name starting with "OK", and lists every name asked for. */
+static int ok_names(const char *name, void *arg)
+{
+	char *asked = arg;
+	strcat(asked, name);
+	strcat(asked, ",");
+	return strncmp(name, "OK", 2) == 0;
+}
+
+static void test_check_finds_what_expanding_would(void **state)
+{
+	(void)state;
+	char err[256] = "", asked[256] = "";
+	assert_int_equal(
+	    expand_check("a ${OK1} $${NOT} $X ${OK.2}", ok_names, asked, err, sizeof(err)), 0);
+	assert_string_equal(asked, "OK1,OK.2,");
+	asked[0] = '\0';
+	assert_int_equal(expand_check("${OK} ${NO} ${OK3}", ok_names, asked, err, sizeof(err)), -1);
+	assert_string_equal(err, "undefined variable \"NO\"");
+	assert_string_equal(asked, "OK,NO,");
+	assert_int_equal(expand_check("x ${OK", ok_names, asked, err, sizeof(err)), -1);
+	assert_string_equal(err, "unterminated \"${\"");
+	assert_int_equal(expand_check("${${OK}}", ok_names, asked, err, sizeof(err)), -1);
+	assert_string_equal(err, "bad variable name at offset 2");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -220,6 +246,7 @@ int main(void)
 	    cmocka_unit_test(test_missing_vars_object_means_nothing_defined),
 	    cmocka_unit_test(test_json_mode_escapes_values_as_string_content),
 	    cmocka_unit_test(test_url_mode_encodes_values_in_path_and_query),
+	    cmocka_unit_test(test_check_finds_what_expanding_would),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
