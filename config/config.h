@@ -142,6 +142,10 @@ struct pipeline_def {
  * pipeline with environments also has "environments" and a stage
  * "deploy@<env>" for each of them (config/environments.h).
  */
+/* The longest stage or environment name: a worker takes no job whose stage
+ * name ("deploy@<env>" for an environment) is 128 bytes or longer. */
+#define PIPELINE_STAGE_NAME_MAX 64
+
 struct pipeline {
 	char *name; /* "name:" or the file name without extension */
 	char *file;

@@ -10,7 +10,6 @@
 #include "config/window.h"
 #include "stages/rollout.h"
 
-#define NAME_MAX_LEN   64
 #define MAX_EXPIRES_MS (30LL * 86400 * 1000)
 
 static const char *const env_keys[] = {"after",	  "approval", "windows",  "deploy",  "vars",
@@ -169,11 +168,11 @@ static int load_env(struct env_loading *el, struct env_ref *e)
 	const char *after;
 	json_t *rollout;
 
-	if (!config_check_word(env->key, "_-", 0) || strlen(env->key) > NAME_MAX_LEN)
+	if (!config_check_word(env->key, "_-", 0) || strlen(env->key) > PIPELINE_STAGE_NAME_MAX)
 		return config_check_fail_key(el->ck, env,
 					     "invalid environment name (use at most %d letters, "
 					     "digits, '_' and '-')",
-					     NAME_MAX_LEN);
+					     PIPELINE_STAGE_NAME_MAX);
 	if (!json_is_object(env->value))
 		return config_check_fail(el->ck, env, "expected a mapping");
 	if (config_check_keys(el->ck, env, env_keys) < 0)
@@ -342,7 +341,7 @@ static int build_def(struct env_loading *el, long first, const struct config_doc
 		return nomem(el, m);
 	for (long at = first; at >= 0; at = el->envs[at].next) {
 		struct env_ref *e = &el->envs[at];
-		char name[sizeof(ENVIRONMENTS_STAGE_PREFIX) + NAME_MAX_LEN];
+		char name[sizeof(ENVIRONMENTS_STAGE_PREFIX) + PIPELINE_STAGE_NAME_MAX];
 
 		snprintf(name, sizeof(name), ENVIRONMENTS_STAGE_PREFIX "%s", e->node->key);
 		if (json_object_set(envs, e->node->key, e->conf) < 0 ||

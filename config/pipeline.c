@@ -572,9 +572,11 @@ static int load_stage(struct loading *ld, const struct config_doc_node *st, json
 	const char *executor = NULL;
 	json_t *run = NULL, *needs = NULL;
 
-	if (!config_check_word(st->key, "_-", 0))
-		return config_check_fail_key(
-		    &ld->ck, st, "invalid stage name (use letters, digits, '_' and '-')");
+	if (!config_check_word(st->key, "_-", 0) || strlen(st->key) > PIPELINE_STAGE_NAME_MAX)
+		return config_check_fail_key(&ld->ck, st,
+					     "invalid stage name (use at most %d letters, digits, "
+					     "'_' and '-')",
+					     PIPELINE_STAGE_NAME_MAX);
 	if (config_check_keys(&ld->ck, st, stage_keys) < 0)
 		return -1;
 	n = config_doc_get(st, "kind");

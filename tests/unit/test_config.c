@@ -95,6 +95,9 @@ static void expect_settings_error(struct fx *f, const char *text, const char *wa
 	assert_null(s.brokers);
 }
 
+/* 64 bytes, the longest stage name. */
+#define LONG_NAME "abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijkl"
+
 #define TRIGGER                                                                                    \
 	"trigger:\n"                                                                               \
 	"  github:\n"                                                                              \
@@ -634,8 +637,14 @@ static void test_pipeline_schema_errors(void **state)
 			      "7:11: stages.lint.kind: unknown kind \"check\" (known: build, test, "
 			      "scan, push, deploy)");
 	expect_pipeline_error(f, TRIGGER "stages:\n  bad name:\n    kind: test\n    run: [x]\n",
-			      "6:3: stages.bad name: invalid stage name (use letters, digits, '_' "
-			      "and '-')");
+			      "6:3: stages.bad name: invalid stage name (use at most 64 letters, "
+			      "digits, '_' and '-')");
+	/* A worker drops a job whose stage name is that long: the run would
+	 * wait for it for ever. */
+	expect_pipeline_error(f,
+			      TRIGGER "stages:\n  " LONG_NAME "x:\n    kind: test\n    run: [x]\n",
+			      "6:3: stages." LONG_NAME "x: invalid stage name (use at most 64 "
+			      "letters, digits, '_' and '-')");
 	expect_pipeline_error(f, "name: 'a b'\n" TRIGGER "stages: {test: {run: [x]}}\n",
 			      "1:7: name: invalid pipeline name (use letters, digits, '_', '.' and "
 			      "'-')");

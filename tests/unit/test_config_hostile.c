@@ -214,8 +214,8 @@ static void test_control_characters_in_names_are_refused_and_escaped(void **stat
 	 * sequence or a line break to a terminal or a log. */
 	text = pipeline_text("app", "secret", "stages:\n  \"b\\e[2Jx\\ny\": {run: [make]}\n");
 	pipeline_fails(f, text,
-		       "p.yaml:7:3: stages.b\\x1b[2Jx\\x0ay: invalid stage name (use letters, "
-		       "digits, '_' and '-')");
+		       "p.yaml:7:3: stages.b\\x1b[2Jx\\x0ay: invalid stage name (use at most 64 "
+		       "letters, digits, '_' and '-')");
 	free(text);
 	text =
 	    pipeline_text("app", "secret", "vars: {\"A\\rB\": x}\nstages:\n  b: {run: [make]}\n");
