@@ -3,6 +3,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <strings.h>
 
 /* One socket curl asked us to watch. */
@@ -222,8 +223,22 @@ int curlev_show_url(const char *url, char *out, size_t outlen, char *err, size_t
 	}
 	curl_url_get(u, CURLUPART_PORT, &port, 0);
 	curl_url_get(u, CURLUPART_PATH, &path, 0);
-	snprintf(out, outlen, "%s://%s%s%s%s", scheme, host, port ? ":" : "", port ? port : "",
-		 path ? path : "/");
+	int n =
+	    snprintf(out, outlen, "%s://%s%s%s", scheme, host, port ? ":" : "", port ? port : "");
+	const char *p = path ? path : "/";
+	size_t len = strlen(p);
+	/* A path too long is cut before a '/', never inside a segment: a
+	 * value in the path (a secret, percent-encoded) is one segment, and
+	 * a log masks it only whole. */
+	if (n >= 0 && (size_t)n + len >= outlen) {
+		len = 0;
+		for (size_t i = 0; p[i] && (size_t)n + i + sizeof("/...") <= outlen; i++)
+			if (p[i] == '/')
+				len = i;
+	}
+	if (n >= 0 && (size_t)n < outlen)
+		snprintf(out + n, outlen - (size_t)n, "%.*s%s", (int)len, p,
+			 len < strlen(p) ? "/..." : "");
 	rc = 0;
 done:
 	curl_free(scheme);

@@ -29,7 +29,8 @@ void curlev_remove(struct curlev *m, CURL *easy);
 void curlev_free(struct curlev *m);
 
 /* scheme://host[:port]/path of an http or https url: what messages may show,
- * without the query (which may carry credentials) or user information.
+ * without the query (which may carry credentials) or user information; a
+ * path too long for out ends with "/..." in place of its last segments.
  * 0, or -1 with err "not a valid URL" / "only http and https are allowed". */
 int curlev_show_url(const char *url, char *out, size_t outlen, char *err, size_t errlen);
 
