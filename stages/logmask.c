@@ -159,18 +159,24 @@ done:
 	return rc;
 }
 
-/* An http: URL carries the value percent-encoded, and the stage's log and
- * error show that URL. */
-static int add_url_form(struct logmask *m, const char *value, size_t n)
+/* An http: request carries the value percent-encoded in its URL, which
+ * the stage's log and error show, and escaped in a JSON body, which a
+ * server may echo in the response the log shows. */
+static int add_request_forms(struct logmask *m, const char *value, size_t n)
 {
-	char *enc = expand_encode(value, n, EXPAND_URL);
+	static const enum expand_mode modes[] = {EXPAND_URL, EXPAND_JSON};
 
-	if (enc == NULL)
-		return -1;
-	size_t len = strlen(enc);
-	int rc = add_pattern(m, enc, len);
-	wipe_free(enc, len);
-	return rc;
+	for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
+		char *enc = expand_encode(value, n, modes[i]);
+		if (enc == NULL)
+			return -1;
+		size_t len = strlen(enc);
+		int rc = add_pattern(m, enc, len);
+		wipe_free(enc, len);
+		if (rc < 0)
+			return -1;
+	}
+	return 0;
 }
 
 struct secret_lines {
@@ -192,7 +198,7 @@ int logmask_add_secret(struct logmask *m, const char *value, size_t len)
 	if (len < LOGMASK_MIN_SECRET)
 		return 1;
 	if (add_pattern(m, value, len) < 0 || add_b64_forms(m, value, len) < 0 ||
-	    add_url_form(m, value, len) < 0)
+	    add_request_forms(m, value, len) < 0)
 		return -1;
 	/* Output is stored line by line: a secret of several lines (a key
 	 * file) is masked line by line as well. */

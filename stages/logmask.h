@@ -1,9 +1,10 @@
 /* logmask: what of a stage's output reaches its log.
  *
  * Every line passes through here before it is stored: each secret value, its
- * standard base64 form and its percent-encoded form (as an http: URL carries
- * it) is replaced by "[masked]"; stdout and stderr lines beyond the stage's
- * cap are counted, not stored, and logmask_finish says how many were dropped. Each line counts
+ * standard base64 form and the forms an http: request carries it in
+ * (percent-encoded, JSON-escaped) is replaced by "[masked]"; stdout and
+ * stderr lines beyond the stage's cap are counted, not stored, and
+ * logmask_finish says how many were dropped. Each line counts
  * LOGMASK_LINE_COST bytes toward the cap beside its own, what storing it takes besides its text
  * (its entry's id, time and stream), so that empty lines reach the cap too. Masking is per line: a
  * secret split across writes is masked once its line is whole; a line longer than the reader's
@@ -34,7 +35,7 @@ struct logmask *logmask_new(size_t cap, size_t piece, logmask_emit_cb emit, void
 /* The value itself, each of its lines, its base64 forms (alone, and as it
  * would appear inside a longer base64 stream at each of the three byte
  * alignments, where that form is at least 8 characters long) and its
- * percent-encoded form (expand_encode's EXPAND_URL). Returns 0, 1
+ * EXPAND_URL and EXPAND_JSON forms (expand_encode). Returns 0, 1
  * when the value is too short to be masked, -1 when out of memory. */
 int logmask_add_secret(struct logmask *m, const char *value, size_t len);
 void logmask_line(struct logmask *m, enum logmask_stream s, const char *line, size_t len);

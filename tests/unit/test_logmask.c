@@ -132,6 +132,21 @@ static void test_percent_encoded_form_is_masked(void **state)
 	logmask_free(m);
 }
 
+/* A JSON body carries a secret escaped, and a server may echo the body in
+ * the response the log shows. */
+static void test_json_escaped_form_is_masked(void **state)
+{
+	struct stored st = {0};
+	struct logmask *m = logmask_new(1 << 20, 0, on_emit, &st);
+	(void)state;
+
+	add(m, "pa\"ss\\word-1234");
+	line(m, "bad request: {\"password\": \"pa\\\"ss\\\\word-1234\"}");
+	assert_string_equal(st.lines[0], "bad request: {\"password\": \"[masked]\"}");
+	stored_clear(&st);
+	logmask_free(m);
+}
+
 static void test_overlapping_and_repeated_secrets_become_one_mask(void **state)
 {
 	struct stored st = {0};
@@ -357,6 +372,7 @@ int main(void)
 	    cmocka_unit_test(test_secret_in_a_line_is_masked),
 	    cmocka_unit_test(test_base64_forms_are_masked),
 	    cmocka_unit_test(test_percent_encoded_form_is_masked),
+	    cmocka_unit_test(test_json_escaped_form_is_masked),
 	    cmocka_unit_test(test_overlapping_and_repeated_secrets_become_one_mask),
 	    cmocka_unit_test(test_short_secret_is_not_masked),
 	    cmocka_unit_test(test_each_line_of_a_multiline_secret_is_masked),
