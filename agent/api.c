@@ -986,18 +986,29 @@ static void api_route(struct agent *a, struct evhttp_request *req, const char *p
 
 void api_handle(struct evhttp_request *req, struct agent *a)
 {
+	enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
 	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
-	const char *raw_path = evhttp_uri_get_path(uri);
-	const char *query = evhttp_uri_get_query(uri);
+	struct evhttp_uri *connect_uri = NULL;
+	/* libevent reads a CONNECT's target as a host and port, with no path
+	 * (and so matched it to no path's callback): it is read as a path here,
+	 * for the answer any method a path does not take gets. */
+	if (cmd == EVHTTP_REQ_CONNECT) {
+		connect_uri = evhttp_uri_parse_with_flags(evhttp_request_get_uri(req),
+							  EVHTTP_URI_NONCONFORMANT);
+		uri = connect_uri;
+	}
+	const char *raw_path = uri ? evhttp_uri_get_path(uri) : NULL;
+	const char *query = uri ? evhttp_uri_get_query(uri) : NULL;
+	char *decoded = NULL;
 	struct evkeyvalq q;
 	TAILQ_INIT(&q);
 	if (query && evhttp_parse_query_str(query, &q) < 0) {
 		http_reply_error(req, 400, "bad_request", "malformed query string");
-		return;
+		goto done;
 	}
 	/* Clients escape '@' ("deploy%40staging"); segments are checked after. */
 	size_t len = 0;
-	char *decoded = evhttp_uridecode(raw_path ? raw_path : "/", 0, &len);
+	decoded = evhttp_uridecode(raw_path ? raw_path : "/", 0, &len);
 	const char *path = decoded ? decoded : "/";
 
 	/* An escaped NUL would end the path there: a shorter path, another run
@@ -1010,8 +1021,12 @@ void api_handle(struct evhttp_request *req, struct agent *a)
 		api_route(a, req, path, &q);
 		goto done;
 	}
-	if (evhttp_request_get_command(req) != EVHTTP_REQ_GET &&
-	    evhttp_request_get_command(req) != EVHTTP_REQ_HEAD) {
+	/* The webhook's own callback never sees a CONNECT (above). */
+	if (cmd == EVHTTP_REQ_CONNECT && strcmp(path, "/hooks/github") == 0) {
+		intake_handle(req, a);
+		goto done;
+	}
+	if (cmd != EVHTTP_REQ_GET && cmd != EVHTTP_REQ_HEAD) {
 		if (strcmp(path, "/metrics") != 0 && strcmp(path, "/healthz") != 0 &&
 		    !web_path(path)) {
 			http_reply_error(req, 404, "not_found", "no such endpoint");
@@ -1038,4 +1053,6 @@ void api_handle(struct evhttp_request *req, struct agent *a)
 done:
 	free(decoded);
 	evhttp_clear_headers(&q);
+	if (connect_uri)
+		evhttp_uri_free(connect_uri);
 }

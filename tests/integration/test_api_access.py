@@ -210,6 +210,25 @@ def test_unknown_paths_are_404_and_wrong_methods_405(locked):
         assert_error(*call(locked, method, "/runs/r_x/more", t), 404)
 
 
+def test_every_method_not_taken_is_a_json_405_with_allow(locked):
+    """TRACE and CONNECT, which libevent refuses by default, and methods it
+    does not know get the answer any other method gets, not its HTML 501; a
+    CONNECT's target is read as a path, and its answer has a length."""
+    conn = http.client.HTTPConnection("127.0.0.1", locked.agent_port, timeout=10)
+    for method in ("TRACE", "CONNECT", "PROPFIND", "BREW"):
+        for path, allow in (("/api/v1/runs", "GET, HEAD"), ("/api/v1/runs/r_x/cancel", "POST"),
+                            ("/", "GET, HEAD"), ("/hooks/github", "POST")):
+            conn.request(method, path)
+            resp = conn.getresponse()
+            body = json.loads(resp.read())
+            assert (resp.status, resp.getheader("Allow")) == (405, allow), (method, path, body)
+            assert body["error"]["code"] == "method_not_allowed", body
+        conn.request(method, "/nothing")
+        resp = conn.getresponse()
+        assert_error(resp.status, json.loads(resp.read()), 404)
+    conn.close()
+
+
 def test_a_path_with_an_escaped_nul_is_a_400(locked):
     """%00 decodes to a byte that would end the path early: the run or
     endpoint before it must not answer in its place."""
