@@ -347,15 +347,22 @@ static void on_list_rank(struct redis *r, redisReply *reply, const char *err, vo
 		call_fail(c, "command not sent");
 }
 
-/* The page size limit= asks for into *limit: def without one (or an empty
- * one, as for the other parameters), max for a larger one. Anything but a
- * whole number from 1 is answered 400 (-1). */
+/* The value of the query parameter name, NULL without one or with an empty
+ * one: "pipeline=" filters nothing, as a form's field left blank sends it. */
+static const char *query_value(const struct evkeyvalq *q, const char *name)
+{
+	const char *v = evhttp_find_header(q, name);
+	return v && *v ? v : NULL;
+}
+
+/* The page size limit= asks for into *limit: def without one, max for a
+ * larger one. Anything but a whole number from 1 is answered 400 (-1). */
 static int query_limit(struct evhttp_request *req, struct evkeyvalq *q, size_t def, size_t max,
 		       size_t *limit)
 {
-	const char *v = evhttp_find_header(q, "limit");
+	const char *v = query_value(q, "limit");
 	*limit = def;
-	if (!v || !*v)
+	if (!v)
 		return 0;
 	/* Digits only, so that strtoull neither skips blanks nor takes a sign;
 	 * one too large for it saturates, which is above max too. */
@@ -383,10 +390,10 @@ static int run_status_known(const char *status)
 
 static void list_runs(struct agent *a, struct evhttp_request *req, struct evkeyvalq *q)
 {
-	const char *pipeline = evhttp_find_header(q, "pipeline");
-	const char *status = evhttp_find_header(q, "status");
-	const char *ref = evhttp_find_header(q, "ref");
-	const char *before = evhttp_find_header(q, "before");
+	const char *pipeline = query_value(q, "pipeline");
+	const char *status = query_value(q, "status");
+	const char *ref = query_value(q, "ref");
+	const char *before = query_value(q, "before");
 	char index[512];
 	size_t limit;
 	if (query_limit(req, q, RUNS_DEFAULT_LIMIT, RUNS_MAX_LIMIT, &limit) < 0)

@@ -42,6 +42,17 @@ def test_runs_filter_by_pipeline_status_and_limit(stack, push_run, failed_run):
     assert len(stack.runs("limit=1")) == 1
 
 
+def test_an_empty_filter_or_cursor_is_none(stack, push_run, failed_run):
+    """pipeline=, status=, ref= and before= with no value list every run
+    from the newest, as an empty limit= gives the default."""
+    everything = [r["id"] for r in stack.runs("limit=500")]
+    assert push_run["id"] in everything and failed_run["id"] in everything
+    for q in ("pipeline=", "status=", "ref=", "before=", "pipeline=&status=&ref=&before="):
+        status, body = stack.get("/api/v1/runs?limit=500&" + q)
+        assert status == 200, (q, body)
+        assert [r["id"] for r in body["runs"]] == everything, q
+
+
 def test_a_limit_that_is_no_whole_number_from_1_is_a_400(stack, push_run):
     """Neither the runs list nor a log takes a limit it cannot read as
     the page it asks for; one above the maximum gives the maximum."""
