@@ -396,8 +396,12 @@
         "aborted"].map((s) => h("option", { value: s }, statusWord(s))));
     statusSel.value = params.get("status") || "";
     const tbody = h("tbody");
-    const empty = h("p", { class: "empty", hidden: true }, "No runs yet.");
+    const empty = h("p", { class: "empty", hidden: true });
     const count = h("span", { class: "muted", id: "runs-count" });
+    const newerBtn = h("button", { type: "button", onclick: showNewer }, "Newer");
+    const olderBtn = h("button", { type: "button", onclick: showOlder }, "Older");
+    const pager = h("nav", { class: "pager", "aria-label": "Older and newer runs", hidden: true },
+      newerBtn, olderBtn);
     main.replaceChildren(
       h("div", { class: "toolbar" },
         h("h1", { id: "runs-title" }, "Runs"),
@@ -411,19 +415,53 @@
             ["Status", "Run", "Pipeline", "Branch or tag", "Commit", "Event", "Created", "Duration"]
               .map((t) => h("th", { scope: "col" }, t)))),
           tbody),
-        empty));
+        empty),
+      pager);
 
     const rows = new Map(); // id -> {tr, cells, status}
     let pipelinesKnown = false;
     let want = params.get("pipeline") || "";
+    // The page shown is the runs before the run `before` (none: the newest);
+    // `newer` holds where the pages before it began, for Newer, in the
+    // history entry so that a reload stays on the page. `next` is where the
+    // page after it begins, null on the last.
+    let before = params.get("before") || "";
+    let newer = history.state && Array.isArray(history.state.newer) ? history.state.newer : [];
+    let next = null;
 
-    function filtersChanged() {
-      const q = new URLSearchParams();
+    function listQuery() {
+      const q = new URLSearchParams({ limit: "100" });
       if (pipelineSel.value) q.set("pipeline", pipelineSel.value);
       if (statusSel.value) q.set("status", statusSel.value);
-      history.replaceState(null, "", "/" + (q.toString() ? "?" + q : ""));
-      want = pipelineSel.value;
+      if (before) q.set("before", before);
+      return String(q);
+    }
+
+    function show() {
+      const q = new URLSearchParams(listQuery());
+      q.delete("limit");
+      history.replaceState({ newer }, "", "/" + (q.toString() ? "?" + q : ""));
       p.now();
+    }
+
+    function filtersChanged() {
+      want = pipelineSel.value;
+      before = "";
+      newer = [];
+      show();
+    }
+
+    function showOlder() {
+      if (!next) return;
+      newer.push(before);
+      before = next;
+      show();
+    }
+
+    // Opened at a later page by its address alone, Newer leads to the newest.
+    function showNewer() {
+      before = newer.pop() || "";
+      show();
     }
     pipelineSel.addEventListener("change", filtersChanged);
     statusSel.addEventListener("change", filtersChanged);
@@ -485,11 +523,12 @@
 
     async function refresh() {
       if (!pipelinesKnown) await loadPipelines();
-      const q = new URLSearchParams({ limit: "100" });
-      if (pipelineSel.value) q.set("pipeline", pipelineSel.value);
-      if (statusSel.value) q.set("status", statusSel.value);
-      const body = await getJSON("/runs?" + q);
+      const asked = listQuery();
+      const body = await getJSON("/runs?" + asked);
+      // A page or filter chosen meanwhile has its own answer coming.
+      if (asked !== listQuery()) return;
       const runs = body.runs || [];
+      next = body.next || null;
       const seen = new Set();
       let prev = null;
       for (const run of runs) {
@@ -512,7 +551,23 @@
         }
       }
       empty.hidden = runs.length > 0;
-      setText(count, runs.length === 1 ? "1 run" : runs.length + " runs");
+      setText(empty, before ? "No older runs." : "No runs yet.");
+      setText(count, countText(runs.length));
+      // A button that becomes disabled would drop the keyboard's focus.
+      const focused = document.activeElement;
+      newerBtn.disabled = !before;
+      olderBtn.disabled = !next;
+      pager.hidden = !before && !next;
+      if (focused === olderBtn && olderBtn.disabled && !newerBtn.disabled) newerBtn.focus();
+      if (focused === newerBtn && newerBtn.disabled && !olderBtn.disabled) olderBtn.focus();
+    }
+
+    // What the page holds, and no more: the API tells no total.
+    function countText(n) {
+      const runs = n === 1 ? "1 run" : n + " runs";
+      if (!before) return next ? "newest " + runs : runs;
+      if (!n) return "no older runs";
+      return next ? n + " older " + (n === 1 ? "run" : "runs") : "oldest " + runs;
     }
 
     const p = poller(refresh, () => POLL_MS);

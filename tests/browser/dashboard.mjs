@@ -5,7 +5,8 @@
 // then given by keyboard, the promotion carried through to production, and
 // a strategy drawn when the run's answer has one, a live log that goes on
 // after its requests failed, and the log of a stage retried from its page
-// followed into the next attempt. Any console
+// followed into the next attempt, more runs than a page paged through to
+// the oldest and back. Any console
 // error, page error, failed request or unexpected error status fails it.
 //
 // usage: node dashboard.mjs SETUP.json  (written by run.py)
@@ -345,6 +346,42 @@ try {
     if (JSON.stringify(attempts) !== JSON.stringify(["attempt 1", "attempt 2"])) {
       throw new Error("log: " + JSON.stringify(lines));
     }
+  });
+
+  // run.py recorded more runs than a page holds, older than all the others.
+  await step("the runs list pages to the oldest run and back, never counting a page as all", async () => {
+    const oldest = setup.archived.at(-1);
+    await page.goto(base + "/");
+    const count = page.locator("#runs-count");
+    await count.filter({ hasText: /^newest 100 runs$/ }).waitFor();
+    if ((await page.locator("tbody tr").count()) !== 100) throw new Error("first page rows");
+    const first = await page.locator("tbody tr").first().getAttribute("data-run");
+    const pager = page.getByRole("navigation", { name: "Older and newer runs" });
+    if (!(await pager.getByRole("button", { name: "Newer" }).isDisabled())) throw new Error("Newer enabled on the first page");
+    await pager.getByRole("button", { name: "Older" }).click();
+    await row(oldest).waitFor();
+    await count.filter({ hasText: /^oldest \d+ runs$/ }).waitFor();
+    const total = 100 + (await page.locator("tbody tr").count());
+    const listed = await fetch(base + "/api/v1/runs?limit=500").then((r) => r.json());
+    if (listed.runs.length !== total || listed.runs.at(-1).id !== oldest) {
+      throw new Error(`two pages hold ${total} of ${listed.runs.length} runs`);
+    }
+    if (await row(first).count()) throw new Error("the newest run on the older page");
+    if (!new URL(page.url()).searchParams.get("before")) throw new Error("address: " + page.url());
+    if (!(await pager.getByRole("button", { name: "Older" }).isDisabled())) throw new Error("Older enabled on the last page");
+    await shot("runs-oldest");
+    // A reload stays on the page, and Newer still leads back.
+    await page.reload();
+    await row(oldest).waitFor();
+    await pager.getByRole("button", { name: "Newer" }).click();
+    await row(first).waitFor();
+    await count.filter({ hasText: /^newest 100 runs$/ }).waitFor();
+    if (new URL(page.url()).search) throw new Error("address: " + page.url());
+    // A filter that keeps fewer runs than a page counts them all.
+    await page.selectOption("#f-pipeline", "flaky");
+    await count.filter({ hasText: /^1 run$/ }).waitFor();
+    if (await pager.isVisible()) throw new Error("a pager for one page");
+    await page.selectOption("#f-pipeline", "");
   });
 
   await step("assets carry a strict CSP, an ETag and their Content-Type", async () => {

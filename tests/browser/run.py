@@ -15,17 +15,22 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, ".."))
 
 from harness import RUN_STATUSES, STAGE_STATUSES, LocalRepo, Stack, pipeline  # noqa: E402
+from resp import Redis  # noqa: E402
 
 WEB_REPO = "sluice-browser/web"
 RELEASE_REPO = "sluice-browser/release"
 FLAKY_REPO = "sluice-browser/flaky"
 # A branch name that is markup: it must show as text.
 EVIL_BRANCH = "<img src=x onerror=alert(1)>"
+# More runs than a page of the runs list holds (100), all older than those
+# the script starts.
+ARCHIVED_RUNS = 120
 
 
 def pipelines(repo):
@@ -65,6 +70,25 @@ def pipelines(repo):
     return {"web.yaml": web, "release.yaml": release, "flaky.yaml": flaky}
 
 
+def archive_runs(stack, n):
+    """n finished runs of web from a day ago, recorded as intake records a
+    run; their ids, newest first."""
+    day_ago = int(time.time() * 1000) - 86_400_000
+    ids = []
+    with Redis(stack.redis_port) as r:
+        for i in range(n):
+            created = day_ago - i * 60_000
+            run = "r_%012x%012x" % (created, i)
+            r.call("HSET", "sluice:run:" + run, "id", run, "status", "succeeded",
+                   "created", created, "started", created, "finished", created + 1000,
+                   "pipeline", "web", "repository", WEB_REPO, "event", "push",
+                   "ref", "refs/heads/main", "sha", "%040x" % i)
+            r.call("ZADD", "sluice:runs", created, run)
+            r.call("ZADD", "sluice:pipeline:web:runs", created, run)
+            ids.append(run)
+    return ids
+
+
 def main():
     root = tempfile.mkdtemp(prefix="sluice-browser-")
     shots = os.path.join(root, "screenshots")
@@ -91,6 +115,7 @@ def main():
             "evil_branch": EVIL_BRANCH,
             "run_statuses": RUN_STATUSES,
             "stage_statuses": STAGE_STATUSES,
+            "archived": archive_runs(stack, ARCHIVED_RUNS),
             "tokens": {name: tok for name, (role, tok) in tokens.items()},
             "payloads": {
                 "web": stack.push_payload(WEB_REPO),
