@@ -407,7 +407,7 @@ static void list_runs(struct agent *a, struct evhttp_request *req, struct evkeyv
 		http_reply_error(req, 400, "bad_request", "before: expected a run id");
 		return;
 	}
-	if (status && *status && !run_status_known(status)) {
+	if (status && !run_status_known(status)) {
 		http_reply_error(req, 400, "bad_request",
 				 "status: expected queued, running, waiting, succeeded, failed, "
 				 "cancelled, rejected, superseded or aborted");
