@@ -20,6 +20,7 @@
 #include "agent/connection.h"
 #include "agent/http.h"
 #include "agent/web.h"
+#include "lib/httpsend.h"
 #include "lib/log.h"
 #include "lib/metrics.h"
 
@@ -379,7 +380,7 @@ void agent_metrics_serve(struct agent *a, struct evhttp_request *req)
 	struct evkeyvalq *h = evhttp_request_get_output_headers(req);
 	evhttp_add_header(h, "Content-Type", METRICS_CONTENT_TYPE);
 	evhttp_add_header(h, "Cache-Control", "no-store");
-	evhttp_send_reply(req, 200, "OK", buf);
+	httpsend_reply(req, 200, "OK", buf);
 	evbuffer_free(buf);
 }
 

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "agent/connection.h"
+#include "lib/httpsend.h"
 #include "lib/log.h"
 
 struct http_pending {
@@ -64,14 +65,9 @@ void http_reply_text(struct evhttp_request *req, int code, const char *json, siz
 		return;
 	}
 	struct evkeyvalq *h = evhttp_request_get_output_headers(req);
-	/* Given here: libevent leaves it out of an answer to a CONNECT (the
-	 * start of a tunnel to it), whose end the client could then not find. */
-	char length[24];
-	snprintf(length, sizeof(length), "%zu", evbuffer_get_length(buf));
-	evhttp_add_header(h, "Content-Length", length);
 	evhttp_add_header(h, "Content-Type", "application/json");
 	evhttp_add_header(h, "Cache-Control", "no-store");
-	evhttp_send_reply(req, code, reason_phrase(code), buf);
+	httpsend_reply(req, code, reason_phrase(code), buf);
 	evbuffer_free(buf);
 }
 

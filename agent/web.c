@@ -5,6 +5,8 @@
 #include <event2/keyvalq_struct.h>
 #include <string.h>
 
+#include "lib/httpsend.h"
+
 /* No inline script or style anywhere: the page loads one script and one
  * style sheet from the agent, and talks to the agent's API only. */
 static const char csp[] = "default-src 'none'; script-src 'self'; style-src 'self'; "
@@ -87,7 +89,7 @@ static void send_asset(struct evhttp_request *req, const struct web_asset *w)
 		return;
 	}
 	evhttp_add_header(h, "Content-Type", web_content_type(w->name));
-	evhttp_send_reply(req, 200, "OK", buf);
+	httpsend_reply(req, 200, "OK", buf);
 	evbuffer_free(buf);
 }
 
@@ -101,7 +103,7 @@ static void send_not_found(struct evhttp_request *req)
 	evhttp_add_header(h, "X-Content-Type-Options", "nosniff");
 	if (buf)
 		evbuffer_add(buf, text, sizeof(text) - 1);
-	evhttp_send_reply(req, 404, "Not Found", buf);
+	httpsend_reply(req, 404, "Not Found", buf);
 	if (buf)
 		evbuffer_free(buf);
 }

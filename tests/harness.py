@@ -446,6 +446,25 @@ def http_request(port, method, path, body=None, headers=None, timeout=30):
         conn.close()
 
 
+def head_then_get(port, path, headers=None, timeout=30):
+    """HEAD path, then GET /healthz sent behind it on the same connection.
+    Returns (status, Content-Length of the HEAD, status of the GET). A body
+    sent after the HEAD's headers would stand where the GET's status line
+    must, which then reads as None."""
+    head = "HEAD %s HTTP/1.1\r\nHost: 127.0.0.1\r\n" % path
+    head += "".join("%s: %s\r\n" % kv for kv in (headers or {}).items())
+    get = "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", port), timeout=scaled(timeout)) as s:
+        s.sendall((head + "\r\n" + get).encode())
+        raw = recv_until_closed(s)
+    top, _, rest = raw.partition(b"\r\n\r\n")
+    lines = top.decode("latin-1").split("\r\n")
+    length = next((l.split(":", 1)[1].strip() for l in lines[1:]
+                   if l.lower().startswith("content-length:")), None)
+    after = re.match(rb"HTTP/1\.1 (\d{3}) ", rest)
+    return int(lines[0].split()[1]), length, int(after.group(1)) if after else None
+
+
 def sign(secret, body):
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 

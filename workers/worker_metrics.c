@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "lib/httpsend.h"
 #include "lib/listener_backoff.h"
 #include "lib/log.h"
 #include "lib/metrics.h"
@@ -69,7 +70,7 @@ static void reply_text(struct evhttp_request *req, int code, const char *reason,
 	struct evkeyvalq *h = evhttp_request_get_output_headers(req);
 	evhttp_add_header(h, "Content-Type", type);
 	evhttp_add_header(h, "Cache-Control", "no-store");
-	evhttp_send_reply(req, code, reason, buf);
+	httpsend_reply(req, code, reason, buf);
 	evbuffer_free(buf);
 }
 

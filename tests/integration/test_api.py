@@ -8,7 +8,8 @@ import urllib.parse
 
 import pytest
 
-from conftest import APP_REPO, RUN_STATUSES, LocalRepo, Stack, pipeline
+from conftest import (APP_REPO, RUN_STATUSES, LocalRepo, Stack, head_then_get, http_request,
+                      pipeline)
 
 
 def test_healthz_is_200_with_redis_up(stack):
@@ -81,6 +82,20 @@ def test_a_status_no_run_can_have_is_a_400(stack, failed_run):
         assert status == 200, (good, status, body)
         assert all(r["status"] == good for r in body["runs"]), body
     assert failed_run["id"] in [r["id"] for r in stack.runs("status=failed&limit=500")]
+
+
+def test_a_head_answer_is_its_headers_alone(stack, push_run):
+    """HEAD gives GET's status and Content-Length and no body: a body after
+    the headers would be taken as the next answer on the connection."""
+    for path in ("/healthz", "/", "/assets/app.js", "/runs/" + push_run["id"], "/nothing",
+                 "/api/v1/runs", "/api/v1/runs/" + push_run["id"],
+                 "/api/v1/runs/r_doesnotexist"):
+        status, _, raw = http_request(stack.agent_port, "GET", path)
+        assert raw, path
+        assert head_then_get(stack.agent_port, path) == (status, str(len(raw)), 200), path
+    # Counted requests change the figures between two scrapes.
+    status, length, after = head_then_get(stack.agent_port, "/metrics")
+    assert (status, after) == (200, 200) and int(length) > 0, length
 
 
 def assert_404(status, body):

@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from conftest import (binary, free_port, http_request, pipeline, recv_until_closed,
+from conftest import (binary, free_port, head_then_get, http_request, pipeline, recv_until_closed,
                       started_stack, wait_for)
 
 REPO = "sluice-it/metrics"
@@ -228,6 +228,11 @@ def test_worker_listener_serves_metrics_and_healthz_only(mstack, metrics_port):
     status, body, _ = http_request(metrics_port, "GET", "/api/v1/runs")
     assert status == 404 and body["error"]["code"] == "not_found", body
     assert http_request(metrics_port, "POST", "/metrics", b"")[0] == 405
+    for path in ("/healthz", "/api/v1/runs"):
+        status, _, raw = http_request(metrics_port, "GET", path)
+        assert head_then_get(metrics_port, path) == (status, str(len(raw)), 200), path
+    status, length, after = head_then_get(metrics_port, "/metrics")
+    assert (status, after) == (200, 200) and int(length) > 0, length
 
 
 def test_a_bad_metrics_address_is_a_configuration_error(tmp_path):
