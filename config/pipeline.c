@@ -803,15 +803,26 @@ static int load_environments(struct loading *ld, const struct config_doc_node *t
 	return environments_load(&l, top);
 }
 
+/* The variables sluice sets (workers/stage_env.c): for every stage, for a
+ * deployment, and for a run: command (workers/job.c). */
+static const char *const run_names[] = {
+    "SLUICE_RUN_ID",	"SLUICE_PIPELINE", "SLUICE_REPO",    "SLUICE_REF",   "SLUICE_SHA",
+    "SLUICE_SHA_SHORT", "SLUICE_STAGE",	   "SLUICE_ATTEMPT", "SLUICE_EVENT", NULL};
+static const char *const deployment_names[] = {"SLUICE_ENV", NULL};
+static const char *const command_names[] = {"SLUICE_OUTPUT", "SLUICE_ARTIFACTS", NULL};
+
 /* What a stage's templates may name: its vars, for an http: request its
- * secrets too, the run's variables (SLUICE_*, a prefix no var or secret
- * may take) and the outputs of the pipeline's stages (<stage>.<KEY>). */
+ * secrets too, the run's variables (those sluice sets where the template
+ * is expanded: SLUICE_ is a prefix no var or secret may take) and the
+ * outputs of the pipeline's stages (<stage>.<KEY>). */
 struct template_names {
 	const json_t *vars;
 	const json_t *secrets;
 	const json_t *stages;
 	int in_request;
-	int secret_named; /* the undefined name is a secret, not expanded here */
+	int deployment;
+	const char *const *own; /* what sluice sets for this template alone */
+	int secret_named;	/* the undefined name is a secret, not expanded here */
 };
 
 static int template_name_defined(const char *name, void *arg)
@@ -821,7 +832,8 @@ static int template_name_defined(const char *name, void *arg)
 	int secret = json_object_get(t->secrets, name) != NULL;
 
 	if (json_object_get(t->vars, name) || (secret && t->in_request) ||
-	    strncmp(name, "SLUICE_", 7) == 0)
+	    in_list(name, run_names) || (t->deployment && in_list(name, deployment_names)) ||
+	    (t->own && in_list(name, t->own)))
 		return 1;
 	if (dot) {
 		char *stage = strndup(name, (size_t)(dot - name));
@@ -862,6 +874,8 @@ static int check_stage_templates(struct loading *ld, const struct config_doc_nod
 	    .vars = layered ? layered : json_object_get(ld->def, "vars"),
 	    .secrets = secrets ? secrets : json_object_get(ld->def, "secrets"),
 	    .stages = json_object_get(ld->def, "stages"),
+	    .deployment = json_object_get(stage, "env") != NULL,
+	    .own = command_names,
 	};
 	const json_t *run = json_object_get(stage, "run");
 	const json_t *http = json_object_get(stage, "http");
@@ -877,6 +891,7 @@ static int check_stage_templates(struct loading *ld, const struct config_doc_nod
 	if (!n)
 		return 0;
 	t.in_request = 1;
+	t.own = NULL;
 	if (check_template(ld, config_doc_get(n, "url"),
 			   json_string_value(json_object_get(http, "url")), &t) < 0)
 		return -1;

@@ -1179,6 +1179,14 @@ static void test_pipeline_template_errors(void **state)
 			      "7:17: stages.build.run[1]: bad variable name at offset 2");
 	expect_pipeline_error(f, TRIGGER "stages:\n  build:\n    run: [echo, '${ghost.image}']\n",
 			      "7:17: stages.build.run[1]: undefined variable \"ghost.image\"");
+	/* SLUICE_ is sluice's prefix, but only what it sets is defined. */
+	expect_pipeline_error(f, TRIGGER "stages:\n  build:\n    run: [echo, '${SLUICE_SHAA}']\n",
+			      "7:17: stages.build.run[1]: undefined variable \"SLUICE_SHAA\"");
+	expect_pipeline_error(f, TRIGGER "stages:\n  build:\n    run: [echo, '${SLUICE_ENV}']\n",
+			      "7:17: stages.build.run[1]: undefined variable \"SLUICE_ENV\"");
+	expect_pipeline_error(
+	    f, TRIGGER "stages:\n  build:\n    http: {url: 'http://h/${SLUICE_OUTPUT}'}\n",
+	    "7:17: stages.build.http.url: undefined variable \"SLUICE_OUTPUT\"");
 	expect_pipeline_error(
 	    f,
 	    TRIGGER "secrets: {TOKEN: secrets/webhook}\n"
@@ -1198,8 +1206,9 @@ static void test_pipeline_template_errors(void **state)
 }
 
 /* What a run defines: vars (an environment's over the pipeline's),
- * secrets in an http: request, SLUICE_*, outputs of the pipeline's stages;
- * "$${" and a "$" without "{" are text. */
+ * secrets in an http: request, the SLUICE_ variables set where it is
+ * expanded (a run: command's $SLUICE_OUTPUT too), outputs of the
+ * pipeline's stages; "$${" and a "$" without "{" are text. */
 static void test_pipeline_templates_name_what_a_run_defines(void **state)
 {
 	struct fx *f = *state;
@@ -1211,7 +1220,7 @@ static void test_pipeline_templates_name_what_a_run_defines(void **state)
 		   "vars: {A: x}\n"
 		   "secrets: {TOKEN: secrets/webhook}\n"
 		   "stages:\n"
-		   "  build: {run: [echo, '${A} ${SLUICE_SHA} $${NONE} $NONE']}\n"
+		   "  build: {run: [echo, '${A} ${SLUICE_SHA} ${SLUICE_OUTPUT} $${NONE} $NONE']}\n"
 		   "  push:\n"
 		   "    needs: build\n"
 		   "    http: {url: 'http://h/${build.image}', method: POST,\n"
