@@ -22,6 +22,7 @@
 #include "config/when.h"
 #include "stages/expand.h"
 #include "stages/request.h"
+#include "stages/rollout.h"
 
 #define DEFAULT_TIMEOUT_MS (3600LL * 1000)
 #define MAX_TIMEOUT_MS	   (30LL * 86400 * 1000)
@@ -811,15 +812,16 @@ static const char *const run_names[] = {
 static const char *const deployment_names[] = {"SLUICE_ENV", NULL};
 static const char *const command_names[] = {"SLUICE_OUTPUT", "SLUICE_ARTIFACTS", NULL};
 
-/* What a stage's templates may name: its vars, for an http: request its
- * secrets too, the run's variables (those sluice sets where the template
- * is expanded: SLUICE_ is a prefix no var or secret may take) and the
- * outputs of the pipeline's stages (<stage>.<KEY>). */
+/* What a stage's templates may name: its vars, for an http: request or a
+ * rollout its secrets too, the run's variables (those sluice sets where the
+ * template is expanded: SLUICE_ is a prefix no var or secret may take) and
+ * the outputs of the pipeline's stages (<stage>.<KEY>). */
 struct template_names {
+	struct loading *ld;
 	const json_t *vars;
 	const json_t *secrets;
 	const json_t *stages;
-	int in_request;
+	int expands_secrets;
 	int deployment;
 	const char *const *own; /* what sluice sets for this template alone */
 	int secret_named;	/* the undefined name is a secret, not expanded here */
@@ -831,7 +833,7 @@ static int template_name_defined(const char *name, void *arg)
 	const char *dot = strchr(name, '.');
 	int secret = json_object_get(t->secrets, name) != NULL;
 
-	if (json_object_get(t->vars, name) || (secret && t->in_request) ||
+	if (json_object_get(t->vars, name) || (secret && t->expands_secrets) ||
 	    in_list(name, run_names) || (t->deployment && in_list(name, deployment_names)) ||
 	    (t->own && in_list(name, t->own)))
 		return 1;
@@ -846,7 +848,7 @@ static int template_name_defined(const char *name, void *arg)
 	return 0;
 }
 
-static int check_template(struct loading *ld, const struct config_doc_node *n, const char *tmpl,
+static int check_template(const struct config_doc_node *n, const char *tmpl,
 			  struct template_names *t)
 {
 	char why[256];
@@ -855,11 +857,26 @@ static int check_template(struct loading *ld, const struct config_doc_node *n, c
 	if (!tmpl || expand_check(tmpl, template_name_defined, t, why, sizeof(why)) == 0)
 		return 0;
 	if (t->secret_named)
-		return config_check_fail(&ld->ck, n,
+		return config_check_fail(&t->ld->ck, n,
 					 "%s (a secret is in the environment, not expanded in "
 					 "run: arguments)",
 					 why);
-	return config_check_fail(&ld->ck, n, "%s", why);
+	return config_check_fail(&t->ld->ck, n, "%s", why);
+}
+
+/* What the templates of a stage, whose definition is stage, may name. */
+static struct template_names stage_template_names(struct loading *ld, const json_t *stage)
+{
+	const json_t *layered = json_object_get(stage, "vars");
+	const json_t *secrets = json_object_get(stage, "secrets");
+
+	return (struct template_names){
+	    .ld = ld,
+	    .vars = layered ? layered : json_object_get(ld->def, "vars"),
+	    .secrets = secrets ? secrets : json_object_get(ld->def, "secrets"),
+	    .stages = json_object_get(ld->def, "stages"),
+	    .deployment = json_object_get(stage, "env") != NULL,
+	};
 }
 
 /* The run: arguments and http: templates of the stage at node st, whose
@@ -868,44 +885,56 @@ static int check_template(struct loading *ld, const struct config_doc_node *n, c
 static int check_stage_templates(struct loading *ld, const struct config_doc_node *st,
 				 const json_t *stage)
 {
-	const json_t *layered = json_object_get(stage, "vars");
-	const json_t *secrets = json_object_get(stage, "secrets");
-	struct template_names t = {
-	    .vars = layered ? layered : json_object_get(ld->def, "vars"),
-	    .secrets = secrets ? secrets : json_object_get(ld->def, "secrets"),
-	    .stages = json_object_get(ld->def, "stages"),
-	    .deployment = json_object_get(stage, "env") != NULL,
-	    .own = command_names,
-	};
+	struct template_names t = stage_template_names(ld, stage);
 	const json_t *run = json_object_get(stage, "run");
 	const json_t *http = json_object_get(stage, "http");
 	const json_t *headers = json_object_get(http, "headers");
 	const struct config_doc_node *n = config_doc_get(st, "run"), *c;
 	size_t i;
 
+	t.own = command_names;
 	for (i = 0; n && i < json_array_size(run); i++)
-		if (check_template(ld, list_item(n, i), json_string_value(json_array_get(run, i)),
-				   &t) < 0)
+		if (check_template(list_item(n, i), json_string_value(json_array_get(run, i)), &t) <
+		    0)
 			return -1;
 	n = config_doc_get(st, "http");
 	if (!n)
 		return 0;
-	t.in_request = 1;
+	t.expands_secrets = 1;
 	t.own = NULL;
-	if (check_template(ld, config_doc_get(n, "url"),
+	if (check_template(config_doc_get(n, "url"),
 			   json_string_value(json_object_get(http, "url")), &t) < 0)
 		return -1;
 	c = config_doc_get(n, "headers");
 	for (c = c ? c->first : NULL; c; c = c->next)
-		if (check_template(ld, c, json_string_value(json_object_get(headers, c->key)), &t) <
-		    0)
+		if (check_template(c, json_string_value(json_object_get(headers, c->key)), &t) < 0)
 			return -1;
-	return check_template(ld, config_doc_get(n, "body"),
+	return check_template(config_doc_get(n, "body"),
 			      json_string_value(json_object_get(http, "body")), &t);
 }
 
+static int check_rollout_template(const struct config_doc_node *n, const char *const *own,
+				  void *arg)
+{
+	struct template_names *t = arg;
+
+	t->own = own;
+	return check_template(n, json_string_value(n->value), t);
+}
+
+/* The templates of the rollout of the environment at env, whose deployment
+ * is stage: the worker expands its secrets in each (stages/rollout.c). */
+static int check_rollout_templates(struct loading *ld, const struct config_doc_node *env,
+				   const json_t *stage)
+{
+	struct template_names t = stage_template_names(ld, stage);
+
+	t.expands_secrets = 1;
+	return rollout_load_templates(env, check_rollout_template, &t);
+}
+
 /* After everything is loaded: the stages' own, and the environments'
- * deployments (with their layered vars and secrets). */
+ * deployments and rollouts (with their layered vars and secrets). */
 static int check_templates(struct loading *ld, const struct config_doc_node *top)
 {
 	const json_t *stages = json_object_get(ld->def, "stages");
@@ -918,8 +947,13 @@ static int check_templates(struct loading *ld, const struct config_doc_node *top
 	m = config_doc_get(top, "environments");
 	for (c = m ? m->first : NULL; c; c = c->next) {
 		const struct config_doc_node *deploy = config_doc_get(c, "deploy");
+		const json_t *stage;
+
 		snprintf(name, sizeof(name), "%s%s", ENVIRONMENTS_STAGE_PREFIX, c->key);
-		if (deploy && check_stage_templates(ld, deploy, json_object_get(stages, name)) < 0)
+		stage = json_object_get(stages, name);
+		if (deploy && check_stage_templates(ld, deploy, stage) < 0)
+			return -1;
+		if (json_object_get(stage, "rollout") && check_rollout_templates(ld, c, stage) < 0)
 			return -1;
 	}
 	return 0;

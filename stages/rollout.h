@@ -35,6 +35,14 @@
  * "rollout" of its deployment stage; *out stays NULL when the environment
  * has no strategy. Errors are "file:line:col: key.path: message". */
 int rollout_load(const struct config_check *ck, const struct config_doc_node *env, json_t **out);
+/* For each string of an environment's rollout in which ${NAME} expands, as
+ * written (after rollout_load accepted it): f(node, own, arg), own the
+ * names that sluice sets for it beside the run's variables (NULL
+ * terminated). -1 as soon as f returns -1; 0. */
+int rollout_load_templates(const struct config_doc_node *env,
+			   int (*f)(const struct config_doc_node *n, const char *const *own,
+				    void *arg),
+			   void *arg);
 
 struct rollout_callbacks {
 	/* A line for the deployment's log. */

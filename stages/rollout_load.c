@@ -47,6 +47,14 @@ static const char *const canary_keys[] = {"type", "steps", "analysis", "progress
 static const char *const pause_keys[] = {"duration", NULL};
 static const char *const phase_keys[] = {"pre", "post", NULL};
 
+/* What a rollout's templates see beside the run's variables: the image
+ * nothing more, hooks and checks the image (rollout.c), a provider's
+ * action its own (provider_action_vars). */
+static const char *const image_names[] = {NULL};
+static const char *const checklist_names[] = {"SLUICE_IMAGE", NULL};
+static const char *const action_names[] = {"SLUICE_ACTION", "SLUICE_WEIGHT", "SLUICE_COLOR",
+					   "SLUICE_IMAGE", NULL};
+
 static int nomem(const struct config_check *ck, const struct config_doc_node *n)
 {
 	return config_check_fail(ck, n, "out of memory");
@@ -421,4 +429,93 @@ int rollout_load(const struct config_check *ck, const struct config_doc_node *en
 fail:
 	json_decref(r);
 	return -1;
+}
+
+struct templates {
+	int (*f)(const struct config_doc_node *n, const char *const *own, void *arg);
+	void *arg;
+	const char *const *own;
+};
+
+static int template_at(const struct templates *t, const struct config_doc_node *n)
+{
+	return n && json_is_string(n->value) ? t->f(n, t->own, t->arg) : 0;
+}
+
+/* The run: arguments of a command (a hook, a rollback, a check, an exec
+ * action); sh: is expanded by the shell. */
+static int command_templates(const struct templates *t, const struct config_doc_node *cmd)
+{
+	const struct config_doc_node *run = config_doc_get(cmd, "run"), *c;
+
+	for (c = run ? run->first : NULL; c; c = c->next)
+		if (template_at(t, c) < 0)
+			return -1;
+	return 0;
+}
+
+/* The url, header values and body of a request (an http check, an http
+ * action). */
+static int request_templates(const struct templates *t, const struct config_doc_node *req)
+{
+	const struct config_doc_node *headers = config_doc_get(req, "headers"), *c;
+
+	if (template_at(t, config_doc_get(req, "url")) < 0)
+		return -1;
+	for (c = headers ? headers->first : NULL; c; c = c->next)
+		if (template_at(t, c) < 0)
+			return -1;
+	return template_at(t, config_doc_get(req, "body"));
+}
+
+static int provider_templates(const struct templates *t, const struct config_doc_node *p)
+{
+	const struct config_doc_node *type = config_doc_get(p, "type");
+	const struct config_doc_node *actions = config_doc_get(p, "actions"), *a;
+	const char *kind = type ? json_string_value(type->value) : NULL;
+
+	if (!kind)
+		return 0;
+	if (!strcmp(kind, "kubernetes"))
+		return template_at(t, config_doc_get(p, "deployment"));
+	for (a = actions ? actions->first : NULL; a; a = a->next)
+		if ((!strcmp(kind, "exec") && command_templates(t, a) < 0) ||
+		    (!strcmp(kind, "http") && request_templates(t, a) < 0))
+			return -1;
+	return 0;
+}
+
+/* The hooks or checks of both phases. */
+static int phase_templates(const struct templates *t, const struct config_doc_node *phases)
+{
+	for (const char *const *key = phase_keys; *key; key++) {
+		const struct config_doc_node *list = config_doc_get(phases, *key), *item;
+
+		for (item = list ? list->first : NULL; item; item = item->next)
+			if (command_templates(t, item) < 0 ||
+			    command_templates(t, config_doc_get(item, "rollback")) < 0 ||
+			    request_templates(t, config_doc_get(item, "http")) < 0)
+				return -1;
+	}
+	return 0;
+}
+
+int rollout_load_templates(const struct config_doc_node *env,
+			   int (*f)(const struct config_doc_node *n, const char *const *own,
+				    void *arg),
+			   void *arg)
+{
+	struct templates t = {.f = f, .arg = arg, .own = image_names};
+
+	if (template_at(&t, config_doc_get(env, "image")) < 0)
+		return -1;
+	t.own = action_names;
+	if (provider_templates(&t, config_doc_get(env, "provider")) < 0 ||
+	    provider_templates(&t, config_doc_get(env, "traffic")) < 0)
+		return -1;
+	t.own = checklist_names;
+	return phase_templates(&t, config_doc_get(env, "hooks")) < 0 ||
+		       phase_templates(&t, config_doc_get(env, "checks")) < 0
+		   ? -1
+		   : 0;
 }

@@ -231,6 +231,102 @@ static void test_an_image_needs_a_strategy(void **state)
 	    "strategy: add strategy:");
 }
 
+/* A template naming what the worker will not define where it expands it
+ * would fail the deployment when it runs: it is refused where it is
+ * written. */
+static void test_a_rollout_template_names_what_is_defined_where_it_expands(void **state)
+{
+	pipeline_file_expect_error(
+	    *state,
+	    "environments:\n"
+	    "  production:\n"
+	    "    image: 'registry.local/app:${SLUICE_IMAGEE}'\n"
+	    "    provider: {type: exec, actions: {apply: {run: [./deploy.sh]}}}\n"
+	    "    strategy: {type: RollingUpdate}\n",
+	    "10:12: environments.production.image: undefined variable "
+	    "\"SLUICE_IMAGEE\"");
+	pipeline_file_expect_error(*state,
+				   PRODUCTION
+				   "        verify: {run: [./verify.sh, 'v${SLUICE_IMAGE']}\n"
+				   "    strategy: {type: RollingUpdate}\n",
+				   "15:37: environments.production.provider.actions.verify.run[1]: "
+				   "unterminated \"${\"");
+	/* SLUICE_COLOR is an action's, not a hook's. */
+	pipeline_file_expect_error(*state,
+				   PRODUCTION
+				   "    hooks:\n"
+				   "      pre:\n"
+				   "        - name: db-migrate\n"
+				   "          run: [./migrate.sh]\n"
+				   "          rollback: {run: [./undo.sh, '${SLUICE_COLOR}']}\n"
+				   "    strategy: {type: RollingUpdate}\n",
+				   "19:39: environments.production.hooks.pre[0].rollback.run[1]: "
+				   "undefined variable \"SLUICE_COLOR\"");
+	pipeline_file_expect_error(
+	    *state,
+	    PRODUCTION "    checks:\n"
+		       "      post:\n"
+		       "        - name: up\n"
+		       "          http: {url: 'http://h/', headers: {X-Image: '${IMAGE}'}}\n"
+		       "    strategy: {type: RollingUpdate}\n",
+	    "18:55: environments.production.checks.post[0].http.headers.X-Image: undefined "
+	    "variable \"IMAGE\"");
+	pipeline_file_expect_error(
+	    *state,
+	    PRODUCTION "    traffic:\n"
+		       "      type: http\n"
+		       "      actions:\n"
+		       "        set_weight: {url: 'https://lb/w', method: PUT, body: '${WEIGHT}'}\n"
+		       "    strategy: {type: Canary, steps: [setWeight: 50]}\n",
+	    "18:62: environments.production.traffic.actions.set_weight.body: undefined "
+	    "variable \"WEIGHT\"");
+	pipeline_file_expect_error(
+	    *state,
+	    "environments:\n"
+	    "  production:\n"
+	    "    provider: {type: kubernetes, server: 'https://k8s:6443',\n"
+	    "               deployment: 'app-${SLUICE_COLR}', container: app}\n"
+	    "    strategy: {type: BlueGreen}\n",
+	    "11:28: environments.production.provider.deployment: undefined "
+	    "variable \"SLUICE_COLR\"");
+}
+
+/* Each sees the deployment's vars and secrets, the run's variables, the
+ * outputs of stages; hooks and checks the image too, actions their own. */
+static void test_a_rollout_template_may_name_its_variables(void **state)
+{
+	struct pipeline_file *f = *state;
+
+	if (pipeline_file_load(
+		f,
+		"environments:\n"
+		"  production:\n"
+		"    vars: {DOMAIN: example.com}\n"
+		"    secrets: {TOKEN: webhook}\n"
+		"    image: 'registry.local/app:${build.tag}-${SLUICE_SHA_SHORT}'\n"
+		"    provider:\n"
+		"      type: exec\n"
+		"      actions:\n"
+		"        apply: {run: [./deploy.sh, '${SLUICE_ACTION} ${SLUICE_IMAGE}',\n"
+		"                      '${SLUICE_COLOR} ${SLUICE_ENV} ${TOKEN}']}\n"
+		"    traffic:\n"
+		"      type: http\n"
+		"      actions:\n"
+		"        set_weight: {url: 'https://${DOMAIN}/w/${SLUICE_WEIGHT}', method: PUT,\n"
+		"                     headers: {Authorization: 'Bearer ${TOKEN}'}}\n"
+		"    hooks:\n"
+		"      pre:\n"
+		"        - name: db-migrate\n"
+		"          run: [./migrate.sh, '${SLUICE_IMAGE}', '${TOKEN}']\n"
+		"          rollback: {run: [./undo.sh, '${DOMAIN}']}\n"
+		"    checks:\n"
+		"      post:\n"
+		"        - name: up\n"
+		"          http: {url: 'https://h/${DOMAIN}', body: '${SLUICE_IMAGE}'}\n"
+		"    strategy: {type: BlueGreen}\n") < 0)
+		fail_msg("%s", f->err);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -251,6 +347,10 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_deploy_and_strategy_do_not_go_together, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_an_image_needs_a_strategy, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_a_rollout_template_names_what_is_defined_where_it_expands, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_a_rollout_template_may_name_its_variables, setup,
+					    teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
