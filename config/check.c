@@ -1,12 +1,15 @@
 /* check: schema helpers shared by settings and pipeline files. */
 #include "config/check.h"
 
+#include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "config/config.h"
+#include "config/file.h"
 #include "lib/glob.h"
 
 static int vfail(const struct config_check *ck, const struct config_doc_node *n, int line, int col,
@@ -178,6 +181,28 @@ int config_check_set(const struct config_check *ck, const struct config_doc_node
 	if (!v || json_object_set_new(obj, key, v) < 0)
 		return config_check_fail(ck, n, "out of memory");
 	return 0;
+}
+
+int config_check_path(const struct config_check *ck, const struct config_doc_node *n,
+		      const char *dir, json_t *obj, const char *key)
+{
+	const char *rel;
+	char *path;
+	json_t *v;
+
+	if (config_check_string(ck, n, 0, &rel) < 0)
+		return -1;
+	path = config_file_resolve(dir, rel);
+	if (!path)
+		return config_check_fail(ck, n, "out of memory");
+	if (config_file_check_readable(path) < 0) {
+		config_check_fail(ck, n, "cannot read \"%s\": %s", path, strerror(errno));
+		free(path);
+		return -1;
+	}
+	v = json_string(path);
+	free(path);
+	return config_check_set(ck, n, obj, key, v);
 }
 
 int config_check_glob_list(const struct config_check *ck, const struct config_doc_node *n,

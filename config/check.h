@@ -66,6 +66,11 @@ int config_check_headers(const struct config_check *ck, const struct config_doc_
  * 0, or -1 with "out of memory" at n. */
 int config_check_set(const struct config_check *ck, const struct config_doc_node *n, json_t *obj,
 		     const char *key, json_t *v);
+/* Sets key of obj to the file n names, relative to dir (the directory of
+ * the file being checked) unless absolute or a credential, once checked
+ * readable as config_file_check_readable does. */
+int config_check_path(const struct config_check *ck, const struct config_doc_node *n,
+		      const char *dir, json_t *obj, const char *key);
 
 /* s is non-empty and made of ASCII letters, digits and the bytes of extra;
  * with ident it must also not start with a digit. */

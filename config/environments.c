@@ -188,7 +188,7 @@ static int load_env(struct env_loading *el, struct env_ref *e)
 	if (load_approval(el, config_doc_get(env, "approval"), e->conf) < 0 ||
 	    load_windows(el, config_doc_get(env, "windows"), e->conf) < 0)
 		return -1;
-	if (rollout_load(el->ck, env, &rollout) < 0)
+	if (rollout_load(el->ck, env, el->l->dir, &rollout) < 0)
 		return -1;
 	n = config_doc_get(env, "deploy");
 	if (rollout) {

@@ -36,7 +36,8 @@
  * vars/secrets loaders, so that a deployment is checked as any stage is. */
 struct environments_loader {
 	const struct config_check *ck;
-	json_t *def; /* with "vars", "secrets" and "stages" loaded */
+	const char *dir; /* of the pipeline file, absolute: relative paths are in it */
+	json_t *def;	 /* with "vars", "secrets" and "stages" loaded */
 	/* The stage spec at node (its key is "deploy") → *out, kind deploy. */
 	int (*stage)(void *arg, const struct config_doc_node *spec, json_t **out);
 	/* A vars: (secrets == 0) or secrets: mapping → NAME: value into out. */

@@ -331,29 +331,6 @@ static const struct config_doc_node *list_item(const struct config_doc_node *n, 
 	return item;
 }
 
-/* A path relative to the pipeline file, checked readable, into obj[key]. */
-static int load_path(struct loading *ld, const struct config_doc_node *n, json_t *obj,
-		     const char *key)
-{
-	const char *rel;
-	char *path;
-	int rc;
-
-	if (config_check_string(&ld->ck, n, 0, &rel) < 0)
-		return -1;
-	path = config_file_resolve(ld->dir, rel);
-	if (!path)
-		return nomem(ld, n);
-	if (config_file_check_readable(path) < 0) {
-		config_check_fail(&ld->ck, n, "cannot read \"%s\": %s", path, strerror(errno));
-		free(path);
-		return -1;
-	}
-	rc = json_object_set_new(obj, key, json_string(path));
-	free(path);
-	return rc < 0 ? nomem(ld, n) : 0;
-}
-
 static int load_http_expect(struct loading *ld, const struct config_doc_node *n, json_t *out)
 {
 	json_t *codes = json_array();
@@ -471,7 +448,7 @@ static int load_http(struct loading *ld, const struct config_doc_node *h, json_t
 	if (n && config_check_duration_ms(&ld->ck, n, MAX_TIMEOUT_MS, &backoff_ms) < 0)
 		return -1;
 	n = config_doc_get(h, "ca_file");
-	if (n && load_path(ld, n, *out, "ca_file") < 0)
+	if (n && config_check_path(&ld->ck, n, ld->dir, *out, "ca_file") < 0)
 		return -1;
 	if (json_object_set_new(*out, "timeout_ms", json_integer(timeout_ms)) < 0 ||
 	    json_object_set_new(*out, "retries", json_integer(retries)) < 0 ||
@@ -799,8 +776,12 @@ static int env_names(void *arg, const struct config_doc_node *m, int secrets, js
 
 static int load_environments(struct loading *ld, const struct config_doc_node *top)
 {
-	const struct environments_loader l = {
-	    .ck = &ld->ck, .def = ld->def, .stage = env_stage, .names = env_names, .arg = ld};
+	const struct environments_loader l = {.ck = &ld->ck,
+					      .dir = ld->dir,
+					      .def = ld->def,
+					      .stage = env_stage,
+					      .names = env_names,
+					      .arg = ld};
 	return environments_load(&l, top);
 }
 

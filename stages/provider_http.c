@@ -5,7 +5,8 @@
  * def: {"type": "http", "actions": {"<verb>": {"url", "method", "headers",
  * "body", "expect", "timeout_ms", "retries", "backoff_ms", "ca_file"}},
  * "timeout_ms": N (the whole action, retries included; default 10 minutes)}.
- * url, headers and body may hold ${NAME} of the action's variables.
+ * url, headers and body may hold ${NAME} of the action's variables; a
+ * pipeline file's ca_file reaches here resolved (rollout_load).
  */
 #include "stages/provider.h"
 

@@ -33,8 +33,11 @@
 /* Reads an environment's image, provider, traffic, strategy, hooks and
  * checks keys (see docs/configuration.md) into *out, the normalized
  * "rollout" of its deployment stage; *out stays NULL when the environment
- * has no strategy. Errors are "file:line:col: key.path: message". */
-int rollout_load(const struct config_check *ck, const struct config_doc_node *env, json_t **out);
+ * has no strategy. The files it names are relative to dir (the pipeline
+ * file's) and checked readable. Errors are "file:line:col: key.path:
+ * message". */
+int rollout_load(const struct config_check *ck, const struct config_doc_node *env, const char *dir,
+		 json_t **out);
 /* For each string of an environment's rollout in which ${NAME} expands, as
  * written (after rollout_load accepted it): f(node, own, arg), own the
  * names that sluice sets for it beside the run's variables (NULL

@@ -308,10 +308,32 @@ static int provider_fail(const struct config_check *ck, const struct config_doc_
 	return config_check_fail(ck, at, "%s", *p == '.' ? p + 1 : p);
 }
 
+/* The ca_file of each action of an http provider (checked by creating it),
+ * as an http: stage's: relative to the pipeline file, not to where the
+ * worker runs, and readable now rather than when the action runs. */
+static int provider_paths(const struct config_check *ck, const struct config_doc_node *n,
+			  const char *dir, json_t *def)
+{
+	const struct config_doc_node *actions = config_doc_get(n, "actions"), *a, *ca;
+	const json_t *type = json_object_get(def, "type");
+
+	if (strcmp(json_string_value(type), "http") != 0)
+		return 0;
+	for (a = actions->first; a; a = a->next) {
+		ca = config_doc_get(a, "ca_file");
+		if (ca && config_check_path(
+			      ck, ca, dir, json_object_get(json_object_get(def, "actions"), a->key),
+			      "ca_file") < 0)
+			return -1;
+	}
+	return 0;
+}
+
 /* A provider mapping → its def: keys as written, durations ("timeout: 30s",
- * "poll: 2s") as milliseconds; checked by creating it once. */
+ * "poll: 2s") as milliseconds, paths resolved; checked by creating it
+ * once. */
 static int load_provider(const struct config_check *ck, const struct config_doc_node *n,
-			 const char *name, json_t *rollout)
+			 const char *name, const char *dir, json_t *rollout)
 {
 	const struct config_doc_node *c;
 	struct event_base *base;
@@ -347,7 +369,7 @@ static int load_provider(const struct config_check *ck, const struct config_doc_
 	event_base_free(base);
 	if (!p)
 		return provider_fail(ck, n, err);
-	return 0;
+	return provider_paths(ck, n, dir, def);
 }
 
 static int load_phases(const struct config_check *ck, const struct config_doc_node *map,
@@ -382,7 +404,8 @@ static int load_phases(const struct config_check *ck, const struct config_doc_no
 	return 0;
 }
 
-int rollout_load(const struct config_check *ck, const struct config_doc_node *env, json_t **out)
+int rollout_load(const struct config_check *ck, const struct config_doc_node *env, const char *dir,
+		 json_t **out)
 {
 	const struct config_doc_node *s = config_doc_get(env, "strategy");
 	const struct config_doc_node *n;
@@ -417,10 +440,10 @@ int rollout_load(const struct config_check *ck, const struct config_doc_node *en
 				     "kubernetes");
 		goto fail;
 	}
-	if (load_provider(ck, n, "provider", r) < 0)
+	if (load_provider(ck, n, "provider", dir, r) < 0)
 		goto fail;
 	n = config_doc_get(env, "traffic");
-	if (n && load_provider(ck, n, "traffic", r) < 0)
+	if (n && load_provider(ck, n, "traffic", dir, r) < 0)
 		goto fail;
 	if (load_phases(ck, env, "hooks", r) < 0 || load_phases(ck, env, "checks", r) < 0)
 		goto fail;

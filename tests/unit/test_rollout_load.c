@@ -327,6 +327,35 @@ static void test_a_rollout_template_may_name_its_variables(void **state)
 		fail_msg("%s", f->err);
 }
 
+/* An http action's ca_file is an http: stage's: relative to the pipeline
+ * file, whatever the worker's working directory, and refused when it
+ * cannot be read rather than failing the deployment. */
+static void test_an_http_action_ca_file_is_relative_to_the_pipeline_file(void **state)
+{
+	struct pipeline_file *f = *state;
+	char ca[128], want[256];
+	const char *text = "environments:\n"
+			   "  production:\n"
+			   "    provider:\n"
+			   "      type: http\n"
+			   "      actions:\n"
+			   "        apply: {url: 'https://deploy.local/apply', ca_file: ca.pem}\n"
+			   "    strategy: {type: RollingUpdate}\n";
+
+	snprintf(want, sizeof(want),
+		 "13:61: environments.production.provider.actions.apply."
+		 "ca_file: cannot read \"%s/ca.pem\": No such file or directory",
+		 f->dir);
+	pipeline_file_expect_error(f, text, want);
+	snprintf(ca, sizeof(ca), "%s/ca.pem", f->dir);
+	assert_int_equal(tmpdir_write(ca, "-----BEGIN CERTIFICATE-----\n"), 0);
+	if (pipeline_file_load(f, text) < 0)
+		fail_msg("%s", f->err);
+	const json_t *apply = json_object_get(
+	    json_object_get(json_object_get(rollout_of(f), "provider"), "actions"), "apply");
+	assert_string_equal(json_string_value(json_object_get(apply, "ca_file")), ca);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -351,6 +380,8 @@ int main(void)
 		test_a_rollout_template_names_what_is_defined_where_it_expands, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_a_rollout_template_may_name_its_variables, setup,
 					    teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_an_http_action_ca_file_is_relative_to_the_pipeline_file, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
