@@ -355,7 +355,8 @@ static int live_group(pid_t pgrp)
 
 /* A descendant that left its group with setsid() escapes the group kill.
  * As a subreaper we inherit it when its parent dies: a child of ours in no
- * running child's group is such a leftover. Finding them means reading
+ * running child's group is such a leftover (and so, once it is killed, is
+ * each child it had: on_sigchld searches again). Finding them means reading
  * every process's stat. With no child running that is done after every
  * stage, but only when there is a child at all: usually there is none
  * (ECHILD), and one waitid replaces the walk through /proc. While others
@@ -381,6 +382,9 @@ static void kill_leftovers(void)
 		}
 		mod.last_scan_ms = now;
 	}
+	/* This search is the one put off, if any: it would find nothing more
+	 * and put off the next. */
+	evtimer_del(mod.leftover_timer);
 	memset(&si, 0, sizeof(si));
 	if (waitid(P_ALL, 0, &si, WEXITED | WNOHANG | WNOWAIT | __WALL) < 0 && errno == ECHILD)
 		return;
@@ -568,7 +572,10 @@ static void on_sigchld(evutil_socket_t sig, short what, void *arg)
 			reaped_stranger = 1;
 	}
 	complete_ready();
-	if (reaped_stranger && mod.running == 0)
+	/* A leftover's own children become ours only once it is dead, after
+	 * the search that killed it: they are searched for again, whether
+	 * other children run or not (kill_leftovers spaces the searches). */
+	if (reaped_stranger)
 		kill_leftovers();
 }
 

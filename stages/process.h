@@ -5,13 +5,13 @@
  * or a cancel sends SIGTERM to the group, then SIGKILL to the group after
  * kill_grace. When the leader exits, whatever is left of its group is killed
  * too, so a stage cannot leave daemons behind; one that left the group
- * (setsid) is killed within about a second of its stage's end, whether
- * other stages still run or not. Children are reaped through a
- * SIGCHLD event; the process that uses this module must start every child
- * through it (it reaps with waitpid(-1)). process_init makes the caller a
- * child subreaper, so orphaned grandchildren are reaped here as well, and
- * starts the orphan guard (orphan_guard.h), which kills every child's group
- * should this process die without doing it.
+ * (setsid), and the children it had, are killed within about a second of
+ * its stage's end, whether other stages still run or not. Children are
+ * reaped through a SIGCHLD event; the process that uses this module must
+ * start every child through it (it reaps with waitpid(-1)). process_init
+ * makes the caller a child subreaper, so orphaned grandchildren are reaped
+ * here as well, and starts the orphan guard (orphan_guard.h), which kills
+ * every child's group should this process die without doing it.
  */
 #ifndef SLUICE_PROCESS_H
 #define SLUICE_PROCESS_H

@@ -407,24 +407,33 @@ static void settle(int ms)
 	event_free(t);
 }
 
-/* Runs a stage that leaves a daemon in a session of its own, then checks
- * that the daemon is gone once the loop had settle_ms to reap it. */
-static void assert_escaped_daemon_is_killed_within(int settle_ms)
+/* Runs a stage whose script prints the pid of a process it leaves behind,
+ * then checks that the process is gone once the loop had settle_ms to
+ * reap it. */
+static void assert_left_behind_is_killed_within(const char *script, int settle_ms)
 {
 	struct run r;
-	/* The script waits until the daemon has its own session, so that the
-	 * group kill cannot be what ends it. */
-	run_sh("setsid sleep 300 >/dev/null 2>&1 </dev/null & d=$!;"
-	       "while [ \"$(cut -d' ' -f6 /proc/$d/stat)\" != \"$d\" ]; do sleep 0.01; done;"
-	       "echo $d",
-	       &r);
+	run_sh(script, &r);
 	assert_int_equal(r.nlines, 1);
-	pid_t daemon = (pid_t)strtol(r.lines[0].text, NULL, 10);
-	assert_true(daemon > 0);
+	pid_t left = (pid_t)strtol(r.lines[0].text, NULL, 10);
+	assert_true(left > 0);
 	settle(settle_ms);
-	assert_int_equal(kill(daemon, 0), -1);
+	assert_int_equal(kill(left, 0), -1);
 	assert_int_equal(errno, ESRCH);
 	free_run(&r);
+}
+
+/* A stage that leaves a daemon in a session of its own: the daemon is gone
+ * once the loop had settle_ms to reap it. */
+static void assert_escaped_daemon_is_killed_within(int settle_ms)
+{
+	/* The script waits until the daemon has its own session, so that the
+	 * group kill cannot be what ends it. */
+	assert_left_behind_is_killed_within(
+	    "setsid sleep 300 >/dev/null 2>&1 </dev/null & d=$!;"
+	    "while [ \"$(cut -d' ' -f6 /proc/$d/stat)\" != \"$d\" ]; do sleep 0.01; done;"
+	    "echo $d",
+	    settle_ms);
 }
 
 static void assert_escaped_daemon_is_killed(void)
@@ -532,6 +541,25 @@ static void test_escaped_daemon_is_killed_after_a_search_put_off(void **state)
 
 	assert_escaped_daemon_is_killed();
 	assert_escaped_daemon_is_killed_within(1200);
+	stop_other_stage(p, &other);
+}
+
+/* A daemon that left its stage with a child of its own, while another
+ * stage runs: the child becomes ours only once the daemon is dead, after
+ * the search that killed the daemon (which, holding 64 MiB, takes a while
+ * to die). The child is killed all the same, within about a second. */
+static void test_an_escaped_daemon_s_child_is_killed_while_another_stage_runs(void **state)
+{
+	(void)state;
+	struct run other;
+	struct process *p = start_other_stage(&other);
+
+	assert_left_behind_is_killed_within(
+	    "setsid awk 'BEGIN { s = \"x\"; for (i = 0; i < 26; i++) s = s s;"
+	    " system(\"exec sleep 300\") }' >/dev/null 2>&1 </dev/null & d=$!;"
+	    "c=/proc/$d/task/$d/children;"
+	    "while [ -z \"$(cat $c 2>/dev/null)\" ]; do sleep 0.01; done; cat $c",
+	    1500);
 	stop_other_stage(p, &other);
 }
 
@@ -691,6 +719,8 @@ int main(void)
 					    setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_held_output_and_the_end_wait_for_the_release,
 					    setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_an_escaped_daemon_s_child_is_killed_while_another_stage_runs, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_self_inflicted_signal_is_signalled, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_exit_callback_may_spawn_and_cancel, setup,
