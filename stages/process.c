@@ -458,11 +458,22 @@ static void signal_group(struct process *p, int sig)
 	killpg(p->pid, sig);
 }
 
+/* Whether the child has exited with its SIGCHLD not handled yet: what it
+ * ended with is its outcome, not a stop that comes after it. */
+static int leader_exited(const struct process *p)
+{
+	siginfo_t si;
+
+	memset(&si, 0, sizeof(si));
+	return waitid(P_PID, (id_t)p->pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+	       si.si_pid == p->pid;
+}
+
 static void begin_stop(struct process *p, enum stop_reason why)
 {
 	struct timeval tv = {p->kill_grace_ms / 1000, (p->kill_grace_ms % 1000) * 1000};
 
-	if (p->reaped || p->stop != STOP_NONE)
+	if (p->reaped || p->stop != STOP_NONE || leader_exited(p))
 		return;
 	p->stop = why;
 	p->in_grace = 1;

@@ -73,7 +73,9 @@ struct process *process_spawn(const struct process_spec *spec, process_line_cb o
  * child can write them. hold 0 releases it: the lines waiting are
  * delivered first (a line's callback may hold the output again). */
 void process_hold_output(int hold);
-/* SIGTERM now, SIGKILL after kill_grace; the outcome becomes CANCELLED. */
+/* SIGTERM now, SIGKILL after kill_grace; the outcome becomes CANCELLED,
+ * unless the child had exited already (its end not handled yet): then what
+ * it ended with stands. A timeout does the same, as TIMED_OUT. */
 void process_cancel(struct process *p);
 int process_pid(const struct process *p);
 /* Number of children started and not yet finished. */

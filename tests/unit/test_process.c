@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 struct line {
@@ -375,6 +376,30 @@ static void test_cancel_is_reported_as_cancelled(void **state)
 	free_run(&r);
 }
 
+/* A cancel (a hand-back, a timeout) that comes after the child has exited,
+ * before its end is handled, leaves its outcome alone: a stage that
+ * succeeded must not be run again for it. */
+static void test_cancel_after_the_child_exited_keeps_its_exit(void **state)
+{
+	(void)state;
+	struct run r;
+	siginfo_t si;
+	memset(&r, 0, sizeof(r));
+	const char *argv[] = {"true", NULL};
+	struct process_spec spec = {.argv = argv, .envp = default_env, .kill_grace_ms = 5000};
+	int64_t started = clock_mono_ms();
+	struct process *p = process_spawn(&spec, on_line, on_exit_break, &r);
+	assert_non_null(p);
+	/* Exited, and left to the loop to reap. */
+	assert_int_equal(waitid(P_PID, (id_t)process_pid(p), &si, WEXITED | WNOWAIT), 0);
+	process_cancel(p);
+	loop_until_exit(&r, started);
+	assert_int_equal(r.res.outcome, PROCESS_EXITED);
+	assert_int_equal(r.res.exit_code, 0);
+	assert_int_equal(r.res.term_signal, 0);
+	free_run(&r);
+}
+
 static void test_background_child_is_gone_after_exit(void **state)
 {
 	(void)state;
@@ -709,6 +734,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_child_ignoring_sigterm_is_killed_after_grace,
 					    setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_cancel_is_reported_as_cancelled, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_cancel_after_the_child_exited_keeps_its_exit,
+					    setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_background_child_is_gone_after_exit, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_escaped_daemon_is_killed_while_another_stage_runs,
