@@ -27,13 +27,24 @@ struct exec {
 	void *arg;
 };
 
+/* An action is run or sh alone: a misspelt key (tiemout: 5) would
+ * otherwise be ignored and the command run without it. */
 static int check_command(const char *verb, const json_t *cmd, char *err, size_t errlen)
 {
 	const json_t *run = json_object_get(cmd, "run");
 	const json_t *sh = json_object_get(cmd, "sh");
+	const char *name;
 	size_t i;
 	json_t *arg;
 
+	json_object_foreach((json_t *)cmd, name, arg)
+	{
+		if (strcmp(name, "run") != 0 && strcmp(name, "sh") != 0) {
+			snprintf(err, errlen, "provider.actions.%s.%s: unknown key (run, sh)", verb,
+				 name);
+			return -1;
+		}
+	}
 	if (json_is_string(sh) && !run)
 		return 0;
 	if (json_is_array(run) && json_array_size(run) > 0 && !sh) {

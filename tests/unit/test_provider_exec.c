@@ -216,6 +216,10 @@ static void test_bad_definitions_are_refused_with_the_key(void **state)
 		     "provider.actions.apply.run[1]: not a string");
 	expect_error("{\"type\": \"exec\", \"actions\": {\"apply\": {}}}",
 		     "provider.actions.apply: needs one of run (a list) or sh (a script)");
+	/* A misspelt key would otherwise be ignored, the action run without it. */
+	expect_error("{\"type\": \"exec\", \"actions\": {\"apply\": {\"run\": [\"a\"], "
+		     "\"tiemout\": 5}}}",
+		     "provider.actions.apply.tiemout: unknown key (run, sh)");
 	expect_error("{\"type\": \"exec\", \"timeout_ms\": -1, \"actions\": {\"apply\": {\"sh\": "
 		     "\"x\"}}}",
 		     "provider.timeout_ms: a positive number of milliseconds");

@@ -327,6 +327,22 @@ static void test_a_rollout_template_may_name_its_variables(void **state)
 		fail_msg("%s", f->err);
 }
 
+/* An exec action is run or sh alone: a misspelt key is refused where it
+ * is written rather than ignored when the action runs. */
+static void test_an_exec_action_key_is_run_or_sh(void **state)
+{
+	pipeline_file_expect_error(*state,
+				   "environments:\n"
+				   "  production:\n"
+				   "    provider:\n"
+				   "      type: exec\n"
+				   "      actions:\n"
+				   "        apply: {run: [./a.sh], tiemout: 5}\n"
+				   "    strategy: {type: RollingUpdate}\n",
+				   "13:41: environments.production.provider.actions.apply.tiemout: "
+				   "unknown key (run, sh)");
+}
+
 /* An http action's ca_file is an http: stage's: relative to the pipeline
  * file, whatever the worker's working directory, and refused when it
  * cannot be read rather than failing the deployment. */
@@ -382,6 +398,7 @@ int main(void)
 					    teardown),
 	    cmocka_unit_test_setup_teardown(
 		test_an_http_action_ca_file_is_relative_to_the_pipeline_file, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_an_exec_action_key_is_run_or_sh, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
