@@ -7,7 +7,9 @@
  * "color"), "poll_ms" (default 2 s), "timeout_ms" (verify's limit, default
  * 10 minutes)}. Without "server" the in-cluster configuration is used: the
  * KUBERNETES_SERVICE_HOST/PORT environment and the service account's token,
- * CA and namespace files. apply patches the container's image (strategic
+ * CA and namespace files. A pipeline file's token_file and ca_file reach
+ * here resolved (rollout_load); one under "${CREDENTIALS_DIRECTORY}/" is
+ * the worker's own credential. apply patches the container's image (strategic
  * merge); verify polls the Deployment until kubectl's rollout-status rules
  * say it is rolled out, and fails on ProgressDeadlineExceeded; switch (and
  * promote or abort with a colour) patches the Service's selector to the
@@ -23,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "config/file.h"
 #include "lib/clock.h"
 #include "lib/curlev.h"
 #include "lib/curlreq.h"
@@ -285,15 +288,33 @@ static void on_done(evutil_socket_t fd, short what, void *arg)
 	done(ok, msg, done_arg);
 }
 
+/* A file of key as this worker opens it: a credential in its own
+ * $CREDENTIALS_DIRECTORY (the agent that loaded the pipeline may have
+ * none), any other path as rollout_load resolved it. */
+static char *local_path(const char *key, const char *configured, char *why, size_t whylen)
+{
+	char *path = config_file_expand(configured);
+
+	if (!path)
+		snprintf(why, whylen, "%s %s: %s", key, configured,
+			 config_file_expand_error(errno));
+	return path;
+}
+
 /* The service account token is read for every request: kubelet rotates it
  * in place. */
-static int read_token(const char *path, char *out, size_t outlen, char *why, size_t whylen)
+static int read_token(const char *configured, char *out, size_t outlen, char *why, size_t whylen)
 {
-	FILE *f = fopen(path, "r");
+	char *path = local_path("token_file", configured, why, whylen);
+	FILE *f;
 	size_t n;
 
+	if (!path)
+		return -1;
+	f = fopen(path, "r");
+	free(path);
 	if (!f) {
-		snprintf(why, whylen, "token_file %s: %s", path, strerror(errno));
+		snprintf(why, whylen, "token_file %s: %s", configured, strerror(errno));
 		return -1;
 	}
 	n = fread(out, 1, outlen - 1, f);
@@ -301,7 +322,7 @@ static int read_token(const char *path, char *out, size_t outlen, char *why, siz
 	out[n] = '\0';
 	out[strcspn(out, "\r\n")] = '\0';
 	if (!out[0]) {
-		snprintf(why, whylen, "token_file %s: empty", path);
+		snprintf(why, whylen, "token_file %s: empty", configured);
 		return -1;
 	}
 	return 0;
@@ -348,8 +369,17 @@ static void request(struct kube *k, const char *method, const char *path)
 	CURL *e = k->easy;
 	curl_easy_reset(e);
 	curlreq_setup(e, k->url, REQUEST_TIMEOUT_MS, k->headers, "sluice-worker", NULL);
-	if (k->ca_file)
-		curl_easy_setopt(e, CURLOPT_CAINFO, k->ca_file);
+	if (k->ca_file) {
+		char *ca = local_path("ca_file", k->ca_file, why, sizeof(why));
+		if (!ca) {
+			snprintf(line, sizeof(line), "%s failed: %s", provider_verb_name(k->verb),
+				 why);
+			finish(k, 0, line);
+			return;
+		}
+		curl_easy_setopt(e, CURLOPT_CAINFO, ca); /* curl keeps a copy */
+		free(ca);
+	}
 	k->resp.max = MAX_RESPONSE;
 	curlreq_collect(e, &k->resp);
 	curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);

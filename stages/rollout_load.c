@@ -308,24 +308,39 @@ static int provider_fail(const struct config_check *ck, const struct config_doc_
 	return config_check_fail(ck, at, "%s", *p == '.' ? p + 1 : p);
 }
 
-/* The ca_file of each action of an http provider (checked by creating it),
- * as an http: stage's: relative to the pipeline file, not to where the
- * worker runs, and readable now rather than when the action runs. */
+/* n's key, when there, relative to the pipeline file and checked readable
+ * into obj. */
+static int provider_path(const struct config_check *ck, const struct config_doc_node *n,
+			 const char *dir, json_t *obj, const char *key)
+{
+	const struct config_doc_node *c = config_doc_get(n, key);
+
+	return c ? config_check_path(ck, c, dir, obj, key) : 0;
+}
+
+/* A kubernetes provider's token_file and ca_file and the ca_file of each
+ * action of an http provider (checked by creating it), as an http: stage's:
+ * relative to the pipeline file, not to where the worker runs, and
+ * readable now rather than when the action runs. */
 static int provider_paths(const struct config_check *ck, const struct config_doc_node *n,
 			  const char *dir, json_t *def)
 {
-	const struct config_doc_node *actions = config_doc_get(n, "actions"), *a, *ca;
-	const json_t *type = json_object_get(def, "type");
+	const struct config_doc_node *a;
+	const char *type = json_string_value(json_object_get(def, "type"));
 
-	if (strcmp(json_string_value(type), "http") != 0)
-		return 0;
-	for (a = actions->first; a; a = a->next) {
-		ca = config_doc_get(a, "ca_file");
-		if (ca && config_check_path(
-			      ck, ca, dir, json_object_get(json_object_get(def, "actions"), a->key),
-			      "ca_file") < 0)
+	if (strcmp(type, "kubernetes") == 0) {
+		if (provider_path(ck, n, dir, def, "token_file") < 0 ||
+		    provider_path(ck, n, dir, def, "ca_file") < 0)
 			return -1;
+		return 0;
 	}
+	if (strcmp(type, "http") != 0)
+		return 0;
+	for (a = config_doc_get(n, "actions")->first; a; a = a->next)
+		if (provider_path(ck, a, dir,
+				  json_object_get(json_object_get(def, "actions"), a->key),
+				  "ca_file") < 0)
+			return -1;
 	return 0;
 }
 

@@ -68,7 +68,7 @@ static int setup(void **state)
 	return 0;
 }
 
-static struct provider *make(const char *extra)
+static struct provider *make_with(const char *token, const char *extra)
 {
 	char json[1024];
 
@@ -76,8 +76,13 @@ static struct provider *make(const char *extra)
 		 "{\"type\": \"kubernetes\", \"server\": \"http://127.0.0.1:%d\", \"token_file\": "
 		 "\"%s\", \"namespace\": \"prod\", \"container\": \"app\", \"service\": \"app\", "
 		 "\"poll_ms\": 10 %s}",
-		 stub.port, token_file, extra);
+		 stub.port, token, extra);
 	return provider_test_make(json_loads(json, 0, NULL));
+}
+
+static struct provider *make(const char *extra)
+{
+	return make_with(token_file, extra);
 }
 
 static void run(struct provider *p, enum provider_verb verb, const char *image, const char *color,
@@ -277,6 +282,39 @@ static void test_token_is_read_again_for_each_request(void **state)
 	provider_free(p);
 }
 
+/* A "${CREDENTIALS_DIRECTORY}/" path is the worker's own credential, found
+ * through its environment when the action runs, as a stage's secret is. */
+static void test_credential_files_are_the_workers_own(void **state)
+{
+	const char *ca =
+	    ", \"deployment\": \"app\", \"ca_file\": \"${CREDENTIALS_DIRECTORY}/ca.crt\"";
+	struct provider *p;
+	struct outcome o;
+	(void)state;
+
+	setenv("CREDENTIALS_DIRECTORY", dir, 1);
+	p = make_with("${CREDENTIALS_DIRECTORY}/token", ", \"deployment\": \"app\"");
+	apistub_reply(&stub, 200, "{}");
+	run(p, PROVIDER_APPLY, "img:2", NULL, &o);
+	assert_true(o.ok);
+	assert_string_equal(stub.req[1].authorization, "Bearer tok-1");
+	provider_free(p);
+
+	unsetenv("CREDENTIALS_DIRECTORY");
+	p = make_with("${CREDENTIALS_DIRECTORY}/token", ", \"deployment\": \"app\"");
+	run(p, PROVIDER_APPLY, "img:2", NULL, &o);
+	assert_false(o.ok);
+	assert_string_equal(o.msg, "apply failed: token_file ${CREDENTIALS_DIRECTORY}/token: "
+				   "CREDENTIALS_DIRECTORY is not set");
+	provider_free(p);
+	p = make(ca);
+	run(p, PROVIDER_APPLY, "img:2", NULL, &o);
+	assert_false(o.ok);
+	assert_string_equal(o.msg, "apply failed: ca_file ${CREDENTIALS_DIRECTORY}/ca.crt: "
+				   "CREDENTIALS_DIRECTORY is not set");
+	provider_free(p);
+}
+
 static void test_unreachable_server_fails(void **state)
 {
 	char json[512], err[256];
@@ -405,6 +443,7 @@ int main(void)
 				   setup),
 	    cmocka_unit_test_setup(test_api_error_reports_the_status_message, setup),
 	    cmocka_unit_test_setup(test_token_is_read_again_for_each_request, setup),
+	    cmocka_unit_test_setup(test_credential_files_are_the_workers_own, setup),
 	    cmocka_unit_test_setup(test_unreachable_server_fails, setup),
 	    cmocka_unit_test_setup(test_an_answer_too_long_fails_saying_so, setup),
 	    cmocka_unit_test_setup(test_actions_without_what_they_need_are_refused, setup),

@@ -327,6 +327,63 @@ static void test_a_rollout_template_may_name_its_variables(void **state)
 		fail_msg("%s", f->err);
 }
 
+/* Loading text is refused at where ("line:col: key.path") while name,
+ * beside the pipeline file, cannot be read; then name is written there, its
+ * path into path. */
+static void expect_unreadable_then_write(struct pipeline_file *f, const char *text,
+					 const char *where, const char *name, char *path,
+					 size_t pathlen)
+{
+	char want[512];
+
+	snprintf(path, pathlen, "%s/%s", f->dir, name);
+	snprintf(want, sizeof(want), "%s: cannot read \"%s\": No such file or directory", where,
+		 path);
+	pipeline_file_expect_error(f, text, want);
+	assert_int_equal(tmpdir_write(path, "-----BEGIN CERTIFICATE-----\n"), 0);
+}
+
+/* A kubernetes provider's token_file and ca_file are an http: stage's
+ * ca_file: relative to the pipeline file and readable when it is loaded,
+ * but a credential is the worker's own, kept as written. */
+static void test_kubernetes_files_are_relative_to_the_pipeline_file(void **state)
+{
+	struct pipeline_file *f = *state;
+	char token[128], ca[128];
+	const char *text = "environments:\n"
+			   "  production:\n"
+			   "    provider:\n"
+			   "      type: kubernetes\n"
+			   "      server: https://k8s.local:6443\n"
+			   "      token_file: token\n"
+			   "      ca_file: ca.pem\n"
+			   "      service: app\n"
+			   "    strategy: {type: BlueGreen}\n";
+
+	expect_unreadable_then_write(f, text, "13:19: environments.production.provider.token_file",
+				     "token", token, sizeof(token));
+	expect_unreadable_then_write(f, text, "14:16: environments.production.provider.ca_file",
+				     "ca.pem", ca, sizeof(ca));
+	if (pipeline_file_load(f, text) < 0)
+		fail_msg("%s", f->err);
+	const json_t *provider = json_object_get(rollout_of(f), "provider");
+	assert_string_equal(json_string_value(json_object_get(provider, "token_file")), token);
+	assert_string_equal(json_string_value(json_object_get(provider, "ca_file")), ca);
+
+	if (pipeline_file_load(f, "environments:\n"
+				  "  production:\n"
+				  "    provider:\n"
+				  "      type: kubernetes\n"
+				  "      server: https://k8s.local:6443\n"
+				  "      token_file: ${CREDENTIALS_DIRECTORY}/k8s-token\n"
+				  "      service: app\n"
+				  "    strategy: {type: BlueGreen}\n") < 0)
+		fail_msg("%s", f->err);
+	provider = json_object_get(rollout_of(f), "provider");
+	assert_string_equal(json_string_value(json_object_get(provider, "token_file")),
+			    "${CREDENTIALS_DIRECTORY}/k8s-token");
+}
+
 /* An exec action is run or sh alone: a misspelt key is refused where it
  * is written rather than ignored when the action runs. */
 static void test_an_exec_action_key_is_run_or_sh(void **state)
@@ -349,7 +406,7 @@ static void test_an_exec_action_key_is_run_or_sh(void **state)
 static void test_an_http_action_ca_file_is_relative_to_the_pipeline_file(void **state)
 {
 	struct pipeline_file *f = *state;
-	char ca[128], want[256];
+	char ca[128];
 	const char *text = "environments:\n"
 			   "  production:\n"
 			   "    provider:\n"
@@ -358,13 +415,9 @@ static void test_an_http_action_ca_file_is_relative_to_the_pipeline_file(void **
 			   "        apply: {url: 'https://deploy.local/apply', ca_file: ca.pem}\n"
 			   "    strategy: {type: RollingUpdate}\n";
 
-	snprintf(want, sizeof(want),
-		 "13:61: environments.production.provider.actions.apply."
-		 "ca_file: cannot read \"%s/ca.pem\": No such file or directory",
-		 f->dir);
-	pipeline_file_expect_error(f, text, want);
-	snprintf(ca, sizeof(ca), "%s/ca.pem", f->dir);
-	assert_int_equal(tmpdir_write(ca, "-----BEGIN CERTIFICATE-----\n"), 0);
+	expect_unreadable_then_write(
+	    f, text, "13:61: environments.production.provider.actions.apply.ca_file", "ca.pem", ca,
+	    sizeof(ca));
 	if (pipeline_file_load(f, text) < 0)
 		fail_msg("%s", f->err);
 	const json_t *apply = json_object_get(
@@ -399,6 +452,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(
 		test_an_http_action_ca_file_is_relative_to_the_pipeline_file, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_an_exec_action_key_is_run_or_sh, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_kubernetes_files_are_relative_to_the_pipeline_file,
+					    setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
