@@ -25,6 +25,7 @@
 #include "lib/clock.h"
 #include "lib/hex.h"
 #include "lib/log.h"
+#include "lib/utf8.h"
 
 #define RUNS_DEFAULT_LIMIT 50
 #define RUNS_MAX_LIMIT	   500
@@ -1019,9 +1020,14 @@ void api_handle(struct evhttp_request *req, struct agent *a)
 	const char *path = decoded ? decoded : "/";
 
 	/* An escaped NUL would end the path there: a shorter path, another run
-	 * or endpoint, would be answered. */
+	 * or endpoint, would be answered. A byte that is not UTF-8 would make
+	 * the api.call event that quotes the path no JSON. */
 	if (decoded && strlen(decoded) != len) {
 		http_reply_error(req, 400, "bad_request", "the path holds an escaped NUL byte");
+		goto done;
+	}
+	if (decoded && !utf8_valid(decoded, len)) {
+		http_reply_error(req, 400, "bad_request", "the path is not UTF-8");
 		goto done;
 	}
 	if (strncmp(path, "/api/", 5) == 0) {

@@ -59,6 +59,18 @@ static size_t kept_length(const unsigned char *p, const unsigned char *end)
 	return *p == 0 ? 0 : *p < 0x80 ? 1 : utf8_length(p, end);
 }
 
+int utf8_valid(const char *s, size_t len)
+{
+	const unsigned char *p = (const unsigned char *)s, *end = p + len;
+	while (p < end) {
+		size_t n = kept_length(p, end);
+		if (n == 0)
+			return 0;
+		p += n;
+	}
+	return 1;
+}
+
 int utf8_repair(const char *s, size_t len, char **out, size_t *outlen)
 {
 	const unsigned char *p = (const unsigned char *)s, *end = p + len;

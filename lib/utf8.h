@@ -14,6 +14,10 @@ size_t utf8_length(const unsigned char *p, const unsigned char *end);
  * utf8_length found valid (n its length). */
 uint32_t utf8_code_point(const unsigned char *p, size_t n);
 
+/* Whether s[0..len) is UTF-8 without a NUL byte: fit for a JSON string and
+ * a C one as it is. */
+int utf8_valid(const char *s, size_t len);
+
 /* s[0..len) made fit for a JSON string and a C one: returns 0 (*out NULL)
  * when it is UTF-8 without a NUL byte already; 1 with *out a malloc'd,
  * NUL-terminated copy in which each NUL byte and each byte that starts no

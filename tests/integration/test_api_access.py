@@ -23,7 +23,7 @@ import pytest
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
 from conftest import (binary, free_port, http_request, pipeline, recv_until_closed,  # noqa: E402
                       started_stack, wait_for)
-from kafkawire import Client  # noqa: E402
+from kafkawire import Client, envelopes  # noqa: E402
 from resp import Redis  # noqa: E402
 
 REPO = "sluice-it/access"
@@ -239,6 +239,23 @@ def test_a_path_with_an_escaped_nul_is_a_400(locked):
     assert_error(*call(locked, "POST", "/api/v1/runs/%s/cancel%%00x" % run_id, t), 400)
     assert_error(*call(locked, "GET", "/runs/%s%%00x" % run_id), 400)
     assert call(locked, "GET", "/api/v1/runs/" + run_id, t)[1]["status"] != "cancelled"
+
+
+def test_a_path_that_is_not_utf8_is_a_400_and_no_event_quotes_it(locked):
+    """The api.call event of a mutating call quotes its path: a byte that
+    is not UTF-8 there made it no JSON for any consumer of sluice.events."""
+    t = TOKENS["boss"]
+    for method, path in (("POST", "/api/v1/runs/r_%ff%c3(/cancel"),
+                         ("POST", "/api/v1/pipelines/%ed%a0%80/trigger"),
+                         ("GET", "/api/v1/runs/r_%ff"), ("GET", "/runs/r_%c3")):
+        assert_error(*call(locked, method, path, t, {}), 400)
+    # A path in UTF-8 is quoted as it is, and every event on the topic
+    # parses as JSON (envelopes decodes each, as UTF-8).
+    status, _ = call(locked, "POST", "/api/v1/runs/r_%C3%A9/cancel", t)
+    assert status == 404
+    wait_for("the api.call event of the UTF-8 path", lambda: [
+        e for e in envelopes(locked.brokers, "sluice.events")
+        if e["data"].get("path") == "/api/v1/runs/r_\u00e9/cancel"], 15)
 
 
 def test_an_asset_is_revalidated_by_its_etag_weak_or_strong(locked):

@@ -12,11 +12,13 @@
 
 #define FFFD "\xef\xbf\xbd"
 
-/* What utf8_repair makes of in (len bytes): the text to use. */
+/* What utf8_repair makes of in (len bytes): the text to use. utf8_valid
+ * says whether it is left as it is. */
 static char *repaired(const char *in, size_t len, int want_rc)
 {
 	char *out = NULL;
 	size_t outlen = 0;
+	assert_int_equal(utf8_valid(in, len), want_rc == 0);
 	assert_int_equal(utf8_repair(in, len, &out, &outlen), want_rc);
 	if (want_rc == 0) {
 		assert_null(out);
