@@ -26,6 +26,7 @@
 #include "stages/process.h"
 #include "stages/rollout.h"
 #include "lib/strv.h"
+#include "lib/utf8.h"
 #include "queue/defcache.h"
 #include "workers/stage_env.h"
 #include "workers/stage_log.h"
@@ -344,9 +345,12 @@ static void finish(struct job *j, const char *status, const char *error)
 	log_end(j);
 	if (error) {
 		/* The error is stored with the stage: it must not carry a secret
-		 * that a command or a server echoed back. */
+		 * that a command or a server echoed back, nor a character cut in
+		 * two by a buffer it went through (a long command's name): its
+		 * stage.finished event and the API's JSON hold it as UTF-8. */
 		char *masked = j->mask ? logmask_text(j->mask, error) : NULL;
-		snprintf(j->error, sizeof(j->error), "%s", masked ? masked : error);
+		const char *shown = masked ? masked : error;
+		utf8_copy(j->error, sizeof(j->error), shown, strlen(shown));
 		free(masked);
 		log_system(j, error);
 	}

@@ -15,12 +15,14 @@ import time
 
 import pytest
 
-from conftest import LocalRepo, Stack, http_request, pipeline, rss_is_its_own
+from conftest import LocalRepo, Stack, http_request, pipeline, rss_is_its_own, wait_for
+from kafkawire import envelopes
 
 TOKEN = "tok-Zx9qW3rT7yL2vB"
 LEAK = "SLUICE_IT_WORKER_ONLY"
 KEEP = "SLUICE_IT_INHERITED"
 
+LONG_NAME = "/nonexistent/" + "\u00e9" * 80
 BYTE_BY_BYTE = ('for c in $(echo "$TOKEN" | fold -w1); do printf %s "$c"; sleep 0.01; done; '
                 'echo; printf %s "$TOKEN" | base64; echo "$TOKEN" | base64; '
                 'echo "plain $TOKEN and again $TOKEN"')
@@ -120,6 +122,10 @@ def pipelines(repo, port):
                   r"printf 'cut \342\202\n'; printf 'euro \342\202\254\n'; "
                   r"printf 'osc \033]52;c;eA==\007\033[31mred\033[0m\n'; "
                   r"""printf 'ok=yes\nbad=\377\n' >> "$SLUICE_OUTPUT"; echo done"""}}),
+        # A command whose name, past the bytes an error quotes of it, ends
+        # inside a two-byte character.
+        "long-name.yaml": p("long-name", {"build": {
+            "run": [LONG_NAME], "checkout": False}}),
         # $SLUICE_OUTPUT replaced by what never ends, or never answers.
         "output-link.yaml": p("output-link", {"build": {
             "sh": 'ln -sf /dev/zero "$SLUICE_OUTPUT"; echo done', "checkout": False}}),
@@ -314,6 +320,21 @@ def test_a_deployment_records_its_messages_with_secrets_masked(env_stack):
     assert TOKEN[:4] not in json.dumps(rollout), rollout
     assert rollout["checks"]["pre"][0]["message"] == "exit code 1: token [masked]", rollout
     assert rollout["image"] == "registry.local/app:1", rollout
+
+
+def test_an_error_quoting_a_long_command_is_utf8_in_the_run_and_its_event(env_stack):
+    run = start(env_stack, "long-name")
+    build = run["stages"]["build"]
+    assert build["status"] == "failed" and build["exit_code"] == 127, run
+    # The name is cut where the error's buffer ends, between characters or
+    # with U+FFFD; the stage keeps its error (the API left it out) and its
+    # stage.finished event is JSON (it held the first byte of an é alone).
+    assert build["error"].startswith("exec /nonexistent/\u00e9\u00e9"), build
+    assert build["error"].endswith(": No such file or directory"), build
+    finished = wait_for("the stage.finished event", lambda: [
+        e for e in envelopes(env_stack.brokers, "sluice.events")
+        if e["type"] == "dev.sluice.stage.finished" and e["data"]["run"] == run["id"]], 10)
+    assert [e["data"]["error"] for e in finished] == [build["error"]], finished
 
 
 def test_timeout_ends_as_timed_out_with_the_signal(env_stack):
