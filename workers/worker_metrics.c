@@ -111,6 +111,7 @@ static void on_request(struct evhttp_request *req, void *arg)
 				      "\"only GET is served here\"}}\n";
 	enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
 	if (cmd != EVHTTP_REQ_GET && cmd != EVHTTP_REQ_HEAD) {
+		evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "GET, HEAD");
 		reply_text(req, 405, "Method Not Allowed", "application/json", not_get,
 			   sizeof(not_get) - 1);
 	} else if (path && strcmp(path, "/metrics") == 0) {
@@ -140,9 +141,9 @@ static int listen_on(struct worker_metrics *wm, const char *listen)
 	wm->http = evhttp_new(wm->w->base);
 	if (!wm->http)
 		return -1;
-	/* Other methods reach on_request, which answers 405 as the agent does. */
-	evhttp_set_allowed_methods(wm->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST |
-						 EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE);
+	/* Every method reaches on_request, which answers 405 as the agent
+	 * does: libevent would answer one outside the set 501 in HTML. */
+	evhttp_set_allowed_methods(wm->http, 0xffff);
 	evhttp_set_timeout(wm->http, 10);
 	/* Only GETs are served: libevent's default would read a body or
 	 * headers of any size into the memory the worker's stages share. */

@@ -3,6 +3,7 @@
 what real traffic — webhooks, a run through two stages — should add."""
 
 import http.client
+import json
 import re
 import shutil
 import socket
@@ -233,6 +234,19 @@ def test_worker_listener_serves_metrics_and_healthz_only(mstack, metrics_port):
         assert head_then_get(metrics_port, path) == (status, str(len(raw)), 200), path
     status, length, after = head_then_get(metrics_port, "/metrics")
     assert (status, after) == (200, 200) and int(length) > 0, length
+    # Every method the agent answers 405 is answered so, in JSON and with
+    # Allow (a PATCH or an OPTIONS got libevent's 501 page, none had Allow).
+    for port in (mstack.agent_port, metrics_port):
+        for method in ("POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "PROPFIND"):
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            try:
+                c.request(method, "/metrics", b"" if method != "OPTIONS" else None)
+                r = c.getresponse()
+                body = json.loads(r.read())
+                assert (r.status, r.getheader("Allow")) == (405, "GET, HEAD"), (port, method)
+                assert body["error"]["code"] == "method_not_allowed", (port, method, body)
+            finally:
+                c.close()
 
 
 def test_a_bad_metrics_address_is_a_configuration_error(tmp_path):
