@@ -39,8 +39,9 @@ void worker_metrics_stage_finished(struct worker *w, const char *kind, const cha
 				   double seconds)
 {
 	static const char *const kinds[] = {"build", "test", "scan", "push", "deploy", NULL};
-	static const char *const outcomes[] = {"succeeded", "failed", "timed_out", "cancelled",
-					       NULL};
+	/* Those of a deployment with a strategy too (events.md's stage.finished). */
+	static const char *const outcomes[] = {"succeeded", "failed",	   "timed_out", "cancelled",
+					       "aborted",   "rolled_back", NULL};
 	if (!w->metrics)
 		return;
 	metrics_observe(w->metrics->stage_duration,

@@ -249,6 +249,42 @@ def test_worker_listener_serves_metrics_and_healthz_only(mstack, metrics_port):
                 c.close()
 
 
+def test_a_rollout_that_aborts_is_timed_as_aborted(tmp_path):
+    """A deployment with a strategy ends aborted (or rolled_back), outcomes
+    of their own beside succeeded and failed, not "other"."""
+    port = free_port()
+
+    def pipelines(repo, root):
+        d = pipeline("canary", REPO + "-canary", checkout=repo.url, stages={
+            "build": {"sh": 'echo "image=app:v2" >> "$SLUICE_OUTPUT"'}})
+        d["environments"] = {"prod": {
+            "image": "${build.image}",
+            "provider": {"type": "exec", "actions": {"apply": {"run": ["true"]}}},
+            "strategy": {"type": "Canary", "steps": [{"setWeight": 20}, {"pause": {}}]}}}
+        return {"canary.yaml": d}
+    stacks = started_stack("sluice-metrics-rollout-", pipelines, workers=(("build,deploy", 1),),
+                           extra_settings={"worker": {"metrics_listen": "127.0.0.1:%d" % port}})
+    stack = next(stacks)
+    try:
+        status, body = stack.post_hook("push", stack.push_payload(REPO + "-canary"))
+        assert status == 202, (status, body)
+        run_id = body["runs"][0]
+        wait_for("the rollout parked at its pause", lambda: stack.run(run_id)["stages"][
+            "deploy@prod"]["status"] == "paused", 30)
+        status, body, _ = http_request(
+            stack.agent_port, "POST", "/api/v1/runs/%s/environments/prod/abort" % run_id, b"{}",
+            {"Content-Type": "application/json"})
+        assert status == 202, body
+        run = stack.wait_run(run_id)
+        assert run["stages"]["deploy@prod"]["status"] == "aborted", run
+        s = parse(scrape(port))
+        assert value(s, "sluice_stage_duration_seconds_count", kind="deploy",
+                     status="aborted") == 1, s
+        assert total(s, "sluice_stage_duration_seconds_count", status="other") == 0, s
+    finally:
+        next(stacks, None)
+
+
 def test_a_bad_metrics_address_is_a_configuration_error(tmp_path):
     config = tmp_path / "sluice.yaml"
     config.write_text("worker:\n  metrics_listen: \"localhost:http\"\n")
