@@ -238,12 +238,16 @@ int config_check_duration_ms(const struct config_check *ck, const struct config_
 			     long long max_ms, long long *out)
 {
 	long long ms = -1;
+	int too_long = 0;
 
 	if (json_is_integer(n->value) && json_integer_value(n->value) >= 0) {
 		long long s = json_integer_value(n->value);
 
-		/* Saturate instead of overflowing: anything this big is too long. */
-		ms = s > max_ms / 1000 ? max_ms + 1 : s * 1000;
+		/* Compared before multiplying, which would overflow: anything
+		 * this big is too long (max_ms + 1 overflows too when max_ms is
+		 * LLONG_MAX). */
+		too_long = s > max_ms / 1000;
+		ms = too_long ? max_ms : s * 1000;
 	} else if (json_is_string(n->value)) {
 		ms = config_parse_duration_ms(json_string_value(n->value));
 	}
@@ -251,7 +255,7 @@ int config_check_duration_ms(const struct config_check *ck, const struct config_
 		return config_check_fail(ck, n, "expected a duration like \"10m\"");
 	if (ms == 0)
 		return config_check_fail(ck, n, "must be longer than 0");
-	if (ms > max_ms)
+	if (too_long || ms > max_ms)
 		return config_check_fail(ck, n, "is too long (at most %lld days)",
 					 max_ms / 86400000);
 	*out = ms;

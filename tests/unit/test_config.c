@@ -344,6 +344,9 @@ static void test_settings_errors_name_position_and_key(void **state)
 			      "1:17: worker.lease: must be longer than 0");
 	expect_settings_error(f, "worker: {kill_grace: 30d}\n",
 			      "1:22: worker.kill_grace: is too long (at most 24 days)");
+	/* Seconds whose milliseconds pass LLONG_MAX, for a key with no other bound. */
+	expect_settings_error(f, "agent: {run_retention: 9300000000000000}\n",
+			      "1:24: agent.run_retention: is too long (at most 106751991167 days)");
 	expect_settings_error(f, "worker: {checkout_timeout: soon}\n",
 			      "1:28: worker.checkout_timeout: expected a duration like \"10m\"");
 	expect_settings_error(f, "worker:\n  concurrency: 0\n",
