@@ -4,6 +4,7 @@ what real traffic — webhooks, a run through two stages — should add."""
 
 import http.client
 import json
+import os
 import re
 import shutil
 import socket
@@ -221,6 +222,36 @@ def test_consumer_lag_comes_from_kafka_statistics(mstack, metrics_port):
     assert set(agent) == {"sluice.results"}, agent
     assert set(worker) <= {"sluice.jobs.build", "sluice.jobs.test"} and worker, worker
     assert all(v >= 0 for v in list(agent.values()) + list(worker.values()))
+
+
+def documented_families():
+    """{family: process} of the table of docs/operations.md#metrics."""
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "operations.md")
+    out = {}
+    with open(path) as f:
+        for line in f:
+            cells = [c.strip() for c in line.split("|")]
+            if len(cells) > 4 and cells[1].startswith("`sluice_"):
+                for name in re.findall(r"`(sluice_[a-z_]+)", cells[1]):
+                    out[name] = cells[3]
+    return out
+
+
+def test_each_process_exports_the_families_the_docs_give_it(mstack, metrics_port):
+    """Every family documented for a process is on its /metrics once it
+    did its work (a run, its consumer statistics), and none other is."""
+    status, body = mstack.post_hook("push", mstack.push_payload(REPO))
+    assert status == 202, (status, body)
+    mstack.wait_run(body["runs"][0])
+    docs = documented_families()
+    for port, process in ((mstack.agent_port, "agent"), (metrics_port, "worker")):
+        want = {name for name, p in docs.items() if p in (process, "both")}
+
+        def exported():
+            return set(re.findall(r"^# TYPE (\S+) ", scrape(port), re.M))
+        got = wait_for("the families of the %s" % process, lambda: (
+            lambda g: g if want <= g else None)(exported()), REFRESH_S + 10)
+        assert got == want, (process, sorted(got - want), sorted(want - got))
 
 
 def test_worker_listener_serves_metrics_and_healthz_only(mstack, metrics_port):
