@@ -67,18 +67,27 @@ local function prunable(run)
   return keys, r[4]
 end
 
+-- Calls the command args with list's items after them, CHUNK items a call:
+-- unpack() is bounded by Lua's stack (some 8000 values), and a run of
+-- thousands of stages has more keys than that.
+local CHUNK = 1000
+local function call_chunked(args, list)
+  for k = 1, #list, CHUNK do
+    local a = {unpack(args)}
+    for i = k, math.min(k + CHUNK - 1, #list) do
+      a[#a + 1] = list[i]
+    end
+    redis.call(unpack(a))
+  end
+end
+
 local ids = redis.call('ZRANGEBYSCORE', P .. 'runs', '-inf', cutoff, 'LIMIT', skip, batch)
 local pruned, kept = 0, 0
 for _, run in ipairs(ids) do
   local keys, pipeline = prunable(run)
   if keys then
-    local delayed = redis.call('SMEMBERS', P .. 'run:' .. run .. ':delayed')
-    if #delayed > 0 then
-      redis.call('ZREM', P .. 'delayed', unpack(delayed))
-    end
-    if #keys > 0 then
-      redis.call('UNLINK', unpack(keys))
-    end
+    call_chunked({'ZREM', P .. 'delayed'}, redis.call('SMEMBERS', P .. 'run:' .. run .. ':delayed'))
+    call_chunked({'UNLINK'}, keys)
     redis.call('ZREM', P .. 'runs', run)
     if pipeline then
       redis.call('ZREM', P .. 'pipeline:' .. pipeline .. ':runs', run)

@@ -137,6 +137,17 @@ def test_a_finished_run_goes_with_its_stages_logs_promotions_approvals_and_delay
     assert r.call("ZRANGE", P + "delayed", 0, -1) == [b"entry-of-another"]
 
 
+def test_a_run_of_thousands_of_stages_goes_and_does_not_stop_the_pass(r):
+    # Its 8000 and more keys are more than Lua's unpack() takes at once:
+    # the script failed on it, every pass, and no later run went either.
+    stages = {"s%d" % i: {"kind": "build"} for i in range(4100)}
+    add_run(r, "huge", "succeeded", definition={"stages": stages, "environments": {"prod": {}}},
+            stages={"s%d" % i: "succeeded" for i in range(0, 4100, 1000)})
+    add_run(r, "after", "failed", created=CUTOFF - 400)
+    assert prune(r) == [2, 0, 2]
+    assert r.call("KEYS", P + "*") == []
+
+
 @pytest.mark.parametrize("status", ["queued", "running", "waiting"])
 def test_a_run_still_going_is_kept_whatever_its_age(r, status):
     add_run(r, "going", status, finished=None)
