@@ -278,6 +278,13 @@ def test_an_expired_lease_is_reaped_once(rstack):
             "dev.sluice.stage.lost", "dev.sluice.stage.queued"]
 
 
+# A run's definition of one deployment without a strategy, to prod.
+DEPLOY_DEF = {"name": "p", "stages": {"deploy@prod": {"kind": "deploy", "env": "prod",
+                                                      "needs": [], "run": ["true"]}},
+              "environments": {"prod": {"after": None,
+                                        "approval": {"required": False, "expires_s": 0}}}}
+
+
 @pytest.mark.parametrize("how", ["reap", "handback"])
 def test_a_cancelled_runs_deployment_whose_worker_is_gone_frees_the_environment(rstack, how):
     """A deployment without a strategy, running when its run was cancelled,
@@ -285,15 +292,11 @@ def test_a_cancelled_runs_deployment_whose_worker_is_gone_frees_the_environment(
     before it recorded the stage: the stage is cancelled and its result goes
     to the router, which ends the promotion and passes the environment on
     to the run waiting for it."""
-    definition = {"name": "p", "stages": {"deploy@prod": {"kind": "deploy", "env": "prod",
-                                                          "needs": [], "run": ["true"]}},
-                  "environments": {"prod": {"after": None,
-                                            "approval": {"required": False, "expires_s": 0}}}}
     with redis(rstack) as r:
         P = "t-cancel-%s:" % how
         for run, created in (("r1", 1), ("r2", 2)):
             r.call("HSET", P + "run:" + run, "status", "running", "pipeline", "p",
-                   "created", created, "def", json.dumps(definition))
+                   "created", created, "def", json.dumps(DEPLOY_DEF))
         r.call("HSET", P + "run:r1:stage:deploy@prod", "status", "running", "attempt", 1,
                "worker", "w:1:aa", "started", 500)
         r.call("HSET", P + "run:r1:env:prod", "status", "deploying")
@@ -318,6 +321,38 @@ def test_a_cancelled_runs_deployment_whose_worker_is_gone_frees_the_environment(
         assert r.hgetall(P + "run:r1:env:prod")["status"] == "cancelled"
         assert r.hgetall(P + "env:p:prod")["lock"] == "r2"
         assert r.hgetall(P + "run:r2:env:prod")["status"] == "deploying"
+
+
+@pytest.mark.parametrize("how", ["reap", "handback", "release"])
+def test_a_deployment_queued_again_names_its_environment(rstack, how):
+    """stage.queued has env for a deployment whichever script queues it
+    again: its worker gone (lease expired, or handed back as it stopped),
+    or the back-off of a retry over. Only a promotion's first one had it."""
+    with redis(rstack) as r:
+        P = "t-queued-%s:" % how
+        r.call("HSET", P + "run:r1", "status", "running", "pipeline", "p", "created", 1,
+               "def", json.dumps(DEPLOY_DEF))
+        r.call("HSET", P + "run:r1:stage:deploy@prod", "status", "running", "attempt", 1,
+               "worker", "w:1:aa", "started", 500)
+        if how == "reap":
+            got = r.call("EVAL", lua_script("reap"), 0, P, "r1", "deploy@prod", "1", 2000, 3,
+                         "jobs", "job-2", "dlq", "job-1", "results", "result-1")
+            assert got == b"requeued", got
+        elif how == "handback":
+            got = r.call("EVAL", lua_script("handback"), 0, P, "r1", "deploy@prod", "1",
+                         "w:1:aa", 2000, "jobs", "job-2", "results", "result-1")
+            assert got == b"handed-back", got
+        else:
+            entry = json.dumps({"topic": "jobs", "value": "job-2", "run": "r1",
+                                "stage": "deploy@prod", "attempt": 2})
+            r.call("HSET", P + "run:r1:stage:deploy@prod", "status", "retrying", "attempt", 2)
+            r.call("ZADD", P + "delayed", 1500, entry)
+            r.call("SADD", P + "run:r1:delayed", entry)
+            assert r.call("EVAL", lua_script("release"), 0, P, 2000, 100) == 1
+        events = [json.loads(v) for _, v in outbox_messages(r, P, "outbox:events")]
+        queued = [e["data"] for e in events if e["type"] == "dev.sluice.stage.queued"]
+        assert [(d["stage"], d["attempt"], d.get("env")) for d in queued] == [
+            ("deploy@prod", 2, "prod")], events
 
 
 def test_redis_out_of_memory_refuses_webhooks_but_still_shows_runs(rstack):

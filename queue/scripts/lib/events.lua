@@ -163,9 +163,14 @@ local function emit_prepared(P, run, rest)
 end
 
 -- An event about one attempt of a stage: data gains stage and attempt, the
--- subject is "runs/<run>/stages/<stage>/attempts/<attempt>".
+-- subject is "runs/<run>/stages/<stage>/attempts/<attempt>". A deployment's
+-- stage.queued names its environment, whichever script queues it (a
+-- promotion, a retry's back-off or a timed pause over, a worker gone).
 local function emit_stage(P, type, run, stage, attempt, data)
   data.stage = stage
   data.attempt = tonumber(attempt)
+  if type == 'stage.queued' and not data.env and string.sub(stage, 1, 7) == 'deploy@' then
+    data.env = string.sub(stage, 8)
+  end
   emit(P, type, run, 'runs/' .. run .. '/stages/' .. stage .. '/attempts/' .. attempt, data)
 end
