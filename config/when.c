@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "lib/glob.h"
+#include "lib/utf8.h"
 
 static const char *const when_keys[] = {"events", "branches", "tags", NULL};
 static const char *const when_events[] = {"push", "pull_request", "manual", NULL};
@@ -159,7 +160,7 @@ json_t *when_plan(const json_t *def, const char *event, const char *branch, cons
 	json_t *plan = json_object();
 	const char *name;
 	json_t *stage;
-	char reason[512];
+	char why[512], reason[512];
 
 	*queued = 0;
 	if (!plan)
@@ -170,11 +171,15 @@ json_t *when_plan(const json_t *def, const char *event, const char *branch, cons
 		json_t *entry;
 
 		if (!json_object_get(stage, "env") &&
-		    !when_match(json_object_get(stage, "when"), event, branch, tag, reason,
-				sizeof(reason)))
+		    !when_match(json_object_get(stage, "when"), event, branch, tag, why,
+				sizeof(why))) {
+			/* why is cut where its buffer ends, which may be inside a
+			 * character of a long branch or tag; JSON takes UTF-8 only. */
+			utf8_copy(reason, sizeof(reason), why, strlen(why));
 			entry = json_pack("{s:s,s:s}", "status", "skipped", "reason", reason);
-		else
+		} else {
 			entry = json_pack("{s:s}", "status", "pending");
+		}
 		if (!entry || json_object_set_new(plan, name, entry) < 0)
 			goto nomem;
 	}

@@ -12,6 +12,7 @@
 
 #include "config/config.h"
 #include "config/when.h"
+#include "lib/utf8.h"
 #include "pipeline_file.h"
 
 #define TRIGGER "trigger:\n  github:\n    repository: acme/app\n    secret_file: webhook\n"
@@ -147,6 +148,31 @@ static void test_plan_leaves_deployments_to_promotion(void **state)
 	json_decref(def);
 }
 
+static void test_plan_of_a_long_branch_cuts_its_reason_between_characters(void **state)
+{
+	/* A git ref of two 254-byte components of "é": the reason quoting it
+	 * is cut where its buffer ends, and must stay UTF-8 for the plan's
+	 * JSON (the plan failed, and the webhook with it, as out of memory). */
+	char branch[512] = "";
+	for (int i = 0; i < 2 * 127; i++)
+		strcat(branch, i == 127 ? "/\xc3\xa9" : "\xc3\xa9");
+	size_t queued;
+	json_t *def = json_loads("{\"stages\": {\"build\": {\"needs\": []}, \"docs\": "
+				 "{\"needs\": [], \"when\": {\"tags\": [\"v*\"]}}}}",
+				 0, NULL);
+	(void)state;
+	json_t *plan = when_plan(def, "push", branch, NULL, &queued);
+	assert_non_null(plan);
+	assert_int_equal(queued, 1);
+	const char *reason = planned(plan, "docs", "reason");
+	assert_non_null(reason);
+	assert_true(utf8_valid(reason, strlen(reason)));
+	assert_int_equal(strncmp(reason, "when: branch \xc3\xa9\xc3\xa9", 17), 0);
+	assert_true(strlen(reason) > 400);
+	json_decref(plan);
+	json_decref(def);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -158,6 +184,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(
 		test_plan_queues_roots_and_stages_whose_needs_are_all_left_out, setup, teardown),
 	    cmocka_unit_test(test_plan_leaves_deployments_to_promotion),
+	    cmocka_unit_test(test_plan_of_a_long_branch_cuts_its_reason_between_characters),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
