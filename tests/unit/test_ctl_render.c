@@ -1058,7 +1058,7 @@ static void plan_groups_stages_in_steps_and_lists_the_chain_with_gates(void **st
 static void plan_strategies(const char *const *rollouts, size_t n, const char *const *expected)
 {
 	json_t *def = parse("{\"name\": \"app\", \"stages\": {}, \"environments\": {}}");
-	char env[16];
+	char env[24];
 	for (size_t i = 0; i < n; i++) {
 		snprintf(env, sizeof(env), "e%zu", i);
 		json_object_set_new(json_object_get(def, "environments"), env,
