@@ -69,6 +69,8 @@ static int teardown(void **state)
 	unsetenv("CREDENTIALS_DIRECTORY");
 	remove_file(f->creds, "github-webhook");
 	remove_file(f->creds, "registry-token");
+	remove_file(f->creds, "ten");
+	remove_file(f->creds, "empty");
 	remove_file(f->pipes, "app.yaml");
 	rmdir(f->creds);
 	rmdir(f->pipes);
