@@ -317,8 +317,9 @@ static void process_free(struct process *p)
 	free(p);
 }
 
-/* The parent and the process group of pid, from /proc/<pid>/stat. */
-static int read_stat_parent(pid_t pid, pid_t *ppid, pid_t *pgrp)
+/* The state, the parent and the process group of pid, from
+ * /proc/<pid>/stat. */
+static int read_stat_parent(pid_t pid, char *state, pid_t *ppid, pid_t *pgrp)
 {
 	char path[64];
 	char buf[512];
@@ -335,9 +336,8 @@ static int read_stat_parent(pid_t pid, pid_t *ppid, pid_t *pgrp)
 	/* The command name may hold spaces and parentheses: the fields that
 	 * follow start after its last ')'. */
 	const char *rp = strrchr(buf, ')');
-	char state;
 	int pp, pg;
-	if (rp == NULL || sscanf(rp + 1, " %c %d %d", &state, &pp, &pg) != 3)
+	if (rp == NULL || sscanf(rp + 1, " %c %d %d", state, &pp, &pg) != 3)
 		return -1;
 	*ppid = pp;
 	*pgrp = pg;
@@ -362,8 +362,11 @@ static int live_group(pid_t pgrp)
  * (ECHILD), and one waitid replaces the walk through /proc. While others
  * run it is done at most every LEFTOVER_SCAN_MS: a search due sooner is put
  * off until then (leftover_timer), so that a leftover lives up to about a
- * second longer but a busy worker does not walk /proc per stage. */
-static void kill_leftovers(void)
+ * second longer but a busy worker does not walk /proc per stage.
+ * killed_group is the group of a child that has just ended, killed whole
+ * then (on_sigchld), or 0: its members still dying are ours too, but no
+ * leftovers to warn of. */
+static void kill_leftovers(pid_t killed_group)
 {
 	siginfo_t si;
 	DIR *d;
@@ -393,15 +396,17 @@ static void kill_leftovers(void)
 		return;
 	while ((e = readdir(d)) != NULL) {
 		pid_t ppid, pgrp;
-		char *end;
+		char state, *end;
 		long pid = strtol(e->d_name, &end, 10);
 		if (pid <= 0 || *end != '\0')
 			continue;
-		if (read_stat_parent((pid_t)pid, &ppid, &pgrp) == 0 && ppid == self &&
-		    !live_group(pgrp)) {
+		/* A zombie is dead already: on_sigchld reaps it. */
+		if (read_stat_parent((pid_t)pid, &state, &ppid, &pgrp) < 0 || ppid != self ||
+		    state == 'Z' || state == 'X' || live_group(pgrp))
+			continue;
+		if (pgrp != killed_group)
 			log_warn("killing leftover descendant", LOG_I("pid", pid));
-			kill((pid_t)pid, SIGKILL);
-		}
+		kill((pid_t)pid, SIGKILL);
 	}
 	closedir(d);
 }
@@ -411,7 +416,7 @@ static void on_leftover_timer(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	(void)arg;
-	kill_leftovers();
+	kill_leftovers(0);
 }
 
 static void unlink_record(struct process *p)
@@ -427,6 +432,7 @@ static void unlink_record(struct process *p)
 static void complete(struct process *p)
 {
 	struct process_result r;
+	pid_t group = p->pid;
 
 	p->finished = 1;
 	fill_result(p, &r);
@@ -434,7 +440,7 @@ static void complete(struct process *p)
 	mod.running--;
 	p->on_exit(&r, p->arg);
 	process_free(p);
-	kill_leftovers();
+	kill_leftovers(group);
 }
 
 static void complete_ready(void)
@@ -587,7 +593,7 @@ static void on_sigchld(evutil_socket_t sig, short what, void *arg)
 	 * the search that killed it: they are searched for again, whether
 	 * other children run or not (kill_leftovers spaces the searches). */
 	if (reaped_stranger)
-		kill_leftovers();
+		kill_leftovers(0);
 }
 
 /* The guard that kills the children's groups should this process die

@@ -38,6 +38,7 @@ def guards_of(config):
 
 
 LONG_REPO = "sluice-it/long"
+CHILD_REPO = "sluice-it/child"
 DAEMON_REPO = "sluice-it/daemon"
 # Leaves a daemon in a session of its own, waits until it is there (so
 # that the group kill is not what ends it), and prints its pid.
@@ -60,7 +61,11 @@ def ostack(tmp_path_factory):
                 "long.yaml": pipeline("long", LONG_REPO, checkout=repo.url, stages={
                     "scan": {"kind": "scan", "run": ["sleep", "30"], "checkout": False}}),
                 "daemon.yaml": pipeline("daemon", DAEMON_REPO, checkout=repo.url, stages={
-                    "scan": {"kind": "scan", "sh": LEAVE_DAEMON, "checkout": False}})}
+                    "scan": {"kind": "scan", "sh": LEAVE_DAEMON, "checkout": False}}),
+                # Ends with children still in its group.
+                "child.yaml": pipeline("child", CHILD_REPO, checkout=repo.url, stages={
+                    "scan": {"kind": "scan", "checkout": False,
+                             "sh": "sleep 300 & sleep 300 & sleep 300 & echo $!"}})}
     # The worker is started by the test, so that it may be killed.
     for stack in started_stack("sluice-orphans-", pipelines, workers=()):
         stack.pidfile = pidfile
@@ -127,9 +132,34 @@ def test_daemons_that_left_their_stages_are_killed_while_another_stage_runs(osta
         # Killed once their stages ended, not when the last one did.
         assert time.monotonic() - ended < 2.5
         assert ostack.run(long_run)["stages"]["scan"]["status"] == "running"
+        # And each is named: an escape is worth a warning.
+        log = open(worker.log).read()
+        for d in daemons:
+            assert 'msg="killing leftover descendant" pid=%d\n' % d in log, d
     finally:
         for d in daemons:
             if not pid_gone(d):
                 os.kill(d, signal.SIGKILL)
+        worker.stop()
+        ostack.procs.remove(worker)
+
+
+def test_children_left_in_a_stage_s_group_are_killed_without_a_warning(ostack):
+    """A stage that ends with children still in its group: the group kill
+    ends them, and they are no escaped daemons, so the worker does not
+    warn of them as it does of those (dying ones are only reaped)."""
+    worker = ostack.start_worker("scan", 1, "child-worker")
+    try:
+        children = []
+        for _ in range(3):
+            _, body = ostack.post_hook("push", ostack.push_payload(CHILD_REPO))
+            run = ostack.wait_run(body["runs"][0], timeout=30)
+            assert run["status"] == "succeeded", run
+            out = [l["line"] for l in ostack.log(run["id"], "scan") if l["stream"] == "stdout"]
+            children.append(int(out[0]))
+        wait_for("the children killed", lambda: all(pid_gone(c) for c in children), 5, [worker])
+        time.sleep(1.5)  # a search put off would run by now
+        assert "killing leftover descendant" not in open(worker.log).read()
+    finally:
         worker.stop()
         ostack.procs.remove(worker)
