@@ -81,19 +81,29 @@ static json_t *value_json(double v)
 	return json_real(v);
 }
 
+/* A value in a message, with the words value_json records ("NaN", "+Inf")
+ * where printf would say "nan" or "inf". */
+static int format_value(char *out, size_t outlen, const char *prefix, double v)
+{
+	if (isnan(v))
+		return snprintf(out, outlen, "%sNaN", prefix);
+	if (isinf(v))
+		return snprintf(out, outlen, "%s%s", prefix, v > 0 ? "+Inf" : "-Inf");
+	return snprintf(out, outlen, "%s%g", prefix, v);
+}
+
 /* "0.12" or "[0.12, 0.3, ...]", for messages. */
 static void format_values(const double *values, size_t n, char *out, size_t outlen)
 {
 	size_t used = 0;
 
 	if (n == 1) {
-		snprintf(out, outlen, "%g", values[0]);
+		format_value(out, outlen, "", values[0]);
 		return;
 	}
 	used += (size_t)snprintf(out, outlen, "[");
 	for (size_t i = 0; i < n && i < SHOWN_IN_MESSAGE && used < outlen; i++)
-		used +=
-		    (size_t)snprintf(out + used, outlen - used, "%s%g", i ? ", " : "", values[i]);
+		used += (size_t)format_value(out + used, outlen - used, i ? ", " : "", values[i]);
 	if (used < outlen)
 		snprintf(out + used, outlen - used, "%s]", n > SHOWN_IN_MESSAGE ? ", ..." : "");
 }

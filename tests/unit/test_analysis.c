@@ -231,6 +231,23 @@ static void no_data_follows_the_no_data_setting(void **state)
 	json_decref(o.json);
 }
 
+/* A message names NaN and the infinities as the recorded values do. */
+static void a_message_names_nan_and_infinities_as_recorded(void **state)
+{
+	struct script s1 = {.kinds = "v", .values = {INFINITY}};
+	struct script s2 = {.kinds = "v", .values = {-INFINITY}};
+	(void)state;
+
+	struct outcome o = run("{\"success_condition\": \"result < 0.01\"}", &s1);
+	assert_int_equal(o.verdict, ANALYSIS_FAILED);
+	assert_string_equal(measurement(&o, 0, "message"), "result < 0.01 does not hold for +Inf");
+	json_decref(o.json);
+	o = run("{\"success_condition\": \"result < 0.01\"}", &s2);
+	assert_int_equal(o.verdict, ANALYSIS_SUCCESSFUL);
+	assert_string_equal(measurement(&o, 0, "message"), "result < 0.01 holds for -Inf");
+	json_decref(o.json);
+}
+
 /* Numbers as providers write them, and strings strtod would also read. */
 static void a_value_is_a_decimal_number_nan_or_an_infinity(void **state)
 {
@@ -549,6 +566,7 @@ int main(void)
 	    cmocka_unit_test(failures_within_the_failure_limit_still_succeed),
 	    cmocka_unit_test(neither_condition_met_is_inconclusive),
 	    cmocka_unit_test(no_data_follows_the_no_data_setting),
+	    cmocka_unit_test(a_message_names_nan_and_infinities_as_recorded),
 	    cmocka_unit_test(a_value_is_a_decimal_number_nan_or_an_infinity),
 	    cmocka_unit_test(errors_in_a_row_past_the_limit_fail_and_errors_alone_never_pass),
 	    cmocka_unit_test(a_background_analysis_runs_until_stopped),
