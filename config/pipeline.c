@@ -860,6 +860,11 @@ static struct template_names stage_template_names(struct loading *ld, const json
 	};
 }
 
+static int check_request_template(const struct config_doc_node *n, void *arg)
+{
+	return check_template(n, json_string_value(n->value), arg);
+}
+
 /* The run: arguments and http: templates of the stage at node st, whose
  * definition is stage, name only what will be defined when it runs: a
  * name that will not be would fail every run of it. */
@@ -868,9 +873,7 @@ static int check_stage_templates(struct loading *ld, const struct config_doc_nod
 {
 	struct template_names t = stage_template_names(ld, stage);
 	const json_t *run = json_object_get(stage, "run");
-	const json_t *http = json_object_get(stage, "http");
-	const json_t *headers = json_object_get(http, "headers");
-	const struct config_doc_node *n = config_doc_get(st, "run"), *c;
+	const struct config_doc_node *n = config_doc_get(st, "run");
 	size_t i;
 
 	t.own = command_names;
@@ -878,20 +881,9 @@ static int check_stage_templates(struct loading *ld, const struct config_doc_nod
 		if (check_template(list_item(n, i), json_string_value(json_array_get(run, i)), &t) <
 		    0)
 			return -1;
-	n = config_doc_get(st, "http");
-	if (!n)
-		return 0;
 	t.expands_secrets = 1;
 	t.own = NULL;
-	if (check_template(config_doc_get(n, "url"),
-			   json_string_value(json_object_get(http, "url")), &t) < 0)
-		return -1;
-	c = config_doc_get(n, "headers");
-	for (c = c ? c->first : NULL; c; c = c->next)
-		if (check_template(c, json_string_value(json_object_get(headers, c->key)), &t) < 0)
-			return -1;
-	return check_template(config_doc_get(n, "body"),
-			      json_string_value(json_object_get(http, "body")), &t);
+	return request_templates(config_doc_get(st, "http"), check_request_template, &t);
 }
 
 static int check_rollout_template(const struct config_doc_node *n, const char *const *own,

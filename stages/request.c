@@ -6,6 +6,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "config/doc.h"
 #include "lib/curlev.h"
 #include "lib/curlreq.h"
 #include "stages/expand.h"
@@ -95,4 +96,23 @@ int request_headers(const json_t *headers, const json_t *vars, struct curl_slist
 fail:
 	free(type);
 	return -1;
+}
+
+static int request_template(const struct config_doc_node *n,
+			    int (*f)(const struct config_doc_node *n, void *arg), void *arg)
+{
+	return n && json_is_string(n->value) ? f(n, arg) : 0;
+}
+
+int request_templates(const struct config_doc_node *req,
+		      int (*f)(const struct config_doc_node *n, void *arg), void *arg)
+{
+	const struct config_doc_node *headers = config_doc_get(req, "headers"), *c;
+
+	if (request_template(config_doc_get(req, "url"), f, arg) < 0)
+		return -1;
+	for (c = headers ? headers->first : NULL; c; c = c->next)
+		if (request_template(c, f, arg) < 0)
+			return -1;
+	return request_template(config_doc_get(req, "body"), f, arg);
 }

@@ -13,6 +13,8 @@
 #include <jansson.h>
 #include <stddef.h>
 
+struct config_doc_node;
+
 /* The methods a request may use, for messages. */
 #define REQUEST_METHODS "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
 
@@ -35,5 +37,11 @@ int request_url(const char *tmpl, const json_t *vars, char **url, char *shown, s
  * memory". */
 int request_headers(const json_t *headers, const json_t *vars, struct curl_slist **list,
 		    char **content_type, char *err, size_t errlen);
+
+/* For each template of the request written at req (may be NULL), as
+ * written: its url, each header value, its body, those that are strings:
+ * f(node, arg). -1 as soon as f returns -1; 0. */
+int request_templates(const struct config_doc_node *req,
+		      int (*f)(const struct config_doc_node *n, void *arg), void *arg);
 
 #endif

@@ -23,6 +23,7 @@
 #include "stages/analysis.h"
 #include "stages/checklist.h"
 #include "stages/provider.h"
+#include "stages/request.h"
 
 #define MAX_STEPS	      64
 #define MAX_DEADLINE_MS	      (24LL * 3600 * 1000)
@@ -475,14 +476,14 @@ struct templates {
 	const char *const *own;
 };
 
-static int template_at(const struct templates *t, const struct config_doc_node *n)
+static int template_at(struct templates *t, const struct config_doc_node *n)
 {
 	return n && json_is_string(n->value) ? t->f(n, t->own, t->arg) : 0;
 }
 
 /* The run: arguments of a command (a hook, a rollback, a check, an exec
  * action); sh: is expanded by the shell. */
-static int command_templates(const struct templates *t, const struct config_doc_node *cmd)
+static int command_templates(struct templates *t, const struct config_doc_node *cmd)
 {
 	const struct config_doc_node *run = config_doc_get(cmd, "run"), *c;
 
@@ -492,21 +493,15 @@ static int command_templates(const struct templates *t, const struct config_doc_
 	return 0;
 }
 
-/* The url, header values and body of a request (an http check, an http
- * action). */
-static int request_templates(const struct templates *t, const struct config_doc_node *req)
+/* A template of a request (an http check, an http action). */
+static int request_template_at(const struct config_doc_node *n, void *arg)
 {
-	const struct config_doc_node *headers = config_doc_get(req, "headers"), *c;
+	struct templates *t = arg;
 
-	if (template_at(t, config_doc_get(req, "url")) < 0)
-		return -1;
-	for (c = headers ? headers->first : NULL; c; c = c->next)
-		if (template_at(t, c) < 0)
-			return -1;
-	return template_at(t, config_doc_get(req, "body"));
+	return t->f(n, t->own, t->arg);
 }
 
-static int provider_templates(const struct templates *t, const struct config_doc_node *p)
+static int provider_templates(struct templates *t, const struct config_doc_node *p)
 {
 	const struct config_doc_node *type = config_doc_get(p, "type");
 	const struct config_doc_node *actions = config_doc_get(p, "actions"), *a;
@@ -518,13 +513,13 @@ static int provider_templates(const struct templates *t, const struct config_doc
 		return template_at(t, config_doc_get(p, "deployment"));
 	for (a = actions ? actions->first : NULL; a; a = a->next)
 		if ((!strcmp(kind, "exec") && command_templates(t, a) < 0) ||
-		    (!strcmp(kind, "http") && request_templates(t, a) < 0))
+		    (!strcmp(kind, "http") && request_templates(a, request_template_at, t) < 0))
 			return -1;
 	return 0;
 }
 
 /* The hooks or checks of both phases. */
-static int phase_templates(const struct templates *t, const struct config_doc_node *phases)
+static int phase_templates(struct templates *t, const struct config_doc_node *phases)
 {
 	for (const char *const *key = phase_keys; *key; key++) {
 		const struct config_doc_node *list = config_doc_get(phases, *key), *item;
@@ -532,7 +527,8 @@ static int phase_templates(const struct templates *t, const struct config_doc_no
 		for (item = list ? list->first : NULL; item; item = item->next)
 			if (command_templates(t, item) < 0 ||
 			    command_templates(t, config_doc_get(item, "rollback")) < 0 ||
-			    request_templates(t, config_doc_get(item, "http")) < 0)
+			    request_templates(config_doc_get(item, "http"), request_template_at,
+					      t) < 0)
 				return -1;
 	}
 	return 0;

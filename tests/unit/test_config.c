@@ -1201,6 +1201,17 @@ static void test_pipeline_template_errors(void **state)
 				      "headers: {X-Key: '${KEY}'}}\n",
 			      "7:47: stages.build.http.headers.X-Key: undefined variable \"KEY\"");
 	expect_pipeline_error(f,
+			      TRIGGER
+			      "stages:\n  build:\n    http: {url: 'http://h/', method: POST, "
+			      "body: '${BODY}'}\n",
+			      "7:50: stages.build.http.body: undefined variable \"BODY\"");
+	expect_pipeline_error(f,
+			      TRIGGER "stages:\n  build: {run: [make]}\n"
+				      "environments:\n  production:\n"
+				      "    deploy: {http: {url: 'https://h/${SLUICE_ENVV}'}}\n",
+			      "9:26: environments.production.deploy.http.url: undefined variable "
+			      "\"SLUICE_ENVV\"");
+	expect_pipeline_error(f,
 			      TRIGGER "stages:\n  build: {run: [make]}\n"
 				      "environments:\n  production:\n    vars: {DOMAIN: a}\n"
 				      "    deploy: {run: [echo, '${DOMIAN}']}\n",

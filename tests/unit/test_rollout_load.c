@@ -273,6 +273,15 @@ static void test_a_rollout_template_names_what_is_defined_where_it_expands(void 
 	    "variable \"IMAGE\"");
 	pipeline_file_expect_error(
 	    *state,
+	    PRODUCTION "    checks:\n"
+		       "      pre:\n"
+		       "        - name: up\n"
+		       "          http: {url: 'http://h/${SLUICE_WEIGHT}'}\n"
+		       "    strategy: {type: RollingUpdate}\n",
+	    "18:23: environments.production.checks.pre[0].http.url: undefined "
+	    "variable \"SLUICE_WEIGHT\"");
+	pipeline_file_expect_error(
+	    *state,
 	    PRODUCTION "    traffic:\n"
 		       "      type: http\n"
 		       "      actions:\n"
