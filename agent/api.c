@@ -761,11 +761,11 @@ static int valid_stream_id(const char *s)
 static void show_log(struct agent *a, struct evhttp_request *req, const char *id, const char *stage,
 		     struct evkeyvalq *q)
 {
-	const char *after = evhttp_find_header(q, "after");
+	const char *after = query_value(q, "after");
 	size_t limit;
 	if (query_limit(req, q, LOG_DEFAULT_LIMIT, LOG_MAX_LIMIT, &limit) < 0)
 		return;
-	if (after && *after && !valid_stream_id(after)) {
+	if (after && !valid_stream_id(after)) {
 		http_reply_error(req, 400, "bad_request", "after must be a log line id");
 		return;
 	}

@@ -69,6 +69,22 @@ def test_a_limit_that_is_no_whole_number_from_1_is_a_400(stack, push_run):
     assert len(stack.runs("limit=99999999999999999999999")) == len(stack.runs("limit=500"))
 
 
+def test_a_log_cursor_that_is_no_line_id_is_a_400_and_an_empty_one_is_none(stack, push_run):
+    """after= is read as limit= is: a value not a line id (not a number, a
+    sign, one past what Redis takes) is refused naming it, and an empty
+    one pages from the first line, as none does."""
+    log = "/api/v1/runs/%s/stages/build/log" % push_run["id"]
+    for after in ("abc", "-5", "+5", " 5", "1.5", "99999999999999999999", "5-x"):
+        status, body = stack.get(log + "?after=" + urllib.parse.quote(after, safe=""))
+        assert status == 400, (after, status, body)
+        assert body["error"] == {"code": "bad_request",
+                                 "message": "after must be a log line id"}, body
+    status, first = stack.get(log)
+    assert status == 200 and first["lines"], first
+    assert stack.get(log + "?after=") == (200, first)
+    assert stack.get(log + "?after=&limit=") == (200, first)
+
+
 def test_a_status_no_run_can_have_is_a_400(stack, failed_run):
     """A misspelt status is refused, not answered with an empty list as if
     no run had it; every status a run can have is a filter."""
