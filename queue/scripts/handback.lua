@@ -43,7 +43,7 @@ if rstatus ~= 'queued' and rstatus ~= 'running' then
   local def = cjson.decode(redis.call('HGET', rkey, 'def') or '{}')
   local sdef = def.stages and def.stages[stage] or {}
   if not strat_aborts_when_cancelled(P, run, sdef) then
-    strat_end_cancelled(P, run, stage, attempt, sdef, now, ARGV[9], ARGV[10])
+    strat_end_cancelled(P, run, stage, attempt, sdef, st[4], now, ARGV[9], ARGV[10])
     return 'cancelled'
   end
   strat_abort_cancelled(skey, now)

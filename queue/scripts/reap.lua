@@ -71,7 +71,7 @@ emit_stage(P, 'stage.lost', run, stage, attempt,
            {worker = st[3], lost = lost, final = (open or abort) and n >= max})
 
 if not open and not abort then
-  strat_end_cancelled(P, run, stage, attempt, sdef, now, ARGV[11], ARGV[12])
+  strat_end_cancelled(P, run, stage, attempt, sdef, st[4], now, ARGV[11], ARGV[12])
   return 'cancelled'
 end
 if n < max then

@@ -61,6 +61,9 @@ def pipelines(repo, marks):
             "build": {"run": ["sh", "-c", "echo long; exec sleep 30"], "timeout": "1m"},
             "test": {"run": ["true"], "needs": ["build"]},
         }),
+        # Deploys only with a worker a test starts for it.
+        "shipping.yaml": dict(p("shipping", {"build": {"run": ["true"]}}), environments={
+            "prod": {"deploy": {"run": ["sh", "-c", "echo deploying; exec sleep 30"]}}}),
         # No worker takes deploy jobs here: the stage stays queued.
         "unclaimed.yaml": p("unclaimed", {
             "ship": {"kind": "deploy", "run": ["true"]},
@@ -192,6 +195,40 @@ def test_a_result_delivered_again_changes_nothing(rstack):
     assert rstack.run(run_id) == before
 
 
+def test_a_started_deployment_whose_worker_is_lost_after_cancel_finishes_cancelled(rstack):
+    """A deployment running when its run is cancelled, whose worker dies
+    before it stops it: once the lease expires the attempt is lost and the
+    deployment ends as a started stage does, stage.finished cancelled (not
+    stage.cancelled, which is for a stage that never started), and its
+    promotion ends cancelled."""
+    deployer = rstack.start_worker("deploy", 1, "worker-deploy")
+    try:
+        run_id = start_run(rstack, "shipping")
+        wait_stage(rstack, run_id, "deploy@prod", ("running",), timeout=30)
+    finally:
+        deployer.popen.send_signal(signal.SIGKILL)
+        deployer.popen.wait()
+        rstack.procs.remove(deployer)
+    status, body, _ = http_request(rstack.agent_port, "POST", "/api/v1/runs/%s/cancel" % run_id)
+    assert status == 202, body
+    wait_stage(rstack, run_id, "deploy@prod", ("cancelled",), timeout=LEASE_S + 10)
+
+    def ended():
+        got = [e for e in topic_messages(rstack, "sluice.events") if e["data"]["run"] == run_id]
+        done = any(e["type"] == "dev.sluice.promotion.finished" for e in got)
+        return got if done else None
+    events = wait_for("the promotion to end", ended, 10)
+    deploy = [(e["type"][len("dev.sluice."):], e["data"].get("status"))
+              for e in events if e["data"].get("stage") == "deploy@prod"]
+    assert deploy == [("stage.queued", None), ("stage.started", None), ("stage.lost", None),
+                      ("stage.finished", "cancelled")], deploy
+    finished = [e["data"] for e in events if e["type"] == "dev.sluice.stage.finished"
+                and e["data"]["stage"] == "deploy@prod"][0]
+    assert finished["duration_ms"] >= LEASE_S * 1000, finished
+    assert [e["data"]["status"] for e in events
+            if e["type"] == "dev.sluice.promotion.finished"] == ["cancelled"], events
+
+
 def test_unclaimed_job_is_published_again_with_the_same_attempt(rstack):
     run_id = start_run(rstack, "unclaimed")
 
@@ -289,8 +326,8 @@ DEPLOY_DEF = {"name": "p", "stages": {"deploy@prod": {"kind": "deploy", "env": "
 def test_a_cancelled_runs_deployment_whose_worker_is_gone_frees_the_environment(rstack, how):
     """A deployment without a strategy, running when its run was cancelled,
     whose worker is then gone (lease expired, or handed back as it stopped)
-    before it recorded the stage: the stage is cancelled and its result goes
-    to the router, which ends the promotion and passes the environment on
+    before it recorded the stage: the stage is cancelled (stage.finished,
+    status cancelled) and its result goes to the router, which ends the promotion and passes the environment on
     to the run waiting for it."""
     with redis(rstack) as r:
         P = "t-cancel-%s:" % how
@@ -315,6 +352,12 @@ def test_a_cancelled_runs_deployment_whose_worker_is_gone_frees_the_environment(
         assert got == b"cancelled", got
         assert r.hgetall(P + "run:r1:stage:deploy@prod")["status"] == "cancelled"
         assert outbox_messages(r, P) == [("results", "result-1")]
+        # It had started: it ends as a started stage does, not as one that never ran.
+        ends = [json.loads(v) for _, v in outbox_messages(r, P, "outbox:events")]
+        ends = [(e["type"], e["data"].get("status"), e["data"].get("duration_ms"))
+                for e in ends if e["data"].get("stage") == "deploy@prod"]
+        lost = "dev.sluice.stage.lost" if how == "reap" else "dev.sluice.stage.handed_back"
+        assert ends == [(lost, None, None), ("dev.sluice.stage.finished", "cancelled", 1500)]
         got = r.call("EVAL", lua_script("route"), 0, P, "r1", "deploy@prod", 1, 3000, "{}",
                      "", "", "{}")
         assert got == [b"routed", b"cancelled"], got

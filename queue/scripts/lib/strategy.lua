@@ -73,13 +73,17 @@ local function strat_aborts_when_cancelled(P, run, sdef)
   return e == 'deploying' or e == 'rolling_back'
 end
 
--- A cancelled run's stage that nothing runs again ends cancelled; a
+-- A cancelled run's stage whose attempt started (at started, ms) and that
+-- nothing runs again ends cancelled: stage.finished, as when its worker
+-- stops it (stage.cancelled is for a stage that never started); a
 -- deployment's result (topic, envelope: status "cancelled") goes to the
 -- router, which frees the environment it held.
-local function strat_end_cancelled(P, run, stage, attempt, sdef, now, topic, result)
+local function strat_end_cancelled(P, run, stage, attempt, sdef, started, now, topic, result)
   redis.call('HSET', P .. 'run:' .. run .. ':stage:' .. stage, 'status', 'cancelled',
              'finished', now)
-  emit_stage(P, 'stage.cancelled', run, stage, attempt, {})
+  emit_stage(P, 'stage.finished', run, stage, attempt,
+             {status = 'cancelled', duration_ms = started and now - tonumber(started) or nil,
+              retry = sdef.retry, max_attempts = sdef.max_attempts})
   if sdef.env then
     outbox_add(P, topic, run, result)
   end
