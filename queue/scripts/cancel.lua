@@ -48,6 +48,7 @@ for name, sdef in pairs(def.stages) do
     redis.call('HDEL', skey, 'resume_entry', 'retry_at')
     redis.call('ZADD', P .. 'queued', now, run .. '/' .. name)
     promo_job(P, run, name, st[2] or 1)
+    emit_stage(P, 'stage.queued', run, name, st[2] or 1, {command = 'abort'})
     running = running + 1
   elseif waiting[s] then
     redis.call('HSET', skey, 'status', 'cancelled', 'finished', now)

@@ -1053,8 +1053,8 @@ def test_script_cancel_aborts_a_rollout_waiting_to_go_on_and_its_job_is_publishe
         rstack):
     """A rollout queued for a worker to carry on from where an earlier
     attempt left it (its traffic moved already) is queued to be aborted by
-    the cancel, not cancelled; its job is published again while unclaimed,
-    as any other."""
+    the cancel, not cancelled, with stage.queued as for any job published;
+    its job is published again while unclaimed, as any other."""
     with Redis(rstack.redis_port) as r:
         prefix = "t-cancel-queued-rollout:"
         seed(r, prefix, "queued", phase="Progressing")
@@ -1064,6 +1064,10 @@ def test_script_cancel_aborts_a_rollout_waiting_to_go_on_and_its_job_is_publishe
         stage = r.hgetall(prefix + "run:r1:stage:deploy@prod")
         assert (stage["status"], stage["command"]) == ("queued", "abort"), stage
         assert r.hgetall(prefix + "run:r1:env:prod")["status"] == "deploying"
+        queued = [json.loads(v)["data"] for _, v in outbox_messages(r, prefix, "outbox:events")
+                  if json.loads(v)["type"] == "dev.sluice.stage.queued"]
+        assert [(q["stage"], q["attempt"], q["env"], q["command"]) for q in queued] == [
+            ("deploy@prod", 5, "prod", "abort")], queued
         got = r.call("EVAL", lua_script("requeue"), 0, prefix, "r1", "deploy@prod", "5", 100000,
                      60000, "@jobs.deploy", "job-5")
         assert got == b"requeued", got

@@ -27,6 +27,7 @@ import pytest
 
 from conftest import free_port, http_request, pipeline, started_stack, wait_for
 from deploy_fixtures import PYTHON, SERVER_PY, DemoService, HAProxy, Load, Prometheus, get
+from kafkawire import envelopes
 from resp import Redis
 
 P = "sluice:"
@@ -628,8 +629,8 @@ def test_abort_through_the_api_during_a_pause_sends_traffic_back_to_stable(world
 
 def test_cancelling_the_run_during_a_pause_sends_traffic_back_to_stable(world):
     """A cancelled run's parked rollout is queued again with the command
-    abort (cancel.lua), and a worker aborts it: traffic goes back to stable
-    rather than staying split. The deployment ends aborted by the command,
+    abort (cancel.lua; stage.queued says so), and a worker aborts it:
+    traffic goes back to stable rather than staying split. The deployment ends aborted by the command,
     or cancelled when the worker saw the run cancelled first (both abort)."""
     run_id = push(world, "cancelling", "c1-new")
     run = wait_stage(world, run_id, "paused")
@@ -647,6 +648,16 @@ def test_cancelling_the_run_during_a_pause_sends_traffic_back_to_stable(world):
                                             "the run was cancelled"), run
     assert split(world.hx_quiet.weights()) == {"canary": 0, "stable": 100}
     assert set(world.hx_quiet.traffic(20, by="server")) == {"app-stable"}
+    # The job published for the abort is announced as any other.
+
+    def deploy_events():
+        got = [(e["type"][len("dev.sluice."):], e["data"].get("command"))
+               for e in envelopes(world.stack.brokers, "sluice.events")
+               if e["data"].get("run") == run_id and e["data"].get("stage") == STAGE]
+        return got if ("stage.finished", None) in got else None
+    deploy = wait_for("the deployment's events", deploy_events, 10)
+    after = deploy[deploy.index(("deploy.paused", None)) + 1:]
+    assert after[:2] == [("stage.queued", "abort"), ("stage.started", None)], deploy
 
 
 # --- BlueGreen ---------------------------------------------------------------
