@@ -900,6 +900,41 @@
       startLog(name);
     }
 
+    // A line as a terminal shows it: a carriage return starts the line
+    // over (a progress bar shows its last state), SGR escapes colour or
+    // embolden the text that follows, and every other escape sequence
+    // (cursor moves, erasing, titles, hyperlinks' targets) is left out.
+    function terminalText(text) {
+      const cr = text.replace(/\r+$/, "").lastIndexOf("\r");
+      if (cr >= 0) text = text.slice(cr + 1);
+      text = text.replace(/\r+$/, "");
+      const out = [];
+      let fg = null;
+      let bold = false;
+      let last = 0;
+      const esc = /\x1b(?:\[([0-9;?]*)([@-~])|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-~])/g;
+      function push(str) {
+        if (!str) return;
+        const cls = [fg !== null ? "fg" + fg : "", bold ? "bold" : ""].filter(Boolean).join(" ");
+        out.push(cls ? h("span", { class: cls }, str) : str);
+      }
+      for (let m; (m = esc.exec(text)) !== null; ) {
+        push(text.slice(last, m.index));
+        last = esc.lastIndex;
+        if (m[2] !== "m") continue;
+        for (const p of (m[1] || "0").split(";").map(Number)) {
+          if (p === 0) { fg = null; bold = false; }
+          else if (p === 1) bold = true;
+          else if (p === 22) bold = false;
+          else if (p >= 30 && p <= 37) fg = p - 30;
+          else if (p >= 90 && p <= 97) fg = p - 90 + 8;
+          else if (p === 39) fg = null;
+        }
+      }
+      push(text.slice(last));
+      return out;
+    }
+
     function addLines(lines) {
       if (!lines.length) return;
       const atBottom = logBox.scrollTop + logBox.clientHeight >= logBox.scrollHeight - 24;
@@ -912,7 +947,8 @@
         frag.append(h("div", { class: "line" + (err ? " err" : "") },
           h("span", { class: "ln", "aria-hidden": "true" }, String(logCount)),
           h("span", { class: "ts" }, l.time ? new Date(ms(l.time)).toLocaleTimeString() : ""),
-          h("span", { class: "text" }, err ? h("span", { class: "sr-only" }, "stderr: ") : null, l.line)));
+          h("span", { class: "text" }, err ? h("span", { class: "sr-only" }, "stderr: ") : null,
+            ...terminalText(String(l.line ?? "")))));
       }
       logBox.append(frag);
       while (logBox.childElementCount > LOG_MAX_LINES) logBox.firstElementChild.remove();

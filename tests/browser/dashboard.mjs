@@ -165,6 +165,17 @@ try {
       const text = await page.locator(`.stage[data-stage="${s}"]`).textContent();
       if (!/succeeded/.test(text) || !/\d+s/.test(text)) throw new Error(`stage ${s}: ${text}`);
     }
+    await page.locator('.stage[data-stage="unit"]').click();
+    await page.locator("#log-title", { hasText: "Log: unit" }).waitFor();
+    const unitLines = page.locator("#log .line .text");
+    await page.locator("#log .line", { hasText: "unit tests pass" }).waitFor();
+    const shown = (await unitLines.allTextContents()).filter((t) => !/^(checking out|exit code)/.test(t));
+    if (JSON.stringify(shown) !== JSON.stringify(["fetching 100%", "ok unit tests pass"])) {
+      throw new Error("unit's log shown as " + JSON.stringify(shown));
+    }
+    const passLine = page.locator("#log .line .text", { hasText: "unit tests pass" });
+    const ok = passLine.locator("span.fg2.bold");
+    if ((await ok.textContent()) !== "ok") throw new Error("no green bold ok: " + await passLine.innerHTML());
     await page.locator('.stage[data-stage="lint"]').focus();
     await page.keyboard.press("Enter");
     await page.locator("#log-title", { hasText: "Log: lint" }).waitFor();

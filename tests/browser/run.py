@@ -37,7 +37,10 @@ def pipelines(repo):
     steps = 'for i in 1 2 3 4 5 6; do echo "compiling unit $i of 6"; sleep 0.4; done'
     web = pipeline("web", WEB_REPO, branches=["**"], checkout=repo.url, stages={
         "build": {"sh": steps},
-        "unit": {"kind": "test", "sh": "echo unit tests pass; sleep 0.5", "needs": ["build"]},
+        # A progress bar and colours, as a terminal would show them.
+        "unit": {"kind": "test", "needs": ["build"],
+                 "sh": r"printf 'fetching 10%%\rfetching 60%%\rfetching 100%%\n"
+                       r"\033[1;32mok\033[0m unit tests pass\033[K\n'; sleep 0.5"},
         "lint": {"kind": "test", "sh": "echo lint clean >&2", "needs": ["build"]},
         "package": {"kind": "build", "sh": "echo packaged $SLUICE_SHA_SHORT", "needs": ["unit", "lint"]},
     })
