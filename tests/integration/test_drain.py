@@ -1,13 +1,16 @@
 """Worker concurrency and shutdown against a real stack: --concurrency 1
 runs one stage at a time; SIGTERM lets a running stage finish and the worker
 exit 0; a second SIGTERM hands the stage back and another worker runs it,
-unless its command had ended already."""
+unless its command had ended already; an http: stage's request in flight
+is abandoned with it and sent again by the next worker."""
 
+import http.server
 import json
 import os
 import re
 import signal
 import subprocess
+import threading
 import time
 
 import pytest
@@ -18,9 +21,30 @@ from harness import RedisMonitor
 DRAIN_REPO = "sluice-it/drain"
 ONE_AT_A_TIME_REPO = "sluice-it/one-at-a-time"
 EXITED_REPO = "sluice-it/exited"
+HOOK_REPO = "sluice-it/slow-hook"
 
 
-def pipelines(repo, root):
+class SlowHook(http.server.BaseHTTPRequestHandler):
+    """Answers 200 two seconds after each request; counts the requests."""
+    begun = 0
+
+    def log_message(self, *args):
+        pass
+
+    def do_POST(self):
+        SlowHook.begun += 1
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        time.sleep(2)
+        try:
+            self.send_response(200)
+            self.send_header("Content-Length", "3")
+            self.end_headers()
+            self.wfile.write(b"ok\n")
+        except OSError:
+            pass  # the worker went away
+
+
+def pipelines(repo, root, hook_port):
     # A stage that fails if another stage of this pipeline runs beside it:
     # mkdir is atomic, so a second concurrent stage cannot take the lock.
     lock = os.path.join(root, "one-at-a-time.lock")
@@ -41,13 +65,24 @@ def pipelines(repo, root):
                                           'echo "daemon $!"; sleep 0.3; exit 0'],
                       "checkout": False},
         }),
+        "hook.yaml": pipeline("slow-hook", HOOK_REPO, checkout=repo.url, stages={
+            "build": {"http": {"method": "POST", "url": "http://127.0.0.1:%d/deploy" % hook_port,
+                               "timeout": "20s"}},
+        }),
     }
 
 
 @pytest.fixture(scope="module")
 def drain_stack():
-    yield from started_stack("sluice-drain-", pipelines, workers=(),
-                             extra_settings={"worker": {"lease": "3s"}})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), SlowHook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield from started_stack("sluice-drain-",
+                                 lambda repo, root: pipelines(repo, root, server.server_port),
+                                 workers=(), extra_settings={"worker": {"lease": "3s"}})
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def redis_hget(stack, key, field):
@@ -149,6 +184,38 @@ def test_second_sigterm_hands_the_stage_back_to_another_worker(drain_stack):
     lines = [l["line"] for l in s.log(run_id, "build")]
     assert lines.count("started") == 2 and lines.count("finished") == 1, lines
     retire_all(s, workers)
+
+
+def test_second_sigterm_hands_an_http_stage_back_with_its_request(drain_stack):
+    """An http: stage waiting for its answer is handed back like a command:
+    the request is abandoned, and the next worker sends it again and
+    records its answer."""
+    s = drain_stack
+    begun = SlowHook.begun
+    first = s.start_worker("build", 1, "drain-http-a")
+    run_id = start_run(s, HOOK_REPO)
+    key = "sluice:run:%s:stage:build" % run_id
+    wait_for("the request to be sent", lambda: SlowHook.begun > begun, 30, [first])
+    assert redis_hget(s, key, "status") == "running"
+    first.popen.send_signal(signal.SIGTERM)
+    time.sleep(0.3)
+    first.popen.send_signal(signal.SIGTERM)
+    assert retire(s, first) == 0, first.describe()
+    with open(first.log) as f:
+        assert "stage handed back" in f.read(), first.describe()
+    # Handed back while the answer was awaited, not after it.
+    assert redis_hget(s, key, "status") == "queued"
+
+    other = s.start_worker("build", 1, "drain-http-b")
+    run = s.wait_run(run_id, timeout=40)
+    build = run["stages"]["build"]
+    assert run["status"] == "succeeded", run
+    assert [(a["attempt"], a["status"]) for a in build["attempts"]] == \
+        [(1, "handed_back"), (2, "succeeded")], build
+    assert SlowHook.begun == begun + 2
+    assert any(l["line"].startswith("HTTP 200 from http://127.0.0.1:")
+               for l in s.log(run_id, "build")), s.log(run_id, "build")
+    retire_all(s, [other])
 
 
 def test_a_stage_whose_command_exited_is_recorded_not_handed_back(drain_stack):
