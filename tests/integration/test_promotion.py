@@ -429,6 +429,57 @@ def test_an_older_run_never_replaces_a_newer_release(promo, holds):
         assert r.hgetall(P + "env:p:prod") == {("lock" if holds == "lock" else "current"): "rB"}
 
 
+@pytest.mark.parametrize("windows", ["the waiting run's only", "the freeing run's only"])
+def test_a_run_waiting_for_the_lock_passes_its_own_deny_windows(promo, windows):
+    """The pipeline file changed between two runs, and with it the
+    environment's deny windows. The run that frees the lock gives the
+    windows of its own definition (opens); the waiting run is held by its
+    own, not by those: its gates are checked again at once (promote.lua,
+    run by the router for the delayed entry left due now) with opens read
+    from its definition."""
+    def definition(deny):
+        # As config/window.c writes them.
+        prod = {"after": None, "approval": {"required": False, "expires_s": 0},
+                "windows": [{"spec": "Sat,Sun 00:00-00:00 UTC", "days": ["Sat", "Sun"],
+                             "start": 0, "end": 0}] if deny else []}
+        return {"name": "p", "stages": {"deploy@prod": {"kind": "deploy", "env": "prod",
+                                                          "needs": []}},
+                "environments": {"prod": prod}}
+    waiting_has = windows == "the waiting run's only"
+    P = "t-own-windows-%d:" % waiting_has
+    now = 10_000
+    closed = json.dumps({"prod": now + 3_600_000})
+    with Redis(promo.redis_port) as r:
+        write_promotion(r, P, "rA", 1, "succeeded", "deploying", definition(not waiting_has))
+        write_promotion(r, P, "rB", 2, "pending", "queued", definition(waiting_has))
+        r.call("ZADD", P + "env:p:prod:waiting", 2, "rB")
+        r.call("HSET", P + "env:p:prod", "lock", "rA")
+        got = r.call("EVAL", lua_script("route"), 0, P, "rA", "deploy@prod", 1, now, "{}",
+                     "", "", "{}" if waiting_has else closed)
+        assert got == [b"routed", b"succeeded"], got
+        # Neither deployed nor held by rA's windows: checked again now.
+        promotion = r.hgetall(P + "run:rB:env:prod")
+        assert promotion["status"] == "waiting_window", promotion
+        assert promotion["window_until"] == str(now), promotion
+        assert r.hgetall(P + "run:rB:stage:deploy@prod")["status"] == "pending"
+        assert "lock" not in r.hgetall(P + "env:p:prod")
+        due = r.call("ZRANGE", P + "delayed", 0, -1, "WITHSCORES")
+        assert json.loads(json.loads(due[0])["value"])["data"] == {
+            "run": "rB", "env": "prod", "gate": "window"}, due
+        assert int(due[1]) == now, due
+        got = r.call("EVAL", lua_script("promote"), 0, P, "rB", "prod", "window", now,
+                     closed if waiting_has else "{}")
+        promotion = r.hgetall(P + "run:rB:env:prod")
+        if waiting_has:
+            assert got == [b"waiting_window", b"waiting"], got
+            assert promotion["window_until"] == str(now + 3_600_000), promotion
+            assert "lock" not in r.hgetall(P + "env:p:prod")
+        else:
+            assert got == [b"deploying", b"running"], got
+            assert r.hgetall(P + "env:p:prod")["lock"] == "rB"
+            assert r.hgetall(P + "run:rB:stage:deploy@prod")["status"] == "queued"
+
+
 @pytest.mark.parametrize("freed_by", ["deployed", "cancelled"])
 def test_a_run_waiting_for_the_lock_is_held_by_a_window_closed_meanwhile(promo, freed_by):
     """The run queued for the environment's lock passed the deny windows

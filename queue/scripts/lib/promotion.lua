@@ -174,11 +174,18 @@ local function promo_gates(P, run, env, def, now, opens)
   return 'queued'
 end
 
+-- The deny windows of env in def, as text to compare.
+local function promo_windows(def, env)
+  local conf = def.environments and def.environments[env]
+  return cjson.encode(conf and conf.windows or cjson.null)
+end
+
 -- Frees the environment if run holds it and passes the newest run waiting
 -- for the lock on to its gates again: a deny window may have closed while it
 -- waited, and then holds it until it opens. opens: as for promo_gates, read
--- from the caller's run's definition (the environment's windows are its
--- pipeline's).
+-- from run's definition. The waiting run's own definition may have other
+-- windows (the pipeline file changed between the two runs): its gates are
+-- then checked by promote.lua at once, with opens read from its own.
 local function promo_release(P, run, env, now, opens)
   local pkey = promo_env_key(P, promo_pipeline(P, run), env)
   if redis.call('HGET', pkey, 'lock') == run then
@@ -188,9 +195,16 @@ local function promo_release(P, run, env, now, opens)
     return
   end
   for _, other in ipairs(redis.call('ZREVRANGE', pkey .. ':waiting', 0, -1)) do
-    if redis.call('HGET', promo_key(P, other, env), 'status') == 'queued' then
+    local okey = promo_key(P, other, env)
+    if redis.call('HGET', okey, 'status') == 'queued' then
       local odef = cjson.decode(redis.call('HGET', P .. 'run:' .. other, 'def'))
-      promo_gates(P, other, env, odef, now, opens)
+      local def = cjson.decode(redis.call('HGET', P .. 'run:' .. run, 'def') or '{}')
+      if promo_windows(def, env) == promo_windows(odef, env) then
+        promo_gates(P, other, env, odef, now, opens)
+      else
+        redis.call('HSET', okey, 'status', 'waiting_window', 'window_until', now)
+        promo_later(P, other, env, 'window', now)
+      end
       return
     end
   end
