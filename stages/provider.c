@@ -41,6 +41,14 @@ int provider_verb_parse(const char *name)
 	return -1;
 }
 
+const char *const *provider_keys(const char *type)
+{
+	for (size_t i = 0; type && i < sizeof(kinds) / sizeof(kinds[0]); i++)
+		if (strcmp(kinds[i]->type, type) == 0)
+			return kinds[i]->keys;
+	return NULL;
+}
+
 int provider_def_ms(const json_t *def, const char *key, int dflt, int max, int *out, char *err,
 		    size_t errlen)
 {

@@ -40,11 +40,14 @@ typedef void (*provider_done_cb)(int ok, const char *message, void *arg);
 
 struct provider;
 
-/* What one kind of provider implements; state is its own. start returns 0,
- * or -1 with err set when the action cannot begin (then done is not called);
- * cancel stops the action in flight without calling done. */
+/* What one kind of provider implements; state is its own. keys are those
+ * its mapping in a pipeline file may have, with timeout and poll as the
+ * durations rollout_load turns into timeout_ms and poll_ms. start returns
+ * 0, or -1 with err set when the action cannot begin (then done is not
+ * called); cancel stops the action in flight without calling done. */
 struct provider_ops {
 	const char *type;
+	const char *const *keys; /* NULL-terminated */
 	void *(*create)(struct event_base *base, const json_t *def, char *err, size_t errlen);
 	int (*supports)(void *state, enum provider_verb verb);
 	int (*start)(void *state, const struct provider_action *a, provider_done_cb done, void *arg,
@@ -61,6 +64,9 @@ extern const struct provider_ops provider_kubernetes_ops;
 /* def: {"type": "exec"|"http"|"haproxy"|"kubernetes", ...the type's keys}.
  * NULL with err naming the key when def is not usable. */
 struct provider *provider_new(struct event_base *base, const json_t *def, char *err, size_t errlen);
+/* The keys of a pipeline file's provider mapping of this type (see
+ * provider_ops), or NULL for a type that is none of them. */
+const char *const *provider_keys(const char *type);
 /* Whether this provider can carry out verb (an exec provider only the
  * actions it has commands for, haproxy no apply). */
 int provider_supports(const struct provider *p, enum provider_verb verb);

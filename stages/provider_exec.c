@@ -63,6 +63,8 @@ static int check_command(const char *verb, const json_t *cmd, char *err, size_t 
 	return -1;
 }
 
+static const char *const exec_keys[] = {"type", "actions", "timeout", "cwd", NULL};
+
 static void *exec_create(struct event_base *base, const json_t *def, char *err, size_t errlen)
 {
 	const json_t *actions = json_object_get(def, "actions");
@@ -184,6 +186,7 @@ static void exec_destroy(void *state)
 
 const struct provider_ops provider_exec_ops = {
     .type = "exec",
+    .keys = exec_keys,
     .create = exec_create,
     .supports = exec_supports,
     .start = exec_start,

@@ -127,6 +127,9 @@ static void on_done(evutil_socket_t fd, short what, void *arg);
 static void on_kick(evutil_socket_t fd, short what, void *arg);
 static void on_timeout(evutil_socket_t fd, short what, void *arg);
 
+static const char *const haproxy_keys[] = {"type",   "socket", "backend", "stable",
+					   "canary", "colors", "timeout", NULL};
+
 static void *haproxy_create(struct event_base *base, const json_t *def, char *err, size_t errlen)
 {
 	const char *socket = json_string_value(json_object_get(def, "socket"));
@@ -747,6 +750,7 @@ static void haproxy_destroy(void *state)
 
 const struct provider_ops provider_haproxy_ops = {
     .type = "haproxy",
+    .keys = haproxy_keys,
     .create = haproxy_create,
     .supports = haproxy_supports,
     .start = haproxy_start,

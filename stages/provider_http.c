@@ -167,6 +167,8 @@ static int check_request(const char *verb, const json_t *req, char *err, size_t 
 		   : 0;
 }
 
+static const char *const webhook_keys[] = {"type", "actions", "timeout", NULL};
+
 static void *webhook_create(struct event_base *base, const json_t *def, char *err, size_t errlen)
 {
 	const json_t *actions = json_object_get(def, "actions");
@@ -280,6 +282,7 @@ static void webhook_destroy(void *state)
 
 const struct provider_ops provider_http_ops = {
     .type = "http",
+    .keys = webhook_keys,
     .create = webhook_create,
     .supports = webhook_supports,
     .start = webhook_start,

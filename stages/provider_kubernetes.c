@@ -152,6 +152,10 @@ static void kube_destroy(void *state);
 static void on_done(evutil_socket_t fd, short what, void *arg);
 static void on_poll(evutil_socket_t fd, short what, void *arg);
 
+static const char *const kube_keys[] = {"type",	       "server",     "token_file", "ca_file",
+					"namespace",   "deployment", "container",  "service",
+					"color_label", "poll",	     "timeout",	   NULL};
+
 static void *kube_create(struct event_base *base, const json_t *def, char *err, size_t errlen)
 {
 	struct kube *k = calloc(1, sizeof(*k));
@@ -728,6 +732,7 @@ static void kube_destroy(void *state)
 
 const struct provider_ops provider_kubernetes_ops = {
     .type = "kubernetes",
+    .keys = kube_keys,
     .create = kube_create,
     .supports = kube_supports,
     .start = kube_start,

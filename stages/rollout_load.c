@@ -347,11 +347,14 @@ static int provider_paths(const struct config_check *ck, const struct config_doc
 
 /* A provider mapping → its def: keys as written, durations ("timeout: 30s",
  * "poll: 2s") as milliseconds, paths resolved; checked by creating it
- * once. */
+ * once. A key its type does not read is refused where it is written, as
+ * anywhere else in the file: a misspelt one would otherwise leave its
+ * default in force. */
 static int load_provider(const struct config_check *ck, const struct config_doc_node *n,
 			 const char *name, const char *dir, json_t *rollout)
 {
 	const struct config_doc_node *c;
+	const char *const *keys;
 	struct event_base *base;
 	struct provider *p;
 	json_t *def;
@@ -361,6 +364,10 @@ static int load_provider(const struct config_check *ck, const struct config_doc_
 		return config_check_fail(ck, n,
 					 "expected a mapping with type: exec, http, "
 					 "haproxy or kubernetes");
+	/* An unknown type is named by provider_new below. */
+	keys = provider_keys(json_string_value(json_object_get(n->value, "type")));
+	if (keys && config_check_keys(ck, n, keys) < 0)
+		return -1;
 	def = json_deep_copy(n->value);
 	if (config_check_set(ck, n, rollout, name, def) < 0)
 		return -1;

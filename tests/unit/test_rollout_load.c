@@ -31,6 +31,15 @@
 	"      actions:\n"                                                                         \
 	"        apply: {run: [./deploy.sh]}\n"
 
+/* Lines 8-12: an environment whose provider is a kubernetes one with a
+ * server, ready for more of its keys on line 13. */
+#define KUBERNETES                                                                                 \
+	"environments:\n"                                                                          \
+	"  production:\n"                                                                          \
+	"    provider:\n"                                                                          \
+	"      type: kubernetes\n"                                                                 \
+	"      server: https://k8s.local:6443\n"
+
 static int setup(void **state)
 {
 	*state = pipeline_file_new("sluice-test-rollout", HEAD);
@@ -336,6 +345,14 @@ static void test_a_rollout_template_may_name_its_variables(void **state)
 		fail_msg("%s", f->err);
 }
 
+/* Writes name beside the pipeline file (a certificate will do for any
+ * file it names), its path into path. */
+static void write_beside(struct pipeline_file *f, const char *name, char *path, size_t pathlen)
+{
+	snprintf(path, pathlen, "%s/%s", f->dir, name);
+	assert_int_equal(tmpdir_write(path, "-----BEGIN CERTIFICATE-----\n"), 0);
+}
+
 /* Loading text is refused at where ("line:col: key.path") while name,
  * beside the pipeline file, cannot be read; then name is written there, its
  * path into path. */
@@ -349,7 +366,7 @@ static void expect_unreadable_then_write(struct pipeline_file *f, const char *te
 	snprintf(want, sizeof(want), "%s: cannot read \"%s\": No such file or directory", where,
 		 path);
 	pipeline_file_expect_error(f, text, want);
-	assert_int_equal(tmpdir_write(path, "-----BEGIN CERTIFICATE-----\n"), 0);
+	write_beside(f, name, path, pathlen);
 }
 
 /* A kubernetes provider's token_file and ca_file are an http: stage's
@@ -359,15 +376,10 @@ static void test_kubernetes_files_are_relative_to_the_pipeline_file(void **state
 {
 	struct pipeline_file *f = *state;
 	char token[128], ca[128];
-	const char *text = "environments:\n"
-			   "  production:\n"
-			   "    provider:\n"
-			   "      type: kubernetes\n"
-			   "      server: https://k8s.local:6443\n"
-			   "      token_file: token\n"
-			   "      ca_file: ca.pem\n"
-			   "      service: app\n"
-			   "    strategy: {type: BlueGreen}\n";
+	const char *text = KUBERNETES "      token_file: token\n"
+				      "      ca_file: ca.pem\n"
+				      "      service: app\n"
+				      "    strategy: {type: BlueGreen}\n";
 
 	expect_unreadable_then_write(f, text, "13:19: environments.production.provider.token_file",
 				     "token", token, sizeof(token));
@@ -379,14 +391,10 @@ static void test_kubernetes_files_are_relative_to_the_pipeline_file(void **state
 	assert_string_equal(json_string_value(json_object_get(provider, "token_file")), token);
 	assert_string_equal(json_string_value(json_object_get(provider, "ca_file")), ca);
 
-	if (pipeline_file_load(f, "environments:\n"
-				  "  production:\n"
-				  "    provider:\n"
-				  "      type: kubernetes\n"
-				  "      server: https://k8s.local:6443\n"
-				  "      token_file: ${CREDENTIALS_DIRECTORY}/k8s-token\n"
-				  "      service: app\n"
-				  "    strategy: {type: BlueGreen}\n") < 0)
+	if (pipeline_file_load(f,
+			       KUBERNETES "      token_file: ${CREDENTIALS_DIRECTORY}/k8s-token\n"
+					  "      service: app\n"
+					  "    strategy: {type: BlueGreen}\n") < 0)
 		fail_msg("%s", f->err);
 	provider = json_object_get(rollout_of(f), "provider");
 	assert_string_equal(json_string_value(json_object_get(provider, "token_file")),
@@ -434,6 +442,102 @@ static void test_an_http_action_ca_file_is_relative_to_the_pipeline_file(void **
 	assert_string_equal(json_string_value(json_object_get(apply, "ca_file")), ca);
 }
 
+/* A provider's key its type does not read is refused at the key, as any
+ * unknown key of the file is: a misspelt one would otherwise leave its
+ * default (no token, a 10 minute timeout) in force without a word. */
+static void test_a_provider_key_its_type_does_not_read_is_refused(void **state)
+{
+	pipeline_file_expect_error(*state,
+				   KUBERNETES "      tokn_file: token\n"
+					      "      service: app\n"
+					      "    strategy: {type: BlueGreen}\n",
+				   "13:7: environments.production.provider.tokn_file: unknown key");
+	pipeline_file_expect_error(*state,
+				   PRODUCTION "    traffic:\n"
+					      "      type: haproxy\n"
+					      "      socket: /run/haproxy/admin.sock\n"
+					      "      backend: app\n"
+					      "      colors: {blue: app-blue, green: app-green}\n"
+					      "      tiemout: 5s\n"
+					      "    strategy: {type: BlueGreen}\n",
+				   "20:7: environments.production.traffic.tiemout: unknown key");
+	pipeline_file_expect_error(*state,
+				   PRODUCTION "      tiemout: 5s\n"
+					      "    strategy: {type: RollingUpdate}\n",
+				   "15:7: environments.production.provider.tiemout: unknown key");
+	/* poll is the kubernetes provider's alone. */
+	pipeline_file_expect_error(*state,
+				   "environments:\n"
+				   "  production:\n"
+				   "    provider:\n"
+				   "      type: http\n"
+				   "      poll: 2s\n"
+				   "      actions:\n"
+				   "        apply: {url: 'https://deploy.local/apply'}\n"
+				   "    strategy: {type: RollingUpdate}\n",
+				   "12:7: environments.production.provider.poll: unknown key");
+}
+
+/* Every key docs/configuration.md gives each type is taken, durations in
+ * milliseconds. */
+static void test_a_provider_takes_every_key_of_its_type(void **state)
+{
+	struct pipeline_file *f = *state;
+	char path[128];
+
+	write_beside(f, "token", path, sizeof(path));
+	write_beside(f, "ca.pem", path, sizeof(path));
+	if (pipeline_file_load(f, KUBERNETES "      token_file: token\n"
+					     "      ca_file: ca.pem\n"
+					     "      namespace: shop\n"
+					     "      deployment: app-${SLUICE_COLOR}\n"
+					     "      container: app\n"
+					     "      service: app\n"
+					     "      color_label: slot\n"
+					     "      poll: 3s\n"
+					     "      timeout: 5m\n"
+					     "    traffic:\n"
+					     "      type: haproxy\n"
+					     "      socket: /run/haproxy/admin.sock\n"
+					     "      backend: app\n"
+					     "      stable: app-stable\n"
+					     "      canary: [app-canary]\n"
+					     "      colors: {blue: app-blue, green: app-green}\n"
+					     "      timeout: 2s\n"
+					     "    strategy: {type: BlueGreen}\n") < 0)
+		fail_msg("%s", f->err);
+	const json_t *provider = json_object_get(rollout_of(f), "provider");
+	assert_int_equal(json_integer_value(json_object_get(provider, "poll_ms")), 3000);
+	assert_int_equal(json_integer_value(json_object_get(provider, "timeout_ms")), 300000);
+	assert_string_equal(json_string_value(json_object_get(provider, "color_label")), "slot");
+	assert_int_equal(json_integer_value(json_object_get(
+			     json_object_get(rollout_of(f), "traffic"), "timeout_ms")),
+			 2000);
+
+	if (pipeline_file_load(
+		f, "environments:\n"
+		   "  production:\n"
+		   "    provider:\n"
+		   "      type: exec\n"
+		   "      cwd: deploy\n"
+		   "      timeout: 5m\n"
+		   "      actions:\n"
+		   "        apply: {run: [./deploy.sh]}\n"
+		   "    traffic:\n"
+		   "      type: http\n"
+		   "      timeout: 1m\n"
+		   "      actions:\n"
+		   "        set_weight: {url: 'https://lb.local/weight', method: POST}\n"
+		   "    strategy: {type: Canary, steps: [{setWeight: 10}]}\n") < 0)
+		fail_msg("%s", f->err);
+	provider = json_object_get(rollout_of(f), "provider");
+	assert_string_equal(json_string_value(json_object_get(provider, "cwd")), "deploy");
+	assert_int_equal(json_integer_value(json_object_get(provider, "timeout_ms")), 300000);
+	assert_int_equal(json_integer_value(json_object_get(
+			     json_object_get(rollout_of(f), "traffic"), "timeout_ms")),
+			 60000);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -461,6 +565,10 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(
 		test_an_http_action_ca_file_is_relative_to_the_pipeline_file, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_an_exec_action_key_is_run_or_sh, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_a_provider_key_its_type_does_not_read_is_refused,
+					    setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_a_provider_takes_every_key_of_its_type, setup,
+					    teardown),
 	    cmocka_unit_test_setup_teardown(test_kubernetes_files_are_relative_to_the_pipeline_file,
 					    setup, teardown),
 	};
