@@ -76,20 +76,47 @@ static int server_name(const json_t *s)
 	       !strpbrk(json_string_value(s), " /;\n\t");
 }
 
-/* A server name or a list of them → a new array; NULL with err. */
-static json_t *server_list(const json_t *v, const char *key, char *err, size_t errlen)
+/* Each server in one list alone, of those seen (name → key) holds: one both
+ * stable and canary would take one weight and then the other, and one in
+ * two colours would drain or go into maintenance with the colour going out
+ * while the other still serves through it. */
+static int server_once(json_t *seen, const json_t *s, const char *key, char *err, size_t errlen)
+{
+	const char *name = json_string_value(s);
+	const char *first = json_string_value(json_object_get(seen, name));
+
+	if (first && strcmp(first, key) == 0) {
+		snprintf(err, errlen, "provider.%s: \"%s\" is named twice", key, name);
+		return -1;
+	}
+	if (first) {
+		snprintf(err, errlen, "provider.%s: \"%s\" is in %s too", key, name, first);
+		return -1;
+	}
+	if (json_object_set_new(seen, name, json_string(key)) < 0) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	return 0;
+}
+
+/* A server name or a list of them, none among seen → a new array; NULL
+ * with err. */
+static json_t *server_list(const json_t *v, const char *key, json_t *seen, char *err, size_t errlen)
 {
 	json_t *s;
 	size_t i;
 
 	if (server_name(v))
-		return json_pack("[O]", v);
+		return server_once(seen, v, key, err, errlen) < 0 ? NULL : json_pack("[O]", v);
 	if (!json_is_array(v) || json_array_size(v) == 0)
 		goto bad;
 	json_array_foreach(v, i, s)
 	{
 		if (!server_name(s))
 			goto bad;
+		if (server_once(seen, s, key, err, errlen) < 0)
+			return NULL;
 	}
 	return json_incref((json_t *)v);
 bad:
@@ -136,11 +163,14 @@ static void *haproxy_create(struct event_base *base, const json_t *def, char *er
 	const char *backend = json_string_value(json_object_get(def, "backend"));
 	const json_t *colors = json_object_get(def, "colors");
 	struct haproxy *h = calloc(1, sizeof(*h));
+	json_t *seen = json_object(); /* server → its list, stable/canary then colours */
 	const char *name;
 	json_t *v;
 	char key[128];
 
-	if (!h) {
+	if (!h || !seen) {
+		free(h);
+		json_decref(seen);
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
@@ -157,13 +187,18 @@ static void *haproxy_create(struct event_base *base, const json_t *def, char *er
 	}
 	h->backend = strdup(backend);
 	if (json_object_get(def, "stable") || json_object_get(def, "canary")) {
-		h->stable = server_list(json_object_get(def, "stable"), "stable", err, errlen);
+		h->stable =
+		    server_list(json_object_get(def, "stable"), "stable", seen, err, errlen);
 		if (!h->stable)
 			goto fail;
-		h->canary = server_list(json_object_get(def, "canary"), "canary", err, errlen);
+		h->canary =
+		    server_list(json_object_get(def, "canary"), "canary", seen, err, errlen);
 		if (!h->canary)
 			goto fail;
 	}
+	/* Colours are apart from stable and canary: those set weights, these
+	 * states. */
+	json_object_clear(seen);
 	if (colors) {
 		if (!json_is_object(colors) || json_object_size(colors) < 2) {
 			snprintf(err, errlen,
@@ -175,7 +210,7 @@ static void *haproxy_create(struct event_base *base, const json_t *def, char *er
 		json_object_foreach((json_t *)colors, name, v)
 		{
 			snprintf(key, sizeof(key), "colors.%s", name);
-			json_t *list = server_list(v, key, err, errlen);
+			json_t *list = server_list(v, key, seen, err, errlen);
 			if (!list)
 				goto fail;
 			json_object_set_new(h->colors, name, list);
@@ -195,8 +230,10 @@ static void *haproxy_create(struct event_base *base, const json_t *def, char *er
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
+	json_decref(seen);
 	return h;
 fail:
+	json_decref(seen);
 	haproxy_destroy(h);
 	return NULL;
 }

@@ -714,6 +714,23 @@ static void test_bad_definitions_are_refused_with_the_key(void **state)
 		     "provider.colors: a map of two or more colours to their servers");
 }
 
+/* A server named twice would take two weights, the last one winning, or
+ * be put in maintenance with the colour going out while another colour
+ * serves through it. */
+static void test_a_server_is_named_once(void **state)
+{
+	(void)state;
+	expect_error("{\"type\": \"haproxy\", \"socket\": \"/s\", \"backend\": \"a\", \"stable\": "
+		     "\"s\", \"canary\": [\"c\", \"s\"]}",
+		     "provider.canary: \"s\" is in stable too");
+	expect_error("{\"type\": \"haproxy\", \"socket\": \"/s\", \"backend\": \"a\", \"stable\": "
+		     "[\"s\", \"s\"], \"canary\": \"c\"}",
+		     "provider.stable: \"s\" is named twice");
+	expect_error("{\"type\": \"haproxy\", \"socket\": \"/s\", \"backend\": \"a\", \"colors\": "
+		     "{\"blue\": [\"b\", \"both\"], \"green\": [\"both\", \"g\"]}}",
+		     "provider.colors.green: \"both\" is in colors.blue too");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -734,6 +751,7 @@ int main(void)
 	    cmocka_unit_test_setup(test_an_answer_that_is_not_utf8_is_quoted_as_utf8, setup),
 	    cmocka_unit_test_setup(test_actions_it_cannot_do_are_refused, setup),
 	    cmocka_unit_test_setup(test_bad_definitions_are_refused_with_the_key, setup),
+	    cmocka_unit_test_setup(test_a_server_is_named_once, setup),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
