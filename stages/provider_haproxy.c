@@ -79,11 +79,19 @@ static int server_name(const json_t *s)
 /* Each server in one list alone, of those seen (name → key) holds: one both
  * stable and canary would take one weight and then the other, and one in
  * two colours would drain or go into maintenance with the colour going out
- * while the other still serves through it. */
+ * while the other still serves through it. No more of them than the
+ * commands of one action (set_weight or switch sets them all), which would
+ * otherwise fail each time it runs. */
 static int server_once(json_t *seen, const json_t *s, const char *key, char *err, size_t errlen)
 {
 	const char *name = json_string_value(s);
 	const char *first = json_string_value(json_object_get(seen, name));
+
+	if (!first && json_object_size(seen) >= MAX_COMMANDS) {
+		snprintf(err, errlen, "provider.%s: too many servers (an action sets at most %d)",
+			 key, MAX_COMMANDS);
+		return -1;
+	}
 
 	if (first && strcmp(first, key) == 0) {
 		snprintf(err, errlen, "provider.%s: \"%s\" is named twice", key, name);

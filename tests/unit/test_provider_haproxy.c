@@ -731,6 +731,38 @@ static void test_a_server_is_named_once(void **state)
 		     "provider.colors.green: \"both\" is in colors.blue too");
 }
 
+/* A definition with n stable servers and one canary. */
+static json_t *stable_servers(int n)
+{
+	json_t *stable = json_array();
+
+	for (int i = 0; i < n; i++)
+		json_array_append_new(stable, json_sprintf("s%d", i));
+	return json_pack("{s:s, s:s, s:s, s:o, s:s}", "type", "haproxy", "socket", "/s", "backend",
+			 "a", "stable", stable, "canary", "c");
+}
+
+/* set_weight sets each stable and canary server, switch each colour's:
+ * more than one action's commands would make it fail every time. */
+static void test_no_more_servers_than_an_action_sets(void **state)
+{
+	struct provider_action a = {PROVIDER_SET_WEIGHT, "img", 20, NULL, NULL};
+	struct outcome o = {0};
+	json_t *def = stable_servers(63);
+	char err[256] = "";
+	struct provider *p = provider_new(base, def, err, sizeof(err));
+	(void)state;
+
+	assert_non_null(p);
+	assert_int_equal(provider_start(p, &a, on_done, &o, err, sizeof(err)), 0);
+	provider_free(p);
+	json_decref(def);
+	def = stable_servers(64);
+	assert_null(provider_new(base, def, err, sizeof(err)));
+	assert_string_equal(err, "provider.canary: too many servers (an action sets at most 64)");
+	json_decref(def);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -752,6 +784,7 @@ int main(void)
 	    cmocka_unit_test_setup(test_actions_it_cannot_do_are_refused, setup),
 	    cmocka_unit_test_setup(test_bad_definitions_are_refused_with_the_key, setup),
 	    cmocka_unit_test_setup(test_a_server_is_named_once, setup),
+	    cmocka_unit_test_setup(test_no_more_servers_than_an_action_sets, setup),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
