@@ -58,7 +58,8 @@ int provider_def_ms(const json_t *def, const char *key, int dflt, int max, int *
 	if (!v)
 		return 0;
 	if (!json_is_integer(v) || json_integer_value(v) <= 0 || json_integer_value(v) > max) {
-		snprintf(err, errlen, "provider.%s: a positive number of milliseconds", key);
+		snprintf(err, errlen, "provider.%s: a positive number of milliseconds, at most %d",
+			 key, max);
 		return -1;
 	}
 	*out = (int)json_integer_value(v);

@@ -84,7 +84,8 @@ const char *provider_verb_name(enum provider_verb verb);
 int provider_verb_parse(const char *name);
 
 /* For the providers: def's key (a number of milliseconds, 1..max) into
- * *out, dflt when absent; -1 with err "provider.<key>: ..." otherwise. */
+ * *out, dflt when absent; -1 with err "provider.<key>: ..." naming max
+ * otherwise, which may be less than a pipeline file's durations allow. */
 int provider_def_ms(const json_t *def, const char *key, int dflt, int max, int *out, char *err,
 		    size_t errlen);
 /* For the providers with "actions": {verb: spec}: at least one, each key a

@@ -222,7 +222,7 @@ static void test_bad_definitions_are_refused_with_the_key(void **state)
 		     "provider.actions.apply.tiemout: unknown key (run, sh)");
 	expect_error("{\"type\": \"exec\", \"timeout_ms\": -1, \"actions\": {\"apply\": {\"sh\": "
 		     "\"x\"}}}",
-		     "provider.timeout_ms: a positive number of milliseconds");
+		     "provider.timeout_ms: a positive number of milliseconds, at most 86400000");
 }
 
 static void test_undefined_variable_in_arguments_is_an_error(void **state)

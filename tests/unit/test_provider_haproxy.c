@@ -712,6 +712,10 @@ static void test_bad_definitions_are_refused_with_the_key(void **state)
 	expect_error("{\"type\": \"haproxy\", \"socket\": \"/s\", \"backend\": \"a\", \"colors\": "
 		     "{\"blue\": \"b\"}}",
 		     "provider.colors: a map of two or more colours to their servers");
+	/* Less than a pipeline file's durations allow: the limit is named. */
+	expect_error("{\"type\": \"haproxy\", \"socket\": \"/s\", \"backend\": \"a\", \"stable\": "
+		     "\"s\", \"canary\": \"c\", \"timeout_ms\": 3600000}",
+		     "provider.timeout_ms: a positive number of milliseconds, at most 600000");
 }
 
 /* A server named twice would take two weights, the last one winning, or

@@ -407,7 +407,7 @@ static void test_bad_definitions_are_refused_with_the_key(void **state)
 		     "provider.namespace: \"a/../b\" is not a Kubernetes name");
 	expect_error("{\"type\": \"kubernetes\", \"server\": \"https://k:6443\", \"service\": "
 		     "\"app\", \"poll_ms\": 0}",
-		     "provider.poll_ms: a positive number of milliseconds");
+		     "provider.poll_ms: a positive number of milliseconds, at most 86400000");
 }
 
 static void test_in_cluster_configuration_comes_from_the_environment(void **state)
