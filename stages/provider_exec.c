@@ -45,6 +45,12 @@ static int check_command(const char *verb, const json_t *cmd, char *err, size_t 
 			return -1;
 		}
 	}
+	/* An empty script does nothing and exits 0: the action would pass
+	 * without being carried out. */
+	if (json_is_string(sh) && json_string_length(sh) == 0) {
+		snprintf(err, errlen, "provider.actions.%s.sh: must not be empty", verb);
+		return -1;
+	}
 	if (json_is_string(sh) && !run)
 		return 0;
 	if (json_is_array(run) && json_array_size(run) > 0 && !sh) {

@@ -216,6 +216,9 @@ static void test_bad_definitions_are_refused_with_the_key(void **state)
 		     "provider.actions.apply.run[1]: not a string");
 	expect_error("{\"type\": \"exec\", \"actions\": {\"apply\": {}}}",
 		     "provider.actions.apply: needs one of run (a list) or sh (a script)");
+	/* It would do nothing, and the action pass. */
+	expect_error("{\"type\": \"exec\", \"actions\": {\"apply\": {\"sh\": \"\"}}}",
+		     "provider.actions.apply.sh: must not be empty");
 	/* A misspelt key would otherwise be ignored, the action run without it. */
 	expect_error("{\"type\": \"exec\", \"actions\": {\"apply\": {\"run\": [\"a\"], "
 		     "\"tiemout\": 5}}}",
