@@ -55,6 +55,13 @@ static int is_sha(const char *s)
 	return strspn(s, "0123456789abcdef") == n;
 }
 
+/* GitHub's name for no commit: a push whose after is all zeros deleted its
+ * ref, whatever its deleted field says. */
+static int is_null_sha(const char *s)
+{
+	return is_sha(s) && strspn(s, "0") == strlen(s);
+}
+
 /* What GitHub Actions honours in a push's head commit message, but for its
  * own [skip actions] and [actions skip], which ask to skip Actions alone: one
  * of the markers anywhere, or a last line "skip-checks: true" (a trailer;
@@ -89,7 +96,7 @@ static int parse_push(const struct jsonscan_field *f, struct github_event *ev, c
 		return -1;
 	}
 	ev->ref = ref;
-	if (f[F_DELETED].type == JSONSCAN_TRUE) {
+	if (f[F_DELETED].type == JSONSCAN_TRUE || is_null_sha(after)) {
 		ev->no_build = "the push deleted its ref";
 		return 0;
 	}

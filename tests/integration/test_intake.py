@@ -73,14 +73,19 @@ def test_the_fixtures_tag_deletion_push_starts_no_run(stack):
     assert_no_run(stack, before, status, body)
 
 
-def test_a_deleted_branch_that_the_pipeline_matches_starts_no_run(stack):
+# A push of "after" all zeros deleted its ref, whether or not it says so.
+@pytest.mark.parametrize("deleted", [True, False, "absent"])
+def test_a_deleted_branch_that_the_pipeline_matches_starts_no_run(stack, deleted):
     p = stack.push_payload(APP_REPO)
-    p["deleted"] = True
+    p["deleted"] = deleted
+    if deleted == "absent":
+        del p["deleted"]
     p["before"], p["after"] = p["after"], "0" * 40
     p["head_commit"] = None
     before = stack.run_count()
     status, body = stack.post_hook("push", p)
     assert_no_run(stack, before, status, body)
+    assert body["reason"] == "the push deleted its ref", body
 
 
 def test_a_push_whose_head_commit_says_skip_ci_starts_no_run(stack):

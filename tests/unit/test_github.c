@@ -1,7 +1,8 @@
 /* Tests for agent/github: what a pull request payload says of its head's
  * repository (a fork or the repository itself), from GitHub's own
  * pull_request payload with head.repo changed; which pushes' head commit
- * messages ask to skip CI; which commit a tag's push builds. */
+ * messages ask to skip CI; which commit a tag's push builds; that a push of
+ * no commit deleted its ref. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -142,6 +143,29 @@ static void test_a_tag_push_builds_the_commit_and_not_an_annotated_tag_object(vo
 	github_event_clear(&ev);
 }
 
+static void test_a_push_of_no_commit_deleted_its_ref_whatever_deleted_says(void **state)
+{
+	(void)state;
+	static const char *const deleted[] = {"", "\"deleted\": false, ", "\"deleted\": null, "};
+	for (size_t i = 0; i < sizeof(deleted) / sizeof(deleted[0]); i++) {
+		char push[512], err[256];
+		int len =
+		    snprintf(push, sizeof(push),
+			     "{\"ref\": \"refs/heads/main\", %s\"after\": "
+			     "\"0000000000000000000000000000000000000000\", "
+			     "\"head_commit\": null, \"repository\": {\"full_name\": \"a/b\"}}",
+			     deleted[i]);
+		assert_true(len > 0 && (size_t)len < sizeof(push));
+		struct github_event ev;
+		assert_int_equal(
+		    github_event_parse("push", push, (size_t)len, &ev, err, sizeof(err)), 0);
+		assert_non_null(ev.no_build);
+		assert_string_equal(ev.no_build, "the push deleted its ref");
+		assert_null(ev.sha);
+		github_event_clear(&ev);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -151,6 +175,7 @@ int main(void)
 	    cmocka_unit_test(test_a_push_is_no_pull_request),
 	    cmocka_unit_test(test_a_push_whose_head_commit_asks_to_skip_ci_builds_nothing),
 	    cmocka_unit_test(test_a_tag_push_builds_the_commit_and_not_an_annotated_tag_object),
+	    cmocka_unit_test(test_a_push_of_no_commit_deleted_its_ref_whatever_deleted_says),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
