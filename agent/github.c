@@ -195,3 +195,21 @@ void github_event_clear(struct github_event *ev)
 	free(ev->store);
 	ev->store = NULL;
 }
+
+int github_clone_url_ok(const char *url)
+{
+	static const char *const schemes[] = {"https://", "ssh://"};
+	if (!url)
+		return 0;
+	/* No URL holds a space or a control byte. */
+	for (const char *c = url; *c; c++) {
+		if ((unsigned char)*c <= 0x20 || *c == 0x7f)
+			return 0;
+	}
+	for (size_t i = 0; i < sizeof(schemes) / sizeof(schemes[0]); i++) {
+		size_t n = strlen(schemes[i]);
+		if (strncmp(url, schemes[i], n) == 0)
+			return url[n] && url[n] != '/';
+	}
+	return 0;
+}

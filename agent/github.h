@@ -31,4 +31,10 @@ int github_event_parse(const char *event, const char *body, size_t len, struct g
 		       char *err, size_t errlen);
 void github_event_clear(struct github_event *ev);
 
+/* Whether a payload's clone_url is one the workers may clone: https:// or
+ * ssh:// with a host. A file:// URL, a local path or another transport
+ * would let whoever holds a webhook secret have the workers read any
+ * repository on their machines. */
+int github_clone_url_ok(const char *url);
+
 #endif

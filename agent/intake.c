@@ -60,6 +60,11 @@ static int pipeline_wants(const struct pipeline *p, const struct github_event *e
 	return !p->branches || glob_list_match(p->branches, ev->branch);
 }
 
+static const char *checkout_url(const struct pipeline *p)
+{
+	return json_string_value(json_object_get(json_object_get(p->def, "checkout"), "url"));
+}
+
 /* Time-ordered and unguessable: 48 bits of milliseconds, 48 random bits. */
 void intake_new_run_id(char *out, size_t len)
 {
@@ -208,6 +213,7 @@ void intake_handle(struct evhttp_request *req, struct agent *a)
 
 	/* Which pipelines start a run. */
 	const char *reason = ev.no_build;
+	const struct pipeline *unclonable = NULL; /* one that would clone a refused URL */
 	size_t nruns = 0, skipped = 0, forks_skipped = 0;
 	/* plans[i]: the status each stage of pipeline i starts in (when.h). */
 	json_t *plans = json_array();
@@ -234,12 +240,27 @@ void intake_handle(struct evhttp_request *req, struct agent *a)
 		}
 		if (!verified[i])
 			continue;
+		if (!checkout_url(p) && !github_clone_url_ok(ev.clone_url))
+			unclonable = p;
 		nruns++;
 	}
 	if (!plans) {
 		free(verified);
 		github_event_clear(&ev);
 		http_reply_error(req, 500, "internal", "out of memory");
+		return;
+	}
+	if (!reason && unclonable) {
+		json_decref(plans);
+		free(verified);
+		log_warn("webhook refused: its clone_url is not https:// or ssh://",
+			 LOG_S("delivery", delivery), LOG_S("pipeline", unclonable->name));
+		snprintf(err, sizeof(err),
+			 "repository.clone_url is not an https:// or ssh:// URL, and pipeline %s "
+			 "has no checkout.url to clone instead",
+			 unclonable->name);
+		github_event_clear(&ev);
+		http_reply_error(req, 400, "bad_request", err);
 		return;
 	}
 	if (!reason && nruns == 0)
@@ -272,8 +293,7 @@ void intake_handle(struct evhttp_request *req, struct agent *a)
 			continue;
 		const struct pipeline *p = &a->pipelines.items[i];
 		struct pipeline_def rd = pipeline_run_def(p, ev.pull_request, ev.from_fork);
-		const json_t *checkout = json_object_get(p->def, "checkout");
-		const char *url = json_string_value(json_object_get(checkout, "url"));
+		const char *url = checkout_url(p);
 		char run[40];
 		intake_new_run_id(run, sizeof(run));
 		failed = record_run(a->recorder, run, p->name,

@@ -52,6 +52,8 @@ TARGET_P50_MS = 50.0
 
 
 def chain(name, repository, checkout):
+    """checkout: the local repository's URL for stages that check it out,
+    or None for `checkout: false` stages."""
     stages = {}
     for i, kind in enumerate(CHAIN):
         s = {"kind": kind, "run": ["/bin/true"]}
@@ -60,14 +62,15 @@ def chain(name, repository, checkout):
         if not checkout:
             s["checkout"] = False
         stages[kind] = s
-    return harness.pipeline(name, repository, branches=["main"], stages=stages)
+    return harness.pipeline(name, repository, branches=["main"], stages=stages,
+                            checkout=checkout)
 
 
-def pipelines():
+def pipelines(repo):
     return {
-        "chain.yaml": chain("chain", "sluice-bench/chain", checkout=False),
+        "chain.yaml": chain("chain", "sluice-bench/chain", checkout=None),
         "chain-checkout.yaml": chain("chain-checkout", "sluice-bench/chain-checkout",
-                                     checkout=True),
+                                     checkout=repo.url),
         "router.yaml": harness.pipeline("router", "sluice-bench/router", branches=["main"],
                                         stages={
             "first": {"kind": ROUTER_FIRST, "run": ["/bin/true"], "checkout": False},
@@ -187,7 +190,7 @@ def bench(root):
     info = machine()
     print_machine(info)
     repo = harness.LocalRepo(os.path.join(root, "repo"))
-    stack = harness.Stack(root, repo, pipelines(), workers=(), log_level="info",
+    stack = harness.Stack(root, repo, pipelines(repo), workers=(), log_level="info",
                           extra_settings=benchlib.stack_settings(
                               {"kafka": {"session_timeout": SESSION_TIMEOUT}}))
 

@@ -80,22 +80,24 @@ def spawn_floor(loops, n):
 # --- stages ----------------------------------------------------------------
 
 def noop_pipeline(name, repository, kind, n, checkout):
+    """checkout: the local repository's URL for stages that check it out,
+    or None for `checkout: false` stages."""
     stage = {"kind": kind, "run": ["/bin/true"]}
     if not checkout:
         stage["checkout"] = False
-    return harness.pipeline(name, repository, branches=["main"],
+    return harness.pipeline(name, repository, branches=["main"], checkout=checkout,
                             stages={"s%02d" % i: dict(stage) for i in range(n)})
 
 
-def pipelines():
+def pipelines(repo):
     p = {}
     for c, kind in CONCURRENCY_KIND.items():
         p["noop-c%d.yaml" % c] = noop_pipeline("noop-c%d" % c, "sluice-bench/noop-c%d" % c,
-                                               kind, STAGES, checkout=False)
+                                               kind, STAGES, checkout=None)
     p["multi-c4.yaml"] = noop_pipeline("multi-c4", "sluice-bench/multi-c4", CONCURRENCY_KIND[4],
-                                       STAGES // MULTI_RUNS, checkout=False)
+                                       STAGES // MULTI_RUNS, checkout=None)
     p["checkout-c4.yaml"] = noop_pipeline("checkout-c4", "sluice-bench/checkout-c4",
-                                          CONCURRENCY_KIND[4], CHECKOUT_STAGES, checkout=True)
+                                          CONCURRENCY_KIND[4], CHECKOUT_STAGES, checkout=repo.url)
     p["sleep-c4.yaml"] = harness.pipeline(
         "sleep-c4", "sluice-bench/sleep-c4", branches=["main"], stages={
             "s%d" % i: {"kind": CONCURRENCY_KIND[4], "run": ["sleep", str(SLEEP_S)],
@@ -169,7 +171,7 @@ def bench(root):
               % (loops, us(floor[loops])), flush=True)
 
     repo = harness.LocalRepo(os.path.join(root, "repo"))
-    stack = harness.Stack(root, repo, pipelines(), workers=(), log_level="info",
+    stack = harness.Stack(root, repo, pipelines(repo), workers=(), log_level="info",
                           extra_settings=benchlib.stack_settings())
 
     def body():

@@ -717,10 +717,12 @@ class Stack:
     # payloads
 
     def push_payload(self, repository, ref="refs/heads/main", after=None):
-        """The fixture push, adapted: a branch push of `after` (default HEAD)."""
+        """The fixture push, adapted: a branch push of `after` (default HEAD).
+        Its clone_url is GitHub's, as GitHub sends it: a pipeline builds the
+        local repository through its checkout.url."""
         p = fixture_payload("push-payload.json")
         p["repository"]["full_name"] = repository
-        p["repository"]["clone_url"] = self.repo.url
+        p["repository"]["clone_url"] = "https://github.com/%s.git" % repository
         p["ref"] = ref
         p["before"] = self.repo.first
         p["after"] = after or self.repo.head
@@ -736,7 +738,7 @@ class Stack:
         since deleted, whose head.repo GitHub sends as null)."""
         p = fixture_payload(fixture)
         p["repository"]["full_name"] = repository
-        p["repository"]["clone_url"] = self.repo.url
+        p["repository"]["clone_url"] = "https://github.com/%s.git" % repository
         p["pull_request"]["head"]["sha"] = sha or self.repo.second
         p["pull_request"]["base"]["repo"]["full_name"] = repository
         if fork is False:

@@ -225,12 +225,15 @@ fi
 sha=$(git -C "$repo" rev-parse HEAD)
 
 # The configuration that runs: a copy of the example's, with its paths into
-# run/ made absolute and the production canary's pauses set to $pause.
+# run/ made absolute, the production canary's pauses set to $pause and the
+# local repository as its checkout.url (the agent clones no local path a
+# webhook names).
 mkdir -p "$etc/pipelines.d"
 to_run="s|\"\\(@\\?\\)\\(\\.\\./\\)*run/|\"\\1$run/|"
 sed -e "$to_run" "$example/sluice.yaml" >"$etc/sluice.yaml"
-sed -e "$to_run" -e "s|pause: {duration: 10m}|pause: {duration: $pause}|" \
-	"$example/pipelines.d/mint-replica.yaml" >"$etc/pipelines.d/mint-replica.yaml"
+{ sed -e "$to_run" -e "s|pause: {duration: 10m}|pause: {duration: $pause}|" \
+	"$example/pipelines.d/mint-replica.yaml" &&
+	printf '\ncheckout: {url: "file://%s"}\n' "$repo"; } >"$etc/pipelines.d/mint-replica.yaml"
 config=$etc/sluice.yaml
 sed -e "s|@STATE@|$state|g" "$example/haproxy.cfg.in" >"$state/haproxy.cfg"
 sed -e "s|@AGENT@|$listen|g" "$example/prometheus.yml.in" >"$state/prometheus.yml"

@@ -7,8 +7,10 @@
 #
 # URL: the agent's http://HOST:PORT/hooks/github; REPOSITORY: owner/name as
 # the pipeline's trigger names it; BRANCH (default main) is the pushed ref,
-# COMMIT (default BRANCH's head in REPO_DIR) its new head, and the clone URL
-# is REPO_DIR's file:// URL. The payload is kept in REPO_DIR/../push.json.
+# COMMIT (default BRANCH's head in REPO_DIR) its new head. The clone URL is
+# GitHub's for REPOSITORY, as GitHub sends it (the agent clones no local path
+# a webhook names): the pipeline builds REPO_DIR through its checkout.url.
+# The payload is kept in REPO_DIR/../push.json.
 # Prints the HTTP status and the agent's answer; exit 0 on a 2xx answer.
 
 set -u
@@ -47,7 +49,7 @@ cat >"$payload" <<EOF
     "full_name": "$repository",
     "private": false,
     "default_branch": "main",
-    "clone_url": "file://$repo"
+    "clone_url": "https://github.com/$repository.git"
   },
   "pusher": {"name": "sluice", "email": "sluice@localhost"},
   "sender": {"login": "sluice", "id": 1, "type": "User"}

@@ -9,8 +9,12 @@ import uuid
 
 import pytest
 
-from conftest import APP_REPO, HOOK_ID, fixture_payload, sign
+from conftest import APP_REPO, HOOK_ID, fixture_payload, pipeline, sign, started_stack
 from harness import RedisMonitor, scaled
+
+# Pipelines of one repository, one cloning the payload's clone_url, the
+# other its own checkout.url.
+CLONE_REPO = "sluice-it/clone"
 
 
 def assert_error(status, body, expected):
@@ -268,3 +272,55 @@ def test_deliveries_arriving_during_a_redis_call_are_recorded_together_each_once
     assert stack.run_count() == before + len(distinct)
     for run_id in distinct:
         assert stack.wait_run(run_id)["status"] == "succeeded"
+
+
+@pytest.fixture(scope="module")
+def clonestack():
+    """No worker: a run recorded is never cloned here."""
+    def pipelines(repo, root):
+        build = {"build": {"sh": "true"}}
+        return {"payload.yaml": pipeline("payload-url", CLONE_REPO, branches=["main"],
+                                         stages=build),
+                "own.yaml": pipeline("own-url", CLONE_REPO, branches=["other"],
+                                     checkout=repo.url, stages=build)}
+    yield from started_stack("sluice-clone-", pipelines, workers=())
+
+
+@pytest.mark.parametrize("url", [
+    "file:///etc", "/srv/git/app.git", "../app", "git://example.com/app.git",
+    "http://example.com/app.git", "ext::sh -c touch% /tmp/x", "https:///etc",
+    "https://example.com/a b.git", "HTTPS://example.com/app.git", None])
+def test_a_clone_url_the_workers_may_not_clone_is_400_and_records_nothing(clonestack, url):
+    """A signed payload must not have the workers clone a local path (or
+    use another transport): a pipeline without checkout.url clones the
+    payload's clone_url, which must be https:// or ssh://."""
+    p = clonestack.push_payload(CLONE_REPO)
+    if url is None:
+        del p["repository"]["clone_url"]
+    else:
+        p["repository"]["clone_url"] = url
+    before = clonestack.run_count()
+    status, body = clonestack.post_hook("push", p)
+    assert_error(status, body, 400)
+    assert "clone_url" in body["error"]["message"], body
+    assert "payload-url" in body["error"]["message"], body
+    assert clonestack.run_count() == before
+
+
+@pytest.mark.parametrize("url", ["https://github.com/sluice-it/clone.git",
+                                 "ssh://git@github.com/sluice-it/clone.git"])
+def test_an_https_or_ssh_clone_url_is_cloned_by_a_pipeline_without_checkout_url(
+        clonestack, url):
+    p = clonestack.push_payload(CLONE_REPO)
+    p["repository"]["clone_url"] = url
+    status, body = clonestack.post_hook("push", p)
+    assert status == 202 and len(body["runs"]) == 1, (status, body)
+    assert clonestack.run(body["runs"][0])["pipeline"] == "payload-url"
+
+
+def test_a_pipeline_with_its_own_checkout_url_ignores_the_clone_url(clonestack):
+    p = clonestack.push_payload(CLONE_REPO, ref="refs/heads/other")
+    p["repository"]["clone_url"] = clonestack.repo.url
+    status, body = clonestack.post_hook("push", p)
+    assert status == 202 and len(body["runs"]) == 1, (status, body)
+    assert clonestack.run(body["runs"][0])["pipeline"] == "own-url"

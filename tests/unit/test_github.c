@@ -2,7 +2,7 @@
  * repository (a fork or the repository itself), from GitHub's own
  * pull_request payload with head.repo changed; which pushes' head commit
  * messages ask to skip CI; which commit a tag's push builds; that a push of
- * no commit deleted its ref. */
+ * no commit deleted its ref; which clone URLs a payload may have cloned. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -166,6 +166,33 @@ static void test_a_push_of_no_commit_deleted_its_ref_whatever_deleted_says(void 
 	}
 }
 
+static void test_only_https_and_ssh_clone_urls_with_a_host_may_be_cloned(void **state)
+{
+	(void)state;
+	static const char *const ok[] = {"https://github.com/a/b.git",
+					 "https://x-access-token:t@github.com/a/b.git",
+					 "ssh://git@github.com/a/b.git"};
+	static const char *const refused[] = {"file:///srv/git/b",
+					      "/srv/git/b",
+					      "b",
+					      "git@github.com:a/b.git",
+					      "git://github.com/a/b.git",
+					      "http://github.com/a/b.git",
+					      "ext::sh -c id",
+					      "https://",
+					      "https:///etc",
+					      "https://github.com/a/b\n.git",
+					      "HTTPS://github.com/a/b.git",
+					      ""};
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
+		if (!github_clone_url_ok(ok[i]))
+			fail_msg("%s refused", ok[i]);
+	for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++)
+		if (github_clone_url_ok(refused[i]))
+			fail_msg("%s taken", refused[i]);
+	assert_false(github_clone_url_ok(NULL));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -176,6 +203,7 @@ int main(void)
 	    cmocka_unit_test(test_a_push_whose_head_commit_asks_to_skip_ci_builds_nothing),
 	    cmocka_unit_test(test_a_tag_push_builds_the_commit_and_not_an_annotated_tag_object),
 	    cmocka_unit_test(test_a_push_of_no_commit_deleted_its_ref_whatever_deleted_says),
+	    cmocka_unit_test(test_only_https_and_ssh_clone_urls_with_a_host_may_be_cloned),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
