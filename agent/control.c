@@ -14,6 +14,7 @@
 #include "agent/record.h"
 #include "config/when.h"
 #include "lib/clock.h"
+#include "lib/gitref.h"
 #include "lib/log.h"
 #include "queue/jobs.h"
 #include "stages/checkout.h"
@@ -274,12 +275,6 @@ static void trigger_end(struct trigger_call *c, int status, const char *code, co
 	trigger_free(c);
 }
 
-/* Bytes a git ref name may not hold (git check-ref-format). */
-static int ref_byte_ok(unsigned char ch)
-{
-	return ch > 0x20 && ch != 0x7f && !strchr("~^:?*[\\", ch);
-}
-
 int control_ref_normalize(const char *ref, char *out, size_t outlen, char *why, size_t whylen)
 {
 	static const char heads[] = "refs/heads/", tags[] = "refs/tags/";
@@ -303,27 +298,7 @@ int control_ref_normalize(const char *ref, char *out, size_t outlen, char *why, 
 		snprintf(why, whylen, "ref must name a branch or tag of 1 to 255 bytes");
 		return -1;
 	}
-	for (size_t i = 0; i < len; i++) {
-		if (!ref_byte_ok((unsigned char)name[i])) {
-			snprintf(why, whylen, "ref %s is not a valid git ref name", ref);
-			return -1;
-		}
-	}
-	/* Component rules: none empty, none starting with '.', none ending in
-	 * ".lock"; no "..", "@{", trailing '.'; not "@". */
-	const char *c = name;
-	while (*c) {
-		size_t n = strcspn(c, "/");
-		if (n == 0 || c[0] == '.' || (n >= 5 && strncmp(c + n - 5, ".lock", 5) == 0))
-			break;
-		c += n;
-		if (*c == '/' && !*++c) {
-			c--;
-			break;
-		}
-	}
-	if (*c || strstr(name, "..") || strstr(name, "@{") || name[len - 1] == '.' ||
-	    strcmp(name, "@") == 0) {
+	if (!gitref_name_ok(name)) {
 		snprintf(why, whylen, "ref %s is not a valid git ref name", ref);
 		return -1;
 	}

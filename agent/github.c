@@ -6,6 +6,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "lib/gitref.h"
 #include "lib/jsonscan.h"
 
 /* The only values read from a payload; GitHub sends a few kilobytes more. */
@@ -118,6 +119,13 @@ static int parse_push(const struct jsonscan_field *f, struct github_event *ev, c
 	} else {
 		ev->no_build = "the push is neither to a branch nor to a tag";
 	}
+	/* GitHub sends no other; a run of one could not even be given it
+	 * (SLUICE_REF). */
+	const char *name = ev->branch ? ev->branch : ev->tag;
+	if (name && !gitref_name_ok(name)) {
+		snprintf(err, errlen, "push payload: ref is not a branch or tag name git allows");
+		return -1;
+	}
 	if (!ev->no_build && asks_to_skip_ci(str(&f[F_HEAD_MESSAGE])))
 		ev->no_build = "the head commit's message asks to skip CI";
 	return 0;
@@ -141,6 +149,12 @@ static int parse_pull_request(const struct jsonscan_field *f, struct github_even
 	if (f[F_NUMBER].type != JSONSCAN_NUMBER || !f[F_NUMBER].is_integer || !is_sha(sha) ||
 	    !base) {
 		snprintf(err, errlen, "pull_request payload without number, head.sha or base.ref");
+		return -1;
+	}
+	if (f[F_NUMBER].integer < 1 || !gitref_name_ok(base)) {
+		snprintf(err, errlen,
+			 "pull_request payload: number is not positive or base.ref is not a "
+			 "branch name git allows");
 		return -1;
 	}
 	snprintf(ev->pull_ref, sizeof(ev->pull_ref), "refs/pull/%lld/head", f[F_NUMBER].integer);

@@ -9,7 +9,8 @@ import uuid
 
 import pytest
 
-from conftest import APP_REPO, HOOK_ID, fixture_payload, pipeline, sign, started_stack
+from conftest import (APP_REPO, HOOK_ID, REFS_REPO, fixture_payload, pipeline, sign,
+                      started_stack)
 from harness import RedisMonitor, scaled
 
 # Pipelines of one repository, one cloning the payload's clone_url, the
@@ -106,6 +107,35 @@ def test_push_to_a_branch_or_tag_not_matched_starts_no_run(stack, ref):
     before = stack.run_count()
     status, body = stack.post_hook("push", stack.push_payload(APP_REPO, ref=ref))
     assert_no_run(stack, before, status, body)
+
+
+# The refs pipeline builds every branch and "v" tag.
+@pytest.mark.parametrize("ref", [
+    "refs/heads/", "refs/tags/", "refs/heads/a\nb", "refs/heads/a\u0001b", "refs/heads/a b",
+    "refs/heads/../x", "refs/heads//x", "refs/tags/v1.lock", "refs/heads/" + "y" * 200000])
+def test_a_push_to_a_ref_git_would_not_make_is_400_and_starts_no_run(stack, ref):
+    before = stack.run_count()
+    status, body = stack.post_hook("push", stack.push_payload(REFS_REPO, ref=ref))
+    assert_error(status, body, 400)
+    assert stack.run_count() == before
+
+
+def test_a_push_of_a_long_branch_git_makes_starts_a_run(stack):
+    ref = "refs/heads/" + "/".join(["\u00e9" * 127] * 4)
+    status, body = stack.post_hook("push", stack.push_payload(REFS_REPO, ref=ref))
+    assert status == 202 and len(body["runs"]) == 1, (status, body)
+    assert stack.run(body["runs"][0])["ref"] == ref
+
+
+@pytest.mark.parametrize("number,base", [(0, "main"), (-1, "main"), (1, ""), (1, "a..b")])
+def test_a_pull_request_of_no_number_or_base_branch_is_400(stack, number, base):
+    p = stack.pr_payload(APP_REPO)
+    p["number"] = number
+    p["pull_request"]["base"]["ref"] = base
+    before = stack.run_count()
+    status, body = stack.post_hook("pull_request", p)
+    assert_error(status, body, 400)
+    assert stack.run_count() == before
 
 
 def test_push_of_a_repository_no_pipeline_builds_starts_no_run(stack):

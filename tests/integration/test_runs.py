@@ -116,20 +116,25 @@ def files_named(name, roots):
     return found
 
 
-# "$(touch pwned)" cannot be a git branch (no spaces in ref names), so the
-# payload carries it as GitHub would carry any ref text; the ${IFS} form is a
-# valid branch name and is created in the repository as well.
+# "$(touch pwned)" cannot be a git branch (no spaces in ref names): its push
+# is refused as it arrives. The ${IFS} forms are valid branch names, created
+# in the repository as well, and run.
 @pytest.mark.parametrize("branch", ["$(touch pwned)", "$(touch${IFS}pwned)", "`touch${IFS}pwned`"])
 def test_branch_name_is_never_run_by_a_shell(stack, branch):
-    sha = stack.repo.branch(branch) if git_ref_ok(branch) else stack.repo.head
+    roots = [stack.root, stack.state_dir, os.getcwd()]
     ref = "refs/heads/" + branch
+    if not git_ref_ok(branch):
+        status, body = stack.post_hook("push", stack.push_payload(REFS_REPO, ref=ref))
+        assert status == 400, (status, body)
+        assert files_named("pwned", roots) == []
+        return
+    sha = stack.repo.branch(branch)
     status, body = stack.post_hook("push", stack.push_payload(REFS_REPO, ref=ref, after=sha))
     assert status == 202 and len(body["runs"]) == 1, (status, body)
     run = stack.wait_run(body["runs"][0])
     assert run["status"] == "succeeded", run
     assert run["ref"] == ref and run["sha"] == sha, run
     assert ref in log_text(stack.log(run["id"], "build"))
-    roots = [stack.root, stack.state_dir, os.getcwd()]
     assert files_named("pwned", roots) == []
 
 

@@ -2,7 +2,8 @@
  * repository (a fork or the repository itself), from GitHub's own
  * pull_request payload with head.repo changed; which pushes' head commit
  * messages ask to skip CI; which commit a tag's push builds; that a push of
- * no commit deleted its ref; which clone URLs a payload may have cloned. */
+ * no commit deleted its ref; which clone URLs a payload may have cloned;
+ * that a ref or pull request git could not have made is refused. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -193,6 +194,62 @@ static void test_only_https_and_ssh_clone_urls_with_a_host_may_be_cloned(void **
 	assert_false(github_clone_url_ok(NULL));
 }
 
+/* The payload with ref (JSON text) parses to rc. */
+static void expect_push_ref(const char *ref, int rc)
+{
+	char push[512], err[256];
+	int len = snprintf(push, sizeof(push),
+			   "{\"ref\": %s, \"after\": \"0123456789abcdef0123456789abcdef01234567\", "
+			   "\"repository\": {\"full_name\": \"a/b\"}}",
+			   ref);
+	assert_true(len > 0 && (size_t)len < sizeof(push));
+	struct github_event ev;
+	if (github_event_parse("push", push, (size_t)len, &ev, err, sizeof(err)) != rc)
+		fail_msg("ref %s: not %d", ref, rc);
+	github_event_clear(&ev);
+}
+
+static void test_a_push_to_a_ref_git_would_not_make_is_refused(void **state)
+{
+	(void)state;
+	static const char *const bad[] = {"\"refs/heads/\"",	   "\"refs/tags/\"",
+					  "\"refs/heads/a\\nb\"",  "\"refs/heads/a b\"",
+					  "\"refs/heads/../x\"",   "\"refs/heads//x\"",
+					  "\"refs/tags/v1.lock\"", "\"refs/heads/a\\u0001\""};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		expect_push_ref(bad[i], -1);
+	expect_push_ref("\"refs/heads/release/1.x\"", 0);
+	expect_push_ref("\"refs/tags/v1.0.0\"", 0);
+	/* Not a branch or tag: no run, not an error. */
+	expect_push_ref("\"refs/notes/x y\"", 0);
+}
+
+static void test_a_pull_request_of_no_number_or_base_branch_is_refused(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *key, *value;
+	} cases[] = {
+	    {"number", "0"}, {"number", "-1"}, {"base_ref", "\"\""}, {"base_ref", "\"a..b\""}};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		json_t *p = pull_request_fixture();
+		json_t *v = json_loads(cases[i].value, JSON_DECODE_ANY, NULL);
+		if (strcmp(cases[i].key, "number") == 0)
+			json_object_set_new(p, "number", v);
+		else
+			json_object_set_new(
+			    json_object_get(json_object_get(p, "pull_request"), "base"), "ref", v);
+		char *body = json_dumps(p, JSON_COMPACT), err[256];
+		json_decref(p);
+		struct github_event ev;
+		if (github_event_parse("pull_request", body, strlen(body), &ev, err, sizeof(err)) !=
+		    -1)
+			fail_msg("%s %s taken", cases[i].key, cases[i].value);
+		github_event_clear(&ev);
+		free(body);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -204,6 +261,8 @@ int main(void)
 	    cmocka_unit_test(test_a_tag_push_builds_the_commit_and_not_an_annotated_tag_object),
 	    cmocka_unit_test(test_a_push_of_no_commit_deleted_its_ref_whatever_deleted_says),
 	    cmocka_unit_test(test_only_https_and_ssh_clone_urls_with_a_host_may_be_cloned),
+	    cmocka_unit_test(test_a_push_to_a_ref_git_would_not_make_is_refused),
+	    cmocka_unit_test(test_a_pull_request_of_no_number_or_base_branch_is_refused),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
