@@ -20,6 +20,7 @@
 #include "config/file.h"
 #include "config/retry.h"
 #include "config/when.h"
+#include "stages/checkout.h"
 #include "stages/expand.h"
 #include "stages/request.h"
 #include "stages/rollout.h"
@@ -242,6 +243,7 @@ static int load_checkout(struct loading *ld, const struct config_doc_node *top)
 	const struct config_doc_node *c = config_doc_get(top, "checkout");
 	const struct config_doc_node *n;
 	const char *url;
+	char why[256];
 
 	if (!c)
 		return 0;
@@ -252,6 +254,9 @@ static int load_checkout(struct loading *ld, const struct config_doc_node *top)
 		return 0;
 	if (config_check_string(&ld->ck, n, 0, &url) < 0)
 		return -1;
+	/* Every checkout of the pipeline would fail on it. */
+	if (checkout_url_check(url, why, sizeof(why)) < 0)
+		return config_check_fail(&ld->ck, n, "%s", why);
 	if (json_object_set_new(ld->def, "checkout", json_pack("{ss}", "url", url)) < 0)
 		return nomem(ld, n);
 	return 0;

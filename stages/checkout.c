@@ -13,6 +13,7 @@
 #include "lib/sha.h"
 #include "stages/gitreason.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -22,6 +23,9 @@
 
 #define KILL_GRACE_MS 2000
 #define DEFAULT_PATH  "/usr/local/bin:/usr/bin:/bin"
+/* Only plain transports: no ext:: or fd:: helper that would run a command
+ * or read a descriptor named in a URL. */
+#define ALLOW_PROTOCOL "file:git:http:https:ssh"
 
 enum step { STEP_MIRROR, STEP_VERIFY, STEP_CLEAN, STEP_CLONE, STEP_CHECKOUT, STEP_DONE };
 
@@ -124,6 +128,47 @@ static int valid_sha(const char *sha)
 	return sha[n] == '\0' && n >= 7 && n <= 64;
 }
 
+static int protocol_allowed(const char *name, size_t n)
+{
+	/* git's old names for ssh://, which it checks as ssh. */
+	if ((n == 7 && strncmp(name, "git+ssh", n) == 0) ||
+	    (n == 7 && strncmp(name, "ssh+git", n) == 0)) {
+		name = "ssh";
+		n = 3;
+	}
+	for (const char *p = ALLOW_PROTOCOL; *p;) {
+		size_t len = strcspn(p, ":");
+		if (len == n && strncmp(p, name, n) == 0)
+			return 1;
+		p += len + (p[len] == ':');
+	}
+	return 0;
+}
+
+/* As git reads a URL: a scheme ([A-Za-z][A-Za-z0-9+.-]*) then "::" names a
+ * remote helper, then "://" a transport; anything else is an scp-like
+ * host:path or a local path. */
+int checkout_url_check(const char *url, char *why, size_t whylen)
+{
+	size_t n = 0;
+	if (url[0] == '-') {
+		snprintf(why, whylen, "a repository URL, not an option: it starts with '-'");
+		return -1;
+	}
+	if (isalpha((unsigned char)url[0]))
+		while (url[n] != '\0' &&
+		       (isalnum((unsigned char)url[n]) || strchr("+.-", url[n]) != NULL))
+			n++;
+	int helper = n > 0 && strncmp(url + n, "::", 2) == 0;
+	int scheme = n > 0 && strncmp(url + n, "://", 3) == 0;
+	if (helper || (scheme && !protocol_allowed(url, n))) {
+		snprintf(why, whylen, "transport %.*s is not one checkouts use (%s)", (int)n, url,
+			 ALLOW_PROTOCOL);
+		return -1;
+	}
+	return 0;
+}
+
 void checkout_url_shown(const char *url, char *out, size_t len)
 {
 	const char *scheme = strstr(url, "://");
@@ -161,8 +206,8 @@ static int add_env(struct checkout *c, size_t *n, const char *key, const char *v
 }
 
 /* git gets a fixed, minimal environment: nothing of ours leaks into it, it
- * never waits for a password, and only plain transports are allowed (no
- * ext:: helpers that would run commands named in a URL). */
+ * never waits for a password, and only ALLOW_PROTOCOL's transports are
+ * allowed. */
 static int build_env(struct checkout *c)
 {
 	const char *path = getenv("PATH");
@@ -173,7 +218,7 @@ static int build_env(struct checkout *c)
 	    add_env(c, &n, "LANG", getenv("LANG")) < 0 ||
 	    add_env(c, &n, "GIT_TERMINAL_PROMPT", "0") < 0 ||
 	    add_env(c, &n, "GIT_CONFIG_NOSYSTEM", "1") < 0 ||
-	    add_env(c, &n, "GIT_ALLOW_PROTOCOL", "file:git:http:https:ssh") < 0)
+	    add_env(c, &n, "GIT_ALLOW_PROTOCOL", ALLOW_PROTOCOL) < 0)
 		return -1;
 	return 0;
 }

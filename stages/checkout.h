@@ -22,6 +22,12 @@ typedef void (*checkout_done_cb)(int ok, const char *error, void *arg);
  * read-only). */
 extern const char checkout_rm_script[];
 
+/* 0 when git may clone url with the transports checkouts allow (file, git,
+ * http, https, ssh): a URL of one of them, an scp-like host:path or a local
+ * path. -1 with why for one that starts with '-' or names another transport
+ * (ext::, fd::, a typo such as htps://), which every checkout would refuse. */
+int checkout_url_check(const char *url, char *why, size_t whylen);
+
 /* url as a log may show it: its user part, which may hold a token
  * (https://x-access-token:TOKEN@github.com/...), replaced by "***". */
 void checkout_url_shown(const char *url, char *out, size_t len);

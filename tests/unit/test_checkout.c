@@ -339,6 +339,36 @@ static void test_option_like_url_is_refused(void **state)
 	assert_string_equal(o.error, "bad repository URL");
 }
 
+static void test_urls_of_transports_checkouts_refuse_are_found_before_any(void **state)
+{
+	(void)state;
+	static const char *const ok[] = {"https://github.com/a/b.git",
+					 "https://x-access-token:t@github.com/a/b.git",
+					 "http://h/a.git",
+					 "ssh://git@h/a.git",
+					 "git+ssh://git@h/a.git",
+					 "git://h/a.git",
+					 "file:///srv/git/a",
+					 "/srv/git/a",
+					 "../a",
+					 "a",
+					 "git@github.com:a/b.git",
+					 "h:a.git"};
+	static const char *const refused[] = {"ext::sh -c id",	       "fd::3",
+					      "htps://h/a.git",	       "HTTPS://h/a.git",
+					      "ftp://h/a.git",	       "-oProxyCommand=x",
+					      "https::https://h/a.git"};
+	char why[256];
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
+		if (checkout_url_check(ok[i], why, sizeof(why)) < 0)
+			fail_msg("%s refused: %s", ok[i], why);
+	for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++)
+		if (checkout_url_check(refused[i], why, sizeof(why)) == 0)
+			fail_msg("%s taken", refused[i]);
+	assert_int_equal(checkout_url_check("fd::3", why, sizeof(why)), -1);
+	assert_string_equal(why, "transport fd is not one checkouts use (file:git:http:https:ssh)");
+}
+
 static void test_missing_repository_reports_git_error(void **state)
 {
 	(void)state;
@@ -417,6 +447,7 @@ int main(void)
 	    cmocka_unit_test(test_malformed_sha_is_refused_without_running_git),
 	    cmocka_unit_test(test_url_shown_hides_its_user_part),
 	    cmocka_unit_test(test_option_like_url_is_refused),
+	    cmocka_unit_test(test_urls_of_transports_checkouts_refuse_are_found_before_any),
 	    cmocka_unit_test(test_missing_repository_reports_git_error),
 	    cmocka_unit_test(test_locks_left_by_a_killed_fetch_do_not_block_the_next),
 	    cmocka_unit_test(test_cancel_reports_cancelled),

@@ -1168,6 +1168,24 @@ static void test_pipeline_executor_errors(void **state)
 			      "8:15: stages.build.checkout: expected true or false");
 }
 
+/* A checkout.url no checkout may clone would fail every run of the
+ * pipeline: it is refused where it is written. */
+static void test_checkout_url_git_may_not_clone_is_refused(void **state)
+{
+	struct fx *f = *state;
+	expect_pipeline_error(f,
+			      TRIGGER "checkout: {url: \"ext::sh -c id\"}\nstages: {b: {sh: x}}\n",
+			      "5:17: checkout.url: transport ext is not one checkouts use "
+			      "(file:git:http:https:ssh)");
+	expect_pipeline_error(
+	    f, TRIGGER "checkout: {url: htps://example.com/a.git}\nstages: {b: {sh: x}}\n",
+	    "5:17: checkout.url: transport htps is not one checkouts use "
+	    "(file:git:http:https:ssh)");
+	expect_pipeline_error(
+	    f, TRIGGER "checkout: {url: -oProxyCommand=x}\nstages: {b: {sh: x}}\n",
+	    "5:17: checkout.url: a repository URL, not an option: it starts with '-'");
+}
+
 /* A template that names what a run will not define would fail every run of
  * its stage: it is refused where it is written. */
 static void test_pipeline_template_errors(void **state)
@@ -1307,6 +1325,7 @@ int main(void)
 	    T(test_pipeline_needs_errors),
 	    T(test_pipeline_sh_and_http_stages),
 	    T(test_pipeline_executor_errors),
+	    T(test_checkout_url_git_may_not_clone_is_refused),
 	    T(test_pipeline_template_errors),
 	    T(test_pipeline_templates_name_what_a_run_defines),
 	    T(test_settings_log_cap),
