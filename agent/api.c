@@ -651,8 +651,8 @@ static void on_cancelled(struct redis *r, redisReply *reply, const char *err, vo
 
 /* An environment the cancel frees passes on to the run waiting for it, which
  * a deny window closed now holds, as when a deployment ends: the windows of
- * the cancelled run's definition (an environment's windows are those of its
- * pipeline). */
+ * the cancelled run's definition, which the script uses when the waiting
+ * run's definition has the same (lib/promotion.lua, promo_release). */
 static void on_cancel_def(struct redis *r, redisReply *reply, const char *err, void *arg)
 {
 	struct api_call *c = arg;
