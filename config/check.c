@@ -225,6 +225,10 @@ int config_check_int(const struct config_check *ck, const struct config_doc_node
 {
 	long long v;
 
+	if (n->overflow > 0)
+		return config_check_fail(ck, n, "is too large (at most %lld)", max);
+	if (n->overflow < 0)
+		return config_check_fail(ck, n, "is too small (at least %lld)", min);
 	if (!json_is_integer(n->value))
 		return config_check_fail(ck, n, "expected an integer");
 	v = json_integer_value(n->value);
@@ -240,7 +244,10 @@ int config_check_duration_ms(const struct config_check *ck, const struct config_
 	long long ms = -1;
 	int too_long = 0;
 
-	if (json_is_integer(n->value) && json_integer_value(n->value) >= 0) {
+	if (n->overflow > 0) {
+		too_long = 1;
+		ms = max_ms;
+	} else if (json_is_integer(n->value) && json_integer_value(n->value) >= 0) {
 		long long s = json_integer_value(n->value);
 
 		/* Compared before multiplying, which would overflow: anything
@@ -291,6 +298,8 @@ int config_check_size(const struct config_check *ck, const struct config_doc_nod
 {
 	long long v = -1;
 
+	if (n->overflow > 0)
+		return config_check_fail(ck, n, "is too large (at most %lld bytes)", max);
 	if (json_is_integer(n->value))
 		v = json_integer_value(n->value);
 	else if (json_is_string(n->value))

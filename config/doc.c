@@ -116,9 +116,11 @@ static int is_plain_int(const char *s)
 	return 1;
 }
 
-/* A plain scalar's type; anything unrecognised (floats, an integer too large
- * for json_int_t, "yes") stays the string it was written as. */
-static json_t *resolve_plain(const char *s)
+/* A plain scalar's type; anything unrecognised (floats, "yes") stays the
+ * string it was written as. So does an integer too large for json_int_t,
+ * flagged in *overflow: a text setting takes it as written, a number
+ * setting says it is too large rather than not a number. */
+static json_t *resolve_plain(const char *s, int *overflow)
 {
 	if (is_plain_null(s))
 		return json_null();
@@ -134,6 +136,8 @@ static json_t *resolve_plain(const char *s)
 		v = strtoll(s, &end, 10);
 		if (errno == 0 && *end == '\0')
 			return json_integer(v);
+		if (errno == ERANGE)
+			*overflow = v < 0 ? -1 : 1;
 	}
 	return json_string(s);
 }
@@ -237,6 +241,7 @@ static int on_scalar(struct loader *ld, const yaml_event_t *ev)
 	const char *tag = (const char *)ev->data.scalar.tag;
 	int line = mark_line(&ev->start_mark), col = mark_col(&ev->start_mark);
 	struct config_doc_node *n;
+	int overflow = 0;
 	json_t *v;
 
 	if (strlen(s) != ev->data.scalar.length)
@@ -244,7 +249,7 @@ static int on_scalar(struct loader *ld, const yaml_event_t *ev)
 	if (tag && strcmp(tag, STR_TAG) && strcmp(tag, "!"))
 		return fail_at(ld, line, col, "unsupported tag \"%s\"", tag);
 	if (!tag && ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE)
-		v = resolve_plain(s);
+		v = resolve_plain(s, &overflow);
 	else
 		v = json_string(s);
 	if (!v)
@@ -261,6 +266,7 @@ static int on_scalar(struct loader *ld, const yaml_event_t *ev)
 		return -1;
 	}
 	n->value = v;
+	n->overflow = overflow;
 	n->text = strdup(s);
 	if (!n->text) {
 		json_decref(v);

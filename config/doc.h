@@ -28,6 +28,9 @@ struct config_doc_node {
 	long index;    /* when the node is a sequence item; -1 otherwise */
 	int line, col;
 	int key_line, key_col;
+	/* A plain integer json_int_t cannot hold, kept as its text: 1 when too
+	 * large, -1 when too small, else 0. */
+	int overflow;
 	struct config_doc_node *parent;
 	struct config_doc_node *first, *last; /* children */
 	struct config_doc_node *next;

@@ -313,7 +313,7 @@ static int load_agent(const struct config_check *ck, const struct config_doc_nod
 	if (n && json_is_string(n->value) && strcmp(json_string_value(n->value), "forever") == 0) {
 		s->run_retention_ms = 0;
 	} else if (n) {
-		if (json_is_string(n->value) &&
+		if (json_is_string(n->value) && !n->overflow &&
 		    config_parse_duration_ms(json_string_value(n->value)) < 0)
 			return config_check_fail(ck, n,
 						 "expected a duration like \"90d\", or forever");

@@ -99,7 +99,19 @@ static const char *const build = "stages:\n  build: {run: [make]}\n";
 static void test_huge_numbers_are_refused_where_they_stand(void **state)
 {
 	struct fx *f = *state;
+	/* A plain integer beyond 64 bits is a number too large, not text. */
 	settings_fails(f, "worker: {concurrency: 99999999999999999999}\n",
+		       "1:23: worker.concurrency: is too large (at most 1024)");
+	settings_fails(f, "worker: {concurrency: -99999999999999999999}\n",
+		       "1:23: worker.concurrency: is too small (at least 1)");
+	settings_fails(f, "worker: {lease: 99999999999999999999}\n",
+		       "1:17: worker.lease: is too long (at most 24 days)");
+	settings_fails(f, "worker: {log_cap: 99999999999999999999}\n",
+		       "1:19: worker.log_cap: is too large (at most 1073741824 bytes)");
+	settings_fails(f, "agent: {run_retention: 99999999999999999999}\n",
+		       "1:24: agent.run_retention: is too long (at most 106751991167 days)");
+	/* Quoted, it is text, as any quoted number. */
+	settings_fails(f, "worker: {concurrency: '99999999999999999999'}\n",
 		       "1:23: worker.concurrency: expected an integer");
 	settings_fails(f, "worker: {concurrency: 1025}\n",
 		       "1:23: worker.concurrency: must be between 1 and 1024");
