@@ -506,6 +506,14 @@ static int load_executor(struct loading *ld, const struct config_doc_node *st, c
 	return config_check_text_list(&ld->ck, n, 0, out);
 }
 
+/* The variables sluice sets (workers/stage_env.c): for every stage, for a
+ * deployment, and for a run: command (workers/job.c). */
+static const char *const run_names[] = {
+    "SLUICE_RUN_ID",	"SLUICE_PIPELINE", "SLUICE_REPO",    "SLUICE_REF",   "SLUICE_SHA",
+    "SLUICE_SHA_SHORT", "SLUICE_STAGE",	   "SLUICE_ATTEMPT", "SLUICE_EVENT", NULL};
+static const char *const deployment_names[] = {"SLUICE_ENV", NULL};
+static const char *const command_names[] = {"SLUICE_OUTPUT", "SLUICE_ARTIFACTS", NULL};
+
 /* inherit_env: names of the worker's environment the stage may see;
  * log_cap: bytes of output kept; checkout: false. Each only when given. */
 static int load_stage_env(struct loading *ld, const struct config_doc_node *st, json_t *stage)
@@ -520,12 +528,23 @@ static int load_stage_env(struct loading *ld, const struct config_doc_node *st, 
 			return -1;
 		if (json_object_set_new(stage, "inherit_env", names) < 0)
 			return nomem(ld, n);
-		for (i = 0; i < json_array_size(names); i++)
-			if (!config_check_word(json_string_value(json_array_get(names, i)), "_", 1))
+		for (i = 0; i < json_array_size(names); i++) {
+			const char *name = json_string_value(json_array_get(names, i));
+
+			if (!config_check_word(name, "_", 1))
 				return config_check_fail(&ld->ck, list_item(n, i),
 							 "invalid variable name (use letters, "
 							 "digits and '_', not starting with a "
 							 "digit)");
+			/* What sluice sets wins over the worker's environment:
+			 * the stage would not see the value it asked for. */
+			if (in_list(name, run_names) || in_list(name, deployment_names) ||
+			    in_list(name, command_names))
+				return config_check_fail(&ld->ck, list_item(n, i),
+							 "%s is a variable sluice sets: a stage "
+							 "cannot inherit it",
+							 name);
+		}
 	}
 	n = config_doc_get(st, "log_cap");
 	if (n) {
@@ -789,14 +808,6 @@ static int load_environments(struct loading *ld, const struct config_doc_node *t
 					      .arg = ld};
 	return environments_load(&l, top);
 }
-
-/* The variables sluice sets (workers/stage_env.c): for every stage, for a
- * deployment, and for a run: command (workers/job.c). */
-static const char *const run_names[] = {
-    "SLUICE_RUN_ID",	"SLUICE_PIPELINE", "SLUICE_REPO",    "SLUICE_REF",   "SLUICE_SHA",
-    "SLUICE_SHA_SHORT", "SLUICE_STAGE",	   "SLUICE_ATTEMPT", "SLUICE_EVENT", NULL};
-static const char *const deployment_names[] = {"SLUICE_ENV", NULL};
-static const char *const command_names[] = {"SLUICE_OUTPUT", "SLUICE_ARTIFACTS", NULL};
 
 /* What a stage's templates may name: its vars, for an http: request or a
  * rollout its secrets too, the run's variables (those sluice sets where the

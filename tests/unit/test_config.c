@@ -1164,6 +1164,23 @@ static void test_pipeline_executor_errors(void **state)
 				      "[PATH, 1BAD]\n",
 			      "8:25: stages.build.inherit_env[1]: invalid variable name (use "
 			      "letters, digits and '_', not starting with a digit)");
+	/* The value sluice sets would win over the worker's, unseen. */
+	expect_pipeline_error(f,
+			      TRIGGER "stages:\n  build:\n    sh: make\n    inherit_env: "
+				      "[SSH_AUTH_SOCK, SLUICE_REF]\n",
+			      "8:34: stages.build.inherit_env[1]: SLUICE_REF is a variable sluice "
+			      "sets: a stage cannot inherit it");
+	expect_pipeline_error(f,
+			      TRIGGER "stages:\n  build:\n    sh: make\n    inherit_env: "
+				      "SLUICE_OUTPUT\n",
+			      "8:18: stages.build.inherit_env: SLUICE_OUTPUT is a variable sluice "
+			      "sets: a stage cannot inherit it");
+	expect_pipeline_error(f,
+			      TRIGGER "environments:\n  prod:\n    deploy: {sh: d, inherit_env: "
+				      "[SLUICE_ENV]}\n"
+				      "stages: {build: {sh: make}}\n",
+			      "7:35: environments.prod.deploy.inherit_env[0]: SLUICE_ENV is a "
+			      "variable sluice sets: a stage cannot inherit it");
 	expect_pipeline_error(f, TRIGGER "stages:\n  build:\n    sh: make\n    checkout: no\n",
 			      "8:15: stages.build.checkout: expected true or false");
 }
