@@ -122,10 +122,15 @@ int agent_reload(const struct agent_reload *r)
 			log_warn("setting changed but needs a restart; old value kept",
 				 LOG_S("key", restart_keys[i]));
 	}
-	if (!r->listen_fixed && (settings_differ(&a->settings, &next, "agent.listen") == 1 ||
-				 settings_differ(&a->settings, &next, "agent.public_url") == 1))
+	if (!r->listen_fixed && settings_differ(&a->settings, &next, "agent.listen") == 1)
 		log_warn("setting changed but needs a restart; old value kept",
 			 LOG_S("key", "agent.listen"));
+	/* A public_url left to its default follows the listen address, which
+	 * is reported above, or was given as --listen and is not the file's. */
+	if (!(a->settings.public_url_default && next.public_url_default) &&
+	    settings_differ(&a->settings, &next, "agent.public_url") == 1)
+		log_warn("setting changed but needs a restart; old value kept",
+			 LOG_S("key", "agent.public_url"));
 	if (!r->log_level_fixed && log_set_level(next.log_level) == 0)
 		swap_text(&a->settings.log_level, &next.log_level);
 	swap_text(&a->settings.pipelines_dir, &next.pipelines_dir);

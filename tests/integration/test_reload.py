@@ -1,16 +1,16 @@
 """SIGHUP reloads: the agent picks up a new pipeline file and refuses an
 invalid one (naming its position) while the old pipelines keep working,
 refuses whole a sluice.yaml whose GitHub or API token file it cannot read,
-and verifies webhooks under a secret changed in its file; the
-worker applies a new concurrency and log cap and reports settings that
+and verifies webhooks under a secret changed in its file, and names a new
+agent.public_url as needing a restart; the worker applies a new concurrency and log cap and reports settings that
 need a restart."""
 
 import os
 
 import pytest
 
-from conftest import (binary, hup_and_wait, log_text, pipeline, started_stack, to_yaml,
-                      wait_for)
+from conftest import (binary, free_port, hup_and_wait, log_text, pipeline, started_stack,
+                      to_yaml, wait_for)
 
 KEPT_REPO = "sluice-it/kept"
 ADDED_REPO = "sluice-it/added"
@@ -142,6 +142,34 @@ def refuses_whole(s, settings, error):
             f.write(original)
         os.unlink(os.path.join(pdir, "added.yaml"))
     hup_and_wait(s.agent, "configuration reloaded")
+
+
+def restart_keys(log):
+    return [l.split("key=")[1] for l in log.splitlines() if "needs a restart" in l]
+
+
+def test_agent_reload_reports_a_new_public_url_under_its_own_name(reload_stack):
+    s = reload_stack
+    # A second agent whose address is given as --listen, beside the stack's.
+    listened = s._spawn("listen-agent", [
+        binary("sluice-agent"), "--config", s.config,
+        "--listen", "127.0.0.1:%d" % free_port()])
+    wait_for("the agent to listen", lambda: "listening" in log_text(listened), 10, [listened])
+    with open(s.config) as f:
+        original = f.read()
+    try:
+        with open(s.config, "w") as f:
+            f.write(original.replace("agent:\n", "agent:\n  public_url: https://ci.example\n"))
+        for agent in (s.agent, listened):
+            before = log_text(agent).count("needs a restart")
+            log = hup_and_wait(agent, "configuration reloaded")
+            assert restart_keys(log)[before:] == ["agent.public_url"], log
+    finally:
+        with open(s.config, "w") as f:
+            f.write(original)
+        hup_and_wait(s.agent, "configuration reloaded")
+        listened.stop()
+        s.procs.remove(listened)
 
 
 def test_worker_reload_applies_concurrency_and_reports_restart_settings(reload_stack):
