@@ -142,6 +142,10 @@ struct pipeline_def {
  * pipeline with environments also has "environments" and a stage
  * "deploy@<env>" for each of them (config/environments.h).
  */
+/* Whether kind is one a stage may have (build, test, scan, push, deploy):
+ * each has its job topic, <prefix>jobs.<kind>. */
+int pipeline_is_kind(const char *kind);
+
 /* The longest stage or environment name: a worker takes no job whose stage
  * name ("deploy@<env>" for an environment) is 128 bytes or longer. */
 #define PIPELINE_STAGE_NAME_MAX 64

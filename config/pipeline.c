@@ -73,6 +73,11 @@ static int in_list(const char *s, const char *const *list)
 	return 0;
 }
 
+int pipeline_is_kind(const char *kind)
+{
+	return in_list(kind, kinds);
+}
+
 static int nomem(struct loading *ld, const struct config_doc_node *n)
 {
 	return config_check_fail(&ld->ck, n, "out of memory");
@@ -585,12 +590,12 @@ static int load_stage(struct loading *ld, const struct config_doc_node *st, json
 	if (n) {
 		if (config_check_string(&ld->ck, n, 0, &kind) < 0)
 			return -1;
-		if (!in_list(kind, kinds))
+		if (!pipeline_is_kind(kind))
 			return config_check_fail(&ld->ck, n,
 						 "unknown kind \"%s\" (known: build, test, scan, "
 						 "push, deploy)",
 						 kind);
-	} else if (!in_list(kind, kinds)) {
+	} else if (!pipeline_is_kind(kind)) {
 		return config_check_missing(&ld->ck, st, "kind",
 					    "the stage name is not one of build, test, scan, "
 					    "push, deploy");

@@ -7,6 +7,7 @@
  * them. SIGHUP reloads sluice.yaml.
  */
 #include <event2/event.h>
+#include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -176,6 +177,22 @@ static int redis_healthy(void *arg)
 	return redis_connected(arg);
 }
 
+/* --kind: kinds a stage may have, at most MAX_KINDS. One no pipeline can
+ * give would leave the worker waiting on a topic no job ever reaches. */
+static int kinds_valid(const char *kinds)
+{
+	char buf[256];
+	size_t n = 0;
+
+	if (snprintf(buf, sizeof(buf), "%s", kinds) >= (int)sizeof(buf))
+		return 0;
+	for (char *save = NULL, *k = strtok_r(buf, ",", &save); k; k = strtok_r(NULL, ",", &save)) {
+		if (n++ == MAX_KINDS || !pipeline_is_kind(k))
+			return 0;
+	}
+	return n > 0;
+}
+
 static int subscribe(struct worker *w, const char *kinds)
 {
 	char buf[256], err[512];
@@ -184,19 +201,10 @@ static int subscribe(struct worker *w, const char *kinds)
 	size_t n = 0;
 	snprintf(buf, sizeof(buf), "%s", kinds);
 	for (char *save = NULL, *k = strtok_r(buf, ",", &save); k; k = strtok_r(NULL, ",", &save)) {
-		if (n == MAX_KINDS || strspn(k, "abcdefghijklmnopqrstuvwxyz_-") != strlen(k) ||
-		    !*k) {
-			fprintf(stderr, "sluice-worker: bad --kind %s\n", kinds);
-			return -1;
-		}
 		snprintf(topics_buf[n], sizeof(topics_buf[n]), "%sjobs.%s",
 			 w->settings.topic_prefix, k);
 		topics[n] = topics_buf[n];
 		n++;
-	}
-	if (n == 0) {
-		fprintf(stderr, "sluice-worker: --kind is required\n");
-		return -1;
 	}
 	snprintf(buf, sizeof(buf), "%sworkers", w->settings.topic_prefix);
 	struct kafka_consumer_opts opts = {.session_timeout_ms = w->settings.session_timeout_ms,
@@ -221,7 +229,9 @@ int main(int argc, char **argv)
 					     {"help", no_argument, NULL, 'h'},
 					     {NULL, 0, NULL, 0}};
 	const char *config = NULL, *kinds = NULL, *metrics_listen = NULL;
-	int concurrency = 0, opt, status = 1;
+	long concurrency = 0;
+	int opt, status = 1;
+	char *end;
 	struct worker_main m;
 	struct worker *w = &m.w;
 	char err[1024];
@@ -240,8 +250,10 @@ int main(int argc, char **argv)
 			break;
 		case 'n':
 			m.concurrency_fixed = 1;
-			concurrency = atoi(optarg);
-			if (concurrency < 1 || concurrency > 1024) {
+			errno = 0;
+			concurrency = strtol(optarg, &end, 10);
+			if (errno || end == optarg || *end || concurrency < 1 ||
+			    concurrency > 1024) {
 				fprintf(stderr, "sluice-worker: --concurrency takes 1..1024\n");
 				return 2;
 			}
@@ -265,6 +277,13 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
+	if (!kinds_valid(kinds)) {
+		fprintf(stderr,
+			"sluice-worker: bad --kind %s: the kinds are build, test, scan, push "
+			"and deploy, separated by commas\n",
+			kinds);
+		return 2;
+	}
 	signal(SIGPIPE, SIG_IGN);
 	if (settings_load(config, &w->settings, err, sizeof(err)) < 0) {
 		fprintf(stderr, "sluice-worker: %s\n", err);
@@ -273,7 +292,7 @@ int main(int argc, char **argv)
 	m.config = config;
 	if (!m.log_level_fixed)
 		log_set_level(w->settings.log_level);
-	w->concurrency = concurrency ? concurrency : w->settings.concurrency;
+	w->concurrency = concurrency ? (int)concurrency : w->settings.concurrency;
 	w->backlog_tail = &w->backlog;
 
 	random_process_name(w->token, sizeof(w->token), "");

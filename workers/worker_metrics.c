@@ -38,14 +38,13 @@ static int listed(const char *const *list, const char *s)
 void worker_metrics_stage_finished(struct worker *w, const char *kind, const char *status,
 				   double seconds)
 {
-	static const char *const kinds[] = {"build", "test", "scan", "push", "deploy", NULL};
 	/* Those of a deployment with a strategy too (events.md's stage.finished). */
 	static const char *const outcomes[] = {"succeeded", "failed",	   "timed_out", "cancelled",
 					       "aborted",   "rolled_back", NULL};
 	if (!w->metrics)
 		return;
 	metrics_observe(w->metrics->stage_duration,
-			METRICS_LABELS(listed(kinds, kind) ? kind : "other",
+			METRICS_LABELS(kind && pipeline_is_kind(kind) ? kind : "other",
 				       listed(outcomes, status) ? status : "other"),
 			seconds < 0 ? 0 : seconds);
 }

@@ -1,5 +1,6 @@
 """Worker concurrency and shutdown against a real stack: --concurrency 1
-runs one stage at a time; SIGTERM lets a running stage finish and the worker
+runs one stage at a time, and a --concurrency or --kind the worker cannot
+use is refused at start; SIGTERM lets a running stage finish and the worker
 exit 0; a second SIGTERM hands the stage back and another worker runs it,
 unless its command had ended already; an http: stage's request in flight
 is abandoned with it and sent again by the next worker."""
@@ -15,7 +16,7 @@ import time
 
 import pytest
 
-from conftest import pid_gone, pipeline, started_stack, wait_for
+from conftest import binary, pid_gone, pipeline, started_stack, wait_for
 from harness import RedisMonitor
 
 DRAIN_REPO = "sluice-it/drain"
@@ -352,3 +353,18 @@ def test_concurrency_one_runs_one_stage_at_a_time(drain_stack):
     for before, after in zip(stages, stages[1:]):
         assert before["finished"] <= after["started"], stages
     retire_all(s, [worker])
+
+
+@pytest.mark.parametrize("args,error", [
+    (["--kind", "bulid"], "bad --kind bulid"),
+    (["--kind", "BUILD"], "bad --kind BUILD"),
+    (["--kind", ","], "bad --kind ,"),
+    (["--kind", "build", "--concurrency", "5abc"], "--concurrency takes 1..1024"),
+], ids=["unknown-kind", "upper-case", "no-kind", "concurrency-not-a-number"])
+def test_an_argument_the_worker_cannot_use_is_refused_with_status_2(tmp_path, args, error):
+    # A kind no stage can have would leave the worker waiting on a topic no
+    # job reaches; "5abc" is not 5.
+    r = subprocess.run([binary("sluice-worker"), "--config", str(tmp_path / "none.yaml")] + args,
+                       capture_output=True, text=True, timeout=10)
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    assert "sluice-worker: " + error in r.stderr, r.stderr
