@@ -5,6 +5,7 @@
  * listens on ephemeral loopback ports. The bootstrap address is printed on
  * stdout and, with --bootstrap-file, written to a file once the topics exist.
  */
+#include "config/file.h"
 #include "lib/log.h"
 
 #include <errno.h>
@@ -52,7 +53,8 @@ static void usage(FILE *f)
 		"address on stdout once the topics exist.\n"
 		"\n"
 		"  --bootstrap-file FILE  also write the bootstrap address to FILE\n"
-		"                         (atomically; removed again on exit)\n"
+		"                         (atomically; removed again on exit,\n"
+		"                         unless another devbroker wrote it since)\n"
 		"  --topic NAME[:N]       create topic NAME with N partitions (default\n"
 		"                         --partitions); repeatable. Given --topic, the\n"
 		"                         default topic set is created only with\n"
@@ -196,6 +198,33 @@ static int create_topics(rd_kafka_mock_cluster_t *mcluster, const struct topic *
 			 LOG_I("partitions", parts));
 	}
 	return 0;
+}
+
+/* Removes the bootstrap file unless it no longer holds this broker's
+ * address: a devbroker started before this one stopped (a restart that did
+ * not wait) has written its own there, for its clients to find. No two
+ * live brokers share an address, so the text tells whose the file is. */
+static void remove_bootstrap(const char *path, const char *bootstraps)
+{
+	size_t len = 0, ours = strlen(bootstraps);
+	char *text = NULL;
+	int rc = config_file_read(path, ours + 1, &text, &len);
+	int why = errno;
+	int mine = rc == 0 && len == ours + 1 && strncmp(text, bootstraps, ours) == 0;
+
+	free(text);
+	if (rc < 0 && why != EFBIG) {
+		log_warn("cannot remove bootstrap file", LOG_S("path", path),
+			 LOG_S("error", strerror(why)));
+		return;
+	}
+	if (!mine) {
+		log_info("bootstrap file left: another devbroker wrote it", LOG_S("path", path));
+		return;
+	}
+	if (unlink(path) < 0)
+		log_warn("cannot remove bootstrap file", LOG_S("path", path),
+			 LOG_S("error", strerror(errno)));
 }
 
 int main(int argc, char **argv)
@@ -373,9 +402,8 @@ usage:
 	usage(stderr);
 	status = 2;
 out:
-	if (wrote_file && unlink(bootstrap_file) < 0)
-		log_warn("cannot remove bootstrap file", LOG_S("path", bootstrap_file),
-			 LOG_S("error", strerror(errno)));
+	if (wrote_file)
+		remove_bootstrap(bootstrap_file, rd_kafka_mock_cluster_bootstraps(b.mcluster));
 	if (log_timer)
 		event_free(log_timer);
 	for (int i = 0; i < 4; i++)

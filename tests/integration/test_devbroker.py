@@ -1,4 +1,5 @@
-"""sluice-devbroker as a process: bootstrap file, a produce and a fetch over
+"""sluice-devbroker as a process: bootstrap file (left to a broker started
+before the one that wrote it first stopped), a produce and a fetch over
 the Kafka wire protocol (tests/kafkawire.py), broker down/up on
 SIGUSR1/SIGUSR2, clean exit.
 """
@@ -46,6 +47,29 @@ def test_bootstrap_file_matches_stdout_and_is_removed_on_sigterm(broker):
     assert "msg=stopping" in log
     for topic in ("t", "x.jobs.build", "x.jobs.deploy", "x.results", "x.events", "x.dlq"):
         assert f"topic={topic} " in log
+
+
+def test_a_broker_stopping_after_its_successor_started_leaves_the_successor_s_file(broker):
+    # A restart that does not wait for the old broker to exit: the file is
+    # the new broker's by then, and its clients must still find it.
+    old, path, _ = broker
+    new = subprocess.Popen([BROKER, "--bootstrap-file", str(path)], stdout=subprocess.PIPE,
+                           stderr=subprocess.DEVNULL, text=True)
+    try:
+        line = new.stdout.readline().strip()
+        assert path.read_text() == line + "\n"
+        old.send_signal(signal.SIGTERM)
+        assert old.wait(timeout=10) == 0
+        assert path.read_text() == line + "\n"
+        assert "bootstrap file left: another devbroker wrote it" in old.stderr.read()
+        new.send_signal(signal.SIGTERM)
+        assert new.wait(timeout=10) == 0
+        assert not path.exists()
+    finally:
+        if new.poll() is None:
+            new.kill()
+            new.wait()
+        new.stdout.close()
 
 
 def test_a_produced_record_is_fetched_back(broker):
