@@ -177,6 +177,12 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
+	char host[256];
+	unsigned short port;
+	if (listen && settings_split_listen(listen, host, sizeof(host), &port) < 0) {
+		fprintf(stderr, "sluice-agent: bad --listen %s: expected HOST:PORT\n", listen);
+		return 2;
+	}
 	/* For tests of what depends on the time of day (deploy windows): moves
 	 * the agent's wall clock, never its timers. See README, "The two commands". */
 	const char *shift = getenv("SLUICE_CLOCK_OFFSET_MS");

@@ -6,6 +6,7 @@ agent.public_url as needing a restart; the worker applies a new concurrency and 
 need a restart."""
 
 import os
+import subprocess
 
 import pytest
 
@@ -226,3 +227,12 @@ def test_worker_reload_applies_log_cap_and_reports_artifacts_dir(reload_stack):
         with open(s.config, "w") as f:
             f.write(original)
         hup_and_wait(worker, "configuration reloaded")
+
+
+@pytest.mark.parametrize("listen", ["nonsense", "127.0.0.1:0", "127.0.0.1:99999", ":8080"])
+def test_a_listen_address_the_agent_cannot_use_is_refused_with_status_2(tmp_path, listen):
+    # Refused with the other options, before anything is logged or loaded.
+    r = subprocess.run([binary("sluice-agent"), "--config", str(tmp_path / "none.yaml"),
+                        "--listen", listen], capture_output=True, text=True, timeout=10)
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    assert r.stderr == "sluice-agent: bad --listen %s: expected HOST:PORT\n" % listen, r.stderr
