@@ -143,6 +143,23 @@ nomem:
 	return config_check_fail(ck, n, "out of memory");
 }
 
+int config_check_argv(const struct config_check *ck, const struct config_doc_node *n, json_t **out)
+{
+	if (!json_is_array(n->value))
+		return config_check_fail(ck, n, "expected a list of strings");
+	if (!json_array_size(n->value))
+		return config_check_fail(ck, n, "must not be empty");
+	if (config_check_text_list(ck, n, 0, out) < 0)
+		return -1;
+	/* No program is named "": every run of the command would fail. */
+	if (!*json_string_value(json_array_get(*out, 0))) {
+		json_decref(*out);
+		*out = NULL;
+		return config_check_fail(ck, n->first, "must not be empty");
+	}
+	return 0;
+}
+
 int config_check_headers(const struct config_check *ck, const struct config_doc_node *n,
 			 json_t **out)
 {

@@ -44,6 +44,9 @@ int config_check_text(const struct config_check *ck, const struct config_doc_nod
 /* A sequence of texts, or with allow_single one text, as a new array. */
 int config_check_text_list(const struct config_check *ck, const struct config_doc_node *n,
 			   int allow_single, json_t **out);
+/* A command's run: a non-empty sequence of texts, the argv, whose first,
+ * the program, is not empty, as a new array. */
+int config_check_argv(const struct config_check *ck, const struct config_doc_node *n, json_t **out);
 /* A text list of branch or tag globs (lib/glob.h). One of only "!" globs
  * is an error: it would let no ref pass. */
 int config_check_glob_list(const struct config_check *ck, const struct config_doc_node *n,

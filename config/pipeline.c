@@ -504,11 +504,7 @@ static int load_executor(struct loading *ld, const struct config_doc_node *st, c
 		}
 		return 0;
 	}
-	if (!json_is_array(n->value))
-		return config_check_fail(&ld->ck, n, "expected a list of strings");
-	if (!json_array_size(n->value))
-		return config_check_fail(&ld->ck, n, "must not be empty");
-	return config_check_text_list(&ld->ck, n, 0, out);
+	return config_check_argv(&ld->ck, n, out);
 }
 
 /* The variables sluice sets (workers/stage_env.c): for every stage, for a

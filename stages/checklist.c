@@ -1085,11 +1085,7 @@ static int load_command(const struct config_check *ck, const struct config_doc_n
 			return -1;
 		return config_check_set(ck, n, out, "sh", json_string(script));
 	}
-	if (!json_is_array(n->value))
-		return config_check_fail(ck, n, "expected a list of strings");
-	if (json_array_size(n->value) == 0)
-		return config_check_fail(ck, n, "must not be empty");
-	if (config_check_text_list(ck, n, 0, &argv) < 0)
+	if (config_check_argv(ck, n, &argv) < 0)
 		return -1;
 	return config_check_set(ck, n, out, "run", argv);
 }

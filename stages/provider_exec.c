@@ -62,6 +62,12 @@ static int check_command(const char *verb, const json_t *cmd, char *err, size_t 
 				return -1;
 			}
 		}
+		/* No program is named "": the action would always fail. */
+		if (!json_string_length(json_array_get(run, 0))) {
+			snprintf(err, errlen, "provider.actions.%s.run[0]: must not be empty",
+				 verb);
+			return -1;
+		}
 		return 0;
 	}
 	snprintf(err, errlen, "provider.actions.%s: needs one of run (a list) or sh (a script)",

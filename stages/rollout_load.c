@@ -273,9 +273,10 @@ static int load_strategy(const struct config_check *ck, const struct config_doc_
 }
 
 /* A provider's error names the key at fault as "provider.<key>[.<key>]:
- * why" (stages/provider.h): reported at that key in the file, as far as the
- * file has it, rather than at the provider with its own path repeated.
- * "timeout_ms" and "poll_ms" are the file's "timeout" and "poll". */
+ * why", the last key perhaps with an item "[N]" (stages/provider.h):
+ * reported at that key or item in the file, as far as the file has it,
+ * rather than at the provider with its own path repeated. "timeout_ms" and
+ * "poll_ms" are the file's "timeout" and "poll". */
 static int provider_fail(const struct config_check *ck, const struct config_doc_node *n,
 			 const char *err)
 {
@@ -288,7 +289,7 @@ static int provider_fail(const struct config_check *ck, const struct config_doc_
 	    (*p != '.' && p != colon))
 		return config_check_fail(ck, n, "%s", err);
 	while (*p == '.' && p < colon) {
-		size_t len = strcspn(p + 1, ".:");
+		size_t len = strcspn(p + 1, ".:[");
 
 		if (len == 0 || len >= sizeof(key))
 			break;
@@ -303,6 +304,17 @@ static int provider_fail(const struct config_check *ck, const struct config_doc_
 			break;
 		at = child;
 		p += 1 + len;
+	}
+	if (*p == '[' && json_is_array(at->value)) {
+		char *end;
+		unsigned long i = strtoul(p + 1, &end, 10);
+
+		for (child = at->first; child && i; child = child->next)
+			i--;
+		if (end[0] == ']' && end + 1 == colon && child) {
+			at = child;
+			p = colon;
+		}
 	}
 	if (p == colon)
 		return config_check_fail(ck, at, "%s", colon + 2);

@@ -620,6 +620,9 @@ static void test_pipeline_schema_errors(void **state)
 			      "7:17: stages.build.run[1]: expected a string");
 	expect_pipeline_error(f, TRIGGER "stages:\n  build:\n    run: []\n",
 			      "7:10: stages.build.run: must not be empty");
+	/* No program has an empty name: every run of it would fail. */
+	expect_pipeline_error(f, TRIGGER "stages:\n  build:\n    run: [\"\", x]\n",
+			      "7:11: stages.build.run[0]: must not be empty");
 	expect_pipeline_error(f, TRIGGER "stages:\n  build:\n    run: [make]\n    timeout: soon\n",
 			      "8:14: stages.build.timeout: expected a duration like \"10m\"");
 	expect_pipeline_error(f, TRIGGER "stages:\n  build:\n    kind: build\n",

@@ -219,6 +219,9 @@ static void test_bad_definitions_are_refused_with_the_key(void **state)
 	/* It would do nothing, and the action pass. */
 	expect_error("{\"type\": \"exec\", \"actions\": {\"apply\": {\"sh\": \"\"}}}",
 		     "provider.actions.apply.sh: must not be empty");
+	/* No program has an empty name: the action would always fail. */
+	expect_error("{\"type\": \"exec\", \"actions\": {\"apply\": {\"run\": [\"\", \"a\"]}}}",
+		     "provider.actions.apply.run[0]: must not be empty");
 	/* A misspelt key would otherwise be ignored, the action run without it. */
 	expect_error("{\"type\": \"exec\", \"actions\": {\"apply\": {\"run\": [\"a\"], "
 		     "\"tiemout\": 5}}}",

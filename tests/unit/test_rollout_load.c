@@ -401,20 +401,35 @@ static void test_kubernetes_files_are_relative_to_the_pipeline_file(void **state
 			    "${CREDENTIALS_DIRECTORY}/k8s-token");
 }
 
+/* Lines 8-12: an environment whose provider is an exec one, ready for
+ * its first action on line 13. */
+#define EXEC_ACTIONS                                                                               \
+	"environments:\n"                                                                          \
+	"  production:\n"                                                                          \
+	"    provider:\n"                                                                          \
+	"      type: exec\n"                                                                       \
+	"      actions:\n"
+
 /* An exec action is run or sh alone: a misspelt key is refused where it
  * is written rather than ignored when the action runs. */
 static void test_an_exec_action_key_is_run_or_sh(void **state)
 {
 	pipeline_file_expect_error(*state,
-				   "environments:\n"
-				   "  production:\n"
-				   "    provider:\n"
-				   "      type: exec\n"
-				   "      actions:\n"
-				   "        apply: {run: [./a.sh], tiemout: 5}\n"
-				   "    strategy: {type: RollingUpdate}\n",
+				   EXEC_ACTIONS "        apply: {run: [./a.sh], tiemout: 5}\n"
+						"    strategy: {type: RollingUpdate}\n",
 				   "13:41: environments.production.provider.actions.apply.tiemout: "
 				   "unknown key (run, sh)");
+}
+
+/* An exec action's program, as a stage's or a hook's, has a name: one
+ * that is empty is refused at the item rather than at the action. */
+static void test_an_exec_actions_program_is_not_empty(void **state)
+{
+	pipeline_file_expect_error(*state,
+				   EXEC_ACTIONS "        apply: {run: ['', ./a.sh]}\n"
+						"    strategy: {type: RollingUpdate}\n",
+				   "13:23: environments.production.provider.actions.apply.run[0]: "
+				   "must not be empty");
 }
 
 /* An http action's ca_file is an http: stage's: relative to the pipeline
@@ -565,6 +580,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(
 		test_an_http_action_ca_file_is_relative_to_the_pipeline_file, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_an_exec_action_key_is_run_or_sh, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_an_exec_actions_program_is_not_empty, setup,
+					    teardown),
 	    cmocka_unit_test_setup_teardown(test_a_provider_key_its_type_does_not_read_is_refused,
 					    setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_a_provider_takes_every_key_of_its_type, setup,
