@@ -109,6 +109,53 @@ static int check_name(const char *key, const char *name, int templated, char *er
 	return 0;
 }
 
+static int is_alnum(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+}
+
+/* The len bytes at s are a DNS subdomain (RFC 1123) as Kubernetes takes
+ * one: at most 253, labels of lowercase letters, digits and '-' joined
+ * by dots, each beginning and ending with a letter or digit. */
+static int dns_subdomain_ok(const char *s, size_t len)
+{
+	size_t i, start = 0;
+
+	if (len == 0 || len > 253)
+		return 0;
+	for (i = 0; i <= len; i++) {
+		if (i < len && s[i] != '.') {
+			if (!(s[i] >= 'a' && s[i] <= 'z') && !(s[i] >= '0' && s[i] <= '9') &&
+			    s[i] != '-')
+				return 0;
+			continue;
+		}
+		if (i == start || s[start] == '-' || s[i - 1] == '-')
+			return 0;
+		start = i + 1;
+	}
+	return 1;
+}
+
+/* A label key as the API server takes it: an optional DNS subdomain and
+ * '/', then a name of 1 to 63 letters, digits, '-', '_' and '.' that
+ * begins and ends with a letter or digit. */
+static int label_key_ok(const char *key)
+{
+	const char *slash = strchr(key, '/');
+	const char *name = slash ? slash + 1 : key;
+	size_t len = strlen(name);
+
+	if (slash && !dns_subdomain_ok(key, (size_t)(slash - key)))
+		return 0;
+	if (len == 0 || len > 63 || !is_alnum(name[0]) || !is_alnum(name[len - 1]))
+		return 0;
+	for (const char *c = name; *c; c++)
+		if (!is_alnum(*c) && !strchr("-_.", *c))
+			return 0;
+	return 1;
+}
+
 /* In-cluster: the API server from the environment kubelet sets, the
  * service account's files mounted into every pod. */
 static int in_cluster(struct kube *k, char *err, size_t errlen)
@@ -197,6 +244,11 @@ static void *kube_create(struct event_base *base, const json_t *def, char *err, 
 	    (k->deployment && check_name("deployment", k->deployment, 1, err, errlen) < 0) ||
 	    (k->service && check_name("service", k->service, 0, err, errlen) < 0))
 		goto fail;
+	if (k->color_label && !label_key_ok(k->color_label)) {
+		snprintf(err, errlen, "provider.color_label: \"%s\" is not a Kubernetes label key",
+			 k->color_label);
+		goto fail;
+	}
 	if ((!k->namespace && !(k->namespace = strdup("default"))) ||
 	    (!k->color_label && !(k->color_label = strdup("color")))) {
 		snprintf(err, errlen, "out of memory");

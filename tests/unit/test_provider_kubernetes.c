@@ -410,6 +410,60 @@ static void test_bad_definitions_are_refused_with_the_key(void **state)
 		     "provider.poll_ms: a positive number of milliseconds, at most 86400000");
 }
 
+/* The label key the Service's selector matches: one the API server would
+ * refuse fails every switch, after the release was applied. */
+static void test_the_colour_label_is_a_kubernetes_label_key(void **state)
+{
+	static const char *const bad[] = {
+	    "not a label!", "", "-color", "color-", "a/", "/color", "Example.com/color",
+	    "a..b/color", "a/b/c", "a_b.io/color",
+	    /* a name of 64, a prefix of 254 */
+	    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+	    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa."
+	    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa."
+	    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa."
+	    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa/c"};
+	static const char *const good[] = {
+	    "slot",
+	    "Color_2",
+	    "a.b-c",
+	    "app.kubernetes.io/color",
+	    "sluice.dev/Slot.x",
+	    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+	    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa."
+	    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa."
+	    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa."
+	    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa/c"};
+	char err[512], want[512];
+	json_t *def;
+	struct provider *p;
+	(void)state;
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		def = json_pack("{s:s, s:s, s:s, s:s}", "type", "kubernetes", "server",
+				"https://k:6443", "service", "app", "color_label", bad[i]);
+		err[0] = '\0';
+		p = provider_new(base, def, err, sizeof(err));
+		json_decref(def);
+		if (p)
+			fail_msg("\"%s\" taken", bad[i]);
+		snprintf(want, sizeof(want),
+			 bad[i][0] ? "provider.color_label: \"%s\" is not a Kubernetes label key"
+				   : "provider.color_label: not a string",
+			 bad[i]);
+		assert_string_equal(err, want);
+	}
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		def = json_pack("{s:s, s:s, s:s, s:s}", "type", "kubernetes", "server",
+				"https://k:6443", "service", "app", "color_label", good[i]);
+		p = provider_new(base, def, err, sizeof(err));
+		json_decref(def);
+		if (!p)
+			fail_msg("\"%s\" refused: %s", good[i], err);
+		provider_free(p);
+	}
+}
+
 static void test_in_cluster_configuration_comes_from_the_environment(void **state)
 {
 	char err[256] = "";
@@ -448,6 +502,7 @@ int main(void)
 	    cmocka_unit_test_setup(test_an_answer_too_long_fails_saying_so, setup),
 	    cmocka_unit_test_setup(test_actions_without_what_they_need_are_refused, setup),
 	    cmocka_unit_test_setup(test_bad_definitions_are_refused_with_the_key, setup),
+	    cmocka_unit_test_setup(test_the_colour_label_is_a_kubernetes_label_key, setup),
 	    cmocka_unit_test_setup(test_in_cluster_configuration_comes_from_the_environment, setup),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);

@@ -493,6 +493,18 @@ static void test_a_provider_key_its_type_does_not_read_is_refused(void **state)
 				   "12:7: environments.production.provider.poll: unknown key");
 }
 
+/* A colour label the API server would refuse is refused where it is
+ * written, not when the first switch fails after the release is out. */
+static void test_a_colour_label_is_a_kubernetes_label_key(void **state)
+{
+	pipeline_file_expect_error(*state,
+				   KUBERNETES "      service: app\n"
+					      "      color_label: 'not a label!'\n"
+					      "    strategy: {type: BlueGreen}\n",
+				   "14:20: environments.production.provider.color_label: \"not a "
+				   "label!\" is not a Kubernetes label key");
+}
+
 /* Every key docs/configuration.md gives each type is taken, durations in
  * milliseconds. */
 static void test_a_provider_takes_every_key_of_its_type(void **state)
@@ -584,6 +596,8 @@ int main(void)
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_a_provider_key_its_type_does_not_read_is_refused,
 					    setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_a_colour_label_is_a_kubernetes_label_key, setup,
+					    teardown),
 	    cmocka_unit_test_setup_teardown(test_a_provider_takes_every_key_of_its_type, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_kubernetes_files_are_relative_to_the_pipeline_file,
