@@ -487,14 +487,30 @@ static void on_reply(const struct github_api_reply *r, void *arg)
 	pump(s);
 }
 
+/* Posts the head, waiting for GitHub no longer than the give-up bound
+ * leaves it; statuses at the head already past it are given up unposted
+ * (and q with them, when they were its last). */
 static void post(struct run_queue *q)
 {
 	struct statuses *s = q->s;
-	struct status *st = q->head;
+	struct status *st;
+	long long left;
+	int last;
 
+	for (;;) {
+		st = q->head;
+		left = s->agent->settings.github_give_up_ms - (clock_mono_ms() - st->queued_ms);
+		if (left > 0)
+			break;
+		last = !st->next;
+		give_up(q, "not posted within github.give_up_after");
+		if (last)
+			return; /* q, emptied, may be freed */
+	}
 	st->tries++;
-	q->call = github_api_post(s->multi, s->agent->settings.github_api_url, st->path, s->token,
-				  st->body, REQUEST_TIMEOUT_MS, on_reply, q);
+	q->call = github_api_post(
+	    s->multi, s->agent->settings.github_api_url, st->path, s->token, st->body,
+	    left < REQUEST_TIMEOUT_MS ? (int)left : REQUEST_TIMEOUT_MS, on_reply, q);
 	if (!q->call) {
 		retry_later(q, backoff_next(q), "out of memory");
 		return;

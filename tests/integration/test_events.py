@@ -12,11 +12,13 @@ message saying so and no Retry-After for a secondary one) and records
 every request. One stack of its own, with short GitHub back-offs.
 """
 
+import datetime
 import json
 import math
 import os
 import re
 import signal
+import socket
 import sys
 import threading
 import time
@@ -456,6 +458,41 @@ def test_an_older_event_arriving_after_a_newer_one_posts_no_stale_status(estack,
     states = [(b["state"], b["description"]) for b in by_context(
         github.of_run(run_id))["sluice/ok/build"]]
     assert states == [("pending", "queued"), ("success", "succeeded in 5ms")], states
+
+
+def test_a_github_that_never_answers_holds_no_status_past_give_up_after():
+    # A GitHub that takes the connection and never answers: a status is
+    # given up after give_up_after (3 s here), not after a 30 s request,
+    # and the run's statuses behind it, already as old, are not each held
+    # another 30 s.
+    silent = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(64)
+    stacks = started_stack(
+        "sluice-events-silent-", lambda repo, root: {"ok.yaml": pipelines(repo)["ok.yaml"]},
+        extra_secrets={"github-token": TOKEN + "\n"},
+        extra_settings={"github": {"api_url": "http://127.0.0.1:%d/" % silent.getsockname()[1],
+                                   "token_file": "pipelines.d/github-token",
+                                   "backoff": "100ms", "give_up_after": "3s"}})
+    stack = next(stacks)
+    try:
+        run_id = start(stack, "ok")
+        assert stack.wait_run(run_id)["status"] == "succeeded"
+        wait_for("the last status given up", lambda: [
+            line for line in stack.agent_log_lines("commit status dropped")
+            if run_id in line and "context=sluice/ok/test state=success" in line],
+            15, [stack.agent])
+        dropped = [line for line in stack.agent_log_lines("commit status dropped")
+                   if run_id in line]
+        assert "tries=1" in dropped[0], dropped
+        # Each queued within a second or so of the first, none is held
+        # by a request of its own (30 s each before).
+        times = [datetime.datetime.strptime(re.match(r"ts=(\S+)Z", line).group(1),
+                                            "%Y-%m-%dT%H:%M:%S.%f") for line in dropped]
+        assert (times[-1] - times[0]).total_seconds() < 10, dropped
+    finally:
+        next(stacks, None)
+        silent.close()
 
 
 # Last: the limit holds every status of the stack for a minute.
