@@ -146,9 +146,13 @@ static int parse_pull_request(const struct jsonscan_field *f, struct github_even
 	}
 	const char *sha = str(&f[F_HEAD_SHA]);
 	const char *base = str(&f[F_BASE_REF]);
-	if (f[F_NUMBER].type != JSONSCAN_NUMBER || !f[F_NUMBER].is_integer || !is_sha(sha) ||
-	    !base) {
+	if (f[F_NUMBER].type != JSONSCAN_NUMBER || !f[F_NUMBER].is_integer || !sha || !base) {
 		snprintf(err, errlen, "pull_request payload without number, head.sha or base.ref");
+		return -1;
+	}
+	/* A pull request's head is a commit: the zeros name none. */
+	if (!is_sha(sha) || is_null_sha(sha)) {
+		snprintf(err, errlen, "pull_request payload: head.sha is not a commit sha");
 		return -1;
 	}
 	if (f[F_NUMBER].integer < 1 || !gitref_name_ok(base)) {

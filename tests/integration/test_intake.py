@@ -127,9 +127,11 @@ def test_a_push_of_a_long_branch_git_makes_starts_a_run(stack):
     assert stack.run(body["runs"][0])["ref"] == ref
 
 
-@pytest.mark.parametrize("number,base", [(0, "main"), (-1, "main"), (1, ""), (1, "a..b")])
-def test_a_pull_request_of_no_number_or_base_branch_is_400(stack, number, base):
-    p = stack.pr_payload(APP_REPO)
+@pytest.mark.parametrize("number,base,sha", [
+    (0, "main", None), (-1, "main", None), (1, "", None), (1, "a..b", None),
+    (1, "main", "0" * 40), (1, "main", "0" * 64), (1, "main", "f" * 39)])
+def test_a_pull_request_of_no_number_head_commit_or_base_branch_is_400(stack, number, base, sha):
+    p = stack.pr_payload(APP_REPO, sha=sha)
     p["number"] = number
     p["pull_request"]["base"]["ref"] = base
     before = stack.run_count()

@@ -224,21 +224,30 @@ static void test_a_push_to_a_ref_git_would_not_make_is_refused(void **state)
 	expect_push_ref("\"refs/notes/x y\"", 0);
 }
 
-static void test_a_pull_request_of_no_number_or_base_branch_is_refused(void **state)
+/* The null sha names no commit: a run of it would fail every checkout. */
+static void test_a_pull_request_of_no_number_head_commit_or_base_branch_is_refused(void **state)
 {
 	(void)state;
 	static const struct {
 		const char *key, *value;
-	} cases[] = {
-	    {"number", "0"}, {"number", "-1"}, {"base_ref", "\"\""}, {"base_ref", "\"a..b\""}};
+	} cases[] = {{"number", "0"},
+		     {"number", "-1"},
+		     {"base", "\"\""},
+		     {"base", "\"a..b\""},
+		     {"head", "\"0000000000000000000000000000000000000000\""},
+		     {"head", "\"00000000000000000000000000000000000000000000000000000000000000"
+			      "00\""},
+		     {"head", "\"6dcb09b5b57875f334f61aebed695e2e4193db5\""},
+		     {"head", "\"6DCB09B5B57875F334F61AEBED695E2E4193DB5E\""}};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		json_t *p = pull_request_fixture();
 		json_t *v = json_loads(cases[i].value, JSON_DECODE_ANY, NULL);
+		json_t *pr = json_object_get(p, "pull_request");
 		if (strcmp(cases[i].key, "number") == 0)
 			json_object_set_new(p, "number", v);
 		else
-			json_object_set_new(
-			    json_object_get(json_object_get(p, "pull_request"), "base"), "ref", v);
+			json_object_set_new(json_object_get(pr, cases[i].key),
+					    strcmp(cases[i].key, "head") == 0 ? "sha" : "ref", v);
 		char *body = json_dumps(p, JSON_COMPACT), err[256];
 		json_decref(p);
 		struct github_event ev;
@@ -262,7 +271,8 @@ int main(void)
 	    cmocka_unit_test(test_a_push_of_no_commit_deleted_its_ref_whatever_deleted_says),
 	    cmocka_unit_test(test_only_https_and_ssh_clone_urls_with_a_host_may_be_cloned),
 	    cmocka_unit_test(test_a_push_to_a_ref_git_would_not_make_is_refused),
-	    cmocka_unit_test(test_a_pull_request_of_no_number_or_base_branch_is_refused),
+	    cmocka_unit_test(
+		test_a_pull_request_of_no_number_head_commit_or_base_branch_is_refused),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
