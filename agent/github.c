@@ -217,7 +217,9 @@ void github_event_clear(struct github_event *ev)
 int github_clone_url_ok(const char *url)
 {
 	static const char *const schemes[] = {"https://", "ssh://"};
-	if (!url)
+	/* Longer, it is no repository's: one of megabytes would fail every
+	 * stage of its run, too long for an argument of git. */
+	if (!url || strlen(url) > GITHUB_CLONE_URL_MAX)
 		return 0;
 	/* No URL holds a space or a control byte. */
 	for (const char *c = url; *c; c++) {

@@ -31,10 +31,14 @@ int github_event_parse(const char *event, const char *body, size_t len, struct g
 		       char *err, size_t errlen);
 void github_event_clear(struct github_event *ev);
 
+/* The longest clone_url taken: a GitHub repository's is a few hundred
+ * bytes at most (a host name of 253, an owner of 39, a name of 100). */
+#define GITHUB_CLONE_URL_MAX 2048
+
 /* Whether a payload's clone_url is one the workers may clone: https:// or
- * ssh:// with a host. A file:// URL, a local path or another transport
- * would let whoever holds a webhook secret have the workers read any
- * repository on their machines. */
+ * ssh:// with a host, of at most GITHUB_CLONE_URL_MAX bytes. A file:// URL,
+ * a local path or another transport would let whoever holds a webhook
+ * secret have the workers read any repository on their machines. */
 int github_clone_url_ok(const char *url);
 
 #endif

@@ -253,12 +253,12 @@ void intake_handle(struct evhttp_request *req, struct agent *a)
 	if (!reason && unclonable) {
 		json_decref(plans);
 		free(verified);
-		log_warn("webhook refused: its clone_url is not https:// or ssh://",
+		log_warn("webhook refused: its clone_url is not one the workers may clone",
 			 LOG_S("delivery", delivery), LOG_S("pipeline", unclonable->name));
 		snprintf(err, sizeof(err),
-			 "repository.clone_url is not an https:// or ssh:// URL, and pipeline %s "
-			 "has no checkout.url to clone instead",
-			 unclonable->name);
+			 "repository.clone_url is not an https:// or ssh:// URL of at most %d "
+			 "bytes, and pipeline %s has no checkout.url to clone instead",
+			 GITHUB_CLONE_URL_MAX, unclonable->name);
 		github_event_clear(&ev);
 		http_reply_error(req, 400, "bad_request", err);
 		return;

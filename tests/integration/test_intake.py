@@ -321,7 +321,9 @@ def clonestack():
 @pytest.mark.parametrize("url", [
     "file:///etc", "/srv/git/app.git", "../app", "git://example.com/app.git",
     "http://example.com/app.git", "ext::sh -c touch% /tmp/x", "https:///etc",
-    "https://example.com/a b.git", "HTTPS://example.com/app.git", None])
+    "https://example.com/a b.git", "HTTPS://example.com/app.git", None,
+    pytest.param("https://example.com/" + "a" * (2 << 20), id="https-2MiB"),
+    pytest.param("https://example.com/" + "a" * 2029, id="https-2049B")])
 def test_a_clone_url_the_workers_may_not_clone_is_400_and_records_nothing(clonestack, url):
     """A signed payload must not have the workers clone a local path (or
     use another transport): a pipeline without checkout.url clones the

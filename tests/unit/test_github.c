@@ -192,6 +192,15 @@ static void test_only_https_and_ssh_clone_urls_with_a_host_may_be_cloned(void **
 		if (github_clone_url_ok(refused[i]))
 			fail_msg("%s taken", refused[i]);
 	assert_false(github_clone_url_ok(NULL));
+	/* A URL longer would be no repository's: its runs could not even
+	 * hand it to git. */
+	char url[GITHUB_CLONE_URL_MAX + 2];
+	memset(url, 'a', sizeof(url) - 1);
+	url[sizeof(url) - 1] = '\0';
+	memcpy(url, "https://github.com/", strlen("https://github.com/"));
+	assert_false(github_clone_url_ok(url));
+	url[GITHUB_CLONE_URL_MAX] = '\0';
+	assert_true(github_clone_url_ok(url));
 }
 
 /* The payload with ref (JSON text) parses to rc. */
