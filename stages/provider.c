@@ -114,36 +114,65 @@ json_t *provider_action_vars(const struct provider_action *a)
 	return vars;
 }
 
-struct provider *provider_new(struct event_base *base, const json_t *def, char *err, size_t errlen)
+/* The kind def's type names, or NULL with err saying why. */
+static const struct provider_ops *kind_of(const json_t *def, char *err, size_t errlen)
 {
 	const char *type = json_string_value(json_object_get(def, "type"));
-	struct provider *p;
 
 	if (!type) {
 		snprintf(err, errlen,
 			 "provider.type: required (exec, http, haproxy or kubernetes)");
 		return NULL;
 	}
-	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
-		if (strcmp(kinds[i]->type, type) != 0)
-			continue;
-		p = calloc(1, sizeof(*p));
-		if (!p) {
-			snprintf(err, errlen, "out of memory");
-			return NULL;
-		}
-		p->ops = kinds[i];
-		p->state = p->ops->create(base, def, err, errlen);
-		if (!p->state) {
-			free(p);
-			return NULL;
-		}
-		return p;
-	}
+	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
+		if (strcmp(kinds[i]->type, type) == 0)
+			return kinds[i];
 	snprintf(err, errlen,
 		 "provider.type: unknown provider \"%s\" (exec, http, haproxy or kubernetes)",
 		 type);
 	return NULL;
+}
+
+struct provider *provider_new(struct event_base *base, const json_t *def, char *err, size_t errlen)
+{
+	const struct provider_ops *ops = kind_of(def, err, errlen);
+	struct provider *p;
+
+	if (!ops)
+		return NULL;
+	p = calloc(1, sizeof(*p));
+	if (!p) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	p->ops = ops;
+	p->state = ops->create(base, def, err, errlen);
+	if (!p->state) {
+		free(p);
+		return NULL;
+	}
+	return p;
+}
+
+int provider_check(const json_t *def, char *err, size_t errlen)
+{
+	const struct provider_ops *ops = kind_of(def, err, errlen);
+	struct event_base *base;
+	struct provider *p;
+
+	if (!ops)
+		return -1;
+	if (ops->check)
+		return ops->check(def, err, errlen);
+	base = event_base_new();
+	if (!base) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	p = provider_new(base, def, err, errlen);
+	provider_free(p);
+	event_base_free(base);
+	return p ? 0 : -1;
 }
 
 int provider_supports(const struct provider *p, enum provider_verb verb)

@@ -42,12 +42,16 @@ struct provider;
 
 /* What one kind of provider implements; state is its own. keys are those
  * its mapping in a pipeline file may have, with timeout and poll as the
- * durations rollout_load turns into timeout_ms and poll_ms. start returns
- * 0, or -1 with err set when the action cannot begin (then done is not
- * called); cancel stops the action in flight without calling done. */
+ * durations rollout_load turns into timeout_ms and poll_ms. check, when
+ * there, says what create would of def but for what only the machine
+ * the provider runs on has (create reads it); without it, creating is
+ * the check. start returns 0, or -1 with err set when the action cannot
+ * begin (then done is not called); cancel stops the action in flight
+ * without calling done. */
 struct provider_ops {
 	const char *type;
 	const char *const *keys; /* NULL-terminated */
+	int (*check)(const json_t *def, char *err, size_t errlen);
 	void *(*create)(struct event_base *base, const json_t *def, char *err, size_t errlen);
 	int (*supports)(void *state, enum provider_verb verb);
 	int (*start)(void *state, const struct provider_action *a, provider_done_cb done, void *arg,
@@ -62,8 +66,14 @@ extern const struct provider_ops provider_haproxy_ops;
 extern const struct provider_ops provider_kubernetes_ops;
 
 /* def: {"type": "exec"|"http"|"haproxy"|"kubernetes", ...the type's keys}.
- * NULL with err naming the key when def is not usable. */
+ * NULL with err naming the key when def is not usable, or not here: a
+ * kubernetes provider without a server outside a cluster. */
 struct provider *provider_new(struct event_base *base, const json_t *def, char *err, size_t errlen);
+/* Whether def is usable, wherever the provider will run: 0, or -1 with
+ * err as provider_new's. What only the machine that runs the deployment
+ * has (a kubernetes provider's in-cluster settings) is left to
+ * provider_new there. */
+int provider_check(const json_t *def, char *err, size_t errlen);
 /* The keys of a pipeline file's provider mapping of this type (see
  * provider_ops), or NULL for a type that is none of them. */
 const char *const *provider_keys(const char *type);

@@ -7,15 +7,17 @@
  * "color"), "poll_ms" (default 2 s), "timeout_ms" (verify's limit, default
  * 10 minutes)}. Without "server" the in-cluster configuration is used: the
  * KUBERNETES_SERVICE_HOST/PORT environment and the service account's token,
- * CA and namespace files. A pipeline file's token_file and ca_file reach
- * here resolved (rollout_load); one under "${CREDENTIALS_DIRECTORY}/" is
- * the worker's own credential. apply patches the container's image (strategic
- * merge); verify polls the Deployment until kubectl's rollout-status rules
- * say it is rolled out, and fails on ProgressDeadlineExceeded; switch (and
- * promote or abort with a colour) patches the Service's selector to the
- * colour; scale_down sets the colour's Deployment to 0 replicas, noting
- * in an annotation how many it had, and the next apply to it gives them
- * back, so that a colour scaled down serves again once it is deployed.
+ * CA and namespace files, read when the provider is created where the
+ * deployment runs, not when its definition is checked. A pipeline file's
+ * token_file and ca_file reach here resolved (rollout_load); one under
+ * "${CREDENTIALS_DIRECTORY}/" is the worker's own credential. apply
+ * patches the container's image (strategic merge); verify polls the
+ * Deployment until kubectl's rollout-status rules say it is rolled out,
+ * and fails on ProgressDeadlineExceeded; switch (and promote or abort with
+ * a colour) patches the Service's selector to the colour; scale_down sets
+ * the colour's Deployment to 0 replicas, noting in an annotation how many
+ * it had, and the next apply to it gives them back, so that a colour
+ * scaled down serves again once it is deployed.
  */
 #include "stages/provider.h"
 
@@ -185,6 +187,8 @@ static int in_cluster(struct kube *k, char *err, size_t errlen)
 				ns[strcspn(ns, "\r\n")] = '\0';
 			fclose(f);
 		}
+		if (ns[0] && check_name("namespace", ns, 0, err, errlen) < 0)
+			return -1;
 		if (ns[0])
 			k->namespace = strdup(ns);
 	}
@@ -203,15 +207,11 @@ static const char *const kube_keys[] = {"type",	       "server",     "token_file
 					"namespace",   "deployment", "container",  "service",
 					"color_label", "poll",	     "timeout",	   NULL};
 
-static void *kube_create(struct event_base *base, const json_t *def, char *err, size_t errlen)
+/* def into k, checked: everything but the in-cluster settings, which
+ * only the machine running the deployment has. -1 with err, k filled as
+ * far as it got, for kube_destroy. */
+static int kube_read(struct kube *k, const json_t *def, char *err, size_t errlen)
 {
-	struct kube *k = calloc(1, sizeof(*k));
-
-	if (!k) {
-		snprintf(err, errlen, "out of memory");
-		return NULL;
-	}
-	k->base = base;
 	if (opt_string(def, "server", &k->server, err, errlen) < 0 ||
 	    opt_string(def, "token_file", &k->token_file, err, errlen) < 0 ||
 	    opt_string(def, "ca_file", &k->ca_file, err, errlen) < 0 ||
@@ -224,31 +224,61 @@ static void *kube_create(struct event_base *base, const json_t *def, char *err, 
 		0 ||
 	    provider_def_ms(def, "timeout_ms", DEFAULT_TIMEOUT_MS, 86400000, &k->timeout_ms, err,
 			    errlen) < 0)
-		goto fail;
+		return -1;
 	if (k->server && strncmp(k->server, "https://", 8) != 0 &&
 	    strncmp(k->server, "http://", 7) != 0) {
 		snprintf(err, errlen, "provider.server: an http(s):// URL");
-		goto fail;
+		return -1;
 	}
-	if (!k->server && in_cluster(k, err, errlen) < 0)
-		goto fail;
 	if (!k->deployment && !k->service) {
 		snprintf(err, errlen, "provider: needs a deployment, a service or both");
-		goto fail;
+		return -1;
 	}
 	if (k->deployment && !k->container) {
 		snprintf(err, errlen, "provider.container: required with a deployment");
-		goto fail;
+		return -1;
 	}
 	if ((k->namespace && check_name("namespace", k->namespace, 0, err, errlen) < 0) ||
 	    (k->deployment && check_name("deployment", k->deployment, 1, err, errlen) < 0) ||
 	    (k->service && check_name("service", k->service, 0, err, errlen) < 0))
-		goto fail;
+		return -1;
 	if (k->color_label && !label_key_ok(k->color_label)) {
 		snprintf(err, errlen, "provider.color_label: \"%s\" is not a Kubernetes label key",
 			 k->color_label);
-		goto fail;
+		return -1;
 	}
+	return 0;
+}
+
+/* A pipeline is valid or not wherever it is loaded: the agent or sluicectl
+ * validate need not run in the cluster a worker deploys to. */
+static int kube_check(const json_t *def, char *err, size_t errlen)
+{
+	struct kube *k = calloc(1, sizeof(*k));
+	int rc;
+
+	if (!k) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	rc = kube_read(k, def, err, errlen);
+	kube_destroy(k);
+	return rc;
+}
+
+static void *kube_create(struct event_base *base, const json_t *def, char *err, size_t errlen)
+{
+	struct kube *k = calloc(1, sizeof(*k));
+
+	if (!k) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	k->base = base;
+	if (kube_read(k, def, err, errlen) < 0)
+		goto fail;
+	if (!k->server && in_cluster(k, err, errlen) < 0)
+		goto fail;
 	if ((!k->namespace && !(k->namespace = strdup("default"))) ||
 	    (!k->color_label && !(k->color_label = strdup("color")))) {
 		snprintf(err, errlen, "out of memory");
@@ -785,6 +815,7 @@ static void kube_destroy(void *state)
 const struct provider_ops provider_kubernetes_ops = {
     .type = "kubernetes",
     .keys = kube_keys,
+    .check = kube_check,
     .create = kube_create,
     .supports = kube_supports,
     .start = kube_start,

@@ -16,7 +16,6 @@
  */
 #include "stages/rollout.h"
 
-#include <event2/event.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -358,17 +357,16 @@ static int provider_paths(const struct config_check *ck, const struct config_doc
 }
 
 /* A provider mapping → its def: keys as written, durations ("timeout: 30s",
- * "poll: 2s") as milliseconds, paths resolved; checked by creating it
- * once. A key its type does not read is refused where it is written, as
- * anywhere else in the file: a misspelt one would otherwise leave its
- * default in force. */
+ * "poll: 2s") as milliseconds, paths resolved; checked by provider_check,
+ * which needs nothing of the machine the deployment will run on. A key
+ * its type does not read is refused where it is written, as anywhere else
+ * in the file: a misspelt one would otherwise leave its default in
+ * force. */
 static int load_provider(const struct config_check *ck, const struct config_doc_node *n,
 			 const char *name, const char *dir, json_t *rollout)
 {
 	const struct config_doc_node *c;
 	const char *const *keys;
-	struct event_base *base;
-	struct provider *p;
 	json_t *def;
 	char err[512];
 
@@ -396,13 +394,7 @@ static int load_provider(const struct config_check *ck, const struct config_doc_
 		if (config_check_set(ck, c, def, key, json_integer(ms)) < 0)
 			return -1;
 	}
-	base = event_base_new();
-	if (!base)
-		return nomem(ck, n);
-	p = provider_new(base, def, err, sizeof(err));
-	provider_free(p);
-	event_base_free(base);
-	if (!p)
+	if (provider_check(def, err, sizeof(err)) < 0)
 		return provider_fail(ck, n, err);
 	return provider_paths(ck, n, dir, def);
 }

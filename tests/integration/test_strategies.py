@@ -316,6 +316,15 @@ class World:
                 "strategy": {"type": "RollingUpdate", "maxSurge": 1, "maxUnavailable": 0,
                              "progressDeadline": "10s"},
             },
+            # A Kubernetes Deployment of the cluster the worker runs in
+            # (no server): the agent that loads it runs in none, nor do
+            # the workers here.
+            "incluster": {
+                "image": "${build.image}",
+                "provider": {"type": "kubernetes", "deployment": "app", "container": "app"},
+                "strategy": {"type": "RollingUpdate"},
+                "hooks": {"pre": [migrate]},
+            },
             "stuck": {
                 "image": "${build.image}",
                 "provider": {"type": "exec", "actions": {
@@ -768,6 +777,19 @@ def test_a_rolling_update_past_its_progress_deadline_fails(world):
     verify = next(s for s in state(run)["steps"] if s["name"] == "wait until ready")
     assert verify["status"] == "failed", verify
     assert 2000 <= verify["finished"] - verify["started"] < 4000, verify
+
+
+def test_a_kubernetes_provider_of_the_workers_cluster_fails_outside_one_before_anything(world):
+    if os.environ.get("KUBERNETES_SERVICE_HOST"):
+        pytest.skip("the workers run in a cluster")
+    run_id = push(world, "incluster", "k1")
+    run = wait_end(world, run_id)
+    assert run["status"] == "failed", json.dumps(run, indent=2)
+    stage = run["stages"][STAGE]
+    assert stage["status"] == "failed", stage
+    assert stage["error"] == ("provider.server: required outside a cluster "
+                              "(KUBERNETES_SERVICE_HOST is not set)"), stage
+    assert not os.path.exists(os.path.join(world.ctrl, "markers", "migrated-k1"))
 
 
 def test_rollback_restores_the_previous_release(world):

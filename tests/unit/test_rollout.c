@@ -436,6 +436,34 @@ static void a_cancel_past_the_point_of_no_return_lets_the_final_steps_finish(voi
 	assert_the_final_steps_carry_on(rollout_cancel);
 }
 
+/* A kubernetes provider without a server deploys in the worker's cluster:
+ * on a worker outside one, the deployment fails saying so before any of
+ * it runs, its pre hook included. */
+static void a_kubernetes_provider_outside_its_cluster_fails_before_anything_runs(void **state)
+{
+	struct fixture *f = fixture_new("[]", "");
+	json_t *spec = json_pack(
+	    "{s:{s:s}, s:s, s:{s:s, s:s, s:s}, s:{s:[{s:s, s:s, s:[s, s, s], s:i}], s:[]},"
+	    " s:{s:[], s:[]}}",
+	    "strategy", "type", "RollingUpdate", "image", "x", "provider", "type", "kubernetes",
+	    "deployment", "app", "container", "app", "hooks", "pre", "name", "migrate", "kind",
+	    "command", "run", "sh", "-c", "echo migrate >> $LOG", "timeout_ms", 5000, "post",
+	    "checks", "pre", "post");
+	char err[256] = "";
+	(void)state;
+
+	assert_non_null(spec);
+	f->p.spec = spec;
+	unsetenv("KUBERNETES_SERVICE_HOST");
+	assert_null(rollout_start(f->seen.base, &f->p, &cb, &f->seen, err, sizeof(err)));
+	assert_string_equal(err, "provider.server: required outside a cluster "
+				 "(KUBERNETES_SERVICE_HOST is not set)");
+	run_for(f->seen.base, 200);
+	assert_string_equal(actions(f), "");
+	json_decref(spec);
+	fixture_free(f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -446,6 +474,7 @@ int main(void)
 	    cmocka_unit_test(a_background_analysis_with_a_count_measures_once),
 	    cmocka_unit_test(an_abort_past_the_point_of_no_return_is_refused),
 	    cmocka_unit_test(a_cancel_past_the_point_of_no_return_lets_the_final_steps_finish),
+	    cmocka_unit_test(a_kubernetes_provider_outside_its_cluster_fails_before_anything_runs),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

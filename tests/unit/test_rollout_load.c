@@ -369,6 +369,35 @@ static void expect_unreadable_then_write(struct pipeline_file *f, const char *te
 	write_beside(f, name, path, pathlen);
 }
 
+/* Lines 8-13: an environment whose provider is a kubernetes one without
+ * a server, ready for more of its keys on line 14. */
+#define IN_CLUSTER                                                                                 \
+	"environments:\n"                                                                          \
+	"  production:\n"                                                                          \
+	"    image: registry.local/app:v2\n"                                                       \
+	"    provider:\n"                                                                          \
+	"      type: kubernetes\n"                                                                 \
+	"      deployment: app\n"
+
+/* Without a server, a kubernetes provider deploys in the cluster of the
+ * worker that runs the deployment: whether the pipeline is valid does not
+ * depend on where it is loaded, in a cluster or not. Its definition is
+ * still checked. */
+static void test_a_kubernetes_provider_without_server_loads_outside_a_cluster(void **state)
+{
+	struct pipeline_file *f = *state;
+
+	unsetenv("KUBERNETES_SERVICE_HOST");
+	unsetenv("KUBERNETES_SERVICE_PORT");
+	if (pipeline_file_load(f, IN_CLUSTER "      container: app\n"
+					     "    strategy: {type: RollingUpdate}\n") < 0)
+		fail_msg("%s", f->err);
+	assert_null(json_object_get(json_object_get(rollout_of(f), "provider"), "server"));
+	pipeline_file_expect_error(f, IN_CLUSTER "    strategy: {type: RollingUpdate}\n",
+				   "12:7: environments.production.provider: container: required "
+				   "with a deployment");
+}
+
 /* A kubernetes provider's token_file and ca_file are an http: stage's
  * ca_file: relative to the pipeline file and readable when it is loaded,
  * but a credential is the worker's own, kept as written. */
@@ -600,6 +629,8 @@ int main(void)
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_a_provider_takes_every_key_of_its_type, setup,
 					    teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_a_kubernetes_provider_without_server_loads_outside_a_cluster, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_kubernetes_files_are_relative_to_the_pipeline_file,
 					    setup, teardown),
 	};
