@@ -974,12 +974,16 @@ static void abort_next(struct rollout *r)
 /* 0: the abort procedure has begun; -1: it does not apply. Past the point
  * of no return (a final step) the new version is the stable one: there is
  * nothing to go back to, and stopping the step in flight (the promote, say)
- * would leave it half done, so the final steps carry on. */
+ * would leave it half done, so the final steps carry on. A step stopped
+ * here ends "aborted": it neither failed nor will it go on. */
 static int abort_begin(struct rollout *r, const char *status, const char *why)
 {
+	json_t *step = current(r);
+	char message[MESSAGE_MAX + 16];
+
 	if (r->abort_plan || r->ended)
 		return -1;
-	if (json_is_true(json_object_get(current(r), "final"))) {
+	if (json_is_true(json_object_get(step, "final"))) {
 		logf_(r, "not aborted (%s): past the point of no return", why ? why : status);
 		return -1;
 	}
@@ -988,6 +992,10 @@ static int abort_begin(struct rollout *r, const char *status, const char *why)
 	r->end_status = status;
 	json_object_set_new(r->state, "abort_status", json_string(status));
 	snprintf(r->end_message, sizeof(r->end_message), "%s", why ? why : status);
+	if (step && !strcmp(str(step, "status"), "active")) {
+		snprintf(message, sizeof(message), "interrupted: %s", r->end_message);
+		mark(r, step, "aborted", message);
+	}
 	json_object_set_new(r->state, "message", json_string(r->end_message));
 	json_object_del(r->state, "paused_until");
 	json_object_del(r->state, "pause");

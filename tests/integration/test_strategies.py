@@ -450,6 +450,32 @@ def measurements(st, name):
     return entry
 
 
+def step_events(w, run_id):
+    """The data of every deploy.step event of the run's deployment."""
+    return [e["data"] for e in envelopes(w.stack.brokers, "sluice.events")
+            if e["type"] == "dev.sluice.deploy.step" and e["data"].get("run") == run_id]
+
+
+def assert_interrupted(w, run_id):
+    """The steps in progress when the rollout was aborted ended "aborted",
+    with the abort's reason, in the saved state and each in a deploy.step
+    event; the names of those steps."""
+    st = state(w.stack.run(run_id))
+    assert not [s for s in st["steps"] if s["status"] == "active"], st["steps"]
+    stopped = [(i, s) for i, s in enumerate(st["steps"]) if s["status"] == "aborted"]
+    for _, s in stopped:
+        assert s["message"] == "interrupted: " + st["message"], (s, st["message"])
+        assert s["finished"] >= s["started"], s
+
+    def closed():
+        got = [(e["step"], e["name"], e["status"], e.get("message"))
+               for e in step_events(w, run_id) if e["status"] == "aborted"]
+        return got if len(got) == len(stopped) else None
+    assert wait_for("the interrupted steps' events", closed, 10) == [
+        (i, s["name"], "aborted", s["message"]) for i, s in stopped]
+    return [s["name"] for _, s in stopped]
+
+
 class Watch:
     """Polls HAProxy's weights on a thread: the first instant (epoch ms)
     at which check(weights) held."""
@@ -560,6 +586,7 @@ def test_a_bad_version_fails_analysis_and_is_rolled_back(world):
             "status": "failed"}.items() <= view[0].items(), view
     # The stable release is the previous one still.
     assert env_hash(world, "canary")["current_image"] != "v3-bad"
+    assert_interrupted(world, run_id)
 
 
 @pytest.mark.parametrize("no_data", ["fail", "pass", "inconclusive"])
@@ -634,6 +661,7 @@ def test_abort_through_the_api_during_a_pause_sends_traffic_back_to_stable(world
     assert split(world.hx_quiet.weights()) == {"canary": 0, "stable": 100}
     assert set(world.hx_quiet.traffic(20, by="server")) == {"app-stable"}
     assert "aborted by oncall" in state(run)["message"], state(run)
+    assert assert_interrupted(world, run_id) == ["pause until promoted"]
 
 
 def test_cancelling_the_run_during_a_pause_sends_traffic_back_to_stable(world):
@@ -667,6 +695,7 @@ def test_cancelling_the_run_during_a_pause_sends_traffic_back_to_stable(world):
     deploy = wait_for("the deployment's events", deploy_events, 10)
     after = deploy[deploy.index(("deploy.paused", None)) + 1:]
     assert after[:2] == [("stage.queued", "abort"), ("stage.started", None)], deploy
+    assert assert_interrupted(world, run_id) == ["pause until promoted"]
 
 
 # --- BlueGreen ---------------------------------------------------------------

@@ -24,6 +24,7 @@ struct seen {
 	struct event_base *base;
 	char status[32];
 	json_t *state; /* at the last park or done */
+	json_t *steps; /* the data of every deploy.step event */
 	int parks;
 };
 
@@ -36,9 +37,12 @@ static void on_line(const char *line, size_t len, void *arg)
 
 static void on_save(const json_t *state, const json_t *event, void *arg)
 {
+	struct seen *s = arg;
+	const char *type = json_string_value(json_object_get(event, "type"));
 	(void)state;
-	(void)event;
-	(void)arg;
+
+	if (type && !strcmp(type, "deploy.step"))
+		json_array_append(s->steps, json_object_get(event, "data"));
 }
 
 static void keep(struct seen *s, const json_t *state)
@@ -130,6 +134,7 @@ static struct fixture *fixture_new(const char *steps, const char *more)
 
 	assert_non_null(f);
 	f->seen.base = event_base_new();
+	f->seen.steps = json_array();
 	assert_non_null(f->seen.base);
 	assert_int_equal(process_init(f->seen.base), 0);
 	assert_int_equal(tmpdir_make(f->dir, sizeof(f->dir), "sluice-test-rollout"), 0);
@@ -173,6 +178,7 @@ static void fixture_free(struct fixture *f)
 		run_for(f->seen.base, 20);
 	tmpdir_remove(f->dir);
 	json_decref(f->seen.state);
+	json_decref(f->seen.steps);
 	json_decref(f->vars);
 	json_decref(f->spec);
 	event_base_free(f->seen.base);
@@ -213,29 +219,38 @@ static const char TWO_PAUSES[] = "[{\"set_weight\": 20}, {\"pause\": \"manual\"}
 				 "{\"set_weight\": 50}, {\"pause\": \"manual\"}, "
 				 "{\"set_weight\": 100}]";
 
+/* Runs the rollout until it parks at its first pause, then takes the
+ * parked state up as another worker would, to carry out an operator's
+ * command: that worker's rollout. */
+static struct rollout *parked_then_commanded(struct fixture *f, const char *command)
+{
+	struct rollout *r = start(f, NULL);
+	json_t *parked;
+
+	run_until_stopped(&f->seen);
+	assert_int_equal(f->seen.parks, 1);
+	rollout_free(r);
+	parked = json_incref(f->seen.state);
+	r = start(f, parked);
+	json_decref(parked);
+	assert_int_equal(rollout_command(r, command, "ops"), 0);
+	return r;
+}
+
 /* Parked at its first pause, resumed on a worker that takes the command:
  * the weight goes to 100 and the canary is promoted, none of the skipped
  * steps (setWeight 50, the second pause) is carried out. */
 static void a_full_promotion_at_a_pause_goes_to_100_then_promotes(void **state)
 {
 	struct fixture *f = fixture_new(TWO_PAUSES, "");
-	struct rollout *r = start(f, NULL);
-	json_t *parked;
+	struct rollout *r = parked_then_commanded(f, "promote_full");
 	(void)state;
 
-	run_until_stopped(&f->seen);
-	assert_int_equal(f->seen.parks, 1);
-	rollout_free(r);
-
-	parked = json_incref(f->seen.state);
-	r = start(f, parked);
-	assert_int_equal(rollout_command(r, "promote_full", "ops"), 0);
 	run_until_stopped(&f->seen);
 	assert_string_equal(f->seen.status, "succeeded");
 	assert_int_equal(f->seen.parks, 1);
 	assert_string_equal(actions(f), PROMOTED_FROM_20_TO_100);
 	rollout_free(r);
-	json_decref(parked);
 	fixture_free(f);
 }
 
@@ -244,21 +259,11 @@ static void a_full_promotion_at_a_pause_goes_to_100_then_promotes(void **state)
 static void a_rollout_resumed_after_a_full_promotion_skips_what_it_skipped(void **state)
 {
 	struct fixture *f = fixture_new(TWO_PAUSES, "");
-	struct rollout *r = start(f, NULL);
-	json_t *saved;
+	struct rollout *r = parked_then_commanded(f, "promote_full");
+	json_t *saved = json_deep_copy(rollout_state(r));
 	(void)state;
 
-	run_until_stopped(&f->seen);
-	assert_int_equal(f->seen.parks, 1);
 	rollout_free(r);
-
-	saved = json_incref(f->seen.state);
-	r = start(f, saved);
-	assert_int_equal(rollout_command(r, "promote_full", "ops"), 0);
-	json_decref(saved);
-	saved = json_deep_copy(rollout_state(r));
-	rollout_free(r);
-
 	r = start(f, saved);
 	run_until_stopped(&f->seen);
 	assert_string_equal(f->seen.status, "succeeded");
@@ -339,6 +344,29 @@ static void a_background_analysis_stopped_after_the_steps_aborts_nothing(void **
 	fixture_free(f);
 }
 
+/* The canary's background analysis from its canary step starting_step on:
+ * one measurement of prom's error rate, which is to be under 5 %. */
+static void measure_in_background(struct fixture *f, struct apistub *prom, const char *rate,
+				  int starting_step)
+{
+	char address[64], reply[256];
+
+	assert_int_equal(apistub_start(prom, f->seen.base), 0);
+	snprintf(reply, sizeof(reply),
+		 "{\"status\": \"success\", \"data\": {\"resultType\": \"vector\", "
+		 "\"result\": [{\"metric\": {}, \"value\": [1, \"%s\"]}]}}",
+		 rate);
+	apistub_reply(prom, 200, reply);
+	snprintf(address, sizeof(address), "http://127.0.0.1:%d", prom->port);
+	json_object_set_new(
+	    json_object_get(f->spec, "strategy"), "background",
+	    json_pack("{s:i, s:i, s:i, s:s, s:i, s:i, s:i, s:s, s:{s:s, s:s, s:s}}", "count", 1,
+		      "interval_ms", 0, "starting_step", starting_step, "success_condition",
+		      "result[0] < 0.05", "consecutive_error_limit", 4, "failure_limit", 0,
+		      "inconclusive_limit", 0, "no_data", "inconclusive", "provider", "type",
+		      "prometheus", "address", address, "query", "errors"));
+}
+
 /* A background analysis whose count is taken during the steps is over for
  * the release, as Argo Rollouts' is: neither the steps after it nor a
  * worker resuming the parked rollout start it again. */
@@ -350,22 +378,9 @@ static void a_background_analysis_with_a_count_measures_once(void **state)
 	json_t *parked = NULL, *a;
 	size_t i;
 	const json_t *background = NULL;
-	char address[64];
 	(void)state;
 
-	assert_int_equal(apistub_start(&prom, f->seen.base), 0);
-	apistub_reply(&prom, 200,
-		      "{\"status\": \"success\", \"data\": {\"resultType\": \"vector\", "
-		      "\"result\": [{\"metric\": {}, \"value\": [1, \"0.01\"]}]}}");
-	snprintf(address, sizeof(address), "http://127.0.0.1:%d", prom.port);
-	json_object_set_new(
-	    json_object_get(f->spec, "strategy"), "background",
-	    json_pack("{s:i, s:i, s:i, s:s, s:i, s:i, s:i, s:s, s:{s:s, s:s, s:s}}", "count", 1,
-		      "interval_ms", 0, "starting_step", 0, "success_condition", "result[0] < 0.05",
-		      "consecutive_error_limit", 4, "failure_limit", 0, "inconclusive_limit", 0,
-		      "no_data", "inconclusive", "provider", "type", "prometheus", "address",
-		      address, "query", "errors"));
-
+	measure_in_background(f, &prom, "0.01", 0);
 	r = start(f, NULL);
 	for (int pauses = 0; pauses < 4 && !f->seen.status[0]; pauses++) {
 		int parks = f->seen.parks;
@@ -464,6 +479,89 @@ static void a_kubernetes_provider_outside_its_cluster_fails_before_anything_runs
 	fixture_free(f);
 }
 
+/* The rollout ended (status) with its current step, name, stopped in
+ * flight: that step ended "aborted" with a message that begins with why,
+ * in the state and in the last deploy.step event about it, and no step is
+ * left active. */
+static void assert_interrupted(const struct fixture *f, const char *status, const char *name,
+			       const char *why)
+{
+	const json_t *steps = json_object_get(f->seen.state, "steps");
+	json_int_t at = json_integer_value(json_object_get(f->seen.state, "step"));
+	const json_t *step = json_array_get(steps, (size_t)at), *s, *event = NULL;
+	size_t i;
+
+	assert_string_equal(f->seen.status, status);
+	json_array_foreach(steps, i, s)
+	{
+		assert_string_not_equal(json_string_value(json_object_get(s, "status")), "active");
+	}
+	assert_string_equal(json_string_value(json_object_get(step, "name")), name);
+	assert_string_equal(json_string_value(json_object_get(step, "status")), "aborted");
+	assert_ptr_equal(strstr(json_string_value(json_object_get(step, "message")), why),
+			 json_string_value(json_object_get(step, "message")));
+	assert_non_null(json_object_get(step, "finished"));
+	json_array_foreach(f->seen.steps, i, s)
+	{
+		if (json_integer_value(json_object_get(s, "step")) == at)
+			event = s;
+	}
+	assert_non_null(event);
+	assert_string_equal(json_string_value(json_object_get(event, "name")), name);
+	assert_string_equal(json_string_value(json_object_get(event, "status")), "aborted");
+	assert_string_equal(json_string_value(json_object_get(event, "message")),
+			    json_string_value(json_object_get(step, "message")));
+}
+
+/* The run is cancelled while the canary is being applied. */
+static void a_cancel_ends_the_step_in_flight_aborted(void **state)
+{
+	struct fixture *f = fixture_new(STRAIGHT_TO_100, "");
+	struct rollout *r = start(f, NULL);
+	(void)state;
+
+	run_until_at(f, r, "deploy the canary");
+	rollout_cancel(r);
+	run_until_stopped(&f->seen);
+	assert_interrupted(f, "cancelled", "deploy the canary",
+			   "interrupted: the run was cancelled");
+	rollout_free(r);
+	fixture_free(f);
+}
+
+/* An operator aborts a rollout parked at a pause: a worker takes it up to
+ * carry out the abort. */
+static void an_abort_at_a_parked_pause_ends_the_pause_aborted(void **state)
+{
+	struct fixture *f = fixture_new(TWO_PAUSES, "");
+	struct rollout *r = parked_then_commanded(f, "abort");
+	(void)state;
+
+	run_until_stopped(&f->seen);
+	assert_interrupted(f, "aborted", "pause until promoted", "interrupted: aborted by ops");
+	rollout_free(r);
+	fixture_free(f);
+}
+
+/* A background analysis fails during the pause it measures through. */
+static void a_failed_background_analysis_ends_the_pause_aborted(void **state)
+{
+	struct fixture *f =
+	    fixture_new("[{\"set_weight\": 20}, {\"pause_ms\": 5000}, {\"set_weight\": 100}]", "");
+	struct apistub prom;
+	struct rollout *r;
+	(void)state;
+
+	measure_in_background(f, &prom, "0.9", 1);
+	r = start(f, NULL);
+	run_until_stopped(&f->seen);
+	assert_interrupted(f, "aborted", "pause 5 s",
+			   "interrupted: analysis (background) Failed: ");
+	rollout_free(r);
+	apistub_stop(&prom);
+	fixture_free(f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -475,6 +573,9 @@ int main(void)
 	    cmocka_unit_test(an_abort_past_the_point_of_no_return_is_refused),
 	    cmocka_unit_test(a_cancel_past_the_point_of_no_return_lets_the_final_steps_finish),
 	    cmocka_unit_test(a_kubernetes_provider_outside_its_cluster_fails_before_anything_runs),
+	    cmocka_unit_test(a_cancel_ends_the_step_in_flight_aborted),
+	    cmocka_unit_test(an_abort_at_a_parked_pause_ends_the_pause_aborted),
+	    cmocka_unit_test(a_failed_background_analysis_ends_the_pause_aborted),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
