@@ -104,12 +104,16 @@ static void save(struct rollout *r, const char *type, json_t *data)
 	json_decref(data);
 }
 
-/* The step's status changes: recorded, logged and published. */
+/* The step's status changes: recorded, logged and published under its own
+ * index (a full promotion skips steps after the current one). */
 static void mark(struct rollout *r, json_t *step, const char *status, const char *message)
 {
 	const char *key = !strcmp(status, "active") ? "started" : "finished";
+	size_t at = 0;
 	json_t *data;
 
+	while (at < json_array_size(steps(r)) && json_array_get(steps(r), at) != step)
+		at++;
 	json_object_set_new(step, "status", json_string(status));
 	if (strcmp(status, "pending") != 0)
 		json_object_set_new(step, key, json_integer(clock_now_ms()));
@@ -117,12 +121,10 @@ static void mark(struct rollout *r, json_t *step, const char *status, const char
 		json_object_set_new(step, "message", json_string(message));
 	else if (!strcmp(status, "active"))
 		json_object_del(step, "message");
-	logf_(r, "step %lld (%s): %s%s%s",
-	      (long long)json_integer_value(json_object_get(r->state, "step")) + 1,
-	      str(step, "name"), status, message ? ": " : "", message ? message : "");
-	data = json_pack("{s:I, s:s, s:s}", "step",
-			 json_integer_value(json_object_get(r->state, "step")), "name",
-			 str(step, "name"), "status", status);
+	logf_(r, "step %zu (%s): %s%s%s", at + 1, str(step, "name"), status, message ? ": " : "",
+	      message ? message : "");
+	data = json_pack("{s:I, s:s, s:s}", "step", (json_int_t)at, "name", str(step, "name"),
+			 "status", status);
 	if (message)
 		json_object_set_new(data, "message", json_string(message));
 	json_object_set(data, "weights", json_object_get(r->state, "weights"));
@@ -1045,55 +1047,60 @@ static void step_next(struct rollout *r)
 
 /* --- commands ------------------------------------------------------------ */
 
+/* Whether a full promotion skips s, a step from the current one on: a
+ * pause, an analysis or a canary weight not yet skipped, before the point of
+ * no return. */
+static int promote_skips(const json_t *s)
+{
+	const char *k = str(s, "kind");
+
+	if (json_is_true(json_object_get(s, "final")) || !strcmp(str(s, "status"), "skipped"))
+		return 0;
+	return !strcmp(k, "pause") || !strcmp(k, "analysis") ||
+	       (json_object_get(s, "canary_step") && !strcmp(k, "action"));
+}
+
 /* Skips the remaining pauses, analyses and canary weights (Argo Rollouts'
  * promote --full). A canary gets all the traffic where its first remaining
  * step was: never before it is applied and verified, so that a step in
  * flight before the canary's steps (a hook, the apply, the verify) is left
- * to finish. Only a step that is skipped is stopped where it is. */
+ * to finish. Only a step that is skipped is stopped where it is. Each
+ * skipped step is published as such, the one in flight included. */
 static void promote_full(struct rollout *r, const char *by)
 {
-	size_t i, into = 0, at = (size_t)json_integer_value(json_object_get(r->state, "step"));
-	int canary_left = 0, here;
-	json_t *s;
+	size_t i, at = (size_t)json_integer_value(json_object_get(r->state, "step"));
+	json_t *s, *was = current(r);
+	char why[256];
 
-	json_array_foreach(steps(r), i, s)
-	{
-		const char *k = str(s, "kind");
-		if (i < at || json_is_true(json_object_get(s, "final")) ||
-		    !strcmp(str(s, "status"), "skipped"))
-			continue;
-		if (strcmp(k, "pause") != 0 && strcmp(k, "analysis") != 0 &&
-		    !(json_object_get(s, "canary_step") && !strcmp(k, "action")))
-			continue;
-		if (json_object_get(s, "canary_step") && !canary_left) {
-			canary_left = 1;
-			into = i;
-		}
-		json_object_set_new(s, "status", json_string("skipped"));
-	}
-	s = current(r);
-	here = s && !strcmp(str(s, "status"), "skipped");
+	snprintf(why, sizeof(why), "full promotion by %s", by && *by ? by : "an operator");
 	stop_background(r);
 	json_object_set_new(r->state, "background_done", json_true());
 	r->hold = 0;
-	if (here) {
+	if (was && promote_skips(was)) {
 		stop_inflight(r);
 		json_object_del(r->state, "paused_until");
 		json_object_del(r->state, "pause");
 		set_phase(r, "Progressing");
 	}
-	logf_(r, "full promotion by %s: remaining steps skipped", by && *by ? by : "an operator");
+	logf_(r, "%s: remaining steps skipped", why);
 	/* Canary: the new version takes all traffic before it becomes stable. */
-	if (canary_left && !strcmp(str(r->state, "strategy"), "Canary")) {
-		json_t *w = with(action("setWeight 100 (full promotion)", "set_weight"), "weight",
-				 json_integer(100));
-		json_object_set_new(w, "status", json_string("pending"));
-		json_array_insert_new(steps(r), into, w);
+	json_array_foreach(steps(r), i, s)
+	{
+		if (i >= at && promote_skips(s) && json_object_get(s, "canary_step")) {
+			json_t *w = with(action("setWeight 100 (full promotion)", "set_weight"),
+					 "weight", json_integer(100));
+			json_object_set_new(w, "status", json_string("pending"));
+			json_array_insert_new(steps(r), i, w);
+			break;
+		}
 	}
-	save(r, "deploy.step",
-	     json_pack("{s:I, s:s, s:s}", "step", (json_int_t)at, "name", "full promotion",
-		       "status", "active"));
-	if (here)
+	json_array_foreach(steps(r), i, s)
+	{
+		if (i >= at && promote_skips(s))
+			mark(r, s, "skipped", why);
+	}
+	save(r, NULL, NULL);
+	if (was && !strcmp(str(was, "status"), "skipped"))
 		step_next(r);
 }
 

@@ -282,6 +282,9 @@ class World:
                 {"setWeight": 30}, {"pause": {}}, {"setWeight": 100}]),
             "cancelling": self.canary_env("quiet", self.hx_quiet, [
                 {"setWeight": 30}, {"pause": {}}, {"setWeight": 100}]),
+            "promoting": self.canary_env("quiet", self.hx_quiet, [
+                {"setWeight": 30}, {"pause": {}}, {"setWeight": 60}, {"pause": {}},
+                {"setWeight": 90}]),
             "bluegreen": {
                 "image": "${build.image}",
                 "provider": self.exec_provider("bg-${SLUICE_COLOR}", "bg-${SLUICE_COLOR}"),
@@ -474,6 +477,21 @@ def assert_interrupted(w, run_id):
     assert wait_for("the interrupted steps' events", closed, 10) == [
         (i, s["name"], "aborted", s["message"]) for i, s in stopped]
     return [s["name"] for _, s in stopped]
+
+
+def assert_the_events_tell_each_step(w, run_id):
+    """Every step that is no longer pending in the saved state was last
+    published (deploy.step under its index) with its name and status."""
+    steps = state(w.stack.run(run_id))["steps"]
+    want = {i: (s["name"], s["status"]) for i, s in enumerate(steps) if s["status"] != "pending"}
+
+    def told():
+        last = {e["step"]: (e["name"], e["status"]) for e in step_events(w, run_id)}
+        return last if all(last.get(i) == v for i, v in want.items()) else None
+    try:
+        wait_for("every step's last event", told, 10)
+    except RuntimeError:
+        raise AssertionError("%s\n%s" % (want, step_events(w, run_id))) from None
 
 
 class Watch:
@@ -696,6 +714,25 @@ def test_cancelling_the_run_during_a_pause_sends_traffic_back_to_stable(world):
     after = deploy[deploy.index(("deploy.paused", None)) + 1:]
     assert after[:2] == [("stage.queued", "abort"), ("stage.started", None)], deploy
     assert assert_interrupted(world, run_id) == ["pause until promoted"]
+
+
+def test_a_full_promotion_at_a_pause_publishes_each_step_it_skips(world):
+    run_id = push(world, "promoting", "f1-new")
+    wait_stage(world, run_id, "paused")
+    status, body = command(world, run_id, "promote", {"by": "tester", "full": True})
+    assert status == 202, body
+    run = wait_end(world, run_id)
+    assert run["status"] == "succeeded", json.dumps(run, indent=2)
+    steps = state(run)["steps"]
+    # (The final scale-down is skipped too: the exec provider has none.)
+    skipped = [(s["name"], s.get("message")) for s in steps
+               if s["status"] == "skipped" and not s.get("final")]
+    assert skipped == [("pause until promoted", "full promotion by tester"),
+                       ("setWeight 60", "full promotion by tester"),
+                       ("pause until promoted", "full promotion by tester"),
+                       ("setWeight 90", "full promotion by tester")], steps
+    assert_the_events_tell_each_step(world, run_id)
+    assert world.slot_version("quiet-stable") == "f1-new"
 
 
 # --- BlueGreen ---------------------------------------------------------------

@@ -219,6 +219,34 @@ static const char TWO_PAUSES[] = "[{\"set_weight\": 20}, {\"pause\": \"manual\"}
 				 "{\"set_weight\": 50}, {\"pause\": \"manual\"}, "
 				 "{\"set_weight\": 100}]";
 
+/* Every step that is no longer pending in the last state seen was last
+ * published (deploy.step under its index) with its name and its status:
+ * a consumer of the events knows how each step ended. */
+static void assert_the_events_tell_each_step(const struct fixture *f)
+{
+	const json_t *step, *e, *last;
+	size_t i, j;
+
+	json_array_foreach(json_object_get(f->seen.state, "steps"), i, step)
+	{
+		const char *status = json_string_value(json_object_get(step, "status"));
+		if (!strcmp(status, "pending"))
+			continue;
+		last = NULL;
+		json_array_foreach(f->seen.steps, j, e)
+		{
+			if (json_integer_value(json_object_get(e, "step")) == (json_int_t)i)
+				last = e;
+		}
+		if (!last)
+			fail_msg("step %zu (%s, %s) was never published", i,
+				 json_string_value(json_object_get(step, "name")), status);
+		assert_string_equal(json_string_value(json_object_get(last, "name")),
+				    json_string_value(json_object_get(step, "name")));
+		assert_string_equal(json_string_value(json_object_get(last, "status")), status);
+	}
+}
+
 /* Runs the rollout until it parks at its first pause, then takes the
  * parked state up as another worker would, to carry out an operator's
  * command: that worker's rollout. */
@@ -244,12 +272,22 @@ static void a_full_promotion_at_a_pause_goes_to_100_then_promotes(void **state)
 {
 	struct fixture *f = fixture_new(TWO_PAUSES, "");
 	struct rollout *r = parked_then_commanded(f, "promote_full");
+	const json_t *pause;
 	(void)state;
 
 	run_until_stopped(&f->seen);
 	assert_string_equal(f->seen.status, "succeeded");
 	assert_int_equal(f->seen.parks, 1);
 	assert_string_equal(actions(f), PROMOTED_FROM_20_TO_100);
+	/* The pause it was waiting at, after the inserted setWeight 100. */
+	pause = json_array_get(json_object_get(f->seen.state, "steps"), 4);
+	assert_string_equal(json_string_value(json_object_get(pause, "name")),
+			    "pause until promoted");
+	assert_string_equal(json_string_value(json_object_get(pause, "status")), "skipped");
+	assert_string_equal(json_string_value(json_object_get(pause, "message")),
+			    "full promotion by ops");
+	assert_non_null(json_object_get(pause, "finished"));
+	assert_the_events_tell_each_step(f);
 	rollout_free(r);
 	fixture_free(f);
 }
@@ -298,6 +336,7 @@ static void a_full_promotion_during_apply_waits_for_apply_and_verify(void **stat
 					"verify w= c=stable\n"
 					"set_weight w=0 c=\n"
 					"scale_down w= c=canary\n");
+	assert_the_events_tell_each_step(f);
 	rollout_free(r);
 	fixture_free(f);
 }
