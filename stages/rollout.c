@@ -713,15 +713,22 @@ static void on_checklist(int ok, const json_t *results, void *arg)
 	size_t i;
 
 	r->checklist = NULL;
-	if (r->abort_plan) {
-		step_next(r);
-		return;
-	}
 	json_array_foreach(results, i, item) if (strcmp(str(item, "status"), "passed") != 0)
 	{
 		snprintf(why, sizeof(why), "%s failed: %s", str(item, "name"),
 			 str(item, "message"));
 		break;
+	}
+	if (r->abort_plan) {
+		/* The rollback of the pre hooks: the abort procedure goes on
+		 * whatever became of it. */
+		json_t *a = json_array_get(r->abort_plan, r->abort_at - 1);
+		json_object_set_new(a, "status", json_string(ok ? "done" : "failed"));
+		if (!ok)
+			json_object_set_new(a, "message", json_string(why));
+		logf_(r, "abort: %s: %s", str(a, "name"), ok ? "done" : why);
+		step_next(r);
+		return;
 	}
 	step_done(r, ok, ok ? NULL : why);
 }

@@ -596,6 +596,9 @@ def test_a_bad_version_fails_analysis_and_is_rolled_back(world):
     assert os.path.exists(os.path.join(world.ctrl, "markers", "migrated-v3-bad"))
     assert os.path.exists(marker), os.listdir(os.path.dirname(marker))
     assert [h["status"] for h in st["hooks"]["rollback"]] == ["passed"], st["hooks"]
+    assert [(a["name"], a["status"]) for a in st["abort"]] == [
+        ("all traffic back to stable", "done"), ("scale down the canary", "skipped"),
+        ("rollback of the pre hooks", "done")], st["abort"]
     # Why, with the value measured and the threshold.
     for text in (stage["error"], st["message"]):
         assert "result[0] >= 0.2 holds for 1" in text, text

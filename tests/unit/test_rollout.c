@@ -601,6 +601,66 @@ static void a_failed_background_analysis_ends_the_pause_aborted(void **state)
 	fixture_free(f);
 }
 
+/* The abort procedure's entry for the rollback of the pre hooks, in the
+ * last state seen. */
+static const json_t *rollback_entry(const struct fixture *f)
+{
+	const json_t *a;
+	size_t i;
+
+	json_array_foreach(json_object_get(f->seen.state, "abort"), i, a)
+	{
+		if (!strcmp(json_string_value(json_object_get(a, "kind")), "rollback"))
+			return a;
+	}
+	fail_msg("no rollback in the abort procedure");
+	return NULL;
+}
+
+/* Aborted at its pause, a canary whose pre hook ran has that hook's
+ * rollback (exiting with exit_code) carried out: the abort procedure
+ * records how it ended. */
+static const json_t *abort_with_a_rollback(struct fixture *f, int exit_code)
+{
+	char script[32];
+	struct rollout *r;
+
+	snprintf(script, sizeof(script), "exit %d", exit_code);
+	json_object_set_new(json_object_get(f->spec, "hooks"), "pre",
+			    json_pack("[{s:s, s:s, s:s, s:i, s:{s:s, s:s, s:s, s:i}}]", "name",
+				      "migrate", "kind", "command", "sh", "true", "timeout_ms",
+				      5000, "rollback", "name", "migrate (rollback)", "kind",
+				      "command", "sh", script, "timeout_ms", 5000));
+	r = parked_then_commanded(f, "abort");
+	run_until_stopped(&f->seen);
+	assert_string_equal(f->seen.status, "aborted");
+	rollout_free(r);
+	return rollback_entry(f);
+}
+
+static void the_rollback_of_the_pre_hooks_ends_done(void **state)
+{
+	struct fixture *f = fixture_new(TWO_PAUSES, "");
+	const json_t *a = abort_with_a_rollback(f, 0);
+	(void)state;
+
+	assert_string_equal(json_string_value(json_object_get(a, "status")), "done");
+	fixture_free(f);
+}
+
+static void a_rollback_of_the_pre_hooks_that_fails_ends_failed_saying_why(void **state)
+{
+	struct fixture *f = fixture_new(TWO_PAUSES, "");
+	const json_t *a = abort_with_a_rollback(f, 3);
+	(void)state;
+
+	assert_string_equal(json_string_value(json_object_get(a, "status")), "failed");
+	assert_ptr_equal(
+	    strstr(json_string_value(json_object_get(a, "message")), "migrate (rollback) failed: "),
+	    json_string_value(json_object_get(a, "message")));
+	fixture_free(f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -615,6 +675,8 @@ int main(void)
 	    cmocka_unit_test(a_cancel_ends_the_step_in_flight_aborted),
 	    cmocka_unit_test(an_abort_at_a_parked_pause_ends_the_pause_aborted),
 	    cmocka_unit_test(a_failed_background_analysis_ends_the_pause_aborted),
+	    cmocka_unit_test(the_rollback_of_the_pre_hooks_ends_done),
+	    cmocka_unit_test(a_rollback_of_the_pre_hooks_that_fails_ends_failed_saying_why),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
