@@ -567,7 +567,11 @@ static void on_action(int ok, const char *message, void *arg)
 		json_object_set_new(a, "message", json_string(message ? message : ""));
 		logf_(r, "abort: %s: %s", str(a, "name"),
 		      message ? message : (ok ? "done" : "failed"));
-		if (ok && !strcmp(str(r->state, "strategy"), "Canary"))
+		/* Only an action that moves traffic moves the weights: the
+		 * canary's scale-down succeeding after a failed set_weight
+		 * leaves the traffic where it was. */
+		if (ok && !strcmp(str(r->state, "strategy"), "Canary") &&
+		    strcmp(str(a, "verb"), "scale_down") != 0)
 			set_weights(r, "stable", 100, "canary", 0);
 		else if (ok && !strcmp(str(a, "verb"), "switch"))
 			set_weights(r, str(a, "color"), 100, str(r->state, "color"), 0);

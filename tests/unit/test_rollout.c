@@ -661,6 +661,35 @@ static void a_rollback_of_the_pre_hooks_that_fails_ends_failed_saying_why(void *
 	fixture_free(f);
 }
 
+/* Aborted at its pause at 20 %, a canary whose traffic cannot be set back
+ * (set_weight 0 fails): the scale-down that follows succeeds, and the
+ * weights recorded are still those the traffic has. */
+static void weights_stay_where_an_abort_failed_to_move_the_traffic(void **state)
+{
+	struct fixture *f = fixture_new(TWO_PAUSES, "");
+	const json_t *w;
+	struct rollout *r;
+	(void)state;
+
+	json_object_set_new(
+	    json_object_get(json_object_get(f->spec, "provider"), "actions"), "set_weight",
+	    json_pack("{s:s}", "sh",
+		      "echo set_weight w=$SLUICE_WEIGHT >> $LOG; test $SLUICE_WEIGHT != 0"));
+	r = parked_then_commanded(f, "abort");
+	run_until_stopped(&f->seen);
+	assert_string_equal(f->seen.status, "aborted");
+	assert_string_equal(actions(f), "apply w= c=canary\n"
+					"verify w= c=canary\n"
+					"set_weight w=20\n"
+					"set_weight w=0\n"
+					"scale_down w= c=canary\n");
+	w = json_object_get(f->seen.state, "weights");
+	assert_int_equal(json_integer_value(json_object_get(w, "stable")), 80);
+	assert_int_equal(json_integer_value(json_object_get(w, "canary")), 20);
+	rollout_free(r);
+	fixture_free(f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -677,6 +706,7 @@ int main(void)
 	    cmocka_unit_test(a_failed_background_analysis_ends_the_pause_aborted),
 	    cmocka_unit_test(the_rollback_of_the_pre_hooks_ends_done),
 	    cmocka_unit_test(a_rollback_of_the_pre_hooks_that_fails_ends_failed_saying_why),
+	    cmocka_unit_test(weights_stay_where_an_abort_failed_to_move_the_traffic),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
