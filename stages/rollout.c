@@ -837,8 +837,10 @@ static void step_run(struct rollout *r)
 		pause_enter(r, step);
 		return;
 	}
-	if (r->hold && json_object_get(step, "canary_step")) {
-		/* An inconclusive background analysis waits for a person here. */
+	if (r->hold) {
+		/* An inconclusive background analysis waits for a person at
+		 * the next step, be it the promotion after the canary's steps
+		 * (which could not be aborted any more). */
 		json_t *p =
 		    json_pack("{s:s, s:s, s:b, s:s}", "name", "inconclusive: waiting for promote",
 			      "kind", "pause", "manual", 1, "status", "pending");

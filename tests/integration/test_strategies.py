@@ -340,6 +340,13 @@ class World:
         envs["canary"]["strategy"]["analysis"] = analysis(
             prom, error_rate(self.main["canary"]), startingStep=1, initialDelay="2s",
             failureCondition="result[0] >= 0.2", inconclusiveLimit=2)
+        # Nobody calls the quiet service: its background analysis has no
+        # data, which is inconclusive, during its last step.
+        envs["hesitant"] = self.canary_env("quiet", self.hx_quiet, [
+            {"setWeight": 20}, {"pause": {"duration": "3s"}}])
+        envs["hesitant"]["strategy"]["analysis"] = analysis(
+            prom, error_rate(self.quiet["canary"]), count=1, startingStep=1,
+            noData="inconclusive")
         for no_data in ("fail", "pass", "inconclusive"):
             envs["quiet-" + no_data] = self.canary_env("quiet", self.hx_quiet, [
                 {"setWeight": 20},
@@ -640,6 +647,22 @@ def test_a_canary_without_traffic_follows_no_data(world, no_data):
         assert run["status"] == "succeeded", json.dumps(run, indent=2)
         assert entry["verdict"] == ("Successful" if no_data == "pass" else "Inconclusive"), entry
         assert world.slot_version("quiet-stable") == image
+
+
+def test_an_inconclusive_background_analysis_waits_for_promote_before_the_promotion(world):
+    run_id = push(world, "hesitant", "h-new")
+    run = wait_stage(world, run_id, "paused")
+    st = state(run)
+    step = current_step(st)
+    assert step["name"] == "inconclusive: waiting for promote", st["steps"]
+    assert st["pause"] == "manual", st
+    assert measurements(st, "background")["verdict"] == "Inconclusive", st["analyses"]
+    assert world.slot_version("quiet-stable") != "h-new"
+    status, body = command(world, run_id, "promote")
+    assert status == 202, body
+    run = wait_end(world, run_id)
+    assert run["status"] == "succeeded", json.dumps(run, indent=2)
+    assert world.slot_version("quiet-stable") == "h-new"
 
 
 def test_a_timed_pause_parks_and_resumes_on_its_own(world):

@@ -690,6 +690,38 @@ static void weights_stay_where_an_abort_failed_to_move_the_traffic(void **state)
 	fixture_free(f);
 }
 
+/* A background analysis that ends Inconclusive during the canary's last
+ * step, a pause it measures through: the rollout waits for a person before
+ * it promotes the canary. */
+static void an_inconclusive_background_analysis_waits_before_the_promotion(void **state)
+{
+	struct fixture *f = fixture_new("[{\"set_weight\": 20}, {\"pause_ms\": 1000}]", "");
+	struct apistub prom;
+	struct rollout *r;
+	const json_t *st;
+	(void)state;
+
+	measure_in_background(f, &prom, "0.01", 1);
+	apistub_reset(&prom);
+	apistub_reply(&prom, 200,
+		      "{\"status\": \"success\", \"data\": {\"resultType\": \"vector\", "
+		      "\"result\": []}}");
+	r = start(f, NULL);
+	run_until_stopped(&f->seen);
+	assert_int_equal(f->seen.parks, 1);
+	st = json_array_get(json_object_get(f->seen.state, "steps"),
+			    (size_t)json_integer_value(json_object_get(f->seen.state, "step")));
+	assert_string_equal(json_string_value(json_object_get(st, "name")),
+			    "inconclusive: waiting for promote");
+	assert_string_equal(json_string_value(json_object_get(f->seen.state, "pause")), "manual");
+	assert_string_equal(actions(f), "apply w= c=canary\n"
+					"verify w= c=canary\n"
+					"set_weight w=20 c=\n");
+	rollout_free(r);
+	apistub_stop(&prom);
+	fixture_free(f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -707,6 +739,7 @@ int main(void)
 	    cmocka_unit_test(the_rollback_of_the_pre_hooks_ends_done),
 	    cmocka_unit_test(a_rollback_of_the_pre_hooks_that_fails_ends_failed_saying_why),
 	    cmocka_unit_test(weights_stay_where_an_abort_failed_to_move_the_traffic),
+	    cmocka_unit_test(an_inconclusive_background_analysis_waits_before_the_promotion),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
