@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "lib/clock.h"
+#include "lib/utf8.h"
 #include "stages/analysis.h"
 #include "stages/checklist.h"
 #include "stages/provider.h"
@@ -554,6 +555,24 @@ static void step_done(struct rollout *r, int ok, const char *message)
 	abort_begin(r, "failed", message);
 }
 
+/* An entry of the abort procedure ended: recorded and logged. One that
+ * failed is named in the deployment's message too: what it was to undo
+ * (traffic on the canary, say) is still there. */
+static void abort_entry_end(struct rollout *r, json_t *a, int ok, const char *message)
+{
+	char text[2 * MESSAGE_MAX];
+
+	if (!message)
+		message = ok ? "done" : "failed";
+	json_object_set_new(a, "status", json_string(ok ? "done" : "failed"));
+	json_object_set_new(a, "message", json_string(message));
+	logf_(r, "abort: %s: %s", str(a, "name"), message);
+	if (ok)
+		return;
+	snprintf(text, sizeof(text), "%s; %s failed: %s", r->end_message, str(a, "name"), message);
+	utf8_copy(r->end_message, sizeof(r->end_message), text, strlen(text));
+}
+
 static void on_action(int ok, const char *message, void *arg)
 {
 	struct rollout *r = arg;
@@ -563,10 +582,7 @@ static void on_action(int ok, const char *message, void *arg)
 	r->busy = NULL;
 	if (r->abort_plan) {
 		json_t *a = json_array_get(r->abort_plan, r->abort_at - 1);
-		json_object_set_new(a, "status", json_string(ok ? "done" : "failed"));
-		json_object_set_new(a, "message", json_string(message ? message : ""));
-		logf_(r, "abort: %s: %s", str(a, "name"),
-		      message ? message : (ok ? "done" : "failed"));
+		abort_entry_end(r, a, ok, message);
 		/* Only an action that moves traffic moves the weights: the
 		 * canary's scale-down succeeding after a failed set_weight
 		 * leaves the traffic where it was. */
@@ -726,11 +742,8 @@ static void on_checklist(int ok, const json_t *results, void *arg)
 	if (r->abort_plan) {
 		/* The rollback of the pre hooks: the abort procedure goes on
 		 * whatever became of it. */
-		json_t *a = json_array_get(r->abort_plan, r->abort_at - 1);
-		json_object_set_new(a, "status", json_string(ok ? "done" : "failed"));
-		if (!ok)
-			json_object_set_new(a, "message", json_string(why));
-		logf_(r, "abort: %s: %s", str(a, "name"), ok ? "done" : why);
+		abort_entry_end(r, json_array_get(r->abort_plan, r->abort_at - 1), ok,
+				ok ? NULL : why);
 		step_next(r);
 		return;
 	}
@@ -958,7 +971,7 @@ static void abort_next(struct rollout *r)
 			if (start_checklist(r, json_object_get(a, "items"), CHECKLIST_ALL, err,
 					    sizeof(err)) == 0)
 				return;
-			logf_(r, "abort: rollback hooks not started: %s", err);
+			abort_entry_end(r, a, 0, err);
 			continue;
 		}
 		/* start_action reads the current step: the abort step stands in. */
@@ -979,9 +992,7 @@ static void abort_next(struct rollout *r)
 			r->busy = p;
 			return;
 		}
-		json_object_set_new(a, "status", json_string("failed"));
-		json_object_set_new(a, "message", json_string(err));
-		logf_(r, "abort: %s: %s", str(a, "name"), err);
+		abort_entry_end(r, a, 0, err);
 	}
 	end(r, r->end_status, r->end_message);
 }

@@ -601,6 +601,13 @@ static void a_failed_background_analysis_ends_the_pause_aborted(void **state)
 	fixture_free(f);
 }
 
+static void assert_begins_with(const char *s, const char *prefix)
+{
+	assert_non_null(s);
+	if (strncmp(s, prefix, strlen(prefix)) != 0)
+		fail_msg("\"%s\" does not begin with \"%s\"", s, prefix);
+}
+
 /* The abort procedure's entry for the rollback of the pre hooks, in the
  * last state seen. */
 static const json_t *rollback_entry(const struct fixture *f)
@@ -655,15 +662,18 @@ static void a_rollback_of_the_pre_hooks_that_fails_ends_failed_saying_why(void *
 	(void)state;
 
 	assert_string_equal(json_string_value(json_object_get(a, "status")), "failed");
-	assert_ptr_equal(
-	    strstr(json_string_value(json_object_get(a, "message")), "migrate (rollback) failed: "),
-	    json_string_value(json_object_get(a, "message")));
+	assert_begins_with(json_string_value(json_object_get(a, "message")),
+			   "migrate (rollback) failed: ");
+	assert_begins_with(json_string_value(json_object_get(f->seen.state, "message")),
+			   "aborted by ops; rollback of the pre hooks failed: "
+			   "migrate (rollback) failed: ");
 	fixture_free(f);
 }
 
 /* Aborted at its pause at 20 %, a canary whose traffic cannot be set back
- * (set_weight 0 fails): the scale-down that follows succeeds, and the
- * weights recorded are still those the traffic has. */
+ * (set_weight 0 fails): the scale-down that follows succeeds, the weights
+ * recorded are still those the traffic has, and the deployment's message
+ * says what failed. */
 static void weights_stay_where_an_abort_failed_to_move_the_traffic(void **state)
 {
 	struct fixture *f = fixture_new(TWO_PAUSES, "");
@@ -686,6 +696,9 @@ static void weights_stay_where_an_abort_failed_to_move_the_traffic(void **state)
 	w = json_object_get(f->seen.state, "weights");
 	assert_int_equal(json_integer_value(json_object_get(w, "stable")), 80);
 	assert_int_equal(json_integer_value(json_object_get(w, "canary")), 20);
+	assert_string_equal(json_string_value(json_object_get(f->seen.state, "message")),
+			    "aborted by ops; all traffic back to stable failed: "
+			    "set_weight failed with exit code 1");
 	rollout_free(r);
 	fixture_free(f);
 }
