@@ -143,13 +143,36 @@ static int send_delete(struct run *r, struct regpolicy_op *op)
 	return stop;
 }
 
+/* The reference of an op that op needs and that was neither done nor
+ * found gone, or NULL. */
+static const char *unmet_need(const struct run *r, const struct regpolicy_op *op)
+{
+	size_t k;
+
+	for (k = 0; k < op->nneeds; k++) {
+		const struct regpolicy_op *n = &r->plan.ops[op->needs[k]];
+
+		if (n->status != REGPOLICY_DONE && n->status != REGPOLICY_GONE)
+			return n->reference;
+	}
+	return NULL;
+}
+
 static void carry_out(struct run *r)
 {
 	size_t i;
 
 	for (i = 0; i < r->plan.nops; i++) {
 		struct regpolicy_op *op = &r->plan.ops[i];
+		const char *index = unmet_need(r, op);
 
+		if (index) {
+			op->status = REGPOLICY_FAILED;
+			snprintf(op->message, sizeof(op->message),
+				 "not sent: the index %s that lists it was not deleted", index);
+			fprintf(r->err, "sluice-registry: %s %s\n", op->reference, op->message);
+			continue;
+		}
 		if (send_delete(r, op)) {
 			fprintf(r->err, "sluice-registry: %s\n", op->message);
 			for (i++; i < r->plan.nops; i++) {

@@ -330,6 +330,39 @@ static int untagged_row(struct work *w, const struct regstate_entry *e, int64_t 
 		   : -1;
 }
 
+/* An index of the snapshot that lists image i and is not deleted in this
+ * run, or -1 when each one that lists it is. */
+static long staying_index(const struct work *w, size_t i)
+{
+	size_t j, k;
+
+	for (j = 0; j < w->s->nimages; j++)
+		for (k = 0; k < w->s->images[j].nchildren; k++)
+			if (w->s->images[j].children[k] == i && w->image_op[j] < 0)
+				return (long)j;
+	return -1;
+}
+
+/* The deletes of the indexes that list image i, which op waits for. */
+static int wait_for_indexes(struct work *w, long op, size_t i)
+{
+	struct regpolicy_op *o = &w->plan->ops[op];
+	size_t j, k;
+
+	for (j = 0; j < w->s->nimages; j++)
+		for (k = 0; k < w->s->images[j].nchildren; k++) {
+			if (w->s->images[j].children[k] != i)
+				continue;
+			long *grown = realloc(o->needs, (o->nneeds + 1) * sizeof(long));
+			if (!grown)
+				return -1;
+			o->needs = grown;
+			o->needs[o->nneeds++] = w->image_op[j];
+			break;
+		}
+	return 0;
+}
+
 static int cmp_digest(const void *a, const void *b)
 {
 	const struct regstate_entry *const *x = a, *const *y = b;
@@ -366,7 +399,24 @@ static int rows_for_untagged(struct work *w, const int *exists)
 				goto done;
 			continue;
 		}
-		if (untagged_row(w, e, si >= 0 ? s->images[si].created_ms : e->created_ms) < 0)
+		if (si < 0) {
+			if (untagged_row(w, e, e->created_ms) < 0)
+				goto done;
+			continue;
+		}
+		/* Reached now only through indexes: they go first. */
+		long stays = staying_index(w, (size_t)si);
+		if (stays >= 0) {
+			if (!add_row(w, NULL, e->digest, s->images[si].created_ms, REGPOLICY_KEEP,
+				     "no kept tag reaches it, but the index %s that lists it stays",
+				     s->images[stays].digest))
+				goto done;
+			continue;
+		}
+		if (untagged_row(w, e, s->images[si].created_ms) < 0)
+			goto done;
+		long op = w->plan->rows[w->plan->nrows - 1].op;
+		if (op >= 0 && wait_for_indexes(w, op, (size_t)si) < 0)
 			goto done;
 	}
 	for (i = 0; i < s->nimages; i++) {
@@ -388,9 +438,11 @@ done:
 
 /* The tags' deletes by digest before the tags deleted alone, so that a
  * registry that cannot delete a tag alone still gets every delete it can
- * do; the untagged manifests' deletes are added after both. */
-static int order_ops(struct regpolicy_plan *plan)
+ * do; the untagged manifests' deletes are added after both. The images'
+ * ops (image_op) are renumbered with them. */
+static int order_ops(struct work *w)
 {
+	struct regpolicy_plan *plan = w->plan;
 	struct regpolicy_op *sorted = plan->nops ? calloc(plan->nops, sizeof(*sorted)) : NULL;
 	long *moved = plan->nops ? calloc(plan->nops, sizeof(long)) : NULL;
 	size_t i, o = 0, pass;
@@ -409,6 +461,9 @@ static int order_ops(struct regpolicy_plan *plan)
 	for (i = 0; i < plan->nrows; i++)
 		if (plan->rows[i].op >= 0)
 			plan->rows[i].op = moved[plan->rows[i].op];
+	for (i = 0; i < w->s->nimages; i++)
+		if (w->image_op[i] >= 0)
+			w->image_op[i] = moved[w->image_op[i]];
 	free(plan->ops);
 	plan->ops = sorted;
 	free(moved);
@@ -433,7 +488,7 @@ int regpolicy_plan(const struct regpolicy *p, const struct regscan *s, const str
 		w.live_by[i] = w.image_op[i] = -1;
 	if (plan_tags(&w, fate, rank, &nprod) < 0 || rows_for_tags(&w, fate, rank, nprod) < 0)
 		goto done;
-	if (order_ops(plan) < 0 || rows_for_untagged(&w, exists) < 0)
+	if (order_ops(&w) < 0 || rows_for_untagged(&w, exists) < 0)
 		goto done;
 	rc = 0;
 done:
@@ -457,6 +512,7 @@ void regpolicy_plan_clear(struct regpolicy_plan *plan)
 	for (i = 0; i < plan->nops; i++) {
 		free(plan->ops[i].reference);
 		free(plan->ops[i].digest);
+		free(plan->ops[i].needs);
 	}
 	free(plan->rows);
 	free(plan->ops);

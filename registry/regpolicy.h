@@ -12,7 +12,8 @@
  *    reaches it (directly or through an index); otherwise only the tag is;
  *  - a manifest of the state that no kept tag reaches any more is deleted
  *    once both its first sighting and its image's created time are at
- *    least expire_ms old.
+ *    least expire_ms old; one that an index deleted now lists waits for
+ *    that delete (needs), and one that an index kept untagged lists stays.
  * Anything else is kept.
  */
 #ifndef SLUICE_REGPOLICY_H
@@ -53,6 +54,11 @@ struct regpolicy_op {
 	char *reference; /* what DELETE names: a digest, or the tag for UNTAG */
 	char *digest;
 	int by_tag;
+	/* Earlier ops (indexes that list this manifest) that must be done or
+	 * gone before this one is sent: an index that stays must not lose the
+	 * manifests it lists. */
+	long *needs;
+	size_t nneeds;
 	enum regpolicy_status status;
 	char message[512];
 };

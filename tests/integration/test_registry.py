@@ -232,7 +232,7 @@ def push(root, registry, layout, tag, image_format=None):
 
 def push_config(registry, tag, config):
     """An image of no layers with the image config config, pushed as tag
-    through the API itself; its digest."""
+    (or by its digest when tag is None) through the API itself; its digest."""
     body = json.dumps(dict(config, architecture="amd64", os="linux",
                            rootfs={"type": "layers", "diff_ids": []})).encode()
     digest = "sha256:" + hashlib.sha256(body).hexdigest()
@@ -247,11 +247,45 @@ def push_config(registry, tag, config):
         "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": digest,
                    "size": len(body)},
         "layers": []}).encode()
+    return push_manifest(registry, tag, "application/vnd.oci.image.manifest.v1+json", manifest)
+
+
+def push_manifest(registry, tag, media_type, body):
+    """A manifest pushed as tag, or by its digest when tag is None; its
+    digest."""
+    ref = tag or "sha256:" + hashlib.sha256(body).hexdigest()
     status, headers, answer = request(
-        "PUT", "%s/v2/%s/manifests/%s" % (registry.url, REPO, tag),
-        {"Content-Type": "application/vnd.oci.image.manifest.v1+json"}, manifest)
+        "PUT", "%s/v2/%s/manifests/%s" % (registry.url, REPO, ref), {"Content-Type": media_type},
+        body)
     assert status == 201, answer
     return headers["docker-content-digest"]
+
+
+def push_index(registry, tag, children):
+    """An OCI index of the image manifests children (digests), pushed as tag
+    through the API; its digest."""
+    listed = []
+    for i, digest in enumerate(children):
+        status, headers, _ = request("HEAD", "%s/v2/%s/manifests/%s" % (
+            registry.url, REPO, digest), {"Accept": ACCEPT})
+        assert status == 200, (digest, status)
+        listed.append({"mediaType": headers["content-type"], "digest": digest,
+                       "size": int(headers["content-length"]),
+                       "platform": {"architecture": "arch%d" % i, "os": "linux"}})
+    return push_manifest(registry, tag, "application/vnd.oci.image.index.v1+json", json.dumps({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": listed}).encode())
+
+
+def age_first_sightings(state, days):
+    """Moves every first sighting of the state file days back."""
+    with open(state) as f:
+        recorded = json.load(f)
+    then = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(time.time() - days * DAY))
+    for entry in recorded["digests"].values():
+        entry["first_seen"] = then
+    with open(state, "w") as f:
+        json.dump(recorded, f)
 
 
 def add_index(layout, tag, children):
@@ -676,6 +710,59 @@ def test_a_created_time_before_1970_counts_as_none(tmp_path):
     assert rows["prod-zero"]["created"] is None
     assert '(its config\'s created time "0001-01-01T00:00:00Z" is before 1970)' in \
         rows["prod-zero"]["reason"]
+
+
+def test_images_of_an_index_stay_while_its_delete_fails(tmp_path):
+    """An index beyond the newest N is deleted, and the images it lists,
+    seen long ago, expire with it; but while the index's delete fails (here
+    500, from a proxy: docker-registry cannot be made to refuse one delete)
+    it stays tagged, so its images must stay too or the tag could no longer
+    be pulled. Once the index's delete succeeds, its images go in the same
+    run."""
+    registry = DockerRegistry(str(tmp_path / "registry"))
+    failing = {"on": False}
+
+    def answer(method, path, forward):
+        if failing["on"] and method == "DELETE" and path.endswith(index):
+            return 500, {"content-type": "application/json"}, json.dumps({"errors": [
+                {"code": "UNKNOWN", "message": "storage unavailable"}]}).encode()
+        return forward()
+
+    proxy = None
+    try:
+        images = [push_config(registry, None, {"created": "2020-01-0%dT00:00:00Z" % day})
+                  for day in (1, 2)]
+        index = push_index(registry, "prod-1", images)
+        push_config(registry, "prod-2", {"created": "2021-01-01T00:00:00Z"})
+        proxy = RegistryProxy(registry, answer)
+        state = str(tmp_path / "s.json")
+        out = lifecycle(proxy.url, "--expire-untagged", "7d", state=state)
+        assert out.returncode == 0, out.stdout + out.stderr
+        age_first_sightings(state, 30)
+        failing["on"] = True
+        out = lifecycle(proxy.url, "--keep-last", "1", "--expire-untagged", "7d", "--json",
+                        state=state)
+        assert out.returncode == 1, out.stdout + out.stderr
+        deletes = [(x["reference"], x["status"], x.get("message", ""))
+                   for x in json.loads(out.stdout)["deletes"]]
+        assert [(ref, status) for ref, status, _ in deletes] == \
+            [(index, "failed")] + [(d, "failed") for d in sorted(images)]
+        assert all(msg == "not sent: the index %s that lists it was not deleted" % index
+                   for _, _, msg in deletes[1:])
+        assert tags(registry) == ["prod-1", "prod-2"]
+        assert [manifest_status(registry, d) for d in [index] + images] == [200, 200, 200]
+        failing["on"] = False
+        out = lifecycle(proxy.url, "--keep-last", "1", "--expire-untagged", "7d", "--json",
+                        state=state)
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert [(x["reference"], x["status"]) for x in json.loads(out.stdout)["deletes"]] == \
+            [(index, "deleted")] + [(d, "deleted") for d in sorted(images)]
+        assert tags(registry) == ["prod-2"]
+        assert [manifest_status(registry, d) for d in [index] + images] == [404, 404, 404]
+    finally:
+        if proxy:
+            proxy.stop()
+        registry.stop()
 
 
 @pytest.fixture(scope="module")

@@ -274,6 +274,44 @@ static void images_of_a_deleted_index_expire_after_it(void **state)
 	assert_int_equal(f.plan.nops, 2);
 	assert_string_equal(f.plan.ops[0].reference, dg(1));
 	assert_string_equal(f.plan.ops[1].reference, dg(2));
+	/* Sent only once the index that lists it is deleted. */
+	assert_int_equal(f.plan.ops[1].nneeds, 1);
+	assert_int_equal(f.plan.ops[1].needs[0], 0);
+	done(&f);
+}
+
+/* An image two deleted indexes list waits for both; one that an index
+ * which stays lists (here an untagged one, listed by a deleted index in
+ * turn) is kept: deleting it would break that index. */
+static void an_image_an_index_lists_waits_for_every_such_index(void **state)
+{
+	struct fixture f = {0};
+	size_t a, b, nested, shared, inner;
+	(void)state;
+
+	a = image(&f, 1, NOW - 30 * DAYS);
+	b = image(&f, 2, NOW - 29 * DAYS);
+	nested = image(&f, 3, NOW - 28 * DAYS);
+	shared = image(&f, 4, NOW - 30 * DAYS);
+	inner = image(&f, 5, NOW - 30 * DAYS);
+	child(&f, a, shared);
+	child(&f, b, shared);
+	child(&f, b, nested);
+	child(&f, nested, inner);
+	tag(&f, "prod-1", a);
+	tag(&f, "prod-2", b);
+	tag(&f, "prod-3", image(&f, 6, NOW));
+	seen(&f, 4, NOW - 30 * DAYS, NOW - 30 * DAYS, 1);
+	seen(&f, 5, NOW - 30 * DAYS, NOW - 30 * DAYS, 1);
+	plan(&f, 1, "*", NULL, 7 * DAYS);
+	assert_int_equal(row(&f, dg(4))->action, REGPOLICY_DELETE);
+	assert_int_equal(row(&f, dg(5))->action, REGPOLICY_KEEP);
+	assert_non_null(strstr(row(&f, dg(5))->reason, dg(3)));
+	assert_int_equal(f.plan.nops, 3);
+	assert_string_equal(f.plan.ops[2].reference, dg(4));
+	assert_int_equal(f.plan.ops[2].nneeds, 2);
+	assert_string_equal(f.plan.ops[f.plan.ops[2].needs[0]].reference, dg(1));
+	assert_string_equal(f.plan.ops[f.plan.ops[2].needs[1]].reference, dg(2));
 	done(&f);
 }
 
@@ -385,6 +423,7 @@ int main(void)
 	    cmocka_unit_test(without_an_age_untagged_images_are_kept),
 	    cmocka_unit_test(images_of_a_kept_index_never_expire),
 	    cmocka_unit_test(images_of_a_deleted_index_expire_after_it),
+	    cmocka_unit_test(an_image_an_index_lists_waits_for_every_such_index),
 	    cmocka_unit_test(deletes_by_digest_go_before_tags_alone_and_untagged_last),
 	    cmocka_unit_test(manifests_not_understood_are_kept_and_not_counted),
 	    cmocka_unit_test(registry_names_follow_the_distribution_grammar),
