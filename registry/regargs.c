@@ -181,11 +181,16 @@ int regargs_parse(struct regargs *a, int argc, char **argv, char *err, size_t er
 			break;
 		case OPT_EXPIRE:
 			ms = config_parse_duration_ms(optarg);
-			if (ms <= 0 || ms > EXPIRE_MAX_MS) {
+			if (ms <= 0) {
 				snprintf(
 				    err, errlen,
 				    "--expire-untagged %s: expected an age like 7d, 36h or 90m",
 				    optarg);
+				return -1;
+			}
+			if (ms > EXPIRE_MAX_MS) {
+				snprintf(err, errlen, "--expire-untagged %s: at most %lldd", optarg,
+					 EXPIRE_MAX_MS / (24LL * 3600 * 1000));
 				return -1;
 			}
 			a->expire_ms = ms;
