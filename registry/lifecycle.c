@@ -1,6 +1,7 @@
 /* lifecycle: read, plan, delete, remember, report. */
 #include "registry/lifecycle.h"
 
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,6 +13,10 @@
 #include "registry/regstate.h"
 
 #define MESSAGE_MAX 1024
+
+/* The signal that asked the deletes to stop (systemd's stop or its
+ * TimeoutStartSec=, ^C), or 0; set by on_stop only. */
+static volatile sig_atomic_t stop_signal;
 
 struct run {
 	const struct regargs *a;
@@ -158,14 +163,45 @@ static const char *unmet_need(const struct run *r, const struct regpolicy_op *op
 	return NULL;
 }
 
+static void on_stop(int sig)
+{
+	stop_signal = sig;
+}
+
+/* Marks the ops from i on as not sent, after why. */
+static void not_sent(struct run *r, size_t i, const char *why)
+{
+	for (; i < r->plan.nops; i++) {
+		r->plan.ops[i].status = REGPOLICY_FAILED;
+		snprintf(r->plan.ops[i].message, sizeof(r->plan.ops[i].message),
+			 "not sent after: %.400s", why);
+	}
+}
+
+/* The deletes in order. A SIGTERM or SIGINT while they are sent lets the
+ * one in flight finish and sends no other, so that what was deleted is
+ * still remembered and reported; before and after, the default stands. */
 static void carry_out(struct run *r)
 {
+	struct sigaction sa = {.sa_handler = on_stop}, old_term, old_int;
+	char why[64];
 	size_t i;
 
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, &old_term);
+	sigaction(SIGINT, &sa, &old_int);
 	for (i = 0; i < r->plan.nops; i++) {
 		struct regpolicy_op *op = &r->plan.ops[i];
 		const char *index = unmet_need(r, op);
 
+		if (stop_signal) {
+			snprintf(why, sizeof(why), "stopped by %s",
+				 stop_signal == SIGINT ? "SIGINT" : "SIGTERM");
+			fprintf(r->err, "sluice-registry: %s: %zu deletes not sent\n", why,
+				r->plan.nops - i);
+			not_sent(r, i, why);
+			break;
+		}
 		if (index) {
 			op->status = REGPOLICY_FAILED;
 			snprintf(op->message, sizeof(op->message),
@@ -175,16 +211,14 @@ static void carry_out(struct run *r)
 		}
 		if (send_delete(r, op)) {
 			fprintf(r->err, "sluice-registry: %s\n", op->message);
-			for (i++; i < r->plan.nops; i++) {
-				r->plan.ops[i].status = REGPOLICY_FAILED;
-				snprintf(r->plan.ops[i].message, sizeof(r->plan.ops[i].message),
-					 "not sent after: %.400s", op->message);
-			}
-			return;
+			not_sent(r, i + 1, op->message);
+			break;
 		}
 		if (op->status == REGPOLICY_FAILED)
 			fprintf(r->err, "sluice-registry: %s\n", op->message);
 	}
+	sigaction(SIGTERM, &old_term, NULL);
+	sigaction(SIGINT, &old_int, NULL);
 }
 
 /* Appends to names the tags that reach image i (itself or an index that

@@ -765,6 +765,51 @@ def test_images_of_an_index_stay_while_its_delete_fails(tmp_path):
         registry.stop()
 
 
+def test_a_run_stopped_while_deleting_reports_and_remembers_what_it_did(tmp_path):
+    """SIGTERM (systemd's stop, or TimeoutStartSec= on a large first
+    clean-up) while deletes are sent: the delete in flight finishes, no
+    other is sent, and the run still prints what it deleted, saves the
+    state file and exits 1. It used to die at once, silent, with a manifest
+    deleted and no state saved. A proxy holds each DELETE's answer a moment
+    so that the signal comes while one is in flight."""
+    registry = DockerRegistry(str(tmp_path / "registry"))
+    sent = threading.Event()
+
+    def answer(method, path, forward):
+        answered = forward()
+        if method == "DELETE":
+            sent.set()
+            time.sleep(1)
+        return answered
+
+    proxy = None
+    try:
+        d = {"prod-%d" % day: push_config(registry, "prod-%d" % day,
+                                          {"created": "2020-01-0%dT00:00:00Z" % day})
+             for day in (1, 2, 3)}
+        proxy = RegistryProxy(registry, answer)
+        state = tmp_path / "s.json"
+        job = subprocess.Popen(
+            [SLUICE_REGISTRY, "lifecycle", "--registry", proxy.url, "--repository", REPO,
+             "--keep-last", "1", "--json", "--state", str(state)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert sent.wait(30)
+        job.terminate()
+        out, err = job.communicate(timeout=60)
+    finally:
+        if proxy:
+            proxy.stop()
+        registry.stop()
+    assert job.returncode == 1, out + err
+    assert err == "sluice-registry: stopped by SIGTERM: 1 deletes not sent\n"
+    deletes = [(x["reference"], x["status"], x.get("message"))
+               for x in json.loads(out)["deletes"]]
+    assert deletes == [(d["prod-2"], "deleted", None),
+                       (d["prod-1"], "failed", "not sent after: stopped by SIGTERM")]
+    recorded = json.loads(state.read_text())["digests"]
+    assert sorted(recorded) == sorted([d["prod-1"], d["prod-3"]])
+
+
 @pytest.fixture(scope="module")
 def auth_registry():
     root = tempfile.mkdtemp(prefix="sluice-registry-auth-")
