@@ -221,6 +221,21 @@ static void carry_out(struct run *r)
 	sigaction(SIGINT, &old_int, NULL);
 }
 
+/* Whether image target is image from or one it lists, at most depth
+ * indexes down: the scan's own bound, which also ends a cycle of digests
+ * a registry could fake where it does not check them. */
+static int reaches(const struct regscan *s, size_t from, size_t target, int depth)
+{
+	size_t k;
+
+	if (from == target)
+		return 1;
+	for (k = 0; depth > 0 && k < s->images[from].nchildren; k++)
+		if (reaches(s, s->images[from].children[k], target, depth - 1))
+			return 1;
+	return 0;
+}
+
 /* Appends to names the tags that reach image i (itself or an index that
  * lists it). */
 static int tags_of(const struct regscan *s, size_t i, char ***names, size_t *n)
@@ -228,22 +243,7 @@ static int tags_of(const struct regscan *s, size_t i, char ***names, size_t *n)
 	size_t t;
 
 	for (t = 0; t < s->ntags; t++) {
-		size_t stack[64], depth = 0;
-		int reached = 0;
-
-		stack[depth++] = s->tags[t].image;
-		while (depth > 0 && !reached) {
-			const struct regscan_image *im = &s->images[stack[--depth]];
-			size_t k;
-
-			if (im == &s->images[i]) {
-				reached = 1;
-				break;
-			}
-			for (k = 0; k < im->nchildren && depth < 64; k++)
-				stack[depth++] = im->children[k];
-		}
-		if (!reached)
+		if (!reaches(s, s->tags[t].image, i, REGSCAN_MAX_DEPTH))
 			continue;
 		char **grown = realloc(*names, (*n + 1) * sizeof(char *));
 		if (!grown)

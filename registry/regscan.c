@@ -16,8 +16,6 @@
 #define MAX_MANIFEST (4u * 1024 * 1024)
 #define MAX_CONFIG   (16u * 1024 * 1024)
 #define MAX_TAGPAGE  (16u * 1024 * 1024)
-/* Nested indexes are legal but rare; this bounds a hostile registry. */
-#define MAX_DEPTH    4
 #define MAX_CHILDREN 1024
 #define MAX_PAGES    100000
 
@@ -290,11 +288,12 @@ static int read_manifest(struct scan *sc, size_t i, const char *media_type, cons
 		size_t k, n = json_array_size(list);
 
 		sc->s->images[i].understood = 1;
-		if (depth >= MAX_DEPTH || n > MAX_CHILDREN) {
+		if (depth >= REGSCAN_MAX_DEPTH || n > MAX_CHILDREN) {
 			snprintf(sc->err, sc->errlen,
 				 "the index %s of %s nests deeper than %d or lists more than %d "
 				 "manifests",
-				 sc->s->images[i].digest, sc->repo, MAX_DEPTH, MAX_CHILDREN);
+				 sc->s->images[i].digest, sc->repo, REGSCAN_MAX_DEPTH,
+				 MAX_CHILDREN);
 			goto done;
 		}
 		sc->s->images[i].children = n ? calloc(n, sizeof(size_t)) : NULL;

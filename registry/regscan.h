@@ -23,6 +23,10 @@
 	"application/vnd.docker.distribution.manifest.list.v2+json, "                              \
 	"application/vnd.docker.distribution.manifest.v2+json"
 
+/* How deep indexes may nest: legal but rare, this bounds a hostile
+ * registry. */
+#define REGSCAN_MAX_DEPTH 4
+
 struct regscan_image {
 	char *digest;
 	char *media_type;

@@ -765,6 +765,25 @@ def test_images_of_an_index_stay_while_its_delete_fails(tmp_path):
         registry.stop()
 
 
+def test_every_image_of_a_large_index_is_recorded_with_its_tag(tmp_path):
+    """The state file names, for each manifest, the tags that reach it: for
+    an index of 70 images (an index may list up to 1024) each image is
+    reached by the index's tag. The images past the 64th were recorded with
+    no tag."""
+    registry = DockerRegistry(str(tmp_path / "registry"))
+    try:
+        images = [push_config(registry, None, {"created": "2020-01-01T00:00:00Z", "n": n})
+                  for n in range(70)]
+        push_index(registry, "prod-1", images)
+        state = tmp_path / "s.json"
+        out = lifecycle(registry.url, "--expire-untagged", "7d", state=str(state))
+    finally:
+        registry.stop()
+    assert out.returncode == 0, out.stdout + out.stderr
+    recorded = json.loads(state.read_text())["digests"]
+    assert [d for d in images if recorded[d]["tags"] != ["prod-1"]] == []
+
+
 def test_a_run_stopped_while_deleting_reports_and_remembers_what_it_did(tmp_path):
     """SIGTERM (systemd's stop, or TimeoutStartSec= on a large first
     clean-up) while deletes are sent: the delete in flight finishes, no
