@@ -37,6 +37,14 @@ VALGRIND_TESTS = [
     "tests/integration/test_api.py",
     "tests/integration/test_ctl.py",
     "tests/integration/test_drain.py",
+    # A throughput test: 300,000 lines as fast as Redis stores them. Under
+    # memcheck the worker is some 30 times slower than the Redis it feeds,
+    # so reading its own replies takes longer than the 5 s Redis timeout,
+    # it reconnects, and the stage's lease runs out (a valgrind effect; the
+    # test passes at native speed, and the output path is covered here by
+    # the other executor tests).
+    "--deselect",
+    "tests/integration/test_executors.py::test_output_faster_than_redis_stores_it_waits_in_its_pipe",
 ]
 
 ERROR_KINDS = re.compile(
