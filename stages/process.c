@@ -623,14 +623,8 @@ static void guard_group(pid_t pgid)
 int process_init(struct event_base *base)
 {
 	if (mod.sigchld != NULL) {
-		if (mod.running > 0) {
-			log_error("process_init while children are running");
-			return -1;
-		}
-		event_free(mod.sigchld);
-		mod.sigchld = NULL;
-		event_free(mod.leftover_timer);
-		mod.leftover_timer = NULL;
+		log_error("process_init without process_shutdown after the last one");
+		return -1;
 	}
 	if (mod.child_stack == NULL) {
 		size_t guard = (size_t)sysconf(_SC_PAGESIZE);
@@ -665,6 +659,17 @@ int process_init(struct event_base *base)
 	}
 	mod.base = base;
 	return 0;
+}
+
+void process_shutdown(void)
+{
+	if (mod.sigchld == NULL)
+		return;
+	event_free(mod.sigchld);
+	event_free(mod.leftover_timer);
+	mod.sigchld = NULL;
+	mod.leftover_timer = NULL;
+	mod.base = NULL;
 }
 
 static const char *env_path(const char *const *envp)

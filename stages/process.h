@@ -58,9 +58,12 @@ typedef void (*process_line_cb)(enum process_stream s, const char *line, size_t 
  * process object is freed right after this returns. */
 typedef void (*process_exit_cb)(const struct process_result *r, void *arg);
 
-/* Once per process, before any spawn: SIGCHLD event, subreaper and the
- * stack children start on. */
+/* Before any spawn: SIGCHLD event, subreaper and the stack children start
+ * on. Once, or again after process_shutdown. */
 int process_init(struct event_base *base);
+/* Undoes process_init, before its loop is freed: the children it started
+ * must have ended. process_init may follow, with another loop. */
+void process_shutdown(void);
 /* NULL, errno set, when this process cannot start a child now (out of file
  * descriptors, processes or memory). A command that cannot be executed (not
  * found, not executable, bad cwd) is started and ends as spawn_failed. */

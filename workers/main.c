@@ -374,6 +374,7 @@ fail:
 		event_free(m.drain_timer);
 	if (w->idle_trim)
 		event_free(w->idle_trim);
+	process_shutdown();
 	if (w->base)
 		event_base_free(w->base);
 	settings_clear(&w->settings);

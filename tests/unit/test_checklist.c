@@ -234,6 +234,7 @@ static int group_teardown(void **state)
 	}
 	apistub_stop(&fx.http);
 	close(fx.silent_fd);
+	process_shutdown();
 	event_base_free(fx.base);
 	tmpdir_remove(fx.dir);
 	return 0;

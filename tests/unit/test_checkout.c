@@ -89,6 +89,7 @@ static int group_teardown(void **state)
 	(void)state;
 	char cmd[PATH_MAX + 16];
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", root);
+	process_shutdown();
 	event_base_free(base);
 	return system(cmd) == 0 ? 0 : -1;
 }

@@ -38,8 +38,8 @@ struct run {
 static struct event_base *base;
 static const char *const default_env[] = {"PATH=/usr/bin:/bin", NULL};
 
-/* One loop for the whole file: libevent lets one base at a time own a
- * signal, and process_init is once per process. */
+/* One loop for the file (libevent lets one base at a time own a signal),
+ * but for the test that replaces it. */
 static int group_setup(void **state)
 {
 	(void)state;
@@ -52,6 +52,7 @@ static int group_setup(void **state)
 static int group_teardown(void **state)
 {
 	(void)state;
+	process_shutdown();
 	event_base_free(base);
 	base = NULL;
 	return 0;
@@ -145,6 +146,28 @@ static void assert_line(const struct run *r, size_t i, enum process_stream s, co
 	assert_true(i < r->nlines);
 	assert_int_equal(r->lines[i].stream, s);
 	assert_string_equal(r->lines[i].text, text);
+}
+
+/* process_init twice is refused; after process_shutdown the module takes
+ * a new loop (and the old one may be freed) and runs children on it. */
+static void test_a_new_loop_after_shutdown_runs_children(void **state)
+{
+	(void)state;
+	struct run r;
+	const char *argv[] = {"/bin/echo", "again", NULL};
+
+	assert_int_equal(process_init(base), -1);
+	process_shutdown();
+	event_base_free(base);
+	base = event_base_new();
+	assert_non_null(base);
+	assert_int_equal(process_init(base), 0);
+	assert_ptr_equal(process_base(), base);
+	run_argv(argv, &r);
+	assert_int_equal(r.res.outcome, PROCESS_EXITED);
+	assert_int_equal(r.res.exit_code, 0);
+	assert_line(&r, 0, PROCESS_STDOUT, "again");
+	free_run(&r);
 }
 
 static void test_echo_line_and_exit_zero(void **state)
@@ -717,6 +740,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_echo_line_and_exit_zero, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_a_new_loop_after_shutdown_runs_children, setup,
+					    teardown),
 	    cmocka_unit_test_setup_teardown(test_stdout_and_stderr_lines_keep_order_and_stream,
 					    setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_last_line_without_newline_is_delivered, setup,

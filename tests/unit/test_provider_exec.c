@@ -28,6 +28,7 @@ static int group_setup(void **state)
 static int group_teardown(void **state)
 {
 	(void)state;
+	process_shutdown();
 	event_base_free(base);
 	return 0;
 }

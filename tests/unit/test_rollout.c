@@ -181,6 +181,7 @@ static void fixture_free(struct fixture *f)
 	json_decref(f->seen.steps);
 	json_decref(f->vars);
 	json_decref(f->spec);
+	process_shutdown();
 	event_base_free(f->seen.base);
 	free(f);
 }

@@ -103,6 +103,7 @@ static void a_muted_rollout_calls_nothing_back(void **state)
 	assert_int_equal(process_running(), 0);
 	json_decref(vars);
 	json_decref(spec);
+	process_shutdown();
 	event_base_free(base);
 }
 

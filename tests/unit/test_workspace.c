@@ -293,6 +293,7 @@ int main(void)
 	if (unprivileged() < 0 || !base || process_init(base) < 0)
 		return 1;
 	int rc = cmocka_run_group_tests(tests, NULL, NULL);
+	process_shutdown();
 	event_base_free(base);
 	return rc;
 }
