@@ -24,6 +24,10 @@
 #define RM_KILL_GRACE_MS 5000
 /* Directories removed by one rm child at most, so that its argv stays small. */
 #define MAX_REMOVE_AT_ONCE 256
+/* Of those, trash left by earlier removals at most: trash rm cannot delete
+ * (files a stage's container made as root) piles up a directory per run,
+ * and must leave room for the runs a sweep removes. */
+#define MAX_TRASH_AT_ONCE (MAX_REMOVE_AT_ONCE / 2)
 /* Times a hold looks again for its run's directory after a sweep took it. */
 #define HOLD_TRIES 3
 
@@ -146,7 +150,8 @@ static int by_age(const void *a, const void *b)
 }
 
 /* Run directories under root, oldest first; trash left by an earlier
- * removal is appended to trash instead. Returns the count or -1. */
+ * removal is appended to trash instead, up to MAX_TRASH_AT_ONCE. Returns
+ * the count or -1. */
 static int list_runs(const char *root, struct entry **out, char ***trash, size_t *ntrash)
 {
 	DIR *d = opendir(root);
@@ -166,7 +171,7 @@ static int list_runs(const char *root, struct entry **out, char ***trash, size_t
 		    !S_ISDIR(st.st_mode))
 			continue;
 		if (strncmp(de->d_name, TRASH_PREFIX, strlen(TRASH_PREFIX)) == 0) {
-			if (*ntrash < MAX_REMOVE_AT_ONCE) {
+			if (*ntrash < MAX_TRASH_AT_ONCE) {
 				char *p = malloc(strlen(root) + strlen(de->d_name) + 2);
 				if (p) {
 					sprintf(p, "%s/%s", root, de->d_name);

@@ -163,6 +163,35 @@ static void test_leftover_trash_does_not_hold_back_a_removal_for_space(void **st
 	workspace_free(ws);
 }
 
+/* Trash that rm cannot delete piles up, a directory per run, when a stage's
+ * container makes files as root: however much of it there is, runs past
+ * the ttl go, and so do runs while space is short. */
+static void test_any_amount_of_leftover_trash_leaves_room_for_runs(void **state)
+{
+	struct fx *f = *state;
+	char name[64];
+	f->s.workspace_ttl_ms = 3600 * 1000;
+	for (int i = 0; i < 300; i++) {
+		snprintf(name, sizeof(name), ".trash-%d-r_%d", i, i);
+		make_run(f, name, 10);
+	}
+	make_run(f, "r_old", 7200);
+	make_run(f, "r_new", 60);
+	struct workspace *ws = workspace_start(base, &f->s);
+	assert_false(exists(f, "r_old"));
+	wait_idle(ws);
+	f->s.min_free_bytes = LLONG_MAX / 2;
+	for (int i = 0; i < 300; i++) {
+		snprintf(name, sizeof(name), ".trash-%d-r_%d", i, i);
+		if (!exists(f, name))
+			make_run(f, name, 10);
+	}
+	workspace_sweep(ws);
+	assert_false(exists(f, "r_new"));
+	wait_idle(ws);
+	workspace_free(ws);
+}
+
 /* A stage may leave directories it cannot write or enter (a Go module
  * cache is read-only): its run goes all the same. */
 static void test_a_run_with_read_only_directories_is_removed(void **state)
@@ -280,6 +309,8 @@ int main(void)
 					    setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 		test_leftover_trash_does_not_hold_back_a_removal_for_space, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_any_amount_of_leftover_trash_leaves_room_for_runs,
+					    setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_a_run_with_read_only_directories_is_removed, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_workspace_path_is_per_run_and_stage, setup,
