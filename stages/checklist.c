@@ -167,7 +167,7 @@ static void on_cmd_line(const char *line, size_t len, void *arg)
 	struct checklist *c = arg;
 
 	if (c->line)
-		c->line(line, len, c->arg);
+		c->line(1, line, len, c->arg);
 }
 
 static void on_cmd_exit(const struct process_result *res, const char *last, void *arg)
@@ -698,7 +698,7 @@ static int say(struct checklist *c, const char *text)
 	if (!c->line)
 		return 0;
 	c->in_callback = 1;
-	c->line(text, strlen(text), c->arg);
+	c->line(0, text, strlen(text), c->arg);
 	c->in_callback = 0;
 	return c->cancelled;
 }

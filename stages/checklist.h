@@ -58,9 +58,9 @@ enum checklist_mode {
 	CHECKLIST_UNTIL_FAILURE /* hooks: stop at the first failure */
 };
 
-/* A line for the stage log: each item's start and end, and the output of
- * commands. */
-typedef void (*checklist_line_cb)(const char *line, size_t len, void *arg);
+/* A line for the stage log: each item's start and end, and (output 1)
+ * each line a command printed. */
+typedef void (*checklist_line_cb)(int output, const char *line, size_t len, void *arg);
 /* Each item as it ends: {"name", "kind", "status": "passed"|"failed",
  * "message", "ms": its duration, "at": when it started, ms since the epoch}.
  * Borrowed. */

@@ -91,7 +91,7 @@ static void logf_(struct rollout *r, const char *fmt, ...)
 	va_end(ap);
 	if (n < 0)
 		return;
-	r->cb.line(line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1, r->arg);
+	r->cb.line(0, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1, r->arg);
 }
 
 static void save(struct rollout *r, const char *type, json_t *data)
@@ -750,11 +750,11 @@ static void on_checklist(int ok, const json_t *results, void *arg)
 	step_done(r, ok, ok ? NULL : why);
 }
 
-static void on_checklist_line(const char *line, size_t len, void *arg)
+static void on_checklist_line(int output, const char *line, size_t len, void *arg)
 {
 	struct rollout *r = arg;
 
-	r->cb.line(line, len, r->arg);
+	r->cb.line(output, line, len, r->arg);
 }
 
 static int start_checklist(struct rollout *r, const json_t *items, enum checklist_mode mode,
@@ -1173,8 +1173,9 @@ void rollout_cancel(struct rollout *r)
 
 /* --- life ---------------------------------------------------------------- */
 
-static void mute_line(const char *line, size_t len, void *arg)
+static void mute_line(int output, const char *line, size_t len, void *arg)
 {
+	(void)output;
 	(void)line;
 	(void)len;
 	(void)arg;

@@ -48,8 +48,9 @@ int rollout_load_templates(const struct config_doc_node *env,
 			   void *arg);
 
 struct rollout_callbacks {
-	/* A line for the deployment's log. */
-	void (*line)(const char *line, size_t len, void *arg);
+	/* A line for the deployment's log: output 1 for one a check's or a
+	 * hook's command printed, 0 for the rollout's own. */
+	void (*line)(int output, const char *line, size_t len, void *arg);
 	/* The state changed; event (may be NULL) is {"type": "deploy.step" |
 	 * "deploy.analysis" | ..., "data": {...}} for sluice.events. */
 	void (*save)(const json_t *state, const json_t *event, void *arg);

@@ -808,9 +808,11 @@ static void save_rollout(struct job *j, const json_t *state, const json_t *event
 	free(data);
 }
 
-static void on_rollout_line(const char *line, size_t len, void *arg)
+/* What a check's or a hook's command printed is the stage's output, under
+ * its log cap as a command stage's is; the rollout's own lines are not. */
+static void on_rollout_line(int output, const char *line, size_t len, void *arg)
 {
-	log_line(arg, LOGMASK_SYSTEM, line, len);
+	log_line(arg, output ? LOGMASK_STDOUT : LOGMASK_SYSTEM, line, len);
 }
 
 static void on_rollout_save(const json_t *state, const json_t *event, void *arg)

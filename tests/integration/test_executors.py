@@ -87,6 +87,13 @@ def pipelines(repo, port):
         "provider": {"type": "exec", "actions": {"apply": {"sh": "true"}}},
         "strategy": {"type": "RollingUpdate"},
         "checks": {"pre": [{"name": "quota", "sh": 'echo "token $TOKEN"; exit 1'}]}}}
+    # A deployment whose pre check prints more than the 4 MiB cap: 84
+    # lines of 60,000 bytes.
+    rollout_flood = p("rollout-flood", {"build": {"sh": "true", "checkout": False}})
+    rollout_flood["environments"] = {"production": dict(
+        rollout_secret["environments"]["production"],
+        checks={"pre": [{"name": "flood",
+                         "sh": "head -c 5040000 /dev/zero | tr '\\0' x | fold -w 60000"}]})}
     return {
         "shell.yaml": p("shell", {"build": {
             "sh": 'echo "$GREETING from $SLUICE_STAGE" | tr a-z A-Z\n'
@@ -138,6 +145,7 @@ def pipelines(repo, port):
             "checkout": False}}),
         "output-secret.yaml": output_secret,
         "rollout-secret.yaml": rollout_secret,
+        "rollout-flood.yaml": rollout_flood,
         "bare.yaml": p("bare", {
             "build": {"sh": 'pwd; ls -A | wc -l; echo kept > note', "checkout": False},
             "test": {"sh": "ls", "needs": ["build"]}}),
@@ -307,11 +315,17 @@ def test_output_that_is_not_utf8_is_shown_with_replacement_characters(env_stack)
     assert stage.get("outputs") in ({"ok": "yes"}, '{"ok":"yes"}'), stage
 
 
+def deploy_worker(stack):
+    """A worker of its own for the pipelines with an environment, started
+    by the first test that needs it."""
+    if not any(p.name == "worker-deploy" for p in stack.procs):
+        stack.start_worker("deploy", 1, "worker-deploy")
+
+
 def test_a_deployment_records_its_messages_with_secrets_masked(env_stack):
     """A check's message quotes its command's last line: the rollout the
-    API shows has the secret masked, as the log has. A worker of its own,
-    for the one pipeline with an environment."""
-    env_stack.start_worker("deploy", 1, "worker-deploy")
+    API shows has the secret masked, as the log has."""
+    deploy_worker(env_stack)
     run = start(env_stack, "rollout-secret")
     stage = run["stages"]["deploy@production"]
     assert stage["status"] == "failed", run
@@ -320,6 +334,20 @@ def test_a_deployment_records_its_messages_with_secrets_masked(env_stack):
     assert TOKEN[:4] not in json.dumps(rollout), rollout
     assert rollout["checks"]["pre"][0]["message"] == "exit code 1: token [masked]", rollout
     assert rollout["image"] == "registry.local/app:1", rollout
+
+
+def test_a_deployment_checks_output_stops_at_the_log_cap(env_stack):
+    """What a check prints is the stage's output, under worker.log_cap as a
+    command stage's is; the deployment's own lines are still stored."""
+    deploy_worker(env_stack)
+    run = start(env_stack, "rollout-flood")
+    assert run["status"] == "succeeded", run
+    got = lines(env_stack, run, "deploy@production")
+    # 69 lines of 60,000 bytes and 32 more each fit in 4 MiB.
+    assert [len(l) for s, l in got if s == "stdout"] == [60000] * 69, len(got)
+    assert ("system", "[15 lines (900000 bytes) dropped: log cap of 4 MiB reached]") \
+        in got, got[-3:]
+    assert ("system", "deployment succeeded") in got, got[-3:]
 
 
 def test_an_error_quoting_a_long_command_is_utf8_in_the_run_and_its_event(env_stack):

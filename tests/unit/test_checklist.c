@@ -242,10 +242,12 @@ static int group_teardown(void **state)
 
 /* --- running lists -------------------------------------------------------- */
 
-static void on_line(const char *line, size_t len, void *arg)
+/* A command's output shows as "> line". */
+static void on_line(int output, const char *line, size_t len, void *arg)
 {
 	struct outcome *o = arg;
-	int n = snprintf(o->log + o->loglen, sizeof(o->log) - o->loglen, "%.*s\n", (int)len, line);
+	int n = snprintf(o->log + o->loglen, sizeof(o->log) - o->loglen, "%s%.*s\n",
+			 output ? "> " : "", (int)len, line);
 	if (n > 0 && o->loglen + (size_t)n < sizeof(o->log))
 		o->loglen += (size_t)n;
 }
@@ -379,10 +381,11 @@ static void checks_run_every_item_and_report_each_with_its_outcome(void **state)
 	json_t *r = json_array_get(o.results, 1);
 	assert_true(json_integer_value(json_object_get(r, "at")) >= before);
 	assert_true(json_integer_value(json_object_get(r, "ms")) >= 0);
-	/* The stage log gets each item's start, its output and its end. */
-	assert_non_null(strstr(o.log, "--- greets (command)\nhello\n--- greets: passed: exit "
+	/* The stage log gets each item's start, its output (told apart, as
+	 * the stage's log cap counts it) and its end. */
+	assert_non_null(strstr(o.log, "--- greets (command)\n> hello\n--- greets: passed: exit "
 				      "code 0: hello\n"));
-	assert_non_null(strstr(o.log, "quota exceeded\n--- quotas: failed: exit code 2"));
+	assert_non_null(strstr(o.log, "> quota exceeded\n--- quotas: failed: exit code 2"));
 	json_decref(o.results);
 }
 
@@ -419,8 +422,8 @@ static void commands_get_vars_and_only_path_home_lang_of_the_worker(void **state
 		 CHECKLIST_ALL, "{\"TARGET\": \"prod\"}", fx.dir, &o);
 	unsetenv("SLUICE_TEST_WORKER_SECRET");
 	expect_result(&o, 0, "passed", "exit code 0");
-	assert_non_null(strstr(o.log, "\nTARGET=prod\n"));
-	assert_non_null(strstr(o.log, "\nPATH="));
+	assert_non_null(strstr(o.log, "\n> TARGET=prod\n"));
+	assert_non_null(strstr(o.log, "\n> PATH="));
 	assert_null(strstr(o.log, "SLUICE_TEST_WORKER_SECRET"));
 	expect_result(&o, 1, "passed", "exit code 0: [prod $(id)]");
 	assert_non_null(realpath(fx.dir, real));

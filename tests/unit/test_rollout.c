@@ -28,8 +28,9 @@ struct seen {
 	int parks;
 };
 
-static void on_line(const char *line, size_t len, void *arg)
+static void on_line(int output, const char *line, size_t len, void *arg)
 {
+	(void)output;
 	(void)line;
 	(void)len;
 	(void)arg;

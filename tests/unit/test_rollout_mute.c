@@ -17,8 +17,9 @@
 
 static int calls;
 
-static void on_line(const char *line, size_t len, void *arg)
+static void on_line(int output, const char *line, size_t len, void *arg)
 {
+	(void)output;
 	(void)line;
 	(void)len;
 	(void)arg;
