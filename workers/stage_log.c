@@ -10,9 +10,6 @@
 #include "stages/process.h"
 #include "workers/worker.h"
 
-/* Entries kept in a stage's stream (XADD MAXLEN ~). */
-#define LOG_MAXLEN 100000
-
 struct log_write {
 	struct worker *w;
 	size_t cost;
@@ -48,8 +45,11 @@ void stage_log_write(struct worker *w, const char *run, const char *stage, enum 
 	lw->w = w;
 	lw->cost = len + STAGE_LOG_WRITE_COST;
 	snprintf(t, sizeof(t), "%lld", (long long)clock_now_ms());
-	if (redis_command(w->redis, on_written, lw, "XADD %slog:%s:%s MAXLEN ~ %d * t %s s %s l %b",
-			  w->settings.key_prefix, run, stage, LOG_MAXLEN, t, names[s],
+	/* Never trimmed: log_cap bounds each attempt's lines, and a trim would
+	 * drop the first lines of a log within its cap, or an earlier
+	 * attempt's. */
+	if (redis_command(w->redis, on_written, lw, "XADD %slog:%s:%s * t %s s %s l %b",
+			  w->settings.key_prefix, run, stage, t, names[s],
 			  repaired ? repaired : line, len) < 0) {
 		free(lw);
 		free(repaired);

@@ -284,7 +284,8 @@ def test_output_faster_than_redis_stores_it_waits_in_its_pipe(env_stack):
     assert run["status"] == "succeeded", run
     assert [(a["attempt"], a["status"]) for a in build["attempts"]] == [(1, "succeeded")], build
     got = lines(env_stack, run, "build")
-    assert [l for s, l in got if s == "stdout"][-2:] == ["x", "done"], got[-3:]
+    out = [l for s, l in got if s == "stdout"]
+    assert len(out) == 300001 and out[-2:] == ["x", "done"], (len(out), got[-3:])
     assert not any("dropped" in l for s, l in got if s == "system"), got[-3:]
     if rss_is_its_own("sluice-worker"):
         assert grown_kb < 32 * 1024, grown_kb
