@@ -35,6 +35,7 @@ struct logmask {
 	int capped;
 	unsigned long long dropped_lines;
 	unsigned long long dropped_bytes;
+	int dropping[2]; /* a dropped line's end is still to come: its pieces count once */
 	int finished;
 	struct held held[2]; /* stdout, stderr */
 	logmask_emit_cb emit;
@@ -273,14 +274,17 @@ static const char *masked_copy(struct logmask *m, const char *text, size_t len, 
 	return m->out;
 }
 
-static void store(struct logmask *m, enum logmask_stream s, const char *line, size_t len)
+/* ends: line is the last part of its line (a line longer than a piece is
+ * stored, or dropped, in parts). */
+static void store(struct logmask *m, enum logmask_stream s, const char *line, size_t len, int ends)
 {
 	if (s != LOGMASK_SYSTEM) {
 		size_t cost = len + LOGMASK_LINE_COST;
 		if (m->capped || m->kept + cost > m->cap) {
 			m->capped = 1;
-			m->dropped_lines++;
+			m->dropped_lines += !m->dropping[s];
 			m->dropped_bytes += len;
+			m->dropping[s] = !ends;
 			return;
 		}
 		m->kept += cost;
@@ -290,7 +294,8 @@ static void store(struct logmask *m, enum logmask_stream s, const char *line, si
 
 /* Masks and stores text[0, len); a line that cannot be masked for want of
  * memory is replaced rather than stored as it is. */
-static void mask_store(struct logmask *m, enum logmask_stream s, const char *text, size_t len)
+static void mask_store(struct logmask *m, enum logmask_stream s, const char *text, size_t len,
+		       int ends)
 {
 	long hits = m->npats ? find_secrets(m, text, len) : 0;
 	const char *out = text;
@@ -300,10 +305,10 @@ static void mask_store(struct logmask *m, enum logmask_stream s, const char *tex
 		out = masked_copy(m, text, len, &outlen);
 	if (hits < 0 || out == NULL) {
 		static const char oom[] = "[line not stored: out of memory while masking]";
-		store(m, s, oom, sizeof(oom) - 1);
+		store(m, s, oom, sizeof(oom) - 1, ends);
 		return;
 	}
-	store(m, s, out, outlen);
+	store(m, s, out, outlen, ends);
 }
 
 /* cut moved back to the start of a UTF-8 character that would straddle it:
@@ -330,13 +335,13 @@ static void piece(struct logmask *m, enum logmask_stream s, const char *line, si
 	size_t hold = m->longest > 0 ? m->longest - 1 : 0;
 
 	if (grow((void **)&h->buf, &h->cap, h->len + len) < 0) {
-		mask_store(m, s, line, len);
+		mask_store(m, s, line, len, !more);
 		return;
 	}
 	memcpy(h->buf + h->len, line, len);
 	h->len += len;
 	if (!more) {
-		mask_store(m, s, h->buf, h->len);
+		mask_store(m, s, h->buf, h->len, 1);
 		h->len = 0;
 		return;
 	}
@@ -359,7 +364,7 @@ static void piece(struct logmask *m, enum logmask_stream s, const char *line, si
 		if (cut == 0)
 			return;
 	}
-	mask_store(m, s, h->buf, cut);
+	mask_store(m, s, h->buf, cut, 0);
 	memmove(h->buf, h->buf + cut, h->len - cut);
 	h->len -= cut;
 }
@@ -367,14 +372,14 @@ static void piece(struct logmask *m, enum logmask_stream s, const char *line, si
 void logmask_line(struct logmask *m, enum logmask_stream s, const char *line, size_t len)
 {
 	if (s == LOGMASK_SYSTEM) {
-		mask_store(m, s, line, len);
+		mask_store(m, s, line, len, 1);
 		return;
 	}
 	int more = m->piece > 0 && len == m->piece;
 	if (more || m->held[s].len > 0)
 		piece(m, s, line, len, more);
 	else
-		mask_store(m, s, line, len);
+		mask_store(m, s, line, len, 1);
 }
 
 char *logmask_text(const struct logmask *m, const char *text)
@@ -419,7 +424,7 @@ void logmask_finish(struct logmask *m)
 	m->finished = 1;
 	for (int s = 0; s < 2; s++) {
 		if (m->held[s].len > 0) {
-			mask_store(m, (enum logmask_stream)s, m->held[s].buf, m->held[s].len);
+			mask_store(m, (enum logmask_stream)s, m->held[s].buf, m->held[s].len, 1);
 			m->held[s].len = 0;
 		}
 	}

@@ -315,6 +315,32 @@ static void test_cap_counts_dropped_lines(void **state)
 	logmask_free(m);
 }
 
+/* A line longer than a piece arrives, and is dropped, in pieces: it is
+ * still one line dropped, whether it ends in a short piece, in an empty
+ * one (a line of exactly a piece) or with the output. */
+static void test_a_line_in_pieces_is_one_line_dropped(void **state)
+{
+	struct stored st = {0};
+	struct logmask *m = logmask_new(10 + LOGMASK_LINE_COST, PIECE, on_emit, &st);
+	char text[PIECE];
+	(void)state;
+
+	memset(text, 'p', sizeof(text));
+	line(m, "0123456789");
+	logmask_line(m, LOGMASK_STDOUT, text, PIECE);
+	logmask_line(m, LOGMASK_STDOUT, text, PIECE);
+	logmask_line(m, LOGMASK_STDOUT, text, 10);
+	logmask_line(m, LOGMASK_STDOUT, text, PIECE);
+	logmask_line(m, LOGMASK_STDOUT, text, 0);
+	logmask_line(m, LOGMASK_STDERR, text, PIECE);
+	logmask_finish(m);
+	assert_int_equal(st.n, 2);
+	assert_string_equal(st.lines[1],
+			    "[3 lines (266 bytes) dropped: log cap of 42 bytes reached]");
+	stored_clear(&st);
+	logmask_free(m);
+}
+
 static void test_empty_lines_count_toward_the_cap(void **state)
 {
 	struct stored st = {0};
@@ -381,6 +407,7 @@ int main(void)
 	    cmocka_unit_test(test_a_character_across_a_piece_boundary_is_stored_whole),
 	    cmocka_unit_test(test_bytes_that_are_no_character_are_cut_at_the_piece),
 	    cmocka_unit_test(test_cap_counts_dropped_lines),
+	    cmocka_unit_test(test_a_line_in_pieces_is_one_line_dropped),
 	    cmocka_unit_test(test_empty_lines_count_toward_the_cap),
 	    cmocka_unit_test(test_cap_message_names_the_size_in_mib),
 	    cmocka_unit_test(test_text_is_masked_for_error_messages),
