@@ -94,8 +94,8 @@ int workspace_make(const char *path)
 
 /* A sweep holds a run's directory exclusively only while it renames it, so
  * the wait for the shared lock is that of one rename. The directory locked
- * must be the one still at the path: one a sweep has just moved to the trash
- * is made again. */
+ * must be the one still at the path: one a sweep has just moved to the trash,
+ * before the open or before the lock, is made again. */
 int workspace_hold(const struct settings *s, const char *run)
 {
 	char path[4096];
@@ -110,6 +110,8 @@ int workspace_hold(const struct settings *s, const char *run)
 		if (make_dirs(path, (size_t)n) < 0)
 			return -1;
 		int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (fd < 0 && errno == ENOENT)
+			continue;
 		if (fd < 0)
 			return -1;
 		if (flock(fd, LOCK_SH) < 0 || fstat(fd, &held) < 0) {

@@ -15,7 +15,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/time.h>
 #include <unistd.h>
 
@@ -25,6 +27,25 @@
 #include "workers/workspace.h"
 
 static struct event_base *base;
+
+/* When set, the next mkdir of this path is followed by the move a sweep
+ * makes of a run's directory to the trash. */
+static const char *moved_after_mkdir;
+
+/* Every mkdir of the test, workspace.c's included, comes here. */
+int mkdir(const char *path, mode_t mode)
+{
+	int rc = (int)syscall(SYS_mkdirat, AT_FDCWD, path, mode);
+	int saved = errno;
+	if (moved_after_mkdir && strcmp(path, moved_after_mkdir) == 0) {
+		char to[600];
+		snprintf(to, sizeof(to), "%s.trash", path);
+		assert_int_equal(rename(path, to), 0);
+		moved_after_mkdir = NULL;
+	}
+	errno = saved;
+	return rc;
+}
 
 struct fx {
 	char dir[64];
@@ -122,6 +143,25 @@ static void test_runs_older_than_the_ttl_go_unless_in_use(void **state)
 	wait_idle(ws);
 	assert_false(exists(f, "r_busy"));
 	workspace_free(ws);
+}
+
+/* A sweep may move a run's directory away between the hold's mkdir, which
+ * found it, and its open: the hold makes it again. */
+static void test_a_hold_makes_again_a_run_a_sweep_moved_away(void **state)
+{
+	struct fx *f = *state;
+	char path[512];
+	struct stat held, now;
+	make_run(f, "r_1", 7200);
+	snprintf(path, sizeof(path), "%s/r_1", f->root);
+	moved_after_mkdir = path;
+	int fd = workspace_hold(&f->s, "r_1");
+	assert_true(fd >= 0);
+	assert_null(moved_after_mkdir);
+	assert_int_equal(fstat(fd, &held), 0);
+	assert_int_equal(stat(path, &now), 0);
+	assert_true(held.st_ino == now.st_ino);
+	workspace_release(fd);
 }
 
 static void test_free_space_shortage_removes_oldest_runs_first(void **state)
@@ -304,6 +344,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_runs_older_than_the_ttl_go_unless_in_use, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_a_hold_makes_again_a_run_a_sweep_moved_away, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_free_space_shortage_removes_oldest_runs_first,
 					    setup, teardown),
