@@ -10,10 +10,12 @@
  * stage is never forgotten.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "lib/clock.h"
 #include "lib/log.h"
@@ -489,15 +491,15 @@ static void on_process_exit(const struct process_result *r, void *arg)
 
 static void run_rollout(struct job *j, const char *workspace);
 
-/* $SLUICE_OUTPUT (emptied for this attempt), in the run's directory of this
- * worker, and $SLUICE_ARTIFACTS: <worker.artifacts_dir>/<run> (shared
+/* $SLUICE_OUTPUT (a new file for this attempt), in the run's directory of
+ * this worker, and $SLUICE_ARTIFACTS: <worker.artifacts_dir>/<run> (shared
  * storage when workers span machines), or beside the run's workspaces. */
 static int prepare_outputs(struct job *j, json_t *vars, char *err, size_t errlen)
 {
 	char dir[1024], artifacts[1024];
 	const char *shared = j->w->settings.artifacts_dir;
 	int n = shared ? snprintf(artifacts, sizeof(artifacts), "%s/%s", shared, j->run) : 0;
-	FILE *f;
+	int fd = -1;
 
 	if (workspace_path(&j->w->settings, j->run, ".outputs", dir, sizeof(dir)) < 0 || n < 0 ||
 	    (size_t)n >= sizeof(artifacts) ||
@@ -512,13 +514,17 @@ static int prepare_outputs(struct job *j, json_t *vars, char *err, size_t errlen
 		j->output_path[0] = '\0';
 		return -1;
 	}
+	/* Made anew, never opened as it is: an earlier attempt may have left a
+	 * FIFO there, whose open would block the worker until a reader came,
+	 * or a symbolic link to write through. */
 	if (workspace_make(dir) < 0 || workspace_make(artifacts) < 0 ||
-	    !(f = fopen(j->output_path, "w"))) {
+	    (unlink(j->output_path) < 0 && errno != ENOENT) ||
+	    (fd = open(j->output_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666)) < 0) {
 		snprintf(err, errlen, "cannot create %.300s: %s", j->output_path, strerror(errno));
 		j->output_path[0] = '\0';
 		return -1;
 	}
-	fclose(f);
+	close(fd);
 	json_object_set_new(vars, "SLUICE_OUTPUT", json_string(j->output_path));
 	json_object_set_new(vars, "SLUICE_ARTIFACTS", json_string(artifacts));
 	return 0;
