@@ -94,11 +94,12 @@ static void take_line(json_t *out, const struct logmask *mask, const char *line,
 		      stage_outputs_note_cb note, void *arg)
 {
 	char text[300];
-	const char *cr = memchr(line, '\r', len);
 	const char *eq;
 
-	if (cr)
-		len = (size_t)(cr - line);
+	/* A CRLF file (written on Windows) ends its lines so; a CR within a
+	 * value is part of it. */
+	if (len > 0 && line[len - 1] == '\r')
+		len--;
 	if (len == 0)
 		return;
 	if (memchr(line, '\0', len)) {

@@ -76,16 +76,18 @@ static void write_file(const struct read *r, const char *text, size_t len)
 static void test_pairs_are_read_and_other_lines_reported(void **state)
 {
 	struct read *r = *state;
+	/* A line's CRLF ending is no part of its value; a CR within is. */
 	const char text[] = "image=reg.example/app@sha256:abc\r\n"
 			    "\n"
 			    "not a pair\n"
 			    "1st=no\n"
+			    "progress=50%\rdone\r\n"
 			    "tag=v1=final";
 	write_file(r, text, sizeof(text) - 1);
 	read_outputs(r);
 	assert_int_equal(r->rc, 0);
-	assert_string_equal(r->json,
-			    "{\"image\":\"reg.example/app@sha256:abc\",\"tag\":\"v1=final\"}");
+	assert_string_equal(r->json, "{\"image\":\"reg.example/app@sha256:abc\","
+				     "\"progress\":\"50%\\rdone\",\"tag\":\"v1=final\"}");
 	assert_int_equal(r->nnotes, 2);
 	assert_string_equal(r->notes[0], "$SLUICE_OUTPUT: not KEY=VALUE, left out: not a pair");
 	assert_string_equal(r->notes[1], "$SLUICE_OUTPUT: not KEY=VALUE, left out: 1st=no");
