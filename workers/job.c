@@ -499,6 +499,7 @@ static int prepare_outputs(struct job *j, json_t *vars, char *err, size_t errlen
 	char dir[1024], artifacts[1024];
 	const char *shared = j->w->settings.artifacts_dir;
 	int n = shared ? snprintf(artifacts, sizeof(artifacts), "%s/%s", shared, j->run) : 0;
+	const char *failed = NULL;
 	int fd = -1;
 
 	if (workspace_path(&j->w->settings, j->run, ".outputs", dir, sizeof(dir)) < 0 || n < 0 ||
@@ -514,13 +515,18 @@ static int prepare_outputs(struct job *j, json_t *vars, char *err, size_t errlen
 		j->output_path[0] = '\0';
 		return -1;
 	}
-	/* Made anew, never opened as it is: an earlier attempt may have left a
-	 * FIFO there, whose open would block the worker until a reader came,
-	 * or a symbolic link to write through. */
-	if (workspace_make(dir) < 0 || workspace_make(artifacts) < 0 ||
-	    (unlink(j->output_path) < 0 && errno != ENOENT) ||
-	    (fd = open(j->output_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666)) < 0) {
-		snprintf(err, errlen, "cannot create %.300s: %s", j->output_path, strerror(errno));
+	/* The file is made anew, never opened as it is: an earlier attempt may
+	 * have left a FIFO there, whose open would block the worker until a
+	 * reader came, or a symbolic link to write through. */
+	if (workspace_make(dir) < 0)
+		failed = dir;
+	else if (workspace_make(artifacts) < 0)
+		failed = artifacts;
+	else if ((unlink(j->output_path) < 0 && errno != ENOENT) ||
+		 (fd = open(j->output_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666)) < 0)
+		failed = j->output_path;
+	if (failed) {
+		snprintf(err, errlen, "cannot create %.300s: %s", failed, strerror(errno));
 		j->output_path[0] = '\0';
 		return -1;
 	}

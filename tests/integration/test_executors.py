@@ -474,6 +474,25 @@ def test_an_output_file_that_is_no_regular_file_fails_the_stage(env_stack, name,
     assert start(env_stack, "shell")["status"] == "succeeded"
 
 
+def test_an_artifacts_directory_that_cannot_be_made_is_named_in_the_error(env_stack):
+    artifacts = os.path.join(env_stack.root, "artifacts")
+    made = os.path.isdir(artifacts)
+    if made:
+        os.rename(artifacts, artifacts + ".away")
+    try:
+        with open(artifacts, "w") as f:
+            f.write("a file where worker.artifacts_dir should be\n")
+        run = start(env_stack, "shell")
+    finally:
+        os.remove(artifacts)
+        if made:
+            os.rename(artifacts + ".away", artifacts)
+    build = run["stages"]["build"]
+    assert build["status"] == "failed", run
+    assert build["error"] == "cannot create %s/%s: Not a directory" % (artifacts, run["id"]), \
+        build
+
+
 def test_secrets_reach_no_output_nor_the_report_of_a_line_left_out(env_stack):
     run = start(env_stack, "output-secret")
     assert run["status"] == "succeeded", run
