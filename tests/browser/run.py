@@ -26,8 +26,9 @@ from resp import Redis  # noqa: E402
 WEB_REPO = "sluice-browser/web"
 RELEASE_REPO = "sluice-browser/release"
 FLAKY_REPO = "sluice-browser/flaky"
-# A branch name that is markup: it must show as text.
-EVIL_BRANCH = "<img src=x onerror=alert(1)>"
+# A branch name that is markup (and one git allows: no spaces): it must
+# show as text.
+EVIL_BRANCH = "<img/src=x/onerror=alert(1)>"
 # More runs than a page of the runs list holds (100), all older than those
 # the script starts.
 ARCHIVED_RUNS = 120
