@@ -128,6 +128,17 @@ def retire(stack, proc, timeout=30):
     return code
 
 
+def hand_back(stack, worker):
+    """Stops the worker twice, as a second SIGTERM hands its stage back; it
+    exits 0 saying so."""
+    worker.popen.send_signal(signal.SIGTERM)
+    time.sleep(0.3)
+    worker.popen.send_signal(signal.SIGTERM)
+    assert retire(stack, worker) == 0, worker.describe()
+    with open(worker.log) as f:
+        assert "stage handed back" in f.read(), worker.describe()
+
+
 def test_sigterm_lets_the_running_stage_finish_and_exits_0(drain_stack):
     s = drain_stack
     worker = s.start_worker("build", 1, "drain-a")
@@ -161,12 +172,7 @@ def test_second_sigterm_hands_the_stage_back_to_another_worker(drain_stack):
     run_id = start_run(s, DRAIN_REPO)
     token = wait_running(s, run_id)
     first = worker_by_token(workers, token)
-    first.popen.send_signal(signal.SIGTERM)
-    time.sleep(0.3)
-    first.popen.send_signal(signal.SIGTERM)
-    assert retire(s, first) == 0, first.describe()
-    with open(first.log) as f:
-        assert "stage handed back" in f.read(), first.describe()
+    hand_back(s, first)
 
     run = s.wait_run(run_id, timeout=40)
     build = run["stages"]["build"]
@@ -198,12 +204,7 @@ def test_second_sigterm_hands_an_http_stage_back_with_its_request(drain_stack):
     key = "sluice:run:%s:stage:build" % run_id
     wait_for("the request to be sent", lambda: SlowHook.begun > begun, 30, [first])
     assert redis_hget(s, key, "status") == "running"
-    first.popen.send_signal(signal.SIGTERM)
-    time.sleep(0.3)
-    first.popen.send_signal(signal.SIGTERM)
-    assert retire(s, first) == 0, first.describe()
-    with open(first.log) as f:
-        assert "stage handed back" in f.read(), first.describe()
+    hand_back(s, first)
     # Handed back while the answer was awaited, not after it.
     assert redis_hget(s, key, "status") == "queued"
 
