@@ -344,13 +344,15 @@ static int read_stat_parent(pid_t pid, char *state, pid_t *ppid, pid_t *pgrp)
 	return 0;
 }
 
-/* Whether pgrp is the group of a child still running (its leader's pid). */
-static int live_group(pid_t pgrp)
+/* The child whose group is pgrp (its leader's pid), running or, once its
+ * leader is reaped, with its group killed and the rest still dying; or
+ * NULL. */
+static const struct process *group_owner(pid_t pgrp)
 {
 	for (const struct process *p = mod.list; p != NULL; p = p->next)
-		if (p->pid == pgrp && !p->reaped)
-			return 1;
-	return 0;
+		if (p->pid == pgrp)
+			return p;
+	return NULL;
 }
 
 /* A descendant that left its group with setsid() escapes the group kill.
@@ -365,7 +367,8 @@ static int live_group(pid_t pgrp)
  * second longer but a busy worker does not walk /proc per stage.
  * killed_group is the group of a child that has just ended, killed whole
  * then (on_sigchld), or 0: its members still dying are ours too, but no
- * leftovers to warn of. */
+ * leftovers to warn of, nor are those of a child whose leader is reaped
+ * but whose end still waits for its group to go. */
 static void kill_leftovers(pid_t killed_group)
 {
 	siginfo_t si;
@@ -402,9 +405,12 @@ static void kill_leftovers(pid_t killed_group)
 			continue;
 		/* A zombie is dead already: on_sigchld reaps it. */
 		if (read_stat_parent((pid_t)pid, &state, &ppid, &pgrp) < 0 || ppid != self ||
-		    state == 'Z' || state == 'X' || live_group(pgrp))
+		    state == 'Z' || state == 'X')
 			continue;
-		if (pgrp != killed_group)
+		const struct process *owner = group_owner(pgrp);
+		if (owner != NULL && !owner->reaped)
+			continue;
+		if (owner == NULL && pgrp != killed_group)
 			log_warn("killing leftover descendant", LOG_I("pid", pid));
 		kill((pid_t)pid, SIGKILL);
 	}

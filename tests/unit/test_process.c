@@ -7,6 +7,7 @@
 
 #include "lib/clock.h"
 #include "lib/fdlimit.h"
+#include "logcapture.h"
 #include "stages/process.h"
 
 #include <errno.h>
@@ -611,6 +612,33 @@ static void test_an_escaped_daemon_s_child_is_killed_while_another_stage_runs(vo
 	stop_other_stage(p, &other);
 }
 
+/* A stage that ends with children still in its group, one of which takes
+ * a while to die (it holds 256 MiB): the group kill ends them, and the
+ * others are reaped while it still dies. None of them escaped the group,
+ * so none is warned of as a leftover descendant, and none is left. */
+static void test_group_children_dying_slowly_are_no_leftovers(void **state)
+{
+	(void)state;
+	struct logcapture cap;
+	struct run r;
+
+	assert_int_equal(logcapture_start(&cap), 0);
+	run_sh("awk 'BEGIN { s = \"x\"; for (i = 0; i < 28; i++) s = s s;"
+	       " system(\"exec sleep 300\") }' >/dev/null 2>&1 </dev/null & d=$!;"
+	       "c=/proc/$d/task/$d/children;"
+	       "while [ -z \"$(cat $c 2>/dev/null)\" ]; do sleep 0.01; done;"
+	       "sleep 300 & sleep 300 & echo $d",
+	       &r);
+	pid_t slow = (pid_t)strtol(r.lines[0].text, NULL, 10);
+	settle(300);
+	const char *text = logcapture_text(&cap);
+	if (strstr(text, "leftover descendant") != NULL)
+		fail_msg("group children were warned of as leftovers:\n%s", text);
+	logcapture_stop(&cap);
+	assert_int_equal(kill(slow, 0), -1);
+	free_run(&r);
+}
+
 static void test_self_inflicted_signal_is_signalled(void **state)
 {
 	(void)state;
@@ -773,6 +801,8 @@ int main(void)
 					    setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 		test_an_escaped_daemon_s_child_is_killed_while_another_stage_runs, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_group_children_dying_slowly_are_no_leftovers,
+					    setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_self_inflicted_signal_is_signalled, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_exit_callback_may_spawn_and_cancel, setup,
