@@ -31,8 +31,9 @@ DEB_RUN   = redis-server git curl openssl python3 python3-pytest systemd
 # provider's tests drive a real haproxy through its runtime API. The example
 # deployment's tests read its pipeline file with python3-yaml. luac5.1
 # lists the globals each Lua script reads (tests/integration/test_lua_scripts.py).
+# pytest-xdist runs the integration test files TEST_JOBS at a time.
 DEB_TEST  = prometheus groff-base man-db chromium haproxy umoci skopeo docker-registry \
-	python3-yaml lua5.1
+	python3-yaml lua5.1 python3-pytest-xdist
 DEB_BENCH = wrk webhook
 DEB_LINT  = clang-format clang-tidy cppcheck
 DEB_FUZZ  = clang libclang-rt-dev
@@ -166,8 +167,14 @@ $(BUILD)/tests/test_curlload_absent: tests/unit/test_curlload_absent.c workers/c
 unit: check-pkgs $(UNIT_BINS)
 	@sh tests/run-unit.sh $(UNIT_BINS)
 
+# Integration test files run TEST_JOBS at a time, each file's tests in one
+# process (they share its stack); most of their time is spent waiting.
+TEST_JOBS ?= 2
+PYTEST_JOBS = -n $(TEST_JOBS) --dist loadfile
+
 integration: all $(TEST_TOOLS)
-	SLUICE_BUILD=$(abspath $(BUILD)) /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/integration
+	SLUICE_BUILD=$(abspath $(BUILD)) /usr/bin/python3 -m pytest -q -p no:cacheprovider \
+	  $(PYTEST_JOBS) tests/integration
 
 # The fault suite (tests/chaos): agent, workers, Kafka and Redis killed under
 # load; a few minutes, so apart from make test (and from make asan).
@@ -179,7 +186,7 @@ BROWSER_DEPS = tests/browser/node_modules/.package-lock.json
 
 test: deps $(BROWSER_DEPS)
 	@$(MAKE) --no-print-directory all $(UNIT_BINS) $(TEST_TOOLS)
-	@sh tests/run-all.sh $(BUILD) $(UNIT_BINS)
+	@PYTEST_JOBS="$(PYTEST_JOBS)" sh tests/run-all.sh $(BUILD) $(UNIT_BINS)
 
 $(BROWSER_DEPS): tests/browser/package.json tests/browser/package-lock.json
 	@command -v npm >/dev/null || { echo "npm (Node.js >= 20) is needed for tests/browser"; exit 1; }

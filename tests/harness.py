@@ -77,6 +77,16 @@ def free_port():
 # given again, which the kernel, seeing it free, may well do.
 _GIVEN_PORTS = set()
 
+# Test processes running side by side (pytest -n) take ports of their own
+# kind, by the port's number halved (the kernel hands out odd ports to
+# bind() first), so that none is given one another has handed out.
+_WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:] or 0)
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+
+
+def _ours(port):
+    return (port >> 1) % _WORKERS == _WORKER
+
 
 def free_ports(n):
     """n distinct loopback TCP ports that nobody listens on right now and
@@ -88,7 +98,7 @@ def free_ports(n):
             socks.append(s)
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-            if port not in _GIVEN_PORTS:
+            if _ours(port) and port not in _GIVEN_PORTS:
                 _GIVEN_PORTS.add(port)
                 ports.append(port)
         return ports

@@ -1,7 +1,8 @@
 #!/bin/sh
 # make test: the cmocka unit tests, then the integration tests against real
 # redis-server and sluice-devbroker processes, then the dashboard's browser
-# test; the last line sums them up.
+# test; the last line sums them up. $PYTEST_JOBS: pytest's options for
+# running test files side by side (the Makefile's, pytest-xdist).
 build=$1
 shift
 out=$(mktemp)
@@ -12,8 +13,9 @@ unit_line=$(grep '^unit: ' "$out" | tail -n 1)
 upass=$(echo "$unit_line" | sed -n 's/^unit: \([0-9]*\) passed.*/\1/p')
 ufail=$(echo "$unit_line" | sed -n 's/.* \([0-9]*\) failed$/\1/p')
 
+# shellcheck disable=SC2086
 SLUICE_BUILD=$(cd "$build" && pwd) /usr/bin/python3 -m pytest -p no:cacheprovider -q \
-	tests/integration 2>&1 | tee "$out"
+	$PYTEST_JOBS tests/integration 2>&1 | tee "$out"
 # Only pytest's closing line counts ("3 failed, 40 passed, 1 error in 9.1s"),
 # not whatever the tests' own output says.
 summary=$(grep -E ' in [0-9.]+s( \([0-9:]+\))?( =+)?$' "$out" | tail -n 1)
