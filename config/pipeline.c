@@ -882,9 +882,33 @@ static int check_request_template(const struct config_doc_node *n, void *arg)
 	return check_template(n, json_string_value(n->value), arg);
 }
 
+/* An inherit_env name that is also a var or a secret of the stage: the
+ * pipeline's value would win over the worker's, unseen (workers/stage_env.c). */
+static int check_inherited(struct loading *ld, const struct config_doc_node *st,
+			   const json_t *stage, const struct template_names *t)
+{
+	const struct config_doc_node *n = config_doc_get(st, "inherit_env");
+	const json_t *names = json_object_get(stage, "inherit_env");
+	size_t i;
+
+	for (i = 0; n && i < json_array_size(names); i++) {
+		const char *name = json_string_value(json_array_get(names, i));
+		const char *what = json_object_get(t->vars, name)      ? "var"
+				   : json_object_get(t->secrets, name) ? "secret"
+								       : NULL;
+		if (what)
+			return config_check_fail(&ld->ck, list_item(n, i),
+						 "%s is a %s of the pipeline: a stage cannot "
+						 "inherit it",
+						 name, what);
+	}
+	return 0;
+}
+
 /* The run: arguments and http: templates of the stage at node st, whose
  * definition is stage, name only what will be defined when it runs: a
- * name that will not be would fail every run of it. */
+ * name that will not be would fail every run of it. Its inherit_env names
+ * no var or secret. */
 static int check_stage_templates(struct loading *ld, const struct config_doc_node *st,
 				 const json_t *stage)
 {
@@ -892,6 +916,9 @@ static int check_stage_templates(struct loading *ld, const struct config_doc_nod
 	const json_t *run = json_object_get(stage, "run");
 	const struct config_doc_node *n = config_doc_get(st, "run");
 	size_t i;
+
+	if (check_inherited(ld, st, stage, &t) < 0)
+		return -1;
 
 	t.own = command_names;
 	for (i = 0; n && i < json_array_size(run); i++)

@@ -1184,6 +1184,23 @@ static void test_pipeline_executor_errors(void **state)
 				      "stages: {build: {sh: make}}\n",
 			      "7:35: environments.prod.deploy.inherit_env[0]: SLUICE_ENV is a "
 			      "variable sluice sets: a stage cannot inherit it");
+	/* A var or secret of the same name would win over the worker's. */
+	expect_pipeline_error(f,
+			      TRIGGER "vars: {GOPATH: /go}\nstages:\n  build:\n    sh: make\n"
+				      "    inherit_env: [SSH_AUTH_SOCK, GOPATH]\n",
+			      "9:34: stages.build.inherit_env[1]: GOPATH is a var of the pipeline: "
+			      "a stage cannot inherit it");
+	expect_pipeline_error(f,
+			      TRIGGER "secrets: {NPM_TOKEN: secrets/webhook}\nstages:\n  build:\n"
+				      "    sh: make\n    inherit_env: NPM_TOKEN\n",
+			      "9:18: stages.build.inherit_env: NPM_TOKEN is a secret of the "
+			      "pipeline: a stage cannot inherit it");
+	expect_pipeline_error(f,
+			      TRIGGER "environments:\n  prod:\n    vars: {KUBECONFIG: /k}\n"
+				      "    deploy: {sh: d, inherit_env: [KUBECONFIG]}\n"
+				      "stages: {build: {sh: make}}\n",
+			      "8:35: environments.prod.deploy.inherit_env[0]: KUBECONFIG is a var "
+			      "of the pipeline: a stage cannot inherit it");
 	expect_pipeline_error(f, TRIGGER "stages:\n  build:\n    sh: make\n    checkout: no\n",
 			      "8:15: stages.build.checkout: expected true or false");
 }
