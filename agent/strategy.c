@@ -203,13 +203,20 @@ json_t *strategy_actions(const char *run, const json_t *sdef, const json_t *prom
 	int ended = status && (strcmp(status, "failed") == 0 || strcmp(status, "aborted") == 0 ||
 			       strcmp(status, "timed_out") == 0 || strcmp(status, "lost") == 0);
 	int aborting = field_is(stage, "command", "abort");
-	int paused = 0;
+	int paused = status && strcmp(status, "paused") == 0;
 
 	if (!verbs)
 		return NULL;
-	if (status && strcmp(status, "running") == 0 && field(stage, "rollout")) {
+	if (deploying && field(stage, "rollout")) {
 		json_t *state = json_loads(field(stage, "rollout"), 0, NULL);
-		paused = field_is(state, "phase", "Paused");
+		const json_t *step =
+		    json_array_get(json_object_get(state, "steps"),
+				   (size_t)json_integer_value(json_object_get(state, "step")));
+		if (strcmp(status, "running") == 0)
+			paused = field_is(state, "phase", "Paused");
+		/* The scale-down delay waits for nobody: nothing is left to promote. */
+		if (json_is_true(json_object_get(step, "auto")))
+			paused = 0;
 		json_decref(state);
 	}
 	if (field_is(promotion, "status", "waiting_approval")) {
@@ -217,7 +224,7 @@ json_t *strategy_actions(const char *run, const json_t *sdef, const json_t *prom
 		json_array_append_new(verbs, json_string("reject"));
 	}
 	if (rollout && deploying && run_open && !rollback && !aborting) {
-		if (paused || strcmp(status, "paused") == 0)
+		if (paused)
 			json_array_append_new(verbs, json_string("promote"));
 		json_array_append_new(verbs, json_string("abort"));
 	}
@@ -354,6 +361,12 @@ static void refused(struct command_call *c, const redisReply *reply)
 			 "the rollout of run %s in %s is not paused (it is %s); promote with "
 			 "\"full\" skips the remaining steps",
 			 c->run, c->env, detail);
+	} else if (strcmp(why, "scale-down-delay") == 0) {
+		code = "not_paused";
+		snprintf(msg, sizeof(msg),
+			 "the rollout of run %s in %s has switched and waits its scale-down "
+			 "delay before scaling the old colour down: there is nothing to promote",
+			 c->run, c->env);
 	} else if (strcmp(why, "aborting") == 0) {
 		code = "aborting";
 		snprintf(msg, sizeof(msg), "the rollout of run %s in %s is being aborted", c->run,

@@ -44,13 +44,14 @@ json_t *strategy_view(const json_t *sdef, const json_t *stage);
 
 /* The verbs that apply now to the promotion of run to an environment, in
  * this order: approve and reject (waiting for approval), promote (the
- * rollout is paused), abort (a rollout in progress), retry (the deployment
- * failed or was aborted and the environment is not locked by another run),
- * rollback (run is the environment's current release and there is a
- * previous one to go back to, with a strategy, the run having finished).
- * promotion, stage and env hold the fields of the promotion's, the stage's
- * and the environment's (env:<pipeline>:<env>) hashes; run_open: the run
- * is queued, running or waiting. */
+ * rollout is paused, not waiting its scale-down delay), abort (a rollout in
+ * progress), retry (the deployment failed or was aborted and the
+ * environment is not locked by another run), rollback (run is the
+ * environment's current release and there is a previous one to go back
+ * to, with a strategy, the run having finished). promotion, stage and env
+ * hold the fields of the promotion's, the stage's and the environment's
+ * (env:<pipeline>:<env>) hashes; run_open: the run is queued, running or
+ * waiting. */
 json_t *strategy_actions(const char *run, const json_t *sdef, const json_t *promotion,
 			 const json_t *stage, const json_t *env, int run_open);
 

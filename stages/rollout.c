@@ -1315,7 +1315,12 @@ struct rollout *rollout_start(struct event_base *base, const struct rollout_para
 				why) == 0)
 			return r;
 	}
-	set_phase(r, json_object_get(r->state, "pause") ? "Paused" : "Progressing");
+	/* Resumed at a pause, it is paused again; the scale-down delay, which
+	 * nobody promotes, is no pause of the rollout's. */
+	set_phase(r, json_object_get(r->state, "pause") &&
+			     !json_is_true(json_object_get(current(r), "auto"))
+			 ? "Paused"
+			 : "Progressing");
 	step_next(r);
 	return r;
 fail:

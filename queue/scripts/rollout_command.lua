@@ -13,13 +13,15 @@
 -- parked at a pause (stage "paused", no worker) is put back in the queue
 -- with the same attempt, its timed resumption (resume_entry) dropped, so
 -- that a worker claims it and carries the command out. A pending abort is
--- never replaced by another command.
+-- never replaced by another command. A blue/green rollout waiting its
+-- scale-down delay has nothing left to promote: the delay lets requests to
+-- the old colour finish, and a promote would cut it short.
 -- Returns {"sent", promotion status, stage status, attempt} (the stage was
 -- being worked on or waited for a worker), {"resumed", ...} (it was parked
 -- and is queued again), or a refusal: {"gone"}, {"unknown-env"},
 -- {"no-strategy"}, {"not-deploying", stage status, run status},
 -- {"not-paused", phase of a running rollout or stage status} (promote
--- only), {"aborting"}.
+-- only), {"scale-down-delay"} (promote and promote_full), {"aborting"}.
 local P, run, env, command, by, reason = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 local now = tonumber(ARGV[7])
 
@@ -42,6 +44,11 @@ if st[5] == 'abort' and command ~= 'abort' then
 end
 local state = strat_state(st[3])
 local phase = state and state.phase
+local step = state and type(state.steps) == 'table' and type(state.step) == 'number' and
+               state.steps[state.step + 1]
+if command ~= 'abort' and type(step) == 'table' and step.kind == 'pause' and step.auto == true then
+  return {'scale-down-delay'}
+end
 -- A pause with a background analysis measuring through it keeps its worker.
 local paused = st[1] == 'paused' or (st[1] == 'running' and phase == 'Paused')
 if command == 'promote' and not paused then

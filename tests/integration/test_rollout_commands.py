@@ -807,14 +807,15 @@ def test_sluicectl_usage_errors_and_help(rstack):
 
 # --- the scripts, as the agent runs them --------------------------------------------
 
-def seed(r, prefix, stage_status, run_status="running", phase="Paused", command=None):
+def seed(r, prefix, stage_status, run_status="running", phase="Paused", command=None,
+         rollout=None):
     d = {"name": "p", "stages": {"deploy@prod": {"kind": "deploy", "env": "prod", "needs": [],
                                                  "rollout": ROLLOUT}},
          "environments": {"prod": {"after": None}}}
     r.call("HSET", prefix + "run:r1", "status", run_status, "def", json.dumps(d),
            "pipeline", "p", "created", 1)
     r.call("HSET", prefix + "run:r1:stage:deploy@prod", "status", stage_status, "attempt", 5,
-           "rollout", json.dumps({"phase": phase}))
+           "rollout", json.dumps(rollout or {"phase": phase}))
     r.call("HSET", prefix + "run:r1:env:prod", "status", "deploying")
     if command:
         r.call("HSET", prefix + "run:r1:stage:deploy@prod", "command", command)
@@ -864,6 +865,28 @@ def test_script_rollout_command_refusals_change_nothing(rstack):
         assert r.hgetall(prefix + "run:r1:stage:deploy@prod") == before
         assert r.call("XLEN", prefix + "outbox") == 0
         assert r.call("XLEN", prefix + "outbox:events") == 0
+
+
+def test_script_rollout_command_leaves_the_scale_down_delay_to_run_its_course(rstack):
+    """A blue/green rollout parked at its scale-down delay has nothing to
+    promote; an abort still reaches its worker, which ignores it."""
+    with Redis(rstack.redis_port) as r:
+        prefix = "t-cmd-delay:"
+        seed(r, prefix, "paused", rollout={
+            "strategy": "BlueGreen", "phase": "Progressing", "step": 1, "pause": "timed",
+            "steps": [{"name": "switch traffic to green", "status": "done"},
+                      {"name": "scale-down delay", "kind": "pause", "ms": 30000, "auto": True,
+                       "final": True, "status": "active"}]})
+        before = r.hgetall(prefix + "run:r1:stage:deploy@prod")
+        for command in ("promote", "promote_full"):
+            got = r.call("EVAL", lua_script("rollout_command"), 0, prefix, "r1", "prod", command,
+                         "bob", "", 1000)
+            assert got == [b"scale-down-delay"], (command, got)
+        assert r.hgetall(prefix + "run:r1:stage:deploy@prod") == before
+        assert r.call("XLEN", prefix + "outbox") == 0
+        got = r.call("EVAL", lua_script("rollout_command"), 0, prefix, "r1", "prod", "abort",
+                     "bob", "", 1000)
+        assert got == [b"resumed", b"deploying", b"queued", 5], got
 
 
 def test_script_rollback_then_retry_is_refused(rstack):

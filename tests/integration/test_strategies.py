@@ -252,6 +252,14 @@ class World:
             actions[verb] = {"run": ["sh", self.launcher.script, "apply", slot]}
         return {"type": "exec", "actions": actions, "timeout": "30s"}
 
+    def logging_provider(self, name):
+        """An exec provider whose every action only appends "verb colour
+        release" to ctrl/<name>.log."""
+        return {"type": "exec", "timeout": "10s", "actions": {
+            verb: {"sh": 'echo "%s $SLUICE_COLOR $SLUICE_IMAGE" >> "%s/%s.log"'
+                         % (verb, self.ctrl, name)}
+            for verb in ("apply", "verify", "switch", "scale_down")}}
+
     def canary_env(self, prefix, hx, steps, **more):
         env = {
             "image": "${build.image}",
@@ -303,15 +311,20 @@ class World:
             # "*-badhook".
             "hooked": {
                 "image": "${build.image}",
-                "provider": {"type": "exec", "timeout": "10s", "actions": {
-                    verb: {"sh": 'echo "%s $SLUICE_COLOR $SLUICE_IMAGE" >> "%s/hooked.log"'
-                                 % (verb, self.ctrl)}
-                    for verb in ("apply", "verify", "switch", "scale_down")}},
+                "provider": self.logging_provider("hooked"),
                 "strategy": {"type": "BlueGreen", "activeService": "blue",
                              "previewService": "green", "autoPromote": True,
                              "scaleDownDelay": "1s"},
                 "hooks": {"post": [{"name": "flush cache",
                                     "sh": 'case "$SLUICE_IMAGE" in *-badhook) exit 1;; esac'}]},
+            },
+            # Blue/green by commands alone, each logged to ctrl/lingering.log,
+            # with a scale-down delay long enough to send commands during it.
+            "lingering": {
+                "image": "${build.image}",
+                "provider": self.logging_provider("lingering"),
+                "strategy": {"type": "BlueGreen", "activeService": "blue",
+                             "previewService": "green", "scaleDownDelay": "8s"},
             },
             "rolling": {
                 "image": "${build.image}",
@@ -813,9 +826,10 @@ def test_blue_green_waits_for_approval_switches_and_switches_back_on_failure(wor
     assert env["active_color"] == "green" and env["current"] == good, env
 
 
-def hooked_actions(w):
-    """(verb, colour, release) of each action of the "hooked" pipeline."""
-    with open(os.path.join(w.ctrl, "hooked.log")) as f:
+def logged_actions(w, name):
+    """(verb, colour, release) of each action of a pipeline whose provider
+    is World.logging_provider(name)."""
+    with open(os.path.join(w.ctrl, name + ".log")) as f:
         return [tuple(line.split()) for line in f if line.strip()]
 
 
@@ -827,22 +841,63 @@ def test_blue_green_failing_past_its_switch_leaves_its_colour_live(world):
     first = push(world, "hooked", "h1-badhook")
     run = wait_end(world, first)
     assert run["status"] == "failed", json.dumps(run, indent=2)
-    assert [a for a in hooked_actions(world) if a[0] == "switch"] == [
+    assert [a for a in logged_actions(world, "hooked") if a[0] == "switch"] == [
         ("switch", "green", "h1-badhook")]
     env = env_hash(world, "hooked")
     assert (env["active_color"], env["current"], env["current_image"]) == (
         "green", first, "h1-badhook"), env
 
-    done = len(hooked_actions(world))
+    done = len(logged_actions(world, "hooked"))
     second = push(world, "hooked", "h2")
     run = wait_end(world, second)
     assert run["status"] == "succeeded", json.dumps(run, indent=2)
-    assert hooked_actions(world)[done:] == [
+    assert logged_actions(world, "hooked")[done:] == [
         ("apply", "blue", "h2"), ("verify", "blue", "h2"), ("switch", "blue", "h2"),
         ("scale_down", "green", "h2")]
     env = env_hash(world, "hooked")
     assert (env["active_color"], env["current"], env["previous"], env["previous_image"]) == (
         "blue", second, first, "h1-badhook"), env
+
+
+def test_blue_green_scale_down_delay_runs_its_course(world):
+    """After its switch a blue/green rollout waits its scale-down delay so
+    that requests to the old colour finish: there is nothing to promote
+    then (refused through the API and sluicectl, not offered), and an abort,
+    past the point of no return, is ignored. Neither cuts the delay short."""
+    run_id = push(world, "lingering", "l1")
+    wait_stage(world, run_id, "paused")
+    status, body = command(world, run_id, "promote")
+    assert status == 202, body
+
+    def in_delay(run):
+        return run["stages"][STAGE]["status"] == "paused" and (
+            current_step(state(run)) or {}).get("name") == "scale-down delay"
+    run = wait_run(world, run_id, in_delay, "the scale-down delay")
+    until = state(run)["paused_until"]
+    env = run["environments"][ENV]
+    assert (env["actions"], env["strategy"]["status"]) == (["abort"], "Progressing"), env
+    status, body = command(world, run_id, "promote")
+    assert status == 409 and body["error"]["code"] == "not_paused", body
+    assert "waits its scale-down delay" in body["error"]["message"], body
+    r = world.stack.ctl("promote", run_id, ENV, "--full")
+    assert r.returncode == 1 and "nothing to promote" in r.stderr, r
+
+    status, body = command(world, run_id, "abort")
+    assert status == 202, body
+    wait_for("the abort ignored", lambda: [
+        line for line in world.stack.log(run_id, STAGE)
+        if line["line"] == "not aborted (aborted by tester): past the point of no return"], 10)
+    run = wait_run(world, run_id, in_delay, "the scale-down delay, resumed")
+    env = run["environments"][ENV]
+    assert (env["actions"], env["strategy"]["status"]) == (["abort"], "Progressing"), env
+
+    run = wait_end(world, run_id)
+    assert run["status"] == "succeeded", json.dumps(run, indent=2)
+    delay = next(s for s in state(run)["steps"] if s["name"] == "scale-down delay")
+    assert delay["message"] == "pause over" and delay["finished"] >= until, delay
+    assert logged_actions(world, "lingering") == [
+        ("apply", "green", "l1"), ("verify", "green", "l1"), ("switch", "green", "l1"),
+        ("scale_down", "blue", "l1")]
 
 
 # --- RollingUpdate -----------------------------------------------------------

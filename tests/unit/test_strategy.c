@@ -170,6 +170,12 @@ static void actions_follow_the_deployment_state(void **state)
 		       "{\"status\": \"running\", \"rollout\": \"{\\\"phase\\\": "
 		       "\\\"Progressing\\\"}\"}",
 		       "{}", 1, "[\"abort\"]");
+	/* The scale-down delay of a blue/green rollout waits for nobody. */
+	expect_actions(d, "{\"status\": \"deploying\"}",
+		       "{\"status\": \"paused\", \"rollout\": \"{\\\"step\\\": 1, "
+		       "\\\"steps\\\": [{}, {\\\"kind\\\": \\\"pause\\\", "
+		       "\\\"auto\\\": true}]}\"}",
+		       "{}", 1, "[\"abort\"]");
 	/* An abort on its way leaves nothing to do; so does a rollback. */
 	expect_actions(d, "{\"status\": \"deploying\"}",
 		       "{\"status\": \"paused\", \"command\": \"abort\"}", "{}", 1, "[]");
