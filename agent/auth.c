@@ -84,13 +84,18 @@ void auth_reload(struct agent *a, struct tokens *t)
 		 LOG_I("public_reads", a->settings.public_reads));
 }
 
+void auth_tokens_free(struct tokens *t)
+{
+	if (t) {
+		tokens_clear(t);
+		free(t);
+	}
+}
+
 void auth_stop(struct agent *a)
 {
-	if (a->tokens) {
-		tokens_clear(a->tokens);
-		free(a->tokens);
-		a->tokens = NULL;
-	}
+	auth_tokens_free(a->tokens);
+	a->tokens = NULL;
 }
 
 static void refuse(struct evhttp_request *req, int status, const char *code, const char *message,

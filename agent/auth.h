@@ -21,6 +21,8 @@ struct agent;
 int auth_start(struct agent *a);
 /* The tokens of the file at path, or NULL with the reason in err. */
 struct tokens *auth_read_tokens(const char *path, char *err, size_t errlen);
+/* Frees tokens from auth_read_tokens; NULL is none. */
+void auth_tokens_free(struct tokens *t);
 /* SIGHUP, after the settings were swapped: t (from auth_read_tokens, now
  * owned here) replaces the tokens in use; NULL (api.tokens_file gone) opens
  * the API. */

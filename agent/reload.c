@@ -69,7 +69,7 @@ static void log_changes(const struct pipeline_set *old, const struct pipeline_se
 /* The GitHub token and the API tokens the new settings name, read before
  * anything is applied: a file that cannot be read refuses the reload whole,
  * at its setting's position in the settings file config. The API tokens
- * are read last, so that a failure leaves none to free. */
+ * are read last, so that a failure leaves only the GitHub token to free. */
 static int read_tokens(const char *config, const struct settings *next, char **github_token,
 		       struct tokens **tokens, char *err, size_t errlen)
 {
@@ -104,6 +104,7 @@ int agent_reload(const struct agent_reload *r)
 	struct signature_keys *keys = NULL;
 	char *github_token = NULL;
 	struct tokens *tokens = NULL;
+	struct statuses *statuses = NULL;
 	char err[1024];
 
 	if (settings_load(r->config, &next, err, sizeof(err)) < 0)
@@ -116,6 +117,11 @@ int agent_reload(const struct agent_reload *r)
 		goto fail;
 	}
 	if (read_tokens(r->config, &next, &github_token, &tokens, err, sizeof(err)) < 0)
+		goto fail;
+	/* Statuses turned on need their consumer, which may not be had (out
+	 * of descriptors, say): made last, after everything that could
+	 * refuse the reload otherwise, as it joins a consumer group. */
+	if (github_token && !a->statuses && !(statuses = statuses_new(a, err, sizeof(err))))
 		goto fail;
 	for (size_t i = 0; restart_keys[i]; i++) {
 		if (settings_differ(&a->settings, &next, restart_keys[i]) == 1)
@@ -143,7 +149,7 @@ int agent_reload(const struct agent_reload *r)
 	a->settings.public_reads = next.public_reads;
 	a->settings.run_retention_ms = next.run_retention_ms;
 	settings_clear(&next);
-	statuses_reload(a, github_token);
+	statuses_reload(a, github_token, statuses);
 	auth_reload(a, tokens);
 
 	/* Nothing keeps a pointer into the set across events: intake matches
@@ -159,6 +165,7 @@ int agent_reload(const struct agent_reload *r)
 		 LOG_I("run_retention_ms", a->settings.run_retention_ms));
 	return 0;
 fail:
+	auth_tokens_free(tokens);
 	statuses_token_free(github_token);
 	signature_keys_free(keys);
 	pipelines_clear(&pipelines);

@@ -763,48 +763,64 @@ static void token_set(struct statuses *s, char *token)
 	s->token = token;
 }
 
-static int consume(struct agent *a, char *token)
+/* The consumer group of the agents posting statuses. */
+static void group_name(const struct agent *a, char *out, size_t len)
 {
-	char topic[256], group[256], err[512];
+	snprintf(out, len, "%sstatuses", a->settings.topic_prefix);
+}
+
+struct statuses *statuses_new(struct agent *a, char *err, size_t errlen)
+{
+	char topic[256], group[256], why[512];
 	struct statuses *s = calloc(1, sizeof(*s));
 
-	if (!s)
-		goto fail;
+	if (!s) {
+		snprintf(err, errlen, "commit statuses: out of memory");
+		return NULL;
+	}
 	s->agent = a;
 	s->multi = curlev_new(a->base);
 	s->wake = evtimer_new(a->base, on_wake, s);
-	if (!s->multi || !s->wake)
+	if (!s->multi || !s->wake) {
+		snprintf(err, errlen, "commit statuses: out of memory");
 		goto fail;
+	}
 	snprintf(topic, sizeof(topic), "%sevents", a->settings.topic_prefix);
-	snprintf(group, sizeof(group), "%sstatuses", a->settings.topic_prefix);
+	group_name(a, group, sizeof(group));
 	const char *topics[] = {topic};
 	struct kafka_consumer_opts opts = {.session_timeout_ms = a->settings.session_timeout_ms,
 					   .fetch_wait_ms = a->settings.fetch_wait_ms};
 	s->consumer = kafka_consumer_new_opts(a->base, a->settings.brokers, group, topics, 1,
-					      on_event, s, &opts, err, sizeof(err));
+					      on_event, s, &opts, why, sizeof(why));
 	if (!s->consumer) {
-		log_error("cannot consume events", LOG_S("topic", topic), LOG_S("error", err));
+		snprintf(err, errlen, "commit statuses: cannot consume %s: %s", topic, why);
 		goto fail;
 	}
+	return s;
+fail:
+	curlev_free(s->multi);
+	if (s->wake)
+		event_free(s->wake);
+	free(s);
+	return NULL;
+}
+
+/* s posts with token (owned from now on) as a->statuses. */
+static void install(struct agent *a, struct statuses *s, char *token)
+{
+	char group[256];
+
+	group_name(a, group, sizeof(group));
 	token_set(s, token);
 	a->statuses = s;
 	log_info("posting commit statuses", LOG_S("api", a->settings.github_api_url),
 		 LOG_S("group", group));
-	return 0;
-fail:
-	if (s) {
-		curlev_free(s->multi);
-		if (s->wake)
-			event_free(s->wake);
-		free(s);
-	}
-	statuses_token_free(token);
-	return -1;
 }
 
 int statuses_start(struct agent *a)
 {
-	char why[256];
+	struct statuses *s;
+	char why[512];
 
 	if (!a->settings.github_token_file)
 		return 0;
@@ -814,10 +830,17 @@ int statuses_start(struct agent *a)
 			  LOG_S("file", a->settings.github_token_file), LOG_S("error", why));
 		return -1;
 	}
-	return consume(a, token);
+	s = statuses_new(a, why, sizeof(why));
+	if (!s) {
+		log_error("cannot post commit statuses", LOG_S("error", why));
+		statuses_token_free(token);
+		return -1;
+	}
+	install(a, s, token);
+	return 0;
 }
 
-int statuses_reload(struct agent *a, char *token)
+void statuses_reload(struct agent *a, char *token, struct statuses *fresh)
 {
 	if (!token) {
 		if (a->statuses) {
@@ -825,12 +848,12 @@ int statuses_reload(struct agent *a, char *token)
 			log_info("commit statuses off: github.token_file is not set",
 				 LOG_S("api", a->settings.github_api_url));
 		}
-		return 0;
+		return;
 	}
-	if (!a->statuses)
-		return consume(a, token);
-	token_set(a->statuses, token);
-	return 0;
+	if (fresh)
+		install(a, fresh, token);
+	else
+		token_set(a->statuses, token);
 }
 
 void statuses_stop(struct agent *a)

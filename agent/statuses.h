@@ -41,11 +41,17 @@ int statuses_start(struct agent *a);
 char *statuses_read_token(const char *path, char *why, size_t whylen);
 /* Wipes and frees a token statuses_read_token gave; NULL is no token. */
 void statuses_token_free(char *token);
+/* What posting needs that can fail, made before a reload applies anything
+ * so that it is refused whole: the consumer of <prefix>events in the group
+ * <prefix>statuses, not taking events until statuses_reload installs it.
+ * NULL with err when the consumer cannot be made (out of descriptors or
+ * threads, say). */
+struct statuses *statuses_new(struct agent *a, char *err, size_t errlen);
 /* SIGHUP, after the settings were swapped: posts with token (from
- * statuses_read_token, now owned here) from now on, starting if it was not
- * posting; a NULL token (github.token_file gone) stops posting. -1 when
- * consuming could not start. */
-int statuses_reload(struct agent *a, char *token);
+ * statuses_read_token, now owned here) from now on, starting with fresh
+ * (from statuses_new) if it was not posting; a NULL token
+ * (github.token_file gone) stops posting. */
+void statuses_reload(struct agent *a, char *token, struct statuses *fresh);
 /* Abandons requests in flight (their events are consumed again later). */
 void statuses_stop(struct agent *a);
 

@@ -215,6 +215,16 @@ def hup_and_wait(proc, marker):
     return log_text(proc)
 
 
+def limits(pid):
+    """(soft, hard) limit of open files of process pid."""
+    with open("/proc/%d/limits" % pid) as f:
+        for line in f:
+            if line.startswith("Max open files"):
+                soft, hard = line.split()[3:5]
+                return int(soft), int(hard)
+    raise AssertionError("no open files limit for %d" % pid)
+
+
 def pid_gone(pid):
     """Dead, or a zombie waiting for whoever reaps it."""
     try:

@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from conftest import APP_REPO, pipeline, started_stack, wait_for
+from conftest import APP_REPO, limits, pipeline, started_stack, wait_for
 
 FLOOD = 100
 LIMIT = 64
@@ -39,16 +39,6 @@ def fstack():
         resource.setrlimit(resource.RLIMIT_NOFILE, limit)
     yield stack
     next(stacks, None)
-
-
-def limits(pid):
-    """(soft, hard) limit of open files of process pid."""
-    with open("/proc/%d/limits" % pid) as f:
-        for line in f:
-            if line.startswith("Max open files"):
-                soft, hard = line.split()[3:5]
-                return int(soft), int(hard)
-    raise AssertionError("no open files limit for %d" % pid)
 
 
 def cpu_seconds(pid):

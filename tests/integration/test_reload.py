@@ -1,7 +1,8 @@
 """SIGHUP reloads: the agent picks up a new pipeline file and refuses an
 invalid one (naming its position) while the old pipelines keep working,
 refuses whole a sluice.yaml whose GitHub or API token file it cannot read,
-and verifies webhooks under a secret changed in its file, and names a new
+or whose commit statuses it cannot make a Kafka consumer for, and verifies
+webhooks under a secret changed in its file, and names a new
 agent.public_url as needing a restart; the worker applies a new concurrency and log cap and reports settings that
 need a restart."""
 
@@ -10,8 +11,8 @@ import subprocess
 
 import pytest
 
-from conftest import (binary, free_port, hup_and_wait, log_text, pipeline, started_stack,
-                      to_yaml, wait_for)
+from conftest import (binary, free_port, hup_and_wait, limits, log_text, pipeline,
+                      started_stack, to_yaml, wait_for)
 
 KEPT_REPO = "sluice-it/kept"
 ADDED_REPO = "sluice-it/added"
@@ -118,9 +119,58 @@ def test_agent_reload_refuses_an_api_tokens_file_it_cannot_read(reload_stack):
                   % os.path.join(s.root, "no-such-tokens"))
 
 
-def refuses_whole(s, settings, error):
+def test_agent_reload_refuses_statuses_it_cannot_consume_events_for(reload_stack):
+    """Turning commit statuses on needs a new Kafka consumer. An agent short
+    of file descriptors (many connections open) reads its files but cannot
+    make that consumer: the reload is refused whole, saying why."""
+    s = reload_stack
+    token = os.path.join(s.root, "github-token")
+    with open(token, "w") as f:
+        f.write("ghp_reload\n")
+    pid = s.agent.popen.pid
+    before = limits(pid)
+
+    def hup_short_of_descriptors(agent, marker):
+        # Three descriptors left: enough to read a file at a time, too few
+        # for a consumer's sockets and wake-up pipe.
+        used = {int(fd) for fd in os.listdir("/proc/%d/fd" % pid)}
+        free = limit = 0
+        while free < 3:
+            free += limit not in used
+            limit += 1
+        subprocess.run(["prlimit", "--pid", str(pid), "--nofile=%d:%d" % (limit, before[1])],
+                       check=True)
+        try:
+            return hup_and_wait(agent, marker)
+        finally:
+            subprocess.run(["prlimit", "--pid", str(pid), "--nofile=%d:%d" % before],
+                           check=True)
+    with open(s.config) as f:
+        original = f.read()
+    try:
+        log = refuses_whole(s, "github:\n  token_file: github-token\n", None,
+                            hup=hup_short_of_descriptors)
+        refused = [l for l in log.splitlines() if "reload refused" in l][-1]
+        assert "commit statuses: cannot consume sluice.events: " in refused, refused
+        assert "Too many open files" in refused, refused
+        assert "posting commit statuses" not in log_text(s.agent)
+        # With descriptors to spare, the same reload turns statuses on.
+        with open(s.config, "w") as f:
+            f.write(original + "github:\n  token_file: github-token\n")
+        log = hup_and_wait(s.agent, "configuration reloaded")
+        assert 'msg="posting commit statuses"' in log, log
+    finally:
+        with open(s.config, "w") as f:
+            f.write(original)
+        os.unlink(token)
+    hup_and_wait(s.agent, "commit statuses off")
+
+
+def refuses_whole(s, settings, error, hup=hup_and_wait):
     """Appends settings to sluice.yaml and adds a pipeline file: the reload
-    is refused with error at the last setting's line, and neither applies."""
+    (hup(agent, marker) sends SIGHUP) is refused with error at the last
+    setting's line (error None: at none), and neither applies. The log up
+    to the refusal."""
     pdir = os.path.join(s.root, "pipelines.d")
     with open(s.config) as f:
         original = f.read()
@@ -130,10 +180,11 @@ def refuses_whole(s, settings, error):
         with open(os.path.join(pdir, "added.yaml"), "w") as f:
             f.write(to_yaml(pipeline("added", ADDED_REPO, checkout=s.repo.url,
                                      stages={"build": {"run": ["true"]}})))
-        log = hup_and_wait(s.agent, "reload refused")
+        log = hup(s.agent, "reload refused")
         refused = [l for l in log.splitlines() if "reload refused" in l][-1]
         line = (original + settings).count("\n")
-        assert "sluice.yaml:%d%s" % (line, error) in refused, refused
+        if error is not None:
+            assert "sluice.yaml:%d%s" % (line, error) in refused, refused
         assert run_for(s, ADDED_REPO) == []
         runs = run_for(s, KEPT_REPO)
         assert len(runs) == 1
@@ -143,6 +194,7 @@ def refuses_whole(s, settings, error):
             f.write(original)
         os.unlink(os.path.join(pdir, "added.yaml"))
     hup_and_wait(s.agent, "configuration reloaded")
+    return log
 
 
 def restart_keys(log):
