@@ -181,7 +181,11 @@ static CHILD_CODE int child_main(void *arg)
 	if (a->restore_nofile && setrlimit(RLIMIT_NOFILE, &a->nofile) < 0)
 		child_fail(report_fd, STEP_SETUP, errno);
 
-	if (setpgid(0, 0) < 0)
+	/* A session of its own, and so a group: the group kill reaches
+	 * everything it starts, and, with no controlling terminal even when
+	 * the worker has one, whatever asks a person fails at once (ssh for a
+	 * passphrase) rather than stopping in the background. */
+	if (setsid() < 0)
 		child_fail(report_fd, STEP_SETUP, errno);
 	if (spec->cwd != NULL && chdir(spec->cwd) < 0)
 		child_fail(report_fd, STEP_CHDIR, errno);
@@ -785,9 +789,6 @@ struct process *process_spawn(const struct process_spec *spec, process_line_cb o
 	close_fds(fds + 1, 1);
 	close_fds(fds + 3, 1);
 	close_fds(fds + 5, 1);
-	/* The child did it before exec; this only matters where the clone ran
-	 * as a plain fork (see spawn_child). EACCES: the child has exec'd. */
-	setpgid(pid, pid);
 
 	ssize_t n;
 	do {

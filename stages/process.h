@@ -1,6 +1,7 @@
 /* process: child processes on the libevent loop, with no orphans.
  *
- * Each child runs in its own process group with stdin on /dev/null and
+ * Each child runs in a session and process group of its own (no controlling
+ * terminal, even when this process has one) with stdin on /dev/null and
  * stdout/stderr on pipes that are read line by line from the loop. A timeout
  * or a cancel sends SIGTERM to the group, then SIGKILL to the group after
  * kill_grace. When the leader exits, whatever is left of its group is killed

@@ -639,6 +639,25 @@ static void test_group_children_dying_slowly_are_no_leftovers(void **state)
 	free_run(&r);
 }
 
+/* A command runs in a session of its own, as under systemd: with no
+ * controlling terminal, what would ask a person (ssh for a passphrase, a
+ * read of /dev/tty) fails at once instead of stopping the command until
+ * its timeout when the worker runs in a terminal. */
+static void test_a_command_leads_a_session_of_its_own(void **state)
+{
+	(void)state;
+	struct run r;
+
+	/* Fields 6 and 7 of /proc/self/stat: session and terminal. */
+	run_sh("set -- $(sed 's/.*) //' /proc/$$/stat); echo \"$$ $4 $5\"", &r);
+	assert_int_equal(r.nlines, 1);
+	long pid = 0, sid = -1, tty = -1;
+	assert_int_equal(sscanf(r.lines[0].text, "%ld %ld %ld", &pid, &sid, &tty), 3);
+	assert_int_equal(sid, pid);
+	assert_int_equal(tty, 0);
+	free_run(&r);
+}
+
 static void test_self_inflicted_signal_is_signalled(void **state)
 {
 	(void)state;
@@ -803,6 +822,8 @@ int main(void)
 		test_an_escaped_daemon_s_child_is_killed_while_another_stage_runs, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_group_children_dying_slowly_are_no_leftovers,
 					    setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_a_command_leads_a_session_of_its_own, setup,
+					    teardown),
 	    cmocka_unit_test_setup_teardown(test_self_inflicted_signal_is_signalled, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_exit_callback_may_spawn_and_cancel, setup,
