@@ -107,11 +107,19 @@ json_t *provider_action_vars(const struct provider_action *a)
 		0 ||
 	    json_object_set_new(vars, "SLUICE_WEIGHT", json_string(weight)) < 0 ||
 	    json_object_set_new(vars, "SLUICE_COLOR", json_string(a->color ? a->color : "")) < 0 ||
-	    json_object_set_new(vars, "SLUICE_IMAGE", json_string(a->image ? a->image : "")) < 0) {
-		json_decref(vars);
-		return NULL;
-	}
+	    json_object_set_new(vars, "SLUICE_IMAGE", json_string(a->image ? a->image : "")) < 0)
+		goto fail;
+	/* Not set at all elsewhere: pipeline loading refuses a template that
+	 * names them where no action would have them. */
+	if ((a->max_surge &&
+	     json_object_set_new(vars, "SLUICE_MAX_SURGE", json_string(a->max_surge)) < 0) ||
+	    (a->max_unavailable && json_object_set_new(vars, "SLUICE_MAX_UNAVAILABLE",
+						       json_string(a->max_unavailable)) < 0))
+		goto fail;
 	return vars;
+fail:
+	json_decref(vars);
+	return NULL;
 }
 
 /* The kind def's type names, or NULL with err saying why. */

@@ -26,13 +26,18 @@ enum provider_verb {
 /* One action. Strings may be NULL and weight -1 when the action has none;
  * env (name → string, may be NULL) reaches commands as their environment
  * and templates as ${NAME}, beside SLUICE_ACTION, SLUICE_WEIGHT,
- * SLUICE_COLOR and SLUICE_IMAGE. */
+ * SLUICE_COLOR and SLUICE_IMAGE, and for a RollingUpdate's apply
+ * SLUICE_MAX_SURGE and SLUICE_MAX_UNAVAILABLE. */
 struct provider_action {
 	enum provider_verb verb;
 	const char *image;
 	int weight; /* 0..100: the share of traffic the new version gets */
 	const char *color;
 	const json_t *env;
+	/* A RollingUpdate's apply: its bounds as rollout_load keeps them, a
+	 * count ("1") or a percentage ("25%"); NULL for any other action. */
+	const char *max_surge;
+	const char *max_unavailable;
 };
 
 /* ok is 1 for done, 0 for failed; message says what happened either way. */
@@ -107,8 +112,9 @@ int provider_def_actions(const json_t *def, const char *what,
 			 char *err, size_t errlen);
 
 /* For the providers: the variables of an action (its env, then SLUICE_ACTION,
- * SLUICE_WEIGHT, SLUICE_COLOR, SLUICE_IMAGE over them; absent ones are
- * empty). A new object, or NULL when out of memory. */
+ * SLUICE_WEIGHT, SLUICE_COLOR, SLUICE_IMAGE over them, absent ones empty;
+ * SLUICE_MAX_SURGE and SLUICE_MAX_UNAVAILABLE only when the action has
+ * them). A new object, or NULL when out of memory. */
 json_t *provider_action_vars(const struct provider_action *a);
 
 #endif

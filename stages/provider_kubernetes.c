@@ -11,7 +11,9 @@
  * deployment runs, not when its definition is checked. A pipeline file's
  * token_file and ca_file reach here resolved (rollout_load); one under
  * "${CREDENTIALS_DIRECTORY}/" is the worker's own credential. apply
- * patches the container's image (strategic merge); verify polls the
+ * patches the container's image (strategic merge), and for a
+ * RollingUpdate in the same request the Deployment's strategy with its
+ * maxSurge and maxUnavailable; verify polls the
  * Deployment until kubectl's rollout-status rules say it is rolled out,
  * and fails on ProgressDeadlineExceeded; switch (and promote or abort with
  * a colour) patches the Service's selector to the colour; scale_down sets
@@ -699,6 +701,34 @@ static void on_response(CURL *easy, CURLcode rc, void *arg)
 
 /* --- actions ------------------------------------------------------------ */
 
+/* maxSurge or maxUnavailable as the API's IntOrString takes it: a count
+ * as a number (the string "1" is refused), a percentage as a string. */
+static json_t *int_or_percent(const char *v)
+{
+	return strchr(v, '%') ? json_string(v) : json_integer(strtoll(v, NULL, 10));
+}
+
+/* apply's patch: the container's image; a RollingUpdate's bounds too, so
+ * that the Deployment replaces its pods within them and not within
+ * whatever it was created with. NULL when out of memory. */
+static json_t *apply_patch(const struct kube *k, const struct provider_action *a)
+{
+	json_t *patch = json_pack("{s:{s:{s:{s:[{s:s,s:s}]}}}}", "spec", "template", "spec",
+				  "containers", "name", k->container, "image", a->image);
+
+	if (!patch || !a->max_surge || !a->max_unavailable)
+		return patch;
+	if (json_object_set_new(json_object_get(patch, "spec"), "strategy",
+				json_pack("{s:s, s:{s:o, s:o}}", "type", "RollingUpdate",
+					  "rollingUpdate", "maxSurge", int_or_percent(a->max_surge),
+					  "maxUnavailable", int_or_percent(a->max_unavailable))) <
+	    0) {
+		json_decref(patch);
+		return NULL;
+	}
+	return patch;
+}
+
 /* Reads the Deployment, then sends patch completed from what it says
  * (complete_patch). patch is taken. */
 static int read_then_patch(struct kube *k, json_t *patch, char *err, size_t errlen)
@@ -741,11 +771,7 @@ static int kube_start(void *state, const struct provider_action *a, provider_don
 			snprintf(err, errlen, "apply: needs an image");
 			goto fail;
 		}
-		if (read_then_patch(k,
-				    json_pack("{s:{s:{s:{s:[{s:s,s:s}]}}}}", "spec", "template",
-					      "spec", "containers", "name", k->container, "image",
-					      a->image),
-				    err, errlen) < 0)
+		if (read_then_patch(k, apply_patch(k, a), err, errlen) < 0)
 			goto fail;
 		break;
 	case PROVIDER_SCALE_DOWN:

@@ -625,12 +625,18 @@ static int start_action(struct rollout *r, const json_t *step, char *err, size_t
 	struct provider *p = provider_for(r, verb);
 	const json_t *w = json_object_get(step, "weight");
 	const char *image = str(step, "image");
+	/* A rolling update's bounds go with its apply, a rollback's included:
+	 * the provider replaces the instances within them. */
+	const json_t *s = json_object_get(r->spec, "strategy");
+	int rolling = verb == PROVIDER_APPLY && !strcmp(str(s, "type"), "RollingUpdate");
 	struct provider_action a = {
 	    .verb = verb,
 	    .image = image ? image : (r->rollback_image ? r->rollback_image : r->image),
 	    .weight = w ? (int)json_integer_value(w) : -1,
 	    .color = str(step, "color"),
 	    .env = r->vars,
+	    .max_surge = rolling ? str(s, "max_surge") : NULL,
+	    .max_unavailable = rolling ? str(s, "max_unavailable") : NULL,
 	};
 
 	if (!p)

@@ -49,11 +49,14 @@ static const char *const phase_keys[] = {"pre", "post", NULL};
 
 /* What a rollout's templates see beside the run's variables: the image
  * nothing more, hooks and checks the image (rollout.c), a provider's
- * action its own (provider_action_vars). */
+ * action its own (provider_action_vars), a RollingUpdate's apply its
+ * bounds too. */
+#define ACTION_NAMES "SLUICE_ACTION", "SLUICE_WEIGHT", "SLUICE_COLOR", "SLUICE_IMAGE"
 static const char *const image_names[] = {NULL};
 static const char *const checklist_names[] = {"SLUICE_IMAGE", NULL};
-static const char *const action_names[] = {"SLUICE_ACTION", "SLUICE_WEIGHT", "SLUICE_COLOR",
-					   "SLUICE_IMAGE", NULL};
+static const char *const action_names[] = {ACTION_NAMES, NULL};
+static const char *const rolling_apply_names[] = {ACTION_NAMES, "SLUICE_MAX_SURGE",
+						  "SLUICE_MAX_UNAVAILABLE", NULL};
 
 static int nomem(const struct config_check *ck, const struct config_doc_node *n)
 {
@@ -512,20 +515,26 @@ static int request_template_at(const struct config_doc_node *n, void *arg)
 	return t->f(n, t->own, t->arg);
 }
 
-static int provider_templates(struct templates *t, const struct config_doc_node *p)
+/* rolling: the strategy is a RollingUpdate, whose apply has its bounds
+ * (whichever provider carries it out); a kubernetes deployment name is
+ * expanded for every action. */
+static int provider_templates(struct templates *t, const struct config_doc_node *p, int rolling)
 {
 	const struct config_doc_node *type = config_doc_get(p, "type");
 	const struct config_doc_node *actions = config_doc_get(p, "actions"), *a;
 	const char *kind = type ? json_string_value(type->value) : NULL;
 
+	t->own = action_names;
 	if (!kind)
 		return 0;
 	if (!strcmp(kind, "kubernetes"))
 		return template_at(t, config_doc_get(p, "deployment"));
-	for (a = actions ? actions->first : NULL; a; a = a->next)
+	for (a = actions ? actions->first : NULL; a; a = a->next) {
+		t->own = rolling && !strcmp(a->key, "apply") ? rolling_apply_names : action_names;
 		if ((!strcmp(kind, "exec") && command_templates(t, a) < 0) ||
 		    (!strcmp(kind, "http") && request_templates(a, request_template_at, t) < 0))
 			return -1;
+	}
 	return 0;
 }
 
@@ -551,12 +560,14 @@ int rollout_load_templates(const struct config_doc_node *env,
 			   void *arg)
 {
 	struct templates t = {.f = f, .arg = arg, .own = image_names};
+	const struct config_doc_node *type =
+	    config_doc_get(config_doc_get(env, "strategy"), "type");
+	int rolling = type && !strcmp(json_string_value(type->value), "RollingUpdate");
 
 	if (template_at(&t, config_doc_get(env, "image")) < 0)
 		return -1;
-	t.own = action_names;
-	if (provider_templates(&t, config_doc_get(env, "provider")) < 0 ||
-	    provider_templates(&t, config_doc_get(env, "traffic")) < 0)
+	if (provider_templates(&t, config_doc_get(env, "provider"), rolling) < 0 ||
+	    provider_templates(&t, config_doc_get(env, "traffic"), rolling) < 0)
 		return -1;
 	t.own = checklist_names;
 	return phase_templates(&t, config_doc_get(env, "hooks")) < 0 ||

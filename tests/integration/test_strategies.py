@@ -332,6 +332,15 @@ class World:
                 "strategy": {"type": "RollingUpdate", "maxSurge": 1, "maxUnavailable": 0,
                              "progressDeadline": "10s"},
             },
+            # The apply writes the bounds it was given to ctrl/bounds.
+            "bounds": {
+                "image": "${build.image}",
+                "provider": {"type": "exec", "actions": {"apply": {"run": [
+                    "sh", "-c", 'echo "$0 $SLUICE_MAX_SURGE $SLUICE_MAX_UNAVAILABLE" > "%s/bounds"'
+                    % self.ctrl, "${SLUICE_MAX_SURGE}/${SLUICE_MAX_UNAVAILABLE}"]}}},
+                "strategy": {"type": "RollingUpdate",
+                             "rollingUpdate": {"maxSurge": "50%", "maxUnavailable": 0}},
+            },
             # A Kubernetes Deployment of the cluster the worker runs in
             # (no server): the agent that loads it runs in none, nor do
             # the workers here.
@@ -911,6 +920,13 @@ def test_a_rolling_update_completes(world):
     assert world.slot_version("roll") == "r1"
     assert ("apply", "roll", "r1") in world.launcher.actions()
     assert ("verify", "roll", "r1") in world.launcher.actions()
+
+
+def test_a_rolling_updates_apply_has_its_bounds(world):
+    run = wait_end(world, push(world, "bounds", "b1"))
+    assert run["status"] == "succeeded", json.dumps(run, indent=2)
+    with open(os.path.join(world.ctrl, "bounds")) as f:
+        assert f.read() == "50%/0 50% 0\n"
 
 
 def test_a_rolling_update_past_its_progress_deadline_fails(world):

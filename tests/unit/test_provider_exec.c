@@ -50,7 +50,11 @@ static void test_action_variables_reach_the_command_environment(void **state)
 				  "\"echo $SLUICE_ACTION w=$SLUICE_WEIGHT c=$SLUICE_COLOR "
 				  "i=$SLUICE_IMAGE t=$TARGET\"}}}");
 	json_t *env = json_pack("{s:s}", "TARGET", "prod");
-	struct provider_action a = {PROVIDER_SET_WEIGHT, "reg/app:1.2", 20, "green", env};
+	struct provider_action a = {.verb = PROVIDER_SET_WEIGHT,
+				    .image = "reg/app:1.2",
+				    .weight = 20,
+				    .color = "green",
+				    .env = env};
 	struct outcome o;
 	(void)state;
 
@@ -61,12 +65,40 @@ static void test_action_variables_reach_the_command_environment(void **state)
 	provider_free(p);
 }
 
+/* A RollingUpdate's apply has its bounds, in the environment and in run:
+ * arguments; any other action has no such variable at all. */
+static void test_a_rolling_apply_has_its_bounds_as_variables(void **state)
+{
+	struct provider *p =
+	    make("{\"type\": \"exec\", \"actions\": {\"apply\": {\"run\": [\"sh\", \"-c\", "
+		 "\"echo $0 surge=$SLUICE_MAX_SURGE unavailable=$SLUICE_MAX_UNAVAILABLE\", "
+		 "\"${SLUICE_MAX_SURGE}/${SLUICE_MAX_UNAVAILABLE}\"]}, \"verify\": {\"sh\": "
+		 "\"echo ${SLUICE_MAX_SURGE-unset} ${SLUICE_MAX_UNAVAILABLE-unset}\"}}}");
+	struct provider_action a = {.verb = PROVIDER_APPLY,
+				    .image = "img",
+				    .weight = -1,
+				    .max_surge = "1",
+				    .max_unavailable = "25%"};
+	struct outcome o;
+	(void)state;
+
+	run(p, &a, &o);
+	assert_true(o.ok);
+	assert_string_equal(o.msg, "apply done: 1/25% surge=1 unavailable=25%");
+	a.verb = PROVIDER_VERIFY;
+	a.max_surge = a.max_unavailable = NULL;
+	run(p, &a, &o);
+	assert_true(o.ok);
+	assert_string_equal(o.msg, "verify done: unset unset");
+	provider_free(p);
+}
+
 static void test_run_arguments_expand_action_variables(void **state)
 {
 	struct provider *p =
 	    make("{\"type\": \"exec\", \"actions\": {\"apply\": {\"run\": [\"printf\", "
 		 "\"%s|%s\\\\n\", \"${SLUICE_IMAGE}\", \"a b;c\"]}}}");
-	struct provider_action a = {PROVIDER_APPLY, "reg/app:$(id)", -1, NULL, NULL};
+	struct provider_action a = {.verb = PROVIDER_APPLY, .image = "reg/app:$(id)", .weight = -1};
 	struct outcome o;
 	(void)state;
 
@@ -80,7 +112,7 @@ static void test_nonzero_exit_fails_with_last_line(void **state)
 {
 	struct provider *p = make("{\"type\": \"exec\", \"actions\": {\"verify\": {\"sh\": "
 				  "\"echo checking; echo 'pods not ready' >&2; exit 3\"}}}");
-	struct provider_action a = {PROVIDER_VERIFY, NULL, -1, NULL, NULL};
+	struct provider_action a = {.verb = PROVIDER_VERIFY, .weight = -1};
 	struct outcome o;
 	(void)state;
 
@@ -98,7 +130,7 @@ static void test_last_line_of_any_bytes_is_kept_as_utf8(void **state)
 	    make("{\"type\": \"exec\", \"actions\": {\"verify\": {\"sh\": \"printf 'bad \\\\377 "
 		 "byte\\\\n'; exit 3\"}, \"promote\": {\"sh\": \"printf '\\u00e9%.0s' $(seq 300); "
 		 "exit 1\"}}}");
-	struct provider_action a = {PROVIDER_VERIFY, NULL, -1, NULL, NULL};
+	struct provider_action a = {.verb = PROVIDER_VERIFY, .weight = -1};
 	struct outcome o;
 	json_t *text;
 	(void)state;
@@ -119,7 +151,7 @@ static void test_command_past_its_timeout_fails(void **state)
 {
 	struct provider *p = make("{\"type\": \"exec\", \"timeout_ms\": 200, \"actions\": "
 				  "{\"verify\": {\"run\": [\"sleep\", \"5\"]}}}");
-	struct provider_action a = {PROVIDER_VERIFY, NULL, -1, NULL, NULL};
+	struct provider_action a = {.verb = PROVIDER_VERIFY, .weight = -1};
 	struct outcome o;
 	int64_t t0 = clock_mono_ms();
 	(void)state;
@@ -135,7 +167,7 @@ static void test_missing_program_fails(void **state)
 {
 	struct provider *p = make("{\"type\": \"exec\", \"actions\": {\"abort\": {\"run\": "
 				  "[\"/nonexistent/rollback\"]}}}");
-	struct provider_action a = {PROVIDER_ABORT, NULL, 0, NULL, NULL};
+	struct provider_action a = {.verb = PROVIDER_ABORT, .weight = 0};
 	struct outcome o;
 	(void)state;
 
@@ -149,7 +181,7 @@ static void test_only_configured_actions_are_supported(void **state)
 {
 	struct provider *p =
 	    make("{\"type\": \"exec\", \"actions\": {\"apply\": {\"sh\": \"true\"}}}");
-	struct provider_action a = {PROVIDER_SWITCH, NULL, -1, "blue", NULL};
+	struct provider_action a = {.verb = PROVIDER_SWITCH, .weight = -1, .color = "blue"};
 	struct outcome o = {0};
 	char err[256];
 	(void)state;
@@ -165,7 +197,7 @@ static void test_second_action_while_busy_is_refused_and_cancel_is_silent(void *
 {
 	struct provider *p =
 	    make("{\"type\": \"exec\", \"actions\": {\"apply\": {\"run\": [\"sleep\", \"5\"]}}}");
-	struct provider_action a = {PROVIDER_APPLY, "img", -1, NULL, NULL};
+	struct provider_action a = {.verb = PROVIDER_APPLY, .image = "img", .weight = -1};
 	struct outcome o = {0};
 	char err[256];
 	struct timeval wait = {0, 300000};
@@ -236,7 +268,7 @@ static void test_undefined_variable_in_arguments_is_an_error(void **state)
 {
 	struct provider *p = make(
 	    "{\"type\": \"exec\", \"actions\": {\"apply\": {\"run\": [\"echo\", \"${NOPE}\"]}}}");
-	struct provider_action a = {PROVIDER_APPLY, "img", -1, NULL, NULL};
+	struct provider_action a = {.verb = PROVIDER_APPLY, .image = "img", .weight = -1};
 	struct outcome o = {0};
 	char err[256] = "";
 	(void)state;
@@ -259,6 +291,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_action_variables_reach_the_command_environment),
+	    cmocka_unit_test(test_a_rolling_apply_has_its_bounds_as_variables),
 	    cmocka_unit_test(test_run_arguments_expand_action_variables),
 	    cmocka_unit_test(test_nonzero_exit_fails_with_last_line),
 	    cmocka_unit_test(test_last_line_of_any_bytes_is_kept_as_utf8),

@@ -413,7 +413,7 @@ static struct provider *make_web(void)
 static void run(struct provider *p, enum provider_verb verb, int weight, const char *color,
 		struct outcome *o)
 {
-	struct provider_action a = {verb, NULL, weight, color, NULL};
+	struct provider_action a = {.verb = verb, .weight = weight, .color = color};
 	provider_test_run(p, &a, o, 5);
 }
 
@@ -663,7 +663,7 @@ static void test_an_answer_that_is_not_utf8_is_quoted_as_utf8(void **state)
 static void test_actions_it_cannot_do_are_refused(void **state)
 {
 	struct provider *p = make_web();
-	struct provider_action a = {PROVIDER_APPLY, "img", -1, NULL, NULL};
+	struct provider_action a = {.verb = PROVIDER_APPLY, .image = "img", .weight = -1};
 	struct outcome o = {0};
 	char err[256] = "";
 	(void)state;
@@ -750,7 +750,7 @@ static json_t *stable_servers(int n)
  * more than one action's commands would make it fail every time. */
 static void test_no_more_servers_than_an_action_sets(void **state)
 {
-	struct provider_action a = {PROVIDER_SET_WEIGHT, "img", 20, NULL, NULL};
+	struct provider_action a = {.verb = PROVIDER_SET_WEIGHT, .image = "img", .weight = 20};
 	struct outcome o = {0};
 	json_t *def = stable_servers(63);
 	char err[256] = "";

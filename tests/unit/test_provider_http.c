@@ -68,7 +68,11 @@ static void test_template_gets_the_action_variables(void **state)
 	    "\\\"${SLUICE_ACTION}\\\"}\"}}",
 	    stub.port);
 	json_t *env = json_pack("{s:s, s:s}", "SERVICE", "api/v2", "LB_TOKEN", "s3cret");
-	struct provider_action a = {PROVIDER_SET_WEIGHT, "reg/app:\"1\"", 30, "green", env};
+	struct provider_action a = {.verb = PROVIDER_SET_WEIGHT,
+				    .image = "reg/app:\"1\"",
+				    .weight = 30,
+				    .color = "green",
+				    .env = env};
 	struct outcome o;
 	(void)state;
 
@@ -88,12 +92,38 @@ static void test_template_gets_the_action_variables(void **state)
 	provider_free(p);
 }
 
+/* A RollingUpdate's apply has its bounds for its templates. */
+static void test_a_rolling_apply_template_gets_its_bounds(void **state)
+{
+	struct provider *p =
+	    make("{\"apply\": {\"method\": \"POST\", \"url\": "
+		 "\"http://127.0.0.1:%d/deploy?surge=${SLUICE_MAX_SURGE}\", \"body\": "
+		 "\"{\\\"maxSurge\\\": \\\"${SLUICE_MAX_SURGE}\\\", \\\"maxUnavailable\\\": "
+		 "\\\"${SLUICE_MAX_UNAVAILABLE}\\\"}\"}}",
+		 stub.port);
+	struct provider_action a = {.verb = PROVIDER_APPLY,
+				    .image = "img",
+				    .weight = -1,
+				    .max_surge = "2",
+				    .max_unavailable = "0"};
+	struct outcome o;
+	(void)state;
+
+	apistub_reply(&stub, 200, "{}");
+	run(p, &a, &o);
+	assert_true(o.ok);
+	assert_int_equal(stub.nreq, 1);
+	assert_string_equal(stub.req[0].uri, "/deploy?surge=2");
+	assert_string_equal(stub.req[0].body, "{\"maxSurge\": \"2\", \"maxUnavailable\": \"0\"}");
+	provider_free(p);
+}
+
 static void test_unexpected_status_fails_with_it(void **state)
 {
 	struct provider *p =
 	    make("{\"verify\": {\"url\": \"http://127.0.0.1:%d/health\", \"expect\": [204]}}",
 		 stub.port);
-	struct provider_action a = {PROVIDER_VERIFY, NULL, -1, NULL, NULL};
+	struct provider_action a = {.verb = PROVIDER_VERIFY, .weight = -1};
 	struct outcome o;
 	(void)state;
 
@@ -111,7 +141,7 @@ static void test_server_errors_are_retried(void **state)
 				  "\"http://127.0.0.1:%d/abort\", \"retries\": 2, \"backoff_ms\": "
 				  "10}}",
 				  stub.port);
-	struct provider_action a = {PROVIDER_ABORT, NULL, 0, NULL, NULL};
+	struct provider_action a = {.verb = PROVIDER_ABORT, .weight = 0};
 	struct outcome o;
 	(void)state;
 
@@ -129,7 +159,7 @@ static void test_a_method_in_lower_case_is_sent_as_the_method(void **state)
 	struct provider *p =
 	    make("{\"promote\": {\"method\": \"post\", \"url\": \"http://127.0.0.1:%d/promote\"}}",
 		 stub.port);
-	struct provider_action a = {PROVIDER_PROMOTE, NULL, -1, NULL, NULL};
+	struct provider_action a = {.verb = PROVIDER_PROMOTE, .weight = -1};
 	struct outcome o;
 	(void)state;
 
@@ -147,7 +177,7 @@ static void test_each_action_has_its_own_request(void **state)
 		 "\"http://127.0.0.1:%d/switch/${SLUICE_COLOR}\"}, \"promote\": "
 		 "{\"method\": \"POST\", \"url\": \"http://127.0.0.1:%d/promote\"}}",
 		 stub.port, stub.port);
-	struct provider_action a = {PROVIDER_SWITCH, NULL, -1, "blue", NULL};
+	struct provider_action a = {.verb = PROVIDER_SWITCH, .weight = -1, .color = "blue"};
 	struct outcome o;
 	(void)state;
 
@@ -166,7 +196,7 @@ static void test_undefined_variable_is_refused_at_start(void **state)
 {
 	struct provider *p =
 	    make("{\"apply\": {\"url\": \"http://127.0.0.1:%d/deploy?to=${TARGET}\"}}", stub.port);
-	struct provider_action a = {PROVIDER_APPLY, "img", -1, NULL, NULL};
+	struct provider_action a = {.verb = PROVIDER_APPLY, .image = "img", .weight = -1};
 	struct outcome o = {0};
 	char err[256] = "";
 	(void)state;
@@ -181,7 +211,7 @@ static void test_cancel_is_silent(void **state)
 {
 	struct provider *p =
 	    make("{\"apply\": {\"url\": \"http://127.0.0.1:%d/deploy\"}}", stub.port);
-	struct provider_action a = {PROVIDER_APPLY, "img", -1, NULL, NULL};
+	struct provider_action a = {.verb = PROVIDER_APPLY, .image = "img", .weight = -1};
 	struct outcome o = {0};
 	char err[256] = "";
 	struct timeval wait = {0, 200000};
@@ -251,6 +281,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup(test_template_gets_the_action_variables, setup),
+	    cmocka_unit_test_setup(test_a_rolling_apply_template_gets_its_bounds, setup),
 	    cmocka_unit_test_setup(test_unexpected_status_fails_with_it, setup),
 	    cmocka_unit_test_setup(test_server_errors_are_retried, setup),
 	    cmocka_unit_test_setup(test_a_method_in_lower_case_is_sent_as_the_method, setup),

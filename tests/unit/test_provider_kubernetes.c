@@ -88,7 +88,7 @@ static struct provider *make(const char *extra)
 static void run(struct provider *p, enum provider_verb verb, const char *image, const char *color,
 		struct outcome *o)
 {
-	struct provider_action a = {verb, image, -1, color, NULL};
+	struct provider_action a = {.verb = verb, .image = image, .weight = -1, .color = color};
 	provider_test_run(p, &a, o, 5);
 }
 
@@ -138,6 +138,41 @@ static void test_apply_sends_a_strategic_merge_patch_of_the_image(void **state)
 					      "app:1.4.2\"}]}}}}");
 	assert_string_equal(stub.req[1].authorization, "Bearer tok-1");
 	assert_non_null(strstr(o.msg, "apply done: HTTP 200"));
+	provider_free(p);
+}
+
+/* A RollingUpdate's bounds go in the patch that sets the image, a count
+ * as a number and a percentage as a string, as the API's IntOrString. */
+static void test_a_rolling_apply_patches_the_deployments_strategy_too(void **state)
+{
+	struct provider *p = make(", \"deployment\": \"app\"");
+	struct provider_action a = {.verb = PROVIDER_APPLY,
+				    .image = "img:2",
+				    .weight = -1,
+				    .max_surge = "1",
+				    .max_unavailable = "0"};
+	struct outcome o;
+	(void)state;
+
+	deployment(2, 2, 3, 3, 3, 3, 0, "NewReplicaSetAvailable");
+	provider_test_run(p, &a, &o, 5);
+	assert_true(o.ok);
+	assert_read_then_patched(DEPLOY_PATH,
+				 "{\"spec\":{\"template\":{\"spec\":{\"containers\":[{\"name\":"
+				 "\"app\",\"image\":\"img:2\"}]}},\"strategy\":{\"type\":"
+				 "\"RollingUpdate\",\"rollingUpdate\":{\"maxSurge\":1,"
+				 "\"maxUnavailable\":0}}}}");
+	apistub_reset(&stub);
+	deployment(3, 3, 3, 3, 3, 3, 0, "NewReplicaSetAvailable");
+	a.max_surge = "25%";
+	a.max_unavailable = "10%";
+	provider_test_run(p, &a, &o, 5);
+	assert_true(o.ok);
+	assert_read_then_patched(DEPLOY_PATH,
+				 "{\"spec\":{\"template\":{\"spec\":{\"containers\":[{\"name\":"
+				 "\"app\",\"image\":\"img:2\"}]}},\"strategy\":{\"type\":"
+				 "\"RollingUpdate\",\"rollingUpdate\":{\"maxSurge\":\"25%\","
+				 "\"maxUnavailable\":\"10%\"}}}}");
 	provider_free(p);
 }
 
@@ -359,7 +394,7 @@ static void test_an_answer_too_long_fails_saying_so(void **state)
 static void test_actions_without_what_they_need_are_refused(void **state)
 {
 	struct provider *p = make(", \"deployment\": \"app\"");
-	struct provider_action a = {PROVIDER_APPLY, NULL, -1, NULL, NULL};
+	struct provider_action a = {.verb = PROVIDER_APPLY, .weight = -1};
 	struct outcome o = {0};
 	char err[256] = "";
 	(void)state;
@@ -487,6 +522,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup(test_apply_sends_a_strategic_merge_patch_of_the_image, setup),
+	    cmocka_unit_test_setup(test_a_rolling_apply_patches_the_deployments_strategy_too,
+				   setup),
 	    cmocka_unit_test_setup(test_verify_waits_through_kubectls_rollout_states, setup),
 	    cmocka_unit_test_setup(test_progress_deadline_exceeded_fails_verify, setup),
 	    cmocka_unit_test_setup(test_verify_gives_up_after_its_timeout, setup),

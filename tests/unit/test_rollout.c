@@ -520,6 +520,40 @@ static void a_kubernetes_provider_outside_its_cluster_fails_before_anything_runs
 	fixture_free(f);
 }
 
+/* A rolling update's apply has its bounds, a rollback's too (the
+ * previous release replaces the instances within them); its verify has
+ * none. */
+static void a_rolling_updates_apply_has_its_bounds(void **state)
+{
+	struct fixture *f = fixture_new("[]", "");
+	json_t *spec = json_pack(
+	    "{s:{s:s, s:i, s:s, s:s}, s:s, s:{s:s, s:{s:{s:s}, s:{s:s}}}, s:{s:[], s:[]},"
+	    " s:{s:[], s:[]}}",
+	    "strategy", "type", "RollingUpdate", "progress_deadline_ms", 5000, "max_surge", "1",
+	    "max_unavailable", "25%", "image", "x", "provider", "type", "exec", "actions", "apply",
+	    "sh", "echo apply $SLUICE_IMAGE $SLUICE_MAX_SURGE $SLUICE_MAX_UNAVAILABLE >> $LOG",
+	    "verify", "sh", "echo verify ${SLUICE_MAX_SURGE-none} >> $LOG", "hooks", "pre", "post",
+	    "checks", "pre", "post");
+	struct rollout *r;
+	(void)state;
+
+	assert_non_null(spec);
+	f->p.spec = spec;
+	r = start(f, NULL);
+	run_until_stopped(&f->seen);
+	assert_string_equal(f->seen.status, "succeeded");
+	rollout_free(r);
+	f->p.rollback = "v1";
+	r = start(f, NULL);
+	run_until_stopped(&f->seen);
+	assert_string_equal(f->seen.status, "rolled_back");
+	rollout_free(r);
+	assert_string_equal(actions(f),
+			    "apply v2 1 25%\nverify none\napply v1 1 25%\nverify none\n");
+	json_decref(spec);
+	fixture_free(f);
+}
+
 /* The rollout ended (status) with its current step, name, stopped in
  * flight: that step ended "aborted" with a message that begins with why,
  * in the state and in the last deploy.step event about it, and no step is
@@ -748,6 +782,7 @@ int main(void)
 	    cmocka_unit_test(an_abort_past_the_point_of_no_return_is_refused),
 	    cmocka_unit_test(a_cancel_past_the_point_of_no_return_lets_the_final_steps_finish),
 	    cmocka_unit_test(a_kubernetes_provider_outside_its_cluster_fails_before_anything_runs),
+	    cmocka_unit_test(a_rolling_updates_apply_has_its_bounds),
 	    cmocka_unit_test(a_cancel_ends_the_step_in_flight_aborted),
 	    cmocka_unit_test(an_abort_at_a_parked_pause_ends_the_pause_aborted),
 	    cmocka_unit_test(a_failed_background_analysis_ends_the_pause_aborted),

@@ -383,6 +383,68 @@ static void expect_unreadable_then_write(struct pipeline_file *f, const char *te
  * worker that runs the deployment: whether the pipeline is valid does not
  * depend on where it is loaded, in a cluster or not. Its definition is
  * still checked. */
+/* SLUICE_MAX_SURGE and SLUICE_MAX_UNAVAILABLE are set for a
+ * RollingUpdate's apply alone, whichever provider carries it out: named
+ * anywhere else they would fail the deployment when it runs. */
+static void test_a_rolling_updates_bounds_are_its_applys_alone(void **state)
+{
+	struct pipeline_file *f = *state;
+
+	if (pipeline_file_load(
+		f, "environments:\n"
+		   "  production:\n"
+		   "    image: registry.local/app:v2\n"
+		   "    provider:\n"
+		   "      type: exec\n"
+		   "      actions:\n"
+		   "        apply: {run: [./deploy.sh, '${SLUICE_MAX_SURGE}',\n"
+		   "                      '${SLUICE_MAX_UNAVAILABLE}']}\n"
+		   "        verify: {run: [./verify.sh]}\n"
+		   "    traffic:\n"
+		   "      type: http\n"
+		   "      actions:\n"
+		   "        apply: {url: 'https://lb/${SLUICE_MAX_SURGE}', method: PUT,\n"
+		   "                body: '${SLUICE_MAX_UNAVAILABLE}'}\n"
+		   "    strategy: {type: RollingUpdate, maxSurge: 1, maxUnavailable: 0}\n") < 0)
+		fail_msg("%s", f->err);
+	pipeline_file_expect_error(
+	    *state,
+	    PRODUCTION "        verify: {run: [./verify.sh, '${SLUICE_MAX_SURGE}']}\n"
+		       "    strategy: {type: RollingUpdate}\n",
+	    "15:37: environments.production.provider.actions.verify.run[1]: undefined "
+	    "variable \"SLUICE_MAX_SURGE\"");
+	pipeline_file_expect_error(
+	    *state,
+	    "environments:\n"
+	    "  production:\n"
+	    "    image: registry.local/app:v2\n"
+	    "    provider:\n"
+	    "      type: exec\n"
+	    "      actions:\n"
+	    "        apply: {run: [./deploy.sh, '${SLUICE_MAX_UNAVAILABLE}']}\n"
+	    "    strategy: {type: Canary, steps: [setWeight: 50]}\n",
+	    "14:36: environments.production.provider.actions.apply.run[1]: undefined "
+	    "variable \"SLUICE_MAX_UNAVAILABLE\"");
+	pipeline_file_expect_error(
+	    *state,
+	    PRODUCTION "    hooks:\n"
+		       "      pre:\n"
+		       "        - name: db-migrate\n"
+		       "          run: [./migrate.sh, '${SLUICE_MAX_SURGE}']\n"
+		       "    strategy: {type: RollingUpdate}\n",
+	    "18:31: environments.production.hooks.pre[0].run[1]: undefined variable "
+	    "\"SLUICE_MAX_SURGE\"");
+	pipeline_file_expect_error(
+	    *state,
+	    "environments:\n"
+	    "  production:\n"
+	    "    provider: {type: kubernetes, server: 'https://k8s:6443',\n"
+	    "               deployment: 'app-${SLUICE_MAX_SURGE}', container: app}\n"
+	    "    strategy: {type: RollingUpdate}\n",
+	    "11:28: environments.production.provider.deployment: undefined variable "
+	    "\"SLUICE_MAX_SURGE\"");
+}
+
 static void test_a_kubernetes_provider_without_server_loads_outside_a_cluster(void **state)
 {
 	struct pipeline_file *f = *state;
@@ -616,6 +678,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_an_image_needs_a_strategy, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 		test_a_rollout_template_names_what_is_defined_where_it_expands, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_a_rolling_updates_bounds_are_its_applys_alone,
+					    setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_a_rollout_template_may_name_its_variables, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(
