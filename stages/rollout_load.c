@@ -17,6 +17,7 @@
 #include "stages/rollout.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "stages/analysis.h"
@@ -111,10 +112,18 @@ static int load_rolling(const struct config_check *ck, const struct config_doc_n
 						     "beside type, not both");
 		from = nested;
 	}
-	return surge(ck, from, "maxSurge", "25%", "max_surge", out) < 0 ||
-		       surge(ck, from, "maxUnavailable", "25%", "max_unavailable", out) < 0
-		   ? -1
-		   : 0;
+	if (surge(ck, from, "maxSurge", "25%", "max_surge", out) < 0 ||
+	    surge(ck, from, "maxUnavailable", "25%", "max_unavailable", out) < 0)
+		return -1;
+	/* No instance could be added nor taken away: the update could not
+	 * begin (the Kubernetes API refuses such a Deployment). Both 0 are
+	 * written, as the default is 25%. */
+	if (strtoll(json_string_value(json_object_get(out, "max_surge")), NULL, 10) == 0 &&
+	    strtoll(json_string_value(json_object_get(out, "max_unavailable")), NULL, 10) == 0)
+		return config_check_fail(ck, config_doc_get(from, "maxUnavailable"),
+					 "may not be 0 when maxSurge is 0: nothing could be "
+					 "replaced");
+	return 0;
 }
 
 static int color_name(const struct config_check *ck, const struct config_doc_node *map,

@@ -119,6 +119,32 @@ static void test_a_weight_is_a_percentage(void **state)
 	    "and 100");
 }
 
+/* A rolling update that may neither add an instance nor take one away
+ * could not begin: both 0 are refused where the second is written,
+ * either 0 alone is fine. */
+static void test_a_rolling_update_may_not_have_both_bounds_0(void **state)
+{
+	struct pipeline_file *f = *state;
+
+	pipeline_file_expect_error(
+	    *state,
+	    PRODUCTION "    strategy: {type: RollingUpdate, maxSurge: 0, maxUnavailable: 0}\n",
+	    "15:66: environments.production.strategy.maxUnavailable: may not be 0 when maxSurge is "
+	    "0: nothing could be replaced");
+	pipeline_file_expect_error(
+	    *state,
+	    PRODUCTION "    strategy:\n"
+		       "      type: RollingUpdate\n"
+		       "      rollingUpdate: {maxSurge: 0%, maxUnavailable: 0%}\n",
+	    "17:53: environments.production.strategy.rollingUpdate.maxUnavailable: "
+	    "may not be 0 when maxSurge is 0: nothing could be replaced");
+	if (pipeline_file_load(f, PRODUCTION "    strategy: {type: RollingUpdate, maxSurge: 0, "
+					     "maxUnavailable: 1}\n") < 0 ||
+	    pipeline_file_load(f, PRODUCTION "    strategy: {type: RollingUpdate, maxSurge: 0}\n") <
+		0)
+		fail_msg("%s", f->err);
+}
+
 static void test_the_background_analysis_starts_at_a_step_that_exists(void **state)
 {
 	pipeline_file_expect_error(
@@ -664,6 +690,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_an_unknown_strategy_is_named, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_a_step_has_exactly_one_key, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_a_weight_is_a_percentage, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_a_rolling_update_may_not_have_both_bounds_0, setup,
+					    teardown),
 	    cmocka_unit_test_setup_teardown(
 		test_the_background_analysis_starts_at_a_step_that_exists, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
