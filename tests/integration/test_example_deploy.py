@@ -7,7 +7,8 @@ the caches, and the example's instance launcher.
 The scripts run as sluice runs them: the argv of the pipeline file's
 provider actions, hooks and checks, ${NAME} expanded from the environment's
 vars, in the example directory (laid out as the example repository), with
-SLUICE_ENV, SLUICE_IMAGE and SLUICE_COLOR. The weights and server states
+SLUICE_ENV, SLUICE_IMAGE and SLUICE_COLOR, and a rolling update's apply
+with SLUICE_MAX_SURGE and SLUICE_MAX_UNAVAILABLE. The weights and server states
 that sluice's haproxy traffic provider sets are set here with the same
 runtime API commands (stages/provider_haproxy.c).
 """
@@ -150,12 +151,19 @@ class World:
         env.update(variables)
         return run(argv, env=env, cwd=EXAMPLE)
 
-    def action(self, env, verb, version, color=None):
-        """The provider's action verb of env, for the release version."""
+    def action(self, env, verb, version, color=None, **more):
+        """The provider's action verb of env, for the release version; more
+        over the variables sluice sets."""
         spec = self.pipeline["environments"][env]["provider"]["actions"][verb]["run"]
+        strategy = self.pipeline["environments"][env]["strategy"]
         extra = {"SLUICE_ACTION": verb, "SLUICE_IMAGE": self.images[version]}
         if color:
             extra["SLUICE_COLOR"] = color
+        if verb == "apply" and strategy["type"] == "RollingUpdate":
+            bounds = strategy.get("rollingUpdate", strategy)
+            extra.update(SLUICE_MAX_SURGE=str(bounds.get("maxSurge", "25%")),
+                         SLUICE_MAX_UNAVAILABLE=str(bounds.get("maxUnavailable", "25%")))
+        extra.update(more)
         return self.command(spec, self.vars(env, **extra))
 
     def item(self, env, what, phase, name, rollback=False):
@@ -395,17 +403,25 @@ class Traffic:
         return self.seen
 
 
-def test_rolling_update_replaces_every_instance_without_a_failed_request(clean):
-    w = clean
+def rolling_update_under_load(w, **more):
+    """Development's a and b on v1, then its rolling apply of v2 (with more
+    over sluice's variables) while requests arrive: its result and what
+    they got."""
     for slot in ("a", "b"):
         r = w.command(["./deploy/apply.sh", slot],
                       w.vars("development", SLUICE_IMAGE=w.images["v1"]))
         assert r.returncode == 0, r.stderr
     assert w.traffic("development", 10) == {(200, "v1"): 10}
     load = Traffic(w.frontend("development"))
-    r = w.action("development", "apply", "v2")
+    r = w.action("development", "apply", "v2", **more)
     seen = load.stop()
     assert r.returncode == 0, r.stdout + r.stderr
+    return r, seen
+
+
+def test_rolling_update_replaces_every_instance_without_a_failed_request(clean):
+    w = clean
+    _, seen = rolling_update_under_load(w)
     # Every request answered 200, by v1 until v2 took over.
     assert set(seen) <= {(200, "v1"), (200, "v2")}, seen
     assert seen[(200, "v2")] > 0, seen
@@ -415,6 +431,17 @@ def test_rolling_update_replaces_every_instance_without_a_failed_request(clean):
     state = w.lb("state", "development")
     assert re.search(r"^a +weight 100  up ", state, re.M), state
     assert re.search(r"^b +weight 100  up ", state, re.M), state
+
+
+def test_rolling_update_with_maxsurge_0_replaces_the_slots_in_place(clean):
+    w = clean
+    r, seen = rolling_update_under_load(w, SLUICE_MAX_SURGE="0", SLUICE_MAX_UNAVAILABLE="1")
+    # One slot at a time: the other answered meanwhile.
+    assert set(seen) <= {(200, "v1"), (200, "v2")}, seen
+    # Neither started nor stopped.
+    assert "development/surge" not in r.stdout + r.stderr, r.stdout + r.stderr
+    assert w.action("development", "verify", "v2").returncode == 0
+    assert w.traffic("development", 10) == {(200, "v2"): 10}
 
 
 def test_blue_green_preview_then_switch_then_scale_down(clean):

@@ -4,11 +4,14 @@
 # is touched.
 #
 #   apply.sh SLOT...                 e.g. apply.sh canary, apply.sh "${SLUICE_COLOR}"
-#   apply.sh --surge SLOT SLOT...    a rolling update with maxSurge 1 and
-#                                    maxUnavailable 0: the surge slot takes
-#                                    the release first, so that as many
-#                                    instances serve as before while each
-#                                    slot is replaced; it stops at the end
+#   apply.sh --surge SLOT SLOT...    a rolling update within the strategy's
+#                                    maxSurge ($SLUICE_MAX_SURGE): the surge
+#                                    slot takes the release first, so that
+#                                    as many instances serve as before while
+#                                    each slot is replaced, and stops at the
+#                                    end; with maxSurge 0 there is no surge
+#                                    and the slots are replaced one at a
+#                                    time, one unavailable at a time
 #
 # Running it again after a crash finishes the job: slots that already run
 # the release are left alone, the others are restarted cleanly.
@@ -18,7 +21,12 @@ deploy_dir=$(cd "$(dirname "$0")" && pwd)
 surge=""
 if [ "${1:-}" = --surge ]; then
 	[ $# -ge 3 ] || die "usage: apply.sh --surge SLOT SLOT..."
-	surge=$2
+	# Any maxSurge but 0 (a percentage rounds up) allows the one slot;
+	# run by hand, without one, it surges.
+	max_surge=${SLUICE_MAX_SURGE:-1}
+	if [ "${max_surge%\%}" -gt 0 ]; then
+		surge=$2
+	fi
 	shift 2
 fi
 [ $# -ge 1 ] || die "usage: apply.sh [--surge SLOT] SLOT..."
