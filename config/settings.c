@@ -12,6 +12,7 @@
 #include "config/check.h"
 #include "config/doc.h"
 #include "config/file.h"
+#include "queue/kafka.h"
 #include "queue/redis.h"
 
 /* Upper bounds that keep the int and size_t fields meaningful. */
@@ -26,10 +27,8 @@
 #define MAX_SETTING_STRING 4096
 /* librdkafka's bound on fetch.wait.max.ms. */
 #define MAX_FETCH_WAIT_MS 300000
-/* Prefixes of every Redis key and Kafka topic name (Kafka's topic names are
- * at most 249 bytes of these characters). */
-#define MAX_PREFIX  64
-#define TOPIC_CHARS "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-"
+/* Prefixes of every Redis key and Kafka topic name. */
+#define MAX_PREFIX 64
 /* "@FILE" holds a broker list, not a document. */
 #define MAX_BROKERS_FILE 65536
 /* redis.password_file holds one line. */
@@ -190,7 +189,7 @@ static int load_kafka(const struct config_check *ck, const struct config_doc_nod
 		return -1;
 	if (s->fetch_wait_ms > MAX_FETCH_WAIT_MS)
 		return config_check_fail(ck, config_doc_get(m, "fetch_wait"), "at most 5m");
-	if (strspn(s->topic_prefix, TOPIC_CHARS) != strlen(s->topic_prefix) ||
+	if (strspn(s->topic_prefix, KAFKA_TOPIC_CHARS) != strlen(s->topic_prefix) ||
 	    strlen(s->topic_prefix) > MAX_PREFIX)
 		return config_check_fail(ck, config_doc_get(m, "topic_prefix"),
 					 "use at most %d letters, digits, '.', '_' and '-'",

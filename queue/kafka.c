@@ -355,6 +355,14 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
 	free(d);
 }
 
+int kafka_topic_name_ok(const char *name)
+{
+	size_t len = strlen(name);
+
+	return len > 0 && len <= KAFKA_TOPIC_MAX && strspn(name, KAFKA_TOPIC_CHARS) == len &&
+	       strcmp(name, ".") != 0 && strcmp(name, "..") != 0;
+}
+
 struct kafka_producer *kafka_producer_new(struct event_base *base, const char *brokers, char *err,
 					  size_t errlen)
 {

@@ -108,4 +108,11 @@ void kafka_consumer_free(struct kafka_consumer *c);
 /* Reads "@FILE" or returns a copy of the list; NULL with err on failure. */
 char *kafka_brokers_resolve(const char *brokers, char *err, size_t errlen);
 
+/* The characters of a Kafka topic name; a broker refuses any other. */
+#define KAFKA_TOPIC_CHARS "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-"
+#define KAFKA_TOPIC_MAX	  249
+/* 1 if a broker takes name as a topic's: 1 to KAFKA_TOPIC_MAX of
+ * KAFKA_TOPIC_CHARS, neither "." nor "..". */
+int kafka_topic_name_ok(const char *name);
+
 #endif

@@ -7,6 +7,7 @@
  */
 #include "config/file.h"
 #include "lib/log.h"
+#include "queue/kafka.h"
 
 #include <errno.h>
 #include <event2/event.h>
@@ -26,6 +27,7 @@
 #define DEFAULT_PREFIX	"sluice."
 #define DEFAULT_PARTS	4
 #define MAX_REPLICATION 3
+#define TOPIC_RULE	"1 to %d letters, digits, '.', '_' or '-', not . or .."
 
 struct topic {
 	char *name;
@@ -56,9 +58,10 @@ static void usage(FILE *f)
 		"                         (atomically; removed again on exit,\n"
 		"                         unless another devbroker wrote it since)\n"
 		"  --topic NAME[:N]       create topic NAME with N partitions (default\n"
-		"                         --partitions); repeatable. Given --topic, the\n"
-		"                         default topic set is created only with\n"
-		"                         --default-topics\n"
+		"                         --partitions); repeatable. NAME is 1 to %d\n"
+		"                         letters, digits, '.', '_' or '-', not . or ..\n"
+		"                         Given --topic, the default topic set is\n"
+		"                         created only with --default-topics\n"
 		"  --default-topics       create the default topic set as well\n"
 		"  --prefix P             prefix of the default topic set (default \"%s\"):\n"
 		"                         P+jobs.build, jobs.test, jobs.scan, jobs.push,\n"
@@ -70,7 +73,7 @@ static void usage(FILE *f)
 		"\n"
 		"Signals: SIGTERM/SIGINT stop; SIGUSR1 takes every broker down (connections\n"
 		"refused), SIGUSR2 brings them up again.\n",
-		DEFAULT_PREFIX, DEFAULT_PARTS, MAX_BROKERS);
+		KAFKA_TOPIC_MAX, DEFAULT_PREFIX, DEFAULT_PARTS, MAX_BROKERS);
 }
 
 static int parse_int(const char *s, int min, int max, int *out)
@@ -166,19 +169,23 @@ static int topic_add(struct topic **topics, size_t *n, const char *name, int par
 	return 0;
 }
 
-/* "NAME" or "NAME:N"; partitions -1 means "use --partitions". */
+/* "NAME" or "NAME:N"; partitions -1 means "use --partitions". The mock
+ * cluster takes any name, so one a Kafka broker would refuse is refused
+ * here: "x:3:4" is a mistake, not topic "x:3" with 4 partitions. */
 static int topic_parse(const char *arg, struct topic **topics, size_t *n)
 {
-	char name[256];
+	char name[KAFKA_TOPIC_MAX + 1];
 	int partitions = -1;
 	const char *colon = strrchr(arg, ':');
 	size_t len = colon ? (size_t)(colon - arg) : strlen(arg);
-	if (len == 0 || len >= sizeof(name))
+	if (len >= sizeof(name))
 		return -1;
 	if (colon && parse_int(colon + 1, 1, MAX_PARTITIONS, &partitions) < 0)
 		return -1;
 	memcpy(name, arg, len);
 	name[len] = '\0';
+	if (!kafka_topic_name_ok(name))
+		return -1;
 	return topic_add(topics, n, name, partitions);
 }
 
@@ -272,7 +279,11 @@ int main(int argc, char **argv)
 			break;
 		case OPT_TOPIC:
 			if (topic_parse(optarg, &topics, &ntopics) < 0) {
-				fprintf(stderr, "sluice-devbroker: bad --topic '%s'\n", optarg);
+				fprintf(
+				    stderr,
+				    "sluice-devbroker: bad --topic '%s' (NAME[:N]: NAME " TOPIC_RULE
+				    "; N 1 to %d)\n",
+				    optarg, KAFKA_TOPIC_MAX, MAX_PARTITIONS);
 				goto usage;
 			}
 			break;
@@ -315,10 +326,14 @@ int main(int argc, char **argv)
 	}
 	if (ntopics == 0 || with_defaults) {
 		for (size_t i = 0; i < sizeof(default_topics) / sizeof(default_topics[0]); i++) {
-			char name[256];
+			char name[KAFKA_TOPIC_MAX + 1];
 			if (snprintf(name, sizeof(name), "%s%s", prefix, default_topics[i]) >=
-			    (int)sizeof(name)) {
-				fprintf(stderr, "sluice-devbroker: --prefix too long\n");
+				(int)sizeof(name) ||
+			    !kafka_topic_name_ok(name)) {
+				fprintf(stderr,
+					"sluice-devbroker: bad --prefix '%s': the topic names it "
+					"starts must be " TOPIC_RULE "\n",
+					prefix, KAFKA_TOPIC_MAX);
 				goto usage;
 			}
 			if (topic_add(&topics, &ntopics, name, -1) < 0) {

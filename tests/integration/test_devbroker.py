@@ -125,6 +125,23 @@ def test_bad_arguments_print_usage_and_exit_2(args):
     assert res.stdout == ""
 
 
+@pytest.mark.parametrize("option,value", [
+    ("--topic", "x:3:4"), ("--topic", "a/b"), ("--topic", ".."), ("--topic", "t" * 250),
+    ("--topic", ":3"), ("--prefix", "a/b:"), ("--prefix", "p" * 240)],
+    ids=["colons", "slash", "dotdot", "long", "empty", "prefix-chars", "prefix-long"])
+def test_a_name_kafka_refuses_is_refused_at_start(option, value):
+    # Kafka takes 1 to 249 of [a-zA-Z0-9._-], not . or ..: "x:3:4" is no
+    # topic "x:3", and the default topics' names begin with the prefix.
+    if not os.access(BROKER, os.X_OK):
+        pytest.fail(f"{BROKER} not built (make all, or set SLUICE_BUILD)")
+    res = subprocess.run([BROKER, option, value], capture_output=True, text=True, timeout=10)
+    assert res.returncode == 2
+    assert res.stderr.startswith(f"sluice-devbroker: bad {option} '{value}'")
+    assert "1 to 249 letters, digits, '.', '_' or '-', not . or .." in res.stderr
+    assert "usage: sluice-devbroker" in res.stderr
+    assert res.stdout == ""
+
+
 def test_help_exits_0():
     if not os.access(BROKER, os.X_OK):
         pytest.fail(f"{BROKER} not built (make all, or set SLUICE_BUILD)")
