@@ -352,9 +352,13 @@ void workspace_sweep(struct workspace *ws)
 	} else if (expired == 0) {
 		ws->short_logged = 0;
 	}
-	if (expired)
+	if (expired) {
 		log_info("workspaces expired", LOG_I("runs", expired),
 			 LOG_I("ttl_ms", s->workspace_ttl_ms));
+		/* What they free shows only once rm is done with them: if space
+		 * is short, it is looked at again then, not a minute later. */
+		for_space = space_short(ws, root);
+	}
 	if (npaths)
 		start_rm(ws, paths, npaths, for_space);
 done:

@@ -187,6 +187,24 @@ static void test_free_space_shortage_removes_oldest_runs_first(void **state)
 	workspace_free(ws);
 }
 
+/* Runs past the ttl go first; if space is still short once rm has deleted
+ * them, the oldest run left goes then, not at the next periodic sweep a
+ * minute later. */
+static void test_space_still_short_after_expired_runs_go_is_looked_at_again(void **state)
+{
+	struct fx *f = *state;
+	f->s.workspace_ttl_ms = 3600 * 1000;
+	f->s.min_free_bytes = LLONG_MAX / 2;
+	make_run(f, "r_old", 7200);
+	make_run(f, "r_1", 300);
+	struct workspace *ws = workspace_start(base, &f->s);
+	assert_false(exists(f, "r_old"));
+	assert_true(exists(f, "r_1"));
+	wait_idle(ws);
+	assert_int_equal(entries(f), 0);
+	workspace_free(ws);
+}
+
 /* Trash an earlier removal left may be what rm cannot delete (files a
  * stage's container made as root): it must not stop the runs from going. */
 static void test_leftover_trash_does_not_hold_back_a_removal_for_space(void **state)
@@ -347,6 +365,8 @@ int main(void)
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_a_hold_makes_again_a_run_a_sweep_moved_away, setup,
 					    teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_space_still_short_after_expired_runs_go_is_looked_at_again, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_free_space_shortage_removes_oldest_runs_first,
 					    setup, teardown),
 	    cmocka_unit_test_setup_teardown(
