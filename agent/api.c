@@ -46,6 +46,8 @@ struct api_call {
 	char ref_filter[256];
 	size_t limit;
 	size_t want; /* run ids asked for: a page and one more, or a scan for filters */
+	int paged;   /* runs list: a page past a run, before= or after= */
+	int after;   /* the page newer than that run, scanned oldest first */
 };
 
 static struct api_call *call_new(struct agent *a, struct evhttp_request *req)
@@ -203,10 +205,12 @@ static int ref_matches(const char *want, const char *ref)
 	       (strncmp(ref, "refs/tags/", 10) == 0 && strcmp(ref + 10, want) == 0);
 }
 
-/* c->body holds the ids scanned (newest first), c->items their runs (null
- * for a run gone meanwhile). The next page starts after the last run
- * listed, or after the last one scanned when the filters kept fewer runs
- * than the page holds and the scan may have stopped short. */
+/* c->body holds the ids scanned from the cursor on (newest first; oldest
+ * first for after=), c->items their runs (null for a run gone meanwhile).
+ * The page further on starts past the last run listed, or past the last one
+ * scanned when the filters kept fewer runs than the page holds and the scan
+ * may have stopped short: that is next, or prev for after=. The page on the
+ * cursor's side starts past the first run scanned, the one nearest it. */
 static void list_maybe_done(struct api_call *c)
 {
 	if (--c->outstanding > 0)
@@ -217,12 +221,13 @@ static void list_maybe_done(struct api_call *c)
 		return;
 	}
 	json_t *runs = json_array();
-	const char *last_listed = NULL, *last_scanned = NULL, *next = NULL;
+	const char *last_listed = NULL, *last_scanned = NULL, *further = NULL;
+	const char *nearest = c->paged ? json_string_value(json_array_get(c->body, 0)) : NULL;
 	size_t n = json_array_size(c->items);
 	for (size_t i = 0; i < n; i++) {
 		const char *id = json_string_value(json_array_get(c->body, i));
 		if (json_array_size(runs) == c->limit) {
-			next = last_listed;
+			further = last_listed;
 			break;
 		}
 		last_scanned = id;
@@ -235,12 +240,16 @@ static void list_maybe_done(struct api_call *c)
 			continue;
 		if (!ref_matches(c->ref_filter, ref))
 			continue;
-		json_array_append(runs, run);
+		if (c->after)
+			json_array_insert(runs, 0, run);
+		else
+			json_array_append(runs, run);
 		last_listed = id;
 	}
-	if (!next && n == c->want)
-		next = json_array_size(runs) == c->limit ? last_listed : last_scanned;
-	json_t *body = json_pack("{s:o,s:s?}", "runs", runs, "next", next);
+	if (!further && n == c->want)
+		further = json_array_size(runs) == c->limit ? last_listed : last_scanned;
+	const char *next = c->after ? nearest : further, *prev = c->after ? further : nearest;
+	json_t *body = json_pack("{s:o,s:s?,s:s?}", "runs", runs, "next", next, "prev", prev);
 	json_decref(c->items);
 	json_decref(c->body);
 	http_pending_reply(c->pending, 200, body);
@@ -308,13 +317,14 @@ static long long run_id_ms(const char *id)
 	return ms;
 }
 
-/* The page after the run named by before: its rank in the index first.
- * c->body is [index, before]. */
+/* The page past the run named by before= (older) or after= (newer): its
+ * rank in the index first. c->body is [index, run]. */
 static void on_list_rank(struct redis *r, redisReply *reply, const char *err, void *arg)
 {
 	struct api_call *c = arg;
 	const char *index = json_string_value(json_array_get(c->body, 0));
-	const char *before = json_string_value(json_array_get(c->body, 1));
+	const char *cursor = json_string_value(json_array_get(c->body, 1));
+	const char *rev = c->after ? "" : "REV";
 	if (!reply || (reply->type != REDIS_REPLY_INTEGER && reply->type != REDIS_REPLY_NIL)) {
 		call_fail(c, err ? err : "unexpected reply");
 		return;
@@ -323,16 +333,17 @@ static void on_list_rank(struct redis *r, redisReply *reply, const char *err, vo
 	if (reply->type == REDIS_REPLY_NIL) {
 		/* Gone from the index since (agent.run_retention removed it):
 		 * the page goes on from its creation time, which its id holds. */
-		long long ms = run_id_ms(before);
+		long long ms = run_id_ms(cursor);
 		if (ms < 0) {
 			http_pending_error(c->pending, 400, "bad_request",
-					   "before: no such run in this listing");
+					   c->after ? "after: no such run in this listing"
+						    : "before: no such run in this listing");
 			json_decref(c->body);
 			free(c);
 			return;
 		}
-		rc = redis_command(r, on_list_ids, c, "ZREVRANGEBYSCORE %s %lld -inf LIMIT 0 %lld",
-				   index, ms, (long long)c->want);
+		rc = redis_command(r, on_list_ids, c, "Z%sRANGEBYSCORE %s %lld %s LIMIT 0 %lld",
+				   rev, index, ms, c->after ? "+inf" : "-inf", (long long)c->want);
 		json_decref(c->body);
 		c->body = NULL;
 		if (rc < 0)
@@ -340,7 +351,7 @@ static void on_list_rank(struct redis *r, redisReply *reply, const char *err, vo
 		return;
 	}
 	long long from = reply->integer + 1;
-	rc = redis_command(r, on_list_ids, c, "ZREVRANGE %s %lld %lld", index, from,
+	rc = redis_command(r, on_list_ids, c, "Z%sRANGE %s %lld %lld", rev, index, from,
 			   from + (long long)c->want - 1);
 	json_decref(c->body);
 	c->body = NULL;
@@ -395,6 +406,8 @@ static void list_runs(struct agent *a, struct evhttp_request *req, struct evkeyv
 	const char *status = query_value(q, "status");
 	const char *ref = query_value(q, "ref");
 	const char *before = query_value(q, "before");
+	const char *after = query_value(q, "after");
+	const char *cursor = before ? before : after;
 	char index[512];
 	size_t limit;
 	if (query_limit(req, q, RUNS_DEFAULT_LIMIT, RUNS_MAX_LIMIT, &limit) < 0)
@@ -404,8 +417,14 @@ static void list_runs(struct agent *a, struct evhttp_request *req, struct evkeyv
 		http_reply_error(req, 400, "bad_request", "filter value too long");
 		return;
 	}
-	if (before && !http_segment_ok(before, strlen(before))) {
-		http_reply_error(req, 400, "bad_request", "before: expected a run id");
+	if (before && after) {
+		http_reply_error(req, 400, "bad_request",
+				 "before and after: give one or the other");
+		return;
+	}
+	if (cursor && !http_segment_ok(cursor, strlen(cursor))) {
+		http_reply_error(req, 400, "bad_request",
+				 before ? "before: expected a run id" : "after: expected a run id");
 		return;
 	}
 	if (status && !run_status_known(status)) {
@@ -430,11 +449,13 @@ static void list_runs(struct agent *a, struct evhttp_request *req, struct evkeyv
 	else
 		snprintf(index, sizeof(index), "%sruns", a->settings.key_prefix);
 	int rc;
-	if (before) {
-		c->body = json_pack("[s,s]", index, before);
-		rc = c->body
-			 ? redis_command(a->redis, on_list_rank, c, "ZREVRANK %s %s", index, before)
-			 : -1;
+	if (cursor) {
+		c->paged = 1;
+		c->after = after != NULL;
+		c->body = json_pack("[s,s]", index, cursor);
+		rc = c->body ? redis_command(a->redis, on_list_rank, c, "Z%sRANK %s %s",
+					     c->after ? "" : "REV", index, cursor)
+			     : -1;
 	} else {
 		rc = redis_command(a->redis, on_list_ids, c, "ZREVRANGE %s 0 %d", index,
 				   (int)c->want - 1);

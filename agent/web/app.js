@@ -421,46 +421,54 @@
     const rows = new Map(); // id -> {tr, cells, status}
     let pipelinesKnown = false;
     let want = params.get("pipeline") || "";
-    // The page shown is the runs before the run `before` (none: the newest);
-    // `newer` holds where the pages before it began, for Newer, in the
-    // history entry so that a reload stays on the page. `next` is where the
-    // page after it begins, null on the last.
+    // The page shown is the runs older than the run `before`, or those just
+    // newer than the run `after` (neither: the newest), so that its address
+    // alone says where it is. `next` is where the page older than it
+    // begins, null on the last; `prev` where the newer one does.
     let before = params.get("before") || "";
-    let newer = history.state && Array.isArray(history.state.newer) ? history.state.newer : [];
+    let after = before ? "" : params.get("after") || "";
     let next = null;
+    let prev = null;
 
     function listQuery() {
       const q = new URLSearchParams({ limit: "100" });
       if (pipelineSel.value) q.set("pipeline", pipelineSel.value);
       if (statusSel.value) q.set("status", statusSel.value);
       if (before) q.set("before", before);
+      if (after) q.set("after", after);
       return String(q);
     }
 
-    function show() {
+    function setAddress() {
       const q = new URLSearchParams(listQuery());
       q.delete("limit");
-      history.replaceState({ newer }, "", "/" + (q.toString() ? "?" + q : ""));
+      history.replaceState(null, "", "/" + (q.toString() ? "?" + q : ""));
+    }
+
+    function show() {
+      setAddress();
       p.now();
     }
 
     function filtersChanged() {
       want = pipelineSel.value;
       before = "";
-      newer = [];
+      after = "";
       show();
     }
 
     function showOlder() {
       if (!next) return;
-      newer.push(before);
       before = next;
+      after = "";
       show();
     }
 
-    // Opened at a later page by its address alone, Newer leads to the newest.
+    // `prev` is null on a page past the oldest run: Newer then leads to the
+    // newest.
     function showNewer() {
-      before = newer.pop() || "";
+      before = "";
+      after = prev || "";
       show();
     }
     pipelineSel.addEventListener("change", filtersChanged);
@@ -523,14 +531,23 @@
 
     async function refresh() {
       if (!pipelinesKnown) await loadPipelines();
-      const asked = listQuery();
-      const body = await getJSON("/runs?" + asked);
+      let asked = listQuery();
+      let body = await getJSON("/runs?" + asked);
+      // Nothing is newer than the runs just newer than `after`: the newest
+      // page is shown instead, full and taking in the runs still to come.
+      if (asked === listQuery() && after && !body.prev) {
+        after = "";
+        setAddress();
+        asked = listQuery();
+        body = await getJSON("/runs?" + asked);
+      }
       // A page or filter chosen meanwhile has its own answer coming.
       if (asked !== listQuery()) return;
       const runs = body.runs || [];
       next = body.next || null;
+      prev = body.prev || null;
       const seen = new Set();
-      let prev = null;
+      let above = null;
       for (const run of runs) {
         seen.add(run.id);
         let r = rows.get(run.id);
@@ -540,9 +557,9 @@
         }
         fill(r, run);
         // Moves a row only when it is out of place, so focus stays put.
-        const want = prev ? prev.nextSibling : tbody.firstChild;
+        const want = above ? above.nextSibling : tbody.firstChild;
         if (want !== r.tr) tbody.insertBefore(r.tr, want);
-        prev = r.tr;
+        above = r.tr;
       }
       for (const [id, r] of rows) {
         if (!seen.has(id)) {
@@ -555,9 +572,9 @@
       setText(count, countText(runs.length));
       // A button that becomes disabled would drop the keyboard's focus.
       const focused = document.activeElement;
-      newerBtn.disabled = !before;
+      newerBtn.disabled = !before && !after;
       olderBtn.disabled = !next;
-      pager.hidden = !before && !next;
+      pager.hidden = !before && !after && !next;
       if (focused === olderBtn && olderBtn.disabled && !newerBtn.disabled) newerBtn.focus();
       if (focused === newerBtn && newerBtn.disabled && !olderBtn.disabled) olderBtn.focus();
     }
@@ -565,7 +582,7 @@
     // What the page holds, and no more: the API tells no total.
     function countText(n) {
       const runs = n === 1 ? "1 run" : n + " runs";
-      if (!before) return next ? "newest " + runs : runs;
+      if (!before && !after) return next ? "newest " + runs : runs;
       if (!n) return "no older runs";
       return next ? n + " older " + (n === 1 ? "run" : "runs") : "oldest " + runs;
     }

@@ -6,7 +6,7 @@
 // a strategy drawn when the run's answer has one, a live log that goes on
 // after its requests failed, and the log of a stage retried from its page
 // followed into the next attempt, more runs than a page paged through to
-// the oldest and back. Any console
+// the oldest and back, and back from a page opened by its address. Any console
 // error, page error, failed request or unexpected error status fails it.
 //
 // usage: node dashboard.mjs SETUP.json  (written by run.py)
@@ -388,6 +388,19 @@ try {
     await row(first).waitFor();
     await count.filter({ hasText: /^newest 100 runs$/ }).waitFor();
     if (new URL(page.url()).search) throw new Error("address: " + page.url());
+    // Opened by its address alone, a page deep in the list leads to the
+    // page just newer than it, not to the newest, and back.
+    const [justNewer, deep, deepFirst] = [setup.archived[11], setup.archived[110], setup.archived[111]];
+    await page.goto(`${base}/?before=${deep}`);
+    await row(deepFirst).waitFor();
+    await pager.getByRole("button", { name: "Newer" }).click();
+    await row(deep).waitFor();
+    await count.filter({ hasText: /^100 older runs$/ }).waitFor();
+    if ((await row(deepFirst).count()) || !(await row(justNewer).count())) throw new Error("not the page just newer");
+    if (new URL(page.url()).searchParams.get("after") !== deepFirst) throw new Error("address: " + page.url());
+    await pager.getByRole("button", { name: "Older" }).click();
+    await row(deepFirst).waitFor();
+    if (await row(deep).count()) throw new Error("the newer page's runs on the older page");
     // A filter that keeps fewer runs than a page counts them all.
     await page.selectOption("#f-pipeline", "flaky");
     await count.filter({ hasText: /^1 run$/ }).waitFor();

@@ -294,13 +294,19 @@ def test_validate_answers_positioned_errors(locked):
     assert "biuld" in err["message"], err
 
 
+def listed_after_starting(stack, n):
+    """Starts n runs; the ids of every run, newest first, as one page lists them."""
+    for _ in range(n):
+        start_run(stack)
+    status, everything = call(stack, "GET", "/api/v1/runs?limit=500", TOKENS["reader"])
+    assert status == 200 and everything["next"] is None and everything["prev"] is None, everything
+    return [r["id"] for r in everything["runs"]]
+
+
 def test_runs_page_with_before_and_filter_by_ref(locked):
-    for _ in range(3):
-        start_run(locked)
+    ids = listed_after_starting(locked, 3)
     t = TOKENS["reader"]
-    status, everything = call(locked, "GET", "/api/v1/runs?limit=500", t)
-    ids = [r["id"] for r in everything["runs"]]
-    assert everything["next"] is None and len(ids) >= 3
+    assert len(ids) >= 3
     seen, before = [], None
     while True:
         q = "/api/v1/runs?limit=2" + ("&before=" + before if before else "")
@@ -319,14 +325,40 @@ def test_runs_page_with_before_and_filter_by_ref(locked):
     assert_error(*call(locked, "GET", "/api/v1/runs?before=r_nosuchrun", t), 400)
 
 
+def test_runs_page_back_to_the_newest_with_after(locked):
+    """after= lists the runs just newer than a run, newest first: from any
+    page's address alone, its prev leads to the page before it."""
+    ids = listed_after_starting(locked, 5)
+    t = TOKENS["reader"]
+    assert len(ids) >= 5
+    status, page = call(locked, "GET", "/api/v1/runs?limit=2&before=" + ids[0], t)
+    assert [r["id"] for r in page["runs"]] == ids[1:3] and page["prev"] == ids[1], page
+    status, page = call(locked, "GET", "/api/v1/runs?limit=2&after=" + ids[3], t)
+    assert status == 200, page
+    assert [r["id"] for r in page["runs"]] == ids[1:3], (page, ids)
+    assert page["prev"] == ids[1] and page["next"] == ids[2], page
+    # Newer from the oldest run gives back every run, each once.
+    seen, after = [], ids[-1]
+    while after:
+        status, page = call(locked, "GET", "/api/v1/runs?limit=2&ref=main&after=" + after, t)
+        assert status == 200 and len(page["runs"]) <= 2, page
+        seen = [r["id"] for r in page["runs"]] + seen
+        after = page["prev"]
+    assert seen == ids[:-1], (seen, ids)
+    status, page = call(locked, "GET", "/api/v1/runs?after=" + ids[0], t)
+    assert page == {"runs": [], "next": None, "prev": None}, page
+    status, page = call(locked, "GET", "/api/v1/runs?before=" + ids[-1], t)
+    assert page == {"runs": [], "next": None, "prev": None}, page
+    assert_error(*call(locked, "GET", "/api/v1/runs?after=r_nosuchrun", t), 400)
+    assert_error(*call(locked, "GET", "/api/v1/runs?before=%s&after=%s" % (ids[1], ids[2]), t),
+                 400)
+
+
 def test_a_page_goes_on_after_a_run_removed_meanwhile(locked):
     """A run removed between two pages (agent.run_retention) still says where
-    the next page starts: its id holds its creation time."""
-    for _ in range(3):
-        start_run(locked)
+    the next page starts, older or newer: its id holds its creation time."""
+    ids = listed_after_starting(locked, 3)
     t = TOKENS["reader"]
-    status, everything = call(locked, "GET", "/api/v1/runs?limit=500", t)
-    ids = [r["id"] for r in everything["runs"]]
     status, page = call(locked, "GET", "/api/v1/runs?limit=1", t)
     assert [r["id"] for r in page["runs"]] == ids[:1] and page["next"] == ids[0]
     with Redis(locked.redis_port) as r:
@@ -335,10 +367,15 @@ def test_a_page_goes_on_after_a_run_removed_meanwhile(locked):
     status, page = call(locked, "GET", "/api/v1/runs?limit=500&before=" + ids[0], t)
     assert status == 200, page
     assert [r["id"] for r in page["runs"]] == ids[1:], (page, ids)
+    status, page = call(locked, "GET", "/api/v1/runs?limit=500&after=" + ids[0], t)
+    assert status == 200 and page["runs"] == [] and page["prev"] is None, page
     # An id of that form no run ever had pages from its time too; any other
     # text is still refused.
     status, page = call(locked, "GET", "/api/v1/runs?before=r_000000000001aaaaaaaaaaaa", t)
     assert status == 200 and page["runs"] == [], page
+    status, page = call(locked, "GET", "/api/v1/runs?limit=500&after=r_000000000001aaaaaaaaaaaa",
+                        t)
+    assert status == 200 and [r["id"] for r in page["runs"]] == ids[1:], page
     assert_error(*call(locked, "GET", "/api/v1/runs?before=r_00000000000Gaaaaaaaaaaaa", t), 400)
 
 
