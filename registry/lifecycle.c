@@ -319,7 +319,8 @@ int lifecycle_run(const struct regargs *a, FILE *out, FILE *errf)
 			      .npatterns = a->npatterns,
 			      .keep = a->keep,
 			      .nkeep = a->nkeep,
-			      .expire_ms = a->expire_ms};
+			      .expire_ms = a->expire_ms,
+			      .whole_images = a->whole_images};
 	struct regreport rep = {.args = a};
 	char err[MESSAGE_MAX] = "";
 	int status = 1, printed;

@@ -22,6 +22,7 @@ enum {
 	OPT_TAG_PATTERN,
 	OPT_EXPIRE,
 	OPT_KEEP,
+	OPT_WHOLE_IMAGES,
 	OPT_STATE,
 	OPT_TOKEN_FILE,
 	OPT_USER_FILE,
@@ -39,6 +40,7 @@ static const struct option options[] = {
     {"tag-pattern", required_argument, NULL, OPT_TAG_PATTERN},
     {"expire-untagged", required_argument, NULL, OPT_EXPIRE},
     {"keep", required_argument, NULL, OPT_KEEP},
+    {"whole-images", no_argument, NULL, OPT_WHOLE_IMAGES},
     {"state", required_argument, NULL, OPT_STATE},
     {"token-file", required_argument, NULL, OPT_TOKEN_FILE},
     {"user-file", required_argument, NULL, OPT_USER_FILE},
@@ -54,8 +56,9 @@ static const struct option options[] = {
 void regargs_usage(FILE *f)
 {
 	fputs("usage: sluice-registry lifecycle --registry URL --repository NAME\n"
-	      "           [--keep-last N [--tag-pattern GLOB]...] [--expire-untagged AGE]\n"
-	      "           [--keep TAG]... [--state FILE] [--dry-run] [--json]\n"
+	      "           [--keep-last N [--tag-pattern GLOB]... [--whole-images]]\n"
+	      "           [--expire-untagged AGE] [--keep TAG]... [--state FILE]\n"
+	      "           [--dry-run] [--json]\n"
 	      "           [--token-file FILE | --user-file FILE] [--ca-file FILE]\n"
 	      "           [--page-size N]\n"
 	      "       sluice-registry --help | --version\n"
@@ -63,9 +66,11 @@ void regargs_usage(FILE *f)
 	      "Deletes the tags and manifests a lifecycle policy names, through the\n"
 	      "Registry HTTP API v2. --keep-last N keeps the N newest production tags\n"
 	      "(matching a --tag-pattern, default every tag) by their image's created\n"
-	      "time; --expire-untagged AGE (\"7d\") deletes manifests that lost their\n"
-	      "last tag, once first seen and created at least AGE ago (the state file\n"
-	      "remembers them); --keep TAG is never deleted. --dry-run only prints.\n"
+	      "time; --whole-images deletes the image of a production tag beyond them\n"
+	      "with every tag it has, unless a kept tag of a pattern or --keep TAG\n"
+	      "reaches it; --expire-untagged AGE (\"7d\") deletes manifests that lost\n"
+	      "their last tag, once first seen and created at least AGE ago (the state\n"
+	      "file remembers them); --keep TAG is never deleted. --dry-run only prints.\n"
 	      "Exit status: 0 done, 1 failed, 2 usage. See sluice-registry(8).\n",
 	      f);
 }
@@ -128,6 +133,10 @@ static int check(struct regargs *a, char *err, size_t errlen)
 	}
 	if (a->npatterns && a->keep_last == 0) {
 		snprintf(err, errlen, "--tag-pattern only applies with --keep-last");
+		return -1;
+	}
+	if (a->whole_images && a->keep_last == 0) {
+		snprintf(err, errlen, "--whole-images only applies with --keep-last");
 		return -1;
 	}
 	if (a->token_file && a->user_file) {
@@ -194,6 +203,9 @@ int regargs_parse(struct regargs *a, int argc, char **argv, char *err, size_t er
 				return -1;
 			}
 			a->expire_ms = ms;
+			break;
+		case OPT_WHOLE_IMAGES:
+			a->whole_images = 1;
 			break;
 		case OPT_STATE:
 			a->state = optarg;

@@ -23,6 +23,7 @@ struct regargs {
 	size_t npatterns;
 	const char **keep; /* --keep */
 	size_t nkeep;
+	int whole_images;  /* --whole-images */
 	int64_t expire_ms; /* 0 when not given */
 	const char *state; /* NULL: the default file */
 	const char *token_file;

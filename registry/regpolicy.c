@@ -229,6 +229,51 @@ static const char *kept_reason(struct work *w, size_t i, char *buf, size_t len)
 	return buf;
 }
 
+/* Whether kept tag i keeps what it reaches whatever the production tags
+ * decide: with --whole-images a tag matching no pattern does not. */
+static int keeps_anyway(const struct work *w, size_t i)
+{
+	const struct regpolicy *p = w->p;
+	const char *name = w->s->tags[i].name;
+
+	return !p->whole_images || matching(p->keep, p->nkeep, name) ||
+	       matching(p->patterns, p->npatterns, name);
+}
+
+/* With --whole-images, a tag matching no pattern keeps what it reaches
+ * unless a deleted production tag takes its manifest: then it goes with
+ * it. Which manifests are taken is decided before any such tag is marked,
+ * so that the tags' order does not matter; one such a tag reaches through
+ * an index that stays is kept (the index must not lose it). */
+static int mark_untaken(struct work *w, const enum regpolicy_action *fate)
+{
+	const struct regscan *s = w->s;
+	char *taken = s->nimages ? calloc(s->nimages, 1) : NULL;
+	size_t i;
+
+	if (s->nimages && !taken)
+		return -1;
+	for (i = 0; i < s->ntags; i++)
+		if (fate[i] == REGPOLICY_DELETE && w->live_by[s->tags[i].image] < 0)
+			taken[s->tags[i].image] = 1;
+	for (i = 0; i < s->ntags; i++)
+		if (fate[i] == REGPOLICY_KEEP && !keeps_anyway(w, i) && !taken[s->tags[i].image])
+			mark_live(w, s->tags[i].image, (long)i);
+	free(taken);
+	return 0;
+}
+
+/* A deleted production tag of image i, which is deleted by digest: there
+ * is one, as only those tags' manifests are. */
+static const char *taker(const struct work *w, const enum regpolicy_action *fate, size_t i)
+{
+	size_t t;
+
+	for (t = 0; fate[t] != REGPOLICY_DELETE || w->s->tags[t].image != i; t++)
+		;
+	return w->s->tags[t].name;
+}
+
 /* The rows of the tags, and the DELETE of each manifest that only deleted
  * tags reach, or of the tag alone when a kept tag still reaches it. */
 static int rows_for_tags(struct work *w, const enum regpolicy_action *fate, const long *rank,
@@ -239,8 +284,10 @@ static int rows_for_tags(struct work *w, const enum regpolicy_action *fate, cons
 	size_t i;
 
 	for (i = 0; i < s->ntags; i++)
-		if (fate[i] == REGPOLICY_KEEP)
+		if (fate[i] == REGPOLICY_KEEP && keeps_anyway(w, i))
 			mark_live(w, s->tags[i].image, (long)i);
+	if (w->p->whole_images && mark_untaken(w, fate) < 0)
+		return -1;
 	/* Production tags first, by rank, then the others in the registry's order. */
 	for (want = 1; want <= (long)nprod; want++) {
 		for (i = 0; i < s->ntags && rank[i] != want; i++)
@@ -280,10 +327,24 @@ static int rows_for_tags(struct work *w, const enum regpolicy_action *fate, cons
 	}
 	for (i = 0; i < s->ntags; i++) {
 		const struct regscan_image *im = &s->images[s->tags[i].image];
+		long op = w->image_op[s->tags[i].image];
+		struct regpolicy_row *r;
 		char why[512];
 
 		if (rank[i] > 0)
 			continue;
+		if (op >= 0) {
+			/* Only a tag --whole-images does not let keep its manifest. */
+			r = add_row(w, s->tags[i].name, im->digest, im->created_ms,
+				    REGPOLICY_DELETE,
+				    "not a production tag, but its manifest goes with production "
+				    "tag %s (--whole-images)",
+				    taker(w, fate, s->tags[i].image));
+			if (!r)
+				return -1;
+			r->op = op;
+			continue;
+		}
 		if (!add_row(w, s->tags[i].name, im->digest, im->created_ms, REGPOLICY_KEEP, "%s",
 			     kept_reason(w, i, why, sizeof(why))))
 			return -1;

@@ -9,7 +9,10 @@
  *    image's created time, newest first (unknown times last, ties by name
  *    descending); the first keep_last are kept, the others deleted;
  *  - a deleted tag's manifest is deleted by digest only when no kept tag
- *    reaches it (directly or through an index); otherwise only the tag is;
+ *    reaches it (directly or through an index); otherwise only the tag is.
+ *    With whole_images a tag matching no pattern does not keep the
+ *    manifest it names: it goes with the manifest (still, it keeps what it
+ *    reaches through an index that stays);
  *  - a manifest of the state that no kept tag reaches any more is deleted
  *    once both its first sighting and its image's created time are at
  *    least expire_ms old; one that an index deleted now lists waits for
@@ -32,6 +35,7 @@ struct regpolicy {
 	const char *const *keep;
 	size_t nkeep;
 	int64_t expire_ms; /* 0: untagged manifests are not expired */
+	int whole_images;  /* a deleted production tag takes every tag of its image */
 	int64_t now_ms;
 };
 

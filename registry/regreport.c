@@ -199,16 +199,17 @@ int regreport_json(const struct regreport *r, FILE *out)
 	int rc;
 
 	count(r->plan, &c);
-	root = json_pack(
-	    "{s:s, s:s, s:b, s:s, s:b, s:{s:I, s:o, s:o, s:I}, s:o, s:o, "
-	    "s:{s:I, s:I, s:I, s:I, s:I}}",
-	    "registry", r->registry, "repository", a->repository, "dry_run", a->dry_run,
-	    "state_file", r->state_file, "state_saved", r->state_saved, "policy", "keep_last",
-	    (json_int_t)a->keep_last, "tag_patterns", strings(a->patterns, a->npatterns), "keep",
-	    strings(a->keep, a->nkeep), "expire_untagged_s", (json_int_t)(a->expire_ms / 1000),
-	    "rows", rows_json(r), "deletes", deletes_json(r), "summary", "manifests",
-	    (json_int_t)c.manifests, "tags", (json_int_t)c.tags, "gone", (json_int_t)c.gone,
-	    "unsupported", (json_int_t)c.unsupported, "failed", (json_int_t)c.failed);
+	root = json_pack("{s:s, s:s, s:b, s:s, s:b, s:{s:I, s:o, s:b, s:o, s:I}, s:o, s:o, "
+			 "s:{s:I, s:I, s:I, s:I, s:I}}",
+			 "registry", r->registry, "repository", a->repository, "dry_run",
+			 a->dry_run, "state_file", r->state_file, "state_saved", r->state_saved,
+			 "policy", "keep_last", (json_int_t)a->keep_last, "tag_patterns",
+			 strings(a->patterns, a->npatterns), "whole_images", a->whole_images,
+			 "keep", strings(a->keep, a->nkeep), "expire_untagged_s",
+			 (json_int_t)(a->expire_ms / 1000), "rows", rows_json(r), "deletes",
+			 deletes_json(r), "summary", "manifests", (json_int_t)c.manifests, "tags",
+			 (json_int_t)c.tags, "gone", (json_int_t)c.gone, "unsupported",
+			 (json_int_t)c.unsupported, "failed", (json_int_t)c.failed);
 	if (!root)
 		return -1;
 	rc = json_dumpf(root, out, JSON_INDENT(2)) < 0 || fputc('\n', out) == EOF ? -1 : 0;

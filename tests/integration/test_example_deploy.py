@@ -14,6 +14,7 @@ runtime API commands (stages/provider_haproxy.c).
 """
 
 import collections
+import json
 import os
 import re
 import shutil
@@ -21,12 +22,13 @@ import signal
 import subprocess
 import tempfile
 import threading
+import time
 
 import pytest
 import yaml
 
 from deploy_fixtures import Registry, get
-from harness import Proc, free_port, free_ports, redis_ping, wait_for
+from harness import BUILD, Proc, free_port, free_ports, redis_ping, wait_for
 
 REPO_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 EXAMPLE = os.path.join(REPO_ROOT, "config", "examples", "mint-replica")
@@ -142,14 +144,21 @@ class World:
         v.update(extra)
         return v
 
-    def command(self, argv, variables):
+    def command(self, argv, variables, cwd=EXAMPLE):
         argv = [VAR.sub(lambda m: variables.get(m.group(1), ""), a) for a in argv]
         # The example's fixed ports in arguments (a load balancer's URL).
         argv = [LOCAL_PORT.sub(lambda m: "127.0.0.1:" + self.ports.get(m.group(1), m.group(1)),
                                a) for a in argv]
         env = {k: os.environ[k] for k in ("PATH", "HOME", "LANG") if k in os.environ}
         env.update(variables)
-        return run(argv, env=env, cwd=EXAMPLE)
+        return run(argv, env=env, cwd=cwd)
+
+    def stage(self, name, checkout, **extra):
+        """The CI stage name, run in checkout (a copy of the example: stages
+        write dist/ there), with the pipeline's vars."""
+        v = dict(self.pipeline.get("vars") or {}, REGISTRY=self.registry.host_port)
+        v.update(extra)
+        return self.command(self.pipeline["stages"][name]["run"], v, cwd=checkout)
 
     def action(self, env, verb, version, color=None, **more):
         """The provider's action verb of env, for the release version; more
@@ -166,13 +175,13 @@ class World:
         extra.update(more)
         return self.command(spec, self.vars(env, **extra))
 
-    def item(self, env, what, phase, name, rollback=False):
+    def item(self, env, what, phase, name, rollback=False, **extra):
         """The hook or check named name of env."""
         items = self.pipeline["environments"][env][what][phase]
         spec = next(i for i in items if i["name"] == name)
         if rollback:
             spec = spec["rollback"]
-        return self.command(spec["run"], self.vars(env))
+        return self.command(spec["run"], self.vars(env, **extra))
 
     # --- what is running ------------------------------------------------
 
@@ -560,6 +569,44 @@ def test_smoke_check_wants_every_answer_from_the_new_release(clean):
     assert (r.returncode, last_line(r)) == (
         1, "smoke.sh: request 1 of 20 to http://127.0.0.1:%d/: answered by v1, not v2"
         % w.frontend("production"))
+
+
+def test_production_keeps_its_last_5_releases_in_the_registry(world, tmp_path):
+    """Seven releases, each pushed by the push stage (tagged VERSION and
+    latest) and then through production's post hooks (tagged prod-VERSION,
+    then the registry's lifecycle policy): the last 5 production images stay
+    with their tags, the older ones are deleted whole, VERSION tag and all,
+    on a registry that cannot delete a tag alone. Images that never reached
+    production (v1 and v2) stay."""
+    w = world
+    checkout = str(tmp_path / "checkout")
+    shutil.copytree(EXAMPLE, checkout)
+    base = int(time.time()) - 30 * 86400
+    pushed = {}
+    for n in range(1, 8):
+        version = "r%d" % n
+        r = w.stage("push", checkout, SLUICE_SHA_SHORT=version,
+                    SOURCE_DATE_EPOCH=str(base + n * 86400))
+        assert r.returncode == 0, r.stdout + r.stderr
+        pushed[version] = next(line for line in r.stdout.splitlines()
+                               if line.startswith("image=")).split("@", 1)[1]
+        for hook in ("tag the release for production", "registry lifecycle"):
+            r = w.item("production", "hooks", "post", hook, SLUICE_SHA_SHORT=version,
+                       SLUICE_BIN=BUILD)
+            assert r.returncode == 0, r.stdout + r.stderr
+    assert "deleted 1 manifests and 0 tags alone" in r.stdout, r.stdout
+    repo = w.registry.url + "/v2/" + w.pipeline["vars"]["IMAGE_REPO"]
+    status, _, body = get(repo + "/tags/list")
+    assert status == 200, body
+    kept = ["r3", "r4", "r5", "r6", "r7"]
+    assert sorted(json.loads(body)["tags"]) == sorted(
+        ["latest", "v1", "v2"] + kept + ["prod-" + v for v in kept])
+    accept = {"Accept": "application/vnd.oci.image.manifest.v1+json"}
+    assert {v: get(repo + "/manifests/" + d, headers=accept)[0]
+            for v, d in pushed.items()} == {
+        "r1": 404, "r2": 404, "r3": 200, "r4": 200, "r5": 200, "r6": 200, "r7": 200}
+    assert get(repo + "/manifests/latest", headers=accept)[2] == get(
+        repo + "/manifests/" + pushed["r7"], headers=accept)[2]
 
 
 def test_launcher_stops_its_instances_when_stopped(tmp_path):

@@ -916,6 +916,8 @@ def test_default_state_file_goes_to_the_state_directory(world, tmp_path):
       "99999999999999999999d"], "--expire-untagged 99999999999999999999d: expected an age"),
     (["lifecycle", "--registry", "http://r", "--repository", "a", "--expire-untagged", "7d",
       "--tag-pattern", "prod-*"], "--tag-pattern only applies with --keep-last"),
+    (["lifecycle", "--registry", "http://r", "--repository", "a", "--expire-untagged", "7d",
+      "--whole-images"], "--whole-images only applies with --keep-last"),
     (["lifecycle", "--registry", "http://r", "--repository", "a", "--keep-last", "1",
       "--token-file", "t", "--user-file", "u"], "exclude each other"),
     (["lifecycle", "--bogus"], "unknown option --bogus"),

@@ -1,5 +1,6 @@
 /* sluice-registry's lifecycle rules on snapshots made by hand: ranking by
- * created time, --keep, shared manifests, indexes, untagged expiry.
+ * created time, --keep, shared manifests, indexes, untagged expiry,
+ * --whole-images.
  *
  * The registry/ objects are not linked into unit tests (sluice-registry is
  * a program of its own), so the sources under test are included here. */
@@ -36,6 +37,7 @@ struct fixture {
 	struct regstate st;
 	struct regpolicy_plan plan;
 	int exists[16];
+	int whole_images;
 };
 
 static size_t image(struct fixture *f, int n, int64_t created_ms)
@@ -92,6 +94,7 @@ static void plan(struct fixture *f, long keep_last, const char *pattern, const c
 			      .keep = keeps,
 			      .nkeep = keep ? 1 : 0,
 			      .expire_ms = expire_ms,
+			      .whole_images = f->whole_images,
 			      .now_ms = NOW};
 
 	assert_int_equal(regpolicy_plan(&p, &f->s, &f->st, f->exists, &f->plan), 0);
@@ -157,16 +160,22 @@ static void unknown_times_rank_last_and_ties_by_name_descending(void **state)
 	done(&f);
 }
 
+/* An old image tagged other and prod-1, and a new one tagged prod-2. */
+static void old_release(struct fixture *f, const char *other)
+{
+	size_t old = image(f, 1, NOW - 30 * DAYS);
+
+	tag(f, other, old);
+	tag(f, "prod-1", old);
+	tag(f, "prod-2", image(f, 2, NOW - DAYS));
+}
+
 static void a_kept_tag_on_the_same_image_leaves_only_the_tag_to_delete(void **state)
 {
 	struct fixture f = {0};
-	size_t old;
 	(void)state;
 
-	old = image(&f, 1, NOW - 30 * DAYS);
-	tag(&f, "latest", old);
-	tag(&f, "prod-1", old);
-	tag(&f, "prod-2", image(&f, 2, NOW - DAYS));
+	old_release(&f, "latest");
 	plan(&f, 1, "prod-*", "latest", 0);
 	assert_int_equal(row(&f, "latest")->action, REGPOLICY_KEEP);
 	assert_string_equal(row(&f, "latest")->reason, "kept by --keep latest");
@@ -192,6 +201,71 @@ static void two_deleted_tags_of_one_image_make_one_delete(void **state)
 	assert_int_equal(f.plan.nops, 1);
 	assert_int_equal(row(&f, "prod-1")->op, 0);
 	assert_int_equal(row(&f, "prod-1b")->op, 0);
+	done(&f);
+}
+
+/* A release tagged 1 and prod-1: by default the tag of no pattern keeps
+ * the image, so only prod-1 can go; with --whole-images the image goes
+ * with both tags, in one delete by digest. */
+static void whole_images_takes_the_tags_of_no_pattern_with_the_image(void **state)
+{
+	struct fixture f = {0};
+	(void)state;
+
+	old_release(&f, "1");
+	tag(&f, "2", f.s.tags[2].image);
+	plan(&f, 1, "prod-*", NULL, 0);
+	assert_int_equal(row(&f, "prod-1")->action, REGPOLICY_UNTAG);
+	assert_int_equal(row(&f, "1")->action, REGPOLICY_KEEP);
+	regpolicy_plan_clear(&f.plan);
+
+	f.whole_images = 1;
+	plan(&f, 1, "prod-*", NULL, 0);
+	assert_int_equal(row(&f, "prod-1")->action, REGPOLICY_DELETE);
+	assert_int_equal(row(&f, "1")->action, REGPOLICY_DELETE);
+	assert_string_equal(row(&f, "1")->reason,
+			    "not a production tag, but its manifest goes with production tag "
+			    "prod-1 (--whole-images)");
+	assert_int_equal(row(&f, "2")->action, REGPOLICY_KEEP);
+	assert_int_equal(f.plan.nops, 1);
+	assert_false(f.plan.ops[0].by_tag);
+	assert_string_equal(f.plan.ops[0].reference, dg(1));
+	assert_int_equal(row(&f, "1")->op, 0);
+	assert_int_equal(row(&f, "prod-1")->op, 0);
+	done(&f);
+}
+
+/* With --whole-images the image stays for a --keep tag, a kept production
+ * tag, or a tag of no pattern on an index that stays and lists it; then
+ * only the production tag is deleted. */
+static void whole_images_spares_what_kept_tags_and_staying_indexes_reach(void **state)
+{
+	struct fixture f = {0};
+	size_t kept, twice, listed, idx;
+	(void)state;
+
+	kept = image(&f, 1, NOW - 30 * DAYS);
+	tag(&f, "latest", kept);
+	tag(&f, "prod-1", kept);
+	twice = image(&f, 2, NOW - DAYS);
+	tag(&f, "prod-2", twice);
+	tag(&f, "prod-0", twice);
+	listed = image(&f, 3, NOW - 29 * DAYS);
+	tag(&f, "prod-3", listed);
+	idx = image(&f, 4, NOW - 29 * DAYS);
+	child(&f, idx, listed);
+	tag(&f, "multi", idx);
+	f.whole_images = 1;
+	plan(&f, 1, "prod-*", "latest", 0);
+	assert_int_equal(row(&f, "prod-2")->action, REGPOLICY_KEEP);
+	assert_int_equal(row(&f, "prod-0")->action, REGPOLICY_UNTAG);
+	assert_int_equal(row(&f, "prod-1")->action, REGPOLICY_UNTAG);
+	assert_non_null(strstr(row(&f, "prod-1")->reason, "stays for tag latest"));
+	assert_int_equal(row(&f, "prod-3")->action, REGPOLICY_UNTAG);
+	assert_non_null(strstr(row(&f, "prod-3")->reason, "stays for tag multi"));
+	assert_int_equal(row(&f, "multi")->action, REGPOLICY_KEEP);
+	assert_int_equal(f.plan.nops, 3);
+	assert_true(f.plan.ops[0].by_tag && f.plan.ops[1].by_tag && f.plan.ops[2].by_tag);
 	done(&f);
 }
 
@@ -419,6 +493,8 @@ int main(void)
 	    cmocka_unit_test(unknown_times_rank_last_and_ties_by_name_descending),
 	    cmocka_unit_test(a_kept_tag_on_the_same_image_leaves_only_the_tag_to_delete),
 	    cmocka_unit_test(two_deleted_tags_of_one_image_make_one_delete),
+	    cmocka_unit_test(whole_images_takes_the_tags_of_no_pattern_with_the_image),
+	    cmocka_unit_test(whole_images_spares_what_kept_tags_and_staying_indexes_reach),
 	    cmocka_unit_test(untagged_images_expire_when_seen_and_created_long_enough_ago),
 	    cmocka_unit_test(without_an_age_untagged_images_are_kept),
 	    cmocka_unit_test(images_of_a_kept_index_never_expire),
