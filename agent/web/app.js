@@ -262,29 +262,39 @@
   }
 
   // Polls fn every interval(): the next poll starts once the previous one
-  // ended, and none runs while the tab is hidden.
+  // ended, and none runs while the tab is hidden. A poll asked for while one
+  // runs (a click on a pager) follows it at once: one loop, never two.
   function poller(fn, interval) {
     let timer = null;
-    let stopped = false;
+    let running = false;
+    let again = false;
     async function tick() {
       timer = null;
-      if (stopped) return;
       if (document.hidden) return;
-      try {
-        await fn();
-        connected();
-      } catch (e) {
-        if (!(e instanceof ApiError) && e.name !== "AbortError") {
-          setTimeout(() => {
-            throw e;
-          });
-        }
-        disconnected(e);
+      if (running) {
+        again = true;
+        return;
       }
-      if (!stopped) timer = setTimeout(tick, interval());
+      running = true;
+      do {
+        again = false;
+        try {
+          await fn();
+          connected();
+        } catch (e) {
+          if (!(e instanceof ApiError) && e.name !== "AbortError") {
+            setTimeout(() => {
+              throw e;
+            });
+          }
+          disconnected(e);
+        }
+      } while (again && !document.hidden);
+      running = false;
+      if (!document.hidden) timer = setTimeout(tick, interval());
     }
     document.addEventListener("visibilitychange", () => {
-      if (!document.hidden && timer === null && !stopped) tick();
+      if (!document.hidden && timer === null && !running) tick();
     });
     tick();
     return {

@@ -401,6 +401,27 @@ try {
     await pager.getByRole("button", { name: "Older" }).click();
     await row(deepFirst).waitFor();
     if (await row(deep).count()) throw new Error("the newer page's runs on the older page");
+    // Filters changed while the list's answer is on its way start no second
+    // loop of polls: the list, asked for once a second, is asked for at most
+    // six times in five seconds.
+    const slow = "**/api/v1/runs?*";
+    await page.route(slow, async (route) => {
+      await new Promise((r) => setTimeout(r, 300));
+      // The page may have given the request up meanwhile.
+      await route.continue().catch(() => {});
+    });
+    for (const name of ["flaky", "", "flaky", ""]) {
+      await page.selectOption("#f-pipeline", name);
+      await page.waitForTimeout(100);
+    }
+    await page.unroute(slow);
+    await count.filter({ hasText: /^newest 100 runs$/ }).waitFor();
+    const asks = [];
+    const onAsk = (req) => { if (/\/api\/v1\/runs\?/.test(req.url())) asks.push(req.url()); };
+    page.on("request", onAsk);
+    await page.waitForTimeout(5000);
+    page.off("request", onAsk);
+    if (asks.length > 6) throw new Error(`${asks.length} asks for the list in 5 s: more than one loop of polls`);
     // A filter that keeps fewer runs than a page counts them all.
     await page.selectOption("#f-pipeline", "flaky");
     await count.filter({ hasText: /^1 run$/ }).waitFor();
