@@ -150,6 +150,13 @@ int pipeline_is_kind(const char *kind);
  * name ("deploy@<env>" for an environment) is 128 bytes or longer. */
 #define PIPELINE_STAGE_NAME_MAX 64
 
+/* The most stages a run may have, its environments' deployments included:
+ * a cancel or a retry goes through all of them in one script, which holds
+ * Redis meanwhile (queue/scripts/cancel.lua, retry_run.lua). With tens of
+ * thousands that takes seconds, every worker and request waiting, and the
+ * agent's command timeout runs out: it answers 503 to a change it made. */
+#define PIPELINE_STAGES_MAX 4096
+
 struct pipeline {
 	char *name; /* "name:" or the file name without extension */
 	char *file;

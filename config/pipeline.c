@@ -976,6 +976,20 @@ static int check_templates(struct loading *ld, const struct config_doc_node *top
 	return 0;
 }
 
+/* PIPELINE_STAGES_MAX, told at stages: when they alone are too many, else at
+ * the environments whose deployments make them so. */
+static int check_stage_count(struct loading *ld, const struct config_doc_node *top)
+{
+	size_t n = json_object_size(json_object_get(ld->def, "stages"));
+	const char *at = ld->nstages > PIPELINE_STAGES_MAX ? "stages" : "environments";
+
+	if (n <= PIPELINE_STAGES_MAX)
+		return 0;
+	return config_check_fail(&ld->ck, config_doc_get(top, at),
+				 "%zu stages, each environment counting as one: at most %d", n,
+				 PIPELINE_STAGES_MAX);
+}
+
 static int load(struct loading *ld, const struct config_doc_node *top)
 {
 	if (config_check_keys(&ld->ck, top, top_keys) < 0 || load_name(ld, top) < 0 ||
@@ -985,7 +999,8 @@ static int load(struct loading *ld, const struct config_doc_node *top)
 		return nomem(ld, top);
 	if (load_names(ld, top, "vars") < 0 || load_names(ld, top, "secrets") < 0 ||
 	    load_checkout(ld, top) < 0 || load_stages(ld, top) < 0 ||
-	    load_environments(ld, top) < 0 || check_templates(ld, top) < 0)
+	    load_environments(ld, top) < 0 || check_stage_count(ld, top) < 0 ||
+	    check_templates(ld, top) < 0)
 		return -1;
 	return 0;
 }

@@ -32,6 +32,9 @@ FLAKY_TEST = ('m="$MARKS/$SLUICE_RUN_ID"; echo "$SLUICE_SHA" >> "$m.test-shas"; 
               'if [ ! -f "$m.failed-once" ]; then touch "$m.failed-once"; exit 1; fi')
 
 
+# The most stages a pipeline may have (config/config.h: PIPELINE_STAGES_MAX).
+STAGES_MAX = 4096
+
 PRIVATE_TOKEN = "ghs_" + "S3CR3T" * 6
 PRIVATE_URL = "http://x-access-token:%s@127.0.0.1:1/acme/private.git" % PRIVATE_TOKEN
 
@@ -68,6 +71,10 @@ def control_pipelines(repo, marks):
             "publish": {"kind": "push", "sh": "true", "needs": ["release"]},
             "by-hand": {"kind": "test", "sh": "true", "when": {"events": ["manual"]}},
         }, branches=["**"], tags=["v*"]),
+        # As many stages as a pipeline may have, of the one kind no worker of
+        # this stack takes: they stay queued.
+        "huge.yaml": p("huge", {"s%d" % i: {"kind": "deploy", "sh": "true"}
+                                for i in range(STAGES_MAX)}),
         # A private repository's token in its URL; nothing answers there.
         "private.yaml": pipeline("private", "sluice-it/private", checkout=PRIVATE_URL,
                                  stages={"build": {"sh": "true"}}),
@@ -202,6 +209,28 @@ def test_cancel_kills_the_stage_process_group(ctl_stack):
     final = ctl_stack.run(run)
     assert final["status"] == "cancelled", final
     assert final["stages"]["test"]["status"] == "cancelled", final
+
+
+def stage_statuses(stack, run):
+    stages = stack.run(run)["stages"]
+    assert len(stages) == STAGES_MAX, len(stages)
+    return {s["status"] for s in stages.values()}
+
+
+def test_a_run_of_the_most_stages_is_cancelled_and_retried_whole(ctl_stack):
+    run = trigger(ctl_stack, "huge")["id"]
+    assert stage_statuses(ctl_stack, run) == {"queued"}
+    path = "/api/v1/runs/%s/%%s" % run
+    status, body = post(ctl_stack, path % "cancel")
+    assert status == 202 and body["status"] == "cancelled", (status, body.get("error"))
+    assert stage_statuses(ctl_stack, run) == {"cancelled"}
+    status, body = post(ctl_stack, path % "retry")
+    assert status == 202 and body["status"] == "running", (status, body.get("error"))
+    assert stage_statuses(ctl_stack, run) == {"queued"}
+    # Cancelled again, it leaves no job queued for a later test.
+    status, body = post(ctl_stack, path % "cancel")
+    assert status == 202 and body["status"] == "cancelled", (status, body.get("error"))
+    assert stage_statuses(ctl_stack, run) == {"cancelled"}
 
 
 def test_timeout_kills_the_stage_process_group(ctl_stack):

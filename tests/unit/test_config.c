@@ -722,6 +722,51 @@ static void test_pipeline_needs_errors(void **state)
 			      "test -> build");
 }
 
+/* TRIGGER and n stages, then tail; the caller frees it. */
+static char *stages_text(size_t n, const char *tail)
+{
+	size_t cap = sizeof(TRIGGER "stages:\n") + n * 32 + strlen(tail);
+	char *text = malloc(cap);
+	size_t len;
+
+	assert_non_null(text);
+	len = (size_t)snprintf(text, cap, TRIGGER "stages:\n");
+	for (size_t i = 0; i < n; i++)
+		len += (size_t)snprintf(text + len, cap - len, "  s%zu: {kind: build, sh: x}\n", i);
+	snprintf(text + len, cap - len, "%s", tail);
+	return text;
+}
+
+/* A cancel or a retry of a run goes through all its stages while Redis
+ * waits: a pipeline may have as many as that stays quick with. */
+static void test_pipeline_stage_count_is_bounded(void **state)
+{
+	struct fx *f = *state;
+	struct pipeline p;
+	char *text = stages_text(PIPELINE_STAGES_MAX, "");
+
+	write_file(f, "secrets/webhook", "s3cret\n");
+	write_file(f, "app.yaml", text);
+	assert_int_equal(pipeline_load_file(f->path, &p, f->err, sizeof(f->err)), 0);
+	assert_int_equal(json_object_size(json_object_get(p.def, "stages")), PIPELINE_STAGES_MAX);
+	pipeline_clear(&p);
+	free(text);
+
+	text = stages_text(PIPELINE_STAGES_MAX + 1, "");
+	expect_pipeline_error(f, text,
+			      "6:3: stages: 4097 stages, each environment counting as one: "
+			      "at most 4096");
+	free(text);
+	/* An environment's deployment is a stage of the run too. */
+	text = stages_text(PIPELINE_STAGES_MAX - 1,
+			   "environments:\n  staging: {deploy: {sh: d}}\n"
+			   "  production: {after: staging, deploy: {sh: d}}\n");
+	expect_pipeline_error(f, text,
+			      "4102:3: environments: 4097 stages, each environment "
+			      "counting as one: at most 4096");
+	free(text);
+}
+
 static void test_pipeline_secret_files(void **state)
 {
 	struct fx *f = *state;
@@ -1360,6 +1405,7 @@ int main(void)
 	    T(test_pipeline_defaults),
 	    T(test_pipeline_schema_errors),
 	    T(test_pipeline_needs_errors),
+	    T(test_pipeline_stage_count_is_bounded),
 	    T(test_pipeline_sh_and_http_stages),
 	    T(test_pipeline_executor_errors),
 	    T(test_checkout_url_git_may_not_clone_is_refused),
