@@ -651,6 +651,9 @@ static void on_cancelled(struct redis *r, redisReply *reply, const char *err, vo
 	if (strcmp(outcome, "cancelled") == 0) {
 		log_info("run cancelled", LOG_S("run", id),
 			 LOG_S("running", reply->elements > 1 ? reply->element[1]->str : "?"));
+		/* The abort of a parked rollout and the job of a run the freed
+		 * environment passes to go out now, not at the next tick. */
+		outbox_kick(c->agent->outbox);
 		/* Answer with the run as it is now, as GET would. */
 		c->code = 202;
 		if (redis_command(r, on_run, c, "HGETALL %srun:%s", c->agent->settings.key_prefix,
