@@ -92,6 +92,15 @@ int workspace_make(const char *path)
 	return make_dirs(buf, (size_t)n);
 }
 
+/* The directory open as fd is the one at path still: no sweep has moved it
+ * away since it was opened. */
+static int still_at(int fd, const char *path)
+{
+	struct stat held, now;
+	return fstat(fd, &held) == 0 && stat(path, &now) == 0 && held.st_dev == now.st_dev &&
+	       held.st_ino == now.st_ino;
+}
+
 /* A sweep holds a run's directory exclusively only while it renames it, so
  * the wait for the shared lock is that of one rename. The directory locked
  * must be the one still at the path: one a sweep has just moved to the trash,
@@ -99,7 +108,6 @@ int workspace_make(const char *path)
 int workspace_hold(const struct settings *s, const char *run)
 {
 	char path[4096];
-	struct stat held, now;
 	int n = snprintf(path, sizeof(path), "%s/workspaces/%s", s->state_dir, run);
 
 	if (n < 0 || (size_t)n >= sizeof(path)) {
@@ -114,13 +122,13 @@ int workspace_hold(const struct settings *s, const char *run)
 			continue;
 		if (fd < 0)
 			return -1;
-		if (flock(fd, LOCK_SH) < 0 || fstat(fd, &held) < 0) {
+		if (flock(fd, LOCK_SH) < 0) {
 			int saved = errno;
 			close(fd);
 			errno = saved;
 			return -1;
 		}
-		if (stat(path, &now) == 0 && held.st_dev == now.st_dev && held.st_ino == now.st_ino)
+		if (still_at(fd, path))
 			return fd;
 		close(fd);
 	}
@@ -215,9 +223,16 @@ static char *to_trash(const char *root, const char *name)
 	fd = open(from, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) < 0 && errno == EWOULDBLOCK)
 		goto fail;
+	/* Workers sharing the state directory sweep it at once: another may
+	 * have moved the directory before the open, or before the lock, and a
+	 * stage of the run made it again since and holds it. Only the
+	 * directory locked is moved, and one gone is no failure. */
+	if (fd >= 0 && !still_at(fd, from))
+		goto fail;
 	if (fd < 0 || rename(from, to) < 0) {
-		log_warn("cannot remove a workspace", LOG_S("path", from),
-			 LOG_S("error", strerror(errno)));
+		if (errno != ENOENT)
+			log_warn("cannot remove a workspace", LOG_S("path", from),
+				 LOG_S("error", strerror(errno)));
 		goto fail;
 	}
 	close(fd);

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
@@ -23,6 +24,7 @@
 
 #include "config/config.h"
 #include "stages/process.h"
+#include "tests/unit/logcapture.h"
 #include "unprivileged.h"
 #include "workers/workspace.h"
 
@@ -45,6 +47,45 @@ int mkdir(const char *path, mode_t mode)
 	}
 	errno = saved;
 	return rc;
+}
+
+/* When set, another worker's sweep moves this run's directory to its trash
+ * just before this one opens it; or once this one has opened it to lock it
+ * (at its flock), and a stage of the run makes its directory again and holds
+ * it, with the settings remade_in, as remade_fd. */
+static const char *other_sweep_at_open;
+static const char *other_sweep_at_flock;
+static const struct settings *remade_in;
+static int remade_fd = -1;
+
+static void other_sweep(const char *path)
+{
+	char to[600];
+	snprintf(to, sizeof(to), "%s.other-trash", path);
+	assert_int_equal(rename(path, to), 0);
+}
+
+/* workspace.c's open(), which _FILE_OFFSET_BITS makes open64. */
+int open64(const char *path, int flags, ...)
+{
+	const char *moved = other_sweep_at_open;
+	if (moved && strcmp(path, moved) == 0) {
+		other_sweep_at_open = NULL;
+		other_sweep(moved);
+	}
+	return (int)syscall(SYS_openat, AT_FDCWD, path, flags, 0);
+}
+
+int flock(int fd, int op)
+{
+	const char *moved = other_sweep_at_flock;
+	if (moved && op == (LOCK_EX | LOCK_NB)) {
+		other_sweep_at_flock = NULL;
+		other_sweep(moved);
+		remade_fd = workspace_hold(remade_in, strrchr(moved, '/') + 1);
+		assert_true(remade_fd >= 0);
+	}
+	return (int)syscall(SYS_flock, fd, op);
 }
 
 struct fx {
@@ -272,6 +313,34 @@ static void test_a_run_with_read_only_directories_is_removed(void **state)
 	workspace_free(ws);
 }
 
+/* Workers sharing a state directory sweep the same expired run at once:
+ * the one that finds it moved already says nothing, and the directory a
+ * stage of the run has made again since, and holds, stays. */
+static void test_a_run_another_sweep_moved_first_is_left_quietly(void **state)
+{
+	struct fx *f = *state;
+	char r_1[512], r_2[512];
+	struct logcapture c;
+	f->s.workspace_ttl_ms = 3600 * 1000;
+	make_run(f, "r_1", 7200);
+	make_run(f, "r_2", 7200);
+	snprintf(r_1, sizeof(r_1), "%s/r_1", f->root);
+	snprintf(r_2, sizeof(r_2), "%s/r_2", f->root);
+	other_sweep_at_open = r_1;
+	other_sweep_at_flock = r_2;
+	remade_in = &f->s;
+	assert_int_equal(logcapture_start(&c), 0);
+	struct workspace *ws = workspace_start(base, &f->s);
+	wait_idle(ws);
+	const char *text = logcapture_text(&c);
+	assert_null(other_sweep_at_open);
+	assert_null(other_sweep_at_flock);
+	assert_null(strstr(text, "cannot remove a workspace"));
+	assert_true(exists(f, "r_2"));
+	workspace_release(remade_fd);
+	workspace_free(ws);
+}
+
 static void test_workspace_path_is_per_run_and_stage(void **state)
 {
 	struct fx *f = *state;
@@ -375,6 +444,8 @@ int main(void)
 					    setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_a_run_with_read_only_directories_is_removed, setup,
 					    teardown),
+	    cmocka_unit_test_setup_teardown(test_a_run_another_sweep_moved_first_is_left_quietly,
+					    setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_workspace_path_is_per_run_and_stage, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_workspace_make_creates_missing_parents_only, setup,
