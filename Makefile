@@ -86,7 +86,7 @@ WORKER_LIB_OBJ = $(filter-out $(BUILD)/workers/main.o $(CURLLOAD_OBJ),$(WORKER_O
 CURLLOAD_OBJ   = $(BUILD)/workers/curlload.o
 WORKER_LDLIBS  = $(filter-out -lcurl,$(LDLIBS))
 
-.PHONY: all test unit integration chaos run asan valgrind lint format bench install clean deps \
+.PHONY: all test unit integration chaos run asan valgrind lint format bench bench-logmask install clean deps \
 	deps-bench deps-fuzz deps-valgrind fuzz check-pkgs
 .DEFAULT_GOAL := all
 
@@ -233,9 +233,16 @@ run: deps all
 bench: deps deps-bench all
 	@sh bench/run.sh $(BUILD)
 
+# What masking costs a log line, by the secrets masked (figures only).
+bench-logmask: $(BUILD)/bench/logmask
+	@$(BUILD)/bench/logmask
+$(BUILD)/bench/logmask: bench/logmask.c $(BUILD)/libsluice.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
 # --- housekeeping ---------------------------------------------------------
 
-SRC_ALL = $(shell find lib config queue stages agent workers ctl registry tests/unit tests/fuzz -name '*.[ch]')
+SRC_ALL = $(shell find lib config queue stages agent workers ctl registry tests/unit tests/fuzz bench -name '*.[ch]')
 
 format:
 	clang-format -i $(SRC_ALL)

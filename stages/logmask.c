@@ -12,10 +12,14 @@
 #define MASK	      "[masked]"
 #define MIN_B64_FORM  8
 #define B64_MAX_ALIGN 3
+/* Patterns are found by their first KEY_LEN bytes, which all have. */
+#define KEY_LEN 4
+_Static_assert(LOGMASK_MIN_SECRET >= KEY_LEN, "a secret shorter than a pattern's key");
 
 struct pattern {
 	char *s;
 	size_t n;
+	uint32_t next; /* the next pattern in its bucket, plus one; 0 ends it */
 };
 
 /* The unemitted end of a line that arrived in pieces. */
@@ -28,6 +32,11 @@ struct held {
 struct logmask {
 	struct pattern *pats;
 	size_t npats;
+	/* Buckets of patterns by key: the first pattern of each, plus one. A
+	 * line is looked at once, each of its positions in one bucket, however
+	 * many patterns there are (a key file has one per line). */
+	uint32_t *buckets;
+	size_t nbuckets; /* a power of two, at least twice npats */
 	size_t longest;
 	size_t cap;
 	size_t piece;
@@ -78,6 +87,7 @@ void logmask_free(struct logmask *m)
 	for (size_t i = 0; i < m->npats; i++)
 		wipe_free(m->pats[i].s, m->pats[i].n);
 	free(m->pats);
+	free(m->buckets);
 	for (int i = 0; i < 2; i++)
 		wipe_free(m->held[i].buf, m->held[i].cap);
 	wipe_free(m->covered, m->covered_cap);
@@ -85,11 +95,52 @@ void logmask_free(struct logmask *m)
 	free(m);
 }
 
+static uint32_t key_at(const char *s)
+{
+	uint32_t key;
+	memcpy(&key, s, KEY_LEN);
+	return key;
+}
+
+/* Every bit of the key moves the bucket: keys of base64 or of hex text
+ * differ in a few bits of each byte. */
+static size_t bucket_of(const struct logmask *m, uint32_t key)
+{
+	key ^= key >> 16;
+	key *= 0x45d9f3bu;
+	key ^= key >> 16;
+	return key & (m->nbuckets - 1);
+}
+
+/* Doubles the buckets and sorts every pattern into them again. */
+static int grow_buckets(struct logmask *m)
+{
+	size_t n = m->nbuckets ? m->nbuckets * 2 : 64;
+	uint32_t *b = calloc(n, sizeof(*b));
+
+	if (b == NULL)
+		return -1;
+	free(m->buckets);
+	m->buckets = b;
+	m->nbuckets = n;
+	for (size_t i = 0; i < m->npats; i++) {
+		size_t k = bucket_of(m, key_at(m->pats[i].s));
+		m->pats[i].next = b[k];
+		b[k] = (uint32_t)(i + 1);
+	}
+	return 0;
+}
+
 static int add_pattern(struct logmask *m, const char *s, size_t n)
 {
-	for (size_t i = 0; i < m->npats; i++)
-		if (m->pats[i].n == n && memcmp(m->pats[i].s, s, n) == 0)
-			return 0;
+	uint32_t key = key_at(s);
+
+	if (m->nbuckets > 0)
+		for (uint32_t p = m->buckets[bucket_of(m, key)]; p; p = m->pats[p - 1].next)
+			if (m->pats[p - 1].n == n && memcmp(m->pats[p - 1].s, s, n) == 0)
+				return 0;
+	if ((m->npats + 1) * 2 > m->nbuckets && grow_buckets(m) < 0)
+		return -1;
 	struct pattern *grown = realloc(m->pats, (m->npats + 1) * sizeof(*grown));
 	if (grown == NULL)
 		return -1;
@@ -98,9 +149,12 @@ static int add_pattern(struct logmask *m, const char *s, size_t n)
 	if (copy == NULL)
 		return -1;
 	memcpy(copy, s, n);
+	size_t k = bucket_of(m, key);
 	m->pats[m->npats].s = copy;
 	m->pats[m->npats].n = n;
+	m->pats[m->npats].next = m->buckets[k];
 	m->npats++;
+	m->buckets[k] = (uint32_t)m->npats;
 	if (n > m->longest)
 		m->longest = n;
 	return 0;
@@ -223,29 +277,28 @@ static int grow(void **buf, size_t *cap, size_t need)
 }
 
 /* Marks in m->covered the bytes of every occurrence of every pattern;
- * returns the number of occurrences, or -1 when out of memory. */
+ * returns the number of occurrences, or -1 when out of memory. Each
+ * position is tried against every pattern starting with its KEY_LEN bytes,
+ * so overlapping occurrences ("aaaa" in "aaaaa") are all found. */
 static long find_secrets(struct logmask *m, const char *text, size_t len)
 {
 	long hits = 0;
 	int ready = 0;
 
-	for (size_t i = 0; i < m->npats; i++) {
-		const struct pattern *pt = &m->pats[i];
-		const char *from = text;
-		size_t left = len;
-		const char *at;
-		while (left >= pt->n && (at = memmem(from, left, pt->s, pt->n)) != NULL) {
+	for (size_t at = 0; m->nbuckets > 0 && at + KEY_LEN <= len; at++) {
+		uint32_t key = key_at(text + at);
+		for (uint32_t p = m->buckets[bucket_of(m, key)]; p; p = m->pats[p - 1].next) {
+			const struct pattern *pt = &m->pats[p - 1];
+			if (pt->n > len - at || memcmp(text + at, pt->s, pt->n) != 0)
+				continue;
 			if (!ready) {
 				if (grow((void **)&m->covered, &m->covered_cap, len) < 0)
 					return -1;
 				memset(m->covered, 0, len);
 				ready = 1;
 			}
-			memset(m->covered + (at - text), 1, pt->n);
+			memset(m->covered + at, 1, pt->n);
 			hits++;
-			/* Overlapping occurrences ("aaaa" in "aaaaa") are all found. */
-			from = at + 1;
-			left = len - (size_t)(from - text);
 		}
 	}
 	return hits;

@@ -190,6 +190,59 @@ static void test_each_line_of_a_multiline_secret_is_masked(void **state)
 	logmask_free(m);
 }
 
+/* A key file has a pattern per line, and secrets often share their first
+ * bytes (a token's prefix): however many patterns there are, every
+ * occurrence of each is masked, and a line of the key shorter than
+ * LOGMASK_MIN_SECRET is not. */
+static void test_every_line_of_a_large_key_and_of_many_secrets_is_masked(void **state)
+{
+	static const char b64[] =
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	enum { KEY_LINES = 900, WIDTH = 64, TOKENS = 300 };
+	struct stored st = {0};
+	struct logmask *m = logmask_new(1 << 30, 0, on_emit, &st);
+	char *key = malloc(KEY_LINES * (WIDTH + 1) + 64), text[256], want[256];
+	unsigned seed = 1;
+	size_t o = 0;
+	(void)state;
+
+	assert_non_null(key);
+	o += (size_t)sprintf(key, "-----BEGIN PRIVATE KEY-----\n");
+	for (int i = 0; i < KEY_LINES; i++) {
+		for (int c = 0; c < WIDTH; c++) {
+			seed = seed * 1103515245u + 12345u;
+			key[o++] = b64[(seed >> 16) % 64];
+		}
+		key[o++] = '\n';
+	}
+	o += (size_t)sprintf(key + o, "ab\n-----END PRIVATE KEY-----");
+	add(m, key);
+	for (int i = 0; i < TOKENS; i++) {
+		snprintf(text, sizeof(text), "tok_%04d", i);
+		add(m, text);
+	}
+	const char *at = strchr(key, '\n') + 1;
+	for (int i = 0; i < KEY_LINES; i++, at += WIDTH + 1) {
+		snprintf(text, sizeof(text), "x %.*s y %.*s%.*s", WIDTH, at, WIDTH, at, WIDTH, at);
+		line(m, text);
+		assert_string_equal(st.lines[0], "x [masked] y [masked]");
+		stored_clear(&st);
+	}
+	line(m, "-----END PRIVATE KEY----- ab");
+	assert_string_equal(st.lines[0], "[masked] ab");
+	stored_clear(&st);
+	for (int i = 0; i < TOKENS; i++) {
+		snprintf(text, sizeof(text), "tok_%04d tok_ tok_%04dtok_%04d", i, i,
+			 (i + 1) % TOKENS);
+		line(m, text);
+		snprintf(want, sizeof(want), "[masked] tok_ [masked]");
+		assert_string_equal(st.lines[0], want);
+		stored_clear(&st);
+	}
+	free(key);
+	logmask_free(m);
+}
+
 /* A line longer than the reader's piece arrives in pieces; a secret that
  * straddles two of them is masked, and no byte is lost or repeated. */
 static void test_secret_across_a_piece_boundary_is_masked(void **state)
@@ -402,6 +455,7 @@ int main(void)
 	    cmocka_unit_test(test_overlapping_and_repeated_secrets_become_one_mask),
 	    cmocka_unit_test(test_short_secret_is_not_masked),
 	    cmocka_unit_test(test_each_line_of_a_multiline_secret_is_masked),
+	    cmocka_unit_test(test_every_line_of_a_large_key_and_of_many_secrets_is_masked),
 	    cmocka_unit_test(test_secret_across_a_piece_boundary_is_masked),
 	    cmocka_unit_test(test_finish_stores_a_held_piece),
 	    cmocka_unit_test(test_a_character_across_a_piece_boundary_is_stored_whole),
