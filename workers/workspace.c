@@ -209,20 +209,48 @@ static int list_runs(const char *root, struct entry **out, char ***trash, size_t
 	return (int)n;
 }
 
+/* Opens a run's directory to lock it. One a stage made unreadable (chmod
+ * 000 ..) is made readable first when this worker owns it, or it could
+ * never be locked, moved nor deleted: rm's chmod deals with what is inside.
+ * *was is then its mode as found, to give back if a stage holds it; 0 when
+ * unchanged. */
+static int open_run(const char *path, mode_t *was)
+{
+	const int flags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
+	struct stat st;
+	int fd = open(path, flags);
+
+	*was = 0;
+	if (fd >= 0 || errno != EACCES || lstat(path, &st) < 0)
+		return fd;
+	if (!S_ISDIR(st.st_mode) || st.st_uid != geteuid()) {
+		errno = EACCES;
+		return -1;
+	}
+	if (chmod(path, st.st_mode | S_IRWXU) < 0)
+		return -1;
+	*was = st.st_mode;
+	return open(path, flags);
+}
+
 /* Moves a run's directory out of the way unless a stage holds it; its path
  * in the trash, or NULL. */
 static char *to_trash(const char *root, const char *name)
 {
 	size_t len = strlen(root) + strlen(name) + 64;
 	char *from = malloc(len), *to = malloc(len);
+	mode_t was = 0;
 	int fd = -1;
 	if (!from || !to)
 		goto fail;
 	snprintf(from, len, "%s/%s", root, name);
 	snprintf(to, len, "%s/%s%lld-%s", root, TRASH_PREFIX, (long long)clock_mono_ms(), name);
-	fd = open(from, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) < 0 && errno == EWOULDBLOCK)
+	fd = open_run(from, &was);
+	if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) < 0 && errno == EWOULDBLOCK) {
+		if (was)
+			fchmod(fd, was & 07777);
 		goto fail;
+	}
 	/* Workers sharing the state directory sweep it at once: another may
 	 * have moved the directory before the open, or before the lock, and a
 	 * stage of the run made it again since and holds it. Only the

@@ -106,6 +106,14 @@ static void make_run(struct fx *f, const char *run, int age_s)
 	assert_int_equal(utimes(path, tv), 0);
 }
 
+/* The run's directory, held as a stage holds it. */
+static int hold(struct fx *f, const char *run)
+{
+	int fd = workspace_hold(&f->s, run);
+	assert_true(fd >= 0);
+	return fd;
+}
+
 static int exists(struct fx *f, const char *run)
 {
 	char path[512];
@@ -169,8 +177,7 @@ static void test_runs_older_than_the_ttl_go_unless_in_use(void **state)
 	make_run(f, "r_old", 7200);
 	make_run(f, "r_busy", 7200);
 	make_run(f, "r_new", 60);
-	int held = workspace_hold(&f->s, "r_busy");
-	assert_true(held >= 0);
+	int held = hold(f, "r_busy");
 	struct workspace *ws = workspace_start(base, &f->s);
 	assert_non_null(ws);
 	wait_idle(ws);
@@ -213,8 +220,7 @@ static void test_free_space_shortage_removes_oldest_runs_first(void **state)
 	make_run(f, "r_1", 300);
 	make_run(f, "r_2", 200);
 	make_run(f, "r_busy", 400);
-	int held = workspace_hold(&f->s, "r_busy");
-	assert_true(held >= 0);
+	int held = hold(f, "r_busy");
 	struct workspace *ws = workspace_start(base, &f->s);
 	/* One run per step, oldest first. */
 	assert_true(workspace_busy(ws));
@@ -341,6 +347,35 @@ static void test_a_run_another_sweep_moved_first_is_left_quietly(void **state)
 	workspace_free(ws);
 }
 
+/* A stage may take every permission from its own directory, or from the
+ * run's (chmod 000 ..): the run goes all the same, and its space is freed.
+ * One a stage still holds stays as that stage left it. */
+static void test_a_run_a_stage_made_unreadable_is_removed(void **state)
+{
+	struct fx *f = *state;
+	char cmd[512];
+	struct stat st;
+	f->s.workspace_ttl_ms = 3600 * 1000;
+	make_run(f, "r_run", 7200);
+	make_run(f, "r_stage", 7200);
+	make_run(f, "r_held", 7200);
+	int held = hold(f, "r_held");
+	snprintf(cmd, sizeof(cmd),
+		 "cd %s && touch r_run/build/f r_stage/build/g && chmod 000 r_stage/build && "
+		 "chmod 000 r_run r_held",
+		 f->root);
+	assert_int_equal(system(cmd), 0);
+	struct workspace *ws = workspace_start(base, &f->s);
+	wait_idle(ws);
+	assert_int_equal(entries(f), 1);
+	snprintf(cmd, sizeof(cmd), "%s/r_held", f->root);
+	assert_int_equal(stat(cmd, &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0);
+	assert_int_equal(chmod(cmd, 0755), 0);
+	workspace_release(held);
+	workspace_free(ws);
+}
+
 static void test_workspace_path_is_per_run_and_stage(void **state)
 {
 	struct fx *f = *state;
@@ -446,6 +481,8 @@ int main(void)
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_a_run_another_sweep_moved_first_is_left_quietly,
 					    setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_a_run_a_stage_made_unreadable_is_removed, setup,
+					    teardown),
 	    cmocka_unit_test_setup_teardown(test_workspace_path_is_per_run_and_stage, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_workspace_make_creates_missing_parents_only, setup,
