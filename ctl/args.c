@@ -24,6 +24,7 @@ enum opt_id {
 	OPT_TOKEN_FILE,
 	OPT_CA_FILE,
 	OPT_BEFORE,
+	OPT_AFTER,
 	OPT_FOLLOW,
 	OPT_FULL
 };
@@ -52,6 +53,7 @@ static const struct {
     {"--token-file", OPT_TOKEN_FILE, VALUE_ANY},
     {"--ca-file", OPT_CA_FILE, VALUE_ANY},
     {"--before", OPT_BEFORE, VALUE_ANY},
+    {"--after", OPT_AFTER, VALUE_ANY},
     {"--follow", OPT_FOLLOW, VALUE_NONE},
     {"-f", OPT_FOLLOW, VALUE_NONE},
     {"--full", OPT_FULL, VALUE_NONE},
@@ -269,6 +271,9 @@ static int parse_option(struct ctl_args *a, int argc, char **argv, int *i, char 
 	case OPT_BEFORE:
 		a->before = value;
 		break;
+	case OPT_AFTER:
+		a->after = value;
+		break;
 	case OPT_FOLLOW:
 		a->follow = 1;
 		break;
@@ -284,7 +289,8 @@ static int parse_option(struct ctl_args *a, int argc, char **argv, int *i, char 
 static int run_and_env(struct ctl_args *a, char **pos, int npos, const char *also, char *err,
 		       size_t errlen)
 {
-	if (a->limit || a->pipeline || a->status || a->ref || a->sha || a->before || a->follow) {
+	if (a->limit || a->pipeline || a->status || a->ref || a->sha || a->before || a->after ||
+	    a->follow) {
 		snprintf(err, errlen, "%s takes --reason and --by only%s", pos[0], also);
 		return -1;
 	}
@@ -333,9 +339,9 @@ static int check_control(struct ctl_args *a, char **pos, int npos, char *err, si
 	int least = a->cmd == CTL_CMD_PIPELINES || a->cmd == CTL_CMD_VALIDATE ? 0 : 1;
 	int most = a->cmd == CTL_CMD_RETRY ? 2 : least;
 
-	if (a->limit || a->pipeline || a->status || a->before) {
+	if (a->limit || a->pipeline || a->status || a->before || a->after) {
 		snprintf(err, errlen,
-			 "--limit, --pipeline, --status and --before apply to runs only");
+			 "--limit, --pipeline, --status, --before and --after apply to runs only");
 		return -1;
 	}
 	if (a->follow) {
@@ -394,8 +400,8 @@ static int check_control(struct ctl_args *a, char **pos, int npos, char *err, si
 /* plan FILE; token hash NAME ROLE: offline, without the API's options. */
 static int check_offline(struct ctl_args *a, char **pos, int npos, char *err, size_t errlen)
 {
-	if (a->limit || a->pipeline || a->status || a->before || a->follow || a->ref || a->sha ||
-	    a->reason || a->by) {
+	if (a->limit || a->pipeline || a->status || a->before || a->after || a->follow || a->ref ||
+	    a->sha || a->reason || a->by) {
 		snprintf(err, errlen, "%s takes no such option", pos[0]);
 		return -1;
 	}
@@ -480,9 +486,15 @@ static int check_command(struct ctl_args *a, char **pos, int npos, char *err, si
 		snprintf(err, errlen, "%s: unexpected argument '%s'", pos[0], pos[wanted + 1]);
 		return -1;
 	}
-	if (a->cmd != CTL_CMD_RUNS && (a->limit || a->pipeline || a->status || a->before)) {
+	if (a->cmd != CTL_CMD_RUNS &&
+	    (a->limit || a->pipeline || a->status || a->before || a->after)) {
 		snprintf(err, errlen,
-			 "--limit, --pipeline, --status and --before apply to runs only");
+			 "--limit, --pipeline, --status, --before and --after apply to runs only");
+		return -1;
+	}
+	/* One page is older or newer than a run, not both. */
+	if (a->before && a->after) {
+		snprintf(err, errlen, "runs: --before or --after, not both");
 		return -1;
 	}
 	if (a->cmd >= CTL_CMD_SHOW) {

@@ -45,7 +45,8 @@ struct ctl_args {
 	long limit;	      /* --limit, 0 when not given */
 	const char *pipeline; /* runs --pipeline; trigger PIPELINE */
 	const char *status;
-	const char *before; /* runs --before RUN: the page after it */
+	const char *before; /* runs --before RUN: the page older than it */
+	const char *after;  /* runs --after RUN: the page newer than it */
 	int follow;	    /* logs -f */
 	const char *run;    /* show, logs, cancel, retry */
 	const char *stage;  /* logs; retry: a stage or an environment, NULL for the whole run */

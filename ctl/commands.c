@@ -42,7 +42,8 @@ static int cmd_runs(struct ctl_api *api, const struct ctl_args *a, FILE *out, ch
 	    (a->pipeline && add_param(api, &path, "pipeline", a->pipeline) < 0) ||
 	    (a->status && add_param(api, &path, "status", a->status) < 0) ||
 	    (a->ref && add_param(api, &path, "ref", a->ref) < 0) ||
-	    (a->before && add_param(api, &path, "before", a->before) < 0)) {
+	    (a->before && add_param(api, &path, "before", a->before) < 0) ||
+	    (a->after && add_param(api, &path, "after", a->after) < 0)) {
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}

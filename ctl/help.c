@@ -6,8 +6,8 @@ void ctl_help_usage(FILE *out)
 	fputs("usage: sluicectl [--url URL] [--token-file FILE] [--json] COMMAND [ARGS]\n"
 	      "\n"
 	      "Commands:\n"
-	      "  runs [--limit N] [--pipeline P] [--status S] [--ref R] [--before RUN]\n"
-	      "                                                 list runs, newest first\n"
+	      "  runs [--limit N] [--pipeline P] [--status S] [--ref R]\n"
+	      "       [--before RUN|--after RUN]                list runs, newest first\n"
 	      "  show RUN                                       one run and its stages\n"
 	      "  logs RUN STAGE [-f]                            the log of one stage\n"
 	      "  cancel RUN                                     stop a run: nothing more starts\n"
@@ -59,7 +59,7 @@ int ctl_help_command(FILE *out, enum ctl_command cmd)
 	switch (cmd) {
 	case CTL_CMD_RUNS:
 		fputs("usage: sluicectl runs [--limit N] [--pipeline P] [--status S] [--ref R]\n"
-		      "                      [--before RUN] [--json]\n"
+		      "                      [--before RUN|--after RUN] [--json]\n"
 		      "\n"
 		      "Lists runs, newest first: RUN, PIPELINE, REF, SHA, STATUS, CREATED (UTC)\n"
 		      "and DURATION (\"-\" while the run is not finished).\n"
@@ -71,8 +71,11 @@ int ctl_help_command(FILE *out, enum ctl_command cmd)
 		      "                 aborted)\n"
 		      "  --ref R        only runs of ref R (refs/heads/main, or main for the\n"
 		      "                 branch or tag main)\n"
-		      "  --before RUN   the page after RUN (a table ends with \"more: --before\n"
-		      "                 RUN\" when there is one)\n"
+		      "  --before RUN   the page of the runs just older than RUN (a table ends\n"
+		      "                 with \"more: --before RUN\" when there is one)\n"
+		      "  --after RUN    the page of the runs just newer than RUN, still newest\n"
+		      "                 first (a table ends with \"newer: --after RUN\" when\n"
+		      "                 there is one)\n"
 		      "  --json         the API's response, indented\n",
 		      out);
 		return 0;

@@ -178,6 +178,23 @@ static int add_header(struct table *t, const char *const *names)
 	return table_add(t, row);
 }
 
+/* "LABEL ID" for the run id a runs page gives as its cursor key, when it
+ * gives one. */
+static int print_cursor(FILE *out, const json_t *body, const char *key, const char *label)
+{
+	size_t len;
+	const char *id = get_string(body, key, &len);
+	char *clean;
+	int rc;
+
+	if (!id)
+		return 0;
+	clean = ctl_fmt_sanitize(id, len);
+	rc = clean && fprintf(out, "%s %s\n", label, clean) >= 0 ? 0 : -1;
+	free(clean);
+	return rc;
+}
+
 int ctl_render_runs(FILE *out, const json_t *body)
 {
 	static const char *const header[] = {"RUN",    "PIPELINE", "REF",     "SHA",
@@ -205,15 +222,10 @@ int ctl_render_runs(FILE *out, const json_t *body)
 			goto fail;
 	}
 	rc = table_print(out, &t);
-	const json_t *next = json_object_get(body, "next");
-	if (rc == 0 && json_is_string(next)) {
-		char *clean = ctl_fmt_sanitize(json_string_value(next), json_string_length(next));
-		if (!clean)
-			rc = -1;
-		else if (fprintf(out, "more: --before %s\n", clean) < 0)
-			rc = -1;
-		free(clean);
-	}
+	if (rc == 0)
+		rc = print_cursor(out, body, "prev", "newer: --after");
+	if (rc == 0)
+		rc = print_cursor(out, body, "next", "more: --before");
 fail:
 	table_free(&t);
 	return rc;

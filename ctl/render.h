@@ -13,8 +13,9 @@
 
 #include <jansson.h>
 
-/* The body of GET /api/v1/runs: {"runs": [run, ...], "next": ID} as an
- * aligned table, then "more: --before ID" when there is a next page. */
+/* The body of GET /api/v1/runs: {"runs": [run, ...], "next": ID, "prev":
+ * ID} as an aligned table, then "newer: --after ID" when there is a newer
+ * page and "more: --before ID" when there is an older one. */
 int ctl_render_runs(FILE *out, const json_t *body);
 /* The body of GET /api/v1/runs/{id}: header lines, a table of stages, a
  * table of the ended attempts of each stage that had more than one, and one

@@ -20,6 +20,23 @@ def test_runs_uses_sluice_url_from_the_environment(stack, push_run):
     assert push_run["id"] in r.stdout, r.stdout
 
 
+def test_runs_pages_older_with_before_and_newer_with_after(stack, push_run, failed_run):
+    ids = [run["id"] for run in stack.runs()]
+    older = stack.ctl("runs", "--limit", "1", "--before", ids[0])
+    assert older.returncode == 0, older.stderr
+    rows = older.stdout.splitlines()
+    assert rows[1].split()[0] == ids[1], older.stdout
+    assert "newer: --after %s" % ids[1] in rows, older.stdout
+    newer = stack.ctl("runs", "--limit", "1", "--after", ids[1])
+    assert newer.returncode == 0, newer.stderr
+    rows = newer.stdout.splitlines()
+    assert rows[1].split()[0] == ids[0], newer.stdout
+    assert "more: --before %s" % ids[0] in rows and not any(
+        r.startswith("newer:") for r in rows), newer.stdout
+    both = stack.ctl("runs", "--before", ids[0], "--after", ids[1])
+    assert both.returncode == 2 and "not both" in both.stderr, both
+
+
 def test_show_prints_stages_and_statuses(stack, push_run):
     r = stack.ctl("show", push_run["id"])
     assert r.returncode == 0, r.stderr

@@ -424,6 +424,10 @@ static void args_accept_options_before_and_after_the_command(void **state)
 	assert_string_equal(a.status, "failed");
 	assert_true(a.json);
 
+	assert_int_equal(PARSE(&a, err, "runs", "--after", "r_1"), 0);
+	assert_string_equal(a.after, "r_1");
+	assert_null(a.before);
+
 	assert_int_equal(PARSE(&a, err, "logs", "--json", "r_1", "--url=http://x", "build"), 0);
 	assert_int_equal(a.cmd, CTL_CMD_LOGS);
 	assert_string_equal(a.run, "r_1");
@@ -445,7 +449,7 @@ static void args_accept_options_before_and_after_the_command(void **state)
 static void args_report_usage_errors(void **state)
 {
 	static const struct {
-		char *argv[6];
+		char *argv[7];
 		const char *message;
 	} cases[] = {
 	    {{"sluicectl", NULL}, "missing command"},
@@ -463,7 +467,11 @@ static void args_report_usage_errors(void **state)
 	    {{"sluicectl", "runs", "--url=", NULL}, "option --url needs a non-empty value"},
 	    {{"sluicectl", "runs", "--json=yes", NULL}, "option --json takes no value"},
 	    {{"sluicectl", "show", "r_1", "--status", "failed", NULL},
-	     "--limit, --pipeline, --status and --before apply to runs only"},
+	     "--limit, --pipeline, --status, --before and --after apply to runs only"},
+	    {{"sluicectl", "show", "r_1", "--after", "r_2", NULL},
+	     "--limit, --pipeline, --status, --before and --after apply to runs only"},
+	    {{"sluicectl", "runs", "--before", "r_1", "--after", "r_2", NULL},
+	     "runs: --before or --after, not both"},
 	    {{"sluicectl", "help", "runs", "show", NULL}, "help: unexpected argument 'show'"},
 	    /* Latin-1, which no JSON body can carry. */
 	    {{"sluicectl", "approve", "r_1", "staging", "--reason=caf\xe9", NULL},
@@ -987,23 +995,35 @@ static void cli_help_and_version_go_to_stdout(void **state)
 
 /* --- runs paging, plan, event streams, tokens ------------------------------ */
 
-static void runs_table_ends_with_the_next_page_when_there_is_one(void **state)
+/* A page's cursors follow its table, newer first: "prev" is what --after
+ * takes, "next" what --before takes. */
+static void runs_table_ends_with_the_newer_and_older_pages_there_are(void **state)
 {
 	json_t *body = parse("{\"runs\": [{\"id\": \"r_2\", \"pipeline\": \"app\", "
 			     "\"ref\": \"refs/heads/main\", \"sha\": \"0123456789abcdef\", "
 			     "\"status\": \"running\", \"created\": \"2026-11-26T03:41:07Z\", "
 			     "\"finished\": null}], \"next\": \"r_2\"}");
+	json_t *middle = parse("{\"runs\": [], \"next\": \"r_1\", \"prev\": \"r_3\"}");
+	json_t *newest = parse("{\"runs\": [], \"next\": null, \"prev\": null}");
 	struct capture out;
 	(void)state;
 
 	capture_open(&out);
 	assert_int_equal(ctl_render_runs(out.f, body), 0);
+	assert_int_equal(ctl_render_runs(out.f, middle), 0);
+	assert_int_equal(ctl_render_runs(out.f, newest), 0);
 	capture_close(&out);
 	assert_string_equal(out.buf,
 			    "RUN  PIPELINE  REF   SHA      STATUS   CREATED              DURATION\n"
 			    "r_2  app       main  0123456  running  2026-11-26 03:41:07  -\n"
-			    "more: --before r_2\n");
+			    "more: --before r_2\n"
+			    "RUN  PIPELINE  REF  SHA  STATUS  CREATED  DURATION\n"
+			    "newer: --after r_3\n"
+			    "more: --before r_1\n"
+			    "RUN  PIPELINE  REF  SHA  STATUS  CREATED  DURATION\n");
 	capture_free(&out);
+	json_decref(newest);
+	json_decref(middle);
 	json_decref(body);
 }
 
@@ -1288,7 +1308,7 @@ int main(void)
 {
 	const struct CMUnitTest offline[] = {
 	    cmocka_unit_test(duration_uses_compact_units),
-	    cmocka_unit_test(runs_table_ends_with_the_next_page_when_there_is_one),
+	    cmocka_unit_test(runs_table_ends_with_the_newer_and_older_pages_there_are),
 	    cmocka_unit_test(plan_groups_stages_in_steps_and_lists_the_chain_with_gates),
 	    cmocka_unit_test(plan_says_when_a_blue_green_deployment_promotes_itself),
 	    cmocka_unit_test(plan_shows_a_canary_pause_as_long_as_it_is),
