@@ -116,6 +116,22 @@ const char *ctl_args_ca_file(const struct ctl_args *a)
 	return env && *env ? env : NULL;
 }
 
+/* Trims the blanks and line breaks around the token in s (a file's line
+ * with its newline, a variable filled from a file or a secret that kept
+ * one); -1 when nothing, or more than one word, is left. */
+static int token_trim(char *s)
+{
+	static const char blank[] = " \t\r\n";
+	size_t lead = strspn(s, blank);
+	size_t len = strcspn(s + lead, blank);
+
+	if (len == 0 || s[lead + len + strspn(s + lead + len, blank)] != '\0')
+		return -1;
+	memmove(s, s + lead, len);
+	s[len] = '\0';
+	return 0;
+}
+
 int ctl_args_token(const struct ctl_args *a, char *out, size_t outlen, char *err, size_t errlen)
 {
 	const char *env = getenv("SLUICE_TOKEN");
@@ -123,11 +139,18 @@ int ctl_args_token(const struct ctl_args *a, char *out, size_t outlen, char *err
 	out[0] = '\0';
 	if (!a->token_file) {
 		if (env && *env) {
-			if (strlen(env) >= outlen || strpbrk(env, "\r\n")) {
-				snprintf(err, errlen, "SLUICE_TOKEN is not a token");
+			if (strlen(env) >= outlen) {
+				snprintf(err, errlen, "SLUICE_TOKEN is too long to be a token");
 				return -1;
 			}
 			snprintf(out, outlen, "%s", env);
+			if (token_trim(out) < 0) {
+				snprintf(err, errlen,
+					 "SLUICE_TOKEN is not a token: blank, or with a space or "
+					 "line break inside");
+				out[0] = '\0';
+				return -1;
+			}
 		}
 		return 0;
 	}
@@ -148,11 +171,7 @@ int ctl_args_token(const struct ctl_args *a, char *out, size_t outlen, char *err
 		out[0] = '\0';
 		return -1;
 	}
-	out[strcspn(out, "\r\n")] = '\0';
-	size_t len = strlen(out);
-	while (len > 0 && (out[len - 1] == ' ' || out[len - 1] == '\t'))
-		out[--len] = '\0';
-	if (len == 0 || strpbrk(out, " \t")) {
+	if (token_trim(out) < 0) {
 		snprintf(err, errlen, "the token file %s holds no token on its first line",
 			 a->token_file);
 		out[0] = '\0';

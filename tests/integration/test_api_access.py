@@ -166,6 +166,14 @@ def test_sluicectl_sends_the_token_from_a_file_or_the_environment(locked, tmp_pa
     assert r.returncode == 0, r.stderr
     r = locked.ctl("runs", env={"SLUICE_TOKEN": TOKENS["reader"]})
     assert r.returncode == 0, r.stderr
+    # Pasted with a blank before it, or kept with its file's or secret's
+    # newline: still the token.
+    f.write_text("  %s\r\n" % TOKENS["reader"])
+    r = locked.ctl("runs", "--token-file", str(f))
+    assert r.returncode == 0, r.stderr
+    for value in ("\t%s" % TOKENS["reader"], "%s\n" % TOKENS["reader"]):
+        r = locked.ctl("runs", env={"SLUICE_TOKEN": value})
+        assert r.returncode == 0, (value, r.stderr)
     r = locked.ctl("runs")
     assert r.returncode == 1 and "token" in r.stderr, r.stderr
     r = locked.ctl("cancel", "r_x", env={"SLUICE_TOKEN": TOKENS["reader"]})

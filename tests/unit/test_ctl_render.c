@@ -553,6 +553,43 @@ static void args_token_file_that_is_a_directory_says_so(void **state)
 	assert_string_equal(token, "");
 }
 
+/* A token copied with a blank before it, or kept with the newline of the
+ * file or secret it came from, is the token; words apart are none. */
+static void args_token_is_the_word_between_blanks_and_line_breaks(void **state)
+{
+	static const char *const around[] = {"slc_1",	"  slc_1",   "\tslc_1 ",
+					     "slc_1\n", "slc_1\r\n", " slc_1\t\r\n"};
+	struct ctl_args a;
+	char dir[64], path[96], err[256] = "", token[64];
+
+	(void)state;
+	assert_int_equal(tmpdir_make(dir, sizeof(dir), "sluice-test-token"), 0);
+	snprintf(path, sizeof(path), "%s/token", dir);
+	for (size_t i = 0; i < sizeof(around) / sizeof(around[0]); i++) {
+		assert_int_equal(PARSE(&a, err, "runs"), 0);
+		setenv("SLUICE_TOKEN", around[i], 1);
+		assert_int_equal(ctl_args_token(&a, token, sizeof(token), err, sizeof(err)), 0);
+		assert_string_equal(token, "slc_1");
+		assert_int_equal(tmpdir_write(path, around[i]), 0);
+		assert_int_equal(PARSE(&a, err, "runs", "--token-file", path), 0);
+		assert_int_equal(ctl_args_token(&a, token, sizeof(token), err, sizeof(err)), 0);
+		assert_string_equal(token, "slc_1");
+	}
+	assert_int_equal(PARSE(&a, err, "runs"), 0);
+	setenv("SLUICE_TOKEN", "slc_1\nX-Other: 1", 1);
+	assert_int_equal(ctl_args_token(&a, token, sizeof(token), err, sizeof(err)), -1);
+	assert_string_equal(
+	    err, "SLUICE_TOKEN is not a token: blank, or with a space or line break inside");
+	setenv("SLUICE_TOKEN", " \n", 1);
+	assert_int_equal(ctl_args_token(&a, token, sizeof(token), err, sizeof(err)), -1);
+	unsetenv("SLUICE_TOKEN");
+	assert_int_equal(tmpdir_write(path, "slc_1 slc_2\n"), 0);
+	assert_int_equal(PARSE(&a, err, "runs", "--token-file", path), 0);
+	assert_int_equal(ctl_args_token(&a, token, sizeof(token), err, sizeof(err)), -1);
+	assert_string_equal(token, "");
+	tmpdir_remove(dir);
+}
+
 /* --- the command line against a canned server ---------------------------- */
 
 struct route {
@@ -1334,6 +1371,7 @@ int main(void)
 	    cmocka_unit_test(args_report_usage_errors),
 	    cmocka_unit_test(args_url_prefers_option_then_environment),
 	    cmocka_unit_test(args_token_file_that_is_a_directory_says_so),
+	    cmocka_unit_test(args_token_is_the_word_between_blanks_and_line_breaks),
 	    cmocka_unit_test(cli_usage_errors_exit_2_with_usage_on_stderr),
 	    cmocka_unit_test(cli_help_and_version_go_to_stdout),
 	    cmocka_unit_test(cli_help_of_each_command_with_by_names_the_token),
