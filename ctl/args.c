@@ -473,6 +473,12 @@ static int check_command(struct ctl_args *a, char **pos, int npos, char *err, si
 		snprintf(err, errlen, "--full applies to promote only");
 		return -1;
 	}
+	/* Their output is text only: a script asking for JSON would be handed
+	 * text to parse. */
+	if (a->json && (a->cmd == CTL_CMD_VALIDATE || a->cmd == CTL_CMD_TOKEN)) {
+		snprintf(err, errlen, "%s has no --json output", pos[0]);
+		return -1;
+	}
 	if (a->cmd == CTL_CMD_APPROVE || a->cmd == CTL_CMD_REJECT)
 		return check_decision(a, pos, npos, err, errlen);
 	if (a->cmd == CTL_CMD_PROMOTE || a->cmd == CTL_CMD_ABORT || a->cmd == CTL_CMD_ROLLBACK)

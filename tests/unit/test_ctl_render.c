@@ -472,6 +472,10 @@ static void args_report_usage_errors(void **state)
 	     "--limit, --pipeline, --status, --before and --after apply to runs only"},
 	    {{"sluicectl", "runs", "--before", "r_1", "--after", "r_2", NULL},
 	     "runs: --before or --after, not both"},
+	    {{"sluicectl", "validate", "app.yaml", "--json", NULL},
+	     "validate has no --json output"},
+	    {{"sluicectl", "--json", "token", "hash", "ci", "read", NULL},
+	     "token has no --json output"},
 	    {{"sluicectl", "help", "runs", "show", NULL}, "help: unexpected argument 'show'"},
 	    /* Latin-1, which no JSON body can carry. */
 	    {{"sluicectl", "approve", "r_1", "staging", "--reason=caf\xe9", NULL},
