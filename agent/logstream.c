@@ -223,8 +223,11 @@ static void on_run_status(struct redis *r, redisReply *reply, const char *err, v
 	(void)err;
 	if (reply_done(s, reply))
 		return;
+	/* No reply when the connection to Redis was lost (reply_done marked
+	 * the poll failed): on_range then sends nothing, and the next poll
+	 * reads the status again. */
 	snprintf(s->run_status, sizeof(s->run_status), "%s",
-		 reply->type == REDIS_REPLY_STRING ? reply->str : "");
+		 reply && reply->type == REDIS_REPLY_STRING ? reply->str : "");
 }
 
 static void on_range(struct redis *r, redisReply *reply, const char *err, void *arg)

@@ -1,6 +1,14 @@
 """sluicectl against a running agent: runs, show, show --json, logs."""
 
 import json
+import subprocess
+import time
+
+import pytest
+
+from conftest import Redis, binary, pipeline, scaled, started_stack, wait_for
+
+QUIET_REPO = "sluice-it/quiet"
 
 
 def stage_line(out, stage, status):
@@ -85,3 +93,49 @@ def test_unreachable_agent_is_an_error(stack):
     r = stack.ctl("runs", env={"SLUICE_URL": "http://127.0.0.1:1"})
     assert r.returncode != 0, r.stdout
     assert r.stderr.strip()
+
+
+@pytest.fixture
+def quiet():
+    """A stack whose one stage prints a line, is quiet for 6 s, and prints
+    another."""
+    yield from started_stack("sluice-it-ctl-", lambda repo, root: {
+        "quiet.yaml": pipeline("quiet", QUIET_REPO, checkout=repo.url, stages={
+            "build": {"sh": "echo start; sleep 6; echo done", "checkout": False}})},
+        workers=(("build", 1),), extra_settings={"redis": {"timeout": "1s"}})
+
+
+def quiet_run(s):
+    """A run of the quiet pipeline, once its stage has printed "start"."""
+    status, body = s.post_hook("push", s.push_payload(QUIET_REPO))
+    assert status == 202, body
+    run_id = body["runs"][0]
+    wait_for("the stage's first line", lambda: any(
+        entry["line"] == "start" for entry in s.log(run_id, "build")), scaled(20))
+    return run_id
+
+
+def follow(s, run_id):
+    return subprocess.Popen([binary("sluicectl"), "--url", s.url, "logs", run_id, "build",
+                             "-f"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def stop_redis(s):
+    """Stops the stack's redis-server, what it held saved for start_redis."""
+    with Redis(s.redis_port) as r:
+        r.call("SAVE")
+    s.redis.stop()
+    s.procs.remove(s.redis)
+
+
+def test_logs_follow_goes_on_over_a_redis_restart(quiet):
+    run_id = quiet_run(quiet)
+    f = follow(quiet, run_id)
+    assert f.stdout.readline() == "start\n"
+    # The stream's polls of Redis fail meanwhile: that took the agent down.
+    stop_redis(quiet)
+    time.sleep(2)
+    quiet.start_redis()
+    out, err = f.communicate(timeout=scaled(60))
+    assert f.returncode == 0, err
+    assert "done" in out.splitlines(), out
