@@ -328,6 +328,7 @@ int ctl_api_follow(struct ctl_api *api, const char *path, ctl_sse_cb cb, void *a
 			free(last);
 		}
 		ctl_sse_reset(&f.sse);
+		curlreq_answer_clear(&f.errbody);
 		f.status = 0;
 		f.progress = 0;
 		curl_easy_setopt(api->curl, CURLOPT_URL, url);
@@ -355,7 +356,9 @@ int ctl_api_follow(struct ctl_api *api, const char *path, ctl_sse_cb cb, void *a
 			break;
 		if (!f.status)
 			curl_easy_getinfo(api->curl, CURLINFO_RESPONSE_CODE, &f.status);
-		if (res == CURLE_OK && f.status != 200 && f.status != 0) {
+		/* 503: the agent is up but its Redis is not (either restarting),
+		 * which passes as a dropped connection does. */
+		if (res == CURLE_OK && f.status != 200 && f.status != 0 && f.status != 503) {
 			status_error(api, f.status, &f.errbody, err, errlen);
 			goto done;
 		}
@@ -363,6 +366,8 @@ int ctl_api_follow(struct ctl_api *api, const char *path, ctl_sse_cb cb, void *a
 		if (failures >= FOLLOW_ATTEMPTS) {
 			if (res != CURLE_OK)
 				transport_error(api, res, errbuf, err, errlen);
+			else if (f.status == 503)
+				status_error(api, f.status, &f.errbody, err, errlen);
 			else
 				snprintf(err, errlen, "%s ended the stream before its end",
 					 api->base);

@@ -102,8 +102,8 @@ int ctl_help_command(FILE *out, enum ctl_command cmd)
 		      "to standard output.\n"
 		      "\n"
 		      "  -f, --follow   keep printing lines as the stage writes them, until it\n"
-		      "                 has finished (a dropped connection is resumed where\n"
-		      "                 it stopped)\n"
+		      "                 has finished (a dropped connection, or the agent's\n"
+		      "                 Redis away for a while, is resumed where it stopped)\n"
 		      "  --json         one JSON object a line: id, time, stream, line\n",
 		      out);
 		return 0;

@@ -139,3 +139,16 @@ def test_logs_follow_goes_on_over_a_redis_restart(quiet):
     out, err = f.communicate(timeout=scaled(60))
     assert f.returncode == 0, err
     assert "done" in out.splitlines(), out
+
+
+def test_logs_follow_started_while_redis_is_away_waits_for_it(quiet):
+    run_id = quiet_run(quiet)
+    stop_redis(quiet)
+    f = follow(quiet, run_id)
+    # The agent answers 503 meanwhile, as it is there to answer.
+    time.sleep(2)
+    assert f.poll() is None, f.communicate()
+    quiet.start_redis()
+    out, err = f.communicate(timeout=scaled(60))
+    assert f.returncode == 0, err
+    assert out.splitlines()[:1] == ["start"] and "done" in out.splitlines(), out
