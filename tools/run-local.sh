@@ -28,7 +28,11 @@
 # 127.0.0.1:8080); SLUICE_DEMO_PAUSE, the length of the production canary's
 # two pauses (default 20s; the pipeline file says 10m, which
 # SLUICE_DEMO_PAUSE=10m keeps; a pause of a few seconds can end before
-# Prometheus scraped the canary twice, and the analysis' noData: fail aborts).
+# Prometheus scraped the canary twice, and the analysis' noData: fail aborts);
+# SLUICE_DEMO_WINDOWS=keep keeps the environments' deny windows, which the
+# copy that runs leaves out by default: production's daily backup window
+# (02:00-03:00 UTC) would otherwise hold a run started then for up to an
+# hour.
 
 set -u
 
@@ -39,6 +43,7 @@ cd "$top" || exit 1
 
 listen=${SLUICE_LISTEN:-127.0.0.1:8080}
 pause=${SLUICE_DEMO_PAUSE:-20s}
+windows=${SLUICE_DEMO_WINDOWS:-drop}
 redis_port=6390
 example=$top/config/examples/mint-replica
 run=$top/run
@@ -157,6 +162,10 @@ done
 case $pause in
 *[!0-9smh]* | '') echo "run-local: SLUICE_DEMO_PAUSE=$pause: expected a duration like 20s or 10m" >&2; exit 1 ;;
 esac
+case $windows in
+keep | drop) ;;
+*) echo "run-local: SLUICE_DEMO_WINDOWS=$windows: expected keep or drop" >&2; exit 1 ;;
+esac
 
 port_free "127.0.0.1:$redis_port" ||
 	{ echo "run-local: port $redis_port (redis) is taken: stop what listens there" >&2; exit 1; }
@@ -225,13 +234,15 @@ fi
 sha=$(git -C "$repo" rev-parse HEAD)
 
 # The configuration that runs: a copy of the example's, with its paths into
-# run/ made absolute, the production canary's pauses set to $pause and the
-# local repository as its checkout.url (the agent clones no local path a
-# webhook names).
+# run/ made absolute, the production canary's pauses set to $pause, the deny
+# windows left out unless SLUICE_DEMO_WINDOWS=keep, and the local repository
+# as its checkout.url (the agent clones no local path a webhook names).
 mkdir -p "$etc/pipelines.d"
 to_run="s|\"\\(@\\?\\)\\(\\.\\./\\)*run/|\"\\1$run/|"
+no_windows='/^    windows: {deny: /d'
+[ "$windows" = keep ] && no_windows=''
 sed -e "$to_run" "$example/sluice.yaml" >"$etc/sluice.yaml"
-{ sed -e "$to_run" -e "s|pause: {duration: 10m}|pause: {duration: $pause}|" \
+{ sed -e "$to_run" -e "s|pause: {duration: 10m}|pause: {duration: $pause}|" -e "$no_windows" \
 	"$example/pipelines.d/mint-replica.yaml" &&
 	printf '\ncheckout: {url: "file://%s"}\n' "$repo"; } >"$etc/pipelines.d/mint-replica.yaml"
 config=$etc/sluice.yaml
@@ -324,6 +335,11 @@ kill -0 "$(pid_of worker)" 2>/dev/null || fail worker "exited at start"
 say ""
 say "sluice up: agent $listen, worker build,test,scan,push,deploy; traffic 10 requests/s per environment"
 say "production's canary pauses: $pause each (SLUICE_DEMO_PAUSE; the pipeline file says 10m)"
+if [ "$windows" = keep ]; then
+	say "deny windows: as the pipeline file says (SLUICE_DEMO_WINDOWS=keep)"
+else
+	say "deny windows: left out (SLUICE_DEMO_WINDOWS=keep keeps the pipeline file's)"
+fi
 
 url=http://$listen/hooks/github
 say ""
