@@ -9,6 +9,7 @@
 
 #include <curl/curl.h>
 
+#include "ctl/args.h"
 #include "ctl/fmt.h"
 #include "ctl/version.h"
 #include "lib/curlreq.h"
@@ -33,12 +34,14 @@ struct ctl_api {
 struct ctl_api *ctl_api_new(const char *base_url)
 {
 	struct ctl_api *api = calloc(1, sizeof(*api));
-	size_t len = strlen(base_url);
+	size_t len;
 	struct curl_slist *h;
 
 	if (!api)
 		return NULL;
-	while (len > 0 && base_url[len - 1] == '/')
+	base_url += strspn(base_url, CTL_BLANK);
+	len = strlen(base_url);
+	while (len > 0 && (base_url[len - 1] == '/' || strchr(CTL_BLANK, base_url[len - 1])))
 		len--;
 	api->base = strndup(base_url, len);
 	api->curl = curl_easy_init();
@@ -122,12 +125,24 @@ static char *error_message(const struct curlreq_answer *b)
 
 /* An answer other than 2xx: the API's message, else the status and, for a
  * redirect, where to (not followed: the token would go along). */
-static void status_error(struct ctl_api *api, long status, const struct curlreq_answer *b,
-			 char *err, size_t errlen)
+static void status_error(struct ctl_api *api, const char *url, long status,
+			 const struct curlreq_answer *b, char *err, size_t errlen)
 {
 	char *msg = error_message(b);
 	char *to = NULL;
 
+	/* The agent knows no such path: a --url naming a path of the API, or
+	 * a proxy's prefix left out, not a run or stage it does not know. */
+	if (msg && status == 404 && strcmp(msg, "no such endpoint") == 0) {
+		free(msg);
+		msg = ctl_fmt_sanitize(url, strlen(url));
+		snprintf(err, errlen,
+			 "%s: no such endpoint (is --url or $SLUICE_URL the address the agent "
+			 "serves its API under, as in %s?)",
+			 msg ? msg : api->base, CTL_DEFAULT_URL);
+		free(msg);
+		return;
+	}
 	if (msg) {
 		snprintf(err, errlen, "%s", msg);
 		free(msg);
@@ -210,7 +225,7 @@ static int request(struct ctl_api *api, const char *post, const char *path, json
 	}
 	curl_easy_getinfo(api->curl, CURLINFO_RESPONSE_CODE, &status);
 	if (status < 200 || status > 299) {
-		status_error(api, status, &b, err, errlen);
+		status_error(api, url, status, &b, err, errlen);
 		goto fail;
 	}
 	*body = json_loadb(b.data ? b.data : "", b.len, 0, &jerr);
@@ -359,7 +374,7 @@ int ctl_api_follow(struct ctl_api *api, const char *path, ctl_sse_cb cb, void *a
 		/* 503: the agent is up but its Redis is not (either restarting),
 		 * which passes as a dropped connection does. */
 		if (res == CURLE_OK && f.status != 200 && f.status != 0 && f.status != 503) {
-			status_error(api, f.status, &f.errbody, err, errlen);
+			status_error(api, url, f.status, &f.errbody, err, errlen);
 			goto done;
 		}
 		failures = f.progress ? 1 : failures + 1;
@@ -367,7 +382,7 @@ int ctl_api_follow(struct ctl_api *api, const char *path, ctl_sse_cb cb, void *a
 			if (res != CURLE_OK)
 				transport_error(api, res, errbuf, err, errlen);
 			else if (f.status == 503)
-				status_error(api, f.status, &f.errbody, err, errlen);
+				status_error(api, url, f.status, &f.errbody, err, errlen);
 			else
 				snprintf(err, errlen, "%s ended the stream before its end",
 					 api->base);

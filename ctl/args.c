@@ -102,7 +102,7 @@ const char *ctl_args_url(const struct ctl_args *a)
 
 	if (a->url)
 		return a->url;
-	if (env && *env)
+	if (env && env[strspn(env, CTL_BLANK)] != '\0')
 		return env;
 	return CTL_DEFAULT_URL;
 }
@@ -121,11 +121,10 @@ const char *ctl_args_ca_file(const struct ctl_args *a)
  * one); -1 when nothing, or more than one word, is left. */
 static int token_trim(char *s)
 {
-	static const char blank[] = " \t\r\n";
-	size_t lead = strspn(s, blank);
-	size_t len = strcspn(s + lead, blank);
+	size_t lead = strspn(s, CTL_BLANK);
+	size_t len = strcspn(s + lead, CTL_BLANK);
 
-	if (len == 0 || s[lead + len + strspn(s + lead + len, blank)] != '\0')
+	if (len == 0 || s[lead + len + strspn(s + lead + len, CTL_BLANK)] != '\0')
 		return -1;
 	memmove(s, s + lead, len);
 	s[len] = '\0';
@@ -238,7 +237,7 @@ static int parse_option(struct ctl_args *a, int argc, char **argv, int *i, char 
 			snprintf(err, errlen, "option %s needs a value", options[k].name);
 			return -1;
 		}
-		if (*value == '\0') {
+		if (value[strspn(value, CTL_BLANK)] == '\0') {
 			snprintf(err, errlen, "option %s needs a non-empty value", options[k].name);
 			return -1;
 		}

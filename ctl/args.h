@@ -10,6 +10,9 @@
 #include <stddef.h>
 
 #define CTL_DEFAULT_URL "http://127.0.0.1:8080"
+/* What is trimmed around a URL or a token: a value read from a file, or a
+ * variable filled from one, keeps its line break. */
+#define CTL_BLANK " \t\r\n"
 
 enum ctl_command {
 	CTL_CMD_NONE,

@@ -28,6 +28,35 @@ def test_runs_uses_sluice_url_from_the_environment(stack, push_run):
     assert push_run["id"] in r.stdout, r.stdout
 
 
+def test_a_url_with_blanks_and_a_line_break_around_it_is_the_url(stack, push_run):
+    """A variable filled from a file keeps the file's newline."""
+    r = stack.ctl("runs", env={"SLUICE_URL": " %s/\n" % stack.url})
+    assert r.returncode == 0, r.stderr
+    assert push_run["id"] in r.stdout, r.stdout
+
+
+def test_a_blank_url_option_is_a_usage_error(stack):
+    r = stack.ctl("--url", " \n", "runs", env={"SLUICE_URL": stack.url})
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert "--url needs a non-empty value" in r.stderr, r.stderr
+
+
+def test_a_url_naming_the_api_path_gets_an_error_that_names_the_address(stack):
+    """The agent answers "no such endpoint": the message says which URL was
+    asked and what --url should be, not only that."""
+    url = stack.url + "/api/v1"
+    r = stack.ctl("runs", env={"SLUICE_URL": url})
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    assert "%s/api/v1/runs" % url in r.stderr, r.stderr
+    assert "--url or $SLUICE_URL" in r.stderr, r.stderr
+
+
+def test_an_unknown_run_is_not_taken_for_a_wrong_url(stack):
+    r = stack.ctl("show", "r_doesnotexist")
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    assert "no such run" in r.stderr and "--url" not in r.stderr, r.stderr
+
+
 def test_runs_pages_older_with_before_and_newer_with_after(stack, push_run, failed_run):
     ids = [run["id"] for run in stack.runs()]
     older = stack.ctl("runs", "--limit", "1", "--before", ids[0])
