@@ -30,6 +30,9 @@
 #define RETRY_PLANS 5
 /* A manual run's delivery key only has to outlive the script that checks it. */
 #define MANUAL_DELIVERY_TTL_S 3600
+/* The most of the names of the stages a retry queued that its log line
+ * carries. */
+#define RETRIED_LOGGED 256
 
 static const struct pipeline *find_pipeline(const struct agent *a, const char *name)
 {
@@ -164,6 +167,30 @@ done:
 	return text;
 }
 
+/* The stages queued again, named while they fit a line of the log and
+ * counted: a run of thousands of stages queues thousands. */
+static void log_retried(const struct retry_call *c, const char *queued)
+{
+	json_t *names = json_loads(queued, 0, NULL);
+	char list[RETRIED_LOGGED + sizeof(", ...")];
+	size_t len = 0, i;
+
+	list[0] = '\0';
+	for (i = 0; i < json_array_size(names); i++) {
+		const char *name = json_string_value(json_array_get(names, i));
+		size_t n = name ? strlen(name) : 0;
+		if (!name || len + n + 2 > RETRIED_LOGGED)
+			break;
+		len +=
+		    (size_t)snprintf(list + len, sizeof(list) - len, "%s%s", len ? ", " : "", name);
+	}
+	if (i < json_array_size(names))
+		snprintf(list + len, sizeof(list) - len, "%s...", len ? ", " : "");
+	log_info("run retried", LOG_S("run", c->run), LOG_S("stage", c->stage),
+		 LOG_I("queued", json_array_size(names)), LOG_S("stages", list));
+	json_decref(names);
+}
+
 static void on_retry_reply(struct redis *r, redisReply *reply, const char *err, void *arg)
 {
 	struct retry_call *c = arg;
@@ -188,8 +215,7 @@ static void on_retry_reply(struct redis *r, redisReply *reply, const char *err, 
 		retry_send(c, jobs);
 		free(jobs);
 	} else if (strcmp(outcome, "retried") == 0) {
-		log_info("run retried", LOG_S("run", c->run), LOG_S("stage", c->stage),
-			 LOG_S("queued", detail));
+		log_retried(c, detail);
 		outbox_kick(c->agent->outbox);
 		api_reply_run(c->agent, c->pending, c->run, 202);
 		free(c);

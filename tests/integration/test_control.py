@@ -227,6 +227,10 @@ def test_a_run_of_the_most_stages_is_cancelled_and_retried_whole(ctl_stack):
     status, body = post(ctl_stack, path % "retry")
     assert status == 202 and body["status"] == "running", (status, body.get("error"))
     assert stage_statuses(ctl_stack, run) == {"queued"}
+    # The log line counts what was queued again, and names only the first.
+    [line] = [l for l in ctl_stack.agent_log_lines("run retried") if run in l]
+    assert len(line) < 1024, line[:200]
+    assert "queued=%d" % STAGES_MAX in line and "s0" in line, line
     # Cancelled again, it leaves no job queued for a later test.
     status, body = post(ctl_stack, path % "cancel")
     assert status == 202 and body["status"] == "cancelled", (status, body.get("error"))
