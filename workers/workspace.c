@@ -101,6 +101,30 @@ static int still_at(int fd, const char *path)
 	       held.st_ino == now.st_ino;
 }
 
+/* Opens a run's directory to lock it. One a stage made unreadable (chmod
+ * 000 ..) is made readable first when this worker owns it, or it could
+ * never be held by the run's next stage, nor moved or deleted: rm's chmod
+ * deals with what is inside. *was is then its mode as found, for a sweep to
+ * give back if a stage holds it; 0 when unchanged. */
+static int open_run(const char *path, mode_t *was)
+{
+	const int flags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
+	struct stat st;
+	int fd = open(path, flags);
+
+	*was = 0;
+	if (fd >= 0 || errno != EACCES || lstat(path, &st) < 0)
+		return fd;
+	if (!S_ISDIR(st.st_mode) || st.st_uid != geteuid()) {
+		errno = EACCES;
+		return -1;
+	}
+	if (chmod(path, st.st_mode | S_IRWXU) < 0)
+		return -1;
+	*was = st.st_mode;
+	return open(path, flags);
+}
+
 /* A sweep holds a run's directory exclusively only while it renames it, so
  * the wait for the shared lock is that of one rename. The directory locked
  * must be the one still at the path: one a sweep has just moved to the trash,
@@ -117,7 +141,8 @@ int workspace_hold(const struct settings *s, const char *run)
 	for (int i = 0; i < HOLD_TRIES; i++) {
 		if (make_dirs(path, (size_t)n) < 0)
 			return -1;
-		int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		mode_t was;
+		int fd = open_run(path, &was);
 		if (fd < 0 && errno == ENOENT)
 			continue;
 		if (fd < 0)
@@ -207,30 +232,6 @@ static int list_runs(const char *root, struct entry **out, char ***trash, size_t
 		qsort(list, n, sizeof(*list), by_age);
 	*out = list;
 	return (int)n;
-}
-
-/* Opens a run's directory to lock it. One a stage made unreadable (chmod
- * 000 ..) is made readable first when this worker owns it, or it could
- * never be locked, moved nor deleted: rm's chmod deals with what is inside.
- * *was is then its mode as found, to give back if a stage holds it; 0 when
- * unchanged. */
-static int open_run(const char *path, mode_t *was)
-{
-	const int flags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
-	struct stat st;
-	int fd = open(path, flags);
-
-	*was = 0;
-	if (fd >= 0 || errno != EACCES || lstat(path, &st) < 0)
-		return fd;
-	if (!S_ISDIR(st.st_mode) || st.st_uid != geteuid()) {
-		errno = EACCES;
-		return -1;
-	}
-	if (chmod(path, st.st_mode | S_IRWXU) < 0)
-		return -1;
-	*was = st.st_mode;
-	return open(path, flags);
 }
 
 /* Moves a run's directory out of the way unless a stage holds it; its path

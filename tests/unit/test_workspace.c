@@ -376,6 +376,26 @@ static void test_a_run_a_stage_made_unreadable_is_removed(void **state)
 	workspace_free(ws);
 }
 
+/* A run whose directory a stage made unreadable is held again by its next
+ * stage or retry: the directory is this worker's, its permissions given
+ * back to it, as the sweep does. */
+static void test_a_run_a_stage_made_unreadable_is_held_again(void **state)
+{
+	struct fx *f = *state;
+	char path[512];
+	struct stat st;
+	make_run(f, "r_1", 0);
+	snprintf(path, sizeof(path), "%s/r_1", f->root);
+	assert_int_equal(chmod(path, 0), 0);
+	int fd = workspace_hold(&f->s, "r_1");
+	assert_true(fd >= 0);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_mode & S_IRWXU, S_IRWXU);
+	snprintf(path, sizeof(path), "%s/r_1/build", f->root);
+	assert_int_equal(access(path, R_OK | W_OK | X_OK), 0);
+	workspace_release(fd);
+}
+
 static void test_workspace_path_is_per_run_and_stage(void **state)
 {
 	struct fx *f = *state;
@@ -482,6 +502,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_a_run_another_sweep_moved_first_is_left_quietly,
 					    setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_a_run_a_stage_made_unreadable_is_removed, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_a_run_a_stage_made_unreadable_is_held_again, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_workspace_path_is_per_run_and_stage, setup,
 					    teardown),
