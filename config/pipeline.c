@@ -21,6 +21,7 @@
 #include "config/retry.h"
 #include "config/when.h"
 #include "stages/checkout.h"
+#include "stages/env_cookie.h"
 #include "stages/expand.h"
 #include "stages/request.h"
 #include "stages/rollout.h"
@@ -508,7 +509,9 @@ static int load_executor(struct loading *ld, const struct config_doc_node *st, c
 }
 
 /* The variables sluice sets (workers/stage_env.c): for every stage, for a
- * deployment, and for a run: command (workers/job.c). */
+ * deployment, and for a run: command (workers/job.c). Every command also
+ * gets ENV_COOKIE_NAME (stages/env_cookie.h), which no template may name
+ * and no stage may inherit. */
 static const char *const run_names[] = {
     "SLUICE_RUN_ID",	"SLUICE_PIPELINE", "SLUICE_REPO",    "SLUICE_REF",   "SLUICE_SHA",
     "SLUICE_SHA_SHORT", "SLUICE_STAGE",	   "SLUICE_ATTEMPT", "SLUICE_EVENT", NULL};
@@ -540,7 +543,7 @@ static int load_stage_env(struct loading *ld, const struct config_doc_node *st, 
 			/* What sluice sets wins over the worker's environment:
 			 * the stage would not see the value it asked for. */
 			if (in_list(name, run_names) || in_list(name, deployment_names) ||
-			    in_list(name, command_names))
+			    in_list(name, command_names) || strcmp(name, ENV_COOKIE_NAME) == 0)
 				return config_check_fail(&ld->ck, list_item(n, i),
 							 "%s is a variable sluice sets: a stage "
 							 "cannot inherit it",

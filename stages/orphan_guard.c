@@ -1,6 +1,8 @@
 /* orphan_guard: killing a dead process's children (orphan_guard.h). */
 #include "stages/orphan_guard.h"
 
+#include "stages/env_cookie.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -64,6 +66,8 @@ static void guard_main(int fd)
 	}
 	for (size_t i = 0; i < n; i++)
 		kill(-groups[i], SIGKILL);
+	/* Then what left its group but kept its environment. */
+	env_cookie_kill(env_cookie_entry());
 	_exit(0);
 }
 
@@ -96,6 +100,8 @@ int orphan_guard_start(void)
 
 	if (guard_fd >= 0)
 		return 0;
+	/* Drawn here, so that the guard knows the one the children carry. */
+	env_cookie_entry();
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
 		return -1;
 	/* A subreaper would get the orphaned guard back as its own child. */

@@ -8,14 +8,17 @@
  * has expired and another worker took it. So process_init starts a guard
  * that holds one end of a socket pair and learns each child's process group
  * as it starts and ends; when the other end closes (the process is gone,
- * however it died) it sends SIGKILL to every group still listed, and exits.
+ * however it died) it sends SIGKILL to every group still listed, then to
+ * every process that carries the process's cookie (env_cookie.h): one that
+ * left its group with setsid() is in no group listed, and it would
+ * otherwise outlive the process. Then it exits.
  *
  * The guard is no child of the process (it is forked twice, the process's
  * subreaper flag off meanwhile), so that it is never taken for a leftover
  * descendant and "no child at all" still means no stage left behind. It
  * ignores the signals a terminal or a supervisor sends, and does nothing
- * but read, kill and exit: it is forked from a process that may already
- * have threads.
+ * but read, walk /proc, kill and exit, with async-signal-safe calls on its
+ * stack: it is forked from a process that may already have threads.
  */
 #ifndef SLUICE_ORPHAN_GUARD_H
 #define SLUICE_ORPHAN_GUARD_H

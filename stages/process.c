@@ -6,6 +6,7 @@
 #include "lib/clock.h"
 #include "lib/fdlimit.h"
 #include "lib/log.h"
+#include "stages/env_cookie.h"
 #include "stages/orphan_guard.h"
 
 #include <dirent.h>
@@ -720,6 +721,29 @@ static void close_fds(int *fds, size_t n)
 	}
 }
 
+/* envp with this process's cookie (env_cookie.h) in place of any it sets,
+ * for the orphan guard to find what leaves the child's group; malloc'd,
+ * the strings envp's. */
+static const char **marked_env(const char *const *envp)
+{
+	const char *cookie = env_cookie_entry();
+	size_t n = 0;
+
+	while (envp[n] != NULL)
+		n++;
+	const char **out = malloc((n + 2) * sizeof(*out));
+	if (out == NULL)
+		return NULL;
+	n = 0;
+	for (const char *const *e = envp; *e != NULL; e++)
+		if (!env_cookie_is_set_by(*e))
+			out[n++] = *e;
+	if (*cookie != '\0')
+		out[n++] = cookie;
+	out[n] = NULL;
+	return out;
+}
+
 /* Starts child_main the way posix_spawn does, with clone(CLONE_VM |
  * CLONE_VFORK): the child runs in this process's memory and this thread is
  * suspended until the child has exec'd or exited. A fork would copy the page
@@ -740,6 +764,7 @@ struct process *process_spawn(const struct process_spec *spec, process_line_cb o
 	/* out read/write, err read/write, report read/write */
 	int fds[6] = {-1, -1, -1, -1, -1, -1};
 	struct process *p = NULL;
+	const char **envp = NULL;
 	struct rlimit rl;
 	sigset_t all, old;
 
@@ -765,8 +790,13 @@ struct process *process_spawn(const struct process_spec *spec, process_line_cb o
 	p->drain_timer = evtimer_new(mod.base, on_drain_timer, p);
 	if (p->kill_timer == NULL || p->drain_timer == NULL)
 		goto fail;
+	envp = marked_env(spec->envp);
+	if (envp == NULL)
+		goto fail;
+	struct process_spec marked = *spec;
+	marked.envp = envp;
 
-	struct child_args ca = {.spec = spec,
+	struct child_args ca = {.spec = &marked,
 				.path = env_path(spec->envp),
 				.out_w = fds[1],
 				.err_w = fds[3],
@@ -782,6 +812,8 @@ struct process *process_spawn(const struct process_spec *spec, process_line_cb o
 	pid_t pid = spawn_child(&ca);
 	int spawn_errno = errno;
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	free(envp);
+	envp = NULL;
 	if (pid < 0) {
 		errno = spawn_errno;
 		goto fail;
@@ -830,6 +862,7 @@ fail:;
 	log_error("cannot start child", LOG_S("cmd", spec->argv[0]),
 		  LOG_S("error", strerror(saved)));
 	close_fds(fds, 6);
+	free(envp);
 	if (p != NULL)
 		process_free(p);
 	errno = saved;

@@ -12,7 +12,8 @@
  * start every child through it (it reaps with waitpid(-1)). process_init
  * makes the caller a child subreaper, so orphaned grandchildren are reaped
  * here as well, and starts the orphan guard (orphan_guard.h), which kills
- * every child's group should this process die without doing it.
+ * every child's group, and whatever carries the cookie each child is given
+ * (env_cookie.h), should this process die without doing it.
  */
 #ifndef SLUICE_PROCESS_H
 #define SLUICE_PROCESS_H
@@ -41,7 +42,7 @@ struct process_result {
 
 struct process_spec {
 	const char *const *argv; /* argv[0] looked up in PATH of envp */
-	const char *const *envp; /* the complete environment of the child */
+	const char *const *envp; /* the child's environment, with this process's cookie */
 	const char *cwd;	 /* NULL: inherit */
 	int64_t timeout_ms;	 /* 0: none */
 	int kill_grace_ms;	 /* between SIGTERM and SIGKILL */

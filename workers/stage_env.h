@@ -6,7 +6,8 @@
  * pipeline's vars, or the deployment's own; they expand ${NAME} in run: arguments
  * and are exported. The environment adds the pipeline's secrets, read from
  * their files, and from the worker's own environment only PATH, HOME, LANG
- * and the names the stage lists in inherit_env; nothing else leaks in.
+ * and the names the stage lists in inherit_env; nothing else leaks in
+ * (process_spawn adds the worker's cookie, stages/env_cookie.h).
  */
 #ifndef SLUICE_STAGE_ENV_H
 #define SLUICE_STAGE_ENV_H

@@ -4,9 +4,11 @@ Under systemd the unit's cgroup goes with its worker; here, as with a
 worker started by hand or in a container without an init, the worker's
 orphan guard kills its stages' process groups when the worker dies, a
 stage's own children included. Otherwise the stage would go on, and run a
-second time once its lease expired and another worker took it. While the
-worker lives, a daemon that left its stage's group is killed when its
-stage ends, whatever other stages still run (stages/process.c)."""
+second time once its lease expired and another worker took it. A daemon
+that left its stage's group is killed when its stage ends, whatever other
+stages still run, while the worker lives (stages/process.c), and by the
+guard, which finds it by the worker's cookie in its environment, once the
+worker is dead (stages/env_cookie.c)."""
 
 import os
 import signal
@@ -40,6 +42,7 @@ def guards_of(config):
 LONG_REPO = "sluice-it/long"
 CHILD_REPO = "sluice-it/child"
 DAEMON_REPO = "sluice-it/daemon"
+ESCAPE_REPO = "sluice-it/escape"
 # Leaves a daemon in a session of its own, waits until it is there (so
 # that the group kill is not what ends it), and prints its pid.
 LEAVE_DAEMON = ('setsid sleep 300 </dev/null >/dev/null 2>&1 & d=$!; '
@@ -50,6 +53,7 @@ LEAVE_DAEMON = ('setsid sleep 300 </dev/null >/dev/null 2>&1 & d=$!; '
 @pytest.fixture(scope="module")
 def ostack(tmp_path_factory):
     pidfile = str(tmp_path_factory.mktemp("orphans") / "pids")
+    escapefile = pidfile + ".escape"
 
     def pipelines(repo, root):
         # The daemon's stages are of a kind of their own: the first
@@ -62,6 +66,11 @@ def ostack(tmp_path_factory):
                     "scan": {"kind": "scan", "run": ["sleep", "30"], "checkout": False}}),
                 "daemon.yaml": pipeline("daemon", DAEMON_REPO, checkout=repo.url, stages={
                     "scan": {"kind": "scan", "sh": LEAVE_DAEMON, "checkout": False}}),
+                # Leaves a daemon and runs on; of a kind of its own too.
+                "escape.yaml": pipeline("escape", ESCAPE_REPO, checkout=repo.url, stages={
+                    "push": {"kind": "push", "checkout": False,
+                             "sh": '(%s) > "%s.tmp" && mv "%s.tmp" "%s"; sleep 300'
+                                   % (LEAVE_DAEMON, escapefile, escapefile, escapefile)}}),
                 # Ends with children still in its group.
                 "child.yaml": pipeline("child", CHILD_REPO, checkout=repo.url, stages={
                     "scan": {"kind": "scan", "checkout": False,
@@ -69,6 +78,7 @@ def ostack(tmp_path_factory):
     # The worker is started by the test, so that it may be killed.
     for stack in started_stack("sluice-orphans-", pipelines, workers=()):
         stack.pidfile = pidfile
+        stack.escapefile = escapefile
         yield stack
 
 
@@ -89,6 +99,28 @@ def test_a_killed_worker_s_stage_and_its_children_are_killed(ostack):
     wait_for("the stage and its child killed", lambda: pid_gone(stage) and pid_gone(child), 5)
     # The guard went with them.
     wait_for("the guard gone", lambda: not guards_of(ostack.config), 5)
+
+
+def test_a_killed_worker_s_daemon_that_left_its_stage_s_group_is_killed(ostack):
+    """The daemon is in no group the guard knows of: it carries the
+    worker's cookie, and the guard finds it by that."""
+    worker = ostack._spawn("escaping-worker", [binary("sluice-worker"), "--config",
+                                               ostack.config, "--kind", "push"])
+    wait_for("the worker's guard", lambda: guards_of(ostack.config), 10, [worker])
+    status, body = ostack.post_hook("push", ostack.push_payload(ESCAPE_REPO))
+    assert status == 202, (status, body)
+    wait_for("the daemon to start", lambda: os.path.exists(ostack.escapefile), 30, [worker])
+    daemon = int(open(ostack.escapefile).read())
+    try:
+        assert not pid_gone(daemon)
+        os.kill(worker.popen.pid, signal.SIGKILL)
+        worker.popen.wait()
+        ostack.procs.remove(worker)
+        wait_for("the daemon killed", lambda: pid_gone(daemon), 5)
+        wait_for("the guard gone", lambda: not guards_of(ostack.config), 5)
+    finally:
+        if not pid_gone(daemon):
+            os.kill(daemon, signal.SIGKILL)
 
 
 def test_a_worker_that_stops_leaves_no_guard_behind(ostack):

@@ -1223,6 +1223,12 @@ static void test_pipeline_executor_errors(void **state)
 				      "SLUICE_OUTPUT\n",
 			      "8:18: stages.build.inherit_env: SLUICE_OUTPUT is a variable sluice "
 			      "sets: a stage cannot inherit it");
+	expect_pipeline_error(
+	    f,
+	    TRIGGER "stages:\n  build:\n    sh: make\n    inherit_env: "
+		    "[SLUICE_WORKER_COOKIE]\n",
+	    "8:19: stages.build.inherit_env[0]: SLUICE_WORKER_COOKIE is a variable "
+	    "sluice sets: a stage cannot inherit it");
 	expect_pipeline_error(f,
 			      TRIGGER "environments:\n  prod:\n    deploy: {sh: d, inherit_env: "
 				      "[SLUICE_ENV]}\n"

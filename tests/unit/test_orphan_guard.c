@@ -1,6 +1,7 @@
 /* Tests for stages/orphan_guard: when the process that started children
  * dies by SIGKILL, the guard kills their process groups, grandchildren
- * included, and only those it was told of.
+ * included, and only those it was told of; and a descendant that left its
+ * group, found by its process's cookie, and only by that one.
  *
  * Each test forks a stand-in for the worker, which starts its children
  * through process_spawn (as the worker does) or by hand, sends their pids
@@ -24,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "pidgone.h"
 #include "stages/orphan_guard.h"
 #include "stages/process.h"
 
@@ -33,6 +35,14 @@ static const char *const env[] = {"PATH=/usr/bin:/bin", NULL};
 /* A group of two: the leader and a grandchild of the stand-in, both
  * sleeping, their pids on stdout. */
 static const char *const group_argv[] = {"sh", "-c", "sleep 300 & echo $$ $!; wait", NULL};
+/* A leader and a descendant in a session of its own (a daemon), there
+ * before their pids are on stdout. */
+static const char *const escape_argv[] = {
+    "sh", "-c",
+    "setsid sleep 300 </dev/null >/dev/null 2>&1 & d=$!; "
+    "while [ \"$(cut -d' ' -f6 /proc/$d/stat)\" != \"$d\" ]; do sleep 0.01; done; "
+    "echo $$ $d; wait",
+    NULL};
 
 static void on_exit_ignored(const struct process_result *r, void *arg)
 {
@@ -56,10 +66,6 @@ static void on_line(enum process_stream s, const char *line, size_t len, void *a
 	rep->lines++;
 }
 
-/* In the stand-in: spawns `groups` groups through process_spawn, their pids
- * to fd, then, when kill_guard, kills the guard and spawns one more (which
- * makes process.c start a new guard and tell it every group); then "ready",
- * and waits to be killed. */
 /* A group of its own, sleeping; pid sent to fd. */
 static pid_t sleeper(int fd)
 {
@@ -76,11 +82,15 @@ static pid_t sleeper(int fd)
 	return pid;
 }
 
-static void stand_in(int fd, int groups, int kill_guard, int unguarded)
+/* In the stand-in: spawns `groups` groups of argv through process_spawn,
+ * their pids to fd, then, when kill_guard, kills the guard and spawns one
+ * more (which makes process.c start a new guard and tell it every group);
+ * then "ready" and its guard's pid, and waits to be killed. */
+static void stand_in(int fd, const char *const *argv, int groups, int kill_guard, int unguarded)
 {
 	struct event_base *base = event_base_new();
 	struct reported rep = {fd, 0};
-	struct process_spec spec = {.argv = group_argv, .envp = env, .kill_grace_ms = 100};
+	struct process_spec spec = {.argv = argv, .envp = env, .kill_grace_ms = 100};
 	if (!base || process_init(base) < 0)
 		_exit(2);
 	for (int i = 0; i < groups; i++) {
@@ -106,7 +116,9 @@ static void stand_in(int fd, int groups, int kill_guard, int unguarded)
 			_exit(6);
 		orphan_guard_remove(pid);
 	}
-	if (write(fd, "ready\n", 6) != 6)
+	char ready[32];
+	int n = snprintf(ready, sizeof(ready), "ready %d\n", (int)orphan_guard_pid());
+	if (write(fd, ready, (size_t)n) != n)
 		_exit(3);
 	for (;;)
 		pause();
@@ -114,11 +126,13 @@ static void stand_in(int fd, int groups, int kill_guard, int unguarded)
 
 struct started {
 	pid_t stand_in;
+	pid_t guard;
 	pid_t pids[MAX_PIDS];
 	int n;
 };
 
-static void start(struct started *s, int groups, int kill_guard, int unguarded)
+static void start_argv(struct started *s, const char *const *argv, int groups, int kill_guard,
+		       int unguarded)
 {
 	int p[2];
 	assert_int_equal(pipe(p), 0);
@@ -127,13 +141,13 @@ static void start(struct started *s, int groups, int kill_guard, int unguarded)
 	assert_true(s->stand_in >= 0);
 	if (s->stand_in == 0) {
 		close(p[0]);
-		stand_in(p[1], groups, kill_guard, unguarded);
+		stand_in(p[1], argv, groups, kill_guard, unguarded);
 	}
 	close(p[1]);
 	FILE *f = fdopen(p[0], "r");
 	assert_non_null(f);
 	char line[128];
-	while (fgets(line, sizeof(line), f) && strcmp(line, "ready\n") != 0) {
+	while (fgets(line, sizeof(line), f) && sscanf(line, "ready %d", &s->guard) != 1) {
 		int a, b;
 		assert_int_equal(sscanf(line, "%d %d", &a, &b), 2);
 		assert_true(s->n + 2 <= MAX_PIDS);
@@ -142,30 +156,19 @@ static void start(struct started *s, int groups, int kill_guard, int unguarded)
 			s->pids[s->n++] = b;
 	}
 	fclose(f);
+	assert_true(s->guard > 0);
 }
 
-/* Whether pid is gone: reaped here (a subreaper's orphan) or never ours. */
-static int gone(pid_t pid)
+static void start(struct started *s, int groups, int kill_guard, int unguarded)
 {
-	while (waitpid(-1, NULL, WNOHANG) > 0)
-		;
-	return kill(pid, 0) < 0 && errno == ESRCH;
-}
-
-static int wait_gone(pid_t pid)
-{
-	for (int i = 0; i < 300; i++) {
-		if (gone(pid))
-			return 1;
-		usleep(10000);
-	}
-	return 0;
+	start_argv(s, group_argv, groups, kill_guard, unguarded);
 }
 
 static void kill_stand_in(struct started *s)
 {
 	assert_int_equal(kill(s->stand_in, SIGKILL), 0);
 	assert_int_equal(waitpid(s->stand_in, NULL, 0), s->stand_in);
+	s->stand_in = 0;
 }
 
 static int setup(void **state)
@@ -174,17 +177,28 @@ static int setup(void **state)
 	return prctl(PR_SET_CHILD_SUBREAPER, 1);
 }
 
-/* Unguarded groups outlive the stand-in; the guard is gone by the time
- * both of its stand-in's groups through process_spawn are. */
+/* Kills what a test left running: a failed assertion must leave neither
+ * a stand-in nor sleepers behind. */
+static void kill_all(struct started *s)
+{
+	if (s->stand_in > 0 && kill(s->stand_in, SIGKILL) == 0)
+		waitpid(s->stand_in, NULL, 0);
+	s->stand_in = 0;
+	pid_kill_left(s->pids, (size_t)s->n);
+}
+
+/* Unguarded groups outlive the stand-in and its guard, which is gone once
+ * it has killed all it kills. */
 static void assert_outlives(struct started *s, int at)
 {
 	kill_stand_in(s);
-	assert_true(wait_gone(s->pids[0]));
-	assert_true(wait_gone(s->pids[1]));
-	usleep(200000);
-	assert_false(gone(s->pids[at]));
-	kill(s->pids[at], SIGKILL);
-	assert_true(wait_gone(s->pids[at]));
+	assert_true(pid_wait_gone(s->pids[0]));
+	assert_true(pid_wait_gone(s->pids[1]));
+	assert_true(pid_wait_gone(s->guard));
+	int outlived = !pid_gone(s->pids[at]);
+	kill_all(s);
+	assert_true(outlived);
+	assert_true(pid_wait_gone(s->pids[at]));
 }
 
 static void test_a_dead_process_s_groups_are_killed_grandchildren_included(void **state)
@@ -194,10 +208,10 @@ static void test_a_dead_process_s_groups_are_killed_grandchildren_included(void 
 	start(&s, 2, 0, 0);
 	assert_int_equal(s.n, 4);
 	for (int i = 0; i < s.n; i++)
-		assert_false(gone(s.pids[i]));
+		assert_false(pid_gone(s.pids[i]));
 	kill_stand_in(&s);
 	for (int i = 0; i < s.n; i++)
-		assert_true(wait_gone(s.pids[i]));
+		assert_true(pid_wait_gone(s.pids[i]));
 }
 
 static void test_a_group_the_guard_was_not_told_of_is_left_alone(void **state)
@@ -218,7 +232,7 @@ static void test_a_guard_that_died_is_replaced_and_told_of_every_group(void **st
 	assert_int_equal(s.n, 4);
 	kill_stand_in(&s);
 	for (int i = 0; i < s.n; i++)
-		assert_true(wait_gone(s.pids[i]));
+		assert_true(pid_wait_gone(s.pids[i]));
 }
 
 static void test_a_group_that_ended_is_forgotten(void **state)
@@ -228,6 +242,44 @@ static void test_a_group_that_ended_is_forgotten(void **state)
 	start(&s, 1, 0, 2);
 	assert_int_equal(s.n, 3);
 	assert_outlives(&s, 2);
+}
+
+static void test_a_dead_process_s_escaped_descendant_is_killed(void **state)
+{
+	struct started s;
+	(void)state;
+	start_argv(&s, escape_argv, 1, 0, 0);
+	assert_int_equal(s.n, 2);
+	assert_false(pid_gone(s.pids[0]));
+	assert_false(pid_gone(s.pids[1]));
+	kill_stand_in(&s);
+	int killed = pid_wait_gone(s.pids[0]) && pid_wait_gone(s.pids[1]);
+	kill_all(&s);
+	assert_true(killed);
+}
+
+/* Two stand-ins, each with a guard and a cookie of its own: one dies, and
+ * its guard kills its own escaped descendant, not the other's. */
+static void test_another_process_s_escaped_descendant_is_left_alone(void **state)
+{
+	struct started dying, living;
+	(void)state;
+	start_argv(&dying, escape_argv, 1, 0, 0);
+	start_argv(&living, escape_argv, 1, 0, 0);
+	assert_int_equal(dying.n, 2);
+	assert_int_equal(living.n, 2);
+	kill_stand_in(&dying);
+	int killed = pid_wait_gone(dying.pids[1]) && pid_wait_gone(dying.guard);
+	int left = !pid_gone(living.pids[0]) && !pid_gone(living.pids[1]);
+	kill_all(&dying);
+	if (!left || !killed)
+		kill_all(&living);
+	assert_true(killed);
+	assert_true(left);
+	kill_stand_in(&living);
+	killed = pid_wait_gone(living.pids[0]) && pid_wait_gone(living.pids[1]);
+	kill_all(&living);
+	assert_true(killed);
 }
 
 static void test_no_group_of_pid_1_or_below_is_taken(void **state)
@@ -245,6 +297,8 @@ int main(void)
 	    cmocka_unit_test(test_a_group_the_guard_was_not_told_of_is_left_alone),
 	    cmocka_unit_test(test_a_guard_that_died_is_replaced_and_told_of_every_group),
 	    cmocka_unit_test(test_a_group_that_ended_is_forgotten),
+	    cmocka_unit_test(test_a_dead_process_s_escaped_descendant_is_killed),
+	    cmocka_unit_test(test_another_process_s_escaped_descendant_is_left_alone),
 	    cmocka_unit_test(test_no_group_of_pid_1_or_below_is_taken),
 	};
 	return cmocka_run_group_tests(tests, setup, NULL);

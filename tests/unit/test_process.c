@@ -8,6 +8,7 @@
 #include "lib/clock.h"
 #include "lib/fdlimit.h"
 #include "logcapture.h"
+#include "stages/env_cookie.h"
 #include "stages/process.h"
 
 #include <errno.h>
@@ -252,18 +253,23 @@ static void test_missing_command_is_spawn_failed(void **state)
 	free_run(&r);
 }
 
-static void test_env_is_exactly_envp(void **state)
+/* Exactly envp, but that the cookie is this process's, whatever envp set
+ * it to. */
+static void test_env_is_envp_with_this_process_s_cookie(void **state)
 {
 	(void)state;
 	struct run r;
 	const char *argv[] = {"env", NULL};
-	const char *envp[] = {"PATH=/usr/bin:/bin", "FOO=bar baz", NULL};
+	const char *envp[] = {"PATH=/usr/bin:/bin", ENV_COOKIE_NAME "=inherited", "FOO=bar baz",
+			      NULL};
 	struct process_spec spec = {.argv = argv, .envp = envp};
 	run_spec(&spec, &r);
 	assert_int_equal(r.res.outcome, PROCESS_EXITED);
-	assert_int_equal(r.nlines, 2);
+	assert_int_equal(r.nlines, 3);
 	assert_line(&r, 0, PROCESS_STDOUT, "PATH=/usr/bin:/bin");
 	assert_line(&r, 1, PROCESS_STDOUT, "FOO=bar baz");
+	assert_int_equal(strlen(env_cookie_entry()), strlen(ENV_COOKIE_NAME "=") + 32);
+	assert_line(&r, 2, PROCESS_STDOUT, env_cookie_entry());
 	free_run(&r);
 }
 
@@ -796,7 +802,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_long_line_is_split_in_64k_pieces, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_exit_code_is_reported, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_missing_command_is_spawn_failed, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_env_is_exactly_envp, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_env_is_envp_with_this_process_s_cookie, setup,
+					    teardown),
 	    cmocka_unit_test_setup_teardown(test_command_is_looked_up_in_envp_path, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_cwd_is_honoured, setup, teardown),
