@@ -60,6 +60,7 @@ struct job {
 	struct http *http;
 	struct rollout *rollout;
 	char command[32];	/* the operator's command acted on, to take off the stage */
+	char *rollout_end;	/* the rollout's state as it ended, recorded with the outcome */
 	char output_path[1200]; /* $SLUICE_OUTPUT */
 	char *outputs;		/* what the stage wrote there, as a JSON object */
 	struct logmask *mask;	/* every log line passes through it */
@@ -107,6 +108,7 @@ static void job_free(struct job *j)
 	workspace_release(j->run_dir);
 	rollout_free(j->rollout);
 	free(j->outputs);
+	free(j->rollout_end);
 	json_decref(j->runinfo);
 	json_decref(j->def);
 	logmask_free(j->mask);
@@ -308,8 +310,9 @@ static void record(struct job *j)
 			      topic,
 			      value,
 			      j->outputs ? j->outputs : "",
-			      policy};
-	if (redis_script_run(w->redis, w->scripts.finish, on_recorded, j, 0, 14, argv, NULL) < 0)
+			      policy,
+			      j->rollout_end ? j->rollout_end : ""};
+	if (redis_script_run(w->redis, w->scripts.finish, on_recorded, j, 0, 15, argv, NULL) < 0)
 		record_later(j, "script not sent");
 	free(value);
 	free(policy);
@@ -894,11 +897,15 @@ static void on_rollout_park(const json_t *state, int64_t until_ms, void *arg)
 	free(text);
 }
 
+/* The state the rollout ended in goes with the outcome (finish.lua), not
+ * in a save of its own: a save lost while Redis was away would leave the
+ * stage finished with the state of a step before, and the router reads
+ * from it what the deployment left live. */
 static void on_rollout_done(const char *status, const char *message, const json_t *state, void *arg)
 {
 	struct job *j = arg;
 
-	save_rollout(j, state, NULL);
+	j->rollout_end = rollout_text(j, state);
 	rollout_over(j);
 	finish(j, status, strcmp(status, "succeeded") != 0 ? message : NULL);
 }

@@ -8,6 +8,10 @@
 -- absent or "") the stage's outputs as a JSON object, ARGV[14] (may be
 -- absent) the stage's "retry" and "max_attempts" from the run's definition,
 -- as a JSON object, from a worker that has the definition decoded already.
+-- ARGV[15] (may be absent or "") a rollout's state as it ended
+-- (stages/rollout.h), recorded with the outcome: the saves the worker made
+-- on the way (rollout_save.lua) may have been lost while Redis was away,
+-- and the router reads what the rollout left live from this state.
 -- Returns "recorded", or "fenced" when this attempt is no longer the
 -- current one or no longer this worker's (its result is dropped). A worker
 -- that sends again an outcome recorded already (the reply was lost) is
@@ -36,6 +40,9 @@ if ARGV[9] ~= '' then
 end
 if ARGV[13] and ARGV[13] ~= '' then
   redis.call('HSET', skey, 'outputs', ARGV[13])
+end
+if ARGV[15] and ARGV[15] ~= '' then
+  redis.call('HSET', skey, 'rollout', ARGV[15])
 end
 -- Every attempt that ended stays in the stage's history, retried or not.
 local history = st[5] and cjson.decode(st[5]) or {}
