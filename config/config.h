@@ -93,6 +93,11 @@ int settings_load(const char *path, struct settings *s, char *err, size_t errlen
  * it is not one. */
 #define SETTINGS_HOST_MAX 256
 int settings_split_listen(const char *listen, char *host, size_t hostlen, unsigned short *port);
+struct sockaddr;
+/* worker.metrics_listen (or --metrics-listen), "IP:PORT" or "[v6]:PORT"
+ * with a port from 1 to 65535, into *addr (*addrlen its size in, the
+ * address's out); -1 when it is not one. */
+int settings_parse_ip_port(const char *listen, struct sockaddr *addr, int *addrlen);
 void settings_clear(struct settings *s);
 /* agent.listen given on the command line: public_url follows it unless the
  * file sets it, as its default follows agent.listen. 0, or -1 out of memory. */

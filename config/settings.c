@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <event2/util.h>
 #include <limits.h>
+#include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -350,6 +351,19 @@ int settings_split_listen(const char *listen, char *host, size_t hostlen, unsign
 	return 0;
 }
 
+int settings_parse_ip_port(const char *listen, struct sockaddr *addr, int *addrlen)
+{
+	/* libevent takes an address without its port, as port 0: any free
+	 * one, where no scraper would look. */
+	if (evutil_parse_sockaddr_port(listen, addr, addrlen) < 0)
+		return -1;
+	if (addr->sa_family == AF_INET)
+		return ((struct sockaddr_in *)addr)->sin_port ? 0 : -1;
+	if (addr->sa_family == AF_INET6)
+		return ((struct sockaddr_in6 *)addr)->sin6_port ? 0 : -1;
+	return -1;
+}
+
 /* "10%" of the filesystem, or a size such as "5GiB". */
 static int load_min_free(const struct config_check *ck, const struct config_doc_node *n,
 			 struct settings *s)
@@ -419,8 +433,7 @@ static int load_worker(const struct config_check *ck, const struct config_doc_no
 		int sslen = (int)sizeof(ss);
 		if (load_string(ck, m, "metrics_listen", 0, &s->metrics_listen) < 0)
 			return -1;
-		struct sockaddr *sa = (struct sockaddr *)&ss;
-		if (evutil_parse_sockaddr_port(s->metrics_listen, sa, &sslen) < 0)
+		if (settings_parse_ip_port(s->metrics_listen, (struct sockaddr *)&ss, &sslen) < 0)
 			return config_check_fail(ck, n, "expected IP:PORT, such as 127.0.0.1:9101");
 	}
 	return 0;

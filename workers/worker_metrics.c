@@ -134,7 +134,7 @@ static int listen_on(struct worker_metrics *wm, const char *listen)
 {
 	struct sockaddr_storage ss;
 	int sslen = (int)sizeof(ss);
-	if (evutil_parse_sockaddr_port(listen, (struct sockaddr *)&ss, &sslen) < 0) {
+	if (settings_parse_ip_port(listen, (struct sockaddr *)&ss, &sslen) < 0) {
 		log_error("bad metrics address: expected IP:PORT", LOG_S("listen", listen));
 		return -1;
 	}

@@ -363,6 +363,14 @@ static void test_settings_errors_name_position_and_key(void **state)
 			      "2:11: agent.listen: expected HOST:PORT, such as 127.0.0.1:8080");
 	expect_settings_error(f, "agent:\n  listen: localhost:80800\n",
 			      "2:11: agent.listen: expected HOST:PORT, such as 127.0.0.1:8080");
+	/* Without a port the listener would take any free one, where no
+	 * scraper looks. */
+	expect_settings_error(
+	    f, "worker:\n  metrics_listen: 127.0.0.1\n",
+	    "2:19: worker.metrics_listen: expected IP:PORT, such as 127.0.0.1:9101");
+	expect_settings_error(
+	    f, "worker:\n  metrics_listen: '::1'\n",
+	    "2:19: worker.metrics_listen: expected IP:PORT, such as 127.0.0.1:9101");
 	expect_settings_error(f, "redis:\n  url: redis://127.0.0.1:6379/0\n",
 			      "2:8: redis.url: expected redis://HOST:PORT or unix:/PATH");
 	expect_settings_error(f, "redis:\n  url: unix:redis.sock\n",
