@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "lib/log.h"
@@ -282,6 +283,15 @@ int main(int argc, char **argv)
 			"sluice-worker: bad --kind %s: the kinds are build, test, scan, push "
 			"and deploy, separated by commas\n",
 			kinds);
+		return 2;
+	}
+	struct sockaddr_storage metrics_addr;
+	int metrics_addrlen = (int)sizeof(metrics_addr);
+	if (metrics_listen &&
+	    settings_parse_ip_port(metrics_listen, (struct sockaddr *)&metrics_addr,
+				   &metrics_addrlen) < 0) {
+		fprintf(stderr, "sluice-worker: bad --metrics-listen %s: expected IP:PORT\n",
+			metrics_listen);
 		return 2;
 	}
 	signal(SIGPIPE, SIG_IGN);

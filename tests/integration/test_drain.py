@@ -361,7 +361,12 @@ def test_concurrency_one_runs_one_stage_at_a_time(drain_stack):
     (["--kind", "BUILD"], "bad --kind BUILD"),
     (["--kind", ","], "bad --kind ,"),
     (["--kind", "build", "--concurrency", "5abc"], "--concurrency takes 1..1024"),
-], ids=["unknown-kind", "upper-case", "no-kind", "concurrency-not-a-number"])
+    (["--kind", "build", "--metrics-listen", "localhost:9101"],
+     "bad --metrics-listen localhost:9101: expected IP:PORT"),
+    (["--kind", "build", "--metrics-listen", "127.0.0.1"],
+     "bad --metrics-listen 127.0.0.1: expected IP:PORT"),
+], ids=["unknown-kind", "upper-case", "no-kind", "concurrency-not-a-number",
+        "metrics-listen-a-name", "metrics-listen-without-port"])
 def test_an_argument_the_worker_cannot_use_is_refused_with_status_2(tmp_path, args, error):
     # A kind no stage can have would leave the worker waiting on a topic no
     # job reaches; "5abc" is not 5.
