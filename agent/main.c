@@ -143,7 +143,7 @@ int main(int argc, char **argv)
 					     {"log-level", required_argument, NULL, 'v'},
 					     {"help", no_argument, NULL, 'h'},
 					     {NULL, 0, NULL, 0}};
-	const char *config = NULL, *listen = NULL;
+	const char *config = NULL, *listen = NULL, *log_level = NULL;
 	struct agent a;
 	struct agent_reload reload = {.agent = &a};
 	char err[1024];
@@ -163,6 +163,7 @@ int main(int argc, char **argv)
 				fprintf(stderr, "sluice-agent: unknown log level %s\n", optarg);
 				return 2;
 			}
+			log_level = optarg;
 			reload.log_level_fixed = 1;
 			break;
 		case 'h':
@@ -212,7 +213,8 @@ int main(int argc, char **argv)
 	reload.listen_fixed = listen != NULL;
 	if (!reload.log_level_fixed)
 		log_set_level(a.settings.log_level);
-	if (listen && settings_listen_on(&a.settings, listen) < 0) {
+	if ((listen && settings_listen_on(&a.settings, listen) < 0) ||
+	    (log_level && settings_log_level_on(&a.settings, log_level) < 0)) {
 		fprintf(stderr, "sluice-agent: out of memory\n");
 		settings_clear(&a.settings);
 		return 1;

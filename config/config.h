@@ -102,6 +102,9 @@ void settings_clear(struct settings *s);
 /* agent.listen given on the command line: public_url follows it unless the
  * file sets it, as its default follows agent.listen. 0, or -1 out of memory. */
 int settings_listen_on(struct settings *s, const char *listen);
+/* --log-level given on the command line: the level in force, which a
+ * reload keeps and reports, in place of the file's. 0, or -1 out of memory. */
+int settings_log_level_on(struct settings *s, const char *level);
 /* 1 when the setting named as in sluice.yaml ("redis.url") has different
  * values in a and b (for redis.password_file: its path or the password it
  * holds), 0 when not, -1 for a name it does not know. For reloads, to name

@@ -690,6 +690,11 @@ int settings_listen_on(struct settings *s, const char *listen)
 	return 0;
 }
 
+int settings_log_level_on(struct settings *s, const char *level)
+{
+	return replace(&s->log_level, level);
+}
+
 void settings_clear(struct settings *s)
 {
 	free(s->brokers);

@@ -229,7 +229,7 @@ int main(int argc, char **argv)
 					     {"metrics-listen", required_argument, NULL, 'm'},
 					     {"help", no_argument, NULL, 'h'},
 					     {NULL, 0, NULL, 0}};
-	const char *config = NULL, *kinds = NULL, *metrics_listen = NULL;
+	const char *config = NULL, *kinds = NULL, *metrics_listen = NULL, *log_level = NULL;
 	long concurrency = 0;
 	int opt, status = 1;
 	char *end;
@@ -264,6 +264,7 @@ int main(int argc, char **argv)
 				fprintf(stderr, "sluice-worker: unknown log level %s\n", optarg);
 				return 2;
 			}
+			log_level = optarg;
 			m.log_level_fixed = 1;
 			break;
 		case 'h':
@@ -302,6 +303,11 @@ int main(int argc, char **argv)
 	m.config = config;
 	if (!m.log_level_fixed)
 		log_set_level(w->settings.log_level);
+	else if (settings_log_level_on(&w->settings, log_level) < 0) {
+		fprintf(stderr, "sluice-worker: out of memory\n");
+		settings_clear(&w->settings);
+		return 1;
+	}
 	w->concurrency = concurrency ? (int)concurrency : w->settings.concurrency;
 	w->backlog_tail = &w->backlog;
 

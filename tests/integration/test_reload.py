@@ -4,8 +4,9 @@ refuses whole a sluice.yaml whose GitHub or API token file it cannot read,
 or whose commit statuses it cannot make a Kafka consumer for, and verifies
 webhooks under a secret changed in its file, and names a new
 agent.public_url as needing a restart; the worker applies a new concurrency and log cap and reports settings that
-need a restart."""
+need a restart; both report the --log-level a reload keeps."""
 
+import contextlib
 import os
 import subprocess
 
@@ -258,15 +259,29 @@ def test_worker_reload_applies_concurrency_and_reports_restart_settings(reload_s
     s.procs.remove(worker)
 
 
+@contextlib.contextmanager
+def settings_edited(stack, edit, procs):
+    """sluice.yaml of stack as edit(its text) returns while the block runs;
+    then the file as it was, reloaded by each of procs."""
+    with open(stack.config) as f:
+        original = f.read()
+    try:
+        with open(stack.config, "w") as f:
+            f.write(edit(original))
+        yield
+    finally:
+        with open(stack.config, "w") as f:
+            f.write(original)
+        for proc in procs:
+            hup_and_wait(proc, "configuration reloaded")
+
+
 def test_worker_reload_applies_log_cap_and_reports_artifacts_dir(reload_stack):
     s = reload_stack
     worker = next(p for p in s.procs if p.name == "worker-1")
-    with open(s.config) as f:
-        original = f.read()
-    try:
-        with open(s.config, "w") as f:
-            f.write(original.replace("worker:\n", "worker:\n  log_cap: 1KiB\n"
-                                     "  artifacts_dir: %s\n" % os.path.join(s.root, "shared")))
+    shared = os.path.join(s.root, "shared")
+    with settings_edited(s, lambda text: text.replace(
+            "worker:\n", "worker:\n  log_cap: 1KiB\n  artifacts_dir: %s\n" % shared), [worker]):
         log = hup_and_wait(worker, "configuration reloaded")
         restart = [l for l in log.splitlines() if "needs a restart" in l]
         assert any("key=worker.artifacts_dir" in l for l in restart), log
@@ -275,10 +290,18 @@ def test_worker_reload_applies_log_cap_and_reports_artifacts_dir(reload_stack):
         assert s.wait_run(runs[0])["status"] == "succeeded"
         lines = [l["line"] for l in s.log(runs[0], "build")]
         assert any("dropped: log cap of 1 KiB reached" in l for l in lines), lines
-    finally:
-        with open(s.config, "w") as f:
-            f.write(original)
-        hup_and_wait(worker, "configuration reloaded")
+
+
+def test_reload_reports_the_log_level_the_command_line_keeps(reload_stack):
+    # The stack's agent and worker run with --log-level debug, which a
+    # reload keeps: the level reported is that one, not the file's.
+    s = reload_stack
+    worker = next(p for p in s.procs if p.name == "worker-1")
+    with settings_edited(s, lambda text: text + "log_level: warn\n", [s.agent, worker]):
+        for proc in (s.agent, worker):
+            log = hup_and_wait(proc, "configuration reloaded")
+            reloaded = [l for l in log.splitlines() if "configuration reloaded" in l][-1]
+            assert "log_level=debug" in reloaded, reloaded
 
 
 @pytest.mark.parametrize("listen", ["nonsense", "127.0.0.1:0", "127.0.0.1:99999", ":8080"])
