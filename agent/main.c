@@ -160,7 +160,7 @@ int main(int argc, char **argv)
 			break;
 		case 'v':
 			if (log_set_level(optarg) < 0) {
-				fprintf(stderr, "sluice-agent: unknown log level %s\n", optarg);
+				log_failure("sluice-agent: unknown log level %s", optarg);
 				return 2;
 			}
 			log_level = optarg;
@@ -181,7 +181,7 @@ int main(int argc, char **argv)
 	char host[256];
 	unsigned short port;
 	if (listen && settings_split_listen(listen, host, sizeof(host), &port) < 0) {
-		fprintf(stderr, "sluice-agent: bad --listen %s: expected HOST:PORT\n", listen);
+		log_failure("sluice-agent: bad --listen %s: expected HOST:PORT", listen);
 		return 2;
 	}
 	/* For tests of what depends on the time of day (deploy windows): moves
@@ -191,7 +191,7 @@ int main(int argc, char **argv)
 		char *end;
 		long long offset = strtoll(shift, &end, 10);
 		if (*end) {
-			fprintf(stderr, "sluice-agent: SLUICE_CLOCK_OFFSET_MS is not a number\n");
+			log_failure("sluice-agent: SLUICE_CLOCK_OFFSET_MS is not a number");
 			return 2;
 		}
 		clock_set_offset_ms(offset);
@@ -202,11 +202,11 @@ int main(int argc, char **argv)
 	fdlimit_raise();
 	/* Before librdkafka starts its threads: commit statuses use libcurl. */
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-		fprintf(stderr, "sluice-agent: cannot initialise libcurl\n");
+		log_failure("sluice-agent: cannot initialise libcurl");
 		return 1;
 	}
 	if (settings_load(config, &a.settings, err, sizeof(err)) < 0) {
-		fprintf(stderr, "sluice-agent: %s\n", err);
+		log_failure("sluice-agent: %s", err);
 		return 1;
 	}
 	reload.config = config;
@@ -215,18 +215,18 @@ int main(int argc, char **argv)
 		log_set_level(a.settings.log_level);
 	if ((listen && settings_listen_on(&a.settings, listen) < 0) ||
 	    (log_level && settings_log_level_on(&a.settings, log_level) < 0)) {
-		fprintf(stderr, "sluice-agent: out of memory\n");
+		log_failure("sluice-agent: out of memory");
 		settings_clear(&a.settings);
 		return 1;
 	}
 	if (pipelines_load_dir(a.settings.pipelines_dir, &a.pipelines, err, sizeof(err)) < 0) {
-		fprintf(stderr, "sluice-agent: %s\n", err);
+		log_failure("sluice-agent: %s", err);
 		settings_clear(&a.settings);
 		return 1;
 	}
 	a.signature_keys = signature_keys_new(&a.pipelines);
 	if (!a.signature_keys) {
-		fprintf(stderr, "sluice-agent: cannot prepare the webhook secrets\n");
+		log_failure("sluice-agent: cannot prepare the webhook secrets");
 		pipelines_clear(&a.pipelines);
 		settings_clear(&a.settings);
 		return 1;

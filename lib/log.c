@@ -1,6 +1,7 @@
 /* log: logfmt lines on stderr, with journald priority prefixes under systemd. */
 #include "lib/log.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -114,10 +115,12 @@ static int stderr_is_journal(void)
 	return (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
 }
 
+/* The journal's priority of each level (sd-daemon's prefixes). */
+static const char *const prio[] = {"<7>", "<6>", "<4>", "<3>"};
+
 void log_emit(enum log_level lvl, const char *msg, const struct log_field *fields, size_t n)
 {
 	static const char *names[] = {"debug", "info", "warn", "error"};
-	static const char *prio[] = {"<7>", "<6>", "<4>", "<3>"};
 	if (lvl < min_level)
 		return;
 	struct line l;
@@ -160,4 +163,16 @@ void log_emit(enum log_level lvl, const char *msg, const struct log_field *field
 	}
 	l.buf[l.len++] = '\n';
 	fwrite(l.buf, 1, l.len, stderr);
+}
+
+void log_failure(const char *fmt, ...)
+{
+	va_list ap;
+
+	if (stderr_is_journal())
+		fputs(prio[LOG_LEVEL_ERROR], stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
 }

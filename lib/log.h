@@ -36,5 +36,10 @@ struct log_field {
 /* Sets the minimum level written; "debug", "info", "warn", "error". */
 int log_set_level(const char *name);
 void log_emit(enum log_level lvl, const char *msg, const struct log_field *fields, size_t n);
+/* One line of text on stderr, whatever the level set, for an error that
+ * stops the process before it runs ("sluice-agent: FILE:LINE:COLUMN: ..."):
+ * as written, with the error priority in front when stderr is the journal,
+ * so that `journalctl -p warning` shows why a unit did not start. */
+void log_failure(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 #endif

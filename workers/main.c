@@ -255,13 +255,13 @@ int main(int argc, char **argv)
 			concurrency = strtol(optarg, &end, 10);
 			if (errno || end == optarg || *end || concurrency < 1 ||
 			    concurrency > 1024) {
-				fprintf(stderr, "sluice-worker: --concurrency takes 1..1024\n");
+				log_failure("sluice-worker: --concurrency takes 1..1024");
 				return 2;
 			}
 			break;
 		case 'v':
 			if (log_set_level(optarg) < 0) {
-				fprintf(stderr, "sluice-worker: unknown log level %s\n", optarg);
+				log_failure("sluice-worker: unknown log level %s", optarg);
 				return 2;
 			}
 			log_level = optarg;
@@ -280,10 +280,9 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	if (!kinds_valid(kinds)) {
-		fprintf(stderr,
-			"sluice-worker: bad --kind %s: the kinds are build, test, scan, push "
-			"and deploy, separated by commas\n",
-			kinds);
+		log_failure("sluice-worker: bad --kind %s: the kinds are build, test, scan, push "
+			    "and deploy, separated by commas",
+			    kinds);
 		return 2;
 	}
 	struct sockaddr_storage metrics_addr;
@@ -291,20 +290,20 @@ int main(int argc, char **argv)
 	if (metrics_listen &&
 	    settings_parse_ip_port(metrics_listen, (struct sockaddr *)&metrics_addr,
 				   &metrics_addrlen) < 0) {
-		fprintf(stderr, "sluice-worker: bad --metrics-listen %s: expected IP:PORT\n",
-			metrics_listen);
+		log_failure("sluice-worker: bad --metrics-listen %s: expected IP:PORT",
+			    metrics_listen);
 		return 2;
 	}
 	signal(SIGPIPE, SIG_IGN);
 	if (settings_load(config, &w->settings, err, sizeof(err)) < 0) {
-		fprintf(stderr, "sluice-worker: %s\n", err);
+		log_failure("sluice-worker: %s", err);
 		return 1;
 	}
 	m.config = config;
 	if (!m.log_level_fixed)
 		log_set_level(w->settings.log_level);
 	else if (settings_log_level_on(&w->settings, log_level) < 0) {
-		fprintf(stderr, "sluice-worker: out of memory\n");
+		log_failure("sluice-worker: out of memory");
 		settings_clear(&w->settings);
 		return 1;
 	}

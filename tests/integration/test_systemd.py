@@ -116,3 +116,22 @@ def test_daemons_notify_ready_status_watchdog_and_stopping(tmp_path, monkeypatch
     manager.read(0.5)
     assert "STOPPING=1" in manager.texts(agent), manager.got
     assert "STOPPING=1" in manager.texts(worker), manager.got
+
+
+@pytest.mark.parametrize("argv", [["sluice-agent"], ["sluice-worker", "--kind", "build"]],
+                         ids=["agent", "worker"])
+def test_a_configuration_that_stops_a_daemon_is_an_error_in_the_journal(tmp_path, argv):
+    # Under systemd stderr is the journal (JOURNAL_STREAM names it): the
+    # line that says why the process did not start carries the error
+    # priority, so that `journalctl -p warning` shows it.
+    config = tmp_path / "sluice.yaml"
+    config.write_text("worker:\n  lease: soon\n")
+    stderr = tmp_path / "stderr"
+    with open(stderr, "wb") as out:
+        st = os.fstat(out.fileno())
+        env = dict(os.environ, JOURNAL_STREAM="%d:%d" % (st.st_dev, st.st_ino))
+        r = subprocess.run([os.path.join(BUILD, argv[0]), "--config", str(config)] + argv[1:],
+                           stdout=subprocess.DEVNULL, stderr=out, env=env, timeout=10)
+    assert r.returncode == 1, r.returncode
+    assert stderr.read_text() == '<3>%s: %s:2:10: worker.lease: expected a duration like "10m"\n' % (
+        argv[0], config), stderr.read_text()
