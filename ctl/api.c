@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include <curl/curl.h>
@@ -23,6 +24,8 @@
  * dead and is made again. */
 #define STREAM_SILENCE_S 45L
 #define FOLLOW_ATTEMPTS	 30
+/* Of a plain-text error answer, shown in the error. */
+#define MAX_TEXT_MESSAGE 200
 
 struct ctl_api {
 	CURL *curl;
@@ -123,8 +126,24 @@ static char *error_message(const struct curlreq_answer *b)
 	return s;
 }
 
-/* An answer other than 2xx: the API's message, else the status and, for a
- * redirect, where to (not followed: the token would go along). */
+/* The first line of a plain-text answer (the agent's own to a plain HTTP
+ * request on its TLS port, a proxy's), sanitized, or NULL. */
+static char *text_message(struct ctl_api *api, const struct curlreq_answer *b)
+{
+	const char *type = NULL;
+
+	curl_easy_getinfo(api->curl, CURLINFO_CONTENT_TYPE, &type);
+	if (!type || strncasecmp(type, "text/plain", 10) != 0 || !b->data)
+		return NULL;
+	size_t len = strcspn(b->data, "\r\n");
+	if (len == 0)
+		return NULL;
+	return ctl_fmt_sanitize(b->data, len > MAX_TEXT_MESSAGE ? MAX_TEXT_MESSAGE : len);
+}
+
+/* An answer other than 2xx: the API's message, else the status and a
+ * plain-text answer's first line or, for a redirect, where to (not
+ * followed: the token would go along). */
 static void status_error(struct ctl_api *api, const char *url, long status,
 			 const struct curlreq_answer *b, char *err, size_t errlen)
 {
@@ -145,6 +164,12 @@ static void status_error(struct ctl_api *api, const char *url, long status,
 	}
 	if (msg) {
 		snprintf(err, errlen, "%s", msg);
+		free(msg);
+		return;
+	}
+	msg = text_message(api, b);
+	if (msg) {
+		snprintf(err, errlen, "%s answered HTTP %ld: %s", api->base, status, msg);
 		free(msg);
 		return;
 	}

@@ -620,6 +620,11 @@ def test_tls_listener_with_a_self_signed_certificate(locked, tmp_path):
                        capture_output=True, timeout=10)
     assert r.stdout.startswith(b"HTTP/1.1 400 Bad Request\r\n"), r
     assert r.stdout.endswith(b"\r\n\r\nThis port speaks TLS: use https:// to reach it.\n"), r
+    # sluicectl sent there by an http:// URL says so too.
+    r = locked.ctl("--url", "http://127.0.0.1:%d" % port, "runs", env=reader)
+    assert r.returncode == 1, (r.returncode, r.stderr)
+    assert r.stderr == ("sluicectl: http://127.0.0.1:%d answered HTTP 400: This port speaks "
+                        "TLS: use https:// to reach it.\n" % port), r.stderr
     # A client silent since it connected is dropped after agent.http_timeout
     # all the same.
     with socket.create_connection(("127.0.0.1", port), timeout=10) as silent:
