@@ -37,9 +37,16 @@ static int token_hash(const struct ctl_args *a, FILE *out, FILE *err)
 		fprintf(err, "sluicectl: cannot make a token\n");
 		return 1;
 	}
+	/* The line first: a token whose line did not reach the file (a full
+	 * disk) would be handed out and then refused. */
+	fprintf(out, "%s\n", line);
+	if (fflush(out) != 0 || ferror(out)) {
+		explicit_bzero(token, sizeof(token));
+		fprintf(err, "sluicectl: token hash: cannot write the token's line: write error\n");
+		return 1;
+	}
 	fprintf(err, "token for %s (give it to its user; only its hash is kept):\n%s\n", a->name,
 		token);
-	fprintf(out, "%s\n", line);
 	explicit_bzero(token, sizeof(token));
 	return 0;
 }

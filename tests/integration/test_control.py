@@ -3,6 +3,7 @@ and what a failure skips, `when:` skips, cancel and timeout leaving no
 process behind, retry of a stage and of a run on the same sha, manual
 triggers, the pipelines listing, and `sluicectl validate` offline."""
 
+import hashlib
 import json
 import os
 import subprocess
@@ -408,6 +409,22 @@ def test_validate_accepts_good_files_and_names_the_errors_of_bad_ones(tmp_path):
                         "(known: push, pull_request, manual)\n")
     r = validate(tmp_path)
     assert r.returncode == 2 and r.stderr.startswith("sluicectl: validate: missing FILE\n")
+
+
+def test_token_hash_shows_a_token_only_once_its_line_is_written():
+    r = subprocess.run([binary("sluicectl"), "token", "hash", "ci", "admin"],
+                       capture_output=True, text=True, timeout=10)
+    assert r.returncode == 0, r.stderr
+    token = r.stderr.splitlines()[-1]
+    assert r.stdout == "ci admin %s\n" % hashlib.sha256(token.encode()).hexdigest(), r
+    # Standard output full (>> a file on a full disk): the line is not in
+    # the file, so the token, which nothing would accept, is not shown.
+    with open("/dev/full", "w") as full:
+        r = subprocess.run([binary("sluicectl"), "token", "hash", "ci", "admin"], stdout=full,
+                           stderr=subprocess.PIPE, text=True, timeout=10)
+    assert r.returncode == 1
+    assert r.stderr == "sluicectl: token hash: cannot write the token's line: write error\n", \
+        r.stderr
 
 
 def test_validate_reads_the_files_the_agent_needs_to_start(tmp_path):
