@@ -198,7 +198,8 @@ int ctl_help_command(FILE *out, enum ctl_command cmd)
 		      "does.\n"
 		      "\n"
 		      "  --ref REF      the branch or tag to build\n"
-		      "  --sha SHA      the commit to build (40 hexadecimal digits)\n"
+		      "  --sha SHA      the commit to build (40 hexadecimal digits, 64 in a\n"
+		      "                 SHA-256 repository)\n"
 		      "  --json         the API's response, indented\n",
 		      out);
 		return 0;
