@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "lib/utf8.h"
 
@@ -94,6 +95,14 @@ enum ctl_command ctl_args_command(const char *s)
 	if (strcmp(s, "rollback") == 0)
 		return CTL_CMD_ROLLBACK;
 	return CTL_CMD_NONE;
+}
+
+int ctl_url_scheme_ok(const char *url)
+{
+	url += strspn(url, CTL_BLANK);
+	/* None at all is http, as libcurl takes it. */
+	return !strstr(url, "://") || strncasecmp(url, "http://", 7) == 0 ||
+	       strncasecmp(url, "https://", 8) == 0;
 }
 
 const char *ctl_args_url(const struct ctl_args *a)
@@ -249,6 +258,10 @@ static int parse_option(struct ctl_args *a, int argc, char **argv, int *i, char 
 	}
 	switch (options[k].id) {
 	case OPT_URL:
+		if (!ctl_url_scheme_ok(value)) {
+			snprintf(err, errlen, "option --url: not an http:// or https:// URL");
+			return -1;
+		}
 		a->url = value;
 		break;
 	case OPT_LIMIT:

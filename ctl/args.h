@@ -70,6 +70,9 @@ struct ctl_args {
 int ctl_args_parse(struct ctl_args *a, int argc, char **argv, char *err, size_t errlen);
 /* --url, else a non-empty $SLUICE_URL, else CTL_DEFAULT_URL. */
 const char *ctl_args_url(const struct ctl_args *a);
+/* Whether url (blanks around it allowed) is an http:// or https:// one, or
+ * one without a scheme (http). */
+int ctl_url_scheme_ok(const char *url);
 /* The CA certificates that verify an https agent: --ca-file, else a
  * non-empty $SLUICE_CA_FILE, else NULL (the system's). */
 const char *ctl_args_ca_file(const struct ctl_args *a);

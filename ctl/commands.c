@@ -220,10 +220,16 @@ fail:
 
 int ctl_commands_run(const struct ctl_args *a, FILE *out, char *err, size_t errlen)
 {
-	struct ctl_api *api = ctl_api_new(ctl_args_url(a));
+	struct ctl_api *api;
 	char token[512];
 	int rc = -1;
 
+	/* --url is checked with the other options; $SLUICE_URL here. */
+	if (!ctl_url_scheme_ok(ctl_args_url(a))) {
+		snprintf(err, errlen, "SLUICE_URL: not an http:// or https:// URL");
+		return -1;
+	}
+	api = ctl_api_new(ctl_args_url(a));
 	if (!api) {
 		snprintf(err, errlen, "out of memory");
 		return -1;

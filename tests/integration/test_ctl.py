@@ -41,6 +41,20 @@ def test_a_blank_url_option_is_a_usage_error(stack):
     assert "--url needs a non-empty value" in r.stderr, r.stderr
 
 
+def test_a_url_of_another_scheme_is_refused_before_any_request(stack):
+    """--url is an option like the others: a usage error, status 2; the
+    same from $SLUICE_URL is an error of the command, status 1."""
+    r = stack.ctl("--url", "ftp://127.0.0.1:21", "runs", env={"SLUICE_URL": stack.url})
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert "--url: not an http:// or https:// URL" in r.stderr, r.stderr
+    r = stack.ctl("runs", env={"SLUICE_URL": "file:///etc/passwd"})
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    assert "SLUICE_URL: not an http:// or https:// URL" in r.stderr, r.stderr
+    # Without a scheme it is http, as before.
+    r = stack.ctl("runs", env={"SLUICE_URL": stack.url[len("http://"):]})
+    assert r.returncode == 0, r.stderr
+
+
 def test_a_url_naming_the_api_path_gets_an_error_that_names_the_address(stack):
     """The agent answers "no such endpoint": the message says which URL was
     asked and what --url should be, not only that."""
