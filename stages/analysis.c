@@ -36,7 +36,8 @@ struct analysis {
 	int64_t measure_wall;
 	long long taken, successful, failed, inconclusive, errors, errors_in_row;
 	long long dropped;
-	json_t *json; /* the result so far */
+	int64_t started; /* wall clock, ms: when it began, its first start's when resumed */
+	json_t *json;	 /* the result so far */
 	int decided;
 	struct analysis_result result;
 	analysis_done_cb done;
@@ -142,6 +143,7 @@ static void record(struct analysis *a, const double *values, size_t n, enum mver
 	json_object_set_new(a->json, "failed", json_integer(a->failed));
 	json_object_set_new(a->json, "inconclusive", json_integer(a->inconclusive));
 	json_object_set_new(a->json, "errors", json_integer(a->errors));
+	json_object_set_new(a->json, "consecutive_errors", json_integer(a->errors_in_row));
 }
 
 /* --- ending ------------------------------------------------------------- */
@@ -300,6 +302,29 @@ eval_error:
 	return M_ERROR;
 }
 
+/* After a measurement (why: its message): a limit passed, the count taken,
+ * or the next measurement an interval after this one began. */
+static void carry_on(struct analysis *a, const char *why)
+{
+	if (a->failed > a->failure_limit)
+		decide(a, ANALYSIS_FAILED,
+		       "%lld of %lld measurements failed (failureLimit %lld): %s", a->failed,
+		       a->taken, a->failure_limit, why);
+	else if (a->errors_in_row > a->error_limit)
+		decide(a, ANALYSIS_FAILED,
+		       "%lld measurements in a row could not be taken "
+		       "(consecutiveErrorLimit %lld): %s",
+		       a->errors_in_row, a->error_limit, why);
+	else if (a->inconclusive > a->inconclusive_limit)
+		decide(a, ANALYSIS_INCONCLUSIVE,
+		       "%lld of %lld measurements inconclusive (inconclusiveLimit %lld): %s",
+		       a->inconclusive, a->taken, a->inconclusive_limit, why);
+	else if (a->count > 0 && a->taken >= a->count)
+		decide_at_end(a, "all measurements taken");
+	else
+		schedule(a, a->measure_mono + a->interval_ms - clock_mono_ms());
+}
+
 static void on_measured(const struct metric_sample *s, void *arg)
 {
 	struct analysis *a = arg;
@@ -328,23 +353,7 @@ static void on_measured(const struct metric_sample *s, void *arg)
 		break;
 	}
 	record(a, s->failed ? NULL : s->values, s->failed ? 0 : s->n, v, by, why);
-	if (a->failed > a->failure_limit)
-		decide(a, ANALYSIS_FAILED,
-		       "%lld of %lld measurements failed (failureLimit %lld): %s", a->failed,
-		       a->taken, a->failure_limit, why);
-	else if (a->errors_in_row > a->error_limit)
-		decide(a, ANALYSIS_FAILED,
-		       "%lld measurements in a row could not be taken "
-		       "(consecutiveErrorLimit %lld): %s",
-		       a->errors_in_row, a->error_limit, why);
-	else if (a->inconclusive > a->inconclusive_limit)
-		decide(a, ANALYSIS_INCONCLUSIVE,
-		       "%lld of %lld measurements inconclusive (inconclusiveLimit %lld): %s",
-		       a->inconclusive, a->taken, a->inconclusive_limit, why);
-	else if (a->count > 0 && a->taken >= a->count)
-		decide_at_end(a, "all measurements taken");
-	else
-		schedule(a, a->measure_mono + a->interval_ms - clock_mono_ms());
+	carry_on(a, why);
 }
 
 /* --- starting ----------------------------------------------------------- */
@@ -436,12 +445,96 @@ static int init_json(struct analysis *a)
 	json_object_set_new(j, "failed", json_integer(0));
 	json_object_set_new(j, "inconclusive", json_integer(0));
 	json_object_set_new(j, "errors", json_integer(0));
+	json_object_set_new(j, "consecutive_errors", json_integer(0));
+	json_object_set_new(j, "started", json_integer(a->started));
 	return json_object_set_new(j, "measurements", json_array());
+}
+
+/* A count of from's, never negative. */
+static long long saved_count(const json_t *from, const char *key, long long dflt)
+{
+	long long n = spec_int(from, key, dflt);
+	return n > 0 ? n : 0;
+}
+
+/* The Errors at the end of list: the errors in a row of progress saved
+ * without its count of them. */
+static long long trailing_errors(const json_t *list)
+{
+	size_t i = json_array_size(list);
+	long long n = 0;
+
+	for (; i > 0; i--, n++) {
+		const char *v =
+		    json_string_value(json_object_get(json_array_get(list, i - 1), "verdict"));
+		if (!v || strcmp(v, mverdict_names[M_ERROR]) != 0)
+			break;
+	}
+	return n;
+}
+
+/* Takes up what the analysis measured before it was stopped (from, its
+ * progress as analysis_progress gave it): its counts, the measurements kept
+ * and when it began, so that its limits, its count and its schedule run on
+ * across the two. -1 when out of memory. */
+static int take_up(struct analysis *a, const json_t *from)
+{
+	const json_t *list = json_object_get(from, "measurements");
+	json_t *kept = json_is_array(list) ? json_deep_copy(list) : json_array();
+
+	if (!kept)
+		return -1;
+	a->successful = saved_count(from, "successful", 0);
+	a->failed = saved_count(from, "failed", 0);
+	a->inconclusive = saved_count(from, "inconclusive", 0);
+	a->errors = saved_count(from, "errors", 0);
+	a->errors_in_row = saved_count(from, "consecutive_errors", trailing_errors(kept));
+	a->dropped = saved_count(from, "dropped", 0);
+	a->taken = a->successful + a->failed + a->inconclusive + a->errors;
+	if (json_is_integer(json_object_get(from, "started")))
+		a->started = json_integer_value(json_object_get(from, "started"));
+	json_object_set_new(a->json, "measurements", kept);
+	json_object_set_new(a->json, "successful", json_integer(a->successful));
+	json_object_set_new(a->json, "failed", json_integer(a->failed));
+	json_object_set_new(a->json, "inconclusive", json_integer(a->inconclusive));
+	json_object_set_new(a->json, "errors", json_integer(a->errors));
+	json_object_set_new(a->json, "consecutive_errors", json_integer(a->errors_in_row));
+	json_object_set_new(a->json, "started", json_integer(a->started));
+	if (a->dropped)
+		json_object_set_new(a->json, "dropped", json_integer(a->dropped));
+	return 0;
+}
+
+/* The first measurement after initial_delay; taken up, the next one
+ * interval after the last one began (at once when that is past), or the
+ * verdict its measurements call for already. */
+static void begin(struct analysis *a)
+{
+	const json_t *list = json_object_get(a->json, "measurements");
+	const json_t *last = json_array_get(list, json_array_size(list) - 1);
+	int64_t now = clock_now_ms();
+	const char *why;
+
+	if (a->taken == 0) {
+		schedule(a, a->initial_delay_ms - (now > a->started ? now - a->started : 0));
+		return;
+	}
+	a->measure_wall = json_integer_value(json_object_get(last, "at"));
+	a->measure_mono = clock_mono_ms() - (now > a->measure_wall ? now - a->measure_wall : 0);
+	why = json_string_value(json_object_get(last, "message"));
+	carry_on(a, why ? why : "");
 }
 
 struct analysis *analysis_start(struct event_base *base, const json_t *spec,
 				const struct analysis_provider *provider, analysis_done_cb done,
 				void *arg, char *err, size_t errlen)
+{
+	return analysis_resume(base, spec, NULL, provider, done, arg, err, errlen);
+}
+
+struct analysis *analysis_resume(struct event_base *base, const json_t *spec, const json_t *from,
+				 const struct analysis_provider *provider, analysis_done_cb done,
+				 void *arg, char *err, size_t errlen)
 {
 	struct analysis *a = calloc(1, sizeof(*a));
 
@@ -460,13 +553,14 @@ struct analysis *analysis_start(struct event_base *base, const json_t *spec,
 	}
 	if (read_spec(a, err, errlen) < 0)
 		goto fail;
+	a->started = clock_now_ms();
 	a->timer = evtimer_new(base, on_timer, a);
 	a->done_ev = event_new(base, -1, 0, on_done, a);
-	if (!a->timer || !a->done_ev || init_json(a) < 0) {
+	if (!a->timer || !a->done_ev || init_json(a) < 0 || (from && take_up(a, from) < 0)) {
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
-	schedule(a, a->initial_delay_ms);
+	begin(a);
 	return a;
 fail:
 	analysis_free(a);

@@ -71,6 +71,8 @@ const char *analysis_verdict_name(enum analysis_verdict v);
 
 /* json: {"verdict": "Successful"|"Failed"|"Inconclusive", "message": "...",
  *  "successful": N, "failed": N, "inconclusive": N, "errors": N,
+ *  "consecutive_errors": N (errors in a row, to the last measurement),
+ *  "started": ms since the epoch,
  *  "success_condition"?, "failure_condition"?, "failure_limit", "inconclusive_limit",
  *  "no_data", "dropped"?: N (measurements no longer kept),
  *  "measurements": [{"n": 1, "at": ms since the epoch, "ms": duration,
@@ -102,6 +104,17 @@ struct analysis;
 struct analysis *analysis_start(struct event_base *base, const json_t *spec,
 				const struct analysis_provider *provider, analysis_done_cb done,
 				void *arg, char *err, size_t errlen);
+/* Carries on an analysis of spec that was stopped while it measured (its
+ * worker died): from is its progress as last saved (analysis_progress).
+ * Its counts and measurements are taken up, so that its limits and its
+ * count hold across both starts, and its next measurement is taken
+ * interval after the last one began (at once if that is past; initial_delay
+ * after it began when it had taken none). A progress that passed a limit or
+ * took its count is decided again, from the loop. from NULL: as
+ * analysis_start. */
+struct analysis *analysis_resume(struct event_base *base, const json_t *spec, const json_t *from,
+				 const struct analysis_provider *provider, analysis_done_cb done,
+				 void *arg, char *err, size_t errlen);
 /* Ends it now with the verdict of the measurements taken so far (a
  * measurement in flight is dropped); done follows from the loop. */
 void analysis_stop(struct analysis *a);

@@ -415,16 +415,55 @@ static void end(struct rollout *r, const char *status, const char *message)
 
 /* --- analyses ------------------------------------------------------------ */
 
+/* The entry of state.analyses for label, or NULL. */
+static json_t *analysis_find(const struct rollout *r, const char *label)
+{
+	json_t *e;
+	size_t i;
+
+	json_array_foreach(json_object_get(r->state, "analyses"), i, e)
+	{
+		if (!strcmp(str(e, "name"), label))
+			return e;
+	}
+	return NULL;
+}
+
 /* The entry of state.analyses for label, created on first use. */
 static json_t *analysis_entry(struct rollout *r, const char *label)
 {
-	json_t *list = json_object_get(r->state, "analyses"), *e;
-	size_t i;
+	json_t *e = analysis_find(r, label);
 
-	json_array_foreach(list, i, e) if (!strcmp(str(e, "name"), label)) return e;
+	if (e)
+		return e;
 	e = json_pack("{s:s}", "name", label);
-	json_array_append_new(list, e);
+	json_array_append_new(json_object_get(r->state, "analyses"), e);
 	return e;
+}
+
+/* Starts the analysis of label, or carries it on where it was when the
+ * worker that ran it before stopped (died, or handed it back): its entry
+ * without a verdict is an analysis that was measuring then, since one that
+ * ends records its verdict, and one stopped by an abort or a full
+ * promotion never starts again. An Argo Rollouts AnalysisRun outlives its
+ * controller so: its counts and measurements carry on, and its limits do
+ * not start over. */
+static struct analysis *analysis_begin(struct rollout *r, const char *label, const json_t *spec,
+				       analysis_done_cb done, char *err, size_t errlen)
+{
+	const json_t *saved = analysis_find(r, label);
+
+	if (saved && json_object_get(saved, "verdict"))
+		saved = NULL;
+	if (saved)
+		logf_(r,
+		      "analysis (%s) carries on: %lld successful, %lld failed, %lld "
+		      "inconclusive, %lld errors so far",
+		      label, (long long)json_integer_value(json_object_get(saved, "successful")),
+		      (long long)json_integer_value(json_object_get(saved, "failed")),
+		      (long long)json_integer_value(json_object_get(saved, "inconclusive")),
+		      (long long)json_integer_value(json_object_get(saved, "errors")));
+	return analysis_resume(r->base, spec, saved, NULL, done, r, err, errlen);
 }
 
 static void analysis_record(struct rollout *r, const char *label, const json_t *result)
@@ -522,7 +561,7 @@ static void background_check(struct rollout *r)
 	}
 	if (r->background || json_is_true(json_object_get(r->state, "background_done")))
 		return;
-	r->background = analysis_start(r->base, bg, NULL, on_background_done, r, err, sizeof(err));
+	r->background = analysis_begin(r, "background", bg, on_background_done, err, sizeof(err));
 	if (!r->background) {
 		logf_(r, "background analysis not started: %s", err);
 		return;
@@ -902,8 +941,8 @@ static void step_run(struct rollout *r)
 		    r, items, !strcmp(kind, "hooks") ? CHECKLIST_UNTIL_FAILURE : CHECKLIST_ALL, err,
 		    sizeof(err));
 	} else if (!strcmp(kind, "analysis")) {
-		r->analysis = analysis_start(r->base, json_object_get(step, "spec"), NULL,
-					     on_step_analysis, r, err, sizeof(err));
+		r->analysis = analysis_begin(r, str(step, "label"), json_object_get(step, "spec"),
+					     on_step_analysis, err, sizeof(err));
 		rc = r->analysis ? 0 : -1;
 		if (r->analysis)
 			progress_start(r);

@@ -1,16 +1,20 @@
 """Deployments with a strategy under faults: Redis away while a canary
-ends on its worker.
+ends on its worker, the worker killed while an analysis measures.
 
-The stack is the test's own (it kills its Redis): a build worker, a deploy
-worker, and a canary whose every provider action appends "action colour
-weight release" to ctrl/<pipeline>.log. An action waits while
-ctrl/hold-<action>-<weight> exists (weight "-" for an action without one),
-so that the test can catch the deployment in the middle of it.
+The stack is each test's own (it kills its Redis or its deploy worker): a
+build worker, a deploy worker, and a canary whose every provider action
+appends "action colour weight release" to ctrl/<pipeline>.log. An action
+waits while ctrl/hold-<action>-<weight> exists (weight "-" for an action
+without one), so that the test can catch the deployment in the middle of
+it. A canary with an analysis step measures a stand-in metric endpoint
+(Metric) whose answers the test sets.
 """
 
+import http.server
 import json
 import os
 import signal
+import threading
 
 import pytest
 
@@ -30,7 +34,12 @@ echo "$SLUICE_ACTION ${SLUICE_COLOR:--} $w $SLUICE_IMAGE" >> "$ctrl/$SLUICE_PIPE
 '''
 
 
-def fault_pipelines(repo, ctrl):
+def fault_pipelines(repo, ctrl, analysis=None):
+    """The canary goes to 20 %, then 50 %; with analysis, that analysis is
+    a step between the two."""
+    steps = [{"setWeight": 20}, {"setWeight": 50}]
+    if analysis:
+        steps.insert(1, {"analysis": analysis})
     d = pipeline("canary", "sluice-faults/canary", checkout=repo.url, stages={
         "build": {"sh": 'printf "image=%%s\\n" "$(cat "%s/image")" >> "$SLUICE_OUTPUT"' % ctrl,
                   "checkout": False}})
@@ -39,7 +48,7 @@ def fault_pipelines(repo, ctrl):
         "provider": {"type": "exec", "timeout": "30s", "actions": {
             verb: {"sh": ACTION_SH % ctrl}
             for verb in ("apply", "verify", "set_weight", "promote", "scale_down")}},
-        "strategy": {"type": "Canary", "steps": [{"setWeight": 20}, {"setWeight": 50}]}}}
+        "strategy": {"type": "Canary", "steps": steps}}}
     return {"canary.yaml": d}
 
 
@@ -63,6 +72,79 @@ def faults(tmp_path):
                                            "redis": {"timeout": "1s"}}):
         s.ctrl = ctrl
         yield s
+
+
+class Metric:
+    """A stand-in metric endpoint for a web provider: each request is
+    answered {"value": V}, V the first of the values queued (taken off the
+    queue while another follows it), so that the last one answers every
+    request after it. served counts the requests answered."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.values = [0.0]
+        self.served = 0
+        metric = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                with metric.lock:
+                    value = metric.values[0]
+                    if len(metric.values) > 1:
+                        metric.values.pop(0)
+                    metric.served += 1
+                body = json.dumps({"value": value}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = "http://127.0.0.1:%d/ratio" % self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def answer(self, *values):
+        with self.lock:
+            self.values = list(values)
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+ANALYSIS_INTERVAL_S = 3
+
+
+@pytest.fixture
+def analysed(tmp_path):
+    """A canary with an analysis step of the metric: three measurements 3 s
+    apart, each failed above 0.1, one failure tolerated. The lease is short
+    and the Kafka session too, so that a killed worker's deployment is taken
+    up again within a few seconds."""
+    ctrl = str(tmp_path / "ctrl")
+    os.makedirs(ctrl)
+    metric = Metric()
+    analysis = {"interval": "%ds" % ANALYSIS_INTERVAL_S, "count": 3, "failureLimit": 1,
+                "successCondition": "result[0] <= 0.1",
+                "provider": {"web": {"url": metric.url, "jsonPath": "$.value",
+                                     "timeout": "2s"}}}
+    try:
+        for s in started_stack("sluice-rollout-analysis-",
+                               lambda repo, root: fault_pipelines(repo, ctrl, analysis),
+                               workers=(("build", 1), ("deploy", 1)),
+                               extra_settings={"worker": {"lease": "2s"},
+                                               "kafka": {"session_timeout": "3s"},
+                                               "agent": {"scheduler_interval": "100ms"}}):
+            s.ctrl = ctrl
+            s.metric = metric
+            yield s
+    finally:
+        metric.stop()
 
 
 def kill9(stack, proc):
@@ -126,3 +208,45 @@ def test_a_rollout_that_ends_while_redis_is_away_is_recorded_as_it_ended(faults)
     assert st["weights"] == {"stable": 100, "canary": 0}, st
     assert [a[0] for a in actions(s)] == ["apply", "verify", "set_weight", "set_weight",
                                           "promote", "verify", "set_weight", "scale_down"]
+
+
+def analysis_entry(st, name):
+    return next((a for a in (st or {}).get("analyses", []) if a["name"] == name), None)
+
+
+def test_an_analysis_resumes_with_its_counts_and_measurements_after_its_worker_dies(analysed):
+    """A step analysis that has recorded one failure (its failureLimit) when
+    its worker is killed carries on, on the next attempt, from there: the
+    next failure fails it and aborts the deployment (no fresh allowance),
+    the measurement before the kill is still there, and the next one is
+    taken an interval after it, not more than count in all."""
+    s = analysed
+    BAD, GOOD = 0.5, 0.01
+    s.metric.answer(BAD)
+    run_id = push(s, "a1")
+
+    def one_failure():
+        a = analysis_entry(rollout(s, run_id), "step 2")
+        return a if a and a.get("failed") == 1 else None
+    before = wait_for("the analysis' first failure saved", one_failure, 20)
+    worker = next(p for p in s.procs if p.name == "worker-2")
+    kill9(s, worker)
+    # Killed between its first measurement and its second.
+    assert s.metric.served == 1, before
+    # A fresh allowance would tolerate the next failure and pass after it.
+    s.metric.answer(BAD, GOOD)
+    s.start_worker("deploy", 1, "worker-3")
+
+    run = s.wait_run(run_id, timeout=25)
+    stage = run["stages"][STAGE]
+    assert [(a["attempt"], a["status"]) for a in stage["attempts"]] == [
+        (1, "lost"), (2, "aborted")], stage
+    a = analysis_entry(stage["rollout"], "step 2")
+    assert a["verdict"] == "Failed", a
+    assert (a["failed"], a["successful"]) == (2, 0), a
+    ms = a["measurements"]
+    assert [m["n"] for m in ms] == [1, 2], a
+    assert ms[0] == before["measurements"][0], (before, a)
+    assert ms[1]["at"] >= ms[0]["at"] + ANALYSIS_INTERVAL_S * 1000, a
+    assert s.metric.served == 2
+    assert ("set_weight", "-", "50", "a1") not in actions(s)

@@ -11,6 +11,7 @@
 
 #include "config/check.h"
 #include "config/doc.h"
+#include "lib/clock.h"
 #include "stages/analysis.h"
 #include "stages/metric.h"
 #include "tests/unit/apistub.h"
@@ -22,6 +23,8 @@ struct script {
 	double values[8];
 	size_t next;
 	int cancelled;
+	int64_t started[8]; /* when each measurement began (monotonic ms) */
+	size_t starts;
 };
 
 struct fake {
@@ -66,6 +69,8 @@ static void *fake_start(struct event_base *base, const json_t *provider, metric_
 	(void)errlen;
 
 	f->s = current;
+	if (current->starts < sizeof(current->started) / sizeof(current->started[0]))
+		current->started[current->starts++] = clock_mono_ms();
 	f->done = done;
 	f->arg = arg;
 	f->ev = evtimer_new(base, fake_fire, f);
@@ -97,8 +102,9 @@ static void on_done(const struct analysis_result *r, void *arg)
 	o->json = json_incref(r->json);
 }
 
-/* Runs an analysis of spec_text (count = number of samples) over script. */
-static struct outcome run(const char *spec_text, struct script *s)
+/* Runs an analysis of spec_text (count = number of samples, interval 1 ms
+ * unless it says) over script, carried on from from unless it is NULL. */
+static struct outcome run_from(const char *spec_text, const json_t *from, struct script *s)
 {
 	char err[256];
 	struct outcome o = {0};
@@ -109,16 +115,24 @@ static struct outcome run(const char *spec_text, struct script *s)
 	json_object_set_new(spec, "provider", json_pack("{s:s}", "type", "prometheus"));
 	if (!json_object_get(spec, "count"))
 		json_object_set_new(spec, "count", json_integer((json_int_t)strlen(s->kinds)));
-	json_object_set_new(spec, "interval_ms", json_integer(1));
+	if (!json_object_get(spec, "interval_ms"))
+		json_object_set_new(spec, "interval_ms", json_integer(1));
 	current = s;
-	struct analysis *a = analysis_start(base, spec, &fake, on_done, &o, err, sizeof(err));
+	struct analysis *a =
+	    analysis_resume(base, spec, from, &fake, on_done, &o, err, sizeof(err));
 	if (!a)
 		fail_msg("%s", err);
+	assert_int_equal(o.done, 0); /* never from within analysis_resume */
 	event_base_dispatch(base);
 	assert_int_equal(o.done, 1);
 	json_decref(spec);
 	event_base_free(base);
 	return o;
+}
+
+static struct outcome run(const char *spec_text, struct script *s)
+{
+	return run_from(spec_text, NULL, s);
 }
 
 static const char *measurement(const struct outcome *o, size_t i, const char *key)
@@ -417,6 +431,141 @@ static void prometheus_answers_are_data_no_data_or_errors(void **state)
 	}
 }
 
+/* --- carried on after its worker died ----------------------------------- */
+
+/* The progress of an analysis begun ago_ms ago whose measurements, one
+ * every 1 s from then, were judged as verdicts says ('F'ailed,
+ * 'S'uccessful, 'E'rror), as analysis_progress gives it. */
+static json_t *progress(const char *verdicts, long long ago_ms)
+{
+	static const char *const names[] = {"Failed", "Successful", "Error"};
+	int64_t began = clock_now_ms() - ago_ms;
+	json_t *list = json_array();
+	long long count[3] = {0};
+
+	for (size_t i = 0; verdicts[i]; i++) {
+		int k = verdicts[i] == 'F' ? 0 : verdicts[i] == 'S' ? 1 : 2;
+		count[k]++;
+		json_array_append_new(list, json_pack("{s:I, s:I, s:i, s:[f], s:s, s:s}", "n",
+						      (json_int_t)i + 1, "at",
+						      (json_int_t)(began + 1000 * (int64_t)i), "ms",
+						      3, "values", k == 1 ? 0.001 : 0.5, "verdict",
+						      names[k], "message", names[k]));
+	}
+	return json_pack("{s:I, s:I, s:I, s:I, s:i, s:I, s:o}", "successful", (json_int_t)count[1],
+			 "failed", (json_int_t)count[0], "inconclusive", (json_int_t)0, "errors",
+			 (json_int_t)count[2], "consecutive_errors", 0, "started",
+			 (json_int_t)began, "measurements", list);
+}
+
+static long long result_count(const struct outcome *o, const char *key)
+{
+	return (long long)json_integer_value(json_object_get(o->json, key));
+}
+
+/* A failure recorded before its worker died counts after: the next failure
+ * passes failureLimit 1 (begun afresh, it would be tolerated and the two
+ * passing measurements after it would make the analysis Successful). The
+ * measurement before is kept as it was. */
+static void a_resumed_analysis_keeps_its_failures_against_its_limit(void **state)
+{
+	struct script s = {.kinds = "vvv", .values = {0.5, 0.001, 0.001}};
+	json_t *from = progress("F", 5000);
+	struct outcome o = run_from("{\"success_condition\": \"result < 0.01\", \"failure_limit\": "
+				    "1, \"count\": 3, \"interval_ms\": 1000}",
+				    from, &s);
+	json_t *list = json_object_get(o.json, "measurements");
+	(void)state;
+
+	assert_int_equal(o.verdict, ANALYSIS_FAILED);
+	assert_int_equal(s.next, 1);
+	assert_int_equal(result_count(&o, "failed"), 2);
+	assert_int_equal(json_array_size(list), 2);
+	assert_true(json_equal(json_array_get(list, 0),
+			       json_array_get(json_object_get(from, "measurements"), 0)));
+	assert_int_equal(json_integer_value(json_object_get(json_array_get(list, 1), "n")), 2);
+	assert_string_equal(json_string_value(json_object_get(o.json, "message")),
+			    "2 of 2 measurements failed (failureLimit 1): result < 0.01 does not "
+			    "hold for 0.5");
+	assert_int_equal(json_integer_value(json_object_get(o.json, "started")),
+			 json_integer_value(json_object_get(from, "started")));
+	json_decref(from);
+	json_decref(o.json);
+}
+
+/* Its count holds across both: two taken before, one after. One that had
+ * taken them all is decided without measuring again. */
+static void a_resumed_analysis_takes_no_more_than_its_count(void **state)
+{
+	struct script s1 = {.kinds = "vvv", .values = {0.001, 0.001, 0.001}};
+	struct script s2 = {.kinds = "v", .values = {0.001}};
+	json_t *two = progress("SS", 5000), *three = progress("SSS", 5000);
+	const char *spec = "{\"success_condition\": \"result < 0.01\", \"count\": 3, "
+			   "\"interval_ms\": 1000}";
+	(void)state;
+
+	struct outcome o = run_from(spec, two, &s1);
+	assert_int_equal(o.verdict, ANALYSIS_SUCCESSFUL);
+	assert_int_equal(s1.next, 1);
+	assert_int_equal(result_count(&o, "successful"), 3);
+	assert_int_equal(json_array_size(json_object_get(o.json, "measurements")), 3);
+	json_decref(o.json);
+	o = run_from(spec, three, &s2);
+	assert_int_equal(o.verdict, ANALYSIS_SUCCESSFUL);
+	assert_int_equal(s2.next, 0);
+	json_decref(o.json);
+	json_decref(two);
+	json_decref(three);
+}
+
+/* The next measurement comes an interval after the last one began: the
+ * rest of it when it has not passed, at once when it has. */
+static void a_resumed_analysis_measures_an_interval_after_its_last_measurement(void **state)
+{
+	struct script s1 = {.kinds = "v", .values = {0.001}};
+	struct script s2 = {.kinds = "v", .values = {0.001}};
+	json_t *recent = progress("S", 500), *old = progress("S", 5000);
+	const char *spec = "{\"success_condition\": \"result < 0.01\", \"count\": 2, "
+			   "\"interval_ms\": 1000}";
+	int64_t t0 = clock_mono_ms();
+	(void)state;
+
+	struct outcome o = run_from(spec, recent, &s1);
+	assert_int_equal(s1.starts, 1);
+	assert_in_range(s1.started[0] - t0, 400, 900);
+	json_decref(o.json);
+	t0 = clock_mono_ms();
+	o = run_from(spec, old, &s2);
+	assert_int_equal(s2.starts, 1);
+	assert_in_range(s2.started[0] - t0, 0, 300);
+	json_decref(o.json);
+	json_decref(recent);
+	json_decref(old);
+}
+
+/* Errors in a row run on across both, whether the progress counts them or
+ * only its measurements show them. */
+static void a_resumed_analysis_keeps_its_errors_in_a_row(void **state)
+{
+	const char *spec = "{\"success_condition\": \"result < 0.01\", \"count\": 5, "
+			   "\"interval_ms\": 1, \"consecutive_error_limit\": 2}";
+	json_t *counted = progress("SEE", 5000), *shown = progress("SEE", 5000);
+	(void)state;
+
+	json_object_set_new(counted, "consecutive_errors", json_integer(2));
+	json_object_del(shown, "consecutive_errors");
+	for (int i = 0; i < 2; i++) {
+		struct script s = {.kinds = "evv", .values = {0, 0.001, 0.001}};
+		struct outcome o = run_from(spec, i ? shown : counted, &s);
+		assert_int_equal(o.verdict, ANALYSIS_FAILED);
+		assert_int_equal(s.next, 1);
+		assert_int_equal(result_count(&o, "consecutive_errors"), 3);
+		json_decref(o.json);
+	}
+	json_decref(counted);
+	json_decref(shown);
+}
+
 static void a_spec_without_conditions_is_refused(void **state)
 {
 	char err[256];
@@ -571,6 +720,10 @@ int main(void)
 	    cmocka_unit_test(errors_in_a_row_past_the_limit_fail_and_errors_alone_never_pass),
 	    cmocka_unit_test(a_background_analysis_runs_until_stopped),
 	    cmocka_unit_test(prometheus_answers_are_data_no_data_or_errors),
+	    cmocka_unit_test(a_resumed_analysis_keeps_its_failures_against_its_limit),
+	    cmocka_unit_test(a_resumed_analysis_takes_no_more_than_its_count),
+	    cmocka_unit_test(a_resumed_analysis_measures_an_interval_after_its_last_measurement),
+	    cmocka_unit_test(a_resumed_analysis_keeps_its_errors_in_a_row),
 	    cmocka_unit_test(a_spec_without_conditions_is_refused),
 	    cmocka_unit_test(a_file_analysis_loads_into_the_normalized_form),
 	    cmocka_unit_test(file_errors_name_the_key_path),

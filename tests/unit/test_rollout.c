@@ -24,6 +24,7 @@ struct seen {
 	struct event_base *base;
 	char status[32];
 	json_t *state; /* at the last park or done */
+	json_t *saved; /* at the last save */
 	json_t *steps; /* the data of every deploy.step event */
 	int parks;
 };
@@ -40,8 +41,9 @@ static void on_save(const json_t *state, const json_t *event, void *arg)
 {
 	struct seen *s = arg;
 	const char *type = json_string_value(json_object_get(event, "type"));
-	(void)state;
 
+	json_decref(s->saved);
+	s->saved = json_deep_copy(state);
 	if (type && !strcmp(type, "deploy.step"))
 		json_array_append(s->steps, json_object_get(event, "data"));
 }
@@ -179,6 +181,7 @@ static void fixture_free(struct fixture *f)
 		run_for(f->seen.base, 20);
 	tmpdir_remove(f->dir);
 	json_decref(f->seen.state);
+	json_decref(f->seen.saved);
 	json_decref(f->seen.steps);
 	json_decref(f->vars);
 	json_decref(f->spec);
@@ -771,6 +774,75 @@ static void an_inconclusive_background_analysis_waits_before_the_promotion(void 
 	fixture_free(f);
 }
 
+/* The entry of state.analyses named name, or NULL. */
+static const json_t *analysis_of(const json_t *state, const char *name)
+{
+	const json_t *a;
+	size_t i;
+
+	json_array_foreach(json_object_get(state, "analyses"), i, a)
+	{
+		if (!strcmp(json_string_value(json_object_get(a, "name")), name))
+			return a;
+	}
+	return NULL;
+}
+
+/* A background analysis whose worker stops while it measures (the rollout
+ * freed, the state it saved last taken up by another) carries on from what
+ * it saved: the measurement before is still there, and its count of two
+ * holds across both, the second one taken its interval after the first. */
+static void a_background_analysis_carries_on_from_its_saved_measurements(void **state)
+{
+	struct fixture *f = fixture_new(
+	    "[{\"set_weight\": 20}, {\"pause\": \"manual\"}, {\"set_weight\": 100}]", "");
+	json_t *bg, *saved = NULL;
+	const json_t *a = NULL, *ms;
+	struct apistub prom;
+	struct rollout *r;
+	(void)state;
+
+	measure_in_background(f, &prom, "0.01", 0);
+	bg = json_object_get(json_object_get(f->spec, "strategy"), "background");
+	json_object_set_new(bg, "count", json_integer(2));
+	json_object_set_new(bg, "interval_ms", json_integer(2000));
+	r = start(f, NULL);
+	for (int i = 0; i < 200 && !saved; i++) {
+		run_for(f->seen.base, 20);
+		a = analysis_of(f->seen.saved, "background");
+		if (json_array_size(json_object_get(a, "measurements")) == 1)
+			saved = json_deep_copy(f->seen.saved);
+	}
+	assert_non_null(saved);
+	assert_int_equal(prom.nreq, 1);
+	rollout_free(r);
+	r = start(f, saved);
+	for (int i = 0; i < 200; i++) {
+		a = analysis_of(rollout_state(r), "background");
+		if (json_object_get(a, "verdict"))
+			break;
+		run_for(f->seen.base, 20);
+	}
+	assert_string_equal(json_string_value(json_object_get(a, "verdict")), "Successful");
+	assert_int_equal(prom.nreq, 2);
+	ms = json_object_get(a, "measurements");
+	assert_int_equal(json_array_size(ms), 2);
+	assert_true(json_equal(
+	    json_array_get(ms, 0),
+	    json_array_get(json_object_get(analysis_of(saved, "background"), "measurements"), 0)));
+	/* An interval after the first, not at once; "at" is the wall clock in
+	 * ms, read apart from the monotonic timer's: 1 ms either way. */
+	assert_true(json_integer_value(json_object_get(json_array_get(ms, 1), "at")) >=
+		    json_integer_value(json_object_get(json_array_get(ms, 0), "at")) + 2000 - 1);
+	assert_int_equal(rollout_command(r, "promote", "ops"), 0);
+	run_until_stopped(&f->seen);
+	assert_string_equal(f->seen.status, "succeeded");
+	rollout_free(r);
+	json_decref(saved);
+	apistub_stop(&prom);
+	fixture_free(f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -790,6 +862,7 @@ int main(void)
 	    cmocka_unit_test(a_rollback_of_the_pre_hooks_that_fails_ends_failed_saying_why),
 	    cmocka_unit_test(weights_stay_where_an_abort_failed_to_move_the_traffic),
 	    cmocka_unit_test(an_inconclusive_background_analysis_waits_before_the_promotion),
+	    cmocka_unit_test(a_background_analysis_carries_on_from_its_saved_measurements),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
