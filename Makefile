@@ -199,8 +199,9 @@ asan:
 
 # A subset of the integration tests (tests/run-valgrind.py says which and
 # why) with every agent, worker and devbroker under memcheck; fails on any
-# memcheck error or block definitely lost. VALGRIND_TESTS=... picks others.
-valgrind: deps deps-valgrind all
+# memcheck error or block definitely lost. VALGRIND_TESTS=... picks others,
+# so the programs the integration tests drive are built too.
+valgrind: deps deps-valgrind all $(TEST_TOOLS)
 	@/usr/bin/python3 tests/run-valgrind.py $(BUILD) $(VALGRIND_TESTS)
 
 # Fuzzing: clang builds the library with ASan + UBSan and coverage for
