@@ -9,7 +9,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
-from harness import wait_for  # noqa: E402
+from harness import log_text, wait_for  # noqa: E402
 
 PLUGINS = "/usr/lib/x86_64-linux-gnu/sasl2"
 
@@ -23,10 +23,13 @@ def test_no_sasl_plugin_is_loaded_unless_sasl_path_says_so(stack):
     # libsasl2-modules-db, which libsasl2-2 depends on, installs one at least.
     assert any(".so" in f for f in os.listdir(PLUGINS))
     worker = stack.start_worker("build", 1, "worker-sasl")
+    # The producer and consumer are made at start, before the worker says it
+    # is consuming (the agent is up): librdkafka is set up. Its libraries
+    # being mapped says less: under valgrind they are mapped one by one.
+    wait_for("the worker to consume", lambda: 'msg=consuming' in log_text(worker), 10, [worker])
     for proc in (stack.agent, worker):
-        # The producer and consumer are made at start: librdkafka is set up.
-        wait_for("librdkafka to start", lambda: "/librdkafka.so" in maps(proc), 10, [proc])
         m = maps(proc)
+        assert "/librdkafka.so" in m, proc.name
         assert "/libsasl2.so" in m
         assert PLUGINS + "/" not in m, proc.name
 
@@ -36,6 +39,8 @@ def test_no_sasl_plugin_is_loaded_unless_sasl_path_says_so(stack):
     finally:
         del os.environ["SASL_PATH"]
     wait_for("the plugins to be loaded", lambda: PLUGINS + "/" in maps(told), 10, [told])
+    # Stopped once it has started: a SIGTERM before its handler is a kill.
+    wait_for("the worker to consume", lambda: 'msg=consuming' in log_text(told), 10, [told])
     for proc in (told, worker):
         stack.procs.remove(proc)
         assert proc.stop() == 0
