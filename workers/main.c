@@ -41,13 +41,14 @@ struct worker_main {
 	const char *config;
 	int concurrency_fixed; /* --concurrency given: a reload keeps it */
 	int log_level_fixed;   /* --log-level given: a reload keeps it */
+	int metrics_fixed;     /* --metrics-listen given: the file's is not used */
 	int signals;
 };
 
 /* Settings that only a restart applies: the connections and the directory
  * the worker has set up with them. */
 static const char *const restart_keys[] = {SETTINGS_CONNECTION_KEYS, "worker.state_dir",
-					   "worker.artifacts_dir", "worker.metrics_listen", NULL};
+					   "worker.artifacts_dir", NULL};
 
 static void usage(FILE *f)
 {
@@ -112,6 +113,9 @@ static void reload(struct worker_main *m)
 			log_warn("setting changed but needs a restart; old value kept",
 				 LOG_S("key", restart_keys[i]));
 	}
+	if (!m->metrics_fixed && settings_differ(&w->settings, &next, "worker.metrics_listen") == 1)
+		log_warn("setting changed but needs a restart; old value kept",
+			 LOG_S("key", "worker.metrics_listen"));
 	if (!m->log_level_fixed && log_set_level(next.log_level) == 0) {
 		char *old = w->settings.log_level;
 		w->settings.log_level = next.log_level;
@@ -248,6 +252,7 @@ int main(int argc, char **argv)
 			break;
 		case 'm':
 			metrics_listen = optarg;
+			m.metrics_fixed = 1;
 			break;
 		case 'n':
 			m.concurrency_fixed = 1;

@@ -292,6 +292,32 @@ def test_worker_reload_applies_log_cap_and_reports_artifacts_dir(reload_stack):
         assert any("dropped: log cap of 1 KiB reached" in l for l in lines), lines
 
 
+def test_worker_reload_reports_a_new_metrics_address_unless_the_command_line_gives_it(
+        reload_stack):
+    """--metrics-listen wins over the file, after a restart as well: a
+    change in the file is no setting that waits for one."""
+    s = reload_stack
+    given = s._spawn("metrics-worker", [
+        binary("sluice-worker"), "--config", s.config, "--kind", "test",
+        "--metrics-listen", "127.0.0.1:%d" % free_port()])
+    plain = s._spawn("plain-worker", [
+        binary("sluice-worker"), "--config", s.config, "--kind", "test"])
+    for w in (given, plain):
+        wait_for("the worker to consume", lambda: "consuming" in log_text(w), 10, [w])
+    try:
+        with settings_edited(s, lambda text: text.replace(
+                "worker:\n", "worker:\n  metrics_listen: 127.0.0.1:%d\n" % free_port()),
+                [given, plain]):
+            for w, keys in ((given, []), (plain, ["worker.metrics_listen"])):
+                before = log_text(w).count("needs a restart")
+                log = hup_and_wait(w, "configuration reloaded")
+                assert restart_keys(log)[before:] == keys, (w.name, log)
+    finally:
+        for w in (given, plain):
+            w.stop()
+            s.procs.remove(w)
+
+
 def test_reload_reports_the_log_level_the_command_line_keeps(reload_stack):
     # The stack's agent and worker run with --log-level debug, which a
     # reload keeps: the level reported is that one, not the file's.
