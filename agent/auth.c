@@ -48,6 +48,16 @@ struct tokens *auth_read_tokens(const char *path, char *err, size_t errlen)
 	return t;
 }
 
+/* At start and at each reload: a file of no token is worth a warning. */
+static void log_loaded(const struct agent *a)
+{
+	if (a->tokens->n == 0)
+		log_warn("the tokens file holds no token: every API call is refused",
+			 LOG_S("file", a->settings.tokens_file));
+	log_info("API tokens loaded", LOG_S("file", a->settings.tokens_file),
+		 LOG_I("tokens", a->tokens->n), LOG_I("public_reads", a->settings.public_reads));
+}
+
 int auth_start(struct agent *a)
 {
 	if (!a->settings.tokens_file) {
@@ -62,11 +72,7 @@ int auth_start(struct agent *a)
 		log_error("cannot load the API tokens", LOG_S("error", err));
 		return -1;
 	}
-	if (a->tokens->n == 0)
-		log_warn("the tokens file holds no token: every API call is refused",
-			 LOG_S("file", a->settings.tokens_file));
-	log_info("API tokens loaded", LOG_S("file", a->settings.tokens_file),
-		 LOG_I("tokens", a->tokens->n), LOG_I("public_reads", a->settings.public_reads));
+	log_loaded(a);
 	return 0;
 }
 
@@ -80,8 +86,7 @@ void auth_reload(struct agent *a, struct tokens *t)
 	}
 	auth_stop(a);
 	a->tokens = t;
-	log_info("API tokens loaded", LOG_S("file", a->settings.tokens_file), LOG_I("tokens", t->n),
-		 LOG_I("public_reads", a->settings.public_reads));
+	log_loaded(a);
 }
 
 void auth_tokens_free(struct tokens *t)

@@ -198,6 +198,26 @@ def test_public_reads_open_gets_only(locked):
         wait_for("reads closed again", lambda: call(locked, "GET", "/api/v1/runs")[0] == 401, 10)
 
 
+def test_a_reload_to_a_tokens_file_of_no_token_warns_as_the_start_does(locked):
+    from harness import hup_and_wait, log_text
+    warning = "the tokens file holds no token: every API call is refused"
+    path = os.path.join(locked.root, "tokens")
+    with open(path) as f:
+        text = f.read()
+    with open(path, "w") as f:
+        f.write("# every token revoked\n")
+    try:
+        before = log_text(locked.agent).count(warning)
+        hup_and_wait(locked.agent, "API tokens loaded")
+        assert log_text(locked.agent).count(warning) == before + 1
+        assert_error(*call(locked, "GET", "/api/v1/runs", TOKENS["boss"]), 401)
+    finally:
+        with open(path, "w") as f:
+            f.write(text)
+        hup_and_wait(locked.agent, "API tokens loaded")
+    assert call(locked, "GET", "/api/v1/runs", TOKENS["boss"])[0] == 200
+
+
 # --- errors, validate, paging ---------------------------------------------------
 
 def test_unknown_paths_are_404_and_wrong_methods_405(locked):
