@@ -876,6 +876,15 @@ void process_cancel(struct process *p)
 	begin_stop(p, STOP_CANCEL);
 }
 
+void process_cancel_within(struct process *p, int grace_ms)
+{
+	if (p == NULL || p->finished)
+		return;
+	if (p->stop == STOP_NONE && grace_ms >= 0 && grace_ms < p->kill_grace_ms)
+		p->kill_grace_ms = grace_ms;
+	begin_stop(p, STOP_CANCEL);
+}
+
 /* Lines read before the hold go out first; a line's callback may hold the
  * output again, which leaves the rest for the next release. */
 static void release_output(void)

@@ -82,6 +82,9 @@ void process_hold_output(int hold);
  * unless the child had exited already (its end not handled yet): then what
  * it ended with stands. A timeout does the same, as TIMED_OUT. */
 void process_cancel(struct process *p);
+/* As process_cancel, with SIGKILL after at most grace_ms: a stop that
+ * must be over by a deadline (a lease about to end). */
+void process_cancel_within(struct process *p, int grace_ms);
 int process_pid(const struct process *p);
 /* Number of children started and not yet finished. */
 int process_running(void);

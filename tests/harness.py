@@ -699,11 +699,14 @@ class Stack:
         return len(self.runs())
 
     def wait_run(self, run_id, timeout=60):
+        """The run once it has ended. An agent that answers 503 (its Redis
+        away, or not reconnected yet) is asked again until the timeout."""
         timeout = scaled(timeout)
         deadline = time.monotonic() + timeout
         while True:
-            run = self.run(run_id)
-            if run["status"] in TERMINAL:
+            status, run = self.get("/api/v1/runs/" + run_id)
+            assert status in (200, 503), (status, run)
+            if status == 200 and run["status"] in TERMINAL:
                 return run
             if time.monotonic() > deadline:
                 raise AssertionError("run %s not finished after %ss: %s" % (
@@ -768,6 +771,13 @@ class Stack:
         else:
             p["pull_request"]["head"]["repo"]["full_name"] = fork
         return p
+
+
+class DurableRedisStack(Stack):
+    """Redis writes every change to its append-only file before answering,
+    so that a restart loses nothing acknowledged."""
+
+    REDIS_PERSISTENCE = ["--save", "", "--appendonly", "yes", "--appendfsync", "always"]
 
 
 def pipeline(name, repository, stages, events=None, branches=None, tags=None, checkout=None,

@@ -5,7 +5,10 @@
  *
  * While the job runs its lease is renewed every lease/3; if the lease is
  * lost (this worker was presumed dead), the command is cancelled and the
- * outcome is not recorded: another attempt owns the stage now. Recording
+ * outcome is not recorded: another attempt owns the stage now. A lease
+ * this worker cannot renew (Redis away) counts as lost before it can end:
+ * the command is stopped by then, so that the attempt queued once Redis is
+ * back never runs beside it (the fence, lease_fence_ms). Recording
  * the outcome is retried with back-off until Redis takes it, so a finished
  * stage is never forgotten.
  */
@@ -66,6 +69,11 @@ struct job {
 	struct logmask *mask;	/* every log line passes through it */
 	json_t *secrets;	/* NAME → value, for the environment and http templates */
 	struct event *renew;
+	struct status_query *renew_query; /* the renewal in flight, if any */
+	int64_t renew_sent_ms;		  /* monotonic: when it was sent */
+	int64_t claim_sent_ms;		  /* monotonic: the last claim's send */
+	int64_t lease_ends_ms;		  /* monotonic: the lease held ends no sooner */
+	struct event *fence;		  /* then, less lease_fence_ms: the stage stops */
 	struct event *retry;
 	int retry_ms;
 	int lease_lost;
@@ -90,6 +98,35 @@ struct status_query {
 	struct status_query **slot;
 };
 
+/* A query of the job for its slot; NULL while one is still in flight
+ * there (or out of memory). The caller puts it in the slot once sent. */
+static struct status_query *query_new(struct job *j, struct status_query **slot)
+{
+	struct status_query *q;
+
+	if (*slot)
+		return NULL;
+	q = calloc(1, sizeof(*q));
+	if (!q)
+		return NULL;
+	q->job = j;
+	q->slot = slot;
+	return q;
+}
+
+/* The job a query's reply is for, its slot free again; NULL when the job
+ * is gone. */
+static struct job *query_reply(void *arg)
+{
+	struct status_query *q = arg;
+	struct job *j = q->job;
+
+	if (j)
+		*q->slot = NULL;
+	free(q);
+	return j;
+}
+
 static void job_free(struct job *j)
 {
 	*j->prevp = j->next;
@@ -97,6 +134,10 @@ static void job_free(struct job *j)
 		j->next->prevp = j->prevp;
 	if (j->renew)
 		event_free(j->renew);
+	if (j->renew_query)
+		j->renew_query->job = NULL;
+	if (j->fence)
+		event_free(j->fence);
 	if (j->retry)
 		event_free(j->retry);
 	if (j->watch)
@@ -330,6 +371,8 @@ static void stop_ticking(struct job *j)
 	j->phase = JOB_RECORDING;
 	if (j->renew)
 		evtimer_del(j->renew);
+	if (j->fence)
+		evtimer_del(j->fence);
 	if (j->watch)
 		evtimer_del(j->watch);
 }
@@ -720,19 +763,68 @@ static void on_checkout(int ok, const char *error, void *arg)
 	free(d);
 }
 
-static void on_renewed(struct redis *r, redisReply *reply, const char *err, void *arg)
+/* How long before the lease can end the stage is stopped when the lease
+ * could not be renewed: the kill grace, at most a quarter of the lease (two
+ * renewals failed by then). SIGKILL comes when the lease ends. */
+static int lease_fence_ms(const struct job *j)
+{
+	int grace = j->w->settings.kill_grace_ms;
+	return grace < j->lease_ms / 4 ? grace : j->lease_ms / 4;
+}
+
+static void on_fence(evutil_socket_t fd, short what, void *arg)
 {
 	struct job *j = arg;
+	int64_t now = clock_mono_ms();
+	int64_t left = j->lease_ends_ms > now ? j->lease_ends_ms - now : 0;
+	(void)fd;
+	(void)what;
+	if (j->phase == JOB_RECORDING || j->lease_lost)
+		return;
+	log_warn("lease not renewed in time; stopping the stage", LOG_S("run", j->run),
+		 LOG_S("stage", j->stage), LOG_I("attempt", j->attempt),
+		 LOG_I("lease_ms", j->lease_ms), LOG_I("lease_left_ms", left));
+	worker_metrics_lease_renewal_failed(j->w, 1);
+	j->lease_lost = 1;
+	if (j->proc && !j->rollout)
+		process_cancel_within(j->proc, (int)left);
+	else
+		stop_work(j);
+}
+
+/* (Re)sets the fence to the lease's end, less lease_fence_ms. */
+static void fence_arm(struct job *j)
+{
+	int64_t wait = j->lease_ends_ms - lease_fence_ms(j) - clock_mono_ms();
+	if (wait < 0)
+		wait = 0;
+	struct timeval tv = {(time_t)(wait / 1000), (suseconds_t)(wait % 1000) * 1000};
+	if (!j->fence)
+		j->fence = evtimer_new(j->w->base, on_fence, j);
+	if (j->fence)
+		evtimer_add(j->fence, &tv);
+}
+
+static void on_renewed(struct redis *r, redisReply *reply, const char *err, void *arg)
+{
+	struct job *j = query_reply(arg);
 	(void)r;
+	if (!j || j->phase == JOB_RECORDING || j->lease_lost)
+		return;
 	if (!reply) {
-		/* Redis is away: the lease may still be ours; try again next tick. */
+		/* Redis is away: the lease may still be ours; try again next
+		 * tick, until the fence. */
 		log_warn("lease not renewed", LOG_S("run", j->run), LOG_S("stage", j->stage),
 			 LOG_S("error", err));
 		worker_metrics_lease_renewal_failed(j->w, 0);
 		return;
 	}
-	if (reply->type == REDIS_REPLY_INTEGER && reply->integer == 1)
+	if (reply->type == REDIS_REPLY_INTEGER && reply->integer == 1) {
+		/* PEXPIRE ran after the renewal was sent. */
+		j->lease_ends_ms = j->renew_sent_ms + j->lease_ms;
+		fence_arm(j);
 		return;
+	}
 	log_warn("lease lost; cancelling the stage", LOG_S("run", j->run), LOG_S("stage", j->stage),
 		 LOG_I("attempt", j->attempt));
 	worker_metrics_lease_renewal_failed(j->w, 1);
@@ -754,7 +846,18 @@ static void on_renew_tick(evutil_socket_t fd, short what, void *arg)
 	snprintf(now, sizeof(now), "%lld", (long long)clock_now_ms());
 	const char *argv[] = {
 	    w->settings.key_prefix, j->run, j->stage, attempt, w->token, lease, now};
-	redis_script_run(w->redis, w->scripts.lease_renew, on_renewed, j, 0, 7, argv, NULL);
+	/* One renewal at a time: one that Redis has not answered yet leaves
+	 * the next tick out, and the fence comes all the same. */
+	struct status_query *q = query_new(j, &j->renew_query);
+	if (!q)
+		return;
+	j->renew_sent_ms = clock_mono_ms();
+	if (redis_script_run(w->redis, w->scripts.lease_renew, on_renewed, q, 0, 7, argv, NULL) <
+	    0) {
+		free(q);
+		return;
+	}
+	j->renew_query = q;
 }
 
 /* --- deployments with a strategy ---------------------------------------- */
@@ -1061,19 +1164,14 @@ static void run_rollout(struct job *j, const char *workspace)
 }
 
 /* Sends a poll of the job (the command argv) unless one is still in
- * flight in *slot; cb gets it with the reply and calls poll_reply. */
+ * flight in *slot; cb gets it with the reply and calls query_reply. */
 static void poll_send(struct job *j, struct status_query **slot, redis_cb cb, int argc,
 		      const char **argv)
 {
-	struct status_query *q;
+	struct status_query *q = query_new(j, slot);
 
-	if (*slot)
-		return;
-	q = calloc(1, sizeof(*q));
 	if (!q)
 		return;
-	q->job = j;
-	q->slot = slot;
 	if (redis_command_argv(j->w->redis, cb, q, argc, argv, NULL) < 0) {
 		free(q);
 		return;
@@ -1081,22 +1179,9 @@ static void poll_send(struct job *j, struct status_query **slot, redis_cb cb, in
 	*slot = q;
 }
 
-/* The job a poll's reply is for, its slot free again; NULL when the job
- * is gone. */
-static struct job *poll_reply(void *arg)
-{
-	struct status_query *q = arg;
-	struct job *j = q->job;
-
-	if (j)
-		*q->slot = NULL;
-	free(q);
-	return j;
-}
-
 static void on_command(struct redis *r, redisReply *reply, const char *err, void *arg)
 {
-	struct job *j = poll_reply(arg);
+	struct job *j = query_reply(arg);
 	(void)r;
 	(void)err;
 	if (!j || !reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
@@ -1110,7 +1195,7 @@ static void on_command(struct redis *r, redisReply *reply, const char *err, void
 
 static void on_run_status(struct redis *r, redisReply *reply, const char *err, void *arg)
 {
-	struct job *j = poll_reply(arg);
+	struct job *j = query_reply(arg);
 	(void)r;
 	(void)err;
 	if (!j || !reply || reply->type != REDIS_REPLY_STRING ||
@@ -1188,6 +1273,7 @@ static void begin(struct job *j)
 	j->renew = event_new(w->base, -1, EV_PERSIST, on_renew_tick, j);
 	if (j->renew)
 		evtimer_add(j->renew, &tv);
+	fence_arm(j);
 	watch_start(j);
 	const json_t *stage = json_object_get(json_object_get(j->def, "stages"), j->stage);
 	if (json_object_get(stage, "http")) {
@@ -1264,7 +1350,8 @@ static void on_claimed(struct redis *r, redisReply *reply, const char *err, void
 	const char *outcome = reply->element[0]->str;
 	kafka_consumer_done(w->consumer, j->ticket);
 	j->ticket = NULL;
-	if (strcmp(outcome, "claimed") != 0 || reply->elements != 2) {
+	if (strcmp(outcome, "claimed") != 0 || reply->elements != 3 ||
+	    reply->element[2]->type != REDIS_REPLY_INTEGER) {
 		log_info("job skipped", LOG_S("run", j->run), LOG_S("stage", j->stage),
 			 LOG_I("attempt", j->attempt), LOG_S("reason", outcome));
 		job_free(j);
@@ -1282,6 +1369,9 @@ static void on_claimed(struct redis *r, redisReply *reply, const char *err, void
 	log_info("stage started", LOG_S("run", j->run), LOG_S("stage", j->stage),
 		 LOG_I("attempt", j->attempt));
 	j->claimed_ms = clock_mono_ms();
+	/* What the lease had left when claim.lua ran, after the claim went
+	 * out (a claim sent again finds the lease its first one set). */
+	j->lease_ends_ms = j->claim_sent_ms + reply->element[2]->integer;
 	if (!j->def || !json_object_get(json_object_get(j->def, "stages"), j->stage)) {
 		j->phase = JOB_CHECKOUT;
 		finish(j, "failed", "the run has no definition for this stage");
@@ -1355,6 +1445,7 @@ static void claim(struct job *j)
 	snprintf(attempt_text, sizeof(attempt_text), "%d", j->attempt);
 	snprintf(lease, sizeof(lease), "%d", j->lease_ms);
 	snprintf(now, sizeof(now), "%lld", (long long)clock_now_ms());
+	j->claim_sent_ms = clock_mono_ms();
 	const char *fixed[] = {
 	    w->settings.key_prefix, j->run, j->stage, attempt_text, w->token, lease, now};
 	size_t n = sizeof(fixed) / sizeof(fixed[0]);

@@ -190,7 +190,9 @@ int worker_metrics_start(struct worker *w, const char *listen)
 					     "Lease renewals that Redis did not answer.", NULL);
 	wm->leases_lost =
 	    metrics_counter(m, "sluice_leases_lost_total",
-			    "Leases found taken over at renewal; the stage was cancelled.", NULL);
+			    "Leases found taken over at renewal, or not renewed before they could "
+			    "end; the stage was stopped.",
+			    NULL);
 	wm->consumer_lag =
 	    metrics_gauge(m, "sluice_kafka_consumer_lag",
 			  "Messages of an assigned partition beyond the committed offset.",

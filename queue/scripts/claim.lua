@@ -7,7 +7,8 @@
 -- holds the definition already (it never changes once recorded): the reply
 -- leaves the definition out, and nothing decodes it. Without them, every
 -- stage's outputs are read.
--- Returns {"claimed", <JSON object of the run hash>}, or {reason} when the
+-- Returns {"claimed", <JSON object of the run hash>, <ms the lease has
+-- left>}, or {reason} when the
 -- job is not to be run: "gone" (no such run or stage), "run-finished",
 -- "stale" (another attempt is current), "not-queued" (already running or
 -- finished: a duplicate delivery), "leased" (someone holds the lease).
@@ -35,8 +36,11 @@ if st[2] ~= attempt then
 end
 local lkey = P .. 'lease:' .. run .. ':' .. stage
 local mine = token .. '/' .. attempt
+local left = lease_ms
 if st[1] == 'running' and redis.call('GET', lkey) == mine then
-  -- Claimed before by this worker: its reply was lost.
+  -- Claimed before by this worker: its reply was lost. The lease runs from
+  -- that claim.
+  left = redis.call('PTTL', lkey)
 elseif st[1] ~= 'queued' then
   return {'not-queued'}
 elseif not redis.call('SET', lkey, mine, 'NX', 'PX', lease_ms) then
@@ -82,4 +86,4 @@ end
 if any then
   obj.outputs = outputs
 end
-return {'claimed', cjson.encode(obj)}
+return {'claimed', cjson.encode(obj), left}

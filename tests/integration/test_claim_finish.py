@@ -86,15 +86,25 @@ def started_events(r, P):
 
 def test_a_claim_whose_reply_was_lost_is_answered_claimed_again(stack):
     """A worker retries a claim whose reply it never got: the same worker
-    (token and attempt) is answered "claimed" again with the run, and
-    nothing changes; another worker still gets "not-queued"."""
+    (token and attempt) is answered "claimed" again with the run and what
+    its lease has left, and nothing changes; another worker still gets
+    "not-queued"."""
     with Redis(stack.redis_port) as r:
         P = "t-reclaim:"
         write_run(r, P, "r1")
         skey = P + "run:r1:stage:lint"
-        first = claim(r, P, "r1", "lint", "build", "lint")
+        reply = claim_reply(r, P, "r1", "lint", "build", "lint")
+        # A claim answers what its lease has left: all of it when new.
+        assert reply[0] == b"claimed" and reply[2] == 60000, reply
+        first = json.loads(reply[1])
+        # Its lease a second shorter, as if the reply had come late.
+        r.call("PEXPIRE", P + "lease:r1:lint", 59000)
         lease = r.call("PTTL", P + "lease:r1:lint")
-        again = claim(r, P, "r1", "lint", "build", "lint", now=2000)
+        reply = claim_reply(r, P, "r1", "lint", "build", "lint", now=2000)
+        assert reply[0] == b"claimed", reply
+        # Claimed again, it answers what the first claim's lease has left.
+        assert 0 < reply[2] <= lease, reply
+        again = json.loads(reply[1])
         assert again == first
         assert r.call("HMGET", skey, "status", "worker", "started") == [
             b"running", TOKEN.encode(), b"1000"]

@@ -19,7 +19,7 @@ import threading
 import pytest
 
 from conftest import pipeline, started_stack, wait_for
-from harness import Stack
+from harness import DurableRedisStack
 from resp import Redis
 
 P = "sluice:"
@@ -50,13 +50,6 @@ def fault_pipelines(repo, ctrl, analysis=None):
             for verb in ("apply", "verify", "set_weight", "promote", "scale_down")}},
         "strategy": {"type": "Canary", "steps": steps}}}
     return {"canary.yaml": d}
-
-
-class DurableRedisStack(Stack):
-    """Redis writes every change to its append-only file before answering,
-    so that a restart loses nothing acknowledged."""
-
-    REDIS_PERSISTENCE = ["--save", "", "--appendonly", "yes", "--appendfsync", "always"]
 
 
 @pytest.fixture
@@ -175,32 +168,40 @@ def rollout(stack, run_id):
     return json.loads(text) if text else None
 
 
+def wait_active_step(stack, run_id, name):
+    """Waits for the rollout's step whose name begins with name to be the
+    one it is at."""
+    def active():
+        st = rollout(stack, run_id)
+        step = st and st["step"] < len(st["steps"]) and st["steps"][st["step"]]
+        return step and step["status"] == "active" and step["name"].startswith(name)
+    wait_for("the canary's step " + name, active, 20)
+
+
+def redis_killed_in(stack, image, gate, step):
+    """Pushes image, its deployment held at gate (a hold- file of ctrl),
+    and kills Redis once the step named step is at work; the run's id and
+    the deploy worker."""
+    gate = os.path.join(stack.ctrl, gate)
+    open(gate, "w").close()
+    run_id = push(stack, image)
+    wait_active_step(stack, run_id, step)
+    kill9(stack, stack.redis)
+    return run_id, next(p for p in stack.procs if p.name == "worker-2")
+
+
 def test_a_rollout_that_ends_while_redis_is_away_is_recorded_as_it_ended(faults):
     """The worker's saves of the rollout's state fail while Redis is away;
     the outcome, recorded once it is back, brings the state the rollout
     ended in, not that of a step before it."""
     s = faults
-    gate = os.path.join(s.ctrl, "hold-scale_down--")
-    open(gate, "w").close()
-    run_id = push(s, "e1")
-
-    def scaling_down():
-        st = rollout(s, run_id)
-        step = st and st["step"] < len(st["steps"]) and st["steps"][st["step"]]
-        return step and step["name"] == "scale down the canary" and step["status"] == "active"
-    wait_for("the canary's scale-down", scaling_down, 20)
-    worker = next(p for p in s.procs if p.name == "worker-2")
-    kill9(s, s.redis)
-    os.unlink(gate)
+    run_id, worker = redis_killed_in(s, "e1", "hold-scale_down--", "scale down the canary")
+    os.unlink(os.path.join(s.ctrl, "hold-scale_down--"))
     wait_for("the scale-down done", lambda: ("scale_down", "canary", "-", "e1") in actions(s), 10)
     wait_for("the outcome waiting for Redis",
              lambda: "outcome not recorded yet" in open(worker.log, errors="replace").read(), 10)
     s.start_redis()
-
-    def ended():
-        status, run = s.get("/api/v1/runs/" + run_id)
-        return run if status == 200 and run["status"] != "running" else None
-    run = wait_for("the run to end", ended, 20)
+    run = s.wait_run(run_id, timeout=20)
     assert run["status"] == "succeeded", json.dumps(run, indent=2)
     st = run["stages"][STAGE]["rollout"]
     assert st["phase"] == "Healthy", st
@@ -208,6 +209,29 @@ def test_a_rollout_that_ends_while_redis_is_away_is_recorded_as_it_ended(faults)
     assert st["weights"] == {"stable": 100, "canary": 0}, st
     assert [a[0] for a in actions(s)] == ["apply", "verify", "set_weight", "set_weight",
                                           "promote", "verify", "set_weight", "scale_down"]
+
+
+def test_a_rollout_whose_lease_cannot_be_renewed_stops_and_resumes_on_the_next_attempt(faults):
+    """With Redis away longer than its lease allows, the worker stops the
+    deployment in the middle of an action (the action's command killed
+    before it did anything) rather than carry on beside the attempt queued
+    once Redis is back; that attempt carries on at the step the first was
+    at, each action done once."""
+    s = faults
+    run_id, worker = redis_killed_in(s, "f1", "hold-set_weight-50", "setWeight 50")
+    wait_for("the deployment stopped with Redis away",
+             lambda: "lease not renewed in time" in open(worker.log, errors="replace").read(), 20)
+    os.unlink(os.path.join(s.ctrl, "hold-set_weight-50"))
+    s.start_redis()
+
+    run = s.wait_run(run_id, timeout=40)
+    assert run["status"] == "succeeded", json.dumps(run, indent=2)
+    deploy = run["stages"][STAGE]
+    assert [(a["attempt"], a["status"]) for a in deploy["attempts"]] == [
+        (1, "lost"), (2, "succeeded")], deploy
+    assert [a[0] for a in actions(s)] == ["apply", "verify", "set_weight", "set_weight",
+                                          "promote", "verify", "set_weight", "scale_down"]
+    assert [a[2] for a in actions(s) if a[0] == "set_weight"] == ["20", "50", "0"]
 
 
 def analysis_entry(st, name):

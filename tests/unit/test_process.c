@@ -382,26 +382,57 @@ static void on_cancel_timer(evutil_socket_t fd, short what, void *arg)
 	process_cancel(arg);
 }
 
+/* Runs spec, with stop called on its process after_ms. */
+static void run_stopped(const struct process_spec *spec, event_callback_fn stop, int after_ms,
+			struct run *r)
+{
+	memset(r, 0, sizeof(*r));
+	int64_t started = clock_mono_ms();
+	struct process *p = process_spawn(spec, on_line, on_exit_break, r);
+	assert_non_null(p);
+	assert_true(process_pid(p) > 0);
+	assert_int_equal(process_running(), 1);
+	struct event *t = evtimer_new(base, stop, p);
+	struct timeval tv = {after_ms / 1000, (after_ms % 1000) * 1000};
+	evtimer_add(t, &tv);
+	loop_until_exit(r, started);
+	event_free(t);
+}
+
 static void test_cancel_is_reported_as_cancelled(void **state)
 {
 	(void)state;
 	struct run r;
-	memset(&r, 0, sizeof(r));
 	const char *argv[] = {"sleep", "30", NULL};
 	struct process_spec spec = {.argv = argv, .envp = default_env, .kill_grace_ms = 5000};
-	int64_t started = clock_mono_ms();
-	struct process *p = process_spawn(&spec, on_line, on_exit_break, &r);
-	assert_non_null(p);
-	assert_true(process_pid(p) > 0);
-	assert_int_equal(process_running(), 1);
-	struct event *t = evtimer_new(base, on_cancel_timer, p);
-	struct timeval tv = {0, 100000};
-	evtimer_add(t, &tv);
-	loop_until_exit(&r, started);
-	event_free(t);
+	run_stopped(&spec, on_cancel_timer, 100, &r);
 	assert_int_equal(r.res.outcome, PROCESS_CANCELLED);
 	assert_int_equal(r.res.term_signal, SIGTERM);
 	assert_true(r.elapsed_ms < 1000);
+	assert_int_equal(process_running(), 0);
+	free_run(&r);
+}
+
+static void on_cancel_within_timer(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	process_cancel_within(arg, 300);
+}
+
+/* A stop that must be over by a deadline (a lease about to end) kills a
+ * child that ignores SIGTERM after the grace it is given, not after the
+ * longer kill_grace of its spec (the watchdog fails the test at 10 s). */
+static void test_cancel_within_kills_after_the_shorter_grace(void **state)
+{
+	(void)state;
+	struct run r;
+	const char *argv[] = {"sh", "-c", "trap '' TERM; sleep 30", NULL};
+	struct process_spec spec = {.argv = argv, .envp = default_env, .kill_grace_ms = 60000};
+	run_stopped(&spec, on_cancel_within_timer, 200, &r);
+	assert_int_equal(r.res.outcome, PROCESS_CANCELLED);
+	assert_int_equal(r.res.term_signal, SIGKILL);
+	assert_true(r.elapsed_ms >= 490);
 	assert_int_equal(process_running(), 0);
 	free_run(&r);
 }
@@ -813,6 +844,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_child_ignoring_sigterm_is_killed_after_grace,
 					    setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_cancel_is_reported_as_cancelled, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_cancel_within_kills_after_the_shorter_grace, setup,
+					    teardown),
 	    cmocka_unit_test_setup_teardown(test_cancel_after_the_child_exited_keeps_its_exit,
 					    setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_background_child_is_gone_after_exit, setup,

@@ -830,10 +830,12 @@ static void a_background_analysis_carries_on_from_its_saved_measurements(void **
 	assert_true(json_equal(
 	    json_array_get(ms, 0),
 	    json_array_get(json_object_get(analysis_of(saved, "background"), "measurements"), 0)));
-	/* An interval after the first, not at once; "at" is the wall clock in
-	 * ms, read apart from the monotonic timer's: 1 ms either way. */
+	/* An interval after the first, not at once. "at" is the wall clock in
+	 * ms, read apart from the monotonic time the timer runs on, and
+	 * libevent counts a timer from the time it cached for the loop's turn:
+	 * a few ms early under load (it failed once with 1 ms allowed). */
 	assert_true(json_integer_value(json_object_get(json_array_get(ms, 1), "at")) >=
-		    json_integer_value(json_object_get(json_array_get(ms, 0), "at")) + 2000 - 1);
+		    json_integer_value(json_object_get(json_array_get(ms, 0), "at")) + 2000 - 50);
 	assert_int_equal(rollout_command(r, "promote", "ops"), 0);
 	run_until_stopped(&f->seen);
 	assert_string_equal(f->seen.status, "succeeded");

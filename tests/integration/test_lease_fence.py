@@ -1,0 +1,124 @@
+"""A worker that cannot renew a stage's lease stops the stage before the
+lease can end, so that the attempt the agent queues once Redis is back
+never runs beside it; a Redis that comes back in time leaves the stage
+alone.
+
+The stack is each test's own (a test kills or stops its Redis): one build
+worker with a 4 s lease (renewed every 1.3 s), a Redis that writes every
+change to its append-only file before answering. Each stage appends
+"start N", "term N" (on SIGTERM) and "done N" (N its attempt) to marks.
+"""
+
+import os
+import signal
+import time
+
+import pytest
+
+from conftest import pipeline, started_stack, wait_for
+from harness import DurableRedisStack
+
+LEASE_S = 4
+
+# The first attempt waits for a signal; a later one ends at once.
+FENCED = r'''
+echo "start $SLUICE_ATTEMPT" >> "$1"
+if [ "$SLUICE_ATTEMPT" = 1 ]; then
+  trap 'echo "term $SLUICE_ATTEMPT" >> "$1"; exit 143' TERM
+  sleep 60 &
+  wait
+fi
+echo "done $SLUICE_ATTEMPT" >> "$1"
+'''
+
+# Outlasts the Redis outage of its test, then ends.
+PATIENT = r'''
+echo "start $SLUICE_ATTEMPT" >> "$1"
+trap 'echo "term $SLUICE_ATTEMPT" >> "$1"; exit 143' TERM
+sleep 5 &
+wait
+echo "done $SLUICE_ATTEMPT" >> "$1"
+'''
+
+
+def fence_pipelines(repo, root):
+    marks = os.path.join(root, "marks")
+
+    def p(name, script):
+        return pipeline(name, "sluice-fence/" + name, checkout=repo.url, stages={
+            "build": {"run": ["sh", "-c", script, "sh", marks], "checkout": False,
+                      "timeout": "2m"}})
+    return {"fenced.yaml": p("fenced", FENCED), "patient.yaml": p("patient", PATIENT)}
+
+
+@pytest.fixture
+def fstack():
+    for s in started_stack("sluice-fence-", fence_pipelines, stack_class=DurableRedisStack,
+                           workers=(("build", 1),),
+                           extra_settings={"worker": {"lease": "%ds" % LEASE_S},
+                                           "agent": {"scheduler_interval": "100ms"},
+                                           "redis": {"timeout": "1s"}}):
+        s.marks = os.path.join(s.root, "marks")
+        yield s
+
+
+def marks(stack):
+    try:
+        with open(stack.marks) as f:
+            return f.read().split("\n")[:-1]
+    except FileNotFoundError:
+        return []
+
+
+def start_run(stack, name):
+    status, body = stack.post_hook("push", stack.push_payload("sluice-fence/" + name))
+    assert status == 202 and len(body.get("runs", [])) == 1, (status, body)
+    return body["runs"][0]
+
+
+def worker_log(stack):
+    worker = next(p for p in stack.procs if p.name == "worker-1")
+    with open(worker.log, errors="replace") as f:
+        return f.read()
+
+
+def test_a_stage_whose_lease_cannot_be_renewed_is_stopped_while_redis_is_away(fstack):
+    s = fstack
+    run_id = start_run(s, "fenced")
+    wait_for("the first attempt to start", lambda: marks(s) == ["start 1"], 20, [s.agent])
+    os.kill(s.redis.popen.pid, signal.SIGKILL)
+    s.redis.popen.wait()
+    s.procs.remove(s.redis)
+    # Nothing can tell the worker its lease is gone: it stops the stage on
+    # its own, with Redis still away.
+    wait_for("the stage stopped with Redis away", lambda: "term 1" in marks(s), 3 * LEASE_S)
+    assert marks(s) == ["start 1", "term 1"]
+    assert "lease not renewed in time; stopping the stage" in worker_log(s)
+    s.start_redis()
+
+    run = s.wait_run(run_id, timeout=30)
+    build = run["stages"]["build"]
+    assert run["status"] == "succeeded", run
+    assert [(a["attempt"], a["status"]) for a in build["attempts"]] == [
+        (1, "lost"), (2, "succeeded")], build
+    # The second attempt started after the first had stopped.
+    assert marks(s) == ["start 1", "term 1", "start 2", "done 2"]
+
+
+def test_a_stage_keeps_its_lease_through_a_redis_pause_shorter_than_it(fstack):
+    s = fstack
+    run_id = start_run(s, "patient")
+    wait_for("the stage to start", lambda: marks(s) == ["start 1"], 20, [s.agent])
+    os.kill(s.redis.popen.pid, signal.SIGSTOP)
+    try:
+        time.sleep(0.5)
+    finally:
+        os.kill(s.redis.popen.pid, signal.SIGCONT)
+
+    run = s.wait_run(run_id, timeout=30)
+    build = run["stages"]["build"]
+    assert run["status"] == "succeeded", run
+    assert [(a["attempt"], a["status"]) for a in build["attempts"]] == [
+        (1, "succeeded")], build
+    assert marks(s) == ["start 1", "done 1"]
+    assert "lease not renewed in time" not in worker_log(s)
