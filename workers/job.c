@@ -33,6 +33,7 @@
 #include "lib/strv.h"
 #include "lib/utf8.h"
 #include "queue/defcache.h"
+#include "workers/rollout_saves.h"
 #include "workers/stage_env.h"
 #include "workers/stage_log.h"
 #include "workers/stage_outputs.h"
@@ -62,7 +63,10 @@ struct job {
 	struct process *proc;
 	struct http *http;
 	struct rollout *rollout;
-	char command[32];	/* the operator's command acted on, to take off the stage */
+	struct rollout_saves *saves; /* its saves, in order (rollout_saves.h) */
+	char *park_state;	     /* a park waiting for the saves: the state, */
+	int64_t park_until;	     /* and the end of its timed pause (or 0) */
+	char command[32];	     /* the operator's command acted on, to take off the stage */
 	char *rollout_end;	/* the rollout's state as it ended, recorded with the outcome */
 	char output_path[1200]; /* $SLUICE_OUTPUT */
 	char *outputs;		/* what the stage wrote there, as a JSON object */
@@ -148,6 +152,8 @@ static void job_free(struct job *j)
 		j->command_query->job = NULL;
 	workspace_release(j->run_dir);
 	rollout_free(j->rollout);
+	rollout_saves_free(j->saves);
+	free(j->park_state);
 	free(j->outputs);
 	free(j->rollout_end);
 	json_decref(j->runinfo);
@@ -322,10 +328,35 @@ static char *result_value(const struct job *j, const char *status)
 	return value;
 }
 
+/* Whether the job's last script (finish, park, hand-back) waits for the
+ * rollout's saves still on their way: it would fence them off. then(j)
+ * follows once they are answered. The outcome waits even while Redis is
+ * away, as it is retried until Redis takes it; a park or a hand-back goes
+ * at once then (even_offline 0): it fails too, the lease runs out and the
+ * next attempt carries on from the last save that landed, and a worker
+ * told to stop is not held up by Redis. */
+static int saves_first(struct job *j, void (*then)(void *), int even_offline)
+{
+	if (!j->saves || (!even_offline && !redis_connected(j->w->redis)))
+		return 0;
+	return rollout_saves_wait(j->saves, then, j);
+}
+
+static void record_after_saves(void *arg)
+{
+	record(arg);
+}
+
 static void record(struct job *j)
 {
 	struct worker *w = j->w;
 	char topic[256], attempt[16], now[32];
+	/* finish.lua would fence off the saves still on their way. */
+	if (saves_first(j, record_after_saves, 1)) {
+		log_info("outcome waits for the rollout's saves", LOG_S("run", j->run),
+			 LOG_S("stage", j->stage), LOG_S("status", j->status));
+		return;
+	}
 	snprintf(topic, sizeof(topic), "%sresults", w->settings.topic_prefix);
 	snprintf(attempt, sizeof(attempt), "%d", j->attempt);
 	snprintf(now, sizeof(now), "%lld", (long long)clock_now_ms());
@@ -437,9 +468,19 @@ static void on_handed_back(struct redis *r, redisReply *reply, const char *err, 
 /* The stage goes back with the job of attempt + 1: a late result of this
  * attempt is fenced off, as for a lost one. In a cancelled run a deployment
  * may end here instead, with the result "cancelled" (handback.lua). */
+static void hand_back(struct job *j);
+
+static void hand_back_after_saves(void *arg)
+{
+	hand_back(arg);
+}
+
 static void hand_back(struct job *j)
 {
 	struct worker *w = j->w;
+	/* The next attempt carries on from the last save. */
+	if (saves_first(j, hand_back_after_saves, 0))
+		return;
 	stop_ticking(j);
 	log_end(j);
 	const char *kind = json_string_value(
@@ -906,22 +947,22 @@ static char *rollout_text(const struct job *j, const json_t *v)
 }
 
 /* A rollout's state goes to the stage (rollout_save.lua), with its event
- * and the command it acted on; fenced off when the attempt is not ours. */
+ * and the command it acted on, after the saves before it, even if Redis is
+ * away meanwhile (rollout_saves.h); fenced off when the attempt is not
+ * ours. */
 static void save_rollout(struct job *j, const json_t *state, const json_t *event)
 {
-	struct worker *w = j->w;
-	char attempt[16];
 	char *text = rollout_text(j, state);
 	char *data = event ? rollout_text(j, json_object_get(event, "data")) : NULL;
 	const char *type = event ? json_string_value(json_object_get(event, "type")) : NULL;
 
-	snprintf(attempt, sizeof(attempt), "%d", j->attempt);
-	const char *argv[] = {
-	    w->settings.key_prefix, j->run,	      j->stage,		attempt,   w->token,
-	    text ? text : "{}",	    type ? type : "", data ? data : "", j->command};
-	redis_script_run(w->redis, w->scripts.rollout_save, NULL, NULL, 0, 9, argv, NULL);
+	if (!j->saves)
+		j->saves = rollout_saves_new(j->w, j->run, j->stage, j->attempt);
+	if (!j->saves || !text || (event && !data) ||
+	    rollout_saves_add(j->saves, text, type, data, j->command) < 0)
+		log_warn("rollout state not saved: out of memory", LOG_S("run", j->run),
+			 LOG_S("stage", j->stage));
 	j->command[0] = '\0';
-	outbox_kick(w->outbox);
 	free(text);
 	free(data);
 }
@@ -968,36 +1009,52 @@ static void on_parked(struct redis *r, redisReply *reply, const char *err, void 
 	job_left(arg, "deployment parked", reply, err);
 }
 
-static void on_rollout_park(const json_t *state, int64_t until_ms, void *arg)
+static void park(struct job *j);
+
+static void park_after_saves(void *arg)
 {
-	struct job *j = arg;
+	park(arg);
+}
+
+/* park.lua, with the state the rollout parked in (j->park_state). */
+static void park(struct job *j)
+{
 	struct worker *w = j->w;
 	char attempt[16], until[32], now[32];
-	char *text = rollout_text(j, state);
-	json_t *job = jobs_prepare(&w->settings, j->run, j->stage, "deploy", j->attempt);
 
-	log_end(j);
-	stop_ticking(j);
+	if (saves_first(j, park_after_saves, 0))
+		return;
+	json_t *job = jobs_prepare(&w->settings, j->run, j->stage, "deploy", j->attempt);
 	snprintf(attempt, sizeof(attempt), "%d", j->attempt);
-	snprintf(until, sizeof(until), "%lld", (long long)until_ms);
+	snprintf(until, sizeof(until), "%lld", (long long)j->park_until);
 	snprintf(now, sizeof(now), "%lld", (long long)clock_now_ms());
 	const char *argv[] = {w->settings.key_prefix,
 			      j->run,
 			      j->stage,
 			      attempt,
 			      w->token,
-			      text ? text : "{}",
+			      j->park_state ? j->park_state : "{}",
 			      until,
 			      now,
 			      job ? json_string_value(json_object_get(job, "topic")) : "",
 			      job ? json_string_value(json_object_get(job, "value")) : ""};
-	rollout_over(j);
-	if (!text || !job ||
+	if (!j->park_state || !job ||
 	    redis_script_run(w->redis, w->scripts.park, on_parked, j, 0, 10, argv, NULL) < 0)
 		on_parked(w->redis, NULL, "not parked: the lease runs out and the stage is retried",
 			  j);
 	json_decref(job);
-	free(text);
+}
+
+static void on_rollout_park(const json_t *state, int64_t until_ms, void *arg)
+{
+	struct job *j = arg;
+
+	j->park_state = rollout_text(j, state);
+	j->park_until = until_ms;
+	log_end(j);
+	stop_ticking(j);
+	rollout_over(j);
+	park(j);
 }
 
 /* The state the rollout ended in goes with the outcome (finish.lua), not

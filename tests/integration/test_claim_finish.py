@@ -8,6 +8,7 @@ the outputs of every stage in it. A worker that claims again an attempt it
 claimed already (the reply was lost) is answered "claimed" again. The
 stage.finished event carries the stage's retry policy whether the worker
 sends it (ARGV[14]) or finish.lua reads it from the definition.
+rollout_save.lua makes each numbered save of a deployment attempt once.
 """
 
 import json
@@ -158,3 +159,47 @@ def test_a_finish_sent_again_is_answered_recorded_and_changes_nothing(stack):
                        "failed", "3", "", "", 2000, "results", "{}", "")
         assert other == b"fenced"
 
+
+
+def save(r, P, attempt, seq, step, saver="1"):
+    state = json.dumps({"step": step})
+    data = json.dumps({"step": step, "status": "active"})
+    return r.call("EVAL", lua_script("rollout_save"), 0, P, "r1", "deploy@prod", attempt, TOKEN,
+                  state, "deploy.step", data, "", saver, seq)
+
+
+def step_events(r, P):
+    return [(json.loads(value)["data"]["attempt"], json.loads(value)["data"]["step"])
+            for _, value in outbox_messages(r, P, "outbox:events")
+            if json.loads(value)["type"] == "dev.sluice.deploy.step"]
+
+
+def test_a_rollout_save_sent_again_changes_nothing(stack):
+    """rollout_save.lua takes each numbered save of a run of a deployment
+    attempt once: one the worker sends again (its answer lost) is answered
+    "saved" and neither writes the state nor publishes its event again. The
+    attempt run again after a pause, or the next attempt, numbers its own
+    saves from 1; a save of an attempt that is not current is fenced off."""
+    with Redis(stack.redis_port) as r:
+        P = "t-save:"
+        skey = P + "run:r1:stage:deploy@prod"
+        r.call("HSET", P + "run:r1", "id", "r1", "status", "running")
+        r.call("HSET", skey, "status", "running", "attempt", 1, "worker", TOKEN)
+        assert save(r, P, 1, 1, 0) == b"saved"
+        assert save(r, P, 1, 2, 1) == b"saved"
+        # The first sent again, then the second: both made already.
+        assert save(r, P, 1, 1, 0) == b"saved"
+        assert save(r, P, 1, 2, 1) == b"saved"
+        assert json.loads(r.call("HGET", skey, "rollout")) == {"step": 1}
+        assert step_events(r, P) == [(1, 0), (1, 1)]
+
+        # The attempt parked, then taken up again by the same worker.
+        assert save(r, P, 1, 1, 2, saver="2") == b"saved"
+        assert json.loads(r.call("HGET", skey, "rollout")) == {"step": 2}
+        assert step_events(r, P) == [(1, 0), (1, 1), (1, 2)]
+
+        r.call("HSET", skey, "attempt", 2)
+        assert save(r, P, 1, 2, 3, saver="2") == b"fenced"
+        assert save(r, P, 2, 1, 5, saver="3") == b"saved"
+        assert json.loads(r.call("HGET", skey, "rollout")) == {"step": 5}
+        assert step_events(r, P) == [(1, 0), (1, 1), (1, 2), (2, 5)]

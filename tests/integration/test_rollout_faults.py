@@ -20,6 +20,7 @@ import pytest
 
 from conftest import pipeline, started_stack, wait_for
 from harness import DurableRedisStack
+from kafkawire import envelopes
 from resp import Redis
 
 P = "sluice:"
@@ -199,7 +200,8 @@ def test_a_rollout_that_ends_while_redis_is_away_is_recorded_as_it_ended(faults)
     os.unlink(os.path.join(s.ctrl, "hold-scale_down--"))
     wait_for("the scale-down done", lambda: ("scale_down", "canary", "-", "e1") in actions(s), 10)
     wait_for("the outcome waiting for Redis",
-             lambda: "outcome not recorded yet" in open(worker.log, errors="replace").read(), 10)
+             lambda: "outcome waits for the rollout's saves" in open(
+                 worker.log, errors="replace").read(), 10)
     s.start_redis()
     run = s.wait_run(run_id, timeout=20)
     assert run["status"] == "succeeded", json.dumps(run, indent=2)
@@ -209,6 +211,35 @@ def test_a_rollout_that_ends_while_redis_is_away_is_recorded_as_it_ended(faults)
     assert st["weights"] == {"stable": 100, "canary": 0}, st
     assert [a[0] for a in actions(s)] == ["apply", "verify", "set_weight", "set_weight",
                                           "promote", "verify", "set_weight", "scale_down"]
+
+
+def test_the_saves_of_a_rollout_while_redis_is_away_land_in_order_once_it_is_back(faults):
+    """The steps a canary goes through while Redis is away (within its
+    lease) are saved once Redis is back, in order: each step published
+    active, then done, once each, before the stage's outcome."""
+    s = faults
+    run_id, worker = redis_killed_in(s, "g1", "hold-set_weight-50", "setWeight 50")
+    os.unlink(os.path.join(s.ctrl, "hold-set_weight-50"))
+    wait_for("the outcome waiting for Redis",
+             lambda: "outcome waits for the rollout's saves" in open(
+                 worker.log, errors="replace").read(), 10)
+    assert ("scale_down", "canary", "-", "g1") in actions(s)
+    s.start_redis()
+    run = s.wait_run(run_id, timeout=20)
+    assert run["status"] == "succeeded", json.dumps(run, indent=2)
+    steps = run["stages"][STAGE]["rollout"]["steps"]
+
+    def published():
+        got = [e for e in envelopes(s.brokers, "sluice.events") if e["data"].get("run") == run_id]
+        return got if any(e["type"] == "dev.sluice.run.finished" for e in got) else None
+    events = wait_for("the run's events", published, 10)
+    told = [(e["data"]["step"], e["data"]["status"]) for e in events
+            if e["type"] == "dev.sluice.deploy.step"]
+    assert told == [(i, status) for i in range(len(steps)) for status in ("active", "done")], told
+    last_step = max(i for i, e in enumerate(events) if e["type"] == "dev.sluice.deploy.step")
+    finished = next(i for i, e in enumerate(events) if e["type"] == "dev.sluice.stage.finished"
+                    and e["data"].get("stage") == STAGE)
+    assert last_step < finished
 
 
 def test_a_rollout_whose_lease_cannot_be_renewed_stops_and_resumes_on_the_next_attempt(faults):
