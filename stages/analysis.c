@@ -41,6 +41,7 @@ struct analysis {
 	int decided;
 	struct analysis_result result;
 	analysis_done_cb done;
+	void (*measured)(void *arg);
 	void *arg;
 };
 
@@ -353,7 +354,14 @@ static void on_measured(const struct metric_sample *s, void *arg)
 		break;
 	}
 	record(a, s->failed ? NULL : s->values, s->failed ? 0 : s->n, v, by, why);
+	if (a->measured)
+		a->measured(a->arg);
 	carry_on(a, why);
+}
+
+void analysis_on_measured(struct analysis *a, void (*measured)(void *arg))
+{
+	a->measured = measured;
 }
 
 /* --- starting ----------------------------------------------------------- */

@@ -115,6 +115,10 @@ struct analysis *analysis_start(struct event_base *base, const json_t *spec,
 struct analysis *analysis_resume(struct event_base *base, const json_t *spec, const json_t *from,
 				 const struct analysis_provider *provider, analysis_done_cb done,
 				 void *arg, char *err, size_t errlen);
+/* measured(arg), arg the one of done, after each measurement is recorded
+ * in its progress and before the analysis goes on with it (it may decide
+ * then): the progress to save, so that a next start carries on from it. */
+void analysis_on_measured(struct analysis *a, void (*measured)(void *arg));
 /* Ends it now with the verdict of the measurements taken so far (a
  * measurement in flight is dropped); done follows from the loop. */
 void analysis_stop(struct analysis *a);

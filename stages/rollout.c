@@ -25,9 +25,8 @@
 #include "stages/checklist.h"
 #include "stages/provider.h"
 
-#define VERIFY_RETRY_MS	 1000
-#define PROGRESS_SAVE_MS 1000
-#define MESSAGE_MAX	 1024
+#define VERIFY_RETRY_MS 1000
+#define MESSAGE_MAX	1024
 
 struct rollout {
 	struct event_base *base;
@@ -47,7 +46,6 @@ struct rollout {
 	struct analysis *background; /* the canary's background analysis */
 	struct provider *busy;	     /* the provider with an action in flight */
 	struct event *timer;	     /* pause, verify retry */
-	struct event *progress;	     /* saves analyses' progress */
 	struct event *kick;	     /* the next step, from the loop */
 	json_t *abort_plan;	     /* the abort procedure, once begun */
 	size_t abort_at;
@@ -401,8 +399,6 @@ static void end(struct rollout *r, const char *status, const char *message)
 									   : "Degraded";
 	stop_inflight(r);
 	stop_background(r);
-	if (r->progress)
-		evtimer_del(r->progress);
 	r->ended = 1;
 	set_phase(r, phase);
 	json_object_del(r->state, "paused_until");
@@ -441,6 +437,8 @@ static json_t *analysis_entry(struct rollout *r, const char *label)
 	return e;
 }
 
+static void on_measured(void *arg);
+
 /* Starts the analysis of label, or carries it on where it was when the
  * worker that ran it before stopped (died, or handed it back): its entry
  * without a verdict is an analysis that was measuring then, since one that
@@ -463,7 +461,10 @@ static struct analysis *analysis_begin(struct rollout *r, const char *label, con
 		      (long long)json_integer_value(json_object_get(saved, "failed")),
 		      (long long)json_integer_value(json_object_get(saved, "inconclusive")),
 		      (long long)json_integer_value(json_object_get(saved, "errors")));
-	return analysis_resume(r->base, spec, saved, NULL, done, r, err, errlen);
+	struct analysis *a = analysis_resume(r->base, spec, saved, NULL, done, r, err, errlen);
+	if (a)
+		analysis_on_measured(a, on_measured);
+	return a;
 }
 
 static void analysis_record(struct rollout *r, const char *label, const json_t *result)
@@ -474,30 +475,18 @@ static void analysis_record(struct rollout *r, const char *label, const json_t *
 	json_object_set_new(e, "name", json_string(label));
 }
 
-static void on_progress(evutil_socket_t fd, short what, void *arg)
+/* After each measurement of an analysis: the progress of those running is
+ * saved, so that a worker that takes the rollout up after this one died
+ * carries them on from there (analysis_begin). */
+static void on_measured(void *arg)
 {
 	struct rollout *r = arg;
-	json_t *step = current(r);
-	struct timeval tv = {PROGRESS_SAVE_MS / 1000, 0};
-	(void)fd;
-	(void)what;
 
 	if (r->analysis)
-		analysis_record(r, str(step, "label"), analysis_progress(r->analysis));
+		analysis_record(r, str(current(r), "label"), analysis_progress(r->analysis));
 	if (r->background)
 		analysis_record(r, "background", analysis_progress(r->background));
-	if (r->analysis || r->background) {
-		save(r, NULL, NULL);
-		evtimer_add(r->progress, &tv);
-	}
-}
-
-static void progress_start(struct rollout *r)
-{
-	struct timeval tv = {PROGRESS_SAVE_MS / 1000, 0};
-
-	if (r->progress && !evtimer_pending(r->progress, NULL))
-		evtimer_add(r->progress, &tv);
+	save(r, NULL, NULL);
 }
 
 static void verdict_message(char *out, size_t len, const char *label,
@@ -567,7 +556,6 @@ static void background_check(struct rollout *r)
 		return;
 	}
 	logf_(r, "background analysis started");
-	progress_start(r);
 }
 
 /* --- running a step ------------------------------------------------------ */
@@ -944,8 +932,6 @@ static void step_run(struct rollout *r)
 		r->analysis = analysis_begin(r, str(step, "label"), json_object_get(step, "spec"),
 					     on_step_analysis, err, sizeof(err));
 		rc = r->analysis ? 0 : -1;
-		if (r->analysis)
-			progress_start(r);
 	} else {
 		snprintf(err, sizeof(err), "unknown step kind \"%s\"", kind);
 		rc = -1;
@@ -1265,8 +1251,6 @@ void rollout_free(struct rollout *r)
 	provider_free(r->traffic);
 	if (r->timer)
 		event_free(r->timer);
-	if (r->progress)
-		event_free(r->progress);
 	if (r->kick)
 		event_free(r->kick);
 	json_decref(r->abort_plan);
@@ -1319,9 +1303,8 @@ struct rollout *rollout_start(struct event_base *base, const struct rollout_para
 	r->image = strdup(p->image ? p->image : "");
 	r->rollback_image = p->rollback ? strdup(p->rollback) : NULL;
 	r->timer = evtimer_new(base, on_timer, r);
-	r->progress = evtimer_new(base, on_progress, r);
 	r->kick = event_new(base, -1, 0, on_kick, r);
-	if (!r->vars || !r->image || !r->timer || !r->progress || !r->kick) {
+	if (!r->vars || !r->image || !r->timer || !r->kick) {
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}

@@ -8,7 +8,7 @@
  * stopped anywhere resumes at its current step on another worker: a step is
  * carried out again from its start, and every step is idempotent (a weight
  * is set, not added), but for an analysis, which carries on from the
- * progress saved each second while it measures (analysis_resume). A pause
+ * progress saved after each measurement (analysis_resume). A pause
  * holds no worker: unless a background analysis is measuring through it,
  * the rollout asks its caller to park it (the park callback) and ends; the
  * caller starts it again with the saved state when the pause is over or an

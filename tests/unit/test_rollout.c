@@ -27,6 +27,7 @@ struct seen {
 	json_t *saved; /* at the last save */
 	json_t *steps; /* the data of every deploy.step event */
 	int parks;
+	int saves;
 };
 
 static void on_line(int output, const char *line, size_t len, void *arg)
@@ -44,6 +45,7 @@ static void on_save(const json_t *state, const json_t *event, void *arg)
 
 	json_decref(s->saved);
 	s->saved = json_deep_copy(state);
+	s->saves++;
 	if (type && !strcmp(type, "deploy.step"))
 		json_array_append(s->steps, json_object_get(event, "data"));
 }
@@ -845,6 +847,41 @@ static void a_background_analysis_carries_on_from_its_saved_measurements(void **
 	fixture_free(f);
 }
 
+/* An analysis's progress is saved as each measurement is recorded, and
+ * not in between: with a minute between measurements, nothing is saved
+ * for the seconds after the first. */
+static void an_analysis_is_saved_at_each_measurement_and_not_in_between(void **state)
+{
+	struct fixture *f = fixture_new(
+	    "[{\"set_weight\": 20}, {\"pause\": \"manual\"}, {\"set_weight\": 100}]", "");
+	json_t *bg;
+	const json_t *a = NULL;
+	struct apistub prom;
+	struct rollout *r;
+	int saves = -1;
+	(void)state;
+
+	measure_in_background(f, &prom, "0.01", 0);
+	bg = json_object_get(json_object_get(f->spec, "strategy"), "background");
+	json_object_set_new(bg, "count", json_integer(3));
+	json_object_set_new(bg, "interval_ms", json_integer(60000));
+	r = start(f, NULL);
+	for (int i = 0; i < 200 && saves < 0; i++) {
+		run_for(f->seen.base, 20);
+		a = analysis_of(f->seen.saved, "background");
+		if (json_array_size(json_object_get(a, "measurements")) == 1)
+			saves = f->seen.saves;
+	}
+	assert_true(saves > 0);
+	assert_int_equal(prom.nreq, 1);
+	run_for(f->seen.base, 2500);
+	assert_int_equal(f->seen.saves, saves);
+	assert_int_equal(prom.nreq, 1);
+	rollout_free(r);
+	apistub_stop(&prom);
+	fixture_free(f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -865,6 +902,7 @@ int main(void)
 	    cmocka_unit_test(weights_stay_where_an_abort_failed_to_move_the_traffic),
 	    cmocka_unit_test(an_inconclusive_background_analysis_waits_before_the_promotion),
 	    cmocka_unit_test(a_background_analysis_carries_on_from_its_saved_measurements),
+	    cmocka_unit_test(an_analysis_is_saved_at_each_measurement_and_not_in_between),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
