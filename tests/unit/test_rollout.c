@@ -790,6 +790,32 @@ static const json_t *analysis_of(const json_t *state, const char *name)
 	return NULL;
 }
 
+/* A canary paused for a person while a background analysis of count and
+ * interval_ms measures it, run until its first measurement is saved. */
+static struct rollout *first_measurement_saved(struct fixture *f, struct apistub *prom, int count,
+					       int interval_ms)
+{
+	json_t *bg;
+	struct rollout *r;
+
+	measure_in_background(f, prom, "0.01", 0);
+	bg = json_object_get(json_object_get(f->spec, "strategy"), "background");
+	json_object_set_new(bg, "count", json_integer(count));
+	json_object_set_new(bg, "interval_ms", json_integer(interval_ms));
+	r = start(f, NULL);
+	for (int i = 0; i < 200; i++) {
+		run_for(f->seen.base, 20);
+		const json_t *a = analysis_of(f->seen.saved, "background");
+		if (json_array_size(json_object_get(a, "measurements")) == 1)
+			break;
+	}
+	assert_int_equal(json_array_size(json_object_get(analysis_of(f->seen.saved, "background"),
+							 "measurements")),
+			 1);
+	assert_int_equal(prom->nreq, 1);
+	return r;
+}
+
 /* A background analysis whose worker stops while it measures (the rollout
  * freed, the state it saved last taken up by another) carries on from what
  * it saved: the measurement before is still there, and its count of two
@@ -798,25 +824,14 @@ static void a_background_analysis_carries_on_from_its_saved_measurements(void **
 {
 	struct fixture *f = fixture_new(
 	    "[{\"set_weight\": 20}, {\"pause\": \"manual\"}, {\"set_weight\": 100}]", "");
-	json_t *bg, *saved = NULL;
+	json_t *saved;
 	const json_t *a = NULL, *ms;
 	struct apistub prom;
 	struct rollout *r;
 	(void)state;
 
-	measure_in_background(f, &prom, "0.01", 0);
-	bg = json_object_get(json_object_get(f->spec, "strategy"), "background");
-	json_object_set_new(bg, "count", json_integer(2));
-	json_object_set_new(bg, "interval_ms", json_integer(2000));
-	r = start(f, NULL);
-	for (int i = 0; i < 200 && !saved; i++) {
-		run_for(f->seen.base, 20);
-		a = analysis_of(f->seen.saved, "background");
-		if (json_array_size(json_object_get(a, "measurements")) == 1)
-			saved = json_deep_copy(f->seen.saved);
-	}
-	assert_non_null(saved);
-	assert_int_equal(prom.nreq, 1);
+	r = first_measurement_saved(f, &prom, 2, 2000);
+	saved = json_deep_copy(f->seen.saved);
 	rollout_free(r);
 	r = start(f, saved);
 	for (int i = 0; i < 200; i++) {
@@ -854,26 +869,13 @@ static void an_analysis_is_saved_at_each_measurement_and_not_in_between(void **s
 {
 	struct fixture *f = fixture_new(
 	    "[{\"set_weight\": 20}, {\"pause\": \"manual\"}, {\"set_weight\": 100}]", "");
-	json_t *bg;
-	const json_t *a = NULL;
 	struct apistub prom;
 	struct rollout *r;
-	int saves = -1;
+	int saves;
 	(void)state;
 
-	measure_in_background(f, &prom, "0.01", 0);
-	bg = json_object_get(json_object_get(f->spec, "strategy"), "background");
-	json_object_set_new(bg, "count", json_integer(3));
-	json_object_set_new(bg, "interval_ms", json_integer(60000));
-	r = start(f, NULL);
-	for (int i = 0; i < 200 && saves < 0; i++) {
-		run_for(f->seen.base, 20);
-		a = analysis_of(f->seen.saved, "background");
-		if (json_array_size(json_object_get(a, "measurements")) == 1)
-			saves = f->seen.saves;
-	}
-	assert_true(saves > 0);
-	assert_int_equal(prom.nreq, 1);
+	r = first_measurement_saved(f, &prom, 3, 60000);
+	saves = f->seen.saves;
 	run_for(f->seen.base, 2500);
 	assert_int_equal(f->seen.saves, saves);
 	assert_int_equal(prom.nreq, 1);
