@@ -65,6 +65,7 @@ struct process {
 	process_exit_cb on_exit;
 	void *arg;
 	int kill_grace_ms;
+	int64_t kill_at_ms; /* monotonic: the SIGKILL, while in grace */
 	int64_t started_ms;
 	int64_t duration_ms;
 	enum stop_reason stop;
@@ -494,6 +495,7 @@ static void begin_stop(struct process *p, enum stop_reason why)
 		return;
 	p->stop = why;
 	p->in_grace = 1;
+	p->kill_at_ms = clock_mono_ms() + p->kill_grace_ms;
 	signal_group(p, SIGTERM);
 	evtimer_add(p->kill_timer, &tv);
 }
@@ -878,9 +880,20 @@ void process_cancel(struct process *p)
 
 void process_cancel_within(struct process *p, int grace_ms)
 {
-	if (p == NULL || p->finished)
+	if (p == NULL || p->finished || grace_ms < 0)
 		return;
-	if (p->stop == STOP_NONE && grace_ms >= 0 && grace_ms < p->kill_grace_ms)
+	if (p->in_grace && !p->reaped) {
+		/* Stopping already (a timeout, a cancel): its SIGKILL comes
+		 * no later than grace_ms from now. */
+		int64_t at = clock_mono_ms() + grace_ms;
+		if (at < p->kill_at_ms) {
+			struct timeval tv = {grace_ms / 1000, (grace_ms % 1000) * 1000};
+			p->kill_at_ms = at;
+			evtimer_add(p->kill_timer, &tv);
+		}
+		return;
+	}
+	if (p->stop == STOP_NONE && grace_ms < p->kill_grace_ms)
 		p->kill_grace_ms = grace_ms;
 	begin_stop(p, STOP_CANCEL);
 }

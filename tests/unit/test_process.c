@@ -360,6 +360,14 @@ static void test_timeout_sends_sigterm(void **state)
 	free_run(&r);
 }
 
+/* The child ignored SIGTERM and was killed after at least min_ms. */
+static void assert_killed_after(const struct run *r, enum process_outcome outcome, int min_ms)
+{
+	assert_int_equal(r->res.outcome, outcome);
+	assert_int_equal(r->res.term_signal, SIGKILL);
+	assert_true(r->elapsed_ms >= min_ms);
+}
+
 static void test_child_ignoring_sigterm_is_killed_after_grace(void **state)
 {
 	(void)state;
@@ -368,9 +376,7 @@ static void test_child_ignoring_sigterm_is_killed_after_grace(void **state)
 	struct process_spec spec = {
 	    .argv = argv, .envp = default_env, .timeout_ms = 200, .kill_grace_ms = 300};
 	run_spec(&spec, &r);
-	assert_int_equal(r.res.outcome, PROCESS_TIMED_OUT);
-	assert_int_equal(r.res.term_signal, SIGKILL);
-	assert_true(r.elapsed_ms >= 490);
+	assert_killed_after(&r, PROCESS_TIMED_OUT, 490);
 	assert_true(r.elapsed_ms < 2000);
 	free_run(&r);
 }
@@ -430,9 +436,23 @@ static void test_cancel_within_kills_after_the_shorter_grace(void **state)
 	const char *argv[] = {"sh", "-c", "trap '' TERM; sleep 30", NULL};
 	struct process_spec spec = {.argv = argv, .envp = default_env, .kill_grace_ms = 60000};
 	run_stopped(&spec, on_cancel_within_timer, 200, &r);
-	assert_int_equal(r.res.outcome, PROCESS_CANCELLED);
-	assert_int_equal(r.res.term_signal, SIGKILL);
-	assert_true(r.elapsed_ms >= 490);
+	assert_killed_after(&r, PROCESS_CANCELLED, 490);
+	assert_int_equal(process_running(), 0);
+	free_run(&r);
+}
+
+/* A stop under way (a timeout in its grace) is brought forward by a stop
+ * with a deadline: SIGKILL after the grace given, not the spec's minute;
+ * the outcome stays the timeout's. */
+static void test_cancel_within_shortens_a_stop_under_way(void **state)
+{
+	(void)state;
+	struct run r;
+	const char *argv[] = {"sh", "-c", "trap '' TERM; sleep 30", NULL};
+	struct process_spec spec = {
+	    .argv = argv, .envp = default_env, .timeout_ms = 200, .kill_grace_ms = 60000};
+	run_stopped(&spec, on_cancel_within_timer, 400, &r);
+	assert_killed_after(&r, PROCESS_TIMED_OUT, 690);
 	assert_int_equal(process_running(), 0);
 	free_run(&r);
 }
@@ -845,6 +865,8 @@ int main(void)
 					    setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_cancel_is_reported_as_cancelled, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_cancel_within_kills_after_the_shorter_grace, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_cancel_within_shortens_a_stop_under_way, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_cancel_after_the_child_exited_keeps_its_exit,
 					    setup, teardown),
