@@ -437,7 +437,7 @@ static json_t *analysis_entry(struct rollout *r, const char *label)
 	return e;
 }
 
-static void on_measured(void *arg);
+static void save_analyses(void *arg);
 
 /* Starts the analysis of label, or carries it on where it was when the
  * worker that ran it before stopped (died, or handed it back): its entry
@@ -463,7 +463,7 @@ static struct analysis *analysis_begin(struct rollout *r, const char *label, con
 		      (long long)json_integer_value(json_object_get(saved, "errors")));
 	struct analysis *a = analysis_resume(r->base, spec, saved, NULL, done, r, err, errlen);
 	if (a)
-		analysis_on_measured(a, on_measured);
+		analysis_on_measured(a, save_analyses);
 	return a;
 }
 
@@ -475,10 +475,11 @@ static void analysis_record(struct rollout *r, const char *label, const json_t *
 	json_object_set_new(e, "name", json_string(label));
 }
 
-/* After each measurement of an analysis: the progress of those running is
- * saved, so that a worker that takes the rollout up after this one died
- * carries them on from there (analysis_begin). */
-static void on_measured(void *arg)
+/* As an analysis starts and after each of its measurements: the progress
+ * of those running is saved, so that a worker that takes the rollout up
+ * after this one died carries them on from there (analysis_begin), its
+ * initialDelay counted from its start. */
+static void save_analyses(void *arg)
 {
 	struct rollout *r = arg;
 
@@ -556,6 +557,7 @@ static void background_check(struct rollout *r)
 		return;
 	}
 	logf_(r, "background analysis started");
+	save_analyses(r);
 }
 
 /* --- running a step ------------------------------------------------------ */
@@ -932,6 +934,8 @@ static void step_run(struct rollout *r)
 		r->analysis = analysis_begin(r, str(step, "label"), json_object_get(step, "spec"),
 					     on_step_analysis, err, sizeof(err));
 		rc = r->analysis ? 0 : -1;
+		if (r->analysis)
+			save_analyses(r);
 	} else {
 		snprintf(err, sizeof(err), "unknown step kind \"%s\"", kind);
 		rc = -1;
