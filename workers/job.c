@@ -3,14 +3,15 @@
  *   claim.lua (lease + running) → offset stored → checkout → command →
  *   finish.lua (outcome + result message, lease released)
  *
- * While the job runs its lease is renewed every lease/3; if the lease is
- * lost (this worker was presumed dead), the command is cancelled and the
- * outcome is not recorded: another attempt owns the stage now. A lease
- * this worker cannot renew (Redis away) counts as lost before it can end:
- * the command is stopped by then, so that the attempt queued once Redis is
- * back never runs beside it (the fence, lease_fence_ms). Recording
- * the outcome is retried with back-off until Redis takes it, so a finished
- * stage is never forgotten.
+ * While the job runs its lease is renewed every lease/3 (a renewal Redis
+ * did not take is tried again within a second); if the lease is lost (this
+ * worker was presumed dead), the command is cancelled and the outcome is
+ * not recorded: another attempt owns the stage now. A lease this worker
+ * cannot renew (Redis away) counts as lost before it can end: the command
+ * is stopped by then, so that the attempt queued once Redis is back never
+ * runs beside it (the fence, lease_fence_ms). Recording the outcome is
+ * retried with back-off until Redis takes it, so a finished stage is never
+ * forgotten.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -42,6 +43,8 @@
 #include "workers/workspace.h"
 
 #define RECORD_RETRY_MAX_MS 5000
+/* How soon a renewal Redis did not take is tried again (at most lease/3). */
+#define RENEW_RETRY_MS 1000
 /* How often a running job looks whether its run was cancelled. */
 #define CANCEL_POLL_MS 250
 
@@ -339,7 +342,7 @@ static int saves_first(struct job *j, void (*then)(void *), int even_offline)
 {
 	if (!j->saves || (!even_offline && !redis_connected(j->w->redis)))
 		return 0;
-	return rollout_saves_wait(j->saves, then, j);
+	return rollout_saves_wait(j->saves, even_offline, then, j);
 }
 
 static void record_after_saves(void *arg)
@@ -846,24 +849,47 @@ static void fence_arm(struct job *j)
 		evtimer_add(j->fence, &tv);
 }
 
+/* The next renewal in delay_ms; a lease with less than two thirds left
+ * (claimed again after a lost answer) is renewed at once. */
+static void renew_arm(struct job *j, int delay_ms)
+{
+	if (!j->renew)
+		return;
+	if (j->lease_ends_ms - clock_mono_ms() < j->lease_ms - j->lease_ms / 3)
+		delay_ms = 0;
+	struct timeval tv = {delay_ms / 1000, (delay_ms % 1000) * 1000};
+	evtimer_add(j->renew, &tv);
+}
+
+/* After a renewal Redis did not take: again soon, until the fence. */
+static void renew_again(struct job *j, const char *why)
+{
+	int period = j->lease_ms / 3;
+	log_warn("lease not renewed", LOG_S("run", j->run), LOG_S("stage", j->stage),
+		 LOG_S("error", why));
+	worker_metrics_lease_renewal_failed(j->w, 0);
+	renew_arm(j, period < RENEW_RETRY_MS ? period : RENEW_RETRY_MS);
+}
+
 static void on_renewed(struct redis *r, redisReply *reply, const char *err, void *arg)
 {
 	struct job *j = query_reply(arg);
 	(void)r;
 	if (!j || j->phase == JOB_RECORDING || j->lease_lost)
 		return;
-	if (!reply) {
-		/* Redis is away: the lease may still be ours; try again next
-		 * tick, until the fence. */
-		log_warn("lease not renewed", LOG_S("run", j->run), LOG_S("stage", j->stage),
-			 LOG_S("error", err));
-		worker_metrics_lease_renewal_failed(j->w, 0);
+	if (!reply || reply->type != REDIS_REPLY_INTEGER) {
+		/* Redis is away, or refused the script (out of memory): the
+		 * lease may still be ours. */
+		renew_again(j, reply && reply->type == REDIS_REPLY_ERROR ? reply->str
+			       : err					 ? err
+									 : "unexpected reply");
 		return;
 	}
-	if (reply->type == REDIS_REPLY_INTEGER && reply->integer == 1) {
+	if (reply->integer == 1) {
 		/* PEXPIRE ran after the renewal was sent. */
 		j->lease_ends_ms = j->renew_sent_ms + j->lease_ms;
 		fence_arm(j);
+		renew_arm(j, j->lease_ms / 3);
 		return;
 	}
 	log_warn("lease lost; cancelling the stage", LOG_S("run", j->run), LOG_S("stage", j->stage),
@@ -887,8 +913,7 @@ static void on_renew_tick(evutil_socket_t fd, short what, void *arg)
 	snprintf(now, sizeof(now), "%lld", (long long)clock_now_ms());
 	const char *argv[] = {
 	    w->settings.key_prefix, j->run, j->stage, attempt, w->token, lease, now};
-	/* One renewal at a time: one that Redis has not answered yet leaves
-	 * the next tick out, and the fence comes all the same. */
+	/* One renewal at a time; its answer sets the next. */
 	struct status_query *q = query_new(j, &j->renew_query);
 	if (!q)
 		return;
@@ -896,6 +921,7 @@ static void on_renew_tick(evutil_socket_t fd, short what, void *arg)
 	if (redis_script_run(w->redis, w->scripts.lease_renew, on_renewed, q, 0, 7, argv, NULL) <
 	    0) {
 		free(q);
+		renew_again(j, "not sent");
 		return;
 	}
 	j->renew_query = q;
@@ -1325,11 +1351,9 @@ static void begin(struct job *j)
 	d->job = j;
 	workspace_path(&w->settings, j->run, j->stage, d->workspace, sizeof(d->workspace));
 
-	int period = j->lease_ms / 3;
-	struct timeval tv = {period / 1000, (period % 1000) * 1000};
-	j->renew = event_new(w->base, -1, EV_PERSIST, on_renew_tick, j);
+	j->renew = evtimer_new(w->base, on_renew_tick, j);
 	if (j->renew)
-		evtimer_add(j->renew, &tv);
+		renew_arm(j, j->lease_ms / 3);
 	fence_arm(j);
 	watch_start(j);
 	const json_t *stage = json_object_get(json_object_get(j->def, "stages"), j->stage);

@@ -34,6 +34,7 @@ struct rollout_saves {
 	int retry_ms;
 	void (*then)(void *arg); /* once the queue is empty */
 	void *then_arg;
+	int then_offline; /* then waits through failures too */
 };
 
 static void save_free(struct save *v)
@@ -67,6 +68,23 @@ static void idle(struct rollout_saves *s)
 		then(s->then_arg);
 }
 
+/* A save Redis did not answer (or that did not go out): sent again later,
+ * unless what waits gives up then. */
+static void not_saved(struct rollout_saves *s, const char *why)
+{
+	log_warn("rollout state not saved yet", LOG_S("run", s->run), LOG_S("stage", s->stage),
+		 LOG_S("error", why), LOG_I("retry_ms", s->retry_ms));
+	if (s->then && !s->then_offline) {
+		while (s->head)
+			pop(s);
+		idle(s);
+		return;
+	}
+	struct timeval tv = {s->retry_ms / 1000, (s->retry_ms % 1000) * 1000};
+	evtimer_add(s->retry, &tv);
+	s->retry_ms = s->retry_ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : s->retry_ms * 2;
+}
+
 static void on_saved(struct redis *r, redisReply *reply, const char *err, void *arg)
 {
 	struct sending *sending = arg;
@@ -78,12 +96,7 @@ static void on_saved(struct redis *r, redisReply *reply, const char *err, void *
 		return;
 	s->sending = NULL;
 	if (!reply || reply->type != REDIS_REPLY_STRING) {
-		log_warn("rollout state not saved yet", LOG_S("run", s->run),
-			 LOG_S("stage", s->stage), LOG_S("error", err ? err : "unexpected reply"),
-			 LOG_I("retry_ms", s->retry_ms));
-		struct timeval tv = {s->retry_ms / 1000, (s->retry_ms % 1000) * 1000};
-		evtimer_add(s->retry, &tv);
-		s->retry_ms = s->retry_ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : s->retry_ms * 2;
+		not_saved(s, err ? err : "unexpected reply");
 		return;
 	}
 	s->retry_ms = RETRY_FIRST_MS;
@@ -125,9 +138,7 @@ static void send_head(struct rollout_saves *s)
 					    0, 11, argv, NULL) < 0) {
 		free(s->sending);
 		s->sending = NULL;
-		/* As a save Redis did not answer: tried again later. */
-		struct timeval tv = {s->retry_ms / 1000, (s->retry_ms % 1000) * 1000};
-		evtimer_add(s->retry, &tv);
+		not_saved(s, "not sent");
 		return;
 	}
 	s->sending->s = s;
@@ -195,12 +206,19 @@ int rollout_saves_add(struct rollout_saves *s, const char *state, const char *ty
 	return 0;
 }
 
-int rollout_saves_wait(struct rollout_saves *s, void (*then)(void *arg), void *arg)
+int rollout_saves_wait(struct rollout_saves *s, int even_offline, void (*then)(void *arg),
+		       void *arg)
 {
 	if (!s->head)
 		return 0;
 	s->then = then;
 	s->then_arg = arg;
+	s->then_offline = even_offline;
+	if (!s->sending) {
+		/* Waiting to be sent again: now, from the loop. */
+		struct timeval now = {0, 0};
+		evtimer_add(s->retry, &now);
+	}
 	return 1;
 }
 

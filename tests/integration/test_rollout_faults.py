@@ -265,6 +265,36 @@ def test_a_rollout_whose_lease_cannot_be_renewed_stops_and_resumes_on_the_next_a
     assert [a[2] for a in actions(s) if a[0] == "set_weight"] == ["20", "50", "0"]
 
 
+def test_a_worker_told_to_stop_with_redis_hung_hands_its_rollout_back_and_exits(faults):
+    """A deployment whose save Redis has not answered (Redis stopped, not
+    gone) when its worker is told to stop at once (a second SIGTERM): the
+    worker does not wait for Redis to hand the stage back, and exits; once
+    Redis answers again, another worker carries the deployment on."""
+    s = faults
+    for gate in ("hold-set_weight-50", "hold-promote--"):
+        open(os.path.join(s.ctrl, gate), "w").close()
+    run_id = push(s, "h1")
+    wait_active_step(s, run_id, "setWeight 50")
+    worker = next(p for p in s.procs if p.name == "worker-2")
+    os.kill(s.redis.popen.pid, signal.SIGSTOP)
+    try:
+        os.unlink(os.path.join(s.ctrl, "hold-set_weight-50"))
+        wait_for("setWeight 50 done", lambda: ("set_weight", "-", "50", "h1") in actions(s), 10)
+        # Its save on its way (redis.timeout is 1 s): the hand-back waits
+        # for it while the connection stands, not once the save failed.
+        worker.popen.send_signal(signal.SIGTERM)
+        worker.popen.send_signal(signal.SIGTERM)
+        wait_for("the worker to exit", lambda: worker.popen.poll() is not None, 20)
+    finally:
+        os.kill(s.redis.popen.pid, signal.SIGCONT)
+    s.procs.remove(worker)
+    s.start_worker("deploy", 1, "worker-3")
+    os.unlink(os.path.join(s.ctrl, "hold-promote--"))
+    run = s.wait_run(run_id, timeout=40)
+    assert run["status"] == "succeeded", json.dumps(run, indent=2)
+    assert [a[0] for a in actions(s)][-4:] == ["promote", "verify", "set_weight", "scale_down"]
+
+
 def analysis_entry(st, name):
     return next((a for a in (st or {}).get("analyses", []) if a["name"] == name), None)
 
