@@ -245,6 +245,9 @@ static void schedule(struct analysis *a, long long delay_ms)
 		delay_ms = 0;
 	tv.tv_sec = (time_t)(delay_ms / 1000);
 	tv.tv_usec = (suseconds_t)(delay_ms % 1000) * 1000;
+	/* From now, not from the time libevent cached for this turn of the
+	 * loop: the delay was reckoned from the clock read just now. */
+	event_base_update_cache_time(a->base);
 	evtimer_add(a->timer, &tv);
 }
 
