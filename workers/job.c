@@ -334,15 +334,14 @@ static char *result_value(const struct job *j, const char *status)
 /* Whether the job's last script (finish, park, hand-back) waits for the
  * rollout's saves still on their way: it would fence them off. then(j)
  * follows once they are answered. The outcome waits even while Redis is
- * away, as it is retried until Redis takes it; a park or a hand-back goes
- * at once then (even_offline 0): it fails too, the lease runs out and the
- * next attempt carries on from the last save that landed, and a worker
- * told to stop is not held up by Redis. */
+ * away, as it is retried until Redis takes it; a park or a hand-back stops
+ * waiting at the first save Redis does not answer (even_offline 0): it
+ * would fail too, the lease runs out and the next attempt carries on from
+ * the last save that landed, and a worker told to stop is not held up by
+ * Redis. */
 static int saves_first(struct job *j, void (*then)(void *), int even_offline)
 {
-	if (!j->saves || (!even_offline && !redis_connected(j->w->redis)))
-		return 0;
-	return rollout_saves_wait(j->saves, even_offline, then, j);
+	return j->saves && rollout_saves_wait(j->saves, even_offline, then, j);
 }
 
 static void record_after_saves(void *arg)
