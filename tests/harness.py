@@ -619,9 +619,10 @@ class Stack:
                 return False
         wait_for("GET /healthz to answer 200", healthy, 20, [self.agent])
 
-    def start_worker(self, kinds, concurrency, name):
+    def start_worker(self, kinds, concurrency, name, config=None):
+        """config: a file of its own instead of the stack's."""
         p = self._spawn(name, [
-            binary("sluice-worker"), "--config", self.config, "--kind", kinds,
+            binary("sluice-worker"), "--config", config or self.config, "--kind", kinds,
             "--concurrency", str(concurrency), "--log-level", self.log_level])
         time.sleep(0.2)
         if not p.alive():

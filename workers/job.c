@@ -42,7 +42,10 @@
 #include "workers/worker_metrics.h"
 #include "workers/workspace.h"
 
-#define RECORD_RETRY_MAX_MS 5000
+/* A claim, read or script Redis did not answer is sent again after 100 ms,
+ * then twice as long each time, up to this. */
+#define RETRY_FIRST_MS 100
+#define RETRY_MAX_MS   5000
 /* How soon a renewal Redis did not take is tried again (at most lease/3). */
 #define RENEW_RETRY_MS 1000
 /* How often a running job looks whether its run was cancelled. */
@@ -66,10 +69,11 @@ struct job {
 	struct process *proc;
 	struct http *http;
 	struct rollout *rollout;
-	struct rollout_saves *saves; /* its saves, in order (rollout_saves.h) */
-	char *park_state;	     /* a park waiting for the saves: the state, */
-	int64_t park_until;	     /* and the end of its timed pause (or 0) */
-	char command[32];	     /* the operator's command acted on, to take off the stage */
+	struct rollout_saves *saves;	/* its saves, in order (rollout_saves.h) */
+	struct rollout_start *starting; /* its state, while it is read */
+	char *park_state;		/* a park waiting for the saves: the state, */
+	int64_t park_until;		/* and the end of its timed pause (or 0) */
+	char command[32];		/* the operator's command acted on, to take off the stage */
 	char *rollout_end;	/* the rollout's state as it ended, recorded with the outcome */
 	char output_path[1200]; /* $SLUICE_OUTPUT */
 	char *outputs;		/* what the stage wrote there, as a JSON object */
@@ -134,6 +138,8 @@ static struct job *query_reply(void *arg)
 	return j;
 }
 
+static void rollout_start_drop(struct job *j);
+
 static void job_free(struct job *j)
 {
 	*j->prevp = j->next;
@@ -154,6 +160,7 @@ static void job_free(struct job *j)
 	if (j->command_query)
 		j->command_query->job = NULL;
 	workspace_release(j->run_dir);
+	rollout_start_drop(j);
 	rollout_free(j->rollout);
 	rollout_saves_free(j->saves);
 	free(j->park_state);
@@ -210,6 +217,8 @@ static void log_end(struct job *j)
 }
 
 static void rollout_stopped(struct job *j);
+static int rollout_start_stopped(struct job *j);
+static int retry_pending(const struct job *j);
 
 static int is_rollout(const struct job *j)
 {
@@ -238,9 +247,38 @@ static void stop_work(struct job *j)
 		http_cancel(j->http);
 	else if (j->checkout && !cancelling_rollout(j))
 		checkout_cancel(j->checkout);
+	else if (j->starting && retry_pending(j))
+		rollout_start_stopped(j);
 }
 
 /* --- recording the outcome ----------------------------------------------- */
+
+/* again(j) after j->retry_ms, which then doubles up to RETRY_MAX_MS; what
+ * was not done is logged as msg with why. The job has one retry at a time:
+ * its claim, its deployment's state, its outcome or its park. */
+static void retry_later(struct job *j, const char *msg, const char *why, event_callback_fn again)
+{
+	log_warn(msg, LOG_S("run", j->run), LOG_S("stage", j->stage), LOG_S("error", why),
+		 LOG_I("retry_ms", j->retry_ms));
+	if (j->retry) {
+		event_del(j->retry);
+		evtimer_assign(j->retry, j->w->base, again, j);
+	} else if (!(j->retry = evtimer_new(j->w->base, again, j))) {
+		/* The lease runs out and the stage is retried elsewhere. */
+		log_error("out of memory for a retry", LOG_S("run", j->run),
+			  LOG_S("stage", j->stage));
+		return;
+	}
+	struct timeval tv = {j->retry_ms / 1000, (j->retry_ms % 1000) * 1000};
+	evtimer_add(j->retry, &tv);
+	j->retry_ms = j->retry_ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : j->retry_ms * 2;
+}
+
+/* Whether a retry is waiting for its turn. */
+static int retry_pending(const struct job *j)
+{
+	return j->retry && evtimer_pending(j->retry, NULL);
+}
 
 static void record(struct job *j);
 
@@ -253,13 +291,7 @@ static void on_record_retry(evutil_socket_t fd, short what, void *arg)
 
 static void record_later(struct job *j, const char *why)
 {
-	log_warn("outcome not recorded yet", LOG_S("run", j->run), LOG_S("stage", j->stage),
-		 LOG_S("error", why), LOG_I("retry_ms", j->retry_ms));
-	if (!j->retry)
-		j->retry = evtimer_new(j->w->base, on_record_retry, j);
-	struct timeval tv = {j->retry_ms / 1000, (j->retry_ms % 1000) * 1000};
-	evtimer_add(j->retry, &tv);
-	j->retry_ms = j->retry_ms * 2 > RECORD_RETRY_MAX_MS ? RECORD_RETRY_MAX_MS : j->retry_ms * 2;
+	retry_later(j, "outcome not recorded yet", why, on_record_retry);
 }
 
 static void on_recorded(struct redis *r, redisReply *reply, const char *err, void *arg)
@@ -333,12 +365,12 @@ static char *result_value(const struct job *j, const char *status)
 
 /* Whether the job's last script (finish, park, hand-back) waits for the
  * rollout's saves still on their way: it would fence them off. then(j)
- * follows once they are answered. The outcome waits even while Redis is
- * away, as it is retried until Redis takes it; a park or a hand-back stops
- * waiting at the first save Redis does not answer (even_offline 0): it
- * would fail too, the lease runs out and the next attempt carries on from
- * the last save that landed, and a worker told to stop is not held up by
- * Redis. */
+ * follows once they are answered. The outcome and a park wait even while
+ * Redis is away, as they are retried until Redis takes them; a hand-back
+ * stops waiting at the first save Redis does not answer (even_offline 0):
+ * it would fail too, the lease runs out and the next attempt carries on
+ * from the last save that landed, and a worker told to stop is not held up
+ * by Redis. */
 static int saves_first(struct job *j, void (*then)(void *), int even_offline)
 {
 	return j->saves && rollout_saves_wait(j->saves, even_offline, then, j);
@@ -442,7 +474,7 @@ static void finish(struct job *j, const char *status, const char *error)
 		job_free(j);
 		return;
 	}
-	j->retry_ms = 100;
+	j->retry_ms = RETRY_FIRST_MS;
 	record(j);
 }
 
@@ -1028,13 +1060,27 @@ static void rollout_over(struct job *j)
 		log_warn("a finished rollout is not freed", LOG_S("run", j->run));
 }
 
-static void on_parked(struct redis *r, redisReply *reply, const char *err, void *arg)
+static void park(struct job *j);
+
+static void on_park_retry(evutil_socket_t fd, short what, void *arg)
 {
-	(void)r;
-	job_left(arg, "deployment parked", reply, err);
+	(void)fd;
+	(void)what;
+	park(arg);
 }
 
-static void park(struct job *j);
+/* A park Redis did not answer is sent again until it does, as an outcome
+ * is: park.lua takes it only while the attempt still owns the stage. */
+static void on_parked(struct redis *r, redisReply *reply, const char *err, void *arg)
+{
+	struct job *j = arg;
+	(void)r;
+	if (!reply && !(j->w->draining && err && strcmp(err, "shutting down") == 0)) {
+		retry_later(j, "deployment not parked yet", err ? err : "no reply", on_park_retry);
+		return;
+	}
+	job_left(j, "deployment parked", reply, err);
+}
 
 static void park_after_saves(void *arg)
 {
@@ -1047,8 +1093,11 @@ static void park(struct job *j)
 	struct worker *w = j->w;
 	char attempt[16], until[32], now[32];
 
-	if (saves_first(j, park_after_saves, 0))
+	if (saves_first(j, park_after_saves, 1)) {
+		log_info("park waits for the rollout's saves", LOG_S("run", j->run),
+			 LOG_S("stage", j->stage));
 		return;
+	}
 	json_t *job = jobs_prepare(&w->settings, j->run, j->stage, "deploy", j->attempt);
 	snprintf(attempt, sizeof(attempt), "%d", j->attempt);
 	snprintf(until, sizeof(until), "%lld", (long long)j->park_until);
@@ -1063,10 +1112,11 @@ static void park(struct job *j)
 			      now,
 			      job ? json_string_value(json_object_get(job, "topic")) : "",
 			      job ? json_string_value(json_object_get(job, "value")) : ""};
-	if (!j->park_state || !job ||
-	    redis_script_run(w->redis, w->scripts.park, on_parked, j, 0, 10, argv, NULL) < 0)
-		on_parked(w->redis, NULL, "not parked: the lease runs out and the stage is retried",
-			  j);
+	if (!j->park_state || !job)
+		job_left(j, "deployment not parked: the lease runs out and the stage is retried",
+			 NULL, "out of memory");
+	else if (redis_script_run(w->redis, w->scripts.park, on_parked, j, 0, 10, argv, NULL) < 0)
+		on_parked(w->redis, NULL, "script not sent", j);
 	json_decref(job);
 }
 
@@ -1079,6 +1129,7 @@ static void on_rollout_park(const json_t *state, int64_t until_ms, void *arg)
 	log_end(j);
 	stop_ticking(j);
 	rollout_over(j);
+	j->retry_ms = RETRY_FIRST_MS;
 	park(j);
 }
 
@@ -1125,16 +1176,110 @@ static void take_command(struct job *j, const char *command, const char *by)
 		save_rollout(j, rollout_state(j->rollout), NULL);
 }
 
+/* What a deployment starts from, read from Redis once its workspace is
+ * ready; the reads are sent again until Redis answers them. */
 struct rollout_start {
-	struct job *job;
-	json_t *fields; /* the stage's rollout, command, command_by, mode, rollback_image */
+	struct job *job; /* NULL once the job is gone, while a read is in flight */
+	json_t *fields;	 /* the stage's rollout, command, command_by, mode, rollback_image */
 	char workspace[1024];
+	int reading; /* a read is in flight */
 };
+
+static void rollout_start_free(struct rollout_start *rs)
+{
+	if (!rs)
+		return;
+	json_decref(rs->fields);
+	free(rs);
+}
+
+/* The job is done with its start's reads: the start goes with it, or with
+ * the reply of its read in flight. */
+static void rollout_start_drop(struct job *j)
+{
+	struct rollout_start *rs = j->starting;
+
+	if (!rs)
+		return;
+	j->starting = NULL;
+	if (j->retry)
+		event_del(j->retry);
+	if (rs->reading)
+		rs->job = NULL;
+	else
+		rollout_start_free(rs);
+}
+
+/* The reply to a read of the start: its job, or NULL when the job is gone
+ * (the start freed then). */
+static struct job *rollout_start_reply(struct rollout_start *rs)
+{
+	struct job *j = rs->job;
+
+	rs->reading = 0;
+	if (!j)
+		rollout_start_free(rs);
+	return j;
+}
+
+/* A hand-back or a lost lease ends a deployment that has not started. */
+static int rollout_start_stopped(struct job *j)
+{
+	if (!j->handing_back && !j->lease_lost)
+		return 0;
+	rollout_start_drop(j);
+	if (j->handing_back)
+		hand_back(j);
+	else
+		finish(j, "failed", "lease lost");
+	return 1;
+}
+
+static void read_rollout_start(struct job *j);
+
+static void on_read_retry(evutil_socket_t fd, short what, void *arg)
+{
+	struct job *j = arg;
+	(void)fd;
+	(void)what;
+	if (!rollout_start_stopped(j))
+		read_rollout_start(j);
+}
+
+/* A read Redis did not answer (an outage) is sent again until it does, the
+ * lease fence or a hand-back; one it refused fails the deployment. */
+static void rollout_start_failed(struct job *j, const char *what, const redisReply *reply,
+				 const char *err)
+{
+	char text[512];
+
+	if (!reply && j->w->draining && err && strcmp(err, "shutting down") == 0) {
+		job_free(j);
+		return;
+	}
+	if (!reply) {
+		retry_later(j, "deployment's state not read yet", err ? err : "no reply",
+			    on_read_retry);
+		return;
+	}
+	snprintf(text, sizeof(text), "cannot read %s: %s", what,
+		 reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply");
+	rollout_start_drop(j);
+	finish(j, "failed", text);
+}
 
 static void on_env_color(struct redis *r, redisReply *reply, const char *err, void *arg)
 {
 	struct rollout_start *rs = arg;
-	struct job *j = rs->job;
+	struct job *j = rollout_start_reply(rs);
+	(void)r;
+
+	if (!j || rollout_start_stopped(j))
+		return;
+	if (!reply || reply->type == REDIS_REPLY_ERROR) {
+		rollout_start_failed(j, "the environment", reply, err);
+		return;
+	}
 	const json_t *stage = json_object_get(json_object_get(j->def, "stages"), j->stage);
 	const json_t *spec = json_object_get(stage, "rollout");
 	const json_t *f = rs->fields;
@@ -1144,25 +1289,13 @@ static void on_env_color(struct redis *r, redisReply *reply, const char *err, vo
 	json_t *vars = stage_env_vars(j->runinfo, j->def, j->stage, j->attempt);
 	char *image = NULL;
 	char error[512];
-	(void)r;
 
-	if (j->handing_back || j->lease_lost) {
-		if (j->handing_back)
-			hand_back(j);
-		else
-			finish(j, "failed", "lease lost");
-		goto done;
-	}
-	if (!reply && err) {
-		snprintf(error, sizeof(error), "cannot read the environment: %s", err);
-		finish(j, "failed", error);
-		goto done;
-	}
 	if (!vars || json_object_update(vars, j->secrets) < 0 ||
 	    expand_arg(json_string_value(json_object_get(spec, "image")), vars, &image, error,
 		       sizeof(error)) < 0) {
 		char text[600];
 		snprintf(text, sizeof(text), "image: %s", vars ? error : "out of memory");
+		rollout_start_drop(j);
 		finish(j, "failed", text);
 		goto done;
 	}
@@ -1172,7 +1305,7 @@ static void on_env_color(struct redis *r, redisReply *reply, const char *err, vo
 	    .vars = vars,
 	    .cwd = rs->workspace,
 	    .image = image,
-	    .active = reply && reply->type == REDIS_REPLY_STRING ? reply->str : NULL,
+	    .active = reply->type == REDIS_REPLY_STRING ? reply->str : NULL,
 	    .rollback = mode && !strcmp(mode, "rollback")
 			    ? json_string_value(json_object_get(f, "rollback_image"))
 			    : NULL,
@@ -1180,22 +1313,23 @@ static void on_env_color(struct redis *r, redisReply *reply, const char *err, vo
 	j->phase = JOB_RUNNING;
 	j->rollout = rollout_start(j->w->base, &p, &rollout_cb, j, error, sizeof(error));
 	if (!j->rollout) {
+		rollout_start_drop(j);
 		finish(j, "failed", error);
 		goto done;
 	}
 	if (j->run_cancelled) {
 		/* Cancelled while its checkout or state was read. */
+		rollout_start_drop(j);
 		rollout_cancel(j->rollout);
 		goto done;
 	}
 	take_command(j, json_string_value(json_object_get(f, "command")),
 		     json_string_value(json_object_get(f, "command_by")));
+	rollout_start_drop(j);
 done:
 	free(image);
 	json_decref(vars);
 	json_decref(state);
-	json_decref(rs->fields);
-	free(rs);
 }
 
 static void on_rollout_fields(struct redis *r, redisReply *reply, const char *err, void *arg)
@@ -1203,28 +1337,46 @@ static void on_rollout_fields(struct redis *r, redisReply *reply, const char *er
 	static const char *const names[] = {"rollout", "command", "command_by", "mode",
 					    "rollback_image"};
 	struct rollout_start *rs = arg;
-	struct job *j = rs->job;
+	struct job *j = rollout_start_reply(rs);
+	(void)r;
+
+	if (!j || rollout_start_stopped(j))
+		return;
+	if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 5) {
+		rollout_start_failed(j, "the deployment's state", reply, err);
+		return;
+	}
 	const char *pipeline = json_string_value(json_object_get(j->runinfo, "pipeline"));
 	const char *env = json_string_value(
 	    json_object_get(json_object_get(json_object_get(j->def, "stages"), j->stage), "env"));
-
-	if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 5) {
-		char text[512];
-		snprintf(text, sizeof(text), "cannot read the deployment's state: %s",
-			 err ? err : "unexpected reply");
-		json_decref(rs->fields);
-		free(rs);
-		finish(j, "failed", text);
-		return;
-	}
+	json_object_clear(rs->fields);
 	for (size_t i = 0; i < 5; i++)
 		if (reply->element[i]->type == REDIS_REPLY_STRING)
 			json_object_set_new(
 			    rs->fields, names[i],
 			    json_stringn(reply->element[i]->str, reply->element[i]->len));
-	if (redis_command(r, on_env_color, rs, "HGET %senv:%s:%s active_color",
-			  j->w->settings.key_prefix, pipeline ? pipeline : "", env ? env : "") < 0)
-		on_env_color(r, NULL, "not sent", rs);
+	if (redis_command(j->w->redis, on_env_color, rs, "HGET %senv:%s:%s active_color",
+			  j->w->settings.key_prefix, pipeline ? pipeline : "",
+			  env ? env : "") < 0) {
+		rollout_start_failed(j, "the environment", NULL, "not sent");
+		return;
+	}
+	rs->reading = 1;
+}
+
+/* The stage's saved state and the environment's active colour, each time
+ * from the first: a command may have come meanwhile. */
+static void read_rollout_start(struct job *j)
+{
+	struct rollout_start *rs = j->starting;
+
+	if (redis_command(j->w->redis, on_rollout_fields, rs,
+			  "HMGET %srun:%s:stage:%s rollout command command_by mode rollback_image",
+			  j->w->settings.key_prefix, j->run, j->stage) < 0) {
+		rollout_start_failed(j, "the deployment's state", NULL, "not sent");
+		return;
+	}
+	rs->reading = 1;
 }
 
 static void run_rollout(struct job *j, const char *workspace)
@@ -1238,11 +1390,10 @@ static void run_rollout(struct job *j, const char *workspace)
 	}
 	rs->job = j;
 	snprintf(rs->workspace, sizeof(rs->workspace), "%s", workspace);
+	j->starting = rs;
 	j->phase = JOB_RUNNING;
-	if (redis_command(j->w->redis, on_rollout_fields, rs,
-			  "HMGET %srun:%s:stage:%s rollout command command_by mode rollback_image",
-			  j->w->settings.key_prefix, j->run, j->stage) < 0)
-		on_rollout_fields(j->w->redis, NULL, "not sent", rs);
+	j->retry_ms = RETRY_FIRST_MS;
+	read_rollout_start(j);
 }
 
 /* Sends a poll of the job (the command argv) unless one is still in
@@ -1412,20 +1563,9 @@ static void on_claimed(struct redis *r, redisReply *reply, const char *err, void
 			job_free(j);
 			return;
 		}
-		log_warn("job not claimed yet", LOG_S("run", j->run), LOG_S("stage", j->stage),
-			 LOG_S("error", err ? err : "unexpected reply"),
-			 LOG_I("retry_ms", j->retry_ms));
-		if (!j->retry)
-			j->retry = evtimer_new(w->base, on_claim_retry, j);
-		struct timeval tv = {j->retry_ms / 1000, (j->retry_ms % 1000) * 1000};
-		evtimer_add(j->retry, &tv);
-		j->retry_ms =
-		    j->retry_ms * 2 > RECORD_RETRY_MAX_MS ? RECORD_RETRY_MAX_MS : j->retry_ms * 2;
+		retry_later(j, "job not claimed yet", err ? err : "unexpected reply",
+			    on_claim_retry);
 		return;
-	}
-	if (j->retry) {
-		event_free(j->retry);
-		j->retry = NULL;
 	}
 	const char *outcome = reply->element[0]->str;
 	kafka_consumer_done(w->consumer, j->ticket);
@@ -1496,7 +1636,7 @@ void job_start(struct worker *w, const char *run, const char *stage, int attempt
 	j->lease_ms = w->settings.lease_ms;
 	snprintf(j->run, sizeof(j->run), "%s", run);
 	snprintf(j->stage, sizeof(j->stage), "%s", stage);
-	j->retry_ms = 100;
+	j->retry_ms = RETRY_FIRST_MS;
 	j->next = w->jobs;
 	j->prevp = &w->jobs;
 	if (w->jobs)

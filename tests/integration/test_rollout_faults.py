@@ -1,5 +1,6 @@
 """Deployments with a strategy under faults: Redis away while a canary
-ends on its worker, the worker killed while an analysis measures.
+ends on its worker or reaches a pause, the connection to Redis cut as a
+deployment starts or parks, the worker killed while an analysis measures.
 
 The stack is each test's own (it kills its Redis or its deploy worker): a
 build worker, a deploy worker, and a canary whose every provider action
@@ -10,6 +11,7 @@ it. A canary with an analysis step measures a stand-in metric endpoint
 (Metric) whose answers the test sets.
 """
 
+import hashlib
 import http.server
 import json
 import os
@@ -19,7 +21,8 @@ import threading
 import pytest
 
 from conftest import pipeline, started_stack, wait_for
-from harness import DurableRedisStack
+from faultproxy import FaultProxy
+from harness import DurableRedisStack, log_text, lua_script
 from kafkawire import envelopes
 from resp import Redis
 
@@ -35,12 +38,14 @@ echo "$SLUICE_ACTION ${SLUICE_COLOR:--} $w $SLUICE_IMAGE" >> "$ctrl/$SLUICE_PIPE
 '''
 
 
-def fault_pipelines(repo, ctrl, analysis=None):
+def fault_pipelines(repo, ctrl, analysis=None, pause=None):
     """The canary goes to 20 %, then 50 %; with analysis, that analysis is
-    a step between the two."""
+    a step between the two, with pause a pause of that duration."""
     steps = [{"setWeight": 20}, {"setWeight": 50}]
     if analysis:
         steps.insert(1, {"analysis": analysis})
+    if pause:
+        steps.insert(1, {"pause": {"duration": pause}})
     d = pipeline("canary", "sluice-faults/canary", checkout=repo.url, stages={
         "build": {"sh": 'printf "image=%%s\\n" "$(cat "%s/image")" >> "$SLUICE_OUTPUT"' % ctrl,
                   "checkout": False}})
@@ -53,19 +58,55 @@ def fault_pipelines(repo, ctrl, analysis=None):
     return {"canary.yaml": d}
 
 
-@pytest.fixture
-def faults(tmp_path):
+def fault_stack(tmp_path, **options):
+    """A stack for the canary of fault_pipelines(options), with a lease
+    that outlasts the outages of the tests: the worker keeps its
+    deployment."""
     ctrl = str(tmp_path / "ctrl")
     os.makedirs(ctrl)
-    # The lease outlasts the outage: the worker keeps its deployment.
     for s in started_stack("sluice-rollout-faults-",
-                           lambda repo, root: fault_pipelines(repo, ctrl),
+                           lambda repo, root: fault_pipelines(repo, ctrl, **options),
                            stack_class=DurableRedisStack, workers=(("build", 1), ("deploy", 1)),
                            extra_settings={"worker": {"lease": "10s"},
                                            "agent": {"scheduler_interval": "100ms"},
                                            "redis": {"timeout": "1s"}}):
         s.ctrl = ctrl
         yield s
+
+
+@pytest.fixture
+def faults(tmp_path):
+    yield from fault_stack(tmp_path)
+
+
+@pytest.fixture
+def paused(tmp_path):
+    """The canary pauses for a second between its two weights."""
+    yield from fault_stack(tmp_path, pause="1s")
+
+
+@pytest.fixture
+def proxied(tmp_path):
+    """The canary with its pause; the deploy worker (worker-2) reaches
+    Redis through a FaultProxy (s.proxy), the rest directly."""
+    proxy = None
+    try:
+        for s in fault_stack(tmp_path, pause="1s"):
+            deploy = next(p for p in s.procs if p.name == "worker-2")
+            deploy.stop()
+            s.procs.remove(deploy)
+            proxy = s.proxy = FaultProxy(s.redis_port)
+            config = os.path.join(s.root, "sluice-proxied.yaml")
+            with open(s.config) as f:
+                text = f.read()
+            with open(config, "w") as f:
+                f.write(text.replace("redis://127.0.0.1:%d" % s.redis_port,
+                                     "redis://127.0.0.1:%d" % proxy.port))
+            s.start_worker("deploy", 1, "worker-2", config=config)
+            yield s
+    finally:
+        if proxy:
+            proxy.close()
 
 
 class Metric:
@@ -191,6 +232,33 @@ def redis_killed_in(stack, image, gate, step):
     return run_id, next(p for p in stack.procs if p.name == "worker-2")
 
 
+def assert_steps_told_once_in_order(stack, run):
+    """Each of the finished run's steps was published active, then done,
+    once each, before the stage's outcome."""
+    steps = run["stages"][STAGE]["rollout"]["steps"]
+
+    def published():
+        got = [e for e in envelopes(stack.brokers, "sluice.events")
+               if e["data"].get("run") == run["id"]]
+        return got if any(e["type"] == "dev.sluice.run.finished" for e in got) else None
+    events = wait_for("the run's events", published, 10)
+    told = [(e["data"]["step"], e["data"]["status"]) for e in events
+            if e["type"] == "dev.sluice.deploy.step"]
+    assert told == [(i, status) for i in range(len(steps)) for status in ("active", "done")], told
+    last_step = max(i for i, e in enumerate(events) if e["type"] == "dev.sluice.deploy.step")
+    finished = next(i for i, e in enumerate(events) if e["type"] == "dev.sluice.stage.finished"
+                    and e["data"].get("stage") == STAGE)
+    assert last_step < finished
+
+
+CANARY_ACTIONS = ["apply", "verify", "set_weight", "set_weight", "promote", "verify",
+                  "set_weight", "scale_down"]
+
+
+def attempts(run):
+    return [(a["attempt"], a["status"]) for a in run["stages"][STAGE]["attempts"]]
+
+
 def test_a_rollout_that_ends_while_redis_is_away_is_recorded_as_it_ended(faults):
     """The worker's saves of the rollout's state fail while Redis is away;
     the outcome, recorded once it is back, brings the state the rollout
@@ -209,8 +277,7 @@ def test_a_rollout_that_ends_while_redis_is_away_is_recorded_as_it_ended(faults)
     assert st["phase"] == "Healthy", st
     assert [x["status"] for x in st["steps"]] == ["done"] * len(st["steps"]), st["steps"]
     assert st["weights"] == {"stable": 100, "canary": 0}, st
-    assert [a[0] for a in actions(s)] == ["apply", "verify", "set_weight", "set_weight",
-                                          "promote", "verify", "set_weight", "scale_down"]
+    assert [a[0] for a in actions(s)] == CANARY_ACTIONS
 
 
 def test_the_saves_of_a_rollout_while_redis_is_away_land_in_order_once_it_is_back(faults):
@@ -227,19 +294,7 @@ def test_the_saves_of_a_rollout_while_redis_is_away_land_in_order_once_it_is_bac
     s.start_redis()
     run = s.wait_run(run_id, timeout=20)
     assert run["status"] == "succeeded", json.dumps(run, indent=2)
-    steps = run["stages"][STAGE]["rollout"]["steps"]
-
-    def published():
-        got = [e for e in envelopes(s.brokers, "sluice.events") if e["data"].get("run") == run_id]
-        return got if any(e["type"] == "dev.sluice.run.finished" for e in got) else None
-    events = wait_for("the run's events", published, 10)
-    told = [(e["data"]["step"], e["data"]["status"]) for e in events
-            if e["type"] == "dev.sluice.deploy.step"]
-    assert told == [(i, status) for i in range(len(steps)) for status in ("active", "done")], told
-    last_step = max(i for i, e in enumerate(events) if e["type"] == "dev.sluice.deploy.step")
-    finished = next(i for i, e in enumerate(events) if e["type"] == "dev.sluice.stage.finished"
-                    and e["data"].get("stage") == STAGE)
-    assert last_step < finished
+    assert_steps_told_once_in_order(s, run)
 
 
 def test_a_rollout_whose_lease_cannot_be_renewed_stops_and_resumes_on_the_next_attempt(faults):
@@ -260,8 +315,7 @@ def test_a_rollout_whose_lease_cannot_be_renewed_stops_and_resumes_on_the_next_a
     deploy = run["stages"][STAGE]
     assert [(a["attempt"], a["status"]) for a in deploy["attempts"]] == [
         (1, "lost"), (2, "succeeded")], deploy
-    assert [a[0] for a in actions(s)] == ["apply", "verify", "set_weight", "set_weight",
-                                          "promote", "verify", "set_weight", "scale_down"]
+    assert [a[0] for a in actions(s)] == CANARY_ACTIONS
     assert [a[2] for a in actions(s) if a[0] == "set_weight"] == ["20", "50", "0"]
 
 
@@ -337,3 +391,60 @@ def test_an_analysis_resumes_with_its_counts_and_measurements_after_its_worker_d
     assert ms[1]["at"] >= ms[0]["at"] + ANALYSIS_INTERVAL_S * 1000 - 50, a
     assert s.metric.served == 2
     assert ("set_weight", "-", "50", "a1") not in actions(s)
+
+
+def test_a_canary_that_reaches_its_pause_while_redis_is_away_parks_once_it_is_back(paused):
+    """The canary comes to its pause while Redis is away: the park waits in
+    the worker, after the saves before it, and is made once Redis is back.
+    The attempt is not lost (no lease left to run out, no attempt 2), every
+    step is told once, in order, and the canary goes on after its pause."""
+    s = paused
+    run_id, worker = redis_killed_in(s, "p1", "hold-set_weight-20", "setWeight 20")
+    os.unlink(os.path.join(s.ctrl, "hold-set_weight-20"))
+    wait_for("the park waiting for Redis",
+             lambda: "park waits for the rollout's saves" in log_text(worker), 10)
+    s.start_redis()
+    run = s.wait_run(run_id, timeout=30)
+    assert run["status"] == "succeeded", json.dumps(run, indent=2)
+    assert attempts(run) == [(1, "succeeded")], run["stages"][STAGE]
+    assert [a[0] for a in actions(s)] == CANARY_ACTIONS
+    assert_steps_told_once_in_order(s, run)
+
+
+@pytest.mark.parametrize("read,patterns", [
+    ("its saved state", (b"HMGET", b"rollback_image")),
+    ("its environment's active colour", (b"HGET", b"active_color")),
+])
+def test_a_deployment_start_read_cut_off_is_read_again(proxied, read, patterns):
+    """The deploy worker's connection to Redis is cut as it reads what its
+    deployment starts from (read): the read is sent again once it is
+    connected again, and the deployment goes on; it neither fails nor
+    loses its attempt."""
+    s = proxied
+    s.proxy.arm(*patterns)
+    run_id = push(s, "r1")
+    run = s.wait_run(run_id, timeout=30)
+    assert s.proxy.cuts == 1, read
+    assert run["status"] == "succeeded", json.dumps(run, indent=2)
+    assert attempts(run) == [(1, "succeeded")], run["stages"][STAGE]
+    worker = next(p for p in s.procs if p.name == "worker-2")
+    assert "deployment's state not read yet" in log_text(worker)
+    assert [a[0] for a in actions(s)] == CANARY_ACTIONS
+
+
+def test_a_park_cut_off_is_sent_again(proxied):
+    """The deploy worker's connection to Redis is cut as it parks its
+    canary at the pause (park.lua): the park is sent again, and the
+    canary goes on after its pause with the same attempt rather than
+    waiting for its lease to run out."""
+    s = proxied
+    park = hashlib.sha1(lua_script("park").encode()).hexdigest().encode()
+    s.proxy.arm(b"EVALSHA", park)
+    run_id = push(s, "q1")
+    run = s.wait_run(run_id, timeout=30)
+    assert s.proxy.cuts == 1
+    assert run["status"] == "succeeded", json.dumps(run, indent=2)
+    assert attempts(run) == [(1, "succeeded")], run["stages"][STAGE]
+    worker = next(p for p in s.procs if p.name == "worker-2")
+    assert "deployment not parked yet" in log_text(worker)
+    assert [a[0] for a in actions(s)] == CANARY_ACTIONS
