@@ -26,8 +26,6 @@
 #include "queue/envelope.h"
 #include "queue/jobs.h"
 
-#define RETRY_MIN_MS 100
-#define RETRY_MAX_MS 5000
 /* Runs whose definitions are held: as many as are likely to have stages
  * finishing at once. */
 #define ROUTED_RUNS 32
@@ -86,9 +84,8 @@ static void route_later(struct route_call *c, const char *why)
 		 LOG_S("error", why), LOG_I("retry_ms", c->retry_ms));
 	if (!c->retry)
 		c->retry = evtimer_new(c->agent->base, on_retry, c);
-	struct timeval tv = {c->retry_ms / 1000, (c->retry_ms % 1000) * 1000};
+	struct timeval tv = redis_retry_wait(&c->retry_ms);
 	evtimer_add(c->retry, &tv);
-	c->retry_ms = c->retry_ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : c->retry_ms * 2;
 }
 
 static void on_routed(struct redis *r, redisReply *reply, const char *err, void *arg)
@@ -397,7 +394,7 @@ static void on_result(const struct kafka_message *m, struct kafka_ticket *t, voi
 	if (a->routing)
 		a->routing->prevp = &c->next;
 	a->routing = c;
-	c->retry_ms = RETRY_MIN_MS;
+	c->retry_ms = REDIS_RETRY_FIRST_MS;
 	snprintf(c->run, sizeof(c->run), "%s", run);
 	snprintf(c->stage, sizeof(c->stage), "%s", stage);
 	c->attempt = (int)json_integer_value(attempt);

@@ -29,8 +29,6 @@
 #include "lib/log.h"
 #include "lib/sha.h"
 
-#define BACKOFF_MIN_MS	   100
-#define BACKOFF_MAX_MS	   5000
 #define DEFAULT_TIMEOUT_MS 5000
 
 enum conn_state {
@@ -212,6 +210,27 @@ static void cmd_finish(struct cmd *c, redisReply *reply, const char *err)
 		cmd_free(c);
 	if (cb)
 		cb(r, reply, err, arg);
+}
+
+struct timeval redis_retry_wait(int *ms)
+{
+	struct timeval tv = ms_to_tv(*ms);
+
+	*ms = *ms * 2 > REDIS_RETRY_MAX_MS ? REDIS_RETRY_MAX_MS : *ms * 2;
+	return tv;
+}
+
+int redis_err_is_reply(const char *err)
+{
+	static const char *const own[] = {"not connected", "connection lost", "timeout",
+					  "out of memory", "shutting down"};
+
+	if (!err)
+		return 0;
+	for (size_t i = 0; i < sizeof(own) / sizeof(own[0]); i++)
+		if (strcmp(err, own[i]) == 0)
+			return 0;
+	return 1;
 }
 
 static void queue_failure(struct redis *r, struct cmd *c, const char *err)
@@ -560,8 +579,7 @@ static void schedule_reconnect(struct redis *r)
 {
 	if (r->freeing)
 		return;
-	struct timeval tv = ms_to_tv(r->backoff_ms);
-	r->backoff_ms = r->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : r->backoff_ms * 2;
+	struct timeval tv = redis_retry_wait(&r->backoff_ms);
 	evtimer_add(r->reconnect_ev, &tv);
 }
 
@@ -651,7 +669,7 @@ static void on_ready(struct redis *r, redisReply *reply, const char *err, void *
 	}
 	r->state = CONN_READY;
 	r->connects++;
-	r->backoff_ms = BACKOFF_MIN_MS;
+	r->backoff_ms = REDIS_RETRY_FIRST_MS;
 	r->outage_logged = 0;
 	log_info("redis: connected", LOG_S("url", r->url), LOG_I("scripts", r->nscripts));
 	if (r->on_connect)
@@ -886,7 +904,7 @@ struct redis *redis_new(struct event_base *base, const char *url, const char *us
 		return NULL;
 	r->base = base;
 	r->timeout_ms = timeout_ms > 0 ? timeout_ms : DEFAULT_TIMEOUT_MS;
-	r->backoff_ms = BACKOFF_MIN_MS;
+	r->backoff_ms = REDIS_RETRY_FIRST_MS;
 	r->url = strdup(url);
 	if (!r->url)
 		goto fail;

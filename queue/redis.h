@@ -46,11 +46,23 @@ int redis_url_check(const char *url);
  * callbacks run inside this call; commands they send are refused (-1). */
 void redis_free(struct redis *r);
 int redis_connected(const struct redis *r);
+/* Whether a callback's err is the server's error reply, which the same
+ * command would likely get again, rather than the client's own failure
+ * (not connected, connection lost, timeout, out of memory, shutting down),
+ * after which the command may be sent again. */
+int redis_err_is_reply(const char *err);
 /* Successful connects so far (0 before the first): a change means a new
  * connection, for state a module sets up once per connection. */
 unsigned long redis_connect_count(const struct redis *r);
 /* Called after each successful (re)connect, once the scripts are loaded. */
 void redis_on_connect(struct redis *r, void (*cb)(struct redis *r, void *arg), void *arg);
+
+/* A command Redis did not answer is sent again after REDIS_RETRY_FIRST_MS,
+ * then twice as long each time up to REDIS_RETRY_MAX_MS, as the client
+ * connects again: redis_retry_wait returns the wait of *ms and doubles it. */
+#define REDIS_RETRY_FIRST_MS 100
+#define REDIS_RETRY_MAX_MS   5000
+struct timeval redis_retry_wait(int *ms);
 
 /* printf-style command (hiredis format: %s, %b with pointer and size_t, %d...). */
 int redis_command(struct redis *r, redis_cb cb, void *arg, const char *fmt, ...);

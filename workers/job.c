@@ -42,10 +42,6 @@
 #include "workers/worker_metrics.h"
 #include "workers/workspace.h"
 
-/* A claim, read or script Redis did not answer is sent again after 100 ms,
- * then twice as long each time, up to this. */
-#define RETRY_FIRST_MS 100
-#define RETRY_MAX_MS   5000
 /* How soon a renewal Redis did not take is tried again (at most lease/3). */
 #define RENEW_RETRY_MS 1000
 /* How often a running job looks whether its run was cancelled. */
@@ -253,7 +249,7 @@ static void stop_work(struct job *j)
 
 /* --- recording the outcome ----------------------------------------------- */
 
-/* again(j) after j->retry_ms, which then doubles up to RETRY_MAX_MS; what
+/* again(j) after j->retry_ms, which then doubles (redis_retry_wait); what
  * was not done is logged as msg with why. The job has one retry at a time:
  * its claim, its deployment's state, its outcome or its park. */
 static void retry_later(struct job *j, const char *msg, const char *why, event_callback_fn again)
@@ -269,9 +265,8 @@ static void retry_later(struct job *j, const char *msg, const char *why, event_c
 			  LOG_S("stage", j->stage));
 		return;
 	}
-	struct timeval tv = {j->retry_ms / 1000, (j->retry_ms % 1000) * 1000};
+	struct timeval tv = redis_retry_wait(&j->retry_ms);
 	evtimer_add(j->retry, &tv);
-	j->retry_ms = j->retry_ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : j->retry_ms * 2;
 }
 
 /* Whether a retry is waiting for its turn. */
@@ -391,6 +386,11 @@ static void record(struct job *j)
 			 LOG_S("stage", j->stage), LOG_S("status", j->status));
 		return;
 	}
+	/* A reader of the log takes the outcome for the end of its lines. */
+	if (stage_log_waiting(w)) {
+		record_later(j, "log lines wait for Redis");
+		return;
+	}
 	snprintf(topic, sizeof(topic), "%sresults", w->settings.topic_prefix);
 	snprintf(attempt, sizeof(attempt), "%d", j->attempt);
 	snprintf(now, sizeof(now), "%lld", (long long)clock_now_ms());
@@ -474,7 +474,7 @@ static void finish(struct job *j, const char *status, const char *error)
 		job_free(j);
 		return;
 	}
-	j->retry_ms = RETRY_FIRST_MS;
+	j->retry_ms = REDIS_RETRY_FIRST_MS;
 	record(j);
 }
 
@@ -1129,7 +1129,7 @@ static void on_rollout_park(const json_t *state, int64_t until_ms, void *arg)
 	log_end(j);
 	stop_ticking(j);
 	rollout_over(j);
-	j->retry_ms = RETRY_FIRST_MS;
+	j->retry_ms = REDIS_RETRY_FIRST_MS;
 	park(j);
 }
 
@@ -1392,7 +1392,7 @@ static void run_rollout(struct job *j, const char *workspace)
 	snprintf(rs->workspace, sizeof(rs->workspace), "%s", workspace);
 	j->starting = rs;
 	j->phase = JOB_RUNNING;
-	j->retry_ms = RETRY_FIRST_MS;
+	j->retry_ms = REDIS_RETRY_FIRST_MS;
 	read_rollout_start(j);
 }
 
@@ -1636,7 +1636,7 @@ void job_start(struct worker *w, const char *run, const char *stage, int attempt
 	j->lease_ms = w->settings.lease_ms;
 	snprintf(j->run, sizeof(j->run), "%s", run);
 	snprintf(j->stage, sizeof(j->stage), "%s", stage);
-	j->retry_ms = RETRY_FIRST_MS;
+	j->retry_ms = REDIS_RETRY_FIRST_MS;
 	j->next = w->jobs;
 	j->prevp = &w->jobs;
 	if (w->jobs)

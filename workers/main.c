@@ -24,6 +24,7 @@
 #include "queue/lua.h"
 #include "stages/process.h"
 #include "queue/defcache.h"
+#include "workers/stage_log.h"
 #include "workers/worker.h"
 #include "workers/worker_metrics.h"
 #include "workers/workspace.h"
@@ -379,6 +380,7 @@ fail:
 		outbox_free(w->outbox);
 	if (w->redis)
 		redis_free(w->redis);
+	stage_log_free(w);
 	worker_metrics_stop(w);
 	defcache_free(w->defs);
 	defcache_free(w->sources);

@@ -8,9 +8,6 @@
 #include "workers/rollout_saves.h"
 #include "workers/worker.h"
 
-#define RETRY_FIRST_MS 100
-#define RETRY_MAX_MS   5000
-
 struct save {
 	struct save *next;
 	long long seq;
@@ -80,9 +77,8 @@ static void not_saved(struct rollout_saves *s, const char *why)
 		idle(s);
 		return;
 	}
-	struct timeval tv = {s->retry_ms / 1000, (s->retry_ms % 1000) * 1000};
+	struct timeval tv = redis_retry_wait(&s->retry_ms);
 	evtimer_add(s->retry, &tv);
-	s->retry_ms = s->retry_ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : s->retry_ms * 2;
 }
 
 static void on_saved(struct redis *r, redisReply *reply, const char *err, void *arg)
@@ -99,7 +95,7 @@ static void on_saved(struct redis *r, redisReply *reply, const char *err, void *
 		not_saved(s, err ? err : "unexpected reply");
 		return;
 	}
-	s->retry_ms = RETRY_FIRST_MS;
+	s->retry_ms = REDIS_RETRY_FIRST_MS;
 	if (strcmp(reply->str, "saved") == 0) {
 		pop(s);
 		outbox_kick(s->w->outbox);
@@ -173,7 +169,7 @@ struct rollout_saves *rollout_saves_new(struct worker *w, const char *run, const
 	snprintf(s->attempt, sizeof(s->attempt), "%d", attempt);
 	snprintf(s->saver, sizeof(s->saver), "%llu", ++made);
 	s->tail = &s->head;
-	s->retry_ms = RETRY_FIRST_MS;
+	s->retry_ms = REDIS_RETRY_FIRST_MS;
 	return s;
 }
 

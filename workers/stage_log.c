@@ -1,27 +1,45 @@
-/* stage_log: log lines to Redis, and the children's output held while too
- * many of them are unanswered. */
+/* stage_log: log lines to Redis, kept and written again in order while
+ * Redis is away, and the children's output held while too many of them
+ * are unanswered. */
 #include "workers/stage_log.h"
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "lib/clock.h"
+#include "lib/log.h"
 #include "lib/utf8.h"
 #include "stages/process.h"
 #include "workers/worker.h"
 
 struct log_write {
-	struct worker *w;
+	struct log_write *next;
+	struct stage_log *log;
 	size_t cost;
+	size_t key_len, len;
+	enum logmask_stream s;
+	char t[24];
+	char data[]; /* the stream's key, a NUL, then the line */
 };
 
-static void on_written(struct redis *r, redisReply *reply, const char *err, void *arg)
+/* The lines Redis did not take, oldest first: while any waits, the lines
+ * after it wait behind it, and only the first is sent, again and again. */
+struct stage_log {
+	struct worker *w;
+	struct log_write *head, **tail;
+	int resending; /* the head is on its way */
+	struct event *retry;
+	int retry_ms;
+	size_t waiting;
+};
+
+static void send_line(struct log_write *lw);
+
+/* A line is done with: written, or given up. */
+static void line_done(struct log_write *lw)
 {
-	struct log_write *lw = arg;
-	struct worker *w = lw->w;
-	(void)r;
-	(void)reply;
-	(void)err;
+	struct worker *w = lw->log->w;
 
 	w->log_in_flight -= lw->cost;
 	free(lw);
@@ -31,34 +49,167 @@ static void on_written(struct redis *r, redisReply *reply, const char *err, void
 	}
 }
 
+static void retry_arm(struct stage_log *l)
+{
+	struct timeval tv = redis_retry_wait(&l->retry_ms);
+
+	evtimer_add(l->retry, &tv);
+}
+
+static void append(struct stage_log *l, struct log_write *lw)
+{
+	lw->next = NULL;
+	*l->tail = lw;
+	l->tail = &lw->next;
+	if (l->waiting++ == 0)
+		log_warn("log lines not written yet: they wait for Redis", LOG_S("key", lw->data));
+}
+
+static struct log_write *pop(struct stage_log *l)
+{
+	struct log_write *lw = l->head;
+
+	l->head = lw->next;
+	if (!l->head)
+		l->tail = &l->head;
+	l->waiting--;
+	return lw;
+}
+
+static void on_written(struct redis *r, redisReply *reply, const char *err, void *arg)
+{
+	struct log_write *lw = arg;
+	struct stage_log *l = lw->log;
+	int head = l->resending && lw == l->head;
+	(void)r;
+
+	if (!reply && !redis_err_is_reply(err) && strcmp(err ? err : "", "shutting down") != 0) {
+		/* Not answered: the line waits, and the lines after it. */
+		if (head)
+			l->resending = 0;
+		else
+			append(l, lw);
+		if (!evtimer_pending(l->retry, NULL))
+			retry_arm(l);
+		return;
+	}
+	if (!reply)
+		log_warn("log line not written", LOG_S("key", lw->data),
+			 LOG_S("error", err ? err : "?"));
+	if (head) {
+		pop(l);
+		l->resending = 0;
+		l->retry_ms = REDIS_RETRY_FIRST_MS;
+		if (l->head)
+			send_line(l->head);
+		else
+			log_info("log lines written: Redis took those that waited",
+				 LOG_S("key", lw->data));
+	}
+	line_done(lw);
+}
+
+static void send_line(struct log_write *lw)
+{
+	static const char *const names[] = {"stdout", "stderr", "system"};
+	struct stage_log *l = lw->log;
+
+	if (lw == l->head)
+		l->resending = 1;
+	if (redis_command(l->w->redis, on_written, lw, "XADD %b * t %s s %s l %b", lw->data,
+			  lw->key_len, lw->t, names[lw->s], lw->data + lw->key_len + 1,
+			  lw->len) < 0)
+		on_written(l->w->redis, NULL, "not connected", lw);
+}
+
+static void on_retry(evutil_socket_t fd, short what, void *arg)
+{
+	struct stage_log *l = arg;
+	(void)fd;
+	(void)what;
+
+	if (l->head && !l->resending)
+		send_line(l->head);
+}
+
+static struct stage_log *stage_log_of(struct worker *w)
+{
+	struct stage_log *l = w->log;
+
+	if (l)
+		return l;
+	l = calloc(1, sizeof(*l));
+	if (!l)
+		return NULL;
+	l->retry = evtimer_new(w->base, on_retry, l);
+	if (!l->retry) {
+		free(l);
+		return NULL;
+	}
+	l->w = w;
+	l->tail = &l->head;
+	l->retry_ms = REDIS_RETRY_FIRST_MS;
+	w->log = l;
+	return l;
+}
+
 void stage_log_write(struct worker *w, const char *run, const char *stage, enum logmask_stream s,
 		     const char *line, size_t len)
 {
-	static const char *const names[] = {"stdout", "stderr", "system"};
-	struct log_write *lw = malloc(sizeof(*lw));
-	char t[32], *repaired = NULL;
+	struct stage_log *l = stage_log_of(w);
+	char key[512], *repaired = NULL;
+	int key_len = snprintf(key, sizeof(key), "%slog:%s:%s", w->settings.key_prefix, run, stage);
 
-	if (lw == NULL || utf8_repair(line, len, &repaired, &len) < 0) {
-		free(lw);
+	if (!l || key_len < 0 || (size_t)key_len >= sizeof(key) ||
+	    utf8_repair(line, len, &repaired, &len) < 0)
 		return;
-	}
-	lw->w = w;
-	lw->cost = len + STAGE_LOG_WRITE_COST;
-	snprintf(t, sizeof(t), "%lld", (long long)clock_now_ms());
-	/* Never trimmed: log_cap bounds each attempt's lines, and a trim would
-	 * drop the first lines of a log within its cap, or an earlier
-	 * attempt's. */
-	if (redis_command(w->redis, on_written, lw, "XADD %slog:%s:%s * t %s s %s l %b",
-			  w->settings.key_prefix, run, stage, t, names[s],
-			  repaired ? repaired : line, len) < 0) {
-		free(lw);
+	struct log_write *lw = malloc(sizeof(*lw) + (size_t)key_len + 1 + len);
+	if (!lw) {
 		free(repaired);
 		return;
 	}
+	lw->log = l;
+	lw->next = NULL;
+	lw->s = s;
+	lw->key_len = (size_t)key_len;
+	lw->len = len;
+	lw->cost = len + STAGE_LOG_WRITE_COST;
+	snprintf(lw->t, sizeof(lw->t), "%lld", (long long)clock_now_ms());
+	memcpy(lw->data, key, (size_t)key_len + 1);
+	memcpy(lw->data + key_len + 1, repaired ? repaired : line, len);
 	free(repaired);
 	w->log_in_flight += lw->cost;
 	if (!w->log_held && w->log_in_flight > STAGE_LOG_HOLD_BYTES) {
 		w->log_held = 1;
 		process_hold_output(1);
 	}
+	/* Never trimmed: log_cap bounds each attempt's lines, and a trim would
+	 * drop the first lines of a log within its cap, or an earlier
+	 * attempt's. */
+	if (l->head)
+		append(l, lw);
+	else
+		send_line(lw);
+}
+
+int stage_log_waiting(const struct worker *w)
+{
+	return w->log && w->log->head;
+}
+
+void stage_log_free(struct worker *w)
+{
+	struct stage_log *l = w->log;
+
+	if (!l)
+		return;
+	if (l->waiting)
+		log_warn("log lines not written: Redis did not take them before the worker stopped",
+			 LOG_I("lines", (long long)l->waiting));
+	/* The head's write in flight, if any, was failed by redis_free. */
+	while (l->head && !l->resending)
+		line_done(pop(l));
+	event_free(l->retry);
+	free(l);
+	w->log = NULL;
 }

@@ -10,6 +10,12 @@
  * unanswered, and reads it again once they are down to
  * STAGE_LOG_RELEASE_BYTES. A write counts its line and STAGE_LOG_WRITE_COST
  * for what it holds besides.
+ *
+ * A line Redis did not answer (not connected, connection lost, timed out)
+ * is kept, with every line after it, and written again once Redis is back,
+ * one at a time and in order; they count as unanswered meanwhile, so a
+ * long outage holds the children's output. A line Redis refused (an error
+ * reply) is logged and dropped.
  */
 #ifndef SLUICE_STAGE_LOG_H
 #define SLUICE_STAGE_LOG_H
@@ -29,5 +35,11 @@ struct worker;
  * it: a command may print anything. */
 void stage_log_write(struct worker *w, const char *run, const char *stage, enum logmask_stream s,
 		     const char *line, size_t len);
+/* Whether lines wait for Redis: a stage's outcome is recorded after them,
+ * as a reader of its log takes the outcome for the end of its lines. */
+int stage_log_waiting(const struct worker *w);
+/* Drops the lines still waiting (logged). After redis_free, which fails
+ * the writes in flight. */
+void stage_log_free(struct worker *w);
 
 #endif

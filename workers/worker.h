@@ -20,6 +20,7 @@ struct job;
 struct backlog_item;
 struct worker_metrics;
 struct defcache;
+struct stage_log;
 
 struct worker_scripts {
 	int claim;
@@ -52,8 +53,9 @@ struct worker {
 	 * the one before: the rate worker_backlog_limit follows. */
 	int64_t started_sec;
 	int started_now, started_before;
-	size_t log_in_flight; /* bytes of log writes Redis has not answered (stage_log.h) */
-	int log_held;	      /* the children's output is held meanwhile */
+	size_t log_in_flight;  /* bytes of log writes Redis has not answered (stage_log.h) */
+	int log_held;	       /* the children's output is held meanwhile */
+	struct stage_log *log; /* the lines waiting for Redis (stage_log.c) */
 	struct worker_metrics *metrics; /* NULL when not set up (worker_metrics.h) */
 	struct event *idle_trim;	/* runs worker_on_idle; NULL when not set up */
 };

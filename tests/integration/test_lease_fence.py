@@ -1,7 +1,7 @@
 """A worker that cannot renew a stage's lease stops the stage before the
 lease can end, so that the attempt the agent queues once Redis is back
 never runs beside it; a Redis that comes back in time leaves the stage
-alone.
+alone, and loses none of its log lines.
 
 The stack is each test's own (a test kills or stops its Redis): one build
 worker with a 4 s lease (renewed every 1.3 s), a Redis that writes every
@@ -40,6 +40,14 @@ wait
 echo "done $SLUICE_ATTEMPT" >> "$1"
 '''
 
+# Prints a line every 50 ms for 2 s.
+CHATTY = r'''
+echo "start $SLUICE_ATTEMPT" >> "$1"
+i=1
+while [ $i -le 40 ]; do echo "line $i"; i=$((i + 1)); sleep 0.05; done
+echo "done $SLUICE_ATTEMPT" >> "$1"
+'''
+
 
 def fence_pipelines(repo, root):
     marks = os.path.join(root, "marks")
@@ -48,7 +56,8 @@ def fence_pipelines(repo, root):
         return pipeline(name, "sluice-fence/" + name, checkout=repo.url, stages={
             "build": {"run": ["sh", "-c", script, "sh", marks], "checkout": False,
                       "timeout": "2m"}})
-    return {"fenced.yaml": p("fenced", FENCED), "patient.yaml": p("patient", PATIENT)}
+    return {"fenced.yaml": p("fenced", FENCED), "patient.yaml": p("patient", PATIENT),
+            "chatty.yaml": p("chatty", CHATTY)}
 
 
 @pytest.fixture
@@ -82,13 +91,17 @@ def worker_log(stack):
         return f.read()
 
 
+def kill_redis(stack):
+    os.kill(stack.redis.popen.pid, signal.SIGKILL)
+    stack.redis.popen.wait()
+    stack.procs.remove(stack.redis)
+
+
 def test_a_stage_whose_lease_cannot_be_renewed_is_stopped_while_redis_is_away(fstack):
     s = fstack
     run_id = start_run(s, "fenced")
     wait_for("the first attempt to start", lambda: marks(s) == ["start 1"], 20, [s.agent])
-    os.kill(s.redis.popen.pid, signal.SIGKILL)
-    s.redis.popen.wait()
-    s.procs.remove(s.redis)
+    kill_redis(s)
     # Nothing can tell the worker its lease is gone: it stops the stage on
     # its own, with Redis still away.
     wait_for("the stage stopped with Redis away", lambda: "term 1" in marks(s), 3 * LEASE_S)
@@ -122,3 +135,25 @@ def test_a_stage_keeps_its_lease_through_a_redis_pause_shorter_than_it(fstack):
         (1, "succeeded")], build
     assert marks(s) == ["start 1", "done 1"]
     assert "lease not renewed in time" not in worker_log(s)
+
+
+def test_the_log_lines_a_stage_prints_while_redis_is_away_are_stored_once_it_is_back(fstack):
+    """Redis killed and started again (it keeps its data) while the stage
+    prints: the lines it printed meanwhile wait in the worker and are
+    stored once Redis is back, in order and once each, before the stage's
+    outcome."""
+    s = fstack
+    run_id = start_run(s, "chatty")
+    wait_for("the stage to start", lambda: marks(s) == ["start 1"], 20, [s.agent])
+    kill_redis(s)
+    time.sleep(0.8)
+    s.start_redis()
+
+    run = s.wait_run(run_id, timeout=30)
+    build = run["stages"]["build"]
+    assert run["status"] == "succeeded", run
+    assert [(a["attempt"], a["status"]) for a in build["attempts"]] == [
+        (1, "succeeded")], build
+    printed = [entry["line"] for entry in s.log(run_id, "build") if entry["stream"] == "stdout"]
+    assert printed == ["line %d" % i for i in range(1, 41)], printed
+    assert "log lines not written yet: they wait for Redis" in worker_log(s)
