@@ -220,17 +220,22 @@ struct timeval redis_retry_wait(int *ms)
 	return tv;
 }
 
-int redis_err_is_reply(const char *err)
+int redis_err_passing(const char *err)
 {
 	static const char *const own[] = {"not connected", "connection lost", "timeout",
-					  "out of memory", "shutting down"};
+					  "out of memory"};
+	static const char *const refusals[] = {"OOM ", "LOADING ", "BUSY ", "TRYAGAIN ",
+					       "MASTERDOWN "};
 
 	if (!err)
 		return 0;
 	for (size_t i = 0; i < sizeof(own) / sizeof(own[0]); i++)
 		if (strcmp(err, own[i]) == 0)
-			return 0;
-	return 1;
+			return 1;
+	for (size_t i = 0; i < sizeof(refusals) / sizeof(refusals[0]); i++)
+		if (strncmp(err, refusals[i], strlen(refusals[i])) == 0)
+			return 1;
+	return 0;
 }
 
 static void queue_failure(struct redis *r, struct cmd *c, const char *err)

@@ -46,11 +46,13 @@ int redis_url_check(const char *url);
  * callbacks run inside this call; commands they send are refused (-1). */
 void redis_free(struct redis *r);
 int redis_connected(const struct redis *r);
-/* Whether a callback's err is the server's error reply, which the same
- * command would likely get again, rather than the client's own failure
- * (not connected, connection lost, timeout, out of memory, shutting down),
- * after which the command may be sent again. */
-int redis_err_is_reply(const char *err);
+/* Whether a command that failed with a callback's err may succeed if sent
+ * again later: the client's own failures (not connected, connection lost,
+ * timeout, out of memory) and the server's passing refusals (OOM, LOADING,
+ * BUSY, TRYAGAIN, MASTERDOWN). Not "shutting down", nor another error
+ * reply (WRONGTYPE, NOPERM, a script's error), which the same command
+ * would get again. */
+int redis_err_passing(const char *err);
 /* Successful connects so far (0 before the first): a change means a new
  * connection, for state a module sets up once per connection. */
 unsigned long redis_connect_count(const struct redis *r);

@@ -44,6 +44,8 @@
 
 /* How soon a renewal Redis did not take is tried again (at most lease/3). */
 #define RENEW_RETRY_MS 1000
+/* How often an outcome looks whether its log lines are written. */
+#define LOG_WAIT_POLL_MS 100
 /* How often a running job looks whether its run was cancelled. */
 #define CANCEL_POLL_MS 250
 
@@ -84,6 +86,7 @@ struct job {
 	struct event *retry;
 	int retry_ms;
 	int lease_lost;
+	int log_waited;	    /* its outcome has waited for its log lines */
 	int64_t claimed_ms; /* monotonic: the stage duration's start */
 	int handing_back;
 	struct event *watch;		  /* polls the run's status (cancel) */
@@ -145,10 +148,10 @@ static void job_free(struct job *j)
 		event_free(j->renew);
 	if (j->renew_query)
 		j->renew_query->job = NULL;
+	rollout_start_drop(j);
 	if (j->fence)
 		event_free(j->fence);
-	if (j->retry)
-		event_free(j->retry);
+	event_free(j->retry);
 	if (j->watch)
 		event_free(j->watch);
 	if (j->watch_query)
@@ -156,7 +159,6 @@ static void job_free(struct job *j)
 	if (j->command_query)
 		j->command_query->job = NULL;
 	workspace_release(j->run_dir);
-	rollout_start_drop(j);
 	rollout_free(j->rollout);
 	rollout_saves_free(j->saves);
 	free(j->park_state);
@@ -249,30 +251,33 @@ static void stop_work(struct job *j)
 
 /* --- recording the outcome ----------------------------------------------- */
 
+/* again(j) in ms. The job has one retry at a time: its claim, its
+ * deployment's state, its outcome or its park. */
+static void retry_in(struct job *j, int ms, event_callback_fn again)
+{
+	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+
+	event_del(j->retry);
+	evtimer_assign(j->retry, j->w->base, again, j);
+	evtimer_add(j->retry, &tv);
+}
+
 /* again(j) after j->retry_ms, which then doubles (redis_retry_wait); what
- * was not done is logged as msg with why. The job has one retry at a time:
- * its claim, its deployment's state, its outcome or its park. */
+ * was not done is logged as msg with why. */
 static void retry_later(struct job *j, const char *msg, const char *why, event_callback_fn again)
 {
+	int ms = j->retry_ms;
+
 	log_warn(msg, LOG_S("run", j->run), LOG_S("stage", j->stage), LOG_S("error", why),
-		 LOG_I("retry_ms", j->retry_ms));
-	if (j->retry) {
-		event_del(j->retry);
-		evtimer_assign(j->retry, j->w->base, again, j);
-	} else if (!(j->retry = evtimer_new(j->w->base, again, j))) {
-		/* The lease runs out and the stage is retried elsewhere. */
-		log_error("out of memory for a retry", LOG_S("run", j->run),
-			  LOG_S("stage", j->stage));
-		return;
-	}
-	struct timeval tv = redis_retry_wait(&j->retry_ms);
-	evtimer_add(j->retry, &tv);
+		 LOG_I("retry_ms", ms));
+	redis_retry_wait(&j->retry_ms);
+	retry_in(j, ms, again);
 }
 
 /* Whether a retry is waiting for its turn. */
 static int retry_pending(const struct job *j)
 {
-	return j->retry && evtimer_pending(j->retry, NULL);
+	return evtimer_pending(j->retry, NULL);
 }
 
 static void record(struct job *j);
@@ -387,8 +392,12 @@ static void record(struct job *j)
 		return;
 	}
 	/* A reader of the log takes the outcome for the end of its lines. */
-	if (stage_log_waiting(w)) {
-		record_later(j, "log lines wait for Redis");
+	if (stage_log_waiting(w, j->run, j->stage)) {
+		if (!j->log_waited)
+			log_info("outcome waits for the stage's log lines", LOG_S("run", j->run),
+				 LOG_S("stage", j->stage));
+		j->log_waited = 1;
+		retry_in(j, LOG_WAIT_POLL_MS, on_record_retry);
 		return;
 	}
 	snprintf(topic, sizeof(topic), "%sresults", w->settings.topic_prefix);
@@ -1069,17 +1078,21 @@ static void on_park_retry(evutil_socket_t fd, short what, void *arg)
 	park(arg);
 }
 
-/* A park Redis did not answer is sent again until it does, as an outcome
- * is: park.lua takes it only while the attempt still owns the stage. */
+/* A park Redis did not answer, or refused for now, is sent again until it
+ * takes it, as an outcome is: park.lua takes it only while the attempt
+ * still owns the stage. One it refuses for good is left to the lease. */
 static void on_parked(struct redis *r, redisReply *reply, const char *err, void *arg)
 {
 	struct job *j = arg;
 	(void)r;
-	if (!reply && !(j->w->draining && err && strcmp(err, "shutting down") == 0)) {
-		retry_later(j, "deployment not parked yet", err ? err : "no reply", on_park_retry);
+	if (!reply && redis_err_passing(err)) {
+		retry_later(j, "deployment not parked yet", err, on_park_retry);
 		return;
 	}
-	job_left(j, "deployment parked", reply, err);
+	job_left(j,
+		 reply ? "deployment parked"
+		       : "deployment not parked: the lease runs out and the stage is retried",
+		 reply, err);
 }
 
 static void park_after_saves(void *arg)
@@ -1202,8 +1215,7 @@ static void rollout_start_drop(struct job *j)
 	if (!rs)
 		return;
 	j->starting = NULL;
-	if (j->retry)
-		event_del(j->retry);
+	event_del(j->retry);
 	if (rs->reading)
 		rs->job = NULL;
 	else
@@ -1246,8 +1258,9 @@ static void on_read_retry(evutil_socket_t fd, short what, void *arg)
 		read_rollout_start(j);
 }
 
-/* A read Redis did not answer (an outage) is sent again until it does, the
- * lease fence or a hand-back; one it refused fails the deployment. */
+/* A read Redis did not answer (an outage), or refused for now, is sent
+ * again until it takes it, the lease fence or a hand-back; one it refuses
+ * for good fails the deployment. */
 static void rollout_start_failed(struct job *j, const char *what, const redisReply *reply,
 				 const char *err)
 {
@@ -1257,13 +1270,14 @@ static void rollout_start_failed(struct job *j, const char *what, const redisRep
 		job_free(j);
 		return;
 	}
-	if (!reply) {
-		retry_later(j, "deployment's state not read yet", err ? err : "no reply",
-			    on_read_retry);
+	if (!reply && redis_err_passing(err)) {
+		retry_later(j, "deployment's state not read yet", err, on_read_retry);
 		return;
 	}
 	snprintf(text, sizeof(text), "cannot read %s: %s", what,
-		 reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply");
+		 reply ? "unexpected reply"
+		 : err ? err
+		       : "no reply");
 	rollout_start_drop(j);
 	finish(j, "failed", text);
 }
@@ -1276,7 +1290,7 @@ static void on_env_color(struct redis *r, redisReply *reply, const char *err, vo
 
 	if (!j || rollout_start_stopped(j))
 		return;
-	if (!reply || reply->type == REDIS_REPLY_ERROR) {
+	if (!reply) {
 		rollout_start_failed(j, "the environment", reply, err);
 		return;
 	}
@@ -1625,6 +1639,13 @@ void job_start(struct worker *w, const char *run, const char *stage, int attempt
 	}
 	struct job *j = calloc(1, sizeof(*j));
 	if (!j) {
+		kafka_consumer_done(w->consumer, ticket);
+		return;
+	}
+	/* Its retry's timer, set to what it retries each time (retry_in). */
+	j->retry = evtimer_new(w->base, on_claim_retry, j);
+	if (!j->retry) {
+		free(j);
 		kafka_consumer_done(w->consumer, ticket);
 		return;
 	}

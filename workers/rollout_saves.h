@@ -27,7 +27,7 @@ int rollout_saves_add(struct rollout_saves *s, const char *state, const char *ty
  * been answered (one continuation at a time; a new one replaces it). 0,
  * and no call, when none waits. Unless even_offline, a save Redis does not
  * answer ends the wait too, the saves left dropped: what waits would fail
- * as well (a park, a hand-back), and must not hold up a worker stopping. */
+ * as well (a hand-back), and must not hold up a worker stopping. */
 int rollout_saves_wait(struct rollout_saves *s, int even_offline, void (*then)(void *arg),
 		       void *arg);
 /* Drops the saves not answered yet; an answer on its way finds nothing. */

@@ -16,6 +16,7 @@
 struct log_write {
 	struct log_write *next;
 	struct stage_log *log;
+	unsigned long long seq; /* its place among the worker's lines */
 	size_t cost;
 	size_t key_len, len;
 	enum logmask_stream s;
@@ -23,15 +24,17 @@ struct log_write {
 	char data[]; /* the stream's key, a NUL, then the line */
 };
 
-/* The lines Redis did not take, oldest first: while any waits, the lines
- * after it wait behind it, and only the first is sent, again and again. */
+/* The lines Redis did not take, in the order they were written: while any
+ * waits, the lines written after it wait too; all are sent again at once
+ * (in order on the one connection), after a back-off. */
 struct stage_log {
 	struct worker *w;
-	struct log_write *head, **tail;
-	int resending; /* the head is on its way */
+	unsigned long long seq;	       /* the last line's number */
+	struct log_write *head, *last; /* waiting, by seq */
+	struct log_write *last_back;   /* the last one put back */
 	struct event *retry;
 	int retry_ms;
-	size_t waiting;
+	int behind; /* lines have waited since Redis last took one */
 };
 
 static void send_line(struct log_write *lw);
@@ -49,62 +52,61 @@ static void line_done(struct log_write *lw)
 	}
 }
 
-static void retry_arm(struct stage_log *l)
-{
-	struct timeval tv = redis_retry_wait(&l->retry_ms);
-
-	evtimer_add(l->retry, &tv);
-}
-
 static void append(struct stage_log *l, struct log_write *lw)
 {
 	lw->next = NULL;
-	*l->tail = lw;
-	l->tail = &lw->next;
-	if (l->waiting++ == 0)
-		log_warn("log lines not written yet: they wait for Redis", LOG_S("key", lw->data));
+	if (l->last)
+		l->last->next = lw;
+	else
+		l->head = lw;
+	l->last = lw;
 }
 
-static struct log_write *pop(struct stage_log *l)
+/* A line Redis did not take goes back among the waiting ones in its place:
+ * those in flight with it fail after it, in order, but lines written
+ * meanwhile may wait already (a timeout fails its line before the
+ * connection drops the rest). */
+static void put_back(struct stage_log *l, struct log_write *lw)
 {
-	struct log_write *lw = l->head;
-
-	l->head = lw->next;
-	if (!l->head)
-		l->tail = &l->head;
-	l->waiting--;
-	return lw;
+	if (!l->behind) {
+		l->behind = 1;
+		log_warn("log lines not written yet: they wait for Redis", LOG_S("key", lw->data));
+	}
+	if (!l->last || lw->seq > l->last->seq) {
+		append(l, lw);
+	} else {
+		struct log_write **p = &l->head;
+		if (l->last_back && l->last_back->seq < lw->seq)
+			p = &l->last_back->next;
+		while (*p && (*p)->seq < lw->seq)
+			p = &(*p)->next;
+		lw->next = *p;
+		*p = lw;
+	}
+	l->last_back = lw;
 }
 
 static void on_written(struct redis *r, redisReply *reply, const char *err, void *arg)
 {
 	struct log_write *lw = arg;
 	struct stage_log *l = lw->log;
-	int head = l->resending && lw == l->head;
 	(void)r;
 
-	if (!reply && !redis_err_is_reply(err) && strcmp(err ? err : "", "shutting down") != 0) {
-		/* Not answered: the line waits, and the lines after it. */
-		if (head)
-			l->resending = 0;
-		else
-			append(l, lw);
-		if (!evtimer_pending(l->retry, NULL))
-			retry_arm(l);
+	if (!reply && redis_err_passing(err)) {
+		put_back(l, lw);
+		if (!evtimer_pending(l->retry, NULL)) {
+			struct timeval tv = redis_retry_wait(&l->retry_ms);
+			evtimer_add(l->retry, &tv);
+		}
 		return;
 	}
 	if (!reply)
 		log_warn("log line not written", LOG_S("key", lw->data),
 			 LOG_S("error", err ? err : "?"));
-	if (head) {
-		pop(l);
-		l->resending = 0;
+	else if (l->behind && !l->head) {
+		l->behind = 0;
 		l->retry_ms = REDIS_RETRY_FIRST_MS;
-		if (l->head)
-			send_line(l->head);
-		else
-			log_info("log lines written: Redis took those that waited",
-				 LOG_S("key", lw->data));
+		log_info("log lines written: Redis took those that waited", LOG_S("key", lw->data));
 	}
 	line_done(lw);
 }
@@ -114,22 +116,27 @@ static void send_line(struct log_write *lw)
 	static const char *const names[] = {"stdout", "stderr", "system"};
 	struct stage_log *l = lw->log;
 
-	if (lw == l->head)
-		l->resending = 1;
 	if (redis_command(l->w->redis, on_written, lw, "XADD %b * t %s s %s l %b", lw->data,
 			  lw->key_len, lw->t, names[lw->s], lw->data + lw->key_len + 1,
 			  lw->len) < 0)
 		on_written(l->w->redis, NULL, "not connected", lw);
 }
 
+/* Every waiting line goes out again, in order; those Redis does not take
+ * come back (put_back). */
 static void on_retry(evutil_socket_t fd, short what, void *arg)
 {
 	struct stage_log *l = arg;
+	struct log_write *lw = l->head;
 	(void)fd;
 	(void)what;
 
-	if (l->head && !l->resending)
-		send_line(l->head);
+	l->head = l->last = l->last_back = NULL;
+	while (lw) {
+		struct log_write *next = lw->next;
+		send_line(lw);
+		lw = next;
+	}
 }
 
 static struct stage_log *stage_log_of(struct worker *w)
@@ -147,7 +154,6 @@ static struct stage_log *stage_log_of(struct worker *w)
 		return NULL;
 	}
 	l->w = w;
-	l->tail = &l->head;
 	l->retry_ms = REDIS_RETRY_FIRST_MS;
 	w->log = l;
 	return l;
@@ -170,6 +176,7 @@ void stage_log_write(struct worker *w, const char *run, const char *stage, enum 
 	}
 	lw->log = l;
 	lw->next = NULL;
+	lw->seq = ++l->seq;
 	lw->s = s;
 	lw->key_len = (size_t)key_len;
 	lw->len = len;
@@ -192,9 +199,17 @@ void stage_log_write(struct worker *w, const char *run, const char *stage, enum 
 		send_line(lw);
 }
 
-int stage_log_waiting(const struct worker *w)
+int stage_log_waiting(const struct worker *w, const char *run, const char *stage)
 {
-	return w->log && w->log->head;
+	char key[512];
+
+	if (!w->log || !w->log->head)
+		return 0;
+	snprintf(key, sizeof(key), "%slog:%s:%s", w->settings.key_prefix, run, stage);
+	for (const struct log_write *lw = w->log->head; lw; lw = lw->next)
+		if (strcmp(lw->data, key) == 0)
+			return 1;
+	return 0;
 }
 
 void stage_log_free(struct worker *w)
@@ -203,12 +218,17 @@ void stage_log_free(struct worker *w)
 
 	if (!l)
 		return;
-	if (l->waiting)
+	size_t n = 0;
+	/* The writes in flight were failed by redis_free. */
+	while (l->head) {
+		struct log_write *lw = l->head;
+		l->head = lw->next;
+		line_done(lw);
+		n++;
+	}
+	if (n)
 		log_warn("log lines not written: Redis did not take them before the worker stopped",
-			 LOG_I("lines", (long long)l->waiting));
-	/* The head's write in flight, if any, was failed by redis_free. */
-	while (l->head && !l->resending)
-		line_done(pop(l));
+			 LOG_I("lines", n));
 	event_free(l->retry);
 	free(l);
 	w->log = NULL;

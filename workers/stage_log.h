@@ -11,11 +11,13 @@
  * STAGE_LOG_RELEASE_BYTES. A write counts its line and STAGE_LOG_WRITE_COST
  * for what it holds besides.
  *
- * A line Redis did not answer (not connected, connection lost, timed out)
- * is kept, with every line after it, and written again once Redis is back,
- * one at a time and in order; they count as unanswered meanwhile, so a
- * long outage holds the children's output. A line Redis refused (an error
- * reply) is logged and dropped.
+ * A line Redis did not take (not connected, connection lost, timed out, or
+ * refused for now: redis_err_passing) is kept, with every line written
+ * after it, and they are all sent again after a back-off, in order, until
+ * Redis takes them; they count as unanswered meanwhile, so a long outage
+ * holds the children's output. A line Redis refuses for good (an error
+ * reply) is logged and dropped. A line whose answer was lost after Redis
+ * stored it (a timeout) is stored twice.
  */
 #ifndef SLUICE_STAGE_LOG_H
 #define SLUICE_STAGE_LOG_H
@@ -35,9 +37,10 @@ struct worker;
  * it: a command may print anything. */
 void stage_log_write(struct worker *w, const char *run, const char *stage, enum logmask_stream s,
 		     const char *line, size_t len);
-/* Whether lines wait for Redis: a stage's outcome is recorded after them,
- * as a reader of its log takes the outcome for the end of its lines. */
-int stage_log_waiting(const struct worker *w);
+/* Whether lines of run's stage wait for Redis: its outcome is recorded
+ * after them, as a reader of its log takes the outcome for the end of its
+ * lines. */
+int stage_log_waiting(const struct worker *w, const char *run, const char *stage);
 /* Drops the lines still waiting (logged). After redis_free, which fails
  * the writes in flight. */
 void stage_log_free(struct worker *w);

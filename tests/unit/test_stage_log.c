@@ -64,7 +64,7 @@ static void run_for(struct worker *w, int ms)
 	event_base_dispatch(w->base);
 }
 
-static void worker_init(struct worker *w)
+static void worker_init_timeout(struct worker *w, int timeout_ms)
 {
 	static char prefix[] = "sluice:";
 
@@ -72,7 +72,7 @@ static void worker_init(struct worker *w)
 	w->base = event_base_new();
 	assert_non_null(w->base);
 	w->settings.key_prefix = prefix;
-	w->redis = redis_new(w->base, srv.url, NULL, NULL, 1000);
+	w->redis = redis_new(w->base, srv.url, NULL, NULL, timeout_ms);
 	assert_non_null(w->redis);
 	assert_true(run_until(w, connected, 3000));
 	redisContext *c = redisd_connect(&srv);
@@ -81,11 +81,21 @@ static void worker_init(struct worker *w)
 	redisFree(c);
 }
 
+static void worker_init(struct worker *w)
+{
+	worker_init_timeout(w, 1000);
+}
+
 static void worker_clear(struct worker *w)
 {
 	redis_free(w->redis);
 	stage_log_free(w);
 	event_base_free(w->base);
+}
+
+static int waiting(const struct worker *w)
+{
+	return stage_log_waiting(w, "r_1", "build");
 }
 
 static void write_line(struct worker *w, const char *text)
@@ -126,7 +136,7 @@ static void lines_redis_answers_are_stored_in_order(void **state)
 	write_line(&w, "two");
 	write_line(&w, "three");
 	assert_true(run_until(&w, all_answered, 3000));
-	assert_false(stage_log_waiting(&w));
+	assert_false(waiting(&w));
 	stored_lines(got, sizeof(got));
 	assert_string_equal(got, "one|two|three");
 	worker_clear(&w);
@@ -144,24 +154,77 @@ static void lines_written_while_redis_is_away_are_stored_once_it_is_back(void **
 	write_line(&w, "a");
 	write_line(&w, "b");
 	run_for(&w, 300);
-	assert_true(stage_log_waiting(&w));
+	assert_true(waiting(&w));
 	write_line(&w, "c");
 	run_for(&w, 300);
 	write_line(&w, "d");
-	assert_true(stage_log_waiting(&w));
+	assert_true(waiting(&w));
 	assert_true(w.log_in_flight > 0);
 
 	assert_int_equal(redisd_start(&srv), 0);
 	assert_true(run_until(&w, all_answered, 10000));
-	assert_false(stage_log_waiting(&w));
+	assert_false(waiting(&w));
 	stored_lines(got, sizeof(got));
 	assert_string_equal(got, "a|b|c|d");
 	/* Lines after the outage go straight through. */
 	write_line(&w, "e");
-	assert_false(stage_log_waiting(&w));
+	assert_false(waiting(&w));
 	assert_true(run_until(&w, all_answered, 3000));
 	stored_lines(got, sizeof(got));
 	assert_string_equal(got, "a|b|c|d|e");
+	worker_clear(&w);
+}
+
+static void lines_written_while_redis_hangs_are_stored_in_order(void **state)
+{
+	(void)state;
+	struct worker w;
+	char got[256];
+	worker_init_timeout(&w, 300);
+	kill(srv.pid, SIGSTOP);
+	write_line(&w, "a");
+	write_line(&w, "b");
+	/* Their writes time out, the connection is dropped and opened again
+	 * to a server that does not answer. */
+	run_for(&w, 500);
+	assert_true(waiting(&w));
+	write_line(&w, "c");
+	run_for(&w, 400);
+	write_line(&w, "d");
+	kill(srv.pid, SIGCONT);
+	assert_true(run_until(&w, all_answered, 15000));
+	assert_false(waiting(&w));
+	stored_lines(got, sizeof(got));
+	/* Redis may have stored a write whose answer timed out, before it saw
+	 * the connection close: that line is stored twice. In the order they
+	 * were written, each first time. */
+	char firsts[16] = "";
+	size_t n = 0;
+	for (char *save = NULL, *t = strtok_r(got, "|", &save); t; t = strtok_r(NULL, "|", &save)) {
+		assert_int_equal(strlen(t), 1);
+		assert_true(t[0] >= 'a' && t[0] <= 'd');
+		if (!strchr(firsts, t[0]))
+			firsts[strlen(firsts)] = t[0];
+		n++;
+	}
+	assert_string_equal(firsts, "abcd");
+	assert_true(n <= 8);
+	worker_clear(&w);
+}
+
+static void a_stage_waits_only_for_its_own_lines(void **state)
+{
+	(void)state;
+	struct worker w;
+	worker_init(&w);
+	redisd_kill(&srv, SIGKILL);
+	stage_log_write(&w, "r_1", "test", LOGMASK_STDOUT, "other", 5);
+	run_for(&w, 300);
+	assert_true(stage_log_waiting(&w, "r_1", "test"));
+	assert_false(waiting(&w));
+	assert_int_equal(redisd_start(&srv), 0);
+	assert_true(run_until(&w, all_answered, 10000));
+	assert_false(stage_log_waiting(&w, "r_1", "test"));
 	worker_clear(&w);
 }
 
@@ -175,7 +238,7 @@ static void a_line_redis_refuses_is_dropped(void **state)
 	freeReplyObject(redisCommand(c, "SET %s not-a-stream", KEY));
 	write_line(&w, "refused");
 	assert_true(run_until(&w, all_answered, 3000));
-	assert_false(stage_log_waiting(&w));
+	assert_false(waiting(&w));
 	redisReply *rep = redisCommand(c, "GET %s", KEY);
 	assert_non_null(rep);
 	assert_string_equal(rep->str, "not-a-stream");
@@ -218,7 +281,7 @@ static void lines_still_waiting_when_the_worker_stops_are_dropped(void **state)
 	redisd_kill(&srv, SIGKILL);
 	write_line(&w, "never");
 	run_for(&w, 200);
-	assert_true(stage_log_waiting(&w));
+	assert_true(waiting(&w));
 	redis_free(w.redis);
 	stage_log_free(&w);
 	assert_null(w.log);
@@ -232,6 +295,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(lines_redis_answers_are_stored_in_order),
 	    cmocka_unit_test(lines_written_while_redis_is_away_are_stored_once_it_is_back),
+	    cmocka_unit_test(lines_written_while_redis_hangs_are_stored_in_order),
+	    cmocka_unit_test(a_stage_waits_only_for_its_own_lines),
 	    cmocka_unit_test(a_line_redis_refuses_is_dropped),
 	    cmocka_unit_test(output_is_held_while_too_many_lines_wait),
 	    cmocka_unit_test(lines_still_waiting_when_the_worker_stops_are_dropped),
