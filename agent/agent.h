@@ -77,8 +77,10 @@ struct agent {
 
 /* POST /hooks/github */
 void intake_handle(struct evhttp_request *req, struct agent *a);
-/* A new run id into out (at least 32 bytes). */
-void intake_new_run_id(char *out, size_t len);
+/* A new run id into out (at least 32 bytes), holding now_ms: the run's
+ * score in the runs indexes, so that a page can go on from a run removed
+ * from them (api.c). */
+void intake_new_run_id(char *out, size_t len, long long now_ms);
 /* GET /healthz and /api/v1/... */
 void api_handle(struct evhttp_request *req, struct agent *a);
 /* The API endpoint path is one of, whatever the method, as its pattern (a

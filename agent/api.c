@@ -30,8 +30,11 @@
 #define RUNS_DEFAULT_LIMIT 50
 #define RUNS_MAX_LIMIT	   500
 #define RUNS_SCAN_MAX	   2000
-#define LOG_DEFAULT_LIMIT  1000
-#define LOG_MAX_LIMIT	   10000
+/* Runs of one millisecond on the near side of a removed run that a page
+ * past it reads over, at most. */
+#define RUNS_SAME_MS_MAX  256
+#define LOG_DEFAULT_LIMIT 1000
+#define LOG_MAX_LIMIT	  10000
 
 struct api_call {
 	struct agent *agent;
@@ -48,6 +51,10 @@ struct api_call {
 	size_t want; /* run ids asked for: a page and one more, or a scan for filters */
 	int paged;   /* runs list: a page past a run, before= or after= */
 	int after;   /* the page newer than that run, scanned oldest first */
+	/* That run, removed from the index since, and its creation time: the
+	 * runs of its millisecond on its far side are left out. */
+	char gone[40];
+	long long gone_ms;
 };
 
 static struct api_call *call_new(struct agent *a, struct evhttp_request *req)
@@ -270,6 +277,18 @@ static void on_list_item(struct redis *r, redisReply *reply, const char *err, vo
 	list_maybe_done(c);
 }
 
+static long long run_id_ms(const char *id);
+
+/* Whether a run id the index gave is on the near side of a run removed from
+ * it: created in the same millisecond (its score) and ordered before it
+ * there, as a sorted set orders members of one score. */
+static int before_gone(const struct api_call *c, const char *id)
+{
+	if (!c->gone[0] || run_id_ms(id) != c->gone_ms)
+		return 0;
+	return c->after ? strcmp(id, c->gone) <= 0 : strcmp(id, c->gone) >= 0;
+}
+
 static void on_list_ids(struct redis *r, redisReply *reply, const char *err, void *arg)
 {
 	struct api_call *c = arg;
@@ -280,7 +299,9 @@ static void on_list_ids(struct redis *r, redisReply *reply, const char *err, voi
 	c->items = json_array();
 	c->body = json_array();
 	c->outstanding = 1;
-	for (size_t i = 0; i < reply->elements; i++) {
+	for (size_t i = 0; i < reply->elements && json_array_size(c->items) < c->want; i++) {
+		if (before_gone(c, reply->element[i]->str))
+			continue;
 		struct run_item *it = calloc(1, sizeof(*it));
 		if (!it || strlen(reply->element[i]->str) >= sizeof(it->id)) {
 			free(it);
@@ -342,8 +363,11 @@ static void on_list_rank(struct redis *r, redisReply *reply, const char *err, vo
 			free(c);
 			return;
 		}
+		snprintf(c->gone, sizeof(c->gone), "%s", cursor);
+		c->gone_ms = ms;
 		rc = redis_command(r, on_list_ids, c, "Z%sRANGEBYSCORE %s %lld %s LIMIT 0 %lld",
-				   rev, index, ms, c->after ? "+inf" : "-inf", (long long)c->want);
+				   rev, index, ms, c->after ? "+inf" : "-inf",
+				   (long long)(c->want + RUNS_SAME_MS_MAX));
 		json_decref(c->body);
 		c->body = NULL;
 		if (rc < 0)

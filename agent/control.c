@@ -393,10 +393,11 @@ static void create_run(struct trigger_call *c)
 {
 	struct agent *a = c->agent;
 	char delivery[64];
-	intake_new_run_id(c->run, sizeof(c->run));
+	long long now = clock_now_ms();
+	intake_new_run_id(c->run, sizeof(c->run), now);
 	snprintf(delivery, sizeof(delivery), "manual:%s", c->run);
-	if (record_begin(a->recorder, delivery, MANUAL_DELIVERY_TTL_S, clock_now_ms(),
-			 c->repository, "manual", c->ref, c->sha) < 0) {
+	if (record_begin(a->recorder, delivery, MANUAL_DELIVERY_TTL_S, now, c->repository, "manual",
+			 c->ref, c->sha) < 0) {
 		trigger_end(c, 503, "unavailable", "the run could not be recorded");
 		return;
 	}

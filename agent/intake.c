@@ -66,12 +66,12 @@ static const char *checkout_url(const struct pipeline *p)
 }
 
 /* Time-ordered and unguessable: 48 bits of milliseconds, 48 random bits. */
-void intake_new_run_id(char *out, size_t len)
+void intake_new_run_id(char *out, size_t len, long long now_ms)
 {
 	unsigned char rnd[6] = {0};
 	if (random_bytes(rnd, sizeof(rnd)) < 0)
 		log_warn("getrandom failed; run id has less entropy");
-	unsigned long long ms = (unsigned long long)clock_now_ms();
+	unsigned long long ms = (unsigned long long)now_ms;
 	snprintf(out, len, "r_%012llx%02x%02x%02x%02x%02x%02x", ms & 0xffffffffffffULL, rnd[0],
 		 rnd[1], rnd[2], rnd[3], rnd[4], rnd[5]);
 }
@@ -284,9 +284,10 @@ void intake_handle(struct evhttp_request *req, struct agent *a)
 	struct intake_call *call = calloc(1, sizeof(*call));
 	if (call)
 		call->pipelines = json_array();
+	long long now = clock_now_ms();
 	int failed = !call || !call->pipelines ||
-		     record_begin(a->recorder, delivery_key, DELIVERY_TTL_S, clock_now_ms(),
-				  ev.repository, ev.event, ev.ref, ev.sha) < 0;
+		     record_begin(a->recorder, delivery_key, DELIVERY_TTL_S, now, ev.repository,
+				  ev.event, ev.ref, ev.sha) < 0;
 	int begun = !failed;
 	for (size_t i = 0; !failed && i < n; i++) {
 		if (!verified[i])
@@ -295,7 +296,7 @@ void intake_handle(struct evhttp_request *req, struct agent *a)
 		struct pipeline_def rd = pipeline_run_def(p, ev.pull_request, ev.from_fork);
 		const char *url = checkout_url(p);
 		char run[40];
-		intake_new_run_id(run, sizeof(run));
+		intake_new_run_id(run, sizeof(run), now);
 		failed = record_run(a->recorder, run, p->name,
 				    url		   ? url
 				    : ev.clone_url ? ev.clone_url

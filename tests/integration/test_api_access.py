@@ -407,6 +407,38 @@ def test_a_page_goes_on_after_a_run_removed_meanwhile(locked):
     assert_error(*call(locked, "GET", "/api/v1/runs?before=r_00000000000Gaaaaaaaaaaaa", t), 400)
 
 
+def test_a_page_past_a_removed_run_keeps_to_its_side_within_its_millisecond(locked):
+    """Runs created in the millisecond of a removed run stand in the index
+    by their ids, as a sorted set orders members of one score: a page past
+    the removed run lists only those on its far side, none twice. (The
+    runs are written to an index of their own, as intake.lua writes them.)"""
+    t = TOKENS["reader"]
+    ms = 1_700_000_000_000
+
+    def rid(at, n):
+        return "r_%012x%012x" % (at, n)
+    older, a, gone, c, newer = rid(ms - 1, 9), rid(ms, 1), rid(ms, 2), rid(ms, 3), rid(ms + 1, 0)
+    index = "sluice:pipeline:same-ms:runs"
+    with Redis(locked.redis_port) as r:
+        for run in (older, a, gone, c, newer):
+            r.call("ZADD", index, int(run[2:14], 16), run)
+            r.call("HSET", "sluice:run:" + run, "pipeline", "same-ms", "status", "succeeded",
+                   "event", "push", "ref", "refs/heads/main")
+        r.call("ZREM", index, gone)
+        r.call("DEL", "sluice:run:" + gone)
+    try:
+        status, page = call(locked, "GET", "/api/v1/runs?pipeline=same-ms&after=" + gone, t)
+        assert status == 200 and [x["id"] for x in page["runs"]] == [newer, c], page
+        status, page = call(locked, "GET", "/api/v1/runs?pipeline=same-ms&before=" + gone, t)
+        assert status == 200 and [x["id"] for x in page["runs"]] == [a, older], page
+        status, page = call(locked, "GET",
+                            "/api/v1/runs?pipeline=same-ms&limit=1&after=" + gone, t)
+        assert status == 200 and [x["id"] for x in page["runs"]] == [c], page
+    finally:
+        with Redis(locked.redis_port) as r:
+            r.call("DEL", index, *["sluice:run:" + run for run in (older, a, c, newer)])
+
+
 # --- Server-Sent Events -----------------------------------------------------------
 
 class Events:
