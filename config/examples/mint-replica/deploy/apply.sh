@@ -41,6 +41,9 @@ for slot in "$@"; do
 	start_slot "$slot" "$image"
 done
 if [ -n "$surge" ]; then
+	# Out of the pool before it stops, as every slot start_slot replaces:
+	# a request HAProxy already sent it would be cut off (a 502).
+	lb_out "$surge"
 	stop_slot "$surge"
 fi
 say "$SLUICE_ENV: $image on $*"
