@@ -1294,6 +1294,9 @@ static void on_env_color(struct redis *r, redisReply *reply, const char *err, vo
 		rollout_start_failed(j, "the environment", reply, err);
 		return;
 	}
+	/* The reads are over: the start is this call's, so that nothing the
+	 * rollout does from here (a park and its retries) is taken for them. */
+	j->starting = NULL;
 	const json_t *stage = json_object_get(json_object_get(j->def, "stages"), j->stage);
 	const json_t *spec = json_object_get(stage, "rollout");
 	const json_t *f = rs->fields;
@@ -1309,7 +1312,6 @@ static void on_env_color(struct redis *r, redisReply *reply, const char *err, vo
 		       sizeof(error)) < 0) {
 		char text[600];
 		snprintf(text, sizeof(text), "image: %s", vars ? error : "out of memory");
-		rollout_start_drop(j);
 		finish(j, "failed", text);
 		goto done;
 	}
@@ -1327,20 +1329,18 @@ static void on_env_color(struct redis *r, redisReply *reply, const char *err, vo
 	j->phase = JOB_RUNNING;
 	j->rollout = rollout_start(j->w->base, &p, &rollout_cb, j, error, sizeof(error));
 	if (!j->rollout) {
-		rollout_start_drop(j);
 		finish(j, "failed", error);
 		goto done;
 	}
 	if (j->run_cancelled) {
 		/* Cancelled while its checkout or state was read. */
-		rollout_start_drop(j);
 		rollout_cancel(j->rollout);
 		goto done;
 	}
 	take_command(j, json_string_value(json_object_get(f, "command")),
 		     json_string_value(json_object_get(f, "command_by")));
-	rollout_start_drop(j);
 done:
+	rollout_start_free(rs);
 	free(image);
 	json_decref(vars);
 	json_decref(state);
