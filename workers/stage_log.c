@@ -37,8 +37,6 @@ struct stage_log {
 	int behind; /* lines have waited since Redis last took one */
 };
 
-static void send_line(struct log_write *lw);
-
 /* A line is done with: written, or given up. */
 static void line_done(struct log_write *lw)
 {
