@@ -8,7 +8,8 @@
 -- {"<stage>": {"attempt": n, "topic": ..., "value": ...}}.
 --
 -- The stages retried and the stages skipped because of them (directly or
--- not; not those left out by `when`) are reset: a stage whose needs are all
+-- not; not those left out by `when`, nor those another need of which
+-- failed and is not retried) are reset: a stage whose needs are all
 -- satisfied is queued, with attempt + 1 when its last attempt had started
 -- (the history of attempts is kept), any other waits as pending; the run is
 -- running again. Deployment stages (def "env") belong to promotion and are
@@ -86,20 +87,30 @@ else
   reset[only] = true
 end
 
--- Dependants skipped because of a reset stage wait again; route.lua skips
--- them anew if another of their needs still failed.
+-- Dependants skipped because of a reset stage wait again, unless another
+-- of their needs can no longer succeed: one that failed or was skipped and
+-- is not reset. Nothing would skip them anew (route.lua spreads skips from
+-- a stage that ends, and such a need does not end again), so the run would
+-- never finish. Until nothing changes: a need reset later may let them wait.
+local function lost_for_good(need)
+  local n = st[need]
+  return not reset[need] and n ~= nil and
+           (retryable[n.status] or (n.status == 'skipped' and not n.when))
+end
 local changed = true
 while changed do
   changed = false
   for _, name in ipairs(names) do
     local s = st[name]
     if not reset[name] and s.status == 'skipped' and not s.when then
+      local because, blocked = false, false
       for _, need in ipairs(s.needs) do
-        if reset[need] then
-          reset[name] = true
-          changed = true
-          break
-        end
+        because = because or reset[need] == true
+        blocked = blocked or lost_for_good(need)
+      end
+      if because and not blocked then
+        reset[name] = true
+        changed = true
       end
     end
   end

@@ -64,6 +64,13 @@ def control_pipelines(repo, marks):
             "test": {"sh": FLAKY_TEST, "needs": ["build"]},
             "push": {"sh": "true", "needs": ["test"]},
         }),
+        # d needs two stages that fail: retrying the one that then
+        # succeeds leaves d skipped, for the other still failed.
+        "two-failed.yaml": p("two-failed", {
+            "x": {"kind": "build", "sh": FLAKY_TEST},
+            "y": {"kind": "build", "sh": "exit 1"},
+            "d": {"kind": "test", "sh": "true", "needs": ["x", "y"]},
+        }),
         "when.yaml": p("when", {
             "build": {"sh": "true"},
             "docs": {"kind": "build", "sh": "true", "needs": ["build"],
@@ -265,6 +272,23 @@ def test_retry_of_a_failed_stage_reuses_the_sha_and_builds_nothing_again(ctl_sta
     assert stages["build"]["attempt"] == 1 and stages["push"]["status"] == "succeeded", done
     assert mark(ctl_stack, run["id"], "builds") == "built\n"
     assert mark(ctl_stack, run["id"], "test-shas") == sha + "\n" + sha + "\n"
+
+
+def test_retry_of_a_stage_leaves_skipped_what_another_failed_need_still_blocks(ctl_stack):
+    """d needs x and y, which both failed. Retrying x alone, which then
+    succeeds, cannot let d run: y still failed. d stays skipped and the run
+    ends failed again, instead of waiting for a d nothing would ever queue."""
+    run = ctl_stack.wait_run(trigger(ctl_stack, "two-failed")["id"])
+    assert run["status"] == "failed", run
+    assert run["stages"]["d"]["status"] == "skipped", run
+    status, body = post(ctl_stack, "/api/v1/runs/%s/stages/x/retry" % run["id"])
+    assert status == 202 and body["status"] == "running", (status, body)
+    assert body["stages"]["d"]["status"] == "skipped", body
+    done = ctl_stack.wait_run(run["id"])
+    stages = done["stages"]
+    assert done["status"] == "failed", done
+    assert (stages["x"]["status"], stages["x"]["attempt"]) == ("succeeded", 2), done
+    assert (stages["y"]["status"], stages["d"]["status"]) == ("failed", "skipped"), done
 
 
 def test_retry_of_a_whole_run(ctl_stack):
