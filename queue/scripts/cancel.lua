@@ -3,8 +3,9 @@
 -- (claim.lua and route.lua refuse a finished run); stages already running
 -- are stopped by their workers, which watch the run's status and record
 -- them as cancelled. Open promotions are cancelled too; a deployment that
--- has not started frees its environment at once, a running one when its
--- result is routed. A rollout parked at a pause, or waiting for a worker
+-- has not started frees its environment at once, a running one (or one
+-- that ended, its result not routed yet) when its result is routed, so
+-- that what went live is recorded. A rollout parked at a pause, or waiting for a worker
 -- to carry on from where an earlier attempt left it, is queued with the
 -- command abort instead (lib/strategy.lua), so that a worker sends its
 -- traffic back to stable. A rollback (rollback.lua) is stopped the same
@@ -34,6 +35,7 @@ emit(P, 'run.cancelled', run, 'runs/' .. run, {status = 'cancelled'})
 
 local waiting = {pending = true, queued = true, retrying = true}
 local running = 0
+local cancelled_here = {}
 local def = cjson.decode(r[2])
 for name, sdef in pairs(def.stages) do
   local skey = rkey .. ':stage:' .. name
@@ -51,6 +53,7 @@ for name, sdef in pairs(def.stages) do
     emit_stage(P, 'stage.queued', run, name, st[2] or 1, {command = 'abort'})
     running = running + 1
   elseif waiting[s] then
+    cancelled_here[name] = true
     redis.call('HSET', skey, 'status', 'cancelled', 'finished', now)
     redis.call('HDEL', skey, 'retry_at')
     redis.call('ZREM', P .. 'queued', run .. '/' .. name)
@@ -59,11 +62,17 @@ for name, sdef in pairs(def.stages) do
     running = running + 1
   end
 end
+-- A deployment that ended before this cancellation but whose result is
+-- not routed yet has its promotion ended by the router too (route.lua),
+-- which records what went live first.
+local ended = {succeeded = true, failed = true, timed_out = true, cancelled = true, lost = true,
+               aborted = true, rolled_back = true}
 for env, _ in pairs(def.environments or {}) do
   local e = redis.call('HGET', promo_key(P, run, env), 'status')
-  local ds = redis.call('HGET', rkey .. ':stage:deploy@' .. env, 'status')
-  local deploying = ds == 'running' or (ds == 'queued' and redis.call('HGET',
-    rkey .. ':stage:deploy@' .. env, 'command') == 'abort')
+  local d = redis.call('HMGET', rkey .. ':stage:deploy@' .. env, 'status', 'command', 'routed')
+  local ds = d[1]
+  local deploying = ds == 'running' or (ds == 'queued' and d[2] == 'abort') or
+                      (ended[ds] and d[3] ~= '1' and not cancelled_here['deploy@' .. env])
   if promo_waits[e] or (e == 'deploying' and not deploying) then
     promo_close(P, run, env, 'cancelled', now)
     promo_release(P, run, env, now, opens)

@@ -7,7 +7,9 @@
 -- In a cancelled run only the abort of a rollout is handed back
 -- (lib/strategy.lua), with the command abort; any other stage is
 -- cancelled, and a deployment's result (status "cancelled") goes to the
--- router, which frees the environment.
+-- router, which frees the environment. Such a stage keeps its start, as
+-- one its worker stopped does, so that a retry of the run gives it the
+-- next attempt (retry_run.lua).
 --
 -- ARGV[1] key prefix, ARGV[2] run, ARGV[3] stage, ARGV[4] attempt,
 -- ARGV[5] worker token, ARGV[6] now (ms), ARGV[7] job topic,
@@ -30,7 +32,7 @@ local history = st[5] and cjson.decode(st[5]) or {}
 history[#history + 1] = {attempt = tonumber(attempt), status = 'handed_back', worker = token,
                          started = tonumber(st[4]), finished = now}
 redis.call('HSET', skey, 'attempts', cjson.encode(history))
-redis.call('HDEL', skey, 'worker', 'started', 'exit_code', 'signal', 'error', 'routed')
+redis.call('HDEL', skey, 'worker', 'exit_code', 'signal', 'error', 'routed')
 local lkey = P .. 'lease:' .. run .. ':' .. stage
 if redis.call('GET', lkey) == token .. '/' .. attempt then
   redis.call('DEL', lkey)
@@ -49,7 +51,7 @@ if rstatus ~= 'queued' and rstatus ~= 'running' then
   strat_abort_cancelled(skey, now)
 end
 redis.call('HSET', skey, 'status', 'queued', 'attempt', tonumber(attempt) + 1, 'queued_at', now)
-redis.call('HDEL', skey, 'finished')
+redis.call('HDEL', skey, 'started', 'finished')
 redis.call('ZADD', P .. 'queued', now, member)
 outbox_add(P, ARGV[7], run, ARGV[8])
 emit_stage(P, 'stage.queued', run, stage, tonumber(attempt) + 1, {})

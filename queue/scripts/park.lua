@@ -4,7 +4,10 @@
 -- (release.lua queues it again then); an open pause waits for an
 -- operator's promote or abort (rollout_command.lua queues it). A command
 -- that arrived while the worker was parking queues it at once, so that it
--- is not left waiting.
+-- is not left waiting; so does the run's cancellation, which the worker
+-- watches for only now and then: the rollout is queued to be aborted, as
+-- cancel.lua queues a parked one, for it holds traffic and its
+-- environment.
 --
 -- ARGV[1] key prefix, ARGV[2] run, ARGV[3] stage, ARGV[4] attempt,
 -- ARGV[5] worker token, ARGV[6] the state (JSON), ARGV[7] due (ms; "0":
@@ -26,10 +29,17 @@ redis.call('ZREM', P .. 'leases', run .. '/' .. stage)
 redis.call('HSET', skey, 'rollout', ARGV[6])
 redis.call('HDEL', skey, 'worker', 'resume_entry')
 local env = string.sub(stage, 8)
-if st[4] then
+local command = st[4]
+local rstatus = redis.call('HGET', P .. 'run:' .. run, 'status')
+if not command and rstatus ~= 'queued' and rstatus ~= 'running' and rstatus ~= 'waiting' then
+  strat_abort_cancelled(skey, now)
+  command = 'abort'
+end
+if command then
   redis.call('HSET', skey, 'status', 'queued', 'queued_at', now)
   redis.call('ZADD', P .. 'queued', now, run .. '/' .. stage)
   outbox_add(P, ARGV[9], run, ARGV[10])
+  emit_stage(P, 'stage.queued', run, stage, attempt, {env = env, command = command})
   return 'resumed'
 end
 redis.call('HSET', skey, 'status', 'paused', 'paused_at', now)

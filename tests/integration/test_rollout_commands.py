@@ -1013,6 +1013,128 @@ def test_script_a_cancelled_runs_abort_lost_too_often_frees_the_environment(rsta
         assert "lock" not in r.hgetall(prefix + "env:p:prod")
 
 
+def test_script_a_rollout_parking_after_its_run_was_cancelled_is_queued_to_be_aborted(rstack):
+    """The run is cancelled while its canary runs (cancel.lua leaves the
+    running stage to its worker), and the worker, which watches the run
+    only now and then, parks the rollout at a pause before it sees that:
+    the rollout holds traffic and the environment's lock, so park.lua
+    queues it with the command abort, as cancel.lua queues a parked one,
+    instead of leaving it paused where nothing would move it again."""
+    with Redis(rstack.redis_port) as r:
+        prefix = "t-park-cancelled:"
+        seed(r, prefix, "running")
+        r.call("HSET", prefix + "run:r1:stage:deploy@prod", "worker", "w1", "started", 900)
+        r.call("HSET", prefix + "env:p:prod", "lock", "r1")
+        got = r.call("EVAL", lua_script("cancel"), 0, prefix, "r1", 1000, "{}")
+        assert got == [b"cancelled", b"1"], got
+        r.call("DEL", prefix + "outbox", prefix + "outbox:events")
+        got = r.call("EVAL", lua_script("park"), 0, prefix, "r1", "deploy@prod", "5", "w1",
+                     json.dumps({"phase": "Paused"}), 5000, 1100, "@jobs.deploy", "job-5")
+        assert got == b"resumed", got
+        stage = r.hgetall(prefix + "run:r1:stage:deploy@prod")
+        assert (stage["status"], stage["attempt"], stage["command"], stage["command_by"]) == (
+            "queued", "5", "abort", "cancel"), stage
+        assert "resume_entry" not in stage, stage
+        assert r.call("ZCARD", prefix + "delayed") == 0
+        assert outbox_messages(r, prefix) == [("@jobs.deploy", "job-5")]
+        [(_, event)] = outbox(r, prefix, "outbox:events")
+        assert event["type"] == "dev.sluice.stage.queued", event
+        assert (event["data"]["command"], event["data"]["env"]) == ("abort", "prod"), event
+        assert r.hgetall(prefix + "env:p:prod")["lock"] == "r1"
+        got = r.call("EVAL", lua_script("claim"), 0, prefix, "r1", "deploy@prod", "5", "w2",
+                     10000, 1200)
+        assert got[0] == b"claimed", got
+
+
+def test_script_a_parked_rollout_whose_command_waits_is_queued_with_an_event(rstack):
+    """A promote that arrived while the worker parked queues the rollout at
+    once, and says so on sluice.events like any other queuing."""
+    with Redis(rstack.redis_port) as r:
+        prefix = "t-park-command:"
+        seed(r, prefix, "running", command="promote")
+        r.call("HSET", prefix + "run:r1:stage:deploy@prod", "worker", "w1")
+        got = r.call("EVAL", lua_script("park"), 0, prefix, "r1", "deploy@prod", "5", "w1",
+                     json.dumps({"phase": "Paused"}), 0, 1100, "@jobs.deploy", "job-5")
+        assert got == b"resumed", got
+        assert r.hgetall(prefix + "run:r1:stage:deploy@prod")["status"] == "queued"
+        [(_, event)] = outbox(r, prefix, "outbox:events")
+        assert (event["type"], event["data"]["command"]) == ("dev.sluice.stage.queued",
+                                                              "promote"), event
+
+
+def test_script_a_run_cancelled_before_its_ended_deployment_was_routed(rstack):
+    """The deployment succeeded and its result is on its way to the router
+    when the run is cancelled: the promotion is left for the router, which
+    records the new release as current before it frees the environment."""
+    with Redis(rstack.redis_port) as r:
+        prefix = "t-cancel-unrouted:"
+        seed(r, prefix, "succeeded", rollout={"phase": "Healthy", "image": IMAGE})
+        r.call("HSET", prefix + "run:r1:stage:deploy@prod", "attempt", 1)
+        r.call("HSET", prefix + "env:p:prod", "lock", "r1", "current", "r0",
+               "current_image", OLD_IMAGE)
+        got = r.call("EVAL", lua_script("cancel"), 0, prefix, "r1", 2000, "{}")
+        assert got == [b"cancelled", b"0"], got
+        assert r.hgetall(prefix + "run:r1:env:prod")["status"] == "deploying"
+        assert r.hgetall(prefix + "env:p:prod")["lock"] == "r1"
+        got = r.call("EVAL", lua_script("route"), 0, prefix, "r1", "deploy@prod", 1, 3000,
+                     "{}", "", "", "{}")
+        assert got == [b"routed", b"cancelled"], got
+        assert r.hgetall(prefix + "run:r1:env:prod")["status"] == "cancelled"
+        env = r.hgetall(prefix + "env:p:prod")
+        assert "lock" not in env, env
+        assert (env["current"], env["current_image"], env["previous"], env["previous_image"]) == (
+            "r1", IMAGE, "r0", OLD_IMAGE), env
+
+
+def test_script_a_run_cancelled_before_its_ended_rollback_was_routed(rstack):
+    """The rollback put r0's release back and its result is on its way to
+    the router when the run is cancelled: the router ends the promotion
+    rolled_back and makes r0 current again, as without the cancellation,
+    rather than rollback_cancelled with r1 named current though r0 serves."""
+    with Redis(rstack.redis_port) as r:
+        prefix = "t-cancel-unrouted-rollback:"
+        seed(r, prefix, "succeeded", run_status="succeeded")
+        r.call("HSET", prefix + "run:r1:env:prod", "status", "deployed")
+        r.call("HSET", prefix + "env:p:prod", "current", "r1", "current_image", IMAGE,
+               "previous", "r0", "previous_image", OLD_IMAGE)
+        got = r.call("EVAL", lua_script("rollback"), 0, prefix, "r1", "prod", "carol", "", 1000)
+        assert got[0] == b"rolling-back", got
+        attempt = r.hgetall(prefix + "run:r1:stage:deploy@prod")["attempt"]
+        r.call("HSET", prefix + "run:r1:stage:deploy@prod", "status", "rolled_back")
+        got = r.call("EVAL", lua_script("cancel"), 0, prefix, "r1", 2000, "{}")
+        assert got == [b"cancelled", b"0"], got
+        assert r.hgetall(prefix + "run:r1:env:prod")["status"] == "rolling_back"
+        got = r.call("EVAL", lua_script("route"), 0, prefix, "r1", "deploy@prod", attempt, 3000,
+                     "{}", "", "", "{}")
+        assert got == [b"routed", b"succeeded"], got
+        assert r.hgetall(prefix + "run:r1:env:prod")["status"] == "rolled_back"
+        env = r.hgetall(prefix + "env:p:prod")
+        assert "lock" not in env, env
+        assert (env["current"], env["current_image"]) == ("r0", OLD_IMAGE), env
+
+
+def test_script_a_cancelled_runs_stage_handed_back_keeps_its_start(rstack):
+    """A stopping worker hands back a stage of a cancelled run, which ends
+    cancelled: it keeps its start, so that retrying the run gives it the
+    next attempt, not the handed-back attempt's number again."""
+    with Redis(rstack.redis_port) as r:
+        prefix = "t-handback-cancelled:"
+        d = {"name": "p", "stages": {"build": {"kind": "build", "needs": []}}}
+        r.call("HSET", prefix + "run:r1", "status", "cancelled", "def", json.dumps(d),
+               "pipeline", "p", "created", 1)
+        r.call("HSET", prefix + "run:r1:stage:build", "status", "running", "attempt", 2,
+               "worker", "w1", "started", 900)
+        got = r.call("EVAL", lua_script("handback"), 0, prefix, "r1", "build", "2", "w1", 1000,
+                     "@jobs.build", "job-3", "@results", "cancelled-2")
+        assert got == b"cancelled", got
+        stage = r.hgetall(prefix + "run:r1:stage:build")
+        assert (stage["status"], stage["attempt"], stage["started"]) == (
+            "cancelled", "2", "900"), stage
+        got = r.call("EVAL", lua_script("retry_run"), 0, prefix, "r1", "", 2000, "")
+        assert got[0] == b"plan", got
+        assert json.loads(got[1]) == {"build": {"attempt": 3, "kind": "build"}}, got
+
+
 def test_script_a_cancelled_runs_deployment_that_went_live_is_the_current_release(rstack):
     """A deployment that succeeded before its worker saw the cancellation
     (or failed past its point of no return) left its release live: the
