@@ -4,6 +4,8 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <limits.h>
+#include <stdio.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -47,31 +49,54 @@ int env_cookie_is_set_by(const char *entry)
 /* --- in a process forked from one with threads: only async-signal-safe
  * calls from here on, and nothing but the stack. */
 
-/* Whether the environment read from fd (NUL-separated entries, of any
- * length) holds an entry that is entry, len bytes, exactly. */
-static int environ_holds(int fd, const char *entry, size_t len)
+/* Looks in the environment read from fd (NUL-separated entries, of any
+ * length) for entry, len bytes, alone or followed by "-" and a child's
+ * serial (env_cookie_child_entry): 1 when found, with *serial the number
+ * (ENV_COOKIE_NO_SERIAL when there is none), else 0. */
+static int environ_find(int fd, const char *entry, size_t len, unsigned long *serial)
 {
 	char buf[4096];
-	/* Bytes of the current entry that match entry so far; SIZE_MAX once
-	 * it cannot. */
+	/* Bytes of the current entry that match entry so far; len + 1 once
+	 * the "-" after it is read, SIZE_MAX once it cannot match. */
 	size_t at = 0;
+	unsigned long n_serial = ENV_COOKIE_NO_SERIAL;
 	ssize_t n;
 
 	while ((n = read(fd, buf, sizeof(buf))) > 0 || (n < 0 && errno == EINTR)) {
 		for (ssize_t i = 0; i < n; i++) {
-			if (buf[i] == '\0') {
-				if (at == len)
-					return 1;
+			char c = buf[i];
+			if (c == '\0') {
+				if (at == len ||
+				    (at == len + 1 && n_serial != ENV_COOKIE_NO_SERIAL))
+					goto found;
 				at = 0;
-			} else if (at < len && buf[i] == entry[at]) {
+				n_serial = ENV_COOKIE_NO_SERIAL;
+			} else if (at < len && c == entry[at]) {
 				at++;
+			} else if (at == len && c == '-') {
+				at = len + 1;
+			} else if (at == len + 1 && c >= '0' && c <= '9') {
+				unsigned long d = (unsigned long)(c - '0');
+				unsigned long sofar =
+				    n_serial == ENV_COOKIE_NO_SERIAL ? 0 : n_serial;
+				/* Never ENV_COOKIE_NO_SERIAL itself. */
+				if (sofar > (ULONG_MAX - 1 - d) / 10)
+					at = SIZE_MAX;
+				else
+					n_serial = sofar * 10 + d;
 			} else {
 				at = SIZE_MAX;
 			}
 		}
 	}
 	/* The last entry may lack its NUL (a process that wrote over it). */
-	return at == len;
+	if (at == len || (at == len + 1 && n_serial != ENV_COOKIE_NO_SERIAL))
+		goto found;
+	return 0;
+found:
+	if (serial != NULL)
+		*serial = at == len ? ENV_COOKIE_NO_SERIAL : n_serial;
+	return 1;
 }
 
 /* The pid a /proc entry's name is, or 0 (not a process). */
@@ -110,7 +135,7 @@ static int kill_if_marked(int proc, const char *name, pid_t pid, uid_t uid, cons
 		return 0;
 	int fd = openat(proc, path, O_RDONLY | O_CLOEXEC);
 	if (fd >= 0) {
-		if (fstat(fd, &st) == 0 && st.st_uid == uid && environ_holds(fd, entry, len))
+		if (fstat(fd, &st) == 0 && st.st_uid == uid && environ_find(fd, entry, len, NULL))
 			killed =
 			    (pidfd >= 0 ? syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0)
 					: kill(pid, SIGKILL)) == 0;
@@ -162,4 +187,40 @@ int env_cookie_kill(const char *entry)
 		poll(NULL, 0, KILL_PAUSE_MS);
 	}
 	return total;
+}
+
+/* --- back in a process of one thread. */
+
+const char *env_cookie_child_entry(char *buf, size_t size, unsigned long serial)
+{
+	const char *entry = env_cookie_entry();
+	if (*entry == '\0' || snprintf(buf, size, "%s-%lu", entry, serial) >= (int)size)
+		return "";
+	return buf;
+}
+
+int env_cookie_serial_of(pid_t pid, unsigned long *serial)
+{
+	const char *entry = env_cookie_entry();
+	char path[64];
+
+	if (*entry == '\0')
+		return 0;
+	snprintf(path, sizeof(path), "/proc/%d/environ", (int)pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	/* A process its user may not read (non-dumpable) opens but reads
+	 * nothing: EACCES on the read. */
+	char first;
+	ssize_t n = pread(fd, &first, 1, 0);
+	if (n < 0) {
+		close(fd);
+		return -1;
+	}
+	int found = environ_find(fd, entry, strlen(entry), serial);
+	close(fd);
+	if (found && *serial == ENV_COOKIE_NO_SERIAL)
+		found = 0;
+	return found;
 }

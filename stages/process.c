@@ -78,6 +78,8 @@ struct process {
 	struct child_report report;
 	int spawn_failed;
 	char spawn_what[128];
+	unsigned long serial;	  /* in its cookie (env_cookie_child_entry) */
+	unsigned long long start; /* its start, in clock ticks after boot; 0 until read */
 	struct process *next;
 };
 
@@ -90,6 +92,7 @@ static struct {
 	int64_t last_scan_ms; /* of /proc for leftovers while children ran */
 	struct event *leftover_timer; /* the search put off (kill_leftovers) */
 	int output_held;	      /* process_hold_output */
+	unsigned long next_serial;    /* of the next child's cookie */
 } mod;
 
 static void on_readable(evutil_socket_t fd, short what, void *arg);
@@ -323,9 +326,9 @@ static void process_free(struct process *p)
 	free(p);
 }
 
-/* The state, the parent and the process group of pid, from
- * /proc/<pid>/stat. */
-static int read_stat_parent(pid_t pid, char *state, pid_t *ppid, pid_t *pgrp)
+/* The state, the parent, the process group and the start (clock ticks
+ * after boot) of pid, from /proc/<pid>/stat. */
+static int read_stat(pid_t pid, char *state, pid_t *ppid, pid_t *pgrp, unsigned long long *start)
 {
 	char path[64];
 	char buf[512];
@@ -343,7 +346,10 @@ static int read_stat_parent(pid_t pid, char *state, pid_t *ppid, pid_t *pgrp)
 	 * follow start after its last ')'. */
 	const char *rp = strrchr(buf, ')');
 	int pp, pg;
-	if (rp == NULL || sscanf(rp + 1, " %c %d %d", state, &pp, &pg) != 3)
+	if (rp == NULL || sscanf(rp + 1,
+				 " %c %d %d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d "
+				 "%*d %*d %*d %llu",
+				 state, &pp, &pg, start) != 4)
 		return -1;
 	*ppid = pp;
 	*pgrp = pg;
@@ -361,10 +367,52 @@ static const struct process *group_owner(pid_t pgrp)
 	return NULL;
 }
 
+/* Whether the child with this serial still runs. */
+static int serial_running(unsigned long serial)
+{
+	for (const struct process *p = mod.list; p != NULL; p = p->next)
+		if (p->serial == serial)
+			return !p->reaped;
+	return 0;
+}
+
+/* Whether a child still running started no later than start: one a
+ * process that started then may have come from. */
+static int running_since(unsigned long long start)
+{
+	for (struct process *p = mod.list; p != NULL; p = p->next) {
+		char state;
+		pid_t ppid, pgrp;
+		if (p->reaped)
+			continue;
+		if (p->start == 0 && read_stat(p->pid, &state, &ppid, &pgrp, &p->start) < 0)
+			continue;
+		if (p->start <= start)
+			return 1;
+	}
+	return 0;
+}
+
+/* Whether pid, a child of ours in no child's group, may belong to a child
+ * still running, which it is then left to: the child its cookie names
+ * (env_cookie_child_entry), or, when its environment cannot tell (cleared,
+ * or unreadable: a non-dumpable process such as ssh-agent), any child that
+ * was running when it started. */
+static int left_to_running(pid_t pid, unsigned long long start)
+{
+	unsigned long serial;
+	int found = env_cookie_serial_of(pid, &serial);
+	if (found > 0)
+		return serial_running(serial);
+	return running_since(start);
+}
+
 /* A descendant that left its group with setsid() escapes the group kill.
  * As a subreaper we inherit it when its parent dies: a child of ours in no
- * running child's group is such a leftover (and so, once it is killed, is
- * each child it had: on_sigchld searches again). Finding them means reading
+ * running child's group is such a leftover once the child it came from has
+ * ended (left_to_running: a daemon a stage started, as `setsid -f` or a
+ * server's --daemonize do, serves it until then), and so, once it is
+ * killed, is each child it had: on_sigchld searches again. Finding them means reading
  * every process's stat. With no child running that is done after every
  * stage, but only when there is a child at all: usually there is none
  * (ECHILD), and one waitid replaces the walk through /proc. While others
@@ -405,16 +453,19 @@ static void kill_leftovers(pid_t killed_group)
 		return;
 	while ((e = readdir(d)) != NULL) {
 		pid_t ppid, pgrp;
+		unsigned long long start;
 		char state, *end;
 		long pid = strtol(e->d_name, &end, 10);
 		if (pid <= 0 || *end != '\0')
 			continue;
 		/* A zombie is dead already: on_sigchld reaps it. */
-		if (read_stat_parent((pid_t)pid, &state, &ppid, &pgrp) < 0 || ppid != self ||
+		if (read_stat((pid_t)pid, &state, &ppid, &pgrp, &start) < 0 || ppid != self ||
 		    state == 'Z' || state == 'X')
 			continue;
 		const struct process *owner = group_owner(pgrp);
 		if (owner != NULL && !owner->reaped)
+			continue;
+		if (owner == NULL && pgrp != killed_group && left_to_running((pid_t)pid, start))
 			continue;
 		if (owner == NULL && pgrp != killed_group)
 			log_warn("killing leftover descendant", LOG_I("pid", pid));
@@ -723,12 +774,11 @@ static void close_fds(int *fds, size_t n)
 	}
 }
 
-/* envp with this process's cookie (env_cookie.h) in place of any it sets,
- * for the orphan guard to find what leaves the child's group; malloc'd,
- * the strings envp's. */
-static const char **marked_env(const char *const *envp)
+/* envp with cookie, the child's entry (env_cookie_child_entry), in place
+ * of any it sets, for the orphan guard and kill_leftovers to find what
+ * leaves the child's group; malloc'd, the strings envp's and cookie. */
+static const char **marked_env(const char *const *envp, const char *cookie)
 {
-	const char *cookie = env_cookie_entry();
 	size_t n = 0;
 
 	while (envp[n] != NULL)
@@ -767,6 +817,7 @@ struct process *process_spawn(const struct process_spec *spec, process_line_cb o
 	int fds[6] = {-1, -1, -1, -1, -1, -1};
 	struct process *p = NULL;
 	const char **envp = NULL;
+	char cookie[ENV_COOKIE_CHILD_MAX];
 	struct rlimit rl;
 	sigset_t all, old;
 
@@ -792,7 +843,8 @@ struct process *process_spawn(const struct process_spec *spec, process_line_cb o
 	p->drain_timer = evtimer_new(mod.base, on_drain_timer, p);
 	if (p->kill_timer == NULL || p->drain_timer == NULL)
 		goto fail;
-	envp = marked_env(spec->envp);
+	p->serial = mod.next_serial++;
+	envp = marked_env(spec->envp, env_cookie_child_entry(cookie, sizeof(cookie), p->serial));
 	if (envp == NULL)
 		goto fail;
 	struct process_spec marked = *spec;

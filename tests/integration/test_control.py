@@ -27,6 +27,16 @@ STUBBORN = ('m="$MARKS/$SLUICE_RUN_ID"; sleep 1000 & echo $! >> "$m.pids"; '
             "sh -c 'trap \"\" TERM; while :; do sleep 0.2; done' & echo $! >> \"$m.pids\"; "
             'echo $$ >> "$m.pids"; touch "$m.ready"; wait')
 
+# Starts a daemon in a session of its own (setsid -f: it becomes the
+# worker's child at once), waits for the stage quick to end and for the
+# worker's search for leftovers after it, then needs its daemon still there.
+SERVE = ('m="$MARKS/$SLUICE_RUN_ID"; '
+         "setsid -f sh -c 'echo $$ > \"$0.daemon\"; exec sleep 300' \"$m\" "
+         '</dev/null >/dev/null 2>&1; '
+         'while [ ! -s "$m.daemon" ]; do sleep 0.05; done; '
+         'while [ ! -f "$m.quick" ]; do sleep 0.05; done; sleep 2; '
+         'kill -0 "$(cat "$m.daemon")"')
+
 # Fails its first attempt of each run, succeeds after; records the sha and
 # how often build ran.
 FLAKY_TEST = ('m="$MARKS/$SLUICE_RUN_ID"; echo "$SLUICE_SHA" >> "$m.test-shas"; '
@@ -63,6 +73,10 @@ def control_pipelines(repo, marks):
             "build": {"sh": 'echo built >> "$MARKS/$SLUICE_RUN_ID.builds"'},
             "test": {"sh": FLAKY_TEST, "needs": ["build"]},
             "push": {"sh": "true", "needs": ["test"]},
+        }),
+        "daemon.yaml": p("daemon", {
+            "serve": {"kind": "build", "sh": SERVE},
+            "quick": {"kind": "test", "sh": 'touch "$MARKS/$SLUICE_RUN_ID.quick"'},
         }),
         # d needs two stages that fail: retrying the one that then
         # succeeds leaves d skipped, for the other still failed.
@@ -243,6 +257,16 @@ def test_a_run_of_the_most_stages_is_cancelled_and_retried_whole(ctl_stack):
     status, body = post(ctl_stack, path % "cancel")
     assert status == 202 and body["status"] == "cancelled", (status, body.get("error"))
     assert stage_statuses(ctl_stack, run) == {"cancelled"}
+
+
+def test_a_stage_s_daemon_serves_it_until_it_ends_then_is_killed(ctl_stack):
+    """A daemon a stage started in a session of its own lives while its
+    stage runs, though another stage of the worker ends meanwhile; once its
+    stage has ended, it is killed."""
+    run = ctl_stack.wait_run(trigger(ctl_stack, "daemon")["id"])
+    assert run["status"] == "succeeded", run
+    daemon = int(mark(ctl_stack, run["id"], "daemon"))
+    wait_for("the daemon to be killed", lambda: not alive(daemon), 10)
 
 
 def test_timeout_kills_the_stage_process_group(ctl_stack):

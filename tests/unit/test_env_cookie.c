@@ -1,6 +1,8 @@
-/* Tests for stages/env_cookie: the cookie is this process's own, and
- * env_cookie_kill kills the processes whose environment holds the entry
- * exactly, wherever in it, and no other, nor its caller.
+/* Tests for stages/env_cookie: the cookie is this process's own, a
+ * child's entry carries its serial, which env_cookie_serial_of reads back,
+ * and env_cookie_kill kills the processes whose environment holds the
+ * entry exactly or with a child's serial, wherever in it, and no other, nor
+ * its caller.
  *
  * The marked processes are sleepers started here with the environment a
  * test gives them; this process is a subreaper, and reaps them. */
@@ -105,11 +107,17 @@ static void test_every_process_holding_the_entry_is_killed(void **state)
 	memset(filler, 'x', FILLER_LEN);
 	memcpy(filler, "FILL=", 5);
 	filler[FILLER_LEN] = '\0';
+	char child[ENV_COOKIE_CHILD_MAX], child_max[ENV_COOKIE_CHILD_MAX];
+	env_cookie_child_entry(child, sizeof(child), 0);
+	env_cookie_child_entry(child_max, sizeof(child_max), ENV_COOKIE_NO_SERIAL - 1);
 	pid_t pids[] = {
 	    sleeper((char *[]){entry, NULL}),
 	    sleeper((char *[]){"A=1", entry, "B=2", NULL}),
 	    /* Across the first read of the environment. */
 	    sleeper((char *[]){filler, entry, NULL}),
+	    /* A child's, with its serial. */
+	    sleeper((char *[]){"A=1", child, NULL}),
+	    sleeper((char *[]){child_max, NULL}),
 	};
 	size_t n = sizeof(pids) / sizeof(pids[0]);
 	int killed = kill_over(entry, pids, n);
@@ -127,13 +135,21 @@ static void test_a_process_without_the_entry_exactly_is_left_alone(void **state)
 	const char *entry = env_cookie_entry();
 	const char *value = entry + strlen(ENV_COOKIE_NAME "=");
 	char other[128], longer[128], shorter[128], prefixed[128], as_value[128];
+	char no_serial[128], bad_serial[128], too_big[128];
 	snprintf(other, sizeof(other), "%s=%.31s%c", ENV_COOKIE_NAME, value,
 		 value[31] == '0' ? '1' : '0');
 	snprintf(longer, sizeof(longer), "%s0", entry);
 	snprintf(shorter, sizeof(shorter), "%.*s", (int)strlen(entry) - 1, entry);
 	snprintf(prefixed, sizeof(prefixed), "X%s", entry);
 	snprintf(as_value, sizeof(as_value), "A=%s", entry);
+	snprintf(no_serial, sizeof(no_serial), "%s-", entry);
+	snprintf(bad_serial, sizeof(bad_serial), "%s-1x", entry);
+	snprintf(too_big, sizeof(too_big), "%s-%lu0", entry, ENV_COOKIE_NO_SERIAL);
 	pid_t pids[] = {
+	    /* Not a child's serial after it. */
+	    sleeper((char *[]){no_serial, NULL}),
+	    sleeper((char *[]){bad_serial, NULL}),
+	    sleeper((char *[]){too_big, NULL}),
 	    /* Another process's cookie. */
 	    sleeper((char *[]){other, NULL}),
 	    sleeper((char *[]){longer, NULL}),
@@ -177,6 +193,38 @@ static void test_the_caller_is_not_killed_though_it_holds_the_entry(void **state
 	assert_true(killed);
 }
 
+/* The serial of the child a process came from, read from its environment
+ * when it holds this process's cookie with one. */
+static void test_the_serial_of_a_marked_process_is_read_from_its_environment(void **state)
+{
+	(void)state;
+	const char *entry = env_cookie_entry();
+	char child[ENV_COOKIE_CHILD_MAX], no_serial[128];
+	unsigned long serial = 0;
+	assert_string_equal(env_cookie_child_entry(child, 8, 42), "");
+	env_cookie_child_entry(child, sizeof(child), 42);
+	snprintf(no_serial, sizeof(no_serial), "%s-", entry);
+	pid_t pids[] = {
+	    sleeper((char *[]){"A=1", child, "B=2", NULL}),
+	    sleeper((char *[]){(char *)entry, NULL}),
+	    sleeper((char *[]){no_serial, NULL}),
+	    sleeper((char *[]){"A=1", NULL}),
+	};
+	size_t n = sizeof(pids) / sizeof(pids[0]);
+	for (size_t i = 0; i < n; i++)
+		wait_exec(pids[i]);
+	assert_int_equal(env_cookie_serial_of(pids[0], &serial), 1);
+	assert_int_equal(serial, 42);
+	assert_int_equal(env_cookie_serial_of(pids[1], &serial), 0);
+	assert_int_equal(env_cookie_serial_of(pids[2], &serial), 0);
+	assert_int_equal(env_cookie_serial_of(pids[3], &serial), 0);
+	pid_kill_left(pids, n);
+	for (size_t i = 0; i < n; i++)
+		pid_wait_gone(pids[i]);
+	/* Gone: nothing to read. */
+	assert_int_equal(env_cookie_serial_of(pids[0], &serial), -1);
+}
+
 static void test_no_entry_kills_nothing(void **state)
 {
 	(void)state;
@@ -198,6 +246,7 @@ int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_the_cookie_is_drawn_once_per_process),
+	    cmocka_unit_test(test_the_serial_of_a_marked_process_is_read_from_its_environment),
 	    cmocka_unit_test(test_every_process_holding_the_entry_is_killed),
 	    cmocka_unit_test(test_a_process_without_the_entry_exactly_is_left_alone),
 	    cmocka_unit_test(test_the_caller_is_not_killed_though_it_holds_the_entry),

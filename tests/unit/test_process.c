@@ -268,9 +268,30 @@ static void test_env_is_envp_with_this_process_s_cookie(void **state)
 	assert_int_equal(r.nlines, 3);
 	assert_line(&r, 0, PROCESS_STDOUT, "PATH=/usr/bin:/bin");
 	assert_line(&r, 1, PROCESS_STDOUT, "FOO=bar baz");
-	assert_int_equal(strlen(env_cookie_entry()), strlen(ENV_COOKIE_NAME "=") + 32);
-	assert_line(&r, 2, PROCESS_STDOUT, env_cookie_entry());
+	/* The cookie, then "-" and the child's serial. */
+	const char *cookie = env_cookie_entry();
+	size_t len = strlen(cookie);
+	assert_int_equal(len, strlen(ENV_COOKIE_NAME "=") + 32);
+	assert_memory_equal(r.lines[2].text, cookie, len);
+	assert_int_equal(r.lines[2].text[len], '-');
+	assert_true(r.lines[2].text[len + 1] != '\0');
+	assert_int_equal(strspn(r.lines[2].text + len + 1, "0123456789"),
+			 strlen(r.lines[2].text + len + 1));
 	free_run(&r);
+}
+
+/* Each child's cookie carries a serial of its own. */
+static void test_each_child_s_cookie_has_a_serial_of_its_own(void **state)
+{
+	(void)state;
+	struct run a, b;
+	run_sh("printenv " ENV_COOKIE_NAME, &a);
+	run_sh("printenv " ENV_COOKIE_NAME, &b);
+	assert_int_equal(a.nlines, 1);
+	assert_int_equal(b.nlines, 1);
+	assert_string_not_equal(a.lines[0].text, b.lines[0].text);
+	free_run(&a);
+	free_run(&b);
 }
 
 static void test_command_is_looked_up_in_envp_path(void **state)
@@ -597,6 +618,77 @@ static void test_escaped_daemon_is_killed_while_another_stage_runs(void **state)
 	stop_other_stage(p, &other);
 }
 
+/* Starts a stage that starts a daemon in a session of its own with
+ * `setsid -f` (its parent gone at once: the daemon becomes ours), run by
+ * prefix ("" or "env -i"), prints the daemon's pid once it is ours, then
+ * sleeps; waits for that line, then checks that the daemon outlives another
+ * stage that ends meanwhile. Returns the daemon's pid. */
+static pid_t start_stage_with_daemon(struct run *r, struct process **p, const char *prefix)
+{
+	char script[512];
+	snprintf(script, sizeof(script),
+		 "f=$(mktemp); setsid -f %s /bin/sh -c 'echo $$ > '$f'; exec /bin/sleep 300' "
+		 "</dev/null >/dev/null 2>&1;"
+		 "while [ ! -s $f ]; do sleep 0.01; done; d=$(cat $f); rm -f $f;"
+		 "while [ \"$(cut -d' ' -f4 /proc/$d/stat)\" != %d ]; do sleep 0.01; done;"
+		 "echo $d; exec sleep 30",
+		 prefix, (int)getpid());
+	const char *argv[] = {"/bin/sh", "-c", script, NULL};
+	struct process_spec spec = {.argv = argv, .envp = default_env, .kill_grace_ms = 1000};
+	memset(r, 0, sizeof(*r));
+	*p = process_spawn(&spec, on_line, on_exit_record, r);
+	assert_non_null(*p);
+	while (r->nlines == 0 && r->exits == 0)
+		event_base_loop(base, EVLOOP_ONCE);
+	assert_int_equal(r->nlines, 1);
+	pid_t d = (pid_t)strtol(r->lines[0].text, NULL, 10);
+	assert_true(d > 0);
+
+	/* Another stage ends, and the search for leftovers after it is over:
+	 * the daemon is still there. */
+	struct run quick;
+	run_sh("true", &quick);
+	free_run(&quick);
+	settle(1200);
+	assert_int_equal(kill(d, 0), 0);
+	return d;
+}
+
+/* A daemon a stage started serves that stage while it runs: other
+ * processes ending (a stage, and a search for leftovers after it) leave
+ * it alone; it is killed once its own stage has ended. */
+static void test_a_running_stage_s_daemon_lives_until_its_stage_ends(void **state)
+{
+	(void)state;
+	struct run stage;
+	struct process *p;
+	pid_t d = start_stage_with_daemon(&stage, &p, "");
+
+	stop_other_stage(p, &stage);
+	settle(200);
+	assert_int_equal(kill(d, 0), -1);
+	assert_int_equal(errno, ESRCH);
+}
+
+/* A daemon whose environment cannot tell which stage it came from
+ * (cleared with env -i) is left alone while a stage that was running when
+ * it started still runs, and killed once only stages started after it
+ * run. */
+static void test_a_daemon_with_a_cleared_environment_lives_while_an_older_stage_runs(void **state)
+{
+	(void)state;
+	struct run stage, later;
+	struct process *p;
+	pid_t d = start_stage_with_daemon(&stage, &p, "env -i");
+
+	struct process *l = start_other_stage(&later);
+	stop_other_stage(p, &stage);
+	settle(1200);
+	assert_int_equal(kill(d, 0), -1);
+	assert_int_equal(errno, ESRCH);
+	stop_other_stage(l, &later);
+}
+
 /* Holds the output once the fifth line is in, as a caller whose lines go
  * somewhere slow would. */
 static void on_line_hold_after_five(enum process_stream s, const char *line, size_t len, void *arg)
@@ -855,6 +947,13 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_missing_command_is_spawn_failed, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_env_is_envp_with_this_process_s_cookie, setup,
 					    teardown),
+	    cmocka_unit_test_setup_teardown(test_each_child_s_cookie_has_a_serial_of_its_own, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_a_running_stage_s_daemon_lives_until_its_stage_ends, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_a_daemon_with_a_cleared_environment_lives_while_an_older_stage_runs, setup,
+		teardown),
 	    cmocka_unit_test_setup_teardown(test_command_is_looked_up_in_envp_path, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_cwd_is_honoured, setup, teardown),
