@@ -864,21 +864,28 @@ static void a_background_analysis_carries_on_from_its_saved_measurements(void **
 
 /* An analysis's progress is saved as each measurement is recorded, and
  * not in between: with a minute between measurements, nothing is saved
- * for the seconds after the first. */
+ * for the seconds after the first once the steps have come to their pause
+ * (they run beside the analysis, and save as they go). */
 static void an_analysis_is_saved_at_each_measurement_and_not_in_between(void **state)
 {
 	struct fixture *f = fixture_new(
 	    "[{\"set_weight\": 20}, {\"pause\": \"manual\"}, {\"set_weight\": 100}]", "");
 	struct apistub prom;
 	struct rollout *r;
+	json_t *paused = json_string("Paused");
 	int saves;
 	(void)state;
 
 	r = first_measurement_saved(f, &prom, 3, 60000);
+	for (int i = 0; i < 200 && !json_equal(json_object_get(f->seen.saved, "phase"), paused);
+	     i++)
+		run_for(f->seen.base, 20);
+	assert_true(json_equal(json_object_get(f->seen.saved, "phase"), paused));
 	saves = f->seen.saves;
 	run_for(f->seen.base, 2500);
 	assert_int_equal(f->seen.saves, saves);
 	assert_int_equal(prom.nreq, 1);
+	json_decref(paused);
 	rollout_free(r);
 	apistub_stop(&prom);
 	fixture_free(f);
