@@ -41,3 +41,11 @@ int fdlimit_child(struct rlimit *out)
 	*out = mod.original;
 	return 1;
 }
+
+int fdlimit_walk_max(void)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 65536)
+		return (int)rl.rlim_cur;
+	return 65536;
+}

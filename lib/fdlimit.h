@@ -19,4 +19,9 @@ long fdlimit_raise(void);
  * changed it, 0 when it did not. */
 int fdlimit_child(struct rlimit *out);
 
+/* The descriptors a child walks one by one where close_range(2) is refused
+ * (a kernel before 5.9, a seccomp filter): below the soft limit, and at
+ * most 65536, which a loop of that many system calls still does at once. */
+int fdlimit_walk_max(void);
+
 #endif

@@ -1,6 +1,7 @@
 /* orphan_guard: killing a dead process's children (orphan_guard.h). */
 #include "stages/orphan_guard.h"
 
+#include "lib/fdlimit.h"
 #include "stages/env_cookie.h"
 
 #include <errno.h>
@@ -72,15 +73,20 @@ static void guard_main(int fd)
 }
 
 /* In the guard's parent, forked from the process: the guard forked, it
- * exits at once, so that the guard is orphaned to whoever reaps above. */
-static void guard_fork(int fd)
+ * exits at once, so that the guard is orphaned to whoever reaps above.
+ * max_fd bounds the descriptors the guard closes one by one where
+ * close_range is refused. */
+static void guard_fork(int fd, int max_fd)
 {
 	pid_t pid = fork();
 	if (pid == 0) {
 		/* Only its end of the pair: the rest (the process's sockets, its
 		 * children's pipes) must close when the process's do. */
-		if (dup2(fd, 3) < 0 || close_range(4, ~0U, 0) < 0)
+		if (dup2(fd, 3) < 0)
 			_exit(1);
+		if (close_range(4, ~0U, 0) < 0)
+			for (int i = 4; i < max_fd; i++)
+				close(i);
 		int devnull = open("/dev/null", O_RDWR);
 		if (devnull >= 0) {
 			dup2(devnull, 0);
@@ -108,9 +114,10 @@ int orphan_guard_start(void)
 	prctl(PR_GET_CHILD_SUBREAPER, &reaper);
 	if (reaper)
 		prctl(PR_SET_CHILD_SUBREAPER, 0);
+	int max_fd = fdlimit_walk_max();
 	pid_t pid = fork();
 	if (pid == 0)
-		guard_fork(sv[1]);
+		guard_fork(sv[1], max_fd);
 	int e = errno;
 	if (pid > 0)
 		while (waitpid(pid, &status, 0) < 0 && errno == EINTR)

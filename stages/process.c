@@ -818,7 +818,6 @@ struct process *process_spawn(const struct process_spec *spec, process_line_cb o
 	struct process *p = NULL;
 	const char **envp = NULL;
 	char cookie[ENV_COOKIE_CHILD_MAX];
-	struct rlimit rl;
 	sigset_t all, old;
 
 	if (mod.base == NULL || spec == NULL || spec->argv == NULL || spec->argv[0] == NULL ||
@@ -855,9 +854,7 @@ struct process *process_spawn(const struct process_spec *spec, process_line_cb o
 				.out_w = fds[1],
 				.err_w = fds[3],
 				.report_fd = fds[5],
-				.max_fd = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 65536
-					      ? (int)rl.rlim_cur
-					      : 65536};
+				.max_fd = fdlimit_walk_max()};
 	ca.restore_nofile = fdlimit_child(&ca.nofile);
 	/* Blocked across the clone so that no parent handler runs in the
 	 * child before it has reset them. */

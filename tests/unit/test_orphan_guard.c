@@ -14,13 +14,17 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <event2/event.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -43,6 +47,28 @@ static const char *const escape_argv[] = {
     "while [ \"$(cut -d' ' -f6 /proc/$d/stat)\" != \"$d\" ]; do sleep 0.01; done; "
     "echo $$ $d; wait",
     NULL};
+
+/* Set by a test before it starts its stand-in: the stand-in refuses
+ * itself close_range(2), as a kernel before 5.9 or a container's seccomp
+ * profile does. */
+static int refuse_close_range;
+
+/* A seccomp filter: close_range fails with ENOSYS, every other call is
+ * let through. */
+static void deny_close_range(void)
+{
+	struct sock_filter filter[] = {
+	    BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+	    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_close_range, 0, 1),
+	    BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
+	    BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	};
+	struct sock_fprog prog = {.len = sizeof(filter) / sizeof(filter[0]), .filter = filter};
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 ||
+	    prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) < 0 ||
+	    syscall(__NR_close_range, 1000, 1000, 0) != -1 || errno != ENOSYS)
+		_exit(7);
+}
 
 static void on_exit_ignored(const struct process_result *r, void *arg)
 {
@@ -91,6 +117,8 @@ static void stand_in(int fd, const char *const *argv, int groups, int kill_guard
 	struct event_base *base = event_base_new();
 	struct reported rep = {fd, 0};
 	struct process_spec spec = {.argv = argv, .envp = env, .kill_grace_ms = 100};
+	if (refuse_close_range)
+		deny_close_range();
 	if (!base || process_init(base) < 0)
 		_exit(2);
 	for (int i = 0; i < groups; i++) {
@@ -214,6 +242,51 @@ static void test_a_dead_process_s_groups_are_killed_grandchildren_included(void 
 		assert_true(pid_wait_gone(s.pids[i]));
 }
 
+/* The descriptors pid holds, from /proc/PID/fd, as a bit set of those
+ * below 63, and -1 when any is 63 or above. */
+static long long fd_set_of(pid_t pid)
+{
+	char path[64];
+	unsigned long long set = 0;
+	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+	DIR *d = opendir(path);
+	assert_non_null(d);
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL) {
+		if (e->d_name[0] == '.')
+			continue;
+		int fd = atoi(e->d_name);
+		if (fd < 0 || fd >= 63) {
+			closedir(d);
+			return -1;
+		}
+		set |= 1ULL << fd;
+	}
+	closedir(d);
+	return (long long)set;
+}
+
+/* Where close_range is refused, the guard closes what it must not hold one
+ * by one: it starts, holds its socket and /dev/null only, and kills the
+ * groups of the dead process. */
+static void test_the_guard_starts_where_close_range_is_refused(void **state)
+{
+	struct started s;
+	(void)state;
+	refuse_close_range = 1;
+	start(&s, 2, 0, 0);
+	refuse_close_range = 0;
+	assert_int_equal(s.n, 4);
+	long long fds = fd_set_of(s.guard);
+	kill_stand_in(&s);
+	int killed = 1;
+	for (int i = 0; i < s.n; i++)
+		killed = killed && pid_wait_gone(s.pids[i]);
+	kill_all(&s);
+	assert_int_equal(fds, 0xf);
+	assert_true(killed);
+}
+
 static void test_a_group_the_guard_was_not_told_of_is_left_alone(void **state)
 {
 	struct started s;
@@ -294,6 +367,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_a_dead_process_s_groups_are_killed_grandchildren_included),
+	    cmocka_unit_test(test_the_guard_starts_where_close_range_is_refused),
 	    cmocka_unit_test(test_a_group_the_guard_was_not_told_of_is_left_alone),
 	    cmocka_unit_test(test_a_guard_that_died_is_replaced_and_told_of_every_group),
 	    cmocka_unit_test(test_a_group_that_ended_is_forgotten),
