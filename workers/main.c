@@ -364,6 +364,15 @@ int main(int argc, char **argv)
 
 	sdnotify("READY=1\nSTATUS=0 job(s) running");
 	event_base_dispatch(w->base);
+	/* Children still stopping: a handed-back rollout's hook or provider
+	 * command in its grace, the workspace removal. Once this process is
+	 * gone its guard would SIGKILL them, cutting their grace short. */
+	workspace_free(m.workspace);
+	m.workspace = NULL;
+	if (process_running() > 0)
+		log_info("waiting for commands to stop", LOG_I("running", process_running()));
+	while (process_running() > 0 && event_base_loop(w->base, EVLOOP_ONCE) == 0)
+		;
 	/* 1 after a fatal producer error: to be started again (kafka.h). */
 	status = kafka_producer_failed(w->producer);
 	/* Let the outbox publish the last results before leaving. */

@@ -43,6 +43,7 @@ struct workspace {
 /* Outlives the workspace when it is freed while rm still runs. */
 struct removal {
 	struct workspace *ws;
+	struct process *proc;
 	int for_space; /* sweep again when done: free space is checked after each run */
 };
 
@@ -332,7 +333,8 @@ static void start_rm(struct workspace *ws, char **paths, size_t n, int for_space
 	    .cwd = "/",
 	    .kill_grace_ms = RM_KILL_GRACE_MS,
 	};
-	if (!process_spawn(&spec, on_rm_line, on_rm_exit, rm))
+	rm->proc = process_spawn(&spec, on_rm_line, on_rm_exit, rm);
+	if (!rm->proc)
 		goto fail;
 	ws->removal = rm;
 	free(argv);
@@ -446,8 +448,12 @@ void workspace_free(struct workspace *ws)
 {
 	if (!ws)
 		return;
-	if (ws->removal)
+	/* A removal under way stops: what is left of the trash is removed by
+	 * the next worker's sweep. */
+	if (ws->removal) {
 		ws->removal->ws = NULL;
+		process_cancel(ws->removal->proc);
+	}
 	event_free(ws->timer);
 	free(ws);
 }

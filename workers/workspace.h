@@ -40,7 +40,8 @@ struct workspace *workspace_start(struct event_base *base, const struct settings
 void workspace_sweep(struct workspace *ws);
 /* A removal child is running. */
 int workspace_busy(const struct workspace *ws);
-/* Stops the timer; a removal still running finishes on its own, and whatever
+/* Stops the timer and a removal still running (SIGTERM, then SIGKILL after
+ * its grace: the worker waits for its children before it exits); whatever
  * it leaves is removed by the next worker's first sweep. */
 void workspace_free(struct workspace *ws);
 

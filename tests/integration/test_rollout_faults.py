@@ -7,7 +7,8 @@ build worker, a deploy worker, and a canary whose every provider action
 appends "action colour weight release" to ctrl/<pipeline>.log. An action
 waits while ctrl/hold-<action>-<weight> exists (weight "-" for an action
 without one), so that the test can catch the deployment in the middle of
-it. A canary with an analysis step measures a stand-in metric endpoint
+it; stopped with SIGTERM, it takes a second to clean up, then appends
+"action weight" to ctrl/stopped. A canary with an analysis step measures a stand-in metric endpoint
 (Metric) whose answers the test sets.
 """
 
@@ -33,6 +34,7 @@ STAGE = "deploy@" + ENV
 ACTION_SH = r'''
 ctrl="%s"
 w="${SLUICE_WEIGHT:--}"
+trap 'sleep 1; echo "$SLUICE_ACTION $w" >> "$ctrl/stopped"; exit 143' TERM
 while [ -e "$ctrl/hold-$SLUICE_ACTION-$w" ]; do sleep 0.02; done
 echo "$SLUICE_ACTION ${SLUICE_COLOR:--} $w $SLUICE_IMAGE" >> "$ctrl/$SLUICE_PIPELINE.log"
 '''
@@ -337,6 +339,8 @@ def test_a_worker_told_to_stop_with_redis_hung_hands_its_rollout_back_and_exits(
         # Its save on its way (redis.timeout is 1 s): the hand-back waits
         # for it while the connection stands, not once the save failed.
         worker.popen.send_signal(signal.SIGTERM)
+        # Two signals sent at once may arrive as one.
+        wait_for("the worker to drain", lambda: "draining" in log_text(worker), 10)
         worker.popen.send_signal(signal.SIGTERM)
         wait_for("the worker to exit", lambda: worker.popen.poll() is not None, 20)
     finally:
@@ -347,6 +351,33 @@ def test_a_worker_told_to_stop_with_redis_hung_hands_its_rollout_back_and_exits(
     run = s.wait_run(run_id, timeout=40)
     assert run["status"] == "succeeded", json.dumps(run, indent=2)
     assert [a[0] for a in actions(s)][-4:] == ["promote", "verify", "set_weight", "scale_down"]
+
+
+def test_a_worker_told_to_stop_waits_for_a_handed_back_action_s_grace(faults):
+    """A second SIGTERM hands the deployment back while a provider action
+    runs: the action is stopped with SIGTERM, and the worker waits for it
+    to clean up within its grace before it exits, rather than leave it to
+    be SIGKILLed as the worker goes."""
+    s = faults
+    open(os.path.join(s.ctrl, "hold-set_weight-50"), "w").close()
+    run_id = push(s, "g1")
+    wait_active_step(s, run_id, "setWeight 50")
+    worker = next(p for p in s.procs if p.name == "worker-2")
+    worker.popen.send_signal(signal.SIGTERM)
+    # Two signals sent at once may arrive as one.
+    wait_for("the worker to drain", lambda: "draining" in log_text(worker), 10)
+    worker.popen.send_signal(signal.SIGTERM)
+    wait_for("the worker to exit", lambda: worker.popen.poll() is not None, 20)
+    s.procs.remove(worker)
+    assert worker.popen.returncode == 0, log_text(worker)
+    with open(os.path.join(s.ctrl, "stopped")) as f:
+        assert f.read() == "set_weight 50\n"
+    assert "waiting for commands to stop" in log_text(worker)
+    os.unlink(os.path.join(s.ctrl, "hold-set_weight-50"))
+    s.start_worker("deploy", 1, "worker-3")
+    run = s.wait_run(run_id, timeout=40)
+    assert run["status"] == "succeeded", json.dumps(run, indent=2)
+    assert attempts(run) == [(1, "handed_back"), (2, "succeeded")], attempts(run)
 
 
 def analysis_entry(st, name):
