@@ -462,6 +462,10 @@ static void kill_leftovers(pid_t killed_group)
 		if (read_stat((pid_t)pid, &state, &ppid, &pgrp, &start) < 0 || ppid != self ||
 		    state == 'Z' || state == 'X')
 			continue;
+		/* As PID 1 (a container without an init) this process inherits
+		 * its own guard, orphaned on purpose. */
+		if ((pid_t)pid == orphan_guard_pid())
+			continue;
 		const struct process *owner = group_owner(pgrp);
 		if (owner != NULL && !owner->reaped)
 			continue;

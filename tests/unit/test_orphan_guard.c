@@ -23,6 +23,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -287,6 +290,96 @@ static void test_the_guard_starts_where_close_range_is_refused(void **state)
 	assert_true(killed);
 }
 
+/* Writes text to a file of /proc/self: 0, or -1. */
+static int write_proc(const char *name, const char *text)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/self/%s", name);
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	ssize_t n = write(fd, text, strlen(text));
+	close(fd);
+	return n == (ssize_t)strlen(text) ? 0 : -1;
+}
+
+/* New PID and mount namespaces for the children of this process: as root,
+ * or else in a user namespace of its own. 0, or -1. */
+static int new_pid_namespace(void)
+{
+	char map[64];
+	uid_t uid = geteuid();
+	gid_t gid = getegid();
+	if (unshare(CLONE_NEWPID | CLONE_NEWNS) == 0)
+		return 0;
+	if (unshare(CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS) < 0)
+		return -1;
+	snprintf(map, sizeof(map), "0 %d 1\n", (int)uid);
+	if (write_proc("setgroups", "deny") < 0 || write_proc("uid_map", map) < 0)
+		return -1;
+	snprintf(map, sizeof(map), "0 %d 1\n", (int)gid);
+	return write_proc("gid_map", map);
+}
+
+/* PID 1 of its namespace, with a /proc of its own: starts the guard (which
+ * it inherits, as an init inherits every orphan), runs a stage, and exits 0
+ * when the guard has outlived the search for leftovers after it. */
+static int as_pid_1(void)
+{
+	struct event_base *base = event_base_new();
+	const char *const argv[] = {"true", NULL};
+	struct process_spec spec = {.argv = argv, .envp = env, .kill_grace_ms = 100};
+	struct reported rep = {-1, 0};
+	if (getpid() != 1 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+	    mount("proc", "/proc", "proc", 0, NULL) < 0)
+		return 10;
+	if (!base || process_init(base) < 0 || orphan_guard_pid() <= 0)
+		return 11;
+	pid_t guard = orphan_guard_pid();
+	if (!process_spawn(&spec, NULL, on_exit_ignored, &rep))
+		return 12;
+	for (int i = 0; i < 50 && process_running() > 0; i++)
+		event_base_loop(base, EVLOOP_ONCE);
+	usleep(200000);
+	event_base_loop(base, EVLOOP_NONBLOCK);
+	char path[64], stat[256];
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)guard);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t n = fd >= 0 ? read(fd, stat, sizeof(stat) - 1) : -1;
+	if (fd >= 0)
+		close(fd);
+	if (n <= 0)
+		return 13;
+	stat[n] = '\0';
+	const char *rp = strrchr(stat, ')');
+	return rp != NULL && rp[2] != 'Z' ? 0 : 14;
+}
+
+/* A worker that is PID 1 (a container run without an init) inherits its
+ * own guard, orphaned on purpose: the search for leftovers after a stage
+ * leaves it alone. */
+static void test_a_worker_that_is_pid_1_keeps_its_guard(void **state)
+{
+	(void)state;
+	pid_t outer = fork();
+	assert_true(outer >= 0);
+	if (outer == 0) {
+		if (new_pid_namespace() < 0)
+			_exit(20);
+		pid_t init = fork();
+		if (init == 0)
+			_exit(as_pid_1());
+		int st = 0;
+		if (init < 0 || waitpid(init, &st, 0) != init)
+			_exit(21);
+		_exit(WIFEXITED(st) ? WEXITSTATUS(st) : 22);
+	}
+	int status = 0;
+	assert_int_equal(waitpid(outer, &status, 0), outer);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+}
+
 static void test_a_group_the_guard_was_not_told_of_is_left_alone(void **state)
 {
 	struct started s;
@@ -368,6 +461,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_a_dead_process_s_groups_are_killed_grandchildren_included),
 	    cmocka_unit_test(test_the_guard_starts_where_close_range_is_refused),
+	    cmocka_unit_test(test_a_worker_that_is_pid_1_keeps_its_guard),
 	    cmocka_unit_test(test_a_group_the_guard_was_not_told_of_is_left_alone),
 	    cmocka_unit_test(test_a_guard_that_died_is_replaced_and_told_of_every_group),
 	    cmocka_unit_test(test_a_group_that_ended_is_forgotten),
