@@ -574,6 +574,19 @@ void job_hand_back_all(struct worker *w)
 
 /* --- running ------------------------------------------------------------- */
 
+/* The signal that ended the stage's command, as j->signal: "SIGTERM", or
+ * "SIGRTMIN+3" for a real-time signal, which has no name of its own. */
+static void note_signal(struct job *j, int sig)
+{
+	const char *abbrev = sigabbrev_np(sig);
+	if (abbrev)
+		snprintf(j->signal, sizeof(j->signal), "SIG%s", abbrev);
+	else if (sig >= SIGRTMIN && sig <= SIGRTMAX)
+		snprintf(j->signal, sizeof(j->signal), "SIGRTMIN+%d", sig - SIGRTMIN);
+	else
+		snprintf(j->signal, sizeof(j->signal), "signal %d", sig);
+}
+
 /* Only a command the hand-back stopped is handed back. One whose outcome
  * was known before (it had exited, and its pipes were still waited for)
  * is recorded: handing it back would run it again, after its success. */
@@ -595,21 +608,19 @@ static void on_process_exit(const struct process_result *r, void *arg)
 		finish(j, r->exit_code == 0 ? "succeeded" : "failed", NULL);
 		return;
 	case PROCESS_SIGNALLED:
-		snprintf(j->signal, sizeof(j->signal), "SIG%s", sigabbrev_np(r->term_signal));
+		note_signal(j, r->term_signal);
 		snprintf(text, sizeof(text), "killed by %s", j->signal);
 		finish(j, "failed", text);
 		return;
 	case PROCESS_TIMED_OUT:
 		if (r->term_signal)
-			snprintf(j->signal, sizeof(j->signal), "SIG%s",
-				 sigabbrev_np(r->term_signal));
+			note_signal(j, r->term_signal);
 		snprintf(text, sizeof(text), "timed out after %lld ms", r->duration_ms);
 		finish(j, "timed_out", text);
 		return;
 	case PROCESS_CANCELLED:
 		if (r->term_signal)
-			snprintf(j->signal, sizeof(j->signal), "SIG%s",
-				 sigabbrev_np(r->term_signal));
+			note_signal(j, r->term_signal);
 		finish(j, "cancelled", "cancelled");
 		return;
 	case PROCESS_SPAWN_FAILED:

@@ -112,6 +112,9 @@ def pipelines(repo, port):
         "line-flood.yaml": p("line-flood", {"build": {
             "sh": "yes x | head -n 300000; echo done", "log_cap": 16 * 1024 * 1024}}),
         "slow.yaml": p("slow", {"build": {"sh": "echo started; sleep 30", "timeout": "1s"}}),
+        # Ends by a real-time signal (glibc's SIGRTMIN is 34), which has no
+        # name of its own.
+        "realtime.yaml": p("realtime", {"build": {"sh": "kill -35 $$"}}),
         "hook.yaml": hook,
         "flaky.yaml": p("flaky", {"test": http_stage(port, "/flaky")}),
         "scanhook.yaml": p("scanhook", {"scan": dict(http_stage(port, "/deploy/scan"),
@@ -377,6 +380,14 @@ def test_timeout_ends_as_timed_out_with_the_signal(env_stack):
     assert build["exit_code"] is None, build
     assert build["signal"] == "SIGTERM", build
     assert build["error"].startswith("timed out after"), build
+
+
+def test_a_stage_ended_by_a_real_time_signal_names_it(env_stack):
+    run = start(env_stack, "realtime")
+    build = run["stages"]["build"]
+    assert build["status"] == "failed" and build["exit_code"] is None, run
+    assert build["signal"] == "SIGRTMIN+1", build
+    assert build["error"] == "killed by SIGRTMIN+1", build
 
 
 def test_http_stage_posts_a_templated_request(env_stack):
