@@ -51,6 +51,7 @@ struct pipe_in {
 	struct event *ev;
 	char *buf;
 	size_t len;
+	int in_piece; /* the last delivery was a piece: its line continues */
 	enum process_stream stream;
 	struct process *owner;
 };
@@ -219,6 +220,7 @@ static CHILD_CODE int child_main(void *arg)
 
 static void deliver(struct process *p, struct pipe_in *in, const char *line, size_t len)
 {
+	in->in_piece = len == LINE_CAP;
 	if (p->on_line != NULL)
 		p->on_line(in->stream, line, len, p->arg);
 }
@@ -254,7 +256,9 @@ static void close_pipe(struct process *p, struct pipe_in *in)
 {
 	if (in->fd < 0)
 		return;
-	if (in->len > 0) {
+	/* What is left, or, when the output ended with a piece, an empty
+	 * delivery that ends its line (process.h). */
+	if (in->len > 0 || in->in_piece) {
 		deliver(p, in, in->buf, in->len);
 		in->len = 0;
 	}

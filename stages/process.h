@@ -53,7 +53,8 @@ struct process;
 /* line excludes the newline; a final line without one is delivered too, and
  * a line longer than 64 KiB is delivered in pieces of PROCESS_LINE_PIECE
  * bytes: a delivery of exactly that length is always a piece whose line
- * continues in the next delivery of its stream (a whole line is shorter). */
+ * continues in the next delivery of its stream (a whole line is shorter;
+ * output that ends with a piece gets an empty delivery after it). */
 #define PROCESS_LINE_PIECE (64 * 1024)
 typedef void (*process_line_cb)(enum process_stream s, const char *line, size_t len, void *arg);
 /* Called once, after the child is reaped and both pipes are closed. The

@@ -230,6 +230,20 @@ static void test_long_line_is_split_in_64k_pieces(void **state)
 	free_run(&r);
 }
 
+/* Output that ends with a whole piece, no newline after it: an empty
+ * delivery ends its line, so that nothing waits for a continuation (a log
+ * would join it to the next process's first line). */
+static void test_output_ending_with_a_piece_ends_its_line(void **state)
+{
+	(void)state;
+	struct run r;
+	run_sh("head -c 65536 /dev/zero | tr '\\0' x", &r);
+	assert_int_equal(r.nlines, 2);
+	assert_int_equal(r.lines[0].len, 65536);
+	assert_int_equal(r.lines[1].len, 0);
+	free_run(&r);
+}
+
 static void test_exit_code_is_reported(void **state)
 {
 	(void)state;
@@ -943,6 +957,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_last_line_without_newline_is_delivered, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_long_line_is_split_in_64k_pieces, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_output_ending_with_a_piece_ends_its_line, setup,
+					    teardown),
 	    cmocka_unit_test_setup_teardown(test_exit_code_is_reported, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_missing_command_is_spawn_failed, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_env_is_envp_with_this_process_s_cookie, setup,
