@@ -17,8 +17,9 @@
 #include "lib/log.h"
 #include "queue/envelope.h"
 
-/* A run's statuses beyond this drop the oldest waiting one: a run that
- * produced so many while GitHub was away needs only the latest. */
+/* A run's statuses beyond this drop a waiting one that a later one of its
+ * context replaces: a run that produced so many while GitHub was away needs
+ * only the latest of each. */
 #define MAX_PER_RUN 64
 /* Consuming pauses while this many statuses wait, and resumes below the
  * second bound, so an outage does not grow memory without end. */
@@ -416,6 +417,15 @@ static void retry_later(struct run_queue *q, long long wait_ms, const char *why)
 	evtimer_add(q->timer, &tv);
 }
 
+/* A wait GitHub asked for (its rate limit's reset, Retry-After), never
+ * shorter than github.backoff: a reset already past by this clock, or
+ * "Retry-After: 0", would otherwise post again at once, and again. */
+static long long github_wait(const struct statuses *s, long long wait_ms)
+{
+	return wait_ms < s->agent->settings.github_backoff_ms ? s->agent->settings.github_backoff_ms
+							      : wait_ms;
+}
+
 static long long backoff_next(struct run_queue *q)
 {
 	long long wait = q->backoff_ms;
@@ -456,17 +466,17 @@ static void on_reply(const struct github_api_reply *r, void *arg)
 		int limited = r->status == 403 || r->status == 429;
 		if (limited && r->ratelimit_remaining == 0 && r->ratelimit_reset_s >= 0) {
 			/* The limit belongs to the token: every run waits. */
-			long long wait = r->ratelimit_reset_s * 1000 - clock_now_ms();
-			if (wait < 0)
-				wait = 0;
+			long long wait =
+			    github_wait(s, r->ratelimit_reset_s * 1000 - clock_now_ms());
 			s->limited_until_ms = clock_mono_ms() + wait;
 			log_warn("GitHub rate limit reached; statuses wait for its reset",
 				 LOG_I("reset", r->ratelimit_reset_s), LOG_I("wait_ms", wait));
 			retry_later(q, wait, why);
 		} else if ((limited || r->status >= 500) && r->retry_after_ms >= 0) {
+			long long wait = github_wait(s, r->retry_after_ms);
 			if (limited)
-				s->limited_until_ms = clock_mono_ms() + r->retry_after_ms;
-			retry_later(q, r->retry_after_ms, why);
+				s->limited_until_ms = clock_mono_ms() + wait;
+			retry_later(q, wait, why);
 		} else if (r->status == 429 || (limited && secondary_limit(r->body))) {
 			/* A minute at least, as GitHub asks; the back-off once it
 			 * has grown longer. Every run waits, as for the reset. */
@@ -655,6 +665,28 @@ static int seen_newer(struct run_queue *q, const char *context, uint64_t seq)
 	q->n_seen++;
 	return 0;
 }
+/* Which waiting status of a full queue goes to make room for st (its
+ * predecessor in *prev, NULL for the head): not the one being posted, and
+ * the oldest that a later one of its context, st included, replaces; only
+ * when every context waits once, the oldest. */
+static struct status *pick_dropped(struct run_queue *q, const struct status *st,
+				   struct status **prev)
+{
+	struct status *first_prev = q->call ? q->head : NULL;
+	struct status *first = first_prev ? first_prev->next : q->head;
+
+	for (struct status *p = first_prev, *x = first; x; p = x, x = x->next) {
+		int replaced = strcmp(x->context, st->context) == 0;
+		for (const struct status *y = x->next; y && !replaced; y = y->next)
+			replaced = strcmp(x->context, y->context) == 0;
+		if (replaced) {
+			*prev = p;
+			return x;
+		}
+	}
+	*prev = first_prev;
+	return first;
+}
 
 static void enqueue(struct statuses *s, const char *run, struct status *st, uint64_t seq)
 {
@@ -678,13 +710,16 @@ static void enqueue(struct statuses *s, const char *run, struct status *st, uint
 		return;
 	}
 	if (q->n >= MAX_PER_RUN) {
-		/* The oldest not being posted right now goes. */
-		struct status **victim = q->call ? &q->head->next : &q->head;
-		struct status *old = *victim;
+		struct status *prev = NULL, *old = pick_dropped(q, st, &prev);
 		log_warn("commit status dropped", LOG_S("run", run), LOG_S("context", old->context),
 			 LOG_S("state", old->state),
 			 LOG_S("error", "too many waiting for this run"));
-		*victim = old->next;
+		if (prev)
+			prev->next = old->next;
+		else
+			q->head = old->next;
+		if (q->tail == old)
+			q->tail = prev;
 		q->n--;
 		s->queued--;
 		kafka_consumer_done(s->consumer, old->ticket);

@@ -100,6 +100,9 @@ class GitHubStandIn:
             return [r for r in self.requests if r["body"]["target_url"].endswith("/" + run_id)]
 
 
+WIDE = 60
+
+
 def pipelines(repo):
     def p(name, stages):
         return pipeline(name, OWNER + "/" + name, checkout=repo.url, stages=stages)
@@ -115,6 +118,10 @@ def pipelines(repo):
         }),
         "errors.yaml": p("errors", {"build": {"run": ["true"]}}),
         "limited.yaml": p("limited", {"build": {"run": ["true"]}}),
+        "no-wait.yaml": p("no-wait", {"build": {"run": ["true"]}}),
+        # More statuses than a run's queue holds (64): 3 for each stage.
+        "wide.yaml": p("wide", {"s%02d" % i: {"kind": "build", "run": ["true"]}
+                                for i in range(WIDE)}),
         "secondary.yaml": p("secondary", {"build": {"run": ["true"]}}),
         "offline.yaml": p("offline", {
             "build": {"run": ["true"]},
@@ -386,6 +393,53 @@ def test_a_rate_limited_status_waits_for_the_reset(estack, github):
     assert later and all(r["time"] >= reset for r in later), (
         reset, [r["time"] for r in later])
     assert later[0]["body"] == reqs[0]["body"]
+
+
+def test_statuses_past_a_run_s_queue_while_github_is_down_keep_each_context_s_last(
+        estack, github):
+    """GitHub is down while a run of 60 stages posts 180 statuses, more
+    than a run's queue holds: those dropped to make room are ones a later
+    status of their context replaces, so once GitHub is back every stage's
+    context ends at success."""
+    github.stop()
+    try:
+        run_id = start(estack, "wide")
+        assert estack.wait_run(run_id)["status"] == "succeeded"
+    finally:
+        github.start()
+    contexts = {"sluice/wide/s%02d" % i for i in range(WIDE)}
+
+    def all_final(rs):
+        last = {}
+        for r in rs:
+            if r["answered"] == 201:
+                last[r["body"]["context"]] = r["body"]["state"]
+        return set(last) == contexts and set(last.values()) == {"success"}
+    wait_statuses(github, run_id, all_final, timeout=60)
+
+
+def test_a_wait_of_nothing_from_github_still_waits_the_back_off(estack, github):
+    """GitHub asks for no wait at all: "Retry-After: 0" on a 503, or a
+    rate limit whose reset is already past by the agent's clock. The status
+    is posted again no sooner than github.backoff (100 ms here) later, not
+    at once and again."""
+    past = str(int(time.time()) - 60)
+    with github.lock:
+        github.scripts[OWNER + "/no-wait"] = [
+            (503, {"Retry-After": "0"}, {"message": "Service Unavailable"}),
+            (503, {"Retry-After": "0"}, {"message": "Service Unavailable"}),
+            (403, {"x-ratelimit-limit": "5000", "x-ratelimit-remaining": "0",
+                   "x-ratelimit-used": "5000", "x-ratelimit-reset": past,
+                   "x-ratelimit-resource": "core"},
+             {"message": "API rate limit exceeded for user ID 1."})]
+    run_id = start(estack, "no-wait")
+    assert estack.wait_run(run_id)["status"] == "succeeded"
+    reqs = wait_statuses(github, run_id, lambda rs: any(
+        r["body"]["state"] == "success" for r in rs))
+    assert [r["answered"] for r in reqs[:4]] == [503, 503, 403, 201], reqs
+    gaps = [b["time"] - a["time"] for a, b in zip(reqs[:4], reqs[1:4])]
+    # A little less than 100 ms: the agent's timer and this clock differ.
+    assert all(g >= 0.08 for g in gaps), gaps
 
 
 def test_sighup_reads_the_token_again(estack, github):
