@@ -16,6 +16,7 @@
 #include "lib/curlev.h"
 #include "lib/log.h"
 #include "queue/envelope.h"
+#include "queue/kafka.h"
 
 /* A run's statuses beyond this drop a waiting one that a later one of its
  * context replaces: a run that produced so many while GitHub was away needs
@@ -509,11 +510,22 @@ static void post(struct run_queue *q)
 
 	for (;;) {
 		st = q->head;
-		left = s->agent->settings.github_give_up_ms - (clock_mono_ms() - st->queued_ms);
-		if (left > 0)
-			break;
 		last = !st->next;
-		give_up(q, "not posted within github.give_up_after");
+		if (kafka_ticket_revoked(st->ticket)) {
+			/* Its partition went to another agent, which posts it
+			 * from the last commit with what followed it there:
+			 * posted here too, late, it could undo a newer one. */
+			log_info("commit status left to the partition's new owner",
+				 LOG_S("run", q->run), LOG_S("context", st->context),
+				 LOG_S("state", st->state));
+			queue_pop(q);
+		} else {
+			left = s->agent->settings.github_give_up_ms -
+			       (clock_mono_ms() - st->queued_ms);
+			if (left > 0)
+				break;
+			give_up(q, "not posted within github.give_up_after");
+		}
 		if (last)
 			return; /* q, emptied, may be freed */
 	}

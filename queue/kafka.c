@@ -569,7 +569,8 @@ static struct part *part_get(struct kafka_consumer *c, const char *topic, int32_
 }
 
 /* The partition is no longer ours: its in-flight tickets become orphans whose
- * done stores nothing, since the new owner consumes from the last commit. */
+ * done stores nothing, since the new owner consumes from the last commit.
+ * Those done already (behind one still in flight) are nobody's: freed. */
 static void part_revoke(struct kafka_consumer *c, const char *topic, int32_t partition)
 {
 	for (struct part **pp = &c->parts; *pp; pp = &(*pp)->next) {
@@ -579,6 +580,10 @@ static void part_revoke(struct kafka_consumer *c, const char *topic, int32_t par
 		struct kafka_ticket *t;
 		while ((t = pt->tickets.head)) {
 			tickets_remove(&pt->tickets, t);
+			if (t->done) {
+				free(t);
+				continue;
+			}
 			t->part = NULL;
 			tickets_append(&c->orphans, t);
 		}
@@ -605,6 +610,19 @@ static void offset_store(struct kafka_consumer *c, const struct part *pt, int64_
 			 LOG_I("partition", pt->partition), LOG_I("offset", next),
 			 LOG_S("error", rd_kafka_err2str(e)));
 	rd_kafka_topic_partition_list_destroy(l);
+}
+
+int kafka_ticket_revoked(const struct kafka_ticket *t)
+{
+	return t != NULL && t->part == NULL;
+}
+
+size_t kafka_consumer_orphans(const struct kafka_consumer *c)
+{
+	size_t n = 0;
+	for (const struct kafka_ticket *t = c->orphans.head; t; t = t->next)
+		n++;
+	return n;
 }
 
 void kafka_consumer_done(struct kafka_consumer *c, struct kafka_ticket *t)

@@ -92,6 +92,13 @@ struct kafka_consumer *kafka_consumer_new_opts(struct event_base *base, const ch
 					       const struct kafka_consumer_opts *opts, char *err,
 					       size_t errlen);
 void kafka_consumer_done(struct kafka_consumer *c, struct kafka_ticket *t);
+/* Whether t's partition was taken from this consumer (a rebalance) since its
+ * message arrived: the partition's new owner consumes the message again,
+ * from the last commit, so acting on it here as well would act twice.
+ * kafka_consumer_done is still due. */
+int kafka_ticket_revoked(const struct kafka_ticket *t);
+/* Tickets of revoked partitions not done yet. */
+size_t kafka_consumer_orphans(const struct kafka_consumer *c);
 /* Partitions currently assigned to this member (0 until the group has formed). */
 int kafka_consumer_assigned(const struct kafka_consumer *c);
 /* Consumer lag of each partition assigned to this member, from librdkafka's

@@ -145,7 +145,7 @@ struct sink {
 	int misordered;
 	int mismatched;
 	int hold;			     /* keep tickets instead of marking done */
-	struct kafka_ticket *ticket[MAXMSG]; /* by offset when hold */
+	struct kafka_ticket *ticket[MAXMSG]; /* by message index when hold */
 	int64_t last_us;
 	int nkeys;
 };
@@ -186,8 +186,8 @@ static void on_message(const struct kafka_message *m, struct kafka_ticket *t, vo
 		s->misordered++;
 	s->key_partition[k] = m->partition;
 	s->last_index_of_key[k] = i;
-	if (s->hold && m->offset >= 0 && m->offset < MAXMSG)
-		s->ticket[m->offset] = t;
+	if (s->hold)
+		s->ticket[i] = t;
 	else
 		kafka_consumer_done(s->c, t);
 }
@@ -471,6 +471,88 @@ static void a_paused_member_stays_paused_through_rebalances(void **state)
 	for (int i = 0; i < N; i++)
 		assert_int_equal(a.seen[i] + b.seen[i], 1);
 	assert_int_equal(a.misordered + b.misordered, 0);
+	kafka_consumer_free(pr.a);
+	kafka_producer_free(p, 1000);
+	event_base_free(base);
+	cluster_stop(&cl);
+}
+
+struct revoke_pair {
+	struct kafka_consumer *a, *b;
+	struct sink *sb;
+};
+
+static int b_holds_one(void *arg)
+{
+	struct revoke_pair *p = arg;
+	return kafka_consumer_assigned(p->a) == 1 && kafka_consumer_assigned(p->b) == 1;
+}
+
+/* A member holding tickets loses its partitions to a rebalance: those not
+ * done say they were revoked (the new owner consumes their messages again),
+ * and are kept until done; those done already, behind one not done, are
+ * freed rather than kept for the consumer's life. */
+static void tickets_of_a_revoked_partition_say_so_and_done_ones_are_freed(void **state)
+{
+	enum { N = 8 };
+	(void)state;
+	struct cluster cl;
+	cluster_start(&cl, "revoked", 2);
+	struct event_base *base = event_base_new();
+	char err[256] = "";
+	struct kafka_producer *p = kafka_producer_new(base, cl.bootstraps, err, sizeof(err));
+	assert_non_null(p);
+	static struct sink a, b;
+	sink_init(&a, N, 1);
+	sink_init(&b, N, 0);
+	struct reports r = {0};
+	struct revoke_pair pr = {NULL, NULL, &b};
+	pr.a = consumer_open(base, &cl, "revoke-group", "revoked", &a, &quick_group);
+	for (int i = 0; i < N; i++)
+		produce_indexed(p, "revoked", i, N, &r);
+	struct progress want = {&a, &r, N, N};
+	assert_true(run_until(base, progress_reached, &want, 15000));
+	for (int i = 0; i < N; i++)
+		assert_false(kafka_ticket_revoked(a.ticket[i]));
+	/* Of each partition, all but its first message done. */
+	int first[2] = {-1, -1};
+	for (int i = 0; i < N; i++) {
+		int part = a.key_partition[i];
+		if (first[part] < 0 || a.offset[i] < a.offset[first[part]])
+			first[part] = i;
+	}
+	for (int i = 0; i < N; i++) {
+		if (i != first[0] && i != first[1]) {
+			kafka_consumer_done(pr.a, a.ticket[i]);
+			a.ticket[i] = NULL;
+		}
+	}
+
+	/* A second member joins: every partition is revoked, then shared. The
+	 * messages not done come again, to a or b, with tickets of their own. */
+	struct kafka_ticket *before[N];
+	memcpy(before, a.ticket, sizeof(before));
+	pr.b = consumer_open(base, &cl, "revoke-group", "revoked", &b, &quick_group);
+	assert_true(run_until(base, b_holds_one, &pr, 15000));
+	size_t held = 0;
+	for (int i = 0; i < N; i++) {
+		if (before[i]) {
+			held++;
+			assert_true(kafka_ticket_revoked(before[i]));
+		}
+	}
+	assert_int_equal(held, (first[0] >= 0) + (first[1] >= 0));
+	/* Done, those of the messages that came again: the orphans left are
+	 * the tickets held from before, not the ones done before. */
+	for (int i = 0; i < N; i++)
+		if (a.ticket[i] && a.ticket[i] != before[i])
+			kafka_consumer_done(pr.a, a.ticket[i]);
+	assert_int_equal(kafka_consumer_orphans(pr.a), held);
+	for (int i = 0; i < N; i++)
+		if (before[i])
+			kafka_consumer_done(pr.a, before[i]);
+	assert_int_equal(kafka_consumer_orphans(pr.a), 0);
+	kafka_consumer_free(pr.b);
 	kafka_consumer_free(pr.a);
 	kafka_producer_free(p, 1000);
 	event_base_free(base);
@@ -799,6 +881,7 @@ int main(void)
 	    cmocka_unit_test(a_new_member_resumes_after_the_contiguous_done_prefix),
 	    cmocka_unit_test(pause_holds_delivery_even_for_later_assignments_and_resume_restarts),
 	    cmocka_unit_test(a_paused_member_stays_paused_through_rebalances),
+	    cmocka_unit_test(tickets_of_a_revoked_partition_say_so_and_done_ones_are_freed),
 	    cmocka_unit_test(a_consumer_closed_before_its_first_assignment_closes_cleanly),
 	    cmocka_unit_test(a_consumer_closes_when_its_broker_is_gone),
 	    cmocka_unit_test(producer_rides_out_an_outage_and_free_fails_what_is_left),
