@@ -934,6 +934,13 @@ void kafka_consumer_resume(struct kafka_consumer *c)
 	consumer_pause_resume(c, 0);
 }
 
+void kafka_consumer_leave(struct kafka_consumer *c)
+{
+	rd_kafka_resp_err_t e = rd_kafka_unsubscribe(c->rk);
+	if (e)
+		log_error("kafka: cannot leave the group", LOG_S("error", rd_kafka_err2str(e)));
+}
+
 /* Closing commits what kafka_consumer_done stored and leaves the group, so the
  * partitions move to another member at once rather than after the session
  * timeout. It blocks the loop at shutdown, for CONSUMER_CLOSE_MS at most:

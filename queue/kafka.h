@@ -109,6 +109,10 @@ void kafka_consumer_lag(const struct kafka_consumer *c, kafka_lag_cb cb, void *a
 /* Pause or resume fetching on every assigned partition (and those assigned later). */
 void kafka_consumer_pause(struct kafka_consumer *c);
 void kafka_consumer_resume(struct kafka_consumer *c);
+/* Leaves the group now (a process that drains): its partitions, revoked
+ * (their offsets stored so far committed), go to the other members at once,
+ * which consume them from there; the tickets it holds become revoked ones. */
+void kafka_consumer_leave(struct kafka_consumer *c);
 /* Commits stored offsets, leaves the group, frees. Tickets not done are dropped. */
 void kafka_consumer_free(struct kafka_consumer *c);
 

@@ -166,7 +166,11 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 	log_info("draining", LOG_I("signal", sig), LOG_I("running", w->running));
 	sdnotify("STOPPING=1");
 	w->draining = 1;
+	/* Its partitions go to the other workers now, not once it exits: jobs
+	 * published meanwhile (new runs, a hand-back's next attempt) run at
+	 * once. A job it runs, consumed again there, is skipped by its claim. */
 	kafka_consumer_pause(w->consumer);
+	kafka_consumer_leave(w->consumer);
 	if (w->running == 0) {
 		event_base_loopexit(w->base, NULL);
 		return;

@@ -23,6 +23,8 @@ DRAIN_REPO = "sluice-it/drain"
 ONE_AT_A_TIME_REPO = "sluice-it/one-at-a-time"
 EXITED_REPO = "sluice-it/exited"
 HOOK_REPO = "sluice-it/slow-hook"
+LONG_REPO = "sluice-it/long-drain"
+QUICK_REPO = "sluice-it/quick"
 
 
 class SlowHook(http.server.BaseHTTPRequestHandler):
@@ -55,6 +57,13 @@ def pipelines(repo, root, hook_port):
         "drain.yaml": pipeline("drain", DRAIN_REPO, checkout=repo.url, stages={
             "build": {"run": ["sh", "-c", "echo started; sleep 3; echo finished"],
                       "timeout": "1m"},
+        }),
+        "long.yaml": pipeline("long-drain", LONG_REPO, checkout=repo.url, stages={
+            "build": {"run": ["sh", "-c", "echo started; sleep 15; echo finished"],
+                      "timeout": "1m", "checkout": False},
+        }),
+        "quick.yaml": pipeline("quick", QUICK_REPO, checkout=repo.url, stages={
+            "build": {"run": ["true"], "checkout": False},
         }),
         "one.yaml": pipeline("one-at-a-time", ONE_AT_A_TIME_REPO, checkout=repo.url, stages={
             "build": {"run": ["sh", "-c", exclusive, "sh", lock]},
@@ -163,15 +172,43 @@ def test_sigterm_lets_the_running_stage_finish_and_exits_0(drain_stack):
     assert token not in out.split(), out
 
 
-def test_second_sigterm_hands_the_stage_back_to_another_worker(drain_stack):
-    s = drain_stack
-    workers = [s.start_worker("build", 1, "drain-b"), s.start_worker("build", 1, "drain-c")]
+def two_workers_one_running(stack, a, b, repository):
+    """Starts two build workers ((name, concurrency) each), then a run of
+    repository; returns the workers, the run and the worker running it."""
+    workers = [stack.start_worker("build", a[1], a[0]), stack.start_worker("build", b[1], b[0])]
     # Both members must have joined the group before the job is published,
     # or the first one to join would be the only one that can run it.
     time.sleep(2)
-    run_id = start_run(s, DRAIN_REPO)
-    token = wait_running(s, run_id)
-    first = worker_by_token(workers, token)
+    run_id = start_run(stack, repository)
+    token = wait_running(stack, run_id)
+    return workers, run_id, worker_by_token(workers, token)
+
+
+def test_a_draining_worker_s_partitions_go_to_the_others_at_once(drain_stack):
+    """A worker told to stop (one SIGTERM) finishes its 15 s stage, but
+    leaves the group at once: runs pushed meanwhile, whichever partitions
+    their jobs land on, all run on the other worker while it drains."""
+    s = drain_stack
+    workers, long_run, draining = two_workers_one_running(s, ("drain-f", 1), ("drain-g", 4),
+                                                          LONG_REPO)
+    other = [w for w in workers if w is not draining][0]
+    draining.popen.send_signal(signal.SIGTERM)
+    wait_for("the worker to drain", lambda: "draining" in open(draining.log).read(), 10)
+    quick = [start_run(s, QUICK_REPO) for _ in range(6)]
+    # The draining worker starts no job: every one of them ran on the other.
+    for run_id in quick:
+        run = s.wait_run(run_id, timeout=30)
+        assert run["status"] == "succeeded", run
+    assert draining.popen.poll() is None, "all ran while it still drained"
+    assert retire(s, draining) == 0, draining.describe()
+    assert s.wait_run(long_run, timeout=30)["status"] == "succeeded"
+    retire_all(s, [other])
+
+
+def test_second_sigterm_hands_the_stage_back_to_another_worker(drain_stack):
+    s = drain_stack
+    workers, run_id, first = two_workers_one_running(s, ("drain-b", 1), ("drain-c", 1),
+                                                     DRAIN_REPO)
     hand_back(s, first)
 
     run = s.wait_run(run_id, timeout=40)
