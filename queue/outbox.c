@@ -593,13 +593,21 @@ static int read_ordered(struct outbox *o, int count)
 }
 
 /* Never BLOCK: the connection is shared with every other module. */
+/* A producer that failed for good (its process stops, kafka.h) publishes
+ * nothing more: an entry this dispatcher read or claimed now would only wait,
+ * pending under its name, for another's claim. */
+static int producer_failed(const struct outbox *o)
+{
+	return kafka_producer_failed(o->p);
+}
+
 static void read_batch(struct outbox *o)
 {
 	if (o->reading) {
 		o->read_again = 1;
 		return;
 	}
-	if (!o->r || !redis_connected(o->r))
+	if (!o->r || !redis_connected(o->r) || producer_failed(o))
 		return;
 	int room = MAX_IN_FLIGHT - o->n_messages;
 	if (room <= 0 || (o->ordered && !lease_held(o)))
@@ -691,7 +699,8 @@ static void on_claimed(struct redis *r, redisReply *reply, const char *err, void
 
 static void claim_from(struct outbox *o, const char *cursor)
 {
-	if (o->claiming || !o->r || !redis_connected(o->r) || o->n_messages >= MAX_IN_FLIGHT)
+	if (o->claiming || !o->r || !redis_connected(o->r) || o->n_messages >= MAX_IN_FLIGHT ||
+	    producer_failed(o))
 		return;
 	if (redis_command(o->r, on_claimed, anchor_ref(o),
 			  "XAUTOCLAIM %s " GROUP " %s %d %s COUNT %d", o->stream, o->consumer,

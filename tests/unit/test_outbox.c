@@ -295,6 +295,68 @@ static void the_tick_finds_entries_without_a_kick(void **state)
 	fixture_stop(&fx);
 }
 
+static int never(void *arg)
+{
+	(void)arg;
+	return 0;
+}
+
+static void on_sigterm(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(*(int *)arg)++;
+}
+
+/* A dispatcher whose producer failed for good (its process stops) reads
+ * and claims nothing more: an entry written then is left for another
+ * dispatcher, not kept pending under its name. */
+static void a_dispatcher_whose_producer_failed_reads_nothing(void **state)
+{
+	(void)state;
+	char errstr[256];
+	int sigterms = 0;
+	struct event *sig = evsignal_new(base, SIGTERM, on_sigterm, &sigterms);
+	assert_non_null(sig);
+	assert_int_equal(event_add(sig, NULL), 0);
+	struct kafka_producer *failed = kafka_producer_new(base, kc.bootstraps, errstr, 256);
+	assert_non_null(failed);
+	assert_int_equal(rd_kafka_test_fatal_error(kafka_producer_handle(failed),
+						   RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER,
+						   "made to fail by a test"),
+			 RD_KAFKA_RESP_ERR_NO_ERROR);
+	run_until(never, NULL, 500);
+	assert_true(kafka_producer_failed(failed));
+	assert_int_equal(sigterms, 1);
+
+	struct fixture fx;
+	fx.stream = "t-failed:outbox";
+	fx.r = redis_new(base, srv.url, NULL, NULL, 1000);
+	assert_non_null(fx.r);
+	assert_true(run_until(is_connected, fx.r, 3000));
+	fx.o = outbox_new(base, fx.r, failed, "t-failed:", "sluice.", "failed-host:1", 0);
+	assert_non_null(fx.o);
+	run_until(never, NULL, 300);
+	sync_ok("XADD t-failed:outbox * topic %s key %s value %s", TOPIC, "run-f", "{}");
+	outbox_kick(fx.o);
+	run_until(never, NULL, 500);
+	assert_int_equal(sync_int("XLEN %s", "t-failed:outbox"), 1);
+	assert_true(pending_count("t-failed:outbox") <= 0);
+	fixture_stop(&fx);
+	kafka_producer_free(failed, 100);
+	event_free(sig);
+
+	/* A healthy dispatcher publishes it. */
+	struct fixture ok;
+	fixture_start(&ok, "t-failed:", "t-failed:outbox");
+	assert_true(run_until(drained, &ok, 5000));
+	struct got g;
+	consume(&g, 1, 5000);
+	assert_int_equal(g.n, 1);
+	assert_string_equal(g.key[0], "run-f");
+	fixture_stop(&ok);
+}
+
 /* Scripts name topics without the configured prefix: "@events" is
  * published to "sluice.events". */
 static void an_at_topic_gets_the_topic_prefix(void **state)
@@ -859,6 +921,7 @@ int main(void)
 	    cmocka_unit_test(entries_are_produced_in_order_and_deleted),
 	    cmocka_unit_test(an_entry_of_several_messages_is_produced_whole_in_order),
 	    cmocka_unit_test(the_tick_finds_entries_without_a_kick),
+	    cmocka_unit_test(a_dispatcher_whose_producer_failed_reads_nothing),
 	    cmocka_unit_test(an_at_topic_gets_the_topic_prefix),
 	    cmocka_unit_test(an_entry_left_by_a_dead_dispatcher_is_claimed_and_produced),
 	    cmocka_unit_test(a_dead_dispatcher_is_forgotten_once_its_entries_are_claimed),
