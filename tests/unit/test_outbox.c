@@ -151,15 +151,21 @@ static int is_connected(void *arg)
 
 /* A dispatcher of its own Redis client; with events, it also publishes
  * the events stream when it holds the lease, as consumer. */
-static void dispatcher_start(struct fixture *fx, const char *prefix, const char *stream,
-			     const char *consumer, int events)
+static void dispatcher_start_on(struct fixture *fx, struct kafka_producer *p, const char *prefix,
+				const char *stream, const char *consumer, int events)
 {
 	fx->stream = stream;
 	fx->r = redis_new(base, srv.url, NULL, NULL, 1000);
 	assert_non_null(fx->r);
 	assert_true(run_until(is_connected, fx->r, 3000));
-	fx->o = outbox_new(base, fx->r, prod, prefix, "sluice.", consumer, events);
+	fx->o = outbox_new(base, fx->r, p, prefix, "sluice.", consumer, events);
 	assert_non_null(fx->o);
+}
+
+static void dispatcher_start(struct fixture *fx, const char *prefix, const char *stream,
+			     const char *consumer, int events)
+{
+	dispatcher_start_on(fx, prod, prefix, stream, consumer, events);
 }
 
 static void fixture_start(struct fixture *fx, const char *prefix, const char *stream)
@@ -330,12 +336,7 @@ static void a_dispatcher_whose_producer_failed_reads_nothing(void **state)
 	assert_int_equal(sigterms, 1);
 
 	struct fixture fx;
-	fx.stream = "t-failed:outbox";
-	fx.r = redis_new(base, srv.url, NULL, NULL, 1000);
-	assert_non_null(fx.r);
-	assert_true(run_until(is_connected, fx.r, 3000));
-	fx.o = outbox_new(base, fx.r, failed, "t-failed:", "sluice.", "failed-host:1", 0);
-	assert_non_null(fx.o);
+	dispatcher_start_on(&fx, failed, "t-failed:", "t-failed:outbox", "failed-host:1", 0);
 	run_until(never, NULL, 300);
 	sync_ok("XADD t-failed:outbox * topic %s key %s value %s", TOPIC, "run-f", "{}");
 	outbox_kick(fx.o);
