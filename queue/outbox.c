@@ -118,6 +118,7 @@ struct outbox {
 	int64_t forget_at;   /* monotonic ms when to forget gone consumers next */
 	int dead_script;     /* outbox_dead.lua */
 	int leaving;	     /* a call of outbox_leave.lua is under way */
+	int left;	     /* that call was sent: nothing more is read or claimed */
 	int leasing;	     /* a call of outbox_lease.lua is under way */
 	int64_t lease_until; /* monotonic ms until which the lease is ours; 0: not */
 	char cursor[64];     /* the last id read; "" reads from the start */
@@ -593,12 +594,13 @@ static int read_ordered(struct outbox *o, int count)
 }
 
 /* Never BLOCK: the connection is shared with every other module. */
-/* A producer that failed for good (its process stops, kafka.h) publishes
- * nothing more: an entry this dispatcher read or claimed now would only wait,
- * pending under its name, for another's claim. */
-static int producer_failed(const struct outbox *o)
+/* Whether this dispatcher takes no more entries: its producer failed for
+ * good (its process stops, kafka.h) and publishes nothing more, or it left
+ * the group (outbox_drain). An entry it read or claimed then would only
+ * wait, pending under its name, for another's claim. */
+static int taking_none(const struct outbox *o)
 {
-	return kafka_producer_failed(o->p);
+	return o->left || kafka_producer_failed(o->p);
 }
 
 static void read_batch(struct outbox *o)
@@ -607,7 +609,7 @@ static void read_batch(struct outbox *o)
 		o->read_again = 1;
 		return;
 	}
-	if (!o->r || !redis_connected(o->r) || producer_failed(o))
+	if (!o->r || !redis_connected(o->r) || taking_none(o))
 		return;
 	int room = MAX_IN_FLIGHT - o->n_messages;
 	if (room <= 0 || (o->ordered && !lease_held(o)))
@@ -700,7 +702,7 @@ static void on_claimed(struct redis *r, redisReply *reply, const char *err, void
 static void claim_from(struct outbox *o, const char *cursor)
 {
 	if (o->claiming || !o->r || !redis_connected(o->r) || o->n_messages >= MAX_IN_FLIGHT ||
-	    producer_failed(o))
+	    taking_none(o))
 		return;
 	if (redis_command(o->r, on_claimed, anchor_ref(o),
 			  "XAUTOCLAIM %s " GROUP " %s %d %s COUNT %d", o->stream, o->consumer,
@@ -1045,7 +1047,7 @@ void outbox_drain(struct outbox *o, struct event_base *base, int max_ms)
 	if (!over && o->r && redis_connected(o->r)) {
 		if (redis_script_run(o->r, o->leave_script, on_left, anchor_ref(o), 0, 3, argv,
 				     NULL) == 0)
-			o->leaving = 1;
+			o->leaving = o->left = 1;
 		else
 			anchor_release(o->anchor);
 	}

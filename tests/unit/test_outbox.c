@@ -307,6 +307,29 @@ static int never(void *arg)
 	return 0;
 }
 
+/* An entry (keyed key) written to the outbox of prefix is neither read nor
+ * claimed by fx's dispatcher, which is then stopped; a healthy dispatcher
+ * publishes it. */
+static void assert_entry_left_for_another(struct fixture *fx, const char *prefix, const char *key)
+{
+	sync_ok("XADD %s * topic %s key %s value %s", fx->stream, TOPIC, key, "{}");
+	outbox_kick(fx->o);
+	run_until(never, NULL, 500);
+	assert_int_equal(sync_int("XLEN %s", fx->stream), 1);
+	assert_true(pending_count(fx->stream) <= 0);
+	const char *stream = fx->stream;
+	fixture_stop(fx);
+
+	struct fixture ok;
+	fixture_start(&ok, prefix, stream);
+	assert_true(run_until(drained, &ok, 5000));
+	struct got g;
+	consume(&g, 1, 5000);
+	assert_int_equal(g.n, 1);
+	assert_string_equal(g.key[0], key);
+	fixture_stop(&ok);
+}
+
 static void on_sigterm(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd;
@@ -338,24 +361,22 @@ static void a_dispatcher_whose_producer_failed_reads_nothing(void **state)
 	struct fixture fx;
 	dispatcher_start_on(&fx, failed, "t-failed:", "t-failed:outbox", "failed-host:1", 0);
 	run_until(never, NULL, 300);
-	sync_ok("XADD t-failed:outbox * topic %s key %s value %s", TOPIC, "run-f", "{}");
-	outbox_kick(fx.o);
-	run_until(never, NULL, 500);
-	assert_int_equal(sync_int("XLEN %s", "t-failed:outbox"), 1);
-	assert_true(pending_count("t-failed:outbox") <= 0);
-	fixture_stop(&fx);
+	assert_entry_left_for_another(&fx, "t-failed:", "run-f");
 	kafka_producer_free(failed, 100);
 	event_free(sig);
+}
 
-	/* A healthy dispatcher publishes it. */
-	struct fixture ok;
-	fixture_start(&ok, "t-failed:", "t-failed:outbox");
-	assert_true(run_until(drained, &ok, 5000));
-	struct got g;
-	consume(&g, 1, 5000);
-	assert_int_equal(g.n, 1);
-	assert_string_equal(g.key[0], "run-f");
-	fixture_stop(&ok);
+/* A dispatcher that drained (its process stops) has left the group and
+ * reads nothing more, though its loop still turns: an entry written then
+ * is left for another dispatcher, not taken under a name that is gone. */
+static void a_dispatcher_that_drained_reads_nothing_more(void **state)
+{
+	(void)state;
+	struct fixture fx;
+	fixture_start(&fx, "t-drain:", "t-drain:outbox");
+	run_until(never, NULL, 300);
+	outbox_drain(fx.o, base, 2000);
+	assert_entry_left_for_another(&fx, "t-drain:", "run-d");
 }
 
 /* Scripts name topics without the configured prefix: "@events" is
@@ -923,6 +944,7 @@ int main(void)
 	    cmocka_unit_test(an_entry_of_several_messages_is_produced_whole_in_order),
 	    cmocka_unit_test(the_tick_finds_entries_without_a_kick),
 	    cmocka_unit_test(a_dispatcher_whose_producer_failed_reads_nothing),
+	    cmocka_unit_test(a_dispatcher_that_drained_reads_nothing_more),
 	    cmocka_unit_test(an_at_topic_gets_the_topic_prefix),
 	    cmocka_unit_test(an_entry_left_by_a_dead_dispatcher_is_claimed_and_produced),
 	    cmocka_unit_test(a_dead_dispatcher_is_forgotten_once_its_entries_are_claimed),
