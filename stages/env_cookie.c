@@ -207,17 +207,11 @@ int env_cookie_serial_of(pid_t pid, unsigned long *serial)
 	if (*entry == '\0')
 		return 0;
 	snprintf(path, sizeof(path), "/proc/%d/environ", (int)pid);
+	/* A process its user may not read (non-dumpable) fails the open:
+	 * EACCES. */
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -1;
-	/* A process its user may not read (non-dumpable) opens but reads
-	 * nothing: EACCES on the read. */
-	char first;
-	ssize_t n = pread(fd, &first, 1, 0);
-	if (n < 0) {
-		close(fd);
-		return -1;
-	}
 	int found = environ_find(fd, entry, strlen(entry), serial);
 	close(fd);
 	if (found && *serial == ENV_COOKIE_NO_SERIAL)
