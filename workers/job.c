@@ -1625,16 +1625,17 @@ static void on_claimed(struct redis *r, redisReply *reply, const char *err, void
 	begin(j);
 }
 
-/* Whether this worker holds the attempt already: a job delivered again
- * (Kafka delivers at least once) while its first delivery is still here. */
-static int holds(const struct worker *w, const char *run, const char *stage, int attempt)
+/* The job of this worker holding the attempt already, if any: a job
+ * delivered again (Kafka delivers at least once) while its first delivery is
+ * still here. */
+static struct job *holder(struct worker *w, const char *run, const char *stage, int attempt)
 {
-	for (const struct job *j = w->jobs; j; j = j->next) {
+	for (struct job *j = w->jobs; j; j = j->next) {
 		if (j->attempt == attempt && strcmp(j->run, run) == 0 &&
 		    strcmp(j->stage, stage) == 0)
-			return 1;
+			return j;
 	}
-	return 0;
+	return NULL;
 }
 
 void job_start(struct worker *w, const char *run, const char *stage, int attempt,
@@ -1642,9 +1643,19 @@ void job_start(struct worker *w, const char *run, const char *stage, int attempt
 {
 	/* claim.lua answers this worker's own claim "claimed" again (its reply
 	 * may have been lost), so a second delivery must stop here. */
-	if (holds(w, run, stage, attempt)) {
+	struct job *held = holder(w, run, stage, attempt);
+	if (held) {
 		log_info("job skipped", LOG_S("run", run), LOG_S("stage", stage),
 			 LOG_I("attempt", attempt), LOG_S("reason", "held"));
+		/* Delivered again after a rebalance gave the partition back while
+		 * the claim is still retried: the first delivery's ticket stores
+		 * nothing any more, so this one keeps the offset until the claim
+		 * lands, or the job would be committed past unclaimed. */
+		if (kafka_ticket_revoked(held->ticket)) {
+			kafka_consumer_done(w->consumer, held->ticket);
+			held->ticket = ticket;
+			return;
+		}
 		kafka_consumer_done(w->consumer, ticket);
 		return;
 	}

@@ -3,7 +3,9 @@ runs one stage at a time, and a --concurrency or --kind the worker cannot
 use is refused at start; SIGTERM lets a running stage finish and the worker
 exit 0; a second SIGTERM hands the stage back and another worker runs it,
 unless its command had ended already; an http: stage's request in flight
-is abandoned with it and sent again by the next worker."""
+is abandoned with it and sent again by the next worker. A job delivered
+again after a rebalance, while its claim is still retried, is not committed
+before the claim lands."""
 
 import http.server
 import json
@@ -18,6 +20,8 @@ import pytest
 
 from conftest import binary, pid_gone, pipeline, started_stack, wait_for
 from harness import RedisMonitor
+from kafkawire import envelopes
+from resp import Redis
 
 DRAIN_REPO = "sluice-it/drain"
 ONE_AT_A_TIME_REPO = "sluice-it/one-at-a-time"
@@ -371,6 +375,50 @@ def test_a_job_delivered_again_while_its_worker_runs_it_runs_once(drain_stack):
     lines = [l["line"] for l in s.log(run_id, "build")]
     assert lines.count("started") == 1 and lines.count("finished") == 1, lines
     retire_all(s, [worker])
+
+
+def test_a_job_given_back_by_a_rebalance_during_its_claim_is_consumed_again():
+    """Kafka gives a worker its partition back (here: the worker was stopped
+    past its session timeout, so the group dropped it and took it in again)
+    while its claim of a job is still retried (Redis refuses writes:
+    maxmemory). The job arrives a second time; that delivery must keep its
+    offset uncommitted until the claim lands. The worker killed before then,
+    the next one consumes the job again and runs it, instead of the stage
+    waiting for the agent's requeue (10 minutes here)."""
+    stack = started_stack("sluice-rebalance-", lambda repo, root: pipelines(repo, root, 1),
+                          workers=(), extra_settings={"agent": {"requeue_after": "10m"}})
+    s = next(stack)
+    try:
+        run_id = start_run(s, QUICK_REPO)
+        wait_for("the job in Kafka", lambda: any(
+            e["data"]["run"] == run_id for e in envelopes(s.brokers, "sluice.jobs.build")), 10)
+        with Redis(s.redis_port) as r:
+            assert r.call("CONFIG", "SET", "maxmemory", "1") == b"OK"
+        try:
+            first = s.start_worker("build", 2, "rebalance-first")
+            wait_for("the claim to be refused", lambda: "job not claimed yet" in open(
+                first.log).read(), 20)
+            os.kill(first.popen.pid, signal.SIGSTOP)
+            time.sleep(9)  # kafka.session_timeout is 6 s
+            os.kill(first.popen.pid, signal.SIGCONT)
+            wait_for("the job delivered again", lambda: "reason=held" in open(
+                first.log).read(), 30)
+            time.sleep(3)  # offsets stored are committed every second
+            first.popen.kill()
+            first.popen.wait(10)
+            s.procs.remove(first)
+        finally:
+            with Redis(s.redis_port) as r:
+                r.call("CONFIG", "SET", "maxmemory", "0")
+        second = s.start_worker("build", 2, "rebalance-second")
+        run = s.wait_run(run_id, timeout=30)
+        assert run["status"] == "succeeded", run
+        build = run["stages"]["build"]
+        assert build["attempt"] == 1, build
+        token = redis_hget(s, "sluice:run:%s:stage:build" % run_id, "worker")
+        assert worker_by_token([second], token) is second
+    finally:
+        next(stack, None)
 
 
 def retire_all(stack, workers):
