@@ -34,7 +34,8 @@ static int digit2(const char *p)
 	return (p[0] - '0') * 10 + (p[1] - '0');
 }
 
-/* "HH:MM" → minutes of the day; "24:00" only when allow_end. */
+/* "HH:MM" → minutes of the day. As an end, "24:00" and "00:00" are both the
+ * midnight that ends the day: 1440. */
 static int time_at(const char *p, int allow_end)
 {
 	/* Each byte is looked at only once those before it are known not to
@@ -42,7 +43,7 @@ static int time_at(const char *p, int allow_end)
 	int h = digit2(p), m = h >= 0 && p[2] == ':' ? digit2(p + 3) : -1;
 	if (h < 0 || m < 0 || m > 59)
 		return -1;
-	if (h == 24 && m == 0 && allow_end)
+	if ((h == 24 || h == 0) && m == 0 && allow_end)
 		return 1440;
 	return h > 23 ? -1 : h * 60 + m;
 }
@@ -145,6 +146,9 @@ int window_from_json(const json_t *j, struct window *w)
 		return -1;
 	w->start_min = (int)json_integer_value(start);
 	w->end_min = (int)json_integer_value(end);
+	/* Kept by earlier versions for an end written "00:00". */
+	if (w->end_min == 0)
+		w->end_min = 1440;
 	w->days = 0;
 	json_array_foreach(json_object_get(j, "days"), i, day)
 	{

@@ -103,6 +103,27 @@ static void test_a_range_past_midnight_ends_the_next_day(void **state)
 	assert_int_equal(window_closed_until(&w, 1, MONDAY + 18 * HOUR), MONDAY + DAY + 8 * HOUR);
 }
 
+/* "22:00-00:00" ends at the midnight after its start: two hours, as written
+ * and as kept in a def (an end of 0 from an older def included). */
+static void test_an_end_at_00_00_is_the_midnight_that_ends_the_day(void **state)
+{
+	(void)state;
+	struct window w = parse_ok("Thu 22:00-00:00 UTC");
+	assert_int_equal(w.end_min, 1440);
+	long long thursday = MONDAY + 3 * DAY;
+	assert_int_equal(window_closed_until(&w, 1, thursday + 23 * HOUR), thursday + DAY);
+	assert_int_equal(window_closed_until(&w, 1, thursday + DAY), 0);
+	json_t *list = json_pack("[o]", window_to_json(&w, "Thu 22:00-00:00 UTC"));
+	assert_int_equal(window_list_closed_until(list, thursday + 23 * HOUR), thursday + DAY);
+	json_object_set_new(json_array_get(list, 0), "end", json_integer(0));
+	assert_int_equal(window_list_closed_until(list, thursday + 23 * HOUR), thursday + DAY);
+	json_decref(list);
+	/* A whole day, not an empty window. */
+	w = parse_ok("Sun 00:00-00:00 UTC");
+	long long sunday = MONDAY + 6 * DAY;
+	assert_int_equal(window_closed_until(&w, 1, sunday + 12 * HOUR), sunday + DAY);
+}
+
 static void test_the_week_wraps_from_sunday_to_monday(void **state)
 {
 	(void)state;
@@ -162,6 +183,7 @@ int main(void)
 	    cmocka_unit_test(test_malformed_windows_name_the_position),
 	    cmocka_unit_test(test_start_is_inside_and_end_is_not),
 	    cmocka_unit_test(test_a_range_past_midnight_ends_the_next_day),
+	    cmocka_unit_test(test_an_end_at_00_00_is_the_midnight_that_ends_the_day),
 	    cmocka_unit_test(test_the_week_wraps_from_sunday_to_monday),
 	    cmocka_unit_test(test_touching_windows_are_crossed_together),
 	    cmocka_unit_test(test_windows_covering_the_whole_week_never_open),
