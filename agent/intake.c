@@ -57,7 +57,11 @@ static int pipeline_wants(const struct pipeline *p, const struct github_event *e
 		return 0;
 	if (ev->tag)
 		return p->tags && glob_list_match(p->tags, ev->tag);
-	return !p->branches || glob_list_match(p->branches, ev->branch);
+	if (p->branches)
+		return glob_list_match(p->branches, ev->branch);
+	/* Tags alone leave branch pushes out, as GitHub Actions' push filters
+	 * do; a pull request, which has no tag, is matched by its event. */
+	return !p->tags || strcmp(ev->event, "push") != 0;
 }
 
 static const char *checkout_url(const struct pipeline *p)

@@ -21,6 +21,7 @@ from harness import STACKS, LocalRepo, Stack, pipeline  # noqa: E402
 APP_REPO = "sluice-it/app"
 FAILING_REPO = "sluice-it/failing"
 REFS_REPO = "sluice-it/refs"
+RELEASES_REPO = "sluice-it/releases"
 MULTI_REPO = "sluice-it/multi"
 SLOW_REPO = "sluice-it/slow"
 # The secret of the one pipeline that does not use the stack's secret.
@@ -51,6 +52,10 @@ def shared_pipelines(repo):
             "build": {"run": ["sh", "-c", 'printf "%s\\n" "$1" > ref.txt; echo "$1"', "sh",
                               "${SLUICE_REF}"]},
         }),
+        # Tags alone: a branch's push starts nothing, a pull request does.
+        "releases.yaml": pipeline("releases", RELEASES_REPO, tags=["v*"], checkout=repo.url,
+                                  events=["push", "pull_request"],
+                                  stages={"build": {"run": ["true"]}}),
         # Two pipelines of one repository and one secret, and a third with
         # its own secret; build fans out to two stages of kind test.
         "multi-a.yaml": pipeline("multi-a", MULTI_REPO, checkout=repo.url, stages=DAG_STAGES),

@@ -1,12 +1,14 @@
 """Pipeline matching and stage graphs: one run per matching pipeline whose
-secret verified, tag globs and the "!" globs that exclude, pull request base
+secret verified, tag globs and the "!" globs that exclude, a trigger of
+tags alone, pull request base
 branches, a DAG of stages and a stage that runs past its timeout."""
 
 from datetime import datetime
 
 import pytest
 
-from conftest import APP_REPO, MULTI_REPO, OTHER_SECRET, REFS_REPO, SLOW_REPO, git
+from conftest import (APP_REPO, MULTI_REPO, OTHER_SECRET, REFS_REPO, RELEASES_REPO, SLOW_REPO,
+                      git)
 
 
 def t(value):
@@ -81,6 +83,23 @@ def test_push_of_a_ref_a_negated_glob_excludes_starts_no_run(stack, ref):
     status, body = stack.post_hook("push", stack.push_payload(REFS_REPO, ref=ref))
     assert status == 202 and body["runs"] == [] and body["reason"], (status, body)
     assert stack.run_count() == before
+
+
+def test_a_trigger_listing_tags_alone_builds_no_branch_push(stack):
+    """As on GitHub Actions: a push filter naming tags only leaves branches
+    out; a pull request, which has no tag, is matched by its events."""
+    before = stack.run_count()
+    status, body = stack.post_hook("push", stack.push_payload(RELEASES_REPO,
+                                                              ref="refs/heads/feature/x"))
+    assert status == 202 and body["runs"] == [] and body["reason"], (status, body)
+    assert stack.run_count() == before
+    status, body = stack.post_hook("push", stack.push_payload(RELEASES_REPO,
+                                                              ref="refs/tags/v3.0.0"))
+    assert status == 202 and len(body["runs"]) == 1, (status, body)
+    assert stack.wait_run(body["runs"][0])["status"] == "succeeded"
+    status, body = stack.post_hook("pull_request", stack.pr_payload(RELEASES_REPO))
+    assert status == 202 and len(body["runs"]) == 1, (status, body)
+    assert stack.wait_run(body["runs"][0])["status"] == "succeeded"
 
 
 def test_pull_request_reopened_builds(stack):
