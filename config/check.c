@@ -279,9 +279,11 @@ int config_check_duration_ms(const struct config_check *ck, const struct config_
 		return config_check_fail(ck, n, "expected a duration like \"10m\"");
 	if (ms == 0)
 		return config_check_fail(ck, n, "must be longer than 0");
-	if (too_long || ms > max_ms)
-		return config_check_fail(ck, n, "is too long (at most %lld days)",
-					 max_ms / 86400000);
+	if (too_long || ms > max_ms) {
+		char most[32];
+		config_format_duration(max_ms, most, sizeof(most));
+		return config_check_fail(ck, n, "is too long (at most %s)", most);
+	}
 	*out = ms;
 	return 0;
 }

@@ -205,5 +205,8 @@ void pipelines_clear(struct pipeline_set *set);
 
 /* "90", "90s", "10m", "1h30m", "250ms" → milliseconds; -1 when malformed. */
 long long config_parse_duration_ms(const char *text);
+/* ms as a person would write it: whole days as "N days" (rounded down),
+ * below a day the largest unit that divides it ("5m", "90s", "250ms"). */
+void config_format_duration(long long ms, char *buf, size_t len);
 
 #endif

@@ -6,6 +6,7 @@
 #include "config/config.h"
 
 #include <limits.h>
+#include <stdio.h>
 #include <string.h>
 
 static long long unit_ms(const char **p)
@@ -58,4 +59,18 @@ long long config_parse_duration_ms(const char *text)
 		parts++;
 	}
 	return total;
+}
+
+void config_format_duration(long long ms, char *buf, size_t len)
+{
+	if (ms >= 86400000)
+		snprintf(buf, len, "%lld days", ms / 86400000);
+	else if (ms % 3600000 == 0)
+		snprintf(buf, len, "%lldh", ms / 3600000);
+	else if (ms % 60000 == 0)
+		snprintf(buf, len, "%lldm", ms / 60000);
+	else if (ms % 1000 == 0)
+		snprintf(buf, len, "%llds", ms / 1000);
+	else
+		snprintf(buf, len, "%lldms", ms);
 }

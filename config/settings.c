@@ -28,6 +28,11 @@
 #define MAX_SETTING_STRING 4096
 /* librdkafka's bound on fetch.wait.max.ms. */
 #define MAX_FETCH_WAIT_MS 300000
+#define MIN_SESSION_TIMEOUT_MS 1000
+#define MAX_SESSION_TIMEOUT_MS 3600000
+/* A lease is renewed every third of it: under a second, renewals would
+ * follow each other closer than a Redis round trip may take. */
+#define MIN_LEASE_MS 1000
 /* Prefixes of every Redis key and Kafka topic name. */
 #define MAX_PREFIX 64
 /* "@FILE" holds a broker list, not a document. */
@@ -190,6 +195,12 @@ static int load_kafka(const struct config_check *ck, const struct config_doc_nod
 		return -1;
 	if (s->fetch_wait_ms > MAX_FETCH_WAIT_MS)
 		return config_check_fail(ck, config_doc_get(m, "fetch_wait"), "at most 5m");
+	/* librdkafka refuses a session.timeout.ms outside 1..3600000, and a
+	 * heartbeat every third of a session under a second is all churn. */
+	if (s->session_timeout_ms < MIN_SESSION_TIMEOUT_MS ||
+	    s->session_timeout_ms > MAX_SESSION_TIMEOUT_MS)
+		return config_check_fail(ck, config_doc_get(m, "session_timeout"),
+					 "must be from 1s to 1h");
 	if (strspn(s->topic_prefix, KAFKA_TOPIC_CHARS) != strlen(s->topic_prefix) ||
 	    strlen(s->topic_prefix) > MAX_PREFIX)
 		return config_check_fail(ck, config_doc_get(m, "topic_prefix"),
@@ -406,6 +417,8 @@ static int load_worker(const struct config_check *ck, const struct config_doc_no
 	    load_duration(ck, m, "drain_timeout", &s->drain_timeout_ms) < 0 ||
 	    load_duration(ck, m, "checkout_timeout", &s->checkout_timeout_ms) < 0)
 		return -1;
+	if (s->lease_ms < MIN_LEASE_MS)
+		return config_check_fail(ck, config_doc_get(m, "lease"), "must be 1s at least");
 	n = config_doc_get(m, "workspace_ttl");
 	if (n) {
 		if (config_check_duration_ms(ck, n, LLONG_MAX, &v) < 0)

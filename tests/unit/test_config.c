@@ -347,6 +347,15 @@ static void test_settings_errors_name_position_and_key(void **state)
 	/* Seconds whose milliseconds pass LLONG_MAX, for a key with no other bound. */
 	expect_settings_error(f, "agent: {run_retention: 9300000000000000}\n",
 			      "1:24: agent.run_retention: is too long (at most 106751991167 days)");
+	/* Bounds of their own, named as they would be written. */
+	expect_settings_error(f, "kafka: {session_timeout: 2h}\n",
+			      "1:26: kafka.session_timeout: must be from 1s to 1h");
+	expect_settings_error(f, "kafka: {session_timeout: 500ms}\n",
+			      "1:26: kafka.session_timeout: must be from 1s to 1h");
+	expect_settings_error(f, "worker: {lease: 1ms}\n",
+			      "1:17: worker.lease: must be 1s at least");
+	expect_settings_error(f, "kafka: {fetch_wait: 6m}\n",
+			      "1:21: kafka.fetch_wait: at most 5m");
 	expect_settings_error(f, "worker: {checkout_timeout: soon}\n",
 			      "1:28: worker.checkout_timeout: expected a duration like \"10m\"");
 	expect_settings_error(f, "worker:\n  concurrency: 0\n",

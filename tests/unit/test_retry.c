@@ -195,7 +195,8 @@ static void test_bad_policies_name_the_position_and_key(void **state)
 	expect_error(f, "    retry: {max: 1, on: [timeout, crash]}\n",
 		     "stages.build.retry.on[1]: unknown reason \"crash\" (known: failed, "
 		     "timeout, lost)");
-	expect_error(f, "    retry: {max: 1, backoff: 10m}\n", "stages.build.retry.backoff:");
+	expect_error(f, "    retry: {max: 1, backoff: 10m}\n",
+		     "stages.build.retry.backoff: is too long (at most 5m)");
 	expect_error(f, "    retry: {max: 1, tries: 2}\n", "stages.build.retry.tries");
 	expect_error(f, "    max_attempts: 0\n", "stages.build.max_attempts:");
 }
