@@ -309,9 +309,13 @@ static long find_secrets(struct logmask *m, const char *text, size_t len)
  * secrets do not reveal where one ends. */
 static const char *masked_copy(struct logmask *m, const char *text, size_t len, size_t *outlen)
 {
-	size_t o = 0;
+	size_t o = 0, need = 0;
 
-	if (grow((void **)&m->out, &m->out_cap, len + sizeof(MASK)) < 0)
+	/* A secret shorter than "[masked]" makes the copy longer than the
+	 * line: its length is counted first. */
+	for (size_t i = 0; i < len; i++)
+		need += !m->covered[i] ? 1 : i == 0 || !m->covered[i - 1] ? sizeof(MASK) - 1 : 0;
+	if (grow((void **)&m->out, &m->out_cap, need + 1) < 0)
 		return NULL;
 	for (size_t i = 0; i < len;) {
 		if (!m->covered[i]) {

@@ -162,6 +162,33 @@ static void test_overlapping_and_repeated_secrets_become_one_mask(void **state)
 	logmask_free(m);
 }
 
+/* A secret shorter than "[masked]", many times on one line, makes the
+ * masked line longer than the line: every length up to a few KiB, against
+ * whatever the masker's buffers had grown to before. */
+static void test_a_line_growing_with_its_masks_is_stored_whole(void **state)
+{
+	struct stored st = {0};
+	struct logmask *m = logmask_new(1 << 24, 0, on_emit, &st);
+	(void)state;
+
+	add(m, "abcd");
+	static char text[4096], want[4096 * 2];
+	for (size_t n = 1; n < 800; n++) {
+		text[0] = '\0';
+		for (size_t i = 0; i < n; i++)
+			strcat(text, i % 2 ? "," : "abcd");
+		replace_all(text, "abcd", want, sizeof(want));
+		line(m, text);
+		assert_int_equal(st.n, 1);
+		assert_string_equal(st.lines[0], want);
+		char *masked = logmask_text(m, text);
+		assert_string_equal(masked, want);
+		free(masked);
+		stored_clear(&st);
+	}
+	logmask_free(m);
+}
+
 static void test_short_secret_is_not_masked(void **state)
 {
 	struct stored st = {0};
@@ -453,6 +480,7 @@ int main(void)
 	    cmocka_unit_test(test_percent_encoded_form_is_masked),
 	    cmocka_unit_test(test_json_escaped_form_is_masked),
 	    cmocka_unit_test(test_overlapping_and_repeated_secrets_become_one_mask),
+	    cmocka_unit_test(test_a_line_growing_with_its_masks_is_stored_whole),
 	    cmocka_unit_test(test_short_secret_is_not_masked),
 	    cmocka_unit_test(test_each_line_of_a_multiline_secret_is_masked),
 	    cmocka_unit_test(test_every_line_of_a_large_key_and_of_many_secrets_is_masked),
