@@ -1025,6 +1025,11 @@ static void api_route(struct agent *a, struct evhttp_request *req, const char *p
 						       : "this endpoint takes GET");
 		return;
 	}
+	if (method == ROUTE_POST && auth_cross_site(a, req)) {
+		http_reply_error(req, 403, "forbidden",
+				 "a request sent by a page of another site is refused");
+		return;
+	}
 	enum tokens_role need = found->role;
 	if (method == ROUTE_GET && a->settings.public_reads)
 		need = TOKENS_NONE;
@@ -1067,6 +1072,13 @@ void api_handle(struct evhttp_request *req, struct agent *a)
 	decoded = evhttp_uridecode(raw_path ? raw_path : "/", 0, &len);
 	const char *path = decoded ? decoded : "/";
 
+	/* Clients escape each segment: an escaped '/' in one would become a
+	 * separator here, and another endpoint would be answered
+	 * ("r_1%2Fstages%2Fbuild/retry" is no run's retry). */
+	if (raw_path && strcasestr(raw_path, "%2f")) {
+		http_reply_error(req, 400, "bad_request", "the path holds an escaped '/' (%2F)");
+		goto done;
+	}
 	/* An escaped NUL would end the path there: a shorter path, another run
 	 * or endpoint, would be answered. A byte that is not UTF-8 would make
 	 * the api.call event that quotes the path no JSON. */

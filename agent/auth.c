@@ -112,6 +112,32 @@ static void refuse(struct evhttp_request *req, int status, const char *code, con
 	http_reply_error(req, status, code, message);
 }
 
+/* Whether origin ("scheme://host[:port]") is the origin of url. */
+static int origin_of(const char *origin, const char *url)
+{
+	const char *authority = url ? strstr(url, "://") : NULL;
+	if (!authority)
+		return 0;
+	size_t len = (size_t)(authority + 3 - url) + strcspn(authority + 3, "/?#");
+	return strlen(origin) == len && strncasecmp(origin, url, len) == 0;
+}
+
+int auth_cross_site(const struct agent *a, struct evhttp_request *req)
+{
+	struct evkeyvalq *h = evhttp_request_get_input_headers(req);
+	const char *site = evhttp_find_header(h, "Sec-Fetch-Site");
+	if (site)
+		return strcmp(site, "same-origin") != 0 && strcmp(site, "none") != 0;
+	const char *origin = evhttp_find_header(h, "Origin");
+	if (!origin)
+		return 0; /* not a browser's, or a browser's own navigation */
+	const char *host = evhttp_find_header(h, "Host");
+	const char *authority = strstr(origin, "://");
+	if (host && authority && strcasecmp(authority + 3, host) == 0)
+		return 0;
+	return !origin_of(origin, a->settings.public_url);
+}
+
 int auth_request(struct agent *a, struct evhttp_request *req, enum tokens_role need,
 		 const char **caller)
 {

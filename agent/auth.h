@@ -39,5 +39,10 @@ int auth_request(struct agent *a, struct evhttp_request *req, enum tokens_role n
 /* Publishes a dev.sluice.api.call event (caller, method, path, answer's
  * status) once req's answer has been sent. path is the decoded path. */
 void auth_audit(struct agent *a, struct evhttp_request *req, const char *caller, const char *path);
+/* Whether req is a browser's, sent by a page of another site (its
+ * Sec-Fetch-Site, or else its Origin against Host and agent.public_url):
+ * such a page must not change anything, tokens or not, since an open API
+ * would otherwise do what any page a user visits asks. */
+int auth_cross_site(const struct agent *a, struct evhttp_request *req);
 
 #endif

@@ -128,6 +128,45 @@ def test_unknown_stage_log_is_404(stack, push_run):
     assert_404(*stack.get("/api/v1/runs/%s/stages/nosuchstage/log" % push_run["id"]))
 
 
+TRIGGER = "/api/v1/pipelines/app/trigger"
+VALIDATE = "/api/v1/pipelines/validate?name=x.yaml"
+GOOD_PIPELINE = (b"trigger: {github: {repository: a/b, secret_file: webhook-secret}}\n"
+                 b"stages:\n  build: {run: [make]}\n")
+
+
+@pytest.mark.parametrize("headers", [
+    {"Origin": "https://evil.example", "Content-Type": "text/plain"},
+    {"Origin": "null"},
+    {"Sec-Fetch-Site": "cross-site", "Origin": "https://evil.example"},
+    {"Sec-Fetch-Site": "same-site", "Origin": "https://evil.example"},
+    # The Host a page of another site sent does not make it ours.
+    {"Sec-Fetch-Site": "cross-site"},
+])
+def test_a_post_sent_by_a_page_of_another_site_is_refused(stack, headers):
+    """Without api.tokens_file the API is open: a page of another site the
+    user visits could otherwise trigger, cancel or approve (a form or a
+    no-cors fetch with a text/plain body needs no preflight). It gets a 403
+    and nothing is recorded."""
+    before = stack.run_count()
+    status, body, _ = http_request(stack.agent_port, "POST", TRIGGER, b'{"ref":"main"}', headers)
+    assert status == 403 and body["error"]["code"] == "forbidden", (status, body)
+    status, body, _ = http_request(stack.agent_port, "POST", VALIDATE, GOOD_PIPELINE, headers)
+    assert status == 403, (status, body)
+    assert stack.run_count() == before
+
+
+@pytest.mark.parametrize("headers", [
+    {},  # not a browser: curl, sluicectl
+    {"Sec-Fetch-Site": "same-origin", "Origin": "https://proxy.example"},
+    {"Sec-Fetch-Site": "none"},
+    {"Origin": "http://127.0.0.1:%d"},  # a browser without Sec-Fetch-*: Origin is Host
+])
+def test_a_post_of_this_site_or_of_no_browser_is_taken(stack, headers):
+    headers = {k: v % stack.agent_port if "%d" in v else v for k, v in headers.items()}
+    status, body, _ = http_request(stack.agent_port, "POST", VALIDATE, GOOD_PIPELINE, headers)
+    assert status == 200 and body["valid"] is True, (status, body)
+
+
 @pytest.fixture(scope="module")
 def redisless():
     """An agent (no worker) whose Redis has been stopped."""

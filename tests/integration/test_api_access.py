@@ -269,6 +269,23 @@ def test_a_path_with_an_escaped_nul_is_a_400(locked):
     assert call(locked, "GET", "/api/v1/runs/" + run_id, t)[1]["status"] != "cancelled"
 
 
+def test_a_path_with_an_escaped_slash_is_a_400(locked):
+    """Clients escape each segment: a run id holding "%2F" would otherwise
+    decode to more segments, and another endpoint (a stage's retry, an
+    environment's) would answer in its place."""
+    run_id = start_run(locked)
+    t = TOKENS["boss"]
+    wait(locked, run_id, "boss")
+    for method, path in (("POST", "/api/v1/runs/%s%%2Fstages%%2Fticker/retry" % run_id),
+                         ("POST", "/api/v1/runs/%s%%2fenvironments%%2fprod/retry" % run_id),
+                         ("GET", "/api/v1/runs/%s%%2Fstages%%2Fticker/log" % run_id)):
+        status, body = call(locked, method, path, t, {})
+        assert_error(status, body, 400)
+        assert "escaped '/'" in body["error"]["message"], body
+    assert call(locked, "GET", "/api/v1/runs/" + run_id, t)[1]["stages"]["ticker"][
+        "attempt"] == 1
+
+
 def test_a_path_that_is_not_utf8_is_a_400_and_no_event_quotes_it(locked):
     """The api.call event of a mutating call quotes its path: a byte that
     is not UTF-8 there made it no JSON for any consumer of sluice.events."""

@@ -354,8 +354,7 @@ static void test_settings_errors_name_position_and_key(void **state)
 			      "1:26: kafka.session_timeout: must be from 1s to 1h");
 	expect_settings_error(f, "worker: {lease: 1ms}\n",
 			      "1:17: worker.lease: must be 1s at least");
-	expect_settings_error(f, "kafka: {fetch_wait: 6m}\n",
-			      "1:21: kafka.fetch_wait: at most 5m");
+	expect_settings_error(f, "kafka: {fetch_wait: 6m}\n", "1:21: kafka.fetch_wait: at most 5m");
 	expect_settings_error(f, "worker: {checkout_timeout: soon}\n",
 			      "1:28: worker.checkout_timeout: expected a duration like \"10m\"");
 	expect_settings_error(f, "worker:\n  concurrency: 0\n",
