@@ -28,6 +28,7 @@
 #define MAX_SETTING_STRING 4096
 /* librdkafka's bound on fetch.wait.max.ms. */
 #define MAX_FETCH_WAIT_MS      300000
+#define MAX_STATE_DIR 512
 #define MIN_SESSION_TIMEOUT_MS 1000
 #define MAX_SESSION_TIMEOUT_MS 3600000
 /* A lease is renewed every third of it: under a second, renewals would
@@ -588,6 +589,13 @@ int settings_load(const char *path, struct settings *s, char *err, size_t errlen
 	    (s->tls_cert && resolve_in_place(dir, &s->tls_cert) < 0) ||
 	    (s->tls_key && resolve_in_place(dir, &s->tls_key) < 0))
 		goto nomem;
+	/* Room left in a stage's paths (workers/workspace.c) for the run id,
+	 * the stage name and what goes below them. */
+	if (strlen(s->state_dir) > MAX_STATE_DIR) {
+		snprintf(err, errlen, "%s: worker.state_dir: at most %d bytes once resolved",
+			 path ? path : "settings", MAX_STATE_DIR);
+		goto fail;
+	}
 	free(dir);
 	return 0;
 nomem:

@@ -1524,7 +1524,14 @@ static void begin(struct job *j)
 		return;
 	}
 	d->job = j;
-	workspace_path(&w->settings, j->run, j->stage, d->workspace, sizeof(d->workspace));
+	/* A path cut short would name a directory above the stage's, which the
+	 * checkout empties first. */
+	if (workspace_path(&w->settings, j->run, j->stage, d->workspace, sizeof(d->workspace)) <
+	    0) {
+		free(d);
+		finish(j, "failed", "the stage's workspace path is too long");
+		return;
+	}
 
 	j->renew = evtimer_new(w->base, on_renew_tick, j);
 	if (j->renew)

@@ -347,6 +347,11 @@ static void test_settings_errors_name_position_and_key(void **state)
 	/* Seconds whose milliseconds pass LLONG_MAX, for a key with no other bound. */
 	expect_settings_error(f, "agent: {run_retention: 9300000000000000}\n",
 			      "1:24: agent.run_retention: is too long (at most 106751991167 days)");
+	/* A state_dir leaving no room for a stage's paths below it. */
+	char text[700] = "worker: {state_dir: /", *at = text + strlen(text);
+	memset(at, 'd', 512);
+	strcpy(at + 512, "}\n");
+	expect_settings_error(f, text, " worker.state_dir: at most 512 bytes once resolved");
 	/* Bounds of their own, named as they would be written. */
 	expect_settings_error(f, "kafka: {session_timeout: 2h}\n",
 			      "1:26: kafka.session_timeout: must be from 1s to 1h");
