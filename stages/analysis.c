@@ -182,13 +182,17 @@ static void decide(struct analysis *a, enum analysis_verdict v, const char *fmt,
 	event_active(a->done_ev, EV_TIMEOUT, 0);
 }
 
+/* The measurements that were taken and judged: those count is about. */
+static long long judged(const struct analysis *a)
+{
+	return a->successful + a->failed + a->inconclusive;
+}
+
 /* The verdict when no limit was passed: after count measurements, or when
  * stopped. */
 static void decide_at_end(struct analysis *a, const char *why)
 {
-	long long judged = a->successful + a->failed + a->inconclusive;
-
-	if (a->taken > 0 && judged == 0) {
+	if (a->taken > 0 && judged(a) == 0) {
 		decide(a, ANALYSIS_FAILED, "%s, and none of the %lld measurements could be taken",
 		       why, a->taken);
 		return;
@@ -307,13 +311,15 @@ eval_error:
 }
 
 /* After a measurement (why: its message): a limit passed, the count taken,
- * or the next measurement an interval after this one began. */
+ * or the next measurement an interval after this one began (one that could
+ * not be taken is taken again, ANALYSIS_ERROR_RETRY_MS after it began when
+ * there is no interval). */
 static void carry_on(struct analysis *a, const char *why)
 {
 	if (a->failed > a->failure_limit)
 		decide(a, ANALYSIS_FAILED,
 		       "%lld of %lld measurements failed (failureLimit %lld): %s", a->failed,
-		       a->taken, a->failure_limit, why);
+		       judged(a), a->failure_limit, why);
 	else if (a->errors_in_row > a->error_limit)
 		decide(a, ANALYSIS_FAILED,
 		       "%lld measurements in a row could not be taken "
@@ -322,11 +328,15 @@ static void carry_on(struct analysis *a, const char *why)
 	else if (a->inconclusive > a->inconclusive_limit)
 		decide(a, ANALYSIS_INCONCLUSIVE,
 		       "%lld of %lld measurements inconclusive (inconclusiveLimit %lld): %s",
-		       a->inconclusive, a->taken, a->inconclusive_limit, why);
-	else if (a->count > 0 && a->taken >= a->count)
+		       a->inconclusive, judged(a), a->inconclusive_limit, why);
+	else if (a->count > 0 && judged(a) >= a->count)
 		decide_at_end(a, "all measurements taken");
 	else
-		schedule(a, a->measure_mono + a->interval_ms - clock_mono_ms());
+		schedule(a,
+			 a->measure_mono +
+			     (a->errors_in_row > 0 && a->interval_ms == 0 ? ANALYSIS_ERROR_RETRY_MS
+									  : a->interval_ms) -
+			     clock_mono_ms());
 }
 
 static void on_measured(const struct metric_sample *s, void *arg)

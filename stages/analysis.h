@@ -19,8 +19,11 @@
 #include "stages/metric.h"
 
 #define ANALYSIS_DEFAULT_ERROR_LIMIT 4
-#define ANALYSIS_MAX_KEPT	     1000 /* measurements kept; older ones are counted only */
-#define ANALYSIS_MAX_SHOWN_VALUES    64	  /* values kept per measurement */
+/* A measurement that could not be taken is taken again this long after it
+ * began when the analysis has no interval (Argo Rollouts' 10 s). */
+#define ANALYSIS_ERROR_RETRY_MS	  10000
+#define ANALYSIS_MAX_KEPT	  1000 /* measurements kept; older ones are counted only */
+#define ANALYSIS_MAX_SHOWN_VALUES 64   /* values kept per measurement */
 
 /* In a pipeline file (keys as in Argo Rollouts' AnalysisTemplate metrics):
  *   analysis:
@@ -63,8 +66,9 @@ int analysis_load_background(const struct config_check *ck, const struct config_
  * The analysis is Failed once failed measurements exceed failure_limit or
  * errors in a row exceed consecutive_error_limit, Inconclusive once
  * inconclusive ones exceed inconclusive_limit, and otherwise Successful
- * after count measurements or when stopped (Failed when every measurement
- * taken was an error). */
+ * after count measurements judged (errors are not counted: such a
+ * measurement is taken again, interval or ANALYSIS_ERROR_RETRY_MS after it
+ * began) or when stopped (Failed when every measurement taken was an error). */
 enum analysis_verdict { ANALYSIS_SUCCESSFUL, ANALYSIS_FAILED, ANALYSIS_INCONCLUSIVE };
 
 const char *analysis_verdict_name(enum analysis_verdict v);

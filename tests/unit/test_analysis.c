@@ -113,8 +113,12 @@ static struct outcome run_from(const char *spec_text, const json_t *from, struct
 
 	assert_non_null(spec);
 	json_object_set_new(spec, "provider", json_pack("{s:s}", "type", "prometheus"));
+	/* Measurements that could not be taken are not counted. */
+	size_t taken = 0;
+	for (const char *k = s->kinds; *k; k++)
+		taken += *k != 'e';
 	if (!json_object_get(spec, "count"))
-		json_object_set_new(spec, "count", json_integer((json_int_t)strlen(s->kinds)));
+		json_object_set_new(spec, "count", json_integer(taken ? (json_int_t)taken : 1));
 	if (!json_object_get(spec, "interval_ms"))
 		json_object_set_new(spec, "interval_ms", json_integer(1));
 	current = s;
@@ -308,24 +312,79 @@ static void a_value_is_a_decimal_number_nan_or_an_infinity(void **state)
 
 static void errors_in_a_row_past_the_limit_fail_and_errors_alone_never_pass(void **state)
 {
-	struct script s1 = {.kinds = "eevee", .values = {0, 0, 0.001}};
+	struct script s1 = {.kinds = "eevev", .values = {0, 0, 0.001, 0, 0.002}};
 	struct script s2 = {.kinds = "eee", .values = {0}};
-	struct script s3 = {.kinds = "e", .values = {0}};
+	struct script s3 = {.kinds = "eeeee", .values = {0}};
 	(void)state;
 
 	struct outcome o = run("{\"success_condition\": \"result < 0.01\", "
 			       "\"consecutive_error_limit\": 2}",
 			       &s1);
 	assert_int_equal(o.verdict, ANALYSIS_SUCCESSFUL);
+	assert_int_equal(s1.next, 5);
 	assert_string_equal(measurement(&o, 0, "verdict"), "Error");
 	assert_string_equal(measurement(&o, 0, "message"), "connection refused");
 	json_decref(o.json);
 	o = run("{\"success_condition\": \"result < 0.01\", \"consecutive_error_limit\": 2}", &s2);
 	assert_int_equal(o.verdict, ANALYSIS_FAILED);
 	json_decref(o.json);
+	/* With the default limit, 4: the fifth error in a row fails it. */
 	o = run("{\"success_condition\": \"result < 0.01\"}", &s3);
 	assert_int_equal(o.verdict, ANALYSIS_FAILED);
+	assert_int_equal(s3.next, 5);
 	json_decref(o.json);
+}
+
+static long long result_count(const struct outcome *o, const char *key);
+
+/* As in Argo Rollouts, count is of the measurements judged: one that could
+ * not be taken (a monitoring blip) neither uses up a count of 1, failing the
+ * analysis, nor lets fewer data points than count decide it. */
+static void a_measurement_that_could_not_be_taken_is_not_counted(void **state)
+{
+	struct script s1 = {.kinds = "ev", .values = {0, 0.001}};
+	struct script s2 = {.kinds = "eeev", .values = {0, 0, 0, 0.5}};
+	(void)state;
+
+	struct outcome o = run("{\"success_condition\": \"result < 0.01\", \"count\": 1}", &s1);
+	assert_int_equal(o.verdict, ANALYSIS_SUCCESSFUL);
+	assert_int_equal(s1.next, 2);
+	assert_int_equal(result_count(&o, "errors"), 1);
+	assert_int_equal(result_count(&o, "successful"), 1);
+	json_decref(o.json);
+	o = run("{\"success_condition\": \"result < 0.01\", \"count\": 1}", &s2);
+	assert_int_equal(o.verdict, ANALYSIS_FAILED);
+	assert_int_equal(s2.next, 4);
+	json_decref(o.json);
+}
+
+/* Without an interval, a measurement that could not be taken is taken again
+ * ANALYSIS_ERROR_RETRY_MS (10 s) after it began: not at once, as an
+ * interval of 0 would have it. */
+static void without_an_interval_an_error_is_not_taken_again_at_once(void **state)
+{
+	char err[256];
+	struct outcome o = {0};
+	struct script s = {.kinds = "ev", .values = {0, 0.001}};
+	struct event_base *base = event_base_new();
+	json_t *spec = json_pack("{s:s, s:i, s:i, s:{s:s}}", "success_condition", "result < 0.01",
+				 "count", 1, "interval_ms", 0, "provider", "type", "prometheus");
+	(void)state;
+
+	current = &s;
+	struct analysis *a = analysis_start(base, spec, &fake, on_done, &o, err, sizeof(err));
+	assert_non_null(a);
+	struct timeval quick = {0, 200 * 1000};
+	event_base_loopexit(base, &quick);
+	event_base_dispatch(base);
+	assert_int_equal(o.done, 0);
+	assert_int_equal(s.starts, 1);
+	analysis_stop(a);
+	event_base_dispatch(base);
+	assert_int_equal(o.done, 1);
+	json_decref(o.json);
+	json_decref(spec);
+	event_base_free(base);
 }
 
 static void stop(evutil_socket_t fd, short what, void *arg)
@@ -408,9 +467,11 @@ static void prometheus_answers_are_data_no_data_or_errors(void **state)
 		assert_int_equal(apistub_start(&prom, base), 0);
 		apistub_reply(&prom, rows[i].status, rows[i].body);
 		snprintf(address, sizeof(address), "http://127.0.0.1:%d", prom.port);
-		spec = json_pack("{s:s, s:s, s:{s:s, s:s, s:s}}", "success_condition",
-				 "result[0] < 0.1", "no_data", "pass", "provider", "type",
-				 "prometheus", "address", address, "query", "up");
+		/* No error tolerated: an error ends it at once, as data does. */
+		spec =
+		    json_pack("{s:s, s:s, s:i, s:{s:s, s:s, s:s}}", "success_condition",
+			      "result[0] < 0.1", "no_data", "pass", "consecutive_error_limit", 0,
+			      "provider", "type", "prometheus", "address", address, "query", "up");
 		struct analysis *a =
 		    analysis_start(base, spec, NULL, on_done, &o, err, sizeof(err));
 		if (!a)
@@ -718,6 +779,8 @@ int main(void)
 	    cmocka_unit_test(a_message_names_nan_and_infinities_as_recorded),
 	    cmocka_unit_test(a_value_is_a_decimal_number_nan_or_an_infinity),
 	    cmocka_unit_test(errors_in_a_row_past_the_limit_fail_and_errors_alone_never_pass),
+	    cmocka_unit_test(a_measurement_that_could_not_be_taken_is_not_counted),
+	    cmocka_unit_test(without_an_interval_an_error_is_not_taken_again_at_once),
 	    cmocka_unit_test(a_background_analysis_runs_until_stopped),
 	    cmocka_unit_test(prometheus_answers_are_data_no_data_or_errors),
 	    cmocka_unit_test(a_resumed_analysis_keeps_its_failures_against_its_limit),
