@@ -1,12 +1,15 @@
 /* stage_outputs: what a stage wrote to $SLUICE_OUTPUT, as a JSON object.
  *
- * The file holds KEY=VALUE lines, as GitHub Actions' $GITHUB_OUTPUT: a key
- * is letters, digits, '_' and '-', not starting with a digit or '-', at
- * most 128 bytes; a value is UTF-8. Other lines, lines holding a NUL byte
- * and values holding a secret are reported and left out, and so is what
- * follows the first STAGE_OUTPUTS_MAX bytes. Only a regular file is read, never through a
- * symbolic link: the stage may have put anything in its place (a FIFO, a
- * link to /dev/zero), and reading it must not block the worker's loop.
+ * The file holds, as GitHub Actions' $GITHUB_OUTPUT, KEY=VALUE lines and
+ * multi-line values written KEY<<DELIMITER, the value's lines, then a line
+ * DELIMITER (whichever of '=' and "<<" comes first in a line says which): a
+ * key is letters, digits, '_' and '-', not starting with a digit or '-', at
+ * most 128 bytes; a value is UTF-8. Other lines, lines holding a NUL byte,
+ * a KEY<<DELIMITER without its closing line (and all after it), and keys,
+ * values or KEY=VALUE lines holding a secret are reported and left out,
+ * and so is what follows the first STAGE_OUTPUTS_MAX bytes. Only a regular file is read, never
+ * through a symbolic link: the stage may have put anything in its place (a FIFO, a link to
+ * /dev/zero), and reading it must not block the worker's loop.
  */
 #ifndef SLUICE_STAGE_OUTPUTS_H
 #define SLUICE_STAGE_OUTPUTS_H

@@ -89,8 +89,54 @@ static void test_pairs_are_read_and_other_lines_reported(void **state)
 	assert_string_equal(r->json, "{\"image\":\"reg.example/app@sha256:abc\","
 				     "\"progress\":\"50%\\rdone\",\"tag\":\"v1=final\"}");
 	assert_int_equal(r->nnotes, 2);
-	assert_string_equal(r->notes[0], "$SLUICE_OUTPUT: not KEY=VALUE, left out: not a pair");
-	assert_string_equal(r->notes[1], "$SLUICE_OUTPUT: not KEY=VALUE, left out: 1st=no");
+	assert_string_equal(r->notes[0], "$SLUICE_OUTPUT: not KEY=VALUE or KEY<<DELIMITER, "
+					 "left out: not a pair");
+	assert_string_equal(r->notes[1], "$SLUICE_OUTPUT: not KEY=VALUE or KEY<<DELIMITER, "
+					 "left out: 1st=no");
+}
+
+/* GitHub Actions' multi-line form: the lines between KEY<<DELIMITER and
+ * DELIMITER are the value, joined by newlines, and none of them is read as
+ * an output of its own; whichever of '=' and "<<" comes first decides. */
+static void test_a_multi_line_value_is_read_between_its_delimiters(void **state)
+{
+	struct read *r = *state;
+	const char text[] = "notes<<EOF\r\n"
+			    "release=v2\r\n"
+			    "image=evil\n"
+			    "\n"
+			    "EOF\n"
+			    "empty<<END\n"
+			    "END\n"
+			    "cmp=a<<b\n"
+			    "image=good\n";
+	write_file(r, text, sizeof(text) - 1);
+	read_outputs(r);
+	assert_int_equal(r->rc, 0);
+	assert_string_equal(r->json, "{\"notes\":\"release=v2\\nimage=evil\\n\","
+				     "\"empty\":\"\",\"cmp\":\"a<<b\",\"image\":\"good\"}");
+	assert_int_equal(r->nnotes, 0);
+}
+
+/* A value whose closing line never comes is left out, and so is all after
+ * it, which was its value; a "<<" with no delimiter is no output. */
+static void test_a_multi_line_value_without_its_end_is_left_out(void **state)
+{
+	struct read *r = *state;
+	const char text[] = "a=1\n"
+			    "b<<\n"
+			    "notes<<EOF\n"
+			    "image=evil\n"
+			    "EOF \n";
+	write_file(r, text, sizeof(text) - 1);
+	read_outputs(r);
+	assert_int_equal(r->rc, 0);
+	assert_string_equal(r->json, "{\"a\":\"1\"}");
+	assert_int_equal(r->nnotes, 2);
+	assert_string_equal(r->notes[0],
+			    "$SLUICE_OUTPUT: KEY<<DELIMITER without a delimiter, left out: b<<");
+	assert_string_equal(r->notes[1], "$SLUICE_OUTPUT: the value of notes has no line ending "
+					 "it, left out with all after it");
 }
 
 static void on_emit(enum logmask_stream s, const char *line, size_t len, void *arg)
@@ -123,6 +169,36 @@ static void test_a_value_holding_a_secret_is_left_out(void **state)
 			    "$SLUICE_OUTPUT: the value of url holds a secret, left out");
 	assert_string_equal(r->notes[1],
 			    "$SLUICE_OUTPUT: the value of encoded holds a secret, left out");
+	logmask_free(m);
+}
+
+/* The name of an output is shown as it is: one holding a secret is left
+ * out without naming it, and so is a secret written across the '='. */
+static void test_a_name_or_a_line_holding_a_secret_is_left_out(void **state)
+{
+	struct read *r = *state;
+	struct logmask *m = logmask_new(1 << 20, 0, on_emit, NULL);
+	assert_non_null(m);
+	assert_int_equal(logmask_add_secret(m, "ghp_abc123", 10), 0);
+	assert_int_equal(logmask_add_secret(m, "left=right", 10), 0);
+	r->mask = m;
+	const char text[] = "ghp_abc123=1\n"
+			    "left=right\n"
+			    "ok=yes\n"
+			    "ghp_abc123<<EOF\n"
+			    "x\n"
+			    "EOF\n";
+	write_file(r, text, sizeof(text) - 1);
+	read_outputs(r);
+	assert_int_equal(r->rc, 0);
+	assert_string_equal(r->json, "{\"ok\":\"yes\"}");
+	assert_int_equal(r->nnotes, 3);
+	assert_string_equal(r->notes[0],
+			    "$SLUICE_OUTPUT: an output's name holds a secret, left out");
+	assert_string_equal(r->notes[1],
+			    "$SLUICE_OUTPUT: the line of left holds a secret, left out");
+	assert_string_equal(r->notes[2],
+			    "$SLUICE_OUTPUT: an output's name holds a secret, left out");
 	logmask_free(m);
 }
 
@@ -201,6 +277,12 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_pairs_are_read_and_other_lines_reported, setup,
 					    teardown),
+	    cmocka_unit_test_setup_teardown(test_a_multi_line_value_is_read_between_its_delimiters,
+					    setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_a_multi_line_value_without_its_end_is_left_out,
+					    setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_a_name_or_a_line_holding_a_secret_is_left_out,
+					    setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_a_value_holding_a_secret_is_left_out, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_a_file_that_is_gone_holds_no_outputs, setup,
