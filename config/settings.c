@@ -28,7 +28,7 @@
 #define MAX_SETTING_STRING 4096
 /* librdkafka's bound on fetch.wait.max.ms. */
 #define MAX_FETCH_WAIT_MS      300000
-#define MAX_STATE_DIR 512
+#define MAX_STATE_DIR	       512
 #define MIN_SESSION_TIMEOUT_MS 1000
 #define MAX_SESSION_TIMEOUT_MS 3600000
 /* A lease is renewed every third of it: under a second, renewals would

@@ -41,9 +41,6 @@ enum kind { KIND_COMMAND, KIND_HTTP, KIND_TLS };
 
 static const char *const kind_names[] = {"command", "http", "tls"};
 
-/* What of the worker's own environment a command sees. */
-static const char *const inherited_env[] = {"PATH", "HOME", "LANG", NULL};
-
 struct http_run {
 	CURL *easy;
 	struct curl_slist *headers;
@@ -199,7 +196,7 @@ static void on_cmd_exit(const struct process_result *res, const char *last, void
 static int cmd_start(struct checklist *c, char *msg, size_t msglen)
 {
 	const struct command_spec spec = {.vars = c->vars,
-					  .inherit = inherited_env,
+					  .inherit = command_inherited_env,
 					  .cwd = c->cwd,
 					  .timeout_ms = c->timeout_ms,
 					  .line = on_cmd_line,

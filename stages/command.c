@@ -81,6 +81,8 @@ static int add_environ(char ***env, size_t *n, const json_t *vars)
 	return 0;
 }
 
+const char *const command_inherited_env[] = {"PATH", "HOME", "LANG", NULL};
+
 char **command_env(const json_t *vars, const char *const *inherit)
 {
 	char **env = calloc(1, sizeof(char *));

@@ -25,6 +25,9 @@ char **command_argv(const json_t *cmd, const json_t *vars, char *err, size_t err
  * when inherit is NULL, else only the names inherit lists (NULL-terminated).
  * A NULL-terminated envp (free with strv_free), or NULL when out of memory. */
 char **command_env(const json_t *vars, const char *const *inherit);
+/* What of the worker's own environment a hook, a check or a provider's
+ * command sees: PATH, HOME and LANG (NULL-terminated). */
+extern const char *const command_inherited_env[];
 
 /* The longest last line kept, with its terminating NUL. */
 #define COMMAND_LAST_LINE_MAX 400

@@ -164,7 +164,11 @@ static int exec_start(void *state, const struct provider_action *a, provider_don
 		json_decref(vars);
 		return -1;
 	}
+	/* The worker's own environment holds what it runs with (a systemd
+	 * CREDENTIALS_DIRECTORY, NOTIFY_SOCKET, cloud credentials): a provider's
+	 * command sees of it only what a hook does. */
 	const struct command_spec spec = {.vars = vars,
+					  .inherit = command_inherited_env,
 					  .cwd = x->cwd,
 					  .timeout_ms = x->timeout_ms,
 					  .done = on_command_exit,

@@ -65,6 +65,29 @@ static void test_action_variables_reach_the_command_environment(void **state)
 	provider_free(p);
 }
 
+/* Of the worker's own environment, a provider's command sees what a hook
+ * does (PATH, HOME, LANG): not the credentials or sockets it runs with. */
+static void test_a_command_sees_only_path_home_and_lang_of_the_worker(void **state)
+{
+	struct provider *p = make("{\"type\": \"exec\", \"actions\": {\"verify\": {\"sh\": "
+				  "\"echo ${AWS_SECRET_ACCESS_KEY-none} ${NOTIFY_SOCKET-none} "
+				  "${HOME:+home} ${PATH:+path} $SLUICE_ACTION\"}}}");
+	struct provider_action a = {.verb = PROVIDER_VERIFY, .image = "img", .weight = -1};
+	struct outcome o;
+	(void)state;
+
+	setenv("AWS_SECRET_ACCESS_KEY", "xyz", 1);
+	setenv("NOTIFY_SOCKET", "/run/systemd/notify", 1);
+	if (!getenv("HOME"))
+		setenv("HOME", "/root", 1);
+	run(p, &a, &o);
+	unsetenv("AWS_SECRET_ACCESS_KEY");
+	unsetenv("NOTIFY_SOCKET");
+	assert_true(o.ok);
+	assert_string_equal(o.msg, "verify done: none none home path verify");
+	provider_free(p);
+}
+
 /* A RollingUpdate's apply has its bounds, in the environment and in run:
  * arguments; any other action has no such variable at all. */
 static void test_a_rolling_apply_has_its_bounds_as_variables(void **state)
@@ -291,6 +314,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_action_variables_reach_the_command_environment),
+	    cmocka_unit_test(test_a_command_sees_only_path_home_and_lang_of_the_worker),
 	    cmocka_unit_test(test_a_rolling_apply_has_its_bounds_as_variables),
 	    cmocka_unit_test(test_run_arguments_expand_action_variables),
 	    cmocka_unit_test(test_nonzero_exit_fails_with_last_line),
