@@ -139,9 +139,10 @@ static int load_windows(struct env_loading *el, const struct config_doc_node *n,
 	return 0;
 }
 
-/* vars or secrets of the environment over the pipeline's. */
+/* vars or secrets of the environment over the pipeline's; *own: the
+ * environment's own, for the caller to free. */
 static int load_layer(struct env_loading *el, const struct config_doc_node *env, const char *key,
-		      json_t *stage)
+		      json_t *stage, json_t **own_out)
 {
 	const struct config_doc_node *n = config_doc_get(env, key);
 	json_t *merged = json_deep_copy(json_object_get(el->l->def, key));
@@ -158,7 +159,31 @@ static int load_layer(struct env_loading *el, const struct config_doc_node *env,
 		return -1;
 	}
 	json_object_update(merged, own);
-	json_decref(own);
+	*own_out = own;
+	return 0;
+}
+
+/* A name the environment gives a value is its own whichever kind the
+ * pipeline made it: a var of the environment replaces a secret of the
+ * pipeline, and a secret a var (the stage's environment would otherwise
+ * take the secret over the var, unseen). One name both a var and a secret of
+ * the environment is an error. */
+static int layer_names_once(struct env_loading *el, const struct config_doc_node *env,
+			    json_t *stage, const json_t *vars, const json_t *secrets)
+{
+	const char *name;
+	const json_t *v;
+	json_object_foreach((json_t *)vars, name, v)
+	{
+		if (json_object_get(secrets, name))
+			return config_check_fail_key(
+			    el->ck, config_doc_get(config_doc_get(env, "secrets"), name),
+			    "%s is a var of the environment too: a name is a var or a secret",
+			    name);
+		json_object_del(json_object_get(stage, "secrets"), name);
+	}
+	json_object_foreach((json_t *)secrets, name, v)
+	    json_object_del(json_object_get(stage, "vars"), name);
 	return 0;
 }
 
@@ -237,10 +262,15 @@ static int load_env(struct env_loading *el, struct env_ref *e)
 	if (json_object_set_new(e->stage, "env", json_string(env->key)) < 0 ||
 	    json_object_set_new(e->stage, "needs", json_array()) < 0)
 		return nomem(el, env);
-	if (load_layer(el, env, "vars", e->stage) < 0 ||
-	    load_layer(el, env, "secrets", e->stage) < 0)
-		return -1;
-	return 0;
+	json_t *vars = NULL, *secrets = NULL;
+	int rc = load_layer(el, env, "vars", e->stage, &vars) < 0 ||
+			 load_layer(el, env, "secrets", e->stage, &secrets) < 0 ||
+			 layer_names_once(el, env, e->stage, vars, secrets) < 0
+		     ? -1
+		     : 0;
+	json_decref(vars);
+	json_decref(secrets);
+	return rc;
 }
 
 static long find_env(const struct env_loading *el, const char *name)

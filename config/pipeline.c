@@ -93,10 +93,11 @@ static int load_name(struct loading *ld, const struct config_doc_node *top)
 	if (n) {
 		if (config_check_string(&ld->ck, n, 0, &name) < 0)
 			return -1;
-		if (!config_check_word(name, "_.-", 0))
+		/* "." and ".." would be path segments in its URLs. */
+		if (!config_check_word(name, "_.-", 0) || !strcmp(name, ".") || !strcmp(name, ".."))
 			return config_check_fail(&ld->ck, n,
 						 "invalid pipeline name (use letters, digits, "
-						 "'_', '.' and '-')");
+						 "'_', '.' and '-', not \".\" or \"..\")");
 		ld->p->name = strdup(name);
 	} else {
 		base = strrchr(ld->p->file, '/');
@@ -244,6 +245,14 @@ static int load_trigger(struct loading *ld, const struct config_doc_node *top)
 	return load_secret(ld, gh);
 }
 
+/* Whether git takes url as a local path: no "scheme://", and no ':' before
+ * its first '/' (that is host:path, scp-like). */
+static int local_path(const char *url)
+{
+	const char *colon = strchr(url, ':'), *slash = strchr(url, '/');
+	return !strstr(url, "://") && (!colon || (slash && slash < colon));
+}
+
 static int load_checkout(struct loading *ld, const struct config_doc_node *top)
 {
 	const struct config_doc_node *c = config_doc_get(top, "checkout");
@@ -263,9 +272,14 @@ static int load_checkout(struct loading *ld, const struct config_doc_node *top)
 	/* Every checkout of the pipeline would fail on it. */
 	if (checkout_url_check(url, why, sizeof(why)) < 0)
 		return config_check_fail(&ld->ck, n, "%s", why);
-	if (json_object_set_new(ld->def, "checkout", json_pack("{ss}", "url", url)) < 0)
+	/* A relative path is the file's, as every other path in it: git would
+	 * take it from whatever directory the worker (or the agent) runs in. */
+	char *resolved = local_path(url) ? config_file_resolve(ld->dir, url) : strdup(url);
+	if (!resolved)
 		return nomem(ld, n);
-	return 0;
+	int rc = json_object_set_new(ld->def, "checkout", json_pack("{ss}", "url", resolved));
+	free(resolved);
+	return rc < 0 ? nomem(ld, n) : 0;
 }
 
 /* A vars: or secrets: mapping: NAME → text into out; secrets' texts are
@@ -825,8 +839,30 @@ struct template_names {
 	int expands_secrets;
 	int deployment;
 	const char *const *own; /* what sluice sets for this template alone */
+	const char *self;	/* the stage whose template it is; NULL: a deployment */
 	int secret_named;	/* the undefined name is a secret, not expanded here */
+	int not_needed;		/* it is an output of a stage self does not need */
 };
+
+/* Whether the stage from needs the stage name, directly or through others
+ * (needs are acyclic by now); seen marks the stages looked at already. */
+static int needs_stage(const json_t *stages, const char *from, const char *name, json_t *seen)
+{
+	size_t i;
+	const json_t *need;
+	json_array_foreach(json_object_get(json_object_get(stages, from), "needs"), i, need)
+	{
+		const char *n = json_string_value(need);
+		if (!n || json_object_get(seen, n))
+			continue;
+		if (strcmp(n, name) == 0)
+			return 1;
+		json_object_set_new(seen, n, json_true());
+		if (needs_stage(stages, n, name, seen))
+			return 1;
+	}
+	return 0;
+}
 
 static int template_name_defined(const char *name, void *arg)
 {
@@ -842,6 +878,14 @@ static int template_name_defined(const char *name, void *arg)
 		char *stage = strndup(name, (size_t)(dot - name));
 		int known =
 		    stage && json_object_get(t->stages, stage) && dot[1] && !strchr(dot + 1, '.');
+		/* A stage runs once those it needs are done: another's outputs
+		 * may not be there yet, and its own never are. */
+		if (known && t->self) {
+			json_t *seen = json_object();
+			known = seen && needs_stage(t->stages, t->self, stage, seen);
+			json_decref(seen);
+			t->not_needed = !known;
+		}
 		free(stage);
 		return known;
 	}
@@ -855,8 +899,14 @@ static int check_template(const struct config_doc_node *n, const char *tmpl,
 	char why[256];
 
 	t->secret_named = 0;
+	t->not_needed = 0;
 	if (!tmpl || expand_check(tmpl, template_name_defined, t, why, sizeof(why)) == 0)
 		return 0;
+	if (t->not_needed)
+		return config_check_fail(&t->ld->ck, n,
+					 "%s (an output of a stage that %s does not need, directly "
+					 "or through others: it is not there when %s runs)",
+					 why, t->self, t->self);
 	if (t->secret_named)
 		return config_check_fail(&t->ld->ck, n,
 					 "%s (a secret is in the environment, not expanded in "
@@ -908,14 +958,16 @@ static int check_inherited(struct loading *ld, const struct config_doc_node *st,
 	return 0;
 }
 
-/* The run: arguments and http: templates of the stage at node st, whose
- * definition is stage, name only what will be defined when it runs: a
+/* The run: arguments and http: templates of the stage name at node st
+ * (NULL: a deployment, after every stage), whose definition is stage, name
+ * only what will be defined when it runs: a
  * name that will not be would fail every run of it. Its inherit_env names
  * no var or secret. */
 static int check_stage_templates(struct loading *ld, const struct config_doc_node *st,
-				 const json_t *stage)
+				 const char *name, const json_t *stage)
 {
 	struct template_names t = stage_template_names(ld, stage);
+	t.self = name;
 	const json_t *run = json_object_get(stage, "run");
 	const struct config_doc_node *n = config_doc_get(st, "run");
 	size_t i;
@@ -962,7 +1014,7 @@ static int check_templates(struct loading *ld, const struct config_doc_node *top
 	char name[256];
 
 	for (c = m->first; c; c = c->next)
-		if (check_stage_templates(ld, c, json_object_get(stages, c->key)) < 0)
+		if (check_stage_templates(ld, c, c->key, json_object_get(stages, c->key)) < 0)
 			return -1;
 	m = config_doc_get(top, "environments");
 	for (c = m ? m->first : NULL; c; c = c->next) {
@@ -971,7 +1023,7 @@ static int check_templates(struct loading *ld, const struct config_doc_node *top
 
 		snprintf(name, sizeof(name), "%s%s", ENVIRONMENTS_STAGE_PREFIX, c->key);
 		stage = json_object_get(stages, name);
-		if (deploy && check_stage_templates(ld, deploy, stage) < 0)
+		if (deploy && check_stage_templates(ld, deploy, NULL, stage) < 0)
 			return -1;
 		if (json_object_get(stage, "rollout") && check_rollout_templates(ld, c, stage) < 0)
 			return -1;
@@ -993,6 +1045,23 @@ static int check_stage_count(struct loading *ld, const struct config_doc_node *t
 				 PIPELINE_STAGES_MAX);
 }
 
+/* A name both a var and a secret of the pipeline: ${NAME} in run:
+ * arguments would be the var, and the stage's environment the secret. */
+static int check_names_once(struct loading *ld, const struct config_doc_node *top)
+{
+	const json_t *vars = json_object_get(ld->def, "vars");
+	const char *name;
+	const json_t *v;
+	json_object_foreach((json_t *)json_object_get(ld->def, "secrets"), name, v)
+	{
+		if (json_object_get(vars, name))
+			return config_check_fail_key(
+			    &ld->ck, config_doc_get(config_doc_get(top, "secrets"), name),
+			    "%s is a var of the pipeline too: a name is a var or a secret", name);
+	}
+	return 0;
+}
+
 static int load(struct loading *ld, const struct config_doc_node *top)
 {
 	if (config_check_keys(&ld->ck, top, top_keys) < 0 || load_name(ld, top) < 0 ||
@@ -1001,9 +1070,9 @@ static int load(struct loading *ld, const struct config_doc_node *top)
 	if (json_object_set_new(ld->def, "name", json_string(ld->p->name)) < 0)
 		return nomem(ld, top);
 	if (load_names(ld, top, "vars") < 0 || load_names(ld, top, "secrets") < 0 ||
-	    load_checkout(ld, top) < 0 || load_stages(ld, top) < 0 ||
-	    load_environments(ld, top) < 0 || check_stage_count(ld, top) < 0 ||
-	    check_templates(ld, top) < 0)
+	    check_names_once(ld, top) < 0 || load_checkout(ld, top) < 0 ||
+	    load_stages(ld, top) < 0 || load_environments(ld, top) < 0 ||
+	    check_stage_count(ld, top) < 0 || check_templates(ld, top) < 0)
 		return -1;
 	return 0;
 }

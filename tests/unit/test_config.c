@@ -179,6 +179,12 @@ static void test_settings_empty_file_gives_defaults(void **state)
 	assert_int_equal(s.concurrency, 1);
 	assert_int_equal(s.fetch_wait_ms, 10);
 	settings_clear(&s);
+	/* A document of nothing is an empty file too. */
+	write_file(f, "sluice.yaml", "---\n# nothing set\n");
+	if (settings_load(f->path, &s, f->err, sizeof(f->err)) != 0)
+		fail_msg("%s", f->err);
+	assert_int_equal(s.concurrency, 1);
+	settings_clear(&s);
 }
 
 static void test_settings_full_file(void **state)
@@ -606,6 +612,79 @@ static void test_pipeline_json_file_loads_the_same(void **state)
 	check_full_pipeline(*state, "app.json", full_pipeline_json);
 }
 
+/* A name is a var or a secret: both, ${NAME} in run: arguments would be the
+ * var and the stage's environment the secret. An environment's var or
+ * secret replaces the pipeline's of the same name, of either kind. */
+static void test_a_name_is_a_var_or_a_secret(void **state)
+{
+	struct fx *f = *state;
+	struct pipeline p;
+
+	write_file(f, "secrets/webhook", "s3cret");
+	expect_pipeline_error(f,
+			      TRIGGER "vars: {TOKEN: plain}\nsecrets: {TOKEN: secrets/webhook}\n"
+				      "stages:\n  build: {run: [x]}\n",
+			      "6:11: secrets.TOKEN: TOKEN is a var of the pipeline too: a name is "
+			      "a var or a secret");
+	expect_pipeline_error(f,
+			      TRIGGER "stages:\n  build: {run: [x]}\nenvironments:\n  prod:\n"
+				      "    vars: {X: a}\n    secrets: {X: secrets/webhook}\n"
+				      "    deploy: {run: [d]}\n",
+			      "10:15: environments.prod.secrets.X: X is a var of the environment "
+			      "too: a name is a var or a secret");
+	write_file(f, "app.yaml",
+		   TRIGGER "vars: {A: a}\nsecrets: {DB: secrets/webhook}\n"
+			   "stages:\n  build: {run: [x]}\nenvironments:\n  staging:\n"
+			   "    vars: {DB: dev}\n    secrets: {A: secrets/webhook}\n"
+			   "    deploy: {run: [d]}\n");
+	if (pipeline_load_file(f->path, &p, f->err, sizeof(f->err)) != 0)
+		fail_msg("%s", f->err);
+	const json_t *stage = json_object_get(json_object_get(p.def, "stages"), "deploy@staging");
+	assert_string_equal(
+	    json_string_value(json_object_get(json_object_get(stage, "vars"), "DB")), "dev");
+	assert_null(json_object_get(json_object_get(stage, "secrets"), "DB"));
+	assert_non_null(json_object_get(json_object_get(stage, "secrets"), "A"));
+	assert_null(json_object_get(json_object_get(stage, "vars"), "A"));
+	pipeline_clear(&p);
+}
+
+/* A local path in checkout.url is the pipeline file's, as its other paths
+ * are; URLs and scp-like host:path are left as written. */
+static void test_a_relative_checkout_path_is_the_file_s(void **state)
+{
+	struct fx *f = *state;
+	static const struct {
+		const char *url;
+		int relative;
+	} cases[] = {
+	    {"../repos/app", 1},
+	    {"repos/app.git", 1},
+	    {"/srv/git/app", 0},
+	    {"file:///srv/git/app", 0},
+	    {"git@github.com:acme/app.git", 0},
+	    {"https://github.com/acme/app.git", 0},
+	    {"./a:b/app", 1},
+	};
+	char text[512], want[1024];
+	struct pipeline p;
+
+	write_file(f, "secrets/webhook", "s3cret");
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		snprintf(text, sizeof(text),
+			 TRIGGER "checkout: {url: \"%s\"}\nstages:\n  build: {run: [x]}\n",
+			 cases[i].url);
+		write_file(f, "app.yaml", text);
+		if (pipeline_load_file(f->path, &p, f->err, sizeof(f->err)) != 0)
+			fail_msg("%s: %s", cases[i].url, f->err);
+		snprintf(want, sizeof(want), "%s%s%s", cases[i].relative ? f->dir : "",
+			 cases[i].relative ? "/" : "", cases[i].url);
+		assert_string_equal(
+		    json_string_value(json_object_get(json_object_get(p.def, "checkout"), "url")),
+		    want);
+		pipeline_clear(&p);
+	}
+}
+
 static void test_pipeline_defaults(void **state)
 {
 	struct fx *f = *state;
@@ -674,7 +753,10 @@ static void test_pipeline_schema_errors(void **state)
 			      "letters, digits, '_' and '-')");
 	expect_pipeline_error(f, "name: 'a b'\n" TRIGGER "stages: {test: {run: [x]}}\n",
 			      "1:7: name: invalid pipeline name (use letters, digits, '_', '.' and "
-			      "'-')");
+			      "'-', not \".\" or \"..\")");
+	expect_pipeline_error(f, "name: '..'\n" TRIGGER "stages: {test: {run: [x]}}\n",
+			      "1:7: name: invalid pipeline name (use letters, digits, '_', '.' and "
+			      "'-', not \".\" or \"..\")");
 	expect_pipeline_error(f, TRIGGER "vars: {1X: y}\nstages: {test: {run: [x]}}\n",
 			      "5:8: vars.1X: invalid name (use letters, digits and '_', not "
 			      "starting with a digit)");
@@ -1309,6 +1391,26 @@ static void test_pipeline_template_errors(void **state)
 			      "7:17: stages.build.run[1]: bad variable name at offset 2");
 	expect_pipeline_error(f, TRIGGER "stages:\n  build:\n    run: [echo, '${ghost.image}']\n",
 			      "7:17: stages.build.run[1]: undefined variable \"ghost.image\"");
+	/* Outputs of a stage the stage does not need, directly or through
+	 * others, are not there when it runs: its own, a dependant's, a
+	 * stage running beside it. */
+	expect_pipeline_error(
+	    f, TRIGGER "stages:\n  build:\n    run: [echo, '${build.v}']\n",
+	    "7:17: stages.build.run[1]: undefined variable \"build.v\" (an output "
+	    "of a stage that build does not need, directly or through others: "
+	    "it is not there when build runs)");
+	expect_pipeline_error(f,
+			      TRIGGER "stages:\n  build:\n    run: [echo, '${test.v}']\n"
+				      "  test: {run: [t], needs: [build]}\n",
+			      "7:17: stages.build.run[1]: undefined variable \"test.v\" (an output "
+			      "of a stage that build does not need, directly or through others: "
+			      "it is not there when build runs)");
+	expect_pipeline_error(f,
+			      TRIGGER "stages:\n  test: {run: [l]}\n  build:\n"
+				      "    run: [echo, '${test.v}']\n",
+			      "8:17: stages.build.run[1]: undefined variable \"test.v\" (an output "
+			      "of a stage that build does not need, directly or through others: "
+			      "it is not there when build runs)");
 	/* SLUICE_ is sluice's prefix, but only what it sets is defined. */
 	expect_pipeline_error(f, TRIGGER "stages:\n  build:\n    run: [echo, '${SLUICE_SHAA}']\n",
 			      "7:17: stages.build.run[1]: undefined variable \"SLUICE_SHAA\"");
@@ -1372,6 +1474,15 @@ static void test_pipeline_templates_name_what_a_run_defines(void **state)
 		   "    deploy: {run: [echo, '${DOMAIN} ${A} ${SLUICE_ENV} ${push.url}']}\n");
 	assert_int_equal(pipeline_load_file(f->path, &p, f->err, sizeof(f->err)), 0);
 	pipeline_clear(&p);
+	/* Through a stage between them. */
+	write_file(f, "app.yaml",
+		   TRIGGER "stages:\n"
+			   "  build: {run: [b]}\n"
+			   "  test: {run: [t], needs: build}\n"
+			   "  push: {run: [echo, '${build.image}'], needs: [test]}\n");
+	if (pipeline_load_file(f->path, &p, f->err, sizeof(f->err)) != 0)
+		fail_msg("%s", f->err);
+	pipeline_clear(&p);
 }
 
 /* checkout: false is kept in the definition; true, the default, is not. */
@@ -1429,6 +1540,8 @@ int main(void)
 	    T(test_settings_missing_file),
 	    T(test_pipeline_full_yaml_file),
 	    T(test_pipeline_json_file_loads_the_same),
+	    T(test_a_relative_checkout_path_is_the_file_s),
+	    T(test_a_name_is_a_var_or_a_secret),
 	    T(test_pipeline_defaults),
 	    T(test_pipeline_schema_errors),
 	    T(test_pipeline_needs_errors),
