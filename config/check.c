@@ -15,9 +15,12 @@
 static int vfail(const struct config_check *ck, const struct config_doc_node *n, int line, int col,
 		 const char *fmt, va_list ap)
 {
-	char path[256], msg[512];
+	char path[256], raw[512], msg[512];
 
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	/* Messages quote what the file says: its control bytes are escaped,
+	 * as the path's are. */
+	vsnprintf(raw, sizeof(raw), fmt, ap);
+	config_doc_escape(msg, sizeof(msg), raw);
 	config_doc_path(n, path, sizeof(path));
 	if (path[0])
 		snprintf(ck->err, ck->errlen, "%s:%d:%d: %s: %s", ck->file, line, col, path, msg);

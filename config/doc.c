@@ -423,6 +423,13 @@ static int load_buffer(struct config_doc *doc, const char *name, char *buf, size
 
 	if (parse(&ld, buf, len) < 0)
 		goto fail;
+	/* A document of nothing ("---" alone, or comments): an empty file. */
+	if (doc->top && json_is_null(doc->top->value)) {
+		json_decref(doc->root);
+		doc->top->value = doc->root = json_object();
+		if (!doc->root)
+			goto fail;
+	}
 	if (!doc->top) {
 		yaml_mark_t start = {0, 0, 0};
 
@@ -495,12 +502,12 @@ const struct config_doc_node *config_doc_get(const struct config_doc_node *map, 
 	return NULL;
 }
 
-/* As snprintf of sep and key, with control bytes of a hostile key written
- * as \xNN so that a message never carries them to a log or terminal. */
-static int path_key(char *out, size_t outlen, const char *sep, const char *key)
+int config_doc_escape(char *out, size_t outlen, const char *text)
 {
-	int w = snprintf(out, outlen, "%s", sep);
-	for (const unsigned char *k = (const unsigned char *)key;
+	int w = 0;
+	if (outlen)
+		out[0] = '\0';
+	for (const unsigned char *k = (const unsigned char *)text;
 	     w >= 0 && (size_t)w < outlen && *k; k++) {
 		size_t at = (size_t)w;
 		int n = *k < 0x20 || *k == 0x7f ? snprintf(out + at, outlen - at, "\\x%02x", *k)
@@ -508,6 +515,16 @@ static int path_key(char *out, size_t outlen, const char *sep, const char *key)
 		w = n < 0 ? n : w + n;
 	}
 	return w;
+}
+
+/* As snprintf of sep and key, the key escaped (config_doc_escape). */
+static int path_key(char *out, size_t outlen, const char *sep, const char *key)
+{
+	int w = snprintf(out, outlen, "%s", sep);
+	if (w < 0 || (size_t)w >= outlen)
+		return w;
+	int n = config_doc_escape(out + w, outlen - (size_t)w, key);
+	return n < 0 ? n : w + n;
 }
 
 void config_doc_path(const struct config_doc_node *n, char *out, size_t outlen)

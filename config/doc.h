@@ -53,6 +53,9 @@ void config_doc_clear(struct config_doc *doc);
 /* The value of key in a mapping node, or NULL. */
 const struct config_doc_node *config_doc_get(const struct config_doc_node *map, const char *key);
 
+/* text into out as snprintf would, with control bytes written as \xNN so
+ * that a message never carries a hostile file's to a log or terminal. */
+int config_doc_escape(char *out, size_t outlen, const char *text);
 /* Writes the key path of n ("stages.build.run[1]"; "" for the top). */
 void config_doc_path(const struct config_doc_node *n, char *out, size_t outlen);
 

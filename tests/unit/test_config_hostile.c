@@ -220,7 +220,7 @@ static void test_control_characters_in_names_are_refused_and_escaped(void **stat
 	char *text = pipeline_text("\"ap\\x01p\"", "secret", build);
 	pipeline_fails(f, text,
 		       "p.yaml:1:7: name: invalid pipeline name (use letters, digits, '_', '.' and "
-		       "'-')");
+		       "'-', not \".\" or \"..\")");
 	free(text);
 	/* The key is shown with \xNN: a message never carries an escape
 	 * sequence or a line break to a terminal or a log. */
@@ -256,6 +256,14 @@ static void test_control_characters_in_names_are_refused_and_escaped(void **stat
 	    "1:23: kafka.topic_prefix: use at most 64 letters, digits, '.', '_' and '-'");
 	settings_fails(f, "kafka: {session_timeout: 6s, \"brok\\x7fers\": x}\n",
 		       "1:30: kafka.brok\\x7fers: unknown key");
+	/* A message quoting a value escapes it as the path is escaped. */
+	text =
+	    pipeline_text("app", "secret",
+			  "stages:\n  build: {run: [make], needs: [\"\\e]0;pwned\\a\\e[2J\"]}\n");
+	pipeline_fails(
+	    f, text,
+	    "p.yaml:7:32: stages.build.needs[0]: unknown stage \"\\x1b]0;pwned\\x07\\x1b[2J\"");
+	free(text);
 }
 
 static void test_secret_file_outside_the_directory_is_allowed_when_readable(void **state)
