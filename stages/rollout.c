@@ -51,7 +51,8 @@ struct rollout {
 	size_t abort_at;
 	const char *end_status; /* after the abort procedure */
 	char end_message[MESSAGE_MAX];
-	int hold; /* an inconclusive background analysis: wait for an operator */
+	int hold; /* an inconclusive background analysis: wait for an operator
+		   * (kept in the state as "inconclusive_hold" until a pause takes it) */
 	int background_stopping;
 	int ended;
 };
@@ -507,6 +508,12 @@ static void on_background_done(const struct analysis_result *res, void *arg)
 	 * is: the next step would start it again otherwise. */
 	if (res->verdict == ANALYSIS_SUCCESSFUL)
 		json_object_set_new(r->state, "background_done", json_true());
+	/* An inconclusive verdict that decides is saved with it, so that a
+	 * worker taking the rollout up still waits for the person. */
+	int holds = res->verdict == ANALYSIS_INCONCLUSIVE && !r->abort_plan && !r->ended &&
+		    !r->background_stopping;
+	if (holds)
+		json_object_set_new(r->state, "inconclusive_hold", json_true());
 	analysis_record(r, "background", res->json);
 	verdict_message(why, sizeof(why), "background", res);
 	logf_(r, "%s", why);
@@ -522,10 +529,23 @@ static void on_background_done(const struct analysis_result *res, void *arg)
 		      "background analysis stopped after the steps: its verdict decides nothing");
 		return;
 	}
-	if (res->verdict == ANALYSIS_FAILED)
+	if (res->verdict == ANALYSIS_FAILED) {
 		abort_begin(r, "aborted", why);
-	else if (res->verdict == ANALYSIS_INCONCLUSIVE)
+	} else if (holds) {
 		r->hold = 1;
+	}
+}
+
+/* The person an inconclusive verdict waits for is now waited for, by the
+ * pause step: the verdict is not waited for again. */
+static void hold_taken(struct rollout *r, json_t *pause)
+{
+	if (!r->hold)
+		return;
+	r->hold = 0;
+	json_object_del(r->state, "inconclusive_hold");
+	json_object_set_new(pause, "manual", json_true());
+	json_object_set_new(pause, "inconclusive", json_true());
 }
 
 /* The background analysis runs while the current step is a canary step at
@@ -840,7 +860,10 @@ static void pause_enter(struct rollout *r, json_t *step)
 {
 	long long ms = json_integer_value(json_object_get(step, "ms"));
 	long long until = json_integer_value(json_object_get(r->state, "paused_until"));
-	int manual = json_is_true(json_object_get(step, "manual")) || r->hold;
+	/* A timed pause after an inconclusive verdict waits for promote, and
+	 * says so in the step as saved (a worker taking it up keeps waiting). */
+	hold_taken(r, step);
+	int manual = json_is_true(json_object_get(step, "manual"));
 
 	if (!until && !manual) {
 		until = clock_now_ms() + ms;
@@ -890,12 +913,10 @@ static void step_run(struct rollout *r)
 		 * the next step, be it the promotion after the canary's steps
 		 * (which could not be aborted any more). */
 		json_t *p =
-		    json_pack("{s:s, s:s, s:b, s:s}", "name", "inconclusive: waiting for promote",
-			      "kind", "pause", "manual", 1, "status", "pending");
+		    json_pack("{s:s, s:s, s:s}", "name", "inconclusive: waiting for promote",
+			      "kind", "pause", "status", "pending");
 		json_array_insert_new(
 		    steps(r), (size_t)json_integer_value(json_object_get(r->state, "step")), p);
-		r->hold = 0;
-		json_object_set_new(p, "inconclusive", json_true());
 		pause_enter(r, p);
 		return;
 	}
@@ -1135,6 +1156,7 @@ static void promote_full(struct rollout *r, const char *by)
 	stop_background(r);
 	json_object_set_new(r->state, "background_done", json_true());
 	r->hold = 0;
+	json_object_del(r->state, "inconclusive_hold");
 	if (was && promote_skips(was)) {
 		stop_inflight(r);
 		json_object_del(r->state, "paused_until");
@@ -1323,6 +1345,7 @@ struct rollout *rollout_start(struct event_base *base, const struct rollout_para
 		r->image = strdup(str(r->state, "image") ? str(r->state, "image") : "");
 		if (json_is_true(json_object_get(r->state, "rollback")) && !r->rollback_image)
 			r->rollback_image = strdup(r->image);
+		r->hold = json_is_true(json_object_get(r->state, "inconclusive_hold"));
 	} else if (plan_new(r, p) < 0) {
 		snprintf(err, errlen, "out of memory");
 		goto fail;

@@ -776,6 +776,56 @@ static void an_inconclusive_background_analysis_waits_before_the_promotion(void 
 	fixture_free(f);
 }
 
+/* The step the state is at. */
+static const json_t *at_step(const json_t *state)
+{
+	return json_array_get(json_object_get(state, "steps"),
+			      (size_t)json_integer_value(json_object_get(state, "step")));
+}
+
+/* An inconclusive verdict is saved until a pause takes it: a worker taking
+ * the rollout up at a timed pause (after a hand-back) still waits for a
+ * person there, saying why, and once promoted it does not wait again at
+ * the steps after. */
+static void an_inconclusive_verdict_is_waited_for_once_and_across_workers(void **state)
+{
+	struct fixture *f =
+	    fixture_new("[{\"set_weight\": 20}, {\"pause_ms\": 60000}, {\"set_weight\": 50}]", "");
+	struct rollout *r = start(f, NULL);
+	json_t *parked;
+	const json_t *st;
+	(void)state;
+
+	run_until_stopped(&f->seen);
+	assert_int_equal(f->seen.parks, 1);
+	assert_string_equal(json_string_value(json_object_get(f->seen.state, "pause")), "timed");
+	rollout_free(r);
+	/* As on_background_done leaves it when the verdict comes. */
+	parked = json_deep_copy(f->seen.state);
+	json_object_set_new(parked, "inconclusive_hold", json_true());
+	r = start(f, parked);
+	json_decref(parked);
+	run_until_stopped(&f->seen);
+	assert_int_equal(f->seen.parks, 2);
+	assert_string_equal(json_string_value(json_object_get(f->seen.state, "pause")), "manual");
+	st = at_step(f->seen.state);
+	assert_true(json_is_true(json_object_get(st, "manual")));
+	assert_true(json_is_true(json_object_get(st, "inconclusive")));
+	assert_null(json_object_get(f->seen.state, "inconclusive_hold"));
+	rollout_free(r);
+	/* Promoted by a person, on yet another worker: no second wait. */
+	parked = json_incref(f->seen.state);
+	r = start(f, parked);
+	json_decref(parked);
+	assert_int_equal(rollout_command(r, "promote", "ops"), 0);
+	run_until_stopped(&f->seen);
+	assert_string_equal(f->seen.status, "succeeded");
+	assert_int_equal(f->seen.parks, 2);
+	assert_non_null(strstr(actions(f), "set_weight w=50 c=\n"));
+	rollout_free(r);
+	fixture_free(f);
+}
+
 /* The entry of state.analyses named name, or NULL. */
 static const json_t *analysis_of(const json_t *state, const char *name)
 {
@@ -940,6 +990,7 @@ int main(void)
 	    cmocka_unit_test(a_rollback_of_the_pre_hooks_that_fails_ends_failed_saying_why),
 	    cmocka_unit_test(weights_stay_where_an_abort_failed_to_move_the_traffic),
 	    cmocka_unit_test(an_inconclusive_background_analysis_waits_before_the_promotion),
+	    cmocka_unit_test(an_inconclusive_verdict_is_waited_for_once_and_across_workers),
 	    cmocka_unit_test(a_background_analysis_carries_on_from_its_saved_measurements),
 	    cmocka_unit_test(an_analysis_is_saved_at_each_measurement_and_not_in_between),
 	    cmocka_unit_test(an_analysis_s_initial_delay_counts_from_its_first_start),
