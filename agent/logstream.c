@@ -4,6 +4,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
+#include <event2/http_struct.h>
 #include <event2/keyvalq_struct.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -18,7 +19,7 @@
 #include "lib/utf8.h"
 
 #define POLL_MS	     100
-#define KEEPALIVE_MS 15000
+#define KEEPALIVE_MS 15000 /* or half of agent.http_timeout, when that is shorter */
 #define BATCH	     500
 /* A client this far behind is not sent more until it catches up. */
 #define BACKLOG_MAX (1024 * 1024)
@@ -183,6 +184,14 @@ static int finished(const struct log_stream *s)
 			    strcmp(s->stage_status, "queued") == 0);
 }
 
+/* How long a stream may be quiet before a keep-alive comment: the
+ * connection is closed after agent.http_timeout without a write. */
+static long long keepalive_ms(const struct log_stream *s)
+{
+	long long half = s->agent->settings.http_timeout_ms / 2;
+	return half > 0 && half < KEEPALIVE_MS ? half : KEEPALIVE_MS;
+}
+
 static void send_buffer(struct log_stream *s, struct evbuffer *buf)
 {
 	if (evbuffer_get_length(buf) == 0)
@@ -269,7 +278,7 @@ static void on_range(struct redis *r, redisReply *reply, const char *err, void *
 		free(text);
 		json_decref(o);
 	} else if (evbuffer_get_length(buf) == 0 &&
-		   (long long)clock_mono_ms() - s->quiet_since >= KEEPALIVE_MS) {
+		   (long long)clock_mono_ms() - s->quiet_since >= keepalive_ms(s)) {
 		evbuffer_add_printf(buf, ": keep-alive\n\n");
 	}
 	send_buffer(s, buf);
@@ -325,6 +334,11 @@ static void begin(struct log_stream *s)
 	evhttp_add_header(h, "Cache-Control", "no-store");
 	/* nginx would otherwise hold the events back. */
 	evhttp_add_header(h, "X-Accel-Buffering", "no");
+	/* HTTP/1.0 has no chunks: the stream ends with the connection, which
+	 * a keep-alive client must be told (libevent would add a
+	 * "Content-Length: 0" the events then follow). */
+	if (s->req->major == 1 && s->req->minor == 0)
+		evhttp_add_header(h, "Connection", "close");
 	evhttp_send_reply_start(s->req, 200, "OK");
 	s->started = 1;
 	/* A HEAD is answered by the headers alone: kept open, it would hold its

@@ -339,3 +339,51 @@ def test_the_hostile_stack_still_records_a_normal_webhook_once(hstack):
     assert hstack.run_count() == before[0] + 1
     assert delivery_keys(hstack) == before[1] | {
         ("sluice:delivery:%s:%s" % (HOOK_ID, delivery)).encode()}
+
+
+def open_stream(stack, run_id, version=b"HTTP/1.1", extra=b""):
+    s = socket.create_connection(("127.0.0.1", stack.agent_port), timeout=10)
+    s.sendall(b"GET /api/v1/runs/%s/stages/build/log %s\r\nHost: x\r\n"
+              b"Accept: text/event-stream\r\n%s\r\n" % (run_id.encode(), version, extra))
+    return s
+
+
+def test_a_quiet_log_stream_outlives_http_timeout_with_keep_alives(hstack):
+    """A stage that prints nothing (here: queued, no worker) keeps its
+    stream: keep-alive comments come within agent.http_timeout (2 s here),
+    which would otherwise close the connection as idle."""
+    status, body = hstack.post_hook("push", hstack.push_payload(APP_REPO))
+    assert status == 202 and len(body["runs"]) == 1, (status, body)
+    s = open_stream(hstack, body["runs"][0])
+    got, deadline = b"", time.monotonic() + 3 * HTTP_TIMEOUT_S
+    try:
+        while time.monotonic() < deadline:
+            chunk = s.recv(4096)
+            assert chunk, "closed after %r" % got
+            got += chunk
+    except socket.timeout:
+        raise AssertionError("nothing for 10 s: %r" % got) from None
+    finally:
+        s.close()
+    assert got.startswith(b"HTTP/1.1 200"), got
+    assert got.count(b": keep-alive") >= 2, got
+
+
+def test_a_log_stream_to_an_http_1_0_client_closes_its_connection(hstack):
+    """HTTP/1.0 has no chunks: the stream ends with the connection, so even
+    a keep-alive client is told Connection: close, not a Content-Length: 0
+    the events would follow as if another answer."""
+    status, body = hstack.post_hook("push", hstack.push_payload(APP_REPO))
+    assert status == 202 and len(body["runs"]) == 1, (status, body)
+    s = open_stream(hstack, body["runs"][0], b"HTTP/1.0", b"Connection: keep-alive\r\n")
+    try:
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = s.recv(4096)
+            assert chunk, head
+            head += chunk
+    finally:
+        s.close()
+    headers = head.split(b"\r\n\r\n", 1)[0].lower()
+    assert b"connection: close" in headers, headers
+    assert b"content-length" not in headers, headers
