@@ -604,8 +604,10 @@
   // --- a run's page --------------------------------------------------------
 
   // Depth of each stage: 0 without needs, else one more than its deepest need.
+  // Maps by stage name have no prototype: a stage may be named "constructor"
+  // or "__proto__".
   function depths(stages) {
-    const memo = {};
+    const memo = Object.create(null);
     function depth(name, seen) {
       if (memo[name] !== undefined) return memo[name];
       if (seen.has(name)) return 0;
@@ -617,7 +619,7 @@
       memo[name] = d;
       return d;
     }
-    const out = {};
+    const out = Object.create(null);
     for (const name of Object.keys(stages)) out[name] = depth(name, new Set());
     return out;
   }
@@ -712,7 +714,7 @@
     // --- stage graph
 
     function drawGraph() {
-      const stages = {};
+      const stages = Object.create(null);
       for (const [name, s] of Object.entries(run.stages || {})) {
         if (s && !s.env) stages[name] = s;
       }

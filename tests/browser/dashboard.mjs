@@ -191,6 +191,9 @@ try {
     await staging.locator(".status", { hasText: "waiting approval" }).waitFor({ timeout: 30000 });
     await page.locator('.env[data-env="development"] .status', { hasText: "deployed" }).first().waitFor();
     await page.locator(".run-head .status", { hasText: "waiting" }).waitFor();
+    for (const s of ["constructor", "__proto__"]) {
+      await page.locator(`.stage[data-stage="${s}"]`, { hasText: "succeeded" }).waitFor();
+    }
     await shot("release-waiting");
 
     // Refused first, for a token that may only read: the dialog shows the

@@ -47,6 +47,10 @@ def pipelines(repo):
     })
     release = pipeline("release", RELEASE_REPO, checkout=repo.url, stages={
         "build": {"sh": "echo built"},
+        # Names an object's prototype has: the page must not take them for
+        # its own bookkeeping.
+        "constructor": {"kind": "build", "sh": "echo named so", "needs": ["build"]},
+        "__proto__": {"kind": "build", "sh": "true"},
     })
     release["environments"] = {
         "development": {"deploy": {"sh": "echo deploying to $SLUICE_ENV"}},
