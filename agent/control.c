@@ -510,9 +510,12 @@ static int read_trigger(struct evhttp_request *req, struct trigger_call *c, char
 		snprintf(why, whylen, "ref: a string is required (\"main\", \"refs/tags/v1\")");
 		goto done;
 	}
+	/* All zeros is git's name for no commit (a deleted ref's). */
 	if (sha && !json_is_null(sha) &&
-	    (!json_is_string(sha) || !is_sha(json_string_value(sha), json_string_length(sha)))) {
-		snprintf(why, whylen, "sha must be a commit id of 40 (or 64) hexadecimal digits");
+	    (!json_is_string(sha) || !is_sha(json_string_value(sha), json_string_length(sha)) ||
+	     strspn(json_string_value(sha), "0") == json_string_length(sha))) {
+		snprintf(why, whylen,
+			 "sha must be a commit id of 40 (or 64) hexadecimal digits, not all zeros");
 		goto done;
 	}
 	if (control_ref_normalize(json_string_value(ref), c->ref, sizeof(c->ref), why, whylen) < 0)

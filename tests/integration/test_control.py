@@ -367,7 +367,10 @@ def test_trigger_without_a_sha_resolves_the_branch(ctl_stack):
      "ref must be a branch (refs/heads/...) or a tag (refs/tags/...)"),
     ("when", {}, 400, "ref: a string is required (\"main\", \"refs/tags/v1\")"),
     ("when", {"ref": "main", "sha": "xyz"}, 400,
-     "sha must be a commit id of 40 (or 64) hexadecimal digits"),
+     "sha must be a commit id of 40 (or 64) hexadecimal digits, not all zeros"),
+    # git's name for no commit: the run would fail at its checkout.
+    ("when", {"ref": "main", "sha": "0" * 40}, 400,
+     "sha must be a commit id of 40 (or 64) hexadecimal digits, not all zeros"),
 ])
 def test_trigger_refuses_bad_requests(ctl_stack, path, body, code, message):
     status, answer = post(ctl_stack, "/api/v1/pipelines/%s/trigger" % path, body)
