@@ -57,13 +57,16 @@ static size_t escape_length(const unsigned char *in, size_t n, int *sgr)
 	return 2;
 }
 
+#define SGR_RESET "\033[0m"
+
 /* s without what is hidden or acts on a terminal; with keep_sgr, colour
  * and style sequences stay (ctl_fmt_log_text), other escapes go whole. */
 static char *shown_text(const char *s, size_t len, int keep_sgr)
 {
 	const unsigned char *in = (const unsigned char *)s;
-	char *out = malloc(len + 1);
+	char *out = malloc(len + sizeof(SGR_RESET));
 	size_t o = 0;
+	int styled = 0;
 
 	if (!out)
 		return NULL;
@@ -74,6 +77,7 @@ static char *shown_text(const char *s, size_t len, int keep_sgr)
 			if (sgr) {
 				memcpy(out + o, in + i, n);
 				o += n;
+				styled = 1;
 			}
 			i += n;
 			continue;
@@ -89,6 +93,12 @@ static char *shown_text(const char *s, size_t len, int keep_sgr)
 			o += n;
 		}
 		i += n;
+	}
+	/* A style a line set (black on black, concealed) ends with it: it
+	 * must not hide the lines after it, or the shell's prompt. */
+	if (styled) {
+		memcpy(out + o, SGR_RESET, sizeof(SGR_RESET) - 1);
+		o += sizeof(SGR_RESET) - 1;
 	}
 	out[o] = '\0';
 	return out;
