@@ -155,6 +155,14 @@ static int write_bootstrap(const char *path, const char *bootstraps)
 	return 0;
 }
 
+static int topic_known(const struct topic *topics, size_t n, const char *name)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(topics[i].name, name) == 0)
+			return 1;
+	return 0;
+}
+
 static int topic_add(struct topic **topics, size_t *n, const char *name, int partitions)
 {
 	struct topic *grown = realloc(*topics, (*n + 1) * sizeof(**topics));
@@ -184,7 +192,7 @@ static int topic_parse(const char *arg, struct topic **topics, size_t *n)
 		return -1;
 	memcpy(name, arg, len);
 	name[len] = '\0';
-	if (!kafka_topic_name_ok(name))
+	if (!kafka_topic_name_ok(name) || topic_known(*topics, *n, name))
 		return -1;
 	return topic_add(topics, n, name, partitions);
 }
@@ -282,7 +290,7 @@ int main(int argc, char **argv)
 				fprintf(
 				    stderr,
 				    "sluice-devbroker: bad --topic '%s' (NAME[:N]: NAME " TOPIC_RULE
-				    "; N 1 to %d)\n",
+				    "; N 1 to %d; each NAME once)\n",
 				    optarg, KAFKA_TOPIC_MAX, MAX_PARTITIONS);
 				goto usage;
 			}
@@ -336,7 +344,9 @@ int main(int argc, char **argv)
 					prefix, KAFKA_TOPIC_MAX);
 				goto usage;
 			}
-			if (topic_add(&topics, &ntopics, name, -1) < 0) {
+			/* A topic given with --topic keeps its partitions. */
+			if (!topic_known(topics, ntopics, name) &&
+			    topic_add(&topics, &ntopics, name, -1) < 0) {
 				log_error("out of memory");
 				status = 1;
 				goto out;

@@ -115,7 +115,8 @@ def test_sigusr1_takes_the_broker_down_and_sigusr2_brings_it_back(broker):
 
 
 @pytest.mark.parametrize("args", [["--bogus"], ["--topic", "t:0"], ["--brokers", "0"],
-                                  ["--partitions", "x"], ["extra"]])
+                                  ["--partitions", "x"], ["extra"],
+                                  ["--topic", "a", "--topic", "a:2"]])
 def test_bad_arguments_print_usage_and_exit_2(args):
     if not os.access(BROKER, os.X_OK):
         pytest.fail(f"{BROKER} not built (make all, or set SLUICE_BUILD)")
@@ -140,6 +141,29 @@ def test_a_name_kafka_refuses_is_refused_at_start(option, value):
     assert "1 to 249 letters, digits, '.', '_' or '-', not . or .." in res.stderr
     assert "usage: sluice-devbroker" in res.stderr
     assert res.stdout == ""
+
+
+def test_a_default_topic_given_with_topic_keeps_its_partitions(tmp_path):
+    """--topic names one of the default topics: that one is created with the
+    partitions it gives, the others as --partitions says."""
+    if not os.access(BROKER, os.X_OK):
+        pytest.fail(f"{BROKER} not built (make all, or set SLUICE_BUILD)")
+    proc = subprocess.Popen([BROKER, "--bootstrap-file", str(tmp_path / "bootstrap"),
+                             "--topic", "sluice.results:2", "--default-topics"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().startswith("127.0.0.1:")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+        log = proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
+    assert log.count("topic=sluice.results ") == 1, log
+    assert "topic=sluice.results partitions=2" in log, log
 
 
 def test_help_exits_0():
