@@ -508,7 +508,8 @@ def test_secrets_reach_no_output_nor_the_report_of_a_line_left_out(env_stack):
     run = start(env_stack, "output-secret")
     assert run["status"] == "succeeded", run
     got = lines(env_stack, run, "build")
-    want = "$SLUICE_OUTPUT: not KEY=VALUE, left out: not a pair %s[masked] and more" % (
+    want = ("$SLUICE_OUTPUT: not KEY=VALUE or KEY<<DELIMITER, left out: not a pair "
+            "%s[masked] and more") % (
         "0" * 180)
     assert ("system", want) in got, got
     assert not any(TOKEN[:4] in l for s, l in got), got
