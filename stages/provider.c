@@ -183,6 +183,11 @@ int provider_check(const json_t *def, char *err, size_t errlen)
 	return p ? 0 : -1;
 }
 
+int provider_runs_own_actions(const struct provider *p)
+{
+	return !strcmp(p->ops->type, "exec") || !strcmp(p->ops->type, "http");
+}
+
 int provider_supports(const struct provider *p, enum provider_verb verb)
 {
 	return verb >= 0 && verb < PROVIDER_NVERBS && p->ops->supports(p->state, verb);

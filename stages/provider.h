@@ -85,6 +85,10 @@ const char *const *provider_keys(const char *type);
 /* Whether this provider can carry out verb (an exec provider only the
  * actions it has commands for, haproxy no apply). */
 int provider_supports(const struct provider *p, enum provider_verb verb);
+/* Whether its actions are the pipeline's own commands or requests (exec,
+ * http): its abort is then cleanup the pipeline wrote, where a haproxy or
+ * kubernetes provider's abort only moves traffic back. */
+int provider_runs_own_actions(const struct provider *p);
 /* 0, or -1 with err set: an unsupported verb, an action already in flight,
  * a template that does not expand. */
 int provider_start(struct provider *p, const struct provider_action *a, provider_done_cb done,

@@ -632,11 +632,10 @@ static void on_action(int ok, const char *message, void *arg)
 	if (r->abort_plan) {
 		json_t *a = json_array_get(r->abort_plan, r->abort_at - 1);
 		abort_entry_end(r, a, ok, message);
-		/* Only an action that moves traffic moves the weights: the
-		 * canary's scale-down succeeding after a failed set_weight
-		 * leaves the traffic where it was. */
-		if (ok && !strcmp(str(r->state, "strategy"), "Canary") &&
-		    strcmp(str(a, "verb"), "scale_down") != 0)
+		/* Only the entry that moves traffic moves the weights: the
+		 * provider's abort or the canary's scale-down succeeding after
+		 * a failed set_weight leaves the traffic where it was. */
+		if (ok && json_is_true(json_object_get(a, "moves_traffic")))
 			set_weights(r, "stable", 100, "canary", 0);
 		else if (ok && !strcmp(str(a, "verb"), "switch"))
 			set_weights(r, str(a, "color"), 100, str(r->state, "color"), 0);
@@ -667,11 +666,20 @@ static struct provider *provider_for(struct rollout *r, enum provider_verb verb)
 	return NULL;
 }
 
+/* Who carries out verb for step: provider_for's choice, but for a step
+ * marked "own", which is the provider's (its abort beside the traffic's). */
+static struct provider *provider_of(struct rollout *r, const json_t *step, enum provider_verb verb)
+{
+	if (!json_is_true(json_object_get(step, "own")))
+		return provider_for(r, verb);
+	return provider_supports(r->provider, verb) ? r->provider : NULL;
+}
+
 /* 0: started; 1: nothing to do (no provider can); -1: failed to start. */
 static int start_action(struct rollout *r, const json_t *step, char *err, size_t errlen)
 {
 	enum provider_verb verb = (enum provider_verb)provider_verb_parse(str(step, "verb"));
-	struct provider *p = provider_for(r, verb);
+	struct provider *p = provider_of(r, step, verb);
 	const json_t *w = json_object_get(step, "weight");
 	const char *image = str(step, "image");
 	/* A rolling update's bounds go with its apply, a rollback's included:
@@ -967,22 +975,36 @@ static void step_run(struct rollout *r)
 
 /* --- the abort procedure ------------------------------------------------- */
 
+/* Whether the abort procedure has the provider's abort: the cleanup an
+ * exec or http provider's pipeline wrote always; a haproxy or kubernetes
+ * provider's, which moves traffic, only when nothing else moved it back
+ * (traffic_moved: the traffic provider's abort or a switch back does). */
+static int provider_abort_runs(const struct rollout *r, int traffic_moved)
+{
+	return provider_supports(r->provider, PROVIDER_ABORT) &&
+	       (!traffic_moved || provider_runs_own_actions(r->provider));
+}
+
 static void abort_plan_build(struct rollout *r)
 {
 	const char *type = str(r->state, "strategy");
 	json_t *plan = json_array();
 	const json_t *pre_ran = json_object_get(json_object_get(r->state, "hooks"), "pre");
 
+	int traffic_aborts = r->traffic && provider_supports(r->traffic, PROVIDER_ABORT);
+
 	if (!strcmp(type, "Canary")) {
-		if (r->traffic && provider_supports(r->traffic, PROVIDER_ABORT))
-			add(plan, action("all traffic back to stable", "abort"));
+		if (traffic_aborts)
+			add(plan, with(action("all traffic back to stable", "abort"),
+				       "moves_traffic", json_true()));
 		else
-			add(plan, with(action("all traffic back to stable", "set_weight"), "weight",
-				       json_integer(0)));
-		if (provider_supports(r->provider, PROVIDER_ABORT) &&
-		    (!r->traffic || !provider_supports(r->traffic, PROVIDER_ABORT)))
-			add(plan, with(action("the provider's abort", "abort"), "color",
-				       json_string("stable")));
+			add(plan, with(with(action("all traffic back to stable", "set_weight"),
+					    "weight", json_integer(0)),
+				       "moves_traffic", json_true()));
+		if (provider_abort_runs(r, traffic_aborts))
+			add(plan, with(with(action("the provider's abort", "abort"), "color",
+					    json_string("stable")),
+				       "own", json_true()));
 		add(plan, with(action("scale down the canary", "scale_down"), "color",
 			       json_string("canary")));
 	} else if (!strcmp(type, "BlueGreen")) {
@@ -993,6 +1015,10 @@ static void abort_plan_build(struct rollout *r)
 			add(plan, with(action(name, "switch"), "color",
 				       json_string(str(r->state, "old_color"))));
 		}
+		if (provider_abort_runs(r, 1))
+			add(plan, with(with(action("the provider's abort", "abort"), "color",
+					    json_string(str(r->state, "color"))),
+				       "own", json_true()));
 		snprintf(name, sizeof(name), "scale down %s", str(r->state, "color"));
 		add(plan,
 		    with(action(name, "scale_down"), "color", json_string(str(r->state, "color"))));
@@ -1032,7 +1058,7 @@ static void abort_next(struct rollout *r)
 		}
 		/* start_action reads the current step: the abort step stands in. */
 		enum provider_verb verb = (enum provider_verb)provider_verb_parse(str(a, "verb"));
-		struct provider *p = provider_for(r, verb);
+		struct provider *p = provider_of(r, a, verb);
 		const json_t *w = json_object_get(a, "weight");
 		struct provider_action act = {.verb = verb,
 					      .image = r->image,

@@ -722,10 +722,14 @@ static void weights_stay_where_an_abort_failed_to_move_the_traffic(void **state)
 	struct rollout *r;
 	(void)state;
 
+	json_t *actions_def = json_object_get(json_object_get(f->spec, "provider"), "actions");
 	json_object_set_new(
-	    json_object_get(json_object_get(f->spec, "provider"), "actions"), "set_weight",
+	    actions_def, "set_weight",
 	    json_pack("{s:s}", "sh",
 		      "echo set_weight w=$SLUICE_WEIGHT >> $LOG; test $SLUICE_WEIGHT != 0"));
+	/* The provider's own abort succeeding moves no traffic either. */
+	json_object_set_new(actions_def, "abort",
+			    json_pack("{s:s}", "sh", "echo abort c=$SLUICE_COLOR >> $LOG"));
 	r = parked_then_commanded(f, "abort");
 	run_until_stopped(&f->seen);
 	assert_string_equal(f->seen.status, "aborted");
@@ -733,6 +737,7 @@ static void weights_stay_where_an_abort_failed_to_move_the_traffic(void **state)
 					"verify w= c=canary\n"
 					"set_weight w=20\n"
 					"set_weight w=0\n"
+					"abort c=stable\n"
 					"scale_down w= c=canary\n");
 	w = json_object_get(f->seen.state, "weights");
 	assert_int_equal(json_integer_value(json_object_get(w, "stable")), 80);
@@ -740,6 +745,38 @@ static void weights_stay_where_an_abort_failed_to_move_the_traffic(void **state)
 	assert_string_equal(json_string_value(json_object_get(f->seen.state, "message")),
 			    "aborted by ops; all traffic back to stable failed: "
 			    "set_weight failed with exit code 1");
+	rollout_free(r);
+	fixture_free(f);
+}
+
+/* With a traffic provider that aborts (traffic back to stable), the
+ * provider's own abort, cleanup the pipeline wrote, runs too, on the
+ * provider: the abort procedure as documented. */
+static void an_abort_runs_the_provider_s_abort_beside_the_traffic_s(void **state)
+{
+	struct fixture *f = fixture_new(TWO_PAUSES, "");
+	struct rollout *r;
+	(void)state;
+
+	json_object_set_new(
+	    json_object_get(json_object_get(f->spec, "provider"), "actions"), "abort",
+	    json_pack("{s:s}", "sh", "echo provider-abort c=$SLUICE_COLOR >> $LOG"));
+	json_object_set_new(f->spec, "traffic",
+			    json_pack("{s:s, s:{s:{s:s}, s:{s:s}}}", "type", "exec", "actions",
+				      "set_weight", "sh",
+				      "echo traffic-weight w=$SLUICE_WEIGHT >> $LOG", "abort", "sh",
+				      "echo traffic-abort >> $LOG"));
+	r = parked_then_commanded(f, "abort");
+	run_until_stopped(&f->seen);
+	assert_string_equal(f->seen.status, "aborted");
+	assert_string_equal(actions(f), "apply w= c=canary\n"
+					"verify w= c=canary\n"
+					"traffic-weight w=20\n"
+					"traffic-abort\n"
+					"provider-abort c=stable\n"
+					"scale_down w= c=canary\n");
+	const json_t *w = json_object_get(f->seen.state, "weights");
+	assert_int_equal(json_integer_value(json_object_get(w, "canary")), 0);
 	rollout_free(r);
 	fixture_free(f);
 }
@@ -989,6 +1026,7 @@ int main(void)
 	    cmocka_unit_test(the_rollback_of_the_pre_hooks_ends_done),
 	    cmocka_unit_test(a_rollback_of_the_pre_hooks_that_fails_ends_failed_saying_why),
 	    cmocka_unit_test(weights_stay_where_an_abort_failed_to_move_the_traffic),
+	    cmocka_unit_test(an_abort_runs_the_provider_s_abort_beside_the_traffic_s),
 	    cmocka_unit_test(an_inconclusive_background_analysis_waits_before_the_promotion),
 	    cmocka_unit_test(an_inconclusive_verdict_is_waited_for_once_and_across_workers),
 	    cmocka_unit_test(a_background_analysis_carries_on_from_its_saved_measurements),
