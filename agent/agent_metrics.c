@@ -20,6 +20,7 @@
 #include "agent/connection.h"
 #include "agent/http.h"
 #include "agent/web.h"
+#include "config/check.h"
 #include "lib/httpsend.h"
 #include "lib/log.h"
 #include "lib/metrics.h"
@@ -298,8 +299,9 @@ static void on_delayed_depth(struct redis *r, redisReply *reply, const char *err
 
 /* The runs:finished hash, "<pipeline>/<status>" -> count, kept by the
  * scripts that end runs (events.lua), whichever process runs them: the
- * counter is the same on every agent. Pipelines not configured here and
- * statuses not known are counted as "other". */
+ * counter is the same on every agent, for every pipeline that ever ended a
+ * run, configured here or not. Statuses not known are counted as "other". */
+#define PIPELINE_NAME_LABEL_MAX 128
 static void on_runs_finished(struct redis *r, redisReply *reply, const char *err, void *arg)
 {
 	static const char *const statuses[] = {"succeeded",  "failed",	"cancelled", "rejected",
@@ -323,8 +325,16 @@ static void on_runs_finished(struct redis *r, redisReply *reply, const char *err
 		const char *status = slash + 1;
 		if (!listed(statuses, status, strlen(status)))
 			status = "other";
+		/* By the name the run had, loaded here or not: a counter that
+		 * moved between a pipeline's series and "other" as pipelines are
+		 * added or removed would go backwards. Names are those pipeline
+		 * files allow, but for a hash Redis holds odd fields in. */
 		metrics_add(am->runs_finished,
-			    METRICS_LABELS(pipeline_label(am->agent, pipeline), status),
+			    METRICS_LABELS(strlen(pipeline) <= PIPELINE_NAME_LABEL_MAX &&
+						   config_check_word(pipeline, "_.-", 0)
+					       ? pipeline
+					       : "other",
+					   status),
 			    strtod(v->str, NULL));
 	}
 }

@@ -181,6 +181,23 @@ def test_finished_runs_are_counted_by_final_status_wherever_they_end(mstack):
     assert counted() == [1, 1, 0]
 
 
+def test_finished_runs_of_a_pipeline_not_loaded_keep_its_name(mstack):
+    """A pipeline removed from (or not yet added to) this agent's files
+    keeps its own series: lumped into "other", its count would move between
+    series as files come and go, and a counter would go backwards."""
+    def hset(field, count):
+        subprocess.run(["redis-cli", "-p", str(mstack.redis_port), "HSET",
+                        "sluice:runs:finished", field, str(count)], check=True,
+                       capture_output=True, timeout=5)
+    hset("gone-pipeline/succeeded", 3)
+    hset("not a name!/failed", 2)
+    wait_for("the agent to read them", lambda: value(
+        parse(scrape(mstack.agent_port)), "sluice_runs_finished_total",
+        pipeline="gone-pipeline", status="succeeded") == 3, 3 * REFRESH_S)
+    assert value(parse(scrape(mstack.agent_port)), "sluice_runs_finished_total",
+                 pipeline="other", status="failed") >= 2
+
+
 def test_an_entry_kafka_refuses_is_set_aside_and_counted(mstack):
     """An outbox entry whose message Kafka will never take (larger than the
     producer's 1 MB message.max.bytes) leaves the outbox for the dead-letter
