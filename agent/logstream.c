@@ -335,10 +335,13 @@ static void begin(struct log_stream *s)
 	/* nginx would otherwise hold the events back. */
 	evhttp_add_header(h, "X-Accel-Buffering", "no");
 	/* HTTP/1.0 has no chunks: the stream ends with the connection, which
-	 * a keep-alive client must be told (libevent would add a
-	 * "Content-Length: 0" the events then follow). */
-	if (s->req->major == 1 && s->req->minor == 0)
+	 * a keep-alive client must be told. libevent answers a keep-alive
+	 * one with "Content-Length: 0" (the events would follow as if another
+	 * answer) unless the request no longer asks for it. */
+	if (s->req->major == 1 && s->req->minor == 0) {
+		evhttp_remove_header(evhttp_request_get_input_headers(s->req), "Connection");
 		evhttp_add_header(h, "Connection", "close");
+	}
 	evhttp_send_reply_start(s->req, 200, "OK");
 	s->started = 1;
 	/* A HEAD is answered by the headers alone: kept open, it would hold its

@@ -77,7 +77,8 @@ static char *shown_text(const char *s, size_t len, int keep_sgr)
 			if (sgr) {
 				memcpy(out + o, in + i, n);
 				o += n;
-				styled = 1;
+				/* ESC [ m and ESC [ 0 m reset every style. */
+				styled = !(n == 3 || (n == 4 && in[i + 2] == '0'));
 			}
 			i += n;
 			continue;

@@ -161,11 +161,12 @@ static void log_text_keeps_colours_and_drops_other_sequences(void **state)
 	} cases[] = {
 	    /* SGR colours and styles, ':' sub-parameters included. */
 	    {"\x1b[1;31mred\x1b[0m \x1b[38:5:208mo\x1b[m",
-	     "\x1b[1;31mred\x1b[0m \x1b[38:5:208mo\x1b[m\x1b[0m"},
+	     "\x1b[1;31mred\x1b[0m \x1b[38:5:208mo\x1b[m"},
 	    /* A style a line sets ends with it: concealed or black on black,
 	     * it would hide the lines after it and the shell's prompt. */
 	    {"\x1b[8mhidden", "\x1b[8mhidden\x1b[0m"},
 	    {"\x1b[30;40mdark", "\x1b[30;40mdark\x1b[0m"},
+	    {"\x1b[0mplain \x1b[1mbold", "\x1b[0mplain \x1b[1mbold\x1b[0m"},
 	    /* Cursor moves and erases would rewrite what is on screen. */
 	    {"a\x1b[2Jb\x1b[1;1Hc\x1b[Kd\x1b[?25le", "abcde"},
 	    /* Private or intermediate bytes make it no SGR. */
