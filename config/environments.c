@@ -183,7 +183,9 @@ static int layer_names_once(struct env_loading *el, const struct config_doc_node
 		json_object_del(json_object_get(stage, "secrets"), name);
 	}
 	json_object_foreach((json_t *)secrets, name, v)
-	    json_object_del(json_object_get(stage, "vars"), name);
+	{
+		json_object_del(json_object_get(stage, "vars"), name);
+	}
 	return 0;
 }
 
