@@ -281,6 +281,16 @@ static int update_state(struct run *r, char *err, size_t errlen)
 			goto oom;
 		}
 		free(names);
+		/* An index's manifests, for the runs after its tag is gone. */
+		char **children = im->nchildren ? calloc(im->nchildren, sizeof(char *)) : NULL;
+		if (im->nchildren && !children)
+			goto oom;
+		for (size_t k = 0; k < im->nchildren; k++)
+			children[k] = r->snap.images[im->children[k]].digest;
+		int rc = regstate_set_children(e, children, im->nchildren);
+		free(children);
+		if (rc < 0)
+			goto oom;
 	}
 	for (i = 0; i < r->plan.nops; i++) {
 		const struct regpolicy_op *op = &r->plan.ops[i];

@@ -352,6 +352,15 @@ static int rows_for_tags(struct work *w, const enum regpolicy_action *fate, cons
 	return 0;
 }
 
+/* Whether an untagged manifest, first seen and created so, is past
+ * --expire-untagged. */
+static int untagged_expires(const struct work *w, const struct regstate_entry *e,
+			    int64_t created_ms)
+{
+	int64_t since = created_ms > e->first_seen_ms ? created_ms : e->first_seen_ms;
+	return w->p->expire_ms > 0 && w->p->now_ms - since >= w->p->expire_ms;
+}
+
 static int untagged_row(struct work *w, const struct regstate_entry *e, int64_t created_ms)
 {
 	const struct regpolicy *p = w->p;
@@ -375,7 +384,7 @@ static int untagged_row(struct work *w, const struct regstate_entry *e, int64_t 
 	if (created_ms > since)
 		since = created_ms;
 	fmt_age(p->expire_ms, age, sizeof(age));
-	if (p->now_ms - since >= p->expire_ms) {
+	if (untagged_expires(w, e, created_ms)) {
 		r = add_row(w, NULL, e->digest, created_ms, REGPOLICY_DELETE,
 			    "untagged (last tagged %s%s), first seen %s, created %s: older than %s",
 			    tagged, was, first, created, age);
@@ -424,11 +433,90 @@ static int wait_for_indexes(struct work *w, long op, size_t i)
 	return 0;
 }
 
+/* Indexes first (the manifests they list wait for their deletes), then by
+ * digest. */
 static int cmp_digest(const void *a, const void *b)
 {
 	const struct regstate_entry *const *x = a, *const *y = b;
 
+	if (!(*x)->nchildren != !(*y)->nchildren)
+		return (*x)->nchildren ? -1 : 1;
 	return strcmp((*x)->digest, (*y)->digest);
+}
+
+static int lists(const struct regstate_entry *index, const char *digest)
+{
+	for (size_t k = 0; k < index->nchildren; k++)
+		if (strcmp(index->children[k], digest) == 0)
+			return 1;
+	return 0;
+}
+
+/* Whether the index of the state st->entries[k] is in the registry after
+ * this run: a kept tag reaches it, or, untagged, it is there and not past
+ * --expire-untagged (a tagged index deleted now, or one gone, is not). */
+static int index_stays(const struct work *w, const int *exists, size_t k)
+{
+	const struct regstate_entry *e = &w->st->entries[k];
+	long si = snapshot_image(w->s, e->digest);
+
+	if (si >= 0)
+		return w->live_by[si] >= 0 ||
+		       (w->image_op[si] < 0 &&
+			!untagged_expires(w, e, w->s->images[si].created_ms));
+	return exists[k] && !untagged_expires(w, e, e->created_ms);
+}
+
+/* An index the state remembers listing digest that stays (index_stays),
+ * or NULL: what no tag reaches any more, such an index still does. */
+static const struct regstate_entry *staying_state_index(const struct work *w, const int *exists,
+							const char *digest)
+{
+	for (size_t k = 0; k < w->st->n; k++)
+		if (lists(&w->st->entries[k], digest) && index_stays(w, exists, k))
+			return &w->st->entries[k];
+	return NULL;
+}
+
+/* The untagged deletes of the indexes the state remembers listing digest,
+ * which op waits for: an index is deleted before what it lists. */
+static int wait_for_state_indexes(struct work *w, long op, const char *digest)
+{
+	struct regpolicy_plan *plan = w->plan;
+	for (size_t k = 0; k < w->st->n; k++) {
+		if (!lists(&w->st->entries[k], digest))
+			continue;
+		for (size_t o = 0; o < plan->nops; o++) {
+			if (plan->ops[o].by_tag || (long)o == op ||
+			    strcmp(plan->ops[o].digest, w->st->entries[k].digest) != 0)
+				continue;
+			struct regpolicy_op *x = &plan->ops[op];
+			long *grown = realloc(x->needs, (x->nneeds + 1) * sizeof(long));
+			if (!grown)
+				return -1;
+			x->needs = grown;
+			x->needs[x->nneeds++] = (long)o;
+		}
+	}
+	return 0;
+}
+
+/* An untagged manifest: kept while an index that lists it stays, else by
+ * age (its delete after those of the indexes that list it). */
+static int untagged_or_listed_row(struct work *w, const int *exists, const struct regstate_entry *e,
+				  int64_t created_ms)
+{
+	const struct regstate_entry *by = staying_state_index(w, exists, e->digest);
+	if (by)
+		return add_row(w, NULL, e->digest, created_ms, REGPOLICY_KEEP,
+			       "no tag reaches it, but the untagged index %s that lists it stays",
+			       by->digest)
+			   ? 0
+			   : -1;
+	if (untagged_row(w, e, created_ms) < 0)
+		return -1;
+	long op = w->plan->rows[w->plan->nrows - 1].op;
+	return op >= 0 ? wait_for_state_indexes(w, op, e->digest) : 0;
 }
 
 /* Manifests no kept tag reaches: those of the state by age; those first
@@ -461,7 +549,7 @@ static int rows_for_untagged(struct work *w, const int *exists)
 			continue;
 		}
 		if (si < 0) {
-			if (untagged_row(w, e, e->created_ms) < 0)
+			if (untagged_or_listed_row(w, exists, e, e->created_ms) < 0)
 				goto done;
 			continue;
 		}
@@ -474,7 +562,7 @@ static int rows_for_untagged(struct work *w, const int *exists)
 				goto done;
 			continue;
 		}
-		if (untagged_row(w, e, s->images[si].created_ms) < 0)
+		if (untagged_or_listed_row(w, exists, e, s->images[si].created_ms) < 0)
 			goto done;
 		long op = w->plan->rows[w->plan->nrows - 1].op;
 		if (op >= 0 && wait_for_indexes(w, op, (size_t)si) < 0)

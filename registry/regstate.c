@@ -23,6 +23,9 @@ static void entry_clear(struct regstate_entry *e)
 	for (i = 0; i < e->ntags; i++)
 		free(e->tags[i]);
 	free(e->tags);
+	for (i = 0; i < e->nchildren; i++)
+		free(e->children[i]);
+	free(e->children);
 	memset(e, 0, sizeof(*e));
 }
 
@@ -79,15 +82,16 @@ void regstate_remove(struct regstate *st, const char *digest)
 	st->n--;
 }
 
-int regstate_set_tags(struct regstate_entry *e, char *const *tags, size_t n)
+/* *list (of *n strings) replaced by a copy of from[0..n_from). */
+static int strings_replace(char ***list, size_t *n, char *const *from, size_t n_from)
 {
-	char **copy = n ? calloc(n, sizeof(char *)) : NULL;
+	char **copy = n_from ? calloc(n_from, sizeof(char *)) : NULL;
 	size_t i;
 
-	if (n && !copy)
+	if (n_from && !copy)
 		return -1;
-	for (i = 0; i < n; i++) {
-		copy[i] = strdup(tags[i]);
+	for (i = 0; i < n_from; i++) {
+		copy[i] = strdup(from[i]);
 		if (!copy[i]) {
 			while (i > 0)
 				free(copy[--i]);
@@ -95,12 +99,22 @@ int regstate_set_tags(struct regstate_entry *e, char *const *tags, size_t n)
 			return -1;
 		}
 	}
-	for (i = 0; i < e->ntags; i++)
-		free(e->tags[i]);
-	free(e->tags);
-	e->tags = copy;
-	e->ntags = n;
+	for (i = 0; i < *n; i++)
+		free((*list)[i]);
+	free(*list);
+	*list = copy;
+	*n = n_from;
 	return 0;
+}
+
+int regstate_set_tags(struct regstate_entry *e, char *const *tags, size_t n)
+{
+	return strings_replace(&e->tags, &e->ntags, tags, n);
+}
+
+int regstate_set_children(struct regstate_entry *e, char *const *digests, size_t n)
+{
+	return strings_replace(&e->children, &e->nchildren, digests, n);
 }
 
 /* A time before 1970 is refused: it would be written back as null (the
@@ -171,6 +185,28 @@ static int load_entry(struct regstate *st, const char *digest, const json_t *v, 
 			return -1;
 		}
 		e->ntags++;
+	}
+	/* Absent from files written before children were kept. */
+	const json_t *children = json_object_get(v, "children");
+	if (children && !json_is_array(children)) {
+		snprintf(err, errlen, "%s: digests.%s.children: expected a list of digests", path,
+			 digest);
+		return -1;
+	}
+	e->children =
+	    json_array_size(children) ? calloc(json_array_size(children), sizeof(char *)) : NULL;
+	json_array_foreach(children, k, t)
+	{
+		if (!json_is_string(t) || !regscan_digest_ok(json_string_value(t))) {
+			snprintf(err, errlen, "%s: digests.%s.children[%zu]: expected a digest",
+				 path, digest, k);
+			return -1;
+		}
+		if (!e->children || !(e->children[e->nchildren] = strdup(json_string_value(t)))) {
+			snprintf(err, errlen, "out of memory");
+			return -1;
+		}
+		e->nchildren++;
 	}
 	return 0;
 }
@@ -269,6 +305,15 @@ static json_t *state_json(const struct regstate *st)
 				json_decref(tags);
 				goto fail;
 			}
+		if (e->nchildren) {
+			json_t *children = json_array();
+			if (!children || json_object_set_new(o, "children", children) < 0)
+				goto fail;
+			for (k = 0; k < e->nchildren; k++)
+				if (json_array_append_new(children, json_string(e->children[k])) <
+				    0)
+					goto fail;
+		}
 		if (json_object_set_new(o, "first_seen", time_json(e->first_seen_ms)) < 0 ||
 		    json_object_set_new(o, "last_tagged", time_json(e->last_tagged_ms)) < 0 ||
 		    json_object_set_new(o, "created", time_json(e->created_ms)) < 0 ||

@@ -4,7 +4,8 @@
  * its last tag vanishes from view. The state file remembers every digest a
  * run reached through a tag (directly or as a manifest of a tagged index):
  * when it was first seen, the image's created time, when a tag last
- * reached it and which tags did. A JSON file, one per registry and
+ * reached it and which tags did, and for an index the manifests it lists
+ * (which stay while it does, tagged or not). A JSON file, one per registry and
  * repository, written whole to a temporary file and renamed into place.
  */
 #ifndef SLUICE_REGSTATE_H
@@ -20,6 +21,8 @@ struct regstate_entry {
 	int64_t created_ms; /* -1 when unknown */
 	char **tags;	    /* when last tagged; for messages */
 	size_t ntags;
+	char **children; /* an index's manifests (digests), when a tag last reached it */
+	size_t nchildren;
 };
 
 struct regstate {
@@ -43,6 +46,8 @@ struct regstate_entry *regstate_add(struct regstate *st, const char *digest);
 void regstate_remove(struct regstate *st, const char *digest);
 /* Replaces the entry's tags with a copy of tags[0..n). 0, or -1. */
 int regstate_set_tags(struct regstate_entry *e, char *const *tags, size_t n);
+/* Replaces the entry's children with a copy of digests[0..n). 0, or -1. */
+int regstate_set_children(struct regstate_entry *e, char *const *digests, size_t n);
 
 /* The default file of a registry (its host[:port]) and repository: in
  * $STATE_DIRECTORY (its first path) when set, else the current directory,

@@ -525,6 +525,10 @@ def test_run_updates_the_state_file(world):
     assert st[d["prod-3"]]["first_seen"] == aged[d["prod-3"]]["first_seen"]
     assert st[d["feature-a"]]["first_seen"] > aged[d["prod-3"]]["first_seen"]
     assert st[d["feature-b-old"]]["tags"] == ["feature-b"]
+    # An index remembers what it lists, for the runs after its tag is gone.
+    assert sorted(st[d["prod-6"]]["children"]) == sorted(
+        [d["child-amd64"], d["child-arm64"]]), st[d["prod-6"]]
+    assert "children" not in st[d["prod-1"]], st[d["prod-1"]]
 
 
 def test_second_run_deletes_nothing(world):

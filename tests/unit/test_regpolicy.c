@@ -326,6 +326,100 @@ static void images_of_a_kept_index_never_expire(void **state)
 	done(&f);
 }
 
+/* The state's index n lists the digests children[0..n). */
+static void lists_children(struct fixture *f, int n, const int *children, size_t nchildren)
+{
+	struct regstate_entry *e = regstate_find(&f->st, dg(n));
+	char *digests[8];
+	assert_non_null(e);
+	for (size_t k = 0; k < nchildren; k++)
+		digests[k] = strdup(dg(children[k]));
+	assert_int_equal(regstate_set_children(e, digests, nchildren), 0);
+	for (size_t k = 0; k < nchildren; k++)
+		free(digests[k]);
+}
+
+/* A multi-arch release rolled away from (its index untagged, still within
+ * --expire-untagged, maybe still deployed by digest) keeps the manifests it
+ * lists, however long ago they were first seen: the state remembers what
+ * each index listed. An expiring index goes before what only it listed. */
+static void images_of_an_untagged_index_that_stays_are_kept(void **state)
+{
+	struct fixture f = {0};
+	(void)state;
+
+	/* Day 0: tag t -> index 1 {2, 3}; day 5: t -> index 4 {2, 5}; day 6:
+	 * t -> index 6 {7, 8}. Now day 8, expiry 7 days. */
+	size_t idx = image(&f, 6, NOW - 2 * DAYS), y = image(&f, 7, NOW - 2 * DAYS),
+	       x3 = image(&f, 8, NOW - 2 * DAYS);
+	child(&f, idx, y);
+	child(&f, idx, x3);
+	tag(&f, "t", idx);
+	seen(&f, 1, NOW - 8 * DAYS, NOW - 8 * DAYS, 1);
+	seen(&f, 2, NOW - 8 * DAYS, NOW - 8 * DAYS, 1);
+	seen(&f, 3, NOW - 8 * DAYS, NOW - 8 * DAYS, 1);
+	seen(&f, 4, NOW - 3 * DAYS, NOW - 3 * DAYS, 1);
+	seen(&f, 5, NOW - 3 * DAYS, NOW - 3 * DAYS, 1);
+	lists_children(&f, 1, (const int[]){2, 3}, 2);
+	lists_children(&f, 4, (const int[]){2, 5}, 2);
+	plan(&f, 5, "*", NULL, 7 * DAYS);
+	assert_int_equal(row(&f, dg(4))->action, REGPOLICY_KEEP);
+	assert_int_equal(row(&f, dg(2))->action, REGPOLICY_KEEP);
+	assert_non_null(strstr(row(&f, dg(2))->reason, dg(4)));
+	assert_int_equal(row(&f, dg(5))->action, REGPOLICY_KEEP);
+	/* Index 1 expired, and 3, which only it listed, after it. */
+	assert_int_equal(row(&f, dg(1))->action, REGPOLICY_DELETE);
+	assert_int_equal(row(&f, dg(3))->action, REGPOLICY_DELETE);
+	assert_int_equal(f.plan.nops, 2);
+	assert_string_equal(f.plan.ops[0].reference, dg(1));
+	assert_string_equal(f.plan.ops[1].reference, dg(3));
+	assert_int_equal(f.plan.ops[1].nneeds, 1);
+	assert_int_equal(f.plan.ops[1].needs[0], 0);
+	done(&f);
+}
+
+/* The state file keeps an index's children across runs, and refuses a
+ * child that is no digest. */
+static void the_state_file_keeps_what_an_index_lists(void **state)
+{
+	char dir[64], path[128], err[256];
+	struct regstate st = {0}, back;
+	int found;
+	(void)state;
+
+	assert_int_equal(tmpdir_make(dir, sizeof(dir), "sluice-test-regstate"), 0);
+	snprintf(path, sizeof(path), "%s/state.json", dir);
+	st.registry = strdup("r.example");
+	st.repository = strdup("app");
+	struct regstate_entry *e = regstate_add(&st, dg(1));
+	e->first_seen_ms = e->last_tagged_ms = NOW;
+	char *kids[] = {(char *)dg(2), (char *)dg(3)};
+	assert_int_equal(regstate_set_children(e, kids, 2), 0);
+	assert_non_null(regstate_add(&st, dg(2)));
+	st.entries[1].first_seen_ms = st.entries[1].last_tagged_ms = NOW;
+	assert_int_equal(regstate_save(path, &st, err, sizeof(err)), 0);
+	assert_int_equal(regstate_load(path, &back, &found, err, sizeof(err)), 0);
+	const struct regstate_entry *b = regstate_find(&back, dg(1));
+	assert_non_null(b);
+	assert_int_equal(b->nchildren, 2);
+	assert_string_equal(b->children[1], dg(3));
+	assert_int_equal(regstate_find(&back, dg(2))->nchildren, 0);
+	regstate_clear(&back);
+	FILE *fp = fopen(path, "w");
+	assert_non_null(fp);
+	fprintf(fp,
+		"{\"version\": 1, \"registry\": \"r\", \"repository\": \"a\", \"digests\": "
+		"{\"%s\": {\"first_seen\": \"2026-01-01T00:00:00Z\", \"last_tagged\": "
+		"\"2026-01-01T00:00:00Z\", \"created\": null, \"children\": [\"x\"]}}}\n",
+		dg(1));
+	fclose(fp);
+	assert_int_equal(regstate_load(path, &back, &found, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, ".children[0]: expected a digest"));
+	regstate_clear(&st);
+	unlink(path);
+	rmdir(dir);
+}
+
 static void images_of_a_deleted_index_expire_after_it(void **state)
 {
 	struct fixture f = {0};
@@ -498,6 +592,8 @@ int main(void)
 	    cmocka_unit_test(untagged_images_expire_when_seen_and_created_long_enough_ago),
 	    cmocka_unit_test(without_an_age_untagged_images_are_kept),
 	    cmocka_unit_test(images_of_a_kept_index_never_expire),
+	    cmocka_unit_test(images_of_an_untagged_index_that_stays_are_kept),
+	    cmocka_unit_test(the_state_file_keeps_what_an_index_lists),
 	    cmocka_unit_test(images_of_a_deleted_index_expire_after_it),
 	    cmocka_unit_test(an_image_an_index_lists_waits_for_every_such_index),
 	    cmocka_unit_test(deletes_by_digest_go_before_tags_alone_and_untagged_last),
