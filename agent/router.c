@@ -364,16 +364,16 @@ static void on_result(const struct kafka_message *m, struct kafka_ticket *t, voi
 	}
 	const char *run = json_string_value(json_object_get(env.data, "run"));
 	const char *stage = json_string_value(json_object_get(env.data, "stage"));
-	json_t *attempt = json_object_get(env.data, "attempt");
+	int attempt = envelope_attempt(env.data);
 	const char *gate = json_string_value(json_object_get(env.data, "gate"));
 	int ready = strcmp(env.type, "dev.sluice.promotion.ready") == 0;
 	if (ready) {
 		/* A promotion's gate: the run and environment, no attempt. */
 		stage = json_string_value(json_object_get(env.data, "env"));
-		attempt = NULL;
+		attempt = 0;
 	}
 	if ((!ready && strcmp(env.type, "dev.sluice.stage.finished") != 0) || !run || !stage ||
-	    (!ready && !json_is_integer(attempt)) || (ready && (!gate || strlen(gate) >= 16)) ||
+	    (!ready && attempt < 0) || (ready && (!gate || strlen(gate) >= 16)) ||
 	    strlen(run) >= 128 || strlen(stage) >= 128) {
 		log_warn("result dropped", LOG_S("id", env.id), LOG_S("type", env.type),
 			 LOG_S("error", "not a stage result with run, stage and attempt"));
@@ -397,7 +397,7 @@ static void on_result(const struct kafka_message *m, struct kafka_ticket *t, voi
 	c->retry_ms = REDIS_RETRY_FIRST_MS;
 	snprintf(c->run, sizeof(c->run), "%s", run);
 	snprintf(c->stage, sizeof(c->stage), "%s", stage);
-	c->attempt = (int)json_integer_value(attempt);
+	c->attempt = attempt;
 	if (ready)
 		snprintf(c->gate, sizeof(c->gate), "%s", gate);
 	const char *status = json_string_value(json_object_get(env.data, "status"));

@@ -1,6 +1,7 @@
 /* envelope: CloudEvents 1.0 structured JSON, encoded and strictly decoded. */
 #include "queue/envelope.h"
 
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -238,4 +239,11 @@ void envelope_clear(struct envelope *e)
 	free(e->time);
 	json_decref(e->data);
 	memset(e, 0, sizeof(*e));
+}
+
+int envelope_attempt(const json_t *data)
+{
+	const json_t *a = json_object_get(data, "attempt");
+	json_int_t n = json_is_integer(a) ? json_integer_value(a) : 0;
+	return n >= 1 && n <= INT_MAX ? (int)n : -1;
 }

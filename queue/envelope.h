@@ -36,5 +36,8 @@ void envelope_write_rest(struct jsontext *t, const char *source, const char *typ
 			 const char *subject);
 int envelope_decode(const char *buf, size_t len, struct envelope *out, char *err, size_t errlen);
 void envelope_clear(struct envelope *e);
+/* data's "attempt" (a job's, a stage result's): a whole number from 1 to
+ * INT_MAX, or -1 when it is none (absent, another type, out of range). */
+int envelope_attempt(const json_t *data);
 
 #endif

@@ -78,14 +78,14 @@ static void on_job(const struct kafka_message *m, struct kafka_ticket *t, void *
 	}
 	const char *run = json_string_value(json_object_get(env.data, "run"));
 	const char *stage = json_string_value(json_object_get(env.data, "stage"));
-	json_t *attempt = json_object_get(env.data, "attempt");
-	if (strcmp(env.type, "dev.sluice.job.requested") != 0 || !run || !stage ||
-	    !json_is_integer(attempt) || strlen(run) >= 128 || strlen(stage) >= 128) {
+	int attempt = envelope_attempt(env.data);
+	if (strcmp(env.type, "dev.sluice.job.requested") != 0 || !run || !stage || attempt < 0 ||
+	    strlen(run) >= 128 || strlen(stage) >= 128) {
 		log_warn("job dropped", LOG_S("id", env.id), LOG_S("type", env.type),
 			 LOG_S("error", "not a job with run, stage and attempt"));
 		kafka_consumer_done(w->consumer, t);
 	} else {
-		worker_offer(w, run, stage, (int)json_integer_value(attempt), t);
+		worker_offer(w, run, stage, attempt, t);
 	}
 	envelope_clear(&env);
 }

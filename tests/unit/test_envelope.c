@@ -209,9 +209,33 @@ static void decode_rejects_oversized_and_non_utf8_bodies(void **state)
 			 "column 66");
 }
 
+/* A job's or a result's attempt is a whole number from 1 to INT_MAX: one
+ * past it would be cast to another attempt (2^32 + 1 to 1). */
+static void an_attempt_is_a_whole_number_from_1_to_int_max(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *data;
+		int want;
+	} cases[] = {
+	    {"{\"attempt\": 1}", 1},	       {"{\"attempt\": 2147483647}", 2147483647},
+	    {"{\"attempt\": 4294967297}", -1}, {"{\"attempt\": 0}", -1},
+	    {"{\"attempt\": -3}", -1},	       {"{\"attempt\": \"2\"}", -1},
+	    {"{\"attempt\": 2.0}", -1},	       {"{}", -1},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		json_t *data = json_loads(cases[i].data, 0, NULL);
+		assert_non_null(data);
+		if (envelope_attempt(data) != cases[i].want)
+			fail_msg("%s: %d", cases[i].data, envelope_attempt(data));
+		json_decref(data);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(an_attempt_is_a_whole_number_from_1_to_int_max),
 	    cmocka_unit_test(encode_then_decode_keeps_every_attribute),
 	    cmocka_unit_test(encode_omits_a_null_subject_and_makes_fresh_ids),
 	    cmocka_unit_test(encode_refuses_data_that_is_not_an_object),
