@@ -7,6 +7,7 @@
 
 #include "ctl/fmt.h"
 #include "lib/clock.h"
+#include "lib/utf8.h"
 
 enum column { COL_ACTION, COL_TAG, COL_DIGEST, COL_CREATED, COL_RESULT, COL_REASON, NCOLS };
 
@@ -147,6 +148,15 @@ static json_t *strings(const char *const *v, size_t n)
 	return a;
 }
 
+/* Text the job wrote into a fixed buffer, from what the registry said:
+ * cut there, it may end inside a character, which no JSON string takes. */
+static json_t *text_json(const char *text)
+{
+	char out[1024];
+	utf8_copy(out, sizeof(out), text, strlen(text));
+	return json_string(out);
+}
+
 static json_t *rows_json(const struct regreport *r)
 {
 	const struct regpolicy_plan *plan = r->plan;
@@ -157,11 +167,11 @@ static json_t *rows_json(const struct regreport *r)
 		const struct regpolicy_row *row = &plan->rows[i];
 
 		json_array_append_new(
-		    rows, json_pack("{s:o, s:s, s:o, s:s, s:s, s:s}", "tag",
+		    rows, json_pack("{s:o, s:s, s:o, s:s, s:s, s:o}", "tag",
 				    row->tag ? json_string(row->tag) : json_null(), "digest",
 				    row->digest, "created", time_or_null(row->created_ms), "action",
 				    regpolicy_action_name(row->action), "result", result_of(r, row),
-				    "reason", row->reason));
+				    "reason", text_json(row->reason)));
 	}
 	return rows;
 }
@@ -185,7 +195,7 @@ static json_t *deletes_json(const struct regreport *r)
 			      op->digest, "by_tag", op->by_tag, "tags", tags, "status",
 			      regpolicy_status_name(op->status));
 		if (d && op->message[0])
-			json_object_set_new(d, "message", json_string(op->message));
+			json_object_set_new(d, "message", text_json(op->message));
 		json_array_append_new(deletes, d);
 	}
 	return deletes;

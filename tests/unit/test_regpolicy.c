@@ -9,6 +9,7 @@
 #include "registry/regscan.c"
 #include "registry/regstate.c"
 #include "registry/regpolicy.c"
+#include "registry/regreport.c"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -420,6 +421,38 @@ static void the_state_file_keeps_what_an_index_lists(void **state)
 	rmdir(dir);
 }
 
+/* A reason or a message cut at its buffer inside a character (the text
+ * comes from what the registry says) still makes its row and its delete in
+ * --json, where it used to drop them without a word. */
+static void json_keeps_a_row_whose_reason_was_cut_inside_a_character(void **state)
+{
+	struct fixture f = {0};
+	struct regargs a = {.repository = "app"};
+	char *text = NULL;
+	size_t len = 0;
+	(void)state;
+
+	tag(&f, "prod-1", image(&f, 1, NOW));
+	plan(&f, 5, "*", NULL, 0);
+	assert_int_equal(f.plan.nrows, 1);
+	memset(f.plan.rows[0].reason, 'x', sizeof(f.plan.rows[0].reason));
+	f.plan.rows[0].reason[sizeof(f.plan.rows[0].reason) - 2] = (char)0xc3;
+	f.plan.rows[0].reason[sizeof(f.plan.rows[0].reason) - 1] = '\0';
+	struct regreport r = {.args = &a, .registry = "r", .state_file = "s", .plan = &f.plan};
+	FILE *out = open_memstream(&text, &len);
+	assert_non_null(out);
+	assert_int_equal(regreport_json(&r, out), 0);
+	fclose(out);
+	json_t *root = json_loads(text, 0, NULL);
+	assert_non_null(root);
+	json_t *rows = json_object_get(root, "rows");
+	assert_int_equal(json_array_size(rows), 1);
+	assert_non_null(json_string_value(json_object_get(json_array_get(rows, 0), "reason")));
+	json_decref(root);
+	free(text);
+	done(&f);
+}
+
 static void images_of_a_deleted_index_expire_after_it(void **state)
 {
 	struct fixture f = {0};
@@ -594,6 +627,7 @@ int main(void)
 	    cmocka_unit_test(images_of_a_kept_index_never_expire),
 	    cmocka_unit_test(images_of_an_untagged_index_that_stays_are_kept),
 	    cmocka_unit_test(the_state_file_keeps_what_an_index_lists),
+	    cmocka_unit_test(json_keeps_a_row_whose_reason_was_cut_inside_a_character),
 	    cmocka_unit_test(images_of_a_deleted_index_expire_after_it),
 	    cmocka_unit_test(an_image_an_index_lists_waits_for_every_such_index),
 	    cmocka_unit_test(deletes_by_digest_go_before_tags_alone_and_untagged_last),
