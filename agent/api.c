@@ -338,6 +338,48 @@ static long long run_id_ms(const char *id)
 	return ms;
 }
 
+static void cursor_refused(struct api_call *c)
+{
+	http_pending_error(c->pending, 400, "bad_request",
+			   c->after ? "after: no such run in this listing"
+				    : "before: no such run in this listing");
+	json_decref(c->body);
+	free(c);
+}
+
+/* The cursor run is in no index of the listing (reply: its score in the
+ * index of all runs, or NULL when that is the listing's). Still in that
+ * one, it is another pipeline's: refused. Gone from both (agent.run_retention
+ * removed it), the page goes on from its creation time, which its id holds. */
+static void list_past_gone(struct redis *r, redisReply *reply, const char *err, void *arg)
+{
+	struct api_call *c = arg;
+	const char *index = json_string_value(json_array_get(c->body, 0));
+	const char *cursor = json_string_value(json_array_get(c->body, 1));
+	if (reply && reply->type != REDIS_REPLY_NIL && reply->type != REDIS_REPLY_STRING) {
+		call_fail(c, err ? err : "unexpected reply");
+		return;
+	}
+	if (!reply && err) {
+		call_fail(c, err);
+		return;
+	}
+	long long ms = run_id_ms(cursor);
+	if (ms < 0 || (reply && reply->type == REDIS_REPLY_STRING)) {
+		cursor_refused(c);
+		return;
+	}
+	snprintf(c->gone, sizeof(c->gone), "%s", cursor);
+	c->gone_ms = ms;
+	int rc = redis_command(r, on_list_ids, c, "Z%sRANGEBYSCORE %s %lld %s LIMIT 0 %lld",
+			       c->after ? "" : "REV", index, ms, c->after ? "+inf" : "-inf",
+			       (long long)(c->want + RUNS_SAME_MS_MAX));
+	json_decref(c->body);
+	c->body = NULL;
+	if (rc < 0)
+		call_fail(c, "command not sent");
+}
+
 /* The page past the run named by before= (older) or after= (newer): its
  * rank in the index first. c->body is [index, run]. */
 static void on_list_rank(struct redis *r, redisReply *reply, const char *err, void *arg)
@@ -352,25 +394,15 @@ static void on_list_rank(struct redis *r, redisReply *reply, const char *err, vo
 	}
 	int rc;
 	if (reply->type == REDIS_REPLY_NIL) {
-		/* Gone from the index since (agent.run_retention removed it):
-		 * the page goes on from its creation time, which its id holds. */
-		long long ms = run_id_ms(cursor);
-		if (ms < 0) {
-			http_pending_error(c->pending, 400, "bad_request",
-					   c->after ? "after: no such run in this listing"
-						    : "before: no such run in this listing");
-			json_decref(c->body);
-			free(c);
+		/* Not in this listing: a run of another pipeline is no cursor of
+		 * it, one removed by agent.run_retention is (list_past_gone). */
+		char all[128];
+		snprintf(all, sizeof(all), "%sruns", c->agent->settings.key_prefix);
+		if (strcmp(index, all) == 0) {
+			list_past_gone(r, NULL, NULL, c);
 			return;
 		}
-		snprintf(c->gone, sizeof(c->gone), "%s", cursor);
-		c->gone_ms = ms;
-		rc = redis_command(r, on_list_ids, c, "Z%sRANGEBYSCORE %s %lld %s LIMIT 0 %lld",
-				   rev, index, ms, c->after ? "+inf" : "-inf",
-				   (long long)(c->want + RUNS_SAME_MS_MAX));
-		json_decref(c->body);
-		c->body = NULL;
-		if (rc < 0)
+		if (redis_command(r, list_past_gone, c, "ZSCORE %s %s", all, cursor) < 0)
 			call_fail(c, "command not sent");
 		return;
 	}

@@ -54,6 +54,19 @@ def test_an_empty_filter_or_cursor_is_none(stack, push_run, failed_run):
         assert [r["id"] for r in body["runs"]] == everything, q
 
 
+def test_a_cursor_of_another_pipeline_s_run_is_a_400(stack, push_run, failed_run):
+    """A run in the index of all runs but not in this pipeline's is no
+    cursor of this listing: it used to page by that run's time."""
+    other = push_run["id"]
+    for key in ("before", "after"):
+        status, body = stack.get("/api/v1/runs?pipeline=failing&%s=%s" % (key, other))
+        assert status == 400, (status, body)
+        assert body["error"]["message"] == "%s: no such run in this listing" % key, body
+    status, body = stack.get("/api/v1/runs?pipeline=failing&before=%s" % failed_run["id"])
+    assert status == 200, (status, body)
+    assert failed_run["id"] not in [r["id"] for r in body["runs"]], body
+
+
 def test_a_limit_that_is_no_whole_number_from_1_is_a_400(stack, push_run):
     """Neither the runs list nor a log takes a limit it cannot read as
     the page it asks for; one above the maximum gives the maximum."""
