@@ -297,11 +297,13 @@ static void on_delayed_depth(struct redis *r, redisReply *reply, const char *err
 	on_depth(r, reply, err, arg, ((struct agent_metrics *)arg)->delayed_depth);
 }
 
+/* The longest pipeline name a finished-runs series is labelled with. */
+#define PIPELINE_NAME_LABEL_MAX 128
+
 /* The runs:finished hash, "<pipeline>/<status>" -> count, kept by the
  * scripts that end runs (events.lua), whichever process runs them: the
  * counter is the same on every agent, for every pipeline that ever ended a
  * run, configured here or not. Statuses not known are counted as "other". */
-#define PIPELINE_NAME_LABEL_MAX 128
 static void on_runs_finished(struct redis *r, redisReply *reply, const char *err, void *arg)
 {
 	static const char *const statuses[] = {"succeeded",  "failed",	"cancelled", "rejected",

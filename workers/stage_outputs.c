@@ -200,7 +200,9 @@ static void take_lines(json_t *out, const struct logmask *mask, const char *buf,
 			}
 			/* The value: the lines up to the delimiter's, each without
 			 * its CRLF ending, joined by '\n'. */
-			char *value = malloc(len - start + 1);
+			/* The lines after this one, at most: start is past len when
+			 * this line ends the file. */
+			char *value = malloc((start < len ? len - start : 0) + 1);
 			size_t vlen = 0, at = start, lines = 0;
 			int closed = 0;
 			if (!value) {
