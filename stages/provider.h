@@ -33,6 +33,9 @@ struct provider_action {
 	const char *image;
 	int weight; /* 0..100: the share of traffic the new version gets */
 	const char *color;
+	/* A verify of a colour that takes traffic only once switched to (a
+	 * blue/green preview): ready without taking traffic yet. */
+	int preview;
 	const json_t *env;
 	/* A RollingUpdate's apply: its bounds as rollout_load keeps them, a
 	 * count ("1") or a percentage ("25%"); NULL for any other action. */

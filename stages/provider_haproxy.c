@@ -11,7 +11,9 @@
  * the stable ones the rest, whatever their numbers; switch readies the colour's servers and drains
  * the others; scale_down puts the colour's servers in maintenance; abort sends all traffic back to
  * stable (or to the colour it names); verify reads "show servers state" and checks what the action
- * says should hold.
+ * says should hold. A blue/green preview colour's verify first drains its servers, which takes them
+ * out of the maintenance a scale_down left them in: HAProxy checks their health again, and sends
+ * them no new traffic before the switch.
  */
 #include "stages/provider.h"
 
@@ -402,7 +404,9 @@ static int plan(struct haproxy *h, const struct provider_action *a, char *err, s
 	const char *verb = provider_verb_name(a->verb);
 	int rc = 0;
 
-	if (a->color && h->colors && !json_object_get(h->colors, a->color)) {
+	if (a->color && h->colors && !json_object_get(h->colors, a->color) &&
+	    !(a->verb == PROVIDER_VERIFY && h->stable &&
+	      (!strcmp(a->color, "canary") || !strcmp(a->color, "stable")))) {
 		snprintf(err, errlen, "%s: no servers for the colour \"%s\"", verb, a->color);
 		return -1;
 	}
@@ -433,7 +437,11 @@ static int plan(struct haproxy *h, const struct provider_action *a, char *err, s
 		}
 		break;
 	case PROVIDER_VERIFY:
-		rc = add_cmd(h, "show servers state %s%s%s", "", "");
+		if (a->preview && a->color && h->colors)
+			rc = add_each(h, json_object_get(h->colors, a->color),
+				      "set server %s/%s state %s", "drain");
+		if (rc == 0)
+			rc = add_cmd(h, "show servers state %s%s%s", "", "");
 		h->verifying = 1;
 		break;
 	default:
@@ -517,7 +525,7 @@ static const char *state_name(const struct server_state *st)
 	if (st->admin_state & ADMIN_MAINT)
 		return "maint";
 	if (st->admin_state & ADMIN_DRAIN)
-		return "drain";
+		return st->op_state == OP_RUNNING ? "drain" : "drain and down";
 	return st->op_state == OP_RUNNING ? "up" : "down";
 }
 
@@ -532,14 +540,16 @@ static void append(char *out, size_t outlen, const char *fmt, const char *server
 }
 
 /* What the action says should hold: with a weight, the canary and stable
- * servers at it; with a colour, its servers up and taking traffic;
- * otherwise every server not in maintenance up. */
+ * servers at it; with a colour, its servers up and taking traffic (a
+ * preview's up, drained or not); otherwise every server not in maintenance
+ * up. */
 static void check_servers(struct haproxy *h, char *dump)
 {
 	const char *name;
 	json_t *servers;
 	char seen[MSG_MAX / 2] = "", why[MSG_MAX / 4] = "";
 	int bad = 0;
+	int refused = h->action.preview ? ADMIN_MAINT : ADMIN_MAINT | ADMIN_DRAIN;
 	json_t *groups = json_object();
 
 	if (!groups) {
@@ -590,8 +600,7 @@ static void check_servers(struct haproxy *h, char *dump)
 				bad = 1;
 			}
 			if (!bad && want_up &&
-			    (st.op_state != OP_RUNNING ||
-			     (st.admin_state & (ADMIN_MAINT | ADMIN_DRAIN)))) {
+			    (st.op_state != OP_RUNNING || (st.admin_state & refused))) {
 				snprintf(why, sizeof(why), "%s is %s", server, state_name(&st));
 				bad = 1;
 			}

@@ -5,7 +5,8 @@
  *   checks {phase}        the pre or post checklist, every item reported
  *   hooks {phase}         the pre or post hooks, stopping at the first failure
  *   action {verb, color?, weight?, image?}   one provider action
- *   verify {color?}       the provider's verify, again every second until it
+ *   verify {color?, preview?}  the provider's verify (preview: of a blue/green
+ *                         colour before the switch), again every second until it
  *                         holds or the progress deadline passes
  *   analysis {label, spec}
  *   pause {ms | manual, auto?}  auto: a delay nobody needs to promote
@@ -204,6 +205,13 @@ static json_t * final(json_t *step)
 	return with(step, "final", json_true());
 }
 
+/* The verify of a blue/green colour before traffic is switched to it. */
+static json_t *preview_verify(const char *name, const char *color)
+{
+	return json_pack("{s:s, s:s, s:s, s:b}", "name", name, "kind", "verify", "color", color,
+			 "preview", 1);
+}
+
 static void plan_rolling(struct rollout *r, json_t *plan)
 {
 	const json_t *spec = r->spec;
@@ -229,7 +237,7 @@ static void plan_bluegreen(struct rollout *r, json_t *plan, const char *live, co
 	snprintf(name, sizeof(name), "deploy to %s (preview)", idle);
 	add(plan, with(action(name, "apply"), "color", json_string(idle)));
 	snprintf(name, sizeof(name), "wait until %s is ready", idle);
-	add(plan, json_pack("{s:s, s:s, s:s}", "name", name, "kind", "verify", "color", idle));
+	add(plan, preview_verify(name, idle));
 	add_analysis(plan, "prePromotion", json_object_get(s, "pre_analysis"));
 	if (!json_is_true(json_object_get(s, "auto_promote")))
 		add_pause(plan, after > 0 ? "promote after a delay" : "wait for promote", after, 0);
@@ -316,8 +324,7 @@ static void plan_rollback(struct rollout *r, json_t *plan, const char *type, con
 		snprintf(name, sizeof(name), "deploy the previous release to %s", idle);
 		add(plan, with(action(name, "apply"), "color", json_string(idle)));
 		snprintf(name, sizeof(name), "wait until %s is ready", idle);
-		add(plan,
-		    json_pack("{s:s, s:s, s:s}", "name", name, "kind", "verify", "color", idle));
+		add(plan, preview_verify(name, idle));
 		snprintf(name, sizeof(name), "switch traffic to %s", idle);
 		add(plan, with(action(name, "switch"), "color", json_string(idle)));
 	} else {
@@ -740,12 +747,13 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 	if (!strcmp(str(step, "kind"), "verify")) {
 		enum provider_verb verb = PROVIDER_VERIFY;
 		struct provider *p = provider_for(r, verb);
-		struct provider_action a = {.verb = verb,
-					    .image =
-						r->rollback_image ? r->rollback_image : r->image,
-					    .weight = -1,
-					    .color = str(step, "color"),
-					    .env = r->vars};
+		struct provider_action a = {
+		    .verb = verb,
+		    .image = r->rollback_image ? r->rollback_image : r->image,
+		    .weight = -1,
+		    .color = str(step, "color"),
+		    .preview = json_is_true(json_object_get(step, "preview")),
+		    .env = r->vars};
 		char err[512];
 
 		if (!p) {

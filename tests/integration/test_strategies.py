@@ -198,6 +198,8 @@ class World:
                       "canary": la.add("quiet-canary", "canary", "q0")}
         self.bg = {"blue": la.add("bg-blue", "blue", "g0"),
                    "green": la.add("bg-green", "green", "g0")}
+        self.checked = {"blue": la.add("ck-blue", "blue", "k0"),
+                        "green": la.add("ck-green", "green", "k0")}
         la.add("roll", "stable", "r0")
         la.add("stuck", "stable", "s0")
         # The canary slots take no traffic until a rollout gives them some;
@@ -213,6 +215,10 @@ class World:
         self.hx_bg = self._start(HAProxy(
             os.path.join(root, "hx-bg"),
             {"app-blue": self.bg["blue"].port, "app-green": self.bg["green"].port},
+            init_states={"app-green": "maint"}))
+        self.hx_checked = self._start(HAProxy(
+            os.path.join(root, "hx-checked"),
+            {"app-blue": self.checked["blue"].port, "app-green": self.checked["green"].port},
             init_states={"app-green": "maint"}))
         self.prom = self._start(Prometheus(os.path.join(root, "prometheus"), [
             s.address for s in (self.main["stable"], self.main["canary"],
@@ -305,6 +311,17 @@ class World:
                         initialDelay="2s", failureCondition="result[0] >= 0.2",
                         inconclusiveLimit=1),
                 },
+            },
+            # Blue/green whose provider only applies: HAProxy verifies and
+            # scales down.
+            "checked": {
+                "image": "${build.image}",
+                "provider": {"type": "exec", "timeout": "30s", "actions": {"apply": {
+                    "run": ["sh", self.launcher.script, "apply", "ck-${SLUICE_COLOR}"]}}},
+                "traffic": self.traffic(self.hx_checked, colors=("blue", "green")),
+                "strategy": {"type": "BlueGreen", "activeService": "blue",
+                             "previewService": "green", "autoPromote": True,
+                             "progressDeadline": "10s"},
             },
             # Blue/green by commands alone, each logged to ctrl/hooked.log;
             # the post hook (after the switch) fails a release named
@@ -833,6 +850,23 @@ def test_blue_green_waits_for_approval_switches_and_switches_back_on_failure(wor
     assert set(world.hx_bg.traffic(10, by="version")) == {"g1"}
     env = env_hash(world, "bluegreen")
     assert env["active_color"] == "green" and env["current"] == good, env
+
+
+def test_blue_green_verified_by_haproxy_drains_its_preview_out_of_maintenance(world):
+    """With a provider that only applies, HAProxy verifies the preview and
+    scales the old colour down (maintenance). The next release's preview
+    is that colour: its verify drains it, which HAProxy health-checks and
+    sends no new traffic, and the switch readies it."""
+    for image, live, idle in (("k1", "blue", "green"), ("k2", "green", "blue")):
+        assert world.hx_checked.states()["app-" + idle] == "maint"
+        run = wait_end(world, push(world, "checked", image))
+        assert run["status"] == "succeeded", json.dumps(run, indent=2)
+        verify = next(s for s in state(run)["steps"]
+                      if s["name"] == "wait until %s is ready" % idle)
+        assert verify["preview"] is True and verify["message"].startswith(
+            "verify done: app:"), verify
+        assert world.hx_checked.states() == {"app-" + idle: "ready", "app-" + live: "maint"}
+        assert set(world.hx_checked.traffic(10, by="version")) == {image}
 
 
 def logged_actions(w, name):

@@ -25,6 +25,9 @@ static const char *const server_names[NSERVERS] = {"stable", "canary", "blue", "
 static char dir[64];
 static char sock[100];
 static int api_port, app_port, web_port, pair_port;
+/* Where nothing listens: the "dark" backend's green server, which haproxy
+ * health-checks, is down. */
+static int dead_port;
 static pid_t haproxy_pid;
 static pid_t server_pids[NSERVERS];
 /* Stand-ins for the runtime API, each on a unix socket of its own: one
@@ -239,10 +242,14 @@ static int write_config(int ports[NSERVERS])
 		"  balance roundrobin\n"
 		"  server stable 127.0.0.1:%d weight 100\n"
 		"  server stable-b 127.0.0.1:%d weight 100\n"
-		"  server canary 127.0.0.1:%d weight 0\n",
+		"  server canary 127.0.0.1:%d weight 0\n"
+		"backend dark\n"
+		"  balance roundrobin\n"
+		"  server blue 127.0.0.1:%d weight 100\n"
+		"  server green 127.0.0.1:%d weight 100 check inter 100ms fall 1 rise 1\n",
 		sock, api_port, app_port, web_port, pair_port, ports[SRV_STABLE], ports[SRV_CANARY],
 		ports[SRV_BLUE], ports[SRV_GREEN], ports[SRV_STABLE], ports[SRV_STABLE],
-		ports[SRV_CANARY]);
+		ports[SRV_CANARY], ports[SRV_BLUE], dead_port);
 	return fclose(f);
 }
 
@@ -329,6 +336,7 @@ static int group_setup(void **state)
 		app_port = redisd_free_port();
 		web_port = redisd_free_port();
 		pair_port = redisd_free_port();
+		dead_port = redisd_free_port();
 		if (write_config(ports) < 0)
 			return -1;
 		if (start_haproxy(cfg, log) == 0)
@@ -580,6 +588,97 @@ static void test_switch_moves_all_traffic_to_the_colour(void **state)
 	provider_free(p);
 }
 
+static void run_preview_verify(struct provider *p, const char *color, struct outcome *o)
+{
+	struct provider_action a = {
+	    .verb = PROVIDER_VERIFY, .weight = -1, .color = color, .preview = 1};
+	provider_test_run(p, &a, o, 5);
+}
+
+/* Blue/green after a scale_down by haproxy: the next release's preview
+ * colour is in maintenance, unchecked; its verify drains it, which HAProxy
+ * checks and sends no new traffic, and passes. */
+static void test_a_preview_verify_drains_a_colour_in_maintenance_and_passes(void **state)
+{
+	struct provider *p = make_web();
+	struct outcome o;
+	int counts[NSERVERS], weight, admin;
+	(void)state;
+
+	run(p, PROVIDER_SWITCH, -1, "blue", &o);
+	assert_true(o.ok);
+	run(p, PROVIDER_SCALE_DOWN, -1, "green", &o);
+	assert_true(o.ok);
+	run(p, PROVIDER_VERIFY, -1, "green", &o);
+	assert_false(o.ok);
+	assert_non_null(strstr(o.msg, "green is maint"));
+
+	run_preview_verify(p, "green", &o);
+	assert_true(o.ok);
+	assert_non_null(strstr(o.msg, "verify done: web:"));
+	server_state("web", "green", &weight, &admin);
+	assert_int_equal(admin & 0x01, 0);
+	assert_int_equal(admin & 0x08, 0x08);
+	traffic(web_port, counts);
+	assert_int_equal(counts[SRV_BLUE], REQUESTS);
+	/* Drained is ready for a preview only. */
+	run(p, PROVIDER_VERIFY, -1, "green", &o);
+	assert_false(o.ok);
+	assert_non_null(strstr(o.msg, "green is drain"));
+
+	run(p, PROVIDER_SWITCH, -1, "green", &o);
+	assert_true(o.ok);
+	run(p, PROVIDER_VERIFY, -1, "green", &o);
+	assert_true(o.ok);
+	provider_free(p);
+}
+
+/* A preview colour HAProxy's health check finds down is not ready. */
+static void test_a_preview_verify_fails_while_haproxy_finds_the_colour_down(void **state)
+{
+	struct provider *p = provider_test_make(
+	    json_pack("{s:s, s:s, s:s, s:{s:s, s:s}}", "type", "haproxy", "socket", sock, "backend",
+		      "dark", "colors", "blue", "blue", "green", "green"));
+	struct outcome o;
+	(void)state;
+
+	/* Its first check may not have run yet when the test starts. */
+	for (int i = 0; i < 50; i++) {
+		run_preview_verify(p, "green", &o);
+		if (!o.ok)
+			break;
+		usleep(100000);
+	}
+	assert_false(o.ok);
+	if (!strstr(o.msg, "verify failed: green is drain and down"))
+		fail_msg("%s", o.msg);
+	run_preview_verify(p, "blue", &o);
+	assert_true(o.ok);
+	provider_free(p);
+}
+
+/* A canary's verify names the colour "canary" (and the final one
+ * "stable"), also where the provider has colours beside them. */
+static void test_canary_and_stable_verify_beside_colours(void **state)
+{
+	struct provider *p = provider_test_make(
+	    json_pack("{s:s, s:s, s:s, s:s, s:s, s:{s:s, s:s}}", "type", "haproxy", "socket", sock,
+		      "backend", "app", "stable", "stable", "canary", "canary", "colors", "blue",
+		      "stable", "green", "canary"));
+	struct outcome o;
+	(void)state;
+
+	run(p, PROVIDER_VERIFY, -1, "canary", &o);
+	assert_true(o.ok);
+	run(p, PROVIDER_VERIFY, -1, "stable", &o);
+	assert_true(o.ok);
+	struct provider_action a = {.verb = PROVIDER_VERIFY, .weight = -1, .color = "purple"};
+	char err[256] = "";
+	assert_int_equal(provider_start(p, &a, on_done, &o, err, sizeof(err)), -1);
+	assert_string_equal(err, "verify: no servers for the colour \"purple\"");
+	provider_free(p);
+}
+
 static void test_unknown_server_fails_with_haproxys_answer(void **state)
 {
 	char err[256] = "";
@@ -779,6 +878,11 @@ int main(void)
 	    cmocka_unit_test_setup(test_verify_fails_when_weights_differ, setup),
 	    cmocka_unit_test_setup(test_tcp_runtime_api_sets_weights, setup),
 	    cmocka_unit_test_setup(test_switch_moves_all_traffic_to_the_colour, setup),
+	    cmocka_unit_test_setup(test_a_preview_verify_drains_a_colour_in_maintenance_and_passes,
+				   setup),
+	    cmocka_unit_test_setup(test_a_preview_verify_fails_while_haproxy_finds_the_colour_down,
+				   setup),
+	    cmocka_unit_test_setup(test_canary_and_stable_verify_beside_colours, setup),
 	    cmocka_unit_test_setup(test_unknown_server_fails_with_haproxys_answer, setup),
 	    cmocka_unit_test_setup(test_unreachable_runtime_api_fails, setup),
 	    cmocka_unit_test_setup(test_a_connection_closed_without_an_answer_fails, setup),
