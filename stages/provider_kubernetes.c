@@ -16,7 +16,9 @@
  * maxSurge and maxUnavailable; verify polls the
  * Deployment until kubectl's rollout-status rules say it is rolled out,
  * and fails on ProgressDeadlineExceeded; switch (and promote or abort with
- * a colour) patches the Service's selector to the colour; scale_down sets
+ * a colour) patches the Service's selector to the colour; promote without
+ * one (a canary's) patches the image into the stable Deployment, the
+ * deployment named with SLUICE_COLOR "stable", as apply; scale_down sets
  * the colour's Deployment to 0 replicas, noting in an annotation how many
  * it had, and the next apply to it gives them back, so that a colour
  * scaled down serves again once it is deployed.
@@ -313,8 +315,9 @@ static int kube_supports(void *state, enum provider_verb verb)
 	case PROVIDER_VERIFY:
 	case PROVIDER_SCALE_DOWN:
 		return k->deployment != NULL;
-	case PROVIDER_SWITCH:
 	case PROVIDER_PROMOTE:
+		return k->service != NULL || k->deployment != NULL;
+	case PROVIDER_SWITCH:
 	case PROVIDER_ABORT:
 		return k->service != NULL;
 	default:
@@ -586,8 +589,9 @@ static long long noted_replicas(const json_t *d)
 
 /* Completes apply's or scale_down's patch from the Deployment d as it is:
  * scale_down notes the replicas it takes away (none taken leaves an
- * earlier note be), apply gives the noted ones back to a Deployment it
- * finds at 0 and drops the note. -1 when out of memory. */
+ * earlier note be), apply (or promote to stable) gives the noted ones back
+ * to a Deployment it finds at 0 and drops the note. -1 when out of
+ * memory. */
 static int complete_patch(enum provider_verb verb, const json_t *d, json_t *patch)
 {
 	const json_t *replicas = json_object_get(json_object_get(d, "spec"), "replicas");
@@ -599,7 +603,7 @@ static int complete_patch(enum provider_verb verb, const json_t *d, json_t *patc
 	if (verb == PROVIDER_SCALE_DOWN && now > 0) {
 		snprintf(text, sizeof(text), "%lld", now);
 		meta = json_pack("{s:{s:s}}", "annotations", REPLICAS_NOTE, text);
-	} else if (verb == PROVIDER_APPLY && noted > 0) {
+	} else if ((verb == PROVIDER_APPLY || verb == PROVIDER_PROMOTE) && noted > 0) {
 		meta = json_pack("{s:{s:n}}", "annotations", REPLICAS_NOTE);
 		if (meta && now == 0 &&
 		    json_object_set_new(json_object_get(patch, "spec"), "replicas",
@@ -752,10 +756,18 @@ static int kube_start(void *state, const struct provider_action *a, provider_don
 	const char *verb = provider_verb_name(a->verb);
 	char path[512], why[256];
 	json_t *vars = NULL;
+	struct provider_action stable;
+	int to_stable = a->verb == PROVIDER_PROMOTE && (!a->color || !*a->color);
 
 	k->verb = a->verb;
 	k->done = done;
 	k->arg = arg;
+	if (to_stable) {
+		stable = *a;
+		stable.color = "stable";
+		stable.max_surge = stable.max_unavailable = NULL;
+		a = &stable;
+	}
 	if (k->deployment) {
 		vars = provider_action_vars(a);
 		if (!vars || expand_text(k->deployment, vars, EXPAND_URL, &k->target, why,
@@ -765,10 +777,14 @@ static int kube_start(void *state, const struct provider_action *a, provider_don
 			goto fail;
 		}
 	}
-	switch (a->verb) {
+	if (to_stable && !k->deployment) {
+		snprintf(err, errlen, "promote: needs a colour, or a deployment to promote to");
+		goto fail;
+	}
+	switch (to_stable ? PROVIDER_APPLY : a->verb) {
 	case PROVIDER_APPLY:
 		if (!a->image || !*a->image) {
-			snprintf(err, errlen, "apply: needs an image");
+			snprintf(err, errlen, "%s: needs an image", verb);
 			goto fail;
 		}
 		if (read_then_patch(k, apply_patch(k, a), err, errlen) < 0)

@@ -411,6 +411,29 @@ static int load_provider(const struct config_check *ck, const struct config_doc_
 	return provider_paths(ck, n, dir, def);
 }
 
+/* A Canary's or BlueGreen's two versions run side by side, each in a
+ * Deployment of its own: a kubernetes provider's deployment names them by
+ * ${SLUICE_COLOR}. One Deployment would take the new version before any
+ * check or traffic, and scaling the canary or the old colour down would
+ * leave nothing running. */
+static int deployment_per_colour(const struct config_check *ck, const struct config_doc_node *n,
+				 const json_t *rollout)
+{
+	const char *type =
+	    json_string_value(json_object_get(json_object_get(rollout, "strategy"), "type"));
+	const struct config_doc_node *d = config_doc_get(n, "deployment");
+	const char *name = d ? json_string_value(d->value) : NULL;
+
+	if (!name || !type || !strcmp(type, "RollingUpdate") ||
+	    strcmp(json_string_value(json_object_get(n->value, "type")), "kubernetes") != 0 ||
+	    strstr(name, "${SLUICE_COLOR}"))
+		return 0;
+	return config_check_fail(ck, d,
+				 "a %s runs two versions side by side, each in a Deployment of "
+				 "its own: name them with ${SLUICE_COLOR} (app-${SLUICE_COLOR})",
+				 type);
+}
+
 static int load_phases(const struct config_check *ck, const struct config_doc_node *map,
 		       const char *key, json_t *rollout)
 {
@@ -479,10 +502,11 @@ int rollout_load(const struct config_check *ck, const struct config_doc_node *en
 				     "kubernetes");
 		goto fail;
 	}
-	if (load_provider(ck, n, "provider", dir, r) < 0)
+	if (load_provider(ck, n, "provider", dir, r) < 0 || deployment_per_colour(ck, n, r) < 0)
 		goto fail;
 	n = config_doc_get(env, "traffic");
-	if (n && load_provider(ck, n, "traffic", dir, r) < 0)
+	if (n &&
+	    (load_provider(ck, n, "traffic", dir, r) < 0 || deployment_per_colour(ck, n, r) < 0))
 		goto fail;
 	if (load_phases(ck, env, "hooks", r) < 0 || load_phases(ck, env, "checks", r) < 0)
 		goto fail;

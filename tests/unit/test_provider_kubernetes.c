@@ -284,6 +284,43 @@ static void test_apply_gives_a_scaled_down_deployment_its_replicas_back(void **s
 	provider_free(p);
 }
 
+/* A canary's promote has no colour: the stable Deployment gets the
+ * release, as an apply to it; with a colour, promote moves the Service. */
+static void test_a_canarys_promote_gives_the_stable_deployment_the_release(void **state)
+{
+	struct provider *p = make(", \"deployment\": \"app-${SLUICE_COLOR}\"");
+	struct provider *service_only = make("");
+	struct provider_action a = {.verb = PROVIDER_PROMOTE, .weight = -1};
+	struct outcome o;
+	char err[256] = "";
+	(void)state;
+
+	assert_true(provider_supports(p, PROVIDER_PROMOTE));
+	deployment(2, 2, 3, 3, 3, 3, 0, "NewReplicaSetAvailable");
+	run(p, PROVIDER_PROMOTE, "img:3", NULL, &o);
+	assert_true(o.ok);
+	assert_read_then_patched(DEPLOY_PATH "-stable",
+				 "{\"spec\":{\"template\":{\"spec\":{\"containers\":[{\"name\":"
+				 "\"app\",\"image\":\"img:3\"}]}}}}");
+	assert_non_null(strstr(o.msg, "promote done: HTTP 200"));
+
+	apistub_reset(&stub);
+	apistub_reply(&stub, 200, "{\"kind\": \"Service\", \"apiVersion\": \"v1\"}");
+	run(p, PROVIDER_PROMOTE, "img:3", "green", &o);
+	assert_true(o.ok);
+	assert_int_equal(stub.nreq, 1);
+	assert_string_equal(stub.req[0].uri, "/api/v1/namespaces/prod/services/app");
+
+	/* Without a Deployment there is nothing to promote to. */
+	assert_int_equal(provider_start(service_only, &a, on_done, &o, err, sizeof(err)), -1);
+	assert_string_equal(err, "promote: needs a colour, or a deployment to promote to");
+	a.image = NULL;
+	assert_int_equal(provider_start(p, &a, on_done, &o, err, sizeof(err)), -1);
+	assert_string_equal(err, "promote: needs an image");
+	provider_free(service_only);
+	provider_free(p);
+}
+
 static void test_api_error_reports_the_status_message(void **state)
 {
 	struct provider *p = make(", \"deployment\": \"app\"");
@@ -531,6 +568,8 @@ int main(void)
 	    cmocka_unit_test_setup(
 		test_scale_down_zeroes_the_colours_deployment_noting_its_replicas, setup),
 	    cmocka_unit_test_setup(test_apply_gives_a_scaled_down_deployment_its_replicas_back,
+				   setup),
+	    cmocka_unit_test_setup(test_a_canarys_promote_gives_the_stable_deployment_the_release,
 				   setup),
 	    cmocka_unit_test_setup(test_api_error_reports_the_status_message, setup),
 	    cmocka_unit_test_setup(test_token_is_read_again_for_each_request, setup),

@@ -330,9 +330,46 @@ static void test_a_rollout_template_names_what_is_defined_where_it_expands(void 
 	    "  production:\n"
 	    "    provider: {type: kubernetes, server: 'https://k8s:6443',\n"
 	    "               deployment: 'app-${SLUICE_COLR}', container: app}\n"
-	    "    strategy: {type: BlueGreen}\n",
+	    "    strategy: {type: RollingUpdate}\n",
 	    "11:28: environments.production.provider.deployment: undefined "
 	    "variable \"SLUICE_COLR\"");
+}
+
+/* A Canary or BlueGreen with a kubernetes provider needs a Deployment per
+ * colour: with one, the new version would replace the old before any
+ * check, and the canary's scale_down would leave nothing running. */
+static void test_a_canary_or_blue_green_needs_a_deployment_per_colour(void **state)
+{
+	struct pipeline_file *f = *state;
+
+	pipeline_file_expect_error(
+	    f,
+	    "environments:\n"
+	    "  production:\n"
+	    "    provider: {type: kubernetes, server: 'https://k8s:6443',\n"
+	    "               deployment: app, container: app}\n"
+	    "    strategy: {type: BlueGreen}\n",
+	    "11:28: environments.production.provider.deployment: a BlueGreen runs two versions "
+	    "side by side, each in a Deployment of its own: name them with ${SLUICE_COLOR} "
+	    "(app-${SLUICE_COLOR})");
+	pipeline_file_expect_error(
+	    f,
+	    "environments:\n"
+	    "  production:\n"
+	    "    provider: {type: exec, actions: {verify: {run: ['true']}}}\n"
+	    "    traffic: {type: kubernetes, server: 'https://k8s:6443',\n"
+	    "              deployment: app, container: app}\n"
+	    "    strategy: {type: Canary, steps: [setWeight: 5]}\n",
+	    "12:27: environments.production.traffic.deployment: a Canary runs two versions "
+	    "side by side, each in a Deployment of its own: name them with ${SLUICE_COLOR} "
+	    "(app-${SLUICE_COLOR})");
+	if (pipeline_file_load(f,
+			       "environments:\n"
+			       "  production:\n"
+			       "    provider: {type: kubernetes, server: 'https://k8s:6443',\n"
+			       "               deployment: 'app-${SLUICE_COLOR}', container: app}\n"
+			       "    strategy: {type: Canary, steps: [setWeight: 5]}\n") < 0)
+		fail_msg("%s", f->err);
 }
 
 /* Each sees the deployment's vars and secrets, the run's variables, the
@@ -708,6 +745,8 @@ int main(void)
 		test_a_rollout_template_names_what_is_defined_where_it_expands, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_a_rolling_updates_bounds_are_its_applys_alone,
 					    setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_a_canary_or_blue_green_needs_a_deployment_per_colour, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_a_rollout_template_may_name_its_variables, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(
