@@ -82,7 +82,7 @@ void validate_post(struct agent *a, struct evhttp_request *req, const char *name
 		http_reply_error(req, 500, "internal", "out of memory");
 		return;
 	}
-	if (pipeline_load_text(name, a->settings.pipelines_dir, text, len, &p, err, sizeof(err)) <
+	if (pipeline_check_text(name, a->settings.pipelines_dir, text, len, &p, err, sizeof(err)) <
 	    0) {
 		json_t *body =
 		    json_pack("{s:b,s:{s:s,s:s},s:[o]}", "valid", 0, "error", "code", "invalid",

@@ -215,7 +215,7 @@ int config_check_path(const struct config_check *ck, const struct config_doc_nod
 	path = config_file_resolve(dir, rel);
 	if (!path)
 		return config_check_fail(ck, n, "out of memory");
-	if (config_file_check_readable(path) < 0) {
+	if (!ck->unopened && config_file_check_readable(path) < 0) {
 		config_check_fail(ck, n, "cannot read \"%s\": %s", path, strerror(errno));
 		free(path);
 		return -1;

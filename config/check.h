@@ -17,6 +17,10 @@ struct config_check {
 	const char *file; /* as it appears in messages */
 	char *err;
 	size_t errlen;
+	/* Paths are resolved but not opened: a file sent to the API's
+	 * validate, whose sender must not learn which files the agent can
+	 * read. */
+	int unopened;
 };
 
 int config_check_fail(const struct config_check *ck, const struct config_doc_node *n,

@@ -193,11 +193,15 @@ struct pipeline_set {
 struct pipeline_def pipeline_run_def(const struct pipeline *p, int pull_request, int from_fork);
 
 int pipeline_load_file(const char *path, struct pipeline *p, char *err, size_t errlen);
-/* A pipeline file's text received from elsewhere (the API's validate), named
- * name in messages; relative paths start from dir as if the file were
- * there. */
+/* A pipeline file's text received from elsewhere, named name in messages;
+ * relative paths start from dir as if the file were there. */
 int pipeline_load_text(const char *name, const char *dir, const char *text, size_t len,
 		       struct pipeline *p, char *err, size_t errlen);
+/* As pipeline_load_text, but the files the pipeline names are not opened
+ * (the API's validate: its answer must not tell the sender which files the
+ * agent can read); p has no webhook secret. */
+int pipeline_check_text(const char *name, const char *dir, const char *text, size_t len,
+			struct pipeline *p, char *err, size_t errlen);
 void pipeline_clear(struct pipeline *p);
 /* Every *.yaml, *.yml and *.json file of dir, in name order; names must be unique. */
 int pipelines_load_dir(const char *dir, struct pipeline_set *set, char *err, size_t errlen);

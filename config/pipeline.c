@@ -186,6 +186,11 @@ static int load_secret(struct loading *ld, const struct config_doc_node *gh)
 	path = config_file_resolve(ld->dir, rel);
 	if (!path)
 		return nomem(ld, n);
+	if (ld->ck.unopened) {
+		/* No secret: the pipeline is checked, never run. */
+		free(path);
+		return 0;
+	}
 	if (config_file_read(path, MAX_SECRET_FILE, &buf, &len) < 0) {
 		config_check_fail(&ld->ck, n, "cannot read \"%s\": %s", path, strerror(errno));
 		goto done;
@@ -319,7 +324,7 @@ static int load_name_map(struct loading *ld, const struct config_doc_node *m, in
 		path = config_file_resolve(ld->dir, v);
 		if (!path)
 			return nomem(ld, c);
-		if (config_file_check_readable(path) < 0) {
+		if (!ld->ck.unopened && config_file_check_readable(path) < 0) {
 			config_check_fail(&ld->ck, c, "cannot read \"%s\": %s", path,
 					  strerror(errno));
 			free(path);
@@ -1119,11 +1124,12 @@ static int run_defs(struct pipeline *p)
 }
 
 /* text NULL: read path. dir_of: the file whose directory relative paths
- * start from. */
+ * start from. unopened: the files the pipeline names are not opened. */
 static int load_pipeline(const char *path, const char *dir_of, const char *text, size_t len,
-			 struct pipeline *p, char *err, size_t errlen)
+			 int unopened, struct pipeline *p, char *err, size_t errlen)
 {
-	struct loading ld = {.ck = {.file = path, .err = err, .errlen = errlen}, .p = p};
+	struct loading ld = {
+	    .ck = {.file = path, .err = err, .errlen = errlen, .unopened = unopened}, .p = p};
 	struct config_doc doc = {0};
 	char *dir = NULL;
 	size_t i;
@@ -1167,11 +1173,11 @@ done:
 
 int pipeline_load_file(const char *path, struct pipeline *p, char *err, size_t errlen)
 {
-	return load_pipeline(path, path, NULL, 0, p, err, errlen);
+	return load_pipeline(path, path, NULL, 0, 0, p, err, errlen);
 }
 
-int pipeline_load_text(const char *name, const char *dir, const char *text, size_t len,
-		       struct pipeline *p, char *err, size_t errlen)
+static int load_text(const char *name, const char *dir, const char *text, size_t len, int unopened,
+		     struct pipeline *p, char *err, size_t errlen)
 {
 	char *dir_of = NULL;
 	if (asprintf(&dir_of, "%s/%s", dir, name) < 0) {
@@ -1179,9 +1185,21 @@ int pipeline_load_text(const char *name, const char *dir, const char *text, size
 		memset(p, 0, sizeof(*p));
 		return -1;
 	}
-	int rc = load_pipeline(name, dir_of, text, len, p, err, errlen);
+	int rc = load_pipeline(name, dir_of, text, len, unopened, p, err, errlen);
 	free(dir_of);
 	return rc;
+}
+
+int pipeline_load_text(const char *name, const char *dir, const char *text, size_t len,
+		       struct pipeline *p, char *err, size_t errlen)
+{
+	return load_text(name, dir, text, len, 0, p, err, errlen);
+}
+
+int pipeline_check_text(const char *name, const char *dir, const char *text, size_t len,
+			struct pipeline *p, char *err, size_t errlen)
+{
+	return load_text(name, dir, text, len, 1, p, err, errlen);
 }
 
 void pipeline_clear(struct pipeline *p)

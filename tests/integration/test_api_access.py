@@ -339,6 +339,24 @@ def test_validate_answers_positioned_errors(locked):
     assert "biuld" in err["message"], err
 
 
+def test_validate_opens_no_file_the_pipeline_names(locked):
+    """A reader cannot learn through validate which files the agent can
+    read: a file that is missing, unreadable or readable gets one answer."""
+    answers = []
+    for path in ("webhook-secret", "no-such-file", "/etc/shadow", "/proc/self/environ",
+                 "/dev/zero"):
+        text = ("name: x\ntrigger: {github: {repository: a/b, secret_file: '%s'}}\n"
+                "secrets: {TOKEN: '%s'}\n"
+                "stages:\n  build: {run: [make], checkout: false}\n"
+                "  test: {http: {url: 'https://x.test/', ca_file: '%s'}}\n"
+                % (path, path, path)).encode()
+        status, body = call(locked, "POST", "/api/v1/pipelines/validate?name=x.yaml",
+                            TOKENS["reader"], text)
+        answers.append((status, body))
+    assert all(a == (200, answers[0][1]) for a in answers), answers
+    assert answers[0][1]["valid"] is True, answers
+
+
 def listed_after_starting(stack, n):
     """Starts n runs; the ids of every run, newest first, as one page lists them."""
     for _ in range(n):
