@@ -1053,8 +1053,9 @@ static void api_route(struct agent *a, struct evhttp_request *req, const char *p
 				  : allowed == ROUTE_POST ? "POST"
 							  : "GET, HEAD, POST");
 		http_reply_error(req, 405, "method_not_allowed",
-				 allowed == ROUTE_POST ? "this endpoint takes POST"
-						       : "this endpoint takes GET");
+				 allowed == ROUTE_POST	? "this endpoint takes POST"
+				 : allowed == ROUTE_GET ? "this endpoint takes GET"
+							: "this endpoint takes GET or POST");
 		return;
 	}
 	if (method == ROUTE_POST && auth_cross_site(a, req)) {
@@ -1075,6 +1076,36 @@ static void api_route(struct agent *a, struct evhttp_request *req, const char *p
 	if (found->role >= TOKENS_APPROVE)
 		auth_audit(a, req, caller, path);
 	route_post(a, req, path, found->action, caller, q);
+}
+
+/* A query parameter given twice ("limit=5&limit=x": which one counts?), an
+ * escaped NUL, which would cut a value short ("pipeline=a%00b" is not
+ * pipeline a), or a value that is not UTF-8 is answered 400 (1). */
+static int query_refused(struct evhttp_request *req, const char *query, const struct evkeyvalq *q)
+{
+	const struct evkeyval *kv, *seen;
+	char msg[160];
+
+	if (strstr(query, "%00")) {
+		http_reply_error(req, 400, "bad_request", "the query holds an escaped NUL byte");
+		return 1;
+	}
+	TAILQ_FOREACH(kv, q, next)
+	{
+		if (!utf8_valid(kv->key, strlen(kv->key)) ||
+		    !utf8_valid(kv->value, strlen(kv->value))) {
+			http_reply_error(req, 400, "bad_request", "the query is not UTF-8");
+			return 1;
+		}
+		for (seen = TAILQ_FIRST(q); seen != kv; seen = TAILQ_NEXT(seen, next)) {
+			if (strcmp(seen->key, kv->key) == 0) {
+				snprintf(msg, sizeof(msg), "%.100s: given more than once", kv->key);
+				http_reply_error(req, 400, "bad_request", msg);
+				return 1;
+			}
+		}
+	}
+	return 0;
 }
 
 void api_handle(struct evhttp_request *req, struct agent *a)
@@ -1099,6 +1130,8 @@ void api_handle(struct evhttp_request *req, struct agent *a)
 		http_reply_error(req, 400, "bad_request", "malformed query string");
 		goto done;
 	}
+	if (query && query_refused(req, query, &q))
+		goto done;
 	/* Clients escape '@' ("deploy%40staging"); segments are checked after. */
 	size_t len = 0;
 	decoded = evhttp_uridecode(raw_path ? raw_path : "/", 0, &len);

@@ -82,6 +82,22 @@ def test_a_limit_that_is_no_whole_number_from_1_is_a_400(stack, push_run):
     assert len(stack.runs("limit=99999999999999999999999")) == len(stack.runs("limit=500"))
 
 
+def test_a_query_parameter_given_twice_cut_by_a_nul_or_not_utf8_is_a_400(stack, push_run):
+    """Which of two limits, or which pipeline before a NUL, would be a
+    guess: each is refused, naming what is wrong, as a value that is not
+    UTF-8 is."""
+    for query, message in (
+            ("limit=5&limit=abc", "limit: given more than once"),
+            ("limit=5&limit=5", "limit: given more than once"),
+            ("pipeline=app&status=failed&pipeline=other", "pipeline: given more than once"),
+            ("pipeline=app%00b", "the query holds an escaped NUL byte"),
+            ("pipeline=%ff", "the query is not UTF-8")):
+        status, body = stack.get("/api/v1/runs?" + query)
+        assert (status, body["error"]) == (400, {"code": "bad_request", "message": message}), \
+            (query, status, body)
+    assert stack.get("/api/v1/runs?limit=5&pipeline=app")[0] == 200
+
+
 def test_a_log_cursor_that_is_no_line_id_is_a_400_and_an_empty_one_is_none(stack, push_run):
     """after= is read as limit= is: a value not a line id (not a number, a
     sign, one past what Redis takes) is refused naming it, and an empty

@@ -254,6 +254,12 @@ def test_every_method_not_taken_is_a_json_405_with_allow(locked):
         conn.request(method, "/nothing")
         resp = conn.getresponse()
         assert_error(resp.status, json.loads(resp.read()), 404)
+    # validate (POST) is also read as the pipeline named "validate" (GET).
+    conn.request("OPTIONS", "/api/v1/pipelines/validate")
+    resp = conn.getresponse()
+    body = json.loads(resp.read())
+    assert (resp.status, resp.getheader("Allow")) == (405, "GET, HEAD, POST"), body
+    assert body["error"]["message"] == "this endpoint takes GET or POST", body
     conn.close()
 
 
