@@ -561,14 +561,19 @@ int regscan_repository(struct regclient *c, const char *repo, long page_size, st
 	struct scan sc = {.c = c, .repo = repo, .s = s, .err = err, .errlen = errlen};
 	char first[512];
 	char *target, *next = NULL;
+	/* The pages read: a link back to one of them (a faulty registry or
+	 * proxy) would go round until MAX_PAGES. The first is named by its
+	 * path, the links by their URLs: a cycle back to it is caught a page
+	 * later. */
+	json_t *seen = json_object();
 	int pages;
 
 	memset(s, 0, sizeof(*s));
 	snprintf(first, sizeof(first), "/v2/%s/tags/list?n=%ld", repo, page_size);
 	target = strdup(first);
-	if (!target) {
+	if (!target || !seen) {
 		snprintf(err, errlen, "out of memory");
-		return -1;
+		goto fail;
 	}
 	for (pages = 0; target; pages++) {
 		if (pages >= MAX_PAGES) {
@@ -576,20 +581,30 @@ int regscan_repository(struct regclient *c, const char *repo, long page_size, st
 				 repo, MAX_PAGES);
 			goto fail;
 		}
+		if (json_object_set_new(seen, target, json_true()) < 0) {
+			snprintf(err, errlen, "out of memory");
+			goto fail;
+		}
 		if (read_page(&sc, target, &next) < 0)
 			goto fail;
-		if (next && strcmp(next, target) == 0) {
-			snprintf(err, errlen, "the registry links a page of tags to itself");
+		if (next && json_object_get(seen, next)) {
+			snprintf(err, errlen,
+				 "the registry links a page of tags back to one it sent before "
+				 "(%.300s)",
+				 next);
 			free(next);
 			goto fail;
 		}
 		free(target);
 		target = next;
 	}
+	json_decref(seen);
+	seen = NULL;
 	if (drop_repeated_tags(s, err, errlen) < 0)
 		goto fail;
 	return 0;
 fail:
+	json_decref(seen);
 	free(target);
 	regscan_clear(s);
 	return -1;

@@ -620,6 +620,33 @@ def test_a_tag_listed_twice_is_decided_once(world, tmp_path):
     assert sorted(twice) == sorted(once)
 
 
+def test_tag_pages_linked_in_a_cycle_fail_at_once(world, tmp_path):
+    """A registry (or proxy) whose pages link round in a cycle longer than
+    one page fails the run when a link leads back, with nothing deleted,
+    instead of reading the same pages until the page limit."""
+    registry = world["registry"]
+    asked = []
+
+    def page(path, query, listed):
+        asked.append(query)
+        half = len(listed) // 2
+        if "b" in query:
+            return listed[half:], '<%s?n=5&a=1>; rel="next"' % path
+        return listed[:half], '<%s?n=5&b=1>; rel="next"' % path
+
+    proxy = tag_list_proxy(registry, page)
+    try:
+        out = lifecycle(proxy.url, *POLICY, state=str(tmp_path / "s.json"))
+    finally:
+        proxy.stop()
+    assert out.returncode == 1, out
+    assert "the registry links a page of tags back to one it sent before" in out.stderr, \
+        out.stderr
+    # The first page, then b and a, whose link leads back to b.
+    assert [sorted(q) for q in asked] == [["n"], ["b", "n"], ["a", "n"]], asked
+    assert not os.path.exists(tmp_path / "s.json")
+
+
 def test_unreachable_registry_is_a_clear_failure(tmp_path):
     url = "http://127.0.0.1:%d" % free_port()
     out = lifecycle(url, *POLICY, state=str(tmp_path / "s.json"))
