@@ -152,6 +152,19 @@ static int optional_string(json_t *ev, const char *name, const char **out, char 
 	return 0;
 }
 
+/* A datacontenttype that says data is JSON: application/json or a type
+ * with the +json suffix (RFC 6839), in any case, parameters after ';'. */
+static int json_media_type(const char *v)
+{
+	size_t n = strcspn(v, ";");
+
+	while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\t'))
+		n--;
+	if (n == strlen("application/json") && !strncasecmp(v, "application/json", n))
+		return 1;
+	return n > 5 && !strncasecmp(v + n - 5, "+json", 5) && memchr(v, '/', n) != NULL;
+}
+
 static char *dup_or_null(const char *s, int *oom)
 {
 	if (!s)
@@ -166,7 +179,7 @@ int envelope_decode(const char *buf, size_t len, struct envelope *out, char *err
 {
 	json_error_t jerr;
 	json_t *ev = NULL;
-	const char *id, *source, *type, *subject, *time;
+	const char *id, *source, *type, *subject, *time, *content_type;
 	int oom = 0;
 
 	memset(out, 0, sizeof(*out));
@@ -200,6 +213,13 @@ int envelope_decode(const char *buf, size_t len, struct envelope *out, char *err
 		goto fail;
 	if (time && !valid_rfc3339(time)) {
 		fail_with(err, errlen, "envelope: attribute \"time\" is not an RFC 3339 timestamp");
+		goto fail;
+	}
+	if (optional_string(ev, "datacontenttype", &content_type, err, errlen) < 0)
+		goto fail;
+	if (content_type && !json_media_type(content_type)) {
+		fail_with(err, errlen,
+			  "envelope: datacontenttype must be application/json (or a +json type)");
 		goto fail;
 	}
 	json_t *data = json_object_get(ev, "data");

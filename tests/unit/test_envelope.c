@@ -120,6 +120,21 @@ static void decode_accepts_extensions_offsets_and_absent_time(void **state)
 	assert_null(e.time);
 	assert_null(e.subject);
 	envelope_clear(&e);
+
+	/* A datacontenttype that says JSON, as CloudEvents producers write it. */
+	static const char *const json_types[] = {
+	    "application/json", "Application/JSON; charset=utf-8", "application/cloudevents+json",
+	    "application/json ;charset=utf-8"};
+	for (size_t i = 0; i < sizeof(json_types) / sizeof(json_types[0]); i++) {
+		char with[256];
+		snprintf(with, sizeof(with),
+			 "{\"specversion\":\"1.0\",\"id\":\"x\",\"source\":\"/s\",\"type\":\"t\","
+			 "\"datacontenttype\":\"%s\",\"data\":{}}",
+			 json_types[i]);
+		if (envelope_decode(with, strlen(with), &e, err, sizeof(err)) != 0)
+			fail_msg("%s: %s", json_types[i], err);
+		envelope_clear(&e);
+	}
 }
 
 static void expect_rejection(const char *text, const char *want)
@@ -165,6 +180,15 @@ static void decode_rejects_each_bad_envelope_with_a_precise_error(void **state)
 	expect_rejection("{" BASE ",\"data\":[1]}", "envelope: data must be a JSON object");
 	expect_rejection("{" BASE ",\"data\":\"text\"}", "envelope: data must be a JSON object");
 	expect_rejection("{" BASE "}", "envelope: missing attribute \"data\"");
+	/* data is read as JSON: an event saying it is anything else is not ours. */
+	expect_rejection("{" BASE ",\"datacontenttype\":\"text/plain\",\"data\":{}}",
+			 "envelope: datacontenttype must be application/json (or a +json type)");
+	expect_rejection("{" BASE ",\"datacontenttype\":\"application/jsonx\",\"data\":{}}",
+			 "envelope: datacontenttype must be application/json (or a +json type)");
+	expect_rejection("{" BASE ",\"datacontenttype\":\"+json\",\"data\":{}}",
+			 "envelope: datacontenttype must be application/json (or a +json type)");
+	expect_rejection("{" BASE ",\"datacontenttype\":7,\"data\":{}}",
+			 "envelope: attribute \"datacontenttype\" must be a string");
 	expect_rejection("{" BASE ",\"id\":\"y\",\"data\":{}}",
 			 "envelope: not JSON: duplicate object key near '\"id\"' at line 1 "
 			 "column 59");
