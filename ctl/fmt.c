@@ -1,10 +1,12 @@
 /* fmt: sanitizing, time and duration text for sluicectl's output. */
 #include "ctl/fmt.h"
 
+#include <locale.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <wchar.h>
 
 #include "lib/utf8.h"
 
@@ -89,7 +91,9 @@ static char *shown_text(const char *s, size_t len, int keep_sgr)
 			i++;
 			continue;
 		}
-		if (!is_hidden_control(utf8_code_point(in + i, n))) {
+		if (in[i] == '\t' && !keep_sgr)
+			out[o++] = ' '; /* in a table a tab would jump to a tab stop */
+		else if (!is_hidden_control(utf8_code_point(in + i, n))) {
 			memcpy(out + o, in + i, n);
 			o += n;
 		}
@@ -117,12 +121,35 @@ char *ctl_fmt_log_text(const char *s, size_t len)
 
 size_t ctl_fmt_width(const char *s)
 {
-	size_t w = 0;
+	/* wcwidth reads the character classes of the calling thread's locale:
+	 * C.UTF-8 is built into the C library, whatever the user's locale. */
+	static locale_t utf8;
+	size_t w = 0, n = strlen(s);
+	mbstate_t st;
 
-	for (; *s; s++) {
-		if (((unsigned char)*s & 0xC0) != 0x80)
+	if (!utf8)
+		utf8 = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t)0);
+	locale_t old = utf8 ? uselocale(utf8) : (locale_t)0;
+	memset(&st, 0, sizeof(st));
+	while (n > 0) {
+		wchar_t wc;
+		size_t k = utf8 ? mbrtowc(&wc, s, n, &st) : (size_t)-1;
+		if (k == (size_t)-1 || k == (size_t)-2 || k == 0) {
+			/* No such locale, or not a character: one column a code point. */
+			k = 1;
+			while (k < n && ((unsigned char)s[k] & 0xC0) == 0x80)
+				k++;
+			memset(&st, 0, sizeof(st));
 			w++;
+		} else {
+			int cw = wcwidth(wc);
+			w += cw < 0 ? 1 : (size_t)cw;
+		}
+		s += k;
+		n -= k;
 	}
+	if (utf8)
+		uselocale(old);
 	return w;
 }
 

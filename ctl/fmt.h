@@ -15,9 +15,9 @@
 /* Large enough for ctl_fmt_time and ctl_fmt_duration output. */
 #define CTL_FMT_MAX 32
 
-/* Returns a malloc'd copy of s[0..len) without control characters (C0 other
- * than tab, DEL, C1, bidirectional overrides); bytes that are not valid UTF-8
- * become '?'. NULL only when out of memory. */
+/* Returns a malloc'd copy of s[0..len) without control characters (C0, DEL,
+ * C1, bidirectional overrides), a tab made a space; bytes that are not valid
+ * UTF-8 become '?'. NULL only when out of memory. */
 char *ctl_fmt_sanitize(const char *s, size_t len);
 /* A log line for the terminal: as ctl_fmt_sanitize, but colour and style
  * sequences (SGR: ESC [ digits ; m) are kept, and every other escape
@@ -25,7 +25,8 @@ char *ctl_fmt_sanitize(const char *s, size_t len);
  * clipboard writes), so a stage's output can colour its lines but not
  * rewrite or act on the reader's terminal. NULL only when out of memory. */
 char *ctl_fmt_log_text(const char *s, size_t len);
-/* Number of characters (UTF-8 code points) in a sanitized string. */
+/* The columns a sanitized string takes on a terminal: two for a wide
+ * character (CJK, most emoji), none for a combining mark. */
 size_t ctl_fmt_width(const char *s);
 /* Parses RFC 3339 ("2026-11-26T03:41:07.123Z", "...+02:00") into ms since
  * the epoch; -1 when s is not such a time. */

@@ -131,7 +131,7 @@ static void time_rejects_what_is_not_rfc3339(void **state)
 	}
 }
 
-static void sanitize_strips_controls_but_keeps_tab_and_utf8(void **state)
+static void sanitize_strips_controls_but_keeps_utf8_and_spaces_a_tab(void **state)
 {
 	/* ESC, CR, LF, BEL, DEL, a UTF-8 C1 CSI, a right-to-left override, a
 	 * stray continuation byte and an overlong '/'. */
@@ -142,7 +142,7 @@ static void sanitize_strips_controls_but_keeps_tab_and_utf8(void **state)
 
 	(void)state;
 	assert_non_null(out);
-	assert_string_equal(out, "a[31mbc\tde"
+	assert_string_equal(out, "a[31mbc de"
 				 "f?g??h-\xc3\xbc");
 	assert_int_equal(ctl_fmt_width("h-\xc3\xbc"), 3);
 	free(out);
@@ -228,6 +228,34 @@ static void runs_table_matches_golden_output(void **state)
 	assert_int_equal(ctl_render_runs(out.f, body), 0);
 	capture_close(&out);
 	assert_string_equal(out.buf, runs_table);
+	capture_free(&out);
+	json_decref(body);
+}
+
+/* Columns are as wide as a terminal shows their cells: a CJK character
+ * takes two, a combining accent none, and a tab is a space. */
+static void runs_table_aligns_wide_characters_and_tabs(void **state)
+{
+	json_t *body =
+	    parse("{\"runs\": ["
+		  "{\"id\": \"r_1\", \"pipeline\": \"\u65e5\u672c\", \"ref\": "
+		  "\"refs/heads/e\u0301t\u00e9\", \"sha\": \"abc\", \"status\": \"queued\"},"
+		  "{\"id\": \"r_2\", \"pipeline\": \"app\", \"ref\": \"refs/heads/a\\tb\","
+		  " \"sha\": \"abc\", \"status\": \"queued\"}]}");
+	struct capture out;
+
+	(void)state;
+	capture_open(&out);
+	assert_int_equal(ctl_render_runs(out.f, body), 0);
+	capture_close(&out);
+	assert_string_equal(
+	    out.buf,
+	    "RUN  PIPELINE  REF  SHA  STATUS  CREATED  DURATION\n"
+	    "r_1  \xe6\x97\xa5\xe6\x9c\xac      e\xcc\x81t\xc3\xa9  abc  queued  -        -\n"
+	    "r_2  app       a b  abc  queued  -        -\n");
+	assert_int_equal(ctl_fmt_width("\xe6\x97\xa5\xe6\x9c\xac"), 4);
+	assert_int_equal(ctl_fmt_width("e\xcc\x81t\xc3\xa9"), 3);
+	assert_int_equal(ctl_fmt_width("\xf0\x9f\x98\x80!"), 3);
 	capture_free(&out);
 	json_decref(body);
 }
@@ -1366,9 +1394,10 @@ int main(void)
 	    cmocka_unit_test(cli_token_hash_prints_the_line_and_the_token_apart),
 	    cmocka_unit_test(time_parses_rfc3339_and_prints_utc),
 	    cmocka_unit_test(time_rejects_what_is_not_rfc3339),
-	    cmocka_unit_test(sanitize_strips_controls_but_keeps_tab_and_utf8),
+	    cmocka_unit_test(sanitize_strips_controls_but_keeps_utf8_and_spaces_a_tab),
 	    cmocka_unit_test(log_text_keeps_colours_and_drops_other_sequences),
 	    cmocka_unit_test(runs_table_matches_golden_output),
+	    cmocka_unit_test(runs_table_aligns_wide_characters_and_tabs),
 	    cmocka_unit_test(runs_table_of_no_runs_is_the_header),
 	    cmocka_unit_test(runs_render_refuses_a_body_without_a_runs_array),
 	    cmocka_unit_test(run_with_stages_matches_golden_output),
