@@ -85,10 +85,20 @@ table.sort(names)
 -- stage's dependants and their needs, and the run's other stages only as
 -- far as it takes to tell whether the run is over (all of them when a stage
 -- did not succeed, or the run ends). A stage left out by its `when` is as
--- good as succeeded to the others.
+-- good as succeeded to the others. Another stage that failed but whose
+-- result is not routed yet is "finishing": its own routing decides whether
+-- it is retried (retry.lua) or failed for good, so until then it neither
+-- skips its dependants nor lets the run end (results of two stages may
+-- arrive in either order).
+local unrouted_failure = {failed = true, timed_out = true, lost = true}
 local status = setmetatable({}, {__index = function(t, name)
-  local h = redis.call('HMGET', rkey .. ':stage:' .. name, 'status', 'skipped_by')
-  local s = (h[1] == 'skipped' and h[2] == 'when') and 'succeeded' or h[1]
+  local h = redis.call('HMGET', rkey .. ':stage:' .. name, 'status', 'skipped_by', 'routed')
+  local s = h[1]
+  if s == 'skipped' and h[2] == 'when' then
+    s = 'succeeded'
+  elseif unrouted_failure[s] and h[3] ~= '1' and name ~= stage then
+    s = 'finishing'
+  end
   rawset(t, name, s)
   return s
 end})

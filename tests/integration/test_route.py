@@ -110,6 +110,8 @@ def test_the_last_stage_to_finish_ends_the_run_wherever_it_stands(stack):
         write_run(r, "t-route-ok:", "r1", dict({n: "succeeded" for n in NAMES}, pkg="succeeded"))
         write_run(r, "t-route-failed:", "r1",
                   dict({n: "succeeded" for n in NAMES}, pkg="succeeded", s7="failed"))
+        # s7's failure was routed when its result came.
+        r.call("HSET", "t-route-failed:run:r1:stage:s7", "routed", "1")
     reply, read, _ = route(stack.redis_port, "t-route-ok:", "r1", "s4")
     assert reply == ["routed", "succeeded"], reply
     assert read == set(NAMES) | {"pkg"}, read
@@ -137,6 +139,47 @@ def test_a_failure_skips_its_dependants_through_the_graph(stack):
     with Redis(stack.redis_port) as r:
         assert statuses(r, P, "r1", "abcd") == {
             "a": "failed", "b": "skipped", "c": "skipped", "d": "running"}
+
+
+def test_a_failure_not_routed_yet_neither_skips_nor_ends_the_run(stack):
+    """Results arrive in any order: a's failure is recorded but its result
+    (which may retry it) not routed yet when d's is. d's routing leaves a's
+    dependant pending and the run running; a's own routing then decides."""
+    P = "t-route-unrouted:"
+    chain = {"stages": {
+        "a": {"kind": "build", "run": ["true"], "needs": []},
+        "b": {"kind": "build", "run": ["true"], "needs": ["a"]},
+        "d": {"kind": "build", "run": ["true"], "needs": []},
+        "e": {"kind": "build", "run": ["true"], "needs": []},
+    }}
+    with Redis(stack.redis_port) as r:
+        write_run(r, P, "r1", {"a": "failed", "b": "pending", "d": "succeeded",
+                               "e": "failed"}, chain)
+        r.call("HSET", P + "run:r1:stage:e", "routed", "1")
+    reply, _, _ = route(stack.redis_port, P, "r1", "d", {}, chain)
+    assert reply == ["routed", "running"], reply
+    with Redis(stack.redis_port) as r:
+        assert statuses(r, P, "r1", "abde") == {
+            "a": "failed", "b": "pending", "d": "succeeded", "e": "failed"}
+        # e's routing, again with a unrouted: e spreads no skip through a.
+        r.call("HDEL", P + "run:r1:stage:e", "routed")
+    reply, _, _ = route(stack.redis_port, P, "r1", "e", {}, chain)
+    assert reply == ["routed", "running"], reply
+    with Redis(stack.redis_port) as r:
+        assert statuses(r, P, "r1", "b") == {"b": "pending"}
+    reply, _, _ = route(stack.redis_port, P, "r1", "a", {"b": JOB}, chain)
+    assert reply == ["routed", "failed"], reply
+    with Redis(stack.redis_port) as r:
+        assert statuses(r, P, "r1", "ab") == {"a": "failed", "b": "skipped"}
+        assert r.call("HGET", P + "run:r1", "status") == b"failed"
+
+    # The last other stage to finish does not end the run while a's result,
+    # which may retry it, is still to be routed.
+    pair = {"stages": {"a": chain["stages"]["a"], "d": chain["stages"]["d"]}}
+    with Redis(stack.redis_port) as r:
+        write_run(r, P, "r2", {"a": "failed", "d": "succeeded"}, pair)
+    reply, _, _ = route(stack.redis_port, P, "r2", "d", {}, pair)
+    assert reply == ["routed", "running"], reply
 
 
 def test_the_agent_reads_a_runs_definition_once_for_all_its_results(stack):
