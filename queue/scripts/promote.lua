@@ -25,7 +25,13 @@ if (r[1] ~= 'running' and r[1] ~= 'waiting') or not promo_waits[e[1]] then
 end
 local def = cjson.decode(r[2])
 if gate == 'approval' then
-  if e[1] ~= 'waiting_approval' or not e[2] or tonumber(e[2]) > now then
+  if e[1] ~= 'waiting_approval' or not e[2] then
+    return {'unchanged', r[1]}
+  end
+  if tonumber(e[2]) > now then
+    -- Released early (the releasing agent's clock ahead of this one's):
+    -- looked at again when it is due here.
+    promo_later(P, run, env, 'approval', tonumber(e[2]))
     return {'unchanged', r[1]}
   end
   promo_expire(P, run, env, def, now)

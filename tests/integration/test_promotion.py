@@ -480,6 +480,38 @@ def test_a_run_waiting_for_the_lock_passes_its_own_deny_windows(promo, windows):
             assert r.hgetall(P + "run:rB:stage:deploy@prod")["status"] == "queued"
 
 
+@pytest.mark.parametrize("gate", ["window", "approval"])
+def test_a_gate_message_released_early_is_due_again(promo, gate):
+    """Agents' clocks differ: the delayed entry that should bring a run
+    back when its window opens or its approval expires may be released by
+    an agent whose clock is ahead, and routed by one that still sees the
+    gate closed. The entry is then left due again, not used up."""
+    definition = {"name": "p", "stages": {"deploy@prod": {"kind": "deploy", "env": "prod",
+                                                          "needs": []}},
+                  "environments": {"prod": {"after": None, "approval": {
+                      "required": gate == "approval", "expires_s": 60}}}}
+    P = "t-early-%s:" % gate
+    now = 10_000
+    due = now + 10
+    with Redis(promo.redis_port) as r:
+        write_promotion(r, P, "rA", 1, "pending", "waiting_" + gate, definition)
+        r.call("HSET", P + "run:rA", "status", "waiting")
+        r.call("HSET", P + "run:rA:env:prod",
+               "window_until" if gate == "window" else "expires_at", due)
+        got = r.call("EVAL", lua_script("promote"), 0, P, "rA", "prod", gate, now,
+                     json.dumps({"prod": due} if gate == "window" else {}))
+        assert got[1] == b"waiting", got
+        assert r.hgetall(P + "run:rA:env:prod")["status"] == "waiting_" + gate
+        entries = r.call("ZRANGE", P + "delayed", 0, -1, "WITHSCORES")
+        assert len(entries) == 2 and int(entries[1]) == due, entries
+        assert json.loads(json.loads(entries[0])["value"])["data"] == {
+            "run": "rA", "env": "prod", "gate": gate}, entries
+        # Due here: the gate is looked at for real.
+        got = r.call("EVAL", lua_script("promote"), 0, P, "rA", "prod", gate, due, "{}")
+        assert got == ([b"deploying", b"running"] if gate == "window"
+                       else [b"expired", b"rejected"]), got
+
+
 @pytest.mark.parametrize("freed_by", ["deployed", "cancelled"])
 def test_a_run_waiting_for_the_lock_is_held_by_a_window_closed_meanwhile(promo, freed_by):
     """The run queued for the environment's lock passed the deny windows

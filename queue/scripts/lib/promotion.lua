@@ -137,10 +137,14 @@ local function promo_gates(P, run, env, def, now, opens)
   if closed > now then
     if e[1] ~= 'waiting_window' or tonumber(e[2]) ~= closed then
       redis.call('HSET', ekey, 'status', 'waiting_window', 'window_until', closed)
-      promo_later(P, run, env, 'window', closed)
       emit(P, 'promotion.waiting', run, promo_subject(run, env),
            {env = env, gate = 'window', ['until'] = sluice_rfc3339(closed)})
     end
+    -- Again when unchanged: the entry that brought the run here may have
+    -- been released early (another agent's clock ahead of this one's), and
+    -- with it gone nothing would look at the gate again. The same entry
+    -- at the same time is one entry.
+    promo_later(P, run, env, 'window', closed)
     redis.call('HSET', rkey, 'status', 'waiting')
     return 'waiting_window'
   end
