@@ -900,16 +900,21 @@ static void fence_arm(struct job *j)
 		evtimer_add(j->fence, &tv);
 }
 
-/* The next renewal in delay_ms; a lease with less than two thirds left
- * (claimed again after a lost answer) is renewed at once. */
+/* The next renewal in delay_ms. */
 static void renew_arm(struct job *j, int delay_ms)
 {
 	if (!j->renew)
 		return;
-	if (j->lease_ends_ms - clock_mono_ms() < j->lease_ms - j->lease_ms / 3)
-		delay_ms = 0;
 	struct timeval tv = {delay_ms / 1000, (delay_ms % 1000) * 1000};
 	evtimer_add(j->renew, &tv);
+}
+
+/* The first renewal: a lease with less than two thirds left (claimed again
+ * after a lost answer) is renewed at once, any other a third of it on. */
+static void renew_first(struct job *j)
+{
+	int at_once = j->lease_ends_ms - clock_mono_ms() < j->lease_ms - j->lease_ms / 3;
+	renew_arm(j, at_once ? 0 : j->lease_ms / 3);
 }
 
 /* After a renewal Redis did not take: again soon, until the fence. */
@@ -947,7 +952,12 @@ static void on_renewed(struct redis *r, redisReply *reply, const char *err, void
 		 LOG_I("attempt", j->attempt));
 	worker_metrics_lease_renewal_failed(j->w, 1);
 	j->lease_lost = 1;
-	stop_work(j);
+	/* The lease is gone already: the next attempt may be running, here
+	 * too (in the same workspace). The stage gets no grace. */
+	if (j->proc && !j->rollout)
+		process_cancel_within(j->proc, 0);
+	else
+		stop_work(j);
 }
 
 static void on_renew_tick(evutil_socket_t fd, short what, void *arg)
@@ -1534,8 +1544,7 @@ static void begin(struct job *j)
 	}
 
 	j->renew = evtimer_new(w->base, on_renew_tick, j);
-	if (j->renew)
-		renew_arm(j, j->lease_ms / 3);
+	renew_first(j);
 	fence_arm(j);
 	watch_start(j);
 	const json_t *stage = json_object_get(json_object_get(j->def, "stages"), j->stage);

@@ -17,6 +17,7 @@ import pytest
 
 from conftest import pipeline, started_stack, wait_for
 from harness import DurableRedisStack
+from resp import Redis
 
 LEASE_S = 4
 
@@ -40,6 +41,14 @@ wait
 echo "done $SLUICE_ATTEMPT" >> "$1"
 '''
 
+# Takes half a second to stop on SIGTERM (the kill grace is 1 s).
+LINGERING = r'''
+echo "start $SLUICE_ATTEMPT" >> "$1"
+trap 'echo "term $SLUICE_ATTEMPT" >> "$1"; sleep 0.5; echo "late $SLUICE_ATTEMPT" >> "$1"; exit 143' TERM
+sleep 60 &
+wait
+'''
+
 # Prints a line every 50 ms for 2 s.
 CHATTY = r'''
 echo "start $SLUICE_ATTEMPT" >> "$1"
@@ -57,7 +66,7 @@ def fence_pipelines(repo, root):
             "build": {"run": ["sh", "-c", script, "sh", marks], "checkout": False,
                       "timeout": "2m"}})
     return {"fenced.yaml": p("fenced", FENCED), "patient.yaml": p("patient", PATIENT),
-            "chatty.yaml": p("chatty", CHATTY)}
+            "chatty.yaml": p("chatty", CHATTY), "lingering.yaml": p("lingering", LINGERING)}
 
 
 @pytest.fixture
@@ -106,7 +115,12 @@ def test_a_stage_whose_lease_cannot_be_renewed_is_stopped_while_redis_is_away(fs
     # its own, with Redis still away.
     wait_for("the stage stopped with Redis away", lambda: "term 1" in marks(s), 3 * LEASE_S)
     assert marks(s) == ["start 1", "term 1"]
-    assert "lease not renewed in time; stopping the stage" in worker_log(s)
+    log = worker_log(s)
+    assert "lease not renewed in time; stopping the stage" in log
+    # A renewal that failed is tried again within a second, not at once:
+    # a few times before the fence, not thousands.
+    retries = log.count('msg="lease not renewed" ')
+    assert 1 <= retries <= 2 * LEASE_S, retries
     s.start_redis()
 
     run = s.wait_run(run_id, timeout=30)
@@ -116,6 +130,24 @@ def test_a_stage_whose_lease_cannot_be_renewed_is_stopped_while_redis_is_away(fs
         (1, "lost"), (2, "succeeded")], build
     # The second attempt started after the first had stopped.
     assert marks(s) == ["start 1", "term 1", "start 2", "done 2"]
+
+
+def test_a_stage_whose_lease_is_found_gone_is_killed_without_grace(fstack):
+    """A renewal that finds the lease gone (a failover to a replica that
+    missed it) comes when the next attempt may already run: the stage is
+    stopped at once, not given the kill grace beside it."""
+    s = fstack
+    start_run(s, "lingering")
+    wait_for("the stage to start", lambda: marks(s) == ["start 1"], 20, [s.agent])
+    with Redis(s.redis_port) as r:
+        keys = r.call("KEYS", "*lease:*:build")
+        assert len(keys) == 1, keys
+        r.call("DEL", keys[0])
+    wait_for("the stage to be abandoned", lambda: "stage abandoned: lease lost"
+             in worker_log(s), 3 * LEASE_S)
+    # Its SIGTERM trap would end it within the grace.
+    time.sleep(2)
+    assert "late 1" not in marks(s), marks(s)
 
 
 def test_a_stage_keeps_its_lease_through_a_redis_pause_shorter_than_it(fstack):
