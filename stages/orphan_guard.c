@@ -13,6 +13,7 @@
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 /* At most this many groups are watched at once: worker.concurrency is at
@@ -100,6 +101,31 @@ static void guard_fork(int fd, int max_fd)
 	_exit(pid < 0 ? 1 : 0);
 }
 
+/* The guard's first message, its pid, which comes at once: a guard stopped
+ * before it (SIGSTOP) must not stop this process, and a signal caught
+ * meanwhile (a stage's SIGCHLD) must not fail the start, as a receive with
+ * a timeout is not restarted after one. */
+static ssize_t recv_started(int fd, int32_t *started)
+{
+	struct timespec end, now;
+	clock_gettime(CLOCK_MONOTONIC, &end);
+	end.tv_sec += GUARD_START_S;
+	for (;;) {
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		long long left_us = (long long)(end.tv_sec - now.tv_sec) * 1000000 +
+				    (end.tv_nsec - now.tv_nsec) / 1000;
+		if (left_us <= 0) {
+			errno = EAGAIN;
+			return -1;
+		}
+		struct timeval tv = {(time_t)(left_us / 1000000), (suseconds_t)(left_us % 1000000)};
+		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		ssize_t r = recv(fd, started, sizeof(*started), 0);
+		if (r >= 0 || errno != EINTR)
+			return r;
+	}
+}
+
 int orphan_guard_start(void)
 {
 	int sv[2], reaper = 0, status = 0;
@@ -125,13 +151,9 @@ int orphan_guard_start(void)
 	if (reaper)
 		prctl(PR_SET_CHILD_SUBREAPER, 1);
 	close(sv[1]);
-	/* Its first message, its pid, comes at once; a guard stopped before
-	 * it (SIGSTOP) must not stop this process. */
-	struct timeval tv = {GUARD_START_S, 0};
-	setsockopt(sv[0], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	int32_t started = 0;
 	if (pid < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0 ||
-	    recv(sv[0], &started, sizeof(started), 0) != sizeof(started)) {
+	    recv_started(sv[0], &started) != sizeof(started)) {
 		close(sv[0]);
 		errno = pid < 0 ? e : ECHILD;
 		return -1;

@@ -565,6 +565,16 @@ void job_hand_back_all(struct worker *w)
 	/* A job may be freed by its stop (a rollout handed back at once). */
 	for (struct job *j = w->jobs; j; j = next) {
 		next = j->next;
+		/* A claim waiting to be tried again (Redis away) is given up:
+		 * its offset is unstored, so the partition's next owner takes
+		 * the job; had an earlier try landed unanswered, its lease runs
+		 * out. One in flight is given up when it fails (on_claimed). */
+		if (j->phase == JOB_CLAIMING && retry_pending(j)) {
+			log_info("job left unclaimed: the worker stops", LOG_S("run", j->run),
+				 LOG_S("stage", j->stage), LOG_I("attempt", j->attempt));
+			job_free(j);
+			continue;
+		}
 		if (j->handing_back || j->phase == JOB_CLAIMING || j->phase == JOB_RECORDING)
 			continue;
 		j->handing_back = 1;
@@ -1326,13 +1336,13 @@ static void on_env_color(struct redis *r, redisReply *reply, const char *err, vo
 	json_t *state = saved ? json_loads(saved, 0, NULL) : NULL;
 	json_t *vars = stage_env_vars(j->runinfo, j->def, j->stage, j->attempt);
 	char *image = NULL;
-	char error[512];
+	char error[512] = "out of memory";
 
 	if (!vars || json_object_update(vars, j->secrets) < 0 ||
 	    expand_arg(json_string_value(json_object_get(spec, "image")), vars, &image, error,
 		       sizeof(error)) < 0) {
 		char text[600];
-		snprintf(text, sizeof(text), "image: %s", vars ? error : "out of memory");
+		snprintf(text, sizeof(text), "image: %s", error);
 		finish(j, "failed", text);
 		goto done;
 	}
@@ -1600,7 +1610,9 @@ static void on_claimed(struct redis *r, redisReply *reply, const char *err, void
 	if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements < 1) {
 		/* The offset stays unstored while the claim is retried, so the
 		 * job is not lost even if this worker dies meanwhile. */
-		if (w->draining && err && strcmp(err, "shutting down") == 0) {
+		if ((w->draining && err && strcmp(err, "shutting down") == 0) || w->handing_back) {
+			log_info("job left unclaimed: the worker stops", LOG_S("run", j->run),
+				 LOG_S("stage", j->stage), LOG_I("attempt", j->attempt));
 			job_free(j);
 			return;
 		}

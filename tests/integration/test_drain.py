@@ -377,6 +377,20 @@ def test_a_job_delivered_again_while_its_worker_runs_it_runs_once(drain_stack):
     retire_all(s, [worker])
 
 
+def worker_whose_claim_is_refused(s, run_id, name):
+    """A build worker started once run_id's job is in Kafka and Redis
+    refuses writes (maxmemory 1): its claim is refused and retried. The
+    caller sets maxmemory back."""
+    wait_for("the job in Kafka", lambda: any(
+        e["data"]["run"] == run_id for e in envelopes(s.brokers, "sluice.jobs.build")), 10)
+    with Redis(s.redis_port) as r:
+        assert r.call("CONFIG", "SET", "maxmemory", "1") == b"OK"
+    worker = s.start_worker("build", 2, name)
+    wait_for("the claim to be refused", lambda: "job not claimed yet" in open(
+        worker.log).read(), 20)
+    return worker
+
+
 def test_a_job_given_back_by_a_rebalance_during_its_claim_is_consumed_again():
     """Kafka gives a worker its partition back (here: the worker was stopped
     past its session timeout, so the group dropped it and took it in again)
@@ -390,14 +404,8 @@ def test_a_job_given_back_by_a_rebalance_during_its_claim_is_consumed_again():
     s = next(stack)
     try:
         run_id = start_run(s, QUICK_REPO)
-        wait_for("the job in Kafka", lambda: any(
-            e["data"]["run"] == run_id for e in envelopes(s.brokers, "sluice.jobs.build")), 10)
-        with Redis(s.redis_port) as r:
-            assert r.call("CONFIG", "SET", "maxmemory", "1") == b"OK"
         try:
-            first = s.start_worker("build", 2, "rebalance-first")
-            wait_for("the claim to be refused", lambda: "job not claimed yet" in open(
-                first.log).read(), 20)
+            first = worker_whose_claim_is_refused(s, run_id, "rebalance-first")
             os.kill(first.popen.pid, signal.SIGSTOP)
             time.sleep(9)  # kafka.session_timeout is 6 s
             os.kill(first.popen.pid, signal.SIGCONT)
@@ -419,6 +427,29 @@ def test_a_job_given_back_by_a_rebalance_during_its_claim_is_consumed_again():
         assert worker_by_token([second], token) is second
     finally:
         next(stack, None)
+
+
+def test_a_stopping_worker_gives_up_a_claim_redis_keeps_refusing(drain_stack):
+    """A claim Redis refuses (maxmemory) is retried; a worker told to stop
+    twice gives it up instead of waiting for Redis for good, and exits. Its
+    offset unstored, another worker consumes the job again and runs it."""
+    s = drain_stack
+    run_id = start_run(s, QUICK_REPO)
+    try:
+        first = worker_whose_claim_is_refused(s, run_id, "claim-refused")
+        first.popen.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        first.popen.send_signal(signal.SIGTERM)
+        assert retire(s, first, timeout=10) == 0, first.describe()
+        with open(first.log) as f:
+            assert "job left unclaimed: the worker stops" in f.read(), first.describe()
+    finally:
+        with Redis(s.redis_port) as r:
+            r.call("CONFIG", "SET", "maxmemory", "0")
+    second = s.start_worker("build", 2, "claim-second")
+    run = s.wait_run(run_id, timeout=30)
+    assert run["status"] == "succeeded" and run["stages"]["build"]["attempt"] == 1, run
+    retire_all(s, [second])
 
 
 def retire_all(stack, workers):
