@@ -115,6 +115,17 @@ static const struct regpolicy_row *row(const struct fixture *f, const char *tag_
 	return NULL;
 }
 
+/* The plan deletes index, then child, sent only once the index is. */
+static void assert_deletes_index_then_child(const struct fixture *f, const char *index,
+					    const char *child)
+{
+	assert_int_equal(f->plan.nops, 2);
+	assert_string_equal(f->plan.ops[0].reference, index);
+	assert_string_equal(f->plan.ops[1].reference, child);
+	assert_int_equal(f->plan.ops[1].nneeds, 1);
+	assert_int_equal(f->plan.ops[1].needs[0], 0);
+}
+
 static void done(struct fixture *f)
 {
 	regpolicy_plan_clear(&f->plan);
@@ -371,11 +382,7 @@ static void images_of_an_untagged_index_that_stays_are_kept(void **state)
 	/* Index 1 expired, and 3, which only it listed, after it. */
 	assert_int_equal(row(&f, dg(1))->action, REGPOLICY_DELETE);
 	assert_int_equal(row(&f, dg(3))->action, REGPOLICY_DELETE);
-	assert_int_equal(f.plan.nops, 2);
-	assert_string_equal(f.plan.ops[0].reference, dg(1));
-	assert_string_equal(f.plan.ops[1].reference, dg(3));
-	assert_int_equal(f.plan.ops[1].nneeds, 1);
-	assert_int_equal(f.plan.ops[1].needs[0], 0);
+	assert_deletes_index_then_child(&f, dg(1), dg(3));
 	done(&f);
 }
 
@@ -472,12 +479,8 @@ static void images_of_a_deleted_index_expire_after_it(void **state)
 	assert_int_equal(row(&f, dg(2))->action, REGPOLICY_DELETE);
 	/* Never seen before this run: first seen now, so kept. */
 	assert_int_equal(row(&f, dg(3))->action, REGPOLICY_KEEP);
-	assert_int_equal(f.plan.nops, 2);
-	assert_string_equal(f.plan.ops[0].reference, dg(1));
-	assert_string_equal(f.plan.ops[1].reference, dg(2));
-	/* Sent only once the index that lists it is deleted. */
-	assert_int_equal(f.plan.ops[1].nneeds, 1);
-	assert_int_equal(f.plan.ops[1].needs[0], 0);
+	/* The image is sent only once the index that lists it is deleted. */
+	assert_deletes_index_then_child(&f, dg(1), dg(2));
 	done(&f);
 }
 
